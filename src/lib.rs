@@ -1,0 +1,9 @@
+//! synod: a Multi-Paxos replicated log for Linux.
+//!
+//! Layers, each a module, depending only downward: `paxos` (the pure protocol),
+//! `wal` (the shard write-ahead log), `transport` (wire codec), `runtime` (the shard:
+//! many groups of one core), and `sim` (the deterministic simulator that drives them).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod paxos;

@@ -1,0 +1,150 @@
+//! Peer messages of one group, as the protocol core sees them (the wire encoding lives
+//! in `transport::codec`).
+//!
+//! Every message names its group, sender and receiver. Messages are untrusted input:
+//! the core validates every field it uses and drops (counting a named reason) what
+//! does not fit its state.
+
+use super::types::{Ballot, Entry, GroupId, Instance, Nanos, NodeId};
+
+/// A message between two replicas of one group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The group this message belongs to.
+    pub group: GroupId,
+    /// Sender.
+    pub from: NodeId,
+    /// Receiver (may equal `from`: a leader's own vote).
+    pub to: NodeId,
+    /// What it says.
+    pub body: MessageBody,
+}
+
+/// An accepted value reported in a promise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromisedEntry {
+    /// The instance.
+    pub instance: Instance,
+    /// Ballot at which the reporter accepted `entry`.
+    pub ballot: Ballot,
+    /// Whether the reporter knows `entry` to be chosen at `instance`.
+    pub chosen: bool,
+    /// The value.
+    pub entry: Entry,
+}
+
+/// An inclusive range of instances, for range-coded acks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstanceRange {
+    /// First instance (inclusive).
+    pub first: Instance,
+    /// Last instance (inclusive); `last >= first`.
+    pub last: Instance,
+}
+
+/// The contents of a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageBody {
+    /// Phase 1a, over every instance from `from` upward.
+    Prepare {
+        /// The candidate's ballot.
+        ballot: Ballot,
+        /// First instance the candidate does not know to be chosen.
+        from: Instance,
+    },
+    /// Phase 1b: the acceptor promised `ballot` and reports what it accepted at
+    /// instances `>= from` (bounded; `truncated` says some were left out, which tells
+    /// the candidate it is too far behind to lead).
+    Promise {
+        /// The promised ballot.
+        ballot: Ballot,
+        /// The acceptor's chosen watermark (inclusive).
+        chosen_through: Instance,
+        /// Accepted values at instances `>= from`, ascending.
+        entries: Vec<PromisedEntry>,
+        /// Whether entries were left out because there were too many.
+        truncated: bool,
+    },
+    /// A rejection: the sender has promised `promised`, which is above the ballot of
+    /// the message it rejects.
+    Reject {
+        /// The sender's promised ballot.
+        promised: Ballot,
+    },
+    /// Phase 2a for a run of consecutive instances starting at `first`.
+    Accept {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The leader's chosen watermark, piggybacked.
+        chosen_through: Instance,
+        /// Instance of `entries[0]`.
+        first: Instance,
+        /// Values for `first`, `first + 1`, ...
+        entries: Vec<Entry>,
+    },
+    /// Phase 2b, range-coded: the sender durably accepted every instance in `ranges` at
+    /// `ballot`.
+    Accepted {
+        /// The ballot accepted.
+        ballot: Ballot,
+        /// Disjoint ascending ranges.
+        ranges: Vec<InstanceRange>,
+    },
+    /// Leader liveness, chosen watermark and lease renewal.
+    Heartbeat {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The leader's chosen watermark.
+        chosen_through: Instance,
+        /// Leader's clock when sent; echoed back for lease accounting.
+        sent_at: Nanos,
+        /// Instance the checksum covers (inclusive; 0 = none).
+        checksum_through: Instance,
+        /// Running CRC32C over chosen entries through `checksum_through`.
+        checksum: u32,
+    },
+    /// A follower's answer to a heartbeat: it grants the lease for `sent_at`.
+    HeartbeatAck {
+        /// The leader ballot the follower accepts.
+        ballot: Ballot,
+        /// Echo of the heartbeat's `sent_at`.
+        sent_at: Nanos,
+    },
+    /// A lagging replica asks for chosen values from `from` upward.
+    CatchUpRequest {
+        /// First instance wanted.
+        from: Instance,
+    },
+    /// Chosen values answering a catch-up request, plus what a recovering replica
+    /// needs to know before it may vote again.
+    CatchUpChunk {
+        /// Sender's chosen watermark.
+        chosen_through: Instance,
+        /// Sender's promised ballot.
+        promised: Ballot,
+        /// Highest instance at which the sender has accepted anything.
+        accepted_max: Instance,
+        /// Instance of `entries[0]`.
+        first: Instance,
+        /// Chosen values for `first`, `first + 1`, ...
+        entries: Vec<Entry>,
+    },
+}
+
+impl MessageBody {
+    /// A short name for logs and counters.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MessageBody::Prepare { .. } => "prepare",
+            MessageBody::Promise { .. } => "promise",
+            MessageBody::Reject { .. } => "reject",
+            MessageBody::Accept { .. } => "accept",
+            MessageBody::Accepted { .. } => "accepted",
+            MessageBody::Heartbeat { .. } => "heartbeat",
+            MessageBody::HeartbeatAck { .. } => "heartbeat_ack",
+            MessageBody::CatchUpRequest { .. } => "catch_up_request",
+            MessageBody::CatchUpChunk { .. } => "catch_up_chunk",
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The Multi-Paxos protocol of one group: pure, deterministic, sans-IO.
+//!
+//! `Group::step(now, input, &mut output)` takes a message, a proposal or a tick and
+//! returns records to persist, messages to send, entries to apply and proposals to
+//! complete (see `output` for the ordering contract). No I/O, no clock, no async:
+//! everything here runs unchanged in the deterministic simulator.
+
+pub mod message;
+pub mod output;
+pub mod types;
+
+pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};
+pub use output::{Apply, Completion, Output, ProposeError, Record};
+pub use types::{Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, Nanos, NodeId, ProposalId};

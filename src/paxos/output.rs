@@ -1,0 +1,196 @@
+//! What one step of a group asks its executor to do, and in which order.
+//!
+//! # Ordering contract
+//!
+//! 1. Every record in `persist` must be durable BEFORE any message in
+//!    `send_after_persist` leaves, and before any later step's `send_after_persist`
+//!    (records are durable in the order they were emitted: a shard's WAL is a prefix).
+//! 2. Messages in `send` may leave at once, before `persist` is durable (a leader sends
+//!    accepts to followers while its own write is in flight).
+//! 3. A leader's own vote is a `send_after_persist` message addressed to itself.
+//! 4. `apply` lists chosen entries in strictly increasing instance order, with no gaps
+//!    across steps; an entry marked `skip` must not be applied to the state machine
+//!    (it is still part of the log and its checksum).
+//! 5. `complete` lists proposals that failed; successful proposals complete through
+//!    `apply` (each value's `ProposalId` is in `Apply::proposals`), AFTER the value is
+//!    applied.
+
+use super::message::Message;
+use super::types::{Ballot, Entry, GroupId, Instance, NodeId, ProposalId};
+
+/// A fact a group needs durable before it may say anything that depends on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// The acceptor promised `ballot` (and never accepts or promises below it).
+    Promise {
+        /// The group.
+        group: GroupId,
+        /// The promised ballot.
+        ballot: Ballot,
+    },
+    /// The acceptor accepted `entry` at `instance` in `ballot`.
+    Accept {
+        /// The group.
+        group: GroupId,
+        /// Log position.
+        instance: Instance,
+        /// Ballot it was accepted in.
+        ballot: Ballot,
+        /// The value.
+        entry: Entry,
+    },
+    /// Every instance through `through` (inclusive) is chosen with the value this
+    /// replica holds for it. Written lazily; never required before a reply.
+    Chosen {
+        /// The group.
+        group: GroupId,
+        /// Inclusive chosen watermark.
+        through: Instance,
+    },
+    /// `entry` is the chosen value at `instance` (learned by catch-up, not accepted).
+    Learn {
+        /// The group.
+        group: GroupId,
+        /// Log position.
+        instance: Instance,
+        /// The chosen value.
+        entry: Entry,
+    },
+}
+
+impl Record {
+    /// The group the record belongs to.
+    #[must_use]
+    pub fn group(&self) -> GroupId {
+        match self {
+            Record::Promise { group, .. }
+            | Record::Accept { group, .. }
+            | Record::Chosen { group, .. }
+            | Record::Learn { group, .. } => *group,
+        }
+    }
+}
+
+/// A chosen entry to apply, in instance order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Apply {
+    /// The group.
+    pub group: GroupId,
+    /// Log position.
+    pub instance: Instance,
+    /// The chosen entry.
+    pub entry: Entry,
+    /// True when the entry's origin ballot is below the latest applied StartWorking
+    /// ballot: it is part of the log but must not reach the state machine.
+    pub skip: bool,
+    /// Proposals of this node carried by the entry, one per value in order; complete
+    /// each with `(instance, index)` after applying. Empty when not proposed here.
+    pub proposals: Vec<ProposalId>,
+    /// Running CRC32C over chosen entries through `instance`.
+    pub checksum: u32,
+}
+
+/// Why a proposal failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProposeError {
+    /// This node does not lead the group; `hint` is the leader it believes in.
+    NotLeader {
+        /// The believed leader, if any.
+        hint: Option<NodeId>,
+    },
+    /// The proposal queue is full (`count`/`size` are its limits).
+    Overloaded {
+        /// Proposals queued.
+        queued_count: usize,
+        /// Bytes queued.
+        queued_size: usize,
+    },
+    /// The value is larger than `value_size_max`.
+    TooLarge {
+        /// The value's size in bytes.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Leadership was lost after the value was sent: it may or may not be chosen
+    /// (and if chosen after a newer StartWorking, it is skipped).
+    Indeterminate,
+    /// The request is not valid now (e.g. a membership change while another is
+    /// pending, or one that changes more than one voter).
+    Rejected {
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+impl std::fmt::Display for ProposeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProposeError::NotLeader { hint: Some(node) } => {
+                write!(f, "not the leader (leader is node {})", node.0)
+            }
+            ProposeError::NotLeader { hint: None } => write!(f, "not the leader (none known)"),
+            ProposeError::Overloaded {
+                queued_count,
+                queued_size,
+            } => write!(
+                f,
+                "overloaded: {queued_count} proposals ({queued_size} bytes) already queued"
+            ),
+            ProposeError::TooLarge { size, max } => {
+                write!(f, "value of {size} bytes exceeds value_size_max {max}")
+            }
+            ProposeError::Indeterminate => {
+                write!(f, "leadership lost while in flight; outcome unknown")
+            }
+            ProposeError::Rejected { reason } => write!(f, "rejected: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ProposeError {}
+
+/// A failed proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// The proposal.
+    pub id: ProposalId,
+    /// Why it failed.
+    pub error: ProposeError,
+}
+
+/// Everything one step produced. Reused across steps: the executor drains it.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Records to make durable (in order).
+    pub persist: Vec<Record>,
+    /// Messages that may leave now.
+    pub send: Vec<Message>,
+    /// Messages that may leave only once every record emitted so far is durable.
+    pub send_after_persist: Vec<Message>,
+    /// Chosen entries to apply, in instance order.
+    pub apply: Vec<Apply>,
+    /// Proposals that failed.
+    pub complete: Vec<Completion>,
+}
+
+impl Output {
+    /// Whether nothing was produced.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.persist.is_empty()
+            && self.send.is_empty()
+            && self.send_after_persist.is_empty()
+            && self.apply.is_empty()
+            && self.complete.is_empty()
+    }
+    /// Empties every list, keeping capacity.
+    pub fn clear(&mut self) {
+        self.persist.clear();
+        self.send.clear();
+        self.send_after_persist.clear();
+        self.apply.clear();
+        self.complete.clear();
+    }
+}

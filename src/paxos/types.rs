@@ -1,0 +1,166 @@
+//! Identifiers and the value types every layer shares: ballots, instances, entries.
+//!
+//! Invariants: ballots are totally ordered by (round, node); `Instance(0)` is never a
+//! log position (the log starts at 1), so `Instance(0)` as a watermark means "nothing".
+
+use bytes::Bytes;
+use std::fmt;
+
+/// A node of the cluster, as configured (never derived from an address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct NodeId(pub u32);
+
+/// One independent Paxos group (one replicated log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct GroupId(pub u32);
+
+/// A position in a group's log. The first position is 1; 0 means "none".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Instance(pub u64);
+
+/// A log sequence number in a shard's write-ahead log. 0 means "none".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Lsn(pub u64);
+
+/// Monotonic time in nanoseconds, as read by the runtime (never by `paxos`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Nanos(pub u64);
+
+/// Identifies one client proposal on the node that received it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ProposalId(pub u64);
+
+impl Instance {
+    /// The instance after this one.
+    #[must_use]
+    pub fn next(self) -> Instance {
+        Instance(self.0 + 1)
+    }
+    /// The instance before this one; `Instance(0)` has none (programmer error).
+    #[must_use]
+    pub fn prev(self) -> Instance {
+        assert!(self.0 > 0, "Instance(0) has no predecessor");
+        Instance(self.0 - 1)
+    }
+}
+
+impl Nanos {
+    /// `self + ns`, saturating.
+    #[must_use]
+    pub fn plus(self, ns: u64) -> Nanos {
+        Nanos(self.0.saturating_add(ns))
+    }
+    /// Milliseconds as nanoseconds.
+    #[must_use]
+    pub const fn from_ms(ms: u64) -> Nanos {
+        Nanos(ms * 1_000_000)
+    }
+}
+
+/// A Paxos ballot: (round, node), totally ordered; the node breaks ties so two
+/// proposers never share a ballot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Ballot {
+    /// Monotonic round number; compared first.
+    pub round: u64,
+    /// The node that owns this ballot.
+    pub node: NodeId,
+}
+
+impl Ballot {
+    /// The ballot below every real ballot (round 0 is never used by a proposer).
+    pub const ZERO: Ballot = Ballot {
+        round: 0,
+        node: NodeId(0),
+    };
+}
+
+impl fmt::Display for Ballot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.round, self.node.0)
+    }
+}
+
+/// The voters of a group. Kept sorted and without duplicates.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Membership {
+    voters: Vec<NodeId>,
+}
+
+impl Membership {
+    /// A membership of the given voters (sorted, deduplicated). Must not be empty.
+    #[must_use]
+    pub fn new(mut voters: Vec<NodeId>) -> Membership {
+        voters.sort();
+        voters.dedup();
+        assert!(!voters.is_empty(), "a membership needs at least one voter");
+        Membership { voters }
+    }
+    /// The voters, sorted.
+    #[must_use]
+    pub fn voters(&self) -> &[NodeId] {
+        &self.voters
+    }
+    /// Whether `node` votes in this membership.
+    #[must_use]
+    pub fn contains(&self, node: NodeId) -> bool {
+        self.voters.binary_search(&node).is_ok()
+    }
+    /// Number of votes that form a quorum (a strict majority).
+    #[must_use]
+    pub fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+    /// Whether the nodes yielded by `nodes` include a quorum of this membership.
+    pub fn is_quorum<'a>(&self, nodes: impl IntoIterator<Item = &'a NodeId>) -> bool {
+        let mut count = 0;
+        for node in nodes {
+            if self.contains(*node) {
+                count += 1;
+            }
+        }
+        count >= self.quorum()
+    }
+    /// Whether `other` differs from `self` by exactly one added or removed voter.
+    #[must_use]
+    pub fn is_single_change(&self, other: &Membership) -> bool {
+        let added = other.voters.iter().filter(|n| !self.contains(**n)).count();
+        let removed = self.voters.iter().filter(|n| !other.contains(**n)).count();
+        added + removed == 1
+    }
+}
+
+/// What a log entry holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// Client values, coalesced by batch propose; applied in order.
+    Values(Vec<Bytes>),
+    /// Fills a hole found by a new leader; applies nothing.
+    Noop,
+    /// Appended by a new leader after re-proposing what it learned; entries whose
+    /// origin ballot is below the latest applied StartWorking ballot are skipped.
+    StartWorking,
+    /// A new membership; chosen at instance i, it takes effect at i + window.
+    Config(Membership),
+}
+
+/// One log entry: its body and the ballot of the leader that first proposed it
+/// (kept when a later leader re-proposes it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Ballot of the leader that first proposed this entry.
+    pub origin: Ballot,
+    /// The entry's contents.
+    pub body: Body,
+}
+
+impl Entry {
+    /// Bytes of client payload carried (0 for control entries).
+    #[must_use]
+    pub fn payload_size(&self) -> usize {
+        match &self.body {
+            Body::Values(values) => values.iter().map(Bytes::len).sum(),
+            Body::Noop | Body::StartWorking | Body::Config(_) => 0,
+        }
+    }
+}
