@@ -8,3 +8,7 @@
 
 pub mod paxos;
 pub mod prng;
+pub mod runtime;
+pub mod sim;
+pub mod transport;
+pub mod wal;
