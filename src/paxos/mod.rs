@@ -5,6 +5,11 @@
 //! complete (see `output` for the ordering contract). No I/O, no clock, no async:
 //! everything here runs unchanged in the deterministic simulator.
 
+mod acceptor;
+pub mod config;
+pub mod group;
+mod leader;
+mod learner;
 pub mod message;
 pub mod output;
 pub mod types;
@@ -12,3 +17,5 @@ pub mod types;
 pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};
 pub use output::{Apply, Completion, Output, ProposeError, Record};
 pub use types::{Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, Nanos, NodeId, ProposalId};
+pub use config::GroupConfig;
+pub use group::{entry_checksum, Counters, Group, Input, Restore, Role};

@@ -1,0 +1,256 @@
+//! The acceptor side of a group: promises, accepts, heartbeats from the leader, and
+//! serving catch-up requests.
+//!
+//! Invariants: `promised` never decreases; a `Promise` or `Accept` record is emitted
+//! before (in `persist`) any reply that depends on it (in `send_after_persist`); a
+//! replica that is not voting never promises or accepts.
+
+use super::group::{Group, Role, Slot};
+use super::message::{InstanceRange, MessageBody, PromisedEntry};
+use super::output::{Output, Record};
+use super::types::{Ballot, Entry, Instance, Nanos, NodeId};
+
+impl Group {
+    pub(super) fn on_prepare(
+        &mut self,
+        now: Nanos,
+        from: NodeId,
+        ballot: Ballot,
+        first: Instance,
+        out: &mut Output,
+    ) {
+        if ballot.node != from || first.0 == 0 {
+            self.ignore("prepare_malformed");
+            return;
+        }
+        self.highest_round_seen = self.highest_round_seen.max(ballot.round);
+        if !self.voting || self.fenced {
+            self.ignore("prepare_not_voting");
+            return;
+        }
+        if ballot < self.promised {
+            self.send(out, from, MessageBody::Reject { promised: self.promised });
+            return;
+        }
+        if ballot > self.promised {
+            // Leader lease: while a lease granted to a live leader runs, promise no one
+            // else (the leader serves reads locally on the strength of it).
+            if now < self.lease_granted_until && self.lease_holder != Some(from) {
+                self.ignore("prepare_during_lease");
+                return;
+            }
+            self.promise(ballot, out);
+            if self.role != Role::Follower && self.ballot() != Some(ballot) {
+                self.step_down(now, out);
+            }
+        }
+        let mut entries = Vec::new();
+        let mut truncated = false;
+        for (instance, slot) in self.log.range(first..) {
+            if entries.len() == self.config.promise_entries_max {
+                truncated = true;
+                break;
+            }
+            entries.push(PromisedEntry {
+                instance: *instance,
+                ballot: slot.ballot,
+                chosen: slot.chosen,
+                entry: slot.entry.clone(),
+            });
+        }
+        let body = MessageBody::Promise {
+            ballot,
+            chosen_through: self.chosen_through,
+            entries,
+            truncated,
+        };
+        self.send_after_persist(out, from, body);
+    }
+
+    /// Raises `promised` to `ballot` and persists it.
+    pub(super) fn promise(&mut self, ballot: Ballot, out: &mut Output) {
+        assert!(ballot > self.promised, "promise must increase");
+        self.promised = ballot;
+        out.persist.push(Record::Promise {
+            group: self.config.group,
+            ballot,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_accept(
+        &mut self,
+        now: Nanos,
+        from: NodeId,
+        ballot: Ballot,
+        leader_chosen: Instance,
+        first: Instance,
+        entries: Vec<Entry>,
+        out: &mut Output,
+    ) {
+        if ballot.node != from || first.0 == 0 || entries.is_empty() {
+            self.ignore("accept_malformed");
+            return;
+        }
+        self.highest_round_seen = self.highest_round_seen.max(ballot.round);
+        if !self.voting || self.fenced {
+            self.ignore("accept_not_voting");
+            self.note_leader_watermark(now, from, leader_chosen, out);
+            return;
+        }
+        if ballot < self.promised {
+            self.send(out, from, MessageBody::Reject { promised: self.promised });
+            return;
+        }
+        if ballot > self.promised {
+            // Accepting at a ballot implies promising it.
+            self.promise(ballot, out);
+        }
+        self.follow(now, from, ballot, out);
+        let window_end = self.chosen_through.0 + self.config.accept_window_instances_max;
+        let mut ranges: Vec<InstanceRange> = Vec::new();
+        for (offset, entry) in entries.into_iter().enumerate() {
+            let instance = Instance(first.0 + offset as u64);
+            if instance.0 > window_end {
+                self.ignore("accept_beyond_window");
+                self.catch_up_wanted = true;
+                break;
+            }
+            if instance > self.chosen_through {
+                let unchanged = self
+                    .log
+                    .get(&instance)
+                    .is_some_and(|s| s.ballot == ballot && s.entry == entry);
+                if !unchanged {
+                    out.persist.push(Record::Accept {
+                        group: self.config.group,
+                        instance,
+                        ballot,
+                        entry: entry.clone(),
+                    });
+                    self.log.insert(
+                        instance,
+                        Slot {
+                            ballot,
+                            entry,
+                            chosen: false,
+                            checksum: None,
+                        },
+                    );
+                }
+            }
+            // An instance already chosen here holds the only value any leader can
+            // propose for it: acknowledging it again is harmless.
+            match ranges.last_mut() {
+                Some(range) if range.last.next() == instance => range.last = instance,
+                _ => ranges.push(InstanceRange {
+                    first: instance,
+                    last: instance,
+                }),
+            }
+        }
+        if !ranges.is_empty() {
+            self.send_after_persist(out, from, MessageBody::Accepted { ballot, ranges });
+        }
+        self.advance_chosen_from_leader(now, from, ballot, leader_chosen, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_heartbeat(
+        &mut self,
+        now: Nanos,
+        from: NodeId,
+        ballot: Ballot,
+        leader_chosen: Instance,
+        sent_at: Nanos,
+        (checksum_through, checksum): (Instance, u32),
+        out: &mut Output,
+    ) {
+        if ballot.node != from {
+            self.ignore("heartbeat_malformed");
+            return;
+        }
+        self.highest_round_seen = self.highest_round_seen.max(ballot.round);
+        if ballot < self.promised {
+            self.send(out, from, MessageBody::Reject { promised: self.promised });
+            return;
+        }
+        if from == self.config.node {
+            // A leader's own acceptor grants its lease directly in `send_heartbeats`.
+            return;
+        }
+        self.follow(now, from, ballot, out);
+        if self.voting && !self.fenced {
+            self.send(out, from, MessageBody::HeartbeatAck { ballot, sent_at });
+        }
+        self.compare_checksum(from, checksum_through, checksum);
+        if self.voting {
+            self.advance_chosen_from_leader(now, from, ballot, leader_chosen, out);
+        } else {
+            self.note_leader_watermark(now, from, leader_chosen, out);
+        }
+    }
+
+    /// Accepts `from` at `ballot` as the leader: lease, hint, election timer.
+    fn follow(&mut self, now: Nanos, from: NodeId, ballot: Ballot, out: &mut Output) {
+        if self.role != Role::Follower && self.ballot() != Some(ballot) {
+            self.step_down(now, out);
+        }
+        if self.role == Role::Follower {
+            self.leader_hint = Some((from, ballot));
+            self.reset_election_deadline(now);
+        }
+        if self.voting {
+            self.lease_holder = Some(from);
+            self.lease_granted_until = now.plus(self.config.lease_ns);
+        }
+    }
+
+    fn compare_checksum(&mut self, from: NodeId, through: Instance, checksum: u32) {
+        if through.0 == 0 || through > self.applied_through {
+            return;
+        }
+        let Some(mine) = self.log.get(&through).and_then(|s| s.checksum) else {
+            return;
+        };
+        if mine != checksum {
+            // Runtime reconciliation: replicas diverged. Fence this one loudly: it stops
+            // voting and campaigning until an operator rebuilds it.
+            self.counters.checksum_mismatches += 1;
+            self.fenced = true;
+            self.ignore("checksum_mismatch");
+            let _ = from;
+        }
+    }
+
+    pub(super) fn on_catch_up_request(&mut self, from: NodeId, first: Instance, out: &mut Output) {
+        if first.0 == 0 {
+            self.ignore("catch_up_malformed");
+            return;
+        }
+        let mut entries = Vec::new();
+        let mut instance = first;
+        while instance <= self.chosen_through && entries.len() < self.config.catch_up_entries_max
+        {
+            match self.log.get(&instance) {
+                Some(slot) => entries.push(slot.entry.clone()),
+                // Truncated below a checkpoint: the checkpoint transfer (a later layer)
+                // serves it; nothing to stream from here.
+                None => break,
+            }
+            instance = instance.next();
+        }
+        let accepted_max = self
+            .log
+            .last_key_value()
+            .map_or(Instance(0), |(instance, _)| *instance);
+        let body = MessageBody::CatchUpChunk {
+            chosen_through: self.chosen_through,
+            promised: self.promised,
+            accepted_max,
+            first,
+            entries,
+        };
+        self.send(out, from, body);
+    }
+}

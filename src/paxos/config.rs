@@ -1,0 +1,154 @@
+//! Per-group protocol configuration, validated once at construction.
+
+use super::types::{GroupId, Membership, NodeId};
+
+/// Everything one group's protocol needs to know. All durations are nanoseconds of
+/// the local monotonic clock.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// This replica.
+    pub node: NodeId,
+    /// The group.
+    pub group: GroupId,
+    /// The initial voters (in effect from instance 1).
+    pub membership: Membership,
+    /// W: instances a leader keeps in flight beyond its chosen watermark. A membership
+    /// chosen at instance i takes effect at i + W, so W must be equal on every replica.
+    pub window_instances_max: u64,
+    /// Followers accept instances up to `chosen_through + accept_window_instances_max`
+    /// (>= W; larger tolerates followers whose watermark lags the leader's).
+    pub accept_window_instances_max: u64,
+    /// Client values coalesced into one instance (1 = every proposal its own instance).
+    pub batch_values_max: usize,
+    /// Bytes of client values coalesced into one instance.
+    pub batch_size_max: usize,
+    /// Largest single value accepted from a client.
+    pub value_size_max: usize,
+    /// Proposals waiting for a window slot before `Overloaded` is returned.
+    pub proposal_queue_count_max: usize,
+    /// Bytes of proposals waiting before `Overloaded` is returned.
+    pub proposal_queue_size_max: usize,
+    /// Base election timeout; each wait is drawn from [t, 2t).
+    pub election_timeout_ns: u64,
+    /// Interval between leader heartbeats.
+    pub heartbeat_interval_ns: u64,
+    /// Lease length granted by a follower on each heartbeat it accepts.
+    pub lease_ns: u64,
+    /// Bound on the rate difference between any two clocks, in parts per million.
+    pub clock_drift_ppm: u64,
+    /// Resend unanswered prepares, accepts and catch-up requests after this long.
+    pub retransmit_ns: u64,
+    /// Most accepted entries one promise reports; more means the candidate is behind.
+    pub promise_entries_max: usize,
+    /// Most entries in one catch-up chunk.
+    pub catch_up_entries_max: usize,
+    /// Seed of the group's private PRNG (election jitter).
+    pub seed: u64,
+}
+
+impl GroupConfig {
+    /// A configuration with the defaults of `tuning.md` for `node` in `group`.
+    #[must_use]
+    pub fn new(node: NodeId, group: GroupId, membership: Membership) -> GroupConfig {
+        GroupConfig {
+            node,
+            group,
+            membership,
+            window_instances_max: 64,
+            accept_window_instances_max: 256,
+            batch_values_max: 256,
+            batch_size_max: 1 << 20,
+            value_size_max: 1 << 20,
+            proposal_queue_count_max: 16_384,
+            proposal_queue_size_max: 64 << 20,
+            election_timeout_ns: 1_000_000_000,
+            heartbeat_interval_ns: 100_000_000,
+            lease_ns: 500_000_000,
+            clock_drift_ppm: 1_000,
+            retransmit_ns: 200_000_000,
+            promise_entries_max: 4_096,
+            catch_up_entries_max: 256,
+            seed: u64::from(node.0) << 32 | u64::from(group.0),
+        }
+    }
+
+    /// Checks the relations between fields; the message names the field, its value
+    /// and why it is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |ok: bool, msg: String| if ok { Ok(()) } else { Err(msg) };
+        check(
+            self.window_instances_max >= 1,
+            format!(
+                "window_instances_max = {}: must be at least 1",
+                self.window_instances_max
+            ),
+        )?;
+        check(
+            self.accept_window_instances_max >= self.window_instances_max,
+            format!(
+                "accept_window_instances_max = {}: must be >= window_instances_max = {}",
+                self.accept_window_instances_max, self.window_instances_max
+            ),
+        )?;
+        check(
+            self.batch_values_max >= 1,
+            format!("batch_values_max = {}: must be at least 1", self.batch_values_max),
+        )?;
+        check(
+            self.batch_size_max >= self.value_size_max,
+            format!(
+                "batch_size_max = {}: must be >= value_size_max = {} (a maximal value must fit)",
+                self.batch_size_max, self.value_size_max
+            ),
+        )?;
+        check(
+            self.heartbeat_interval_ns > 0 && self.heartbeat_interval_ns * 2 <= self.lease_ns,
+            format!(
+                "heartbeat_interval_ns = {}: must be positive and at most half of lease_ns = {}",
+                self.heartbeat_interval_ns, self.lease_ns
+            ),
+        )?;
+        check(
+            self.lease_ns < self.election_timeout_ns,
+            format!(
+                "lease_ns = {}: must be below election_timeout_ns = {} (a follower waits out \
+                 the lease before it can promise a new leader)",
+                self.lease_ns, self.election_timeout_ns
+            ),
+        )?;
+        check(
+            self.clock_drift_ppm < 100_000,
+            format!("clock_drift_ppm = {}: must be below 100000 (10 %)", self.clock_drift_ppm),
+        )?;
+        check(
+            self.retransmit_ns > 0,
+            "retransmit_ns = 0: must be positive".to_string(),
+        )?;
+        check(
+            self.promise_entries_max as u64 >= self.accept_window_instances_max,
+            format!(
+                "promise_entries_max = {}: must be >= accept_window_instances_max = {}",
+                self.promise_entries_max, self.accept_window_instances_max
+            ),
+        )?;
+        check(
+            self.catch_up_entries_max >= 1,
+            "catch_up_entries_max = 0: must be at least 1".to_string(),
+        )?;
+        check(
+            self.proposal_queue_count_max >= 1,
+            "proposal_queue_count_max = 0: must be at least 1".to_string(),
+        )?;
+        Ok(())
+    }
+
+    /// How long the leader may rely on a lease granted for a heartbeat it sent:
+    /// `lease × (1 − ρ) / (1 + ρ)`, so that a follower whose clock runs at the other
+    /// extreme of the drift bound has not yet let the lease lapse.
+    #[must_use]
+    pub fn leader_lease_ns(&self) -> u64 {
+        let rho = self.clock_drift_ppm;
+        (u128::from(self.lease_ns) * u128::from(1_000_000 - rho) / u128::from(1_000_000 + rho))
+            as u64
+    }
+}

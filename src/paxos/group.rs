@@ -1,0 +1,797 @@
+//! One Paxos group on one replica: the state, the step dispatch, and the apply path.
+//!
+//! The acceptor (`acceptor.rs`), the leader (`leader.rs`) and the learner
+//! (`learner.rs`) are `impl Group` blocks in their own files.
+//!
+//! Invariants (checked by `invariants`, which the simulator calls after every step):
+//! - `applied_through <= chosen_through`, and every instance in `1..=chosen_through`
+//!   that is still in memory is chosen;
+//! - a leader's in-flight instances lie in `(chosen_through, next)` and
+//!   `next <= chosen_through + W + 1`;
+//! - the proposal queue is within its count and size limits.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::config::GroupConfig;
+use super::message::Message;
+use super::output::{Apply, Completion, Output, ProposeError, Record};
+use super::types::{Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, ProposalId};
+use crate::prng::Prng;
+
+/// One input to a group step.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// Time has passed; fire whatever timers are due.
+    Tick,
+    /// A client value to replicate.
+    Propose {
+        /// Identifies the proposal in completions.
+        id: ProposalId,
+        /// The value.
+        value: Bytes,
+    },
+    /// Replace the voters by `membership` (one voter added or removed).
+    ChangeMembership {
+        /// Identifies the proposal in completions.
+        id: ProposalId,
+        /// The new voters.
+        membership: Membership,
+    },
+    /// A message from a peer (or from this replica to itself).
+    Message(Message),
+    /// The end of an executor loop iteration: coalesce queued proposals into
+    /// instances and send them (batch propose waits at most this long).
+    Flush,
+}
+
+/// What a replica rebuilt from its log on restart.
+#[derive(Clone, Debug, Default)]
+pub struct Restore {
+    /// Highest ballot promised.
+    pub promised: Ballot,
+    /// Accepted values by instance.
+    pub accepted: BTreeMap<Instance, (Ballot, Entry)>,
+    /// Chosen values learned without accepting them.
+    pub learned: BTreeMap<Instance, Entry>,
+    /// Inclusive chosen watermark recorded.
+    pub chosen_through: Instance,
+    /// The log lost state it once had (an emptied disk, or corruption before the
+    /// tail): the replica must not vote until it has re-learned.
+    pub lost_state: bool,
+}
+
+/// The role of a replica in its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts from a leader; campaigns when it stops hearing from one.
+    Follower,
+    /// Running Phase 1 at its ballot.
+    Candidate,
+    /// Holds a Phase 1 quorum and proposes.
+    Leader,
+}
+
+/// A slot of the replica's log.
+#[derive(Clone, Debug)]
+pub(super) struct Slot {
+    /// Ballot at which the value was accepted (for a learned value: `Ballot::ZERO`).
+    pub ballot: Ballot,
+    /// The value.
+    pub entry: Entry,
+    /// Whether the value is known chosen.
+    pub chosen: bool,
+    /// Running checksum through this instance, once applied.
+    pub checksum: Option<u32>,
+}
+
+/// A queued client request waiting for a window slot.
+#[derive(Clone, Debug)]
+pub(super) enum Pending {
+    Value(ProposalId, Bytes),
+    Config(ProposalId, Membership),
+}
+
+/// A value the leader has sent and not yet seen chosen.
+#[derive(Clone, Debug)]
+pub(super) struct Inflight {
+    pub entry: Entry,
+    pub acks: BTreeSet<NodeId>,
+    pub proposals: Vec<ProposalId>,
+    pub sent_at: Nanos,
+}
+
+/// Leader and candidate state (a candidate is a leader that is not yet elected).
+#[derive(Clone, Debug)]
+pub(super) struct Leading {
+    pub ballot: Ballot,
+    /// Phase 1 covers `[from, ∞)`.
+    pub from: Instance,
+    pub promisers: BTreeSet<NodeId>,
+    /// Values learned from promises, not yet re-proposed: (ballot, entry, chosen).
+    pub learned: BTreeMap<Instance, (Ballot, Entry, bool)>,
+    /// Whether a quorum of `config_at(from)` promised.
+    pub elected: bool,
+    /// Next instance to assign.
+    pub next: Instance,
+    /// Where this leader's StartWorking entry went.
+    pub start_working: Option<Instance>,
+    pub inflight: BTreeMap<Instance, Inflight>,
+    /// Per follower, the latest heartbeat `sent_at` it acknowledged at this ballot.
+    pub lease_acks: BTreeMap<NodeId, Nanos>,
+    pub heartbeat_due: Nanos,
+    pub retransmit_due: Nanos,
+    /// The instance for which prepares to a new membership's voters were last sent.
+    pub prepared_for: Instance,
+}
+
+/// A replica that lost state: the peers it heard from since restart (their promised
+/// ballot and highest accepted instance).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Rejoin {
+    pub heard: BTreeMap<NodeId, (Ballot, Instance)>,
+}
+
+/// Counters of messages and requests dropped, by named reason.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// Drops by reason.
+    pub ignored: BTreeMap<&'static str, u64>,
+    /// Elections started.
+    pub campaigns: u64,
+    /// Times this replica became leader.
+    pub elections_won: u64,
+    /// Instances this replica chose as leader.
+    pub chosen_as_leader: u64,
+    /// Heartbeat checksum mismatches seen (this replica is then fenced).
+    pub checksum_mismatches: u64,
+}
+
+/// One Paxos group on one replica. See the module docs and `output::Output`.
+#[derive(Debug)]
+pub struct Group {
+    pub(super) config: GroupConfig,
+    pub(super) prng: Prng,
+    // Acceptor state (persisted).
+    pub(super) promised: Ballot,
+    pub(super) log: BTreeMap<Instance, Slot>,
+    // Learner state.
+    pub(super) chosen_through: Instance,
+    pub(super) chosen_persisted: Instance,
+    pub(super) applied_through: Instance,
+    pub(super) checksum: u32,
+    pub(super) start_working_applied: Ballot,
+    /// Memberships as (effective from instance, voters), ascending; the first is in
+    /// effect from instance 1.
+    pub(super) configs: Vec<(Instance, Membership)>,
+    pub(super) config_change_pending: bool,
+    // Roles and timers.
+    pub(super) role: Role,
+    pub(super) leading: Option<Leading>,
+    pub(super) leader_hint: Option<(NodeId, Ballot)>,
+    pub(super) highest_round_seen: u64,
+    pub(super) election_deadline: Nanos,
+    pub(super) lease_granted_until: Nanos,
+    pub(super) lease_holder: Option<NodeId>,
+    pub(super) catch_up_due: Nanos,
+    pub(super) catch_up_wanted: bool,
+    // Recovery from lost state.
+    pub(super) voting: bool,
+    pub(super) rejoin: Option<Rejoin>,
+    pub(super) fenced: bool,
+    // Client proposals.
+    pub(super) queue: VecDeque<Pending>,
+    pub(super) queue_size: usize,
+    /// Proposals of chosen instances, waiting to complete at apply.
+    pub(super) awaiting_apply: BTreeMap<Instance, (Ballot, Vec<ProposalId>)>,
+    pub(super) counters: Counters,
+    pub(super) restored_apply: Vec<Apply>,
+}
+
+impl Group {
+    /// A group replica starting at `now` from `restore` (use `Restore::default()` for
+    /// a brand-new replica). Panics if `config` is invalid (validate it first).
+    #[must_use]
+    pub fn new(config: GroupConfig, restore: Restore, now: Nanos) -> Group {
+        if let Err(why) = config.validate() {
+            panic!("invalid GroupConfig: {why}");
+        }
+        let mut log = BTreeMap::new();
+        for (instance, (ballot, entry)) in restore.accepted {
+            assert!(instance.0 >= 1, "restored accept at instance 0");
+            log.insert(
+                instance,
+                Slot {
+                    ballot,
+                    entry,
+                    chosen: false,
+                    checksum: None,
+                },
+            );
+        }
+        for (instance, entry) in restore.learned {
+            log.insert(
+                instance,
+                Slot {
+                    ballot: Ballot::ZERO,
+                    entry,
+                    chosen: true,
+                    checksum: None,
+                },
+            );
+        }
+        let prng = Prng::new(config.seed ^ now.0);
+        let mut group = Group {
+            prng,
+            promised: restore.promised,
+            log,
+            chosen_through: Instance(0),
+            chosen_persisted: Instance(0),
+            applied_through: Instance(0),
+            checksum: 0,
+            start_working_applied: Ballot::ZERO,
+            configs: vec![(Instance(1), config.membership.clone())],
+            config_change_pending: false,
+            role: Role::Follower,
+            leading: None,
+            leader_hint: None,
+            highest_round_seen: restore.promised.round,
+            election_deadline: now,
+            // A replica may have granted a lease just before it restarted: it honours
+            // one full lease from its start before promising anyone.
+            lease_granted_until: now.plus(config.lease_ns),
+            lease_holder: None,
+            catch_up_due: now,
+            catch_up_wanted: false,
+            voting: !restore.lost_state,
+            rejoin: restore.lost_state.then(Rejoin::default),
+            fenced: false,
+            queue: VecDeque::new(),
+            queue_size: 0,
+            awaiting_apply: BTreeMap::new(),
+            counters: Counters::default(),
+            restored_apply: Vec::new(),
+            config,
+        };
+        // The recorded watermark is trusted only over a contiguous run of slots.
+        let mut through = Instance(0);
+        while through < restore.chosen_through {
+            match group.log.get_mut(&through.next()) {
+                Some(slot) => slot.chosen = true,
+                None => break,
+            }
+            through = through.next();
+        }
+        // Learned values right above the watermark extend it too.
+        while group.log.get(&through.next()).is_some_and(|s| s.chosen) {
+            through = through.next();
+        }
+        group.chosen_through = through;
+        group.chosen_persisted = through;
+        group.reset_election_deadline(now);
+        let mut scratch = Output::default();
+        group.apply_chosen(&mut scratch);
+        // Restart re-applies the chosen prefix; the executor reads it with `take_restored`.
+        group.restored_apply = scratch.apply;
+        group
+    }
+
+    /// Advances the group by one input. See `Output` for what the executor must do
+    /// with the result and in which order.
+    pub fn step(&mut self, now: Nanos, input: Input, out: &mut Output) {
+        match input {
+            Input::Tick => self.on_tick(now, out),
+            Input::Propose { id, value } => self.on_propose(id, Pending::Value(id, value), out),
+            Input::ChangeMembership { id, membership } => {
+                self.on_change_membership(id, membership, out)
+            }
+            Input::Message(message) => self.on_message(now, message, out),
+            Input::Flush => {
+                if self.role == Role::Leader {
+                    self.fill_window(now, true, out);
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, now: Nanos, message: Message, out: &mut Output) {
+        use super::message::MessageBody as B;
+        if message.group != self.config.group || message.to != self.config.node {
+            self.ignore("misaddressed");
+            return;
+        }
+        let from = message.from;
+        match message.body {
+            B::Prepare { ballot, from: first } => self.on_prepare(now, from, ballot, first, out),
+            B::Promise {
+                ballot,
+                chosen_through,
+                entries,
+                truncated,
+            } => self.on_promise(now, from, ballot, chosen_through, entries, truncated, out),
+            B::Reject { promised } => self.on_reject(now, from, promised, out),
+            B::Accept {
+                ballot,
+                chosen_through,
+                first,
+                entries,
+            } => self.on_accept(now, from, ballot, chosen_through, first, entries, out),
+            B::Accepted { ballot, ranges } => self.on_accepted(now, from, ballot, &ranges, out),
+            B::Heartbeat {
+                ballot,
+                chosen_through,
+                sent_at,
+                checksum_through,
+                checksum,
+            } => self.on_heartbeat(
+                now,
+                from,
+                ballot,
+                chosen_through,
+                sent_at,
+                (checksum_through, checksum),
+                out,
+            ),
+            B::HeartbeatAck { ballot, sent_at } => self.on_heartbeat_ack(now, from, ballot, sent_at),
+            B::CatchUpRequest { from: first } => self.on_catch_up_request(from, first, out),
+            B::CatchUpChunk {
+                chosen_through,
+                promised,
+                accepted_max,
+                first,
+                entries,
+            } => self.on_catch_up_chunk(
+                now,
+                from,
+                chosen_through,
+                promised,
+                accepted_max,
+                first,
+                entries,
+                out,
+            ),
+        }
+    }
+
+    fn on_tick(&mut self, now: Nanos, out: &mut Output) {
+        match self.role {
+            Role::Leader => self.leader_tick(now, out),
+            Role::Candidate | Role::Follower => {
+                if now >= self.election_deadline {
+                    if self.may_campaign() {
+                        self.campaign(now, out);
+                    } else {
+                        self.reset_election_deadline(now);
+                    }
+                }
+                if self.role == Role::Candidate {
+                    self.leader_tick(now, out);
+                }
+            }
+        }
+        if (self.catch_up_wanted || self.rejoin.is_some()) && now >= self.catch_up_due {
+            self.request_catch_up(now, out);
+        }
+    }
+
+    fn on_propose(&mut self, id: ProposalId, pending: Pending, out: &mut Output) {
+        let size = match &pending {
+            Pending::Value(_, value) => value.len(),
+            Pending::Config(..) => 0,
+        };
+        if self.role != Role::Leader {
+            let hint = self.leader_hint.map(|(node, _)| node);
+            let error = ProposeError::NotLeader { hint };
+            out.complete.push(Completion { id, error });
+            return;
+        }
+        if size > self.config.value_size_max {
+            let error = ProposeError::TooLarge {
+                size,
+                max: self.config.value_size_max,
+            };
+            out.complete.push(Completion { id, error });
+            return;
+        }
+        if self.queue.len() >= self.config.proposal_queue_count_max
+            || self.queue_size + size > self.config.proposal_queue_size_max
+        {
+            let error = ProposeError::Overloaded {
+                queued_count: self.queue.len(),
+                queued_size: self.queue_size,
+            };
+            out.complete.push(Completion { id, error });
+            return;
+        }
+        self.queue_size += size;
+        self.queue.push_back(pending);
+    }
+
+    fn on_change_membership(&mut self, id: ProposalId, membership: Membership, out: &mut Output) {
+        let latest = self.latest_membership().clone();
+        let reason = if self.config_change_pending
+            || self.queue.iter().any(|p| matches!(p, Pending::Config(..)))
+        {
+            Some("another membership change is not yet in effect")
+        } else if !latest.is_single_change(&membership) {
+            Some("a membership change must add or remove exactly one voter")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            if self.role == Role::Leader {
+                out.complete.push(Completion {
+                    id,
+                    error: ProposeError::Rejected { reason },
+                });
+                return;
+            }
+        }
+        self.on_propose(id, Pending::Config(id, membership), out);
+    }
+
+    // ----- the apply path -----
+
+    /// Applies every chosen, unapplied instance in order (ordering rule 4 of `Output`).
+    pub(super) fn apply_chosen(&mut self, out: &mut Output) {
+        while self.applied_through < self.chosen_through {
+            let instance = self.applied_through.next();
+            let slot = self
+                .log
+                .get_mut(&instance)
+                .expect("every instance through chosen_through is in the log");
+            assert!(slot.chosen, "applying unchosen instance {}", instance.0);
+            let entry = slot.entry.clone();
+            // Ghost replay guard (reference 003): an entry first proposed by a leader
+            // older than the latest applied StartWorking was invisible when that leader
+            // started serving; it must never surface later.
+            let skip = entry.origin < self.start_working_applied;
+            if !skip {
+                match &entry.body {
+                    Body::StartWorking => self.start_working_applied = entry.origin,
+                    Body::Config(membership) => {
+                        let effective = Instance(instance.0 + self.config.window_instances_max);
+                        self.configs.push((effective, membership.clone()));
+                    }
+                    Body::Values(_) | Body::Noop => {}
+                }
+            }
+            if matches!(entry.body, Body::Config(_)) {
+                self.config_change_pending = false;
+            }
+            self.checksum = entry_checksum(self.checksum, instance, &entry);
+            slot.checksum = Some(self.checksum);
+            let proposals = match self.awaiting_apply.remove(&instance) {
+                Some((ballot, ids)) if ballot == entry.origin && !skip => ids,
+                Some((_, ids)) => {
+                    for id in ids {
+                        out.complete.push(Completion {
+                            id,
+                            error: ProposeError::Indeterminate,
+                        });
+                    }
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
+            self.applied_through = instance;
+            out.apply.push(Apply {
+                group: self.config.group,
+                instance,
+                entry,
+                skip,
+                proposals,
+                checksum: self.checksum,
+            });
+        }
+    }
+
+    /// Marks `instance` chosen with `entry` (`chosen_through + 1` only), persisting a
+    /// `Learn` record when the replica had not accepted exactly this value.
+    pub(super) fn learn_chosen(&mut self, instance: Instance, entry: Entry, out: &mut Output) {
+        assert_eq!(instance, self.chosen_through.next(), "chosen out of order");
+        let holds_it = self
+            .log
+            .get(&instance)
+            .is_some_and(|slot| slot.entry == entry);
+        if holds_it {
+            if let Some(slot) = self.log.get_mut(&instance) {
+                slot.chosen = true;
+            }
+        } else {
+            out.persist.push(Record::Learn {
+                group: self.config.group,
+                instance,
+                entry: entry.clone(),
+            });
+            self.log.insert(
+                instance,
+                Slot {
+                    ballot: Ballot::ZERO,
+                    entry,
+                    chosen: true,
+                    checksum: None,
+                },
+            );
+        }
+        self.chosen_through = instance;
+    }
+
+    /// After `chosen_through` advanced: persist the watermark lazily, retire the
+    /// leader's in-flight instances, apply.
+    pub(super) fn on_chosen_advanced(&mut self, out: &mut Output) {
+        if self.chosen_through > self.chosen_persisted {
+            out.persist.push(Record::Chosen {
+                group: self.config.group,
+                through: self.chosen_through,
+            });
+            self.chosen_persisted = self.chosen_through;
+        }
+        if let Some(leading) = self.leading.as_mut() {
+            let chosen = self.chosen_through;
+            while let Some((&instance, _)) = leading.inflight.first_key_value() {
+                if instance > chosen {
+                    break;
+                }
+                let inflight = leading
+                    .inflight
+                    .remove(&instance)
+                    .expect("first key exists");
+                let same = self.log.get(&instance).is_some_and(|s| s.entry == inflight.entry);
+                if same {
+                    self.awaiting_apply
+                        .insert(instance, (inflight.entry.origin, inflight.proposals));
+                } else {
+                    for id in inflight.proposals {
+                        out.complete.push(Completion {
+                            id,
+                            error: ProposeError::Indeterminate,
+                        });
+                    }
+                }
+            }
+            if leading.next <= chosen {
+                leading.next = chosen.next();
+            }
+            leading.learned.retain(|instance, _| *instance > chosen);
+        }
+        self.apply_chosen(out);
+    }
+
+    // ----- membership -----
+
+    /// The voters for `instance` (known for every instance up to chosen + W).
+    #[must_use]
+    pub fn membership_at(&self, instance: Instance) -> &Membership {
+        let mut current = &self.configs[0].1;
+        for (effective, membership) in &self.configs {
+            if *effective <= instance {
+                current = membership;
+            } else {
+                break;
+            }
+        }
+        current
+    }
+
+    /// The newest membership chosen (possibly not yet in effect).
+    #[must_use]
+    pub fn latest_membership(&self) -> &Membership {
+        &self.configs.last().expect("configs is never empty").1
+    }
+
+    // ----- helpers -----
+
+    pub(super) fn ignore(&mut self, reason: &'static str) {
+        *self.counters.ignored.entry(reason).or_insert(0) += 1;
+    }
+
+    pub(super) fn reset_election_deadline(&mut self, now: Nanos) {
+        let base = self.config.election_timeout_ns;
+        let jitter = self.prng.below(base);
+        self.election_deadline = now.plus(base + jitter);
+    }
+
+    fn may_campaign(&self) -> bool {
+        self.voting && !self.fenced && self.latest_membership().contains(self.config.node)
+    }
+
+    pub(super) fn send(&self, out: &mut Output, to: NodeId, body: super::message::MessageBody) {
+        out.send.push(Message {
+            group: self.config.group,
+            from: self.config.node,
+            to,
+            body,
+        });
+    }
+
+    pub(super) fn send_after_persist(
+        &self,
+        out: &mut Output,
+        to: NodeId,
+        body: super::message::MessageBody,
+    ) {
+        out.send_after_persist.push(Message {
+            group: self.config.group,
+            from: self.config.node,
+            to,
+            body,
+        });
+    }
+
+    /// Fails every queued proposal with `NotLeader`.
+    pub(super) fn fail_queue(&mut self, out: &mut Output) {
+        let hint = self.leader_hint.map(|(node, _)| node);
+        for pending in self.queue.drain(..) {
+            let id = match pending {
+                Pending::Value(id, _) | Pending::Config(id, _) => id,
+            };
+            out.complete.push(Completion {
+                id,
+                error: ProposeError::NotLeader { hint },
+            });
+        }
+        self.queue_size = 0;
+    }
+
+    /// Checks the invariants of the module docs; panics with the values if broken.
+    pub fn invariants(&self) {
+        assert!(
+            self.applied_through <= self.chosen_through,
+            "applied_through {} > chosen_through {}",
+            self.applied_through.0,
+            self.chosen_through.0
+        );
+        if let Some((first, _)) = self.log.first_key_value() {
+            let mut i = first.0.max(1);
+            while i <= self.chosen_through.0 {
+                let slot = self.log.get(&Instance(i));
+                assert!(
+                    slot.is_some_and(|s| s.chosen),
+                    "instance {i} <= chosen_through {} is not chosen in the log",
+                    self.chosen_through.0
+                );
+                i += 1;
+            }
+        }
+        assert!(self.queue.len() <= self.config.proposal_queue_count_max);
+        assert!(self.queue_size <= self.config.proposal_queue_size_max);
+        if let Some(leading) = &self.leading {
+            assert_eq!(leading.ballot.node, self.config.node);
+            if leading.elected {
+                assert!(leading.next > self.chosen_through);
+                assert!(
+                    leading.next.0 <= self.chosen_through.0 + self.config.window_instances_max + 1,
+                    "next {} beyond window of chosen_through {}",
+                    leading.next.0,
+                    self.chosen_through.0
+                );
+            }
+            for instance in leading.inflight.keys() {
+                assert!(*instance > self.chosen_through && *instance < leading.next);
+            }
+            assert!(leading.inflight.len() as u64 <= self.config.window_instances_max);
+        }
+        assert_eq!(self.leading.is_some(), self.role != Role::Follower);
+    }
+
+    // ----- observation (for the runtime, metrics and the simulator) -----
+
+    /// This replica's role.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    /// The leader's ballot, when leading or campaigning.
+    #[must_use]
+    pub fn ballot(&self) -> Option<Ballot> {
+        self.leading.as_ref().map(|l| l.ballot)
+    }
+    /// The highest ballot promised.
+    #[must_use]
+    pub fn promised(&self) -> Ballot {
+        self.promised
+    }
+    /// Inclusive chosen watermark.
+    #[must_use]
+    pub fn chosen_through(&self) -> Instance {
+        self.chosen_through
+    }
+    /// Inclusive applied watermark.
+    #[must_use]
+    pub fn applied_through(&self) -> Instance {
+        self.applied_through
+    }
+    /// The running checksum through `applied_through`.
+    #[must_use]
+    pub fn checksum(&self) -> u32 {
+        self.checksum
+    }
+    /// The leader this replica believes in.
+    #[must_use]
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        self.leader_hint.map(|(node, _)| node)
+    }
+    /// Whether the replica votes (false while re-learning lost state).
+    #[must_use]
+    pub fn is_voting(&self) -> bool {
+        self.voting
+    }
+    /// Whether a checksum mismatch fenced this replica.
+    #[must_use]
+    pub fn is_fenced(&self) -> bool {
+        self.fenced
+    }
+    /// Counters of this replica.
+    #[must_use]
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    /// Queued proposals not yet in an instance.
+    #[must_use]
+    pub fn queued_count(&self) -> usize {
+        self.queue.len()
+    }
+    /// Instances in flight (leader only).
+    #[must_use]
+    pub fn inflight_count(&self) -> usize {
+        self.leading.as_ref().map_or(0, |l| l.inflight.len())
+    }
+    /// The group's configuration.
+    #[must_use]
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+    /// Entries re-applied at construction from the restored chosen prefix (drained).
+    pub fn take_restored(&mut self) -> Vec<Apply> {
+        std::mem::take(&mut self.restored_apply)
+    }
+    /// The chosen entry at `instance`, if still in memory.
+    #[must_use]
+    pub fn chosen_entry(&self, instance: Instance) -> Option<&Entry> {
+        self.log.get(&instance).filter(|s| s.chosen).map(|s| &s.entry)
+    }
+
+    /// The earliest time a `Tick` has something to do.
+    #[must_use]
+    pub fn next_deadline(&self) -> Nanos {
+        let mut deadline = self.election_deadline;
+        if let Some(leading) = &self.leading {
+            deadline = deadline.min(leading.heartbeat_due).min(leading.retransmit_due);
+            if self.role == Role::Leader {
+                deadline = leading.heartbeat_due.min(leading.retransmit_due);
+            }
+        }
+        if self.catch_up_wanted || self.rejoin.is_some() {
+            deadline = deadline.min(self.catch_up_due);
+        }
+        deadline
+    }
+}
+
+/// Folds one chosen entry into a running CRC32C (the replicas' reconciliation sum).
+#[must_use]
+pub fn entry_checksum(crc: u32, instance: Instance, entry: &Entry) -> u32 {
+    let mut crc = crc32c::crc32c_append(crc, &instance.0.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &entry.origin.round.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &entry.origin.node.0.to_le_bytes());
+    match &entry.body {
+        Body::Values(values) => {
+            crc = crc32c::crc32c_append(crc, &[1]);
+            for value in values {
+                crc = crc32c::crc32c_append(crc, &(value.len() as u64).to_le_bytes());
+                crc = crc32c::crc32c_append(crc, value);
+            }
+        }
+        Body::Noop => crc = crc32c::crc32c_append(crc, &[2]),
+        Body::StartWorking => crc = crc32c::crc32c_append(crc, &[3]),
+        Body::Config(membership) => {
+            crc = crc32c::crc32c_append(crc, &[4]);
+            for node in membership.voters() {
+                crc = crc32c::crc32c_append(crc, &node.0.to_le_bytes());
+            }
+        }
+    }
+    crc
+}

@@ -1,0 +1,547 @@
+//! The leader side of a group: elections (Phase 1 once over `[first unchosen, ∞)`),
+//! re-proposal of learned values, StartWorking, the sliding window of Phase 2,
+//! heartbeats, and the lease.
+//!
+//! Invariants:
+//! - an instance is proposed only within `chosen_through + W`, so its membership is
+//!   known (a membership chosen at i takes effect at i + W), and only once a quorum of
+//!   that membership promised this ballot (extra prepares are sent when a membership
+//!   change brings new voters);
+//! - the value proposed at an instance is the highest-ballot value reported for it by
+//!   the promisers (a no-op for a hole) until every learned value is re-proposed; then
+//!   one StartWorking entry; then client values;
+//! - an instance is chosen when a quorum of its membership durably accepted it at this
+//!   ballot (acks are sent only after the acceptor's write is durable).
+
+use std::collections::BTreeSet;
+
+use super::group::{Group, Inflight, Leading, Pending, Role};
+use super::message::{InstanceRange, MessageBody, PromisedEntry};
+use super::output::{Completion, Output, ProposeError};
+use super::types::{Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, ProposalId};
+
+/// The membership in effect at `instance` among `configs` (see `Group::configs`).
+fn membership_for(configs: &[(Instance, Membership)], instance: Instance) -> &Membership {
+    let mut current = &configs[0].1;
+    for (effective, membership) in configs {
+        if *effective <= instance {
+            current = membership;
+        } else {
+            break;
+        }
+    }
+    current
+}
+
+impl Group {
+    /// Starts Phase 1 at a ballot above every ballot seen.
+    pub(super) fn campaign(&mut self, now: Nanos, out: &mut Output) {
+        let round = self.promised.round.max(self.highest_round_seen) + 1;
+        let ballot = Ballot {
+            round,
+            node: self.config.node,
+        };
+        let from = self.chosen_through.next();
+        self.counters.campaigns += 1;
+        self.role = Role::Candidate;
+        self.leading = Some(Leading {
+            ballot,
+            from,
+            promisers: BTreeSet::new(),
+            learned: std::collections::BTreeMap::new(),
+            elected: false,
+            next: from,
+            start_working: None,
+            inflight: std::collections::BTreeMap::new(),
+            lease_acks: std::collections::BTreeMap::new(),
+            heartbeat_due: now.plus(self.config.heartbeat_interval_ns),
+            retransmit_due: now.plus(self.config.retransmit_ns),
+            prepared_for: from,
+        });
+        let voters = self.membership_at(from).voters().to_vec();
+        for node in voters {
+            self.send(out, node, MessageBody::Prepare { ballot, from });
+        }
+        self.reset_election_deadline(now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_promise(
+        &mut self,
+        now: Nanos,
+        from: NodeId,
+        ballot: Ballot,
+        peer_chosen: Instance,
+        entries: Vec<PromisedEntry>,
+        truncated: bool,
+        out: &mut Output,
+    ) {
+        let chosen = self.chosen_through;
+        let Some(leading) = self.leading.as_mut() else {
+            self.ignore("promise_not_leading");
+            return;
+        };
+        if ballot != leading.ballot {
+            self.ignore("promise_stale");
+            return;
+        }
+        if truncated {
+            // The promiser holds more than a promise may carry above our first unchosen
+            // instance: we are too far behind to lead. Catch up first.
+            self.ignore("promise_truncated");
+            self.step_down(now, out);
+            self.catch_up_wanted = true;
+            self.send(
+                out,
+                from,
+                MessageBody::CatchUpRequest {
+                    from: chosen.next(),
+                },
+            );
+            self.catch_up_due = now.plus(self.config.retransmit_ns);
+            return;
+        }
+        leading.promisers.insert(from);
+        for reported in entries {
+            if reported.instance < leading.next || reported.instance <= chosen {
+                continue;
+            }
+            match leading.learned.get(&reported.instance) {
+                Some((_, _, true)) => {}
+                Some((known, _, false)) if !reported.chosen && reported.ballot <= *known => {}
+                _ => {
+                    leading.learned.insert(
+                        reported.instance,
+                        (reported.ballot, reported.entry, reported.chosen),
+                    );
+                }
+            }
+        }
+        let elected = leading.elected;
+        let from_instance = leading.from;
+        if peer_chosen > chosen {
+            self.note_leader_watermark(now, from, peer_chosen, out);
+        }
+        if !elected {
+            let quorum = {
+                let leading = self.leading.as_ref().expect("checked above");
+                self.membership_at(from_instance).is_quorum(&leading.promisers)
+            };
+            if quorum {
+                self.become_leader(now, out);
+            }
+        } else {
+            self.fill_window(now, false, out);
+        }
+    }
+
+    fn become_leader(&mut self, now: Nanos, out: &mut Output) {
+        let leading = self.leading.as_mut().expect("a candidate has leading state");
+        leading.elected = true;
+        let ballot = leading.ballot;
+        self.role = Role::Leader;
+        self.leader_hint = Some((self.config.node, ballot));
+        self.counters.elections_won += 1;
+        self.catch_up_wanted = false;
+        self.send_heartbeats(now, out);
+        self.fill_window(now, false, out);
+    }
+
+    pub(super) fn on_reject(&mut self, now: Nanos, from: NodeId, promised: Ballot, out: &mut Output) {
+        if promised.node != from && promised != Ballot::ZERO {
+            // Fine: a reject reports whatever the sender promised, to anyone.
+        }
+        self.highest_round_seen = self.highest_round_seen.max(promised.round);
+        if let Some(leading) = &self.leading {
+            if promised > leading.ballot {
+                self.step_down(now, out);
+            }
+        }
+    }
+
+    /// Leaves the leader or candidate role: queued proposals fail with `NotLeader`,
+    /// in-flight ones with `Indeterminate` (a later leader may still choose them).
+    pub(super) fn step_down(&mut self, now: Nanos, out: &mut Output) {
+        let Some(leading) = self.leading.take() else {
+            return;
+        };
+        self.role = Role::Follower;
+        self.leader_hint = None;
+        for inflight in leading.inflight.into_values() {
+            for id in inflight.proposals {
+                out.complete.push(Completion {
+                    id,
+                    error: ProposeError::Indeterminate,
+                });
+            }
+        }
+        self.fail_queue(out);
+        self.config_change_pending = false;
+        self.reset_election_deadline(now);
+    }
+
+    /// Assigns instances within the window and sends them: learned values first (no-op
+    /// for holes), then StartWorking, then (when `include_client`) batches of queued
+    /// proposals. Blocks, sending prepares, where the membership lacks a promise quorum.
+    pub(super) fn fill_window(&mut self, now: Nanos, include_client: bool, out: &mut Output) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let mut assigned: Vec<(Instance, Entry)> = Vec::new();
+        loop {
+            let leading = self.leading.as_mut().expect("a leader has leading state");
+            let instance = leading.next;
+            if instance.0 > self.chosen_through.0 + self.config.window_instances_max {
+                break;
+            }
+            let membership = membership_for(&self.configs, instance);
+            if !membership.is_quorum(&leading.promisers) {
+                if leading.prepared_for != instance {
+                    leading.prepared_for = instance;
+                    let ballot = leading.ballot;
+                    let missing: Vec<NodeId> = membership
+                        .voters()
+                        .iter()
+                        .copied()
+                        .filter(|n| !leading.promisers.contains(n))
+                        .collect();
+                    for node in missing {
+                        self.send(out, node, MessageBody::Prepare { ballot, from: instance });
+                    }
+                }
+                break;
+            }
+            let ballot = leading.ballot;
+            let learned_max = leading.learned.last_key_value().map(|(i, _)| *i);
+            let mut proposals: Vec<ProposalId> = Vec::new();
+            let entry = if learned_max.is_some_and(|max| instance <= max) {
+                match leading.learned.remove(&instance) {
+                    Some((_, entry, _)) => entry,
+                    None => Entry {
+                        origin: ballot,
+                        body: Body::Noop,
+                    },
+                }
+            } else if leading.start_working.is_none() {
+                leading.start_working = Some(instance);
+                Entry {
+                    origin: ballot,
+                    body: Body::StartWorking,
+                }
+            } else if include_client && !self.queue.is_empty() && !self.config_blocked() {
+                self.take_batch(ballot, &mut proposals)
+            } else {
+                break;
+            };
+            if matches!(entry.body, Body::Config(_)) {
+                self.config_change_pending = true;
+            }
+            let leading = self.leading.as_mut().expect("a leader has leading state");
+            leading.next = instance.next();
+            leading.inflight.insert(
+                instance,
+                Inflight {
+                    entry: entry.clone(),
+                    acks: BTreeSet::new(),
+                    proposals,
+                    sent_at: now,
+                },
+            );
+            assigned.push((instance, entry));
+        }
+        self.send_accepts(&assigned, None, out);
+    }
+
+    /// Whether the queue's head is a membership change that must wait.
+    fn config_blocked(&self) -> bool {
+        matches!(self.queue.front(), Some(Pending::Config(..))) && self.config_change_pending
+    }
+
+    /// Builds one instance value from the queue head: a membership change alone, or up
+    /// to `batch_values_max` values and `batch_size_max` bytes.
+    fn take_batch(&mut self, ballot: Ballot, proposals: &mut Vec<ProposalId>) -> Entry {
+        if let Some(Pending::Config(..)) = self.queue.front() {
+            let Some(Pending::Config(id, membership)) = self.queue.pop_front() else {
+                unreachable!("front was a membership change");
+            };
+            proposals.push(id);
+            return Entry {
+                origin: ballot,
+                body: Body::Config(membership),
+            };
+        }
+        let mut values = Vec::new();
+        let mut size = 0;
+        while values.len() < self.config.batch_values_max {
+            match self.queue.front() {
+                Some(Pending::Value(_, value))
+                    if values.is_empty() || size + value.len() <= self.config.batch_size_max => {}
+                _ => break,
+            }
+            let Some(Pending::Value(id, value)) = self.queue.pop_front() else {
+                unreachable!("front was a value");
+            };
+            size += value.len();
+            self.queue_size -= value.len();
+            proposals.push(id);
+            values.push(value);
+        }
+        assert!(!values.is_empty(), "take_batch on a queue without a value at its head");
+        Entry {
+            origin: ballot,
+            body: Body::Values(values),
+        }
+    }
+
+    /// Sends `assigned` (ascending, consecutive) to every voter of each instance's
+    /// membership, one Accept per run; `only` restricts the receivers per instance.
+    fn send_accepts(
+        &mut self,
+        assigned: &[(Instance, Entry)],
+        only: Option<&dyn Fn(Instance, NodeId) -> bool>,
+        out: &mut Output,
+    ) {
+        if assigned.is_empty() {
+            return;
+        }
+        let Some(leading) = self.leading.as_ref() else {
+            return;
+        };
+        let ballot = leading.ballot;
+        let mut receivers: BTreeSet<NodeId> = BTreeSet::new();
+        for (instance, _) in assigned {
+            receivers.extend(membership_for(&self.configs, *instance).voters());
+        }
+        for node in receivers {
+            let mut run: Vec<Entry> = Vec::new();
+            let mut first = Instance(0);
+            for (instance, entry) in assigned {
+                let wanted = membership_for(&self.configs, *instance).contains(node)
+                    && only.is_none_or(|f| f(*instance, node));
+                let continues = !run.is_empty() && first.0 + run.len() as u64 == instance.0;
+                if wanted && (run.is_empty() || continues) {
+                    if run.is_empty() {
+                        first = *instance;
+                    }
+                    run.push(entry.clone());
+                    continue;
+                }
+                if !run.is_empty() {
+                    let entries = std::mem::take(&mut run);
+                    self.send(out, node, accept(ballot, self.chosen_through, first, entries));
+                }
+                if wanted {
+                    first = *instance;
+                    run.push(entry.clone());
+                }
+            }
+            if !run.is_empty() {
+                self.send(out, node, accept(ballot, self.chosen_through, first, run));
+            }
+        }
+    }
+
+    pub(super) fn on_accepted(
+        &mut self,
+        now: Nanos,
+        from: NodeId,
+        ballot: Ballot,
+        ranges: &[InstanceRange],
+        out: &mut Output,
+    ) {
+        let Some(leading) = self.leading.as_mut() else {
+            self.ignore("accepted_not_leading");
+            return;
+        };
+        if ballot != leading.ballot || !leading.elected {
+            self.ignore("accepted_stale");
+            return;
+        }
+        for range in ranges {
+            if range.first > range.last || range.first.0 == 0 {
+                self.ignore("accepted_malformed");
+                return;
+            }
+        }
+        for range in ranges {
+            for (instance, inflight) in leading.inflight.range_mut(range.first..=range.last) {
+                if membership_for(&self.configs, *instance).contains(from) {
+                    inflight.acks.insert(from);
+                }
+            }
+        }
+        self.advance_chosen_as_leader(out);
+        let _ = now;
+    }
+
+    /// Marks chosen every in-flight instance at the window's bottom that a quorum of
+    /// its membership accepted.
+    fn advance_chosen_as_leader(&mut self, out: &mut Output) {
+        let before = self.chosen_through;
+        loop {
+            let instance = self.chosen_through.next();
+            let Some(leading) = self.leading.as_ref() else {
+                break;
+            };
+            let Some(inflight) = leading.inflight.get(&instance) else {
+                break;
+            };
+            if !membership_for(&self.configs, instance).is_quorum(&inflight.acks) {
+                break;
+            }
+            let entry = inflight.entry.clone();
+            self.learn_chosen(instance, entry, out);
+            self.counters.chosen_as_leader += 1;
+        }
+        if self.chosen_through > before {
+            self.on_chosen_advanced(out);
+        }
+    }
+
+    /// Heartbeats, retransmissions, and (for a candidate) prepare retransmission.
+    pub(super) fn leader_tick(&mut self, now: Nanos, out: &mut Output) {
+        let Some(leading) = self.leading.as_mut() else {
+            return;
+        };
+        let elected = leading.elected;
+        if !elected {
+            if now >= leading.retransmit_due {
+                leading.retransmit_due = now.plus(self.config.retransmit_ns);
+                let ballot = leading.ballot;
+                let from = leading.from;
+                let missing: Vec<NodeId> = membership_for(&self.configs, from)
+                    .voters()
+                    .iter()
+                    .copied()
+                    .filter(|n| !leading.promisers.contains(n))
+                    .collect();
+                for node in missing {
+                    self.send(out, node, MessageBody::Prepare { ballot, from });
+                }
+            }
+            return;
+        }
+        if now >= leading.heartbeat_due {
+            self.send_heartbeats(now, out);
+        }
+        let leading = self.leading.as_mut().expect("still leading");
+        if now >= leading.retransmit_due {
+            leading.retransmit_due = now.plus(self.config.retransmit_ns);
+            leading.prepared_for = Instance(0);
+            let retransmit_ns = self.config.retransmit_ns;
+            let mut stale: Vec<(Instance, Entry)> = Vec::new();
+            let mut acked: Vec<(Instance, BTreeSet<NodeId>)> = Vec::new();
+            for (instance, inflight) in leading.inflight.iter_mut() {
+                if now.0 >= inflight.sent_at.0 + retransmit_ns {
+                    inflight.sent_at = now;
+                    stale.push((*instance, inflight.entry.clone()));
+                    acked.push((*instance, inflight.acks.clone()));
+                }
+            }
+            let not_acked = |instance: Instance, node: NodeId| {
+                acked
+                    .iter()
+                    .find(|(i, _)| *i == instance)
+                    .is_none_or(|(_, acks)| !acks.contains(&node))
+            };
+            // Runs must be consecutive: split `stale` where it has gaps.
+            let mut start = 0;
+            for i in 1..=stale.len() {
+                if i == stale.len() || stale[i].0 != stale[i - 1].0.next() {
+                    let run = stale[start..i].to_vec();
+                    self.send_accepts(&run, Some(&not_acked), out);
+                    start = i;
+                }
+            }
+        }
+        self.fill_window(now, false, out);
+    }
+
+    /// Sends a heartbeat to every other voter and renews this replica's own grant.
+    fn send_heartbeats(&mut self, now: Nanos, out: &mut Output) {
+        let Some(leading) = self.leading.as_mut() else {
+            return;
+        };
+        leading.heartbeat_due = now.plus(self.config.heartbeat_interval_ns);
+        leading.lease_acks.insert(self.config.node, now);
+        let ballot = leading.ballot;
+        let mut receivers: BTreeSet<NodeId> = BTreeSet::new();
+        receivers.extend(self.membership_at(self.chosen_through.next()).voters());
+        receivers.extend(self.latest_membership().voters());
+        receivers.remove(&self.config.node);
+        self.lease_holder = Some(self.config.node);
+        self.lease_granted_until = now.plus(self.config.lease_ns);
+        let checksum_through = self.applied_through;
+        let checksum = self.checksum;
+        for node in receivers {
+            let body = MessageBody::Heartbeat {
+                ballot,
+                chosen_through: self.chosen_through,
+                sent_at: now,
+                checksum_through,
+                checksum,
+            };
+            self.send(out, node, body);
+        }
+    }
+
+    pub(super) fn on_heartbeat_ack(&mut self, now: Nanos, from: NodeId, ballot: Ballot, sent_at: Nanos) {
+        let Some(leading) = self.leading.as_mut() else {
+            return;
+        };
+        if ballot != leading.ballot || sent_at > now {
+            self.ignore("heartbeat_ack_stale");
+            return;
+        }
+        let slot = leading.lease_acks.entry(from).or_insert(sent_at);
+        *slot = (*slot).max(sent_at);
+    }
+
+    /// Until when (local clock) this leader may rely on its lease: the quorum-th most
+    /// recent acknowledged heartbeat of every membership in effect, plus
+    /// `leader_lease_ns`. `None` when not an elected leader or no quorum acknowledged.
+    #[must_use]
+    pub fn lease_until(&self) -> Option<Nanos> {
+        let leading = self.leading.as_ref().filter(|l| l.elected)?;
+        let mut until: Option<Nanos> = None;
+        for membership in [
+            self.membership_at(self.chosen_through.next()),
+            self.latest_membership(),
+        ] {
+            let mut sent: Vec<Nanos> = membership
+                .voters()
+                .iter()
+                .filter_map(|n| leading.lease_acks.get(n).copied())
+                .collect();
+            if sent.len() < membership.quorum() {
+                return None;
+            }
+            sent.sort_unstable_by(|a, b| b.cmp(a));
+            let end = sent[membership.quorum() - 1].plus(self.config.leader_lease_ns());
+            until = Some(until.map_or(end, |u: Nanos| u.min(end)));
+        }
+        until
+    }
+
+    /// The instance a linearizable read must wait to see applied, if this replica may
+    /// serve reads now: it leads, its StartWorking entry is applied, and its lease
+    /// holds at `now`.
+    #[must_use]
+    pub fn read_index(&self, now: Nanos) -> Option<Instance> {
+        let leading = self.leading.as_ref().filter(|l| l.elected)?;
+        let start_working = leading.start_working?;
+        if self.applied_through < start_working {
+            return None;
+        }
+        (now < self.lease_until()?).then_some(self.chosen_through)
+    }
+}
+
+fn accept(ballot: Ballot, chosen_through: Instance, first: Instance, entries: Vec<Entry>) -> MessageBody {
+    MessageBody::Accept {
+        ballot,
+        chosen_through,
+        first,
+        entries,
+    }
+}

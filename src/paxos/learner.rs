@@ -1,0 +1,193 @@
+//! The learner side of a group: learning what is chosen from the leader's watermark or
+//! by catch-up, and a replica's way back to voting after it lost state.
+//!
+//! A value at instance i is known chosen when the leader at ballot b says
+//! `chosen_through >= i` and this replica accepted i at exactly b (a leader proposes
+//! one value per instance per ballot), or when a peer sends it by catch-up.
+//!
+//! Lost state (Paxos Made Live §5.1): a replica whose log was emptied or corrupted may
+//! have broken promises and forgotten acceptances that a quorum counted on. It votes
+//! again only once it has (1) heard since restart from enough peers that any quorum it
+//! was part of overlaps them (n − quorum + 1 other voters), (2) raised its promise above
+//! every ballot they report, and (3) learned chosen values through the highest instance
+//! any of them had accepted. Anything it may have acknowledged is then known chosen.
+
+use super::group::{Group, Role};
+use super::message::MessageBody;
+use super::output::Output;
+use super::types::{Ballot, Entry, Instance, Nanos, NodeId};
+
+impl Group {
+    /// Learns chosen instances from the watermark of the leader at `ballot`.
+    pub(super) fn advance_chosen_from_leader(
+        &mut self,
+        now: Nanos,
+        from: NodeId,
+        ballot: Ballot,
+        leader_chosen: Instance,
+        out: &mut Output,
+    ) {
+        let before = self.chosen_through;
+        while self.chosen_through < leader_chosen {
+            let instance = self.chosen_through.next();
+            match self.log.get_mut(&instance) {
+                Some(slot) if slot.ballot == ballot || slot.chosen => {
+                    slot.chosen = true;
+                    self.chosen_through = instance;
+                }
+                _ => break,
+            }
+        }
+        if self.chosen_through > before {
+            self.on_chosen_advanced(out);
+        }
+        self.note_leader_watermark(now, from, leader_chosen, out);
+    }
+
+    /// Notes that `from` has chosen through `leader_chosen`; asks for catch-up when this
+    /// replica cannot learn it from its own accepted values.
+    pub(super) fn note_leader_watermark(
+        &mut self,
+        now: Nanos,
+        from: NodeId,
+        leader_chosen: Instance,
+        out: &mut Output,
+    ) {
+        if leader_chosen > self.chosen_through {
+            if !self.catch_up_wanted {
+                self.catch_up_wanted = true;
+                self.catch_up_due = now;
+            }
+            if self.leader_hint.is_none() {
+                self.leader_hint = Some((from, Ballot::ZERO));
+            }
+            if now >= self.catch_up_due {
+                self.request_catch_up(now, out);
+            }
+        }
+    }
+
+    /// Sends a catch-up request: to the leader when lagging, to every voter when
+    /// rebuilding lost state (it needs to hear from several).
+    pub(super) fn request_catch_up(&mut self, now: Nanos, out: &mut Output) {
+        let from = self.chosen_through.next();
+        if self.rejoin.is_some() {
+            let voters = self.latest_membership().voters().to_vec();
+            for node in voters {
+                if node != self.config.node {
+                    self.send(out, node, MessageBody::CatchUpRequest { from });
+                }
+            }
+        } else {
+            let target = match self.leader_hint {
+                Some((node, _)) if node != self.config.node => Some(node),
+                _ => {
+                    let voters: Vec<NodeId> = self
+                        .latest_membership()
+                        .voters()
+                        .iter()
+                        .copied()
+                        .filter(|n| *n != self.config.node)
+                        .collect();
+                    (!voters.is_empty()).then(|| voters[self.prng.index(voters.len())])
+                }
+            };
+            if let Some(node) = target {
+                self.send(out, node, MessageBody::CatchUpRequest { from });
+            }
+        }
+        self.catch_up_due = now.plus(self.config.retransmit_ns);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_catch_up_chunk(
+        &mut self,
+        now: Nanos,
+        from: NodeId,
+        peer_chosen: Instance,
+        peer_promised: Ballot,
+        peer_accepted_max: Instance,
+        first: Instance,
+        entries: Vec<Entry>,
+        out: &mut Output,
+    ) {
+        if first.0 == 0 || first.0 + entries.len() as u64 > peer_chosen.0 + 1 {
+            // Claims chosen values beyond its own chosen watermark.
+            self.ignore("catch_up_chunk_malformed");
+            return;
+        }
+        self.highest_round_seen = self.highest_round_seen.max(peer_promised.round);
+        let before = self.chosen_through;
+        for (offset, entry) in entries.into_iter().enumerate() {
+            let instance = Instance(first.0 + offset as u64);
+            if instance <= self.chosen_through {
+                continue;
+            }
+            if instance != self.chosen_through.next() {
+                self.ignore("catch_up_chunk_gap");
+                break;
+            }
+            self.learn_chosen(instance, entry, out);
+        }
+        if self.chosen_through > before {
+            self.on_chosen_advanced(out);
+        }
+        if let Some(rejoin) = self.rejoin.as_mut() {
+            if from != self.config.node {
+                // The first answer since restart is what safety needs; later ones would
+                // move the target forever under load.
+                rejoin
+                    .heard
+                    .entry(from)
+                    .or_insert((peer_promised, peer_accepted_max));
+            }
+        }
+        if peer_chosen > self.chosen_through {
+            // More to fetch: ask again at once.
+            self.catch_up_wanted = true;
+            self.catch_up_due = now;
+            if self.rejoin.is_none() {
+                let from_instance = self.chosen_through.next();
+                self.send(out, from, MessageBody::CatchUpRequest { from: from_instance });
+                self.catch_up_due = now.plus(self.config.retransmit_ns);
+            }
+        } else {
+            self.catch_up_wanted = false;
+        }
+        self.try_rejoin(out);
+    }
+
+    /// Ends the lost-state period once the three conditions of the module docs hold.
+    fn try_rejoin(&mut self, out: &mut Output) {
+        let Some(rejoin) = self.rejoin.as_ref() else {
+            return;
+        };
+        let membership = self.latest_membership();
+        let others: Vec<NodeId> = membership
+            .voters()
+            .iter()
+            .copied()
+            .filter(|n| *n != self.config.node)
+            .collect();
+        let needed = membership.voters().len() - membership.quorum() + 1;
+        let heard: Vec<&(Ballot, Instance)> = others
+            .iter()
+            .filter_map(|node| rejoin.heard.get(node))
+            .collect();
+        if heard.len() < needed.min(others.len()) {
+            return;
+        }
+        let promised_max = heard.iter().map(|(b, _)| *b).max().unwrap_or(Ballot::ZERO);
+        let accepted_max = heard.iter().map(|(_, i)| *i).max().unwrap_or(Instance(0));
+        if self.chosen_through < accepted_max {
+            return;
+        }
+        if promised_max > self.promised {
+            self.promise(promised_max, out);
+        }
+        self.rejoin = None;
+        self.voting = true;
+        self.catch_up_wanted = false;
+        debug_assert!(self.role == Role::Follower);
+    }
+}

@@ -1,0 +1,256 @@
+//! Scenario tests of the protocol core: exact interleavings staged message by message
+//! with the scripted harness in `common/harness.rs`.
+
+mod common;
+
+use common::harness::{is_accept_at, values, Harness};
+use synod::paxos::{Body, Input, MessageBody, NodeId, ProposeError, Role};
+
+// Goal: the "ghost replay" of reference 003 cannot happen: a value that a later leader
+// could not see when it started serving never surfaces afterwards.
+// Method: A leads and gets v accepted only on itself; B leads with {B, C}, gets its
+// StartWorking chosen below v's instance and serves; A comes back and leads with
+// {A, C}, re-proposing v. Every replica must log v as skipped, never apply it.
+#[test]
+fn ghost_replay_prevented() {
+    let mut h = Harness::new(3, 8);
+    // Round 1: A (node 1) leads; StartWorking at 1, x at 2 chosen everywhere.
+    h.elect(1, &[1, 2, 3]);
+    h.propose(1, "x");
+    h.deliver_among(&[1, 2, 3]);
+    h.tick(150, &[1]); // a heartbeat carries the chosen watermark
+    h.deliver_among(&[1, 2, 3]);
+    assert_eq!(h.visible_values(2), vec!["x"]);
+    // v1 at 3 and v2 at 4 reach only A itself.
+    h.propose(1, "v1");
+    h.propose(1, "v2");
+    h.step(1, Input::Flush);
+    h.drop_where(&|m| m.from == NodeId(1) && m.to != NodeId(1));
+    h.deliver_while(&|m| m.to == NodeId(1) && m.from == NodeId(1));
+    h.crash(1);
+
+    // Round 2: B (node 2) leads with C; its StartWorking lands at 3, below v2 (4).
+    h.elect(2, &[2, 3]);
+    let sw_b = h.applied_at(2, 3).expect("instance 3 applied on B").clone();
+    assert_eq!(sw_b.entry.body, Body::StartWorking);
+    // B serves: a client could now read the log without v1/v2. Then y at 4 reaches
+    // only B; z at 5 reaches B and C (accepted by a majority, not yet known chosen).
+    h.propose(2, "y");
+    h.step(2, Input::Flush);
+    h.deliver_while(&|m| is_accept_at(m, 4) && m.to == NodeId(2));
+    h.drop_where(&|m| is_accept_at(m, 4));
+    h.propose(2, "z");
+    h.step(2, Input::Flush);
+    h.deliver_while(&|m| is_accept_at(m, 5));
+    h.crash(2);
+
+    // Round 3: A restarts from its log and leads with C.
+    h.restart(1, false);
+    h.elect(1, &[1, 3]);
+    h.deliver_among(&[1, 3]);
+    h.tick(150, &[1]);
+    h.deliver_among(&[1, 3]);
+    for node in [1, 3] {
+        let at4 = h.applied_at(node, 4).expect("instance 4 applied");
+        assert_eq!(
+            values(&at4.entry),
+            vec!["v2"],
+            "node {node}: v2 re-proposed at 4"
+        );
+        assert!(at4.skip, "node {node}: v2 must be skipped (ghost)");
+        let visible = h.visible_values(node);
+        assert!(
+            !visible.contains(&"v2".to_string()),
+            "node {node} shows ghost: {visible:?}"
+        );
+        assert!(
+            visible.contains(&"z".to_string()),
+            "z was accepted by a majority: {visible:?}"
+        );
+    }
+    // B comes back and learns the same log.
+    h.restart(2, false);
+    h.tick(10, &[1]);
+    h.deliver_among(&[1, 2, 3]);
+    h.tick(10, &[1, 2, 3]);
+    h.deliver_among(&[1, 2, 3]);
+    assert_eq!(h.visible_values(2), h.visible_values(1));
+}
+
+// Goal: a leader change with instances in flight loses no chosen value and re-proposes
+// what a quorum accepted.
+// Method: A assigns 5 instances; only B accepts some of them; A crashes; B leads with C
+// and must carry the values B accepted into the new log, with holes as no-ops.
+#[test]
+fn leader_change_with_instances_in_flight() {
+    let mut h = Harness::new(3, 16);
+    h.elect(1, &[1, 2, 3]);
+    for i in 0..5 {
+        h.propose(1, &format!("a{i}"));
+        h.step(1, Input::Flush); // one Accept message per instance
+    }
+    // Instances 2..=6 in flight. B accepts 2, 3 and 5; C accepts nothing; A accepts all.
+    h.deliver_while(&|m| m.to == NodeId(1) && m.from == NodeId(1));
+    for instance in [2, 3, 5] {
+        h.deliver_while(&|m| m.to == NodeId(2) && is_accept_at(m, instance));
+    }
+    let completed_before = h.replica(1).failed.len();
+    h.crash(1);
+    h.elect(2, &[2, 3]);
+    h.deliver_among(&[2, 3]);
+    let visible = h.visible_values(2);
+    assert_eq!(
+        visible,
+        vec!["a0", "a1", "a3"],
+        "B's accepted values carried over"
+    );
+    // Instance 4 was a hole on the new quorum: filled with a no-op.
+    let at4 = h.applied_at(2, 4).expect("instance 4 applied");
+    assert_eq!(at4.entry.body, Body::Noop);
+    h.tick(150, &[2]); // a heartbeat carries the chosen watermark to C
+    h.deliver_among(&[2, 3]);
+    assert_eq!(h.visible_values(3), visible);
+    // A's proposals were never acknowledged as successful before the crash.
+    assert_eq!(h.replica(1).failed.len(), completed_before);
+}
+
+// Goal: a replica that lost its disk does not vote until it has re-learned.
+// Method: C loses its disk and restarts; with A down, B and C must not elect anyone
+// nor choose anything (C may have acknowledged values only A and C hold); once A is
+// back and C has heard from both peers and caught up, C votes again.
+#[test]
+fn lost_disk_replica_does_not_vote_until_relearned() {
+    let mut h = Harness::new(3, 8);
+    h.elect(1, &[1, 2, 3]);
+    // q chosen by {A, C} only: B never sees it.
+    h.propose(1, "q");
+    h.step(1, Input::Flush);
+    h.drop_where(&|m| m.to == NodeId(2));
+    h.deliver_among(&[1, 3]);
+    assert!(h.visible_values(1).contains(&"q".to_string()));
+    h.crash(1);
+    h.crash(3);
+    h.restart(3, true);
+    assert!(!h.replica(3).group.is_voting());
+    // B campaigns with C's help only: C must not promise, so B cannot lead and q,
+    // chosen on {A, C}, cannot be overwritten.
+    h.tick(3_000, &[2]);
+    h.deliver_among(&[2, 3]);
+    h.tick(3_000, &[2, 3]);
+    h.deliver_among(&[2, 3]);
+    assert_ne!(
+        h.replica(2).group.role(),
+        Role::Leader,
+        "B led without a real quorum"
+    );
+    assert!(
+        !h.replica(3).group.is_voting(),
+        "C voted after hearing from B alone"
+    );
+    // A returns: C hears from both, re-learns through what they accepted, then votes.
+    h.restart(1, false);
+    for _ in 0..100 {
+        h.tick(100, &[1, 2, 3]);
+        h.deliver_among(&[1, 2, 3]);
+    }
+    assert!(h.replica(3).group.is_voting(), "C never rejoined");
+    let leader = (1..=3)
+        .find(|n| h.replica(*n).group.role() == Role::Leader)
+        .expect("a leader after healing");
+    h.propose(leader, "r");
+    h.deliver_among(&[1, 2, 3]);
+    h.tick(150, &[leader]);
+    h.deliver_among(&[1, 2, 3]);
+    for node in 1..=3 {
+        let visible = h.visible_values(node);
+        assert!(
+            visible.contains(&"q".to_string()),
+            "node {node} lost q: {visible:?}"
+        );
+        assert!(
+            visible.contains(&"r".to_string()),
+            "node {node} missing r: {visible:?}"
+        );
+    }
+}
+
+// Goal: duplicated and reordered acks neither choose early nor break the window.
+// Method: deliver every Accepted message twice and in reverse order; each instance
+// must be chosen exactly once, in order, with a quorum.
+#[test]
+fn duplicated_and_reordered_acks() {
+    let mut h = Harness::new(3, 16);
+    h.elect(1, &[1, 2, 3]);
+    for i in 0..10 {
+        h.propose(1, &format!("d{i}"));
+    }
+    h.step(1, Input::Flush);
+    // Followers accept; their acks pile up in the pool.
+    h.deliver_while(&|m| matches!(m.body, MessageBody::Accept { .. }));
+    let acks: Vec<_> = h
+        .pool
+        .iter()
+        .filter(|m| matches!(m.body, MessageBody::Accepted { .. }))
+        .cloned()
+        .collect();
+    h.drop_where(&|m| matches!(m.body, MessageBody::Accepted { .. }));
+    // Only B's acks (plus A's own), reversed and duplicated.
+    let mut replay: Vec<_> = acks.into_iter().filter(|m| m.from != NodeId(3)).collect();
+    replay.reverse();
+    let doubled: Vec<_> = replay.iter().chain(replay.iter()).cloned().collect();
+    for message in doubled {
+        h.step(1, Input::Message(message));
+    }
+    let applied = &h.replica(1).applied;
+    let instances: Vec<u64> = applied.iter().map(|a| a.instance.0).collect();
+    assert_eq!(
+        instances,
+        (1..=11).collect::<Vec<_>>(),
+        "each instance applied once, in order"
+    );
+    assert_eq!(
+        h.visible_values(1),
+        (0..10).map(|i| format!("d{i}")).collect::<Vec<_>>()
+    );
+}
+
+// Goal: a full window blocks new instances and bounds the queue instead of growing.
+// Method: with W = 4 and no acks delivered, propose far more than the window and the
+// queue allow; at most W instances are in flight, the queue stops at its limit with
+// Overloaded, and progress resumes once acks arrive.
+#[test]
+fn full_window_blocks_new_proposals() {
+    let mut h = Harness::new(3, 4);
+    for node in 1..=3u32 {
+        let replica = h.replicas.get_mut(&NodeId(node)).expect("node");
+        replica.config.proposal_queue_count_max = 32;
+    }
+    // Rebuild with the smaller queue.
+    for node in 1..=3 {
+        h.restart(node, false);
+    }
+    h.elect(1, &[1, 2, 3]);
+    for i in 0..100 {
+        h.propose(1, &format!("w{i}"));
+        h.step(1, Input::Flush);
+        h.drop_where(&|m| matches!(m.body, MessageBody::Accept { .. }));
+    }
+    let group = &h.replica(1).group;
+    let inflight = group.inflight_count();
+    assert_eq!(inflight, 4, "window must be full, not exceeded");
+    assert_eq!(group.queued_count(), 32);
+    let overloaded = h
+        .replica(1)
+        .failed
+        .iter()
+        .filter(|c| matches!(c.error, ProposeError::Overloaded { .. }))
+        .count();
+    assert_eq!(overloaded, 100 - 32 - inflight);
+    // Retransmission after the timeout, then delivery: everything queued gets chosen.
+    for _ in 0..20 {
+        h.tick(300, &[1]);
+        h.deliver_among(&[1, 2, 3]);
+    }
+    assert_eq!(h.replica(1).group.queued_count(), 0);
+    assert_eq!(h.visible_values(1).len(), 32 + inflight);
+}
