@@ -4,7 +4,7 @@
 mod common;
 
 use common::harness::{is_accept_at, values, Harness};
-use synod::paxos::{Body, Input, MessageBody, NodeId, ProposeError, Role};
+use synod::paxos::{Body, Input, Membership, MessageBody, NodeId, ProposalId, ProposeError, Role};
 
 // Goal: the "ghost replay" of reference 003 cannot happen: a value that a later leader
 // could not see when it started serving never surfaces afterwards.
@@ -253,4 +253,71 @@ fn full_window_blocks_new_proposals() {
     }
     assert_eq!(h.replica(1).group.queued_count(), 0);
     assert_eq!(h.visible_values(1).len(), 32 + inflight);
+}
+
+// Goal: a membership change is a log entry that takes effect W instances after it is
+// chosen, one voter at a time, and the new voter then counts toward quorums.
+// Method: add node 4 to {1,2,3}; check a change of more than one voter is rejected,
+// that node 4 learns the whole log, and that once the change is in effect the leader
+// cannot choose with {1, 4} alone but can once node 2 returns (3 of 4).
+#[test]
+fn membership_change_adds_one_voter() {
+    let window = 4;
+    let mut h = Harness::new(3, window);
+    h.add_node(4, &[1, 2, 3], window);
+    h.elect(1, &[1, 2, 3, 4]);
+    let all = [1, 2, 3, 4];
+    h.step(
+        1,
+        Input::ChangeMembership {
+            id: ProposalId(900),
+            membership: Membership::new(vec![NodeId(1), NodeId(4)]),
+        },
+    );
+    assert!(matches!(
+        h.replica(1).failed.last().map(|c| &c.error),
+        Some(ProposeError::Rejected { .. })
+    ));
+    h.step(
+        1,
+        Input::ChangeMembership {
+            id: ProposalId(901),
+            membership: Membership::new(vec![NodeId(1), NodeId(2), NodeId(3), NodeId(4)]),
+        },
+    );
+    h.deliver_among(&all);
+    let change_at = h
+        .replica(1)
+        .applied
+        .iter()
+        .find(|a| matches!(a.entry.body, Body::Config(_)))
+        .expect("config entry chosen")
+        .instance;
+    // Fill the window so the change takes effect, then keep proposing.
+    for i in 0..12 {
+        h.propose(1, &format!("m{i}"));
+        h.deliver_among(&all);
+    }
+    h.tick(150, &[1]);
+    h.deliver_among(&all);
+    h.tick(150, &[1, 2, 3, 4]);
+    h.deliver_among(&all);
+    let effective = change_at.0 + window;
+    assert_eq!(h.visible_values(4), h.visible_values(1), "node 4 learned the log");
+    let latest = h.replica(1).group.latest_membership().clone();
+    assert!(latest.contains(NodeId(4)));
+    // With 2 and 3 down, {1, 4} is not a quorum of four voters: nothing is chosen.
+    h.crash(2);
+    h.crash(3);
+    let before = h.replica(1).group.chosen_through();
+    assert!(before.0 >= effective, "the new membership is in effect");
+    h.propose(1, "needs-three");
+    h.deliver_among(&[1, 4]);
+    assert_eq!(h.replica(1).group.chosen_through(), before, "chose with 2 of 4 voters");
+    h.restart(2, false);
+    for _ in 0..5 {
+        h.tick(300, &[1, 2, 4]);
+        h.deliver_among(&[1, 2, 4]);
+    }
+    assert!(h.visible_values(1).contains(&"needs-three".to_string()));
 }

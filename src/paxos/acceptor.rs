@@ -228,6 +228,13 @@ impl Group {
             self.ignore("catch_up_malformed");
             return;
         }
+        if !self.voting {
+            // A replica re-learning lost state would report a promise and an accepted
+            // range that may be below what it had: another rejoining replica must not
+            // count it among the peers it heard from.
+            self.ignore("catch_up_not_voting");
+            return;
+        }
         let mut entries = Vec::new();
         let mut instance = first;
         while instance <= self.chosen_through && entries.len() < self.config.catch_up_entries_max

@@ -67,6 +67,24 @@ impl Harness {
         }
     }
 
+    /// Adds replica `node` whose initial voters are `members` (not itself, typically:
+    /// a node about to be added by a membership change).
+    pub fn add_node(&mut self, node: u32, members: &[u32], window: u64) {
+        let mut config = config(node, 1, window);
+        config.membership = Membership::new(members.iter().map(|n| NodeId(*n)).collect());
+        self.replicas.insert(
+            NodeId(node),
+            Replica {
+                group: Group::new(config.clone(), Restore::default(), self.now),
+                config,
+                durable: Vec::new(),
+                applied: Vec::new(),
+                failed: Vec::new(),
+                up: true,
+            },
+        );
+    }
+
     pub fn replica(&self, node: u32) -> &Replica {
         &self.replicas[&NodeId(node)]
     }
