@@ -1,0 +1,712 @@
+//! One seed picks the whole simulated world: cluster shape, workload, network, disk,
+//! clocks, fault rates and phase lengths.
+//!
+//! Swarm testing (Groce et al., "Swarm Testing", ISSTA 2012): besides drawing every
+//! rate, a seed turns whole fault classes off, because some bugs only show when one kind
+//! of fault is silent (e.g. reordering without loss), and a run that mixes every fault at
+//! once rarely reaches deep states. A few seeds (about 1 in 32) are calm: every fault
+//! class off.
+//!
+//! Invariants (asserted by [`SimOptions::invariants`], which `from_seed` calls):
+//! - every `*_min <= *_max`; every `*_ppm <= 1_000_000`; every count and size is positive;
+//! - `node_count` is 3 or 5; `clock_drift_ppm` has one entry per node, each within
+//!   `±clock_drift_bound_ppm`, and the bound is below 1_000_000;
+//! - a class listed in `faults_off` has its rate at 0 (or its interval `None`), and a
+//!   class that is on has a nonzero rate (clock drift excepted: a drawn drift may be 0).
+//!
+//! Units: every duration is nanoseconds of true (simulated) time, suffix `_ns`; `_size`
+//! is bytes; `_ppm` is parts per million.
+
+use crate::prng::Prng;
+use std::fmt;
+
+/// A class of faults a seed may turn off entirely (swarm testing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FaultClass {
+    /// Messages lost in the network.
+    Loss,
+    /// Messages delivered twice.
+    Duplication,
+    /// Per-message delay jitter (with it off, every link delivers in FIFO order).
+    Reorder,
+    /// Network partitions.
+    Partition,
+    /// Node crashes and restarts.
+    Crash,
+    /// Torn writes: a write in flight at a crash leaves part of its sectors.
+    TornWrite,
+    /// Bit flips in written sectors.
+    BitFlip,
+    /// A restart finds an empty data directory.
+    DiskLoss,
+    /// Clock drift (with it off, every clock runs at true rate; the bound stays told).
+    ClockDrift,
+}
+
+impl FaultClass {
+    /// Every class, in a fixed order (the order seeds draw them in).
+    pub const ALL: [FaultClass; 9] = [
+        FaultClass::Loss,
+        FaultClass::Duplication,
+        FaultClass::Reorder,
+        FaultClass::Partition,
+        FaultClass::Crash,
+        FaultClass::TornWrite,
+        FaultClass::BitFlip,
+        FaultClass::DiskLoss,
+        FaultClass::ClockDrift,
+    ];
+
+    /// A short name for summaries and logs.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultClass::Loss => "loss",
+            FaultClass::Duplication => "dup",
+            FaultClass::Reorder => "reorder",
+            FaultClass::Partition => "partition",
+            FaultClass::Crash => "crash",
+            FaultClass::TornWrite => "torn",
+            FaultClass::BitFlip => "bitflip",
+            FaultClass::DiskLoss => "diskloss",
+            FaultClass::ClockDrift => "drift",
+        }
+    }
+}
+
+impl fmt::Display for FaultClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything a simulation run needs to know, drawn from one seed.
+///
+/// A plain struct: a scenario may build one by hand or adjust fields after
+/// [`SimOptions::from_seed`] (then call [`SimOptions::invariants`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimOptions {
+    /// The seed everything here was drawn from; the driver seeds its own PRNG from it.
+    pub seed: u64,
+
+    // ---- Cluster shape and protocol limits ----
+    /// Nodes in the cluster: 3 or 5.
+    pub node_count: usize,
+    /// Shards (cores) per node: 1 to 3.
+    pub shards_per_node: usize,
+    /// Paxos groups: 1 to 8.
+    pub group_count: usize,
+    /// Instances a leader keeps in flight beyond its chosen watermark (W): 1 to 32.
+    pub window_instances_max: u64,
+    /// Values coalesced into one instance by batch propose, at most.
+    pub batch_values_max: usize,
+    /// Bytes coalesced into one instance by batch propose, at most (a single larger
+    /// value goes alone).
+    pub batch_size_max: usize,
+
+    // ---- Workload ----
+    /// Smallest ordinary value.
+    pub value_size_min: usize,
+    /// Largest ordinary value (at most 8 KiB).
+    pub value_size_max: usize,
+    /// Chance per proposal that the value is large instead (0 = never).
+    pub large_value_ppm: u32,
+    /// Largest large value; equals `value_size_max` when large values are off.
+    pub large_value_size_max: usize,
+    /// Shortest gap between two client proposals to one group.
+    pub proposal_interval_ns_min: u64,
+    /// Longest gap between two client proposals to one group.
+    pub proposal_interval_ns_max: u64,
+    /// Proposals a client keeps outstanding per group before it waits.
+    pub proposals_in_flight_max: usize,
+
+    // ---- Network ----
+    /// Shortest one-way delay.
+    pub network_delay_ns_min: u64,
+    /// Longest one-way delay (before jitter). Equal to the minimum when reordering is
+    /// off, so every link is FIFO like a TCP connection.
+    pub network_delay_ns_max: u64,
+    /// Chance a message is lost.
+    pub network_loss_ppm: u32,
+    /// Chance a message is delivered twice (independent delays).
+    pub network_duplicate_ppm: u32,
+    /// Chance a message gets extra jitter on top of its delay.
+    pub network_reorder_ppm: u32,
+    /// Largest extra jitter.
+    pub network_reorder_jitter_ns_max: u64,
+    /// Messages in flight per directed link before new ones are dropped.
+    pub network_link_in_flight_max: usize,
+    /// Mean true time between partitions during the safety phase (`None` = never).
+    pub partition_interval_ns_mean: Option<u64>,
+    /// Shortest partition.
+    pub partition_duration_ns_min: u64,
+    /// Longest partition.
+    pub partition_duration_ns_max: u64,
+
+    // ---- Processes ----
+    /// Mean true time between crashes during the safety phase (`None` = never).
+    pub crash_interval_ns_mean: Option<u64>,
+    /// Shortest time a crashed node stays down.
+    pub restart_delay_ns_min: u64,
+    /// Longest time a crashed node stays down.
+    pub restart_delay_ns_max: u64,
+
+    // ---- Disk ----
+    /// Shortest write latency.
+    pub disk_write_latency_ns_min: u64,
+    /// Longest write latency.
+    pub disk_write_latency_ns_max: u64,
+    /// Shortest fdatasync latency.
+    pub disk_sync_latency_ns_min: u64,
+    /// Longest fdatasync latency.
+    pub disk_sync_latency_ns_max: u64,
+    /// At a crash, the chance each written-but-unsynced sector survives.
+    pub disk_unsynced_keep_ppm: u32,
+    /// At a crash, the chance a write in flight is torn (part of its sectors land).
+    pub disk_torn_write_ppm: u32,
+    /// Chance a written sector has one bit flipped on the durable image.
+    pub disk_bit_flip_ppm: u32,
+    /// Chance a crash also loses the node's whole data directory.
+    pub disk_loss_ppm: u32,
+
+    // ---- Clocks ----
+    /// The drift bound the protocol is told (lease arithmetic); every clock honours it.
+    pub clock_drift_bound_ppm: u32,
+    /// Each node's clock drift, one entry per node, within `±clock_drift_bound_ppm`.
+    pub clock_drift_ppm: Vec<i32>,
+
+    // ---- Phases ----
+    /// Length of the safety phase (faults on, every checker after every step).
+    pub safety_phase_ns: u64,
+    /// Length of the liveness phase: the bound within which the healed cluster must
+    /// converge.
+    pub liveness_phase_ns: u64,
+
+    /// Fault classes this seed turned off (swarm testing), in [`FaultClass::ALL`] order.
+    pub faults_off: Vec<FaultClass>,
+}
+
+const KIB: usize = 1024;
+const US: u64 = 1_000;
+const MS: u64 = 1_000_000;
+const S: u64 = 1_000_000_000;
+const PPM: u32 = 1_000_000;
+
+/// Largest ordinary value size a seed may pick.
+pub const VALUE_SIZE_MAX: usize = 8 * KIB;
+/// Largest drift bound a seed may pick (ppm).
+pub const CLOCK_DRIFT_BOUND_PPM_MAX: u32 = 500;
+
+impl SimOptions {
+    /// The options of seed `seed`. Deterministic: the same seed gives the same options
+    /// on every platform and dependency version (only the in-house PRNG is used).
+    #[must_use]
+    pub fn from_seed(seed: u64) -> SimOptions {
+        // A separate stream from the driver's (which is seeded with `seed` itself), so
+        // adding a field here does not shift the run's own random sequence.
+        let mut prng = Prng::new(seed ^ 0x5157_4f50_5449_4f4e);
+        let p = &mut prng;
+
+        // Swarm: about 1 in 32 seeds is calm; otherwise each class is off with
+        // probability 1/3.
+        let calm = p.below(32) == 0;
+        let faults_off: Vec<FaultClass> = FaultClass::ALL
+            .iter()
+            .copied()
+            .filter(|_| {
+                let off = p.below(3) == 0;
+                calm || off
+            })
+            .collect();
+        let on = |class: FaultClass| !faults_off.contains(&class);
+
+        let node_count = if p.coin() { 3 } else { 5 };
+        let shards_per_node = p.range(1, 3) as usize;
+        let group_count = p.range(1, 8) as usize;
+        let window_instances_max = p.range(1, 32);
+
+        let value_size_max = (1usize << p.range(0, 13)).min(VALUE_SIZE_MAX);
+        let value_size_min = p.range(1, value_size_max as u64) as usize;
+        let (large_value_ppm, large_value_size_max) = if p.below(4) == 0 {
+            (
+                p.range(1_000, 50_000) as u32,
+                p.range(64 * KIB as u64, 1024 * KIB as u64) as usize,
+            )
+        } else {
+            (0, value_size_max)
+        };
+        let batch_values_max = if p.below(4) == 0 {
+            1
+        } else {
+            p.range(2, 64) as usize
+        };
+        let batch_size_max = p.range(value_size_max.max(4 * KIB) as u64, 256 * KIB as u64) as usize;
+        let proposal_interval_ns_min = p.range(10 * US, 2 * MS);
+        let proposal_interval_ns_max = p.range(proposal_interval_ns_min, 20 * MS);
+        let proposals_in_flight_max = p.range(1, 256) as usize;
+
+        let network_delay_ns_min = p.range(100 * US, 2 * MS);
+        let delay_max_drawn = p.range(network_delay_ns_min, 20 * MS);
+        let loss = skewed_ppm(p, 200_000);
+        let duplicate = skewed_ppm(p, 200_000);
+        let reorder = skewed_ppm(p, 500_000);
+        let network_reorder_jitter_ns_max = p.range(MS, 50 * MS);
+        let network_link_in_flight_max = p.range(64, 4096) as usize;
+        let partition_interval = p.range(100 * MS, 5 * S);
+        let partition_duration_ns_min = p.range(10 * MS, 500 * MS);
+        let partition_duration_ns_max = p.range(partition_duration_ns_min, 2 * S);
+
+        let crash_interval = p.range(200 * MS, 10 * S);
+        let restart_delay_ns_min = p.range(MS, 100 * MS);
+        let restart_delay_ns_max = p.range(restart_delay_ns_min, S);
+
+        let disk_write_latency_ns_min = p.range(10 * US, 2 * MS);
+        let disk_write_latency_ns_max = p.range(disk_write_latency_ns_min, 10 * MS);
+        let disk_sync_latency_ns_min = p.range(10 * US, 2 * MS);
+        let disk_sync_latency_ns_max = p.range(disk_sync_latency_ns_min, 20 * MS);
+        let disk_unsynced_keep_ppm = p.range(0, u64::from(PPM)) as u32;
+        let torn = skewed_ppm(p, 500_000);
+        let bit_flip = skewed_ppm(p, 2_000);
+        let disk_loss = skewed_ppm(p, 100_000);
+
+        let clock_drift_bound_ppm = p.range(1, u64::from(CLOCK_DRIFT_BOUND_PPM_MAX)) as u32;
+        let bound = i64::from(clock_drift_bound_ppm);
+        let clock_drift_ppm: Vec<i32> = (0..node_count)
+            .map(|_| {
+                // A quarter of the clocks sit exactly on the bound: the edge is where
+                // lease arithmetic breaks first.
+                let drift = match p.below(8) {
+                    0 => bound,
+                    1 => -bound,
+                    _ => p.range(0, 2 * bound as u64) as i64 - bound,
+                };
+                i32::try_from(drift).expect("drift is within ±500 ppm")
+            })
+            .collect();
+
+        let safety_phase_ns = p.range(S, 20 * S);
+        let liveness_phase_ns = p.range(10 * S, 30 * S);
+
+        let options = SimOptions {
+            seed,
+            node_count,
+            shards_per_node,
+            group_count,
+            window_instances_max,
+            batch_values_max,
+            batch_size_max,
+            value_size_min,
+            value_size_max,
+            large_value_ppm,
+            large_value_size_max,
+            proposal_interval_ns_min,
+            proposal_interval_ns_max,
+            proposals_in_flight_max,
+            network_delay_ns_min,
+            network_delay_ns_max: if on(FaultClass::Reorder) {
+                delay_max_drawn
+            } else {
+                network_delay_ns_min
+            },
+            network_loss_ppm: if on(FaultClass::Loss) { loss } else { 0 },
+            network_duplicate_ppm: if on(FaultClass::Duplication) {
+                duplicate
+            } else {
+                0
+            },
+            network_reorder_ppm: if on(FaultClass::Reorder) { reorder } else { 0 },
+            network_reorder_jitter_ns_max,
+            network_link_in_flight_max,
+            partition_interval_ns_mean: on(FaultClass::Partition).then_some(partition_interval),
+            partition_duration_ns_min,
+            partition_duration_ns_max,
+            crash_interval_ns_mean: on(FaultClass::Crash).then_some(crash_interval),
+            restart_delay_ns_min,
+            restart_delay_ns_max,
+            disk_write_latency_ns_min,
+            disk_write_latency_ns_max,
+            disk_sync_latency_ns_min,
+            disk_sync_latency_ns_max,
+            disk_unsynced_keep_ppm,
+            disk_torn_write_ppm: if on(FaultClass::TornWrite) { torn } else { 0 },
+            disk_bit_flip_ppm: if on(FaultClass::BitFlip) { bit_flip } else { 0 },
+            disk_loss_ppm: if on(FaultClass::DiskLoss) {
+                disk_loss
+            } else {
+                0
+            },
+            clock_drift_bound_ppm,
+            clock_drift_ppm: if on(FaultClass::ClockDrift) {
+                clock_drift_ppm
+            } else {
+                vec![0; node_count]
+            },
+            safety_phase_ns,
+            liveness_phase_ns,
+            faults_off,
+        };
+        options.invariants();
+        options
+    }
+
+    /// Whether fault class `class` is on for this seed.
+    #[must_use]
+    pub fn fault_on(&self, class: FaultClass) -> bool {
+        !self.faults_off.contains(&class)
+    }
+
+    /// Asserts the invariants listed in the module doc (programmer error if broken: a
+    /// hand-built or hand-edited `SimOptions` that makes no sense).
+    pub fn invariants(&self) {
+        assert!(
+            self.node_count == 3 || self.node_count == 5,
+            "node_count {} is not 3 or 5",
+            self.node_count
+        );
+        assert!(self.shards_per_node >= 1, "shards_per_node is 0");
+        assert!(self.group_count >= 1, "group_count is 0");
+        assert!(self.window_instances_max >= 1, "window_instances_max is 0");
+        assert!(self.batch_values_max >= 1, "batch_values_max is 0");
+        assert!(self.batch_size_max >= 1, "batch_size_max is 0");
+        assert!(
+            self.proposals_in_flight_max >= 1,
+            "proposals_in_flight_max is 0"
+        );
+        assert!(
+            self.network_link_in_flight_max >= 1,
+            "network_link_in_flight_max is 0"
+        );
+        let ranges: [(&str, u64, u64); 8] = [
+            (
+                "value_size",
+                self.value_size_min as u64,
+                self.value_size_max as u64,
+            ),
+            (
+                "value_size..large_value_size",
+                self.value_size_max as u64,
+                self.large_value_size_max as u64,
+            ),
+            (
+                "proposal_interval_ns",
+                self.proposal_interval_ns_min,
+                self.proposal_interval_ns_max,
+            ),
+            (
+                "network_delay_ns",
+                self.network_delay_ns_min,
+                self.network_delay_ns_max,
+            ),
+            (
+                "partition_duration_ns",
+                self.partition_duration_ns_min,
+                self.partition_duration_ns_max,
+            ),
+            (
+                "restart_delay_ns",
+                self.restart_delay_ns_min,
+                self.restart_delay_ns_max,
+            ),
+            (
+                "disk_write_latency_ns",
+                self.disk_write_latency_ns_min,
+                self.disk_write_latency_ns_max,
+            ),
+            (
+                "disk_sync_latency_ns",
+                self.disk_sync_latency_ns_min,
+                self.disk_sync_latency_ns_max,
+            ),
+        ];
+        for (name, min, max) in ranges {
+            assert!(min <= max, "{name}: min {min} > max {max}");
+        }
+        assert!(self.value_size_min >= 1, "value_size_min is 0");
+        assert!(self.safety_phase_ns >= 1, "safety_phase_ns is 0");
+        assert!(self.liveness_phase_ns >= 1, "liveness_phase_ns is 0");
+        let rates: [(FaultClass, u32); 7] = [
+            (FaultClass::Loss, self.network_loss_ppm),
+            (FaultClass::Duplication, self.network_duplicate_ppm),
+            (FaultClass::Reorder, self.network_reorder_ppm),
+            (FaultClass::TornWrite, self.disk_torn_write_ppm),
+            (FaultClass::BitFlip, self.disk_bit_flip_ppm),
+            (FaultClass::DiskLoss, self.disk_loss_ppm),
+            (FaultClass::ClockDrift, self.drift_max_abs_ppm()),
+        ];
+        for (class, ppm) in rates {
+            assert!(ppm <= PPM, "{class}: {ppm} ppm > 1_000_000");
+            if !self.fault_on(class) {
+                assert_eq!(ppm, 0, "{class} is off but its rate is {ppm} ppm");
+            } else if class != FaultClass::ClockDrift {
+                assert!(ppm > 0, "{class} is on but its rate is 0");
+            }
+        }
+        assert!(self.large_value_ppm <= PPM, "large_value_ppm > 1_000_000");
+        assert!(
+            self.disk_unsynced_keep_ppm <= PPM,
+            "disk_unsynced_keep_ppm > 1e6"
+        );
+        if !self.fault_on(FaultClass::Reorder) {
+            assert_eq!(
+                self.network_delay_ns_min, self.network_delay_ns_max,
+                "reorder is off but delays vary"
+            );
+        }
+        for (class, interval) in [
+            (FaultClass::Partition, self.partition_interval_ns_mean),
+            (FaultClass::Crash, self.crash_interval_ns_mean),
+        ] {
+            match interval {
+                Some(mean) => {
+                    assert!(self.fault_on(class), "{class} is off but has an interval");
+                    assert!(mean > 0, "{class}: mean interval 0");
+                }
+                None => assert!(!self.fault_on(class), "{class} is on but has no interval"),
+            }
+        }
+        assert!(
+            self.clock_drift_bound_ppm < PPM,
+            "clock_drift_bound_ppm {} must be below 1_000_000",
+            self.clock_drift_bound_ppm
+        );
+        assert_eq!(
+            self.clock_drift_ppm.len(),
+            self.node_count,
+            "clock_drift_ppm needs one entry per node"
+        );
+        assert!(
+            self.drift_max_abs_ppm() <= self.clock_drift_bound_ppm,
+            "a clock drifts {} ppm, beyond the bound {}",
+            self.drift_max_abs_ppm(),
+            self.clock_drift_bound_ppm
+        );
+    }
+
+    fn drift_max_abs_ppm(&self) -> u32 {
+        self.clock_drift_ppm
+            .iter()
+            .map(|d| d.unsigned_abs())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// A rate in `[1, max_ppm]`, skewed towards small values: the upper end is divided by
+/// 2^k for k drawn uniformly in 0..=9, so most seeds are mild and a few are harsh.
+fn skewed_ppm(prng: &mut Prng, max_ppm: u32) -> u32 {
+    let top = (u64::from(max_ppm) >> prng.range(0, 9)).max(1);
+    prng.range(1, top) as u32
+}
+
+/// Formats nanoseconds compactly: `750us`, `12.5ms`, `3.2s`.
+fn duration(ns: u64) -> String {
+    if ns >= S {
+        format!("{:.1}s", ns as f64 / S as f64)
+    } else if ns >= MS {
+        format!("{:.1}ms", ns as f64 / MS as f64)
+    } else {
+        format!("{}us", ns / US)
+    }
+}
+
+/// Formats ppm as a percentage.
+fn percent(ppm: u32) -> String {
+    format!("{:.2}%", f64::from(ppm) / 10_000.0)
+}
+
+impl fmt::Display for SimOptions {
+    /// One line: shape, workload, network, faults, clocks, phases.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed={:#x} nodes={} shards={} groups={} W={} batch={}v/{}B",
+            self.seed,
+            self.node_count,
+            self.shards_per_node,
+            self.group_count,
+            self.window_instances_max,
+            self.batch_values_max,
+            self.batch_size_max,
+        )?;
+        write!(
+            f,
+            " values={}..{}B",
+            self.value_size_min, self.value_size_max
+        )?;
+        if self.large_value_ppm > 0 {
+            write!(
+                f,
+                "+{}@<={}KiB",
+                percent(self.large_value_ppm),
+                self.large_value_size_max / KIB
+            )?;
+        }
+        write!(
+            f,
+            " propose_every={}..{} in_flight<={}",
+            duration(self.proposal_interval_ns_min),
+            duration(self.proposal_interval_ns_max),
+            self.proposals_in_flight_max
+        )?;
+        write!(
+            f,
+            " net={}..{} loss={} dup={} reorder={}+{}",
+            duration(self.network_delay_ns_min),
+            duration(self.network_delay_ns_max),
+            percent(self.network_loss_ppm),
+            percent(self.network_duplicate_ppm),
+            percent(self.network_reorder_ppm),
+            duration(self.network_reorder_jitter_ns_max),
+        )?;
+        match self.partition_interval_ns_mean {
+            Some(mean) => write!(
+                f,
+                " partition=~{}x{}..{}",
+                duration(mean),
+                duration(self.partition_duration_ns_min),
+                duration(self.partition_duration_ns_max)
+            )?,
+            None => write!(f, " partition=off")?,
+        }
+        match self.crash_interval_ns_mean {
+            Some(mean) => write!(
+                f,
+                " crash=~{} down={}..{}",
+                duration(mean),
+                duration(self.restart_delay_ns_min),
+                duration(self.restart_delay_ns_max)
+            )?,
+            None => write!(f, " crash=off")?,
+        }
+        write!(
+            f,
+            " disk={}..{}+sync{}..{} keep={} torn={} bitflip={} diskloss={}",
+            duration(self.disk_write_latency_ns_min),
+            duration(self.disk_write_latency_ns_max),
+            duration(self.disk_sync_latency_ns_min),
+            duration(self.disk_sync_latency_ns_max),
+            percent(self.disk_unsynced_keep_ppm),
+            percent(self.disk_torn_write_ppm),
+            percent(self.disk_bit_flip_ppm),
+            percent(self.disk_loss_ppm),
+        )?;
+        write!(
+            f,
+            " drift<={}ppm{:?} safety={} liveness={}",
+            self.clock_drift_bound_ppm,
+            self.clock_drift_ppm,
+            duration(self.safety_phase_ns),
+            duration(self.liveness_phase_ns),
+        )?;
+        if self.faults_off.is_empty() {
+            write!(f, " off=none")
+        } else {
+            let names: Vec<&str> = self.faults_off.iter().map(|c| c.name()).collect();
+            write!(f, " off={}", names.join(","))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FaultClass, SimOptions, CLOCK_DRIFT_BOUND_PPM_MAX, VALUE_SIZE_MAX};
+
+    // Goal: one seed reproduces the same options; different seeds differ.
+    // Method: build twice from the same seeds and compare; compare neighbours.
+    #[test]
+    fn same_seed_same_options() {
+        for seed in [0, 1, 42, u64::MAX] {
+            assert_eq!(SimOptions::from_seed(seed), SimOptions::from_seed(seed));
+        }
+        let distinct: std::collections::BTreeSet<String> = (0..64)
+            .map(|seed| {
+                let mut o = SimOptions::from_seed(seed);
+                o.seed = 0;
+                o.to_string()
+            })
+            .collect();
+        assert_eq!(distinct.len(), 64, "seeds should not collide");
+    }
+
+    // Goal: every seed's options satisfy the invariants and the brief's ranges.
+    // Method: draw 5,000 seeds (from_seed asserts invariants) and check each range.
+    #[test]
+    fn ranges_hold_across_seeds() {
+        for seed in 0..5_000 {
+            let o = SimOptions::from_seed(seed);
+            assert!(o.node_count == 3 || o.node_count == 5);
+            assert!((1..=3).contains(&o.shards_per_node));
+            assert!((1..=8).contains(&o.group_count));
+            assert!((1..=32).contains(&o.window_instances_max));
+            assert!(o.value_size_min >= 1 && o.value_size_max <= VALUE_SIZE_MAX);
+            assert!(o.network_delay_ns_min >= 100_000 && o.network_delay_ns_max <= 20_000_000);
+            assert!(o.network_loss_ppm <= 200_000 && o.network_duplicate_ppm <= 200_000);
+            assert!(o.clock_drift_bound_ppm <= CLOCK_DRIFT_BOUND_PPM_MAX);
+            assert!(o
+                .clock_drift_ppm
+                .iter()
+                .all(|d| d.unsigned_abs() <= o.clock_drift_bound_ppm));
+            assert!(o.liveness_phase_ns >= 10_000_000_000);
+        }
+    }
+
+    // Goal: swarm variety: every fault class is off for some seeds and on for others,
+    // and some seeds are fully calm.
+    // Method: tally 2,000 seeds.
+    #[test]
+    fn swarm_turns_classes_off_and_on() {
+        let seeds: Vec<SimOptions> = (0..2_000).map(SimOptions::from_seed).collect();
+        for class in FaultClass::ALL {
+            let off = seeds.iter().filter(|o| !o.fault_on(class)).count();
+            assert!(
+                off > 400 && off < 1_200,
+                "{class} off in {off} of 2000 seeds"
+            );
+        }
+        let calm = seeds
+            .iter()
+            .filter(|o| o.faults_off.len() == FaultClass::ALL.len())
+            .count();
+        assert!(calm > 20, "only {calm} calm seeds");
+        let fifo = seeds
+            .iter()
+            .filter(|o| !o.fault_on(FaultClass::Reorder))
+            .all(|o| o.network_delay_ns_min == o.network_delay_ns_max);
+        assert!(fifo, "reorder off must mean constant delay");
+        let large = seeds.iter().filter(|o| o.large_value_ppm > 0).count();
+        assert!(large > 300, "large values in only {large} seeds");
+        let five = seeds.iter().filter(|o| o.node_count == 5).count();
+        assert!(five > 800 && five < 1_200, "5 nodes in {five} seeds");
+    }
+
+    // Goal: Display is one line that names the seed and the classes that are off.
+    // Method: render a few seeds and look for the markers.
+    #[test]
+    fn display_is_one_line_summary() {
+        for seed in 0..50 {
+            let o = SimOptions::from_seed(seed);
+            let line = o.to_string();
+            assert!(!line.contains('\n'), "{line}");
+            assert!(line.starts_with(&format!("seed={seed:#x} ")), "{line}");
+            for class in &o.faults_off {
+                assert!(line.contains(class.name()), "{line} lacks {class}");
+            }
+            if o.crash_interval_ns_mean.is_none() {
+                assert!(line.contains("crash=off"), "{line}");
+            }
+        }
+    }
+
+    // Goal: invariants catch a nonsensical hand-edited option set.
+    // Method: turn loss off in the list but leave a loss rate; expect a panic.
+    #[test]
+    #[should_panic(expected = "loss is off but its rate")]
+    fn invariants_catch_inconsistent_swarm() {
+        let mut o = SimOptions::from_seed(7);
+        if !o.faults_off.contains(&FaultClass::Loss) {
+            o.faults_off.push(FaultClass::Loss);
+        }
+        o.network_loss_ppm = 10;
+        o.invariants();
+    }
+}
