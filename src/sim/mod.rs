@@ -15,7 +15,9 @@
 //! TRUE (simulated) nanoseconds everywhere in `sim` except what a node reads from its
 //! [`SimClock`]: that local time is what the runtime and protocol see.
 
+pub mod clock;
 // pub mod disk; // src/sim/disk.rs: being written (simulated disk)
 pub mod options;
 
+pub use clock::SimClock;
 pub use options::{FaultClass, SimOptions};
