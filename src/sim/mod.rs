@@ -17,7 +17,9 @@
 
 pub mod clock;
 // pub mod disk; // src/sim/disk.rs: being written (simulated disk)
+pub mod network;
 pub mod options;
 
 pub use clock::SimClock;
+pub use network::{NetworkOptions, NetworkStats, SimNetwork};
 pub use options::{FaultClass, SimOptions};
