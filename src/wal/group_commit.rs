@@ -1,0 +1,533 @@
+//! Group commit: the pure planner of one aligned write plus one fdatasync per batch, for
+//! all groups of a shard.
+//!
+//! Records are encoded (LSN assigned, checksum sealed) into an in-memory buffer as they
+//! are appended. When no write is in flight, `take_write` closes the batch: it pads it
+//! to the next block boundary and hands out the whole buffer as one `WritePlan`; the next
+//! batch accumulates while that write and its fdatasync run, so the batch size follows
+//! the load with no timer. `on_durable` reports completion.
+//!
+//! Invariants (`GroupCommit::invariants`, called by the simulator after every step):
+//! - at most one write is in flight; `durable_through <= written_through <= assigned_through`
+//!   where `written_through` is the in-flight write's `lsn_through` (or `durable_through`);
+//! - every write starts where the previous one ended, on a block boundary, and is a whole
+//!   number of blocks: a block that was handed out is never written again, so a torn
+//!   write can only damage the batch being written, never an acknowledged one;
+//! - the buffer holds exactly the records `written_through + 1 ..= assigned_through`,
+//!   starting at `offset_next()`, and never more than `buffer_size_max` bytes once padded.
+
+use super::record::{self, Stamp};
+use super::{block_align_up, record_start, BLOCK_SIZE, HEADER_SIZE};
+use crate::paxos::{Lsn, Record};
+use std::fmt;
+
+/// The largest batch `GroupCommit` accepts as configuration: keeps a batch's record
+/// count well inside the u32 `batch_delta` field.
+pub const BUFFER_SIZE_MAX_LIMIT: usize = 1 << 30;
+
+const _: () = assert!(BUFFER_SIZE_MAX_LIMIT % BLOCK_SIZE == 0);
+const _: () = assert!((BUFFER_SIZE_MAX_LIMIT / HEADER_SIZE) < u32::MAX as usize);
+
+/// Configuration of a shard's group commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupCommitConfig {
+    /// Bytes one batch (one write) may hold, padding included: a multiple of
+    /// `BLOCK_SIZE`, at most `BUFFER_SIZE_MAX_LIMIT`. Also the largest record accepted.
+    /// Readers need `DecodeLimits::record_size_max >= buffer_size_max`.
+    pub buffer_size_max: usize,
+    /// Salt of the log: seeds every record's checksum (see `record`).
+    pub salt: u32,
+}
+
+/// Where a log resumes: from recovery (`Scan::resume`), or `Resume::EMPTY` for a new log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// Offset of the first write; a multiple of `BLOCK_SIZE`.
+    pub offset: u64,
+    /// LSN of the last durable record (0 if none): the next record gets `lsn_through + 1`.
+    pub lsn_through: Lsn,
+}
+
+impl Resume {
+    /// A new, empty log.
+    pub const EMPTY: Resume = Resume {
+        offset: 0,
+        lsn_through: Lsn(0),
+    };
+}
+
+/// One write to submit: write `bytes` at `offset`, then fdatasync, then call
+/// `GroupCommit::on_durable(lsn_through)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WritePlan {
+    /// Log offset; a multiple of `BLOCK_SIZE`.
+    pub offset: u64,
+    /// The batch, padded: its length is a non-zero multiple of `BLOCK_SIZE`.
+    pub bytes: Vec<u8>,
+    /// LSN of the last record in `bytes`; durable once the write and its sync complete.
+    pub lsn_through: Lsn,
+}
+
+/// The write in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InFlight {
+    /// Its offset.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub size: usize,
+    /// LSN of its last record.
+    pub lsn_through: Lsn,
+}
+
+/// Why `append` did not take a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The batch being built is full: call `take_write` (once no write is in flight) and
+    /// retry. Nothing was appended.
+    Backpressure {
+        /// Bytes already in the batch.
+        buffered_size: usize,
+        /// Size of the record.
+        record_size: usize,
+        /// The limit.
+        buffer_size_max: usize,
+    },
+    /// The record is larger than any batch may be: it can never be appended.
+    TooLarge {
+        /// Size of the record.
+        record_size: usize,
+        /// The limit.
+        buffer_size_max: usize,
+    },
+}
+
+impl fmt::Display for AppendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppendError::Backpressure {
+                buffered_size,
+                record_size,
+                buffer_size_max,
+            } => write!(
+                f,
+                "WAL batch full: {buffered_size} bytes buffered, record of {record_size} bytes, \
+                 buffer_size_max {buffer_size_max}"
+            ),
+            AppendError::TooLarge {
+                record_size,
+                buffer_size_max,
+            } => write!(
+                f,
+                "WAL record of {record_size} bytes exceeds buffer_size_max {buffer_size_max}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AppendError {}
+
+/// The group-commit planner of one shard's log. See the module docs.
+#[derive(Debug)]
+pub struct GroupCommit {
+    salt: u32,
+    buffer_size_max: usize,
+    /// Encoded records of the batch being built; `buffer[0]` goes to `buffer_offset`.
+    buffer: Vec<u8>,
+    /// Log offset of the batch being built (block-aligned).
+    buffer_offset: u64,
+    /// LSN of the first record in `buffer` (meaningful when it is not empty).
+    batch_first: Lsn,
+    assigned_through: Lsn,
+    durable_through: Lsn,
+    in_flight: Option<InFlight>,
+    /// A returned write buffer, reused for the next batch.
+    spare: Vec<u8>,
+}
+
+impl GroupCommit {
+    /// A planner that appends after `resume`.
+    ///
+    /// Panics (programmer errors): `buffer_size_max` not a positive multiple of
+    /// `BLOCK_SIZE` or above `BUFFER_SIZE_MAX_LIMIT`; `resume.offset` not block-aligned.
+    #[must_use]
+    pub fn new(config: GroupCommitConfig, resume: Resume) -> GroupCommit {
+        assert!(
+            config.buffer_size_max > 0
+                && config.buffer_size_max % BLOCK_SIZE == 0
+                && config.buffer_size_max <= BUFFER_SIZE_MAX_LIMIT,
+            "buffer_size_max {} must be a positive multiple of {BLOCK_SIZE} up to {BUFFER_SIZE_MAX_LIMIT}",
+            config.buffer_size_max
+        );
+        assert!(
+            resume.offset % BLOCK_SIZE as u64 == 0,
+            "resume offset {} is not block-aligned",
+            resume.offset
+        );
+        let commit = GroupCommit {
+            salt: config.salt,
+            buffer_size_max: config.buffer_size_max,
+            buffer: Vec::new(),
+            buffer_offset: resume.offset,
+            batch_first: Lsn(0),
+            assigned_through: resume.lsn_through,
+            durable_through: resume.lsn_through,
+            in_flight: None,
+            spare: Vec::new(),
+        };
+        commit.invariants();
+        commit
+    }
+
+    /// Encodes `record` into the batch being built and returns its LSN. The record is
+    /// durable once `durable_through() >= lsn`. Fails, appending nothing, when the batch
+    /// is full (`Backpressure`) or the record can never fit (`TooLarge`).
+    pub fn append(&mut self, record: &Record) -> Result<Lsn, AppendError> {
+        let record_size = record::encoded_size(record);
+        if record_size > self.buffer_size_max {
+            return Err(AppendError::TooLarge {
+                record_size,
+                buffer_size_max: self.buffer_size_max,
+            });
+        }
+        // `buffer_offset` is block-aligned, so buffer positions place like log offsets.
+        let start = record_start(self.buffer.len() as u64) as usize;
+        // The pad added by `take_write` only fills up to the next block boundary, which
+        // stays within the limit because the limit is a multiple of the block size.
+        if start + record_size > self.buffer_size_max {
+            return Err(AppendError::Backpressure {
+                buffered_size: self.buffer.len(),
+                record_size,
+                buffer_size_max: self.buffer_size_max,
+            });
+        }
+        let lsn = Lsn(self.assigned_through.0 + 1);
+        if self.buffer.is_empty() {
+            self.batch_first = lsn;
+        }
+        self.buffer.resize(start, 0);
+        let stamp = Stamp {
+            lsn,
+            batch_first: self.batch_first,
+        };
+        record::encode(record, stamp, self.salt, &mut self.buffer);
+        self.assigned_through = lsn;
+        assert!(self.buffer.len() <= self.buffer_size_max);
+        Ok(lsn)
+    }
+
+    /// Closes the batch being built and returns it as one write, or `None` when a write
+    /// is already in flight or nothing was appended. The batch is padded to the block
+    /// boundary with a Pad record (or, when fewer than `HEADER_SIZE` bytes remain, with
+    /// zeros that readers skip). BEFORE submitting another write the caller must report
+    /// this one with `on_durable`.
+    pub fn take_write(&mut self) -> Option<WritePlan> {
+        if self.in_flight.is_some() || self.buffer.is_empty() {
+            return None;
+        }
+        let end = self.buffer.len();
+        let padded = block_align_up(end as u64) as usize;
+        let remaining = padded - end;
+        if remaining >= HEADER_SIZE {
+            let stamp = Stamp {
+                lsn: self.assigned_through,
+                batch_first: self.batch_first,
+            };
+            record::encode_pad(remaining, stamp, self.salt, &mut self.buffer);
+        } else {
+            self.buffer.resize(padded, 0);
+        }
+        assert_eq!(self.buffer.len(), padded);
+        assert!(
+            padded <= self.buffer_size_max,
+            "padded batch {padded} > buffer_size_max"
+        );
+
+        let mut next = std::mem::take(&mut self.spare);
+        next.clear();
+        let bytes = std::mem::replace(&mut self.buffer, next);
+        let plan = WritePlan {
+            offset: self.buffer_offset,
+            bytes,
+            lsn_through: self.assigned_through,
+        };
+        self.in_flight = Some(InFlight {
+            offset: plan.offset,
+            size: plan.bytes.len(),
+            lsn_through: plan.lsn_through,
+        });
+        self.buffer_offset += plan.bytes.len() as u64;
+        assert!(plan.offset % BLOCK_SIZE as u64 == 0 && plan.bytes.len() % BLOCK_SIZE == 0);
+        Some(plan)
+    }
+
+    /// Reports that the write in flight, whose plan said `lsn_through`, and its
+    /// fdatasync completed. Anything else is a programmer error (a failed write or sync
+    /// is fatal to the shard and is never reported here).
+    pub fn on_durable(&mut self, lsn_through: Lsn) {
+        let in_flight = self
+            .in_flight
+            .take()
+            .expect("on_durable without a write in flight");
+        assert_eq!(
+            in_flight.lsn_through, lsn_through,
+            "on_durable({}) but the write in flight ends at LSN {}",
+            lsn_through.0, in_flight.lsn_through.0
+        );
+        assert!(lsn_through > self.durable_through);
+        self.durable_through = lsn_through;
+    }
+
+    /// Gives back a `WritePlan`'s bytes once written, so the next batch reuses the
+    /// allocation. Optional.
+    pub fn recycle(&mut self, bytes: Vec<u8>) {
+        if bytes.capacity() > self.spare.capacity() {
+            self.spare = bytes;
+        }
+    }
+
+    /// LSN of the last durable record (inclusive; 0 if none).
+    #[must_use]
+    pub fn durable_through(&self) -> Lsn {
+        self.durable_through
+    }
+
+    /// LSN of the last appended record (inclusive; 0 if none).
+    #[must_use]
+    pub fn assigned_through(&self) -> Lsn {
+        self.assigned_through
+    }
+
+    /// Bytes in the batch being built (before padding).
+    #[must_use]
+    pub fn buffered_size(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// The write in flight, if any.
+    #[must_use]
+    pub fn in_flight(&self) -> Option<InFlight> {
+        self.in_flight
+    }
+
+    /// Log offset the batch being built will be written at.
+    #[must_use]
+    pub fn offset_next(&self) -> u64 {
+        self.buffer_offset
+    }
+
+    /// Asserts every invariant of the module docs; panics with the values on violation.
+    pub fn invariants(&self) {
+        let block = BLOCK_SIZE as u64;
+        assert!(
+            self.buffer_offset % block == 0,
+            "batch offset {} not block-aligned",
+            self.buffer_offset
+        );
+        assert!(
+            self.buffer.len() <= self.buffer_size_max,
+            "buffer {} > buffer_size_max {}",
+            self.buffer.len(),
+            self.buffer_size_max
+        );
+        assert!(
+            block_align_up(self.buffer.len() as u64) <= self.buffer_size_max as u64,
+            "padded buffer would exceed buffer_size_max"
+        );
+        let written_through = match self.in_flight {
+            Some(w) => {
+                assert!(
+                    w.offset % block == 0 && w.size > 0 && w.size % BLOCK_SIZE == 0,
+                    "write in flight misaligned: {w:?}"
+                );
+                assert_eq!(
+                    w.offset + w.size as u64,
+                    self.buffer_offset,
+                    "next batch does not follow the write in flight"
+                );
+                assert!(
+                    w.lsn_through > self.durable_through,
+                    "write in flight {w:?} adds nothing past durable {}",
+                    self.durable_through.0
+                );
+                w.lsn_through
+            }
+            None => self.durable_through,
+        };
+        assert!(
+            self.durable_through <= written_through && written_through <= self.assigned_through,
+            "durable {} <= written {} <= assigned {} violated",
+            self.durable_through.0,
+            written_through.0,
+            self.assigned_through.0
+        );
+        if self.buffer.is_empty() {
+            assert_eq!(
+                self.assigned_through, written_through,
+                "records assigned but neither buffered nor written"
+            );
+        } else {
+            assert_eq!(
+                self.batch_first.0,
+                written_through.0 + 1,
+                "batch does not start right after the written records"
+            );
+            assert!(self.batch_first <= self.assigned_through);
+            assert!(self.assigned_through.0 - self.batch_first.0 < u64::from(u32::MAX));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paxos::{Ballot, Body, Entry, GroupId, Instance, NodeId};
+    use crate::wal::record::{decode, Content, DecodeLimits};
+    use bytes::Bytes;
+
+    fn accept(instance: u64, value_size: usize) -> Record {
+        Record::Accept {
+            group: GroupId(1),
+            instance: Instance(instance),
+            ballot: Ballot {
+                round: 1,
+                node: NodeId(1),
+            },
+            entry: Entry {
+                origin: Ballot {
+                    round: 1,
+                    node: NodeId(1),
+                },
+                body: Body::Values(vec![Bytes::from(vec![7; value_size])]),
+            },
+        }
+    }
+
+    fn config(buffer_size_max: usize) -> GroupCommitConfig {
+        GroupCommitConfig {
+            buffer_size_max,
+            salt: 99,
+        }
+    }
+
+    /// Decodes a write's records (skipping pads and short block tails): (lsn, is_pad).
+    fn records_of(bytes: &[u8]) -> Vec<(u64, bool)> {
+        let mut out = Vec::new();
+        let mut at = 0u64;
+        loop {
+            at = record_start(at);
+            if at as usize >= bytes.len() {
+                return out;
+            }
+            let (decoded, size) =
+                decode(&bytes[at as usize..], 99, &DecodeLimits::default()).expect("valid");
+            out.push((decoded.stamp.lsn.0, decoded.content == Content::Pad));
+            at += size as u64;
+        }
+    }
+
+    // Goal: one write per batch, aligned, padded, with LSNs continuing across batches;
+    // the next batch accumulates while a write is in flight.
+    // Method: append, take, append more while in flight, complete, take again; decode.
+    #[test]
+    fn batches_accumulate_while_in_flight() {
+        let mut commit = GroupCommit::new(config(1 << 20), Resume::EMPTY);
+        assert_eq!(commit.take_write(), None);
+        for i in 1..=3 {
+            assert_eq!(commit.append(&accept(i, 100)), Ok(Lsn(i)));
+            commit.invariants();
+        }
+        let first = commit.take_write().expect("a batch");
+        commit.invariants();
+        assert_eq!(
+            (first.offset, first.bytes.len(), first.lsn_through),
+            (0, 4096, Lsn(3))
+        );
+        assert_eq!(
+            records_of(&first.bytes),
+            [(1, false), (2, false), (3, false), (3, true)]
+        );
+        assert_eq!(commit.append(&accept(4, 5000)), Ok(Lsn(4)));
+        assert_eq!(commit.take_write(), None, "one write in flight at most");
+        assert_eq!(commit.durable_through(), Lsn(0));
+        commit.on_durable(Lsn(3));
+        commit.invariants();
+        assert_eq!(commit.durable_through(), Lsn(3));
+        let second = commit.take_write().expect("a batch");
+        assert_eq!((second.offset, second.bytes.len()), (4096, 8192));
+        assert_eq!(records_of(&second.bytes), [(4, false), (4, true)]);
+        commit.recycle(first.bytes);
+        commit.on_durable(Lsn(4));
+        commit.invariants();
+        assert_eq!(commit.assigned_through(), Lsn(4));
+        assert_eq!(commit.offset_next(), 12288);
+    }
+
+    // Goal: a full batch reports backpressure instead of growing; oversized records are
+    // refused for good.
+    // Method: fill a one-block buffer, then a record larger than the buffer.
+    #[test]
+    fn bounded_buffer() {
+        let mut commit = GroupCommit::new(config(4096), Resume::EMPTY);
+        let mut appended = 0;
+        let error = loop {
+            match commit.append(&accept(appended + 1, 500)) {
+                Ok(_) => appended += 1,
+                Err(error) => break error,
+            }
+            commit.invariants();
+        };
+        assert!(matches!(
+            error,
+            AppendError::Backpressure {
+                buffer_size_max: 4096,
+                ..
+            }
+        ));
+        assert!(appended >= 6, "{appended} records of ~570 bytes fit 4 KiB");
+        assert!(error.to_string().contains("4096"));
+        let plan = commit.take_write().expect("a batch");
+        assert_eq!(plan.bytes.len(), 4096);
+        assert!(matches!(
+            commit.append(&accept(99, 5000)),
+            Err(AppendError::TooLarge {
+                buffer_size_max: 4096,
+                ..
+            })
+        ));
+        commit.invariants();
+    }
+
+    // Goal: when fewer than a header's bytes remain in a block, the writer skips to the
+    // boundary exactly as the reader does, both mid-batch and at the end of a batch.
+    // Method: size records so each one leaves 8..40 bytes in its block.
+    #[test]
+    fn short_block_tails_are_skipped() {
+        for leave in (8..HEADER_SIZE).step_by(8) {
+            // One Accept with a single value of `value` bytes takes 48+16+4+4+value.
+            let value = BLOCK_SIZE - leave - (HEADER_SIZE + 24);
+            let mut commit = GroupCommit::new(config(1 << 16), Resume::EMPTY);
+            commit.append(&accept(1, value)).expect("fits");
+            commit.append(&accept(2, value)).expect("fits");
+            commit.invariants();
+            let plan = commit.take_write().expect("a batch");
+            assert_eq!(plan.bytes.len(), 2 * BLOCK_SIZE, "leave {leave}");
+            assert_eq!(records_of(&plan.bytes), [(1, false), (2, false)]);
+        }
+    }
+
+    // Goal: a resumed log continues LSNs and offsets after the recovered ones.
+    // Method: resume at block 3, LSN 41.
+    #[test]
+    fn resumes_after_recovery() {
+        let resume = Resume {
+            offset: 3 * BLOCK_SIZE as u64,
+            lsn_through: Lsn(41),
+        };
+        let mut commit = GroupCommit::new(config(1 << 16), resume);
+        assert_eq!(commit.append(&accept(1, 10)), Ok(Lsn(42)));
+        let plan = commit.take_write().expect("a batch");
+        assert_eq!((plan.offset, plan.lsn_through), (3 * 4096, Lsn(42)));
+        assert_eq!(records_of(&plan.bytes), [(42, false), (42, true)]);
+    }
+}
