@@ -1,0 +1,464 @@
+//! Recovery: a pure scan of a log image that returns the records to replay and decides
+//! what the tail means: clean end, torn last write (truncate), or damage to durable
+//! records (keep the prefix; the replica becomes a non-voting learner).
+//!
+//! The scan works on one contiguous slice (today the whole log; with segments, one
+//! segment, chained through `ScanConfig::lsn_prev`). Offsets are relative to the slice.
+//!
+//! # Decision table
+//!
+//! Let `last` be the LSN of the last record accepted so far and `p` the first position
+//! (after the short-block-tail skip of `wal::record_start`) where the log does not
+//! continue: no valid record there (checksum, zeros, garbage, truncated, limits), or a
+//! valid one that is not next (a real record must have LSN `last + 1`, a Pad LSN `last`),
+//! or a Pad that does not end on a block boundary. The scan then *surveys* the rest of
+//! the slice: valid records at `p` and at every block boundary after it, plus the chains
+//! of valid records that follow each, keeping those *ahead* of the log (real LSN > `last`,
+//! Pad LSN >= `last`; older ones cannot be this log's future and are ignored). In the
+//! survey, *first* is the earliest found by position and *newest* the one with the
+//! highest LSN. A found record *loses LSNs* when LSNs between `last` and it are missing
+//! (real: LSN > `last + 1`; Pad: LSN > `last`).
+//!
+//! | # | `p` | survey | decision | resume, scrub |
+//! |---|-----|--------|----------|---------------|
+//! | 1 | on a block boundary, or the end of the slice | nothing | `Clean { end: p }` | resume at `p`; no scrub |
+//! | 2 | inside a block | nothing | `TornTail { truncate_at: p }` | resume at `⌈p⌉`; no scrub |
+//! | 3 | any | *first* loses no LSN | skip `[p, first)`, record it in `gaps`, continue scanning at *first* | — |
+//! | 4 | any | *first* loses LSNs; *newest*'s batch began at or before `last + 1` | `TornTail { truncate_at: p }` | resume at `⌈p⌉`; scrub `[⌈p⌉, ⌈end of survey⌉)` |
+//! | 5 | any | *first* loses LSNs; *newest*'s batch began after `last + 1` | `Corrupt { at: p, .. }` | as 4, AFTER the caller made learner status durable |
+//!
+//! Why these rows are right:
+//! - Row 1/2: nothing after `p` belongs to this log, so nothing is lost by ending there.
+//!   A batch always ends on a block boundary (Pad or short-tail skip); a log that stops
+//!   inside a block lost the end of its last batch (row 2), one that stops on a boundary
+//!   lost at most whole batches that nothing later depends on (row 1). The action is the
+//!   same; only the report differs.
+//! - Row 3: LSNs are contiguous, so no record lies in the gap: it is a damaged Pad, or the
+//!   remnant of a torn write truncated by an earlier recovery (appends resume at the next
+//!   block, leaving `[truncate_at, ⌈truncate_at⌉)` as it was).
+//! - Rows 4/5: at most one write is in flight, and a batch is submitted only after the
+//!   previous one is durable. If the missing LSN `last + 1` belongs to *newest*'s batch,
+//!   everything missing is in the newest write found, which may be the one the crash tore:
+//!   none of it was acknowledged, so truncating is safe (row 4). If it belongs to an
+//!   earlier batch, that batch was durable, perhaps acknowledged: its loss is corruption
+//!   (row 5; Paxos Made Live §5.1: rebuild as a non-voting learner, never vote on a log
+//!   that forgot a promise or an accept).
+//! - Scrub: records of the discarded write must not resurface later with LSNs the new
+//!   appends reuse, so the caller zeroes `scrub` durably BEFORE appending anything.
+//!
+//! Residual risk (shared by every torn-tail rule): damage to the newest batch found, after
+//! it became durable, while no later write survives, looks exactly like a torn write and
+//! is truncated (row 4). The simulator's fault atlas must not flip bits in the last
+//! durable batch of a replica that is then restarted, or must count that replica as faulty.
+//!
+//! Bounds: the scan never panics on any input; it allocates at most the decoded records
+//! (bounded by the slice length) and visits each position a bounded number of times.
+
+use super::group_commit::Resume;
+use super::record::{self, Content, DecodeLimits, DecodedRecord, Stamp};
+use super::{block_align_up, record_start, BLOCK_SIZE};
+use crate::paxos::{Lsn, Record};
+use std::ops::Range;
+
+/// How to read one log slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanConfig {
+    /// The log's salt (see `record`).
+    pub salt: u32,
+    /// LSN of the last record before this slice (0 for a log's first slice): the first
+    /// record must have `lsn_prev + 1`.
+    pub lsn_prev: Lsn,
+    /// Decoder limits; must admit the writer's largest record.
+    pub limits: DecodeLimits,
+}
+
+/// One recovered protocol record and where it lies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveredRecord {
+    /// Offset of its first byte in the slice (for the catch-up index).
+    pub offset: u64,
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// The fact.
+    pub record: Record,
+}
+
+/// What the end of the recovered log means (see the decision table in the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Row 1: the log ends on a block boundary with nothing of it after.
+    Clean {
+        /// Offset just past the last batch.
+        end: u64,
+    },
+    /// Rows 2 and 4: the last write was torn; everything from `truncate_at` on is dropped.
+    TornTail {
+        /// Offset of the first byte not part of the log.
+        truncate_at: u64,
+    },
+    /// Row 5: records of a durable batch are missing. The records before `at` are kept;
+    /// the replica must rebuild as a non-voting learner.
+    Corrupt {
+        /// Offset where the log stops continuing.
+        at: u64,
+        /// The LSN that is missing.
+        lsn_expected: Lsn,
+        /// LSN of the first valid record found after `at`.
+        lsn_found: Lsn,
+        /// Offset of that record.
+        found_at: u64,
+    },
+}
+
+/// The result of scanning one log slice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scan {
+    /// The recovered protocol records, in log (LSN) order, Pads left out.
+    pub records: Vec<RecoveredRecord>,
+    /// What the end means.
+    pub recovery: Recovery,
+    /// LSN of the last recovered record (`lsn_prev` if none).
+    pub lsn_through: Lsn,
+    /// Where appends resume (`GroupCommit::new`): the block at or after the end.
+    pub resume: Resume,
+    /// Bytes the caller must zero, and make durable, BEFORE the first append (empty when
+    /// nothing is to be scrubbed). Block-aligned; starts at `resume.offset`.
+    pub scrub: Range<u64>,
+    /// Damaged ranges skipped because no record was lost there (row 3), in order.
+    pub gaps: Vec<Range<u64>>,
+}
+
+/// A valid record found at `offset`.
+#[derive(Clone, Copy, Debug)]
+struct Found {
+    offset: usize,
+    stamp: Stamp,
+    is_pad: bool,
+}
+
+impl Found {
+    /// Real records take `last + 1`; a Pad repeats its batch's last LSN.
+    fn continues(&self, last: Lsn) -> bool {
+        if self.is_pad {
+            self.stamp.lsn == last
+        } else {
+            self.stamp.lsn.0 == last.0 + 1
+        }
+    }
+    /// Could be part of the log's future.
+    fn ahead(&self, last: Lsn) -> bool {
+        if self.is_pad {
+            self.stamp.lsn >= last
+        } else {
+            self.stamp.lsn > last
+        }
+    }
+    /// LSNs between `last` and this record are missing.
+    fn loses(&self, last: Lsn) -> bool {
+        if self.is_pad {
+            self.stamp.lsn > last
+        } else {
+            self.stamp.lsn.0 > last.0 + 1
+        }
+    }
+}
+
+/// What the survey after a break found.
+#[derive(Clone, Copy, Debug)]
+struct Survey {
+    first: Found,
+    newest: Found,
+    /// End of the last byte of any record found.
+    data_end: usize,
+}
+
+/// The valid record at `at`, if any: it decodes, and a Pad ends on a block boundary.
+fn valid_at(image: &[u8], at: usize, config: &ScanConfig) -> Option<(DecodedRecord, usize, Found)> {
+    let bytes = image.get(at..)?;
+    let (decoded, size) = record::decode(bytes, config.salt, &config.limits).ok()?;
+    let is_pad = decoded.content == Content::Pad;
+    if is_pad && (at + size) % BLOCK_SIZE != 0 {
+        return None;
+    }
+    let found = Found {
+        offset: at,
+        stamp: decoded.stamp,
+        is_pad,
+    };
+    Some((decoded, size, found))
+}
+
+fn align_up(at: usize) -> usize {
+    at.div_ceil(BLOCK_SIZE) * BLOCK_SIZE
+}
+
+/// Valid records ahead of `last` at `from` and at every block boundary after it, with
+/// the chains that follow them.
+fn survey(image: &[u8], from: usize, last: Lsn, config: &ScanConfig) -> Option<Survey> {
+    let mut survey: Option<Survey> = None;
+    let mut probe = from;
+    while probe < image.len() {
+        let mut at = probe;
+        let mut chain_end = probe;
+        while at < image.len() {
+            let Some((_, size, found)) = valid_at(image, at, config) else {
+                break;
+            };
+            if !found.ahead(last) {
+                break;
+            }
+            let end = at + size;
+            survey = Some(match survey {
+                None => Survey {
+                    first: found,
+                    newest: found,
+                    data_end: end,
+                },
+                Some(s) => Survey {
+                    first: s.first,
+                    newest: if found.stamp.lsn >= s.newest.stamp.lsn {
+                        found
+                    } else {
+                        s.newest
+                    },
+                    data_end: s.data_end.max(end),
+                },
+            });
+            at = record_start(end as u64) as usize;
+            chain_end = at;
+        }
+        // Boundaries inside a chain were read as part of it; go on after it.
+        probe = align_up(chain_end.max(probe + 1));
+    }
+    survey
+}
+
+/// Scans `image` and decides how the log ends (module docs: decision table).
+/// Never panics; see the module docs for its bounds.
+#[must_use]
+pub fn scan(image: &[u8], config: &ScanConfig) -> Scan {
+    let mut records = Vec::new();
+    let mut gaps = Vec::new();
+    let mut last = config.lsn_prev;
+    let mut pos = 0usize;
+    loop {
+        pos = record_start(pos as u64) as usize;
+        if let Some((decoded, size, found)) = valid_at(image, pos, config) {
+            if found.continues(last) {
+                if let Content::Record(record) = decoded.content {
+                    records.push(RecoveredRecord {
+                        offset: pos as u64,
+                        lsn: decoded.stamp.lsn,
+                        record,
+                    });
+                    last = decoded.stamp.lsn;
+                }
+                pos += size;
+                continue;
+            }
+        }
+        // The log does not continue at `pos`.
+        let survey = survey(image, pos, last, config);
+        let (recovery, data_end) = match survey {
+            None if pos % BLOCK_SIZE == 0 || pos >= image.len() => (
+                Recovery::Clean {
+                    end: block_align_up(pos as u64),
+                },
+                None,
+            ),
+            None => (
+                Recovery::TornTail {
+                    truncate_at: pos as u64,
+                },
+                None,
+            ),
+            Some(s) if !s.first.loses(last) => {
+                // Row 3: nothing lost in the gap.
+                assert!(
+                    s.first.offset > pos,
+                    "a record that continues the log was rejected"
+                );
+                gaps.push(pos as u64..s.first.offset as u64);
+                pos = s.first.offset;
+                continue;
+            }
+            Some(s) if s.newest.stamp.batch_first.0 <= last.0 + 1 => (
+                Recovery::TornTail {
+                    truncate_at: pos as u64,
+                },
+                Some(s.data_end),
+            ),
+            Some(s) => (
+                Recovery::Corrupt {
+                    at: pos as u64,
+                    lsn_expected: Lsn(last.0 + 1),
+                    lsn_found: s.first.stamp.lsn,
+                    found_at: s.first.offset as u64,
+                },
+                Some(s.data_end),
+            ),
+        };
+        let resume = Resume {
+            offset: block_align_up(pos as u64),
+            lsn_through: last,
+        };
+        let scrub_end = data_end.map_or(resume.offset, |end| {
+            block_align_up(end as u64).max(resume.offset)
+        });
+        let scan = Scan {
+            records,
+            recovery,
+            lsn_through: last,
+            resume,
+            scrub: resume.offset..scrub_end,
+            gaps,
+        };
+        scan.check();
+        return scan;
+    }
+}
+
+impl Scan {
+    /// Postconditions of `scan`.
+    fn check(&self) {
+        let block = BLOCK_SIZE as u64;
+        assert!(self.resume.offset % block == 0 && self.scrub.end % block == 0);
+        assert!(self.scrub.start == self.resume.offset && self.scrub.start <= self.scrub.end);
+        assert_eq!(self.resume.lsn_through, self.lsn_through);
+        for pair in self.records.windows(2) {
+            assert_eq!(
+                pair[0].lsn.0 + 1,
+                pair[1].lsn.0,
+                "recovered LSNs not contiguous"
+            );
+            assert!(pair[0].offset < pair[1].offset);
+        }
+        if let Some(last) = self.records.last() {
+            assert_eq!(last.lsn, self.lsn_through);
+            assert!(last.offset < self.resume.offset);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paxos::{Ballot, GroupId, NodeId};
+    use crate::wal::{GroupCommit, GroupCommitConfig};
+
+    const SALT: u32 = 0xfeed;
+
+    fn config() -> ScanConfig {
+        ScanConfig {
+            salt: SALT,
+            lsn_prev: Lsn(0),
+            limits: DecodeLimits::default(),
+        }
+    }
+
+    fn promise(round: u64) -> Record {
+        Record::Promise {
+            group: GroupId(1),
+            ballot: Ballot {
+                round,
+                node: NodeId(1),
+            },
+        }
+    }
+
+    /// A log of `batches` batches of `per_batch` promises, in a `blocks`-block image.
+    fn log(batches: usize, per_batch: usize, blocks: usize) -> Vec<u8> {
+        let mut commit = GroupCommit::new(
+            GroupCommitConfig {
+                buffer_size_max: 1 << 16,
+                salt: SALT,
+            },
+            Resume::EMPTY,
+        );
+        let mut image = vec![0; blocks * BLOCK_SIZE];
+        let mut round = 0;
+        for _ in 0..batches {
+            for _ in 0..per_batch {
+                round += 1;
+                commit.append(&promise(round)).expect("fits");
+            }
+            let plan = commit.take_write().expect("a batch");
+            let at = plan.offset as usize;
+            image[at..at + plan.bytes.len()].copy_from_slice(&plan.bytes);
+            commit.on_durable(plan.lsn_through);
+        }
+        image
+    }
+
+    // Goal: a clean log recovers every record and resumes after its last batch.
+    // Method: three batches in a larger zeroed image.
+    #[test]
+    fn clean_log() {
+        let image = log(3, 5, 8);
+        let scan = scan(&image, &config());
+        assert_eq!(scan.recovery, Recovery::Clean { end: 3 * 4096 });
+        assert_eq!(scan.records.len(), 15);
+        assert_eq!(scan.lsn_through, Lsn(15));
+        assert_eq!(scan.resume.offset, 3 * 4096);
+        assert!(scan.scrub.is_empty() && scan.gaps.is_empty());
+    }
+
+    // Goal: a damaged Pad loses nothing (row 3); the same damage in the last batch is a
+    // torn tail (row 2).
+    // Method: flip a byte inside the first and the last batch's pad.
+    #[test]
+    fn damaged_pads() {
+        let mut image = log(3, 2, 4);
+        image[4000] ^= 1;
+        let scan = scan(&image, &config());
+        assert_eq!(scan.recovery, Recovery::Clean { end: 3 * 4096 });
+        assert_eq!(scan.records.len(), 6);
+        assert_eq!(scan.gaps, vec![96..4096]);
+        image[2 * 4096 + 4000] ^= 1;
+        let scan = super::scan(&image, &config());
+        assert_eq!(
+            scan.recovery,
+            Recovery::TornTail {
+                truncate_at: 2 * 4096 + 96
+            }
+        );
+        assert_eq!(scan.records.len(), 6);
+        assert_eq!(scan.resume.offset, 3 * 4096);
+    }
+
+    // Goal: a lost record in an earlier batch is corruption (row 5); in the newest batch a
+    // torn tail (row 4).
+    // Method: damage the first record of batch 1 of 3, then of batch 3 of 3 where a
+    // later record of that batch sits at a block boundary.
+    #[test]
+    fn lost_records() {
+        let mut image = log(3, 2, 4);
+        image[10] ^= 1;
+        let scan = scan(&image, &config());
+        assert_eq!(
+            scan.recovery,
+            Recovery::Corrupt {
+                at: 0,
+                lsn_expected: Lsn(1),
+                lsn_found: Lsn(3),
+                found_at: 4096
+            }
+        );
+        assert!(scan.records.is_empty());
+        assert_eq!(scan.scrub, 0..3 * 4096);
+
+        // 86 promises of 48 bytes fill 4128 bytes: the 86th starts at 4096.
+        let mut image = log(1, 86, 4);
+        image[48 * 84 + 10] ^= 1;
+        let scan = super::scan(&image, &config());
+        assert_eq!(
+            scan.recovery,
+            Recovery::TornTail {
+                truncate_at: 48 * 84
+            }
+        );
+        assert_eq!(scan.records.len(), 84);
+        assert_eq!(scan.resume.offset, 4096);
+        assert_eq!(scan.scrub, 4096..8192);
+    }
+}
