@@ -15,11 +15,13 @@
 //! TRUE (simulated) nanoseconds everywhere in `sim` except what a node reads from its
 //! [`SimClock`]: that local time is what the runtime and protocol see.
 
+pub mod checkers;
 pub mod clock;
 // pub mod disk; // src/sim/disk.rs: being written (simulated disk)
 pub mod network;
 pub mod options;
 
+pub use checkers::{Checkers, Violation};
 pub use clock::SimClock;
 pub use network::{NetworkOptions, NetworkStats, SimNetwork};
 pub use options::{FaultClass, SimOptions};
