@@ -17,7 +17,7 @@
 
 pub mod checkers;
 pub mod clock;
-// pub mod disk; // src/sim/disk.rs: being written (simulated disk)
+pub mod disk;
 pub mod network;
 pub mod options;
 
