@@ -32,7 +32,8 @@ pub use liveness::LivenessChecker;
 pub use monotonic::{MonotonicChecker, Watermarks};
 pub use prefix::PrefixChecker;
 
-use crate::paxos::{Apply, Body, Entry, GroupId, NodeId};
+use crate::paxos::{Apply, Body, Entry, GroupId, NodeId, ProposalId};
+use bytes::Bytes;
 use std::fmt;
 
 /// A property the run broke: which checker, and a message with the values that show it
@@ -134,14 +135,42 @@ impl Checkers {
         Checkers::default()
     }
 
+    /// The client submitted `value` to `node` for `group` at true time `now_ns`, and the
+    /// node named it `proposal`. Call BEFORE the step that receives it, so that its
+    /// acknowledgement is recognised: durability and liveness see it.
+    pub fn observe_propose(
+        &mut self,
+        node: NodeId,
+        group: GroupId,
+        proposal: ProposalId,
+        value: Bytes,
+        now_ns: u64,
+    ) -> Result<(), Violation> {
+        self.liveness.observe_propose(node, group, proposal, now_ns);
+        self.durability
+            .observe_propose(node, group, proposal, value)
+    }
+
     /// `node` applied `apply` (call for every `Apply` of every step, in output order):
-    /// agreement, prefix, checksum and durability (acknowledgements) see it.
+    /// agreement, prefix, checksum and durability see it; the proposals it acknowledges
+    /// (unless skipped) are complete for liveness.
     pub fn observe_apply(&mut self, node: NodeId, apply: &Apply) -> Result<(), Violation> {
         self.agreement.observe_apply(node, apply)?;
         self.prefix.observe_apply(node, apply)?;
         self.checksum.observe_apply(node, apply)?;
         self.durability.observe_apply(node, apply)?;
+        if !apply.skip {
+            for proposal in &apply.proposals {
+                self.liveness.observe_complete(node, apply.group, *proposal);
+            }
+        }
         Ok(())
+    }
+
+    /// `node` failed `proposal` (a `Completion` in the step's output).
+    pub fn observe_failed(&mut self, node: NodeId, group: GroupId, proposal: ProposalId) {
+        self.durability.observe_failed(node, group, proposal);
+        self.liveness.observe_complete(node, group, proposal);
     }
 
     /// `node`'s state for `group` after a step: monotonicity and liveness see it.
@@ -194,19 +223,27 @@ mod tests {
 
     // Goal: the bundle routes applies and watermarks to every checker, and a restart
     // lets a node re-apply from 1 while a divergent apply is still caught.
-    // Method: node 0 proposes and applies; node 1 applies, restarts, re-applies, then
-    // diverges; the durability final check and liveness see the same run.
+    // Method: node 0 proposes twice, applies one and fails one; node 1 applies,
+    // restarts, re-applies, then diverges; durability and liveness see the same run.
     #[test]
     fn bundle_routes_and_restarts() {
         let mut checkers = Checkers::new();
         let (n0, n1, g) = (NodeId(0), NodeId(1), GroupId(1));
+        checkers.liveness.start(0, 1_000);
         checkers
-            .durability
-            .observe_propose(n0, g, ProposalId(1), Bytes::from_static(b"a"))
+            .observe_propose(n0, g, ProposalId(1), Bytes::from_static(b"a"), 10)
             .unwrap();
+        checkers
+            .observe_propose(n0, g, ProposalId(2), Bytes::from_static(b"x"), 10)
+            .unwrap();
+        assert_eq!(checkers.liveness.pending_count(), 2);
         checkers
             .observe_apply(n0, &apply(1, b"a", vec![ProposalId(1)]))
             .unwrap();
+        checkers.observe_failed(n0, g, ProposalId(2));
+        assert_eq!(checkers.liveness.pending_count(), 0);
+        assert_eq!(checkers.durability.pending_count(), 0);
+        assert_eq!(checkers.durability.acknowledged().len(), 1);
         checkers.observe_apply(n1, &apply(1, b"a", vec![])).unwrap();
         checkers.restart(n1, false);
         checkers.observe_apply(n1, &apply(1, b"a", vec![])).unwrap();
