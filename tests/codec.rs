@@ -307,6 +307,7 @@ fn catch_up_stream(rng: &mut Prng) -> CatchUpStream {
         first_lsn: Lsn(position(rng, 1).0),
         records: bytes(rng, 2_000),
         credit_size: u32_any(rng),
+        salt: u32_any(rng),
     }
 }
 
@@ -783,6 +784,7 @@ fn verifier_bounds_accept_honest_frames() {
             first_lsn: Lsn(1),
             records: Bytes::new(),
             credit_size: 0,
+            salt: 0,
         }),
     ];
     for body in frames {
@@ -1290,6 +1292,7 @@ fn frame_body_rules_are_enforced() {
         first_lsn: Lsn(0),
         records: Bytes::from_static(b"records"),
         credit_size: 0,
+        salt: 5,
     };
     assert_eq!(
         decode_catch_up_stream(&encoded(&FrameBody::CatchUpStream(stream)), &limits),

@@ -125,6 +125,9 @@ pub struct CatchUpStream {
     /// with empty `records`): more bytes it grants the streaming peer, added to the
     /// credit the peer has left. From the streaming peer: 0.
     pub credit_size: u32,
+    /// The sender's log salt: every record's CRC32C is seeded with it, so the receiver
+    /// needs it to verify `records` before restamping them into its own log.
+    pub salt: u32,
 }
 
 /// A piece of one group's checkpoint, streamed in order when the peer has truncated

@@ -554,6 +554,7 @@ impl<'a, 'l> Decoder<'a, 'l> {
             first_lsn: Lsn(s.first_lsn()),
             records: self.bytes(s.records())?,
             credit_size: s.credit_size(),
+            salt: s.salt(),
         })
     }
 

@@ -368,6 +368,7 @@ pub(super) fn catch_up_stream(fbb: &mut Fbb, s: &CatchUpStream) {
             first_lsn: s.first_lsn.0,
             records: Some(records),
             credit_size: s.credit_size,
+            salt: s.salt,
         },
     );
     finish(fbb, fb::FrameBody::CatchUpStream, t.as_union_value());

@@ -3411,6 +3411,7 @@ pub enum CatchUpStreamOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 /// Catch-up by streaming: WAL records of one group exactly as they lie on disk.
+/// `salt` is the sender's log salt, which seeds every record's CRC32C (schema/wal.md).
 pub struct CatchUpStream<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -3428,6 +3429,7 @@ impl<'a> CatchUpStream<'a> {
   pub const VT_FIRST_LSN: ::flatbuffers::VOffsetT = 6;
   pub const VT_RECORDS: ::flatbuffers::VOffsetT = 8;
   pub const VT_CREDIT_SIZE: ::flatbuffers::VOffsetT = 10;
+  pub const VT_SALT: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3440,6 +3442,7 @@ impl<'a> CatchUpStream<'a> {
   ) -> ::flatbuffers::WIPOffset<CatchUpStream<'bldr>> {
     let mut builder = CatchUpStreamBuilder::new(_fbb);
     builder.add_first_lsn(args.first_lsn);
+    builder.add_salt(args.salt);
     builder.add_credit_size(args.credit_size);
     if let Some(x) = args.records { builder.add_records(x); }
     builder.add_group(args.group);
@@ -3475,6 +3478,13 @@ impl<'a> CatchUpStream<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(CatchUpStream::VT_CREDIT_SIZE, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn salt(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(CatchUpStream::VT_SALT, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for CatchUpStream<'_> {
@@ -3487,6 +3497,7 @@ impl ::flatbuffers::Verifiable for CatchUpStream<'_> {
      .visit_field::<u64>("first_lsn", Self::VT_FIRST_LSN, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("records", Self::VT_RECORDS, false)?
      .visit_field::<u32>("credit_size", Self::VT_CREDIT_SIZE, false)?
+     .visit_field::<u32>("salt", Self::VT_SALT, false)?
      .finish();
     Ok(())
   }
@@ -3496,6 +3507,7 @@ pub struct CatchUpStreamArgs<'a> {
     pub first_lsn: u64,
     pub records: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
     pub credit_size: u32,
+    pub salt: u32,
 }
 impl<'a> Default for CatchUpStreamArgs<'a> {
   #[inline]
@@ -3505,6 +3517,7 @@ impl<'a> Default for CatchUpStreamArgs<'a> {
       first_lsn: 0,
       records: None,
       credit_size: 0,
+      salt: 0,
     }
   }
 }
@@ -3531,6 +3544,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CatchUpStreamBuilder<'a, 'b, 
     self.fbb_.push_slot::<u32>(CatchUpStream::VT_CREDIT_SIZE, credit_size, 0);
   }
   #[inline]
+  pub fn add_salt(&mut self, salt: u32) {
+    self.fbb_.push_slot::<u32>(CatchUpStream::VT_SALT, salt, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CatchUpStreamBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     CatchUpStreamBuilder {
@@ -3552,6 +3569,7 @@ impl ::core::fmt::Debug for CatchUpStream<'_> {
       ds.field("first_lsn", &self.first_lsn());
       ds.field("records", &self.records());
       ds.field("credit_size", &self.credit_size());
+      ds.field("salt", &self.salt());
       ds.finish()
   }
 }
