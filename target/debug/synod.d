@@ -1,1 +1,0 @@
-/work/main/target/debug/synod: /work/main/src/lib.rs /work/main/src/main.rs /work/main/src/paxos/message.rs /work/main/src/paxos/mod.rs /work/main/src/paxos/output.rs /work/main/src/paxos/types.rs /work/main/src/prng.rs /work/main/src/runtime/mod.rs /work/main/src/sim/mod.rs /work/main/src/transport/mod.rs /work/main/src/wal/mod.rs
