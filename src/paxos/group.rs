@@ -303,7 +303,10 @@ impl Group {
         }
         let from = message.from;
         match message.body {
-            B::Prepare { ballot, from: first } => self.on_prepare(now, from, ballot, first, out),
+            B::Prepare {
+                ballot,
+                from: first,
+            } => self.on_prepare(now, from, ballot, first, out),
             B::Promise {
                 ballot,
                 chosen_through,
@@ -333,7 +336,9 @@ impl Group {
                 (checksum_through, checksum),
                 out,
             ),
-            B::HeartbeatAck { ballot, sent_at } => self.on_heartbeat_ack(now, from, ballot, sent_at),
+            B::HeartbeatAck { ballot, sent_at } => {
+                self.on_heartbeat_ack(now, from, ballot, sent_at)
+            }
             B::CatchUpRequest { from: first } => self.on_catch_up_request(from, first, out),
             B::CatchUpChunk {
                 chosen_through,
@@ -538,7 +543,10 @@ impl Group {
                     .inflight
                     .remove(&instance)
                     .expect("first key exists");
-                let same = self.log.get(&instance).is_some_and(|s| s.entry == inflight.entry);
+                let same = self
+                    .log
+                    .get(&instance)
+                    .is_some_and(|s| s.entry == inflight.entry);
                 if same {
                     self.awaiting_apply
                         .insert(instance, (inflight.entry.origin, inflight.proposals));
@@ -750,19 +758,20 @@ impl Group {
     /// The chosen entry at `instance`, if still in memory.
     #[must_use]
     pub fn chosen_entry(&self, instance: Instance) -> Option<&Entry> {
-        self.log.get(&instance).filter(|s| s.chosen).map(|s| &s.entry)
+        self.log
+            .get(&instance)
+            .filter(|s| s.chosen)
+            .map(|s| &s.entry)
     }
 
     /// The earliest time a `Tick` has something to do.
     #[must_use]
     pub fn next_deadline(&self) -> Nanos {
-        let mut deadline = self.election_deadline;
-        if let Some(leading) = &self.leading {
-            deadline = deadline.min(leading.heartbeat_due).min(leading.retransmit_due);
-            if self.role == Role::Leader {
-                deadline = leading.heartbeat_due.min(leading.retransmit_due);
-            }
-        }
+        let mut deadline = match (&self.leading, self.role) {
+            (Some(leading), Role::Leader) => leading.heartbeat_due.min(leading.retransmit_due),
+            (Some(leading), _) => self.election_deadline.min(leading.retransmit_due),
+            (None, _) => self.election_deadline,
+        };
         if self.catch_up_wanted || self.rejoin.is_some() {
             deadline = deadline.min(self.catch_up_due);
         }

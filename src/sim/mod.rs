@@ -17,6 +17,7 @@
 
 pub mod checkers;
 pub mod clock;
+pub mod cluster;
 pub mod disk;
 pub mod network;
 pub mod options;

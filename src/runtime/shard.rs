@@ -1,0 +1,489 @@
+//! `Shard`: the pure core of one core's event loop. It owns many groups, assigns LSNs
+//! to their records, plans one WAL write per batch (group commit, at most one in
+//! flight), holds every `send_after_persist` message until its LSN is durable, loops
+//! messages addressed to this node back into its groups, and merges what leaves per
+//! peer. The glommio driver and the simulator are two thin executors of `Effects`.
+//!
+//! Invariants:
+//! - a held message leaves only once `durable_through >= its LSN`, where its LSN is the
+//!   last LSN assigned when it was produced (the WAL is durable as a prefix);
+//! - at most one write is in flight;
+//! - a failed write poisons the shard: it stops and produces nothing more.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use crate::paxos::Record;
+use crate::paxos::{
+    Apply, Completion, Group, GroupConfig, GroupId, Input, InstanceRange, Lsn, Membership, Message,
+    MessageBody, Nanos, NodeId, Output, ProposalId, ProposeError, Restore,
+};
+use crate::wal::group_commit::{AppendError, GroupCommit, WritePlan};
+use crate::wal::record::encoded_size;
+
+/// One input to a shard step.
+#[derive(Clone, Debug)]
+pub enum ShardInput {
+    /// Time has passed: fire due timers.
+    Tick,
+    /// A message from a peer.
+    Message(Message),
+    /// A client value for `group`.
+    Propose {
+        /// The group.
+        group: GroupId,
+        /// Identifies the proposal in completions.
+        id: ProposalId,
+        /// The value.
+        value: Bytes,
+    },
+    /// A membership change for `group`.
+    ChangeMembership {
+        /// The group.
+        group: GroupId,
+        /// Identifies the proposal in completions.
+        id: ProposalId,
+        /// The new voters.
+        membership: Membership,
+    },
+    /// The write planned with `lsn_through` is durable (written and fdatasynced).
+    WriteDone {
+        /// The write's last LSN.
+        lsn_through: Lsn,
+    },
+    /// The write failed: the shard stops (a failed fdatasync is never retried).
+    WriteFailed {
+        /// What the disk said.
+        reason: String,
+    },
+}
+
+/// What a shard asks its executor to do. Drained by the executor after each `flush`.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// One aligned write + fdatasync to submit (none while one is in flight).
+    pub write: Option<WritePlan>,
+    /// Messages per peer, each list to leave in one transport write, in order.
+    pub send: Vec<(NodeId, Vec<Message>)>,
+    /// Chosen entries to apply, per group in instance order.
+    pub apply: Vec<Apply>,
+    /// Failed proposals.
+    pub complete: Vec<Completion>,
+}
+
+impl Effects {
+    /// Empties every list.
+    pub fn clear(&mut self) {
+        self.write = None;
+        self.send.clear();
+        self.apply.clear();
+        self.complete.clear();
+    }
+}
+
+/// The limits of one shard.
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    /// This node.
+    pub node: NodeId,
+    /// Bytes of records buffered for the WAL beyond which inputs that would add more
+    /// (peer messages, proposals) are refused until the in-flight write completes.
+    pub wal_buffer_size_max: usize,
+    /// Messages held for durability beyond which peer messages are refused.
+    pub held_count_max: usize,
+}
+
+/// Counters of one shard.
+#[derive(Clone, Debug, Default)]
+pub struct ShardCounters {
+    /// Writes planned.
+    pub writes: u64,
+    /// Records written.
+    pub records: u64,
+    /// Peer messages refused for backpressure.
+    pub refused_messages: u64,
+    /// Messages for groups this shard does not own.
+    pub unknown_group: u64,
+}
+
+/// The pure core of one shard. See the module docs.
+#[derive(Debug)]
+pub struct Shard {
+    config: ShardConfig,
+    groups: BTreeMap<GroupId, Group>,
+    commit: GroupCommit,
+    /// Records produced while the batch being built was full, in order; each gets the
+    /// next LSN when it moves into the batch.
+    overflow: VecDeque<Record>,
+    overflow_size: usize,
+    held: VecDeque<(Lsn, Message)>,
+    loopback: VecDeque<Message>,
+    touched: BTreeSet<GroupId>,
+    outbox: BTreeMap<NodeId, Vec<Message>>,
+    out: Output,
+    pending_apply: Vec<Apply>,
+    pending_complete: Vec<Completion>,
+    write_in_flight: Option<Lsn>,
+    poisoned: Option<String>,
+    counters: ShardCounters,
+}
+
+impl Shard {
+    /// A shard over `groups` (each with its configuration and restored state),
+    /// appending to the WAL through `commit` (positioned after recovery).
+    #[must_use]
+    pub fn new(
+        config: ShardConfig,
+        groups: Vec<(GroupConfig, Restore)>,
+        commit: GroupCommit,
+        now: Nanos,
+    ) -> Shard {
+        let mut shard = Shard {
+            config,
+            groups: BTreeMap::new(),
+            commit,
+            overflow: VecDeque::new(),
+            overflow_size: 0,
+            held: VecDeque::new(),
+            loopback: VecDeque::new(),
+            touched: BTreeSet::new(),
+            outbox: BTreeMap::new(),
+            out: Output::default(),
+            pending_apply: Vec::new(),
+            pending_complete: Vec::new(),
+            write_in_flight: None,
+            poisoned: None,
+            counters: ShardCounters::default(),
+        };
+        for (group_config, restore) in groups {
+            assert_eq!(
+                group_config.node, shard.config.node,
+                "group config for another node"
+            );
+            let id = group_config.group;
+            let mut group = Group::new(group_config, restore, now);
+            shard.pending_apply.extend(group.take_restored());
+            let previous = shard.groups.insert(id, group);
+            assert!(previous.is_none(), "group {} configured twice", id.0);
+        }
+        shard
+    }
+
+    /// Feeds one input. Effects appear at the next `flush`.
+    pub fn step(&mut self, now: Nanos, input: ShardInput) {
+        if self.poisoned.is_some() {
+            return;
+        }
+        match input {
+            ShardInput::Tick => {
+                let due: Vec<GroupId> = self
+                    .groups
+                    .iter()
+                    .filter(|(_, g)| g.next_deadline() <= now)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in due {
+                    self.step_group(now, id, Input::Tick);
+                }
+            }
+            ShardInput::Message(message) => {
+                if self.over_limits() {
+                    // Refusing a message is indistinguishable from losing it on the
+                    // network: always safe, and the sender retransmits.
+                    self.counters.refused_messages += 1;
+                    return;
+                }
+                let id = message.group;
+                if !self.groups.contains_key(&id) {
+                    self.counters.unknown_group += 1;
+                    return;
+                }
+                self.step_group(now, id, Input::Message(message));
+            }
+            ShardInput::Propose { group, id, value } => {
+                if self.over_limits() {
+                    self.pending_complete.push(Completion {
+                        id,
+                        error: ProposeError::Overloaded {
+                            queued_count: self.held.len(),
+                            queued_size: self.commit.buffered_size(),
+                        },
+                    });
+                    return;
+                }
+                self.step_group_or_fail(now, group, id, Input::Propose { id, value });
+            }
+            ShardInput::ChangeMembership {
+                group,
+                id,
+                membership,
+            } => {
+                self.step_group_or_fail(now, group, id, Input::ChangeMembership { id, membership })
+            }
+            ShardInput::WriteDone { lsn_through } => {
+                assert_eq!(
+                    self.write_in_flight,
+                    Some(lsn_through),
+                    "completion for a write that is not in flight"
+                );
+                self.write_in_flight = None;
+                self.commit.on_durable(lsn_through);
+                self.drain_overflow();
+            }
+            ShardInput::WriteFailed { reason } => {
+                // fsyncgate: the page cache may have dropped the failed pages; a retry
+                // could report success for data that is gone. Stop.
+                self.poisoned = Some(reason);
+            }
+        }
+    }
+
+    fn step_group_or_fail(&mut self, now: Nanos, group: GroupId, id: ProposalId, input: Input) {
+        if self.groups.contains_key(&group) {
+            self.step_group(now, group, input);
+        } else {
+            self.pending_complete.push(Completion {
+                id,
+                error: ProposeError::Rejected {
+                    reason: "no such group on this shard",
+                },
+            });
+        }
+    }
+
+    fn step_group(&mut self, now: Nanos, id: GroupId, input: Input) {
+        let group = self
+            .groups
+            .get_mut(&id)
+            .expect("caller checked the group exists");
+        group.step(now, input, &mut self.out);
+        self.touched.insert(id);
+        self.absorb();
+    }
+
+    /// Moves one group step's output into the shard's queues, assigning LSNs.
+    fn absorb(&mut self) {
+        let records = std::mem::take(&mut self.out.persist);
+        for record in records {
+            self.counters.records += 1;
+            self.overflow_size += encoded_size(&record);
+            self.overflow.push_back(record);
+        }
+        self.drain_overflow();
+        // LSNs are assigned densely in production order, so the last record produced
+        // so far will get exactly this LSN, whether or not it is in the batch yet.
+        let lsn = Lsn(self.commit.assigned_through().0 + self.overflow.len() as u64);
+        for message in self.out.send_after_persist.drain(..) {
+            self.held.push_back((lsn, message));
+        }
+        for message in self.out.send.drain(..) {
+            if message.to == self.config.node {
+                self.loopback.push_back(message);
+            } else {
+                self.outbox.entry(message.to).or_default().push(message);
+            }
+        }
+        self.pending_apply.append(&mut self.out.apply);
+        self.pending_complete.append(&mut self.out.complete);
+    }
+
+    /// Moves records from the overflow queue into the batch being built, in order,
+    /// until the batch is full.
+    fn drain_overflow(&mut self) {
+        while let Some(record) = self.overflow.front() {
+            match self.commit.append(record) {
+                Ok(_) => {
+                    let record = self.overflow.pop_front().expect("front exists");
+                    self.overflow_size -= encoded_size(&record);
+                }
+                Err(AppendError::Backpressure { .. }) => break,
+                Err(error) => {
+                    // A record no batch can hold: the configuration let a value through
+                    // that the WAL cannot store. Nothing after it may be acknowledged.
+                    self.poisoned = Some(format!("WAL append failed: {error}"));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn over_limits(&self) -> bool {
+        self.commit.buffered_size() + self.overflow_size > self.config.wal_buffer_size_max
+            || self.held.len() > self.config.held_count_max
+    }
+
+    /// Ends a loop iteration: coalesces proposals of touched groups, delivers
+    /// loopback messages, releases durable held messages, plans the next write, and
+    /// hands everything to `effects`.
+    pub fn flush(&mut self, now: Nanos, effects: &mut Effects) {
+        if self.poisoned.is_some() {
+            return;
+        }
+        loop {
+            let touched = std::mem::take(&mut self.touched);
+            for id in touched {
+                self.step_group(now, id, Input::Flush);
+            }
+            self.touched.clear();
+            self.release_durable();
+            if self.loopback.is_empty() {
+                break;
+            }
+            while let Some(message) = self.loopback.pop_front() {
+                let id = message.group;
+                self.step_group(now, id, Input::Message(message));
+            }
+        }
+        if self.poisoned.is_some() {
+            return;
+        }
+        if self.write_in_flight.is_none() {
+            self.drain_overflow();
+            if let Some(plan) = self.commit.take_write() {
+                self.write_in_flight = Some(plan.lsn_through);
+                self.counters.writes += 1;
+                effects.write = Some(plan);
+            }
+            self.drain_overflow();
+        }
+        for (peer, messages) in std::mem::take(&mut self.outbox) {
+            effects.send.push((peer, coalesce(messages)));
+        }
+        effects.apply.append(&mut self.pending_apply);
+        effects.complete.append(&mut self.pending_complete);
+    }
+
+    fn release_durable(&mut self) {
+        let durable = self.commit.durable_through();
+        while self.held.front().is_some_and(|(lsn, _)| *lsn <= durable) {
+            let (_, message) = self.held.pop_front().expect("front exists");
+            if message.to == self.config.node {
+                self.loopback.push_back(message);
+            } else {
+                self.outbox.entry(message.to).or_default().push(message);
+            }
+        }
+    }
+
+    /// The earliest time a `Tick` has something to do.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Nanos> {
+        self.groups.values().map(Group::next_deadline).min()
+    }
+
+    /// The group `id`, for observation.
+    #[must_use]
+    pub fn group(&self, id: GroupId) -> Option<&Group> {
+        self.groups.get(&id)
+    }
+
+    /// Every group of the shard.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
+    /// Why the shard stopped, if it did.
+    #[must_use]
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    /// The shard's counters.
+    #[must_use]
+    pub fn counters(&self) -> &ShardCounters {
+        &self.counters
+    }
+
+    /// The write-ahead log planner.
+    #[must_use]
+    pub fn commit(&self) -> &GroupCommit {
+        &self.commit
+    }
+
+    /// Returns a written batch's buffer for reuse by the next batch.
+    pub fn recycle(&mut self, bytes: Vec<u8>) {
+        self.commit.recycle(bytes);
+    }
+
+    /// Messages held until durable.
+    #[must_use]
+    pub fn held_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Checks the invariants of the module docs and of every group.
+    pub fn invariants(&self) {
+        self.commit.invariants();
+        for group in self.groups.values() {
+            group.invariants();
+        }
+        let mut previous = Lsn(0);
+        for (lsn, _) in &self.held {
+            assert!(*lsn >= previous, "held messages out of LSN order");
+            previous = *lsn;
+        }
+    }
+}
+
+/// Merges a peer's messages: `Accepted` acks of one (group, ballot) become one message
+/// with coalesced ranges; everything else keeps its order.
+fn coalesce(messages: Vec<Message>) -> Vec<Message> {
+    let mut result: Vec<Message> = Vec::with_capacity(messages.len());
+    let mut acks: BTreeMap<(GroupId, crate::paxos::Ballot), usize> = BTreeMap::new();
+    for message in messages {
+        if let MessageBody::Accepted { ballot, ranges } = &message.body {
+            if let Some(&index) = acks.get(&(message.group, *ballot)) {
+                if let MessageBody::Accepted { ranges: merged, .. } = &mut result[index].body {
+                    for range in ranges {
+                        add_range(merged, *range);
+                    }
+                    continue;
+                }
+            }
+            acks.insert((message.group, *ballot), result.len());
+        }
+        result.push(message);
+    }
+    result
+}
+
+/// Adds `range` to ascending disjoint `ranges`, merging overlaps and neighbours.
+fn add_range(ranges: &mut Vec<InstanceRange>, range: InstanceRange) {
+    ranges.push(range);
+    ranges.sort_by_key(|r| r.first);
+    let mut merged: Vec<InstanceRange> = Vec::with_capacity(ranges.len());
+    for r in ranges.drain(..) {
+        match merged.last_mut() {
+            Some(last) if r.first.0 <= last.last.0 + 1 => last.last = last.last.max(r.last),
+            _ => merged.push(r),
+        }
+    }
+    *ranges = merged;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_range;
+    use crate::paxos::{Instance, InstanceRange};
+
+    fn r(a: u64, b: u64) -> InstanceRange {
+        InstanceRange {
+            first: Instance(a),
+            last: Instance(b),
+        }
+    }
+
+    // Goal: range-coded acks merge overlapping and adjacent ranges and keep gaps.
+    // Method: add ranges out of order, with duplicates, and compare with the expected set.
+    #[test]
+    fn ranges_merge() {
+        let mut ranges = vec![r(5, 7)];
+        add_range(&mut ranges, r(1, 2));
+        add_range(&mut ranges, r(3, 3));
+        add_range(&mut ranges, r(6, 9));
+        add_range(&mut ranges, r(12, 12));
+        add_range(&mut ranges, r(12, 12));
+        assert_eq!(ranges, vec![r(1, 9), r(12, 12)]);
+    }
+}
