@@ -403,8 +403,8 @@ fn oracle(case: &Case<'_>, image_len: usize, log_len: usize) -> Expected {
         };
         let survey: Vec<usize> = (index..items.len()).filter(|i| findable[*i]).collect();
         let Some(&first) = survey.first() else {
-            let (recovery, row) = if p % BLOCK_SIZE == 0 || p >= image_len {
-                (Recovery::Clean { end: align(p) }, 1)
+            let (recovery, row) = if p % BLOCK_SIZE == 0 {
+                (Recovery::Clean { end: p as u64 }, 1)
             } else {
                 (
                     Recovery::TornTail {

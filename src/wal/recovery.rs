@@ -21,7 +21,7 @@
 //!
 //! | # | `p` | survey | decision | resume, scrub |
 //! |---|-----|--------|----------|---------------|
-//! | 1 | on a block boundary, or the end of the slice | nothing | `Clean { end: p }` | resume at `p`; no scrub |
+//! | 1 | on a block boundary | nothing | `Clean { end: p }` | resume at `p`; no scrub |
 //! | 2 | inside a block | nothing | `TornTail { truncate_at: p }` | resume at `⌈p⌉`; no scrub |
 //! | 3 | any | *first* loses no LSN | skip `[p, first)`, record it in `gaps`, continue scanning at *first* | — |
 //! | 4 | any | *first* loses LSNs; *newest*'s batch began at or before `last + 1` | `TornTail { truncate_at: p }` | resume at `⌈p⌉`; scrub `[⌈p⌉, ⌈end of survey⌉)` |
@@ -260,12 +260,7 @@ pub fn scan(image: &[u8], config: &ScanConfig) -> Scan {
         // The log does not continue at `pos`.
         let survey = survey(image, pos, last, config);
         let (recovery, data_end) = match survey {
-            None if pos % BLOCK_SIZE == 0 || pos >= image.len() => (
-                Recovery::Clean {
-                    end: block_align_up(pos as u64),
-                },
-                None,
-            ),
+            None if pos % BLOCK_SIZE == 0 => (Recovery::Clean { end: pos as u64 }, None),
             None => (
                 Recovery::TornTail {
                     truncate_at: pos as u64,
