@@ -1,0 +1,555 @@
+//! Tidy: the architecture rules of `design.md` and `style.md`, enforced by reading the
+//! source tree. Each rule is a pure function over (path, text) so that a negative
+//! self-test on a synthetic string proves the checker can fail; the tree test then
+//! applies it to every file under `src/`.
+//!
+//! Scanning is textual. Comments are stripped before matching (a doc comment may say
+//! "no glommio here"), string literals are kept (an import spelled in a string is rare
+//! enough to be worth a look). Extend `LAYERS` when a new layer or dependency appears.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Layer rules: files under the prefix must not mention any of the patterns.
+/// Order: `paxos` ← `wal` ← `transport` ← `runtime` ← `api` ← `server`/`bench`/`client`;
+/// `sim` may use everything below `api`.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "src/paxos/",
+        &[
+            "crate::wal",
+            "crate::transport",
+            "crate::runtime",
+            "crate::sim",
+            "crate::api",
+            "crate::server",
+            "crate::bench",
+            "crate::client",
+            "std::time",
+            "std::fs",
+            "std::net",
+            "std::thread",
+            "std::sync",
+            "glommio",
+            "tokio",
+            "async ",
+            ".await",
+            "Instant",
+            "SystemTime",
+        ],
+    ),
+    (
+        "src/wal/",
+        &[
+            "crate::transport",
+            "crate::runtime",
+            "crate::api",
+            "crate::sim",
+            "crate::server",
+            "crate::bench",
+            "crate::client",
+        ],
+    ),
+    (
+        "src/transport/",
+        &[
+            "crate::runtime",
+            "crate::api",
+            "crate::sim",
+            "crate::server",
+            "crate::bench",
+            "crate::client",
+        ],
+    ),
+    (
+        "src/runtime/",
+        &[
+            "crate::api",
+            "crate::sim",
+            "crate::server",
+            "crate::bench",
+            "crate::client",
+        ],
+    ),
+    (
+        "src/api/",
+        &[
+            "crate::sim",
+            "crate::server",
+            "crate::bench",
+            "crate::client",
+        ],
+    ),
+    (
+        "src/sim/",
+        &[
+            "crate::api",
+            "crate::server",
+            "crate::bench",
+            "crate::client",
+        ],
+    ),
+];
+
+/// The only file in `src/` that may read the OS clock.
+const CLOCK_FILE: &str = "src/runtime/clock.rs";
+const CLOCK_READS: &[&str] = &["Instant::now", "SystemTime::now", "clock_gettime"];
+
+/// The only files in `src/` that may use glommio (the binary: `src/main.rs`, `src/bin/`).
+const GLOMMIO_FILES: &[&str] = &[
+    "src/runtime/driver.rs",
+    "src/wal/dma_disk.rs",
+    "src/main.rs",
+];
+const GLOMMIO_DIRS: &[&str] = &["src/bin/"];
+
+/// flatc output: not written by hand (`tools/flatc.sh --check` guards it), so exempt
+/// from the module-doc and unwrap rules.
+const GENERATED_DIR: &str = "src/transport/generated/";
+
+// ---------------------------------------------------------------------------------------
+// The tree.
+
+struct Source {
+    /// Path relative to the crate root, with `/` separators (e.g. `src/paxos/group.rs`).
+    path: String,
+    text: String,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn collect(dir: &Path, out: &mut Vec<Source>) {
+    let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            collect(&path, out);
+        } else if path.extension().is_some_and(|x| x == "rs") {
+            let text = fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+            let rel = path
+                .strip_prefix(root())
+                .expect("under the crate root")
+                .to_string_lossy()
+                .replace('\\', "/");
+            out.push(Source { path: rel, text });
+        }
+    }
+}
+
+fn sources() -> Vec<Source> {
+    let mut out = Vec::new();
+    collect(&root().join("src"), &mut out);
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    // The checker must look at something: an empty walk would pass every rule.
+    assert!(
+        out.iter().any(|s| s.path == "src/paxos/group.rs"),
+        "tidy: the walk of src/ did not find src/paxos/group.rs ({} files found)",
+        out.len()
+    );
+    out
+}
+
+fn is_generated(path: &str) -> bool {
+    path.starts_with(GENERATED_DIR)
+}
+
+/// Runs `rule` on every source and fails with every violation listed.
+fn check_tree(rule_name: &str, rule: impl Fn(&str, &str) -> Vec<String>) {
+    let mut violations = Vec::new();
+    for source in sources() {
+        violations.extend(rule(&source.path, &source.text));
+    }
+    assert!(
+        violations.is_empty(),
+        "tidy rule '{rule_name}' violated {} time(s):\n  {}",
+        violations.len(),
+        violations.join("\n  ")
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Scanning helpers.
+
+/// The text with comments removed, line structure kept (so line numbers still match).
+/// Handles `//` and nested `/* */`, string literals with escapes and char literals;
+/// raw strings are treated as ordinary strings (good enough for this purpose).
+fn strip_comments(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut block_depth = 0usize;
+    let mut in_string = false;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if block_depth > 0 {
+            if c == '/' && next == Some('*') {
+                block_depth += 1;
+                i += 2;
+            } else if c == '*' && next == Some('/') {
+                block_depth -= 1;
+                i += 2;
+            } else {
+                if c == '\n' {
+                    out.push('\n');
+                }
+                i += 1;
+            }
+            continue;
+        }
+        if in_string {
+            out.push(c);
+            if c == '\\' {
+                if let Some(n) = next {
+                    out.push(n);
+                }
+                i += 2;
+                continue;
+            }
+            if c == '"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            '/' if next == Some('/') => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '/' if next == Some('*') => {
+                block_depth = 1;
+                i += 2;
+            }
+            '"' => {
+                in_string = true;
+                out.push(c);
+                i += 1;
+            }
+            '\'' => {
+                // A char literal ('x', '\n', '\'', '"') or a lifetime ('a).
+                let len = if next == Some('\\') {
+                    chars[i + 2..]
+                        .iter()
+                        .skip(1)
+                        .position(|&ch| ch == '\'')
+                        .map_or(1, |p| p + 4)
+                } else if chars.get(i + 2) == Some(&'\'') {
+                    3
+                } else {
+                    1
+                };
+                out.extend(&chars[i..(i + len).min(chars.len())]);
+                i += len;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Whether `line` mentions `pattern`; an identifier at either end of the pattern must
+/// not continue into the surrounding text (`Instant` does not match `Instantiate`,
+/// `crate::wal` does not match `crate::walrus`).
+fn mentions(line: &str, pattern: &str) -> bool {
+    let starts_ident = pattern.starts_with(is_ident);
+    let ends_ident = pattern.ends_with(is_ident);
+    let mut from = 0;
+    while let Some(pos) = line[from..].find(pattern) {
+        let start = from + pos;
+        let end = start + pattern.len();
+        let before_ok = !starts_ident || !line[..start].ends_with(is_ident);
+        let after_ok = !ends_ident || !line[end..].starts_with(is_ident);
+        if before_ok && after_ok {
+            return true;
+        }
+        from = start + pattern.chars().next().map_or(1, char::len_utf8);
+    }
+    false
+}
+
+/// `path:line: what` for every code line (comments stripped) mentioning a pattern.
+fn find_mentions(path: &str, text: &str, patterns: &[&str], why: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (n, line) in strip_comments(text).lines().enumerate() {
+        for pattern in patterns {
+            if mentions(line, pattern) {
+                found.push(format!("{path}:{}: `{pattern}` {why}", n + 1));
+            }
+        }
+    }
+    found
+}
+
+/// The lines before the first line containing `#[cfg(test)]`, with their numbers.
+fn before_cfg_test(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .take_while(|(_, line)| !line.contains("#[cfg(test)]"))
+        .map(|(n, line)| (n + 1, line))
+}
+
+// ---------------------------------------------------------------------------------------
+// The rules, each a pure function of (path, text) returning its violations.
+
+fn rule_layers(path: &str, text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (prefix, forbidden) in LAYERS {
+        if path.starts_with(prefix) {
+            let why = format!("in {prefix}: a layer imports only downward (see LAYERS)");
+            found.extend(find_mentions(path, text, forbidden, &why));
+        }
+    }
+    found
+}
+
+fn rule_clock(path: &str, text: &str) -> Vec<String> {
+    if path == CLOCK_FILE || !path.starts_with("src/") {
+        return Vec::new();
+    }
+    find_mentions(
+        path,
+        text,
+        CLOCK_READS,
+        "reads the OS clock: only src/runtime/clock.rs may (everything else takes `now`)",
+    )
+}
+
+fn rule_glommio(path: &str, text: &str) -> Vec<String> {
+    let allowed =
+        GLOMMIO_FILES.contains(&path) || GLOMMIO_DIRS.iter().any(|dir| path.starts_with(dir));
+    if allowed || !path.starts_with("src/") {
+        return Vec::new();
+    }
+    find_mentions(
+        path,
+        text,
+        &["glommio"],
+        "only runtime/driver.rs, wal/dma_disk.rs and the binary may use glommio",
+    )
+}
+
+fn rule_module_doc(path: &str, text: &str) -> Vec<String> {
+    if is_generated(path) || !path.starts_with("src/") {
+        return Vec::new();
+    }
+    match text.lines().find(|line| !line.trim().is_empty()) {
+        Some(first) if first.starts_with("//!") => Vec::new(),
+        Some(_) | None => vec![format!(
+            "{path}:1: does not start with a `//!` module doc (purpose, then invariants)"
+        )],
+    }
+}
+
+fn rule_no_unwrap(path: &str, text: &str) -> Vec<String> {
+    if is_generated(path) || !path.starts_with("src/") {
+        return Vec::new();
+    }
+    let code = strip_comments(text);
+    before_cfg_test(&code)
+        .filter(|(_, line)| line.contains(".unwrap()"))
+        .map(|(n, _)| {
+            format!("{path}:{n}: `.unwrap()` outside #[cfg(test)]: use `expect(\"why it cannot fail\")`")
+        })
+        .collect()
+}
+
+/// A `_` pattern (not part of an identifier, e.g. `Some(_)` is fine) followed by `=>`.
+fn has_wildcard_arm(line: &str) -> bool {
+    line.char_indices().any(|(i, c)| {
+        c == '_' && !line[..i].ends_with(is_ident) && line[i + 1..].trim_start().starts_with("=>")
+    })
+}
+
+fn rule_no_wildcard_arm(path: &str, text: &str) -> Vec<String> {
+    if !path.starts_with("src/paxos/") {
+        return Vec::new();
+    }
+    strip_comments(text)
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| has_wildcard_arm(line))
+        .map(|(n, _)| {
+            format!(
+                "{path}:{}: `_ =>` arm in the protocol: list the cases so a new kind forces a review",
+                n + 1
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Tree tests.
+
+// Goal: layers import only downward (paxos ← wal ← transport ← runtime ← api ← top).
+// Method: for each LAYERS prefix, scan its files (comments stripped) for forbidden paths.
+#[test]
+fn layers_import_only_downward() {
+    check_tree("layers", rule_layers);
+}
+
+// Goal: time enters only through `now` arguments, so everything below the driver runs
+// on the simulator's virtual clock. Method: scan src/ for OS clock reads.
+#[test]
+fn only_clock_rs_reads_the_os_clock() {
+    check_tree("os-clock", rule_clock);
+}
+
+// Goal: glommio stays in the two driver files and the binary, so the simulator can run
+// everything else. Method: scan src/ for the word `glommio` outside those files.
+#[test]
+fn glommio_only_in_driver_files() {
+    check_tree("glommio", rule_glommio);
+}
+
+// Goal: every module says what it is for and what it keeps true.
+// Method: the first non-blank line of each hand-written .rs file under src/ is `//!`.
+#[test]
+fn every_module_has_a_doc() {
+    check_tree("module-doc", rule_module_doc);
+}
+
+// Goal: no silent panics in shipped code; an impossible case says why it is impossible.
+// Method: scan src/ (comments stripped) for `.unwrap()` before the first `#[cfg(test)]`.
+#[test]
+fn no_unwrap_outside_tests() {
+    check_tree("no-unwrap", rule_no_unwrap);
+}
+
+// Goal: a new message kind or case forces a review of every protocol `match`.
+// Method: scan src/paxos/ (comments stripped) for a `_ =>` arm.
+#[test]
+fn no_wildcard_arm_in_paxos() {
+    check_tree("no-wildcard-arm", rule_no_wildcard_arm);
+}
+
+// ---------------------------------------------------------------------------------------
+// Self-tests: each rule must fire on a synthetic violation and stay quiet on look-alikes.
+
+// Goal: the layer rule catches a forbidden import and ignores comments and look-alikes.
+// Method: run rule_layers on synthetic files at chosen paths.
+#[test]
+fn self_test_layers() {
+    let bad = "//! doc\nuse crate::wal::Segment;\nfn f() { let t = std::time::Instant::now(); }\n";
+    let found = rule_layers("src/paxos/x.rs", bad);
+    assert!(found.iter().any(|v| v.contains("crate::wal")), "{found:?}");
+    assert!(found.iter().any(|v| v.contains("std::time")), "{found:?}");
+    assert!(found.iter().any(|v| v.contains("Instant")), "{found:?}");
+    assert!(
+        found.iter().all(|v| v.starts_with("src/paxos/x.rs:")),
+        "{found:?}"
+    );
+    assert!(!rule_layers("src/runtime/x.rs", "use crate::api::Node;\n").is_empty());
+    assert!(!rule_layers("src/paxos/x.rs", "async fn f() { g().await }\n").is_empty());
+    // The same import is fine one layer up.
+    assert!(rule_layers(
+        "src/transport/x.rs",
+        bad.replace("std::time::Instant::now()", "0").as_str()
+    )
+    .is_empty());
+    // Comments, look-alike identifiers and string-embedded `//` are not violations.
+    let fine = "//! No glommio, no Instant here.\n/* crate::wal */\n\
+                fn f(i: Instance) -> &'static str { let _c = '\"'; \"http://x\" } // tokio\n\
+                use crate::walrus;\n";
+    assert_eq!(rule_layers("src/paxos/x.rs", fine), Vec::<String>::new());
+    // A string literal that opens a comment marker does not hide code after it.
+    let tricky = "fn f() { let _s = \"//\"; let _t = std::fs::read(\"a\"); }\n";
+    assert!(!rule_layers("src/paxos/x.rs", tricky).is_empty());
+}
+
+// Goal: the clock rule fires outside clock.rs and not inside it.
+// Method: run rule_clock on the same synthetic text at two paths.
+#[test]
+fn self_test_clock() {
+    let text = "//! x\nfn now() -> u64 { std::time::Instant::now().elapsed().as_nanos() as u64 }\n";
+    assert_eq!(rule_clock("src/runtime/shard.rs", text).len(), 1);
+    assert!(rule_clock("src/runtime/clock.rs", text).is_empty());
+    assert_eq!(
+        rule_clock("src/sim/x.rs", "let t = SystemTime::now();\n").len(),
+        1
+    );
+    assert_eq!(
+        rule_clock("src/wal/x.rs", "unsafe { libc::clock_gettime(1, p) };\n").len(),
+        1
+    );
+}
+
+// Goal: the glommio rule fires outside the allowed files and not inside them.
+// Method: run rule_glommio on one synthetic text at several paths.
+#[test]
+fn self_test_glommio() {
+    let text = "//! x\nuse glommio::LocalExecutor;\n";
+    assert_eq!(rule_glommio("src/runtime/shard.rs", text).len(), 1);
+    assert_eq!(rule_glommio("src/wal/group_commit.rs", text).len(), 1);
+    assert!(rule_glommio("src/runtime/driver.rs", text).is_empty());
+    assert!(rule_glommio("src/wal/dma_disk.rs", text).is_empty());
+    assert!(rule_glommio("src/main.rs", text).is_empty());
+    assert!(rule_glommio("src/bin/synod-bench.rs", text).is_empty());
+}
+
+// Goal: the module-doc rule fires on a file without `//!` and exempts generated code.
+// Method: run rule_module_doc on synthetic files.
+#[test]
+fn self_test_module_doc() {
+    assert_eq!(rule_module_doc("src/wal/x.rs", "use std::fs;\n").len(), 1);
+    assert_eq!(
+        rule_module_doc("src/wal/x.rs", "/// item doc\nfn f() {}\n").len(),
+        1
+    );
+    assert_eq!(rule_module_doc("src/wal/x.rs", "").len(), 1);
+    assert!(rule_module_doc("src/wal/x.rs", "\n//! The WAL.\n").is_empty());
+    assert!(rule_module_doc("src/transport/generated/lib.rs", "use x;\n").is_empty());
+}
+
+// Goal: the unwrap rule fires before `#[cfg(test)]`, not after it, and not in comments.
+// Method: run rule_no_unwrap on synthetic files.
+#[test]
+fn self_test_no_unwrap() {
+    let text =
+        "//! x\nfn f() { g().unwrap(); }\n#[cfg(test)]\nmod tests { fn t() { g().unwrap(); } }\n";
+    let found = rule_no_unwrap("src/wal/x.rs", text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("src/wal/x.rs:2:"), "{found:?}");
+    assert!(rule_no_unwrap("src/wal/x.rs", "//! never `.unwrap()`\n// x.unwrap()\n").is_empty());
+    assert!(rule_no_unwrap("src/wal/x.rs", "fn f() { g().unwrap_or(0); }\n").is_empty());
+}
+
+// Goal: the wildcard-arm rule fires on `_ =>` (any spacing) in src/paxos/ only.
+// Method: run rule_no_wildcard_arm on synthetic matches.
+#[test]
+fn self_test_no_wildcard_arm() {
+    let bad = "//! x\nmatch m { A => 1, _ => 2 }\nmatch m {\n    _=> {}\n}\n";
+    assert_eq!(rule_no_wildcard_arm("src/paxos/x.rs", bad).len(), 2);
+    assert!(rule_no_wildcard_arm("src/wal/x.rs", bad).is_empty());
+    let fine = "//! `_ =>` is banned here\nmatch o { Some(_) => 1, None => 2 }\nlet _x_ => ;\nmatch k { A | B => {} } // _ =>\n";
+    assert_eq!(
+        rule_no_wildcard_arm("src/paxos/x.rs", fine),
+        Vec::<String>::new()
+    );
+}
+
+// Goal: comment stripping keeps line numbers, strings and char literals intact.
+// Method: strip a synthetic text and compare.
+#[test]
+fn self_test_strip_comments() {
+    let text = "a // b\n/* c\n d */ e\n\"// f\" '\"' g /* /* nested */ */ h\n'\\'' i // j\n";
+    assert_eq!(
+        strip_comments(text),
+        "a \n\n e\n\"// f\" '\"' g  h\n'\\'' i \n"
+    );
+    assert_eq!(
+        strip_comments("fn f<'a>(x: &'a str) {} // z"),
+        "fn f<'a>(x: &'a str) {} "
+    );
+}
