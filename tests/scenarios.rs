@@ -303,7 +303,11 @@ fn membership_change_adds_one_voter() {
     h.tick(150, &[1, 2, 3, 4]);
     h.deliver_among(&all);
     let effective = change_at.0 + window;
-    assert_eq!(h.visible_values(4), h.visible_values(1), "node 4 learned the log");
+    assert_eq!(
+        h.visible_values(4),
+        h.visible_values(1),
+        "node 4 learned the log"
+    );
     let latest = h.replica(1).group.latest_membership().clone();
     assert!(latest.contains(NodeId(4)));
     // With 2 and 3 down, {1, 4} is not a quorum of four voters: nothing is chosen.
@@ -313,7 +317,11 @@ fn membership_change_adds_one_voter() {
     assert!(before.0 >= effective, "the new membership is in effect");
     h.propose(1, "needs-three");
     h.deliver_among(&[1, 4]);
-    assert_eq!(h.replica(1).group.chosen_through(), before, "chose with 2 of 4 voters");
+    assert_eq!(
+        h.replica(1).group.chosen_through(),
+        before,
+        "chose with 2 of 4 voters"
+    );
     h.restart(2, false);
     for _ in 0..5 {
         h.tick(300, &[1, 2, 4]);

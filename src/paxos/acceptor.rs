@@ -29,7 +29,13 @@ impl Group {
             return;
         }
         if ballot < self.promised {
-            self.send(out, from, MessageBody::Reject { promised: self.promised });
+            self.send(
+                out,
+                from,
+                MessageBody::Reject {
+                    promised: self.promised,
+                },
+            );
             return;
         }
         if ballot > self.promised {
@@ -99,7 +105,13 @@ impl Group {
             return;
         }
         if ballot < self.promised {
-            self.send(out, from, MessageBody::Reject { promised: self.promised });
+            self.send(
+                out,
+                from,
+                MessageBody::Reject {
+                    promised: self.promised,
+                },
+            );
             return;
         }
         if ballot > self.promised {
@@ -172,7 +184,13 @@ impl Group {
         }
         self.highest_round_seen = self.highest_round_seen.max(ballot.round);
         if ballot < self.promised {
-            self.send(out, from, MessageBody::Reject { promised: self.promised });
+            self.send(
+                out,
+                from,
+                MessageBody::Reject {
+                    promised: self.promised,
+                },
+            );
             return;
         }
         if from == self.config.node {
@@ -237,8 +255,7 @@ impl Group {
         }
         let mut entries = Vec::new();
         let mut instance = first;
-        while instance <= self.chosen_through && entries.len() < self.config.catch_up_entries_max
-        {
+        while instance <= self.chosen_through && entries.len() < self.config.catch_up_entries_max {
             match self.log.get(&instance) {
                 Some(slot) => entries.push(slot.entry.clone()),
                 // Truncated below a checkpoint: the checkpoint transfer (a later layer)

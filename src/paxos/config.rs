@@ -92,7 +92,10 @@ impl GroupConfig {
         )?;
         check(
             self.batch_values_max >= 1,
-            format!("batch_values_max = {}: must be at least 1", self.batch_values_max),
+            format!(
+                "batch_values_max = {}: must be at least 1",
+                self.batch_values_max
+            ),
         )?;
         check(
             self.batch_size_max >= self.value_size_max,
@@ -118,7 +121,10 @@ impl GroupConfig {
         )?;
         check(
             self.clock_drift_ppm < 100_000,
-            format!("clock_drift_ppm = {}: must be below 100000 (10 %)", self.clock_drift_ppm),
+            format!(
+                "clock_drift_ppm = {}: must be below 100000 (10 %)",
+                self.clock_drift_ppm
+            ),
         )?;
         check(
             self.retransmit_ns > 0,

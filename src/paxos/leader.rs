@@ -58,9 +58,13 @@ impl Group {
             retransmit_due: now.plus(self.config.retransmit_ns),
             prepared_for: from,
         });
+        // The ballot is made durable BEFORE any prepare leaves: a candidate that crashed
+        // and lost an unsynced promise of its own could otherwise campaign again at the
+        // same ballot and propose a second value for an instance at one ballot.
+        self.promise(ballot, out);
         let voters = self.membership_at(from).voters().to_vec();
         for node in voters {
-            self.send(out, node, MessageBody::Prepare { ballot, from });
+            self.send_after_persist(out, node, MessageBody::Prepare { ballot, from });
         }
         self.reset_election_deadline(now);
     }
@@ -125,7 +129,8 @@ impl Group {
         if !elected {
             let quorum = {
                 let leading = self.leading.as_ref().expect("checked above");
-                self.membership_at(from_instance).is_quorum(&leading.promisers)
+                self.membership_at(from_instance)
+                    .is_quorum(&leading.promisers)
             };
             if quorum {
                 self.become_leader(now, out);
@@ -136,7 +141,10 @@ impl Group {
     }
 
     fn become_leader(&mut self, now: Nanos, out: &mut Output) {
-        let leading = self.leading.as_mut().expect("a candidate has leading state");
+        let leading = self
+            .leading
+            .as_mut()
+            .expect("a candidate has leading state");
         leading.elected = true;
         let ballot = leading.ballot;
         self.role = Role::Leader;
@@ -147,7 +155,13 @@ impl Group {
         self.fill_window(now, false, out);
     }
 
-    pub(super) fn on_reject(&mut self, now: Nanos, from: NodeId, promised: Ballot, out: &mut Output) {
+    pub(super) fn on_reject(
+        &mut self,
+        now: Nanos,
+        from: NodeId,
+        promised: Ballot,
+        out: &mut Output,
+    ) {
         if promised.node != from && promised != Ballot::ZERO {
             // Fine: a reject reports whatever the sender promised, to anyone.
         }
@@ -206,7 +220,14 @@ impl Group {
                         .filter(|n| !leading.promisers.contains(n))
                         .collect();
                     for node in missing {
-                        self.send(out, node, MessageBody::Prepare { ballot, from: instance });
+                        self.send(
+                            out,
+                            node,
+                            MessageBody::Prepare {
+                                ballot,
+                                from: instance,
+                            },
+                        );
                     }
                 }
                 break;
@@ -286,7 +307,10 @@ impl Group {
             proposals.push(id);
             values.push(value);
         }
-        assert!(!values.is_empty(), "take_batch on a queue without a value at its head");
+        assert!(
+            !values.is_empty(),
+            "take_batch on a queue without a value at its head"
+        );
         Entry {
             origin: ballot,
             body: Body::Values(values),
@@ -328,7 +352,11 @@ impl Group {
                 }
                 if !run.is_empty() {
                     let entries = std::mem::take(&mut run);
-                    self.send(out, node, accept(ballot, self.chosen_through, first, entries));
+                    self.send(
+                        out,
+                        node,
+                        accept(ballot, self.chosen_through, first, entries),
+                    );
                 }
                 if wanted {
                     first = *instance;
@@ -485,7 +513,13 @@ impl Group {
         }
     }
 
-    pub(super) fn on_heartbeat_ack(&mut self, now: Nanos, from: NodeId, ballot: Ballot, sent_at: Nanos) {
+    pub(super) fn on_heartbeat_ack(
+        &mut self,
+        now: Nanos,
+        from: NodeId,
+        ballot: Ballot,
+        sent_at: Nanos,
+    ) {
         let Some(leading) = self.leading.as_mut() else {
             return;
         };
@@ -537,7 +571,12 @@ impl Group {
     }
 }
 
-fn accept(ballot: Ballot, chosen_through: Instance, first: Instance, entries: Vec<Entry>) -> MessageBody {
+fn accept(
+    ballot: Ballot,
+    chosen_through: Instance,
+    first: Instance,
+    entries: Vec<Entry>,
+) -> MessageBody {
     MessageBody::Accept {
         ballot,
         chosen_through,

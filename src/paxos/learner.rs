@@ -148,7 +148,13 @@ impl Group {
             self.catch_up_due = now;
             if self.rejoin.is_none() {
                 let from_instance = self.chosen_through.next();
-                self.send(out, from, MessageBody::CatchUpRequest { from: from_instance });
+                self.send(
+                    out,
+                    from,
+                    MessageBody::CatchUpRequest {
+                        from: from_instance,
+                    },
+                );
                 self.catch_up_due = now.plus(self.config.retransmit_ns);
             }
         } else {

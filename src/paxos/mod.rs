@@ -14,8 +14,10 @@ pub mod message;
 pub mod output;
 pub mod types;
 
-pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};
-pub use output::{Apply, Completion, Output, ProposeError, Record};
-pub use types::{Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, Nanos, NodeId, ProposalId};
 pub use config::GroupConfig;
 pub use group::{entry_checksum, Counters, Group, Input, Restore, Role};
+pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};
+pub use output::{Apply, Completion, Output, ProposeError, Record};
+pub use types::{
+    Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, Nanos, NodeId, ProposalId,
+};

@@ -401,6 +401,13 @@ impl Shard {
         &self.commit
     }
 
+    /// The LSN the last record produced so far has or will get (records waiting for
+    /// room in the batch included): once durable, everything produced so far is.
+    #[must_use]
+    pub fn lsn_planned(&self) -> Lsn {
+        Lsn(self.commit.assigned_through().0 + self.overflow.len() as u64)
+    }
+
     /// Returns a written batch's buffer for reuse by the next batch.
     pub fn recycle(&mut self, bytes: Vec<u8>) {
         self.commit.recycle(bytes);

@@ -143,6 +143,12 @@ struct ShardSlot {
     /// Offset of the last completed write: bit flips land only below it.
     last_write_offset: u64,
     salt: u32,
+    /// The shard's log lost state (wiped, or corrupt before its tail). Survives crashes
+    /// like a marker file beside the log, so a restart after the scrub still knows;
+    /// cleared once every group votes again and what it re-learned is durable.
+    lost_marker: bool,
+    /// LSN that must be durable before `lost_marker` clears.
+    clear_at: Option<Lsn>,
 }
 
 struct Node {
@@ -235,6 +241,8 @@ impl Cluster {
                     disk: SimDisk::new(DISK_SIZE),
                     last_write_offset: 0,
                     salt: prng.next_u64() as u32,
+                    lost_marker: false,
+                    clear_at: None,
                 })
                 .collect();
             nodes.push(Node {
@@ -470,6 +478,11 @@ impl Cluster {
         }
         for (peer, messages) in effects.send.drain(..) {
             for message in messages {
+                if let Some(ballot) = durable_ballot(&message) {
+                    self.checkers
+                        .monotonic
+                        .observe_durable(id, message.group, ballot);
+                }
                 self.network
                     .send(Nanos(self.now), id, peer, message, &mut self.prng);
             }
@@ -536,19 +549,35 @@ impl Cluster {
                 ));
             }
         }
-        if self.damaged == Some(node) && all_voting && self.node_all_voting(node) {
+        let planned = core.lsn_planned();
+        let durable = core.commit().durable_through();
+        let slot = &mut self.nodes[node].shards[shard];
+        if slot.lost_marker && all_voting {
+            match slot.clear_at {
+                None => slot.clear_at = Some(planned),
+                Some(lsn) if durable >= lsn => {
+                    slot.lost_marker = false;
+                    slot.clear_at = None;
+                }
+                Some(_) => {}
+            }
+        }
+        if self.damaged == Some(node) && self.node_recovered(node) {
             self.damaged = None;
         }
         Ok(())
     }
 
-    fn node_all_voting(&self, node: usize) -> bool {
+    /// Whether `node` is up, every group votes and no shard carries a lost marker.
+    fn node_recovered(&self, node: usize) -> bool {
         let node = &self.nodes[node];
         node.up
             && node.shards.iter().all(|slot| {
-                slot.shard
-                    .as_ref()
-                    .is_some_and(|core| core.groups().all(|g| g.is_voting()))
+                !slot.lost_marker
+                    && slot
+                        .shard
+                        .as_ref()
+                        .is_some_and(|core| core.groups().all(|g| g.is_voting()))
             })
     }
 
@@ -755,7 +784,9 @@ impl Cluster {
             if corrupt {
                 self.report.corrupt_recoveries += 1;
             }
-            let lost = wipe || corrupt;
+            let lost = wipe || corrupt || slot.lost_marker;
+            slot.lost_marker = lost;
+            slot.clear_at = None;
             lost_any |= lost;
             if !scan.scrub.is_empty() {
                 let zeros = vec![0u8; (scan.scrub.end - scan.scrub.start) as usize];
@@ -903,5 +934,21 @@ impl Cluster {
         }
         let _ = Instance(0);
         Ok(())
+    }
+}
+
+/// The ballot a message proves durable on its sender: it may leave only once that
+/// ballot is in the sender's log (promises and acks wait for the write; a candidate
+/// persists its ballot before its prepares; a leader's accepts follow its election).
+fn durable_ballot(message: &Message) -> Option<crate::paxos::Ballot> {
+    use crate::paxos::MessageBody as B;
+    match &message.body {
+        B::Promise { ballot, .. } | B::Accepted { ballot, .. } => Some(*ballot),
+        B::Prepare { ballot, .. } | B::Accept { ballot, .. } => Some(*ballot),
+        B::Reject { .. }
+        | B::Heartbeat { .. }
+        | B::HeartbeatAck { .. }
+        | B::CatchUpRequest { .. }
+        | B::CatchUpChunk { .. } => None,
     }
 }

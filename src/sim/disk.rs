@@ -15,9 +15,12 @@ use crate::wal::{BLOCK_SIZE, SECTOR_SIZE};
 
 const _: () = assert!(BLOCK_SIZE % SECTOR_SIZE == 0);
 
-/// A simulated disk of fixed size, zero-filled when new.
+/// A simulated disk of fixed size, zero-filled when new. Its images grow with the
+/// highest block written (the extent), so a large, mostly unused disk costs only what
+/// was written; everything beyond the extent reads as zeros.
 #[derive(Clone, Debug)]
 pub struct SimDisk {
+    size: usize,
     live: Vec<u8>,
     durable: Vec<u8>,
     /// Per sector: written since the last sync.
@@ -35,9 +38,10 @@ impl SimDisk {
             "disk size {size} is not a multiple of {BLOCK_SIZE}"
         );
         SimDisk {
-            live: vec![0; size],
-            durable: vec![0; size],
-            unsynced: vec![false; size / SECTOR_SIZE],
+            size,
+            live: Vec::new(),
+            durable: Vec::new(),
+            unsynced: Vec::new(),
             unsynced_list: Vec::new(),
         }
     }
@@ -45,7 +49,17 @@ impl SimDisk {
     /// Size in bytes.
     #[must_use]
     pub fn size(&self) -> usize {
-        self.live.len()
+        self.size
+    }
+
+    /// Grows the images (with zeros) to cover `[0, end)`, rounded up to a block.
+    fn extend_to(&mut self, end: usize) {
+        if end > self.live.len() {
+            let end = end.div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
+            self.live.resize(end, 0);
+            self.durable.resize(end, 0);
+            self.unsynced.resize(end / SECTOR_SIZE, false);
+        }
     }
 
     /// Writes `bytes` at `offset` into the live image; durable only after `sync`.
@@ -57,6 +71,7 @@ impl SimDisk {
             "unaligned write: offset {offset}, length {}",
             bytes.len()
         );
+        self.extend_to(start + bytes.len());
         self.live[start..start + bytes.len()].copy_from_slice(bytes);
         for sector in start / SECTOR_SIZE..(start + bytes.len()) / SECTOR_SIZE {
             if !self.unsynced[sector] {
@@ -77,12 +92,18 @@ impl SimDisk {
 
     /// The live bytes `[offset, offset + len)` (what a read returns now).
     #[must_use]
-    pub fn read(&self, offset: u64, len: usize) -> &[u8] {
+    pub fn read(&self, offset: u64, len: usize) -> Vec<u8> {
         let start = self.range_start(offset, len);
-        &self.live[start..start + len]
+        let mut bytes = vec![0; len];
+        let end = (start + len).min(self.live.len());
+        if start < end {
+            bytes[..end - start].copy_from_slice(&self.live[start..end]);
+        }
+        bytes
     }
 
-    /// The whole live image (for a recovery scan).
+    /// The live image up to the extent (for a recovery scan): everything beyond it
+    /// reads as zeros.
     #[must_use]
     pub fn image(&self) -> &[u8] {
         &self.live
@@ -113,6 +134,7 @@ impl SimDisk {
     pub fn flip_bit(&mut self, offset: u64, bit: u8) {
         assert!(bit < 8, "bit {bit} is not in 0..8");
         let at = self.range_start(offset, 1);
+        self.extend_to(at + 1);
         self.live[at] ^= 1 << bit;
         self.durable[at] ^= 1 << bit;
     }
@@ -120,6 +142,7 @@ impl SimDisk {
     /// Zeroes the sector that holds byte `offset` on the medium (live and durable).
     pub fn zero_sector(&mut self, offset: u64) {
         let at = self.range_start(offset, 1);
+        self.extend_to(at + 1);
         let start = at / SECTOR_SIZE * SECTOR_SIZE;
         self.live[start..start + SECTOR_SIZE].fill(0);
         self.durable[start..start + SECTOR_SIZE].fill(0);
@@ -134,11 +157,9 @@ impl SimDisk {
     fn range_start(&self, offset: u64, len: usize) -> usize {
         let start = usize::try_from(offset).expect("offset fits the address space");
         assert!(
-            start
-                .checked_add(len)
-                .is_some_and(|end| end <= self.live.len()),
+            start.checked_add(len).is_some_and(|end| end <= self.size),
             "access [{offset}, +{len}) beyond disk size {}",
-            self.live.len()
+            self.size
         );
         start
     }

@@ -42,14 +42,18 @@ pub struct Watermarks {
 /// What survives a restart (while the disk survives).
 #[derive(Clone, Copy, Debug, Default)]
 struct Persisted {
-    promised: Ballot,
-    /// Highest ballot led at; `Ballot::ZERO` = never led.
-    leader_ballot: Ballot,
+    /// The highest ballot the node is known to have made durable: a message that
+    /// depends on it (a promise, an ack, a prepare, an accept) left the node.
+    promised_floor: Ballot,
+    /// Highest ballot led at in earlier incarnations; `Ballot::ZERO` = never led.
+    leader_ballot_before: Ballot,
 }
 
 /// What a restart forgets.
 #[derive(Clone, Copy, Debug, Default)]
 struct Volatile {
+    promised: Ballot,
+    leader_ballot: Ballot,
     chosen_through: Instance,
     applied_through: Instance,
 }
@@ -68,9 +72,21 @@ impl MonotonicChecker {
         MonotonicChecker::default()
     }
 
+    /// A message that `node` may send only once `ballot` is durable (a promise, an
+    /// ack, a prepare or an accept at `ballot`) left it: no later incarnation may
+    /// promise less.
+    pub fn observe_durable(&mut self, node: NodeId, group: GroupId, ballot: Ballot) {
+        let persisted = self.persisted.entry((node, group)).or_default();
+        persisted.promised_floor = persisted.promised_floor.max(ballot);
+    }
+
     /// `node`'s state for `group` after a step (call after each step that touched it).
     ///
-    /// Err naming the value that went back, with the old and new values.
+    /// Err naming the value that went back, with the old and new values: the promised
+    /// ballot below the durable floor or below its value earlier in this incarnation; a
+    /// leader ballot below one of this incarnation, or not above every ballot led in an
+    /// earlier incarnation (a ballot must never be led twice); a watermark going back
+    /// within an incarnation.
     pub fn observe_watermarks(
         &mut self,
         node: NodeId,
@@ -88,21 +104,38 @@ impl MonotonicChecker {
                 ),
             ))
         };
-        if now.promised < persisted.promised {
+        if now.promised < persisted.promised_floor {
             return back(
-                "promised ballot (persisted)",
-                persisted.promised.to_string(),
+                "promised ballot (below what it made durable)",
+                persisted.promised_floor.to_string(),
+                now.promised.to_string(),
+            );
+        }
+        if now.promised < volatile.promised {
+            return back(
+                "promised ballot",
+                volatile.promised.to_string(),
                 now.promised.to_string(),
             );
         }
         if let Some(ballot) = now.leader_ballot {
-            if ballot < persisted.leader_ballot {
+            if ballot < volatile.leader_ballot {
                 return back(
                     "leader ballot",
-                    persisted.leader_ballot.to_string(),
+                    volatile.leader_ballot.to_string(),
                     ballot.to_string(),
                 );
             }
+            if ballot <= persisted.leader_ballot_before
+                && persisted.leader_ballot_before != Ballot::ZERO
+            {
+                return back(
+                    "leader ballot (led again after a restart)",
+                    persisted.leader_ballot_before.to_string(),
+                    ballot.to_string(),
+                );
+            }
+            volatile.leader_ballot = ballot;
         }
         if now.chosen_through < volatile.chosen_through {
             return back(
@@ -118,21 +151,37 @@ impl MonotonicChecker {
                 now.applied_through.0.to_string(),
             );
         }
-        persisted.promised = now.promised;
-        if let Some(ballot) = now.leader_ballot {
-            persisted.leader_ballot = ballot;
-        }
+        volatile.promised = now.promised;
         volatile.chosen_through = now.chosen_through;
         volatile.applied_through = now.applied_through;
         Ok(())
     }
 
-    /// `node` restarted as a new process. Its watermarks start over; its promised and
-    /// leader ballots persist unless `disk_lost` (empty data directory).
+    /// `node` restarted as a new process. Its watermarks start over; the durable floor
+    /// and the ballots it led persist unless `disk_lost` (its log lost state).
     pub fn reset(&mut self, node: NodeId, disk_lost: bool) {
-        self.volatile.retain(|(n, _), _| *n != node);
+        let keys: Vec<(NodeId, GroupId)> = self
+            .volatile
+            .keys()
+            .filter(|(n, _)| *n == node)
+            .copied()
+            .collect();
+        for key in keys {
+            let led = self
+                .volatile
+                .remove(&key)
+                .map_or(Ballot::ZERO, |v| v.leader_ballot);
+            let persisted = self.persisted.entry(key).or_default();
+            persisted.leader_ballot_before = persisted.leader_ballot_before.max(led);
+        }
         if disk_lost {
-            self.persisted.retain(|(n, _), _| *n != node);
+            // A replica that lost state keeps no floor; it must still never lead at a
+            // ballot it led before (its rejoin raises its promise above its peers').
+            for (key, persisted) in self.persisted.iter_mut() {
+                if key.0 == node {
+                    persisted.promised_floor = Ballot::ZERO;
+                }
+            }
         }
     }
 }
@@ -155,8 +204,8 @@ mod tests {
         }
     }
 
-    // Goal: growth and repeats pass; a restart lets watermarks start over but keeps
-    // ballots; a disk loss forgets ballots too.
+    // Goal: growth and repeats pass; a restart lets watermarks and an undurable promise
+    // start over; a disk loss forgets the durable floor but not the ballots led.
     // Method: observe, restart, observe lower watermarks; lose the disk, lower promise.
     #[test]
     fn growth_and_restarts_pass() {
@@ -176,15 +225,15 @@ mod tests {
             .unwrap();
         checker.reset(N, true);
         checker
-            .observe_watermarks(N, G, &marks(0, 0, 0, Some(1)))
+            .observe_watermarks(N, G, &marks(0, 0, 0, Some(3)))
             .unwrap();
         checker
             .observe_watermarks(NodeId(2), G, &marks(0, 0, 0, None))
             .unwrap();
     }
 
-    // Goal: each regression is caught and named, and a restart (disk intact) does not
-    // excuse a lower promise or leader ballot.
+    // Goal: each regression is caught and named: a promise below the durable floor
+    // (restart or not), a ballot led twice across a restart, watermarks going back.
     // Method: one fresh checker per regression, optionally restarting in between.
     #[test]
     fn regressions_are_violations() {
@@ -196,16 +245,16 @@ mod tests {
                 marks(2, 0, 0, None),
             ),
             (
-                "promised ballot",
+                "below what it made durable",
                 marks(3, 0, 0, None),
                 true,
                 marks(2, 0, 0, None),
             ),
             (
-                "leader ballot",
+                "led again after a restart",
                 marks(5, 0, 0, Some(5)),
                 true,
-                marks(5, 0, 0, Some(4)),
+                marks(5, 0, 0, Some(5)),
             ),
             (
                 "leader ballot",
@@ -229,8 +278,9 @@ mod tests {
         for (what, before, restart, after) in cases {
             let mut checker = MonotonicChecker::new();
             checker.observe_watermarks(N, G, &before).unwrap();
+            // A message depending on the promise left: it is durable.
+            checker.observe_durable(N, G, before.promised);
             if restart {
-                // A restart without disk loss keeps the promise: a lower one is caught.
                 checker.reset(N, false);
             }
             let violation = checker.observe_watermarks(N, G, &after).unwrap_err();
