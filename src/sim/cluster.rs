@@ -101,21 +101,32 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// Runs seed `seed` to completion.
+/// Runs seed `seed` to completion. A panic inside the run (a broken invariant
+/// assertion) is reported as the seed's failure, with the assertion's message.
 pub fn run_seed(seed: u64) -> Result<RunReport, Failure> {
     let options = SimOptions::from_seed(seed);
+    let summary = options.to_string();
     let mut cluster = Cluster::new(options);
-    let result = cluster.run();
-    match result {
-        Ok(()) => Ok(cluster.report()),
-        Err(violation) => Err(Failure {
-            seed,
-            step: cluster.steps,
-            virtual_ns: cluster.now,
-            violation,
-            options: cluster.options.to_string(),
-        }),
-    }
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cluster.run()));
+    let violation = match outcome {
+        Ok(Ok(())) => return Ok(cluster.report()),
+        Ok(Err(violation)) => violation,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            Violation::new("invariant", format!("panicked: {message}"))
+        }
+    };
+    Err(Failure {
+        seed,
+        step: cluster.steps,
+        virtual_ns: cluster.now,
+        violation,
+        options: summary,
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -645,9 +656,12 @@ impl Cluster {
             return;
         }
         let node = up[self.prng.index(up.len())];
+        // One crash in five (at least) loses its disk when the seed enables it.
         let lose_disk = self.damaged.is_none()
             && self.options.disk_loss_ppm > 0
-            && self.prng.chance_ppm(self.options.disk_loss_ppm);
+            && self
+                .prng
+                .chance_ppm(self.options.disk_loss_ppm.max(200_000));
         self.crash(node, lose_disk);
         let delay = self.prng.range(
             self.options.restart_delay_ns_min,
@@ -696,10 +710,12 @@ impl Cluster {
         self.schedule(self.now + duration, Event::PartitionEnd);
     }
 
+    /// When the seed enables bit flips, a few land in each safety phase (more with a
+    /// higher `disk_bit_flip_ppm`): rare enough that the damaged replica can rejoin
+    /// between two of them, frequent enough to matter.
     fn bit_flip_interval(&mut self) -> u64 {
-        // disk_bit_flip_ppm is the chance per 10 ms of virtual time.
-        let per_second = (u64::from(self.options.disk_bit_flip_ppm) * 100).max(1);
-        self.exponential(1_000_000 * S / per_second)
+        let per_phase = 1 + u64::from(self.options.disk_bit_flip_ppm) / 500;
+        self.exponential((self.options.safety_phase_ns / per_phase).max(100 * MS))
     }
 
     fn inject_bit_flip(&mut self) {

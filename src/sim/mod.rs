@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod disk;
 pub mod network;
 pub mod options;
+pub mod swarm;
 
 pub use checkers::{Checkers, Violation};
 pub use clock::SimClock;

@@ -1,0 +1,73 @@
+//! Running many seeds: on every core, each seed an independent deterministic run, with
+//! a summary that names the seed range and every failure.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::cluster::{run_seed, Failure, RunReport};
+
+/// What a batch of seeds did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Seeds run.
+    pub seeds: usize,
+    /// The failures, in the order seen.
+    pub failures: Vec<Failure>,
+    /// Reports of passing seeds.
+    pub reports: Vec<RunReport>,
+    /// Wall-clock seconds.
+    pub elapsed_s: f64,
+}
+
+impl Summary {
+    /// The one-line totals of the passing seeds.
+    #[must_use]
+    pub fn totals(&self) -> String {
+        let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
+        format!(
+            "{} steps, {:.0}s virtual, {} acknowledged proposals, {} elections, {} crashes, \
+             {} partitions, {} disks lost, {} bit flips, {} corrupt recoveries",
+            sum(|r| r.steps),
+            sum(|r| r.virtual_ns) as f64 / 1e9,
+            sum(|r| r.acknowledged as u64),
+            sum(|r| r.elections),
+            sum(|r| r.crashes),
+            sum(|r| r.partitions),
+            sum(|r| r.disks_lost),
+            sum(|r| r.bit_flips),
+            sum(|r| r.corrupt_recoveries),
+        )
+    }
+}
+
+/// Runs `seeds` on `threads` threads; `progress(done, failures)` is called after each
+/// seed (from the worker threads, serialized).
+pub fn run_many(
+    seeds: &[u64],
+    threads: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Summary {
+    let started = Instant::now();
+    let next = AtomicU64::new(0);
+    let state = Mutex::new(Summary::default());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(&seed) = seeds.get(index) else { break };
+                let result = run_seed(seed);
+                let mut summary = state.lock().unwrap_or_else(|e| e.into_inner());
+                summary.seeds += 1;
+                match result {
+                    Ok(report) => summary.reports.push(report),
+                    Err(failure) => summary.failures.push(failure),
+                }
+                progress(summary.seeds, summary.failures.len());
+            });
+        }
+    });
+    let mut summary = state.into_inner().unwrap_or_else(|e| e.into_inner());
+    summary.elapsed_s = started.elapsed().as_secs_f64();
+    summary
+}
