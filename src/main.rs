@@ -75,13 +75,7 @@ fn sim(args: &[String]) -> ExitCode {
             }
         };
     }
-    let base = base.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            >> 16
-    });
+    let base = base.unwrap_or_else(synod::runtime::clock::entropy_seed);
     let threads = threads.map_or_else(
         || std::thread::available_parallelism().map_or(2, |n| n.get()),
         |t| t as usize,

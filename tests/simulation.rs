@@ -31,13 +31,7 @@ fn simulation() {
     }
     let regressions = regression_seeds();
     let count = env_u64("SYNOD_SEEDS").unwrap_or(300);
-    let base = env_u64("SYNOD_SEED_BASE").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            >> 16
-    });
+    let base = env_u64("SYNOD_SEED_BASE").unwrap_or_else(synod::runtime::clock::entropy_seed);
     let mut seeds = regressions.clone();
     seeds.extend(base..base + count);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());

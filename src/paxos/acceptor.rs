@@ -155,7 +155,7 @@ impl Group {
             // propose for it: acknowledging it again is harmless.
             match ranges.last_mut() {
                 Some(range) if range.last.next() == instance => range.last = instance,
-                _ => ranges.push(InstanceRange {
+                Some(_) | None => ranges.push(InstanceRange {
                     first: instance,
                     last: instance,
                 }),

@@ -113,7 +113,7 @@ impl Group {
             match leading.learned.get(&reported.instance) {
                 Some((_, _, true)) => {}
                 Some((known, _, false)) if !reported.chosen && reported.ballot <= *known => {}
-                _ => {
+                Some((_, _, false)) | None => {
                     leading.learned.insert(
                         reported.instance,
                         (reported.ballot, reported.entry, reported.chosen),
@@ -297,7 +297,7 @@ impl Group {
             match self.queue.front() {
                 Some(Pending::Value(_, value))
                     if values.is_empty() || size + value.len() <= self.config.batch_size_max => {}
-                _ => break,
+                Some(Pending::Value(..) | Pending::Config(..)) | None => break,
             }
             let Some(Pending::Value(id, value)) = self.queue.pop_front() else {
                 unreachable!("front was a value");

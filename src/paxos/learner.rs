@@ -35,7 +35,7 @@ impl Group {
                     slot.chosen = true;
                     self.chosen_through = instance;
                 }
-                _ => break,
+                Some(_) | None => break,
             }
         }
         if self.chosen_through > before {
@@ -81,7 +81,7 @@ impl Group {
         } else {
             let target = match self.leader_hint {
                 Some((node, _)) if node != self.config.node => Some(node),
-                _ => {
+                Some(_) | None => {
                     let voters: Vec<NodeId> = self
                         .latest_membership()
                         .voters()

@@ -2,6 +2,7 @@
 //! group commit planning, durability-gated sends, per-peer merging); the glommio driver
 //! that executes its effects comes with the real cluster.
 
+pub mod clock;
 pub mod placement;
 pub mod shard;
 

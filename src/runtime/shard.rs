@@ -491,6 +491,6 @@ mod tests {
         add_range(&mut ranges, r(6, 9));
         add_range(&mut ranges, r(12, 12));
         add_range(&mut ranges, r(12, 12));
-        assert_eq!(ranges, vec![r(1, 9), r(12, 12)]);
+        assert_eq!(ranges, vec![r(1, 3), r(5, 9), r(12, 12)]);
     }
 }

@@ -3,9 +3,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use super::cluster::{run_seed, Failure, RunReport};
+use crate::runtime::clock::MonotonicClock;
 
 /// What a batch of seeds did.
 #[derive(Debug, Default)]
@@ -48,7 +48,7 @@ pub fn run_many(
     threads: usize,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Summary {
-    let started = Instant::now();
+    let clock = MonotonicClock::start();
     let next = AtomicU64::new(0);
     let state = Mutex::new(Summary::default());
     std::thread::scope(|scope| {
@@ -68,6 +68,6 @@ pub fn run_many(
         }
     });
     let mut summary = state.into_inner().unwrap_or_else(|e| e.into_inner());
-    summary.elapsed_s = started.elapsed().as_secs_f64();
+    summary.elapsed_s = clock.elapsed_s();
     summary
 }
