@@ -201,7 +201,7 @@ impl Group {
         if self.voting && !self.fenced {
             self.send(out, from, MessageBody::HeartbeatAck { ballot, sent_at });
         }
-        self.compare_checksum(from, checksum_through, checksum);
+        self.compare_checksum(checksum_through, checksum);
         if self.voting {
             self.advance_chosen_from_leader(now, from, ballot, leader_chosen, out);
         } else {
@@ -224,7 +224,7 @@ impl Group {
         }
     }
 
-    fn compare_checksum(&mut self, from: NodeId, through: Instance, checksum: u32) {
+    fn compare_checksum(&mut self, through: Instance, checksum: u32) {
         if through.0 == 0 || through > self.applied_through {
             return;
         }
@@ -237,7 +237,6 @@ impl Group {
             self.counters.checksum_mismatches += 1;
             self.fenced = true;
             self.ignore("checksum_mismatch");
-            let _ = from;
         }
     }
 

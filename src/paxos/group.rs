@@ -313,14 +313,14 @@ impl Group {
                 entries,
                 truncated,
             } => self.on_promise(now, from, ballot, chosen_through, entries, truncated, out),
-            B::Reject { promised } => self.on_reject(now, from, promised, out),
+            B::Reject { promised } => self.on_reject(now, promised, out),
             B::Accept {
                 ballot,
                 chosen_through,
                 first,
                 entries,
             } => self.on_accept(now, from, ballot, chosen_through, first, entries, out),
-            B::Accepted { ballot, ranges } => self.on_accepted(now, from, ballot, &ranges, out),
+            B::Accepted { ballot, ranges } => self.on_accepted(from, ballot, &ranges, out),
             B::Heartbeat {
                 ballot,
                 chosen_through,

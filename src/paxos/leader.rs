@@ -155,16 +155,7 @@ impl Group {
         self.fill_window(now, false, out);
     }
 
-    pub(super) fn on_reject(
-        &mut self,
-        now: Nanos,
-        from: NodeId,
-        promised: Ballot,
-        out: &mut Output,
-    ) {
-        if promised.node != from && promised != Ballot::ZERO {
-            // Fine: a reject reports whatever the sender promised, to anyone.
-        }
+    pub(super) fn on_reject(&mut self, now: Nanos, promised: Ballot, out: &mut Output) {
         self.highest_round_seen = self.highest_round_seen.max(promised.round);
         if let Some(leading) = &self.leading {
             if promised > leading.ballot {
@@ -371,7 +362,6 @@ impl Group {
 
     pub(super) fn on_accepted(
         &mut self,
-        now: Nanos,
         from: NodeId,
         ballot: Ballot,
         ranges: &[InstanceRange],
@@ -399,7 +389,6 @@ impl Group {
             }
         }
         self.advance_chosen_as_leader(out);
-        let _ = now;
     }
 
     /// Marks chosen every in-flight instance at the window's bottom that a quorum of

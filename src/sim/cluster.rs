@@ -25,8 +25,7 @@ use super::disk::SimDisk;
 use super::network::{NetworkOptions, SimNetwork};
 use super::options::SimOptions;
 use crate::paxos::{
-    GroupConfig, GroupId, Instance, Lsn, Membership, Message, Nanos, NodeId, ProposalId, Restore,
-    Role,
+    GroupConfig, GroupId, Lsn, Membership, Message, Nanos, NodeId, ProposalId, Restore, Role,
 };
 use crate::prng::Prng;
 use crate::runtime::{shard_of, Effects, Shard, ShardConfig, ShardInput};
@@ -948,7 +947,6 @@ impl Cluster {
                 }
             }
         }
-        let _ = Instance(0);
         Ok(())
     }
 }
