@@ -83,14 +83,14 @@ fn sim(args: &[String]) -> ExitCode {
     let seeds: Vec<u64> = (base..base + count).collect();
     println!("synod sim: {count} seeds from {base} on {threads} threads");
     let step = (count as usize / 20).max(1);
-    let summary = run_many(&seeds, threads, &|done, failures| {
+    let summary = run_many(&seeds, threads, &|done, failures, failure| {
+        if let Some(failure) = failure {
+            println!("{failure}");
+        }
         if done % step == 0 || done == count as usize {
             println!("  {done}/{count} seeds, {failures} failures");
         }
     });
-    for failure in &summary.failures {
-        eprintln!("{failure}");
-    }
     println!(
         "{} seeds, {} failures (seeds {base}..{}) in {:.1}s",
         summary.seeds,

@@ -35,10 +35,11 @@ fn simulation() {
     let mut seeds = regressions.clone();
     seeds.extend(base..base + count);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let summary = run_many(&seeds, threads, &|_, _| {});
-    for failure in &summary.failures {
-        eprintln!("{failure}");
-    }
+    let summary = run_many(&seeds, threads, &|_, _, failure| {
+        if let Some(failure) = failure {
+            eprintln!("{failure}");
+        }
+    });
     println!(
         "simulation: {} seeds, {} failures (regression seeds: {}; random seeds {}..{}, SYNOD_SEED_BASE={base}) in {:.1}s",
         summary.seeds,

@@ -38,13 +38,16 @@ impl Group {
             );
             return;
         }
+        // Leader lease: while a lease granted to a live leader runs (or the lease a
+        // restarted replica may have granted before it crashed), answer no one else,
+        // not even at a ballot already promised: the promise may have been raised
+        // without a prepare (by a rejoin), and a repeated promise counts as much as a
+        // first one toward the candidate's quorum.
+        if now < self.lease_granted_until && self.lease_holder != Some(from) {
+            self.ignore("prepare_during_lease");
+            return;
+        }
         if ballot > self.promised {
-            // Leader lease: while a lease granted to a live leader runs, promise no one
-            // else (the leader serves reads locally on the strength of it).
-            if now < self.lease_granted_until && self.lease_holder != Some(from) {
-                self.ignore("prepare_during_lease");
-                return;
-            }
             self.promise(ballot, out);
             if self.role != Role::Follower && self.ballot() != Some(ballot) {
                 self.step_down(now, out);

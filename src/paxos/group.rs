@@ -364,7 +364,7 @@ impl Group {
             Role::Leader => self.leader_tick(now, out),
             Role::Candidate | Role::Follower => {
                 if now >= self.election_deadline {
-                    if self.may_campaign() {
+                    if self.may_campaign(now) {
                         self.campaign(now, out);
                     } else {
                         self.reset_election_deadline(now);
@@ -601,8 +601,13 @@ impl Group {
         self.election_deadline = now.plus(base + jitter);
     }
 
-    fn may_campaign(&self) -> bool {
-        self.voting && !self.fenced && self.latest_membership().contains(self.config.node)
+    fn may_campaign(&self, now: Nanos) -> bool {
+        let leased_to_other =
+            now < self.lease_granted_until && self.lease_holder != Some(self.config.node);
+        self.voting
+            && !self.fenced
+            && !leased_to_other
+            && self.latest_membership().contains(self.config.node)
     }
 
     pub(super) fn send(&self, out: &mut Output, to: NodeId, body: super::message::MessageBody) {

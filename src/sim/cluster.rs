@@ -192,6 +192,9 @@ pub struct Cluster {
     proposals_in_flight: BTreeMap<ProposalId, (usize, GroupId)>,
     liveness: bool,
     proposing: bool,
+    /// Proposals submitted, and acknowledged, after the heal.
+    proposed_after_heal: u64,
+    acknowledged_after_heal: u64,
     effects: Effects,
     report: RunReport,
 }
@@ -283,6 +286,8 @@ impl Cluster {
             proposals_in_flight: BTreeMap::new(),
             liveness: false,
             proposing: true,
+            proposed_after_heal: 0,
+            acknowledged_after_heal: 0,
             effects: Effects::default(),
             report: RunReport {
                 seed: options.seed,
@@ -499,6 +504,9 @@ impl Cluster {
         }
         for apply in effects.apply.drain(..) {
             self.checkers.observe_apply(id, &apply)?;
+            if self.liveness && !apply.skip {
+                self.acknowledged_after_heal += apply.proposals.len() as u64;
+            }
             for proposal in &apply.proposals {
                 if self.proposals_in_flight.remove(proposal).is_some() {
                     self.checkers
@@ -898,6 +906,9 @@ impl Cluster {
             .liveness
             .observe_propose(node_id, group, id, self.now);
         self.proposals_in_flight.insert(id, (node, group));
+        if self.liveness {
+            self.proposed_after_heal += 1;
+        }
         let shard = usize::from(shard_of(group, self.shard_count()));
         self.step_shard(node, shard, ShardInput::Propose { group, id, value })
     }
@@ -916,9 +927,13 @@ impl Cluster {
                 self.options.value_size_max as u64,
             )
         } as usize;
-        let mut bytes = vec![0u8; size.max(8)];
+        // Values are random (the checkers track proposals by id, not by content); the
+        // id is embedded when it fits, which makes logs easier to read.
+        let mut bytes = vec![0u8; size];
         self.prng.fill(&mut bytes);
-        bytes[..8].copy_from_slice(&id.0.to_le_bytes());
+        if size >= 8 {
+            bytes[..8].copy_from_slice(&id.0.to_le_bytes());
+        }
         Bytes::from(bytes)
     }
 
@@ -935,6 +950,17 @@ impl Cluster {
     }
 
     fn final_checks(&mut self) -> Result<(), Violation> {
+        // Liveness must mean progress, not only convergence: with every fault healed and
+        // clients aiming mostly at leaders, some proposal must succeed.
+        if self.proposed_after_heal >= 20 && self.acknowledged_after_heal == 0 {
+            return Err(Violation::new(
+                "liveness",
+                format!(
+                    "no proposal acknowledged after healing ({} submitted)",
+                    self.proposed_after_heal
+                ),
+            ));
+        }
         let live: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
         let logs = self.checkers.prefix.final_logs(&live);
         self.checkers.durability.check_final(&logs)?;

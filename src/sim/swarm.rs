@@ -41,12 +41,13 @@ impl Summary {
     }
 }
 
-/// Runs `seeds` on `threads` threads; `progress(done, failures)` is called after each
-/// seed (from the worker threads, serialized).
+/// Runs `seeds` on `threads` threads; `progress(done, failures, failure)` is called
+/// after each seed (from the worker threads, serialized), with the seed's failure if it
+/// failed, so a long run names failing seeds as soon as they fail.
 pub fn run_many(
     seeds: &[u64],
     threads: usize,
-    progress: &(dyn Fn(usize, usize) + Sync),
+    progress: &(dyn Fn(usize, usize, Option<&Failure>) + Sync),
 ) -> Summary {
     let clock = MonotonicClock::start();
     let next = AtomicU64::new(0);
@@ -60,10 +61,16 @@ pub fn run_many(
                 let mut summary = state.lock().unwrap_or_else(|e| e.into_inner());
                 summary.seeds += 1;
                 match result {
-                    Ok(report) => summary.reports.push(report),
-                    Err(failure) => summary.failures.push(failure),
+                    Ok(report) => {
+                        summary.reports.push(report);
+                        progress(summary.seeds, summary.failures.len(), None);
+                    }
+                    Err(failure) => {
+                        summary.failures.push(failure);
+                        let count = summary.failures.len();
+                        progress(summary.seeds, count, summary.failures.last());
+                    }
                 }
-                progress(summary.seeds, summary.failures.len());
             });
         }
     });
