@@ -329,3 +329,51 @@ fn membership_change_adds_one_voter() {
     }
     assert!(h.visible_values(1).contains(&"needs-three".to_string()));
 }
+
+// Goal: a replica that restarted (here: after losing its disk) answers no prepare during
+// the lease it may have granted before the crash, even at a ballot its rejoin already
+// raised its promise to (seed 1000000754 found that hole).
+// Method: A leads; C loses its disk and rejoins while B has self-promised ballot 2.2,
+// so C's promise is raised to 2.2; B's prepare at 2.2 reaches C within C's restart
+// lease: C must not promise, and B must not be elected with C's help.
+#[test]
+fn restarted_replica_honours_its_lease_even_at_a_raised_promise() {
+    let mut h = Harness::new(3, 8);
+    h.elect(1, &[1, 2, 3]);
+    h.propose(1, "a");
+    h.deliver_among(&[1, 2, 3]);
+    h.tick(150, &[1]);
+    h.deliver_among(&[1, 2, 3]);
+    // B campaigns: its prepares are held (dropped) except the one to itself.
+    h.tick(3_000, &[2]);
+    h.deliver_while(&|m| m.to == NodeId(2) && m.from == NodeId(2));
+    let b_ballot = h.replica(2).group.promised();
+    assert_eq!(b_ballot.node, NodeId(2));
+    let prepare_to_c: Vec<_> = h
+        .pool
+        .iter()
+        .filter(|m| m.to == NodeId(3) && matches!(m.body, MessageBody::Prepare { .. }))
+        .cloned()
+        .collect();
+    h.drop_where(&|m| m.from == NodeId(2));
+    // C loses its disk and rejoins from A and B within a few milliseconds.
+    h.crash(3);
+    h.restart(3, true);
+    h.tick(1, &[3]);
+    h.deliver_among(&[1, 2, 3]);
+    h.drop_where(&|m| matches!(m.body, MessageBody::Prepare { .. }));
+    assert!(h.replica(3).group.is_voting(), "C rejoined");
+    assert_eq!(
+        h.replica(3).group.promised(),
+        b_ballot,
+        "rejoin raised C's promise"
+    );
+    // B's prepare reaches C inside C's restart lease: no promise may come back.
+    for prepare in prepare_to_c {
+        h.step(3, Input::Message(prepare));
+    }
+    let promised_to_b = h.pool.iter().any(|m| {
+        m.from == NodeId(3) && m.to == NodeId(2) && matches!(m.body, MessageBody::Promise { .. })
+    });
+    assert!(!promised_to_b, "C promised inside its restart lease");
+}

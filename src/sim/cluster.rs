@@ -35,7 +35,8 @@ const MS: u64 = 1_000_000;
 const S: u64 = 1_000_000_000;
 
 /// Size of each simulated shard disk.
-pub const DISK_SIZE: usize = 256 << 20;
+/// (Images grow with what is written: a seed pays only for the log it writes.)
+pub const DISK_SIZE: usize = 2 << 30;
 /// How long the liveness phase keeps proposing before it waits for convergence.
 const LIVENESS_LOAD_NS: u64 = 2 * S;
 /// How long after healing the cluster must have converged.

@@ -8,6 +8,7 @@
 //! | `prefix`       | applied logs are gap-free and prefixes of each other            |
 //! | `checksum`     | equal running checksums at equal (group, instance)              |
 //! | `durability`   | every acknowledged proposal is in the final log, not skipped    |
+//! | `ghost`        | no entry older than the latest StartWorking is applied          |
 //! | `lease`        | at most one node acts on a group's lease at any true instant    |
 //! | `monotonic`    | promised/leader ballots and watermarks never go back            |
 //! | `liveness`     | after faults heal, the cluster converges within a bound         |
@@ -19,6 +20,7 @@
 pub mod agreement;
 pub mod checksum;
 pub mod durability;
+pub mod ghost;
 pub mod lease;
 pub mod liveness;
 pub mod monotonic;
@@ -27,6 +29,7 @@ pub mod prefix;
 pub use agreement::AgreementChecker;
 pub use checksum::ChecksumChecker;
 pub use durability::DurabilityChecker;
+pub use ghost::GhostChecker;
 pub use lease::LeaseChecker;
 pub use liveness::LivenessChecker;
 pub use monotonic::{MonotonicChecker, Watermarks};
@@ -120,6 +123,8 @@ pub struct Checkers {
     pub checksum: ChecksumChecker,
     /// Acknowledged proposals survive.
     pub durability: DurabilityChecker,
+    /// The StartWorking filter (no ghost replay).
+    pub ghost: GhostChecker,
     /// Lease exclusivity.
     pub lease: LeaseChecker,
     /// Ballots and watermarks never go back.
@@ -159,6 +164,7 @@ impl Checkers {
         self.prefix.observe_apply(node, apply)?;
         self.checksum.observe_apply(node, apply)?;
         self.durability.observe_apply(node, apply)?;
+        self.ghost.observe_apply(node, apply)?;
         if !apply.skip {
             for proposal in &apply.proposals {
                 self.liveness.observe_complete(node, apply.group, *proposal);
@@ -193,6 +199,7 @@ impl Checkers {
     pub fn restart(&mut self, node: NodeId, disk_lost: bool) {
         self.prefix.reset(node);
         self.durability.reset(node);
+        self.ghost.reset(node);
         self.monotonic.reset(node, disk_lost);
         self.liveness.reset(node);
     }
