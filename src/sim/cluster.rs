@@ -136,6 +136,7 @@ enum Event {
         shard: usize,
         incarnation: u32,
         lsn: Lsn,
+        offset: u64,
     },
     Crash,
     Restart {
@@ -151,7 +152,10 @@ enum Event {
 struct ShardSlot {
     shard: Option<Shard>,
     disk: SimDisk,
-    /// Offset of the last completed write: bit flips land only below it.
+    /// Offset of the newest durable batch (the last write whose sync completed): bit
+    /// flips land only below it, so a later durable batch always follows the damage.
+    /// Damage to the newest durable batch itself, once the write in flight is lost in a
+    /// crash, is indistinguishable from a torn write (see `wal::recovery`).
     last_write_offset: u64,
     salt: u32,
     /// The shard's log lost state (wiped, or corrupt before its tail). Survives crashes
@@ -485,9 +489,9 @@ impl Cluster {
                     shard,
                     incarnation,
                     lsn: plan.lsn_through,
+                    offset: plan.offset,
                 },
             );
-            self.nodes[node].shards[shard].last_write_offset = plan.offset;
             if let Some(core) = self.nodes[node].shards[shard].shard.as_mut() {
                 core.recycle(plan.bytes);
             }
@@ -607,9 +611,11 @@ impl Cluster {
                 shard,
                 incarnation,
                 lsn,
+                offset,
             } => {
                 if self.nodes[node].up && self.nodes[node].incarnation == incarnation {
                     self.nodes[node].shards[shard].disk.sync();
+                    self.nodes[node].shards[shard].last_write_offset = offset;
                     self.step_shard(node, shard, ShardInput::WriteDone { lsn_through: lsn })?;
                 }
             }
