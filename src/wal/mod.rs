@@ -16,8 +16,11 @@ pub mod group_commit;
 pub mod record;
 pub mod recovery;
 pub mod replay;
+pub mod segment;
 
-pub use group_commit::{AppendError, GroupCommit, GroupCommitConfig, InFlight, Resume, WritePlan};
+pub use group_commit::{
+    AppendError, GroupCommit, GroupCommitConfig, InFlight, Resume, SegmentPlacement, WritePlan,
+};
 pub use record::{
     decode, decode_shared, encode, encode_pad, encoded_size, restamp, Content, DecodeLimits,
     DecodedRecord, Kind, RecordError, Stamp,
