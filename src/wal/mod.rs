@@ -12,11 +12,13 @@
 //! - LSNs of real records increase by exactly one along the log; a Pad carries the LSN
 //!   of the last real record of its batch and consumes none.
 
+pub mod dma_disk;
 pub mod group_commit;
 pub mod record;
 pub mod recovery;
 pub mod replay;
 pub mod segment;
+pub mod store;
 
 pub use group_commit::{
     AppendError, GroupCommit, GroupCommitConfig, InFlight, Resume, SegmentPlacement, WritePlan,

@@ -397,8 +397,7 @@ pub struct LogRecovery {
     /// Damaged ranges skipped because nothing was lost there (log offsets).
     pub gaps: Vec<Range<u64>>,
     /// Segment files to delete BEFORE the first append (after learner status is durable
-    /// when the decision is `Corrupt`): every file after the resume segment, except a
-    /// blank spare right after it.
+    /// when the decision is `Corrupt`): every non-blank file after the resume segment.
     pub discard: Vec<String>,
     /// Files in the directory that are not segments of this shard (left alone).
     pub ignored: Vec<String>,
@@ -426,7 +425,7 @@ struct Scanned {
 /// |---|-----------|----------|--------|
 /// | S0 | a file name that is not `wal-<this shard>-<index>.seg` | ignored (reported) | — |
 /// | S1 | no used segment | `Clean`, empty log | log offset 0, LSN 0 |
-/// | S2 | blank segments after the last used one | spares (kept if right after the resume segment, else discarded) | — |
+/// | S2 | blank segments after the last used one | spares, kept for later initialisation | — |
 /// | S3 | an index between the first and the last used segment is absent or blank | `Corrupt(MissingSegment)` | after the segment before it |
 /// | S4 | a header that does not decode or does not match its name, shard or geometry, and is not S5 | `Corrupt(BadHeader)` | after the segment before it (log start if none) |
 /// | S5 | the last used segment's header does not decode, its first payload block is zero, and a segment precedes it or it is segment 0 | `TornTail` (a torn initialisation: no record was written) | after the segment before it |
@@ -622,10 +621,7 @@ pub fn recover(files: &[SegmentImage<'_>], config: &LogConfig) -> LogRecovery {
     let resume_index = geometry.locate(resume.offset).0;
     let discard = reports
         .iter()
-        .filter(|r| {
-            r.index > resume_index
-                && !(r.index == resume_index + 1 && r.header_error == Some(HeaderError::Blank))
-        })
+        .filter(|r| r.index > resume_index && r.header_error != Some(HeaderError::Blank))
         .map(|r| r.name.clone())
         .collect();
     let recovered = LogRecovery {
@@ -967,13 +963,13 @@ mod tests {
         assert_eq!(r.decision, LogDecision::Clean);
         assert_eq!(r.resume, Resume::EMPTY);
 
-        // S2: a blank spare right after the last used segment is kept; farther ones go.
+        // S2: blank spares after the last used segment are kept.
         let mut dir = base.clone();
         dir.insert(name(3), vec![0; SEGMENT_SIZE as usize]);
-        dir.insert(name(4), vec![0; SEGMENT_SIZE as usize]);
+        dir.insert(name(5), vec![0; SEGMENT_SIZE as usize]);
         let r = recover(&images(&dir), &config());
         assert_eq!(r.decision, LogDecision::Clean);
-        assert_eq!(r.discard, vec![name(4)]);
+        assert!(r.discard.is_empty());
 
         // S3: a missing middle segment, then a blank one.
         for blank in [false, true] {
