@@ -365,6 +365,7 @@ fn corruption_index(corruption: &synod::wal::segment::Corruption) -> u64 {
         Corruption::Records { index, .. }
         | Corruption::MissingSegment { index }
         | Corruption::BadHeader { index, .. }
+        | Corruption::Truncated { index, .. }
         | Corruption::ChainBroken { index, .. } => *index,
         _ => unreachable!("a new corruption kind needs a position"),
     }
@@ -399,13 +400,15 @@ fn crash_record(lsn: u64, incarnation: u64) -> Record {
 }
 
 /// Hidden: recovers `<dir>`, prints `start <lsn_through>`, then appends records
-/// (`crash_record`, instance = LSN) in batches forever, printing `durable <lsn>` after
-/// each fdatasync. Exits 3 on recovery corruption.
+/// (`crash_record`, instance = LSN) in `--batches` batches (default: until killed),
+/// printing `durable <lsn>` after each fdatasync. Exits 3 on recovery corruption.
 fn wal_crash_child(args: &[String]) -> Result<ExitCode, String> {
-    let (dir, args) = dir_and_flags(args, &["--incarnation", "--segment-size"])?;
+    let (dir, args) = dir_and_flags(args, &["--incarnation", "--segment-size", "--batches"])?;
     let incarnation = flag(&args, "--incarnation")?.unwrap_or(0);
     let segment_size = flag(&args, "--segment-size")?.unwrap_or(1 << 20);
+    let batches = flag(&args, "--batches")?.unwrap_or(u64::MAX);
     let config = store_config(&dir, 0, segment_size);
+    let buffer_size_max = (config.geometry.payload_size() as usize).min(256 << 10);
     let result = run_local(async move {
         let recovery = recover_dir(&config).map_err(|e| e.to_string())?;
         if recovery.corruption().is_some() {
@@ -417,7 +420,7 @@ fn wal_crash_child(args: &[String]) -> Result<ExitCode, String> {
             .map_err(|e| e.to_string())?;
         let mut commit = GroupCommit::segmented(
             GroupCommitConfig {
-                buffer_size_max: 256 << 10,
+                buffer_size_max,
                 salt: recovery.resume_salt,
             },
             recovery.resume,
@@ -428,7 +431,7 @@ fn wal_crash_child(args: &[String]) -> Result<ExitCode, String> {
         );
         println!("start {}", recovery.lsn_through.0);
         let mut prng = synod::prng::Prng::new(entropy_seed() ^ incarnation);
-        loop {
+        for _ in 0..batches {
             let count = prng.range(1, 40);
             for _ in 0..count {
                 let lsn = commit.assigned_through().0 + 1;
@@ -440,13 +443,14 @@ fn wal_crash_child(args: &[String]) -> Result<ExitCode, String> {
             store.write(&plan).await.map_err(|e| e.to_string())?;
             commit.on_durable(plan.lsn_through);
             commit.recycle(plan.bytes);
-            // A line per durable batch; std's stdout flushes on newline when piped? No:
-            // it is line-buffered only on terminals, so flush explicitly.
+            // One line per durable batch, flushed before the next write starts.
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             writeln!(out, "durable {}", commit.durable_through().0).map_err(|e| e.to_string())?;
             out.flush().map_err(|e| e.to_string())?;
         }
+        store.close().await.map_err(|e| e.to_string())?;
+        Ok(ExitCode::SUCCESS)
     })
     .map_err(|e| e.to_string())?;
     result

@@ -332,6 +332,15 @@ pub enum Corruption {
         /// Why.
         why: String,
     },
+    /// A used segment file is shorter than `segment_size` (files are created full-size
+    /// and renamed into place, so only outside damage shortens one). The records in what
+    /// remains are kept.
+    Truncated {
+        /// The segment.
+        index: u64,
+        /// Its length in bytes.
+        file_size: u64,
+    },
     /// A segment's `lsn_prev` is not the last LSN before it.
     ChainBroken {
         /// The segment.
@@ -432,7 +441,8 @@ struct Scanned {
 /// | S6 | `lsn_prev` differs from the last LSN of the segment before | `Corrupt(ChainBroken)` | after the segment before it |
 /// | S7 | a segment before the last used one scans `Corrupt` | `Corrupt(Records)` | at its break |
 /// | S7' | a segment before the last used one scans `Clean` or `TornTail` | continue; S6 on the next header detects any lost LSN (a torn remnant left by an earlier recovery is not a loss) | — |
-/// | S8 | the last used segment | its record-table decision | its resume, scrub |
+/// | S8 | a used segment file shorter than `segment_size` | `Corrupt(Truncated)`, its remaining records kept | its scan's resume |
+/// | S9 | the last used segment | its record-table decision | its resume, scrub |
 ///
 /// The first used segment anchors the chain with its own `lsn_prev` (segments before it
 /// were truncated by checkpoints). After a corruption, later segments are discarded: the
@@ -566,6 +576,15 @@ pub fn recover(files: &[SegmentImage<'_>], config: &LogConfig) -> LogRecovery {
                 resume_file_offset: to_file(scanned.resume.offset),
                 scrub: base + scanned.scrub.start..base + scanned.scrub.end,
             });
+            if reports[at].short {
+                // Segment files are created full-size and renamed into place, so a short
+                // one was cut by something else: what it held past its end is unknown.
+                decision = LogDecision::Corrupt(Corruption::Truncated {
+                    index,
+                    file_size: bytes.len() as u64,
+                });
+                break;
+            }
             match scanned.recovery {
                 Recovery::Corrupt {
                     at: break_at,
@@ -693,6 +712,10 @@ impl fmt::Display for Corruption {
             Corruption::BadHeader { index, why } => {
                 write!(f, "segment {index} offset 0: bad header: {why}")
             }
+            Corruption::Truncated { index, file_size } => write!(
+                f,
+                "segment {index} offset {file_size}: file truncated to {file_size} bytes"
+            ),
             Corruption::ChainBroken {
                 index,
                 lsn_expected,
@@ -1119,7 +1142,7 @@ mod tests {
             (LogDecision::Clean, Lsn(28))
         );
 
-        // S8: the last segment's torn tail; a truncated last file.
+        // S9: the last segment's torn tail. S8: a truncated last file.
         let mut dir = base.clone();
         dir.get_mut(&name(2)).expect("exists")[4096 + 4000] ^= 1;
         let r = recover(&images(&dir), &config());
@@ -1135,10 +1158,10 @@ mod tests {
         dir.get_mut(&name(2)).expect("exists").truncate(4096 + 100);
         let r = recover(&images(&dir), &config());
         assert_eq!(
-            r.decision,
-            LogDecision::TornTail {
+            corrupt(&r),
+            Corruption::Truncated {
                 index: 2,
-                file_offset: 4096 + 96
+                file_size: 4096 + 100
             }
         );
         assert_eq!(r.lsn_through, Lsn(26));
