@@ -694,9 +694,17 @@ async fn bench_all(dir: PathBuf, seconds: f64) -> Result<BenchFigures, String> {
         let now = clock.now().0;
         for (group, next) in instance.iter_mut().enumerate() {
             *next += 1;
-            let lsn = commit
-                .append(&small_record(group as u64, *next))
-                .map_err(|e| e.to_string())?;
+            let record = small_record(group as u64, *next);
+            let lsn = match commit.append(&record) {
+                Ok(lsn) => lsn,
+                Err(_) => {
+                    // The batch closed at a segment's end: write it first.
+                    let plan = commit.take_write().expect("a batch");
+                    store.write(&plan).await.map_err(|e| e.to_string())?;
+                    commit.on_durable(plan.lsn_through);
+                    commit.append(&record).map_err(|e| e.to_string())?
+                }
+            };
             appended_at.push((lsn, now));
         }
         let plan = commit.take_write().expect("a batch");

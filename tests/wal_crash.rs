@@ -61,13 +61,19 @@ struct Run {
     durable: Option<u64>,
 }
 
-/// Runs the child on `dir`; SIGKILLs it after `kill_after` (or lets `--batches` end it).
-fn run_child(
-    dir: &Path,
-    incarnation: u64,
-    kill_after: Option<Duration>,
-    batches: Option<u64>,
-) -> Run {
+/// When to SIGKILL the child.
+#[derive(Clone, Copy, Debug)]
+enum Kill {
+    /// Let `--batches` end it.
+    Never,
+    /// This long after spawning (may land in startup: recovery, scrub, spares).
+    AfterSpawn(Duration),
+    /// This long after it reported `start` (lands among appends and rolls).
+    AfterStart(Duration),
+}
+
+/// Runs the child on `dir` and kills it per `kill`.
+fn run_child(dir: &Path, incarnation: u64, kill: Kill, batches: Option<u64>) -> Run {
     let mut command = Command::new(binary());
     command
         .args(["wal", "crash-child"])
@@ -81,6 +87,7 @@ fn run_child(
     }
     let mut child = command.spawn().expect("spawn synod wal crash-child");
     let stdout = child.stdout.take().expect("piped");
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut run = Run {
             start: None,
@@ -90,20 +97,32 @@ fn run_child(
             let line = line.expect("child output");
             let (word, number) = line.split_once(' ').expect("`word number`");
             match word {
-                "start" => run.start = Some(number.parse().expect("LSN")),
+                "start" => {
+                    run.start = Some(number.parse().expect("LSN"));
+                    let _ = started_tx.send(());
+                }
                 "durable" => run.durable = Some(number.parse().expect("LSN")),
                 other => panic!("child says {other}: {line}"),
             }
         }
         run
     });
-    if let Some(delay) = kill_after {
+    let delay = match kill {
+        Kill::Never => None,
+        Kill::AfterSpawn(delay) => Some(delay),
+        Kill::AfterStart(delay) => {
+            // A child that dies before starting (it must not) shows in the result.
+            let _ = started_rx.recv_timeout(Duration::from_secs(30));
+            Some(delay)
+        }
+    };
+    if let Some(delay) = delay {
         std::thread::sleep(delay);
         // `Child::kill` is SIGKILL on Unix: no destructor, no flush, no close.
         let _ = child.kill();
     }
     let status = child.wait().expect("wait");
-    if kill_after.is_none() {
+    if delay.is_none() {
         assert!(status.success(), "child failed: {status}");
     }
     reader.join().expect("reader thread")
@@ -172,13 +191,13 @@ fn sigkill_under_load() {
     let mut durable_max = 0;
     let mut progressed = 0;
     for incarnation in 0..kills {
-        // Mostly short lives (startup and rolls included), sometimes longer ones.
-        let delay = if prng.below(4) == 0 {
-            prng.range(100, 600)
+        // Mostly among appends (rolls included), one in five during startup.
+        let kill = if prng.below(5) == 0 {
+            Kill::AfterSpawn(Duration::from_millis(prng.range(1, 40)))
         } else {
-            prng.range(5, 120)
+            Kill::AfterStart(Duration::from_micros(prng.range(0, 150_000)))
         };
-        let run = run_child(&dir, incarnation, Some(Duration::from_millis(delay)), None);
+        let run = run_child(&dir, incarnation, kill, None);
         if let Some(start) = run.start {
             assert!(
                 start >= durable_max,
@@ -193,7 +212,7 @@ fn sigkill_under_load() {
         check_log(&dir, &starts, durable_max);
     }
     // Appends continue: a last run to completion.
-    let run = run_child(&dir, kills, None, Some(20));
+    let run = run_child(&dir, kills, Kill::Never, Some(20));
     starts.push((run.start.expect("started"), kills));
     let last = run.durable.expect("appended");
     assert!(last > run.start.expect("started"));
@@ -212,7 +231,7 @@ fn sigkill_under_load() {
 /// A clean log of `batches` batches, written by the child (3+ segments).
 fn clean_log(name: &str, batches: u64) -> (PathBuf, u64) {
     let dir = temp_dir(name);
-    let run = run_child(&dir, 0, None, Some(batches));
+    let run = run_child(&dir, 0, Kill::Never, Some(batches));
     (dir, run.durable.expect("appended"))
 }
 
