@@ -17,7 +17,7 @@ use synod::wal::dma_disk::{run_local, DmaDisk};
 use synod::wal::segment::{
     parse_segment_file_name, LogDecision, LogRecovery, SegmentGeometry, SegmentHeader,
 };
-use synod::wal::store::{read_dir_files, recover_dir, recycle_all, Store, StoreConfig};
+use synod::wal::store::{recover_dir, recycle_all, Store, StoreConfig};
 use synod::wal::{
     replay, DecodeLimits, GroupCommit, GroupCommitConfig, SegmentPlacement, BLOCK_SIZE,
 };
@@ -27,7 +27,7 @@ const USAGE: &str = "usage:
   synod sim --seed SEED                               replay one seed
   synod wal verify <dir> [--shard N]                  check every record; exit 1 on mid-log corruption
   synod wal dump <dir> [--shard N]                    print every record and a per-group summary
-  synod wal bench [--dir DIR] [--seconds S]           raw disk limits and the WAL, with their ratios";
+  synod wal bench [--dir DIR] [--seconds S] [--rounds R]  raw disk limits and the WAL, interleaved, with ratios";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -170,19 +170,28 @@ fn dir_and_flags(args: &[String], known: &[&str]) -> Result<(PathBuf, Vec<String
     Ok((dir, args.to_vec()))
 }
 
-/// The shards with segment files in `dir`, and the segment size their headers name.
+/// The shards with segment files in `dir`, and the segment size their headers name
+/// (reads only the first block of each file).
 fn shards_in(dir: &Path) -> Result<Vec<(u32, u64)>, String> {
-    let files = read_dir_files(dir).map_err(|e| e.to_string())?;
+    use std::io::Read;
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut shards: BTreeMap<u32, Option<u64>> = BTreeMap::new();
-    for (name, bytes) in &files {
-        if let Some((shard, _)) = parse_segment_file_name(name) {
-            let size = shards.entry(shard).or_default();
-            if size.is_none() {
-                *size = SegmentHeader::decode(bytes)
-                    .ok()
-                    .map(|h| h.segment_size)
-                    .filter(|s| *s % BLOCK_SIZE as u64 == 0 && *s >= 2 * BLOCK_SIZE as u64);
-            }
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((shard, _)) = parse_segment_file_name(&name) else {
+            continue;
+        };
+        let size = shards.entry(shard).or_default();
+        if size.is_none() {
+            let mut head = Vec::new();
+            std::fs::File::open(entry.path())
+                .and_then(|f| f.take(BLOCK_SIZE as u64).read_to_end(&mut head))
+                .map_err(|e| format!("{name}: {e}"))?;
+            *size = SegmentHeader::decode(&head)
+                .ok()
+                .map(|h| h.segment_size)
+                .filter(|s| *s % BLOCK_SIZE as u64 == 0 && *s >= 2 * BLOCK_SIZE as u64);
         }
     }
     Ok(shards
@@ -476,28 +485,32 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[at] as f64
 }
 
-/// What `synod wal bench` measured, in one run.
+/// What `synod wal bench` measured, in one run (sums over its rounds).
 #[derive(Debug, Default)]
 struct BenchFigures {
-    raw_mb_s: f64,
-    raw_sync_rate: f64,
-    raw_sync_p50_us: f64,
-    raw_sync_p99_us: f64,
-    wal_mb_s: f64,
-    groups_records_s: f64,
-    groups_syncs_s: f64,
-    groups_p50_us: f64,
-    groups_p99_us: f64,
+    raw_bytes: u64,
+    raw_s: f64,
+    raw_syncs: u64,
+    raw_sync_s: f64,
+    raw_latencies_ns: Vec<u64>,
+    wal_bytes: u64,
+    wal_s: f64,
+    groups_records: u64,
+    groups_syncs: u64,
+    groups_s: f64,
+    groups_latencies_ns: Vec<u64>,
 }
 
 const BENCH_BLOCK_SIZE: usize = 8 << 20;
 const BENCH_RAW_FILE_SIZE: u64 = 1 << 30;
 const BENCH_SEGMENT_SIZE: u64 = 256 << 20;
+/// Bytes the WAL phases may write in one run (segments reused across runs).
+const BENCH_WAL_SIZE_MAX: u64 = 6 << 30;
 const BENCH_GROUPS: u64 = 64;
 const BENCH_SMALL_VALUE_SIZE: usize = 4096;
 
 fn wal_bench(args: &[String]) -> Result<ExitCode, String> {
-    let known = ["--dir", "--seconds"];
+    let known = ["--dir", "--seconds", "--rounds"];
     for (i, arg) in args.iter().enumerate() {
         let is_value = i > 0 && known.contains(&args[i - 1].as_str());
         if !is_value && !known.contains(&arg.as_str()) {
@@ -509,46 +522,51 @@ fn wal_bench(args: &[String]) -> Result<ExitCode, String> {
         .position(|a| a == "--dir")
         .and_then(|i| args.get(i + 1))
         .map_or_else(|| PathBuf::from("synod-wal-bench"), PathBuf::from);
-    let seconds = flag(args, "--seconds")?.unwrap_or(5) as f64;
+    let seconds = flag(args, "--seconds")?.unwrap_or(1) as f64;
+    let rounds = flag(args, "--rounds")?.unwrap_or(5);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     println!(
-        "synod wal bench in {} ({seconds} s per phase; files are reused across runs)",
+        "synod wal bench in {}: {rounds} rounds of 4 phases x {seconds} s, interleaved so raw and WAL see the same disk (files reused across runs)",
         dir.display()
     );
-    let figures = run_local(bench_all(dir, seconds)).map_err(|e| e.to_string())??;
-    let f = &figures;
+    let mut f = run_local(bench_all(dir, seconds, rounds)).map_err(|e| e.to_string())??;
+    f.raw_latencies_ns.sort_unstable();
+    f.groups_latencies_ns.sort_unstable();
+    let raw_mb_s = f.raw_bytes as f64 / f.raw_s / 1e6;
+    let raw_sync_rate = f.raw_syncs as f64 / f.raw_sync_s;
+    let wal_mb_s = f.wal_bytes as f64 / f.wal_s / 1e6;
+    let records_s = f.groups_records as f64 / f.groups_s;
+    let syncs_s = f.groups_syncs as f64 / f.groups_s;
     println!();
     println!(
-        "raw  sequential {} MiB O_DIRECT writes + fdatasync : {:>9.1} MB/s",
+        "raw  sequential {} MiB O_DIRECT writes + fdatasync : {raw_mb_s:>9.1} MB/s",
+        BENCH_BLOCK_SIZE >> 20
+    );
+    println!(
+        "raw  4 KiB write + fdatasync                   : {raw_sync_rate:>9.0} /s  p50 {:.0} us  p99 {:.0} us",
+        percentile(&f.raw_latencies_ns, 0.50) / 1e3,
+        percentile(&f.raw_latencies_ns, 0.99) / 1e3
+    );
+    println!(
+        "wal  large batches ({} MiB, 1 MiB records)      : {wal_mb_s:>9.1} MB/s = {:.1} % of raw",
         BENCH_BLOCK_SIZE >> 20,
-        f.raw_mb_s
+        100.0 * wal_mb_s / raw_mb_s
     );
     println!(
-        "raw  4 KiB write + fdatasync                   : {:>9.0} /s  p50 {:.0} us  p99 {:.0} us",
-        f.raw_sync_rate, f.raw_sync_p50_us, f.raw_sync_p99_us
-    );
-    println!(
-        "wal  large batches ({} MiB, 1 MiB records)      : {:>9.1} MB/s  = {:.1} % of raw",
-        BENCH_BLOCK_SIZE >> 20,
-        f.wal_mb_s,
-        100.0 * f.wal_mb_s / f.raw_mb_s
-    );
-    println!(
-        "wal  {BENCH_GROUPS} groups x 4 KiB records, 1 in flight each : {:>9.0} records/s, {:.0} fdatasyncs/s ({:.2} x raw rate), {:.1} records per fdatasync, records/s = {:.1} x raw fdatasync rate, ack p50 {:.0} us p99 {:.0} us",
-        f.groups_records_s,
-        f.groups_syncs_s,
-        f.groups_syncs_s / f.raw_sync_rate,
-        f.groups_records_s / f.groups_syncs_s,
-        f.groups_records_s / f.raw_sync_rate,
-        f.groups_p50_us,
-        f.groups_p99_us
+        "wal  {BENCH_GROUPS} groups x 4 KiB records, 1 in flight each : {records_s:>9.0} records/s = {:.1} x raw fdatasync rate; {syncs_s:.0} fdatasyncs/s = {:.2} x raw rate; {:.1} records per fdatasync; ack p50 {:.0} us p99 {:.0} us",
+        records_s / raw_sync_rate,
+        syncs_s / raw_sync_rate,
+        f.groups_records as f64 / f.groups_syncs as f64,
+        percentile(&f.groups_latencies_ns, 0.50) / 1e3,
+        percentile(&f.groups_latencies_ns, 0.99) / 1e3
     );
     Ok(ExitCode::SUCCESS)
 }
 
-async fn bench_all(dir: PathBuf, seconds: f64) -> Result<BenchFigures, String> {
-    let mut figures = BenchFigures::default();
+async fn bench_all(dir: PathBuf, seconds: f64, rounds: u64) -> Result<BenchFigures, String> {
+    let mut f = BenchFigures::default();
     let e = |e: std::io::Error| e.to_string();
+    let s = |e: synod::wal::store::StoreError| e.to_string();
     // Raw: one pre-zeroed file, reused across runs (never deleted).
     let raw_path = dir.join("raw.dat");
     let reuse = std::fs::metadata(&raw_path).is_ok_and(|m| m.len() == BENCH_RAW_FILE_SIZE);
@@ -563,64 +581,36 @@ async fn bench_all(dir: PathBuf, seconds: f64) -> Result<BenchFigures, String> {
             .map_err(e)?;
     }
     let raw = DmaDisk::open(&raw_path).await.map_err(e)?;
-    let block = vec![0x5au8; BENCH_BLOCK_SIZE];
-    let clock = MonotonicClock::start();
-    let (mut bytes, mut offset) = (0u64, 0u64);
-    while clock.elapsed_s() < seconds {
-        raw.write_at(offset, &block).await.map_err(e)?;
-        raw.sync().await.map_err(e)?;
-        bytes += BENCH_BLOCK_SIZE as u64;
-        offset = (offset + BENCH_BLOCK_SIZE as u64) % BENCH_RAW_FILE_SIZE;
-    }
-    figures.raw_mb_s = bytes as f64 / clock.elapsed_s() / 1e6;
-    let small = vec![0xa5u8; BLOCK_SIZE];
-    let mut latencies = Vec::new();
-    let clock = MonotonicClock::start();
-    offset = 0;
-    while clock.elapsed_s() < seconds {
-        let start = clock.now();
-        raw.write_at(offset, &small).await.map_err(e)?;
-        raw.sync().await.map_err(e)?;
-        latencies.push(clock.now().0 - start.0);
-        offset = (offset + BLOCK_SIZE as u64) % BENCH_RAW_FILE_SIZE;
-    }
-    figures.raw_sync_rate = latencies.len() as f64 / clock.elapsed_s();
-    latencies.sort_unstable();
-    figures.raw_sync_p50_us = percentile(&latencies, 0.50) / 1e3;
-    figures.raw_sync_p99_us = percentile(&latencies, 0.99) / 1e3;
-    raw.close().await.map_err(e)?;
 
-    // WAL: segments recycled from earlier runs, enough spares for the volume at raw speed.
+    // WAL: segment files of earlier runs recycled; spares for the whole run made now.
     let wal_dir = dir.join("wal");
-    let volume = (figures.raw_mb_s * 1e6 * seconds * 1.3) as u64 + 2 * BENCH_SEGMENT_SIZE;
+    std::fs::create_dir_all(&wal_dir).map_err(e)?;
     let config = StoreConfig {
         dir: wal_dir.clone(),
         shard: 0,
         geometry: SegmentGeometry::new(BENCH_SEGMENT_SIZE),
         limits: DecodeLimits::default(),
-        spare_count_min: volume.div_ceil(BENCH_SEGMENT_SIZE - BLOCK_SIZE as u64) as usize,
+        spare_count_min: BENCH_WAL_SIZE_MAX.div_ceil(BENCH_SEGMENT_SIZE - BLOCK_SIZE as u64)
+            as usize
+            + 2,
     };
-    std::fs::create_dir_all(&wal_dir).map_err(e)?;
-    let recycled = recycle_all(&config).await.map_err(|e| e.to_string())?;
+    let recycled = recycle_all(&config).await.map_err(s)?;
     println!(
-        "raw done; WAL: {recycled} segment files recycled, {} needed (new ones are created zero-filled now)",
+        "WAL: {recycled} segment files recycled, {} wanted (missing ones are created zero-filled before measuring)",
         config.spare_count_min
     );
-    let recovery = recover_dir(&config).map_err(|e| e.to_string())?;
-    let mut store = Store::prepare(config.clone(), &recovery)
-        .await
-        .map_err(|e| e.to_string())?;
-    let placement = SegmentPlacement {
-        payload_size: config.geometry.payload_size(),
-        salt_seed: entropy_seed(),
-    };
+    let recovery = recover_dir(&config).map_err(s)?;
+    let mut store = Store::prepare(config.clone(), &recovery).await.map_err(s)?;
     let mut commit = GroupCommit::segmented(
         GroupCommitConfig {
             buffer_size_max: BENCH_BLOCK_SIZE,
             salt: recovery.resume_salt,
         },
         recovery.resume,
-        placement,
+        SegmentPlacement {
+            payload_size: config.geometry.payload_size(),
+            salt_seed: entropy_seed(),
+        },
     );
     let large = Bytes::from(vec![0x11u8; (1 << 20) - 256]);
     let large_record = |lsn: u64| Record::Accept {
@@ -638,43 +628,7 @@ async fn bench_all(dir: PathBuf, seconds: f64) -> Result<BenchFigures, String> {
             .is_ok()
         {}
     };
-    let volume_max = volume - 2 * BENCH_SEGMENT_SIZE;
-    fill(&mut commit);
-    let clock = MonotonicClock::start();
-    let mut bytes = 0u64;
-    while clock.elapsed_s() < seconds && bytes < volume_max {
-        let plan = commit.take_write().expect("a full batch");
-        overlap(store.write(&plan), || fill(&mut commit))
-            .await
-            .map_err(|e| e.to_string())?;
-        bytes += plan.bytes.len() as u64;
-        commit.on_durable(plan.lsn_through);
-        commit.recycle(plan.bytes);
-        fill(&mut commit);
-    }
-    figures.wal_mb_s = bytes as f64 / clock.elapsed_s() / 1e6;
-    store.close().await.map_err(|e| e.to_string())?;
-
-    // 64 groups, 4 KiB records, each group's next record appended once the previous is
-    // durable (acknowledged): group commit must batch them.
-    recycle_all(&config).await.map_err(|e| e.to_string())?;
-    let recovery = recover_dir(&config).map_err(|e| e.to_string())?;
-    let mut store = Store::prepare(config.clone(), &recovery)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut commit = GroupCommit::segmented(
-        GroupCommitConfig {
-            buffer_size_max: 1 << 20,
-            salt: recovery.resume_salt,
-        },
-        recovery.resume,
-        SegmentPlacement {
-            salt_seed: entropy_seed() ^ 1,
-            ..placement
-        },
-    );
     let value = Bytes::from(vec![0x22u8; BENCH_SMALL_VALUE_SIZE]);
-    let mut instance = [0u64; BENCH_GROUPS as usize];
     let small_record = |group: u64, instance: u64| Record::Accept {
         group: GroupId(group as u32),
         instance: Instance(instance),
@@ -684,46 +638,116 @@ async fn bench_all(dir: PathBuf, seconds: f64) -> Result<BenchFigures, String> {
             body: Body::Values(vec![value.clone()]),
         },
     };
-    let syncs_before = store.sync_count;
-    let mut latencies = Vec::new();
-    let clock = MonotonicClock::start();
-    let mut records = 0u64;
-    let mut appended_at: Vec<(Lsn, u64)> = Vec::new();
-    while clock.elapsed_s() < seconds {
-        // Every group is acknowledged here (window 1): each appends its next record.
-        let now = clock.now().0;
-        for (group, next) in instance.iter_mut().enumerate() {
-            *next += 1;
-            let record = small_record(group as u64, *next);
-            let lsn = match commit.append(&record) {
-                Ok(lsn) => lsn,
-                Err(_) => {
-                    // The batch closed at a segment's end: write it first.
-                    let plan = commit.take_write().expect("a batch");
-                    store.write(&plan).await.map_err(|e| e.to_string())?;
-                    commit.on_durable(plan.lsn_through);
-                    commit.append(&record).map_err(|e| e.to_string())?
+    let mut instance = [0u64; BENCH_GROUPS as usize];
+    let block = vec![0x5au8; BENCH_BLOCK_SIZE];
+    let small = vec![0xa5u8; BLOCK_SIZE];
+    let (mut raw_offset, mut small_offset) = (0u64, 0u64);
+    for round in 0..rounds {
+        // Phases alternate their order (ABBA) so that neither raw nor WAL always runs
+        // right after the other's burst: this disk's speed drifts between phases.
+        let order = if round % 2 == 0 {
+            [0, 1, 2, 3]
+        } else {
+            [1, 0, 3, 2]
+        };
+        for phase in order {
+            match phase {
+                0 => {
+                    // 1. Raw sequential large writes.
+                    let clock = MonotonicClock::start();
+                    while clock.elapsed_s() < seconds {
+                        raw.write_at(raw_offset, &block).await.map_err(e)?;
+                        raw.sync().await.map_err(e)?;
+                        f.raw_bytes += BENCH_BLOCK_SIZE as u64;
+                        raw_offset = (raw_offset + BENCH_BLOCK_SIZE as u64) % BENCH_RAW_FILE_SIZE;
+                    }
+                    f.raw_s += clock.elapsed_s();
                 }
-            };
-            appended_at.push((lsn, now));
+                1 => {
+                    // 2. WAL large batches, the next one encoded while the write is in flight.
+                    let budget = BENCH_WAL_SIZE_MAX / rounds;
+                    let clock = MonotonicClock::start();
+                    let mut bytes = 0u64;
+                    fill(&mut commit);
+                    while clock.elapsed_s() < seconds && bytes < budget {
+                        let plan = commit.take_write().expect("a full batch");
+                        overlap(store.write(&plan), || fill(&mut commit))
+                            .await
+                            .map_err(s)?;
+                        bytes += plan.bytes.len() as u64;
+                        commit.on_durable(plan.lsn_through);
+                        commit.recycle(plan.bytes);
+                    }
+                    f.wal_s += clock.elapsed_s();
+                    f.wal_bytes += bytes;
+                    // Flush what the last overlap encoded, outside the measurement.
+                    if let Some(plan) = commit.take_write() {
+                        store.write(&plan).await.map_err(s)?;
+                        commit.on_durable(plan.lsn_through);
+                    }
+                }
+                2 => {
+                    // 3. Raw 4 KiB write + fdatasync.
+                    let clock = MonotonicClock::start();
+                    while clock.elapsed_s() < seconds {
+                        let start = clock.now();
+                        raw.write_at(small_offset, &small).await.map_err(e)?;
+                        raw.sync().await.map_err(e)?;
+                        f.raw_latencies_ns.push(clock.now().0 - start.0);
+                        f.raw_syncs += 1;
+                        small_offset = (small_offset + BLOCK_SIZE as u64) % BENCH_RAW_FILE_SIZE;
+                    }
+                    f.raw_sync_s += clock.elapsed_s();
+                }
+                _ => {
+                    // 4. 64 groups, 4 KiB records; a group appends its next record once the previous
+                    // one is durable (acknowledged): group commit must batch them.
+                    let syncs_before = store.sync_count;
+                    let clock = MonotonicClock::start();
+                    let mut appended_at: Vec<(Lsn, u64)> = Vec::new();
+                    while clock.elapsed_s() < seconds {
+                        let now = clock.now().0;
+                        for (group, next) in instance.iter_mut().enumerate() {
+                            *next += 1;
+                            let record = small_record(group as u64, *next);
+                            let lsn = match commit.append(&record) {
+                                Ok(lsn) => lsn,
+                                Err(_) => {
+                                    // The batch closed at a segment's end: write it first.
+                                    let plan = commit.take_write().expect("a batch");
+                                    store.write(&plan).await.map_err(s)?;
+                                    commit.on_durable(plan.lsn_through);
+                                    commit.append(&record).map_err(|e| e.to_string())?
+                                }
+                            };
+                            appended_at.push((lsn, now));
+                        }
+                        let plan = commit.take_write().expect("a batch");
+                        store.write(&plan).await.map_err(s)?;
+                        commit.on_durable(plan.lsn_through);
+                        commit.recycle(plan.bytes);
+                        let done = clock.now().0;
+                        for (lsn, at) in appended_at.drain(..) {
+                            assert!(lsn <= commit.durable_through());
+                            f.groups_latencies_ns.push(done - at);
+                            f.groups_records += 1;
+                        }
+                    }
+                    f.groups_s += clock.elapsed_s();
+                    f.groups_syncs += store.sync_count - syncs_before;
+                }
+            }
         }
-        let plan = commit.take_write().expect("a batch");
-        store.write(&plan).await.map_err(|e| e.to_string())?;
-        commit.on_durable(plan.lsn_through);
-        commit.recycle(plan.bytes);
-        let done = clock.now().0;
-        for (lsn, at) in appended_at.drain(..) {
-            assert!(lsn <= commit.durable_through());
-            latencies.push(done - at);
-            records += 1;
-        }
+        println!(
+            "  round {}: raw {:.0} MB/s, wal {:.0} MB/s, raw {:.0} syncs/s, wal {:.0} records/s",
+            round + 1,
+            f.raw_bytes as f64 / f.raw_s / 1e6,
+            f.wal_bytes as f64 / f.wal_s / 1e6,
+            f.raw_syncs as f64 / f.raw_sync_s,
+            f.groups_records as f64 / f.groups_s
+        );
     }
-    let elapsed = clock.elapsed_s();
-    figures.groups_records_s = records as f64 / elapsed;
-    figures.groups_syncs_s = (store.sync_count - syncs_before) as f64 / elapsed;
-    latencies.sort_unstable();
-    figures.groups_p50_us = percentile(&latencies, 0.50) / 1e3;
-    figures.groups_p99_us = percentile(&latencies, 0.99) / 1e3;
-    store.close().await.map_err(|e| e.to_string())?;
-    Ok(figures)
+    raw.close().await.map_err(e)?;
+    store.close().await.map_err(s)?;
+    Ok(f)
 }

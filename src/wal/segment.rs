@@ -449,10 +449,53 @@ struct Scanned {
 /// replica keeps the prefix and rebuilds as a learner. Never panics on any input.
 #[must_use]
 pub fn recover(files: &[SegmentImage<'_>], config: &LogConfig) -> LogRecovery {
+    let heads: Vec<SegmentFile<'_>> = files
+        .iter()
+        .map(|f| SegmentFile {
+            name: f.name,
+            size: f.bytes.len() as u64,
+            head: &f.bytes[..f.bytes.len().min(SEGMENT_HEAD_SIZE)],
+        })
+        .collect();
+    let read = |name: &str| -> Result<Vec<u8>, std::convert::Infallible> {
+        Ok(files
+            .iter()
+            .find(|f| f.name == name)
+            .map_or_else(Vec::new, |f| f.bytes.to_vec()))
+    };
+    match recover_from(&heads, config, read) {
+        Ok(recovered) => recovered,
+        Err(never) => match never {},
+    }
+}
+
+/// Bytes of a segment file `recover_from` needs up front: the header and the first
+/// payload block (S5).
+pub const SEGMENT_HEAD_SIZE: usize = 2 * SEGMENT_HEADER_SIZE;
+
+/// One file of the log directory, described without reading all of it.
+#[derive(Clone, Copy, Debug)]
+pub struct SegmentFile<'a> {
+    /// File name (no directory).
+    pub name: &'a str,
+    /// Its length in bytes.
+    pub size: u64,
+    /// Its first `SEGMENT_HEAD_SIZE` bytes (fewer if the file is shorter).
+    pub head: &'a [u8],
+}
+
+/// `recover` with bounded memory: `read(name)` is called for the used segments only,
+/// one at a time in log order, and each image is dropped after its scan. An error from
+/// `read` is returned as is.
+pub fn recover_from<E>(
+    files: &[SegmentFile<'_>],
+    config: &LogConfig,
+    mut read: impl FnMut(&str) -> Result<Vec<u8>, E>,
+) -> Result<LogRecovery, E> {
     let geometry = config.geometry;
     let payload = geometry.payload_size();
     let mut ignored = Vec::new();
-    let mut segments: Vec<(u64, SegmentImage<'_>)> = Vec::new();
+    let mut segments: Vec<(u64, SegmentFile<'_>)> = Vec::new();
     for file in files {
         match parse_segment_file_name(file.name) {
             Some((shard, index)) if shard == config.shard => segments.push((index, *file)),
@@ -465,14 +508,14 @@ pub fn recover(files: &[SegmentImage<'_>], config: &LogConfig) -> LogRecovery {
     let mut reports: Vec<SegmentReport> = segments
         .iter()
         .map(|(index, file)| {
-            let header = SegmentHeader::decode(file.bytes);
+            let header = SegmentHeader::decode(file.head);
             SegmentReport {
                 index: *index,
                 name: file.name.to_string(),
                 header: header.as_ref().ok().copied(),
                 header_error: header.err(),
                 records: 0,
-                short: (file.bytes.len() as u64) < geometry.segment_size,
+                short: file.size < geometry.segment_size,
             }
         })
         .collect();
@@ -497,7 +540,7 @@ pub fn recover(files: &[SegmentImage<'_>], config: &LogConfig) -> LogRecovery {
                 decision = LogDecision::Corrupt(Corruption::MissingSegment { index });
                 break;
             };
-            let bytes = segments[at].1.bytes;
+            let file = segments[at].1;
             let header = match (&reports[at].header, &reports[at].header_error) {
                 (_, Some(HeaderError::Blank)) => {
                     decision = LogDecision::Corrupt(Corruption::MissingSegment { index });
@@ -508,7 +551,8 @@ pub fn recover(files: &[SegmentImage<'_>], config: &LogConfig) -> LogRecovery {
                     let why = error
                         .as_ref()
                         .map_or_else(|| "no header".to_string(), ToString::to_string);
-                    let first_payload_zero = bytes
+                    let first_payload_zero = file
+                        .head
                         .get(SEGMENT_HEADER_SIZE..2 * SEGMENT_HEADER_SIZE)
                         .is_none_or(|block| block.iter().all(|b| *b == 0));
                     let torn_init = index == last_index
@@ -551,6 +595,7 @@ pub fn recover(files: &[SegmentImage<'_>], config: &LogConfig) -> LogRecovery {
                     break;
                 }
             }
+            let bytes = read(file.name)?;
             let end = bytes.len().min(geometry.segment_size as usize);
             let image = bytes.get(SEGMENT_HEADER_SIZE..end).unwrap_or(&[]);
             let scanned = scan(
@@ -656,7 +701,7 @@ pub fn recover(files: &[SegmentImage<'_>], config: &LogConfig) -> LogRecovery {
         segments: reports,
     };
     recovered.check(&geometry);
-    recovered
+    Ok(recovered)
 }
 
 impl LogRecovery {

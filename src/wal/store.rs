@@ -13,13 +13,13 @@ use super::dma_disk::DmaDisk;
 use super::group_commit::WritePlan;
 use super::record::DecodeLimits;
 use super::segment::{
-    header_for, parse_segment_file_name, recover, segment_file_name, HeaderError, LogConfig,
-    LogRecovery, SegmentGeometry, SegmentImage, SEGMENT_HEADER_SIZE,
+    header_for, parse_segment_file_name, recover_from, segment_file_name, HeaderError, LogConfig,
+    LogRecovery, SegmentFile, SegmentGeometry, SEGMENT_HEADER_SIZE, SEGMENT_HEAD_SIZE,
 };
 use super::BLOCK_SIZE;
 use crate::paxos::Lsn;
 use std::fmt;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// Where and how a shard's log lives.
@@ -88,37 +88,45 @@ fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> S
     }
 }
 
-/// Reads every file of `dir` (names and whole contents), for recovery and the offline
-/// tools. A missing directory reads as empty.
-pub fn read_dir_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+/// Recovers the log in `config.dir` (read-only). Reads the head of every file, then the
+/// used segments one at a time: memory is one segment plus the recovered records.
+pub fn recover_dir(config: &StoreConfig) -> Result<LogRecovery, StoreError> {
+    let dir = &config.dir;
+    let mut heads: Vec<(String, u64, Vec<u8>)> = Vec::new();
     let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Ok(entries) => Some(entries),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
         Err(error) => return Err(io_error("list", dir)(error)),
     };
-    let mut files = Vec::new();
-    for entry in entries {
+    for entry in entries.into_iter().flatten() {
         let entry = entry.map_err(io_error("list", dir))?;
         let path = entry.path();
         if !path.is_file() {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
-        let bytes = std::fs::read(&path).map_err(io_error("read", &path))?;
-        files.push((name, bytes));
+        let mut head = Vec::with_capacity(SEGMENT_HEAD_SIZE);
+        let size = std::fs::File::open(&path)
+            .and_then(|file| {
+                let size = file.metadata()?.len();
+                file.take(SEGMENT_HEAD_SIZE as u64).read_to_end(&mut head)?;
+                Ok(size)
+            })
+            .map_err(io_error("read", &path))?;
+        heads.push((name, size, head));
     }
-    files.sort();
-    Ok(files)
-}
-
-/// Recovers the log in `config.dir` (read-only).
-pub fn recover_dir(config: &StoreConfig) -> Result<LogRecovery, StoreError> {
-    let files = read_dir_files(&config.dir)?;
-    let images: Vec<SegmentImage<'_>> = files
+    let files: Vec<SegmentFile<'_>> = heads
         .iter()
-        .map(|(name, bytes)| SegmentImage { name, bytes })
+        .map(|(name, size, head)| SegmentFile {
+            name,
+            size: *size,
+            head,
+        })
         .collect();
-    Ok(recover(&images, &config.log_config()))
+    recover_from(&files, &config.log_config(), |name| {
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(io_error("read", &path))
+    })
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
