@@ -253,6 +253,14 @@ impl Store {
     /// segment header's write and fdatasync when the plan starts a segment). BEFORE
     /// reporting `on_durable(plan.lsn_through)`. An error is fatal.
     pub async fn write(&mut self, plan: &WritePlan) -> Result<(), StoreError> {
+        self.write_unsynced(plan).await?;
+        self.sync().await
+    }
+
+    /// `write` in two steps, so that the caller can encode the next batch while the
+    /// fdatasync runs: this one writes `plan` (one `write_at`; the header first, made
+    /// durable, when it starts a segment). `plan` is durable only after `sync`.
+    pub async fn write_unsynced(&mut self, plan: &WritePlan) -> Result<(), StoreError> {
         let geometry = self.config.geometry;
         let (index, file_offset) = geometry.locate(plan.offset);
         if let Some(header) = header_for(plan, &geometry, self.config.shard, self.lsn_written) {
@@ -288,9 +296,19 @@ impl Store {
         disk.write_at(file_offset, &plan.bytes)
             .await
             .map_err(io_error("write", &path))?;
-        disk.sync().await.map_err(io_error("sync", &path))?;
-        self.sync_count += 1;
         self.lsn_written = plan.lsn_through;
+        Ok(())
+    }
+
+    /// fdatasync of the open segment: everything `write_unsynced` wrote is durable after.
+    pub async fn sync(&mut self) -> Result<(), StoreError> {
+        let Some((index, disk)) = &self.current else {
+            return Ok(());
+        };
+        disk.sync()
+            .await
+            .map_err(io_error("sync", &self.config.path(*index)))?;
+        self.sync_count += 1;
         Ok(())
     }
 
