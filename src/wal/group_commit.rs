@@ -10,13 +10,19 @@
 //! Invariants (`GroupCommit::invariants`, called by the simulator after every step):
 //! - at most one write is in flight; `durable_through <= written_through <= assigned_through`
 //!   where `written_through` is the in-flight write's `lsn_through` (or `durable_through`);
-//! - every write starts where the previous one ended, on a block boundary, and is a whole
-//!   number of blocks: a block that was handed out is never written again, so a torn
-//!   write can only damage the batch being written, never an acknowledged one;
+//! - every write starts where the previous one ended (or, on a segmented log, at the
+//!   start of the next segment), on a block boundary, and is a whole number of blocks: a
+//!   block that was handed out is never written again, so a torn write can only damage
+//!   the batch being written, never an acknowledged one;
+//! - on a segmented log (`GroupCommit::segmented`) a batch never straddles a segment
+//!   boundary: a record that does not fit the rest of the segment closes the batch, and
+//!   an empty batch that cannot hold it moves to the next segment's start (the skipped
+//!   rest of the segment stays zero; recovery reads it as a clean end of that segment);
 //! - the buffer holds exactly the records `written_through + 1 ..= assigned_through`,
 //!   starting at `offset_next()`, and never more than `buffer_size_max` bytes once padded.
 
 use super::record::{self, Stamp};
+use super::segment::segment_salt;
 use super::{block_align_up, record_start, BLOCK_SIZE, HEADER_SIZE};
 use crate::paxos::{Lsn, Record};
 use std::fmt;
@@ -66,6 +72,23 @@ pub struct WritePlan {
     pub bytes: Vec<u8>,
     /// LSN of the last record in `bytes`; durable once the write and its sync complete.
     pub lsn_through: Lsn,
+    /// Salt the records of `bytes` are sealed with. On a segmented log, a plan that
+    /// starts a segment's payload carries the segment's fresh salt: the executor writes
+    /// the segment header with it (and makes it durable) BEFORE the batch.
+    pub salt: u32,
+}
+
+/// Placement of a segmented log (see `segment`): log offsets are concatenated segment
+/// payloads of `payload_size` bytes each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentPlacement {
+    /// Bytes of records one segment holds (`SegmentGeometry::payload_size`); a multiple
+    /// of `BLOCK_SIZE`, at least `buffer_size_max`.
+    pub payload_size: u64,
+    /// Drawn fresh by the caller at every open: a segment initialised (or re-initialised
+    /// after recovery) gets `segment_salt(salt_seed, index)`, so records of an earlier
+    /// use of the same file or index never verify.
+    pub salt_seed: u64,
 }
 
 /// The write in flight.
@@ -143,6 +166,8 @@ pub struct GroupCommit {
     in_flight: Option<InFlight>,
     /// A returned write buffer, reused for the next batch.
     spare: Vec<u8>,
+    /// Segment placement, if the log is segmented.
+    segments: Option<SegmentPlacement>,
 }
 
 impl GroupCommit {
@@ -174,9 +199,42 @@ impl GroupCommit {
             durable_through: resume.lsn_through,
             in_flight: None,
             spare: Vec::new(),
+            segments: None,
         };
         commit.invariants();
         commit
+    }
+
+    /// A planner for a segmented log (`segment`): batches never straddle a segment
+    /// boundary. `config.salt` is the salt of the segment holding `resume.offset` when
+    /// that offset is inside a segment's payload (it came from its header); a batch that
+    /// starts a segment's payload uses `segment_salt(placement.salt_seed, index)`.
+    ///
+    /// Panics (programmer errors): as `new`, and a `payload_size` that is not a multiple
+    /// of `BLOCK_SIZE` or is below `buffer_size_max`.
+    #[must_use]
+    pub fn segmented(
+        config: GroupCommitConfig,
+        resume: Resume,
+        placement: SegmentPlacement,
+    ) -> GroupCommit {
+        assert!(
+            placement.payload_size % BLOCK_SIZE as u64 == 0
+                && placement.payload_size >= config.buffer_size_max as u64,
+            "segment payload_size {} must be a multiple of {BLOCK_SIZE} and >= buffer_size_max {}",
+            placement.payload_size,
+            config.buffer_size_max
+        );
+        let mut commit = GroupCommit::new(config, resume);
+        commit.segments = Some(placement);
+        commit.invariants();
+        commit
+    }
+
+    /// Bytes left in the segment holding `buffer_offset` (unbounded when unsegmented).
+    fn segment_room(&self, offset: u64) -> u64 {
+        self.segments
+            .map_or(u64::MAX, |s| s.payload_size - offset % s.payload_size)
     }
 
     /// Encodes `record` into the batch being built and returns its LSN. The record is
@@ -192,9 +250,18 @@ impl GroupCommit {
         }
         // `buffer_offset` is block-aligned, so buffer positions place like log offsets.
         let start = record_start(self.buffer.len() as u64) as usize;
+        // A batch never straddles a segment: an empty batch that cannot hold the record
+        // in the rest of its segment moves to the next segment (it fits there, since
+        // `payload_size >= buffer_size_max >= record_size`).
+        let mut offset = self.buffer_offset;
+        if self.buffer.is_empty() && record_size as u64 > self.segment_room(offset) {
+            offset += self.segment_room(offset);
+        }
+        let room = self.segment_room(offset).min(self.buffer_size_max as u64);
         // The pad added by `take_write` only fills up to the next block boundary, which
-        // stays within the limit because the limit is a multiple of the block size.
-        if start + record_size > self.buffer_size_max {
+        // stays within the limit because the limit (and the segment room) is a multiple
+        // of the block size.
+        if (start + record_size) as u64 > room {
             return Err(AppendError::Backpressure {
                 buffered_size: self.buffer.len(),
                 record_size,
@@ -204,6 +271,12 @@ impl GroupCommit {
         let lsn = Lsn(self.assigned_through.0 + 1);
         if self.buffer.is_empty() {
             self.batch_first = lsn;
+            self.buffer_offset = offset;
+            if let Some(placement) = self.segments {
+                if offset % placement.payload_size == 0 {
+                    self.salt = segment_salt(placement.salt_seed, offset / placement.payload_size);
+                }
+            }
         }
         self.buffer.resize(start, 0);
         let stamp = Stamp {
@@ -250,6 +323,7 @@ impl GroupCommit {
             offset: self.buffer_offset,
             bytes,
             lsn_through: self.assigned_through,
+            salt: self.salt,
         };
         self.in_flight = Some(InFlight {
             offset: plan.offset,
@@ -334,16 +408,31 @@ impl GroupCommit {
             block_align_up(self.buffer.len() as u64) <= self.buffer_size_max as u64,
             "padded buffer would exceed buffer_size_max"
         );
+        assert!(
+            block_align_up(self.buffer.len() as u64) <= self.segment_room(self.buffer_offset),
+            "batch at {} of {} bytes would straddle a segment",
+            self.buffer_offset,
+            self.buffer.len()
+        );
         let written_through = match self.in_flight {
             Some(w) => {
                 assert!(
                     w.offset % block == 0 && w.size > 0 && w.size % BLOCK_SIZE == 0,
                     "write in flight misaligned: {w:?}"
                 );
-                assert_eq!(
-                    w.offset + w.size as u64,
-                    self.buffer_offset,
-                    "next batch does not follow the write in flight"
+                let end = w.offset + w.size as u64;
+                let next_segment = self
+                    .segments
+                    .map(|s| end.div_ceil(s.payload_size) * s.payload_size);
+                assert!(
+                    self.buffer_offset == end || Some(self.buffer_offset) == next_segment,
+                    "next batch at {} follows neither the write in flight ending at {end} \
+                     nor the next segment",
+                    self.buffer_offset
+                );
+                assert!(
+                    w.size as u64 <= self.segment_room(w.offset),
+                    "write in flight {w:?} straddles a segment"
                 );
                 assert!(
                     w.lsn_through > self.durable_through,

@@ -12,12 +12,17 @@
 //! - LSNs of real records increase by exactly one along the log; a Pad carries the LSN
 //!   of the last real record of its batch and consumes none.
 
+pub mod dma_disk;
 pub mod group_commit;
 pub mod record;
 pub mod recovery;
 pub mod replay;
+pub mod segment;
+pub mod store;
 
-pub use group_commit::{AppendError, GroupCommit, GroupCommitConfig, InFlight, Resume, WritePlan};
+pub use group_commit::{
+    AppendError, GroupCommit, GroupCommitConfig, InFlight, Resume, SegmentPlacement, WritePlan,
+};
 pub use record::{
     decode, decode_shared, encode, encode_pad, encoded_size, restamp, Content, DecodeLimits,
     DecodedRecord, Kind, RecordError, Stamp,
