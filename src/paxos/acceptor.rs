@@ -29,13 +29,7 @@ impl Group {
             return;
         }
         if ballot < self.promised {
-            self.send(
-                out,
-                from,
-                MessageBody::Reject {
-                    promised: self.promised,
-                },
-            );
+            self.reject(from, out);
             return;
         }
         // Leader lease: while a lease granted to a live leader runs (or the lease a
@@ -76,6 +70,12 @@ impl Group {
         self.send_after_persist(out, from, body);
     }
 
+    /// Tells `to` that its ballot is below this replica's promise.
+    fn reject(&self, to: NodeId, out: &mut Output) {
+        let promised = self.promised;
+        self.send(out, to, MessageBody::Reject { promised });
+    }
+
     /// Raises `promised` to `ballot` and persists it.
     pub(super) fn promise(&mut self, ballot: Ballot, out: &mut Output) {
         assert!(ballot > self.promised, "promise must increase");
@@ -108,13 +108,7 @@ impl Group {
             return;
         }
         if ballot < self.promised {
-            self.send(
-                out,
-                from,
-                MessageBody::Reject {
-                    promised: self.promised,
-                },
-            );
+            self.reject(from, out);
             return;
         }
         if ballot > self.promised {
@@ -143,15 +137,7 @@ impl Group {
                         ballot,
                         entry: entry.clone(),
                     });
-                    self.log.insert(
-                        instance,
-                        Slot {
-                            ballot,
-                            entry,
-                            chosen: false,
-                            checksum: None,
-                        },
-                    );
+                    self.log.insert(instance, Slot::accepted(ballot, entry));
                 }
             }
             // An instance already chosen here holds the only value any leader can
@@ -187,13 +173,7 @@ impl Group {
         }
         self.highest_round_seen = self.highest_round_seen.max(ballot.round);
         if ballot < self.promised {
-            self.send(
-                out,
-                from,
-                MessageBody::Reject {
-                    promised: self.promised,
-                },
-            );
+            self.reject(from, out);
             return;
         }
         if from == self.config.node {

@@ -86,6 +86,28 @@ pub(super) struct Slot {
     pub checksum: Option<u32>,
 }
 
+impl Slot {
+    /// A value accepted at `ballot`, not yet known chosen.
+    pub(super) fn accepted(ballot: Ballot, entry: Entry) -> Slot {
+        Slot {
+            ballot,
+            entry,
+            chosen: false,
+            checksum: None,
+        }
+    }
+
+    /// A value known chosen without this replica having accepted it.
+    pub(super) fn learned(entry: Entry) -> Slot {
+        Slot {
+            ballot: Ballot::ZERO,
+            entry,
+            chosen: true,
+            checksum: None,
+        }
+    }
+}
+
 /// A queued client request waiting for a window slot.
 #[derive(Clone, Debug)]
 pub(super) enum Pending {
@@ -200,26 +222,10 @@ impl Group {
         let mut log = BTreeMap::new();
         for (instance, (ballot, entry)) in restore.accepted {
             assert!(instance.0 >= 1, "restored accept at instance 0");
-            log.insert(
-                instance,
-                Slot {
-                    ballot,
-                    entry,
-                    chosen: false,
-                    checksum: None,
-                },
-            );
+            log.insert(instance, Slot::accepted(ballot, entry));
         }
         for (instance, entry) in restore.learned {
-            log.insert(
-                instance,
-                Slot {
-                    ballot: Ballot::ZERO,
-                    entry,
-                    chosen: true,
-                    checksum: None,
-                },
-            );
+            log.insert(instance, Slot::learned(entry));
         }
         let prng = Prng::new(config.seed ^ now.0);
         let mut group = Group {
@@ -510,15 +516,7 @@ impl Group {
                 instance,
                 entry: entry.clone(),
             });
-            self.log.insert(
-                instance,
-                Slot {
-                    ballot: Ballot::ZERO,
-                    entry,
-                    chosen: true,
-                    checksum: None,
-                },
-            );
+            self.log.insert(instance, Slot::learned(entry));
         }
         self.chosen_through = instance;
     }

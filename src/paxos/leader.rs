@@ -203,23 +203,7 @@ impl Group {
             if !membership.is_quorum(&leading.promisers) {
                 if leading.prepared_for != instance {
                     leading.prepared_for = instance;
-                    let ballot = leading.ballot;
-                    let missing: Vec<NodeId> = membership
-                        .voters()
-                        .iter()
-                        .copied()
-                        .filter(|n| !leading.promisers.contains(n))
-                        .collect();
-                    for node in missing {
-                        self.send(
-                            out,
-                            node,
-                            MessageBody::Prepare {
-                                ballot,
-                                from: instance,
-                            },
-                        );
-                    }
+                    self.prepare_missing(instance, out);
                 }
                 break;
             }
@@ -415,6 +399,20 @@ impl Group {
         }
     }
 
+    /// Sends this ballot's prepare over `[from, ∞)` to every voter of the membership
+    /// in effect at `from` that has not promised yet.
+    fn prepare_missing(&self, from: Instance, out: &mut Output) {
+        let Some(leading) = self.leading.as_ref() else {
+            return;
+        };
+        let ballot = leading.ballot;
+        for node in membership_for(&self.configs, from).voters() {
+            if !leading.promisers.contains(node) {
+                self.send(out, *node, MessageBody::Prepare { ballot, from });
+            }
+        }
+    }
+
     /// Heartbeats, retransmissions, and (for a candidate) prepare retransmission.
     pub(super) fn leader_tick(&mut self, now: Nanos, out: &mut Output) {
         let Some(leading) = self.leading.as_mut() else {
@@ -424,17 +422,8 @@ impl Group {
         if !elected {
             if now >= leading.retransmit_due {
                 leading.retransmit_due = now.plus(self.config.retransmit_ns);
-                let ballot = leading.ballot;
                 let from = leading.from;
-                let missing: Vec<NodeId> = membership_for(&self.configs, from)
-                    .voters()
-                    .iter()
-                    .copied()
-                    .filter(|n| !leading.promisers.contains(n))
-                    .collect();
-                for node in missing {
-                    self.send(out, node, MessageBody::Prepare { ballot, from });
-                }
+                self.prepare_missing(from, out);
             }
             return;
         }
