@@ -380,18 +380,6 @@ fn corruption_index(corruption: &synod::wal::segment::Corruption) -> u64 {
     }
 }
 
-/// The value `synod wal crash-child` writes at `lsn` in run `incarnation`: its first 16
-/// bytes say both, the rest is a pattern of them, so a stale record is recognisable.
-pub fn crash_value(lsn: u64, incarnation: u64) -> Vec<u8> {
-    let size = 16 + (lsn.wrapping_mul(2_654_435_761) % 6000) as usize;
-    let mut value = Vec::with_capacity(size);
-    value.extend_from_slice(&lsn.to_le_bytes());
-    value.extend_from_slice(&incarnation.to_le_bytes());
-    let seed = lsn ^ (incarnation << 40);
-    value.extend((16..size).map(|i| (seed.wrapping_add(i as u64 * 131) % 251) as u8));
-    value
-}
-
 fn crash_record(lsn: u64, incarnation: u64) -> Record {
     let ballot = Ballot {
         round: incarnation + 1,
@@ -403,7 +391,10 @@ fn crash_record(lsn: u64, incarnation: u64) -> Record {
         ballot,
         entry: Entry {
             origin: ballot,
-            body: Body::Values(vec![Bytes::from(crash_value(lsn, incarnation))]),
+            body: Body::Values(vec![Bytes::from(synod::wal::store::crash_value(
+                lsn,
+                incarnation,
+            ))]),
         },
     }
 }

@@ -43,18 +43,6 @@ fn config(dir: &Path) -> StoreConfig {
     }
 }
 
-/// The value `synod wal crash-child` writes at `lsn` in run `incarnation` (must match
-/// `crash_value` in `src/main.rs`).
-fn crash_value(lsn: u64, incarnation: u64) -> Vec<u8> {
-    let size = 16 + (lsn.wrapping_mul(2_654_435_761) % 6000) as usize;
-    let mut value = Vec::with_capacity(size);
-    value.extend_from_slice(&lsn.to_le_bytes());
-    value.extend_from_slice(&incarnation.to_le_bytes());
-    let seed = lsn ^ (incarnation << 40);
-    value.extend((16..size).map(|i| (seed.wrapping_add(i as u64 * 131) % 251) as u8));
-    value
-}
-
 /// What one child run reported: the LSN it started after, and its last durable LSN.
 struct Run {
     start: Option<u64>,
@@ -165,7 +153,8 @@ fn check_log(dir: &Path, starts: &[(u64, u64)], durable_max: u64) -> Lsn {
             panic!("LSN {lsn}: no values")
         };
         assert!(
-            values.len() == 1 && values[0][..] == crash_value(lsn, incarnation)[..],
+            values.len() == 1
+                && values[0][..] == synod::wal::store::crash_value(lsn, incarnation)[..],
             "LSN {lsn}: not the value run {incarnation} wrote (a stale record resurfaced?)"
         );
     }

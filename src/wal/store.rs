@@ -357,6 +357,19 @@ pub async fn recycle_all(config: &StoreConfig) -> Result<usize, StoreError> {
     Ok(names.len())
 }
 
+/// The value `synod wal crash-child` writes at `lsn` in run `incarnation`: its first 16
+/// bytes say both, the rest is a pattern of them, so a stale record is recognisable.
+/// The crash test (`tests/wal_crash.rs`) checks recovered values against it.
+pub fn crash_value(lsn: u64, incarnation: u64) -> Vec<u8> {
+    let size = 16 + (lsn.wrapping_mul(2_654_435_761) % 6000) as usize;
+    let mut value = Vec::with_capacity(size);
+    value.extend_from_slice(&lsn.to_le_bytes());
+    value.extend_from_slice(&incarnation.to_le_bytes());
+    let seed = lsn ^ (incarnation << 40);
+    value.extend((16..size).map(|i| (seed.wrapping_add(i as u64 * 131) % 251) as u8));
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
