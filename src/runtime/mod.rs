@@ -3,6 +3,7 @@
 //! that executes its effects comes with the real cluster.
 
 pub mod clock;
+pub mod net;
 pub mod placement;
 pub mod shard;
 

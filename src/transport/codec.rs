@@ -66,6 +66,19 @@ impl Encoder {
         out.extend_from_slice(self.fbb.finished_data());
     }
 
+    /// Appends one `Frame` holding a `MessageBatch` of the messages `messages` yields,
+    /// in order: lets a link pick some messages out of a larger list (e.g. all but the
+    /// heartbeats) without copying them.
+    pub fn encode_frame_of<'m>(
+        &mut self,
+        messages: impl IntoIterator<Item = &'m Message>,
+        out: &mut Vec<u8>,
+    ) {
+        self.fbb.reset();
+        encode::message_batch(&mut self.fbb, &mut self.scratch, messages);
+        out.extend_from_slice(self.fbb.finished_data());
+    }
+
     /// Appends one `Frame` holding `batch` to `out`.
     pub fn encode_heartbeat_batch(&mut self, batch: &HeartbeatBatch, out: &mut Vec<u8>) {
         self.fbb.reset();

@@ -274,8 +274,12 @@ fn body(
     }
 }
 
-/// Writes a whole `Frame` holding a `MessageBatch`.
-pub(super) fn message_batch(fbb: &mut Fbb, scratch: &mut Scratch, messages: &[Message]) {
+/// Writes a whole `Frame` holding a `MessageBatch` of `messages`, in order.
+pub(super) fn message_batch<'m>(
+    fbb: &mut Fbb,
+    scratch: &mut Scratch,
+    messages: impl IntoIterator<Item = &'m Message>,
+) {
     let mut offsets = std::mem::take(&mut scratch.messages);
     offsets.clear();
     for m in messages {

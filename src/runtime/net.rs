@@ -1,0 +1,1163 @@
+//! The TCP peer links of ONE shard, on that shard's glommio executor (one thread: `Rc`,
+//! `RefCell`, `Cell`, no locks). The shard loop queues messages with [`Net::send`] and
+//! collects received ones with [`Net::drain_inbound`]; tasks on the executor do the I/O.
+//!
+//! Connection model:
+//! - Every shard of every node listens on its own address. Shard `s` of a node talks
+//!   only to shard `s` of the other nodes: all nodes have the same shard count and a
+//!   group lives on the same shard index everywhere (`placement::shard_of`).
+//! - Two one-way connections per pair of peers, so no tie-breaking is needed: each
+//!   shard DIALS every peer and only writes on that outbound connection; it ACCEPTS the
+//!   peers' connections and only reads from them.
+//! - The dialer sends a `Handshake{protocol_version, cluster, node, shard}` frame first.
+//!   The acceptor checks the version, the cluster, that `node` is a configured peer (not
+//!   itself) and the shard, then replies with its own handshake, which the dialer
+//!   checks the same way (and that `node` is the peer it dialed). Connect plus
+//!   handshake must finish within `handshake_timeout`. Any failure closes the
+//!   connection, counts the named reason in [`NetCounters::closes`] and logs one line.
+//! - A later inbound connection from the same peer replaces the earlier one (its reader
+//!   is stopped and its socket closed: reason "replaced").
+//! - A writer reconnects after any failure, with exponential backoff between
+//!   `connect_backoff_min` and `connect_backoff_max`, reset by a successful handshake.
+//!
+//! Invariants:
+//! - nothing a connection sent is delivered before its handshake passed; a frame is
+//!   delivered whole or not at all (decoded and checked BEFORE any message of it is
+//!   queued), and every delivered message has `from ==` the handshake's node and
+//!   `to ==` this node;
+//! - a size header above `frame_size_max` closes the connection BEFORE any buffer is
+//!   sized by it, so a reader holds at most `frame_size_max` bytes of frame;
+//! - a peer's outgoing buffer never holds more than `peer_queue_size_max` plus one
+//!   frame: a frame is queued only while the buffer is below the bound, everything else
+//!   is dropped and counted (Paxos retransmits: a drop is a loss);
+//! - while the peer is not connected nothing is queued; what was queued when its
+//!   connection failed is dropped and counted, never sent on the next connection;
+//! - readers stop reading while `inbound_count_max` or more messages wait for
+//!   [`Net::drain_inbound`] (TCP backpressure); the inbound queue thus holds at most
+//!   `inbound_count_max` plus one frame's messages per connection;
+//! - in steady state nothing allocates per message: the writer swaps two buffers, the
+//!   encoder and the heartbeat scratch are reused, readers reuse their frame buffer.
+//!
+//! Frame bodies: `MessageBatch`, `HeartbeatBatch` and `HeartbeatAckBatch` are handled.
+//! `CatchUpStream` and `CheckpointChunk` are not handled yet: a peer sending one is
+//! closed with reason "unsupported frame" (streaming catch-up comes with its consumer).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use glommio::net::{Preallocated, TcpListener, TcpStream};
+use glommio::task::JoinHandle;
+use glommio::timer::sleep;
+use glommio::Task;
+
+use crate::paxos::{Message, MessageBody, NodeId};
+use crate::transport::{
+    self, DecodeLimits, Encoder, FrameBody, GroupHeartbeat, GroupHeartbeatAck, Handshake,
+    HeartbeatAckBatch, HeartbeatBatch, FRAME_HEADER_SIZE, PROTOCOL_VERSION,
+};
+
+/// Most bytes of a handshake frame (one small table: about 60 bytes). A larger size
+/// header during the handshake closes the connection before anything is allocated.
+const HANDSHAKE_SIZE_MAX: usize = 256;
+
+/// Most accepted connections still in their handshake, beyond the configured peers:
+/// more are closed at once ("too many connections"), so port scanners and stuck
+/// clients cannot make this shard hold unbounded sockets.
+const HANDSHAKES_PENDING_MAX: usize = 16;
+
+/// Receive buffer of an inbound connection after its handshake: frames are read with
+/// two `read_exact` calls (header, body), so small frames are served from here.
+const READ_BUFFER_SIZE: usize = 64 << 10;
+
+/// The configuration of one shard's peer links.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// This node.
+    pub node: NodeId,
+    /// This shard's index; peers must be the same shard of their node.
+    pub shard: u16,
+    /// The cluster identifier, checked in every handshake.
+    pub cluster: u64,
+    /// This shard's listening address.
+    pub listen: SocketAddr,
+    /// This shard's address at each peer node (never includes `node`).
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Decode limits of received frames, and the size and count bounds of sent frames.
+    pub limits: DecodeLimits,
+    /// Bytes of encoded frames queued toward one peer beyond which further messages to
+    /// it are dropped (counted): a slow peer cannot make this node grow without bound.
+    /// Paxos retransmits, so a drop is like a loss.
+    pub peer_queue_size_max: usize,
+    /// Messages received and not yet drained beyond which readers stop reading (TCP
+    /// backpressure).
+    pub inbound_count_max: usize,
+    /// Wait after the first failed connection attempt; doubles per failure.
+    pub connect_backoff_min: Duration,
+    /// Longest wait between connection attempts.
+    pub connect_backoff_max: Duration,
+    /// Time allowed for connect plus handshake, in both directions.
+    pub handshake_timeout: Duration,
+}
+
+impl NetConfig {
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the field, its value and why it is refused.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.peers.contains_key(&self.node) {
+            return Err(format!(
+                "peers contains node = {} itself: list only the other nodes",
+                self.node.0
+            ));
+        }
+        for (node, addr) in &self.peers {
+            if addr.port() == 0 {
+                return Err(format!(
+                    "peers[{}] = {addr}: port 0 cannot be dialed",
+                    node.0
+                ));
+            }
+            if *addr == self.listen {
+                return Err(format!(
+                    "peers[{}] = {addr} equals listen: a node would dial itself",
+                    node.0
+                ));
+            }
+        }
+        let limits = &self.limits;
+        if limits.frame_size_max < HANDSHAKE_SIZE_MAX {
+            return Err(format!(
+                "limits.frame_size_max = {}: below {HANDSHAKE_SIZE_MAX}, a handshake may not fit",
+                limits.frame_size_max
+            ));
+        }
+        if u32::try_from(limits.frame_size_max).is_err() {
+            return Err(format!(
+                "limits.frame_size_max = {}: a frame size header is a u32",
+                limits.frame_size_max
+            ));
+        }
+        if limits.messages_max == 0 || limits.heartbeats_max == 0 {
+            return Err(format!(
+                "limits.messages_max = {}, limits.heartbeats_max = {}: must be positive",
+                limits.messages_max, limits.heartbeats_max
+            ));
+        }
+        if self.peer_queue_size_max == 0 {
+            return Err("peer_queue_size_max = 0: nothing could ever be sent".to_string());
+        }
+        if self.inbound_count_max == 0 {
+            return Err("inbound_count_max = 0: readers would never read".to_string());
+        }
+        if self.connect_backoff_min.is_zero() || self.connect_backoff_min > self.connect_backoff_max
+        {
+            return Err(format!(
+                "connect_backoff_min = {:?}, connect_backoff_max = {:?}: need 0 < min <= max",
+                self.connect_backoff_min, self.connect_backoff_max
+            ));
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err("handshake_timeout = 0: no handshake could finish".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// Why [`Net::start`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NetError {
+    /// [`NetConfig::validate`] refused the configuration.
+    Config(String),
+    /// Another socket already listens on the address.
+    AddressInUse {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// Binding the listener failed for another reason.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetError::Config(why) => write!(f, "invalid net configuration: {why}"),
+            NetError::AddressInUse { addr } => write!(f, "cannot listen on {addr}: address in use"),
+            NetError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for NetError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NetError::Bind { source, .. } => Some(source),
+            NetError::Config(_) | NetError::AddressInUse { .. } => None,
+        }
+    }
+}
+
+/// What the links did since [`Net::start`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetCounters {
+    /// Frames written to peers (counted when their write succeeded).
+    pub frames_sent: u64,
+    /// Bytes written to peers, frame headers included.
+    pub bytes_sent: u64,
+    /// Messages written to peers (each heartbeat of a batch counts as one).
+    pub messages_sent: u64,
+    /// Frames received and delivered.
+    pub frames_received: u64,
+    /// Bytes of delivered frames, headers included.
+    pub bytes_received: u64,
+    /// Messages delivered to the inbound queue.
+    pub messages_received: u64,
+    /// Messages dropped because their peer was not connected, or because the
+    /// connection failed before they were written.
+    pub messages_dropped_disconnected: u64,
+    /// Messages dropped because the peer's buffer held `peer_queue_size_max` bytes.
+    pub messages_dropped_queue_full: u64,
+    /// Messages dropped because alone they encode into more than `frame_size_max`.
+    pub messages_dropped_too_large: u64,
+    /// Outbound connections that completed their handshake.
+    pub connects_outbound: u64,
+    /// Inbound connections that completed their handshake.
+    pub connects_inbound: u64,
+    /// Closed (or refused) connections by reason, e.g. "cluster mismatch".
+    pub closes: BTreeMap<&'static str, u64>,
+}
+
+/// A one-waiter wake-up: `notify` before or during `wait` makes `wait` return once.
+#[derive(Default)]
+struct Notify {
+    notified: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Notify {
+    fn notify(&self) {
+        self.notified.set(true);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.notified.replace(false) {
+                Poll::Ready(())
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
+/// Why a connection was closed: a counter name and, for the log line, the details.
+struct Closed {
+    reason: &'static str,
+    detail: String,
+}
+
+impl Closed {
+    fn new(reason: &'static str, detail: impl fmt::Display) -> Closed {
+        Closed {
+            reason,
+            detail: detail.to_string(),
+        }
+    }
+
+    fn io(error: &io::Error) -> Closed {
+        if error.kind() == io::ErrorKind::UnexpectedEof {
+            Closed::new("peer closed", "end of stream")
+        } else {
+            Closed::new("io error", error)
+        }
+    }
+}
+
+/// The outgoing side toward one peer.
+struct Link {
+    addr: SocketAddr,
+    /// Whether the writer holds a handshaken connection (only then is anything queued).
+    connected: Cell<bool>,
+    /// Length-prefixed frames not yet handed to the socket.
+    buffer: RefCell<Vec<u8>>,
+    /// Frames and messages in `buffer`.
+    buffer_frames: Cell<u64>,
+    buffer_messages: Cell<u64>,
+    /// Notified when `buffer` becomes non-empty.
+    ready: Notify,
+}
+
+/// Frames queued by one call of [`queue_frames`], and what it dropped.
+#[derive(Default)]
+struct Queued {
+    frames: u64,
+    messages: u64,
+    dropped_queue_full: u64,
+    dropped_too_large: u64,
+}
+
+struct Inner {
+    config: NetConfig,
+    wake: Rc<dyn Fn()>,
+    links: BTreeMap<NodeId, Link>,
+    encoder: RefCell<Encoder>,
+    /// Scratch of `send`: the heartbeats (acks) of one call, then one frame's worth.
+    heartbeats: RefCell<(Vec<GroupHeartbeat>, HeartbeatBatch)>,
+    heartbeat_acks: RefCell<(Vec<GroupHeartbeatAck>, HeartbeatAckBatch)>,
+    /// Received messages not yet drained, in arrival order.
+    inbound: RefCell<Vec<Message>>,
+    /// Readers waiting for `drain_inbound` to make room.
+    paused: RefCell<Vec<Rc<Notify>>>,
+    /// Every live accepted connection's task, by connection id.
+    connections: RefCell<BTreeMap<u64, JoinHandle<()>>>,
+    connection_id_next: Cell<u64>,
+    /// The connection currently reading from each peer.
+    readers: RefCell<BTreeMap<NodeId, u64>>,
+    counters: RefCell<NetCounters>,
+}
+
+/// The peer links of one shard. Not `Send`: it lives on the shard's executor.
+pub struct Net {
+    inner: Rc<Inner>,
+    local_addr: SocketAddr,
+    accept: Option<Task<()>>,
+    writers: Vec<Task<()>>,
+}
+
+impl fmt::Debug for Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Net")
+            .field("node", &self.inner.config.node)
+            .field("shard", &self.inner.config.shard)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Net {
+    /// Binds the listener and spawns the accept task and one dialer/writer task per
+    /// peer. `wake` is called (on this executor) whenever inbound messages become
+    /// available, so the shard loop can wake up. Must run on a glommio executor.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Config`] for an invalid configuration, [`NetError::AddressInUse`]
+    /// when another socket listens on `listen`, [`NetError::Bind`] otherwise.
+    pub async fn start(config: NetConfig, wake: Rc<dyn Fn()>) -> Result<Net, NetError> {
+        config.validate().map_err(NetError::Config)?;
+        let addr = config.listen;
+        // glommio binds with SO_REUSEPORT, so binding an address in use "succeeds" and
+        // the kernel splits connections between the two listeners. A plain bind first
+        // (std sets only SO_REUSEADDR) fails if any socket listens there.
+        if addr.port() != 0 {
+            match std::net::TcpListener::bind(addr) {
+                Ok(probe) => drop(probe),
+                Err(error) if error.kind() == io::ErrorKind::AddrInUse => {
+                    return Err(NetError::AddressInUse { addr });
+                }
+                Err(source) => return Err(NetError::Bind { addr, source }),
+            }
+        }
+        let listener = TcpListener::bind(addr).map_err(|error| NetError::Bind {
+            addr,
+            source: io::Error::from(error),
+        })?;
+        let local_addr = listener.local_addr().map_err(|error| NetError::Bind {
+            addr,
+            source: io::Error::from(error),
+        })?;
+        let links = config
+            .peers
+            .iter()
+            .map(|(node, addr)| {
+                let link = Link {
+                    addr: *addr,
+                    connected: Cell::new(false),
+                    buffer: RefCell::new(Vec::new()),
+                    buffer_frames: Cell::new(0),
+                    buffer_messages: Cell::new(0),
+                    ready: Notify::default(),
+                };
+                (*node, link)
+            })
+            .collect();
+        let empty_heartbeats = HeartbeatBatch {
+            from: config.node,
+            to: config.node,
+            heartbeats: Vec::new(),
+        };
+        let empty_acks = HeartbeatAckBatch {
+            from: config.node,
+            to: config.node,
+            acks: Vec::new(),
+        };
+        let peers: Vec<NodeId> = config.peers.keys().copied().collect();
+        let inner = Rc::new(Inner {
+            config,
+            wake,
+            links,
+            encoder: RefCell::new(Encoder::new()),
+            heartbeats: RefCell::new((Vec::new(), empty_heartbeats)),
+            heartbeat_acks: RefCell::new((Vec::new(), empty_acks)),
+            inbound: RefCell::new(Vec::new()),
+            paused: RefCell::new(Vec::new()),
+            connections: RefCell::new(BTreeMap::new()),
+            connection_id_next: Cell::new(0),
+            readers: RefCell::new(BTreeMap::new()),
+            counters: RefCell::new(NetCounters::default()),
+        });
+        log::info!(
+            "net: node {} shard {} listening on {local_addr}",
+            inner.config.node.0,
+            inner.config.shard
+        );
+        let accept = glommio::spawn_local(accept_loop(Rc::clone(&inner), listener));
+        let writers = peers
+            .into_iter()
+            .map(|peer| glommio::spawn_local(dial_loop(Rc::clone(&inner), peer)))
+            .collect();
+        Ok(Net {
+            inner,
+            local_addr,
+            accept: Some(accept),
+            writers,
+        })
+    }
+
+    /// Queues `messages` (all with `from ==` this node and `to == peer`) for `peer` as
+    /// frames appended to the peer's outgoing buffer; the writer task sends everything
+    /// buffered in one `write_all` per round, so everything queued during one shard-loop
+    /// iteration leaves in one write.
+    ///
+    /// Heartbeats and heartbeat acks are packed into one `HeartbeatBatch` /
+    /// `HeartbeatAckBatch` frame per call (merged across groups); all other messages
+    /// into one `MessageBatch` frame, in order. Frames are split when they would exceed
+    /// `limits.frame_size_max`, `limits.messages_max` or `limits.heartbeats_max`. Frame
+    /// order: messages, then heartbeats, then acks (so their relative order is not
+    /// kept; Paxos tolerates reordering). While the peer is not connected, or once its
+    /// buffer holds `peer_queue_size_max` bytes, messages are dropped and counted.
+    pub fn send(&self, peer: NodeId, messages: &[Message]) {
+        let inner = &*self.inner;
+        let link = inner
+            .links
+            .get(&peer)
+            .unwrap_or_else(|| panic!("send to node {} which is not a configured peer", peer.0));
+        for m in messages {
+            assert!(
+                m.from == inner.config.node && m.to == peer,
+                "send to node {}: message from {} to {} (group {})",
+                peer.0,
+                m.from.0,
+                m.to.0,
+                m.group.0
+            );
+        }
+        if messages.is_empty() {
+            return;
+        }
+        if !link.connected.get() {
+            inner.counters.borrow_mut().messages_dropped_disconnected += messages.len() as u64;
+            return;
+        }
+        let limits = &inner.config.limits;
+        let queue_max = inner.config.peer_queue_size_max;
+        let mut buffer = link.buffer.borrow_mut();
+        let mut encoder = inner.encoder.borrow_mut();
+        let was_empty = buffer.is_empty();
+        let mut queued = Queued::default();
+
+        queue_frames(
+            &mut queued,
+            &mut buffer,
+            messages,
+            is_batched,
+            limits.messages_max,
+            limits.frame_size_max,
+            queue_max,
+            |chunk, out| encoder.encode_frame_of(chunk.iter().filter(|m| is_batched(m)), out),
+        );
+
+        let mut scratch = inner.heartbeats.borrow_mut();
+        let (all, batch) = &mut *scratch;
+        all.clear();
+        all.extend(messages.iter().filter_map(|m| match m.body {
+            MessageBody::Heartbeat {
+                ballot,
+                chosen_through,
+                sent_at,
+                checksum_through,
+                checksum,
+            } => Some(GroupHeartbeat {
+                group: m.group,
+                ballot,
+                chosen_through,
+                sent_at,
+                checksum_through,
+                checksum,
+            }),
+            _ => None,
+        }));
+        batch.from = inner.config.node;
+        batch.to = peer;
+        queue_frames(
+            &mut queued,
+            &mut buffer,
+            all,
+            |_| true,
+            limits.heartbeats_max,
+            limits.frame_size_max,
+            queue_max,
+            |chunk, out| {
+                batch.heartbeats.clear();
+                batch.heartbeats.extend_from_slice(chunk);
+                encoder.encode_heartbeat_batch(batch, out);
+            },
+        );
+        drop(scratch);
+
+        let mut scratch = inner.heartbeat_acks.borrow_mut();
+        let (all, batch) = &mut *scratch;
+        all.clear();
+        all.extend(messages.iter().filter_map(|m| match m.body {
+            MessageBody::HeartbeatAck { ballot, sent_at } => Some(GroupHeartbeatAck {
+                group: m.group,
+                ballot,
+                sent_at,
+            }),
+            _ => None,
+        }));
+        batch.from = inner.config.node;
+        batch.to = peer;
+        queue_frames(
+            &mut queued,
+            &mut buffer,
+            all,
+            |_| true,
+            limits.heartbeats_max,
+            limits.frame_size_max,
+            queue_max,
+            |chunk, out| {
+                batch.acks.clear();
+                batch.acks.extend_from_slice(chunk);
+                encoder.encode_heartbeat_ack_batch(batch, out);
+            },
+        );
+        drop(scratch);
+
+        link.buffer_frames
+            .set(link.buffer_frames.get() + queued.frames);
+        link.buffer_messages
+            .set(link.buffer_messages.get() + queued.messages);
+        let mut counters = inner.counters.borrow_mut();
+        counters.messages_dropped_queue_full += queued.dropped_queue_full;
+        counters.messages_dropped_too_large += queued.dropped_too_large;
+        if was_empty && !buffer.is_empty() {
+            link.ready.notify();
+        }
+    }
+
+    /// Moves every received message into `out`, in arrival order per connection
+    /// (heartbeat and ack batches expanded back into per-group `Message`s with
+    /// `MessageBody::Heartbeat` / `HeartbeatAck`). Resumes paused readers.
+    pub fn drain_inbound(&self, out: &mut Vec<Message>) {
+        out.append(&mut self.inner.inbound.borrow_mut());
+        let paused = std::mem::take(&mut *self.inner.paused.borrow_mut());
+        for reader in paused {
+            reader.notify();
+        }
+    }
+
+    /// What the links did so far.
+    #[must_use]
+    pub fn counters(&self) -> NetCounters {
+        self.inner.counters.borrow().clone()
+    }
+
+    /// Bytes queued toward `peer` and not yet handed to its socket (0 for a node that
+    /// is not a peer). At most `peer_queue_size_max` plus one frame.
+    #[must_use]
+    pub fn peer_queue_size(&self, peer: NodeId) -> usize {
+        self.inner
+            .links
+            .get(&peer)
+            .map_or(0, |link| link.buffer.borrow().len())
+    }
+
+    /// The address the listener is bound to (the configured one, with the port the OS
+    /// chose when it was 0).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops every task and closes every socket; on return the listening address is
+    /// free.
+    pub async fn close(mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.cancel().await;
+        }
+        for writer in self.writers.drain(..) {
+            writer.cancel().await;
+        }
+        let connections = std::mem::take(&mut *self.inner.connections.borrow_mut());
+        for handle in connections.values() {
+            handle.cancel();
+        }
+        // A canceled task drops its future (and socket) when the executor next runs
+        // it; its handle resolves after that.
+        for (_, handle) in connections {
+            handle.await;
+        }
+        log::info!(
+            "net: node {} shard {} closed {}",
+            self.inner.config.node.0,
+            self.inner.config.shard,
+            self.local_addr
+        );
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        // Tasks in `accept` and `writers` are canceled by their own drop; the detached
+        // connection tasks are not.
+        for handle in self.inner.connections.borrow().values() {
+            handle.cancel();
+        }
+    }
+}
+
+/// Whether a message travels in a `MessageBatch` (everything but heartbeats and acks).
+fn is_batched(m: &Message) -> bool {
+    match m.body {
+        MessageBody::Heartbeat { .. } | MessageBody::HeartbeatAck { .. } => false,
+        MessageBody::Prepare { .. }
+        | MessageBody::Promise { .. }
+        | MessageBody::Reject { .. }
+        | MessageBody::Accept { .. }
+        | MessageBody::Accepted { .. }
+        | MessageBody::CatchUpRequest { .. }
+        | MessageBody::CatchUpChunk { .. } => true,
+    }
+}
+
+/// Appends one frame to `buffer`: a size header, then what `encode` appends. When the
+/// frame exceeds `frame_size_max`, `buffer` is left unchanged and the size returned.
+/// (As `transport::append_frame`, but encoding in place instead of copying.)
+fn append_encoded(
+    buffer: &mut Vec<u8>,
+    frame_size_max: usize,
+    encode: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), usize> {
+    let start = buffer.len();
+    buffer.extend_from_slice(&[0; FRAME_HEADER_SIZE]);
+    encode(buffer);
+    let size = buffer.len() - start - FRAME_HEADER_SIZE;
+    match u32::try_from(size) {
+        Ok(size_u32) if size <= frame_size_max => {
+            buffer[start..start + FRAME_HEADER_SIZE].copy_from_slice(&size_u32.to_le_bytes());
+            Ok(())
+        }
+        Ok(_) | Err(_) => {
+            buffer.truncate(start);
+            Err(size)
+        }
+    }
+}
+
+/// Queues the items of `items` that `select` picks as frames of at most `chunk_max`
+/// items of `items` each (consecutive, so order is kept), halving a chunk whose frame
+/// exceeds `frame_size_max`. Stops queuing, dropping the rest, once `buffer` holds
+/// `queue_max` bytes.
+#[allow(clippy::too_many_arguments)]
+fn queue_frames<T>(
+    queued: &mut Queued,
+    buffer: &mut Vec<u8>,
+    items: &[T],
+    select: impl Fn(&T) -> bool,
+    chunk_max: usize,
+    frame_size_max: usize,
+    queue_max: usize,
+    mut encode: impl FnMut(&[T], &mut Vec<u8>),
+) {
+    let mut start = 0;
+    let mut span = chunk_max;
+    while start < items.len() {
+        if buffer.len() >= queue_max {
+            let rest = items[start..].iter().filter(|item| select(item)).count();
+            queued.dropped_queue_full += rest as u64;
+            return;
+        }
+        let end = items.len().min(start + span);
+        let chunk = &items[start..end];
+        let count = chunk.iter().filter(|item| select(item)).count();
+        if count == 0 {
+            start = end;
+            continue;
+        }
+        match append_encoded(buffer, frame_size_max, |out| encode(chunk, out)) {
+            Ok(()) => {
+                queued.frames += 1;
+                queued.messages += count as u64;
+                start = end;
+            }
+            Err(_) if count > 1 => span = (end - start) / 2,
+            Err(size) => {
+                log::warn!(
+                    "net: dropped a message that encodes into {size} bytes, \
+                     above frame_size_max = {frame_size_max}"
+                );
+                queued.dropped_too_large += 1;
+                start = end;
+            }
+        }
+    }
+}
+
+/// Reads one `[u32 LE size][size bytes]` frame into `frame`, refusing a size above
+/// `size_max` before allocating.
+async fn read_frame(
+    stream: &mut (impl AsyncRead + Unpin),
+    size_max: usize,
+    frame: &mut Vec<u8>,
+) -> Result<(), Closed> {
+    let mut header = [0_u8; FRAME_HEADER_SIZE];
+    stream
+        .read_exact(&mut header)
+        .await
+        .map_err(|e| Closed::io(&e))?;
+    let size = usize::try_from(u32::from_le_bytes(header)).unwrap_or(usize::MAX);
+    if size > size_max {
+        return Err(Closed::new(
+            "oversized frame",
+            format_args!("size header {size} > {size_max}"),
+        ));
+    }
+    frame.clear();
+    frame.resize(size, 0);
+    stream.read_exact(frame).await.map_err(|e| Closed::io(&e))
+}
+
+impl Inner {
+    fn own_handshake(&self) -> Handshake {
+        Handshake {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: self.config.cluster,
+            node: self.config.node,
+            shard: self.config.shard,
+        }
+    }
+
+    /// The handshake frame, with its size header.
+    fn handshake_frame(&self) -> Vec<u8> {
+        let mut frame = Vec::new();
+        let handshake = self.own_handshake();
+        let mut encoder = self.encoder.borrow_mut();
+        append_encoded(&mut frame, HANDSHAKE_SIZE_MAX, |out| {
+            encoder.encode_handshake(&handshake, out);
+        })
+        .expect("a handshake is a few dozen bytes");
+        frame
+    }
+
+    /// Decodes `frame` as a peer's handshake and checks it; `dialed` is the node a
+    /// dialer expects (None on the accepting side: any configured peer).
+    fn check_handshake(&self, frame: &[u8], dialed: Option<NodeId>) -> Result<NodeId, Closed> {
+        let body = transport::decode(frame, &self.config.limits)
+            .map_err(|error| Closed::new("malformed handshake", error))?;
+        let h = match body {
+            FrameBody::Handshake(h) => h,
+            other => {
+                return Err(Closed::new(
+                    "handshake not first",
+                    format_args!("first frame is a {}", other.kind()),
+                ))
+            }
+        };
+        let own = &self.config;
+        if h.protocol_version != PROTOCOL_VERSION {
+            return Err(Closed::new(
+                "protocol version mismatch",
+                format_args!(
+                    "peer speaks {}, this build {PROTOCOL_VERSION}",
+                    h.protocol_version
+                ),
+            ));
+        }
+        if h.cluster != own.cluster {
+            return Err(Closed::new(
+                "cluster mismatch",
+                format_args!("peer cluster {}, own {}", h.cluster, own.cluster),
+            ));
+        }
+        if h.node == own.node {
+            return Err(Closed::new(
+                "own node id",
+                format_args!("peer claims this node's id {}", h.node.0),
+            ));
+        }
+        if !own.peers.contains_key(&h.node) {
+            return Err(Closed::new(
+                "unknown node",
+                format_args!("node {} is not a configured peer", h.node.0),
+            ));
+        }
+        if let Some(dialed) = dialed {
+            if h.node != dialed {
+                return Err(Closed::new(
+                    "wrong peer",
+                    format_args!("dialed node {}, answered by node {}", dialed.0, h.node.0),
+                ));
+            }
+        }
+        if h.shard != own.shard {
+            return Err(Closed::new(
+                "shard mismatch",
+                format_args!("peer shard {}, own {}", h.shard, own.shard),
+            ));
+        }
+        Ok(h.node)
+    }
+
+    /// Counts and logs one closed (or refused) connection.
+    fn closed(&self, peer: &dyn fmt::Display, closed: &Closed, level: log::Level) {
+        *self
+            .counters
+            .borrow_mut()
+            .closes
+            .entry(closed.reason)
+            .or_insert(0) += 1;
+        log::log!(
+            level,
+            "net: node {} shard {}: closed connection with {peer}: {}: {}",
+            self.config.node.0,
+            self.config.shard,
+            closed.reason,
+            closed.detail
+        );
+    }
+
+    /// Checks a frame from `node` and queues its messages, or refuses it whole.
+    fn deliver(&self, node: NodeId, body: FrameBody, frame_size: usize) -> Result<(), Closed> {
+        let own = self.config.node;
+        let forged = |from: NodeId, to: NodeId| {
+            Closed::new(
+                "forged sender/receiver",
+                format_args!(
+                    "message from {} to {} on the connection of node {} to {}",
+                    from.0, to.0, node.0, own.0
+                ),
+            )
+        };
+        let mut inbound = self.inbound.borrow_mut();
+        let before = inbound.len();
+        match body {
+            FrameBody::MessageBatch(messages) => {
+                if let Some(m) = messages.iter().find(|m| m.from != node || m.to != own) {
+                    return Err(forged(m.from, m.to));
+                }
+                inbound.extend(messages);
+            }
+            FrameBody::HeartbeatBatch(batch) => {
+                if batch.from != node || batch.to != own {
+                    return Err(forged(batch.from, batch.to));
+                }
+                inbound.extend(batch.heartbeats.iter().map(|h| Message {
+                    group: h.group,
+                    from: batch.from,
+                    to: batch.to,
+                    body: MessageBody::Heartbeat {
+                        ballot: h.ballot,
+                        chosen_through: h.chosen_through,
+                        sent_at: h.sent_at,
+                        checksum_through: h.checksum_through,
+                        checksum: h.checksum,
+                    },
+                }));
+            }
+            FrameBody::HeartbeatAckBatch(batch) => {
+                if batch.from != node || batch.to != own {
+                    return Err(forged(batch.from, batch.to));
+                }
+                inbound.extend(batch.acks.iter().map(|a| Message {
+                    group: a.group,
+                    from: batch.from,
+                    to: batch.to,
+                    body: MessageBody::HeartbeatAck {
+                        ballot: a.ballot,
+                        sent_at: a.sent_at,
+                    },
+                }));
+            }
+            FrameBody::Handshake(_) => {
+                return Err(Closed::new("unexpected handshake", "second handshake"));
+            }
+            // Not handled yet (module docs): refused rather than silently ignored.
+            FrameBody::CatchUpStream(_) | FrameBody::CheckpointChunk(_) => {
+                return Err(Closed::new("unsupported frame", body.kind()));
+            }
+        }
+        let delivered = inbound.len() - before;
+        drop(inbound);
+        let mut counters = self.counters.borrow_mut();
+        counters.frames_received += 1;
+        counters.bytes_received += (FRAME_HEADER_SIZE + frame_size) as u64;
+        counters.messages_received += delivered as u64;
+        drop(counters);
+        if delivered > 0 {
+            (self.wake)();
+        }
+        Ok(())
+    }
+}
+
+/// Accepts connections until canceled; each gets its own task.
+async fn accept_loop(inner: Rc<Inner>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let id = inner.connection_id_next.get();
+                inner.connection_id_next.set(id + 1);
+                let live = inner.connections.borrow().len();
+                if live >= inner.config.peers.len() + HANDSHAKES_PENDING_MAX {
+                    let peer = stream
+                        .peer_addr()
+                        .map_or_else(|_| "unknown".to_string(), |a| a.to_string());
+                    drop(stream);
+                    let closed = Closed::new("too many connections", format_args!("{live} open"));
+                    inner.closed(&peer, &closed, log::Level::Warn);
+                    continue;
+                }
+                let task = glommio::spawn_local(serve_inbound(Rc::clone(&inner), id, stream));
+                // The task cannot run before this returns to the executor, so its entry
+                // exists before its guard can remove it.
+                inner.connections.borrow_mut().insert(id, task.detach());
+            }
+            Err(error) => {
+                let closed = Closed::new("accept error", error);
+                inner.closed(&inner.config.listen, &closed, log::Level::Warn);
+                sleep(inner.config.connect_backoff_min).await;
+            }
+        }
+    }
+}
+
+/// Removes a connection's entries when its task ends or is canceled.
+struct ConnectionGuard {
+    inner: Rc<Inner>,
+    id: u64,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.inner.connections.borrow_mut().remove(&self.id);
+        self.inner
+            .readers
+            .borrow_mut()
+            .retain(|_, id| *id != self.id);
+    }
+}
+
+async fn serve_inbound(inner: Rc<Inner>, id: u64, stream: TcpStream) {
+    let _guard = ConnectionGuard {
+        inner: Rc::clone(&inner),
+        id,
+    };
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "unknown".to_string(), |a| a.to_string());
+    let closed = read_inbound(&inner, id, stream).await;
+    let level = match closed.reason {
+        "peer closed" => log::Level::Info,
+        _ => log::Level::Warn,
+    };
+    inner.closed(&peer, &closed, level);
+}
+
+/// Handshakes an accepted connection, then reads frames until it fails; returns why.
+async fn read_inbound(inner: &Rc<Inner>, id: u64, mut stream: TcpStream) -> Closed {
+    if let Err(error) = stream.set_nodelay(true) {
+        return Closed::new("socket option", error);
+    }
+    let mut frame = Vec::new();
+    let handshake = async {
+        read_frame(&mut stream, HANDSHAKE_SIZE_MAX, &mut frame).await?;
+        let node = inner.check_handshake(&frame, None)?;
+        let reply = inner.handshake_frame();
+        stream.write_all(&reply).await.map_err(|e| Closed::io(&e))?;
+        stream.flush().await.map_err(|e| Closed::io(&e))?;
+        Ok(node)
+    };
+    let timeout = async {
+        sleep(inner.config.handshake_timeout).await;
+        Err(Closed::new(
+            "handshake timeout",
+            format_args!("{:?}", inner.config.handshake_timeout),
+        ))
+    };
+    let node = match futures_lite::future::or(handshake, timeout).await {
+        Ok(node) => node,
+        Err(closed) => return closed,
+    };
+    let replaced = inner.readers.borrow_mut().insert(node, id);
+    if let Some(old) = replaced {
+        if let Some(handle) = inner.connections.borrow_mut().remove(&old) {
+            handle.cancel();
+        }
+        let closed = Closed::new(
+            "replaced",
+            format_args!("a new connection from node {}", node.0),
+        );
+        inner.closed(&format_args!("node {}", node.0), &closed, log::Level::Info);
+    }
+    inner.counters.borrow_mut().connects_inbound += 1;
+    log::info!(
+        "net: node {} shard {}: accepted node {}",
+        inner.config.node.0,
+        inner.config.shard,
+        node.0
+    );
+    let mut stream = stream.buffered_with(Preallocated::new(READ_BUFFER_SIZE));
+    let limits = inner.config.limits;
+    let resume = Rc::new(Notify::default());
+    loop {
+        while inner.inbound.borrow().len() >= inner.config.inbound_count_max {
+            inner.paused.borrow_mut().push(Rc::clone(&resume));
+            resume.wait().await;
+        }
+        if let Err(closed) = read_frame(&mut stream, limits.frame_size_max, &mut frame).await {
+            return closed;
+        }
+        let body = match transport::decode(&frame, &limits) {
+            Ok(body) => body,
+            Err(error) => return Closed::new("malformed frame", error),
+        };
+        if let Err(closed) = inner.deliver(node, body, frame.len()) {
+            return closed;
+        }
+    }
+}
+
+/// Connects to `peer` and handshakes; returns the connected stream.
+async fn connect(inner: &Inner, peer: NodeId, addr: SocketAddr) -> Result<TcpStream, Closed> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|error| Closed::new("connect failed", error))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|error| Closed::new("socket option", error))?;
+    let own = inner.handshake_frame();
+    stream.write_all(&own).await.map_err(|e| Closed::io(&e))?;
+    stream.flush().await.map_err(|e| Closed::io(&e))?;
+    let mut frame = Vec::new();
+    read_frame(&mut stream, HANDSHAKE_SIZE_MAX, &mut frame).await?;
+    inner.check_handshake(&frame, Some(peer))?;
+    Ok(stream)
+}
+
+/// The writer toward one peer: connects (with backoff), handshakes, writes whatever
+/// is buffered; on failure drops the buffer and starts over. Runs until canceled.
+async fn dial_loop(inner: Rc<Inner>, peer: NodeId) {
+    let link = inner
+        .links
+        .get(&peer)
+        .expect("a writer exists only for a peer");
+    let config = &inner.config;
+    let mut backoff = config.connect_backoff_min;
+    let mut spare = Vec::new();
+    let mut failed_before = false;
+    loop {
+        let timeout = async {
+            sleep(config.handshake_timeout).await;
+            Err(Closed::new(
+                "handshake timeout",
+                format_args!("{:?}", config.handshake_timeout),
+            ))
+        };
+        match futures_lite::future::or(connect(&inner, peer, link.addr), timeout).await {
+            Ok(stream) => {
+                backoff = config.connect_backoff_min;
+                failed_before = false;
+                inner.counters.borrow_mut().connects_outbound += 1;
+                log::info!(
+                    "net: node {} shard {}: connected to node {} at {}",
+                    config.node.0,
+                    config.shard,
+                    peer.0,
+                    link.addr
+                );
+                link.connected.set(true);
+                let closed = write_loop(&inner, link, stream, &mut spare).await;
+                link.connected.set(false);
+                link.buffer.borrow_mut().clear();
+                link.buffer_frames.set(0);
+                let lost = link.buffer_messages.replace(0);
+                inner.counters.borrow_mut().messages_dropped_disconnected += lost;
+                inner.closed(&link.addr, &closed, log::Level::Warn);
+            }
+            Err(closed) => {
+                // A peer that is down refuses every attempt: say so once, then quietly.
+                let level = if failed_before && closed.reason == "connect failed" {
+                    log::Level::Debug
+                } else {
+                    log::Level::Warn
+                };
+                failed_before = true;
+                inner.closed(&link.addr, &closed, level);
+            }
+        }
+        sleep(backoff).await;
+        backoff = (backoff * 2).min(config.connect_backoff_max);
+    }
+}
+
+/// Writes the link's buffer whenever it is non-empty, one `write_all` per round, by
+/// swapping it with `spare` (so neither is reallocated). Returns why it stopped.
+async fn write_loop(
+    inner: &Inner,
+    link: &Link,
+    mut stream: TcpStream,
+    spare: &mut Vec<u8>,
+) -> Closed {
+    loop {
+        while link.buffer.borrow().is_empty() {
+            link.ready.wait().await;
+        }
+        spare.clear();
+        std::mem::swap(&mut *link.buffer.borrow_mut(), spare);
+        let frames = link.buffer_frames.replace(0);
+        let messages = link.buffer_messages.replace(0);
+        let written = match stream.write_all(spare).await {
+            Ok(()) => stream.flush().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = written {
+            inner.counters.borrow_mut().messages_dropped_disconnected += messages;
+            return Closed::new("write error", error);
+        }
+        let mut counters = inner.counters.borrow_mut();
+        counters.frames_sent += frames;
+        counters.bytes_sent += spare.len() as u64;
+        counters.messages_sent += messages;
+    }
+}
