@@ -2,10 +2,13 @@
 //!
 //! Layers, each a module, depending only downward: `paxos` (the pure protocol),
 //! `wal` (the shard write-ahead log), `transport` (wire codec), `runtime` (the shard:
-//! many groups of one core), and `sim` (the deterministic simulator that drives them).
+//! many groups of one core, on pinned glommio executors), `api` (the embedding surface:
+//! `Node`, `NodeHandle`, `StateMachine`), and `sim` (the deterministic simulator that
+//! drives everything below `api`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod paxos;
 pub mod prng;
 pub mod runtime;

@@ -1,6 +1,8 @@
-//! The `synod` binary. Today: `synod sim`, the deterministic simulator over many seeds,
-//! and the WAL tools `synod wal verify|dump|bench`. (`serve` and `bench` arrive with the
-//! runtime.)
+//! The `synod` binary: `synod bench` (a local three-node cluster under load, against
+//! the disk's limit), `synod serve` (one node), `synod sim` (the deterministic
+//! simulator over many seeds) and the WAL tools `synod wal verify|dump|bench`.
+
+mod cli;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,23 +25,38 @@ use synod::wal::{
 };
 
 const USAGE: &str = "usage:
+  synod bench ...                                     (see below)
+  synod serve ...                                     (see below)
   synod sim [--seeds N] [--base SEED] [--threads T]   run N seeds from SEED (default: 300 from a random base)
   synod sim --seed SEED                               replay one seed
   synod wal verify <dir> [--shard N]                  check every record; exit 1 on mid-log corruption
   synod wal dump <dir> [--shard N]                    print every record and a per-group summary
   synod wal bench [--dir DIR] [--seconds S] [--rounds R]  raw disk limits and the WAL, interleaved, with ratios";
 
+fn usage() -> String {
+    format!("{USAGE}\n{}\n{}", cli::bench::USAGE, cli::serve::USAGE)
+}
+
 fn main() -> ExitCode {
+    cli::init_logging();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let subcommand = |result: Result<ExitCode, String>| {
+        result.unwrap_or_else(|error| {
+            eprintln!("synod: {error}");
+            ExitCode::FAILURE
+        })
+    };
     match args.first().map(String::as_str) {
+        Some("bench") => subcommand(cli::bench::main(&args[1..])),
+        Some("serve") => subcommand(cli::serve::main(&args[1..])),
         Some("sim") => sim(&args[1..]),
         Some("wal") => wal(&args[1..]),
         Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
+            println!("{}", usage());
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("{USAGE}");
+            eprintln!("{}", usage());
             ExitCode::from(2)
         }
     }

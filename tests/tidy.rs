@@ -95,14 +95,15 @@ const LAYERS: &[(&str, &[&str])] = &[
 const CLOCK_FILE: &str = "src/runtime/clock.rs";
 const CLOCK_READS: &[&str] = &["Instant::now", "SystemTime::now", "clock_gettime"];
 
-/// The only files in `src/` that may use glommio (the binary: `src/main.rs`, `src/bin/`).
+/// The only files in `src/` that may use glommio (the binary: `src/main.rs`, `src/bin/`,
+/// `src/cli/`).
 const GLOMMIO_FILES: &[&str] = &[
     "src/runtime/driver.rs",
     "src/runtime/net.rs",
     "src/wal/dma_disk.rs",
     "src/main.rs",
 ];
-const GLOMMIO_DIRS: &[&str] = &["src/bin/"];
+const GLOMMIO_DIRS: &[&str] = &["src/bin/", "src/cli/"];
 
 /// flatc output: not written by hand (`tools/flatc.sh --check` guards it), so exempt
 /// from the module-doc and unwrap rules.

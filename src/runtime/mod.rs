@@ -1,11 +1,16 @@
 //! The runtime: many groups of one core. `Shard` is its pure core (LSN assignment,
-//! group commit planning, durability-gated sends, per-peer merging); the glommio driver
-//! that executes its effects comes with the real cluster.
+//! group commit planning, durability-gated sends, per-peer merging); `driver` runs it
+//! on a pinned glommio executor with its WAL (`wal::store`) and its peer links (`net`);
+//! handles reach a shard through its `mailbox`.
 
 pub mod clock;
+pub mod driver;
+pub mod mailbox;
 pub mod net;
 pub mod placement;
+pub mod request;
 pub mod shard;
+pub mod state_machine;
 
 pub use placement::shard_of;
 pub use shard::{Effects, Shard, ShardConfig, ShardCounters, ShardInput};

@@ -1,0 +1,462 @@
+//! A node's configuration: who it is, where its peers listen, where its data lives,
+//! and the limits of every queue. Validated once, with messages that name the field,
+//! its value and why it is wrong.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::paxos::{GroupConfig, GroupId, Membership, NodeId};
+use crate::runtime::driver::ShardPlan;
+use crate::runtime::net::NetConfig;
+use crate::runtime::shard_of;
+use crate::runtime::ShardConfig;
+use crate::transport::DecodeLimits;
+use crate::wal::segment::{SegmentGeometry, SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN};
+use crate::wal::store::StoreConfig;
+use crate::wal::BLOCK_SIZE;
+
+/// What an empty data directory means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitialState {
+    /// The node is new in a new cluster: an empty data directory is a fresh start.
+    New,
+    /// The node is an existing member whose data may have been lost: an empty data
+    /// directory means lost state, and the node rejoins as a non-voting learner until
+    /// it has re-learned from a quorum (never vote with forgotten promises).
+    Existing,
+}
+
+/// An invalid configuration: which field, which value, why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The field (dotted path for nested fields).
+    pub field: &'static str,
+    /// Its value, rendered.
+    pub value: String,
+    /// Why it is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {}: {}", self.field, self.value, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Everything a node needs. Build with [`Config::new`] and adjust fields.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node.
+    pub node: NodeId,
+    /// The cluster: checked on every peer connection.
+    pub cluster: u64,
+    /// Every node of the cluster (this one included) and its base address. Shard `s`
+    /// of a node listens on the base port + `s` (one listening address per shard, so
+    /// a peer's connection lands directly on the core that owns its groups).
+    pub nodes: BTreeMap<NodeId, SocketAddr>,
+    /// Where the WAL segments and the node's identity live.
+    pub data_dir: PathBuf,
+    /// Shards (cores) of this node; every node of the cluster must have the same
+    /// number (a group lives on the same shard index everywhere).
+    pub shards: u16,
+    /// Core of each shard (`cores[s]` for shard `s`); empty: threads are not pinned
+    /// (useful when several nodes share a machine in tests).
+    pub cores: Vec<usize>,
+    /// Groups `0 .. group_count`, each replicated by every node of `nodes`.
+    pub group_count: u32,
+    /// Protocol settings for every group (`node`, `group`, `membership` and `seed`
+    /// are set per group by the node).
+    pub group: GroupConfig,
+    /// Size of one WAL segment file in bytes (a multiple of 4096).
+    pub segment_size: u64,
+    /// Bytes one WAL write (one batch) may hold: a multiple of 4096; the largest
+    /// record must fit.
+    pub wal_buffer_size_max: usize,
+    /// Zero-filled segments kept ready ahead of the one being written.
+    pub spare_segments: usize,
+    /// Bytes of records waiting for the WAL beyond which a shard refuses new
+    /// proposals (`Overloaded`) and peer messages (dropped, retransmitted later).
+    pub wal_pending_size_max: usize,
+    /// Messages waiting for durability beyond which peer messages are refused.
+    pub held_count_max: usize,
+    /// Bytes queued toward one peer beyond which messages to it are dropped.
+    pub peer_queue_size_max: usize,
+    /// Received messages not yet processed beyond which links stop reading.
+    pub inbound_count_max: usize,
+    /// Bounds on what a peer's frame may contain.
+    pub wire_limits: DecodeLimits,
+    /// Requests queued toward one shard beyond which `Overloaded` is returned.
+    pub mailbox_capacity: usize,
+    /// Timer granularity of a shard: heartbeats of groups due within one tick leave
+    /// in one frame per peer.
+    pub tick: Duration,
+    /// How long a shutdown waits for proposals in flight.
+    pub drain_timeout: Duration,
+    /// First and longest wait between connection attempts to a peer.
+    pub connect_backoff: (Duration, Duration),
+    /// A peer must complete its handshake within this.
+    pub handshake_timeout: Duration,
+    /// What an empty data directory means.
+    pub initial_state: InitialState,
+}
+
+impl Config {
+    /// A configuration with the defaults of `tuning.md`: one shard pinned to core 0,
+    /// one group, 64 MiB segments, 1 MiB... see each field.
+    #[must_use]
+    pub fn new(
+        node: NodeId,
+        cluster: u64,
+        nodes: BTreeMap<NodeId, SocketAddr>,
+        data_dir: PathBuf,
+    ) -> Config {
+        let membership = Membership::new(nodes.keys().copied().collect());
+        let group = GroupConfig::new(node, GroupId(0), membership);
+        Config {
+            node,
+            cluster,
+            nodes,
+            data_dir,
+            shards: 1,
+            cores: vec![0],
+            group_count: 1,
+            group,
+            segment_size: 64 << 20,
+            wal_buffer_size_max: 4 << 20,
+            spare_segments: 2,
+            wal_pending_size_max: 16 << 20,
+            held_count_max: 65_536,
+            peer_queue_size_max: 64 << 20,
+            inbound_count_max: 65_536,
+            wire_limits: DecodeLimits::default(),
+            mailbox_capacity: 65_536,
+            tick: Duration::from_millis(2),
+            drain_timeout: Duration::from_secs(2),
+            connect_backoff: (Duration::from_millis(20), Duration::from_secs(1)),
+            handshake_timeout: Duration::from_secs(5),
+            initial_state: InitialState::New,
+        }
+    }
+
+    /// Checks every field and the relations between them.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid field, its value and why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check(
+            ok: bool,
+            field: &'static str,
+            value: String,
+            reason: String,
+        ) -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError {
+                    field,
+                    value,
+                    reason,
+                })
+            }
+        }
+        check(
+            self.nodes.contains_key(&self.node),
+            "node",
+            self.node.0.to_string(),
+            "must be one of `nodes`".into(),
+        )?;
+        check(
+            self.nodes.len() <= self.wire_limits.voters_max,
+            "nodes",
+            format!("{} nodes", self.nodes.len()),
+            format!(
+                "at most wire_limits.voters_max = {}",
+                self.wire_limits.voters_max
+            ),
+        )?;
+        check(
+            self.shards >= 1,
+            "shards",
+            self.shards.to_string(),
+            "must be at least 1".into(),
+        )?;
+        for (node, address) in &self.nodes {
+            check(
+                u32::from(address.port()) + u32::from(self.shards) - 1 <= 65_535
+                    && address.port() != 0,
+                "nodes",
+                format!("node {} at {address}", node.0),
+                format!(
+                    "shard s listens on port + s: ports {}..{} must be valid and non-zero",
+                    address.port(),
+                    u32::from(address.port()) + u32::from(self.shards)
+                ),
+            )?;
+        }
+        check(
+            self.cores.is_empty() || self.cores.len() >= usize::from(self.shards),
+            "cores",
+            format!("{:?}", self.cores),
+            format!(
+                "one core per shard ({} shards), or empty to leave threads unpinned",
+                self.shards
+            ),
+        )?;
+        check(
+            self.group_count >= 1,
+            "group_count",
+            self.group_count.to_string(),
+            "must be at least 1".into(),
+        )?;
+        self.group.validate().map_err(|reason| ConfigError {
+            field: "group",
+            value: "(see reason)".into(),
+            reason,
+        })?;
+        let block = BLOCK_SIZE as u64;
+        check(
+            self.wal_buffer_size_max >= BLOCK_SIZE
+                && self.wal_buffer_size_max % BLOCK_SIZE == 0
+                && self.wal_buffer_size_max <= crate::wal::group_commit::BUFFER_SIZE_MAX_LIMIT,
+            "wal_buffer_size_max",
+            self.wal_buffer_size_max.to_string(),
+            format!(
+                "must be a positive multiple of {BLOCK_SIZE} up to {}",
+                crate::wal::group_commit::BUFFER_SIZE_MAX_LIMIT
+            ),
+        )?;
+        let record_max = self.group.batch_size_max + self.group.batch_values_max * 16 + 4096;
+        check(
+            self.wal_buffer_size_max >= record_max,
+            "wal_buffer_size_max",
+            self.wal_buffer_size_max.to_string(),
+            format!(
+                "must hold the largest record: group.batch_size_max {} + 16 per value \
+                 (group.batch_values_max {}) + 4096 = {record_max}",
+                self.group.batch_size_max, self.group.batch_values_max
+            ),
+        )?;
+        check(
+            self.segment_size % block == 0
+                && self.segment_size >= SEGMENT_SIZE_MIN
+                && self.segment_size - SEGMENT_HEADER_SIZE as u64
+                    >= self.wal_buffer_size_max as u64,
+            "segment_size",
+            self.segment_size.to_string(),
+            format!(
+                "must be a multiple of {BLOCK_SIZE} whose payload holds wal_buffer_size_max {}",
+                self.wal_buffer_size_max
+            ),
+        )?;
+        check(
+            self.wal_pending_size_max >= self.wal_buffer_size_max,
+            "wal_pending_size_max",
+            self.wal_pending_size_max.to_string(),
+            format!(
+                "must be >= wal_buffer_size_max {}",
+                self.wal_buffer_size_max
+            ),
+        )?;
+        check(
+            self.wire_limits.value_size_max >= self.group.value_size_max
+                && self.wire_limits.values_max >= self.group.batch_values_max
+                && self.wire_limits.frame_size_max >= self.group.batch_size_max + (1 << 16),
+            "wire_limits",
+            format!("{:?}", self.wire_limits),
+            format!(
+                "must admit what the group sends: value_size_max >= {}, values_max >= {}, \
+                 frame_size_max >= group.batch_size_max + 64 KiB",
+                self.group.value_size_max, self.group.batch_values_max
+            ),
+        )?;
+        check(
+            self.peer_queue_size_max >= self.wire_limits.frame_size_max,
+            "peer_queue_size_max",
+            self.peer_queue_size_max.to_string(),
+            format!(
+                "must hold one maximal frame (wire_limits.frame_size_max {})",
+                self.wire_limits.frame_size_max
+            ),
+        )?;
+        check(
+            self.mailbox_capacity >= 1 && self.inbound_count_max >= 1 && self.held_count_max >= 1,
+            "mailbox_capacity",
+            format!(
+                "{}, inbound_count_max {}, held_count_max {}",
+                self.mailbox_capacity, self.inbound_count_max, self.held_count_max
+            ),
+            "queue bounds must be at least 1".into(),
+        )?;
+        check(
+            self.tick > Duration::ZERO
+                && self.tick.as_nanos() * 4 <= u128::from(self.group.heartbeat_interval_ns),
+            "tick",
+            format!("{:?}", self.tick),
+            format!(
+                "must be positive and at most a quarter of group.heartbeat_interval_ns {}",
+                self.group.heartbeat_interval_ns
+            ),
+        )?;
+        check(
+            self.connect_backoff.0 > Duration::ZERO
+                && self.connect_backoff.0 <= self.connect_backoff.1,
+            "connect_backoff",
+            format!("{:?}", self.connect_backoff),
+            "must be (min, max) with 0 < min <= max".into(),
+        )?;
+        Ok(())
+    }
+
+    /// The groups of shard `shard`.
+    #[must_use]
+    pub fn groups_of(&self, shard: u16) -> Vec<GroupId> {
+        (0..self.group_count)
+            .map(GroupId)
+            .filter(|g| shard_of(*g, self.shards) == shard)
+            .collect()
+    }
+
+    /// The address shard `shard` of `node` listens on.
+    #[must_use]
+    pub fn shard_address(&self, node: NodeId, shard: u16) -> Option<SocketAddr> {
+        self.nodes.get(&node).map(|base| {
+            let mut address = *base;
+            address.set_port(base.port() + shard);
+            address
+        })
+    }
+
+    /// The plan of shard `shard` (after `validate`).
+    pub(crate) fn shard_plan(&self, shard: u16, lost_state: bool) -> ShardPlan {
+        let membership = Membership::new(self.nodes.keys().copied().collect());
+        let groups = self
+            .groups_of(shard)
+            .into_iter()
+            .map(|group| {
+                let mut config = self.group.clone();
+                config.node = self.node;
+                config.group = group;
+                config.membership = membership.clone();
+                config.seed = self.group.seed ^ (u64::from(self.node.0) << 32 | u64::from(group.0));
+                config
+            })
+            .collect();
+        let peers = self
+            .nodes
+            .keys()
+            .filter(|n| **n != self.node)
+            .filter_map(|n| self.shard_address(*n, shard).map(|a| (*n, a)))
+            .collect();
+        let listen = self
+            .shard_address(self.node, shard)
+            .expect("validate checked that node is in nodes");
+        let mut wal_limits = crate::wal::DecodeLimits::default();
+        wal_limits.record_size_max = wal_limits
+            .record_size_max
+            .max(self.wal_buffer_size_max as u32);
+        ShardPlan {
+            shard,
+            core: self.cores.get(usize::from(shard)).copied(),
+            groups,
+            store: StoreConfig {
+                dir: self.data_dir.clone(),
+                shard: u32::from(shard),
+                geometry: SegmentGeometry::new(self.segment_size),
+                limits: wal_limits,
+                spare_count_min: self.spare_segments,
+            },
+            wal_buffer_size_max: self.wal_buffer_size_max,
+            shard_config: ShardConfig {
+                node: self.node,
+                wal_buffer_size_max: self.wal_pending_size_max,
+                held_count_max: self.held_count_max,
+            },
+            net: NetConfig {
+                node: self.node,
+                shard,
+                cluster: self.cluster,
+                listen,
+                peers,
+                limits: self.wire_limits,
+                peer_queue_size_max: self.peer_queue_size_max,
+                inbound_count_max: self.inbound_count_max,
+                connect_backoff_min: self.connect_backoff.0,
+                connect_backoff_max: self.connect_backoff.1,
+                handshake_timeout: self.handshake_timeout,
+            },
+            tick_ns: self.tick.as_nanos() as u64,
+            drain_timeout: self.drain_timeout,
+            lost_state,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let nodes = (1..=3)
+            .map(|i| {
+                (
+                    NodeId(i),
+                    format!("127.0.0.1:{}", 7000 + 100 * i)
+                        .parse()
+                        .expect("address"),
+                )
+            })
+            .collect();
+        Config::new(NodeId(1), 7, nodes, "/tmp/x".into())
+    }
+
+    // Goal: the defaults are valid, and a bad field is named with its value and why.
+    // Method: validate the defaults, then break one field at a time.
+    #[test]
+    fn validation_names_the_field() {
+        assert_eq!(config().validate(), Ok(()));
+        let mut bad = config();
+        bad.node = NodeId(9);
+        assert_eq!(bad.validate().map_err(|e| e.field), Err("node"));
+        let mut bad = config();
+        bad.wal_buffer_size_max = 5000;
+        let error = bad.validate().expect_err("unaligned buffer");
+        assert_eq!(error.field, "wal_buffer_size_max");
+        assert!(error.to_string().contains("5000"), "{error}");
+        let mut bad = config();
+        bad.group.lease_ns = bad.group.election_timeout_ns;
+        assert_eq!(bad.validate().map_err(|e| e.field), Err("group"));
+        let mut bad = config();
+        bad.segment_size = 1 << 20;
+        assert_eq!(bad.validate().map_err(|e| e.field), Err("segment_size"));
+        let mut bad = config();
+        bad.shards = 4;
+        assert_eq!(bad.validate().map_err(|e| e.field), Err("cores"));
+    }
+
+    // Goal: every group has exactly one shard, and shard addresses are base + index.
+    // Method: four shards, 100 groups.
+    #[test]
+    fn plans_partition_groups() {
+        let mut config = config();
+        config.shards = 4;
+        config.cores = Vec::new();
+        config.group_count = 100;
+        let total: usize = (0..4)
+            .map(|s| config.shard_plan(s, false).groups.len())
+            .sum();
+        assert_eq!(total, 100);
+        let plan = config.shard_plan(2, false);
+        assert_eq!(plan.net.listen.port(), 7102);
+        assert_eq!(plan.net.peers[&NodeId(3)].port(), 7302);
+        assert!(plan
+            .groups
+            .iter()
+            .all(|g| shard_of(g.group, 4) == 2 && g.node == NodeId(1)));
+    }
+}

@@ -1,0 +1,347 @@
+//! The embedding surface: [`Node::start`] with a [`Config`] and a state machine
+//! factory, and a [`NodeHandle`] that proposes and reads from any thread or async
+//! runtime.
+//!
+//! ```no_run
+//! use std::collections::BTreeMap;
+//! use synod::api::{Config, Node};
+//! use synod::paxos::{GroupId, NodeId};
+//!
+//! let nodes: BTreeMap<NodeId, std::net::SocketAddr> = [
+//!     (NodeId(1), "127.0.0.1:7001".parse().unwrap()),
+//!     (NodeId(2), "127.0.0.1:7101".parse().unwrap()),
+//!     (NodeId(3), "127.0.0.1:7201".parse().unwrap()),
+//! ]
+//! .into();
+//! let config = Config::new(NodeId(1), 42, nodes, "/var/lib/synod".into());
+//! let node = Node::start(config, synod::runtime::driver::null_factory()).unwrap();
+//! let handle = node.handle();
+//! let proposed = futures_lite::future::block_on(handle.propose(GroupId(0), b"x".to_vec()));
+//! # drop(proposed);
+//! node.shutdown();
+//! ```
+//!
+//! Invariants:
+//! - `Node::start` returns only once every shard has recovered its WAL and listens;
+//! - a data directory belongs to one (cluster, node, shard count): another
+//!   configuration is refused rather than mixed in (`synod.id`);
+//! - every request resolves: with its outcome, or `Error::Stopped` once the node stops.
+
+mod config;
+
+pub use crate::runtime::request::{Error, GroupStatus, Proposed, ShardStatus};
+pub use crate::runtime::state_machine::{StateMachine, StateMachineFactory};
+pub use config::{Config, ConfigError, InitialState};
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::paxos::GroupId;
+use crate::runtime::driver::{self, ShardThread};
+use crate::runtime::mailbox::{oneshot, Mailbox, PushError};
+use crate::runtime::request::Request;
+use crate::runtime::shard_of;
+
+/// Why a node could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// The data directory belongs to another cluster, node or shard count, or cannot
+    /// be used.
+    DataDir(String),
+    /// A shard could not start (recovery, listening address, executor).
+    Shard {
+        /// The shard.
+        shard: u16,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(error) => write!(f, "invalid configuration: {error}"),
+            StartError::DataDir(reason) => write!(f, "data directory: {reason}"),
+            StartError::Shard { shard, reason } => write!(f, "shard {shard}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+struct Shared {
+    mailboxes: Vec<Mailbox<Request>>,
+}
+
+/// A cloneable, `Send + Sync` handle to a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle")
+            .field("shards", &self.shared.mailboxes.len())
+            .finish()
+    }
+}
+
+/// A running node: owns its shard threads. Dropping it shuts it down.
+pub struct Node {
+    handle: NodeHandle,
+    threads: Mutex<Vec<ShardThread>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("handle", &self.handle)
+            .finish()
+    }
+}
+
+const IDENTITY_FILE: &str = "synod.id";
+
+/// Checks (or, on first start, writes) the data directory's identity. Returns whether
+/// the directory was empty of state while the configuration says the node is an
+/// existing member: it then lost its log and rejoins as a learner.
+fn claim_data_dir(config: &Config) -> Result<bool, StartError> {
+    let dir = &config.data_dir;
+    let fail = |what: &str, e: std::io::Error| {
+        StartError::DataDir(format!("{what} {}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail("create", e))?;
+    let identity = format!(
+        "cluster {}\nnode {}\nshards {}\n",
+        config.cluster, config.node.0, config.shards
+    );
+    let path = dir.join(IDENTITY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found == identity => Ok(false),
+        Ok(found) => Err(StartError::DataDir(format!(
+            "{} holds {:?}, but this node is configured as {:?}; refusing to mix them",
+            path.display(),
+            found.trim().replace('\n', ", "),
+            identity.trim().replace('\n', ", ")
+        ))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut file = std::fs::File::create(&path).map_err(|e| fail("write", e))?;
+            file.write_all(identity.as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| fail("write", e))?;
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| fail("sync", e))?;
+            Ok(config.initial_state == InitialState::Existing)
+        }
+        Err(error) => Err(fail("read", error)),
+    }
+}
+
+impl Node {
+    /// Validates `config`, recovers every shard's WAL, starts the shard threads and
+    /// their peer links, and returns once all of them run.
+    ///
+    /// # Errors
+    ///
+    /// An invalid configuration (which field, which value, why), a data directory of
+    /// another node, or a shard that could not start.
+    pub fn start(config: Config, factory: StateMachineFactory) -> Result<Node, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let lost_state = claim_data_dir(&config)?;
+        let mut mailboxes = Vec::new();
+        let mut threads = Vec::new();
+        for shard in 0..config.shards {
+            let mailbox = Mailbox::new(config.mailbox_capacity);
+            let plan = config.shard_plan(shard, lost_state);
+            match driver::spawn(plan, Arc::clone(&factory), mailbox.clone()) {
+                Ok(thread) => {
+                    mailboxes.push(mailbox);
+                    threads.push(thread);
+                }
+                Err(reason) => {
+                    for mailbox in &mailboxes {
+                        let _ = mailbox.push_control(Request::Abort);
+                    }
+                    for thread in threads {
+                        let _ = thread.join();
+                    }
+                    return Err(StartError::Shard { shard, reason });
+                }
+            }
+        }
+        Ok(Node {
+            handle: NodeHandle {
+                shared: Arc::new(Shared { mailboxes }),
+            },
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// A handle for proposing and reading.
+    #[must_use]
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Stops taking requests, lets proposals in flight finish (up to the drain
+    /// timeout), closes links and WALs, and waits for the shard threads. Returns the
+    /// fatal errors of shards that stopped abnormally.
+    pub fn shutdown(self) -> Vec<String> {
+        futures_lite::future::block_on(self.handle.shutdown());
+        self.join()
+    }
+
+    /// Stops every shard at once, as a crash would: nothing is drained, flushed or
+    /// answered beyond `Error::Stopped`. For tests and benchmarks of recovery.
+    pub fn abort(self) -> Vec<String> {
+        for mailbox in &self.handle.shared.mailboxes {
+            let _ = mailbox.push_control(Request::Abort);
+        }
+        self.join()
+    }
+
+    fn join(&self) -> Vec<String> {
+        let threads = std::mem::take(
+            &mut *self
+                .threads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        threads
+            .into_iter()
+            .filter_map(|thread| thread.join().err())
+            .collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let running = !self
+            .threads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty();
+        if running {
+            futures_lite::future::block_on(self.handle.shutdown());
+            for error in self.join() {
+                log::error!("{error}");
+            }
+        }
+    }
+}
+
+impl NodeHandle {
+    fn mailbox(&self, group: GroupId) -> &Mailbox<Request> {
+        let count = self.shared.mailboxes.len() as u16;
+        &self.shared.mailboxes[usize::from(shard_of(group, count))]
+    }
+
+    /// Replicates `value` in `group`. Resolves once the value is chosen and applied on
+    /// this node, with its instance and the state machine's output.
+    ///
+    /// # Errors
+    ///
+    /// `NotLeader { hint }` (retry at the hint), `Overloaded`, `TooLarge`,
+    /// `NoSuchGroup`, `Indeterminate` (leadership changed in flight), `Aborted`,
+    /// `Stopped`.
+    pub async fn propose(
+        &self,
+        group: GroupId,
+        value: impl Into<Bytes>,
+    ) -> Result<Proposed, Error> {
+        let (reply, answer) = oneshot();
+        let request = Request::Propose {
+            group,
+            value: value.into(),
+            reply,
+        };
+        match self.mailbox(group).push(request) {
+            Ok(()) => answer.await.unwrap_or(Err(Error::Stopped)),
+            Err(PushError::Full(_)) => Err(Error::Overloaded),
+            Err(PushError::Closed(_)) => Err(Error::Stopped),
+        }
+    }
+
+    /// A linearizable read: `StateMachine::query(query)` on this node once it is the
+    /// leader of `group` under a valid lease and has applied every value chosen
+    /// before the read began.
+    ///
+    /// # Errors
+    ///
+    /// `NotLeader { hint }` when another node leads, `LeaseNotHeld` when this node
+    /// leads but cannot prove it yet, `NoSuchGroup`, `Overloaded`, `Stopped`.
+    pub async fn read(&self, group: GroupId, query: impl Into<Bytes>) -> Result<Bytes, Error> {
+        let (reply, answer) = oneshot();
+        let request = Request::Read {
+            group,
+            query: query.into(),
+            reply,
+        };
+        match self.mailbox(group).push(request) {
+            Ok(()) => answer.await.unwrap_or(Err(Error::Stopped)),
+            Err(PushError::Full(_)) => Err(Error::Overloaded),
+            Err(PushError::Closed(_)) => Err(Error::Stopped),
+        }
+    }
+
+    /// The status of every shard (groups, roles, watermarks, counters).
+    ///
+    /// # Errors
+    ///
+    /// `Stopped` once the node stopped.
+    pub async fn status(&self) -> Result<Vec<ShardStatus>, Error> {
+        let mut statuses = Vec::with_capacity(self.shared.mailboxes.len());
+        for mailbox in &self.shared.mailboxes {
+            let (reply, answer) = oneshot();
+            if mailbox.push_control(Request::Status { reply }).is_err() {
+                return Err(Error::Stopped);
+            }
+            statuses.push(answer.await.map_err(|_| Error::Stopped)?);
+        }
+        Ok(statuses)
+    }
+
+    /// The status of `group` on this node.
+    ///
+    /// # Errors
+    ///
+    /// `NoSuchGroup`, `Stopped`.
+    pub async fn group_status(&self, group: GroupId) -> Result<GroupStatus, Error> {
+        let (reply, answer) = oneshot();
+        if self
+            .mailbox(group)
+            .push_control(Request::Status { reply })
+            .is_err()
+        {
+            return Err(Error::Stopped);
+        }
+        let status = answer.await.map_err(|_| Error::Stopped)?;
+        status
+            .groups
+            .into_iter()
+            .find(|g| g.group == group)
+            .ok_or(Error::NoSuchGroup { group })
+    }
+
+    /// Asks every shard to stop (draining proposals in flight) and waits until each
+    /// has. The shard threads end; the owning [`Node`] joins them.
+    pub async fn shutdown(&self) {
+        let mut waiting = Vec::new();
+        for mailbox in &self.shared.mailboxes {
+            let (reply, done) = oneshot();
+            if mailbox.push_control(Request::Shutdown { reply }).is_ok() {
+                waiting.push(done);
+            }
+        }
+        for done in waiting {
+            let _ = done.await;
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `synod serve`: one node of a cluster, configured by flags, until stdin closes (with
+//! `--control`) or the process is killed.
+//!
+//! With `--control`, stdin takes commands, one per line: `status` prints one line per
+//! group (`group <g> role <role> applied <instance> checksum <crc>`) and `end`;
+//! `propose <group> <word>` prints `proposed <group> <instance>` or
+//! `error <group> <reason>`; end of input shuts the node down gracefully. Tests drive a node in a separate
+//! process this way (and SIGKILL it).
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use synod::api::{Config, InitialState, Node};
+use synod::paxos::{GroupId, NodeId};
+use synod::runtime::driver::null_factory;
+
+use super::{check_flags, parse_nodes, parsed, value};
+
+/// Usage lines of `synod serve`.
+pub const USAGE: &str =
+    "  synod serve --node ID --nodes ID=IP:PORT,... --dir DIR [--cluster C] [--shards S]
+              [--groups G] [--cores C,C,...] [--existing] [--control] [--test-timeouts]
+                                                      run one node (shard s listens on PORT+s)";
+
+/// Runs `synod serve`.
+pub fn main(args: &[String]) -> Result<ExitCode, String> {
+    check_flags(
+        args,
+        &[
+            "--node",
+            "--nodes",
+            "--dir",
+            "--cluster",
+            "--shards",
+            "--groups",
+            "--cores",
+        ],
+        &["--existing", "--control", "--test-timeouts"],
+    )?;
+    let node = NodeId(parsed(args, "--node")?.ok_or("--node is required")?);
+    let nodes = parse_nodes(value(args, "--nodes")?.ok_or("--nodes is required")?)?;
+    let dir = PathBuf::from(value(args, "--dir")?.ok_or("--dir is required")?);
+    let mut config = Config::new(node, parsed(args, "--cluster")?.unwrap_or(1), nodes, dir);
+    config.shards = parsed(args, "--shards")?.unwrap_or(1);
+    config.group_count = parsed(args, "--groups")?.unwrap_or(1);
+    config.cores = match value(args, "--cores")? {
+        Some(list) => list
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|c| {
+                c.parse()
+                    .map_err(|_| format!("--cores {list}: not a list of numbers"))
+            })
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    if args.iter().any(|a| a == "--existing") {
+        config.initial_state = InitialState::Existing;
+    }
+    if args.iter().any(|a| a == "--test-timeouts") {
+        config.group.election_timeout_ns = 300_000_000;
+        config.group.heartbeat_interval_ns = 20_000_000;
+        config.group.lease_ns = 150_000_000;
+        config.group.retransmit_ns = 50_000_000;
+        config.segment_size = 8 << 20;
+        config.wal_buffer_size_max = 2 << 20;
+        config.drain_timeout = std::time::Duration::from_millis(500);
+    }
+    let node = Node::start(config, null_factory()).map_err(|e| e.to_string())?;
+    println!("ready");
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    if !args.iter().any(|a| a == "--control") {
+        loop {
+            std::thread::park();
+        }
+    }
+    let handle = node.handle();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let ["propose", group, value] = words[..] {
+            let group = GroupId(
+                group
+                    .parse()
+                    .map_err(|_| format!("propose: bad group {group:?}"))?,
+            );
+            let result =
+                futures_lite::future::block_on(handle.propose(group, value.as_bytes().to_vec()));
+            let mut out = std::io::stdout().lock();
+            match result {
+                Ok(proposed) => writeln!(out, "proposed {} {}", group.0, proposed.instance.0),
+                Err(error) => writeln!(out, "error {} {error}", group.0),
+            }
+            .and_then(|()| out.flush())
+            .map_err(|e| e.to_string())?;
+        } else if line.trim() == "status" {
+            let statuses =
+                futures_lite::future::block_on(handle.status()).map_err(|e| e.to_string())?;
+            let mut out = std::io::stdout().lock();
+            for group in statuses.iter().flat_map(|s| &s.groups) {
+                writeln!(
+                    out,
+                    "group {} role {:?} applied {} checksum {}",
+                    group.group.0, group.role, group.applied_through.0, group.checksum
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            writeln!(out, "end").map_err(|e| e.to_string())?;
+            out.flush().map_err(|e| e.to_string())?;
+        }
+    }
+    let errors = node.shutdown();
+    if errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(errors.join("; "))
+    }
+}

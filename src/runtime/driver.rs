@@ -1,0 +1,729 @@
+//! The glommio driver of one shard: a thread pinned to one core, running one
+//! `LocalExecutor` that owns the shard end to end: its WAL (`wal::store::Store`), its
+//! peer links (`net::Net`), its timers, its groups (`shard::Shard`) and their state
+//! machines. Nothing it owns crosses to another thread; handles reach it only through
+//! its [`Mailbox`], and replies leave through one-shot channels.
+//!
+//! The loop (design: "the shard loop"):
+//! 1. drain the mailbox (proposals, reads, status, stop), the peer links' inbound
+//!    messages, and the completion of the WAL write in flight; fire due timers;
+//! 2. `Shard::flush`: groups coalesce proposals, durable acks are released;
+//! 3. start the next WAL write (one write + one fdatasync, at most one in flight; the
+//!    next batch builds meanwhile), send each peer what is pending in one write,
+//!    apply chosen values in instance order and answer their proposers, serve reads
+//!    whose read index is applied;
+//! 4. sleep until a mailbox push, an inbound message, the write's completion or the
+//!    next timer (rounded up to `tick_ns`, so heartbeats of many groups leave together).
+//!
+//! Invariants:
+//! - a proposal is answered `Ok` only after its value is applied here, which happens
+//!   only after it is chosen, which needs a quorum of durable accepts;
+//! - a failed WAL write or fdatasync stops the shard (`fatal`): no retry, every waiting
+//!   caller gets `Stopped`;
+//! - a replica whose log lost state writes a durable rejoin marker BEFORE recovery
+//!   erases evidence, and removes it only once every group votes again and what it
+//!   re-learned is durable (as the simulator's fault atlas models it).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::future::{poll_fn, Future};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use super::clock::{entropy_seed, MonotonicClock};
+use super::mailbox::{Mailbox, Sender};
+use super::net::{Net, NetConfig};
+use super::request::{Error, GroupStatus, Proposed, Request, ShardStatus};
+use super::shard::{Effects, Shard, ShardConfig, ShardInput};
+use super::state_machine::{StateMachine, StateMachineFactory};
+use crate::paxos::{Body, GroupConfig, GroupId, Instance, Lsn, Nanos, ProposalId, Restore};
+use crate::wal::dma_disk::IO_MEMORY_SIZE;
+use crate::wal::store::{recover_dir, Store, StoreConfig};
+use crate::wal::{GroupCommit, GroupCommitConfig, SegmentPlacement, WritePlan};
+
+/// Everything one shard needs to start.
+#[derive(Clone, Debug)]
+pub struct ShardPlan {
+    /// The shard index.
+    pub shard: u16,
+    /// Core to pin the shard's thread to (`None`: not pinned).
+    pub core: Option<usize>,
+    /// The shard's groups.
+    pub groups: Vec<GroupConfig>,
+    /// The shard's WAL.
+    pub store: StoreConfig,
+    /// Bytes one WAL write may hold (a multiple of 4 KiB).
+    pub wal_buffer_size_max: usize,
+    /// Limits of the pure shard.
+    pub shard_config: ShardConfig,
+    /// The shard's peer links.
+    pub net: NetConfig,
+    /// Timer granularity: a sleep lasts at least this long unless woken by I/O.
+    pub tick_ns: u64,
+    /// How long a shutdown waits for proposals in flight.
+    pub drain_timeout: Duration,
+    /// The log is known to have lost state (an emptied data directory of an existing
+    /// member): rejoin as a non-voting learner.
+    pub lost_state: bool,
+}
+
+/// A running shard thread.
+#[derive(Debug)]
+pub struct ShardThread {
+    join: std::thread::JoinHandle<Result<(), String>>,
+}
+
+impl ShardThread {
+    /// Waits for the thread to end; its error is the fatal reason, if any.
+    ///
+    /// # Errors
+    ///
+    /// Why the shard stopped abnormally (a failed write, a panic).
+    pub fn join(self) -> Result<(), String> {
+        match self.join.join() {
+            Ok(result) => result,
+            Err(panic) => Err(panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_else(|| "shard thread panicked".to_string())),
+        }
+    }
+}
+
+/// Starts the shard of `plan` on its own thread and returns once it has recovered its
+/// log and listens for peers (or failed to).
+///
+/// # Errors
+///
+/// Why the shard could not start (recovery, the listening address, the executor).
+pub fn spawn(
+    plan: ShardPlan,
+    factory: StateMachineFactory,
+    mailbox: Mailbox<Request>,
+) -> Result<ShardThread, String> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let name = format!("synod-shard-{}", plan.shard);
+    let join = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            if let Some(core) = plan.core {
+                // Best effort: a core outside the allowed set leaves the thread unpinned.
+                if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                    log::warn!("shard {}: could not pin to core {core}", plan.shard);
+                }
+            }
+            let executor = match LocalExecutorBuilder::new(Placement::Unbound)
+                .name(&format!("synod-shard-{}", plan.shard))
+                .io_memory(IO_MEMORY_SIZE)
+                .make()
+            {
+                Ok(executor) => executor,
+                Err(error) => {
+                    let message = format!("shard {}: executor: {error}", plan.shard);
+                    let _ = ready_tx.send(Err(message.clone()));
+                    return Err(message);
+                }
+            };
+            executor.run(run(plan, factory, mailbox, ready_tx))
+        })
+        .map_err(|error| format!("spawn shard thread: {error}"))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(ShardThread { join }),
+        Ok(Err(message)) => {
+            let _ = join.join();
+            Err(message)
+        }
+        Err(_) => Err(ShardThread { join }
+            .join()
+            .err()
+            .unwrap_or_else(|| "shard stopped during start".to_string())),
+    }
+}
+
+/// Path of the rejoin marker of shard `shard` in `dir`.
+fn rejoin_marker(dir: &Path, shard: u32) -> PathBuf {
+    dir.join(format!("shard-{shard:03}.rejoin"))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn write_marker(path: &Path) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(b"this shard lost log state; it votes again once it has re-learned\n")?;
+    file.sync_all()?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Local wake-ups of the loop (inbound messages, write completions).
+#[derive(Default)]
+struct Wake {
+    notified: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Wake {
+    fn notify(&self) {
+        self.notified.set(true);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+/// A read waiting for its read index to be applied: group, index, query, reply.
+type PendingRead = (GroupId, Instance, Bytes, Sender<Result<Bytes, Error>>);
+
+/// The outcome of the WAL write in flight, left by its task for the loop.
+type WriteResult = Result<WritePlan, String>;
+
+struct Driver {
+    plan: ShardPlan,
+    clock: MonotonicClock,
+    shard: Shard,
+    machines: BTreeMap<GroupId, Box<dyn StateMachine>>,
+    mailbox: Mailbox<Request>,
+    net: Net,
+    wake: Rc<Wake>,
+    store: Rc<RefCell<Option<Store>>>,
+    write_done: Rc<RefCell<Option<WriteResult>>>,
+    write_in_flight: bool,
+    next_proposal: u64,
+    proposals: HashMap<ProposalId, Sender<Result<Proposed, Error>>>,
+    reads: Vec<PendingRead>,
+    requests: Vec<Request>,
+    inbound: Vec<crate::paxos::Message>,
+    effects: Effects,
+    marker: Option<(PathBuf, Option<Lsn>)>,
+    stopping: Option<(Nanos, Vec<Sender<()>>)>,
+    fatal: Option<String>,
+}
+
+async fn run(
+    plan: ShardPlan,
+    factory: StateMachineFactory,
+    mailbox: Mailbox<Request>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) -> Result<(), String> {
+    let driver = match start(plan, factory, mailbox).await {
+        Ok(driver) => driver,
+        Err(message) => {
+            let _ = ready.send(Err(message.clone()));
+            return Err(message);
+        }
+    };
+    let _ = ready.send(Ok(()));
+    driver.run().await
+}
+
+async fn start(
+    plan: ShardPlan,
+    factory: StateMachineFactory,
+    mailbox: Mailbox<Request>,
+) -> Result<Driver, String> {
+    let shard_id = plan.shard;
+    let store_config = plan.store.clone();
+    std::fs::create_dir_all(&store_config.dir)
+        .map_err(|e| format!("create {}: {e}", store_config.dir.display()))?;
+    let recovery = recover_dir(&store_config).map_err(|e| e.to_string())?;
+    let marker_path = rejoin_marker(&store_config.dir, store_config.shard);
+    let corrupt = recovery.corruption().is_some();
+    if let Some(corruption) = recovery.corruption() {
+        log::warn!(
+            "shard {shard_id}: WAL corruption before the tail ({corruption}); rejoining as a \
+             non-voting learner"
+        );
+    }
+    let lost = plan.lost_state || corrupt || marker_path.exists();
+    if lost && !marker_path.exists() {
+        // Durable before `Store::prepare` erases the evidence of the loss.
+        write_marker(&marker_path).map_err(|e| format!("{}: {e}", marker_path.display()))?;
+    }
+    let store = Store::prepare(store_config.clone(), &recovery)
+        .await
+        .map_err(|e| e.to_string())?;
+    let commit = GroupCommit::segmented(
+        GroupCommitConfig {
+            buffer_size_max: plan.wal_buffer_size_max,
+            salt: recovery.resume_salt,
+        },
+        recovery.resume,
+        SegmentPlacement {
+            payload_size: store_config.geometry.payload_size(),
+            salt_seed: entropy_seed() ^ u64::from(shard_id),
+        },
+    );
+    let mut recovered = crate::wal::replay(&recovery.records);
+    drop(recovery);
+    let mut groups = Vec::with_capacity(plan.groups.len());
+    let mut machines: BTreeMap<GroupId, Box<dyn StateMachine>> = BTreeMap::new();
+    for config in &plan.groups {
+        config
+            .validate()
+            .map_err(|e| format!("group {}: {e}", config.group.0))?;
+        let state = recovered.remove(&config.group).unwrap_or_default();
+        groups.push((
+            config.clone(),
+            Restore {
+                promised: state.promised,
+                accepted: state.accepted,
+                learned: state.learned,
+                chosen_through: state.chosen_through,
+                lost_state: lost,
+            },
+        ));
+        machines.insert(config.group, factory(config.group));
+    }
+    if !recovered.is_empty() {
+        log::warn!(
+            "shard {shard_id}: the WAL holds records of {} groups this node no longer \
+             configures; they are ignored",
+            recovered.len()
+        );
+    }
+    let clock = MonotonicClock::start();
+    let shard = Shard::new(plan.shard_config.clone(), groups, commit, clock.now());
+    let wake = Rc::new(Wake::default());
+    let net_wake = Rc::clone(&wake);
+    let net = Net::start(plan.net.clone(), Rc::new(move || net_wake.notify()))
+        .await
+        .map_err(|e| format!("shard {shard_id}: {e}"))?;
+    Ok(Driver {
+        marker: lost.then_some((marker_path, None)),
+        plan,
+        clock,
+        shard,
+        machines,
+        mailbox,
+        net,
+        wake,
+        store: Rc::new(RefCell::new(Some(store))),
+        write_done: Rc::new(RefCell::new(None)),
+        write_in_flight: false,
+        next_proposal: 0,
+        proposals: HashMap::new(),
+        reads: Vec::new(),
+        requests: Vec::new(),
+        inbound: Vec::new(),
+        effects: Effects::default(),
+        stopping: None,
+        fatal: None,
+    })
+}
+
+enum Exit {
+    Graceful,
+    Abort,
+}
+
+impl Driver {
+    async fn run(mut self) -> Result<(), String> {
+        let exit = loop {
+            let now = self.clock.now();
+            if let Some(exit) = self.step_inputs(now) {
+                break exit;
+            }
+            self.shard.flush(now, &mut self.effects);
+            self.execute(now);
+            if let Some(reason) = self.shard.poisoned() {
+                self.fatal = Some(reason.to_string());
+            }
+            if self.fatal.is_some() {
+                break Exit::Graceful;
+            }
+            if self.drained(now) {
+                break Exit::Graceful;
+            }
+            self.wait().await;
+        };
+        match exit {
+            Exit::Abort => {
+                self.mailbox.close();
+                // As a crash: nothing is flushed or answered, the write in flight is
+                // abandoned. The sockets close (as a dead process's would), so the
+                // node can restart on the same addresses.
+                self.net.close().await;
+                Ok(())
+            }
+            Exit::Graceful => self.close().await,
+        }
+    }
+
+    /// Feeds everything that arrived into the shard. Returns `Some` to stop now.
+    fn step_inputs(&mut self, now: Nanos) -> Option<Exit> {
+        let requests = std::mem::take(&mut self.requests);
+        for request in requests {
+            if let Some(exit) = self.on_request(now, request) {
+                return Some(exit);
+            }
+        }
+        self.net.drain_inbound(&mut self.inbound);
+        for message in self.inbound.drain(..) {
+            self.shard.step(now, ShardInput::Message(message));
+        }
+        let done = self.write_done.borrow_mut().take();
+        if let Some(result) = done {
+            self.write_in_flight = false;
+            match result {
+                Ok(plan) => {
+                    let lsn_through = plan.lsn_through;
+                    self.shard.step(now, ShardInput::WriteDone { lsn_through });
+                    self.shard.recycle(plan.bytes);
+                }
+                Err(reason) => {
+                    log::error!("shard {}: {reason}; the shard stops", self.plan.shard);
+                    self.shard.step(now, ShardInput::WriteFailed { reason });
+                }
+            }
+        }
+        if self.shard.next_deadline().is_some_and(|d| d <= now) {
+            self.shard.step(now, ShardInput::Tick);
+        }
+        None
+    }
+
+    fn on_request(&mut self, now: Nanos, request: Request) -> Option<Exit> {
+        match request {
+            Request::Propose {
+                group,
+                value,
+                reply,
+            } => {
+                if self.stopping.is_some() {
+                    reply.send(Err(Error::Stopped));
+                    return None;
+                }
+                if self.shard.group(group).is_none() {
+                    reply.send(Err(Error::NoSuchGroup { group }));
+                    return None;
+                }
+                self.next_proposal += 1;
+                let id = ProposalId(self.next_proposal);
+                self.proposals.insert(id, reply);
+                self.shard
+                    .step(now, ShardInput::Propose { group, id, value });
+            }
+            Request::Read {
+                group,
+                query,
+                reply,
+            } => self.on_read(now, group, query, reply),
+            Request::Status { reply } => reply.send(self.status()),
+            Request::Shutdown { reply } => match &mut self.stopping {
+                Some((_, waiting)) => waiting.push(reply),
+                None => {
+                    for request in self.mailbox.close() {
+                        refuse(request);
+                    }
+                    let deadline = now.plus(self.plan.drain_timeout.as_nanos() as u64);
+                    self.stopping = Some((deadline, vec![reply]));
+                }
+            },
+            Request::Abort => return Some(Exit::Abort),
+        }
+        None
+    }
+
+    fn on_read(
+        &mut self,
+        now: Nanos,
+        group: GroupId,
+        query: Bytes,
+        reply: Sender<Result<Bytes, Error>>,
+    ) {
+        if self.stopping.is_some() {
+            reply.send(Err(Error::Stopped));
+            return;
+        }
+        let Some(state) = self.shard.group(group) else {
+            reply.send(Err(Error::NoSuchGroup { group }));
+            return;
+        };
+        if state.role() != crate::paxos::Role::Leader {
+            reply.send(Err(Error::NotLeader {
+                hint: state.leader_hint(),
+            }));
+            return;
+        }
+        match state.read_index(now) {
+            None => reply.send(Err(Error::LeaseNotHeld)),
+            Some(index) => self.reads.push((group, index, query, reply)),
+        }
+    }
+
+    /// Executes what the shard asked for after a flush.
+    fn execute(&mut self, now: Nanos) {
+        if let Some(plan) = self.effects.write.take() {
+            self.start_write(plan);
+        }
+        for (peer, messages) in self.effects.send.drain(..) {
+            self.net.send(peer, &messages);
+        }
+        for apply in self.effects.apply.drain(..) {
+            let Some(machine) = self.machines.get_mut(&apply.group) else {
+                continue;
+            };
+            let Body::Values(values) = &apply.entry.body else {
+                continue;
+            };
+            for (index, value) in values.iter().enumerate() {
+                let proposal = apply.proposals.get(index).copied();
+                if apply.skip {
+                    if let Some(reply) = proposal.and_then(|id| self.proposals.remove(&id)) {
+                        reply.send(Err(Error::Aborted));
+                    }
+                    continue;
+                }
+                let output = machine.apply(apply.instance, value);
+                if let Some(reply) = proposal.and_then(|id| self.proposals.remove(&id)) {
+                    reply.send(Ok(Proposed {
+                        instance: apply.instance,
+                        output,
+                    }));
+                }
+            }
+        }
+        for completion in self.effects.complete.drain(..) {
+            if let Some(reply) = self.proposals.remove(&completion.id) {
+                reply.send(Err(completion.error.into()));
+            }
+        }
+        self.serve_reads(now);
+        self.clear_marker();
+    }
+
+    fn serve_reads(&mut self, now: Nanos) {
+        if self.reads.is_empty() {
+            return;
+        }
+        let reads = std::mem::take(&mut self.reads);
+        for (group, index, query, reply) in reads {
+            let Some(state) = self.shard.group(group) else {
+                reply.send(Err(Error::NoSuchGroup { group }));
+                continue;
+            };
+            if state.role() != crate::paxos::Role::Leader {
+                reply.send(Err(Error::NotLeader {
+                    hint: state.leader_hint(),
+                }));
+            } else if state.applied_through() >= index {
+                let answer = self
+                    .machines
+                    .get(&group)
+                    .map(|machine| machine.query(&query))
+                    .unwrap_or_default();
+                reply.send(Ok(answer));
+            } else if state.read_index(now).is_none() {
+                reply.send(Err(Error::LeaseNotHeld));
+            } else {
+                self.reads.push((group, index, query, reply));
+            }
+        }
+    }
+
+    /// Removes the rejoin marker once every group votes again and everything produced
+    /// up to that moment is durable.
+    fn clear_marker(&mut self) {
+        let Some((path, clear_at)) = &mut self.marker else {
+            return;
+        };
+        if !self.shard.groups().all(|g| g.is_voting()) {
+            *clear_at = None;
+            return;
+        }
+        match clear_at {
+            None => *clear_at = Some(self.shard.lsn_planned()),
+            Some(lsn) if self.shard.commit().durable_through() >= *lsn => {
+                let result = std::fs::remove_file(&*path)
+                    .and_then(|()| sync_dir(path.parent().unwrap_or(Path::new("."))));
+                match result {
+                    Ok(()) => {
+                        log::info!("shard {}: re-learned; voting again", self.plan.shard);
+                        self.marker = None;
+                    }
+                    Err(error) => {
+                        log::warn!("{}: {error}", path.display());
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn start_write(&mut self, plan: WritePlan) {
+        assert!(!self.write_in_flight, "one WAL write in flight at most");
+        self.write_in_flight = true;
+        let store = Rc::clone(&self.store);
+        let done = Rc::clone(&self.write_done);
+        let wake = Rc::clone(&self.wake);
+        glommio::spawn_local(async move {
+            let taken = store.borrow_mut().take();
+            let result = match taken {
+                Some(mut disk) => {
+                    let result = disk.write(&plan).await.map_err(|e| e.to_string());
+                    *store.borrow_mut() = Some(disk);
+                    result
+                }
+                None => Err("WAL unavailable (an earlier write failed)".to_string()),
+            };
+            *done.borrow_mut() = Some(result.map(|()| plan));
+            wake.notify();
+        })
+        .detach();
+    }
+
+    /// Whether a shutdown may finish now: no write in flight, and no proposal left
+    /// or the drain timeout passed.
+    fn drained(&self, now: Nanos) -> bool {
+        match &self.stopping {
+            Some((deadline, _)) => {
+                !self.write_in_flight && (self.proposals.is_empty() || now >= *deadline)
+            }
+            None => false,
+        }
+    }
+
+    /// Sleeps until a request, an inbound message, a write completion or the next
+    /// timer; leaves the drained requests in `self.requests`.
+    async fn wait(&mut self) {
+        let now = self.clock.now();
+        let tick = self.plan.tick_ns;
+        let mut deadline = self
+            .shard
+            .next_deadline()
+            .map_or(now.plus(1_000_000_000), |d| d.max(now.plus(tick)));
+        if let Some((drain_deadline, _)) = &self.stopping {
+            deadline = deadline.min(*drain_deadline);
+        }
+        let sleep = Duration::from_nanos(deadline.0.saturating_sub(now.0));
+        let mut timer = pin!(glommio::timer::sleep(sleep));
+        let wake = Rc::clone(&self.wake);
+        let mailbox = self.mailbox.clone();
+        let requests = &mut self.requests;
+        poll_fn(|cx| {
+            if wake.notified.replace(false) {
+                return Poll::Ready(());
+            }
+            if !mailbox.is_closed() && mailbox.drain(requests, cx.waker()) > 0 {
+                return Poll::Ready(());
+            }
+            *wake.waker.borrow_mut() = Some(cx.waker().clone());
+            timer.as_mut().poll(cx)
+        })
+        .await;
+        // Whatever else arrived meanwhile is taken in the same iteration.
+        if !self.mailbox.is_closed() {
+            let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+            self.mailbox.drain(&mut self.requests, &waker);
+        }
+    }
+
+    fn status(&self) -> ShardStatus {
+        let counters = self.shard.counters();
+        let net = self.net.counters();
+        ShardStatus {
+            shard: self.plan.shard,
+            groups: self
+                .shard
+                .groups()
+                .map(|g| GroupStatus {
+                    group: g.config().group,
+                    role: g.role(),
+                    leader_hint: g.leader_hint(),
+                    promised: g.promised(),
+                    chosen_through: g.chosen_through(),
+                    applied_through: g.applied_through(),
+                    checksum: g.checksum(),
+                    voting: g.is_voting(),
+                })
+                .collect(),
+            writes: counters.writes,
+            records: counters.records,
+            elections: self.shard.groups().map(|g| g.counters().campaigns).sum(),
+            dropped_messages: net.messages_dropped_unknown_peer
+                + net.messages_dropped_disconnected
+                + net.messages_dropped_queue_full
+                + net.messages_dropped_too_large,
+            refused_connections: net.closes.values().sum(),
+            fatal: self
+                .fatal
+                .clone()
+                .or_else(|| self.shard.poisoned().map(str::to_string)),
+        }
+    }
+
+    /// Answers everyone still waiting, closes the links and the WAL.
+    async fn close(mut self) -> Result<(), String> {
+        for request in self.mailbox.close() {
+            refuse(request);
+        }
+        for request in self.requests.drain(..) {
+            refuse(request);
+        }
+        for (_, reply) in self.proposals.drain() {
+            reply.send(Err(Error::Stopped));
+        }
+        for (_, _, _, reply) in self.reads.drain(..) {
+            reply.send(Err(Error::Stopped));
+        }
+        self.net.close().await;
+        let fatal = self
+            .fatal
+            .take()
+            .or_else(|| self.shard.poisoned().map(str::to_string));
+        let store = self.store.borrow_mut().take();
+        if let Some(store) = store {
+            if fatal.is_none() {
+                if let Err(error) = store.close().await {
+                    log::warn!("shard {}: closing the WAL: {error}", self.plan.shard);
+                }
+            }
+        }
+        if let Some((_, waiting)) = self.stopping.take() {
+            for reply in waiting {
+                reply.send(());
+            }
+        }
+        match fatal {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Answers a request that arrives after the shard stopped taking them.
+fn refuse(request: Request) {
+    match request {
+        Request::Propose { reply, .. } => reply.send(Err(Error::Stopped)),
+        Request::Read { reply, .. } => reply.send(Err(Error::Stopped)),
+        Request::Status { reply } => drop(reply),
+        Request::Shutdown { reply } => reply.send(()),
+        Request::Abort => {}
+    }
+}
+
+/// The default state machine factory for tools and benchmarks: applies nothing and
+/// returns an empty output (the log itself is the product).
+#[must_use]
+pub fn null_factory() -> StateMachineFactory {
+    struct Null;
+    impl StateMachine for Null {
+        fn apply(&mut self, _: Instance, _: &[u8]) -> Bytes {
+            Bytes::new()
+        }
+        fn query(&self, _: &[u8]) -> Bytes {
+            Bytes::new()
+        }
+    }
+    Arc::new(|_| Box::new(Null))
+}

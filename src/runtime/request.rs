@@ -1,0 +1,175 @@
+//! What handles ask of a shard, and what they get back: the vocabulary shared by the
+//! driver and the embedding API.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use super::mailbox::Sender;
+use crate::paxos::{Ballot, GroupId, Instance, NodeId, ProposeError, Role};
+
+/// A value chosen and applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proposed {
+    /// The instance that holds the value.
+    pub instance: Instance,
+    /// What the state machine returned when it applied the value.
+    pub output: Bytes,
+}
+
+/// Why a request failed. Every variant says whether the value may still be chosen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// This node does not lead the group (nothing was proposed); `hint` is the
+    /// leader it believes in: retry there.
+    NotLeader {
+        /// The believed leader, if any.
+        hint: Option<NodeId>,
+    },
+    /// Too much is queued (nothing was proposed): back off and retry.
+    Overloaded,
+    /// The value is larger than the group's `value_size_max` (nothing was proposed).
+    TooLarge {
+        /// The value's size in bytes.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The node stopped (or is stopping). A proposal already handed to the group may
+    /// or may not be chosen.
+    Stopped,
+    /// Leadership changed while the value was in flight: it may or may not be chosen.
+    Indeterminate,
+    /// The value was chosen too late (after a newer leader started) and will never be
+    /// applied anywhere.
+    Aborted,
+    /// This node has no such group.
+    NoSuchGroup {
+        /// The group asked for.
+        group: GroupId,
+    },
+    /// This node leads the group but cannot serve a linearizable read yet (its lease
+    /// is not confirmed by a quorum, or its first entry is not applied): retry shortly.
+    LeaseNotHeld,
+    /// The request is not valid now.
+    Rejected {
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotLeader { hint: Some(node) } => {
+                write!(f, "not the leader (leader is node {})", node.0)
+            }
+            Error::NotLeader { hint: None } => write!(f, "not the leader (none known)"),
+            Error::Overloaded => write!(f, "overloaded: too many requests queued"),
+            Error::TooLarge { size, max } => {
+                write!(f, "value of {size} bytes exceeds value_size_max {max}")
+            }
+            Error::Stopped => write!(f, "the node stopped"),
+            Error::Indeterminate => {
+                write!(f, "leadership changed while in flight; outcome unknown")
+            }
+            Error::Aborted => write!(f, "chosen after a newer leader started; never applied"),
+            Error::NoSuchGroup { group } => write!(f, "no group {} on this node", group.0),
+            Error::LeaseNotHeld => write!(f, "leader lease not held yet; retry"),
+            Error::Rejected { reason } => write!(f, "rejected: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<ProposeError> for Error {
+    fn from(error: ProposeError) -> Error {
+        match error {
+            ProposeError::NotLeader { hint } => Error::NotLeader { hint },
+            ProposeError::Overloaded { .. } => Error::Overloaded,
+            ProposeError::TooLarge { size, max } => Error::TooLarge { size, max },
+            ProposeError::Indeterminate => Error::Indeterminate,
+            ProposeError::Rejected { reason } => Error::Rejected { reason },
+        }
+    }
+}
+
+/// One group as its shard sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// The group.
+    pub group: GroupId,
+    /// This replica's role.
+    pub role: Role,
+    /// The leader this replica believes in.
+    pub leader_hint: Option<NodeId>,
+    /// The highest ballot promised.
+    pub promised: Ballot,
+    /// Inclusive chosen watermark.
+    pub chosen_through: Instance,
+    /// Inclusive applied watermark.
+    pub applied_through: Instance,
+    /// Running CRC32C of chosen entries through `applied_through`.
+    pub checksum: u32,
+    /// Whether the replica votes (false while re-learning lost state).
+    pub voting: bool,
+}
+
+/// One shard as seen from outside.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardStatus {
+    /// The shard index.
+    pub shard: u16,
+    /// Its groups, ascending.
+    pub groups: Vec<GroupStatus>,
+    /// WAL writes (one write + one fdatasync each).
+    pub writes: u64,
+    /// Records written.
+    pub records: u64,
+    /// Elections this node started, summed over groups.
+    pub elections: u64,
+    /// Peer messages dropped because a peer's queue was full or it was disconnected.
+    pub dropped_messages: u64,
+    /// Inbound connections closed for a named reason (bad handshake, bad frame, ...).
+    pub refused_connections: u64,
+    /// Why the shard stopped, when it did (a failed write).
+    pub fatal: Option<String>,
+}
+
+/// A request from a handle to a shard.
+#[derive(Debug)]
+pub enum Request {
+    /// Replicate `value` in `group`; reply once applied (or failed).
+    Propose {
+        /// The group.
+        group: GroupId,
+        /// The value.
+        value: Bytes,
+        /// Where the outcome goes.
+        reply: Sender<Result<Proposed, Error>>,
+    },
+    /// A linearizable read of `group`'s state machine.
+    Read {
+        /// The group.
+        group: GroupId,
+        /// Passed to `StateMachine::query`.
+        query: Bytes,
+        /// Where the answer goes.
+        reply: Sender<Result<Bytes, Error>>,
+    },
+    /// A snapshot of the shard's groups and counters.
+    Status {
+        /// Where the status goes.
+        reply: Sender<ShardStatus>,
+    },
+    /// Stop: refuse new requests, let proposals in flight finish (bounded by the
+    /// drain timeout), close links and the WAL. The reply comes once stopped.
+    Shutdown {
+        /// Signalled once stopped.
+        reply: Sender<()>,
+    },
+    /// Stop at once, as a crash would (tests): nothing is drained or flushed.
+    Abort,
+}

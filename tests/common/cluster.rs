@@ -1,0 +1,263 @@
+//! A real cluster on 127.0.0.1 for tests: nodes with real WALs in temporary
+//! directories, real TCP links, and a recording state machine whose applied log the
+//! test can compare across nodes.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use synod::api::{Config, Error, Node, NodeHandle, StateMachine, StateMachineFactory};
+use synod::paxos::{GroupId, Instance, NodeId, Role};
+
+/// What one node applied: per group, `(instance, value)` in apply order.
+pub type Applied = Arc<Mutex<BTreeMap<GroupId, Vec<(Instance, Bytes)>>>>;
+
+struct Recorder {
+    group: GroupId,
+    applied: Applied,
+    count: u64,
+}
+
+impl StateMachine for Recorder {
+    fn apply(&mut self, instance: Instance, value: &[u8]) -> Bytes {
+        self.count += 1;
+        self.applied
+            .lock()
+            .expect("recorder lock")
+            .entry(self.group)
+            .or_default()
+            .push((instance, Bytes::copy_from_slice(value)));
+        Bytes::from(self.count.to_le_bytes().to_vec())
+    }
+    fn query(&self, _: &[u8]) -> Bytes {
+        Bytes::from(self.count.to_le_bytes().to_vec())
+    }
+}
+
+/// A factory whose state machines record into `applied` (fresh on each start: the
+/// runtime rebuilds state from the log).
+pub fn recorder(applied: &Applied) -> StateMachineFactory {
+    let applied = Arc::clone(applied);
+    Arc::new(move |group| {
+        applied.lock().expect("recorder lock").remove(&group);
+        Box::new(Recorder {
+            group,
+            applied: Arc::clone(&applied),
+            count: 0,
+        })
+    })
+}
+
+/// `count` consecutive free ports on 127.0.0.1 (checked by binding them).
+pub fn free_ports(count: u16) -> u16 {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut seed = u64::from(std::process::id()) ^ clock ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..1000 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let base = 20_000 + (seed >> 33) as u16 % 30_000;
+        let held: Vec<TcpListener> = (0..count)
+            .filter_map(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if held.len() == usize::from(count) {
+            return base;
+        }
+    }
+    panic!("no {count} consecutive free ports");
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "synod-{name}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The shape of a test cluster.
+#[derive(Clone, Debug)]
+pub struct Shape {
+    pub nodes: u32,
+    pub shards: u16,
+    pub groups: u32,
+}
+
+/// A cluster of nodes in this process.
+pub struct Cluster {
+    pub shape: Shape,
+    pub addresses: BTreeMap<NodeId, SocketAddr>,
+    pub dirs: BTreeMap<NodeId, TempDir>,
+    pub nodes: BTreeMap<NodeId, Node>,
+    pub applied: BTreeMap<NodeId, Applied>,
+    pub cluster_id: u64,
+}
+
+/// Short timeouts so tests move quickly (same relations as the defaults).
+pub fn test_config(cluster: &Cluster, node: NodeId) -> Config {
+    let mut config = Config::new(
+        node,
+        cluster.cluster_id,
+        cluster.addresses.clone(),
+        cluster.dirs[&node].path().to_path_buf(),
+    );
+    config.shards = cluster.shape.shards;
+    config.cores = Vec::new();
+    config.group_count = cluster.shape.groups;
+    config.segment_size = 8 << 20;
+    config.wal_buffer_size_max = 2 << 20;
+    config.group.batch_size_max = 1 << 20;
+    config.group.value_size_max = 1 << 20;
+    config.group.election_timeout_ns = 300_000_000;
+    config.group.heartbeat_interval_ns = 20_000_000;
+    config.group.lease_ns = 150_000_000;
+    config.group.retransmit_ns = 50_000_000;
+    config.drain_timeout = Duration::from_millis(500);
+    config
+}
+
+impl Cluster {
+    pub fn new(name: &str, shape: Shape) -> Cluster {
+        let mut addresses = BTreeMap::new();
+        let mut dirs = BTreeMap::new();
+        let mut applied = BTreeMap::new();
+        for i in 1..=shape.nodes {
+            let base = free_ports(shape.shards);
+            addresses.insert(NodeId(i), SocketAddr::from(([127, 0, 0, 1], base)));
+            dirs.insert(NodeId(i), TempDir::new(&format!("{name}-n{i}")));
+            applied.insert(NodeId(i), Applied::default());
+        }
+        let mut cluster = Cluster {
+            shape,
+            addresses,
+            dirs,
+            nodes: BTreeMap::new(),
+            applied,
+            cluster_id: 0x5EED,
+        };
+        let ids: Vec<NodeId> = cluster.addresses.keys().copied().collect();
+        for id in ids {
+            cluster.start(id);
+        }
+        cluster
+    }
+
+    pub fn start(&mut self, id: NodeId) {
+        let config = test_config(self, id);
+        let node = Node::start(config, recorder(&self.applied[&id])).expect("node starts");
+        self.nodes.insert(id, node);
+    }
+
+    pub fn handles(&self) -> BTreeMap<NodeId, NodeHandle> {
+        self.nodes.iter().map(|(id, n)| (*id, n.handle())).collect()
+    }
+
+    /// The node that leads `group` and can serve (status says Leader), if any.
+    pub fn leader(&self, group: GroupId) -> Option<NodeId> {
+        self.nodes.iter().find_map(|(id, node)| {
+            let status = futures_lite::future::block_on(node.handle().group_status(group)).ok()?;
+            (status.role == Role::Leader).then_some(*id)
+        })
+    }
+
+    /// Waits until every running node has applied the same prefix of every group
+    /// (equal applied watermark and checksum).
+    pub fn wait_converged(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let mut views: BTreeMap<GroupId, Vec<(Instance, u32)>> = BTreeMap::new();
+            for node in self.nodes.values() {
+                let Ok(statuses) = futures_lite::future::block_on(node.handle().status()) else {
+                    return false;
+                };
+                for status in statuses.into_iter().flat_map(|s| s.groups) {
+                    views
+                        .entry(status.group)
+                        .or_default()
+                        .push((status.applied_through, status.checksum));
+                }
+            }
+            if views
+                .values()
+                .all(|v| v.len() == self.nodes.len() && v.windows(2).all(|w| w[0] == w[1]))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+/// The outcome of one proposal driven to completion by a client that follows hints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Chosen at this instance and applied by the proposer.
+    Chosen(Instance),
+    /// May or may not be chosen (leadership changed, the node stopped).
+    Unknown,
+}
+
+/// Proposes `value` to `group` through whichever node leads it, following
+/// `NotLeader` hints and retrying transient errors until `deadline`.
+pub fn propose_anywhere(
+    handles: &BTreeMap<NodeId, NodeHandle>,
+    group: GroupId,
+    value: Bytes,
+    deadline: Instant,
+) -> Outcome {
+    let ids: Vec<NodeId> = handles.keys().copied().collect();
+    let mut target = ids[(group.0 as usize) % ids.len()];
+    let mut attempt = 0usize;
+    while Instant::now() < deadline {
+        let Some(handle) = handles.get(&target) else {
+            target = ids[attempt % ids.len()];
+            attempt += 1;
+            continue;
+        };
+        match futures_lite::future::block_on(handle.propose(group, value.clone())) {
+            Ok(proposed) => return Outcome::Chosen(proposed.instance),
+            Err(Error::NotLeader { hint: Some(hint) })
+                if hint != target && handles.contains_key(&hint) =>
+            {
+                target = hint;
+            }
+            Err(Error::NotLeader { .. }) | Err(Error::Overloaded) | Err(Error::LeaseNotHeld) => {
+                attempt += 1;
+                target = ids[attempt % ids.len()];
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(Error::Indeterminate) | Err(Error::Stopped) | Err(Error::Aborted) => {
+                return Outcome::Unknown;
+            }
+            Err(error) => panic!("unexpected error: {error}"),
+        }
+    }
+    Outcome::Unknown
+}
