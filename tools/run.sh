@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# synod's main job (the README's first command).
+# synod's main job (the README's first command): a local three-node cluster (real WALs
+# with fdatasync, real TCP on loopback) under a short closed-loop load, with the disk's
+# fdatasync limit measured in the same run.
 #
-#   tools/run.sh [extra sim arguments]
+#   tools/run.sh [synod bench arguments]     e.g. --groups 100 --clients 100 --seconds 30
 #
-# For now: the deterministic simulator over 300 seeds, in release mode. Once the
-# runtime, transport and server exist, this becomes a 3-node benchmark.
+# Files go to ./synod-bench (reused across runs; the probe file is kept, logs are fresh).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 tools/setup.sh
-exec cargo run --release -- sim --seeds 300 "$@"
+cargo build --release --quiet
+exec target/release/synod bench "$@"
