@@ -381,3 +381,65 @@ fn sigkilled_process_restarts_and_catches_up() {
     }
     child.kill();
 }
+
+// Goal: a member whose data directory was emptied, restarted as `Existing`, does not
+// vote until it has re-learned from its peers, then votes again and drops its rejoin
+// marker; nothing acknowledged is lost.
+// Method: 3 nodes; load; stop node 3, delete its directory, restart it with
+// `InitialState::Existing`; check that it reports non-voting at first (the rejoin
+// marker exists), load more, then wait until it votes, has converged, and the marker
+// is gone; finally stop node 1 so that progress needs node 3's vote.
+#[test]
+fn emptied_member_rejoins_as_learner() {
+    let mut cluster = Cluster::new(
+        "rejoin",
+        Shape {
+            nodes: 3,
+            shards: 1,
+            groups: 3,
+        },
+    );
+    let mut acked = load(&cluster, 4, 40, "before");
+    let third = NodeId(3);
+    cluster.nodes.remove(&third).expect("node 3").shutdown();
+    let dir = cluster.dirs[&third].path().to_path_buf();
+    std::fs::remove_dir_all(&dir).expect("wipe node 3");
+    cluster.start_with(third, |config| {
+        config.initial_state = synod::api::InitialState::Existing;
+    });
+    let marker = dir.join("shard-000.rejoin");
+    assert!(marker.exists(), "no durable rejoin marker");
+    let statuses =
+        futures_lite::future::block_on(cluster.nodes[&third].handle().status()).expect("status");
+    assert!(
+        statuses.iter().flat_map(|s| &s.groups).any(|g| !g.voting),
+        "an emptied member votes at once: {statuses:?}"
+    );
+    acked.extend(load(&cluster, 4, 20, "during"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let statuses = futures_lite::future::block_on(cluster.nodes[&third].handle().status())
+            .expect("status");
+        if statuses.iter().flat_map(|s| &s.groups).all(|g| g.voting) && !marker.exists() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 never votes again: {statuses:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        cluster.wait_converged(Duration::from_secs(20)),
+        "no convergence"
+    );
+    assert_same_order(&cluster, false);
+    assert_acked_applied(&cluster, &acked);
+    cluster.nodes.remove(&NodeId(1)).expect("node 1").shutdown();
+    acked.extend(load(&cluster, 2, 10, "after"));
+    assert!(
+        cluster.wait_converged(Duration::from_secs(20)),
+        "no convergence"
+    );
+    assert_acked_applied(&cluster, &acked);
+}

@@ -169,7 +169,13 @@ impl Cluster {
     }
 
     pub fn start(&mut self, id: NodeId) {
-        let config = test_config(self, id);
+        self.start_with(id, |_| {});
+    }
+
+    /// Starts node `id` with the test configuration changed by `adjust`.
+    pub fn start_with(&mut self, id: NodeId, adjust: impl FnOnce(&mut Config)) {
+        let mut config = test_config(self, id);
+        adjust(&mut config);
         let node = Node::start(config, recorder(&self.applied[&id])).expect("node starts");
         self.nodes.insert(id, node);
     }
