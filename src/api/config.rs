@@ -103,6 +103,10 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// What an empty data directory means.
     pub initial_state: InitialState,
+    /// UNSAFE, for benchmarks only: write the WAL without fdatasync, so an
+    /// acknowledged value can be lost by a power failure (or, with several replicas on
+    /// one machine, by any crash of it). Shows the CPU and network limit.
+    pub unsafe_skip_fsync: bool,
 }
 
 impl Config {
@@ -140,6 +144,7 @@ impl Config {
             connect_backoff: (Duration::from_millis(20), Duration::from_secs(1)),
             handshake_timeout: Duration::from_secs(5),
             initial_state: InitialState::New,
+            unsafe_skip_fsync: false,
         }
     }
 
@@ -393,6 +398,7 @@ impl Config {
             tick_ns: self.tick.as_nanos() as u64,
             drain_timeout: self.drain_timeout,
             lost_state,
+            fsync: !self.unsafe_skip_fsync,
         }
     }
 }

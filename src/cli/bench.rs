@@ -27,7 +27,7 @@ use super::{check_flags, parsed, value};
 
 /// Usage lines of `synod bench`.
 pub const USAGE: &str = "  synod bench [--groups G] [--clients C] [--value-size B] [--seconds S] [--warmup S]
-              [--window W] [--batch N] [--shards S] [--dir DIR]
+              [--window W] [--batch N] [--shards S] [--dir DIR] [--no-fsync] [--json]
                                                       a local 3-node cluster under load, with the disk limit";
 
 struct Options {
@@ -40,6 +40,8 @@ struct Options {
     batch: usize,
     shards: u16,
     dir: PathBuf,
+    fsync: bool,
+    json: bool,
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
@@ -56,7 +58,7 @@ fn options(args: &[String]) -> Result<Options, String> {
             "--shards",
             "--dir",
         ],
-        &[],
+        &["--no-fsync", "--json"],
     )?;
     Ok(Options {
         groups: parsed(args, "--groups")?.unwrap_or(4),
@@ -68,6 +70,8 @@ fn options(args: &[String]) -> Result<Options, String> {
         batch: parsed(args, "--batch")?.unwrap_or(1),
         shards: parsed(args, "--shards")?.unwrap_or(1),
         dir: value(args, "--dir")?.map_or_else(|| PathBuf::from("synod-bench"), PathBuf::from),
+        fsync: !args.iter().any(|a| a == "--no-fsync"),
+        json: args.iter().any(|a| a == "--json"),
     })
 }
 
@@ -134,13 +138,25 @@ struct Tally {
     window_s: f64,
 }
 
+/// Prints a human line: on stdout, or on stderr when stdout carries JSON.
+macro_rules! say {
+    ($json:expr, $($arg:tt)*) => {
+        if $json {
+            eprintln!($($arg)*);
+        } else {
+            println!($($arg)*);
+        }
+    };
+}
+
 /// Runs `synod bench`.
 pub fn main(args: &[String]) -> Result<ExitCode, String> {
     let o = options(args)?;
     std::fs::create_dir_all(&o.dir).map_err(|e| format!("{}: {e}", o.dir.display()))?;
-    println!(
+    say!(
+        o.json,
         "synod bench: 3 nodes x {} shard(s), {} groups, {} clients (closed loop), {} B values, \
-         window {}, batch {}, {} s after {} s warm-up, fdatasync on, in {}",
+         window {}, batch {}, {} s after {} s warm-up, {}, in {}",
         o.shards,
         o.groups,
         o.clients,
@@ -149,12 +165,18 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         o.batch,
         o.seconds,
         o.warmup,
+        if o.fsync {
+            "fdatasync on"
+        } else {
+            "UNSAFE: fdatasync OFF (acknowledged values are not durable)"
+        },
         o.dir.display()
     );
     let (sync_rate, mut sync_latencies) = fdatasync_limit(&o.dir, 2.0)?;
     sync_latencies.sort_unstable();
     let pct = |v: &[u64], p: f64| v[((v.len() - 1) as f64 * p) as usize] as f64 / 1e3;
-    println!(
+    say!(
+        o.json,
         "disk limit: 4 KiB write + fdatasync {sync_rate:.0}/s, p50 {:.0} us, p99 {:.0} us",
         pct(&sync_latencies, 0.5),
         pct(&sync_latencies, 0.99)
@@ -177,6 +199,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         config.group.window_instances_max = o.window;
         config.group.accept_window_instances_max = o.window.max(256);
         config.group.batch_values_max = o.batch.max(1);
+        config.unsafe_skip_fsync = !o.fsync;
         let node = Node::start(config, null_factory()).map_err(|e| e.to_string())?;
         nodes.insert(*id, node);
     }
@@ -191,8 +214,12 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
     let ops = tally.ok as f64 / tally.window_s;
     let writes = (status_after.0 - status_before.0) as f64;
     let records = (status_after.1 - status_before.1) as f64;
-    println!();
-    println!(
+    let busy_ms = (status_after.3 - status_before.3) as f64 / 1e6;
+    let iterations = (status_after.4 - status_before.4) as f64;
+    let disk_ms = (status_after.5 - status_before.5) as f64 / 1e6;
+    say!(o.json, "");
+    say!(
+        o.json,
         "throughput: {ops:.0} ops/s, {:.2} MB/s payload ({} ok{})",
         ops * o.value_size as f64 / 1e6,
         tally.ok,
@@ -202,7 +229,8 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             format!(", errors {:?}", tally.errors)
         }
     );
-    println!(
+    say!(
+        o.json,
         "latency: p50 {:.0} us, p90 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us",
         histogram.value_at_quantile(0.5) as f64 / 1e3,
         histogram.value_at_quantile(0.9) as f64 / 1e3,
@@ -210,19 +238,51 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         histogram.value_at_quantile(0.999) as f64 / 1e3,
         histogram.max() as f64 / 1e3
     );
-    println!(
+    say!(
+        o.json,
         "WAL (3 nodes together, whole run incl. warm-up): {:.0} fdatasyncs/s = {:.2} x the raw \
          fdatasync rate per node; {:.1} records per fdatasync",
         writes / (o.seconds + o.warmup),
         writes / (o.seconds + o.warmup) / 3.0 / sync_rate,
         records / writes.max(1.0)
     );
-    println!(
+    say!(
+        o.json,
+        "WAL busy {:.0} % of the time per node; {:.2} ms per write as the loop sees it, {:.2} ms in the disk; {:.0} loop iterations/s per node",
+        busy_ms / 1e3 / (o.seconds + o.warmup) / 3.0 * 100.0,
+        busy_ms / writes.max(1.0),
+        disk_ms / writes.max(1.0),
+        iterations / (o.seconds + o.warmup) / 3.0
+    );
+    say!(
+        o.json,
         "ratios: ops/s / raw fdatasync rate = {:.1}; p99 / fdatasync p99 = {:.1}; elections {}",
         ops / sync_rate,
         histogram.value_at_quantile(0.99) as f64 / 1e3 / pct(&sync_latencies, 0.99),
         status_after.2
     );
+    if o.json {
+        println!(
+            "{{\"ops_per_s\":{ops:.1},\"mb_per_s\":{:.3},\"p50_us\":{:.1},\"p90_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"max_us\":{:.1},\"fsync_rate_limit\":{sync_rate:.1},\"fsync_p50_us\":{:.1},\"fsync_p99_us\":{:.1},\"fdatasyncs_per_s\":{:.1},\"records_per_fdatasync\":{:.2},\"elections\":{},\"fsync\":{},\"groups\":{},\"clients\":{},\"value_size\":{},\"ok\":{},\"errors\":{}}}",
+            ops * o.value_size as f64 / 1e6,
+            histogram.value_at_quantile(0.5) as f64 / 1e3,
+            histogram.value_at_quantile(0.9) as f64 / 1e3,
+            histogram.value_at_quantile(0.99) as f64 / 1e3,
+            histogram.value_at_quantile(0.999) as f64 / 1e3,
+            histogram.max() as f64 / 1e3,
+            pct(&sync_latencies, 0.5),
+            pct(&sync_latencies, 0.99),
+            writes / (o.seconds + o.warmup),
+            records / writes.max(1.0),
+            status_after.2,
+            o.fsync,
+            o.groups,
+            o.clients,
+            o.value_size,
+            tally.ok,
+            tally.errors.values().sum::<u64>()
+        );
+    }
     for (_, node) in nodes {
         for error in node.shutdown() {
             eprintln!("shutdown: {error}");
@@ -231,14 +291,20 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// (WAL writes, records, elections) summed over all nodes and shards.
-fn totals(handles: &BTreeMap<NodeId, NodeHandle>) -> Result<(u64, u64, u64), String> {
-    let mut sum = (0, 0, 0);
+/// (WAL writes, records, elections, write busy ns, loop iterations) summed over all
+/// nodes and shards.
+fn totals(
+    handles: &BTreeMap<NodeId, NodeHandle>,
+) -> Result<(u64, u64, u64, u64, u64, u64), String> {
+    let mut sum = (0, 0, 0, 0, 0, 0);
     for handle in handles.values() {
         for status in futures_lite::future::block_on(handle.status()).map_err(|e| e.to_string())? {
             sum.0 += status.writes;
             sum.1 += status.records;
             sum.2 += status.elections;
+            sum.3 += status.write_busy_ns;
+            sum.4 += status.iterations;
+            sum.5 += status.disk_ns;
         }
     }
     Ok(sum)
@@ -284,7 +350,7 @@ fn run_clients(
     let handles = handles.clone();
     let leaders = leaders.clone();
     let (clients, groups, value_size) = (o.clients, o.groups, o.value_size);
-    let (warmup, seconds) = (o.warmup, o.seconds);
+    let (warmup, seconds, json) = (o.warmup, o.seconds, o.json);
     run_local(async move {
         let tally = Rc::new(RefCell::new(Tally::default()));
         let leaders = Rc::new(RefCell::new(leaders));
@@ -351,7 +417,8 @@ fn run_clients(
                     t.histogram = Histogram::new_with_bounds(1, 60_000_000_000, 3).ok();
                 }
                 let rate = (t.done - last.1) as f64 / last.0.elapsed_s();
-                println!(
+                say!(
+                    json,
                     "  {elapsed:>5.1} s  {rate:>10.0} ops/s{}",
                     if t.measuring { "" } else { "  (warm-up)" }
                 );

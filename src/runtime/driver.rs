@@ -73,6 +73,9 @@ pub struct ShardPlan {
     /// The log is known to have lost state (an emptied data directory of an existing
     /// member): rejoin as a non-voting learner.
     pub lost_state: bool,
+    /// Whether writes are made durable with fdatasync (false only in unsafe
+    /// benchmarks: an acknowledged value can then be lost).
+    pub fsync: bool,
 }
 
 /// A running shard thread.
@@ -198,6 +201,14 @@ struct Driver {
     store: Rc<RefCell<Option<Store>>>,
     write_done: Rc<RefCell<Option<WriteResult>>>,
     write_in_flight: bool,
+    /// When the write in flight was started (for `write_busy_ns`).
+    write_started: Nanos,
+    /// Nanoseconds with a WAL write in flight, summed.
+    write_busy_ns: u64,
+    /// Loop iterations.
+    iterations: u64,
+    /// Nanoseconds inside the write task (write + fdatasync as the disk took them).
+    disk_ns: Rc<Cell<u64>>,
     next_proposal: u64,
     proposals: HashMap<ProposalId, Sender<Result<Proposed, Error>>>,
     reads: Vec<PendingRead>,
@@ -310,6 +321,10 @@ async fn start(
         store: Rc::new(RefCell::new(Some(store))),
         write_done: Rc::new(RefCell::new(None)),
         write_in_flight: false,
+        write_started: Nanos(0),
+        write_busy_ns: 0,
+        iterations: 0,
+        disk_ns: Rc::new(Cell::new(0)),
         next_proposal: 0,
         proposals: HashMap::new(),
         reads: Vec::new(),
@@ -330,6 +345,7 @@ impl Driver {
     async fn run(mut self) -> Result<(), String> {
         let exit = loop {
             let now = self.clock.now();
+            self.iterations += 1;
             if let Some(exit) = self.step_inputs(now) {
                 break exit;
             }
@@ -374,6 +390,7 @@ impl Driver {
         let done = self.write_done.borrow_mut().take();
         if let Some(result) = done {
             self.write_in_flight = false;
+            self.write_busy_ns += now.0.saturating_sub(self.write_started.0);
             match result {
                 Ok(plan) => {
                     let lsn_through = plan.lsn_through;
@@ -563,19 +580,30 @@ impl Driver {
     fn start_write(&mut self, plan: WritePlan) {
         assert!(!self.write_in_flight, "one WAL write in flight at most");
         self.write_in_flight = true;
+        self.write_started = self.clock.now();
         let store = Rc::clone(&self.store);
         let done = Rc::clone(&self.write_done);
         let wake = Rc::clone(&self.wake);
+        let fsync = self.plan.fsync;
+        let clock = self.clock;
+        let disk_ns = Rc::clone(&self.disk_ns);
         glommio::spawn_local(async move {
+            let started = clock.now();
             let taken = store.borrow_mut().take();
             let result = match taken {
                 Some(mut disk) => {
-                    let result = disk.write(&plan).await.map_err(|e| e.to_string());
+                    let result = if fsync {
+                        disk.write(&plan).await
+                    } else {
+                        disk.write_unsynced(&plan).await
+                    }
+                    .map_err(|e| e.to_string());
                     *store.borrow_mut() = Some(disk);
                     result
                 }
                 None => Err("WAL unavailable (an earlier write failed)".to_string()),
             };
+            disk_ns.set(disk_ns.get() + clock.now().0.saturating_sub(started.0));
             *done.borrow_mut() = Some(result.map(|()| plan));
             wake.notify();
         })
@@ -648,6 +676,9 @@ impl Driver {
                 })
                 .collect(),
             writes: counters.writes,
+            write_busy_ns: self.write_busy_ns,
+            iterations: self.iterations,
+            disk_ns: self.disk_ns.get(),
             records: counters.records,
             elections: self.shard.groups().map(|g| g.counters().campaigns).sum(),
             dropped_messages: net.messages_dropped_unknown_peer

@@ -126,6 +126,14 @@ pub struct ShardStatus {
     pub groups: Vec<GroupStatus>,
     /// WAL writes (one write + one fdatasync each).
     pub writes: u64,
+    /// Nanoseconds with a WAL write in flight (write + fdatasync, as the loop sees
+    /// them: from submission to the loop noticing completion), summed.
+    pub write_busy_ns: u64,
+    /// Iterations of the shard loop.
+    pub iterations: u64,
+    /// Nanoseconds the WAL writes took inside their task (write + fdatasync as the
+    /// disk took them), summed: `write_busy_ns` minus this is scheduling delay.
+    pub disk_ns: u64,
     /// Records written.
     pub records: u64,
     /// Elections this node started, summed over groups.
