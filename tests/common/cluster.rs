@@ -109,6 +109,9 @@ pub struct Shape {
     pub groups: u32,
 }
 
+/// Builds the state machine factory of a node (given its recorder's `Applied`).
+pub type Machines = Box<dyn Fn(NodeId, &Applied) -> StateMachineFactory>;
+
 /// A cluster of nodes in this process.
 pub struct Cluster {
     pub shape: Shape,
@@ -117,6 +120,7 @@ pub struct Cluster {
     pub nodes: BTreeMap<NodeId, Node>,
     pub applied: BTreeMap<NodeId, Applied>,
     pub cluster_id: u64,
+    pub machines: Machines,
 }
 
 /// Short timeouts so tests move quickly (same relations as the defaults).
@@ -143,7 +147,14 @@ pub fn test_config(cluster: &Cluster, node: NodeId) -> Config {
 }
 
 impl Cluster {
+    /// A cluster whose state machines are recorders (`applied` fills up).
     pub fn new(name: &str, shape: Shape) -> Cluster {
+        Cluster::with_machines(name, shape, Box::new(|_, applied| recorder(applied)))
+    }
+
+    /// A cluster whose state machines come from `machines` (`applied` stays empty
+    /// unless they record into it).
+    pub fn with_machines(name: &str, shape: Shape, machines: Machines) -> Cluster {
         let mut addresses = BTreeMap::new();
         let mut dirs = BTreeMap::new();
         let mut applied = BTreeMap::new();
@@ -160,6 +171,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             applied,
             cluster_id: 0x5EED,
+            machines,
         };
         let ids: Vec<NodeId> = cluster.addresses.keys().copied().collect();
         for id in ids {
@@ -176,7 +188,8 @@ impl Cluster {
     pub fn start_with(&mut self, id: NodeId, adjust: impl FnOnce(&mut Config)) {
         let mut config = test_config(self, id);
         adjust(&mut config);
-        let node = Node::start(config, recorder(&self.applied[&id])).expect("node starts");
+        let factory = (self.machines)(id, &self.applied[&id]);
+        let node = Node::start(config, factory).expect("node starts");
         self.nodes.insert(id, node);
     }
 
