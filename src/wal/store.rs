@@ -11,13 +11,15 @@
 
 use super::dma_disk::DmaDisk;
 use super::group_commit::WritePlan;
-use super::record::DecodeLimits;
+use super::index::{IndexEntry, LogIndex};
+use super::record::{self, DecodeLimits};
 use super::segment::{
     header_for, parse_segment_file_name, recover_from, segment_file_name, HeaderError, LogConfig,
     LogRecovery, SegmentFile, SegmentGeometry, SEGMENT_HEADER_SIZE, SEGMENT_HEAD_SIZE,
 };
-use super::BLOCK_SIZE;
-use crate::paxos::Lsn;
+use super::{block_align_up, BLOCK_SIZE};
+use crate::paxos::{GroupId, Instance, Lsn};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -66,6 +68,16 @@ pub enum StoreError {
         /// The OS error.
         error: io::Error,
     },
+    /// A catch-up read found bytes that are not the indexed record (damage after it was
+    /// written, or an index bug): nothing is streamed from them.
+    CatchUpMismatch {
+        /// The segment.
+        segment: u64,
+        /// File offset of the record.
+        file_offset: u64,
+        /// LSN the index names there.
+        lsn: Lsn,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -74,6 +86,16 @@ impl fmt::Display for StoreError {
             StoreError::Io { op, path, error } => {
                 write!(f, "WAL {op} {}: {error}", path.display())
             }
+            StoreError::CatchUpMismatch {
+                segment,
+                file_offset,
+                lsn,
+            } => write!(
+                f,
+                "WAL catch-up read: segment {segment} offset {file_offset} does not hold \
+                 the indexed record at LSN {}",
+                lsn.0
+            ),
         }
     }
 }
@@ -147,6 +169,31 @@ pub struct Store {
     spare_through: Option<u64>,
     /// fdatasync calls made (header syncs included).
     pub sync_count: u64,
+    /// Where each group's records lie (recovered, then every plan as written).
+    index: LogIndex,
+    /// Salt of every used segment, by index (for catch-up reads).
+    salts: BTreeMap<u64, u32>,
+}
+
+/// Largest single DMA read of a catch-up read: records closer than this are read
+/// together, and a run is cut here.
+pub const CATCH_UP_READ_SIZE_MAX: usize = 1 << 20;
+
+/// Records of one group as they lie in one segment, for one `CatchUpStream` frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatchUpChunk {
+    /// Salt of the segment they come from: every record's checksum is seeded with it.
+    pub salt: u32,
+    /// LSN of the first record (the sender's; log-local).
+    pub first_lsn: Lsn,
+    /// Instance of the first record.
+    pub first_instance: Instance,
+    /// Instance of the last record.
+    pub last_instance: Instance,
+    /// Whole records, byte for byte as on disk, in instance order.
+    pub records: Vec<u8>,
+    /// How many records.
+    pub record_count: usize,
 }
 
 impl Store {
@@ -165,12 +212,20 @@ impl Store {
         }
         let geometry = config.geometry;
         let (resume_index, resume_file_offset) = geometry.locate(recovery.resume.offset);
+        let salts = recovery
+            .segments
+            .iter()
+            .filter(|s| s.records > 0)
+            .filter_map(|s| s.header.map(|h| (s.index, h.salt)))
+            .collect();
         let mut store = Store {
             current: None,
             lsn_written: recovery.resume.lsn_through,
             spare_through: None,
             sync_count: 0,
             config,
+            index: LogIndex::from_recovered(&recovery.records),
+            salts,
         };
         let mid_segment = resume_file_offset > SEGMENT_HEADER_SIZE as u64;
         if mid_segment {
@@ -280,6 +335,7 @@ impl Store {
             disk.sync().await.map_err(io_error("sync header", &path))?;
             self.sync_count += 1;
             self.current = Some((index, disk));
+            self.salts.insert(index, plan.salt);
             // Keep spares ahead for the next rolls (a stall here, between batches).
             self.ensure_spares(index + 1).await?;
         }
@@ -297,7 +353,142 @@ impl Store {
             .await
             .map_err(io_error("write", &path))?;
         self.lsn_written = plan.lsn_through;
+        self.index.insert_plan(plan);
         Ok(())
+    }
+
+    /// The per-group index of the records written so far.
+    #[must_use]
+    pub fn index(&self) -> &LogIndex {
+        &self.index
+    }
+
+    /// Reads `group`'s indexed records from instance `from` upward, in instance order,
+    /// until adding the next would exceed `budget_size` bytes (the first is returned
+    /// whatever its size, so a reader always progresses). Returns them byte for byte as
+    /// they lie on disk, one chunk per run of records in the same segment (one salt per
+    /// chunk). Reads with block-aligned DMA reads of up to `CATCH_UP_READ_SIZE_MAX`
+    /// bytes, each covering every wanted record in its span. Each record's header and
+    /// checksum are checked against the index before it is returned.
+    pub async fn read_catch_up(
+        &self,
+        group: GroupId,
+        from: Instance,
+        budget_size: usize,
+    ) -> Result<Vec<CatchUpChunk>, StoreError> {
+        let Some(index) = self.index.group(group) else {
+            return Ok(Vec::new());
+        };
+        let geometry = self.config.geometry;
+        let mut wanted: Vec<(Instance, IndexEntry)> = Vec::new();
+        let mut total = 0usize;
+        for (instance, entry) in index.range_from(from) {
+            if !wanted.is_empty() && total + entry.size as usize > budget_size {
+                break;
+            }
+            total += entry.size as usize;
+            wanted.push((instance, entry));
+        }
+        // Records by segment, each segment's in file order, read in spans.
+        let mut by_segment: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for (at, (_, entry)) in wanted.iter().enumerate() {
+            by_segment
+                .entry(geometry.locate(entry.offset).0)
+                .or_default()
+                .push(at);
+        }
+        let mut bytes_of: Vec<Vec<u8>> = vec![Vec::new(); wanted.len()];
+        for (segment, mut ats) in by_segment {
+            ats.sort_by_key(|at| wanted[*at].1.offset);
+            let salt = *self.salts.get(&segment).unwrap_or(&0);
+            let path = self.config.path(segment);
+            let current = self
+                .current
+                .as_ref()
+                .filter(|(current, _)| *current == segment)
+                .map(|(_, disk)| disk);
+            let opened = match current {
+                Some(_) => None,
+                None => Some(
+                    DmaDisk::open(&path)
+                        .await
+                        .map_err(io_error("open", &path))?,
+                ),
+            };
+            let disk = current
+                .or(opened.as_ref())
+                .expect("the open segment or a file just opened");
+            let mut next = 0;
+            while next < ats.len() {
+                // One span: records from `next` while the span stays within the limit.
+                let first = wanted[ats[next]].1;
+                let (_, start) = geometry.locate(first.offset);
+                let start = start / BLOCK_SIZE as u64 * BLOCK_SIZE as u64;
+                let mut end = next;
+                let mut span_end = 0;
+                while end < ats.len() {
+                    let entry = wanted[ats[end]].1;
+                    let (_, file_offset) = geometry.locate(entry.offset);
+                    let record_end = block_align_up(file_offset + u64::from(entry.size));
+                    if end > next && record_end - start > CATCH_UP_READ_SIZE_MAX as u64 {
+                        break;
+                    }
+                    span_end = record_end;
+                    end += 1;
+                }
+                let read = disk
+                    .read_at(start, (span_end - start) as usize)
+                    .await
+                    .map_err(io_error("read", &path))?;
+                for at in &ats[next..end] {
+                    let entry = wanted[*at].1;
+                    let (_, file_offset) = geometry.locate(entry.offset);
+                    let from = (file_offset - start) as usize;
+                    let bytes = read.get(from..from + entry.size as usize);
+                    let intact = bytes.is_some_and(|bytes| {
+                        record::peek(bytes).is_some_and(|p| {
+                            p.lsn == entry.lsn && p.size == entry.size && p.kind == entry.kind
+                        }) && bytes[4..8] == crc32c::crc32c_append(salt, &bytes[8..]).to_le_bytes()
+                    });
+                    let Some(bytes) = bytes.filter(|_| intact) else {
+                        return Err(StoreError::CatchUpMismatch {
+                            segment,
+                            file_offset,
+                            lsn: entry.lsn,
+                        });
+                    };
+                    bytes_of[*at] = bytes.to_vec();
+                }
+                next = end;
+            }
+            if let Some(disk) = opened {
+                disk.close().await.map_err(io_error("close", &path))?;
+            }
+        }
+        // Chunks: consecutive records (instance order) of the same segment.
+        let mut chunks: Vec<(u64, CatchUpChunk)> = Vec::new();
+        for ((instance, entry), bytes) in wanted.iter().zip(bytes_of) {
+            let segment = geometry.locate(entry.offset).0;
+            match chunks.last_mut() {
+                Some((s, chunk)) if *s == segment => {
+                    chunk.records.extend_from_slice(&bytes);
+                    chunk.last_instance = *instance;
+                    chunk.record_count += 1;
+                }
+                _ => chunks.push((
+                    segment,
+                    CatchUpChunk {
+                        salt: *self.salts.get(&segment).unwrap_or(&0),
+                        first_lsn: entry.lsn,
+                        first_instance: *instance,
+                        last_instance: *instance,
+                        records: bytes,
+                        record_count: 1,
+                    },
+                )),
+            }
+        }
+        Ok(chunks.into_iter().map(|(_, chunk)| chunk).collect())
     }
 
     /// fdatasync of the open segment: everything `write_unsynced` wrote is durable after.

@@ -1,0 +1,547 @@
+//! The per-group index of the log: for each group, instance → where its record lies
+//! (LSN, log offset, size), plus where the group's promise and chosen watermark were
+//! last written. Catch-up reads (`store::Store::read_catch_up`) find records with it,
+//! and truncation (`compaction`) decides from it which segments are still needed.
+//!
+//! Memory: [`INDEX_ENTRY_SIZE`] (24) bytes per instance between a group's `floor` and its
+//! highest indexed instance (dense: a hole costs an empty slot), plus
+//! [`GROUP_INDEX_SIZE`] bytes per group and the map's nodes. `release_through` drops the
+//! instances a checkpoint covers.
+//!
+//! Invariants (`LogIndex::invariants`):
+//! - per instance the entry is the LATEST Accept or Learn record of it, except that an
+//!   Accept never replaces a Learn (a Learn says the value is chosen; a later Accept of
+//!   the same instance can only carry the same value);
+//! - entries lie strictly above the group's `floor` (instances at or below it are
+//!   covered by a checkpoint and are neither indexed nor needed);
+//! - `promised` is the highest ballot of any Promise or Accept of the group (what
+//!   `replay` derives) and `promised_at` the latest record carrying it; likewise
+//!   `chosen_through` / `chosen_at` for Chosen records.
+
+use super::group_commit::{Placed, WritePlan};
+use super::record::{self, Kind};
+use super::recovery::RecoveredRecord;
+use super::{record_start, HEADER_SIZE};
+use crate::paxos::{Ballot, GroupId, Instance, Lsn, Record};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Where one record lies in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// Log offset of its first byte.
+    pub offset: u64,
+    /// Its size in bytes.
+    pub size: u32,
+    /// Accept or Learn.
+    pub kind: Kind,
+}
+
+/// Bytes of one instance slot of a group's index (`Option<IndexEntry>`; `Kind`'s unused
+/// byte values hold the `None`).
+pub const INDEX_ENTRY_SIZE: usize = std::mem::size_of::<Option<IndexEntry>>();
+
+const _: () = assert!(INDEX_ENTRY_SIZE == 24);
+
+/// Where a Promise, Accept or Chosen that carries a group's current state lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pin {
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// Log offset of its first byte.
+    pub offset: u64,
+}
+
+/// One group's index.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupIndex {
+    /// Instances at or below this are released (covered by a checkpoint).
+    floor: Instance,
+    /// Instance of `entries[0]`.
+    first: Instance,
+    entries: VecDeque<Option<IndexEntry>>,
+    promised: Ballot,
+    promised_at: Option<Pin>,
+    chosen_through: Instance,
+    chosen_at: Option<Pin>,
+}
+
+/// Bytes of a `GroupIndex` itself, before its entries.
+pub const GROUP_INDEX_SIZE: usize = std::mem::size_of::<GroupIndex>();
+
+impl GroupIndex {
+    /// The entry of `instance`, if indexed.
+    #[must_use]
+    pub fn get(&self, instance: Instance) -> Option<IndexEntry> {
+        let at = instance.0.checked_sub(self.first.0)?;
+        self.entries
+            .get(usize::try_from(at).ok()?)
+            .copied()
+            .flatten()
+    }
+
+    /// Indexed instances from `from` upward, in instance order.
+    pub fn range_from(&self, from: Instance) -> impl Iterator<Item = (Instance, IndexEntry)> + '_ {
+        let skip = from.0.saturating_sub(self.first.0);
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        let first = self.first.0;
+        self.entries
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .filter_map(move |(i, e)| e.map(|e| (Instance(first + i as u64), e)))
+    }
+
+    /// Every indexed instance, in instance order.
+    pub fn iter(&self) -> impl Iterator<Item = (Instance, IndexEntry)> + '_ {
+        self.range_from(Instance(0))
+    }
+
+    /// Instances at or below this are released.
+    #[must_use]
+    pub fn floor(&self) -> Instance {
+        self.floor
+    }
+
+    /// Highest ballot promised or accepted in, and where it was last written.
+    #[must_use]
+    pub fn promised(&self) -> (Ballot, Option<Pin>) {
+        (self.promised, self.promised_at)
+    }
+
+    /// Highest chosen watermark written, and where.
+    #[must_use]
+    pub fn chosen(&self) -> (Instance, Option<Pin>) {
+        (self.chosen_through, self.chosen_at)
+    }
+
+    /// Instance slots held (indexed or holes).
+    #[must_use]
+    pub fn slot_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Bytes held by this group's index (its slots' capacity and itself).
+    #[must_use]
+    pub fn memory_size(&self) -> usize {
+        GROUP_INDEX_SIZE + self.entries.capacity() * INDEX_ENTRY_SIZE
+    }
+
+    fn note_ballot(&mut self, ballot: Ballot, pin: Pin) {
+        if ballot >= self.promised && ballot != Ballot::ZERO {
+            self.promised = ballot;
+            self.promised_at = Some(pin);
+        }
+    }
+
+    fn insert_entry(&mut self, instance: Instance, entry: IndexEntry) {
+        assert!(instance.0 >= 1, "instance 0 is never indexed");
+        if instance <= self.floor {
+            return;
+        }
+        if self.entries.is_empty() {
+            self.first = instance;
+        }
+        if instance < self.first {
+            let gap = usize::try_from(self.first.0 - instance.0).expect("index fits memory");
+            for _ in 1..gap {
+                self.entries.push_front(None);
+            }
+            self.entries.push_front(Some(entry));
+            self.first = instance;
+            return;
+        }
+        let at = usize::try_from(instance.0 - self.first.0).expect("index fits memory");
+        if at >= self.entries.len() {
+            self.entries.resize(at + 1, None);
+        }
+        let slot = &mut self.entries[at];
+        let keep_learn =
+            matches!(slot, Some(old) if old.kind == Kind::Learn) && entry.kind == Kind::Accept;
+        if !keep_learn {
+            *slot = Some(entry);
+        }
+    }
+
+    /// Drops the instances at or below `through` (a checkpoint covers them). The floor
+    /// never moves down.
+    pub fn release_through(&mut self, through: Instance) {
+        if through <= self.floor {
+            return;
+        }
+        self.floor = through;
+        while !self.entries.is_empty() && self.first <= through {
+            self.entries.pop_front();
+            self.first = Instance(self.first.0 + 1);
+        }
+        // Leading holes hold nothing: keep `entries[0]` an entry when there is one.
+        while let Some(None) = self.entries.front() {
+            self.entries.pop_front();
+            self.first = Instance(self.first.0 + 1);
+        }
+        if self.entries.capacity() > 4 * self.entries.len().max(16) {
+            self.entries.shrink_to_fit();
+        }
+    }
+
+    fn invariants(&self, group: GroupId) {
+        if let Some(front) = self.entries.front() {
+            assert!(
+                front.is_some(),
+                "group {}: index starts with a hole",
+                group.0
+            );
+            assert!(
+                self.first > self.floor,
+                "group {}: instance {} indexed at or below the floor {}",
+                group.0,
+                self.first.0,
+                self.floor.0
+            );
+        }
+        for (instance, entry) in self.iter() {
+            assert!(
+                matches!(entry.kind, Kind::Accept | Kind::Learn),
+                "group {} instance {}: {:?} indexed",
+                group.0,
+                instance.0,
+                entry.kind
+            );
+            assert!(entry.size as usize >= HEADER_SIZE);
+        }
+        assert_eq!(self.promised == Ballot::ZERO, self.promised_at.is_none());
+        assert!(self.chosen_through.0 == 0 || self.chosen_at.is_some());
+    }
+}
+
+/// The index of one shard's log: a [`GroupIndex`] per group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogIndex {
+    groups: BTreeMap<GroupId, GroupIndex>,
+}
+
+impl LogIndex {
+    /// An empty index.
+    #[must_use]
+    pub fn new() -> LogIndex {
+        LogIndex::default()
+    }
+
+    /// The index of recovered records (`LogRecovery::records`, log order).
+    #[must_use]
+    pub fn from_recovered(records: &[RecoveredRecord]) -> LogIndex {
+        let mut index = LogIndex::new();
+        for recovered in records {
+            let size = record::encoded_size(&recovered.record);
+            index.insert(
+                &recovered.record,
+                Placed {
+                    lsn: recovered.lsn,
+                    offset: recovered.offset,
+                    size: u32::try_from(size).expect("a recovered record fits u32"),
+                },
+            );
+        }
+        index
+    }
+
+    /// Indexes one record appended at `placed` (`GroupCommit::append_placed`). Records
+    /// must be inserted in log order.
+    pub fn insert(&mut self, record: &Record, placed: Placed) {
+        let kind = Kind::of(record);
+        self.insert_fields(
+            kind,
+            record.group(),
+            match record {
+                Record::Accept { instance, .. } | Record::Learn { instance, .. } => *instance,
+                Record::Chosen { through, .. } => *through,
+                Record::Promise { .. } => Instance(0),
+            },
+            match record {
+                Record::Promise { ballot, .. } | Record::Accept { ballot, .. } => *ballot,
+                Record::Chosen { .. } | Record::Learn { .. } => Ballot::ZERO,
+            },
+            placed,
+        );
+    }
+
+    fn insert_fields(
+        &mut self,
+        kind: Kind,
+        group: GroupId,
+        instance: Instance,
+        ballot: Ballot,
+        placed: Placed,
+    ) {
+        let pin = Pin {
+            lsn: placed.lsn,
+            offset: placed.offset,
+        };
+        let entry = IndexEntry {
+            lsn: placed.lsn,
+            offset: placed.offset,
+            size: placed.size,
+            kind,
+        };
+        match kind {
+            Kind::Pad => {}
+            Kind::Promise => self
+                .groups
+                .entry(group)
+                .or_default()
+                .note_ballot(ballot, pin),
+            Kind::Accept => {
+                let index = self.groups.entry(group).or_default();
+                index.note_ballot(ballot, pin);
+                index.insert_entry(instance, entry);
+            }
+            Kind::Learn => self
+                .groups
+                .entry(group)
+                .or_default()
+                .insert_entry(instance, entry),
+            Kind::Chosen => {
+                let index = self.groups.entry(group).or_default();
+                if instance >= index.chosen_through {
+                    index.chosen_through = instance;
+                    index.chosen_at = Some(pin);
+                }
+            }
+        }
+    }
+
+    /// Indexes every record of `plan` as written (the bytes this process encoded; headers
+    /// are read in place, checksums are not recomputed).
+    pub fn insert_plan(&mut self, plan: &WritePlan) {
+        let mut at = 0u64;
+        loop {
+            at = record_start(at);
+            let Some(rest) = plan.bytes.get(at as usize..) else {
+                return;
+            };
+            let Some(peeked) = record::peek(rest) else {
+                return;
+            };
+            self.insert_fields(
+                peeked.kind,
+                peeked.group,
+                peeked.instance,
+                peeked.ballot,
+                Placed {
+                    lsn: peeked.lsn,
+                    offset: plan.offset + at,
+                    size: peeked.size,
+                },
+            );
+            at += u64::from(peeked.size);
+        }
+    }
+
+    /// The index of `group`, if it has records.
+    #[must_use]
+    pub fn group(&self, group: GroupId) -> Option<&GroupIndex> {
+        self.groups.get(&group)
+    }
+
+    /// Every group's index, by group.
+    pub fn groups(&self) -> impl Iterator<Item = (GroupId, &GroupIndex)> + '_ {
+        self.groups.iter().map(|(g, i)| (*g, i))
+    }
+
+    /// Releases `group`'s instances at or below `through` (see `GroupIndex`).
+    pub fn release_through(&mut self, group: GroupId, through: Instance) {
+        if let Some(index) = self.groups.get_mut(&group) {
+            index.release_through(through);
+        }
+    }
+
+    /// Bytes held by the index (entries' capacity and per-group structs; map nodes not
+    /// counted: about 2 words per group more).
+    #[must_use]
+    pub fn memory_size(&self) -> usize {
+        self.groups.values().map(GroupIndex::memory_size).sum()
+    }
+
+    /// Asserts the module invariants.
+    pub fn invariants(&self) {
+        for (group, index) in &self.groups {
+            index.invariants(*group);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paxos::{Body, Entry, NodeId};
+    use crate::prng::Prng;
+    use crate::wal::{GroupCommit, GroupCommitConfig, Resume};
+    use bytes::Bytes;
+
+    fn ballot(round: u64) -> Ballot {
+        Ballot {
+            round,
+            node: NodeId(1),
+        }
+    }
+
+    fn entry(size: usize) -> Entry {
+        Entry {
+            origin: ballot(1),
+            body: Body::Values(vec![Bytes::from(vec![9; size])]),
+        }
+    }
+
+    /// A random record of one of 3 groups over instances 1..=40.
+    fn random_record(prng: &mut Prng) -> Record {
+        let group = GroupId(1 + prng.below(3) as u32);
+        let instance = Instance(1 + prng.below(40));
+        match prng.below(4) {
+            0 => Record::Promise {
+                group,
+                ballot: ballot(prng.below(5)),
+            },
+            1 => Record::Chosen {
+                group,
+                through: instance,
+            },
+            2 => Record::Learn {
+                group,
+                instance,
+                entry: entry(prng.below(300) as usize),
+            },
+            _ => Record::Accept {
+                group,
+                instance,
+                ballot: ballot(1 + prng.below(5)),
+                entry: entry(prng.below(300) as usize),
+            },
+        }
+    }
+
+    // Goal: the three ways to build the index agree: from `append_placed`, from the
+    // written plans, and from recovered records; every entry is the latest record of
+    // its instance (a Learn kept over a later Accept).
+    // Method: random records through GroupCommit; a naive oracle of the same rule.
+    #[test]
+    fn placed_plans_and_recovery_agree() {
+        for seed in 0..50 {
+            let mut prng = Prng::new(seed);
+            let mut commit = GroupCommit::new(
+                GroupCommitConfig {
+                    buffer_size_max: 1 << 14,
+                    salt: 5,
+                },
+                Resume::EMPTY,
+            );
+            let mut by_placed = LogIndex::new();
+            let mut by_plans = LogIndex::new();
+            let mut recovered = Vec::new();
+            let mut oracle: BTreeMap<(GroupId, Instance), (Kind, Lsn)> = BTreeMap::new();
+            for _ in 0..300 {
+                let record = random_record(&mut prng);
+                let placed = match commit.append_placed(&record) {
+                    Ok(placed) => placed,
+                    Err(_) => {
+                        let plan = commit.take_write().expect("a batch");
+                        by_plans.insert_plan(&plan);
+                        commit.on_durable(plan.lsn_through);
+                        commit.append_placed(&record).expect("fits an empty batch")
+                    }
+                };
+                by_placed.insert(&record, placed);
+                recovered.push(RecoveredRecord {
+                    offset: placed.offset,
+                    lsn: placed.lsn,
+                    record: record.clone(),
+                });
+                if let Record::Accept {
+                    group, instance, ..
+                }
+                | Record::Learn {
+                    group, instance, ..
+                } = &record
+                {
+                    let kind = Kind::of(&record);
+                    let old = oracle.get(&(*group, *instance)).map(|(k, _)| *k);
+                    if !(old == Some(Kind::Learn) && kind == Kind::Accept) {
+                        oracle.insert((*group, *instance), (kind, placed.lsn));
+                    }
+                }
+            }
+            if let Some(plan) = commit.take_write() {
+                by_plans.insert_plan(&plan);
+            }
+            by_placed.invariants();
+            assert_eq!(by_placed, by_plans, "seed {seed}");
+            assert_eq!(
+                by_placed,
+                LogIndex::from_recovered(&recovered),
+                "seed {seed}"
+            );
+            let indexed: BTreeMap<(GroupId, Instance), (Kind, Lsn)> = by_placed
+                .groups()
+                .flat_map(|(g, i)| i.iter().map(move |(n, e)| ((g, n), (e.kind, e.lsn))))
+                .collect();
+            assert_eq!(indexed, oracle, "seed {seed}");
+        }
+    }
+
+    // Goal: releasing drops exactly the instances at or below the floor, keeps holes
+    // out of the front, and ignores records below the floor afterwards.
+    // Method: index instances 1..=10 except 6, release through 5, insert at 3 and 12.
+    #[test]
+    fn release_moves_the_floor() {
+        let mut index = LogIndex::new();
+        let group = GroupId(1);
+        for (lsn, instance) in (1..=10).filter(|i| *i != 6).enumerate() {
+            let record = Record::Learn {
+                group,
+                instance: Instance(instance),
+                entry: entry(1),
+            };
+            let placed = Placed {
+                lsn: Lsn(lsn as u64 + 1),
+                offset: 100 * lsn as u64,
+                size: 72,
+            };
+            index.insert(&record, placed);
+        }
+        index.release_through(group, Instance(5));
+        index.invariants();
+        let g = index.group(group).expect("indexed");
+        assert_eq!(
+            g.iter().map(|(i, _)| i.0).collect::<Vec<_>>(),
+            [7, 8, 9, 10]
+        );
+        assert_eq!(g.slot_count(), 4, "the hole at 6 is dropped from the front");
+        let placed = Placed {
+            lsn: Lsn(20),
+            offset: 5000,
+            size: 72,
+        };
+        for instance in [3, 12] {
+            let record = Record::Learn {
+                group,
+                instance: Instance(instance),
+                entry: entry(1),
+            };
+            index.insert(&record, placed);
+        }
+        index.invariants();
+        let g = index.group(group).expect("indexed");
+        assert_eq!(
+            g.iter().map(|(i, _)| i.0).collect::<Vec<_>>(),
+            [7, 8, 9, 10, 12]
+        );
+        assert_eq!(g.get(Instance(11)), None);
+        assert_eq!(
+            g.range_from(Instance(9))
+                .map(|(i, _)| i.0)
+                .collect::<Vec<_>>(),
+            [9, 10, 12]
+        );
+        assert_eq!(g.floor(), Instance(5));
+    }
+}
