@@ -443,6 +443,8 @@ fn wal_crash_child(args: &[String]) -> Result<ExitCode, String> {
             store.write(&plan).await.map_err(|e| e.to_string())?;
             commit.on_durable(plan.lsn_through);
             commit.recycle(plan.bytes);
+            // The driver's idle work, off the write path: spares ahead of the next roll.
+            store.prepare_spares().await.map_err(|e| e.to_string())?;
             // One line per durable batch, flushed before the next write starts.
             use std::io::Write;
             let mut out = std::io::stdout().lock();

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use synod::paxos::{Ballot, Body, Entry, GroupId, Instance, Lsn, NodeId, Record};
+use synod::paxos::{Ballot, Body, Entry, GroupId, Instance, NodeId, Record};
 use synod::wal::dma_disk::run_local;
 use synod::wal::segment::SegmentGeometry;
 use synod::wal::store::{recover_dir, Store, StoreConfig};
@@ -117,7 +117,7 @@ fn expected(records: &[Record]) -> BTreeMap<(GroupId, Instance), Record> {
 }
 
 /// Appends `records` to the log in `dir` (new), returns the index's view of it.
-async fn write(dir: PathBuf, records: Vec<Record>) -> Vec<(GroupId, Instance, Lsn)> {
+async fn write(dir: PathBuf, records: Vec<Record>) -> Vec<(GroupId, Instance, u64)> {
     let config = config(&dir);
     let recovery = recover_dir(&config).expect("read");
     let mut store = Store::prepare(config.clone(), &recovery)
@@ -150,11 +150,11 @@ async fn write(dir: PathBuf, records: Vec<Record>) -> Vec<(GroupId, Instance, Ls
     view
 }
 
-fn index_view(store: &Store) -> Vec<(GroupId, Instance, Lsn)> {
+fn index_view(store: &Store) -> Vec<(GroupId, Instance, u64)> {
     store
         .index()
         .groups()
-        .flat_map(|(g, index)| index.iter().map(move |(i, e)| (g, i, e.lsn)))
+        .flat_map(|(g, index)| index.iter().map(move |(i, e)| (g, i, e.offset)))
         .collect()
 }
 

@@ -1,6 +1,6 @@
 //! The per-group index of the log: for each group, instance → where its record lies
-//! (LSN, log offset, size), plus where the group's promise and chosen watermark were
-//! last written. Catch-up reads (`store::Store::read_catch_up`) find records with it,
+//! (log offset, size) and its ballot, plus where the group's promise and chosen
+//! watermark were last written. Catch-up reads (`store::Store::read_catch_up`) find records with it,
 //! and truncation (`compaction`) decides from it which segments are still needed.
 //!
 //! Memory: [`INDEX_ENTRY_SIZE`] (24) bytes per instance between a group's `floor` and its
@@ -9,9 +9,12 @@
 //! instances a checkpoint covers.
 //!
 //! Invariants (`LogIndex::invariants`):
-//! - per instance the entry is the LATEST Accept or Learn record of it, except that an
-//!   Accept never replaces a Learn (a Learn says the value is chosen; a later Accept of
-//!   the same instance can only carry the same value);
+//! - per instance the entry is the latest Learn of it if there is one (a Learn says the
+//!   value is chosen; any Accept of the instance can only carry the same value), else
+//!   the latest Accept of the highest ballot: the record `replay` keeps. So a copy
+//!   appended by compaction (`compaction::Rewrite::Copy`) after a newer, higher-ballot
+//!   Accept of its instance never becomes the entry, in any of the three ways the index
+//!   is built (appends, written plans, recovery);
 //! - entries lie strictly above the group's `floor` (instances at or below it are
 //!   covered by a checkpoint and are neither indexed nor needed);
 //! - `promised` is the highest ballot of any Promise or Accept of the group (what
@@ -22,27 +25,85 @@ use super::group_commit::{Placed, WritePlan};
 use super::record::{self, Kind};
 use super::recovery::RecoveredRecord;
 use super::{record_start, HEADER_SIZE};
-use crate::paxos::{Ballot, GroupId, Instance, Lsn, Record};
+use crate::paxos::{Ballot, GroupId, Instance, Lsn, NodeId, Record};
 use std::collections::{BTreeMap, VecDeque};
 
-/// Where one record lies in the log.
+/// Where one Accept or Learn lies in the log, and its ballot. 24 bytes: the ballot is
+/// stored flat (a `Ballot` field would add 4 bytes of padding), a Learn is the ballot
+/// `(u64::MAX, u32::MAX)` (above any real ballot), and an empty slot has size 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
-    /// Its LSN.
-    pub lsn: Lsn,
     /// Log offset of its first byte.
     pub offset: u64,
-    /// Its size in bytes.
+    round: u64,
+    node: u32,
+    /// Its size in bytes (0: an empty slot, never returned).
     pub size: u32,
-    /// Accept or Learn.
-    pub kind: Kind,
 }
 
-/// Bytes of one instance slot of a group's index (`Option<IndexEntry>`; `Kind`'s unused
-/// byte values hold the `None`).
-pub const INDEX_ENTRY_SIZE: usize = std::mem::size_of::<Option<IndexEntry>>();
+/// Bytes of one instance slot of a group's index.
+pub const INDEX_ENTRY_SIZE: usize = std::mem::size_of::<IndexEntry>();
 
 const _: () = assert!(INDEX_ENTRY_SIZE == 24);
+
+const LEARN_ROUND: u64 = u64::MAX;
+const LEARN_NODE: u32 = u32::MAX;
+
+impl IndexEntry {
+    const EMPTY: IndexEntry = IndexEntry {
+        offset: 0,
+        round: 0,
+        node: 0,
+        size: 0,
+    };
+
+    fn new(kind: Kind, ballot: Ballot, offset: u64, size: u32) -> IndexEntry {
+        assert!(size as usize >= HEADER_SIZE, "record size {size}");
+        let (round, node) = match kind {
+            Kind::Learn => (LEARN_ROUND, LEARN_NODE),
+            _ => {
+                assert!(
+                    (ballot.round, ballot.node.0) != (LEARN_ROUND, LEARN_NODE),
+                    "ballot {ballot:?} is reserved"
+                );
+                (ballot.round, ballot.node.0)
+            }
+        };
+        IndexEntry {
+            offset,
+            round,
+            node,
+            size,
+        }
+    }
+
+    /// Accept or Learn.
+    #[must_use]
+    pub fn kind(&self) -> Kind {
+        if (self.round, self.node) == (LEARN_ROUND, LEARN_NODE) {
+            Kind::Learn
+        } else {
+            Kind::Accept
+        }
+    }
+
+    /// The Accept's ballot (`Ballot::ZERO` for a Learn, as in the record).
+    #[must_use]
+    pub fn ballot(&self) -> Ballot {
+        match self.kind() {
+            Kind::Learn => Ballot::ZERO,
+            _ => Ballot {
+                round: self.round,
+                node: NodeId(self.node),
+            },
+        }
+    }
+
+    /// Whether `self`, later in the log, is the record `replay` keeps over `old`.
+    fn supersedes(&self, old: &IndexEntry) -> bool {
+        old.size == 0 || (self.round, self.node) >= (old.round, old.node)
+    }
+}
 
 /// Where a Promise, Accept or Chosen that carries a group's current state lies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +121,7 @@ pub struct GroupIndex {
     floor: Instance,
     /// Instance of `entries[0]`.
     first: Instance,
-    entries: VecDeque<Option<IndexEntry>>,
+    entries: VecDeque<IndexEntry>,
     promised: Ballot,
     promised_at: Option<Pin>,
     chosen_through: Instance,
@@ -78,7 +139,7 @@ impl GroupIndex {
         self.entries
             .get(usize::try_from(at).ok()?)
             .copied()
-            .flatten()
+            .filter(|e| e.size > 0)
     }
 
     /// Indexed instances from `from` upward, in instance order.
@@ -90,7 +151,8 @@ impl GroupIndex {
             .iter()
             .enumerate()
             .skip(skip)
-            .filter_map(move |(i, e)| e.map(|e| (Instance(first + i as u64), e)))
+            .filter(|(_, e)| e.size > 0)
+            .map(move |(i, e)| (Instance(first + i as u64), *e))
     }
 
     /// Every indexed instance, in instance order.
@@ -146,21 +208,19 @@ impl GroupIndex {
         if instance < self.first {
             let gap = usize::try_from(self.first.0 - instance.0).expect("index fits memory");
             for _ in 1..gap {
-                self.entries.push_front(None);
+                self.entries.push_front(IndexEntry::EMPTY);
             }
-            self.entries.push_front(Some(entry));
+            self.entries.push_front(entry);
             self.first = instance;
             return;
         }
         let at = usize::try_from(instance.0 - self.first.0).expect("index fits memory");
         if at >= self.entries.len() {
-            self.entries.resize(at + 1, None);
+            self.entries.resize(at + 1, IndexEntry::EMPTY);
         }
         let slot = &mut self.entries[at];
-        let keep_learn =
-            matches!(slot, Some(old) if old.kind == Kind::Learn) && entry.kind == Kind::Accept;
-        if !keep_learn {
-            *slot = Some(entry);
+        if entry.supersedes(slot) {
+            *slot = entry;
         }
     }
 
@@ -176,7 +236,7 @@ impl GroupIndex {
             self.first = Instance(self.first.0 + 1);
         }
         // Leading holes hold nothing: keep `entries[0]` an entry when there is one.
-        while let Some(None) = self.entries.front() {
+        while self.entries.front().is_some_and(|e| e.size == 0) {
             self.entries.pop_front();
             self.first = Instance(self.first.0 + 1);
         }
@@ -188,7 +248,7 @@ impl GroupIndex {
     fn invariants(&self, group: GroupId) {
         if let Some(front) = self.entries.front() {
             assert!(
-                front.is_some(),
+                front.size > 0,
                 "group {}: index starts with a hole",
                 group.0
             );
@@ -202,13 +262,11 @@ impl GroupIndex {
         }
         for (instance, entry) in self.iter() {
             assert!(
-                matches!(entry.kind, Kind::Accept | Kind::Learn),
-                "group {} instance {}: {:?} indexed",
+                entry.size as usize >= HEADER_SIZE,
+                "group {} instance {}: {entry:?}",
                 group.0,
-                instance.0,
-                entry.kind
+                instance.0
             );
-            assert!(entry.size as usize >= HEADER_SIZE);
         }
         assert_eq!(self.promised == Ballot::ZERO, self.promised_at.is_none());
         assert!(self.chosen_through.0 == 0 || self.chosen_at.is_some());
@@ -278,12 +336,6 @@ impl LogIndex {
             lsn: placed.lsn,
             offset: placed.offset,
         };
-        let entry = IndexEntry {
-            lsn: placed.lsn,
-            offset: placed.offset,
-            size: placed.size,
-            kind,
-        };
         match kind {
             Kind::Pad => {}
             Kind::Promise => self
@@ -291,16 +343,16 @@ impl LogIndex {
                 .entry(group)
                 .or_default()
                 .note_ballot(ballot, pin),
-            Kind::Accept => {
+            Kind::Accept | Kind::Learn => {
                 let index = self.groups.entry(group).or_default();
-                index.note_ballot(ballot, pin);
-                index.insert_entry(instance, entry);
+                if kind == Kind::Accept {
+                    index.note_ballot(ballot, pin);
+                }
+                index.insert_entry(
+                    instance,
+                    IndexEntry::new(kind, ballot, placed.offset, placed.size),
+                );
             }
-            Kind::Learn => self
-                .groups
-                .entry(group)
-                .or_default()
-                .insert_entry(instance, entry),
             Kind::Chosen => {
                 let index = self.groups.entry(group).or_default();
                 if instance >= index.chosen_through {
@@ -421,8 +473,8 @@ mod tests {
     }
 
     // Goal: the three ways to build the index agree: from `append_placed`, from the
-    // written plans, and from recovered records; every entry is the latest record of
-    // its instance (a Learn kept over a later Accept).
+    // written plans, and from recovered records; every entry is the record replay keeps
+    // (the latest Learn, else the latest Accept of the highest ballot).
     // Method: random records through GroupCommit; a naive oracle of the same rule.
     #[test]
     fn placed_plans_and_recovery_agree() {
@@ -438,7 +490,8 @@ mod tests {
             let mut by_placed = LogIndex::new();
             let mut by_plans = LogIndex::new();
             let mut recovered = Vec::new();
-            let mut oracle: BTreeMap<(GroupId, Instance), (Kind, Lsn)> = BTreeMap::new();
+            // The record replay keeps: (is a Learn, ballot, offset) of the latest such.
+            let mut oracle: BTreeMap<(GroupId, Instance), (bool, Ballot, u64)> = BTreeMap::new();
             for _ in 0..300 {
                 let record = random_record(&mut prng);
                 let placed = match commit.append_placed(&record) {
@@ -456,17 +509,24 @@ mod tests {
                     lsn: placed.lsn,
                     record: record.clone(),
                 });
-                if let Record::Accept {
-                    group, instance, ..
-                }
-                | Record::Learn {
-                    group, instance, ..
-                } = &record
-                {
-                    let kind = Kind::of(&record);
-                    let old = oracle.get(&(*group, *instance)).map(|(k, _)| *k);
-                    if !(old == Some(Kind::Learn) && kind == Kind::Accept) {
-                        oracle.insert((*group, *instance), (kind, placed.lsn));
+                let fact = match &record {
+                    Record::Accept {
+                        group,
+                        instance,
+                        ballot,
+                        ..
+                    } => Some(((*group, *instance), (false, *ballot))),
+                    Record::Learn {
+                        group, instance, ..
+                    } => Some(((*group, *instance), (true, Ballot::ZERO))),
+                    _ => None,
+                };
+                if let Some((key, (learn, ballot))) = fact {
+                    let keep_old = oracle.get(&key).is_some_and(|(old_learn, old_ballot, _)| {
+                        !learn && (*old_learn || *old_ballot > ballot)
+                    });
+                    if !keep_old {
+                        oracle.insert(key, (learn, ballot, placed.offset));
                     }
                 }
             }
@@ -480,9 +540,13 @@ mod tests {
                 LogIndex::from_recovered(&recovered),
                 "seed {seed}"
             );
-            let indexed: BTreeMap<(GroupId, Instance), (Kind, Lsn)> = by_placed
+            let indexed: BTreeMap<(GroupId, Instance), (bool, Ballot, u64)> = by_placed
                 .groups()
-                .flat_map(|(g, i)| i.iter().map(move |(n, e)| ((g, n), (e.kind, e.lsn))))
+                .flat_map(|(g, i)| {
+                    i.iter().map(move |(n, e)| {
+                        ((g, n), (e.kind() == Kind::Learn, e.ballot(), e.offset))
+                    })
+                })
                 .collect();
             assert_eq!(indexed, oracle, "seed {seed}");
         }

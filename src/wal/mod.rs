@@ -12,6 +12,7 @@
 //! - LSNs of real records increase by exactly one along the log; a Pad carries the LSN
 //!   of the last real record of its batch and consumes none.
 
+pub mod compaction;
 pub mod dma_disk;
 pub mod group_commit;
 pub mod index;
