@@ -579,7 +579,9 @@ impl Store {
     /// they lie on disk, one chunk per run of records in the same segment (one salt per
     /// chunk). Reads with block-aligned DMA reads of up to `CATCH_UP_READ_SIZE_MAX`
     /// bytes, each covering every wanted record in its span. Each record's header and
-    /// checksum are checked against the index before it is returned.
+    /// checksum are checked against the index before it is returned. Instances released
+    /// by `truncate` (at or below the group's watermark) are not returned: when the first
+    /// chunk starts above `from`, or none comes back, the peer needs the checkpoint.
     pub async fn read_catch_up(
         &self,
         group: GroupId,
