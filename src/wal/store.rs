@@ -42,7 +42,8 @@ pub struct StoreConfig {
     pub geometry: SegmentGeometry,
     /// Decoder limits for recovery.
     pub limits: DecodeLimits,
-    /// Zero-filled segments kept ready after the one being written.
+    /// Zero-filled segments kept ready after the one being written, by `prepare_spares`
+    /// (and `prepare`); a roll that finds none creates one inline.
     pub spare_count_min: usize,
 }
 
