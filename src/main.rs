@@ -303,6 +303,13 @@ fn report(dir: &Path, shard: u32, segment_size: u64, recovery: &LogRecovery, dum
         recovery.records.len(),
         recovery.lsn_through.0
     );
+    if recovery.log_start > 0 || !recovery.truncated.is_empty() {
+        println!(
+            "  log starts at segment {} ({} truncated leftover files below it, not read)",
+            recovery.log_start,
+            recovery.truncated.len()
+        );
+    }
     for name in &recovery.ignored {
         println!("  ignored (not a segment of shard {shard}): {name}");
     }
