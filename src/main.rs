@@ -320,6 +320,13 @@ fn report(dir: &Path, shard: u32, segment_size: u64, recovery: &LogRecovery, dum
         recovery.records.len(),
         recovery.lsn_through.0
     );
+    if recovery.log_start > 0 || !recovery.truncated.is_empty() {
+        println!(
+            "  log starts at segment {} ({} truncated leftover files below it, not read)",
+            recovery.log_start,
+            recovery.truncated.len()
+        );
+    }
     for name in &recovery.ignored {
         println!("  ignored (not a segment of shard {shard}): {name}");
     }
@@ -460,6 +467,8 @@ fn wal_crash_child(args: &[String]) -> Result<ExitCode, String> {
             store.write(&plan).await.map_err(|e| e.to_string())?;
             commit.on_durable(plan.lsn_through);
             commit.recycle(plan.bytes);
+            // The driver's idle work, off the write path: spares ahead of the next roll.
+            store.prepare_spares().await.map_err(|e| e.to_string())?;
             // One line per durable batch, flushed before the next write starts.
             use std::io::Write;
             let mut out = std::io::stdout().lock();

@@ -201,6 +201,10 @@ struct Driver {
     store: Rc<RefCell<Option<Store>>>,
     write_done: Rc<RefCell<Option<WriteResult>>>,
     write_in_flight: bool,
+    /// The write planned while the store was busy with spare maintenance.
+    pending_write: Option<WritePlan>,
+    /// A failed spare maintenance (an I/O error: fatal, never retried).
+    maintenance_error: Rc<RefCell<Option<String>>>,
     /// When the write in flight was started (for `write_busy_ns`).
     write_started: Nanos,
     /// Nanoseconds with a WAL write in flight, summed.
@@ -321,6 +325,8 @@ async fn start(
         store: Rc::new(RefCell::new(Some(store))),
         write_done: Rc::new(RefCell::new(None)),
         write_in_flight: false,
+        pending_write: None,
+        maintenance_error: Rc::new(RefCell::new(None)),
         write_started: Nanos(0),
         write_busy_ns: 0,
         iterations: 0,
@@ -386,6 +392,11 @@ impl Driver {
         self.net.drain_inbound(&mut self.inbound);
         for message in self.inbound.drain(..) {
             self.shard.step(now, ShardInput::Message(message));
+        }
+        self.try_start_write();
+        if let Some(reason) = self.maintenance_error.borrow_mut().take() {
+            log::error!("shard {}: {reason}; the shard stops", self.plan.shard);
+            self.shard.step(now, ShardInput::WriteFailed { reason });
         }
         let done = self.write_done.borrow_mut().take();
         if let Some(result) = done {
@@ -481,7 +492,7 @@ impl Driver {
     /// Executes what the shard asked for after a flush.
     fn execute(&mut self, now: Nanos) {
         if let Some(plan) = self.effects.write.take() {
-            self.start_write(plan);
+            self.plan_write(plan);
         }
         for (peer, messages) in self.effects.send.drain(..) {
             self.net.send(peer, &messages);
@@ -577,34 +588,58 @@ impl Driver {
         }
     }
 
-    fn start_write(&mut self, plan: WritePlan) {
-        assert!(!self.write_in_flight, "one WAL write in flight at most");
+    /// Takes the plan of a flush: it starts at once, or as soon as the store is back
+    /// from spare maintenance (the shard plans at most one write in flight).
+    fn plan_write(&mut self, plan: WritePlan) {
+        assert!(
+            !self.write_in_flight && self.pending_write.is_none(),
+            "one WAL write in flight at most"
+        );
         self.write_in_flight = true;
+        self.pending_write = Some(plan);
+        self.try_start_write();
+    }
+
+    /// Starts the pending write when the store is free. The task writes (and syncs),
+    /// reports completion at once, then keeps the store for spare maintenance when the
+    /// roll used spares up, so zero-filling new segments stays off the write path.
+    fn try_start_write(&mut self) {
+        if self.pending_write.is_none() || self.store.borrow().is_none() {
+            return;
+        }
+        let Some(plan) = self.pending_write.take() else {
+            return;
+        };
+        let Some(mut disk) = self.store.borrow_mut().take() else {
+            return;
+        };
         self.write_started = self.clock.now();
         let store = Rc::clone(&self.store);
         let done = Rc::clone(&self.write_done);
+        let maintenance = Rc::clone(&self.maintenance_error);
         let wake = Rc::clone(&self.wake);
         let fsync = self.plan.fsync;
+        let spares_wanted = self.plan.store.spare_count_min;
         let clock = self.clock;
         let disk_ns = Rc::clone(&self.disk_ns);
         glommio::spawn_local(async move {
             let started = clock.now();
-            let taken = store.borrow_mut().take();
-            let result = match taken {
-                Some(mut disk) => {
-                    let result = if fsync {
-                        disk.write(&plan).await
-                    } else {
-                        disk.write_unsynced(&plan).await
-                    }
-                    .map_err(|e| e.to_string());
-                    *store.borrow_mut() = Some(disk);
-                    result
-                }
-                None => Err("WAL unavailable (an earlier write failed)".to_string()),
-            };
+            let result = if fsync {
+                disk.write(&plan).await
+            } else {
+                disk.write_unsynced(&plan).await
+            }
+            .map_err(|e| e.to_string());
             disk_ns.set(disk_ns.get() + clock.now().0.saturating_sub(started.0));
+            let ok = result.is_ok();
             *done.borrow_mut() = Some(result.map(|()| plan));
+            wake.notify();
+            if ok && disk.spare_count() < spares_wanted {
+                if let Err(error) = disk.prepare_spares().await {
+                    *maintenance.borrow_mut() = Some(format!("preparing WAL spares: {error}"));
+                }
+            }
+            *store.borrow_mut() = Some(disk);
             wake.notify();
         })
         .detach();
@@ -708,6 +743,13 @@ impl Driver {
             reply.send(Err(Error::Stopped));
         }
         self.net.close().await;
+        // Spare maintenance may still hold the store: let it finish (bounded).
+        for _ in 0..10_000 {
+            if self.store.borrow().is_some() {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
         let fatal = self
             .fatal
             .take()

@@ -91,6 +91,17 @@ pub struct SegmentPlacement {
     pub salt_seed: u64,
 }
 
+/// Where an appended record lies in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// Log offset of its first byte (see `segment` for the mapping to files).
+    pub offset: u64,
+    /// Its size in bytes (`record::encoded_size`).
+    pub size: u32,
+}
+
 /// The write in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InFlight {
@@ -241,6 +252,12 @@ impl GroupCommit {
     /// durable once `durable_through() >= lsn`. Fails, appending nothing, when the batch
     /// is full (`Backpressure`) or the record can never fit (`TooLarge`).
     pub fn append(&mut self, record: &Record) -> Result<Lsn, AppendError> {
+        self.append_placed(record).map(|placed| placed.lsn)
+    }
+
+    /// As [`GroupCommit::append`], and says where the record lies in the log (for the
+    /// per-group index, `wal::index`).
+    pub fn append_placed(&mut self, record: &Record) -> Result<Placed, AppendError> {
         let record_size = record::encoded_size(record);
         if record_size > self.buffer_size_max {
             return Err(AppendError::TooLarge {
@@ -286,7 +303,11 @@ impl GroupCommit {
         record::encode(record, stamp, self.salt, &mut self.buffer);
         self.assigned_through = lsn;
         assert!(self.buffer.len() <= self.buffer_size_max);
-        Ok(lsn)
+        Ok(Placed {
+            lsn,
+            offset: self.buffer_offset + start as u64,
+            size: u32::try_from(record_size).expect("record_size <= buffer_size_max <= 1 GiB"),
+        })
     }
 
     /// Closes the batch being built and returns it as one write, or `None` when a write

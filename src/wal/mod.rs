@@ -12,8 +12,10 @@
 //! - LSNs of real records increase by exactly one along the log; a Pad carries the LSN
 //!   of the last real record of its batch and consumes none.
 
+pub mod compaction;
 pub mod dma_disk;
 pub mod group_commit;
+pub mod index;
 pub mod record;
 pub mod recovery;
 pub mod replay;
@@ -21,11 +23,12 @@ pub mod segment;
 pub mod store;
 
 pub use group_commit::{
-    AppendError, GroupCommit, GroupCommitConfig, InFlight, Resume, SegmentPlacement, WritePlan,
+    AppendError, GroupCommit, GroupCommitConfig, InFlight, Placed, Resume, SegmentPlacement,
+    WritePlan,
 };
 pub use record::{
-    decode, decode_shared, encode, encode_pad, encoded_size, restamp, Content, DecodeLimits,
-    DecodedRecord, Kind, RecordError, Stamp,
+    decode, decode_shared, encode, encode_pad, encoded_size, peek, restamp, Content, DecodeLimits,
+    DecodedRecord, Kind, Peeked, RecordError, Stamp,
 };
 pub use recovery::{scan, RecoveredRecord, Recovery, Scan, ScanConfig};
 pub use replay::{replay, RecoveredGroup};

@@ -482,6 +482,49 @@ pub fn encode_pad(size: usize, stamp: Stamp, salt: u32, out: &mut Vec<u8>) {
     seal(out, start, salt);
 }
 
+/// The header fields of a record, read in place by [`peek`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peeked {
+    /// Whole length in the log.
+    pub size: u32,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its group (0 in a Pad).
+    pub group: GroupId,
+    /// Accept, Learn: the instance; Chosen: the watermark; else 0.
+    pub instance: Instance,
+    /// Promise, Accept: the ballot; else zero.
+    pub ballot: Ballot,
+    /// Its LSN.
+    pub lsn: Lsn,
+}
+
+/// The header of the record at the start of `buf`, WITHOUT verifying its checksum or
+/// payload: only for bytes this process encoded itself (indexing a `WritePlan` as it is
+/// written). `None` when fewer than `HEADER_SIZE` bytes remain, or the kind or size is
+/// not that of a record (never panics). Untrusted bytes go through [`decode`].
+#[must_use]
+pub fn peek(buf: &[u8]) -> Option<Peeked> {
+    if buf.len() < HEADER_SIZE {
+        return None;
+    }
+    let size = read_u32(buf, OFFSET_SIZE);
+    if (size as usize) < HEADER_SIZE || size as usize % RECORD_ALIGN != 0 {
+        return None;
+    }
+    Some(Peeked {
+        size,
+        kind: Kind::from_byte(buf[OFFSET_KIND])?,
+        group: GroupId(read_u32(buf, OFFSET_GROUP)),
+        instance: Instance(read_u64(buf, OFFSET_INSTANCE)),
+        ballot: Ballot {
+            round: read_u64(buf, OFFSET_BALLOT_ROUND),
+            node: NodeId(read_u32(buf, OFFSET_BALLOT_NODE)),
+        },
+        lsn: Lsn(read_u64(buf, OFFSET_LSN)),
+    })
+}
+
 /// Decodes the record at the start of `buf` (which may hold more bytes after it);
 /// returns it and its size in the log. Values are copied out of `buf`.
 pub fn decode(

@@ -33,8 +33,8 @@ pub const SEGMENT_HEADER_SIZE: usize = BLOCK_SIZE;
 /// First bytes of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"synodWAL";
 
-/// Format version written in every header.
-pub const SEGMENT_VERSION: u16 = 1;
+/// Format version written in every header (2: `log_start` added).
+pub const SEGMENT_VERSION: u16 = 2;
 
 /// Smallest segment: the header and one block of records.
 pub const SEGMENT_SIZE_MIN: u64 = 2 * BLOCK_SIZE as u64;
@@ -47,7 +47,8 @@ const OFFSET_SALT: usize = 20;
 const OFFSET_INDEX: usize = 24;
 const OFFSET_LSN_PREV: usize = 32;
 const OFFSET_SEGMENT_SIZE: usize = 40;
-const HEADER_FIELDS_END: usize = 48;
+const OFFSET_LOG_START: usize = 48;
+const HEADER_FIELDS_END: usize = 56;
 
 /// The salt of segment `index` of a log opened with `seed` (see the module invariants).
 #[must_use]
@@ -138,6 +139,10 @@ pub struct SegmentHeader {
     pub lsn_prev: Lsn,
     /// Bytes of the segment, header included.
     pub segment_size: u64,
+    /// Index of the log's first segment when this one was initialised (at most
+    /// `segment_index`): segments below it may have been deleted by truncation, which
+    /// deletes a segment only AFTER a header naming a higher `log_start` is durable.
+    pub log_start: u64,
 }
 
 /// Why a header block is not a valid header.
@@ -212,8 +217,9 @@ impl SegmentHeader {
         block[OFFSET_SALT..OFFSET_INDEX].copy_from_slice(&self.salt.to_le_bytes());
         block[OFFSET_INDEX..OFFSET_LSN_PREV].copy_from_slice(&self.segment_index.to_le_bytes());
         block[OFFSET_LSN_PREV..OFFSET_SEGMENT_SIZE].copy_from_slice(&self.lsn_prev.0.to_le_bytes());
-        block[OFFSET_SEGMENT_SIZE..HEADER_FIELDS_END]
+        block[OFFSET_SEGMENT_SIZE..OFFSET_LOG_START]
             .copy_from_slice(&self.segment_size.to_le_bytes());
+        block[OFFSET_LOG_START..HEADER_FIELDS_END].copy_from_slice(&self.log_start.to_le_bytes());
         let checksum = crc32c::crc32c(&block[OFFSET_VERSION..]);
         block[OFFSET_CHECKSUM..OFFSET_VERSION].copy_from_slice(&checksum.to_le_bytes());
         block
@@ -253,13 +259,15 @@ impl SegmentHeader {
             segment_index: read_u64(block, OFFSET_INDEX),
             lsn_prev: Lsn(read_u64(block, OFFSET_LSN_PREV)),
             segment_size: read_u64(block, OFFSET_SEGMENT_SIZE),
+            log_start: read_u64(block, OFFSET_LOG_START),
         })
     }
 }
 
 /// The header to write, and make durable, BEFORE `plan` when `plan` starts a segment's
 /// payload (`None` otherwise). `lsn_prev` is the last LSN written before `plan` (the
-/// previous plan's `lsn_through`, or the recovered one). Asserts that the plan does not
+/// previous plan's `lsn_through`, or the recovered one); `log_start` the log's first
+/// segment (clamped to the new segment's index). Asserts that the plan does not
 /// straddle a segment.
 #[must_use]
 pub fn header_for(
@@ -267,6 +275,7 @@ pub fn header_for(
     geometry: &SegmentGeometry,
     shard: u32,
     lsn_prev: Lsn,
+    log_start: u64,
 ) -> Option<SegmentHeader> {
     let (index, file_offset) = geometry.locate(plan.offset);
     assert!(
@@ -281,6 +290,7 @@ pub fn header_for(
         segment_index: index,
         lsn_prev,
         segment_size: geometry.segment_size,
+        log_start: log_start.min(index),
     })
 }
 
@@ -410,6 +420,11 @@ pub struct LogRecovery {
     pub discard: Vec<String>,
     /// Files in the directory that are not segments of this shard (left alone).
     pub ignored: Vec<String>,
+    /// The log's first segment: the highest `log_start` of any valid header (row S10).
+    /// New headers must name at least this.
+    pub log_start: u64,
+    /// Segment files below `log_start` (truncated; not read): to recycle or delete.
+    pub truncated: Vec<String>,
     /// Every segment file of this shard, in index order.
     pub segments: Vec<SegmentReport>,
 }
@@ -427,15 +442,17 @@ struct Scanned {
 ///
 /// # Decision table (segments; within a segment the record table of `recovery` applies)
 ///
-/// Segments are taken in index order. *Used* segments are those whose header block is not
-/// all zero; a blank header after the last used segment is a preallocated spare.
+/// Segments are taken in index order. *Used* segments are those at or above `log_start`
+/// whose header block is not all zero; a blank header after the last used segment is a
+/// preallocated spare. `log_start` is the highest `log_start` field of any valid header
+/// that matches its name, shard and geometry (0 if none).
 ///
 /// | # | situation | decision | resume |
 /// |---|-----------|----------|--------|
 /// | S0 | a file name that is not `wal-<this shard>-<index>.seg` | ignored (reported) | — |
 /// | S1 | no used segment | `Clean`, empty log | log offset 0, LSN 0 |
 /// | S2 | blank segments after the last used one | spares, kept for later initialisation | — |
-/// | S3 | an index between the first and the last used segment is absent or blank | `Corrupt(MissingSegment)` | after the segment before it |
+/// | S3 | an index between `log_start` and the last used segment is absent or blank | `Corrupt(MissingSegment)` | after the segment before it (at `log_start`, LSN 0, when it is `log_start` itself) |
 /// | S4 | a header that does not decode or does not match its name, shard or geometry, and is not S5 | `Corrupt(BadHeader)` | after the segment before it (log start if none) |
 /// | S5 | the last used segment's header does not decode, its first payload block is zero, and a segment precedes it or it is segment 0 | `TornTail` (a torn initialisation: no record was written) | after the segment before it |
 /// | S6 | `lsn_prev` differs from the last LSN of the segment before | `Corrupt(ChainBroken)` | after the segment before it |
@@ -443,9 +460,11 @@ struct Scanned {
 /// | S7' | a segment before the last used one scans `Clean` or `TornTail` | continue; S6 on the next header detects any lost LSN (a torn remnant left by an earlier recovery is not a loss) | — |
 /// | S8 | a used segment file shorter than `segment_size` | `Corrupt(Truncated)`, its remaining records kept | its scan's resume |
 /// | S9 | the last used segment | its record-table decision | its resume, scrub |
+/// | S10 | a segment file below `log_start` (any header, or blank) | truncated: not read, listed in `truncated` (to recycle or delete) | — |
 ///
-/// The first used segment anchors the chain with its own `lsn_prev` (segments before it
-/// were truncated by checkpoints). After a corruption, later segments are discarded: the
+/// The segment `log_start` anchors the chain with its own `lsn_prev` (segments before it
+/// were truncated; a header is written with `log_start = L` BEFORE any segment below `L`
+/// is deleted, so a missing `log_start` segment is loss, never truncation). After a corruption, later segments are discarded: the
 /// replica keeps the prefix and rebuilds as a learner. Never panics on any input.
 #[must_use]
 pub fn recover(files: &[SegmentImage<'_>], config: &LogConfig) -> LogRecovery {
@@ -519,8 +538,32 @@ pub fn recover_from<E>(
             }
         })
         .collect();
+    // S10: the highest `log_start` any valid header of this log names. A segment is
+    // deleted only after a header naming a higher `log_start` is durable, so files below
+    // it are leftovers of a truncation (not read), and the segment `log_start` itself
+    // must be present.
+    let log_start = reports
+        .iter()
+        .filter_map(|r| {
+            r.header.filter(|h| {
+                h.shard == config.shard
+                    && h.segment_index == r.index
+                    && h.segment_size == geometry.segment_size
+                    && h.log_start <= h.segment_index
+            })
+        })
+        .map(|h| h.log_start)
+        .max()
+        .unwrap_or(0);
+    let truncated: Vec<String> = reports
+        .iter()
+        .filter(|r| r.index < log_start)
+        .map(|r| r.name.clone())
+        .collect();
     let used: Vec<usize> = (0..reports.len())
-        .filter(|i| reports[*i].header_error != Some(HeaderError::Blank))
+        .filter(|i| {
+            reports[*i].index >= log_start && reports[*i].header_error != Some(HeaderError::Blank)
+        })
         .collect();
 
     let mut records = Vec::new();
@@ -528,7 +571,13 @@ pub fn recover_from<E>(
     let mut previous: Option<Scanned> = None;
     let mut decision = LogDecision::Clean;
 
-    if let (Some(first), Some(last)) = (used.first().copied(), used.last().copied()) {
+    let start_missing = used
+        .first()
+        .is_some_and(|first| reports[*first].index != log_start);
+    if start_missing {
+        // S3 at the log's start: the first segment of the log is absent or blank.
+        decision = LogDecision::Corrupt(Corruption::MissingSegment { index: log_start });
+    } else if let (Some(first), Some(last)) = (used.first().copied(), used.last().copied()) {
         let first_index = reports[first].index;
         let last_index = reports[last].index;
         // Reports are sorted with unique indices and the walk stops at the first gap, so
@@ -578,6 +627,8 @@ pub fn recover_from<E>(
                     "header names segment_size {}, the log uses {}",
                     header.segment_size, geometry.segment_size
                 ))
+            } else if header.log_start > index {
+                Some(format!("header names log_start {}", header.log_start))
             } else {
                 None
             };
@@ -669,8 +720,13 @@ pub fn recover_from<E>(
             )
         }
         None => {
-            // Nothing scanned: an empty log, or the first used segment is unreadable.
-            let index = used.first().map_or(0, |i| reports[*i].index);
+            // Nothing scanned: an empty log, or the log's first segment is missing or
+            // unreadable (appends restart at the log's start, later files discarded).
+            let index = if start_missing {
+                log_start
+            } else {
+                used.first().map_or(log_start, |i| reports[*i].index)
+            };
             let offset = index * payload;
             (
                 Resume {
@@ -698,6 +754,8 @@ pub fn recover_from<E>(
         gaps,
         discard,
         ignored,
+        log_start,
+        truncated,
         segments: reports,
     };
     recovered.check(&geometry);
@@ -829,7 +887,7 @@ mod tests {
         let file = dir
             .entry(name(index))
             .or_insert_with(|| vec![0; SEGMENT_SIZE as usize]);
-        if let Some(header) = header_for(plan, &geometry, SHARD, lsn_prev) {
+        if let Some(header) = header_for(plan, &geometry, SHARD, lsn_prev, 0) {
             file[..SEGMENT_HEADER_SIZE].copy_from_slice(&header.encode());
         }
         let at = file_offset as usize;
@@ -863,6 +921,14 @@ mod tests {
             commit.invariants();
         }
         dir
+    }
+
+    /// Rewrites the header of segment `index` in `dir` with `log_start`.
+    fn set_log_start(dir: &mut Dir, index: u64, log_start: u64) {
+        let file = dir.get_mut(&name(index)).expect("exists");
+        let mut header = SegmentHeader::decode(file).expect("valid");
+        header.log_start = log_start;
+        file[..SEGMENT_HEADER_SIZE].copy_from_slice(&header.encode());
     }
 
     fn corrupt(recovered: &LogRecovery) -> Corruption {
@@ -904,6 +970,7 @@ mod tests {
             segment_index: 5,
             lsn_prev: Lsn(77),
             segment_size: SEGMENT_SIZE,
+            log_start: 4,
         };
         let mut block = header.encode();
         assert_eq!(block.len(), SEGMENT_HEADER_SIZE);
@@ -1091,8 +1158,49 @@ mod tests {
         };
         assert!(why.contains("index 2"), "{why}");
 
-        // S4: the first segment (index > 0: a truncated prefix) with a bad header.
+        // S3 at the start: segment 0 gone while every header says the log starts there.
         let mut dir = base.clone();
+        dir.remove(&name(0));
+        let r = recover(&images(&dir), &config());
+        assert_eq!(corrupt(&r), Corruption::MissingSegment { index: 0 });
+        assert_eq!((r.resume.offset, r.lsn_through), (0, Lsn(0)));
+        assert_eq!(r.discard, vec![name(1), name(2)]);
+
+        // S10: segment 2's header says the log starts at 1 (a truncation), so segment 0
+        // is a leftover (valid or not) and is not read; without it the log is the same.
+        let mut truncated = base.clone();
+        set_log_start(&mut truncated, 2, 1);
+        for leftover in [
+            None,
+            Some(vec![0; SEGMENT_SIZE as usize]),
+            Some(vec![7; 100]),
+        ] {
+            let mut dir = truncated.clone();
+            if let Some(bytes) = leftover {
+                dir.insert(name(0), bytes);
+            }
+            let r = recover(&images(&dir), &config());
+            assert_eq!((r.decision.clone(), r.log_start), (LogDecision::Clean, 1));
+            assert_eq!(r.truncated, vec![name(0)]);
+            assert_eq!(r.records.first().map(|r| r.lsn), Some(Lsn(13)));
+            assert_eq!((r.lsn_through, r.resume.offset), (Lsn(28), 7 * 4096));
+        }
+        let mut dir = truncated.clone();
+        dir.remove(&name(0));
+        let r = recover(&images(&dir), &config());
+        assert_eq!(
+            (r.decision.clone(), r.truncated.len()),
+            (LogDecision::Clean, 0)
+        );
+        // ... and then segment 1 missing is loss at the log's start (S3).
+        let mut dir = truncated.clone();
+        dir.remove(&name(1));
+        let r = recover(&images(&dir), &config());
+        assert_eq!(corrupt(&r), Corruption::MissingSegment { index: 1 });
+        assert_eq!((r.resume.offset, r.lsn_through), (p, Lsn(0)));
+
+        // S4: the log's first segment (index > 0 after a truncation) with a bad header.
+        let mut dir = truncated.clone();
         dir.remove(&name(0));
         dir.get_mut(&name(1)).expect("exists")[20] ^= 1;
         let r = recover(&images(&dir), &config());
@@ -1101,6 +1209,14 @@ mod tests {
             Corruption::BadHeader { index: 1, .. }
         ));
         assert_eq!(r.resume.offset, p);
+        // S4: a header naming a log_start above its own index.
+        let mut dir = base.clone();
+        set_log_start(&mut dir, 1, 2);
+        let r = recover(&images(&dir), &config());
+        let Corruption::BadHeader { index: 1, why } = corrupt(&r) else {
+            panic!("{:?}", r.decision)
+        };
+        assert!(why.contains("log_start 2"), "{why}");
 
         // S5: the last segment's header torn during initialisation (payload zero).
         let mut dir = log(6, 4);
@@ -1139,6 +1255,7 @@ mod tests {
             segment_index: 3,
             lsn_prev: Lsn(100),
             segment_size: SEGMENT_SIZE,
+            log_start: 0,
         };
         let mut file = stale.encode();
         file.resize(SEGMENT_SIZE as usize, 0);

@@ -121,6 +121,8 @@ pub struct Cluster {
     pub applied: BTreeMap<NodeId, Applied>,
     pub cluster_id: u64,
     pub machines: Machines,
+    /// Applied to every node's test configuration at every start.
+    pub adjust: Box<dyn Fn(&mut Config)>,
 }
 
 /// Short timeouts so tests move quickly (same relations as the defaults).
@@ -143,6 +145,7 @@ pub fn test_config(cluster: &Cluster, node: NodeId) -> Config {
     config.group.lease_ns = 150_000_000;
     config.group.retransmit_ns = 50_000_000;
     config.drain_timeout = Duration::from_millis(500);
+    (cluster.adjust)(&mut config);
     config
 }
 
@@ -155,6 +158,25 @@ impl Cluster {
     /// A cluster whose state machines come from `machines` (`applied` stays empty
     /// unless they record into it).
     pub fn with_machines(name: &str, shape: Shape, machines: Machines) -> Cluster {
+        Cluster::build(name, shape, machines, Box::new(|_| {}))
+    }
+
+    /// A recorder cluster whose every node configuration is changed by `adjust`.
+    pub fn new_with(name: &str, shape: Shape, adjust: impl Fn(&mut Config) + 'static) -> Cluster {
+        Cluster::build(
+            name,
+            shape,
+            Box::new(|_, applied| recorder(applied)),
+            Box::new(adjust),
+        )
+    }
+
+    fn build(
+        name: &str,
+        shape: Shape,
+        machines: Machines,
+        adjust: Box<dyn Fn(&mut Config)>,
+    ) -> Cluster {
         let mut addresses = BTreeMap::new();
         let mut dirs = BTreeMap::new();
         let mut applied = BTreeMap::new();
@@ -172,6 +194,7 @@ impl Cluster {
             applied,
             cluster_id: 0x5EED,
             machines,
+            adjust,
         };
         let ids: Vec<NodeId> = cluster.addresses.keys().copied().collect();
         for id in ids {

@@ -1,6 +1,8 @@
-//! WAL encode throughput: one Accept record (header, entry, CRC32C) at 16 B, 100 B,
-//! 4 KiB and 100 KiB values; decode (with checksum) of the same; and one group-commit
-//! batch of 64 records (append x 64 + take_write + on_durable).
+//! The one WAL CPU benchmark: per record size (16 B, 100 B, 4 KiB, 64 KiB and 100 KiB
+//! values in one Accept), CRC32C alone over the checksummed bytes, encode (header,
+//! entry, CRC32C), decode with verification; and one group-commit batch of 64 records
+//! (append x 64 + take_write + on_durable). No I/O: the disk side is `synod wal bench`.
+//! Figures and the command: `tuning.md`, WAL section.
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -10,10 +12,11 @@ use synod::wal::{
 };
 
 const SALT: u32 = 0x5eed;
-const SIZES: [(usize, &str); 4] = [
+const SIZES: [(usize, &str); 5] = [
     (16, "16B"),
     (100, "100B"),
     (4096, "4KiB"),
+    (64 * 1024, "64KiB"),
     (100 * 1024, "100KiB"),
 ];
 
@@ -38,6 +41,21 @@ fn stamp() -> Stamp {
         lsn: Lsn(1000),
         batch_first: Lsn(990),
     }
+}
+
+/// The checksum alone, over the bytes a record's checksum covers (all but its first 8).
+fn record_crc32c(c: &mut Criterion) {
+    let mut group = c.benchmark_group("wal_record_crc32c");
+    for (size, name) in SIZES {
+        let mut bytes = Vec::new();
+        encode(&accept(1, size), stamp(), SALT, &mut bytes);
+        let checked = &bytes[8..];
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| crc32c::crc32c_append(SALT, black_box(checked)));
+        });
+    }
+    group.finish();
 }
 
 fn record_encode(c: &mut Criterion) {
@@ -99,5 +117,11 @@ fn group_commit_batch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, record_encode, record_decode, group_commit_batch);
+criterion_group!(
+    benches,
+    record_crc32c,
+    record_encode,
+    record_decode,
+    group_commit_batch
+);
 criterion_main!(benches);
