@@ -425,6 +425,10 @@ async fn drive(
     let mut waiting: HashMap<u64, Reply> = HashMap::new();
     let mut next_id = pid << 48;
     let mut applied_idx = 0usize;
+    // This replica's log length covered by the last completed fdatasync, and by the one in
+    // flight.
+    let mut durable_len = 0usize;
+    let mut syncing_len = 0usize;
     // Outputs of the batch being synced, and of the batch being gathered.
     let mut held: Option<Outputs> = None;
     let mut gathering = Outputs::default();
@@ -440,6 +444,7 @@ async fn drive(
                     std::process::exit(2);
                 }
                 let done = held.take().expect("a sync completes only while one is in flight");
+                durable_len = syncing_len;
                 release(done, &mut frames);
             }
             Some(message) = inbound.recv() => {
@@ -483,10 +488,16 @@ async fn drive(
         let decided_idx = omnipaxos.get_decided_idx();
         if decided_idx > applied_idx {
             if let Some(entries) = omnipaxos.read_decided_suffix(applied_idx) {
-                for entry in entries {
+                for (index, entry) in (applied_idx..).zip(entries) {
                     if let LogEntry::Decided(proposal) = entry {
                         if let Some(reply) = waiting.remove(&proposal.id) {
-                            gathering.replies.push(reply);
+                            if index < durable_len {
+                                // Chosen by a majority that includes this replica's durable
+                                // copy (followers answer only after their own fdatasync).
+                                let _ = reply.send(Ok(()));
+                            } else {
+                                gathering.replies.push(reply);
+                            }
                         }
                     }
                 }
@@ -501,6 +512,7 @@ async fn drive(
                 release(outputs, &mut frames);
             } else {
                 held = Some(outputs);
+                syncing_len = omnipaxos.get_accepted_idx();
                 let synced_tx = synced_tx.clone();
                 wal.submit(
                     bytes,

@@ -251,3 +251,16 @@ pub fn put_record(out: &mut Vec<u8>, kind: u8, body: &[&[u8]]) {
 }
 
 const _: () = assert!(BATCH_SIZE_MAX as u64 <= SEGMENT_SIZE);
+
+/// Appends one record whose body `encode` writes straight into `out` (no staging copy);
+/// same layout as `put_record`.
+pub fn put_record_with(out: &mut Vec<u8>, kind: u8, encode: impl FnOnce(&mut Vec<u8>)) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 8]);
+    out.push(kind);
+    encode(out);
+    let size = (out.len() - at - 8) as u32;
+    let crc = crc32c::crc32c(&out[at + 8..]);
+    out[at..at + 4].copy_from_slice(&size.to_le_bytes());
+    out[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+}
