@@ -49,7 +49,8 @@ pub fn fdatasync_limit(dir: &Path, seconds: f64) -> Result<DiskLimit, String> {
     let mut offset = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
         let at = Instant::now();
-        file.write_all_at(block, offset).map_err(|x| e("write", x))?;
+        file.write_all_at(block, offset)
+            .map_err(|x| e("write", x))?;
         file.sync_data().map_err(|x| e("fdatasync", x))?;
         latencies.push(at.elapsed().as_nanos() as u64);
         offset = (offset + BLOCK_SIZE as u64) % FILE_SIZE;

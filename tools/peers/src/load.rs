@@ -172,8 +172,8 @@ pub struct Report {
     pub errors: u64,
     /// fdatasyncs per second, three replicas together, whole run.
     pub fdatasyncs_per_s: f64,
-    /// Log jobs (append calls / driver batches) per fdatasync.
-    pub jobs_per_fdatasync: f64,
+    /// Log records (entries and metadata) per fdatasync.
+    pub records_per_fdatasync: f64,
     /// Log bytes per fdatasync.
     pub bytes_per_fdatasync: f64,
 }
@@ -196,7 +196,7 @@ impl Report {
             ok: outcome.ok,
             errors: outcome.errors.values().sum(),
             fdatasyncs_per_s: 0.0,
-            jobs_per_fdatasync: 0.0,
+            records_per_fdatasync: 0.0,
             bytes_per_fdatasync: 0.0,
         }
     }
@@ -219,9 +219,9 @@ impl Report {
             self.p50_us, self.p90_us, self.p99_us, self.p999_us, self.max_us
         );
         println!(
-            "log (3 replicas together, whole run incl. warm-up): {:.0} fdatasyncs/s, {:.1} jobs \
+            "log (3 replicas together, whole run incl. warm-up): {:.0} fdatasyncs/s, {:.1} records \
              and {:.0} bytes per fdatasync",
-            self.fdatasyncs_per_s, self.jobs_per_fdatasync, self.bytes_per_fdatasync
+            self.fdatasyncs_per_s, self.records_per_fdatasync, self.bytes_per_fdatasync
         );
     }
 
@@ -230,7 +230,7 @@ impl Report {
         format!(
             "{{\"system\":{:?},\"ops_per_s\":{:.1},\"mb_per_s\":{:.3},\"p50_us\":{:.1},\
              \"p90_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"max_us\":{:.1},\"ok\":{},\
-             \"errors\":{},\"fdatasyncs_per_s\":{:.1},\"jobs_per_fdatasync\":{:.2},\
+             \"errors\":{},\"fdatasyncs_per_s\":{:.1},\"records_per_fdatasync\":{:.2},\
              \"bytes_per_fdatasync\":{:.0}}}",
             self.system,
             self.ops_per_s,
@@ -243,7 +243,7 @@ impl Report {
             self.ok,
             self.errors,
             self.fdatasyncs_per_s,
-            self.jobs_per_fdatasync,
+            self.records_per_fdatasync,
             self.bytes_per_fdatasync
         )
     }

@@ -130,7 +130,10 @@ fn run_peer(system: &str, o: &Options) -> Result<(), String> {
         report.print(&errors);
     }
     // The logs are GBs at 4 KiB values; a run never reads them back.
-    for entry in std::fs::read_dir(&o.dir).map_err(|e| e.to_string())?.flatten() {
+    for entry in std::fs::read_dir(&o.dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
         let name = entry.file_name();
         if name.to_string_lossy().starts_with(system) {
             let _ = std::fs::remove_dir_all(entry.path());

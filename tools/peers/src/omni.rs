@@ -55,7 +55,8 @@ impl Entry for Proposal {
     type Snapshot = NoSnapshot;
 }
 
-type Pending = Arc<Mutex<Vec<u8>>>;
+/// Encoded records not yet handed to the log, and their count.
+type Pending = Arc<Mutex<(Vec<u8>, u64)>>;
 
 /// Record kinds of the OmniPaxos log file.
 const RECORD_ENTRY: u8 = 1;
@@ -87,9 +88,10 @@ enum Meta<'a> {
 impl DurableStorage {
     fn record_entries(&self, entries: &[Proposal]) {
         let mut pending = self.pending.lock().expect("no panic while held");
+        pending.1 += entries.len() as u64;
         for entry in entries {
             put_record(
-                &mut pending,
+                &mut pending.0,
                 RECORD_ENTRY,
                 &[&entry.id.to_le_bytes(), &entry.value],
             );
@@ -99,7 +101,8 @@ impl DurableStorage {
     fn record_meta(&self, meta: &Meta) {
         let body = bincode::serialize(meta).expect("bincode encodes metadata");
         let mut pending = self.pending.lock().expect("no panic while held");
-        put_record(&mut pending, RECORD_META, &[&body]);
+        pending.1 += 1;
+        put_record(&mut pending.0, RECORD_META, &[&body]);
     }
 }
 
@@ -140,8 +143,9 @@ impl Storage<Proposal> for DurableStorage {
         let keep = from_idx - self.compacted_idx;
         if keep < self.log.len() {
             let mut pending = self.pending.lock().expect("no panic while held");
+            pending.1 += 1;
             put_record(
-                &mut pending,
+                &mut pending.0,
                 RECORD_TRUNCATE,
                 &[&(from_idx as u64).to_le_bytes()],
             );
@@ -253,7 +257,10 @@ struct Outputs {
 }
 
 /// Runs the OmniPaxos side and returns its report.
-pub fn run(load: &Load, dir: &Path) -> Result<(Report, std::collections::BTreeMap<String, u64>), String> {
+pub fn run(
+    load: &Load,
+    dir: &Path,
+) -> Result<(Report, std::collections::BTreeMap<String, u64>), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -265,7 +272,8 @@ pub fn run(load: &Load, dir: &Path) -> Result<(Report, std::collections::BTreeMa
         let mut replicas = Vec::new();
         for (i, (_, listener)) in bound.into_iter().enumerate() {
             let pid = i as u64 + 1;
-            let wal = Wal::open(&dir.join(format!("omnipaxos-{pid}"))).map_err(|e| e.to_string())?;
+            let wal =
+                Wal::open(&dir.join(format!("omnipaxos-{pid}"))).map_err(|e| e.to_string())?;
             let listener = TcpListener::from_std(listener).map_err(|e| e.to_string())?;
             replicas.push(start_replica(pid, &addrs, listener, wal));
         }
@@ -287,15 +295,15 @@ pub fn run(load: &Load, dir: &Path) -> Result<(Report, std::collections::BTreeMa
         let outcome = load::run(load, submit).await;
         let elapsed = start.elapsed().as_secs_f64();
         let mut report = Report::new(VERSION.to_string(), load.value_size, &outcome);
-        let (syncs, jobs, bytes) = replicas.iter().fold((0, 0, 0), |s, r| {
+        let (syncs, records, bytes) = replicas.iter().fold((0, 0, 0), |s, r| {
             (
                 s.0 + r.wal.syncs.load(Ordering::Relaxed),
-                s.1 + r.wal.jobs.load(Ordering::Relaxed),
+                s.1 + r.wal.records.load(Ordering::Relaxed),
                 s.2 + r.wal.bytes.load(Ordering::Relaxed),
             )
         });
         report.fdatasyncs_per_s = syncs as f64 / elapsed;
-        report.jobs_per_fdatasync = jobs as f64 / syncs.max(1) as f64;
+        report.records_per_fdatasync = records as f64 / syncs.max(1) as f64;
         report.bytes_per_fdatasync = bytes as f64 / syncs.max(1) as f64;
         Ok((report, outcome.errors))
     })
@@ -505,7 +513,8 @@ async fn drive(
             applied_idx = decided_idx;
         }
         if held.is_none() {
-            let bytes = std::mem::take(&mut *pending.lock().expect("no panic while held"));
+            let (bytes, records) =
+                std::mem::take(&mut *pending.lock().expect("no panic while held"));
             let outputs = std::mem::take(&mut gathering);
             if bytes.is_empty() {
                 // Everything written earlier is durable already.
@@ -516,6 +525,7 @@ async fn drive(
                 let synced_tx = synced_tx.clone();
                 wal.submit(
                     bytes,
+                    records,
                     Box::new(move |result| {
                         let _ = synced_tx.send(result);
                     }),

@@ -104,6 +104,7 @@ impl LogStore {
         let (tx, rx) = oneshot::channel();
         self.wal.submit(
             bytes,
+            1,
             Box::new(move |result| {
                 let _ = tx.send(result);
             }),
@@ -118,7 +119,12 @@ impl RaftLogReader<C> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<EntryOf<C>>, io::Error> {
-        Ok(self.lock().entries.range(range).map(|(_, e)| e.clone()).collect())
+        Ok(self
+            .lock()
+            .entries
+            .range(range)
+            .map(|(_, e)| e.clone())
+            .collect())
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
@@ -153,9 +159,11 @@ impl RaftLogStorage<C> for LogStore {
         I: IntoIterator<Item = EntryOf<C>> + OptionalSend,
     {
         let mut bytes = Vec::new();
+        let mut records = 0;
         {
             let mut inner = self.lock();
             for entry in entries {
+                records += 1;
                 put_record_with(&mut bytes, RECORD_ENTRY, |out| {
                     bincode::serialize_into(out, &entry).expect("bincode encodes into a Vec")
                 });
@@ -166,6 +174,7 @@ impl RaftLogStorage<C> for LogStore {
         // fdatasync that covers them.
         self.wal.submit(
             bytes,
+            records,
             Box::new(move |result| callback.io_completed(result)),
         );
         Ok(())
@@ -185,7 +194,7 @@ impl RaftLogStorage<C> for LogStore {
         put_record_with(&mut bytes, RECORD_PURGE, |out| {
             bincode::serialize_into(out, &log_id).expect("bincode encodes into a Vec")
         });
-        self.wal.submit(bytes, Box::new(|_| {}));
+        self.wal.submit(bytes, 1, Box::new(|_| {}));
         let mut inner = self.lock();
         inner.purged = Some(log_id);
         let keep = inner.entries.split_off(&(log_id.index() + 1));
@@ -202,11 +211,14 @@ struct SmState {
     applied_size: u64,
 }
 
+/// The last snapshot built or installed: its meta and its bytes.
+type StoredSnapshot = (SnapshotMetaOf<C>, Vec<u8>);
+
 /// Counts applied entries and their bytes; its snapshot is that count.
 #[derive(Clone, Default)]
 pub struct StateMachine {
     state: Arc<Mutex<SmState>>,
-    snapshot: Arc<Mutex<Option<(SnapshotMetaOf<C>, Vec<u8>)>>>,
+    snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
 }
 
 impl RaftSnapshotBuilder<C> for StateMachine {
@@ -218,7 +230,6 @@ impl RaftSnapshotBuilder<C> for StateMachine {
         let meta = SnapshotMetaOf::<C> {
             last_log_id: state.last_applied,
             last_membership: state.membership.clone(),
-            ..Default::default()
         };
         *self.snapshot.lock().expect("no panic while held") = Some((meta.clone(), data.clone()));
         Ok(SnapshotOf::<C, Cursor<Vec<u8>>> {
@@ -351,7 +362,11 @@ impl Peer {
         if self.stream.is_none() {
             let stream = TcpStream::connect(self.addr).await?;
             stream.set_nodelay(true)?;
-            self.stream = Some(tokio::io::BufStream::with_capacity(1 << 16, 1 << 16, stream));
+            self.stream = Some(tokio::io::BufStream::with_capacity(
+                1 << 16,
+                1 << 16,
+                stream,
+            ));
         }
         let stream = self.stream.as_mut().expect("connected above");
         let result = async {
@@ -375,7 +390,11 @@ impl RaftNetworkV2<C> for Peer {
         rpc: AppendEntriesRequest<C>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        match self.call(&Request::Append(rpc)).await.map_err(unreachable)? {
+        match self
+            .call(&Request::Append(rpc))
+            .await
+            .map_err(unreachable)?
+        {
             Response::Append(r) => r.map_err(|e| unreachable(io::Error::other(e))),
             _ => Err(unreachable(io::Error::other("wrong response kind"))),
         }
@@ -397,7 +416,11 @@ impl RaftNetworkV2<C> for Peer {
         rpc: VoteRequest<C>,
         _option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        match self.call(&Request::PreVote(rpc)).await.map_err(unreachable)? {
+        match self
+            .call(&Request::PreVote(rpc))
+            .await
+            .map_err(unreachable)?
+        {
             Response::Vote(r) => r.map_err(|e| unreachable(io::Error::other(e))),
             _ => Err(unreachable(io::Error::other("wrong response kind"))),
         }
@@ -454,7 +477,9 @@ async fn serve(listener: TcpListener, raft: BenchRaft) {
                         )
                     }
                 };
-                if net::write_frame(&mut stream, &response, &mut buf).await.is_err()
+                if net::write_frame(&mut stream, &response, &mut buf)
+                    .await
+                    .is_err()
                     || stream.flush().await.is_err()
                 {
                     return;
@@ -505,15 +530,26 @@ pub fn run(load: &Load, dir: &Path) -> Result<(Report, BTreeMap<String, u64>), S
             let network = Network {
                 addrs: Arc::clone(&addrs),
             };
-            let raft = Raft::new(id, Arc::clone(&config), network, log, StateMachine::default())
-                .await
-                .map_err(|e| e.to_string())?;
+            let raft = Raft::new(
+                id,
+                Arc::clone(&config),
+                network,
+                log,
+                StateMachine::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             let listener = TcpListener::from_std(listener).map_err(|e| e.to_string())?;
             tokio::spawn(serve(listener, raft.clone()));
             rafts.push(raft);
         }
         rafts[0]
-            .initialize(addrs.keys().copied().collect::<std::collections::BTreeSet<u64>>())
+            .initialize(
+                addrs
+                    .keys()
+                    .copied()
+                    .collect::<std::collections::BTreeSet<u64>>(),
+            )
             .await
             .map_err(|e| e.to_string())?;
         let leader = wait_for_leader(&rafts).await?;
@@ -533,11 +569,14 @@ pub fn run(load: &Load, dir: &Path) -> Result<(Report, BTreeMap<String, u64>), S
         let elapsed = start.elapsed().as_secs_f64();
         let mut report = Report::new(VERSION.to_string(), load.value_size, &outcome);
         let sum = |f: fn(&WalStats) -> &AtomicU64| {
-            stats.iter().map(|s| f(s).load(Ordering::Relaxed)).sum::<u64>()
+            stats
+                .iter()
+                .map(|s| f(s).load(Ordering::Relaxed))
+                .sum::<u64>()
         };
         let syncs = sum(|s| &s.syncs);
         report.fdatasyncs_per_s = syncs as f64 / elapsed;
-        report.jobs_per_fdatasync = sum(|s| &s.jobs) as f64 / syncs.max(1) as f64;
+        report.records_per_fdatasync = sum(|s| &s.records) as f64 / syncs.max(1) as f64;
         report.bytes_per_fdatasync = sum(|s| &s.bytes) as f64 / syncs.max(1) as f64;
         Ok((report, outcome.errors))
     })

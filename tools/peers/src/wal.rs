@@ -34,6 +34,7 @@ pub type Completion = Box<dyn FnOnce(io::Result<()>) + Send>;
 
 struct Job {
     bytes: Vec<u8>,
+    records: u64,
     done: Completion,
 }
 
@@ -42,8 +43,8 @@ struct Job {
 pub struct WalStats {
     /// `fdatasync` calls on segments (one per batch).
     pub syncs: AtomicU64,
-    /// Jobs made durable.
-    pub jobs: AtomicU64,
+    /// Records made durable (entries and metadata).
+    pub records: AtomicU64,
     /// Bytes made durable.
     pub bytes: AtomicU64,
 }
@@ -76,14 +77,19 @@ impl Wal {
         Ok(Wal { queue, stats })
     }
 
-    /// Queues `bytes` for the log; `done` runs AFTER the fdatasync that covers them.
-    pub fn submit(&self, bytes: Vec<u8>, done: Completion) {
+    /// Queues `bytes` (holding `records` records) for the log; `done` runs AFTER the
+    /// fdatasync that covers them.
+    pub fn submit(&self, bytes: Vec<u8>, records: u64, done: Completion) {
         assert!(
             bytes.len() as u64 <= SEGMENT_SIZE,
             "job of {} bytes exceeds the segment size {SEGMENT_SIZE}",
             bytes.len()
         );
-        if let Err(error) = self.queue.send(Job { bytes, done }) {
+        if let Err(error) = self.queue.send(Job {
+            bytes,
+            records,
+            done,
+        }) {
             (error.0.done)(Err(io::Error::other("the log's writer thread has stopped")));
         }
     }
@@ -145,7 +151,14 @@ fn write_batches(jobs: &Receiver<Job>, segments: &Receiver<io::Result<File>>, st
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        write_one(&mut batch, &mut segment, &mut offset, segments, stats, &mut failed);
+        write_one(
+            &mut batch,
+            &mut segment,
+            &mut offset,
+            segments,
+            stats,
+            &mut failed,
+        );
     }
 }
 
@@ -186,7 +199,9 @@ fn write_one(
         *failed = Some(why.clone());
     } else {
         stats.syncs.fetch_add(1, Ordering::Relaxed);
-        stats.jobs.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats
+            .records
+            .fetch_add(batch.iter().map(|j| j.records).sum(), Ordering::Relaxed);
         stats.bytes.fetch_add(size as u64, Ordering::Relaxed);
     }
     for job in batch.drain(..) {
