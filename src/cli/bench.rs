@@ -197,7 +197,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         config.cores = Vec::new();
         config.group_count = o.groups;
         config.group.window_instances_max = o.window;
-        config.group.accept_window_instances_max = o.window.max(256);
+        config.group.accept_window_instances_max = (o.window * 4).max(256);
         config.group.batch_values_max = o.batch.max(1);
         config.unsafe_skip_fsync = !o.fsync;
         let node = Node::start(config, null_factory()).map_err(|e| e.to_string())?;
@@ -282,6 +282,21 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             tally.ok,
             tally.errors.values().sum::<u64>()
         );
+    }
+    for (id, handle) in &handles {
+        for status in futures_lite::future::block_on(handle.status()).map_err(|e| e.to_string())? {
+            if status.dropped_messages + status.refused_messages > 0 || !status.ignored.is_empty() {
+                say!(
+                    o.json,
+                    "node {} shard {}: {} messages dropped by links, {} refused by the shard, ignored by groups: {:?}",
+                    id.0,
+                    status.shard,
+                    status.dropped_messages,
+                    status.refused_messages,
+                    status.ignored
+                );
+            }
+        }
     }
     for (_, node) in nodes {
         for error in node.shutdown() {

@@ -721,6 +721,16 @@ impl Driver {
                 + net.messages_dropped_queue_full
                 + net.messages_dropped_too_large,
             refused_connections: net.closes.values().sum(),
+            refused_messages: counters.refused_messages,
+            ignored: {
+                let mut ignored = BTreeMap::new();
+                for group in self.shard.groups() {
+                    for (reason, count) in &group.counters().ignored {
+                        *ignored.entry(*reason).or_default() += count;
+                    }
+                }
+                ignored
+            },
             fatal: self
                 .fatal
                 .clone()

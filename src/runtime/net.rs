@@ -1122,6 +1122,9 @@ async fn dial_loop(inner: Rc<Inner>, peer: NodeId) {
     let mut backoff = config.connect_backoff_min;
     let mut spare = Vec::new();
     let mut failed_before = false;
+    // Until the first connection, a refused connect is the peer not being up yet (nodes
+    // of a cluster start one after the other): not worth a warning.
+    let mut ever_connected = false;
     loop {
         let timeout = async {
             sleep(config.handshake_timeout).await;
@@ -1134,6 +1137,7 @@ async fn dial_loop(inner: Rc<Inner>, peer: NodeId) {
             Ok(stream) => {
                 backoff = config.connect_backoff_min;
                 failed_before = false;
+                ever_connected = true;
                 inner.counters.borrow_mut().connects_outbound += 1;
                 log::info!(
                     "net: node {} shard {}: connected to node {} at {}",
@@ -1153,11 +1157,12 @@ async fn dial_loop(inner: Rc<Inner>, peer: NodeId) {
             }
             Err(closed) => {
                 // A peer that is down refuses every attempt: say so once, then quietly.
-                let level = if failed_before && closed.reason == "connect failed" {
-                    log::Level::Debug
-                } else {
-                    log::Level::Warn
-                };
+                let level =
+                    if (failed_before || !ever_connected) && closed.reason == "connect failed" {
+                        log::Level::Debug
+                    } else {
+                        log::Level::Warn
+                    };
                 failed_before = true;
                 inner.closed(&link.addr, &closed, level);
             }

@@ -142,6 +142,10 @@ pub struct ShardStatus {
     pub dropped_messages: u64,
     /// Inbound connections closed for a named reason (bad handshake, bad frame, ...).
     pub refused_connections: u64,
+    /// Peer messages the shard refused for backpressure (WAL or held-ack limits).
+    pub refused_messages: u64,
+    /// Messages and requests the groups ignored, by reason, summed over groups.
+    pub ignored: std::collections::BTreeMap<&'static str, u64>,
     /// Why the shard stopped, when it did (a failed write).
     pub fatal: Option<String>,
 }
