@@ -304,7 +304,7 @@ impl Display {
                 Some(((o.warmup + o.seconds) * 10.0).ceil() as u64),
                 ProgressDrawTarget::stdout(),
             );
-            if let Ok(style) = ProgressStyle::with_template("{spinner} [{bar:40}] {msg}") {
+            if let Ok(style) = ProgressStyle::with_template("{spinner} [{bar:30}] {msg}") {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar
@@ -320,8 +320,8 @@ impl Display {
         if let Some(bar) = &self.bar {
             bar.set_position((elapsed * 10.0) as u64);
             bar.set_message(format!(
-                "{elapsed:>5.1}/{total:.1} s {ops_s:>10.0} ops/s{}",
-                if warm { "  (warm-up)" } else { "" }
+                "{elapsed:.1}/{total:.1} s {ops_s:.0} ops/s{}",
+                if warm { " (warm-up)" } else { "" }
             ));
         }
     }

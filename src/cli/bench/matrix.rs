@@ -114,7 +114,13 @@ pub fn run(base: &Options, limits: &Limits) -> Result<(), String> {
         let full = summary.json(&o);
         if let Some(dir) = &base.report {
             let name = format!("cell-{}B-{}g-b{}", cell.value_size, cell.groups, cell.batch);
-            report::write(&dir.join(name), &title(&o), &summary, o.warmup, &full)?;
+            report::write(
+                &dir.join(name),
+                &report_title(&o),
+                &summary,
+                o.warmup,
+                &full,
+            )?;
         }
         rows.push(json!({
             "config": config_json(&o),
@@ -139,10 +145,10 @@ pub fn run(base: &Options, limits: &Limits) -> Result<(), String> {
     Ok(())
 }
 
-/// A one-line description of a run, for titles.
+/// A one-line description of a run's load, for titles.
 pub fn title(o: &Options) -> String {
     format!(
-        "{} groups, {} clients{}, {}, batch {}{}{}",
+        "{} groups, {} clients{}, {}, batch {}{}",
         o.groups,
         o.clients,
         o.rate.map_or(" (closed loop)".to_string(), |r| format!(
@@ -152,6 +158,14 @@ pub fn title(o: &Options) -> String {
         o.batch,
         o.batch_bytes
             .map_or(String::new(), |b| format!(" (up to {b} B)")),
+    )
+}
+
+/// [`title`], with the fsync setting when it is off (UNSAFE), for pictures.
+pub fn report_title(o: &Options) -> String {
+    format!(
+        "{}{}",
+        title(o),
         if o.fsync {
             ""
         } else {

@@ -90,7 +90,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
     }
     let json = summary.json(&o);
     if let Some(dir) = &o.report {
-        report::write(dir, &matrix::title(&o), &summary, o.warmup, &json)?;
+        report::write(dir, &matrix::report_title(&o), &summary, o.warmup, &json)?;
         say!(o.json, "report: {}", dir.join("index.html").display());
     }
     if o.json {
@@ -108,7 +108,7 @@ fn run_one(o: &Options, limits: &Limits, progress: bool) -> Result<Summary, Stri
     let cluster = cluster::Cluster::start(o)?;
     let load = load::run(o, &cluster, progress);
     let stopped = cluster.shutdown();
-    let mut summary = Summary::new(&load?, limits);
+    let mut summary = Summary::new(&load?, limits, o.shards);
     for error in stopped {
         if !summary.fatal.contains(&error) {
             summary.fatal.push(error);

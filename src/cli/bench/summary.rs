@@ -35,7 +35,7 @@ pub struct NodeFigures {
     pub cpu_percent: f64,
     /// fdatasyncs (WAL writes) per second.
     pub fdatasyncs_per_s: f64,
-    /// WAL busy: % of the window with a write in flight.
+    /// WAL busy: % of the window with a write in flight, averaged over its shards.
     pub wal_busy_percent: f64,
     /// Shard loop iterations per second.
     pub iterations_per_s: f64,
@@ -100,7 +100,7 @@ pub struct Summary {
 
 impl Summary {
     /// Computes the figures.
-    pub fn new(load: &Load, limits: &Limits) -> Summary {
+    pub fn new(load: &Load, limits: &Limits, shards: u16) -> Summary {
         let h = &load.histogram;
         let us = |q: f64| h.value_at_quantile(q) as f64 / 1e3;
         let latency = if h.is_empty() {
@@ -126,7 +126,7 @@ impl Summary {
                 NodeFigures {
                     cpu_percent: d.cpu_s / w * 100.0,
                     fdatasyncs_per_s: d.writes as f64 / w,
-                    wal_busy_percent: d.write_busy_ns as f64 / 1e9 / w * 100.0,
+                    wal_busy_percent: d.write_busy_ns as f64 / 1e9 / w * 100.0 / f64::from(shards),
                     iterations_per_s: d.iterations as f64 / w,
                     chosen_as_leader_per_s: d.chosen_as_leader as f64 / w,
                 },
@@ -235,7 +235,7 @@ impl Summary {
             .iter()
             .map(|(id, n)| {
                 format!(
-                    "node {id} {:.0} % (WAL busy {:.0} %, {:.0} loops/s, leads {:.0} inst/s)",
+                    "node {id} {:.0} % (WAL busy {:.0} % per shard, {:.0} loops/s, leads {:.0} inst/s)",
                     n.cpu_percent, n.wal_busy_percent, n.iterations_per_s, n.chosen_as_leader_per_s
                 )
             })
