@@ -30,7 +30,7 @@ use super::options::Options;
 /// Width of one throughput bucket.
 pub const BUCKET_MS: u64 = 100;
 /// How long after the end scheduled requests may still be issued (open loop).
-const DRAIN_S: f64 = 2.0;
+pub const DRAIN_S: f64 = 2.0;
 /// Highest latency the histogram records (60 s); above it a value is clamped.
 const LATENCY_NS_MAX: u64 = 60_000_000_000;
 /// Progress refresh period.

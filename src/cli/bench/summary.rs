@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::cluster::{NodeSample, REPLICAS};
 use super::limits::Limits;
-use super::load::{Load, BUCKET_MS};
+use super::load::{Load, BUCKET_MS, DRAIN_S};
 use super::options::Options;
 
 /// Latency percentiles in µs.
@@ -185,7 +185,6 @@ impl Summary {
 
     /// The human summary, one figure per line.
     pub fn text(&self, o: &Options) -> Vec<String> {
-        let l = &self.latency;
         let mut lines = vec![format!(
             "throughput: {:.0} ops/s, {:.2} MB/s payload ({} ok{}{})",
             self.ops_per_s,
@@ -202,19 +201,18 @@ impl Summary {
                 String::new()
             }
         )];
-        lines.push(format!(
-            "latency{}: p50 {:.0} us, p90 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us",
-            if o.rate.is_some() {
-                " (from the scheduled send)"
-            } else {
-                ""
-            },
-            l.p50,
-            l.p90,
-            l.p99,
-            l.p999,
-            l.max
-        ));
+        if self.missed > 0 {
+            lines.push(format!(
+                "open loop fell behind: {} of the proposals scheduled in the window were not \
+                 sent by {DRAIN_S} s after it; offer a lower --rate or allow more --clients",
+                self.missed
+            ));
+        }
+        if self.cdf.is_empty() {
+            lines.push("latency: no proposal of the window completed".to_string());
+        } else {
+            lines.push(self.latency_line(o));
+        }
         lines.push(format!(
             "batching: {:.2} values per instance; {:.1} WAL records per fdatasync",
             self.values_per_instance, self.records_per_fdatasync
@@ -261,6 +259,23 @@ impl Summary {
             lines.push(format!("FATAL: {fatal}"));
         }
         lines
+    }
+
+    fn latency_line(&self, o: &Options) -> String {
+        let l = &self.latency;
+        format!(
+            "latency{}: p50 {:.0} us, p90 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us",
+            if o.rate.is_some() {
+                " (from the scheduled send)"
+            } else {
+                ""
+            },
+            l.p50,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.max
+        )
     }
 
     /// Every figure, the configuration and the limits, as JSON.
