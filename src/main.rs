@@ -1,5 +1,5 @@
 //! The `synod` binary: `synod bench` (a local three-node cluster under load, against
-//! the disk's limit), `synod serve` (one node), `synod sim` (the deterministic
+//! the machine's limits), `synod serve` (one node), `synod sim` (the deterministic
 //! simulator over many seeds) and the WAL tools `synod wal verify|dump|bench`.
 
 mod cli;

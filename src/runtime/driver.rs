@@ -168,6 +168,13 @@ fn write_marker(path: &Path) -> std::io::Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// The calling thread's Linux id: `/proc/thread-self` links to `<pid>/task/<tid>`.
+/// Read once at start (a syscall; never on the loop's path).
+fn current_thread_id() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
 /// Local wake-ups of the loop (inbound messages, write completions).
 #[derive(Default)]
 struct Wake {
@@ -213,6 +220,11 @@ struct Driver {
     iterations: u64,
     /// Nanoseconds inside the write task (write + fdatasync as the disk took them).
     disk_ns: Rc<Cell<u64>>,
+    /// Instances carrying values applied, and the values they carried.
+    value_instances_applied: u64,
+    values_applied: u64,
+    /// This thread's Linux id (for CPU accounting by whoever reads the status).
+    thread_id: Option<u32>,
     next_proposal: u64,
     proposals: HashMap<ProposalId, Sender<Result<Proposed, Error>>>,
     reads: Vec<PendingRead>,
@@ -331,6 +343,9 @@ async fn start(
         write_busy_ns: 0,
         iterations: 0,
         disk_ns: Rc::new(Cell::new(0)),
+        value_instances_applied: 0,
+        values_applied: 0,
+        thread_id: current_thread_id(),
         next_proposal: 0,
         proposals: HashMap::new(),
         reads: Vec::new(),
@@ -504,6 +519,10 @@ impl Driver {
             let Body::Values(values) = &apply.entry.body else {
                 continue;
             };
+            if !apply.skip {
+                self.value_instances_applied += 1;
+                self.values_applied += values.len() as u64;
+            }
             for (index, value) in values.iter().enumerate() {
                 let proposal = apply.proposals.get(index).copied();
                 if apply.skip {
@@ -716,6 +735,14 @@ impl Driver {
             disk_ns: self.disk_ns.get(),
             records: counters.records,
             elections: self.shard.groups().map(|g| g.counters().campaigns).sum(),
+            chosen_as_leader: self
+                .shard
+                .groups()
+                .map(|g| g.counters().chosen_as_leader)
+                .sum(),
+            value_instances_applied: self.value_instances_applied,
+            values_applied: self.values_applied,
+            thread_id: self.thread_id,
             dropped_messages: net.messages_dropped_unknown_peer
                 + net.messages_dropped_disconnected
                 + net.messages_dropped_queue_full

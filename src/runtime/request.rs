@@ -138,6 +138,18 @@ pub struct ShardStatus {
     pub records: u64,
     /// Elections this node started, summed over groups.
     pub elections: u64,
+    /// Instances this node chose as leader, summed over groups.
+    pub chosen_as_leader: u64,
+    /// Chosen instances carrying client values that this shard applied (no-ops and
+    /// configuration entries are not counted).
+    pub value_instances_applied: u64,
+    /// Client values this shard applied: divided by `value_instances_applied`, the
+    /// average number of values per instance (the batching factor).
+    pub values_applied: u64,
+    /// The Linux thread id of the shard's thread (from `/proc/thread-self`, read once
+    /// at start), for per-thread CPU accounting in `/proc/self/task/<tid>/stat`;
+    /// `None` where `/proc` is not available.
+    pub thread_id: Option<u32>,
     /// Peer messages dropped because a peer's queue was full or it was disconnected.
     pub dropped_messages: u64,
     /// Inbound connections closed for a named reason (bad handshake, bad frame, ...).

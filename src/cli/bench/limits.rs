@@ -1,0 +1,160 @@
+//! The machine's limits, measured in the same run as the load: the disk's sequential
+//! bandwidth (large aligned O_DIRECT writes + fdatasync), its 4 KiB write + fdatasync
+//! latency, and loopback TCP bandwidth (one stream).
+//!
+//! The disk probes write into one pre-zeroed file in the bench directory, created once
+//! and reused (never deleted: creating and deleting large files leaves this kind of
+//! disk noisy for a while).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+
+use serde_json::{json, Value};
+use synod::prng::Prng;
+use synod::runtime::clock::{entropy_seed, MonotonicClock};
+use synod::wal::dma_disk::{run_local, DmaDisk};
+use synod::wal::BLOCK_SIZE;
+
+/// The probe file: large enough that sequential writes do not rewrite the same
+/// extent within a second on most disks.
+const PROBE_FILE_SIZE: u64 = 256 << 20;
+/// One sequential write: as large as the WAL's default `wal_buffer_size_max`.
+const SEQUENTIAL_BLOCK_SIZE: usize = 4 << 20;
+/// One TCP write or read.
+const TCP_BUFFER_SIZE: usize = 1 << 20;
+/// Socket buffers asked of the kernel for the TCP probe.
+const TCP_SOCKET_BUFFER_SIZE: usize = 4 << 20;
+
+const _: () = assert!(PROBE_FILE_SIZE % SEQUENTIAL_BLOCK_SIZE as u64 == 0);
+const _: () = assert!(SEQUENTIAL_BLOCK_SIZE % BLOCK_SIZE == 0);
+
+/// What the limit probes measured.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    /// Sequential O_DIRECT writes of 4 MiB, each followed by fdatasync: MB/s.
+    pub disk_mb_s: f64,
+    /// 4 KiB write + fdatasync, one at a time: per second.
+    pub fsync_rate: f64,
+    /// Their latency percentiles: p50, p99 (µs).
+    pub fsync_p50_us: f64,
+    /// p99 (µs).
+    pub fsync_p99_us: f64,
+    /// Loopback TCP, one stream: MB/s.
+    pub tcp_mb_s: f64,
+}
+
+impl Limits {
+    /// The figures as JSON.
+    pub fn json(&self) -> Value {
+        json!({
+            "disk_sequential_mb_per_s": self.disk_mb_s,
+            "fdatasync_4k_per_s": self.fsync_rate,
+            "fdatasync_4k_p50_us": self.fsync_p50_us,
+            "fdatasync_4k_p99_us": self.fsync_p99_us,
+            "loopback_tcp_mb_per_s": self.tcp_mb_s,
+        })
+    }
+}
+
+/// Measures every limit: `seconds` each for the sequential disk and TCP probes, 1.5 ×
+/// `seconds` for the fdatasync probe (its tail needs samples).
+pub fn measure(dir: &Path, seconds: f64) -> Result<Limits, String> {
+    let (disk_mb_s, fsync_rate, mut latencies) = disk(dir, seconds)?;
+    latencies.sort_unstable();
+    let tcp_mb_s = tcp(seconds)?;
+    Ok(Limits {
+        disk_mb_s,
+        fsync_rate,
+        fsync_p50_us: percentile(&latencies, 0.50) / 1e3,
+        fsync_p99_us: percentile(&latencies, 0.99) / 1e3,
+        tcp_mb_s,
+    })
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64
+}
+
+/// (sequential MB/s, 4 KiB fdatasyncs/s, their latencies in ns).
+fn disk(dir: &Path, seconds: f64) -> Result<(f64, f64, Vec<u64>), String> {
+    let path = dir.join("disk-probe.dat");
+    run_local(async move {
+        let e = |e: std::io::Error| format!("{}: {e}", path.display());
+        if !std::fs::metadata(&path).is_ok_and(|m| m.len() == PROBE_FILE_SIZE) {
+            DmaDisk::create_zeroed(&path, PROBE_FILE_SIZE)
+                .await
+                .map_err(e)?;
+        }
+        let disk = DmaDisk::open(&path).await.map_err(e)?;
+        // Incompressible contents, in case the storage below compresses.
+        let mut block = vec![0u8; SEQUENTIAL_BLOCK_SIZE];
+        Prng::new(entropy_seed()).fill(&mut block);
+
+        let clock = MonotonicClock::start();
+        let (mut offset, mut bytes) = (0u64, 0u64);
+        while clock.elapsed_s() < seconds {
+            disk.write_at(offset, &block).await.map_err(e)?;
+            disk.sync().await.map_err(e)?;
+            bytes += SEQUENTIAL_BLOCK_SIZE as u64;
+            offset = (offset + SEQUENTIAL_BLOCK_SIZE as u64) % PROBE_FILE_SIZE;
+        }
+        let disk_mb_s = bytes as f64 / clock.elapsed_s() / 1e6;
+
+        let small = &block[..BLOCK_SIZE];
+        let clock = MonotonicClock::start();
+        let mut latencies = Vec::new();
+        offset = 0;
+        while clock.elapsed_s() < seconds * 1.5 {
+            let at = clock.now().0;
+            disk.write_at(offset, small).await.map_err(e)?;
+            disk.sync().await.map_err(e)?;
+            latencies.push(clock.now().0 - at);
+            offset = (offset + BLOCK_SIZE as u64) % PROBE_FILE_SIZE;
+        }
+        let fsync_rate = latencies.len() as f64 / clock.elapsed_s();
+        disk.close().await.map_err(e)?;
+        Ok((disk_mb_s, fsync_rate, latencies))
+    })
+    .map_err(|e| e.to_string())?
+}
+
+/// One TCP stream on 127.0.0.1 for about `seconds`: MB/s as the reader sees it.
+fn tcp(seconds: f64) -> Result<f64, String> {
+    let e = |e: std::io::Error| format!("loopback TCP probe: {e}");
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(e)?;
+    let address = listener.local_addr().map_err(e)?;
+    let writer = std::thread::Builder::new()
+        .name("synod-bench-tcp".into())
+        .spawn(move || -> std::io::Result<()> {
+            let mut stream = TcpStream::connect(address)?;
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(TCP_SOCKET_BUFFER_SIZE);
+            let buffer = vec![0x5Au8; TCP_BUFFER_SIZE];
+            let clock = MonotonicClock::start();
+            while clock.elapsed_s() < seconds {
+                stream.write_all(&buffer)?;
+            }
+            stream.shutdown(std::net::Shutdown::Write)
+        })
+        .map_err(e)?;
+    let (mut stream, _) = listener.accept().map_err(e)?;
+    let _ = socket2::SockRef::from(&stream).set_recv_buffer_size(TCP_SOCKET_BUFFER_SIZE);
+    let mut buffer = vec![0u8; TCP_BUFFER_SIZE];
+    let clock = MonotonicClock::start();
+    let mut bytes = 0u64;
+    loop {
+        match stream.read(&mut buffer).map_err(e)? {
+            0 => break,
+            n => bytes += n as u64,
+        }
+    }
+    let mb_s = bytes as f64 / clock.elapsed_s() / 1e6;
+    writer
+        .join()
+        .map_err(|_| "loopback TCP probe: the writer panicked".to_string())?
+        .map_err(e)?;
+    Ok(mb_s)
+}

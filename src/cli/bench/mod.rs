@@ -1,0 +1,118 @@
+//! `synod bench`: a local three-node cluster (real WALs with fdatasync, real TCP on
+//! loopback) under load, with the machine's limits measured in the same run.
+//!
+//! Order of a run: the limits (`limits`: disk bandwidth, 4 KiB fdatasync latency,
+//! loopback TCP), then a fresh cluster (`cluster`), the load with live progress
+//! (`load`: closed or open loop), the figures (`summary`) and, with `--report`, the
+//! pictures (`report`). `--matrix phxpaxos` (`matrix`) runs PhxPaxos's published
+//! cells one after another, each on a fresh cluster.
+
+mod cluster;
+mod limits;
+mod load;
+mod matrix;
+mod options;
+mod report;
+mod summary;
+
+use std::process::ExitCode;
+
+use limits::Limits;
+use options::{options, Options};
+use summary::Summary;
+
+/// Usage lines of `synod bench`.
+pub const USAGE: &str = "  synod bench [--groups G] [--clients C] [--value-size B|LO..HI|B:W,B:W...] [--rate OPS]
+              [--seconds S] [--warmup S] [--window W] [--batch N] [--batch-bytes B]
+              [--shards S] [--pin] [--dir DIR] [--no-fsync] [--json] [--report DIR]
+                                                      a local 3-node cluster under load, with the machine's
+                                                      limits (disk, fdatasync, loopback TCP) in the same run;
+                                                      --rate: open loop (latency from the scheduled send)
+  synod bench --matrix phxpaxos [--seconds S] [--warmup S] [...]
+                                                      PhxPaxos's published cells, each on a fresh cluster";
+
+/// Seconds of each limit probe (the fdatasync probe takes 1.5 times this).
+const LIMIT_PROBE_S: f64 = 1.0;
+
+/// Prints a human line: on stdout, or on stderr when stdout carries JSON.
+macro_rules! say {
+    ($json:expr, $($arg:tt)*) => {
+        if $json {
+            eprintln!($($arg)*);
+        } else {
+            println!($($arg)*);
+        }
+    };
+}
+
+/// Runs `synod bench`.
+pub fn main(args: &[String]) -> Result<ExitCode, String> {
+    let o = options(args)?;
+    std::fs::create_dir_all(&o.dir).map_err(|e| format!("{}: {e}", o.dir.display()))?;
+    say!(
+        o.json,
+        "synod bench: 3 nodes x {} shard(s){}, {}, window {}, {} s after {} s warm-up, {}, in {}",
+        o.shards,
+        if o.pin { " pinned" } else { "" },
+        if o.matrix.is_some() {
+            "the PhxPaxos matrix".to_string()
+        } else {
+            matrix::title(&o)
+        },
+        o.window,
+        o.seconds,
+        o.warmup,
+        if o.fsync {
+            "fdatasync on"
+        } else {
+            "UNSAFE: fdatasync OFF (acknowledged values are not durable)"
+        },
+        o.dir.display()
+    );
+    let limits = limits::measure(&o.dir, LIMIT_PROBE_S)?;
+    say!(
+        o.json,
+        "limits: disk {:.0} MB/s (4 MiB O_DIRECT writes + fdatasync); 4 KiB write + fdatasync {:.0}/s, p50 {:.0} us, p99 {:.0} us; loopback TCP {:.0} MB/s (one stream)",
+        limits.disk_mb_s,
+        limits.fsync_rate,
+        limits.fsync_p50_us,
+        limits.fsync_p99_us,
+        limits.tcp_mb_s
+    );
+    if o.matrix.is_some() {
+        matrix::run(&o, &limits)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let summary = run_one(&o, &limits, true)?;
+    say!(o.json, "");
+    for line in summary.text(&o) {
+        say!(o.json, "{line}");
+    }
+    let json = summary.json(&o);
+    if let Some(dir) = &o.report {
+        report::write(dir, &matrix::report_title(&o), &summary, o.warmup, &json)?;
+        say!(o.json, "report: {}", dir.join("index.html").display());
+    }
+    if o.json {
+        println!("{json}");
+    }
+    Ok(if summary.fatal.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One run of `o` on a fresh cluster: start it, load it, shut it down, sum up.
+fn run_one(o: &Options, limits: &Limits, progress: bool) -> Result<Summary, String> {
+    let cluster = cluster::Cluster::start(o)?;
+    let load = load::run(o, &cluster, progress);
+    let stopped = cluster.shutdown();
+    let mut summary = Summary::new(&load?, limits, o.shards);
+    for error in stopped {
+        if !summary.fatal.contains(&error) {
+            summary.fatal.push(error);
+        }
+    }
+    Ok(summary)
+}
