@@ -9,6 +9,7 @@
 #        PORT        first node's port; nodes use PORT, PORT+10, PORT+20 (default 7400)
 #        ELECT_MAX   seconds allowed for every group to elect a leader (default 180)
 #        CORES       --cores of every node (default: the serve default, core 0)
+#        TICK_MS     --tick-ms of every node (default: the configuration's default tick)
 #
 # For each GROUPS value it starts three nodes (data dirs DIR/g<GROUPS>/n<i>, wiped
 # first), waits until every group has a leader (`status` on `--control` stdin), lets
@@ -46,6 +47,9 @@ trap 'exit 130' INT TERM
 ticks() { # utime + stime of a process, in clock ticks
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
+wakeups() { # voluntary context switches of every thread: sleeps, so loop wake-ups
+    cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches:/ { n += $2 } END { print n }'
+}
 rss_kib() {
     awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
 }
@@ -61,6 +65,7 @@ for groups in "${counts[@]}"; do
     nodes="1=127.0.0.1:$port,2=127.0.0.1:$((port + 10)),3=127.0.0.1:$((port + 20))"
     cores=()
     [ -z "${CORES:-}" ] || cores=(--cores "$CORES")
+    [ -z "${TICK_MS:-}" ] || cores+=(--tick-ms "$TICK_MS")
     for i in 1 2 3; do
         mkfifo "$run/n$i.in"
         "$bin" serve --node "$i" --nodes "$nodes" --dir "$run/n$i" --groups "$groups" \
@@ -98,8 +103,8 @@ for groups in "${counts[@]}"; do
     elected=$((SECONDS - start))
     sleep "$settle"
 
-    before=()
-    for pid in "${pids[@]}"; do before+=("$(ticks "$pid")"); done
+    before=() woken=()
+    for pid in "${pids[@]}"; do before+=("$(ticks "$pid")") woken+=("$(wakeups "$pid")"); done
     t0=$(date +%s.%N)
     sleep "$seconds"
     t1=$(date +%s.%N)
@@ -107,14 +112,15 @@ for groups in "${counts[@]}"; do
     for i in 1 2 3; do
         pid=${pids[$((i - 1))]}
         used=$(( $(ticks "$pid") - before[i - 1] ))
+        sleeps=$(( $(wakeups "$pid") - woken[i - 1] ))
         rss=$(rss_kib "$pid")
         total_kib=$((total_kib + rss))
         leaders=$(awk "$last_status"' END { for (g in last) if (last[g] == "Leader") n++; print n + 0 }' \
                   "$run/n$i.out")
         awk -v g="$groups" -v n="$i" -v u="$used" -v hz="$hz" -v t0="$t0" -v t1="$t1" \
-            -v rss="$rss" -v l="$leaders" -v e="$elected" 'BEGIN {
-            printf "groups %d node %d: cpu %.2f %% of a core (%d ticks / %.1f s), rss %.1f MiB, leads %d (all elected in %d s)\n",
-                g, n, 100 * u / hz / (t1 - t0), u, t1 - t0, rss / 1024, l, e }'
+            -v rss="$rss" -v l="$leaders" -v e="$elected" -v w="$sleeps" 'BEGIN {
+            printf "groups %d node %d: cpu %.2f %% of a core (%d ticks / %.1f s), %.0f wake-ups/s, rss %.1f MiB, leads %d (all elected in %d s)\n",
+                g, n, 100 * u / hz / (t1 - t0), u, t1 - t0, w / (t1 - t0), rss / 1024, l, e }'
     done
     rss_total[$groups]=$total_kib
 

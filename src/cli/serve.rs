@@ -20,7 +20,8 @@ use super::{check_flags, parse_nodes, parsed, value};
 /// Usage lines of `synod serve`.
 pub const USAGE: &str =
     "  synod serve --node ID --nodes ID=IP:PORT,... --dir DIR [--cluster C] [--shards S]
-              [--groups G] [--cores C,C,...] [--existing] [--control] [--test-timeouts]
+              [--groups G] [--cores C,C,...] [--tick-ms T] [--existing] [--control]
+              [--test-timeouts]
                                                       run one node (shard s listens on PORT+s)";
 
 /// Runs `synod serve`.
@@ -35,6 +36,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             "--shards",
             "--groups",
             "--cores",
+            "--tick-ms",
         ],
         &["--existing", "--control", "--test-timeouts"],
     )?;
@@ -55,6 +57,9 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
+    if let Some(ms) = parsed::<u64>(args, "--tick-ms")? {
+        config.tick = std::time::Duration::from_millis(ms);
+    }
     if args.iter().any(|a| a == "--existing") {
         config.initial_state = InitialState::Existing;
     }
