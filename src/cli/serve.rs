@@ -68,6 +68,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         config.group.heartbeat_interval_ns = 20_000_000;
         config.group.lease_ns = 150_000_000;
         config.group.retransmit_ns = 50_000_000;
+        config.tick = std::time::Duration::from_millis(2);
         config.segment_size = 8 << 20;
         config.wal_buffer_size_max = 2 << 20;
         config.drain_timeout = std::time::Duration::from_millis(500);
