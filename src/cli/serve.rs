@@ -57,9 +57,6 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
-    if let Some(ms) = parsed::<u64>(args, "--tick-ms")? {
-        config.tick = std::time::Duration::from_millis(ms);
-    }
     if args.iter().any(|a| a == "--existing") {
         config.initial_state = InitialState::Existing;
     }
@@ -72,6 +69,9 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         config.segment_size = 8 << 20;
         config.wal_buffer_size_max = 2 << 20;
         config.drain_timeout = std::time::Duration::from_millis(500);
+    }
+    if let Some(ms) = parsed::<u64>(args, "--tick-ms")? {
+        config.tick = std::time::Duration::from_millis(ms);
     }
     let node = Node::start(config, null_factory()).map_err(|e| e.to_string())?;
     println!("ready");
