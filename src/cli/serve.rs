@@ -20,7 +20,8 @@ use super::{check_flags, parse_nodes, parsed, value};
 /// Usage lines of `synod serve`.
 pub const USAGE: &str =
     "  synod serve --node ID --nodes ID=IP:PORT,... --dir DIR [--cluster C] [--shards S]
-              [--groups G] [--cores C,C,...] [--existing] [--control] [--test-timeouts]
+              [--groups G] [--cores C,C,...] [--tick-ms T] [--existing] [--control]
+              [--test-timeouts]
                                                       run one node (shard s listens on PORT+s)";
 
 /// Runs `synod serve`.
@@ -35,6 +36,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             "--shards",
             "--groups",
             "--cores",
+            "--tick-ms",
         ],
         &["--existing", "--control", "--test-timeouts"],
     )?;
@@ -63,9 +65,13 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         config.group.heartbeat_interval_ns = 20_000_000;
         config.group.lease_ns = 150_000_000;
         config.group.retransmit_ns = 50_000_000;
+        config.tick = std::time::Duration::from_millis(2);
         config.segment_size = 8 << 20;
         config.wal_buffer_size_max = 2 << 20;
         config.drain_timeout = std::time::Duration::from_millis(500);
+    }
+    if let Some(ms) = parsed::<u64>(args, "--tick-ms")? {
+        config.tick = std::time::Duration::from_millis(ms);
     }
     let node = Node::start(config, null_factory()).map_err(|e| e.to_string())?;
     println!("ready");

@@ -144,6 +144,7 @@ pub fn test_config(cluster: &Cluster, node: NodeId) -> Config {
     config.group.heartbeat_interval_ns = 20_000_000;
     config.group.lease_ns = 150_000_000;
     config.group.retransmit_ns = 50_000_000;
+    config.tick = Duration::from_millis(2);
     config.drain_timeout = Duration::from_millis(500);
     (cluster.adjust)(&mut config);
     config
