@@ -426,9 +426,14 @@ fn crash_record(lsn: u64, incarnation: u64) -> Record {
 /// Hidden: recovers `<dir>`, prints `start <lsn_through>`, then appends records
 /// (`crash_record`, instance = LSN) in `--batches` batches (default: until killed),
 /// printing `durable <lsn>` after each fdatasync. Exits 3 on recovery corruption.
+/// `--seed` fixes the batch sizes (default: a new random seed each run).
 fn wal_crash_child(args: &[String]) -> Result<ExitCode, String> {
-    let (dir, args) = dir_and_flags(args, &["--incarnation", "--segment-size", "--batches"])?;
+    let (dir, args) = dir_and_flags(
+        args,
+        &["--incarnation", "--segment-size", "--batches", "--seed"],
+    )?;
     let incarnation = flag(&args, "--incarnation")?.unwrap_or(0);
+    let seed = flag(&args, "--seed")?;
     let segment_size = flag(&args, "--segment-size")?.unwrap_or(1 << 20);
     let batches = flag(&args, "--batches")?.unwrap_or(u64::MAX);
     let config = store_config(&dir, 0, segment_size);
@@ -454,7 +459,7 @@ fn wal_crash_child(args: &[String]) -> Result<ExitCode, String> {
             },
         );
         println!("start {}", recovery.lsn_through.0);
-        let mut prng = synod::prng::Prng::new(entropy_seed() ^ incarnation);
+        let mut prng = synod::prng::Prng::new(seed.unwrap_or_else(entropy_seed) ^ incarnation);
         for _ in 0..batches {
             let count = prng.range(1, 40);
             for _ in 0..count {
