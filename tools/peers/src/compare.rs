@@ -89,6 +89,10 @@ fn run_synod(o: &Options) -> Result<Row, String> {
         &o.clients.to_string(),
         "--groups",
         "1",
+        // Every client can have its proposal in flight (each its own instance), as
+        // the peers pipeline all their clients' entries.
+        "--window",
+        &o.clients.max(64).to_string(),
         "--seconds",
         &o.seconds.to_string(),
         "--warmup",
@@ -169,13 +173,25 @@ fn parse_json(stdout: &str) -> Option<Row> {
         .find(|l| l.trim_start().starts_with('{'))?;
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     let f = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+    // Latencies are flat (`p50_us`, the peers) or nested (`latency_us.p50`, synod).
+    let latency = |flat: &str, nested: &str| {
+        f(flat).or_else(|| {
+            v.get("latency_us")
+                .and_then(|l| l.get(nested))
+                .and_then(serde_json::Value::as_f64)
+        })
+    };
     Some(Row {
-        system: v.get("system")?.as_str().unwrap_or("synod").to_string(),
+        system: v
+            .get("system")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("synod")
+            .to_string(),
         ops_per_s: f("ops_per_s")?,
         mb_per_s: f("mb_per_s")?,
-        p50_us: f("p50_us")?,
-        p99_us: f("p99_us")?,
-        p999_us: f("p999_us")?,
+        p50_us: latency("p50_us", "p50")?,
+        p99_us: latency("p99_us", "p99")?,
+        p999_us: latency("p999_us", "p999")?,
         note: match (f("fdatasyncs_per_s"), f("records_per_fdatasync")) {
             (Some(rate), Some(records)) => {
                 format!("{rate:.0} fdatasyncs/s (3 replicas), {records:.1} records per sync")
