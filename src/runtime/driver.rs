@@ -678,11 +678,6 @@ impl Driver {
     /// Sleeps until a request, an inbound message, a write completion or the next
     /// timer; leaves the drained requests in `self.requests`.
     async fn wait(&mut self) {
-        // Yield once every iteration, even when work is already waiting: glommio
-        // submits and reaps I/O (the WAL write and its fdatasync, socket reads and
-        // writes) and runs the link and write tasks only while this loop is pending.
-        // Without it, a busy loop (a mailbox that never empties) starves its own I/O.
-        yield_once().await;
         let now = self.clock.now();
         let tick = self.plan.tick_ns;
         let mut deadline = self
@@ -814,21 +809,6 @@ impl Driver {
             None => Ok(()),
         }
     }
-}
-
-/// Returns `Pending` once (asking to be polled again at once), then `Ready`.
-async fn yield_once() {
-    let mut yielded = false;
-    poll_fn(|cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-    .await;
 }
 
 /// Answers a request that arrives after the shard stopped taking them.
