@@ -63,7 +63,8 @@ impl Pipeline {
             .map(|node| {
                 let mut config = GroupConfig::new(NodeId(node), GroupId(1), membership.clone());
                 config.window_instances_max = window;
-                config.accept_window_instances_max = config.accept_window_instances_max.max(window);
+                config.accept_window_instances_max =
+                    config.accept_window_instances_max.max(window * 2);
                 config.batch_values_max = 1;
                 Group::new(config, Restore::default(), Nanos(0))
             })

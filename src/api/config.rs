@@ -442,6 +442,14 @@ mod tests {
         bad.group.lease_ns = bad.group.election_timeout_ns;
         assert_eq!(bad.validate().map_err(|e| e.field), Err("group"));
         let mut bad = config();
+        bad.group.window_instances_max = 200;
+        let error = bad.validate().expect_err("accept window below 2 W");
+        assert_eq!(error.field, "group");
+        assert!(
+            error.reason.contains("accept_window_instances_max = 256"),
+            "{error}"
+        );
+        let mut bad = config();
         bad.segment_size = 1 << 20;
         assert_eq!(bad.validate().map_err(|e| e.field), Err("segment_size"));
         let mut bad = config();

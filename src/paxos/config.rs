@@ -16,7 +16,8 @@ pub struct GroupConfig {
     /// chosen at instance i takes effect at i + W, so W must be equal on every replica.
     pub window_instances_max: u64,
     /// Followers accept instances up to `chosen_through + accept_window_instances_max`
-    /// (>= W; larger tolerates followers whose watermark lags the leader's).
+    /// (>= 2 W: a follower's watermark lags the leader's by up to a window; larger
+    /// tolerates more lag).
     pub accept_window_instances_max: u64,
     /// Client values coalesced into one instance (1 = every proposal its own instance).
     pub batch_values_max: usize,
@@ -84,9 +85,12 @@ impl GroupConfig {
             ),
         )?;
         check(
-            self.accept_window_instances_max >= self.window_instances_max,
+            self.accept_window_instances_max >= self.window_instances_max.saturating_mul(2),
             format!(
-                "accept_window_instances_max = {}: must be >= window_instances_max = {}",
+                "accept_window_instances_max = {}: must be >= 2 x window_instances_max = {} \
+                 (a follower's chosen watermark lags the leader's by up to a window; with \
+                 less room it refuses accepts the leader may send, and every refusal costs \
+                 a retransmission timeout)",
                 self.accept_window_instances_max, self.window_instances_max
             ),
         )?;
