@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,6 +41,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use super::clock::{entropy_seed, MonotonicClock};
 use super::mailbox::{Mailbox, Sender};
 use super::net::{Net, NetConfig};
+use super::notify::Notify;
 use super::request::{Error, GroupStatus, Proposed, Request, ShardStatus};
 use super::shard::{Effects, Shard, ShardConfig, ShardInput};
 use super::state_machine::{StateMachine, StateMachineFactory};
@@ -175,22 +176,6 @@ fn current_thread_id() -> Option<u32> {
     link.file_name()?.to_str()?.parse().ok()
 }
 
-/// Local wake-ups of the loop (inbound messages, write completions).
-#[derive(Default)]
-struct Wake {
-    notified: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
-}
-
-impl Wake {
-    fn notify(&self) {
-        self.notified.set(true);
-        if let Some(waker) = self.waker.borrow_mut().take() {
-            waker.wake();
-        }
-    }
-}
-
 /// A read waiting for its read index to be applied: group, index, query, reply.
 type PendingRead = (GroupId, Instance, Bytes, Sender<Result<Bytes, Error>>);
 
@@ -204,7 +189,8 @@ struct Driver {
     machines: BTreeMap<GroupId, Box<dyn StateMachine>>,
     mailbox: Mailbox<Request>,
     net: Net,
-    wake: Rc<Wake>,
+    /// Local wake-ups of the loop (inbound messages, write completions).
+    wake: Rc<Notify>,
     store: Rc<RefCell<Option<Store>>>,
     write_done: Rc<RefCell<Option<WriteResult>>>,
     write_in_flight: bool,
@@ -320,7 +306,7 @@ async fn start(
     }
     let clock = MonotonicClock::start();
     let shard = Shard::new(plan.shard_config.clone(), groups, commit, clock.now());
-    let wake = Rc::new(Wake::default());
+    let wake = Rc::new(Notify::default());
     let net_wake = Rc::clone(&wake);
     let net = Net::start(plan.net.clone(), Rc::new(move || net_wake.notify()))
         .await
@@ -693,13 +679,12 @@ impl Driver {
         let mailbox = self.mailbox.clone();
         let requests = &mut self.requests;
         poll_fn(|cx| {
-            if wake.notified.replace(false) {
+            if wake.poll_wait(cx).is_ready() {
                 return Poll::Ready(());
             }
             if !mailbox.is_closed() && mailbox.drain(requests, cx.waker()) > 0 {
                 return Poll::Ready(());
             }
-            *wake.waker.borrow_mut() = Some(cx.waker().clone());
             timer.as_mut().poll(cx)
         })
         .await;

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod driver;
 pub mod mailbox;
 pub mod net;
+pub mod notify;
 pub mod placement;
 pub mod request;
 pub mod shard;

@@ -45,11 +45,9 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -58,6 +56,7 @@ use glommio::task::JoinHandle;
 use glommio::timer::sleep;
 use glommio::Task;
 
+use super::notify::Notify;
 use crate::paxos::{Message, MessageBody, NodeId};
 use crate::transport::{
     self, DecodeLimits, Encoder, FrameBody, GroupHeartbeat, GroupHeartbeatAck, Handshake,
@@ -245,34 +244,6 @@ pub struct NetCounters {
     pub connects_inbound: u64,
     /// Closed (or refused) connections by reason, e.g. "cluster mismatch".
     pub closes: BTreeMap<&'static str, u64>,
-}
-
-/// A one-waiter wake-up: `notify` before or during `wait` makes `wait` return once.
-#[derive(Default)]
-struct Notify {
-    notified: Cell<bool>,
-    waker: Cell<Option<Waker>>,
-}
-
-impl Notify {
-    fn notify(&self) {
-        self.notified.set(true);
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
-        }
-    }
-
-    async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.notified.replace(false) {
-                Poll::Ready(())
-            } else {
-                self.waker.set(Some(cx.waker().clone()));
-                Poll::Pending
-            }
-        })
-        .await;
-    }
 }
 
 /// Why a connection was closed: a counter name and, for the log line, the details.
