@@ -20,9 +20,7 @@ use synod::wal::segment::{
     parse_segment_file_name, LogDecision, LogRecovery, SegmentGeometry, SegmentHeader,
 };
 use synod::wal::store::{recover_dir, recycle_all, Store, StoreConfig};
-use synod::wal::{
-    replay, DecodeLimits, GroupCommit, GroupCommitConfig, SegmentPlacement, BLOCK_SIZE,
-};
+use synod::wal::{replay, DecodeLimits, GroupCommit, BLOCK_SIZE};
 
 const USAGE: &str = "usage:
   synod bench ...                                     (see below)
@@ -447,16 +445,10 @@ fn wal_crash_child(args: &[String]) -> Result<ExitCode, String> {
         let mut store = Store::prepare(config.clone(), &recovery)
             .await
             .map_err(|e| e.to_string())?;
-        let mut commit = GroupCommit::segmented(
-            GroupCommitConfig {
-                buffer_size_max,
-                salt: recovery.resume_salt,
-            },
-            recovery.resume,
-            SegmentPlacement {
-                payload_size: config.geometry.payload_size(),
-                salt_seed: entropy_seed() ^ u64::from(std::process::id()),
-            },
+        let mut commit = recovery.group_commit(
+            config.geometry,
+            buffer_size_max,
+            entropy_seed() ^ u64::from(std::process::id()),
         );
         println!("start {}", recovery.lsn_through.0);
         let mut prng = synod::prng::Prng::new(seed.unwrap_or_else(entropy_seed) ^ incarnation);
@@ -630,17 +622,7 @@ async fn bench_all(dir: PathBuf, seconds: f64, rounds: u64) -> Result<BenchFigur
     );
     let recovery = recover_dir(&config).map_err(s)?;
     let mut store = Store::prepare(config.clone(), &recovery).await.map_err(s)?;
-    let mut commit = GroupCommit::segmented(
-        GroupCommitConfig {
-            buffer_size_max: BENCH_BLOCK_SIZE,
-            salt: recovery.resume_salt,
-        },
-        recovery.resume,
-        SegmentPlacement {
-            payload_size: config.geometry.payload_size(),
-            salt_seed: entropy_seed(),
-        },
-    );
+    let mut commit = recovery.group_commit(config.geometry, BENCH_BLOCK_SIZE, entropy_seed());
     // Incompressible contents everywhere, in case the storage below compresses.
     let mut prng = synod::prng::Prng::new(entropy_seed());
     let mut random = |size: usize| {

@@ -9,10 +9,7 @@ use synod::paxos::{Ballot, Body, Entry, GroupId, Instance, NodeId, Record};
 use synod::wal::dma_disk::run_local;
 use synod::wal::segment::SegmentGeometry;
 use synod::wal::store::{recover_dir, Store, StoreConfig};
-use synod::wal::{
-    decode, Content, DecodeLimits, GroupCommit, GroupCommitConfig, Kind, SegmentPlacement,
-    BLOCK_SIZE,
-};
+use synod::wal::{decode, Content, DecodeLimits, Kind, BLOCK_SIZE};
 
 const GROUPS: u32 = 4;
 const INSTANCES: u64 = 150;
@@ -123,17 +120,7 @@ async fn write(dir: PathBuf, records: Vec<Record>) -> Vec<(GroupId, Instance, u6
     let mut store = Store::prepare(config.clone(), &recovery)
         .await
         .expect("prepare");
-    let mut commit = GroupCommit::segmented(
-        GroupCommitConfig {
-            buffer_size_max: 4 * BLOCK_SIZE,
-            salt: recovery.resume_salt,
-        },
-        recovery.resume,
-        SegmentPlacement {
-            payload_size: config.geometry.payload_size(),
-            salt_seed: 77,
-        },
-    );
+    let mut commit = recovery.group_commit(config.geometry, 4 * BLOCK_SIZE, 77);
     for record in &records {
         if commit.append(record).is_err() {
             let plan = commit.take_write().expect("a batch");

@@ -18,7 +18,7 @@ use synod::runtime::clock::entropy_seed;
 use synod::wal::dma_disk::run_local;
 use synod::wal::segment::{segment_file_name, Corruption, LogDecision, SegmentGeometry};
 use synod::wal::store::{recover_dir, Store, StoreConfig};
-use synod::wal::{DecodeLimits, GroupCommit, GroupCommitConfig, SegmentPlacement, BLOCK_SIZE};
+use synod::wal::{DecodeLimits, BLOCK_SIZE};
 
 const SEGMENT_SIZE: u64 = 512 << 10;
 
@@ -271,17 +271,7 @@ fn appends_continue(dir: &Path) {
             let mut store = Store::prepare(config.clone(), &recovery)
                 .await
                 .expect("prepare");
-            let mut commit = GroupCommit::segmented(
-                GroupCommitConfig {
-                    buffer_size_max: 64 << 10,
-                    salt: recovery.resume_salt,
-                },
-                recovery.resume,
-                SegmentPlacement {
-                    payload_size: config.geometry.payload_size(),
-                    salt_seed: entropy_seed(),
-                },
-            );
+            let mut commit = recovery.group_commit(config.geometry, 64 << 10, entropy_seed());
             for round in 0..5 {
                 commit
                     .append(&Record::Promise {

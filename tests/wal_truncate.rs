@@ -10,10 +10,7 @@ use synod::wal::compaction::CompactionConfig;
 use synod::wal::dma_disk::run_local;
 use synod::wal::segment::{parse_segment_file_name, LogDecision, SegmentGeometry};
 use synod::wal::store::{recover_dir, Store, StoreConfig};
-use synod::wal::{
-    replay, DecodeLimits, GroupCommit, GroupCommitConfig, RecoveredGroup, RecoveredRecord,
-    SegmentPlacement, BLOCK_SIZE,
-};
+use synod::wal::{replay, DecodeLimits, GroupCommit, RecoveredGroup, RecoveredRecord, BLOCK_SIZE};
 
 const SEGMENT_SIZE: u64 = 16 * BLOCK_SIZE as u64;
 const BUSY: u32 = 4;
@@ -111,17 +108,7 @@ impl Shard {
         let store = Store::prepare(config.clone(), &recovery)
             .await
             .expect("prepare");
-        let commit = GroupCommit::segmented(
-            GroupCommitConfig {
-                buffer_size_max: 4 * BLOCK_SIZE,
-                salt: recovery.resume_salt,
-            },
-            recovery.resume,
-            SegmentPlacement {
-                payload_size: config.geometry.payload_size(),
-                salt_seed: seed,
-            },
-        );
+        let commit = recovery.group_commit(config.geometry, 4 * BLOCK_SIZE, seed);
         let shard = Shard {
             commit,
             store,

@@ -48,7 +48,7 @@ use super::state_machine::{StateMachine, StateMachineFactory};
 use crate::paxos::{Body, GroupConfig, GroupId, Instance, Lsn, Nanos, ProposalId, Restore};
 use crate::wal::dma_disk::IO_MEMORY_SIZE;
 use crate::wal::store::{recover_dir, Store, StoreConfig};
-use crate::wal::{GroupCommit, GroupCommitConfig, SegmentPlacement, WritePlan};
+use crate::wal::WritePlan;
 
 /// Everything one shard needs to start.
 #[derive(Clone, Debug)]
@@ -265,16 +265,10 @@ async fn start(
     let store = Store::prepare(store_config.clone(), &recovery)
         .await
         .map_err(|e| e.to_string())?;
-    let commit = GroupCommit::segmented(
-        GroupCommitConfig {
-            buffer_size_max: plan.wal_buffer_size_max,
-            salt: recovery.resume_salt,
-        },
-        recovery.resume,
-        SegmentPlacement {
-            payload_size: store_config.geometry.payload_size(),
-            salt_seed: entropy_seed() ^ u64::from(shard_id),
-        },
+    let commit = recovery.group_commit(
+        store_config.geometry,
+        plan.wal_buffer_size_max,
+        entropy_seed() ^ u64::from(shard_id),
     );
     let mut recovered = crate::wal::replay(&recovery.records);
     drop(recovery);

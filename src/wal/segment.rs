@@ -19,7 +19,7 @@
 //! - a segment (re)initialised gets a fresh salt (`segment_salt` of a seed drawn at every
 //!   open), so records of an earlier use of the file or the index never verify.
 
-use super::group_commit::Resume;
+use super::group_commit::{GroupCommit, GroupCommitConfig, Resume, SegmentPlacement};
 use super::record::DecodeLimits;
 use super::recovery::{scan, RecoveredRecord, Recovery, ScanConfig};
 use super::BLOCK_SIZE;
@@ -763,6 +763,29 @@ pub fn recover_from<E>(
 }
 
 impl LogRecovery {
+    /// The group commit that appends after this recovery: it resumes at `resume` with
+    /// the salt of the resume segment, batches of at most `buffer_size_max` bytes, and
+    /// draws the salts of new segments from `salt_seed`.
+    #[must_use]
+    pub fn group_commit(
+        &self,
+        geometry: SegmentGeometry,
+        buffer_size_max: usize,
+        salt_seed: u64,
+    ) -> GroupCommit {
+        GroupCommit::segmented(
+            GroupCommitConfig {
+                buffer_size_max,
+                salt: self.resume_salt,
+            },
+            self.resume,
+            SegmentPlacement {
+                payload_size: geometry.payload_size(),
+                salt_seed,
+            },
+        )
+    }
+
     /// Postconditions of `recover`.
     fn check(&self, geometry: &SegmentGeometry) {
         let block = BLOCK_SIZE as u64;
@@ -1399,17 +1422,8 @@ mod tests {
                     dir.remove(gone);
                 }
                 acknowledged = recovered.lsn_through.0;
-                let mut commit = GroupCommit::segmented(
-                    GroupCommitConfig {
-                        buffer_size_max: 2 * BLOCK_SIZE,
-                        salt: recovered.resume_salt,
-                    },
-                    recovered.resume,
-                    SegmentPlacement {
-                        payload_size: geometry().payload_size(),
-                        salt_seed: prng.next_u64(),
-                    },
-                );
+                let mut commit =
+                    recovered.group_commit(geometry(), 2 * BLOCK_SIZE, prng.next_u64());
                 for _ in 0..prng.range(1, 12) {
                     for _ in 0..prng.range(1, 90) {
                         round += 1;

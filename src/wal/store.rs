@@ -797,7 +797,6 @@ mod tests {
     use crate::paxos::{Ballot, GroupId, NodeId, Record};
     use crate::wal::dma_disk::run_local;
     use crate::wal::segment::LogDecision;
-    use crate::wal::{GroupCommit, GroupCommitConfig, SegmentPlacement};
 
     fn config(dir: &Path) -> StoreConfig {
         StoreConfig {
@@ -817,17 +816,7 @@ mod tests {
         let mut store = Store::prepare(config.clone(), &recovery)
             .await
             .expect("prepare");
-        let mut commit = GroupCommit::segmented(
-            GroupCommitConfig {
-                buffer_size_max: 4 * BLOCK_SIZE,
-                salt: recovery.resume_salt,
-            },
-            recovery.resume,
-            SegmentPlacement {
-                payload_size: config.geometry.payload_size(),
-                salt_seed: seed,
-            },
-        );
+        let mut commit = recovery.group_commit(config.geometry, 4 * BLOCK_SIZE, seed);
         for _ in 0..batches {
             for round in 0..100 {
                 let record = Record::Promise {
