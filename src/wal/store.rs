@@ -354,7 +354,6 @@ impl Store {
         let want = from + self.config.spare_count_min.max(1) as u64 - 1;
         let mut recycled = 0;
         let mut deleted = 0;
-        let zeros = vec![0u8; 2 * SEGMENT_HEADER_SIZE];
         for index in std::mem::take(&mut self.leftovers) {
             assert!(
                 index < self.log_start,
@@ -373,15 +372,8 @@ impl Store {
             if next <= want {
                 // Blank BEFORE the rename: a crash in between leaves a blank leftover
                 // below the log's start (S10), never a stale header among the spares.
-                let disk = DmaDisk::open(&path)
-                    .await
-                    .map_err(io_error("open", &path))?;
-                disk.write_at(0, &zeros)
-                    .await
-                    .map_err(io_error("blank", &path))?;
-                disk.sync().await.map_err(io_error("sync", &path))?;
+                blank(&path).await?;
                 self.sync_count += 1;
-                disk.close().await.map_err(io_error("close", &path))?;
                 let to = self.config.path(next);
                 std::fs::rename(&path, &to).map_err(io_error("rename", &path))?;
                 self.spare_through = Some(next);
@@ -743,6 +735,18 @@ impl Store {
     }
 }
 
+/// Zeroes the header block and the first payload block of the segment file at `path`
+/// and makes that durable: the file is then a blank spare (`segment` invariants).
+async fn blank(path: &Path) -> Result<(), StoreError> {
+    let zeros = vec![0u8; 2 * SEGMENT_HEADER_SIZE];
+    let disk = DmaDisk::open(path).await.map_err(io_error("open", path))?;
+    disk.write_at(0, &zeros)
+        .await
+        .map_err(io_error("blank", path))?;
+    disk.sync().await.map_err(io_error("sync", path))?;
+    disk.close().await.map_err(io_error("close", path))
+}
+
 /// Makes every segment file in `config.dir` a blank spare, renamed to indices `0..n`, so
 /// a benchmark or test starts an empty log on files whose extents are already written
 /// (recycling instead of deleting and re-creating gigabytes). Zeroes each file's header
@@ -758,17 +762,9 @@ pub async fn recycle_all(config: &StoreConfig) -> Result<usize, StoreError> {
         }
     }
     names.sort();
-    let zeros = vec![0u8; 2 * SEGMENT_HEADER_SIZE];
     for (new_index, name) in names.iter().enumerate() {
         let path = config.dir.join(name);
-        let disk = DmaDisk::open(&path)
-            .await
-            .map_err(io_error("open", &path))?;
-        disk.write_at(0, &zeros)
-            .await
-            .map_err(io_error("blank", &path))?;
-        disk.sync().await.map_err(io_error("sync", &path))?;
-        disk.close().await.map_err(io_error("close", &path))?;
+        blank(&path).await?;
         let to = config.path(new_index as u64);
         if to != path {
             std::fs::rename(&path, &to).map_err(io_error("rename", &path))?;
