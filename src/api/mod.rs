@@ -40,7 +40,7 @@ use bytes::Bytes;
 
 use crate::paxos::GroupId;
 use crate::runtime::driver::{self, ShardThread};
-use crate::runtime::mailbox::{oneshot, Mailbox, PushError};
+use crate::runtime::mailbox::{oneshot, Mailbox, PushError, Sender};
 use crate::runtime::request::Request;
 use crate::runtime::shard_of;
 
@@ -256,17 +256,13 @@ impl NodeHandle {
         group: GroupId,
         value: impl Into<Bytes>,
     ) -> Result<Proposed, Error> {
-        let (reply, answer) = oneshot();
-        let request = Request::Propose {
+        let value = value.into();
+        self.ask(group, |reply| Request::Propose {
             group,
-            value: value.into(),
+            value,
             reply,
-        };
-        match self.mailbox(group).push(request) {
-            Ok(()) => answer.await.unwrap_or(Err(Error::Stopped)),
-            Err(PushError::Full(_)) => Err(Error::Overloaded),
-            Err(PushError::Closed(_)) => Err(Error::Stopped),
-        }
+        })
+        .await
     }
 
     /// A linearizable read: `StateMachine::query(query)` on this node once it is the
@@ -278,13 +274,25 @@ impl NodeHandle {
     /// `NotLeader { hint }` when another node leads, `LeaseNotHeld` when this node
     /// leads but cannot prove it yet, `NoSuchGroup`, `Overloaded`, `Stopped`.
     pub async fn read(&self, group: GroupId, query: impl Into<Bytes>) -> Result<Bytes, Error> {
-        let (reply, answer) = oneshot();
-        let request = Request::Read {
+        let query = query.into();
+        self.ask(group, |reply| Request::Read {
             group,
-            query: query.into(),
+            query,
             reply,
-        };
-        match self.mailbox(group).push(request) {
+        })
+        .await
+    }
+
+    /// Hands the request built by `request` to `group`'s shard (refused with
+    /// `Overloaded` when its mailbox is full) and waits for the answer (`Stopped` if
+    /// the shard stops first).
+    async fn ask<T>(
+        &self,
+        group: GroupId,
+        request: impl FnOnce(Sender<Result<T, Error>>) -> Request,
+    ) -> Result<T, Error> {
+        let (reply, answer) = oneshot();
+        match self.mailbox(group).push(request(reply)) {
             Ok(()) => answer.await.unwrap_or(Err(Error::Stopped)),
             Err(PushError::Full(_)) => Err(Error::Overloaded),
             Err(PushError::Closed(_)) => Err(Error::Stopped),
