@@ -134,6 +134,9 @@ pub struct ShardStatus {
     /// Nanoseconds the WAL writes took inside their task (write + fdatasync as the
     /// disk took them), summed: `write_busy_ns` minus this is scheduling delay.
     pub disk_ns: u64,
+    /// Nanoseconds of `disk_ns` spent in fdatasync (from its submission to the task
+    /// seeing it done); the rest is the write itself.
+    pub sync_ns: u64,
     /// Records written.
     pub records: u64,
     /// Elections this node started, summed over groups.

@@ -202,6 +202,8 @@ pub struct NodeSample {
     pub write_busy_ns: u64,
     /// Nanoseconds inside the disk.
     pub disk_ns: u64,
+    /// Nanoseconds of `disk_ns` inside fdatasync.
+    pub sync_ns: u64,
     /// Shard loop iterations.
     pub iterations: u64,
     /// Instances chosen as leader.
@@ -229,6 +231,7 @@ impl NodeSample {
         self.elections += status.elections;
         self.write_busy_ns += status.write_busy_ns;
         self.disk_ns += status.disk_ns;
+        self.sync_ns += status.sync_ns;
         self.iterations += status.iterations;
         self.chosen_as_leader += status.chosen_as_leader;
         self.value_instances_applied += status.value_instances_applied;
@@ -250,6 +253,7 @@ impl NodeSample {
             elections: self.elections - before.elections,
             write_busy_ns: self.write_busy_ns - before.write_busy_ns,
             disk_ns: self.disk_ns - before.disk_ns,
+            sync_ns: self.sync_ns - before.sync_ns,
             iterations: self.iterations - before.iterations,
             chosen_as_leader: self.chosen_as_leader - before.chosen_as_leader,
             value_instances_applied: self.value_instances_applied - before.value_instances_applied,
