@@ -3,15 +3,18 @@
 //! Layers, each a module, depending only downward: `paxos` (the pure protocol),
 //! `wal` (the shard write-ahead log), `transport` (wire codec), `runtime` (the shard:
 //! many groups of one core, on pinned glommio executors), `api` (the embedding surface:
-//! `Node`, `NodeHandle`, `StateMachine`), and `sim` (the deterministic simulator that
-//! drives everything below `api`).
+//! `Node`, `NodeHandle`, `StateMachine`), `client` (a client of running nodes, and the
+//! client protocol) and `server` (a node's client listener), and `sim` (the
+//! deterministic simulator that drives everything below `api`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod client;
 pub mod paxos;
 pub mod prng;
 pub mod runtime;
+pub mod server;
 pub mod sim;
 pub mod transport;
 pub mod wal;

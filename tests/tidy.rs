@@ -80,6 +80,13 @@ const LAYERS: &[(&str, &[&str])] = &[
             "crate::client",
         ],
     ),
+    // The client library speaks the client protocol it owns; the node's listener
+    // (`server`) uses that protocol, never the other way round.
+    (
+        "src/client/",
+        &["crate::sim", "crate::server", "crate::bench", "glommio"],
+    ),
+    ("src/server/", &["crate::sim", "crate::bench", "glommio"]),
     (
         "src/sim/",
         &[

@@ -2074,6 +2074,7 @@ impl<'a> ShardState<'a> {
   pub const VT_REFUSED_MESSAGES: ::flatbuffers::VOffsetT = 28;
   pub const VT_GROUPS: ::flatbuffers::VOffsetT = 30;
   pub const VT_FATAL: ::flatbuffers::VOffsetT = 32;
+  pub const VT_SYNC_NS: ::flatbuffers::VOffsetT = 34;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2085,6 +2086,7 @@ impl<'a> ShardState<'a> {
     args: &'args ShardStateArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ShardState<'bldr>> {
     let mut builder = ShardStateBuilder::new(_fbb);
+    builder.add_sync_ns(args.sync_ns);
     builder.add_refused_messages(args.refused_messages);
     builder.add_refused_connections(args.refused_connections);
     builder.add_dropped_messages(args.dropped_messages);
@@ -2209,6 +2211,13 @@ impl<'a> ShardState<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ShardState::VT_FATAL, None)}
   }
+  #[inline]
+  pub fn sync_ns(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ShardState::VT_SYNC_NS, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ShardState<'_> {
@@ -2232,6 +2241,7 @@ impl ::flatbuffers::Verifiable for ShardState<'_> {
      .visit_field::<u64>("refused_messages", Self::VT_REFUSED_MESSAGES, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, GroupState>>>("groups", Self::VT_GROUPS, true)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("fatal", Self::VT_FATAL, false)?
+     .visit_field::<u64>("sync_ns", Self::VT_SYNC_NS, false)?
      .finish();
     Ok(())
   }
@@ -2252,6 +2262,7 @@ pub struct ShardStateArgs<'a> {
     pub refused_messages: u64,
     pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, GroupState>>>,
     pub fatal: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub sync_ns: u64,
 }
 impl<'a> Default for ShardStateArgs<'a> {
   #[inline]
@@ -2272,6 +2283,7 @@ impl<'a> Default for ShardStateArgs<'a> {
       refused_messages: 0,
       groups: None, // required field
       fatal: None,
+      sync_ns: 0,
     }
   }
 }
@@ -2342,6 +2354,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ShardStateBuilder<'a, 'b, A> 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ShardState::VT_FATAL, fatal);
   }
   #[inline]
+  pub fn add_sync_ns(&mut self, sync_ns: u64) {
+    self.fbb_.push_slot::<u64>(ShardState::VT_SYNC_NS, sync_ns, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ShardStateBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ShardStateBuilder {
@@ -2375,6 +2391,7 @@ impl ::core::fmt::Debug for ShardState<'_> {
       ds.field("refused_messages", &self.refused_messages());
       ds.field("groups", &self.groups());
       ds.field("fatal", &self.fatal());
+      ds.field("sync_ns", &self.sync_ns());
       ds.finish()
   }
 }

@@ -1,0 +1,235 @@
+//! The client protocol's messages as Rust values (`schema/client.fbs`), one variant
+//! per union member of `ClientBody`.
+//!
+//! Invariant: every message a node or a client sends is one [`Body`]; a request's
+//! answer carries the request's `request` id, and answers may come in any order.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::api::{Error, ShardStatus};
+use crate::paxos::{GroupId, Instance, NodeId};
+
+/// The client protocol's version, sent in `Hello` and `Welcome`; a node refuses
+/// another version.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Why a node refused a request: `synod::api::Error`, variant by variant, as it
+/// crosses the wire (a `Rejected` reason becomes an owned string).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The node does not lead the group (nothing was proposed); `hint` is the leader
+    /// it believes in.
+    NotLeader {
+        /// The believed leader, if any.
+        hint: Option<NodeId>,
+    },
+    /// Too much is queued (nothing was proposed): back off and retry.
+    Overloaded,
+    /// The value is larger than the group's `value_size_max` (nothing was proposed).
+    TooLarge {
+        /// The value's size in bytes.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The node stopped; a proposal already handed to the group may or may not be
+    /// chosen.
+    Stopped,
+    /// Leadership changed while the value was in flight: it may or may not be chosen.
+    Indeterminate,
+    /// The value was chosen after a newer leader started and will never be applied.
+    Aborted,
+    /// The node has no such group.
+    NoSuchGroup {
+        /// The group asked for.
+        group: GroupId,
+    },
+    /// The node leads the group but cannot serve a linearizable read yet: retry.
+    LeaseNotHeld,
+    /// The request is not valid now.
+    Rejected {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ServerError {
+    /// Whether nothing was done, so that the request may be retried blindly
+    /// (`NotLeader`, `LeaseNotHeld`, `Overloaded`, as `synod::api::Error`).
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ServerError::NotLeader { .. } | ServerError::Overloaded | ServerError::LeaseNotHeld
+        )
+    }
+}
+
+impl From<&Error> for ServerError {
+    fn from(error: &Error) -> ServerError {
+        match error {
+            Error::NotLeader { hint } => ServerError::NotLeader { hint: *hint },
+            Error::Overloaded => ServerError::Overloaded,
+            Error::TooLarge { size, max } => ServerError::TooLarge {
+                size: *size as u64,
+                max: *max as u64,
+            },
+            Error::Stopped => ServerError::Stopped,
+            Error::Indeterminate => ServerError::Indeterminate,
+            Error::Aborted => ServerError::Aborted,
+            Error::NoSuchGroup { group } => ServerError::NoSuchGroup { group: *group },
+            Error::LeaseNotHeld => ServerError::LeaseNotHeld,
+            Error::Rejected { reason } => ServerError::Rejected {
+                reason: (*reason).to_string(),
+            },
+            // `api::Error` is non-exhaustive: a variant added later reaches clients
+            // as a rejection that names it until the protocol learns it.
+            #[allow(unreachable_patterns)]
+            other => ServerError::Rejected {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::NotLeader { hint: Some(node) } => {
+                write!(f, "not the leader (leader is node {})", node.0)
+            }
+            ServerError::NotLeader { hint: None } => write!(f, "not the leader (none known)"),
+            ServerError::Overloaded => write!(f, "overloaded: too many requests queued"),
+            ServerError::TooLarge { size, max } => {
+                write!(f, "value of {size} bytes exceeds value_size_max {max}")
+            }
+            ServerError::Stopped => write!(f, "the node stopped"),
+            ServerError::Indeterminate => {
+                write!(f, "leadership changed while in flight; outcome unknown")
+            }
+            ServerError::Aborted => {
+                write!(f, "chosen after a newer leader started; never applied")
+            }
+            ServerError::NoSuchGroup { group } => write!(f, "no group {} on this node", group.0),
+            ServerError::LeaseNotHeld => write!(f, "leader lease not held yet; retry"),
+            ServerError::Rejected { reason } => write!(f, "rejected: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// One node's status: every shard's groups and counters (`ShardStatus::ignored` and
+/// `thread_id` stay empty: they mean something only inside the node's process).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The node that answered.
+    pub node: NodeId,
+    /// Its shards, in shard order.
+    pub shards: Vec<ShardStatus>,
+}
+
+/// One message of the client protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// Client -> node, first frame: the protocol version and the cluster id.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the client.
+        protocol_version: u16,
+        /// The cluster the client means to talk to.
+        cluster: u64,
+    },
+    /// Node -> client, answer to a good `Hello`.
+    Welcome {
+        /// [`PROTOCOL_VERSION`] of the node.
+        protocol_version: u16,
+        /// The node's cluster.
+        cluster: u64,
+        /// The node's id.
+        node: NodeId,
+        /// Every node of the cluster, ascending.
+        nodes: Vec<NodeId>,
+        /// The client addresses the node knows ("IP:PORT"), its own at least.
+        addresses: Vec<(NodeId, String)>,
+    },
+    /// Node -> client, just before the node closes the connection.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// Replicate `value` in `group`.
+    Propose {
+        /// The client's id of the request.
+        request: u64,
+        /// The group.
+        group: GroupId,
+        /// The value.
+        value: Bytes,
+    },
+    /// A linearizable read of `group`'s state machine.
+    Read {
+        /// The client's id of the request.
+        request: u64,
+        /// The group.
+        group: GroupId,
+        /// Passed to `StateMachine::query`.
+        query: Bytes,
+    },
+    /// The node's groups and counters.
+    Status {
+        /// The client's id of the request.
+        request: u64,
+    },
+    /// A proposal was chosen and applied.
+    ProposeDone {
+        /// The request answered.
+        request: u64,
+        /// The instance that holds the value.
+        instance: Instance,
+        /// The state machine's output.
+        output: Bytes,
+    },
+    /// A read's answer.
+    ReadDone {
+        /// The request answered.
+        request: u64,
+        /// The state machine's answer.
+        output: Bytes,
+    },
+    /// A request failed.
+    Failed {
+        /// The request answered.
+        request: u64,
+        /// Why.
+        error: ServerError,
+    },
+    /// A status answer.
+    StatusDone {
+        /// The request answered.
+        request: u64,
+        /// The node's status.
+        status: NodeStatus,
+    },
+}
+
+impl Body {
+    /// The schema name of the message (for logs and errors).
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Body::Hello { .. } => "Hello",
+            Body::Welcome { .. } => "Welcome",
+            Body::Refused { .. } => "Refused",
+            Body::Propose { .. } => "Propose",
+            Body::Read { .. } => "Read",
+            Body::Status { .. } => "Status",
+            Body::ProposeDone { .. } => "ProposeDone",
+            Body::ReadDone { .. } => "ReadDone",
+            Body::Failed { .. } => "Failed",
+            Body::StatusDone { .. } => "StatusDone",
+        }
+    }
+}
