@@ -6,6 +6,11 @@
 //! `propose <group> <word>` prints `proposed <group> <instance>` or
 //! `error <group> <reason>`; end of input shuts the node down gracefully. Tests drive a node in a separate
 //! process this way (and SIGKILL it).
+//!
+//! With `--client ADDR`, the node also listens for clients (`synod::server`, the client
+//! protocol of `schema/client.fbs`): `synod::client::Client` and `synod bench
+//! --target` talk to it. `--client-nodes ID=IP:PORT,...` lists the other nodes'
+//! client addresses, sent to every client so that it can follow leader hints.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -14,6 +19,7 @@ use std::process::ExitCode;
 use synod::api::{Config, InitialState, Node};
 use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
+use synod::server::{Server, ServerConfig};
 
 use super::{check_flags, parse_nodes, parsed, value};
 
@@ -21,8 +27,11 @@ use super::{check_flags, parse_nodes, parsed, value};
 pub const USAGE: &str =
     "  synod serve --node ID --nodes ID=IP:PORT,... --dir DIR [--cluster C] [--shards S]
               [--groups G] [--cores C,C,...] [--tick-ms T] [--existing] [--control]
-              [--test-timeouts]
-                                                      run one node (shard s listens on PORT+s)";
+              [--test-timeouts] [--client IP:PORT [--client-nodes ID=IP:PORT,...]
+              [--client-in-flight-max N] [--client-connections-max N]
+              [--client-frame-size-max B]]
+                                                      run one node (shard s listens on PORT+s);
+                                                      --client: also serve clients there";
 
 /// Runs `synod serve`.
 pub fn main(args: &[String]) -> Result<ExitCode, String> {
@@ -37,6 +46,11 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             "--groups",
             "--cores",
             "--tick-ms",
+            "--client",
+            "--client-nodes",
+            "--client-in-flight-max",
+            "--client-connections-max",
+            "--client-frame-size-max",
         ],
         &["--existing", "--control", "--test-timeouts"],
     )?;
@@ -73,7 +87,19 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
     if let Some(ms) = parsed::<u64>(args, "--tick-ms")? {
         config.tick = std::time::Duration::from_millis(ms);
     }
+    let client = client_config(args, &config)?;
     let node = Node::start(config, null_factory()).map_err(|e| e.to_string())?;
+    // Dropped (closing the listener) when the node shuts down, at the end of main.
+    let _server = match client {
+        Some(client) => {
+            let address = client.address;
+            let server = Server::start(client, node.handle())
+                .map_err(|e| format!("--client {address}: {e}"))?;
+            println!("clients {}", server.local_addr());
+            Some(server)
+        }
+        None => None,
+    };
     println!("ready");
     std::io::stdout().flush().map_err(|e| e.to_string())?;
     if !args.iter().any(|a| a == "--control") {
@@ -122,4 +148,53 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
     } else {
         Err(errors.join("; "))
     }
+}
+
+/// The client listener's settings from `--client` and its companions, if `--client`
+/// is given.
+fn client_config(args: &[String], config: &Config) -> Result<Option<ServerConfig>, String> {
+    let companions = [
+        "--client-nodes",
+        "--client-in-flight-max",
+        "--client-connections-max",
+        "--client-frame-size-max",
+    ];
+    let Some(address) = value(args, "--client")? else {
+        if let Some(flag) = companions.iter().find(|f| args.iter().any(|a| a == **f)) {
+            return Err(format!("{flag} needs --client"));
+        }
+        return Ok(None);
+    };
+    let address = address
+        .parse()
+        .map_err(|_| format!("--client {address}: not an IP:PORT address"))?;
+    let nodes = config.nodes.keys().copied().collect();
+    let mut server = ServerConfig::new(address, config.cluster, config.node, nodes);
+    if let Some(list) = value(args, "--client-nodes")? {
+        for (node, address) in
+            parse_nodes(list).map_err(|e| e.replace("--nodes", "--client-nodes"))?
+        {
+            if !config.nodes.contains_key(&node) {
+                return Err(format!("--client-nodes: node {} is not in --nodes", node.0));
+            }
+            server.addresses.insert(node, address.to_string());
+        }
+    }
+    if let Some(n) = parsed(args, "--client-in-flight-max")? {
+        server.in_flight_max = n;
+    }
+    if let Some(n) = parsed(args, "--client-connections-max")? {
+        server.connections_max = n;
+    }
+    if let Some(n) = parsed(args, "--client-frame-size-max")? {
+        server.frame_size_max = n;
+    }
+    if server.in_flight_max == 0 || server.connections_max == 0 || server.frame_size_max < 64 {
+        return Err(
+            "--client-in-flight-max and --client-connections-max must be positive, \
+             --client-frame-size-max at least 64"
+                .to_string(),
+        );
+    }
+    Ok(Some(server))
 }

@@ -307,6 +307,26 @@ pub async fn snapshot(
     Ok(snapshot)
 }
 
+/// Takes a snapshot of a running cluster (`--target`): one status request to every
+/// node it knows, through `client`. The nodes' CPU is not visible from here (their
+/// threads are in other processes): it stays zero and the summary says n/a.
+pub async fn remote_snapshot(
+    client: &synod::client::Client,
+    client_thread: Option<u32>,
+) -> Result<Snapshot, String> {
+    let mut snapshot = Snapshot::default();
+    for node in client.status().await.map_err(|e| e.to_string())? {
+        let mut sample = NodeSample::default();
+        for status in &node.shards {
+            sample.add(status);
+        }
+        snapshot.nodes.insert(node.node, sample);
+    }
+    snapshot.client_cpu_s = client_thread.and_then(thread_cpu_s).unwrap_or(0.0);
+    snapshot.process_cpu_s = stat_cpu_s("/proc/self/stat").unwrap_or(0.0);
+    Ok(snapshot)
+}
+
 /// The calling thread's Linux id (`/proc/thread-self` links to `<pid>/task/<tid>`).
 pub fn current_thread_id() -> Option<u32> {
     let link = std::fs::read_link("/proc/thread-self").ok()?;

@@ -8,6 +8,9 @@
 //! Invariants: in the open loop at most `--clients` proposals are in flight (a request
 //! past that waits for a free slot, its latency still running); nothing is issued after
 //! the end plus [`DRAIN_S`]: what was scheduled and not issued by then is `missed`.
+//!
+//! The load goes to a local cluster's `NodeHandle`s, or with `--target` to a running
+//! cluster through `synod::client` ([`Target`]); the rest is the same.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -18,13 +21,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use synod::api::{Error, NodeHandle};
+use synod::api::NodeHandle;
+use synod::client::{Client, Error as ClientError, ServerError};
 use synod::paxos::{GroupId, NodeId};
 use synod::prng::Prng;
 use synod::runtime::clock::{entropy_seed, MonotonicClock};
 use synod::wal::dma_disk::run_local;
 
-use super::cluster::{current_thread_id, snapshot, Cluster, Snapshot};
+use super::cluster::{current_thread_id, remote_snapshot, snapshot, Cluster, Snapshot};
 use super::options::Options;
 
 /// Width of one throughput bucket.
@@ -74,7 +78,7 @@ struct Tally {
 impl Tally {
     /// Counts one outcome: `started` is when the request was (or, in the open loop,
     /// should have been) sent, `ended` when it completed, both since the load began.
-    fn record(&mut self, started: u64, ended: u64, size: usize, ok: Option<&Error>, w: &Window) {
+    fn record(&mut self, started: u64, ended: u64, size: usize, ok: Option<&str>, w: &Window) {
         let latency = (ended - started.min(ended)).clamp(1, LATENCY_NS_MAX);
         let measured_at = if w.open { started } else { ended };
         let in_window = (w.from_ns..w.to_ns).contains(&measured_at);
@@ -98,11 +102,9 @@ impl Tally {
                     self.ok_bytes += size as u64;
                 }
             }
-            Some(error) => {
+            Some(name) => {
                 if in_window {
-                    let name = format!("{error:?}");
-                    let name: String = name.chars().take_while(|c| c.is_alphanumeric()).collect();
-                    *self.errors.entry(name).or_default() += 1;
+                    *self.errors.entry(name.to_string()).or_default() += 1;
                 }
             }
         }
@@ -117,19 +119,87 @@ struct Window {
     open: bool,
 }
 
+/// Where the proposals go.
+#[derive(Clone)]
+enum Target {
+    /// The local cluster's handles; each proposal goes to the group's leader as known.
+    Local(BTreeMap<NodeId, NodeHandle>),
+    /// A running cluster, through its client listeners (the client follows leaders).
+    Remote(Client),
+}
+
+/// The name of an error variant, as counted in the summary (`NotLeader`, ...).
+fn error_name(debug: &str) -> String {
+    debug.chars().take_while(|c| c.is_alphanumeric()).collect()
+}
+
+impl Target {
+    /// Proposes `value` to `group`; the error's name on failure, and the leader
+    /// hint of a `NotLeader` answer.
+    async fn propose(
+        &self,
+        leaders: &RefCell<BTreeMap<GroupId, NodeId>>,
+        group: GroupId,
+        value: Bytes,
+    ) -> Result<(), (String, Option<NodeId>)> {
+        match self {
+            Target::Local(handles) => {
+                let leader = leaders.borrow().get(&group).copied().unwrap_or(NodeId(1));
+                let Some(handle) = handles.get(&leader) else {
+                    return Err(("NoHandle".to_string(), None));
+                };
+                match handle.propose(group, value).await {
+                    Ok(_) => Ok(()),
+                    Err(synod::api::Error::NotLeader { hint }) => {
+                        Err(("NotLeader".to_string(), hint))
+                    }
+                    Err(error) => Err((error_name(&format!("{error:?}")), None)),
+                }
+            }
+            Target::Remote(client) => match client.propose(group, value).await {
+                Ok(_) => Ok(()),
+                Err(ClientError::Server(error)) => {
+                    let hint = if let ServerError::NotLeader { hint } = error {
+                        hint
+                    } else {
+                        None
+                    };
+                    Err((error_name(&format!("{error:?}")), hint))
+                }
+                Err(error) => Err((error_name(&format!("{error:?}")), None)),
+            },
+        }
+    }
+
+    async fn snapshot(&self, client_thread: Option<u32>) -> Result<Snapshot, String> {
+        match self {
+            Target::Local(handles) => snapshot(handles, client_thread).await,
+            Target::Remote(client) => remote_snapshot(client, client_thread).await,
+        }
+    }
+}
+
 /// Runs the load of `o` against `cluster` on a fresh glommio executor on this thread;
 /// `progress` says whether to show it (a bar on a terminal, lines otherwise).
 pub fn run(o: &Options, cluster: &Cluster, progress: bool) -> Result<Load, String> {
-    let handles = cluster.handles.clone();
+    let target = Target::Local(cluster.handles.clone());
     let leaders = cluster.leaders.clone();
     let o = o.clone();
-    run_local(async move { drive(o, handles, leaders, progress).await })
+    run_local(async move { drive(o, target, leaders, progress).await })
+        .map_err(|e| e.to_string())?
+}
+
+/// Runs the load of `o` against a running cluster through `client` (`--target`).
+pub fn run_remote(o: &Options, client: &Client, progress: bool) -> Result<Load, String> {
+    let target = Target::Remote(client.clone());
+    let o = o.clone();
+    run_local(async move { drive(o, target, BTreeMap::new(), progress).await })
         .map_err(|e| e.to_string())?
 }
 
 async fn drive(
     o: Options,
-    handles: BTreeMap<NodeId, NodeHandle>,
+    target: Target,
     leaders: BTreeMap<GroupId, NodeId>,
     progress: bool,
 ) -> Result<Load, String> {
@@ -167,7 +237,7 @@ async fn drive(
             Rc::clone(&stop),
             Rc::clone(&next_ticket),
         );
-        let (handles, source, sizes) = (handles.clone(), source.clone(), o.value_sizes.clone());
+        let (target, source, sizes) = (target.clone(), source.clone(), o.value_sizes.clone());
         let (groups, clients, rate) = (o.groups, o.clients as u64, o.rate);
         let mut prng = Prng::new(entropy_seed() ^ client as u64);
         tasks.push(glommio::spawn_local(async move {
@@ -203,19 +273,22 @@ async fn drive(
                     }
                 };
                 let size = sizes.draw(&mut prng);
-                let leader = leaders.borrow().get(&group).copied().unwrap_or(NodeId(1));
-                let Some(handle) = handles.get(&leader) else {
-                    break;
-                };
                 let sent = clock.now().0;
-                let result = handle.propose(group, source.slice(..size)).await;
+                let result = target.propose(&leaders, group, source.slice(..size)).await;
                 let ended = clock.now().0;
                 let started = scheduled.map_or(sent, |at| at.min(sent));
                 let error = result.err();
-                tally
-                    .borrow_mut()
-                    .record(started, ended, size, error.as_ref(), &window);
-                if let Some(Error::NotLeader { hint: Some(hint) }) = &error {
+                if error.as_ref().is_some_and(|(name, _)| name == "NoHandle") {
+                    break;
+                }
+                tally.borrow_mut().record(
+                    started,
+                    ended,
+                    size,
+                    error.as_ref().map(|(name, _)| name.as_str()),
+                    &window,
+                );
+                if let Some((_, Some(hint))) = &error {
                     leaders.borrow_mut().insert(group, *hint);
                 }
                 if error.is_some() && rate.is_none() {
@@ -233,7 +306,7 @@ async fn drive(
         glommio::timer::sleep(Duration::from_millis(REFRESH_MS)).await;
         let elapsed = clock.elapsed_s();
         if before.is_none() && elapsed >= o.warmup {
-            before = Some(snapshot(&handles, client_thread).await?);
+            before = Some(target.snapshot(client_thread).await?);
         }
         if elapsed >= total_s {
             break;
@@ -256,7 +329,7 @@ async fn drive(
             display.line(elapsed, ops_s, warm);
         }
     }
-    let after = snapshot(&handles, client_thread).await?;
+    let after = target.snapshot(client_thread).await?;
     let window_s = o.seconds;
     stop.set(true);
     display.finish();

@@ -147,17 +147,25 @@ pub fn run(base: &Options, limits: &Limits) -> Result<(), String> {
 
 /// A one-line description of a run's load, for titles.
 pub fn title(o: &Options) -> String {
+    // A running cluster's batching is its own (`--target` refuses --batch).
+    let batch = if o.target.is_some() {
+        String::new()
+    } else {
+        format!(
+            ", batch {}{}",
+            o.batch,
+            o.batch_bytes
+                .map_or(String::new(), |b| format!(" (up to {b} B)"))
+        )
+    };
     format!(
-        "{} groups, {} clients{}, {}, batch {}{}",
+        "{} groups, {} clients{}, {}{batch}",
         o.groups,
         o.clients,
         o.rate.map_or(" (closed loop)".to_string(), |r| format!(
             " (open loop at {r:.0}/s)"
         )),
         o.value_sizes,
-        o.batch,
-        o.batch_bytes
-            .map_or(String::new(), |b| format!(" (up to {b} B)")),
     )
 }
 
@@ -166,7 +174,9 @@ pub fn report_title(o: &Options) -> String {
     format!(
         "{}{}",
         title(o),
-        if o.fsync {
+        if o.target.is_some() {
+            ", remote cluster"
+        } else if o.fsync {
             ""
         } else {
             ", UNSAFE: no fdatasync"

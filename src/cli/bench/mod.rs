@@ -5,13 +5,15 @@
 //! loopback TCP), then a fresh cluster (`cluster`), the load with live progress
 //! (`load`: closed or open loop), the figures (`summary`) and, with `--report`, the
 //! pictures (`report`). `--matrix phxpaxos` (`matrix`) runs PhxPaxos's published
-//! cells one after another, each on a fresh cluster.
+//! cells one after another, each on a fresh cluster. `--target` (`remote`) drives a
+//! running cluster instead, through `synod::client`.
 
 mod cluster;
 mod limits;
 mod load;
 mod matrix;
 mod options;
+mod remote;
 mod report;
 mod summary;
 
@@ -29,7 +31,11 @@ pub const USAGE: &str = "  synod bench [--groups G] [--clients C] [--value-size 
                                                       limits (disk, fdatasync, loopback TCP) in the same run;
                                                       --rate: open loop (latency from the scheduled send)
   synod bench --matrix phxpaxos [--seconds S] [--warmup S] [...]
-                                                      PhxPaxos's published cells, each on a fresh cluster";
+                                                      PhxPaxos's published cells, each on a fresh cluster
+  synod bench --target HOST:PORT,... [--cluster C] [--groups G] [--clients C] [--value-size ..]
+              [--rate OPS] [--seconds S] [--warmup S] [--json] [--report DIR]
+                                                      the same load against a running cluster (the
+                                                      nodes' `synod serve --client` addresses)";
 
 /// Seconds of each limit probe (the fdatasync probe takes 1.5 times this).
 const LIMIT_PROBE_S: f64 = 1.0;
@@ -48,6 +54,9 @@ macro_rules! say {
 /// Runs `synod bench`.
 pub fn main(args: &[String]) -> Result<ExitCode, String> {
     let o = options(args)?;
+    if o.target.is_some() {
+        return main_remote(&o);
+    }
     std::fs::create_dir_all(&o.dir).map_err(|e| format!("{}: {e}", o.dir.display()))?;
     say!(
         o.json,
@@ -91,6 +100,45 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
     let json = summary.json(&o);
     if let Some(dir) = &o.report {
         report::write(dir, &matrix::report_title(&o), &summary, o.warmup, &json)?;
+        say!(o.json, "report: {}", dir.join("index.html").display());
+    }
+    if o.json {
+        println!("{json}");
+    }
+    Ok(if summary.fatal.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `synod bench --target`: the load against a running cluster.
+fn main_remote(o: &Options) -> Result<ExitCode, String> {
+    let target = o.target.as_deref().unwrap_or_default().join(",");
+    say!(
+        o.json,
+        "synod bench: REMOTE cluster {} at {target}, {}, {} s after {} s warm-up; window, \
+         batching, shards and fdatasync are the cluster's own configuration",
+        o.cluster,
+        matrix::title(o),
+        o.seconds,
+        o.warmup
+    );
+    say!(
+        o.json,
+        "limits: n/a (remote): the disk and the network are the cluster's; latency includes \
+         the network to it"
+    );
+    let (client, shards) = remote::connect(o)?;
+    let load = load::run_remote(o, &client, true)?;
+    let summary = Summary::new(&load, &Limits::default(), shards);
+    say!(o.json, "");
+    for line in summary.text(o) {
+        say!(o.json, "{line}");
+    }
+    let json = summary.json(o);
+    if let Some(dir) = &o.report {
+        report::write(dir, &matrix::report_title(o), &summary, o.warmup, &json)?;
         say!(o.json, "report: {}", dir.join("index.html").display());
     }
     if o.json {

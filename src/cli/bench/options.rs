@@ -150,7 +150,25 @@ pub struct Options {
     pub report: Option<PathBuf>,
     /// Run a named matrix of cells instead of one run (`phxpaxos`).
     pub matrix: Option<String>,
+    /// Drive a running cluster at these client addresses ("HOST:PORT") instead of
+    /// starting a local one (`--target`).
+    pub target: Option<Vec<String>>,
+    /// The running cluster's id (`--cluster`, with `--target`).
+    pub cluster: u64,
 }
+
+/// Flags that configure the local cluster: with `--target`, the running cluster's own
+/// configuration decides them, so they are refused.
+pub const LOCAL_ONLY: &[&str] = &[
+    "--window",
+    "--batch",
+    "--batch-bytes",
+    "--shards",
+    "--no-fsync",
+    "--pin",
+    "--dir",
+    "--matrix",
+];
 
 /// Flags that take a value.
 const WITH_VALUE: &[&str] = &[
@@ -167,6 +185,8 @@ const WITH_VALUE: &[&str] = &[
     "--dir",
     "--report",
     "--matrix",
+    "--target",
+    "--cluster",
 ];
 
 /// Parses the flags of `synod bench`; `matrix` changes the defaults of `--seconds`
@@ -197,7 +217,32 @@ pub fn options(args: &[String]) -> Result<Options, String> {
         json: args.iter().any(|a| a == "--json"),
         report: value(args, "--report")?.map(PathBuf::from),
         matrix,
+        target: value(args, "--target")?.map(|list| {
+            list.split(',')
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .collect()
+        }),
+        cluster: parsed(args, "--cluster")?.unwrap_or(1),
     };
+    match &o.target {
+        Some(target) => {
+            if target.is_empty() {
+                return Err("--target needs at least one HOST:PORT".to_string());
+            }
+            if let Some(flag) = LOCAL_ONLY.iter().find(|f| args.iter().any(|a| a == **f)) {
+                return Err(format!(
+                    "{flag} configures the local cluster; with --target the running \
+                     cluster's own configuration decides it (set it on `synod serve`)"
+                ));
+            }
+        }
+        None => {
+            if args.iter().any(|a| a == "--cluster") {
+                return Err("--cluster names a running cluster: it needs --target".to_string());
+            }
+        }
+    }
     let positive = |ok: bool, what: &str| {
         if ok {
             Ok(())
@@ -249,5 +294,30 @@ mod tests {
         assert!(ValueSizes::parse("10..5").is_err());
         assert!(ValueSizes::parse("100:0").is_err());
         assert!(ValueSizes::parse("abc").is_err());
+    }
+
+    // Goal: with --target, the flags of the local cluster are refused with a reason,
+    // and --cluster needs --target.
+    // Method: parse flag lists.
+    #[test]
+    fn target_refuses_local_flags() {
+        let args = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        let o =
+            options(&args("--target 127.0.0.1:7100,127.0.0.1:7200 --cluster 9")).expect("remote");
+        assert_eq!(o.target.as_ref().map(Vec::len), Some(2));
+        assert_eq!(o.cluster, 9);
+        for flag in [
+            "--window 8",
+            "--batch 4",
+            "--shards 2",
+            "--no-fsync",
+            "--pin",
+            "--dir x",
+        ] {
+            let error =
+                options(&args(&format!("--target 127.0.0.1:1 {flag}"))).expect_err("refused");
+            assert!(error.contains("configures the local cluster"), "{error}");
+        }
+        assert!(options(&args("--cluster 3")).is_err());
     }
 }

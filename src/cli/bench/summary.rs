@@ -231,10 +231,18 @@ impl Summary {
             "batching: {:.2} values per instance; {:.1} WAL records per fdatasync",
             self.values_per_instance, self.records_per_fdatasync
         ));
+        let remote = o.target.is_some();
         lines.push(format!(
-            "WAL: {:.0} fdatasyncs/s (3 nodes together{}); {:.2} ms per write as the loop sees it, {:.2} ms in the disk ({:.2} write + {:.2} fdatasync)",
+            "WAL: {:.0} fdatasyncs/s ({} nodes together{}); {:.2} ms per write as the loop sees it, {:.2} ms in the disk ({:.2} write + {:.2} fdatasync)",
             self.fdatasyncs_per_s,
-            if o.fsync { "" } else { "; UNSAFE: writes only, no fdatasync" },
+            self.nodes.len(),
+            if remote {
+                ", from their status counters"
+            } else if o.fsync {
+                ""
+            } else {
+                "; UNSAFE: writes only, no fdatasync"
+            },
             self.write_ms,
             self.disk_ms,
             self.disk_ms - self.sync_ms,
@@ -254,20 +262,32 @@ impl Summary {
             .nodes
             .iter()
             .map(|(id, n)| {
+                // A remote node's threads are in another process: no CPU figure.
+                let cpu = if remote {
+                    "n/a (remote)".to_string()
+                } else {
+                    format!("{:.0} %", n.cpu_percent)
+                };
                 format!(
-                    "node {id} {:.0} % (WAL busy {:.0} % per shard, {:.0} loops/s, leads {:.0} inst/s)",
-                    n.cpu_percent, n.wal_busy_percent, n.iterations_per_s, n.chosen_as_leader_per_s
+                    "node {id} {cpu} (WAL busy {:.0} % per shard, {:.0} loops/s, leads {:.0} inst/s)",
+                    n.wal_busy_percent, n.iterations_per_s, n.chosen_as_leader_per_s
                 )
             })
             .collect();
         lines.push(format!(
-            "CPU (% of one core): {}; client thread {:.0} %; process {:.0} %",
+            "CPU (% of one core): {}; client thread {:.0} %; {} {:.0} %",
             nodes.join(", "),
             self.client_cpu_percent,
+            if remote { "this process" } else { "process" },
             self.process_cpu_percent
         ));
         let lim = &self.limits;
-        if lim.disk_mb_s > 0.0 {
+        if remote {
+            lines.push(
+                "efficiency: n/a (remote): the cluster's disk and network limits are not measured from here"
+                    .to_string(),
+            );
+        } else if lim.disk_mb_s > 0.0 {
             lines.push(format!(
                 "efficiency: payload x {REPLICAS} replicas / disk = {:.3}; payload x {} copies / loopback TCP = {:.3}; p99 / fdatasync p99 = {:.1}; ops/s / fdatasync rate = {:.1}",
                 self.disk_efficiency,
@@ -353,6 +373,22 @@ impl Summary {
 
 /// The run's settings as JSON.
 pub fn config_json(o: &Options) -> Value {
+    if let Some(target) = &o.target {
+        // The running cluster's own configuration decides the rest.
+        return json!({
+            "remote": true,
+            "target": target,
+            "cluster": o.cluster,
+            "groups": o.groups,
+            "clients": o.clients,
+            "value_size": o.value_sizes.to_string(),
+            "value_size_mean": o.value_sizes.mean(),
+            "loop": if o.rate.is_some() { "open" } else { "closed" },
+            "rate": o.rate,
+            "seconds": o.seconds,
+            "warmup": o.warmup,
+        });
+    }
     json!({
         "replicas": REPLICAS,
         "groups": o.groups,
