@@ -1,0 +1,488 @@
+//! The client protocol end to end: three `synod serve --client` processes on loopback,
+//! driven through `synod::client` (proposals, reads, status, a NotLeader hint followed
+//! from a follower, pipelined requests from many threads), `synod bench --target`
+//! against them, and hostile connections (garbage, an oversized length, a bad CRC, a
+//! wrong cluster id) that must each be closed with a logged reason while the node
+//! keeps serving its other clients.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::cluster::{free_ports, TempDir};
+use synod::client::codec::{decode_next, encode, CRC_SIZE};
+use synod::client::wire::{Body, PROTOCOL_VERSION};
+use synod::client::{Client, Error, ServerError};
+use synod::paxos::{GroupId, NodeId, Role};
+use synod::transport::FRAME_HEADER_SIZE;
+
+const CLUSTER: u64 = 0x5EED;
+const GROUPS: u32 = 2;
+
+/// One `synod serve --client` child: its stdout lines and its stderr (log) lines.
+struct Serve {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    fn spawn(id: u32, peers: &str, clients: &str, client: &str, dir: &TempDir) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_synod"))
+            .args([
+                "serve",
+                "--node",
+                &id.to_string(),
+                "--cluster",
+                &CLUSTER.to_string(),
+                "--nodes",
+                peers,
+                "--dir",
+                &dir.path().display().to_string(),
+                "--groups",
+                &GROUPS.to_string(),
+                "--test-timeouts",
+                "--control",
+                "--client",
+                client,
+                "--client-nodes",
+                clients,
+                "--client-in-flight-max",
+                "64",
+            ])
+            .env("SYNOD_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn synod serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let serve = Serve { child, lines, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match serve.lines.recv_timeout(left) {
+                Ok(line) if line == "ready" => return serve,
+                Ok(_) => {}
+                Err(_) => panic!("synod serve {id}: not ready: {:?}", serve.log_lines()),
+            }
+        }
+    }
+
+    fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// Waits until a log line contains every one of `words`.
+    fn expect_log(&self, words: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self
+                .log_lines()
+                .iter()
+                .any(|line| words.iter().all(|w| line.contains(w)))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no log line with {words:?}: {:#?}", self.log_lines());
+    }
+
+    /// Ends the node gracefully (end of stdin) and waits for it.
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "synod serve exited with {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!("synod serve did not stop within 20 s of the end of its input");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        // A failed test must not leave children behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connects a raw socket, writes `bytes`, and reads until the node closes it (at
+/// most 10 s). Returns what the node sent.
+fn send_raw(address: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // The node may close before reading everything: a failed write is fine.
+    let _ = stream.write_all(bytes);
+    let mut received = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return received,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return received,
+            Err(e) => panic!("{address}: the node did not close the connection: {e}"),
+        }
+    }
+}
+
+/// The frames in `bytes` (all whole, all valid).
+fn frames(mut bytes: &[u8]) -> Vec<Body> {
+    let mut out = Vec::new();
+    while let Some((body, consumed)) = decode_next(bytes, 1 << 20).expect("valid frame") {
+        out.push(body);
+        bytes = &bytes[consumed..];
+    }
+    assert!(bytes.is_empty(), "{} trailing bytes", bytes.len());
+    out
+}
+
+fn hello(cluster: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(
+        &Body::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster,
+        },
+        1 << 20,
+        &mut out,
+    )
+    .expect("fits");
+    out
+}
+
+/// The leader and a follower of `group`, from the nodes' status.
+fn roles(client: &Client, group: GroupId) -> Option<(NodeId, NodeId)> {
+    let statuses = client.status_blocking().ok()?;
+    let role_of = |role: Role| {
+        statuses.iter().find_map(|n| {
+            n.shards
+                .iter()
+                .flat_map(|s| &s.groups)
+                .any(|g| g.group == group && g.role == role)
+                .then_some(n.node)
+        })
+    };
+    Some((role_of(Role::Leader)?, role_of(Role::Follower)?))
+}
+
+fn wait_for_leaders(client: &Client) -> BTreeMap<GroupId, (NodeId, NodeId)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found: BTreeMap<_, _> = (0..GROUPS)
+            .filter_map(|g| roles(client, GroupId(g)).map(|r| (GroupId(g), r)))
+            .collect();
+        if found.len() == GROUPS as usize {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader in every group: {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// Goal: a client reaches a running cluster over the client protocol: proposals are
+// chosen in order, reads and status answer, NotLeader hints are followed, many
+// requests are pipelined, `synod bench --target` drives it, and hostile connections
+// are closed one by one with a logged reason while the node keeps serving.
+// Method: three `synod serve --client` children on free loopback ports; one test so
+// that the cluster starts once (each step is short; the whole test stops by itself).
+#[test]
+fn client_protocol_end_to_end() {
+    let peer_base = free_ports(3);
+    let client_base = free_ports(3);
+    let list = |base: u16| {
+        (0..3)
+            .map(|i| format!("{}=127.0.0.1:{}", i + 1, base + i))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (peers, clients) = (list(peer_base), list(client_base));
+    let addresses: Vec<String> = (0..3)
+        .map(|i| format!("127.0.0.1:{}", client_base + i))
+        .collect();
+    let dirs: Vec<TempDir> = (1..=3)
+        .map(|i| TempDir::new(&format!("client-{i}")))
+        .collect();
+    let nodes: Vec<Serve> = (0..3)
+        .map(|i| Serve::spawn(i as u32 + 1, &peers, &clients, &addresses[i], &dirs[i]))
+        .collect();
+
+    // Everything known from one welcome.
+    let client = Client::connect(&addresses, CLUSTER).expect("connect");
+    assert_eq!(client.nodes(), vec![NodeId(1), NodeId(2), NodeId(3)]);
+    assert_eq!(client.addresses().len(), 3);
+    let roles = wait_for_leaders(&client);
+
+    // Proposals: chosen in increasing instances per group; reads answer at the leader.
+    for group in (0..GROUPS).map(GroupId) {
+        let mut last = 0;
+        for k in 0..20 {
+            let proposed = propose_retrying(&client, group, format!("v{k}").into_bytes());
+            assert!(
+                proposed > last,
+                "group {}: {proposed} after {last}",
+                group.0
+            );
+            last = proposed;
+        }
+        read_retrying(&client, group);
+    }
+
+    // A client that knows only a follower follows its NotLeader hint to the leader,
+    // whose address the follower's welcome advertised.
+    let (leader, follower) = roles[&GroupId(0)];
+    let follower_address = &addresses[follower.0 as usize - 1];
+    let lone = Client::connect(&[follower_address], CLUSTER).expect("connect to a follower");
+    assert_eq!(
+        lone.addresses().len(),
+        3,
+        "the follower advertised every node"
+    );
+    propose_retrying(&lone, GroupId(0), b"redirected".to_vec());
+    assert!(lone.redirects() >= 1, "no NotLeader was followed");
+    // The node answers a NotLeader itself when asked directly (no redirects left).
+    let strict = Client::connect_with(
+        &[follower_address],
+        CLUSTER,
+        synod::client::ClientConfig {
+            redirects_max: 0,
+            ..synod::client::ClientConfig::default()
+        },
+    )
+    .expect("connect");
+    match strict.propose_blocking(GroupId(0), b"x".to_vec()) {
+        Err(Error::Server(ServerError::NotLeader { hint })) => {
+            assert_eq!(hint, Some(leader), "the follower's hint")
+        }
+        other => panic!("expected NotLeader from node {}: {other:?}", follower.0),
+    }
+
+    // Pipelining: 8 threads share one client, 25 proposals each, all in flight at once
+    // on the same connections; every answer reaches its caller.
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                let futures = (0..25)
+                    .map(|k| client.propose(GroupId(k % GROUPS), format!("p{t}.{k}").into_bytes()))
+                    .collect();
+                futures_lite::future::block_on(join_all(futures))
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for thread in threads {
+        for result in thread.join().expect("proposer thread") {
+            match result {
+                Ok(_) => ok += 1,
+                Err(error) => assert!(error.is_retryable(), "{error}"),
+            }
+        }
+    }
+    assert!(ok >= 100, "only {ok} of 200 pipelined proposals succeeded");
+
+    // Hostile connections to node 1, each closed with its reason in the log.
+    let target = &addresses[0];
+    let node1 = &nodes[0];
+    // Garbage: a frame whose CRC is right but whose bytes are no flatbuffer.
+    let mut garbage_frame = vec![0x5A_u8; 40];
+    garbage_frame[4..8].copy_from_slice(b"JUNK");
+    let mut garbage = ((CRC_SIZE + garbage_frame.len()) as u32)
+        .to_le_bytes()
+        .to_vec();
+    garbage.extend_from_slice(&crc32c::crc32c(&garbage_frame).to_le_bytes());
+    garbage.extend_from_slice(&garbage_frame);
+    let answer = frames(&send_raw(target, &garbage));
+    assert!(
+        matches!(&answer[..], [Body::Refused { reason }] if reason.contains("identifier")),
+        "{answer:?}"
+    );
+    node1.expect_log(&["closing", "identifier"]);
+    // Plain text (an HTTP request): its first 4 bytes announce a huge frame.
+    send_raw(target, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    node1.expect_log(&["closing", "exceeds frame_size_max"]);
+    // An oversized length after a good hello.
+    let mut oversized = hello(CLUSTER);
+    oversized.extend_from_slice(&(u32::MAX - 1).to_le_bytes());
+    let answer = frames(&send_raw(target, &oversized));
+    assert!(
+        matches!(&answer[..], [Body::Welcome { .. }, Body::Refused { reason }] if reason.contains("4294967294")),
+        "{answer:?}"
+    );
+    // A bad CRC.
+    let mut bad_crc = hello(CLUSTER);
+    bad_crc[FRAME_HEADER_SIZE] ^= 0xFF;
+    let answer = frames(&send_raw(target, &bad_crc));
+    assert!(
+        matches!(&answer[..], [Body::Refused { reason }] if reason.contains("CRC32C mismatch")),
+        "{answer:?}"
+    );
+    node1.expect_log(&["closing", "CRC32C mismatch"]);
+    // A wrong cluster id: the client library says why.
+    let answer = frames(&send_raw(target, &hello(CLUSTER + 1)));
+    assert!(
+        matches!(&answer[..], [Body::Refused { reason }] if reason.contains("wrong cluster id")),
+        "{answer:?}"
+    );
+    node1.expect_log(&["closing", "wrong cluster id"]);
+    match Client::connect(&[target], CLUSTER + 1) {
+        Err(Error::NoReachableNode { tried }) => {
+            assert!(
+                tried.iter().any(|t| t.contains("wrong cluster id")),
+                "{tried:?}"
+            )
+        }
+        other => panic!("expected a refusal: {other:?}"),
+    }
+    // The node and its existing clients are unharmed.
+    let statuses = client
+        .status_blocking()
+        .expect("status after hostile connections");
+    assert_eq!(statuses.len(), 3);
+    for group in (0..GROUPS).map(GroupId) {
+        propose_retrying(&client, group, b"after".to_vec());
+    }
+
+    // synod bench --target against the running cluster.
+    let output = Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args([
+            "bench",
+            "--target",
+            &addresses.join(","),
+            "--cluster",
+            &CLUSTER.to_string(),
+            "--groups",
+            &GROUPS.to_string(),
+            "--clients",
+            "16",
+            "--seconds",
+            "2",
+            "--warmup",
+            "1",
+        ])
+        .output()
+        .expect("run synod bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "synod bench --target failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{stdout}");
+    assert!(stdout.contains("REMOTE"), "{stdout}");
+    let throughput = stdout
+        .lines()
+        .find(|l| l.starts_with("throughput:"))
+        .unwrap_or_else(|| panic!("no throughput line: {stdout}"));
+    let ops: f64 = throughput
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{throughput}"));
+    assert!(ops > 0.0, "{throughput}");
+    assert!(!throughput.contains("errors"), "{throughput}");
+    assert!(stdout.contains("fdatasyncs/s"), "{stdout}");
+    // A local-cluster flag is refused with --target.
+    let refused = Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args(["bench", "--target", &addresses[0], "--window", "8"])
+        .output()
+        .expect("run synod bench");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("configures the local cluster"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    drop((client, lone, strict));
+    for node in nodes {
+        node.stop();
+    }
+}
+
+/// Proposes until chosen (retrying only what is safe to retry: nothing was done);
+/// returns the instance.
+fn propose_retrying(client: &Client, group: GroupId, value: Vec<u8>) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match client.propose_blocking(group, value.clone()) {
+            Ok(proposed) => return proposed.instance.0,
+            Err(error) if error.is_retryable() && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(error) => panic!("propose to group {}: {error}", group.0),
+        }
+    }
+}
+
+/// Reads until the leader's lease allows it.
+fn read_retrying(client: &Client, group: GroupId) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match client.read_blocking(group, Vec::new()) {
+            Ok(_) => return,
+            Err(error) if error.is_retryable() && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(error) => panic!("read group {}: {error}", group.0),
+        }
+    }
+}
+
+/// Polls every future together until all are done (so that their requests are in
+/// flight at once), and returns their outputs in order.
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
