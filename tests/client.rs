@@ -486,3 +486,104 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     .await;
     outputs.into_iter().flatten().collect()
 }
+
+// Goal: the listener's bounds hold and the client works from an async runtime: one
+// connection past `connections_max` is refused with the reason and a freed slot is
+// reused; requests past `in_flight_max` wait (TCP backpressure) and all complete.
+// Method: an in-process cluster with a listener per node (connections_max 2,
+// in_flight_max 4); 64 tokio tasks propose through one client; then connections are
+// opened until one is refused, one is closed, and a new one gets in.
+#[test]
+fn listener_bounds_connections_and_requests_in_flight() {
+    use common::cluster::{Cluster, Shape};
+    use synod::server::{Server, ServerConfig};
+
+    let cluster = Cluster::new(
+        "client-bounds",
+        Shape {
+            nodes: 3,
+            shards: 1,
+            groups: 1,
+        },
+    );
+    let base = free_ports(3);
+    let advertised: BTreeMap<NodeId, String> = (1..=3_u16)
+        .map(|i| (NodeId(u32::from(i)), format!("127.0.0.1:{}", base + i - 1)))
+        .collect();
+    let ids: Vec<NodeId> = advertised.keys().copied().collect();
+    let servers: Vec<Server> = cluster
+        .nodes
+        .iter()
+        .map(|(id, node)| {
+            let address = advertised[id].parse().expect("address");
+            let mut config = ServerConfig::new(address, cluster.cluster_id, *id, ids.clone());
+            config.addresses = advertised.clone();
+            config.connections_max = 2;
+            config.in_flight_max = 4;
+            Server::start(config, node.handle()).expect("listen")
+        })
+        .collect();
+    let addresses: Vec<String> = advertised.values().cloned().collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.leader(GroupId(0)).is_none() {
+        assert!(Instant::now() < deadline, "no leader");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let client = Client::connect(&addresses, cluster.cluster_id).expect("connect");
+
+    // 64 tasks, 16 requests in flight per task at most 4 of which a node takes at once.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("tokio runtime");
+    let chosen = runtime.block_on(async {
+        let tasks: Vec<_> = (0..64_u32)
+            .map(|task| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let mut chosen = 0;
+                    for k in 0..4 {
+                        let value = format!("t{task}.{k}").into_bytes();
+                        loop {
+                            match client.propose(GroupId(0), value.clone()).await {
+                                Ok(_) => break,
+                                Err(error) if error.is_retryable() => {
+                                    tokio::time::sleep(Duration::from_millis(10)).await;
+                                }
+                                Err(error) => panic!("task {task}: {error}"),
+                            }
+                        }
+                        chosen += 1;
+                    }
+                    chosen
+                })
+            })
+            .collect();
+        let mut chosen = 0;
+        for task in tasks {
+            chosen += task.await.expect("task");
+        }
+        chosen
+    });
+    assert_eq!(chosen, 256);
+
+    // `client` holds one connection to node 1; one more fits, the next is refused.
+    let second = Client::connect(&[&addresses[0]], cluster.cluster_id).expect("second");
+    match Client::connect(&[&addresses[0]], cluster.cluster_id) {
+        Err(Error::NoReachableNode { tried }) => assert!(
+            tried.iter().any(|t| t.contains("too many connections")),
+            "{tried:?}"
+        ),
+        other => panic!("expected a refusal past connections_max: {other:?}"),
+    }
+    // A closed connection frees its slot (once both its threads have ended).
+    drop(second);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Client::connect(&[&addresses[0]], cluster.cluster_id).is_err() {
+        assert!(Instant::now() < deadline, "the freed slot was not reused");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(client);
+    drop(servers);
+}

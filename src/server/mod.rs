@@ -207,19 +207,40 @@ impl Drop for Open {
     }
 }
 
+/// How long one read of a refused connection's input may wait (see [`refuse`]).
+const REFUSE_DRAIN: Duration = Duration::from_millis(50);
+/// Reads of a refused connection's input after the `Refused` is written.
+const REFUSE_DRAIN_READS: usize = 4;
+
 /// Logs `reason`, sends it to the client in a `Refused` (best effort) and closes.
+///
+/// Closing a socket with unread input makes the kernel send a reset, which can make
+/// the client lose the `Refused` before reading it; so the input is drained for at
+/// most (1 + `REFUSE_DRAIN_READS`) × [`REFUSE_DRAIN`] around the write (the accept
+/// thread pays this only for connections past `connections_max`).
 fn refuse(stream: &mut TcpStream, peer: &str, reason: &str, config: &ServerConfig) {
     log::warn!("client listener: closing {peer}: {reason}");
     let mut out = Vec::new();
     let refused = Body::Refused {
         reason: reason.to_string(),
     };
+    let _ = stream.set_read_timeout(Some(REFUSE_DRAIN));
+    let mut sink = [0_u8; 4096];
+    let _ = stream.read(&mut sink);
     if Encoder::new()
         .encode(&refused, config.answer_frame_size_max, &mut out)
         .is_ok()
     {
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
         let _ = stream.write_all(&out);
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    // Until the client closes too, or a few reads (a client that keeps sending is
+    // not waited for).
+    for _ in 0..REFUSE_DRAIN_READS {
+        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+            break;
+        }
     }
     let _ = stream.shutdown(Shutdown::Both);
 }
