@@ -68,6 +68,7 @@ impl ServerError {
     }
 }
 
+/// The wire form of a node's error (`Rejected`'s reason becomes owned).
 impl From<&Error> for ServerError {
     fn from(error: &Error) -> ServerError {
         match error {
@@ -85,12 +86,7 @@ impl From<&Error> for ServerError {
             Error::Rejected { reason } => ServerError::Rejected {
                 reason: (*reason).to_string(),
             },
-            // `api::Error` is non-exhaustive: a variant added later reaches clients
-            // as a rejection that names it until the protocol learns it.
-            #[allow(unreachable_patterns)]
-            other => ServerError::Rejected {
-                reason: other.to_string(),
-            },
+            // No wildcard: a new `api::Error` variant must get its `ErrorKind` here.
         }
     }
 }
