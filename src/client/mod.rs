@@ -20,7 +20,11 @@
 //! - the client is runtime-agnostic: its futures are the one-shot replies of
 //!   `runtime::mailbox`, woken by the connection's reader thread; any executor (or
 //!   `block_on`) can await them, and many requests may be in flight at once on one
-//!   connection (answers come back in any order, matched by request id);
+//!   connection (answers come back in any order, matched by request id). The caller
+//!   writes its request's frame itself, under the connection's lock: a plain
+//!   blocking write that waits only when the node applies backpressure (its
+//!   `in_flight_max`), and a connection (re)opened on demand blocks for at most
+//!   `connect_timeout` + `handshake_timeout`;
 //! - a request is sent at most once to each node it is redirected to, and redirects
 //!   are bounded (`ClientConfig::redirects_max`): there are no hidden retries of
 //!   requests whose outcome is unknown (`Disconnected`, `Indeterminate`, `Stopped`);
