@@ -29,6 +29,38 @@ pub struct Cluster {
     pub leaders: BTreeMap<GroupId, NodeId>,
 }
 
+/// How long a node with a fresh log may take to start before the bench gives up.
+const NODE_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `Node::start`, with a watchdog: a fresh, empty log starts in well under a second,
+/// so a start that has not returned after `NODE_START_TIMEOUT` is stuck, and the bench
+/// says so and exits rather than hang. (Seen twice in about 70 loaded runs on the
+/// development machine: a shard thread parked in io_uring during its start; not
+/// reproduced since. The process exits because the stuck thread cannot be joined.)
+fn start_watched(config: Config, id: NodeId) -> Result<Node, String> {
+    let (done, watch) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::Builder::new()
+        .name("synod-bench-watch".to_string())
+        .spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                watch.recv_timeout(NODE_START_TIMEOUT)
+            {
+                eprintln!(
+                    "synod bench: node {} did not start within {} s (its shard threads are \
+                     stuck); giving up",
+                    id.0,
+                    NODE_START_TIMEOUT.as_secs()
+                );
+                std::process::exit(3);
+            }
+        })
+        .map_err(|e| format!("spawn the start watchdog: {e}"))?;
+    let node = Node::start(config, null_factory()).map_err(|e| e.to_string());
+    let _ = done.send(());
+    let _ = watchdog.join();
+    node
+}
+
 impl Cluster {
     /// Starts three nodes with fresh logs in `o.dir/node-N` and waits for a leader in
     /// every group.
@@ -46,7 +78,7 @@ impl Cluster {
                 std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             }
             let config = config(o, *id, addresses.clone(), dir);
-            let node = Node::start(config, null_factory()).map_err(|e| e.to_string())?;
+            let node = start_watched(config, *id)?;
             nodes.insert(*id, node);
         }
         let handles: BTreeMap<NodeId, NodeHandle> =
