@@ -156,6 +156,11 @@ pub fn spawn(
     }
 }
 
+/// Bytes of a spare segment zero-filled per turn of spare maintenance: a write that
+/// arrives meanwhile waits for at most this much zero-filling (about 1–2 ms here),
+/// where a whole segment (64 MiB) used to hold the WAL for ~100 ms after each roll.
+const SPARE_SLICE_SIZE: u64 = 2 << 20;
+
 /// Path of the rejoin marker of shard `shard` in `dir`.
 fn rejoin_marker(dir: &Path, shard: u32) -> PathBuf {
     dir.join(format!("shard-{shard:03}.rejoin"))
@@ -201,6 +206,8 @@ struct Driver {
     pending_write: Option<WritePlan>,
     /// A failed spare maintenance (an I/O error: fatal, never retried).
     maintenance_error: Rc<RefCell<Option<String>>>,
+    /// Spare maintenance has slices left (`Store::prepare_spares_slice`).
+    maintenance_more: Rc<Cell<bool>>,
     /// When the write in flight was started (for `write_busy_ns`).
     write_started: Nanos,
     /// Nanoseconds with a WAL write in flight, summed.
@@ -324,6 +331,7 @@ async fn start(
         write_in_flight: false,
         pending_write: None,
         maintenance_error: Rc::new(RefCell::new(None)),
+        maintenance_more: Rc::new(Cell::new(false)),
         write_started: Nanos(0),
         write_busy_ns: 0,
         iterations: 0,
@@ -358,6 +366,7 @@ impl Driver {
             }
             self.shard.flush(now, &mut self.effects);
             self.execute(now);
+            self.try_maintain();
             if let Some(reason) = self.shard.poisoned() {
                 self.fatal = Some(reason.to_string());
             }
@@ -606,8 +615,9 @@ impl Driver {
     }
 
     /// Starts the pending write when the store is free. The task writes (and syncs),
-    /// reports completion at once, then keeps the store for spare maintenance when the
-    /// roll used spares up, so zero-filling new segments stays off the write path.
+    /// reports completion at once, then keeps the store for one slice of spare
+    /// maintenance when spares are missing (`SPARE_SLICE_SIZE`; `try_maintain` runs the
+    /// rest while idle), so zero-filling new segments stays off the write path.
     fn try_start_write(&mut self) {
         if self.pending_write.is_none() || self.store.borrow().is_none() {
             return;
@@ -625,6 +635,7 @@ impl Driver {
         let wake = Rc::clone(&self.wake);
         let fsync = self.plan.fsync;
         let spares_wanted = self.plan.store.spare_count_min;
+        let more = Rc::clone(&self.maintenance_more);
         let clock = self.clock;
         let disk_ns = Rc::clone(&self.disk_ns);
         let sync_ns = Rc::clone(&self.sync_ns);
@@ -643,8 +654,43 @@ impl Driver {
             let ok = result.is_ok();
             *done.borrow_mut() = Some(result.map(|()| plan));
             wake.notify();
-            if ok && disk.spare_count() < spares_wanted {
-                if let Err(error) = disk.prepare_spares().await {
+            if ok && (disk.spare_count() < spares_wanted || more.get()) {
+                match disk.prepare_spares_slice(SPARE_SLICE_SIZE).await {
+                    Ok(left) => more.set(left),
+                    Err(error) => {
+                        *maintenance.borrow_mut() = Some(format!("preparing WAL spares: {error}"));
+                    }
+                }
+            }
+            *store.borrow_mut() = Some(disk);
+            wake.notify();
+        })
+        .detach();
+    }
+
+    /// Runs one slice of spare maintenance when slices are left and the store is idle
+    /// (no write pending or in flight); each write also runs one after it completes.
+    fn try_maintain(&mut self) {
+        if !self.maintenance_more.get()
+            || self.write_in_flight
+            || self.pending_write.is_some()
+            || self.stopping.is_some()
+            || self.fatal.is_some()
+        {
+            return;
+        }
+        let Some(mut disk) = self.store.borrow_mut().take() else {
+            return;
+        };
+        let store = Rc::clone(&self.store);
+        let maintenance = Rc::clone(&self.maintenance_error);
+        let more = Rc::clone(&self.maintenance_more);
+        let wake = Rc::clone(&self.wake);
+        more.set(false);
+        glommio::spawn_local(async move {
+            match disk.prepare_spares_slice(SPARE_SLICE_SIZE).await {
+                Ok(left) => more.set(left),
+                Err(error) => {
                     *maintenance.borrow_mut() = Some(format!("preparing WAL spares: {error}"));
                 }
             }

@@ -69,25 +69,9 @@ impl DmaDisk {
     /// Creates `path` (truncating it) write-only and fills it with `size` zero bytes,
     /// then makes it durable. The directory entry is the caller's to sync.
     pub async fn create_zeroed(path: &Path, size: u64) -> io::Result<()> {
-        check_aligned(size, 0);
-        let file = DmaFile::create(path).await?;
-        let mut offset = 0;
-        while offset < size {
-            let len = ZERO_FILL_CHUNK_SIZE.min((size - offset) as usize);
-            let mut buffer = file.alloc_dma_buffer(len);
-            buffer.as_bytes_mut().fill(0);
-            let written = file.write_at(buffer, offset).await?;
-            if written != len {
-                return Err(io::Error::other(format!(
-                    "short write zero-filling {}: {written} of {len} bytes at {offset}",
-                    path.display()
-                )));
-            }
-            offset += len as u64;
-        }
-        file.fdatasync().await?;
-        file.close().await?;
-        Ok(())
+        let mut fill = ZeroFill::create(path, size).await?;
+        fill.fill(size).await?;
+        fill.finish().await
     }
 
     /// Opens an existing, non-empty file for reading and writing (module docs: traps).
@@ -145,6 +129,74 @@ impl DmaDisk {
     /// Closes the file.
     pub async fn close(self) -> io::Result<()> {
         Ok(self.file.close().await?)
+    }
+}
+
+/// A file being zero-filled a slice at a time, so that a long fill can yield to other
+/// I/O between slices (WAL spares: `store::Store::prepare_spares_slice`).
+pub struct ZeroFill {
+    file: DmaFile,
+    size: u64,
+    written: u64,
+}
+
+impl std::fmt::Debug for ZeroFill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZeroFill")
+            .field("size", &self.size)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ZeroFill {
+    /// Creates `path` (truncating it) write-only, to be filled with `size` zero bytes.
+    pub async fn create(path: &Path, size: u64) -> io::Result<ZeroFill> {
+        check_aligned(size, 0);
+        Ok(ZeroFill {
+            file: DmaFile::create(path).await?,
+            size,
+            written: 0,
+        })
+    }
+
+    /// Writes up to `budget` more zero bytes (rounded up to whole blocks; at least one
+    /// block unless done).
+    /// Returns whether the whole size is written.
+    pub async fn fill(&mut self, budget: u64) -> io::Result<bool> {
+        let budget = budget
+            .max(1)
+            .div_ceil(BLOCK_SIZE as u64)
+            .saturating_mul(BLOCK_SIZE as u64);
+        let until = self.written.saturating_add(budget).min(self.size);
+        while self.written < until {
+            let len = (ZERO_FILL_CHUNK_SIZE as u64).min(until - self.written) as usize;
+            let mut buffer = self.file.alloc_dma_buffer(len);
+            buffer.as_bytes_mut().fill(0);
+            let written = self.file.write_at(buffer, self.written).await?;
+            if written != len {
+                return Err(io::Error::other(format!(
+                    "short write zero-filling: {written} of {len} bytes at {}",
+                    self.written
+                )));
+            }
+            self.written += len as u64;
+        }
+        Ok(self.written == self.size)
+    }
+
+    /// Makes the filled file durable (fdatasync) and closes it. The caller checks that
+    /// `fill` reported the whole size first.
+    pub async fn finish(self) -> io::Result<()> {
+        self.file.fdatasync().await?;
+        self.file.close().await?;
+        Ok(())
+    }
+
+    /// Closes the file without making it durable (an abandoned fill).
+    pub async fn abandon(self) -> io::Result<()> {
+        self.file.close().await?;
+        Ok(())
     }
 }
 

@@ -16,7 +16,7 @@
 //! - any I/O error is returned and the store must not be used again (never retried).
 
 use super::compaction::{self, CompactionConfig, Rewrite};
-use super::dma_disk::DmaDisk;
+use super::dma_disk::{DmaDisk, ZeroFill};
 use super::group_commit::WritePlan;
 use super::index::{IndexEntry, LogIndex};
 use super::record::{self, DecodeLimits};
@@ -211,6 +211,9 @@ pub struct Store {
     last_used: Option<u64>,
     /// Rolls that found no spare and created one inline (a stall on the write path).
     pub inline_spare_count: u64,
+    /// The spare being zero-filled a slice at a time (`prepare_spares_slice`): its
+    /// index, its temporary path and the fill. A roll into that index finishes it.
+    filling: Option<(u64, PathBuf, ZeroFill)>,
 }
 
 /// What `Store::truncate` did and what the caller must append.
@@ -292,6 +295,7 @@ impl Store {
             next_segment: 0,
             last_used: recovery.records.last().map(|r| geometry.locate(r.offset).0),
             inline_spare_count: 0,
+            filling: None,
             config,
         };
         let mid_segment = resume_file_offset > SEGMENT_HEADER_SIZE as u64;
@@ -352,6 +356,28 @@ impl Store {
     pub async fn prepare_spares(&mut self) -> Result<(usize, usize, usize), StoreError> {
         let from = self.next_segment;
         let want = from + self.config.spare_count_min.max(1) as u64 - 1;
+        if let Some(&(index, _, _)) = self.filling.as_ref() {
+            // Finish the fill in progress first: a leftover must not be recycled into
+            // its index meanwhile.
+            if index >= from && index <= want && self.next_spare(from) == index {
+                self.fill_spare(index, u64::MAX).await?;
+                sync_dir(&self.config.dir)?;
+            } else if let Some((_, tmp, fill)) = self.filling.take() {
+                fill.abandon().await.map_err(io_error("close", &tmp))?;
+            }
+        }
+        let (recycled, deleted) = self.prepare_spares_recycle().await?;
+        let created = self.ensure_spares(from, want).await?;
+        Ok((recycled, deleted, created))
+    }
+
+    /// The recycling part of `prepare_spares`: leftovers below the log's start become
+    /// spares up to `spare_count_min` (blanked durably, then renamed), the rest are
+    /// deleted. Never while a spare fill is in progress (its index could be taken).
+    async fn prepare_spares_recycle(&mut self) -> Result<(usize, usize), StoreError> {
+        assert!(self.filling.is_none(), "recycling during a spare fill");
+        let from = self.next_segment;
+        let want = from + self.config.spare_count_min.max(1) as u64 - 1;
         let mut recycled = 0;
         let mut deleted = 0;
         for index in std::mem::take(&mut self.leftovers) {
@@ -386,8 +412,7 @@ impl Store {
         if recycled + deleted > 0 {
             sync_dir(&self.config.dir)?;
         }
-        let created = self.ensure_spares(from, want).await?;
-        Ok((recycled, deleted, created))
+        Ok((recycled, deleted))
     }
 
     /// Spare files after the segment being written.
@@ -468,22 +493,10 @@ impl Store {
     /// Creates zero-filled spares so that `from ..= want` exist; returns how many.
     async fn ensure_spares(&mut self, from: u64, want: u64) -> Result<usize, StoreError> {
         let mut count = 0;
-        let mut next = self
-            .spare_through
-            .filter(|t| *t >= from)
-            .map_or(from, |t| t + 1);
+        let mut next = self.next_spare(from);
         let created = next <= want;
         while next <= want {
-            let path = self.config.path(next);
-            let tmp = self.config.dir.join(format!(
-                "{}.tmp",
-                segment_file_name(self.config.shard, next)
-            ));
-            DmaDisk::create_zeroed(&tmp, self.config.geometry.segment_size)
-                .await
-                .map_err(io_error("create", &tmp))?;
-            std::fs::rename(&tmp, &path).map_err(io_error("rename", &path))?;
-            self.spare_through = Some(next);
+            self.fill_spare(next, u64::MAX).await?;
             next += 1;
             count += 1;
         }
@@ -491,6 +504,75 @@ impl Store {
             sync_dir(&self.config.dir)?;
         }
         Ok(count)
+    }
+
+    /// The first index at or after `from` with no spare file ready.
+    fn next_spare(&self, from: u64) -> u64 {
+        self.spare_through
+            .filter(|t| *t >= from)
+            .map_or(from, |t| t + 1)
+    }
+
+    /// Zero-fills spare `index` by up to `budget` more bytes (resuming the fill in
+    /// progress when it is that index; abandoning it otherwise), and once it is full,
+    /// makes it durable and renames it into place. The directory entry is the caller's
+    /// to sync. Returns whether spare `index` is ready.
+    async fn fill_spare(&mut self, index: u64, budget: u64) -> Result<bool, StoreError> {
+        let (tmp, mut fill) = match self.filling.take() {
+            Some((at, tmp, fill)) if at == index => (tmp, fill),
+            other => {
+                if let Some((_, tmp, fill)) = other {
+                    // Not the spare wanted now: start over (the file is rewritten).
+                    fill.abandon().await.map_err(io_error("close", &tmp))?;
+                }
+                let tmp = self.config.dir.join(format!(
+                    "{}.tmp",
+                    segment_file_name(self.config.shard, index)
+                ));
+                let fill = ZeroFill::create(&tmp, self.config.geometry.segment_size)
+                    .await
+                    .map_err(io_error("create", &tmp))?;
+                (tmp, fill)
+            }
+        };
+        let full = fill
+            .fill(budget)
+            .await
+            .map_err(io_error("zero-fill", &tmp))?;
+        if !full {
+            self.filling = Some((index, tmp, fill));
+            return Ok(false);
+        }
+        fill.finish().await.map_err(io_error("sync", &tmp))?;
+        let path = self.config.path(index);
+        std::fs::rename(&tmp, &path).map_err(io_error("rename", &path))?;
+        self.spare_through = Some(index);
+        Ok(true)
+    }
+
+    /// One slice of `prepare_spares`, for a caller that must not hold the store for
+    /// long (the shard's write path waits for it): recycles leftovers as
+    /// `prepare_spares` does when no fill is in progress, else zero-fills the next
+    /// missing spare by at most `budget` bytes. Returns whether more spare work remains
+    /// (call again when idle). A roll that meets a partly filled spare finishes it.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error (fatal: the shard stops).
+    pub async fn prepare_spares_slice(&mut self, budget: u64) -> Result<bool, StoreError> {
+        if self.filling.is_none() && !self.leftovers.is_empty() {
+            self.prepare_spares_recycle().await?;
+        }
+        let from = self.next_segment;
+        let want = from + self.config.spare_count_min.max(1) as u64 - 1;
+        let next = self.next_spare(from);
+        if next > want {
+            return Ok(false);
+        }
+        if self.fill_spare(next, budget).await? {
+            sync_dir(&self.config.dir)?;
+        }
+        Ok(self.next_spare(from) <= want)
     }
 
     /// Writes `plan` and makes it durable: one `write_at` and one fdatasync (after the
@@ -727,6 +809,9 @@ impl Store {
 
     /// Closes the open segment.
     pub async fn close(mut self) -> Result<(), StoreError> {
+        if let Some((_, tmp, fill)) = self.filling.take() {
+            fill.abandon().await.map_err(io_error("close", &tmp))?;
+        }
         if let Some((index, disk)) = self.current.take() {
             let path = self.config.path(index);
             disk.close().await.map_err(io_error("close", &path))?;
@@ -806,6 +891,21 @@ mod tests {
 
     /// Opens the log in `dir`, appends `batches` batches of 100 promises, closes it.
     async fn append(dir: PathBuf, batches: usize, seed: u64) -> Lsn {
+        let (lsn, inline) = append_with(dir, batches, seed, None).await;
+        assert_eq!(inline, 0, "every roll found a spare");
+        lsn
+    }
+
+    /// `append`, with spare maintenance after each batch either whole
+    /// (`prepare_spares`) or one slice of `slice` bytes (`prepare_spares_slice`, as
+    /// the driver does). Returns the durable LSN and the rolls that had to finish or
+    /// create a spare inline.
+    async fn append_with(
+        dir: PathBuf,
+        batches: usize,
+        seed: u64,
+        slice: Option<u64>,
+    ) -> (Lsn, u64) {
         let config = config(&dir);
         let recovery = recover_dir(&config).expect("read");
         assert!(recovery.corruption().is_none(), "{:?}", recovery.decision);
@@ -834,11 +934,53 @@ mod tests {
             store.write(&plan).await.expect("write");
             commit.on_durable(plan.lsn_through);
             // The driver's idle work: spares stay ahead, off the write path.
-            store.prepare_spares().await.expect("spares");
+            match slice {
+                None => {
+                    store.prepare_spares().await.expect("spares");
+                }
+                Some(budget) => {
+                    store.prepare_spares_slice(budget).await.expect("spares");
+                }
+            }
         }
-        assert_eq!(store.inline_spare_count, 0, "every roll found a spare");
+        let inline = store.inline_spare_count;
         store.close().await.expect("close");
-        commit.durable_through()
+        (commit.durable_through(), inline)
+    }
+
+    // Goal: spares made a slice at a time (the driver's way) keep the log correct
+    // whether a roll finds its spare ready, partly filled (finished inline) or missing,
+    // and a fill left partial at close is harmless.
+    // Method: 40 batches with one 4 KiB slice after each (a 16-block segment needs 16:
+    // rolls meet partial fills), then 40 with 64 KiB slices (each fill done in one),
+    // recovering in between and after.
+    #[test]
+    fn spares_in_slices() {
+        let dir = std::env::temp_dir().join(format!("synod-store-slices-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (first, inline) =
+            run_local(append_with(dir.clone(), 40, 1, Some(BLOCK_SIZE as u64))).expect("executor");
+        assert_eq!(first, Lsn(4000));
+        assert!(
+            inline > 0,
+            "tiny slices: some roll finished its spare inline"
+        );
+        let recovery = recover_dir(&config(&dir)).expect("read");
+        assert_eq!(recovery.decision, LogDecision::Clean);
+        assert_eq!(recovery.records.len(), 4000);
+        let (second, inline) = run_local(append_with(
+            dir.clone(),
+            40,
+            2,
+            Some(16 * BLOCK_SIZE as u64),
+        ))
+        .expect("executor");
+        assert_eq!(second, Lsn(8000));
+        assert_eq!(inline, 0, "a slice of a whole segment keeps spares ahead");
+        let recovery = recover_dir(&config(&dir)).expect("read");
+        assert_eq!(recovery.decision, LogDecision::Clean);
+        assert_eq!(recovery.records.len(), 8000);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     // Goal: plans land in segment files across rolls, recover cleanly, and a reopened
