@@ -9,6 +9,9 @@ use synod::api::{Config, Node, NodeHandle, ShardStatus};
 use synod::paxos::{GroupId, NodeId, Role};
 use synod::runtime::clock::MonotonicClock;
 use synod::runtime::driver::null_factory;
+use synod::wal::dma_disk::run_local;
+use synod::wal::segment::{parse_segment_file_name, SegmentGeometry};
+use synod::wal::store::{recycle_all, StoreConfig};
 use synod::wal::BLOCK_SIZE;
 
 use super::options::Options;
@@ -27,6 +30,51 @@ pub struct Cluster {
     pub handles: BTreeMap<NodeId, NodeHandle>,
     /// The leader of each group when the load starts.
     pub leaders: BTreeMap<GroupId, NodeId>,
+}
+
+/// Empties `config.data_dir` for a fresh log, except the segment files of its shards
+/// that fit this run's segment size: those are blanked into spares (`recycle_all`),
+/// so the new log writes over them instead of creating (and the filesystem
+/// discarding) fresh files. Everything else (identity, markers, other files) goes.
+fn reuse_segments(config: &Config) -> Result<(), String> {
+    let dir = &config.data_dir;
+    let error = |e: std::io::Error| format!("{}: {e}", dir.display());
+    if !dir.exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir).map_err(error)? {
+        let entry = entry.map_err(error)?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let keep = parse_segment_file_name(&name).is_some_and(|(shard, _)| {
+            shard < u32::from(config.shards)
+                && entry
+                    .metadata()
+                    .is_ok_and(|m| m.is_file() && m.len() == config.segment_size)
+        });
+        if keep {
+            continue;
+        }
+        if entry.file_type().map_err(error)?.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    for shard in 0..u32::from(config.shards) {
+        let store = StoreConfig {
+            dir: dir.clone(),
+            shard,
+            geometry: SegmentGeometry::new(config.segment_size),
+            limits: synod::wal::DecodeLimits::default(),
+            spare_count_min: config.spare_segments,
+        };
+        run_local(async move { recycle_all(&store).await.map(|_| ()) })
+            .map_err(|e| format!("recycling {}: {e}", dir.display()))?
+            .map_err(|e| format!("recycling {}: {e}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// How long a node with a fresh log may take to start before the bench gives up.
@@ -73,11 +121,12 @@ impl Cluster {
         let mut nodes = BTreeMap::new();
         for id in addresses.keys() {
             let dir = o.dir.join(format!("node-{}", id.0));
-            // A fresh log each run (the bench measures steady state, not recovery).
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            }
+            // A fresh log each run (the bench measures steady state, not recovery),
+            // made of the last run's segment files, recycled into blank spares: deleting
+            // gigabytes right before measuring makes this disk (mounted with `discard`)
+            // stall for the next seconds.
             let config = config(o, *id, addresses.clone(), dir);
+            reuse_segments(&config)?;
             let node = start_watched(config, *id)?;
             nodes.insert(*id, node);
         }
