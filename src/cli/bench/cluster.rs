@@ -82,7 +82,7 @@ const NODE_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `Node::start`, with a watchdog: a fresh, empty log starts in well under a second,
 /// so a start that has not returned after `NODE_START_TIMEOUT` is stuck, and the bench
-/// says so and exits rather than hang. (Seen twice in about 70 loaded runs on the
+/// says so and exits rather than hang. (Seen twice in about 20 loaded runs on the
 /// development machine: a shard thread parked in io_uring during its start; not
 /// reproduced since. The process exits because the stuck thread cannot be joined.)
 fn start_watched(config: Config, id: NodeId) -> Result<Node, String> {
