@@ -161,6 +161,15 @@ pub fn spawn(
 /// where a whole segment (64 MiB) used to hold the WAL for ~100 ms after each roll.
 const SPARE_SLICE_SIZE: u64 = 2 << 20;
 
+/// One slice of spare maintenance (`SPARE_SLICE_SIZE`): leaves in `more` whether
+/// slices are left, or in `error` why it failed (fatal to the shard).
+async fn spare_slice(disk: &mut Store, more: &Cell<bool>, error: &RefCell<Option<String>>) {
+    match disk.prepare_spares_slice(SPARE_SLICE_SIZE).await {
+        Ok(left) => more.set(left),
+        Err(failure) => *error.borrow_mut() = Some(format!("preparing WAL spares: {failure}")),
+    }
+}
+
 /// Path of the rejoin marker of shard `shard` in `dir`.
 fn rejoin_marker(dir: &Path, shard: u32) -> PathBuf {
     dir.join(format!("shard-{shard:03}.rejoin"))
@@ -655,12 +664,7 @@ impl Driver {
             *done.borrow_mut() = Some(result.map(|()| plan));
             wake.notify();
             if ok && (disk.spare_count() < spares_wanted || more.get()) {
-                match disk.prepare_spares_slice(SPARE_SLICE_SIZE).await {
-                    Ok(left) => more.set(left),
-                    Err(error) => {
-                        *maintenance.borrow_mut() = Some(format!("preparing WAL spares: {error}"));
-                    }
-                }
+                spare_slice(&mut disk, &more, &maintenance).await;
             }
             *store.borrow_mut() = Some(disk);
             wake.notify();
@@ -688,12 +692,7 @@ impl Driver {
         let wake = Rc::clone(&self.wake);
         more.set(false);
         glommio::spawn_local(async move {
-            match disk.prepare_spares_slice(SPARE_SLICE_SIZE).await {
-                Ok(left) => more.set(left),
-                Err(error) => {
-                    *maintenance.borrow_mut() = Some(format!("preparing WAL spares: {error}"));
-                }
-            }
+            spare_slice(&mut disk, &more, &maintenance).await;
             *store.borrow_mut() = Some(disk);
             wake.notify();
         })
