@@ -354,12 +354,11 @@ impl Store {
     /// deletes the leftovers beyond that, and zero-fills new files only for the rest.
     /// Returns (recycled, deleted, created).
     pub async fn prepare_spares(&mut self) -> Result<(usize, usize, usize), StoreError> {
-        let from = self.next_segment;
-        let want = from + self.config.spare_count_min.max(1) as u64 - 1;
+        let (from, want) = self.spares_wanted();
         if let Some(&(index, _, _)) = self.filling.as_ref() {
             // Finish the fill in progress first: a leftover must not be recycled into
             // its index meanwhile.
-            if index >= from && index <= want && self.next_spare(from) == index {
+            if index <= want && self.next_spare(from) == index {
                 self.fill_spare(index, u64::MAX).await?;
                 sync_dir(&self.config.dir)?;
             } else if let Some((_, tmp, fill)) = self.filling.take() {
@@ -376,8 +375,7 @@ impl Store {
     /// deleted. Never while a spare fill is in progress (its index could be taken).
     async fn prepare_spares_recycle(&mut self) -> Result<(usize, usize), StoreError> {
         assert!(self.filling.is_none(), "recycling during a spare fill");
-        let from = self.next_segment;
-        let want = from + self.config.spare_count_min.max(1) as u64 - 1;
+        let (from, want) = self.spares_wanted();
         let mut recycled = 0;
         let mut deleted = 0;
         for index in std::mem::take(&mut self.leftovers) {
@@ -391,10 +389,7 @@ impl Store {
                 // A segment the log lost (recovered as `MissingSegment` at its start).
                 continue;
             }
-            let next = self
-                .spare_through
-                .filter(|t| *t >= from)
-                .map_or(from, |t| t + 1);
+            let next = self.next_spare(from);
             if next <= want {
                 // Blank BEFORE the rename: a crash in between leaves a blank leftover
                 // below the log's start (S10), never a stale header among the spares.
@@ -506,6 +501,13 @@ impl Store {
         Ok(count)
     }
 
+    /// The segment indices that should have a spare file ready: from the next roll's
+    /// on, `spare_count_min` of them (at least one).
+    fn spares_wanted(&self) -> (u64, u64) {
+        let from = self.next_segment;
+        (from, from + self.config.spare_count_min.max(1) as u64 - 1)
+    }
+
     /// The first index at or after `from` with no spare file ready.
     fn next_spare(&self, from: u64) -> u64 {
         self.spare_through
@@ -563,8 +565,7 @@ impl Store {
         if self.filling.is_none() && !self.leftovers.is_empty() {
             self.prepare_spares_recycle().await?;
         }
-        let from = self.next_segment;
-        let want = from + self.config.spare_count_min.max(1) as u64 - 1;
+        let (from, want) = self.spares_wanted();
         let next = self.next_spare(from);
         if next > want {
             return Ok(false);
