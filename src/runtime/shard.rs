@@ -281,21 +281,9 @@ impl Shard {
 
     /// Moves one group step's output into the shard's queues, assigning LSNs.
     fn absorb(&mut self) {
-        // Records go straight into the batch while nothing waits before them; the
-        // overflow queue keeps production order once one had to wait. `drain` keeps
-        // the output's capacity for the next step.
+        // `drain` keeps the output's capacity for the next step.
         for record in self.out.persist.drain(..) {
             self.counters.records += 1;
-            if self.overflow.is_empty() && self.poisoned.is_none() {
-                match self.commit.append(&record) {
-                    Ok(_) => continue,
-                    Err(AppendError::Backpressure { .. }) => {}
-                    Err(error) => {
-                        // As `drain_overflow`: nothing after it may be acknowledged.
-                        self.poisoned = Some(format!("WAL append failed: {error}"));
-                    }
-                }
-            }
             self.overflow_size += encoded_size(&record);
             self.overflow.push_back(record);
         }
