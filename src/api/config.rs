@@ -341,6 +341,20 @@ impl Config {
         })
     }
 
+    /// The WAL of shard `shard`: its directory, segment files and recovery limits.
+    #[must_use]
+    pub fn store_config(&self, shard: u16) -> StoreConfig {
+        let mut limits = crate::wal::DecodeLimits::default();
+        limits.record_size_max = limits.record_size_max.max(self.wal_buffer_size_max as u32);
+        StoreConfig {
+            dir: self.data_dir.clone(),
+            shard: u32::from(shard),
+            geometry: SegmentGeometry::new(self.segment_size),
+            limits,
+            spare_count_min: self.spare_segments,
+        }
+    }
+
     /// The plan of shard `shard` (after `validate`).
     pub(crate) fn shard_plan(&self, shard: u16, lost_state: bool) -> ShardPlan {
         let membership = Membership::new(self.nodes.keys().copied().collect());
@@ -365,21 +379,11 @@ impl Config {
         let listen = self
             .shard_address(self.node, shard)
             .expect("validate checked that node is in nodes");
-        let mut wal_limits = crate::wal::DecodeLimits::default();
-        wal_limits.record_size_max = wal_limits
-            .record_size_max
-            .max(self.wal_buffer_size_max as u32);
         ShardPlan {
             shard,
             core: self.cores.get(usize::from(shard)).copied(),
             groups,
-            store: StoreConfig {
-                dir: self.data_dir.clone(),
-                shard: u32::from(shard),
-                geometry: SegmentGeometry::new(self.segment_size),
-                limits: wal_limits,
-                spare_count_min: self.spare_segments,
-            },
+            store: self.store_config(shard),
             wal_buffer_size_max: self.wal_buffer_size_max,
             shard_config: ShardConfig {
                 node: self.node,

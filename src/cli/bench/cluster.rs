@@ -10,8 +10,8 @@ use synod::paxos::{GroupId, NodeId, Role};
 use synod::runtime::clock::MonotonicClock;
 use synod::runtime::driver::null_factory;
 use synod::wal::dma_disk::run_local;
-use synod::wal::segment::{parse_segment_file_name, SegmentGeometry};
-use synod::wal::store::{recycle_all, StoreConfig};
+use synod::wal::segment::parse_segment_file_name;
+use synod::wal::store::recycle_all;
 use synod::wal::BLOCK_SIZE;
 
 use super::options::Options;
@@ -62,14 +62,8 @@ fn reuse_segments(config: &Config) -> Result<(), String> {
         }
         .map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    for shard in 0..u32::from(config.shards) {
-        let store = StoreConfig {
-            dir: dir.clone(),
-            shard,
-            geometry: SegmentGeometry::new(config.segment_size),
-            limits: synod::wal::DecodeLimits::default(),
-            spare_count_min: config.spare_segments,
-        };
+    for shard in 0..config.shards {
+        let store = config.store_config(shard);
         run_local(async move { recycle_all(&store).await.map(|_| ()) })
             .map_err(|e| format!("recycling {}: {e}", dir.display()))?
             .map_err(|e| format!("recycling {}: {e}", dir.display()))?;
