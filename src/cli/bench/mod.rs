@@ -93,23 +93,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let summary = run_one(&o, &limits, true)?;
-    say!(o.json, "");
-    for line in summary.text(&o) {
-        say!(o.json, "{line}");
-    }
-    let json = summary.json(&o);
-    if let Some(dir) = &o.report {
-        report::write(dir, &matrix::report_title(&o), &summary, o.warmup, &json)?;
-        say!(o.json, "report: {}", dir.join("index.html").display());
-    }
-    if o.json {
-        println!("{json}");
-    }
-    Ok(if summary.fatal.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    report_one(&o, &summary)
 }
 
 /// `synod bench --target`: the load against a running cluster.
@@ -132,13 +116,19 @@ fn main_remote(o: &Options) -> Result<ExitCode, String> {
     let (client, shards) = remote::connect(o)?;
     let load = load::run_remote(o, &client, true)?;
     let summary = Summary::new(&load, &Limits::default(), shards);
+    report_one(o, &summary)
+}
+
+/// Prints one run's summary (and its JSON with `--json`), writes its report with
+/// `--report`; fails the process if a shard stopped.
+fn report_one(o: &Options, summary: &Summary) -> Result<ExitCode, String> {
     say!(o.json, "");
     for line in summary.text(o) {
         say!(o.json, "{line}");
     }
     let json = summary.json(o);
     if let Some(dir) = &o.report {
-        report::write(dir, &matrix::report_title(o), &summary, o.warmup, &json)?;
+        report::write(dir, &matrix::report_title(o), summary, o.warmup, &json)?;
         say!(o.json, "report: {}", dir.join("index.html").display());
     }
     if o.json {
