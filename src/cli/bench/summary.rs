@@ -373,24 +373,7 @@ impl Summary {
 
 /// The run's settings as JSON.
 pub fn config_json(o: &Options) -> Value {
-    if let Some(target) = &o.target {
-        // The running cluster's own configuration decides the rest.
-        return json!({
-            "remote": true,
-            "target": target,
-            "cluster": o.cluster,
-            "groups": o.groups,
-            "clients": o.clients,
-            "value_size": o.value_sizes.to_string(),
-            "value_size_mean": o.value_sizes.mean(),
-            "loop": if o.rate.is_some() { "open" } else { "closed" },
-            "rate": o.rate,
-            "seconds": o.seconds,
-            "warmup": o.warmup,
-        });
-    }
-    json!({
-        "replicas": REPLICAS,
+    let mut config = json!({
         "groups": o.groups,
         "clients": o.clients,
         "value_size": o.value_sizes.to_string(),
@@ -399,11 +382,27 @@ pub fn config_json(o: &Options) -> Value {
         "rate": o.rate,
         "seconds": o.seconds,
         "warmup": o.warmup,
-        "window": o.window,
-        "batch": o.batch,
-        "batch_bytes": o.batch_bytes,
-        "shards": o.shards,
-        "pin": o.pin,
-        "fsync": o.fsync,
-    })
+    });
+    let own = if let Some(target) = &o.target {
+        // The running cluster's own configuration decides the rest.
+        json!({
+            "remote": true,
+            "target": target,
+            "cluster": o.cluster,
+        })
+    } else {
+        json!({
+            "replicas": REPLICAS,
+            "window": o.window,
+            "batch": o.batch,
+            "batch_bytes": o.batch_bytes,
+            "shards": o.shards,
+            "pin": o.pin,
+            "fsync": o.fsync,
+        })
+    };
+    if let (Some(config), Value::Object(own)) = (config.as_object_mut(), own) {
+        config.extend(own);
+    }
+    config
 }
