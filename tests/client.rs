@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::{free_ports, TempDir};
+use common::cluster::{free_ports, line_reader, TempDir};
 use synod::client::codec::{decode_next, encode, CRC_SIZE};
 use synod::client::wire::{Body, PROTOCOL_VERSION};
 use synod::client::{Client, Error, ServerError};
@@ -62,14 +62,7 @@ impl Serve {
             .spawn()
             .expect("spawn synod serve");
         let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = line_reader(stdout);
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = Arc::clone(&log);

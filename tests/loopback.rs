@@ -6,12 +6,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::{propose_anywhere, Cluster, Outcome, Shape};
+use common::cluster::{line_reader, propose_anywhere, Cluster, Outcome, Shape};
 use synod::paxos::{GroupId, Instance, NodeId};
 
 /// Every node applied, per group, the same sequence (one is a prefix of the other
@@ -217,14 +217,7 @@ impl ServeChild {
             .spawn()
             .expect("spawn synod serve");
         let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = line_reader(stdout);
         let child = ServeChild { child, lines };
         child.expect("ready", Duration::from_secs(20));
         child

@@ -53,6 +53,27 @@ pub fn recorder(applied: &Applied) -> StateMachineFactory {
     })
 }
 
+/// The lines a child process writes to `output`, read on a thread of their own and
+/// handed over one by one (the reader stops when the child closes it or the receiver
+/// is gone).
+pub fn line_reader(
+    output: impl std::io::Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(output)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 /// `count` consecutive free ports on 127.0.0.1 (checked by binding them).
 pub fn free_ports(count: u16) -> u16 {
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
