@@ -10,6 +10,7 @@
 //! Layout of one TCP stream: `[u32 LE size][Frame flatbuffer]` repeated
 //! ([`frame`]), where each `Frame` holds one [`FrameBody`].
 
+pub mod auth;
 pub mod codec;
 pub mod error;
 pub mod frame;
