@@ -31,6 +31,11 @@ pub struct Nanos(pub u64);
 pub struct ProposalId(pub u64);
 
 impl Instance {
+    /// The highest instance a log may reach. A group choosing a million instances a
+    /// second takes 146,000 years to get here, so a larger instance from a peer or a
+    /// disk is forged or corrupt: it is refused (counted, logged), never persisted.
+    pub const MAX: Instance = Instance(1 << 62);
+
     /// The instance after this one.
     #[must_use]
     pub fn next(self) -> Instance {
@@ -73,6 +78,13 @@ impl Ballot {
         round: 0,
         node: NodeId(0),
     };
+
+    /// The highest round a ballot may carry. Rounds grow by one per election, so a
+    /// cluster electing once a microsecond takes nine years to get here: a larger round
+    /// from a peer or a disk is forged or corrupt. It is refused (counted, logged) and
+    /// never persisted, and no replica campaigns above it, so round arithmetic below it
+    /// cannot overflow.
+    pub const ROUND_MAX: u64 = 1 << 48;
 }
 
 impl fmt::Display for Ballot {
