@@ -397,6 +397,7 @@ fn corruption_index(corruption: &synod::wal::segment::Corruption) -> u64 {
         | Corruption::MissingSegment { index }
         | Corruption::BadHeader { index, .. }
         | Corruption::Truncated { index, .. }
+        | Corruption::Invalid { index, .. }
         | Corruption::ChainBroken { index, .. } => *index,
         _ => unreachable!("a new corruption kind needs a position"),
     }

@@ -3,7 +3,8 @@
 //!
 //! The exhaustive test builds small logs with `GroupCommit` (every batch partition of 4
 //! records, four record layouts), damages them in every combination (each record valid,
-//! torn, zeroed or bit-flipped; each Pad valid or flipped; the image cut at every record;
+//! torn, zeroed, bit-flipped or invalid: rewritten whole, checksum included, with a round
+//! above `Ballot::ROUND_MAX`; each Pad valid or flipped; the image cut at every record;
 //! trailing zeros or garbage), and compares `scan` with an oracle that applies the table
 //! to an abstract list of items (no bytes), so the two are written independently.
 
@@ -16,7 +17,8 @@ use synod::paxos::{Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, Node
 use synod::prng::Prng;
 use synod::wal::{
     decode, encode, record_start, replay, scan, Content, DecodeLimits, GroupCommit,
-    GroupCommitConfig, Recovery, Resume, Scan, ScanConfig, Stamp, BLOCK_SIZE, SECTOR_SIZE,
+    GroupCommitConfig, Recovery, Resume, Scan, ScanConfig, Stamp, Violation, BLOCK_SIZE,
+    SECTOR_SIZE,
 };
 
 const SALT: u32 = 0xa11c_e5a1;
@@ -132,6 +134,10 @@ fn check_scan(image: &[u8], result: &Scan, context: &str) {
             assert!(lsn_found > lsn_expected && found_at >= at, "{context}");
             at
         }
+        Recovery::Invalid { at, lsn, .. } => {
+            assert_eq!(lsn.0, result.lsn_through.0 + 1, "{context}");
+            at
+        }
     };
     assert!(
         previous_end <= end,
@@ -153,9 +159,21 @@ enum State {
     Zeroed,
     /// One bit flipped in the middle of the record.
     Flipped,
+    /// Rewritten whole (it verifies) with a ballot round above `Ballot::ROUND_MAX`.
+    Invalid,
 }
 
-const STATES: [State; 4] = [State::Valid, State::Torn, State::Zeroed, State::Flipped];
+const STATES: [State; 5] = [
+    State::Valid,
+    State::Torn,
+    State::Zeroed,
+    State::Flipped,
+    State::Invalid,
+];
+
+/// The ballot of the records `accept` builds; `POISON` is the one of an invalid record.
+const ROUND: u64 = 1;
+const POISON: u64 = u64::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Layout {
@@ -209,8 +227,12 @@ impl Item {
 }
 
 fn accept(instance: u64, value_size: usize) -> Record {
+    accept_at(instance, value_size, ROUND)
+}
+
+fn accept_at(instance: u64, value_size: usize, round: u64) -> Record {
     let ballot = Ballot {
-        round: 1,
+        round,
         node: NodeId(1),
     };
     Record::Accept {
@@ -306,6 +328,17 @@ impl Case<'_> {
                     State::Torn => image[item.offset + item.size / 2..item.end()].fill(0),
                     State::Zeroed => image[item.offset..item.end()].fill(0),
                     State::Flipped => image[item.offset + item.size / 2] ^= 0x08,
+                    State::Invalid => {
+                        let record = accept_at(index as u64 + 1, self.layout.value_size(), POISON);
+                        let stamp = Stamp {
+                            lsn: Lsn(item.lsn),
+                            batch_first: Lsn(item.batch_first),
+                        };
+                        let mut bytes = Vec::new();
+                        encode(&record, stamp, SALT, &mut bytes);
+                        assert_eq!(bytes.len(), item.size);
+                        image[item.offset..item.end()].copy_from_slice(&bytes);
+                    }
                 },
                 None => {
                     if self.pads_flipped[pad_index] {
@@ -349,7 +382,7 @@ struct Expected {
     resume: u64,
     scrub: Range<u64>,
     gaps: Vec<Range<u64>>,
-    /// Table rows that fired (1..=5).
+    /// Table rows that fired (1..=6).
     rows: Vec<u8>,
 }
 
@@ -402,6 +435,38 @@ fn oracle(case: &Case<'_>, image_len: usize, log_len: usize) -> Expected {
             log_len
         };
         let survey: Vec<usize> = (index..items.len()).filter(|i| findable[*i]).collect();
+        // Row 6: the record at `p` verifies, would continue, and is out of bounds.
+        let invalid = index < items.len()
+            && items[index].end() <= image_len
+            && items[index]
+                .record
+                .is_some_and(|r| case.states[r] == State::Invalid)
+            && continues(index, last);
+        let superseded = survey.first().is_some_and(|first| !loses(*first, last));
+        if invalid && !superseded {
+            let data_end = survey
+                .iter()
+                .map(|i| items[*i].end())
+                .chain([items[index].end()])
+                .max()
+                .unwrap_or(p);
+            rows.push(6);
+            return Expected {
+                lsns,
+                recovery: Recovery::Invalid {
+                    at: p as u64,
+                    lsn: Lsn(last + 1),
+                    violation: Violation::RoundTooLarge {
+                        field: "ballot",
+                        round: POISON,
+                    },
+                },
+                resume: align(p),
+                scrub: align(p)..align(data_end).max(align(p)),
+                gaps,
+                rows,
+            };
+        }
         let Some(&first) = survey.first() else {
             let (recovery, row) = if p % BLOCK_SIZE == 0 {
                 (Recovery::Clean { end: p as u64 }, 1)
@@ -472,7 +537,7 @@ fn oracle(case: &Case<'_>, image_len: usize, log_len: usize) -> Expected {
 #[test]
 fn decision_table_exhaustive() {
     let config = scan_config();
-    let mut row_counts = [0usize; 6];
+    let mut row_counts = [0usize; 7];
     let mut cases = 0;
     for layout in LAYOUTS {
         for partition in partitions() {
@@ -728,7 +793,17 @@ fn mutate(prng: &mut Prng, image: &mut Vec<u8>) -> bool {
                     batch_first: Lsn(prng.range(1, lsn)),
                 };
                 let mut bytes = Vec::new();
-                let record = random_record(prng, lsn);
+                let record = match random_record(prng, lsn) {
+                    // Some planted promises are out of bounds (row 6 when they continue).
+                    Record::Promise { group, ballot } if prng.below(2) == 0 => Record::Promise {
+                        group,
+                        ballot: Ballot {
+                            round: u64::MAX - prng.below(4),
+                            ..ballot
+                        },
+                    },
+                    record => record,
+                };
                 encode(&record, stamp, SALT, &mut bytes);
                 let at = prng.index(blocks) * BLOCK_SIZE;
                 let end = (at + bytes.len()).min(len);
@@ -830,7 +905,7 @@ fn fuzz_mutated_logs() {
         decisions[match result.recovery {
             Recovery::Clean { .. } => 0,
             Recovery::TornTail { .. } => 1,
-            Recovery::Corrupt { .. } => 2,
+            Recovery::Corrupt { .. } | Recovery::Invalid { .. } => 2,
         }] += 1;
     }
     eprintln!("clean, torn, corrupt: {decisions:?}");

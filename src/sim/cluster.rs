@@ -29,7 +29,7 @@ use crate::paxos::{
 };
 use crate::prng::Prng;
 use crate::runtime::{shard_of, Effects, Shard, ShardConfig, ShardInput};
-use crate::wal::{self, DecodeLimits, GroupCommit, GroupCommitConfig, Recovery, ScanConfig};
+use crate::wal::{self, DecodeLimits, GroupCommit, GroupCommitConfig, ScanConfig};
 
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000_000_000;
@@ -810,7 +810,7 @@ impl Cluster {
                     limits: DecodeLimits::default(),
                 },
             );
-            let corrupt = matches!(scan.recovery, Recovery::Corrupt { .. });
+            let corrupt = scan.recovery.is_corrupt();
             if corrupt {
                 self.report.corrupt_recoveries += 1;
             }

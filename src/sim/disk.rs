@@ -330,7 +330,7 @@ mod tests {
                 disk.crash(&mut prng);
                 let result = scan(disk.image(), &scan_config);
                 assert!(
-                    !matches!(result.recovery, Recovery::Corrupt { .. }),
+                    !result.recovery.is_corrupt(),
                     "seed {seed}: torn writes reported as corruption: {:?}",
                     result.recovery
                 );

@@ -13,6 +13,7 @@
 //!   of the last real record of its batch and consumes none.
 
 pub mod compaction;
+pub mod content;
 pub mod dma_disk;
 pub mod group_commit;
 pub mod index;
@@ -22,6 +23,7 @@ pub mod replay;
 pub mod segment;
 pub mod store;
 
+pub use content::{check_bounds, ContentCheck, Violation};
 pub use group_commit::{
     AppendError, GroupCommit, GroupCommitConfig, InFlight, Placed, Resume, SegmentPlacement,
     WritePlan,

@@ -26,6 +26,13 @@
 //! | 3 | any | *first* loses no LSN | skip `[p, first)`, record it in `gaps`, continue scanning at *first* | — |
 //! | 4 | any | *first* loses LSNs; *newest*'s batch began at or before `last + 1` | `TornTail { truncate_at: p }` | resume at `⌈p⌉`; scrub `[⌈p⌉, ⌈end of survey⌉)` |
 //! | 5 | any | *first* loses LSNs; *newest*'s batch began after `last + 1` | `Corrupt { at: p, .. }` | as 4, AFTER the caller made learner status durable |
+//! | 6 | holds an *invalid* record | not row 3 | `Invalid { at: p, lsn, violation }` | as 5; the scrub also covers the invalid record's own blocks after `⌈p⌉` |
+//!
+//! An *invalid* record verifies (checksum, framing) and would continue the log (LSN
+//! `last + 1`), but breaks `content::check_bounds`: a ballot round above
+//! `Ballot::ROUND_MAX` or an instance outside `1..=Instance::MAX`. Everywhere else
+//! (survey, chains) it counts as no record at all, so rows 1-5 see it as damage; row 6
+//! takes precedence over rows 1, 2, 4 and 5.
 //!
 //! Why these rows are right:
 //! - Row 1/2: nothing after `p` belongs to this log, so nothing is lost by ending there.
@@ -43,6 +50,14 @@
 //!   earlier batch, that batch was durable, perhaps acknowledged: its loss is corruption
 //!   (row 5; Paxos Made Live §5.1: rebuild as a non-voting learner, never vote on a log
 //!   that forgot a promise or an accept).
+//! - Row 6: a record whose checksum verifies was written whole; it is not a torn write
+//!   (rows 2, 4) but corruption or the work of a writer that persisted what it should
+//!   have refused (a forged Prepare at round `u64::MAX`, before rounds were bounded).
+//!   Restoring it would poison the group (a promise no leader can exceed, round
+//!   arithmetic that overflows); dropping it silently would forget a durable promise or
+//!   accept while voting. So the log ends before it and the replica rebuilds as a
+//!   non-voting learner, as in row 5. After that recovery appends resume at `⌈p⌉` with
+//!   LSN `last + 1`, so the next scan finds the invalid record superseded: row 3, a gap.
 //! - Scrub: records of the discarded write must not resurface later with LSNs the new
 //!   appends reuse, so the caller zeroes `scrub` durably BEFORE appending anything.
 //!
@@ -54,6 +69,7 @@
 //! Bounds: the scan never panics on any input; it allocates at most the decoded records
 //! (bounded by the slice length) and visits each position a bounded number of times.
 
+use super::content::{check_bounds, Violation};
 use super::group_commit::Resume;
 use super::record::{self, Content, DecodeLimits, DecodedRecord, Stamp};
 use super::{block_align_up, record_start, BLOCK_SIZE};
@@ -108,6 +124,30 @@ pub enum Recovery {
         /// Offset of that record.
         found_at: u64,
     },
+    /// Row 6: the record that would continue the log verifies but breaks
+    /// `content::check_bounds`. The records before `at` are kept; the replica must
+    /// rebuild as a non-voting learner.
+    Invalid {
+        /// Offset of the invalid record.
+        at: u64,
+        /// Its LSN (`lsn_through + 1`).
+        lsn: Lsn,
+        /// The bound it breaks.
+        violation: Violation,
+    },
+}
+
+impl Recovery {
+    /// Durable records were lost (row 5) or are invalid (row 6): the caller must make
+    /// learner status durable before acting on the scan, and the replica votes only
+    /// after re-learning from its peers.
+    #[must_use]
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            Recovery::Corrupt { .. } | Recovery::Invalid { .. } => true,
+            Recovery::Clean { .. } | Recovery::TornTail { .. } => false,
+        }
+    }
 }
 
 /// The result of scanning one log slice.
@@ -172,11 +212,18 @@ struct Survey {
     data_end: usize,
 }
 
-/// The valid record at `at`, if any: it decodes, and a Pad ends on a block boundary.
+/// The valid record at `at`, if any: it decodes, a Pad ends on a block boundary, and a
+/// protocol record keeps `content::check_bounds`.
 fn valid_at(image: &[u8], at: usize, config: &ScanConfig) -> Option<(DecodedRecord, usize, Found)> {
     let bytes = image.get(at..)?;
     let (decoded, size) = record::decode(bytes, config.salt, &config.limits).ok()?;
-    let is_pad = decoded.content == Content::Pad;
+    let is_pad = match &decoded.content {
+        Content::Pad => true,
+        Content::Record(record) => {
+            check_bounds(record).ok()?;
+            false
+        }
+    };
     if is_pad && (at + size) % BLOCK_SIZE != 0 {
         return None;
     }
@@ -186,6 +233,27 @@ fn valid_at(image: &[u8], at: usize, config: &ScanConfig) -> Option<(DecodedReco
         is_pad,
     };
     Some((decoded, size, found))
+}
+
+/// The invalid record at `at` (module docs, row 6), if any: it decodes and would
+/// continue the log after `last`, but breaks `check_bounds`. Returns its LSN, the
+/// violation and its end.
+fn invalid_at(
+    image: &[u8],
+    at: usize,
+    last: Lsn,
+    config: &ScanConfig,
+) -> Option<(Lsn, Violation, usize)> {
+    let bytes = image.get(at..)?;
+    let (decoded, size) = record::decode(bytes, config.salt, &config.limits).ok()?;
+    let Content::Record(record) = decoded.content else {
+        return None;
+    };
+    if decoded.stamp.lsn.0 != last.0 + 1 {
+        return None;
+    }
+    let violation = check_bounds(&record).err()?;
+    Some((decoded.stamp.lsn, violation, at + size))
 }
 
 fn align_up(at: usize) -> usize {
@@ -259,15 +327,9 @@ pub fn scan(image: &[u8], config: &ScanConfig) -> Scan {
         }
         // The log does not continue at `pos`.
         let survey = survey(image, pos, last, config);
-        let (recovery, data_end) = match survey {
-            None if pos % BLOCK_SIZE == 0 => (Recovery::Clean { end: pos as u64 }, None),
-            None => (
-                Recovery::TornTail {
-                    truncate_at: pos as u64,
-                },
-                None,
-            ),
-            Some(s) if !s.first.loses(last) => {
+        let invalid = invalid_at(image, pos, last, config);
+        let (recovery, data_end) = match (survey, invalid) {
+            (Some(s), _) if !s.first.loses(last) => {
                 // Row 3: nothing lost in the gap.
                 assert!(
                     s.first.offset > pos,
@@ -277,13 +339,29 @@ pub fn scan(image: &[u8], config: &ScanConfig) -> Scan {
                 pos = s.first.offset;
                 continue;
             }
-            Some(s) if s.newest.stamp.batch_first.0 <= last.0 + 1 => (
+            (s, Some((lsn, violation, end))) => (
+                // Row 6.
+                Recovery::Invalid {
+                    at: pos as u64,
+                    lsn,
+                    violation,
+                },
+                Some(s.map_or(end, |s| s.data_end.max(end))),
+            ),
+            (None, None) if pos % BLOCK_SIZE == 0 => (Recovery::Clean { end: pos as u64 }, None),
+            (None, None) => (
+                Recovery::TornTail {
+                    truncate_at: pos as u64,
+                },
+                None,
+            ),
+            (Some(s), None) if s.newest.stamp.batch_first.0 <= last.0 + 1 => (
                 Recovery::TornTail {
                     truncate_at: pos as u64,
                 },
                 Some(s.data_end),
             ),
-            Some(s) => (
+            (Some(s), None) => (
                 Recovery::Corrupt {
                     at: pos as u64,
                     lsn_expected: Lsn(last.0 + 1),

@@ -19,6 +19,7 @@
 //! - a segment (re)initialised gets a fresh salt (`segment_salt` of a seed drawn at every
 //!   open), so records of an earlier use of the file or the index never verify.
 
+use super::content::Violation;
 use super::group_commit::{GroupCommit, GroupCommitConfig, Resume, SegmentPlacement};
 use super::record::DecodeLimits;
 use super::recovery::{scan, RecoveredRecord, Recovery, ScanConfig};
@@ -351,6 +352,18 @@ pub enum Corruption {
         /// Its length in bytes.
         file_size: u64,
     },
+    /// A record of segment `index` verifies but breaks `content::check_bounds` (row 6
+    /// of the record table): the log ends before it.
+    Invalid {
+        /// The segment.
+        index: u64,
+        /// The record's LSN.
+        lsn: Lsn,
+        /// File offset of the record in the segment.
+        file_offset: u64,
+        /// The bound it breaks.
+        violation: Violation,
+    },
     /// A segment's `lsn_prev` is not the last LSN before it.
     ChainBroken {
         /// The segment.
@@ -375,8 +388,9 @@ pub enum LogDecision {
         /// File offset in it of the first byte not part of the log.
         file_offset: u64,
     },
-    /// Rows S3, S4, S6, S7 and S8 with corrupt records: durable records were lost; the
-    /// prefix is kept and the replica must rebuild as a non-voting learner.
+    /// Rows S3, S4, S6, S7, S7i and S8 with corrupt records: durable records were lost
+    /// or are invalid; the prefix is kept and the replica must rebuild as a non-voting
+    /// learner.
     Corrupt(Corruption),
 }
 
@@ -457,6 +471,7 @@ struct Scanned {
 /// | S5 | the last used segment's header does not decode, its first payload block is zero, and a segment precedes it or it is segment 0 | `TornTail` (a torn initialisation: no record was written) | after the segment before it |
 /// | S6 | `lsn_prev` differs from the last LSN of the segment before | `Corrupt(ChainBroken)` | after the segment before it |
 /// | S7 | a segment before the last used one scans `Corrupt` | `Corrupt(Records)` | at its break |
+/// | S7i | any used segment scans `Invalid` (record row 6) | `Corrupt(Invalid)` | before the invalid record |
 /// | S7' | a segment before the last used one scans `Clean` or `TornTail` | continue; S6 on the next header detects any lost LSN (a torn remnant left by an earlier recovery is not a loss) | — |
 /// | S8 | a used segment file shorter than `segment_size` | `Corrupt(Truncated)`, its remaining records kept | its scan's resume |
 /// | S9 | the last used segment | its record-table decision | its resume, scrub |
@@ -696,6 +711,19 @@ pub fn recover_from<E>(
                     });
                     break;
                 }
+                Recovery::Invalid {
+                    at: invalid_at,
+                    lsn,
+                    violation,
+                } => {
+                    decision = LogDecision::Corrupt(Corruption::Invalid {
+                        index,
+                        lsn,
+                        file_offset: to_file(invalid_at),
+                        violation,
+                    });
+                    break;
+                }
                 Recovery::TornTail { truncate_at } if index == last_index => {
                     decision = LogDecision::TornTail {
                         index,
@@ -841,6 +869,17 @@ impl fmt::Display for Corruption {
             Corruption::Truncated { index, file_size } => write!(
                 f,
                 "segment {index} offset {file_size}: file truncated to {file_size} bytes"
+            ),
+            Corruption::Invalid {
+                index,
+                lsn,
+                file_offset,
+                violation,
+            } => write!(
+                f,
+                "segment {index} offset {file_offset}: LSN {} verifies but is invalid: {violation} (rule {})",
+                lsn.0,
+                violation.rule()
             ),
             Corruption::ChainBroken {
                 index,
