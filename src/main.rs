@@ -27,7 +27,7 @@ const USAGE: &str = "usage:
   synod serve ...                                     (see below)
   synod sim [--seeds N] [--base SEED] [--threads T]   run N seeds from SEED (default: 300 from a random base)
   synod sim --seed SEED                               replay one seed
-  synod wal verify <dir> [--shard N]                  check every record; exit 1 on mid-log corruption
+  synod wal verify <dir> [--shard N]                  check every record's framing and contents; exit 1 on corruption or a content violation
   synod wal dump <dir> [--shard N]                    print every record and a per-group summary
   synod wal bench [--dir DIR] [--seconds S] [--rounds R]  raw disk limits and the WAL, interleaved, with ratios";
 
@@ -277,6 +277,7 @@ fn wal_inspect(args: &[String], dump: bool) -> Result<ExitCode, String> {
         println!("{}: no segment files", dir.display());
         return Ok(ExitCode::SUCCESS);
     }
+    let shard_count = cli::wal_verify::shard_count_in(&dir);
     let mut corrupt = false;
     for (shard, segment_size) in shards {
         if only.is_some_and(|s| s != u64::from(shard)) {
@@ -295,7 +296,7 @@ fn wal_inspect(args: &[String], dump: bool) -> Result<ExitCode, String> {
                 );
             }
         }
-        corrupt |= report(&dir, shard, segment_size, &recovery, dump);
+        corrupt |= report(&dir, shard, segment_size, shard_count, &recovery, dump);
     }
     Ok(if corrupt {
         ExitCode::FAILURE
@@ -304,8 +305,16 @@ fn wal_inspect(args: &[String], dump: bool) -> Result<ExitCode, String> {
     })
 }
 
-/// Prints the verdict on one shard's log; returns whether it is corrupt.
-fn report(dir: &Path, shard: u32, segment_size: u64, recovery: &LogRecovery, dump: bool) -> bool {
+/// Prints the verdict on one shard's log; returns whether it is corrupt or breaks a
+/// content rule (`wal::content`; group ownership when `shard_count` is known).
+fn report(
+    dir: &Path,
+    shard: u32,
+    segment_size: u64,
+    shard_count: Option<u16>,
+    recovery: &LogRecovery,
+    dump: bool,
+) -> bool {
     let used = recovery
         .segments
         .iter()
@@ -331,10 +340,32 @@ fn report(dir: &Path, shard: u32, segment_size: u64, recovery: &LogRecovery, dum
     let geometry = SegmentGeometry::new(segment_size);
     for gap in &recovery.gaps {
         let (index, offset) = geometry.locate(gap.start);
+        // The record before the gap; the one after it has the next LSN (row 3).
+        let before = recovery
+            .records
+            .iter()
+            .rev()
+            .find(|r| r.offset < gap.start)
+            .map_or_else(
+                || {
+                    recovery
+                        .records
+                        .first()
+                        .map_or(0, |r| r.lsn.0.saturating_sub(1))
+                },
+                |r| r.lsn.0,
+            );
         println!(
-            "  skipped {} damaged bytes at segment {index} offset {offset} (no record lost: LSNs continue)",
-            gap.end - gap.start
+            "  skipped {} damaged bytes at segment {index} offset {offset}, between LSN {before} and LSN {}: \
+             no record lost (the LSNs continue, so the bytes held no record: a damaged Pad, or \
+             the remnant of a write an earlier recovery discarded)",
+            gap.end - gap.start,
+            before + 1
         );
+    }
+    let violations = cli::wal_verify::check_contents(shard, geometry, shard_count, recovery);
+    if shard_count.is_none() {
+        println!("  group ownership not checked (no synod.id naming the shard count)");
     }
     if dump {
         let groups = replay(&recovery.records);
@@ -368,23 +399,39 @@ fn report(dir: &Path, shard: u32, segment_size: u64, recovery: &LogRecovery, dum
             );
         }
     }
-    match &recovery.decision {
-        LogDecision::Clean => {
-            println!("  ok: clean end");
-            false
-        }
-        LogDecision::TornTail { index, file_offset } => {
-            println!(
-                "  ok: torn tail at segment {index} offset {file_offset} (the last write was cut short; nothing acknowledged lost)"
-            );
-            false
-        }
+    let end = match &recovery.decision {
+        LogDecision::Clean => Some("clean end".to_string()),
+        LogDecision::TornTail { index, file_offset } => Some(format!(
+            "torn tail at segment {index} offset {file_offset} (the last write was cut short; nothing acknowledged lost)"
+        )),
         LogDecision::Corrupt(corruption) => {
             let name = synod::wal::segment::segment_file_name(shard, corruption_index(corruption));
             println!(
                 "  CORRUPT: first bad record: {corruption} ({})",
                 dir.join(name).display()
             );
+            if let Some(record) = cli::wal_verify::describe_invalid(dir, shard, recovery) {
+                println!("  invalid record: {record}");
+            }
+            println!(
+                "  a node recovering this log rebuilds the shard's groups as non-voting learners"
+            );
+            None
+        }
+    };
+    match end {
+        Some(end) if violations == 0 => {
+            println!("  ok: {end}");
+            false
+        }
+        Some(end) => {
+            println!("  INVALID: {violations} content violations ({end})");
+            true
+        }
+        None => {
+            if violations > 0 {
+                println!("  INVALID: {violations} content violations in the records kept");
+            }
             true
         }
     }

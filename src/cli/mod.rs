@@ -1,9 +1,11 @@
 //! Subcommands of the `synod` binary beyond the simulator and the WAL tools: `serve`
-//! (a node) and `bench` (a local cluster under load). Shared helpers: flag parsing and
-//! the stderr logger.
+//! (a node) and `bench` (a local cluster under load), plus the content checks of
+//! `synod wal verify|dump` (`wal_verify`). Shared helpers: flag parsing and the stderr
+//! logger.
 
 pub mod bench;
 pub mod serve;
+pub mod wal_verify;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
