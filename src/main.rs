@@ -339,28 +339,9 @@ fn report(
     }
     let geometry = SegmentGeometry::new(segment_size);
     for gap in &recovery.gaps {
-        let (index, offset) = geometry.locate(gap.start);
-        // The record before the gap; the one after it has the next LSN (row 3).
-        let before = recovery
-            .records
-            .iter()
-            .rev()
-            .find(|r| r.offset < gap.start)
-            .map_or_else(
-                || {
-                    recovery
-                        .records
-                        .first()
-                        .map_or(0, |r| r.lsn.0.saturating_sub(1))
-                },
-                |r| r.lsn.0,
-            );
         println!(
-            "  skipped {} damaged bytes at segment {index} offset {offset}, between LSN {before} and LSN {}: \
-             no record lost (the LSNs continue, so the bytes held no record: a damaged Pad, or \
-             the remnant of a write an earlier recovery discarded)",
-            gap.end - gap.start,
-            before + 1
+            "  {}",
+            cli::wal_verify::describe_gap(dir, shard, geometry, recovery, gap)
         );
     }
     let violations = cli::wal_verify::check_contents(shard, geometry, shard_count, recovery);

@@ -510,11 +510,14 @@ fn chosen_offset(dir: &Path, n: usize) -> (u64, Lsn) {
 // a 48-byte header with no payload: a byte inside it is caught by the checksum and, in a
 // durable batch that a later one follows, is corruption (learner); the byte right after
 // it, where a reader of `synod wal dump` would look for a payload, is the batch's Pad,
-// whose loss loses no record (LSNs continue): exactly the "skipped 3872 damaged bytes"
-// report, and rejoining as a voter is then correct.
+// whose loss loses no record (LSNs continue): the "skipped 3872 damaged bytes" report,
+// and voting is then correct. In the last batch the damaged record is cut as a torn tail
+// (the documented residual risk; here only a watermark is lost) and the replica votes;
+// after new appends a verify reports the cut as a gap the LSNs continue across, and now
+// says it is the remnant of a cut write, not a Pad.
 // Method: a follower-shaped log through the real store; flip every byte of one mid-log
-// Chosen record (each a fresh copy), then bytes of the Pad after it, then a byte of the
-// last batch's Chosen; compare the recovered records with the pristine ones.
+// Chosen record (each on a fresh copy), then bytes of the Pad after it, then a byte of
+// the last batch's Chosen followed by a restart that appends; recover and verify each.
 #[test]
 fn damage_inside_and_after_a_chosen_record() {
     let pristine_dir = follower_log("wal-chosen-pristine", 6);
@@ -568,6 +571,7 @@ fn damage_inside_and_after_a_chosen_record() {
         assert!(
             out.contains("skipped 3872 damaged bytes")
                 && out.contains("between LSN 4 and LSN 5")
+                && out.contains("a damaged Pad: no record was there")
                 && out.contains("ok: clean end"),
             "{out}"
         );
@@ -587,6 +591,24 @@ fn damage_inside_and_after_a_chosen_record() {
         r.decision
     );
     assert_eq!(r.lsn_through, Lsn(11));
+    assert!(r.corruption().is_none(), "the replica keeps voting");
+    // After the restart the node appends from the next block with LSN 12 again, and a
+    // later verify sees the cut record as a gap the LSNs continue across: the same
+    // "no record lost" report, now naming what the earlier recovery dropped.
+    write_batches(&dir, vec![vec![chosen(1, 6)]]);
+    let r = recover_dir(&config(&dir)).expect("read");
+    assert_eq!(r.decision, LogDecision::Clean);
+    assert_eq!(r.lsn_through, Lsn(12));
+    let (code, out) = verify_exit(&dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("skipped 3920 damaged bytes")
+            && out.contains("between LSN 11 and LSN 12")
+            && out.contains(
+                "header reads Chosen group 1 instance 6 LSN 12; that recovery dropped it"
+            ),
+        "{out}"
+    );
     std::fs::remove_dir_all(&dir).expect("cleanup");
     std::fs::remove_dir_all(&pristine_dir).expect("cleanup");
 }
@@ -647,6 +669,10 @@ fn promise_beyond_round_max() {
         assert_eq!(replay(&again.records)[&GroupId(1)].promised, ballot(3));
         let (code, out) = verify_exit(&dir);
         assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("header reads Promise group 1 instance 0 LSN 5"),
+            "{out}"
+        );
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -3,14 +3,17 @@
 //! data directory's `synod.id` names the shard count, against the shard that owns its
 //! group. Each violation is printed with its rule, LSN, segment, offset, group and
 //! instance; output is bounded (`VIOLATIONS_SHOWN_MAX` lines per shard, then a count).
+//! A range recovery skipped (record table row 3) is described by what its first header
+//! still says: a damaged Pad, or the remnant of a write an earlier recovery cut.
 
 use std::collections::BTreeSet;
+use std::ops::Range;
 use std::path::Path;
 
 use synod::paxos::{GroupId, Instance, Record};
 use synod::runtime::shard_of;
 use synod::wal::segment::{segment_file_name, Corruption, LogRecovery, SegmentGeometry};
-use synod::wal::{decode, Content, ContentCheck, DecodeLimits};
+use synod::wal::{decode, peek, Content, ContentCheck, DecodeLimits, Kind};
 
 /// Violations printed per shard; the rest are counted.
 pub const VIOLATIONS_SHOWN_MAX: usize = 20;
@@ -125,4 +128,63 @@ pub fn describe_invalid(dir: &Path, shard: u32, recovery: &LogRecovery) -> Optio
         place(lsn.0, *index, *file_offset, &record),
         crate::describe(&record)
     ))
+}
+
+/// One line on a range recovery skipped because the LSNs continue across it (record
+/// table row 3): where it lies, between which LSNs, and what its first header (read
+/// without its checksum, so a guess) says it was:
+/// - a Pad carrying the LSN before the gap: a damaged Pad, no record was ever there;
+/// - a record carrying the LSN after the gap or a later one: the remnant of a write an
+///   earlier recovery cut at this offset and resumed after (row 2, 4, 5 or 6). The log as
+///   it is now lost nothing, but that recovery dropped what the remnant held: a torn last
+///   write, or damage to the last batch, which it cannot tell apart (the residual risk
+///   of `schema/wal.md`), or records it found corrupt or invalid.
+pub fn describe_gap(
+    dir: &Path,
+    shard: u32,
+    geometry: SegmentGeometry,
+    recovery: &LogRecovery,
+    gap: &Range<u64>,
+) -> String {
+    let (index, offset) = geometry.locate(gap.start);
+    // The record before the gap; the one after it has the next LSN (row 3).
+    let before = recovery
+        .records
+        .iter()
+        .rev()
+        .find(|r| r.offset < gap.start)
+        .map_or_else(
+            || {
+                recovery
+                    .records
+                    .first()
+                    .map_or(0, |r| r.lsn.0.saturating_sub(1))
+            },
+            |r| r.lsn.0,
+        );
+    let head = std::fs::read(dir.join(segment_file_name(shard, index)))
+        .ok()
+        .and_then(|bytes| {
+            let at = usize::try_from(offset).ok()?;
+            peek(bytes.get(at..)?)
+        });
+    let what = match head {
+        Some(h) if h.kind == Kind::Pad && h.lsn.0 == before => {
+            "a damaged Pad: no record was there".to_string()
+        }
+        Some(h) if h.kind != Kind::Pad && h.lsn.0 > before => format!(
+            "the remnant of a write an earlier recovery cut here and resumed after: its \
+             header reads {:?} group {} instance {} LSN {}; that recovery dropped it (a torn \
+             last write, or damage to the last batch, which recovery cannot tell apart, or \
+             a record found corrupt or invalid)",
+            h.kind, h.group.0, h.instance.0, h.lsn.0
+        ),
+        Some(_) | None => "its header is unreadable: a damaged Pad or remnant".to_string(),
+    };
+    format!(
+        "skipped {} damaged bytes at segment {index} offset {offset}, between LSN {before} and \
+         LSN {}: no record of the log lost (the LSNs continue); they held {what}",
+        gap.end - gap.start,
+        before + 1
+    )
 }
