@@ -40,9 +40,10 @@
 //!   inside a block lost the end of its last batch (row 2), one that stops on a boundary
 //!   lost at most whole batches that nothing later depends on (row 1). The action is the
 //!   same; only the report differs.
-//! - Row 3: LSNs are contiguous, so no record lies in the gap: it is a damaged Pad, or the
-//!   remnant of a torn write truncated by an earlier recovery (appends resume at the next
-//!   block, leaving `[truncate_at, ⌈truncate_at⌉)` as it was).
+//! - Row 3: LSNs are contiguous, so no record of the log lies in the gap (every real
+//!   record takes the next LSN): it is a damaged Pad, or the remnant of a write cut by an
+//!   earlier recovery (rows 2, 4, 5, 6; appends resume at the next block, leaving
+//!   `[p, ⌈p⌉)` as it was), whose loss that recovery already judged.
 //! - Rows 4/5: at most one write is in flight, and a batch is submitted only after the
 //!   previous one is durable. If the missing LSN `last + 1` belongs to *newest*'s batch,
 //!   everything missing is in the newest write found, which may be the one the crash tore:
