@@ -426,6 +426,7 @@ fn corruption_index(corruption: &synod::wal::segment::Corruption) -> u64 {
         | Corruption::BadHeader { index, .. }
         | Corruption::Truncated { index, .. }
         | Corruption::Invalid { index, .. }
+        | Corruption::Damaged { index, .. }
         | Corruption::ChainBroken { index, .. } => *index,
         _ => unreachable!("a new corruption kind needs a position"),
     }

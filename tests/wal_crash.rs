@@ -511,13 +511,14 @@ fn chosen_offset(dir: &Path, n: usize) -> (u64, Lsn) {
 // durable batch that a later one follows, is corruption (learner); the byte right after
 // it, where a reader of `synod wal dump` would look for a payload, is the batch's Pad,
 // whose loss loses no record (LSNs continue): the "skipped 3872 damaged bytes" report,
-// and voting is then correct. In the last batch the damaged record is cut as a torn tail
-// (the documented residual risk; here only a watermark is lost) and the replica votes;
-// after new appends a verify reports the cut as a gap the LSNs continue across, and now
-// says it is the remnant of a cut write, not a Pad.
+// and voting is then correct. In the last batch the damaged record used to be cut as a
+// torn tail while the replica voted; the Pad after it in the same sector now proves the
+// damage (learner), while a real torn write (a lost sector) still ends the log cleanly.
+// After new appends a verify reports the cut as a gap naming the remnant.
 // Method: a follower-shaped log through the real store; flip every byte of one mid-log
-// Chosen record (each on a fresh copy), then bytes of the Pad after it, then a byte of
-// the last batch's Chosen followed by a restart that appends; recover and verify each.
+// Chosen record (each on a fresh copy), then bytes of the Pad after it, then lose the
+// last batch's sector, then flip a byte of its Chosen and restart with an append;
+// recover and verify each.
 #[test]
 fn damage_inside_and_after_a_chosen_record() {
     let pristine_dir = follower_log("wal-chosen-pristine", 6);
@@ -577,24 +578,44 @@ fn damage_inside_and_after_a_chosen_record() {
         );
     }
 
-    // Inside the last batch's Chosen: indistinguishable from a torn last write (the
-    // residual risk of schema/wal.md), truncated. The lost record is the watermark only;
-    // the replica re-learns it.
+    // The last batch lost to a torn write keeps or loses whole sectors: its one sector
+    // lost, the log ends cleanly before it and the replica keeps voting (nothing of that
+    // write was acknowledged).
     std::fs::write(&path, &segment).expect("restore");
     let (last, lsn) = chosen_offset(&pristine_dir, 5);
     assert_eq!(lsn, Lsn(12));
+    let sector = last as usize / 512 * 512;
+    damage(&path, |b| b[sector..sector + 512].fill(0));
+    let r = recover_dir(&config(&dir)).expect("read");
+    assert_eq!(r.decision, LogDecision::Clean);
+    assert_eq!(r.lsn_through, Lsn(10));
+
+    // A flipped byte inside the last batch's Chosen: before the same-sector witness rule
+    // this was cut as a torn tail and the replica voted (a durable record dropped without
+    // learner status). The Pad after it starts in the same sector and verifies, so that
+    // sector was written whole and the record was damaged afterwards: learner.
+    std::fs::write(&path, &segment).expect("restore");
     damage(&path, |b| b[last as usize + 30] ^= 0x20);
     let r = recover_dir(&config(&dir)).expect("read");
-    assert!(
-        matches!(r.decision, LogDecision::TornTail { index: 0, file_offset } if file_offset == last),
-        "{:?}",
-        r.decision
+    assert_eq!(
+        r.corruption(),
+        Some(&Corruption::Damaged {
+            index: 0,
+            lsn: Lsn(12),
+            file_offset: last,
+            next_file_offset: last + 48,
+        })
     );
     assert_eq!(r.lsn_through, Lsn(11));
-    assert!(r.corruption().is_none(), "the replica keeps voting");
-    // After the restart the node appends from the next block with LSN 12 again, and a
-    // later verify sees the cut record as a gap the LSNs continue across: the same
-    // "no record lost" report, now naming what the earlier recovery dropped.
+    let (code, out) = verify_exit(&dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("LSN 12 damaged after it was written") && out.contains("learners"),
+        "{out}"
+    );
+    // After the restart (learner marker first) the node appends from the next block with
+    // LSN 12 again, and a later verify sees the cut record as a gap the LSNs continue
+    // across: "no record lost" of the log as it is, naming what the recovery dropped.
     write_batches(&dir, vec![vec![chosen(1, 6)]]);
     let r = recover_dir(&config(&dir)).expect("read");
     assert_eq!(r.decision, LogDecision::Clean);

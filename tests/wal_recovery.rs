@@ -138,6 +138,14 @@ fn check_scan(image: &[u8], result: &Scan, context: &str) {
             assert_eq!(lsn.0, result.lsn_through.0 + 1, "{context}");
             at
         }
+        Recovery::Damaged { at, lsn, next_at } => {
+            assert_eq!(lsn.0, result.lsn_through.0 + 1, "{context}");
+            assert!(
+                next_at > at && next_at / SECTOR_SIZE as u64 == at / SECTOR_SIZE as u64,
+                "{context}"
+            );
+            at
+        }
     };
     assert!(
         previous_end <= end,
@@ -382,7 +390,7 @@ struct Expected {
     resume: u64,
     scrub: Range<u64>,
     gaps: Vec<Range<u64>>,
-    /// Table rows that fired (1..=6).
+    /// Table rows that fired (1..=7).
     rows: Vec<u8>,
 }
 
@@ -443,6 +451,30 @@ fn oracle(case: &Case<'_>, image_len: usize, log_len: usize) -> Expected {
                 .is_some_and(|r| case.states[r] == State::Invalid)
             && continues(index, last);
         let superseded = survey.first().is_some_and(|first| !loses(*first, last));
+        // Row 7: a valid record after `p` in its sector continues as if `p` had.
+        let sector_end = (p / SECTOR_SIZE + 1) * SECTOR_SIZE;
+        let witness = (index + 1..items.len())
+            .filter(|j| items[*j].offset > p && items[*j].offset < sector_end && valid[*j])
+            .find(|j| {
+                if is_pad(*j) {
+                    items[*j].lsn == last + 1
+                } else {
+                    items[*j].lsn == last + 2
+                }
+            });
+        let damaged = |scrub_end: usize, rows: &mut Vec<u8>| {
+            witness.map(|j| {
+                rows.push(7);
+                (
+                    Recovery::Damaged {
+                        at: p as u64,
+                        lsn: Lsn(last + 1),
+                        next_at: items[j].offset as u64,
+                    },
+                    align(p)..align(scrub_end).max(align(p)),
+                )
+            })
+        };
         if invalid && !superseded {
             let data_end = survey
                 .iter()
@@ -468,6 +500,16 @@ fn oracle(case: &Case<'_>, image_len: usize, log_len: usize) -> Expected {
             };
         }
         let Some(&first) = survey.first() else {
+            if let Some((recovery, scrub)) = damaged(p, &mut rows) {
+                return Expected {
+                    lsns,
+                    recovery,
+                    resume: align(p),
+                    scrub,
+                    gaps,
+                    rows,
+                };
+            }
             let (recovery, row) = if p % BLOCK_SIZE == 0 {
                 (Recovery::Clean { end: p as u64 }, 1)
             } else {
@@ -500,6 +542,18 @@ fn oracle(case: &Case<'_>, image_len: usize, log_len: usize) -> Expected {
             .max_by_key(|i| (items[*i].lsn, *i))
             .expect("survey is not empty");
         let data_end = survey.iter().map(|i| items[*i].end()).max().unwrap_or(0);
+        if items[newest].batch_first <= last + 1 {
+            if let Some((recovery, scrub)) = damaged(data_end, &mut rows) {
+                return Expected {
+                    lsns,
+                    recovery,
+                    resume: align(p),
+                    scrub,
+                    gaps,
+                    rows,
+                };
+            }
+        }
         let (recovery, row) = if items[newest].batch_first <= last + 1 {
             (
                 Recovery::TornTail {
@@ -537,7 +591,7 @@ fn oracle(case: &Case<'_>, image_len: usize, log_len: usize) -> Expected {
 #[test]
 fn decision_table_exhaustive() {
     let config = scan_config();
-    let mut row_counts = [0usize; 7];
+    let mut row_counts = [0usize; 8];
     let mut cases = 0;
     for layout in LAYOUTS {
         for partition in partitions() {
@@ -629,19 +683,36 @@ fn stale_and_foreign_records_after_the_end() {
 
 // Goal: a torn tail truncated by one recovery, then appended after, recovers cleanly: the
 // remnant of the torn record is a gap that loses no LSN (row 3).
-// Method: tear the last record mid-block, recover, scrub, resume with GroupCommit, scan.
+// Method: the last record of the last batch crosses a sector boundary; the sector holding
+// its end is lost (a torn write keeps or loses whole sectors); recover, resume with
+// GroupCommit, append, scan.
 #[test]
 fn resume_after_torn_tail() {
-    let (log, items) = build(Layout::Small, &[2, 2]);
-    let mut image = log.clone();
-    image.resize(8 * BLOCK_SIZE, 0);
-    let torn = &items[items.len() - 2]; // the last record, before its Pad
-    image[torn.offset + 60..torn.end()].fill(0);
+    let mut commit = GroupCommit::new(
+        GroupCommitConfig {
+            buffer_size_max: 1 << 16,
+            salt: SALT,
+        },
+        Resume::EMPTY,
+    );
+    let mut image = vec![0; 8 * BLOCK_SIZE];
+    for batch in [vec![accept(1, 40)], vec![accept(2, 40), accept(3, 500)]] {
+        for record in &batch {
+            commit.append(record).expect("fits");
+        }
+        let plan = commit.take_write().expect("a batch");
+        let at = plan.offset as usize;
+        image[at..at + plan.bytes.len()].copy_from_slice(&plan.bytes);
+        commit.on_durable(plan.lsn_through);
+    }
+    // Record 3 lies at [4096 + 112, 4096 + 684): its end is in the sector [4608, 5120).
+    let torn = BLOCK_SIZE + 112;
+    image[BLOCK_SIZE + SECTOR_SIZE..BLOCK_SIZE + 2 * SECTOR_SIZE].fill(0);
     let first = scan(&image, &scan_config());
     assert_eq!(
         first.recovery,
         Recovery::TornTail {
-            truncate_at: torn.offset as u64
+            truncate_at: torn as u64
         }
     );
     assert!(first.scrub.is_empty());
@@ -652,19 +723,70 @@ fn resume_after_torn_tail() {
         },
         first.resume,
     );
-    assert_eq!(commit.append(&accept(4, 10)), Ok(Lsn(4)));
+    assert_eq!(commit.append(&accept(3, 10)), Ok(Lsn(3)));
     let plan = commit.take_write().expect("a batch");
     let at = plan.offset as usize;
     image[at..at + plan.bytes.len()].copy_from_slice(&plan.bytes);
     let second = scan(&image, &scan_config());
-    assert_eq!(second.lsn_through, Lsn(4));
-    assert_eq!(second.gaps, vec![torn.offset as u64..plan.offset]);
+    assert_eq!(second.lsn_through, Lsn(3));
+    assert_eq!(second.gaps, vec![torn as u64..plan.offset]);
     assert_eq!(
         second.recovery,
         Recovery::Clean {
             end: plan.offset + BLOCK_SIZE as u64
         }
     );
+}
+
+// Goal: a record damaged after it was written is told from a torn write when a record
+// after it in the same sector verifies (row 7): the replica becomes a learner, where the
+// same damage without such a witness is still cut as a torn tail.
+// Method: the last batch [112-byte accept, 572-byte accept, Pad]; flip a byte of the
+// first record (its successor starts in its sector), then of the second (its successor,
+// the Pad, starts in another sector).
+#[test]
+fn damage_witnessed_by_the_same_sector() {
+    let mut commit = GroupCommit::new(
+        GroupCommitConfig {
+            buffer_size_max: 1 << 16,
+            salt: SALT,
+        },
+        Resume::EMPTY,
+    );
+    let mut image = vec![0; 4 * BLOCK_SIZE];
+    for batch in [vec![accept(1, 40)], vec![accept(2, 40), accept(3, 500)]] {
+        for record in &batch {
+            commit.append(record).expect("fits");
+        }
+        let plan = commit.take_write().expect("a batch");
+        let at = plan.offset as usize;
+        image[at..at + plan.bytes.len()].copy_from_slice(&plan.bytes);
+        commit.on_durable(plan.lsn_through);
+    }
+    let mut damaged = image.clone();
+    damaged[BLOCK_SIZE + 60] ^= 0x04;
+    let result = scan(&damaged, &scan_config());
+    assert_eq!(
+        result.recovery,
+        Recovery::Damaged {
+            at: BLOCK_SIZE as u64,
+            lsn: Lsn(2),
+            next_at: BLOCK_SIZE as u64 + 112
+        }
+    );
+    assert!(result.recovery.is_corrupt());
+    assert_eq!(result.lsn_through, Lsn(1));
+
+    let mut damaged = image.clone();
+    damaged[BLOCK_SIZE + 112 + 60] ^= 0x04;
+    let result = scan(&damaged, &scan_config());
+    assert_eq!(
+        result.recovery,
+        Recovery::TornTail {
+            truncate_at: BLOCK_SIZE as u64 + 112
+        }
+    );
+    assert_eq!(result.lsn_through, Lsn(2));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -905,7 +1027,7 @@ fn fuzz_mutated_logs() {
         decisions[match result.recovery {
             Recovery::Clean { .. } => 0,
             Recovery::TornTail { .. } => 1,
-            Recovery::Corrupt { .. } | Recovery::Invalid { .. } => 2,
+            Recovery::Corrupt { .. } | Recovery::Invalid { .. } | Recovery::Damaged { .. } => 2,
         }] += 1;
     }
     eprintln!("clean, torn, corrupt: {decisions:?}");

@@ -27,12 +27,20 @@
 //! | 4 | any | *first* loses LSNs; *newest*'s batch began at or before `last + 1` | `TornTail { truncate_at: p }` | resume at `⌈p⌉`; scrub `[⌈p⌉, ⌈end of survey⌉)` |
 //! | 5 | any | *first* loses LSNs; *newest*'s batch began after `last + 1` | `Corrupt { at: p, .. }` | as 4, AFTER the caller made learner status durable |
 //! | 6 | holds an *invalid* record | not row 3 | `Invalid { at: p, lsn, violation }` | as 5; the scrub also covers the invalid record's own blocks after `⌈p⌉` |
+//! | 7 | holds a *damaged* record | rows 1, 2 or 4 would apply | `Damaged { at: p, lsn, next_at }` | as 5 |
 //!
 //! An *invalid* record verifies (checksum, framing) and would continue the log (LSN
 //! `last + 1`), but breaks `content::check_bounds`: a ballot round above
 //! `Ballot::ROUND_MAX` or an instance outside `1..=Instance::MAX`. Everywhere else
 //! (survey, chains) it counts as no record at all, so rows 1-5 see it as damage; row 6
 //! takes precedence over rows 1, 2, 4 and 5.
+//!
+//! A *damaged* record is one that does not verify while the record that follows it
+//! does, starts in the same sector as `p`, and continues the log as if the one at `p`
+//! had (real: LSN `last + 2`; Pad: LSN `last + 1`). Sectors are written whole or not at
+//! all (`SECTOR_SIZE`), so that sector was written, and with it every byte of the record
+//! at `p` (it lies between `p` and the next record, inside the sector): the record was
+//! damaged after it was written. No torn write looks like this.
 //!
 //! Why these rows are right:
 //! - Row 1/2: nothing after `p` belongs to this log, so nothing is lost by ending there.
@@ -59,6 +67,13 @@
 //!   accept while voting. So the log ends before it and the replica rebuilds as a
 //!   non-voting learner, as in row 5. After that recovery appends resume at `⌈p⌉` with
 //!   LSN `last + 1`, so the next scan finds the invalid record superseded: row 3, a gap.
+//! - Row 7: rows 1, 2 and 4 drop the end of the newest write because a torn write cannot
+//!   be told from damage to it. When the sector holding the record at `p` provably was
+//!   written (row 7's definition), it can: the record was durable, perhaps acknowledged,
+//!   and then damaged (a flipped bit in the last batch), so dropping it while voting
+//!   could forget a promise or an accept. The replica rebuilds as a learner, as in row 5.
+//!   This narrows the residual risk below to damage that no later record of the same
+//!   sector witnesses.
 //! - Scrub: records of the discarded write must not resurface later with LSNs the new
 //!   appends reuse, so the caller zeroes `scrub` durably BEFORE appending anything.
 //!
@@ -73,7 +88,7 @@
 use super::content::{check_bounds, Violation};
 use super::group_commit::Resume;
 use super::record::{self, Content, DecodeLimits, DecodedRecord, Stamp};
-use super::{block_align_up, record_start, BLOCK_SIZE};
+use super::{block_align_up, record_start, BLOCK_SIZE, RECORD_ALIGN, SECTOR_SIZE};
 use crate::paxos::{Lsn, Record};
 use std::ops::Range;
 
@@ -125,6 +140,17 @@ pub enum Recovery {
         /// Offset of that record.
         found_at: u64,
     },
+    /// Row 7: the record that would continue the log does not verify, but the next one,
+    /// in the same sector, does: it was damaged after it was written. The records before
+    /// `at` are kept; the replica must rebuild as a non-voting learner.
+    Damaged {
+        /// Offset of the damaged record.
+        at: u64,
+        /// The LSN it held (`lsn_through + 1`).
+        lsn: Lsn,
+        /// Offset of the record after it, which verifies.
+        next_at: u64,
+    },
     /// Row 6: the record that would continue the log verifies but breaks
     /// `content::check_bounds`. The records before `at` are kept; the replica must
     /// rebuild as a non-voting learner.
@@ -139,13 +165,13 @@ pub enum Recovery {
 }
 
 impl Recovery {
-    /// Durable records were lost (row 5) or are invalid (row 6): the caller must make
+    /// Durable records were lost (rows 5, 7) or are invalid (row 6): the caller must make
     /// learner status durable before acting on the scan, and the replica votes only
     /// after re-learning from its peers.
     #[must_use]
     pub fn is_corrupt(&self) -> bool {
         match self {
-            Recovery::Corrupt { .. } | Recovery::Invalid { .. } => true,
+            Recovery::Corrupt { .. } | Recovery::Invalid { .. } | Recovery::Damaged { .. } => true,
             Recovery::Clean { .. } | Recovery::TornTail { .. } => false,
         }
     }
@@ -257,6 +283,23 @@ fn invalid_at(
     Some((decoded.stamp.lsn, violation, at + size))
 }
 
+/// Row 7: the offset of a valid record that starts after `at` in the same sector and
+/// continues the log as if the record at `at` (LSN `last + 1`) had been valid.
+fn witness_after(image: &[u8], at: usize, last: Lsn, config: &ScanConfig) -> Option<usize> {
+    let sector_end = (at / SECTOR_SIZE + 1) * SECTOR_SIZE;
+    (at + RECORD_ALIGN..sector_end)
+        .step_by(RECORD_ALIGN)
+        .find(|probe| {
+            valid_at(image, *probe, config).is_some_and(|(_, _, found)| {
+                if found.is_pad {
+                    found.stamp.lsn.0 == last.0 + 1
+                } else {
+                    found.stamp.lsn.0 == last.0 + 2
+                }
+            })
+        })
+}
+
 fn align_up(at: usize) -> usize {
     at.div_ceil(BLOCK_SIZE) * BLOCK_SIZE
 }
@@ -349,20 +392,8 @@ pub fn scan(image: &[u8], config: &ScanConfig) -> Scan {
                 },
                 Some(s.map_or(end, |s| s.data_end.max(end))),
             ),
-            (None, None) if pos % BLOCK_SIZE == 0 => (Recovery::Clean { end: pos as u64 }, None),
-            (None, None) => (
-                Recovery::TornTail {
-                    truncate_at: pos as u64,
-                },
-                None,
-            ),
-            (Some(s), None) if s.newest.stamp.batch_first.0 <= last.0 + 1 => (
-                Recovery::TornTail {
-                    truncate_at: pos as u64,
-                },
-                Some(s.data_end),
-            ),
-            (Some(s), None) => (
+            // Row 5.
+            (Some(s), None) if s.newest.stamp.batch_first.0 > last.0 + 1 => (
                 Recovery::Corrupt {
                     at: pos as u64,
                     lsn_expected: Lsn(last.0 + 1),
@@ -371,6 +402,30 @@ pub fn scan(image: &[u8], config: &ScanConfig) -> Scan {
                 },
                 Some(s.data_end),
             ),
+            (s, None) => {
+                match witness_after(image, pos, last, config) {
+                    // Row 7.
+                    Some(next_at) => (
+                        Recovery::Damaged {
+                            at: pos as u64,
+                            lsn: Lsn(last.0 + 1),
+                            next_at: next_at as u64,
+                        },
+                        s.map(|s| s.data_end),
+                    ),
+                    // Row 1.
+                    None if s.is_none() && pos % BLOCK_SIZE == 0 => {
+                        (Recovery::Clean { end: pos as u64 }, None)
+                    }
+                    // Rows 2 and 4.
+                    None => (
+                        Recovery::TornTail {
+                            truncate_at: pos as u64,
+                        },
+                        s.map(|s| s.data_end),
+                    ),
+                }
+            }
         };
         let resume = Resume {
             offset: block_align_up(pos as u64),

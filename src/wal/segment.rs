@@ -364,6 +364,18 @@ pub enum Corruption {
         /// The bound it breaks.
         violation: Violation,
     },
+    /// A record of segment `index` does not verify while the next one, in the same
+    /// sector, does (row 7 of the record table): it was damaged after it was written.
+    Damaged {
+        /// The segment.
+        index: u64,
+        /// The damaged record's LSN.
+        lsn: Lsn,
+        /// File offset of the damaged record.
+        file_offset: u64,
+        /// File offset of the record after it, which verifies.
+        next_file_offset: u64,
+    },
     /// A segment's `lsn_prev` is not the last LSN before it.
     ChainBroken {
         /// The segment.
@@ -388,7 +400,7 @@ pub enum LogDecision {
         /// File offset in it of the first byte not part of the log.
         file_offset: u64,
     },
-    /// Rows S3, S4, S6, S7, S7i and S8 with corrupt records: durable records were lost
+    /// Rows S3, S4, S6, S7, S7i, S7d and S8 with corrupt records: durable records were lost
     /// or are invalid; the prefix is kept and the replica must rebuild as a non-voting
     /// learner.
     Corrupt(Corruption),
@@ -472,6 +484,7 @@ struct Scanned {
 /// | S6 | `lsn_prev` differs from the last LSN of the segment before | `Corrupt(ChainBroken)` | after the segment before it |
 /// | S7 | a segment before the last used one scans `Corrupt` | `Corrupt(Records)` | at its break |
 /// | S7i | any used segment scans `Invalid` (record row 6) | `Corrupt(Invalid)` | before the invalid record |
+/// | S7d | any used segment scans `Damaged` (record row 7) | `Corrupt(Damaged)` | before the damaged record |
 /// | S7' | a segment before the last used one scans `Clean` or `TornTail` | continue; S6 on the next header detects any lost LSN (a torn remnant left by an earlier recovery is not a loss) | — |
 /// | S8 | a used segment file shorter than `segment_size` | `Corrupt(Truncated)`, its remaining records kept | its scan's resume |
 /// | S9 | the last used segment | its record-table decision | its resume, scrub |
@@ -711,6 +724,19 @@ pub fn recover_from<E>(
                     });
                     break;
                 }
+                Recovery::Damaged {
+                    at: damaged_at,
+                    lsn,
+                    next_at,
+                } => {
+                    decision = LogDecision::Corrupt(Corruption::Damaged {
+                        index,
+                        lsn,
+                        file_offset: to_file(damaged_at),
+                        next_file_offset: to_file(next_at),
+                    });
+                    break;
+                }
                 Recovery::Invalid {
                     at: invalid_at,
                     lsn,
@@ -880,6 +906,17 @@ impl fmt::Display for Corruption {
                 "segment {index} offset {file_offset}: LSN {} verifies but is invalid: {violation} (rule {})",
                 lsn.0,
                 violation.rule()
+            ),
+            Corruption::Damaged {
+                index,
+                lsn,
+                file_offset,
+                next_file_offset,
+            } => write!(
+                f,
+                "segment {index} offset {file_offset}: LSN {} damaged after it was written (the \
+                 record after it, at offset {next_file_offset} in the same sector, verifies)",
+                lsn.0
             ),
             Corruption::ChainBroken {
                 index,
@@ -1348,8 +1385,25 @@ mod tests {
         ));
         assert_eq!(r.lsn_through, Lsn(4));
         assert_eq!(r.discard, vec![name(1), name(2)]);
+        // The last batch of a full segment: the record after the damaged one, in the
+        // same sector, verifies, so the segment itself says damaged (S7d); with the
+        // witness damaged too, the next header's chain says it (S6).
         let mut dir = base.clone();
         dir.get_mut(&name(0)).expect("exists")[3 * 4096 + 10] ^= 1;
+        let r = recover(&images(&dir), &config());
+        assert!(
+            matches!(
+                corrupt(&r),
+                Corruption::Damaged {
+                    index: 0,
+                    lsn: Lsn(9),
+                    ..
+                }
+            ),
+            "the last batch of a full segment lost: {:?}",
+            r.decision
+        );
+        dir.get_mut(&name(0)).expect("exists")[3 * 4096 + 48 + 10] ^= 1;
         let r = recover(&images(&dir), &config());
         assert!(
             matches!(corrupt(&r), Corruption::ChainBroken { index: 1, .. }),
