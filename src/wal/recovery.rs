@@ -78,8 +78,9 @@
 //!   appends reuse, so the caller zeroes `scrub` durably BEFORE appending anything.
 //!
 //! Residual risk (shared by every torn-tail rule): damage to the newest batch found, after
-//! it became durable, while no later write survives, looks exactly like a torn write and
-//! is truncated (row 4). The simulator's fault atlas must not flip bits in the last
+//! it became durable, while no later write survives and no later record of the damaged
+//! record's sector verifies (row 7), looks exactly like a torn write and is truncated
+//! (rows 1, 2, 4). The simulator's fault atlas must not flip bits in the last
 //! durable batch of a replica that is then restarted, or must count that replica as faulty.
 //!
 //! Bounds: the scan never panics on any input; it allocates at most the decoded records
