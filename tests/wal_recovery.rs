@@ -451,17 +451,26 @@ fn oracle(case: &Case<'_>, image_len: usize, log_len: usize) -> Expected {
                 .is_some_and(|r| case.states[r] == State::Invalid)
             && continues(index, last);
         let superseded = survey.first().is_some_and(|first| !loses(*first, last));
-        // Row 7: a valid record after `p` in its sector continues as if `p` had.
-        let sector_end = (p / SECTOR_SIZE + 1) * SECTOR_SIZE;
-        let witness = (index + 1..items.len())
-            .filter(|j| items[*j].offset > p && items[*j].offset < sector_end && valid[*j])
-            .find(|j| {
-                if is_pad(*j) {
-                    items[*j].lsn == last + 1
-                } else {
-                    items[*j].lsn == last + 2
-                }
-            });
+        // Row 7: the record at `p` kept its header (flipped in the middle, or torn in its
+        // second half) and the next one, valid, starts in its sector and continues as if
+        // `p` had.
+        let header_kept = index < items.len()
+            && items[index]
+                .record
+                .is_some_and(|r| matches!(case.states[r], State::Flipped | State::Torn))
+            && items[index].offset + 48 <= image_len
+            && items[index].lsn == last + 1;
+        let j = index + 1;
+        let witness = (header_kept
+            && j < items.len()
+            && valid[j]
+            && items[j].offset / SECTOR_SIZE == p / SECTOR_SIZE
+            && if is_pad(j) {
+                items[j].lsn == last + 1
+            } else {
+                items[j].lsn == last + 2
+            })
+        .then_some(j);
         let damaged = |scrub_end: usize, rows: &mut Vec<u8>| {
             witness.map(|j| {
                 rows.push(7);

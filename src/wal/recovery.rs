@@ -35,12 +35,16 @@
 //! (survey, chains) it counts as no record at all, so rows 1-5 see it as damage; row 6
 //! takes precedence over rows 1, 2, 4 and 5.
 //!
-//! A *damaged* record is one that does not verify while the record that follows it
-//! does, starts in the same sector as `p`, and continues the log as if the one at `p`
+//! A *damaged* record is one that does not verify while its header (read without the
+//! checksum) still names LSN `last + 1` and a size that ends where a record starts that
+//! does verify, in the same sector as `p`, and continues the log as if the one at `p`
 //! had (real: LSN `last + 2`; Pad: LSN `last + 1`). Sectors are written whole or not at
 //! all (`SECTOR_SIZE`), so that sector was written, and with it every byte of the record
 //! at `p` (it lies between `p` and the next record, inside the sector): the record was
-//! damaged after it was written. No torn write looks like this.
+//! damaged after it was written. No torn write looks like this. The header check keeps
+//! remnants of a write cut by an earlier recovery (left after `⌈p⌉` by rows 2 and 4 when
+//! they do not start a block) from posing as witnesses: such a remnant would have to sit
+//! right after a header naming LSN `last + 1` and its own offset.
 //!
 //! Why these rows are right:
 //! - Row 1/2: nothing after `p` belongs to this log, so nothing is lost by ending there.
@@ -88,8 +92,8 @@
 
 use super::content::{check_bounds, Violation};
 use super::group_commit::Resume;
-use super::record::{self, Content, DecodeLimits, DecodedRecord, Stamp};
-use super::{block_align_up, record_start, BLOCK_SIZE, RECORD_ALIGN, SECTOR_SIZE};
+use super::record::{self, Content, DecodeLimits, DecodedRecord, Kind, Stamp};
+use super::{block_align_up, record_start, BLOCK_SIZE, SECTOR_SIZE};
 use crate::paxos::{Lsn, Record};
 use std::ops::Range;
 
@@ -284,21 +288,26 @@ fn invalid_at(
     Some((decoded.stamp.lsn, violation, at + size))
 }
 
-/// Row 7: the offset of a valid record that starts after `at` in the same sector and
-/// continues the log as if the record at `at` (LSN `last + 1`) had been valid.
+/// Row 7: the offset of the record after the damaged one at `at`, when it proves the
+/// damage: the header at `at` (read without its checksum) names LSN `last + 1` and a
+/// size that ends where a valid record starts, in the same sector as `at`, continuing
+/// the log as if the record at `at` had been valid.
 fn witness_after(image: &[u8], at: usize, last: Lsn, config: &ScanConfig) -> Option<usize> {
-    let sector_end = (at / SECTOR_SIZE + 1) * SECTOR_SIZE;
-    (at + RECORD_ALIGN..sector_end)
-        .step_by(RECORD_ALIGN)
-        .find(|probe| {
-            valid_at(image, *probe, config).is_some_and(|(_, _, found)| {
-                if found.is_pad {
-                    found.stamp.lsn.0 == last.0 + 1
-                } else {
-                    found.stamp.lsn.0 == last.0 + 2
-                }
-            })
-        })
+    let head = record::peek(image.get(at..)?)?;
+    if head.kind == Kind::Pad || head.lsn.0 != last.0 + 1 {
+        return None;
+    }
+    let next = usize::try_from(record_start(at as u64 + u64::from(head.size))).ok()?;
+    if next / SECTOR_SIZE != at / SECTOR_SIZE {
+        return None;
+    }
+    let (_, _, found) = valid_at(image, next, config)?;
+    let continues = if found.is_pad {
+        found.stamp.lsn.0 == last.0 + 1
+    } else {
+        found.stamp.lsn.0 == last.0 + 2
+    };
+    continues.then_some(next)
 }
 
 fn align_up(at: usize) -> usize {
