@@ -116,7 +116,13 @@ impl std::fmt::Display for Failure {
 /// Runs seed `seed` to completion. A panic inside the run (a broken invariant
 /// assertion) is reported as the seed's failure, with the assertion's message.
 pub fn run_seed(seed: u64) -> Result<RunReport, Failure> {
-    let options = SimOptions::from_seed(seed);
+    run_options(SimOptions::from_seed(seed))
+}
+
+/// Runs a cluster configured by `options` (a seed's, possibly adjusted by a test) to
+/// completion; failures are reported as by [`run_seed`].
+pub fn run_options(options: SimOptions) -> Result<RunReport, Failure> {
+    let seed = options.seed;
     let summary = options.to_string();
     let mut cluster = Cluster::new(options);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cluster.run()));
