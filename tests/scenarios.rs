@@ -645,8 +645,10 @@ fn forged_out_of_bounds_messages_change_nothing() {
 // Goal: a replica restored with a promise above ROUND_MAX (a log written before the
 // bound existed, after the forged prepare) neither panics nor campaigns, and its
 // rejections, which carry that round, cannot spread it: the other replicas refuse
-// them and keep leading and choosing.
-// Method: node 3's durable log gets a promise at round u64::MAX; it restarts and its
+// them and keep leading and choosing. An accepted slot above Instance::MAX is dropped
+// at restore (counted).
+// Method: node 3's durable log gets a promise at round u64::MAX and an accept at
+// instance u64::MAX; it restarts and its
 // election timer fires many times; node 1 campaigns and leads with node 2 while node
 // 3 rejects; values are chosen by nodes 1 and 2.
 #[test]
@@ -664,8 +666,27 @@ fn restored_promise_above_round_max_does_not_panic() {
             group: GROUP,
             ballot: round(u64::MAX, 2),
         });
+    h.replicas
+        .get_mut(&NodeId(3))
+        .expect("node 3")
+        .durable
+        .push(Record::Accept {
+            group: GROUP,
+            instance: Instance(u64::MAX),
+            ballot: round(1, 1),
+            entry: Entry {
+                origin: round(1, 1),
+                body: Body::Noop,
+            },
+        });
     h.restart(3, false);
     assert_eq!(h.replica(3).group.promised().round, u64::MAX);
+    let ignored = &h.replica(3).group.counters().ignored;
+    assert_eq!(
+        ignored.get("restored_beyond_instance_max"),
+        Some(&1),
+        "{ignored:?}"
+    );
     for _ in 0..5 {
         h.tick(3_000, &[3]);
     }

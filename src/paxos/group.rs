@@ -223,12 +223,31 @@ impl Group {
             panic!("invalid GroupConfig: {why}");
         }
         let mut log = BTreeMap::new();
+        let mut counters = Counters::default();
+        // A slot above `Instance::MAX` (a log written before the bound, after a forged
+        // accept) lies beyond any chosen prefix a log can reach, and no honest leader
+        // proposed it: kept, it would put an out-of-bounds instance in every promise
+        // and catch-up answer (which peers refuse). Dropped and counted.
+        let mut beyond = 0;
         for (instance, (ballot, entry)) in restore.accepted {
             assert!(instance.0 >= 1, "restored accept at instance 0");
+            if instance > Instance::MAX {
+                beyond += 1;
+                continue;
+            }
             log.insert(instance, Slot::accepted(ballot, entry));
         }
         for (instance, entry) in restore.learned {
+            if instance > Instance::MAX {
+                beyond += 1;
+                continue;
+            }
             log.insert(instance, Slot::learned(entry));
+        }
+        if beyond > 0 {
+            counters
+                .ignored
+                .insert("restored_beyond_instance_max", beyond);
         }
         let prng = Prng::new(config.seed ^ now.0);
         let mut group = Group {
@@ -259,7 +278,7 @@ impl Group {
             queue: VecDeque::new(),
             queue_size: 0,
             awaiting_apply: BTreeMap::new(),
-            counters: Counters::default(),
+            counters,
             restored_apply: Vec::new(),
             config,
         };
