@@ -1,6 +1,7 @@
 //! The deterministic simulator over many seeds: every regression seed of
 //! `tests/seeds.txt`, then `SYNOD_SEEDS` (default 300) random seeds from a base printed
-//! in the summary. `SYNOD_SEED=<seed>` replays exactly one seed.
+//! in the summary. `SYNOD_SEED=<seed>` replays exactly one seed. A second test forces
+//! forgery (messages out of bounds injected by the network) on for a few seeds.
 
 use synod::sim::cluster::{run_options, run_seed};
 use synod::sim::swarm::run_many;
