@@ -753,3 +753,165 @@ fn campaigns_stop_at_round_max() {
         "{ignored:?}"
     );
 }
+
+// Goal: through the shard, a flood of forged messages of every kind adds no record, no
+// message and no state, is counted per reason in the groups' status counters, and is
+// reported in a bounded number of log lines (the first of each reason, then one
+// summary per interval), while the shard keeps working.
+// Method: a one-node shard whose group leads and has chosen a value; 10,000 forged
+// messages (every forged body, repeatedly) are stepped in over 30 s of shard time,
+// flushing after each; the LSN, held messages, sends and group state are compared, the
+// counters and warning lines counted; then a proposal is still chosen and applied.
+#[test]
+fn shard_refuses_and_reports_forged_messages() {
+    use bytes::Bytes;
+    use synod::paxos::{GroupConfig, Restore};
+    use synod::runtime::refusals::REFUSAL_SUMMARY_INTERVAL_NS;
+    use synod::runtime::{Effects, Shard, ShardConfig, ShardInput};
+    use synod::wal::{GroupCommit, GroupCommitConfig, Resume};
+
+    let node = NodeId(1);
+    let config = GroupConfig::new(node, GROUP, Membership::new(vec![node]));
+    let commit = GroupCommit::new(
+        GroupCommitConfig {
+            buffer_size_max: 1 << 20,
+            salt: 7,
+        },
+        Resume {
+            offset: 0,
+            lsn_through: synod::paxos::Lsn(0),
+        },
+    );
+    let shard_config = ShardConfig {
+        node,
+        wal_buffer_size_max: 8 << 20,
+        held_count_max: 10_000,
+    };
+    let mut shard = Shard::new(
+        shard_config,
+        vec![(config, Restore::default())],
+        commit,
+        Nanos(0),
+    );
+    let mut effects = Effects::default();
+    // Runs the shard like an executor whose every write completes at once.
+    let run = |shard: &mut Shard, now: Nanos, input: ShardInput, effects: &mut Effects| {
+        shard.step(now, input);
+        loop {
+            shard.flush(now, effects);
+            shard.invariants();
+            let Some(plan) = effects.write.take() else {
+                break;
+            };
+            shard.step(
+                now,
+                ShardInput::WriteDone {
+                    lsn_through: plan.lsn_through,
+                },
+            );
+        }
+    };
+    let mut now = Nanos::from_ms(3_000);
+    run(&mut shard, now, ShardInput::Tick, &mut effects);
+    let propose = |id| ShardInput::Propose {
+        group: GROUP,
+        id: ProposalId(id),
+        value: Bytes::from_static(b"v"),
+    };
+    run(&mut shard, now, propose(1), &mut effects);
+    let group = shard.group(GROUP).expect("the group");
+    assert_eq!(group.role(), Role::Leader);
+    assert!(
+        group.applied_through() >= Instance(2),
+        "the value is applied"
+    );
+    effects.clear();
+
+    let before = (
+        shard.lsn_planned(),
+        shard.held_count(),
+        shard.group(GROUP).map(|g| {
+            (
+                g.promised(),
+                g.highest_round_seen(),
+                g.chosen_through(),
+                g.role(),
+                g.ballot(),
+            )
+        }),
+    );
+    let forged = forged_bodies(2);
+    let n = 10_000_u64;
+    let mut warnings = Vec::new();
+    for i in 0..n {
+        now = now.plus(3_000_000); // 30 s in all
+        let body = forged[(i % forged.len() as u64) as usize].clone();
+        let message = Message {
+            group: GROUP,
+            from: NodeId(2),
+            to: node,
+            body,
+        };
+        shard.step(now, ShardInput::Message(message));
+        shard.flush(now, &mut effects);
+        assert!(
+            effects.write.is_none(),
+            "forged message {i} planned a write"
+        );
+        assert!(
+            effects.send.iter().all(|(_, m)| m.is_empty()),
+            "forged message {i} sent {:?}",
+            effects.send
+        );
+        warnings.append(&mut effects.warnings);
+        effects.clear();
+    }
+    let after = (
+        shard.lsn_planned(),
+        shard.held_count(),
+        shard.group(GROUP).map(|g| {
+            (
+                g.promised(),
+                g.highest_round_seen(),
+                g.chosen_through(),
+                g.role(),
+                g.ballot(),
+            )
+        }),
+    );
+    assert_eq!(after, before, "forged messages changed the shard");
+    assert_eq!(shard.counters().refused_out_of_bounds, n);
+    let ignored = &shard.group(GROUP).expect("the group").counters().ignored;
+    let counted: u64 = ignored
+        .iter()
+        .filter(|(reason, _)| reason.ends_with("_out_of_bounds"))
+        .map(|(_, count)| *count)
+        .sum();
+    assert_eq!(counted, n, "{ignored:?}");
+    // The first four forged bodies are prepares.
+    let prepares = (0..n).filter(|i| i % (forged.len() as u64) < 4).count() as u64;
+    assert_eq!(ignored.get("prepare_out_of_bounds"), Some(&prepares));
+    let reasons = forged
+        .iter()
+        .map(MessageBody::out_of_bounds_reason)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let summaries_max = (30_000_000_000 / REFUSAL_SUMMARY_INTERVAL_NS + 1) as usize;
+    assert!(
+        warnings.len() <= reasons + summaries_max,
+        "{} lines for {n} refusals: {warnings:#?}",
+        warnings.len()
+    );
+    assert!(
+        warnings[0].contains("Prepare.ballot.round = 18446744073709551615"),
+        "{}",
+        warnings[0]
+    );
+    // The shard still works.
+    run(&mut shard, now, propose(2), &mut effects);
+    let group = shard.group(GROUP).expect("the group");
+    assert!(
+        group.applied_through() >= Instance(3),
+        "the next value is applied"
+    );
+}
