@@ -9,8 +9,8 @@ use flatbuffers::{FlatBufferBuilder, UnionWIPOffset, VerifierOptions, WIPOffset}
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use synod::paxos::{
-    Ballot, Body, Entry, GroupId, Instance, InstanceRange, Lsn, Membership, Message, MessageBody,
-    Nanos, NodeId, PromisedEntry,
+    Ballot, Body, Bound, Entry, GroupId, Instance, InstanceRange, Lsn, Membership, Message,
+    MessageBody, Nanos, NodeId, OutOfBounds, PromisedEntry,
 };
 use synod::prng::Prng;
 use synod::transport::limits::APPARENT_SIZE_FACTOR;
@@ -92,6 +92,26 @@ fn u64_any(rng: &mut Prng) -> u64 {
     }
 }
 
+/// A ballot round inside the bounds, edges included: 1 and `Ballot::ROUND_MAX`.
+fn round_any(rng: &mut Prng) -> u64 {
+    match rng.below(4) {
+        0 => 1,
+        1 => Ballot::ROUND_MAX,
+        2 => rng.range(1, 1_000),
+        _ => rng.range(1, Ballot::ROUND_MAX),
+    }
+}
+
+/// A watermark inside the bounds, edges included: 0 and `Instance::MAX`.
+fn watermark_any(rng: &mut Prng) -> Instance {
+    Instance(match rng.below(4) {
+        0 => 0,
+        1 => Instance::MAX.0,
+        2 => rng.below(1_000),
+        _ => rng.range(0, Instance::MAX.0),
+    })
+}
+
 fn u32_any(rng: &mut Prng) -> u32 {
     match rng.below(4) {
         0 => 0,
@@ -101,9 +121,10 @@ fn u32_any(rng: &mut Prng) -> u32 {
     }
 }
 
-/// A log position that leaves room for `count` consecutive instances.
+/// A log position that leaves room for `count` consecutive instances below
+/// `Instance::MAX`.
 fn position(rng: &mut Prng, count: usize) -> Instance {
-    let max = u64::MAX - count as u64;
+    let max = Instance::MAX.0 - count as u64;
     Instance(match rng.below(4) {
         0 => 1,
         1 => max,
@@ -111,9 +132,10 @@ fn position(rng: &mut Prng, count: usize) -> Instance {
     })
 }
 
+/// A ballot a proposer may hold (round in `1..=Ballot::ROUND_MAX`).
 fn ballot(rng: &mut Prng) -> Ballot {
     Ballot {
-        round: u64_any(rng),
+        round: round_any(rng),
         node: NodeId(u32_any(rng)),
     }
 }
@@ -174,6 +196,12 @@ fn ranges(rng: &mut Prng) -> Vec<InstanceRange> {
 /// Number of `MessageBody` variants; `body` draws each with equal probability.
 const BODY_KINDS: u64 = 9;
 
+/// The lowest ballot a proposer holds (round 0 is never campaigned at).
+const ROUND_ONE: Ballot = Ballot {
+    round: 1,
+    node: NodeId(0),
+};
+
 fn body(rng: &mut Prng, kind: u64) -> MessageBody {
     match kind {
         0 => MessageBody::Prepare {
@@ -196,7 +224,7 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
                 .collect();
             MessageBody::Promise {
                 ballot: ballot(rng),
-                chosen_through: Instance(u64_any(rng)),
+                chosen_through: watermark_any(rng),
                 entries,
                 truncated: rng.coin(),
             }
@@ -208,7 +236,7 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
             let entries = entries(rng);
             MessageBody::Accept {
                 ballot: ballot(rng),
-                chosen_through: Instance(u64_any(rng)),
+                chosen_through: watermark_any(rng),
                 first: position(rng, entries.len()),
                 entries,
             }
@@ -219,9 +247,9 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
         },
         5 => MessageBody::Heartbeat {
             ballot: ballot(rng),
-            chosen_through: Instance(u64_any(rng)),
+            chosen_through: watermark_any(rng),
             sent_at: Nanos(u64_any(rng)),
-            checksum_through: Instance(u64_any(rng)),
+            checksum_through: watermark_any(rng),
             checksum: u32_any(rng),
         },
         6 => MessageBody::HeartbeatAck {
@@ -234,9 +262,9 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
         _ => {
             let entries = entries(rng);
             MessageBody::CatchUpChunk {
-                chosen_through: Instance(u64_any(rng)),
+                chosen_through: watermark_any(rng),
                 promised: ballot(rng),
-                accepted_max: Instance(u64_any(rng)),
+                accepted_max: watermark_any(rng),
                 first: position(rng, entries.len()),
                 entries,
             }
@@ -268,9 +296,9 @@ fn heartbeat_batch(rng: &mut Prng) -> HeartbeatBatch {
             .map(|_| GroupHeartbeat {
                 group: GroupId(u32_any(rng)),
                 ballot: ballot(rng),
-                chosen_through: Instance(u64_any(rng)),
+                chosen_through: watermark_any(rng),
                 sent_at: Nanos(u64_any(rng)),
-                checksum_through: Instance(u64_any(rng)),
+                checksum_through: watermark_any(rng),
                 checksum: u32_any(rng),
             })
             .collect(),
@@ -724,6 +752,7 @@ fn apparent_size(bytes: &[u8]) -> usize {
 #[test]
 fn verifier_bounds_accept_honest_frames() {
     let zero = Ballot::ZERO;
+    let one = ROUND_ONE;
     let tiny = |body: MessageBody| Message {
         group: GroupId(0),
         from: NodeId(0),
@@ -741,7 +770,7 @@ fn verifier_bounds_accept_honest_frames() {
         ]),
         FrameBody::MessageBatch(vec![tiny(MessageBody::Reject { promised: zero }); 500]),
         FrameBody::MessageBatch(vec![tiny(MessageBody::Accept {
-            ballot: zero,
+            ballot: one,
             chosen_through: Instance(0),
             first: Instance(1),
             entries: vec![
@@ -753,7 +782,7 @@ fn verifier_bounds_accept_honest_frames() {
             ],
         })]),
         FrameBody::MessageBatch(vec![tiny(MessageBody::Accept {
-            ballot: zero,
+            ballot: one,
             chosen_through: Instance(0),
             first: Instance(1),
             entries: vec![empty_values.clone(); 20],
@@ -761,7 +790,7 @@ fn verifier_bounds_accept_honest_frames() {
         // Deepest nesting: Frame > MessageBatch > Message > Promise > PromisedEntry >
         // Entry > Value.
         FrameBody::MessageBatch(vec![tiny(MessageBody::Promise {
-            ballot: zero,
+            ballot: one,
             chosen_through: Instance(0),
             entries: (1..=50)
                 .map(|i| PromisedEntry {
@@ -916,12 +945,12 @@ fn count_limits_are_enforced() {
     );
     let promise = |n: u64| Message {
         body: MessageBody::Promise {
-            ballot: Ballot::ZERO,
+            ballot: ROUND_ONE,
             chosen_through: Instance(0),
             entries: (1..=n)
                 .map(|i| PromisedEntry {
                     instance: Instance(i),
-                    ballot: Ballot::ZERO,
+                    ballot: ROUND_ONE,
                     chosen: false,
                     entry: noop(),
                 })
@@ -959,7 +988,7 @@ fn count_limits_are_enforced() {
 
     let accepted = |n: u64| Message {
         body: MessageBody::Accepted {
-            ballot: Ballot::ZERO,
+            ballot: ROUND_ONE,
             ranges: (0..n)
                 .map(|i| InstanceRange {
                     first: Instance(10 * i + 1),
@@ -1000,7 +1029,7 @@ fn count_limits_are_enforced() {
     acks.acks = vec![
         GroupHeartbeatAck {
             group: GroupId(1),
-            ballot: Ballot::ZERO,
+            ballot: ROUND_ONE,
             sent_at: Nanos(1),
         };
         3
@@ -1046,11 +1075,11 @@ fn instance_rules_are_enforced() {
             count: 2
         })
     );
-    assert!(decode_frame(&frame_of(&[accept(u64::MAX, vec![noop()])]), &limits).is_ok());
+    assert!(decode_frame(&frame_of(&[accept(Instance::MAX.0, vec![noop()])]), &limits).is_ok());
 
     let accepted = |ranges: &[(u64, u64)]| Message {
         body: MessageBody::Accepted {
-            ballot: Ballot::ZERO,
+            ballot: ROUND_ONE,
             ranges: ranges
                 .iter()
                 .map(|&(first, last)| InstanceRange {
@@ -1094,13 +1123,13 @@ fn instance_rules_are_enforced() {
 
     let promise = Message {
         body: MessageBody::Promise {
-            ballot: Ballot::ZERO,
+            ballot: ROUND_ONE,
             chosen_through: Instance(0),
             entries: [4, 4]
                 .iter()
                 .map(|&i| PromisedEntry {
                     instance: Instance(i),
-                    ballot: Ballot::ZERO,
+                    ballot: ROUND_ONE,
                     chosen: false,
                     entry: noop(),
                 })
@@ -1119,7 +1148,7 @@ fn instance_rules_are_enforced() {
     );
     let prepare = Message {
         body: MessageBody::Prepare {
-            ballot: Ballot::ZERO,
+            ballot: ROUND_ONE,
             from: Instance(0),
         },
         ..accept(1, vec![])
@@ -1407,4 +1436,780 @@ fn framing_round_trips_and_bounds() {
         split_frame(&[0, 0, 0, 0, 7], 100),
         Ok(Some((&[][..], FRAME_HEADER_SIZE)))
     );
+}
+
+// ---------------------------------------------------------------------------------
+// Bounds: ballots and instances no honest replica sends
+// ---------------------------------------------------------------------------------
+
+const ROUND_MAX: u64 = Ballot::ROUND_MAX;
+const INSTANCE_MAX: u64 = Instance::MAX.0;
+
+fn at_round(round: u64) -> Ballot {
+    Ballot {
+        round,
+        node: NodeId(1),
+    }
+}
+
+fn noop_at(origin: u64) -> Entry {
+    Entry {
+        origin: at_round(origin),
+        body: Body::Noop,
+    }
+}
+
+fn range(first: u64, last: u64) -> InstanceRange {
+    InstanceRange {
+        first: Instance(first),
+        last: Instance(last),
+    }
+}
+
+fn over(field: &'static str, value: u64, max: u64) -> DecodeError {
+    DecodeError::OutOfBounds(OutOfBounds {
+        field,
+        value,
+        bound: Bound::AtMost(max),
+    })
+}
+
+fn under(field: &'static str, value: u64, min: u64) -> DecodeError {
+    DecodeError::OutOfBounds(OutOfBounds {
+        field,
+        value,
+        bound: Bound::AtLeast(min),
+    })
+}
+
+/// Every message kind with each ballot and instance at the edge of its bounds (every
+/// round at `ROUND_MAX`, every watermark at `Instance::MAX`, runs and ranges ending
+/// there, zero where zero is allowed).
+fn edge_bodies() -> Vec<MessageBody> {
+    vec![
+        MessageBody::Prepare {
+            ballot: at_round(ROUND_MAX),
+            from: Instance(INSTANCE_MAX),
+        },
+        MessageBody::Promise {
+            ballot: at_round(ROUND_MAX),
+            chosen_through: Instance(INSTANCE_MAX),
+            entries: vec![
+                PromisedEntry {
+                    instance: Instance(INSTANCE_MAX - 1),
+                    ballot: at_round(ROUND_MAX),
+                    chosen: false,
+                    entry: noop_at(ROUND_MAX),
+                },
+                PromisedEntry {
+                    instance: Instance(INSTANCE_MAX),
+                    ballot: Ballot::ZERO,
+                    chosen: true,
+                    entry: noop_at(0),
+                },
+            ],
+            truncated: false,
+        },
+        MessageBody::Reject {
+            promised: at_round(ROUND_MAX),
+        },
+        MessageBody::Accept {
+            ballot: at_round(ROUND_MAX),
+            chosen_through: Instance(INSTANCE_MAX),
+            first: Instance(INSTANCE_MAX - 1),
+            entries: vec![noop_at(ROUND_MAX), noop_at(1)],
+        },
+        MessageBody::Accepted {
+            ballot: at_round(ROUND_MAX),
+            ranges: vec![range(1, 1), range(3, INSTANCE_MAX)],
+        },
+        MessageBody::Heartbeat {
+            ballot: at_round(ROUND_MAX),
+            chosen_through: Instance(INSTANCE_MAX),
+            sent_at: Nanos(u64::MAX),
+            checksum_through: Instance(INSTANCE_MAX),
+            checksum: u32::MAX,
+        },
+        MessageBody::HeartbeatAck {
+            ballot: at_round(ROUND_MAX),
+            sent_at: Nanos(u64::MAX),
+        },
+        MessageBody::CatchUpRequest {
+            from: Instance(INSTANCE_MAX),
+        },
+        MessageBody::CatchUpChunk {
+            chosen_through: Instance(INSTANCE_MAX),
+            promised: Ballot::ZERO,
+            accepted_max: Instance(INSTANCE_MAX),
+            first: Instance(INSTANCE_MAX - 1),
+            entries: vec![noop_at(ROUND_MAX), noop_at(0)],
+        },
+    ]
+}
+
+/// For one edge body, each field pushed past its bound: (what, the body, the error the
+/// decoder must give). Extreme values: `u64::MAX`, one over the bound, 0 where 0 is
+/// invalid, inverted and overlapping ranges, runs past `Instance::MAX`.
+fn over_bounds(edge: &MessageBody) -> Vec<(String, MessageBody, DecodeError)> {
+    let mut cases: Vec<(String, MessageBody, DecodeError)> = Vec::new();
+    let mut case = |what: &str, f: &dyn Fn(&mut MessageBody), error: DecodeError| {
+        let mut body = edge.clone();
+        f(&mut body);
+        cases.push((format!("{} {what}", edge.kind()), body, error));
+    };
+    match edge {
+        MessageBody::Prepare { .. } => {
+            for round in [u64::MAX, ROUND_MAX + 1] {
+                case(
+                    &format!("ballot.round {round}"),
+                    &|b| {
+                        if let MessageBody::Prepare { ballot, .. } = b {
+                            ballot.round = round;
+                        }
+                    },
+                    over("Prepare.ballot.round", round, ROUND_MAX),
+                );
+            }
+            case(
+                "ballot.round 0",
+                &|b| {
+                    if let MessageBody::Prepare { ballot, .. } = b {
+                        ballot.round = 0;
+                    }
+                },
+                under("Prepare.ballot.round", 0, 1),
+            );
+            for from in [u64::MAX, INSTANCE_MAX + 1] {
+                case(
+                    &format!("from {from}"),
+                    &|b| {
+                        if let MessageBody::Prepare { from: f, .. } = b {
+                            *f = Instance(from);
+                        }
+                    },
+                    over("Prepare.from", from, INSTANCE_MAX),
+                );
+            }
+            case(
+                "from 0",
+                &|b| {
+                    if let MessageBody::Prepare { from, .. } = b {
+                        *from = Instance(0);
+                    }
+                },
+                DecodeError::Zero {
+                    field: "Prepare.from",
+                },
+            );
+        }
+        MessageBody::Promise { .. } => {
+            case(
+                "ballot.round u64::MAX",
+                &|b| {
+                    if let MessageBody::Promise { ballot, .. } = b {
+                        ballot.round = u64::MAX;
+                    }
+                },
+                over("Promise.ballot.round", u64::MAX, ROUND_MAX),
+            );
+            case(
+                "ballot.round 0",
+                &|b| {
+                    if let MessageBody::Promise { ballot, .. } = b {
+                        ballot.round = 0;
+                    }
+                },
+                under("Promise.ballot.round", 0, 1),
+            );
+            case(
+                "chosen_through Instance::MAX + 1",
+                &|b| {
+                    if let MessageBody::Promise { chosen_through, .. } = b {
+                        *chosen_through = Instance(INSTANCE_MAX + 1);
+                    }
+                },
+                over("Promise.chosen_through", INSTANCE_MAX + 1, INSTANCE_MAX),
+            );
+            for instance in [u64::MAX, INSTANCE_MAX + 1] {
+                case(
+                    &format!("entries.instance {instance}"),
+                    &|b| {
+                        if let MessageBody::Promise { entries, .. } = b {
+                            entries[1].instance = Instance(instance);
+                        }
+                    },
+                    over("Promise.entries.instance", instance, INSTANCE_MAX),
+                );
+            }
+            case(
+                "entries.instance 0",
+                &|b| {
+                    if let MessageBody::Promise { entries, .. } = b {
+                        entries[0].instance = Instance(0);
+                    }
+                },
+                DecodeError::Zero {
+                    field: "PromisedEntry.instance",
+                },
+            );
+            case(
+                "entries descending",
+                &|b| {
+                    if let MessageBody::Promise { entries, .. } = b {
+                        entries.swap(0, 1);
+                    }
+                },
+                DecodeError::NotAscending {
+                    field: "Promise.entries",
+                    previous: INSTANCE_MAX,
+                    next: INSTANCE_MAX - 1,
+                },
+            );
+            case(
+                "entries.ballot.round ROUND_MAX + 1",
+                &|b| {
+                    if let MessageBody::Promise { entries, .. } = b {
+                        entries[0].ballot.round = ROUND_MAX + 1;
+                    }
+                },
+                over("Promise.entries.ballot.round", ROUND_MAX + 1, ROUND_MAX),
+            );
+            case(
+                "entries.entry.origin.round u64::MAX",
+                &|b| {
+                    if let MessageBody::Promise { entries, .. } = b {
+                        entries[1].entry.origin.round = u64::MAX;
+                    }
+                },
+                over("Promise.entries.entry.origin.round", u64::MAX, ROUND_MAX),
+            );
+        }
+        MessageBody::Reject { .. } => {
+            for round in [u64::MAX, ROUND_MAX + 1] {
+                case(
+                    &format!("promised.round {round}"),
+                    &|b| {
+                        if let MessageBody::Reject { promised } = b {
+                            promised.round = round;
+                        }
+                    },
+                    over("Reject.promised.round", round, ROUND_MAX),
+                );
+            }
+        }
+        MessageBody::Accept { .. } => {
+            for round in [u64::MAX, ROUND_MAX + 1] {
+                case(
+                    &format!("ballot.round {round}"),
+                    &|b| {
+                        if let MessageBody::Accept { ballot, .. } = b {
+                            ballot.round = round;
+                        }
+                    },
+                    over("Accept.ballot.round", round, ROUND_MAX),
+                );
+            }
+            case(
+                "ballot.round 0",
+                &|b| {
+                    if let MessageBody::Accept { ballot, .. } = b {
+                        ballot.round = 0;
+                    }
+                },
+                under("Accept.ballot.round", 0, 1),
+            );
+            case(
+                "chosen_through u64::MAX",
+                &|b| {
+                    if let MessageBody::Accept { chosen_through, .. } = b {
+                        *chosen_through = Instance(u64::MAX);
+                    }
+                },
+                over("Accept.chosen_through", u64::MAX, INSTANCE_MAX),
+            );
+            case(
+                "run past Instance::MAX",
+                &|b| {
+                    if let MessageBody::Accept { first, .. } = b {
+                        *first = Instance(INSTANCE_MAX);
+                    }
+                },
+                over("Accept.first", INSTANCE_MAX, INSTANCE_MAX - 1),
+            );
+            case(
+                "run past u64::MAX",
+                &|b| {
+                    if let MessageBody::Accept { first, .. } = b {
+                        *first = Instance(u64::MAX);
+                    }
+                },
+                DecodeError::InstanceOverflow {
+                    field: "Accept.first",
+                    first: u64::MAX,
+                    count: 2,
+                },
+            );
+            case(
+                "first 0",
+                &|b| {
+                    if let MessageBody::Accept { first, .. } = b {
+                        *first = Instance(0);
+                    }
+                },
+                DecodeError::Zero {
+                    field: "Accept.first",
+                },
+            );
+            case(
+                "entries.origin.round ROUND_MAX + 1",
+                &|b| {
+                    if let MessageBody::Accept { entries, .. } = b {
+                        entries[1].origin.round = ROUND_MAX + 1;
+                    }
+                },
+                over("Accept.entries.origin.round", ROUND_MAX + 1, ROUND_MAX),
+            );
+        }
+        MessageBody::Accepted { .. } => {
+            case(
+                "ballot.round u64::MAX",
+                &|b| {
+                    if let MessageBody::Accepted { ballot, .. } = b {
+                        ballot.round = u64::MAX;
+                    }
+                },
+                over("Accepted.ballot.round", u64::MAX, ROUND_MAX),
+            );
+            case(
+                "ballot.round 0",
+                &|b| {
+                    if let MessageBody::Accepted { ballot, .. } = b {
+                        ballot.round = 0;
+                    }
+                },
+                under("Accepted.ballot.round", 0, 1),
+            );
+            case(
+                "ranges.last Instance::MAX + 1",
+                &|b| {
+                    if let MessageBody::Accepted { ranges, .. } = b {
+                        ranges[1].last = Instance(INSTANCE_MAX + 1);
+                    }
+                },
+                over("Accepted.ranges.last", INSTANCE_MAX + 1, INSTANCE_MAX),
+            );
+            case(
+                "range at u64::MAX",
+                &|b| {
+                    if let MessageBody::Accepted { ranges, .. } = b {
+                        ranges[1] = range(u64::MAX, u64::MAX);
+                    }
+                },
+                over("Accepted.ranges.first", u64::MAX, INSTANCE_MAX),
+            );
+            case(
+                "range inverted",
+                &|b| {
+                    if let MessageBody::Accepted { ranges, .. } = b {
+                        ranges[1] = range(7, 3);
+                    }
+                },
+                DecodeError::RangeInverted { first: 7, last: 3 },
+            );
+            case(
+                "range at 0",
+                &|b| {
+                    if let MessageBody::Accepted { ranges, .. } = b {
+                        ranges[0] = range(0, 1);
+                    }
+                },
+                DecodeError::Zero {
+                    field: "InstanceRange.first",
+                },
+            );
+            case(
+                "ranges overlapping",
+                &|b| {
+                    if let MessageBody::Accepted { ranges, .. } = b {
+                        ranges[0] = range(1, 3);
+                    }
+                },
+                DecodeError::NotAscending {
+                    field: "Accepted.ranges",
+                    previous: 3,
+                    next: 3,
+                },
+            );
+        }
+        MessageBody::Heartbeat { .. } => {
+            case(
+                "ballot.round u64::MAX",
+                &|b| {
+                    if let MessageBody::Heartbeat { ballot, .. } = b {
+                        ballot.round = u64::MAX;
+                    }
+                },
+                over("Heartbeat.ballot.round", u64::MAX, ROUND_MAX),
+            );
+            case(
+                "ballot.round 0",
+                &|b| {
+                    if let MessageBody::Heartbeat { ballot, .. } = b {
+                        ballot.round = 0;
+                    }
+                },
+                under("Heartbeat.ballot.round", 0, 1),
+            );
+            case(
+                "chosen_through Instance::MAX + 1",
+                &|b| {
+                    if let MessageBody::Heartbeat { chosen_through, .. } = b {
+                        *chosen_through = Instance(INSTANCE_MAX + 1);
+                    }
+                },
+                over("Heartbeat.chosen_through", INSTANCE_MAX + 1, INSTANCE_MAX),
+            );
+            case(
+                "checksum_through u64::MAX",
+                &|b| {
+                    if let MessageBody::Heartbeat {
+                        checksum_through, ..
+                    } = b
+                    {
+                        *checksum_through = Instance(u64::MAX);
+                    }
+                },
+                over("Heartbeat.checksum_through", u64::MAX, INSTANCE_MAX),
+            );
+        }
+        MessageBody::HeartbeatAck { .. } => {
+            case(
+                "ballot.round ROUND_MAX + 1",
+                &|b| {
+                    if let MessageBody::HeartbeatAck { ballot, .. } = b {
+                        ballot.round = ROUND_MAX + 1;
+                    }
+                },
+                over("HeartbeatAck.ballot.round", ROUND_MAX + 1, ROUND_MAX),
+            );
+            case(
+                "ballot.round 0",
+                &|b| {
+                    if let MessageBody::HeartbeatAck { ballot, .. } = b {
+                        ballot.round = 0;
+                    }
+                },
+                under("HeartbeatAck.ballot.round", 0, 1),
+            );
+        }
+        MessageBody::CatchUpRequest { .. } => {
+            for from in [u64::MAX, INSTANCE_MAX + 1] {
+                case(
+                    &format!("from {from}"),
+                    &|b| {
+                        if let MessageBody::CatchUpRequest { from: f } = b {
+                            *f = Instance(from);
+                        }
+                    },
+                    over("CatchUpRequest.from", from, INSTANCE_MAX),
+                );
+            }
+            case(
+                "from 0",
+                &|b| {
+                    if let MessageBody::CatchUpRequest { from } = b {
+                        *from = Instance(0);
+                    }
+                },
+                DecodeError::Zero {
+                    field: "CatchUpRequest.from",
+                },
+            );
+        }
+        MessageBody::CatchUpChunk { .. } => {
+            case(
+                "chosen_through Instance::MAX + 1",
+                &|b| {
+                    if let MessageBody::CatchUpChunk { chosen_through, .. } = b {
+                        *chosen_through = Instance(INSTANCE_MAX + 1);
+                    }
+                },
+                over(
+                    "CatchUpChunk.chosen_through",
+                    INSTANCE_MAX + 1,
+                    INSTANCE_MAX,
+                ),
+            );
+            case(
+                "promised.round u64::MAX",
+                &|b| {
+                    if let MessageBody::CatchUpChunk { promised, .. } = b {
+                        promised.round = u64::MAX;
+                    }
+                },
+                over("CatchUpChunk.promised.round", u64::MAX, ROUND_MAX),
+            );
+            case(
+                "accepted_max u64::MAX",
+                &|b| {
+                    if let MessageBody::CatchUpChunk { accepted_max, .. } = b {
+                        *accepted_max = Instance(u64::MAX);
+                    }
+                },
+                over("CatchUpChunk.accepted_max", u64::MAX, INSTANCE_MAX),
+            );
+            case(
+                "run past Instance::MAX",
+                &|b| {
+                    if let MessageBody::CatchUpChunk { first, .. } = b {
+                        *first = Instance(INSTANCE_MAX);
+                    }
+                },
+                over("CatchUpChunk.first", INSTANCE_MAX, INSTANCE_MAX - 1),
+            );
+            case(
+                "run past u64::MAX",
+                &|b| {
+                    if let MessageBody::CatchUpChunk { first, .. } = b {
+                        *first = Instance(u64::MAX);
+                    }
+                },
+                DecodeError::InstanceOverflow {
+                    field: "CatchUpChunk.first",
+                    first: u64::MAX,
+                    count: 2,
+                },
+            );
+            case(
+                "first 0",
+                &|b| {
+                    if let MessageBody::CatchUpChunk { first, .. } = b {
+                        *first = Instance(0);
+                    }
+                },
+                DecodeError::Zero {
+                    field: "CatchUpChunk.first",
+                },
+            );
+            case(
+                "entries.origin.round u64::MAX",
+                &|b| {
+                    if let MessageBody::CatchUpChunk { entries, .. } = b {
+                        entries[0].origin.round = u64::MAX;
+                    }
+                },
+                over("CatchUpChunk.entries.origin.round", u64::MAX, ROUND_MAX),
+            );
+        }
+    }
+    cases
+}
+
+fn in_batch(body: MessageBody) -> Message {
+    Message {
+        group: GroupId(1),
+        from: NodeId(2),
+        to: NodeId(3),
+        body,
+    }
+}
+
+// Goal: the decoder refuses every ballot round and instance a forged or corrupt peer
+// message can carry beyond the bounds (u64::MAX, one over ROUND_MAX or Instance::MAX,
+// 0 where 0 is invalid, inverted or overlapping ranges, runs past the end), for every
+// message kind, naming the field, the value and the bound; and it accepts every kind
+// with each field exactly at its bound. The core's own check agrees on every case.
+// Method: one edge body per kind (decoded unchanged, alone and together), then each
+// field pushed over its bound, alone and hidden among the edge bodies of one batch.
+#[test]
+fn message_bounds_are_enforced() {
+    let limits = DecodeLimits::default();
+    let edges = edge_bodies();
+    let kinds: std::collections::BTreeSet<&str> = edges.iter().map(MessageBody::kind).collect();
+    assert_eq!(kinds.len(), BODY_KINDS as usize, "an edge body per kind");
+    let batch: Vec<Message> = edges.iter().cloned().map(in_batch).collect();
+    assert_eq!(decode_frame(&frame_of(&batch), &limits), Ok(batch.clone()));
+    let mut refused_kinds = std::collections::BTreeSet::new();
+    let mut cases = 0;
+    for edge in &edges {
+        assert_eq!(edge.check_bounds(), Ok(()), "{}", edge.kind());
+        let alone = vec![in_batch(edge.clone())];
+        assert_eq!(decode_frame(&frame_of(&alone), &limits), Ok(alone));
+        for (what, body, expected) in over_bounds(edge) {
+            cases += 1;
+            refused_kinds.insert(edge.kind());
+            assert!(body.check_bounds().is_err(), "{what}: the core accepts it");
+            let alone = frame_of(&[in_batch(body.clone())]);
+            assert_eq!(
+                decode_frame(&alone, &limits),
+                Err(expected.clone()),
+                "{what}"
+            );
+            assert_eq!(decode(&alone, &limits), Err(expected.clone()), "{what}");
+            let mut hidden = batch.clone();
+            hidden.insert(hidden.len() / 2, in_batch(body));
+            assert_eq!(
+                decode_frame(&frame_of(&hidden), &limits),
+                Err(expected.clone()),
+                "{what}: hidden in a batch"
+            );
+            if let DecodeError::OutOfBounds(oob) = &expected {
+                let text = expected.to_string();
+                assert!(
+                    text.contains(oob.field) && text.contains(&oob.value.to_string()),
+                    "{what}: {text}"
+                );
+                let bound = match oob.bound {
+                    Bound::AtMost(max) => max,
+                    Bound::AtLeast(min) => min,
+                };
+                assert!(text.contains(&format!("bound {bound}")), "{what}: {text}");
+            }
+        }
+    }
+    assert_eq!(refused_kinds, kinds, "a refusal case per kind");
+    assert!(cases >= 45, "{cases} cases");
+}
+
+// Goal: the batch frames that carry ballots and instances outside a MessageBatch
+// (HeartbeatBatch, HeartbeatAckBatch, CheckpointChunk) are bounded like the messages
+// they stand for; CatchUpStream carries neither (its records are checked by the WAL).
+// Method: each at its edge is accepted; each field past its bound, alone or among
+// honest entries, refuses the whole frame with the field, value and bound.
+#[test]
+fn batch_bounds_are_enforced() {
+    let limits = DecodeLimits::default();
+    let edge = GroupHeartbeat {
+        group: GroupId(1),
+        ballot: at_round(ROUND_MAX),
+        chosen_through: Instance(INSTANCE_MAX),
+        sent_at: Nanos(u64::MAX),
+        checksum_through: Instance(INSTANCE_MAX),
+        checksum: 1,
+    };
+    let heartbeats = |bad: Option<GroupHeartbeat>| {
+        let mut heartbeats = vec![edge; 3];
+        heartbeats.extend(bad);
+        heartbeats.push(edge);
+        HeartbeatBatch {
+            from: NodeId(1),
+            to: NodeId(2),
+            heartbeats,
+        }
+    };
+    let batch = heartbeats(None);
+    assert_eq!(
+        decode_heartbeat_batch(&encoded(&FrameBody::HeartbeatBatch(batch.clone())), &limits),
+        Ok(batch)
+    );
+    let heartbeat_cases = [
+        (
+            GroupHeartbeat {
+                ballot: at_round(u64::MAX),
+                ..edge
+            },
+            over("Heartbeat.ballot.round", u64::MAX, ROUND_MAX),
+        ),
+        (
+            GroupHeartbeat {
+                ballot: at_round(ROUND_MAX + 1),
+                ..edge
+            },
+            over("Heartbeat.ballot.round", ROUND_MAX + 1, ROUND_MAX),
+        ),
+        (
+            GroupHeartbeat {
+                ballot: at_round(0),
+                ..edge
+            },
+            under("Heartbeat.ballot.round", 0, 1),
+        ),
+        (
+            GroupHeartbeat {
+                chosen_through: Instance(INSTANCE_MAX + 1),
+                ..edge
+            },
+            over("Heartbeat.chosen_through", INSTANCE_MAX + 1, INSTANCE_MAX),
+        ),
+        (
+            GroupHeartbeat {
+                checksum_through: Instance(u64::MAX),
+                ..edge
+            },
+            over("Heartbeat.checksum_through", u64::MAX, INSTANCE_MAX),
+        ),
+    ];
+    for (bad, expected) in heartbeat_cases {
+        let bytes = encoded(&FrameBody::HeartbeatBatch(heartbeats(Some(bad))));
+        assert_eq!(
+            decode_heartbeat_batch(&bytes, &limits),
+            Err(expected.clone())
+        );
+        assert_eq!(decode(&bytes, &limits), Err(expected));
+    }
+
+    let ack = GroupHeartbeatAck {
+        group: GroupId(1),
+        ballot: at_round(ROUND_MAX),
+        sent_at: Nanos(u64::MAX),
+    };
+    let acks = |bad: Option<GroupHeartbeatAck>| {
+        let mut acks = vec![ack; 2];
+        acks.extend(bad);
+        HeartbeatAckBatch {
+            from: NodeId(2),
+            to: NodeId(1),
+            acks,
+        }
+    };
+    let batch = acks(None);
+    assert_eq!(
+        decode_heartbeat_ack_batch(
+            &encoded(&FrameBody::HeartbeatAckBatch(batch.clone())),
+            &limits
+        ),
+        Ok(batch)
+    );
+    for (round, expected) in [
+        (
+            u64::MAX,
+            over("HeartbeatAck.ballot.round", u64::MAX, ROUND_MAX),
+        ),
+        (
+            ROUND_MAX + 1,
+            over("HeartbeatAck.ballot.round", ROUND_MAX + 1, ROUND_MAX),
+        ),
+        (0, under("HeartbeatAck.ballot.round", 0, 1)),
+    ] {
+        let bad = GroupHeartbeatAck {
+            ballot: at_round(round),
+            ..ack
+        };
+        let bytes = encoded(&FrameBody::HeartbeatAckBatch(acks(Some(bad))));
+        assert_eq!(
+            decode_heartbeat_ack_batch(&bytes, &limits),
+            Err(expected.clone())
+        );
+        assert_eq!(decode(&bytes, &limits), Err(expected));
+    }
+
+    let chunk = |instance: u64| {
+        encoded(&FrameBody::CheckpointChunk(CheckpointChunk {
+            group: GroupId(1),
+            instance: Instance(instance),
+            offset: 0,
+            total_size: 3,
+            data: Bytes::from_static(b"abc"),
+            last: true,
+        }))
+    };
+    assert!(decode_checkpoint_chunk(&chunk(INSTANCE_MAX), &limits).is_ok());
+    for instance in [u64::MAX, INSTANCE_MAX + 1] {
+        let expected = over("CheckpointChunk.instance", instance, INSTANCE_MAX);
+        assert_eq!(
+            decode_checkpoint_chunk(&chunk(instance), &limits),
+            Err(expected.clone())
+        );
+        assert_eq!(decode(&chunk(instance), &limits), Err(expected));
+    }
 }

@@ -3,8 +3,11 @@
 
 mod common;
 
-use common::harness::{is_accept_at, values, Harness};
-use synod::paxos::{Body, Input, Membership, MessageBody, NodeId, ProposalId, ProposeError, Role};
+use common::harness::{is_accept_at, values, Harness, GROUP};
+use synod::paxos::{
+    Ballot, Body, Entry, Input, Instance, InstanceRange, Membership, Message, MessageBody, Nanos,
+    NodeId, Output, PromisedEntry, ProposalId, ProposeError, Record, Role,
+};
 
 // Goal: the "ghost replay" of reference 003 cannot happen: a value that a later leader
 // could not see when it started serving never surfaces afterwards.
@@ -376,4 +379,539 @@ fn restarted_replica_honours_its_lease_even_at_a_raised_promise() {
         m.from == NodeId(3) && m.to == NodeId(2) && matches!(m.body, MessageBody::Promise { .. })
     });
     assert!(!promised_to_b, "C promised inside its restart lease");
+}
+
+// ---------------------------------------------------------------------------------
+// Forged and corrupt messages: ballots and instances out of bounds
+// ---------------------------------------------------------------------------------
+
+const ROUND_MAX: u64 = Ballot::ROUND_MAX;
+const INSTANCE_MAX: u64 = Instance::MAX.0;
+
+fn round(round: u64, node: u32) -> Ballot {
+    Ballot {
+        round,
+        node: NodeId(node),
+    }
+}
+
+/// Every message kind with extreme field values, each out of bounds somewhere, as a
+/// peer (node `from`) could forge them; the first is the attack that once killed a
+/// cluster: a `Prepare` at round `u64::MAX`.
+fn forged_bodies(from: u32) -> Vec<MessageBody> {
+    let noop = |origin| Entry {
+        origin,
+        body: Body::Noop,
+    };
+    vec![
+        MessageBody::Prepare {
+            ballot: round(u64::MAX, from),
+            from: Instance(1),
+        },
+        MessageBody::Prepare {
+            ballot: round(ROUND_MAX + 1, from),
+            from: Instance(1),
+        },
+        MessageBody::Prepare {
+            ballot: round(0, from),
+            from: Instance(1),
+        },
+        MessageBody::Prepare {
+            ballot: round(2, from),
+            from: Instance(INSTANCE_MAX + 1),
+        },
+        MessageBody::Promise {
+            ballot: round(u64::MAX, 1),
+            chosen_through: Instance(u64::MAX),
+            entries: Vec::new(),
+            truncated: false,
+        },
+        MessageBody::Promise {
+            ballot: round(1, 1),
+            chosen_through: Instance(1),
+            entries: vec![PromisedEntry {
+                instance: Instance(u64::MAX),
+                ballot: round(u64::MAX, from),
+                chosen: true,
+                entry: noop(round(u64::MAX, from)),
+            }],
+            truncated: false,
+        },
+        MessageBody::Reject {
+            promised: round(u64::MAX, from),
+        },
+        MessageBody::Accept {
+            ballot: round(u64::MAX, from),
+            chosen_through: Instance(u64::MAX),
+            first: Instance(1),
+            entries: vec![noop(round(1, from))],
+        },
+        MessageBody::Accept {
+            ballot: round(1, from),
+            chosen_through: Instance(0),
+            first: Instance(u64::MAX),
+            entries: vec![noop(round(1, from)); 2],
+        },
+        MessageBody::Accept {
+            ballot: round(ROUND_MAX, from),
+            chosen_through: Instance(0),
+            first: Instance(2),
+            entries: vec![noop(round(ROUND_MAX + 1, from))],
+        },
+        MessageBody::Accepted {
+            ballot: round(u64::MAX, 1),
+            ranges: vec![InstanceRange {
+                first: Instance(1),
+                last: Instance(u64::MAX),
+            }],
+        },
+        MessageBody::Accepted {
+            ballot: round(1, 1),
+            ranges: vec![InstanceRange {
+                first: Instance(9),
+                last: Instance(2),
+            }],
+        },
+        MessageBody::Heartbeat {
+            ballot: round(u64::MAX, from),
+            chosen_through: Instance(u64::MAX),
+            sent_at: Nanos(u64::MAX),
+            checksum_through: Instance(u64::MAX),
+            checksum: 0,
+        },
+        MessageBody::Heartbeat {
+            ballot: round(ROUND_MAX, from),
+            chosen_through: Instance(INSTANCE_MAX + 1),
+            sent_at: Nanos(0),
+            checksum_through: Instance(0),
+            checksum: 0,
+        },
+        MessageBody::HeartbeatAck {
+            ballot: round(u64::MAX, 1),
+            sent_at: Nanos(u64::MAX),
+        },
+        MessageBody::CatchUpRequest {
+            from: Instance(u64::MAX),
+        },
+        MessageBody::CatchUpRequest { from: Instance(0) },
+        MessageBody::CatchUpChunk {
+            chosen_through: Instance(u64::MAX),
+            promised: round(u64::MAX, from),
+            accepted_max: Instance(u64::MAX),
+            first: Instance(1),
+            entries: vec![noop(round(1, from))],
+        },
+        MessageBody::CatchUpChunk {
+            chosen_through: Instance(10),
+            promised: round(1, from),
+            accepted_max: Instance(10),
+            first: Instance(INSTANCE_MAX),
+            entries: vec![noop(round(1, from)); 3],
+        },
+    ]
+}
+
+/// What a replica shows of its state, to compare before and after a refused message.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    role: Role,
+    ballot: Option<Ballot>,
+    promised: Ballot,
+    highest_round_seen: u64,
+    chosen_through: Instance,
+    applied_through: Instance,
+    checksum: u32,
+    leader_hint: Option<NodeId>,
+    voting: bool,
+    fenced: bool,
+    next_deadline: Nanos,
+    inflight: usize,
+    queued: usize,
+    lease_until: Option<Nanos>,
+}
+
+fn observe(h: &Harness, node: u32) -> Observed {
+    let g = &h.replica(node).group;
+    Observed {
+        role: g.role(),
+        ballot: g.ballot(),
+        promised: g.promised(),
+        highest_round_seen: g.highest_round_seen(),
+        chosen_through: g.chosen_through(),
+        applied_through: g.applied_through(),
+        checksum: g.checksum(),
+        leader_hint: g.leader_hint(),
+        voting: g.is_voting(),
+        fenced: g.is_fenced(),
+        next_deadline: g.next_deadline(),
+        inflight: g.inflight_count(),
+        queued: g.queued_count(),
+        lease_until: g.lease_until(),
+    }
+}
+
+/// Steps `node` with `message` directly (not through the pool) and returns the output.
+fn step_direct(h: &mut Harness, node: u32, message: Message) -> Output {
+    let now = h.now;
+    let replica = h.replicas.get_mut(&NodeId(node)).expect("node exists");
+    let mut out = Output::default();
+    replica.group.step(now, Input::Message(message), &mut out);
+    replica.group.invariants();
+    out
+}
+
+// Goal: a forged or corrupt message of any kind, with ballots and instances out of
+// bounds, changes nothing on a leader or a follower: no panic, no state change (the
+// highest round seen included), nothing persisted or sent, one count under its reason;
+// the cluster then keeps choosing values, and a restart finds nothing forged in the log.
+// Method: a three-node group with a leader and a chosen value; every forged body is
+// stepped into the leader and a follower, each from a peer; the state each shows is
+// compared before and after; then values are proposed, chosen and applied everywhere,
+// and every replica restarts from its durable records and elects again.
+#[test]
+fn forged_out_of_bounds_messages_change_nothing() {
+    let mut h = Harness::new(3, 8);
+    h.elect(1, &[1, 2, 3]);
+    h.propose(1, "before");
+    h.deliver_among(&[1, 2, 3]);
+    h.tick(150, &[1]);
+    h.deliver_among(&[1, 2, 3]);
+    assert_eq!(h.visible_values(2), vec!["before"]);
+    let mut refused = 0;
+    for (target, from) in [(1, 2), (2, 3), (3, 1)] {
+        for body in forged_bodies(from) {
+            let reason = body.out_of_bounds_reason();
+            assert!(body.check_bounds().is_err(), "{body:?} is in bounds");
+            let before = observe(&h, target);
+            let count = |h: &Harness| {
+                let ignored = &h.replica(target).group.counters().ignored;
+                ignored.get(reason).copied().unwrap_or(0)
+            };
+            let counted = count(&h);
+            let message = Message {
+                group: GROUP,
+                from: NodeId(from),
+                to: NodeId(target),
+                body,
+            };
+            let out = step_direct(&mut h, target, message.clone());
+            assert!(
+                out.persist.is_empty()
+                    && out.send.is_empty()
+                    && out.send_after_persist.is_empty()
+                    && out.apply.is_empty()
+                    && out.complete.is_empty(),
+                "{message:?} produced {out:?}"
+            );
+            assert_eq!(out.refused.len(), 1, "{message:?}");
+            assert_eq!(out.refused[0].reason, reason);
+            assert_eq!(out.refused[0].from, NodeId(from));
+            assert_eq!(observe(&h, target), before, "{message:?} changed the state");
+            assert_eq!(count(&h), counted + 1, "{message:?} not counted");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 3 * forged_bodies(1).len());
+    // Progress continues.
+    h.propose(1, "after");
+    h.deliver_among(&[1, 2, 3]);
+    h.tick(150, &[1]);
+    h.deliver_among(&[1, 2, 3]);
+    for node in [1, 2, 3] {
+        assert_eq!(
+            h.visible_values(node),
+            vec!["before", "after"],
+            "node {node}"
+        );
+    }
+    // Nothing forged was persisted: every durable ballot is one a real leader held.
+    for node in [1, 2, 3] {
+        for record in &h.replica(node).durable {
+            if let Record::Promise { ballot, .. } | Record::Accept { ballot, .. } = record {
+                assert!(ballot.round < 100, "node {node} persisted {record:?}");
+            }
+        }
+    }
+    for node in [1, 2, 3] {
+        h.crash(node);
+        h.restart(node, false);
+    }
+    h.elect(2, &[1, 2, 3]);
+    h.propose(2, "restarted");
+    h.deliver_among(&[1, 2, 3]);
+    assert!(h.visible_values(2).contains(&"restarted".to_string()));
+}
+
+// Goal: a replica restored with a promise above ROUND_MAX (a log written before the
+// bound existed, after the forged prepare) neither panics nor campaigns, and its
+// rejections, which carry that round, cannot spread it: the other replicas refuse
+// them and keep leading and choosing. An accepted slot above Instance::MAX is dropped
+// at restore (counted).
+// Method: node 3's durable log gets a promise at round u64::MAX and an accept at
+// instance u64::MAX; it restarts and its
+// election timer fires many times; node 1 campaigns and leads with node 2 while node
+// 3 rejects; values are chosen by nodes 1 and 2.
+#[test]
+fn restored_promise_above_round_max_does_not_panic() {
+    let mut h = Harness::new(3, 8);
+    h.elect(1, &[1, 2, 3]);
+    h.propose(1, "a");
+    h.deliver_among(&[1, 2, 3]);
+    h.crash(3);
+    h.replicas
+        .get_mut(&NodeId(3))
+        .expect("node 3")
+        .durable
+        .push(Record::Promise {
+            group: GROUP,
+            ballot: round(u64::MAX, 2),
+        });
+    h.replicas
+        .get_mut(&NodeId(3))
+        .expect("node 3")
+        .durable
+        .push(Record::Accept {
+            group: GROUP,
+            instance: Instance(u64::MAX),
+            ballot: round(1, 1),
+            entry: Entry {
+                origin: round(1, 1),
+                body: Body::Noop,
+            },
+        });
+    h.restart(3, false);
+    assert_eq!(h.replica(3).group.promised().round, u64::MAX);
+    let ignored = &h.replica(3).group.counters().ignored;
+    assert_eq!(
+        ignored.get("restored_beyond_instance_max"),
+        Some(&1),
+        "{ignored:?}"
+    );
+    for _ in 0..5 {
+        h.tick(3_000, &[3]);
+    }
+    let ignored = &h.replica(3).group.counters().ignored;
+    assert!(
+        ignored.get("campaign_round_max").copied().unwrap_or(0) >= 4,
+        "{ignored:?}"
+    );
+    assert_eq!(h.replica(3).group.role(), Role::Follower);
+    assert!(
+        h.pool.iter().all(|m| m.from != NodeId(3)),
+        "node 3 campaigned"
+    );
+    // Node 1 campaigns again: node 3 rejects at u64::MAX; node 1 refuses that and is
+    // elected by node 2.
+    h.crash(1);
+    h.restart(1, false);
+    h.elect(1, &[1, 2, 3]);
+    let refused = &h.replica(1).group.counters().ignored;
+    assert!(
+        refused.get("reject_out_of_bounds").copied().unwrap_or(0) >= 1,
+        "{refused:?}"
+    );
+    h.propose(1, "b");
+    h.deliver_among(&[1, 2, 3]);
+    h.tick(150, &[1]);
+    h.deliver_among(&[1, 2, 3]);
+    assert_eq!(h.visible_values(2), vec!["a", "b"]);
+    assert!(h.replica(1).group.promised().round <= ROUND_MAX);
+}
+
+// Goal: no replica campaigns above ROUND_MAX: a campaign may reach ROUND_MAX exactly,
+// and a replica that has seen ROUND_MAX counts `campaign_round_max` instead of
+// overflowing or going past it.
+// Method: node 1 restarts with a promise at ROUND_MAX - 1 and leads at ROUND_MAX;
+// node 1 crashes; node 2, which promised ROUND_MAX, reaches its election timeout.
+#[test]
+fn campaigns_stop_at_round_max() {
+    let mut h = Harness::new(3, 8);
+    h.crash(1);
+    h.replicas
+        .get_mut(&NodeId(1))
+        .expect("node 1")
+        .durable
+        .push(Record::Promise {
+            group: GROUP,
+            ballot: round(ROUND_MAX - 1, 3),
+        });
+    h.restart(1, false);
+    h.elect(1, &[1, 2, 3]);
+    assert_eq!(h.ballot_of(1), round(ROUND_MAX, 1));
+    h.propose(1, "last");
+    h.deliver_among(&[1, 2, 3]);
+    h.crash(1);
+    for _ in 0..5 {
+        h.tick(3_000, &[2]);
+    }
+    let group = &h.replica(2).group;
+    assert_eq!(group.role(), Role::Follower);
+    assert_eq!(group.promised(), round(ROUND_MAX, 1));
+    let ignored = &group.counters().ignored;
+    assert!(
+        ignored.get("campaign_round_max").copied().unwrap_or(0) >= 4,
+        "{ignored:?}"
+    );
+}
+
+// Goal: through the shard, a flood of forged messages of every kind adds no record, no
+// message and no state, is counted per reason in the groups' status counters, and is
+// reported in a bounded number of log lines (the first of each reason, then one
+// summary per interval), while the shard keeps working.
+// Method: a one-node shard whose group leads and has chosen a value; 10,000 forged
+// messages (every forged body, repeatedly) are stepped in over 30 s of shard time,
+// flushing after each; the LSN, held messages, sends and group state are compared, the
+// counters and warning lines counted; then a proposal is still chosen and applied.
+#[test]
+fn shard_refuses_and_reports_forged_messages() {
+    use bytes::Bytes;
+    use synod::paxos::{GroupConfig, Restore};
+    use synod::runtime::refusals::REFUSAL_SUMMARY_INTERVAL_NS;
+    use synod::runtime::{Effects, Shard, ShardConfig, ShardInput};
+    use synod::wal::{GroupCommit, GroupCommitConfig, Resume};
+
+    let node = NodeId(1);
+    let config = GroupConfig::new(node, GROUP, Membership::new(vec![node]));
+    let commit = GroupCommit::new(
+        GroupCommitConfig {
+            buffer_size_max: 1 << 20,
+            salt: 7,
+        },
+        Resume {
+            offset: 0,
+            lsn_through: synod::paxos::Lsn(0),
+        },
+    );
+    let shard_config = ShardConfig {
+        node,
+        wal_buffer_size_max: 8 << 20,
+        held_count_max: 10_000,
+    };
+    let mut shard = Shard::new(
+        shard_config,
+        vec![(config, Restore::default())],
+        commit,
+        Nanos(0),
+    );
+    let mut effects = Effects::default();
+    // Runs the shard like an executor whose every write completes at once.
+    let run = |shard: &mut Shard, now: Nanos, input: ShardInput, effects: &mut Effects| {
+        shard.step(now, input);
+        loop {
+            shard.flush(now, effects);
+            shard.invariants();
+            let Some(plan) = effects.write.take() else {
+                break;
+            };
+            shard.step(
+                now,
+                ShardInput::WriteDone {
+                    lsn_through: plan.lsn_through,
+                },
+            );
+        }
+    };
+    let mut now = Nanos::from_ms(3_000);
+    run(&mut shard, now, ShardInput::Tick, &mut effects);
+    let propose = |id| ShardInput::Propose {
+        group: GROUP,
+        id: ProposalId(id),
+        value: Bytes::from_static(b"v"),
+    };
+    run(&mut shard, now, propose(1), &mut effects);
+    let group = shard.group(GROUP).expect("the group");
+    assert_eq!(group.role(), Role::Leader);
+    assert!(
+        group.applied_through() >= Instance(2),
+        "the value is applied"
+    );
+    effects.clear();
+
+    let before = (
+        shard.lsn_planned(),
+        shard.held_count(),
+        shard.group(GROUP).map(|g| {
+            (
+                g.promised(),
+                g.highest_round_seen(),
+                g.chosen_through(),
+                g.role(),
+                g.ballot(),
+            )
+        }),
+    );
+    let forged = forged_bodies(2);
+    let n = 10_000_u64;
+    let mut warnings = Vec::new();
+    for i in 0..n {
+        now = now.plus(3_000_000); // 30 s in all
+        let body = forged[(i % forged.len() as u64) as usize].clone();
+        let message = Message {
+            group: GROUP,
+            from: NodeId(2),
+            to: node,
+            body,
+        };
+        shard.step(now, ShardInput::Message(message));
+        shard.flush(now, &mut effects);
+        assert!(
+            effects.write.is_none(),
+            "forged message {i} planned a write"
+        );
+        assert!(
+            effects.send.iter().all(|(_, m)| m.is_empty()),
+            "forged message {i} sent {:?}",
+            effects.send
+        );
+        warnings.append(&mut effects.warnings);
+        effects.clear();
+    }
+    let after = (
+        shard.lsn_planned(),
+        shard.held_count(),
+        shard.group(GROUP).map(|g| {
+            (
+                g.promised(),
+                g.highest_round_seen(),
+                g.chosen_through(),
+                g.role(),
+                g.ballot(),
+            )
+        }),
+    );
+    assert_eq!(after, before, "forged messages changed the shard");
+    assert_eq!(shard.counters().refused_out_of_bounds, n);
+    let ignored = &shard.group(GROUP).expect("the group").counters().ignored;
+    let counted: u64 = ignored
+        .iter()
+        .filter(|(reason, _)| reason.ends_with("_out_of_bounds"))
+        .map(|(_, count)| *count)
+        .sum();
+    assert_eq!(counted, n, "{ignored:?}");
+    // The first four forged bodies are prepares.
+    let prepares = (0..n).filter(|i| i % (forged.len() as u64) < 4).count() as u64;
+    assert_eq!(ignored.get("prepare_out_of_bounds"), Some(&prepares));
+    let reasons = forged
+        .iter()
+        .map(MessageBody::out_of_bounds_reason)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let summaries_max = (30_000_000_000 / REFUSAL_SUMMARY_INTERVAL_NS + 1) as usize;
+    assert!(
+        warnings.len() <= reasons + summaries_max,
+        "{} lines for {n} refusals: {warnings:#?}",
+        warnings.len()
+    );
+    assert!(
+        warnings[0].contains("Prepare.ballot.round = 18446744073709551615"),
+        "{}",
+        warnings[0]
+    );
+    // The shard still works.
+    run(&mut shard, now, propose(2), &mut effects);
+    let group = shard.group(GROUP).expect("the group");
+    assert!(
+        group.applied_through() >= Instance(3),
+        "the next value is applied"
+    );
 }

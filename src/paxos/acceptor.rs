@@ -116,9 +116,14 @@ impl Group {
             self.promise(ballot, out);
         }
         self.follow(now, from, ballot, out);
-        let window_end = self.chosen_through.0 + self.config.accept_window_instances_max;
+        let window_end = self
+            .chosen_through
+            .0
+            .saturating_add(self.config.accept_window_instances_max);
         let mut ranges: Vec<InstanceRange> = Vec::new();
         for (offset, entry) in entries.into_iter().enumerate() {
+            // In bounds (`MessageBody::check_bounds`): the run ends at or below
+            // `Instance::MAX`, so neither this sum nor `range.last.next()` overflows.
             let instance = Instance(first.0 + offset as u64);
             if instance.0 > window_end {
                 self.ignore("accept_beyond_window");

@@ -8,7 +8,10 @@
 //!   that is still in memory is chosen;
 //! - a leader's in-flight instances lie in `(chosen_through, next)` and
 //!   `next <= chosen_through + W + 1`;
-//! - the proposal queue is within its count and size limits.
+//! - the proposal queue is within its count and size limits;
+//! - a leader's or candidate's round is at most `Ballot::ROUND_MAX`;
+//! - a peer message out of bounds (`bounds`) changes nothing: it is refused before
+//!   any handler runs.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -16,7 +19,7 @@ use bytes::Bytes;
 
 use super::config::GroupConfig;
 use super::message::Message;
-use super::output::{Apply, Completion, Output, ProposeError, Record};
+use super::output::{Apply, Completion, Output, ProposeError, Record, Refused};
 use super::types::{Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, ProposalId};
 use crate::prng::Prng;
 
@@ -220,12 +223,31 @@ impl Group {
             panic!("invalid GroupConfig: {why}");
         }
         let mut log = BTreeMap::new();
+        let mut counters = Counters::default();
+        // A slot above `Instance::MAX` (a log written before the bound, after a forged
+        // accept) lies beyond any chosen prefix a log can reach, and no honest leader
+        // proposed it: kept, it would put an out-of-bounds instance in every promise
+        // and catch-up answer (which peers refuse). Dropped and counted.
+        let mut beyond = 0;
         for (instance, (ballot, entry)) in restore.accepted {
             assert!(instance.0 >= 1, "restored accept at instance 0");
+            if instance > Instance::MAX {
+                beyond += 1;
+                continue;
+            }
             log.insert(instance, Slot::accepted(ballot, entry));
         }
         for (instance, entry) in restore.learned {
+            if instance > Instance::MAX {
+                beyond += 1;
+                continue;
+            }
             log.insert(instance, Slot::learned(entry));
+        }
+        if beyond > 0 {
+            counters
+                .ignored
+                .insert("restored_beyond_instance_max", beyond);
         }
         let prng = Prng::new(config.seed ^ now.0);
         let mut group = Group {
@@ -256,7 +278,7 @@ impl Group {
             queue: VecDeque::new(),
             queue_size: 0,
             awaiting_apply: BTreeMap::new(),
-            counters: Counters::default(),
+            counters,
             restored_apply: Vec::new(),
             config,
         };
@@ -303,6 +325,19 @@ impl Group {
 
     fn on_message(&mut self, now: Nanos, message: Message, out: &mut Output) {
         use super::message::MessageBody as B;
+        // FIRST, before any state changes (the highest round seen included): a value
+        // no honest replica sends is forged or corrupt, and refused whole.
+        if let Err(out_of_bounds) = message.body.check_bounds() {
+            let reason = message.body.out_of_bounds_reason();
+            self.ignore(reason);
+            out.refused.push(Refused {
+                group: message.group,
+                from: message.from,
+                reason,
+                out_of_bounds,
+            });
+            return;
+        }
         if message.group != self.config.group || message.to != self.config.node {
             self.ignore("misaddressed");
             return;
@@ -462,7 +497,8 @@ impl Group {
                 match &entry.body {
                     Body::StartWorking => self.start_working_applied = entry.origin,
                     Body::Config(membership) => {
-                        let effective = Instance(instance.0 + self.config.window_instances_max);
+                        let effective =
+                            Instance(instance.0.saturating_add(self.config.window_instances_max));
                         self.configs.push((effective, membership.clone()));
                     }
                     Body::Values(_) | Body::Noop => {}
@@ -669,10 +705,20 @@ impl Group {
         assert!(self.queue_size <= self.config.proposal_queue_size_max);
         if let Some(leading) = &self.leading {
             assert_eq!(leading.ballot.node, self.config.node);
+            assert!(
+                leading.ballot.round <= Ballot::ROUND_MAX,
+                "campaigned at round {} above ROUND_MAX",
+                leading.ballot.round
+            );
             if leading.elected {
                 assert!(leading.next > self.chosen_through);
                 assert!(
-                    leading.next.0 <= self.chosen_through.0 + self.config.window_instances_max + 1,
+                    leading.next.0
+                        <= self
+                            .chosen_through
+                            .0
+                            .saturating_add(self.config.window_instances_max)
+                            .saturating_add(1),
                     "next {} beyond window of chosen_through {}",
                     leading.next.0,
                     self.chosen_through.0
@@ -702,6 +748,12 @@ impl Group {
     #[must_use]
     pub fn promised(&self) -> Ballot {
         self.promised
+    }
+    /// The highest round seen in a message or promised: the next campaign goes above
+    /// it (or, at `Ballot::ROUND_MAX`, does not happen).
+    #[must_use]
+    pub fn highest_round_seen(&self) -> u64 {
+        self.highest_round_seen.max(self.promised.round)
     }
     /// Inclusive chosen watermark.
     #[must_use]

@@ -34,9 +34,17 @@ fn membership_for(configs: &[(Instance, Membership)], instance: Instance) -> &Me
 }
 
 impl Group {
-    /// Starts Phase 1 at a ballot above every ballot seen.
+    /// Starts Phase 1 at a ballot above every ballot seen. No replica campaigns above
+    /// `Ballot::ROUND_MAX`: at that round (reachable only through a forged message in
+    /// bounds, or a promise restored from a log written before the bound) the replica
+    /// counts `campaign_round_max` and stays a follower.
     pub(super) fn campaign(&mut self, now: Nanos, out: &mut Output) {
-        let round = self.promised.round.max(self.highest_round_seen) + 1;
+        let seen = self.promised.round.max(self.highest_round_seen);
+        let Some(round) = seen.checked_add(1).filter(|r| *r <= Ballot::ROUND_MAX) else {
+            self.ignore("campaign_round_max");
+            self.reset_election_deadline(now);
+            return;
+        };
         let ballot = Ballot {
             round,
             node: self.config.node,
@@ -196,7 +204,11 @@ impl Group {
         loop {
             let leading = self.leading.as_mut().expect("a leader has leading state");
             let instance = leading.next;
-            if instance.0 > self.chosen_through.0 + self.config.window_instances_max {
+            let window_end = self
+                .chosen_through
+                .0
+                .saturating_add(self.config.window_instances_max);
+            if instance.0 > window_end {
                 break;
             }
             let membership = membership_for(&self.configs, instance);
@@ -438,7 +450,7 @@ impl Group {
             let mut stale: Vec<(Instance, Entry)> = Vec::new();
             let mut acked: Vec<(Instance, BTreeSet<NodeId>)> = Vec::new();
             for (instance, inflight) in leading.inflight.iter_mut() {
-                if now.0 >= inflight.sent_at.0 + retransmit_ns {
+                if now >= inflight.sent_at.plus(retransmit_ns) {
                     inflight.sent_at = now;
                     stale.push((*instance, inflight.entry.clone()));
                     acked.push((*instance, inflight.acks.clone()));

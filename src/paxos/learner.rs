@@ -111,6 +111,8 @@ impl Group {
         entries: Vec<Entry>,
         out: &mut Output,
     ) {
+        // In bounds (`MessageBody::check_bounds`): `first + len` and `peer_chosen + 1`
+        // are at most `Instance::MAX + 1`.
         if first.0 == 0 || first.0 + entries.len() as u64 > peer_chosen.0 + 1 {
             // Claims chosen values beyond its own chosen watermark.
             self.ignore("catch_up_chunk_malformed");

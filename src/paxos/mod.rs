@@ -6,6 +6,7 @@
 //! everything here runs unchanged in the deterministic simulator.
 
 mod acceptor;
+pub mod bounds;
 pub mod config;
 pub mod group;
 mod leader;
@@ -14,10 +15,11 @@ pub mod message;
 pub mod output;
 pub mod types;
 
+pub use bounds::{Bound, OutOfBounds};
 pub use config::GroupConfig;
 pub use group::{entry_checksum, Counters, Group, Input, Restore, Role};
 pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};
-pub use output::{Apply, Completion, Output, ProposeError, Record};
+pub use output::{Apply, Completion, Output, ProposeError, Record, Refused};
 pub use types::{
     Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, Nanos, NodeId, ProposalId,
 };

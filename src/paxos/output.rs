@@ -14,7 +14,11 @@
 //! 5. `complete` lists proposals that failed; successful proposals complete through
 //!    `apply` (each value's `ProposalId` is in `Apply::proposals`), AFTER the value is
 //!    applied.
+//! 6. `refused` lists peer messages refused as out of bounds (forged or corrupt): they
+//!    changed nothing and nothing of them is persisted; the executor reports them
+//!    (rate-limited: a flood of forged packets must not become a flood of log lines).
 
+use super::bounds::OutOfBounds;
 use super::message::Message;
 use super::types::{Ballot, Entry, GroupId, Instance, NodeId, ProposalId};
 
@@ -160,6 +164,19 @@ pub struct Completion {
     pub error: ProposeError,
 }
 
+/// A peer message refused because a field was out of bounds (see `bounds`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The group the message named.
+    pub group: GroupId,
+    /// The sender it claimed.
+    pub from: NodeId,
+    /// The counter it was counted under (`<kind>_out_of_bounds`).
+    pub reason: &'static str,
+    /// The field, its value and the bound.
+    pub out_of_bounds: OutOfBounds,
+}
+
 /// Everything one step produced. Reused across steps: the executor drains it.
 #[derive(Debug, Default)]
 pub struct Output {
@@ -173,6 +190,8 @@ pub struct Output {
     pub apply: Vec<Apply>,
     /// Proposals that failed.
     pub complete: Vec<Completion>,
+    /// Peer messages refused as out of bounds, for the executor to report.
+    pub refused: Vec<Refused>,
 }
 
 impl Output {
@@ -184,6 +203,7 @@ impl Output {
             && self.send_after_persist.is_empty()
             && self.apply.is_empty()
             && self.complete.is_empty()
+            && self.refused.is_empty()
     }
     /// Empties every list, keeping capacity.
     pub fn clear(&mut self) {
@@ -192,5 +212,6 @@ impl Output {
         self.send_after_persist.clear();
         self.apply.clear();
         self.complete.clear();
+        self.refused.clear();
     }
 }

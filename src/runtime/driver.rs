@@ -549,6 +549,10 @@ impl Driver {
                 reply.send(Err(completion.error.into()));
             }
         }
+        // Refused out-of-bounds messages, already rate-limited by the shard.
+        for line in self.effects.warnings.drain(..) {
+            log::warn!("shard {}: {line}", self.plan.shard);
+        }
         self.serve_reads(now);
         self.clear_marker();
     }

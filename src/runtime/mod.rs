@@ -9,6 +9,7 @@ pub mod mailbox;
 pub mod net;
 pub mod notify;
 pub mod placement;
+pub mod refusals;
 pub mod request;
 pub mod shard;
 pub mod state_machine;

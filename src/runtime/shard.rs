@@ -11,12 +11,15 @@
 //! - a failed write poisons the shard: it stops and produces nothing more;
 //! - `deadlines` holds exactly one `(group.next_deadline(), id)` per group: a `Tick` and
 //!   `next_deadline` cost O(log groups + due groups), not a scan of every group (with
-//!   thousands of idle groups per shard, the scans dominated the idle CPU).
+//!   thousands of idle groups per shard, the scans dominated the idle CPU);
+//! - a peer message its group refused as out of bounds (forged or corrupt) adds no
+//!   record and no message; it is counted and reported rate-limited (`refusals`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
+use super::refusals::RefusalLog;
 use crate::paxos::Record;
 use crate::paxos::{
     Apply, Completion, Group, GroupConfig, GroupId, Input, InstanceRange, Lsn, Membership, Message,
@@ -73,6 +76,9 @@ pub struct Effects {
     pub apply: Vec<Apply>,
     /// Failed proposals.
     pub complete: Vec<Completion>,
+    /// Lines for the executor to log at WARN level, already rate-limited (reports of
+    /// peer messages refused as out of bounds).
+    pub warnings: Vec<String>,
 }
 
 impl Effects {
@@ -82,6 +88,7 @@ impl Effects {
         self.send.clear();
         self.apply.clear();
         self.complete.clear();
+        self.warnings.clear();
     }
 }
 
@@ -108,6 +115,9 @@ pub struct ShardCounters {
     pub refused_messages: u64,
     /// Messages for groups this shard does not own.
     pub unknown_group: u64,
+    /// Peer messages its groups refused as out of bounds (forged or corrupt; by
+    /// reason in the groups' `ignored` counters).
+    pub refused_out_of_bounds: u64,
 }
 
 /// The pure core of one shard. See the module docs.
@@ -130,6 +140,8 @@ pub struct Shard {
     out: Output,
     pending_apply: Vec<Apply>,
     pending_complete: Vec<Completion>,
+    refusals: RefusalLog,
+    pending_warnings: Vec<String>,
     write_in_flight: Option<Lsn>,
     poisoned: Option<String>,
     counters: ShardCounters,
@@ -159,6 +171,8 @@ impl Shard {
             out: Output::default(),
             pending_apply: Vec::new(),
             pending_complete: Vec::new(),
+            refusals: RefusalLog::default(),
+            pending_warnings: Vec::new(),
             write_in_flight: None,
             poisoned: None,
             counters: ShardCounters::default(),
@@ -269,6 +283,10 @@ impl Shard {
             .expect("caller checked the group exists");
         let before = group.next_deadline();
         group.step(now, input, &mut self.out);
+        for refused in self.out.refused.drain(..) {
+            self.counters.refused_out_of_bounds += 1;
+            self.refusals.note(now, refused, &mut self.pending_warnings);
+        }
         let after = group.next_deadline();
         if after != before {
             let removed = self.deadlines.remove(&(before, id));
@@ -369,6 +387,8 @@ impl Shard {
         }
         effects.apply.append(&mut self.pending_apply);
         effects.complete.append(&mut self.pending_complete);
+        self.refusals.flush(now, &mut self.pending_warnings);
+        effects.warnings.append(&mut self.pending_warnings);
     }
 
     fn release_durable(&mut self) {

@@ -14,18 +14,26 @@
 //! relies on the others' logs; bit flips land only in blocks before a shard's last
 //! completed write (damage to the last durable batch is indistinguishable from a torn
 //! write: see `wal::recovery`).
+//!
+//! Forgery (when the seed turns it on): for some messages sent, the network also
+//! delivers a forged one, of a random kind, claiming a random node as sender, with a
+//! ballot or an instance out of bounds. Each forged message delivered to a running
+//! shard is checked to change nothing there (`checkers::bounds`), in both phases: the
+//! cluster must converge while the forgery goes on.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use super::checkers::bounds::Probe;
 use super::checkers::{Checkers, Violation, Watermarks};
 use super::clock::SimClock;
 use super::disk::SimDisk;
 use super::network::{NetworkOptions, SimNetwork};
 use super::options::SimOptions;
 use crate::paxos::{
-    GroupConfig, GroupId, Lsn, Membership, Message, Nanos, NodeId, ProposalId, Restore, Role,
+    Ballot, Body, Entry, GroupConfig, GroupId, Instance, InstanceRange, Lsn, Membership, Message,
+    MessageBody, Nanos, NodeId, PromisedEntry, ProposalId, Restore, Role,
 };
 use crate::prng::Prng;
 use crate::runtime::{shard_of, Effects, Shard, ShardConfig, ShardInput};
@@ -69,6 +77,10 @@ pub struct RunReport {
     pub partitions: u64,
     /// Elections won.
     pub elections: u64,
+    /// Forged messages delivered to a running shard and refused without effect.
+    pub forged_refused: u64,
+    /// Lines the shards asked to log about refused messages (rate-limited).
+    pub refusal_lines: u64,
 }
 
 /// A failing run: the seed, where it failed, and why.
@@ -104,7 +116,13 @@ impl std::fmt::Display for Failure {
 /// Runs seed `seed` to completion. A panic inside the run (a broken invariant
 /// assertion) is reported as the seed's failure, with the assertion's message.
 pub fn run_seed(seed: u64) -> Result<RunReport, Failure> {
-    let options = SimOptions::from_seed(seed);
+    run_options(SimOptions::from_seed(seed))
+}
+
+/// Runs a cluster configured by `options` (a seed's, possibly adjusted by a test) to
+/// completion; failures are reported as by [`run_seed`].
+pub fn run_options(options: SimOptions) -> Result<RunReport, Failure> {
+    let seed = options.seed;
     let summary = options.to_string();
     let mut cluster = Cluster::new(options);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cluster.run()));
@@ -180,6 +198,9 @@ struct Node {
 pub struct Cluster {
     options: SimOptions,
     prng: Prng,
+    /// The forger's own stream, so that turning forgery on leaves the draws of the
+    /// main stream where they were.
+    forge_prng: Prng,
     now: u64,
     steps: u64,
     nodes: Vec<Node>,
@@ -275,6 +296,7 @@ impl Cluster {
         let network = SimNetwork::new(NetworkOptions::from_options(&options));
         Cluster {
             prng,
+            forge_prng: Prng::new(options.seed ^ 0x464f_5247_4552_5321),
             now: 0,
             steps: 0,
             nodes,
@@ -307,6 +329,7 @@ impl Cluster {
         report.steps = self.steps;
         report.virtual_ns = self.now;
         report.acknowledged = self.checkers.durability.acknowledged().len();
+        report.forged_refused = self.checkers.bounds.forged_refused();
         report.chosen = self
             .groups
             .iter()
@@ -380,7 +403,13 @@ impl Cluster {
                 let node = (to.0 - 1) as usize;
                 if self.nodes[node].up {
                     let shard = usize::from(shard_of(message.group, self.shard_count()));
-                    self.step_shard(node, shard, ShardInput::Message(message))?;
+                    // Honest messages are in bounds (checked as they leave): a message
+                    // out of bounds is forged.
+                    if message.body.check_bounds().is_err() {
+                        self.deliver_forged(node, shard, message)?;
+                    } else {
+                        self.step_shard(node, shard, ShardInput::Message(message))?;
+                    }
                 }
             } else {
                 self.tick_due()?;
@@ -435,6 +464,40 @@ impl Cluster {
         input: ShardInput,
     ) -> Result<(), Violation> {
         let local = self.nodes[node].clock.local(self.now);
+        if let Some(core) = self.nodes[node].shards[shard].shard.as_mut() {
+            core.step(local, input);
+        }
+        self.flush_shard(node, shard)
+    }
+
+    /// Delivers a forged message: the shard and the group it names must show the same
+    /// state after the message step as before, with the refusal counted; then the
+    /// shard flushes as after any step.
+    fn deliver_forged(
+        &mut self,
+        node: usize,
+        shard: usize,
+        message: Message,
+    ) -> Result<(), Violation> {
+        let id = self.nodes[node].id;
+        let local = self.nodes[node].clock.local(self.now);
+        let Some(core) = self.nodes[node].shards[shard].shard.as_mut() else {
+            return Ok(());
+        };
+        let Some(before) = probe(core, message.group) else {
+            return Ok(());
+        };
+        core.step(local, ShardInput::Message(message.clone()));
+        let after = probe(core, message.group).expect("a shard keeps its groups");
+        self.checkers
+            .bounds
+            .observe_forged(id, &message, &before, &after)?;
+        self.flush_shard(node, shard)
+    }
+
+    /// Flushes one shard, executes its effects and checks.
+    fn flush_shard(&mut self, node: usize, shard: usize) -> Result<(), Violation> {
+        let local = self.nodes[node].clock.local(self.now);
         let mut effects = std::mem::take(&mut self.effects);
         effects.clear();
         {
@@ -443,7 +506,6 @@ impl Cluster {
                 self.effects = effects;
                 return Ok(());
             };
-            core.step(local, input);
             core.flush(local, &mut effects);
             core.invariants();
             if let Some(reason) = core.poisoned() {
@@ -466,6 +528,7 @@ impl Cluster {
         effects: &mut Effects,
     ) -> Result<(), Violation> {
         let id = self.nodes[node].id;
+        self.report.refusal_lines += effects.warnings.len() as u64;
         if let Some(plan) = effects.write.take() {
             let slot = &mut self.nodes[node].shards[shard];
             let end = plan.offset as usize + plan.bytes.len();
@@ -498,13 +561,23 @@ impl Cluster {
         }
         for (peer, messages) in effects.send.drain(..) {
             for message in messages {
+                self.checkers.bounds.observe_sent(id, &message)?;
                 if let Some(ballot) = durable_ballot(&message) {
                     self.checkers
                         .monotonic
                         .observe_durable(id, message.group, ballot);
                 }
+                let forge = self.options.network_forge_ppm > 0
+                    && self.forge_prng.chance_ppm(self.options.network_forge_ppm);
+                let forged =
+                    forge.then(|| forge_message(&message, self.nodes.len(), &mut self.forge_prng));
                 self.network
                     .send(Nanos(self.now), id, peer, message, &mut self.prng);
+                if let Some(forged) = forged {
+                    let (from, to) = (forged.from, forged.to);
+                    self.network
+                        .send(Nanos(self.now), from, to, forged, &mut self.forge_prng);
+                }
             }
         }
         for apply in effects.apply.drain(..) {
@@ -998,4 +1071,168 @@ fn durable_ballot(message: &Message) -> Option<crate::paxos::Ballot> {
         | B::CatchUpRequest { .. }
         | B::CatchUpChunk { .. } => None,
     }
+}
+
+/// What a shard and its group `group` show, for comparing around a forged message.
+fn probe(core: &Shard, group: GroupId) -> Option<Probe> {
+    let g = core.group(group)?;
+    let out_of_bounds: u64 = g
+        .counters()
+        .ignored
+        .iter()
+        .filter(|(reason, _)| reason.ends_with("_out_of_bounds"))
+        .map(|(_, count)| *count)
+        .sum();
+    Some(Probe {
+        role: g.role(),
+        ballot: g.ballot(),
+        promised: g.promised(),
+        highest_round_seen: g.highest_round_seen(),
+        chosen_through: g.chosen_through(),
+        applied_through: g.applied_through(),
+        leader_hint: g.leader_hint(),
+        voting: g.is_voting(),
+        next_deadline: g.next_deadline(),
+        lsn_planned: core.lsn_planned(),
+        held_count: core.held_count(),
+        refusals: out_of_bounds + core.counters().refused_messages,
+    })
+}
+
+/// A round no honest replica reaches.
+fn round_over(prng: &mut Prng) -> u64 {
+    match prng.below(3) {
+        0 => u64::MAX,
+        1 => Ballot::ROUND_MAX + 1,
+        _ => prng.range(Ballot::ROUND_MAX + 1, u64::MAX),
+    }
+}
+
+/// An instance beyond the log's end (or 0, which is no position).
+fn instance_over(prng: &mut Prng) -> u64 {
+    match prng.below(4) {
+        0 => u64::MAX,
+        1 => Instance::MAX.0 + 1,
+        2 => 0,
+        _ => prng.range(Instance::MAX.0 + 1, u64::MAX),
+    }
+}
+
+/// A forged message toward `real.to` in `real.group`: a random kind, claiming a random
+/// node as its sender, plausible fields around the real message's, and one ballot or
+/// instance out of bounds. Never in bounds: a peer forging messages in bounds is a
+/// Byzantine peer, which Paxos does not tolerate (authentication keeps it out).
+fn forge_message(real: &Message, node_count: usize, prng: &mut Prng) -> Message {
+    let from = NodeId(prng.range(1, node_count as u64) as u32);
+    let near = match &real.body {
+        MessageBody::Prepare { ballot, .. }
+        | MessageBody::Promise { ballot, .. }
+        | MessageBody::Accept { ballot, .. }
+        | MessageBody::Accepted { ballot, .. }
+        | MessageBody::Heartbeat { ballot, .. }
+        | MessageBody::HeartbeatAck { ballot, .. } => ballot.round,
+        MessageBody::Reject { promised } | MessageBody::CatchUpChunk { promised, .. } => {
+            promised.round
+        }
+        MessageBody::CatchUpRequest { .. } => 1,
+    };
+    let ballot = |round| Ballot { round, node: from };
+    let plausible = ballot(near.clamp(1, Ballot::ROUND_MAX));
+    let small = Instance(prng.range(1, 64));
+    let noop = |origin| Entry {
+        origin,
+        body: Body::Noop,
+    };
+    // Which field goes out of bounds: a round, or else an instance (`position` may be
+    // 0, which is no log position; `watermark` may not: 0 is a valid watermark).
+    let bad_round = prng.coin();
+    let round = if bad_round {
+        round_over(prng)
+    } else {
+        near.max(1)
+    };
+    let (position, watermark) = if bad_round {
+        (small, small)
+    } else {
+        let over = instance_over(prng);
+        (Instance(over), Instance(over.max(Instance::MAX.0 + 1)))
+    };
+    let body = match prng.below(9) {
+        0 => MessageBody::Prepare {
+            ballot: ballot(round),
+            from: position,
+        },
+        1 => MessageBody::Promise {
+            ballot: plausible,
+            chosen_through: small,
+            entries: vec![PromisedEntry {
+                instance: position,
+                ballot: ballot(round),
+                chosen: prng.coin(),
+                entry: noop(plausible),
+            }],
+            truncated: false,
+        },
+        2 => MessageBody::Reject {
+            promised: ballot(round_over(prng)),
+        },
+        3 => MessageBody::Accept {
+            ballot: ballot(round),
+            chosen_through: small,
+            first: position,
+            entries: vec![noop(plausible)],
+        },
+        4 => MessageBody::Accepted {
+            ballot: plausible,
+            ranges: vec![if bad_round {
+                // Inverted.
+                InstanceRange {
+                    first: Instance(small.0 + 1),
+                    last: small,
+                }
+            } else if position.0 == 0 {
+                InstanceRange {
+                    first: position,
+                    last: small,
+                }
+            } else {
+                InstanceRange {
+                    first: small,
+                    last: position,
+                }
+            }],
+        },
+        5 => MessageBody::Heartbeat {
+            ballot: ballot(round),
+            chosen_through: watermark,
+            sent_at: Nanos(prng.next_u64()),
+            checksum_through: Instance(0),
+            checksum: 0,
+        },
+        6 => MessageBody::HeartbeatAck {
+            ballot: ballot(round_over(prng)),
+            sent_at: Nanos(prng.next_u64()),
+        },
+        7 => MessageBody::CatchUpRequest {
+            from: Instance(instance_over(prng)),
+        },
+        _ => MessageBody::CatchUpChunk {
+            chosen_through: watermark,
+            promised: ballot(round),
+            accepted_max: small,
+            first: small,
+            entries: vec![noop(plausible)],
+        },
+    };
+    let forged = Message {
+        group: real.group,
+        from,
+        to: real.to,
+        body,
+    };
+    assert!(
+        forged.body.check_bounds().is_err(),
+        "the forger made a message in bounds: {forged:?}"
+    );
+    forged
 }

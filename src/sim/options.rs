@@ -41,11 +41,14 @@ pub enum FaultClass {
     DiskLoss,
     /// Clock drift (with it off, every clock runs at true rate; the bound stays told).
     ClockDrift,
+    /// Forged peer messages: the network also delivers messages of random kinds,
+    /// claiming a peer as sender, with a ballot or an instance out of bounds.
+    Forgery,
 }
 
 impl FaultClass {
     /// Every class, in a fixed order (the order seeds draw them in).
-    pub const ALL: [FaultClass; 9] = [
+    pub const ALL: [FaultClass; 10] = [
         FaultClass::Loss,
         FaultClass::Duplication,
         FaultClass::Reorder,
@@ -55,6 +58,7 @@ impl FaultClass {
         FaultClass::BitFlip,
         FaultClass::DiskLoss,
         FaultClass::ClockDrift,
+        FaultClass::Forgery,
     ];
 
     /// A short name for summaries and logs.
@@ -70,6 +74,7 @@ impl FaultClass {
             FaultClass::BitFlip => "bitflip",
             FaultClass::DiskLoss => "diskloss",
             FaultClass::ClockDrift => "drift",
+            FaultClass::Forgery => "forge",
         }
     }
 }
@@ -142,6 +147,10 @@ pub struct SimOptions {
     pub partition_duration_ns_min: u64,
     /// Longest partition.
     pub partition_duration_ns_max: u64,
+    /// Chance, per message sent, that the network also delivers a forged message: a
+    /// random kind with a ballot or an instance out of bounds, claiming a peer as its
+    /// sender (an attacker on the network without the peers' credentials).
+    pub network_forge_ppm: u32,
 
     // ---- Processes ----
     /// Mean true time between crashes during the safety phase (`None` = never).
@@ -210,15 +219,17 @@ impl SimOptions {
         // Swarm: about 1 in 32 seeds is calm; otherwise each class is off with
         // probability 1/3.
         let calm = p.below(32) == 0;
-        let faults_off: Vec<FaultClass> = FaultClass::ALL
+        // Forgery is drawn last (below), so that every seed keeps the options it had
+        // before that class existed.
+        let mut faults_off: Vec<FaultClass> = FaultClass::ALL
             .iter()
             .copied()
+            .filter(|class| *class != FaultClass::Forgery)
             .filter(|_| {
                 let off = p.below(3) == 0;
                 calm || off
             })
             .collect();
-        let on = |class: FaultClass| !faults_off.contains(&class);
 
         let node_count = if p.coin() { 3 } else { 5 };
         let shards_per_node = p.range(1, 3) as usize;
@@ -287,6 +298,13 @@ impl SimOptions {
         let safety_phase_ns = p.range(S, 20 * S);
         let liveness_phase_ns = p.range(10 * S, 30 * S);
 
+        let forge_off = p.below(3) == 0;
+        let forge = skewed_ppm(p, 20_000);
+        if calm || forge_off {
+            faults_off.push(FaultClass::Forgery);
+        }
+        let on = |class: FaultClass| !faults_off.contains(&class);
+
         let options = SimOptions {
             seed,
             node_count,
@@ -320,6 +338,7 @@ impl SimOptions {
             partition_interval_ns_mean: on(FaultClass::Partition).then_some(partition_interval),
             partition_duration_ns_min,
             partition_duration_ns_max,
+            network_forge_ppm: if on(FaultClass::Forgery) { forge } else { 0 },
             crash_interval_ns_mean: on(FaultClass::Crash).then_some(crash_interval),
             restart_delay_ns_min,
             restart_delay_ns_max,
@@ -424,7 +443,7 @@ impl SimOptions {
         assert!(self.value_size_min >= 1, "value_size_min is 0");
         assert!(self.safety_phase_ns >= 1, "safety_phase_ns is 0");
         assert!(self.liveness_phase_ns >= 1, "liveness_phase_ns is 0");
-        let rates: [(FaultClass, u32); 7] = [
+        let rates: [(FaultClass, u32); 8] = [
             (FaultClass::Loss, self.network_loss_ppm),
             (FaultClass::Duplication, self.network_duplicate_ppm),
             (FaultClass::Reorder, self.network_reorder_ppm),
@@ -432,6 +451,7 @@ impl SimOptions {
             (FaultClass::BitFlip, self.disk_bit_flip_ppm),
             (FaultClass::DiskLoss, self.disk_loss_ppm),
             (FaultClass::ClockDrift, self.drift_max_abs_ppm()),
+            (FaultClass::Forgery, self.network_forge_ppm),
         ];
         for (class, ppm) in rates {
             assert!(ppm <= PPM, "{class}: {ppm} ppm > 1_000_000");
@@ -558,6 +578,9 @@ impl fmt::Display for SimOptions {
             percent(self.network_reorder_ppm),
             duration(self.network_reorder_jitter_ns_max),
         )?;
+        if self.network_forge_ppm > 0 {
+            write!(f, " forge={}", percent(self.network_forge_ppm))?;
+        }
         match self.partition_interval_ns_mean {
             Some(mean) => write!(
                 f,

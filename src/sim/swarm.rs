@@ -27,7 +27,8 @@ impl Summary {
         let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
         format!(
             "{} steps, {:.0}s virtual, {} acknowledged proposals, {} elections, {} crashes, \
-             {} partitions, {} disks lost, {} bit flips, {} corrupt recoveries",
+             {} partitions, {} disks lost, {} bit flips, {} corrupt recoveries, \
+             {} forged messages refused",
             sum(|r| r.steps),
             sum(|r| r.virtual_ns) as f64 / 1e9,
             sum(|r| r.acknowledged as u64),
@@ -37,6 +38,7 @@ impl Summary {
             sum(|r| r.disks_lost),
             sum(|r| r.bit_flips),
             sum(|r| r.corrupt_recoveries),
+            sum(|r| r.forged_refused),
         )
     }
 }

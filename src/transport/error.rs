@@ -3,6 +3,7 @@
 //! Every variant names the field (by its schema path, e.g. `Accept.entries`), the value
 //! found and the limit it broke, so a log line alone says what the peer did wrong.
 
+use crate::paxos::OutOfBounds;
 use flatbuffers::InvalidFlatbuffer;
 use std::fmt;
 
@@ -115,6 +116,9 @@ pub enum DecodeError {
         /// Whether the chunk says it is the last.
         last: bool,
     },
+    /// A ballot round or an instance beyond the bounds no honest replica crosses
+    /// (`Ballot::ROUND_MAX`, `Instance::MAX`, see `paxos::bounds`): forged or corrupt.
+    OutOfBounds(OutOfBounds),
     /// The values, records or data of the frame add up to more bytes than the frame
     /// holds: offsets alias one payload many times (an amplification attempt).
     PayloadAliased {
@@ -184,6 +188,7 @@ impl fmt::Display for DecodeError {
                 "CheckpointChunk offset = {offset} + {size} bytes (last = {last}) \
                  does not fit total_size = {total_size}"
             ),
+            DecodeError::OutOfBounds(out_of_bounds) => write!(f, "{out_of_bounds}"),
             DecodeError::PayloadAliased {
                 payload_size,
                 frame_size,

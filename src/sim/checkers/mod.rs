@@ -11,6 +11,7 @@
 //! | `ghost`        | no entry older than the latest StartWorking is applied          |
 //! | `lease`        | at most one node acts on a group's lease at any true instant    |
 //! | `monotonic`    | promised/leader ballots and watermarks never go back            |
+//! | `bounds`       | rounds and instances in bounds; forged messages change nothing  |
 //! | `liveness`     | after faults heal, the cluster converges within a bound         |
 //!
 //! Invariant: a checker never panics on what a node reports (that is the system under
@@ -18,6 +19,7 @@
 //! It panics only on driver misuse (programmer error), saying so.
 
 pub mod agreement;
+pub mod bounds;
 pub mod checksum;
 pub mod durability;
 pub mod ghost;
@@ -27,6 +29,7 @@ pub mod monotonic;
 pub mod prefix;
 
 pub use agreement::AgreementChecker;
+pub use bounds::BoundsChecker;
 pub use checksum::ChecksumChecker;
 pub use durability::DurabilityChecker;
 pub use ghost::GhostChecker;
@@ -129,6 +132,8 @@ pub struct Checkers {
     pub lease: LeaseChecker,
     /// Ballots and watermarks never go back.
     pub monotonic: MonotonicChecker,
+    /// Rounds and instances stay in bounds; forged messages change nothing.
+    pub bounds: BoundsChecker,
     /// Convergence after faults heal.
     pub liveness: LivenessChecker,
 }
@@ -187,6 +192,7 @@ impl Checkers {
         watermarks: &Watermarks,
     ) -> Result<(), Violation> {
         self.monotonic.observe_watermarks(node, group, watermarks)?;
+        self.bounds.observe_watermarks(node, group, watermarks)?;
         self.liveness
             .observe_chosen(node, group, watermarks.chosen_through);
         self.liveness

@@ -1,8 +1,12 @@
 //! Verified flatbuffers to Rust values, with the semantic checks the verifier cannot
 //! make. Nothing here indexes, unwraps or does arithmetic that could panic on input:
 //! counts are checked against limits BEFORE any allocation sized by them, instance
-//! arithmetic is checked, and union/enum values outside the schema are errors.
+//! arithmetic is checked, and union/enum values outside the schema are errors. Every
+//! ballot round and instance is checked against the bounds of `paxos::bounds` (the core
+//! checks them again: defence in depth), so a forged `u64::MAX` round is refused here
+//! and its connection closed.
 
+use crate::paxos::bounds::check_position;
 use crate::paxos::{
     Ballot, Body, Entry, GroupId, Instance, InstanceRange, Lsn, Membership, Message, MessageBody,
     Nanos, NodeId, PromisedEntry,
@@ -240,11 +244,13 @@ impl<'a, 'l> Decoder<'a, 'l> {
         )?;
         let mut out = Vec::with_capacity(messages.len());
         for m in messages.iter() {
+            let body = self.message_body(m)?;
+            body.check_bounds().map_err(DecodeError::OutOfBounds)?;
             out.push(Message {
                 group: GroupId(m.group()),
                 from: NodeId(m.from()),
                 to: NodeId(m.to()),
-                body: self.message_body(m)?,
+                body,
             });
         }
         Ok(out)
@@ -491,17 +497,29 @@ impl<'a, 'l> Decoder<'a, 'l> {
             heartbeats.len(),
             self.limits.heartbeats_max,
         )?;
-        let heartbeats = heartbeats
-            .iter()
-            .map(|h| GroupHeartbeat {
+        let mut out = Vec::with_capacity(heartbeats.len());
+        for h in heartbeats.iter() {
+            let heartbeat = GroupHeartbeat {
                 group: GroupId(h.group()),
                 ballot: ballot(h.ballot()),
                 chosen_through: Instance(h.chosen_through()),
                 sent_at: Nanos(h.sent_at()),
                 checksum_through: Instance(h.checksum_through()),
                 checksum: h.checksum(),
-            })
-            .collect();
+            };
+            // The same bounds as the `Heartbeat` message each one becomes.
+            MessageBody::Heartbeat {
+                ballot: heartbeat.ballot,
+                chosen_through: heartbeat.chosen_through,
+                sent_at: heartbeat.sent_at,
+                checksum_through: heartbeat.checksum_through,
+                checksum: heartbeat.checksum,
+            }
+            .check_bounds()
+            .map_err(DecodeError::OutOfBounds)?;
+            out.push(heartbeat);
+        }
+        let heartbeats = out;
         Ok(HeartbeatBatch {
             from: NodeId(batch.from()),
             to: NodeId(batch.to()),
@@ -519,14 +537,23 @@ impl<'a, 'l> Decoder<'a, 'l> {
             acks.len(),
             self.limits.heartbeats_max,
         )?;
-        let acks = acks
-            .iter()
-            .map(|a| GroupHeartbeatAck {
+        let mut out = Vec::with_capacity(acks.len());
+        for a in acks.iter() {
+            let ack = GroupHeartbeatAck {
                 group: GroupId(a.group()),
                 ballot: ballot(a.ballot()),
                 sent_at: Nanos(a.sent_at()),
-            })
-            .collect();
+            };
+            // The same bounds as the `HeartbeatAck` message each one becomes.
+            MessageBody::HeartbeatAck {
+                ballot: ack.ballot,
+                sent_at: ack.sent_at,
+            }
+            .check_bounds()
+            .map_err(DecodeError::OutOfBounds)?;
+            out.push(ack);
+        }
+        let acks = out;
         Ok(HeartbeatAckBatch {
             from: NodeId(batch.from()),
             to: NodeId(batch.to()),
@@ -560,6 +587,7 @@ impl<'a, 'l> Decoder<'a, 'l> {
 
     fn checkpoint(&mut self, c: fb::CheckpointChunk<'a>) -> Result<CheckpointChunk, DecodeError> {
         let instance = position("CheckpointChunk.instance", c.instance())?;
+        check_position("CheckpointChunk.instance", instance).map_err(DecodeError::OutOfBounds)?;
         let size = c.data().map_or(0, |d| d.len());
         let end = u64::try_from(size)
             .ok()
