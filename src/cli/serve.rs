@@ -100,6 +100,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         }
         None => None,
     };
+    exit_on_fatal(node.handle());
     println!("ready");
     std::io::stdout().flush().map_err(|e| e.to_string())?;
     if !args.iter().any(|a| a == "--control") {
@@ -142,12 +143,38 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             out.flush().map_err(|e| e.to_string())?;
         }
     }
-    let errors = node.shutdown();
+    let errors: Vec<String> = node.shutdown().iter().map(ToString::to_string).collect();
     if errors.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
         Err(errors.join("; "))
     }
+}
+
+/// The exit status of a node whose shard stopped for good (a failed or full disk, a
+/// panic): distinct from 1 (a refused start), so that a supervisor can tell them apart.
+pub const EXIT_SHARD_STOPPED: u8 = 3;
+
+/// Watches the node from a thread of its own: the moment a shard stops for good, the
+/// reason goes to stderr and the process exits with `EXIT_SHARD_STOPPED`, as a crash
+/// would (everything acknowledged is durable; the other nodes take over this node's
+/// groups by election, and a supervisor restarts it). A node never stays up serving
+/// only part of its groups.
+fn exit_on_fatal(handle: synod::api::NodeHandle) {
+    std::thread::Builder::new()
+        .name("synod-fatal".into())
+        .spawn(move || {
+            if let Some(stopped) = handle.wait_fatal(None) {
+                eprintln!("synod: {stopped}; exiting");
+                std::process::exit(i32::from(EXIT_SHARD_STOPPED));
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|error| {
+            // Without the watcher a dead shard would leave a half-dead node behind.
+            eprintln!("synod: cannot start the fatal-stop watcher: {error}; exiting");
+            std::process::exit(i32::from(EXIT_SHARD_STOPPED));
+        });
 }
 
 /// The client listener's settings from `--client` and its companions, if `--client`
