@@ -209,6 +209,7 @@ impl ServeChild {
                 &cluster.shape.shards.to_string(),
                 "--groups",
                 &cluster.shape.groups.to_string(),
+                "--new",
                 "--test-timeouts",
                 "--control",
             ])

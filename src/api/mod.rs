@@ -124,6 +124,19 @@ impl std::fmt::Debug for Node {
 
 const IDENTITY_FILE: &str = "synod.id";
 
+/// Whether `dir` belongs to a node already (holds its identity, `synod.id`). A
+/// directory that does not (missing, or empty of state) is what
+/// [`Config::initial_state`] is about: a new member starting fresh, or an existing
+/// member that lost its data. A program that cannot tell which should refuse to start
+/// rather than guess (`synod serve` requires `--new` or `--existing` then).
+///
+/// # Errors
+///
+/// The directory cannot be examined (permissions, I/O).
+pub fn data_dir_claimed(dir: &std::path::Path) -> std::io::Result<bool> {
+    dir.join(IDENTITY_FILE).try_exists()
+}
+
 /// Checks (or, on first start, writes) the data directory's identity. Returns whether
 /// the directory was empty of state while the configuration says the node is an
 /// existing member: it then lost its log and rejoins as a learner.

@@ -26,11 +26,15 @@ use super::{check_flags, parse_nodes, parsed, value};
 /// Usage lines of `synod serve`.
 pub const USAGE: &str =
     "  synod serve --node ID --nodes ID=IP:PORT,... --dir DIR [--cluster C] [--shards S]
-              [--groups G] [--cores C,C,...] [--tick-ms T] [--existing] [--control]
+              [--groups G] [--cores C,C,...] [--tick-ms T] [--new | --existing] [--control]
               [--test-timeouts] [--client IP:PORT [--client-nodes ID=IP:PORT,...]
               [--client-in-flight-max N] [--client-connections-max N]
               [--client-frame-size-max B]]
                                                       run one node (shard s listens on PORT+s);
+                                                      an empty DIR needs --new (a new member of
+                                                      a new cluster) or --existing (a member
+                                                      that lost its data: rejoins as a learner);
+                                                      exits 3 when a shard stops for good;
                                                       --client: also serve clients there";
 
 /// Runs `synod serve`.
@@ -52,7 +56,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             "--client-connections-max",
             "--client-frame-size-max",
         ],
-        &["--existing", "--control", "--test-timeouts"],
+        &["--new", "--existing", "--control", "--test-timeouts"],
     )?;
     let node = NodeId(parsed(args, "--node")?.ok_or("--node is required")?);
     let nodes = parse_nodes(value(args, "--nodes")?.ok_or("--nodes is required")?)?;
@@ -71,9 +75,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
-    if args.iter().any(|a| a == "--existing") {
-        config.initial_state = InitialState::Existing;
-    }
+    config.initial_state = initial_state(args, &config.data_dir)?;
     if args.iter().any(|a| a == "--test-timeouts") {
         config.group.election_timeout_ns = 300_000_000;
         config.group.heartbeat_interval_ns = 20_000_000;
@@ -177,6 +179,33 @@ fn exit_on_fatal(handle: synod::api::NodeHandle) {
         });
 }
 
+/// What an empty data directory means, from `--new` or `--existing`: one of them is
+/// required when `dir` holds no node's identity, since guessing wrong either lets a
+/// wiped member vote with forgotten promises or leaves a new cluster without voters.
+fn initial_state(args: &[String], dir: &std::path::Path) -> Result<InitialState, String> {
+    let new = args.iter().any(|a| a == "--new");
+    let existing = args.iter().any(|a| a == "--existing");
+    match (new, existing) {
+        (true, true) => Err("--new and --existing exclude each other".to_string()),
+        (true, false) => Ok(InitialState::New),
+        (false, true) => Ok(InitialState::Existing),
+        (false, false) => {
+            let claimed = synod::api::data_dir_claimed(dir)
+                .map_err(|e| format!("--dir {}: {e}", dir.display()))?;
+            if claimed {
+                Ok(InitialState::New)
+            } else {
+                Err(format!(
+                    "--dir {} holds no node's data: pass --new (a new member of a new \
+                     cluster) or --existing (a member that lost its data: it rejoins as \
+                     a learner)",
+                    dir.display()
+                ))
+            }
+        }
+    }
+}
+
 /// The client listener's settings from `--client` and its companions, if `--client`
 /// is given.
 fn client_config(args: &[String], config: &Config) -> Result<Option<ServerConfig>, String> {
@@ -192,9 +221,27 @@ fn client_config(args: &[String], config: &Config) -> Result<Option<ServerConfig
         }
         return Ok(None);
     };
-    let address = address
+    let address: std::net::SocketAddr = address
         .parse()
         .map_err(|_| format!("--client {address}: not an IP:PORT address"))?;
+    // Conservative where an IP is unspecified (0.0.0.0 takes the port on every IP).
+    for (node, base) in &config.nodes {
+        let ports = u32::from(base.port())..u32::from(base.port()) + u32::from(config.shards);
+        let same_ip = address.ip() == base.ip()
+            || address.ip().is_unspecified()
+            || base.ip().is_unspecified();
+        if same_ip && ports.contains(&u32::from(address.port())) {
+            return Err(format!(
+                "--client {address} is inside node {}'s shard ports {}:{}..{} (shard s \
+                 listens on {base} + s, {} shards)",
+                node.0,
+                base.ip(),
+                ports.start,
+                ports.end,
+                config.shards
+            ));
+        }
+    }
     let nodes = config.nodes.keys().copied().collect();
     let mut server = ServerConfig::new(address, config.cluster, config.node, nodes);
     if let Some(list) = value(args, "--client-nodes")? {

@@ -49,9 +49,9 @@ use super::request::{Error, GroupStatus, Proposed, Request, ShardStatus};
 use super::shard::{Effects, Shard, ShardConfig, ShardInput};
 use super::state_machine::{StateMachine, StateMachineFactory};
 use crate::paxos::{Body, GroupConfig, GroupId, Instance, Lsn, Nanos, ProposalId, Restore};
-use crate::wal::dma_disk::IO_MEMORY_SIZE;
+use crate::wal::dma_disk::{DmaDisk, IO_MEMORY_SIZE};
 use crate::wal::store::{recover_dir, Store, StoreConfig};
-use crate::wal::WritePlan;
+use crate::wal::{WritePlan, BLOCK_SIZE};
 
 /// Everything one shard needs to start.
 #[derive(Clone, Debug)]
@@ -225,6 +225,26 @@ async fn spare_slice(disk: &mut Store, more: &Cell<bool>, error: &RefCell<Option
     }
 }
 
+/// Proves that `dir` takes the WAL's kind of I/O before anything is recovered: creates
+/// a probe file with O_DIRECT, writes one block, fdatasyncs it, removes it and syncs
+/// the directory. A directory on a read-only (or full, or failing) filesystem is
+/// refused at start rather than at the first write.
+async fn probe_dir(dir: &Path, shard: u32) -> Result<(), String> {
+    let path = dir.join(format!("shard-{shard:03}.probe"));
+    let written = DmaDisk::create_zeroed(&path, BLOCK_SIZE as u64).await;
+    let removed = match written {
+        Ok(()) => std::fs::remove_file(&path).and_then(|()| sync_dir(dir)),
+        Err(error) => Err(error),
+    };
+    removed.map_err(|error| {
+        format!(
+            "data directory {} is not writable: probe {}: {error}",
+            dir.display(),
+            path.display()
+        )
+    })
+}
+
 /// Path of the rejoin marker of shard `shard` in `dir`.
 fn rejoin_marker(dir: &Path, shard: u32) -> PathBuf {
     dir.join(format!("shard-{shard:03}.rejoin"))
@@ -329,6 +349,7 @@ async fn start(
     let store_config = plan.store.clone();
     std::fs::create_dir_all(&store_config.dir)
         .map_err(|e| format!("create {}: {e}", store_config.dir.display()))?;
+    probe_dir(&store_config.dir, store_config.shard).await?;
     let recovery = recover_dir(&store_config).map_err(|e| e.to_string())?;
     let marker_path = rejoin_marker(&store_config.dir, store_config.shard);
     let corrupt = recovery.corruption().is_some();
