@@ -16,7 +16,7 @@
 
 use std::fmt;
 use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::paxos::NodeId;
 
@@ -158,29 +158,21 @@ impl FatalLatch {
     /// Blocks until a stop is reported (or `timeout` passes: `None` then); returns the
     /// first one. `timeout: None` waits without bound.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<ShardStopped> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut latched = self.latched.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(first) = &latched.first {
-                return Some(first.clone());
+        let latched = self.latched.lock().unwrap_or_else(PoisonError::into_inner);
+        let latched = match timeout {
+            None => self
+                .changed
+                .wait_while(latched, |l| l.first.is_none())
+                .unwrap_or_else(PoisonError::into_inner),
+            // The condvar keeps the deadline across spurious wake-ups.
+            Some(timeout) => {
+                self.changed
+                    .wait_timeout_while(latched, timeout, |l| l.first.is_none())
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
             }
-            latched = match deadline {
-                None => self
-                    .changed
-                    .wait(latched)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    self.changed
-                        .wait_timeout(latched, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
-        }
+        };
+        latched.first.clone()
     }
 }
 
