@@ -11,12 +11,20 @@
 //! protocol of `schema/client.fbs`): `synod::client::Client` and `synod bench
 //! --target` talk to it. `--client-nodes ID=IP:PORT,...` lists the other nodes'
 //! client addresses, sent to every client so that it can follow leader hints.
+//!
+//! Start-up refuses, in one line naming both values: an empty `--dir` without `--new`
+//! or `--existing`, a `--client` address inside a node's shard ports, an invalid
+//! configuration (`Config::validate`: overlapping shard ports among them), a data
+//! directory that fails the shards' write probe. Exit statuses: 0 after a graceful stop,
+//! 1 for a refused start or a bad flag, `EXIT_SHARD_STOPPED` (3) the moment a shard stops
+//! for good (`synod: node N shard S stopped: <reason>; exiting` on stderr): the node
+//! never stays up serving part of its groups.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use synod::api::{Config, InitialState, Node};
+use synod::api::{Config, InitialState, Node, NodeHandle, ShardStopped};
 use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
 use synod::server::{Server, ServerConfig};
@@ -110,7 +118,20 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             std::thread::park();
         }
     }
-    let handle = node.handle();
+    let controlled = control(&node.handle());
+    // A shard that stopped meanwhile decides the exit status, whatever the loop saw.
+    if let Some(stopped) = node.fatal() {
+        exit_shard_stopped(&stopped);
+    }
+    controlled?;
+    if let Some(stopped) = node.shutdown().first() {
+        exit_shard_stopped(stopped);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `--control` loop: commands from stdin until it ends (module docs).
+fn control(handle: &NodeHandle) -> Result<(), String> {
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| e.to_string())?;
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -145,12 +166,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             out.flush().map_err(|e| e.to_string())?;
         }
     }
-    let errors: Vec<String> = node.shutdown().iter().map(ToString::to_string).collect();
-    if errors.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(errors.join("; "))
-    }
+    Ok(())
 }
 
 /// The exit status of a node whose shard stopped for good (a failed or full disk, a
@@ -162,13 +178,12 @@ pub const EXIT_SHARD_STOPPED: u8 = 3;
 /// would (everything acknowledged is durable; the other nodes take over this node's
 /// groups by election, and a supervisor restarts it). A node never stays up serving
 /// only part of its groups.
-fn exit_on_fatal(handle: synod::api::NodeHandle) {
+fn exit_on_fatal(handle: NodeHandle) {
     std::thread::Builder::new()
         .name("synod-fatal".into())
         .spawn(move || {
             if let Some(stopped) = handle.wait_fatal(None) {
-                eprintln!("synod: {stopped}; exiting");
-                std::process::exit(i32::from(EXIT_SHARD_STOPPED));
+                exit_shard_stopped(&stopped);
             }
         })
         .map(drop)
@@ -177,6 +192,13 @@ fn exit_on_fatal(handle: synod::api::NodeHandle) {
             eprintln!("synod: cannot start the fatal-stop watcher: {error}; exiting");
             std::process::exit(i32::from(EXIT_SHARD_STOPPED));
         });
+}
+
+/// Ends the process for a shard that stopped for good: the reason on stderr, status
+/// `EXIT_SHARD_STOPPED`.
+fn exit_shard_stopped(stopped: &ShardStopped) -> ! {
+    eprintln!("synod: {stopped}; exiting");
+    std::process::exit(i32::from(EXIT_SHARD_STOPPED))
 }
 
 /// What an empty data directory means, from `--new` or `--existing`: one of them is
