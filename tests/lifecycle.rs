@@ -572,7 +572,8 @@ fn read_only_data_dir_is_refused() {
 // Goal: an empty data directory is refused unless `--new` or `--existing` says what
 // it means; the error names the directory and both flags; both flags together are
 // refused too.
-// Method: `synod serve` on a fresh directory without either flag, then with both.
+// Method: `synod serve` on a fresh directory without either flag, with both, then
+// with each alone (it starts), and again without (the directory is claimed now).
 #[test]
 fn empty_data_dir_needs_new_or_existing() {
     let root = TempDir::new("empty");
@@ -593,6 +594,14 @@ fn empty_data_dir_needs_new_or_existing() {
         error.contains("--new and --existing exclude each other"),
         "{error}"
     );
+    // Either flag alone starts the node; the claimed directory then needs neither.
+    for flag in ["--existing", "--new"] {
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut one = base.clone();
+        one.push(flag.to_string());
+        Serve::spawn(&one).ready().stop();
+        Serve::spawn(&base).ready().stop();
+    }
 }
 
 // Goal: two nodes on one IP whose shard port ranges overlap are refused at start,
