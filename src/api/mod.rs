@@ -174,13 +174,16 @@ fn claim_data_dir(config: &Config) -> Result<bool, StartError> {
 }
 
 impl Node {
-    /// Validates `config`, recovers every shard's WAL, starts the shard threads and
-    /// their peer links, and returns once all of them run.
+    /// Validates `config`, proves the data directory writable (each shard writes,
+    /// fdatasyncs and removes a probe file with the WAL's O_DIRECT I/O), recovers every
+    /// shard's WAL, starts the shard threads and their peer links, and returns once all
+    /// of them run.
     ///
     /// # Errors
     ///
     /// An invalid configuration (which field, which value, why), a data directory of
-    /// another node, or a shard that could not start.
+    /// another node or one that is not writable (a read-only filesystem), or a shard
+    /// that could not start.
     pub fn start(config: Config, factory: StateMachineFactory) -> Result<Node, StartError> {
         config.validate().map_err(StartError::Config)?;
         let lost_state = claim_data_dir(&config)?;
