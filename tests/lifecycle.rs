@@ -54,6 +54,18 @@ fn within<T: Send + 'static>(
         .unwrap_or_else(|_| panic!("{what} did not return within {limit:?}"))
 }
 
+/// Holds a node that may hang on shutdown: dropped during a test's panic, the node is
+/// leaked rather than shut down, so the failure is reported instead of hanging.
+struct LeakOnPanic(Option<synod::api::Node>);
+
+impl Drop for LeakOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            std::mem::forget(self.0.take());
+        }
+    }
+}
+
 /// A state machine that panics when it applies `boom`, as a buggy one would.
 struct Bomb;
 
@@ -124,7 +136,10 @@ fn panicked_shard_stops_its_node_cleanly() {
     );
     assert!(stopped.to_string().contains(&format!("shard {dead_shard}")));
 
-    let handle = cluster.nodes[&NodeId(1)].handle();
+    // Node 1 out of the cluster: a failed check below must not hang the test in the
+    // cluster's drop (shutting down a node that hangs is what this test looks for).
+    let mut stopping = LeakOnPanic(cluster.nodes.remove(&NodeId(1)));
+    let handle = stopping.0.as_ref().expect("node 1").handle();
     let h = handle.clone();
     let answer = within(
         Duration::from_secs(5),
@@ -159,7 +174,7 @@ fn panicked_shard_stops_its_node_cleanly() {
         group.0
     );
 
-    let node = cluster.nodes.remove(&NodeId(1)).expect("node 1");
+    let node = stopping.0.take().expect("node 1");
     let stops = within(Duration::from_secs(20), "Node::shutdown", move || {
         node.shutdown()
     });
