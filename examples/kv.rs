@@ -500,7 +500,7 @@ fn demo() -> Result<(), String> {
             "node {}: {:?}, applied through {}, checksum {:08x}",
             id.0, status.role, status.applied_through.0, status.checksum
         );
-        let errors = node.shutdown();
+        let errors: Vec<String> = node.shutdown().iter().map(ToString::to_string).collect();
         if !errors.is_empty() {
             return Err(format!("node {}: {}", id.0, errors.join("; ")));
         }
@@ -544,6 +544,16 @@ fn node(args: &[String]) -> Result<(), String> {
     let nodes = parse_nodes(flag(args, "--nodes")?)?;
     let dir = PathBuf::from(flag(args, "--dir")?);
     let node = Node::start(config(id, nodes, dir), factory()).map_err(|e| e.to_string())?;
+    // A shard that stops for good (a failed disk, a panic) ends the program rather
+    // than leave a node serving part of its groups: the other nodes take them over,
+    // and a supervisor restarts this one.
+    let watched = node.handle();
+    std::thread::spawn(move || {
+        if let Some(stopped) = watched.wait_fatal(None) {
+            eprintln!("{stopped}; exiting");
+            std::process::exit(3);
+        }
+    });
     println!(
         "node {} ready: set k v | get k | del k | cas k expected new | status",
         id.0
@@ -591,7 +601,7 @@ fn node(args: &[String]) -> Result<(), String> {
         }
         std::io::stdout().flush().map_err(|e| e.to_string())?;
     }
-    let errors = node.shutdown();
+    let errors: Vec<String> = node.shutdown().iter().map(ToString::to_string).collect();
     if errors.is_empty() {
         Ok(())
     } else {

@@ -46,6 +46,7 @@ impl Serve {
                 &dir.path().display().to_string(),
                 "--groups",
                 &GROUPS.to_string(),
+                "--new",
                 "--test-timeouts",
                 "--control",
                 "--client",

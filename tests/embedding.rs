@@ -148,7 +148,7 @@ fn tokio_tasks_propose_concurrently() {
         );
     }
     for (_, node) in std::mem::take(&mut cluster.nodes) {
-        assert_eq!(node.shutdown(), Vec::<String>::new());
+        assert_eq!(node.shutdown(), Vec::new());
     }
 }
 
@@ -198,7 +198,7 @@ fn reads_are_linearizable_and_only_on_the_leader() {
         std::thread::sleep(Duration::from_millis(20));
     }
     for (_, node) in std::mem::take(&mut cluster.nodes) {
-        assert_eq!(node.shutdown(), Vec::<String>::new());
+        assert_eq!(node.shutdown(), Vec::new());
     }
 }
 
@@ -339,13 +339,13 @@ fn errors_are_typed() {
         Err(Error::Stopped)
     );
     block_on(handle.shutdown());
-    assert_eq!(node.shutdown(), Vec::<String>::new());
+    assert_eq!(node.shutdown(), Vec::new());
     assert_eq!(
         block_on(handle.propose(GroupId(0), "v")),
         Err(Error::Stopped)
     );
     for (_, node) in std::mem::take(&mut cluster.nodes) {
-        assert_eq!(node.shutdown(), Vec::<String>::new());
+        assert_eq!(node.shutdown(), Vec::new());
     }
 }
 
@@ -385,7 +385,7 @@ fn start_refuses_bad_config_and_foreign_data_dir() {
     }
 
     let first = Node::start(config(1), factory()).expect("node 1 starts");
-    assert_eq!(first.shutdown(), Vec::<String>::new());
+    assert_eq!(first.shutdown(), Vec::new());
     match Node::start(config(2), factory()) {
         Err(StartError::DataDir(reason)) => {
             assert!(
@@ -397,5 +397,5 @@ fn start_refuses_bad_config_and_foreign_data_dir() {
     }
     // The directory is still node 1's.
     let again = Node::start(config(1), factory()).expect("node 1 restarts");
-    assert_eq!(again.shutdown(), Vec::<String>::new());
+    assert_eq!(again.shutdown(), Vec::new());
 }

@@ -177,7 +177,7 @@ fn three_nodes_agree_survive_leader_loss_and_catch_up() {
     assert_same_order(&cluster, true);
     assert_acked_applied(&cluster, &acked);
     for (_, node) in std::mem::take(&mut cluster.nodes) {
-        assert_eq!(node.shutdown(), Vec::<String>::new());
+        assert_eq!(node.shutdown(), Vec::new());
     }
 }
 
@@ -209,6 +209,7 @@ impl ServeChild {
                 &cluster.shape.shards.to_string(),
                 "--groups",
                 &cluster.shape.groups.to_string(),
+                "--new",
                 "--test-timeouts",
                 "--control",
             ])

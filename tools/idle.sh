@@ -68,7 +68,7 @@ for groups in "${counts[@]}"; do
     [ -z "${TICK_MS:-}" ] || cores+=(--tick-ms "$TICK_MS")
     for i in 1 2 3; do
         mkfifo "$run/n$i.in"
-        "$bin" serve --node "$i" --nodes "$nodes" --dir "$run/n$i" --groups "$groups" \
+        "$bin" serve --node "$i" --nodes "$nodes" --dir "$run/n$i" --new --groups "$groups" \
             "${cores[@]}" --control <"$run/n$i.in" >"$run/n$i.out" 2>"$run/n$i.err" &
         pids+=($!)
         eval "exec $((i + 2))>\"$run/n$i.in\""

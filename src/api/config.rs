@@ -18,7 +18,12 @@ use crate::wal::segment::{SegmentGeometry, SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN
 use crate::wal::store::StoreConfig;
 use crate::wal::BLOCK_SIZE;
 
-/// What an empty data directory means.
+/// What an empty data directory means (one without a node's identity: see
+/// [`crate::api::data_dir_claimed`]). A directory that holds state is recovered either
+/// way. Choose per start, not once for all: `New` on a member whose disk was wiped
+/// would let it vote with forgotten promises; `Existing` on every member of a new
+/// cluster would leave no voter to re-learn from. `synod serve` makes the operator say
+/// which (`--new`, `--existing`) whenever the directory is empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InitialState {
     /// The node is new in a new cluster: an empty data directory is a fresh start.
@@ -207,6 +212,35 @@ impl Config {
                     u32::from(address.port()) + u32::from(self.shards)
                 ),
             )?;
+        }
+        let shards = u32::from(self.shards);
+        let ranges: Vec<(NodeId, SocketAddr, u32)> = self
+            .nodes
+            .iter()
+            .map(|(node, address)| (*node, *address, u32::from(address.port())))
+            .collect();
+        for (i, (node, address, base)) in ranges.iter().enumerate() {
+            for (other, other_address, other_base) in &ranges[i + 1..] {
+                check(
+                    address.ip() != other_address.ip()
+                        || base + shards <= *other_base
+                        || other_base + shards <= *base,
+                    "nodes",
+                    format!(
+                        "node {} at {address} (shard ports {base}..{}) and node {} at \
+                         {other_address} (shard ports {other_base}..{})",
+                        node.0,
+                        base + shards,
+                        other.0,
+                        other_base + shards
+                    ),
+                    format!(
+                        "shard s of a node listens on its port + s ({} shards): the \
+                         port ranges of two nodes on one IP must not overlap",
+                        self.shards
+                    ),
+                )?;
+            }
         }
         check(
             self.cores.is_empty() || self.cores.len() >= usize::from(self.shards),
@@ -459,6 +493,34 @@ mod tests {
         let mut bad = config();
         bad.shards = 4;
         assert_eq!(bad.validate().map_err(|e| e.field), Err("cores"));
+    }
+
+    // Goal: two nodes on one IP whose shard port ranges overlap are refused, naming
+    // both nodes and both ranges; adjacent ranges, or the same ports on another IP,
+    // are accepted.
+    // Method: 2 shards; node 2 at node 1's port + 1, then + 2; node 2 on 127.0.0.2.
+    #[test]
+    fn overlapping_shard_ports_are_refused() {
+        let mut config = config();
+        config.shards = 2;
+        config.cores = Vec::new();
+        let at = |text: &str| text.parse::<SocketAddr>().expect("address");
+        config.nodes.insert(NodeId(2), at("127.0.0.1:7101"));
+        let error = config
+            .validate()
+            .expect_err("7100..7102 and 7101..7103 overlap");
+        assert_eq!(error.field, "nodes");
+        let text = error.to_string();
+        assert!(
+            text.contains("node 1 at 127.0.0.1:7100 (shard ports 7100..7102)")
+                && text.contains("node 2 at 127.0.0.1:7101 (shard ports 7101..7103)"),
+            "{text}"
+        );
+        assert!(!text.contains('\n'), "{text}");
+        config.nodes.insert(NodeId(2), at("127.0.0.1:7102"));
+        assert_eq!(config.validate(), Ok(()));
+        config.nodes.insert(NodeId(2), at("127.0.0.2:7100"));
+        assert_eq!(config.validate(), Ok(()));
     }
 
     // Goal: every group has exactly one shard, and shard addresses are base + index.

@@ -21,25 +21,40 @@
 //! node.shutdown();
 //! ```
 //!
+//! A shard that stops for good (its WAL failed: a write, an fdatasync, a full disk; or
+//! its thread panicked) does not come back, and the node does not limp on without it:
+//! [`Node::fatal`] and [`Node::wait_fatal`] tell the embedding program at once, with
+//! the shard and the reason ([`ShardStopped`]). The program should then end the node
+//! ([`Node::shutdown`] does not wait on the dead shard) and exit or restart it: the
+//! other nodes take over its groups by election, as after a crash. `synod serve` exits
+//! non-zero.
+//!
 //! Invariants:
 //! - `Node::start` returns only once every shard has recovered its WAL and listens;
 //! - a data directory belongs to one (cluster, node, shard count): another
 //!   configuration is refused rather than mixed in (`synod.id`);
-//! - every request resolves: with its outcome, or `Error::Stopped` once the node stops.
+//! - every request resolves: with its outcome, or `Error::Stopped` once the node (or
+//!   the request's shard) stops; a request to a shard that has stopped is answered
+//!   `Stopped` at once, never queued;
+//! - the first fatal stop of a shard is latched in the node (`Node::fatal`) no later
+//!   than its waiting callers are answered `Stopped` (a panic: just after).
 
 mod config;
 
+pub use crate::runtime::fatal::{DiskOperation, Fatal, ShardStopped};
 pub use crate::runtime::request::{Error, GroupStatus, Proposed, ShardStatus};
 pub use crate::runtime::state_machine::{StateMachine, StateMachineFactory};
 pub use config::{Config, ConfigError, InitialState};
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::paxos::GroupId;
 use crate::runtime::driver::{self, ShardThread};
+use crate::runtime::fatal::FatalLatch;
 use crate::runtime::mailbox::{oneshot, Mailbox, PushError, Sender};
 use crate::runtime::request::Request;
 use crate::runtime::shard_of;
@@ -76,6 +91,7 @@ impl std::error::Error for StartError {}
 
 struct Shared {
     mailboxes: Vec<Mailbox<Request>>,
+    latch: Arc<FatalLatch>,
 }
 
 /// A cloneable, `Send + Sync` handle to a running node.
@@ -107,6 +123,19 @@ impl std::fmt::Debug for Node {
 }
 
 const IDENTITY_FILE: &str = "synod.id";
+
+/// Whether `dir` belongs to a node already (holds its identity, `synod.id`). A
+/// directory that does not (missing, or empty of state) is what
+/// [`Config::initial_state`] is about: a new member starting fresh, or an existing
+/// member that lost its data. A program that cannot tell which should refuse to start
+/// rather than guess (`synod serve` requires `--new` or `--existing` then).
+///
+/// # Errors
+///
+/// The directory cannot be examined (permissions, I/O).
+pub fn data_dir_claimed(dir: &std::path::Path) -> std::io::Result<bool> {
+    dir.join(IDENTITY_FILE).try_exists()
+}
 
 /// Checks (or, on first start, writes) the data directory's identity. Returns whether
 /// the directory was empty of state while the configuration says the node is an
@@ -145,22 +174,31 @@ fn claim_data_dir(config: &Config) -> Result<bool, StartError> {
 }
 
 impl Node {
-    /// Validates `config`, recovers every shard's WAL, starts the shard threads and
-    /// their peer links, and returns once all of them run.
+    /// Validates `config`, proves the data directory writable (each shard writes,
+    /// fdatasyncs and removes a probe file with the WAL's O_DIRECT I/O), recovers every
+    /// shard's WAL, starts the shard threads and their peer links, and returns once all
+    /// of them run.
     ///
     /// # Errors
     ///
     /// An invalid configuration (which field, which value, why), a data directory of
-    /// another node, or a shard that could not start.
+    /// another node or one that is not writable (a read-only filesystem), or a shard
+    /// that could not start.
     pub fn start(config: Config, factory: StateMachineFactory) -> Result<Node, StartError> {
         config.validate().map_err(StartError::Config)?;
         let lost_state = claim_data_dir(&config)?;
+        let latch = Arc::new(FatalLatch::default());
         let mut mailboxes = Vec::new();
         let mut threads = Vec::new();
         for shard in 0..config.shards {
             let mailbox = Mailbox::new(config.mailbox_capacity);
             let plan = config.shard_plan(shard, lost_state);
-            match driver::spawn(plan, Arc::clone(&factory), mailbox.clone()) {
+            match driver::spawn(
+                plan,
+                Arc::clone(&factory),
+                mailbox.clone(),
+                Arc::clone(&latch),
+            ) {
                 Ok(thread) => {
                     mailboxes.push(mailbox);
                     threads.push(thread);
@@ -178,7 +216,7 @@ impl Node {
         }
         Ok(Node {
             handle: NodeHandle {
-                shared: Arc::new(Shared { mailboxes }),
+                shared: Arc::new(Shared { mailboxes, latch }),
             },
             threads: Mutex::new(threads),
         })
@@ -190,24 +228,41 @@ impl Node {
         self.handle.clone()
     }
 
+    /// The first shard of this node that stopped for good, and why; `None` while every
+    /// shard runs (or stopped only because it was asked to). Once `Some`, the node
+    /// serves only part of its groups: end it (`shutdown`) and exit or restart.
+    #[must_use]
+    pub fn fatal(&self) -> Option<ShardStopped> {
+        self.handle.fatal()
+    }
+
+    /// Blocks until a shard of this node stops for good (or `timeout` passes:
+    /// `None` then; `timeout: None` waits without bound) and returns the first such
+    /// stop. Returns at once if one already happened.
+    #[must_use]
+    pub fn wait_fatal(&self, timeout: Option<Duration>) -> Option<ShardStopped> {
+        self.handle.wait_fatal(timeout)
+    }
+
     /// Stops taking requests, lets proposals in flight finish (up to the drain
     /// timeout), closes links and WALs, and waits for the shard threads. Returns the
-    /// fatal errors of shards that stopped abnormally.
-    pub fn shutdown(self) -> Vec<String> {
+    /// fatal stops of shards that stopped abnormally. Shards that already stopped
+    /// (a failure, a panic) are not waited on.
+    pub fn shutdown(self) -> Vec<ShardStopped> {
         futures_lite::future::block_on(self.handle.shutdown());
         self.join()
     }
 
     /// Stops every shard at once, as a crash would: nothing is drained, flushed or
     /// answered beyond `Error::Stopped`. For tests and benchmarks of recovery.
-    pub fn abort(self) -> Vec<String> {
+    pub fn abort(self) -> Vec<ShardStopped> {
         for mailbox in &self.handle.shared.mailboxes {
             let _ = mailbox.push_control(Request::Abort);
         }
         self.join()
     }
 
-    fn join(&self) -> Vec<String> {
+    fn join(&self) -> Vec<ShardStopped> {
         let threads = std::mem::take(
             &mut *self
                 .threads
@@ -299,11 +354,25 @@ impl NodeHandle {
         }
     }
 
+    /// The first shard of the node that stopped for good, and why (see
+    /// [`Node::fatal`]).
+    #[must_use]
+    pub fn fatal(&self) -> Option<ShardStopped> {
+        self.shared.latch.first()
+    }
+
+    /// Blocks the calling thread until a shard of the node stops for good (see
+    /// [`Node::wait_fatal`]).
+    #[must_use]
+    pub fn wait_fatal(&self, timeout: Option<Duration>) -> Option<ShardStopped> {
+        self.shared.latch.wait(timeout)
+    }
+
     /// The status of every shard (groups, roles, watermarks, counters).
     ///
     /// # Errors
     ///
-    /// `Stopped` once the node stopped.
+    /// `Stopped` once the node (or one of its shards) stopped.
     pub async fn status(&self) -> Result<Vec<ShardStatus>, Error> {
         let mut statuses = Vec::with_capacity(self.shared.mailboxes.len());
         for mailbox in &self.shared.mailboxes {

@@ -11,12 +11,20 @@
 //! protocol of `schema/client.fbs`): `synod::client::Client` and `synod bench
 //! --target` talk to it. `--client-nodes ID=IP:PORT,...` lists the other nodes'
 //! client addresses, sent to every client so that it can follow leader hints.
+//!
+//! Start-up refuses, in one line naming both values: an empty `--dir` without `--new`
+//! or `--existing`, a `--client` address inside a node's shard ports, an invalid
+//! configuration (`Config::validate`: overlapping shard ports among them), a data
+//! directory that fails the shards' write probe. Exit statuses: 0 after a graceful stop,
+//! 1 for a refused start or a bad flag, `EXIT_SHARD_STOPPED` (3) the moment a shard stops
+//! for good (`synod: node N shard S stopped: <reason>; exiting` on stderr): the node
+//! never stays up serving part of its groups.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use synod::api::{Config, InitialState, Node};
+use synod::api::{Config, InitialState, Node, NodeHandle, ShardStopped};
 use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
 use synod::server::{Server, ServerConfig};
@@ -26,11 +34,15 @@ use super::{check_flags, parse_nodes, parsed, value};
 /// Usage lines of `synod serve`.
 pub const USAGE: &str =
     "  synod serve --node ID --nodes ID=IP:PORT,... --dir DIR [--cluster C] [--shards S]
-              [--groups G] [--cores C,C,...] [--tick-ms T] [--existing] [--control]
+              [--groups G] [--cores C,C,...] [--tick-ms T] [--new | --existing] [--control]
               [--test-timeouts] [--client IP:PORT [--client-nodes ID=IP:PORT,...]
               [--client-in-flight-max N] [--client-connections-max N]
               [--client-frame-size-max B]]
                                                       run one node (shard s listens on PORT+s);
+                                                      an empty DIR needs --new (a new member of
+                                                      a new cluster) or --existing (a member
+                                                      that lost its data: rejoins as a learner);
+                                                      exits 3 when a shard stops for good;
                                                       --client: also serve clients there";
 
 /// Runs `synod serve`.
@@ -52,7 +64,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             "--client-connections-max",
             "--client-frame-size-max",
         ],
-        &["--existing", "--control", "--test-timeouts"],
+        &["--new", "--existing", "--control", "--test-timeouts"],
     )?;
     let node = NodeId(parsed(args, "--node")?.ok_or("--node is required")?);
     let nodes = parse_nodes(value(args, "--nodes")?.ok_or("--nodes is required")?)?;
@@ -71,9 +83,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
-    if args.iter().any(|a| a == "--existing") {
-        config.initial_state = InitialState::Existing;
-    }
+    config.initial_state = initial_state(args, &config.data_dir)?;
     if args.iter().any(|a| a == "--test-timeouts") {
         config.group.election_timeout_ns = 300_000_000;
         config.group.heartbeat_interval_ns = 20_000_000;
@@ -100,6 +110,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         }
         None => None,
     };
+    exit_on_fatal(node.handle());
     println!("ready");
     std::io::stdout().flush().map_err(|e| e.to_string())?;
     if !args.iter().any(|a| a == "--control") {
@@ -107,7 +118,20 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             std::thread::park();
         }
     }
-    let handle = node.handle();
+    let controlled = control(&node.handle());
+    // A shard that stopped meanwhile decides the exit status, whatever the loop saw.
+    if let Some(stopped) = node.fatal() {
+        exit_shard_stopped(&stopped);
+    }
+    controlled?;
+    if let Some(stopped) = node.shutdown().first() {
+        exit_shard_stopped(stopped);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `--control` loop: commands from stdin until it ends (module docs).
+fn control(handle: &NodeHandle) -> Result<(), String> {
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| e.to_string())?;
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -142,11 +166,65 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             out.flush().map_err(|e| e.to_string())?;
         }
     }
-    let errors = node.shutdown();
-    if errors.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(errors.join("; "))
+    Ok(())
+}
+
+/// The exit status of a node whose shard stopped for good (a failed or full disk, a
+/// panic): distinct from 1 (a refused start), so that a supervisor can tell them apart.
+pub const EXIT_SHARD_STOPPED: u8 = 3;
+
+/// Watches the node from a thread of its own: the moment a shard stops for good, the
+/// reason goes to stderr and the process exits with `EXIT_SHARD_STOPPED`, as a crash
+/// would (everything acknowledged is durable; the other nodes take over this node's
+/// groups by election, and a supervisor restarts it). A node never stays up serving
+/// only part of its groups.
+fn exit_on_fatal(handle: NodeHandle) {
+    std::thread::Builder::new()
+        .name("synod-fatal".into())
+        .spawn(move || {
+            if let Some(stopped) = handle.wait_fatal(None) {
+                exit_shard_stopped(&stopped);
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|error| {
+            // Without the watcher a dead shard would leave a half-dead node behind.
+            eprintln!("synod: cannot start the fatal-stop watcher: {error}; exiting");
+            std::process::exit(i32::from(EXIT_SHARD_STOPPED));
+        });
+}
+
+/// Ends the process for a shard that stopped for good: the reason on stderr, status
+/// `EXIT_SHARD_STOPPED`.
+fn exit_shard_stopped(stopped: &ShardStopped) -> ! {
+    eprintln!("synod: {stopped}; exiting");
+    std::process::exit(i32::from(EXIT_SHARD_STOPPED))
+}
+
+/// What an empty data directory means, from `--new` or `--existing`: one of them is
+/// required when `dir` holds no node's identity, since guessing wrong either lets a
+/// wiped member vote with forgotten promises or leaves a new cluster without voters.
+fn initial_state(args: &[String], dir: &std::path::Path) -> Result<InitialState, String> {
+    let new = args.iter().any(|a| a == "--new");
+    let existing = args.iter().any(|a| a == "--existing");
+    match (new, existing) {
+        (true, true) => Err("--new and --existing exclude each other".to_string()),
+        (true, false) => Ok(InitialState::New),
+        (false, true) => Ok(InitialState::Existing),
+        (false, false) => {
+            let claimed = synod::api::data_dir_claimed(dir)
+                .map_err(|e| format!("--dir {}: {e}", dir.display()))?;
+            if claimed {
+                Ok(InitialState::New)
+            } else {
+                Err(format!(
+                    "--dir {} holds no node's data: pass --new (a new member of a new \
+                     cluster) or --existing (a member that lost its data: it rejoins as \
+                     a learner)",
+                    dir.display()
+                ))
+            }
+        }
     }
 }
 
@@ -165,9 +243,27 @@ fn client_config(args: &[String], config: &Config) -> Result<Option<ServerConfig
         }
         return Ok(None);
     };
-    let address = address
+    let address: std::net::SocketAddr = address
         .parse()
         .map_err(|_| format!("--client {address}: not an IP:PORT address"))?;
+    // Conservative where an IP is unspecified (0.0.0.0 takes the port on every IP).
+    for (node, base) in &config.nodes {
+        let ports = u32::from(base.port())..u32::from(base.port()) + u32::from(config.shards);
+        let same_ip = address.ip() == base.ip()
+            || address.ip().is_unspecified()
+            || base.ip().is_unspecified();
+        if same_ip && ports.contains(&u32::from(address.port())) {
+            return Err(format!(
+                "--client {address} is inside node {}'s shard ports {}:{}..{} (shard s \
+                 listens on {base} + s, {} shards)",
+                node.0,
+                base.ip(),
+                ports.start,
+                ports.end,
+                config.shards
+            ));
+        }
+    }
     let nodes = config.nodes.keys().copied().collect();
     let mut server = ServerConfig::new(address, config.cluster, config.node, nodes);
     if let Some(list) = value(args, "--client-nodes")? {

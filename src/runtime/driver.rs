@@ -18,8 +18,10 @@
 //! Invariants:
 //! - a proposal is answered `Ok` only after its value is applied here, which happens
 //!   only after it is chosen, which needs a quorum of durable accepts;
-//! - a failed WAL write or fdatasync stops the shard (`fatal`): no retry, every waiting
-//!   caller gets `Stopped`;
+//! - a failed WAL write or fdatasync stops the shard (`Fatal`): no retry; the stop is
+//!   reported to the node's `FatalLatch`, then every waiting caller gets `Stopped`;
+//! - when the shard's thread ends, by any path (a stop, a failure, a panic), its mailbox
+//!   is closed: no request can wait on a shard that no longer runs;
 //! - a replica whose log lost state writes a durable rejoin marker BEFORE recovery
 //!   erases evidence, and removes it only once every group votes again and what it
 //!   re-learned is durable (as the simulator's fault atlas models it).
@@ -39,6 +41,7 @@ use bytes::Bytes;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use super::clock::{entropy_seed, MonotonicClock};
+use super::fatal::{DiskOperation, Fatal, FatalLatch, ShardStopped};
 use super::mailbox::{Mailbox, Sender};
 use super::net::{Net, NetConfig};
 use super::notify::Notify;
@@ -46,9 +49,9 @@ use super::request::{Error, GroupStatus, Proposed, Request, ShardStatus};
 use super::shard::{Effects, Shard, ShardConfig, ShardInput};
 use super::state_machine::{StateMachine, StateMachineFactory};
 use crate::paxos::{Body, GroupConfig, GroupId, Instance, Lsn, Nanos, ProposalId, Restore};
-use crate::wal::dma_disk::IO_MEMORY_SIZE;
+use crate::wal::dma_disk::{DmaDisk, IO_MEMORY_SIZE};
 use crate::wal::store::{recover_dir, Store, StoreConfig};
-use crate::wal::WritePlan;
+use crate::wal::{WritePlan, BLOCK_SIZE};
 
 /// Everything one shard needs to start.
 #[derive(Clone, Debug)]
@@ -82,29 +85,56 @@ pub struct ShardPlan {
 /// A running shard thread.
 #[derive(Debug)]
 pub struct ShardThread {
-    join: std::thread::JoinHandle<Result<(), String>>,
+    join: std::thread::JoinHandle<Result<(), ShardStopped>>,
+    node: crate::paxos::NodeId,
+    shard: u16,
 }
 
 impl ShardThread {
-    /// Waits for the thread to end; its error is the fatal reason, if any.
+    /// Waits for the thread to end; its error is the fatal stop, if any.
     ///
     /// # Errors
     ///
     /// Why the shard stopped abnormally (a failed write, a panic).
-    pub fn join(self) -> Result<(), String> {
+    pub fn join(self) -> Result<(), ShardStopped> {
         match self.join.join() {
             Ok(result) => result,
-            Err(panic) => Err(panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                .unwrap_or_else(|| "shard thread panicked".to_string())),
+            Err(panic) => Err(ShardStopped {
+                node: self.node,
+                shard: self.shard,
+                fatal: Fatal::Panic {
+                    message: panic_message(panic.as_ref()),
+                },
+            }),
+        }
+    }
+}
+
+/// The message of a panic's payload (`panic!` gives a `String` or a `&str`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
+        .unwrap_or_else(|| "(a panic without a message)".to_string())
+}
+
+/// Closes the shard's mailbox when the shard's thread ends, by whatever path (a
+/// panic included): requests still queued are answered `Stopped`, later pushes are
+/// refused, so no handle waits on a thread that is gone.
+struct CloseOnExit(Mailbox<Request>);
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        for request in self.0.close() {
+            refuse(request);
         }
     }
 }
 
 /// Starts the shard of `plan` on its own thread and returns once it has recovered its
-/// log and listens for peers (or failed to).
+/// log and listens for peers (or failed to). A fatal stop after that (a failed write,
+/// a panic) is reported to `latch` at once.
 ///
 /// # Errors
 ///
@@ -113,15 +143,18 @@ pub fn spawn(
     plan: ShardPlan,
     factory: StateMachineFactory,
     mailbox: Mailbox<Request>,
+    latch: Arc<FatalLatch>,
 ) -> Result<ShardThread, String> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     // Node and shard, so that `top -H` and `perf` tell apart the nodes of one process
     // (a Linux thread name holds 15 bytes: "synod-n65535-s9" fits).
     let name = format!("synod-n{}-s{}", plan.net.node.0, plan.shard);
     let executor_name = name.clone();
+    let (node, shard) = (plan.net.node, plan.shard);
     let join = std::thread::Builder::new()
         .name(name)
         .spawn(move || {
+            let _close = CloseOnExit(mailbox.clone());
             if let Some(core) = plan.core {
                 // Best effort: a core outside the allowed set leaves the thread unpinned.
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
@@ -136,23 +169,40 @@ pub fn spawn(
                 Ok(executor) => executor,
                 Err(error) => {
                     let message = format!("shard {}: executor: {error}", plan.shard);
-                    let _ = ready_tx.send(Err(message.clone()));
-                    return Err(message);
+                    let _ = ready_tx.send(Err(message));
+                    return Ok(());
                 }
             };
-            executor.run(run(plan, factory, mailbox, ready_tx))
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                executor.run(run(plan, factory, mailbox, ready_tx, Arc::clone(&latch)))
+            }));
+            match ran {
+                Ok(result) => result,
+                Err(panic) => {
+                    let stopped = ShardStopped {
+                        node,
+                        shard,
+                        fatal: Fatal::Panic {
+                            message: panic_message(panic.as_ref()),
+                        },
+                    };
+                    latch.report(stopped.clone());
+                    Err(stopped)
+                }
+            }
         })
         .map_err(|error| format!("spawn shard thread: {error}"))?;
+    let thread = ShardThread { join, node, shard };
     match ready_rx.recv() {
-        Ok(Ok(())) => Ok(ShardThread { join }),
+        Ok(Ok(())) => Ok(thread),
         Ok(Err(message)) => {
-            let _ = join.join();
+            let _ = thread.join();
             Err(message)
         }
-        Err(_) => Err(ShardThread { join }
-            .join()
-            .err()
-            .unwrap_or_else(|| "shard stopped during start".to_string())),
+        Err(_) => Err(thread.join().err().map_or_else(
+            || "shard stopped during start".to_string(),
+            |stopped| stopped.fatal.to_string(),
+        )),
     }
 }
 
@@ -163,11 +213,36 @@ const SPARE_SLICE_SIZE: u64 = 2 << 20;
 
 /// One slice of spare maintenance (`SPARE_SLICE_SIZE`): leaves in `more` whether
 /// slices are left, or in `error` why it failed (fatal to the shard).
-async fn spare_slice(disk: &mut Store, more: &Cell<bool>, error: &RefCell<Option<String>>) {
+async fn spare_slice(disk: &mut Store, more: &Cell<bool>, error: &RefCell<Option<Fatal>>) {
     match disk.prepare_spares_slice(SPARE_SLICE_SIZE).await {
         Ok(left) => more.set(left),
-        Err(failure) => *error.borrow_mut() = Some(format!("preparing WAL spares: {failure}")),
+        Err(failure) => {
+            *error.borrow_mut() = Some(Fatal::Disk {
+                operation: DiskOperation::PrepareSpares,
+                error: failure.to_string(),
+            });
+        }
     }
+}
+
+/// Proves that `dir` takes the WAL's kind of I/O before anything is recovered: creates
+/// a probe file with O_DIRECT, writes one block, fdatasyncs it, removes it and syncs
+/// the directory. A directory on a read-only (or full, or failing) filesystem is
+/// refused at start rather than at the first write.
+async fn probe_dir(dir: &Path, shard: u32) -> Result<(), String> {
+    let path = dir.join(format!("shard-{shard:03}.probe"));
+    let written = DmaDisk::create_zeroed(&path, BLOCK_SIZE as u64).await;
+    let removed = match written {
+        Ok(()) => std::fs::remove_file(&path).and_then(|()| sync_dir(dir)),
+        Err(error) => Err(error),
+    };
+    removed.map_err(|error| {
+        format!(
+            "data directory {} is not writable: probe {}: {error}",
+            dir.display(),
+            path.display()
+        )
+    })
 }
 
 /// Path of the rejoin marker of shard `shard` in `dir`.
@@ -197,7 +272,7 @@ fn current_thread_id() -> Option<u32> {
 type PendingRead = (GroupId, Instance, Bytes, Sender<Result<Bytes, Error>>);
 
 /// The outcome of the WAL write in flight, left by its task for the loop.
-type WriteResult = Result<WritePlan, String>;
+type WriteResult = Result<WritePlan, Fatal>;
 
 struct Driver {
     plan: ShardPlan,
@@ -214,7 +289,7 @@ struct Driver {
     /// The write planned while the store was busy with spare maintenance.
     pending_write: Option<WritePlan>,
     /// A failed spare maintenance (an I/O error: fatal, never retried).
-    maintenance_error: Rc<RefCell<Option<String>>>,
+    maintenance_error: Rc<RefCell<Option<Fatal>>>,
     /// Spare maintenance has slices left (`Store::prepare_spares_slice`).
     maintenance_more: Rc<Cell<bool>>,
     /// When the write in flight was started (for `write_busy_ns`).
@@ -240,7 +315,9 @@ struct Driver {
     effects: Effects,
     marker: Option<(PathBuf, Option<Lsn>)>,
     stopping: Option<(Nanos, Vec<Sender<()>>)>,
-    fatal: Option<String>,
+    fatal: Option<Fatal>,
+    /// Where a fatal stop is reported, BEFORE waiting callers are answered.
+    latch: Arc<FatalLatch>,
 }
 
 async fn run(
@@ -248,12 +325,14 @@ async fn run(
     factory: StateMachineFactory,
     mailbox: Mailbox<Request>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
-) -> Result<(), String> {
-    let driver = match start(plan, factory, mailbox).await {
+    latch: Arc<FatalLatch>,
+) -> Result<(), ShardStopped> {
+    let driver = match start(plan, factory, mailbox, latch).await {
         Ok(driver) => driver,
         Err(message) => {
-            let _ = ready.send(Err(message.clone()));
-            return Err(message);
+            // Not a stop of a running shard: `spawn` returns the reason.
+            let _ = ready.send(Err(message));
+            return Ok(());
         }
     };
     let _ = ready.send(Ok(()));
@@ -264,11 +343,13 @@ async fn start(
     plan: ShardPlan,
     factory: StateMachineFactory,
     mailbox: Mailbox<Request>,
+    latch: Arc<FatalLatch>,
 ) -> Result<Driver, String> {
     let shard_id = plan.shard;
     let store_config = plan.store.clone();
     std::fs::create_dir_all(&store_config.dir)
         .map_err(|e| format!("create {}: {e}", store_config.dir.display()))?;
+    probe_dir(&store_config.dir, store_config.shard).await?;
     let recovery = recover_dir(&store_config).map_err(|e| e.to_string())?;
     let marker_path = rejoin_marker(&store_config.dir, store_config.shard);
     let corrupt = recovery.corruption().is_some();
@@ -357,6 +438,7 @@ async fn start(
         effects: Effects::default(),
         stopping: None,
         fatal: None,
+        latch,
     })
 }
 
@@ -366,7 +448,7 @@ enum Exit {
 }
 
 impl Driver {
-    async fn run(mut self) -> Result<(), String> {
+    async fn run(mut self) -> Result<(), ShardStopped> {
         let exit = loop {
             let now = self.clock.now();
             self.iterations += 1;
@@ -376,10 +458,19 @@ impl Driver {
             self.shard.flush(now, &mut self.effects);
             self.execute(now);
             self.try_maintain();
-            if let Some(reason) = self.shard.poisoned() {
-                self.fatal = Some(reason.to_string());
+            if self.fatal.is_none() {
+                if let Some(reason) = self.shard.poisoned() {
+                    self.fatal = Some(Fatal::Poisoned {
+                        reason: reason.to_string(),
+                    });
+                }
             }
-            if self.fatal.is_some() {
+            if let Some(fatal) = &self.fatal {
+                self.latch.report(ShardStopped {
+                    node: self.plan.net.node,
+                    shard: self.plan.shard,
+                    fatal: fatal.clone(),
+                });
                 break Exit::Graceful;
             }
             if self.drained(now) {
@@ -413,9 +504,9 @@ impl Driver {
             self.shard.step(now, ShardInput::Message(message));
         }
         self.try_start_write();
-        if let Some(reason) = self.maintenance_error.borrow_mut().take() {
-            log::error!("shard {}: {reason}; the shard stops", self.plan.shard);
-            self.shard.step(now, ShardInput::WriteFailed { reason });
+        let maintenance = self.maintenance_error.borrow_mut().take();
+        if let Some(fatal) = maintenance {
+            self.on_fatal(now, fatal);
         }
         let done = self.write_done.borrow_mut().take();
         if let Some(result) = done {
@@ -427,16 +518,22 @@ impl Driver {
                     self.shard.step(now, ShardInput::WriteDone { lsn_through });
                     self.shard.recycle(plan.bytes);
                 }
-                Err(reason) => {
-                    log::error!("shard {}: {reason}; the shard stops", self.plan.shard);
-                    self.shard.step(now, ShardInput::WriteFailed { reason });
-                }
+                Err(fatal) => self.on_fatal(now, fatal),
             }
         }
         if self.shard.next_deadline().is_some_and(|d| d <= now) {
             self.shard.step(now, ShardInput::Tick);
         }
         None
+    }
+
+    /// A WAL failure: the shard is poisoned (it produces nothing more) and the loop
+    /// stops at the end of this iteration.
+    fn on_fatal(&mut self, now: Nanos, fatal: Fatal) {
+        log::error!("shard {}: {fatal}; the shard stops", self.plan.shard);
+        let reason = fatal.to_string();
+        self.fatal.get_or_insert(fatal);
+        self.shard.step(now, ShardInput::WriteFailed { reason });
     }
 
     fn on_request(&mut self, now: Nanos, request: Request) -> Option<Exit> {
@@ -655,12 +752,21 @@ impl Driver {
         glommio::spawn_local(async move {
             let started = clock.now();
             // `Store::write` in two steps, timed apart.
-            let mut result = disk.write_unsynced(&plan).await;
+            let lsn_through = plan.lsn_through.0;
+            let mut result = disk.write_unsynced(&plan).await.map_err(|e| Fatal::Disk {
+                operation: DiskOperation::Write {
+                    size: plan.bytes.len(),
+                    lsn_through,
+                },
+                error: e.to_string(),
+            });
             let written = clock.now();
             if fsync && result.is_ok() {
-                result = disk.sync().await;
+                result = disk.sync().await.map_err(|e| Fatal::Disk {
+                    operation: DiskOperation::Sync { lsn_through },
+                    error: e.to_string(),
+                });
             }
-            let result = result.map_err(|e| e.to_string());
             let finished = clock.now();
             disk_ns.set(disk_ns.get() + finished.0.saturating_sub(started.0));
             sync_ns.set(sync_ns.get() + finished.0.saturating_sub(written.0));
@@ -799,13 +905,14 @@ impl Driver {
             },
             fatal: self
                 .fatal
-                .clone()
+                .as_ref()
+                .map(Fatal::to_string)
                 .or_else(|| self.shard.poisoned().map(str::to_string)),
         }
     }
 
     /// Answers everyone still waiting, closes the links and the WAL.
-    async fn close(mut self) -> Result<(), String> {
+    async fn close(mut self) -> Result<(), ShardStopped> {
         for request in self.mailbox.close() {
             refuse(request);
         }
@@ -826,10 +933,7 @@ impl Driver {
             }
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
-        let fatal = self
-            .fatal
-            .take()
-            .or_else(|| self.shard.poisoned().map(str::to_string));
+        let fatal = self.fatal.take();
         let store = self.store.borrow_mut().take();
         if let Some(store) = store {
             if fatal.is_none() {
@@ -844,7 +948,11 @@ impl Driver {
             }
         }
         match fatal {
-            Some(reason) => Err(reason),
+            Some(fatal) => Err(ShardStopped {
+                node: self.plan.net.node,
+                shard: self.plan.shard,
+                fatal,
+            }),
             None => Ok(()),
         }
     }

@@ -1,10 +1,12 @@
 //! The runtime: many groups of one core. `Shard` is its pure core (LSN assignment,
 //! group commit planning, durability-gated sends, per-peer merging); `driver` runs it
 //! on a pinned glommio executor with its WAL (`wal::store`) and its peer links (`net`);
-//! handles reach a shard through its `mailbox`.
+//! handles reach a shard through its `mailbox`; a shard that stops for good says why
+//! through the node's `fatal::FatalLatch`.
 
 pub mod clock;
 pub mod driver;
+pub mod fatal;
 pub mod mailbox;
 pub mod net;
 pub mod notify;

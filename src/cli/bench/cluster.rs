@@ -142,7 +142,12 @@ impl Cluster {
         // break: expected here, not worth a warning each. Fatal errors are returned.
         let level = log::max_level();
         log::set_max_level(level.min(log::LevelFilter::Error));
-        let errors = self.nodes.into_values().flat_map(Node::shutdown).collect();
+        let errors = self
+            .nodes
+            .into_values()
+            .flat_map(Node::shutdown)
+            .map(|stopped| stopped.to_string())
+            .collect();
         log::set_max_level(level);
         errors
     }

@@ -1,0 +1,669 @@
+//! A node's life and death: a shard that stops for good (a panic, a full disk) takes
+//! its node out cleanly instead of leaving a half-dead process, and `synod serve`
+//! refuses at start what would break the cluster (a read-only or unannounced empty
+//! data directory, overlapping shard ports, a client port inside a shard port range).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::cluster::{
+    free_ports, line_reader, propose_anywhere, recorder, Cluster, Outcome, Shape, TempDir,
+};
+use futures_lite::future::block_on;
+use synod::api::{Error, Fatal, StateMachine};
+use synod::client::Client;
+use synod::paxos::{GroupId, Instance, NodeId};
+use synod::runtime::shard_of;
+
+const CLUSTER: u64 = 0x5EED;
+/// `--test-timeouts`' election timeout.
+const ELECTION_TIMEOUT: Duration = Duration::from_millis(300);
+/// `synod serve`'s exit status when a shard stops for good.
+const EXIT_SHARD_STOPPED: i32 = 3;
+
+/// Held by the tests that run clusters, so that they do not run at once: the failover
+/// bound is measured on a machine this file does not load with another cluster.
+static CLUSTERS: Mutex<()> = Mutex::new(());
+
+fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    CLUSTERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `f` on a thread of its own and returns its result, or fails the test if it
+/// does not return within `limit` (a hang is the failure these tests look for).
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what} did not return within {limit:?}"))
+}
+
+/// Holds a node that may hang on shutdown: dropped during a test's panic, the node is
+/// leaked rather than shut down, so the failure is reported instead of hanging.
+struct LeakOnPanic(Option<synod::api::Node>);
+
+impl Drop for LeakOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            std::mem::forget(self.0.take());
+        }
+    }
+}
+
+/// A state machine that panics when it applies `boom`, as a buggy one would.
+struct Bomb;
+
+impl StateMachine for Bomb {
+    fn apply(&mut self, instance: Instance, value: &[u8]) -> Bytes {
+        assert!(
+            value != b"boom",
+            "state machine bug at instance {}",
+            instance.0
+        );
+        Bytes::new()
+    }
+    fn query(&self, _: &[u8]) -> Bytes {
+        Bytes::new()
+    }
+}
+
+// Goal: a shard whose thread panics is reported at once with its index and reason;
+// requests to it answer `Stopped` without waiting, its node's other shard keeps
+// serving, the other nodes keep choosing in its groups, and `Node::shutdown` returns.
+// Method: 3 nodes x 2 shards x 4 groups; node 1's state machines panic on `boom`;
+// propose `boom` to group 1; wait on node 1's fatal latch; then propose, ask status
+// and group status on node 1 and shut it down, each bounded by a deadline.
+#[test]
+fn panicked_shard_stops_its_node_cleanly() {
+    let _alone = one_cluster_at_a_time();
+    let mut cluster = Cluster::with_machines(
+        "panic",
+        Shape {
+            nodes: 3,
+            shards: 2,
+            groups: 4,
+        },
+        Box::new(|node, applied| {
+            if node == NodeId(1) {
+                Arc::new(|_| Box::new(Bomb))
+            } else {
+                recorder(applied)
+            }
+        }),
+    );
+    let group = GroupId(1);
+    let dead_shard = shard_of(group, 2);
+    let other = (0..4)
+        .map(GroupId)
+        .find(|g| shard_of(*g, 2) != dead_shard)
+        .expect("a group on the other shard");
+    let handles = cluster.handles();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    assert!(
+        matches!(
+            propose_anywhere(&handles, group, Bytes::from_static(b"before"), deadline),
+            Outcome::Chosen(_)
+        ),
+        "no progress before the panic"
+    );
+    assert_eq!(cluster.nodes[&NodeId(1)].fatal(), None);
+    // Chosen everywhere, so node 1 applies it whether it leads or follows.
+    let _ = propose_anywhere(&handles, group, Bytes::from_static(b"boom"), deadline);
+    let stopped = cluster.nodes[&NodeId(1)]
+        .wait_fatal(Some(Duration::from_secs(20)))
+        .expect("node 1 reports its shard's stop");
+    println!("reported: {stopped}");
+    assert_eq!((stopped.node, stopped.shard), (NodeId(1), dead_shard));
+    assert!(
+        matches!(&stopped.fatal, Fatal::Panic { message } if message.contains("state machine bug")),
+        "{stopped}"
+    );
+    assert!(stopped.to_string().contains(&format!("shard {dead_shard}")));
+
+    // Node 1 out of the cluster: a failed check below must not hang the test in the
+    // cluster's drop (shutting down a node that hangs is what this test looks for).
+    let mut stopping = LeakOnPanic(cluster.nodes.remove(&NodeId(1)));
+    let handle = stopping.0.as_ref().expect("node 1").handle();
+    let h = handle.clone();
+    let answer = within(
+        Duration::from_secs(5),
+        "propose to the dead shard",
+        move || block_on(h.propose(group, b"after".to_vec())),
+    );
+    assert_eq!(answer, Err(Error::Stopped));
+    let h = handle.clone();
+    let status = within(Duration::from_secs(5), "status", move || {
+        block_on(h.status())
+    });
+    assert_eq!(status, Err(Error::Stopped));
+    let h = handle.clone();
+    let alive = within(Duration::from_secs(5), "group status", move || {
+        block_on(h.group_status(other))
+    });
+    assert!(alive.is_ok(), "the other shard stopped too: {alive:?}");
+
+    let others: BTreeMap<NodeId, _> = handles
+        .into_iter()
+        .filter(|(id, _)| *id != NodeId(1))
+        .collect();
+    let outcome = propose_anywhere(
+        &others,
+        group,
+        Bytes::from_static(b"elsewhere"),
+        Instant::now() + Duration::from_secs(30),
+    );
+    assert!(
+        matches!(outcome, Outcome::Chosen(_)),
+        "nodes 2 and 3 stopped choosing in group {}",
+        group.0
+    );
+
+    let node = stopping.0.take().expect("node 1");
+    let stops = within(Duration::from_secs(20), "Node::shutdown", move || {
+        node.shutdown()
+    });
+    assert_eq!(stops, vec![stopped]);
+}
+
+/// A filesystem mounted for one test, unmounted on drop (a failed test included).
+struct Mount {
+    point: PathBuf,
+}
+
+impl Mount {
+    /// Mounts a tmpfs of `size` (as `mount -o size=`) on `point`; `Err` says why not.
+    fn tmpfs(point: &Path, size: &str) -> Result<Mount, String> {
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(point)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).trim().to_string());
+        }
+        Ok(Mount {
+            point: point.to_path_buf(),
+        })
+    }
+
+    /// Mounts a tmpfs on `point`, or prints why this machine cannot and returns
+    /// `None` (the caller then skips: mounting needs root and mount(8)).
+    fn tmpfs_or_skip(point: &Path, size: &str, test: &str) -> Option<Mount> {
+        match Mount::tmpfs(point, size) {
+            Ok(mount) => Some(mount),
+            Err(reason) => {
+                println!("SKIPPED {test}: cannot mount a tmpfs on this machine ({reason})");
+                None
+            }
+        }
+    }
+
+    fn remount_read_only(&self) {
+        let status = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.point)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "remount {} read-only",
+            self.point.display()
+        );
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount")
+            .arg(&self.point)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            // Busy (a child still exiting): detach it now, freed once unused.
+            let _ = Command::new("umount").arg("-l").arg(&self.point).status();
+        }
+    }
+}
+
+/// A `synod serve` child: its stdout lines, its stderr lines; killed on drop.
+struct Serve {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    fn spawn(args: &[String]) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_synod"))
+            .arg("serve")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn synod serve");
+        let lines = line_reader(child.stdout.take().expect("stdout"));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        Serve { child, lines, log }
+    }
+
+    fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// Waits for `ready`; fails with the child's stderr if it does not come.
+    fn ready(self) -> Serve {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line == "ready" => return self,
+                Ok(_) => {}
+                Err(_) => panic!("synod serve not ready: {:?}", self.log_lines()),
+            }
+        }
+    }
+
+    /// Waits (bounded) for the child to exit by itself.
+    fn exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "synod serve still runs after {limit:?}: {:?}",
+                self.log_lines()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for the stderr reader to see the child's last line.
+    fn final_log(&self) -> Vec<String> {
+        for _ in 0..200 {
+            if self
+                .log
+                .lock()
+                .expect("log lock")
+                .iter()
+                .any(|l| l.starts_with("synod: "))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.log_lines()
+    }
+
+    /// Ends the node gracefully (end of stdin) and checks that it exits 0.
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let status = self.exit(Duration::from_secs(20));
+        assert!(status.success(), "synod serve exited with {status}");
+    }
+
+    /// `group -> role` of every group, from the child's `status`.
+    fn roles(&mut self) -> BTreeMap<u32, String> {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "status").expect("write status");
+        stdin.flush().expect("flush");
+        let mut roles = BTreeMap::new();
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("status answers");
+            if line == "end" {
+                return roles;
+            }
+            // group <g> role <role> applied <i> checksum <c>
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let ["group", group, "role", role, ..] = words[..] {
+                roles.insert(group.parse().expect("group"), role.to_string());
+            }
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        // A failed test must not leave children behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_string()).collect()
+}
+
+/// Runs `synod serve` with `args`, which must refuse to start: returns its one error
+/// line (`synod: ...`), after checking that it exited 1 without printing `ready`.
+fn refused(args: &[String]) -> String {
+    let mut serve = Serve::spawn(args);
+    let status = serve.exit(Duration::from_secs(30));
+    let log = serve.final_log();
+    assert_eq!(status.code(), Some(1), "{args:?}: {log:?}");
+    assert!(
+        serve.lines.try_iter().all(|l| l != "ready"),
+        "{args:?} printed ready"
+    );
+    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("synod: ")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {log:?}");
+    println!("{}", errors[0]);
+    errors[0].clone()
+}
+
+/// `1=127.0.0.1:P1,2=127.0.0.1:P2,...` of `ports` in node order.
+fn node_list(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+// Goal: a node whose disk fills up under load exits within moments, non-zero, with the
+// shard and the reason on stderr (no zombie), and a client proposing to the groups it
+// led gets acknowledgements from the other nodes within 2 election timeouts of its
+// exit.
+// Method: three `synod serve --client` processes, 2 shards x 8 groups each; node 1's
+// data directory is a tmpfs with room for its initial segments plus half a segment,
+// so its first segment roll fails with ENOSPC (the others' are roomy tmpfs, so that
+// fdatasync stalls of a shared disk do not enter the measurement). Nodes 1 and 2 start first so that
+// node 1 leads about half the groups; 4 client threads propose 16 KiB values until
+// node 1 exits; then one prober per group node 1 led proposes until acknowledged.
+#[test]
+fn full_disk_stops_the_node_and_the_others_take_over() {
+    let _alone = one_cluster_at_a_time();
+    let root = TempDir::new("full-disk");
+    let dirs: Vec<PathBuf> = (1..=3).map(|i| root.path().join(format!("n{i}"))).collect();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).expect("create dir");
+    }
+    // 2 shards x 3 segments of 8 MiB (`--test-timeouts`) = 48 MiB at start.
+    let Some(_full) = Mount::tmpfs_or_skip(&dirs[0], "52m", "full_disk") else {
+        return;
+    };
+    // The survivors' WALs on roomy tmpfs too: the fdatasync stalls of a disk shared
+    // with other work would otherwise enter the measured failover.
+    let _roomy: Vec<Mount> = dirs[1..]
+        .iter()
+        .map(|dir| Mount::tmpfs(dir, "256m").expect("a second tmpfs mounts like the first"))
+        .collect();
+    let peers: Vec<u16> = (0..3).map(|_| free_ports(2)).collect();
+    let clients: Vec<u16> = (0..3).map(|_| free_ports(1)).collect();
+    let (peer_list, client_list) = (node_list(&peers), node_list(&clients));
+    let addresses: Vec<String> = clients.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let spawn = |i: usize| {
+        Serve::spawn(&[
+            "--node".to_string(),
+            (i + 1).to_string(),
+            "--cluster".into(),
+            CLUSTER.to_string(),
+            "--nodes".into(),
+            peer_list.clone(),
+            "--dir".into(),
+            dirs[i].display().to_string(),
+            "--new".into(),
+            "--shards".into(),
+            "2".into(),
+            "--groups".into(),
+            "8".into(),
+            "--test-timeouts".into(),
+            "--control".into(),
+            "--client".into(),
+            addresses[i].clone(),
+            "--client-nodes".into(),
+            client_list.clone(),
+        ])
+        .ready()
+    };
+    let mut first = spawn(0);
+    let mut second = spawn(1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let led_by_first = loop {
+        let (ones, twos) = (first.roles(), second.roles());
+        let leads = |roles: &BTreeMap<u32, String>| -> BTreeSet<u32> {
+            roles
+                .iter()
+                .filter(|(_, role)| *role == "Leader")
+                .map(|(g, _)| *g)
+                .collect()
+        };
+        let (ones, twos) = (leads(&ones), leads(&twos));
+        if ones.len() + twos.len() == 8 {
+            break ones;
+        }
+        assert!(Instant::now() < deadline, "no leader in every group");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("node 1 leads groups {led_by_first:?}");
+    assert!(
+        !led_by_first.is_empty(),
+        "node 1 leads no group: nothing to take over"
+    );
+    let third = spawn(2);
+
+    let client = Client::connect(&addresses, CLUSTER).expect("connect");
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let loaders: Vec<_> = (0..4)
+        .map(|t| {
+            let (client, stop, acked) = (client.clone(), Arc::clone(&stop), Arc::clone(&acked));
+            std::thread::spawn(move || {
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let mut value = vec![t as u8; 16 << 10];
+                    value[..4].copy_from_slice(&i.to_le_bytes());
+                    match client.propose_blocking(GroupId(i % 8), value) {
+                        Ok(_) => {
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        })
+        .collect();
+    let status = first.exit(Duration::from_secs(120));
+    let exited = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let log = first.final_log();
+    println!(
+        "node 1 exited with {status} after {} acknowledged values: {log:?}",
+        acked.load(Ordering::Relaxed)
+    );
+    assert_eq!(status.code(), Some(EXIT_SHARD_STOPPED), "{log:?}");
+    let reason = log
+        .iter()
+        .find(|l| l.starts_with("synod: node 1 shard "))
+        .unwrap_or_else(|| panic!("no reason on stderr: {log:?}"));
+    assert!(
+        // A full filesystem shows as ENOSPC, or as a short O_DIRECT write just before.
+        reason.contains("stopped: WAL")
+            && (reason.contains("No space left on device") || reason.contains("short write"))
+            && reason.ends_with("; exiting"),
+        "{reason}"
+    );
+
+    // Probes through the client, which knows all three nodes and follows hints.
+    let probes: Vec<_> = led_by_first
+        .iter()
+        .map(|group| {
+            let (client, group) = (client.clone(), GroupId(*group));
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                for attempt in 0.. {
+                    // A fresh value per attempt: an unknown outcome may still be chosen.
+                    let value = format!("after-{}-{attempt}", group.0).into_bytes();
+                    if client.propose_blocking(group, value).is_ok() {
+                        return (group, exited.elapsed());
+                    }
+                    assert!(Instant::now() < deadline, "group {}: no ack", group.0);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                unreachable!("the loop returns or fails")
+            })
+        })
+        .collect();
+    let taken_over: Vec<(GroupId, Duration)> = probes
+        .into_iter()
+        .map(|p| p.join().expect("probe"))
+        .collect();
+    println!("acknowledged again after node 1's exit: {taken_over:?}");
+    for (group, after) in &taken_over {
+        assert!(
+            *after <= 2 * ELECTION_TIMEOUT,
+            "group {}: first acknowledgement {after:?} after node 1 exited",
+            group.0
+        );
+    }
+    for loader in loaders {
+        within(Duration::from_secs(30), "a client thread", move || {
+            loader.join().expect("client thread")
+        });
+    }
+    second.stop();
+    third.stop();
+}
+
+// Goal: a data directory on a read-only filesystem is refused at start, naming the
+// directory and the cause, instead of printing `ready` and failing at the first write.
+// Method: a tmpfs; start and stop a node on it; remount it read-only; start again.
+#[test]
+fn read_only_data_dir_is_refused() {
+    let root = TempDir::new("read-only");
+    let dir = root.path().join("n1");
+    std::fs::create_dir_all(&dir).expect("create dir");
+    let Some(mount) = Mount::tmpfs_or_skip(&dir, "32m", "read_only") else {
+        return;
+    };
+    let peers = node_list(&[free_ports(1), free_ports(1), free_ports(1)]);
+    let dir_text = dir.display().to_string();
+    let start = |extra: &[&str]| {
+        let mut list = args(&["--node", "1", "--nodes", &peers, "--dir", &dir_text]);
+        list.extend(args(&["--test-timeouts", "--control"]));
+        list.extend(args(extra));
+        list
+    };
+    Serve::spawn(&start(&["--new"])).ready().stop();
+    mount.remount_read_only();
+    let error = refused(&start(&[]));
+    assert!(
+        error.contains(&format!("data directory {dir_text} is not writable"))
+            && error.contains("Read-only file system"),
+        "{error}"
+    );
+}
+
+// Goal: an empty data directory is refused unless `--new` or `--existing` says what
+// it means; the error names the directory and both flags; both flags together are
+// refused too.
+// Method: `synod serve` on a fresh directory without either flag, with both, then
+// with each alone (it starts), and again without (the directory is claimed now).
+#[test]
+fn empty_data_dir_needs_new_or_existing() {
+    let root = TempDir::new("empty");
+    let dir = root.path().join("n1").display().to_string();
+    let peers = node_list(&[free_ports(1), free_ports(1), free_ports(1)]);
+    let base = args(&["--node", "1", "--nodes", &peers, "--dir", &dir, "--control"]);
+    let error = refused(&base);
+    assert!(
+        error.contains(&format!("--dir {dir} holds no node's data"))
+            && error.contains("--new")
+            && error.contains("--existing"),
+        "{error}"
+    );
+    let mut both = base.clone();
+    both.extend(args(&["--new", "--existing"]));
+    let error = refused(&both);
+    assert!(
+        error.contains("--new and --existing exclude each other"),
+        "{error}"
+    );
+    // Either flag alone starts the node; the claimed directory then needs neither.
+    for flag in ["--existing", "--new"] {
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut one = base.clone();
+        one.push(flag.to_string());
+        Serve::spawn(&one).ready().stop();
+        Serve::spawn(&base).ready().stop();
+    }
+}
+
+// Goal: two nodes on one IP whose shard port ranges overlap are refused at start,
+// naming both nodes and both ranges.
+// Method: 2 shards; node 2's base port is node 1's + 1.
+#[test]
+fn overlapping_shard_ports_are_refused() {
+    let root = TempDir::new("overlap");
+    let dir = root.path().join("n1").display().to_string();
+    let base = free_ports(4);
+    let (one, two, three) = (base, base + 1, base + 3);
+    let peers = node_list(&[one, two, three]);
+    let error = refused(&args(&[
+        "--node", "1", "--nodes", &peers, "--dir", &dir, "--new", "--shards", "2",
+    ]));
+    assert!(
+        error.contains(&format!(
+            "node 1 at 127.0.0.1:{one} (shard ports {one}..{})",
+            one + 2
+        )) && error.contains(&format!(
+            "node 2 at 127.0.0.1:{two} (shard ports {two}..{})",
+            two + 2
+        )),
+        "{error}"
+    );
+}
+
+// Goal: a client listener address inside a node's shard port range is refused,
+// naming the address and the node's range.
+// Method: 2 shards; `--client` on node 3's base port + 1.
+#[test]
+fn client_port_inside_shard_ports_is_refused() {
+    let root = TempDir::new("client-port");
+    let dir = root.path().join("n1").display().to_string();
+    let ports = [free_ports(2), free_ports(2), free_ports(2)];
+    let peers = node_list(&ports);
+    let client = format!("127.0.0.1:{}", ports[2] + 1);
+    let error = refused(&args(&[
+        "--node", "1", "--nodes", &peers, "--dir", &dir, "--new", "--shards", "2", "--client",
+        &client,
+    ]));
+    assert!(
+        error.contains(&format!(
+            "--client {client} is inside node 3's shard ports 127.0.0.1:{}..{}",
+            ports[2],
+            ports[2] + 2
+        )),
+        "{error}"
+    );
+}
