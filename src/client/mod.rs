@@ -40,7 +40,7 @@
 //!   `Disconnected` and `Io`, and a node that timed out or stopped is suspect for
 //!   one `request_timeout`: requests without a known leader go to other nodes first,
 //!   and a hint naming a suspect node is not followed while others remain
-//!   ([`Directory`]'s rules, unit-tested below).
+//!   (`Directory`'s rules, unit-tested below).
 //!
 //! Safe to retry: an error for which [`Error::is_retryable`] holds did nothing. A
 //! `Timeout` did not: a timed-out read or status may be sent again, but a timed-out

@@ -499,7 +499,7 @@ fn serve_connection(
 fn send_frame(stream: &mut TcpStream, body: &Body) -> Result<(), (Kind, String)> {
     let mut out = Vec::new();
     Encoder::new()
-        .encode(body, HANDSHAKE_FRAME_SIZE_MAX.max(64 << 10), &mut out)
+        .encode(body, HANDSHAKE_FRAME_SIZE_MAX, &mut out)
         .map_err(|e| (Kind::Internal, format!("{}: {e}", body.name())))?;
     stream
         .write_all(&out)
