@@ -449,7 +449,8 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
 // Goal: the listener's bounds hold and the client works from an async runtime: one
 // connection past `connections_max` is refused with the reason and a freed slot is
 // reused; requests past `in_flight_max` wait (TCP backpressure) and all complete; a
-// frame begun after the handshake must complete within `frame_timeout`.
+// client holding a key refuses a node without one; a frame begun after the handshake
+// must complete within `frame_timeout`.
 // Method: an in-process cluster with a listener per node (connections_max 2,
 // in_flight_max 4); 64 tokio tasks propose through one client; then connections are
 // opened until one is refused, one is closed, and a new one gets in.
@@ -544,6 +545,22 @@ fn listener_bounds_connections_and_requests_in_flight() {
     while Client::connect(&[&addresses[0]], cluster.cluster_id).is_err() {
         assert!(Instant::now() < deadline, "the freed slot was not reused");
         std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // These listeners hold no client key: a client holding one refuses them (the
+    // authentication is mutual).
+    let keyed = synod::client::ClientConfig {
+        key: Some(synod::transport::auth::AuthKey::generate().expect("random key")),
+        ..synod::client::ClientConfig::default()
+    };
+    match Client::connect_with(&[&addresses[2]], cluster.cluster_id, keyed) {
+        Err(Error::NoReachableNode { tried }) => assert!(
+            tried
+                .iter()
+                .any(|t| t.contains("did not prove it holds the client key")),
+            "{tried:?}"
+        ),
+        other => panic!("expected the keyed client to refuse a keyless node: {other:?}"),
     }
 
     // Half a request after the handshake (this listener has no key: the hello gets

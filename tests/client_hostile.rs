@@ -136,17 +136,32 @@ fn propose_until_chosen(client: &Client, group: GroupId, value: &[u8]) {
     }
 }
 
-// Goal: only a client holding the client key is served: a client without a key and
+// Goal: only a client holding the client key is served (a node does not start
+// without a key unless told --no-auth): a client without a key and
 // one with another key are refused (each told why on its side), a forged proof is
 // refused with nothing specific on the wire and the precise reason in the node's
 // log, and the right key works.
-// Method: one `synod serve --client --client-key-file` child; clients with no key, a
-// wrong key and the right key; a raw socket that answers the challenge with a
-// forged proof.
+// Method: `synod serve --client` without a key must not start; then one with
+// --client-key-file; clients with no key, a wrong key and the right key; a raw socket
+// that answers the challenge with a forged proof.
 #[test]
 fn client_key_is_required() {
     let key = ClientKey::new("auth");
     let dir = TempDir::new("auth");
+    // `synod serve --client` without a key file or --no-auth does not start.
+    let args = node_args(1, "1=127.0.0.1:1", "127.0.0.1:0", &dir);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
+        .arg("serve")
+        .args(&args)
+        .output()
+        .expect("run synod serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--client needs --client-key-file"),
+        "{stderr}"
+    );
+
     let (node, address) = lone_node("auth", &key, &dir, &[]);
     let client = Client::connect_with(&[&address], CLUSTER, key.config()).expect("right key");
     propose_until_chosen(&client, GroupId(0), b"with the key");
