@@ -219,7 +219,7 @@ fn connect_from(from: Ipv4Addr, to: &str) -> TcpStream {
 
 // Goal: connections that never prove the key cannot keep a real client out, and
 // each stage is timed out: 300 held open from ten source addresses (idle, after a
-// valid hello, in the middle of a frame) while a real client connects and is
+// valid hello, in the middle of the hello, in the middle of the proof) while a real client connects and is
 // answered within a second; the node's log stays bounded (rate-limited refusals);
 // every held connection is closed by the node within the handshake timeout; the
 // per-source limit refuses one connection too many from one address at once; an
@@ -251,10 +251,19 @@ fn held_connections_do_not_keep_a_client_out() {
         let source = Ipv4Addr::new(127, 0, 0, 2 + (i % 10) as u8);
         let mut stream = connect_from(source, &address);
         let nonce = [i as u8; auth::NONCE_SIZE];
-        match i % 3 {
+        match i % 4 {
             0 => {}                                                    // idle
             1 => stream.write_all(&hello(&nonce)).expect("hello"),     // after hello
-            _ => stream.write_all(&hello(&nonce)[..9]).expect("half"), // mid-frame
+            2 => stream.write_all(&hello(&nonce)[..9]).expect("half"), // mid-frame
+            _ => {
+                // After the hello, in the middle of the proof.
+                let mut bytes = hello(&nonce);
+                let proof = frame(&Body::Proof {
+                    proof: vec![0_u8; auth::PROOF_SIZE].into(),
+                });
+                bytes.extend_from_slice(&proof[..proof.len() / 2]);
+                stream.write_all(&bytes).expect("half a proof");
+            }
         }
         held.push(stream);
     }
