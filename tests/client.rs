@@ -8,13 +8,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{free_ports, line_reader, TempDir};
+use common::cluster::{free_ports, TempDir};
+use common::serve::{ClientKey, Serve};
 use synod::client::codec::{decode_next, encode, CRC_SIZE};
 use synod::client::wire::{Body, PROTOCOL_VERSION};
 use synod::client::{Client, Error, ServerError};
@@ -24,109 +24,41 @@ use synod::transport::FRAME_HEADER_SIZE;
 const CLUSTER: u64 = 0x5EED;
 const GROUPS: u32 = 2;
 
-/// One `synod serve --client` child: its stdout lines and its stderr (log) lines.
-struct Serve {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Serve {
-    fn spawn(id: u32, peers: &str, clients: &str, client: &str, dir: &TempDir) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_synod"))
-            .args([
-                "serve",
-                "--node",
-                &id.to_string(),
-                "--cluster",
-                &CLUSTER.to_string(),
-                "--nodes",
-                peers,
-                "--dir",
-                &dir.path().display().to_string(),
-                "--groups",
-                &GROUPS.to_string(),
-                "--new",
-                "--test-timeouts",
-                "--control",
-                "--client",
-                client,
-                "--client-nodes",
-                clients,
-                "--client-in-flight-max",
-                "64",
-            ])
-            .env("SYNOD_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn synod serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let lines = line_reader(stdout);
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        let serve = Serve { child, lines, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match serve.lines.recv_timeout(left) {
-                Ok(line) if line == "ready" => return serve,
-                Ok(_) => {}
-                Err(_) => panic!("synod serve {id}: not ready: {:?}", serve.log_lines()),
-            }
-        }
-    }
-
-    fn log_lines(&self) -> Vec<String> {
-        self.log.lock().expect("log lock").clone()
-    }
-
-    /// Waits until a log line contains every one of `words`.
-    fn expect_log(&self, words: &[&str]) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self
-                .log_lines()
-                .iter()
-                .any(|line| words.iter().all(|w| line.contains(w)))
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("no log line with {words:?}: {:#?}", self.log_lines());
-    }
-
-    /// Ends the node gracefully (end of stdin) and waits for it.
-    fn stop(mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "synod serve exited with {status}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        panic!("synod serve did not stop within 20 s of the end of its input");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        // A failed test must not leave children behind.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// One node of the test cluster: `synod serve --client` with the client key.
+fn spawn(
+    id: u32,
+    peers: &str,
+    clients: &str,
+    client: &str,
+    dir: &TempDir,
+    key: &ClientKey,
+) -> Serve {
+    let mut args: Vec<String> = [
+        "--node",
+        &id.to_string(),
+        "--cluster",
+        &CLUSTER.to_string(),
+        "--nodes",
+        peers,
+        "--dir",
+        &dir.path().display().to_string(),
+        "--groups",
+        &GROUPS.to_string(),
+        "--new",
+        "--test-timeouts",
+        "--control",
+        "--client",
+        client,
+        "--client-nodes",
+        clients,
+        "--client-in-flight-max",
+        "64",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(key.args());
+    Serve::spawn(&id.to_string(), &args)
 }
 
 /// Connects a raw socket, writes `bytes`, and reads until the node closes it (at
@@ -167,6 +99,7 @@ fn hello(cluster: u64) -> Vec<u8> {
         &Body::Hello {
             protocol_version: PROTOCOL_VERSION,
             cluster,
+            nonce: vec![0_u8; 16].into(),
         },
         1 << 20,
         &mut out,
@@ -230,12 +163,22 @@ fn client_protocol_end_to_end() {
     let dirs: Vec<TempDir> = (1..=3)
         .map(|i| TempDir::new(&format!("client-{i}")))
         .collect();
+    let key = ClientKey::new("client");
     let nodes: Vec<Serve> = (0..3)
-        .map(|i| Serve::spawn(i as u32 + 1, &peers, &clients, &addresses[i], &dirs[i]))
+        .map(|i| {
+            spawn(
+                i as u32 + 1,
+                &peers,
+                &clients,
+                &addresses[i],
+                &dirs[i],
+                &key,
+            )
+        })
         .collect();
 
     // Everything known from one welcome.
-    let client = Client::connect(&addresses, CLUSTER).expect("connect");
+    let client = Client::connect_with(&addresses, CLUSTER, key.config()).expect("connect");
     assert_eq!(client.nodes(), vec![NodeId(1), NodeId(2), NodeId(3)]);
     assert_eq!(client.addresses().len(), 3);
     let roles = wait_for_leaders(&client);
@@ -259,7 +202,8 @@ fn client_protocol_end_to_end() {
     // whose address the follower's welcome advertised.
     let (leader, follower) = roles[&GroupId(0)];
     let follower_address = &addresses[follower.0 as usize - 1];
-    let lone = Client::connect(&[follower_address], CLUSTER).expect("connect to a follower");
+    let lone = Client::connect_with(&[follower_address], CLUSTER, key.config())
+        .expect("connect to a follower");
     assert_eq!(
         lone.addresses().len(),
         3,
@@ -273,7 +217,7 @@ fn client_protocol_end_to_end() {
         CLUSTER,
         synod::client::ClientConfig {
             redirects_max: 0,
-            ..synod::client::ClientConfig::default()
+            ..key.config()
         },
     )
     .expect("connect");
@@ -309,9 +253,11 @@ fn client_protocol_end_to_end() {
     }
     assert!(ok >= 100, "only {ok} of 200 pipelined proposals succeeded");
 
-    // Hostile connections to node 1, each closed with its reason in the log.
+    // Hostile connections to node 1, each closed with its reason in the node's log;
+    // the unauthenticated peer is told only that the handshake was refused.
     let target = &addresses[0];
     let node1 = &nodes[0];
+    let refused = |answer: &[Body]| matches!(answer.last(), Some(Body::Refused { reason }) if reason == "handshake refused");
     // Garbage: a frame whose CRC is right but whose bytes are no flatbuffer.
     let mut garbage_frame = vec![0x5A_u8; 40];
     garbage_frame[4..8].copy_from_slice(b"JUNK");
@@ -321,42 +267,40 @@ fn client_protocol_end_to_end() {
     garbage.extend_from_slice(&crc32c::crc32c(&garbage_frame).to_le_bytes());
     garbage.extend_from_slice(&garbage_frame);
     let answer = frames(&send_raw(target, &garbage));
-    assert!(
-        matches!(&answer[..], [Body::Refused { reason }] if reason.contains("identifier")),
-        "{answer:?}"
-    );
+    assert!(answer.len() == 1 && refused(&answer), "{answer:?}");
     node1.expect_log(&["closing", "identifier"]);
     // Plain text (an HTTP request): its first 4 bytes announce a huge frame.
     send_raw(target, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     node1.expect_log(&["closing", "exceeds frame_size_max"]);
-    // An oversized length after a good hello.
+    // An oversized length after a good hello: the node's challenge, then the refusal.
     let mut oversized = hello(CLUSTER);
     oversized.extend_from_slice(&(u32::MAX - 1).to_le_bytes());
     let answer = frames(&send_raw(target, &oversized));
     assert!(
-        matches!(&answer[..], [Body::Welcome { .. }, Body::Refused { reason }] if reason.contains("4294967294")),
+        matches!(&answer[..], [Body::Challenge { .. }, Body::Refused { .. }]) && refused(&answer),
         "{answer:?}"
     );
+    node1.expect_log(&["closing", "4294967294"]);
     // A bad CRC.
     let mut bad_crc = hello(CLUSTER);
     bad_crc[FRAME_HEADER_SIZE] ^= 0xFF;
     let answer = frames(&send_raw(target, &bad_crc));
-    assert!(
-        matches!(&answer[..], [Body::Refused { reason }] if reason.contains("CRC32C mismatch")),
-        "{answer:?}"
-    );
+    assert!(answer.len() == 1 && refused(&answer), "{answer:?}");
     node1.expect_log(&["closing", "CRC32C mismatch"]);
-    // A wrong cluster id: the client library says why.
+    // A wrong cluster id: the node's log names both ids, the peer learns neither.
     let answer = frames(&send_raw(target, &hello(CLUSTER + 1)));
-    assert!(
-        matches!(&answer[..], [Body::Refused { reason }] if reason.contains("wrong cluster id")),
-        "{answer:?}"
-    );
-    node1.expect_log(&["closing", "wrong cluster id"]);
-    match Client::connect(&[target], CLUSTER + 1) {
+    assert!(answer.len() == 1 && refused(&answer), "{answer:?}");
+    node1.expect_log(&[
+        "closing",
+        &format!(
+            "wrong cluster id {}, this node belongs to cluster {CLUSTER}",
+            CLUSTER + 1
+        ),
+    ]);
+    match Client::connect_with(&[target], CLUSTER + 1, key.config()) {
         Err(Error::NoReachableNode { tried }) => {
             assert!(
-                tried.iter().any(|t| t.contains("wrong cluster id")),
+                tried.iter().any(|t| t.contains("handshake refused")),
                 "{tried:?}"
             )
         }
@@ -379,6 +323,8 @@ fn client_protocol_end_to_end() {
             &addresses.join(","),
             "--cluster",
             &CLUSTER.to_string(),
+            "--client-key-file",
+            &key.path.display().to_string(),
             "--groups",
             &GROUPS.to_string(),
             "--clients",
@@ -503,7 +449,9 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
 
 // Goal: the listener's bounds hold and the client works from an async runtime: one
 // connection past `connections_max` is refused with the reason and a freed slot is
-// reused; requests past `in_flight_max` wait (TCP backpressure) and all complete.
+// reused; requests past `in_flight_max` wait (TCP backpressure) and all complete; a
+// client holding a key refuses a node without one; a frame begun after the handshake
+// must complete within `frame_timeout`.
 // Method: an in-process cluster with a listener per node (connections_max 2,
 // in_flight_max 4); 64 tokio tasks propose through one client; then connections are
 // opened until one is refused, one is closed, and a new one gets in.
@@ -534,6 +482,7 @@ fn listener_bounds_connections_and_requests_in_flight() {
             config.addresses = advertised.clone();
             config.connections_max = 2;
             config.in_flight_max = 4;
+            config.frame_timeout = Duration::from_millis(500);
             Server::start(config, node.handle()).expect("listen")
         })
         .collect();
@@ -598,6 +547,35 @@ fn listener_bounds_connections_and_requests_in_flight() {
         assert!(Instant::now() < deadline, "the freed slot was not reused");
         std::thread::sleep(Duration::from_millis(20));
     }
+
+    // These listeners hold no client key: a client holding one refuses them (the
+    // authentication is mutual).
+    let keyed = synod::client::ClientConfig {
+        key: Some(synod::transport::auth::AuthKey::generate().expect("random key")),
+        ..synod::client::ClientConfig::default()
+    };
+    match Client::connect_with(&[&addresses[2]], cluster.cluster_id, keyed) {
+        Err(Error::NoReachableNode { tried }) => assert!(
+            tried
+                .iter()
+                .any(|t| t.contains("did not prove it holds the client key")),
+            "{tried:?}"
+        ),
+        other => panic!("expected the keyed client to refuse a keyless node: {other:?}"),
+    }
+
+    // Half a request after the handshake (this listener has no key: the hello gets
+    // the welcome): closed after frame_timeout, with the reason.
+    let mut request = Vec::new();
+    encode(&Body::Status { request: 1 }, 1 << 20, &mut request).expect("fits");
+    let mut half = hello(cluster.cluster_id);
+    half.extend_from_slice(&request[..request.len() / 2]);
+    let answer = frames(&send_raw(&addresses[1], &half));
+    assert!(
+        matches!(&answer[..], [Body::Welcome { .. }, Body::Refused { reason }]
+            if reason.contains("did not complete within 500 ms")),
+        "{answer:?}"
+    );
     drop(client);
     drop(servers);
 }

@@ -19,6 +19,8 @@
 //! 1 for a refused start or a bad flag, `EXIT_SHARD_STOPPED` (3) the moment a shard stops
 //! for good (`synod: node N shard S stopped: <reason>; exiting` on stderr): the node
 //! never stays up serving part of its groups.
+//! `--client-key-file FILE` (hex, as `synod keygen` writes) is the client key every
+//! client must prove it holds; without it, `--no-auth` must say so explicitly.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -37,7 +39,9 @@ pub const USAGE: &str =
               [--groups G] [--cores C,C,...] [--tick-ms T] [--new | --existing] [--control]
               [--test-timeouts] [--client IP:PORT [--client-nodes ID=IP:PORT,...]
               [--client-in-flight-max N] [--client-connections-max N]
-              [--client-frame-size-max B]]
+              [--client-frame-size-max B] [--client-connections-per-source-max N]
+              [--client-unauthenticated-max N] [--client-idle-timeout-s S]
+              (--client-key-file FILE | --no-auth)]
                                                       run one node (shard s listens on PORT+s);
                                                       an empty DIR needs --new (a new member of
                                                       a new cluster) or --existing (a member
@@ -63,8 +67,12 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             "--client-in-flight-max",
             "--client-connections-max",
             "--client-frame-size-max",
+            "--client-connections-per-source-max",
+            "--client-unauthenticated-max",
+            "--client-idle-timeout-s",
+            "--client-key-file",
         ],
-        &["--new", "--existing", "--control", "--test-timeouts"],
+        &["--new", "--existing", "--control", "--test-timeouts", "--no-auth"],
     )?;
     let node = NodeId(parsed(args, "--node")?.ok_or("--node is required")?);
     let nodes = parse_nodes(value(args, "--nodes")?.ok_or("--nodes is required")?)?;
@@ -236,6 +244,10 @@ fn client_config(args: &[String], config: &Config) -> Result<Option<ServerConfig
         "--client-in-flight-max",
         "--client-connections-max",
         "--client-frame-size-max",
+        "--client-connections-per-source-max",
+        "--client-unauthenticated-max",
+        "--client-idle-timeout-s",
+        "--client-key-file",
     ];
     let Some(address) = value(args, "--client")? else {
         if let Some(flag) = companions.iter().find(|f| args.iter().any(|a| a == **f)) {
@@ -285,12 +297,45 @@ fn client_config(args: &[String], config: &Config) -> Result<Option<ServerConfig
     if let Some(n) = parsed(args, "--client-frame-size-max")? {
         server.frame_size_max = n;
     }
-    if server.in_flight_max == 0 || server.connections_max == 0 || server.frame_size_max < 64 {
-        return Err(
-            "--client-in-flight-max and --client-connections-max must be positive, \
-             --client-frame-size-max at least 64"
-                .to_string(),
-        );
+    if let Some(n) = parsed(args, "--client-connections-per-source-max")? {
+        server.connections_per_source_max = n;
     }
+    if let Some(n) = parsed(args, "--client-unauthenticated-max")? {
+        server.unauthenticated_max = n;
+    }
+    if let Some(s) = parsed(args, "--client-idle-timeout-s")? {
+        server.idle_timeout = std::time::Duration::from_secs(s);
+    }
+    if [
+        server.in_flight_max,
+        server.connections_max,
+        server.connections_per_source_max,
+        server.unauthenticated_max,
+    ]
+    .contains(&0)
+        || server.frame_size_max < 64
+        || server.idle_timeout.is_zero()
+    {
+        return Err("--client-in-flight-max, --client-connections-max, \
+             --client-connections-per-source-max, --client-unauthenticated-max and \
+             --client-idle-timeout-s must be positive, --client-frame-size-max at least 64"
+            .to_string());
+    }
+    let no_auth = args.iter().any(|a| a == "--no-auth");
+    server.key = match (value(args, "--client-key-file")?, no_auth) {
+        (Some(path), false) => Some(
+            synod::transport::auth::AuthKey::from_file(std::path::Path::new(path))
+                .map_err(|e| format!("--client-key-file: {e}"))?,
+        ),
+        (None, true) => None,
+        (Some(_), true) => return Err("--client-key-file and --no-auth exclude each other".into()),
+        (None, false) => {
+            return Err(
+                "--client needs --client-key-file FILE (synod keygen writes one), \
+                 or --no-auth to accept any client"
+                    .into(),
+            )
+        }
+    };
     Ok(Some(server))
 }

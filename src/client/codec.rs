@@ -47,7 +47,7 @@ const APPARENT_SIZE_FACTOR: usize = 4;
 
 // A new union member or enum value must be decoded here before it may be sent.
 const _: () = assert!(
-    fb::ClientBody::ENUM_MAX == 10,
+    fb::ClientBody::ENUM_MAX == 12,
     "new ClientBody member: decode it"
 );
 const _: () = assert!(
@@ -304,15 +304,35 @@ fn build(fbb: &mut Fbb, body: &Body) {
         Body::Hello {
             protocol_version,
             cluster,
+            nonce,
         } => {
+            let nonce = (!nonce.is_empty()).then(|| fbb.create_vector(nonce.as_ref()));
             let t = fb::Hello::create(
                 fbb,
                 &fb::HelloArgs {
                     protocol_version: *protocol_version,
                     cluster: *cluster,
+                    nonce,
                 },
             );
             finish(fbb, fb::ClientBody::Hello, t.as_union_value());
+        }
+        Body::Challenge { nonce, proof } => {
+            let nonce = fbb.create_vector(nonce.as_ref());
+            let proof = fbb.create_vector(proof.as_ref());
+            let t = fb::Challenge::create(
+                fbb,
+                &fb::ChallengeArgs {
+                    nonce: Some(nonce),
+                    proof: Some(proof),
+                },
+            );
+            finish(fbb, fb::ClientBody::Challenge, t.as_union_value());
+        }
+        Body::Proof { proof } => {
+            let proof = fbb.create_vector(proof.as_ref());
+            let t = fb::Proof::create(fbb, &fb::ProofArgs { proof: Some(proof) });
+            finish(fbb, fb::ClientBody::Proof, t.as_union_value());
         }
         Body::Welcome {
             protocol_version,
@@ -545,6 +565,22 @@ impl Decoder {
             return Ok(Body::Hello {
                 protocol_version: t.protocol_version(),
                 cluster: t.cluster(),
+                nonce: t
+                    .nonce()
+                    .map(|v| self.bytes(v))
+                    .transpose()?
+                    .unwrap_or_default(),
+            });
+        }
+        if let Some(t) = frame.body_as_challenge() {
+            return Ok(Body::Challenge {
+                nonce: self.bytes(t.nonce())?,
+                proof: self.bytes(t.proof())?,
+            });
+        }
+        if let Some(t) = frame.body_as_proof() {
+            return Ok(Body::Proof {
+                proof: self.bytes(t.proof())?,
             });
         }
         if let Some(t) = frame.body_as_welcome() {
@@ -785,6 +821,19 @@ mod tests {
             Body::Hello {
                 protocol_version: PROTOCOL_VERSION,
                 cluster: 0x1122_3344_5566_7788,
+                nonce: Bytes::from_static(&[7; 16]),
+            },
+            Body::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                cluster: 1,
+                nonce: Bytes::new(),
+            },
+            Body::Challenge {
+                nonce: Bytes::from_static(&[1; 16]),
+                proof: Bytes::from_static(&[2; 32]),
+            },
+            Body::Proof {
+                proof: Bytes::from_static(&[3; 32]),
             },
             Body::Welcome {
                 protocol_version: PROTOCOL_VERSION,
@@ -909,7 +958,7 @@ mod tests {
         );
         // A flipped bit anywhere in the flatbuffer breaks the CRC.
         let mut good = Vec::new();
-        encode(&every_body()[3], MAX, &mut good).expect("fits");
+        encode(&every_body()[6], MAX, &mut good).expect("fits");
         for at in FRAME_OVERHEAD_SIZE..good.len() {
             let mut bad = good.clone();
             bad[at] ^= 0x10;

@@ -7,6 +7,8 @@
 //! use synod::client::Client;
 //! use synod::paxos::GroupId;
 //!
+//! // A node started with --client-key-file requires the same key here
+//! // (`ClientConfig::key`, `Client::connect_with`).
 //! let client = Client::connect(&["10.0.0.1:7100", "10.0.0.2:7100"], 42)?;
 //! // Blocking, from any thread; `client.propose(..).await` from any async runtime.
 //! let proposed = client.propose_blocking(GroupId(0), b"hello".to_vec())?;
@@ -27,9 +29,23 @@
 //!   `connect_timeout` + `handshake_timeout`;
 //! - a request is sent at most once to each node it is redirected to, and redirects
 //!   are bounded (`ClientConfig::redirects_max`): there are no hidden retries of
-//!   requests whose outcome is unknown (`Disconnected`, `Indeterminate`, `Stopped`);
-//! - every request resolves: a lost connection resolves what it carried with
-//!   `Disconnected`.
+//!   requests whose outcome is unknown (`Disconnected`, `Indeterminate`, `Stopped`,
+//!   `Timeout`);
+//! - every request resolves, within `ClientConfig::request_timeout` of the call (a
+//!   connection opened on the way gets what is left of it): a lost connection
+//!   resolves what it carried with `Disconnected`, a node that does not answer in
+//!   time with `Timeout`;
+//! - the leader cache: a group's entry is the node that last answered for it, or the
+//!   node a `NotLeader` hint named; it is dropped on `Timeout`, `Stopped`,
+//!   `Disconnected` and `Io`, and a node that timed out or stopped is suspect for
+//!   one `request_timeout`: requests without a known leader go to other nodes first,
+//!   and a hint naming a suspect node is not followed while others remain
+//!   (`Directory`'s rules, unit-tested below).
+//!
+//! Safe to retry: an error for which [`Error::is_retryable`] holds did nothing. A
+//! `Timeout` did not: a timed-out read or status may be sent again, but a timed-out
+//! propose is indeterminate, its value may or may not be chosen (and applied) later;
+//! retry it only if applying it twice is harmless, or read the state first.
 
 pub mod codec;
 mod connection;
@@ -44,7 +60,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::api::Proposed;
-use crate::paxos::{GroupId, NodeId};
+use crate::paxos::{GroupId, Nanos, NodeId};
+use crate::runtime::clock::MonotonicClock;
+use crate::transport::auth::AuthKey;
 use codec::CodecError;
 use connection::{Answer, Connection};
 pub use wire::{NodeStatus, ServerError, PROTOCOL_VERSION};
@@ -62,6 +80,12 @@ pub struct ClientConfig {
     /// How many times one request follows a `NotLeader` answer to another node
     /// before the `NotLeader` is returned to the caller.
     pub redirects_max: usize,
+    /// How long one call (propose, read, status) may take, redirects and connects
+    /// included, before it returns [`Error::Timeout`].
+    pub request_timeout: Duration,
+    /// The client key (`synod serve --client-key-file`): the node must prove it holds
+    /// it, then the client proves it. `None` talks only to nodes without a key.
+    pub key: Option<AuthKey>,
 }
 
 impl Default for ClientConfig {
@@ -71,6 +95,8 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(5),
             redirects_max: 8,
+            request_timeout: Duration::from_secs(10),
+            key: None,
         }
     }
 }
@@ -118,6 +144,14 @@ pub enum Error {
         /// The codec's reason.
         error: CodecError,
     },
+    /// No answer within `ClientConfig::request_timeout`. A timed-out propose is
+    /// indeterminate: its value may or may not be chosen and applied.
+    Timeout {
+        /// The node's client address last waited for.
+        address: String,
+        /// The timeout.
+        timeout: Duration,
+    },
     /// No node could be reached.
     NoReachableNode {
         /// Each address tried and why it failed.
@@ -133,7 +167,10 @@ impl Error {
         match self {
             Error::Server(error) => error.is_retryable(),
             Error::NoReachableNode { .. } | Error::Refused { .. } | Error::Handshake { .. } => true,
-            Error::Io { .. } | Error::Disconnected { .. } | Error::Codec { .. } => false,
+            Error::Io { .. }
+            | Error::Disconnected { .. }
+            | Error::Codec { .. }
+            | Error::Timeout { .. } => false,
         }
     }
 }
@@ -149,6 +186,11 @@ impl fmt::Display for Error {
             Error::Refused { address, reason } => write!(f, "{address} refused: {reason}"),
             Error::Handshake { address, reason } => write!(f, "{address}: handshake: {reason}"),
             Error::Codec { address, error } => write!(f, "{address}: {error}"),
+            Error::Timeout { address, timeout } => write!(
+                f,
+                "{address}: no answer within {} ms; outcome unknown",
+                timeout.as_millis()
+            ),
             Error::NoReachableNode { tried } => {
                 write!(f, "no node reachable (tried: {})", tried.join("; "))
             }
@@ -174,13 +216,86 @@ struct Directory {
     nodes: Vec<NodeId>,
     /// Open connections by node.
     connections: BTreeMap<NodeId, Arc<Connection>>,
-    /// The node that last served each group.
+    /// The node that last served each group (or that a hint named).
     leaders: HashMap<GroupId, NodeId>,
+    /// Nodes that timed out or stopped, until when they are avoided.
+    suspects: HashMap<NodeId, Nanos>,
+}
+
+impl Directory {
+    /// Whether `node` is avoided at `now`.
+    fn is_suspect(&self, node: NodeId, now: Nanos) -> bool {
+        self.suspects.get(&node).is_some_and(|until| now < *until)
+    }
+
+    /// `node` answered a request of `group`: it serves the group and is trusted again.
+    fn answered(&mut self, group: GroupId, node: NodeId) {
+        self.leaders.insert(group, node);
+        self.suspects.remove(&node);
+    }
+
+    /// A request of `group` sent to `node` failed with `error` (not a `NotLeader`
+    /// that is followed): the leader cache forgets the group on errors that say
+    /// nothing of who leads it, and a node that timed out or stopped is suspect until
+    /// `now + suspect_ns`.
+    fn failed(&mut self, group: GroupId, node: NodeId, error: &Error, now: Nanos, suspect_ns: u64) {
+        match error {
+            Error::Timeout { .. } | Error::Server(ServerError::Stopped) => {
+                self.leaders.remove(&group);
+                self.suspects.insert(node, now.plus(suspect_ns));
+            }
+            Error::Disconnected { .. } | Error::Io { .. } => {
+                self.leaders.remove(&group);
+            }
+            Error::Server(_)
+            | Error::Refused { .. }
+            | Error::Handshake { .. }
+            | Error::Codec { .. }
+            | Error::NoReachableNode { .. } => {}
+        }
+    }
+
+    /// The known node after `node` in id order (wrapping) that is not suspect (or
+    /// simply the next one when all are), for a `NotLeader` without a useful hint.
+    fn node_after(&self, node: NodeId, now: Nanos) -> NodeId {
+        let after = self
+            .addresses
+            .range(NodeId(node.0.saturating_add(1))..)
+            .chain(self.addresses.range(..=node))
+            .map(|(id, _)| *id);
+        let mut first = None;
+        for id in after {
+            first.get_or_insert(id);
+            if id != node && !self.is_suspect(id, now) {
+                return id;
+            }
+        }
+        first.unwrap_or(node)
+    }
+
+    /// Where a request of `group` goes after `from` answered `NotLeader { hint }`:
+    /// the hinted node unless it is `from` itself or suspect, else the next node.
+    /// The leader cache follows.
+    fn redirect(
+        &mut self,
+        group: GroupId,
+        from: NodeId,
+        hint: Option<NodeId>,
+        now: Nanos,
+    ) -> NodeId {
+        let next = match hint {
+            Some(node) if node != from && !self.is_suspect(node, now) => node,
+            Some(_) | None => self.node_after(from, now),
+        };
+        self.leaders.insert(group, next);
+        next
+    }
 }
 
 struct Inner {
     cluster: u64,
     config: ClientConfig,
+    clock: MonotonicClock,
     directory: Mutex<Directory>,
     next_request: AtomicU64,
     redirects: AtomicU64,
@@ -231,6 +346,7 @@ impl Client {
             inner: Arc::new(Inner {
                 cluster,
                 config,
+                clock: MonotonicClock::start(),
                 directory: Mutex::new(Directory {
                     seeds: addresses.iter().map(|a| a.as_ref().to_string()).collect(),
                     ..Directory::default()
@@ -241,7 +357,11 @@ impl Client {
         };
         let mut tried = Vec::new();
         for address in addresses {
-            if let Err(error) = client.open(address.as_ref()) {
+            let (connect, handshake) = (
+                client.inner.config.connect_timeout,
+                client.inner.config.handshake_timeout,
+            );
+            if let Err(error) = client.open(address.as_ref(), connect, handshake) {
                 tried.push(error.to_string());
             }
         }
@@ -330,13 +450,15 @@ impl Client {
             .keys()
             .copied()
             .collect();
+        let deadline = self.deadline();
+        let timeout = self.inner.config.request_timeout;
         let mut waiting = Vec::with_capacity(nodes.len());
         for node in nodes {
-            let connection = self.connection(Some(node))?;
+            let connection = self.connection(Some(node), deadline)?;
             let request = self.next_request();
             waiting.push((
                 connection.address.clone(),
-                connection.send(request, &wire::Body::Status { request })?,
+                connection.send(request, &wire::Body::Status { request }, deadline, timeout)?,
             ));
         }
         let mut statuses = Vec::with_capacity(waiting.len());
@@ -394,29 +516,47 @@ impl Client {
         }
     }
 
+    /// The deadline of a call starting now.
+    fn deadline(&self) -> Nanos {
+        let timeout =
+            u64::try_from(self.inner.config.request_timeout.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.clock.now().plus(timeout)
+    }
+
     /// Sends the request built by `body` to the group's leader as far as known,
     /// following `NotLeader` answers to the hinted node (or the next known node when
-    /// there is no hint), at most `redirects_max` times.
+    /// there is no usable hint), at most `redirects_max` times, all within one
+    /// `request_timeout`.
     async fn at_leader(
         &self,
         group: GroupId,
         body: impl Fn(u64) -> wire::Body,
     ) -> Result<Answer, Error> {
-        let mut target = lock(&self.inner.directory).leaders.get(&group).copied();
+        let deadline = self.deadline();
+        let timeout = self.inner.config.request_timeout;
+        let suspect_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        let mut target = {
+            let directory = lock(&self.inner.directory);
+            let now = self.inner.clock.now();
+            directory
+                .leaders
+                .get(&group)
+                .copied()
+                .filter(|node| !directory.is_suspect(*node, now))
+        };
         let mut redirects = 0;
         loop {
-            let connection = self.connection(target)?;
+            let connection = self.connection(target, deadline)?;
             let request = self.next_request();
             let address = connection.address.clone();
-            let answer = connection
-                .send(request, &body(request))?
-                .await
-                .unwrap_or(Err(Error::Disconnected { address }));
+            let answer = match connection.send(request, &body(request), deadline, timeout) {
+                Ok(reply) => reply.await.unwrap_or(Err(Error::Disconnected { address })),
+                Err(error) => Err(error),
+            };
+            let now = self.inner.clock.now();
             match answer {
                 Ok(answer) => {
-                    lock(&self.inner.directory)
-                        .leaders
-                        .insert(group, connection.node);
+                    lock(&self.inner.directory).answered(group, connection.node);
                     return Ok(answer);
                 }
                 Err(Error::Server(ServerError::NotLeader { hint }))
@@ -424,40 +564,36 @@ impl Client {
                 {
                     redirects += 1;
                     self.inner.redirects.fetch_add(1, Ordering::Relaxed);
-                    let next = match hint {
-                        Some(node) if node != connection.node => node,
-                        Some(_) | None => self.node_after(connection.node),
-                    };
-                    lock(&self.inner.directory).leaders.insert(group, next);
+                    let next =
+                        lock(&self.inner.directory).redirect(group, connection.node, hint, now);
                     target = Some(next);
                 }
                 Err(error) => {
-                    if matches!(error, Error::Disconnected { .. } | Error::Io { .. }) {
-                        lock(&self.inner.directory).leaders.remove(&group);
-                    }
+                    lock(&self.inner.directory).failed(
+                        group,
+                        connection.node,
+                        &error,
+                        now,
+                        suspect_ns,
+                    );
                     return Err(error);
                 }
             }
         }
     }
 
-    /// The known node after `node` in id order (wrapping), for a `NotLeader` without
-    /// a useful hint.
-    fn node_after(&self, node: NodeId) -> NodeId {
-        let directory = lock(&self.inner.directory);
-        let known = &directory.addresses;
-        known
-            .range(NodeId(node.0.saturating_add(1))..)
-            .next()
-            .or_else(|| known.iter().next())
-            .map_or(node, |(id, _)| *id)
-    }
-
     /// An open connection to `target` (opened now if needed), or to any node when
-    /// `target` is `None` or has no known address.
-    fn connection(&self, target: Option<NodeId>) -> Result<Arc<Connection>, Error> {
+    /// `target` is `None` or has no known address, nodes not suspect first. Opening
+    /// one waits at most until `deadline`.
+    fn connection(
+        &self,
+        target: Option<NodeId>,
+        deadline: Nanos,
+    ) -> Result<Arc<Connection>, Error> {
+        let config = &self.inner.config;
         let (address, fallback) = {
             let directory = lock(&self.inner.directory);
+            let now = self.inner.clock.now();
             if let Some(connection) = target.and_then(|node| directory.connections.get(&node)) {
                 if !connection.is_closed() {
                     return Ok(Arc::clone(connection));
@@ -465,17 +601,38 @@ impl Client {
             }
             let address = target.and_then(|node| directory.addresses.get(&node).cloned());
             if address.is_none() {
-                if let Some(connection) = directory.connections.values().find(|c| !c.is_closed()) {
+                let mut open: Vec<&Arc<Connection>> = directory
+                    .connections
+                    .values()
+                    .filter(|c| !c.is_closed())
+                    .collect();
+                open.sort_by_key(|c| directory.is_suspect(c.node, now));
+                if let Some(connection) = open.first() {
                     return Ok(Arc::clone(connection));
                 }
             }
-            let mut fallback: Vec<String> = directory.addresses.values().cloned().collect();
+            let mut known: Vec<(&NodeId, &String)> = directory.addresses.iter().collect();
+            known.sort_by_key(|(node, _)| directory.is_suspect(**node, now));
+            let mut fallback: Vec<String> = known.into_iter().map(|(_, a)| a.clone()).collect();
             fallback.extend(directory.seeds.iter().cloned());
             (address, fallback)
         };
         let mut tried = Vec::new();
         for candidate in address.into_iter().chain(fallback) {
-            match self.open(&candidate) {
+            let what = |cap| {
+                connection::left(
+                    self.inner.clock,
+                    deadline,
+                    cap,
+                    &candidate,
+                    config.request_timeout,
+                )
+            };
+            let (connect, handshake) = (
+                what(config.connect_timeout)?,
+                what(config.handshake_timeout)?,
+            );
+            match self.open(&candidate, connect, handshake) {
                 Ok(connection) => return Ok(connection),
                 Err(error) => tried.push(error.to_string()),
             }
@@ -484,9 +641,20 @@ impl Client {
     }
 
     /// Opens a connection to `address` and records what its welcome says.
-    fn open(&self, address: &str) -> Result<Arc<Connection>, Error> {
-        let (connection, welcome) =
-            Connection::open(address, self.inner.cluster, &self.inner.config)?;
+    fn open(
+        &self,
+        address: &str,
+        connect: Duration,
+        handshake: Duration,
+    ) -> Result<Arc<Connection>, Error> {
+        let (connection, welcome) = Connection::open(
+            address,
+            self.inner.cluster,
+            &self.inner.config,
+            self.inner.clock,
+            connect,
+            handshake,
+        )?;
         let connection = Arc::new(connection);
         let mut directory = lock(&self.inner.directory);
         if !welcome.nodes.is_empty() {
@@ -505,5 +673,212 @@ impl Client {
             .connections
             .insert(welcome.node, Arc::clone(&connection));
         Ok(connection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use codec::{decode_next, encode};
+    use wire::Body;
+
+    const MS: u64 = 1_000_000;
+
+    fn directory(nodes: &[u32]) -> Directory {
+        Directory {
+            addresses: nodes
+                .iter()
+                .map(|n| (NodeId(*n), format!("127.0.0.1:{}", 7000 + n)))
+                .collect(),
+            ..Directory::default()
+        }
+    }
+
+    fn timeout() -> Error {
+        Error::Timeout {
+            address: String::new(),
+            timeout: Duration::from_millis(100),
+        }
+    }
+
+    // Goal: the leader cache rules: an answer caches the node and clears its
+    // suspicion; Timeout and Stopped drop the group's entry and make the node suspect
+    // for the given time; Disconnected and Io drop the entry only; other errors keep
+    // it.
+    // Method: apply each outcome to a directory of three nodes and look at it.
+    #[test]
+    fn leader_cache_rules() {
+        let (g, n1, n2) = (GroupId(4), NodeId(1), NodeId(2));
+        let mut d = directory(&[1, 2, 3]);
+        d.answered(g, n1);
+        assert_eq!(d.leaders.get(&g), Some(&n1));
+        d.failed(g, n1, &timeout(), Nanos(0), 100 * MS);
+        assert_eq!(d.leaders.get(&g), None);
+        assert!(d.is_suspect(n1, Nanos(99 * MS)));
+        assert!(!d.is_suspect(n1, Nanos(100 * MS)), "suspicion expires");
+        d.answered(g, n1);
+        assert!(!d.is_suspect(n1, Nanos(0)), "an answer clears suspicion");
+        d.failed(
+            g,
+            n1,
+            &Error::Server(ServerError::Stopped),
+            Nanos(0),
+            100 * MS,
+        );
+        assert_eq!(d.leaders.get(&g), None);
+        assert!(d.is_suspect(n1, Nanos(0)));
+        d.answered(g, n2);
+        let disconnected = Error::Disconnected {
+            address: String::new(),
+        };
+        d.failed(g, n2, &disconnected, Nanos(0), 100 * MS);
+        assert_eq!(d.leaders.get(&g), None);
+        assert!(
+            !d.is_suspect(n2, Nanos(0)),
+            "a lost connection is no suspicion"
+        );
+        d.answered(g, n2);
+        d.failed(
+            g,
+            n2,
+            &Error::Server(ServerError::Overloaded),
+            Nanos(0),
+            100 * MS,
+        );
+        assert_eq!(
+            d.leaders.get(&g),
+            Some(&n2),
+            "Overloaded says nothing of the leader"
+        );
+    }
+
+    // Goal: redirects follow a hint unless it names the asked node or a suspect one;
+    // then they go to the next node that is not suspect (wrapping), or the next one at
+    // all when every other node is suspect; the cache follows the redirect.
+    // Method: redirect from each node with each kind of hint.
+    #[test]
+    fn redirect_rules() {
+        let g = GroupId(0);
+        let mut d = directory(&[1, 2, 3]);
+        let now = Nanos(0);
+        assert_eq!(d.redirect(g, NodeId(1), Some(NodeId(3)), now), NodeId(3));
+        assert_eq!(d.leaders.get(&g), Some(&NodeId(3)));
+        assert_eq!(d.redirect(g, NodeId(1), Some(NodeId(1)), now), NodeId(2));
+        assert_eq!(d.redirect(g, NodeId(3), None, now), NodeId(1), "wraps");
+        d.suspects.insert(NodeId(3), Nanos(10 * MS));
+        assert_eq!(d.redirect(g, NodeId(1), Some(NodeId(3)), now), NodeId(2));
+        assert_eq!(d.redirect(g, NodeId(2), Some(NodeId(3)), now), NodeId(1));
+        d.suspects.insert(NodeId(1), Nanos(10 * MS));
+        assert_eq!(
+            d.redirect(g, NodeId(2), None, now),
+            NodeId(3),
+            "every other node suspect: the next one"
+        );
+        assert_eq!(
+            d.redirect(g, NodeId(2), Some(NodeId(3)), Nanos(10 * MS)),
+            NodeId(3)
+        );
+    }
+
+    fn read_body(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Body {
+        let mut chunk = [0_u8; 4096];
+        loop {
+            if let Some((body, consumed)) = decode_next(buf, 1 << 20).expect("valid frame") {
+                buf.drain(..consumed);
+                return body;
+            }
+            let n = stream.read(&mut chunk).expect("read");
+            assert!(n > 0, "the client closed");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn write_body(stream: &mut TcpStream, body: &Body) {
+        let mut out = Vec::new();
+        encode(body, 1 << 20, &mut out).expect("fits");
+        stream.write_all(&out).expect("write");
+    }
+
+    use std::net::TcpStream;
+
+    // Goal: a node that does not answer makes a propose return `Timeout` after
+    // request_timeout (not later), the group's cache entry is dropped and the node is
+    // suspect; the node's late answer is dropped without ending the connection, which
+    // then serves the next request.
+    // Method: a fake node on loopback accepts one connection, welcomes it, holds the
+    // first Propose unanswered until the client has timed out, then answers it (late)
+    // and answers the second at once.
+    #[test]
+    fn unanswered_request_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let (timed_out, timed_out_seen) = std::sync::mpsc::channel::<()>();
+        let advertised = address.clone();
+        let node = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut buf = Vec::new();
+            assert!(matches!(
+                read_body(&mut stream, &mut buf),
+                Body::Hello { .. }
+            ));
+            write_body(
+                &mut stream,
+                &Body::Welcome {
+                    protocol_version: PROTOCOL_VERSION,
+                    cluster: 9,
+                    node: NodeId(1),
+                    nodes: vec![NodeId(1)],
+                    addresses: vec![(NodeId(1), advertised)],
+                },
+            );
+            let Body::Propose { request: first, .. } = read_body(&mut stream, &mut buf) else {
+                panic!("expected a Propose");
+            };
+            timed_out_seen.recv().expect("the client timed out");
+            let done = |request| Body::ProposeDone {
+                request,
+                instance: crate::paxos::Instance(request),
+                output: Bytes::new(),
+            };
+            write_body(&mut stream, &done(first));
+            let Body::Propose {
+                request: second, ..
+            } = read_body(&mut stream, &mut buf)
+            else {
+                panic!("expected a Propose");
+            };
+            write_body(&mut stream, &done(second));
+            second
+        });
+        let config = ClientConfig {
+            request_timeout: Duration::from_millis(300),
+            ..ClientConfig::default()
+        };
+        let client = Client::connect_with(&[&address], 9, config).expect("connect");
+        let clock = MonotonicClock::start();
+        let result = client.propose_blocking(GroupId(0), b"a".to_vec());
+        let waited_ms = clock.now().0 / MS;
+        assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+        assert!(!result.as_ref().is_err_and(Error::is_retryable));
+        // Functional bounds: not before the timeout, and well before "forever".
+        assert!(
+            (300..3_000).contains(&waited_ms),
+            "returned after {waited_ms} ms"
+        );
+        {
+            let directory = lock(&client.inner.directory);
+            assert_eq!(directory.leaders.get(&GroupId(0)), None);
+            assert!(directory.is_suspect(NodeId(1), client.inner.clock.now()));
+        }
+        timed_out.send(()).expect("node thread");
+        let proposed = client
+            .propose_blocking(GroupId(0), b"b".to_vec())
+            .expect("the same connection serves the next request");
+        let second = node.join().expect("node thread");
+        assert_eq!(proposed.instance.0, second);
+        assert!(!lock(&client.inner.directory).is_suspect(NodeId(1), client.inner.clock.now()));
     }
 }

@@ -12,8 +12,26 @@ use crate::api::{Error, ShardStatus};
 use crate::paxos::{GroupId, Instance, NodeId};
 
 /// The client protocol's version, sent in `Hello` and `Welcome`; a node refuses
-/// another version.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// another version. Version 2 added the authenticated handshake (`Hello.nonce`,
+/// `Challenge`, `Proof`).
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The role label of the client's proof (`transport::auth::AuthKey::prove`).
+pub const CLIENT_ROLE: &str = "synod client";
+
+/// The role label of the node's proof: another label than the client's, so that a
+/// node's proof can never be replayed as a client's.
+pub const NODE_ROLE: &str = "synod client listener";
+
+/// The identities both proofs cover besides the nonces: the cluster id and the
+/// protocol version, in this order, little-endian.
+#[must_use]
+pub fn proof_context(cluster: u64) -> [u8; 10] {
+    let mut context = [0_u8; 10];
+    context[..8].copy_from_slice(&cluster.to_le_bytes());
+    context[8..].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    context
+}
 
 /// Why a node refused a request: `synod::api::Error`, variant by variant, as it
 /// crosses the wire (a `Rejected` reason becomes an owned string).
@@ -131,12 +149,28 @@ pub struct NodeStatus {
 /// One message of the client protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
-    /// Client -> node, first frame: the protocol version and the cluster id.
+    /// Client -> node, first frame: the protocol version, the cluster id and the
+    /// client's fresh nonce.
     Hello {
         /// [`PROTOCOL_VERSION`] of the client.
         protocol_version: u16,
         /// The cluster the client means to talk to.
         cluster: u64,
+        /// The client's nonce (`transport::auth::NONCE_SIZE` bytes; may be empty when
+        /// the node holds no client key).
+        nonce: Bytes,
+    },
+    /// Node -> client, answer to a good `Hello` when the node holds a client key.
+    Challenge {
+        /// The node's fresh nonce.
+        nonce: Bytes,
+        /// The node's proof over both nonces (`transport::auth`).
+        proof: Bytes,
+    },
+    /// Client -> node, answer to a `Challenge`.
+    Proof {
+        /// The client's proof over both nonces.
+        proof: Bytes,
     },
     /// Node -> client, answer to a good `Hello`.
     Welcome {
@@ -217,6 +251,8 @@ impl Body {
     pub fn name(&self) -> &'static str {
         match self {
             Body::Hello { .. } => "Hello",
+            Body::Challenge { .. } => "Challenge",
+            Body::Proof { .. } => "Proof",
             Body::Welcome { .. } => "Welcome",
             Body::Refused { .. } => "Refused",
             Body::Propose { .. } => "Propose",

@@ -6,38 +6,69 @@
 //! Threads: one accepts; each connection has a reader (handshake, then decodes
 //! requests and hands each one, as a future of the handle, to the connection's
 //! driver) and a driver (polls those futures when their one-shot reply wakes them,
-//! and writes every answer ready at that moment in one `write_all`).
+//! and writes every answer ready at that moment in one `write_all`); one closer
+//! lingers on refused sockets (`admission`).
 //!
-//! Invariants (every one bounded, every refusal logged with its reason):
-//! - at most `connections_max` connections; one more gets a `Refused` and is closed;
+//! The handshake, with a client key (`ServerConfig::key`): the client's `Hello`
+//! carries its nonce; the node answers with a `Challenge` (its nonce and its proof
+//! over both); the client answers with its `Proof`; only a proof that verifies gets
+//! the `Welcome`. Without a key the `Hello` gets the `Welcome` at once.
+//!
+//! Invariants (every one bounded, every refusal logged with its reason, rate-limited
+//! per reason):
+//! - at most `connections_max` connections, `connections_per_source_max` from one IP
+//!   address and `unauthenticated_max` before the handshake completes (admitting one
+//!   more evicts the oldest unauthenticated one); a refusal costs the accept thread
+//!   microseconds;
+//! - no request is served before the handshake completes; the whole handshake takes
+//!   at most `handshake_timeout`, and its frames at most `HANDSHAKE_FRAME_SIZE_MAX`
+//!   bytes;
+//! - what a refused unauthenticated peer is told names no check and no value of the
+//!   node (with a key): the precise reason is in the node's log only;
 //! - a frame above `frame_size_max` is refused from its 4 header bytes, before any
-//!   buffer is sized by it; a reader holds at most one frame plus one read chunk;
+//!   buffer is sized by it; a reader holds at most one frame plus one read chunk; a
+//!   frame begun completes within `frame_timeout`;
+//! - an authenticated connection with nothing in flight that sends nothing for
+//!   `idle_timeout` is closed;
 //! - at most `in_flight_max` requests per connection are waiting for the node: the
 //!   reader stops reading until one is answered (TCP backpressure on the client);
 //! - a bad frame (size, CRC, identifier, verifier, unknown kind), a wrong hello
-//!   (version, cluster), a request before the hello or an answer-kind message from the
-//!   client closes that connection only, after a `Refused` naming the reason; the node
-//!   and the other connections are untouched;
+//!   (version, cluster, nonce), a wrong proof, a request before the handshake or an
+//!   answer-kind message from the client closes that connection only, after a
+//!   `Refused`; the node and the other connections are untouched;
 //! - a client that does not read its answers is closed after `write_timeout`.
+
+mod admission;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::api::NodeHandle;
 use crate::client::codec::{decode_next, CodecError, Encoder};
-use crate::client::wire::{Body, NodeStatus, PROTOCOL_VERSION};
-use crate::paxos::NodeId;
+use crate::client::wire::{
+    proof_context, Body, NodeStatus, CLIENT_ROLE, NODE_ROLE, PROTOCOL_VERSION,
+};
+use crate::paxos::{Nanos, NodeId};
+use crate::runtime::clock::MonotonicClock;
+use crate::transport::auth::{self, AuthKey, NONCE_SIZE};
+use admission::{Admission, Bounds, Kind, Slot};
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK_SIZE: usize = 64 << 10;
+
+/// Largest frame a client may send before the handshake completes (a hello or a
+/// proof is below 200 bytes).
+pub const HANDSHAKE_FRAME_SIZE_MAX: usize = 4096;
 
 /// The settings of a node's client listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,14 +92,29 @@ pub struct ServerConfig {
     pub in_flight_max: usize,
     /// Connections at once.
     pub connections_max: usize,
-    /// How long a new connection may take to say hello.
+    /// Connections at once from one IP address.
+    pub connections_per_source_max: usize,
+    /// Connections at once that have not completed the handshake; one more evicts
+    /// the oldest of them.
+    pub unauthenticated_max: usize,
+    /// The client key a client must prove it holds; `None` admits any client that
+    /// says hello (`synod serve --no-auth`).
+    pub key: Option<AuthKey>,
+    /// How long a new connection may take for the whole handshake (hello, and proof
+    /// with a key).
     pub handshake_timeout: Duration,
+    /// How long an authenticated connection with no request in flight may send
+    /// nothing before it is closed (the client reconnects on demand).
+    pub idle_timeout: Duration,
+    /// How long a frame may take to arrive once its first byte has.
+    pub frame_timeout: Duration,
     /// How long one write of answers may block on a client that does not read.
     pub write_timeout: Duration,
 }
 
 impl ServerConfig {
-    /// The defaults (`tuning.md`, "Client listener") for a node of `cluster`.
+    /// The defaults (`tuning.md`, "Client listener") for a node of `cluster`, without a
+    /// client key (set [`ServerConfig::key`] to require one).
     #[must_use]
     pub fn new(address: SocketAddr, cluster: u64, node: NodeId, nodes: Vec<NodeId>) -> Self {
         ServerConfig {
@@ -81,7 +127,12 @@ impl ServerConfig {
             answer_frame_size_max: 64 << 20,
             in_flight_max: 1024,
             connections_max: 256,
-            handshake_timeout: Duration::from_secs(10),
+            connections_per_source_max: 64,
+            unauthenticated_max: 64,
+            key: None,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(120),
+            frame_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
         }
     }
@@ -93,10 +144,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A running client listener. Dropping it stops accepting (open connections end when
-/// their clients close them or the process exits).
+/// their clients close them, time out, or the process exits).
 pub struct Server {
     address: SocketAddr,
     stop: Arc<AtomicBool>,
+    admission: Arc<Admission>,
     accept: Option<JoinHandle<()>>,
 }
 
@@ -113,10 +165,14 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// The address cannot be bound, or the thread cannot start.
+    /// The address cannot be bound, or the threads cannot start.
     pub fn start(mut config: ServerConfig, handle: NodeHandle) -> std::io::Result<Server> {
         assert!(
-            config.frame_size_max >= 64 && config.in_flight_max >= 1 && config.connections_max >= 1,
+            config.frame_size_max >= 64
+                && config.in_flight_max >= 1
+                && config.connections_max >= 1
+                && config.connections_per_source_max >= 1
+                && config.unauthenticated_max >= 1,
             "client listener bounds must be positive: {config:?}"
         );
         let listener = TcpListener::bind(config.address)?;
@@ -125,14 +181,23 @@ impl Server {
             .addresses
             .entry(config.node)
             .or_insert_with(|| address.to_string());
+        let admission = Admission::start(Bounds {
+            connections_max: config.connections_max,
+            connections_per_source_max: config.connections_per_source_max,
+            unauthenticated_max: config.unauthenticated_max,
+        })?;
         let stop = Arc::new(AtomicBool::new(false));
         let accept_stop = Arc::clone(&stop);
+        let accept_admission = Arc::clone(&admission);
         let accept = std::thread::Builder::new()
             .name("synod-clients".to_string())
-            .spawn(move || accept_loop(&listener, &config, &handle, &accept_stop))?;
+            .spawn(move || {
+                accept_loop(&listener, &config, &handle, &accept_admission, &accept_stop);
+            })?;
         Ok(Server {
             address,
             stop,
+            admission,
             accept: Some(accept),
         })
     }
@@ -152,6 +217,7 @@ impl Drop for Server {
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
+        self.admission.stop();
     }
 }
 
@@ -159,14 +225,15 @@ fn accept_loop(
     listener: &TcpListener,
     config: &ServerConfig,
     handle: &NodeHandle,
+    admission: &Arc<Admission>,
     stop: &AtomicBool,
 ) {
-    let open = Arc::new(AtomicUsize::new(0));
+    let clock = MonotonicClock::start();
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let mut stream = match stream {
+        let stream = match stream {
             Ok(stream) => stream,
             Err(error) => {
                 log::warn!("client listener: accept failed: {error}");
@@ -175,74 +242,47 @@ fn accept_loop(
                 continue;
             }
         };
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "?".to_string(), |a| a.to_string());
-        let count = open.fetch_add(1, Ordering::SeqCst);
-        let guard = Open(Arc::clone(&open));
-        if count >= config.connections_max {
-            let reason = format!(
-                "too many connections: {count} open, connections_max = {}",
-                config.connections_max
-            );
-            refuse(&mut stream, &peer, &reason, config);
-            continue;
-        }
-        let (config, handle) = (config.clone(), handle.clone());
+        let Ok(peer_address) = stream.peer_addr() else {
+            continue; // already gone
+        };
+        let peer = peer_address.to_string();
+        let slot = match admission.admit(&stream, peer_address.ip()) {
+            Ok(slot) => slot,
+            Err((kind, reason)) => {
+                admission.refuse(stream, &peer, kind, &reason, config.key.is_none());
+                continue;
+            }
+        };
+        let (config, handle, connection_admission) =
+            (config.clone(), handle.clone(), Arc::clone(admission));
         let spawned = std::thread::Builder::new()
             .name("synod-client-rd".to_string())
-            .spawn(move || serve_connection(stream, &peer, &config, &handle, guard));
+            .spawn(move || {
+                serve_connection(
+                    stream,
+                    &peer,
+                    &config,
+                    &handle,
+                    &connection_admission,
+                    clock,
+                    slot,
+                );
+            });
         if let Err(error) = spawned {
             log::warn!("client listener: cannot start a connection thread: {error}");
         }
     }
 }
 
-/// Counts an open connection until its last thread ends.
-struct Open(Arc<AtomicUsize>);
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// How long one read of a refused connection's input may wait (see [`refuse`]).
-const REFUSE_DRAIN: Duration = Duration::from_millis(50);
-/// Reads of a refused connection's input after the `Refused` is written.
-const REFUSE_DRAIN_READS: usize = 4;
-
-/// Logs `reason`, sends it to the client in a `Refused` (best effort) and closes.
-///
-/// Closing a socket with unread input makes the kernel send a reset, which can make
-/// the client lose the `Refused` before reading it; so the input is drained for at
-/// most (1 + `REFUSE_DRAIN_READS`) × [`REFUSE_DRAIN`] around the write (the accept
-/// thread pays this only for connections past `connections_max`).
-fn refuse(stream: &mut TcpStream, peer: &str, reason: &str, config: &ServerConfig) {
-    log::warn!("client listener: closing {peer}: {reason}");
-    let mut out = Vec::new();
-    let refused = Body::Refused {
-        reason: reason.to_string(),
-    };
-    let _ = stream.set_read_timeout(Some(REFUSE_DRAIN));
-    let mut sink = [0_u8; 4096];
-    let _ = stream.read(&mut sink);
-    if Encoder::new()
-        .encode(&refused, config.answer_frame_size_max, &mut out)
-        .is_ok()
-    {
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-        let _ = stream.write_all(&out);
-    }
-    let _ = stream.shutdown(Shutdown::Write);
-    // Until the client closes too, or a few reads (a client that keeps sending is
-    // not waited for).
-    for _ in 0..REFUSE_DRAIN_READS {
-        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
-            break;
-        }
-    }
-    let _ = stream.shutdown(Shutdown::Both);
+/// What bounds one wait for a frame.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// The end of the handshake, while it lasts.
+    handshake_deadline: Option<Nanos>,
+    /// See [`ServerConfig::idle_timeout`].
+    idle_timeout: Duration,
+    /// See [`ServerConfig::frame_timeout`].
+    frame_timeout: Duration,
 }
 
 /// Reads whole frames from a stream, one at a time, within `frame_size_max`.
@@ -250,16 +290,29 @@ struct FrameReader {
     buf: Vec<u8>,
     chunk: Vec<u8>,
     frame_size_max: usize,
+    clock: MonotonicClock,
 }
 
 enum Next {
     Frame(Body),
     Closed,
-    Bad(String),
+    /// Nothing arrived for `idle_timeout` (no frame begun).
+    Idle,
+    Bad(Kind, String),
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl FrameReader {
-    fn next(&mut self, stream: &mut TcpStream) -> Next {
+    /// The next frame, or why there is none: each read waits at most until the
+    /// handshake's deadline, the frame's deadline (from its first byte) or, with no
+    /// frame begun, the idle deadline (from the start of this wait).
+    fn next(&mut self, stream: &mut TcpStream, limits: Limits) -> Next {
+        let start = self.clock.now();
+        // Bytes already buffered began the frame no later than now.
+        let mut frame_start = (!self.buf.is_empty()).then_some(start);
         loop {
             match decode_next(&self.buf, self.frame_size_max) {
                 Ok(Some((body, consumed))) => {
@@ -267,30 +320,68 @@ impl FrameReader {
                     return Next::Frame(body);
                 }
                 Ok(None) => {}
-                Err(error) => return Next::Bad(bad_frame(&error)),
+                Err(error) => return Next::Bad(Kind::BadFrame, bad_frame(&error)),
+            }
+            let now = self.clock.now();
+            let (deadline, on_timeout) = match frame_start {
+                Some(at) => (
+                    at.plus(nanos(limits.frame_timeout)),
+                    Next::Bad(
+                        Kind::FrameTimeout,
+                        format!(
+                            "a frame begun did not complete within {} ms ({} bytes buffered)",
+                            limits.frame_timeout.as_millis(),
+                            self.buf.len()
+                        ),
+                    ),
+                ),
+                None => (start.plus(nanos(limits.idle_timeout)), Next::Idle),
+            };
+            let (deadline, on_timeout) = match limits.handshake_deadline {
+                Some(end) if end <= deadline => (
+                    end,
+                    Next::Bad(
+                        Kind::HandshakeTimeout,
+                        "the handshake did not complete within handshake_timeout".to_string(),
+                    ),
+                ),
+                Some(_) | None => (deadline, on_timeout),
+            };
+            if now >= deadline {
+                return on_timeout;
+            }
+            let wait = Duration::from_nanos(deadline.0 - now.0).max(Duration::from_millis(1));
+            if let Err(e) = stream.set_read_timeout(Some(wait)) {
+                return Next::Bad(Kind::Internal, format!("socket: {e}"));
             }
             match stream.read(&mut self.chunk) {
                 Ok(0) => {
                     return if self.buf.is_empty() {
                         Next::Closed
                     } else {
-                        Next::Bad(format!(
-                            "closed in the middle of a frame ({} bytes buffered)",
-                            self.buf.len()
-                        ))
+                        Next::Bad(
+                            Kind::BadFrame,
+                            format!(
+                                "closed in the middle of a frame ({} bytes buffered)",
+                                self.buf.len()
+                            ),
+                        )
                     }
                 }
-                Ok(n) => self.buf.extend_from_slice(&self.chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(n) => {
+                    if self.buf.is_empty() {
+                        frame_start = Some(self.clock.now());
+                    }
+                    self.buf.extend_from_slice(&self.chunk[..n]);
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Next::Bad("no hello within the handshake timeout".to_string())
-                }
-                Err(e) => return Next::Bad(format!("read failed: {e}")),
+                        std::io::ErrorKind::Interrupted
+                            | std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Next::Bad(Kind::Internal, format!("read failed: {e}")),
             }
         }
     }
@@ -306,17 +397,25 @@ fn serve_connection(
     peer: &str,
     config: &ServerConfig,
     handle: &NodeHandle,
-    guard: Open,
+    admission: &Arc<Admission>,
+    clock: MonotonicClock,
+    slot: Slot,
 ) {
     let mut reader = FrameReader {
         buf: Vec::new(),
         chunk: vec![0_u8; READ_CHUNK_SIZE],
-        frame_size_max: config.frame_size_max,
+        frame_size_max: HANDSHAKE_FRAME_SIZE_MAX.min(config.frame_size_max),
+        clock,
     };
-    if let Err(reason) = handshake(&mut stream, &mut reader, config) {
-        refuse(&mut stream, peer, &reason, config);
+    if let Err((kind, reason)) = handshake(&mut stream, &mut reader, config) {
+        if !slot.evicted() {
+            // With a key, the peer is not authenticated: it learns nothing specific.
+            admission.refuse(stream, peer, kind, &reason, config.key.is_none());
+        }
         return;
     }
+    slot.authenticated();
+    reader.frame_size_max = config.frame_size_max;
     log::info!("client listener: {peer} connected");
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
@@ -325,47 +424,55 @@ fn serve_connection(
     let writer = match stream.try_clone() {
         Ok(writer) => writer,
         Err(error) => {
-            refuse(
-                &mut stream,
-                peer,
-                &format!("cannot clone the socket: {error}"),
-                config,
-            );
+            let reason = format!("cannot clone the socket: {error}");
+            admission.refuse(stream, peer, Kind::Internal, &reason, true);
             return;
         }
     };
     let driver = {
         let (shared, config, peer) = (Arc::clone(&shared), config.clone(), peer.to_string());
+        let admission = Arc::clone(admission);
         std::thread::Builder::new()
             .name("synod-client-wr".to_string())
-            .spawn(move || drive(writer, &peer, &config, &shared, guard))
+            .spawn(move || drive(writer, &peer, &config, &shared, &admission, slot))
     };
     if let Err(error) = driver {
-        refuse(
-            &mut stream,
-            peer,
-            &format!("cannot start a thread: {error}"),
-            config,
-        );
+        let reason = format!("cannot start a thread: {error}");
+        admission.refuse(stream, peer, Kind::Internal, &reason, true);
         return;
     }
+    let limits = Limits {
+        handshake_deadline: None,
+        idle_timeout: config.idle_timeout,
+        frame_timeout: config.frame_timeout,
+    };
     let mut next_key = 0_u64;
     loop {
-        let body = match reader.next(&mut stream) {
+        let body = match reader.next(&mut stream, limits) {
             Next::Frame(body) => body,
             Next::Closed => {
                 shared.close(None);
                 return;
             }
-            Next::Bad(reason) => {
-                shared.close(Some(reason));
+            // Requests in flight: the client is waiting for answers, not idle.
+            Next::Idle if lock(&shared.state).in_flight > 0 => continue,
+            Next::Idle => {
+                let reason = format!(
+                    "idle for {} s with nothing in flight (idle_timeout)",
+                    config.idle_timeout.as_secs()
+                );
+                shared.close(Some((Kind::IdleTimeout, reason)));
+                return;
+            }
+            Next::Bad(kind, reason) => {
+                shared.close(Some((kind, reason)));
                 return;
             }
         };
         let task = match task_of(body, handle, config.node) {
             Ok(task) => task,
             Err(reason) => {
-                shared.close(Some(reason));
+                shared.close(Some((Kind::BadFrame, reason)));
                 return;
             }
         };
@@ -388,42 +495,73 @@ fn serve_connection(
     }
 }
 
-/// Reads the hello and answers it with a welcome, or says why not.
+/// Writes one handshake frame.
+fn send_frame(stream: &mut TcpStream, body: &Body) -> Result<(), (Kind, String)> {
+    let mut out = Vec::new();
+    Encoder::new()
+        .encode(body, HANDSHAKE_FRAME_SIZE_MAX, &mut out)
+        .map_err(|e| (Kind::Internal, format!("{}: {e}", body.name())))?;
+    stream
+        .write_all(&out)
+        .map_err(|e| (Kind::Internal, format!("socket: {e}")))
+}
+
+/// The hello (and, with a key, the challenge and the client's proof), answered with
+/// a welcome, within `handshake_timeout`; or what was wrong.
 fn handshake(
     stream: &mut TcpStream,
     reader: &mut FrameReader,
     config: &ServerConfig,
-) -> Result<(), String> {
-    let io = |e: std::io::Error| format!("socket: {e}");
+) -> Result<(), (Kind, String)> {
+    let io = |e: std::io::Error| (Kind::Internal, format!("socket: {e}"));
     stream.set_nodelay(true).map_err(io)?;
     stream
-        .set_read_timeout(Some(config.handshake_timeout))
+        .set_write_timeout(Some(config.handshake_timeout.min(config.write_timeout)))
         .map_err(io)?;
-    stream
-        .set_write_timeout(Some(config.write_timeout))
-        .map_err(io)?;
-    let hello = match reader.next(stream) {
+    let limits = Limits {
+        handshake_deadline: Some(reader.clock.now().plus(nanos(config.handshake_timeout))),
+        idle_timeout: config.handshake_timeout,
+        frame_timeout: config.frame_timeout,
+    };
+    let hello = match reader.next(stream, limits) {
         Next::Frame(body) => body,
-        Next::Closed => return Err("closed before saying hello".to_string()),
-        Next::Bad(reason) => return Err(reason),
+        Next::Closed => return Err((Kind::Hello, "closed before saying hello".to_string())),
+        Next::Idle => {
+            return Err((
+                Kind::HandshakeTimeout,
+                "no hello within handshake_timeout".to_string(),
+            ))
+        }
+        Next::Bad(kind, reason) => return Err((kind, reason)),
     };
     let Body::Hello {
         protocol_version,
         cluster,
+        nonce,
     } = hello
     else {
-        return Err(format!("expected a Hello first, got a {}", hello.name()));
+        return Err((
+            Kind::Hello,
+            format!("expected a Hello first, got a {}", hello.name()),
+        ));
     };
     if protocol_version != PROTOCOL_VERSION {
-        return Err(format!(
-            "protocol version {protocol_version}, this node speaks {PROTOCOL_VERSION}"
+        return Err((
+            Kind::Hello,
+            format!("protocol version {protocol_version}, this node speaks {PROTOCOL_VERSION}"),
         ));
     }
     if cluster != config.cluster {
-        return Err(format!(
-            "wrong cluster id {cluster}, this node belongs to cluster {}",
-            config.cluster
+        return Err((
+            Kind::Hello,
+            format!(
+                "wrong cluster id {cluster}, this node belongs to cluster {}",
+                config.cluster
+            ),
         ));
+    }
+    if let Some(key) = &config.key {
+        authenticate(stream, reader, key, config.cluster, &nonce, limits)?;
     }
     let welcome = Body::Welcome {
         protocol_version: PROTOCOL_VERSION,
@@ -439,10 +577,69 @@ fn handshake(
     let mut out = Vec::new();
     Encoder::new()
         .encode(&welcome, config.answer_frame_size_max, &mut out)
-        .map_err(|e| format!("welcome: {e}"))?;
+        .map_err(|e| (Kind::Internal, format!("welcome: {e}")))?;
     stream.write_all(&out).map_err(io)?;
-    stream.set_read_timeout(None).map_err(io)?;
+    stream
+        .set_write_timeout(Some(config.write_timeout))
+        .map_err(io)?;
     Ok(())
+}
+
+/// The challenge and the client's proof: the node proves it holds `key` over both
+/// nonces, then the client must.
+fn authenticate(
+    stream: &mut TcpStream,
+    reader: &mut FrameReader,
+    key: &AuthKey,
+    cluster: u64,
+    client_nonce: &[u8],
+    limits: Limits,
+) -> Result<(), (Kind, String)> {
+    let Ok(client_nonce) = <&auth::Nonce>::try_from(client_nonce) else {
+        return Err((
+            Kind::Hello,
+            format!(
+                "hello nonce of {} bytes, {NONCE_SIZE} needed (a client without the client key?)",
+                client_nonce.len()
+            ),
+        ));
+    };
+    let node_nonce = auth::nonce().map_err(|e| (Kind::Internal, e.to_string()))?;
+    let context = proof_context(cluster);
+    let proof = key.prove(NODE_ROLE, [client_nonce, &node_nonce], &context);
+    send_frame(
+        stream,
+        &Body::Challenge {
+            nonce: Bytes::copy_from_slice(&node_nonce),
+            proof: Bytes::copy_from_slice(&proof),
+        },
+    )?;
+    match reader.next(stream, limits) {
+        Next::Frame(Body::Proof { proof }) => {
+            if key.verify(CLIENT_ROLE, [client_nonce, &node_nonce], &context, &proof) {
+                Ok(())
+            } else {
+                Err((
+                    Kind::Proof,
+                    "the client's proof does not verify (wrong client key)".to_string(),
+                ))
+            }
+        }
+        Next::Frame(other) => Err((
+            Kind::Proof,
+            format!("expected a Proof, got a {}", other.name()),
+        )),
+        Next::Closed => Err((
+            Kind::Proof,
+            "closed before proving the client key (the client refused the node's proof, or holds no key)"
+                .to_string(),
+        )),
+        Next::Idle => Err((
+            Kind::HandshakeTimeout,
+            "no proof within handshake_timeout".to_string(),
+        )),
+        Next::Bad(kind, reason) => Err((kind, reason)),
+    }
 }
 
 type Task = Pin<Box<dyn Future<Output = Body> + Send>>;
@@ -494,6 +691,8 @@ fn task_of(body: Body, handle: &NodeHandle, node: NodeId) -> Result<Task, String
             }
         }),
         other @ (Body::Hello { .. }
+        | Body::Challenge { .. }
+        | Body::Proof { .. }
         | Body::Welcome { .. }
         | Body::Refused { .. }
         | Body::ProposeDone { .. }
@@ -523,12 +722,12 @@ struct State {
     /// Requests waiting for the node.
     in_flight: usize,
     /// Set once the connection ends: `Some(None)` on the client's EOF,
-    /// `Some(Some(reason))` on a refusal.
-    end: Option<Option<String>>,
+    /// `Some(Some((kind, reason)))` on a refusal.
+    end: Option<Option<(Kind, String)>>,
 }
 
 impl Shared {
-    fn close(&self, reason: Option<String>) {
+    fn close(&self, reason: Option<(Kind, String)>) {
         lock(&self.state).end.get_or_insert(reason);
         self.changed.notify_all();
     }
@@ -558,7 +757,8 @@ fn drive(
     peer: &str,
     config: &ServerConfig,
     shared: &Arc<Shared>,
-    _guard: Open,
+    admission: &Admission,
+    _slot: Slot,
 ) {
     let mut tasks: HashMap<u64, (Task, Waker)> = HashMap::new();
     let mut encoder = Encoder::new();
@@ -577,8 +777,9 @@ fn drive(
             (std::mem::take(&mut state.new), state.end.clone())
         };
         if let Some(reason) = end {
-            if let Some(reason) = reason {
-                refuse(&mut stream, peer, &reason, config);
+            if let Some((kind, reason)) = reason {
+                // Authenticated: the client may know the precise reason.
+                admission.refuse(stream, peer, kind, &reason, true);
             } else {
                 log::info!("client listener: {peer} closed the connection");
                 let _ = stream.shutdown(Shutdown::Both);
@@ -602,7 +803,7 @@ fn drive(
                 tasks.remove(&key);
                 answered += 1;
                 if let Err(error) = encoder.encode(&body, config.answer_frame_size_max, &mut out) {
-                    shared.close(Some(format!("answer not sent: {error}")));
+                    shared.close(Some((Kind::Internal, format!("answer not sent: {error}"))));
                 }
             }
         }
@@ -610,7 +811,7 @@ fn drive(
             if let Err(error) = stream.write_all(&out) {
                 log::warn!("client listener: closing {peer}: write failed: {error}");
                 let _ = stream.shutdown(Shutdown::Both);
-                shared.close(Some(format!("write failed: {error}")));
+                shared.close(Some((Kind::Internal, format!("write failed: {error}"))));
                 return;
             }
             out.clear();

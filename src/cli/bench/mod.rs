@@ -32,8 +32,9 @@ pub const USAGE: &str = "  synod bench [--groups G] [--clients C] [--value-size 
                                                       --rate: open loop (latency from the scheduled send)
   synod bench --matrix phxpaxos [--seconds S] [--warmup S] [...]
                                                       PhxPaxos's published cells, each on a fresh cluster
-  synod bench --target HOST:PORT,... [--cluster C] [--groups G] [--clients C] [--value-size ..]
-              [--rate OPS] [--seconds S] [--warmup S] [--json] [--report DIR]
+  synod bench --target HOST:PORT,... [--cluster C] [--client-key-file FILE] [--groups G]
+              [--clients C] [--value-size ..] [--rate OPS] [--seconds S] [--warmup S] [--json]
+              [--report DIR]
                                                       the same load against a running cluster (the
                                                       nodes' `synod serve --client` addresses)";
 

@@ -155,6 +155,8 @@ pub struct Options {
     pub target: Option<Vec<String>>,
     /// The running cluster's id (`--cluster`, with `--target`).
     pub cluster: u64,
+    /// The client key of the running cluster (`--client-key-file`, with `--target`).
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// Flags that configure the local cluster: with `--target`, the running cluster's own
@@ -187,6 +189,7 @@ const WITH_VALUE: &[&str] = &[
     "--matrix",
     "--target",
     "--cluster",
+    "--client-key-file",
 ];
 
 /// Parses the flags of `synod bench`; `matrix` changes the defaults of `--seconds`
@@ -224,6 +227,7 @@ pub fn options(args: &[String]) -> Result<Options, String> {
                 .collect()
         }),
         cluster: parsed(args, "--cluster")?.unwrap_or(1),
+        client_key_file: value(args, "--client-key-file")?.map(PathBuf::from),
     };
     match &o.target {
         Some(target) => {
@@ -238,8 +242,12 @@ pub fn options(args: &[String]) -> Result<Options, String> {
             }
         }
         None => {
-            if args.iter().any(|a| a == "--cluster") {
-                return Err("--cluster names a running cluster: it needs --target".to_string());
+            for flag in ["--cluster", "--client-key-file"] {
+                if args.iter().any(|a| a == flag) {
+                    return Err(format!(
+                        "{flag} is for a running cluster: it needs --target"
+                    ));
+                }
             }
         }
     }
@@ -319,5 +327,6 @@ mod tests {
             assert!(error.contains("configures the local cluster"), "{error}");
         }
         assert!(options(&args("--cluster 3")).is_err());
+        assert!(options(&args("--client-key-file k")).is_err());
     }
 }

@@ -8,9 +8,10 @@
 
 use std::time::Duration;
 
-use synod::client::Client;
+use synod::client::{Client, ClientConfig};
 use synod::paxos::{GroupId, Role};
 use synod::runtime::clock::MonotonicClock;
+use synod::transport::auth::AuthKey;
 
 use super::options::Options;
 
@@ -22,7 +23,18 @@ const LEADERS_TIMEOUT: Duration = Duration::from_secs(30);
 /// figures).
 pub fn connect(o: &Options) -> Result<(Client, u16), String> {
     let target = o.target.as_deref().unwrap_or_default();
-    let client = Client::connect(target, o.cluster).map_err(|e| format!("--target: {e}"))?;
+    let key = match &o.client_key_file {
+        Some(path) => {
+            Some(AuthKey::from_file(path).map_err(|e| format!("--client-key-file: {e}"))?)
+        }
+        None => None,
+    };
+    let config = ClientConfig {
+        key,
+        ..ClientConfig::default()
+    };
+    let client =
+        Client::connect_with(target, o.cluster, config).map_err(|e| format!("--target: {e}"))?;
     let clock = MonotonicClock::start();
     loop {
         let statuses = client.status_blocking().map_err(|e| e.to_string())?;

@@ -215,10 +215,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for Role {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_CLIENT_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_CLIENT_BODY: u8 = 10;
+pub const ENUM_MAX_CLIENT_BODY: u8 = 12;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 11] = [
+pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 13] = [
   ClientBody::NONE,
   ClientBody::Hello,
   ClientBody::Welcome,
@@ -230,6 +230,8 @@ pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 11] = [
   ClientBody::ReadDone,
   ClientBody::Failed,
   ClientBody::StatusDone,
+  ClientBody::Challenge,
+  ClientBody::Proof,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -248,9 +250,11 @@ impl ClientBody {
   pub const ReadDone: Self = Self(8);
   pub const Failed: Self = Self(9);
   pub const StatusDone: Self = Self(10);
+  pub const Challenge: Self = Self(11);
+  pub const Proof: Self = Self(12);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 10;
+  pub const ENUM_MAX: u8 = 12;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -263,6 +267,8 @@ impl ClientBody {
     Self::ReadDone,
     Self::Failed,
     Self::StatusDone,
+    Self::Challenge,
+    Self::Proof,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -278,6 +284,8 @@ impl ClientBody {
       Self::ReadDone => Some("ReadDone"),
       Self::Failed => Some("Failed"),
       Self::StatusDone => Some("StatusDone"),
+      Self::Challenge => Some("Challenge"),
+      Self::Proof => Some("Proof"),
       _ => None,
     }
   }
@@ -722,7 +730,8 @@ pub enum HelloOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 /// The client's first frame. The node closes the connection (after a `Refused`)
-/// when `protocol_version` or `cluster` differ from its own.
+/// when `protocol_version` or `cluster` differ from its own. `nonce` (16 bytes, fresh
+/// per connection) is what the node's `Challenge` proof covers (protocol version 2).
 pub struct Hello<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -738,6 +747,7 @@ impl<'a> ::flatbuffers::Follow<'a> for Hello<'a> {
 impl<'a> Hello<'a> {
   pub const VT_PROTOCOL_VERSION: ::flatbuffers::VOffsetT = 4;
   pub const VT_CLUSTER: ::flatbuffers::VOffsetT = 6;
+  pub const VT_NONCE: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -746,10 +756,11 @@ impl<'a> Hello<'a> {
   #[allow(unused_mut)]
   pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
     _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args HelloArgs
+    args: &'args HelloArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Hello<'bldr>> {
     let mut builder = HelloBuilder::new(_fbb);
     builder.add_cluster(args.cluster);
+    if let Some(x) = args.nonce { builder.add_nonce(x); }
     builder.add_protocol_version(args.protocol_version);
     builder.finish()
   }
@@ -769,6 +780,13 @@ impl<'a> Hello<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Hello::VT_CLUSTER, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn nonce(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Hello::VT_NONCE, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Hello<'_> {
@@ -779,20 +797,23 @@ impl ::flatbuffers::Verifiable for Hello<'_> {
     v.visit_table(pos)?
      .visit_field::<u16>("protocol_version", Self::VT_PROTOCOL_VERSION, false)?
      .visit_field::<u64>("cluster", Self::VT_CLUSTER, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("nonce", Self::VT_NONCE, false)?
      .finish();
     Ok(())
   }
 }
-pub struct HelloArgs {
+pub struct HelloArgs<'a> {
     pub protocol_version: u16,
     pub cluster: u64,
+    pub nonce: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
 }
-impl<'a> Default for HelloArgs {
+impl<'a> Default for HelloArgs<'a> {
   #[inline]
   fn default() -> Self {
     HelloArgs {
       protocol_version: 0,
       cluster: 0,
+      nonce: None,
     }
   }
 }
@@ -809,6 +830,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HelloBuilder<'a, 'b, A> {
   #[inline]
   pub fn add_cluster(&mut self, cluster: u64) {
     self.fbb_.push_slot::<u64>(Hello::VT_CLUSTER, cluster, 0);
+  }
+  #[inline]
+  pub fn add_nonce(&mut self, nonce: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Hello::VT_NONCE, nonce);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HelloBuilder<'a, 'b, A> {
@@ -830,6 +855,226 @@ impl ::core::fmt::Debug for Hello<'_> {
     let mut ds = f.debug_struct("Hello");
       ds.field("protocol_version", &self.protocol_version());
       ds.field("cluster", &self.cluster());
+      ds.field("nonce", &self.nonce());
+      ds.finish()
+  }
+}
+pub enum ChallengeOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The node's answer to a good `Hello` when it holds a client key: its own fresh
+/// nonce (16 bytes) and its proof (HMAC-SHA256, 32 bytes) over both nonces, which the
+/// client checks before it answers with a `Proof`. A node without a client key
+/// answers the hello with a `Welcome` at once.
+pub struct Challenge<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Challenge<'a> {
+  type Inner = Challenge<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Challenge<'a> {
+  pub const VT_NONCE: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PROOF: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Challenge { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ChallengeArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Challenge<'bldr>> {
+    let mut builder = ChallengeBuilder::new(_fbb);
+    if let Some(x) = args.proof { builder.add_proof(x); }
+    if let Some(x) = args.nonce { builder.add_nonce(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn nonce(&self) -> ::flatbuffers::Vector<'a, u8> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Challenge::VT_NONCE, None).unwrap()}
+  }
+  #[inline]
+  pub fn proof(&self) -> ::flatbuffers::Vector<'a, u8> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Challenge::VT_PROOF, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Challenge<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("nonce", Self::VT_NONCE, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("proof", Self::VT_PROOF, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ChallengeArgs<'a> {
+    pub nonce: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub proof: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for ChallengeArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ChallengeArgs {
+      nonce: None, // required field
+      proof: None, // required field
+    }
+  }
+}
+
+pub struct ChallengeBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ChallengeBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_nonce(&mut self, nonce: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Challenge::VT_NONCE, nonce);
+  }
+  #[inline]
+  pub fn add_proof(&mut self, proof: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Challenge::VT_PROOF, proof);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ChallengeBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ChallengeBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Challenge<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Challenge::VT_NONCE,"nonce");
+    self.fbb_.required(o, Challenge::VT_PROOF,"proof");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Challenge<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Challenge");
+      ds.field("nonce", &self.nonce());
+      ds.field("proof", &self.proof());
+      ds.finish()
+  }
+}
+pub enum ProofOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The client's answer to a `Challenge`: its proof (HMAC-SHA256, 32 bytes) over both
+/// nonces. The node serves no request before this proof verifies; it answers a good
+/// one with the `Welcome`.
+pub struct Proof<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Proof<'a> {
+  type Inner = Proof<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Proof<'a> {
+  pub const VT_PROOF: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Proof { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ProofArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Proof<'bldr>> {
+    let mut builder = ProofBuilder::new(_fbb);
+    if let Some(x) = args.proof { builder.add_proof(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn proof(&self) -> ::flatbuffers::Vector<'a, u8> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Proof::VT_PROOF, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Proof<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("proof", Self::VT_PROOF, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ProofArgs<'a> {
+    pub proof: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for ProofArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ProofArgs {
+      proof: None, // required field
+    }
+  }
+}
+
+pub struct ProofBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ProofBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_proof(&mut self, proof: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Proof::VT_PROOF, proof);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ProofBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ProofBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Proof<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Proof::VT_PROOF,"proof");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Proof<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Proof");
+      ds.field("proof", &self.proof());
       ds.finish()
   }
 }
@@ -951,7 +1196,7 @@ impl ::core::fmt::Debug for NodeAddress<'_> {
 pub enum WelcomeOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
-/// The node's answer to a good `Hello`: who it is, the voters of the cluster and the
+/// The node's answer to a good `Hello` (and `Proof`, with a client key): who it is, the voters of the cluster and the
 /// client addresses it knows (its own at least), so that a client can turn a leader
 /// hint into an address.
 pub struct Welcome<'a> {
@@ -2717,6 +2962,34 @@ impl<'a> ClientFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_challenge(&self) -> Option<Challenge<'a>> {
+    if self.body_type() == ClientBody::Challenge {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { Challenge::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_proof(&self) -> Option<Proof<'a>> {
+    if self.body_type() == ClientBody::Proof {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { Proof::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ClientFrame<'_> {
@@ -2737,6 +3010,8 @@ impl ::flatbuffers::Verifiable for ClientFrame<'_> {
           ClientBody::ReadDone => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReadDone>>("ClientBody::ReadDone", pos),
           ClientBody::Failed => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Failed>>("ClientBody::Failed", pos),
           ClientBody::StatusDone => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StatusDone>>("ClientBody::StatusDone", pos),
+          ClientBody::Challenge => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Challenge>>("ClientBody::Challenge", pos),
+          ClientBody::Proof => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Proof>>("ClientBody::Proof", pos),
           _ => Ok(()),
         }
      })?
@@ -2857,6 +3132,20 @@ impl ::core::fmt::Debug for ClientFrame<'_> {
         },
         ClientBody::StatusDone => {
           if let Some(x) = self.body_as_status_done() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ClientBody::Challenge => {
+          if let Some(x) = self.body_as_challenge() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ClientBody::Proof => {
+          if let Some(x) = self.body_as_proof() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
