@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::{free_ports, line_reader, TempDir};
+use common::cluster::{free_ports, key_file, line_reader, TempDir};
 use synod::client::codec::{decode_next, encode, CRC_SIZE};
 use synod::client::wire::{Body, PROTOCOL_VERSION};
 use synod::client::{Client, Error, ServerError};
@@ -32,7 +32,7 @@ struct Serve {
 }
 
 impl Serve {
-    fn spawn(id: u32, peers: &str, clients: &str, client: &str, dir: &TempDir) -> Serve {
+    fn spawn(id: u32, peers: &str, clients: &str, client: &str, dir: &TempDir, key: &str) -> Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_synod"))
             .args([
                 "serve",
@@ -54,6 +54,8 @@ impl Serve {
                 clients,
                 "--client-in-flight-max",
                 "64",
+                "--key-file",
+                key,
             ])
             .env("SYNOD_LOG", "info")
             .stdin(Stdio::piped())
@@ -229,8 +231,19 @@ fn client_protocol_end_to_end() {
     let dirs: Vec<TempDir> = (1..=3)
         .map(|i| TempDir::new(&format!("client-{i}")))
         .collect();
+    let (_, _key_dir, key) = key_file("client");
+    let key = key.display().to_string();
     let nodes: Vec<Serve> = (0..3)
-        .map(|i| Serve::spawn(i as u32 + 1, &peers, &clients, &addresses[i], &dirs[i]))
+        .map(|i| {
+            Serve::spawn(
+                i as u32 + 1,
+                &peers,
+                &clients,
+                &addresses[i],
+                &dirs[i],
+                &key,
+            )
+        })
         .collect();
 
     // Everything known from one welcome.

@@ -211,6 +211,8 @@ impl ServeChild {
                 &cluster.shape.groups.to_string(),
                 "--test-timeouts",
                 "--control",
+                "--key-file",
+                &cluster.key_file.display().to_string(),
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -9,18 +9,41 @@
 //! - Two one-way connections per pair of peers, so no tie-breaking is needed: each
 //!   shard DIALS every peer and only writes on that outbound connection; it ACCEPTS the
 //!   peers' connections and only reads from them.
-//! - The dialer sends a `Handshake{protocol_version, cluster, node, shard}` frame first.
-//!   The acceptor checks the version, the cluster, that `node` is a configured peer (not
-//!   itself) and the shard, then replies with its own handshake, which the dialer
-//!   checks the same way (and that `node` is the peer it dialed). Connect plus
-//!   handshake must finish within `handshake_timeout`. Any failure closes the
-//!   connection, counts the named reason in [`NetCounters::closes`] and logs one line.
+//! - Handshake, with the cluster's key ([`NetConfig::key`]; HMAC-SHA256,
+//!   `transport::auth`):
+//!   1. dialer -> `Handshake{protocol_version, cluster, node, shard, shards, layout,
+//!      nonce_d}`; the acceptor checks the version, the cluster, that `node` is a
+//!      configured peer (not itself), the shard, and that the dialer has a key too;
+//!   2. acceptor -> its own `Handshake{.., nonce_a, proof_a}` with proof_a =
+//!      prove([`PROOF_ROLE_ACCEPTOR`], [nonce_d, nonce_a], [`proof_context`]); the dialer
+//!      checks it the same way (and that `node` is the peer it dialed), verifies
+//!      proof_a, then the shard count and layout;
+//!   3. dialer -> `HandshakeProof{prove([`PROOF_ROLE_DIALER`], ..)}`; the acceptor
+//!      verifies it, then checks the shard count and layout.
+//!   Without a key on both sides, the nonces and proofs are absent and step 3 is
+//!   skipped (a key on one side only is refused). The whole handshake, every stage
+//!   included (connect, hello, reply, proof), must finish within `handshake_timeout`.
+//!   Any failure closes the connection without a word to the other side, counts the
+//!   named reason in [`NetCounters::closes`] and logs the precise reason locally,
+//!   within a line budget per reason ([`CLOSE_LOG_BURST`] per [`CLOSE_LOG_INTERVAL`],
+//!   then one summary line with the count).
+//! - Admission of accepted connections costs no I/O and no sleep: a source address
+//!   with `pending_per_source_max` handshakes pending is refused, and with
+//!   `pending_max` handshakes pending the OLDEST is closed ("evicted") to make room, so
+//!   idle or half-sent connections cannot lock out a restarting peer.
 //! - A later inbound connection from the same peer replaces the earlier one (its reader
-//!   is stopped and its socket closed: reason "replaced").
+//!   is stopped and its socket closed: reason "replaced"), but only once its handshake
+//!   passed, proof included.
 //! - A writer reconnects after any failure, with exponential backoff between
 //!   `connect_backoff_min` and `connect_backoff_max`, reset by a successful handshake.
 //!
 //! Invariants:
+//! - with a key, nothing a connection sent is delivered, and no link is registered or
+//!   replaced, before its proof verified; the shard count and layout are compared only
+//!   with a peer that proved the key, so mismatch lines name configured peers;
+//! - at most `pending_max` accepted connections are in their handshake, at most
+//!   `pending_per_source_max` of them from one source address, and each for at most
+//!   `handshake_timeout`; the links past their handshake are at most one per peer;
 //! - nothing a connection sent is delivered before its handshake passed; a frame is
 //!   delivered whole or not at all (decoded and checked BEFORE any message of it is
 //!   queued), and every delivered message has `from ==` the handshake's node and
@@ -916,6 +939,40 @@ pub fn proof_context(cluster: u64, dialer: NodeId, acceptor: NodeId, shard: u16)
     out
 }
 
+/// Checks that the (authenticated) peer's shard count and layout are this node's;
+/// the refusal names both sides' values.
+fn check_layout(own: &NetConfig, h: &Handshake) -> Result<(), Closed> {
+    if h.shards != own.shards {
+        return Err(Closed::new(
+            "shard count mismatch",
+            format_args!(
+                "peer node {} has {} shards, this node {}",
+                h.node.0, h.shards, own.shards
+            ),
+        ));
+    }
+    let theirs: BTreeMap<NodeId, SocketAddr> = h.layout.iter().copied().collect();
+    if theirs != own.layout {
+        let show = |layout: &BTreeMap<NodeId, SocketAddr>| {
+            layout
+                .iter()
+                .map(|(n, a)| format!("{}={a}", n.0))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        return Err(Closed::new(
+            "layout mismatch",
+            format_args!(
+                "peer node {} has nodes {}, this node {}",
+                h.node.0,
+                show(&theirs),
+                show(&own.layout)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A fresh nonce, or the close of a connection whose handshake cannot get one.
 fn fresh_nonce() -> Result<Nonce, Closed> {
     auth::nonce().map_err(|error| Closed::new("random source", error))
@@ -949,7 +1006,7 @@ impl Inner {
     /// Decodes `frame` as a peer's handshake and checks its identities and whether it
     /// authenticates as this node does; `dialed` is the node a dialer expects (None on
     /// the accepting side: any configured peer). The shard count and layout are checked
-    /// later, by [`Inner::check_layout`], once the peer proved the key.
+    /// later, by [`check_layout`], once the peer proved the key.
     fn check_handshake(&self, frame: &[u8], dialed: Option<NodeId>) -> Result<Handshake, Closed> {
         let body = transport::decode(frame, &self.config.limits)
             .map_err(|error| Closed::new("malformed handshake", error))?;
@@ -1025,41 +1082,6 @@ impl Inner {
                 ),
             )),
         }
-    }
-
-    /// Checks that the (authenticated) peer's shard count and layout are this node's;
-    /// the refusal names both sides' values.
-    fn check_layout(&self, h: &Handshake) -> Result<(), Closed> {
-        let own = &self.config;
-        if h.shards != own.shards {
-            return Err(Closed::new(
-                "shard count mismatch",
-                format_args!(
-                    "peer node {} has {} shards, this node {}",
-                    h.node.0, h.shards, own.shards
-                ),
-            ));
-        }
-        let theirs: BTreeMap<NodeId, SocketAddr> = h.layout.iter().copied().collect();
-        if theirs != own.layout {
-            let show = |layout: &BTreeMap<NodeId, SocketAddr>| {
-                layout
-                    .iter()
-                    .map(|(n, a)| format!("{}={a}", n.0))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
-            return Err(Closed::new(
-                "layout mismatch",
-                format_args!(
-                    "peer node {} has nodes {}, this node {}",
-                    h.node.0,
-                    show(&theirs),
-                    show(&own.layout)
-                ),
-            ));
-        }
-        Ok(())
     }
 
     /// Counts one closed (or refused) connection and logs it within the reason's line
@@ -1359,7 +1381,7 @@ async fn accept_handshake(
             ));
         }
     }
-    inner.check_layout(&hello)?;
+    check_layout(&inner.config, &hello)?;
     Ok(hello.node)
 }
 
@@ -1460,7 +1482,7 @@ async fn connect(
         // check_handshake refused a key on one side only.
         _ => None,
     };
-    inner.check_layout(&reply)?;
+    check_layout(own, &reply)?;
     if let Some(proof) = proof {
         stage.set("the proof to be written");
         let frame = inner.handshake_frame(&FrameBody::HandshakeProof(HandshakeProof { proof }));
@@ -1600,6 +1622,10 @@ mod tests {
 
     fn addrs(nodes: &[u32]) -> BTreeMap<NodeId, SocketAddr> {
         nodes.iter().map(|n| (NodeId(*n), free_addr())).collect()
+    }
+
+    fn addrs_of(nodes: &[u32]) -> BTreeMap<NodeId, SocketAddr> {
+        addrs(nodes)
     }
 
     async fn start(config: NetConfig) -> Net {
@@ -2252,5 +2278,318 @@ mod tests {
         let mut c = config(1, &addrs);
         c.peer_queue_size_max = 0;
         assert!(c.validate().unwrap_err().contains("peer_queue_size_max"));
+    }
+
+    fn keyed(mut config: NetConfig, key: &AuthKey) -> NetConfig {
+        config.key = Some(key.clone());
+        config
+    }
+
+    /// A handshake frame of node `node` with the layout `addrs`, carrying `nonce`.
+    fn hello(addrs: &BTreeMap<NodeId, SocketAddr>, node: u32, nonce: Option<Nonce>) -> Vec<u8> {
+        frame(&FrameBody::Handshake(Handshake {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: 77,
+            node: NodeId(node),
+            shard: 3,
+            shards: 4,
+            layout: addrs.iter().map(|(n, a)| (*n, *a)).collect(),
+            nonce,
+            proof: None,
+        }))
+    }
+
+    /// A blocking loopback socket from source address `source` to `server`, then made
+    /// non-blocking (the server runs on this thread: connect completes in the kernel).
+    fn attacker(source: [u8; 4], server: SocketAddr) -> std::net::TcpStream {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let from = SocketAddr::from((source, 0));
+        socket.bind(&from.into()).expect("bind source");
+        socket.connect(&server.into()).expect("connect");
+        let stream: std::net::TcpStream = socket.into();
+        stream.set_nonblocking(true).expect("non-blocking");
+        stream
+    }
+
+    /// Whether the server closed `stream` (polled every 10 ms for up to `wait`).
+    async fn std_closed(stream: &mut std::net::TcpStream, wait: Duration) -> bool {
+        use std::io::Read;
+        let mut sink = [0_u8; 4096];
+        for _ in 0..wait.as_millis() / 10 {
+            match stream.read(&mut sink) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    sleep(Duration::from_millis(10)).await;
+                }
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+
+    /// Sends `prepare(from, to, seq)` until `to` received one.
+    async fn link_delivers(from: &Net, to: &Net, seq: u64) {
+        let (a, b) = (from.inner.config.node.0, to.inner.config.node.0);
+        let mut inbound = Vec::new();
+        wait_for("a message over the link", || {
+            from.send(NodeId(b), &[prepare(a, b, seq)]);
+            to.drain_inbound(&mut inbound);
+            inbound.contains(&prepare(a, b, seq))
+        })
+        .await;
+    }
+
+    // Goal: two nodes with the same key link up and deliver; with different keys, or a
+    // key on one side only, nothing is delivered and the refusals are named.
+    // Method: pairs of Nets with (k, k), (k, k'), (k, none); wait, check counters.
+    #[test]
+    fn handshake_needs_the_same_key_on_both_sides() {
+        run_local(async {
+            let key = AuthKey::generate().expect("key");
+            let other = AuthKey::generate().expect("key");
+            let addrs = addrs_of(&[1, 2]);
+            let a = start(keyed(config(1, &addrs), &key)).await;
+            let b = start(keyed(config(2, &addrs), &key)).await;
+            link_delivers(&a, &b, 1).await;
+            link_delivers(&b, &a, 2).await;
+            a.close().await;
+            b.close().await;
+
+            for b_key in [Some(other), None] {
+                let addrs = addrs_of(&[1, 2]);
+                let a = start(keyed(config(1, &addrs), &key)).await;
+                let mut config_b = config(2, &addrs);
+                config_b.key = b_key.clone();
+                let b = start(config_b).await;
+                let reason = if b_key.is_some() {
+                    "bad proof"
+                } else {
+                    "authentication mismatch"
+                };
+                wait_for("refusals on both sides", || {
+                    closes(&a, reason) >= 2 && closes(&b, reason) >= 2
+                })
+                .await;
+                for _ in 0..10 {
+                    a.send(NodeId(2), &[prepare(1, 2, 1)]);
+                    b.send(NodeId(1), &[prepare(2, 1, 1)]);
+                    sleep(Duration::from_millis(10)).await;
+                }
+                for net in [&a, &b] {
+                    let c = net.counters();
+                    assert_eq!(c.connects_inbound + c.connects_outbound, 0, "{c:?}");
+                    assert_eq!(c.messages_received, 0, "{c:?}");
+                }
+                a.close().await;
+                b.close().await;
+            }
+        })
+        .expect("executor");
+    }
+
+    // Goal: a handshake that claims a live peer's node id but cannot prove the key is
+    // refused, replaces nothing, and the real link keeps delivering.
+    // Method: keyed nodes 1 and 2 link up; raw connections claim node 2 to node 1 and
+    // send a random proof, a message batch instead of a proof, or no proof; node 2's
+    // messages still arrive over the one original connection.
+    #[test]
+    fn forged_handshake_for_a_live_node_is_refused() {
+        run_local(async {
+            let key = AuthKey::generate().expect("key");
+            let addrs = addrs(&[1, 2]);
+            let mut config_a = keyed(config(1, &addrs), &key);
+            config_a.handshake_timeout = Duration::from_millis(300);
+            let a = start(config_a).await;
+            let b = start(keyed(config(2, &addrs), &key)).await;
+            link_delivers(&b, &a, 1).await;
+            let forgeries: [Vec<u8>; 3] = [
+                frame(&FrameBody::HandshakeProof(HandshakeProof {
+                    proof: [9; 32],
+                })),
+                frame(&FrameBody::MessageBatch(vec![prepare(2, 1, 66)])),
+                // No proof at all: the handshake times out.
+                Vec::new(),
+            ];
+            for forged in forgeries {
+                let mut bytes = hello(&addrs, 2, Some([5; 16]));
+                if !forged.is_empty() {
+                    bytes.extend_from_slice(&forged);
+                    bytes.extend_from_slice(&frame(&FrameBody::MessageBatch(vec![prepare(
+                        2, 1, 66,
+                    )])));
+                }
+                assert!(raw_session(a.local_addr(), &bytes).await);
+                link_delivers(&b, &a, 2).await;
+            }
+            // A hello without a nonce to a keyed node.
+            let mut bytes = hello(&addrs, 2, None);
+            bytes.extend_from_slice(&frame(&FrameBody::MessageBatch(vec![prepare(2, 1, 66)])));
+            assert!(raw_session(a.local_addr(), &bytes).await);
+            link_delivers(&b, &a, 3).await;
+            let c = a.counters();
+            assert_eq!(closes(&a, "bad proof"), 2, "{c:?}");
+            assert_eq!(closes(&a, "handshake timeout"), 1, "{c:?}");
+            assert_eq!(closes(&a, "authentication mismatch"), 1, "{c:?}");
+            assert_eq!(closes(&a, "replaced"), 0, "{c:?}");
+            assert_eq!(c.connects_inbound, 1, "{c:?}");
+            let mut inbound = Vec::new();
+            a.drain_inbound(&mut inbound);
+            assert!(!inbound.contains(&prepare(2, 1, 66)), "{inbound:?}");
+            a.close().await;
+            b.close().await;
+        })
+        .expect("executor");
+    }
+
+    // Goal: when pending_max handshakes are pending, a new connection evicts the
+    // oldest, so idle connections cannot lock out a real peer; one source address
+    // cannot hold more than pending_per_source_max.
+    // Method: node 1 with pending_max 4 and 2 per source; idle connections from
+    // 127.0.0.2..=5 fill it; a 5th evicts the first; a 3rd from one source is closed
+    // at once; then the real node 2 starts and its link delivers.
+    #[test]
+    fn oldest_pending_handshake_is_evicted() {
+        run_local(async {
+            let key = AuthKey::generate().expect("key");
+            let addrs = addrs(&[1, 2]);
+            let mut config_a = keyed(config(1, &addrs), &key);
+            config_a.pending_max = 4;
+            config_a.pending_per_source_max = 2;
+            config_a.handshake_timeout = Duration::from_secs(30);
+            let a = start(config_a).await;
+            let server = a.local_addr();
+            let mut idle: Vec<std::net::TcpStream> =
+                (2..=5).map(|i| attacker([127, 0, 0, i], server)).collect();
+            wait_for("four pending", || a.inner.pending.borrow().len() == 4).await;
+            let mut fifth = attacker([127, 0, 0, 6], server);
+            assert!(std_closed(&mut idle[0], Duration::from_secs(3)).await);
+            assert_eq!(closes(&a, "evicted"), 1);
+            assert!(!std_closed(&mut idle[1], Duration::from_millis(100)).await);
+            assert!(!std_closed(&mut fifth, Duration::from_millis(10)).await);
+
+            let _second = attacker([127, 0, 0, 6], server);
+            let mut third = attacker([127, 0, 0, 6], server);
+            assert!(std_closed(&mut third, Duration::from_secs(3)).await);
+            assert_eq!(closes(&a, "too many pending from source"), 1);
+
+            let b = start(keyed(config(2, &addrs), &key)).await;
+            link_delivers(&b, &a, 1).await;
+            assert_eq!(a.counters().connects_inbound, 1);
+            drop(idle);
+            a.close().await;
+            b.close().await;
+        })
+        .expect("executor");
+    }
+
+    // Goal: 300 refused connections write a bounded number of log lines, every close
+    // still counted; the line budget is per reason and renews each interval.
+    // Method: 300 handshakes with a wrong cluster id; check the counters. Then drive
+    // CloseLog directly through two intervals.
+    #[test]
+    fn close_logging_is_rate_limited() {
+        run_local(async {
+            let addrs = addrs(&[1, 2]);
+            let net = start(config(1, &addrs)).await;
+            for _ in 0..300 {
+                let bytes = handshake(PROTOCOL_VERSION, 78, 2, 3, &addrs);
+                let mut stream = TcpStream::connect(net.local_addr()).await.expect("connect");
+                stream.write_all(&bytes).await.expect("write");
+                drop(stream);
+            }
+            wait_for("300 refusals", || closes(&net, "cluster mismatch") == 300).await;
+            let c = net.counters();
+            // The dialer toward the absent node 2 adds its own "connect failed" lines,
+            // under the same per-reason budget.
+            let reasons = c.closes.len() as u64;
+            assert!(
+                c.close_lines_logged <= u64::from(CLOSE_LOG_BURST) * reasons,
+                "{c:?}"
+            );
+            assert!(
+                c.close_lines_logged + c.close_lines_suppressed >= 300,
+                "{c:?}"
+            );
+            net.close().await;
+        })
+        .expect("executor");
+
+        let interval = CLOSE_LOG_INTERVAL.as_nanos() as u64;
+        let mut log = CloseLog::default();
+        let at = |n: u64| Nanos(1_000 + n);
+        for i in 0..u64::from(CLOSE_LOG_BURST) {
+            assert_eq!(log.admit("a", at(i)), Admit::Log { suppressed: 0 });
+        }
+        for i in 0..100 {
+            assert_eq!(log.admit("a", at(10 + i)), Admit::Suppress);
+        }
+        assert_eq!(log.admit("b", at(200)), Admit::Log { suppressed: 0 });
+        assert!(log.expired(at(interval - 1)).is_empty());
+        assert_eq!(log.admit("a", at(interval)), Admit::Log { suppressed: 100 });
+        for i in 0..u64::from(CLOSE_LOG_BURST) + 5 {
+            log.admit("a", at(interval + 1 + i));
+        }
+        assert_eq!(log.expired(at(2 * interval)), vec![("a", 6)]);
+        assert!(log.expired(at(3 * interval)).is_empty());
+    }
+
+    // Goal: a peer with another shard count or another view of the layout is refused
+    // (after the key is proved) with both sides' values in the reason.
+    // Method: check_layout on crafted handshakes; then two Nets whose shard counts
+    // differ never link up.
+    #[test]
+    fn shard_count_and_layout_mismatches_are_refused() {
+        let addrs = addrs(&[1, 2, 3]);
+        let own = config(1, &addrs);
+        let peer = |shards: u16, layout: &BTreeMap<NodeId, SocketAddr>| Handshake {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: 77,
+            node: NodeId(2),
+            shard: 3,
+            shards,
+            layout: layout.iter().map(|(n, a)| (*n, *a)).collect(),
+            nonce: None,
+            proof: None,
+        };
+        assert!(check_layout(&own, &peer(4, &addrs)).is_ok());
+        let closed = check_layout(&own, &peer(5, &addrs)).expect_err("shards");
+        assert_eq!(closed.reason, "shard count mismatch");
+        assert_eq!(closed.detail, "peer node 2 has 5 shards, this node 4");
+        let mut moved = addrs.clone();
+        moved.insert(NodeId(3), "127.0.0.9:9".parse().expect("address"));
+        let closed = check_layout(&own, &peer(4, &moved)).expect_err("layout");
+        assert_eq!(closed.reason, "layout mismatch");
+        assert!(closed.detail.contains("3=127.0.0.9:9"), "{}", closed.detail);
+        assert!(
+            closed.detail.contains(&format!("3={}", addrs[&NodeId(3)])),
+            "{}",
+            closed.detail
+        );
+        let mut fewer = addrs.clone();
+        fewer.remove(&NodeId(3));
+        let closed = check_layout(&own, &peer(4, &fewer)).expect_err("layout");
+        assert_eq!(closed.reason, "layout mismatch");
+
+        run_local(async {
+            let addrs = addrs_of(&[1, 2]);
+            let key = AuthKey::generate().expect("key");
+            let a = start(keyed(config(1, &addrs), &key)).await;
+            let mut config_b = keyed(config(2, &addrs), &key);
+            config_b.shards = 5;
+            let b = start(config_b).await;
+            wait_for("refusals on both sides", || {
+                closes(&a, "shard count mismatch") >= 1 && closes(&b, "shard count mismatch") >= 1
+            })
+            .await;
+            for net in [&a, &b] {
+                let c = net.counters();
+                assert_eq!(c.connects_inbound + c.connects_outbound, 0, "{c:?}");
+            }
+            a.close().await;
+            b.close().await;
+        })
+        .expect("executor");
     }
 }
