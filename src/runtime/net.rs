@@ -20,7 +20,7 @@
 //!      proof_a, then the shard count and layout;
 //!   3. dialer -> `HandshakeProof{prove([`PROOF_ROLE_DIALER`], ..)}`; the acceptor
 //!      verifies it, then checks the shard count and layout.
-//!   Without a key on both sides, the nonces and proofs are absent and step 3 is
+//! - Without a key on both sides, the nonces and proofs are absent and step 3 is
 //!   skipped (a key on one side only is refused). The whole handshake, every stage
 //!   included (connect, hello, reply, proof), must finish within `handshake_timeout`.
 //!   Any failure closes the connection without a word to the other side, counts the
