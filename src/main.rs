@@ -25,6 +25,7 @@ use synod::wal::{replay, DecodeLimits, GroupCommit, BLOCK_SIZE};
 const USAGE: &str = "usage:
   synod bench ...                                     (see below)
   synod serve ...                                     (see below)
+  synod keygen                                        print a new random peer key (hex) for --key-file
   synod sim [--seeds N] [--base SEED] [--threads T]   run N seeds from SEED (default: 300 from a random base)
   synod sim --seed SEED                               replay one seed
   synod wal verify <dir> [--shard N]                  check every record's framing and contents; exit 1 on corruption or a content violation
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("bench") => subcommand(cli::bench::main(&args[1..])),
         Some("serve") => subcommand(cli::serve::main(&args[1..])),
+        Some("keygen") => subcommand(keygen(&args[1..])),
         Some("sim") => sim(&args[1..]),
         Some("wal") => wal(&args[1..]),
         Some("-h" | "--help" | "help") => {
@@ -58,6 +60,16 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `synod keygen`: a new random key, as hex, for `synod serve --key-file`.
+fn keygen(args: &[String]) -> Result<ExitCode, String> {
+    if let Some(arg) = args.first() {
+        return Err(format!("keygen: unknown argument {arg:?}"));
+    }
+    let key = synod::transport::auth::AuthKey::generate().map_err(|e| e.to_string())?;
+    println!("{}", key.to_hex());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn flag(args: &[String], name: &str) -> Result<Option<u64>, String> {

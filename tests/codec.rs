@@ -16,10 +16,10 @@ use synod::prng::Prng;
 use synod::transport::limits::APPARENT_SIZE_FACTOR;
 use synod::transport::{
     append_frame, decode, decode_catch_up_stream, decode_checkpoint_chunk, decode_frame,
-    decode_handshake, decode_heartbeat_ack_batch, decode_heartbeat_batch, encode, encode_frame,
-    split_frame, CatchUpStream, CheckpointChunk, DecodeError, DecodeLimits, Encoder, FrameBody,
-    FrameError, GroupHeartbeat, GroupHeartbeatAck, Handshake, HeartbeatAckBatch, HeartbeatBatch,
-    FRAME_HEADER_SIZE, PROTOCOL_VERSION,
+    decode_handshake, decode_handshake_proof, decode_heartbeat_ack_batch, decode_heartbeat_batch,
+    encode, encode_frame, split_frame, CatchUpStream, CheckpointChunk, DecodeError, DecodeLimits,
+    Encoder, FrameBody, FrameError, GroupHeartbeat, GroupHeartbeatAck, Handshake, HandshakeProof,
+    HeartbeatAckBatch, HeartbeatBatch, FRAME_HEADER_SIZE, PROTOCOL_VERSION,
 };
 use synod_wire as fb;
 
@@ -321,11 +321,41 @@ fn heartbeat_ack_batch(rng: &mut Prng) -> HeartbeatAckBatch {
 }
 
 fn handshake(rng: &mut Prng) -> Handshake {
+    let mut node = 0_u32;
+    let layout = (0..rng.below(8))
+        .map(|_| {
+            node += 1 + rng.below(1000) as u32;
+            let ip = if rng.coin() {
+                std::net::IpAddr::from((rng.next_u64() as u32).to_be_bytes())
+            } else {
+                std::net::IpAddr::from(std::net::Ipv6Addr::from(
+                    u128::from(rng.next_u64()) << 64 | 1,
+                ))
+            };
+            (
+                NodeId(node),
+                std::net::SocketAddr::new(ip, rng.next_u64() as u16),
+            )
+        })
+        .collect();
+    let mut array = |present: bool| {
+        present.then(|| {
+            let mut out = [0_u8; 32];
+            out.iter_mut().for_each(|b| *b = rng.next_u64() as u8);
+            out
+        })
+    };
+    let nonce = array(true).map(|a| <[u8; 16]>::try_from(&a[..16]).expect("16 bytes"));
+    let proof = array(true);
     Handshake {
         protocol_version: rng.next_u64() as u16,
         cluster: u64_any(rng),
         node: NodeId(u32_any(rng)),
         shard: rng.next_u64() as u16,
+        shards: rng.next_u64() as u16,
+        layout,
+        nonce: nonce.filter(|_| rng.coin()),
+        proof: proof.filter(|_| rng.coin()),
     }
 }
 
@@ -356,7 +386,10 @@ fn checkpoint_chunk(rng: &mut Prng) -> CheckpointChunk {
 
 /// A random frame body of any kind.
 fn frame_body(rng: &mut Prng) -> FrameBody {
-    match rng.below(6) {
+    match rng.below(7) {
+        5 => FrameBody::HandshakeProof(HandshakeProof {
+            proof: [rng.next_u64() as u8; 32],
+        }),
         0 => FrameBody::HeartbeatBatch(heartbeat_batch(rng)),
         1 => FrameBody::HeartbeatAckBatch(heartbeat_ack_batch(rng)),
         2 => FrameBody::Handshake(handshake(rng)),
@@ -435,6 +468,9 @@ fn round_trip_other_frame_bodies() {
                 decode_heartbeat_ack_batch(&bytes, &limits).map(|d| d == *b)
             }
             FrameBody::Handshake(h) => decode_handshake(&bytes, &limits).map(|d| d == *h),
+            FrameBody::HandshakeProof(p) => {
+                decode_handshake_proof(&bytes, &limits).map(|d| d == *p)
+            }
             FrameBody::CatchUpStream(s) => decode_catch_up_stream(&bytes, &limits).map(|d| d == *s),
             FrameBody::CheckpointChunk(c) => {
                 decode_checkpoint_chunk(&bytes, &limits).map(|d| d == *c)
@@ -447,8 +483,12 @@ fn round_trip_other_frame_bodies() {
         cluster: 42,
         node: NodeId(3),
         shard: 7,
+        shards: 8,
+        layout: vec![(NodeId(3), "10.0.0.3:7000".parse().expect("address"))],
+        nonce: Some([1; 16]),
+        proof: None,
     };
-    let bytes = encoded(&FrameBody::Handshake(ours));
+    let bytes = encoded(&FrameBody::Handshake(ours.clone()));
     assert_eq!(decode_handshake(&bytes, &limits), Ok(ours));
 }
 
@@ -1300,6 +1340,10 @@ fn frame_body_rules_are_enforced() {
         cluster: 1,
         node: NodeId(1),
         shard: 0,
+        shards: 1,
+        layout: Vec::new(),
+        nonce: None,
+        proof: None,
     }));
     assert_eq!(
         decode_frame(&hello, &limits),

@@ -212,6 +212,8 @@ impl ServeChild {
                 "--new",
                 "--test-timeouts",
                 "--control",
+                "--key-file",
+                &cluster.key_file.display().to_string(),
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

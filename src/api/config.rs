@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use crate::paxos::{GroupConfig, GroupId, Membership, NodeId};
 use crate::runtime::driver::ShardPlan;
-use crate::runtime::net::NetConfig;
+use crate::runtime::net::{NetConfig, PENDING_MAX_DEFAULT, PENDING_PER_SOURCE_MAX_DEFAULT};
 use crate::runtime::shard_of;
 use crate::runtime::ShardConfig;
+use crate::transport::auth::AuthKey;
 use crate::transport::DecodeLimits;
 use crate::wal::segment::{SegmentGeometry, SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN};
 use crate::wal::store::StoreConfig;
@@ -110,6 +111,10 @@ pub struct Config {
     pub connect_backoff: (Duration, Duration),
     /// A peer must complete its handshake within this.
     pub handshake_timeout: Duration,
+    /// The cluster's shared peer key: every node of the cluster must hold the same
+    /// (README, "Security"). `None` runs without peer authentication (a warning is
+    /// logged at start); a key on some nodes only is refused by the others.
+    pub peer_key: Option<AuthKey>,
     /// What an empty data directory means.
     pub initial_state: InitialState,
     /// UNSAFE, for benchmarks only: write the WAL without fdatasync, so an
@@ -152,6 +157,7 @@ impl Config {
             drain_timeout: Duration::from_secs(2),
             connect_backoff: (Duration::from_millis(20), Duration::from_secs(1)),
             handshake_timeout: Duration::from_secs(5),
+            peer_key: None,
             initial_state: InitialState::New,
             unsafe_skip_fsync: false,
         }
@@ -427,6 +433,9 @@ impl Config {
             net: NetConfig {
                 node: self.node,
                 shard,
+                shards: self.shards,
+                layout: self.nodes.clone(),
+                key: self.peer_key.clone(),
                 cluster: self.cluster,
                 listen,
                 peers,
@@ -436,6 +445,8 @@ impl Config {
                 connect_backoff_min: self.connect_backoff.0,
                 connect_backoff_max: self.connect_backoff.1,
                 handshake_timeout: self.handshake_timeout,
+                pending_max: PENDING_MAX_DEFAULT,
+                pending_per_source_max: PENDING_PER_SOURCE_MAX_DEFAULT,
             },
             tick_ns: self.tick.as_nanos() as u64,
             drain_timeout: self.drain_timeout,

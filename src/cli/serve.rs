@@ -7,6 +7,9 @@
 //! `error <group> <reason>`; end of input shuts the node down gracefully. Tests drive a node in a separate
 //! process this way (and SIGKILL it).
 //!
+//! Peers authenticate with the cluster's shared key (`--key-file FILE`, written by
+//! `synod keygen`); running without one needs an explicit `--no-auth`.
+//!
 //! With `--client ADDR`, the node also listens for clients (`synod::server`, the client
 //! protocol of `schema/client.fbs`): `synod::client::Client` and `synod bench
 //! --target` talk to it. `--client-nodes ID=IP:PORT,...` lists the other nodes'
@@ -30,12 +33,14 @@ use synod::api::{Config, InitialState, Node, NodeHandle, ShardStopped};
 use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
 use synod::server::{Server, ServerConfig};
+use synod::transport::auth::AuthKey;
 
 use super::{check_flags, parse_nodes, parsed, value};
 
 /// Usage lines of `synod serve`.
 pub const USAGE: &str =
-    "  synod serve --node ID --nodes ID=IP:PORT,... --dir DIR [--cluster C] [--shards S]
+    "  synod serve --node ID --nodes ID=IP:PORT,... --dir DIR (--key-file FILE | --no-auth)
+              [--cluster C] [--shards S]
               [--groups G] [--cores C,C,...] [--tick-ms T] [--new | --existing] [--control]
               [--test-timeouts] [--client IP:PORT [--client-nodes ID=IP:PORT,...]
               [--client-in-flight-max N] [--client-connections-max N]
@@ -47,6 +52,7 @@ pub const USAGE: &str =
                                                       a new cluster) or --existing (a member
                                                       that lost its data: rejoins as a learner);
                                                       exits 3 when a shard stops for good;
+                                                      --key-file: the peer key (synod keygen);
                                                       --client: also serve clients there";
 
 /// Runs `synod serve`.
@@ -71,6 +77,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             "--client-unauthenticated-max",
             "--client-idle-timeout-s",
             "--client-key-file",
+            "--key-file",
         ],
         &["--new", "--existing", "--control", "--test-timeouts", "--no-auth"],
     )?;
@@ -78,6 +85,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
     let nodes = parse_nodes(value(args, "--nodes")?.ok_or("--nodes is required")?)?;
     let dir = PathBuf::from(value(args, "--dir")?.ok_or("--dir is required")?);
     let mut config = Config::new(node, parsed(args, "--cluster")?.unwrap_or(1), nodes, dir);
+    config.peer_key = peer_key(args)?;
     config.shards = parsed(args, "--shards")?.unwrap_or(1);
     config.group_count = parsed(args, "--groups")?.unwrap_or(1);
     config.cores = match value(args, "--cores")? {
@@ -233,6 +241,24 @@ fn initial_state(args: &[String], dir: &std::path::Path) -> Result<InitialState,
                 ))
             }
         }
+    }
+}
+
+/// The peer key of `--key-file`, or none with an explicit `--no-auth`.
+fn peer_key(args: &[String]) -> Result<Option<AuthKey>, String> {
+    let no_auth = args.iter().any(|a| a == "--no-auth");
+    match (value(args, "--key-file")?, no_auth) {
+        (Some(_), true) => Err("--key-file and --no-auth exclude each other".to_string()),
+        (Some(path), false) => AuthKey::from_file(std::path::Path::new(path))
+            .map(Some)
+            .map_err(|e| format!("--key-file: {e}")),
+        (None, true) => Ok(None),
+        (None, false) => Err(
+            "--key-file FILE is required: the cluster's peer key (create one with \
+             `synod keygen > FILE`, copy it to every node); --no-auth runs without \
+             peer authentication"
+                .to_string(),
+        ),
     }
 }
 

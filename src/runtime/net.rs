@@ -9,18 +9,41 @@
 //! - Two one-way connections per pair of peers, so no tie-breaking is needed: each
 //!   shard DIALS every peer and only writes on that outbound connection; it ACCEPTS the
 //!   peers' connections and only reads from them.
-//! - The dialer sends a `Handshake{protocol_version, cluster, node, shard}` frame first.
-//!   The acceptor checks the version, the cluster, that `node` is a configured peer (not
-//!   itself) and the shard, then replies with its own handshake, which the dialer
-//!   checks the same way (and that `node` is the peer it dialed). Connect plus
-//!   handshake must finish within `handshake_timeout`. Any failure closes the
-//!   connection, counts the named reason in [`NetCounters::closes`] and logs one line.
+//! - Handshake, with the cluster's key ([`NetConfig::key`]; HMAC-SHA256,
+//!   `transport::auth`):
+//!   1. dialer -> `Handshake{protocol_version, cluster, node, shard, shards, layout,
+//!      nonce_d}`; the acceptor checks the version, the cluster, that `node` is a
+//!      configured peer (not itself), the shard, and that the dialer has a key too;
+//!   2. acceptor -> its own `Handshake{.., nonce_a, proof_a}` with proof_a =
+//!      prove([`PROOF_ROLE_ACCEPTOR`], [nonce_d, nonce_a], [`proof_context`]); the dialer
+//!      checks it the same way (and that `node` is the peer it dialed), verifies
+//!      proof_a, then the shard count and layout;
+//!   3. dialer -> `HandshakeProof{prove([`PROOF_ROLE_DIALER`], ..)}`; the acceptor
+//!      verifies it, then checks the shard count and layout.
+//! - Without a key on both sides, the nonces and proofs are absent and step 3 is
+//!   skipped (a key on one side only is refused). The whole handshake, every stage
+//!   included (connect, hello, reply, proof), must finish within `handshake_timeout`.
+//!   Any failure closes the connection without a word to the other side, counts the
+//!   named reason in [`NetCounters::closes`] and logs the precise reason locally,
+//!   within a line budget per reason ([`CLOSE_LOG_BURST`] per [`CLOSE_LOG_INTERVAL`],
+//!   then one summary line with the count).
+//! - Admission of accepted connections costs no I/O and no sleep: a source address
+//!   with `pending_per_source_max` handshakes pending is refused, and with
+//!   `pending_max` handshakes pending the OLDEST is closed ("evicted") to make room, so
+//!   idle or half-sent connections cannot lock out a restarting peer.
 //! - A later inbound connection from the same peer replaces the earlier one (its reader
-//!   is stopped and its socket closed: reason "replaced").
+//!   is stopped and its socket closed: reason "replaced"), but only once its handshake
+//!   passed, proof included.
 //! - A writer reconnects after any failure, with exponential backoff between
 //!   `connect_backoff_min` and `connect_backoff_max`, reset by a successful handshake.
 //!
 //! Invariants:
+//! - with a key, nothing a connection sent is delivered, and no link is registered or
+//!   replaced, before its proof verified; the shard count and layout are compared only
+//!   with a peer that proved the key, so mismatch lines name configured peers;
+//! - at most `pending_max` accepted connections are in their handshake, at most
+//!   `pending_per_source_max` of them from one source address, and each for at most
+//!   `handshake_timeout`; the links past their handshake are at most one per peer;
 //! - nothing a connection sent is delivered before its handshake passed; a frame is
 //!   delivered whole or not at all (decoded and checked BEFORE any message of it is
 //!   queued), and every delivered message has `from ==` the handshake's node and
@@ -46,7 +69,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -56,21 +79,42 @@ use glommio::task::JoinHandle;
 use glommio::timer::sleep;
 use glommio::Task;
 
+use super::clock::MonotonicClock;
 use super::notify::Notify;
-use crate::paxos::{Message, MessageBody, NodeId};
+use crate::paxos::{Message, MessageBody, Nanos, NodeId};
+use crate::transport::auth::{self, AuthKey, Nonce};
 use crate::transport::{
     self, DecodeLimits, Encoder, FrameBody, GroupHeartbeat, GroupHeartbeatAck, Handshake,
-    HeartbeatAckBatch, HeartbeatBatch, FRAME_HEADER_SIZE, PROTOCOL_VERSION,
+    HandshakeProof, HeartbeatAckBatch, HeartbeatBatch, FRAME_HEADER_SIZE, PROTOCOL_VERSION,
 };
 
-/// Most bytes of a handshake frame (one small table: about 60 bytes). A larger size
-/// header during the handshake closes the connection before anything is allocated.
-const HANDSHAKE_SIZE_MAX: usize = 256;
+/// Most bytes of a handshake frame: a table of about 150 bytes plus 24 bytes per node
+/// of the layout. A larger size header during the handshake closes the connection
+/// before anything is allocated.
+pub const HANDSHAKE_SIZE_MAX: usize = 4096;
 
-/// Most accepted connections still in their handshake, beyond the configured peers:
-/// more are closed at once ("too many connections"), so port scanners and stuck
-/// clients cannot make this shard hold unbounded sockets.
-const HANDSHAKES_PENDING_MAX: usize = 16;
+/// Most nodes in a handshake's layout (so that a handshake fits `HANDSHAKE_SIZE_MAX`).
+pub const LAYOUT_NODES_MAX: usize = 128;
+const _: () = assert!(LAYOUT_NODES_MAX * 24 + 512 <= HANDSHAKE_SIZE_MAX);
+
+/// The role label of the acceptor's proof (`AuthKey::prove`).
+pub const PROOF_ROLE_ACCEPTOR: &str = "synod peer acceptor";
+
+/// The role label of the dialer's proof.
+pub const PROOF_ROLE_DIALER: &str = "synod peer dialer";
+
+/// Default of [`NetConfig::pending_max`].
+pub const PENDING_MAX_DEFAULT: usize = 64;
+
+/// Default of [`NetConfig::pending_per_source_max`].
+pub const PENDING_PER_SOURCE_MAX_DEFAULT: usize = 8;
+
+/// Lines logged per close reason per [`CLOSE_LOG_INTERVAL`]; the rest are counted and
+/// summed up in one line when the interval is over.
+pub const CLOSE_LOG_BURST: u32 = 3;
+
+/// The window of [`CLOSE_LOG_BURST`].
+pub const CLOSE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Rounds of 1 ms that [`Net::close`] waits for its listening address to be free.
 const CLOSE_WAIT_ROUNDS_MAX: usize = 1000;
@@ -86,6 +130,16 @@ pub struct NetConfig {
     pub node: NodeId,
     /// This shard's index; peers must be the same shard of their node.
     pub shard: u16,
+    /// This node's shard count, compared in every handshake.
+    pub shards: u16,
+    /// Every node of the cluster (this one included) and its base address, compared
+    /// in every handshake: a peer configured differently is refused.
+    pub layout: BTreeMap<NodeId, SocketAddr>,
+    /// The cluster's shared secret: with a key, a connection delivers nothing until
+    /// both sides proved they hold it; `None` runs unauthenticated (any host that can
+    /// reach the port and knows a node id can pose as that node). A key on one side
+    /// only is refused.
+    pub key: Option<AuthKey>,
     /// The cluster identifier, checked in every handshake.
     pub cluster: u64,
     /// This shard's listening address.
@@ -105,8 +159,16 @@ pub struct NetConfig {
     pub connect_backoff_min: Duration,
     /// Longest wait between connection attempts.
     pub connect_backoff_max: Duration,
-    /// Time allowed for connect plus handshake, in both directions.
+    /// Time allowed for connect plus handshake (every stage: connect, hello, proof),
+    /// in both directions.
     pub handshake_timeout: Duration,
+    /// Accepted connections still in their handshake beyond which the oldest of them is
+    /// closed ("evicted") to make room: idle or slow connections cannot lock a
+    /// restarting peer out.
+    pub pending_max: usize,
+    /// Connections still in their handshake from one source address beyond which a
+    /// new one from it is closed at once.
+    pub pending_per_source_max: usize,
 }
 
 impl NetConfig {
@@ -170,6 +232,34 @@ impl NetConfig {
         }
         if self.handshake_timeout.is_zero() {
             return Err("handshake_timeout = 0: no handshake could finish".to_string());
+        }
+        if self.shard >= self.shards {
+            return Err(format!(
+                "shard = {} with shards = {}: need shard < shards",
+                self.shard, self.shards
+            ));
+        }
+        if self.layout.len() > LAYOUT_NODES_MAX || self.layout.len() > limits.voters_max {
+            return Err(format!(
+                "layout has {} nodes: at most {LAYOUT_NODES_MAX} and limits.voters_max = {}",
+                self.layout.len(),
+                limits.voters_max
+            ));
+        }
+        let listed = |n: &NodeId| self.layout.contains_key(n);
+        if !listed(&self.node) || !self.peers.keys().all(listed) {
+            return Err(format!(
+                "layout lists nodes {:?}: it must list this node {} and every peer {:?}",
+                self.layout.keys().map(|n| n.0).collect::<Vec<_>>(),
+                self.node.0,
+                self.peers.keys().map(|n| n.0).collect::<Vec<_>>()
+            ));
+        }
+        if self.pending_max == 0 || self.pending_per_source_max == 0 {
+            return Err(format!(
+                "pending_max = {}, pending_per_source_max = {}: must be positive",
+                self.pending_max, self.pending_per_source_max
+            ));
         }
         Ok(())
     }
@@ -244,6 +334,10 @@ pub struct NetCounters {
     pub connects_inbound: u64,
     /// Closed (or refused) connections by reason, e.g. "cluster mismatch".
     pub closes: BTreeMap<&'static str, u64>,
+    /// Log lines written about closed connections (summaries included).
+    pub close_lines_logged: u64,
+    /// Closes not logged because their reason's line budget of the interval was spent.
+    pub close_lines_suppressed: u64,
 }
 
 /// Why a connection was closed: a counter name and, for the log line, the details.
@@ -266,6 +360,62 @@ impl Closed {
         } else {
             Closed::new("io error", error)
         }
+    }
+}
+
+/// What [`CloseLog::admit`] decides about one close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admit {
+    /// Log it; first log a summary of `suppressed` closes of the last interval if > 0.
+    Log { suppressed: u64 },
+    /// Count it, log nothing.
+    Suppress,
+}
+
+/// The per-reason line budget of close logging: at most `CLOSE_LOG_BURST` lines per
+/// reason per `CLOSE_LOG_INTERVAL`, then one summary line with the count of the rest,
+/// so a flood of bad connections writes a bounded number of lines. Pure: time is
+/// passed in.
+#[derive(Debug, Default)]
+struct CloseLog {
+    /// Per reason: start of its interval, lines logged in it, closes suppressed in it.
+    reasons: BTreeMap<&'static str, (Nanos, u32, u64)>,
+}
+
+impl CloseLog {
+    fn admit(&mut self, reason: &'static str, now: Nanos) -> Admit {
+        let interval = CLOSE_LOG_INTERVAL.as_nanos() as u64;
+        let (start, logged, suppressed) = self.reasons.entry(reason).or_insert((now, 0, 0));
+        let mut summary = 0;
+        if now.0.saturating_sub(start.0) >= interval {
+            summary = std::mem::take(suppressed);
+            *start = now;
+            *logged = 0;
+        }
+        if *logged < CLOSE_LOG_BURST {
+            *logged += 1;
+            Admit::Log {
+                suppressed: summary,
+            }
+        } else {
+            *suppressed += 1;
+            Admit::Suppress
+        }
+    }
+
+    /// Takes the counts of every reason whose interval is over and that suppressed
+    /// closes (for a summary line even when no later close of that reason comes).
+    fn expired(&mut self, now: Nanos) -> Vec<(&'static str, u64)> {
+        let interval = CLOSE_LOG_INTERVAL.as_nanos() as u64;
+        let mut out = Vec::new();
+        for (reason, (start, logged, suppressed)) in &mut self.reasons {
+            if *suppressed > 0 && now.0.saturating_sub(start.0) >= interval {
+                out.push((*reason, std::mem::take(suppressed)));
+                *start = now;
+                *logged = 0;
+            }
+        }
+        out
     }
 }
 
@@ -309,7 +459,12 @@ struct Inner {
     connection_id_next: Cell<u64>,
     /// The connection currently reading from each peer.
     readers: RefCell<BTreeMap<NodeId, u64>>,
+    /// Accepted connections still in their handshake, by connection id (so the first
+    /// is the oldest), with their source address. At most `pending_max`.
+    pending: RefCell<BTreeMap<u64, IpAddr>>,
     counters: RefCell<NetCounters>,
+    close_log: RefCell<CloseLog>,
+    clock: MonotonicClock,
 }
 
 /// The peer links of one shard. Not `Send`: it lives on the shard's executor.
@@ -317,7 +472,8 @@ pub struct Net {
     inner: Rc<Inner>,
     local_addr: SocketAddr,
     accept: Option<Task<()>>,
-    writers: Vec<Task<()>>,
+    /// One dialer/writer per peer, and the close-log summary task.
+    tasks: Vec<Task<()>>,
 }
 
 impl fmt::Debug for Net {
@@ -400,23 +556,34 @@ impl Net {
             connections: RefCell::new(BTreeMap::new()),
             connection_id_next: Cell::new(0),
             readers: RefCell::new(BTreeMap::new()),
+            pending: RefCell::new(BTreeMap::new()),
             counters: RefCell::new(NetCounters::default()),
+            close_log: RefCell::new(CloseLog::default()),
+            clock: MonotonicClock::start(),
         });
+        if inner.config.key.is_none() && inner.config.shard == 0 {
+            log::warn!(
+                "net: node {} runs WITHOUT peer authentication: any host that can reach \
+                 its ports and knows a node id can pose as that node (README, \"Security\")",
+                inner.config.node.0
+            );
+        }
         log::info!(
             "net: node {} shard {} listening on {local_addr}",
             inner.config.node.0,
             inner.config.shard
         );
         let accept = glommio::spawn_local(accept_loop(Rc::clone(&inner), listener));
-        let writers = peers
+        let mut tasks: Vec<Task<()>> = peers
             .into_iter()
             .map(|peer| glommio::spawn_local(dial_loop(Rc::clone(&inner), peer)))
             .collect();
+        tasks.push(glommio::spawn_local(close_log_summaries(Rc::clone(&inner))));
         Ok(Net {
             inner,
             local_addr,
             accept: Some(accept),
-            writers,
+            tasks,
         })
     }
 
@@ -603,8 +770,8 @@ impl Net {
         if let Some(accept) = self.accept.take() {
             accept.cancel().await;
         }
-        for writer in self.writers.drain(..) {
-            writer.cancel().await;
+        for task in self.tasks.drain(..) {
+            task.cancel().await;
         }
         let connections = std::mem::take(&mut *self.inner.connections.borrow_mut());
         for handle in connections.values() {
@@ -640,7 +807,7 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        // Tasks in `accept` and `writers` are canceled by their own drop; the detached
+        // Tasks in `accept` and `tasks` are canceled by their own drop; the detached
         // connection tasks are not.
         for handle in self.inner.connections.borrow().values() {
             handle.cancel();
@@ -759,31 +926,88 @@ async fn read_frame(
     stream.read_exact(frame).await.map_err(|e| Closed::io(&e))
 }
 
+/// The bytes every handshake proof binds besides the nonces: the cluster, the dialer,
+/// the acceptor and the shard, in that order, little endian. A proof is thus valid only
+/// for one direction between two nodes on one shard of one cluster.
+#[must_use]
+pub fn proof_context(cluster: u64, dialer: NodeId, acceptor: NodeId, shard: u16) -> [u8; 18] {
+    let mut out = [0_u8; 18];
+    out[0..8].copy_from_slice(&cluster.to_le_bytes());
+    out[8..12].copy_from_slice(&dialer.0.to_le_bytes());
+    out[12..16].copy_from_slice(&acceptor.0.to_le_bytes());
+    out[16..18].copy_from_slice(&shard.to_le_bytes());
+    out
+}
+
+/// Checks that the (authenticated) peer's shard count and layout are this node's;
+/// the refusal names both sides' values.
+fn check_layout(own: &NetConfig, h: &Handshake) -> Result<(), Closed> {
+    if h.shards != own.shards {
+        return Err(Closed::new(
+            "shard count mismatch",
+            format_args!(
+                "peer node {} has {} shards, this node {}",
+                h.node.0, h.shards, own.shards
+            ),
+        ));
+    }
+    let theirs: BTreeMap<NodeId, SocketAddr> = h.layout.iter().copied().collect();
+    if theirs != own.layout {
+        let show = |layout: &BTreeMap<NodeId, SocketAddr>| {
+            layout
+                .iter()
+                .map(|(n, a)| format!("{}={a}", n.0))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        return Err(Closed::new(
+            "layout mismatch",
+            format_args!(
+                "peer node {} has nodes {}, this node {}",
+                h.node.0,
+                show(&theirs),
+                show(&own.layout)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A fresh nonce, or the close of a connection whose handshake cannot get one.
+fn fresh_nonce() -> Result<Nonce, Closed> {
+    auth::nonce().map_err(|error| Closed::new("random source", error))
+}
+
 impl Inner {
-    fn own_handshake(&self) -> Handshake {
+    fn own_handshake(&self, nonce: Option<Nonce>, proof: Option<auth::Proof>) -> Handshake {
         Handshake {
             protocol_version: PROTOCOL_VERSION,
             cluster: self.config.cluster,
             node: self.config.node,
             shard: self.config.shard,
+            shards: self.config.shards,
+            layout: self.config.layout.iter().map(|(n, a)| (*n, *a)).collect(),
+            nonce,
+            proof,
         }
     }
 
-    /// The handshake frame, with its size header.
-    fn handshake_frame(&self) -> Vec<u8> {
+    /// `body` as a handshake-stage frame, with its size header.
+    fn handshake_frame(&self, body: &FrameBody) -> Vec<u8> {
         let mut frame = Vec::new();
-        let handshake = self.own_handshake();
         let mut encoder = self.encoder.borrow_mut();
         append_encoded(&mut frame, HANDSHAKE_SIZE_MAX, |out| {
-            encoder.encode_handshake(&handshake, out);
+            encoder.encode(body, out);
         })
-        .expect("a handshake is a few dozen bytes");
+        .expect("validate bounds the layout, so a handshake fits HANDSHAKE_SIZE_MAX");
         frame
     }
 
-    /// Decodes `frame` as a peer's handshake and checks it; `dialed` is the node a
-    /// dialer expects (None on the accepting side: any configured peer).
-    fn check_handshake(&self, frame: &[u8], dialed: Option<NodeId>) -> Result<NodeId, Closed> {
+    /// Decodes `frame` as a peer's handshake and checks its identities and whether it
+    /// authenticates as this node does; `dialed` is the node a dialer expects (None on
+    /// the accepting side: any configured peer). The shard count and layout are checked
+    /// later, by [`check_layout`], once the peer proved the key.
+    fn check_handshake(&self, frame: &[u8], dialed: Option<NodeId>) -> Result<Handshake, Closed> {
         let body = transport::decode(frame, &self.config.limits)
             .map_err(|error| Closed::new("malformed handshake", error))?;
         let h = match body {
@@ -837,17 +1061,47 @@ impl Inner {
                 format_args!("peer shard {}, own {}", h.shard, own.shard),
             ));
         }
-        Ok(h.node)
+        // A dialer's hello carries a nonce; an acceptor's reply a nonce and a proof.
+        let proof_expected = dialed.is_some();
+        let keyed = h.nonce.is_some() && (h.proof.is_some() || !proof_expected);
+        let keyless = h.nonce.is_none() && h.proof.is_none();
+        match (&own.key, keyed, keyless) {
+            (Some(_), true, _) | (None, _, true) => Ok(h),
+            (Some(_), false, _) => Err(Closed::new(
+                "authentication mismatch",
+                format_args!(
+                    "peer node {} does not authenticate, this node has a key",
+                    h.node.0
+                ),
+            )),
+            (None, _, false) => Err(Closed::new(
+                "authentication mismatch",
+                format_args!(
+                    "peer node {} authenticates with a key, this node has none",
+                    h.node.0
+                ),
+            )),
+        }
     }
 
-    /// Counts and logs one closed (or refused) connection.
+    /// Counts one closed (or refused) connection and logs it within the reason's line
+    /// budget ([`CloseLog`]).
     fn closed(&self, peer: &dyn fmt::Display, closed: &Closed, level: log::Level) {
-        *self
-            .counters
+        let admit = self
+            .close_log
             .borrow_mut()
-            .closes
-            .entry(closed.reason)
-            .or_insert(0) += 1;
+            .admit(closed.reason, self.clock.now());
+        let mut counters = self.counters.borrow_mut();
+        *counters.closes.entry(closed.reason).or_insert(0) += 1;
+        let Admit::Log { suppressed } = admit else {
+            counters.close_lines_suppressed += 1;
+            return;
+        };
+        counters.close_lines_logged += 1;
+        drop(counters);
+        if suppressed > 0 {
+            self.log_suppressed(closed.reason, suppressed);
+        }
         log::log!(
             level,
             "net: node {} shard {}: closed connection with {peer}: {}: {}",
@@ -855,6 +1109,17 @@ impl Inner {
             self.config.shard,
             closed.reason,
             closed.detail
+        );
+    }
+
+    /// Logs the summary line of `count` closes of `reason` that were not logged.
+    fn log_suppressed(&self, reason: &str, count: u64) {
+        self.counters.borrow_mut().close_lines_logged += 1;
+        log::warn!(
+            "net: node {} shard {}: {count} more closes \"{reason}\" not logged in the last {:?}",
+            self.config.node.0,
+            self.config.shard,
+            CLOSE_LOG_INTERVAL
         );
     }
 
@@ -910,8 +1175,8 @@ impl Inner {
                     },
                 }));
             }
-            FrameBody::Handshake(_) => {
-                return Err(Closed::new("unexpected handshake", "second handshake"));
+            FrameBody::Handshake(_) | FrameBody::HandshakeProof(_) => {
+                return Err(Closed::new("unexpected handshake", body.kind()));
             }
             // Not handled yet (module docs): refused rather than silently ignored.
             FrameBody::CatchUpStream(_) | FrameBody::CheckpointChunk(_) => {
@@ -932,7 +1197,9 @@ impl Inner {
     }
 }
 
-/// Accepts connections until canceled; each gets its own task.
+/// Accepts connections until canceled; each gets its own task. Admission is decided
+/// here at once (no sleep, no I/O): a source at `pending_per_source_max` handshakes
+/// is refused, and at `pending_max` the oldest handshake is evicted to make room.
 async fn accept_loop(inner: Rc<Inner>, listener: TcpListener) {
     loop {
         match listener.accept().await {
@@ -943,28 +1210,73 @@ async fn accept_loop(inner: Rc<Inner>, listener: TcpListener) {
                 if let Err(error) = socket2::SockRef::from(&stream).set_reuse_address(true) {
                     log::warn!("net: SO_REUSEADDR on an accepted socket: {error}");
                 }
-                let id = inner.connection_id_next.get();
-                inner.connection_id_next.set(id + 1);
-                let live = inner.connections.borrow().len();
-                if live >= inner.config.peers.len() + HANDSHAKES_PENDING_MAX {
-                    let peer = stream
-                        .peer_addr()
-                        .map_or_else(|_| "unknown".to_string(), |a| a.to_string());
+                let source = stream
+                    .peer_addr()
+                    .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+                if let Some(closed) = inner.admit(source) {
                     drop(stream);
-                    let closed = Closed::new("too many connections", format_args!("{live} open"));
-                    inner.closed(&peer, &closed, log::Level::Warn);
+                    inner.closed(&source, &closed, log::Level::Warn);
                     continue;
                 }
+                let id = inner.connection_id_next.get();
+                inner.connection_id_next.set(id + 1);
                 let task = glommio::spawn_local(serve_inbound(Rc::clone(&inner), id, stream));
                 // The task cannot run before this returns to the executor, so its entry
                 // exists before its guard can remove it.
                 inner.connections.borrow_mut().insert(id, task.detach());
+                inner.pending.borrow_mut().insert(id, source);
             }
             Err(error) => {
                 let closed = Closed::new("accept error", error);
                 inner.closed(&inner.config.listen, &closed, log::Level::Warn);
                 sleep(inner.config.connect_backoff_min).await;
             }
+        }
+    }
+}
+
+impl Inner {
+    /// Makes room for one more pending connection from `source`: evicts the oldest
+    /// pending connection when `pending_max` are pending; returns the refusal when
+    /// `source` already has `pending_per_source_max`.
+    fn admit(&self, source: IpAddr) -> Option<Closed> {
+        let mut pending = self.pending.borrow_mut();
+        let from_source = pending.values().filter(|ip| **ip == source).count();
+        if from_source >= self.config.pending_per_source_max {
+            return Some(Closed::new(
+                "too many pending from source",
+                format_args!("{from_source} handshakes pending from {source}"),
+            ));
+        }
+        if pending.len() >= self.config.pending_max {
+            let (oldest, oldest_source) = pending
+                .pop_first()
+                .expect("pending_max >= 1, so a full map has a first entry");
+            drop(pending);
+            if let Some(handle) = self.connections.borrow_mut().remove(&oldest) {
+                handle.cancel();
+            }
+            let closed = Closed::new(
+                "evicted",
+                format_args!(
+                    "oldest of {} pending handshakes, to make room",
+                    self.config.pending_max
+                ),
+            );
+            self.closed(&oldest_source, &closed, log::Level::Warn);
+        }
+        None
+    }
+}
+
+/// Logs, once per `CLOSE_LOG_INTERVAL`, the summary of closes whose lines were
+/// suppressed and that no later close of the same reason reported. Runs until canceled.
+async fn close_log_summaries(inner: Rc<Inner>) {
+    loop {
+        sleep(CLOSE_LOG_INTERVAL).await;
+        let expired = inner.close_log.borrow_mut().expired(inner.clock.now());
+        for (reason, count) in expired {
+            inner.log_suppressed(reason, count);
         }
     }
 }
@@ -978,6 +1290,7 @@ struct ConnectionGuard {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.inner.connections.borrow_mut().remove(&self.id);
+        self.inner.pending.borrow_mut().remove(&self.id);
         self.inner
             .readers
             .borrow_mut()
@@ -1001,31 +1314,92 @@ async fn serve_inbound(inner: Rc<Inner>, id: u64, stream: TcpStream) {
     inner.closed(&peer, &closed, level);
 }
 
+/// Runs `handshake` against the deadline `timeout`; a late handshake is closed with
+/// reason "handshake timeout", naming the stage it was in.
+async fn within<T>(
+    timeout: Duration,
+    stage: &Cell<&'static str>,
+    handshake: impl std::future::Future<Output = Result<T, Closed>>,
+) -> Result<T, Closed> {
+    let deadline = async {
+        sleep(timeout).await;
+        Err(Closed::new(
+            "handshake timeout",
+            format_args!("{timeout:?}, waiting for {}", stage.get()),
+        ))
+    };
+    futures_lite::future::or(handshake, deadline).await
+}
+
+/// The accepting side of a handshake: the dialer's hello, this node's reply (with its
+/// nonce and proof when keyed), the dialer's proof (when keyed), then the shard count
+/// and layout. Returns the authenticated peer.
+async fn accept_handshake(
+    inner: &Inner,
+    stream: &mut TcpStream,
+    frame: &mut Vec<u8>,
+    stage: &Cell<&'static str>,
+) -> Result<NodeId, Closed> {
+    stage.set("the hello");
+    read_frame(stream, HANDSHAKE_SIZE_MAX, frame).await?;
+    let hello = inner.check_handshake(frame, None)?;
+    let own = &inner.config;
+    let context = proof_context(own.cluster, hello.node, own.node, own.shard);
+    let keyed = match (&own.key, hello.nonce) {
+        (Some(key), Some(dialer_nonce)) => Some((key, dialer_nonce, fresh_nonce()?)),
+        // check_handshake refused a key on one side only.
+        (None, None) | (Some(_), None) | (None, Some(_)) => None,
+    };
+    let reply = match keyed {
+        Some((key, dialer_nonce, nonce)) => {
+            let proof = key.prove(PROOF_ROLE_ACCEPTOR, [&dialer_nonce, &nonce], &context);
+            inner.own_handshake(Some(nonce), Some(proof))
+        }
+        None => inner.own_handshake(None, None),
+    };
+    stage.set("the reply to be written");
+    let reply = inner.handshake_frame(&FrameBody::Handshake(reply));
+    stream.write_all(&reply).await.map_err(|e| Closed::io(&e))?;
+    stream.flush().await.map_err(|e| Closed::io(&e))?;
+    if let Some((key, dialer_nonce, nonce)) = keyed {
+        stage.set("the proof");
+        read_frame(stream, HANDSHAKE_SIZE_MAX, frame).await?;
+        let proof = match transport::decode(frame, &own.limits) {
+            Ok(FrameBody::HandshakeProof(p)) => p.proof,
+            Ok(other) => {
+                return Err(Closed::new(
+                    "bad proof",
+                    format_args!("second frame is a {}", other.kind()),
+                ))
+            }
+            Err(error) => return Err(Closed::new("bad proof", error)),
+        };
+        if !key.verify(PROOF_ROLE_DIALER, [&dialer_nonce, &nonce], &context, &proof) {
+            return Err(Closed::new(
+                "bad proof",
+                format_args!("claimed node {}: the proof does not verify", hello.node.0),
+            ));
+        }
+    }
+    check_layout(&inner.config, &hello)?;
+    Ok(hello.node)
+}
+
 /// Handshakes an accepted connection, then reads frames until it fails; returns why.
 async fn read_inbound(inner: &Rc<Inner>, id: u64, mut stream: TcpStream) -> Closed {
     if let Err(error) = stream.set_nodelay(true) {
         return Closed::new("socket option", error);
     }
     let mut frame = Vec::new();
-    let handshake = async {
-        read_frame(&mut stream, HANDSHAKE_SIZE_MAX, &mut frame).await?;
-        let node = inner.check_handshake(&frame, None)?;
-        let reply = inner.handshake_frame();
-        stream.write_all(&reply).await.map_err(|e| Closed::io(&e))?;
-        stream.flush().await.map_err(|e| Closed::io(&e))?;
-        Ok(node)
-    };
-    let timeout = async {
-        sleep(inner.config.handshake_timeout).await;
-        Err(Closed::new(
-            "handshake timeout",
-            format_args!("{:?}", inner.config.handshake_timeout),
-        ))
-    };
-    let node = match futures_lite::future::or(handshake, timeout).await {
+    let stage = Cell::new("the hello");
+    let handshake = accept_handshake(inner, &mut stream, &mut frame, &stage);
+    let node = match within(inner.config.handshake_timeout, &stage, handshake).await {
         Ok(node) => node,
         Err(closed) => return closed,
     };
+    // Authenticated (or unauthenticated by configuration on both sides): only now may
+    // it take over the peer's link.
+    inner.pending.borrow_mut().remove(&id);
     let replaced = inner.readers.borrow_mut().insert(node, id);
     if let Some(old) = replaced {
         if let Some(handle) = inner.connections.borrow_mut().remove(&old) {
@@ -1065,20 +1439,56 @@ async fn read_inbound(inner: &Rc<Inner>, id: u64, mut stream: TcpStream) -> Clos
     }
 }
 
-/// Connects to `peer` and handshakes; returns the connected stream.
-async fn connect(inner: &Inner, peer: NodeId, addr: SocketAddr) -> Result<TcpStream, Closed> {
+/// Connects to `peer` and handshakes (hello with this node's nonce when keyed; the
+/// acceptor's reply and proof checked; the shard count and layout checked; then this
+/// node's proof); returns the connected stream.
+async fn connect(
+    inner: &Inner,
+    peer: NodeId,
+    addr: SocketAddr,
+    stage: &Cell<&'static str>,
+) -> Result<TcpStream, Closed> {
+    stage.set("connect");
     let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|error| Closed::new("connect failed", error))?;
     stream
         .set_nodelay(true)
         .map_err(|error| Closed::new("socket option", error))?;
-    let own = inner.handshake_frame();
-    stream.write_all(&own).await.map_err(|e| Closed::io(&e))?;
+    let own = &inner.config;
+    let nonce = match own.key {
+        Some(_) => Some(fresh_nonce()?),
+        None => None,
+    };
+    stage.set("the reply");
+    let hello = inner.handshake_frame(&FrameBody::Handshake(inner.own_handshake(nonce, None)));
+    stream.write_all(&hello).await.map_err(|e| Closed::io(&e))?;
     stream.flush().await.map_err(|e| Closed::io(&e))?;
     let mut frame = Vec::new();
     read_frame(&mut stream, HANDSHAKE_SIZE_MAX, &mut frame).await?;
-    inner.check_handshake(&frame, Some(peer))?;
+    let reply = inner.check_handshake(&frame, Some(peer))?;
+    let context = proof_context(own.cluster, own.node, peer, own.shard);
+    let proof = match (&own.key, nonce, reply.nonce, reply.proof) {
+        (Some(key), Some(nonce), Some(their_nonce), Some(their_proof)) => {
+            let nonces = [&nonce, &their_nonce];
+            if !key.verify(PROOF_ROLE_ACCEPTOR, nonces, &context, &their_proof) {
+                return Err(Closed::new(
+                    "bad proof",
+                    format_args!("node {} at {addr}: the proof does not verify", peer.0),
+                ));
+            }
+            Some(key.prove(PROOF_ROLE_DIALER, nonces, &context))
+        }
+        // check_handshake refused a key on one side only.
+        _ => None,
+    };
+    check_layout(own, &reply)?;
+    if let Some(proof) = proof {
+        stage.set("the proof to be written");
+        let frame = inner.handshake_frame(&FrameBody::HandshakeProof(HandshakeProof { proof }));
+        stream.write_all(&frame).await.map_err(|e| Closed::io(&e))?;
+        stream.flush().await.map_err(|e| Closed::io(&e))?;
+    }
     Ok(stream)
 }
 
@@ -1097,14 +1507,9 @@ async fn dial_loop(inner: Rc<Inner>, peer: NodeId) {
     // of a cluster start one after the other): not worth a warning.
     let mut ever_connected = false;
     loop {
-        let timeout = async {
-            sleep(config.handshake_timeout).await;
-            Err(Closed::new(
-                "handshake timeout",
-                format_args!("{:?}", config.handshake_timeout),
-            ))
-        };
-        match futures_lite::future::or(connect(&inner, peer, link.addr), timeout).await {
+        let stage = Cell::new("connect");
+        let handshake = connect(&inner, peer, link.addr, &stage);
+        match within(config.handshake_timeout, &stage, handshake).await {
             Ok(stream) => {
                 backoff = config.connect_backoff_min;
                 failed_before = false;
@@ -1194,6 +1599,9 @@ mod tests {
         NetConfig {
             node,
             shard: 3,
+            shards: 4,
+            layout: addrs.clone(),
+            key: None,
             cluster: 77,
             listen: addrs[&node],
             peers: addrs
@@ -1207,11 +1615,17 @@ mod tests {
             connect_backoff_min: Duration::from_millis(5),
             connect_backoff_max: Duration::from_millis(50),
             handshake_timeout: Duration::from_secs(1),
+            pending_max: PENDING_MAX_DEFAULT,
+            pending_per_source_max: PENDING_PER_SOURCE_MAX_DEFAULT,
         }
     }
 
     fn addrs(nodes: &[u32]) -> BTreeMap<NodeId, SocketAddr> {
         nodes.iter().map(|n| (NodeId(*n), free_addr())).collect()
+    }
+
+    fn addrs_of(nodes: &[u32]) -> BTreeMap<NodeId, SocketAddr> {
+        addrs(nodes)
     }
 
     async fn start(config: NetConfig) -> Net {
@@ -1305,12 +1719,23 @@ mod tests {
         out
     }
 
-    fn handshake(version: u16, cluster: u64, node: u32, shard: u16) -> Vec<u8> {
+    /// An unauthenticated handshake frame with the layout `addrs` and 4 shards.
+    fn handshake(
+        version: u16,
+        cluster: u64,
+        node: u32,
+        shard: u16,
+        addrs: &BTreeMap<NodeId, SocketAddr>,
+    ) -> Vec<u8> {
         frame(&FrameBody::Handshake(Handshake {
             protocol_version: version,
             cluster,
             node: NodeId(node),
             shard,
+            shards: 4,
+            layout: addrs.iter().map(|(n, a)| (*n, *a)).collect(),
+            nonce: None,
+            proof: None,
         }))
     }
 
@@ -1468,14 +1893,23 @@ mod tests {
             let server = net.local_addr();
             let good = frame(&FrameBody::MessageBatch(vec![prepare(2, 1, 1)]));
             let cases: [(Vec<u8>, &str); 6] = [
-                (handshake(PROTOCOL_VERSION, 78, 2, 3), "cluster mismatch"),
-                (handshake(PROTOCOL_VERSION, 77, 9, 3), "unknown node"),
-                (handshake(PROTOCOL_VERSION, 77, 1, 3), "own node id"),
                 (
-                    handshake(PROTOCOL_VERSION + 1, 77, 2, 3),
+                    handshake(PROTOCOL_VERSION, 78, 2, 3, &addrs),
+                    "cluster mismatch",
+                ),
+                (
+                    handshake(PROTOCOL_VERSION, 77, 9, 3, &addrs),
+                    "unknown node",
+                ),
+                (handshake(PROTOCOL_VERSION, 77, 1, 3, &addrs), "own node id"),
+                (
+                    handshake(PROTOCOL_VERSION + 1, 77, 2, 3, &addrs),
                     "protocol version mismatch",
                 ),
-                (handshake(PROTOCOL_VERSION, 77, 2, 4), "shard mismatch"),
+                (
+                    handshake(PROTOCOL_VERSION, 77, 2, 4, &addrs),
+                    "shard mismatch",
+                ),
                 (good.clone(), "handshake not first"),
             ];
             for (first, reason) in cases {
@@ -1486,7 +1920,7 @@ mod tests {
             }
             // A size header above the limit, during the handshake and after it.
             assert!(raw_session(server, &u32::MAX.to_le_bytes()).await);
-            let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3);
+            let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3, &addrs);
             bytes.extend_from_slice(&u32::MAX.to_le_bytes());
             assert!(raw_session(server, &bytes).await);
             assert_eq!(closes(&net, "oversized frame"), 2);
@@ -1495,7 +1929,7 @@ mod tests {
             assert!(inbound.is_empty(), "{inbound:?}");
 
             // Two good frames, then garbage: the good ones arrive, then the close.
-            let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3);
+            let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3, &addrs);
             bytes.extend_from_slice(&good);
             bytes.extend_from_slice(&frame(&FrameBody::HeartbeatBatch(HeartbeatBatch {
                 from: NodeId(2),
@@ -1521,7 +1955,7 @@ mod tests {
             assert_eq!(inbound[1].group, GroupId(4));
 
             // A catch-up stream is not handled yet.
-            let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3);
+            let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3, &addrs);
             bytes.extend_from_slice(&frame(&FrameBody::CatchUpStream(
                 transport::CatchUpStream {
                     group: GroupId(1),
@@ -1569,12 +2003,12 @@ mod tests {
                 vec![prepare(2, 5, 1)],
             ];
             for (i, batch) in forged_batches.into_iter().enumerate() {
-                let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3);
+                let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3, &addrs);
                 bytes.extend_from_slice(&frame(&FrameBody::MessageBatch(batch)));
                 assert!(raw_session(net.local_addr(), &bytes).await);
                 assert_eq!(closes(&net, "forged sender/receiver"), i as u64 + 1);
             }
-            let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3);
+            let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3, &addrs);
             bytes.extend_from_slice(&frame(&FrameBody::HeartbeatAckBatch(HeartbeatAckBatch {
                 from: NodeId(3),
                 to: NodeId(1),
@@ -1600,13 +2034,13 @@ mod tests {
         run_local(async {
             let addrs = addrs(&[1, 2]);
             let stalled = TcpListener::bind(addrs[&NodeId(2)]).expect("bind");
+            let reply = handshake(PROTOCOL_VERSION, 77, 2, 3, &addrs);
             let peer = glommio::spawn_local(async move {
                 let mut stream = stalled.accept().await.expect("accept");
                 let mut header = [0_u8; 4];
                 stream.read_exact(&mut header).await.expect("header");
                 let mut hello = vec![0_u8; u32::from_le_bytes(header) as usize];
                 stream.read_exact(&mut hello).await.expect("handshake");
-                let reply = handshake(PROTOCOL_VERSION, 77, 2, 3);
                 stream.write_all(&reply).await.expect("reply");
                 sleep(Duration::from_secs(30)).await;
                 drop(stream);
@@ -1715,9 +2149,9 @@ mod tests {
             let addrs = addrs(&[1, 2]);
             let b = start(config(2, &addrs)).await;
             let server = b.local_addr();
+            let hello = handshake(PROTOCOL_VERSION, 77, 1, 3, &addrs);
             let client = glommio::spawn_local(async move {
                 let mut stream = TcpStream::connect(server).await.expect("connect");
-                let hello = handshake(PROTOCOL_VERSION, 77, 1, 3);
                 stream.write_all(&hello).await.expect("write");
                 let mut reply = Vec::new();
                 read_frame(&mut stream, HANDSHAKE_SIZE_MAX, &mut reply)
@@ -1786,7 +2220,7 @@ mod tests {
             let net = start(config(1, &addrs)).await;
             let server = net.local_addr();
             let mut first = TcpStream::connect(server).await.expect("connect");
-            let hello = handshake(PROTOCOL_VERSION, 77, 2, 3);
+            let hello = handshake(PROTOCOL_VERSION, 77, 2, 3, &addrs);
             first.write_all(&hello).await.expect("write");
             wait_for("first handshake", || net.counters().connects_inbound == 1).await;
             let mut second = TcpStream::connect(server).await.expect("connect");
@@ -1844,5 +2278,318 @@ mod tests {
         let mut c = config(1, &addrs);
         c.peer_queue_size_max = 0;
         assert!(c.validate().unwrap_err().contains("peer_queue_size_max"));
+    }
+
+    fn keyed(mut config: NetConfig, key: &AuthKey) -> NetConfig {
+        config.key = Some(key.clone());
+        config
+    }
+
+    /// A handshake frame of node `node` with the layout `addrs`, carrying `nonce`.
+    fn hello(addrs: &BTreeMap<NodeId, SocketAddr>, node: u32, nonce: Option<Nonce>) -> Vec<u8> {
+        frame(&FrameBody::Handshake(Handshake {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: 77,
+            node: NodeId(node),
+            shard: 3,
+            shards: 4,
+            layout: addrs.iter().map(|(n, a)| (*n, *a)).collect(),
+            nonce,
+            proof: None,
+        }))
+    }
+
+    /// A blocking loopback socket from source address `source` to `server`, then made
+    /// non-blocking (the server runs on this thread: connect completes in the kernel).
+    fn attacker(source: [u8; 4], server: SocketAddr) -> std::net::TcpStream {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let from = SocketAddr::from((source, 0));
+        socket.bind(&from.into()).expect("bind source");
+        socket.connect(&server.into()).expect("connect");
+        let stream: std::net::TcpStream = socket.into();
+        stream.set_nonblocking(true).expect("non-blocking");
+        stream
+    }
+
+    /// Whether the server closed `stream` (polled every 10 ms for up to `wait`).
+    async fn std_closed(stream: &mut std::net::TcpStream, wait: Duration) -> bool {
+        use std::io::Read;
+        let mut sink = [0_u8; 4096];
+        for _ in 0..wait.as_millis() / 10 {
+            match stream.read(&mut sink) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    sleep(Duration::from_millis(10)).await;
+                }
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+
+    /// Sends `prepare(from, to, seq)` until `to` received one.
+    async fn link_delivers(from: &Net, to: &Net, seq: u64) {
+        let (a, b) = (from.inner.config.node.0, to.inner.config.node.0);
+        let mut inbound = Vec::new();
+        wait_for("a message over the link", || {
+            from.send(NodeId(b), &[prepare(a, b, seq)]);
+            to.drain_inbound(&mut inbound);
+            inbound.contains(&prepare(a, b, seq))
+        })
+        .await;
+    }
+
+    // Goal: two nodes with the same key link up and deliver; with different keys, or a
+    // key on one side only, nothing is delivered and the refusals are named.
+    // Method: pairs of Nets with (k, k), (k, k'), (k, none); wait, check counters.
+    #[test]
+    fn handshake_needs_the_same_key_on_both_sides() {
+        run_local(async {
+            let key = AuthKey::generate().expect("key");
+            let other = AuthKey::generate().expect("key");
+            let addrs = addrs_of(&[1, 2]);
+            let a = start(keyed(config(1, &addrs), &key)).await;
+            let b = start(keyed(config(2, &addrs), &key)).await;
+            link_delivers(&a, &b, 1).await;
+            link_delivers(&b, &a, 2).await;
+            a.close().await;
+            b.close().await;
+
+            for b_key in [Some(other), None] {
+                let addrs = addrs_of(&[1, 2]);
+                let a = start(keyed(config(1, &addrs), &key)).await;
+                let mut config_b = config(2, &addrs);
+                config_b.key = b_key.clone();
+                let b = start(config_b).await;
+                let reason = if b_key.is_some() {
+                    "bad proof"
+                } else {
+                    "authentication mismatch"
+                };
+                wait_for("refusals on both sides", || {
+                    closes(&a, reason) >= 2 && closes(&b, reason) >= 2
+                })
+                .await;
+                for _ in 0..10 {
+                    a.send(NodeId(2), &[prepare(1, 2, 1)]);
+                    b.send(NodeId(1), &[prepare(2, 1, 1)]);
+                    sleep(Duration::from_millis(10)).await;
+                }
+                for net in [&a, &b] {
+                    let c = net.counters();
+                    assert_eq!(c.connects_inbound + c.connects_outbound, 0, "{c:?}");
+                    assert_eq!(c.messages_received, 0, "{c:?}");
+                }
+                a.close().await;
+                b.close().await;
+            }
+        })
+        .expect("executor");
+    }
+
+    // Goal: a handshake that claims a live peer's node id but cannot prove the key is
+    // refused, replaces nothing, and the real link keeps delivering.
+    // Method: keyed nodes 1 and 2 link up; raw connections claim node 2 to node 1 and
+    // send a random proof, a message batch instead of a proof, or no proof; node 2's
+    // messages still arrive over the one original connection.
+    #[test]
+    fn forged_handshake_for_a_live_node_is_refused() {
+        run_local(async {
+            let key = AuthKey::generate().expect("key");
+            let addrs = addrs(&[1, 2]);
+            let mut config_a = keyed(config(1, &addrs), &key);
+            config_a.handshake_timeout = Duration::from_millis(300);
+            let a = start(config_a).await;
+            let b = start(keyed(config(2, &addrs), &key)).await;
+            link_delivers(&b, &a, 1).await;
+            let forgeries: [Vec<u8>; 3] = [
+                frame(&FrameBody::HandshakeProof(HandshakeProof {
+                    proof: [9; 32],
+                })),
+                frame(&FrameBody::MessageBatch(vec![prepare(2, 1, 66)])),
+                // No proof at all: the handshake times out.
+                Vec::new(),
+            ];
+            for forged in forgeries {
+                let mut bytes = hello(&addrs, 2, Some([5; 16]));
+                if !forged.is_empty() {
+                    bytes.extend_from_slice(&forged);
+                    bytes.extend_from_slice(&frame(&FrameBody::MessageBatch(vec![prepare(
+                        2, 1, 66,
+                    )])));
+                }
+                assert!(raw_session(a.local_addr(), &bytes).await);
+                link_delivers(&b, &a, 2).await;
+            }
+            // A hello without a nonce to a keyed node.
+            let mut bytes = hello(&addrs, 2, None);
+            bytes.extend_from_slice(&frame(&FrameBody::MessageBatch(vec![prepare(2, 1, 66)])));
+            assert!(raw_session(a.local_addr(), &bytes).await);
+            link_delivers(&b, &a, 3).await;
+            let c = a.counters();
+            assert_eq!(closes(&a, "bad proof"), 2, "{c:?}");
+            assert_eq!(closes(&a, "handshake timeout"), 1, "{c:?}");
+            assert_eq!(closes(&a, "authentication mismatch"), 1, "{c:?}");
+            assert_eq!(closes(&a, "replaced"), 0, "{c:?}");
+            assert_eq!(c.connects_inbound, 1, "{c:?}");
+            let mut inbound = Vec::new();
+            a.drain_inbound(&mut inbound);
+            assert!(!inbound.contains(&prepare(2, 1, 66)), "{inbound:?}");
+            a.close().await;
+            b.close().await;
+        })
+        .expect("executor");
+    }
+
+    // Goal: when pending_max handshakes are pending, a new connection evicts the
+    // oldest, so idle connections cannot lock out a real peer; one source address
+    // cannot hold more than pending_per_source_max.
+    // Method: node 1 with pending_max 4 and 2 per source; idle connections from
+    // 127.0.0.2..=5 fill it; a 5th evicts the first; a 3rd from one source is closed
+    // at once; then the real node 2 starts and its link delivers.
+    #[test]
+    fn oldest_pending_handshake_is_evicted() {
+        run_local(async {
+            let key = AuthKey::generate().expect("key");
+            let addrs = addrs(&[1, 2]);
+            let mut config_a = keyed(config(1, &addrs), &key);
+            config_a.pending_max = 4;
+            config_a.pending_per_source_max = 2;
+            config_a.handshake_timeout = Duration::from_secs(30);
+            let a = start(config_a).await;
+            let server = a.local_addr();
+            let mut idle: Vec<std::net::TcpStream> =
+                (2..=5).map(|i| attacker([127, 0, 0, i], server)).collect();
+            wait_for("four pending", || a.inner.pending.borrow().len() == 4).await;
+            let mut fifth = attacker([127, 0, 0, 6], server);
+            assert!(std_closed(&mut idle[0], Duration::from_secs(3)).await);
+            assert_eq!(closes(&a, "evicted"), 1);
+            assert!(!std_closed(&mut idle[1], Duration::from_millis(100)).await);
+            assert!(!std_closed(&mut fifth, Duration::from_millis(10)).await);
+
+            let _second = attacker([127, 0, 0, 6], server);
+            let mut third = attacker([127, 0, 0, 6], server);
+            assert!(std_closed(&mut third, Duration::from_secs(3)).await);
+            assert_eq!(closes(&a, "too many pending from source"), 1);
+
+            let b = start(keyed(config(2, &addrs), &key)).await;
+            link_delivers(&b, &a, 1).await;
+            assert_eq!(a.counters().connects_inbound, 1);
+            drop(idle);
+            a.close().await;
+            b.close().await;
+        })
+        .expect("executor");
+    }
+
+    // Goal: 300 refused connections write a bounded number of log lines, every close
+    // still counted; the line budget is per reason and renews each interval.
+    // Method: 300 handshakes with a wrong cluster id; check the counters. Then drive
+    // CloseLog directly through two intervals.
+    #[test]
+    fn close_logging_is_rate_limited() {
+        run_local(async {
+            let addrs = addrs(&[1, 2]);
+            let net = start(config(1, &addrs)).await;
+            for _ in 0..300 {
+                let bytes = handshake(PROTOCOL_VERSION, 78, 2, 3, &addrs);
+                let mut stream = TcpStream::connect(net.local_addr()).await.expect("connect");
+                stream.write_all(&bytes).await.expect("write");
+                drop(stream);
+            }
+            wait_for("300 refusals", || closes(&net, "cluster mismatch") == 300).await;
+            let c = net.counters();
+            // The dialer toward the absent node 2 adds its own "connect failed" lines,
+            // under the same per-reason budget.
+            let reasons = c.closes.len() as u64;
+            assert!(
+                c.close_lines_logged <= u64::from(CLOSE_LOG_BURST) * reasons,
+                "{c:?}"
+            );
+            assert!(
+                c.close_lines_logged + c.close_lines_suppressed >= 300,
+                "{c:?}"
+            );
+            net.close().await;
+        })
+        .expect("executor");
+
+        let interval = CLOSE_LOG_INTERVAL.as_nanos() as u64;
+        let mut log = CloseLog::default();
+        let at = |n: u64| Nanos(1_000 + n);
+        for i in 0..u64::from(CLOSE_LOG_BURST) {
+            assert_eq!(log.admit("a", at(i)), Admit::Log { suppressed: 0 });
+        }
+        for i in 0..100 {
+            assert_eq!(log.admit("a", at(10 + i)), Admit::Suppress);
+        }
+        assert_eq!(log.admit("b", at(200)), Admit::Log { suppressed: 0 });
+        assert!(log.expired(at(interval - 1)).is_empty());
+        assert_eq!(log.admit("a", at(interval)), Admit::Log { suppressed: 100 });
+        for i in 0..u64::from(CLOSE_LOG_BURST) + 5 {
+            log.admit("a", at(interval + 1 + i));
+        }
+        assert_eq!(log.expired(at(2 * interval)), vec![("a", 6)]);
+        assert!(log.expired(at(3 * interval)).is_empty());
+    }
+
+    // Goal: a peer with another shard count or another view of the layout is refused
+    // (after the key is proved) with both sides' values in the reason.
+    // Method: check_layout on crafted handshakes; then two Nets whose shard counts
+    // differ never link up.
+    #[test]
+    fn shard_count_and_layout_mismatches_are_refused() {
+        let addrs = addrs(&[1, 2, 3]);
+        let own = config(1, &addrs);
+        let peer = |shards: u16, layout: &BTreeMap<NodeId, SocketAddr>| Handshake {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: 77,
+            node: NodeId(2),
+            shard: 3,
+            shards,
+            layout: layout.iter().map(|(n, a)| (*n, *a)).collect(),
+            nonce: None,
+            proof: None,
+        };
+        assert!(check_layout(&own, &peer(4, &addrs)).is_ok());
+        let closed = check_layout(&own, &peer(5, &addrs)).expect_err("shards");
+        assert_eq!(closed.reason, "shard count mismatch");
+        assert_eq!(closed.detail, "peer node 2 has 5 shards, this node 4");
+        let mut moved = addrs.clone();
+        moved.insert(NodeId(3), "127.0.0.9:9".parse().expect("address"));
+        let closed = check_layout(&own, &peer(4, &moved)).expect_err("layout");
+        assert_eq!(closed.reason, "layout mismatch");
+        assert!(closed.detail.contains("3=127.0.0.9:9"), "{}", closed.detail);
+        assert!(
+            closed.detail.contains(&format!("3={}", addrs[&NodeId(3)])),
+            "{}",
+            closed.detail
+        );
+        let mut fewer = addrs.clone();
+        fewer.remove(&NodeId(3));
+        let closed = check_layout(&own, &peer(4, &fewer)).expect_err("layout");
+        assert_eq!(closed.reason, "layout mismatch");
+
+        run_local(async {
+            let addrs = addrs_of(&[1, 2]);
+            let key = AuthKey::generate().expect("key");
+            let a = start(keyed(config(1, &addrs), &key)).await;
+            let mut config_b = keyed(config(2, &addrs), &key);
+            config_b.shards = 5;
+            let b = start(config_b).await;
+            wait_for("refusals on both sides", || {
+                closes(&a, "shard count mismatch") >= 1 && closes(&b, "shard count mismatch") >= 1
+            })
+            .await;
+            for net in [&a, &b] {
+                let c = net.counters();
+                assert_eq!(c.connects_inbound + c.connects_outbound, 0, "{c:?}");
+            }
+            a.close().await;
+            b.close().await;
+        })
+        .expect("executor");
     }
 }

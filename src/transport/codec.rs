@@ -18,7 +18,8 @@ mod encode;
 use super::error::DecodeError;
 use super::limits::DecodeLimits;
 use super::wire::{
-    CatchUpStream, CheckpointChunk, FrameBody, Handshake, HeartbeatAckBatch, HeartbeatBatch,
+    CatchUpStream, CheckpointChunk, FrameBody, Handshake, HandshakeProof, HeartbeatAckBatch,
+    HeartbeatBatch,
 };
 use crate::paxos::Message;
 use flatbuffers::FlatBufferBuilder;
@@ -56,6 +57,7 @@ impl Encoder {
             FrameBody::Handshake(handshake) => self.encode_handshake(handshake, out),
             FrameBody::CatchUpStream(stream) => self.encode_catch_up_stream(stream, out),
             FrameBody::CheckpointChunk(chunk) => self.encode_checkpoint_chunk(chunk, out),
+            FrameBody::HandshakeProof(proof) => self.encode_handshake_proof(proof, out),
         }
     }
 
@@ -97,6 +99,13 @@ impl Encoder {
     pub fn encode_handshake(&mut self, handshake: &Handshake, out: &mut Vec<u8>) {
         self.fbb.reset();
         encode::handshake(&mut self.fbb, handshake);
+        out.extend_from_slice(self.fbb.finished_data());
+    }
+
+    /// Appends one `Frame` holding `proof` to `out`.
+    pub fn encode_handshake_proof(&mut self, proof: &HandshakeProof, out: &mut Vec<u8>) {
+        self.fbb.reset();
+        encode::handshake_proof(&mut self.fbb, proof);
         out.extend_from_slice(self.fbb.finished_data());
     }
 
@@ -207,6 +216,18 @@ pub fn decode_heartbeat_ack_batch(
 /// As [`decode`], plus `UnexpectedFrameBody` when the frame holds another body.
 pub fn decode_handshake(bytes: &[u8], limits: &DecodeLimits) -> Result<Handshake, DecodeError> {
     decode::Decoder::new(bytes, limits)?.handshake()
+}
+
+/// Decodes one `Frame` that must hold a `HandshakeProof`.
+///
+/// # Errors
+///
+/// As [`decode`], plus `UnexpectedFrameBody` when the frame holds another body.
+pub fn decode_handshake_proof(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+) -> Result<HandshakeProof, DecodeError> {
+    decode::Decoder::new(bytes, limits)?.handshake_proof()
 }
 
 /// Decodes one `Frame` that must hold a `CatchUpStream`. The records are copied out

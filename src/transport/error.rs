@@ -127,6 +127,15 @@ pub enum DecodeError {
         /// Bytes in the frame.
         frame_size: usize,
     },
+    /// A fixed-size byte field (a handshake's nonce or proof) of another size.
+    WrongSize {
+        /// The field, e.g. `Handshake.nonce`.
+        field: &'static str,
+        /// Its size in bytes.
+        size: usize,
+        /// The size it must have.
+        expected: usize,
+    },
 }
 
 impl fmt::Display for DecodeError {
@@ -197,6 +206,11 @@ impl fmt::Display for DecodeError {
                 "payload of {payload_size} bytes decoded from a frame of {frame_size} bytes \
                  (aliased offsets)"
             ),
+            DecodeError::WrongSize {
+                field,
+                size,
+                expected,
+            } => write!(f, "{field} has {size} bytes, must have {expected}"),
         }
     }
 }

@@ -19,14 +19,14 @@ pub mod wire;
 
 pub use codec::{
     decode, decode_catch_up_stream, decode_checkpoint_chunk, decode_frame, decode_handshake,
-    decode_heartbeat_ack_batch, decode_heartbeat_batch, encode, encode_catch_up_stream,
-    encode_checkpoint_chunk, encode_frame, encode_handshake, encode_heartbeat_ack_batch,
-    encode_heartbeat_batch, Encoder,
+    decode_handshake_proof, decode_heartbeat_ack_batch, decode_heartbeat_batch, encode,
+    encode_catch_up_stream, encode_checkpoint_chunk, encode_frame, encode_handshake,
+    encode_heartbeat_ack_batch, encode_heartbeat_batch, Encoder,
 };
 pub use error::DecodeError;
 pub use frame::{append_frame, split_frame, FrameError, FRAME_HEADER_SIZE};
 pub use limits::DecodeLimits;
 pub use wire::{
     CatchUpStream, CheckpointChunk, FrameBody, GroupHeartbeat, GroupHeartbeatAck, Handshake,
-    HeartbeatAckBatch, HeartbeatBatch, PROTOCOL_VERSION,
+    HandshakeProof, HeartbeatAckBatch, HeartbeatBatch, PROTOCOL_VERSION,
 };

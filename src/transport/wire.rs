@@ -5,11 +5,14 @@
 //! Field names are the schema's (`schema/wire.fbs`), one name per concept. These are
 //! plain values: the codec validates them on decode, the runtime decides what they mean.
 
+use super::auth::{Nonce, Proof};
 use crate::paxos::{Ballot, GroupId, Instance, Lsn, Message, Nanos, NodeId};
 use bytes::Bytes;
+use std::net::SocketAddr;
 
-/// The wire protocol version this build speaks, sent in every [`Handshake`].
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The wire protocol version this build speaks, sent in every [`Handshake`]. Version 2
+/// added the handshake's shard count, layout, nonce and proof, and [`HandshakeProof`].
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The contents of one frame: exactly one of these per length-prefixed TCP frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub enum FrameBody {
     CatchUpStream(CatchUpStream),
     /// A piece of one group's checkpoint.
     CheckpointChunk(CheckpointChunk),
+    /// The dialer's proof of the key, its second frame on an authenticated connection.
+    HandshakeProof(HandshakeProof),
 }
 
 impl FrameBody {
@@ -39,6 +44,7 @@ impl FrameBody {
             FrameBody::Handshake(_) => "Handshake",
             FrameBody::CatchUpStream(_) => "CatchUpStream",
             FrameBody::CheckpointChunk(_) => "CheckpointChunk",
+            FrameBody::HandshakeProof(_) => "HandshakeProof",
         }
     }
 }
@@ -99,7 +105,7 @@ pub struct HeartbeatAckBatch {
 /// The first frame on every connection, in both directions. The receiver closes the
 /// connection when `cluster` or `protocol_version` differ from its own (the codec
 /// only decodes; it does not decide).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Handshake {
     /// The sender's wire protocol version ([`PROTOCOL_VERSION`]).
     pub protocol_version: u16,
@@ -109,6 +115,23 @@ pub struct Handshake {
     pub node: NodeId,
     /// The sender's shard (core) on that node.
     pub shard: u16,
+    /// The sender's shard count: every node of a cluster must have the same.
+    pub shards: u16,
+    /// The sender's view of the cluster: every node (itself included) and its base
+    /// address, strictly ascending by node (at most `DecodeLimits::voters_max`).
+    pub layout: Vec<(NodeId, SocketAddr)>,
+    /// The sender's fresh nonce: present exactly when it authenticates with a key.
+    pub nonce: Option<Nonce>,
+    /// The acceptor's proof of the key over both nonces (only in its reply).
+    pub proof: Option<Proof>,
+}
+
+/// The dialer's proof of the key over both nonces: its second frame on an
+/// authenticated connection, after the acceptor's reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandshakeProof {
+    /// HMAC-SHA256 (`auth::AuthKey::prove`).
+    pub proof: Proof,
 }
 
 /// Catch-up by streaming: WAL records of one group exactly as they lie on the

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use synod::api::{Config, Error, Node, NodeHandle, StateMachine, StateMachineFactory};
 use synod::paxos::{GroupId, Instance, NodeId, Role};
+use synod::transport::auth::AuthKey;
 
 /// What one node applied: per group, `(instance, value)` in apply order.
 pub type Applied = Arc<Mutex<BTreeMap<GroupId, Vec<(Instance, Bytes)>>>>;
@@ -122,6 +123,18 @@ impl Drop for TempDir {
     }
 }
 
+/// A fresh peer key written to `key` in a new temporary directory (mode 600), as
+/// `synod serve --key-file` reads it; the directory is removed on drop.
+pub fn key_file(name: &str) -> (AuthKey, TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let key = AuthKey::generate().expect("random key");
+    let dir = TempDir::new(&format!("{name}-key"));
+    let path = dir.path().join("key");
+    std::fs::write(&path, format!("{}\n", key.to_hex())).expect("write key file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+    (key, dir, path)
+}
+
 /// The shape of a test cluster.
 #[derive(Clone, Debug)]
 pub struct Shape {
@@ -141,6 +154,10 @@ pub struct Cluster {
     pub nodes: BTreeMap<NodeId, Node>,
     pub applied: BTreeMap<NodeId, Applied>,
     pub cluster_id: u64,
+    /// The peer key of every node, and the file holding it (for `synod serve` children).
+    pub key: AuthKey,
+    pub key_file: PathBuf,
+    pub key_dir: TempDir,
     pub machines: Machines,
     /// Applied to every node's test configuration at every start.
     pub adjust: Box<dyn Fn(&mut Config)>,
@@ -167,6 +184,7 @@ pub fn test_config(cluster: &Cluster, node: NodeId) -> Config {
     config.group.retransmit_ns = 50_000_000;
     config.tick = Duration::from_millis(2);
     config.drain_timeout = Duration::from_millis(500);
+    config.peer_key = Some(cluster.key.clone());
     (cluster.adjust)(&mut config);
     config
 }
@@ -208,8 +226,12 @@ impl Cluster {
             dirs.insert(NodeId(i), TempDir::new(&format!("{name}-n{i}")));
             applied.insert(NodeId(i), Applied::default());
         }
+        let (key, key_dir, key_file) = key_file(name);
         let mut cluster = Cluster {
             shape,
+            key,
+            key_file,
+            key_dir,
             addresses,
             dirs,
             nodes: BTreeMap::new(),

@@ -14,10 +14,13 @@ use synod::transport::auth::AuthKey;
 
 use super::cluster::{line_reader, TempDir};
 
-/// A client key in a key file of its own directory (not a node's data directory).
+/// A test cluster's credentials: a client key and a peer key, each in a key file of
+/// their own directory (not a node's data directory). Every node of one cluster is
+/// given the same `ClientKey`, so the nodes share both keys.
 pub struct ClientKey {
     pub key: AuthKey,
     pub path: PathBuf,
+    pub peer_path: PathBuf,
     _dir: TempDir,
 }
 
@@ -30,18 +33,26 @@ impl ClientKey {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .expect("chmod key file");
+        let peer_path = dir.path().join("peer.key");
+        let peer = AuthKey::generate().expect("random key");
+        std::fs::write(&peer_path, peer.to_hex()).expect("write key file");
+        std::fs::set_permissions(&peer_path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod key file");
         ClientKey {
             key,
             path,
+            peer_path,
             _dir: dir,
         }
     }
 
-    /// The flags that give a node this key.
+    /// The flags that give a node these keys.
     pub fn args(&self) -> Vec<String> {
         vec![
             "--client-key-file".to_string(),
             self.path.display().to_string(),
+            "--key-file".to_string(),
+            self.peer_path.display().to_string(),
         ]
     }
 

@@ -112,6 +112,8 @@ impl Cluster {
             .zip(free_bases(REPLICAS as usize, o.shards)?)
             .map(|(id, port)| (id, SocketAddr::from(([127, 0, 0, 1], port))))
             .collect();
+        // A fresh peer key per run: the local cluster authenticates like a deployed one.
+        let key = synod::transport::auth::AuthKey::generate().map_err(|e| e.to_string())?;
         let mut nodes = BTreeMap::new();
         for id in addresses.keys() {
             let dir = o.dir.join(format!("node-{}", id.0));
@@ -119,7 +121,8 @@ impl Cluster {
             // made of the last run's segment files, recycled into blank spares: deleting
             // gigabytes right before measuring makes this disk (mounted with `discard`)
             // stall for the next seconds.
-            let config = config(o, *id, addresses.clone(), dir);
+            let mut config = config(o, *id, addresses.clone(), dir);
+            config.peer_key = Some(key.clone());
             reuse_segments(&config)?;
             let node = start_watched(config, *id)?;
             nodes.insert(*id, node);

@@ -11,21 +11,23 @@ use crate::paxos::{
     Ballot, Body, Entry, GroupId, Instance, InstanceRange, Lsn, Membership, Message, MessageBody,
     Nanos, NodeId, PromisedEntry,
 };
+use crate::transport::auth::{NONCE_SIZE, PROOF_SIZE};
 use crate::transport::error::DecodeError;
 use crate::transport::limits::DecodeLimits;
 use crate::transport::wire::{
     CatchUpStream, CheckpointChunk, FrameBody, GroupHeartbeat, GroupHeartbeatAck, Handshake,
-    HeartbeatAckBatch, HeartbeatBatch,
+    HandshakeProof, HeartbeatAckBatch, HeartbeatBatch,
 };
 use bytes::Bytes;
 use flatbuffers::{ForwardsUOffset, Vector};
+use std::net::{Ipv6Addr, SocketAddr};
 use synod_wire as fb;
 
 // A new union member or enum value must be decoded here before it may be sent: the
 // matches below need an arm for unknown values (the generated types are open), so
 // these pin the schema's size instead of an exhaustive match.
 const _: () = assert!(
-    fb::FrameBody::ENUM_MAX == 6,
+    fb::FrameBody::ENUM_MAX == 7,
     "new FrameBody member: decode it"
 );
 const _: () = assert!(
@@ -61,6 +63,23 @@ fn frame_body_name(kind: fb::FrameBody) -> Result<&'static str, DecodeError> {
         .ok_or(DecodeError::UnknownUnion {
             field: "Frame.body",
             tag: kind.0,
+        })
+}
+
+/// An optional byte vector of exactly `N` bytes, else [`DecodeError::WrongSize`].
+fn fixed<const N: usize>(
+    field: &'static str,
+    v: Option<Vector<'_, u8>>,
+) -> Result<Option<[u8; N]>, DecodeError> {
+    let Some(v) = v else {
+        return Ok(None);
+    };
+    <[u8; N]>::try_from(v.bytes())
+        .map(Some)
+        .map_err(|_| DecodeError::WrongSize {
+            field,
+            size: v.len(),
+            expected: N,
         })
 }
 
@@ -159,7 +178,10 @@ impl<'a, 'l> Decoder<'a, 'l> {
             return Ok(FrameBody::HeartbeatAckBatch(self.heartbeat_acks(batch)?));
         }
         if let Some(h) = frame.body_as_handshake() {
-            return Ok(FrameBody::Handshake(Self::handshake_of(h)));
+            return Ok(FrameBody::Handshake(self.handshake_of(h)?));
+        }
+        if let Some(p) = frame.body_as_handshake_proof() {
+            return Ok(FrameBody::HandshakeProof(Self::proof_of(p)?));
         }
         if let Some(s) = frame.body_as_catch_up_stream() {
             return Ok(FrameBody::CatchUpStream(self.stream(s)?));
@@ -216,7 +238,15 @@ impl<'a, 'l> Decoder<'a, 'l> {
 
     pub(super) fn handshake(self) -> Result<Handshake, DecodeError> {
         let h = self.expect(fb::FrameBody::Handshake, fb::Frame::body_as_handshake)?;
-        Ok(Self::handshake_of(h))
+        self.handshake_of(h)
+    }
+
+    pub(super) fn handshake_proof(self) -> Result<HandshakeProof, DecodeError> {
+        let p = self.expect(
+            fb::FrameBody::HandshakeProof,
+            fb::Frame::body_as_handshake_proof,
+        )?;
+        Self::proof_of(p)
     }
 
     pub(super) fn catch_up_stream(mut self) -> Result<CatchUpStream, DecodeError> {
@@ -561,12 +591,44 @@ impl<'a, 'l> Decoder<'a, 'l> {
         })
     }
 
-    fn handshake_of(h: fb::Handshake<'a>) -> Handshake {
-        Handshake {
+    fn handshake_of(&self, h: fb::Handshake<'a>) -> Result<Handshake, DecodeError> {
+        let entries = h.layout().map_or(0, |l| l.len());
+        check_count("Handshake.layout", entries, self.limits.voters_max)?;
+        let mut layout: Vec<(NodeId, SocketAddr)> = Vec::with_capacity(entries);
+        for a in h.layout().iter().flatten() {
+            if let Some((previous, _)) = layout.last() {
+                if previous.0 >= a.node() {
+                    return Err(DecodeError::NotAscending {
+                        field: "Handshake.layout",
+                        previous: u64::from(previous.0),
+                        next: u64::from(a.node()),
+                    });
+                }
+            }
+            let ip = Ipv6Addr::from(u128::from(a.ip_high()) << 64 | u128::from(a.ip_low()));
+            let ip = ip.to_ipv4_mapped().map_or(ip.into(), Into::into);
+            layout.push((NodeId(a.node()), SocketAddr::new(ip, a.port())));
+        }
+        Ok(Handshake {
             protocol_version: h.protocol_version(),
             cluster: h.cluster(),
             node: NodeId(h.node()),
             shard: h.shard(),
+            shards: h.shards(),
+            layout,
+            nonce: fixed::<NONCE_SIZE>("Handshake.nonce", h.nonce())?,
+            proof: fixed::<PROOF_SIZE>("Handshake.proof", h.proof())?,
+        })
+    }
+
+    fn proof_of(p: fb::HandshakeProof<'a>) -> Result<HandshakeProof, DecodeError> {
+        match fixed::<PROOF_SIZE>("HandshakeProof.proof", p.proof())? {
+            Some(proof) => Ok(HandshakeProof { proof }),
+            None => Err(DecodeError::WrongSize {
+                field: "HandshakeProof.proof",
+                size: 0,
+                expected: PROOF_SIZE,
+            }),
         }
     }
 

@@ -5,12 +5,15 @@
 //! `values` is written for every `Values` entry (even empty), so that decode gives back
 //! exactly what was encoded.
 
-use crate::paxos::{Ballot, Body, Entry, InstanceRange, Message, MessageBody, PromisedEntry};
+use crate::paxos::{
+    Ballot, Body, Entry, InstanceRange, Message, MessageBody, NodeId, PromisedEntry,
+};
 use crate::transport::wire::{
-    CatchUpStream, CheckpointChunk, Handshake, HeartbeatAckBatch, HeartbeatBatch,
+    CatchUpStream, CheckpointChunk, Handshake, HandshakeProof, HeartbeatAckBatch, HeartbeatBatch,
 };
 use flatbuffers::{FlatBufferBuilder, UnionWIPOffset, WIPOffset};
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use synod_wire as fb;
 
 /// The builder every function writes into (reset by the caller).
@@ -350,6 +353,13 @@ pub(super) fn heartbeat_ack_batch(fbb: &mut Fbb, batch: &HeartbeatAckBatch) {
 
 /// Writes a whole `Frame` holding a `Handshake`.
 pub(super) fn handshake(fbb: &mut Fbb, h: &Handshake) {
+    fbb.start_vector::<fb::NodeAddress>(h.layout.len());
+    for (node, address) in h.layout.iter().rev() {
+        fbb.push(node_address(*node, *address));
+    }
+    let layout = fbb.end_vector(h.layout.len());
+    let nonce = h.nonce.as_ref().map(|n| fbb.create_vector(n.as_slice()));
+    let proof = h.proof.as_ref().map(|p| fbb.create_vector(p.as_slice()));
     let t = fb::Handshake::create(
         fbb,
         &fb::HandshakeArgs {
@@ -357,9 +367,30 @@ pub(super) fn handshake(fbb: &mut Fbb, h: &Handshake) {
             cluster: h.cluster,
             node: h.node.0,
             shard: h.shard,
+            shards: h.shards,
+            layout: Some(layout),
+            nonce,
+            proof,
         },
     );
     finish(fbb, fb::FrameBody::Handshake, t.as_union_value());
+}
+
+/// A layout entry: IPv4 addresses as IPv4-mapped IPv6, in two big-endian halves.
+fn node_address(node: NodeId, address: SocketAddr) -> fb::NodeAddress {
+    let ip = match address.ip() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    let bits = u128::from(ip);
+    fb::NodeAddress::new((bits >> 64) as u64, bits as u64, node.0, address.port())
+}
+
+/// Writes a whole `Frame` holding a `HandshakeProof`.
+pub(super) fn handshake_proof(fbb: &mut Fbb, p: &HandshakeProof) {
+    let proof = fbb.create_vector(p.proof.as_slice());
+    let t = fb::HandshakeProof::create(fbb, &fb::HandshakeProofArgs { proof: Some(proof) });
+    finish(fbb, fb::FrameBody::HandshakeProof, t.as_union_value());
 }
 
 /// Writes a whole `Frame` holding a `CatchUpStream`.

@@ -224,10 +224,10 @@ pub struct MessageBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_FRAME_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_FRAME_BODY: u8 = 6;
+pub const ENUM_MAX_FRAME_BODY: u8 = 7;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_FRAME_BODY: [FrameBody; 7] = [
+pub const ENUM_VALUES_FRAME_BODY: [FrameBody; 8] = [
   FrameBody::NONE,
   FrameBody::MessageBatch,
   FrameBody::HeartbeatBatch,
@@ -235,6 +235,7 @@ pub const ENUM_VALUES_FRAME_BODY: [FrameBody; 7] = [
   FrameBody::Handshake,
   FrameBody::CatchUpStream,
   FrameBody::CheckpointChunk,
+  FrameBody::HandshakeProof,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -249,9 +250,10 @@ impl FrameBody {
   pub const Handshake: Self = Self(4);
   pub const CatchUpStream: Self = Self(5);
   pub const CheckpointChunk: Self = Self(6);
+  pub const HandshakeProof: Self = Self(7);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 6;
+  pub const ENUM_MAX: u8 = 7;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::MessageBatch,
@@ -260,6 +262,7 @@ impl FrameBody {
     Self::Handshake,
     Self::CatchUpStream,
     Self::CheckpointChunk,
+    Self::HandshakeProof,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -271,6 +274,7 @@ impl FrameBody {
       Self::Handshake => Some("Handshake"),
       Self::CatchUpStream => Some("CatchUpStream"),
       Self::CheckpointChunk => Some("CheckpointChunk"),
+      Self::HandshakeProof => Some("HandshakeProof"),
       _ => None,
     }
   }
@@ -961,6 +965,200 @@ impl<'a> GroupHeartbeatAck {
         &x_le as *const _ as *const u8,
         self.0[24..].as_mut_ptr(),
         ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+}
+
+/// One node of the cluster layout and its base address (shard s listens on port + s).
+/// `ip` is the IPv6 address, or the IPv4-mapped one (::ffff:a.b.c.d), as two big-endian
+/// halves. 24 bytes (2 padding).
+// struct NodeAddress, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct NodeAddress(pub [u8; 24]);
+impl Default for NodeAddress { 
+  fn default() -> Self { 
+    Self([0; 24])
+  }
+}
+impl ::core::fmt::Debug for NodeAddress {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("NodeAddress")
+      .field("ip_high", &self.ip_high())
+      .field("ip_low", &self.ip_low())
+      .field("node", &self.node())
+      .field("port", &self.port())
+      .finish()
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for NodeAddress {}
+impl<'a> ::flatbuffers::Follow<'a> for NodeAddress {
+  type Inner = &'a NodeAddress;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a NodeAddress>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a NodeAddress {
+  type Inner = &'a NodeAddress;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<NodeAddress>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for NodeAddress {
+    type Output = NodeAddress;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const NodeAddress as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
+
+impl<'a> ::flatbuffers::Verifiable for NodeAddress {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
+
+impl<'a> NodeAddress {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    ip_high: u64,
+    ip_low: u64,
+    node: u32,
+    port: u16,
+  ) -> Self {
+    let mut s = Self([0; 24]);
+    s.set_ip_high(ip_high);
+    s.set_ip_low(ip_low);
+    s.set_node(node);
+    s.set_port(port);
+    s
+  }
+
+  pub fn ip_high(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[0..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_ip_high(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[0..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn ip_low(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[8..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_ip_low(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[8..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn node(&self) -> u32 {
+    let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[16..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_node(&mut self, x: u32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[16..].as_mut_ptr(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn port(&self) -> u16 {
+    let mut mem = ::core::mem::MaybeUninit::<<u16 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[20..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_port(&mut self, x: u16) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[20..].as_mut_ptr(),
+        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }
   }
@@ -3262,7 +3460,9 @@ impl ::core::fmt::Debug for HeartbeatAckBatch<'_> {
 pub enum HandshakeOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
-/// First frame on every connection, in both directions.
+/// First frame on every connection, in both directions. `nonce` (16 bytes) is present
+/// exactly when the sender authenticates with a key; `proof` (32 bytes) only in the
+/// acceptor's reply; `layout` strictly ascending by node.
 pub struct Handshake<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -3280,6 +3480,10 @@ impl<'a> Handshake<'a> {
   pub const VT_CLUSTER: ::flatbuffers::VOffsetT = 6;
   pub const VT_NODE: ::flatbuffers::VOffsetT = 8;
   pub const VT_SHARD: ::flatbuffers::VOffsetT = 10;
+  pub const VT_SHARDS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_LAYOUT: ::flatbuffers::VOffsetT = 14;
+  pub const VT_NONCE: ::flatbuffers::VOffsetT = 16;
+  pub const VT_PROOF: ::flatbuffers::VOffsetT = 18;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3288,11 +3492,15 @@ impl<'a> Handshake<'a> {
   #[allow(unused_mut)]
   pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
     _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args HandshakeArgs
+    args: &'args HandshakeArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Handshake<'bldr>> {
     let mut builder = HandshakeBuilder::new(_fbb);
     builder.add_cluster(args.cluster);
+    if let Some(x) = args.proof { builder.add_proof(x); }
+    if let Some(x) = args.nonce { builder.add_nonce(x); }
+    if let Some(x) = args.layout { builder.add_layout(x); }
     builder.add_node(args.node);
+    builder.add_shards(args.shards);
     builder.add_shard(args.shard);
     builder.add_protocol_version(args.protocol_version);
     builder.finish()
@@ -3327,6 +3535,34 @@ impl<'a> Handshake<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u16>(Handshake::VT_SHARD, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn shards(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(Handshake::VT_SHARDS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn layout(&self) -> Option<::flatbuffers::Vector<'a, NodeAddress>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, NodeAddress>>>(Handshake::VT_LAYOUT, None)}
+  }
+  #[inline]
+  pub fn nonce(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Handshake::VT_NONCE, None)}
+  }
+  #[inline]
+  pub fn proof(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Handshake::VT_PROOF, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Handshake<'_> {
@@ -3339,17 +3575,25 @@ impl ::flatbuffers::Verifiable for Handshake<'_> {
      .visit_field::<u64>("cluster", Self::VT_CLUSTER, false)?
      .visit_field::<u32>("node", Self::VT_NODE, false)?
      .visit_field::<u16>("shard", Self::VT_SHARD, false)?
+     .visit_field::<u16>("shards", Self::VT_SHARDS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, NodeAddress>>>("layout", Self::VT_LAYOUT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("nonce", Self::VT_NONCE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("proof", Self::VT_PROOF, false)?
      .finish();
     Ok(())
   }
 }
-pub struct HandshakeArgs {
+pub struct HandshakeArgs<'a> {
     pub protocol_version: u16,
     pub cluster: u64,
     pub node: u32,
     pub shard: u16,
+    pub shards: u16,
+    pub layout: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, NodeAddress>>>,
+    pub nonce: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub proof: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
 }
-impl<'a> Default for HandshakeArgs {
+impl<'a> Default for HandshakeArgs<'a> {
   #[inline]
   fn default() -> Self {
     HandshakeArgs {
@@ -3357,6 +3601,10 @@ impl<'a> Default for HandshakeArgs {
       cluster: 0,
       node: 0,
       shard: 0,
+      shards: 0,
+      layout: None,
+      nonce: None,
+      proof: None,
     }
   }
 }
@@ -3383,6 +3631,22 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HandshakeBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u16>(Handshake::VT_SHARD, shard, 0);
   }
   #[inline]
+  pub fn add_shards(&mut self, shards: u16) {
+    self.fbb_.push_slot::<u16>(Handshake::VT_SHARDS, shards, 0);
+  }
+  #[inline]
+  pub fn add_layout(&mut self, layout: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , NodeAddress>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Handshake::VT_LAYOUT, layout);
+  }
+  #[inline]
+  pub fn add_nonce(&mut self, nonce: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Handshake::VT_NONCE, nonce);
+  }
+  #[inline]
+  pub fn add_proof(&mut self, proof: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Handshake::VT_PROOF, proof);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HandshakeBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HandshakeBuilder {
@@ -3404,6 +3668,107 @@ impl ::core::fmt::Debug for Handshake<'_> {
       ds.field("cluster", &self.cluster());
       ds.field("node", &self.node());
       ds.field("shard", &self.shard());
+      ds.field("shards", &self.shards());
+      ds.field("layout", &self.layout());
+      ds.field("nonce", &self.nonce());
+      ds.field("proof", &self.proof());
+      ds.finish()
+  }
+}
+pub enum HandshakeProofOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The dialer's proof (32 bytes), its second frame when the peers authenticate.
+pub struct HandshakeProof<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for HandshakeProof<'a> {
+  type Inner = HandshakeProof<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> HandshakeProof<'a> {
+  pub const VT_PROOF: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    HandshakeProof { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args HandshakeProofArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<HandshakeProof<'bldr>> {
+    let mut builder = HandshakeProofBuilder::new(_fbb);
+    if let Some(x) = args.proof { builder.add_proof(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn proof(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(HandshakeProof::VT_PROOF, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for HandshakeProof<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("proof", Self::VT_PROOF, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct HandshakeProofArgs<'a> {
+    pub proof: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for HandshakeProofArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    HandshakeProofArgs {
+      proof: None,
+    }
+  }
+}
+
+pub struct HandshakeProofBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HandshakeProofBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_proof(&mut self, proof: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(HandshakeProof::VT_PROOF, proof);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HandshakeProofBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    HandshakeProofBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<HandshakeProof<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for HandshakeProof<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("HandshakeProof");
+      ds.field("proof", &self.proof());
       ds.finish()
   }
 }
@@ -3890,6 +4255,20 @@ impl<'a> Frame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_handshake_proof(&self) -> Option<HandshakeProof<'a>> {
+    if self.body_type() == FrameBody::HandshakeProof {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { HandshakeProof::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Frame<'_> {
@@ -3906,6 +4285,7 @@ impl ::flatbuffers::Verifiable for Frame<'_> {
           FrameBody::Handshake => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Handshake>>("FrameBody::Handshake", pos),
           FrameBody::CatchUpStream => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CatchUpStream>>("FrameBody::CatchUpStream", pos),
           FrameBody::CheckpointChunk => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CheckpointChunk>>("FrameBody::CheckpointChunk", pos),
+          FrameBody::HandshakeProof => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<HandshakeProof>>("FrameBody::HandshakeProof", pos),
           _ => Ok(()),
         }
      })?
@@ -3998,6 +4378,13 @@ impl ::core::fmt::Debug for Frame<'_> {
         },
         FrameBody::CheckpointChunk => {
           if let Some(x) = self.body_as_checkpoint_chunk() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        FrameBody::HandshakeProof => {
+          if let Some(x) = self.body_as_handshake_proof() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
