@@ -151,7 +151,10 @@ fn client_key_is_required() {
     let dir = TempDir::new("auth");
     // `synod serve --client` without a key file or --no-auth does not start.
     let mut args = node_args(1, "1=127.0.0.1:1", "127.0.0.1:0", &dir);
-    args.extend(["--key-file".to_string(), key.peer_path.display().to_string()]);
+    args.extend([
+        "--key-file".to_string(),
+        key.peer_path.display().to_string(),
+    ]);
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
         .arg("serve")
         .args(&args)

@@ -79,7 +79,13 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             "--client-key-file",
             "--key-file",
         ],
-        &["--new", "--existing", "--control", "--test-timeouts", "--no-auth"],
+        &[
+            "--new",
+            "--existing",
+            "--control",
+            "--test-timeouts",
+            "--no-auth",
+        ],
     )?;
     let node = NodeId(parsed(args, "--node")?.ok_or("--node is required")?);
     let nodes = parse_nodes(value(args, "--nodes")?.ok_or("--nodes is required")?)?;
