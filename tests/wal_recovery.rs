@@ -798,6 +798,50 @@ fn damage_witnessed_by_the_same_sector() {
     assert_eq!(result.lsn_through, Lsn(2));
 }
 
+// Goal: a remnant of an earlier write lying after the end of the log, in the sector
+// where the log ends, never poses as the witness of row 7, even with the LSN a witness
+// would carry: without a header naming LSN `last + 1` at the end, the end is clean.
+// Method: a one-batch log; after it, bytes that are no header, then a valid record of
+// LSN `last + 2` in the same sector; then the same with a header at the end.
+#[test]
+fn remnant_is_no_witness() {
+    let (log, _) = build(Layout::Small, &[2, 2]);
+    let end = BLOCK_SIZE;
+    let mut image = log[..end].to_vec();
+    image.resize(4 * BLOCK_SIZE, 0);
+    image[end..end + 104].fill(0xab);
+    let mut remnant = Vec::new();
+    let stamp = Stamp {
+        lsn: Lsn(4),
+        batch_first: Lsn(3),
+    };
+    encode(&accept(4, 10), stamp, SALT, &mut remnant);
+    image[end + 104..end + 104 + remnant.len()].copy_from_slice(&remnant);
+    let result = scan(&image, &scan_config());
+    assert_eq!(result.recovery, Recovery::Clean { end: end as u64 });
+    assert_eq!(result.lsn_through, Lsn(2));
+
+    // A header naming LSN 3 and ending where the LSN 4 record starts: row 7.
+    let mut header = Vec::new();
+    let stamp = Stamp {
+        lsn: Lsn(3),
+        batch_first: Lsn(3),
+    };
+    encode(&accept(3, 32), stamp, SALT, &mut header);
+    assert_eq!(header.len(), 104);
+    header[60] ^= 1;
+    image[end..end + 104].copy_from_slice(&header);
+    let result = scan(&image, &scan_config());
+    assert_eq!(
+        result.recovery,
+        Recovery::Damaged {
+            at: end as u64,
+            lsn: Lsn(3),
+            next_at: (end + 104) as u64
+        }
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Fuzzing.
 
