@@ -748,3 +748,53 @@ fn keyed_dialer_with_extreme_fields_changes_nothing() {
     }
     drop(cluster_dirs);
 }
+
+// Goal: `synod serve` refuses to start without a peer key unless `--no-auth` says so,
+// and `synod keygen` prints a key that `--key-file` reads.
+// Method: run serve without either flag, with both, and with a malformed key file;
+// check the exit status and the message; parse keygen's output as a key.
+#[test]
+fn serve_needs_a_key_file_or_no_auth() {
+    let dir = TempDir::new("hostile-flags");
+    let serve = |extra: &[&str]| {
+        let mut args = vec![
+            "serve",
+            "--node",
+            "1",
+            "--nodes",
+            "1=127.0.0.1:1",
+            "--dir",
+            dir.path().to_str().expect("utf-8 path"),
+        ];
+        args.extend_from_slice(extra);
+        let output = Command::new(env!("CARGO_BIN_EXE_synod"))
+            .args(&args)
+            .output()
+            .expect("run synod serve");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let (ok, stderr) = serve(&[]);
+    assert!(
+        !ok && stderr.contains("--key-file FILE is required"),
+        "{stderr}"
+    );
+    let bad = dir.path().join("bad.key");
+    std::fs::write(&bad, "not hex").expect("write");
+    let bad = bad.display().to_string();
+    let (ok, stderr) = serve(&["--key-file", &bad, "--no-auth"]);
+    assert!(!ok && stderr.contains("exclude each other"), "{stderr}");
+    let (ok, stderr) = serve(&["--key-file", &bad]);
+    assert!(!ok && stderr.contains("--key-file"), "{stderr}");
+
+    let keygen = Command::new(env!("CARGO_BIN_EXE_synod"))
+        .arg("keygen")
+        .output()
+        .expect("run synod keygen");
+    assert!(keygen.status.success());
+    let text = String::from_utf8_lossy(&keygen.stdout);
+    assert_eq!(text.trim().len(), 64, "{text}");
+    assert!(AuthKey::from_hex(&text).is_ok(), "{text}");
+}
