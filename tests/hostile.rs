@@ -114,6 +114,7 @@ impl Cluster {
                 &SHARDS.to_string(),
                 "--groups",
                 &GROUPS.to_string(),
+                "--new",
                 "--test-timeouts",
                 "--control",
                 "--key-file",
@@ -765,6 +766,7 @@ fn serve_needs_a_key_file_or_no_auth() {
             "1=127.0.0.1:1",
             "--dir",
             dir.path().to_str().expect("utf-8 path"),
+            "--new",
         ];
         args.extend_from_slice(extra);
         let output = Command::new(env!("CARGO_BIN_EXE_synod"))

@@ -250,9 +250,12 @@ struct Serve {
 
 impl Serve {
     fn spawn(args: &[String]) -> Serve {
+        // These tests are about start-up and failover, not authentication
+        // (tests/hostile.rs and tests/client_hostile.rs): both ports run without keys.
         let mut child = Command::new(env!("CARGO_BIN_EXE_synod"))
             .arg("serve")
             .args(args)
+            .arg("--no-auth")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
