@@ -63,13 +63,15 @@ for groups in "${counts[@]}"; do
     rm -rf "$run"
     mkdir -p "$run"
     nodes="1=127.0.0.1:$port,2=127.0.0.1:$((port + 10)),3=127.0.0.1:$((port + 20))"
+    "$bin" keygen >"$run/peer.key"
+    chmod 600 "$run/peer.key"
     cores=()
     [ -z "${CORES:-}" ] || cores=(--cores "$CORES")
     [ -z "${TICK_MS:-}" ] || cores+=(--tick-ms "$TICK_MS")
     for i in 1 2 3; do
         mkfifo "$run/n$i.in"
         "$bin" serve --node "$i" --nodes "$nodes" --dir "$run/n$i" --new --groups "$groups" \
-            "${cores[@]}" --control <"$run/n$i.in" >"$run/n$i.out" 2>"$run/n$i.err" &
+            --key-file "$run/peer.key" "${cores[@]}" --control <"$run/n$i.in" >"$run/n$i.out" 2>"$run/n$i.err" &
         pids+=($!)
         eval "exec $((i + 2))>\"$run/n$i.in\""
     done
