@@ -123,15 +123,22 @@ impl Drop for TempDir {
     }
 }
 
+/// A fresh key written to `path` (hex, mode 600), as `synod serve --key-file` and
+/// `--client-key-file` read it.
+pub fn write_key(path: &Path) -> AuthKey {
+    use std::os::unix::fs::PermissionsExt;
+    let key = AuthKey::generate().expect("random key");
+    std::fs::write(path, format!("{}\n", key.to_hex())).expect("write key file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+    key
+}
+
 /// A fresh peer key written to `key` in a new temporary directory (mode 600), as
 /// `synod serve --key-file` reads it; the directory is removed on drop.
 pub fn key_file(name: &str) -> (AuthKey, TempDir, PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
-    let key = AuthKey::generate().expect("random key");
     let dir = TempDir::new(&format!("{name}-key"));
     let path = dir.path().join("key");
-    std::fs::write(&path, format!("{}\n", key.to_hex())).expect("write key file");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+    let key = write_key(&path);
     (key, dir, path)
 }
 

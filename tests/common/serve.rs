@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use synod::transport::auth::AuthKey;
 
-use super::cluster::{line_reader, TempDir};
+use super::cluster::{line_reader, write_key, TempDir};
 
 /// A test cluster's credentials: a client key and a peer key, each in a key file of
 /// their own directory (not a node's data directory). Every node of one cluster is
@@ -27,17 +27,10 @@ pub struct ClientKey {
 impl ClientKey {
     pub fn new(name: &str) -> ClientKey {
         let dir = TempDir::new(&format!("{name}-key"));
-        let key = AuthKey::generate().expect("random key");
         let path = dir.path().join("client.key");
-        std::fs::write(&path, key.to_hex()).expect("write key file");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod key file");
+        let key = write_key(&path);
         let peer_path = dir.path().join("peer.key");
-        let peer = AuthKey::generate().expect("random key");
-        std::fs::write(&peer_path, peer.to_hex()).expect("write key file");
-        std::fs::set_permissions(&peer_path, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod key file");
+        write_key(&peer_path);
         ClientKey {
             key,
             path,
