@@ -6,17 +6,15 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::{
-    free_ports, line_reader, propose_anywhere, recorder, Cluster, Outcome, Shape, TempDir,
-};
+use common::cluster::{free_ports, propose_anywhere, recorder, Cluster, Outcome, Shape, TempDir};
+use common::serve::{GroupLine, Serve};
 use futures_lite::future::block_on;
 use synod::api::{Error, Fatal, StateMachine};
 use synod::client::Client;
@@ -241,125 +239,17 @@ impl Drop for Mount {
     }
 }
 
-/// A `synod serve` child: its stdout lines, its stderr lines; killed on drop.
-struct Serve {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    log: Arc<Mutex<Vec<String>>>,
+/// Starts `synod serve ARGS` as node `label` without waiting for `ready`. These tests
+/// are about start-up and failover, not authentication (tests/hostile.rs and
+/// tests/client_hostile.rs): both ports run without keys.
+fn serve(label: &str, args: &[String]) -> Serve {
+    let mut args = args.to_vec();
+    args.push("--no-auth".to_string());
+    Serve::start(label, &args, None)
 }
 
-impl Serve {
-    fn spawn(args: &[String]) -> Serve {
-        // These tests are about start-up and failover, not authentication
-        // (tests/hostile.rs and tests/client_hostile.rs): both ports run without keys.
-        let mut child = Command::new(env!("CARGO_BIN_EXE_synod"))
-            .arg("serve")
-            .args(args)
-            .arg("--no-auth")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn synod serve");
-        let lines = line_reader(child.stdout.take().expect("stdout"));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&log);
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        Serve { child, lines, log }
-    }
-
-    fn log_lines(&self) -> Vec<String> {
-        self.log.lock().expect("log lock").clone()
-    }
-
-    /// Waits for `ready`; fails with the child's stderr if it does not come.
-    fn ready(self) -> Serve {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line == "ready" => return self,
-                Ok(_) => {}
-                Err(_) => panic!("synod serve not ready: {:?}", self.log_lines()),
-            }
-        }
-    }
-
-    /// Waits (bounded) for the child to exit by itself.
-    fn exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "synod serve still runs after {limit:?}: {:?}",
-                self.log_lines()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Waits for the stderr reader to see the child's last line.
-    fn final_log(&self) -> Vec<String> {
-        for _ in 0..200 {
-            if self
-                .log
-                .lock()
-                .expect("log lock")
-                .iter()
-                .any(|l| l.starts_with("synod: "))
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.log_lines()
-    }
-
-    /// Ends the node gracefully (end of stdin) and checks that it exits 0.
-    fn stop(mut self) {
-        drop(self.child.stdin.take());
-        let status = self.exit(Duration::from_secs(20));
-        assert!(status.success(), "synod serve exited with {status}");
-    }
-
-    /// `group -> role` of every group, from the child's `status`.
-    fn roles(&mut self) -> BTreeMap<u32, String> {
-        let stdin = self.child.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "status").expect("write status");
-        stdin.flush().expect("flush");
-        let mut roles = BTreeMap::new();
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(10))
-                .expect("status answers");
-            if line == "end" {
-                return roles;
-            }
-            // group <g> role <role> applied <i> checksum <c>
-            let words: Vec<&str> = line.split_whitespace().collect();
-            if let ["group", group, "role", role, ..] = words[..] {
-                roles.insert(group.parse().expect("group"), role.to_string());
-            }
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        // A failed test must not leave children behind.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// How long a node may take to print `ready`.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_string()).collect()
@@ -368,12 +258,12 @@ fn args(list: &[&str]) -> Vec<String> {
 /// Runs `synod serve` with `args`, which must refuse to start: returns its one error
 /// line (`synod: ...`), after checking that it exited 1 without printing `ready`.
 fn refused(args: &[String]) -> String {
-    let mut serve = Serve::spawn(args);
-    let status = serve.exit(Duration::from_secs(30));
-    let log = serve.final_log();
+    let mut node = serve("1", args);
+    let status = node.exit(Duration::from_secs(30));
+    let log = node.final_log();
     assert_eq!(status.code(), Some(1), "{args:?}: {log:?}");
     assert!(
-        serve.lines.try_iter().all(|l| l != "ready"),
+        node.lines.try_iter().all(|l| l != "ready"),
         "{args:?} printed ready"
     );
     let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("synod: ")).collect();
@@ -425,38 +315,41 @@ fn full_disk_stops_the_node_and_the_others_take_over() {
     let (peer_list, client_list) = (node_list(&peers), node_list(&clients));
     let addresses: Vec<String> = clients.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let spawn = |i: usize| {
-        Serve::spawn(&[
-            "--node".to_string(),
-            (i + 1).to_string(),
-            "--cluster".into(),
-            CLUSTER.to_string(),
-            "--nodes".into(),
-            peer_list.clone(),
-            "--dir".into(),
-            dirs[i].display().to_string(),
-            "--new".into(),
-            "--shards".into(),
-            "2".into(),
-            "--groups".into(),
-            "8".into(),
-            "--test-timeouts".into(),
-            "--control".into(),
-            "--client".into(),
-            addresses[i].clone(),
-            "--client-nodes".into(),
-            client_list.clone(),
-        ])
-        .ready()
+        serve(
+            &(i + 1).to_string(),
+            &[
+                "--node".to_string(),
+                (i + 1).to_string(),
+                "--cluster".into(),
+                CLUSTER.to_string(),
+                "--nodes".into(),
+                peer_list.clone(),
+                "--dir".into(),
+                dirs[i].display().to_string(),
+                "--new".into(),
+                "--shards".into(),
+                "2".into(),
+                "--groups".into(),
+                "8".into(),
+                "--test-timeouts".into(),
+                "--control".into(),
+                "--client".into(),
+                addresses[i].clone(),
+                "--client-nodes".into(),
+                client_list.clone(),
+            ],
+        )
+        .ready(READY_WITHIN)
     };
     let mut first = spawn(0);
     let mut second = spawn(1);
     let deadline = Instant::now() + Duration::from_secs(30);
     let led_by_first = loop {
-        let (ones, twos) = (first.roles(), second.roles());
-        let leads = |roles: &BTreeMap<u32, String>| -> BTreeSet<u32> {
-            roles
+        let (ones, twos) = (first.status(), second.status());
+        let leads = |groups: &BTreeMap<u32, GroupLine>| -> BTreeSet<u32> {
+            groups
                 .iter()
-                .filter(|(_, role)| *role == "Leader")
+                .filter(|(_, line)| line.role == "Leader")
                 .map(|(g, _)| *g)
                 .collect()
         };
@@ -577,7 +470,7 @@ fn read_only_data_dir_is_refused() {
         list.extend(args(extra));
         list
     };
-    Serve::spawn(&start(&["--new"])).ready().stop();
+    serve("1", &start(&["--new"])).ready(READY_WITHIN).stop();
     mount.remount_read_only();
     let error = refused(&start(&[]));
     assert!(
@@ -617,8 +510,8 @@ fn empty_data_dir_needs_new_or_existing() {
         let _ = std::fs::remove_dir_all(&dir);
         let mut one = base.clone();
         one.push(flag.to_string());
-        Serve::spawn(&one).ready().stop();
-        Serve::spawn(&base).ready().stop();
+        serve("1", &one).ready(READY_WITHIN).stop();
+        serve("1", &base).ready(READY_WITHIN).stop();
     }
 }
 

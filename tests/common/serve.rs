@@ -1,12 +1,14 @@
-//! `synod serve --client` children for the client protocol's tests: spawned with the
-//! test's flags plus the credentials ([`ClientKey::args`], the one place that adds
-//! them), their stdout lines and their log (stderr) lines collected; killed on drop.
+//! `synod serve` children for the tests that run the binary: spawned with the test's
+//! flags, their stdout lines and their log (stderr) lines collected, driven through
+//! `--control`; killed on drop. The client protocol's tests add the credentials with
+//! [`ClientKey::args`], the one place that adds them.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,27 +60,40 @@ impl ClientKey {
     }
 }
 
-/// One `synod serve` child: its stdout lines and its stderr (log) lines.
+/// One `synod serve` child: its stdout lines and its stderr (log) lines, collected on
+/// threads of their own; killed on drop.
 pub struct Serve {
     pub child: Child,
     pub lines: std::sync::mpsc::Receiver<String>,
     log: Arc<Mutex<Vec<String>>>,
+    label: String,
+}
+
+/// One group's line of a `--control` node's `status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupLine {
+    pub role: String,
+    pub applied_through: u64,
+    pub checksum: u32,
 }
 
 impl Serve {
-    /// Spawns `synod serve ARGS` (logging at info) and waits until it is ready.
-    pub fn spawn(label: &str, args: &[String]) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_synod"))
+    /// Spawns `synod serve ARGS` with stdin, stdout and stderr piped and `SYNOD_LOG` at
+    /// `log_level` (None: inherited); returns at once (see [`Serve::ready`]). `label`
+    /// names the child in failure messages.
+    pub fn start(label: &str, args: &[String], log_level: Option<&str>) -> Serve {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_synod"));
+        command
             .arg("serve")
             .args(args)
-            .env("SYNOD_LOG", "info")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn synod serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let lines = line_reader(stdout);
+            .stderr(Stdio::piped());
+        if let Some(level) = log_level {
+            command.env("SYNOD_LOG", level);
+        }
+        let mut child = command.spawn().expect("spawn synod serve");
+        let lines = line_reader(child.stdout.take().expect("stdout"));
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = Arc::clone(&log);
@@ -87,14 +102,32 @@ impl Serve {
                 sink.lock().expect("log lock").push(line);
             }
         });
-        let serve = Serve { child, lines, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        Serve {
+            child,
+            lines,
+            log,
+            label: label.to_string(),
+        }
+    }
+
+    /// Spawns `synod serve ARGS` (logging at info) and waits until it is ready.
+    pub fn spawn(label: &str, args: &[String]) -> Serve {
+        Serve::start(label, args, Some("info")).ready(Duration::from_secs(20))
+    }
+
+    /// Waits up to `limit` for `ready`; fails with the child's log if it does not come.
+    pub fn ready(self, limit: Duration) -> Serve {
+        let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match serve.lines.recv_timeout(left) {
-                Ok(line) if line == "ready" => return serve,
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line == "ready" => return self,
                 Ok(_) => {}
-                Err(_) => panic!("synod serve {label}: not ready: {:?}", serve.log_lines()),
+                Err(_) => panic!(
+                    "synod serve {}: not ready: {:?}",
+                    self.label,
+                    self.log_lines()
+                ),
             }
         }
     }
@@ -103,8 +136,8 @@ impl Serve {
         self.log.lock().expect("log lock").clone()
     }
 
-    /// Waits until a log line contains every one of `words`.
-    pub fn expect_log(&self, words: &[&str]) {
+    /// Whether a log line contains every one of `words` (waiting up to 10 s).
+    pub fn has_log(&self, words: &[&str]) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self
@@ -112,11 +145,35 @@ impl Serve {
                 .iter()
                 .any(|line| words.iter().all(|w| line.contains(w)))
             {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("no log line with {words:?}: {:#?}", self.log_lines());
+        false
+    }
+
+    /// Waits until a log line contains every one of `words`.
+    pub fn expect_log(&self, words: &[&str]) {
+        if !self.has_log(words) {
+            panic!("no log line with {words:?}: {:#?}", self.log_lines());
+        }
+    }
+
+    /// Waits for the stderr reader to see the child's last line (`synod: ...`).
+    pub fn final_log(&self) -> Vec<String> {
+        for _ in 0..200 {
+            if self
+                .log
+                .lock()
+                .expect("log lock")
+                .iter()
+                .any(|l| l.starts_with("synod: "))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.log_lines()
     }
 
     /// Sends `signal` (`STOP`, `CONT`) to the child.
@@ -128,20 +185,99 @@ impl Serve {
         assert!(status.success(), "kill -{signal} failed");
     }
 
-    /// Ends the node gracefully (end of stdin) and waits for it.
+    /// Waits (bounded) for the child to exit by itself.
+    pub fn exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "synod serve {} still runs after {limit:?}: {:?}",
+                self.label,
+                self.log_lines()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Ends the node gracefully (end of stdin) and checks that it exits 0 within 20 s.
     pub fn stop(mut self) {
         drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "synod serve exited with {status}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
+        let status = self.exit(Duration::from_secs(20));
+        assert!(
+            status.success(),
+            "synod serve {} exited with {status}",
+            self.label
+        );
+    }
+
+    /// Kills the child (SIGKILL) and reaps it.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
-        panic!("synod serve did not stop within 20 s of the end of its input");
+    }
+
+    /// Writes `command` as one line to the child's `--control` input.
+    pub fn command(&mut self, command: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{command}").expect("write command");
+        stdin.flush().expect("flush");
+    }
+
+    /// Proposes `word` to `group` through the child's `--control` input: `Ok(instance)`
+    /// once chosen, `Err(line)` with its error line, None without an answer within
+    /// `timeout`.
+    pub fn propose(
+        &mut self,
+        group: u32,
+        word: &str,
+        timeout: Duration,
+    ) -> Option<Result<u64, String>> {
+        self.command(&format!("propose {group} {word}"));
+        let deadline = Instant::now() + timeout;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if let Some(instance) = line.strip_prefix(&format!("proposed {group} ")) {
+                return Some(Ok(instance.parse().expect("instance")));
+            }
+            if line.starts_with(&format!("error {group} ")) {
+                return Some(Err(line));
+            }
+        }
+        None
+    }
+
+    /// Every group's line of the child's `--control` `status`, by group.
+    pub fn status(&mut self) -> BTreeMap<u32, GroupLine> {
+        self.command("status");
+        let mut groups = BTreeMap::new();
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("status answers");
+            if line == "end" {
+                return groups;
+            }
+            // group <g> role <role> applied <i> checksum <c>
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let ["group", group, "role", role, "applied", applied, "checksum", checksum] =
+                words[..]
+            {
+                groups.insert(
+                    group.parse().expect("group"),
+                    GroupLine {
+                        role: role.to_string(),
+                        applied_through: applied.parse().expect("applied"),
+                        checksum: checksum.parse().expect("checksum"),
+                    },
+                );
+            }
+        }
     }
 }
 
