@@ -10,14 +10,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::{free_ports, key_file, line_reader, TempDir};
+use common::cluster::{free_ports, key_file, TempDir};
+use common::serve::Serve;
 use synod::paxos::{
     Ballot, Body, Entry, GroupId, Instance, InstanceRange, Message, MessageBody, Nanos, NodeId,
 };
@@ -31,13 +32,6 @@ use synod::transport::{
 const CLUSTER: u64 = 0x0BAD;
 const GROUPS: u32 = 4;
 const SHARDS: u16 = 2;
-
-/// One `synod serve` child: its stdout lines and its stderr (log) lines.
-struct Serve {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    log: Arc<Mutex<Vec<String>>>,
-}
 
 /// The base peer address of every node (shard s listens on port + s).
 #[derive(Clone)]
@@ -99,52 +93,29 @@ impl Cluster {
             .iter()
             .map(|(n, a)| format!("{n}={a}"))
             .collect();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_synod"))
-            .args([
-                "serve",
-                "--node",
-                &id.to_string(),
-                "--cluster",
-                &CLUSTER.to_string(),
-                "--nodes",
-                &nodes.join(","),
-                "--dir",
-                &self.dirs[&id].path().display().to_string(),
-                "--shards",
-                &SHARDS.to_string(),
-                "--groups",
-                &GROUPS.to_string(),
-                "--new",
-                "--test-timeouts",
-                "--control",
-                "--key-file",
-                &self.key_file,
-            ])
-            .env("SYNOD_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn synod serve");
-        let lines = line_reader(child.stdout.take().expect("stdout"));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        let serve = Serve { child, lines, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match serve.lines.recv_timeout(left) {
-                Ok(line) if line == "ready" => break,
-                Ok(_) => {}
-                Err(_) => panic!("synod serve {id}: not ready: {:?}", serve.log_lines()),
-            }
-        }
+        let args: Vec<String> = [
+            "--node",
+            &id.to_string(),
+            "--cluster",
+            &CLUSTER.to_string(),
+            "--nodes",
+            &nodes.join(","),
+            "--dir",
+            &self.dirs[&id].path().display().to_string(),
+            "--shards",
+            &SHARDS.to_string(),
+            "--groups",
+            &GROUPS.to_string(),
+            "--new",
+            "--test-timeouts",
+            "--control",
+            "--key-file",
+            &self.key_file,
+        ]
+        .iter()
+        .map(|a| (*a).to_string())
+        .collect();
+        let serve = Serve::spawn(&id.to_string(), &args);
         self.nodes.insert(id, serve);
     }
 
@@ -155,9 +126,9 @@ impl Cluster {
         while Instant::now() < deadline {
             let mut hung = None;
             for (id, serve) in &mut self.nodes {
-                match serve.propose(group, word) {
-                    Some(true) => return true,
-                    Some(false) => {}
+                match serve.propose(group, word, Duration::from_secs(10)) {
+                    Some(Ok(_)) => return true,
+                    Some(Err(_)) => {}
                     None => hung = Some(*id),
                 }
             }
@@ -206,77 +177,19 @@ impl Cluster {
 
     /// Stops every node gracefully (end of stdin), each within 20 s.
     fn stop(mut self) {
-        for (id, mut serve) in std::mem::take(&mut self.nodes) {
-            drop(serve.child.stdin.take());
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if let Ok(Some(status)) = serve.child.try_wait() {
-                    assert!(status.success(), "node {id} exited with {status}");
-                    break;
-                }
-                assert!(Instant::now() < deadline, "node {id} did not stop");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        for serve in std::mem::take(&mut self.nodes).into_values() {
+            serve.stop();
         }
     }
 }
 
-impl Serve {
-    fn log_lines(&self) -> Vec<String> {
-        self.log.lock().expect("log lock").clone()
-    }
-
-    /// Log lines about closed connections (and their summaries).
-    fn close_lines(&self) -> usize {
-        self.log_lines()
-            .iter()
-            .filter(|l| l.contains("closed connection") || l.contains("not logged in the last"))
-            .count()
-    }
-
-    /// Whether a line contains every one of `words` (waiting up to 10 s).
-    fn has_log(&self, words: &[&str]) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self
-                .log_lines()
-                .iter()
-                .any(|line| words.iter().all(|w| line.contains(w)))
-            {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    /// Proposes through this node; whether it acknowledged (None: no answer in 10 s).
-    fn propose(&mut self, group: u32, word: &str) -> Option<bool> {
-        let stdin = self.child.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "propose {group} {word}").expect("write propose");
-        stdin.flush().expect("flush");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            if line.starts_with(&format!("proposed {group} ")) {
-                return Some(true);
-            }
-            if line.starts_with(&format!("error {group} ")) {
-                return Some(false);
-            }
-        }
-        None
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        // A failed test must not leave children behind.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Log lines about closed connections (and their summaries).
+fn close_lines(serve: &Serve) -> usize {
+    serve
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("closed connection") || l.contains("not logged in the last"))
+        .count()
 }
 
 /// `body` as a length-prefixed frame.
@@ -561,7 +474,7 @@ fn flood_of_pending_connections_does_not_lock_out_a_peer() {
     assert!(opened >= 1800, "{opened}");
     cluster.all_alive();
     for (id, serve) in &cluster.nodes {
-        let lines = serve.close_lines();
+        let lines = close_lines(serve);
         println!("node {id}: {lines} close lines");
         assert!(
             lines < 200,
