@@ -6,12 +6,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::{line_reader, propose_anywhere, Cluster, Outcome, Shape};
+use common::cluster::{propose_anywhere, Cluster, Outcome, Shape};
+use common::serve::Serve;
 use synod::paxos::{GroupId, Instance, NodeId};
 
 /// Every node applied, per group, the same sequence (one is a prefix of the other
@@ -181,107 +180,36 @@ fn three_nodes_agree_survive_leader_loss_and_catch_up() {
     }
 }
 
-/// A `synod serve` child process of the cluster.
-struct ServeChild {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl ServeChild {
-    fn spawn(cluster: &Cluster, id: NodeId) -> ServeChild {
-        let nodes: Vec<String> = cluster
-            .addresses
-            .iter()
-            .map(|(n, a)| format!("{}={a}", n.0))
-            .collect();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_synod"))
-            .args([
-                "serve",
-                "--node",
-                &id.0.to_string(),
-                "--cluster",
-                &cluster.cluster_id.to_string(),
-                "--nodes",
-                &nodes.join(","),
-                "--dir",
-                &cluster.dirs[&id].path().display().to_string(),
-                "--shards",
-                &cluster.shape.shards.to_string(),
-                "--groups",
-                &cluster.shape.groups.to_string(),
-                "--new",
-                "--test-timeouts",
-                "--control",
-                "--key-file",
-                &cluster.key_file.display().to_string(),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn synod serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let lines = line_reader(stdout);
-        let child = ServeChild { child, lines };
-        child.expect("ready", Duration::from_secs(20));
-        child
-    }
-
-    fn expect(&self, prefix: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => return line,
-                Ok(_) => continue,
-                Err(_) => panic!("synod serve: no line starting with {prefix:?}"),
-            }
-        }
-    }
-
-    /// `(group, applied_through, checksum)` of every group, from the child.
-    fn status(&mut self) -> BTreeMap<u32, (u64, u32)> {
-        let stdin = self.child.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "status").expect("write status");
-        stdin.flush().expect("flush");
-        let mut groups = BTreeMap::new();
-        loop {
-            let line = self.expect("", Duration::from_secs(10));
-            if line == "end" {
-                return groups;
-            }
-            // group <g> role <r> applied <i> checksum <c>
-            let words: Vec<&str> = line.split_whitespace().collect();
-            if words.first() == Some(&"group") && words.len() >= 8 {
-                let parse = |s: &str| s.parse::<u64>().expect("number");
-                groups.insert(
-                    parse(words[1]) as u32,
-                    (parse(words[5]), parse(words[7]) as u32),
-                );
-            }
-        }
-    }
-
-    /// Proposes `word` to `group` through the child; the instance, if chosen.
-    fn propose(&mut self, group: GroupId, word: &str) -> Option<u64> {
-        let stdin = self.child.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "propose {} {word}", group.0).expect("write propose");
-        stdin.flush().expect("flush");
-        loop {
-            let line = self.expect("", Duration::from_secs(30));
-            if line.starts_with(&format!("proposed {} ", group.0)) {
-                return line.split_whitespace().nth(2).and_then(|i| i.parse().ok());
-            }
-            if line.starts_with(&format!("error {} ", group.0)) {
-                println!("node 3: {line}");
-                return None;
-            }
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        let _ = self.child.wait();
-    }
+/// Node `id` of `cluster` as a `synod serve --control` child, once it is ready.
+fn serve_child(cluster: &Cluster, id: NodeId) -> Serve {
+    let nodes: Vec<String> = cluster
+        .addresses
+        .iter()
+        .map(|(n, a)| format!("{}={a}", n.0))
+        .collect();
+    let args: Vec<String> = [
+        "--node",
+        &id.0.to_string(),
+        "--cluster",
+        &cluster.cluster_id.to_string(),
+        "--nodes",
+        &nodes.join(","),
+        "--dir",
+        &cluster.dirs[&id].path().display().to_string(),
+        "--shards",
+        &cluster.shape.shards.to_string(),
+        "--groups",
+        &cluster.shape.groups.to_string(),
+        "--new",
+        "--test-timeouts",
+        "--control",
+        "--key-file",
+        &cluster.key_file.display().to_string(),
+    ]
+    .iter()
+    .map(|a| (*a).to_string())
+    .collect();
+    Serve::start(&id.0.to_string(), &args, None).ready(Duration::from_secs(20))
 }
 
 // Goal: a node killed with SIGKILL under load, as a separate process, restarts from its
@@ -302,7 +230,7 @@ fn sigkilled_process_restarts_and_catches_up() {
     );
     let third = NodeId(3);
     cluster.nodes.remove(&third).expect("node 3").abort();
-    let child = ServeChild::spawn(&cluster, third);
+    let child = serve_child(&cluster, third);
     let handles = cluster.handles();
     let loader = {
         let handles = handles.clone();
@@ -324,7 +252,7 @@ fn sigkilled_process_restarts_and_catches_up() {
     std::thread::sleep(Duration::from_millis(300));
     child.kill();
     let mut acked = loader.join().expect("loader");
-    let mut child = ServeChild::spawn(&cluster, third);
+    let mut child = serve_child(&cluster, third);
     acked.extend(load(&cluster, 4, 25, "after"));
     // Without node 1, every choice needs node 3.
     cluster.nodes.remove(&NodeId(1)).expect("node 1").shutdown();
@@ -350,7 +278,17 @@ fn sigkilled_process_restarts_and_catches_up() {
             let leader = futures_lite::future::block_on(handles[&NodeId(2)].group_status(group))
                 .expect("status")
                 .leader_hint;
-            if leader == Some(third) && child.propose(group, &word).is_some() {
+            let mut chosen = || match child
+                .propose(group.0, &word, Duration::from_secs(30))
+                .expect("node 3 answers a proposal within 30 s")
+            {
+                Ok(_) => true,
+                Err(line) => {
+                    println!("node 3: {line}");
+                    false
+                }
+            };
+            if leader == Some(third) && chosen() {
                 break;
             }
             assert!(
@@ -362,7 +300,11 @@ fn sigkilled_process_restarts_and_catches_up() {
     assert_acked_applied(&cluster, &acked);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let theirs = child.status();
+        let theirs: BTreeMap<u32, (u64, u32)> = child
+            .status()
+            .into_iter()
+            .map(|(group, line)| (group, (line.applied_through, line.checksum)))
+            .collect();
         let ours: BTreeMap<u32, (u64, u32)> =
             futures_lite::future::block_on(cluster.nodes[&NodeId(2)].handle().status())
                 .expect("status")
