@@ -16,5 +16,6 @@ pub mod prng;
 pub mod runtime;
 pub mod server;
 pub mod sim;
+pub mod support;
 pub mod transport;
 pub mod wal;

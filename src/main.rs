@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::process::ExitCode;
 use std::task::Poll;
+use synod::support::percentile;
 
 use bytes::Bytes;
 use synod::paxos::{Ballot, Body, Entry, GroupId, Instance, Lsn, NodeId, Record};
@@ -538,14 +539,6 @@ async fn overlap<T>(io: impl Future<Output = T>, meanwhile: impl FnOnce()) -> T 
         Poll::Ready(done) => done,
         Poll::Pending => io.await,
     }
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[at] as f64
 }
 
 /// What `synod wal bench` measured, in one run (sums over its rounds).

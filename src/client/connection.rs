@@ -20,7 +20,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,6 +32,7 @@ use crate::api::Proposed;
 use crate::paxos::{Nanos, NodeId};
 use crate::runtime::clock::MonotonicClock;
 use crate::runtime::mailbox::{oneshot, Receiver, Sender};
+use crate::support::lock;
 use crate::transport::auth;
 
 /// Bytes read from the socket at a time.
@@ -43,12 +44,6 @@ pub(super) const SWEEP_INTERVAL_MAX: Duration = Duration::from_millis(50);
 /// Ids of timed-out requests remembered per connection (their late answers are
 /// dropped); an answer to an id forgotten past this ends the connection.
 pub(super) const TIMED_OUT_MAX: usize = 4096;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded data (a map of replies, a socket and buffers) stays consistent if a
-    // holder panicked: poisoning is ignored rather than spread.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// A successful answer.
 #[derive(Debug)]

@@ -54,7 +54,7 @@ pub mod wire;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -62,6 +62,7 @@ use bytes::Bytes;
 use crate::api::Proposed;
 use crate::paxos::{GroupId, Nanos, NodeId};
 use crate::runtime::clock::MonotonicClock;
+use crate::support::lock;
 use crate::transport::auth::AuthKey;
 use codec::CodecError;
 use connection::{Answer, Connection};
@@ -199,11 +200,6 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Plain maps: consistent even if a holder panicked.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// What the client knows of the cluster.
 #[derive(Default)]

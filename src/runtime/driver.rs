@@ -34,6 +34,8 @@ use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
+
+use crate::support::sync_dir;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -248,10 +250,6 @@ async fn probe_dir(dir: &Path, shard: u32) -> Result<(), String> {
 /// Path of the rejoin marker of shard `shard` in `dir`.
 fn rejoin_marker(dir: &Path, shard: u32) -> PathBuf {
     dir.join(format!("shard-{shard:03}.rejoin"))
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 fn write_marker(path: &Path) -> std::io::Result<()> {

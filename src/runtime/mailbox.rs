@@ -17,14 +17,10 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks leaves plain data (a queue, a slot) that is
-    // still consistent, so poisoning is ignored rather than spread.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::support::lock;
 
 /// Why a push was refused; the request comes back.
 #[derive(Debug)]

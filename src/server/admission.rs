@@ -24,13 +24,14 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::client::codec::Encoder;
 use crate::client::wire::Body;
 use crate::paxos::Nanos;
 use crate::runtime::clock::MonotonicClock;
+use crate::support::lock;
 
 /// How long the closer drains a refused connection's input before closing it.
 pub const REFUSE_LINGER: Duration = Duration::from_millis(200);
@@ -49,11 +50,6 @@ const CLOSER_TICK: Duration = Duration::from_millis(10);
 
 /// Largest `Refused` frame.
 const REFUSED_FRAME_SIZE_MAX: usize = 4096;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Counters and maps: consistent even if a holder panicked.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Why a connection was refused or closed; the unit of the log's rate limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -46,7 +46,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -60,6 +60,7 @@ use crate::client::wire::{
 };
 use crate::paxos::{Nanos, NodeId};
 use crate::runtime::clock::MonotonicClock;
+use crate::support::lock;
 use crate::transport::auth::{self, AuthKey, NONCE_SIZE};
 use admission::{Admission, Bounds, Kind, Slot};
 
@@ -136,11 +137,6 @@ impl ServerConfig {
             write_timeout: Duration::from_secs(10),
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded state (queues and counters) stays consistent if a holder panicked.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A running client listener. Dropping it stops accepting (open connections end when

@@ -26,6 +26,7 @@
 
 use super::{HEADER_SIZE, RECORD_ALIGN};
 use crate::paxos::{Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, NodeId, Record};
+use crate::support::{le_u32, le_u64};
 use bytes::Bytes;
 use std::fmt;
 
@@ -508,20 +509,20 @@ pub fn peek(buf: &[u8]) -> Option<Peeked> {
     if buf.len() < HEADER_SIZE {
         return None;
     }
-    let size = read_u32(buf, OFFSET_SIZE);
+    let size = le_u32(buf, OFFSET_SIZE);
     if (size as usize) < HEADER_SIZE || size as usize % RECORD_ALIGN != 0 {
         return None;
     }
     Some(Peeked {
         size,
         kind: Kind::from_byte(buf[OFFSET_KIND])?,
-        group: GroupId(read_u32(buf, OFFSET_GROUP)),
-        instance: Instance(read_u64(buf, OFFSET_INSTANCE)),
+        group: GroupId(le_u32(buf, OFFSET_GROUP)),
+        instance: Instance(le_u64(buf, OFFSET_INSTANCE)),
         ballot: Ballot {
-            round: read_u64(buf, OFFSET_BALLOT_ROUND),
-            node: NodeId(read_u32(buf, OFFSET_BALLOT_NODE)),
+            round: le_u64(buf, OFFSET_BALLOT_ROUND),
+            node: NodeId(le_u32(buf, OFFSET_BALLOT_NODE)),
         },
-        lsn: Lsn(read_u64(buf, OFFSET_LSN)),
+        lsn: Lsn(le_u64(buf, OFFSET_LSN)),
     })
 }
 
@@ -545,18 +546,6 @@ pub fn decode_shared(
     limits: &DecodeLimits,
 ) -> Result<(DecodedRecord, usize), RecordError> {
     decode_with(buf, salt, limits, &mut |range| buf.slice(range))
-}
-
-fn read_u32(buf: &[u8], at: usize) -> u32 {
-    let mut bytes = [0; 4];
-    bytes.copy_from_slice(&buf[at..at + 4]);
-    u32::from_le_bytes(bytes)
-}
-
-fn read_u64(buf: &[u8], at: usize) -> u64 {
-    let mut bytes = [0; 8];
-    bytes.copy_from_slice(&buf[at..at + 8]);
-    u64::from_le_bytes(bytes)
 }
 
 /// A bounds-checked cursor over one record's bytes (offsets relative to the record).
@@ -583,11 +572,11 @@ impl Cursor<'_> {
     }
     fn u32(&mut self) -> Result<u32, RecordError> {
         let at = self.take(4)?;
-        Ok(read_u32(self.record, at))
+        Ok(le_u32(self.record, at))
     }
     fn u64(&mut self) -> Result<u64, RecordError> {
         let at = self.take(8)?;
-        Ok(read_u64(self.record, at))
+        Ok(le_u64(self.record, at))
     }
     fn remaining(&self) -> usize {
         self.record.len() - self.at
@@ -607,7 +596,7 @@ fn decode_with(
             available: buf.len(),
         });
     }
-    let size_field = read_u32(buf, OFFSET_SIZE);
+    let size_field = le_u32(buf, OFFSET_SIZE);
     let size = size_field as usize;
     if size < HEADER_SIZE || size % RECORD_ALIGN != 0 {
         return Err(RecordError::SizeInvalid { size: size_field });
@@ -635,25 +624,25 @@ fn decode_with(
             offset: OFFSET_RESERVED + index,
         });
     }
-    let lsn = read_u64(record, OFFSET_LSN);
+    let lsn = le_u64(record, OFFSET_LSN);
     if lsn == 0 {
         return Err(RecordError::LsnZero);
     }
-    let batch_delta = read_u32(record, OFFSET_BATCH_DELTA);
+    let batch_delta = le_u32(record, OFFSET_BATCH_DELTA);
     if u64::from(batch_delta) >= lsn {
         return Err(RecordError::BatchDeltaInvalid { lsn, batch_delta });
     }
-    let stored = read_u32(record, OFFSET_CHECKSUM);
+    let stored = le_u32(record, OFFSET_CHECKSUM);
     let computed = crc32c::crc32c_append(salt, &record[OFFSET_CHECKED..]);
     if stored != computed {
         return Err(RecordError::Checksum { stored, computed });
     }
 
-    let group = GroupId(read_u32(record, OFFSET_GROUP));
-    let instance = Instance(read_u64(record, OFFSET_INSTANCE));
+    let group = GroupId(le_u32(record, OFFSET_GROUP));
+    let instance = Instance(le_u64(record, OFFSET_INSTANCE));
     let ballot = Ballot {
-        round: read_u64(record, OFFSET_BALLOT_ROUND),
-        node: NodeId(read_u32(record, OFFSET_BALLOT_NODE)),
+        round: le_u64(record, OFFSET_BALLOT_ROUND),
+        node: NodeId(le_u32(record, OFFSET_BALLOT_NODE)),
     };
     let stamp = Stamp {
         lsn: Lsn(lsn),
@@ -815,7 +804,7 @@ pub fn restamp(
             available: bytes.len(),
         });
     }
-    let size_field = read_u32(bytes, OFFSET_SIZE);
+    let size_field = le_u32(bytes, OFFSET_SIZE);
     let size = size_field as usize;
     if size < HEADER_SIZE || size % RECORD_ALIGN != 0 || size != bytes.len() {
         return Err(RecordError::SizeInvalid { size: size_field });
@@ -828,7 +817,7 @@ pub fn restamp(
         .expect("a batch holds fewer than u32::MAX records");
     let payload_len = size - HEADER_SIZE;
     let payload_crc = crc32c::crc32c(&bytes[HEADER_SIZE..]);
-    let stored = read_u32(bytes, OFFSET_CHECKSUM);
+    let stored = le_u32(bytes, OFFSET_CHECKSUM);
     let head_from = crc32c::crc32c_append(salt_from, &bytes[OFFSET_CHECKED..HEADER_SIZE]);
     let computed = crc32c::crc32c_combine(head_from, payload_crc, payload_len);
     if stored != computed {
@@ -1159,7 +1148,7 @@ mod tests {
             }
             if buf.len() >= HEADER_SIZE && prng.coin() {
                 // Reseal the first record so mutations reach the payload parser.
-                let size = (read_u32(&buf, 0) as usize).min(buf.len());
+                let size = (le_u32(&buf, 0) as usize).min(buf.len());
                 if size >= HEADER_SIZE {
                     seal(&mut buf[..size], 0, SALT);
                 }

@@ -25,6 +25,7 @@ use super::record::DecodeLimits;
 use super::recovery::{scan, RecoveredRecord, Recovery, ScanConfig};
 use super::BLOCK_SIZE;
 use crate::paxos::Lsn;
+use crate::support::{le_u32, le_u64};
 use std::fmt;
 use std::ops::Range;
 
@@ -199,14 +200,6 @@ impl fmt::Display for HeaderError {
 
 impl std::error::Error for HeaderError {}
 
-fn read_u64(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
-}
-
-fn read_u32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
-}
-
 impl SegmentHeader {
     /// The header block, `SEGMENT_HEADER_SIZE` bytes.
     #[must_use]
@@ -240,7 +233,7 @@ impl SegmentHeader {
         if block[..8] != SEGMENT_MAGIC {
             return Err(HeaderError::Magic);
         }
-        let stored = read_u32(block, OFFSET_CHECKSUM);
+        let stored = le_u32(block, OFFSET_CHECKSUM);
         let computed = crc32c::crc32c(&block[OFFSET_VERSION..]);
         if stored != computed {
             return Err(HeaderError::Checksum { stored, computed });
@@ -255,12 +248,12 @@ impl SegmentHeader {
             return Err(HeaderError::ReservedNotZero);
         }
         Ok(SegmentHeader {
-            shard: read_u32(block, OFFSET_SHARD),
-            salt: read_u32(block, OFFSET_SALT),
-            segment_index: read_u64(block, OFFSET_INDEX),
-            lsn_prev: Lsn(read_u64(block, OFFSET_LSN_PREV)),
-            segment_size: read_u64(block, OFFSET_SEGMENT_SIZE),
-            log_start: read_u64(block, OFFSET_LOG_START),
+            shard: le_u32(block, OFFSET_SHARD),
+            salt: le_u32(block, OFFSET_SALT),
+            segment_index: le_u64(block, OFFSET_INDEX),
+            lsn_prev: Lsn(le_u64(block, OFFSET_LSN_PREV)),
+            segment_size: le_u64(block, OFFSET_SEGMENT_SIZE),
+            log_start: le_u64(block, OFFSET_LOG_START),
         })
     }
 }

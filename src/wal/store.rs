@@ -177,9 +177,7 @@ pub fn recover_dir(config: &StoreConfig) -> Result<LogRecovery, StoreError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error("sync directory", dir))
+    crate::support::sync_dir(dir).map_err(io_error("sync directory", dir))
 }
 
 /// Executes write plans on the segment files of one shard.

@@ -9,6 +9,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use synod::support::percentile;
 
 use serde_json::{json, Value};
 use synod::prng::Prng;
@@ -70,13 +71,6 @@ pub fn measure(dir: &Path, seconds: f64) -> Result<Limits, String> {
         fsync_p99_us: percentile(&latencies, 0.99) / 1e3,
         tcp_mb_s,
     })
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64
 }
 
 /// (sequential MB/s, 4 KiB fdatasyncs/s, their latencies in ns).
