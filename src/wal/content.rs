@@ -23,6 +23,7 @@
 //! after a restart (the recorded watermark is trusted only over contiguous slots), and
 //! an Accept may follow a Chosen watermark above its instance for the same reason.
 
+use crate::paxos::bounds::{check_position, check_round};
 use crate::paxos::{Ballot, Entry, GroupId, Instance, Record};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -106,23 +107,19 @@ impl fmt::Display for Violation {
     }
 }
 
-fn check_round(field: &'static str, ballot: Ballot) -> Result<(), Violation> {
-    if ballot.round > Ballot::ROUND_MAX {
-        return Err(Violation::RoundTooLarge {
-            field,
-            round: ballot.round,
-        });
-    }
-    Ok(())
+/// `paxos::bounds::check_round`, as the record rule it is here.
+fn round_bound(field: &'static str, ballot: Ballot) -> Result<(), Violation> {
+    check_round(field, ballot).map_err(|out| Violation::RoundTooLarge {
+        field,
+        round: out.value,
+    })
 }
 
-fn check_instance(instance: Instance) -> Result<(), Violation> {
-    if instance.0 == 0 || instance > Instance::MAX {
-        return Err(Violation::InstanceOutOfRange {
-            instance: instance.0,
-        });
-    }
-    Ok(())
+/// `paxos::bounds::check_position`, as the record rule it is here.
+fn instance_bound(instance: Instance) -> Result<(), Violation> {
+    check_position("instance", instance).map_err(|out| Violation::InstanceOutOfRange {
+        instance: out.value,
+    })
 }
 
 /// The bounds every record respects on its own: rounds (ballot and entry origin) at most
@@ -134,23 +131,23 @@ fn check_instance(instance: Instance) -> Result<(), Violation> {
 /// The first bound the record breaks.
 pub fn check_bounds(record: &Record) -> Result<(), Violation> {
     match record {
-        Record::Promise { ballot, .. } => check_round("ballot", *ballot),
+        Record::Promise { ballot, .. } => round_bound("ballot", *ballot),
         Record::Accept {
             instance,
             ballot,
             entry,
             ..
         } => {
-            check_round("ballot", *ballot)?;
-            check_round("origin", entry.origin)?;
-            check_instance(*instance)
+            round_bound("ballot", *ballot)?;
+            round_bound("origin", entry.origin)?;
+            instance_bound(*instance)
         }
-        Record::Chosen { through, .. } => check_instance(*through),
+        Record::Chosen { through, .. } => instance_bound(*through),
         Record::Learn {
             instance, entry, ..
         } => {
-            check_round("origin", entry.origin)?;
-            check_instance(*instance)
+            round_bound("origin", entry.origin)?;
+            instance_bound(*instance)
         }
     }
 }
