@@ -22,7 +22,7 @@
 //!   starting at `offset_next()`, and never more than `buffer_size_max` bytes once padded.
 
 use super::record::{self, Stamp};
-use super::segment::segment_salt;
+use super::segment_format::{segment_salt, SegmentGeometry, SegmentHeader, SEGMENT_HEADER_SIZE};
 use super::{block_align_up, record_start, BLOCK_SIZE, HEADER_SIZE};
 use crate::paxos::{Lsn, Record};
 use std::fmt;
@@ -486,6 +486,36 @@ impl GroupCommit {
             assert!(self.assigned_through.0 - self.batch_first.0 < u64::from(u32::MAX));
         }
     }
+}
+
+/// The header to write, and make durable, BEFORE `plan` when `plan` starts a segment's
+/// payload (`None` otherwise). `lsn_prev` is the last LSN written before `plan` (the
+/// previous plan's `lsn_through`, or the recovered one); `log_start` the log's first
+/// segment (clamped to the new segment's index). Asserts that the plan does not
+/// straddle a segment.
+#[must_use]
+pub fn header_for(
+    plan: &WritePlan,
+    geometry: &SegmentGeometry,
+    shard: u32,
+    lsn_prev: Lsn,
+    log_start: u64,
+) -> Option<SegmentHeader> {
+    let (index, file_offset) = geometry.locate(plan.offset);
+    assert!(
+        file_offset + plan.bytes.len() as u64 <= geometry.segment_size,
+        "write at log offset {} of {} bytes straddles segment {index}",
+        plan.offset,
+        plan.bytes.len()
+    );
+    (file_offset == SEGMENT_HEADER_SIZE as u64).then_some(SegmentHeader {
+        shard,
+        salt: plan.salt,
+        segment_index: index,
+        lsn_prev,
+        segment_size: geometry.segment_size,
+        log_start: log_start.min(index),
+    })
 }
 
 #[cfg(test)]

@@ -17,10 +17,12 @@ pub mod content;
 pub mod dma_disk;
 pub mod group_commit;
 pub mod index;
+pub mod log_recovery;
 pub mod record;
 pub mod recovery;
 pub mod replay;
 pub mod segment;
+pub mod segment_format;
 pub mod store;
 
 pub use content::{check_bounds, ContentCheck, Violation};
