@@ -107,7 +107,7 @@ const CLOCK_READS: &[&str] = &["Instant::now", "SystemTime::now", "clock_gettime
 const GLOMMIO_FILES: &[&str] = &[
     "src/runtime/driver.rs",
     "src/runtime/net.rs",
-    "src/wal/dma_disk.rs",
+    "src/wal/file/dma_disk.rs",
     "src/main.rs",
 ];
 const GLOMMIO_DIRS: &[&str] = &["src/bin/", "src/cli/"];
@@ -345,7 +345,7 @@ fn rule_glommio(path: &str, text: &str) -> Vec<String> {
         path,
         text,
         &["glommio"],
-        "only runtime/driver.rs, runtime/net.rs, wal/dma_disk.rs and the binary may use glommio",
+        "only runtime/driver.rs, runtime/net.rs, wal/file/dma_disk.rs and the binary may use glommio",
     )
 }
 
@@ -502,7 +502,7 @@ fn self_test_glommio() {
     assert_eq!(rule_glommio("src/runtime/shard.rs", text).len(), 1);
     assert_eq!(rule_glommio("src/wal/group_commit.rs", text).len(), 1);
     assert!(rule_glommio("src/runtime/driver.rs", text).is_empty());
-    assert!(rule_glommio("src/wal/dma_disk.rs", text).is_empty());
+    assert!(rule_glommio("src/wal/file/dma_disk.rs", text).is_empty());
     assert!(rule_glommio("src/main.rs", text).is_empty());
     assert!(rule_glommio("src/bin/synod-bench.rs", text).is_empty());
 }
@@ -561,4 +561,228 @@ fn self_test_strip_comments() {
         strip_comments("fn f<'a>(x: &'a str) {} // z"),
         "fn f<'a>(x: &'a str) {} "
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The WAL's rooms: the pure modules of src/wal/ never import the I/O room (src/wal/file/,
+// also reachable as `wal::store` and `wal::dma_disk`), and no wal modules import each
+// other in a circle. `mod.rs` is the face (constants, re-exports) and test code is not
+// part of the dependency order, so neither counts.
+
+const WAL_DIR: &str = "src/wal/";
+const WAL_IO_ROOM: &str = "src/wal/file/";
+/// The names under which a wal module reaches the I/O room.
+const WAL_IO_NAMES: &[&str] = &["file", "store", "dma_disk"];
+
+/// The wal module (dependency node) a source file belongs to: `record` for
+/// `src/wal/record.rs`, `file` for everything under `src/wal/file/`; `None` for files
+/// outside `src/wal/`, for `src/wal/mod.rs` and for test files (`tests.rs`).
+fn wal_module(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix(WAL_DIR)?;
+    if rest == "mod.rs" || rest.ends_with("tests.rs") {
+        return None;
+    }
+    let first = rest.split('/').next()?;
+    Some(first.strip_suffix(".rs").unwrap_or(first))
+}
+
+/// The first path segment of each name after `prefix` in `line`: `a` for `prefix a::b`,
+/// `a` and `c` for `prefix {a::b, c}`.
+fn names_after(line: &str, prefix: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut from = 0;
+    while let Some(pos) = line[from..].find(prefix) {
+        let start = from + pos;
+        from = start + prefix.len();
+        if line[..start].ends_with(is_ident) || line[..start].ends_with("::") {
+            continue;
+        }
+        let rest = &line[from..];
+        let items: Vec<&str> = match rest.strip_prefix('{') {
+            Some(inner) => inner.split('}').next().unwrap_or("").split(',').collect(),
+            None => vec![rest],
+        };
+        for item in items {
+            let name: String = item
+                .trim_start()
+                .chars()
+                .take_while(|c| is_ident(*c))
+                .collect();
+            if !name.is_empty() {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+/// The wal modules that the non-test code of `path` imports (other than its own), as
+/// written: `crate::wal::X`, `super::X` in a file directly under `src/wal/`, and
+/// `super::super::X` one folder down.
+fn wal_imports(path: &str, text: &str) -> Vec<String> {
+    let Some(module) = wal_module(path) else {
+        return Vec::new();
+    };
+    let depth = path[WAL_DIR.len()..].matches('/').count();
+    let parent = match depth {
+        0 => Some("super::"),
+        1 => Some("super::super::"),
+        _ => None,
+    };
+    let code = strip_comments(text);
+    let mut found = Vec::new();
+    for (_, line) in before_cfg_test(&code) {
+        let mut names = names_after(line, "crate::wal::");
+        if let Some(parent) = parent {
+            names.extend(
+                names_after(line, parent)
+                    .into_iter()
+                    .filter(|n| n != "super"),
+            );
+        }
+        for name in names {
+            if name != module && !found.contains(&name) {
+                found.push(name);
+            }
+        }
+    }
+    found
+}
+
+fn rule_wal_pure_no_io(path: &str, text: &str) -> Vec<String> {
+    if wal_module(path).is_none() || path.starts_with(WAL_IO_ROOM) {
+        return Vec::new();
+    }
+    wal_imports(path, text)
+        .into_iter()
+        .filter(|name| WAL_IO_NAMES.contains(&name.as_str()))
+        .map(|name| {
+            format!(
+                "{path}: imports `{name}`: a pure wal module never imports the I/O room \
+                 (src/wal/file/); move what both need below it"
+            )
+        })
+        .collect()
+}
+
+/// Every circle among the wal modules of `sources` (path, text), as `a -> b -> a`; only
+/// names that are wal modules of `sources` count (`BLOCK_SIZE`, `GroupCommit` re-exported
+/// by the face are not modules), and the I/O names all mean the `file` room.
+fn wal_circles(sources: &[(&str, &str)]) -> Vec<String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let modules: BTreeSet<&str> = sources.iter().filter_map(|(p, _)| wal_module(p)).collect();
+    let mut edges: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (path, text) in sources {
+        let Some(from) = wal_module(path) else {
+            continue;
+        };
+        let targets = edges.entry(from).or_default();
+        for name in wal_imports(path, text) {
+            let to = if WAL_IO_NAMES.contains(&name.as_str()) {
+                "file"
+            } else {
+                name.as_str()
+            };
+            if let Some(to) = modules.get(to) {
+                if *to != from {
+                    targets.insert(*to);
+                }
+            }
+        }
+    }
+    // A depth-first walk from each module; a circle is reported once, from its smallest
+    // member.
+    let mut circles = Vec::new();
+    for start in &modules {
+        let mut stack: Vec<(&str, Vec<&str>)> = vec![(start, vec![start])];
+        let mut seen = BTreeSet::new();
+        while let Some((at, trail)) = stack.pop() {
+            for next in edges.get(at).into_iter().flatten() {
+                if next == start {
+                    let mut circle = trail.clone();
+                    circle.push(start);
+                    circles.push(circle.join(" -> "));
+                } else if next > start && seen.insert(*next) {
+                    let mut longer = trail.clone();
+                    longer.push(next);
+                    stack.push((next, longer));
+                }
+            }
+        }
+    }
+    circles
+}
+
+// Goal: the pure wal modules stay pure: none imports the I/O room.
+// Method: scan src/wal/ outside src/wal/file/ (test code excluded) for its names.
+#[test]
+fn wal_pure_modules_do_not_import_io() {
+    check_tree("wal-pure", rule_wal_pure_no_io);
+}
+
+// Goal: the wal modules have a dependency order (no two import each other, directly or
+// round a circle). Method: build the import graph of src/wal/ and look for circles.
+#[test]
+fn wal_modules_import_no_circle() {
+    let all = sources();
+    let wal: Vec<(&str, &str)> = all
+        .iter()
+        .filter(|s| s.path.starts_with(WAL_DIR))
+        .map(|s| (s.path.as_str(), s.text.as_str()))
+        .collect();
+    assert!(
+        wal.iter().any(|(p, _)| *p == "src/wal/record.rs"),
+        "tidy: the walk of src/wal/ did not find record.rs"
+    );
+    let circles = wal_circles(&wal);
+    assert!(
+        circles.is_empty(),
+        "tidy rule 'wal-circle': wal modules import each other in a circle:\n  {}",
+        circles.join("\n  ")
+    );
+}
+
+// Goal: the wal-pure rule fires on each way of reaching the I/O room, and not from inside
+// it, not in test code, not in comments. Method: run it on synthetic files.
+#[test]
+fn self_test_wal_pure_no_io() {
+    let bad = "//! x\nuse super::store::Store;\nuse crate::wal::file::recover_dir;\n\
+               use crate::wal::{dma_disk::DmaDisk, BLOCK_SIZE};\n";
+    let found = rule_wal_pure_no_io("src/wal/recovery.rs", bad);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(rule_wal_pure_no_io("src/wal/file/store.rs", bad).is_empty());
+    assert!(rule_wal_pure_no_io("src/wal/mod.rs", bad).is_empty());
+    assert!(rule_wal_pure_no_io("src/runtime/driver.rs", bad).is_empty());
+    let fine = "//! Not `crate::wal::store`.\nuse super::record::Kind; // super::store\n\
+                #[cfg(test)]\nmod tests { use crate::wal::store::Store; }\n";
+    assert_eq!(
+        rule_wal_pure_no_io("src/wal/index.rs", fine),
+        Vec::<String>::new()
+    );
+}
+
+// Goal: the circle check finds a circle of three and of two, and none in a tree.
+// Method: synthetic wal files importing each other by every spelling.
+#[test]
+fn self_test_wal_circles() {
+    let a = ("src/wal/a.rs", "use super::b::B;\n");
+    let b = ("src/wal/b.rs", "use crate::wal::{c::C, BLOCK_SIZE};\n");
+    let c = ("src/wal/c.rs", "use super::a;\n");
+    let circles = wal_circles(&[a, b, c]);
+    assert_eq!(circles, vec!["a -> b -> c -> a".to_string()]);
+    // The I/O room is one node, whatever name reaches it.
+    let io = (
+        "src/wal/file/store.rs",
+        "use crate::wal::a::A;\nuse super::config;\n",
+    );
+    let pure = ("src/wal/a.rs", "use crate::wal::store::Store;\n");
+    assert_eq!(wal_circles(&[pure, io]), vec!["a -> file -> a".to_string()]);
+    // Test code, the face and non-module names do not count.
+    let c_fine = (
+        "src/wal/c.rs",
+        "use super::BLOCK_SIZE;\n#[cfg(test)]\nmod tests { use super::super::a; }\n",
+    );
+    let face = ("src/wal/mod.rs", "pub use a::A;\npub use c::C;\n");
+    let tests = ("src/wal/c/tests.rs", "use crate::wal::a;\n");
+    assert!(wal_circles(&[a, b, c_fine, face, tests]).is_empty());
 }

@@ -1,8 +1,20 @@
-//! The shard write-ahead log: record format, group commit and recovery, all pure.
+//! The shard write-ahead log, in two rooms. The pure part decides everything and is run
+//! by the simulator as by the node; the `file` room is the only part that performs I/O.
 //!
-//! Nothing here performs I/O or reads a clock: the simulator (`sim::disk`) and the
-//! glommio driver (O_DIRECT `DmaFile`) execute the very same planning and decoding code.
-//! The byte layout and its rationale live in `schema/wal.md`.
+//! Pure (no I/O, no clock), grouped by concern; their imports form no circle
+//! (`tests/tidy.rs`):
+//! - format: `record` (record bytes), `content` (what a record may say),
+//!   `segment_format` (segment header, file names, salt, geometry);
+//! - planning: `group_commit` (one aligned write per batch), `index` (where each group's
+//!   records lie), `compaction` (what truncation keeps);
+//! - recovery: `recovery` (one image, the record table), `log_recovery` (a sequence of
+//!   segments, the segment table), `replay` (records to per-group state).
+//!
+//! `segment` hands the names of `segment_format` and `log_recovery` on at one path.
+//! I/O: `file` (`file::store` executes write plans on segment files, `file::dma_disk` is
+//! the O_DIRECT seam, `file::recover_dir` reads a directory for `log_recovery`); the
+//! simulator's `sim::disk` stands in for it. The byte layout and its rationale live in
+//! `schema/wal.md`.
 //!
 //! Invariants (checked by `const` assertions below and by `GroupCommit::invariants`):
 //! - every write is `BLOCK_SIZE`-aligned in offset and length, and never touches a block
@@ -14,7 +26,7 @@
 
 pub mod compaction;
 pub mod content;
-pub mod dma_disk;
+pub mod file;
 pub mod group_commit;
 pub mod index;
 pub mod log_recovery;
@@ -23,9 +35,10 @@ pub mod recovery;
 pub mod replay;
 pub mod segment;
 pub mod segment_format;
-pub mod store;
 
 pub use content::{check_bounds, ContentCheck, Violation};
+// The files at their old paths (`wal::store::…`, `wal::dma_disk::…`).
+pub use file::{dma_disk, store};
 pub use group_commit::{
     AppendError, GroupCommit, GroupCommitConfig, InFlight, Placed, Resume, SegmentPlacement,
     WritePlan,

@@ -14,7 +14,7 @@
 //! - a failed or short write, or a failed fdatasync, is returned as an error and never
 //!   retried (fsyncgate): the caller stops.
 
-use super::BLOCK_SIZE;
+use crate::wal::BLOCK_SIZE;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::RefCell;

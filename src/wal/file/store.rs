@@ -1,184 +1,39 @@
 //! The segment store: executes `GroupCommit`'s `WritePlan`s on segment files of one
 //! directory through the `DmaDisk` seam, and prepares a recovered directory for appends.
-//! Decisions live in the pure `segment` and `recovery` modules; this is the shell.
+//! Decisions live in the pure modules (`log_recovery`, `group_commit`, `compaction`);
+//! this is the shell.
 //!
 //! Invariants:
 //! - per plan, exactly one `write_at` of the whole plan and one fdatasync (plus, when the
 //!   plan starts a segment, one header write and fdatasync BEFORE it);
 //! - segment files are created zero-filled at their full size and never extended by a
-//!   plan; `prepare_spares` (called by the driver when idle, off the write path) keeps
-//!   `spare_count_min` spares ahead, recycling truncated segments before creating new
-//!   files; a roll finding no spare creates one inline (a stall, counted);
+//!   plan; `prepare_spares_slice` (called by the driver when idle, off the write path)
+//!   keeps `spare_count_min` spares ahead, recycling truncated segments before creating
+//!   new files; a roll finding no spare creates one inline (a stall, counted);
 //! - a segment is deleted or recycled only when it lies below the `log_start` of a
 //!   durable segment header (`schema/wal.md`, Truncation): `truncate` plans the new
 //!   start, the next roll writes it, a later `truncate` or `prepare_spares` removes the
-//!   files below it;
+//!   files below it. Nothing running calls `truncate` yet (the driver does not): only
+//!   the tests (`tests/wal_truncate.rs`) exercise it, so a running node's log only grows;
 //! - any I/O error is returned and the store must not be used again (never retried).
 
-use super::compaction::{self, CompactionConfig, Rewrite};
+pub use super::config::{StoreConfig, StoreError};
+pub use super::recover_dir::recover_dir;
+
+use super::config::{io_error, sync_dir};
 use super::dma_disk::{DmaDisk, ZeroFill};
-use super::group_commit::WritePlan;
-use super::index::{IndexEntry, LogIndex};
-use super::record::{self, DecodeLimits};
-use super::segment::{
-    header_for, parse_segment_file_name, recover_from, segment_file_name, HeaderError, LogConfig,
-    LogRecovery, SegmentFile, SegmentGeometry, SEGMENT_HEADER_SIZE, SEGMENT_HEAD_SIZE,
-};
-use super::{block_align_up, BLOCK_SIZE};
 use crate::paxos::{GroupId, Instance, Lsn, Record};
+use crate::wal::compaction::{self, CompactionConfig, Rewrite};
+use crate::wal::group_commit::{header_for, WritePlan};
+use crate::wal::index::{IndexEntry, LogIndex};
+use crate::wal::log_recovery::LogRecovery;
+use crate::wal::record;
+use crate::wal::segment_format::{
+    parse_segment_file_name, segment_file_name, HeaderError, SEGMENT_HEADER_SIZE,
+};
+use crate::wal::{block_align_up, BLOCK_SIZE};
 use std::collections::BTreeMap;
-use std::fmt;
-use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-
-/// Where and how a shard's log lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreConfig {
-    /// Directory of the segment files.
-    pub dir: PathBuf,
-    /// The shard.
-    pub shard: u32,
-    /// Segment sizes.
-    pub geometry: SegmentGeometry,
-    /// Decoder limits for recovery.
-    pub limits: DecodeLimits,
-    /// Zero-filled segments kept ready after the one being written, by `prepare_spares`
-    /// (and `prepare`); a roll that finds none creates one inline.
-    pub spare_count_min: usize,
-}
-
-impl StoreConfig {
-    /// The recovery configuration of this log.
-    #[must_use]
-    pub fn log_config(&self) -> LogConfig {
-        LogConfig {
-            shard: self.shard,
-            geometry: self.geometry,
-            limits: self.limits,
-        }
-    }
-
-    fn path(&self, index: u64) -> PathBuf {
-        self.dir.join(segment_file_name(self.shard, index))
-    }
-}
-
-/// A failed store operation: fatal to the shard (never retried).
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// An I/O call failed.
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// On which file or directory.
-        path: PathBuf,
-        /// The OS error.
-        error: io::Error,
-    },
-    /// A catch-up read found bytes that are not the indexed record (damage after it was
-    /// written, or an index bug): nothing is streamed from them.
-    CatchUpMismatch {
-        /// The segment.
-        segment: u64,
-        /// File offset of the record.
-        file_offset: u64,
-        /// The instance the index names there.
-        instance: Instance,
-    },
-    /// A record to copy forward (compaction) does not decode.
-    CompactionRead {
-        /// The segment.
-        segment: u64,
-        /// File offset of the record.
-        file_offset: u64,
-        /// Why.
-        why: record::RecordError,
-    },
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::Io { op, path, error } => {
-                write!(f, "WAL {op} {}: {error}", path.display())
-            }
-            StoreError::CatchUpMismatch {
-                segment,
-                file_offset,
-                instance,
-            } => write!(
-                f,
-                "WAL read: segment {segment} offset {file_offset} does not hold the \
-                 indexed record of instance {}",
-                instance.0
-            ),
-            StoreError::CompactionRead {
-                segment,
-                file_offset,
-                why,
-            } => write!(
-                f,
-                "WAL compaction read: segment {segment} offset {file_offset}: {why}"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |error| StoreError::Io {
-        op,
-        path: path.to_path_buf(),
-        error,
-    }
-}
-
-/// Recovers the log in `config.dir` (read-only). Reads the head of every file, then the
-/// used segments one at a time: memory is one segment plus the recovered records.
-pub fn recover_dir(config: &StoreConfig) -> Result<LogRecovery, StoreError> {
-    let dir = &config.dir;
-    let mut heads: Vec<(String, u64, Vec<u8>)> = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => Some(entries),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
-        Err(error) => return Err(io_error("list", dir)(error)),
-    };
-    for entry in entries.into_iter().flatten() {
-        let entry = entry.map_err(io_error("list", dir))?;
-        let path = entry.path();
-        if !path.is_file() {
-            continue;
-        }
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let mut head = Vec::with_capacity(SEGMENT_HEAD_SIZE);
-        let size = std::fs::File::open(&path)
-            .and_then(|file| {
-                let size = file.metadata()?.len();
-                file.take(SEGMENT_HEAD_SIZE as u64).read_to_end(&mut head)?;
-                Ok(size)
-            })
-            .map_err(io_error("read", &path))?;
-        heads.push((name, size, head));
-    }
-    let files: Vec<SegmentFile<'_>> = heads
-        .iter()
-        .map(|(name, size, head)| SegmentFile {
-            name,
-            size: *size,
-            head,
-        })
-        .collect();
-    recover_from(&files, &config.log_config(), |name| {
-        let path = dir.join(name);
-        std::fs::read(&path).map_err(io_error("read", &path))
-    })
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    crate::support::sync_dir(dir).map_err(io_error("sync directory", dir))
-}
 
 /// Executes write plans on the segment files of one shard.
 #[derive(Debug)]
@@ -347,7 +202,8 @@ impl Store {
     }
 
     /// Makes `spare_count_min` spares ready after the segment being written, off the
-    /// write path (the driver calls it when idle): recycles segment files below the
+    /// write path (by `prepare`, `truncate` and the tools; the driver uses
+    /// `prepare_spares_slice` instead): recycles segment files below the
     /// log's start first (header and first payload block blanked durably, then renamed),
     /// deletes the leftovers beyond that, and zero-fills new files only for the rest.
     /// Returns (recycled, deleted, created).
@@ -423,7 +279,8 @@ impl Store {
     /// needed segment is pinned by few bytes (`config`), reads the records to rewrite
     /// forward. The caller appends `rewrites` through `GroupCommit`; the planned start
     /// becomes durable with the next segment header, and the files below it go at a later
-    /// call. Off the write path: the driver calls it when idle.
+    /// call. Meant for idle time, off the write path; no running code calls it yet (the
+    /// driver does not truncate), only tests do.
     pub async fn truncate(
         &mut self,
         watermarks: &BTreeMap<GroupId, Instance>,
@@ -872,153 +729,4 @@ pub fn crash_value(lsn: u64, incarnation: u64) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::paxos::{Ballot, GroupId, NodeId, Record};
-    use crate::wal::dma_disk::run_local;
-    use crate::wal::segment::LogDecision;
-
-    fn config(dir: &Path) -> StoreConfig {
-        StoreConfig {
-            dir: dir.to_path_buf(),
-            shard: 0,
-            geometry: SegmentGeometry::new(16 * BLOCK_SIZE as u64),
-            limits: DecodeLimits::default(),
-            spare_count_min: 2,
-        }
-    }
-
-    /// Opens the log in `dir`, appends `batches` batches of 100 promises, closes it.
-    async fn append(dir: PathBuf, batches: usize, seed: u64) -> Lsn {
-        let (lsn, inline) = append_with(dir, batches, seed, None).await;
-        assert_eq!(inline, 0, "every roll found a spare");
-        lsn
-    }
-
-    /// `append`, with spare maintenance after each batch either whole
-    /// (`prepare_spares`) or one slice of `slice` bytes (`prepare_spares_slice`, as
-    /// the driver does). Returns the durable LSN and the rolls that had to finish or
-    /// create a spare inline.
-    async fn append_with(
-        dir: PathBuf,
-        batches: usize,
-        seed: u64,
-        slice: Option<u64>,
-    ) -> (Lsn, u64) {
-        let config = config(&dir);
-        let recovery = recover_dir(&config).expect("read");
-        assert!(recovery.corruption().is_none(), "{:?}", recovery.decision);
-        let mut store = Store::prepare(config.clone(), &recovery)
-            .await
-            .expect("prepare");
-        let mut commit = recovery.group_commit(config.geometry, 4 * BLOCK_SIZE, seed);
-        for _ in 0..batches {
-            for round in 0..100 {
-                let record = Record::Promise {
-                    group: GroupId(1),
-                    ballot: Ballot {
-                        round,
-                        node: NodeId(1),
-                    },
-                };
-                if commit.append(&record).is_err() {
-                    // The batch closed early at a segment's end: write it, go on.
-                    let plan = commit.take_write().expect("a batch");
-                    store.write(&plan).await.expect("write");
-                    commit.on_durable(plan.lsn_through);
-                    commit.append(&record).expect("fits an empty batch");
-                }
-            }
-            let plan = commit.take_write().expect("a batch");
-            store.write(&plan).await.expect("write");
-            commit.on_durable(plan.lsn_through);
-            // The driver's idle work: spares stay ahead, off the write path.
-            match slice {
-                None => {
-                    store.prepare_spares().await.expect("spares");
-                }
-                Some(budget) => {
-                    store.prepare_spares_slice(budget).await.expect("spares");
-                }
-            }
-        }
-        let inline = store.inline_spare_count;
-        store.close().await.expect("close");
-        (commit.durable_through(), inline)
-    }
-
-    // Goal: spares made a slice at a time (the driver's way) keep the log correct
-    // whether a roll finds its spare ready, partly filled (finished inline) or missing,
-    // and a fill left partial at close is harmless.
-    // Method: 40 batches with one 4 KiB slice after each (a 16-block segment needs 16:
-    // rolls meet partial fills), then 40 with 64 KiB slices (each fill done in one),
-    // recovering in between and after.
-    #[test]
-    fn spares_in_slices() {
-        let dir = std::env::temp_dir().join(format!("synod-store-slices-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (first, inline) =
-            run_local(append_with(dir.clone(), 40, 1, Some(BLOCK_SIZE as u64))).expect("executor");
-        assert_eq!(first, Lsn(4000));
-        assert!(
-            inline > 0,
-            "tiny slices: some roll finished its spare inline"
-        );
-        let recovery = recover_dir(&config(&dir)).expect("read");
-        assert_eq!(recovery.decision, LogDecision::Clean);
-        assert_eq!(recovery.records.len(), 4000);
-        let (second, inline) = run_local(append_with(
-            dir.clone(),
-            40,
-            2,
-            Some(16 * BLOCK_SIZE as u64),
-        ))
-        .expect("executor");
-        assert_eq!(second, Lsn(8000));
-        assert_eq!(inline, 0, "a slice of a whole segment keeps spares ahead");
-        let recovery = recover_dir(&config(&dir)).expect("read");
-        assert_eq!(recovery.decision, LogDecision::Clean);
-        assert_eq!(recovery.records.len(), 8000);
-        std::fs::remove_dir_all(&dir).expect("cleanup");
-    }
-
-    // Goal: plans land in segment files across rolls, recover cleanly, and a reopened
-    // log continues; recycling turns every file back into a spare.
-    // Method: 40 two-block batches into 15-block segments, twice; recover; recycle.
-    #[test]
-    fn write_roll_recover_continue() {
-        let dir = std::env::temp_dir().join(format!("synod-store-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let first = run_local(append(dir.clone(), 40, 1)).expect("executor");
-        assert_eq!(first, Lsn(4000));
-        let second = run_local(append(dir.clone(), 40, 2)).expect("executor");
-        assert_eq!(second, Lsn(8000));
-        let recovery = recover_dir(&config(&dir)).expect("read");
-        assert_eq!(recovery.decision, LogDecision::Clean);
-        assert_eq!(recovery.records.len(), 8000);
-        let used = recovery
-            .segments
-            .iter()
-            .filter(|s| s.header.is_some())
-            .count();
-        assert!(used >= 11, "{used} segments used");
-        assert!(recovery.segments.len() >= used + 2, "spares kept ahead");
-        let files = recovery.segments.len();
-        let recycled = run_local({
-            let config = config(&dir);
-            async move { recycle_all(&config).await.expect("recycle") }
-        })
-        .expect("executor");
-        assert_eq!(recycled, files);
-        let empty = recover_dir(&config(&dir)).expect("read");
-        assert_eq!(
-            (empty.decision, empty.lsn_through),
-            (LogDecision::Clean, Lsn(0))
-        );
-        assert_eq!(
-            run_local(append(dir.clone(), 3, 3)).expect("executor"),
-            Lsn(300)
-        );
-        std::fs::remove_dir_all(&dir).expect("cleanup");
-    }
-}
+mod tests;

@@ -1,0 +1,13 @@
+//! The real files: the only part of `wal` that performs I/O. It lists, reads and writes
+//! the segment files of a shard's log directory through O_DIRECT (`dma_disk`), and does
+//! exactly what the pure modules above decide: `recover_dir` reads a directory for
+//! `log_recovery`, `store` executes `group_commit`'s write plans, prepares spares and
+//! carries out `compaction`'s plans. The simulator replaces this room with `sim::disk`.
+//!
+//! Invariants: no pure `wal` module imports this room (`tests/tidy.rs`); every I/O error
+//! is returned to the caller, which stops the shard (never retried).
+
+mod config;
+pub mod dma_disk;
+pub mod recover_dir;
+pub mod store;
