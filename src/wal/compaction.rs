@@ -1,8 +1,8 @@
 //! Truncation and compaction planning, pure: from the per-group index (`wal::index`) and
 //! per-group watermarks, which prefix of segments the log no longer needs, and which
 //! few records to rewrite forward so that the oldest needed segment stops being needed.
-//! The store executes the plan (`store::Store::truncate`); the rules and the recovery
-//! side are in `schema/wal.md` (Truncation).
+//! The store executes the plan (`file::store::Store::truncate`; nothing running calls it
+//! yet); the rules and the recovery side are in `schema/wal.md` (Truncation).
 //!
 //! A group's *watermark* is the instance through which a checkpoint covers it: its
 //! records of instances at or below it are not needed. Segment `s` is *needed* while it
@@ -18,7 +18,7 @@
 //! (`tests::compaction_frees_the_oldest_segment`).
 
 use super::index::{IndexEntry, LogIndex};
-use super::HEADER_SIZE;
+use super::layout::HEADER_SIZE;
 use crate::paxos::{GroupId, Instance, Record};
 use std::collections::BTreeMap;
 

@@ -21,9 +21,9 @@
 //! - the buffer holds exactly the records `written_through + 1 ..= assigned_through`,
 //!   starting at `offset_next()`, and never more than `buffer_size_max` bytes once padded.
 
+use super::layout::{block_align_up, record_start, BLOCK_SIZE, HEADER_SIZE};
 use super::record::{self, Stamp};
 use super::segment_format::{segment_salt, SegmentGeometry, SegmentHeader, SEGMENT_HEADER_SIZE};
-use super::{block_align_up, record_start, BLOCK_SIZE, HEADER_SIZE};
 use crate::paxos::{Lsn, Record};
 use std::fmt;
 
@@ -78,7 +78,7 @@ pub struct WritePlan {
     pub salt: u32,
 }
 
-/// Placement of a segmented log (see `segment`): log offsets are concatenated segment
+/// Placement of a segmented log (see `segment_format`): log offsets are concatenated segment
 /// payloads of `payload_size` bytes each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentPlacement {
@@ -96,7 +96,7 @@ pub struct SegmentPlacement {
 pub struct Placed {
     /// Its LSN.
     pub lsn: Lsn,
-    /// Log offset of its first byte (see `segment` for the mapping to files).
+    /// Log offset of its first byte (see `segment_format` for the mapping to files).
     pub offset: u64,
     /// Its size in bytes (`record::encoded_size`).
     pub size: u32,
@@ -216,7 +216,7 @@ impl GroupCommit {
         commit
     }
 
-    /// A planner for a segmented log (`segment`): batches never straddle a segment
+    /// A planner for a segmented log (`segment_format`): batches never straddle a segment
     /// boundary. `config.salt` is the salt of the segment holding `resume.offset` when
     /// that offset is inside a segment's payload (it came from its header); a batch that
     /// starts a segment's payload uses `segment_salt(placement.salt_seed, index)`.

@@ -1,7 +1,8 @@
 //! The per-group index of the log: for each group, instance → where its record lies
 //! (log offset, size) and its ballot, plus where the group's promise and chosen
-//! watermark were last written. Catch-up reads (`store::Store::read_catch_up`) find records with it,
-//! and truncation (`compaction`) decides from it which segments are still needed.
+//! watermark were last written. Catch-up reads (`file::store::Store::read_catch_up`)
+//! find records with it, and truncation (`compaction`) decides from it which segments
+//! are still needed.
 //!
 //! Memory: [`INDEX_SLOT_SIZE`] (32) bytes per indexed instance (instance + a 24-byte
 //! entry, sorted; holes in a group's instances cost nothing: a dense array of 24-byte
@@ -25,9 +26,9 @@
 //!   `chosen_through` / `chosen_at` for Chosen records.
 
 use super::group_commit::{Placed, WritePlan};
+use super::layout::{record_start, HEADER_SIZE};
 use super::record::{self, Kind};
 use super::recovery::RecoveredRecord;
-use super::{record_start, HEADER_SIZE};
 use crate::paxos::{Ballot, GroupId, Instance, Lsn, NodeId, Record};
 use std::collections::{BTreeMap, VecDeque};
 

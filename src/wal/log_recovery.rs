@@ -10,12 +10,12 @@
 
 use super::content::Violation;
 use super::group_commit::{GroupCommit, GroupCommitConfig, Resume, SegmentPlacement};
+use super::layout::BLOCK_SIZE;
 use super::record::DecodeLimits;
 use super::recovery::{scan, RecoveredRecord, Recovery, ScanConfig};
 use super::segment_format::{
     parse_segment_file_name, HeaderError, SegmentGeometry, SegmentHeader, SEGMENT_HEADER_SIZE,
 };
-use super::BLOCK_SIZE;
 use crate::paxos::Lsn;
 use std::fmt;
 use std::ops::Range;

@@ -24,7 +24,7 @@
 //! Decoding reads untrusted bytes: every length is bounds-checked before use, nothing is
 //! allocated beyond the input's length (or the configured limits), and nothing panics.
 
-use super::{HEADER_SIZE, RECORD_ALIGN};
+use super::layout::{HEADER_SIZE, RECORD_ALIGN};
 use crate::paxos::{Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, NodeId, Record};
 use crate::support::{le_u32, le_u64};
 use bytes::Bytes;

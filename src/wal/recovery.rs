@@ -92,8 +92,8 @@
 
 use super::content::{check_bounds, Violation};
 use super::group_commit::Resume;
+use super::layout::{block_align_up, record_start, BLOCK_SIZE, SECTOR_SIZE};
 use super::record::{self, Content, DecodeLimits, DecodedRecord, Kind, Stamp};
-use super::{block_align_up, record_start, BLOCK_SIZE, SECTOR_SIZE};
 use crate::paxos::{Lsn, Record};
 use std::ops::Range;
 

@@ -18,7 +18,7 @@
 //! - a segment (re)initialised gets a fresh salt (`segment_salt` of a seed drawn at every
 //!   open), so records of an earlier use of the file or the index never verify.
 
-use super::BLOCK_SIZE;
+use super::layout::BLOCK_SIZE;
 use crate::paxos::Lsn;
 use crate::support::{le_u32, le_u64};
 use std::fmt;

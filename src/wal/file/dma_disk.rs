@@ -14,7 +14,7 @@
 //! - a failed or short write, or a failed fdatasync, is returned as an error and never
 //!   retried (fsyncgate): the caller stops.
 
-use crate::wal::BLOCK_SIZE;
+use crate::wal::layout::BLOCK_SIZE;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::RefCell;
@@ -133,7 +133,7 @@ impl DmaDisk {
 }
 
 /// A file being zero-filled a slice at a time, so that a long fill can yield to other
-/// I/O between slices (WAL spares: `store::Store::prepare_spares_slice`).
+/// I/O between slices (WAL spares: `super::store::Store::prepare_spares_slice`).
 pub struct ZeroFill {
     file: DmaFile,
     size: u64,

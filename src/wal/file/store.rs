@@ -26,12 +26,12 @@ use crate::paxos::{GroupId, Instance, Lsn, Record};
 use crate::wal::compaction::{self, CompactionConfig, Rewrite};
 use crate::wal::group_commit::{header_for, WritePlan};
 use crate::wal::index::{IndexEntry, LogIndex};
+use crate::wal::layout::{block_align_up, BLOCK_SIZE};
 use crate::wal::log_recovery::LogRecovery;
 use crate::wal::record;
 use crate::wal::segment_format::{
     parse_segment_file_name, segment_file_name, HeaderError, SEGMENT_HEADER_SIZE,
 };
-use crate::wal::{block_align_up, BLOCK_SIZE};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -677,7 +677,7 @@ impl Store {
 }
 
 /// Zeroes the header block and the first payload block of the segment file at `path`
-/// and makes that durable: the file is then a blank spare (`segment` invariants).
+/// and makes that durable: the file is then a blank spare (`segment_format` invariants).
 async fn blank(path: &Path) -> Result<(), StoreError> {
     let zeros = vec![0u8; 2 * SEGMENT_HEADER_SIZE];
     let disk = DmaDisk::open(path).await.map_err(io_error("open", path))?;
@@ -691,7 +691,7 @@ async fn blank(path: &Path) -> Result<(), StoreError> {
 /// Makes every segment file in `config.dir` a blank spare, renamed to indices `0..n`, so
 /// a benchmark or test starts an empty log on files whose extents are already written
 /// (recycling instead of deleting and re-creating gigabytes). Zeroes each file's header
-/// and first payload block (`segment` invariants). Returns the number of files.
+/// and first payload block (`segment_format` invariants). Returns the number of files.
 pub async fn recycle_all(config: &StoreConfig) -> Result<usize, StoreError> {
     let mut names: Vec<String> = Vec::new();
     if let Ok(entries) = std::fs::read_dir(&config.dir) {

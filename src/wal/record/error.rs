@@ -2,7 +2,7 @@
 //! numbers in the message. Offsets are relative to the record's first byte.
 
 use super::Kind;
-use crate::wal::{HEADER_SIZE, RECORD_ALIGN};
+use crate::wal::layout::{HEADER_SIZE, RECORD_ALIGN};
 use std::fmt;
 
 /// Why bytes are not a valid record. Offsets are relative to the record's first byte.
