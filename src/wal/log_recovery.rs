@@ -17,8 +17,10 @@ use super::segment_format::{
     parse_segment_file_name, HeaderError, SegmentGeometry, SegmentHeader, SEGMENT_HEADER_SIZE,
 };
 use crate::paxos::Lsn;
-use std::fmt;
 use std::ops::Range;
+
+mod corruption;
+pub use corruption::Corruption;
 
 /// One file of the log directory, as read: its name and its bytes (the whole file).
 #[derive(Clone, Copy, Debug)]
@@ -38,78 +40,6 @@ pub struct LogConfig {
     pub geometry: SegmentGeometry,
     /// Decoder limits; must admit the writer's largest record.
     pub limits: DecodeLimits,
-}
-
-/// Why the log stops being trustworthy before its end (mid-log corruption).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Corruption {
-    /// Records of a durable batch inside segment `index` are missing (row 5 of the
-    /// record table, or a torn tail in a segment that a later one follows).
-    Records {
-        /// The segment.
-        index: u64,
-        /// The missing LSN.
-        lsn_expected: Lsn,
-        /// The LSN found instead (0 if none).
-        lsn_found: Lsn,
-        /// File offset in the segment where the log stops continuing.
-        file_offset: u64,
-    },
-    /// A segment between the first and the last used one is absent or blank.
-    MissingSegment {
-        /// Its index.
-        index: u64,
-    },
-    /// A segment's header does not decode, or does not match its name and the log.
-    BadHeader {
-        /// The segment.
-        index: u64,
-        /// Why.
-        why: String,
-    },
-    /// A used segment file is shorter than `segment_size` (files are created full-size
-    /// and renamed into place, so only outside damage shortens one). The records in what
-    /// remains are kept.
-    Truncated {
-        /// The segment.
-        index: u64,
-        /// Its length in bytes.
-        file_size: u64,
-    },
-    /// A record of segment `index` verifies but breaks `content::check_bounds` (row 6
-    /// of the record table): the log ends before it.
-    Invalid {
-        /// The segment.
-        index: u64,
-        /// The record's LSN.
-        lsn: Lsn,
-        /// File offset of the record in the segment.
-        file_offset: u64,
-        /// The bound it breaks.
-        violation: Violation,
-    },
-    /// A record of segment `index` does not verify while the next one, in the same
-    /// sector, does (row 7 of the record table): it was damaged after it was written.
-    Damaged {
-        /// The segment.
-        index: u64,
-        /// The damaged record's LSN.
-        lsn: Lsn,
-        /// File offset of the damaged record.
-        file_offset: u64,
-        /// File offset of the record after it, which verifies.
-        next_file_offset: u64,
-    },
-    /// A segment's `lsn_prev` is not the last LSN before it.
-    ChainBroken {
-        /// The segment.
-        index: u64,
-        /// The last LSN recovered before it.
-        lsn_expected: Lsn,
-        /// Its header's `lsn_prev`.
-        lsn_prev: Lsn,
-    },
 }
 
 /// What the end of a segmented log means (`recover`'s decision table).
@@ -204,7 +134,7 @@ struct Scanned {
 /// | S1 | no used segment | `Clean`, empty log | log offset 0, LSN 0 | `resume_at_start` |
 /// | S2 | blank segments after the last used one | spares, kept for later initialisation | — | `used_positions` |
 /// | S3 | an index between `log_start` and the last used segment is absent or blank | `Corrupt(MissingSegment)` | after the segment before it (at `log_start`, LSN 0, when it is `log_start` itself) | `missing_segment` |
-/// | S4 | a header that does not decode or does not match its name, shard or geometry, and is not S5 | `Corrupt(BadHeader)` | after the segment before it (log start if none) | `header_mismatch`, `checked_header` |
+/// | S4 | a header that does not decode or does not match its name, shard or geometry, and is not S5 | `Corrupt(BadHeader)` | after the segment before it (log start if none) | `bad_header` |
 /// | S5 | the last used segment's header does not decode, its first payload block is zero, and a segment precedes it or it is segment 0 | `TornTail` (a torn initialisation: no record was written) | after the segment before it | `torn_initialisation` |
 /// | S6 | `lsn_prev` differs from the last LSN of the segment before | `Corrupt(ChainBroken)` | after the segment before it | `chain_broken` |
 /// | S7 | a segment before the last used one scans `Corrupt` | `Corrupt(Records)` | at its break | `records_lost` |
@@ -212,14 +142,15 @@ struct Scanned {
 /// | S7d | any used segment scans `Damaged` (record row 7) | `Corrupt(Damaged)` | before the damaged record | `record_damaged` |
 /// | S7' | a segment before the last used one scans `Clean` or `TornTail` | continue; S6 on the next header detects any lost LSN (a torn remnant left by an earlier recovery is not a loss) | — | `continues` |
 /// | S8 | a used segment file shorter than `segment_size` | `Corrupt(Truncated)`, its remaining records kept | its scan's resume | `short_file` |
-/// | S9 | the last used segment | its record-table decision | its resume, scrub | `torn_tail`, `resume_after` |
-/// | S10 | a segment file below `log_start` (any header, or blank) | truncated: not read, listed in `truncated` (to recycle or delete) | — | `log_start_of`, `truncated_names` |
+/// | S9 | the last used segment | its record-table decision | its resume, scrub | `torn_tail` |
+/// | S10 | a segment file below `log_start` (any header, or blank) | truncated: not read, listed in `truncated` (to recycle or delete) | — | `truncation` |
 ///
 /// The segment `log_start` anchors the chain with its own `lsn_prev` (segments before it
 /// were truncated; a header is written with `log_start = L` BEFORE any segment below `L`
 /// is deleted, so a missing `log_start` segment is loss, never truncation). After a
 /// corruption, later segments are discarded (`discarded_names`): the replica keeps the
-/// prefix and rebuilds as a learner. Never panics on any input.
+/// prefix and rebuilds as a learner. Where appends resume after a scanned segment is
+/// `resume_after`'s (rows S3 to S9). Never panics on any input.
 #[must_use]
 pub fn recover(files: &[SegmentImage<'_>], config: &LogConfig) -> LogRecovery {
     let heads: Vec<SegmentFile<'_>> = files
@@ -271,8 +202,7 @@ pub fn recover_from<E>(
         .iter()
         .map(|(index, file)| report(*index, file, &geometry))
         .collect();
-    let log_start = log_start_of(&reports, config);
-    let truncated = truncated_names(&reports, log_start);
+    let (log_start, truncated) = truncation(&reports, config);
     let used = used_positions(&reports, log_start);
 
     let mut records = Vec::new();
@@ -452,34 +382,53 @@ fn missing_segment(index: u64) -> LogDecision {
     LogDecision::Corrupt(Corruption::MissingSegment { index })
 }
 
-/// Row S4: why a decoded header does not belong where it lies (shard, index, geometry,
-/// `log_start` above its own index), if it does not.
-fn header_mismatch(header: &SegmentHeader, index: u64, config: &LogConfig) -> Option<String> {
-    if header.shard != config.shard {
-        Some(format!("header names shard {}", header.shard))
-    } else if header.segment_index != index {
-        Some(format!("header names index {}", header.segment_index))
-    } else if header.segment_size != config.geometry.segment_size {
-        Some(format!(
+/// Row S4: a header that does not decode (and is not S5), or that does not belong where
+/// it lies (shard, index, geometry, a `log_start` above its own index).
+fn bad_header(report: &SegmentReport, config: &LogConfig) -> Option<LogDecision> {
+    let why = match &report.header {
+        None => Some(
+            report
+                .header_error
+                .as_ref()
+                .map_or_else(|| "no header".to_string(), ToString::to_string),
+        ),
+        Some(header) if header.shard != config.shard => {
+            Some(format!("header names shard {}", header.shard))
+        }
+        Some(header) if header.segment_index != report.index => {
+            Some(format!("header names index {}", header.segment_index))
+        }
+        Some(header) if header.segment_size != config.geometry.segment_size => Some(format!(
             "header names segment_size {}, the log uses {}",
             header.segment_size, config.geometry.segment_size
-        ))
-    } else if header.log_start > index {
-        Some(format!("header names log_start {}", header.log_start))
-    } else {
-        None
-    }
+        )),
+        Some(header) if header.log_start > report.index => {
+            Some(format!("header names log_start {}", header.log_start))
+        }
+        Some(_) => None,
+    };
+    why.map(|why| {
+        LogDecision::Corrupt(Corruption::BadHeader {
+            index: report.index,
+            why,
+        })
+    })
 }
 
 /// Row S5: the header of the last used segment does not decode, its first payload block
 /// is zero, and a segment precedes it or it is segment 0: its initialisation was torn
 /// and no record was ever written to it.
-fn torn_initialisation(file: &SegmentFile<'_>, walk: &Walk<'_>) -> Option<LogDecision> {
+fn torn_initialisation(
+    report: &SegmentReport,
+    file: &SegmentFile<'_>,
+    walk: &Walk<'_>,
+) -> Option<LogDecision> {
     let first_payload_zero = file
         .head
         .get(SEGMENT_HEADER_SIZE..2 * SEGMENT_HEADER_SIZE)
         .is_none_or(|block| block.iter().all(|b| *b == 0));
-    let torn = walk.index == walk.last_index
+    let torn = report.header.is_none()
+        && walk.index == walk.last_index
         && first_payload_zero
         && (walk.previous.is_some() || walk.index == 0);
     torn.then_some(LogDecision::TornTail {
@@ -506,25 +455,19 @@ fn checked_header(
     walk: &Walk<'_>,
     config: &LogConfig,
 ) -> Result<SegmentHeader, LogDecision> {
-    let index = walk.index;
-    let header = match (&report.header, &report.header_error) {
-        (_, Some(HeaderError::Blank)) => return Err(missing_segment(index)),
-        (Some(header), _) => *header,
-        (None, error) => {
-            let why = error
-                .as_ref()
-                .map_or_else(|| "no header".to_string(), ToString::to_string);
-            return Err(torn_initialisation(file, walk)
-                .unwrap_or(LogDecision::Corrupt(Corruption::BadHeader { index, why })));
-        }
-    };
-    if let Some(why) = header_mismatch(&header, index, config) {
-        return Err(LogDecision::Corrupt(Corruption::BadHeader { index, why }));
+    if report.header_error == Some(HeaderError::Blank) {
+        return Err(missing_segment(walk.index));
     }
-    match chain_broken(&header, walk) {
-        Some(broken) => Err(broken),
-        None => Ok(header),
+    if let Some(torn) = torn_initialisation(report, file, walk) {
+        return Err(torn);
     }
+    if let Some(bad) = bad_header(report, config) {
+        return Err(bad);
+    }
+    let header = report
+        .header
+        .expect("bad_header rejects every report without a valid header");
+    chain_broken(&header, walk).map_or(Ok(header), Err)
 }
 
 /// Row S7 (and S9 when the last segment scans `Corrupt`): records of a durable batch are
@@ -608,8 +551,9 @@ fn segment_end(index: u64, last_index: u64, recovery: &Recovery) -> Option<LogDe
     }
 }
 
-/// Row S9: where appends resume after the last segment scanned: its scan's resume, with
-/// its salt and scrub (log offsets).
+/// Where appends resume after the last segment scanned (rows S3 to S9: after the segment
+/// before a bad one, at a break, or at the end): its scan's resume, with its salt and
+/// scrub (log offsets).
 fn resume_after(prev: &Scanned, geometry: &SegmentGeometry) -> (Resume, u32, Range<u64>) {
     let offset = geometry.log_offset(prev.index, prev.resume_file_offset);
     (
@@ -622,12 +566,13 @@ fn resume_after(prev: &Scanned, geometry: &SegmentGeometry) -> (Resume, u32, Ran
     )
 }
 
-/// Row S10: the log's first segment, the highest `log_start` any valid header of this
-/// log names. A segment is deleted only after a header naming a higher `log_start` is
-/// durable, so files below it are leftovers of a truncation (not read), and the segment
-/// `log_start` itself must be present.
-fn log_start_of(reports: &[SegmentReport], config: &LogConfig) -> u64 {
-    reports
+/// Row S10: the log's first segment and the files below it. `log_start` is the highest
+/// `log_start` any valid header of this log names. A segment is deleted only after a
+/// header naming a higher `log_start` is durable, so files below it are leftovers of a
+/// truncation (not read; to recycle or delete), and the segment `log_start` itself must
+/// be present.
+fn truncation(reports: &[SegmentReport], config: &LogConfig) -> (u64, Vec<String>) {
+    let log_start = reports
         .iter()
         .filter_map(|r| {
             r.header.filter(|h| {
@@ -639,16 +584,13 @@ fn log_start_of(reports: &[SegmentReport], config: &LogConfig) -> u64 {
         })
         .map(|h| h.log_start)
         .max()
-        .unwrap_or(0)
-}
-
-/// Row S10: the segment files below `log_start` (truncated: to recycle or delete).
-fn truncated_names(reports: &[SegmentReport], log_start: u64) -> Vec<String> {
-    reports
+        .unwrap_or(0);
+    let truncated = reports
         .iter()
         .filter(|r| r.index < log_start)
         .map(|r| r.name.clone())
-        .collect()
+        .collect();
+    (log_start, truncated)
 }
 
 /// After a corruption the replica keeps the prefix: every non-blank segment file after
@@ -711,67 +653,6 @@ impl LogRecovery {
         match &self.decision {
             LogDecision::Corrupt(c) => Some(c),
             _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Corruption {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Corruption::Records {
-                index,
-                lsn_expected,
-                lsn_found,
-                file_offset,
-            } => write!(
-                f,
-                "segment {index} offset {file_offset}: LSN {} missing (found LSN {} further on)",
-                lsn_expected.0, lsn_found.0
-            ),
-            Corruption::MissingSegment { index } => {
-                write!(
-                    f,
-                    "segment {index} is missing or blank between used segments"
-                )
-            }
-            Corruption::BadHeader { index, why } => {
-                write!(f, "segment {index} offset 0: bad header: {why}")
-            }
-            Corruption::Truncated { index, file_size } => write!(
-                f,
-                "segment {index} offset {file_size}: file truncated to {file_size} bytes"
-            ),
-            Corruption::Invalid {
-                index,
-                lsn,
-                file_offset,
-                violation,
-            } => write!(
-                f,
-                "segment {index} offset {file_offset}: LSN {} verifies but is invalid: {violation} (rule {})",
-                lsn.0,
-                violation.rule()
-            ),
-            Corruption::Damaged {
-                index,
-                lsn,
-                file_offset,
-                next_file_offset,
-            } => write!(
-                f,
-                "segment {index} offset {file_offset}: LSN {} damaged after it was written (the \
-                 record after it, at offset {next_file_offset} in the same sector, verifies)",
-                lsn.0
-            ),
-            Corruption::ChainBroken {
-                index,
-                lsn_expected,
-                lsn_prev,
-            } => write!(
-                f,
-                "segment {index} offset 0: header lsn_prev {} but the log before ends at LSN {}",
-                lsn_prev.0, lsn_expected.0
-            ),
         }
     }
 }
