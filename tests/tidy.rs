@@ -106,11 +106,12 @@ const CLOCK_READS: &[&str] = &["Instant::now", "SystemTime::now", "clock_gettime
 /// `src/cli/`).
 const GLOMMIO_FILES: &[&str] = &[
     "src/runtime/driver.rs",
-    "src/runtime/net.rs",
+    "src/runtime/net/mod.rs",
+    "src/runtime/net/link.rs",
     "src/wal/file/dma_disk.rs",
     "src/main.rs",
 ];
-const GLOMMIO_DIRS: &[&str] = &["src/bin/", "src/cli/"];
+const GLOMMIO_DIRS: &[&str] = &["src/bin/", "src/cli/", "src/runtime/net/tests/"];
 
 /// flatc output: not written by hand (`tools/flatc.sh --check` guards it), so exempt
 /// from the module-doc and unwrap rules.
@@ -345,7 +346,7 @@ fn rule_glommio(path: &str, text: &str) -> Vec<String> {
         path,
         text,
         &["glommio"],
-        "only runtime/driver.rs, runtime/net.rs, wal/file/dma_disk.rs and the binary may use glommio",
+        "only runtime/driver.rs, runtime/net/{mod,link}.rs, wal/file/dma_disk.rs and the binary may use glommio",
     )
 }
 

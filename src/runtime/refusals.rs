@@ -1,38 +1,40 @@
 //! Rate-limited reports of peer messages the groups refused as out of bounds (forged or
 //! corrupt, see `paxos::bounds`): the first refusal of each reason is reported in full
 //! at once, later ones are summed into one summary line per
-//! [`REFUSAL_SUMMARY_INTERVAL_NS`]. Pure: time comes in as `now`, lines go out as
-//! strings for the executor to log.
+//! [`REFUSAL_SUMMARY_INTERVAL_NS`] (a [`LogBudget`] of one line per reason, ever). Pure:
+//! time comes in as `now`, lines go out as strings for the executor to log.
 //!
 //! Invariant: however many messages are refused, the lines produced over a span of
 //! time `t` number at most (distinct reasons) + `t / REFUSAL_SUMMARY_INTERVAL_NS` + 1:
 //! a flood of forged packets never becomes a flood of log lines.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
+use super::log_budget::{Admit, LogBudget, WINDOW_NEVER};
 use crate::paxos::{Nanos, Refused};
 
 /// The shortest time between two summary lines.
 pub const REFUSAL_SUMMARY_INTERVAL_NS: u64 = 10_000_000_000;
 
-/// What the refusals since the last line were, per reason.
-#[derive(Clone, Debug)]
-struct Pending {
-    count: u64,
-    last: Refused,
-}
-
 /// The rate limiter of refusal reports. See the module docs.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RefusalLog {
-    /// Reasons already reported in full.
-    reported: BTreeSet<&'static str>,
-    /// Refusals not yet reported, by reason.
-    pending: BTreeMap<&'static str, Pending>,
-    /// When the pending refusals are summarised (`None`: nothing pending).
-    summary_due: Option<Nanos>,
+    /// One full line per reason, ever; the rest counted for the summaries.
+    budget: LogBudget<&'static str>,
+    /// The last refusal of each reason counted since the last summary.
+    last: BTreeMap<&'static str, Refused>,
     /// Lines produced so far.
     lines: u64,
+}
+
+impl Default for RefusalLog {
+    fn default() -> RefusalLog {
+        RefusalLog {
+            budget: LogBudget::new(1, WINDOW_NEVER),
+            last: BTreeMap::new(),
+            lines: 0,
+        }
+    }
 }
 
 fn describe(refused: &Refused) -> String {
@@ -46,54 +48,45 @@ impl RefusalLog {
     /// Notes one refusal at `now`; pushes a line onto `lines` when it is the first of
     /// its reason.
     pub fn note(&mut self, now: Nanos, refused: Refused, lines: &mut Vec<String>) {
-        if self.reported.insert(refused.reason) {
-            self.lines += 1;
-            lines.push(format!(
-                "refused a peer message ({}) {}: forged or corrupt, nothing of it is kept \
-                 (further refusals are summarised every {} s)",
-                refused.reason,
-                describe(&refused),
-                REFUSAL_SUMMARY_INTERVAL_NS / 1_000_000_000
-            ));
-            return;
-        }
-        let reason = refused.reason;
-        match self.pending.get_mut(reason) {
-            Some(pending) => {
-                pending.count += 1;
-                pending.last = refused;
+        match self.budget.admit(refused.reason, now) {
+            Admit::Log { .. } => {
+                self.lines += 1;
+                lines.push(format!(
+                    "refused a peer message ({}) {}: forged or corrupt, nothing of it is kept \
+                     (further refusals are summarised every {} s)",
+                    refused.reason,
+                    describe(&refused),
+                    REFUSAL_SUMMARY_INTERVAL_NS / 1_000_000_000
+                ));
             }
-            None => {
-                self.pending.insert(
-                    reason,
-                    Pending {
-                        count: 1,
-                        last: refused,
-                    },
-                );
+            Admit::Suppress => {
+                self.last.insert(refused.reason, refused);
             }
-        }
-        if self.summary_due.is_none() {
-            self.summary_due = Some(now.plus(REFUSAL_SUMMARY_INTERVAL_NS));
         }
     }
 
-    /// Pushes the summary line onto `lines` when one is due at `now`.
+    /// Pushes the summary line onto `lines` when one is due at `now`: at least
+    /// [`REFUSAL_SUMMARY_INTERVAL_NS`] after the oldest refusal it sums up.
     pub fn flush(&mut self, now: Nanos, lines: &mut Vec<String>) {
-        let Some(due) = self.summary_due else {
+        let Some(since) = self.budget.suppressed_since() else {
             return;
         };
-        if now < due {
+        if now < since.plus(REFUSAL_SUMMARY_INTERVAL_NS) {
             return;
         }
-        let total: u64 = self.pending.values().map(|p| p.count).sum();
-        let parts: Vec<String> = self
-            .pending
+        let counts = self.budget.take_suppressed();
+        let total: u64 = counts.iter().map(|(_, count)| count).sum();
+        let parts: Vec<String> = counts
             .iter()
-            .map(|(reason, p)| format!("{reason} {} (last {})", p.count, describe(&p.last)))
+            .map(|(reason, count)| {
+                let last = self
+                    .last
+                    .get(reason)
+                    .expect("a reason with refusals counted has its last one");
+                format!("{reason} {count} (last {})", describe(last))
+            })
             .collect();
-        self.pending.clear();
-        self.summary_due = None;
+        self.last.clear();
         self.lines += 1;
         lines.push(format!(
             "refused {total} more out-of-bounds peer messages: {}",

@@ -31,6 +31,7 @@ use crate::client::codec::Encoder;
 use crate::client::wire::Body;
 use crate::paxos::Nanos;
 use crate::runtime::clock::MonotonicClock;
+use crate::runtime::log_budget::{Admit, LogBudget};
 use crate::support::lock;
 
 /// How long the closer drains a refused connection's input before closing it.
@@ -346,74 +347,51 @@ fn close_loop(receiver: &Receiver<TcpStream>) {
     }
 }
 
-/// Counts of one refusal kind in the current window.
-#[derive(Clone, Copy)]
-struct Window {
-    start: Nanos,
-    logged: u32,
-    suppressed: u64,
-}
-
-/// A log of refusals, rate-limited per [`Kind`]: [`LOG_LINES_MAX`] lines per
-/// [`LOG_WINDOW`], then one line saying how many were not logged.
+/// A log of refusals, rate-limited per [`Kind`] by a [`LogBudget`]: [`LOG_LINES_MAX`]
+/// lines per [`LOG_WINDOW`], then one line saying how many were not logged.
 pub struct RefusalLog {
     clock: MonotonicClock,
-    windows: Mutex<HashMap<Kind, Window>>,
+    budget: Mutex<LogBudget<Kind>>,
 }
 
 impl RefusalLog {
     fn new() -> RefusalLog {
         RefusalLog {
             clock: MonotonicClock::start(),
-            windows: Mutex::new(HashMap::new()),
+            budget: Mutex::new(LogBudget::new(LOG_LINES_MAX, LOG_WINDOW.as_nanos() as u64)),
         }
     }
 
     /// Logs that `peer` was refused for `detail` (a warning), unless `kind` has used
     /// its lines in this window.
     pub fn refused(&self, kind: Kind, peer: &str, detail: &str) {
-        let now = self.clock.now();
-        let window_ns = LOG_WINDOW.as_nanos() as u64;
-        let mut windows = lock(&self.windows);
-        let window = windows.entry(kind).or_insert(Window {
-            start: now,
-            logged: 0,
-            suppressed: 0,
-        });
-        if now.0.saturating_sub(window.start.0) >= window_ns {
-            if window.suppressed > 0 {
-                log::warn!(
-                    "client listener: {} more refusals ({kind:?}) in {} s were not logged",
-                    window.suppressed,
-                    LOG_WINDOW.as_secs()
-                );
-            }
-            *window = Window {
-                start: now,
-                logged: 0,
-                suppressed: 0,
-            };
+        let admit = lock(&self.budget).admit(kind, self.clock.now());
+        let Admit::Log {
+            suppressed,
+            budget_spent,
+        } = admit
+        else {
+            return;
+        };
+        if suppressed > 0 {
+            log::warn!(
+                "client listener: {suppressed} more refusals ({kind:?}) in {} s were not logged",
+                LOG_WINDOW.as_secs()
+            );
         }
-        if window.logged < LOG_LINES_MAX {
-            window.logged += 1;
-            log::warn!("client listener: closing {peer}: {detail}");
-            if window.logged == LOG_LINES_MAX {
-                log::warn!(
-                    "client listener: further refusals ({kind:?}) are not logged for {} s",
-                    LOG_WINDOW.as_secs()
-                );
-            }
-        } else {
-            window.suppressed += 1;
+        log::warn!("client listener: closing {peer}: {detail}");
+        if budget_spent {
+            log::warn!(
+                "client listener: further refusals ({kind:?}) are not logged for {} s",
+                LOG_WINDOW.as_secs()
+            );
         }
     }
 
     /// Lines logged and refusals not logged in `kind`'s current window.
     #[cfg(test)]
     fn window(&self, kind: Kind) -> (u32, u64) {
-        lock(&self.windows)
-            .get(&kind)
-            .map_or((0, 0), |w| (w.logged, w.suppressed))
+        lock(&self.budget).state(kind)
     }
 }
 

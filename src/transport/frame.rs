@@ -61,6 +61,37 @@ pub fn append_frame(
     Ok(())
 }
 
+/// Appends one frame to `out`: a size header, then what `encode` appends (encoding in
+/// place, where [`append_frame`] copies a finished payload). When the payload exceeds
+/// `frame_size_max` or what a u32 can announce, `out` is left as it was.
+///
+/// # Errors
+///
+/// [`FrameError::TooLarge`] with the size `encode` produced.
+pub fn append_frame_with(
+    out: &mut Vec<u8>,
+    frame_size_max: usize,
+    encode: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), FrameError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_HEADER_SIZE]);
+    encode(out);
+    let size = out.len() - start - FRAME_HEADER_SIZE;
+    match u32::try_from(size) {
+        Ok(size_u32) if size <= frame_size_max => {
+            out[start..start + FRAME_HEADER_SIZE].copy_from_slice(&size_u32.to_le_bytes());
+            Ok(())
+        }
+        Ok(_) | Err(_) => {
+            out.truncate(start);
+            Err(FrameError::TooLarge {
+                size,
+                max: frame_size_max,
+            })
+        }
+    }
+}
+
 /// Splits the first frame off the front of `buf` (bytes read from a stream).
 ///
 /// Returns `Ok(None)` while the header or the payload is still incomplete (read more

@@ -11,6 +11,7 @@
 //! ([`frame`]), where each `Frame` holds one [`FrameBody`].
 
 pub mod auth;
+pub mod batch;
 pub mod codec;
 pub mod error;
 pub mod frame;
@@ -24,7 +25,7 @@ pub use codec::{
     encode_heartbeat_ack_batch, encode_heartbeat_batch, Encoder,
 };
 pub use error::DecodeError;
-pub use frame::{append_frame, split_frame, FrameError, FRAME_HEADER_SIZE};
+pub use frame::{append_frame, append_frame_with, split_frame, FrameError, FRAME_HEADER_SIZE};
 pub use limits::DecodeLimits;
 pub use wire::{
     CatchUpStream, CheckpointChunk, FrameBody, GroupHeartbeat, GroupHeartbeatAck, Handshake,
