@@ -387,10 +387,12 @@ fn start_refuses_bad_config_and_foreign_data_dir() {
     let first = Node::start(config(1), factory()).expect("node 1 starts");
     assert_eq!(first.shutdown(), Vec::new());
     match Node::start(config(2), factory()) {
-        Err(StartError::DataDir(reason)) => {
+        Err(StartError::ForeignDataDir {
+            found, expected, ..
+        }) => {
             assert!(
-                reason.contains("node 1") && reason.contains("node 2"),
-                "{reason}"
+                found.contains("node 1") && expected.contains("node 2"),
+                "{found} / {expected}"
             );
         }
         other => panic!("expected a data directory error, got {other:?}"),

@@ -784,13 +784,15 @@ fn shard_refuses_and_reports_forged_messages() {
     );
     let shard_config = ShardConfig {
         node,
-        wal_buffer_size_max: 8 << 20,
+        wal_pending_size_max: 8 << 20,
         held_count_max: 10_000,
+        reads_pending_count_max: 64,
     };
     let mut shard = Shard::new(
         shard_config,
         vec![(config, Restore::default())],
         commit,
+        false,
         Nanos(0),
     );
     let mut effects = Effects::default();

@@ -26,7 +26,10 @@ fn env_u64(name: &str) -> Option<u64> {
 fn simulation() {
     if let Some(seed) = env_u64("SYNOD_SEED") {
         match run_seed(seed) {
-            Ok(report) => println!("seed {seed}: ok: {report:?}"),
+            Ok(report) => {
+                println!("seed {seed}: ok: {report:?}");
+                println!("seed {seed}: reads: {:?}", report.reads);
+            }
             Err(failure) => panic!("{failure}"),
         }
         return;
@@ -52,6 +55,7 @@ fn simulation() {
         summary.elapsed_s
     );
     println!("simulation: {}", summary.totals());
+    println!("simulation: {}", summary.read_totals());
     let failures = summary.failures;
     if !failures.is_empty() {
         let list: Vec<String> = failures.iter().map(|f| f.seed.to_string()).collect();

@@ -427,8 +427,9 @@ impl Config {
             wal_buffer_size_max: self.wal_buffer_size_max,
             shard_config: ShardConfig {
                 node: self.node,
-                wal_buffer_size_max: self.wal_pending_size_max,
+                wal_pending_size_max: self.wal_pending_size_max,
                 held_count_max: self.held_count_max,
+                reads_pending_count_max: crate::runtime::shard::READS_PENDING_COUNT_MAX,
             },
             net: NetConfig {
                 node: self.node,

@@ -65,9 +65,25 @@ use crate::runtime::shard_of;
 pub enum StartError {
     /// The configuration is invalid.
     Config(ConfigError),
-    /// The data directory belongs to another cluster, node or shard count, or cannot
-    /// be used.
-    DataDir(String),
+    /// The data directory cannot be used: `operation` on `path` failed.
+    DataDir {
+        /// What was being done: `create`, `read`, `write` or `sync`.
+        operation: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What the OS said (its kind tells a missing directory from a read-only one).
+        cause: std::io::Error,
+    },
+    /// The data directory belongs to another cluster, node or shard count: its
+    /// identity file holds `found` where this node is `expected`.
+    ForeignDataDir {
+        /// The identity file.
+        path: std::path::PathBuf,
+        /// What it holds (one line).
+        found: String,
+        /// What this node's configuration says (one line).
+        expected: String,
+    },
     /// A shard could not start (recovery, listening address, executor).
     Shard {
         /// The shard.
@@ -81,7 +97,21 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Config(error) => write!(f, "invalid configuration: {error}"),
-            StartError::DataDir(reason) => write!(f, "data directory: {reason}"),
+            StartError::DataDir {
+                operation,
+                path,
+                cause,
+            } => write!(f, "data directory: {operation} {}: {cause}", path.display()),
+            StartError::ForeignDataDir {
+                path,
+                found,
+                expected,
+            } => write!(
+                f,
+                "data directory: {} holds {found:?}, but this node is configured as \
+                 {expected:?}; refusing to mix them",
+                path.display()
+            ),
             StartError::Shard { shard, reason } => write!(f, "shard {shard}: {reason}"),
         }
     }
@@ -142,8 +172,10 @@ pub fn data_dir_claimed(dir: &std::path::Path) -> std::io::Result<bool> {
 /// existing member: it then lost its log and rejoins as a learner.
 fn claim_data_dir(config: &Config) -> Result<bool, StartError> {
     let dir = &config.data_dir;
-    let fail = |what: &str, e: std::io::Error| {
-        StartError::DataDir(format!("{what} {}: {e}", dir.display()))
+    let fail = |operation: &'static str, cause: std::io::Error| StartError::DataDir {
+        operation,
+        path: dir.clone(),
+        cause,
     };
     std::fs::create_dir_all(dir).map_err(|e| fail("create", e))?;
     let identity = format!(
@@ -153,12 +185,11 @@ fn claim_data_dir(config: &Config) -> Result<bool, StartError> {
     let path = dir.join(IDENTITY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(found) if found == identity => Ok(false),
-        Ok(found) => Err(StartError::DataDir(format!(
-            "{} holds {:?}, but this node is configured as {:?}; refusing to mix them",
-            path.display(),
-            found.trim().replace('\n', ", "),
-            identity.trim().replace('\n', ", ")
-        ))),
+        Ok(found) => Err(StartError::ForeignDataDir {
+            path,
+            found: found.trim().replace('\n', ", "),
+            expected: identity.trim().replace('\n', ", "),
+        }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let mut file = std::fs::File::create(&path).map_err(|e| fail("write", e))?;
             file.write_all(identity.as_bytes())

@@ -183,7 +183,7 @@ pub struct Group {
     pub(super) log: BTreeMap<Instance, Slot>,
     // Learner state.
     pub(super) chosen_through: Instance,
-    pub(super) chosen_persisted: Instance,
+    pub(super) chosen_recorded: Instance,
     pub(super) applied_through: Instance,
     pub(super) checksum: u32,
     pub(super) start_working_applied: Ballot,
@@ -255,7 +255,7 @@ impl Group {
             promised: restore.promised,
             log,
             chosen_through: Instance(0),
-            chosen_persisted: Instance(0),
+            chosen_recorded: Instance(0),
             applied_through: Instance(0),
             checksum: 0,
             start_working_applied: Ballot::ZERO,
@@ -296,7 +296,7 @@ impl Group {
             through = through.next();
         }
         group.chosen_through = through;
-        group.chosen_persisted = through;
+        group.chosen_recorded = through;
         group.reset_election_deadline(now);
         let mut scratch = Output::default();
         group.apply_chosen(&mut scratch);
@@ -560,12 +560,12 @@ impl Group {
     /// After `chosen_through` advanced: persist the watermark lazily, retire the
     /// leader's in-flight instances, apply.
     pub(super) fn on_chosen_advanced(&mut self, out: &mut Output) {
-        if self.chosen_through > self.chosen_persisted {
+        if self.chosen_through > self.chosen_recorded {
             out.persist.push(Record::Chosen {
                 group: self.config.group,
                 through: self.chosen_through,
             });
-            self.chosen_persisted = self.chosen_through;
+            self.chosen_recorded = self.chosen_through;
         }
         if let Some(leading) = self.leading.as_mut() {
             let chosen = self.chosen_through;

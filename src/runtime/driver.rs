@@ -48,9 +48,9 @@ use super::mailbox::{Mailbox, Sender};
 use super::net::{Net, NetConfig};
 use super::notify::Notify;
 use super::request::{Error, GroupStatus, Proposed, Request, ShardStatus};
-use super::shard::{Effects, Shard, ShardConfig, ShardInput};
+use super::shard::{Effects, ProposalOutcome, ReadId, ReadRefused, Shard, ShardConfig, ShardInput};
 use super::state_machine::{StateMachine, StateMachineFactory};
-use crate::paxos::{Body, GroupConfig, GroupId, Instance, Lsn, Nanos, ProposalId, Restore};
+use crate::paxos::{Body, GroupConfig, GroupId, Instance, Nanos, ProposalId, Restore};
 use crate::wal::dma_disk::{DmaDisk, IO_MEMORY_SIZE};
 use crate::wal::store::{recover_dir, Store, StoreConfig};
 use crate::wal::{WritePlan, BLOCK_SIZE};
@@ -266,8 +266,8 @@ fn current_thread_id() -> Option<u32> {
     link.file_name()?.to_str()?.parse().ok()
 }
 
-/// A read waiting for its read index to be applied: group, index, query, reply.
-type PendingRead = (GroupId, Instance, Bytes, Sender<Result<Bytes, Error>>);
+/// A read the shard has not answered yet: its query and its reply.
+type PendingRead = (Bytes, Sender<Result<Bytes, Error>>);
 
 /// The outcome of the WAL write in flight, left by its task for the loop.
 type WriteResult = Result<WritePlan, Fatal>;
@@ -307,11 +307,13 @@ struct Driver {
     thread_id: Option<u32>,
     next_proposal: u64,
     proposals: HashMap<ProposalId, Sender<Result<Proposed, Error>>>,
-    reads: Vec<PendingRead>,
+    next_read: u64,
+    reads: HashMap<ReadId, PendingRead>,
     requests: Vec<Request>,
     inbound: Vec<crate::paxos::Message>,
     effects: Effects,
-    marker: Option<(PathBuf, Option<Lsn>)>,
+    /// The rejoin marker's path while it exists (the shard decides when it goes).
+    marker: Option<PathBuf>,
     stopping: Option<(Nanos, Vec<Sender<()>>)>,
     fatal: Option<Fatal>,
     /// Where a fatal stop is reported, BEFORE waiting callers are answered.
@@ -399,14 +401,14 @@ async fn start(
         );
     }
     let clock = MonotonicClock::start();
-    let shard = Shard::new(plan.shard_config.clone(), groups, commit, clock.now());
+    let shard = Shard::new(plan.shard_config.clone(), groups, commit, lost, clock.now());
     let wake = Rc::new(Notify::default());
     let net_wake = Rc::clone(&wake);
     let net = Net::start(plan.net.clone(), Rc::new(move || net_wake.notify()))
         .await
         .map_err(|e| format!("shard {shard_id}: {e}"))?;
     Ok(Driver {
-        marker: lost.then_some((marker_path, None)),
+        marker: lost.then_some(marker_path),
         plan,
         clock,
         shard,
@@ -430,7 +432,8 @@ async fn start(
         thread_id: current_thread_id(),
         next_proposal: 0,
         proposals: HashMap::new(),
-        reads: Vec::new(),
+        next_read: 0,
+        reads: HashMap::new(),
         requests: Vec::new(),
         inbound: Vec::new(),
         effects: Effects::default(),
@@ -454,14 +457,10 @@ impl Driver {
                 break exit;
             }
             self.shard.flush(now, &mut self.effects);
-            self.execute(now);
+            self.execute();
             self.try_maintain();
             if self.fatal.is_none() {
-                if let Some(reason) = self.shard.poisoned() {
-                    self.fatal = Some(Fatal::Poisoned {
-                        reason: reason.to_string(),
-                    });
-                }
+                self.fatal = self.shard.poisoned().cloned();
             }
             if let Some(fatal) = &self.fatal {
                 self.latch.report(ShardStopped {
@@ -529,9 +528,8 @@ impl Driver {
     /// stops at the end of this iteration.
     fn on_fatal(&mut self, now: Nanos, fatal: Fatal) {
         log::error!("shard {}: {fatal}; the shard stops", self.plan.shard);
-        let reason = fatal.to_string();
-        self.fatal.get_or_insert(fatal);
-        self.shard.step(now, ShardInput::WriteFailed { reason });
+        self.fatal.get_or_insert(fatal.clone());
+        self.shard.step(now, ShardInput::WriteFailed { fatal });
     }
 
     fn on_request(&mut self, now: Nanos, request: Request) -> Option<Exit> {
@@ -576,6 +574,7 @@ impl Driver {
         None
     }
 
+    /// A read: the shard decides when (and whether) it may be served.
     fn on_read(
         &mut self,
         now: Nanos,
@@ -587,29 +586,43 @@ impl Driver {
             reply.send(Err(Error::Stopped));
             return;
         }
-        let Some(state) = self.shard.group(group) else {
-            reply.send(Err(Error::NoSuchGroup { group }));
-            return;
-        };
-        if state.role() != crate::paxos::Role::Leader {
-            reply.send(Err(Error::NotLeader {
-                hint: state.leader_hint(),
-            }));
-            return;
-        }
-        match state.read_index(now) {
-            None => reply.send(Err(Error::LeaseNotHeld)),
-            Some(index) => self.reads.push((group, index, query, reply)),
-        }
+        self.next_read += 1;
+        let id = ReadId(self.next_read);
+        self.reads.insert(id, (query, reply));
+        self.shard.step(now, ShardInput::Read { group, id });
     }
 
-    /// Executes what the shard asked for after a flush.
-    fn execute(&mut self, now: Nanos) {
+    /// Executes what the shard asked for after a flush: applies, then answers (in
+    /// the order of `Effects`).
+    fn execute(&mut self) {
         if let Some(plan) = self.effects.write.take() {
             self.plan_write(plan);
         }
         for (peer, messages) in self.effects.send.drain(..) {
             self.net.send(peer, &messages);
+        }
+        // The proposals that wait for an output, by the value that answers them.
+        let mut outputs: HashMap<(GroupId, Instance, usize), ProposalId> = HashMap::new();
+        for (id, outcome) in self.effects.replies.drain(..) {
+            match outcome {
+                ProposalOutcome::Applied {
+                    group,
+                    instance,
+                    index,
+                } => {
+                    outputs.insert((group, instance, index), id);
+                }
+                ProposalOutcome::Aborted => {
+                    if let Some(reply) = self.proposals.remove(&id) {
+                        reply.send(Err(Error::Aborted));
+                    }
+                }
+                ProposalOutcome::Failed(error) => {
+                    if let Some(reply) = self.proposals.remove(&id) {
+                        reply.send(Err(error.into()));
+                    }
+                }
+            }
         }
         for apply in self.effects.apply.drain(..) {
             let Some(machine) = self.machines.get_mut(&apply.group) else {
@@ -618,20 +631,15 @@ impl Driver {
             let Body::Values(values) = &apply.entry.body else {
                 continue;
             };
-            if !apply.skip {
-                self.value_instances_applied += 1;
-                self.values_applied += values.len() as u64;
+            if apply.skip {
+                continue;
             }
+            self.value_instances_applied += 1;
+            self.values_applied += values.len() as u64;
             for (index, value) in values.iter().enumerate() {
-                let proposal = apply.proposals.get(index).copied();
-                if apply.skip {
-                    if let Some(reply) = proposal.and_then(|id| self.proposals.remove(&id)) {
-                        reply.send(Err(Error::Aborted));
-                    }
-                    continue;
-                }
                 let output = machine.apply(apply.instance, value);
-                if let Some(reply) = proposal.and_then(|id| self.proposals.remove(&id)) {
+                let waiting = outputs.remove(&(apply.group, apply.instance, index));
+                if let Some(reply) = waiting.and_then(|id| self.proposals.remove(&id)) {
                     reply.send(Ok(Proposed {
                         instance: apply.instance,
                         output,
@@ -639,74 +647,43 @@ impl Driver {
                 }
             }
         }
-        for completion in self.effects.complete.drain(..) {
-            if let Some(reply) = self.proposals.remove(&completion.id) {
-                reply.send(Err(completion.error.into()));
-            }
+        for read in self.effects.reads.drain(..) {
+            let Some((query, reply)) = self.reads.remove(&read.id) else {
+                continue;
+            };
+            reply.send(match read.outcome {
+                // The state machine has applied at least the read index.
+                Ok(_) => Ok(self
+                    .machines
+                    .get(&read.group)
+                    .map(|machine| machine.query(&query))
+                    .unwrap_or_default()),
+                Err(ReadRefused::NoSuchGroup) => Err(Error::NoSuchGroup { group: read.group }),
+                Err(ReadRefused::NotLeader { hint }) => Err(Error::NotLeader { hint }),
+                Err(ReadRefused::LeaseNotHeld) => Err(Error::LeaseNotHeld),
+                Err(ReadRefused::Overloaded { .. }) => Err(Error::Overloaded),
+            });
         }
         // Refused out-of-bounds messages, already rate-limited by the shard.
         for line in self.effects.warnings.drain(..) {
             log::warn!("shard {}: {line}", self.plan.shard);
         }
-        self.serve_reads(now);
-        self.clear_marker();
-    }
-
-    fn serve_reads(&mut self, now: Nanos) {
-        if self.reads.is_empty() {
-            return;
-        }
-        let reads = std::mem::take(&mut self.reads);
-        for (group, index, query, reply) in reads {
-            let Some(state) = self.shard.group(group) else {
-                reply.send(Err(Error::NoSuchGroup { group }));
-                continue;
-            };
-            if state.role() != crate::paxos::Role::Leader {
-                reply.send(Err(Error::NotLeader {
-                    hint: state.leader_hint(),
-                }));
-            } else if state.applied_through() >= index {
-                let answer = self
-                    .machines
-                    .get(&group)
-                    .map(|machine| machine.query(&query))
-                    .unwrap_or_default();
-                reply.send(Ok(answer));
-            } else if state.read_index(now).is_none() {
-                reply.send(Err(Error::LeaseNotHeld));
-            } else {
-                self.reads.push((group, index, query, reply));
-            }
+        if std::mem::take(&mut self.effects.clear_rejoin_marker) {
+            self.clear_marker();
         }
     }
 
-    /// Removes the rejoin marker once every group votes again and everything produced
-    /// up to that moment is durable.
+    /// Removes the rejoin marker (the shard decided it may go) and syncs the directory.
     fn clear_marker(&mut self) {
-        let Some((path, clear_at)) = &mut self.marker else {
+        let Some(path) = self.marker.take() else {
             return;
         };
-        if !self.shard.groups().all(|g| g.is_voting()) {
-            *clear_at = None;
-            return;
-        }
-        match clear_at {
-            None => *clear_at = Some(self.shard.lsn_planned()),
-            Some(lsn) if self.shard.commit().durable_through() >= *lsn => {
-                let result = std::fs::remove_file(&*path)
-                    .and_then(|()| sync_dir(path.parent().unwrap_or(Path::new("."))));
-                match result {
-                    Ok(()) => {
-                        log::info!("shard {}: re-learned; voting again", self.plan.shard);
-                        self.marker = None;
-                    }
-                    Err(error) => {
-                        log::warn!("{}: {error}", path.display());
-                    }
-                }
-            }
-            Some(_) => {}
+        let result = std::fs::remove_file(&path)
+            .and_then(|()| sync_dir(path.parent().unwrap_or(Path::new("."))));
+        match result {
+            Ok(()) => log::info!("shard {}: re-learned; voting again", self.plan.shard),
+            // The marker stays on disk: the next start rejoins as a learner again (safe).
+            Err(error) => log::warn!("{}: {error}", path.display()),
         }
     }
 
@@ -904,8 +881,8 @@ impl Driver {
             fatal: self
                 .fatal
                 .as_ref()
-                .map(Fatal::to_string)
-                .or_else(|| self.shard.poisoned().map(str::to_string)),
+                .or_else(|| self.shard.poisoned())
+                .map(Fatal::to_string),
         }
     }
 
@@ -920,7 +897,7 @@ impl Driver {
         for (_, reply) in self.proposals.drain() {
             reply.send(Err(Error::Stopped));
         }
-        for (_, _, _, reply) in self.reads.drain(..) {
+        for (_, (_, reply)) in self.reads.drain() {
             reply.send(Err(Error::Stopped));
         }
         self.net.close().await;

@@ -19,6 +19,7 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::paxos::NodeId;
+use crate::wal::group_commit::AppendError;
 
 /// The WAL operation that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,10 +64,11 @@ pub enum Fatal {
         /// The error, with the file and the OS error number.
         error: String,
     },
-    /// The pure shard refused to go on (`Shard::poisoned`).
-    Poisoned {
-        /// Its reason.
-        reason: String,
+    /// A record no WAL batch can hold reached the shard (the configuration let a
+    /// value through that the WAL cannot store): nothing after it may be acknowledged.
+    Append {
+        /// What the WAL planner said, with the sizes.
+        error: AppendError,
     },
     /// The shard's thread panicked: a broken invariant (an assertion), or a panic in
     /// the state machine.
@@ -80,7 +82,7 @@ impl fmt::Display for Fatal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fatal::Disk { operation, error } => write!(f, "WAL {operation} failed: {error}"),
-            Fatal::Poisoned { reason } => write!(f, "poisoned: {reason}"),
+            Fatal::Append { error } => write!(f, "WAL append failed: {error}"),
             Fatal::Panic { message } => write!(f, "panicked: {message}"),
         }
     }

@@ -13,17 +13,27 @@
 //!   `next_deadline` cost O(log groups + due groups), not a scan of every group (with
 //!   thousands of idle groups per shard, the scans dominated the idle CPU);
 //! - a peer message its group refused as out of bounds (forged or corrupt) adds no
-//!   record and no message; it is counted and reported rate-limited (`refusals`).
+//!   record and no message; it is counted and reported rate-limited (`refusals`);
+//! - a read is answered ready only at an index its group reported under the lease
+//!   (`Group::read_index`) and only once that index is applied here; a read waits at
+//!   most while its group leads and holds the lease; at most `reads_pending_count_max`
+//!   wait;
+//! - the rejoin marker is cleared only once every group votes again and everything
+//!   produced up to the moment they all did is durable;
+//! - every proposal handed in is answered exactly once (applied, aborted or failed),
+//!   unless the shard stops first (the executor then answers `Stopped`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
+use super::fatal::Fatal;
 use super::refusals::RefusalLog;
 use crate::paxos::Record;
 use crate::paxos::{
-    Apply, Completion, Group, GroupConfig, GroupId, Input, InstanceRange, Lsn, Membership, Message,
-    MessageBody, Nanos, NodeId, Output, ProposalId, ProposeError, Restore,
+    Apply, Completion, Group, GroupConfig, GroupId, Input, Instance, InstanceRange, Lsn,
+    Membership, Message, MessageBody, Nanos, NodeId, Output, ProposalId, ProposeError, Restore,
+    Role,
 };
 use crate::wal::group_commit::{AppendError, GroupCommit, WritePlan};
 use crate::wal::record::encoded_size;
@@ -58,11 +68,75 @@ pub enum ShardInput {
         /// The write's last LSN.
         lsn_through: Lsn,
     },
-    /// The write failed: the shard stops (a failed fdatasync is never retried).
+    /// A WAL operation failed: the shard stops (a failed fdatasync is never retried).
     WriteFailed {
-        /// What the disk said.
-        reason: String,
+        /// What failed and what the disk said.
+        fatal: Fatal,
     },
+    /// A linearizable read of `group`: answered in `Effects::reads` once it may be
+    /// served (at an applied index under the lease) or refused.
+    Read {
+        /// The group.
+        group: GroupId,
+        /// Identifies the read in `Effects::reads`.
+        id: ReadId,
+    },
+}
+
+/// Identifies a read, chosen by the executor (unique among the reads it waits on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReadId(pub u64);
+
+/// Why a read was refused (nothing was read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadRefused {
+    /// The shard has no such group.
+    NoSuchGroup,
+    /// This node does not lead the group; `hint` is the leader it believes in.
+    NotLeader {
+        /// The believed leader, if any.
+        hint: Option<NodeId>,
+    },
+    /// The node leads but does not hold a lease confirmed by a quorum (or its first
+    /// entry as leader is not applied yet): retry shortly.
+    LeaseNotHeld,
+    /// `reads_pending_count_max` reads already wait.
+    Overloaded {
+        /// Reads waiting.
+        pending_count: usize,
+    },
+}
+
+/// The answer to one read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadDone {
+    /// The read.
+    pub id: ReadId,
+    /// Its group.
+    pub group: GroupId,
+    /// `Ok(index)`: serve it now from the state machine, which has applied at least
+    /// `index` (every value chosen before the read arrived); or why not.
+    pub outcome: Result<Instance, ReadRefused>,
+}
+
+/// How one proposal ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProposalOutcome {
+    /// Its value is value `index` of the entry at `instance` of `group`, applied in
+    /// this flush's `Effects::apply`: answer with what the state machine returned.
+    Applied {
+        /// The group.
+        group: GroupId,
+        /// The instance.
+        instance: Instance,
+        /// The value's position in the entry.
+        index: usize,
+    },
+    /// Chosen after a newer leader started: never applied anywhere.
+    Aborted,
+    /// It failed (nothing chosen, or the outcome is unknown: see the error).
+    Failed(ProposeError),
 }
 
 /// What a shard asks its executor to do. Drained by the executor after each `flush`.
@@ -74,8 +148,15 @@ pub struct Effects {
     pub send: Vec<(NodeId, Vec<Message>)>,
     /// Chosen entries to apply, per group in instance order.
     pub apply: Vec<Apply>,
-    /// Failed proposals.
-    pub complete: Vec<Completion>,
+    /// How proposals ended, each proposal once: executed AFTER `apply` (an
+    /// `Applied` outcome answers with its value's output).
+    pub replies: Vec<(ProposalId, ProposalOutcome)>,
+    /// Reads answered: executed AFTER `apply` (a ready read queries a state machine
+    /// that has applied its index).
+    pub reads: Vec<ReadDone>,
+    /// The rejoin marker may be removed now (every group votes again and what it
+    /// re-learned is durable). Set once per shard life.
+    pub clear_rejoin_marker: bool,
     /// Lines for the executor to log at WARN level, already rate-limited (reports of
     /// peer messages refused as out of bounds).
     pub warnings: Vec<String>,
@@ -87,21 +168,30 @@ impl Effects {
         self.write = None;
         self.send.clear();
         self.apply.clear();
-        self.complete.clear();
+        self.replies.clear();
+        self.reads.clear();
+        self.clear_rejoin_marker = false;
         self.warnings.clear();
     }
 }
+
+/// The default bound on reads waiting for their index to be applied, per shard (a
+/// read waits about one round trip: this is thousands of reads per round trip).
+pub const READS_PENDING_COUNT_MAX: usize = 4_096;
 
 /// The limits of one shard.
 #[derive(Clone, Debug)]
 pub struct ShardConfig {
     /// This node.
     pub node: NodeId,
-    /// Bytes of records buffered for the WAL beyond which inputs that would add more
-    /// (peer messages, proposals) are refused until the in-flight write completes.
-    pub wal_buffer_size_max: usize,
+    /// Bytes of records pending for the WAL (the batch being built and those waiting
+    /// for room) beyond which inputs that would add more (peer messages, proposals)
+    /// are refused until the in-flight write completes.
+    pub wal_pending_size_max: usize,
     /// Messages held for durability beyond which peer messages are refused.
     pub held_count_max: usize,
+    /// Reads waiting for their index to be applied beyond which reads are refused.
+    pub reads_pending_count_max: usize,
 }
 
 /// Counters of one shard.
@@ -118,6 +208,21 @@ pub struct ShardCounters {
     /// Peer messages its groups refused as out of bounds (forged or corrupt; by
     /// reason in the groups' `ignored` counters).
     pub refused_out_of_bounds: u64,
+    /// Reads answered ready.
+    pub reads_served: u64,
+    /// Reads refused.
+    pub reads_refused: u64,
+}
+
+/// Where the shard stands with its rejoin marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Marker {
+    /// No marker (or it was cleared).
+    Absent,
+    /// Some group does not vote yet.
+    Relearning,
+    /// Every group votes; the marker goes once this LSN is durable.
+    ClearAt(Lsn),
 }
 
 /// The pure core of one shard. See the module docs.
@@ -140,21 +245,28 @@ pub struct Shard {
     out: Output,
     pending_apply: Vec<Apply>,
     pending_complete: Vec<Completion>,
+    /// Reads waiting for their index to be applied, in arrival order.
+    reads: Vec<(ReadId, GroupId, Instance)>,
+    pending_reads: Vec<ReadDone>,
+    marker: Marker,
     refusals: RefusalLog,
     pending_warnings: Vec<String>,
     write_in_flight: Option<Lsn>,
-    poisoned: Option<String>,
+    poisoned: Option<Fatal>,
     counters: ShardCounters,
 }
 
 impl Shard {
     /// A shard over `groups` (each with its configuration and restored state),
     /// appending to the WAL through `commit` (positioned after recovery).
+    /// `rejoin_marker`: the shard's rejoin marker exists (its log lost state); the
+    /// shard says in `Effects::clear_rejoin_marker` when it may go.
     #[must_use]
     pub fn new(
         config: ShardConfig,
         groups: Vec<(GroupConfig, Restore)>,
         commit: GroupCommit,
+        rejoin_marker: bool,
         now: Nanos,
     ) -> Shard {
         let mut shard = Shard {
@@ -171,6 +283,13 @@ impl Shard {
             out: Output::default(),
             pending_apply: Vec::new(),
             pending_complete: Vec::new(),
+            reads: Vec::new(),
+            pending_reads: Vec::new(),
+            marker: if rejoin_marker {
+                Marker::Relearning
+            } else {
+                Marker::Absent
+            },
             refusals: RefusalLog::default(),
             pending_warnings: Vec::new(),
             write_in_flight: None,
@@ -255,11 +374,111 @@ impl Shard {
                 self.commit.on_durable(lsn_through);
                 self.drain_overflow();
             }
-            ShardInput::WriteFailed { reason } => {
+            ShardInput::WriteFailed { fatal } => {
                 // fsyncgate: the page cache may have dropped the failed pages; a retry
                 // could report success for data that is gone. Stop.
-                self.poisoned = Some(reason);
+                self.poisoned = Some(fatal);
             }
+            ShardInput::Read { group, id } => self.on_read(now, group, id),
+        }
+    }
+
+    /// A read: refused at once, or queued until its read index is applied.
+    fn on_read(&mut self, now: Nanos, group: GroupId, id: ReadId) {
+        let outcome = match self.groups.get(&group) {
+            None => Err(ReadRefused::NoSuchGroup),
+            Some(state) if state.role() != Role::Leader => Err(ReadRefused::NotLeader {
+                hint: state.leader_hint(),
+            }),
+            Some(_) if self.reads.len() >= self.config.reads_pending_count_max => {
+                Err(ReadRefused::Overloaded {
+                    pending_count: self.reads.len(),
+                })
+            }
+            Some(state) => match state.read_index(now) {
+                None => Err(ReadRefused::LeaseNotHeld),
+                // Served at the end of the flush, after what is applied meanwhile.
+                Some(index) => {
+                    self.reads.push((id, group, index));
+                    return;
+                }
+            },
+        };
+        self.counters.reads_refused += 1;
+        self.pending_reads.push(ReadDone { id, group, outcome });
+    }
+
+    /// Answers every waiting read whose index is applied; refuses those whose group
+    /// lost the lead or the lease meanwhile (a read may wait only under the lease).
+    fn serve_reads(&mut self, now: Nanos) {
+        let mut index = 0;
+        while index < self.reads.len() {
+            let (id, group, read_index) = self.reads[index];
+            let state = self
+                .groups
+                .get(&group)
+                .expect("reads are queued only for groups of the shard");
+            let outcome = if state.role() != Role::Leader {
+                Err(ReadRefused::NotLeader {
+                    hint: state.leader_hint(),
+                })
+            } else if state.applied_through() >= read_index {
+                Ok(read_index)
+            } else if state.read_index(now).is_none() {
+                Err(ReadRefused::LeaseNotHeld)
+            } else {
+                index += 1;
+                continue;
+            };
+            self.reads.remove(index);
+            match outcome {
+                Ok(_) => self.counters.reads_served += 1,
+                Err(_) => self.counters.reads_refused += 1,
+            }
+            self.pending_reads.push(ReadDone { id, group, outcome });
+        }
+    }
+
+    /// The rejoin marker's decision: every group votes again, then everything
+    /// produced up to that moment is durable (what it re-learned included).
+    fn decide_marker(&mut self, effects: &mut Effects) {
+        if self.marker == Marker::Absent {
+            return;
+        }
+        if !self.groups.values().all(Group::is_voting) {
+            self.marker = Marker::Relearning;
+            return;
+        }
+        match self.marker {
+            Marker::Relearning => self.marker = Marker::ClearAt(self.lsn_planned()),
+            Marker::ClearAt(lsn) if self.commit.durable_through() >= lsn => {
+                self.marker = Marker::Absent;
+                effects.clear_rejoin_marker = true;
+            }
+            Marker::ClearAt(_) | Marker::Absent => {}
+        }
+    }
+
+    /// Turns applied entries and failed proposals into one answer per proposal.
+    fn replies(&mut self, effects: &mut Effects) {
+        for apply in &self.pending_apply {
+            for (index, id) in apply.proposals.iter().enumerate() {
+                let outcome = if apply.skip {
+                    ProposalOutcome::Aborted
+                } else {
+                    ProposalOutcome::Applied {
+                        group: apply.group,
+                        instance: apply.instance,
+                        index,
+                    }
+                };
+                effects.replies.push((*id, outcome));
+            }
+        }
+        for completion in self.pending_complete.drain(..) {
+            effects
+                .replies
+                .push((completion.id, ProposalOutcome::Failed(completion.error)));
         }
     }
 
@@ -336,7 +555,7 @@ impl Shard {
                 Err(error) => {
                     // A record no batch can hold: the configuration let a value through
                     // that the WAL cannot store. Nothing after it may be acknowledged.
-                    self.poisoned = Some(format!("WAL append failed: {error}"));
+                    self.poisoned = Some(Fatal::Append { error });
                     break;
                 }
             }
@@ -344,7 +563,7 @@ impl Shard {
     }
 
     fn over_limits(&self) -> bool {
-        self.commit.buffered_size() + self.overflow_size > self.config.wal_buffer_size_max
+        self.commit.buffered_size() + self.overflow_size > self.config.wal_pending_size_max
             || self.held.len() > self.config.held_count_max
     }
 
@@ -385,8 +604,11 @@ impl Shard {
         for (peer, messages) in std::mem::take(&mut self.outbox) {
             effects.send.push((peer, coalesce(messages)));
         }
+        self.replies(effects);
         effects.apply.append(&mut self.pending_apply);
-        effects.complete.append(&mut self.pending_complete);
+        self.serve_reads(now);
+        effects.reads.append(&mut self.pending_reads);
+        self.decide_marker(effects);
         self.refusals.flush(now, &mut self.pending_warnings);
         effects.warnings.append(&mut self.pending_warnings);
     }
@@ -422,8 +644,14 @@ impl Shard {
 
     /// Why the shard stopped, if it did.
     #[must_use]
-    pub fn poisoned(&self) -> Option<&str> {
-        self.poisoned.as_deref()
+    pub fn poisoned(&self) -> Option<&Fatal> {
+        self.poisoned.as_ref()
+    }
+
+    /// Reads waiting for their index to be applied.
+    #[must_use]
+    pub fn reads_pending_count(&self) -> usize {
+        self.reads.len()
     }
 
     /// The shard's counters.
@@ -469,6 +697,12 @@ impl Shard {
             );
         }
         assert_eq!(self.deadlines.len(), self.groups.len(), "stale deadlines");
+        assert!(
+            self.reads.len() <= self.config.reads_pending_count_max,
+            "{} reads wait, max {}",
+            self.reads.len(),
+            self.config.reads_pending_count_max
+        );
         let mut previous = Lsn(0);
         for (lsn, _) in &self.held {
             assert!(*lsn >= previous, "held messages out of LSN order");

@@ -20,6 +20,13 @@
 //! ballot or an instance out of bounds. Each forged message delivered to a running
 //! shard is checked to change nothing there (`checkers::bounds`), in both phases: the
 //! cluster must converge while the forgery goes on.
+//!
+//! Reads (unless the options turn them off): clients issue linearizable reads, mostly
+//! to the believed leader, at times and to nodes drawn from the reads' own PRNG stream;
+//! they are not steps (the fault run's report does not move). Each read answered ready
+//! is served as the node's state machine state (applied instance and running
+//! checksum) and checked against the chosen prefix (`checkers::read`); the lease
+//! checker sees the serving node's lease at the read's step, as at every step.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +43,7 @@ use crate::paxos::{
     MessageBody, Nanos, NodeId, PromisedEntry, ProposalId, Restore, Role,
 };
 use crate::prng::Prng;
+use crate::runtime::shard::{ProposalOutcome, ReadId};
 use crate::runtime::{shard_of, Effects, Shard, ShardConfig, ShardInput};
 use crate::wal::{self, DecodeLimits, GroupCommit, GroupCommitConfig, ScanConfig};
 
@@ -53,7 +61,7 @@ const LIVENESS_BOUND_NS: u64 = 60 * S;
 const STEPS_MAX: u64 = 20_000_000;
 
 /// What a passing run did.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RunReport {
     /// The seed.
     pub seed: u64,
@@ -81,6 +89,40 @@ pub struct RunReport {
     pub forged_refused: u64,
     /// Lines the shards asked to log about refused messages (rate-limited).
     pub refusal_lines: u64,
+    /// What the clients' reads did (printed on a line of its own: not part of
+    /// `Debug`, which describes the fault run as it was before reads existed).
+    pub reads: ReadReport,
+}
+
+impl std::fmt::Debug for RunReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunReport")
+            .field("seed", &self.seed)
+            .field("steps", &self.steps)
+            .field("virtual_ns", &self.virtual_ns)
+            .field("chosen", &self.chosen)
+            .field("acknowledged", &self.acknowledged)
+            .field("crashes", &self.crashes)
+            .field("disks_lost", &self.disks_lost)
+            .field("bit_flips", &self.bit_flips)
+            .field("corrupt_recoveries", &self.corrupt_recoveries)
+            .field("partitions", &self.partitions)
+            .field("elections", &self.elections)
+            .field("forged_refused", &self.forged_refused)
+            .field("refusal_lines", &self.refusal_lines)
+            .finish()
+    }
+}
+
+/// What the clients' reads of one run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadReport {
+    /// Reads issued.
+    pub issued: u64,
+    /// Reads served and checked linearizable.
+    pub served: u64,
+    /// Reads refused (not the leader, lease not held, overloaded).
+    pub refused: u64,
 }
 
 /// A failing run: the seed, where it failed, and why.
@@ -180,8 +222,6 @@ struct ShardSlot {
     /// like a marker file beside the log, so a restart after the scrub still knows;
     /// cleared once every group votes again and what it re-learned is durable.
     lost_marker: bool,
-    /// LSN that must be durable before `lost_marker` clears.
-    clear_at: Option<Lsn>,
 }
 
 struct Node {
@@ -201,6 +241,13 @@ pub struct Cluster {
     /// The forger's own stream, so that turning forgery on leaves the draws of the
     /// main stream where they were.
     forge_prng: Prng,
+    /// The reads' own stream (which node, which group, when), for the same reason.
+    read_prng: Prng,
+    /// When the next read is issued (`None`: reads are off).
+    read_next_ns: Option<u64>,
+    read_id_next: u64,
+    /// Reads waiting for an answer: the node they were sent to.
+    reads_in_flight: BTreeMap<ReadId, usize>,
     now: u64,
     steps: u64,
     nodes: Vec<Node>,
@@ -267,8 +314,9 @@ impl Cluster {
         };
         let shard_config_template = ShardConfig {
             node: NodeId(0),
-            wal_buffer_size_max: buffer * 4,
+            wal_pending_size_max: buffer * 4,
             held_count_max: 100_000,
+            reads_pending_count_max: 1_024,
         };
         let mut nodes = Vec::new();
         for (index, &id) in voters.iter().enumerate() {
@@ -281,7 +329,6 @@ impl Cluster {
                     last_write_offset: 0,
                     salt: prng.next_u64() as u32,
                     lost_marker: false,
-                    clear_at: None,
                 })
                 .collect();
             nodes.push(Node {
@@ -297,6 +344,10 @@ impl Cluster {
         Cluster {
             prng,
             forge_prng: Prng::new(options.seed ^ 0x464f_5247_4552_5321),
+            read_prng: Prng::new(options.seed ^ 0x5245_4144_5354_524d),
+            read_next_ns: options.read_interval_ns_mean,
+            read_id_next: 1,
+            reads_in_flight: BTreeMap::new(),
             now: 0,
             steps: 0,
             nodes,
@@ -389,6 +440,18 @@ impl Cluster {
                 let live: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
                 self.checkers.liveness.check(next, &live, &self.groups)?;
                 return self.final_checks();
+            }
+            // A read due first is issued outside the step count, and the clock of the
+            // steps does not move for it (`next_timer` counts from `now`): with reads
+            // on, the fault run stays the one it was without them.
+            if let Some(at) = self.read_next_ns.filter(|at| *at <= next) {
+                self.steps -= 1;
+                let now = self.now;
+                self.now = at.max(now);
+                let read = self.read();
+                self.now = now;
+                read?;
+                continue;
             }
             assert!(next >= self.now, "time went back: {next} < {}", self.now);
             self.now = next;
@@ -508,10 +571,10 @@ impl Cluster {
             };
             core.flush(local, &mut effects);
             core.invariants();
-            if let Some(reason) = core.poisoned() {
+            if let Some(fatal) = core.poisoned() {
                 return Err(Violation::new(
                     "shard",
-                    format!("node {} shard {shard} stopped: {reason}", node + 1),
+                    format!("node {} shard {shard} stopped: {fatal}", node + 1),
                 ));
             }
         }
@@ -582,26 +645,58 @@ impl Cluster {
         }
         for apply in effects.apply.drain(..) {
             self.checkers.observe_apply(id, &apply)?;
-            if self.liveness && !apply.skip {
-                self.acknowledged_after_heal += apply.proposals.len() as u64;
-            }
-            for proposal in &apply.proposals {
-                if self.proposals_in_flight.remove(proposal).is_some() {
-                    self.checkers
-                        .liveness
-                        .observe_complete(id, apply.group, *proposal);
+        }
+        // The shard's answers, one per proposal, after the applies they refer to.
+        for (proposal, outcome) in effects.replies.drain(..) {
+            let Some((_, group)) = self.proposals_in_flight.remove(&proposal) else {
+                continue;
+            };
+            match outcome {
+                ProposalOutcome::Applied { instance, .. } => {
+                    if self.liveness {
+                        self.acknowledged_after_heal += 1;
+                    }
+                    self.checkers.read.observe_acknowledged(group, instance);
+                    self.checkers.liveness.observe_complete(id, group, proposal);
+                }
+                ProposalOutcome::Aborted => {
+                    self.checkers.liveness.observe_complete(id, group, proposal);
+                }
+                ProposalOutcome::Failed(_) => {
+                    self.checkers.durability.observe_failed(id, group, proposal);
+                    self.checkers.liveness.observe_complete(id, group, proposal);
                 }
             }
         }
-        for completion in effects.complete.drain(..) {
-            if let Some((_, group)) = self.proposals_in_flight.remove(&completion.id) {
-                self.checkers
-                    .durability
-                    .observe_failed(id, group, completion.id);
-                self.checkers
-                    .liveness
-                    .observe_complete(id, group, completion.id);
+        for read in effects.reads.drain(..) {
+            if self.reads_in_flight.remove(&read.id).is_none() {
+                continue;
             }
+            match read.outcome {
+                Ok(read_index) => {
+                    // The node's state machine: its applied prefix, as its checksum.
+                    let core = self.nodes[node].shards[shard].shard.as_ref();
+                    let group = core
+                        .and_then(|core| core.group(read.group))
+                        .expect("a shard that answers a read has the group");
+                    self.report.reads.served += 1;
+                    self.checkers.read.observe_served(
+                        read.id.0,
+                        read_index,
+                        group.applied_through(),
+                        group.checksum(),
+                        self.now,
+                    )?;
+                }
+                Err(_) => {
+                    self.report.reads.refused += 1;
+                    self.checkers.read.observe_refused(read.id.0);
+                }
+            }
+        }
+        if effects.clear_rejoin_marker {
+            // The marker file goes: a later restart no longer rejoins as a learner.
+            self.nodes[node].shards[shard].lost_marker = false;
         }
         Ok(())
     }
@@ -613,7 +708,6 @@ impl Cluster {
         let Some(core) = self.nodes[node].shards[shard].shard.as_ref() else {
             return Ok(());
         };
-        let mut all_voting = true;
         for group in core.groups() {
             let watermarks = Watermarks {
                 promised: group.promised(),
@@ -634,7 +728,6 @@ impl Cluster {
                         .observe_lease(group_id, id, ballot, self.now, end)?;
                 }
             }
-            all_voting &= group.is_voting();
             if group.is_fenced() {
                 return Err(Violation::new(
                     "checksum",
@@ -643,19 +736,6 @@ impl Cluster {
                         id.0, group_id.0
                     ),
                 ));
-            }
-        }
-        let planned = core.lsn_planned();
-        let durable = core.commit().durable_through();
-        let slot = &mut self.nodes[node].shards[shard];
-        if slot.lost_marker && all_voting {
-            match slot.clear_at {
-                None => slot.clear_at = Some(planned),
-                Some(lsn) if durable >= lsn => {
-                    slot.lost_marker = false;
-                    slot.clear_at = None;
-                }
-                Some(_) => {}
             }
         }
         if self.damaged == Some(node) && self.node_recovered(node) {
@@ -773,6 +853,7 @@ impl Cluster {
         }
         self.proposals_in_flight
             .retain(|_, (owner, _)| *owner != node);
+        self.reads_in_flight.retain(|_, owner| *owner != node);
         self.report.crashes += 1;
     }
 
@@ -889,7 +970,6 @@ impl Cluster {
             }
             let lost = wipe || corrupt || slot.lost_marker;
             slot.lost_marker = lost;
-            slot.clear_at = None;
             lost_any |= lost;
             if !scan.scrub.is_empty() {
                 let zeros = vec![0u8; (scan.scrub.end - scan.scrub.start) as usize];
@@ -923,7 +1003,7 @@ impl Cluster {
                 node: id,
                 ..self.shard_config_template.clone()
             };
-            slot.shard = Some(Shard::new(config, groups, commit, local));
+            slot.shard = Some(Shard::new(config, groups, commit, lost, local));
             slot.last_write_offset = 0;
         }
         if restarted {
@@ -991,6 +1071,44 @@ impl Cluster {
         }
         let shard = usize::from(shard_of(group, self.shard_count()));
         self.step_shard(node, shard, ShardInput::Propose { group, id, value })
+    }
+
+    /// Issues one read and schedules the next, every draw from the reads' own stream.
+    fn read(&mut self) -> Result<(), Violation> {
+        let mean = self
+            .options
+            .read_interval_ns_mean
+            .expect("reads are scheduled only when on");
+        let gap = self.read_prng.range(mean / 2, mean + mean / 2).max(1);
+        self.read_next_ns = Some(self.now + gap);
+        let group = self.groups[self.read_prng.index(self.groups.len())];
+        let leader = (0..self.nodes.len()).find(|n| {
+            self.nodes[*n].up
+                && self
+                    .group_on(*n, group)
+                    .is_some_and(|g| g.role() == Role::Leader)
+        });
+        let node = match leader {
+            Some(node) if self.read_prng.below(4) != 0 => node,
+            _ => {
+                let up: Vec<usize> = (0..self.nodes.len())
+                    .filter(|n| self.nodes[*n].up)
+                    .collect();
+                if up.is_empty() {
+                    return Ok(());
+                }
+                up[self.read_prng.index(up.len())]
+            }
+        };
+        let id = ReadId(self.read_id_next);
+        self.read_id_next += 1;
+        self.report.reads.issued += 1;
+        self.checkers
+            .read
+            .observe_issued(id.0, self.nodes[node].id, group, self.now);
+        self.reads_in_flight.insert(id, node);
+        let shard = usize::from(shard_of(group, self.shard_count()));
+        self.step_shard(node, shard, ShardInput::Read { group, id })
     }
 
     fn value(&mut self, id: ProposalId) -> Bytes {

@@ -193,7 +193,17 @@ pub struct SimOptions {
 
     /// Fault classes this seed turned off (swarm testing), in [`FaultClass::ALL`] order.
     pub faults_off: Vec<FaultClass>,
+
+    // ---- Reads ----
+    /// Mean time between two linearizable reads issued by the clients (`None`: no
+    /// reads). Not drawn from the seed: every seed gets [`READ_INTERVAL_NS_MEAN`], and
+    /// the reads draw from their own PRNG stream, so that turning them on leaves every
+    /// other draw of the run where it was.
+    pub read_interval_ns_mean: Option<u64>,
 }
+
+/// The default mean time between two reads of the simulated clients.
+pub const READ_INTERVAL_NS_MEAN: u64 = 2 * MS;
 
 const KIB: usize = 1024;
 const US: u64 = 1_000;
@@ -363,6 +373,7 @@ impl SimOptions {
             safety_phase_ns,
             liveness_phase_ns,
             faults_off,
+            read_interval_ns_mean: Some(READ_INTERVAL_NS_MEAN),
         };
         options.invariants();
         options
@@ -377,6 +388,11 @@ impl SimOptions {
     /// Asserts the invariants listed in the module doc (programmer error if broken: a
     /// hand-built or hand-edited `SimOptions` that makes no sense).
     pub fn invariants(&self) {
+        assert!(
+            self.read_interval_ns_mean.is_none_or(|mean| mean >= 2),
+            "read_interval_ns_mean {:?} must be at least 2 ns",
+            self.read_interval_ns_mean
+        );
         assert!(
             self.node_count == 3 || self.node_count == 5,
             "node_count {} is not 3 or 5",

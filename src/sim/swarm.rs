@@ -41,6 +41,19 @@ impl Summary {
             sum(|r| r.forged_refused),
         )
     }
+
+    /// The one-line totals of the passing seeds' reads (a line of its own, so that
+    /// the fault run's totals read as they did before reads existed).
+    #[must_use]
+    pub fn read_totals(&self) -> String {
+        let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
+        format!(
+            "{} reads issued, {} served and checked linearizable, {} refused",
+            sum(|r| r.reads.issued),
+            sum(|r| r.reads.served),
+            sum(|r| r.reads.refused),
+        )
+    }
 }
 
 /// Runs `seeds` on `threads` threads; `progress(done, failures, failure)` is called

@@ -9,6 +9,7 @@ use synod::api::{Config, Node, NodeHandle, ShardStatus};
 use synod::paxos::{GroupId, NodeId, Role};
 use synod::runtime::clock::MonotonicClock;
 use synod::runtime::driver::null_factory;
+use synod::runtime::fatal::ShardStopped;
 use synod::wal::dma_disk::run_local;
 use synod::wal::segment::parse_segment_file_name;
 use synod::wal::store::recycle_all;
@@ -137,20 +138,14 @@ impl Cluster {
         })
     }
 
-    /// Shuts every node down; returns the fatal errors of shards that stopped
-    /// abnormally.
-    pub fn shutdown(self) -> Vec<String> {
+    /// Shuts every node down; returns the shards that stopped abnormally, and why.
+    pub fn shutdown(self) -> Vec<ShardStopped> {
         drop(self.handles);
         // Nodes stop one after the other, so the later ones see their peers' links
         // break: expected here, not worth a warning each. Fatal errors are returned.
         let level = log::max_level();
         log::set_max_level(level.min(log::LevelFilter::Error));
-        let errors = self
-            .nodes
-            .into_values()
-            .flat_map(Node::shutdown)
-            .map(|stopped| stopped.to_string())
-            .collect();
+        let errors = self.nodes.into_values().flat_map(Node::shutdown).collect();
         log::set_max_level(level);
         errors
     }

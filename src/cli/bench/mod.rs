@@ -148,7 +148,7 @@ fn run_one(o: &Options, limits: &Limits, progress: bool) -> Result<Summary, Stri
     let load = load::run(o, &cluster, progress);
     let stopped = cluster.shutdown();
     let mut summary = Summary::new(&load?, limits, o.shards);
-    for error in stopped {
+    for error in stopped.iter().map(ToString::to_string) {
         if !summary.fatal.contains(&error) {
             summary.fatal.push(error);
         }

@@ -10,6 +10,7 @@
 //! | `durability`   | every acknowledged proposal is in the final log, not skipped    |
 //! | `ghost`        | no entry older than the latest StartWorking is applied          |
 //! | `lease`        | at most one node acts on a group's lease at any true instant    |
+//! | `read`         | reads reflect every acknowledged value, and only chosen ones    |
 //! | `monotonic`    | promised/leader ballots and watermarks never go back            |
 //! | `bounds`       | rounds and instances in bounds; forged messages change nothing  |
 //! | `liveness`     | after faults heal, the cluster converges within a bound         |
@@ -27,6 +28,7 @@ pub mod lease;
 pub mod liveness;
 pub mod monotonic;
 pub mod prefix;
+pub mod read;
 
 pub use agreement::AgreementChecker;
 pub use bounds::BoundsChecker;
@@ -37,6 +39,7 @@ pub use lease::LeaseChecker;
 pub use liveness::LivenessChecker;
 pub use monotonic::{MonotonicChecker, Watermarks};
 pub use prefix::PrefixChecker;
+pub use read::ReadChecker;
 
 use crate::paxos::{Apply, Body, Entry, GroupId, NodeId, ProposalId};
 use bytes::Bytes;
@@ -130,6 +133,8 @@ pub struct Checkers {
     pub ghost: GhostChecker,
     /// Lease exclusivity.
     pub lease: LeaseChecker,
+    /// Linearizable reads.
+    pub read: ReadChecker,
     /// Ballots and watermarks never go back.
     pub monotonic: MonotonicChecker,
     /// Rounds and instances stay in bounds; forged messages change nothing.
@@ -170,6 +175,7 @@ impl Checkers {
         self.checksum.observe_apply(node, apply)?;
         self.durability.observe_apply(node, apply)?;
         self.ghost.observe_apply(node, apply)?;
+        self.read.observe_apply(apply);
         if !apply.skip {
             for proposal in &apply.proposals {
                 self.liveness.observe_complete(node, apply.group, *proposal);
@@ -208,6 +214,7 @@ impl Checkers {
         self.ghost.reset(node);
         self.monotonic.reset(node, disk_lost);
         self.liveness.reset(node);
+        self.read.reset(node);
     }
 }
 
