@@ -162,8 +162,9 @@ fn client_key_is_required() {
         .expect("run synod serve");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("--client needs --client-key-file"),
+        stderr.contains("not provided: <--client-key-file <FILE>|--no-auth>"),
         "{stderr}"
     );
 

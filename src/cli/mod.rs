@@ -1,72 +1,224 @@
-//! Subcommands of the `synod` binary beyond the simulator and the WAL tools: `serve`
-//! (a node) and `bench` (a local cluster under load), plus the content checks of
-//! `synod wal verify|dump` (`wal_verify`). Shared helpers: flag parsing and the stderr
-//! logger.
+//! The command line of the `synod` binary: one clap parser ([`Synod`]) whose
+//! subcommands live in their own modules (`bench`, `serve`, `keygen`, `sim`, `wal`),
+//! each with the flags it takes and the code it runs. Shared here: parsing with
+//! one-line errors ([`parse`]), the `ID=IP:PORT,...` node lists and the stderr logger.
+//!
+//! Exit statuses: 0 after `--help`; 2 for a bad command line (an unknown flag, a
+//! missing or invalid value, flags that exclude each other), printed as one line;
+//! the subcommands' own statuses otherwise (`main.rs`).
 
 pub mod bench;
+pub mod keygen;
 pub mod serve;
-pub mod wal_verify;
+pub mod sim;
+pub mod wal;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
 use synod::paxos::NodeId;
 
-/// The value after `name`, if present.
-pub fn value<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>, String> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(None),
-        Some(i) => args
-            .get(i + 1)
-            .map(|v| Some(v.as_str()))
-            .ok_or_else(|| format!("{name} needs a value")),
+/// The exit status of a bad command line (clap's, and the Unix convention).
+pub const EXIT_USAGE: u8 = 2;
+
+/// A Multi-Paxos replicated log for Linux: thread-per-core, group commit, pipelining.
+///
+/// Log lines go to stderr at the level of SYNOD_LOG (error, warn, info, debug, off;
+/// default warn).
+#[derive(Debug, Parser)]
+#[command(name = "synod", version, arg_required_else_help = true)]
+pub struct Synod {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of `synod`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// A local 3-node cluster under load, with the machine's limits (disk, fdatasync,
+    /// loopback TCP) in the same run; or PhxPaxos's cells (--matrix); or a running
+    /// cluster (--target).
+    ///
+    /// Three nodes run in one process (one thread per shard per node), each with its own
+    /// WAL under --dir on the same disk, linked by TCP on 127.0.0.1. The limits are
+    /// measured first, then a fresh cluster is loaded for --warmup plus --seconds.
+    /// Closed loop by default (--clients proposals in flight); --rate makes it an open
+    /// loop whose latency counts from the scheduled send. Exit status 1 when the run
+    /// fails or a shard stopped.
+    Bench(bench::BenchArgs),
+    /// Run one node of a cluster (shard s listens on PORT+s).
+    ///
+    /// An empty --dir needs --new (a new member of a new cluster) or --existing (a
+    /// member that lost its data: it rejoins as a learner). Peers authenticate with
+    /// --key-file (written by `synod keygen`), unless --no-auth. With --client the node
+    /// also serves clients. Prints `ready` once it serves. Exit statuses: 0 after a
+    /// graceful stop (end of stdin with --control), 1 for a refused start, 3 the moment
+    /// a shard stops for good (`synod: node N shard S stopped: <reason>; exiting`).
+    Serve(serve::ServeArgs),
+    /// Print a new random key (hex) for --key-file or --client-key-file.
+    Keygen,
+    /// The deterministic simulator: whole clusters with faults, over many seeds (or one).
+    ///
+    /// Each seed picks the cluster, the workload and the faults; every step runs the
+    /// invariants and the checkers of src/sim/checkers/. A failing seed prints its
+    /// options and replays with --seed. Exit status 1 when any seed fails.
+    Sim(sim::SimArgs),
+    /// The WAL tools: verify, dump and bench.
+    #[command(arg_required_else_help = true)]
+    Wal(wal::WalArgs),
+}
+
+/// Parses the process's command line. `--help` and `--version` print and exit 0; a
+/// bad command line prints one line (`error: ...; see 'synod <subcommand> --help'`)
+/// and exits [`EXIT_USAGE`].
+pub fn parse() -> Synod {
+    let args: Vec<String> = std::env::args().collect();
+    let parsed = Synod::try_parse_from(&args).and_then(|synod| synod.validate().map(|()| synod));
+    parsed.unwrap_or_else(|error| match error.kind() {
+        // Help on stdout with 0; help for a bare `synod` or `synod wal` on stderr with 2.
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => error.exit(),
+        _ => {
+            eprintln!("{}", one_line(&error, &subcommand_path(&args[1..])));
+            std::process::exit(i32::from(EXIT_USAGE))
+        }
+    })
+}
+
+/// The subcommand that `args` (without the program name) name, as a command line:
+/// `synod wal verify` for `wal verify --shard x DIR`.
+pub fn subcommand_path(args: &[String]) -> String {
+    let mut command = Synod::command();
+    let mut path = vec!["synod".to_string()];
+    for arg in args {
+        if arg.starts_with('-') {
+            // A flag of the command so far: `synod --version`, `synod bench --dir x`.
+            continue;
+        }
+        let Some(sub) = command.find_subcommand(arg) else {
+            break;
+        };
+        path.push(sub.get_name().to_string());
+        let sub = sub.clone();
+        command = sub;
     }
+    path.join(" ")
 }
 
-/// The value after `name` parsed as `T`.
-pub fn parsed<T: std::str::FromStr>(args: &[String], name: &str) -> Result<Option<T>, String> {
-    value(args, name)?
-        .map(|v| {
-            v.parse()
-                .map_err(|_| format!("{name} {v}: not a valid value"))
-        })
-        .transpose()
-}
-
-/// Refuses flags not in `known` (flags that take a value are followed by one).
-pub fn check_flags(args: &[String], with_value: &[&str], switches: &[&str]) -> Result<(), String> {
-    let mut i = 0;
-    while i < args.len() {
-        let arg = args[i].as_str();
-        if with_value.contains(&arg) {
-            i += 2;
-        } else if switches.contains(&arg) {
-            i += 1;
-        } else {
-            return Err(format!("unknown argument {arg:?}"));
+impl Synod {
+    /// The checks that span several flags and fit no clap constraint.
+    fn validate(&self) -> Result<(), clap::Error> {
+        match &self.command {
+            Command::Bench(args) => args
+                .validate()
+                .map_err(|message| usage_error(&["bench"], message)),
+            Command::Serve(_) | Command::Keygen | Command::Sim(_) | Command::Wal(_) => Ok(()),
         }
     }
-    Ok(())
 }
 
-/// `1=127.0.0.1:7000,2=...` into node addresses.
+/// An error of the subcommand at `path` (e.g. `["bench"]`), as clap reports its own:
+/// with that subcommand's usage, exit status [`EXIT_USAGE`].
+pub fn usage_error(path: &[&str], message: String) -> clap::Error {
+    let mut command = Synod::command();
+    command.build();
+    let mut at = &mut command;
+    for name in path {
+        at = at
+            .find_subcommand_mut(name)
+            .expect("the path names subcommands of synod");
+    }
+    at.error(ErrorKind::ArgumentConflict, message)
+}
+
+/// A clap error of `command` (`synod serve`) as one line: its message (the items of a
+/// multi-line message joined), its tips in parentheses, then where the flags are
+/// described; clap's usage lines are left out.
+pub fn one_line(error: &clap::Error, command: &str) -> String {
+    let text = error.render().to_string();
+    let mut message = String::new();
+    let mut tips = Vec::new();
+    for paragraph in text.split("\n\n") {
+        let lines: Vec<&str> = paragraph
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        match lines.split_first() {
+            None => {}
+            Some((first, _)) if first.starts_with("Usage:") => {}
+            Some((first, _)) if first.starts_with("For more information") => {}
+            Some((first, _)) if first.starts_with("tip:") => tips.push(lines.join(" ")),
+            Some((first, rest)) if message.is_empty() => {
+                message = if rest.is_empty() {
+                    first.to_string()
+                } else {
+                    format!("{first} {}", rest.join(", "))
+                };
+            }
+            Some(_) => tips.push(lines.join(" ")),
+        }
+    }
+    if !tips.is_empty() {
+        message = format!("{message} ({})", tips.join("; "));
+    }
+    format!("{message}; see '{command} --help'")
+}
+
+/// `1=127.0.0.1:7000,2=...` into node addresses (a clap value parser: the flag name is
+/// in clap's message).
 pub fn parse_nodes(text: &str) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
     let mut nodes = BTreeMap::new();
     for item in text.split(',').filter(|s| !s.is_empty()) {
         let (id, address) = item
             .split_once('=')
-            .ok_or_else(|| format!("--nodes {item:?}: expected ID=HOST:PORT"))?;
+            .ok_or_else(|| format!("{item:?}: expected ID=HOST:PORT"))?;
         let id: u32 = id
             .parse()
-            .map_err(|_| format!("--nodes {item:?}: node id is not a number"))?;
+            .map_err(|_| format!("{item:?}: node id is not a number"))?;
         let address: SocketAddr = address
             .parse()
-            .map_err(|_| format!("--nodes {item:?}: not an IP:PORT address"))?;
+            .map_err(|_| format!("{item:?}: not an IP:PORT address"))?;
         if nodes.insert(NodeId(id), address).is_some() {
-            return Err(format!("--nodes: node {id} given twice"));
+            return Err(format!("node {id} given twice"));
         }
     }
+    if nodes.is_empty() {
+        return Err("no node: expected ID=IP:PORT,...".to_string());
+    }
     Ok(nodes)
+}
+
+/// A whole number above zero (a clap value parser: counts, sizes, seconds).
+pub fn positive<T>(text: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + Default + PartialOrd,
+{
+    match text.parse::<T>() {
+        Ok(n) if n > T::default() => Ok(n),
+        Ok(_) => Err("must be above zero".to_string()),
+        Err(_) => Err("not a whole number".to_string()),
+    }
+}
+
+/// A finite number above zero (a clap value parser: seconds, rates).
+pub fn positive_f64(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
+        _ => Err("must be a positive number".to_string()),
+    }
+}
+
+/// A finite number, zero or above (a clap value parser: seconds).
+pub fn non_negative_f64(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x >= 0.0 && x.is_finite() => Ok(x),
+        _ => Err("must be a number, zero or above".to_string()),
+    }
 }
 
 struct StderrLogger;

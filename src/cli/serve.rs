@@ -15,111 +15,203 @@
 //! --target` talk to it. `--client-nodes ID=IP:PORT,...` lists the other nodes'
 //! client addresses, sent to every client so that it can follow leader hints.
 //!
-//! Start-up refuses, in one line naming both values: an empty `--dir` without `--new`
-//! or `--existing`, a `--client` address inside a node's shard ports, an invalid
-//! configuration (`Config::validate`: overlapping shard ports among them), a data
-//! directory that fails the shards' write probe. Exit statuses: 0 after a graceful stop,
-//! 1 for a refused start or a bad flag, `EXIT_SHARD_STOPPED` (3) the moment a shard stops
-//! for good (`synod: node N shard S stopped: <reason>; exiting` on stderr): the node
-//! never stays up serving part of its groups.
+//! The command line refuses (clap, exit status 2): `--new` with `--existing`, neither
+//! `--key-file` nor `--no-auth`, a key file with `--no-auth`, a `--client-*` flag
+//! without `--client`, `--client` without `--client-key-file` or `--no-auth`, a client
+//! bound that is zero. Start-up refuses, in one line naming both values: an empty
+//! `--dir` without `--new` or `--existing`, a `--client` address inside a node's shard
+//! ports, an invalid configuration (`Config::validate`: overlapping shard ports among
+//! them), a data directory that fails the shards' write probe, an unreadable key file.
+//! Exit statuses: 0 after a graceful stop, 1 for a refused start, `EXIT_SHARD_STOPPED`
+//! (3) the moment a shard stops for good (`synod: node N shard S stopped: <reason>;
+//! exiting` on stderr): the node never stays up serving part of its groups.
 //! `--client-key-file FILE` (hex, as `synod keygen` writes) is the client key every
 //! client must prove it holds; without it, `--no-auth` must say so explicitly.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
+use clap::{ArgGroup, Args};
 use synod::api::{Config, InitialState, Node, NodeHandle, ShardStopped};
 use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
 use synod::server::{Server, ServerConfig};
 use synod::transport::auth::AuthKey;
 
-use super::{check_flags, parse_nodes, parsed, value};
+use super::{parse_nodes, positive};
 
-/// Usage lines of `synod serve`.
-pub const USAGE: &str =
-    "  synod serve --node ID --nodes ID=IP:PORT,... --dir DIR (--key-file FILE | --no-auth)
-              [--cluster C] [--shards S]
-              [--groups G] [--cores C,C,...] [--tick-ms T] [--new | --existing] [--control]
-              [--test-timeouts] [--client IP:PORT [--client-nodes ID=IP:PORT,...]
-              [--client-in-flight-max N] [--client-connections-max N]
-              [--client-frame-size-max B] [--client-connections-per-source-max N]
-              [--client-unauthenticated-max N] [--client-idle-timeout-s S]
-              (--client-key-file FILE | --no-auth)]
-                                                      run one node (shard s listens on PORT+s);
-                                                      an empty DIR needs --new (a new member of
-                                                      a new cluster) or --existing (a member
-                                                      that lost its data: rejoins as a learner);
-                                                      exits 3 when a shard stops for good;
-                                                      --key-file: the peer key (synod keygen);
-                                                      --client: also serve clients there";
+/// The flags of `synod serve`.
+#[derive(Clone, Debug, Args)]
+#[command(group(ArgGroup::new("client_auth").args(["client_key_file", "no_auth"])))]
+pub struct ServeArgs {
+    /// This node's id (one of --nodes).
+    #[arg(long, value_name = "ID")]
+    pub node: u32,
+    /// Every node of the cluster and its base peer address (this node's too): shard s
+    /// of a node listens on PORT + s. Two nodes on one IP must not have overlapping
+    /// port ranges.
+    #[arg(long, value_name = "ID=IP:PORT,...", value_parser = parse_nodes)]
+    pub nodes: BTreeMap<NodeId, SocketAddr>,
+    /// The data directory (WAL segments and the node's identity, synod.id). An empty
+    /// one needs --new or --existing.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The cluster's id: nodes and clients of another cluster are refused.
+    #[arg(long, value_name = "C", default_value_t = 1)]
+    pub cluster: u64,
+    /// Shards (threads, cores) per node; every node of a cluster must use the same
+    /// count (a group lives on the same shard everywhere).
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub shards: u16,
+    /// Groups 0..G, each replicated by every node.
+    #[arg(long, value_name = "G", default_value_t = 1)]
+    pub groups: u32,
+    /// Core of each shard's thread (cores[s] for shard s, at least one per shard).
+    /// Default: threads are not pinned.
+    #[arg(long, value_name = "C,C,...", value_delimiter = ',')]
+    pub cores: Vec<usize>,
+    /// Timer granularity in milliseconds: a shard sleeps at least this long unless woken
+    /// by I/O, so the heartbeats of many groups leave in one frame. At most a quarter of
+    /// the heartbeat interval [default: the configuration's tick].
+    #[arg(long, value_name = "T")]
+    pub tick_ms: Option<u64>,
+    /// The empty --dir is a new member of a new cluster: it votes at once.
+    #[arg(long, conflicts_with = "existing")]
+    pub new: bool,
+    /// The empty --dir is a member that lost its data: it rejoins as a non-voting
+    /// learner until it has re-learned from a quorum (it never votes with forgotten
+    /// promises).
+    #[arg(long)]
+    pub existing: bool,
+    /// Commands on stdin, one per line: `status` (one line per group, then `end`),
+    /// `propose <group> <word>`; end of input shuts the node down gracefully.
+    #[arg(long)]
+    pub control: bool,
+    /// Timeouts for tests: election 300 ms, heartbeat 20 ms, lease 150 ms, retransmit
+    /// 50 ms, tick 2 ms, 8 MiB segments, 2 MiB WAL buffer, 500 ms drain.
+    #[arg(long)]
+    pub test_timeouts: bool,
+    /// The cluster's shared peer key (hex; create one with `synod keygen > FILE`, copy
+    /// it to every node). Required unless --no-auth.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "no_auth",
+        conflicts_with = "no_auth"
+    )]
+    pub key_file: Option<PathBuf>,
+    /// Run without authentication: peers without --key-file, clients without
+    /// --client-key-file.
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Also serve clients (synod::client, `synod bench --target`) at this address,
+    /// outside every node's shard ports. Needs --client-key-file or --no-auth.
+    #[arg(long, value_name = "IP:PORT", requires = "client_auth")]
+    pub client: Option<SocketAddr>,
+    /// The other nodes' client addresses, sent to every client so that it can follow
+    /// leader hints [default: this node's only].
+    #[arg(long, value_name = "ID=IP:PORT,...", value_parser = parse_nodes,
+          requires = "client")]
+    pub client_nodes: Option<BTreeMap<NodeId, SocketAddr>>,
+    /// Requests of one client connection waiting for the node; at the bound the
+    /// listener stops reading it (TCP backpressure).
+    #[arg(long, value_name = "N", requires = "client",
+          default_value_t = client_defaults().in_flight_max,
+          value_parser = positive::<usize>)]
+    pub client_in_flight_max: usize,
+    /// Client connections at once; one more is refused.
+    #[arg(long, value_name = "N", requires = "client",
+          default_value_t = client_defaults().connections_max,
+          value_parser = positive::<usize>)]
+    pub client_connections_max: usize,
+    /// Largest frame a client may send, in bytes, at least 64; must hold the largest
+    /// value plus about 100 bytes.
+    #[arg(long, value_name = "B", requires = "client",
+          default_value_t = client_defaults().frame_size_max,
+          value_parser = frame_size)]
+    pub client_frame_size_max: usize,
+    /// Client connections at once from one IP address.
+    #[arg(long, value_name = "N", requires = "client",
+          default_value_t = client_defaults().connections_per_source_max,
+          value_parser = positive::<usize>)]
+    pub client_connections_per_source_max: usize,
+    /// Client connections at once that have not completed the handshake; one more
+    /// evicts the oldest of them.
+    #[arg(long, value_name = "N", requires = "client",
+          default_value_t = client_defaults().unauthenticated_max,
+          value_parser = positive::<usize>)]
+    pub client_unauthenticated_max: usize,
+    /// Seconds after which an authenticated client connection with nothing in flight
+    /// that sends nothing is closed.
+    #[arg(long, value_name = "S", requires = "client",
+          default_value_t = client_defaults().idle_timeout.as_secs(),
+          value_parser = positive::<u64>)]
+    pub client_idle_timeout_s: u64,
+    /// The client key (hex, 16 to 64 bytes, as `synod keygen` writes) every client
+    /// must prove it holds; separate from the peer key. With --client.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "client",
+        conflicts_with = "no_auth"
+    )]
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// The client listener's defaults (`ServerConfig::new`), shown by `--help` and taken
+/// when a flag is not given.
+fn client_defaults() -> ServerConfig {
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    ServerConfig::new(unspecified, 1, NodeId(1), Vec::new())
+}
+
+/// Smallest `--client-frame-size-max`: a handshake frame must fit.
+const CLIENT_FRAME_SIZE_MIN: usize = 64;
+
+/// A client frame size of at least `CLIENT_FRAME_SIZE_MIN` (a clap value parser).
+fn frame_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(size) if size >= CLIENT_FRAME_SIZE_MIN => Ok(size),
+        _ => Err(format!(
+            "must be a byte count of at least {CLIENT_FRAME_SIZE_MIN}"
+        )),
+    }
+}
 
 /// Runs `synod serve`.
-pub fn main(args: &[String]) -> Result<ExitCode, String> {
-    check_flags(
-        args,
-        &[
-            "--node",
-            "--nodes",
-            "--dir",
-            "--cluster",
-            "--shards",
-            "--groups",
-            "--cores",
-            "--tick-ms",
-            "--client",
-            "--client-nodes",
-            "--client-in-flight-max",
-            "--client-connections-max",
-            "--client-frame-size-max",
-            "--client-connections-per-source-max",
-            "--client-unauthenticated-max",
-            "--client-idle-timeout-s",
-            "--client-key-file",
-            "--key-file",
-        ],
-        &[
-            "--new",
-            "--existing",
-            "--control",
-            "--test-timeouts",
-            "--no-auth",
-        ],
-    )?;
-    let node = NodeId(parsed(args, "--node")?.ok_or("--node is required")?);
-    let nodes = parse_nodes(value(args, "--nodes")?.ok_or("--nodes is required")?)?;
-    let dir = PathBuf::from(value(args, "--dir")?.ok_or("--dir is required")?);
-    let mut config = Config::new(node, parsed(args, "--cluster")?.unwrap_or(1), nodes, dir);
-    config.peer_key = peer_key(args)?;
-    config.shards = parsed(args, "--shards")?.unwrap_or(1);
-    config.group_count = parsed(args, "--groups")?.unwrap_or(1);
-    config.cores = match value(args, "--cores")? {
-        Some(list) => list
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|c| {
-                c.parse()
-                    .map_err(|_| format!("--cores {list}: not a list of numbers"))
-            })
-            .collect::<Result<_, _>>()?,
-        None => Vec::new(),
+pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
+    let mut config = Config::new(
+        NodeId(args.node),
+        args.cluster,
+        args.nodes.clone(),
+        args.dir.clone(),
+    );
+    config.peer_key = match &args.key_file {
+        Some(path) => Some(AuthKey::from_file(path).map_err(|e| format!("--key-file: {e}"))?),
+        None => None,
     };
-    config.initial_state = initial_state(args, &config.data_dir)?;
-    if args.iter().any(|a| a == "--test-timeouts") {
+    config.shards = args.shards;
+    config.group_count = args.groups;
+    config.cores = args.cores.clone();
+    config.initial_state = initial_state(&args, &config.data_dir)?;
+    if args.test_timeouts {
         config.group.election_timeout_ns = 300_000_000;
         config.group.heartbeat_interval_ns = 20_000_000;
         config.group.lease_ns = 150_000_000;
         config.group.retransmit_ns = 50_000_000;
-        config.tick = std::time::Duration::from_millis(2);
+        config.tick = Duration::from_millis(2);
         config.segment_size = 8 << 20;
         config.wal_buffer_size_max = 2 << 20;
-        config.drain_timeout = std::time::Duration::from_millis(500);
+        config.drain_timeout = Duration::from_millis(500);
     }
-    if let Some(ms) = parsed::<u64>(args, "--tick-ms")? {
-        config.tick = std::time::Duration::from_millis(ms);
+    if let Some(ms) = args.tick_ms {
+        config.tick = Duration::from_millis(ms);
     }
-    let client = client_config(args, &config)?;
+    let client = client_config(&args, &config)?;
     let node = Node::start(config, null_factory()).map_err(|e| e.to_string())?;
     // Dropped (closing the listener) when the node shuts down, at the end of main.
     let _server = match client {
@@ -135,7 +227,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
     exit_on_fatal(node.handle());
     println!("ready");
     std::io::stdout().flush().map_err(|e| e.to_string())?;
-    if !args.iter().any(|a| a == "--control") {
+    if !args.control {
         loop {
             std::thread::park();
         }
@@ -223,73 +315,37 @@ fn exit_shard_stopped(stopped: &ShardStopped) -> ! {
     std::process::exit(i32::from(EXIT_SHARD_STOPPED))
 }
 
-/// What an empty data directory means, from `--new` or `--existing`: one of them is
-/// required when `dir` holds no node's identity, since guessing wrong either lets a
-/// wiped member vote with forgotten promises or leaves a new cluster without voters.
-fn initial_state(args: &[String], dir: &std::path::Path) -> Result<InitialState, String> {
-    let new = args.iter().any(|a| a == "--new");
-    let existing = args.iter().any(|a| a == "--existing");
-    match (new, existing) {
-        (true, true) => Err("--new and --existing exclude each other".to_string()),
-        (true, false) => Ok(InitialState::New),
-        (false, true) => Ok(InitialState::Existing),
-        (false, false) => {
-            let claimed = synod::api::data_dir_claimed(dir)
-                .map_err(|e| format!("--dir {}: {e}", dir.display()))?;
-            if claimed {
-                Ok(InitialState::New)
-            } else {
-                Err(format!(
-                    "--dir {} holds no node's data: pass --new (a new member of a new \
-                     cluster) or --existing (a member that lost its data: it rejoins as \
-                     a learner)",
-                    dir.display()
-                ))
-            }
-        }
+/// What an empty data directory means, from `--new` or `--existing` (which exclude
+/// each other on the command line): one of them is required when `dir` holds no node's
+/// identity, since guessing wrong either lets a wiped member vote with forgotten
+/// promises or leaves a new cluster without voters.
+fn initial_state(args: &ServeArgs, dir: &Path) -> Result<InitialState, String> {
+    if args.new {
+        return Ok(InitialState::New);
     }
-}
-
-/// The peer key of `--key-file`, or none with an explicit `--no-auth`.
-fn peer_key(args: &[String]) -> Result<Option<AuthKey>, String> {
-    let no_auth = args.iter().any(|a| a == "--no-auth");
-    match (value(args, "--key-file")?, no_auth) {
-        (Some(_), true) => Err("--key-file and --no-auth exclude each other".to_string()),
-        (Some(path), false) => AuthKey::from_file(std::path::Path::new(path))
-            .map(Some)
-            .map_err(|e| format!("--key-file: {e}")),
-        (None, true) => Ok(None),
-        (None, false) => Err(
-            "--key-file FILE is required: the cluster's peer key (create one with \
-             `synod keygen > FILE`, copy it to every node); --no-auth runs without \
-             peer authentication"
-                .to_string(),
-        ),
+    if args.existing {
+        return Ok(InitialState::Existing);
+    }
+    let claimed =
+        synod::api::data_dir_claimed(dir).map_err(|e| format!("--dir {}: {e}", dir.display()))?;
+    if claimed {
+        Ok(InitialState::New)
+    } else {
+        Err(format!(
+            "--dir {} holds no node's data: pass --new (a new member of a new \
+             cluster) or --existing (a member that lost its data: it rejoins as \
+             a learner)",
+            dir.display()
+        ))
     }
 }
 
 /// The client listener's settings from `--client` and its companions, if `--client`
-/// is given.
-fn client_config(args: &[String], config: &Config) -> Result<Option<ServerConfig>, String> {
-    let companions = [
-        "--client-nodes",
-        "--client-in-flight-max",
-        "--client-connections-max",
-        "--client-frame-size-max",
-        "--client-connections-per-source-max",
-        "--client-unauthenticated-max",
-        "--client-idle-timeout-s",
-        "--client-key-file",
-    ];
-    let Some(address) = value(args, "--client")? else {
-        if let Some(flag) = companions.iter().find(|f| args.iter().any(|a| a == **f)) {
-            return Err(format!("{flag} needs --client"));
-        }
+/// is given (the command line has checked the flags that need it and their ranges).
+fn client_config(args: &ServeArgs, config: &Config) -> Result<Option<ServerConfig>, String> {
+    let Some(address) = args.client else {
         return Ok(None);
     };
-    let address: std::net::SocketAddr = address
-        .parse()
-        .map_err(|_| format!("--client {address}: not an IP:PORT address"))?;
     // Conservative where an IP is unspecified (0.0.0.0 takes the port on every IP).
     for (node, base) in &config.nodes {
         let ports = u32::from(base.port())..u32::from(base.port()) + u32::from(config.shards);
@@ -310,64 +366,96 @@ fn client_config(args: &[String], config: &Config) -> Result<Option<ServerConfig
     }
     let nodes = config.nodes.keys().copied().collect();
     let mut server = ServerConfig::new(address, config.cluster, config.node, nodes);
-    if let Some(list) = value(args, "--client-nodes")? {
-        for (node, address) in
-            parse_nodes(list).map_err(|e| e.replace("--nodes", "--client-nodes"))?
-        {
-            if !config.nodes.contains_key(&node) {
-                return Err(format!("--client-nodes: node {} is not in --nodes", node.0));
-            }
-            server.addresses.insert(node, address.to_string());
+    for (node, address) in args.client_nodes.iter().flatten() {
+        if !config.nodes.contains_key(node) {
+            return Err(format!("--client-nodes: node {} is not in --nodes", node.0));
         }
+        server.addresses.insert(*node, address.to_string());
     }
-    if let Some(n) = parsed(args, "--client-in-flight-max")? {
-        server.in_flight_max = n;
-    }
-    if let Some(n) = parsed(args, "--client-connections-max")? {
-        server.connections_max = n;
-    }
-    if let Some(n) = parsed(args, "--client-frame-size-max")? {
-        server.frame_size_max = n;
-    }
-    if let Some(n) = parsed(args, "--client-connections-per-source-max")? {
-        server.connections_per_source_max = n;
-    }
-    if let Some(n) = parsed(args, "--client-unauthenticated-max")? {
-        server.unauthenticated_max = n;
-    }
-    if let Some(s) = parsed(args, "--client-idle-timeout-s")? {
-        server.idle_timeout = std::time::Duration::from_secs(s);
-    }
-    if [
-        server.in_flight_max,
-        server.connections_max,
-        server.connections_per_source_max,
-        server.unauthenticated_max,
-    ]
-    .contains(&0)
-        || server.frame_size_max < 64
-        || server.idle_timeout.is_zero()
-    {
-        return Err("--client-in-flight-max, --client-connections-max, \
-             --client-connections-per-source-max, --client-unauthenticated-max and \
-             --client-idle-timeout-s must be positive, --client-frame-size-max at least 64"
-            .to_string());
-    }
-    let no_auth = args.iter().any(|a| a == "--no-auth");
-    server.key = match (value(args, "--client-key-file")?, no_auth) {
-        (Some(path), false) => Some(
-            synod::transport::auth::AuthKey::from_file(std::path::Path::new(path))
-                .map_err(|e| format!("--client-key-file: {e}"))?,
-        ),
-        (None, true) => None,
-        (Some(_), true) => return Err("--client-key-file and --no-auth exclude each other".into()),
-        (None, false) => {
-            return Err(
-                "--client needs --client-key-file FILE (synod keygen writes one), \
-                 or --no-auth to accept any client"
-                    .into(),
-            )
+    server.in_flight_max = args.client_in_flight_max;
+    server.connections_max = args.client_connections_max;
+    server.frame_size_max = args.client_frame_size_max;
+    server.connections_per_source_max = args.client_connections_per_source_max;
+    server.unauthenticated_max = args.client_unauthenticated_max;
+    server.idle_timeout = Duration::from_secs(args.client_idle_timeout_s);
+    // --client requires one of --client-key-file and --no-auth, which exclude each
+    // other: no key means --no-auth said so.
+    server.key = match &args.client_key_file {
+        Some(path) => {
+            Some(AuthKey::from_file(path).map_err(|e| format!("--client-key-file: {e}"))?)
         }
+        None => None,
     };
     Ok(Some(server))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Command, Synod};
+    use clap::error::ErrorKind;
+    use clap::Parser;
+
+    /// `synod serve --node 1 --nodes 1=127.0.0.1:7000 --dir d ARGS` parsed.
+    fn serve(args: &str) -> Result<ServeArgs, clap::Error> {
+        let line = "synod serve --node 1 --nodes 1=127.0.0.1:7000 --dir d";
+        let line = line.split_whitespace().chain(args.split_whitespace());
+        match Synod::try_parse_from(line)?.command {
+            Command::Serve(args) => Ok(args),
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    // Goal: the flag combinations serve refused by hand are clap constraints with the
+    // same meaning, and the client defaults are the listener's own.
+    // Method: parse flag lists; compare the defaults with `ServerConfig::new`.
+    #[test]
+    fn constraints_and_defaults() {
+        let kind = |args: &str| serve(args).expect_err(args).kind();
+        assert_eq!(
+            kind("--no-auth --new --existing"),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(kind(""), ErrorKind::MissingRequiredArgument);
+        assert_eq!(kind("--key-file k --no-auth"), ErrorKind::ArgumentConflict);
+        assert_eq!(
+            kind("--key-file k --client 127.0.0.1:9"),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            kind("--no-auth --client 127.0.0.1:9 --client-key-file c"),
+            ErrorKind::ArgumentConflict
+        );
+        for companion in [
+            "--client-nodes 1=127.0.0.1:9",
+            "--client-in-flight-max 4",
+            "--client-idle-timeout-s 5",
+        ] {
+            let args = format!("--no-auth {companion}");
+            assert_eq!(kind(&args), ErrorKind::MissingRequiredArgument, "{args}");
+        }
+        for zero in [
+            "--client-in-flight-max 0",
+            "--client-connections-max 0",
+            "--client-connections-per-source-max 0",
+            "--client-unauthenticated-max 0",
+            "--client-idle-timeout-s 0",
+            "--client-frame-size-max 63",
+        ] {
+            let args = format!("--no-auth --client 127.0.0.1:9 {zero}");
+            assert_eq!(kind(&args), ErrorKind::ValueValidation, "{args}");
+        }
+        let args = serve("--key-file k --client 127.0.0.1:9 --client-key-file c --new")
+            .expect("a keyed client listener");
+        let defaults = client_defaults();
+        assert_eq!(args.client_in_flight_max, defaults.in_flight_max);
+        assert_eq!(args.client_frame_size_max, defaults.frame_size_max);
+        assert_eq!(
+            Duration::from_secs(args.client_idle_timeout_s),
+            defaults.idle_timeout
+        );
+        let args = serve("--no-auth --cores 0,1 --shards 2").expect("no auth");
+        assert_eq!(args.cores, vec![0, 1]);
+        assert!(args.key_file.is_none() && args.client.is_none());
+    }
 }

@@ -20,23 +20,9 @@ mod summary;
 use std::process::ExitCode;
 
 use limits::Limits;
-use options::{options, Options};
+pub use options::BenchArgs;
+use options::Options;
 use summary::Summary;
-
-/// Usage lines of `synod bench`.
-pub const USAGE: &str = "  synod bench [--groups G] [--clients C] [--value-size B|LO..HI|B:W,B:W...] [--rate OPS]
-              [--seconds S] [--warmup S] [--window W] [--batch N] [--batch-bytes B]
-              [--shards S] [--pin] [--dir DIR] [--no-fsync] [--json] [--report DIR]
-                                                      a local 3-node cluster under load, with the machine's
-                                                      limits (disk, fdatasync, loopback TCP) in the same run;
-                                                      --rate: open loop (latency from the scheduled send)
-  synod bench --matrix phxpaxos [--seconds S] [--warmup S] [...]
-                                                      PhxPaxos's published cells, each on a fresh cluster
-  synod bench --target HOST:PORT,... [--cluster C] [--client-key-file FILE] [--groups G]
-              [--clients C] [--value-size ..] [--rate OPS] [--seconds S] [--warmup S] [--json]
-              [--report DIR]
-                                                      the same load against a running cluster (the
-                                                      nodes' `synod serve --client` addresses)";
 
 /// Seconds of each limit probe (the fdatasync probe takes 1.5 times this).
 const LIMIT_PROBE_S: f64 = 1.0;
@@ -53,8 +39,8 @@ macro_rules! say {
 }
 
 /// Runs `synod bench`.
-pub fn main(args: &[String]) -> Result<ExitCode, String> {
-    let o = options(args)?;
+pub fn main(args: BenchArgs) -> Result<ExitCode, String> {
+    let o = args.options();
     if o.target.is_some() {
         return main_remote(&o);
     }

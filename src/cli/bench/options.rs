@@ -1,11 +1,13 @@
-//! The flags of `synod bench`, parsed once into [`Options`]; value sizes as a fixed
-//! size, a uniform range or a weighted mix ([`ValueSizes`]).
+//! The flags of `synod bench` ([`BenchArgs`], with their `--help`), resolved once into
+//! the [`Options`] of a run; value sizes as a fixed size, a uniform range or a weighted
+//! mix ([`ValueSizes`]).
 
 use std::path::PathBuf;
 
+use clap::Args;
 use synod::prng::Prng;
 
-use crate::cli::{check_flags, parsed, value};
+use crate::cli::{non_negative_f64, positive, positive_f64};
 
 /// How the size of each proposed value is drawn.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,17 +21,18 @@ pub enum ValueSizes {
 }
 
 impl ValueSizes {
-    /// Parses the forms above.
+    /// Parses the forms above (a clap value parser: the message names the part that
+    /// is wrong, clap names the flag and the value).
     pub fn parse(text: &str) -> Result<ValueSizes, String> {
         let number = |s: &str| {
             s.trim()
                 .parse::<usize>()
-                .map_err(|_| format!("--value-size {text}: {s:?} is not a byte count"))
+                .map_err(|_| format!("{s:?} is not a byte count"))
         };
         let sizes = if let Some((low, high)) = text.split_once("..") {
             let (low, high) = (number(low)?, number(high.trim_start_matches('='))?);
             if low > high {
-                return Err(format!("--value-size {text}: the range is empty"));
+                return Err("the range is empty".to_string());
             }
             ValueSizes::Uniform(low, high)
         } else if text.contains(':') {
@@ -37,24 +40,22 @@ impl ValueSizes {
             for item in text.split(',') {
                 let (size, weight) = item
                     .split_once(':')
-                    .ok_or_else(|| format!("--value-size {text}: {item:?} is not SIZE:WEIGHT"))?;
+                    .ok_or_else(|| format!("{item:?} is not SIZE:WEIGHT"))?;
                 let weight = weight
                     .trim()
                     .parse::<u64>()
-                    .map_err(|_| format!("--value-size {text}: weight {weight:?}"))?;
+                    .map_err(|_| format!("weight {weight:?} is not a number"))?;
                 mix.push((number(size)?, weight));
             }
             if mix.iter().map(|(_, w)| w).sum::<u64>() == 0 {
-                return Err(format!("--value-size {text}: the weights sum to 0"));
+                return Err("the weights sum to 0".to_string());
             }
             ValueSizes::Weighted(mix)
         } else {
             ValueSizes::Fixed(number(text)?)
         };
         if sizes.max() == 0 {
-            return Err(format!(
-                "--value-size {text}: values need at least one byte"
-            ));
+            return Err("values need at least one byte".to_string());
         }
         Ok(sizes)
     }
@@ -113,6 +114,150 @@ impl std::fmt::Display for ValueSizes {
     }
 }
 
+/// The flags of `synod bench`. Defaults of the local cluster: 4 groups, 256 clients in a
+/// closed loop, 100 B values, window 64, every value its own instance, 1 shard,
+/// fdatasync on, files in ./synod-bench.
+#[derive(Clone, Debug, Args)]
+pub struct BenchArgs {
+    /// Paxos groups; proposals go round-robin over them.
+    #[arg(long, value_name = "G", default_value_t = 4,
+          value_parser = positive::<u32>)]
+    pub groups: u32,
+    /// Closed loop: client tasks, one proposal in flight each. Open loop (--rate): the
+    /// most proposals in flight; past it a scheduled request waits for a slot, its
+    /// latency already running.
+    #[arg(long, value_name = "C", default_value_t = 256,
+          value_parser = positive::<usize>)]
+    pub clients: usize,
+    /// Bytes of each proposed value: `100` fixed; `64..4096` uniform (inclusive);
+    /// `100:90,4096:10` a weighted mix (SIZE:WEIGHT). Contents are random bytes.
+    #[arg(long, value_name = "B|LO..HI|B:W,...", default_value = "100",
+          value_parser = ValueSizes::parse)]
+    pub value_size: ValueSizes,
+    /// Open loop at OPS proposals per second: request k is scheduled at k / OPS s from
+    /// the start, whatever has completed, and its latency counts from the scheduled
+    /// time (a stall is charged to every request it delayed). Default: closed loop.
+    #[arg(long, value_name = "OPS", value_parser = positive_f64, allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+    /// Seconds measured, after the warm-up [default: 8; 5 with --matrix].
+    #[arg(long, value_name = "S", value_parser = positive_f64, allow_negative_numbers = true)]
+    pub seconds: Option<f64>,
+    /// Seconds of load before measuring (running, not measured) [default: 2; 1 with
+    /// --matrix].
+    #[arg(long, value_name = "S", value_parser = non_negative_f64,
+          allow_negative_numbers = true)]
+    pub warmup: Option<f64>,
+    /// `window_instances_max` of every group: instances a leader keeps in flight
+    /// beyond its chosen watermark.
+    #[arg(long, value_name = "W", default_value_t = 64,
+          value_parser = positive::<u64>)]
+    pub window: u64,
+    /// `batch_values_max`: values per instance (1 = every proposal its own instance).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = positive::<usize>)]
+    pub batch: usize,
+    /// `batch_size_max`: bytes per instance, at least the largest value [default:
+    /// 1 MiB, raised to the largest value].
+    #[arg(long, value_name = "B")]
+    pub batch_bytes: Option<usize>,
+    /// Shards (cores) per node; groups spread over them.
+    #[arg(long, value_name = "S", default_value_t = 1,
+          value_parser = positive::<u16>)]
+    pub shards: u16,
+    /// Pin shard s of every node to core s % online cores (the 3 nodes share the
+    /// cores).
+    #[arg(long)]
+    pub pin: bool,
+    /// Where the WALs (node-N/, a fresh log each run on the last run's segment files)
+    /// and the disk probe file (256 MiB, zero-filled once, reused) go.
+    #[arg(long, value_name = "DIR", default_value = "synod-bench")]
+    pub dir: PathBuf,
+    /// UNSAFE: WAL writes without fdatasync (acknowledged values are not durable),
+    /// printed as UNSAFE wherever it matters. Shows the CPU and network limit.
+    #[arg(long)]
+    pub no_fsync: bool,
+    /// One JSON object on stdout with every figure; the human lines go to stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Write throughput.svg, latency-cdf.svg, summary.json and index.html into DIR
+    /// (matrix: one folder per cell and matrix.json).
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// Run a named matrix of cells instead of one run, each on a fresh cluster:
+    /// `phxpaxos` runs PhxPaxos's published cells, printed beside its figures.
+    #[arg(long, value_name = "NAME", value_parser = ["phxpaxos"])]
+    pub matrix: Option<String>,
+    /// Drive a running cluster through its nodes' client listeners (`synod serve
+    /// --client` addresses) instead of starting a local one. The cluster's own
+    /// configuration decides window, batching, shards, pinning, fdatasync and files,
+    /// so those flags (and --matrix) cannot be used with it; limits print n/a and
+    /// latency includes the network to the cluster.
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',',
+          value_parser = clap::builder::NonEmptyStringValueParser::new(),
+          conflicts_with_all = LOCAL_ONLY)]
+    pub target: Option<Vec<String>>,
+    /// The running cluster's id (its `synod serve --cluster`); with --target.
+    #[arg(long, value_name = "C", default_value_t = 1, requires = "target")]
+    pub cluster: u64,
+    /// The running cluster's client key (hex, as `synod keygen` writes); with
+    /// --target.
+    #[arg(long, value_name = "FILE", requires = "target")]
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// Flags (clap ids) that configure the local cluster: with `--target`, the running
+/// cluster's own configuration decides them, so they are refused.
+const LOCAL_ONLY: [&str; 8] = [
+    "window",
+    "batch",
+    "batch_bytes",
+    "shards",
+    "no_fsync",
+    "pin",
+    "dir",
+    "matrix",
+];
+
+impl BenchArgs {
+    /// The check that spans two flags: `--batch-bytes` must hold the largest value.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.batch_bytes {
+            Some(bytes) if bytes < self.value_size.max() => Err(format!(
+                "--batch-bytes {bytes}: must hold the largest value ({} B)",
+                self.value_size.max()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The settings of the run; `--matrix` changes the defaults of `--seconds` and
+    /// `--warmup` (short cells).
+    pub fn options(self) -> Options {
+        let matrix = self.matrix.is_some();
+        Options {
+            groups: self.groups,
+            clients: self.clients,
+            value_sizes: self.value_size,
+            rate: self.rate,
+            seconds: self.seconds.unwrap_or(if matrix { 5.0 } else { 8.0 }),
+            warmup: self.warmup.unwrap_or(if matrix { 1.0 } else { 2.0 }),
+            window: self.window,
+            batch: self.batch,
+            batch_bytes: self.batch_bytes,
+            shards: self.shards,
+            pin: self.pin,
+            dir: self.dir,
+            fsync: !self.no_fsync,
+            json: self.json,
+            report: self.report,
+            matrix: self.matrix,
+            target: self.target,
+            cluster: self.cluster,
+            client_key_file: self.client_key_file,
+        }
+    }
+}
+
 /// Every setting of one `synod bench` run.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -159,130 +304,23 @@ pub struct Options {
     pub client_key_file: Option<PathBuf>,
 }
 
-/// Flags that configure the local cluster: with `--target`, the running cluster's own
-/// configuration decides them, so they are refused.
-pub const LOCAL_ONLY: &[&str] = &[
-    "--window",
-    "--batch",
-    "--batch-bytes",
-    "--shards",
-    "--no-fsync",
-    "--pin",
-    "--dir",
-    "--matrix",
-];
-
-/// Flags that take a value.
-const WITH_VALUE: &[&str] = &[
-    "--groups",
-    "--clients",
-    "--value-size",
-    "--rate",
-    "--seconds",
-    "--warmup",
-    "--window",
-    "--batch",
-    "--batch-bytes",
-    "--shards",
-    "--dir",
-    "--report",
-    "--matrix",
-    "--target",
-    "--cluster",
-    "--client-key-file",
-];
-
-/// Parses the flags of `synod bench`; `matrix` changes the defaults of `--seconds`
-/// and `--warmup` (short cells).
-pub fn options(args: &[String]) -> Result<Options, String> {
-    check_flags(args, WITH_VALUE, &["--no-fsync", "--json", "--pin"])?;
-    let matrix = value(args, "--matrix")?.map(str::to_string);
-    if let Some(name) = &matrix {
-        if name != "phxpaxos" {
-            return Err(format!("--matrix {name}: the only matrix is phxpaxos"));
-        }
-    }
-    let o = Options {
-        groups: parsed(args, "--groups")?.unwrap_or(4),
-        clients: parsed(args, "--clients")?.unwrap_or(256),
-        value_sizes: value(args, "--value-size")?
-            .map_or(Ok(ValueSizes::Fixed(100)), ValueSizes::parse)?,
-        rate: parsed(args, "--rate")?,
-        seconds: parsed(args, "--seconds")?.unwrap_or(if matrix.is_some() { 5.0 } else { 8.0 }),
-        warmup: parsed(args, "--warmup")?.unwrap_or(if matrix.is_some() { 1.0 } else { 2.0 }),
-        window: parsed(args, "--window")?.unwrap_or(64),
-        batch: parsed(args, "--batch")?.unwrap_or(1),
-        batch_bytes: parsed(args, "--batch-bytes")?,
-        shards: parsed(args, "--shards")?.unwrap_or(1),
-        pin: args.iter().any(|a| a == "--pin"),
-        dir: value(args, "--dir")?.map_or_else(|| PathBuf::from("synod-bench"), PathBuf::from),
-        fsync: !args.iter().any(|a| a == "--no-fsync"),
-        json: args.iter().any(|a| a == "--json"),
-        report: value(args, "--report")?.map(PathBuf::from),
-        matrix,
-        target: value(args, "--target")?.map(|list| {
-            list.split(',')
-                .filter(|a| !a.is_empty())
-                .map(str::to_string)
-                .collect()
-        }),
-        cluster: parsed(args, "--cluster")?.unwrap_or(1),
-        client_key_file: value(args, "--client-key-file")?.map(PathBuf::from),
-    };
-    match &o.target {
-        Some(target) => {
-            if target.is_empty() {
-                return Err("--target needs at least one HOST:PORT".to_string());
-            }
-            if let Some(flag) = LOCAL_ONLY.iter().find(|f| args.iter().any(|a| a == **f)) {
-                return Err(format!(
-                    "{flag} configures the local cluster; with --target the running \
-                     cluster's own configuration decides it (set it on `synod serve`)"
-                ));
-            }
-        }
-        None => {
-            for flag in ["--cluster", "--client-key-file"] {
-                if args.iter().any(|a| a == flag) {
-                    return Err(format!(
-                        "{flag} is for a running cluster: it needs --target"
-                    ));
-                }
-            }
-        }
-    }
-    let positive = |ok: bool, what: &str| {
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("{what} must be positive"))
-        }
-    };
-    positive(o.groups >= 1, "--groups")?;
-    positive(o.clients >= 1, "--clients")?;
-    positive(o.seconds > 0.0 && o.seconds.is_finite(), "--seconds")?;
-    positive(
-        o.warmup >= 0.0 && o.warmup.is_finite(),
-        "--warmup (or zero)",
-    )?;
-    positive(o.window >= 1, "--window")?;
-    positive(o.batch >= 1, "--batch")?;
-    positive(o.shards >= 1, "--shards")?;
-    positive(o.rate.is_none_or(|r| r > 0.0 && r.is_finite()), "--rate")?;
-    if let Some(bytes) = o.batch_bytes {
-        if bytes < o.value_sizes.max() {
-            return Err(format!(
-                "--batch-bytes {bytes}: must hold the largest value ({} B)",
-                o.value_sizes.max()
-            ));
-        }
-    }
-    Ok(o)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Command, Synod};
+    use clap::error::ErrorKind;
+    use clap::Parser;
+
+    /// `synod bench ARGS` parsed (the clap error on a bad command line).
+    fn bench(args: &str) -> Result<BenchArgs, clap::Error> {
+        let line = ["synod", "bench"]
+            .into_iter()
+            .chain(args.split_whitespace());
+        match Synod::try_parse_from(line)?.command {
+            Command::Bench(args) => Ok(args),
+            other => panic!("not bench: {other:?}"),
+        }
+    }
 
     // Goal: the three forms of --value-size parse, draw within bounds and report means.
     // Method: parse each form, draw 1,000 sizes from a fixed seed.
@@ -304,29 +342,74 @@ mod tests {
         assert!(ValueSizes::parse("abc").is_err());
     }
 
-    // Goal: with --target, the flags of the local cluster are refused with a reason,
-    // and --cluster needs --target.
-    // Method: parse flag lists.
+    // Goal: with --target, the flags of the local cluster are refused as conflicts,
+    // and --cluster and --client-key-file need --target; their defaults do not count.
+    // Method: parse flag lists through the binary's parser.
     #[test]
     fn target_refuses_local_flags() {
-        let args = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
-        let o =
-            options(&args("--target 127.0.0.1:7100,127.0.0.1:7200 --cluster 9")).expect("remote");
+        let o = bench("--target 127.0.0.1:7100,127.0.0.1:7200 --cluster 9")
+            .expect("remote")
+            .options();
         assert_eq!(o.target.as_ref().map(Vec::len), Some(2));
         assert_eq!(o.cluster, 9);
         for flag in [
             "--window 8",
             "--batch 4",
+            "--batch-bytes 4096",
             "--shards 2",
             "--no-fsync",
             "--pin",
             "--dir x",
+            "--matrix phxpaxos",
         ] {
-            let error =
-                options(&args(&format!("--target 127.0.0.1:1 {flag}"))).expect_err("refused");
-            assert!(error.contains("configures the local cluster"), "{error}");
+            let error = bench(&format!("--target 127.0.0.1:1 {flag}")).expect_err("refused");
+            assert_eq!(error.kind(), ErrorKind::ArgumentConflict, "{flag}: {error}");
         }
-        assert!(options(&args("--cluster 3")).is_err());
-        assert!(options(&args("--client-key-file k")).is_err());
+        for flag in ["--cluster 3", "--client-key-file k"] {
+            let error = bench(flag).expect_err("needs --target");
+            assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument, "{error}");
+        }
+        assert!(bench("--target").is_err());
+    }
+
+    // Goal: the defaults are those of the flag table, --matrix shortens the run, and
+    // the range checks of the old parser hold. Method: parse flag lists.
+    #[test]
+    fn defaults_and_ranges() {
+        let o = bench("").expect("defaults").options();
+        assert_eq!(
+            (o.groups, o.clients, o.window, o.batch, o.shards),
+            (4, 256, 64, 1, 1)
+        );
+        assert_eq!((o.seconds, o.warmup), (8.0, 2.0));
+        assert_eq!(o.value_sizes, ValueSizes::Fixed(100));
+        assert!(o.fsync && !o.pin && !o.json && o.rate.is_none() && o.target.is_none());
+        assert_eq!(o.dir, PathBuf::from("synod-bench"));
+        let o = bench("--matrix phxpaxos").expect("matrix").options();
+        assert_eq!((o.seconds, o.warmup), (5.0, 1.0));
+        for bad in [
+            "--groups 0",
+            "--clients 0",
+            "--window 0",
+            "--batch 0",
+            "--shards 0",
+            "--seconds 0",
+            "--seconds inf",
+            "--warmup -1",
+            "--rate 0",
+            "--value-size 0",
+        ] {
+            let error = bench(bad).expect_err(bad);
+            assert_eq!(error.kind(), ErrorKind::ValueValidation, "{bad}: {error}");
+        }
+        let other = bench("--matrix other").expect_err("one matrix");
+        assert_eq!(other.kind(), ErrorKind::InvalidValue);
+        assert!(bench("--warmup 0").is_ok());
+        let small = bench("--value-size 64..4096 --batch-bytes 1000").expect("parses");
+        assert!(small.validate().is_err_and(|e| e.contains("4096")));
+        assert!(bench("--batch-bytes 4096 --value-size 4096")
+            .expect("parses")
+            .validate()
+            .is_ok());
     }
 }

@@ -126,7 +126,7 @@ pub fn describe_invalid(dir: &Path, shard: u32, recovery: &LogRecovery) -> Optio
     Some(format!(
         "{}: {}",
         place(lsn.0, *index, *file_offset, &record),
-        crate::describe(&record)
+        super::dump::describe(&record)
     ))
 }
 

@@ -1,0 +1,315 @@
+//! `synod wal bench`: the raw disk's limits and the WAL in the same run, interleaved
+//! (ABBA across rounds) so that both see the same disk, with the WAL's figures as
+//! ratios of the raw ones. Files under `--dir` are reused across runs.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::pin;
+use std::process::ExitCode;
+use std::task::Poll;
+
+use bytes::Bytes;
+use clap::Args;
+use synod::paxos::{Ballot, Body, Entry, GroupId, Instance, Lsn, Record};
+use synod::runtime::clock::{entropy_seed, MonotonicClock};
+use synod::support::percentile;
+use synod::wal::dma_disk::{run_local, DmaDisk};
+use synod::wal::segment::SegmentGeometry;
+use synod::wal::store::{recover_dir, recycle_all, Store, StoreConfig};
+use synod::wal::{DecodeLimits, GroupCommit, BLOCK_SIZE};
+
+use crate::cli::positive;
+
+/// The flags of `synod wal bench`.
+#[derive(Clone, Debug, Args)]
+pub struct WalBenchArgs {
+    /// Where the raw file (raw.dat, 1 GiB) and the WAL's segments (wal/, up to 6 GiB)
+    /// go; reused across runs, never deleted.
+    #[arg(long, value_name = "DIR", default_value = "synod-wal-bench")]
+    pub dir: PathBuf,
+    /// Seconds of each phase.
+    #[arg(long, value_name = "S", default_value_t = 1,
+          value_parser = positive::<u64>)]
+    pub seconds: u64,
+    /// Rounds of the four phases.
+    #[arg(long, value_name = "R", default_value_t = 5,
+          value_parser = positive::<u64>)]
+    pub rounds: u64,
+}
+
+/// Polls `io` once (queueing it), runs `meanwhile`, then completes `io`: the WAL bench
+/// encodes the next batch while the fdatasync of this one runs (on this machine a write
+/// completes quickly and the time is in the fdatasync).
+async fn overlap<T>(io: impl Future<Output = T>, meanwhile: impl FnOnce()) -> T {
+    let mut io = pin!(io);
+    let first = std::future::poll_fn(|cx| Poll::Ready(io.as_mut().poll(cx))).await;
+    if first.is_pending() {
+        // glommio hands queued I/O to the kernel when its reactor polls, which a yield
+        // does not reach (measured: no overlap with `yield_task_queue_now`); a short
+        // sleep parks the executor, so the fdatasync is submitted before encoding.
+        glommio::timer::sleep(std::time::Duration::from_micros(50)).await;
+    }
+    meanwhile();
+    match first {
+        Poll::Ready(done) => done,
+        Poll::Pending => io.await,
+    }
+}
+
+/// What `synod wal bench` measured, in one run (sums over its rounds).
+#[derive(Debug, Default)]
+struct BenchFigures {
+    raw_bytes: u64,
+    raw_s: f64,
+    raw_syncs: u64,
+    raw_sync_s: f64,
+    raw_latencies_ns: Vec<u64>,
+    wal_bytes: u64,
+    wal_s: f64,
+    groups_records: u64,
+    groups_syncs: u64,
+    groups_s: f64,
+    groups_latencies_ns: Vec<u64>,
+}
+
+const BENCH_BLOCK_SIZE: usize = 8 << 20;
+const BENCH_RAW_FILE_SIZE: u64 = 1 << 30;
+const BENCH_SEGMENT_SIZE: u64 = 256 << 20;
+/// Bytes the WAL phases may write in one run (segments reused across runs).
+const BENCH_WAL_SIZE_MAX: u64 = 6 << 30;
+const BENCH_GROUPS: u64 = 64;
+const BENCH_SMALL_VALUE_SIZE: usize = 4096;
+
+/// Runs `synod wal bench`.
+pub fn main(args: WalBenchArgs) -> Result<ExitCode, String> {
+    let WalBenchArgs {
+        dir,
+        seconds,
+        rounds,
+    } = args;
+    let seconds = seconds as f64;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    println!(
+        "synod wal bench in {}: {rounds} rounds of 4 phases x {seconds} s, interleaved so raw and WAL see the same disk (files reused across runs)",
+        dir.display()
+    );
+    let mut f = run_local(bench_all(dir, seconds, rounds)).map_err(|e| e.to_string())??;
+    f.raw_latencies_ns.sort_unstable();
+    f.groups_latencies_ns.sort_unstable();
+    let raw_mb_s = f.raw_bytes as f64 / f.raw_s / 1e6;
+    let raw_sync_rate = f.raw_syncs as f64 / f.raw_sync_s;
+    let wal_mb_s = f.wal_bytes as f64 / f.wal_s / 1e6;
+    let records_s = f.groups_records as f64 / f.groups_s;
+    let syncs_s = f.groups_syncs as f64 / f.groups_s;
+    println!();
+    println!(
+        "raw  sequential {} MiB O_DIRECT writes + fdatasync : {raw_mb_s:>9.1} MB/s",
+        BENCH_BLOCK_SIZE >> 20
+    );
+    println!(
+        "raw  4 KiB write + fdatasync                   : {raw_sync_rate:>9.0} /s  p50 {:.0} us  p99 {:.0} us",
+        percentile(&f.raw_latencies_ns, 0.50) / 1e3,
+        percentile(&f.raw_latencies_ns, 0.99) / 1e3
+    );
+    println!(
+        "wal  large batches ({} MiB, 1 MiB records)      : {wal_mb_s:>9.1} MB/s = {:.1} % of raw",
+        BENCH_BLOCK_SIZE >> 20,
+        100.0 * wal_mb_s / raw_mb_s
+    );
+    println!(
+        "wal  {BENCH_GROUPS} groups x 4 KiB records, 1 in flight each : {records_s:>9.0} records/s = {:.1} x raw fdatasync rate; {syncs_s:.0} fdatasyncs/s = {:.2} x raw rate; {:.1} records per fdatasync; ack p50 {:.0} us p99 {:.0} us",
+        records_s / raw_sync_rate,
+        syncs_s / raw_sync_rate,
+        f.groups_records as f64 / f.groups_syncs as f64,
+        percentile(&f.groups_latencies_ns, 0.50) / 1e3,
+        percentile(&f.groups_latencies_ns, 0.99) / 1e3
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bench_all(dir: PathBuf, seconds: f64, rounds: u64) -> Result<BenchFigures, String> {
+    let mut f = BenchFigures::default();
+    let e = |e: std::io::Error| e.to_string();
+    let s = |e: synod::wal::store::StoreError| e.to_string();
+    // Raw: one pre-zeroed file, reused across runs (never deleted).
+    let raw_path = dir.join("raw.dat");
+    let reuse = std::fs::metadata(&raw_path).is_ok_and(|m| m.len() == BENCH_RAW_FILE_SIZE);
+    if !reuse {
+        println!(
+            "creating {} (zero-filled, {} MiB)",
+            raw_path.display(),
+            BENCH_RAW_FILE_SIZE >> 20
+        );
+        DmaDisk::create_zeroed(&raw_path, BENCH_RAW_FILE_SIZE)
+            .await
+            .map_err(e)?;
+    }
+    let raw = DmaDisk::open(&raw_path).await.map_err(e)?;
+
+    // WAL: segment files of earlier runs recycled; spares for the whole run made now.
+    let wal_dir = dir.join("wal");
+    std::fs::create_dir_all(&wal_dir).map_err(e)?;
+    let config = StoreConfig {
+        dir: wal_dir.clone(),
+        shard: 0,
+        geometry: SegmentGeometry::new(BENCH_SEGMENT_SIZE),
+        limits: DecodeLimits::default(),
+        spare_count_min: BENCH_WAL_SIZE_MAX.div_ceil(BENCH_SEGMENT_SIZE - BLOCK_SIZE as u64)
+            as usize
+            + 2,
+    };
+    let recycled = recycle_all(&config).await.map_err(s)?;
+    println!(
+        "WAL: {recycled} segment files recycled, {} wanted (missing ones are created zero-filled before measuring)",
+        config.spare_count_min
+    );
+    let recovery = recover_dir(&config).map_err(s)?;
+    let mut store = Store::prepare(config.clone(), &recovery).await.map_err(s)?;
+    let mut commit = recovery.group_commit(config.geometry, BENCH_BLOCK_SIZE, entropy_seed());
+    // Incompressible contents everywhere, in case the storage below compresses.
+    let mut prng = synod::prng::Prng::new(entropy_seed());
+    let mut random = |size: usize| {
+        let mut bytes = vec![0u8; size];
+        prng.fill(&mut bytes);
+        bytes
+    };
+    let large = Bytes::from(random((1 << 20) - 256));
+    let large_record = |lsn: u64| Record::Accept {
+        group: GroupId((lsn % BENCH_GROUPS) as u32),
+        instance: Instance(lsn),
+        ballot: Ballot::ZERO,
+        entry: Entry {
+            origin: Ballot::ZERO,
+            body: Body::Values(vec![large.clone()]),
+        },
+    };
+    let fill = |commit: &mut GroupCommit| {
+        while commit
+            .append(&large_record(commit.assigned_through().0 + 1))
+            .is_ok()
+        {}
+    };
+    let value = Bytes::from(random(BENCH_SMALL_VALUE_SIZE));
+    let small_record = |group: u64, instance: u64| Record::Accept {
+        group: GroupId(group as u32),
+        instance: Instance(instance),
+        ballot: Ballot::ZERO,
+        entry: Entry {
+            origin: Ballot::ZERO,
+            body: Body::Values(vec![value.clone()]),
+        },
+    };
+    let mut instance = [0u64; BENCH_GROUPS as usize];
+    let block = random(BENCH_BLOCK_SIZE);
+    let small = random(BLOCK_SIZE);
+    let (mut raw_offset, mut small_offset) = (0u64, 0u64);
+    for round in 0..rounds {
+        // Phases alternate their order (ABBA) so that neither raw nor WAL always runs
+        // right after the other's burst: this disk's speed drifts between phases.
+        let order = if round % 2 == 0 {
+            [0, 1, 2, 3]
+        } else {
+            [1, 0, 3, 2]
+        };
+        for phase in order {
+            match phase {
+                0 => {
+                    // 1. Raw sequential large writes.
+                    let clock = MonotonicClock::start();
+                    while clock.elapsed_s() < seconds {
+                        raw.write_at(raw_offset, &block).await.map_err(e)?;
+                        raw.sync().await.map_err(e)?;
+                        f.raw_bytes += BENCH_BLOCK_SIZE as u64;
+                        raw_offset = (raw_offset + BENCH_BLOCK_SIZE as u64) % BENCH_RAW_FILE_SIZE;
+                    }
+                    f.raw_s += clock.elapsed_s();
+                }
+                1 => {
+                    // 2. WAL large batches, the next one encoded while the write is in flight.
+                    let budget = BENCH_WAL_SIZE_MAX / rounds;
+                    let clock = MonotonicClock::start();
+                    let mut bytes = 0u64;
+                    fill(&mut commit);
+                    while clock.elapsed_s() < seconds && bytes < budget {
+                        let plan = commit.take_write().expect("a full batch");
+                        store.write_unsynced(&plan).await.map_err(s)?;
+                        overlap(store.sync(), || fill(&mut commit))
+                            .await
+                            .map_err(s)?;
+                        bytes += plan.bytes.len() as u64;
+                        commit.on_durable(plan.lsn_through);
+                        commit.recycle(plan.bytes);
+                    }
+                    f.wal_s += clock.elapsed_s();
+                    f.wal_bytes += bytes;
+                    // Flush what the last overlap encoded, outside the measurement.
+                    if let Some(plan) = commit.take_write() {
+                        store.write(&plan).await.map_err(s)?;
+                        commit.on_durable(plan.lsn_through);
+                    }
+                }
+                2 => {
+                    // 3. Raw 4 KiB write + fdatasync.
+                    let clock = MonotonicClock::start();
+                    while clock.elapsed_s() < seconds {
+                        let start = clock.now();
+                        raw.write_at(small_offset, &small).await.map_err(e)?;
+                        raw.sync().await.map_err(e)?;
+                        f.raw_latencies_ns.push(clock.now().0 - start.0);
+                        f.raw_syncs += 1;
+                        small_offset = (small_offset + BLOCK_SIZE as u64) % BENCH_RAW_FILE_SIZE;
+                    }
+                    f.raw_sync_s += clock.elapsed_s();
+                }
+                _ => {
+                    // 4. 64 groups, 4 KiB records; a group appends its next record once the previous
+                    // one is durable (acknowledged): group commit must batch them.
+                    let syncs_before = store.sync_count;
+                    let clock = MonotonicClock::start();
+                    let mut appended_at: Vec<(Lsn, u64)> = Vec::new();
+                    while clock.elapsed_s() < seconds {
+                        let now = clock.now().0;
+                        for (group, next) in instance.iter_mut().enumerate() {
+                            *next += 1;
+                            let record = small_record(group as u64, *next);
+                            let lsn = match commit.append(&record) {
+                                Ok(lsn) => lsn,
+                                Err(_) => {
+                                    // The batch closed at a segment's end: write it first.
+                                    let plan = commit.take_write().expect("a batch");
+                                    store.write(&plan).await.map_err(s)?;
+                                    commit.on_durable(plan.lsn_through);
+                                    commit.append(&record).map_err(|e| e.to_string())?
+                                }
+                            };
+                            appended_at.push((lsn, now));
+                        }
+                        let plan = commit.take_write().expect("a batch");
+                        store.write(&plan).await.map_err(s)?;
+                        commit.on_durable(plan.lsn_through);
+                        commit.recycle(plan.bytes);
+                        let done = clock.now().0;
+                        for (lsn, at) in appended_at.drain(..) {
+                            assert!(lsn <= commit.durable_through());
+                            f.groups_latencies_ns.push(done - at);
+                            f.groups_records += 1;
+                        }
+                    }
+                    f.groups_s += clock.elapsed_s();
+                    f.groups_syncs += store.sync_count - syncs_before;
+                }
+            }
+        }
+        println!(
+            "  round {}: raw {:.0} MB/s, wal {:.0} MB/s, raw {:.0} syncs/s, wal {:.0} records/s",
+            round + 1,
+            f.raw_bytes as f64 / f.raw_s / 1e6,
+            f.wal_bytes as f64 / f.wal_s / 1e6,
+            f.raw_syncs as f64 / f.raw_sync_s,
+            f.groups_records as f64 / f.groups_s
+        );
+    }
+    raw.close().await.map_err(e)?;
+    store.close().await.map_err(s)?;
+    Ok(f)
+}

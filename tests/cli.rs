@@ -1,0 +1,153 @@
+//! The command line of the `synod` binary, run as a user runs it: every subcommand's
+//! `--help` lists every flag of the clap command it is built from (the same source,
+//! compiled into this test), and a bad command line gets one line and status 2.
+
+// The binary's command-line modules, for their clap definition (most of their code is
+// the subcommands themselves, unused here).
+#[allow(dead_code, unused_imports)]
+#[path = "../src/cli/mod.rs"]
+mod cli;
+
+use std::process::{Command, Output};
+
+use clap::CommandFactory;
+
+fn synod(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args(args)
+        .output()
+        .expect("run synod")
+}
+
+/// Every subcommand path (`["wal", "verify"]`) of `command`, hidden ones included,
+/// with its clap command.
+fn subcommands(
+    command: &clap::Command,
+    path: &[String],
+    out: &mut Vec<(Vec<String>, clap::Command)>,
+) {
+    for sub in command.get_subcommands() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        let mut at = path.to_vec();
+        at.push(sub.get_name().to_string());
+        out.push((at.clone(), sub.clone()));
+        subcommands(sub, &at, out);
+    }
+}
+
+// Goal: `synod --help` and `synod <every subcommand> --help` exit 0 and show every flag
+// (and positional) that clap knows for that command.
+// Method: walk the built clap command; run each `--help`; look for `--long` or `<NAME>`.
+#[test]
+fn every_help_lists_every_flag() {
+    let mut root = cli::Synod::command();
+    root.build();
+    let mut all = vec![(Vec::new(), root.clone())];
+    subcommands(&root, &[], &mut all);
+    // Not vacuous: the subcommands and the flag counts of the big ones.
+    let names: Vec<String> = all.iter().map(|(p, _)| p.join(" ")).collect();
+    for expected in [
+        "bench",
+        "serve",
+        "keygen",
+        "sim",
+        "wal",
+        "wal verify",
+        "wal dump",
+        "wal bench",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing: {names:?}"
+        );
+    }
+    let mut checked = 0;
+    for (path, command) in &all {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let output = synod(&args);
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+            let shown = match arg.get_long() {
+                Some(long) => format!("--{long}"),
+                None => format!("<{}>", arg.get_value_names().expect("positional")[0]),
+            };
+            assert!(
+                help.contains(&shown),
+                "{args:?} does not list {shown}:\n{help}"
+            );
+            checked += 1;
+        }
+        if path.is_empty() {
+            for (sub, _) in all.iter().filter(|(p, _)| p.len() == 1 && p[0] != "wal") {
+                assert!(help.contains(&sub[0]), "synod --help lacks {}", sub[0]);
+            }
+        }
+    }
+    let bench = all.iter().find(|(p, _)| p == &["bench"]).expect("bench");
+    assert!(bench.1.get_arguments().count() > 15);
+    assert!(checked > 60, "only {checked} flags checked");
+}
+
+/// Asserts that `args` exit 2 with one line on stderr holding `words`.
+fn refused(args: &[&str], words: &str) {
+    let output = synod(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains(words),
+        "{args:?}: {stderr}"
+    );
+    assert!(output.stdout.is_empty(), "{args:?}");
+}
+
+// Goal: a bad flag, a missing value, a missing required flag and excluded combinations
+// exit 2 with one line naming the problem and the help to read.
+// Method: run the binary with bad command lines (none starts anything).
+#[test]
+fn bad_command_lines_exit_2_with_one_line() {
+    refused(&["serve", "--bogus"], "unexpected argument '--bogus'");
+    refused(&["sim", "--seeds"], "a value is required for '--seeds <N>'");
+    refused(&["serve", "--node"], "see 'synod serve --help'");
+    refused(&["wal", "verify"], "<DIR>");
+    refused(&["wal", "bench", "--rounds", "0"], "must be above zero");
+    refused(&["bench", "--groups", "0"], "see 'synod bench --help'");
+    refused(&["bench", "--cluster", "2"], "--target");
+    refused(
+        &["sim", "--seed", "1", "--seeds", "3"],
+        "cannot be used with",
+    );
+    refused(&["keygen", "extra"], "unexpected argument 'extra'");
+    refused(
+        &[
+            "serve",
+            "--node",
+            "1",
+            "--nodes",
+            "1=127.0.0.1:1",
+            "--dir",
+            "x",
+            "--new",
+            "--existing",
+            "--no-auth",
+        ],
+        "'--new' cannot be used with '--existing'",
+    );
+    refused(
+        &[
+            "bench",
+            "--value-size",
+            "100..5000",
+            "--batch-bytes",
+            "4096",
+        ],
+        "must hold the largest value",
+    );
+    let bare = synod(&[]);
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("Usage: synod"));
+}
