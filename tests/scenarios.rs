@@ -917,3 +917,292 @@ fn shard_refuses_and_reports_forged_messages() {
         "the next value is applied"
     );
 }
+
+// ---------------------------------------------------------------------------------
+// Every peer message bounded in bytes: catch-up chunks, accept runs, promises
+// ---------------------------------------------------------------------------------
+
+/// What one delivered message was: its kind, its entries, its estimated and real size.
+#[derive(Clone, Debug)]
+struct Sent {
+    message: Message,
+    entries: usize,
+    estimate: usize,
+}
+
+/// A value of `size` bytes that starts with its number (readable in `visible_values`).
+fn big_value(i: usize, size: usize) -> String {
+    let mut value = format!("v{i:05}-");
+    value.extend(std::iter::repeat_n('x', size - value.len()));
+    value
+}
+
+/// Encodes `m` with the real codec and checks the three sizes that matter: the real
+/// encoding within the core's estimate, the estimate within the sender's budget, the
+/// budget within the transport's frame limit.
+fn check_size(h: &Harness, m: &Message) -> Sent {
+    let mut frame = Vec::new();
+    synod::transport::encode_frame(std::slice::from_ref(m), &mut frame);
+    let estimate = m.body.encoded_size();
+    let budget = h.replica(m.from.0).config.message_size_max;
+    let frame_size_max = synod::transport::DecodeLimits::default().frame_size_max;
+    assert!(
+        frame.len() <= estimate && estimate <= budget && budget <= frame_size_max,
+        "{} from {} encodes into {} bytes, estimate {estimate}, budget {budget}",
+        m.body.kind(),
+        m.from.0,
+        frame.len()
+    );
+    let entries = match &m.body {
+        MessageBody::Accept { entries, .. } | MessageBody::CatchUpChunk { entries, .. } => {
+            entries.len()
+        }
+        MessageBody::Promise { entries, .. } => entries.len(),
+        _ => 0,
+    };
+    Sent {
+        message: m.clone(),
+        entries,
+        estimate,
+    }
+}
+
+/// As `Harness::deliver_among`, but every message delivered is size-checked
+/// (`check_size`) and recorded in `sent`, in delivery order.
+fn deliver_checked(h: &mut Harness, among: &[u32], sent: &mut Vec<Sent>) {
+    let inside = |m: &Message| among.contains(&m.from.0) && among.contains(&m.to.0);
+    loop {
+        for node in among {
+            if h.replica(*node).up {
+                h.step(*node, Input::Flush);
+            }
+        }
+        let mut delivered = 0;
+        while let Some(index) = h.pool.iter().position(inside) {
+            let message = h.pool.remove(index);
+            sent.push(check_size(h, &message));
+            let to = message.to.0;
+            if h.replica(to).up {
+                h.step(to, Input::Message(message));
+            }
+            delivered += 1;
+        }
+        if delivered == 0 {
+            return;
+        }
+    }
+}
+
+/// Proposes `count` values of `size` bytes at `leader`, a window at a time (the
+/// proposal queue holds 64 MiB), delivering among `among` in between.
+fn choose_big(h: &mut Harness, leader: u32, among: &[u32], count: usize, size: usize) {
+    let mut sent = Vec::new();
+    let window = h.replica(leader).config.window_instances_max as usize;
+    for start in (0..count).step_by(window) {
+        for i in start..count.min(start + window) {
+            h.propose(leader, &big_value(i, size));
+        }
+        deliver_checked(h, among, &mut sent);
+        h.tick(10, among);
+        deliver_checked(h, among, &mut sent);
+    }
+    let split = sent
+        .iter()
+        .filter(|s| matches!(s.message.body, MessageBody::Accept { .. }))
+        .any(|s| s.entries < window && s.estimate > h.replica(leader).config.message_size_max / 2);
+    assert!(split, "no accept run was split by bytes");
+}
+
+// Goal: a follower behind by more than 1,000 instances of 100 KB values (over 100 MB,
+// about 25 times what one message may carry) catches up through many chunks, each
+// within the byte budget and the frame limit, and ends with the same log.
+// Method: C is down while A (leader) and B choose 1,100 values of 100 KB (accept runs
+// split by size, checked as they go); C restarts, hears a heartbeat and catches up;
+// every message is encoded with the real codec and its size checked; the chunks are
+// counted and their sizes compared with the budget.
+#[test]
+fn lagging_follower_catches_up_in_chunks_bounded_by_bytes() {
+    const COUNT: usize = 1_100;
+    const SIZE: usize = 100_000;
+    let mut h = Harness::new(3, 64);
+    h.elect(1, &[1, 2, 3]);
+    h.crash(3);
+    choose_big(&mut h, 1, &[1, 2], COUNT, SIZE);
+    assert_eq!(h.visible_values(1).len(), COUNT);
+    // What was sent to C while it was down is lost (as over a closed connection).
+    h.drop_where(&|m| m.to == NodeId(3));
+    h.restart(3, false);
+    let mut sent = Vec::new();
+    for _ in 0..20 {
+        h.tick(150, &[1, 2, 3]);
+        deliver_checked(&mut h, &[1, 2, 3], &mut sent);
+        if h.replica(3).group.chosen_through() == h.replica(1).group.chosen_through() {
+            break;
+        }
+    }
+    let chunks: Vec<&Sent> = sent
+        .iter()
+        .filter(|s| {
+            s.message.to == NodeId(3) && matches!(s.message.body, MessageBody::CatchUpChunk { .. })
+        })
+        .collect();
+    let budget = h.replica(1).config.message_size_max;
+    let per_chunk_max = chunks.iter().map(|s| s.entries).max().unwrap_or(0);
+    println!(
+        "{} chunks, at most {per_chunk_max} entries and {} bytes (estimate) each, budget {budget}",
+        chunks.len(),
+        chunks.iter().map(|s| s.estimate).max().unwrap_or(0)
+    );
+    assert!(
+        chunks.len() >= COUNT * SIZE / budget,
+        "only {} chunks",
+        chunks.len()
+    );
+    assert!(
+        per_chunk_max < h.replica(1).config.catch_up_entries_max,
+        "chunks were bounded by count, not bytes"
+    );
+    let expected = h.visible_values(1);
+    assert_eq!(h.visible_values(3), expected, "C's log differs from A's");
+    assert_eq!(h.visible_values(2), expected);
+    assert_eq!(
+        h.replica(3).group.checksum(),
+        h.replica(1).group.checksum(),
+        "running checksums differ"
+    );
+}
+
+// Goal: a new leader whose promises carry more accepted bytes than one message allows
+// re-proposes every value a quorum accepted, and proposes nothing before it holds every
+// part of a quorum's promises.
+// Method: A (leader) gets 64 values of 100 KB (6.4 MB, over the 4 MiB budget) accepted
+// by B and C, but their acks are lost and A crashes before anything is chosen. B
+// campaigns with C: both promises (C's and B's own) come in parts, B asks again from
+// where each stopped. Until the last part of a quorum is delivered, B must not send an
+// Accept at its ballot; afterwards all 64 values must be chosen on B and C, in order.
+#[test]
+fn election_with_promises_larger_than_one_message() {
+    const COUNT: usize = 64;
+    const SIZE: usize = 100_000;
+    let mut h = Harness::new(3, 64);
+    h.elect(1, &[1, 2, 3]);
+    let mut sent = Vec::new();
+    for i in 0..COUNT {
+        h.propose(1, &big_value(i, SIZE));
+    }
+    h.step(1, Input::Flush);
+    // Accepts reach B and C; every ack is lost; A crashes with nothing chosen.
+    let accepts =
+        h.deliver_while(&|m| matches!(m.body, MessageBody::Accept { .. }) && m.to != NodeId(1));
+    assert!(
+        accepts >= 4,
+        "the 64-value run went in one message per follower"
+    );
+    h.crash(1);
+    h.pool.clear();
+    let before = h.visible_values(2).len();
+
+    // B campaigns. Deliver one message at a time, watching for B's first Accept.
+    h.tick(3_000, &[2]);
+    let ballot = h.replica(2).group.ballot().expect("B campaigns");
+    let mut complete_promises = 0;
+    let mut parts = 0;
+    let mut re_asks = 0;
+    let mut first_accept_after = None;
+    while let Some(index) = h
+        .pool
+        .iter()
+        .position(|m| m.from != NodeId(1) && m.to != NodeId(1))
+    {
+        let m = h.pool.remove(index);
+        sent.push(check_size(&h, &m));
+        match &m.body {
+            MessageBody::Promise { truncated, .. } if m.to == NodeId(2) => {
+                if *truncated {
+                    parts += 1;
+                } else {
+                    complete_promises += 1;
+                }
+            }
+            MessageBody::Prepare { from, .. } if m.from == NodeId(2) && from.0 > 2 => {
+                re_asks += 1;
+            }
+            MessageBody::Accept { ballot: b, .. } if *b == ballot => {
+                first_accept_after.get_or_insert(complete_promises);
+            }
+            _ => {}
+        }
+        let to = m.to.0;
+        h.step(to, Input::Message(m));
+        if h.pool.is_empty() {
+            h.step(2, Input::Flush);
+            h.step(3, Input::Flush);
+        }
+    }
+    println!("{parts} partial promises, {re_asks} prepares resumed, {complete_promises} complete");
+    assert!(parts >= 2, "promises were not split ({parts} parts)");
+    assert!(
+        re_asks >= 2,
+        "B never asked again from where a promise stopped"
+    );
+    assert_eq!(h.replica(2).group.role(), Role::Leader);
+    assert!(
+        first_accept_after.is_some_and(|complete| complete >= 2),
+        "B sent an Accept before a quorum's promises were complete: {first_accept_after:?}"
+    );
+    h.tick(150, &[2, 3]);
+    deliver_checked(&mut h, &[2, 3], &mut sent);
+    let visible = h.visible_values(2);
+    assert_eq!(visible.len(), before + COUNT, "B lost accepted values");
+    let expected: Vec<String> = (0..COUNT).map(|i| big_value(i, SIZE)).collect();
+    assert_eq!(visible[before..], expected[..], "values out of order");
+    assert_eq!(h.visible_values(3), visible);
+}
+
+// Goal: a candidate behind by more than a message's worth of chosen values steps down
+// and catches up instead of pulling them through promises, then leads.
+// Method: C is down while A and B choose 200 values of 100 KB; A crashes; C restarts
+// and campaigns with B: B's promise comes in parts made only of values chosen at B, so
+// C steps down and catches up; on its next campaign it is elected and every log agrees.
+#[test]
+fn candidate_far_behind_catches_up_before_leading() {
+    let mut h = Harness::new(3, 64);
+    h.elect(1, &[1, 2, 3]);
+    h.crash(3);
+    choose_big(&mut h, 1, &[1, 2], 200, 100_000);
+    h.tick(150, &[1]);
+    h.deliver_among(&[1, 2]);
+    h.crash(1);
+    h.drop_where(&|m| m.to == NodeId(3));
+    h.restart(3, false);
+    let mut sent = Vec::new();
+    h.tick(3_000, &[3]);
+    deliver_checked(&mut h, &[2, 3], &mut sent);
+    assert_eq!(
+        h.replica(3)
+            .group
+            .counters()
+            .ignored
+            .get("promise_candidate_behind"),
+        Some(&1),
+        "{:?}",
+        h.replica(3).group.counters().ignored
+    );
+    assert_eq!(
+        h.replica(3).group.chosen_through(),
+        h.replica(2).group.chosen_through(),
+        "C caught up"
+    );
+    for _ in 0..5 {
+        h.tick(3_000, &[2, 3]);
+        deliver_checked(&mut h, &[2, 3], &mut sent);
+        if (2..=3).any(|n| h.replica(n).group.role() == Role::Leader) {
+            break;
+        }
+    }
+    assert!((2..=3).any(|n| h.replica(n).group.role() == Role::Leader));
+    h.tick(150, &[2, 3]);
+    deliver_checked(&mut h, &[2, 3], &mut sent);
+    assert_eq!(h.visible_values(3), h.visible_values(2));
+    assert_eq!(h.visible_values(2).len(), 200);
+}

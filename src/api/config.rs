@@ -315,13 +315,15 @@ impl Config {
         check(
             self.wire_limits.value_size_max >= self.group.value_size_max
                 && self.wire_limits.values_max >= self.group.batch_values_max
-                && self.wire_limits.frame_size_max >= self.group.batch_size_max + (1 << 16),
+                && self.wire_limits.frame_size_max >= self.group.batch_size_max + (1 << 16)
+                && self.wire_limits.frame_size_max >= self.group.message_size_max,
             "wire_limits",
             format!("{:?}", self.wire_limits),
             format!(
                 "must admit what the group sends: value_size_max >= {}, values_max >= {}, \
-                 frame_size_max >= group.batch_size_max + 64 KiB",
-                self.group.value_size_max, self.group.batch_values_max
+                 frame_size_max >= group.batch_size_max + 64 KiB and >= \
+                 group.message_size_max {}",
+                self.group.value_size_max, self.group.batch_values_max, self.group.message_size_max
             ),
         )?;
         check(

@@ -3,11 +3,14 @@
 //!
 //! Invariants: `promised` never decreases; a `Promise` or `Accept` record is emitted
 //! before (in `persist`) any reply that depends on it (in `send_after_persist`); a
-//! replica that is not voting never promises or accepts.
+//! replica that is not voting never promises or accepts; a promise and a catch-up chunk
+//! stay within `message_size_max` bytes (`MessageBody::encoded_size`) and their count
+//! limits, carrying at least one entry when there is one to carry.
 
 use super::group::{Group, Role, Slot};
 use super::message::{InstanceRange, MessageBody, PromisedEntry};
 use super::output::{Output, Record};
+use super::size::Packer;
 use super::types::{Ballot, Entry, Instance, Nanos, NodeId};
 
 impl Group {
@@ -47,19 +50,26 @@ impl Group {
                 self.step_down(now, out);
             }
         }
+        // Bounded by count and bytes: what does not fit is left for the candidate to
+        // ask again from after the last entry sent (`truncated`; see `leader`).
         let mut entries = Vec::new();
         let mut truncated = false;
+        let mut packer = Packer::new(
+            self.config.message_size_max,
+            self.config.promise_entries_max,
+        );
         for (instance, slot) in self.log.range(first..) {
-            if entries.len() == self.config.promise_entries_max {
-                truncated = true;
-                break;
-            }
-            entries.push(PromisedEntry {
+            let reported = PromisedEntry {
                 instance: *instance,
                 ballot: slot.ballot,
                 chosen: slot.chosen,
                 entry: slot.entry.clone(),
-            });
+            };
+            if !packer.add(reported.encoded_size()) {
+                truncated = true;
+                break;
+            }
+            entries.push(reported);
         }
         let body = MessageBody::Promise {
             ballot,
@@ -240,11 +250,19 @@ impl Group {
             self.ignore("catch_up_not_voting");
             return;
         }
+        // Bounded by count and bytes; the requester asks again from where this ends.
         let mut entries = Vec::new();
+        let mut packer = Packer::new(
+            self.config.message_size_max,
+            self.config.catch_up_entries_max,
+        );
         let mut instance = first;
-        while instance <= self.chosen_through && entries.len() < self.config.catch_up_entries_max {
+        while instance <= self.chosen_through {
             match self.log.get(&instance) {
-                Some(slot) => entries.push(slot.entry.clone()),
+                Some(slot) if packer.add(slot.entry.encoded_size()) => {
+                    entries.push(slot.entry.clone());
+                }
+                Some(_) => break,
                 // Truncated below a checkpoint: the checkpoint transfer (a later layer)
                 // serves it; nothing to stream from here.
                 None => break,

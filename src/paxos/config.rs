@@ -1,6 +1,11 @@
 //! Per-group protocol configuration, validated once at construction.
 
+use super::size::{batch_entry_size_max, MESSAGE_OVERHEAD_SIZE, PROMISED_ENTRY_OVERHEAD_SIZE};
 use super::types::{GroupId, Membership, NodeId};
+
+/// The smallest `message_size_max` accepted: room for any control entry (a membership
+/// of thousands of voters) beside the message's own overhead.
+pub const MESSAGE_SIZE_MIN: usize = 16 << 10;
 
 /// Everything one group's protocol needs to know. All durations are nanoseconds of
 /// the local monotonic clock.
@@ -39,10 +44,19 @@ pub struct GroupConfig {
     pub clock_drift_ppm: u64,
     /// Resend unanswered prepares, accepts and catch-up requests after this long.
     pub retransmit_ns: u64,
-    /// Most accepted entries one promise reports; more means the candidate is behind.
+    /// Most accepted entries one promise reports (more follow in further promises,
+    /// see `message_size_max`).
     pub promise_entries_max: usize,
     /// Most entries in one catch-up chunk.
     pub catch_up_entries_max: usize,
+    /// Most bytes one peer message may take on the wire, as bounded by
+    /// `MessageBody::encoded_size` (never below the real encoding). Accept runs,
+    /// promises and catch-up chunks are split to stay within it, beside their count
+    /// limits. Must carry one maximal entry (a batch of `batch_values_max` values and
+    /// `batch_size_max` bytes) in a promise, and must be at most the transport's frame
+    /// limit (`DecodeLimits::frame_size_max`, 16 MiB by default; `api::Config::validate`
+    /// checks), or a message would be dropped by the link and rebuilt forever.
+    pub message_size_max: usize,
     /// Seed of the group's private PRNG (election jitter).
     pub seed: u64,
 }
@@ -69,6 +83,7 @@ impl GroupConfig {
             retransmit_ns: 200_000_000,
             promise_entries_max: 4_096,
             catch_up_entries_max: 256,
+            message_size_max: 4 << 20,
             seed: u64::from(node.0) << 32 | u64::from(group.0),
         }
     }
@@ -146,10 +161,35 @@ impl GroupConfig {
             "catch_up_entries_max = 0: must be at least 1".to_string(),
         )?;
         check(
+            self.message_size_max >= self.message_size_min(),
+            format!(
+                "message_size_max = {}: must be >= {} (a promise carrying one maximal entry: \
+                 batch_size_max = {} bytes in batch_values_max = {} values, with the \
+                 encoding's overhead; and at least {MESSAGE_SIZE_MIN})",
+                self.message_size_max,
+                self.message_size_min(),
+                self.batch_size_max,
+                self.batch_values_max
+            ),
+        )?;
+        check(
             self.proposal_queue_count_max >= 1,
             "proposal_queue_count_max = 0: must be at least 1".to_string(),
         )?;
         Ok(())
+    }
+
+    /// The smallest `message_size_max` `validate` accepts with the other fields as they
+    /// are: a promise carrying one maximal batch (`batch_values_max` values,
+    /// `batch_size_max` bytes), and at least `MESSAGE_SIZE_MIN`.
+    #[must_use]
+    pub fn message_size_min(&self) -> usize {
+        (MESSAGE_OVERHEAD_SIZE + PROMISED_ENTRY_OVERHEAD_SIZE)
+            .saturating_add(batch_entry_size_max(
+                self.batch_size_max,
+                self.batch_values_max,
+            ))
+            .max(MESSAGE_SIZE_MIN)
     }
 
     /// How long the leader may rely on a lease granted for a heartbeat it sent:
@@ -160,5 +200,65 @@ impl GroupConfig {
         let rho = self.clock_drift_ppm;
         (u128::from(self.lease_ns) * u128::from(1_000_000 - rho) / u128::from(1_000_000 + rho))
             as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{GroupConfig, MESSAGE_SIZE_MIN};
+    use crate::paxos::size::{MESSAGE_OVERHEAD_SIZE, PROMISED_ENTRY_OVERHEAD_SIZE};
+    use crate::paxos::{Ballot, Body, Entry, GroupId, Membership, NodeId, PromisedEntry};
+    use crate::paxos::{Instance, MessageBody};
+    use bytes::Bytes;
+
+    fn config() -> GroupConfig {
+        GroupConfig::new(NodeId(1), GroupId(1), Membership::new(vec![NodeId(1)]))
+    }
+
+    // Goal: the default message budget is well under the 16 MiB frame limit and carries
+    // a promise of one maximal batch; a budget that cannot is refused, naming the field.
+    // Method: validate the defaults; build the largest batch the defaults admit and
+    // estimate it; then shrink the budget one byte below the bound.
+    #[test]
+    fn message_budget_carries_one_maximal_entry() {
+        let c = config();
+        assert_eq!(c.validate(), Ok(()));
+        assert!(c.message_size_max <= 4 << 20);
+        // batch_values_max values sharing batch_size_max bytes.
+        let each = c.batch_size_max / c.batch_values_max;
+        let values = vec![Bytes::from(vec![7u8; each]); c.batch_values_max];
+        let promise = MessageBody::Promise {
+            ballot: Ballot::ZERO,
+            chosen_through: Instance(0),
+            entries: vec![PromisedEntry {
+                instance: Instance(1),
+                ballot: Ballot::ZERO,
+                chosen: false,
+                entry: Entry {
+                    origin: Ballot::ZERO,
+                    body: Body::Values(values),
+                },
+            }],
+            truncated: false,
+        };
+        assert!(promise.encoded_size() <= c.message_size_max);
+
+        let mut small = config();
+        small.batch_size_max = 1 << 20;
+        small.value_size_max = 1 << 20;
+        small.batch_values_max = 4;
+        let bound = MESSAGE_OVERHEAD_SIZE
+            + PROMISED_ENTRY_OVERHEAD_SIZE
+            + crate::paxos::size::batch_entry_size_max(1 << 20, 4);
+        small.message_size_max = bound;
+        assert_eq!(small.message_size_min(), bound);
+        assert_eq!(small.validate(), Ok(()));
+        small.message_size_max = bound - 1;
+        let why = small.validate().expect_err("one byte short");
+        assert!(why.starts_with("message_size_max = "), "{why}");
+        small.batch_size_max = 1;
+        small.value_size_max = 1;
+        small.message_size_max = MESSAGE_SIZE_MIN - 1;
+        assert!(small.validate().is_err(), "below the floor");
     }
 }

@@ -149,6 +149,9 @@ pub(super) struct Leading {
     pub retransmit_due: Nanos,
     /// The instance for which prepares to a new membership's voters were last sent.
     pub prepared_for: Instance,
+    /// Voters whose promise arrived in parts, not yet all: this ballot holds their
+    /// reports for every instance in `[next, resume)` and asks again from `resume`.
+    pub partial: BTreeMap<NodeId, Instance>,
 }
 
 /// A replica that lost state: the peers it heard from since restart (their promised

@@ -11,13 +11,43 @@
 //!   the promisers (a no-op for a hole) until every learned value is re-proposed; then
 //!   one StartWorking entry; then client values;
 //! - an instance is chosen when a quorum of its membership durably accepted it at this
-//!   ballot (acks are sent only after the acceptor's write is durable).
+//!   ballot (acks are sent only after the acceptor's write is durable);
+//! - every Accept stays within `message_size_max` bytes (`MessageBody::encoded_size`):
+//!   a run of consecutive instances is split where the next entry would not fit.
+//!
+//! # Promises in parts
+//!
+//! A promise reports every value the acceptor accepted at or above the prepare's
+//! `from`, and a leader may propose at instance i only once it holds the reports of a
+//! quorum for i (Paxos: the highest-ballot value among a quorum's reports). Those
+//! values may not fit one message (`message_size_max`, `promise_entries_max`). The
+//! acceptor then sends what fits, in instance order, and says `truncated`; the leader
+//! records that this voter's report covers `[next, last]` (`Leading::partial`), does
+//! NOT count it as a promiser, and sends it this ballot's prepare again from `last + 1`.
+//! Only the part that ends without `truncated` makes the voter a promiser, so no
+//! instance is proposed before a quorum's reports for it are all in.
+//!
+//! Why the parts add up to one report although they are answered at different times:
+//! once the acceptor promised this ballot it accepts nothing below it, so the values it
+//! accepted below it stay as they were (a value it learns chosen meanwhile is reported
+//! with `chosen`, which only tells the leader more); and every prepare this ballot sends
+//! a voter starts at or below `max(partial, next)` at any later time (re-asks resume at
+//! `partial`, retransmissions and new-membership prepares resume there too), so
+//! whichever prepare a part answers — duplicated, reordered or stale — it covers from
+//! there up to its last entry, and the covered ranges join without a gap. Instances
+//! below `next` are assigned already and need no report.
+//!
+//! A part whose entries are all chosen at the acceptor (`last <= chosen_through` of the
+//! promise) shows the candidate lacks at least a message's worth of chosen values: it
+//! steps down and catches up instead of pulling them through promises (bounded memory;
+//! it campaigns again from its new watermark).
 
 use std::collections::BTreeSet;
 
 use super::group::{Group, Inflight, Leading, Pending, Role};
 use super::message::{InstanceRange, MessageBody, PromisedEntry};
 use super::output::{Completion, Output, ProposeError};
+use super::size::Packer;
 use super::types::{Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, ProposalId};
 
 /// The membership in effect at `instance` among `configs` (see `Group::configs`).
@@ -65,6 +95,7 @@ impl Group {
             heartbeat_due: now.plus(self.config.heartbeat_interval_ns),
             retransmit_due: now.plus(self.config.retransmit_ns),
             prepared_for: from,
+            partial: std::collections::BTreeMap::new(),
         });
         // The ballot is made durable BEFORE any prepare leaves: a candidate that crashed
         // and lost an unsynced promise of its own could otherwise campaign again at the
@@ -97,10 +128,24 @@ impl Group {
             self.ignore("promise_stale");
             return;
         }
-        if truncated {
-            // The promiser holds more than a promise may carry above our first unchosen
-            // instance: we are too far behind to lead. Catch up first.
-            self.ignore("promise_truncated");
+        if truncated && leading.promisers.contains(&from) {
+            // Its report is complete already: a stale part adds nothing.
+            self.ignore("promise_part_stale");
+            return;
+        }
+        let last = entries.last().map(|reported| reported.instance);
+        if truncated && last.is_none_or(|last| last >= Instance::MAX) {
+            // An honest acceptor that leaves entries out sent at least one, below the
+            // log's end (there is nothing to ask for after `Instance::MAX`).
+            self.ignore("promise_malformed");
+            return;
+        }
+        if truncated && last.is_some_and(|last| last <= peer_chosen) {
+            // Every value this part carried is chosen at the promiser, and more follow:
+            // this candidate lacks at least a message's worth of chosen values. Asking
+            // on would pull them all through promises and re-propose them one window at
+            // a time; catching up first is cheaper and bounded in memory.
+            self.ignore("promise_candidate_behind");
             self.step_down(now, out);
             self.catch_up_wanted = true;
             self.send(
@@ -113,7 +158,6 @@ impl Group {
             self.catch_up_due = now.plus(self.config.retransmit_ns);
             return;
         }
-        leading.promisers.insert(from);
         for reported in entries {
             if reported.instance < leading.next || reported.instance <= chosen {
                 continue;
@@ -129,6 +173,32 @@ impl Group {
                 }
             }
         }
+        match last {
+            Some(last) if truncated => {
+                // More follows: the report covers `[leading.next, last]` (see the module
+                // docs); ask again from after it. Not a promiser until complete.
+                let resume = leading
+                    .partial
+                    .get(&from)
+                    .map_or(last.next(), |known| (*known).max(last.next()));
+                leading.partial.insert(from, resume);
+                let ballot = leading.ballot;
+                let first = resume.max(leading.next);
+                self.send(
+                    out,
+                    from,
+                    MessageBody::Prepare {
+                        ballot,
+                        from: first,
+                    },
+                );
+            }
+            Some(_) | None => {
+                leading.partial.remove(&from);
+                leading.promisers.insert(from);
+            }
+        }
+        let leading = self.leading.as_ref().expect("checked above");
         let elected = leading.elected;
         let from_instance = leading.from;
         if peer_chosen > chosen {
@@ -323,32 +393,38 @@ impl Group {
         for (instance, _) in assigned {
             receivers.extend(membership_for(&self.configs, *instance).voters());
         }
+        let sizes: Vec<usize> = assigned.iter().map(|(_, e)| e.encoded_size()).collect();
+        let size_max = self.config.message_size_max;
         for node in receivers {
             let mut run: Vec<Entry> = Vec::new();
             let mut first = Instance(0);
-            for (instance, entry) in assigned {
+            let mut packer = Packer::new(size_max, usize::MAX);
+            for ((instance, entry), size) in assigned.iter().zip(&sizes) {
                 let wanted = membership_for(&self.configs, *instance).contains(node)
                     && only.is_none_or(|f| f(*instance, node));
-                let continues = !run.is_empty() && first.0 + run.len() as u64 == instance.0;
-                if wanted && (run.is_empty() || continues) {
-                    if run.is_empty() {
-                        first = *instance;
+                if !wanted {
+                    if !run.is_empty() {
+                        let entries = std::mem::take(&mut run);
+                        let body = accept(ballot, self.chosen_through, first, entries);
+                        self.send(out, node, body);
                     }
-                    run.push(entry.clone());
                     continue;
                 }
-                if !run.is_empty() {
-                    let entries = std::mem::take(&mut run);
-                    self.send(
-                        out,
-                        node,
-                        accept(ballot, self.chosen_through, first, entries),
-                    );
-                }
-                if wanted {
+                let continues = !run.is_empty() && first.0 + run.len() as u64 == instance.0;
+                // A run ends at a gap or where the next entry would take the message
+                // past `message_size_max`; the next run starts with that entry.
+                if !(continues && packer.add(*size)) {
+                    if !run.is_empty() {
+                        let entries = std::mem::take(&mut run);
+                        let body = accept(ballot, self.chosen_through, first, entries);
+                        self.send(out, node, body);
+                    }
+                    packer = Packer::new(size_max, usize::MAX);
+                    let added = packer.add(*size);
+                    assert!(added, "the first entry of a run always goes");
                     first = *instance;
-                    run.push(entry.clone());
                 }
+                run.push(entry.clone());
             }
             if !run.is_empty() {
                 self.send(out, node, accept(ballot, self.chosen_through, first, run));
@@ -412,7 +488,8 @@ impl Group {
     }
 
     /// Sends this ballot's prepare over `[from, ∞)` to every voter of the membership
-    /// in effect at `from` that has not promised yet.
+    /// in effect at `from` that has not promised yet; a voter whose report arrived in
+    /// part is asked from where it stopped.
     fn prepare_missing(&self, from: Instance, out: &mut Output) {
         let Some(leading) = self.leading.as_ref() else {
             return;
@@ -420,7 +497,18 @@ impl Group {
         let ballot = leading.ballot;
         for node in membership_for(&self.configs, from).voters() {
             if !leading.promisers.contains(node) {
-                self.send(out, *node, MessageBody::Prepare { ballot, from });
+                let first = leading
+                    .partial
+                    .get(node)
+                    .map_or(from, |resume| (*resume).max(from));
+                self.send(
+                    out,
+                    *node,
+                    MessageBody::Prepare {
+                        ballot,
+                        from: first,
+                    },
+                );
             }
         }
     }

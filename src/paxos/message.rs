@@ -53,8 +53,9 @@ pub enum MessageBody {
         from: Instance,
     },
     /// Phase 1b: the acceptor promised `ballot` and reports what it accepted at
-    /// instances `>= from` (bounded; `truncated` says some were left out, which tells
-    /// the candidate it is too far behind to lead).
+    /// instances `>= from`, in instance order, bounded by count and bytes; `truncated`
+    /// says more follow: the candidate asks again from after the last entry (see
+    /// `leader`, "Promises in parts").
     Promise {
         /// The promised ballot.
         ballot: Ballot,
@@ -62,7 +63,8 @@ pub enum MessageBody {
         chosen_through: Instance,
         /// Accepted values at instances `>= from`, ascending.
         entries: Vec<PromisedEntry>,
-        /// Whether entries were left out because there were too many.
+        /// Whether entries above the last one were left out (too many or too large
+        /// for one message). Never set with `entries` empty.
         truncated: bool,
     },
     /// A rejection: the sender has promised `promised`, which is above the ballot of

@@ -13,6 +13,7 @@ mod leader;
 mod learner;
 pub mod message;
 pub mod output;
+pub mod size;
 pub mod types;
 
 pub use bounds::{Bound, OutOfBounds};

@@ -187,6 +187,11 @@ pub fn config(
         .value_size_max
         .min(config.group.batch_size_max)
         .max(value_max);
+    // One peer message must carry one maximal batch (validate says by how much).
+    config.group.message_size_max = config
+        .group
+        .message_size_max
+        .max(config.group.message_size_min());
     let limits = &mut config.wire_limits;
     limits.value_size_max = limits.value_size_max.max(config.group.value_size_max);
     limits.values_max = limits.values_max.max(o.batch);
@@ -195,7 +200,8 @@ pub fn config(
         .max(config.group.accept_window_instances_max as usize);
     limits.frame_size_max = limits
         .frame_size_max
-        .max(config.group.batch_size_max + (1 << 16));
+        .max(config.group.batch_size_max + (1 << 16))
+        .max(config.group.message_size_max);
     let record_max = config.group.batch_size_max + o.batch * 16 + 4096;
     config.wal_buffer_size_max = config
         .wal_buffer_size_max
