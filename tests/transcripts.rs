@@ -12,7 +12,9 @@
 //!
 //! # Commands
 //!
-//! - `group nodes=3 [window=8]`: replicas 1..=nodes of one group, all voters, fresh.
+//! - `group nodes=3 [window=8] [lost=3]`: replicas 1..=nodes of one group, all voters;
+//!   fresh, except those listed in `lost`, which start from a log that lost state (an
+//!   emptied disk: they must re-learn before they vote again).
 //! - `tick nodes=1,2 [ms=N]`: advance the shared clock by N ms (default 0), tick each.
 //! - `advance ms=N`: advance the shared clock by N ms without stepping anyone.
 //! - `propose node=1 value=x`, `flush node=1`: a client value; the end of a loop turn.
@@ -219,6 +221,7 @@ impl World {
             "group" => {
                 let nodes = args.need_u64("nodes") as u32;
                 let window = args.u64("window").unwrap_or(8);
+                let lost = args.nodes("lost").unwrap_or_default();
                 let membership = Membership::new((1..=nodes).map(NodeId).collect());
                 for node in 1..=nodes {
                     let mut config = GroupConfig::new(NodeId(node), GROUP, membership.clone());
@@ -227,10 +230,17 @@ impl World {
                     config.promise_entries_max = (window * 4) as usize;
                     config.batch_values_max = 1;
                     config.validate().expect("transcript config is valid");
-                    let group = Group::new(config, Restore::default(), self.now);
+                    let restore = Restore {
+                        lost_state: lost.contains(&node),
+                        ..Restore::default()
+                    };
+                    let group = Group::new(config, restore, self.now);
                     self.groups.insert(NodeId(node), group);
                 }
                 writeln!(out, "{nodes} replicas, window {window}").expect("write to a String");
+                if !lost.is_empty() {
+                    writeln!(out, "lost state: {lost:?}").expect("write to a String");
+                }
             }
             "tick" => {
                 let nodes = args.nodes("nodes").expect("tick needs nodes=");
