@@ -2,7 +2,7 @@
 //! values in one Accept), CRC32C alone over the checksummed bytes, encode (header,
 //! entry, CRC32C), decode with verification; and one group-commit batch of 64 records
 //! (append x 64 + take_write + on_durable). No I/O: the disk side is `synod wal bench`.
-//! Figures and the command: `tuning.md`, WAL section.
+//! Figures and the command: `docs/measurements.md`, WAL section.
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};

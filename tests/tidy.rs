@@ -117,6 +117,20 @@ const GLOMMIO_DIRS: &[&str] = &["src/bin/", "src/cli/", "src/runtime/net/tests/"
 /// from the module-doc and unwrap rules.
 const GENERATED_DIR: &str = "src/transport/generated/";
 
+/// Most non-test lines (lines outside a `#[cfg(test)]` module, comments included) a
+/// hand-written file under `src/` may have: past this, split it by concern.
+const FILE_LINES_MAX: usize = 1_000;
+
+/// Files over `FILE_LINES_MAX` when the rule arrived, with their non-test line count
+/// then. Each may shrink but never grow; when a split brings one under the limit, the
+/// tree test asks for its line to be removed, until the list is empty.
+const FILE_LINES_OVER: &[(&str, usize)] = &[
+    // The TCP links, frame I/O and connection management of the runtime.
+    ("src/runtime/net.rs", 1_581),
+    // The simulator's cluster: nodes, crash/restart, the step loop and its checks.
+    ("src/sim/cluster.rs", 1_238),
+];
+
 // ---------------------------------------------------------------------------------------
 // The tree.
 
@@ -310,6 +324,108 @@ fn before_cfg_test(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .map(|(n, line)| (n + 1, line))
 }
 
+/// The net change of brace depth on `line` (comments already stripped), ignoring braces
+/// inside string and char literals. `in_string` carries an open string across lines.
+fn brace_delta(line: &str, in_string: &mut bool) -> isize {
+    let chars: Vec<char> = line.chars().collect();
+    let mut delta = 0;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if *in_string {
+            match c {
+                '\\' => i += 1,
+                '"' => *in_string = false,
+                _ => {}
+            }
+        } else {
+            match c {
+                '"' => *in_string = true,
+                '{' => delta += 1,
+                '}' => delta -= 1,
+                // A char literal such as '{' or '\'' (a lifetime has no closing quote).
+                '\'' if chars.get(i + 1) == Some(&'\\') => {
+                    i += chars[i + 2..]
+                        .iter()
+                        .skip(1)
+                        .position(|&ch| ch == '\'')
+                        .map_or(1, |p| p + 3);
+                }
+                '\'' if chars.get(i + 2) == Some(&'\'') => i += 2,
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    delta
+}
+
+/// Whether an item's first line declares a module (`mod x {`, `pub(crate) mod x;`).
+fn declares_mod(item: &str) -> bool {
+    let item = item.trim_start();
+    let item = item
+        .strip_prefix("pub(crate) ")
+        .or_else(|| item.strip_prefix("pub(super) "))
+        .or_else(|| item.strip_prefix("pub "))
+        .unwrap_or(item);
+    item.starts_with("mod ")
+}
+
+/// Lines of `text` outside every `#[cfg(test)]` module (an inline `mod x { .. }` or a
+/// `mod x;` declaration). Comments count as lines; a `#[cfg(test)]` on anything but a
+/// module (a helper function, an impl) does not exempt it.
+fn non_test_lines(text: &str) -> usize {
+    let code = strip_comments(text);
+    let lines: Vec<&str> = code.lines().collect();
+    let mut count = 0;
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(after) = lines[i].trim_start().strip_prefix("#[cfg(test)]") else {
+            count += 1;
+            i += 1;
+            continue;
+        };
+        // The item the attribute applies to: the rest of this line, or the next line
+        // that is neither blank nor another attribute.
+        let item_line = if after.trim().is_empty() {
+            (i + 1..lines.len())
+                .find(|&j| !lines[j].trim().is_empty() && !lines[j].trim_start().starts_with("#["))
+        } else {
+            Some(i)
+        };
+        let Some(j) = item_line else {
+            count += 1;
+            i += 1;
+            continue;
+        };
+        let item = if j == i { after } else { lines[j] };
+        if !declares_mod(item) {
+            count += 1;
+            i += 1;
+            continue;
+        }
+        // Skip through the end of the module: its `;`, or the brace that closes it.
+        let mut end = j;
+        let declared_out_of_line = item.contains(';') && !item.contains('{');
+        if !declared_out_of_line {
+            let mut depth = 0isize;
+            let mut opened = false;
+            let mut in_string = false;
+            for (k, line) in lines.iter().enumerate().skip(j) {
+                let text = if k == j { item } else { line };
+                depth += brace_delta(text, &mut in_string);
+                opened |= text.contains('{');
+                end = k;
+                if opened && depth <= 0 {
+                    break;
+                }
+            }
+        }
+        i = end + 1;
+    }
+    count
+}
+
 // ---------------------------------------------------------------------------------------
 // The rules, each a pure function of (path, text) returning its violations.
 
@@ -399,6 +515,54 @@ fn rule_no_wildcard_arm(path: &str, text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The non-test line allowance of `path`: its `FILE_LINES_OVER` count, else the limit.
+fn file_lines_allowed(path: &str) -> usize {
+    FILE_LINES_OVER
+        .iter()
+        .find(|(over, _)| *over == path)
+        .map_or(FILE_LINES_MAX, |(_, count)| *count)
+}
+
+fn rule_file_length(path: &str, text: &str) -> Vec<String> {
+    if is_generated(path) || !path.starts_with("src/") {
+        return Vec::new();
+    }
+    let lines = non_test_lines(text);
+    let allowed = file_lines_allowed(path);
+    if lines <= allowed {
+        return Vec::new();
+    }
+    let why = if allowed == FILE_LINES_MAX {
+        format!("the limit is {FILE_LINES_MAX}: split the file by concern")
+    } else {
+        format!(
+            "it is listed in FILE_LINES_OVER at {allowed} and may not grow: \
+             split it (the limit is {FILE_LINES_MAX})"
+        )
+    };
+    vec![format!("{path}:1: {lines} non-test lines; {why}")]
+}
+
+/// The `FILE_LINES_OVER` entries that no longer hold back anything: the file is gone,
+/// or back within `FILE_LINES_MAX`, or smaller than its listed count (lower it, so the
+/// allowance only ever shrinks). `sizes` maps each path to its non-test line count.
+fn stale_allowances(over: &[(&str, usize)], sizes: &[(String, usize)]) -> Vec<String> {
+    let mut stale = Vec::new();
+    for (path, listed) in over {
+        match sizes.iter().find(|(p, _)| p == path) {
+            None => stale.push(format!("{path}: listed in FILE_LINES_OVER but not found: remove its line")),
+            Some((_, lines)) if *lines <= FILE_LINES_MAX => stale.push(format!(
+                "{path}: {lines} non-test lines, within {FILE_LINES_MAX}: remove its line from FILE_LINES_OVER"
+            )),
+            Some((_, lines)) if lines < listed => stale.push(format!(
+                "{path}: {lines} non-test lines, listed at {listed}: lower its FILE_LINES_OVER count to {lines}"
+            )),
+            Some(_) => {}
+        }
+    }
+    stale
+}
+
 // ---------------------------------------------------------------------------------------
 // Tree tests.
 
@@ -442,6 +606,32 @@ fn no_unwrap_outside_tests() {
 #[test]
 fn no_wildcard_arm_in_paxos() {
     check_tree("no-wildcard-arm", rule_no_wildcard_arm);
+}
+
+// Goal: no hand-written file grows past FILE_LINES_MAX non-test lines (today's
+// offenders may not grow). Method: count lines outside #[cfg(test)] modules.
+#[test]
+fn files_within_line_limit() {
+    check_tree("file-length", rule_file_length);
+}
+
+// Goal: FILE_LINES_OVER empties as the splits land, and its counts only go down.
+// Method: compare each listed count with the file's non-test lines today.
+#[test]
+fn file_length_allowances_are_not_stale() {
+    let sizes: Vec<(String, usize)> = sources()
+        .into_iter()
+        .map(|s| {
+            let lines = non_test_lines(&s.text);
+            (s.path, lines)
+        })
+        .collect();
+    let stale = stale_allowances(FILE_LINES_OVER, &sizes);
+    assert!(
+        stale.is_empty(),
+        "tidy: FILE_LINES_OVER is out of date:\n  {}",
+        stale.join("\n  ")
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -547,6 +737,52 @@ fn self_test_no_wildcard_arm() {
         rule_no_wildcard_arm("src/paxos/x.rs", fine),
         Vec::<String>::new()
     );
+}
+
+// Goal: the file-length rule counts only non-test lines, fires past the limit or past a
+// listed allowance, and exempts generated code. Method: synthetic files of chosen sizes.
+#[test]
+fn self_test_file_length() {
+    let test_mod = "#[cfg(test)]\nmod tests {\n    fn t() { let _s = \"}}\"; let _c = '{'; }\n}\n";
+    let text = format!("//! x\nfn f() {{}}\n{test_mod}fn g() {{}}\n");
+    assert_eq!(non_test_lines(&text), 3);
+    // A test module declared out of line, and a cfg(test) function (which counts).
+    assert_eq!(non_test_lines("//! x\n#[cfg(test)]\nmod tests;\n"), 1);
+    assert_eq!(non_test_lines("#[cfg(test)]\nfn helper() {\n}\n"), 3);
+    assert_eq!(
+        non_test_lines("#[cfg(test)]\n#[allow(dead_code)]\npub(crate) mod t {\n}\nfn f() {}\n"),
+        1
+    );
+    let big = "fn f() {}\n".repeat(FILE_LINES_MAX + 1);
+    let found = rule_file_length("src/wal/x.rs", &big);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("1001 non-test lines"), "{found:?}");
+    assert!(rule_file_length("src/wal/x.rs", &format!("{big}{test_mod}")).len() == 1);
+    let at_limit = "fn f() {}\n".repeat(FILE_LINES_MAX);
+    assert!(rule_file_length("src/wal/x.rs", &format!("{at_limit}{test_mod}")).is_empty());
+    assert!(rule_file_length("src/transport/generated/x.rs", &big).is_empty());
+    assert!(rule_file_length("tests/x.rs", &big).is_empty());
+    // A listed offender may stay at its count but not grow, and a shrunken or vanished
+    // one makes its line stale.
+    let over = [
+        ("src/a.rs", 1_200),
+        ("src/b.rs", 1_100),
+        ("src/c.rs", 1_050),
+        ("src/d.rs", 1_010),
+    ];
+    let sizes = vec![
+        ("src/a.rs".to_string(), 1_200),
+        ("src/b.rs".to_string(), 900),
+        ("src/c.rs".to_string(), 1_020),
+    ];
+    let stale = stale_allowances(&over, &sizes);
+    assert_eq!(stale.len(), 3, "{stale:?}");
+    assert!(stale[0].starts_with("src/b.rs: 900"), "{stale:?}");
+    assert!(
+        stale[1].contains("lower its FILE_LINES_OVER count to 1020"),
+        "{stale:?}"
+    );
+    assert!(stale[2].starts_with("src/d.rs: listed"), "{stale:?}");
 }
 
 // Goal: comment stripping keeps line numbers, strings and char literals intact.

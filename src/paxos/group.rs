@@ -35,7 +35,9 @@ pub enum Input {
         /// The value.
         value: Bytes,
     },
-    /// Replace the voters by `membership` (one voter added or removed).
+    /// Replace the voters by `membership` (one voter added or removed). Only
+    /// `tests/scenarios.rs` produces it today: `runtime::Shard` forwards a
+    /// `ShardInput::ChangeMembership` that nothing sends (no request, API or command).
     ChangeMembership {
         /// Identifies the proposal in completions.
         id: ProposalId,

@@ -1,5 +1,6 @@
 //! The application's side of a group: a deterministic state machine, applied on the
-//! shard that owns the group, in instance order, with hooks for checkpoints.
+//! shard that owns the group, in instance order, with hooks for checkpoints (declared
+//! for the application to implement; the runtime does not call them yet).
 //!
 //! Invariants the runtime keeps (and the application may rely on):
 //! - `apply` is called once per chosen value, in strictly increasing instance order
@@ -7,7 +8,8 @@
 //! - entries that are not client values (no-ops, leader start markers, membership
 //!   changes) and entries the protocol skips never reach `apply`;
 //! - after a restart the state machine is rebuilt by the same `apply` calls from the
-//!   log (and, once checkpoints are installed by catch-up, from `restore` first).
+//!   whole log. The runtime never calls `checkpoint` or `restore` today: no checkpoint
+//!   is taken, installed by catch-up or used to truncate the log.
 
 use bytes::Bytes;
 
@@ -26,8 +28,8 @@ pub trait StateMachine: 'static {
 
     /// Checkpoint hook: a serialized image of the state covering every instance up to
     /// and including the returned instance, or `None` when the machine does not
-    /// checkpoint. Lets the log be truncated below it and lagging replicas be
-    /// installed from it.
+    /// checkpoint. Meant to let the log be truncated below it and lagging replicas be
+    /// installed from it; the runtime does not call it yet.
     fn checkpoint(&self) -> Option<(Instance, Bytes)> {
         None
     }
@@ -37,8 +39,9 @@ pub trait StateMachine: 'static {
     ///
     /// # Errors
     ///
-    /// A message when the image cannot be installed; the runtime then keeps the
-    /// replica out of service for the group rather than apply on a wrong base.
+    /// A message when the image cannot be installed. The contract for when the runtime
+    /// installs checkpoints (it does not call `restore` yet): the replica is then kept
+    /// out of service for the group rather than apply on a wrong base.
     fn restore(&mut self, instance: Instance, image: &[u8]) -> Result<(), String> {
         let _ = image;
         Err(format!(

@@ -1,6 +1,6 @@
 //! The figures of one `synod bench` run, computed once from the load, the cluster's
-//! counters and the limits, then printed as text or JSON (`tuning.md`, "synod bench",
-//! explains each).
+//! counters and the limits, then printed as text or JSON (`docs/measurements.md`,
+//! "Reading the output", explains each).
 
 use std::collections::BTreeMap;
 

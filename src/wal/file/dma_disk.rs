@@ -2,7 +2,7 @@
 //! only WAL file that knows glommio (`tests/tidy.rs`); the rest of the WAL sees the thin
 //! `DmaDisk` API: `create_zeroed`, `open`, `write_at`, `sync`, `read_at`, `close`.
 //!
-//! Invariants and traps of this machine (measured, see `tuning.md`):
+//! Invariants and traps of this machine (measured, see `docs/measurements.md`, WAL):
 //! - every offset and length is a multiple of `BLOCK_SIZE` (asserted here, as `SimDisk`
 //!   does on its side of the seam): `DmaFile::alignment()` reports 512 but the device
 //!   rejects or slows down anything below 4096;
