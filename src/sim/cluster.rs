@@ -300,6 +300,9 @@ impl Cluster {
                 config.clock_drift_ppm = u64::from(options.clock_drift_bound_ppm);
                 config.promise_entries_max = 4_096;
                 config.catch_up_entries_max = 64;
+                if let Some(slack) = options.message_size_slack {
+                    config.message_size_max = config.message_size_min() + slack;
+                }
                 config.seed = prng.next_u64();
                 if let Err(why) = config.validate() {
                     panic!("simulator built an invalid GroupConfig: {why}");
@@ -352,7 +355,9 @@ impl Cluster {
             steps: 0,
             nodes,
             network,
-            checkers: Checkers::new(),
+            checkers: Checkers::with_message_size_max(
+                group_configs.iter().map(|c| c.message_size_max).max(),
+            ),
             events: BTreeMap::new(),
             event_seq: 0,
             groups,
@@ -625,6 +630,7 @@ impl Cluster {
         for (peer, messages) in effects.send.drain(..) {
             for message in messages {
                 self.checkers.bounds.observe_sent(id, &message)?;
+                self.checkers.message_size.observe_sent(id, &message)?;
                 if let Some(ballot) = durable_ballot(&message) {
                     self.checkers
                         .monotonic
