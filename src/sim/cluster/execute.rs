@@ -51,6 +51,7 @@ impl Cluster {
         for (peer, messages) in effects.send.drain(..) {
             for message in messages {
                 self.checkers.bounds.observe_sent(id, &message)?;
+                self.checkers.message_size.observe_sent(id, &message)?;
                 if let Some(ballot) = durable_ballot(&message) {
                     self.checkers
                         .monotonic

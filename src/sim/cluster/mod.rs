@@ -179,6 +179,9 @@ impl Cluster {
                 config.clock_drift_ppm = u64::from(options.clock_drift_bound_ppm);
                 config.promise_entries_max = 4_096;
                 config.catch_up_entries_max = 64;
+                if let Some(slack) = options.message_size_slack {
+                    config.message_size_max = config.message_size_min() + slack;
+                }
                 config.seed = prng.next_u64();
                 if let Err(why) = config.validate() {
                     panic!("simulator built an invalid GroupConfig: {why}");
@@ -231,7 +234,9 @@ impl Cluster {
             steps: 0,
             nodes,
             network,
-            checkers: Checkers::new(),
+            checkers: Checkers::with_message_size_max(
+                group_configs.iter().map(|c| c.message_size_max).max(),
+            ),
             events: BTreeMap::new(),
             event_seq: 0,
             groups,
