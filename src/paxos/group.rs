@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
+use super::checkpoint::CheckpointBase;
 use super::config::GroupConfig;
 use super::message::Message;
 use super::output::{Apply, Completion, Output, ProposeError, Record, Refused};
@@ -65,6 +66,9 @@ pub struct Restore {
     /// The log lost state it once had (an emptied disk, or corruption before the
     /// tail): the replica must not vote until it has re-learned.
     pub lost_state: bool,
+    /// The checkpoint the state machine was restored from, if any: the group resumes
+    /// applying right after its instance, which must be at most `chosen_proven()`.
+    pub checkpoint: Option<CheckpointBase>,
 }
 
 /// The role of a replica in its group.
@@ -227,6 +231,7 @@ impl Group {
         if let Err(why) = config.validate() {
             panic!("invalid GroupConfig: {why}");
         }
+        let proven = restore.chosen_proven();
         let mut log = BTreeMap::new();
         let mut counters = Counters::default();
         // A slot above `Instance::MAX` (a log written before the bound, after a forged
@@ -300,12 +305,20 @@ impl Group {
         while group.log.get(&through.next()).is_some_and(|s| s.chosen) {
             through = through.next();
         }
+        assert_eq!(
+            through, proven,
+            "Restore::chosen_proven disagrees with the log"
+        );
         group.chosen_through = through;
         group.chosen_recorded = through;
+        if let Some(base) = restore.checkpoint {
+            group.install_base(base);
+        }
         group.reset_election_deadline(now);
         let mut scratch = Output::default();
         group.apply_chosen(&mut scratch);
-        // Restart re-applies the chosen prefix; the executor reads it with `take_restored`.
+        // Restart re-applies the chosen prefix (above the checkpoint, if one was
+        // installed); the executor reads it with `take_restored`.
         group.restored_apply = scratch.apply;
         group
     }

@@ -7,6 +7,7 @@
 
 mod acceptor;
 pub mod bounds;
+pub mod checkpoint;
 pub mod config;
 pub mod group;
 mod leader;
@@ -17,6 +18,7 @@ pub mod size;
 pub mod types;
 
 pub use bounds::{Bound, OutOfBounds};
+pub use checkpoint::CheckpointBase;
 pub use config::GroupConfig;
 pub use group::{entry_checksum, Counters, Group, Input, Restore, Role};
 pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};

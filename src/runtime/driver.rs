@@ -389,6 +389,7 @@ async fn start(
                 learned: state.learned,
                 chosen_through: state.chosen_through,
                 lost_state: lost,
+                checkpoint: None,
             },
         ));
         machines.insert(config.group, factory(config.group));

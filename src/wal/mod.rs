@@ -4,7 +4,8 @@
 //! Pure (no I/O, no clock), grouped by concern; their imports form no circle
 //! (`tests/tidy.rs`):
 //! - format: `record` (record bytes), `content` (what a record may say),
-//!   `segment_format` (segment header, file names, salt, geometry);
+//!   `segment_format` (segment header, file names, salt, geometry), `checkpoint`
+//!   (checkpoint files: a group's protocol state and state machine image);
 //! - planning: `group_commit` (one aligned write per batch), `index` (where each group's
 //!   records lie), `compaction` (what truncation keeps);
 //! - recovery: `recovery` (one image, the record table), `log_recovery` (a sequence of
@@ -27,6 +28,7 @@
 //! - LSNs of real records increase by exactly one along the log; a Pad carries the LSN
 //!   of the last real record of its batch and consumes none.
 
+pub mod checkpoint;
 pub mod compaction;
 pub mod content;
 pub mod file;

@@ -181,6 +181,7 @@ impl Cluster {
                     learned: state.learned,
                     chosen_through: state.chosen_through,
                     lost_state: lost,
+                    checkpoint: None,
                 };
                 groups.push((config.clone(), restore));
             }
