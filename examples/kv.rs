@@ -19,11 +19,12 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::future::block_on;
-use synod::api::{Config, Error, Node, NodeHandle, StateMachine};
+use synod::api::{CheckpointImage, Config, Error, Node, NodeHandle, StateMachine};
 use synod::paxos::{GroupId, Instance, NodeId};
 
 /// The one group this example uses (a node may run many: one replicated log each).
@@ -234,9 +235,14 @@ pub fn decode_get(bytes: &[u8]) -> Result<Option<String>, String> {
 // The state machine.
 
 /// A replicated `BTreeMap<String, String>`: one per group, on the group's shard thread.
+///
+/// The map is shared copy-on-write (`Arc`): a checkpoint hands a clone of the `Arc`
+/// to a deferred export, which serializes it on the runtime's I/O thread while the
+/// shard goes on applying; the first write after that copies the map once
+/// (`Arc::make_mut`). A store too large to copy would use a persistent map instead.
 #[derive(Debug, Default)]
 pub struct KvStore {
-    map: BTreeMap<String, String>,
+    map: Arc<BTreeMap<String, String>>,
     /// The last instance applied (0: none): what a checkpoint covers.
     applied: Instance,
 }
@@ -258,13 +264,17 @@ impl StateMachine for KvStore {
         self.applied = instance;
         let output = match Command::decode(value) {
             Err(reason) => Output::Invalid(reason),
-            Ok(Command::Set { key, value }) => Output::Previous(self.map.insert(key, value)),
-            Ok(Command::Delete { key }) => Output::Previous(self.map.remove(&key)),
+            Ok(Command::Set { key, value }) => {
+                Output::Previous(Arc::make_mut(&mut self.map).insert(key, value))
+            }
+            Ok(Command::Delete { key }) => {
+                Output::Previous(Arc::make_mut(&mut self.map).remove(&key))
+            }
             Ok(Command::Cas { key, expected, new }) => {
                 let current = self.map.get(&key).cloned();
                 let swapped = current.as_deref() == Some(expected.as_str());
                 if swapped {
-                    self.map.insert(key, new);
+                    Arc::make_mut(&mut self.map).insert(key, new);
                 }
                 Output::Cas { swapped, current }
             }
@@ -281,17 +291,18 @@ impl StateMachine for KvStore {
         Bytes::from(out)
     }
 
-    /// The image: the entry count (u64 LE), then key and value of every entry.
-    fn checkpoint(&self) -> Option<(Instance, Bytes)> {
-        if self.applied == Instance(0) {
-            return None;
-        }
-        let mut image = (self.map.len() as u64).to_le_bytes().to_vec();
-        for (key, value) in &self.map {
-            put(&mut image, key.as_bytes());
-            put(&mut image, value.as_bytes());
-        }
-        Some((self.applied, Bytes::from(image)))
+    /// The image: the entry count (u64 LE), then key and value of every entry,
+    /// serialized off the shard's thread from a snapshot of the map.
+    fn checkpoint(&self) -> Option<CheckpointImage> {
+        let snapshot = Arc::clone(&self.map);
+        Some(CheckpointImage::deferred(move || {
+            let mut image = (snapshot.len() as u64).to_le_bytes().to_vec();
+            for (key, value) in snapshot.iter() {
+                put(&mut image, key.as_bytes());
+                put(&mut image, value.as_bytes());
+            }
+            Bytes::from(image)
+        }))
     }
 
     fn restore(&mut self, instance: Instance, image: &[u8]) -> Result<(), String> {
@@ -304,7 +315,7 @@ impl StateMachine for KvStore {
         }
         fields.end()?;
         // Replaced only once the whole image decoded: never a half-installed state.
-        self.map = map;
+        self.map = Arc::new(map);
         self.applied = instance;
         Ok(())
     }

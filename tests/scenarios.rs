@@ -787,6 +787,7 @@ fn shard_refuses_and_reports_forged_messages() {
         wal_pending_size_max: 8 << 20,
         held_count_max: 10_000,
         reads_pending_count_max: 64,
+        checkpoint: synod::runtime::CheckpointPolicy::OFF,
     };
     let mut shard = Shard::new(
         shard_config,

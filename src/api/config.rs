@@ -12,7 +12,7 @@ use crate::paxos::{GroupConfig, GroupId, Membership, NodeId};
 use crate::runtime::driver::ShardPlan;
 use crate::runtime::net::{NetConfig, PENDING_MAX_DEFAULT, PENDING_PER_SOURCE_MAX_DEFAULT};
 use crate::runtime::shard_of;
-use crate::runtime::ShardConfig;
+use crate::runtime::{CheckpointPolicy, ShardConfig};
 use crate::transport::auth::AuthKey;
 use crate::transport::DecodeLimits;
 use crate::wal::segment::{SegmentGeometry, SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN};
@@ -117,6 +117,10 @@ pub struct Config {
     pub peer_key: Option<AuthKey>,
     /// What an empty data directory means.
     pub initial_state: InitialState,
+    /// When each group takes a local checkpoint of its state machine (in
+    /// `<data_dir>/checkpoints/`), so that a restart re-applies only the log after it
+    /// (`tuning.md`, "Checkpoints"). `CheckpointPolicy::OFF` takes none.
+    pub checkpoint: CheckpointPolicy,
     /// UNSAFE, for benchmarks only: write the WAL without fdatasync, so an
     /// acknowledged value can be lost by a power failure (or, with several replicas on
     /// one machine, by any crash of it). Shows the CPU and network limit.
@@ -159,6 +163,7 @@ impl Config {
             handshake_timeout: Duration::from_secs(5),
             peer_key: None,
             initial_state: InitialState::New,
+            checkpoint: CheckpointPolicy::default(),
             unsafe_skip_fsync: false,
         }
     }
@@ -345,6 +350,12 @@ impl Config {
             "queue bounds must be at least 1".into(),
         )?;
         check(
+            self.checkpoint.in_flight_count_max >= 1,
+            "checkpoint.in_flight_count_max",
+            self.checkpoint.in_flight_count_max.to_string(),
+            "must be at least 1 (a policy with every trigger at 0 takes no checkpoint)".into(),
+        )?;
+        check(
             self.tick > Duration::ZERO
                 && self.tick.as_nanos() * 4 <= u128::from(self.group.heartbeat_interval_ns),
             "tick",
@@ -432,6 +443,7 @@ impl Config {
                 wal_pending_size_max: self.wal_pending_size_max,
                 held_count_max: self.held_count_max,
                 reads_pending_count_max: crate::runtime::shard::READS_PENDING_COUNT_MAX,
+                checkpoint: self.checkpoint,
             },
             net: NetConfig {
                 node: self.node,

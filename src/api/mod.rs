@@ -41,9 +41,10 @@
 
 mod config;
 
+pub use crate::runtime::checkpoints::CheckpointPolicy;
 pub use crate::runtime::fatal::{DiskOperation, Fatal, ShardStopped};
 pub use crate::runtime::request::{Error, GroupStatus, Proposed, ShardStatus};
-pub use crate::runtime::state_machine::{StateMachine, StateMachineFactory};
+pub use crate::runtime::state_machine::{CheckpointImage, StateMachine, StateMachineFactory};
 pub use config::{Config, ConfigError, InitialState};
 
 use std::io::Write;

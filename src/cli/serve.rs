@@ -2,7 +2,8 @@
 //! `--control`) or the process is killed.
 //!
 //! With `--control`, stdin takes commands, one per line: `status` prints one line per
-//! group (`group <g> role <role> applied <instance> checksum <crc>`) and `end`;
+//! group (`group <g> role <role> applied <instance> checksum <crc> checkpoint
+//! <instance>`, the last the group's durable checkpoint) and `end`;
 //! `propose <group> <word>` prints `proposed <group> <instance>` or
 //! `error <group> <reason>`; end of input shuts the node down gracefully. Tests drive a node in a separate
 //! process this way (and SIGKILL it).
@@ -79,6 +80,18 @@ pub struct ServeArgs {
     /// the heartbeat interval [default: the configuration's tick].
     #[arg(long, value_name = "T")]
     pub tick_ms: Option<u64>,
+    /// Take a group's checkpoint every N instances applied (0: not by instances)
+    /// [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub checkpoint_instances: Option<u64>,
+    /// Take a group's checkpoint every B bytes of values applied (0: not by bytes)
+    /// [default: 268435456].
+    #[arg(long, value_name = "B")]
+    pub checkpoint_bytes: Option<u64>,
+    /// Take a group's checkpoint every S seconds if it applied anything (0: not by
+    /// time) [default: 600]. All three at 0: no checkpoints.
+    #[arg(long, value_name = "S")]
+    pub checkpoint_interval_s: Option<u64>,
     /// The empty --dir is a new member of a new cluster: it votes at once.
     #[arg(long, conflicts_with = "existing")]
     pub new: bool,
@@ -211,6 +224,15 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
     if let Some(ms) = args.tick_ms {
         config.tick = Duration::from_millis(ms);
     }
+    if let Some(n) = args.checkpoint_instances {
+        config.checkpoint.instance_count = n;
+    }
+    if let Some(b) = args.checkpoint_bytes {
+        config.checkpoint.applied_size = b;
+    }
+    if let Some(s) = args.checkpoint_interval_s {
+        config.checkpoint.interval_ns = s.saturating_mul(1_000_000_000);
+    }
     let client = client_config(&args, &config)?;
     let node = Node::start(config, null_factory()).map_err(|e| e.to_string())?;
     // Dropped (closing the listener) when the node shuts down, at the end of main.
@@ -271,8 +293,12 @@ fn control(handle: &NodeHandle) -> Result<(), String> {
             for group in statuses.iter().flat_map(|s| &s.groups) {
                 writeln!(
                     out,
-                    "group {} role {:?} applied {} checksum {}",
-                    group.group.0, group.role, group.applied_through.0, group.checksum
+                    "group {} role {:?} applied {} checksum {} checkpoint {}",
+                    group.group.0,
+                    group.role,
+                    group.applied_through.0,
+                    group.checksum,
+                    group.checkpoint_through.0
                 )
                 .map_err(|e| e.to_string())?;
             }

@@ -718,6 +718,8 @@ impl Decoder {
                 applied_through: Instance(g.applied_through()),
                 checksum: g.checksum(),
                 voting: g.voting(),
+                // Not in the client protocol yet.
+                checkpoint_through: Instance(0),
             });
         }
         let fatal = s.fatal().map(|f| self.string(f)).transpose()?;
@@ -734,6 +736,9 @@ impl Decoder {
             chosen_as_leader: s.chosen_as_leader(),
             value_instances_applied: s.value_instances_applied(),
             values_applied: s.values_applied(),
+            // Not in the client protocol yet.
+            checkpoints_saved: 0,
+            checkpoints_failed: 0,
             thread_id: None,
             dropped_messages: s.dropped_messages(),
             refused_connections: s.refused_connections(),
@@ -779,6 +784,7 @@ mod tests {
             applied_through: Instance(99 + u64::from(g)),
             checksum: 0xDEAD_BEEF ^ g,
             voting: g % 2 == 0,
+            checkpoint_through: Instance(0),
         };
         NodeStatus {
             node: NodeId(3),
@@ -799,6 +805,8 @@ mod tests {
                     chosen_as_leader: 7,
                     value_instances_applied: 8,
                     values_applied: 9,
+                    checkpoints_saved: 0,
+                    checkpoints_failed: 0,
                     thread_id: None,
                     dropped_messages: 10,
                     refused_connections: 11,

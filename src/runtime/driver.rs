@@ -42,6 +42,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use glommio::{LocalExecutorBuilder, Placement};
 
+use super::checkpoint_files;
+use super::checkpoints::{CheckpointOutcome, TakeCheckpoint};
 use super::clock::{entropy_seed, MonotonicClock};
 use super::fatal::{DiskOperation, Fatal, FatalLatch, ShardStopped};
 use super::mailbox::{Mailbox, Sender};
@@ -50,6 +52,8 @@ use super::notify::Notify;
 use super::request::{Error, GroupStatus, Proposed, Request, ShardStatus};
 use super::shard::{Effects, ProposalOutcome, ReadId, ReadRefused, Shard, ShardConfig, ShardInput};
 use super::state_machine::{StateMachine, StateMachineFactory};
+// Where tools and benchmarks have always found it.
+pub use super::state_machine::null_factory;
 use crate::paxos::{Body, GroupConfig, GroupId, Instance, Nanos, ProposalId, Restore};
 use crate::wal::dma_disk::{DmaDisk, IO_MEMORY_SIZE};
 use crate::wal::store::{recover_dir, Store, StoreConfig};
@@ -272,6 +276,9 @@ type PendingRead = (Bytes, Sender<Result<Bytes, Error>>);
 /// The outcome of the WAL write in flight, left by its task for the loop.
 type WriteResult = Result<WritePlan, Fatal>;
 
+/// Checkpoints ended, left by their tasks for the loop: group, instance, outcome.
+type CheckpointsDone = Rc<RefCell<Vec<(GroupId, Instance, CheckpointOutcome)>>>;
+
 struct Driver {
     plan: ShardPlan,
     clock: MonotonicClock,
@@ -314,6 +321,9 @@ struct Driver {
     effects: Effects,
     /// The rejoin marker's path while it exists (the shard decides when it goes).
     marker: Option<PathBuf>,
+    /// Where the checkpoint files live.
+    checkpoint_dir: PathBuf,
+    checkpoints_done: CheckpointsDone,
     stopping: Option<(Nanos, Vec<Sender<()>>)>,
     fatal: Option<Fatal>,
     /// Where a fatal stop is reported, BEFORE waiting callers are answered.
@@ -376,23 +386,24 @@ async fn start(
     drop(recovery);
     let mut groups = Vec::with_capacity(plan.groups.len());
     let mut machines: BTreeMap<GroupId, Box<dyn StateMachine>> = BTreeMap::new();
+    let restorer = checkpoint_files::Restorer::new(&store_config.dir, shard_id);
     for config in &plan.groups {
         config
             .validate()
             .map_err(|e| format!("group {}: {e}", config.group.0))?;
         let state = recovered.remove(&config.group).unwrap_or_default();
-        groups.push((
-            config.clone(),
-            Restore {
-                promised: state.promised,
-                accepted: state.accepted,
-                learned: state.learned,
-                chosen_through: state.chosen_through,
-                lost_state: lost,
-                checkpoint: None,
-            },
-        ));
-        machines.insert(config.group, factory(config.group));
+        let mut restore = Restore {
+            promised: state.promised,
+            accepted: state.accepted,
+            learned: state.learned,
+            chosen_through: state.chosen_through,
+            lost_state: lost,
+            checkpoint: None,
+        };
+        let mut machine = factory(config.group);
+        restorer.restore(config.group, &mut restore, &mut machine, &factory);
+        groups.push((config.clone(), restore));
+        machines.insert(config.group, machine);
     }
     if !recovered.is_empty() {
         log::warn!(
@@ -410,6 +421,8 @@ async fn start(
         .map_err(|e| format!("shard {shard_id}: {e}"))?;
     Ok(Driver {
         marker: lost.then_some(marker_path),
+        checkpoint_dir: restorer.into_dir(),
+        checkpoints_done: Rc::new(RefCell::new(Vec::new())),
         plan,
         clock,
         shard,
@@ -518,6 +531,11 @@ impl Driver {
                 }
                 Err(fatal) => self.on_fatal(now, fatal),
             }
+        }
+        let checkpoints = std::mem::take(&mut *self.checkpoints_done.borrow_mut());
+        for (group, through, outcome) in checkpoints {
+            let input = checkpoint_files::done(self.plan.shard, group, through, outcome);
+            self.shard.step(now, input);
         }
         if self.shard.next_deadline().is_some_and(|d| d <= now) {
             self.shard.step(now, ShardInput::Tick);
@@ -648,6 +666,11 @@ impl Driver {
                 }
             }
         }
+        // AFTER the applies: each image is the state right after its instance.
+        let checkpoints = std::mem::take(&mut self.effects.checkpoints);
+        for take in checkpoints {
+            self.start_checkpoint(take);
+        }
         for read in self.effects.reads.drain(..) {
             let Some((query, reply)) = self.reads.remove(&read.id) else {
                 continue;
@@ -672,6 +695,28 @@ impl Driver {
         if std::mem::take(&mut self.effects.clear_rejoin_marker) {
             self.clear_marker();
         }
+    }
+
+    /// Takes the image of `take`'s state machine now and saves it on glommio's blocking
+    /// thread (the shard goes on meanwhile); the outcome comes back through
+    /// `checkpoints_done`.
+    fn start_checkpoint(&mut self, take: TakeCheckpoint) {
+        let (group, through) = (take.group, take.base.through);
+        let image = self.machines.get(&group).and_then(|m| m.checkpoint());
+        let (done, wake) = (Rc::clone(&self.checkpoints_done), Rc::clone(&self.wake));
+        let dir = self.checkpoint_dir.clone();
+        glommio::spawn_local(async move {
+            let outcome = match image {
+                Some(image) => {
+                    let save = move || checkpoint_files::save(dir, take, image);
+                    glommio::executor().spawn_blocking(save).await
+                }
+                None => CheckpointOutcome::Unsupported,
+            };
+            done.borrow_mut().push((group, through, outcome));
+            wake.notify();
+        })
+        .detach();
     }
 
     /// Removes the rejoin marker (the shard decided it may go) and syncs the directory.
@@ -790,7 +835,9 @@ impl Driver {
     fn drained(&self, now: Nanos) -> bool {
         match &self.stopping {
             Some((deadline, _)) => {
-                !self.write_in_flight && (self.proposals.is_empty() || now >= *deadline)
+                let idle =
+                    self.proposals.is_empty() && self.shard.checkpoints().in_flight_count() == 0;
+                !self.write_in_flight && (idle || now >= *deadline)
             }
             None => false,
         }
@@ -847,6 +894,7 @@ impl Driver {
                     applied_through: g.applied_through(),
                     checksum: g.checksum(),
                     voting: g.is_voting(),
+                    checkpoint_through: self.shard.checkpoints().durable_through(g.config().group),
                 })
                 .collect(),
             writes: counters.writes,
@@ -863,6 +911,8 @@ impl Driver {
                 .sum(),
             value_instances_applied: self.value_instances_applied,
             values_applied: self.values_applied,
+            checkpoints_saved: self.shard.checkpoints().counters().saved,
+            checkpoints_failed: self.shard.checkpoints().counters().failed,
             thread_id: self.thread_id,
             dropped_messages: net.messages_dropped_unknown_peer
                 + net.messages_dropped_disconnected
@@ -943,20 +993,4 @@ fn refuse(request: Request) {
         Request::Shutdown { reply } => reply.send(()),
         Request::Abort => {}
     }
-}
-
-/// The default state machine factory for tools and benchmarks: applies nothing and
-/// returns an empty output (the log itself is the product).
-#[must_use]
-pub fn null_factory() -> StateMachineFactory {
-    struct Null;
-    impl StateMachine for Null {
-        fn apply(&mut self, _: Instance, _: &[u8]) -> Bytes {
-            Bytes::new()
-        }
-        fn query(&self, _: &[u8]) -> Bytes {
-            Bytes::new()
-        }
-    }
-    Arc::new(|_| Box::new(Null))
 }

@@ -4,6 +4,8 @@
 //! handles reach a shard through its `mailbox`; a shard that stops for good says why
 //! through the node's `fatal::FatalLatch`.
 
+pub mod checkpoint_files;
+pub mod checkpoints;
 pub mod clock;
 pub mod driver;
 pub mod fatal;
@@ -17,5 +19,6 @@ pub mod request;
 pub mod shard;
 pub mod state_machine;
 
+pub use checkpoints::{CheckpointOutcome, CheckpointPolicy, TakeCheckpoint};
 pub use placement::shard_of;
 pub use shard::{Effects, Shard, ShardConfig, ShardCounters, ShardInput};

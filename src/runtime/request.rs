@@ -115,6 +115,10 @@ pub struct GroupStatus {
     pub checksum: u32,
     /// Whether the replica votes (false while re-learning lost state).
     pub voting: bool,
+    /// The group's last durable checkpoint (file saved and the WAL durable past it;
+    /// `Instance(0)`: none): below it this replica no longer needs its WAL to recover.
+    /// Not carried by the client protocol yet (0 in a status from `Client`).
+    pub checkpoint_through: Instance,
 }
 
 /// One shard as seen from outside.
@@ -149,6 +153,10 @@ pub struct ShardStatus {
     /// Client values this shard applied: divided by `value_instances_applied`, the
     /// average number of values per instance (the batching factor).
     pub values_applied: u64,
+    /// Checkpoints saved by this shard since it started.
+    pub checkpoints_saved: u64,
+    /// Checkpoints that failed (not fatal: retried by the policy).
+    pub checkpoints_failed: u64,
     /// The Linux thread id of the shard's thread (from `/proc/thread-self`, read once
     /// at start), for per-thread CPU accounting in `/proc/self/task/<tid>/stat`;
     /// `None` where `/proc` is not available.

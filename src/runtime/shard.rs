@@ -21,12 +21,16 @@
 //! - the rejoin marker is cleared only once every group votes again and everything
 //!   produced up to the moment they all did is durable;
 //! - every proposal handed in is answered exactly once (applied, aborted or failed),
-//!   unless the shard stops first (the executor then answers `Stopped`).
+//!   unless the shard stops first (the executor then answers `Stopped`);
+//! - a checkpoint is asked for (`Effects::checkpoints`) at its group's applied
+//!   watermark after the flush's applies, at most one per group until it is durable
+//!   (`checkpoints`); a failed one is never fatal.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
+use super::checkpoints::{CheckpointOutcome, CheckpointPolicy, Checkpoints, TakeCheckpoint};
 use super::fatal::Fatal;
 use super::refusals::RefusalLog;
 use crate::paxos::Record;
@@ -80,6 +84,16 @@ pub enum ShardInput {
         group: GroupId,
         /// Identifies the read in `Effects::reads`.
         id: ReadId,
+    },
+    /// The checkpoint of `group` at `through` asked for in `Effects::checkpoints`
+    /// ended. A failure is not fatal (the group retries by its policy).
+    CheckpointDone {
+        /// The group.
+        group: GroupId,
+        /// The checkpoint's instance (`TakeCheckpoint::base.through`).
+        through: Instance,
+        /// How it ended.
+        outcome: CheckpointOutcome,
     },
 }
 
@@ -154,6 +168,10 @@ pub struct Effects {
     /// Reads answered: executed AFTER `apply` (a ready read queries a state machine
     /// that has applied its index).
     pub reads: Vec<ReadDone>,
+    /// Checkpoints to take: executed AFTER `apply` (each image is the state machine's
+    /// exactly after applying its `base.through`, before the next flush's applies);
+    /// each is answered by one `ShardInput::CheckpointDone`.
+    pub checkpoints: Vec<TakeCheckpoint>,
     /// The rejoin marker may be removed now (every group votes again and what it
     /// re-learned is durable). Set once per shard life.
     pub clear_rejoin_marker: bool,
@@ -170,6 +188,7 @@ impl Effects {
         self.apply.clear();
         self.replies.clear();
         self.reads.clear();
+        self.checkpoints.clear();
         self.clear_rejoin_marker = false;
         self.warnings.clear();
     }
@@ -192,6 +211,8 @@ pub struct ShardConfig {
     pub held_count_max: usize,
     /// Reads waiting for their index to be applied beyond which reads are refused.
     pub reads_pending_count_max: usize,
+    /// When groups take local checkpoints.
+    pub checkpoint: CheckpointPolicy,
 }
 
 /// Counters of one shard.
@@ -249,6 +270,7 @@ pub struct Shard {
     reads: Vec<(ReadId, GroupId, Instance)>,
     pending_reads: Vec<ReadDone>,
     marker: Marker,
+    checkpoints: Checkpoints,
     refusals: RefusalLog,
     pending_warnings: Vec<String>,
     write_in_flight: Option<Lsn>,
@@ -269,6 +291,14 @@ impl Shard {
         rejoin_marker: bool,
         now: Nanos,
     ) -> Shard {
+        let restored = groups.iter().map(|(config, restore)| {
+            let through = restore
+                .checkpoint
+                .as_ref()
+                .map_or(Instance(0), |b| b.through);
+            (config.group, through)
+        });
+        let checkpoints = Checkpoints::new(config.checkpoint, restored, now);
         let mut shard = Shard {
             config,
             groups: BTreeMap::new(),
@@ -290,6 +320,7 @@ impl Shard {
             } else {
                 Marker::Absent
             },
+            checkpoints,
             refusals: RefusalLog::default(),
             pending_warnings: Vec::new(),
             write_in_flight: None,
@@ -372,6 +403,7 @@ impl Shard {
                 );
                 self.write_in_flight = None;
                 self.commit.on_durable(lsn_through);
+                self.checkpoints.on_wal_durable(lsn_through);
                 self.drain_overflow();
             }
             ShardInput::WriteFailed { fatal } => {
@@ -380,6 +412,15 @@ impl Shard {
                 self.poisoned = Some(fatal);
             }
             ShardInput::Read { group, id } => self.on_read(now, group, id),
+            ShardInput::CheckpointDone {
+                group,
+                through,
+                outcome,
+            } => {
+                self.checkpoints.on_done(now, group, through, &outcome);
+                self.checkpoints
+                    .on_wal_durable(self.commit.durable_through());
+            }
         }
     }
 
@@ -605,12 +646,30 @@ impl Shard {
             effects.send.push((peer, coalesce(messages)));
         }
         self.replies(effects);
+        for apply in &self.pending_apply {
+            self.checkpoints.on_applied(apply);
+        }
         effects.apply.append(&mut self.pending_apply);
+        self.take_checkpoints(now, effects);
         self.serve_reads(now);
         effects.reads.append(&mut self.pending_reads);
         self.decide_marker(effects);
         self.refusals.flush(now, &mut self.pending_warnings);
         effects.warnings.append(&mut self.pending_warnings);
+    }
+
+    /// Asks for the checkpoints whose turn came, each at its group's applied
+    /// watermark (the applies of this flush included).
+    fn take_checkpoints(&mut self, now: Nanos, effects: &mut Effects) {
+        let lsn = self.lsn_planned();
+        let groups = &self.groups;
+        let due = self.checkpoints.take_due(now, lsn, |id| {
+            groups.get(&id).map_or(Instance(0), Group::applied_through)
+        });
+        for group in due {
+            let base = self.groups[&group].checkpoint_base();
+            effects.checkpoints.push(TakeCheckpoint { group, base });
+        }
     }
 
     fn release_durable(&mut self) {
@@ -678,6 +737,12 @@ impl Shard {
         self.commit.recycle(bytes);
     }
 
+    /// The checkpoints' decisions (each group's durable checkpoint, counters).
+    #[must_use]
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
+    }
+
     /// Messages held until durable.
     #[must_use]
     pub fn held_count(&self) -> usize {
@@ -687,6 +752,7 @@ impl Shard {
     /// Checks the invariants of the module docs and of every group.
     pub fn invariants(&self) {
         self.commit.invariants();
+        self.checkpoints.invariants();
         for (id, group) in &self.groups {
             group.invariants();
             assert!(

@@ -75,6 +75,8 @@ pub struct GroupLine {
     pub role: String,
     pub applied_through: u64,
     pub checksum: u32,
+    /// The group's durable checkpoint (0: none).
+    pub checkpoint_through: u64,
 }
 
 impl Serve {
@@ -263,9 +265,9 @@ impl Serve {
             if line == "end" {
                 return groups;
             }
-            // group <g> role <role> applied <i> checksum <c>
+            // group <g> role <role> applied <i> checksum <c> checkpoint <k>
             let words: Vec<&str> = line.split_whitespace().collect();
-            if let ["group", group, "role", role, "applied", applied, "checksum", checksum] =
+            if let ["group", group, "role", role, "applied", applied, "checksum", checksum, "checkpoint", checkpoint] =
                 words[..]
             {
                 groups.insert(
@@ -274,6 +276,7 @@ impl Serve {
                         role: role.to_string(),
                         applied_through: applied.parse().expect("applied"),
                         checksum: checksum.parse().expect("checksum"),
+                        checkpoint_through: checkpoint.parse().expect("checkpoint"),
                     },
                 );
             }

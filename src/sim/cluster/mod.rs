@@ -199,6 +199,7 @@ impl Cluster {
             wal_pending_size_max: buffer * 4,
             held_count_max: 100_000,
             reads_pending_count_max: 1_024,
+            checkpoint: crate::runtime::CheckpointPolicy::OFF,
         };
         let mut nodes = Vec::new();
         for (index, &id) in voters.iter().enumerate() {
