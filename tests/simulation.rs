@@ -31,6 +31,13 @@ fn simulation() {
             Ok(report) => {
                 println!("seed {seed}: ok: {report:?}");
                 println!("seed {seed}: reads: {:?}", report.reads);
+                println!(
+                    "seed {seed}: checkpoints: {} saved, {} failed, {} damaged, {} restores",
+                    report.checkpoints_saved,
+                    report.checkpoints_failed,
+                    report.checkpoints_damaged,
+                    report.checkpoint_restores
+                );
             }
             Err(failure) => panic!("{failure}"),
         }
@@ -63,6 +70,7 @@ fn simulation() {
     );
     println!("simulation: {}", summary.totals());
     println!("simulation: {}", summary.read_totals());
+    println!("simulation: {}", summary.checkpoint_totals());
     let failures = summary.failures;
     if !failures.is_empty() {
         let list: Vec<String> = failures.iter().map(|f| f.seed.to_string()).collect();

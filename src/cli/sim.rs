@@ -66,6 +66,7 @@ pub fn main(args: SimArgs) -> ExitCode {
         summary.elapsed_s
     );
     println!("{}", summary.totals());
+    println!("{}", summary.checkpoint_totals());
     if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -7,6 +7,8 @@
 //!   duplication, delay/reorder, partitions, crashed nodes and per-link bounds;
 //! - [`clock`]: [`SimClock`], a node's drifting local clock and its exact inverse;
 //! - `disk`: the simulated disk (live and durable images, torn writes, bit flips);
+//! - `fs`: a node's checkpoint directory (files and names, with a file system's crash
+//!   semantics); `machine`: the replicas' state machine (checkpoint and restore);
 //! - [`checkers`]: one safety or liveness property per file, fed after every step.
 //!
 //! Invariants of the whole: all randomness comes from [`crate::prng::Prng`] seeded by the
@@ -19,6 +21,8 @@ pub mod checkers;
 pub mod clock;
 pub mod cluster;
 pub mod disk;
+pub mod fs;
+pub mod machine;
 pub mod network;
 pub mod options;
 pub mod swarm;

@@ -21,10 +21,16 @@
 //! simulated disks stay small). Its draws come from a PRNG stream of their own: a seed
 //! whose mode is off keeps every other option, and so its whole run, unchanged.
 //!
+//! Checkpoints: about 3 seeds in 4 take local checkpoints, with a policy (instances,
+//! bytes, time; each trigger on or off) small enough that a run takes many, some
+//! failing and some damaged before a restart. Drawn from a stream of their own as
+//! well: a seed whose checkpoints are off runs as it did before they existed.
+//!
 //! Units: every duration is nanoseconds of true (simulated) time, suffix `_ns`; `_size`
 //! is bytes; `_ppm` is parts per million.
 
 use crate::prng::Prng;
+use crate::runtime::CheckpointPolicy;
 use std::fmt;
 
 /// A class of faults a seed may turn off entirely (swarm testing).
@@ -207,6 +213,15 @@ pub struct SimOptions {
     /// Fault classes this seed turned off (swarm testing), in [`FaultClass::ALL`] order.
     pub faults_off: Vec<FaultClass>,
 
+    // ---- Checkpoints ----
+    /// When the groups take local checkpoints (`CheckpointPolicy::OFF`: never).
+    pub checkpoint: CheckpointPolicy,
+    /// Chance a checkpoint save fails (the shard retries by its policy).
+    pub checkpoint_failure_ppm: u32,
+    /// At a restart, the chance per group that its newest checkpoint file has one bit
+    /// flipped (the restart must fall back to the previous one or the WAL).
+    pub checkpoint_damage_ppm: u32,
+
     // ---- Reads ----
     /// Mean time between two linearizable reads issued by the clients (`None`: no
     /// reads). Not drawn from the seed: every seed gets [`READ_INTERVAL_NS_MEAN`], and
@@ -340,6 +355,7 @@ impl SimOptions {
         }
         let on = |class: FaultClass| !faults_off.contains(&class);
 
+        let checkpoints = Checkpoints::draw(seed);
         let large = LargeValues::draw(seed, value_size_max);
         let large_on = large.drawn_on || force_large_values;
         let (batch_size_max, large_value_ppm, large_value_size_max, message_size_slack) =
@@ -414,6 +430,9 @@ impl SimOptions {
             safety_phase_ns,
             liveness_phase_ns,
             faults_off,
+            checkpoint: checkpoints.policy,
+            checkpoint_failure_ppm: checkpoints.failure_ppm,
+            checkpoint_damage_ppm: checkpoints.damage_ppm,
             read_interval_ns_mean: Some(READ_INTERVAL_NS_MEAN),
         };
         options.invariants();
@@ -537,6 +556,20 @@ impl SimOptions {
             self.disk_unsynced_keep_ppm <= PPM,
             "disk_unsynced_keep_ppm > 1e6"
         );
+        assert!(
+            self.checkpoint.in_flight_count_max >= 1,
+            "checkpoint in_flight_count_max is 0"
+        );
+        assert!(
+            self.checkpoint_failure_ppm <= PPM && self.checkpoint_damage_ppm <= PPM,
+            "checkpoint rates above 1_000_000 ppm"
+        );
+        if !self.checkpoint.is_on() {
+            assert!(
+                self.checkpoint_failure_ppm == 0 && self.checkpoint_damage_ppm == 0,
+                "checkpoints are off but their fault rates are not"
+            );
+        }
         if !self.fault_on(FaultClass::Reorder) {
             assert_eq!(
                 self.network_delay_ns_min, self.network_delay_ns_max,
@@ -614,6 +647,52 @@ impl LargeValues {
             batch_size_max,
             value_ppm,
             slack,
+        }
+    }
+}
+
+/// The checkpoint options of one seed, drawn from their own PRNG stream (see the
+/// module doc).
+struct Checkpoints {
+    policy: CheckpointPolicy,
+    failure_ppm: u32,
+    damage_ppm: u32,
+}
+
+impl Checkpoints {
+    fn draw(seed: u64) -> Checkpoints {
+        let mut prng = Prng::new(seed ^ 0x4348_4543_4b50_4e54);
+        let p = &mut prng;
+        let on = p.below(4) != 0;
+        // Each trigger on with probability 2/3; at least one when checkpoints are on.
+        let mut triggers = [p.below(3) != 0, p.below(3) != 0, p.below(3) != 0];
+        if !triggers.iter().any(|t| *t) {
+            triggers[p.index(3)] = true;
+        }
+        let instance_count = p.range(1, 300);
+        let applied_size = p.range(KIB as u64, 512 * KIB as u64);
+        let interval_ns = p.range(20 * MS, 3 * S);
+        let retry_ns = p.range(MS, S);
+        let in_flight_count_max = p.range(1, 3) as usize;
+        let failure_ppm = if p.coin() { 0 } else { skewed_ppm(p, 300_000) };
+        let damage_ppm = if p.coin() { 0 } else { skewed_ppm(p, 500_000) };
+        if !on {
+            return Checkpoints {
+                policy: CheckpointPolicy::OFF,
+                failure_ppm: 0,
+                damage_ppm: 0,
+            };
+        }
+        Checkpoints {
+            policy: CheckpointPolicy {
+                instance_count: if triggers[0] { instance_count } else { 0 },
+                applied_size: if triggers[1] { applied_size } else { 0 },
+                interval_ns: if triggers[2] { interval_ns } else { 0 },
+                retry_ns,
+                in_flight_count_max,
+            },
+            failure_ppm,
+            damage_ppm,
         }
     }
 }
@@ -734,6 +813,20 @@ impl fmt::Display for SimOptions {
             duration(self.safety_phase_ns),
             duration(self.liveness_phase_ns),
         )?;
+        let c = &self.checkpoint;
+        if c.is_on() {
+            write!(
+                f,
+                " checkpoint={}i/{}B/{}+retry{}x{} fail={} damage={}",
+                c.instance_count,
+                c.applied_size,
+                duration(c.interval_ns),
+                duration(c.retry_ns),
+                c.in_flight_count_max,
+                percent(self.checkpoint_failure_ppm),
+                percent(self.checkpoint_damage_ppm),
+            )?;
+        }
         if self.faults_off.is_empty() {
             write!(f, " off=none")
         } else {
@@ -879,5 +972,34 @@ mod tests {
         }
         o.network_loss_ppm = 10;
         o.invariants();
+    }
+
+    // Goal: checkpoints are on for about 3 seeds in 4, each trigger is off for some
+    // seeds, and the summary line names the policy exactly when it is on.
+    // Method: tally 2,000 seeds.
+    #[test]
+    fn checkpoints_are_drawn() {
+        let mut on = 0;
+        let mut triggers_off = [0; 3];
+        for seed in 0..2_000 {
+            let o = SimOptions::from_seed(seed);
+            let c = o.checkpoint;
+            assert_eq!(c.is_on(), o.to_string().contains(" checkpoint="));
+            if c.is_on() {
+                on += 1;
+                for (count, value) in
+                    triggers_off
+                        .iter_mut()
+                        .zip([c.instance_count, c.applied_size, c.interval_ns])
+                {
+                    *count += usize::from(value == 0);
+                }
+            }
+        }
+        assert!(
+            on > 1_350 && on < 1_650,
+            "checkpoints on in {on} of 2000 seeds"
+        );
+        assert!(triggers_off.iter().all(|n| *n > 200), "{triggers_off:?}");
     }
 }

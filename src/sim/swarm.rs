@@ -79,6 +79,20 @@ impl Summary {
             sum(|r| r.reads.refused),
         )
     }
+
+    /// The one-line totals of the passing seeds' checkpoints (a line of its own, for
+    /// the same reason).
+    #[must_use]
+    pub fn checkpoint_totals(&self) -> String {
+        let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
+        format!(
+            "{} checkpoints saved, {} failed, {} damaged, {} group starts restored from one",
+            sum(|r| r.checkpoints_saved),
+            sum(|r| r.checkpoints_failed),
+            sum(|r| r.checkpoints_damaged),
+            sum(|r| r.checkpoint_restores),
+        )
+    }
 }
 
 /// Runs `seeds` on `threads` threads; `progress(done, failures, failure)` is called

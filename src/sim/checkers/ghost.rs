@@ -63,6 +63,12 @@ impl GhostChecker {
     pub fn reset(&mut self, node: NodeId) {
         self.start_working.retain(|(n, _), _| *n != node);
     }
+
+    /// `node` restarted `group` from a checkpoint: `latest` is the latest StartWorking
+    /// applied through its instance (from the canonical log, not from the node).
+    pub fn resume(&mut self, node: NodeId, group: GroupId, latest: Ballot) {
+        self.start_working.insert((node, group), latest);
+    }
 }
 
 #[cfg(test)]

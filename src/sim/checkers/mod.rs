@@ -7,6 +7,7 @@
 //! | `agreement`    | one entry per (group, instance), against a global oracle        |
 //! | `prefix`       | applied logs are gap-free and prefixes of each other            |
 //! | `checksum`     | equal running checksums at equal (group, instance)              |
+//! | `checkpoint`   | a restart's checkpoint is the chosen log's state; none goes back |
 //! | `durability`   | every acknowledged proposal is in the final log, not skipped    |
 //! | `ghost`        | no entry older than the latest StartWorking is applied          |
 //! | `lease`        | at most one node acts on a group's lease at any true instant    |
@@ -22,6 +23,7 @@
 
 pub mod agreement;
 pub mod bounds;
+pub mod checkpoint;
 pub mod checksum;
 pub mod durability;
 pub mod ghost;
@@ -34,6 +36,7 @@ pub mod size;
 
 pub use agreement::AgreementChecker;
 pub use bounds::BoundsChecker;
+pub use checkpoint::CheckpointChecker;
 pub use checksum::ChecksumChecker;
 pub use durability::DurabilityChecker;
 pub use ghost::GhostChecker;
@@ -44,7 +47,7 @@ pub use prefix::PrefixChecker;
 pub use read::ReadChecker;
 pub use size::MessageSizeChecker;
 
-use crate::paxos::{Apply, Body, Entry, GroupId, NodeId, ProposalId};
+use crate::paxos::{Apply, Ballot, Body, Entry, GroupId, Instance, NodeId, ProposalId};
 use bytes::Bytes;
 use std::fmt;
 
@@ -130,6 +133,8 @@ pub struct Checkers {
     pub prefix: PrefixChecker,
     /// Equal running checksums.
     pub checksum: ChecksumChecker,
+    /// Checkpoints restore the chosen log's state; durable ones never go back.
+    pub checkpoint: CheckpointChecker,
     /// Acknowledged proposals survive.
     pub durability: DurabilityChecker,
     /// The StartWorking filter (no ghost replay).
@@ -194,6 +199,7 @@ impl Checkers {
         self.checksum.observe_apply(node, apply)?;
         self.durability.observe_apply(node, apply)?;
         self.ghost.observe_apply(node, apply)?;
+        self.checkpoint.observe_apply(apply);
         self.read.observe_apply(apply);
         if !apply.skip {
             for proposal in &apply.proposals {
@@ -207,6 +213,30 @@ impl Checkers {
     pub fn observe_failed(&mut self, node: NodeId, group: GroupId, proposal: ProposalId) {
         self.durability.observe_failed(node, group, proposal);
         self.liveness.observe_complete(node, group, proposal);
+    }
+
+    /// `node` restarted `group` from a checkpoint at `through` (call after `restart`):
+    /// its applies continue at `through + 1`, under the StartWorking filter the
+    /// canonical log gives there.
+    pub fn resume(
+        &mut self,
+        node: NodeId,
+        group: GroupId,
+        through: Instance,
+    ) -> Result<(), Violation> {
+        self.prefix.resume(node, group, through)?;
+        let prefix = self.prefix.log(group);
+        let end = usize::try_from(through.0)
+            .expect("instance fits in usize")
+            .min(prefix.len());
+        let latest = prefix[..end]
+            .iter()
+            .rev()
+            .find(|e| !e.skip && matches!(e.entry.body, Body::StartWorking))
+            .map(|e| e.entry.origin)
+            .unwrap_or(Ballot::ZERO);
+        self.ghost.resume(node, group, latest);
+        Ok(())
     }
 
     /// `node`'s state for `group` after a step: monotonicity and liveness see it.
@@ -228,6 +258,7 @@ impl Checkers {
     /// `node` crashed and restarts as a new process (`disk_lost`: with an empty data
     /// directory). Its volatile state is forgotten by every checker that tracks it.
     pub fn restart(&mut self, node: NodeId, disk_lost: bool) {
+        self.checkpoint.reset(node, disk_lost);
         self.prefix.reset(node);
         self.durability.reset(node);
         self.ghost.reset(node);

@@ -105,6 +105,28 @@ impl PrefixChecker {
         self.applied.retain(|(n, _), _| *n != node);
     }
 
+    /// `node` restarted `group` from a checkpoint at `through`: its next apply there
+    /// must be `through + 1`. Err when no node ever applied `through`.
+    pub fn resume(
+        &mut self,
+        node: NodeId,
+        group: GroupId,
+        through: Instance,
+    ) -> Result<(), Violation> {
+        let length = self.logs.get(&group).map_or(0, |(log, _)| log.len());
+        if through.0 > length as u64 {
+            return Err(Violation::new(
+                NAME,
+                format!(
+                    "group {} node {}: resumes after instance {} but the applied log has {}",
+                    group.0, node.0, through.0, length
+                ),
+            ));
+        }
+        self.applied.insert((node, group), through);
+        Ok(())
+    }
+
     /// The last instance `node` applied in `group` in its current incarnation (0 = none).
     #[must_use]
     pub fn applied_through(&self, node: NodeId, group: GroupId) -> Instance {

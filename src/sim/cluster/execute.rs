@@ -4,8 +4,9 @@
 
 use super::forge::forge_message;
 use super::{Cluster, Event};
-use crate::paxos::{Ballot, Message, Nanos, Role};
+use crate::paxos::{Ballot, Body, Message, Nanos, Role};
 use crate::runtime::shard::ProposalOutcome;
+use crate::runtime::state_machine::StateMachine;
 use crate::runtime::Effects;
 use crate::sim::checkers::{Violation, Watermarks};
 
@@ -72,6 +73,20 @@ impl Cluster {
         }
         for apply in effects.apply.drain(..) {
             self.checkers.observe_apply(id, &apply)?;
+            // The state machine, as the driver feeds it: values of non-skipped entries.
+            if let (Body::Values(values), false) = (&apply.entry.body, apply.skip) {
+                let machine = self.nodes[node]
+                    .machines
+                    .get_mut(&apply.group)
+                    .expect("every group has a machine");
+                for value in values {
+                    machine.apply(apply.instance, value);
+                }
+            }
+        }
+        // AFTER the applies: each image is the state right after its instance.
+        for take in std::mem::take(&mut effects.checkpoints) {
+            self.take_checkpoint(node, shard, take);
         }
         // The shard's answers, one per proposal, after the applies they refer to.
         for (proposal, outcome) in effects.replies.drain(..) {
@@ -147,6 +162,11 @@ impl Cluster {
             let group_id = group.config().group;
             self.checkers
                 .observe_watermarks(id, group_id, &watermarks)?;
+            self.checkers.checkpoint.observe_durable(
+                id,
+                group_id,
+                core.checkpoints().durable_through(group_id),
+            );
             if let (Some(until), Some(ballot)) = (group.lease_until(), group.ballot()) {
                 if local < until {
                     let end = self.nodes[node].clock.true_of(until);

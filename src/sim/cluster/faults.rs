@@ -40,6 +40,8 @@ impl Cluster {
             slot.shard = None;
             slot.disk.crash(&mut self.prng);
         }
+        n.fs.crash(&mut self.checkpoint_prng);
+        n.machines.clear();
         if lose_disk {
             n.wipe_on_restart = true;
             self.damaged = Some(node);
@@ -142,6 +144,10 @@ impl Cluster {
         let local = self.nodes[node].clock.local(now);
         let shard_count = self.shard_count();
         let mut lost_any = wipe;
+        if wipe {
+            self.nodes[node].fs = crate::sim::fs::SimFs::new();
+        }
+        let mut restored = Vec::new();
         for shard in 0..self.nodes[node].shards.len() {
             let salt = self.nodes[node].shards[shard].salt;
             let slot = &mut self.nodes[node].shards[shard];
@@ -185,6 +191,8 @@ impl Cluster {
                 };
                 groups.push((config.clone(), restore));
             }
+            restored.extend(self.restore_checkpoints(node, &mut groups));
+            let slot = &mut self.nodes[node].shards[shard];
             let commit = GroupCommit::new(
                 GroupCommitConfig {
                     salt,
@@ -202,6 +210,7 @@ impl Cluster {
         if restarted {
             self.checkers.restart(id, lost_any);
         }
+        self.observe_restores(node, restored)?;
         if lost_any {
             self.damaged = Some(node);
         }

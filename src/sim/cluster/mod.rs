@@ -32,8 +32,16 @@
 //! stepping of one shard; `report` what a run returns; `execute` carries out a shard's
 //! effects and feeds the checkers; `faults` injects crashes, partitions and bit flips
 //! and restarts nodes from their disks; `workload` is the clients (proposals and
-//! reads); `forge` makes and delivers forged messages.
+//! reads); `forge` makes and delivers forged messages; `checkpoint` saves the shards'
+//! checkpoints on each node's `SimFs` step by step and restores groups from them at
+//! start.
+//!
+//! Checkpoints (when the seed turns them on): every replica's state machine is a
+//! `SimMachine`; its images go through the real format and choice of
+//! `wal::checkpoint`, some saves fail and some files are damaged before a restart, and
+//! `checkers::checkpoint` compares every restored state with the chosen log's.
 
+mod checkpoint;
 mod execute;
 mod faults;
 mod forge;
@@ -45,9 +53,13 @@ use std::collections::BTreeMap;
 use super::checkers::{Checkers, Violation};
 use super::clock::SimClock;
 use super::disk::SimDisk;
+use super::fs::SimFs;
+use super::machine::SimMachine;
 use super::network::{NetworkOptions, SimNetwork};
 use super::options::SimOptions;
-use crate::paxos::{GroupConfig, GroupId, Lsn, Membership, Message, Nanos, NodeId, ProposalId};
+use crate::paxos::{
+    GroupConfig, GroupId, Instance, Lsn, Membership, Message, Nanos, NodeId, ProposalId,
+};
 use crate::prng::Prng;
 use crate::runtime::shard::ReadId;
 use crate::runtime::{shard_of, Effects, Shard, ShardConfig, ShardInput};
@@ -86,6 +98,15 @@ enum Event {
     BitFlip,
     Client,
     Heal,
+    /// The next step of a checkpoint save.
+    Checkpoint {
+        node: usize,
+        shard: usize,
+        incarnation: u32,
+        group: GroupId,
+        through: Instance,
+        stage: checkpoint::Stage,
+    },
 }
 
 struct ShardSlot {
@@ -111,6 +132,10 @@ struct Node {
     shards: Vec<ShardSlot>,
     /// Wipe the disks at the next restart.
     wipe_on_restart: bool,
+    /// The node's checkpoint directory (shared by its shards, as on a real node).
+    fs: SimFs,
+    /// The state machine of each group (volatile: rebuilt at every start).
+    machines: BTreeMap<GroupId, SimMachine>,
 }
 
 /// A whole simulated cluster. See the module docs.
@@ -122,6 +147,9 @@ pub struct Cluster {
     forge_prng: Prng,
     /// The reads' own stream (which node, which group, when), for the same reason.
     read_prng: Prng,
+    /// The checkpoints' own stream (latencies, failures, damage, crashes of the
+    /// checkpoint directory), for the same reason.
+    checkpoint_prng: Prng,
     /// When the next read is issued (`None`: reads are off).
     read_next_ns: Option<u64>,
     read_id_next: u64,
@@ -199,7 +227,7 @@ impl Cluster {
             wal_pending_size_max: buffer * 4,
             held_count_max: 100_000,
             reads_pending_count_max: 1_024,
-            checkpoint: crate::runtime::CheckpointPolicy::OFF,
+            checkpoint: options.checkpoint,
         };
         let mut nodes = Vec::new();
         for (index, &id) in voters.iter().enumerate() {
@@ -221,6 +249,8 @@ impl Cluster {
                 incarnation: 0,
                 shards,
                 wipe_on_restart: false,
+                fs: SimFs::new(),
+                machines: BTreeMap::new(),
             });
         }
         let network = SimNetwork::new(NetworkOptions::from_options(&options));
@@ -228,6 +258,7 @@ impl Cluster {
             prng,
             forge_prng: Prng::new(options.seed ^ 0x464f_5247_4552_5321),
             read_prng: Prng::new(options.seed ^ 0x5245_4144_5354_524d),
+            checkpoint_prng: Prng::new(options.seed ^ 0x434b_5054_5354_524d),
             read_next_ns: options.read_interval_ns_mean,
             read_id_next: 1,
             reads_in_flight: BTreeMap::new(),
@@ -482,6 +513,14 @@ impl Cluster {
             }
             Event::Client => self.client()?,
             Event::Heal => self.heal()?,
+            Event::Checkpoint {
+                node,
+                shard,
+                incarnation,
+                group,
+                through,
+                stage,
+            } => self.on_checkpoint(node, shard, incarnation, group, through, stage)?,
         }
         Ok(())
     }

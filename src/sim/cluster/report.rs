@@ -37,6 +37,14 @@ pub struct RunReport {
     /// What the clients' reads did (printed on a line of its own: not part of
     /// `Debug`, which describes the fault run as it was before reads existed).
     pub reads: ReadReport,
+    /// Checkpoints saved (not part of `Debug`, for the same reason).
+    pub checkpoints_saved: u64,
+    /// Checkpoint saves that failed (drawn by the seed).
+    pub checkpoints_failed: u64,
+    /// Checkpoint files damaged before a restart.
+    pub checkpoints_damaged: u64,
+    /// Group starts restored from a checkpoint.
+    pub checkpoint_restores: u64,
 }
 
 impl std::fmt::Debug for RunReport {
