@@ -208,6 +208,17 @@ impl Cluster {
         Cluster::build(name, shape, machines, Box::new(|_| {}))
     }
 
+    /// A cluster whose state machines come from `machines` and whose every node
+    /// configuration is changed by `adjust`.
+    pub fn with_machines_and(
+        name: &str,
+        shape: Shape,
+        machines: Machines,
+        adjust: impl Fn(&mut Config) + 'static,
+    ) -> Cluster {
+        Cluster::build(name, shape, machines, Box::new(adjust))
+    }
+
     /// A recorder cluster whose every node configuration is changed by `adjust`.
     pub fn new_with(name: &str, shape: Shape, adjust: impl Fn(&mut Config) + 'static) -> Cluster {
         Cluster::build(
