@@ -7,7 +7,7 @@
 //! - per plan, exactly one `write_at` of the whole plan and one fdatasync (plus, when the
 //!   plan starts a segment, one header write and fdatasync BEFORE it);
 //! - segment files are created zero-filled at their full size and never extended by a
-//!   plan; `prepare_spares_slice` (called by the driver when idle, off the write path)
+//!   plan; `prepare_spares_slice` (called by the driver's WAL writer, off the write path)
 //!   keeps `spare_count_min` spares ahead, recycling truncated segments before creating
 //!   new files; a roll finding no spare creates one inline (a stall, counted);
 //! - a segment is deleted or recycled only when it lies below the `log_start` of a
