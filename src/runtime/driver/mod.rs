@@ -32,7 +32,7 @@ mod status;
 mod thread;
 mod wal_writer;
 
-pub use thread::{spawn, ShardThread};
+pub use thread::{spawn, ShardStartError, ShardThread};
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::{poll_fn, Future};

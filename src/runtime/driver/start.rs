@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::thread::current_thread_id;
+use super::thread::{current_thread_id, ShardStartError};
 use super::wal_writer::{Opened, WalWriter};
 use super::{Driver, ShardPlan};
 use crate::paxos::{GroupId, Restore};
@@ -33,14 +33,14 @@ pub(super) async fn run(
     plan: ShardPlan,
     factory: StateMachineFactory,
     mailbox: Mailbox<Request>,
-    ready: std::sync::mpsc::Sender<Result<(), String>>,
+    ready: std::sync::mpsc::Sender<Result<(), ShardStartError>>,
     latch: Arc<FatalLatch>,
 ) -> Result<(), ShardStopped> {
     let driver = match start(plan, factory, mailbox, latch).await {
         Ok(driver) => driver,
-        Err(message) => {
+        Err(error) => {
             // Not a stop of a running shard: `spawn` returns the reason.
-            let _ = ready.send(Err(message));
+            let _ = ready.send(Err(error));
             return Ok(());
         }
     };
@@ -55,7 +55,7 @@ async fn start(
     factory: StateMachineFactory,
     mailbox: Mailbox<Request>,
     latch: Arc<FatalLatch>,
-) -> Result<Driver, String> {
+) -> Result<Driver, ShardStartError> {
     let shard_id = plan.shard;
     let clock = MonotonicClock::start();
     let wake = Rc::new(Notify::default());
@@ -82,9 +82,10 @@ async fn start(
     let mut groups = Vec::with_capacity(plan.groups.len());
     let mut machines: BTreeMap<GroupId, Box<dyn StateMachine>> = BTreeMap::new();
     for config in &plan.groups {
-        config
-            .validate()
-            .map_err(|e| format!("group {}: {e}", config.group.0))?;
+        config.validate().map_err(|reason| ShardStartError::Group {
+            group: config.group,
+            reason,
+        })?;
         let state = recovered.remove(&config.group).unwrap_or_default();
         groups.push((
             config.clone(),
@@ -109,7 +110,7 @@ async fn start(
     let net_wake = Rc::clone(&wake);
     let net = Net::start(plan.net.clone(), Rc::new(move || net_wake.notify()))
         .await
-        .map_err(|e| format!("shard {shard_id}: {e}"))?;
+        .map_err(ShardStartError::Net)?;
     Ok(Driver {
         plan,
         clock,

@@ -1,7 +1,7 @@
 //! The shard's thread: started pinned to its core, running one glommio executor for
 //! the shard loop, and reporting how it ended. `spawn` returns once the shard has
-//! recovered its log and listens, or with why it could not start; `ShardThread::join`
-//! gives the fatal stop, if any.
+//! recovered its log and listens, or with why it could not start
+//! ([`ShardStartError`]); `ShardThread::join` gives the fatal stop, if any.
 //!
 //! Invariants:
 //! - when the thread ends, by any path (a stop, a failure, a panic), the shard's
@@ -10,18 +10,83 @@
 //! - a panic on the thread is caught at its top and reported to the node's
 //!   `FatalLatch` as `Fatal::Panic` at once, like any other fatal stop.
 
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use glommio::{LocalExecutorBuilder, Placement};
 
 use super::start::run;
 use super::{refuse, ShardPlan};
-use crate::paxos::NodeId;
-use crate::runtime::fatal::{Fatal, FatalLatch, ShardStopped};
+use crate::paxos::{GroupId, NodeId};
+use crate::runtime::fatal::{DiskError, Fatal, FatalLatch, ShardStopped};
 use crate::runtime::mailbox::Mailbox;
+use crate::runtime::net::NetError;
 use crate::runtime::request::Request;
 use crate::runtime::state_machine::StateMachineFactory;
 use crate::wal::dma_disk::IO_MEMORY_SIZE;
+
+/// Why a shard could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ShardStartError {
+    /// The data directory does not take the WAL's I/O: the probe at start (an O_DIRECT
+    /// create, one block written and fdatasynced, its removal, a directory sync) failed.
+    NotWritable {
+        /// The data directory.
+        dir: PathBuf,
+        /// The call that failed and what the OS said.
+        error: DiskError,
+    },
+    /// Recovering the WAL, writing the rejoin marker or preparing the segments failed.
+    Wal {
+        /// The call that failed and what the OS said.
+        error: DiskError,
+    },
+    /// A group's configuration is invalid.
+    Group {
+        /// The group.
+        group: GroupId,
+        /// Which field, which value, why.
+        reason: String,
+    },
+    /// The peer links could not start (the listening address).
+    Net(NetError),
+    /// The glommio executor could not be built.
+    Executor {
+        /// What glommio said.
+        detail: String,
+    },
+    /// The OS refused a thread for the shard.
+    Thread {
+        /// What the OS said.
+        detail: String,
+    },
+    /// The shard's thread stopped before it was ready (a panic during recovery).
+    Stopped(Fatal),
+}
+
+impl fmt::Display for ShardStartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShardStartError::NotWritable { dir, error } => {
+                write!(
+                    f,
+                    "data directory {} is not writable: {error}",
+                    dir.display()
+                )
+            }
+            ShardStartError::Wal { error } => write!(f, "WAL {error}"),
+            ShardStartError::Group { group, reason } => write!(f, "group {}: {reason}", group.0),
+            ShardStartError::Net(error) => write!(f, "{error}"),
+            ShardStartError::Executor { detail } => write!(f, "executor: {detail}"),
+            ShardStartError::Thread { detail } => write!(f, "spawn shard thread: {detail}"),
+            ShardStartError::Stopped(fatal) => write!(f, "stopped during start: {fatal}"),
+        }
+    }
+}
+
+impl std::error::Error for ShardStartError {}
 
 /// A running shard thread.
 #[derive(Debug)]
@@ -79,14 +144,15 @@ impl Drop for CloseOnExit {
 ///
 /// # Errors
 ///
-/// Why the shard could not start (recovery, the listening address, the executor).
+/// Why the shard could not start (the data directory, recovery, a group's
+/// configuration, the listening address, the executor, a panic).
 pub fn spawn(
     plan: ShardPlan,
     factory: StateMachineFactory,
     mailbox: Mailbox<Request>,
     latch: Arc<FatalLatch>,
-) -> Result<ShardThread, String> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+) -> Result<ShardThread, ShardStartError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), ShardStartError>>();
     // Node and shard, so that `top -H` and `perf` tell apart the nodes of one process
     // (a Linux thread name holds 15 bytes: "synod-n65535-s9" fits).
     let name = format!("synod-n{}-s{}", plan.net.node.0, plan.shard);
@@ -109,8 +175,8 @@ pub fn spawn(
             {
                 Ok(executor) => executor,
                 Err(error) => {
-                    let message = format!("shard {}: executor: {error}", plan.shard);
-                    let _ = ready_tx.send(Err(message));
+                    let detail = error.to_string();
+                    let _ = ready_tx.send(Err(ShardStartError::Executor { detail }));
                     return Ok(());
                 }
             };
@@ -132,18 +198,22 @@ pub fn spawn(
                 }
             }
         })
-        .map_err(|error| format!("spawn shard thread: {error}"))?;
+        .map_err(|error| ShardStartError::Thread {
+            detail: error.to_string(),
+        })?;
     let thread = ShardThread { join, node, shard };
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(thread),
-        Ok(Err(message)) => {
+        Ok(Err(error)) => {
             let _ = thread.join();
-            Err(message)
+            Err(error)
         }
-        Err(_) => Err(thread.join().err().map_or_else(
-            || "shard stopped during start".to_string(),
-            |stopped| stopped.fatal.to_string(),
-        )),
+        // Every path that ends the thread normally answers `ready` first: without an
+        // answer, it ended by a panic (caught or not), which `join` reports.
+        Err(_) => match thread.join() {
+            Err(stopped) => Err(ShardStartError::Stopped(stopped.fatal)),
+            Ok(()) => unreachable!("a shard thread that ended normally answered `ready`"),
+        },
     }
 }
 

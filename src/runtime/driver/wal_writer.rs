@@ -29,9 +29,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::thread::ShardStartError;
 use crate::paxos::Nanos;
 use crate::runtime::clock::MonotonicClock;
-use crate::runtime::fatal::{DiskOperation, Fatal};
+use crate::runtime::fatal::{DiskError, DiskOperation, Fatal};
 use crate::runtime::notify::Notify;
 use crate::runtime::shard::{Shard, ShardInput};
 use crate::support::sync_dir;
@@ -128,11 +129,17 @@ impl WalWriter {
         fsync: bool,
         clock: MonotonicClock,
         wake: Rc<Notify>,
-    ) -> Result<Opened, String> {
+    ) -> Result<Opened, ShardStartError> {
+        let wal = |error: DiskError| ShardStartError::Wal { error };
         std::fs::create_dir_all(&config.dir)
-            .map_err(|e| format!("create {}: {e}", config.dir.display()))?;
-        probe_dir(&config.dir, config.shard).await?;
-        let recovery = recover_dir(config).map_err(|e| e.to_string())?;
+            .map_err(|e| wal(DiskError::from_io("create", Some(&config.dir), &e)))?;
+        probe_dir(&config.dir, config.shard)
+            .await
+            .map_err(|error| ShardStartError::NotWritable {
+                dir: config.dir.clone(),
+                error,
+            })?;
+        let recovery = recover_dir(config).map_err(|e| wal(DiskError::from(&e)))?;
         let marker_path = rejoin_marker(&config.dir, config.shard);
         if let Some(corruption) = recovery.corruption() {
             log::warn!(
@@ -143,11 +150,11 @@ impl WalWriter {
         let lost = lost_state || recovery.corruption().is_some() || marker_path.exists();
         if lost && !marker_path.exists() {
             // Durable before `Store::prepare` erases the evidence of the loss.
-            write_marker(&marker_path).map_err(|e| format!("{}: {e}", marker_path.display()))?;
+            write_marker(&marker_path).map_err(wal)?;
         }
         let store = Store::prepare(config.clone(), &recovery)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| wal(DiskError::from(&e)))?;
         let writer = WalWriter {
             shard,
             clock,
@@ -345,13 +352,13 @@ async fn write(
             size: plan.bytes.len(),
             lsn_through,
         },
-        error: e.to_string(),
+        error: DiskError::from(&e),
     });
     let written = clock.now();
     if fsync && result.is_ok() {
         result = disk.sync().await.map_err(|e| Fatal::Disk {
             operation: DiskOperation::Sync { lsn_through },
-            error: e.to_string(),
+            error: DiskError::from(&e),
         });
     }
     let finished = clock.now();
@@ -370,7 +377,7 @@ async fn spare_slice(disk: &mut Store, more: &Cell<bool>, error: &RefCell<Option
         Err(failure) => {
             *error.borrow_mut() = Some(Fatal::Disk {
                 operation: DiskOperation::PrepareSpares,
-                error: failure.to_string(),
+                error: DiskError::from(&failure),
             });
         }
     }
@@ -380,20 +387,13 @@ async fn spare_slice(disk: &mut Store, more: &Cell<bool>, error: &RefCell<Option
 /// a probe file with O_DIRECT, writes one block, fdatasyncs it, removes it and syncs
 /// the directory. A directory on a read-only (or full, or failing) filesystem is
 /// refused at start rather than at the first write.
-async fn probe_dir(dir: &Path, shard: u32) -> Result<(), String> {
+async fn probe_dir(dir: &Path, shard: u32) -> Result<(), DiskError> {
     let path = dir.join(format!("shard-{shard:03}.probe"));
-    let written = DmaDisk::create_zeroed(&path, BLOCK_SIZE as u64).await;
-    let removed = match written {
-        Ok(()) => std::fs::remove_file(&path).and_then(|()| sync_dir(dir)),
-        Err(error) => Err(error),
-    };
-    removed.map_err(|error| {
-        format!(
-            "data directory {} is not writable: probe {}: {error}",
-            dir.display(),
-            path.display()
-        )
-    })
+    DmaDisk::create_zeroed(&path, BLOCK_SIZE as u64)
+        .await
+        .map_err(|e| DiskError::from_io("probe", Some(&path), &e))?;
+    std::fs::remove_file(&path).map_err(|e| DiskError::from_io("remove", Some(&path), &e))?;
+    sync_dir(dir).map_err(|e| DiskError::from_io("sync directory", Some(dir), &e))
 }
 
 /// Path of the rejoin marker of shard `shard` in `dir`.
@@ -402,9 +402,12 @@ fn rejoin_marker(dir: &Path, shard: u32) -> PathBuf {
 }
 
 /// Writes the rejoin marker at `path` durably (the file, then its directory entry).
-fn write_marker(path: &Path) -> std::io::Result<()> {
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(b"this shard lost log state; it votes again once it has re-learned\n")?;
-    file.sync_all()?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+fn write_marker(path: &Path) -> Result<(), DiskError> {
+    let at = |call: &'static str| move |e: std::io::Error| DiskError::from_io(call, Some(path), &e);
+    let mut file = std::fs::File::create(path).map_err(at("create rejoin marker"))?;
+    file.write_all(b"this shard lost log state; it votes again once it has re-learned\n")
+        .map_err(at("write rejoin marker"))?;
+    file.sync_all().map_err(at("sync rejoin marker"))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    sync_dir(dir).map_err(|e| DiskError::from_io("sync directory", Some(dir), &e))
 }
