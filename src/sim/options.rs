@@ -435,6 +435,12 @@ impl SimOptions {
     /// Asserts the invariants listed in the module doc (programmer error if broken: a
     /// hand-built or hand-edited `SimOptions` that makes no sense).
     pub fn invariants(&self) {
+        self.invariants_sizes();
+        self.invariants_faults();
+    }
+
+    /// The counts, sizes and (min, max) ranges (part of `invariants`).
+    fn invariants_sizes(&self) {
         assert!(
             self.read_interval_ns_mean.is_none_or(|mean| mean >= 2),
             "read_interval_ns_mean {:?} must be at least 2 ns",
@@ -506,6 +512,11 @@ impl SimOptions {
         assert!(self.value_size_min >= 1, "value_size_min is 0");
         assert!(self.safety_phase_ns >= 1, "safety_phase_ns is 0");
         assert!(self.liveness_phase_ns >= 1, "liveness_phase_ns is 0");
+    }
+
+    /// The fault rates against the classes that are on, the large-value mode, and the
+    /// clocks (part of `invariants`).
+    fn invariants_faults(&self) {
         let rates: [(FaultClass, u32); 8] = [
             (FaultClass::Loss, self.network_loss_ppm),
             (FaultClass::Duplication, self.network_duplicate_ppm),
