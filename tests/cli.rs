@@ -4,7 +4,7 @@
 
 // The binary's command-line modules, for their clap definition (most of their code is
 // the subcommands themselves, unused here).
-#[allow(dead_code, unused_imports)]
+#[expect(dead_code, reason = "only the clap definitions are used here")]
 #[path = "../src/cli/mod.rs"]
 mod cli;
 

@@ -146,6 +146,10 @@ fn wait_for_leaders(client: &Client) -> BTreeMap<GroupId, (NodeId, NodeId)> {
 // are closed one by one with a logged reason while the node keeps serving.
 // Method: three `synod serve --client` children on free loopback ports; one test so
 // that the cluster starts once (each step is short; the whole test stops by itself).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one test so that the cluster starts once (see Method); each step is short"
+)]
 #[test]
 fn client_protocol_end_to_end() {
     let peer_base = free_ports(3);

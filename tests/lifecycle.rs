@@ -59,6 +59,10 @@ struct LeakOnPanic(Option<synod::api::Node>);
 impl Drop for LeakOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            #[expect(
+                clippy::mem_forget,
+                reason = "the point: a node that hangs on shutdown must not hang the failing test"
+            )]
             std::mem::forget(self.0.take());
         }
     }
@@ -292,6 +296,10 @@ fn node_list(ports: &[u16]) -> String {
 // fdatasync stalls of a shared disk do not enter the measurement). Nodes 1 and 2 start first so that
 // node 1 leads about half the groups; 4 client threads propose 16 KiB values until
 // node 1 exits; then one prober per group node 1 led proposes until acknowledged.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario on three processes, step by step (see Method)"
+)]
 #[test]
 fn full_disk_stops_the_node_and_the_others_take_over() {
     let _alone = one_cluster_at_a_time();

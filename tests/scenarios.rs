@@ -762,6 +762,10 @@ fn campaigns_stop_at_round_max() {
 // messages (every forged body, repeatedly) are stepped in over 30 s of shard time,
 // flushing after each; the LSN, held messages, sends and group state are compared, the
 // counters and warning lines counted; then a proposal is still chosen and applied.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario on one shard, step by step: the comparisons need the state of every step before"
+)]
 #[test]
 fn shard_refuses_and_reports_forged_messages() {
     use bytes::Bytes;

@@ -96,7 +96,10 @@ impl Group {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the fields of an Accept message, as Group::step destructures it"
+    )]
     pub(super) fn on_accept(
         &mut self,
         now: Nanos,
@@ -171,7 +174,10 @@ impl Group {
         self.advance_chosen_from_leader(now, from, ballot, leader_chosen, out);
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the fields of a Heartbeat message, as Group::step destructures it"
+    )]
     pub(super) fn on_heartbeat(
         &mut self,
         now: Nanos,

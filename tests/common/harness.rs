@@ -4,7 +4,7 @@
 //! durable records. It exists to stage exact interleavings; the simulator covers the
 //! random ones.
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "shared by several test crates, each using a part")]
 
 use std::collections::BTreeMap;
 

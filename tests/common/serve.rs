@@ -3,7 +3,7 @@
 //! `--control`; killed on drop. The client protocol's tests add the credentials with
 //! [`ClientKey::args`], the one place that adds them.
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "shared by several test crates, each using a part")]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -377,9 +377,17 @@ impl Driver {
         for request in self.requests.drain(..) {
             refuse(request);
         }
+        #[expect(
+            clippy::iter_over_hash_type,
+            reason = "every waiter gets the same error: the order is not observable"
+        )]
         for (_, reply) in self.proposals.drain() {
             reply.send(Err(Error::Stopped));
         }
+        #[expect(
+            clippy::iter_over_hash_type,
+            reason = "every waiter gets the same error: the order is not observable"
+        )]
         for (_, (_, reply)) in self.reads.drain() {
             reply.send(Err(Error::Stopped));
         }
