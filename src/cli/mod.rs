@@ -15,10 +15,12 @@ pub mod wal;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
 use synod::paxos::NodeId;
+use synod::transport::auth::AuthKey;
 
 /// The exit status of a bad command line (clap's, and the Unix convention).
 pub const EXIT_USAGE: u8 = 2;
@@ -191,6 +193,16 @@ pub fn parse_nodes(text: &str) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
         return Err("no node: expected ID=IP:PORT,...".to_string());
     }
     Ok(nodes)
+}
+
+/// The key in the file at `path`, if the flag `flag` named one.
+///
+/// # Errors
+///
+/// The file cannot be read or holds no key: the message names the flag.
+pub fn read_key(flag: &str, path: Option<&Path>) -> Result<Option<AuthKey>, String> {
+    path.map(|path| AuthKey::from_file(path).map_err(|e| format!("{flag}: {e}")))
+        .transpose()
 }
 
 /// A whole number above zero (a clap value parser: counts, sizes, seconds).

@@ -40,9 +40,8 @@ use synod::api::{Config, InitialState, Node, NodeHandle, ShardStopped};
 use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
 use synod::server::{Server, ServerConfig};
-use synod::transport::auth::AuthKey;
 
-use super::{parse_nodes, positive};
+use super::{parse_nodes, positive, read_key};
 
 /// The flags of `synod serve`.
 #[derive(Clone, Debug, Args)]
@@ -190,10 +189,7 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
         args.nodes.clone(),
         args.dir.clone(),
     );
-    config.peer_key = match &args.key_file {
-        Some(path) => Some(AuthKey::from_file(path).map_err(|e| format!("--key-file: {e}"))?),
-        None => None,
-    };
+    config.peer_key = read_key("--key-file", args.key_file.as_deref())?;
     config.shards = args.shards;
     config.group_count = args.groups;
     config.cores = args.cores.clone();
@@ -380,12 +376,7 @@ fn client_config(args: &ServeArgs, config: &Config) -> Result<Option<ServerConfi
     server.idle_timeout = Duration::from_secs(args.client_idle_timeout_s);
     // --client requires one of --client-key-file and --no-auth, which exclude each
     // other: no key means --no-auth said so.
-    server.key = match &args.client_key_file {
-        Some(path) => {
-            Some(AuthKey::from_file(path).map_err(|e| format!("--client-key-file: {e}"))?)
-        }
-        None => None,
-    };
+    server.key = read_key("--client-key-file", args.client_key_file.as_deref())?;
     Ok(Some(server))
 }
 
