@@ -57,6 +57,14 @@ pub struct GroupConfig {
     /// limit (`DecodeLimits::frame_size_max`, 16 MiB by default; `api::Config::validate`
     /// checks), or a message would be dropped by the link and rebuilt forever.
     pub message_size_max: usize,
+    /// Applied instances kept in memory below the applied watermark (the in-memory
+    /// retention, beside `retention_size_max`): older ones are dropped from the group's
+    /// log and served to lagging peers from the WAL. At least 1.
+    pub retention_instances_max: u64,
+    /// Bytes of applied entries (`Entry::encoded_size`) kept in memory below the
+    /// applied watermark; the newest applied entry is kept whatever its size (so any
+    /// value is valid; 0 keeps only that one).
+    pub retention_size_max: usize,
     /// Seed of the group's private PRNG (election jitter).
     pub seed: u64,
 }
@@ -84,6 +92,8 @@ impl GroupConfig {
             promise_entries_max: 4_096,
             catch_up_entries_max: 256,
             message_size_max: 4 << 20,
+            retention_instances_max: 16_384,
+            retention_size_max: 16 << 20,
             seed: u64::from(node.0) << 32 | u64::from(group.0),
         }
     }
@@ -175,6 +185,12 @@ impl GroupConfig {
         check(
             self.proposal_queue_count_max >= 1,
             "proposal_queue_count_max = 0: must be at least 1".to_string(),
+        )?;
+        check(
+            self.retention_instances_max >= 1,
+            "retention_instances_max = 0: must be at least 1 (the newest applied entry \
+             carries the checksum a leader's heartbeat is compared with)"
+                .to_string(),
         )?;
         Ok(())
     }

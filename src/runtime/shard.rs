@@ -21,7 +21,11 @@
 //! - the rejoin marker is cleared only once every group votes again and everything
 //!   produced up to the moment they all did is durable;
 //! - every proposal handed in is answered exactly once (applied, aborted or failed),
-//!   unless the shard stops first (the executor then answers `Stopped`).
+//!   unless the shard stops first (the executor then answers `Stopped`);
+//! - a group's `Output::wal_reads` (catch-up below its in-memory log) become
+//!   `Effects::wal_reads`, at most one in flight per (group, peer): a repeated request
+//!   meanwhile is dropped (counted), the peer asks again. Their answers come back as
+//!   `ShardInput::WalReadDone`; an executor may also never answer (a crash).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -33,7 +37,7 @@ use crate::paxos::Record;
 use crate::paxos::{
     Apply, Completion, Group, GroupConfig, GroupId, Input, Instance, InstanceRange, Lsn,
     Membership, Message, MessageBody, Nanos, NodeId, Output, ProposalId, ProposeError, Restore,
-    Role,
+    Role, WalRead, WalReadOutcome,
 };
 use crate::wal::group_commit::{AppendError, GroupCommit, WritePlan};
 use crate::wal::record::encoded_size;
@@ -72,6 +76,13 @@ pub enum ShardInput {
     WriteFailed {
         /// What failed and what the disk said.
         fatal: Fatal,
+    },
+    /// A WAL read asked in `Effects::wal_reads` returned.
+    WalReadDone {
+        /// The read, as asked.
+        read: WalRead,
+        /// What the WAL held.
+        outcome: WalReadOutcome,
     },
     /// A linearizable read of `group`: answered in `Effects::reads` once it may be
     /// served (at an applied index under the lease) or refused.
@@ -160,6 +171,10 @@ pub struct Effects {
     /// Lines for the executor to log at WARN level, already rate-limited (reports of
     /// peer messages refused as out of bounds).
     pub warnings: Vec<String>,
+    /// Chosen entries to read back from the WAL (`Store::read_catch_up` or the
+    /// simulated disk) for peers behind a group's in-memory log; each answered with
+    /// `ShardInput::WalReadDone`. Independent of the other effects.
+    pub wal_reads: Vec<WalRead>,
 }
 
 impl Effects {
@@ -172,6 +187,7 @@ impl Effects {
         self.reads.clear();
         self.clear_rejoin_marker = false;
         self.warnings.clear();
+        self.wal_reads.clear();
     }
 }
 
@@ -212,6 +228,10 @@ pub struct ShardCounters {
     pub reads_served: u64,
     /// Reads refused.
     pub reads_refused: u64,
+    /// WAL reads asked of the executor (catch-up below a group's in-memory log).
+    pub wal_reads: u64,
+    /// WAL reads not asked because one for the same group and peer was in flight.
+    pub wal_reads_deduplicated: u64,
 }
 
 /// Where the shard stands with its rejoin marker.
@@ -252,6 +272,9 @@ pub struct Shard {
     refusals: RefusalLog,
     pending_warnings: Vec<String>,
     write_in_flight: Option<Lsn>,
+    /// WAL reads asked and not answered yet, by (group, peer).
+    wal_reads_in_flight: BTreeSet<(GroupId, NodeId)>,
+    pending_wal_reads: Vec<WalRead>,
     poisoned: Option<Fatal>,
     counters: ShardCounters,
 }
@@ -293,6 +316,8 @@ impl Shard {
             refusals: RefusalLog::default(),
             pending_warnings: Vec::new(),
             write_in_flight: None,
+            wal_reads_in_flight: BTreeSet::new(),
+            pending_wal_reads: Vec::new(),
             poisoned: None,
             counters: ShardCounters::default(),
         };
@@ -380,6 +405,17 @@ impl Shard {
                 self.poisoned = Some(fatal);
             }
             ShardInput::Read { group, id } => self.on_read(now, group, id),
+            ShardInput::WalReadDone { read, outcome } => {
+                self.wal_reads_in_flight.remove(&(read.group, read.peer));
+                if self.groups.contains_key(&read.group) {
+                    let input = Input::WalReadDone {
+                        peer: read.peer,
+                        from: read.from,
+                        outcome,
+                    };
+                    self.step_group(now, read.group, input);
+                }
+            }
         }
     }
 
@@ -540,6 +576,14 @@ impl Shard {
         }
         self.pending_apply.append(&mut self.out.apply);
         self.pending_complete.append(&mut self.out.complete);
+        for read in self.out.wal_reads.drain(..) {
+            if self.wal_reads_in_flight.insert((read.group, read.peer)) {
+                self.counters.wal_reads += 1;
+                self.pending_wal_reads.push(read);
+            } else {
+                self.counters.wal_reads_deduplicated += 1;
+            }
+        }
     }
 
     /// Moves records from the overflow queue into the batch being built, in order,
@@ -611,6 +655,7 @@ impl Shard {
         self.decide_marker(effects);
         self.refusals.flush(now, &mut self.pending_warnings);
         effects.warnings.append(&mut self.pending_warnings);
+        effects.wal_reads.append(&mut self.pending_wal_reads);
     }
 
     fn release_durable(&mut self) {
