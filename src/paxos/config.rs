@@ -92,8 +92,10 @@ impl GroupConfig {
             promise_entries_max: 4_096,
             catch_up_entries_max: 256,
             message_size_max: 4 << 20,
-            retention_instances_max: 16_384,
-            retention_size_max: 16 << 20,
+            // Unbounded until the driver and the simulator execute `Effects::wal_reads`:
+            // with a bound, a peer behind the floor would wait forever for its chunk.
+            retention_instances_max: u64::MAX,
+            retention_size_max: usize::MAX,
             seed: u64::from(node.0) << 32 | u64::from(group.0),
         }
     }
