@@ -1,10 +1,12 @@
 //! The deterministic simulator over many seeds: every regression seed of
 //! `tests/seeds.txt`, then `SYNOD_SEEDS` (default 300) random seeds from a base printed
-//! in the summary. `SYNOD_SEED=<seed>` replays exactly one seed. A second test forces
+//! in the summary. `SYNOD_SEED=<seed>` replays exactly one seed. `SYNOD_LARGE_VALUES=1`
+//! forces the large-value mode (small message budget, mostly-large values) on for
+//! every seed, replays included. A second test forces
 //! forgery (messages out of bounds injected by the network) on for a few seeds.
 
-use synod::sim::cluster::{run_options, run_seed};
-use synod::sim::swarm::run_many;
+use synod::sim::cluster::run_options;
+use synod::sim::swarm::{large_values_forced, run_many, seed_options};
 use synod::sim::{FaultClass, SimOptions};
 
 fn regression_seeds() -> Vec<u64> {
@@ -25,7 +27,7 @@ fn env_u64(name: &str) -> Option<u64> {
 #[test]
 fn simulation() {
     if let Some(seed) = env_u64("SYNOD_SEED") {
-        match run_seed(seed) {
+        match run_options(seed_options(seed, large_values_forced())) {
             Ok(report) => {
                 println!("seed {seed}: ok: {report:?}");
                 println!("seed {seed}: reads: {:?}", report.reads);
@@ -46,12 +48,17 @@ fn simulation() {
         }
     });
     println!(
-        "simulation: {} seeds, {} failures (regression seeds: {}; random seeds {}..{}, SYNOD_SEED_BASE={base}) in {:.1}s",
+        "simulation: {} seeds, {} failures (regression seeds: {}; random seeds {}..{}, SYNOD_SEED_BASE={base}{}) in {:.1}s",
         summary.seeds,
         summary.failures.len(),
         regressions.len(),
         base,
         base + count,
+        if large_values_forced() {
+            ", SYNOD_LARGE_VALUES=1"
+        } else {
+            ""
+        },
         summary.elapsed_s
     );
     println!("simulation: {}", summary.totals());

@@ -1,11 +1,36 @@
 //! Running many seeds: on every core, each seed an independent deterministic run, with
 //! a summary that names the seed range and every failure.
+//!
+//! `SYNOD_LARGE_VALUES=1` in the environment forces the large-value mode (small
+//! `message_size_max`, mostly-large values; see `options`) on for every seed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::cluster::{run_seed, Failure, RunReport};
+use super::cluster::{run_options, Failure, RunReport};
+use super::options::SimOptions;
 use crate::runtime::clock::MonotonicClock;
+
+/// The environment variable that forces the large-value mode on for every seed when
+/// set to `1`.
+pub const LARGE_VALUES_VAR: &str = "SYNOD_LARGE_VALUES";
+
+/// Whether the environment forces the large-value mode on (`SYNOD_LARGE_VALUES=1`).
+#[must_use]
+pub fn large_values_forced() -> bool {
+    std::env::var_os(LARGE_VALUES_VAR).is_some_and(|v| v == "1")
+}
+
+/// The options a swarm runs `seed` with: the seed's own, or with the large-value mode
+/// forced on.
+#[must_use]
+pub fn seed_options(seed: u64, force_large_values: bool) -> SimOptions {
+    if force_large_values {
+        SimOptions::from_seed_with_large_values(seed)
+    } else {
+        SimOptions::from_seed(seed)
+    }
+}
 
 /// What a batch of seeds did.
 #[derive(Debug, Default)]
@@ -58,13 +83,15 @@ impl Summary {
 
 /// Runs `seeds` on `threads` threads; `progress(done, failures, failure)` is called
 /// after each seed (from the worker threads, serialized), with the seed's failure if it
-/// failed, so a long run names failing seeds as soon as they fail.
+/// failed, so a long run names failing seeds as soon as they fail. Honours
+/// `SYNOD_LARGE_VALUES` (read once).
 pub fn run_many(
     seeds: &[u64],
     threads: usize,
     progress: &(dyn Fn(usize, usize, Option<&Failure>) + Sync),
 ) -> Summary {
     let clock = MonotonicClock::start();
+    let force_large_values = large_values_forced();
     let next = AtomicU64::new(0);
     let state = Mutex::new(Summary::default());
     std::thread::scope(|scope| {
@@ -72,7 +99,7 @@ pub fn run_many(
             scope.spawn(|| loop {
                 let index = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some(&seed) = seeds.get(index) else { break };
-                let result = run_seed(seed);
+                let result = run_options(seed_options(seed, force_large_values));
                 let mut summary = state.lock().unwrap_or_else(|e| e.into_inner());
                 summary.seeds += 1;
                 match result {

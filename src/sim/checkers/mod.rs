@@ -13,6 +13,7 @@
 //! | `read`         | reads reflect every acknowledged value, and only chosen ones    |
 //! | `monotonic`    | promised/leader ballots and watermarks never go back            |
 //! | `bounds`       | rounds and instances in bounds; forged messages change nothing  |
+//! | `size`         | messages fit `message_size_max`; the estimate bounds the codec  |
 //! | `liveness`     | after faults heal, the cluster converges within a bound         |
 //!
 //! Invariant: a checker never panics on what a node reports (that is the system under
@@ -29,6 +30,7 @@ pub mod liveness;
 pub mod monotonic;
 pub mod prefix;
 pub mod read;
+pub mod size;
 
 pub use agreement::AgreementChecker;
 pub use bounds::BoundsChecker;
@@ -40,6 +42,7 @@ pub use liveness::LivenessChecker;
 pub use monotonic::{MonotonicChecker, Watermarks};
 pub use prefix::PrefixChecker;
 pub use read::ReadChecker;
+pub use size::MessageSizeChecker;
 
 use crate::paxos::{Apply, Body, Entry, GroupId, NodeId, ProposalId};
 use bytes::Bytes;
@@ -141,6 +144,8 @@ pub struct Checkers {
     pub bounds: BoundsChecker,
     /// Convergence after faults heal.
     pub liveness: LivenessChecker,
+    /// Messages fit their byte budget, and the estimate bounds the real encoding.
+    pub message_size: MessageSizeChecker,
 }
 
 impl Checkers {
@@ -148,6 +153,20 @@ impl Checkers {
     #[must_use]
     pub fn new() -> Checkers {
         Checkers::default()
+    }
+
+    /// Fresh checkers for groups whose messages may take `message_size_max` bytes
+    /// (`None`: the frame limit), over the default frame limit.
+    #[must_use]
+    pub fn with_message_size_max(message_size_max: Option<usize>) -> Checkers {
+        let frame_size_max = crate::transport::DecodeLimits::default().frame_size_max;
+        Checkers {
+            message_size: MessageSizeChecker::new(
+                message_size_max.unwrap_or(frame_size_max),
+                frame_size_max,
+            ),
+            ..Checkers::default()
+        }
     }
 
     /// The client submitted `value` to `node` for `group` at true time `now_ns`, and the

@@ -1,0 +1,202 @@
+//! Carrying out one shard's effects (the simulated disk write and its completion,
+//! the network, applies, replies, reads, the rejoin marker), then feeding every
+//! checker the state the step left.
+
+use super::forge::forge_message;
+use super::{Cluster, Event};
+use crate::paxos::{Ballot, Message, Nanos, Role};
+use crate::runtime::shard::ProposalOutcome;
+use crate::runtime::Effects;
+use crate::sim::checkers::{Violation, Watermarks};
+
+impl Cluster {
+    pub(super) fn execute(
+        &mut self,
+        node: usize,
+        shard: usize,
+        effects: &mut Effects,
+    ) -> Result<(), Violation> {
+        let id = self.nodes[node].id;
+        self.report.refusal_lines += effects.warnings.len() as u64;
+        if let Some(plan) = effects.write.take() {
+            let slot = &mut self.nodes[node].shards[shard];
+            let end = plan.offset as usize + plan.bytes.len();
+            assert!(
+                end <= slot.disk.size(),
+                "simulated disk full at {end} bytes"
+            );
+            slot.disk.write(plan.offset, &plan.bytes);
+            let latency = self.prng.range(
+                self.options.disk_write_latency_ns_min,
+                self.options.disk_write_latency_ns_max,
+            ) + self.prng.range(
+                self.options.disk_sync_latency_ns_min,
+                self.options.disk_sync_latency_ns_max,
+            );
+            let incarnation = self.nodes[node].incarnation;
+            self.schedule(
+                self.now + latency,
+                Event::WriteDone {
+                    node,
+                    shard,
+                    incarnation,
+                    lsn: plan.lsn_through,
+                    offset: plan.offset,
+                },
+            );
+            if let Some(core) = self.nodes[node].shards[shard].shard.as_mut() {
+                core.recycle(plan.bytes);
+            }
+        }
+        for (peer, messages) in effects.send.drain(..) {
+            for message in messages {
+                self.checkers.bounds.observe_sent(id, &message)?;
+                self.checkers.message_size.observe_sent(id, &message)?;
+                if let Some(ballot) = durable_ballot(&message) {
+                    self.checkers
+                        .monotonic
+                        .observe_durable(id, message.group, ballot);
+                }
+                let forge = self.options.network_forge_ppm > 0
+                    && self.forge_prng.chance_ppm(self.options.network_forge_ppm);
+                let forged =
+                    forge.then(|| forge_message(&message, self.nodes.len(), &mut self.forge_prng));
+                self.network
+                    .send(Nanos(self.now), id, peer, message, &mut self.prng);
+                if let Some(forged) = forged {
+                    let (from, to) = (forged.from, forged.to);
+                    self.network
+                        .send(Nanos(self.now), from, to, forged, &mut self.forge_prng);
+                }
+            }
+        }
+        for apply in effects.apply.drain(..) {
+            self.checkers.observe_apply(id, &apply)?;
+        }
+        // The shard's answers, one per proposal, after the applies they refer to.
+        for (proposal, outcome) in effects.replies.drain(..) {
+            let Some((_, group)) = self.proposals_in_flight.remove(&proposal) else {
+                continue;
+            };
+            match outcome {
+                ProposalOutcome::Applied { instance, .. } => {
+                    if self.liveness {
+                        self.acknowledged_after_heal += 1;
+                    }
+                    self.checkers.read.observe_acknowledged(group, instance);
+                    self.checkers.liveness.observe_complete(id, group, proposal);
+                }
+                ProposalOutcome::Aborted => {
+                    self.checkers.liveness.observe_complete(id, group, proposal);
+                }
+                ProposalOutcome::Failed(_) => {
+                    self.checkers.durability.observe_failed(id, group, proposal);
+                    self.checkers.liveness.observe_complete(id, group, proposal);
+                }
+            }
+        }
+        for read in effects.reads.drain(..) {
+            if self.reads_in_flight.remove(&read.id).is_none() {
+                continue;
+            }
+            match read.outcome {
+                Ok(read_index) => {
+                    // The node's state machine: its applied prefix, as its checksum.
+                    let core = self.nodes[node].shards[shard].shard.as_ref();
+                    let group = core
+                        .and_then(|core| core.group(read.group))
+                        .expect("a shard that answers a read has the group");
+                    self.report.reads.served += 1;
+                    self.checkers.read.observe_served(
+                        read.id.0,
+                        read_index,
+                        group.applied_through(),
+                        group.checksum(),
+                        self.now,
+                    )?;
+                }
+                Err(_) => {
+                    self.report.reads.refused += 1;
+                    self.checkers.read.observe_refused(read.id.0);
+                }
+            }
+        }
+        if effects.clear_rejoin_marker {
+            // The marker file goes: a later restart no longer rejoins as a learner.
+            self.nodes[node].shards[shard].lost_marker = false;
+        }
+        Ok(())
+    }
+
+    /// Feeds every checker the state of the groups of `node`'s `shard` after a step.
+    pub(super) fn observe(&mut self, node: usize, shard: usize) -> Result<(), Violation> {
+        let id = self.nodes[node].id;
+        let local = self.nodes[node].clock.local(self.now);
+        let Some(core) = self.nodes[node].shards[shard].shard.as_ref() else {
+            return Ok(());
+        };
+        for group in core.groups() {
+            let watermarks = Watermarks {
+                promised: group.promised(),
+                chosen_through: group.chosen_through(),
+                applied_through: group.applied_through(),
+                leader_ballot: (group.role() == Role::Leader)
+                    .then(|| group.ballot())
+                    .flatten(),
+            };
+            let group_id = group.config().group;
+            self.checkers
+                .observe_watermarks(id, group_id, &watermarks)?;
+            if let (Some(until), Some(ballot)) = (group.lease_until(), group.ballot()) {
+                if local < until {
+                    let end = self.nodes[node].clock.true_of(until);
+                    self.checkers
+                        .lease
+                        .observe_lease(group_id, id, ballot, self.now, end)?;
+                }
+            }
+            if group.is_fenced() {
+                return Err(Violation::new(
+                    "checksum",
+                    format!(
+                        "node {} group {} fenced by a checksum mismatch",
+                        id.0, group_id.0
+                    ),
+                ));
+            }
+        }
+        if self.damaged == Some(node) && self.node_recovered(node) {
+            self.damaged = None;
+        }
+        Ok(())
+    }
+
+    /// Whether `node` is up, every group votes and no shard carries a lost marker.
+    pub(super) fn node_recovered(&self, node: usize) -> bool {
+        let node = &self.nodes[node];
+        node.up
+            && node.shards.iter().all(|slot| {
+                !slot.lost_marker
+                    && slot
+                        .shard
+                        .as_ref()
+                        .is_some_and(|core| core.groups().all(|g| g.is_voting()))
+            })
+    }
+}
+
+/// The ballot a message proves durable on its sender: it may leave only once that
+/// ballot is in the sender's log (promises and acks wait for the write; a candidate
+/// persists its ballot before its prepares; a leader's accepts follow its election).
+fn durable_ballot(message: &Message) -> Option<Ballot> {
+    use crate::paxos::MessageBody as B;
+    match &message.body {
+        B::Promise { ballot, .. } | B::Accepted { ballot, .. } => Some(*ballot),
+        B::Prepare { ballot, .. } | B::Accept { ballot, .. } => Some(*ballot),
+        B::Reject { .. }
+        | B::Heartbeat { .. }
+        | B::HeartbeatAck { .. }
+        | B::CatchUpRequest { .. }
+        | B::CatchUpChunk { .. } => None,
+    }
+}

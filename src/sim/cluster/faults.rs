@@ -1,0 +1,215 @@
+//! Faults and recovery: crashes (some losing the disk), partitions, bit flips, the
+//! heal that starts the liveness phase, and a node's start from its disks.
+
+use super::{Cluster, Event, LIVENESS_BOUND_NS, MS};
+use crate::paxos::{Lsn, NodeId, Restore};
+use crate::runtime::{shard_of, Shard, ShardConfig, ShardInput};
+use crate::sim::checkers::Violation;
+use crate::sim::network::NetworkOptions;
+use crate::wal::{self, DecodeLimits, GroupCommit, GroupCommitConfig, ScanConfig};
+
+impl Cluster {
+    pub(super) fn inject_crash(&mut self) {
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|n| self.nodes[*n].up)
+            .collect();
+        if up.len() <= 1 {
+            return;
+        }
+        let node = up[self.prng.index(up.len())];
+        // One crash in five (at least) loses its disk when the seed enables it.
+        let lose_disk = self.damaged.is_none()
+            && self.options.disk_loss_ppm > 0
+            && self
+                .prng
+                .chance_ppm(self.options.disk_loss_ppm.max(200_000));
+        self.crash(node, lose_disk);
+        let delay = self.prng.range(
+            self.options.restart_delay_ns_min,
+            self.options.restart_delay_ns_max,
+        );
+        self.schedule(self.now + delay, Event::Restart { node });
+    }
+
+    pub(super) fn crash(&mut self, node: usize, lose_disk: bool) {
+        let n = &mut self.nodes[node];
+        n.up = false;
+        n.incarnation += 1;
+        self.network.drop_node(n.id);
+        for slot in &mut n.shards {
+            slot.shard = None;
+            slot.disk.crash(&mut self.prng);
+        }
+        if lose_disk {
+            n.wipe_on_restart = true;
+            self.damaged = Some(node);
+            self.report.disks_lost += 1;
+        }
+        self.proposals_in_flight
+            .retain(|_, (owner, _)| *owner != node);
+        self.reads_in_flight.retain(|_, owner| *owner != node);
+        self.report.crashes += 1;
+    }
+
+    pub(super) fn inject_partition(&mut self) {
+        let count = self.nodes.len();
+        let mut sides: Vec<Vec<NodeId>> = vec![Vec::new(), Vec::new()];
+        for node in &self.nodes {
+            sides[self.prng.index(2)].push(node.id);
+        }
+        sides.retain(|s| !s.is_empty());
+        if sides.len() < 2 || count < 2 {
+            let at = self.now + 10 * MS;
+            self.schedule(at, Event::PartitionEnd);
+            return;
+        }
+        self.network.partition(&sides);
+        self.report.partitions += 1;
+        let duration = self.prng.range(
+            self.options.partition_duration_ns_min,
+            self.options.partition_duration_ns_max,
+        );
+        self.schedule(self.now + duration, Event::PartitionEnd);
+    }
+
+    /// When the seed enables bit flips, a few land in each safety phase (more with a
+    /// higher `disk_bit_flip_ppm`): rare enough that the damaged replica can rejoin
+    /// between two of them, frequent enough to matter.
+    pub(super) fn bit_flip_interval(&mut self) -> u64 {
+        let per_phase = 1 + u64::from(self.options.disk_bit_flip_ppm) / 500;
+        self.exponential((self.options.safety_phase_ns / per_phase).max(100 * MS))
+    }
+
+    pub(super) fn inject_bit_flip(&mut self) {
+        if self.damaged.is_some() {
+            return;
+        }
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|n| self.nodes[*n].up)
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let node = up[self.prng.index(up.len())];
+        let shard = self.prng.index(self.nodes[node].shards.len());
+        let limit = self.nodes[node].shards[shard].last_write_offset;
+        if limit == 0 {
+            return;
+        }
+        let offset = self.prng.below(limit);
+        let bit = self.prng.below(8) as u8;
+        self.nodes[node].shards[shard].disk.flip_bit(offset, bit);
+        self.damaged = Some(node);
+        self.report.bit_flips += 1;
+        // Damage matters when the log is read back: crash the node soon.
+        self.crash(node, false);
+        let delay = self.prng.range(
+            self.options.restart_delay_ns_min,
+            self.options.restart_delay_ns_max,
+        );
+        self.schedule(self.now + delay, Event::Restart { node });
+    }
+
+    pub(super) fn heal(&mut self) -> Result<(), Violation> {
+        self.liveness = true;
+        self.network.heal();
+        let mut calm = NetworkOptions::from_options(&self.options);
+        calm.loss_ppm = 0;
+        calm.duplicate_ppm = 0;
+        self.network.set_options(calm);
+        for node in 0..self.nodes.len() {
+            if !self.nodes[node].up {
+                self.start_node(node)?;
+            }
+        }
+        self.checkers.liveness.start(self.now, LIVENESS_BOUND_NS);
+        Ok(())
+    }
+
+    /// Starts (or restarts) `node` from its disks: recovery, replay, new shards.
+    pub(super) fn start_node(&mut self, node: usize) -> Result<(), Violation> {
+        let now = self.now;
+        let first_start = self.nodes[node].incarnation == 0 && !self.nodes[node].up;
+        let restarted = !first_start || self.steps > 1;
+        if restarted {
+            let (clock, prng) = (&mut self.nodes[node].clock, &mut self.prng);
+            if now > clock.start_true_ns() {
+                clock.restart(now, prng);
+            }
+        }
+        let id = self.nodes[node].id;
+        let wipe = std::mem::take(&mut self.nodes[node].wipe_on_restart);
+        let local = self.nodes[node].clock.local(now);
+        let shard_count = self.shard_count();
+        let mut lost_any = wipe;
+        for shard in 0..self.nodes[node].shards.len() {
+            let salt = self.nodes[node].shards[shard].salt;
+            let slot = &mut self.nodes[node].shards[shard];
+            if wipe {
+                slot.disk.wipe();
+            }
+            let scan = wal::scan(
+                slot.disk.image(),
+                &ScanConfig {
+                    salt,
+                    lsn_prev: Lsn(0),
+                    limits: DecodeLimits::default(),
+                },
+            );
+            let corrupt = scan.recovery.is_corrupt();
+            if corrupt {
+                self.report.corrupt_recoveries += 1;
+            }
+            let lost = wipe || corrupt || slot.lost_marker;
+            slot.lost_marker = lost;
+            lost_any |= lost;
+            if !scan.scrub.is_empty() {
+                let zeros = vec![0u8; (scan.scrub.end - scan.scrub.start) as usize];
+                slot.disk.write(scan.scrub.start, &zeros);
+                slot.disk.sync();
+            }
+            let mut recovered = wal::replay(&scan.records);
+            let mut groups = Vec::new();
+            for config in &self.group_configs {
+                if config.node != id || usize::from(shard_of(config.group, shard_count)) != shard {
+                    continue;
+                }
+                let state = recovered.remove(&config.group).unwrap_or_default();
+                let restore = Restore {
+                    promised: state.promised,
+                    accepted: state.accepted,
+                    learned: state.learned,
+                    chosen_through: state.chosen_through,
+                    lost_state: lost,
+                };
+                groups.push((config.clone(), restore));
+            }
+            let commit = GroupCommit::new(
+                GroupCommitConfig {
+                    salt,
+                    ..self.commit_config
+                },
+                scan.resume,
+            );
+            let config = ShardConfig {
+                node: id,
+                ..self.shard_config_template.clone()
+            };
+            slot.shard = Some(Shard::new(config, groups, commit, lost, local));
+            slot.last_write_offset = 0;
+        }
+        if restarted {
+            self.checkers.restart(id, lost_any);
+        }
+        if lost_any {
+            self.damaged = Some(node);
+        }
+        self.nodes[node].up = true;
+        self.network.restore_node(id);
+        // Flush each new shard once: it re-applies its restored chosen prefix.
+        for shard in 0..self.nodes[node].shards.len() {
+            self.step_shard(node, shard, ShardInput::Tick)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,499 @@
+//! The deterministic cluster simulation: nodes × shards × groups, each shard the real
+//! `runtime::Shard` over the real WAL code (`wal::GroupCommit`, `wal::scan`,
+//! `wal::replay`) on a `SimDisk`, peers joined by a `SimNetwork`, every node on its own
+//! drifting `SimClock`, all driven by one seed.
+//!
+//! A run has two phases. The safety phase turns the seed's faults on (loss,
+//! duplication, reordering, partitions, crashes with torn writes, bit flips, lost
+//! disks, clock drift) and checks every property after every step. The liveness phase
+//! heals everything, restarts every node, keeps proposing for a while, then requires
+//! the cluster to converge within a bound.
+//!
+//! The fault atlas keeps faults recoverable: at most one node at a time may have lost
+//! state (a wiped disk or a corrupted log), because a replica re-learning lost state
+//! relies on the others' logs; bit flips land only in blocks before a shard's last
+//! completed write (damage to the last durable batch is indistinguishable from a torn
+//! write: see `wal::recovery`).
+//!
+//! Forgery (when the seed turns it on): for some messages sent, the network also
+//! delivers a forged one, of a random kind, claiming a random node as sender, with a
+//! ballot or an instance out of bounds. Each forged message delivered to a running
+//! shard is checked to change nothing there (`checkers::bounds`), in both phases: the
+//! cluster must converge while the forgery goes on.
+//!
+//! Reads (unless the options turn them off): clients issue linearizable reads, mostly
+//! to the believed leader, at times and to nodes drawn from the reads' own PRNG stream;
+//! they are not steps (the fault run's report does not move). Each read answered ready
+//! is served as the node's state machine state (applied instance and running
+//! checksum) and checked against the chosen prefix (`checkers::read`); the lease
+//! checker sees the serving node's lease at the read's step, as at every step.
+//!
+//! Files, one concern each: this one holds the cluster, its event loop and the
+//! stepping of one shard; `report` what a run returns; `execute` carries out a shard's
+//! effects and feeds the checkers; `faults` injects crashes, partitions and bit flips
+//! and restarts nodes from their disks; `workload` is the clients (proposals and
+//! reads); `forge` makes and delivers forged messages.
+
+mod execute;
+mod faults;
+mod forge;
+mod report;
+mod workload;
+
+use std::collections::BTreeMap;
+
+use super::checkers::{Checkers, Violation};
+use super::clock::SimClock;
+use super::disk::SimDisk;
+use super::network::{NetworkOptions, SimNetwork};
+use super::options::SimOptions;
+use crate::paxos::{GroupConfig, GroupId, Lsn, Membership, Message, Nanos, NodeId, ProposalId};
+use crate::prng::Prng;
+use crate::runtime::shard::ReadId;
+use crate::runtime::{shard_of, Effects, Shard, ShardConfig, ShardInput};
+use crate::wal::{self, GroupCommitConfig};
+
+const MS: u64 = 1_000_000;
+const S: u64 = 1_000_000_000;
+
+/// Size of each simulated shard disk.
+/// (Images grow with what is written: a seed pays only for the log it writes.)
+pub const DISK_SIZE: usize = 2 << 30;
+/// How long the liveness phase keeps proposing before it waits for convergence.
+const LIVENESS_LOAD_NS: u64 = 2 * S;
+/// How long after healing the cluster must have converged.
+const LIVENESS_BOUND_NS: u64 = 60 * S;
+/// Steps after which a run is declared stuck (a driver or protocol livelock).
+const STEPS_MAX: u64 = 20_000_000;
+
+pub use report::{run_options, run_seed, Failure, ReadReport, RunReport};
+
+#[derive(Clone, Debug)]
+enum Event {
+    WriteDone {
+        node: usize,
+        shard: usize,
+        incarnation: u32,
+        lsn: Lsn,
+        offset: u64,
+    },
+    Crash,
+    Restart {
+        node: usize,
+    },
+    PartitionStart,
+    PartitionEnd,
+    BitFlip,
+    Client,
+    Heal,
+}
+
+struct ShardSlot {
+    shard: Option<Shard>,
+    disk: SimDisk,
+    /// Offset of the newest durable batch (the last write whose sync completed): bit
+    /// flips land only below it, so a later durable batch always follows the damage.
+    /// Damage to the newest durable batch itself, once the write in flight is lost in a
+    /// crash, is indistinguishable from a torn write (see `wal::recovery`).
+    last_write_offset: u64,
+    salt: u32,
+    /// The shard's log lost state (wiped, or corrupt before its tail). Survives crashes
+    /// like a marker file beside the log, so a restart after the scrub still knows;
+    /// cleared once every group votes again and what it re-learned is durable.
+    lost_marker: bool,
+}
+
+struct Node {
+    id: NodeId,
+    clock: SimClock,
+    up: bool,
+    incarnation: u32,
+    shards: Vec<ShardSlot>,
+    /// Wipe the disks at the next restart.
+    wipe_on_restart: bool,
+}
+
+/// A whole simulated cluster. See the module docs.
+pub struct Cluster {
+    options: SimOptions,
+    prng: Prng,
+    /// The forger's own stream, so that turning forgery on leaves the draws of the
+    /// main stream where they were.
+    forge_prng: Prng,
+    /// The reads' own stream (which node, which group, when), for the same reason.
+    read_prng: Prng,
+    /// When the next read is issued (`None`: reads are off).
+    read_next_ns: Option<u64>,
+    read_id_next: u64,
+    /// Reads waiting for an answer: the node they were sent to.
+    reads_in_flight: BTreeMap<ReadId, usize>,
+    now: u64,
+    steps: u64,
+    nodes: Vec<Node>,
+    network: SimNetwork<Message>,
+    checkers: Checkers,
+    events: BTreeMap<(u64, u64), Event>,
+    event_seq: u64,
+    groups: Vec<GroupId>,
+    group_configs: Vec<GroupConfig>,
+    commit_config: GroupCommitConfig,
+    shard_config_template: ShardConfig,
+    /// The node whose state is damaged (lost disk, flipped bits) until it votes again.
+    damaged: Option<usize>,
+    proposal_next: u64,
+    proposals_in_flight: BTreeMap<ProposalId, (usize, GroupId)>,
+    liveness: bool,
+    proposing: bool,
+    /// Proposals submitted, and acknowledged, after the heal.
+    proposed_after_heal: u64,
+    acknowledged_after_heal: u64,
+    effects: Effects,
+    report: RunReport,
+}
+
+impl Cluster {
+    /// A cluster configured by `options`, not yet started.
+    #[must_use]
+    pub fn new(options: SimOptions) -> Cluster {
+        let mut prng = Prng::new(options.seed);
+        let voters: Vec<NodeId> = (1..=options.node_count as u32).map(NodeId).collect();
+        let membership = Membership::new(voters.clone());
+        let groups: Vec<GroupId> = (1..=options.group_count as u32).map(GroupId).collect();
+        let value_size_max = options.value_size_max.max(options.large_value_size_max);
+        let batch_size_max = options.batch_size_max.max(value_size_max);
+        let mut group_configs = Vec::new();
+        for &node in &voters {
+            for &group in &groups {
+                let mut config = GroupConfig::new(node, group, membership.clone());
+                config.window_instances_max = options.window_instances_max;
+                config.accept_window_instances_max = options.window_instances_max * 4;
+                config.batch_values_max = options.batch_values_max;
+                config.batch_size_max = batch_size_max;
+                config.value_size_max = value_size_max;
+                config.proposal_queue_count_max = 1_024;
+                config.proposal_queue_size_max = 64 << 20;
+                config.election_timeout_ns = 500 * MS;
+                config.heartbeat_interval_ns = 50 * MS;
+                config.lease_ns = 250 * MS;
+                config.retransmit_ns = 100 * MS;
+                config.clock_drift_ppm = u64::from(options.clock_drift_bound_ppm);
+                config.promise_entries_max = 4_096;
+                config.catch_up_entries_max = 64;
+                if let Some(slack) = options.message_size_slack {
+                    config.message_size_max = config.message_size_min() + slack;
+                }
+                config.seed = prng.next_u64();
+                if let Err(why) = config.validate() {
+                    panic!("simulator built an invalid GroupConfig: {why}");
+                }
+                group_configs.push(config);
+            }
+        }
+        let buffer = wal::block_align_up((batch_size_max * 2 + (256 << 10)) as u64) as usize;
+        let commit_config = GroupCommitConfig {
+            buffer_size_max: buffer,
+            salt: 0,
+        };
+        let shard_config_template = ShardConfig {
+            node: NodeId(0),
+            wal_pending_size_max: buffer * 4,
+            held_count_max: 100_000,
+            reads_pending_count_max: 1_024,
+        };
+        let mut nodes = Vec::new();
+        for (index, &id) in voters.iter().enumerate() {
+            let drift = options.clock_drift_ppm[index];
+            let clock = SimClock::new(drift, options.clock_drift_bound_ppm, 0, &mut prng);
+            let shards = (0..options.shards_per_node)
+                .map(|_| ShardSlot {
+                    shard: None,
+                    disk: SimDisk::new(DISK_SIZE),
+                    last_write_offset: 0,
+                    salt: prng.next_u64() as u32,
+                    lost_marker: false,
+                })
+                .collect();
+            nodes.push(Node {
+                id,
+                clock,
+                up: false,
+                incarnation: 0,
+                shards,
+                wipe_on_restart: false,
+            });
+        }
+        let network = SimNetwork::new(NetworkOptions::from_options(&options));
+        Cluster {
+            prng,
+            forge_prng: Prng::new(options.seed ^ 0x464f_5247_4552_5321),
+            read_prng: Prng::new(options.seed ^ 0x5245_4144_5354_524d),
+            read_next_ns: options.read_interval_ns_mean,
+            read_id_next: 1,
+            reads_in_flight: BTreeMap::new(),
+            now: 0,
+            steps: 0,
+            nodes,
+            network,
+            checkers: Checkers::with_message_size_max(
+                group_configs.iter().map(|c| c.message_size_max).max(),
+            ),
+            events: BTreeMap::new(),
+            event_seq: 0,
+            groups,
+            group_configs,
+            commit_config,
+            shard_config_template,
+            damaged: None,
+            proposal_next: 1,
+            proposals_in_flight: BTreeMap::new(),
+            liveness: false,
+            proposing: true,
+            proposed_after_heal: 0,
+            acknowledged_after_heal: 0,
+            effects: Effects::default(),
+            report: RunReport {
+                seed: options.seed,
+                ..RunReport::default()
+            },
+            options,
+        }
+    }
+
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.event_seq += 1;
+        self.events.insert((at, self.event_seq), event);
+    }
+
+    /// Runs both phases; Err on the first violated property.
+    pub fn run(&mut self) -> Result<(), Violation> {
+        for node in 0..self.nodes.len() {
+            self.start_node(node)?;
+        }
+        self.schedule(0, Event::Client);
+        if self.options.crash_interval_ns_mean.is_some() {
+            let at = self.exponential(self.options.crash_interval_ns_mean.unwrap_or(S));
+            self.schedule(at, Event::Crash);
+        }
+        if let Some(mean) = self.options.partition_interval_ns_mean {
+            let at = self.exponential(mean);
+            self.schedule(at, Event::PartitionStart);
+        }
+        if self.options.disk_bit_flip_ppm > 0 {
+            let at = self.bit_flip_interval();
+            self.schedule(at, Event::BitFlip);
+        }
+        self.schedule(self.options.safety_phase_ns, Event::Heal);
+        let deadline = self.options.safety_phase_ns + LIVENESS_BOUND_NS;
+        loop {
+            self.steps += 1;
+            if self.steps > STEPS_MAX {
+                return Err(Violation::new(
+                    "liveness",
+                    format!("no end after {STEPS_MAX} steps at t = {} ns", self.now),
+                ));
+            }
+            if self.liveness && !self.proposing {
+                let live: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
+                if self.checkers.liveness.is_converged(&live, &self.groups) {
+                    return self.final_checks();
+                }
+            }
+            let next_event = self.events.first_key_value().map(|((at, _), _)| *at);
+            let next_message = self.network.next_delivery().map(|n| n.0);
+            let next_timer = self.next_timer();
+            let next = [next_event, next_message, next_timer]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("client events never stop before the end");
+            if next > deadline {
+                let live: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
+                self.checkers.liveness.check(next, &live, &self.groups)?;
+                return self.final_checks();
+            }
+            // A read due first is issued outside the step count, and the clock of the
+            // steps does not move for it (`next_timer` counts from `now`): with reads
+            // on, the fault run stays the one it was without them.
+            if let Some(at) = self.read_next_ns.filter(|at| *at <= next) {
+                self.steps -= 1;
+                let now = self.now;
+                self.now = at.max(now);
+                let read = self.read();
+                self.now = now;
+                read?;
+                continue;
+            }
+            assert!(next >= self.now, "time went back: {next} < {}", self.now);
+            self.now = next;
+            if next_event == Some(next) {
+                let (_, event) = self.events.pop_first().expect("peeked above");
+                self.on_event(event)?;
+            } else if next_message == Some(next) {
+                let Some((from, to, message)) = self.network.pop_due(Nanos(next)) else {
+                    continue;
+                };
+                debug_assert_eq!(message.from, from);
+                let node = (to.0 - 1) as usize;
+                if self.nodes[node].up {
+                    let shard = usize::from(shard_of(message.group, self.shard_count()));
+                    // Honest messages are in bounds (checked as they leave): a message
+                    // out of bounds is forged.
+                    if message.body.check_bounds().is_err() {
+                        self.deliver_forged(node, shard, message)?;
+                    } else {
+                        self.step_shard(node, shard, ShardInput::Message(message))?;
+                    }
+                }
+            } else {
+                self.tick_due()?;
+            }
+        }
+    }
+
+    fn shard_count(&self) -> u16 {
+        self.options.shards_per_node as u16
+    }
+
+    /// The earliest true time any up shard's timers fire.
+    fn next_timer(&self) -> Option<u64> {
+        let mut next: Option<u64> = None;
+        for node in self.nodes.iter().filter(|n| n.up) {
+            for slot in &node.shards {
+                if let Some(deadline) = slot.shard.as_ref().and_then(Shard::next_deadline) {
+                    // At least 1 µs ahead so a timer that does not move cannot spin.
+                    let at = node.clock.true_of(deadline).max(self.now + 1_000);
+                    next = Some(next.map_or(at, |n: u64| n.min(at)));
+                }
+            }
+        }
+        next
+    }
+
+    fn tick_due(&mut self) -> Result<(), Violation> {
+        for node in 0..self.nodes.len() {
+            if !self.nodes[node].up {
+                continue;
+            }
+            let local = self.nodes[node].clock.local(self.now);
+            for shard in 0..self.nodes[node].shards.len() {
+                let due = self.nodes[node].shards[shard]
+                    .shard
+                    .as_ref()
+                    .and_then(Shard::next_deadline)
+                    .is_some_and(|d| d <= local);
+                if due {
+                    self.step_shard(node, shard, ShardInput::Tick)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Steps one shard with `input`, flushes it, executes its effects and checks.
+    fn step_shard(
+        &mut self,
+        node: usize,
+        shard: usize,
+        input: ShardInput,
+    ) -> Result<(), Violation> {
+        let local = self.nodes[node].clock.local(self.now);
+        if let Some(core) = self.nodes[node].shards[shard].shard.as_mut() {
+            core.step(local, input);
+        }
+        self.flush_shard(node, shard)
+    }
+
+    /// Flushes one shard, executes its effects and checks.
+    fn flush_shard(&mut self, node: usize, shard: usize) -> Result<(), Violation> {
+        let local = self.nodes[node].clock.local(self.now);
+        let mut effects = std::mem::take(&mut self.effects);
+        effects.clear();
+        {
+            let slot = &mut self.nodes[node].shards[shard];
+            let Some(core) = slot.shard.as_mut() else {
+                self.effects = effects;
+                return Ok(());
+            };
+            core.flush(local, &mut effects);
+            core.invariants();
+            if let Some(fatal) = core.poisoned() {
+                return Err(Violation::new(
+                    "shard",
+                    format!("node {} shard {shard} stopped: {fatal}", node + 1),
+                ));
+            }
+        }
+        let result = self.execute(node, shard, &mut effects);
+        self.effects = effects;
+        result?;
+        self.observe(node, shard)
+    }
+
+    fn on_event(&mut self, event: Event) -> Result<(), Violation> {
+        match event {
+            Event::WriteDone {
+                node,
+                shard,
+                incarnation,
+                lsn,
+                offset,
+            } => {
+                if self.nodes[node].up && self.nodes[node].incarnation == incarnation {
+                    self.nodes[node].shards[shard].disk.sync();
+                    self.nodes[node].shards[shard].last_write_offset = offset;
+                    self.step_shard(node, shard, ShardInput::WriteDone { lsn_through: lsn })?;
+                }
+            }
+            Event::Crash => {
+                if !self.liveness {
+                    self.inject_crash();
+                    if let Some(mean) = self.options.crash_interval_ns_mean {
+                        let at = self.now + self.exponential(mean);
+                        self.schedule(at, Event::Crash);
+                    }
+                }
+            }
+            Event::Restart { node } => {
+                if !self.nodes[node].up {
+                    self.start_node(node)?;
+                }
+            }
+            Event::PartitionStart => {
+                if !self.liveness {
+                    self.inject_partition();
+                }
+            }
+            Event::PartitionEnd => {
+                self.network.heal();
+                if let (false, Some(mean)) =
+                    (self.liveness, self.options.partition_interval_ns_mean)
+                {
+                    let at = self.now + self.exponential(mean);
+                    self.schedule(at, Event::PartitionStart);
+                }
+            }
+            Event::BitFlip => {
+                if !self.liveness {
+                    self.inject_bit_flip();
+                    let at = self.now + self.bit_flip_interval();
+                    self.schedule(at, Event::BitFlip);
+                }
+            }
+            Event::Client => self.client()?,
+            Event::Heal => self.heal()?,
+        }
+        Ok(())
+    }
+
+    fn group_on(&self, node: usize, group: GroupId) -> Option<&crate::paxos::Group> {
+        let shard = usize::from(shard_of(group, self.shard_count()));
+        self.nodes[node].shards[shard].shard.as_ref()?.group(group)
+    }
+
+    fn exponential(&mut self, mean: u64) -> u64 {
+        // Inverse transform with a 53-bit uniform; capped at 20 × mean.
+        let u = (self.prng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let x = -(1.0 - u).ln() * mean as f64;
+        (x as u64).clamp(1, mean.saturating_mul(20))
+    }
+}

@@ -1,0 +1,178 @@
+//! What a run returns: its report when every property held, its failure otherwise.
+
+use super::Cluster;
+use crate::paxos::NodeId;
+use crate::sim::checkers::Violation;
+use crate::sim::options::SimOptions;
+
+/// What a passing run did.
+#[derive(Clone, Default)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// Steps executed.
+    pub steps: u64,
+    /// Virtual (true) time simulated.
+    pub virtual_ns: u64,
+    /// Sum over groups of the highest chosen instance.
+    pub chosen: u64,
+    /// Proposals acknowledged to clients.
+    pub acknowledged: usize,
+    /// Crashes injected.
+    pub crashes: u64,
+    /// Disks lost.
+    pub disks_lost: u64,
+    /// Bit flips injected.
+    pub bit_flips: u64,
+    /// Restarts whose recovery found corruption.
+    pub corrupt_recoveries: u64,
+    /// Partitions injected.
+    pub partitions: u64,
+    /// Elections won.
+    pub elections: u64,
+    /// Forged messages delivered to a running shard and refused without effect.
+    pub forged_refused: u64,
+    /// Lines the shards asked to log about refused messages (rate-limited).
+    pub refusal_lines: u64,
+    /// What the clients' reads did (printed on a line of its own: not part of
+    /// `Debug`, which describes the fault run as it was before reads existed).
+    pub reads: ReadReport,
+}
+
+impl std::fmt::Debug for RunReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunReport")
+            .field("seed", &self.seed)
+            .field("steps", &self.steps)
+            .field("virtual_ns", &self.virtual_ns)
+            .field("chosen", &self.chosen)
+            .field("acknowledged", &self.acknowledged)
+            .field("crashes", &self.crashes)
+            .field("disks_lost", &self.disks_lost)
+            .field("bit_flips", &self.bit_flips)
+            .field("corrupt_recoveries", &self.corrupt_recoveries)
+            .field("partitions", &self.partitions)
+            .field("elections", &self.elections)
+            .field("forged_refused", &self.forged_refused)
+            .field("refusal_lines", &self.refusal_lines)
+            .finish()
+    }
+}
+
+/// What the clients' reads of one run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadReport {
+    /// Reads issued.
+    pub issued: u64,
+    /// Reads served and checked linearizable.
+    pub served: u64,
+    /// Reads refused (not the leader, lease not held, overloaded).
+    pub refused: u64,
+}
+
+/// A failing run: the seed, where it failed, and why.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The seed.
+    pub seed: u64,
+    /// Step at which the violation was seen.
+    pub step: u64,
+    /// True time at which it was seen.
+    pub virtual_ns: u64,
+    /// The property broken.
+    pub violation: Violation,
+    /// The seed's options, one line.
+    pub options: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seed {} failed at step {} (t = {:.6}s): {}\n  options: {}\n  replay: SYNOD_SEED={} cargo test --release --test simulation",
+            self.seed,
+            self.step,
+            self.virtual_ns as f64 / 1e9,
+            self.violation,
+            self.options,
+            self.seed
+        )
+    }
+}
+
+/// Runs seed `seed` to completion. A panic inside the run (a broken invariant
+/// assertion) is reported as the seed's failure, with the assertion's message.
+pub fn run_seed(seed: u64) -> Result<RunReport, Failure> {
+    run_options(SimOptions::from_seed(seed))
+}
+
+/// Runs a cluster configured by `options` (a seed's, possibly adjusted by a test) to
+/// completion; failures are reported as by [`run_seed`].
+pub fn run_options(options: SimOptions) -> Result<RunReport, Failure> {
+    let seed = options.seed;
+    let summary = options.to_string();
+    let mut cluster = Cluster::new(options);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cluster.run()));
+    let violation = match outcome {
+        Ok(Ok(())) => return Ok(cluster.report()),
+        Ok(Err(violation)) => violation,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            Violation::new("invariant", format!("panicked: {message}"))
+        }
+    };
+    Err(Failure {
+        seed,
+        step: cluster.steps,
+        virtual_ns: cluster.now,
+        violation,
+        options: summary,
+    })
+}
+
+impl Cluster {
+    pub(super) fn report(&self) -> RunReport {
+        let mut report = self.report.clone();
+        report.steps = self.steps;
+        report.virtual_ns = self.now;
+        report.acknowledged = self.checkers.durability.acknowledged().len();
+        report.forged_refused = self.checkers.bounds.forged_refused();
+        report.chosen = self
+            .groups
+            .iter()
+            .map(|g| self.checkers.liveness.target(*g).0 .0)
+            .sum();
+        report
+    }
+
+    pub(super) fn final_checks(&mut self) -> Result<(), Violation> {
+        // Liveness must mean progress, not only convergence: with every fault healed and
+        // clients aiming mostly at leaders, some proposal must succeed.
+        if self.proposed_after_heal >= 20 && self.acknowledged_after_heal == 0 {
+            return Err(Violation::new(
+                "liveness",
+                format!(
+                    "no proposal acknowledged after healing ({} submitted)",
+                    self.proposed_after_heal
+                ),
+            ));
+        }
+        let live: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
+        let logs = self.checkers.prefix.final_logs(&live);
+        self.checkers.durability.check_final(&logs)?;
+        for node in &self.nodes {
+            for slot in &node.shards {
+                if let Some(core) = slot.shard.as_ref() {
+                    for group in core.groups() {
+                        self.report.elections += group.counters().elections_won;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
