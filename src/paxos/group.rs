@@ -765,9 +765,14 @@ impl Group {
             self.applied_through.0,
             self.chosen_through.0
         );
-        // The top of the chosen prefix (older instances were checked when the watermark
-        // passed them; walking the log every step would be quadratic).
-        let low = self.chosen_through.0.saturating_sub(3).max(1);
+        // The top of the chosen prefix still in memory (older instances were checked
+        // when the watermark passed them; walking the log every step would be
+        // quadratic).
+        let low = self
+            .chosen_through
+            .0
+            .saturating_sub(3)
+            .max(self.log_floor.0);
         for i in low..=self.chosen_through.0 {
             let slot = self.log.get(&Instance(i));
             assert!(

@@ -24,8 +24,11 @@
 //!   unless the shard stops first (the executor then answers `Stopped`);
 //! - a group's `Output::wal_reads` (catch-up below its in-memory log) become
 //!   `Effects::wal_reads`, at most one in flight per (group, peer): a repeated request
-//!   meanwhile is dropped (counted), the peer asks again. Their answers come back as
-//!   `ShardInput::WalReadDone`; an executor may also never answer (a crash).
+//!   meanwhile is dropped (counted), the peer asks again. A read leaves only once every
+//!   record produced before it is durable (as `send_after_persist`), so the records of
+//!   the instances it reads (applied, hence produced earlier) are written and indexed
+//!   when the executor plans it. Their answers come back as `ShardInput::WalReadDone`;
+//!   an executor may also never answer (a crash).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -274,6 +277,9 @@ pub struct Shard {
     write_in_flight: Option<Lsn>,
     /// WAL reads asked and not answered yet, by (group, peer).
     wal_reads_in_flight: BTreeSet<(GroupId, NodeId)>,
+    /// WAL reads waiting for the records produced before them to be durable, with
+    /// the LSN of the last of those records (ascending).
+    wal_reads_held: VecDeque<(Lsn, WalRead)>,
     pending_wal_reads: Vec<WalRead>,
     poisoned: Option<Fatal>,
     counters: ShardCounters,
@@ -317,6 +323,7 @@ impl Shard {
             pending_warnings: Vec::new(),
             write_in_flight: None,
             wal_reads_in_flight: BTreeSet::new(),
+            wal_reads_held: VecDeque::new(),
             pending_wal_reads: Vec::new(),
             poisoned: None,
             counters: ShardCounters::default(),
@@ -579,7 +586,7 @@ impl Shard {
         for read in self.out.wal_reads.drain(..) {
             if self.wal_reads_in_flight.insert((read.group, read.peer)) {
                 self.counters.wal_reads += 1;
-                self.pending_wal_reads.push(read);
+                self.wal_reads_held.push_back((lsn, read));
             } else {
                 self.counters.wal_reads_deduplicated += 1;
             }
@@ -660,6 +667,14 @@ impl Shard {
 
     fn release_durable(&mut self) {
         let durable = self.commit.durable_through();
+        while self
+            .wal_reads_held
+            .front()
+            .is_some_and(|(lsn, _)| *lsn <= durable)
+        {
+            let (_, read) = self.wal_reads_held.pop_front().expect("front exists");
+            self.pending_wal_reads.push(read);
+        }
         while self.held.front().is_some_and(|(lsn, _)| *lsn <= durable) {
             let (_, message) = self.held.pop_front().expect("front exists");
             if message.to == self.config.node {
@@ -729,6 +744,12 @@ impl Shard {
         self.held.len()
     }
 
+    /// WAL reads asked and not answered yet (held until durable, or executing).
+    #[must_use]
+    pub fn wal_reads_in_flight_count(&self) -> usize {
+        self.wal_reads_in_flight.len()
+    }
+
     /// Checks the invariants of the module docs and of every group.
     pub fn invariants(&self) {
         self.commit.invariants();
@@ -752,6 +773,17 @@ impl Shard {
         for (lsn, _) in &self.held {
             assert!(*lsn >= previous, "held messages out of LSN order");
             previous = *lsn;
+        }
+        let mut previous = Lsn(0);
+        for (lsn, read) in &self.wal_reads_held {
+            assert!(*lsn >= previous, "held WAL reads out of LSN order");
+            previous = *lsn;
+            assert!(
+                self.wal_reads_in_flight.contains(&(read.group, read.peer)),
+                "held WAL read of group {} for node {} not counted in flight",
+                read.group.0,
+                read.peer.0
+            );
         }
     }
 }
