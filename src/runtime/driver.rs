@@ -11,7 +11,8 @@
 //! 3. start the next WAL write (one write + one fdatasync, at most one in flight; the
 //!    next batch builds meanwhile), send each peer what is pending in one write,
 //!    apply chosen values in instance order and answer their proposers, serve reads
-//!    whose read index is applied;
+//!    whose read index is applied; start catch-up reads below a group's in-memory log
+//!    (`wal_reads`: planned while the store is idle, each then a task of its own);
 //! 4. sleep until a mailbox push, an inbound message, the write's completion or the
 //!    next timer (rounded up to `tick_ns`, so heartbeats of many groups leave together).
 //!
@@ -47,9 +48,10 @@ use super::fatal::{DiskOperation, Fatal, FatalLatch, ShardStopped};
 use super::mailbox::{Mailbox, Sender};
 use super::net::{Net, NetConfig};
 use super::notify::Notify;
-use super::request::{Error, GroupStatus, Proposed, Request, ShardStatus};
+use super::request::{Error, GroupStatus, LogMemory, Proposed, Request, ShardStatus};
 use super::shard::{Effects, ProposalOutcome, ReadId, ReadRefused, Shard, ShardConfig, ShardInput};
 use super::state_machine::{StateMachine, StateMachineFactory};
+use super::wal_reads::WalReads;
 use crate::paxos::{Body, GroupConfig, GroupId, Instance, Nanos, ProposalId, Restore};
 use crate::wal::dma_disk::{DmaDisk, IO_MEMORY_SIZE};
 use crate::wal::store::{recover_dir, Store, StoreConfig};
@@ -286,6 +288,8 @@ struct Driver {
     write_in_flight: bool,
     /// The write planned while the store was busy with spare maintenance.
     pending_write: Option<WritePlan>,
+    /// Catch-up reads below the groups' in-memory logs (`wal_reads`).
+    wal_reads: WalReads,
     /// A failed spare maintenance (an I/O error: fatal, never retried).
     maintenance_error: Rc<RefCell<Option<Fatal>>>,
     /// Spare maintenance has slices left (`Store::prepare_spares_slice`).
@@ -420,6 +424,7 @@ async fn start(
         write_done: Rc::new(RefCell::new(None)),
         write_in_flight: false,
         pending_write: None,
+        wal_reads: WalReads::default(),
         maintenance_error: Rc::new(RefCell::new(None)),
         maintenance_more: Rc::new(Cell::new(false)),
         write_started: Nanos(0),
@@ -500,6 +505,8 @@ impl Driver {
         for message in self.inbound.drain(..) {
             self.shard.step(now, ShardInput::Message(message));
         }
+        self.wal_reads_done(now);
+        self.start_wal_reads();
         self.try_start_write();
         let maintenance = self.maintenance_error.borrow_mut().take();
         if let Some(fatal) = maintenance {
@@ -595,6 +602,9 @@ impl Driver {
     /// Executes what the shard asked for after a flush: applies, then answers (in
     /// the order of `Effects`).
     fn execute(&mut self) {
+        // BEFORE the write takes the store: reads are planned against its index.
+        self.wal_reads.queue(&mut self.effects.wal_reads);
+        self.start_wal_reads();
         if let Some(plan) = self.effects.write.take() {
             self.plan_write(plan);
         }
@@ -684,6 +694,26 @@ impl Driver {
             Ok(()) => log::info!("shard {}: re-learned; voting again", self.plan.shard),
             // The marker stays on disk: the next start rejoins as a learner again (safe).
             Err(error) => log::warn!("{}: {error}", path.display()),
+        }
+    }
+
+    /// Starts waiting WAL reads while the store is in the loop's hands (not taken by
+    /// a write or spare maintenance): each runs as a task of its own.
+    fn start_wal_reads(&mut self) {
+        if let Some(store) = self.store.borrow().as_ref() {
+            for task in self.wal_reads.start(store, &self.wake) {
+                glommio::spawn_local(task).detach();
+            }
+        }
+    }
+
+    /// Hands the finished WAL reads to the shard; a failed one stops the shard.
+    fn wal_reads_done(&mut self, now: Nanos) {
+        for done in self.wal_reads.take_done() {
+            match done {
+                Ok(input) => self.shard.step(now, input),
+                Err(fatal) => self.on_fatal(now, fatal),
+            }
         }
     }
 
@@ -846,6 +876,7 @@ impl Driver {
                     applied_through: g.applied_through(),
                     checksum: g.checksum(),
                     voting: g.is_voting(),
+                    memory: Some(LogMemory::of(g)),
                 })
                 .collect(),
             writes: counters.writes,
