@@ -43,7 +43,7 @@ mod config;
 
 pub use crate::runtime::driver::ShardStartError;
 pub use crate::runtime::fatal::{DiskError, DiskOperation, Fatal, ShardStopped};
-pub use crate::runtime::request::{Error, GroupStatus, Proposed, ShardStatus};
+pub use crate::runtime::request::{Error, GroupStatus, LogMemory, Proposed, ShardStatus};
 pub use crate::runtime::state_machine::{StateMachine, StateMachineFactory};
 pub use config::{Config, ConfigError, InitialState};
 

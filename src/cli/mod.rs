@@ -217,6 +217,47 @@ where
     }
 }
 
+/// An in-memory retention bound (a clap value parser for `--retention-instances-max`
+/// and `--retention-size-max`): a whole number (at least `min`), or `unbounded` for
+/// the type's maximum (the log then keeps every applied entry in memory).
+pub fn retention<T>(text: &str, min: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Bounded,
+{
+    if text == "unbounded" {
+        return Ok(T::MAX);
+    }
+    match text.parse::<T>() {
+        Ok(n) if n >= min => Ok(n),
+        Ok(_) => Err(format!("must be at least {min}, or `unbounded`")),
+        Err(_) => Err("not a whole number or `unbounded`".to_string()),
+    }
+}
+
+/// The largest value of an integer type (for `retention`'s `unbounded`).
+pub trait Bounded {
+    /// The largest value.
+    const MAX: Self;
+}
+
+impl Bounded for u64 {
+    const MAX: u64 = u64::MAX;
+}
+
+impl Bounded for usize {
+    const MAX: usize = usize::MAX;
+}
+
+/// `--retention-instances-max`: at least 1, or `unbounded`.
+pub fn retention_instances(text: &str) -> Result<u64, String> {
+    retention(text, 1u64)
+}
+
+/// `--retention-size-max`: bytes, or `unbounded`.
+pub fn retention_size(text: &str) -> Result<usize, String> {
+    retention(text, 0usize)
+}
+
 /// A finite number above zero (a clap value parser: seconds, rates).
 pub fn positive_f64(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -266,5 +307,24 @@ pub fn init_logging() {
     };
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{retention_instances, retention_size};
+
+    // Goal: the retention flags take a count, a byte size or `unbounded`, and refuse
+    // zero instances and words.
+    // Method: parse each kind of value.
+    #[test]
+    fn retention_flags_parse() {
+        assert_eq!(retention_instances("64"), Ok(64));
+        assert_eq!(retention_instances("unbounded"), Ok(u64::MAX));
+        assert!(retention_instances("0").is_err());
+        assert!(retention_instances("many").is_err());
+        assert_eq!(retention_size("0"), Ok(0));
+        assert_eq!(retention_size("unbounded"), Ok(usize::MAX));
+        assert!(retention_size("-1").is_err());
     }
 }

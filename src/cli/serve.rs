@@ -41,7 +41,7 @@ use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
 use synod::server::{Server, ServerConfig};
 
-use super::{parse_nodes, positive, read_key};
+use super::{parse_nodes, positive, read_key, retention_instances, retention_size};
 
 /// The flags of `synod serve`.
 #[derive(Clone, Debug, Args)]
@@ -78,6 +78,15 @@ pub struct ServeArgs {
     /// the heartbeat interval [default: the configuration's tick].
     #[arg(long, value_name = "T")]
     pub tick_ms: Option<u64>,
+    /// Applied instances each group keeps in memory (`GroupConfig::
+    /// retention_instances_max`); older ones are served to lagging peers from the WAL.
+    /// `unbounded` keeps them all [default: 4096].
+    #[arg(long, value_name = "N", value_parser = retention_instances)]
+    pub retention_instances_max: Option<u64>,
+    /// Bytes of applied entries each group keeps in memory (`GroupConfig::
+    /// retention_size_max`); `unbounded` keeps them all [default: 16 MiB].
+    #[arg(long, value_name = "B", value_parser = retention_size)]
+    pub retention_size_max: Option<usize>,
     /// The empty --dir is a new member of a new cluster: it votes at once.
     #[arg(long, conflicts_with = "existing")]
     pub new: bool,
@@ -206,6 +215,12 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
     }
     if let Some(ms) = args.tick_ms {
         config.tick = Duration::from_millis(ms);
+    }
+    if let Some(instances) = args.retention_instances_max {
+        config.group.retention_instances_max = instances;
+    }
+    if let Some(size) = args.retention_size_max {
+        config.group.retention_size_max = size;
     }
     let client = client_config(&args, &config)?;
     let node = Node::start(config, null_factory()).map_err(|e| e.to_string())?;

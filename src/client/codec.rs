@@ -723,6 +723,8 @@ impl Decoder {
                 applied_through: Instance(g.applied_through()),
                 checksum: g.checksum(),
                 voting: g.voting(),
+                // Not carried by the client protocol.
+                memory: None,
             });
         }
         let fatal = s.fatal().map(|f| self.string(f)).transpose()?;
@@ -784,6 +786,7 @@ mod tests {
             applied_through: Instance(99 + u64::from(g)),
             checksum: 0xDEAD_BEEF ^ g,
             voting: g % 2 == 0,
+            memory: None,
         };
         NodeStatus {
             node: NodeId(3),

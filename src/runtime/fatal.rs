@@ -1,8 +1,8 @@
 //! Why a shard stopped for good ([`Fatal`], [`ShardStopped`]), and the [`FatalLatch`]
 //! through which a node learns of it the moment it happens.
 //!
-//! A shard stops for good when its WAL fails (a write, an fdatasync or the preparation
-//! of a segment: never retried, since the page cache may have dropped what it could
+//! A shard stops for good when its WAL fails (a write, an fdatasync, the preparation
+//! of a segment or a catch-up read: never retried, since the page cache may have dropped what it could
 //! not write), when the pure shard refuses to go on, or when its thread panics. The
 //! node does not limp on without it: it reports the stop, and the embedding program
 //! (`synod serve`: the process) ends the node, so that the other nodes take over its
@@ -108,6 +108,13 @@ pub enum DiskOperation {
     },
     /// Zero-filling or recycling a spare segment ahead of the one being written.
     PrepareSpares,
+    /// Reading back `group`'s chosen entries from instance `from` to catch a peer up.
+    CatchUpRead {
+        /// The group.
+        group: u32,
+        /// The first instance read.
+        from: u64,
+    },
 }
 
 impl fmt::Display for DiskOperation {
@@ -118,6 +125,9 @@ impl fmt::Display for DiskOperation {
             }
             DiskOperation::Sync { lsn_through } => write!(f, "fdatasync through LSN {lsn_through}"),
             DiskOperation::PrepareSpares => write!(f, "spare segment preparation"),
+            DiskOperation::CatchUpRead { group, from } => {
+                write!(f, "catch-up read of group {group} from instance {from}")
+            }
         }
     }
 }

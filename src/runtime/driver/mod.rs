@@ -52,6 +52,7 @@ use super::notify::Notify;
 use super::request::{Error, Proposed, Request};
 use super::shard::{Effects, ProposalOutcome, ReadId, ReadRefused, Shard, ShardConfig, ShardInput};
 use super::state_machine::{StateMachine, StateMachineFactory};
+use super::wal_reads::WalReads;
 use crate::paxos::{Body, GroupConfig, GroupId, Instance, Nanos, ProposalId};
 use crate::wal::store::StoreConfig;
 use wal_writer::WalWriter;
@@ -98,6 +99,8 @@ struct Driver {
     net: Net,
     /// The owner of the WAL's files: executes the shard's write plans.
     wal: WalWriter,
+    /// Catch-up reads below the groups' in-memory logs (`Effects::wal_reads`).
+    wal_reads: WalReads,
     /// Local wake-ups of the loop (inbound messages, the WAL writer).
     wake: Rc<Notify>,
     /// Loop iterations.
@@ -176,6 +179,8 @@ impl Driver {
         for message in self.inbound.drain(..) {
             self.shard.step(now, ShardInput::Message(message));
         }
+        self.wal_reads_done(now);
+        self.start_wal_reads();
         self.wal.poll(now, &mut self.shard);
         if self.shard.next_deadline().is_some_and(|d| d <= now) {
             self.shard.step(now, ShardInput::Tick);
@@ -243,9 +248,37 @@ impl Driver {
         self.shard.step(now, ShardInput::Read { group, id });
     }
 
+    /// Starts waiting WAL reads while the store is idle (not lent to a write or spare
+    /// maintenance): each runs as a task of its own.
+    fn start_wal_reads(&mut self) {
+        let (reads, wake) = (&mut self.wal_reads, &self.wake);
+        if let Some(tasks) = self.wal.with_idle_store(|store| reads.start(store, wake)) {
+            for task in tasks {
+                glommio::spawn_local(task).detach();
+            }
+        }
+    }
+
+    /// Hands the finished WAL reads to the shard; a failed one stops the shard (as a
+    /// failed write does: `WriteFailed`).
+    fn wal_reads_done(&mut self, now: Nanos) {
+        for done in self.wal_reads.take_done() {
+            match done {
+                Ok(input) => self.shard.step(now, input),
+                Err(fatal) => {
+                    log::error!("shard {}: {fatal}; the shard stops", self.plan.shard);
+                    self.shard.step(now, ShardInput::WriteFailed { fatal });
+                }
+            }
+        }
+    }
+
     /// Executes what the shard asked for after a flush: applies, then answers (in
     /// the order of `Effects`).
     fn execute(&mut self) {
+        // BEFORE the write takes the store: reads are planned against its index.
+        self.wal_reads.queue(&mut self.effects.wal_reads);
+        self.start_wal_reads();
         if let Some(plan) = self.effects.write.take() {
             self.wal.submit(plan);
         }

@@ -26,6 +26,7 @@ use crate::runtime::notify::Notify;
 use crate::runtime::request::Request;
 use crate::runtime::shard::{Effects, Shard};
 use crate::runtime::state_machine::{StateMachine, StateMachineFactory};
+use crate::runtime::wal_reads::WalReads;
 
 /// The shard thread's future: starts the shard, says whether it could on `ready`, then
 /// runs the loop until the shard stops.
@@ -119,6 +120,7 @@ async fn start(
         mailbox,
         net,
         wal: writer,
+        wal_reads: WalReads::default(),
         wake,
         iterations: 0,
         value_instances_applied: 0,

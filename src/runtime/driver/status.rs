@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::Driver;
 use crate::runtime::fatal::Fatal;
-use crate::runtime::request::{GroupStatus, ShardStatus};
+use crate::runtime::request::{GroupStatus, LogMemory, ShardStatus};
 
 impl Driver {
     /// The status of this shard now.
@@ -30,6 +30,7 @@ impl Driver {
                     applied_through: g.applied_through(),
                     checksum: g.checksum(),
                     voting: g.is_voting(),
+                    memory: Some(LogMemory::of(g)),
                 })
                 .collect(),
             writes: counters.writes,

@@ -237,6 +237,13 @@ impl WalWriter {
         }
     }
 
+    /// Runs `f` with the store while no task holds it (catch-up reads are planned
+    /// against its index between writes); `None` while a write or spare maintenance
+    /// has it.
+    pub fn with_idle_store<R>(&self, f: impl FnOnce(&Store) -> R) -> Option<R> {
+        self.store.borrow().as_ref().map(f)
+    }
+
     /// The store, lent to a task that gives it back (`None`: a task holds it now).
     fn lend(&self) -> Option<Store> {
         self.store.borrow_mut().take()

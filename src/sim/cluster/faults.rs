@@ -2,10 +2,11 @@
 //! heal that starts the liveness phase, and a node's start from its disks.
 
 use super::{Cluster, Event, LIVENESS_BOUND_NS, MS};
-use crate::paxos::{Lsn, NodeId, Restore};
+use crate::paxos::{Instance, Lsn, NodeId, Restore};
 use crate::runtime::{shard_of, Shard, ShardConfig, ShardInput};
 use crate::sim::checkers::Violation;
 use crate::sim::network::NetworkOptions;
+use crate::wal::index::LogIndex;
 use crate::wal::{self, DecodeLimits, GroupCommit, GroupCommitConfig, ScanConfig};
 
 impl Cluster {
@@ -142,6 +143,7 @@ impl Cluster {
         let local = self.nodes[node].clock.local(now);
         let shard_count = self.shard_count();
         let mut lost_any = wipe;
+        let mut restored = Vec::new();
         for shard in 0..self.nodes[node].shards.len() {
             let salt = self.nodes[node].shards[shard].salt;
             let slot = &mut self.nodes[node].shards[shard];
@@ -168,6 +170,7 @@ impl Cluster {
                 slot.disk.write(scan.scrub.start, &zeros);
                 slot.disk.sync();
             }
+            slot.index = LogIndex::from_recovered(&scan.records);
             let mut recovered = wal::replay(&scan.records);
             let mut groups = Vec::new();
             for config in &self.group_configs {
@@ -175,6 +178,10 @@ impl Cluster {
                     continue;
                 }
                 let state = recovered.remove(&config.group).unwrap_or_default();
+                let restored_high = (state.accepted.keys().next_back().copied())
+                    .max(state.learned.keys().next_back().copied())
+                    .unwrap_or(Instance(0));
+                restored.push((config.group, restored_high));
                 let restore = Restore {
                     promised: state.promised,
                     accepted: state.accepted,
@@ -200,6 +207,11 @@ impl Cluster {
         }
         if restarted {
             self.checkers.restart(id, lost_any);
+        }
+        for (group, restored_high) in restored {
+            self.checkers
+                .retention
+                .observe_restore(id, group, restored_high);
         }
         if lost_any {
             self.damaged = Some(node);
