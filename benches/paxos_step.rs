@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 use synod::paxos::{
     Group, GroupConfig, GroupId, Input, Membership, Message, Nanos, NodeId, Output, ProposalId,
     Restore, Role,
@@ -191,5 +191,9 @@ fn paxos_step(c: &mut Criterion) {
     bench.finish();
 }
 
-criterion_group!(benches, paxos_step);
-criterion_main!(benches);
+// In a private module: `criterion_group!` defines an undocumented `pub fn`, which
+// `missing_docs` (Cargo.toml's lint wall) would flag at the crate root.
+mod group {
+    criterion::criterion_group!(benches, super::paxos_step);
+}
+criterion_main!(group::benches);

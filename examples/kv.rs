@@ -74,13 +74,24 @@ impl<'a> Fields<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Sets `key` to `value`; the output is the previous value.
-    Set { key: String, value: String },
+    Set {
+        /// The key to set.
+        key: String,
+        /// Its new value.
+        value: String,
+    },
     /// Removes `key`; the output is the previous value.
-    Delete { key: String },
+    Delete {
+        /// The key to remove.
+        key: String,
+    },
     /// Sets `key` to `new` only if it holds `expected` now; the output says whether.
     Cas {
+        /// The key to compare and set.
         key: String,
+        /// The value it must hold for the swap.
         expected: String,
+        /// The value it then holds.
         new: String,
     },
 }
@@ -144,7 +155,9 @@ pub enum Output {
     Previous(Option<String>),
     /// `Cas`: whether it swapped, and the value the key held when it was applied.
     Cas {
+        /// Whether the key held `expected`, and now holds `new`.
         swapped: bool,
+        /// The value the key held when the command was applied (before any swap).
         current: Option<String>,
     },
     /// The command could not be decoded; nothing changed.

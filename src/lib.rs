@@ -7,7 +7,6 @@
 //! client protocol) and `server` (a node's client listener), and `sim` (the
 //! deterministic simulator that drives everything below `api`).
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod api;
 pub mod client;

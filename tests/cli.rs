@@ -4,20 +4,14 @@
 
 // The binary's command-line modules, for their clap definition (most of their code is
 // the subcommands themselves, unused here).
-#[allow(dead_code, unused_imports)]
+#[expect(dead_code, reason = "only the clap definitions are used here")]
 #[path = "../src/cli/mod.rs"]
 mod cli;
 
-use std::process::{Command, Output};
+mod common;
 
 use clap::CommandFactory;
-
-fn synod(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synod"))
-        .args(args)
-        .output()
-        .expect("run synod")
-}
+use common::serve::{one_node_serve, synod};
 
 /// Every subcommand path (`["wal", "verify"]`) of `command`, hidden ones included,
 /// with its clap command.
@@ -122,21 +116,9 @@ fn bad_command_lines_exit_2_with_one_line() {
         "cannot be used with",
     );
     refused(&["keygen", "extra"], "unexpected argument 'extra'");
-    refused(
-        &[
-            "serve",
-            "--node",
-            "1",
-            "--nodes",
-            "1=127.0.0.1:1",
-            "--dir",
-            "x",
-            "--new",
-            "--existing",
-            "--no-auth",
-        ],
-        "'--new' cannot be used with '--existing'",
-    );
+    let mut both = one_node_serve("x");
+    both.extend(["--existing", "--no-auth"]);
+    refused(&both, "'--new' cannot be used with '--existing'");
     refused(
         &[
             "bench",

@@ -10,11 +10,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::{free_ports, TempDir};
-use common::serve::{ClientKey, Serve};
+use common::serve::{synod, ClientKey, Serve};
 use synod::client::codec::{decode_next, encode, CRC_SIZE};
 use synod::client::wire::{Body, PROTOCOL_VERSION};
 use synod::client::{Client, Error, ServerError};
@@ -146,6 +145,10 @@ fn wait_for_leaders(client: &Client) -> BTreeMap<GroupId, (NodeId, NodeId)> {
 // are closed one by one with a logged reason while the node keeps serving.
 // Method: three `synod serve --client` children on free loopback ports; one test so
 // that the cluster starts once (each step is short; the whole test stops by itself).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one test so that the cluster starts once (see Method); each step is short"
+)]
 #[test]
 fn client_protocol_end_to_end() {
     let peer_base = free_ports(3);
@@ -316,26 +319,23 @@ fn client_protocol_end_to_end() {
     }
 
     // synod bench --target against the running cluster.
-    let output = Command::new(env!("CARGO_BIN_EXE_synod"))
-        .args([
-            "bench",
-            "--target",
-            &addresses.join(","),
-            "--cluster",
-            &CLUSTER.to_string(),
-            "--client-key-file",
-            &key.path.display().to_string(),
-            "--groups",
-            &GROUPS.to_string(),
-            "--clients",
-            "16",
-            "--seconds",
-            "2",
-            "--warmup",
-            "1",
-        ])
-        .output()
-        .expect("run synod bench");
+    let output = synod(&[
+        "bench",
+        "--target",
+        &addresses.join(","),
+        "--cluster",
+        &CLUSTER.to_string(),
+        "--client-key-file",
+        &key.path.display().to_string(),
+        "--groups",
+        &GROUPS.to_string(),
+        "--clients",
+        "16",
+        "--seconds",
+        "2",
+        "--warmup",
+        "1",
+    ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -370,10 +370,7 @@ fn client_protocol_end_to_end() {
     }
     assert!(stdout.contains("fdatasyncs/s"), "{stdout}");
     // A local-cluster flag is refused with --target.
-    let refused = Command::new(env!("CARGO_BIN_EXE_synod"))
-        .args(["bench", "--target", &addresses[0], "--window", "8"])
-        .output()
-        .expect("run synod bench");
+    let refused = synod(&["bench", "--target", &addresses[0], "--window", "8"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&refused.stderr)

@@ -947,6 +947,10 @@ fn oversized_frame_is_refused() {
 // Goal: every count limit refuses one element over and accepts exactly the limit.
 // Method: frames at limit and limit + 1 for entries (Accept, CatchUpChunk, Promise),
 // messages, values, value size, ranges, voters, heartbeats and acks.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a table: one limit per block, each at the limit and one over"
+)]
 #[test]
 fn count_limits_are_enforced() {
     let limits = DecodeLimits {
@@ -1594,6 +1598,10 @@ fn edge_bodies() -> Vec<MessageBody> {
 /// For one edge body, each field pushed past its bound: (what, the body, the error the
 /// decoder must give). Extreme values: `u64::MAX`, one over the bound, 0 where 0 is
 /// invalid, inverted and overlapping ranges, runs past `Instance::MAX`.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a table: one case per field bound of every message kind"
+)]
 fn over_bounds(edge: &MessageBody) -> Vec<(String, MessageBody, DecodeError)> {
     let mut cases: Vec<(String, MessageBody, DecodeError)> = Vec::new();
     let mut case = |what: &str, f: &dyn Fn(&mut MessageBody), error: DecodeError| {
@@ -2120,6 +2128,10 @@ fn message_bounds_are_enforced() {
 // they stand for; CatchUpStream carries neither (its records are checked by the WAL).
 // Method: each at its edge is accepted; each field past its bound, alone or among
 // honest entries, refuses the whole frame with the field, value and bound.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a table: one case per field bound of each batch frame"
+)]
 #[test]
 fn batch_bounds_are_enforced() {
     let limits = DecodeLimits::default();

@@ -6,7 +6,7 @@
 mod common;
 
 // The kv example's state machine and client, tested as people copy them.
-#[allow(dead_code)]
+#[expect(dead_code, reason = "the example's `main` and demo are not run here")]
 #[path = "../examples/kv.rs"]
 mod kv;
 

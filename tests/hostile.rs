@@ -12,13 +12,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::cluster::{free_ports, key_file, TempDir};
-use common::serve::Serve;
+use common::serve::{one_node_serve, synod, Serve};
 use synod::paxos::{
     Ballot, Body, Entry, GroupId, Instance, InstanceRange, Message, MessageBody, Nanos, NodeId,
 };
@@ -648,10 +647,7 @@ fn keyed_dialer_with_extreme_fields_changes_nothing() {
     cluster.stop();
     for dir in &dirs {
         for shard in 0..SHARDS {
-            let dump = Command::new(env!("CARGO_BIN_EXE_synod"))
-                .args(["wal", "dump", dir, "--shard", &shard.to_string()])
-                .output()
-                .expect("synod wal dump");
+            let dump = synod(&["wal", "dump", dir, "--shard", &shard.to_string()]);
             let text = String::from_utf8_lossy(&dump.stdout);
             assert!(dump.status.success(), "{dir}: {text}");
             assert!(
@@ -671,21 +667,9 @@ fn keyed_dialer_with_extreme_fields_changes_nothing() {
 fn serve_needs_a_key_file_or_no_auth() {
     let dir = TempDir::new("hostile-flags");
     let serve = |extra: &[&str]| {
-        let mut args = vec![
-            "serve",
-            "--node",
-            "1",
-            "--nodes",
-            "1=127.0.0.1:1",
-            "--dir",
-            dir.path().to_str().expect("utf-8 path"),
-            "--new",
-        ];
+        let mut args = one_node_serve(dir.path().to_str().expect("utf-8 path"));
         args.extend_from_slice(extra);
-        let output = Command::new(env!("CARGO_BIN_EXE_synod"))
-            .args(&args)
-            .output()
-            .expect("run synod serve");
+        let output = synod(&args);
         (
             output.status.success(),
             String::from_utf8_lossy(&output.stderr).to_string(),
@@ -704,10 +688,7 @@ fn serve_needs_a_key_file_or_no_auth() {
     let (ok, stderr) = serve(&["--key-file", &bad]);
     assert!(!ok && stderr.contains("--key-file"), "{stderr}");
 
-    let keygen = Command::new(env!("CARGO_BIN_EXE_synod"))
-        .arg("keygen")
-        .output()
-        .expect("run synod keygen");
+    let keygen = synod(&["keygen"]);
     assert!(keygen.status.success());
     let text = String::from_utf8_lossy(&keygen.stdout);
     assert_eq!(text.trim().len(), 64, "{text}");

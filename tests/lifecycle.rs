@@ -16,7 +16,7 @@ use bytes::Bytes;
 use common::cluster::{free_ports, propose_anywhere, recorder, Cluster, Outcome, Shape, TempDir};
 use common::serve::{GroupLine, Serve};
 use futures_lite::future::block_on;
-use synod::api::{Error, Fatal, StateMachine};
+use synod::api::{Config, Error, Fatal, Node, ShardStartError, StartError, StateMachine};
 use synod::client::Client;
 use synod::paxos::{GroupId, Instance, NodeId};
 use synod::runtime::shard_of;
@@ -59,6 +59,10 @@ struct LeakOnPanic(Option<synod::api::Node>);
 impl Drop for LeakOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            #[expect(
+                clippy::mem_forget,
+                reason = "the point: a node that hangs on shutdown must not hang the failing test"
+            )]
             std::mem::forget(self.0.take());
         }
     }
@@ -292,6 +296,10 @@ fn node_list(ports: &[u16]) -> String {
 // fdatasync stalls of a shared disk do not enter the measurement). Nodes 1 and 2 start first so that
 // node 1 leads about half the groups; 4 client threads propose 16 KiB values until
 // node 1 exits; then one prober per group node 1 led proposes until acknowledged.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario on three processes, step by step (see Method)"
+)]
 #[test]
 fn full_disk_stops_the_node_and_the_others_take_over() {
     let _alone = one_cluster_at_a_time();
@@ -478,6 +486,56 @@ fn read_only_data_dir_is_refused() {
             && error.contains("Read-only file system"),
         "{error}"
     );
+}
+
+// Goal: the embedding API refuses a read-only data directory with a typed error: the
+// probe's call and file, the `io::ErrorKind` and the errno, not only a sentence.
+// Method: a tmpfs; `Node::start` and shut down on it; remount it read-only; start again.
+#[test]
+fn read_only_data_dir_is_refused_typed() {
+    let root = TempDir::new("read-only-typed");
+    let dir = root.path().join("n1");
+    std::fs::create_dir_all(&dir).expect("create dir");
+    let Some(mount) = Mount::tmpfs_or_skip(&dir, "32m", "read_only_typed") else {
+        return;
+    };
+    let nodes: BTreeMap<NodeId, std::net::SocketAddr> = (1..=3)
+        .map(|i| (NodeId(i), ([127, 0, 0, 1], free_ports(1)).into()))
+        .collect();
+    let config = || {
+        let mut config = Config::new(NodeId(1), CLUSTER, nodes.clone(), dir.clone());
+        config.cores = Vec::new();
+        config.shards = 1;
+        // Two 8 MiB segments (the open one and a spare) fit the 32 MiB tmpfs.
+        config.segment_size = 8 << 20;
+        config.spare_segments = 1;
+        config
+    };
+    let node = Node::start(config(), synod::runtime::driver::null_factory()).expect("starts");
+    assert_eq!(node.shutdown(), Vec::new());
+    mount.remount_read_only();
+    match Node::start(config(), synod::runtime::driver::null_factory()) {
+        Err(StartError::Shard {
+            shard: 0,
+            reason:
+                ShardStartError::NotWritable {
+                    dir: refused,
+                    error,
+                },
+        }) => {
+            assert_eq!(refused, dir);
+            assert_eq!(error.call, "probe", "{error}");
+            assert_eq!(error.path, Some(dir.join("shard-000.probe")), "{error}");
+            assert_eq!(
+                error.kind,
+                std::io::ErrorKind::ReadOnlyFilesystem,
+                "{error}"
+            );
+            assert_eq!(error.errno, Some(30), "EROFS: {error}");
+        }
+        Err(other) => panic!("expected a typed probe failure, got {other:?}: {other}"),
+        Ok(_) => panic!("a read-only data directory was accepted"),
+    }
 }
 
 // Goal: an empty data directory is refused unless `--new` or `--existing` says what

@@ -443,6 +443,110 @@ fn wal_rolls_segments_and_recovers_across_them() {
     assert_acked_applied(&cluster, &acked);
 }
 
+/// Every group's in-memory log on `node` (its status), by group.
+fn memory_of(cluster: &Cluster, node: NodeId) -> BTreeMap<GroupId, synod::api::LogMemory> {
+    let statuses =
+        futures_lite::future::block_on(cluster.nodes[&node].handle().status()).expect("status");
+    statuses
+        .into_iter()
+        .flat_map(|s| s.groups)
+        .map(|g| {
+            (
+                g.group,
+                g.memory.expect("an in-process status carries memory"),
+            )
+        })
+        .collect()
+}
+
+// Goal: with a bounded in-memory log, a node stopped while the others run far past
+// their retention restarts and catches up, served from the others' WALs, and no node
+// holds more than its retention plus its accept window in memory.
+// Method: 3 nodes x 2 shards x 2 groups, retention 16 instances, one value per
+// instance; stop a node gracefully, choose ~300 more instances per group, check the
+// others' floors passed it and their logs stay bounded (status), restart it on its
+// directory, wait for equal watermarks and checksums, then check the order, the
+// acknowledged values, that the others sent catch-up chunks read from their WALs,
+// and the bound on every node again.
+#[test]
+fn stopped_node_catches_up_from_the_wal_past_the_retention() {
+    const RETENTION: u64 = 16;
+    let mut cluster = Cluster::new_with(
+        "retain",
+        Shape {
+            nodes: 3,
+            shards: 2,
+            groups: 2,
+        },
+        |config| {
+            config.group.retention_instances_max = RETENTION;
+            config.group.batch_values_max = 1;
+        },
+    );
+    let bound = RETENTION as usize + cluster_accept_window();
+    let mut acked = load(&cluster, 4, 20, "a");
+    assert!(
+        cluster.wait_converged(Duration::from_secs(20)),
+        "no convergence"
+    );
+    let stopped = NodeId(3);
+    let node = cluster.nodes.remove(&stopped).expect("node 3 runs");
+    assert_eq!(node.shutdown(), Vec::new());
+    acked.extend(load(&cluster, 8, 80, "b"));
+    assert!(acked.len() >= 8 * 80 * 9 / 10, "only {} acked", acked.len());
+    for id in [NodeId(1), NodeId(2)] {
+        for (group, memory) in memory_of(&cluster, id) {
+            assert!(
+                memory.log_len <= bound,
+                "node {} group {}: {memory:?} over {bound}",
+                id.0,
+                group.0
+            );
+            assert!(
+                memory.log_floor.0 > 200,
+                "node {} group {}: floor {} did not pass node 3",
+                id.0,
+                group.0,
+                memory.log_floor.0
+            );
+        }
+    }
+    cluster.start(stopped);
+    assert!(
+        cluster.wait_converged(Duration::from_secs(60)),
+        "the restarted node did not catch up"
+    );
+    assert_same_order(&cluster, true);
+    assert_acked_applied(&cluster, &acked);
+    let served: u64 = [NodeId(1), NodeId(2)]
+        .iter()
+        .flat_map(|id| memory_of(&cluster, *id).into_values())
+        .map(|m| m.catch_up_wal_served)
+        .sum();
+    assert!(served > 0, "no catch-up chunk was read from a WAL");
+    for id in [NodeId(1), NodeId(2), NodeId(3)] {
+        for (group, memory) in memory_of(&cluster, id) {
+            assert!(
+                memory.log_len <= bound,
+                "node {} group {}: {memory:?} over {bound}",
+                id.0,
+                group.0
+            );
+        }
+    }
+    println!("catch-up chunks served from the WAL: {served}");
+    for (_, node) in std::mem::take(&mut cluster.nodes) {
+        assert_eq!(node.shutdown(), Vec::new());
+    }
+}
+
+/// The accept window of the test configuration (the default).
+fn cluster_accept_window() -> usize {
+    let membership = synod::paxos::Membership::new(vec![NodeId(1)]);
+    synod::paxos::GroupConfig::new(NodeId(1), GroupId(0), membership).accept_window_instances_max
+        as usize
+}
+
 /// What one (node, group) state machine of the checkpoint test did in its current
 /// process life: values applied, the checkpoint it was restored from, its state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

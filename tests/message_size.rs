@@ -135,6 +135,54 @@ fn message(rng: &mut Prng, kind: u64) -> Message {
     }
 }
 
+/// An entry of `n` values of `len` bytes each.
+fn values(n: usize, len: usize) -> Entry {
+    Entry {
+        origin: Ballot::ZERO,
+        body: Body::Values(vec![Bytes::from(vec![1u8; len]); n]),
+    }
+}
+
+/// Node 1's accept to node 2 in group 1 of `entries` from instance 1.
+fn accept(entries: Vec<Entry>) -> Message {
+    Message {
+        group: GroupId(1),
+        from: NodeId(1),
+        to: NodeId(2),
+        body: MessageBody::Accept {
+            ballot: Ballot::ZERO,
+            chosen_through: Instance(0),
+            first: Instance(1),
+            entries,
+        },
+    }
+}
+
+/// Node 1's promise to node 2 in group 1 reporting `entries`.
+fn promise(entries: Vec<PromisedEntry>, truncated: bool) -> Message {
+    Message {
+        group: GroupId(1),
+        from: NodeId(1),
+        to: NodeId(2),
+        body: MessageBody::Promise {
+            ballot: Ballot::ZERO,
+            chosen_through: Instance(0),
+            entries,
+            truncated,
+        },
+    }
+}
+
+/// `entry` accepted at instance `instance` (at the zero ballot), as a promise reports it.
+fn promised(instance: u64, chosen: bool, entry: Entry) -> PromisedEntry {
+    PromisedEntry {
+        instance: Instance(instance),
+        ballot: Ballot::ZERO,
+        chosen,
+        entry,
+    }
+}
+
 fn encoded(messages: &[Message]) -> usize {
     let mut out = Vec::new();
     encode_frame(messages, &mut out);
@@ -220,21 +268,6 @@ fn each_constant_covers_its_part() {
         origin: Ballot::ZERO,
         body: Body::Noop,
     };
-    let values = |n: usize, len: usize| Entry {
-        origin: Ballot::ZERO,
-        body: Body::Values(vec![Bytes::from(vec![1u8; len]); n]),
-    };
-    let accept = |entries: Vec<Entry>| Message {
-        group: GroupId(1),
-        from: NodeId(1),
-        to: NodeId(2),
-        body: MessageBody::Accept {
-            ballot: Ballot::ZERO,
-            chosen_through: Instance(0),
-            first: Instance(1),
-            entries,
-        },
-    };
     for len in 0..8 {
         let one = encoded(&[accept(vec![values(1, len)])]);
         let two = encoded(&[accept(vec![values(2, len)])]);
@@ -249,25 +282,11 @@ fn each_constant_covers_its_part() {
     let base = encoded(&[accept(vec![noop.clone()])]);
     let more = encoded(&[accept(vec![noop.clone(), noop.clone()])]);
     assert!(more - base <= ENTRY_OVERHEAD_SIZE);
-    let promise = |n: u64| Message {
-        group: GroupId(1),
-        from: NodeId(1),
-        to: NodeId(2),
-        body: MessageBody::Promise {
-            ballot: Ballot::ZERO,
-            chosen_through: Instance(0),
-            entries: (1..=n)
-                .map(|i| PromisedEntry {
-                    instance: Instance(i),
-                    ballot: Ballot::ZERO,
-                    chosen: true,
-                    entry: noop.clone(),
-                })
-                .collect(),
-            truncated: false,
-        },
+    let noops = |n: u64| {
+        let entries = (1..=n).map(|i| promised(i, true, noop.clone())).collect();
+        promise(entries, false)
     };
-    let step = encoded(&[promise(2)]) - encoded(&[promise(1)]);
+    let step = encoded(&[noops(2)]) - encoded(&[noops(1)]);
     assert!(
         step <= PROMISED_ENTRY_OVERHEAD_SIZE + ENTRY_OVERHEAD_SIZE,
         "{step}"
@@ -286,46 +305,15 @@ fn default_budget_fits_the_frame_limit() {
     let frame_size_max = DecodeLimits::default().frame_size_max;
     assert!(config.message_size_max * 2 <= frame_size_max);
     let each = config.batch_size_max / config.batch_values_max;
-    let batch = Entry {
-        origin: Ballot::ZERO,
-        body: Body::Values(vec![Bytes::from(vec![3u8; each]); config.batch_values_max]),
-    };
-    let promise = Message {
-        group: GroupId(1),
-        from: NodeId(1),
-        to: NodeId(2),
-        body: MessageBody::Promise {
-            ballot: Ballot::ZERO,
-            chosen_through: Instance(0),
-            entries: vec![PromisedEntry {
-                instance: Instance(1),
-                ballot: Ballot::ZERO,
-                chosen: false,
-                entry: batch,
-            }],
-            truncated: true,
-        },
-    };
+    let batch = values(config.batch_values_max, each);
+    let promise = promise(vec![promised(1, false, batch)], true);
     let estimate = promise.body.encoded_size();
     assert!(estimate <= config.message_size_max);
     assert!(encoded(std::slice::from_ref(&promise)) <= estimate);
-    let value = Entry {
-        origin: Ballot::ZERO,
-        body: Body::Values(vec![Bytes::from(vec![5u8; 100_000])]),
-    };
+    let value = values(1, 100_000);
     let per = value.encoded_size();
     let fit = (config.message_size_max - MESSAGE_OVERHEAD_SIZE) / per;
-    let accept = Message {
-        group: GroupId(1),
-        from: NodeId(1),
-        to: NodeId(2),
-        body: MessageBody::Accept {
-            ballot: Ballot::ZERO,
-            chosen_through: Instance(0),
-            first: Instance(1),
-            entries: vec![value; fit],
-        },
-    };
+    let accept = accept(vec![value; fit]);
     let actual = encoded(std::slice::from_ref(&accept));
     assert!(accept.body.encoded_size() <= config.message_size_max);
     assert!(actual <= accept.body.encoded_size() && actual <= frame_size_max);

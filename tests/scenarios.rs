@@ -762,6 +762,10 @@ fn campaigns_stop_at_round_max() {
 // messages (every forged body, repeatedly) are stepped in over 30 s of shard time,
 // flushing after each; the LSN, held messages, sends and group state are compared, the
 // counters and warning lines counted; then a proposal is still chosen and applied.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario on one shard, step by step: the comparisons need the state of every step before"
+)]
 #[test]
 fn shard_refuses_and_reports_forged_messages() {
     use bytes::Bytes;
@@ -1168,6 +1172,12 @@ fn election_with_promises_larger_than_one_message() {
 #[test]
 fn candidate_far_behind_catches_up_before_leading() {
     let mut h = Harness::new(3, 64);
+    // Unbounded: B must still hold C's range in memory to promise (below B's floor it
+    // would refuse: `candidate_below_the_floor_is_sent_the_chosen_values`).
+    h.configure(&|c| {
+        c.retention_instances_max = u64::MAX;
+        c.retention_size_max = usize::MAX;
+    });
     h.elect(1, &[1, 2, 3]);
     h.crash(3);
     choose_big(&mut h, 1, &[1, 2], 200, 100_000);
@@ -1206,4 +1216,141 @@ fn candidate_far_behind_catches_up_before_leading() {
     deliver_checked(&mut h, &[2, 3], &mut sent);
     assert_eq!(h.visible_values(3), h.visible_values(2));
     assert_eq!(h.visible_values(2).len(), 200);
+}
+
+/// Chooses `count` small values at `leader`, a few at a time, among `among`.
+fn choose_small(h: &mut Harness, leader: u32, among: &[u32], count: usize) {
+    for i in 0..count {
+        h.propose(leader, &format!("v{i}"));
+        if i % 4 == 3 {
+            h.deliver_among(among);
+        }
+    }
+    h.deliver_among(among);
+    h.tick(150, &[leader]);
+    h.deliver_among(among);
+}
+
+// Goal: with the in-memory log bounded to 4 applied instances, a follower that missed
+// 100 instances (far below every peer's floor) is caught up from WAL reads, and every
+// log stays bounded meanwhile.
+// Method: C is down while A and B choose 100 values; C restarts and asks from 1. The
+// harness answers each `Output::wal_reads` from the replica's WAL image (the real
+// codec, index and `wal::catch_up`). C must end with A's values and checksum, A or B
+// must have served chunks from the WAL, and no log may exceed 4 + the accept window.
+#[test]
+fn follower_far_behind_the_floor_catches_up_from_the_wal() {
+    let mut h = Harness::new(3, 8);
+    h.configure(&|c| c.retention_instances_max = 4);
+    h.elect(1, &[1, 2, 3]);
+    h.crash(3);
+    choose_small(&mut h, 1, &[1, 2], 100);
+    assert_eq!(h.visible_values(1).len(), 100);
+    let floor = h.replica(1).group.log_floor();
+    assert!(floor.0 > 90, "A's floor {} did not move", floor.0);
+    h.drop_where(&|m| m.to == NodeId(3));
+    h.restart(3, false);
+    let bound = 4 + h.replica(1).config.accept_window_instances_max as usize;
+    for _ in 0..50 {
+        h.tick(150, &[1, 2, 3]);
+        h.deliver_among(&[1, 2, 3]);
+        for node in 1..=3 {
+            let len = h.replica(node).group.log_len();
+            assert!(len <= bound, "node {node} holds {len} slots, bound {bound}");
+        }
+        if h.replica(3).group.chosen_through() == h.replica(1).group.chosen_through() {
+            break;
+        }
+    }
+    assert_eq!(h.visible_values(3), h.visible_values(1), "C caught up");
+    assert_eq!(h.replica(3).group.checksum(), h.replica(1).group.checksum());
+    let served: u64 = (1..=2)
+        .map(|n| h.replica(n).group.counters().catch_up_wal_served)
+        .sum();
+    let reads: u64 = (1..=2).map(|n| h.replica(n).wal.reads).sum();
+    assert!(
+        served >= 1 && reads >= served,
+        "served {served}, reads {reads}"
+    );
+    assert!(h.replica(3).group.log_floor().0 > 90);
+}
+
+// Goal: a replica restarted from a long WAL keeps only its retention in memory, and
+// still re-applies the whole chosen history to its state machine.
+// Method: A and B choose 100 values with a retention of 4; A restarts from its records;
+// its restored applies cover instances 1.. through the end, its log holds at most 4
+// applied slots, and it serves a follower from below its new floor through the WAL.
+#[test]
+fn restart_restores_a_bounded_log() {
+    let mut h = Harness::new(3, 8);
+    h.configure(&|c| c.retention_instances_max = 4);
+    h.elect(1, &[1, 2, 3]);
+    h.crash(3);
+    choose_small(&mut h, 1, &[1, 2], 100);
+    let chosen = h.replica(1).group.chosen_through();
+    h.crash(1);
+    h.restart(1, false);
+    let a = &h.replica(1).group;
+    assert_eq!(a.chosen_through(), chosen);
+    assert_eq!(
+        h.replica(1).applied.len() as u64,
+        chosen.0,
+        "every instance re-applied"
+    );
+    assert!(a.log_len() <= 4, "restored log holds {} slots", a.log_len());
+    assert_eq!(a.log_floor().0, chosen.0 - 3);
+    assert_eq!(h.visible_values(1).len(), 100);
+    // C, empty, catches up from A and B: below both floors, from their WALs.
+    h.restart(3, false);
+    for _ in 0..50 {
+        h.tick(3_000, &[1, 2, 3]);
+        h.deliver_among(&[1, 2, 3]);
+        if h.replica(3).group.chosen_through() >= chosen {
+            break;
+        }
+    }
+    assert_eq!(h.visible_values(3)[..100], h.visible_values(2)[..100]);
+}
+
+// Goal: a candidate whose log ends below a peer's floor is not promised (the report
+// would lack the dropped values, which it would fill with no-ops); it is sent the
+// chosen values instead (from the WAL), and leads once caught up.
+// Method: A and B choose 100 values with a retention of 4, A crashes, C (down
+// meanwhile) restarts and campaigns with B: B counts `prepare_below_floor` and serves
+// C from its WAL; C or B then leads, and C holds every value.
+#[test]
+fn candidate_below_the_floor_is_sent_the_chosen_values() {
+    let mut h = Harness::new(3, 8);
+    h.configure(&|c| c.retention_instances_max = 4);
+    h.elect(1, &[1, 2, 3]);
+    h.crash(3);
+    choose_small(&mut h, 1, &[1, 2], 100);
+    h.crash(1);
+    h.drop_where(&|m| m.to == NodeId(3));
+    h.restart(3, false);
+    h.tick(3_000, &[3]);
+    h.deliver_among(&[2, 3]);
+    let ignored = &h.replica(2).group.counters().ignored;
+    assert!(
+        ignored.get("prepare_below_floor").is_some_and(|n| *n >= 1),
+        "{ignored:?}"
+    );
+    assert!(h.replica(2).wal.reads >= 1);
+    assert_eq!(
+        h.replica(3).group.chosen_through(),
+        h.replica(2).group.chosen_through(),
+        "C caught up"
+    );
+    for _ in 0..5 {
+        h.tick(3_000, &[2, 3]);
+        h.deliver_among(&[2, 3]);
+        if (2..=3).any(|n| h.replica(n).group.role() == Role::Leader) {
+            break;
+        }
+    }
+    assert!((2..=3).any(|n| h.replica(n).group.role() == Role::Leader));
+    h.tick(150, &[2, 3]);
+    h.deliver_among(&[2, 3]);
+    assert_eq!(h.visible_values(3), h.visible_values(2));
+    assert_eq!(h.visible_values(2).len(), 100);
 }

@@ -1,7 +1,8 @@
 //! Tidy: the architecture rules of `design.md` and `style.md`, enforced by reading the
 //! source tree. Each rule is a pure function over (path, text) so that a negative
 //! self-test on a synthetic string proves the checker can fail; the tree test then
-//! applies it to every file under `src/`.
+//! applies it to every file under `src/`. The lint wall's rules read `Cargo.toml` and
+//! `clippy.toml`, and the sources of every target.
 //!
 //! Scanning is textual. Comments are stripped before matching (a doc comment may say
 //! "no glommio here"), string literals are kept (an import spelled in a string is rare
@@ -105,13 +106,17 @@ const CLOCK_READS: &[&str] = &["Instant::now", "SystemTime::now", "clock_gettime
 /// The only files in `src/` that may use glommio (the binary: `src/main.rs`, `src/bin/`,
 /// `src/cli/`).
 const GLOMMIO_FILES: &[&str] = &[
-    "src/runtime/driver.rs",
     "src/runtime/net/mod.rs",
     "src/runtime/net/link.rs",
     "src/wal/file/dma_disk.rs",
     "src/main.rs",
 ];
-const GLOMMIO_DIRS: &[&str] = &["src/bin/", "src/cli/", "src/runtime/net/tests/"];
+const GLOMMIO_DIRS: &[&str] = &[
+    "src/bin/",
+    "src/cli/",
+    "src/runtime/driver/",
+    "src/runtime/net/tests/",
+];
 
 /// flatc output: not written by hand (`tools/flatc.sh --check` guards it), so exempt
 /// from the module-doc and unwrap rules.
@@ -457,7 +462,7 @@ fn rule_glommio(path: &str, text: &str) -> Vec<String> {
         path,
         text,
         &["glommio"],
-        "only runtime/driver.rs, runtime/net/{mod,link}.rs, wal/file/dma_disk.rs and the binary may use glommio",
+        "only runtime/driver/, runtime/net/{mod,link}.rs, wal/file/dma_disk.rs and the binary may use glommio",
     )
 }
 
@@ -575,8 +580,9 @@ fn only_clock_rs_reads_the_os_clock() {
     check_tree("os-clock", rule_clock);
 }
 
-// Goal: glommio stays in the two driver files and the binary, so the simulator can run
-// everything else. Method: scan src/ for the word `glommio` outside those files.
+// Goal: glommio stays in the driver folder, the links, the DMA disk and the binary, so
+// the simulator can run everything else. Method: scan src/ for the word `glommio`
+// outside those files.
 #[test]
 fn glommio_only_in_driver_files() {
     check_tree("glommio", rule_glommio);
@@ -687,7 +693,9 @@ fn self_test_glommio() {
     let text = "//! x\nuse glommio::LocalExecutor;\n";
     assert_eq!(rule_glommio("src/runtime/shard.rs", text).len(), 1);
     assert_eq!(rule_glommio("src/wal/group_commit.rs", text).len(), 1);
-    assert!(rule_glommio("src/runtime/driver.rs", text).is_empty());
+    assert!(rule_glommio("src/runtime/driver/mod.rs", text).is_empty());
+    assert!(rule_glommio("src/runtime/driver/wal_writer.rs", text).is_empty());
+    assert_eq!(rule_glommio("src/runtime/driver.rs", text).len(), 1);
     assert!(rule_glommio("src/wal/file/dma_disk.rs", text).is_empty());
     assert!(rule_glommio("src/main.rs", text).is_empty());
     assert!(rule_glommio("src/bin/synod-bench.rs", text).is_empty());
@@ -984,7 +992,7 @@ fn self_test_wal_pure_no_io() {
     assert_eq!(found.len(), 3, "{found:?}");
     assert!(rule_wal_pure_no_io("src/wal/file/store.rs", bad).is_empty());
     assert!(rule_wal_pure_no_io("src/wal/mod.rs", bad).is_empty());
-    assert!(rule_wal_pure_no_io("src/runtime/driver.rs", bad).is_empty());
+    assert!(rule_wal_pure_no_io("src/runtime/driver/wal_writer.rs", bad).is_empty());
     let fine = "//! Not `crate::wal::store`.\nuse super::record::Kind; // super::store\n\
                 #[cfg(test)]\nmod tests { use crate::wal::store::Store; }\n";
     assert_eq!(
@@ -1017,4 +1025,402 @@ fn self_test_wal_circles() {
     let face = ("src/wal/mod.rs", "pub use a::A;\npub use c::C;\n");
     let tests = ("src/wal/c/tests.rs", "use crate::wal::a;\n");
     assert!(wal_circles(&[a, b, c_fine, face, tests]).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// The lint wall (docs/testing.md): Cargo.toml's `[lints]` tables and clippy.toml's
+// threshold. A lint of the wall may get stronger (warn -> deny -> forbid), never weaker
+// or gone, and a "deny" lint has no local exception anywhere in the tree.
+
+/// Every lint of the wall: (table, lint, weakest level it may have).
+const LINTS_REQUIRED: &[(&str, &str, &str)] = &[
+    ("lints.rust", "missing_docs", "warn"),
+    ("lints.rust", "unsafe_op_in_unsafe_fn", "deny"),
+    ("lints.rust", "unused_must_use", "deny"),
+    ("lints.rust", "trivial_numeric_casts", "warn"),
+    ("lints.clippy", "unwrap_used", "deny"),
+    ("lints.clippy", "get_unwrap", "deny"),
+    ("lints.clippy", "dbg_macro", "deny"),
+    ("lints.clippy", "todo", "deny"),
+    ("lints.clippy", "unimplemented", "deny"),
+    ("lints.clippy", "too_many_lines", "warn"),
+    ("lints.clippy", "allow_attributes_without_reason", "warn"),
+    ("lints.clippy", "undocumented_unsafe_blocks", "warn"),
+    ("lints.clippy", "unused_result_ok", "warn"),
+    ("lints.clippy", "iter_over_hash_type", "warn"),
+    ("lints.clippy", "debug_assert_with_mut_call", "warn"),
+    ("lints.clippy", "cast_possible_wrap", "warn"),
+    ("lints.clippy", "checked_conversions", "warn"),
+    ("lints.clippy", "unchecked_time_subtraction", "warn"),
+    ("lints.clippy", "mem_forget", "warn"),
+    ("lints.clippy", "large_futures", "warn"),
+];
+
+/// Lint levels, weakest first.
+const LINT_LEVELS: &[&str] = &["allow", "warn", "deny", "forbid"];
+
+/// The highest `too-many-lines-threshold` clippy.toml may set: it may go down, not up.
+const TOO_MANY_LINES_THRESHOLD_MAX: u64 = 120;
+
+/// The (table, key, value) entries of a TOML text, enough for Cargo.toml and
+/// clippy.toml: `[table]` headers, `key = value` lines (comments and lines without `=`
+/// skipped), a dotted key folded into its table (`clippy.todo = ..` under `[lints]` is
+/// table `lints.clippy`, key `todo`); values as written, one pair of quotes removed.
+fn toml_entries(text: &str) -> Vec<(String, String, String)> {
+    let mut table = String::new();
+    let mut entries = Vec::new();
+    for line in text.lines() {
+        let mut code = String::new();
+        let mut in_string = false;
+        for c in line.chars() {
+            match c {
+                '"' => in_string = !in_string,
+                '#' if !in_string => break,
+                _ => {}
+            }
+            code.push(c);
+        }
+        let code = code.trim();
+        if let Some(header) = code.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            table = header.trim().to_string();
+            continue;
+        }
+        let Some((key, value)) = code.split_once('=') else {
+            continue;
+        };
+        let full = if table.is_empty() {
+            key.trim().to_string()
+        } else {
+            format!("{table}.{}", key.trim())
+        };
+        let (entry_table, entry_key) = full.rsplit_once('.').unwrap_or(("", full.as_str()));
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        entries.push((
+            entry_table.to_string(),
+            entry_key.to_string(),
+            value.to_string(),
+        ));
+    }
+    entries
+}
+
+/// The level of a lint entry's value: `deny`, or `{ level = "deny", priority = 1 }`.
+fn lint_level(value: &str) -> Option<&str> {
+    let level = match value.strip_prefix('{') {
+        Some(inline) => {
+            let (_, after) = inline.split_once("level")?;
+            let (_, after) = after.split_once('"')?;
+            after.split_once('"')?.0
+        }
+        None => value,
+    };
+    LINT_LEVELS.iter().copied().find(|l| *l == level)
+}
+
+/// Violations of the wall in `cargo_toml` and `clippy_toml` (the texts of the files).
+fn rule_lint_wall(cargo_toml: &str, clippy_toml: &str) -> Vec<String> {
+    let strength = |level: &str| LINT_LEVELS.iter().position(|l| *l == level);
+    let entries = toml_entries(cargo_toml);
+    let mut found = Vec::new();
+    for (table, lint, weakest) in LINTS_REQUIRED {
+        let entry = entries.iter().find(|(t, k, _)| t == table && k == lint);
+        match entry.map(|(_, _, value)| (value, lint_level(value))) {
+            None => found.push(format!(
+                "Cargo.toml: [{table}] {lint} is missing: the lint wall keeps it at \
+                 \"{weakest}\" or stronger (docs/testing.md)"
+            )),
+            Some((value, None)) => found.push(format!(
+                "Cargo.toml: [{table}] {lint} = {value}: not a lint level ({LINT_LEVELS:?})"
+            )),
+            Some((_, Some(level))) if strength(level) < strength(weakest) => {
+                found.push(format!(
+                    "Cargo.toml: [{table}] {lint} = \"{level}\" is weaker than the wall's \
+                     \"{weakest}\""
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let threshold = toml_entries(clippy_toml)
+        .into_iter()
+        .find(|(table, key, _)| table.is_empty() && key == "too-many-lines-threshold");
+    match threshold.map(|(_, _, value)| value.parse::<u64>()) {
+        None => found.push(
+            "clippy.toml: too-many-lines-threshold is missing: the wall states its own".to_string(),
+        ),
+        Some(Err(e)) => found.push(format!("clippy.toml: too-many-lines-threshold: {e}")),
+        Some(Ok(n)) if n > TOO_MANY_LINES_THRESHOLD_MAX => found.push(format!(
+            "clippy.toml: too-many-lines-threshold = {n} is above \
+             {TOO_MANY_LINES_THRESHOLD_MAX}: split the function, or give it an \
+             #[expect(clippy::too_many_lines, reason = \"...\")]"
+        )),
+        Some(Ok(_)) => {}
+    }
+    found
+}
+
+/// The "deny" lints of the wall as an attribute names them (`clippy::todo`).
+fn deny_lints() -> Vec<String> {
+    LINTS_REQUIRED
+        .iter()
+        .filter(|(_, _, weakest)| *weakest == "deny")
+        .map(|(table, lint, _)| match *table {
+            "lints.clippy" => format!("clippy::{lint}"),
+            _ => (*lint).to_string(),
+        })
+        .collect()
+}
+
+/// `text` with comments stripped and the contents of string literals blanked (line
+/// structure kept): what is left is code alone.
+fn blank_strings(text: &str) -> String {
+    let chars: Vec<char> = strip_comments(text).chars().collect();
+    let mut out = String::with_capacity(chars.len());
+    let mut in_string = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if in_string {
+            if c == '\\' {
+                out.push_str("  ");
+                i += 2;
+                continue;
+            }
+            in_string = c != '"';
+            out.push(if c == '"' || c == '\n' { c } else { ' ' });
+            i += 1;
+            continue;
+        }
+        // A char literal holding a quote ('"' or '\'') is not a string's start.
+        let len = match (c, next, chars.get(i + 2)) {
+            ('\'', Some('\\'), _) => 4,
+            ('\'', Some(_), Some('\'')) => 3,
+            _ => 1,
+        };
+        if c == '"' {
+            in_string = true;
+        }
+        out.extend(&chars[i..(i + len).min(chars.len())]);
+        i += len;
+    }
+    out
+}
+
+/// Every `allow(..)`, `expect(..)` or `warn(..)` lint attribute (also inside
+/// `cfg_attr`; comments and strings ignored) that names a "deny" lint of the wall.
+/// flatc's output is another crate, outside the wall.
+fn rule_no_deny_exceptions(path: &str, text: &str) -> Vec<String> {
+    if is_generated(path) {
+        return Vec::new();
+    }
+    let deny = deny_lints();
+    let code = blank_strings(text);
+    let mut found = Vec::new();
+    for level in ["allow(", "expect(", "warn("] {
+        let mut from = 0;
+        while let Some(pos) = code[from..].find(level) {
+            let start = from + pos;
+            from = start + level.len();
+            // `.expect(..)` is a call; `unwrap_or_warn(` is another name.
+            if code[..start].ends_with(|c: char| is_ident(c) || c == '.') {
+                continue;
+            }
+            let mut depth = 1;
+            let inner_end = code[from..]
+                .char_indices()
+                .find(|(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map_or(code.len(), |(i, _)| from + i);
+            let inner = &code[from..inner_end];
+            for lint in &deny {
+                if mentions(inner, lint) {
+                    let line = code[..start].lines().count().max(1);
+                    found.push(format!(
+                        "{path}:{line}: `{level}{lint})`: \"deny\" in the lint wall means no \
+                         exceptions"
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+// Goal: Cargo.toml keeps every lint of the wall at its level or stronger, and clippy.toml
+// its function-length threshold. Method: read both files and check them.
+#[test]
+fn lint_wall_is_kept() {
+    let read = |name: &str| {
+        fs::read_to_string(root().join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+    };
+    let found = rule_lint_wall(&read("Cargo.toml"), &read("clippy.toml"));
+    assert!(
+        found.is_empty(),
+        "tidy rule 'lint-wall' violated {} time(s):\n  {}",
+        found.len(),
+        found.join("\n  ")
+    );
+}
+
+// Goal: a "deny" lint of the wall gets no local exception in any target.
+// Method: scan src/, tests/, benches/ and examples/ (comments stripped) for an allow,
+// expect or warn attribute naming one.
+#[test]
+fn no_exceptions_to_deny_lints() {
+    let mut all = Vec::new();
+    for dir in ["src", "tests", "benches", "examples"] {
+        collect(&root().join(dir), &mut all);
+    }
+    assert!(
+        all.iter().any(|s| s.path == "tests/tidy.rs"),
+        "tidy: the walk of tests/ did not find tidy.rs"
+    );
+    let found: Vec<String> = all
+        .iter()
+        .flat_map(|s| rule_no_deny_exceptions(&s.path, &s.text))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "tidy rule 'no-deny-exceptions' violated {} time(s):\n  {}",
+        found.len(),
+        found.join("\n  ")
+    );
+}
+
+// Goal: the lint-wall rule fires on a missing table, a missing, weakened, misplaced or
+// commented-out lint and a raised or missing threshold, and accepts the stronger and
+// dotted spellings. Method: run rule_lint_wall on synthetic files.
+#[test]
+fn self_test_lint_wall() {
+    let wall = |rust: &str, clippy: &str| {
+        let mut text = format!("[package]\nname = \"x\"\n\n[lints.rust]\n{rust}");
+        for (table, lint, level) in LINTS_REQUIRED {
+            if *table == "lints.rust" {
+                text.push_str(&format!("{lint} = \"{level}\" # why\n"));
+            }
+        }
+        text.push_str(&format!("\n[lints.clippy]\n{clippy}"));
+        for (table, lint, level) in LINTS_REQUIRED {
+            if *table == "lints.clippy" && !clippy.contains(&format!("{lint} ")) {
+                text.push_str(&format!("{lint} = \"{level}\"\n"));
+            }
+        }
+        text
+    };
+    let clippy_ok = "allow-unwrap-in-tests = true\ntoo-many-lines-threshold = 120\n";
+    assert_eq!(
+        rule_lint_wall(&wall("", ""), clippy_ok),
+        Vec::<String>::new()
+    );
+    // Stronger levels and the inline-table form pass.
+    let stronger = wall("", "unwrap_used = { level = \"forbid\", priority = 1 }\n");
+    assert_eq!(rule_lint_wall(&stronger, clippy_ok), Vec::<String>::new());
+    assert!(rule_lint_wall(&wall("", ""), "too-many-lines-threshold = 80\n").is_empty());
+
+    // No [lints] at all: every lint is missing.
+    let none = rule_lint_wall("[package]\nname = \"x\"\n", clippy_ok);
+    assert_eq!(none.len(), LINTS_REQUIRED.len(), "{none:?}");
+    assert!(none[0].contains("missing_docs is missing"), "{none:?}");
+    // Weakened, by either spelling.
+    for weak in [
+        "unwrap_used = \"warn\"\n",
+        "unwrap_used = { level = \"allow\" }\n",
+    ] {
+        let found = rule_lint_wall(&wall("", weak), clippy_ok);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("unwrap_used = \"") && found[0].contains("weaker"));
+    }
+    // Not a level.
+    let found = rule_lint_wall(&wall("", "todo = \"deni\"\n"), clippy_ok);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("not a lint level"), "{found:?}");
+    // In the wrong table, or commented out: missing where it belongs.
+    let misplaced = wall("", "").replace("\nunwrap_used = \"deny\"\n", "\n");
+    let misplaced = misplaced.replace("[lints.rust]\n", "[lints.rust]\nunwrap_used = \"deny\"\n");
+    let found = rule_lint_wall(&misplaced, clippy_ok);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("[lints.clippy] unwrap_used is missing"),
+        "{found:?}"
+    );
+    let commented = wall("", "").replace("\ntodo = \"deny\"\n", "\n# todo = \"deny\"\n");
+    assert_eq!(rule_lint_wall(&commented, clippy_ok).len(), 1);
+    // Dotted keys under [lints] count as their table.
+    let dotted: String = wall("", "")
+        .replace(
+            "[lints.rust]\n",
+            "[lints]\nrust.missing_docs = \"warn\"\n[lints.rust]\n",
+        )
+        .replace("\nmissing_docs = \"warn\" # why\n", "\n");
+    assert_eq!(rule_lint_wall(&dotted, clippy_ok), Vec::<String>::new());
+    // The threshold: raised, missing, not a number.
+    let raised = rule_lint_wall(&wall("", ""), "too-many-lines-threshold = 121\n");
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert!(raised[0].contains("= 121 is above 120"), "{raised:?}");
+    let missing = rule_lint_wall(&wall("", ""), "allow-dbg-in-tests = true\n");
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!(
+        rule_lint_wall(&wall("", ""), "too-many-lines-threshold = \"x\"\n").len(),
+        1
+    );
+}
+
+// Goal: the deny-exception rule fires on allow, expect and warn of a "deny" lint (one
+// line or several, inside cfg_attr), and not on other lints, `.expect(..)` calls or
+// comments. Method: run rule_no_deny_exceptions on synthetic files; the attributes are
+// assembled at run time so that this file does not hold one itself.
+#[test]
+fn self_test_no_deny_exceptions() {
+    let attr = |level: &str, lints: &str| format!("#[{level}({lints})]\nfn f() {{}}\n");
+    let bad = [
+        attr("allow", "clippy::unwrap_used"),
+        format!(
+            "//! x\n{}",
+            attr("expect", "dead_code, clippy::todo, reason = \"(x)\"")
+        ),
+        attr("warn", "unused_must_use"),
+        format!(
+            "#![{}(\n    clippy::dbg_macro,\n    reason = \"\"\n)]\n",
+            "allow"
+        ),
+        format!("#[cfg_attr(test, {}(clippy::get_unwrap))]\n", "allow"),
+    ];
+    for text in &bad {
+        let found = rule_no_deny_exceptions("src/x.rs", text);
+        assert_eq!(found.len(), 1, "{text}: {found:?}");
+    }
+    let found = rule_no_deny_exceptions("src/x.rs", &bad[1]);
+    assert!(
+        found[0].starts_with("src/x.rs:2: `expect(clippy::todo)`"),
+        "{found:?}"
+    );
+    let fine = [
+        attr(
+            "allow",
+            "dead_code, reason = \"clippy::unwrap_used is not here\"",
+        ),
+        attr("expect", "clippy::too_many_lines"),
+        attr("allow", "clippy::unwrap_used_extra"),
+        "fn f() { g().expect(\"clippy::unwrap_used\"); x.unwrap_or_warn(clippy::todo) }\n"
+            .to_string(),
+        format!("// #[{}(clippy::todo)]\n", "allow"),
+    ];
+    for text in &fine {
+        assert_eq!(
+            rule_no_deny_exceptions("src/x.rs", text),
+            Vec::<String>::new(),
+            "{text}"
+        );
+    }
 }

@@ -218,30 +218,7 @@ impl World {
         let args = Args::parse(command);
         let verb = args.words.first().map(String::as_str).unwrap_or_default();
         match verb {
-            "group" => {
-                let nodes = args.need_u64("nodes") as u32;
-                let window = args.u64("window").unwrap_or(8);
-                let lost = args.nodes("lost").unwrap_or_default();
-                let membership = Membership::new((1..=nodes).map(NodeId).collect());
-                for node in 1..=nodes {
-                    let mut config = GroupConfig::new(NodeId(node), GROUP, membership.clone());
-                    config.window_instances_max = window;
-                    config.accept_window_instances_max = window * 4;
-                    config.promise_entries_max = (window * 4) as usize;
-                    config.batch_values_max = 1;
-                    config.validate().expect("transcript config is valid");
-                    let restore = Restore {
-                        lost_state: lost.contains(&node),
-                        ..Restore::default()
-                    };
-                    let group = Group::new(config, restore, self.now);
-                    self.groups.insert(NodeId(node), group);
-                }
-                writeln!(out, "{nodes} replicas, window {window}").expect("write to a String");
-                if !lost.is_empty() {
-                    writeln!(out, "lost state: {lost:?}").expect("write to a String");
-                }
-            }
+            "group" => self.create_groups(&args, &mut out),
             "tick" => {
                 let nodes = args.nodes("nodes").expect("tick needs nodes=");
                 self.now = self.now.plus(args.u64("ms").unwrap_or(0) * 1_000_000);
@@ -275,23 +252,7 @@ impl World {
                     writeln!(out, "(no message matches)").expect("write to a String");
                 }
             }
-            "deliver-all" => {
-                let mut delivered = 0;
-                loop {
-                    let n = self.deliver_pass(&args, &mut out);
-                    if n == 0 {
-                        break;
-                    }
-                    delivered += n;
-                    assert!(
-                        delivered <= DELIVER_ALL_STEPS_MAX,
-                        "deliver-all: still busy after {delivered} deliveries"
-                    );
-                }
-                if delivered == 0 {
-                    writeln!(out, "(no message matches)").expect("write to a String");
-                }
-            }
+            "deliver-all" => self.deliver_all(&args, &mut out),
             "drop" => {
                 let before = self.pool.len();
                 self.pool.retain(|m| !matches(&args, m));
@@ -303,20 +264,7 @@ impl World {
                 let header = format!("n{node} receive {}", fmt_message(&message));
                 self.step(node, &header, Input::Message(message), &mut out);
             }
-            "read" => {
-                let node = args.need_u64("node") as u32;
-                let group = self.group(node);
-                let index = group
-                    .read_index(self.now)
-                    .map_or("refused".to_string(), |i| format!("read_index={}", i.0));
-                let until = group.lease_until().map_or("none".to_string(), ms);
-                writeln!(
-                    out,
-                    "n{node} @{}: {index} lease_until={until}",
-                    ms(self.now)
-                )
-                .expect("write to a String");
-            }
+            "read" => self.read(&args, &mut out),
             "status" => {
                 let nodes = args
                     .nodes("nodes")
@@ -340,6 +288,67 @@ impl World {
             return format!("ok ({steps} lines of output hidden)\n");
         }
         out
+    }
+
+    /// `group`: fresh replicas 1..=nodes of one group (see the file's doc).
+    fn create_groups(&mut self, args: &Args, out: &mut String) {
+        let nodes = args.need_u64("nodes") as u32;
+        let window = args.u64("window").unwrap_or(8);
+        let lost = args.nodes("lost").unwrap_or_default();
+        let membership = Membership::new((1..=nodes).map(NodeId).collect());
+        for node in 1..=nodes {
+            let mut config = GroupConfig::new(NodeId(node), GROUP, membership.clone());
+            config.window_instances_max = window;
+            config.accept_window_instances_max = window * 4;
+            config.promise_entries_max = (window * 4) as usize;
+            config.batch_values_max = 1;
+            config.validate().expect("transcript config is valid");
+            let restore = Restore {
+                lost_state: lost.contains(&node),
+                ..Restore::default()
+            };
+            let group = Group::new(config, restore, self.now);
+            self.groups.insert(NodeId(node), group);
+        }
+        writeln!(out, "{nodes} replicas, window {window}").expect("write to a String");
+        if !lost.is_empty() {
+            writeln!(out, "lost state: {lost:?}").expect("write to a String");
+        }
+    }
+
+    /// `deliver-all`: `deliver`, repeated until no pooled message matches.
+    fn deliver_all(&mut self, args: &Args, out: &mut String) {
+        let mut delivered = 0;
+        loop {
+            let n = self.deliver_pass(args, out);
+            if n == 0 {
+                break;
+            }
+            delivered += n;
+            assert!(
+                delivered <= DELIVER_ALL_STEPS_MAX,
+                "deliver-all: still busy after {delivered} deliveries"
+            );
+        }
+        if delivered == 0 {
+            writeln!(out, "(no message matches)").expect("write to a String");
+        }
+    }
+
+    /// `read`: the replica's lease read (`read_index`, `lease_until`) at the clock.
+    fn read(&mut self, args: &Args, out: &mut String) {
+        let node = args.need_u64("node") as u32;
+        let group = self.group(node);
+        let index = group
+            .read_index(self.now)
+            .map_or("refused".to_string(), |i| format!("read_index={}", i.0));
+        let until = group.lease_until().map_or("none".to_string(), ms);
+        writeln!(
+            out,
+            "n{node} @{}: {index} lease_until={until}",
+            ms(self.now)
+        )
+        .expect("write to a String");
     }
 
     /// Delivers the pooled messages matching `args` as of now; returns how many.

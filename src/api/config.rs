@@ -174,22 +174,24 @@ impl Config {
     ///
     /// The first invalid field, its value and why.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn check(
-            ok: bool,
-            field: &'static str,
-            value: String,
-            reason: String,
-        ) -> Result<(), ConfigError> {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError {
-                    field,
-                    value,
-                    reason,
-                })
-            }
-        }
+        self.validate_nodes()?;
+        check(
+            self.group_count >= 1,
+            "group_count",
+            self.group_count.to_string(),
+            "must be at least 1".into(),
+        )?;
+        self.group.validate().map_err(|reason| ConfigError {
+            field: "group",
+            value: "(see reason)".into(),
+            reason,
+        })?;
+        self.validate_wal()?;
+        self.validate_limits()
+    }
+
+    /// The nodes, their shard ports and the cores (part of `validate`).
+    fn validate_nodes(&self) -> Result<(), ConfigError> {
         check(
             self.nodes.contains_key(&self.node),
             "node",
@@ -262,17 +264,11 @@ impl Config {
                 self.shards
             ),
         )?;
-        check(
-            self.group_count >= 1,
-            "group_count",
-            self.group_count.to_string(),
-            "must be at least 1".into(),
-        )?;
-        self.group.validate().map_err(|reason| ConfigError {
-            field: "group",
-            value: "(see reason)".into(),
-            reason,
-        })?;
+        Ok(())
+    }
+
+    /// The WAL's buffer, record and segment sizes (part of `validate`).
+    fn validate_wal(&self) -> Result<(), ConfigError> {
         let block = BLOCK_SIZE as u64;
         check(
             self.wal_buffer_size_max >= BLOCK_SIZE
@@ -317,6 +313,12 @@ impl Config {
                 self.wal_buffer_size_max
             ),
         )?;
+        Ok(())
+    }
+
+    /// The wire limits against the group's, the queues and the timers (part of
+    /// `validate`).
+    fn validate_limits(&self) -> Result<(), ConfigError> {
         check(
             self.wire_limits.value_size_max >= self.group.value_size_max
                 && self.wire_limits.values_max >= self.group.batch_values_max
@@ -468,6 +470,19 @@ impl Config {
             lost_state,
             fsync: !self.unsafe_skip_fsync,
         }
+    }
+}
+
+/// `Ok` if `ok`, else the `ConfigError` of `field` with its `value` and `reason`.
+fn check(ok: bool, field: &'static str, value: String, reason: String) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            field,
+            value,
+            reason,
+        })
     }
 }
 

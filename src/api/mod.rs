@@ -42,8 +42,9 @@
 mod config;
 
 pub use crate::runtime::checkpoints::CheckpointPolicy;
-pub use crate::runtime::fatal::{DiskOperation, Fatal, ShardStopped};
-pub use crate::runtime::request::{Error, GroupStatus, Proposed, ShardStatus};
+pub use crate::runtime::driver::ShardStartError;
+pub use crate::runtime::fatal::{DiskError, DiskOperation, Fatal, ShardStopped};
+pub use crate::runtime::request::{Error, GroupStatus, LogMemory, Proposed, ShardStatus};
 pub use crate::runtime::state_machine::{CheckpointImage, StateMachine, StateMachineFactory};
 pub use config::{Config, ConfigError, InitialState};
 
@@ -85,12 +86,13 @@ pub enum StartError {
         /// What this node's configuration says (one line).
         expected: String,
     },
-    /// A shard could not start (recovery, listening address, executor).
+    /// A shard could not start (its data directory, recovery, a group's configuration,
+    /// the listening address, the executor).
     Shard {
         /// The shard.
         shard: u16,
-        /// Why.
-        reason: String,
+        /// Why, typed (a disk failure keeps its `io::ErrorKind`, errno and file).
+        reason: ShardStartError,
     },
 }
 

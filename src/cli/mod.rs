@@ -15,10 +15,12 @@ pub mod wal;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
 use synod::paxos::NodeId;
+use synod::transport::auth::AuthKey;
 
 /// The exit status of a bad command line (clap's, and the Unix convention).
 pub const EXIT_USAGE: u8 = 2;
@@ -193,6 +195,16 @@ pub fn parse_nodes(text: &str) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
     Ok(nodes)
 }
 
+/// The key in the file at `path`, if the flag `flag` named one.
+///
+/// # Errors
+///
+/// The file cannot be read or holds no key: the message names the flag.
+pub fn read_key(flag: &str, path: Option<&Path>) -> Result<Option<AuthKey>, String> {
+    path.map(|path| AuthKey::from_file(path).map_err(|e| format!("{flag}: {e}")))
+        .transpose()
+}
+
 /// A whole number above zero (a clap value parser: counts, sizes, seconds).
 pub fn positive<T>(text: &str) -> Result<T, String>
 where
@@ -203,6 +215,47 @@ where
         Ok(_) => Err("must be above zero".to_string()),
         Err(_) => Err("not a whole number".to_string()),
     }
+}
+
+/// An in-memory retention bound (a clap value parser for `--retention-instances-max`
+/// and `--retention-size-max`): a whole number (at least `min`), or `unbounded` for
+/// the type's maximum (the log then keeps every applied entry in memory).
+pub fn retention<T>(text: &str, min: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Bounded,
+{
+    if text == "unbounded" {
+        return Ok(T::MAX);
+    }
+    match text.parse::<T>() {
+        Ok(n) if n >= min => Ok(n),
+        Ok(_) => Err(format!("must be at least {min}, or `unbounded`")),
+        Err(_) => Err("not a whole number or `unbounded`".to_string()),
+    }
+}
+
+/// The largest value of an integer type (for `retention`'s `unbounded`).
+pub trait Bounded {
+    /// The largest value.
+    const MAX: Self;
+}
+
+impl Bounded for u64 {
+    const MAX: u64 = u64::MAX;
+}
+
+impl Bounded for usize {
+    const MAX: usize = usize::MAX;
+}
+
+/// `--retention-instances-max`: at least 1, or `unbounded`.
+pub fn retention_instances(text: &str) -> Result<u64, String> {
+    retention(text, 1u64)
+}
+
+/// `--retention-size-max`: bytes, or `unbounded`.
+pub fn retention_size(text: &str) -> Result<usize, String> {
+    retention(text, 0usize)
 }
 
 /// A finite number above zero (a clap value parser: seconds, rates).
@@ -254,5 +307,24 @@ pub fn init_logging() {
     };
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{retention_instances, retention_size};
+
+    // Goal: the retention flags take a count, a byte size or `unbounded`, and refuse
+    // zero instances and words.
+    // Method: parse each kind of value.
+    #[test]
+    fn retention_flags_parse() {
+        assert_eq!(retention_instances("64"), Ok(64));
+        assert_eq!(retention_instances("unbounded"), Ok(u64::MAX));
+        assert!(retention_instances("0").is_err());
+        assert!(retention_instances("many").is_err());
+        assert_eq!(retention_size("0"), Ok(0));
+        assert_eq!(retention_size("unbounded"), Ok(usize::MAX));
+        assert!(retention_size("-1").is_err());
     }
 }

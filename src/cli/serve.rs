@@ -41,9 +41,8 @@ use synod::api::{Config, InitialState, Node, NodeHandle, ShardStopped};
 use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
 use synod::server::{Server, ServerConfig};
-use synod::transport::auth::AuthKey;
 
-use super::{parse_nodes, positive};
+use super::{parse_nodes, positive, read_key, retention_instances, retention_size};
 
 /// The flags of `synod serve`.
 #[derive(Clone, Debug, Args)]
@@ -92,6 +91,15 @@ pub struct ServeArgs {
     /// time) [default: 600]. All three at 0: no checkpoints.
     #[arg(long, value_name = "S")]
     pub checkpoint_interval_s: Option<u64>,
+    /// Applied instances each group keeps in memory (`GroupConfig::
+    /// retention_instances_max`); older ones are served to lagging peers from the WAL.
+    /// `unbounded` keeps them all [default: 4096].
+    #[arg(long, value_name = "N", value_parser = retention_instances)]
+    pub retention_instances_max: Option<u64>,
+    /// Bytes of applied entries each group keeps in memory (`GroupConfig::
+    /// retention_size_max`); `unbounded` keeps them all [default: 16 MiB].
+    #[arg(long, value_name = "B", value_parser = retention_size)]
+    pub retention_size_max: Option<usize>,
     /// The empty --dir is a new member of a new cluster: it votes at once.
     #[arg(long, conflicts_with = "existing")]
     pub new: bool,
@@ -203,10 +211,7 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
         args.nodes.clone(),
         args.dir.clone(),
     );
-    config.peer_key = match &args.key_file {
-        Some(path) => Some(AuthKey::from_file(path).map_err(|e| format!("--key-file: {e}"))?),
-        None => None,
-    };
+    config.peer_key = read_key("--key-file", args.key_file.as_deref())?;
     config.shards = args.shards;
     config.group_count = args.groups;
     config.cores = args.cores.clone();
@@ -232,6 +237,12 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
     }
     if let Some(s) = args.checkpoint_interval_s {
         config.checkpoint.interval_ns = s.saturating_mul(1_000_000_000);
+    }
+    if let Some(instances) = args.retention_instances_max {
+        config.group.retention_instances_max = instances;
+    }
+    if let Some(size) = args.retention_size_max {
+        config.group.retention_size_max = size;
     }
     let client = client_config(&args, &config)?;
     let node = Node::start(config, null_factory()).map_err(|e| e.to_string())?;
@@ -406,12 +417,7 @@ fn client_config(args: &ServeArgs, config: &Config) -> Result<Option<ServerConfi
     server.idle_timeout = Duration::from_secs(args.client_idle_timeout_s);
     // --client requires one of --client-key-file and --no-auth, which exclude each
     // other: no key means --no-auth said so.
-    server.key = match &args.client_key_file {
-        Some(path) => {
-            Some(AuthKey::from_file(path).map_err(|e| format!("--client-key-file: {e}"))?)
-        }
-        None => None,
-    };
+    server.key = read_key("--client-key-file", args.client_key_file.as_deref())?;
     Ok(Some(server))
 }
 

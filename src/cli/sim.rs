@@ -32,6 +32,14 @@ pub fn main(args: SimArgs) -> ExitCode {
         return match synod::sim::cluster::run_seed(seed) {
             Ok(report) => {
                 println!("seed {seed}: ok ({report:?})");
+                println!(
+                    "seed {seed}: options: {}",
+                    synod::sim::SimOptions::from_seed(seed)
+                );
+                println!(
+                    "seed {seed}: {} WAL reads, largest in-memory log {} slots",
+                    report.wal_reads, report.log_len_max
+                );
                 ExitCode::SUCCESS
             }
             Err(failure) => {
@@ -67,6 +75,7 @@ pub fn main(args: SimArgs) -> ExitCode {
     );
     println!("{}", summary.totals());
     println!("{}", summary.checkpoint_totals());
+    println!("{}", summary.retention_totals());
     if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

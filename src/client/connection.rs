@@ -154,6 +154,113 @@ fn dial(address: &str, timeout: Duration) -> Result<TcpStream, Error> {
     })
 }
 
+/// The handshake on a fresh connection: says hello for `cluster`; when the node
+/// challenges, checks its proof of `config.key` BEFORE sending the client's own (a node
+/// without the key is refused); then expects the node's welcome. Bytes read past the
+/// welcome stay in `buf` for the reader thread.
+fn run_handshake(
+    writer: &mut Writer,
+    buf: &mut Vec<u8>,
+    address: &str,
+    cluster: u64,
+    config: &ClientConfig,
+) -> Result<Welcome, Error> {
+    let handshake_error = |reason: String| Error::Handshake {
+        address: address.to_string(),
+        reason,
+    };
+    let send = |writer: &mut Writer, body: &Body| {
+        let Writer {
+            stream,
+            encoder,
+            buf: out,
+        } = writer;
+        out.clear();
+        encoder
+            .encode(body, config.frame_size_max, out)
+            .map_err(|error| Error::Codec {
+                address: address.to_string(),
+                error,
+            })?;
+        stream
+            .write_all(out)
+            .map_err(|e| io_error(address, "write handshake", &e))
+    };
+    let client_nonce = auth::nonce().map_err(|e| handshake_error(e.to_string()))?;
+    send(
+        writer,
+        &Body::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster,
+            nonce: Bytes::copy_from_slice(&client_nonce),
+        },
+    )?;
+    let (mut body, consumed) = read_frame(&mut writer.stream, buf, config.frame_size_max, address)?;
+    buf.drain(..consumed);
+    if let Body::Challenge { nonce, proof } = &body {
+        let Some(key) = &config.key else {
+            return Err(handshake_error(
+                "the node requires a client key (ClientConfig::key, --client-key-file)".to_string(),
+            ));
+        };
+        let Ok(node_nonce) = <&auth::Nonce>::try_from(nonce.as_ref()) else {
+            return Err(handshake_error(format!(
+                "challenge nonce of {} bytes",
+                nonce.len()
+            )));
+        };
+        let context = proof_context(cluster);
+        if !key.verify(NODE_ROLE, [&client_nonce, node_nonce], &context, proof) {
+            return Err(handshake_error(
+                "the node's proof does not verify: it holds another client key".to_string(),
+            ));
+        }
+        let ours = key.prove(CLIENT_ROLE, [&client_nonce, node_nonce], &context);
+        send(
+            writer,
+            &Body::Proof {
+                proof: Bytes::copy_from_slice(&ours),
+            },
+        )?;
+        let (next, consumed) = read_frame(&mut writer.stream, buf, config.frame_size_max, address)?;
+        buf.drain(..consumed);
+        body = next;
+    } else if config.key.is_some() && matches!(body, Body::Welcome { .. }) {
+        return Err(handshake_error(
+            "the node did not prove it holds the client key (it runs without one)".to_string(),
+        ));
+    }
+    match body {
+        Body::Welcome {
+            protocol_version,
+            cluster: theirs,
+            node,
+            nodes,
+            addresses,
+        } => {
+            if protocol_version != PROTOCOL_VERSION || theirs != cluster {
+                return Err(handshake_error(format!(
+                    "node answered protocol {protocol_version} cluster {theirs}, \
+                     expected protocol {PROTOCOL_VERSION} cluster {cluster}"
+                )));
+            }
+            Ok(Welcome {
+                node,
+                nodes,
+                addresses,
+            })
+        }
+        Body::Refused { reason } => Err(Error::Refused {
+            address: address.to_string(),
+            reason,
+        }),
+        other => Err(handshake_error(format!(
+            "expected a Welcome, got a {}",
+            other.name()
+        ))),
+    }
+}
+
 impl Connection {
     /// Connects to `address`, says hello for `cluster`, authenticates both ways when
     /// `config.key` is set, and waits for the node's welcome, then starts the reader
@@ -167,12 +274,8 @@ impl Connection {
         connect: Duration,
         handshake: Duration,
     ) -> Result<(Connection, Welcome), Error> {
-        let mut stream = dial(address, connect)?;
+        let stream = dial(address, connect)?;
         let io = |what: &str, e: std::io::Error| io_error(address, what, &e);
-        let handshake_error = |reason: String| Error::Handshake {
-            address: address.to_string(),
-            reason,
-        };
         stream.set_nodelay(true).map_err(|e| io("nodelay", e))?;
         stream
             .set_read_timeout(Some(handshake))
@@ -180,105 +283,18 @@ impl Connection {
         stream
             .set_write_timeout(Some(handshake))
             .map_err(|e| io("timeout", e))?;
-        let mut encoder = Encoder::new();
-        let mut out = Vec::new();
-        let mut send = |stream: &mut TcpStream, body: &Body, out: &mut Vec<u8>| {
-            out.clear();
-            encoder
-                .encode(body, config.frame_size_max, out)
-                .map_err(|error| Error::Codec {
-                    address: address.to_string(),
-                    error,
-                })?;
-            stream.write_all(out).map_err(|e| io("write handshake", e))
+        let mut writer = Writer {
+            stream,
+            encoder: Encoder::new(),
+            buf: Vec::new(),
         };
-        let client_nonce = auth::nonce().map_err(|e| handshake_error(e.to_string()))?;
-        send(
-            &mut stream,
-            &Body::Hello {
-                protocol_version: PROTOCOL_VERSION,
-                cluster,
-                nonce: Bytes::copy_from_slice(&client_nonce),
-            },
-            &mut out,
-        )?;
         let mut buf = Vec::new();
-        let (mut body, consumed) =
-            read_frame(&mut stream, &mut buf, config.frame_size_max, address)?;
-        buf.drain(..consumed);
-        if let Body::Challenge { nonce, proof } = &body {
-            let Some(key) = &config.key else {
-                return Err(handshake_error(
-                    "the node requires a client key (ClientConfig::key, --client-key-file)"
-                        .to_string(),
-                ));
-            };
-            let Ok(node_nonce) = <&auth::Nonce>::try_from(nonce.as_ref()) else {
-                return Err(handshake_error(format!(
-                    "challenge nonce of {} bytes",
-                    nonce.len()
-                )));
-            };
-            let context = proof_context(cluster);
-            if !key.verify(NODE_ROLE, [&client_nonce, node_nonce], &context, proof) {
-                return Err(handshake_error(
-                    "the node's proof does not verify: it holds another client key".to_string(),
-                ));
-            }
-            let ours = key.prove(CLIENT_ROLE, [&client_nonce, node_nonce], &context);
-            send(
-                &mut stream,
-                &Body::Proof {
-                    proof: Bytes::copy_from_slice(&ours),
-                },
-                &mut out,
-            )?;
-            let (next, consumed) =
-                read_frame(&mut stream, &mut buf, config.frame_size_max, address)?;
-            buf.drain(..consumed);
-            body = next;
-        } else if config.key.is_some() && matches!(body, Body::Welcome { .. }) {
-            return Err(handshake_error(
-                "the node did not prove it holds the client key (it runs without one)".to_string(),
-            ));
-        }
-        let welcome = match body {
-            Body::Welcome {
-                protocol_version,
-                cluster: theirs,
-                node,
-                nodes,
-                addresses,
-            } => {
-                if protocol_version != PROTOCOL_VERSION || theirs != cluster {
-                    return Err(handshake_error(format!(
-                        "node answered protocol {protocol_version} cluster {theirs}, \
-                         expected protocol {PROTOCOL_VERSION} cluster {cluster}"
-                    )));
-                }
-                Welcome {
-                    node,
-                    nodes,
-                    addresses,
-                }
-            }
-            Body::Refused { reason } => {
-                return Err(Error::Refused {
-                    address: address.to_string(),
-                    reason,
-                })
-            }
-            other => {
-                return Err(handshake_error(format!(
-                    "expected a Welcome, got a {}",
-                    other.name()
-                )))
-            }
-        };
+        let welcome = run_handshake(&mut writer, &mut buf, address, cluster, config)?;
         // The reader wakes at this interval to time requests out; a write blocked
         // this long is a node that does not read.
         let sweep =
             (config.request_timeout / 8).clamp(Duration::from_millis(1), SWEEP_INTERVAL_MAX);
+        let stream = &writer.stream;
         stream
             .set_read_timeout(Some(sweep))
             .map_err(|e| io("timeout", e))?;
@@ -313,11 +329,7 @@ impl Connection {
                 node: welcome.node,
                 address: address.to_string(),
                 frame_size_max: config.frame_size_max,
-                writer: Mutex::new(Writer {
-                    stream,
-                    encoder,
-                    buf: out,
-                }),
+                writer: Mutex::new(writer),
                 pending,
             },
             welcome,

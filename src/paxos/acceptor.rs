@@ -5,11 +5,14 @@
 //! before (in `persist`) any reply that depends on it (in `send_after_persist`); a
 //! replica that is not voting never promises or accepts; a promise and a catch-up chunk
 //! stay within `message_size_max` bytes (`MessageBody::encoded_size`) and their count
-//! limits, carrying at least one entry when there is one to carry.
+//! limits, carrying at least one entry when there is one to carry; a prepare from
+//! below the in-memory log (`log_floor`) is never promised (the report would lack the
+//! dropped values: see the retention section of `group`), and a catch-up request from
+//! there is answered from the WAL (`Output::wal_reads`, then `on_wal_read_done`).
 
 use super::group::{Group, Role, Slot};
 use super::message::{InstanceRange, MessageBody, PromisedEntry};
-use super::output::{Output, Record};
+use super::output::{Output, Record, WalRead, WalReadOutcome};
 use super::size::Packer;
 use super::types::{Ballot, Entry, Instance, Nanos, NodeId};
 
@@ -33,6 +36,14 @@ impl Group {
         }
         if ballot < self.promised {
             self.reject(from, out);
+            return;
+        }
+        if first < self.log_floor {
+            // The report would miss the applied values dropped from memory, which the
+            // candidate would take for holes. It lacks chosen values: send them, as to
+            // any replica catching up, and let it campaign again from further on.
+            self.ignore("prepare_below_floor");
+            self.on_catch_up_request(from, first, out);
             return;
         }
         // Leader lease: while a lease granted to a live leader runs (or the lease a
@@ -96,7 +107,10 @@ impl Group {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the fields of an Accept message, as Group::step destructures it"
+    )]
     pub(super) fn on_accept(
         &mut self,
         now: Nanos,
@@ -171,7 +185,10 @@ impl Group {
         self.advance_chosen_from_leader(now, from, ballot, leader_chosen, out);
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the fields of a Heartbeat message, as Group::step destructures it"
+    )]
     pub(super) fn on_heartbeat(
         &mut self,
         now: Nanos,
@@ -250,6 +267,18 @@ impl Group {
             self.ignore("catch_up_not_voting");
             return;
         }
+        if first < self.log_floor {
+            // Dropped from memory: read back from the WAL, answered once it returns.
+            out.wal_reads.push(WalRead {
+                group: self.config.group,
+                peer: from,
+                from: first,
+                through: Instance(self.log_floor.0 - 1).min(self.chosen_through),
+                size_max: self.config.message_size_max,
+                count_max: self.config.catch_up_entries_max,
+            });
+            return;
+        }
         // Bounded by count and bytes; the requester asks again from where this ends.
         let mut entries = Vec::new();
         let mut packer = Packer::new(
@@ -269,10 +298,17 @@ impl Group {
             }
             instance = instance.next();
         }
+        self.send_chunk(from, first, entries, out);
+    }
+
+    /// Sends `to` a catch-up chunk of `entries` (chosen, consecutive from `first`).
+    fn send_chunk(&self, to: NodeId, first: Instance, entries: Vec<Entry>, out: &mut Output) {
+        // The floor minus one is applied, hence accepted or learned, when the log is
+        // empty above it.
         let accepted_max = self
             .log
             .last_key_value()
-            .map_or(Instance(0), |(instance, _)| *instance);
+            .map_or(Instance(self.log_floor.0 - 1), |(instance, _)| *instance);
         let body = MessageBody::CatchUpChunk {
             chosen_through: self.chosen_through,
             promised: self.promised,
@@ -280,6 +316,51 @@ impl Group {
             first,
             entries,
         };
-        self.send(out, from, body);
+        self.send(out, to, body);
+    }
+
+    /// The WAL read for `peer` from `first` returned: sends what it found, bounded as
+    /// any catch-up chunk. Nothing is sent when the WAL had nothing (the peer asks
+    /// again) or no longer holds `first` (a checkpoint transfer is needed: counted).
+    pub(super) fn on_wal_read_done(
+        &mut self,
+        peer: NodeId,
+        first: Instance,
+        outcome: WalReadOutcome,
+        out: &mut Output,
+    ) {
+        if !self.voting || first.0 == 0 {
+            self.ignore("wal_read_not_voting");
+            return;
+        }
+        let found = match outcome {
+            WalReadOutcome::Entries(found) => found,
+            WalReadOutcome::Truncated { .. } => {
+                self.ignore("catch_up_wal_truncated");
+                return;
+            }
+        };
+        let mut entries = Vec::new();
+        let mut packer = Packer::new(
+            self.config.message_size_max,
+            self.config.catch_up_entries_max,
+        );
+        for (offset, entry) in found.into_iter().enumerate() {
+            // Only chosen instances: the read was asked below the floor, and the chosen
+            // watermark never moves back.
+            if first.0 + offset as u64 > self.chosen_through.0 {
+                break;
+            }
+            if !packer.add(entry.encoded_size()) {
+                break;
+            }
+            entries.push(entry);
+        }
+        if entries.is_empty() {
+            self.ignore("catch_up_wal_empty");
+            return;
+        }
+        self.counters.catch_up_wal_served += 1;
+        self.send_chunk(peer, first, entries, out);
     }
 }

@@ -57,6 +57,23 @@ pub struct GroupConfig {
     /// limit (`DecodeLimits::frame_size_max`, 16 MiB by default; `api::Config::validate`
     /// checks), or a message would be dropped by the link and rebuilt forever.
     pub message_size_max: usize,
+    /// Applied instances kept in memory at and below the applied watermark (the
+    /// in-memory retention, beside `retention_size_max`): older ones are dropped from
+    /// the group's log and served to lagging peers from the WAL (`Output::wal_reads`).
+    /// At least 1; `u64::MAX` keeps every applied entry (memory then grows with the
+    /// history). Default 4,096: 16 accept windows, so a follower that missed a few
+    /// windows is served from memory and only one that restarted or was cut off for
+    /// longer reads the WAL. A group's log then holds at most this many applied slots
+    /// plus `accept_window_instances_max` above them (`tuning.md`, "In-memory
+    /// retention").
+    pub retention_instances_max: u64,
+    /// Bytes of applied entries (`Entry::encoded_size`) kept in memory at and below
+    /// the applied watermark; the newest applied entry is kept whatever its size (so
+    /// any value is valid; 0 keeps only that one). Default 16 MiB: four catch-up
+    /// messages (`message_size_max`), and the bound on a group's retained values when
+    /// entries are large (4,096 entries of 4 KiB). Per node the worst case is groups
+    /// times this: lower it for thousands of busy groups.
+    pub retention_size_max: usize,
     /// Seed of the group's private PRNG (election jitter).
     pub seed: u64,
 }
@@ -84,6 +101,11 @@ impl GroupConfig {
             promise_entries_max: 4_096,
             catch_up_entries_max: 256,
             message_size_max: 4 << 20,
+            // 16 accept windows and 4 catch-up messages: a follower that missed a
+            // few windows is served from memory, one that restarted or was cut off
+            // from the WAL (`tuning.md`, "In-memory retention").
+            retention_instances_max: 4_096,
+            retention_size_max: 16 << 20,
             seed: u64::from(node.0) << 32 | u64::from(group.0),
         }
     }
@@ -175,6 +197,12 @@ impl GroupConfig {
         check(
             self.proposal_queue_count_max >= 1,
             "proposal_queue_count_max = 0: must be at least 1".to_string(),
+        )?;
+        check(
+            self.retention_instances_max >= 1,
+            "retention_instances_max = 0: must be at least 1 (the newest applied entry \
+             carries the checksum a leader's heartbeat is compared with)"
+                .to_string(),
         )?;
         Ok(())
     }

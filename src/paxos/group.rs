@@ -11,7 +11,33 @@
 //! - the proposal queue is within its count and size limits;
 //! - a leader's or candidate's round is at most `Ballot::ROUND_MAX`;
 //! - a peer message out of bounds (`bounds`) changes nothing: it is refused before
-//!   any handler runs.
+//!   any handler runs;
+//! - retention (below): every slot of the log lies at or above `log_floor`; nothing
+//!   unapplied is dropped (`log_floor <= max(applied_through, 1)`, the newest applied
+//!   slot stays); the applied slots kept number at most `retention_instances_max`.
+//!
+//! # In-memory retention
+//!
+//! The log in memory is `[log_floor, ∞)`: the applied slots of the retention (at most
+//! `retention_instances_max` of them and `retention_size_max` bytes, but always the
+//! newest applied one), then the chosen-but-unapplied, accepted and in-flight slots
+//! above (at most `accept_window_instances_max` past the chosen watermark). Slots are
+//! dropped at the end of `apply_chosen`, from the bottom, only at or below
+//! `applied_through`, which is at most `chosen_through` and `chosen_recorded` (the
+//! watermark this replica wrote, the one its WAL vouches for). Why nothing still
+//! needed goes:
+//! - applying needs the slots above `applied_through`: never dropped;
+//! - a leader re-proposes only above its chosen watermark (`Leading::learned`,
+//!   `inflight`, `next` all lie above it), and completes proposals at apply;
+//! - a promise reports accepted values from the prepare's `from`: a prepare from below
+//!   `log_floor` is not promised (`prepare_below_floor`) — the values missing from the
+//!   report would be taken for holes and filled with no-ops — and the candidate, which
+//!   lacks chosen values this replica holds, is sent them instead (as by catch-up);
+//! - a catch-up request from below `log_floor` is answered from the WAL: the group
+//!   emits `Output::wal_reads`, the executor reads the records back and returns them
+//!   as `Input::WalReadDone`, and the group sends the chunk, bounded as any other;
+//! - a heartbeat's checksum is compared only while its slot is in memory (the check
+//!   is skipped below `log_floor`, never failed).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -20,7 +46,7 @@ use bytes::Bytes;
 use super::checkpoint::CheckpointBase;
 use super::config::GroupConfig;
 use super::message::Message;
-use super::output::{Apply, Completion, Output, ProposeError, Record, Refused};
+use super::output::{Apply, Completion, Output, ProposeError, Record, Refused, WalReadOutcome};
 use super::types::{Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, ProposalId};
 use crate::prng::Prng;
 
@@ -50,6 +76,15 @@ pub enum Input {
     /// The end of an executor loop iteration: coalesce queued proposals into
     /// instances and send them (batch propose waits at most this long).
     Flush,
+    /// The answer to an `Output::wal_reads` request made for `peer` from `from`.
+    WalReadDone {
+        /// The replica the read was for.
+        peer: NodeId,
+        /// The read's first instance.
+        from: Instance,
+        /// What the WAL held.
+        outcome: WalReadOutcome,
+    },
 }
 
 /// What a replica rebuilt from its log on restart.
@@ -180,6 +215,8 @@ pub struct Counters {
     pub chosen_as_leader: u64,
     /// Heartbeat checksum mismatches seen (this replica is then fenced).
     pub checksum_mismatches: u64,
+    /// Catch-up chunks sent from entries read back from the WAL.
+    pub catch_up_wal_served: u64,
 }
 
 /// One Paxos group on one replica. See the module docs and `output::Output`.
@@ -190,6 +227,12 @@ pub struct Group {
     // Acceptor state (persisted).
     pub(super) promised: Ballot,
     pub(super) log: BTreeMap<Instance, Slot>,
+    /// The first instance the log may hold: everything below was applied and dropped
+    /// from memory (see "In-memory retention").
+    pub(super) log_floor: Instance,
+    /// Bytes (`Entry::encoded_size`) of the applied slots in `[log_floor,
+    /// applied_through]`.
+    pub(super) retained_size: usize,
     // Learner state.
     pub(super) chosen_through: Instance,
     pub(super) chosen_recorded: Instance,
@@ -264,6 +307,8 @@ impl Group {
             prng,
             promised: restore.promised,
             log,
+            log_floor: Instance(1),
+            retained_size: 0,
             chosen_through: Instance(0),
             chosen_recorded: Instance(0),
             applied_through: Instance(0),
@@ -338,6 +383,11 @@ impl Group {
                     self.fill_window(now, true, out);
                 }
             }
+            Input::WalReadDone {
+                peer,
+                from,
+                outcome,
+            } => self.on_wal_read_done(peer, from, outcome, out),
         }
     }
 
@@ -541,6 +591,7 @@ impl Group {
                 None => Vec::new(),
             };
             self.applied_through = instance;
+            self.retained_size = self.retained_size.saturating_add(entry.encoded_size());
             out.apply.push(Apply {
                 group: self.config.group,
                 instance,
@@ -549,6 +600,25 @@ impl Group {
                 proposals,
                 checksum: self.checksum,
             });
+        }
+        self.release_retained();
+    }
+
+    /// Drops applied slots from the bottom of the log while more than the retention
+    /// is kept (see "In-memory retention"); the newest applied slot always stays.
+    fn release_retained(&mut self) {
+        let limit = self.applied_through.min(self.chosen_recorded);
+        while self.log_floor < limit {
+            let kept = limit.0 - self.log_floor.0 + 1;
+            if kept <= self.config.retention_instances_max
+                && self.retained_size <= self.config.retention_size_max
+            {
+                break;
+            }
+            if let Some(slot) = self.log.remove(&self.log_floor) {
+                self.retained_size = self.retained_size.saturating_sub(slot.entry.encoded_size());
+            }
+            self.log_floor = self.log_floor.next();
         }
     }
 
@@ -708,9 +778,14 @@ impl Group {
             self.applied_through.0,
             self.chosen_through.0
         );
-        // The top of the chosen prefix (older instances were checked when the watermark
-        // passed them; walking the log every step would be quadratic).
-        let low = self.chosen_through.0.saturating_sub(3).max(1);
+        // The top of the chosen prefix still in memory (older instances were checked
+        // when the watermark passed them; walking the log every step would be
+        // quadratic).
+        let low = self
+            .chosen_through
+            .0
+            .saturating_sub(3)
+            .max(self.log_floor.0);
         for i in low..=self.chosen_through.0 {
             let slot = self.log.get(&Instance(i));
             assert!(
@@ -718,6 +793,46 @@ impl Group {
                 "instance {i} <= chosen_through {} is not chosen in the log",
                 self.chosen_through.0
             );
+        }
+        // Retention: nothing below the floor, nothing unapplied dropped, the bound kept.
+        assert!(self.log_floor.0 >= 1);
+        assert!(
+            self.log_floor.0 <= self.applied_through.0.max(1),
+            "log_floor {} above applied_through {}: an unapplied slot was dropped",
+            self.log_floor.0,
+            self.applied_through.0
+        );
+        if let Some((first, _)) = self.log.first_key_value() {
+            assert!(
+                *first >= self.log_floor,
+                "slot {} below log_floor {}",
+                first.0,
+                self.log_floor.0
+            );
+        }
+        if self.applied_through >= self.log_floor {
+            let kept = self.applied_through.0 - self.log_floor.0 + 1;
+            assert!(
+                kept <= self.config.retention_instances_max
+                    || self.log_floor == self.applied_through,
+                "{kept} applied slots kept, above retention_instances_max {}",
+                self.config.retention_instances_max
+            );
+            // Every applied slot kept is in memory (walked only when short: the check
+            // runs after every simulated step).
+            if kept <= 256 {
+                let mut size = 0usize;
+                for i in self.log_floor.0..=self.applied_through.0 {
+                    let slot = self.log.get(&Instance(i));
+                    assert!(
+                        slot.is_some_and(|s| s.chosen),
+                        "applied instance {i} at or above log_floor {} missing",
+                        self.log_floor.0
+                    );
+                    size += slot.map_or(0, |s| s.entry.encoded_size());
+                }
+                assert_eq!(size, self.retained_size, "retained_size drifted");
+            }
         }
         assert!(self.queue.len() <= self.config.proposal_queue_count_max);
         assert!(self.queue_size <= self.config.proposal_queue_size_max);
@@ -826,6 +941,22 @@ impl Group {
     /// Entries re-applied at construction from the restored chosen prefix (drained).
     pub fn take_restored(&mut self) -> Vec<Apply> {
         std::mem::take(&mut self.restored_apply)
+    }
+    /// The first instance still in memory: every instance below it is applied and
+    /// served from the WAL (see "In-memory retention").
+    #[must_use]
+    pub fn log_floor(&self) -> Instance {
+        self.log_floor
+    }
+    /// Slots held in memory (applied ones of the retention, and everything above).
+    #[must_use]
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+    /// Bytes of the applied slots kept in memory.
+    #[must_use]
+    pub fn retained_size(&self) -> usize {
+        self.retained_size
     }
     /// The chosen entry at `instance`, if still in memory.
     #[must_use]

@@ -108,7 +108,10 @@ impl Group {
         self.reset_election_deadline(now);
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the fields of a Promise message, as Group::step destructures it"
+    )]
     pub(super) fn on_promise(
         &mut self,
         now: Nanos,

@@ -99,7 +99,10 @@ impl Group {
         self.catch_up_due = now.plus(self.config.retransmit_ns);
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the fields of a CatchUpChunk message, as Group::step destructures it"
+    )]
     pub(super) fn on_catch_up_chunk(
         &mut self,
         now: Nanos,

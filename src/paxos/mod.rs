@@ -22,7 +22,9 @@ pub use checkpoint::CheckpointBase;
 pub use config::GroupConfig;
 pub use group::{entry_checksum, Counters, Group, Input, Restore, Role};
 pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};
-pub use output::{Apply, Completion, Output, ProposeError, Record, Refused};
+pub use output::{
+    Apply, Completion, Output, ProposeError, Record, Refused, WalRead, WalReadOutcome,
+};
 pub use types::{
     Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, Nanos, NodeId, ProposalId,
 };

@@ -17,6 +17,10 @@
 //! 6. `refused` lists peer messages refused as out of bounds (forged or corrupt): they
 //!    changed nothing and nothing of them is persisted; the executor reports them
 //!    (rate-limited: a flood of forged packets must not become a flood of log lines).
+//! 7. `wal_reads` asks for chosen entries below the group's in-memory log (dropped by
+//!    the retention, see `group`) to be read back from this replica's WAL; the
+//!    executor answers each with `Input::WalReadDone` (any time later, or never: the
+//!    peer asks again). Nothing waits on it.
 
 use super::bounds::OutOfBounds;
 use super::message::Message;
@@ -177,6 +181,40 @@ pub struct Refused {
     pub out_of_bounds: OutOfBounds,
 }
 
+/// Read chosen entries `[from, through]` of `group` back from this replica's WAL (they
+/// are below its in-memory log) to answer `peer`'s catch-up request; at most
+/// `count_max` entries and about `size_max` bytes (at least one entry when there is
+/// one). The answer comes back as `Input::WalReadDone`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalRead {
+    /// The group.
+    pub group: GroupId,
+    /// The replica that asked.
+    pub peer: NodeId,
+    /// First instance wanted.
+    pub from: Instance,
+    /// Last instance wanted (every instance of `[from, through]` is chosen here).
+    pub through: Instance,
+    /// Bytes of entries to read at most (beyond the first).
+    pub size_max: usize,
+    /// Entries to read at most.
+    pub count_max: usize,
+}
+
+/// What a WAL read found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WalReadOutcome {
+    /// The chosen entries from the read's `from` on, consecutive (possibly fewer than
+    /// asked, or none: records not yet written are not found).
+    Entries(Vec<Entry>),
+    /// The WAL no longer holds `from`: its first instance is `first_available` (a
+    /// checkpoint covers what is below; only a checkpoint transfer can serve it).
+    Truncated {
+        /// The first instance the WAL still holds.
+        first_available: Instance,
+    },
+}
+
 /// Everything one step produced. Reused across steps: the executor drains it.
 #[derive(Debug, Default)]
 pub struct Output {
@@ -192,6 +230,8 @@ pub struct Output {
     pub complete: Vec<Completion>,
     /// Peer messages refused as out of bounds, for the executor to report.
     pub refused: Vec<Refused>,
+    /// Entries to read back from the WAL for peers behind the in-memory log.
+    pub wal_reads: Vec<WalRead>,
 }
 
 impl Output {
@@ -204,6 +244,7 @@ impl Output {
             && self.apply.is_empty()
             && self.complete.is_empty()
             && self.refused.is_empty()
+            && self.wal_reads.is_empty()
     }
     /// Empties every list, keeping capacity.
     pub fn clear(&mut self) {
@@ -213,5 +254,6 @@ impl Output {
         self.apply.clear();
         self.complete.clear();
         self.refused.clear();
+        self.wal_reads.clear();
     }
 }

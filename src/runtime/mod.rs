@@ -1,10 +1,10 @@
 //! The runtime: many groups of one core. `Shard` is its pure core (LSN assignment,
 //! group commit planning, durability-gated sends, per-peer merging); `driver` runs it
 //! on a pinned glommio executor with its WAL (`wal::store`) and its peer links (`net`);
-//! handles reach a shard through its `mailbox`; a shard that stops for good says why
+//! `wal_reads` carries out the catch-up reads below a group's in-memory log for the
+//! driver; handles reach a shard through its `mailbox`; a shard that stops for good says why
 //! through the node's `fatal::FatalLatch`.
 
-pub mod checkpoint_files;
 pub mod checkpoints;
 pub mod clock;
 pub mod driver;
@@ -18,6 +18,7 @@ pub mod refusals;
 pub mod request;
 pub mod shard;
 pub mod state_machine;
+pub mod wal_reads;
 
 pub use checkpoints::{CheckpointOutcome, CheckpointPolicy, TakeCheckpoint};
 pub use placement::shard_of;

@@ -119,6 +119,37 @@ pub struct GroupStatus {
     /// `Instance(0)`: none): below it this replica no longer needs its WAL to recover.
     /// Not carried by the client protocol yet (0 in a status from `Client`).
     pub checkpoint_through: Instance,
+    /// The group's in-memory log (`None` in a status read over the client protocol,
+    /// which does not carry it).
+    pub memory: Option<LogMemory>,
+}
+
+/// A group's in-memory log, as its retention bounds it (`GroupConfig::
+/// retention_instances_max`, `retention_size_max`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogMemory {
+    /// Slots held in memory: the applied ones of the retention, and everything above.
+    pub log_len: usize,
+    /// The first instance still in memory: a peer catching up from below it is
+    /// served from the WAL.
+    pub log_floor: Instance,
+    /// Bytes of the applied entries kept (`Entry::encoded_size`).
+    pub retained_size: usize,
+    /// Catch-up chunks this replica sent from entries read back from its WAL.
+    pub catch_up_wal_served: u64,
+}
+
+impl LogMemory {
+    /// The in-memory log of `group`.
+    #[must_use]
+    pub fn of(group: &crate::paxos::Group) -> LogMemory {
+        LogMemory {
+            log_len: group.log_len(),
+            log_floor: group.log_floor(),
+            retained_size: group.retained_size(),
+            catch_up_wal_served: group.counters().catch_up_wal_served,
+        }
+    }
 }
 
 /// One shard as seen from outside.

@@ -25,6 +25,13 @@
 //! - a checkpoint is asked for (`Effects::checkpoints`) at its group's applied
 //!   watermark after the flush's applies, at most one per group until it is durable
 //!   (`checkpoints`); a failed one is never fatal.
+//! - a group's `Output::wal_reads` (catch-up below its in-memory log) become
+//!   `Effects::wal_reads`, at most one in flight per (group, peer): a repeated request
+//!   meanwhile is dropped (counted), the peer asks again. A read leaves only once every
+//!   record produced before it is durable (as `send_after_persist`), so the records of
+//!   the instances it reads (applied, hence produced earlier) are written and indexed
+//!   when the executor plans it. Their answers come back as `ShardInput::WalReadDone`;
+//!   an executor may also never answer (a crash).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -37,7 +44,7 @@ use crate::paxos::Record;
 use crate::paxos::{
     Apply, Completion, Group, GroupConfig, GroupId, Input, Instance, InstanceRange, Lsn,
     Membership, Message, MessageBody, Nanos, NodeId, Output, ProposalId, ProposeError, Restore,
-    Role,
+    Role, WalRead, WalReadOutcome,
 };
 use crate::wal::group_commit::{AppendError, GroupCommit, WritePlan};
 use crate::wal::record::encoded_size;
@@ -76,6 +83,13 @@ pub enum ShardInput {
     WriteFailed {
         /// What failed and what the disk said.
         fatal: Fatal,
+    },
+    /// A WAL read asked in `Effects::wal_reads` returned.
+    WalReadDone {
+        /// The read, as asked.
+        read: WalRead,
+        /// What the WAL held.
+        outcome: WalReadOutcome,
     },
     /// A linearizable read of `group`: answered in `Effects::reads` once it may be
     /// served (at an applied index under the lease) or refused.
@@ -178,6 +192,10 @@ pub struct Effects {
     /// Lines for the executor to log at WARN level, already rate-limited (reports of
     /// peer messages refused as out of bounds).
     pub warnings: Vec<String>,
+    /// Chosen entries to read back from the WAL (`Store::read_catch_up` or the
+    /// simulated disk) for peers behind a group's in-memory log; each answered with
+    /// `ShardInput::WalReadDone`. Independent of the other effects.
+    pub wal_reads: Vec<WalRead>,
 }
 
 impl Effects {
@@ -191,6 +209,7 @@ impl Effects {
         self.checkpoints.clear();
         self.clear_rejoin_marker = false;
         self.warnings.clear();
+        self.wal_reads.clear();
     }
 }
 
@@ -233,6 +252,10 @@ pub struct ShardCounters {
     pub reads_served: u64,
     /// Reads refused.
     pub reads_refused: u64,
+    /// WAL reads asked of the executor (catch-up below a group's in-memory log).
+    pub wal_reads: u64,
+    /// WAL reads not asked because one for the same group and peer was in flight.
+    pub wal_reads_deduplicated: u64,
 }
 
 /// Where the shard stands with its rejoin marker.
@@ -274,6 +297,12 @@ pub struct Shard {
     refusals: RefusalLog,
     pending_warnings: Vec<String>,
     write_in_flight: Option<Lsn>,
+    /// WAL reads asked and not answered yet, by (group, peer).
+    wal_reads_in_flight: BTreeSet<(GroupId, NodeId)>,
+    /// WAL reads waiting for the records produced before them to be durable, with
+    /// the LSN of the last of those records (ascending).
+    wal_reads_held: VecDeque<(Lsn, WalRead)>,
+    pending_wal_reads: Vec<WalRead>,
     poisoned: Option<Fatal>,
     counters: ShardCounters,
 }
@@ -324,6 +353,9 @@ impl Shard {
             refusals: RefusalLog::default(),
             pending_warnings: Vec::new(),
             write_in_flight: None,
+            wal_reads_in_flight: BTreeSet::new(),
+            wal_reads_held: VecDeque::new(),
+            pending_wal_reads: Vec::new(),
             poisoned: None,
             counters: ShardCounters::default(),
         };
@@ -420,6 +452,17 @@ impl Shard {
                 self.checkpoints.on_done(now, group, through, &outcome);
                 self.checkpoints
                     .on_wal_durable(self.commit.durable_through());
+            }
+            ShardInput::WalReadDone { read, outcome } => {
+                self.wal_reads_in_flight.remove(&(read.group, read.peer));
+                if self.groups.contains_key(&read.group) {
+                    let input = Input::WalReadDone {
+                        peer: read.peer,
+                        from: read.from,
+                        outcome,
+                    };
+                    self.step_group(now, read.group, input);
+                }
             }
         }
     }
@@ -581,6 +624,14 @@ impl Shard {
         }
         self.pending_apply.append(&mut self.out.apply);
         self.pending_complete.append(&mut self.out.complete);
+        for read in self.out.wal_reads.drain(..) {
+            if self.wal_reads_in_flight.insert((read.group, read.peer)) {
+                self.counters.wal_reads += 1;
+                self.wal_reads_held.push_back((lsn, read));
+            } else {
+                self.counters.wal_reads_deduplicated += 1;
+            }
+        }
     }
 
     /// Moves records from the overflow queue into the batch being built, in order,
@@ -656,6 +707,7 @@ impl Shard {
         self.decide_marker(effects);
         self.refusals.flush(now, &mut self.pending_warnings);
         effects.warnings.append(&mut self.pending_warnings);
+        effects.wal_reads.append(&mut self.pending_wal_reads);
     }
 
     /// Asks for the checkpoints whose turn came, each at its group's applied
@@ -674,6 +726,14 @@ impl Shard {
 
     fn release_durable(&mut self) {
         let durable = self.commit.durable_through();
+        while self
+            .wal_reads_held
+            .front()
+            .is_some_and(|(lsn, _)| *lsn <= durable)
+        {
+            let (_, read) = self.wal_reads_held.pop_front().expect("front exists");
+            self.pending_wal_reads.push(read);
+        }
         while self.held.front().is_some_and(|(lsn, _)| *lsn <= durable) {
             let (_, message) = self.held.pop_front().expect("front exists");
             if message.to == self.config.node {
@@ -749,6 +809,12 @@ impl Shard {
         self.held.len()
     }
 
+    /// WAL reads asked and not answered yet (held until durable, or executing).
+    #[must_use]
+    pub fn wal_reads_in_flight_count(&self) -> usize {
+        self.wal_reads_in_flight.len()
+    }
+
     /// Checks the invariants of the module docs and of every group.
     pub fn invariants(&self) {
         self.commit.invariants();
@@ -773,6 +839,17 @@ impl Shard {
         for (lsn, _) in &self.held {
             assert!(*lsn >= previous, "held messages out of LSN order");
             previous = *lsn;
+        }
+        let mut previous = Lsn(0);
+        for (lsn, read) in &self.wal_reads_held {
+            assert!(*lsn >= previous, "held WAL reads out of LSN order");
+            previous = *lsn;
+            assert!(
+                self.wal_reads_in_flight.contains(&(read.group, read.peer)),
+                "held WAL read of group {} for node {} not counted in flight",
+                read.group.0,
+                read.peer.0
+            );
         }
     }
 }

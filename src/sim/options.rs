@@ -26,6 +26,12 @@
 //! failing and some damaged before a restart. Drawn from a stream of their own as
 //! well: a seed whose checkpoints are off runs as it did before they existed.
 //!
+//! Retention (the groups' in-memory log bound, `GroupConfig::retention_instances_max`
+//! and `retention_size_max`): about a third of the seeds keep it unbounded; the others
+//! bound it tightly (1 to 64 instances, a few bytes to 256 KiB, or both), so that
+//! lagging replicas are caught up from WAL reads, prepares from below a floor are met,
+//! and restarts restore a bounded log. Drawn from a stream of its own too.
+//!
 //! Units: every duration is nanoseconds of true (simulated) time, suffix `_ns`; `_size`
 //! is bytes; `_ppm` is parts per million.
 
@@ -222,6 +228,12 @@ pub struct SimOptions {
     /// flipped (the restart must fall back to the previous one or the WAL).
     pub checkpoint_damage_ppm: u32,
 
+    // ---- Memory ----
+    /// `GroupConfig::retention_instances_max` of every group (`u64::MAX`: unbounded).
+    pub retention_instances_max: u64,
+    /// `GroupConfig::retention_size_max` of every group (`usize::MAX`: unbounded).
+    pub retention_size_max: usize,
+
     // ---- Reads ----
     /// Mean time between two linearizable reads issued by the clients (`None`: no
     /// reads). Not drawn from the seed: every seed gets [`READ_INTERVAL_NS_MEAN`], and
@@ -260,6 +272,11 @@ impl SimOptions {
         SimOptions::draw(seed, true)
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one PRNG draw per line in a fixed order: that order is what a seed means, \
+                  and one place keeps it reviewable"
+    )]
     fn draw(seed: u64, force_large_values: bool) -> SimOptions {
         // A separate stream from the driver's (which is seeded with `seed` itself), so
         // adding a field here does not shift the run's own random sequence.
@@ -339,7 +356,10 @@ impl SimOptions {
                 let drift = match p.below(8) {
                     0 => bound,
                     1 => -bound,
-                    _ => p.range(0, 2 * bound as u64) as i64 - bound,
+                    _ => {
+                        let offset = p.range(0, 2 * u64::from(clock_drift_bound_ppm));
+                        i64::try_from(offset).expect("at most 2 × 500 ppm") - bound
+                    }
                 };
                 i32::try_from(drift).expect("drift is within ±500 ppm")
             })
@@ -369,6 +389,8 @@ impl SimOptions {
             } else {
                 (batch_size_max, large_value_ppm, large_value_size_max, None)
             };
+
+        let retention = Retention::draw(seed);
 
         let options = SimOptions {
             seed,
@@ -434,6 +456,8 @@ impl SimOptions {
             checkpoint_failure_ppm: checkpoints.failure_ppm,
             checkpoint_damage_ppm: checkpoints.damage_ppm,
             read_interval_ns_mean: Some(READ_INTERVAL_NS_MEAN),
+            retention_instances_max: retention.instances_max,
+            retention_size_max: retention.size_max,
         };
         options.invariants();
         options
@@ -445,6 +469,12 @@ impl SimOptions {
         self.message_size_slack.is_some()
     }
 
+    /// Whether the groups' in-memory log is bounded (by count or by bytes).
+    #[must_use]
+    pub fn retention_bounded(&self) -> bool {
+        self.retention_instances_max != u64::MAX || self.retention_size_max != usize::MAX
+    }
+
     /// Whether fault class `class` is on for this seed.
     #[must_use]
     pub fn fault_on(&self, class: FaultClass) -> bool {
@@ -454,10 +484,20 @@ impl SimOptions {
     /// Asserts the invariants listed in the module doc (programmer error if broken: a
     /// hand-built or hand-edited `SimOptions` that makes no sense).
     pub fn invariants(&self) {
+        self.invariants_sizes();
+        self.invariants_faults();
+    }
+
+    /// The counts, sizes and (min, max) ranges (part of `invariants`).
+    fn invariants_sizes(&self) {
         assert!(
             self.read_interval_ns_mean.is_none_or(|mean| mean >= 2),
             "read_interval_ns_mean {:?} must be at least 2 ns",
             self.read_interval_ns_mean
+        );
+        assert!(
+            self.retention_instances_max >= 1,
+            "retention_instances_max is 0"
         );
         assert!(
             self.node_count == 3 || self.node_count == 5,
@@ -525,6 +565,11 @@ impl SimOptions {
         assert!(self.value_size_min >= 1, "value_size_min is 0");
         assert!(self.safety_phase_ns >= 1, "safety_phase_ns is 0");
         assert!(self.liveness_phase_ns >= 1, "liveness_phase_ns is 0");
+    }
+
+    /// The fault rates against the classes that are on, the large-value mode, and the
+    /// clocks (part of `invariants`).
+    fn invariants_faults(&self) {
         let rates: [(FaultClass, u32); 8] = [
             (FaultClass::Loss, self.network_loss_ppm),
             (FaultClass::Duplication, self.network_duplicate_ppm),
@@ -697,6 +742,35 @@ impl Checkpoints {
     }
 }
 
+/// The retention of one seed, drawn from its own PRNG stream (see the module doc).
+struct Retention {
+    instances_max: u64,
+    size_max: usize,
+}
+
+impl Retention {
+    fn draw(seed: u64) -> Retention {
+        let mut prng = Prng::new(seed ^ 0x5245_5445_4e54_494f);
+        let p = &mut prng;
+        let unbounded = p.below(3) == 0;
+        let by = p.below(3);
+        let instances_max = p.range(1, 64);
+        // Skewed towards small: most bounds hold a few entries at most.
+        let size_top = 1 << p.range(0, 18);
+        let size_max = p.range(0, size_top) as usize;
+        if unbounded {
+            return Retention {
+                instances_max: u64::MAX,
+                size_max: usize::MAX,
+            };
+        }
+        Retention {
+            instances_max: if by == 1 { u64::MAX } else { instances_max },
+            size_max: if by == 0 { usize::MAX } else { size_max },
+        }
+    }
+}
+
 /// A rate in `[1, max_ppm]`, skewed towards small values: the upper end is divided by
 /// 2^k for k drawn uniformly in 0..=9, so most seeds are mild and a few are harsh.
 fn skewed_ppm(prng: &mut Prng, max_ppm: u32) -> u32 {
@@ -805,6 +879,12 @@ impl fmt::Display for SimOptions {
             percent(self.disk_bit_flip_ppm),
             percent(self.disk_loss_ppm),
         )?;
+        match (self.retention_instances_max, self.retention_size_max) {
+            (u64::MAX, usize::MAX) => write!(f, " retention=off")?,
+            (count, usize::MAX) => write!(f, " retention={count}i")?,
+            (u64::MAX, size) => write!(f, " retention={size}B")?,
+            (count, size) => write!(f, " retention={count}i/{size}B")?,
+        }
         write!(
             f,
             " drift<={}ppm{:?} safety={} liveness={}",
@@ -940,6 +1020,35 @@ mod tests {
         assert!(
             on > 180 && on < 320,
             "large-value mode on in {on} of 2000 seeds"
+        );
+    }
+
+    // Goal: about a third of the seeds keep the in-memory log unbounded, the others
+    // bound it by count (1..=64), by bytes, or both; the draw moves nothing else.
+    // Method: tally 2,000 seeds; compare a bounded seed with its options unbounded.
+    #[test]
+    fn retention_is_drawn_apart() {
+        let (mut off, mut count, mut size) = (0, 0, 0);
+        for seed in 0..2_000 {
+            let o = SimOptions::from_seed(seed);
+            if !o.retention_bounded() {
+                off += 1;
+                assert!(o.to_string().contains(" retention=off"));
+                continue;
+            }
+            if o.retention_instances_max != u64::MAX {
+                count += 1;
+                assert!((1..=64).contains(&o.retention_instances_max));
+            }
+            if o.retention_size_max != usize::MAX {
+                size += 1;
+                assert!(o.retention_size_max <= 1 << 18);
+            }
+        }
+        assert!(off > 550 && off < 800, "unbounded in {off} of 2000 seeds");
+        assert!(
+            count > 700 && size > 700,
+            "by count {count}, by size {size}"
         );
     }
 

@@ -95,6 +95,26 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// The one-line totals of the passing seeds' in-memory logs: how many seeds
+    /// bounded them, the catch-up reads served from the WAL, and the largest log a
+    /// replica held among bounded and among unbounded seeds.
+    #[must_use]
+    pub fn retention_totals(&self) -> String {
+        let bounded = self.reports.iter().filter(|r| r.retention_bounded);
+        let unbounded = self.reports.iter().filter(|r| !r.retention_bounded);
+        format!(
+            "{} seeds with a bounded in-memory log ({} WAL reads, largest log {} slots), \
+             {} unbounded (largest log {} slots)",
+            bounded.clone().count(),
+            bounded.clone().map(|r| r.wal_reads).sum::<u64>(),
+            bounded.map(|r| r.log_len_max).max().unwrap_or(0),
+            unbounded.clone().count(),
+            unbounded.map(|r| r.log_len_max).max().unwrap_or(0),
+        )
+    }
+}
+
 /// Runs `seeds` on `threads` threads; `progress(done, failures, failure)` is called
 /// after each seed (from the worker threads, serialized), with the seed's failure if it
 /// failed, so a long run names failing seeds as soon as they fail. Honours

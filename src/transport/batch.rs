@@ -122,64 +122,36 @@ impl Packer {
             |chunk, out| encoder.encode_frame_of(chunk.iter().filter(|m| is_batched(m)), out),
         );
 
+        let (heartbeats, acks) = (&mut self.heartbeat_batch, &mut self.ack_batch);
+        (heartbeats.from, heartbeats.to, acks.from, acks.to) = (from, to, from, to);
+        let per_group = bounds(limits.heartbeats_max);
         self.heartbeats.clear();
         self.heartbeats
-            .extend(messages.iter().filter_map(|m| match m.body {
-                MessageBody::Heartbeat {
-                    ballot,
-                    chosen_through,
-                    sent_at,
-                    checksum_through,
-                    checksum,
-                } => Some(GroupHeartbeat {
-                    group: m.group,
-                    ballot,
-                    chosen_through,
-                    sent_at,
-                    checksum_through,
-                    checksum,
-                }),
-                _ => None,
-            }));
-        let batch = &mut self.heartbeat_batch;
-        batch.from = from;
-        batch.to = to;
+            .extend(messages.iter().filter_map(heartbeat_of));
         pack_runs(
             &mut packed,
             out,
             &self.heartbeats,
             |_| true,
-            bounds(limits.heartbeats_max),
+            per_group,
             |chunk, out| {
-                batch.heartbeats.clear();
-                batch.heartbeats.extend_from_slice(chunk);
-                encoder.encode_heartbeat_batch(batch, out);
+                heartbeats.heartbeats.clear();
+                heartbeats.heartbeats.extend_from_slice(chunk);
+                encoder.encode_heartbeat_batch(heartbeats, out);
             },
         );
-
         self.acks.clear();
-        self.acks
-            .extend(messages.iter().filter_map(|m| match m.body {
-                MessageBody::HeartbeatAck { ballot, sent_at } => Some(GroupHeartbeatAck {
-                    group: m.group,
-                    ballot,
-                    sent_at,
-                }),
-                _ => None,
-            }));
-        let batch = &mut self.ack_batch;
-        batch.from = from;
-        batch.to = to;
+        self.acks.extend(messages.iter().filter_map(ack_of));
         pack_runs(
             &mut packed,
             out,
             &self.acks,
             |_| true,
-            bounds(limits.heartbeats_max),
+            per_group,
             |chunk, out| {
-                batch.acks.clear();
-                batch.acks.extend_from_slice(chunk);
-                encoder.encode_heartbeat_ack_batch(batch, out);
+                acks.acks.clear();
+                acks.acks.extend_from_slice(chunk);
+                encoder.encode_heartbeat_ack_batch(acks, out);
             },
         );
         packed
@@ -198,6 +170,39 @@ pub fn is_batched(m: &Message) -> bool {
         | MessageBody::Accepted { .. }
         | MessageBody::CatchUpRequest { .. }
         | MessageBody::CatchUpChunk { .. } => true,
+    }
+}
+
+/// `m` as an item of a `HeartbeatBatch`, if it is a heartbeat.
+fn heartbeat_of(m: &Message) -> Option<GroupHeartbeat> {
+    match m.body {
+        MessageBody::Heartbeat {
+            ballot,
+            chosen_through,
+            sent_at,
+            checksum_through,
+            checksum,
+        } => Some(GroupHeartbeat {
+            group: m.group,
+            ballot,
+            chosen_through,
+            sent_at,
+            checksum_through,
+            checksum,
+        }),
+        _ => None,
+    }
+}
+
+/// `m` as an item of a `HeartbeatAckBatch`, if it is a heartbeat ack.
+fn ack_of(m: &Message) -> Option<GroupHeartbeatAck> {
+    match m.body {
+        MessageBody::HeartbeatAck { ballot, sent_at } => Some(GroupHeartbeatAck {
+            group: m.group,
+            ballot,
+            sent_at,
+        }),
+        _ => None,
     }
 }
 

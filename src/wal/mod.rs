@@ -7,7 +7,8 @@
 //!   `segment_format` (segment header, file names, salt, geometry), `checkpoint`
 //!   (checkpoint files: a group's protocol state and state machine image);
 //! - planning: `group_commit` (one aligned write per batch), `index` (where each group's
-//!   records lie), `compaction` (what truncation keeps);
+//!   records lie), `catch_up` (what a catch-up read below a group's in-memory log
+//!   reads, and the entries it finds), `compaction` (what truncation keeps);
 //! - recovery: `recovery` (one image, the record table), `log_recovery` (a sequence of
 //!   segments, the segment table), `replay` (records to per-group state).
 //!
@@ -28,6 +29,7 @@
 //! - LSNs of real records increase by exactly one along the log; a Pad carries the LSN
 //!   of the last real record of its batch and consumes none.
 
+pub mod catch_up;
 pub mod checkpoint;
 pub mod compaction;
 pub mod content;

@@ -425,13 +425,15 @@ impl Cursor<'_> {
     }
 }
 
-fn decode_with(
-    buf: &[u8],
+/// The record at the front of `buf`, and its kind, once its header holds: size, kind,
+/// reserved bytes, LSN, batch delta, then the CRC32C over the whole record (the
+/// payload is not parsed yet). Cheap checks first: recovery probes every block boundary
+/// after damage.
+fn verify_header<'b>(
+    buf: &'b [u8],
     salt: u32,
     limits: &DecodeLimits,
-    value: &mut dyn FnMut(std::ops::Range<usize>) -> Bytes,
-) -> Result<(DecodedRecord, usize), RecordError> {
-    // Cheap header checks first: recovery probes every block boundary after damage.
+) -> Result<(&'b [u8], Kind), RecordError> {
     if buf.len() < HEADER_SIZE {
         return Err(RecordError::Truncated {
             needed: HEADER_SIZE,
@@ -479,7 +481,19 @@ fn decode_with(
     if stored != computed {
         return Err(RecordError::Checksum { stored, computed });
     }
+    Ok((record, kind))
+}
 
+fn decode_with(
+    buf: &[u8],
+    salt: u32,
+    limits: &DecodeLimits,
+    value: &mut dyn FnMut(std::ops::Range<usize>) -> Bytes,
+) -> Result<(DecodedRecord, usize), RecordError> {
+    let (record, kind) = verify_header(buf, salt, limits)?;
+    let size = record.len();
+    let lsn = le_u64(record, OFFSET_LSN);
+    let batch_delta = le_u32(record, OFFSET_BATCH_DELTA);
     let group = GroupId(le_u32(record, OFFSET_GROUP));
     let instance = Instance(le_u64(record, OFFSET_INSTANCE));
     let ballot = Ballot {

@@ -479,10 +479,50 @@ impl Scan {
     }
 }
 
+/// Logs of promises for the tests of recovery, of one image and of segments.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use crate::paxos::{Ballot, GroupId, Lsn, NodeId, Record};
+    use crate::wal::{GroupCommit, WritePlan};
+
+    /// A promise of group 1 at `round` by node 1.
+    pub fn promise(round: u64) -> Record {
+        Record::Promise {
+            group: GroupId(1),
+            ballot: Ballot {
+                round,
+                node: NodeId(1),
+            },
+        }
+    }
+
+    /// Appends `batches` batches of `per_batch` promises (rounds 1, 2, ...) to
+    /// `commit`; each batch's write plan goes to `write` with the LSN durable BEFORE
+    /// it, then the batch is made durable and `commit`'s invariants are checked.
+    pub fn write_promises(
+        commit: &mut GroupCommit,
+        batches: usize,
+        per_batch: usize,
+        mut write: impl FnMut(&WritePlan, Lsn),
+    ) {
+        let mut round = 0;
+        for _ in 0..batches {
+            for _ in 0..per_batch {
+                round += 1;
+                commit.append(&promise(round)).expect("fits");
+            }
+            let plan = commit.take_write().expect("a batch");
+            write(&plan, commit.durable_through());
+            commit.on_durable(plan.lsn_through);
+            commit.invariants();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixture::write_promises;
     use super::*;
-    use crate::paxos::{Ballot, GroupId, NodeId};
     use crate::wal::{GroupCommit, GroupCommitConfig};
 
     const SALT: u32 = 0xfeed;
@@ -492,16 +532,6 @@ mod tests {
             salt: SALT,
             lsn_prev: Lsn(0),
             limits: DecodeLimits::default(),
-        }
-    }
-
-    fn promise(round: u64) -> Record {
-        Record::Promise {
-            group: GroupId(1),
-            ballot: Ballot {
-                round,
-                node: NodeId(1),
-            },
         }
     }
 
@@ -515,17 +545,10 @@ mod tests {
             Resume::EMPTY,
         );
         let mut image = vec![0; blocks * BLOCK_SIZE];
-        let mut round = 0;
-        for _ in 0..batches {
-            for _ in 0..per_batch {
-                round += 1;
-                commit.append(&promise(round)).expect("fits");
-            }
-            let plan = commit.take_write().expect("a batch");
+        write_promises(&mut commit, batches, per_batch, |plan, _| {
             let at = plan.offset as usize;
             image[at..at + plan.bytes.len()].copy_from_slice(&plan.bytes);
-            commit.on_durable(plan.lsn_through);
-        }
+        });
         image
     }
 

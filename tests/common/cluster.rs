@@ -2,7 +2,7 @@
 //! directories, real TCP links, and a recording state machine whose applied log the
 //! test can compare across nodes.
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "shared by several test crates, each using a part")]
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};

@@ -1,25 +1,89 @@
 //! A scripted harness over `paxos::Group` replicas for scenario tests: every message
 //! sits in a pool until the test delivers or drops it, records are durable as soon as
 //! they are emitted (per node, in order), and a restart rebuilds a replica from its
-//! durable records. It exists to stage exact interleavings; the simulator covers the
+//! durable records. Each replica's records are also encoded into a WAL image with its
+//! index (the real `wal::record` codec and `wal::index`), and a catch-up read below a
+//! group's in-memory log (`Output::wal_reads`) is answered from it at once, through
+//! the real `wal::catch_up`. It exists to stage exact interleavings; the simulator covers the
 //! random ones.
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "shared by several test crates, each using a part")]
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use synod::paxos::{
-    Apply, Ballot, Body, Completion, Entry, Group, GroupConfig, GroupId, Input, Instance,
+    Apply, Ballot, Body, Completion, Entry, Group, GroupConfig, GroupId, Input, Instance, Lsn,
     Membership, Message, MessageBody, Nanos, NodeId, Output, ProposalId, Record, Restore, Role,
+    WalRead, WalReadOutcome,
 };
+use synod::wal::catch_up::{self, ReadPlan};
+use synod::wal::index::LogIndex;
+use synod::wal::record::{encode, Stamp};
+use synod::wal::Placed;
 
 pub const GROUP: GroupId = GroupId(7);
+
+const SALT: u32 = 0x4841_524E;
+
+/// A replica's durable records as a WAL image and its index.
+#[derive(Default)]
+pub struct Wal {
+    image: Vec<u8>,
+    index: LogIndex,
+    lsn: u64,
+    /// Catch-up reads answered from it.
+    pub reads: u64,
+}
+
+impl Wal {
+    /// The image of `records`, in order.
+    fn of(records: &[Record]) -> Wal {
+        let mut wal = Wal::default();
+        for record in records {
+            wal.append(record);
+        }
+        wal
+    }
+
+    fn append(&mut self, record: &Record) {
+        self.lsn += 1;
+        let lsn = Lsn(self.lsn);
+        let offset = self.image.len() as u64;
+        let stamp = Stamp {
+            lsn,
+            batch_first: lsn,
+        };
+        let size = encode(record, stamp, SALT, &mut self.image);
+        let size = u32::try_from(size).expect("a record fits u32");
+        self.index.insert(record, Placed { lsn, offset, size });
+    }
+
+    /// What the WAL holds for `read`.
+    fn read(&mut self, read: &WalRead) -> WalReadOutcome {
+        self.reads += 1;
+        let plan = catch_up::plan(&self.index, read);
+        let records: Vec<(Instance, &[u8], u32)> = match &plan {
+            ReadPlan::Records(records) => records
+                .iter()
+                .map(|(instance, e)| {
+                    let at = e.offset as usize;
+                    (*instance, &self.image[at..at + e.size as usize], SALT)
+                })
+                .collect(),
+            ReadPlan::Truncated { .. } => Vec::new(),
+        };
+        let entries = catch_up::entries(read, records).expect("the harness WAL is intact");
+        catch_up::outcome(&plan, entries)
+    }
+}
 
 pub struct Replica {
     pub group: Group,
     pub config: GroupConfig,
     pub durable: Vec<Record>,
+    /// `durable` as a WAL image (rebuilt from `durable` at each restart).
+    pub wal: Wal,
     pub applied: Vec<Apply>,
     pub failed: Vec<Completion>,
     pub up: bool,
@@ -53,6 +117,7 @@ impl Harness {
                     group: Group::new(config.clone(), Restore::default(), Nanos(0)),
                     config,
                     durable: Vec::new(),
+                    wal: Wal::default(),
                     applied: Vec::new(),
                     failed: Vec::new(),
                     up: true,
@@ -78,6 +143,7 @@ impl Harness {
                 group: Group::new(config.clone(), Restore::default(), self.now),
                 config,
                 durable: Vec::new(),
+                wal: Wal::default(),
                 applied: Vec::new(),
                 failed: Vec::new(),
                 up: true,
@@ -89,6 +155,16 @@ impl Harness {
         &self.replicas[&NodeId(node)]
     }
 
+    /// Rebuilds every replica (before anything happened) with `adjust` applied to
+    /// its configuration.
+    pub fn configure(&mut self, adjust: &dyn Fn(&mut GroupConfig)) {
+        let now = self.now;
+        for replica in self.replicas.values_mut() {
+            adjust(&mut replica.config);
+            replica.group = Group::new(replica.config.clone(), Restore::default(), now);
+        }
+    }
+
     /// Steps `node` with `input`; everything it emits goes to the pool / its records.
     pub fn step(&mut self, node: u32, input: Input) {
         let now = self.now;
@@ -97,7 +173,22 @@ impl Harness {
         let mut out = Output::default();
         replica.group.step(now, input, &mut out);
         replica.group.invariants();
+        for record in &out.persist {
+            replica.wal.append(record);
+        }
         replica.durable.append(&mut out.persist);
+        // Records are durable at once: a WAL read may be answered at once.
+        for read in std::mem::take(&mut out.wal_reads) {
+            let outcome = replica.wal.read(&read);
+            let input = Input::WalReadDone {
+                peer: read.peer,
+                from: read.from,
+                outcome,
+            };
+            replica.group.step(now, input, &mut out);
+            replica.group.invariants();
+            assert!(out.persist.is_empty() && out.wal_reads.is_empty());
+        }
         self.pool.append(&mut out.send);
         self.pool.append(&mut out.send_after_persist);
         replica.applied.append(&mut out.apply);
@@ -206,6 +297,7 @@ impl Harness {
         if lose_disk {
             replica.durable.clear();
         }
+        replica.wal = Wal::of(&replica.durable);
         let mut restore = replay(&replica.durable);
         restore.lost_state = lose_disk;
         replica.group = Group::new(replica.config.clone(), restore, now);

@@ -1,20 +1,45 @@
 //! `synod serve` children for the tests that run the binary: spawned with the test's
 //! flags, their stdout lines and their log (stderr) lines collected, driven through
-//! `--control`; killed on drop. The client protocol's tests add the credentials with
+//! `--control`; killed on drop. Also one-shot runs of the binary ([`synod`]) and the
+//! smallest `serve` command line ([`one_node_serve`]). The client protocol's tests add the credentials with
 //! [`ClientKey::args`], the one place that adds them.
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "shared by several test crates, each using a part")]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use synod::transport::auth::AuthKey;
 
 use super::cluster::{line_reader, write_key, TempDir};
+
+/// Runs the `synod` binary with `args` to its end.
+pub fn synod(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args(args)
+        .output()
+        .expect("run synod")
+}
+
+/// `synod serve` of node 1, alone in its cluster, on the data directory `dir`, new,
+/// without key flags: every check passes but the keys'. Tests of the key and
+/// exclusion flags add theirs to it.
+pub fn one_node_serve(dir: &str) -> Vec<&str> {
+    vec![
+        "serve",
+        "--node",
+        "1",
+        "--nodes",
+        "1=127.0.0.1:1",
+        "--dir",
+        dir,
+        "--new",
+    ]
+}
 
 /// A test cluster's credentials: a client key and a peer key, each in a key file of
 /// their own directory (not a node's data directory). Every node of one cluster is

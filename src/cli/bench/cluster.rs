@@ -176,6 +176,12 @@ pub fn config(
         .group
         .promise_entries_max
         .max(config.group.accept_window_instances_max as usize);
+    if let Some(instances) = o.retention_instances_max {
+        config.group.retention_instances_max = instances;
+    }
+    if let Some(size) = o.retention_size_max {
+        config.group.retention_size_max = size;
+    }
     config.group.batch_values_max = o.batch;
     let value_max = o.value_sizes.max();
     config.group.batch_size_max = o

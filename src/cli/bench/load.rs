@@ -29,7 +29,7 @@ use synod::runtime::clock::{entropy_seed, MonotonicClock};
 use synod::wal::dma_disk::run_local;
 
 use super::cluster::{current_thread_id, remote_snapshot, snapshot, Cluster, Snapshot};
-use super::options::Options;
+use super::options::{Options, ValueSizes};
 
 /// Width of one throughput bucket.
 pub const BUCKET_MS: u64 = 100;
@@ -197,6 +197,92 @@ pub fn run_remote(o: &Options, client: &Client, progress: bool) -> Result<Load, 
         .map_err(|e| e.to_string())?
 }
 
+/// What the client tasks of one load share (one thread: `Rc`, `Cell`).
+#[derive(Clone)]
+struct Shared {
+    target: Target,
+    tally: Rc<RefCell<Tally>>,
+    /// The leader of each group as last hinted.
+    leaders: Rc<RefCell<BTreeMap<GroupId, NodeId>>>,
+    /// Closed loop: set when the load ends.
+    stop: Rc<Cell<bool>>,
+    /// Open loop: the next proposal's ticket.
+    next_ticket: Rc<Cell<u64>>,
+    /// Random bytes; values are zero-copy slices of it.
+    source: Bytes,
+    sizes: ValueSizes,
+    groups: u32,
+    clients: u64,
+    rate: Option<f64>,
+    window: Window,
+    clock: MonotonicClock,
+}
+
+/// Client task `client` of the load: one proposal in flight, closed loop (round-robin
+/// over the groups until `stop`) or open loop (the next ticket at its scheduled time),
+/// each outcome recorded in the tally.
+async fn client_loop(client: usize, s: Shared) {
+    let mut prng = Prng::new(entropy_seed() ^ client as u64);
+    let mut turn = client as u64;
+    loop {
+        // Which request, to which group, when.
+        let (group, scheduled) = match s.rate {
+            None => {
+                if s.stop.get() {
+                    break;
+                }
+                let group = GroupId((turn % u64::from(s.groups)) as u32);
+                turn += s.clients;
+                (group, None)
+            }
+            Some(rate) => {
+                let ticket = s.next_ticket.get();
+                s.next_ticket.set(ticket + 1);
+                let at = (ticket as f64 / rate * 1e9) as u64;
+                if at >= s.window.to_ns {
+                    break;
+                }
+                let now = s.clock.now().0;
+                if now > s.window.to_ns + (DRAIN_S * 1e9) as u64 {
+                    break;
+                }
+                // Early by less than the timer's resolution is sent now;
+                // the latency then counts from the send (never understated).
+                if at > now + 50_000 {
+                    glommio::timer::sleep(Duration::from_nanos(at - now)).await;
+                }
+                (GroupId((ticket % u64::from(s.groups)) as u32), Some(at))
+            }
+        };
+        let size = s.sizes.draw(&mut prng);
+        let sent = s.clock.now().0;
+        let result = s
+            .target
+            .propose(&s.leaders, group, s.source.slice(..size))
+            .await;
+        let ended = s.clock.now().0;
+        let started = scheduled.map_or(sent, |at| at.min(sent));
+        let error = result.err();
+        if error.as_ref().is_some_and(|(name, _)| name == "NoHandle") {
+            break;
+        }
+        s.tally.borrow_mut().record(
+            started,
+            ended,
+            size,
+            error.as_ref().map(|(name, _)| name.as_str()),
+            &s.window,
+        );
+        if let Some((_, Some(hint))) = &error {
+            s.leaders.borrow_mut().insert(group, *hint);
+        }
+        if error.is_some() && s.rate.is_none() {
+            // A closed-loop client backs off instead of spinning on errors.
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
 async fn drive(
     o: Options,
     target: Target,
@@ -220,84 +306,27 @@ async fn drive(
         buckets: vec![0; bucket_count],
         in_window: 0,
     }));
-    let leaders = Rc::new(RefCell::new(leaders));
-    let stop = Rc::new(Cell::new(false));
-    let next_ticket = Rc::new(Cell::new(0u64));
     // One random source; values are zero-copy slices of it.
     let mut source = vec![0u8; o.value_sizes.max()];
     Prng::new(entropy_seed()).fill(&mut source);
-    let source = Bytes::from(source);
     let clock = MonotonicClock::start();
-
-    let mut tasks = Vec::with_capacity(o.clients);
-    for client in 0..o.clients {
-        let (tally, leaders, stop, next_ticket) = (
-            Rc::clone(&tally),
-            Rc::clone(&leaders),
-            Rc::clone(&stop),
-            Rc::clone(&next_ticket),
-        );
-        let (target, source, sizes) = (target.clone(), source.clone(), o.value_sizes.clone());
-        let (groups, clients, rate) = (o.groups, o.clients as u64, o.rate);
-        let mut prng = Prng::new(entropy_seed() ^ client as u64);
-        tasks.push(glommio::spawn_local(async move {
-            let mut turn = client as u64;
-            loop {
-                // Which request, to which group, when.
-                let (group, scheduled) = match rate {
-                    None => {
-                        if stop.get() {
-                            break;
-                        }
-                        let group = GroupId((turn % u64::from(groups)) as u32);
-                        turn += clients;
-                        (group, None)
-                    }
-                    Some(rate) => {
-                        let ticket = next_ticket.get();
-                        next_ticket.set(ticket + 1);
-                        let at = (ticket as f64 / rate * 1e9) as u64;
-                        if at >= window.to_ns {
-                            break;
-                        }
-                        let now = clock.now().0;
-                        if now > window.to_ns + (DRAIN_S * 1e9) as u64 {
-                            break;
-                        }
-                        // Early by less than the timer's resolution is sent now;
-                        // the latency then counts from the send (never understated).
-                        if at > now + 50_000 {
-                            glommio::timer::sleep(Duration::from_nanos(at - now)).await;
-                        }
-                        (GroupId((ticket % u64::from(groups)) as u32), Some(at))
-                    }
-                };
-                let size = sizes.draw(&mut prng);
-                let sent = clock.now().0;
-                let result = target.propose(&leaders, group, source.slice(..size)).await;
-                let ended = clock.now().0;
-                let started = scheduled.map_or(sent, |at| at.min(sent));
-                let error = result.err();
-                if error.as_ref().is_some_and(|(name, _)| name == "NoHandle") {
-                    break;
-                }
-                tally.borrow_mut().record(
-                    started,
-                    ended,
-                    size,
-                    error.as_ref().map(|(name, _)| name.as_str()),
-                    &window,
-                );
-                if let Some((_, Some(hint))) = &error {
-                    leaders.borrow_mut().insert(group, *hint);
-                }
-                if error.is_some() && rate.is_none() {
-                    // A closed-loop client backs off instead of spinning on errors.
-                    glommio::timer::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        }));
-    }
+    let shared = Shared {
+        target: target.clone(),
+        tally: Rc::clone(&tally),
+        leaders: Rc::new(RefCell::new(leaders)),
+        stop: Rc::new(Cell::new(false)),
+        next_ticket: Rc::new(Cell::new(0)),
+        source: Bytes::from(source),
+        sizes: o.value_sizes.clone(),
+        groups: o.groups,
+        clients: o.clients as u64,
+        rate: o.rate,
+        window,
+        clock,
+    };
+    let tasks: Vec<_> = (0..o.clients)
+        .map(|client| glommio::spawn_local(client_loop(client, shared.clone())))
+        .collect();
 
     let mut display = Display::new(&o, progress);
     let mut before = None;
@@ -331,7 +360,8 @@ async fn drive(
     }
     let after = target.snapshot(client_thread).await?;
     let window_s = o.seconds;
-    stop.set(true);
+    shared.stop.set(true);
+    drop(shared);
     display.finish();
     for task in tasks {
         task.await;

@@ -152,6 +152,15 @@ pub struct BenchArgs {
     #[arg(long, value_name = "W", default_value_t = 64,
           value_parser = positive::<u64>)]
     pub window: u64,
+    /// `retention_instances_max` of every group: applied instances kept in memory
+    /// (older ones are served from the WAL); `unbounded` keeps them all [default:
+    /// 4096].
+    #[arg(long, value_name = "N", value_parser = crate::cli::retention_instances)]
+    pub retention_instances_max: Option<u64>,
+    /// `retention_size_max` of every group: bytes of applied entries kept in memory;
+    /// `unbounded` keeps them all [default: 16 MiB].
+    #[arg(long, value_name = "B", value_parser = crate::cli::retention_size)]
+    pub retention_size_max: Option<usize>,
     /// `batch_values_max`: values per instance (1 = every proposal its own instance).
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = positive::<usize>)]
@@ -207,8 +216,10 @@ pub struct BenchArgs {
 
 /// Flags (clap ids) that configure the local cluster: with `--target`, the running
 /// cluster's own configuration decides them, so they are refused.
-const LOCAL_ONLY: [&str; 8] = [
+const LOCAL_ONLY: [&str; 10] = [
     "window",
+    "retention_instances_max",
+    "retention_size_max",
     "batch",
     "batch_bytes",
     "shards",
@@ -242,6 +253,8 @@ impl BenchArgs {
             seconds: self.seconds.unwrap_or(if matrix { 5.0 } else { 8.0 }),
             warmup: self.warmup.unwrap_or(if matrix { 1.0 } else { 2.0 }),
             window: self.window,
+            retention_instances_max: self.retention_instances_max,
+            retention_size_max: self.retention_size_max,
             batch: self.batch,
             batch_bytes: self.batch_bytes,
             shards: self.shards,
@@ -277,6 +290,10 @@ pub struct Options {
     pub warmup: f64,
     /// `window_instances_max` of every group.
     pub window: u64,
+    /// `retention_instances_max` of every group (`None`: the default).
+    pub retention_instances_max: Option<u64>,
+    /// `retention_size_max` of every group (`None`: the default).
+    pub retention_size_max: Option<usize>,
     /// `batch_values_max`: values per instance (1 = every proposal its own instance).
     pub batch: usize,
     /// `batch_size_max` in bytes (`None`: the default, raised to the largest value).

@@ -11,9 +11,9 @@ use std::time::Duration;
 use synod::client::{Client, ClientConfig};
 use synod::paxos::{GroupId, Role};
 use synod::runtime::clock::MonotonicClock;
-use synod::transport::auth::AuthKey;
 
 use super::options::Options;
+use crate::cli::read_key;
 
 /// How long to wait for a leader in every group of the load.
 const LEADERS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,12 +23,7 @@ const LEADERS_TIMEOUT: Duration = Duration::from_secs(30);
 /// figures).
 pub fn connect(o: &Options) -> Result<(Client, u16), String> {
     let target = o.target.as_deref().unwrap_or_default();
-    let key = match &o.client_key_file {
-        Some(path) => {
-            Some(AuthKey::from_file(path).map_err(|e| format!("--client-key-file: {e}"))?)
-        }
-        None => None,
-    };
+    let key = read_key("--client-key-file", o.client_key_file.as_deref())?;
     let config = ClientConfig {
         key,
         ..ClientConfig::default()

@@ -128,178 +128,34 @@ pub fn main(args: WalBenchArgs) -> Result<ExitCode, String> {
 }
 
 async fn bench_all(dir: PathBuf, seconds: f64, rounds: u64) -> Result<BenchFigures, String> {
-    let mut f = BenchFigures::default();
-    let e = |e: std::io::Error| e.to_string();
-    let s = |e: synod::wal::store::StoreError| e.to_string();
-    // Raw: one pre-zeroed file, reused across runs (never deleted).
-    let raw_path = dir.join("raw.dat");
-    let reuse = std::fs::metadata(&raw_path).is_ok_and(|m| m.len() == BENCH_RAW_FILE_SIZE);
-    if !reuse {
-        println!(
-            "creating {} (zero-filled, {} MiB)",
-            raw_path.display(),
-            BENCH_RAW_FILE_SIZE >> 20
-        );
-        DmaDisk::create_zeroed(&raw_path, BENCH_RAW_FILE_SIZE)
-            .await
-            .map_err(e)?;
-    }
-    let raw = DmaDisk::open(&raw_path).await.map_err(e)?;
-
-    // WAL: segment files of earlier runs recycled; spares for the whole run made now.
-    let wal_dir = dir.join("wal");
-    std::fs::create_dir_all(&wal_dir).map_err(e)?;
-    let config = StoreConfig {
-        dir: wal_dir.clone(),
-        shard: 0,
-        geometry: SegmentGeometry::new(BENCH_SEGMENT_SIZE),
-        limits: DecodeLimits::default(),
-        spare_count_min: BENCH_WAL_SIZE_MAX.div_ceil(BENCH_SEGMENT_SIZE - BLOCK_SIZE as u64)
-            as usize
-            + 2,
-    };
-    let recycled = recycle_all(&config).await.map_err(s)?;
-    println!(
-        "WAL: {recycled} segment files recycled, {} wanted (missing ones are created zero-filled before measuring)",
-        config.spare_count_min
-    );
-    let recovery = recover_dir(&config).map_err(s)?;
-    let mut store = Store::prepare(config.clone(), &recovery).await.map_err(s)?;
-    let mut commit = recovery.group_commit(config.geometry, BENCH_BLOCK_SIZE, entropy_seed());
-    // Incompressible contents everywhere, in case the storage below compresses.
-    let mut prng = synod::prng::Prng::new(entropy_seed());
-    let mut random = |size: usize| {
-        let mut bytes = vec![0u8; size];
-        prng.fill(&mut bytes);
-        bytes
-    };
-    let large = Bytes::from(random((1 << 20) - 256));
-    let large_record = |lsn: u64| Record::Accept {
-        group: GroupId((lsn % BENCH_GROUPS) as u32),
-        instance: Instance(lsn),
-        ballot: Ballot::ZERO,
-        entry: Entry {
-            origin: Ballot::ZERO,
-            body: Body::Values(vec![large.clone()]),
-        },
-    };
-    let fill = |commit: &mut GroupCommit| {
-        while commit
-            .append(&large_record(commit.assigned_through().0 + 1))
-            .is_ok()
-        {}
-    };
-    let value = Bytes::from(random(BENCH_SMALL_VALUE_SIZE));
-    let small_record = |group: u64, instance: u64| Record::Accept {
-        group: GroupId(group as u32),
-        instance: Instance(instance),
-        ballot: Ballot::ZERO,
-        entry: Entry {
-            origin: Ballot::ZERO,
-            body: Body::Values(vec![value.clone()]),
-        },
-    };
-    let mut instance = [0u64; BENCH_GROUPS as usize];
-    let block = random(BENCH_BLOCK_SIZE);
-    let small = random(BLOCK_SIZE);
-    let (mut raw_offset, mut small_offset) = (0u64, 0u64);
+    let mut bench = Bench::open(dir, seconds, rounds).await?;
     for round in 0..rounds {
         // Phases alternate their order (ABBA) so that neither raw nor WAL always runs
         // right after the other's burst: this disk's speed drifts between phases.
         let order = if round % 2 == 0 {
-            [0, 1, 2, 3]
+            [
+                Phase::RawLarge,
+                Phase::WalLarge,
+                Phase::RawSmall,
+                Phase::WalGroups,
+            ]
         } else {
-            [1, 0, 3, 2]
+            [
+                Phase::WalLarge,
+                Phase::RawLarge,
+                Phase::WalGroups,
+                Phase::RawSmall,
+            ]
         };
         for phase in order {
             match phase {
-                0 => {
-                    // 1. Raw sequential large writes.
-                    let clock = MonotonicClock::start();
-                    while clock.elapsed_s() < seconds {
-                        raw.write_at(raw_offset, &block).await.map_err(e)?;
-                        raw.sync().await.map_err(e)?;
-                        f.raw_bytes += BENCH_BLOCK_SIZE as u64;
-                        raw_offset = (raw_offset + BENCH_BLOCK_SIZE as u64) % BENCH_RAW_FILE_SIZE;
-                    }
-                    f.raw_s += clock.elapsed_s();
-                }
-                1 => {
-                    // 2. WAL large batches, the next one encoded while the write is in flight.
-                    let budget = BENCH_WAL_SIZE_MAX / rounds;
-                    let clock = MonotonicClock::start();
-                    let mut bytes = 0u64;
-                    fill(&mut commit);
-                    while clock.elapsed_s() < seconds && bytes < budget {
-                        let plan = commit.take_write().expect("a full batch");
-                        store.write_unsynced(&plan).await.map_err(s)?;
-                        overlap(store.sync(), || fill(&mut commit))
-                            .await
-                            .map_err(s)?;
-                        bytes += plan.bytes.len() as u64;
-                        commit.on_durable(plan.lsn_through);
-                        commit.recycle(plan.bytes);
-                    }
-                    f.wal_s += clock.elapsed_s();
-                    f.wal_bytes += bytes;
-                    // Flush what the last overlap encoded, outside the measurement.
-                    if let Some(plan) = commit.take_write() {
-                        store.write(&plan).await.map_err(s)?;
-                        commit.on_durable(plan.lsn_through);
-                    }
-                }
-                2 => {
-                    // 3. Raw 4 KiB write + fdatasync.
-                    let clock = MonotonicClock::start();
-                    while clock.elapsed_s() < seconds {
-                        let start = clock.now();
-                        raw.write_at(small_offset, &small).await.map_err(e)?;
-                        raw.sync().await.map_err(e)?;
-                        f.raw_latencies_ns.push(clock.now().0 - start.0);
-                        f.raw_syncs += 1;
-                        small_offset = (small_offset + BLOCK_SIZE as u64) % BENCH_RAW_FILE_SIZE;
-                    }
-                    f.raw_sync_s += clock.elapsed_s();
-                }
-                _ => {
-                    // 4. 64 groups, 4 KiB records; a group appends its next record once the previous
-                    // one is durable (acknowledged): group commit must batch them.
-                    let syncs_before = store.sync_count;
-                    let clock = MonotonicClock::start();
-                    let mut appended_at: Vec<(Lsn, u64)> = Vec::new();
-                    while clock.elapsed_s() < seconds {
-                        let now = clock.now().0;
-                        for (group, next) in instance.iter_mut().enumerate() {
-                            *next += 1;
-                            let record = small_record(group as u64, *next);
-                            let lsn = match commit.append(&record) {
-                                Ok(lsn) => lsn,
-                                Err(_) => {
-                                    // The batch closed at a segment's end: write it first.
-                                    let plan = commit.take_write().expect("a batch");
-                                    store.write(&plan).await.map_err(s)?;
-                                    commit.on_durable(plan.lsn_through);
-                                    commit.append(&record).map_err(|e| e.to_string())?
-                                }
-                            };
-                            appended_at.push((lsn, now));
-                        }
-                        let plan = commit.take_write().expect("a batch");
-                        store.write(&plan).await.map_err(s)?;
-                        commit.on_durable(plan.lsn_through);
-                        commit.recycle(plan.bytes);
-                        let done = clock.now().0;
-                        for (lsn, at) in appended_at.drain(..) {
-                            assert!(lsn <= commit.durable_through());
-                            f.groups_latencies_ns.push(done - at);
-                            f.groups_records += 1;
-                        }
-                    }
-                    f.groups_s += clock.elapsed_s();
-                    f.groups_syncs += store.sync_count - syncs_before;
-                }
+                Phase::RawLarge => bench.raw_large().await?,
+                Phase::WalLarge => bench.wal_large().await?,
+                Phase::RawSmall => bench.raw_small().await?,
+                Phase::WalGroups => bench.wal_groups().await?,
             }
         }
+        let f = &bench.f;
         println!(
             "  round {}: raw {:.0} MB/s, wal {:.0} MB/s, raw {:.0} syncs/s, wal {:.0} records/s",
             round + 1,
@@ -309,7 +165,245 @@ async fn bench_all(dir: PathBuf, seconds: f64, rounds: u64) -> Result<BenchFigur
             f.groups_records as f64 / f.groups_s
         );
     }
-    raw.close().await.map_err(e)?;
-    store.close().await.map_err(s)?;
-    Ok(f)
+    bench.raw.close().await.map_err(io_error)?;
+    bench.store.close().await.map_err(store_error)?;
+    Ok(bench.f)
+}
+
+/// The four phases of a round.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// Raw sequential large writes.
+    RawLarge,
+    /// WAL large batches, the next one encoded while the write is in flight.
+    WalLarge,
+    /// Raw 4 KiB write + fdatasync.
+    RawSmall,
+    /// `BENCH_GROUPS` groups of 4 KiB records, one in flight each.
+    WalGroups,
+}
+
+fn io_error(e: std::io::Error) -> String {
+    e.to_string()
+}
+
+fn store_error(e: synod::wal::store::StoreError) -> String {
+    e.to_string()
+}
+
+/// The files and buffers of one run, and what it measured so far.
+struct Bench {
+    f: BenchFigures,
+    seconds: f64,
+    rounds: u64,
+    raw: DmaDisk,
+    store: Store,
+    commit: GroupCommit,
+    /// The value of a large WAL record (1 MiB less its header).
+    large: Bytes,
+    /// The value of a small WAL record (`BENCH_SMALL_VALUE_SIZE`).
+    value: Bytes,
+    /// One raw large write (`BENCH_BLOCK_SIZE`).
+    block: Vec<u8>,
+    /// One raw small write (`BLOCK_SIZE`).
+    small: Vec<u8>,
+    /// The last instance each group appended.
+    instance: [u64; BENCH_GROUPS as usize],
+    raw_offset: u64,
+    small_offset: u64,
+}
+
+impl Bench {
+    /// Opens the raw file (created zero-filled once, then reused) and the WAL (segments
+    /// of earlier runs recycled, spares for the whole run made now), and fills the
+    /// buffers with incompressible bytes, in case the storage below compresses.
+    async fn open(dir: PathBuf, seconds: f64, rounds: u64) -> Result<Bench, String> {
+        let raw_path = dir.join("raw.dat");
+        let reuse = std::fs::metadata(&raw_path).is_ok_and(|m| m.len() == BENCH_RAW_FILE_SIZE);
+        if !reuse {
+            println!(
+                "creating {} (zero-filled, {} MiB)",
+                raw_path.display(),
+                BENCH_RAW_FILE_SIZE >> 20
+            );
+            DmaDisk::create_zeroed(&raw_path, BENCH_RAW_FILE_SIZE)
+                .await
+                .map_err(io_error)?;
+        }
+        let raw = DmaDisk::open(&raw_path).await.map_err(io_error)?;
+
+        let wal_dir = dir.join("wal");
+        std::fs::create_dir_all(&wal_dir).map_err(io_error)?;
+        let config = StoreConfig {
+            dir: wal_dir.clone(),
+            shard: 0,
+            geometry: SegmentGeometry::new(BENCH_SEGMENT_SIZE),
+            limits: DecodeLimits::default(),
+            spare_count_min: BENCH_WAL_SIZE_MAX.div_ceil(BENCH_SEGMENT_SIZE - BLOCK_SIZE as u64)
+                as usize
+                + 2,
+        };
+        let recycled = recycle_all(&config).await.map_err(store_error)?;
+        println!(
+            "WAL: {recycled} segment files recycled, {} wanted (missing ones are created zero-filled before measuring)",
+            config.spare_count_min
+        );
+        let recovery = recover_dir(&config).map_err(store_error)?;
+        let store = Store::prepare(config.clone(), &recovery)
+            .await
+            .map_err(store_error)?;
+        let commit = recovery.group_commit(config.geometry, BENCH_BLOCK_SIZE, entropy_seed());
+        let mut prng = synod::prng::Prng::new(entropy_seed());
+        let mut random = |size: usize| {
+            let mut bytes = vec![0u8; size];
+            prng.fill(&mut bytes);
+            bytes
+        };
+        Ok(Bench {
+            f: BenchFigures::default(),
+            seconds,
+            rounds,
+            raw,
+            store,
+            commit,
+            large: Bytes::from(random((1 << 20) - 256)),
+            value: Bytes::from(random(BENCH_SMALL_VALUE_SIZE)),
+            block: random(BENCH_BLOCK_SIZE),
+            small: random(BLOCK_SIZE),
+            instance: [0; BENCH_GROUPS as usize],
+            raw_offset: 0,
+            small_offset: 0,
+        })
+    }
+
+    /// Appends large records until the batch is full.
+    fn fill(commit: &mut GroupCommit, large: &Bytes) {
+        loop {
+            let lsn = commit.assigned_through().0 + 1;
+            let record = Record::Accept {
+                group: GroupId((lsn % BENCH_GROUPS) as u32),
+                instance: Instance(lsn),
+                ballot: Ballot::ZERO,
+                entry: Entry {
+                    origin: Ballot::ZERO,
+                    body: Body::Values(vec![large.clone()]),
+                },
+            };
+            if commit.append(&record).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Raw sequential large writes, each followed by an fdatasync.
+    async fn raw_large(&mut self) -> Result<(), String> {
+        let clock = MonotonicClock::start();
+        while clock.elapsed_s() < self.seconds {
+            self.raw
+                .write_at(self.raw_offset, &self.block)
+                .await
+                .map_err(io_error)?;
+            self.raw.sync().await.map_err(io_error)?;
+            self.f.raw_bytes += BENCH_BLOCK_SIZE as u64;
+            self.raw_offset = (self.raw_offset + BENCH_BLOCK_SIZE as u64) % BENCH_RAW_FILE_SIZE;
+        }
+        self.f.raw_s += clock.elapsed_s();
+        Ok(())
+    }
+
+    /// WAL large batches, the next one encoded while the write is in flight.
+    async fn wal_large(&mut self) -> Result<(), String> {
+        let budget = BENCH_WAL_SIZE_MAX / self.rounds;
+        let clock = MonotonicClock::start();
+        let mut bytes = 0u64;
+        Bench::fill(&mut self.commit, &self.large);
+        while clock.elapsed_s() < self.seconds && bytes < budget {
+            let plan = self.commit.take_write().expect("a full batch");
+            self.store
+                .write_unsynced(&plan)
+                .await
+                .map_err(store_error)?;
+            overlap(self.store.sync(), || {
+                Bench::fill(&mut self.commit, &self.large);
+            })
+            .await
+            .map_err(store_error)?;
+            bytes += plan.bytes.len() as u64;
+            self.commit.on_durable(plan.lsn_through);
+            self.commit.recycle(plan.bytes);
+        }
+        self.f.wal_s += clock.elapsed_s();
+        self.f.wal_bytes += bytes;
+        // Flush what the last overlap encoded, outside the measurement.
+        if let Some(plan) = self.commit.take_write() {
+            self.store.write(&plan).await.map_err(store_error)?;
+            self.commit.on_durable(plan.lsn_through);
+        }
+        Ok(())
+    }
+
+    /// Raw 4 KiB write + fdatasync.
+    async fn raw_small(&mut self) -> Result<(), String> {
+        let clock = MonotonicClock::start();
+        while clock.elapsed_s() < self.seconds {
+            let start = clock.now();
+            self.raw
+                .write_at(self.small_offset, &self.small)
+                .await
+                .map_err(io_error)?;
+            self.raw.sync().await.map_err(io_error)?;
+            self.f.raw_latencies_ns.push(clock.now().0 - start.0);
+            self.f.raw_syncs += 1;
+            self.small_offset = (self.small_offset + BLOCK_SIZE as u64) % BENCH_RAW_FILE_SIZE;
+        }
+        self.f.raw_sync_s += clock.elapsed_s();
+        Ok(())
+    }
+
+    /// `BENCH_GROUPS` groups, 4 KiB records; a group appends its next record once the
+    /// previous one is durable (acknowledged): group commit must batch them.
+    async fn wal_groups(&mut self) -> Result<(), String> {
+        let syncs_before = self.store.sync_count;
+        let clock = MonotonicClock::start();
+        let mut appended_at: Vec<(Lsn, u64)> = Vec::new();
+        while clock.elapsed_s() < self.seconds {
+            let now = clock.now().0;
+            for (group, next) in self.instance.iter_mut().enumerate() {
+                *next += 1;
+                let record = Record::Accept {
+                    group: GroupId(group as u32),
+                    instance: Instance(*next),
+                    ballot: Ballot::ZERO,
+                    entry: Entry {
+                        origin: Ballot::ZERO,
+                        body: Body::Values(vec![self.value.clone()]),
+                    },
+                };
+                let lsn = match self.commit.append(&record) {
+                    Ok(lsn) => lsn,
+                    Err(_) => {
+                        // The batch closed at a segment's end: write it first.
+                        let plan = self.commit.take_write().expect("a batch");
+                        self.store.write(&plan).await.map_err(store_error)?;
+                        self.commit.on_durable(plan.lsn_through);
+                        self.commit.append(&record).map_err(|e| e.to_string())?
+                    }
+                };
+                appended_at.push((lsn, now));
+            }
+            let plan = self.commit.take_write().expect("a batch");
+            self.store.write(&plan).await.map_err(store_error)?;
+            self.commit.on_durable(plan.lsn_through);
+            self.commit.recycle(plan.bytes);
+            let done = clock.now().0;
+            for (lsn, at) in appended_at.drain(..) {
+                assert!(lsn <= self.commit.durable_through());
+                self.f.groups_latencies_ns.push(done - at);
+                self.f.groups_records += 1;
+            }
+        }
+        self.f.groups_s += clock.elapsed_s();
+        self.f.groups_syncs += self.store.sync_count - syncs_before;
+        Ok(())
+    }
 }

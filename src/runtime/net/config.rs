@@ -161,29 +161,47 @@ impl NetConfig {
     }
 }
 
+/// The configuration the tests of the links start from: one builder, each test
+/// changes the fields it is about.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(super) mod fixture {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use super::{NetConfig, PENDING_MAX_DEFAULT, PENDING_PER_SOURCE_MAX_DEFAULT};
+    use crate::paxos::NodeId;
+    use crate::transport::DecodeLimits;
 
     /// A port nobody listens on now (bound, read, released).
-    fn free_addr() -> SocketAddr {
+    pub fn free_addr() -> SocketAddr {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
         probe.local_addr().expect("local addr")
     }
 
-    fn config(node: u32) -> NetConfig {
-        let addrs: BTreeMap<NodeId, SocketAddr> =
-            [1, 2].iter().map(|n| (NodeId(*n), free_addr())).collect();
+    /// `nodes`, each at a free loopback port.
+    pub fn free_addrs(nodes: &[u32]) -> BTreeMap<NodeId, SocketAddr> {
+        nodes.iter().map(|n| (NodeId(*n), free_addr())).collect()
+    }
+
+    /// Node `node` of the cluster 77 on shard 3 of 4, listening at its address in
+    /// `layout`, every other node of `layout` a peer; no key, default limits and
+    /// pending bounds, backoff from 5 to 50 ms, 1 s handshake timeout.
+    pub fn config(node: u32, layout: &BTreeMap<NodeId, SocketAddr>) -> NetConfig {
         let node = NodeId(node);
         NetConfig {
             node,
             shard: 3,
             shards: 4,
-            layout: addrs.clone(),
+            layout: layout.clone(),
             key: None,
             cluster: 77,
-            listen: addrs[&node],
-            peers: addrs.into_iter().filter(|(n, _)| *n != node).collect(),
+            listen: layout[&node],
+            peers: layout
+                .iter()
+                .filter(|(n, _)| **n != node)
+                .map(|(n, a)| (*n, *a))
+                .collect(),
             limits: DecodeLimits::default(),
             peer_queue_size_max: 1 << 20,
             inbound_count_max: 1 << 20,
@@ -193,6 +211,16 @@ mod tests {
             pending_max: PENDING_MAX_DEFAULT,
             pending_per_source_max: PENDING_PER_SOURCE_MAX_DEFAULT,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{free_addr, free_addrs};
+    use super::*;
+
+    fn config(node: u32) -> NetConfig {
+        super::fixture::config(node, &free_addrs(&[1, 2]))
     }
 
     /// Breaks one field of a configuration.

@@ -15,6 +15,7 @@
 //! | `monotonic`    | promised/leader ballots and watermarks never go back            |
 //! | `bounds`       | rounds and instances in bounds; forged messages change nothing  |
 //! | `size`         | messages fit `message_size_max`; the estimate bounds the codec  |
+//! | `retention`    | in-memory logs stay within retention and window (bounded memory) |
 //! | `liveness`     | after faults heal, the cluster converges within a bound         |
 //!
 //! Invariant: a checker never panics on what a node reports (that is the system under
@@ -32,6 +33,7 @@ pub mod liveness;
 pub mod monotonic;
 pub mod prefix;
 pub mod read;
+pub mod retention;
 pub mod size;
 
 pub use agreement::AgreementChecker;
@@ -45,6 +47,7 @@ pub use liveness::LivenessChecker;
 pub use monotonic::{MonotonicChecker, Watermarks};
 pub use prefix::PrefixChecker;
 pub use read::ReadChecker;
+pub use retention::{LogShape, RetentionChecker};
 pub use size::MessageSizeChecker;
 
 use crate::paxos::{Apply, Ballot, Body, Entry, GroupId, Instance, NodeId, ProposalId};
@@ -151,6 +154,8 @@ pub struct Checkers {
     pub liveness: LivenessChecker,
     /// Messages fit their byte budget, and the estimate bounds the real encoding.
     pub message_size: MessageSizeChecker,
+    /// In-memory logs stay within retention and window.
+    pub retention: RetentionChecker,
 }
 
 impl Checkers {

@@ -1,14 +1,15 @@
 //! Carrying out one shard's effects (the simulated disk write and its completion,
-//! the network, applies, replies, reads, the rejoin marker), then feeding every
+//! the network, applies, replies, reads, WAL reads, the rejoin marker), then feeding every
 //! checker the state the step left.
 
 use super::forge::forge_message;
 use super::{Cluster, Event};
-use crate::paxos::{Ballot, Body, Message, Nanos, Role};
+use crate::paxos::{Ballot, Body, Instance, Message, Nanos, Role, WalRead};
 use crate::runtime::shard::ProposalOutcome;
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::Effects;
-use crate::sim::checkers::{Violation, Watermarks};
+use crate::sim::checkers::{LogShape, Violation, Watermarks};
+use crate::wal::catch_up::{self, ReadPlan};
 
 impl Cluster {
     pub(super) fn execute(
@@ -27,6 +28,7 @@ impl Cluster {
                 "simulated disk full at {end} bytes"
             );
             slot.disk.write(plan.offset, &plan.bytes);
+            slot.index.insert_plan(&plan);
             let latency = self.prng.range(
                 self.options.disk_write_latency_ns_min,
                 self.options.disk_write_latency_ns_max,
@@ -136,10 +138,60 @@ impl Cluster {
                 }
             }
         }
+        for read in effects.wal_reads.drain(..) {
+            self.wal_read(node, shard, read)?;
+        }
         if effects.clear_rejoin_marker {
             // The marker file goes: a later restart no longer rejoins as a learner.
             self.nodes[node].shards[shard].lost_marker = false;
         }
+        Ok(())
+    }
+
+    /// Reads `read` from the shard's disk as it is now (see the module doc of
+    /// `cluster`) and schedules its answer after a disk latency. A record that is not
+    /// what the index says is a simulator or WAL bug: reported as a violation.
+    fn wal_read(&mut self, node: usize, shard: usize, read: WalRead) -> Result<(), Violation> {
+        let slot = &self.nodes[node].shards[shard];
+        let plan = catch_up::plan(&slot.index, &read);
+        let bytes: Vec<(Instance, Vec<u8>)> = match &plan {
+            ReadPlan::Records(records) => records
+                .iter()
+                .map(|(instance, entry)| {
+                    (*instance, slot.disk.read(entry.offset, entry.size as usize))
+                })
+                .collect(),
+            ReadPlan::Truncated { .. } => Vec::new(),
+        };
+        let entries = catch_up::entries(
+            &read,
+            bytes
+                .iter()
+                .map(|(instance, b)| (*instance, b.as_slice(), slot.salt)),
+        )
+        .map_err(|mismatch| {
+            Violation::new(
+                "wal_read",
+                format!("node {} shard {shard}: {mismatch}", node + 1),
+            )
+        })?;
+        self.report.wal_reads += 1;
+        let outcome = catch_up::outcome(&plan, entries);
+        let latency = self.wal_read_prng.range(
+            self.options.disk_write_latency_ns_min,
+            self.options.disk_write_latency_ns_max,
+        );
+        let incarnation = self.nodes[node].incarnation;
+        self.schedule(
+            self.now + latency,
+            Event::WalReadDone {
+                node,
+                shard,
+                incarnation,
+                read,
+                outcome,
+            },
+        );
         Ok(())
     }
 
@@ -167,6 +219,18 @@ impl Cluster {
                 group_id,
                 core.checkpoints().durable_through(group_id),
             );
+            let config = group.config();
+            let shape = LogShape {
+                log_len: group.log_len(),
+                log_floor: group.log_floor(),
+                applied_through: group.applied_through(),
+                chosen_through: group.chosen_through(),
+                retained_size: group.retained_size(),
+                retention_instances_max: config.retention_instances_max,
+                retention_size_max: config.retention_size_max,
+                accept_window_instances_max: config.accept_window_instances_max,
+            };
+            self.checkers.retention.observe(id, group_id, &shape)?;
             if let (Some(until), Some(ballot)) = (group.lease_until(), group.ballot()) {
                 if local < until {
                     let end = self.nodes[node].clock.true_of(until);

@@ -2,10 +2,11 @@
 //! heal that starts the liveness phase, and a node's start from its disks.
 
 use super::{Cluster, Event, LIVENESS_BOUND_NS, MS};
-use crate::paxos::{Lsn, NodeId, Restore};
+use crate::paxos::{Instance, Lsn, NodeId, Restore};
 use crate::runtime::{shard_of, Shard, ShardConfig, ShardInput};
 use crate::sim::checkers::Violation;
 use crate::sim::network::NetworkOptions;
+use crate::wal::index::LogIndex;
 use crate::wal::{self, DecodeLimits, GroupCommit, GroupCommitConfig, ScanConfig};
 
 impl Cluster {
@@ -147,7 +148,7 @@ impl Cluster {
         if wipe {
             self.nodes[node].fs = crate::sim::fs::SimFs::new();
         }
-        let mut restored = Vec::new();
+        let (mut restored, mut restored_highs) = (Vec::new(), Vec::new());
         for shard in 0..self.nodes[node].shards.len() {
             let salt = self.nodes[node].shards[shard].salt;
             let slot = &mut self.nodes[node].shards[shard];
@@ -174,6 +175,7 @@ impl Cluster {
                 slot.disk.write(scan.scrub.start, &zeros);
                 slot.disk.sync();
             }
+            slot.index = LogIndex::from_recovered(&scan.records);
             let mut recovered = wal::replay(&scan.records);
             let mut groups = Vec::new();
             for config in &self.group_configs {
@@ -181,6 +183,10 @@ impl Cluster {
                     continue;
                 }
                 let state = recovered.remove(&config.group).unwrap_or_default();
+                let restored_high = (state.accepted.keys().next_back().copied())
+                    .max(state.learned.keys().next_back().copied())
+                    .unwrap_or(Instance(0));
+                restored_highs.push((config.group, restored_high));
                 let restore = Restore {
                     promised: state.promised,
                     accepted: state.accepted,
@@ -209,6 +215,11 @@ impl Cluster {
         }
         if restarted {
             self.checkers.restart(id, lost_any);
+        }
+        for (group, restored_high) in restored_highs {
+            self.checkers
+                .retention
+                .observe_restore(id, group, restored_high);
         }
         self.observe_restores(node, restored)?;
         if lost_any {

@@ -28,6 +28,15 @@
 //! checksum) and checked against the chosen prefix (`checkers::read`); the lease
 //! checker sees the serving node's lease at the read's step, as at every step.
 //!
+//! WAL reads: a group's catch-up below its in-memory log (`Effects::wal_reads`) is
+//! read from the node's simulated disk as it is now (the live image: reads see writes,
+//! synced or not; after a restart, what recovery kept), through an index of the
+//! shard's log kept as the node's store keeps its own (built from the recovery scan,
+//! then every write), planned and decoded by the real `wal::catch_up`. The answer
+//! comes back as `ShardInput::WalReadDone` after a disk latency drawn from the reads'
+//! own PRNG stream (seeds whose retention is unbounded never read, and replay as they
+//! did), and is dropped if the node crashes meanwhile.
+//!
 //! Files, one concern each: this one holds the cluster, its event loop and the
 //! stepping of one shard; `report` what a run returns; `execute` carries out a shard's
 //! effects and feeds the checkers; `faults` injects crashes, partitions and bit flips
@@ -58,11 +67,13 @@ use super::machine::SimMachine;
 use super::network::{NetworkOptions, SimNetwork};
 use super::options::SimOptions;
 use crate::paxos::{
-    GroupConfig, GroupId, Instance, Lsn, Membership, Message, Nanos, NodeId, ProposalId,
+    GroupConfig, GroupId, Instance, Lsn, Membership, Message, Nanos, NodeId, ProposalId, WalRead,
+    WalReadOutcome,
 };
 use crate::prng::Prng;
 use crate::runtime::shard::ReadId;
 use crate::runtime::{shard_of, Effects, Shard, ShardConfig, ShardInput};
+use crate::wal::index::LogIndex;
 use crate::wal::{self, GroupCommitConfig};
 
 const MS: u64 = 1_000_000;
@@ -89,6 +100,13 @@ enum Event {
         lsn: Lsn,
         offset: u64,
     },
+    WalReadDone {
+        node: usize,
+        shard: usize,
+        incarnation: u32,
+        read: WalRead,
+        outcome: WalReadOutcome,
+    },
     Crash,
     Restart {
         node: usize,
@@ -112,6 +130,9 @@ enum Event {
 struct ShardSlot {
     shard: Option<Shard>,
     disk: SimDisk,
+    /// Where each group's records lie on `disk` (the store's index): rebuilt from the
+    /// recovery scan at each start, then every write as it is issued.
+    index: LogIndex,
     /// Offset of the newest durable batch (the last write whose sync completed): bit
     /// flips land only below it, so a later durable batch always follows the damage.
     /// Damage to the newest durable batch itself, once the write in flight is lost in a
@@ -150,6 +171,8 @@ pub struct Cluster {
     /// The checkpoints' own stream (latencies, failures, damage, crashes of the
     /// checkpoint directory), for the same reason.
     checkpoint_prng: Prng,
+    /// The WAL reads' own stream (their disk latency), for the same reason.
+    wal_read_prng: Prng,
     /// When the next read is issued (`None`: reads are off).
     read_next_ns: Option<u64>,
     read_id_next: u64,
@@ -207,6 +230,8 @@ impl Cluster {
                 config.clock_drift_ppm = u64::from(options.clock_drift_bound_ppm);
                 config.promise_entries_max = 4_096;
                 config.catch_up_entries_max = 64;
+                config.retention_instances_max = options.retention_instances_max;
+                config.retention_size_max = options.retention_size_max;
                 if let Some(slack) = options.message_size_slack {
                     config.message_size_max = config.message_size_min() + slack;
                 }
@@ -237,6 +262,7 @@ impl Cluster {
                 .map(|_| ShardSlot {
                     shard: None,
                     disk: SimDisk::new(DISK_SIZE),
+                    index: LogIndex::new(),
                     last_write_offset: 0,
                     salt: prng.next_u64() as u32,
                     lost_marker: false,
@@ -259,6 +285,7 @@ impl Cluster {
             forge_prng: Prng::new(options.seed ^ 0x464f_5247_4552_5321),
             read_prng: Prng::new(options.seed ^ 0x5245_4144_5354_524d),
             checkpoint_prng: Prng::new(options.seed ^ 0x434b_5054_5354_524d),
+            wal_read_prng: Prng::new(options.seed ^ 0x5741_4c52_4541_4453),
             read_next_ns: options.read_interval_ns_mean,
             read_id_next: 1,
             reads_in_flight: BTreeMap::new(),
@@ -474,6 +501,17 @@ impl Cluster {
                     self.nodes[node].shards[shard].disk.sync();
                     self.nodes[node].shards[shard].last_write_offset = offset;
                     self.step_shard(node, shard, ShardInput::WriteDone { lsn_through: lsn })?;
+                }
+            }
+            Event::WalReadDone {
+                node,
+                shard,
+                incarnation,
+                read,
+                outcome,
+            } => {
+                if self.nodes[node].up && self.nodes[node].incarnation == incarnation {
+                    self.step_shard(node, shard, ShardInput::WalReadDone { read, outcome })?;
                 }
             }
             Event::Crash => {

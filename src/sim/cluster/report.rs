@@ -45,6 +45,13 @@ pub struct RunReport {
     pub checkpoints_damaged: u64,
     /// Group starts restored from a checkpoint.
     pub checkpoint_restores: u64,
+    /// Whether the seed bounded the groups' in-memory logs (not part of `Debug`).
+    pub retention_bounded: bool,
+    /// Catch-up reads served from the simulated WAL (not part of `Debug` either).
+    pub wal_reads: u64,
+    /// The most slots any replica's in-memory log of a group held (not part of
+    /// `Debug`).
+    pub log_len_max: usize,
 }
 
 impl std::fmt::Debug for RunReport {
@@ -149,6 +156,8 @@ impl Cluster {
         report.virtual_ns = self.now;
         report.acknowledged = self.checkers.durability.acknowledged().len();
         report.forged_refused = self.checkers.bounds.forged_refused();
+        report.log_len_max = self.checkers.retention.log_len_max();
+        report.retention_bounded = self.options.retention_bounded();
         report.chosen = self
             .groups
             .iter()

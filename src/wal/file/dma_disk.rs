@@ -12,11 +12,13 @@
 //!   full size before they are ever opened read-write, which also keeps the hot path
 //!   from extending files (written extents halve the fdatasync cost here);
 //! - a failed or short write, or a failed fdatasync, is returned as an error and never
-//!   retried (fsyncgate): the caller stops.
+//!   retried (fsyncgate): the caller stops;
+//! - an error the kernel returned keeps its errno (`io::Error::raw_os_error`): glommio's
+//!   own conversion of its errors into `io::Error` drops it (`os_error`).
 
 use crate::wal::layout::BLOCK_SIZE;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{GlommioError, LocalExecutorBuilder, Placement};
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
@@ -39,6 +41,16 @@ pub fn run_local<T: 'static>(future: impl Future<Output = T> + 'static) -> io::R
         .make()
         .map_err(io::Error::from)?;
     Ok(executor.run(future))
+}
+
+/// The OS error inside a glommio error, errno included. glommio's `From` for
+/// `io::Error` rebuilds the error of a failed file operation from its kind and text,
+/// which loses the errno; the operation and path it adds, the store names itself.
+fn os_error<T>(error: GlommioError<T>) -> io::Error {
+    match error {
+        GlommioError::IoError(source) | GlommioError::EnhancedIoError { source, .. } => source,
+        other => io::Error::from(other),
+    }
 }
 
 fn check_aligned(offset: u64, len: usize) {
@@ -80,7 +92,8 @@ impl DmaDisk {
             .read(true)
             .write(true)
             .dma_open(path)
-            .await?;
+            .await
+            .map_err(os_error)?;
         Ok(DmaDisk {
             file,
             spare: RefCell::new(None),
@@ -100,7 +113,11 @@ impl DmaDisk {
             .expect("the spare buffer is not shared")
             .as_bytes_mut()
             .copy_from_slice(bytes);
-        let written = self.file.write_rc_at(Rc::clone(&buffer), offset).await?;
+        let written = self
+            .file
+            .write_rc_at(Rc::clone(&buffer), offset)
+            .await
+            .map_err(os_error)?;
         if Rc::strong_count(&buffer) == 1 {
             *self.spare.borrow_mut() = Some(buffer);
         }
@@ -115,20 +132,24 @@ impl DmaDisk {
 
     /// fdatasync.
     pub async fn sync(&self) -> io::Result<()> {
-        Ok(self.file.fdatasync().await?)
+        self.file.fdatasync().await.map_err(os_error)
     }
 
     /// Reads `len` bytes at `offset` (both block-aligned) with one O_DIRECT read; fewer
     /// at the end of the file.
     pub async fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         check_aligned(offset, len);
-        let read = self.file.read_at_aligned(offset, len).await?;
+        let read = self
+            .file
+            .read_at_aligned(offset, len)
+            .await
+            .map_err(os_error)?;
         Ok(read.to_vec())
     }
 
     /// Closes the file.
     pub async fn close(self) -> io::Result<()> {
-        Ok(self.file.close().await?)
+        self.file.close().await.map_err(os_error)
     }
 }
 
@@ -154,7 +175,7 @@ impl ZeroFill {
     pub async fn create(path: &Path, size: u64) -> io::Result<ZeroFill> {
         check_aligned(size, 0);
         Ok(ZeroFill {
-            file: DmaFile::create(path).await?,
+            file: DmaFile::create(path).await.map_err(os_error)?,
             size,
             written: 0,
         })
@@ -173,7 +194,11 @@ impl ZeroFill {
             let len = (ZERO_FILL_CHUNK_SIZE as u64).min(until - self.written) as usize;
             let mut buffer = self.file.alloc_dma_buffer(len);
             buffer.as_bytes_mut().fill(0);
-            let written = self.file.write_at(buffer, self.written).await?;
+            let written = self
+                .file
+                .write_at(buffer, self.written)
+                .await
+                .map_err(os_error)?;
             if written != len {
                 return Err(io::Error::other(format!(
                     "short write zero-filling: {written} of {len} bytes at {}",
@@ -188,15 +213,13 @@ impl ZeroFill {
     /// Makes the filled file durable (fdatasync) and closes it. The caller checks that
     /// `fill` reported the whole size first.
     pub async fn finish(self) -> io::Result<()> {
-        self.file.fdatasync().await?;
-        self.file.close().await?;
-        Ok(())
+        self.file.fdatasync().await.map_err(os_error)?;
+        self.file.close().await.map_err(os_error)
     }
 
     /// Closes the file without making it durable (an abandoned fill).
     pub async fn abandon(self) -> io::Result<()> {
-        self.file.close().await?;
-        Ok(())
+        self.file.close().await.map_err(os_error)
     }
 }
 
@@ -239,5 +262,29 @@ mod tests {
         assert_eq!(&back[BLOCK_SIZE..3 * BLOCK_SIZE], &bytes[..]);
         assert!(tail.is_empty());
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    // Goal: a failed file operation keeps the kernel's errno through glommio (its own
+    // conversion drops it), so a shard's fatal error can name ENOENT, ENOSPC, EIO.
+    // Method: open and create in a directory that does not exist.
+    #[test]
+    fn errors_keep_the_errno() {
+        let missing = std::env::temp_dir()
+            .join(format!("synod-dma-missing-{}", std::process::id()))
+            .join("file");
+        let (opened, created) = run_local({
+            let missing = missing.clone();
+            async move {
+                let opened = DmaDisk::open(&missing).await.err();
+                let created = ZeroFill::create(&missing, BLOCK_SIZE as u64).await.err();
+                (opened, created)
+            }
+        })
+        .expect("executor");
+        for error in [opened, created] {
+            let error = error.expect("no such directory");
+            assert_eq!(error.raw_os_error(), Some(2), "{error}");
+            assert_eq!(error.kind(), io::ErrorKind::NotFound, "{error}");
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! - per plan, exactly one `write_at` of the whole plan and one fdatasync (plus, when the
 //!   plan starts a segment, one header write and fdatasync BEFORE it);
 //! - segment files are created zero-filled at their full size and never extended by a
-//!   plan; `prepare_spares_slice` (called by the driver when idle, off the write path)
+//!   plan; `prepare_spares_slice` (called by the driver's WAL writer, off the write path)
 //!   keeps `spare_count_min` spares ahead, recycling truncated segments before creating
 //!   new files; a roll finding no spare creates one inline (a stall, counted);
 //! - a segment is deleted or recycled only when it lies below the `log_start` of a
@@ -30,7 +30,7 @@ use crate::wal::layout::{block_align_up, BLOCK_SIZE};
 use crate::wal::log_recovery::LogRecovery;
 use crate::wal::record;
 use crate::wal::segment_format::{
-    parse_segment_file_name, segment_file_name, HeaderError, SEGMENT_HEADER_SIZE,
+    parse_segment_file_name, segment_file_name, HeaderError, SegmentGeometry, SEGMENT_HEADER_SIZE,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -312,9 +312,9 @@ impl Store {
                 }
             }
             let limits = self.config.limits;
-            for ((_, _, entry), bytes) in copies.iter().zip(self.read_entries(&copies).await?) {
+            let read = self.plan_read(&copies).run().await?;
+            for ((_, _, entry), (bytes, salt)) in copies.iter().zip(read) {
                 let (segment, file_offset) = self.config.geometry.locate(entry.offset);
-                let salt = *self.salts.get(&segment).unwrap_or(&0);
                 match record::decode(&bytes, salt, &limits) {
                     Ok((decoded, _)) => match decoded.content {
                         record::Content::Record(record) => rewrites.push(record),
@@ -531,11 +531,11 @@ impl Store {
             total += entry.size as usize;
             wanted.push((group, instance, entry));
         }
-        let bytes_of = self.read_entries(&wanted).await?;
+        let bytes_of = self.plan_read(&wanted).run().await?;
         // Chunks: consecutive records (instance order) of the same segment.
         let geometry = self.config.geometry;
         let mut chunks: Vec<(u64, CatchUpChunk)> = Vec::new();
-        for ((_, instance, entry), bytes) in wanted.iter().zip(bytes_of) {
+        for ((_, instance, entry), (bytes, salt)) in wanted.iter().zip(bytes_of) {
             let segment = geometry.locate(entry.offset).0;
             match chunks.last_mut() {
                 Some((s, chunk)) if *s == segment => {
@@ -548,7 +548,7 @@ impl Store {
                     chunks.push((
                         segment,
                         CatchUpChunk {
-                            salt: *self.salts.get(&segment).unwrap_or(&0),
+                            salt,
                             first_lsn,
                             first_instance: *instance,
                             last_instance: *instance,
@@ -562,93 +562,29 @@ impl Store {
         Ok(chunks.into_iter().map(|(_, chunk)| chunk).collect())
     }
 
-    /// The bytes of each indexed record of `wanted` (same order), read per segment in
-    /// block-aligned spans of up to `CATCH_UP_READ_SIZE_MAX` bytes; each record's header
-    /// (size, kind, group, instance, ballot) and checksum are checked against the index.
-    async fn read_entries(
-        &self,
-        wanted: &[(GroupId, Instance, IndexEntry)],
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
+    /// A read of the indexed records `wanted` (from this store's index: a
+    /// `wal::catch_up` plan, compaction's copies), to run later without the store
+    /// ([`CatchUpRead::run`]): the shard's write path keeps the store meanwhile. The
+    /// records were written when it was planned, and a written record is never
+    /// rewritten in place.
+    #[must_use]
+    pub fn plan_read(&self, wanted: &[(GroupId, Instance, IndexEntry)]) -> CatchUpRead {
         let geometry = self.config.geometry;
-        let mut by_segment: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-        for (at, (_, _, entry)) in wanted.iter().enumerate() {
-            by_segment
-                .entry(geometry.locate(entry.offset).0)
-                .or_default()
-                .push(at);
+        let mut segments = BTreeMap::new();
+        for (_, _, entry) in wanted {
+            let segment = geometry.locate(entry.offset).0;
+            segments.entry(segment).or_insert_with(|| {
+                (
+                    self.config.path(segment),
+                    *self.salts.get(&segment).unwrap_or(&0),
+                )
+            });
         }
-        let mut bytes_of: Vec<Vec<u8>> = vec![Vec::new(); wanted.len()];
-        for (segment, mut ats) in by_segment {
-            ats.sort_by_key(|at| wanted[*at].2.offset);
-            let salt = *self.salts.get(&segment).unwrap_or(&0);
-            let path = self.config.path(segment);
-            let current = self
-                .current
-                .as_ref()
-                .filter(|(current, _)| *current == segment)
-                .map(|(_, disk)| disk);
-            let opened = match current {
-                Some(_) => None,
-                None => Some(
-                    DmaDisk::open(&path)
-                        .await
-                        .map_err(io_error("open", &path))?,
-                ),
-            };
-            let disk = current
-                .or(opened.as_ref())
-                .expect("the open segment or a file just opened");
-            let mut next = 0;
-            while next < ats.len() {
-                // One span: records from `next` while the span stays within the limit.
-                let (_, first) = geometry.locate(wanted[ats[next]].2.offset);
-                let start = first / BLOCK_SIZE as u64 * BLOCK_SIZE as u64;
-                let mut end = next;
-                let mut span_end = start;
-                while end < ats.len() {
-                    let entry = wanted[ats[end]].2;
-                    let (_, file_offset) = geometry.locate(entry.offset);
-                    let record_end = block_align_up(file_offset + u64::from(entry.size));
-                    if end > next && record_end - start > CATCH_UP_READ_SIZE_MAX as u64 {
-                        break;
-                    }
-                    span_end = span_end.max(record_end);
-                    end += 1;
-                }
-                let read = disk
-                    .read_at(start, (span_end - start) as usize)
-                    .await
-                    .map_err(io_error("read", &path))?;
-                for at in &ats[next..end] {
-                    let (group, instance, entry) = wanted[*at];
-                    let (_, file_offset) = geometry.locate(entry.offset);
-                    let from = (file_offset - start) as usize;
-                    let bytes = read.get(from..from + entry.size as usize);
-                    let intact = bytes.is_some_and(|bytes| {
-                        record::peek(bytes).is_some_and(|p| {
-                            p.size == entry.size
-                                && p.kind == entry.kind()
-                                && p.group == group
-                                && p.instance == instance
-                                && p.ballot == entry.ballot()
-                        }) && bytes[4..8] == crc32c::crc32c_append(salt, &bytes[8..]).to_le_bytes()
-                    });
-                    let Some(bytes) = bytes.filter(|_| intact) else {
-                        return Err(StoreError::CatchUpMismatch {
-                            segment,
-                            file_offset,
-                            instance,
-                        });
-                    };
-                    bytes_of[*at] = bytes.to_vec();
-                }
-                next = end;
-            }
-            if let Some(disk) = opened {
-                disk.close().await.map_err(io_error("close", &path))?;
-            }
+        CatchUpRead {
+            geometry,
+            wanted: wanted.to_vec(),
+            segments,
         }
-        Ok(bytes_of)
     }
 
     /// fdatasync of the open segment: everything `write_unsynced` wrote is durable after.
@@ -673,6 +609,108 @@ impl Store {
             disk.close().await.map_err(io_error("close", &path))?;
         }
         Ok(())
+    }
+}
+
+/// Indexed records to read back, planned by `Store::plan_read`: their places, and
+/// the path and salt of each segment they lie in. Owns everything it needs, so it
+/// runs while the store is busy writing.
+#[derive(Clone, Debug)]
+pub struct CatchUpRead {
+    geometry: SegmentGeometry,
+    wanted: Vec<(GroupId, Instance, IndexEntry)>,
+    /// Per segment: its file and its salt.
+    segments: BTreeMap<u64, (PathBuf, u32)>,
+}
+
+impl CatchUpRead {
+    /// Records planned.
+    #[must_use]
+    pub fn record_count(&self) -> usize {
+        self.wanted.len()
+    }
+
+    /// The bytes of each planned record (same order) and the salt its checksum is
+    /// seeded with, read per segment in block-aligned spans of up to
+    /// `CATCH_UP_READ_SIZE_MAX` bytes through a file opened for the read; each record's
+    /// header (size, kind, group, instance, ballot) and checksum are checked against
+    /// the index.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error, or bytes that are not the indexed record (`CatchUpMismatch`).
+    pub async fn run(self) -> Result<Vec<(Vec<u8>, u32)>, StoreError> {
+        let geometry = self.geometry;
+        let wanted = &self.wanted;
+        let mut by_segment: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for (at, (_, _, entry)) in wanted.iter().enumerate() {
+            by_segment
+                .entry(geometry.locate(entry.offset).0)
+                .or_default()
+                .push(at);
+        }
+        let mut bytes_of: Vec<(Vec<u8>, u32)> = vec![(Vec::new(), 0); wanted.len()];
+        for (segment, mut ats) in by_segment {
+            ats.sort_by_key(|at| wanted[*at].2.offset);
+            let Some((path, salt)) = self.segments.get(&segment) else {
+                unreachable!("plan_read names the segment of every record")
+            };
+            let salt = *salt;
+            let disk = DmaDisk::open(path).await.map_err(io_error("open", path))?;
+            let mut next = 0;
+            while next < ats.len() {
+                // One span: records from `next` while the span stays within the limit.
+                let (_, first) = geometry.locate(wanted[ats[next]].2.offset);
+                let start = first / BLOCK_SIZE as u64 * BLOCK_SIZE as u64;
+                let mut end = next;
+                let mut span_end = start;
+                while end < ats.len() {
+                    let entry = wanted[ats[end]].2;
+                    let (_, file_offset) = geometry.locate(entry.offset);
+                    let record_end = block_align_up(file_offset + u64::from(entry.size));
+                    if end > next && record_end - start > CATCH_UP_READ_SIZE_MAX as u64 {
+                        break;
+                    }
+                    span_end = span_end.max(record_end);
+                    end += 1;
+                }
+                let read = match disk.read_at(start, (span_end - start) as usize).await {
+                    Ok(read) => read,
+                    Err(error) => {
+                        // Closed first: a failed read must not leak the file.
+                        let _ = disk.close().await;
+                        return Err(io_error("read", path)(error));
+                    }
+                };
+                for at in &ats[next..end] {
+                    let (group, instance, entry) = wanted[*at];
+                    let (_, file_offset) = geometry.locate(entry.offset);
+                    let from = (file_offset - start) as usize;
+                    let bytes = read.get(from..from + entry.size as usize);
+                    let intact = bytes.is_some_and(|bytes| {
+                        record::peek(bytes).is_some_and(|p| {
+                            p.size == entry.size
+                                && p.kind == entry.kind()
+                                && p.group == group
+                                && p.instance == instance
+                                && p.ballot == entry.ballot()
+                        }) && bytes[4..8] == crc32c::crc32c_append(salt, &bytes[8..]).to_le_bytes()
+                    });
+                    let Some(bytes) = bytes.filter(|_| intact) else {
+                        let _ = disk.close().await;
+                        return Err(StoreError::CatchUpMismatch {
+                            segment,
+                            file_offset,
+                            instance,
+                        });
+                    };
+                    bytes_of[*at] = (bytes.to_vec(), salt);
+                }
+                next = end;
+            }
+            disk.close().await.map_err(io_error("close", path))?;
+        }
+        Ok(bytes_of)
     }
 }
 

@@ -2,9 +2,10 @@
 //! directories, random damage, and a crash-recover loop with torn writes.
 
 use super::*;
-use crate::paxos::{Ballot, GroupId, NodeId, Record};
+use crate::paxos::{Ballot, GroupId, Record};
 use crate::prng::Prng;
 use crate::wal::group_commit::header_for;
+use crate::wal::recovery::fixture::{promise, write_promises};
 use crate::wal::segment_format::segment_file_name;
 use crate::wal::{GroupCommit, GroupCommitConfig, SegmentPlacement, SECTOR_SIZE};
 use std::collections::BTreeMap;
@@ -22,16 +23,6 @@ fn config() -> LogConfig {
         shard: SHARD,
         geometry: geometry(),
         limits: DecodeLimits::default(),
-    }
-}
-
-fn promise(round: u64) -> Record {
-    Record::Promise {
-        group: GroupId(1),
-        ballot: Ballot {
-            round,
-            node: NodeId(1),
-        },
     }
 }
 
@@ -78,17 +69,9 @@ fn log(batches: usize, per_batch: usize) -> Dir {
             salt_seed: 42,
         },
     );
-    let mut round = 0;
-    for _ in 0..batches {
-        for _ in 0..per_batch {
-            round += 1;
-            commit.append(&promise(round)).expect("fits");
-        }
-        let plan = commit.take_write().expect("a batch");
-        execute(&mut dir, &plan, commit.durable_through());
-        commit.on_durable(plan.lsn_through);
-        commit.invariants();
-    }
+    write_promises(&mut commit, batches, per_batch, |plan, lsn_prev| {
+        execute(&mut dir, plan, lsn_prev);
+    });
     dir
 }
 
@@ -102,6 +85,19 @@ fn set_log_start(dir: &mut Dir, index: u64, log_start: u64) {
 
 fn corrupt(recovered: &LogRecovery) -> Corruption {
     recovered.corruption().cloned().expect("a corruption")
+}
+
+/// Recovers `dir` after flipping a bit in the header of segment `index`; asserts the
+/// recovery names that header as bad.
+fn with_bad_header(mut dir: Dir, index: u64) -> LogRecovery {
+    dir.get_mut(&name(index)).expect("exists")[20] ^= 1;
+    let r = recover(&images(&dir), &config());
+    assert!(
+        matches!(corrupt(&r), Corruption::BadHeader { index: i, .. } if i == index),
+        "{:?}",
+        r.decision
+    );
+    r
 }
 
 // Goal: log offsets map to (segment, file offset) and back; batches never straddle
@@ -184,6 +180,10 @@ fn batches_never_straddle() {
 // Goal: every row of the segment decision table, on concrete directories.
 // Method: build a 3-segment log (7 batches of one block: segments 0, 1 full, 2 with
 // one batch), damage it per row, recover, compare decision, resume and discards.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a table: one damaged log per row of the decision table, in row order"
+)]
 #[test]
 fn decision_table_rows() {
     let base = log(7, 4);
@@ -245,14 +245,7 @@ fn decision_table_rows() {
     );
 
     // S4: a damaged header in the middle; a header naming another index (misnamed).
-    let mut dir = base.clone();
-    dir.get_mut(&name(1)).expect("exists")[20] ^= 1;
-    let r = recover(&images(&dir), &config());
-    assert!(matches!(
-        corrupt(&r),
-        Corruption::BadHeader { index: 1, .. }
-    ));
-    assert_eq!(r.lsn_through, Lsn(12));
+    assert_eq!(with_bad_header(base.clone(), 1).lsn_through, Lsn(12));
     let mut dir = base.clone();
     let two = dir.remove(&name(2)).expect("exists");
     dir.insert(name(5), two);
@@ -316,13 +309,7 @@ fn decision_table_rows() {
     // S4: the log's first segment (index > 0 after a truncation) with a bad header.
     let mut dir = truncated.clone();
     dir.remove(&name(0));
-    dir.get_mut(&name(1)).expect("exists")[20] ^= 1;
-    let r = recover(&images(&dir), &config());
-    assert!(matches!(
-        corrupt(&r),
-        Corruption::BadHeader { index: 1, .. }
-    ));
-    assert_eq!(r.resume.offset, p);
+    assert_eq!(with_bad_header(dir, 1).resume.offset, p);
     // S4: a header naming a log_start above its own index.
     let mut dir = base.clone();
     set_log_start(&mut dir, 1, 2);
@@ -352,14 +339,7 @@ fn decision_table_rows() {
         "segment 2 is re-initialised"
     );
     // ... but with records behind it, it is corruption.
-    let mut dir = base.clone();
-    dir.get_mut(&name(2)).expect("exists")[20] ^= 1;
-    let r = recover(&images(&dir), &config());
-    assert!(matches!(
-        corrupt(&r),
-        Corruption::BadHeader { index: 2, .. }
-    ));
-    assert_eq!(r.lsn_through, Lsn(24));
+    assert_eq!(with_bad_header(base.clone(), 2).lsn_through, Lsn(24));
 
     // S6: an extra segment whose chain does not continue (a stale file).
     let mut dir = base.clone();

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
+use super::super::config::fixture;
 use super::*;
 use crate::transport::auth::AuthKey;
-use crate::transport::{DecodeLimits, FrameBody, Handshake, HandshakeProof};
+use crate::transport::{FrameBody, Handshake, HandshakeProof};
 
 fn layout(nodes: &[u32]) -> BTreeMap<NodeId, SocketAddr> {
     nodes
@@ -19,28 +19,12 @@ fn layout(nodes: &[u32]) -> BTreeMap<NodeId, SocketAddr> {
         .collect()
 }
 
-/// Node `node` of the cluster 77 with nodes 1, 2, 3 on shard 3 of 4.
+/// Node `node` of the fixture's cluster with nodes 1, 2, 3 at fixed ports (the
+/// refusal details name them), with `key`.
 fn config(node: u32, key: Option<&AuthKey>) -> NetConfig {
-    let layout = layout(&[1, 2, 3]);
-    let node = NodeId(node);
-    NetConfig {
-        node,
-        shard: 3,
-        shards: 4,
-        layout: layout.clone(),
-        key: key.cloned(),
-        cluster: 77,
-        listen: layout[&node],
-        peers: layout.into_iter().filter(|(n, _)| *n != node).collect(),
-        limits: DecodeLimits::default(),
-        peer_queue_size_max: 1 << 20,
-        inbound_count_max: 1 << 20,
-        connect_backoff_min: Duration::from_millis(5),
-        connect_backoff_max: Duration::from_millis(50),
-        handshake_timeout: Duration::from_secs(1),
-        pending_max: 4,
-        pending_per_source_max: 2,
-    }
+    let mut config = fixture::config(node, &layout(&[1, 2, 3]));
+    config.key = key.cloned();
+    config
 }
 
 fn encode(body: &FrameBody) -> Vec<u8> {

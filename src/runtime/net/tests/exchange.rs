@@ -10,7 +10,7 @@ use super::*;
 #[test]
 fn three_nodes_exchange_messages_in_order() {
     run_local(async {
-        let addrs = addrs(&[1, 2, 3]);
+        let addrs = free_addrs(&[1, 2, 3]);
         let mut nets = BTreeMap::new();
         let wakes = Rc::new(Cell::new(0_u64));
         for node in [1_u32, 2, 3] {
@@ -105,13 +105,7 @@ fn three_nodes_exchange_messages_in_order() {
         let huge = Bytes::from(vec![1_u8; 10_000]);
         nets[&1].send(NodeId(2), &[accept(1, 2, 1, &huge), prepare(1, 2, 2)]);
         assert_eq!(nets[&1].counters().messages_dropped_too_large, 1);
-        let mut got = Vec::new();
-        wait_for("the small message", || {
-            nets[&2].drain_inbound(&mut got);
-            !got.is_empty()
-        })
-        .await;
-        assert_eq!(got, vec![prepare(1, 2, 2)]);
+        assert_eq!(wait_inbound(&nets[&2]).await, vec![prepare(1, 2, 2)]);
         for (_, net) in nets {
             net.close().await;
         }
@@ -126,9 +120,9 @@ fn three_nodes_exchange_messages_in_order() {
 #[test]
 fn stalled_peer_buffer_is_bounded() {
     run_local(async {
-        let addrs = addrs(&[1, 2]);
+        let addrs = free_addrs(&[1, 2]);
         let stalled = TcpListener::bind(addrs[&NodeId(2)]).expect("bind");
-        let reply = handshake(PROTOCOL_VERSION, 77, 2, 3, &addrs);
+        let reply = hello(&addrs, 2, None);
         let peer = glommio::spawn_local(async move {
             let mut stream = stalled.accept().await.expect("accept");
             let mut header = [0_u8; 4];
@@ -182,49 +176,18 @@ fn stalled_peer_buffer_is_bounded() {
 #[test]
 fn reconnects_after_peer_restart() {
     run_local(async {
-        let addrs = addrs(&[1, 2]);
+        let addrs = free_addrs(&[1, 2]);
         let a = start(config(1, &addrs)).await;
         let b = start(config(2, &addrs)).await;
-        let mut inbound = Vec::new();
-        wait_for("link up", || {
-            a.send(NodeId(2), &[prepare(1, 2, 1)]);
-            b.drain_inbound(&mut inbound);
-            !inbound.is_empty()
-        })
-        .await;
+        link_delivers(&a, &b, 1).await;
         b.close().await;
         let b = start(config(2, &addrs)).await;
-        let mut inbound = Vec::new();
-        wait_for("link up", || {
-            a.send(NodeId(2), &[prepare(1, 2, 1)]);
-            b.drain_inbound(&mut inbound);
-            !inbound.is_empty()
-        })
-        .await;
+        link_delivers(&a, &b, 1).await;
         b.close().await;
-        let port = addrs[&NodeId(2)].port();
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("ss -tanoe | grep {port}"))
-            .output()
-            .expect("ss");
-        eprintln!("SS {}", String::from_utf8_lossy(&out.stdout));
         let b = start(config(2, &addrs)).await;
-        inbound.clear();
-        wait_for("a to the new b", || {
-            a.send(NodeId(2), &[prepare(1, 2, 7)]);
-            b.drain_inbound(&mut inbound);
-            !inbound.is_empty()
-        })
-        .await;
+        let inbound = link_delivers(&a, &b, 7).await;
         assert!(inbound.iter().all(|m| *m == prepare(1, 2, 7)));
-        inbound.clear();
-        wait_for("the new b to a", || {
-            b.send(NodeId(1), &[prepare(2, 1, 8)]);
-            a.drain_inbound(&mut inbound);
-            inbound.iter().any(|m| *m == prepare(2, 1, 8))
-        })
-        .await;
+        link_delivers(&b, &a, 8).await;
         assert!(a.counters().connects_outbound >= 2, "{:?}", a.counters());
         a.close().await;
         b.close().await;
@@ -240,10 +203,10 @@ fn reconnects_after_peer_restart() {
 #[test]
 fn restart_despite_time_wait() {
     run_local(async {
-        let addrs = addrs(&[1, 2]);
+        let addrs = free_addrs(&[1, 2]);
         let b = start(config(2, &addrs)).await;
         let server = b.local_addr();
-        let hello = handshake(PROTOCOL_VERSION, 77, 1, 3, &addrs);
+        let hello = hello(&addrs, 1, None);
         let client = glommio::spawn_local(async move {
             let mut stream = TcpStream::connect(server).await.expect("connect");
             stream.write_all(&hello).await.expect("write");
@@ -270,7 +233,7 @@ fn restart_despite_time_wait() {
 #[test]
 fn inbound_backpressure_pauses_readers() {
     run_local(async {
-        let addrs = addrs(&[1, 2]);
+        let addrs = free_addrs(&[1, 2]);
         let mut receiver = config(1, &addrs);
         receiver.inbound_count_max = 10;
         let a = start(receiver).await;
@@ -310,26 +273,23 @@ fn inbound_backpressure_pauses_readers() {
 #[test]
 fn later_connection_replaces_earlier() {
     run_local(async {
-        let addrs = addrs(&[1, 2]);
+        let addrs = free_addrs(&[1, 2]);
         let net = start(config(1, &addrs)).await;
         let server = net.local_addr();
         let mut first = TcpStream::connect(server).await.expect("connect");
-        let hello = handshake(PROTOCOL_VERSION, 77, 2, 3, &addrs);
+        let hello = hello(&addrs, 2, None);
         first.write_all(&hello).await.expect("write");
         wait_for("first handshake", || net.counters().connects_inbound == 1).await;
         let mut second = TcpStream::connect(server).await.expect("connect");
-        let mut bytes = hello.clone();
-        bytes.extend_from_slice(&frame(&FrameBody::MessageBatch(vec![prepare(2, 1, 5)])));
+        let bytes = [
+            hello,
+            frame(&FrameBody::MessageBatch(vec![prepare(2, 1, 5)])),
+        ]
+        .concat();
         second.write_all(&bytes).await.expect("write");
         assert!(closed_by_server(&mut first).await, "first not closed");
         assert_eq!(closes(&net, "replaced"), 1);
-        let mut inbound = Vec::new();
-        wait_for("the second's message", || {
-            net.drain_inbound(&mut inbound);
-            !inbound.is_empty()
-        })
-        .await;
-        assert_eq!(inbound, vec![prepare(2, 1, 5)]);
+        assert_eq!(wait_inbound(&net).await, vec![prepare(2, 1, 5)]);
         drop(second);
         net.close().await;
     })
@@ -342,7 +302,7 @@ fn later_connection_replaces_earlier() {
 #[test]
 fn double_bind_fails() {
     run_local(async {
-        let addrs = addrs(&[1, 2]);
+        let addrs = free_addrs(&[1, 2]);
         let first = start(config(1, &addrs)).await;
         let second = Net::start(config(1, &addrs), Rc::new(|| {})).await;
         assert!(

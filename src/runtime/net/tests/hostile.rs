@@ -11,39 +11,44 @@ use super::*;
 #[test]
 fn bad_handshakes_and_bad_frames_close_the_connection() {
     run_local(async {
-        let addrs = addrs(&[1, 2, 3]);
+        let addrs = free_addrs(&[1, 2, 3]);
         let net = start(config(1, &addrs)).await;
         let server = net.local_addr();
         let good = frame(&FrameBody::MessageBatch(vec![prepare(2, 1, 1)]));
         let cases: [(Vec<u8>, &str); 6] = [
             (
-                handshake(PROTOCOL_VERSION, 78, 2, 3, &addrs),
+                hello_frame(Handshake {
+                    cluster: 78,
+                    ..handshake_of(2, &addrs)
+                }),
                 "cluster mismatch",
             ),
+            (hello(&addrs, 9, None), "unknown node"),
+            (hello(&addrs, 1, None), "own node id"),
             (
-                handshake(PROTOCOL_VERSION, 77, 9, 3, &addrs),
-                "unknown node",
-            ),
-            (handshake(PROTOCOL_VERSION, 77, 1, 3, &addrs), "own node id"),
-            (
-                handshake(PROTOCOL_VERSION + 1, 77, 2, 3, &addrs),
+                hello_frame(Handshake {
+                    protocol_version: PROTOCOL_VERSION + 1,
+                    ..handshake_of(2, &addrs)
+                }),
                 "protocol version mismatch",
             ),
             (
-                handshake(PROTOCOL_VERSION, 77, 2, 4, &addrs),
+                hello_frame(Handshake {
+                    shard: 4,
+                    ..handshake_of(2, &addrs)
+                }),
                 "shard mismatch",
             ),
             (good.clone(), "handshake not first"),
         ];
         for (first, reason) in cases {
-            let mut bytes = first;
-            bytes.extend_from_slice(&good);
+            let bytes = [first, good.clone()].concat();
             assert!(raw_session(server, &bytes).await, "{reason}: not closed");
             assert_eq!(closes(&net, reason), 1, "{reason}: {:?}", net.counters());
         }
         // A size header above the limit, during the handshake and after it.
         assert!(raw_session(server, &u32::MAX.to_le_bytes()).await);
-        let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3, &addrs);
+        let mut bytes = hello(&addrs, 2, None);
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(raw_session(server, &bytes).await);
         assert_eq!(closes(&net, "oversized frame"), 2);
@@ -52,9 +57,7 @@ fn bad_handshakes_and_bad_frames_close_the_connection() {
         assert!(inbound.is_empty(), "{inbound:?}");
 
         // Two good frames, then garbage: the good ones arrive, then the close.
-        let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3, &addrs);
-        bytes.extend_from_slice(&good);
-        bytes.extend_from_slice(&frame(&FrameBody::HeartbeatBatch(HeartbeatBatch {
+        let heartbeats = frame(&FrameBody::HeartbeatBatch(HeartbeatBatch {
             from: NodeId(2),
             to: NodeId(1),
             heartbeats: vec![GroupHeartbeat {
@@ -65,10 +68,10 @@ fn bad_handshakes_and_bad_frames_close_the_connection() {
                 checksum_through: Instance(0),
                 checksum: 0,
             }],
-        })));
+        }));
         let mut garbage = Vec::new();
         append_frame(&[0xAB; 64], usize::MAX, &mut garbage).expect("frame");
-        bytes.extend_from_slice(&garbage);
+        let bytes = [hello(&addrs, 2, None), good, heartbeats, garbage].concat();
         assert!(raw_session(server, &bytes).await);
         assert_eq!(closes(&net, "malformed frame"), 1);
         net.drain_inbound(&mut inbound);
@@ -78,16 +81,14 @@ fn bad_handshakes_and_bad_frames_close_the_connection() {
         assert_eq!(inbound[1].group, GroupId(4));
 
         // A catch-up stream is not handled yet.
-        let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3, &addrs);
-        bytes.extend_from_slice(&frame(&FrameBody::CatchUpStream(
-            transport::CatchUpStream {
-                group: GroupId(1),
-                first_lsn: crate::paxos::Lsn(1),
-                records: Bytes::new(),
-                credit_size: 0,
-                salt: 0,
-            },
-        )));
+        let stream = frame(&FrameBody::CatchUpStream(transport::CatchUpStream {
+            group: GroupId(1),
+            first_lsn: crate::paxos::Lsn(1),
+            records: Bytes::new(),
+            credit_size: 0,
+            salt: 0,
+        }));
+        let bytes = [hello(&addrs, 2, None), stream].concat();
         assert!(raw_session(server, &bytes).await);
         assert_eq!(closes(&net, "unsupported frame"), 1);
         net.drain_inbound(&mut inbound);
@@ -102,7 +103,7 @@ fn bad_handshakes_and_bad_frames_close_the_connection() {
 #[test]
 fn silent_client_times_out() {
     run_local(async {
-        let addrs = addrs(&[1, 2]);
+        let addrs = free_addrs(&[1, 2]);
         let mut config = config(1, &addrs);
         config.handshake_timeout = Duration::from_millis(200);
         let net = start(config).await;
@@ -119,24 +120,27 @@ fn silent_client_times_out() {
 #[test]
 fn forged_sender_is_refused() {
     run_local(async {
-        let addrs = addrs(&[1, 2, 3]);
+        let addrs = free_addrs(&[1, 2, 3]);
         let net = start(config(1, &addrs)).await;
         let forged_batches = [
             vec![prepare(2, 1, 1), prepare(3, 1, 2)],
             vec![prepare(2, 5, 1)],
         ];
         for (i, batch) in forged_batches.into_iter().enumerate() {
-            let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3, &addrs);
-            bytes.extend_from_slice(&frame(&FrameBody::MessageBatch(batch)));
+            let bytes = [
+                hello(&addrs, 2, None),
+                frame(&FrameBody::MessageBatch(batch)),
+            ]
+            .concat();
             assert!(raw_session(net.local_addr(), &bytes).await);
             assert_eq!(closes(&net, "forged sender/receiver"), i as u64 + 1);
         }
-        let mut bytes = handshake(PROTOCOL_VERSION, 77, 2, 3, &addrs);
-        bytes.extend_from_slice(&frame(&FrameBody::HeartbeatAckBatch(HeartbeatAckBatch {
+        let acks = frame(&FrameBody::HeartbeatAckBatch(HeartbeatAckBatch {
             from: NodeId(3),
             to: NodeId(1),
             acks: Vec::new(),
-        })));
+        }));
+        let bytes = [hello(&addrs, 2, None), acks].concat();
         assert!(raw_session(net.local_addr(), &bytes).await);
         assert_eq!(closes(&net, "forged sender/receiver"), 3);
         let mut inbound = Vec::new();
@@ -156,7 +160,7 @@ fn handshake_needs_the_same_key_on_both_sides() {
     run_local(async {
         let key = AuthKey::generate().expect("key");
         let other = AuthKey::generate().expect("key");
-        let addrs = addrs_of(&[1, 2]);
+        let addrs = free_addrs(&[1, 2]);
         let a = start(keyed(config(1, &addrs), &key)).await;
         let b = start(keyed(config(2, &addrs), &key)).await;
         link_delivers(&a, &b, 1).await;
@@ -165,7 +169,7 @@ fn handshake_needs_the_same_key_on_both_sides() {
         b.close().await;
 
         for b_key in [Some(other), None] {
-            let addrs = addrs_of(&[1, 2]);
+            let addrs = free_addrs(&[1, 2]);
             let a = start(keyed(config(1, &addrs), &key)).await;
             let mut config_b = config(2, &addrs);
             config_b.key = b_key.clone();
@@ -205,32 +209,33 @@ fn handshake_needs_the_same_key_on_both_sides() {
 fn forged_handshake_for_a_live_node_is_refused() {
     run_local(async {
         let key = AuthKey::generate().expect("key");
-        let addrs = addrs(&[1, 2]);
+        let addrs = free_addrs(&[1, 2]);
         let mut config_a = keyed(config(1, &addrs), &key);
         config_a.handshake_timeout = Duration::from_millis(300);
         let a = start(config_a).await;
         let b = start(keyed(config(2, &addrs), &key)).await;
         link_delivers(&b, &a, 1).await;
+        // Sent after each forged handshake: must never be delivered.
+        let smuggled = frame(&FrameBody::MessageBatch(vec![prepare(2, 1, 66)]));
         let forgeries: [Vec<u8>; 3] = [
             frame(&FrameBody::HandshakeProof(HandshakeProof {
                 proof: [9; 32],
             })),
-            frame(&FrameBody::MessageBatch(vec![prepare(2, 1, 66)])),
+            smuggled.clone(),
             // No proof at all: the handshake times out.
             Vec::new(),
         ];
         for forged in forgeries {
             let mut bytes = hello(&addrs, 2, Some([5; 16]));
             if !forged.is_empty() {
-                bytes.extend_from_slice(&forged);
-                bytes.extend_from_slice(&frame(&FrameBody::MessageBatch(vec![prepare(2, 1, 66)])));
+                bytes.extend(forged);
+                bytes.extend_from_slice(&smuggled);
             }
             assert!(raw_session(a.local_addr(), &bytes).await);
             link_delivers(&b, &a, 2).await;
         }
         // A hello without a nonce to a keyed node.
-        let mut bytes = hello(&addrs, 2, None);
-        bytes.extend_from_slice(&frame(&FrameBody::MessageBatch(vec![prepare(2, 1, 66)])));
+        let bytes = [hello(&addrs, 2, None), smuggled].concat();
         assert!(raw_session(a.local_addr(), &bytes).await);
         link_delivers(&b, &a, 3).await;
         let c = a.counters();
@@ -258,7 +263,7 @@ fn forged_handshake_for_a_live_node_is_refused() {
 fn oldest_pending_handshake_is_evicted() {
     run_local(async {
         let key = AuthKey::generate().expect("key");
-        let addrs = addrs(&[1, 2]);
+        let addrs = free_addrs(&[1, 2]);
         let mut config_a = keyed(config(1, &addrs), &key);
         config_a.pending_max = 4;
         config_a.pending_per_source_max = 2;
@@ -295,10 +300,13 @@ fn oldest_pending_handshake_is_evicted() {
 #[test]
 fn close_logging_is_rate_limited() {
     run_local(async {
-        let addrs = addrs(&[1, 2]);
+        let addrs = free_addrs(&[1, 2]);
         let net = start(config(1, &addrs)).await;
         for _ in 0..300 {
-            let bytes = handshake(PROTOCOL_VERSION, 78, 2, 3, &addrs);
+            let bytes = hello_frame(Handshake {
+                cluster: 78,
+                ..handshake_of(2, &addrs)
+            });
             let mut stream = TcpStream::connect(net.local_addr()).await.expect("connect");
             stream.write_all(&bytes).await.expect("write");
             drop(stream);
@@ -327,7 +335,7 @@ fn close_logging_is_rate_limited() {
 #[test]
 fn shard_count_mismatch_is_refused_on_both_sides() {
     run_local(async {
-        let addrs = addrs_of(&[1, 2]);
+        let addrs = free_addrs(&[1, 2]);
         let key = AuthKey::generate().expect("key");
         let a = start(keyed(config(1, &addrs), &key)).await;
         let mut config_b = keyed(config(2, &addrs), &key);

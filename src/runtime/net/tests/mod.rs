@@ -15,58 +15,19 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::timer::sleep;
 
+use super::config::fixture::{config, free_addrs};
 use super::link::read_frame;
 use super::*;
 use crate::paxos::{Ballot, Body, Entry, GroupId, Instance, MessageBody, Nanos};
 use crate::transport::auth::{AuthKey, Nonce};
 use crate::transport::{
-    self, append_frame, DecodeLimits, FrameBody, GroupHeartbeat, Handshake, HandshakeProof,
-    HeartbeatAckBatch, HeartbeatBatch, PROTOCOL_VERSION,
+    self, append_frame, FrameBody, GroupHeartbeat, Handshake, HandshakeProof, HeartbeatAckBatch,
+    HeartbeatBatch, PROTOCOL_VERSION,
 };
 use crate::wal::dma_disk::run_local;
 
 mod exchange;
 mod hostile;
-
-/// A port nobody listens on now (bound, read, released).
-fn free_addr() -> SocketAddr {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    probe.local_addr().expect("local addr")
-}
-
-fn config(node: u32, addrs: &BTreeMap<NodeId, SocketAddr>) -> NetConfig {
-    let node = NodeId(node);
-    NetConfig {
-        node,
-        shard: 3,
-        shards: 4,
-        layout: addrs.clone(),
-        key: None,
-        cluster: 77,
-        listen: addrs[&node],
-        peers: addrs
-            .iter()
-            .filter(|(n, _)| **n != node)
-            .map(|(n, a)| (*n, *a))
-            .collect(),
-        limits: DecodeLimits::default(),
-        peer_queue_size_max: 1 << 20,
-        inbound_count_max: 1 << 20,
-        connect_backoff_min: Duration::from_millis(5),
-        connect_backoff_max: Duration::from_millis(50),
-        handshake_timeout: Duration::from_secs(1),
-        pending_max: PENDING_MAX_DEFAULT,
-        pending_per_source_max: PENDING_PER_SOURCE_MAX_DEFAULT,
-    }
-}
-
-fn addrs(nodes: &[u32]) -> BTreeMap<NodeId, SocketAddr> {
-    nodes.iter().map(|n| (NodeId(*n), free_addr())).collect()
-}
-
-fn addrs_of(nodes: &[u32]) -> BTreeMap<NodeId, SocketAddr> {
-    addrs(nodes)
-}
 
 async fn start(config: NetConfig) -> Net {
     Net::start(config, Rc::new(|| {})).await.expect("start")
@@ -81,6 +42,17 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// Drains `net` until something arrived; returns what did.
+async fn wait_inbound(net: &Net) -> Vec<Message> {
+    let mut inbound = Vec::new();
+    wait_for("a message", || {
+        net.drain_inbound(&mut inbound);
+        !inbound.is_empty()
+    })
+    .await;
+    inbound
 }
 
 fn closes(net: &Net, reason: &str) -> u64 {
@@ -159,24 +131,32 @@ fn frame(body: &FrameBody) -> Vec<u8> {
     out
 }
 
-/// An unauthenticated handshake frame with the layout `addrs` and 4 shards.
-fn handshake(
-    version: u16,
-    cluster: u64,
-    node: u32,
-    shard: u16,
-    addrs: &BTreeMap<NodeId, SocketAddr>,
-) -> Vec<u8> {
-    frame(&FrameBody::Handshake(Handshake {
-        protocol_version: version,
-        cluster,
+/// Node `node`'s handshake as the fixture's configuration makes it (this protocol
+/// version, cluster 77, shard 3 of 4, the layout `addrs`), without nonce or proof.
+fn handshake_of(node: u32, addrs: &BTreeMap<NodeId, SocketAddr>) -> Handshake {
+    Handshake {
+        protocol_version: PROTOCOL_VERSION,
+        cluster: 77,
         node: NodeId(node),
-        shard,
+        shard: 3,
         shards: 4,
         layout: addrs.iter().map(|(n, a)| (*n, *a)).collect(),
         nonce: None,
         proof: None,
-    }))
+    }
+}
+
+/// `handshake` as a length-prefixed frame.
+fn hello_frame(handshake: Handshake) -> Vec<u8> {
+    frame(&FrameBody::Handshake(handshake))
+}
+
+/// Node `node`'s handshake frame with the layout `addrs`, carrying `nonce`.
+fn hello(addrs: &BTreeMap<NodeId, SocketAddr>, node: u32, nonce: Option<Nonce>) -> Vec<u8> {
+    hello_frame(Handshake {
+        nonce,
+        ..handshake_of(node, addrs)
+    })
 }
 
 /// Reads from `stream` until the server closes it; false if it stays open ~3 s.
@@ -210,20 +190,6 @@ fn keyed(mut config: NetConfig, key: &AuthKey) -> NetConfig {
     config
 }
 
-/// A handshake frame of node `node` with the layout `addrs`, carrying `nonce`.
-fn hello(addrs: &BTreeMap<NodeId, SocketAddr>, node: u32, nonce: Option<Nonce>) -> Vec<u8> {
-    frame(&FrameBody::Handshake(Handshake {
-        protocol_version: PROTOCOL_VERSION,
-        cluster: 77,
-        node: NodeId(node),
-        shard: 3,
-        shards: 4,
-        layout: addrs.iter().map(|(n, a)| (*n, *a)).collect(),
-        nonce,
-        proof: None,
-    }))
-}
-
 /// A blocking loopback socket from source address `source` to `server`, then made
 /// non-blocking (the server runs on this thread: connect completes in the kernel).
 fn attacker(source: [u8; 4], server: SocketAddr) -> std::net::TcpStream {
@@ -254,8 +220,9 @@ async fn std_closed(stream: &mut std::net::TcpStream, wait: Duration) -> bool {
     false
 }
 
-/// Sends `prepare(from, to, seq)` until `to` received one.
-async fn link_delivers(from: &Net, to: &Net, seq: u64) {
+/// Sends `prepare(from, to, seq)` until `to` received one; returns every message `to`
+/// received meanwhile.
+async fn link_delivers(from: &Net, to: &Net, seq: u64) -> Vec<Message> {
     let (a, b) = (from.inner.config.node.0, to.inner.config.node.0);
     let mut inbound = Vec::new();
     wait_for("a message over the link", || {
@@ -264,4 +231,5 @@ async fn link_delivers(from: &Net, to: &Net, seq: u64) {
         inbound.contains(&prepare(a, b, seq))
     })
     .await;
+    inbound
 }

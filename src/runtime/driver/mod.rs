@@ -1,0 +1,469 @@
+//! The glommio driver of one shard: a thread pinned to one core (`thread`), running one
+//! `LocalExecutor` that owns the shard end to end: its WAL (`wal_writer`), its peer
+//! links (`net::Net`), its timers, its groups (`shard::Shard`) and their state
+//! machines. Nothing it owns crosses to another thread; handles reach it only through
+//! its [`Mailbox`], and replies leave through one-shot channels. The pure `Shard`
+//! decides; this loop only executes its `Effects`: it applies chosen values, answers
+//! callers and reports status (`status`).
+//!
+//! The loop (design: "the shard loop"):
+//! 1. drain the mailbox (proposals, reads, status, stop), the peer links' inbound
+//!    messages, and what the WAL writer finished; fire due timers;
+//! 2. `Shard::flush`: groups coalesce proposals, durable acks are released;
+//! 3. hand the next WAL write to the writer, send each peer what is pending in one
+//!    write, apply chosen values in instance order and answer their proposers, serve
+//!    reads whose read index is applied;
+//! 4. sleep until a mailbox push, an inbound message, the writer's wake-up or the next
+//!    timer (rounded up to `tick_ns`, so heartbeats of many groups leave together).
+//!
+//! Invariants:
+//! - a proposal is answered `Ok` only after its value is applied here, which happens
+//!   only after it is chosen, which needs a quorum of durable accepts;
+//! - every caller is answered exactly once: with its outcome, or `Stopped` when the
+//!   shard stops (`close`, or `CloseOnExit` for requests that arrive after);
+//! - a failed WAL operation poisons the shard (`WriteFailed`, never retried); the loop
+//!   then reports the stop to the node's `FatalLatch` BEFORE it answers any waiting
+//!   caller `Stopped`;
+//! - a shutdown finishes only with no write in flight, once proposals in flight are
+//!   answered or the drain timeout passed.
+
+mod checkpoint_writer;
+mod start;
+mod status;
+mod thread;
+mod wal_writer;
+
+pub use thread::{spawn, ShardStartError, ShardThread};
+// Where tools and benchmarks have always found it.
+pub use super::state_machine::null_factory;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::clock::MonotonicClock;
+use super::fatal::{FatalLatch, ShardStopped};
+use super::mailbox::{Mailbox, Sender};
+use super::net::{Net, NetConfig};
+use super::notify::Notify;
+use super::request::{Error, Proposed, Request};
+use super::shard::{Effects, ProposalOutcome, ReadId, ReadRefused, Shard, ShardConfig, ShardInput};
+use super::state_machine::StateMachine;
+use super::wal_reads::WalReads;
+use crate::paxos::{Body, GroupConfig, GroupId, Instance, Nanos, ProposalId};
+use crate::wal::store::StoreConfig;
+use checkpoint_writer::CheckpointWriter;
+use wal_writer::WalWriter;
+
+/// Everything one shard needs to start.
+#[derive(Clone, Debug)]
+pub struct ShardPlan {
+    /// The shard index.
+    pub shard: u16,
+    /// Core to pin the shard's thread to (`None`: not pinned).
+    pub core: Option<usize>,
+    /// The shard's groups.
+    pub groups: Vec<GroupConfig>,
+    /// The shard's WAL.
+    pub store: StoreConfig,
+    /// Bytes one WAL write may hold (a multiple of 4 KiB).
+    pub wal_buffer_size_max: usize,
+    /// Limits of the pure shard.
+    pub shard_config: ShardConfig,
+    /// The shard's peer links.
+    pub net: NetConfig,
+    /// Timer granularity: a sleep lasts at least this long unless woken by I/O.
+    pub tick_ns: u64,
+    /// How long a shutdown waits for proposals in flight.
+    pub drain_timeout: Duration,
+    /// The log is known to have lost state (an emptied data directory of an existing
+    /// member): rejoin as a non-voting learner.
+    pub lost_state: bool,
+    /// Whether writes are made durable with fdatasync (false only in unsafe
+    /// benchmarks: an acknowledged value can then be lost).
+    pub fsync: bool,
+}
+
+/// A read the shard has not answered yet: its query and its reply.
+type PendingRead = (Bytes, Sender<Result<Bytes, Error>>);
+
+/// The running shard: the loop's state.
+struct Driver {
+    plan: ShardPlan,
+    clock: MonotonicClock,
+    shard: Shard,
+    machines: BTreeMap<GroupId, Box<dyn StateMachine>>,
+    mailbox: Mailbox<Request>,
+    net: Net,
+    /// The owner of the WAL's files: executes the shard's write plans.
+    wal: WalWriter,
+    /// Catch-up reads below the groups' in-memory logs (`Effects::wal_reads`).
+    wal_reads: WalReads,
+    /// Saves the checkpoints the shard asks for (`Effects::checkpoints`).
+    checkpoints: CheckpointWriter,
+    /// Local wake-ups of the loop (inbound messages, the WAL writer).
+    wake: Rc<Notify>,
+    /// Loop iterations.
+    iterations: u64,
+    /// Instances carrying values applied, and the values they carried.
+    value_instances_applied: u64,
+    values_applied: u64,
+    /// This thread's Linux id (for CPU accounting by whoever reads the status).
+    thread_id: Option<u32>,
+    next_proposal: u64,
+    proposals: HashMap<ProposalId, Sender<Result<Proposed, Error>>>,
+    next_read: u64,
+    reads: HashMap<ReadId, PendingRead>,
+    requests: Vec<Request>,
+    inbound: Vec<crate::paxos::Message>,
+    effects: Effects,
+    /// A shutdown under way: its drain deadline and who waits for it.
+    stopping: Option<(Nanos, Vec<Sender<()>>)>,
+    /// Where a fatal stop is reported, BEFORE waiting callers are answered.
+    latch: Arc<FatalLatch>,
+}
+
+enum Exit {
+    Graceful,
+    Abort,
+}
+
+impl Driver {
+    async fn run(mut self) -> Result<(), ShardStopped> {
+        let exit = loop {
+            let now = self.clock.now();
+            self.iterations += 1;
+            if let Some(exit) = self.step_inputs(now) {
+                break exit;
+            }
+            self.shard.flush(now, &mut self.effects);
+            self.execute();
+            if let Some(fatal) = self.shard.poisoned() {
+                self.latch.report(ShardStopped {
+                    node: self.plan.net.node,
+                    shard: self.plan.shard,
+                    fatal: fatal.clone(),
+                });
+                break Exit::Graceful;
+            }
+            if self.drained(now) {
+                break Exit::Graceful;
+            }
+            if self.stopping.is_none() {
+                self.wal.maintain();
+            }
+            self.wait().await;
+        };
+        match exit {
+            Exit::Abort => {
+                self.mailbox.close();
+                // As a crash: nothing is flushed or answered, the write in flight is
+                // abandoned. The sockets close (as a dead process's would), so the
+                // node can restart on the same addresses.
+                self.net.close().await;
+                Ok(())
+            }
+            Exit::Graceful => self.close().await,
+        }
+    }
+
+    /// Feeds everything that arrived into the shard. Returns `Some` to stop now.
+    fn step_inputs(&mut self, now: Nanos) -> Option<Exit> {
+        let requests = std::mem::take(&mut self.requests);
+        for request in requests {
+            if let Some(exit) = self.on_request(now, request) {
+                return Some(exit);
+            }
+        }
+        self.net.drain_inbound(&mut self.inbound);
+        for message in self.inbound.drain(..) {
+            self.shard.step(now, ShardInput::Message(message));
+        }
+        self.wal_reads_done(now);
+        self.start_wal_reads();
+        self.wal.poll(now, &mut self.shard);
+        self.checkpoints.poll(now, &mut self.shard);
+        if self.shard.next_deadline().is_some_and(|d| d <= now) {
+            self.shard.step(now, ShardInput::Tick);
+        }
+        None
+    }
+
+    fn on_request(&mut self, now: Nanos, request: Request) -> Option<Exit> {
+        match request {
+            Request::Propose {
+                group,
+                value,
+                reply,
+            } => {
+                if self.stopping.is_some() {
+                    reply.send(Err(Error::Stopped));
+                    return None;
+                }
+                if self.shard.group(group).is_none() {
+                    reply.send(Err(Error::NoSuchGroup { group }));
+                    return None;
+                }
+                self.next_proposal += 1;
+                let id = ProposalId(self.next_proposal);
+                self.proposals.insert(id, reply);
+                self.shard
+                    .step(now, ShardInput::Propose { group, id, value });
+            }
+            Request::Read {
+                group,
+                query,
+                reply,
+            } => self.on_read(now, group, query, reply),
+            Request::Status { reply } => reply.send(self.status()),
+            Request::Shutdown { reply } => match &mut self.stopping {
+                Some((_, waiting)) => waiting.push(reply),
+                None => {
+                    for request in self.mailbox.close() {
+                        refuse(request);
+                    }
+                    let deadline = now.plus(self.plan.drain_timeout.as_nanos() as u64);
+                    self.stopping = Some((deadline, vec![reply]));
+                }
+            },
+            Request::Abort => return Some(Exit::Abort),
+        }
+        None
+    }
+
+    /// A read: the shard decides when (and whether) it may be served.
+    fn on_read(
+        &mut self,
+        now: Nanos,
+        group: GroupId,
+        query: Bytes,
+        reply: Sender<Result<Bytes, Error>>,
+    ) {
+        if self.stopping.is_some() {
+            reply.send(Err(Error::Stopped));
+            return;
+        }
+        self.next_read += 1;
+        let id = ReadId(self.next_read);
+        self.reads.insert(id, (query, reply));
+        self.shard.step(now, ShardInput::Read { group, id });
+    }
+
+    /// Starts waiting WAL reads while the store is idle (not lent to a write or spare
+    /// maintenance): each runs as a task of its own.
+    fn start_wal_reads(&mut self) {
+        let (reads, wake) = (&mut self.wal_reads, &self.wake);
+        if let Some(tasks) = self.wal.with_idle_store(|store| reads.start(store, wake)) {
+            for task in tasks {
+                glommio::spawn_local(task).detach();
+            }
+        }
+    }
+
+    /// Hands the finished WAL reads to the shard; a failed one stops the shard (as a
+    /// failed write does: `WriteFailed`).
+    fn wal_reads_done(&mut self, now: Nanos) {
+        for done in self.wal_reads.take_done() {
+            match done {
+                Ok(input) => self.shard.step(now, input),
+                Err(fatal) => {
+                    log::error!("shard {}: {fatal}; the shard stops", self.plan.shard);
+                    self.shard.step(now, ShardInput::WriteFailed { fatal });
+                }
+            }
+        }
+    }
+
+    /// Executes what the shard asked for after a flush: applies, then answers (in
+    /// the order of `Effects`).
+    fn execute(&mut self) {
+        // BEFORE the write takes the store: reads are planned against its index.
+        self.wal_reads.queue(&mut self.effects.wal_reads);
+        self.start_wal_reads();
+        if let Some(plan) = self.effects.write.take() {
+            self.wal.submit(plan);
+        }
+        for (peer, messages) in self.effects.send.drain(..) {
+            self.net.send(peer, &messages);
+        }
+        // The proposals that wait for an output, by the value that answers them.
+        let mut outputs: HashMap<(GroupId, Instance, usize), ProposalId> = HashMap::new();
+        for (id, outcome) in self.effects.replies.drain(..) {
+            match outcome {
+                ProposalOutcome::Applied {
+                    group,
+                    instance,
+                    index,
+                } => {
+                    outputs.insert((group, instance, index), id);
+                }
+                ProposalOutcome::Aborted => {
+                    if let Some(reply) = self.proposals.remove(&id) {
+                        reply.send(Err(Error::Aborted));
+                    }
+                }
+                ProposalOutcome::Failed(error) => {
+                    if let Some(reply) = self.proposals.remove(&id) {
+                        reply.send(Err(error.into()));
+                    }
+                }
+            }
+        }
+        for apply in self.effects.apply.drain(..) {
+            let Some(machine) = self.machines.get_mut(&apply.group) else {
+                continue;
+            };
+            let Body::Values(values) = &apply.entry.body else {
+                continue;
+            };
+            if apply.skip {
+                continue;
+            }
+            self.value_instances_applied += 1;
+            self.values_applied += values.len() as u64;
+            for (index, value) in values.iter().enumerate() {
+                let output = machine.apply(apply.instance, value);
+                let waiting = outputs.remove(&(apply.group, apply.instance, index));
+                if let Some(reply) = waiting.and_then(|id| self.proposals.remove(&id)) {
+                    reply.send(Ok(Proposed {
+                        instance: apply.instance,
+                        output,
+                    }));
+                }
+            }
+        }
+        // AFTER the applies: each image is the state right after its instance.
+        for take in self.effects.checkpoints.drain(..) {
+            let image = self.machines.get(&take.group).and_then(|m| m.checkpoint());
+            self.checkpoints.start(take, image);
+        }
+        for read in self.effects.reads.drain(..) {
+            let Some((query, reply)) = self.reads.remove(&read.id) else {
+                continue;
+            };
+            reply.send(match read.outcome {
+                // The state machine has applied at least the read index.
+                Ok(_) => Ok(self
+                    .machines
+                    .get(&read.group)
+                    .map(|machine| machine.query(&query))
+                    .unwrap_or_default()),
+                Err(ReadRefused::NoSuchGroup) => Err(Error::NoSuchGroup { group: read.group }),
+                Err(ReadRefused::NotLeader { hint }) => Err(Error::NotLeader { hint }),
+                Err(ReadRefused::LeaseNotHeld) => Err(Error::LeaseNotHeld),
+                Err(ReadRefused::Overloaded { .. }) => Err(Error::Overloaded),
+            });
+        }
+        // Refused out-of-bounds messages, already rate-limited by the shard.
+        for line in self.effects.warnings.drain(..) {
+            log::warn!("shard {}: {line}", self.plan.shard);
+        }
+        if std::mem::take(&mut self.effects.clear_rejoin_marker) {
+            self.wal.clear_rejoin_marker();
+        }
+    }
+
+    /// Whether a shutdown may finish now: no write in flight, and no proposal or
+    /// checkpoint left or the drain timeout passed.
+    fn drained(&self, now: Nanos) -> bool {
+        match &self.stopping {
+            Some((deadline, _)) => {
+                let idle =
+                    self.proposals.is_empty() && self.shard.checkpoints().in_flight_count() == 0;
+                !self.wal.write_in_flight() && (idle || now >= *deadline)
+            }
+            None => false,
+        }
+    }
+
+    /// Sleeps until a request, an inbound message, a write completion or the next
+    /// timer; leaves the drained requests in `self.requests`.
+    async fn wait(&mut self) {
+        let now = self.clock.now();
+        let tick = self.plan.tick_ns;
+        let mut deadline = self
+            .shard
+            .next_deadline()
+            .map_or(now.plus(1_000_000_000), |d| d.max(now.plus(tick)));
+        if let Some((drain_deadline, _)) = &self.stopping {
+            deadline = deadline.min(*drain_deadline);
+        }
+        let sleep = Duration::from_nanos(deadline.0.saturating_sub(now.0));
+        let mut timer = pin!(glommio::timer::sleep(sleep));
+        let wake = Rc::clone(&self.wake);
+        let mailbox = self.mailbox.clone();
+        let requests = &mut self.requests;
+        poll_fn(|cx| {
+            if wake.poll_wait(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            if !mailbox.is_closed() && mailbox.drain(requests, cx.waker()) > 0 {
+                return Poll::Ready(());
+            }
+            timer.as_mut().poll(cx)
+        })
+        .await;
+        // Whatever else arrived meanwhile is taken in the same iteration.
+        if !self.mailbox.is_closed() {
+            let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+            self.mailbox.drain(&mut self.requests, &waker);
+        }
+    }
+
+    /// Answers everyone still waiting, closes the links and the WAL.
+    async fn close(mut self) -> Result<(), ShardStopped> {
+        for request in self.mailbox.close() {
+            refuse(request);
+        }
+        for request in self.requests.drain(..) {
+            refuse(request);
+        }
+        #[expect(
+            clippy::iter_over_hash_type,
+            reason = "every waiter gets the same error: the order is not observable"
+        )]
+        for (_, reply) in self.proposals.drain() {
+            reply.send(Err(Error::Stopped));
+        }
+        #[expect(
+            clippy::iter_over_hash_type,
+            reason = "every waiter gets the same error: the order is not observable"
+        )]
+        for (_, (_, reply)) in self.reads.drain() {
+            reply.send(Err(Error::Stopped));
+        }
+        self.net.close().await;
+        let fatal = self.shard.poisoned().cloned();
+        self.wal.close(fatal.is_some()).await;
+        if let Some((_, waiting)) = self.stopping.take() {
+            for reply in waiting {
+                reply.send(());
+            }
+        }
+        match fatal {
+            Some(fatal) => Err(ShardStopped {
+                node: self.plan.net.node,
+                shard: self.plan.shard,
+                fatal,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Answers a request that arrives after the shard stopped taking them.
+fn refuse(request: Request) {
+    match request {
+        Request::Propose { reply, .. } => reply.send(Err(Error::Stopped)),
+        Request::Read { reply, .. } => reply.send(Err(Error::Stopped)),
+        Request::Status { reply } => drop(reply),
+        Request::Shutdown { reply } => reply.send(()),
+        Request::Abort => {}
+    }
+}

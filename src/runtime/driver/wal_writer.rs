@@ -1,0 +1,420 @@
+//! The shard's WAL writer: the one owner of its `Store` (the segment files). It opens
+//! the log at start (probe, recovery, the rejoin marker), executes the `WritePlan`s the
+//! shard plans, keeps spare segments ready in slices, and reports each write's outcome
+//! back to the shard as a `ShardInput` (`WriteDone`, `WriteFailed`). It decides
+//! nothing: when to write, what, and when the rejoin marker goes are the shard's calls.
+//!
+//! The store is lent to one task at a time (a write, then perhaps one slice of spare
+//! maintenance; or a slice alone while idle) and comes back when the task ends, so no
+//! two operations touch the files at once. Catch-up reads (`Store::read_catch_up`) are
+//! to come through this owner too, as one more kind of task lent the store between
+//! writes, with its chunks reported to the shard as an input; none is issued yet.
+//!
+//! Invariants:
+//! - at most one write is in flight: one write + one fdatasync, in one task; the next
+//!   batch builds in the shard meanwhile (`submit` asserts it);
+//! - a write waits for the store only while one slice of spare maintenance
+//!   (`SPARE_SLICE_SIZE`) finishes; zero-filling whole segments never sits on the
+//!   write path;
+//! - a failed write, fdatasync or spare preparation is reported as `WriteFailed` and
+//!   never retried (fsyncgate: the page cache may have dropped what it could not
+//!   write); the store is not closed after a failure;
+//! - a replica whose log lost state writes a durable rejoin marker BEFORE `Store::prepare`
+//!   erases the evidence, and removes it only when the shard says so (every group votes
+//!   again and what it re-learned is durable, as the simulator's fault atlas models it).
+
+use std::cell::{Cell, RefCell};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::thread::ShardStartError;
+use crate::paxos::Nanos;
+use crate::runtime::clock::MonotonicClock;
+use crate::runtime::fatal::{DiskError, DiskOperation, Fatal};
+use crate::runtime::notify::Notify;
+use crate::runtime::shard::{Shard, ShardInput};
+use crate::support::sync_dir;
+use crate::wal::dma_disk::DmaDisk;
+use crate::wal::log_recovery::LogRecovery;
+use crate::wal::store::{recover_dir, Store, StoreConfig};
+use crate::wal::{WritePlan, BLOCK_SIZE};
+
+/// Bytes of a spare segment zero-filled per turn of spare maintenance: a write that
+/// arrives meanwhile waits for at most this much zero-filling (about 1–2 ms here),
+/// where a whole segment (64 MiB) used to hold the WAL for ~100 ms after each roll.
+const SPARE_SLICE_SIZE: u64 = 2 << 20;
+
+/// How long `close` waits for a slice of spare maintenance to give the store back.
+const CLOSE_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// The outcome of the write in flight, left by its task for the loop.
+type WriteResult = Result<WritePlan, Fatal>;
+
+/// Time the disk took, summed by the write tasks.
+#[derive(Debug, Default)]
+struct DiskTimes {
+    /// Nanoseconds inside the write task (write + fdatasync as the disk took them).
+    disk_ns: Cell<u64>,
+    /// Nanoseconds of `disk_ns` inside fdatasync.
+    sync_ns: Cell<u64>,
+}
+
+/// The writer's timing counters, for the shard's status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct WalCounters {
+    /// Nanoseconds with a write in flight as the loop sees it (handed in to reported).
+    pub write_busy_ns: u64,
+    /// Nanoseconds inside the write tasks (write + fdatasync as the disk took them).
+    pub disk_ns: u64,
+    /// Nanoseconds of `disk_ns` inside fdatasync.
+    pub sync_ns: u64,
+}
+
+/// What `WalWriter::open` hands the shard loop besides the writer.
+pub(super) struct Opened {
+    /// The writer, ready for the first plan.
+    pub writer: WalWriter,
+    /// What the log held (records to replay, where appends resume).
+    pub recovery: LogRecovery,
+    /// The log lost state: the shard rejoins as a non-voting learner.
+    pub lost_state: bool,
+}
+
+/// The owner of a shard's `Store`: executes write plans, one in flight.
+pub(super) struct WalWriter {
+    /// The shard index (for the log).
+    shard: u16,
+    clock: MonotonicClock,
+    /// The loop's wake-up: a task notifies it when it leaves an outcome or the store.
+    wake: Rc<Notify>,
+    /// Whether writes are made durable (false only in unsafe benchmarks).
+    fsync: bool,
+    /// Spares wanted ahead of the segment being written.
+    spare_count_min: usize,
+    /// The store while no task holds it.
+    store: Rc<RefCell<Option<Store>>>,
+    /// A write was handed in and its outcome not yet reported (pending or running).
+    write_in_flight: bool,
+    /// The write handed in while the store was lent to spare maintenance.
+    pending: Option<WritePlan>,
+    /// The outcome of the running write, left by its task.
+    done: Rc<RefCell<Option<WriteResult>>>,
+    /// A failed slice of spare maintenance (fatal, never retried).
+    maintenance_error: Rc<RefCell<Option<Fatal>>>,
+    /// Spare maintenance has slices left (`Store::prepare_spares_slice`).
+    maintenance_more: Rc<Cell<bool>>,
+    /// When the running write was started (for `write_busy_ns`).
+    write_started: Nanos,
+    write_busy_ns: u64,
+    times: Rc<DiskTimes>,
+    /// The rejoin marker's path while it exists (the shard decides when it goes).
+    marker: Option<PathBuf>,
+}
+
+impl WalWriter {
+    /// Opens the log of `config`: proves the directory takes O_DIRECT writes, recovers
+    /// it, writes the rejoin marker when the log lost state (`lost_state`: an emptied
+    /// directory of an existing member; or corruption found now; or a marker left by
+    /// an earlier start), then prepares the store for appends.
+    ///
+    /// # Errors
+    ///
+    /// The directory refused the probe, or reading, marking or preparing the log failed.
+    pub async fn open(
+        config: &StoreConfig,
+        shard: u16,
+        lost_state: bool,
+        fsync: bool,
+        clock: MonotonicClock,
+        wake: Rc<Notify>,
+    ) -> Result<Opened, ShardStartError> {
+        let wal = |error: DiskError| ShardStartError::Wal { error };
+        std::fs::create_dir_all(&config.dir)
+            .map_err(|e| wal(DiskError::from_io("create", Some(&config.dir), &e)))?;
+        probe_dir(&config.dir, config.shard)
+            .await
+            .map_err(|error| ShardStartError::NotWritable {
+                dir: config.dir.clone(),
+                error,
+            })?;
+        let recovery = recover_dir(config).map_err(|e| wal(DiskError::from(&e)))?;
+        let marker_path = rejoin_marker(&config.dir, config.shard);
+        if let Some(corruption) = recovery.corruption() {
+            log::warn!(
+                "shard {shard}: WAL corruption before the tail ({corruption}); rejoining as a \
+                 non-voting learner"
+            );
+        }
+        let lost = lost_state || recovery.corruption().is_some() || marker_path.exists();
+        if lost && !marker_path.exists() {
+            // Durable before `Store::prepare` erases the evidence of the loss.
+            write_marker(&marker_path).map_err(wal)?;
+        }
+        let store = Store::prepare(config.clone(), &recovery)
+            .await
+            .map_err(|e| wal(DiskError::from(&e)))?;
+        let writer = WalWriter {
+            shard,
+            clock,
+            wake,
+            fsync,
+            spare_count_min: config.spare_count_min,
+            store: Rc::new(RefCell::new(Some(store))),
+            write_in_flight: false,
+            pending: None,
+            done: Rc::new(RefCell::new(None)),
+            maintenance_error: Rc::new(RefCell::new(None)),
+            maintenance_more: Rc::new(Cell::new(false)),
+            write_started: Nanos(0),
+            write_busy_ns: 0,
+            times: Rc::new(DiskTimes::default()),
+            marker: lost.then_some(marker_path),
+        };
+        Ok(Opened {
+            writer,
+            recovery,
+            lost_state: lost,
+        })
+    }
+
+    /// Takes the plan of a flush: it starts at once, or as soon as the store is back
+    /// from spare maintenance. The shard plans at most one write in flight.
+    pub fn submit(&mut self, plan: WritePlan) {
+        assert!(
+            !self.write_in_flight && self.pending.is_none(),
+            "one WAL write in flight at most (a plan through LSN {} arrived)",
+            plan.lsn_through.0
+        );
+        self.write_in_flight = true;
+        self.pending = Some(plan);
+        self.start_pending();
+    }
+
+    /// Hands `shard` what finished since the last poll, in this order: starts a write
+    /// that waited for the store; reports a failed spare preparation (`WriteFailed`);
+    /// reports the write's outcome (`WriteDone`, its buffer back to the shard for the
+    /// next batch; or `WriteFailed`).
+    pub fn poll(&mut self, now: Nanos, shard: &mut Shard) {
+        self.start_pending();
+        let maintenance = self.maintenance_error.borrow_mut().take();
+        if let Some(fatal) = maintenance {
+            self.report_fatal(now, shard, fatal);
+        }
+        let done = self.done.borrow_mut().take();
+        if let Some(result) = done {
+            self.write_in_flight = false;
+            self.write_busy_ns += now.0.saturating_sub(self.write_started.0);
+            match result {
+                Ok(plan) => {
+                    let lsn_through = plan.lsn_through;
+                    shard.step(now, ShardInput::WriteDone { lsn_through });
+                    shard.recycle(plan.bytes);
+                }
+                Err(fatal) => self.report_fatal(now, shard, fatal),
+            }
+        }
+    }
+
+    /// A failed WAL operation: the shard is poisoned (it produces nothing more).
+    fn report_fatal(&self, now: Nanos, shard: &mut Shard, fatal: Fatal) {
+        log::error!("shard {}: {fatal}; the shard stops", self.shard);
+        shard.step(now, ShardInput::WriteFailed { fatal });
+    }
+
+    /// Whether a write was handed in and its outcome is not reported yet.
+    pub fn write_in_flight(&self) -> bool {
+        self.write_in_flight
+    }
+
+    /// The timing counters.
+    pub fn counters(&self) -> WalCounters {
+        WalCounters {
+            write_busy_ns: self.write_busy_ns,
+            disk_ns: self.times.disk_ns.get(),
+            sync_ns: self.times.sync_ns.get(),
+        }
+    }
+
+    /// Runs `f` with the store while no task holds it (catch-up reads are planned
+    /// against its index between writes); `None` while a write or spare maintenance
+    /// has it.
+    pub fn with_idle_store<R>(&self, f: impl FnOnce(&Store) -> R) -> Option<R> {
+        self.store.borrow().as_ref().map(f)
+    }
+
+    /// The store, lent to a task that gives it back (`None`: a task holds it now).
+    fn lend(&self) -> Option<Store> {
+        self.store.borrow_mut().take()
+    }
+
+    /// Starts the pending write when the store is free. The task writes (and syncs),
+    /// reports completion at once, then keeps the store for one slice of spare
+    /// maintenance when spares are missing (`maintain` runs the rest while idle), so
+    /// zero-filling new segments stays off the write path.
+    fn start_pending(&mut self) {
+        if self.pending.is_none() || self.store.borrow().is_none() {
+            return;
+        }
+        let (Some(plan), Some(mut disk)) = (self.pending.take(), self.lend()) else {
+            unreachable!("a pending plan and a free store were both checked just above")
+        };
+        self.write_started = self.clock.now();
+        let store = Rc::clone(&self.store);
+        let done = Rc::clone(&self.done);
+        let maintenance = Rc::clone(&self.maintenance_error);
+        let wake = Rc::clone(&self.wake);
+        let fsync = self.fsync;
+        let spares_wanted = self.spare_count_min;
+        let more = Rc::clone(&self.maintenance_more);
+        let clock = self.clock;
+        let times = Rc::clone(&self.times);
+        glommio::spawn_local(async move {
+            let result = write(&mut disk, &plan, fsync, &times, clock).await;
+            let ok = result.is_ok();
+            *done.borrow_mut() = Some(result.map(|()| plan));
+            wake.notify();
+            if ok && (disk.spare_count() < spares_wanted || more.get()) {
+                spare_slice(&mut disk, &more, &maintenance).await;
+            }
+            *store.borrow_mut() = Some(disk);
+            wake.notify();
+        })
+        .detach();
+    }
+
+    /// Runs one slice of spare maintenance when slices are left and the store is idle
+    /// (no write pending or in flight); each write also runs one after it completes.
+    /// The loop does not call it once the shard stops.
+    pub fn maintain(&mut self) {
+        if !self.maintenance_more.get() || self.write_in_flight || self.pending.is_some() {
+            return;
+        }
+        let Some(mut disk) = self.lend() else {
+            return;
+        };
+        let store = Rc::clone(&self.store);
+        let maintenance = Rc::clone(&self.maintenance_error);
+        let more = Rc::clone(&self.maintenance_more);
+        let wake = Rc::clone(&self.wake);
+        more.set(false);
+        glommio::spawn_local(async move {
+            spare_slice(&mut disk, &more, &maintenance).await;
+            *store.borrow_mut() = Some(disk);
+            wake.notify();
+        })
+        .detach();
+    }
+
+    /// Removes the rejoin marker (the shard decided it may go) and syncs the directory.
+    /// A failure leaves it on disk: the next start rejoins as a learner again (safe).
+    pub fn clear_rejoin_marker(&mut self) {
+        let Some(path) = self.marker.take() else {
+            return;
+        };
+        let result = std::fs::remove_file(&path)
+            .and_then(|()| sync_dir(path.parent().unwrap_or(Path::new("."))));
+        match result {
+            Ok(()) => log::info!("shard {}: re-learned; voting again", self.shard),
+            Err(error) => log::warn!("{}: {error}", path.display()),
+        }
+    }
+
+    /// Waits (bounded) for a slice of spare maintenance to give the store back, then
+    /// closes it, unless the shard stopped on a failure (`failed`: a store that failed
+    /// is not used again).
+    pub async fn close(self, failed: bool) {
+        let step = Duration::from_millis(1);
+        for _ in 0..CLOSE_WAIT_MAX.as_millis() / step.as_millis() {
+            if self.store.borrow().is_some() {
+                break;
+            }
+            glommio::timer::sleep(step).await;
+        }
+        let Some(store) = self.lend() else {
+            return;
+        };
+        if !failed {
+            if let Err(error) = store.close().await {
+                log::warn!("shard {}: closing the WAL: {error}", self.shard);
+            }
+        }
+    }
+}
+
+/// `Store::write` in two steps, timed apart into `times`: the write, then (with
+/// `fsync`) the fdatasync.
+async fn write(
+    disk: &mut Store,
+    plan: &WritePlan,
+    fsync: bool,
+    times: &DiskTimes,
+    clock: MonotonicClock,
+) -> Result<(), Fatal> {
+    let started = clock.now();
+    let lsn_through = plan.lsn_through.0;
+    let mut result = disk.write_unsynced(plan).await.map_err(|e| Fatal::Disk {
+        operation: DiskOperation::Write {
+            size: plan.bytes.len(),
+            lsn_through,
+        },
+        error: DiskError::from(&e),
+    });
+    let written = clock.now();
+    if fsync && result.is_ok() {
+        result = disk.sync().await.map_err(|e| Fatal::Disk {
+            operation: DiskOperation::Sync { lsn_through },
+            error: DiskError::from(&e),
+        });
+    }
+    let finished = clock.now();
+    let disk_ns = times.disk_ns.get() + finished.0.saturating_sub(started.0);
+    times.disk_ns.set(disk_ns);
+    let sync_ns = times.sync_ns.get() + finished.0.saturating_sub(written.0);
+    times.sync_ns.set(sync_ns);
+    result
+}
+
+/// One slice of spare maintenance (`SPARE_SLICE_SIZE`): leaves in `more` whether
+/// slices are left, or in `error` why it failed (fatal to the shard).
+async fn spare_slice(disk: &mut Store, more: &Cell<bool>, error: &RefCell<Option<Fatal>>) {
+    match disk.prepare_spares_slice(SPARE_SLICE_SIZE).await {
+        Ok(left) => more.set(left),
+        Err(failure) => {
+            *error.borrow_mut() = Some(Fatal::Disk {
+                operation: DiskOperation::PrepareSpares,
+                error: DiskError::from(&failure),
+            });
+        }
+    }
+}
+
+/// Proves that `dir` takes the WAL's kind of I/O before anything is recovered: creates
+/// a probe file with O_DIRECT, writes one block, fdatasyncs it, removes it and syncs
+/// the directory. A directory on a read-only (or full, or failing) filesystem is
+/// refused at start rather than at the first write.
+async fn probe_dir(dir: &Path, shard: u32) -> Result<(), DiskError> {
+    let path = dir.join(format!("shard-{shard:03}.probe"));
+    DmaDisk::create_zeroed(&path, BLOCK_SIZE as u64)
+        .await
+        .map_err(|e| DiskError::from_io("probe", Some(&path), &e))?;
+    std::fs::remove_file(&path).map_err(|e| DiskError::from_io("remove", Some(&path), &e))?;
+    sync_dir(dir).map_err(|e| DiskError::from_io("sync directory", Some(dir), &e))
+}
+
+/// Path of the rejoin marker of shard `shard` in `dir`.
+fn rejoin_marker(dir: &Path, shard: u32) -> PathBuf {
+    dir.join(format!("shard-{shard:03}.rejoin"))
+}
+
+/// Writes the rejoin marker at `path` durably (the file, then its directory entry).
+fn write_marker(path: &Path) -> Result<(), DiskError> {
+    let at = |call: &'static str| move |e: std::io::Error| DiskError::from_io(call, Some(path), &e);
+    let mut file = std::fs::File::create(path).map_err(at("create rejoin marker"))?;
+    file.write_all(b"this shard lost log state; it votes again once it has re-learned\n")
+        .map_err(at("write rejoin marker"))?;
+    file.sync_all().map_err(at("sync rejoin marker"))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    sync_dir(dir).map_err(|e| DiskError::from_io("sync directory", Some(dir), &e))
+}

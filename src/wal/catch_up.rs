@@ -1,0 +1,315 @@
+//! Catch-up reads below a group's in-memory log (`paxos::WalRead`), decided here and
+//! executed by whoever holds the bytes: `plan` picks the indexed records to read,
+//! `entries` turns the bytes read back into the chosen entries the group sends. The
+//! node's store (`file::store::CatchUpRead`) and the simulator's disk do the reading.
+//!
+//! Invariants:
+//! - a plan names consecutive instances from the read's `from`, none above its
+//!   `through`, at most `count_max` of them, within `size_max` record bytes beyond the
+//!   first (the first whatever its size, so a reader always progresses); it stops at
+//!   the first instance the index lacks (a hole: the entries must be consecutive);
+//! - a plan is `Truncated` only when the index released `from` (a checkpoint covers
+//!   it: only a checkpoint transfer can serve it);
+//! - `entries` returns the plan's entries in order, or says which record is not the
+//!   Accept or Learn of the planned (group, instance): nothing is served from bytes
+//!   that are not the indexed record.
+//!
+//! Why the indexed record holds the chosen value: the index keeps per instance the
+//! latest Learn, else the latest Accept of the highest ballot (`index`), the record
+//! `replay` rebuilds the group's slot from; a Learn is the chosen value, and any
+//! Accept at or above the ballot that chose the instance carries the chosen value
+//! (Paxos). A group reads only instances it applied, whose records are durable before
+//! the read is asked (`runtime::shard` holds reads until then).
+
+use super::index::{IndexEntry, LogIndex};
+use super::record::{self, Content, DecodeLimits};
+use crate::paxos::{Entry, GroupId, Instance, Record, WalRead, WalReadOutcome};
+
+/// What to read for one `WalRead`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadPlan {
+    /// These indexed records, consecutive from the read's `from` (possibly none: the
+    /// index holds nothing at `from`).
+    Records(Vec<(Instance, IndexEntry)>),
+    /// The index released `from`: its first instance is `first_available`.
+    Truncated {
+        /// The first instance the log still indexes for the group.
+        first_available: Instance,
+    },
+}
+
+/// The records of `index` that answer `read` (see the module invariants).
+#[must_use]
+pub fn plan(index: &LogIndex, read: &WalRead) -> ReadPlan {
+    let Some(group) = index.group(read.group) else {
+        return ReadPlan::Records(Vec::new());
+    };
+    if read.from <= group.floor() {
+        return ReadPlan::Truncated {
+            first_available: group.floor().next(),
+        };
+    }
+    let mut records = Vec::new();
+    let mut size = 0usize;
+    let mut expected = read.from;
+    for (instance, entry) in group.range_from(read.from) {
+        if instance != expected || instance > read.through || records.len() >= read.count_max {
+            break;
+        }
+        size = size.saturating_add(entry.size as usize);
+        if !records.is_empty() && size > read.size_max {
+            break;
+        }
+        records.push((instance, entry));
+        expected = expected.next();
+    }
+    ReadPlan::Records(records)
+}
+
+/// A record read back that is not the one the plan named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The group read.
+    pub group: GroupId,
+    /// The instance whose record did not match.
+    pub instance: Instance,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "group {} instance {}: the WAL read did not return its record: {}",
+            self.group.0, self.instance.0, self.reason
+        )
+    }
+}
+
+impl std::error::Error for Mismatch {}
+
+/// The chosen entries of `records` (planned for `read`, in plan order: the instance,
+/// the record's bytes as they lie in the log, and the salt its checksum is seeded
+/// with), each decoded and checked to be the Accept or Learn of `read.group` at its
+/// instance.
+///
+/// # Errors
+///
+/// The first record that does not decode or is not the planned one.
+pub fn entries<'a>(
+    read: &WalRead,
+    records: impl IntoIterator<Item = (Instance, &'a [u8], u32)>,
+) -> Result<Vec<Entry>, Mismatch> {
+    let limits = DecodeLimits::default();
+    let mut entries = Vec::new();
+    for (instance, bytes, salt) in records {
+        let mismatch = |reason: String| Mismatch {
+            group: read.group,
+            instance,
+            reason,
+        };
+        let (decoded, _) =
+            record::decode(bytes, salt, &limits).map_err(|e| mismatch(e.to_string()))?;
+        let entry = match decoded.content {
+            Content::Record(Record::Accept {
+                group,
+                instance: at,
+                entry,
+                ..
+            })
+            | Content::Record(Record::Learn {
+                group,
+                instance: at,
+                entry,
+            }) if group == read.group && at == instance => entry,
+            Content::Record(other) => {
+                return Err(mismatch(format!("found {other:?}")));
+            }
+            Content::Pad => return Err(mismatch("found a pad".to_string())),
+        };
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// The outcome of `read` once its plan was read: `Truncated` as planned, else the
+/// entries found.
+#[must_use]
+pub fn outcome(plan: &ReadPlan, entries: Vec<Entry>) -> WalReadOutcome {
+    match plan {
+        ReadPlan::Truncated { first_available } => WalReadOutcome::Truncated {
+            first_available: *first_available,
+        },
+        ReadPlan::Records(_) => WalReadOutcome::Entries(entries),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paxos::{Ballot, Body, Lsn, NodeId};
+    use crate::wal::group_commit::Placed;
+    use crate::wal::record::{encode, Stamp};
+    use bytes::Bytes;
+
+    const SALT: u32 = 0x5A17;
+
+    fn entry(value: u64) -> Entry {
+        Entry {
+            origin: Ballot {
+                round: 1,
+                node: NodeId(1),
+            },
+            body: Body::Values(vec![Bytes::from(value.to_le_bytes().to_vec())]),
+        }
+    }
+
+    fn accept(group: u32, instance: u64) -> Record {
+        Record::Accept {
+            group: GroupId(group),
+            instance: Instance(instance),
+            ballot: Ballot {
+                round: 1,
+                node: NodeId(1),
+            },
+            entry: entry(instance),
+        }
+    }
+
+    /// A log of `records` (one flat image) and its index.
+    fn log(records: &[Record]) -> (Vec<u8>, LogIndex) {
+        let mut bytes = Vec::new();
+        let mut index = LogIndex::new();
+        for (at, record) in records.iter().enumerate() {
+            let offset = bytes.len() as u64;
+            let lsn = Lsn(at as u64 + 1);
+            let size = encode(
+                record,
+                Stamp {
+                    lsn,
+                    batch_first: lsn,
+                },
+                SALT,
+                &mut bytes,
+            );
+            index.insert(
+                record,
+                Placed {
+                    lsn,
+                    offset,
+                    size: size as u32,
+                },
+            );
+        }
+        (bytes, index)
+    }
+
+    fn read(from: u64, through: u64, count_max: usize, size_max: usize) -> WalRead {
+        WalRead {
+            group: GroupId(1),
+            peer: NodeId(2),
+            from: Instance(from),
+            through: Instance(through),
+            size_max,
+            count_max,
+        }
+    }
+
+    fn run(bytes: &[u8], plan: &ReadPlan, wanted: &WalRead) -> Result<Vec<Entry>, Mismatch> {
+        let ReadPlan::Records(records) = plan else {
+            return Ok(Vec::new());
+        };
+        entries(
+            wanted,
+            records.iter().map(|(instance, e)| {
+                let at = e.offset as usize;
+                (*instance, &bytes[at..at + e.size as usize], SALT)
+            }),
+        )
+    }
+
+    // Goal: a plan is consecutive from `from`, stops at a hole, at `through`, at the
+    // count and at the byte budget (the first record always), and its entries decode.
+    // Method: a log of group 1 with a hole at 6 and another group interleaved; plan
+    // several reads and read them back from the image.
+    #[test]
+    fn plans_consecutive_bounded_runs() {
+        let mut records = Vec::new();
+        for i in [1, 2, 3, 4, 5, 7, 8] {
+            records.push(accept(1, i));
+            records.push(accept(2, i));
+        }
+        let (bytes, index) = log(&records);
+        let instances = |plan: &ReadPlan| match plan {
+            ReadPlan::Records(r) => r.iter().map(|(i, _)| i.0).collect::<Vec<_>>(),
+            ReadPlan::Truncated { .. } => panic!("not truncated"),
+        };
+        let all = read(2, 100, 100, usize::MAX);
+        let plan = plan(&index, &all);
+        assert_eq!(instances(&plan), vec![2, 3, 4, 5], "stops at the hole");
+        let found = run(&bytes, &plan, &all).expect("decodes");
+        assert_eq!(found, (2..=5).map(entry).collect::<Vec<_>>());
+        assert_eq!(
+            instances(&super::plan(&index, &read(1, 3, 100, usize::MAX))),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            instances(&super::plan(&index, &read(1, 9, 2, usize::MAX))),
+            vec![1, 2]
+        );
+        assert_eq!(
+            instances(&super::plan(&index, &read(1, 9, 9, 0))),
+            vec![1],
+            "first always"
+        );
+        assert!(instances(&super::plan(&index, &read(6, 9, 9, 0))).is_empty());
+        let mut other = read(1, 9, 9, usize::MAX);
+        other.group = GroupId(3);
+        assert_eq!(super::plan(&index, &other), ReadPlan::Records(Vec::new()));
+    }
+
+    // Goal: a released instance is reported truncated, with the first one kept.
+    // Method: release group 1 through 3, then plan from 2 and from 4.
+    #[test]
+    fn released_instances_are_truncated() {
+        let records: Vec<Record> = (1..=6).map(|i| accept(1, i)).collect();
+        let (_, mut index) = log(&records);
+        index.release_through(GroupId(1), Instance(3));
+        assert_eq!(
+            plan(&index, &read(2, 6, 9, usize::MAX)),
+            ReadPlan::Truncated {
+                first_available: Instance(4)
+            }
+        );
+        assert!(
+            matches!(plan(&index, &read(4, 6, 9, usize::MAX)), ReadPlan::Records(r) if r.len() == 3)
+        );
+    }
+
+    // Goal: bytes that are not the planned record are refused, never served.
+    // Method: read instance 2's plan against instance 3's bytes, and a flipped byte.
+    #[test]
+    fn wrong_bytes_are_refused() {
+        let records: Vec<Record> = (1..=3).map(|i| accept(1, i)).collect();
+        let (mut bytes, index) = log(&records);
+        let wanted = read(2, 2, 1, usize::MAX);
+        let ReadPlan::Records(planned) = plan(&index, &wanted) else {
+            panic!("records");
+        };
+        let third = index
+            .group(GroupId(1))
+            .and_then(|g| g.get(Instance(3)))
+            .expect("3");
+        let at = third.offset as usize;
+        let wrong = entries(
+            &wanted,
+            [(Instance(2), &bytes[at..at + third.size as usize], SALT)],
+        );
+        assert!(wrong.is_err_and(|m| m.instance == Instance(2)));
+        let at = planned[0].1.offset as usize;
+        bytes[at + 40] ^= 1;
+        let size = planned[0].1.size as usize;
+        assert!(entries(&wanted, [(Instance(2), &bytes[at..at + size], SALT)]).is_err());
+    }
+}
