@@ -1354,3 +1354,60 @@ fn candidate_below_the_floor_is_sent_the_chosen_values() {
     assert_eq!(h.visible_values(3), h.visible_values(2));
     assert_eq!(h.visible_values(2).len(), 100);
 }
+
+// Goal: a replica restarted from a checkpoint at C holds nothing below C (its floor is
+// C, whatever its retention), re-applies only what follows, and still serves a peer
+// that needs instances below C, from its WAL (which still holds every record).
+// Method: A and B choose 60 values, B's checkpoint base is taken, 40 more are chosen;
+// B restarts from its records and that base (retention at its default, far above the
+// history: without the checkpoint its floor would stay at 1). A crashes and C, empty,
+// campaigns with B: B refuses the prepare from below its floor and serves C from its
+// WAL. C must end with A's 100 values and B's checksum.
+#[test]
+fn restart_from_a_checkpoint_serves_below_it_from_the_wal() {
+    let mut h = Harness::new(3, 8);
+    h.elect(1, &[1, 2, 3]);
+    h.crash(3);
+    choose_small(&mut h, 1, &[1, 2], 60);
+    let base = h.replica(2).group.checkpoint_base();
+    let at = base.through;
+    assert!(at.0 > 60, "B applied through {}", at.0);
+    choose_small(&mut h, 1, &[1, 2], 40);
+    let chosen = h.replica(1).group.chosen_through();
+    h.crash(2);
+    h.restart_from_checkpoint(2, base);
+    let b = &h.replica(2).group;
+    assert_eq!(b.chosen_through(), chosen);
+    assert_eq!(b.applied_through(), chosen);
+    assert_eq!(b.log_floor(), at, "the floor rises to the checkpoint");
+    assert_eq!(b.log_len() as u64, chosen.0 - at.0 + 1);
+    let reapplied: Vec<u64> = h.replica(2).applied.iter().map(|a| a.instance.0).collect();
+    assert_eq!(reapplied, (at.0 + 1..=chosen.0).collect::<Vec<_>>());
+    assert_eq!(b.checksum(), h.replica(1).group.checksum());
+    // C, empty, with B alone: everything below B's floor comes from B's WAL.
+    h.crash(1);
+    h.drop_where(&|m| m.to == NodeId(3));
+    h.restart(3, false);
+    for _ in 0..10 {
+        h.tick(3_000, &[2, 3]);
+        h.deliver_among(&[2, 3]);
+        if h.replica(3).group.applied_through() >= chosen {
+            break;
+        }
+    }
+    let ignored = &h.replica(2).group.counters().ignored;
+    assert!(
+        ignored.get("prepare_below_floor").is_some_and(|n| *n >= 1),
+        "{ignored:?}"
+    );
+    assert!(h.replica(2).group.counters().catch_up_wal_served >= 1);
+    assert!(h.replica(2).wal.reads >= 1);
+    assert_eq!(h.visible_values(3)[..100], h.visible_values(1)[..100]);
+    let (b, c) = (&h.replica(2).group, &h.replica(3).group);
+    assert_eq!(c.applied_through(), b.applied_through());
+    assert_eq!(
+        c.checksum(),
+        b.checksum(),
+        "C's history is B's, checkpoint included"
+    );
+}

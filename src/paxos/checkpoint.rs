@@ -11,7 +11,11 @@
 //! - a group installs a base only at or below the chosen watermark its own log proves
 //!   (`Restore::chosen_proven`): below it every slot in memory holds the chosen value,
 //!   so the base never lets a slot of unknown value pass for chosen (and the executor
-//!   chooses its checkpoint by the same number before it restores the state machine).
+//!   chooses its checkpoint by the same number before it restores the state machine);
+//! - a group restored from a checkpoint at `through` holds no slot below it: its
+//!   `log_floor` is `through` (the slot there is its newest applied one), so its
+//!   retention counts only what it applies itself, and catch-up from below is served
+//!   from the WAL as for any instance below the floor.
 
 use super::group::{Group, Restore};
 use super::types::{Ballot, Instance, Membership};
@@ -107,7 +111,8 @@ impl Group {
     }
 
     /// Installs `base` at construction, before the restored prefix is applied: the
-    /// group resumes applying at `base.through + 1`. Panics (programmer error) when the
+    /// group resumes applying at `base.through + 1`, its log floor at `base.through`.
+    /// Panics (programmer error) when the
     /// base lies above the proven chosen watermark or is malformed.
     pub(super) fn install_base(&mut self, base: CheckpointBase) {
         if let Err(why) = base.validate() {
@@ -131,6 +136,20 @@ impl Group {
         if let Some(slot) = self.log.get_mut(&base.through) {
             // Heartbeats compare checksums at a slot's instance (`compare_checksum`).
             slot.checksum = Some(base.checksum);
+        }
+        if base.through >= Instance(1) {
+            // Retention ("In-memory retention" in `group.rs`): the slots below the
+            // checkpoint were applied into the image, not by this life, and are not
+            // counted in `retained_size`; they leave memory and the floor rises to the
+            // checkpoint's instance, whose slot (the newest applied) stays. A peer
+            // catching up from below it is served from the WAL, which still holds
+            // them (nothing truncates it below a checkpoint yet).
+            self.log = self.log.split_off(&base.through);
+            self.log_floor = base.through;
+            self.retained_size = self
+                .log
+                .get(&base.through)
+                .map_or(0, |slot| slot.entry.encoded_size());
         }
     }
 }

@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use synod::paxos::{
-    Apply, Ballot, Body, Completion, Entry, Group, GroupConfig, GroupId, Input, Instance, Lsn,
-    Membership, Message, MessageBody, Nanos, NodeId, Output, ProposalId, Record, Restore, Role,
-    WalRead, WalReadOutcome,
+    Apply, Ballot, Body, CheckpointBase, Completion, Entry, Group, GroupConfig, GroupId, Input,
+    Instance, Lsn, Membership, Message, MessageBody, Nanos, NodeId, Output, ProposalId, Record,
+    Restore, Role, WalRead, WalReadOutcome,
 };
 use synod::wal::catch_up::{self, ReadPlan};
 use synod::wal::index::LogIndex;
@@ -292,6 +292,16 @@ impl Harness {
     /// Restarts `node` from its durable records (or from nothing, marked lost, when
     /// `lose_disk`).
     pub fn restart(&mut self, node: u32, lose_disk: bool) {
+        self.restart_with(node, lose_disk, None);
+    }
+
+    /// Restarts `node` from its durable records and a checkpoint at `base.through`:
+    /// it re-applies only what follows (its WAL image still holds every record).
+    pub fn restart_from_checkpoint(&mut self, node: u32, base: CheckpointBase) {
+        self.restart_with(node, false, Some(base));
+    }
+
+    fn restart_with(&mut self, node: u32, lose_disk: bool, checkpoint: Option<CheckpointBase>) {
         let now = self.now;
         let replica = self.replicas.get_mut(&NodeId(node)).expect("node exists");
         if lose_disk {
@@ -300,7 +310,9 @@ impl Harness {
         replica.wal = Wal::of(&replica.durable);
         let mut restore = replay(&replica.durable);
         restore.lost_state = lose_disk;
+        restore.checkpoint = checkpoint;
         replica.group = Group::new(replica.config.clone(), restore, now);
+        replica.group.invariants();
         replica.applied = replica.group.take_restored();
         replica.up = true;
     }
