@@ -37,6 +37,13 @@ pub fn main(args: SimArgs) -> ExitCode {
                     synod::sim::SimOptions::from_seed(seed)
                 );
                 println!(
+                    "seed {seed}: checkpoints: {} saved, {} failed, {} damaged, {} restores",
+                    report.checkpoints_saved,
+                    report.checkpoints_failed,
+                    report.checkpoints_damaged,
+                    report.checkpoint_restores
+                );
+                println!(
                     "seed {seed}: {} WAL reads, largest in-memory log {} slots",
                     report.wal_reads, report.log_len_max
                 );

@@ -93,9 +93,7 @@ impl Summary {
             sum(|r| r.checkpoint_restores),
         )
     }
-}
 
-impl Summary {
     /// The one-line totals of the passing seeds' in-memory logs: how many seeds
     /// bounded them, the catch-up reads served from the WAL, and the largest log a
     /// replica held among bounded and among unbounded seeds.
