@@ -245,42 +245,7 @@ pub fn decode(
             "{config_count} memberships"
         )));
     }
-    let mut at = FIXED_HEADER_SIZE;
-    let mut configs = Vec::with_capacity(config_count);
-    for _ in 0..config_count {
-        if at + 12 > header_size - 4 {
-            return Err(CheckpointError::OutOfBounds(format!(
-                "memberships beyond the header's {header_size} bytes"
-            )));
-        }
-        let effective = Instance(le_u64(&bytes, at));
-        let voter_count = le_u32(&bytes, at + 8) as usize;
-        at += 12;
-        if voter_count == 0
-            || voter_count > VOTER_COUNT_MAX
-            || at + 4 * voter_count > header_size - 4
-        {
-            return Err(CheckpointError::OutOfBounds(format!(
-                "membership of {voter_count} voters"
-            )));
-        }
-        let voters: Vec<NodeId> = (0..voter_count)
-            .map(|i| NodeId(le_u32(&bytes, at + 4 * i)))
-            .collect();
-        at += 4 * voter_count;
-        if voters.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(CheckpointError::OutOfBounds(
-                "voters not strictly ascending".to_string(),
-            ));
-        }
-        configs.push((effective, Membership::new(voters)));
-    }
-    if at != header_size - 4 {
-        return Err(CheckpointError::OutOfBounds(format!(
-            "{} bytes after the memberships",
-            header_size - 4 - at
-        )));
-    }
+    let configs = decode_configs(&bytes, header_size, config_count)?;
     let base = CheckpointBase {
         through,
         checksum,
@@ -304,6 +269,52 @@ pub fn decode(
         });
     }
     Ok(Checkpoint { group, base, image })
+}
+
+/// The `config_count` memberships of a checkpoint header of `header_size` bytes (its
+/// CRC32C already verified), which must fill it exactly up to that CRC.
+fn decode_configs(
+    bytes: &[u8],
+    header_size: usize,
+    config_count: usize,
+) -> Result<Vec<(Instance, Membership)>, CheckpointError> {
+    let mut at = FIXED_HEADER_SIZE;
+    let mut configs = Vec::with_capacity(config_count);
+    for _ in 0..config_count {
+        if at + 12 > header_size - 4 {
+            return Err(CheckpointError::OutOfBounds(format!(
+                "memberships beyond the header's {header_size} bytes"
+            )));
+        }
+        let effective = Instance(le_u64(bytes, at));
+        let voter_count = le_u32(bytes, at + 8) as usize;
+        at += 12;
+        if voter_count == 0
+            || voter_count > VOTER_COUNT_MAX
+            || at + 4 * voter_count > header_size - 4
+        {
+            return Err(CheckpointError::OutOfBounds(format!(
+                "membership of {voter_count} voters"
+            )));
+        }
+        let voters: Vec<NodeId> = (0..voter_count)
+            .map(|i| NodeId(le_u32(bytes, at + 4 * i)))
+            .collect();
+        at += 4 * voter_count;
+        if voters.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(CheckpointError::OutOfBounds(
+                "voters not strictly ascending".to_string(),
+            ));
+        }
+        configs.push((effective, Membership::new(voters)));
+    }
+    if at != header_size - 4 {
+        return Err(CheckpointError::OutOfBounds(format!(
+            "{} bytes after the memberships",
+            header_size - 4 - at
+        )));
+    }
+    Ok(configs)
 }
 
 /// What a file name in the checkpoint directory says.

@@ -10,6 +10,7 @@ use crate::runtime::state_machine::StateMachine;
 use crate::runtime::Effects;
 use crate::sim::checkers::{LogShape, Violation, Watermarks};
 use crate::wal::catch_up::{self, ReadPlan};
+use crate::wal::WritePlan;
 
 impl Cluster {
     pub(super) fn execute(
@@ -21,35 +22,7 @@ impl Cluster {
         let id = self.nodes[node].id;
         self.report.refusal_lines += effects.warnings.len() as u64;
         if let Some(plan) = effects.write.take() {
-            let slot = &mut self.nodes[node].shards[shard];
-            let end = plan.offset as usize + plan.bytes.len();
-            assert!(
-                end <= slot.disk.size(),
-                "simulated disk full at {end} bytes"
-            );
-            slot.disk.write(plan.offset, &plan.bytes);
-            slot.index.insert_plan(&plan);
-            let latency = self.prng.range(
-                self.options.disk_write_latency_ns_min,
-                self.options.disk_write_latency_ns_max,
-            ) + self.prng.range(
-                self.options.disk_sync_latency_ns_min,
-                self.options.disk_sync_latency_ns_max,
-            );
-            let incarnation = self.nodes[node].incarnation;
-            self.schedule(
-                self.now + latency,
-                Event::WriteDone {
-                    node,
-                    shard,
-                    incarnation,
-                    lsn: plan.lsn_through,
-                    offset: plan.offset,
-                },
-            );
-            if let Some(core) = self.nodes[node].shards[shard].shard.as_mut() {
-                core.recycle(plan.bytes);
-            }
+            self.execute_write(node, shard, plan);
         }
         for (peer, messages) in effects.send.drain(..) {
             for message in messages {
@@ -146,6 +119,39 @@ impl Cluster {
             self.nodes[node].shards[shard].lost_marker = false;
         }
         Ok(())
+    }
+
+    /// Writes `plan` on the shard's disk now and schedules its completion.
+    fn execute_write(&mut self, node: usize, shard: usize, plan: WritePlan) {
+        let slot = &mut self.nodes[node].shards[shard];
+        let end = plan.offset as usize + plan.bytes.len();
+        assert!(
+            end <= slot.disk.size(),
+            "simulated disk full at {end} bytes"
+        );
+        slot.disk.write(plan.offset, &plan.bytes);
+        slot.index.insert_plan(&plan);
+        let latency = self.prng.range(
+            self.options.disk_write_latency_ns_min,
+            self.options.disk_write_latency_ns_max,
+        ) + self.prng.range(
+            self.options.disk_sync_latency_ns_min,
+            self.options.disk_sync_latency_ns_max,
+        );
+        let incarnation = self.nodes[node].incarnation;
+        self.schedule(
+            self.now + latency,
+            Event::WriteDone {
+                node,
+                shard,
+                incarnation,
+                lsn: plan.lsn_through,
+                offset: plan.offset,
+            },
+        );
+        if let Some(core) = self.nodes[node].shards[shard].shard.as_mut() {
+            core.recycle(plan.bytes);
+        }
     }
 
     /// Reads `read` from the shard's disk as it is now (see the module doc of
