@@ -337,25 +337,13 @@ impl Group {
             restored_apply: Vec::new(),
             config,
         };
-        // The recorded watermark is trusted only over a contiguous run of slots.
-        let mut through = Instance(0);
-        while through < restore.chosen_through {
-            match group.log.get_mut(&through.next()) {
-                Some(slot) => slot.chosen = true,
-                None => break,
-            }
-            through = through.next();
+        // The recorded watermark is trusted only over a contiguous run of slots, which
+        // learned values right above it extend (`Restore::chosen_proven`).
+        for (_, slot) in group.log.range_mut(..=proven) {
+            slot.chosen = true;
         }
-        // Learned values right above the watermark extend it too.
-        while group.log.get(&through.next()).is_some_and(|s| s.chosen) {
-            through = through.next();
-        }
-        assert_eq!(
-            through, proven,
-            "Restore::chosen_proven disagrees with the log"
-        );
-        group.chosen_through = through;
-        group.chosen_recorded = through;
+        group.chosen_through = proven;
+        group.chosen_recorded = proven;
         if let Some(base) = restore.checkpoint {
             group.install_base(base);
         }
