@@ -600,35 +600,84 @@ impl synod::api::StateMachine for Counter {
     }
 }
 
+/// Factories of `Counter` machines reporting into `lives`; each process life of a
+/// node starts its (node, group) record afresh.
+fn counter_machines(lives: &Lives) -> common::cluster::Machines {
+    let lives = std::sync::Arc::clone(lives);
+    Box::new(move |node: NodeId, _: &common::cluster::Applied| {
+        let lives = std::sync::Arc::clone(&lives);
+        let factory: synod::api::StateMachineFactory = std::sync::Arc::new(move |group| {
+            lives
+                .lock()
+                .expect("lives lock")
+                .insert((node, group), Life::default());
+            Box::new(Counter {
+                key: (node, group),
+                lives: std::sync::Arc::clone(&lives),
+                state: (0, 0),
+            })
+        });
+        factory
+    })
+}
+
+/// Every group's status on `node`, once each has a durable checkpoint at or above
+/// `through` (checkpoints become durable shortly after they are taken: with the WAL's
+/// next write).
+fn wait_checkpoints(
+    cluster: &Cluster,
+    node: NodeId,
+    through: Instance,
+) -> Vec<synod::api::GroupStatus> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let groups: Vec<_> = futures_lite::future::block_on(cluster.nodes[&node].handle().status())
+            .expect("status")
+            .into_iter()
+            .flat_map(|s| s.groups)
+            .collect();
+        if groups.iter().all(|g| g.checkpoint_through >= through) {
+            return groups;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no durable checkpoints: {groups:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Flips a bit in the last byte of the newest checkpoint file of group 0 in `dir`;
+/// returns that checkpoint's instance.
+fn damage_newest_checkpoint(dir: &std::path::Path) -> u64 {
+    let newest = std::fs::read_dir(dir)
+        .expect("checkpoint dir")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter_map(|name| {
+            let through = name.strip_prefix("g0-")?.strip_suffix(".ckpt")?;
+            through.parse::<u64>().ok().map(|t| (t, name))
+        })
+        .max()
+        .expect("a checkpoint of group 0");
+    let path = dir.join(&newest.1);
+    let mut bytes = std::fs::read(&path).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&path, bytes).expect("damage");
+    newest.0
+}
+
 // Goal: a node restarted after its groups took checkpoints restores its state machines
 // from them and applies only the WAL suffix after them, ending in the same state as
-// the others; a damaged newest checkpoint is ignored and the previous one (or the
-// whole log) used instead, never a wrong base.
+// the others, with nothing below the checkpoint in memory (its log floor there); a
+// damaged newest checkpoint is ignored and the previous one (or the whole log) used
+// instead, never a wrong base.
 // Method: 3 nodes x 2 groups, a checkpoint every 40 instances; 150 sequential values
-// per group; stop node 2, restart it, count its applies and compare states; then
-// flip a byte of node 3's newest checkpoint of group 0 and restart it too.
+// per group; stop node 2, restart it, count its applies, read its log floor and compare
+// states; then flip a byte of node 3's newest checkpoint of group 0 and restart it too.
 #[test]
 fn restart_from_checkpoint_applies_only_the_suffix() {
     let lives: Lives = Lives::default();
-    let machines = {
-        let lives = std::sync::Arc::clone(&lives);
-        Box::new(move |node: NodeId, _: &common::cluster::Applied| {
-            let lives = std::sync::Arc::clone(&lives);
-            let factory: synod::api::StateMachineFactory = std::sync::Arc::new(move |group| {
-                // A new process life: what this machine does is counted afresh.
-                lives
-                    .lock()
-                    .expect("lives lock")
-                    .insert((node, group), Life::default());
-                Box::new(Counter {
-                    key: (node, group),
-                    lives: std::sync::Arc::clone(&lives),
-                    state: (0, 0),
-                })
-            });
-            factory
-        })
-    };
     let mut cluster = Cluster::with_machines_and(
         "ckpt",
         Shape {
@@ -636,7 +685,7 @@ fn restart_from_checkpoint_applies_only_the_suffix() {
             shards: 1,
             groups: 2,
         },
-        machines,
+        counter_machines(&lives),
         |config| {
             config.checkpoint.instance_count = 40;
             config.checkpoint.applied_size = 0;
@@ -657,28 +706,7 @@ fn restart_from_checkpoint_applies_only_the_suffix() {
         cluster.wait_converged(Duration::from_secs(20)),
         "no convergence"
     );
-    let status = |cluster: &Cluster, node: NodeId| {
-        futures_lite::future::block_on(cluster.nodes[&node].handle().status()).expect("status")
-    };
-    // Checkpoints become durable shortly after they are taken (the WAL's next write).
-    let wait_checkpoints = |cluster: &Cluster, node: NodeId| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let groups: Vec<_> = status(cluster, node)
-                .into_iter()
-                .flat_map(|s| s.groups)
-                .collect();
-            if groups.iter().all(|g| g.checkpoint_through.0 >= 40) {
-                return groups;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no durable checkpoints: {groups:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    let before = wait_checkpoints(&cluster, NodeId(2));
+    let before = wait_checkpoints(&cluster, NodeId(2), Instance(40));
     cluster.nodes.remove(&NodeId(2)).expect("node 2").shutdown();
     cluster.start(NodeId(2));
     assert!(
@@ -686,6 +714,7 @@ fn restart_from_checkpoint_applies_only_the_suffix() {
         "no convergence after restart"
     );
     let snapshot = lives.lock().expect("lives lock").clone();
+    let memory = memory_of(&cluster, NodeId(2));
     for group in [GroupId(0), GroupId(1)] {
         let durable = before
             .iter()
@@ -703,9 +732,18 @@ fn restart_from_checkpoint_applies_only_the_suffix() {
         );
         println!(
             "group {}: durable checkpoint {} before the stop; restored at {} ({} values), \
-             then applied {} values of {}",
-            group.0, durable.0, restored_at.0, restored_count, life.applies, life.state.1
+             then applied {} values of {}; log floor {}",
+            group.0,
+            durable.0,
+            restored_at.0,
+            restored_count,
+            life.applies,
+            life.state.1,
+            memory[&group].log_floor.0
         );
+        // The default retention (4,096) is far above this history: the floor is the
+        // checkpoint's, not the retention's.
+        assert_eq!(memory[&group].log_floor, restored_at, "group {}", group.0);
         assert!(restored_count > 0);
         assert_eq!(
             life.applies,
@@ -726,22 +764,9 @@ fn restart_from_checkpoint_applies_only_the_suffix() {
 
     // Damage node 3's newest checkpoint of group 0, then restart it.
     let dir = cluster.dirs[&NodeId(3)].path().join("checkpoints");
-    wait_checkpoints(&cluster, NodeId(3));
+    wait_checkpoints(&cluster, NodeId(3), Instance(40));
     cluster.nodes.remove(&NodeId(3)).expect("node 3").shutdown();
-    let newest = std::fs::read_dir(&dir)
-        .expect("checkpoint dir")
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .filter_map(|name| {
-            let through = name.strip_prefix("g0-")?.strip_suffix(".ckpt")?;
-            through.parse::<u64>().ok().map(|t| (t, name))
-        })
-        .max()
-        .expect("a checkpoint of group 0");
-    let path = dir.join(&newest.1);
-    let mut bytes = std::fs::read(&path).expect("read");
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x40;
-    std::fs::write(&path, bytes).expect("damage");
+    let newest = damage_newest_checkpoint(&dir);
     cluster.start(NodeId(3));
     assert!(
         cluster.wait_converged(Duration::from_secs(20)),
@@ -751,13 +776,13 @@ fn restart_from_checkpoint_applies_only_the_suffix() {
     let life = &snapshot[&(NodeId(3), GroupId(0))];
     let restored = life.restored.map_or(0, |(at, _)| at.0);
     println!(
-        "node 3 group 0: newest checkpoint {} damaged; restored at {restored}, applied {} of {}",
-        newest.0, life.applies, life.state.1
+        "node 3 group 0: newest checkpoint {newest} damaged; restored at {restored}, \
+         applied {} of {}",
+        life.applies, life.state.1
     );
     assert!(
-        restored < newest.0,
-        "restored at {restored}, from the damaged checkpoint at {}",
-        newest.0
+        restored < newest,
+        "restored at {restored}, from the damaged checkpoint at {newest}"
     );
     assert_eq!(
         life.state,
