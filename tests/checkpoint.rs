@@ -42,6 +42,7 @@ fn shard(restore: Restore, resume: Resume, now: Nanos) -> Shard {
         wal_pending_size_max: 8 << 20,
         held_count_max: 10_000,
         reads_pending_count_max: 64,
+        log_reads_wal_count_max: synod::runtime::log_reads::LOG_READS_WAL_COUNT_MAX,
         checkpoint: policy(),
     };
     Shard::new(shard_config, vec![(config, restore)], commit, false, now)

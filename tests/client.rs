@@ -397,7 +397,7 @@ fn propose_retrying(client: &Client, group: GroupId, value: Vec<u8>) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match client.propose_blocking(group, value.clone()) {
-            Ok(proposed) => return proposed.instance.0,
+            Ok(proposed) => return proposed.position.instance.0,
             Err(error) if retry(&error) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }

@@ -43,7 +43,7 @@ async fn propose_following(
     let mut attempt = 0;
     while Instant::now() < deadline {
         match handles[&target].propose(group, value.clone()).await {
-            Ok(proposed) => return Some(proposed.instance),
+            Ok(proposed) => return Some(proposed.position.instance),
             Err(Error::NotLeader { hint: Some(hint) }) if hint != target => target = hint,
             Err(Error::NotLeader { .. } | Error::LeaseNotHeld | Error::Overloaded) => {
                 attempt += 1;

@@ -791,6 +791,7 @@ fn shard_refuses_and_reports_forged_messages() {
         wal_pending_size_max: 8 << 20,
         held_count_max: 10_000,
         reads_pending_count_max: 64,
+        log_reads_wal_count_max: synod::runtime::log_reads::LOG_READS_WAL_COUNT_MAX,
         checkpoint: synod::runtime::CheckpointPolicy::OFF,
     };
     let mut shard = Shard::new(

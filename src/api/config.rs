@@ -445,6 +445,7 @@ impl Config {
                 wal_pending_size_max: self.wal_pending_size_max,
                 held_count_max: self.held_count_max,
                 reads_pending_count_max: crate::runtime::shard::READS_PENDING_COUNT_MAX,
+                log_reads_wal_count_max: crate::runtime::log_reads::LOG_READS_WAL_COUNT_MAX,
                 checkpoint: self.checkpoint,
             },
             net: NetConfig {

@@ -44,6 +44,7 @@ mod config;
 pub use crate::runtime::checkpoints::CheckpointPolicy;
 pub use crate::runtime::driver::ShardStartError;
 pub use crate::runtime::fatal::{DiskError, DiskOperation, Fatal, ShardStopped};
+pub use crate::runtime::log_reads::{LogEntry, LogRead, Position};
 pub use crate::runtime::request::{Error, GroupStatus, LogMemory, Proposed, ShardStatus};
 pub use crate::runtime::state_machine::{CheckpointImage, StateMachine, StateMachineFactory};
 pub use config::{Config, ConfigError, InitialState};
@@ -156,6 +157,86 @@ impl std::fmt::Debug for Node {
 }
 
 const IDENTITY_FILE: &str = "synod.id";
+
+/// Bytes of values a [`Subscription`] reads at once (beyond the first value).
+pub const SUBSCRIPTION_SIZE_MAX: usize = 1 << 20;
+/// How long one read of a [`Subscription`] waits in the shard for a new value before
+/// it asks again.
+const SUBSCRIPTION_WAIT: Duration = Duration::from_secs(1);
+
+/// The values of a group's log from a position on, in order, each once
+/// ([`NodeHandle::subscribe`]). Take them with [`Subscription::next`], or as a
+/// `futures` stream with [`Subscription::into_stream`].
+#[derive(Debug)]
+pub struct Subscription {
+    handle: NodeHandle,
+    group: GroupId,
+    /// The position of the first value not yet read from the node.
+    next: Position,
+    /// Values read and not yet taken, in order.
+    batch: std::collections::VecDeque<LogEntry>,
+    ended: bool,
+}
+
+impl Subscription {
+    /// The next value of the log, waiting for it to be chosen; `None` once the
+    /// subscription ended (after a `Truncated`, `NoSuchGroup` or `Stopped` error,
+    /// which it returns first). Any other error (`Overloaded`) leaves the
+    /// subscription where it was: calling `next` again retries (back off first).
+    pub async fn next(&mut self) -> Option<Result<LogEntry, Error>> {
+        loop {
+            if let Some(entry) = self.batch.pop_front() {
+                return Some(Ok(entry));
+            }
+            if self.ended {
+                return None;
+            }
+            let read = self
+                .handle
+                .read_log_wait(
+                    self.group,
+                    self.next,
+                    SUBSCRIPTION_SIZE_MAX,
+                    SUBSCRIPTION_WAIT,
+                )
+                .await;
+            match read {
+                Ok(read) => {
+                    assert!(
+                        read.next >= self.next,
+                        "log read went back from {} to {}",
+                        self.next,
+                        read.next
+                    );
+                    self.next = read.next;
+                    self.batch.extend(read.entries);
+                }
+                Err(error) => {
+                    self.ended = matches!(
+                        error,
+                        Error::Truncated { .. } | Error::NoSuchGroup { .. } | Error::Stopped
+                    );
+                    return Some(Err(error));
+                }
+            }
+        }
+    }
+
+    /// The position of the next value [`Subscription::next`] returns (after the
+    /// values already read and not yet taken).
+    #[must_use]
+    pub fn position(&self) -> Position {
+        self.batch.front().map_or(self.next, |entry| entry.position)
+    }
+
+    /// The subscription as a `futures` stream (`futures_lite::Stream`).
+    pub fn into_stream(self) -> impl futures_lite::Stream<Item = Result<LogEntry, Error>> {
+        futures_lite::stream::unfold(self, |mut subscription| async move {
+            let item = subscription.next().await?;
+            Some((item, subscription))
+        })
+    }
+}
 
 /// Whether `dir` belongs to a node already (holds its identity, `synod.id`). A
 /// directory that does not (missing, or empty of state) is what
@@ -370,6 +451,83 @@ impl NodeHandle {
             reply,
         })
         .await
+    }
+
+    /// Reads `group`'s chosen log on this node from `from` (a [`Position`], or an
+    /// instance: its first value): the values in log order with their positions, at
+    /// most `size_max` bytes of them (at least one value when there is one, however
+    /// large) and at most `log_reads::LOG_READ_ENTRIES_MAX`, and the position to ask
+    /// for next. Only values the state machine applied: chosen ones (never beyond
+    /// this node's chosen watermark), without control entries and without values
+    /// chosen too late (`Aborted` for their proposer). Every replica serves it,
+    /// followers too (a follower may be behind the leader, never wrong); the values
+    /// come from the group's in-memory log or, below it, from the WAL. An empty
+    /// answer means nothing is chosen at `from` yet.
+    ///
+    /// # Errors
+    ///
+    /// `Truncated { first_available }` when `from` lies below what this node can
+    /// read back (the checkpoint it restored covers it), `Overloaded` (too many log
+    /// reads at the WAL: retry), `NoSuchGroup`, `Stopped`.
+    pub async fn read_log(
+        &self,
+        group: GroupId,
+        from: impl Into<Position>,
+        size_max: usize,
+    ) -> Result<LogRead, Error> {
+        self.read_log_or_wait(group, from.into(), size_max, None)
+            .await
+    }
+
+    /// [`NodeHandle::read_log`], but when nothing is chosen at `from` yet it waits
+    /// (without polling: the shard answers as soon as a value is chosen there) up to
+    /// `wait`, then answers with no values.
+    ///
+    /// # Errors
+    ///
+    /// As [`NodeHandle::read_log`]; `Overloaded` also when too many reads wait.
+    pub async fn read_log_wait(
+        &self,
+        group: GroupId,
+        from: impl Into<Position>,
+        size_max: usize,
+        wait: Duration,
+    ) -> Result<LogRead, Error> {
+        self.read_log_or_wait(group, from.into(), size_max, Some(wait))
+            .await
+    }
+
+    async fn read_log_or_wait(
+        &self,
+        group: GroupId,
+        from: Position,
+        size_max: usize,
+        wait: Option<Duration>,
+    ) -> Result<LogRead, Error> {
+        self.ask(group, |reply| Request::ReadLog {
+            group,
+            from,
+            size_max,
+            wait,
+            reply,
+        })
+        .await
+    }
+
+    /// Every value chosen in `group` from `from` on, in log order, each exactly once,
+    /// as this node learns them (whoever leads: leader changes do not show). Built on
+    /// [`NodeHandle::read_log_wait`]: it reads the next batch (at most
+    /// [`SUBSCRIPTION_SIZE_MAX`] bytes) only once the caller has taken the previous
+    /// one, so a slow subscriber holds at most one batch and slows nobody else.
+    #[must_use]
+    pub fn subscribe(&self, group: GroupId, from: impl Into<Position>) -> Subscription {
+        Subscription {
+            handle: self.clone(),
+            group,
+            next: from.into(),
+            batch: std::collections::VecDeque::new(),
+            ended: false,
+        }
     }
 
     /// Hands the request built by `request` to `group`'s shard (refused with

@@ -292,7 +292,9 @@ fn control(handle: &NodeHandle) -> Result<(), String> {
                 futures_lite::future::block_on(handle.propose(group, value.as_bytes().to_vec()));
             let mut out = std::io::stdout().lock();
             match result {
-                Ok(proposed) => writeln!(out, "proposed {} {}", group.0, proposed.instance.0),
+                Ok(proposed) => {
+                    writeln!(out, "proposed {} {}", group.0, proposed.position.instance.0)
+                }
                 Err(error) => writeln!(out, "error {} {error}", group.0),
             }
             .and_then(|()| out.flush())

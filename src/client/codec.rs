@@ -22,7 +22,7 @@ use flatbuffers::{FlatBufferBuilder, InvalidFlatbuffer, VerifierOptions, WIPOffs
 use synod_wire::client as fb;
 
 use super::wire::{Body, NodeStatus, ServerError};
-use crate::api::{GroupStatus, ShardStatus};
+use crate::api::{GroupStatus, LogEntry, LogRead, Position, ShardStatus};
 use crate::paxos::{Ballot, GroupId, Instance, NodeId, Role};
 use crate::transport::frame::{append_frame, split_frame, FrameError, FRAME_HEADER_SIZE};
 
@@ -47,11 +47,11 @@ const APPARENT_SIZE_FACTOR: usize = 4;
 
 // A new union member or enum value must be decoded here before it may be sent.
 const _: () = assert!(
-    fb::ClientBody::ENUM_MAX == 12,
+    fb::ClientBody::ENUM_MAX == 14,
     "new ClientBody member: decode it"
 );
 const _: () = assert!(
-    fb::ErrorKind::ENUM_MAX == 8,
+    fb::ErrorKind::ENUM_MAX == 9,
     "new ErrorKind value: decode it"
 );
 const _: () = assert!(fb::Role::ENUM_MAX == 2, "new Role value: decode it");
@@ -245,6 +245,8 @@ fn error_fields(error: &ServerError) -> (fb::ErrorKind, Option<NodeId>, u64, u64
         ServerError::NoSuchGroup { group } => (fb::ErrorKind::NoSuchGroup, None, 0, 0, group.0, ""),
         ServerError::LeaseNotHeld => (fb::ErrorKind::LeaseNotHeld, None, 0, 0, 0, ""),
         ServerError::Rejected { reason } => (fb::ErrorKind::Rejected, None, 0, 0, 0, reason),
+        // `first_available` travels in a field of its own (`Failed.first_available`).
+        ServerError::Truncated { .. } => (fb::ErrorKind::Truncated, None, 0, 0, 0, ""),
     }
 }
 
@@ -420,7 +422,7 @@ fn build(fbb: &mut Fbb, body: &Body) {
         }
         Body::ProposeDone {
             request,
-            instance,
+            position,
             output,
         } => {
             let output = fbb.create_vector(output.as_ref());
@@ -428,7 +430,8 @@ fn build(fbb: &mut Fbb, body: &Body) {
                 fbb,
                 &fb::ProposeDoneArgs {
                     request: *request,
-                    instance: instance.0,
+                    instance: position.instance.0,
+                    index: position.index,
                     output: Some(output),
                 },
             );
@@ -448,6 +451,10 @@ fn build(fbb: &mut Fbb, body: &Body) {
         Body::Failed { request, error } => {
             let (kind, hint, size, max, group, reason) = error_fields(error);
             let reason = (!reason.is_empty()).then(|| fbb.create_string(reason));
+            let first_available = match error {
+                ServerError::Truncated { first_available } => first_available.0,
+                _ => 0,
+            };
             let t = fb::Failed::create(
                 fbb,
                 &fb::FailedArgs {
@@ -459,9 +466,54 @@ fn build(fbb: &mut Fbb, body: &Body) {
                     max,
                     group,
                     reason,
+                    first_available,
                 },
             );
             finish(fbb, fb::ClientBody::Failed, t.as_union_value());
+        }
+        Body::ReadLog {
+            request,
+            group,
+            from,
+            size_max,
+        } => {
+            let t = fb::ReadLog::create(
+                fbb,
+                &fb::ReadLogArgs {
+                    request: *request,
+                    group: group.0,
+                    from_instance: from.instance.0,
+                    from_index: from.index,
+                    size_max: *size_max,
+                },
+            );
+            finish(fbb, fb::ClientBody::ReadLog, t.as_union_value());
+        }
+        Body::ReadLogDone { request, read } => {
+            let mut values = Vec::with_capacity(read.entries.len());
+            for entry in &read.entries {
+                let value = fbb.create_vector(entry.value.as_ref());
+                values.push(fb::LogValue::create(
+                    fbb,
+                    &fb::LogValueArgs {
+                        instance: entry.position.instance.0,
+                        index: entry.position.index,
+                        value: Some(value),
+                    },
+                ));
+            }
+            let entries = fbb.create_vector(&values);
+            let t = fb::ReadLogDone::create(
+                fbb,
+                &fb::ReadLogDoneArgs {
+                    request: *request,
+                    entries: Some(entries),
+                    next_instance: read.next.instance.0,
+                    next_index: read.next.index,
+                    chosen_through: read.chosen_through.0,
+                },
+            );
+            finish(fbb, fb::ClientBody::ReadLogDone, t.as_union_value());
         }
         Body::StatusDone { request, status } => {
             let shards: Vec<_> = status.shards.iter().map(|s| shard_state(fbb, s)).collect();
@@ -630,9 +682,26 @@ impl Decoder {
         if let Some(t) = frame.body_as_propose_done() {
             return Ok(Body::ProposeDone {
                 request: t.request(),
-                instance: Instance(t.instance()),
+                position: Position {
+                    instance: Instance(t.instance()),
+                    index: t.index(),
+                },
                 output: self.bytes(t.output())?,
             });
+        }
+        if let Some(t) = frame.body_as_read_log() {
+            return Ok(Body::ReadLog {
+                request: t.request(),
+                group: GroupId(t.group()),
+                from: Position {
+                    instance: Instance(t.from_instance()),
+                    index: t.from_index(),
+                },
+                size_max: t.size_max(),
+            });
+        }
+        if let Some(t) = frame.body_as_read_log_done() {
+            return self.read_log_done(&t);
         }
         if let Some(t) = frame.body_as_read_done() {
             return Ok(Body::ReadDone {
@@ -664,6 +733,33 @@ impl Decoder {
         })
     }
 
+    fn read_log_done(&mut self, t: &fb::ReadLogDone<'_>) -> Result<Body, CodecError> {
+        let values = t.entries();
+        // Each value's position is 12 bytes of the frame at least.
+        self.charge(values.len().saturating_mul(12))?;
+        let mut entries = Vec::with_capacity(values.len());
+        for value in values {
+            entries.push(LogEntry {
+                position: Position {
+                    instance: Instance(value.instance()),
+                    index: value.index(),
+                },
+                value: self.bytes(value.value())?,
+            });
+        }
+        Ok(Body::ReadLogDone {
+            request: t.request(),
+            read: LogRead {
+                entries,
+                next: Position {
+                    instance: Instance(t.next_instance()),
+                    index: t.next_index(),
+                },
+                chosen_through: Instance(t.chosen_through()),
+            },
+        })
+    }
+
     fn failure(&mut self, t: &fb::Failed<'_>) -> Result<ServerError, CodecError> {
         let kind = t.kind();
         Ok(match kind {
@@ -684,6 +780,9 @@ impl Decoder {
             fb::ErrorKind::LeaseNotHeld => ServerError::LeaseNotHeld,
             fb::ErrorKind::Rejected => ServerError::Rejected {
                 reason: self.string(t.reason().unwrap_or(""))?,
+            },
+            fb::ErrorKind::Truncated => ServerError::Truncated {
+                first_available: Instance(t.first_available()),
             },
             // The generated enum is open (a newtype over u8).
             unknown => {
@@ -831,6 +930,48 @@ mod tests {
         }
     }
 
+    fn log_read_bodies() -> Vec<Body> {
+        vec![
+            Body::ReadLog {
+                request: 7,
+                group: GroupId(2),
+                from: Position {
+                    instance: Instance(5),
+                    index: 1,
+                },
+                size_max: 1 << 20,
+            },
+            Body::ReadLogDone {
+                request: 8,
+                read: LogRead {
+                    entries: vec![
+                        LogEntry {
+                            position: Position {
+                                instance: Instance(5),
+                                index: 1,
+                            },
+                            value: Bytes::from_static(b"a"),
+                        },
+                        LogEntry {
+                            position: Position::at(Instance(7)),
+                            value: Bytes::new(),
+                        },
+                    ],
+                    next: Position::at(Instance(8)),
+                    chosen_through: Instance(9),
+                },
+            },
+            Body::ReadLogDone {
+                request: 9,
+                read: LogRead {
+                    entries: Vec::new(),
+                    next: Position::START,
+                    chosen_through: Instance(0),
+                },
+            },
+        ]
+    }
+
     fn every_body() -> Vec<Body> {
         let mut bodies = vec![
             Body::Hello {
@@ -881,7 +1022,10 @@ mod tests {
             Body::Status { request: 3 },
             Body::ProposeDone {
                 request: 4,
-                instance: Instance(77),
+                position: Position {
+                    instance: Instance(77),
+                    index: 3,
+                },
                 output: Bytes::from_static(b"out"),
             },
             Body::ReadDone {
@@ -908,6 +1052,9 @@ mod tests {
             ServerError::Rejected {
                 reason: "membership change in progress".to_string(),
             },
+            ServerError::Truncated {
+                first_available: Instance(31),
+            },
         ];
         for (request, error) in errors.into_iter().enumerate() {
             bodies.push(Body::Failed {
@@ -915,6 +1062,7 @@ mod tests {
                 error,
             });
         }
+        bodies.extend(log_read_bodies());
         bodies
     }
 

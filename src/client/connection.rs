@@ -28,7 +28,7 @@ use bytes::Bytes;
 use super::codec::{decode_next, Encoder};
 use super::wire::{proof_context, Body, NodeStatus, CLIENT_ROLE, NODE_ROLE, PROTOCOL_VERSION};
 use super::{ClientConfig, Error};
-use crate::api::Proposed;
+use crate::api::{LogRead, Proposed};
 use crate::paxos::{Nanos, NodeId};
 use crate::runtime::clock::MonotonicClock;
 use crate::runtime::mailbox::{oneshot, Receiver, Sender};
@@ -51,6 +51,7 @@ pub(super) enum Answer {
     Proposed(Proposed),
     Read(Bytes),
     Status(NodeStatus),
+    LogRead(LogRead),
 }
 
 type Reply = Sender<Result<Answer, Error>>;
@@ -498,9 +499,10 @@ fn read_answers(
             let (request, answer) = match body {
                 Body::ProposeDone {
                     request,
-                    instance,
+                    position,
                     output,
-                } => (request, Ok(Answer::Proposed(Proposed { instance, output }))),
+                } => (request, Ok(Answer::Proposed(Proposed { position, output }))),
+                Body::ReadLogDone { request, read } => (request, Ok(Answer::LogRead(read))),
                 Body::ReadDone { request, output } => (request, Ok(Answer::Read(output))),
                 Body::StatusDone { request, status } => (request, Ok(Answer::Status(status))),
                 Body::Failed { request, error } => (request, Err(Error::Server(error))),
@@ -514,6 +516,7 @@ fn read_answers(
                 | Body::Welcome { .. }
                 | Body::Propose { .. }
                 | Body::Read { .. }
+                | Body::ReadLog { .. }
                 | Body::Status { .. }) => {
                     log::warn!(
                         "client: connection to {address} closed: unexpected {} from the node",

@@ -59,7 +59,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::api::Proposed;
+use crate::api::{LogRead, Position, Proposed};
 use crate::paxos::{GroupId, Nanos, NodeId};
 use crate::runtime::clock::MonotonicClock;
 use crate::support::lock;
@@ -409,7 +409,9 @@ impl Client {
             .await?;
         match answer {
             Answer::Proposed(proposed) => Ok(proposed),
-            Answer::Read(_) | Answer::Status(_) => Err(self.mismatch("ProposeDone")),
+            Answer::Read(_) | Answer::Status(_) | Answer::LogRead(_) => {
+                Err(self.mismatch("ProposeDone"))
+            }
         }
     }
 
@@ -430,8 +432,66 @@ impl Client {
             .await?;
         match answer {
             Answer::Read(output) => Ok(output),
-            Answer::Proposed(_) | Answer::Status(_) => Err(self.mismatch("ReadDone")),
+            Answer::Proposed(_) | Answer::Status(_) | Answer::LogRead(_) => {
+                Err(self.mismatch("ReadDone"))
+            }
         }
+    }
+
+    /// Reads `group`'s chosen log from `from` on node `node` (`None`: any node; every
+    /// replica serves log reads, followers too): at most `size_max` bytes of values
+    /// (at least one value when there is one), in log order with their positions, and
+    /// the position to ask for next (`NodeHandle::read_log`). A follower may be
+    /// behind the leader: what it returns is chosen, but it may end earlier.
+    ///
+    /// # Errors
+    ///
+    /// The node's error ([`Error::Server`]: `Truncated { first_available }` below
+    /// what the node can read back, `Overloaded`, `NoSuchGroup`, `Stopped`), or a
+    /// connection error.
+    pub async fn read_log(
+        &self,
+        node: Option<NodeId>,
+        group: GroupId,
+        from: Position,
+        size_max: usize,
+    ) -> Result<LogRead, Error> {
+        let deadline = self.deadline();
+        let timeout = self.inner.config.request_timeout;
+        let connection = self.connection(node, deadline)?;
+        let request = self.next_request();
+        let address = connection.address.clone();
+        let body = wire::Body::ReadLog {
+            request,
+            group,
+            from,
+            size_max: size_max as u64,
+        };
+        let answer = connection
+            .send(request, &body, deadline, timeout)?
+            .await
+            .unwrap_or(Err(Error::Disconnected { address }))?;
+        match answer {
+            Answer::LogRead(read) => Ok(read),
+            Answer::Proposed(_) | Answer::Status(_) | Answer::Read(_) => {
+                Err(self.mismatch("ReadLogDone"))
+            }
+        }
+    }
+
+    /// [`Client::read_log`], blocking the calling thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::read_log`].
+    pub fn read_log_blocking(
+        &self,
+        node: Option<NodeId>,
+        group: GroupId,
+        from: Position,
+        size_max: usize,
+    ) -> Result<LogRead, Error> {
+        futures_lite::future::block_on(self.read_log(node, group, from, size_max))
     }
 
     /// The status of every node whose address is known (groups, roles, leader hints,
@@ -464,7 +524,9 @@ impl Client {
                 .unwrap_or(Err(Error::Disconnected { address }))?
             {
                 Answer::Status(status) => statuses.push(status),
-                Answer::Proposed(_) | Answer::Read(_) => return Err(self.mismatch("StatusDone")),
+                Answer::Proposed(_) | Answer::Read(_) | Answer::LogRead(_) => {
+                    return Err(self.mismatch("StatusDone"))
+                }
             }
         }
         Ok(statuses)
@@ -836,7 +898,7 @@ mod tests {
             timed_out_seen.recv().expect("the client timed out");
             let done = |request| Body::ProposeDone {
                 request,
-                instance: crate::paxos::Instance(request),
+                position: crate::api::Position::at(crate::paxos::Instance(request)),
                 output: Bytes::new(),
             };
             write_body(&mut stream, &done(first));
@@ -874,7 +936,7 @@ mod tests {
             .propose_blocking(GroupId(0), b"b".to_vec())
             .expect("the same connection serves the next request");
         let second = node.join().expect("node thread");
-        assert_eq!(proposed.instance.0, second);
+        assert_eq!(proposed.position.instance.0, second);
         assert!(!lock(&client.inner.directory).is_suspect(NodeId(1), client.inner.clock.now()));
     }
 }

@@ -8,7 +8,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::api::{Error, ShardStatus};
+use crate::api::{Error, LogRead, Position, ShardStatus};
 use crate::paxos::{GroupId, Instance, NodeId};
 
 /// The client protocol's version, sent in `Hello` and `Welcome`; a node refuses
@@ -72,6 +72,12 @@ pub enum ServerError {
         /// Why.
         reason: String,
     },
+    /// The log position asked for lies below what the node can read back (a
+    /// checkpoint covers it).
+    Truncated {
+        /// The first instance the node can read.
+        first_available: Instance,
+    },
 }
 
 impl ServerError {
@@ -104,6 +110,9 @@ impl From<&Error> for ServerError {
             Error::Rejected { reason } => ServerError::Rejected {
                 reason: (*reason).to_string(),
             },
+            Error::Truncated { first_available } => ServerError::Truncated {
+                first_available: *first_available,
+            },
             // No wildcard: a new `api::Error` variant must get its `ErrorKind` here.
         }
     }
@@ -130,6 +139,11 @@ impl fmt::Display for ServerError {
             ServerError::NoSuchGroup { group } => write!(f, "no group {} on this node", group.0),
             ServerError::LeaseNotHeld => write!(f, "leader lease not held yet; retry"),
             ServerError::Rejected { reason } => write!(f, "rejected: {reason}"),
+            ServerError::Truncated { first_available } => write!(
+                f,
+                "truncated: the log on this node starts at instance {}",
+                first_available.0
+            ),
         }
     }
 }
@@ -213,12 +227,31 @@ pub enum Body {
         /// The client's id of the request.
         request: u64,
     },
+    /// A read of `group`'s chosen log from `from`, at most `size_max` bytes of values
+    /// (beyond the first).
+    ReadLog {
+        /// The client's id of the request.
+        request: u64,
+        /// The group.
+        group: GroupId,
+        /// The first position wanted.
+        from: Position,
+        /// Bytes of values wanted at most.
+        size_max: u64,
+    },
+    /// A log read's answer.
+    ReadLogDone {
+        /// The request answered.
+        request: u64,
+        /// The values, the next position, the node's chosen watermark.
+        read: LogRead,
+    },
     /// A proposal was chosen and applied.
     ProposeDone {
         /// The request answered.
         request: u64,
-        /// The instance that holds the value.
-        instance: Instance,
+        /// Where the value lies in the group's log.
+        position: Position,
         /// The state machine's output.
         output: Bytes,
     },
@@ -262,6 +295,8 @@ impl Body {
             Body::ReadDone { .. } => "ReadDone",
             Body::Failed { .. } => "Failed",
             Body::StatusDone { .. } => "StatusDone",
+            Body::ReadLog { .. } => "ReadLog",
+            Body::ReadLogDone { .. } => "ReadLogDone",
         }
     }
 }

@@ -12,7 +12,7 @@
 
 use super::group::{Group, Role, Slot};
 use super::message::{InstanceRange, MessageBody, PromisedEntry};
-use super::output::{Output, Record, WalRead, WalReadOutcome};
+use super::output::{Output, Record, WalRead, WalReadOutcome, WalReader};
 use super::size::Packer;
 use super::types::{Ballot, Entry, Instance, Nanos, NodeId};
 
@@ -271,7 +271,7 @@ impl Group {
             // Dropped from memory: read back from the WAL, answered once it returns.
             out.wal_reads.push(WalRead {
                 group: self.config.group,
-                peer: from,
+                reader: WalReader::Peer(from),
                 from: first,
                 through: Instance(self.log_floor.0 - 1).min(self.chosen_through),
                 size_max: self.config.message_size_max,

@@ -17,6 +17,7 @@
 //!   retention counts only what it applies itself, and catch-up from below is served
 //!   from the WAL as for any instance below the floor.
 
+use super::filters::Filters;
 use super::group::{Group, Restore};
 use super::types::{Ballot, Instance, Membership};
 
@@ -132,6 +133,7 @@ impl Group {
         self.applied_through = base.through;
         self.checksum = base.checksum;
         self.start_working_applied = base.start_working_applied;
+        self.filters = Filters::new(base.through, base.start_working_applied);
         self.configs = base.configs;
         if let Some(slot) = self.log.get_mut(&base.through) {
             // Heartbeats compare checksums at a slot's instance (`compare_checksum`).

@@ -45,6 +45,7 @@ use bytes::Bytes;
 
 use super::checkpoint::CheckpointBase;
 use super::config::GroupConfig;
+use super::filters::Filters;
 use super::message::Message;
 use super::output::{Apply, Completion, Output, ProposeError, Record, Refused, WalReadOutcome};
 use super::types::{Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, ProposalId};
@@ -239,6 +240,8 @@ pub struct Group {
     pub(super) applied_through: Instance,
     pub(super) checksum: u32,
     pub(super) start_working_applied: Ballot,
+    /// Which entries the apply path skipped, by instance (`filters`).
+    pub(super) filters: Filters,
     /// Memberships as (effective from instance, voters), ascending; the first is in
     /// effect from instance 1.
     pub(super) configs: Vec<(Instance, Membership)>,
@@ -314,6 +317,7 @@ impl Group {
             applied_through: Instance(0),
             checksum: 0,
             start_working_applied: Ballot::ZERO,
+            filters: Filters::new(Instance(0), Ballot::ZERO),
             configs: vec![(Instance(1), config.membership.clone())],
             config_change_pending: false,
             role: Role::Follower,
@@ -551,7 +555,10 @@ impl Group {
             let skip = entry.origin < self.start_working_applied;
             if !skip {
                 match &entry.body {
-                    Body::StartWorking => self.start_working_applied = entry.origin,
+                    Body::StartWorking => {
+                        self.start_working_applied = entry.origin;
+                        self.filters.push(instance, entry.origin);
+                    }
                     Body::Config(membership) => {
                         let effective =
                             Instance(instance.0.saturating_add(self.config.window_instances_max));
@@ -851,108 +858,9 @@ impl Group {
             assert!(leading.inflight.len() as u64 <= self.config.window_instances_max);
         }
         assert_eq!(self.leading.is_some(), self.role != Role::Follower);
-    }
-
-    // ----- observation (for the runtime, metrics and the simulator) -----
-
-    /// This replica's role.
-    #[must_use]
-    pub fn role(&self) -> Role {
-        self.role
-    }
-    /// The leader's ballot, when leading or campaigning.
-    #[must_use]
-    pub fn ballot(&self) -> Option<Ballot> {
-        self.leading.as_ref().map(|l| l.ballot)
-    }
-    /// The highest ballot promised.
-    #[must_use]
-    pub fn promised(&self) -> Ballot {
-        self.promised
-    }
-    /// The highest round seen in a message or promised: the next campaign goes above
-    /// it (or, at `Ballot::ROUND_MAX`, does not happen).
-    #[must_use]
-    pub fn highest_round_seen(&self) -> u64 {
-        self.highest_round_seen.max(self.promised.round)
-    }
-    /// Inclusive chosen watermark.
-    #[must_use]
-    pub fn chosen_through(&self) -> Instance {
-        self.chosen_through
-    }
-    /// Inclusive applied watermark.
-    #[must_use]
-    pub fn applied_through(&self) -> Instance {
-        self.applied_through
-    }
-    /// The running checksum through `applied_through`.
-    #[must_use]
-    pub fn checksum(&self) -> u32 {
-        self.checksum
-    }
-    /// The leader this replica believes in.
-    #[must_use]
-    pub fn leader_hint(&self) -> Option<NodeId> {
-        self.leader_hint.map(|(node, _)| node)
-    }
-    /// Whether the replica votes (false while re-learning lost state).
-    #[must_use]
-    pub fn is_voting(&self) -> bool {
-        self.voting
-    }
-    /// Whether a checksum mismatch fenced this replica.
-    #[must_use]
-    pub fn is_fenced(&self) -> bool {
-        self.fenced
-    }
-    /// Counters of this replica.
-    #[must_use]
-    pub fn counters(&self) -> &Counters {
-        &self.counters
-    }
-    /// Queued proposals not yet in an instance.
-    #[must_use]
-    pub fn queued_count(&self) -> usize {
-        self.queue.len()
-    }
-    /// Instances in flight (leader only).
-    #[must_use]
-    pub fn inflight_count(&self) -> usize {
-        self.leading.as_ref().map_or(0, |l| l.inflight.len())
-    }
-    /// The group's configuration.
-    #[must_use]
-    pub fn config(&self) -> &GroupConfig {
-        &self.config
-    }
-    /// Entries re-applied at construction from the restored chosen prefix (drained).
-    pub fn take_restored(&mut self) -> Vec<Apply> {
-        std::mem::take(&mut self.restored_apply)
-    }
-    /// The first instance still in memory: every instance below it is applied and
-    /// served from the WAL (see "In-memory retention").
-    #[must_use]
-    pub fn log_floor(&self) -> Instance {
-        self.log_floor
-    }
-    /// Slots held in memory (applied ones of the retention, and everything above).
-    #[must_use]
-    pub fn log_len(&self) -> usize {
-        self.log.len()
-    }
-    /// Bytes of the applied slots kept in memory.
-    #[must_use]
-    pub fn retained_size(&self) -> usize {
-        self.retained_size
-    }
-    /// The chosen entry at `instance`, if still in memory.
-    #[must_use]
-    pub fn chosen_entry(&self, instance: Instance) -> Option<&Entry> {
-        self.log
-            .get(&instance)
-            .filter(|s| s.chosen)
-            .map(|s| &s.entry)
+        self.filters.invariants();
+        assert_eq!(self.filters.latest(), self.start_working_applied);
+        assert!(self.filters.readable_from() <= self.applied_through.next());
     }
 
     /// The earliest time a `Tick` has something to do.

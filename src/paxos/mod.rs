@@ -9,10 +9,12 @@ mod acceptor;
 pub mod bounds;
 pub mod checkpoint;
 pub mod config;
+mod filters;
 pub mod group;
 mod leader;
 mod learner;
 pub mod message;
+mod observe;
 pub mod output;
 pub mod size;
 pub mod types;
@@ -20,10 +22,11 @@ pub mod types;
 pub use bounds::{Bound, OutOfBounds};
 pub use checkpoint::CheckpointBase;
 pub use config::GroupConfig;
+pub use filters::FILTERS_COUNT_MAX;
 pub use group::{entry_checksum, Counters, Group, Input, Restore, Role};
 pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};
 pub use output::{
-    Apply, Completion, Output, ProposeError, Record, Refused, WalRead, WalReadOutcome,
+    Apply, Completion, Output, ProposeError, Record, Refused, WalRead, WalReadOutcome, WalReader,
 };
 pub use types::{
     Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, Nanos, NodeId, ProposalId,

@@ -181,16 +181,28 @@ pub struct Refused {
     pub out_of_bounds: OutOfBounds,
 }
 
+/// Who a WAL read is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WalReader {
+    /// A peer's catch-up request: its group answers with a catch-up chunk
+    /// (`Input::WalReadDone`).
+    Peer(NodeId),
+    /// A read of this replica's own log by an embedding program (`runtime`'s log
+    /// reads), by the shard's id for it: the shard answers it, no group sees it.
+    Log(u64),
+}
+
 /// Read chosen entries `[from, through]` of `group` back from this replica's WAL (they
-/// are below its in-memory log) to answer `peer`'s catch-up request; at most
-/// `count_max` entries and about `size_max` bytes (at least one entry when there is
-/// one). The answer comes back as `Input::WalReadDone`.
+/// are below its in-memory log) for `reader`; at most `count_max` entries and about
+/// `size_max` bytes (at least one entry when there is one). A group asks for its
+/// peers' catch-up (the answer comes back as `Input::WalReadDone`); the shard asks
+/// for its log reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalRead {
     /// The group.
     pub group: GroupId,
-    /// The replica that asked.
-    pub peer: NodeId,
+    /// Who the read is for.
+    pub reader: WalReader,
     /// First instance wanted.
     pub from: Instance,
     /// Last instance wanted (every instance of `[from, through]` is chosen here).

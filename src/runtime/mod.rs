@@ -10,6 +10,7 @@ pub mod clock;
 pub mod driver;
 pub mod fatal;
 pub mod log_budget;
+pub mod log_reads;
 pub mod mailbox;
 pub mod net;
 pub mod notify;

@@ -5,14 +5,16 @@ use std::fmt;
 
 use bytes::Bytes;
 
+use super::log_reads::{LogRead, LogReadRefused, Position};
 use super::mailbox::Sender;
 use crate::paxos::{Ballot, GroupId, Instance, NodeId, ProposeError, Role};
 
 /// A value chosen and applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Proposed {
-    /// The instance that holds the value.
-    pub instance: Instance,
+    /// Where the value lies in the group's log (its instance, and its index among the
+    /// values batched into it): `NodeHandle::read_log` returns it there.
+    pub position: Position,
     /// What the state machine returned when it applied the value.
     pub output: Bytes,
 }
@@ -57,6 +59,12 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
+    /// The log position asked for lies below what this replica can read back (a
+    /// checkpoint covers it): `first_available` is the first instance it can read.
+    Truncated {
+        /// The first instance readable on this replica.
+        first_available: Instance,
+    },
 }
 
 impl fmt::Display for Error {
@@ -78,6 +86,12 @@ impl fmt::Display for Error {
             Error::NoSuchGroup { group } => write!(f, "no group {} on this node", group.0),
             Error::LeaseNotHeld => write!(f, "leader lease not held yet; retry"),
             Error::Rejected { reason } => write!(f, "rejected: {reason}"),
+            Error::Truncated { first_available } => write!(
+                f,
+                "truncated: the log here starts at instance {} (a checkpoint covers what \
+                 is below)",
+                first_available.0
+            ),
         }
     }
 }
@@ -92,6 +106,18 @@ impl From<ProposeError> for Error {
             ProposeError::TooLarge { size, max } => Error::TooLarge { size, max },
             ProposeError::Indeterminate => Error::Indeterminate,
             ProposeError::Rejected { reason } => Error::Rejected { reason },
+        }
+    }
+}
+
+impl Error {
+    /// The error of a refused log read.
+    #[must_use]
+    pub fn of_log_read(refused: LogReadRefused, group: GroupId) -> Error {
+        match refused {
+            LogReadRefused::NoSuchGroup => Error::NoSuchGroup { group },
+            LogReadRefused::Truncated { first_available } => Error::Truncated { first_available },
+            LogReadRefused::Overloaded => Error::Overloaded,
         }
     }
 }
@@ -224,6 +250,19 @@ pub enum Request {
         query: Bytes,
         /// Where the answer goes.
         reply: Sender<Result<Bytes, Error>>,
+    },
+    /// A read of `group`'s chosen log from `from` (`log_reads`).
+    ReadLog {
+        /// The group.
+        group: GroupId,
+        /// The first position wanted.
+        from: Position,
+        /// Bytes of values wanted at most (beyond the first).
+        size_max: usize,
+        /// When nothing is chosen at `from` yet: wait up to this long for a value.
+        wait: Option<std::time::Duration>,
+        /// Where the answer goes.
+        reply: Sender<Result<LogRead, Error>>,
     },
     /// A snapshot of the shard's groups and counters.
     Status {

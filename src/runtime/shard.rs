@@ -39,12 +39,13 @@ use bytes::Bytes;
 
 use super::checkpoints::{CheckpointOutcome, CheckpointPolicy, Checkpoints, TakeCheckpoint};
 use super::fatal::Fatal;
+use super::log_reads::{Decision, LogReadAsk, LogReadDone, LogReadId, LogReads};
 use super::refusals::RefusalLog;
 use crate::paxos::Record;
 use crate::paxos::{
     Apply, Completion, Group, GroupConfig, GroupId, Input, Instance, InstanceRange, Lsn,
     Membership, Message, MessageBody, Nanos, NodeId, Output, ProposalId, ProposeError, Restore,
-    Role, WalRead, WalReadOutcome,
+    Role, WalRead, WalReadOutcome, WalReader,
 };
 use crate::wal::group_commit::{AppendError, GroupCommit, WritePlan};
 use crate::wal::record::encoded_size;
@@ -99,6 +100,9 @@ pub enum ShardInput {
         /// Identifies the read in `Effects::reads`.
         id: ReadId,
     },
+    /// A read of a group's chosen log (`log_reads`): answered in `Effects::log_reads`,
+    /// at once, after a WAL read, or once a value is chosen at its position.
+    LogRead(LogReadAsk),
     /// The checkpoint of `group` at `through` asked for in `Effects::checkpoints`
     /// ended. A failure is not fatal (the group retries by its policy).
     CheckpointDone {
@@ -196,6 +200,8 @@ pub struct Effects {
     /// simulated disk) for peers behind a group's in-memory log; each answered with
     /// `ShardInput::WalReadDone`. Independent of the other effects.
     pub wal_reads: Vec<WalRead>,
+    /// Log reads answered. Independent of the other effects.
+    pub log_reads: Vec<LogReadDone>,
 }
 
 impl Effects {
@@ -210,6 +216,7 @@ impl Effects {
         self.clear_rejoin_marker = false;
         self.warnings.clear();
         self.wal_reads.clear();
+        self.log_reads.clear();
     }
 }
 
@@ -232,6 +239,9 @@ pub struct ShardConfig {
     pub reads_pending_count_max: usize,
     /// When groups take local checkpoints.
     pub checkpoint: CheckpointPolicy,
+    /// Log reads out at the WAL at once beyond which log reads that need the WAL are
+    /// refused `Overloaded` (`log_reads::LOG_READS_WAL_COUNT_MAX` by default).
+    pub log_reads_wal_count_max: usize,
 }
 
 /// Counters of one shard.
@@ -297,12 +307,14 @@ pub struct Shard {
     refusals: RefusalLog,
     pending_warnings: Vec<String>,
     write_in_flight: Option<Lsn>,
-    /// WAL reads asked and not answered yet, by (group, peer).
-    wal_reads_in_flight: BTreeSet<(GroupId, NodeId)>,
+    /// WAL reads asked and not answered yet, by (group, reader).
+    wal_reads_in_flight: BTreeSet<(GroupId, WalReader)>,
     /// WAL reads waiting for the records produced before them to be durable, with
     /// the LSN of the last of those records (ascending).
     wal_reads_held: VecDeque<(Lsn, WalRead)>,
     pending_wal_reads: Vec<WalRead>,
+    log_reads: LogReads,
+    pending_log_reads: Vec<LogReadDone>,
     poisoned: Option<Fatal>,
     counters: ShardCounters,
 }
@@ -356,6 +368,8 @@ impl Shard {
             wal_reads_in_flight: BTreeSet::new(),
             wal_reads_held: VecDeque::new(),
             pending_wal_reads: Vec::new(),
+            log_reads: LogReads::default(),
+            pending_log_reads: Vec::new(),
             poisoned: None,
             counters: ShardCounters::default(),
         };
@@ -454,17 +468,63 @@ impl Shard {
                     .on_wal_durable(self.commit.durable_through());
             }
             ShardInput::WalReadDone { read, outcome } => {
-                self.wal_reads_in_flight.remove(&(read.group, read.peer));
-                if self.groups.contains_key(&read.group) {
-                    let input = Input::WalReadDone {
-                        peer: read.peer,
-                        from: read.from,
-                        outcome,
-                    };
-                    self.step_group(now, read.group, input);
+                self.wal_reads_in_flight.remove(&(read.group, read.reader));
+                match read.reader {
+                    WalReader::Peer(peer) if self.groups.contains_key(&read.group) => {
+                        let input = Input::WalReadDone {
+                            peer,
+                            from: read.from,
+                            outcome,
+                        };
+                        self.step_group(now, read.group, input);
+                    }
+                    WalReader::Peer(_) => {}
+                    WalReader::Log(id) => {
+                        let group = self.groups.get(&read.group);
+                        let done = self
+                            .log_reads
+                            .on_wal_read_done(LogReadId(id), outcome, group);
+                        self.pending_log_reads.extend(done);
+                    }
                 }
             }
+            ShardInput::LogRead(ask) => self.on_log_read(ask),
         }
+    }
+
+    /// A log read: answered, sent to the WAL (held until the records before it are
+    /// durable, as a peer's catch-up read), or left waiting for a value.
+    fn on_log_read(&mut self, ask: LogReadAsk) {
+        let group = self.groups.get(&ask.group);
+        let count_max = self.config.log_reads_wal_count_max;
+        match self.log_reads.on_ask(ask, group, count_max) {
+            Decision::Done(done) => self.pending_log_reads.push(done),
+            Decision::Wal(read) => {
+                let inserted = self.wal_reads_in_flight.insert((read.group, read.reader));
+                assert!(inserted, "log read {:?} asked twice", read.reader);
+                self.wal_reads_held.push_back((self.lsn_planned(), read));
+            }
+            Decision::Waiting => {}
+        }
+    }
+
+    /// Decides the log reads that waited for a value now chosen, and answers those
+    /// whose wait ended.
+    fn serve_log_reads(&mut self, now: Nanos) {
+        for id in self.log_reads.waiting_groups() {
+            let group = self
+                .groups
+                .get(&id)
+                .expect("log reads wait only on groups of the shard");
+            for ask in self.log_reads.take_ready(group) {
+                self.on_log_read(ask);
+            }
+        }
+        let groups = &self.groups;
+        let expired = self.log_reads.expire(now, |id| {
+            groups.get(&id).map_or(Instance(0), Group::chosen_through)
+        });
+        self.pending_log_reads.extend(expired);
     }
 
     /// A read: refused at once, or queued until its read index is applied.
@@ -625,7 +685,7 @@ impl Shard {
         self.pending_apply.append(&mut self.out.apply);
         self.pending_complete.append(&mut self.out.complete);
         for read in self.out.wal_reads.drain(..) {
-            if self.wal_reads_in_flight.insert((read.group, read.peer)) {
+            if self.wal_reads_in_flight.insert((read.group, read.reader)) {
                 self.counters.wal_reads += 1;
                 self.wal_reads_held.push_back((lsn, read));
             } else {
@@ -707,7 +767,12 @@ impl Shard {
         self.decide_marker(effects);
         self.refusals.flush(now, &mut self.pending_warnings);
         effects.warnings.append(&mut self.pending_warnings);
+        self.serve_log_reads(now);
+        // Log reads sent to the WAL just now leave with the next flush's, once the
+        // records before them are durable.
+        self.release_durable_wal_reads();
         effects.wal_reads.append(&mut self.pending_wal_reads);
+        effects.log_reads.append(&mut self.pending_log_reads);
     }
 
     /// Asks for the checkpoints whose turn came, each at its group's applied
@@ -724,7 +789,7 @@ impl Shard {
         }
     }
 
-    fn release_durable(&mut self) {
+    fn release_durable_wal_reads(&mut self) {
         let durable = self.commit.durable_through();
         while self
             .wal_reads_held
@@ -734,6 +799,11 @@ impl Shard {
             let (_, read) = self.wal_reads_held.pop_front().expect("front exists");
             self.pending_wal_reads.push(read);
         }
+    }
+
+    fn release_durable(&mut self) {
+        self.release_durable_wal_reads();
+        let durable = self.commit.durable_through();
         while self.held.front().is_some_and(|(lsn, _)| *lsn <= durable) {
             let (_, message) = self.held.pop_front().expect("front exists");
             if message.to == self.config.node {
@@ -815,6 +885,12 @@ impl Shard {
         self.wal_reads_in_flight.len()
     }
 
+    /// The log reads' state (out at the WAL, waiting) and counters.
+    #[must_use]
+    pub fn log_reads(&self) -> &LogReads {
+        &self.log_reads
+    }
+
     /// Checks the invariants of the module docs and of every group.
     pub fn invariants(&self) {
         self.commit.invariants();
@@ -845,12 +921,15 @@ impl Shard {
             assert!(*lsn >= previous, "held WAL reads out of LSN order");
             previous = *lsn;
             assert!(
-                self.wal_reads_in_flight.contains(&(read.group, read.peer)),
-                "held WAL read of group {} for node {} not counted in flight",
+                self.wal_reads_in_flight
+                    .contains(&(read.group, read.reader)),
+                "held WAL read of group {} for {:?} not counted in flight",
                 read.group.0,
-                read.peer.0
+                read.reader
             );
         }
+        self.log_reads
+            .invariants(self.config.log_reads_wal_count_max);
     }
 }
 

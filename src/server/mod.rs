@@ -652,7 +652,7 @@ fn task_of(body: Body, handle: &NodeHandle, node: NodeId) -> Result<Task, String
             match handle.propose(group, value).await {
                 Ok(proposed) => Body::ProposeDone {
                     request,
-                    instance: proposed.instance,
+                    position: proposed.position,
                     output: proposed.output,
                 },
                 Err(error) => Body::Failed {
@@ -668,6 +668,23 @@ fn task_of(body: Body, handle: &NodeHandle, node: NodeId) -> Result<Task, String
         } => Box::pin(async move {
             match handle.read(group, query).await {
                 Ok(output) => Body::ReadDone { request, output },
+                Err(error) => Body::Failed {
+                    request,
+                    error: (&error).into(),
+                },
+            }
+        }),
+        Body::ReadLog {
+            request,
+            group,
+            from,
+            size_max,
+        } => Box::pin(async move {
+            // The shard caps the size at `LOG_READ_SIZE_MAX`, well within
+            // `answer_frame_size_max`.
+            let size_max = usize::try_from(size_max).unwrap_or(usize::MAX);
+            match handle.read_log(group, from, size_max).await {
+                Ok(read) => Body::ReadLogDone { request, read },
                 Err(error) => Body::Failed {
                     request,
                     error: (&error).into(),
@@ -693,6 +710,7 @@ fn task_of(body: Body, handle: &NodeHandle, node: NodeId) -> Result<Task, String
         | Body::Refused { .. }
         | Body::ProposeDone { .. }
         | Body::ReadDone { .. }
+        | Body::ReadLogDone { .. }
         | Body::Failed { .. }
         | Body::StatusDone { .. }) => {
             return Err(format!(

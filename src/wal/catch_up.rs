@@ -208,7 +208,7 @@ mod tests {
     fn read(from: u64, through: u64, count_max: usize, size_max: usize) -> WalRead {
         WalRead {
             group: GroupId(1),
-            peer: NodeId(2),
+            reader: crate::paxos::WalReader::Peer(NodeId(2)),
             from: Instance(from),
             through: Instance(through),
             size_max,

@@ -346,7 +346,7 @@ pub fn propose_anywhere(
             continue;
         };
         match futures_lite::future::block_on(handle.propose(group, value.clone())) {
-            Ok(proposed) => return Outcome::Chosen(proposed.instance),
+            Ok(proposed) => return Outcome::Chosen(proposed.position.instance),
             Err(Error::NotLeader { hint: Some(hint) })
                 if hint != target && handles.contains_key(&hint) =>
             {

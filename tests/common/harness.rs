@@ -15,7 +15,7 @@ use bytes::Bytes;
 use synod::paxos::{
     Apply, Ballot, Body, CheckpointBase, Completion, Entry, Group, GroupConfig, GroupId, Input,
     Instance, Lsn, Membership, Message, MessageBody, Nanos, NodeId, Output, ProposalId, Record,
-    Restore, Role, WalRead, WalReadOutcome,
+    Restore, Role, WalRead, WalReadOutcome, WalReader,
 };
 use synod::wal::catch_up::{self, ReadPlan};
 use synod::wal::index::LogIndex;
@@ -180,8 +180,11 @@ impl Harness {
         // Records are durable at once: a WAL read may be answered at once.
         for read in std::mem::take(&mut out.wal_reads) {
             let outcome = replica.wal.read(&read);
+            let WalReader::Peer(peer) = read.reader else {
+                unreachable!("a group asks WAL reads only for its peers")
+            };
             let input = Input::WalReadDone {
-                peer: read.peer,
+                peer,
                 from: read.from,
                 outcome,
             };

@@ -49,6 +49,7 @@ use bytes::Bytes;
 
 use super::clock::MonotonicClock;
 use super::fatal::{FatalLatch, ShardStopped};
+use super::log_reads::{LogRead, LogReadAsk, LogReadId, Position};
 use super::mailbox::{Mailbox, Sender};
 use super::net::{Net, NetConfig};
 use super::notify::Notify;
@@ -120,6 +121,8 @@ struct Driver {
     proposals: HashMap<ProposalId, Sender<Result<Proposed, Error>>>,
     next_read: u64,
     reads: HashMap<ReadId, PendingRead>,
+    /// Log reads the shard has not answered yet.
+    log_reads: HashMap<LogReadId, Sender<Result<LogRead, Error>>>,
     requests: Vec<Request>,
     inbound: Vec<crate::paxos::Message>,
     effects: Effects,
@@ -221,6 +224,13 @@ impl Driver {
                 query,
                 reply,
             } => self.on_read(now, group, query, reply),
+            Request::ReadLog {
+                group,
+                from,
+                size_max,
+                wait,
+                reply,
+            } => self.on_read_log(now, group, (from, size_max, wait), reply),
             Request::Status { reply } => reply.send(self.status()),
             Request::Shutdown { reply } => match &mut self.stopping {
                 Some((_, waiting)) => waiting.push(reply),
@@ -253,6 +263,34 @@ impl Driver {
         let id = ReadId(self.next_read);
         self.reads.insert(id, (query, reply));
         self.shard.step(now, ShardInput::Read { group, id });
+    }
+
+    /// A log read: the shard decides what it returns (from memory or the WAL) and when.
+    fn on_read_log(
+        &mut self,
+        now: Nanos,
+        group: GroupId,
+        (from, size_max, wait): (Position, usize, Option<Duration>),
+        reply: Sender<Result<LogRead, Error>>,
+    ) {
+        if self.stopping.is_some() {
+            reply.send(Err(Error::Stopped));
+            return;
+        }
+        // Log read ids share the reads' counter: unique among both.
+        self.next_read += 1;
+        let id = LogReadId(self.next_read);
+        self.log_reads.insert(id, reply);
+        let wait_until =
+            wait.map(|wait| now.plus(wait.as_nanos().min(u128::from(u64::MAX / 2)) as u64));
+        let ask = LogReadAsk {
+            id,
+            group,
+            from,
+            size_max,
+            wait_until,
+        };
+        self.shard.step(now, ShardInput::LogRead(ask));
     }
 
     /// Starts waiting WAL reads while the store is idle (not lent to a write or spare
@@ -331,10 +369,11 @@ impl Driver {
                 let output = machine.apply(apply.instance, value);
                 let waiting = outputs.remove(&(apply.group, apply.instance, index));
                 if let Some(reply) = waiting.and_then(|id| self.proposals.remove(&id)) {
-                    reply.send(Ok(Proposed {
+                    let position = Position {
                         instance: apply.instance,
-                        output,
-                    }));
+                        index: index as u32,
+                    };
+                    reply.send(Ok(Proposed { position, output }));
                 }
             }
         }
@@ -359,6 +398,15 @@ impl Driver {
                 Err(ReadRefused::LeaseNotHeld) => Err(Error::LeaseNotHeld),
                 Err(ReadRefused::Overloaded { .. }) => Err(Error::Overloaded),
             });
+        }
+        for done in self.effects.log_reads.drain(..) {
+            if let Some(reply) = self.log_reads.remove(&done.id) {
+                let group = done.group;
+                reply.send(
+                    done.outcome
+                        .map_err(|refused| Error::of_log_read(refused, group)),
+                );
+            }
         }
         // Refused out-of-bounds messages, already rate-limited by the shard.
         for line in self.effects.warnings.drain(..) {
@@ -438,6 +486,13 @@ impl Driver {
         for (_, (_, reply)) in self.reads.drain() {
             reply.send(Err(Error::Stopped));
         }
+        #[expect(
+            clippy::iter_over_hash_type,
+            reason = "every waiter gets the same error: the order is not observable"
+        )]
+        for (_, reply) in self.log_reads.drain() {
+            reply.send(Err(Error::Stopped));
+        }
         self.net.close().await;
         let fatal = self.shard.poisoned().cloned();
         self.wal.close(fatal.is_some()).await;
@@ -462,6 +517,7 @@ fn refuse(request: Request) {
     match request {
         Request::Propose { reply, .. } => reply.send(Err(Error::Stopped)),
         Request::Read { reply, .. } => reply.send(Err(Error::Stopped)),
+        Request::ReadLog { reply, .. } => reply.send(Err(Error::Stopped)),
         Request::Status { reply } => drop(reply),
         Request::Shutdown { reply } => reply.send(()),
         Request::Abort => {}

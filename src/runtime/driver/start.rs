@@ -137,6 +137,7 @@ async fn start(
         proposals: HashMap::new(),
         next_read: 0,
         reads: HashMap::new(),
+        log_reads: HashMap::new(),
         requests: Vec::new(),
         inbound: Vec::new(),
         effects: Effects::default(),

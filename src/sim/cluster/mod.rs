@@ -252,6 +252,7 @@ impl Cluster {
             wal_pending_size_max: buffer * 4,
             held_count_max: 100_000,
             reads_pending_count_max: 1_024,
+            log_reads_wal_count_max: crate::runtime::log_reads::LOG_READS_WAL_COUNT_MAX,
             checkpoint: options.checkpoint,
         };
         let mut nodes = Vec::new();

@@ -13,10 +13,10 @@ pub mod client {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_KIND: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_KIND: u8 = 8;
+pub const ENUM_MAX_ERROR_KIND: u8 = 9;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_KIND: [ErrorKind; 9] = [
+pub const ENUM_VALUES_ERROR_KIND: [ErrorKind; 10] = [
   ErrorKind::NotLeader,
   ErrorKind::Overloaded,
   ErrorKind::TooLarge,
@@ -26,6 +26,7 @@ pub const ENUM_VALUES_ERROR_KIND: [ErrorKind; 9] = [
   ErrorKind::NoSuchGroup,
   ErrorKind::LeaseNotHeld,
   ErrorKind::Rejected,
+  ErrorKind::Truncated,
 ];
 
 /// `synod::api::Error`, variant by variant.
@@ -43,9 +44,10 @@ impl ErrorKind {
   pub const NoSuchGroup: Self = Self(6);
   pub const LeaseNotHeld: Self = Self(7);
   pub const Rejected: Self = Self(8);
+  pub const Truncated: Self = Self(9);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 8;
+  pub const ENUM_MAX: u8 = 9;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NotLeader,
     Self::Overloaded,
@@ -56,6 +58,7 @@ impl ErrorKind {
     Self::NoSuchGroup,
     Self::LeaseNotHeld,
     Self::Rejected,
+    Self::Truncated,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -69,6 +72,7 @@ impl ErrorKind {
       Self::NoSuchGroup => Some("NoSuchGroup"),
       Self::LeaseNotHeld => Some("LeaseNotHeld"),
       Self::Rejected => Some("Rejected"),
+      Self::Truncated => Some("Truncated"),
       _ => None,
     }
   }
@@ -215,10 +219,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for Role {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_CLIENT_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_CLIENT_BODY: u8 = 12;
+pub const ENUM_MAX_CLIENT_BODY: u8 = 14;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 13] = [
+pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 15] = [
   ClientBody::NONE,
   ClientBody::Hello,
   ClientBody::Welcome,
@@ -232,6 +236,8 @@ pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 13] = [
   ClientBody::StatusDone,
   ClientBody::Challenge,
   ClientBody::Proof,
+  ClientBody::ReadLog,
+  ClientBody::ReadLogDone,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -252,9 +258,11 @@ impl ClientBody {
   pub const StatusDone: Self = Self(10);
   pub const Challenge: Self = Self(11);
   pub const Proof: Self = Self(12);
+  pub const ReadLog: Self = Self(13);
+  pub const ReadLogDone: Self = Self(14);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 12;
+  pub const ENUM_MAX: u8 = 14;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -269,6 +277,8 @@ impl ClientBody {
     Self::StatusDone,
     Self::Challenge,
     Self::Proof,
+    Self::ReadLog,
+    Self::ReadLogDone,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -286,6 +296,8 @@ impl ClientBody {
       Self::StatusDone => Some("StatusDone"),
       Self::Challenge => Some("Challenge"),
       Self::Proof => Some("Proof"),
+      Self::ReadLog => Some("ReadLog"),
+      Self::ReadLogDone => Some("ReadLogDone"),
       _ => None,
     }
   }
@@ -1822,10 +1834,176 @@ impl ::core::fmt::Debug for Status<'_> {
       ds.finish()
   }
 }
+pub enum ReadLogOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// `NodeHandle::read_log(group, from, size_max)`: the group's chosen values from the
+/// position (`from_instance`, `from_index`) on, as this node (any replica) knows them.
+pub struct ReadLog<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReadLog<'a> {
+  type Inner = ReadLog<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReadLog<'a> {
+  pub const VT_REQUEST: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 6;
+  pub const VT_FROM_INSTANCE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_FROM_INDEX: ::flatbuffers::VOffsetT = 10;
+  pub const VT_SIZE_MAX: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReadLog { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReadLogArgs
+  ) -> ::flatbuffers::WIPOffset<ReadLog<'bldr>> {
+    let mut builder = ReadLogBuilder::new(_fbb);
+    builder.add_size_max(args.size_max);
+    builder.add_from_instance(args.from_instance);
+    builder.add_request(args.request);
+    builder.add_from_index(args.from_index);
+    builder.add_group(args.group);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn request(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReadLog::VT_REQUEST, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn group(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReadLog::VT_GROUP, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn from_instance(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReadLog::VT_FROM_INSTANCE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn from_index(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReadLog::VT_FROM_INDEX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn size_max(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReadLog::VT_SIZE_MAX, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReadLog<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("request", Self::VT_REQUEST, false)?
+     .visit_field::<u32>("group", Self::VT_GROUP, false)?
+     .visit_field::<u64>("from_instance", Self::VT_FROM_INSTANCE, false)?
+     .visit_field::<u32>("from_index", Self::VT_FROM_INDEX, false)?
+     .visit_field::<u64>("size_max", Self::VT_SIZE_MAX, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReadLogArgs {
+    pub request: u64,
+    pub group: u32,
+    pub from_instance: u64,
+    pub from_index: u32,
+    pub size_max: u64,
+}
+impl<'a> Default for ReadLogArgs {
+  #[inline]
+  fn default() -> Self {
+    ReadLogArgs {
+      request: 0,
+      group: 0,
+      from_instance: 0,
+      from_index: 0,
+      size_max: 0,
+    }
+  }
+}
+
+pub struct ReadLogBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReadLogBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_request(&mut self, request: u64) {
+    self.fbb_.push_slot::<u64>(ReadLog::VT_REQUEST, request, 0);
+  }
+  #[inline]
+  pub fn add_group(&mut self, group: u32) {
+    self.fbb_.push_slot::<u32>(ReadLog::VT_GROUP, group, 0);
+  }
+  #[inline]
+  pub fn add_from_instance(&mut self, from_instance: u64) {
+    self.fbb_.push_slot::<u64>(ReadLog::VT_FROM_INSTANCE, from_instance, 0);
+  }
+  #[inline]
+  pub fn add_from_index(&mut self, from_index: u32) {
+    self.fbb_.push_slot::<u32>(ReadLog::VT_FROM_INDEX, from_index, 0);
+  }
+  #[inline]
+  pub fn add_size_max(&mut self, size_max: u64) {
+    self.fbb_.push_slot::<u64>(ReadLog::VT_SIZE_MAX, size_max, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReadLogBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReadLogBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReadLog<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReadLog<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReadLog");
+      ds.field("request", &self.request());
+      ds.field("group", &self.group());
+      ds.field("from_instance", &self.from_instance());
+      ds.field("from_index", &self.from_index());
+      ds.field("size_max", &self.size_max());
+      ds.finish()
+  }
+}
 pub enum ProposeDoneOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
-/// `Proposed`: the value is chosen and applied at `instance`.
+/// `Proposed`: the value is chosen and applied at position (`instance`, `index`).
 pub struct ProposeDone<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -1842,6 +2020,7 @@ impl<'a> ProposeDone<'a> {
   pub const VT_REQUEST: ::flatbuffers::VOffsetT = 4;
   pub const VT_INSTANCE: ::flatbuffers::VOffsetT = 6;
   pub const VT_OUTPUT: ::flatbuffers::VOffsetT = 8;
+  pub const VT_INDEX: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1855,6 +2034,7 @@ impl<'a> ProposeDone<'a> {
     let mut builder = ProposeDoneBuilder::new(_fbb);
     builder.add_instance(args.instance);
     builder.add_request(args.request);
+    builder.add_index(args.index);
     if let Some(x) = args.output { builder.add_output(x); }
     builder.finish()
   }
@@ -1881,6 +2061,13 @@ impl<'a> ProposeDone<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(ProposeDone::VT_OUTPUT, None).unwrap()}
   }
+  #[inline]
+  pub fn index(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ProposeDone::VT_INDEX, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ProposeDone<'_> {
@@ -1892,6 +2079,7 @@ impl ::flatbuffers::Verifiable for ProposeDone<'_> {
      .visit_field::<u64>("request", Self::VT_REQUEST, false)?
      .visit_field::<u64>("instance", Self::VT_INSTANCE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("output", Self::VT_OUTPUT, true)?
+     .visit_field::<u32>("index", Self::VT_INDEX, false)?
      .finish();
     Ok(())
   }
@@ -1900,6 +2088,7 @@ pub struct ProposeDoneArgs<'a> {
     pub request: u64,
     pub instance: u64,
     pub output: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub index: u32,
 }
 impl<'a> Default for ProposeDoneArgs<'a> {
   #[inline]
@@ -1908,6 +2097,7 @@ impl<'a> Default for ProposeDoneArgs<'a> {
       request: 0,
       instance: 0,
       output: None, // required field
+      index: 0,
     }
   }
 }
@@ -1928,6 +2118,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ProposeDoneBuilder<'a, 'b, A>
   #[inline]
   pub fn add_output(&mut self, output: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ProposeDone::VT_OUTPUT, output);
+  }
+  #[inline]
+  pub fn add_index(&mut self, index: u32) {
+    self.fbb_.push_slot::<u32>(ProposeDone::VT_INDEX, index, 0);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ProposeDoneBuilder<'a, 'b, A> {
@@ -1951,6 +2145,7 @@ impl ::core::fmt::Debug for ProposeDone<'_> {
       ds.field("request", &self.request());
       ds.field("instance", &self.instance());
       ds.field("output", &self.output());
+      ds.field("index", &self.index());
       ds.finish()
   }
 }
@@ -2074,7 +2269,7 @@ pub enum FailedOffset {}
 
 /// A request failed. Which fields are meaningful depends on `kind`: `hint` (when
 /// `has_hint`) for NotLeader, `size` and `max` for TooLarge, `group` for
-/// NoSuchGroup, `reason` for Rejected.
+/// NoSuchGroup, `reason` for Rejected, `first_available` for Truncated.
 pub struct Failed<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -2096,6 +2291,7 @@ impl<'a> Failed<'a> {
   pub const VT_MAX: ::flatbuffers::VOffsetT = 14;
   pub const VT_GROUP: ::flatbuffers::VOffsetT = 16;
   pub const VT_REASON: ::flatbuffers::VOffsetT = 18;
+  pub const VT_FIRST_AVAILABLE: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2107,6 +2303,7 @@ impl<'a> Failed<'a> {
     args: &'args FailedArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Failed<'bldr>> {
     let mut builder = FailedBuilder::new(_fbb);
+    builder.add_first_available(args.first_available);
     builder.add_max(args.max);
     builder.add_size(args.size);
     builder.add_request(args.request);
@@ -2175,6 +2372,13 @@ impl<'a> Failed<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Failed::VT_REASON, None)}
   }
+  #[inline]
+  pub fn first_available(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Failed::VT_FIRST_AVAILABLE, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Failed<'_> {
@@ -2191,6 +2395,7 @@ impl ::flatbuffers::Verifiable for Failed<'_> {
      .visit_field::<u64>("max", Self::VT_MAX, false)?
      .visit_field::<u32>("group", Self::VT_GROUP, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("reason", Self::VT_REASON, false)?
+     .visit_field::<u64>("first_available", Self::VT_FIRST_AVAILABLE, false)?
      .finish();
     Ok(())
   }
@@ -2204,6 +2409,7 @@ pub struct FailedArgs<'a> {
     pub max: u64,
     pub group: u32,
     pub reason: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub first_available: u64,
 }
 impl<'a> Default for FailedArgs<'a> {
   #[inline]
@@ -2217,6 +2423,7 @@ impl<'a> Default for FailedArgs<'a> {
       max: 0,
       group: 0,
       reason: None,
+      first_available: 0,
     }
   }
 }
@@ -2259,6 +2466,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FailedBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Failed::VT_REASON, reason);
   }
   #[inline]
+  pub fn add_first_available(&mut self, first_available: u64) {
+    self.fbb_.push_slot::<u64>(Failed::VT_FIRST_AVAILABLE, first_available, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FailedBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     FailedBuilder {
@@ -2284,6 +2495,7 @@ impl ::core::fmt::Debug for Failed<'_> {
       ds.field("max", &self.max());
       ds.field("group", &self.group());
       ds.field("reason", &self.reason());
+      ds.field("first_available", &self.first_available());
       ds.finish()
   }
 }
@@ -2772,6 +2984,305 @@ impl ::core::fmt::Debug for StatusDone<'_> {
       ds.finish()
   }
 }
+pub enum LogValueOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One value of a `ReadLogDone`, at position (`instance`, `index`).
+pub struct LogValue<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for LogValue<'a> {
+  type Inner = LogValue<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> LogValue<'a> {
+  pub const VT_INSTANCE: ::flatbuffers::VOffsetT = 4;
+  pub const VT_INDEX: ::flatbuffers::VOffsetT = 6;
+  pub const VT_VALUE: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    LogValue { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args LogValueArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<LogValue<'bldr>> {
+    let mut builder = LogValueBuilder::new(_fbb);
+    builder.add_instance(args.instance);
+    if let Some(x) = args.value { builder.add_value(x); }
+    builder.add_index(args.index);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn instance(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(LogValue::VT_INSTANCE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn index(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(LogValue::VT_INDEX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn value(&self) -> ::flatbuffers::Vector<'a, u8> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(LogValue::VT_VALUE, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for LogValue<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("instance", Self::VT_INSTANCE, false)?
+     .visit_field::<u32>("index", Self::VT_INDEX, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("value", Self::VT_VALUE, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct LogValueArgs<'a> {
+    pub instance: u64,
+    pub index: u32,
+    pub value: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for LogValueArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    LogValueArgs {
+      instance: 0,
+      index: 0,
+      value: None, // required field
+    }
+  }
+}
+
+pub struct LogValueBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> LogValueBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_instance(&mut self, instance: u64) {
+    self.fbb_.push_slot::<u64>(LogValue::VT_INSTANCE, instance, 0);
+  }
+  #[inline]
+  pub fn add_index(&mut self, index: u32) {
+    self.fbb_.push_slot::<u32>(LogValue::VT_INDEX, index, 0);
+  }
+  #[inline]
+  pub fn add_value(&mut self, value: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(LogValue::VT_VALUE, value);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> LogValueBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    LogValueBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<LogValue<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, LogValue::VT_VALUE,"value");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for LogValue<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("LogValue");
+      ds.field("instance", &self.instance());
+      ds.field("index", &self.index());
+      ds.field("value", &self.value());
+      ds.finish()
+  }
+}
+pub enum ReadLogDoneOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The answer to a `ReadLog` (`api::LogRead`): values in log order, the position to
+/// ask for next, and the node's chosen watermark.
+pub struct ReadLogDone<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReadLogDone<'a> {
+  type Inner = ReadLogDone<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReadLogDone<'a> {
+  pub const VT_REQUEST: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ENTRIES: ::flatbuffers::VOffsetT = 6;
+  pub const VT_NEXT_INSTANCE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_NEXT_INDEX: ::flatbuffers::VOffsetT = 10;
+  pub const VT_CHOSEN_THROUGH: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReadLogDone { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReadLogDoneArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReadLogDone<'bldr>> {
+    let mut builder = ReadLogDoneBuilder::new(_fbb);
+    builder.add_chosen_through(args.chosen_through);
+    builder.add_next_instance(args.next_instance);
+    builder.add_request(args.request);
+    builder.add_next_index(args.next_index);
+    if let Some(x) = args.entries { builder.add_entries(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn request(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReadLogDone::VT_REQUEST, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn entries(&self) -> ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<LogValue<'a>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<LogValue>>>>(ReadLogDone::VT_ENTRIES, None).unwrap()}
+  }
+  #[inline]
+  pub fn next_instance(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReadLogDone::VT_NEXT_INSTANCE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn next_index(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReadLogDone::VT_NEXT_INDEX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn chosen_through(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReadLogDone::VT_CHOSEN_THROUGH, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReadLogDone<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("request", Self::VT_REQUEST, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<LogValue>>>>("entries", Self::VT_ENTRIES, true)?
+     .visit_field::<u64>("next_instance", Self::VT_NEXT_INSTANCE, false)?
+     .visit_field::<u32>("next_index", Self::VT_NEXT_INDEX, false)?
+     .visit_field::<u64>("chosen_through", Self::VT_CHOSEN_THROUGH, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReadLogDoneArgs<'a> {
+    pub request: u64,
+    pub entries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<LogValue<'a>>>>>,
+    pub next_instance: u64,
+    pub next_index: u32,
+    pub chosen_through: u64,
+}
+impl<'a> Default for ReadLogDoneArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReadLogDoneArgs {
+      request: 0,
+      entries: None, // required field
+      next_instance: 0,
+      next_index: 0,
+      chosen_through: 0,
+    }
+  }
+}
+
+pub struct ReadLogDoneBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReadLogDoneBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_request(&mut self, request: u64) {
+    self.fbb_.push_slot::<u64>(ReadLogDone::VT_REQUEST, request, 0);
+  }
+  #[inline]
+  pub fn add_entries(&mut self, entries: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<LogValue<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReadLogDone::VT_ENTRIES, entries);
+  }
+  #[inline]
+  pub fn add_next_instance(&mut self, next_instance: u64) {
+    self.fbb_.push_slot::<u64>(ReadLogDone::VT_NEXT_INSTANCE, next_instance, 0);
+  }
+  #[inline]
+  pub fn add_next_index(&mut self, next_index: u32) {
+    self.fbb_.push_slot::<u32>(ReadLogDone::VT_NEXT_INDEX, next_index, 0);
+  }
+  #[inline]
+  pub fn add_chosen_through(&mut self, chosen_through: u64) {
+    self.fbb_.push_slot::<u64>(ReadLogDone::VT_CHOSEN_THROUGH, chosen_through, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReadLogDoneBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReadLogDoneBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReadLogDone<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ReadLogDone::VT_ENTRIES,"entries");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReadLogDone<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReadLogDone");
+      ds.field("request", &self.request());
+      ds.field("entries", &self.entries());
+      ds.field("next_instance", &self.next_instance());
+      ds.field("next_index", &self.next_index());
+      ds.field("chosen_through", &self.chosen_through());
+      ds.finish()
+  }
+}
 pub enum ClientFrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -2990,6 +3501,34 @@ impl<'a> ClientFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_read_log(&self) -> Option<ReadLog<'a>> {
+    if self.body_type() == ClientBody::ReadLog {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { ReadLog::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_read_log_done(&self) -> Option<ReadLogDone<'a>> {
+    if self.body_type() == ClientBody::ReadLogDone {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { ReadLogDone::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ClientFrame<'_> {
@@ -3012,6 +3551,8 @@ impl ::flatbuffers::Verifiable for ClientFrame<'_> {
           ClientBody::StatusDone => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StatusDone>>("ClientBody::StatusDone", pos),
           ClientBody::Challenge => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Challenge>>("ClientBody::Challenge", pos),
           ClientBody::Proof => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Proof>>("ClientBody::Proof", pos),
+          ClientBody::ReadLog => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReadLog>>("ClientBody::ReadLog", pos),
+          ClientBody::ReadLogDone => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReadLogDone>>("ClientBody::ReadLogDone", pos),
           _ => Ok(()),
         }
      })?
@@ -3146,6 +3687,20 @@ impl ::core::fmt::Debug for ClientFrame<'_> {
         },
         ClientBody::Proof => {
           if let Some(x) = self.body_as_proof() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ClientBody::ReadLog => {
+          if let Some(x) = self.body_as_read_log() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ClientBody::ReadLogDone => {
+          if let Some(x) = self.body_as_read_log_done() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
