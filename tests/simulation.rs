@@ -42,6 +42,7 @@ fn simulation() {
                     "seed {seed}: {} WAL reads, largest in-memory log {} slots",
                     report.wal_reads, report.log_len_max
                 );
+                println!("seed {seed}: log reads: {:?}", report.log_reads);
             }
             Err(failure) => panic!("{failure}"),
         }
@@ -76,6 +77,7 @@ fn simulation() {
     println!("simulation: {}", summary.read_totals());
     println!("simulation: {}", summary.checkpoint_totals());
     println!("simulation: {}", summary.retention_totals());
+    println!("simulation: {}", summary.log_read_totals());
     let failures = summary.failures;
     if !failures.is_empty() {
         let list: Vec<String> = failures.iter().map(|f| f.seed.to_string()).collect();

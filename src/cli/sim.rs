@@ -47,6 +47,7 @@ pub fn main(args: SimArgs) -> ExitCode {
                     "seed {seed}: {} WAL reads, largest in-memory log {} slots",
                     report.wal_reads, report.log_len_max
                 );
+                println!("seed {seed}: log reads: {:?}", report.log_reads);
                 ExitCode::SUCCESS
             }
             Err(failure) => {
@@ -83,6 +84,7 @@ pub fn main(args: SimArgs) -> ExitCode {
     println!("{}", summary.totals());
     println!("{}", summary.checkpoint_totals());
     println!("{}", summary.retention_totals());
+    println!("{}", summary.log_read_totals());
     if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

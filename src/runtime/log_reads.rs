@@ -220,10 +220,13 @@ impl LogReads {
         }
         if from.instance >= group.log_floor() || from.instance > group.applied_through() {
             let through = group.applied_through();
-            let slots = (from.instance.0..=through.0).map_while(|i| {
-                let instance = Instance(i);
-                group.chosen_entry(instance).map(|entry| (instance, entry))
-            });
+            // At most `LOG_READ_ENTRIES_MAX` instances visited, values or not.
+            let slots = (from.instance.0..=through.0)
+                .take(LOG_READ_ENTRIES_MAX)
+                .map_while(|i| {
+                    let instance = Instance(i);
+                    group.chosen_entry(instance).map(|entry| (instance, entry))
+                });
             let outcome = collect(group, from, ask.size_max, slots, through);
             return self.done(&ask, outcome);
         }

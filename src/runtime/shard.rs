@@ -885,6 +885,14 @@ impl Shard {
         self.wal_reads_in_flight.len()
     }
 
+    /// Takes the log reads answered since the last flush, without flushing: for an
+    /// executor that steps a shard out of turn for a log read and must not run a
+    /// flush there (the simulator, whose runs must not move with its log reads). A
+    /// flush hands them over in `Effects::log_reads` otherwise.
+    pub fn take_log_reads(&mut self, out: &mut Vec<LogReadDone>) {
+        out.append(&mut self.pending_log_reads);
+    }
+
     /// The log reads' state (out at the WAL, waiting) and counters.
     #[must_use]
     pub fn log_reads(&self) -> &LogReads {

@@ -80,6 +80,23 @@ impl Summary {
         )
     }
 
+    /// The one-line totals of the passing seeds' log reads (a line of its own, for
+    /// the same reason).
+    #[must_use]
+    pub fn log_read_totals(&self) -> String {
+        let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
+        format!(
+            "{} log reads issued, {} served and checked against the chosen log ({} values, \
+             {} from the WAL), {} truncated, {} overloaded",
+            sum(|r| r.log_reads.issued),
+            sum(|r| r.log_reads.served),
+            sum(|r| r.log_reads.values),
+            sum(|r| r.log_reads.wal),
+            sum(|r| r.log_reads.truncated),
+            sum(|r| r.log_reads.overloaded),
+        )
+    }
+
     /// The one-line totals of the passing seeds' checkpoints (a line of its own, for
     /// the same reason).
     #[must_use]

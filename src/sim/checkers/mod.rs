@@ -12,6 +12,7 @@
 //! | `ghost`        | no entry older than the latest StartWorking is applied          |
 //! | `lease`        | at most one node acts on a group's lease at any true instant    |
 //! | `read`         | reads reflect every acknowledged value, and only chosen ones    |
+//! | `log_read`     | log reads return exactly the chosen values of their range       |
 //! | `monotonic`    | promised/leader ballots and watermarks never go back            |
 //! | `bounds`       | rounds and instances in bounds; forged messages change nothing  |
 //! | `size`         | messages fit `message_size_max`; the estimate bounds the codec  |
@@ -30,6 +31,7 @@ pub mod durability;
 pub mod ghost;
 pub mod lease;
 pub mod liveness;
+pub mod log_read;
 pub mod monotonic;
 pub mod prefix;
 pub mod read;
@@ -44,6 +46,7 @@ pub use durability::DurabilityChecker;
 pub use ghost::GhostChecker;
 pub use lease::LeaseChecker;
 pub use liveness::LivenessChecker;
+pub use log_read::{LogReadAnswered, LogReadChecker};
 pub use monotonic::{MonotonicChecker, Watermarks};
 pub use prefix::PrefixChecker;
 pub use read::ReadChecker;
@@ -146,6 +149,8 @@ pub struct Checkers {
     pub lease: LeaseChecker,
     /// Linearizable reads.
     pub read: ReadChecker,
+    /// Log reads return the chosen log.
+    pub log_read: LogReadChecker,
     /// Ballots and watermarks never go back.
     pub monotonic: MonotonicChecker,
     /// Rounds and instances stay in bounds; forged messages change nothing.
@@ -230,6 +235,7 @@ impl Checkers {
         through: Instance,
     ) -> Result<(), Violation> {
         self.prefix.resume(node, group, through)?;
+        self.log_read.observe_restored(node, group, through);
         let prefix = self.prefix.log(group);
         let end = usize::try_from(through.0)
             .expect("instance fits in usize")
@@ -270,6 +276,13 @@ impl Checkers {
         self.monotonic.reset(node, disk_lost);
         self.liveness.reset(node);
         self.read.reset(node);
+        self.log_read.reset(node);
+    }
+
+    /// A log read was answered: checked against the canonical log of its group.
+    pub fn observe_log_read(&mut self, answered: &LogReadAnswered<'_>) -> Result<(), Violation> {
+        self.log_read
+            .observe(answered, self.prefix.log(answered.group))
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::forge::forge_message;
 use super::{Cluster, Event};
-use crate::paxos::{Ballot, Body, Instance, Message, Nanos, Role, WalRead};
+use crate::paxos::{Ballot, Body, Instance, Message, Nanos, Role, WalRead, WalReader};
 use crate::runtime::shard::ProposalOutcome;
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::Effects;
@@ -112,7 +112,13 @@ impl Cluster {
             }
         }
         for read in effects.wal_reads.drain(..) {
-            self.wal_read(node, shard, read)?;
+            match read.reader {
+                WalReader::Peer(_) => self.wal_read(node, shard, read)?,
+                WalReader::Log(_) => self.log_wal_read(node, shard, read)?,
+            }
+        }
+        for done in effects.log_reads.drain(..) {
+            self.check_log_read(node, shard, done)?;
         }
         if effects.clear_rejoin_marker {
             // The marker file goes: a later restart no longer rejoins as a learner.

@@ -51,6 +51,7 @@ impl Cluster {
         self.proposals_in_flight
             .retain(|_, (owner, _)| *owner != node);
         self.reads_in_flight.retain(|_, owner| *owner != node);
+        self.forget_log_reads(node);
         self.report.crashes += 1;
     }
 

@@ -54,6 +54,7 @@ mod checkpoint;
 mod execute;
 mod faults;
 mod forge;
+mod log_reads;
 mod report;
 mod workload;
 
@@ -89,7 +90,26 @@ const LIVENESS_BOUND_NS: u64 = 60 * S;
 /// Steps after which a run is declared stuck (a driver or protocol livelock).
 const STEPS_MAX: u64 = 20_000_000;
 
-pub use report::{run_options, run_seed, Failure, ReadReport, RunReport};
+pub use report::{run_options, run_seed, Failure, LogReadReport, ReadReport, RunReport};
+
+/// A log read handed to a shard and not answered yet.
+#[derive(Clone, Copy, Debug)]
+struct LogReadIssued {
+    node: usize,
+    group: GroupId,
+    from: crate::runtime::log_reads::Position,
+    size_max: usize,
+}
+
+/// A log read's WAL read, answered at its time (outside the steps).
+#[derive(Clone, Debug)]
+struct LogWalRead {
+    node: usize,
+    shard: usize,
+    incarnation: u32,
+    read: WalRead,
+    outcome: WalReadOutcome,
+}
 
 #[derive(Clone, Debug)]
 enum Event {
@@ -178,6 +198,19 @@ pub struct Cluster {
     read_id_next: u64,
     /// Reads waiting for an answer: the node they were sent to.
     reads_in_flight: BTreeMap<ReadId, usize>,
+    /// The log readers' own stream (`log_reads`), for the same reason as the reads'.
+    log_read_prng: Prng,
+    /// The mean interval between log reads (from their stream).
+    log_read_interval_ns: u64,
+    /// When the next log read is issued (`None`: off, with the reads).
+    log_read_next_ns: Option<u64>,
+    log_read_id_next: u64,
+    log_reads_in_flight: BTreeMap<crate::runtime::log_reads::LogReadId, LogReadIssued>,
+    /// Where each (node, group) reader continues (the `next` of its last answer).
+    log_read_cursors: BTreeMap<(usize, GroupId), crate::runtime::log_reads::Position>,
+    /// Log WAL reads by (due time, sequence).
+    log_wal_reads: BTreeMap<(u64, u64), LogWalRead>,
+    log_wal_seq: u64,
     now: u64,
     steps: u64,
     nodes: Vec<Node>,
@@ -252,7 +285,8 @@ impl Cluster {
             wal_pending_size_max: buffer * 4,
             held_count_max: 100_000,
             reads_pending_count_max: 1_024,
-            log_reads_wal_count_max: crate::runtime::log_reads::LOG_READS_WAL_COUNT_MAX,
+            // Small, so that some log reads are refused `Overloaded`.
+            log_reads_wal_count_max: 2,
             checkpoint: options.checkpoint,
         };
         let mut nodes = Vec::new();
@@ -281,6 +315,8 @@ impl Cluster {
             });
         }
         let network = SimNetwork::new(NetworkOptions::from_options(&options));
+        let mut log_read_prng = Prng::new(options.seed ^ 0x4c4f_4752_4541_4453);
+        let log_read_interval_ns = log_reads::log_read_interval_ns(&mut log_read_prng);
         Cluster {
             prng,
             forge_prng: Prng::new(options.seed ^ 0x464f_5247_4552_5321),
@@ -290,6 +326,14 @@ impl Cluster {
             read_next_ns: options.read_interval_ns_mean,
             read_id_next: 1,
             reads_in_flight: BTreeMap::new(),
+            log_read_prng,
+            log_read_interval_ns,
+            log_read_next_ns: options.read_interval_ns_mean.map(|_| 0),
+            log_read_id_next: 1,
+            log_reads_in_flight: BTreeMap::new(),
+            log_read_cursors: BTreeMap::new(),
+            log_wal_reads: BTreeMap::new(),
+            log_wal_seq: 0,
             now: 0,
             steps: 0,
             nodes,
@@ -379,6 +423,16 @@ impl Cluster {
                 let now = self.now;
                 self.now = at.max(now);
                 let read = self.read();
+                self.now = now;
+                read?;
+                continue;
+            }
+            // Log reads likewise (see `log_reads`).
+            if let Some(at) = self.log_read_due().filter(|at| *at <= next) {
+                self.steps -= 1;
+                let now = self.now;
+                self.now = at.max(now);
+                let read = self.log_read_event();
                 self.now = now;
                 read?;
                 continue;

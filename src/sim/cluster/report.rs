@@ -52,6 +52,8 @@ pub struct RunReport {
     /// The most slots any replica's in-memory log of a group held (not part of
     /// `Debug`).
     pub log_len_max: usize,
+    /// What the log readers did (not part of `Debug`).
+    pub log_reads: LogReadReport,
 }
 
 impl std::fmt::Debug for RunReport {
@@ -83,6 +85,23 @@ pub struct ReadReport {
     pub served: u64,
     /// Reads refused (not the leader, lease not held, overloaded).
     pub refused: u64,
+}
+
+/// What the log readers of one run did (`NodeHandle::read_log` on random replicas).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogReadReport {
+    /// Log reads issued.
+    pub issued: u64,
+    /// Answered with values (possibly none), each checked against the chosen log.
+    pub served: u64,
+    /// Values returned.
+    pub values: u64,
+    /// Answered `Truncated` (below a restored checkpoint).
+    pub truncated: u64,
+    /// Refused `Overloaded`.
+    pub overloaded: u64,
+    /// Served from the simulated WAL.
+    pub wal: u64,
 }
 
 /// A failing run: the seed, where it failed, and why.
