@@ -616,8 +616,27 @@ fn node(args: &[String]) -> Result<(), String> {
                     s.applied_through.0
                 )
             }),
+            // The commands chosen from instance `from` on, read on this node (a
+            // follower serves it too): the replicated log itself.
+            ["log", from @ ..] if from.len() <= 1 => {
+                let from = from.first().and_then(|f| f.parse().ok()).unwrap_or(1);
+                block_on(node.handle().read_log(GROUP, Instance(from), 4 << 10)).map(|read| {
+                    let mut lines: Vec<String> = read
+                        .entries
+                        .iter()
+                        .map(|e| match Command::decode(&e.value) {
+                            Ok(command) => format!("{}: {command:?}", e.position),
+                            Err(error) => format!("{}: undecodable ({error})", e.position),
+                        })
+                        .collect();
+                    lines.push(format!("next {}", read.next));
+                    lines.join("\n")
+                })
+            }
             [] => continue,
-            _ => Ok("? set k v | get k | del k | cas k expected new | status".to_string()),
+            _ => Ok(
+                "? set k v | get k | del k | cas k expected new | status | log [from]".to_string(),
+            ),
         };
         match answer {
             Ok(answer) => println!("{answer}"),

@@ -14,20 +14,83 @@
 //! watermark (inside a batch too); with a byte limit from one byte to 64 KiB; one in
 //! four waits for a value (up to 200 ms).
 
-use super::{Cluster, LogReadIssued, LogWalRead};
+use std::collections::BTreeMap;
+
+use super::Cluster;
+use crate::paxos::{GroupId, WalReadOutcome};
 use crate::paxos::{Instance, WalRead, WalReader};
+use crate::prng::Prng;
 use crate::runtime::log_reads::{LogReadAsk, LogReadDone, LogReadId, Position};
 use crate::runtime::{shard_of, ShardInput};
 use crate::sim::checkers::{LogReadAnswered, Violation};
+use crate::sim::options::SimOptions;
 use crate::wal::catch_up::{self, ReadPlan};
 
 const MS: u64 = 1_000_000;
 
+/// A log read handed to a shard and not answered yet.
+#[derive(Clone, Copy, Debug)]
+struct LogReadIssued {
+    node: usize,
+    group: GroupId,
+    from: Position,
+    size_max: usize,
+}
+
+/// A log read's WAL read, answered at its time (outside the steps).
+#[derive(Clone, Debug)]
+struct LogWalRead {
+    node: usize,
+    shard: usize,
+    incarnation: u32,
+    read: WalRead,
+    outcome: WalReadOutcome,
+}
+
+/// The log readers of a cluster.
+pub(super) struct LogReaders {
+    /// Their own stream, so that the other draws stay where they were.
+    prng: Prng,
+    /// The mean interval between log reads (from their stream).
+    interval_ns: u64,
+    /// When the next log read is issued (`None`: off, with the reads).
+    next_ns: Option<u64>,
+    id_next: u64,
+    in_flight: BTreeMap<LogReadId, LogReadIssued>,
+    /// Where each (node, group) reader continues (the `next` of its last answer).
+    cursors: BTreeMap<(usize, GroupId), Position>,
+    /// WAL answers by (due time, sequence).
+    wal: BTreeMap<(u64, u64), LogWalRead>,
+    wal_seq: u64,
+}
+
+impl LogReaders {
+    /// The log readers of a run with `options`: on when the reads are.
+    pub(super) fn new(options: &SimOptions) -> LogReaders {
+        let mut prng = Prng::new(options.seed ^ 0x4c4f_4752_4541_4453);
+        let interval_ns = prng.range(2 * MS, 20 * MS);
+        LogReaders {
+            prng,
+            interval_ns,
+            next_ns: options.read_interval_ns_mean.map(|_| 0),
+            id_next: 1,
+            in_flight: BTreeMap::new(),
+            cursors: BTreeMap::new(),
+            wal: BTreeMap::new(),
+            wal_seq: 0,
+        }
+    }
+}
+
 impl Cluster {
     /// When the next log read or log WAL answer is due (`None`: log reads are off).
     pub(super) fn log_read_due(&self) -> Option<u64> {
-        let wal = self.log_wal_reads.first_key_value().map(|((at, _), _)| *at);
-        match (self.log_read_next_ns, wal) {
+        let wal = self
+            .log_readers
+            .wal
+            .first_key_value()
+            .map(|((at, _), _)| *at);
+        match (self.log_readers.next_ns, wal) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -36,11 +99,12 @@ impl Cluster {
     /// Runs the log read or WAL answer due at `self.now`.
     pub(super) fn log_read_event(&mut self) -> Result<(), Violation> {
         let wal_due = self
-            .log_wal_reads
+            .log_readers
+            .wal
             .first_key_value()
             .is_some_and(|((at, _), _)| *at <= self.now);
         if wal_due {
-            let (_, done) = self.log_wal_reads.pop_first().expect("peeked");
+            let (_, done) = self.log_readers.wal.pop_first().expect("peeked");
             let node = &self.nodes[done.node];
             if node.up && node.incarnation == done.incarnation {
                 let input = ShardInput::WalReadDone {
@@ -55,44 +119,49 @@ impl Cluster {
     }
 
     fn issue_log_read(&mut self) -> Result<(), Violation> {
-        let mean = self.log_read_interval_ns;
-        let gap = self.log_read_prng.range(mean / 2, mean + mean / 2).max(1);
-        self.log_read_next_ns = Some(self.now + gap);
-        let group = self.groups[self.log_read_prng.index(self.groups.len())];
+        let mean = self.log_readers.interval_ns;
+        let gap = self
+            .log_readers
+            .prng
+            .range(mean / 2, mean + mean / 2)
+            .max(1);
+        self.log_readers.next_ns = Some(self.now + gap);
+        let group = self.groups[self.log_readers.prng.index(self.groups.len())];
         let up: Vec<usize> = (0..self.nodes.len())
             .filter(|n| self.nodes[*n].up)
             .collect();
         if up.is_empty() {
             return Ok(());
         }
-        let node = up[self.log_read_prng.index(up.len())];
+        let node = up[self.log_readers.prng.index(up.len())];
         let Some(applied) = self.group_on(node, group).map(|g| g.applied_through()) else {
             return Ok(());
         };
-        let from = match self.log_read_prng.below(3) {
+        let from = match self.log_readers.prng.below(3) {
             0 => Position::START,
             1 => self
-                .log_read_cursors
+                .log_readers
+                .cursors
                 .get(&(node, group))
                 .copied()
                 .unwrap_or(Position::START),
             _ => Position {
-                instance: Instance(self.log_read_prng.below(applied.0 + 3)),
-                index: self.log_read_prng.below(3) as u32,
+                instance: Instance(self.log_readers.prng.below(applied.0 + 3)),
+                index: self.log_readers.prng.below(3) as u32,
             },
         };
-        let size_max = if self.log_read_prng.below(4) == 0 {
-            1 + self.log_read_prng.below(100) as usize
+        let size_max = if self.log_readers.prng.below(4) == 0 {
+            1 + self.log_readers.prng.below(100) as usize
         } else {
-            1 + self.log_read_prng.below(64 << 10) as usize
+            1 + self.log_readers.prng.below(64 << 10) as usize
         };
         let local = self.nodes[node].clock.local(self.now);
-        let wait_until = (self.log_read_prng.below(4) == 0)
-            .then(|| local.plus(1 + self.log_read_prng.below(200 * MS)));
-        let id = LogReadId(self.log_read_id_next);
-        self.log_read_id_next += 1;
+        let wait_until = (self.log_readers.prng.below(4) == 0)
+            .then(|| local.plus(1 + self.log_readers.prng.below(200 * MS)));
+        let id = LogReadId(self.log_readers.id_next);
+        self.log_readers.id_next += 1;
         self.report.log_reads.issued += 1;
-        self.log_reads_in_flight.insert(
+        self.log_readers.in_flight.insert(
             id,
             LogReadIssued {
                 node,
@@ -140,7 +209,7 @@ impl Cluster {
         shard: usize,
         done: LogReadDone,
     ) -> Result<(), Violation> {
-        let Some(issued) = self.log_reads_in_flight.remove(&done.id) else {
+        let Some(issued) = self.log_readers.in_flight.remove(&done.id) else {
             return Ok(());
         };
         assert_eq!(
@@ -164,7 +233,9 @@ impl Cluster {
         self.checkers.observe_log_read(&answered)?;
         if let Ok(read) = &done.outcome {
             self.report.log_reads.values += read.entries.len() as u64;
-            self.log_read_cursors.insert((node, done.group), read.next);
+            self.log_readers
+                .cursors
+                .insert((node, done.group), read.next);
         }
         let report = &mut self.report.log_reads;
         report.served = self.checkers.log_read.served;
@@ -207,11 +278,11 @@ impl Cluster {
         })?;
         self.report.log_reads.wal += 1;
         let outcome = catch_up::outcome(&plan, entries);
-        let latency = self.log_read_prng.range(
+        let latency = self.log_readers.prng.range(
             self.options.disk_write_latency_ns_min,
             self.options.disk_write_latency_ns_max,
         );
-        self.log_wal_seq += 1;
+        self.log_readers.wal_seq += 1;
         let done = LogWalRead {
             node,
             shard,
@@ -219,19 +290,15 @@ impl Cluster {
             read,
             outcome,
         };
-        self.log_wal_reads
-            .insert((self.now + latency, self.log_wal_seq), done);
+        self.log_readers
+            .wal
+            .insert((self.now + latency, self.log_readers.wal_seq), done);
         Ok(())
     }
 
     /// Forgets the log reads of a node that crashed (never answered).
     pub(super) fn forget_log_reads(&mut self, node: usize) {
-        self.log_reads_in_flight.retain(|_, r| r.node != node);
-        self.log_read_cursors.retain(|(n, _), _| *n != node);
+        self.log_readers.in_flight.retain(|_, r| r.node != node);
+        self.log_readers.cursors.retain(|(n, _), _| *n != node);
     }
-}
-
-/// The mean interval between log reads of a seed, from the log readers' stream.
-pub(super) fn log_read_interval_ns(prng: &mut crate::prng::Prng) -> u64 {
-    prng.range(2 * MS, 20 * MS)
 }

@@ -92,25 +92,6 @@ const STEPS_MAX: u64 = 20_000_000;
 
 pub use report::{run_options, run_seed, Failure, LogReadReport, ReadReport, RunReport};
 
-/// A log read handed to a shard and not answered yet.
-#[derive(Clone, Copy, Debug)]
-struct LogReadIssued {
-    node: usize,
-    group: GroupId,
-    from: crate::runtime::log_reads::Position,
-    size_max: usize,
-}
-
-/// A log read's WAL read, answered at its time (outside the steps).
-#[derive(Clone, Debug)]
-struct LogWalRead {
-    node: usize,
-    shard: usize,
-    incarnation: u32,
-    read: WalRead,
-    outcome: WalReadOutcome,
-}
-
 #[derive(Clone, Debug)]
 enum Event {
     WriteDone {
@@ -198,19 +179,8 @@ pub struct Cluster {
     read_id_next: u64,
     /// Reads waiting for an answer: the node they were sent to.
     reads_in_flight: BTreeMap<ReadId, usize>,
-    /// The log readers' own stream (`log_reads`), for the same reason as the reads'.
-    log_read_prng: Prng,
-    /// The mean interval between log reads (from their stream).
-    log_read_interval_ns: u64,
-    /// When the next log read is issued (`None`: off, with the reads).
-    log_read_next_ns: Option<u64>,
-    log_read_id_next: u64,
-    log_reads_in_flight: BTreeMap<crate::runtime::log_reads::LogReadId, LogReadIssued>,
-    /// Where each (node, group) reader continues (the `next` of its last answer).
-    log_read_cursors: BTreeMap<(usize, GroupId), crate::runtime::log_reads::Position>,
-    /// Log WAL reads by (due time, sequence).
-    log_wal_reads: BTreeMap<(u64, u64), LogWalRead>,
-    log_wal_seq: u64,
+    /// The log readers (`log_reads`): their stream, reads in flight, WAL answers.
+    log_readers: log_reads::LogReaders,
     now: u64,
     steps: u64,
     nodes: Vec<Node>,
@@ -315,8 +285,6 @@ impl Cluster {
             });
         }
         let network = SimNetwork::new(NetworkOptions::from_options(&options));
-        let mut log_read_prng = Prng::new(options.seed ^ 0x4c4f_4752_4541_4453);
-        let log_read_interval_ns = log_reads::log_read_interval_ns(&mut log_read_prng);
         Cluster {
             prng,
             forge_prng: Prng::new(options.seed ^ 0x464f_5247_4552_5321),
@@ -326,14 +294,7 @@ impl Cluster {
             read_next_ns: options.read_interval_ns_mean,
             read_id_next: 1,
             reads_in_flight: BTreeMap::new(),
-            log_read_prng,
-            log_read_interval_ns,
-            log_read_next_ns: options.read_interval_ns_mean.map(|_| 0),
-            log_read_id_next: 1,
-            log_reads_in_flight: BTreeMap::new(),
-            log_read_cursors: BTreeMap::new(),
-            log_wal_reads: BTreeMap::new(),
-            log_wal_seq: 0,
+            log_readers: log_reads::LogReaders::new(&options),
             now: 0,
             steps: 0,
             nodes,
