@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{free_ports, TempDir};
 use common::serve::{synod, ClientKey, Serve};
+use synod::api::Position;
 use synod::client::codec::{decode_next, encode, CRC_SIZE};
 use synod::client::wire::{Body, PROTOCOL_VERSION};
 use synod::client::{Client, Error, ServerError};
@@ -199,6 +200,36 @@ fn client_protocol_end_to_end() {
             last = proposed;
         }
         read_retrying(&client, group);
+    }
+
+    // The log read back over the client protocol, on every node (followers too): the
+    // values in the order they were chosen, each at increasing positions.
+    for node in [NodeId(1), NodeId(2), NodeId(3)] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut values = Vec::new();
+        let mut next = Position::START;
+        while values.len() < 20 {
+            assert!(Instant::now() < deadline, "node {}: {values:?}", node.0);
+            let read = client
+                .read_log_blocking(Some(node), GroupId(0), next, 64)
+                .expect("read_log");
+            assert!(read.next >= next);
+            for entry in read.entries {
+                assert!(entry.position >= next && entry.position < read.next);
+                let value = String::from_utf8(entry.value.to_vec()).expect("utf-8");
+                // A retried indeterminate proposal may be chosen twice.
+                if !values.contains(&value) {
+                    values.push(value);
+                }
+            }
+            if read.next == next {
+                // A follower not caught up yet.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            next = read.next;
+        }
+        let expected: Vec<String> = (0..20).map(|k| format!("v{k}")).collect();
+        assert_eq!(values, expected, "node {}", node.0);
     }
 
     // A client that knows only a follower follows its NotLeader hint to the leader,
