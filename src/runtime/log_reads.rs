@@ -471,3 +471,278 @@ fn collect<'a>(
         chosen_through: group.chosen_through(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{
+        Decision, LogEntry, LogRead, LogReadAsk, LogReadId, LogReadRefused, LogReads, Position,
+        LOG_READS_WAITING_COUNT_MAX,
+    };
+    use crate::paxos::{
+        Ballot, Body, CheckpointBase, Entry, Group, GroupConfig, GroupId, Instance, Membership,
+        Nanos, NodeId, Restore, WalReadOutcome,
+    };
+    use bytes::Bytes;
+    use std::collections::BTreeMap;
+
+    fn ballot(round: u64) -> Ballot {
+        Ballot {
+            round,
+            node: NodeId(1),
+        }
+    }
+
+    fn values(round: u64, values: &[&'static str]) -> Entry {
+        Entry {
+            origin: ballot(round),
+            body: Body::Values(
+                values
+                    .iter()
+                    .map(|v| Bytes::from_static(v.as_bytes()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// 1: [a, b]; 2: StartWorking at round 2; 3: [ghost] from round 1 (skipped);
+    /// 4: [c, dd, eee]; 5: no-op; 6: [f].
+    fn log() -> BTreeMap<Instance, Entry> {
+        let control = |body| Entry {
+            origin: ballot(2),
+            body,
+        };
+        [
+            values(1, &["a", "b"]),
+            control(Body::StartWorking),
+            values(1, &["ghost"]),
+            values(2, &["c", "dd", "eee"]),
+            control(Body::Noop),
+            values(2, &["f"]),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| (Instance(i as u64 + 1), entry))
+        .collect()
+    }
+
+    fn group(retention: u64, checkpoint: Option<CheckpointBase>) -> Group {
+        let membership = Membership::new(vec![NodeId(1), NodeId(2), NodeId(3)]);
+        let mut config = GroupConfig::new(NodeId(1), GroupId(7), membership);
+        config.retention_instances_max = retention;
+        let restore = Restore {
+            learned: log(),
+            chosen_through: Instance(6),
+            checkpoint,
+            ..Restore::default()
+        };
+        Group::new(config, restore, Nanos(0))
+    }
+
+    fn at(instance: u64, index: u32) -> Position {
+        Position {
+            instance: Instance(instance),
+            index,
+        }
+    }
+
+    fn ask(id: u64, from: Position, size_max: usize) -> LogReadAsk {
+        LogReadAsk {
+            id: LogReadId(id),
+            group: GroupId(7),
+            from,
+            size_max,
+            wait_until: None,
+        }
+    }
+
+    fn done(decision: Decision) -> Result<LogRead, LogReadRefused> {
+        match decision {
+            Decision::Done(done) => done.outcome,
+            other => panic!("expected an answer, got {other:?}"),
+        }
+    }
+
+    fn texts(read: &LogRead) -> Vec<(Position, &str)> {
+        read.entries
+            .iter()
+            .map(|e: &LogEntry| (e.position, std::str::from_utf8(&e.value).unwrap()))
+            .collect()
+    }
+
+    // Goal: a read from memory returns the applied values in order with their positions,
+    // leaves out control and skipped entries, starts inside a batch, keeps its byte
+    // limit (one value at least), and answers at once or waits past the watermark.
+    // Method: a group restored with six chosen instances; reads from several positions.
+    #[test]
+    fn reads_from_memory() {
+        let group = group(4_096, None);
+        let mut reads = LogReads::default();
+        let whole = done(reads.on_ask(ask(1, Position::START, 1 << 20), Some(&group), 4)).unwrap();
+        assert_eq!(
+            texts(&whole),
+            vec![
+                (at(1, 0), "a"),
+                (at(1, 1), "b"),
+                (at(4, 0), "c"),
+                (at(4, 1), "dd"),
+                (at(4, 2), "eee"),
+                (at(6, 0), "f")
+            ]
+        );
+        assert_eq!((whole.next, whole.chosen_through), (at(7, 0), Instance(6)));
+        let inside = done(reads.on_ask(ask(2, at(4, 1), 1), Some(&group), 4)).unwrap();
+        assert_eq!(
+            (texts(&inside), inside.next),
+            (vec![(at(4, 1), "dd")], at(4, 2))
+        );
+        let two = done(reads.on_ask(ask(3, at(2, 0), 3), Some(&group), 4)).unwrap();
+        assert_eq!(
+            (texts(&two), two.next),
+            (vec![(at(4, 0), "c"), (at(4, 1), "dd")], at(4, 2))
+        );
+        let end = done(reads.on_ask(ask(4, at(7, 0), 10), Some(&group), 4)).unwrap();
+        assert_eq!((end.entries.len(), end.next), (0, at(7, 0)));
+        let zero = done(reads.on_ask(ask(5, at(0, 0), 1), Some(&group), 4)).unwrap();
+        assert_eq!(texts(&zero), vec![(at(1, 0), "a")]);
+        let missing = reads.on_ask(ask(6, Position::START, 1), None, 4);
+        assert_eq!(done(missing), Err(LogReadRefused::NoSuchGroup));
+        // Past the watermark with a deadline: it waits, then is answered empty.
+        let mut waiting = ask(7, at(7, 0), 10);
+        waiting.wait_until = Some(Nanos(100));
+        assert!(matches!(
+            reads.on_ask(waiting, Some(&group), 4),
+            Decision::Waiting
+        ));
+        assert_eq!(reads.waiting_count(), 1);
+        assert!(
+            reads.take_ready(&group).is_empty(),
+            "nothing chosen at 7 yet"
+        );
+        assert!(reads.expire(Nanos(99), |_| Instance(6)).is_empty());
+        let expired = reads.expire(Nanos(100), |_| Instance(6));
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].outcome.as_ref().unwrap().next, at(7, 0));
+        reads.invariants(4);
+        // A bounded number wait; one more is refused.
+        for id in 0..LOG_READS_WAITING_COUNT_MAX as u64 {
+            let mut wait = ask(100 + id, at(7, 0), 10);
+            wait.wait_until = Some(Nanos(1_000));
+            assert!(matches!(
+                reads.on_ask(wait, Some(&group), 4),
+                Decision::Waiting
+            ));
+        }
+        let mut one_more = ask(99, at(7, 0), 10);
+        one_more.wait_until = Some(Nanos(1_000));
+        let refused = reads.on_ask(one_more, Some(&group), 4);
+        assert_eq!(done(refused), Err(LogReadRefused::Overloaded));
+        reads.invariants(4);
+    }
+
+    // Goal: below the in-memory log a read goes to the WAL (bounded in number), and its
+    // answer is turned into values as a read from memory would be; an empty answer is
+    // `Overloaded`, a truncated WAL `Truncated`.
+    // Method: retention of 2 instances (floor 5); reads from 1, the WAL's answers fed.
+    #[test]
+    fn reads_below_memory_go_to_the_wal() {
+        let group = group(2, None);
+        assert_eq!(group.log_floor(), Instance(5));
+        let mut reads = LogReads::default();
+        let Decision::Wal(read) = reads.on_ask(ask(1, Position::START, 1 << 20), Some(&group), 2)
+        else {
+            panic!("expected a WAL read");
+        };
+        assert_eq!((read.from, read.through), (Instance(1), Instance(4)));
+        assert!(matches!(
+            reads.on_ask(ask(2, at(2, 0), 9), Some(&group), 2),
+            Decision::Wal(_)
+        ));
+        let third = reads.on_ask(ask(3, at(3, 0), 9), Some(&group), 2);
+        assert_eq!(done(third), Err(LogReadRefused::Overloaded));
+        assert_eq!(reads.at_wal_count(), 2);
+        let found: Vec<Entry> = log()
+            .range(..=Instance(4))
+            .map(|(_, e)| e.clone())
+            .collect();
+        let answer = reads
+            .on_wal_read_done(LogReadId(1), WalReadOutcome::Entries(found), Some(&group))
+            .expect("out at the WAL");
+        let answer = answer.outcome.unwrap();
+        assert_eq!(
+            texts(&answer),
+            vec![
+                (at(1, 0), "a"),
+                (at(1, 1), "b"),
+                (at(4, 0), "c"),
+                (at(4, 1), "dd"),
+                (at(4, 2), "eee")
+            ]
+        );
+        assert_eq!(answer.next, at(5, 0));
+        let empty = reads.on_wal_read_done(
+            LogReadId(2),
+            WalReadOutcome::Entries(Vec::new()),
+            Some(&group),
+        );
+        assert_eq!(empty.unwrap().outcome, Err(LogReadRefused::Overloaded));
+        assert!(reads
+            .on_wal_read_done(
+                LogReadId(2),
+                WalReadOutcome::Entries(Vec::new()),
+                Some(&group)
+            )
+            .is_none());
+        let Decision::Wal(_) = reads.on_ask(ask(4, at(1, 1), 9), Some(&group), 2) else {
+            panic!("expected a WAL read");
+        };
+        let truncated = WalReadOutcome::Truncated {
+            first_available: Instance(3),
+        };
+        let answer = reads.on_wal_read_done(LogReadId(4), truncated, Some(&group));
+        assert_eq!(
+            answer.unwrap().outcome,
+            Err(LogReadRefused::Truncated {
+                first_available: Instance(3)
+            })
+        );
+        reads.invariants(2);
+    }
+
+    // Goal: a group restored from a checkpoint at C reads from C + 1 (skip decisions
+    // from the checkpoint's StartWorking ballot) and answers `Truncated` below.
+    // Method: the same log restored with a checkpoint at 3 (after the StartWorking).
+    #[test]
+    fn below_a_restored_checkpoint_is_truncated() {
+        let base = CheckpointBase {
+            through: Instance(3),
+            checksum: 0,
+            start_working_applied: ballot(2),
+            configs: vec![(
+                Instance(1),
+                Membership::new(vec![NodeId(1), NodeId(2), NodeId(3)]),
+            )],
+        };
+        let group = group(4_096, Some(base));
+        assert_eq!(group.log_readable_from(), Instance(4));
+        let mut reads = LogReads::default();
+        for from in [Position::START, at(3, 0)] {
+            let refused = done(reads.on_ask(ask(1, from, 10), Some(&group), 2));
+            assert_eq!(
+                refused,
+                Err(LogReadRefused::Truncated {
+                    first_available: Instance(4)
+                })
+            );
+        }
+        let read = done(reads.on_ask(ask(2, at(4, 0), 1 << 20), Some(&group), 2)).unwrap();
+        assert_eq!(
+            texts(&read),
+            vec![
+                (at(4, 0), "c"),
+                (at(4, 1), "dd"),
+                (at(4, 2), "eee"),
+                (at(6, 0), "f")
+            ]
+        );
+    }
+}
