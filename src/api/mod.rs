@@ -21,6 +21,12 @@
 //! node.shutdown();
 //! ```
 //!
+//! Every value has a [`Position`] in its group's log (`Proposed::position`), and the
+//! log reads back on any replica, followers included: [`NodeHandle::read_log`] (a
+//! bounded batch from a position), [`NodeHandle::read_log_wait`] (the same, waiting
+//! for a value to be chosen there) and [`NodeHandle::subscribe`] (every value from a
+//! position on, each once, with backpressure).
+//!
 //! A shard that stops for good (its WAL failed: a write, an fdatasync, a full disk; or
 //! its thread panicked) does not come back, and the node does not limp on without it:
 //! [`Node::fatal`] and [`Node::wait_fatal`] tell the embedding program at once, with
