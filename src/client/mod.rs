@@ -12,7 +12,7 @@
 //! let client = Client::connect(&["10.0.0.1:7100", "10.0.0.2:7100"], 42)?;
 //! // Blocking, from any thread; `client.propose(..).await` from any async runtime.
 //! let proposed = client.propose_blocking(GroupId(0), b"hello".to_vec())?;
-//! println!("chosen at {:?}", proposed.instance);
+//! println!("chosen at {:?}", proposed.position);
 //! let state = client.read_blocking(GroupId(0), Vec::new())?;
 //! # drop(state);
 //! # Ok::<(), synod::client::Error>(())
