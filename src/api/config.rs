@@ -12,7 +12,7 @@ use crate::paxos::{GroupConfig, GroupId, Membership, NodeId};
 use crate::runtime::driver::ShardPlan;
 use crate::runtime::net::{NetConfig, PENDING_MAX_DEFAULT, PENDING_PER_SOURCE_MAX_DEFAULT};
 use crate::runtime::shard_of;
-use crate::runtime::{CheckpointPolicy, ShardConfig};
+use crate::runtime::{CheckpointPolicy, ShardConfig, TransferPolicy};
 use crate::transport::auth::AuthKey;
 use crate::transport::DecodeLimits;
 use crate::wal::segment::{SegmentGeometry, SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN};
@@ -121,6 +121,10 @@ pub struct Config {
     /// `<data_dir>/checkpoints/`), so that a restart re-applies only the log after it
     /// (`tuning.md`, "Checkpoints"). `CheckpointPolicy::OFF` takes none.
     pub checkpoint: CheckpointPolicy,
+    /// The limits of checkpoint transfers: a group whose log can no longer catch a
+    /// peer up streams its durable checkpoint instead, and a group behind installs a
+    /// peer's in process (`tuning.md`, "Checkpoint transfer").
+    pub transfer: TransferPolicy,
     /// UNSAFE, for benchmarks only: write the WAL without fdatasync, so an
     /// acknowledged value can be lost by a power failure (or, with several replicas on
     /// one machine, by any crash of it). Shows the CPU and network limit.
@@ -164,6 +168,7 @@ impl Config {
             peer_key: None,
             initial_state: InitialState::New,
             checkpoint: CheckpointPolicy::default(),
+            transfer: TransferPolicy::default(),
             unsafe_skip_fsync: false,
         }
     }
@@ -446,6 +451,7 @@ impl Config {
                 held_count_max: self.held_count_max,
                 reads_pending_count_max: crate::runtime::shard::READS_PENDING_COUNT_MAX,
                 checkpoint: self.checkpoint,
+                transfer: self.transfer,
             },
             net: NetConfig {
                 node: self.node,

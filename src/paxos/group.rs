@@ -85,6 +85,14 @@ pub enum Input {
         /// What the WAL held.
         outcome: WalReadOutcome,
     },
+    /// Install the checkpoint `base` received from `from` and verified by the shard
+    /// (its state machine image is installed by the executor): see `transfer`.
+    InstallCheckpoint {
+        /// The peer that sent it.
+        from: NodeId,
+        /// Its protocol state.
+        base: CheckpointBase,
+    },
 }
 
 /// What a replica rebuilt from its log on restart.
@@ -217,6 +225,8 @@ pub struct Counters {
     pub checksum_mismatches: u64,
     /// Catch-up chunks sent from entries read back from the WAL.
     pub catch_up_wal_served: u64,
+    /// Checkpoints received from peers and installed.
+    pub checkpoints_installed: u64,
 }
 
 /// One Paxos group on one replica. See the module docs and `output::Output`.
@@ -264,6 +274,9 @@ pub struct Group {
     pub(super) awaiting_apply: BTreeMap<Instance, (Ballot, Vec<ProposalId>)>,
     pub(super) counters: Counters,
     pub(super) restored_apply: Vec<Apply>,
+    /// The highest instance installed from a peer's checkpoint in this life (see
+    /// `transfer`): accepts at or below it are not acknowledged.
+    pub(super) installed_through: Instance,
 }
 
 impl Group {
@@ -335,6 +348,7 @@ impl Group {
             awaiting_apply: BTreeMap::new(),
             counters,
             restored_apply: Vec::new(),
+            installed_through: Instance(0),
             config,
         };
         // The recorded watermark is trusted only over a contiguous run of slots, which
@@ -376,6 +390,9 @@ impl Group {
                 from,
                 outcome,
             } => self.on_wal_read_done(peer, from, outcome, out),
+            Input::InstallCheckpoint { from, base } => {
+                self.install_checkpoint(now, from, base, out)
+            }
         }
     }
 
@@ -453,6 +470,11 @@ impl Group {
                 entries,
                 out,
             ),
+            // The shard streams and verifies checkpoints (`runtime::transfer`) and
+            // hands the group only the verified result (`Input::InstallCheckpoint`).
+            B::CheckpointRequest { .. } | B::CheckpointChunk { .. } => {
+                self.ignore("checkpoint_message_for_shard");
+            }
         }
     }
 
@@ -784,8 +806,11 @@ impl Group {
         }
         // Retention: nothing below the floor, nothing unapplied dropped, the bound kept.
         assert!(self.log_floor.0 >= 1);
+        // A checkpoint installed from a peer at C leaves no slot at C: floor C + 1.
         assert!(
-            self.log_floor.0 <= self.applied_through.0.max(1),
+            self.log_floor.0 <= self.applied_through.0.max(1)
+                || (self.log_floor == self.applied_through.next()
+                    && self.applied_through <= self.installed_through),
             "log_floor {} above applied_through {}: an unapplied slot was dropped",
             self.log_floor.0,
             self.applied_through.0

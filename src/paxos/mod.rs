@@ -15,6 +15,7 @@ mod learner;
 pub mod message;
 pub mod output;
 pub mod size;
+mod transfer;
 pub mod types;
 
 pub use bounds::{Bound, OutOfBounds};
@@ -23,7 +24,8 @@ pub use config::GroupConfig;
 pub use group::{entry_checksum, Counters, Group, Input, Restore, Role};
 pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};
 pub use output::{
-    Apply, Completion, Output, ProposeError, Record, Refused, WalRead, WalReadOutcome,
+    Apply, CheckpointSend, Completion, Output, ProposeError, Record, Refused, WalRead,
+    WalReadOutcome,
 };
 pub use types::{
     Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, Nanos, NodeId, ProposalId,

@@ -49,12 +49,19 @@
 //! `SimMachine`; its images go through the real format and choice of
 //! `wal::checkpoint`, some saves fail and some files are damaged before a restart, and
 //! `checkers::checkpoint` compares every restored state with the chosen log's.
+//!
+//! Checkpoint transfer (`transfer`): chunks are read from the sending node's `SimFs`
+//! after a disk latency; a verified checkpoint is installed into the group's
+//! `SimMachine` in order with the applies and saved like a local one; when the seed
+//! says so (`SimOptions::transfer_truncated_reads`), WAL reads below the reading
+//! group's durable checkpoint answer `Truncated`, so transfers happen.
 
 mod checkpoint;
 mod execute;
 mod faults;
 mod forge;
 mod report;
+mod transfer;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -116,6 +123,14 @@ enum Event {
     BitFlip,
     Client,
     Heal,
+    /// A piece of a checkpoint file was read for a peer.
+    CheckpointReadDone {
+        node: usize,
+        shard: usize,
+        incarnation: u32,
+        read: crate::runtime::CheckpointRead,
+        outcome: crate::runtime::CheckpointReadOutcome,
+    },
     /// The next step of a checkpoint save.
     Checkpoint {
         node: usize,
@@ -253,6 +268,7 @@ impl Cluster {
             held_count_max: 100_000,
             reads_pending_count_max: 1_024,
             checkpoint: options.checkpoint,
+            transfer: crate::runtime::TransferPolicy::default(),
         };
         let mut nodes = Vec::new();
         for (index, &id) in voters.iter().enumerate() {
@@ -512,6 +528,18 @@ impl Cluster {
             } => {
                 if self.nodes[node].up && self.nodes[node].incarnation == incarnation {
                     self.step_shard(node, shard, ShardInput::WalReadDone { read, outcome })?;
+                }
+            }
+            Event::CheckpointReadDone {
+                node,
+                shard,
+                incarnation,
+                read,
+                outcome,
+            } => {
+                if self.nodes[node].up && self.nodes[node].incarnation == incarnation {
+                    let input = ShardInput::CheckpointReadDone { read, outcome };
+                    self.step_shard(node, shard, input)?;
                 }
             }
             Event::Crash => {
