@@ -324,6 +324,23 @@ impl Config {
     /// The wire limits against the group's, the queues and the timers (part of
     /// `validate`).
     fn validate_limits(&self) -> Result<(), ConfigError> {
+        let t = &self.transfer;
+        check(
+            t.chunk_size_max >= 1
+                && t.sends_max >= 1
+                && t.receives_max >= 1
+                && t.timeout_ns > 0
+                && t.chunk_size_max + crate::paxos::size::MESSAGE_OVERHEAD_SIZE
+                    <= self.group.message_size_max,
+            "transfer",
+            format!("{t:?}"),
+            format!(
+                "chunk_size_max, sends_max, receives_max and timeout_ns must be at least 1, \
+                 and a chunk must fit a message: chunk_size_max + 256 <= \
+                 group.message_size_max {}",
+                self.group.message_size_max
+            ),
+        )?;
         check(
             self.wire_limits.value_size_max >= self.group.value_size_max
                 && self.wire_limits.values_max >= self.group.batch_values_max

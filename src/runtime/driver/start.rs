@@ -128,6 +128,7 @@ async fn start(
         wal: writer,
         wal_reads: WalReads::default(),
         checkpoints: restorer.into_writer(Rc::clone(&wake)),
+        factory,
         wake,
         iterations: 0,
         value_instances_applied: 0,
