@@ -207,6 +207,7 @@ fn restart_resumes_after_the_checkpoint() {
         chosen_through: state.chosen_through,
         lost_state: false,
         checkpoint: None,
+        installed_through: Instance(0),
     };
     assert_eq!(restore.chosen_proven(), Instance(13));
 

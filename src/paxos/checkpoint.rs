@@ -71,9 +71,11 @@ impl CheckpointBase {
 impl Restore {
     /// The chosen watermark this restored log proves by itself: the recorded watermark
     /// over the contiguous run of slots from instance 1 (or from the instance of the
-    /// checkpoint installed, `checkpoint`, when the recorded watermark covers it: the
-    /// image stands for every slot at and below it), extended by learned (chosen)
-    /// values right above it. `Group::new` starts from exactly this.
+    /// checkpoint installed, `checkpoint`: the image stands for every slot at and below
+    /// it), extended by learned (chosen) values right above it. `Group::new` starts
+    /// from exactly this. The slots at or below `installed_through` are not walked
+    /// (they may hold values accepted but never chosen: see `Record::Installed`): from
+    /// a checkpoint below it, only learned values extend the proof.
     #[must_use]
     pub fn chosen_proven(&self) -> Instance {
         let holds = |instance: Instance| {
@@ -84,10 +86,12 @@ impl Restore {
             .checkpoint
             .as_ref()
             .map(|base| base.through)
-            .filter(|at| *at <= self.chosen_through)
+            .filter(|at| *at <= self.checkpoint_provable())
             .unwrap_or(Instance(0));
-        while through < self.chosen_through && holds(through.next()) {
-            through = through.next();
+        if through >= self.installed_through {
+            while through < self.chosen_through && holds(through.next()) {
+                through = through.next();
+            }
         }
         while through.next() <= Instance::MAX && self.learned.contains_key(&through.next()) {
             through = through.next();
@@ -98,13 +102,32 @@ impl Restore {
     /// The highest instance at which a checkpoint may be installed at start: the
     /// recorded chosen watermark (a `Chosen` record says every instance through it is
     /// chosen, and a checkpoint file at or below it, verified, is the chosen prefix's
-    /// state there: taken locally after applying it, or installed from a peer and
-    /// recorded by `Record::Chosen` at install), or the proven one if higher.
+    /// state there), the highest checkpoint installed from a peer (`Installed`), or
+    /// what the log proves from instance 1 if higher.
     #[must_use]
     pub fn checkpoint_provable(&self) -> Instance {
+        let proven_from_one = self.chosen_proven_from_one();
         self.chosen_through
+            .max(self.installed_through)
             .min(Instance::MAX)
-            .max(self.chosen_proven())
+            .max(proven_from_one)
+    }
+
+    /// The proof from instance 1 alone (no checkpoint).
+    fn chosen_proven_from_one(&self) -> Instance {
+        let holds = |instance: Instance| {
+            self.accepted.contains_key(&instance) || self.learned.contains_key(&instance)
+        };
+        let mut through = Instance(0);
+        if self.installed_through == Instance(0) {
+            while through < self.chosen_through.min(Instance::MAX) && holds(through.next()) {
+                through = through.next();
+            }
+        }
+        while through.next() <= Instance::MAX && self.learned.contains_key(&through.next()) {
+            through = through.next();
+        }
+        through
     }
 }
 

@@ -112,6 +112,10 @@ pub struct Restore {
     /// The checkpoint the state machine was restored from, if any: the group resumes
     /// applying right after its instance, which must be at most `chosen_proven()`.
     pub checkpoint: Option<CheckpointBase>,
+    /// Highest instance at which a checkpoint received from a peer was installed
+    /// (`Record::Installed`; 0: never): the log at and below it is not evidence of
+    /// the chosen values.
+    pub installed_through: Instance,
 }
 
 /// The role of a replica in its group.

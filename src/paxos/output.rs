@@ -68,6 +68,17 @@ pub enum Record {
         /// The chosen value.
         entry: Entry,
     },
+    /// This replica installed a checkpoint received from a peer at `through`: every
+    /// instance through it is chosen and held by that checkpoint only. This replica's
+    /// own records at or below it are not evidence of the chosen values (it may hold
+    /// values it accepted there that were not chosen), so a restart trusts its log
+    /// below `through` only from a checkpoint at or above it (`Restore::chosen_proven`).
+    Installed {
+        /// The group.
+        group: GroupId,
+        /// The checkpoint's instance.
+        through: Instance,
+    },
 }
 
 impl Record {
@@ -78,7 +89,8 @@ impl Record {
             Record::Promise { group, .. }
             | Record::Accept { group, .. }
             | Record::Chosen { group, .. }
-            | Record::Learn { group, .. } => *group,
+            | Record::Learn { group, .. }
+            | Record::Installed { group, .. } => *group,
         }
     }
 }

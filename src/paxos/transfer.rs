@@ -11,9 +11,9 @@
 //! C above the applied watermark. The group drops its log at and below C, sets its
 //! chosen and applied watermarks, checksum, StartWorking filter and memberships to the
 //! checkpoint's, puts its log floor at C + 1 (it holds no slot at C: the value is in
-//! the image only), persists `Record::Chosen { through: C }` (with the checkpoint file
-//! the executor saves, it lets a restart install the checkpoint again:
-//! `Restore::chosen_proven`), and asks the sender for the log from C + 1 on.
+//! the image only), persists `Record::Installed { through: C }` (with the checkpoint
+//! file the executor saves, it lets a restart install the checkpoint again:
+//! `Restore::checkpoint_provable`), and asks the sender for the log from C + 1 on.
 //!
 //! # Safety: an installing replica never votes on instances it has not got
 //!
@@ -40,10 +40,15 @@
 //!   promise raised, learned through their highest accepted instance) are unchanged.
 //! - A leader or candidate that is sent a checkpoint is behind a value chosen without
 //!   it: it steps down first (its in-flight proposals complete `Indeterminate`).
-//! - A crash before the checkpoint file is durable leaves `Chosen { C }` without its
-//!   file: a restart then proves only the contiguous log (`Restore::chosen_proven`
-//!   walks from the newest checkpoint it installs, or from instance 1), so it resumes
-//!   behind C, never above what it holds, and catches up again.
+//! - The WAL keeps this replica's old records at or below C, some of them values it
+//!   accepted that were never chosen. `Record::Installed { C }` marks them void as
+//!   evidence: a restart that cannot use a checkpoint at or above C (a crash before
+//!   the file was saved, a damaged file) starts from the older checkpoint (or from
+//!   nothing) and proves nothing chosen above it (`Restore::chosen_proven`), instead
+//!   of walking the recorded chosen watermark over stale slots (the simulator's seed
+//!   9600125 did exactly that with a `Chosen { C }` record: two values applied at
+//!   one instance). It resumes behind C, votes with the acceptances it really made,
+//!   and catches up again.
 
 use super::checkpoint::CheckpointBase;
 use super::group::{Group, Role};
@@ -113,7 +118,10 @@ impl Group {
         self.config_change_pending = false;
         self.installed_through = through;
         self.counters.checkpoints_installed += 1;
-        out.persist.push(Record::Chosen {
+        // Not a `Chosen` record: this replica's records at or below `through` may
+        // hold values it accepted that were not chosen, which a `Chosen` watermark
+        // would vouch for at a restart from an older checkpoint.
+        out.persist.push(Record::Installed {
             group: self.config.group,
             through,
         });

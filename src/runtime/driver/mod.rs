@@ -47,6 +47,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::checkpoints::TakeCheckpoint;
 use super::clock::MonotonicClock;
 use super::fatal::{FatalLatch, ShardStopped};
 use super::mailbox::{Mailbox, Sender};
@@ -54,7 +55,6 @@ use super::net::{Net, NetConfig};
 use super::notify::Notify;
 use super::request::{Error, Proposed, Request};
 use super::shard::{Effects, ProposalOutcome, ReadId, ReadRefused, Shard, ShardConfig, ShardInput};
-use super::checkpoints::TakeCheckpoint;
 use super::state_machine::{CheckpointImage, StateMachine, StateMachineFactory};
 use super::wal_reads::WalReads;
 use crate::paxos::{Body, GroupConfig, GroupId, Instance, Nanos, ProposalId};
@@ -358,7 +358,12 @@ impl Driver {
             }
         }
         for install in installs {
-            install_checkpoint(&mut self.machines, &self.factory, &self.checkpoints, install);
+            install_checkpoint(
+                &mut self.machines,
+                &self.factory,
+                &self.checkpoints,
+                install,
+            );
         }
         // AFTER the applies: each image is the state right after its instance.
         for take in self.effects.checkpoints.drain(..) {

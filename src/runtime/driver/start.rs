@@ -100,6 +100,7 @@ async fn start(
             chosen_through: state.chosen_through,
             lost_state: lost,
             checkpoint: None,
+            installed_through: state.installed_through,
         };
         let mut machine = factory(config.group);
         restorer.restore(config.group, &mut restore, &mut machine, &factory);

@@ -434,6 +434,32 @@ impl Shard {
         }
     }
 
+    /// Trims the acknowledgements of `group` still held for durability (or queued) at
+    /// or below `through`: the values they vote for left the group's log with the
+    /// install, and it votes only on what it holds (`paxos::transfer`, "Safety").
+    /// Dropping an ack is as safe as losing it on the network.
+    fn drop_votes_at_or_below(&mut self, group: GroupId, through: Instance) {
+        let trim = |message: &mut Message| {
+            if message.group != group {
+                return true;
+            }
+            let MessageBody::Accepted { ranges, .. } = &mut message.body else {
+                return true;
+            };
+            ranges.retain_mut(|range| {
+                if range.first <= through {
+                    range.first = through.next();
+                }
+                range.first <= range.last
+            });
+            !ranges.is_empty()
+        };
+        self.held.retain_mut(|(_, message)| trim(message));
+        for messages in self.outbox.values_mut() {
+            messages.retain_mut(&trim);
+        }
+    }
+
     /// Installs the verified checkpoints whose group is free (called in `flush`).
     pub(super) fn install_verified(&mut self, now: Nanos, apply_before: usize) {
         let ready: Vec<GroupId> = self
@@ -473,6 +499,7 @@ impl Shard {
                 continue;
             }
             self.transfers.counters.installed += 1;
+            self.drop_votes_at_or_below(group, through);
             self.checkpoints
                 .on_install(group, through, self.lsn_planned());
             self.pending_installs.push(InstallCheckpoint {
