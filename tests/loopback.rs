@@ -827,7 +827,7 @@ fn stopped_node_installs_a_checkpoint_in_process() {
     );
     let handles = cluster.handles();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut propose = |from: u32, to: u32| {
+    let propose = |from: u32, to: u32| {
         for i in from..to {
             let value = Bytes::from(format!("value-{i}"));
             let outcome = propose_anywhere(&handles, GroupId(i % 2), value, deadline);

@@ -13,6 +13,7 @@ pub mod group;
 mod leader;
 mod learner;
 pub mod message;
+mod observe;
 pub mod output;
 pub mod size;
 mod transfer;

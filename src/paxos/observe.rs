@@ -1,0 +1,137 @@
+//! What a group shows its runtime, its metrics and the simulator (read-only
+//! accessors), and the running checksum of the chosen log.
+//!
+//! Invariant: nothing here changes a group.
+
+use super::config::GroupConfig;
+use super::group::{Counters, Group, Role};
+use super::output::Apply;
+use super::types::{Ballot, Body, Entry, Instance, NodeId};
+
+impl Group {
+    /// This replica's role.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    /// The leader's ballot, when leading or campaigning.
+    #[must_use]
+    pub fn ballot(&self) -> Option<Ballot> {
+        self.leading.as_ref().map(|l| l.ballot)
+    }
+    /// The highest ballot promised.
+    #[must_use]
+    pub fn promised(&self) -> Ballot {
+        self.promised
+    }
+    /// The highest round seen in a message or promised: the next campaign goes above
+    /// it (or, at `Ballot::ROUND_MAX`, does not happen).
+    #[must_use]
+    pub fn highest_round_seen(&self) -> u64 {
+        self.highest_round_seen.max(self.promised.round)
+    }
+    /// Inclusive chosen watermark.
+    #[must_use]
+    pub fn chosen_through(&self) -> Instance {
+        self.chosen_through
+    }
+    /// Inclusive applied watermark.
+    #[must_use]
+    pub fn applied_through(&self) -> Instance {
+        self.applied_through
+    }
+    /// The running checksum through `applied_through`.
+    #[must_use]
+    pub fn checksum(&self) -> u32 {
+        self.checksum
+    }
+    /// The leader this replica believes in.
+    #[must_use]
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        self.leader_hint.map(|(node, _)| node)
+    }
+    /// Whether the replica votes (false while re-learning lost state).
+    #[must_use]
+    pub fn is_voting(&self) -> bool {
+        self.voting
+    }
+    /// Whether a checksum mismatch fenced this replica.
+    #[must_use]
+    pub fn is_fenced(&self) -> bool {
+        self.fenced
+    }
+    /// Counters of this replica.
+    #[must_use]
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    /// Queued proposals not yet in an instance.
+    #[must_use]
+    pub fn queued_count(&self) -> usize {
+        self.queue.len()
+    }
+    /// Instances in flight (leader only).
+    #[must_use]
+    pub fn inflight_count(&self) -> usize {
+        self.leading.as_ref().map_or(0, |l| l.inflight.len())
+    }
+    /// The group's configuration.
+    #[must_use]
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+    /// Entries re-applied at construction from the restored chosen prefix (drained).
+    pub fn take_restored(&mut self) -> Vec<Apply> {
+        std::mem::take(&mut self.restored_apply)
+    }
+    /// The first instance still in memory: every instance below it is applied and
+    /// served from the WAL (see "In-memory retention").
+    #[must_use]
+    pub fn log_floor(&self) -> Instance {
+        self.log_floor
+    }
+    /// Slots held in memory (applied ones of the retention, and everything above).
+    #[must_use]
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+    /// Bytes of the applied slots kept in memory.
+    #[must_use]
+    pub fn retained_size(&self) -> usize {
+        self.retained_size
+    }
+    /// The chosen entry at `instance`, if still in memory.
+    #[must_use]
+    pub fn chosen_entry(&self, instance: Instance) -> Option<&Entry> {
+        self.log
+            .get(&instance)
+            .filter(|s| s.chosen)
+            .map(|s| &s.entry)
+    }
+}
+
+/// Folds one chosen entry into a running CRC32C (the replicas' reconciliation sum).
+#[must_use]
+pub fn entry_checksum(crc: u32, instance: Instance, entry: &Entry) -> u32 {
+    let mut crc = crc32c::crc32c_append(crc, &instance.0.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &entry.origin.round.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &entry.origin.node.0.to_le_bytes());
+    match &entry.body {
+        Body::Values(values) => {
+            crc = crc32c::crc32c_append(crc, &[1]);
+            for value in values {
+                crc = crc32c::crc32c_append(crc, &(value.len() as u64).to_le_bytes());
+                crc = crc32c::crc32c_append(crc, value);
+            }
+        }
+        Body::Noop => crc = crc32c::crc32c_append(crc, &[2]),
+        Body::StartWorking => crc = crc32c::crc32c_append(crc, &[3]),
+        Body::Config(membership) => {
+            crc = crc32c::crc32c_append(crc, &[4]);
+            for node in membership.voters() {
+                crc = crc32c::crc32c_append(crc, &node.0.to_le_bytes());
+            }
+        }
+    }
+    crc
+}
