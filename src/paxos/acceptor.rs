@@ -298,8 +298,8 @@ impl Group {
                     entries.push(slot.entry.clone());
                 }
                 Some(_) => break,
-                // Truncated below a checkpoint: the checkpoint transfer (a later layer)
-                // serves it; nothing to stream from here.
+                // Every chosen instance at or above the floor is in memory; should
+                // one be missing, stream what precedes it and let the peer ask again.
                 None => break,
             }
             instance = instance.next();
