@@ -34,6 +34,8 @@
 //!   vote for a value it never stored. (Acknowledging would be harmless for a value
 //!   chosen at a higher ballot by quorum intersection, but an installer acknowledges
 //!   only what it holds, and the simulator's `install` checker holds it to that.)
+//!   Acks produced before the install and still held for durability are trimmed the
+//!   same way by the shard (`runtime::shard::transfer`), as if lost on the network.
 //! - A replica that lost state (the rejoin marker) installs like any other but still
 //!   votes only once its rejoin completes (`learner`): installing moves its chosen
 //!   watermark, never its `voting` flag, and the rejoin's conditions (peers heard,
