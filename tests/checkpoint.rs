@@ -44,6 +44,7 @@ fn shard(restore: Restore, resume: Resume, now: Nanos) -> Shard {
         reads_pending_count_max: 64,
         log_reads_wal_count_max: synod::runtime::log_reads::LOG_READS_WAL_COUNT_MAX,
         checkpoint: policy(),
+        transfer: synod::runtime::TransferPolicy::default(),
     };
     Shard::new(shard_config, vec![(config, restore)], commit, false, now)
 }
@@ -207,6 +208,7 @@ fn restart_resumes_after_the_checkpoint() {
         chosen_through: state.chosen_through,
         lost_state: false,
         checkpoint: None,
+        installed_through: Instance(0),
     };
     assert_eq!(restore.chosen_proven(), Instance(13));
 

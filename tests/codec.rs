@@ -8,6 +8,7 @@ use bytes::Bytes;
 use flatbuffers::{FlatBufferBuilder, UnionWIPOffset, VerifierOptions, WIPOffset};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use synod::paxos::bounds::CHECKPOINT_SIZE_MAX;
 use synod::paxos::{
     Ballot, Body, Bound, Entry, GroupId, Instance, InstanceRange, Lsn, Membership, Message,
     MessageBody, Nanos, NodeId, OutOfBounds, PromisedEntry,
@@ -194,7 +195,7 @@ fn ranges(rng: &mut Prng) -> Vec<InstanceRange> {
 }
 
 /// Number of `MessageBody` variants; `body` draws each with equal probability.
-const BODY_KINDS: u64 = 9;
+const BODY_KINDS: u64 = 11;
 
 /// The lowest ballot a proposer holds (round 0 is never campaigned at).
 const ROUND_ONE: Ballot = Ballot {
@@ -259,6 +260,20 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
         7 => MessageBody::CatchUpRequest {
             from: position(rng, 1),
         },
+        9 => MessageBody::CheckpointRequest {
+            through: position(rng, 1),
+            offset: rng.below(CHECKPOINT_SIZE_MAX + 1),
+        },
+        10 => {
+            let data = Bytes::from(vec![rng.below(256) as u8; rng.below(64) as usize]);
+            let total_size = rng.range(data.len() as u64, CHECKPOINT_SIZE_MAX);
+            MessageBody::CheckpointChunk {
+                through: position(rng, 1),
+                offset: rng.below(total_size - data.len() as u64 + 1),
+                total_size,
+                data,
+            }
+        }
         _ => {
             let entries = entries(rng);
             MessageBody::CatchUpChunk {
@@ -430,6 +445,8 @@ fn round_trip_random_messages() {
                 MessageBody::HeartbeatAck { .. } => 6,
                 MessageBody::CatchUpRequest { .. } => 7,
                 MessageBody::CatchUpChunk { .. } => 8,
+                MessageBody::CheckpointRequest { .. } => 9,
+                MessageBody::CheckpointChunk { .. } => 10,
             };
             kinds[index] += 1;
         }
@@ -1592,6 +1609,16 @@ fn edge_bodies() -> Vec<MessageBody> {
             first: Instance(INSTANCE_MAX - 1),
             entries: vec![noop_at(ROUND_MAX), noop_at(0)],
         },
+        MessageBody::CheckpointRequest {
+            through: Instance(INSTANCE_MAX),
+            offset: CHECKPOINT_SIZE_MAX,
+        },
+        MessageBody::CheckpointChunk {
+            through: Instance(INSTANCE_MAX),
+            offset: CHECKPOINT_SIZE_MAX - 2,
+            total_size: CHECKPOINT_SIZE_MAX,
+            data: Bytes::from_static(b"ab"),
+        },
     ]
 }
 
@@ -1610,6 +1637,81 @@ fn over_bounds(edge: &MessageBody) -> Vec<(String, MessageBody, DecodeError)> {
         cases.push((format!("{} {what}", edge.kind()), body, error));
     };
     match edge {
+        MessageBody::CheckpointRequest { .. } => {
+            case(
+                "through 0",
+                &|b| {
+                    if let MessageBody::CheckpointRequest { through, .. } = b {
+                        *through = Instance(0);
+                    }
+                },
+                DecodeError::Zero {
+                    field: "CheckpointRequest.through",
+                },
+            );
+            case(
+                "through Instance::MAX + 1",
+                &|b| {
+                    if let MessageBody::CheckpointRequest { through, .. } = b {
+                        *through = Instance(INSTANCE_MAX + 1);
+                    }
+                },
+                over("CheckpointRequest.through", INSTANCE_MAX + 1, INSTANCE_MAX),
+            );
+            case(
+                "offset over the checkpoint size bound",
+                &|b| {
+                    if let MessageBody::CheckpointRequest { offset, .. } = b {
+                        *offset = CHECKPOINT_SIZE_MAX + 1;
+                    }
+                },
+                over(
+                    "CheckpointRequest.offset",
+                    CHECKPOINT_SIZE_MAX + 1,
+                    CHECKPOINT_SIZE_MAX,
+                ),
+            );
+        }
+        MessageBody::CheckpointChunk { .. } => {
+            case(
+                "through 0",
+                &|b| {
+                    if let MessageBody::CheckpointChunk { through, .. } = b {
+                        *through = Instance(0);
+                    }
+                },
+                DecodeError::Zero {
+                    field: "CheckpointChunk.instance",
+                },
+            );
+            case(
+                "total_size over the checkpoint size bound",
+                &|b| {
+                    if let MessageBody::CheckpointChunk { total_size, .. } = b {
+                        *total_size = CHECKPOINT_SIZE_MAX + 1;
+                    }
+                },
+                over(
+                    "CheckpointChunk.total_size",
+                    CHECKPOINT_SIZE_MAX + 1,
+                    CHECKPOINT_SIZE_MAX,
+                ),
+            );
+            case(
+                "data past total_size",
+                &|b| {
+                    if let MessageBody::CheckpointChunk { offset, .. } = b {
+                        *offset = CHECKPOINT_SIZE_MAX - 1;
+                    }
+                },
+                DecodeError::CheckpointChunkBounds {
+                    offset: CHECKPOINT_SIZE_MAX - 1,
+                    size: 2,
+                    total_size: CHECKPOINT_SIZE_MAX,
+                    last: false,
+                },
+            );
+        }
         MessageBody::Prepare { .. } => {
             for round in [u64::MAX, ROUND_MAX + 1] {
                 case(

@@ -793,3 +793,107 @@ fn restart_from_checkpoint_applies_only_the_suffix() {
         assert_eq!(node.shutdown(), Vec::new());
     }
 }
+
+// Goal: a node stopped while the others run far past their checkpoints is sent a
+// checkpoint on its return and installs it in process (no restart), then catches up
+// the log after it, ending with the same state machine state as the others.
+// Method: 3 nodes x 1 shard x 2 groups, a checkpoint every 40 instances, retention 16,
+// and the transfer policy `lag_instances = 60` (a peer asking from more than 60
+// instances below the sender's durable checkpoint is sent the checkpoint instead of
+// the WAL: the same path a WAL truncated below its checkpoint takes); 100 values per
+// group, stop node 3, 200 more per group, wait for the others' durable checkpoints,
+// restart node 3; check its groups installed a checkpoint above where it stopped, its
+// machines were restored mid-life by the install, and every state is equal.
+#[test]
+fn stopped_node_installs_a_checkpoint_in_process() {
+    let lives: Lives = Lives::default();
+    let mut cluster = Cluster::with_machines_and(
+        "xfer",
+        Shape {
+            nodes: 3,
+            shards: 1,
+            groups: 2,
+        },
+        counter_machines(&lives),
+        |config| {
+            config.checkpoint.instance_count = 40;
+            config.checkpoint.applied_size = 0;
+            config.checkpoint.interval_ns = 0;
+            config.group.retention_instances_max = 16;
+            config.group.batch_values_max = 1;
+            config.transfer.lag_instances = 60;
+            config.transfer.chunk_size_max = 4;
+        },
+    );
+    let handles = cluster.handles();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let propose = |from: u32, to: u32| {
+        for i in from..to {
+            let value = Bytes::from(format!("value-{i}"));
+            let outcome = propose_anywhere(&handles, GroupId(i % 2), value, deadline);
+            assert!(
+                matches!(outcome, Outcome::Chosen(_)),
+                "value {i} not chosen"
+            );
+        }
+    };
+    propose(0, 200);
+    assert!(
+        cluster.wait_converged(Duration::from_secs(20)),
+        "no convergence"
+    );
+    let stopped = NodeId(3);
+    cluster.nodes.remove(&stopped).expect("node 3").shutdown();
+    let stopped_at: BTreeMap<GroupId, u64> = lives
+        .lock()
+        .expect("lives lock")
+        .iter()
+        .filter(|((node, _), _)| *node == stopped)
+        .map(|((_, group), life)| (*group, life.state.1))
+        .collect();
+    propose(200, 600);
+    for id in [NodeId(1), NodeId(2)] {
+        wait_checkpoints(&cluster, id, Instance(240));
+    }
+    cluster.start(stopped);
+    assert!(
+        cluster.wait_converged(Duration::from_secs(60)),
+        "the restarted node did not catch up"
+    );
+    let snapshot = lives.lock().expect("lives lock").clone();
+    let memory = memory_of(&cluster, stopped);
+    for group in [GroupId(0), GroupId(1)] {
+        let life = &snapshot[&(stopped, group)];
+        let (restored_at, restored_count) = life.restored.expect("a checkpoint installed");
+        println!(
+            "group {}: node 3 stopped after {} values; installed a checkpoint at {} ({} \
+             values), then applied {} values of {}; {:?}",
+            group.0,
+            stopped_at[&group],
+            restored_at.0,
+            restored_count,
+            life.applies,
+            life.state.1,
+            memory[&group]
+        );
+        assert_eq!(memory[&group].checkpoints_installed, 1, "group {}", group.0);
+        assert!(
+            restored_count > stopped_at[&group] + 60,
+            "group {}: restored {restored_count} values, stopped at {}",
+            group.0,
+            stopped_at[&group]
+        );
+        assert_eq!(life.applies, life.state.1 - restored_count);
+        for other in [NodeId(1), NodeId(2)] {
+            assert_eq!(
+                snapshot[&(other, group)].state,
+                life.state,
+                "group {}",
+                group.0
+            );
+        }
+    }
+    for (_, node) in std::mem::take(&mut cluster.nodes) {
+        assert_eq!(node.shutdown(), Vec::new());
+    }
+}

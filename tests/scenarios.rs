@@ -793,6 +793,7 @@ fn shard_refuses_and_reports_forged_messages() {
         reads_pending_count_max: 64,
         log_reads_wal_count_max: synod::runtime::log_reads::LOG_READS_WAL_COUNT_MAX,
         checkpoint: synod::runtime::CheckpointPolicy::OFF,
+        transfer: synod::runtime::TransferPolicy::default(),
     };
     let mut shard = Shard::new(
         shard_config,

@@ -513,6 +513,19 @@ fn fmt_body(body: &MessageBody) -> String {
             first.0,
             fmt_entries(entries)
         ),
+        MessageBody::CheckpointRequest { through, offset } => {
+            format!("{kind} through={} offset={offset}", through.0)
+        }
+        MessageBody::CheckpointChunk {
+            through,
+            offset,
+            total_size,
+            data,
+        } => format!(
+            "{kind} through={} offset={offset} size={} of {total_size}",
+            through.0,
+            data.len()
+        ),
     }
 }
 
@@ -538,6 +551,7 @@ fn fmt_record(record: &Record) -> String {
         Record::Learn {
             instance, entry, ..
         } => format!("learn {} {}", instance.0, fmt_entry(entry)),
+        Record::Installed { through, .. } => format!("installed through={}", through.0),
     }
 }
 

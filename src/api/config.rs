@@ -12,7 +12,7 @@ use crate::paxos::{GroupConfig, GroupId, Membership, NodeId};
 use crate::runtime::driver::ShardPlan;
 use crate::runtime::net::{NetConfig, PENDING_MAX_DEFAULT, PENDING_PER_SOURCE_MAX_DEFAULT};
 use crate::runtime::shard_of;
-use crate::runtime::{CheckpointPolicy, ShardConfig};
+use crate::runtime::{CheckpointPolicy, ShardConfig, TransferPolicy};
 use crate::transport::auth::AuthKey;
 use crate::transport::DecodeLimits;
 use crate::wal::segment::{SegmentGeometry, SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN};
@@ -121,6 +121,10 @@ pub struct Config {
     /// `<data_dir>/checkpoints/`), so that a restart re-applies only the log after it
     /// (`tuning.md`, "Checkpoints"). `CheckpointPolicy::OFF` takes none.
     pub checkpoint: CheckpointPolicy,
+    /// The limits of checkpoint transfers: a group whose log can no longer catch a
+    /// peer up streams its durable checkpoint instead, and a group behind installs a
+    /// peer's in process (`tuning.md`, "Checkpoint transfer").
+    pub transfer: TransferPolicy,
     /// UNSAFE, for benchmarks only: write the WAL without fdatasync, so an
     /// acknowledged value can be lost by a power failure (or, with several replicas on
     /// one machine, by any crash of it). Shows the CPU and network limit.
@@ -164,6 +168,7 @@ impl Config {
             peer_key: None,
             initial_state: InitialState::New,
             checkpoint: CheckpointPolicy::default(),
+            transfer: TransferPolicy::default(),
             unsafe_skip_fsync: false,
         }
     }
@@ -319,6 +324,23 @@ impl Config {
     /// The wire limits against the group's, the queues and the timers (part of
     /// `validate`).
     fn validate_limits(&self) -> Result<(), ConfigError> {
+        let t = &self.transfer;
+        check(
+            t.chunk_size_max >= 1
+                && t.sends_max >= 1
+                && t.receives_max >= 1
+                && t.timeout_ns > 0
+                && t.chunk_size_max + crate::paxos::size::MESSAGE_OVERHEAD_SIZE
+                    <= self.group.message_size_max,
+            "transfer",
+            format!("{t:?}"),
+            format!(
+                "chunk_size_max, sends_max, receives_max and timeout_ns must be at least 1, \
+                 and a chunk must fit a message: chunk_size_max + 256 <= \
+                 group.message_size_max {}",
+                self.group.message_size_max
+            ),
+        )?;
         check(
             self.wire_limits.value_size_max >= self.group.value_size_max
                 && self.wire_limits.values_max >= self.group.batch_values_max
@@ -447,6 +469,7 @@ impl Config {
                 reads_pending_count_max: crate::runtime::shard::READS_PENDING_COUNT_MAX,
                 log_reads_wal_count_max: crate::runtime::log_reads::LOG_READS_WAL_COUNT_MAX,
                 checkpoint: self.checkpoint,
+                transfer: self.transfer,
             },
             net: NetConfig {
                 node: self.node,

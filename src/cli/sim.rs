@@ -37,11 +37,13 @@ pub fn main(args: SimArgs) -> ExitCode {
                     synod::sim::SimOptions::from_seed(seed)
                 );
                 println!(
-                    "seed {seed}: checkpoints: {} saved, {} failed, {} damaged, {} restores",
+                    "seed {seed}: checkpoints: {} saved, {} failed, {} damaged, {} restores, \
+                     {} installed from peers",
                     report.checkpoints_saved,
                     report.checkpoints_failed,
                     report.checkpoints_damaged,
-                    report.checkpoint_restores
+                    report.checkpoint_restores,
+                    report.checkpoints_installed
                 );
                 println!(
                     "seed {seed}: {} WAL reads, largest in-memory log {} slots",

@@ -154,6 +154,12 @@ impl Group {
                 self.catch_up_wanted = true;
                 break;
             }
+            if instance <= self.installed_through {
+                // Installed from a peer's checkpoint: no value held here to vote for
+                // (`transfer`, "Safety").
+                self.ignore("accept_below_installed");
+                continue;
+            }
             if instance > self.chosen_through {
                 let unchanged = self
                     .log
@@ -292,8 +298,8 @@ impl Group {
                     entries.push(slot.entry.clone());
                 }
                 Some(_) => break,
-                // Truncated below a checkpoint: the checkpoint transfer (a later layer)
-                // serves it; nothing to stream from here.
+                // Every chosen instance at or above the floor is in memory; should
+                // one be missing, stream what precedes it and let the peer ask again.
                 None => break,
             }
             instance = instance.next();
@@ -321,7 +327,8 @@ impl Group {
 
     /// The WAL read for `peer` from `first` returned: sends what it found, bounded as
     /// any catch-up chunk. Nothing is sent when the WAL had nothing (the peer asks
-    /// again) or no longer holds `first` (a checkpoint transfer is needed: counted).
+    /// again) or no longer holds `first` (the group's checkpoint is streamed instead:
+    /// `transfer`).
     pub(super) fn on_wal_read_done(
         &mut self,
         peer: NodeId,
@@ -336,7 +343,7 @@ impl Group {
         let found = match outcome {
             WalReadOutcome::Entries(found) => found,
             WalReadOutcome::Truncated { .. } => {
-                self.ignore("catch_up_wal_truncated");
+                self.on_wal_truncated(peer, first, out);
                 return;
             }
         };

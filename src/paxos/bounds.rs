@@ -150,6 +150,10 @@ fn check_promised(entries: &[PromisedEntry]) -> Result<(), OutOfBounds> {
     Ok(())
 }
 
+/// The largest checkpoint file any honest replica sends (1 TiB): a bound on the
+/// sizes and offsets of a transfer, beside the receiver's own, configured, maximum.
+pub const CHECKPOINT_SIZE_MAX: u64 = 1 << 40;
+
 impl MessageBody {
     /// Checks every ballot, instance, run and range of the message against the bounds
     /// of the module docs; the first field out of bounds is the error. Pure and cheap
@@ -219,6 +223,26 @@ impl MessageBody {
                 check_run("CatchUpChunk.first", *first, entries.len())?;
                 check_origins("CatchUpChunk.entries.origin.round", entries)
             }
+            MessageBody::CheckpointRequest { through, offset } => {
+                check_position("CheckpointRequest.through", *through)?;
+                at_most("CheckpointRequest.offset", *offset, CHECKPOINT_SIZE_MAX)
+            }
+            MessageBody::CheckpointChunk {
+                through,
+                offset,
+                total_size,
+                data,
+            } => {
+                check_position("CheckpointChunk.through", *through)?;
+                at_most(
+                    "CheckpointChunk.total_size",
+                    *total_size,
+                    CHECKPOINT_SIZE_MAX,
+                )?;
+                // A piece lies inside the file: offset + len <= total_size.
+                let end = offset.saturating_add(data.len() as u64);
+                at_most("CheckpointChunk.offset", end, *total_size)
+            }
         }
     }
 
@@ -236,6 +260,8 @@ impl MessageBody {
             MessageBody::HeartbeatAck { .. } => "heartbeat_ack_out_of_bounds",
             MessageBody::CatchUpRequest { .. } => "catch_up_request_out_of_bounds",
             MessageBody::CatchUpChunk { .. } => "catch_up_chunk_out_of_bounds",
+            MessageBody::CheckpointRequest { .. } => "checkpoint_request_out_of_bounds",
+            MessageBody::CheckpointChunk { .. } => "checkpoint_chunk_out_of_bounds",
         }
     }
 }

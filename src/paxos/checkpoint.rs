@@ -8,10 +8,12 @@
 //! - a `CheckpointBase` describes exactly the state after applying `through`: the
 //!   checksum the replica had at `through`, the StartWorking filter it would apply
 //!   next, and every membership in effect from `through + 1` on;
-//! - a group installs a base only at or below the chosen watermark its own log proves
-//!   (`Restore::chosen_proven`): below it every slot in memory holds the chosen value,
-//!   so the base never lets a slot of unknown value pass for chosen (and the executor
-//!   chooses its checkpoint by the same number before it restores the state machine);
+//! - a group installs a base only at or below the chosen watermark its own log records
+//!   (`Restore::checkpoint_provable`), and then proves chosen only the contiguous run
+//!   of slots above the base (`Restore::chosen_proven`): every slot in memory below
+//!   the watermark holds the chosen value, so the base never lets a slot of unknown
+//!   value pass for chosen (and the executor chooses its checkpoint by the same
+//!   number before it restores the state machine);
 //! - a group restored from a checkpoint at `through` holds no slot below it: its
 //!   `log_floor` is `through` (the slot there is its newest applied one), so its
 //!   retention counts only what it applies itself, and catch-up from below is served
@@ -69,18 +71,59 @@ impl CheckpointBase {
 
 impl Restore {
     /// The chosen watermark this restored log proves by itself: the recorded watermark
-    /// over the contiguous run of slots from instance 1, extended by learned (chosen)
-    /// values right above it. `Group::new` starts from exactly this; a checkpoint may
-    /// be installed only at or below it.
+    /// over the contiguous run of slots from instance 1 (or from the instance of the
+    /// checkpoint installed, `checkpoint`: the image stands for every slot at and below
+    /// it), extended by learned (chosen) values right above it. `Group::new` starts
+    /// from exactly this. The slots at or below `installed_through` are not walked
+    /// (they may hold values accepted but never chosen: see `Record::Installed`): from
+    /// a checkpoint below it, only learned values extend the proof.
     #[must_use]
     pub fn chosen_proven(&self) -> Instance {
         let holds = |instance: Instance| {
             instance <= Instance::MAX
                 && (self.accepted.contains_key(&instance) || self.learned.contains_key(&instance))
         };
-        let mut through = Instance(0);
-        while through < self.chosen_through && holds(through.next()) {
+        let mut through = self
+            .checkpoint
+            .as_ref()
+            .map(|base| base.through)
+            .filter(|at| *at <= self.checkpoint_provable())
+            .unwrap_or(Instance(0));
+        if through >= self.installed_through {
+            while through < self.chosen_through && holds(through.next()) {
+                through = through.next();
+            }
+        }
+        while through.next() <= Instance::MAX && self.learned.contains_key(&through.next()) {
             through = through.next();
+        }
+        through
+    }
+
+    /// The highest instance at which a checkpoint may be installed at start: the
+    /// recorded chosen watermark (a `Chosen` record says every instance through it is
+    /// chosen, and a checkpoint file at or below it, verified, is the chosen prefix's
+    /// state there), the highest checkpoint installed from a peer (`Installed`), or
+    /// what the log proves from instance 1 if higher.
+    #[must_use]
+    pub fn checkpoint_provable(&self) -> Instance {
+        let proven_from_one = self.chosen_proven_from_one();
+        self.chosen_through
+            .max(self.installed_through)
+            .min(Instance::MAX)
+            .max(proven_from_one)
+    }
+
+    /// The proof from instance 1 alone (no checkpoint).
+    fn chosen_proven_from_one(&self) -> Instance {
+        let holds = |instance: Instance| {
+            self.accepted.contains_key(&instance) || self.learned.contains_key(&instance)
+        };
+        let mut through = Instance(0);
+        if self.installed_through == Instance(0) {
+            while through < self.chosen_through.min(Instance::MAX) && holds(through.next()) {
+                through = through.next();
+            }
         }
         while through.next() <= Instance::MAX && self.learned.contains_key(&through.next()) {
             through = through.next();
@@ -152,6 +195,12 @@ impl Group {
                 .log
                 .get(&base.through)
                 .map_or(0, |slot| slot.entry.encoded_size());
+            if !self.log.contains_key(&base.through) {
+                // A checkpoint installed from a peer (`transfer`): the log never held
+                // the slot at its instance, nor any below; it votes on none of them.
+                self.log_floor = base.through.next();
+                self.installed_through = base.through;
+            }
         }
     }
 }

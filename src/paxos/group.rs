@@ -47,6 +47,7 @@ use super::checkpoint::CheckpointBase;
 use super::config::GroupConfig;
 use super::filters::Filters;
 use super::message::Message;
+pub use super::observe::entry_checksum;
 use super::output::{Apply, Completion, Output, ProposeError, Record, Refused, WalReadOutcome};
 use super::types::{Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, ProposalId};
 use crate::prng::Prng;
@@ -86,6 +87,14 @@ pub enum Input {
         /// What the WAL held.
         outcome: WalReadOutcome,
     },
+    /// Install the checkpoint `base` received from `from` and verified by the shard
+    /// (its state machine image is installed by the executor): see `transfer`.
+    InstallCheckpoint {
+        /// The peer that sent it.
+        from: NodeId,
+        /// Its protocol state.
+        base: CheckpointBase,
+    },
 }
 
 /// What a replica rebuilt from its log on restart.
@@ -105,6 +114,10 @@ pub struct Restore {
     /// The checkpoint the state machine was restored from, if any: the group resumes
     /// applying right after its instance, which must be at most `chosen_proven()`.
     pub checkpoint: Option<CheckpointBase>,
+    /// Highest instance at which a checkpoint received from a peer was installed
+    /// (`Record::Installed`; 0: never): the log at and below it is not evidence of
+    /// the chosen values.
+    pub installed_through: Instance,
 }
 
 /// The role of a replica in its group.
@@ -218,6 +231,8 @@ pub struct Counters {
     pub checksum_mismatches: u64,
     /// Catch-up chunks sent from entries read back from the WAL.
     pub catch_up_wal_served: u64,
+    /// Checkpoints received from peers and installed.
+    pub checkpoints_installed: u64,
 }
 
 /// One Paxos group on one replica. See the module docs and `output::Output`.
@@ -267,6 +282,9 @@ pub struct Group {
     pub(super) awaiting_apply: BTreeMap<Instance, (Ballot, Vec<ProposalId>)>,
     pub(super) counters: Counters,
     pub(super) restored_apply: Vec<Apply>,
+    /// The highest instance installed from a peer's checkpoint in this life (see
+    /// `transfer`): accepts at or below it are not acknowledged.
+    pub(super) installed_through: Instance,
 }
 
 impl Group {
@@ -339,6 +357,7 @@ impl Group {
             awaiting_apply: BTreeMap::new(),
             counters,
             restored_apply: Vec::new(),
+            installed_through: Instance(0),
             config,
         };
         // The recorded watermark is trusted only over a contiguous run of slots, which
@@ -380,6 +399,9 @@ impl Group {
                 from,
                 outcome,
             } => self.on_wal_read_done(peer, from, outcome, out),
+            Input::InstallCheckpoint { from, base } => {
+                self.install_checkpoint(now, from, base, out)
+            }
         }
     }
 
@@ -457,6 +479,11 @@ impl Group {
                 entries,
                 out,
             ),
+            // The shard streams and verifies checkpoints (`runtime::transfer`) and
+            // hands the group only the verified result (`Input::InstallCheckpoint`).
+            B::CheckpointRequest { .. } | B::CheckpointChunk { .. } => {
+                self.ignore("checkpoint_message_for_shard");
+            }
         }
     }
 
@@ -791,8 +818,11 @@ impl Group {
         }
         // Retention: nothing below the floor, nothing unapplied dropped, the bound kept.
         assert!(self.log_floor.0 >= 1);
+        // A checkpoint installed from a peer at C leaves no slot at C: floor C + 1.
         assert!(
-            self.log_floor.0 <= self.applied_through.0.max(1),
+            self.log_floor.0 <= self.applied_through.0.max(1)
+                || (self.log_floor == self.applied_through.next()
+                    && self.applied_through <= self.installed_through),
             "log_floor {} above applied_through {}: an unapplied slot was dropped",
             self.log_floor.0,
             self.applied_through.0
@@ -876,30 +906,4 @@ impl Group {
         }
         deadline
     }
-}
-
-/// Folds one chosen entry into a running CRC32C (the replicas' reconciliation sum).
-#[must_use]
-pub fn entry_checksum(crc: u32, instance: Instance, entry: &Entry) -> u32 {
-    let mut crc = crc32c::crc32c_append(crc, &instance.0.to_le_bytes());
-    crc = crc32c::crc32c_append(crc, &entry.origin.round.to_le_bytes());
-    crc = crc32c::crc32c_append(crc, &entry.origin.node.0.to_le_bytes());
-    match &entry.body {
-        Body::Values(values) => {
-            crc = crc32c::crc32c_append(crc, &[1]);
-            for value in values {
-                crc = crc32c::crc32c_append(crc, &(value.len() as u64).to_le_bytes());
-                crc = crc32c::crc32c_append(crc, value);
-            }
-        }
-        Body::Noop => crc = crc32c::crc32c_append(crc, &[2]),
-        Body::StartWorking => crc = crc32c::crc32c_append(crc, &[3]),
-        Body::Config(membership) => {
-            crc = crc32c::crc32c_append(crc, &[4]);
-            for node in membership.voters() {
-                crc = crc32c::crc32c_append(crc, &node.0.to_le_bytes());
-            }
-        }
-    }
-    crc
 }

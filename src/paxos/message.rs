@@ -5,6 +5,8 @@
 //! the core validates every field it uses and drops (counting a named reason) what
 //! does not fit its state.
 
+use bytes::Bytes;
+
 use super::types::{Ballot, Entry, GroupId, Instance, Nanos, NodeId};
 
 /// A message between two replicas of one group.
@@ -131,6 +133,30 @@ pub enum MessageBody {
         /// Chosen values for `first`, `first + 1`, ...
         entries: Vec<Entry>,
     },
+    /// A replica receiving a checkpoint transfer asks for the next piece: the bytes
+    /// from `offset` of the sender's checkpoint file at `through` (see
+    /// `runtime::transfer`). A sender whose durable checkpoint is no longer `through`
+    /// starts over with its current one from offset 0.
+    CheckpointRequest {
+        /// The checkpoint's instance, as the sender's chunks named it.
+        through: Instance,
+        /// The first byte wanted (the bytes received so far).
+        offset: u64,
+    },
+    /// A piece of the sender's durable checkpoint file of this group at `through`
+    /// (the whole file, header and image, as `wal::checkpoint` lays it out): bytes
+    /// `[offset, offset + data.len())` of `total_size`. Sent when the receiver needs
+    /// instances the sender's log no longer holds.
+    CheckpointChunk {
+        /// The checkpoint's instance.
+        through: Instance,
+        /// Where `data` starts in the file.
+        offset: u64,
+        /// The file's size in bytes.
+        total_size: u64,
+        /// The bytes.
+        data: Bytes,
+    },
 }
 
 impl MessageBody {
@@ -147,6 +173,8 @@ impl MessageBody {
             MessageBody::HeartbeatAck { .. } => "heartbeat_ack",
             MessageBody::CatchUpRequest { .. } => "catch_up_request",
             MessageBody::CatchUpChunk { .. } => "catch_up_chunk",
+            MessageBody::CheckpointRequest { .. } => "checkpoint_request",
+            MessageBody::CheckpointChunk { .. } => "checkpoint_chunk",
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod message;
 mod observe;
 pub mod output;
 pub mod size;
+mod transfer;
 pub mod types;
 
 pub use bounds::{Bound, OutOfBounds};
@@ -26,7 +27,8 @@ pub use filters::FILTERS_COUNT_MAX;
 pub use group::{entry_checksum, Counters, Group, Input, Restore, Role};
 pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};
 pub use output::{
-    Apply, Completion, Output, ProposeError, Record, Refused, WalRead, WalReadOutcome, WalReader,
+    Apply, CheckpointSend, Completion, Output, ProposeError, Record, Refused, WalRead,
+    WalReadOutcome, WalReader,
 };
 pub use types::{
     Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, Nanos, NodeId, ProposalId,

@@ -1,10 +1,13 @@
-//! What the runtime, metrics and the simulator observe of a group: read-only
-//! accessors, and the chosen log read back as the state machine saw it.
+//! What a group shows its runtime, its metrics and the simulator (read-only
+//! accessors, the chosen log read back as the state machine saw it), and the running
+//! checksum of the chosen log.
+//!
+//! Invariant: nothing here changes a group.
 
 use super::config::GroupConfig;
 use super::group::{Counters, Group, Role};
 use super::output::Apply;
-use super::types::{Ballot, Entry, Instance, NodeId};
+use super::types::{Ballot, Body, Entry, Instance, NodeId};
 
 impl Group {
     /// This replica's role.
@@ -125,4 +128,30 @@ impl Group {
         }
         self.filters.skipped(instance, entry.origin)
     }
+}
+
+/// Folds one chosen entry into a running CRC32C (the replicas' reconciliation sum).
+#[must_use]
+pub fn entry_checksum(crc: u32, instance: Instance, entry: &Entry) -> u32 {
+    let mut crc = crc32c::crc32c_append(crc, &instance.0.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &entry.origin.round.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &entry.origin.node.0.to_le_bytes());
+    match &entry.body {
+        Body::Values(values) => {
+            crc = crc32c::crc32c_append(crc, &[1]);
+            for value in values {
+                crc = crc32c::crc32c_append(crc, &(value.len() as u64).to_le_bytes());
+                crc = crc32c::crc32c_append(crc, value);
+            }
+        }
+        Body::Noop => crc = crc32c::crc32c_append(crc, &[2]),
+        Body::StartWorking => crc = crc32c::crc32c_append(crc, &[3]),
+        Body::Config(membership) => {
+            crc = crc32c::crc32c_append(crc, &[4]);
+            for node in membership.voters() {
+                crc = crc32c::crc32c_append(crc, &node.0.to_le_bytes());
+            }
+        }
+    }
+    crc
 }

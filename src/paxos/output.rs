@@ -21,6 +21,10 @@
 //!    the retention, see `group`) to be read back from this replica's WAL; the
 //!    executor answers each with `Input::WalReadDone` (any time later, or never: the
 //!    peer asks again). Nothing waits on it.
+//! 8. `checkpoint_sends` asks for this replica's durable checkpoint of the group to be
+//!    streamed to a peer whose catch-up the log can no longer serve (the WAL read
+//!    answered `Truncated`); the shard picks the checkpoint (`runtime::transfer`).
+//!    Nothing waits on it.
 
 use super::bounds::OutOfBounds;
 use super::message::Message;
@@ -64,6 +68,17 @@ pub enum Record {
         /// The chosen value.
         entry: Entry,
     },
+    /// This replica installed a checkpoint received from a peer at `through`: every
+    /// instance through it is chosen and held by that checkpoint only. This replica's
+    /// own records at or below it are not evidence of the chosen values (it may hold
+    /// values it accepted there that were not chosen), so a restart trusts its log
+    /// below `through` only from a checkpoint at or above it (`Restore::chosen_proven`).
+    Installed {
+        /// The group.
+        group: GroupId,
+        /// The checkpoint's instance.
+        through: Instance,
+    },
 }
 
 impl Record {
@@ -74,7 +89,8 @@ impl Record {
             Record::Promise { group, .. }
             | Record::Accept { group, .. }
             | Record::Chosen { group, .. }
-            | Record::Learn { group, .. } => *group,
+            | Record::Learn { group, .. }
+            | Record::Installed { group, .. } => *group,
         }
     }
 }
@@ -227,6 +243,18 @@ pub enum WalReadOutcome {
     },
 }
 
+/// Stream this replica's durable checkpoint of `group` to `peer`, which asked for
+/// instances from `from` that the log no longer holds (`WalReadOutcome::Truncated`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointSend {
+    /// The group.
+    pub group: GroupId,
+    /// The replica that needs it.
+    pub peer: NodeId,
+    /// The first instance it asked for.
+    pub from: Instance,
+}
+
 /// Everything one step produced. Reused across steps: the executor drains it.
 #[derive(Debug, Default)]
 pub struct Output {
@@ -244,6 +272,8 @@ pub struct Output {
     pub refused: Vec<Refused>,
     /// Entries to read back from the WAL for peers behind the in-memory log.
     pub wal_reads: Vec<WalRead>,
+    /// Checkpoints to stream to peers behind the log (rule 8).
+    pub checkpoint_sends: Vec<CheckpointSend>,
 }
 
 impl Output {
@@ -257,6 +287,7 @@ impl Output {
             && self.complete.is_empty()
             && self.refused.is_empty()
             && self.wal_reads.is_empty()
+            && self.checkpoint_sends.is_empty()
     }
     /// Empties every list, keeping capacity.
     pub fn clear(&mut self) {
@@ -267,5 +298,6 @@ impl Output {
         self.complete.clear();
         self.refused.clear();
         self.wal_reads.clear();
+        self.checkpoint_sends.clear();
     }
 }

@@ -97,7 +97,9 @@ impl MessageBody {
                     .fold(0usize, |sum, e| sum.saturating_add(e.encoded_size()))
             }
             MessageBody::Accepted { ranges, .. } => ranges.len().saturating_mul(RANGE_SIZE),
-            MessageBody::Prepare { .. }
+            MessageBody::CheckpointChunk { data, .. } => data.len(),
+            MessageBody::CheckpointRequest { .. }
+            | MessageBody::Prepare { .. }
             | MessageBody::Reject { .. }
             | MessageBody::Heartbeat { .. }
             | MessageBody::HeartbeatAck { .. }

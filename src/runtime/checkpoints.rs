@@ -10,7 +10,9 @@
 //! planned when the checkpoint was taken: the group's `Chosen` record covering the
 //! instance then is too, so a restart's log proves the instance chosen and installs
 //! the checkpoint (`paxos::Restore::chosen_proven`). Truncating the WAL below this
-//! instance (a later layer) is then safe for this replica.
+//! instance (a later layer) is then safe for this replica. A checkpoint installed from
+//! a peer (`on_install`) becomes durable the same way: its file saved as the group's
+//! own, and the WAL durable past its `Installed` record.
 //!
 //! A group takes its next checkpoint only once the previous one is durable, so the
 //! save that follows never removes the newest durable file (`wal::checkpoint::surplus`
@@ -19,7 +21,8 @@
 //! Invariants (`Checkpoints::invariants`):
 //! - at most one checkpoint in flight or saved-but-not-durable per group, at most
 //!   `in_flight_count_max` in flight per shard, and `in_flight_count` counts exactly
-//!   the groups with one in flight;
+//!   the groups with one of their own in flight (a checkpoint installed from a peer
+//!   and being saved, `on_install`, is bounded by the transfers' own limits);
 //! - `due` holds exactly one `(time, group)` per group whose `due` is set;
 //! - a group's durable checkpoint instance never decreases within a shard's life.
 
@@ -138,6 +141,9 @@ struct Tracker {
     due: Option<Nanos>,
     /// The state machine does not checkpoint.
     unsupported: bool,
+    /// The checkpoint in flight is one installed from a peer (`on_install`): its save
+    /// does not count toward `in_flight_count_max`.
+    installing: bool,
 }
 
 /// The checkpoint decisions of one shard. See the module docs.
@@ -269,7 +275,11 @@ impl Checkpoints {
             "group {}: answer for instance {} but {} is in flight",
             group.0, through.0, in_flight.0
         );
-        self.in_flight_count -= 1;
+        if tracker.installing {
+            tracker.installing = false;
+        } else {
+            self.in_flight_count -= 1;
+        }
         match outcome {
             CheckpointOutcome::Saved => {
                 // The next one waits until this one is durable (`on_wal_durable`).
@@ -292,6 +302,43 @@ impl Checkpoints {
                     self.due.remove(&(at, group));
                 }
             }
+        }
+    }
+
+    /// Whether `group` may install a checkpoint received from a peer now: nothing of
+    /// its own is in flight or saved-but-not-durable (its answer would name another
+    /// instance, and its save's removals could take the installed file).
+    #[must_use]
+    pub fn may_install(&self, group: GroupId) -> bool {
+        self.groups
+            .get(&group)
+            .is_some_and(|t| t.in_flight.is_none() && t.saved.is_none())
+    }
+
+    /// `group` installed a checkpoint received from a peer at `through`, its `Chosen`
+    /// record planned at `lsn`: the executor saves the file as its own (answered by
+    /// `CheckpointDone` like a local one), and it becomes the group's durable
+    /// checkpoint once saved and the WAL is durable through `lsn`. Call only when
+    /// `may_install`.
+    pub fn on_install(&mut self, group: GroupId, through: Instance, lsn: Lsn) {
+        assert!(self.may_install(group), "group {} busy", group.0);
+        let tracker = self
+            .groups
+            .get_mut(&group)
+            .expect("may_install checked the group");
+        assert!(
+            through > tracker.durable,
+            "group {}: install at {} not above the durable checkpoint {}",
+            group.0,
+            through.0,
+            tracker.durable.0
+        );
+        tracker.in_flight = Some((through, lsn));
+        tracker.installing = true;
+        tracker.instances_since = 0;
+        tracker.size_since = 0;
+        if let Some(at) = tracker.due.take() {
+            self.due.remove(&(at, group));
         }
     }
 
@@ -336,7 +383,7 @@ impl Checkpoints {
         let in_flight = self
             .groups
             .values()
-            .filter(|t| t.in_flight.is_some())
+            .filter(|t| t.in_flight.is_some() && !t.installing)
             .count();
         assert_eq!(in_flight, self.in_flight_count, "in-flight count drifted");
         assert!(

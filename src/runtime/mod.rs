@@ -23,4 +23,7 @@ pub mod wal_reads;
 
 pub use checkpoints::{CheckpointOutcome, CheckpointPolicy, TakeCheckpoint};
 pub use placement::shard_of;
-pub use shard::{Effects, Shard, ShardConfig, ShardCounters, ShardInput};
+pub use shard::{
+    CheckpointRead, CheckpointReadOutcome, Effects, InstallCheckpoint, Shard, ShardConfig,
+    ShardCounters, ShardInput, TransferPolicy,
+};

@@ -32,10 +32,19 @@
 //!   the instances it reads (applied, hence produced earlier) are written and indexed
 //!   when the executor plans it. Their answers come back as `ShardInput::WalReadDone`;
 //!   an executor may also never answer (a crash).
+//! - checkpoint transfers (`transfer`): a group whose log cannot serve a peer streams
+//!   its durable checkpoint in bounded chunks; a received one is installed only once
+//!   verified, in order with the applies (`Effects::installs`).
+
+mod transfer;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
+
+pub use transfer::{
+    CheckpointRead, CheckpointReadOutcome, InstallCheckpoint, TransferCounters, TransferPolicy,
+};
 
 use super::checkpoints::{CheckpointOutcome, CheckpointPolicy, Checkpoints, TakeCheckpoint};
 use super::fatal::Fatal;
@@ -103,8 +112,15 @@ pub enum ShardInput {
     /// A read of a group's chosen log (`log_reads`): answered in `Effects::log_reads`,
     /// at once, after a WAL read, or once a value is chosen at its position.
     LogRead(LogReadAsk),
+    /// A checkpoint file read asked in `Effects::checkpoint_reads` returned.
+    CheckpointReadDone {
+        /// The read, as asked.
+        read: CheckpointRead,
+        /// What it found.
+        outcome: CheckpointReadOutcome,
+    },
     /// The checkpoint of `group` at `through` asked for in `Effects::checkpoints`
-    /// ended. A failure is not fatal (the group retries by its policy).
+    /// ended (or the save of one installed from a peer, `Effects::installs`). A failure is not fatal (the group retries by its policy).
     CheckpointDone {
         /// The group.
         group: GroupId,
@@ -202,6 +218,13 @@ pub struct Effects {
     pub wal_reads: Vec<WalRead>,
     /// Log reads answered. Independent of the other effects.
     pub log_reads: Vec<LogReadDone>,
+    /// Pieces of checkpoint files to read for peers (`transfer`); each answered with
+    /// `ShardInput::CheckpointReadDone`. Independent of the other effects.
+    pub checkpoint_reads: Vec<CheckpointRead>,
+    /// Checkpoints received from peers and verified: each installed in order with
+    /// `apply` (see `InstallCheckpoint`), then saved and answered with
+    /// `ShardInput::CheckpointDone`.
+    pub installs: Vec<InstallCheckpoint>,
 }
 
 impl Effects {
@@ -217,6 +240,8 @@ impl Effects {
         self.warnings.clear();
         self.wal_reads.clear();
         self.log_reads.clear();
+        self.checkpoint_reads.clear();
+        self.installs.clear();
     }
 }
 
@@ -242,6 +267,8 @@ pub struct ShardConfig {
     /// Log reads out at the WAL at once beyond which log reads that need the WAL are
     /// refused `Overloaded` (`log_reads::LOG_READS_WAL_COUNT_MAX` by default).
     pub log_reads_wal_count_max: usize,
+    /// The limits of checkpoint transfers to and from peers.
+    pub transfer: TransferPolicy,
 }
 
 /// Counters of one shard.
@@ -315,6 +342,9 @@ pub struct Shard {
     pending_wal_reads: Vec<WalRead>,
     log_reads: LogReads,
     pending_log_reads: Vec<LogReadDone>,
+    transfers: transfer::Transfers,
+    pending_checkpoint_reads: Vec<CheckpointRead>,
+    pending_installs: Vec<InstallCheckpoint>,
     poisoned: Option<Fatal>,
     counters: ShardCounters,
 }
@@ -340,6 +370,7 @@ impl Shard {
             (config.group, through)
         });
         let checkpoints = Checkpoints::new(config.checkpoint, restored, now);
+        let transfers = transfer::Transfers::new(config.transfer);
         let mut shard = Shard {
             config,
             groups: BTreeMap::new(),
@@ -370,6 +401,9 @@ impl Shard {
             pending_wal_reads: Vec::new(),
             log_reads: LogReads::default(),
             pending_log_reads: Vec::new(),
+            transfers,
+            pending_checkpoint_reads: Vec::new(),
+            pending_installs: Vec::new(),
             poisoned: None,
             counters: ShardCounters::default(),
         };
@@ -406,6 +440,7 @@ impl Shard {
                 for id in due {
                     self.step_group(now, id, Input::Tick);
                 }
+                self.transfer_tick(now);
             }
             ShardInput::Message(message) => {
                 if self.over_limits() {
@@ -419,7 +454,26 @@ impl Shard {
                     self.counters.unknown_group += 1;
                     return;
                 }
-                self.step_group(now, id, Input::Message(message));
+                match message.body {
+                    MessageBody::CheckpointRequest { through, offset }
+                        if message.to == self.config.node
+                            && message.body.check_bounds().is_ok() =>
+                    {
+                        self.on_checkpoint_request(id, message.from, through, offset);
+                    }
+                    MessageBody::CheckpointChunk {
+                        through,
+                        offset,
+                        total_size,
+                        ref data,
+                    } if message.to == self.config.node && message.body.check_bounds().is_ok() => {
+                        let at = (through, offset, total_size);
+                        self.on_checkpoint_chunk(now, id, message.from, at, data);
+                    }
+                    // Out of bounds or misaddressed ones included: the group refuses
+                    // and reports them like any other.
+                    _ => self.step_group(now, id, Input::Message(message)),
+                }
             }
             ShardInput::Propose { group, id, value } => {
                 if self.over_limits() {
@@ -466,6 +520,9 @@ impl Shard {
                 self.checkpoints.on_done(now, group, through, &outcome);
                 self.checkpoints
                     .on_wal_durable(self.commit.durable_through());
+            }
+            ShardInput::CheckpointReadDone { read, outcome } => {
+                self.on_checkpoint_read_done(&read, outcome);
             }
             ShardInput::WalReadDone { read, outcome } => {
                 self.wal_reads_in_flight.remove(&(read.group, read.reader));
@@ -684,8 +741,18 @@ impl Shard {
         }
         self.pending_apply.append(&mut self.out.apply);
         self.pending_complete.append(&mut self.out.complete);
-        for read in self.out.wal_reads.drain(..) {
-            if self.wal_reads_in_flight.insert((read.group, read.reader)) {
+        for send in std::mem::take(&mut self.out.checkpoint_sends) {
+            self.on_checkpoint_send(send);
+        }
+        for read in std::mem::take(&mut self.out.wal_reads) {
+            let peer = match read.reader {
+                WalReader::Peer(peer) => Some(peer),
+                WalReader::Log(_) => None,
+            };
+            if let Some(peer) = peer.filter(|_| self.prefers_transfer(read.group, read.from)) {
+                let (group, from) = (read.group, read.from);
+                self.on_checkpoint_send(crate::paxos::CheckpointSend { group, peer, from });
+            } else if self.wal_reads_in_flight.insert((read.group, read.reader)) {
                 self.counters.wal_reads += 1;
                 self.wal_reads_held.push_back((lsn, read));
             } else {
@@ -726,6 +793,7 @@ impl Shard {
         if self.poisoned.is_some() {
             return;
         }
+        self.install_verified(now, effects.apply.len());
         loop {
             let touched = std::mem::take(&mut self.touched);
             for id in touched {
@@ -773,6 +841,10 @@ impl Shard {
         self.release_durable_wal_reads();
         effects.wal_reads.append(&mut self.pending_wal_reads);
         effects.log_reads.append(&mut self.pending_log_reads);
+        effects
+            .checkpoint_reads
+            .append(&mut self.pending_checkpoint_reads);
+        effects.installs.append(&mut self.pending_installs);
     }
 
     /// Asks for the checkpoints whose turn came, each at its group's applied
@@ -817,7 +889,17 @@ impl Shard {
     /// The earliest time a `Tick` has something to do.
     #[must_use]
     pub fn next_deadline(&self) -> Option<Nanos> {
-        self.deadlines.first().map(|(deadline, _)| *deadline)
+        let groups = self.deadlines.first().map(|(deadline, _)| *deadline);
+        match (groups, self.transfers.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The counters of checkpoint transfers.
+    #[must_use]
+    pub fn transfer_counters(&self) -> &TransferCounters {
+        self.transfers.counters()
     }
 
     /// The group `id`, for observation.
@@ -903,6 +985,7 @@ impl Shard {
     pub fn invariants(&self) {
         self.commit.invariants();
         self.checkpoints.invariants();
+        self.transfers.invariants();
         for (id, group) in &self.groups {
             group.invariants();
             assert!(

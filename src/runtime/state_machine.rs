@@ -16,8 +16,13 @@
 //!   node (verified by its CRC32C, never a damaged or unproven one); then `apply`
 //!   continues from the first value after `through`. Without a usable checkpoint the
 //!   machine is rebuilt by the same `apply` calls from the whole log, as before
-//!   checkpoints existed. Checkpoints are local today: none is installed by catch-up
-//!   or used to truncate the log yet.
+//!   checkpoints existed;
+//! - while running, a group far behind its peers may be sent a peer's checkpoint
+//!   (checkpoint transfer): the runtime then builds a FRESH machine with the factory,
+//!   calls `restore(through, image)` on it once (an image a machine of the same kind
+//!   produced on another node, verified by its CRC32C), replaces the group's machine
+//!   with it, and continues `apply` from the first value after `through`. A machine
+//!   that refuses such an image stops its shard (applying on would diverge).
 
 use bytes::Bytes;
 
@@ -92,7 +97,8 @@ pub trait StateMachine: 'static {
     }
 
     /// Replaces the whole state by `image`, an image `checkpoint` produced once every
-    /// value through `instance` was applied. Called on start only, before any `apply`.
+    /// value through `instance` was applied. Called on a fresh machine before any
+    /// `apply`: at start, or when a checkpoint received from a peer is installed.
     ///
     /// # Errors
     ///

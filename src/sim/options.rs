@@ -32,6 +32,11 @@
 //! lagging replicas are caught up from WAL reads, prepares from below a floor are met,
 //! and restarts restore a bounded log. Drawn from a stream of its own too.
 //!
+//! Checkpoint transfer: about 2 seeds in 3 of those that checkpoint make their WAL
+//! reads answer `Truncated` below the reading group's durable checkpoint (the
+//! observable effect of WAL truncation below checkpoints), so that peers behind are
+//! sent checkpoints and install them. Drawn from a stream of its own.
+//!
 //! Units: every duration is nanoseconds of true (simulated) time, suffix `_ns`; `_size`
 //! is bytes; `_ppm` is parts per million.
 
@@ -227,6 +232,10 @@ pub struct SimOptions {
     /// At a restart, the chance per group that its newest checkpoint file has one bit
     /// flipped (the restart must fall back to the previous one or the WAL).
     pub checkpoint_damage_ppm: u32,
+    /// WAL reads answer `WalReadOutcome::Truncated` below the group's durable
+    /// checkpoint on the reading node, as if the WAL were truncated there: catch-up
+    /// from below it goes by checkpoint transfer.
+    pub transfer_truncated_reads: bool,
 
     // ---- Memory ----
     /// `GroupConfig::retention_instances_max` of every group (`u64::MAX`: unbounded).
@@ -391,6 +400,9 @@ impl SimOptions {
             };
 
         let retention = Retention::draw(seed);
+        // Its own stream: seeds whose checkpoints are off draw nothing new.
+        let transfer_truncated_reads =
+            checkpoints.policy.is_on() && Prng::new(seed ^ 0x5452_414e_5346_4552).below(3) != 0;
 
         let options = SimOptions {
             seed,
@@ -455,6 +467,7 @@ impl SimOptions {
             checkpoint: checkpoints.policy,
             checkpoint_failure_ppm: checkpoints.failure_ppm,
             checkpoint_damage_ppm: checkpoints.damage_ppm,
+            transfer_truncated_reads,
             read_interval_ns_mean: Some(READ_INTERVAL_NS_MEAN),
             retention_instances_max: retention.instances_max,
             retention_size_max: retention.size_max,
@@ -906,6 +919,9 @@ impl fmt::Display for SimOptions {
                 percent(self.checkpoint_failure_ppm),
                 percent(self.checkpoint_damage_ppm),
             )?;
+            if self.transfer_truncated_reads {
+                write!(f, " transfer=truncated-reads")?;
+            }
         }
         if self.faults_off.is_empty() {
             write!(f, " off=none")

@@ -103,11 +103,13 @@ impl Summary {
     pub fn checkpoint_totals(&self) -> String {
         let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
         format!(
-            "{} checkpoints saved, {} failed, {} damaged, {} group starts restored from one",
+            "{} checkpoints saved, {} failed, {} damaged, {} group starts restored from one, \
+             {} installed from peers",
             sum(|r| r.checkpoints_saved),
             sum(|r| r.checkpoints_failed),
             sum(|r| r.checkpoints_damaged),
             sum(|r| r.checkpoint_restores),
+            sum(|r| r.checkpoints_installed),
         )
     }
 

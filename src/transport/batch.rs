@@ -169,7 +169,9 @@ pub fn is_batched(m: &Message) -> bool {
         | MessageBody::Accept { .. }
         | MessageBody::Accepted { .. }
         | MessageBody::CatchUpRequest { .. }
-        | MessageBody::CatchUpChunk { .. } => true,
+        | MessageBody::CatchUpChunk { .. }
+        | MessageBody::CheckpointRequest { .. }
+        | MessageBody::CheckpointChunk { .. } => true,
     }
 }
 

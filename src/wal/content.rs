@@ -142,7 +142,9 @@ pub fn check_bounds(record: &Record) -> Result<(), Violation> {
             round_bound("origin", entry.origin)?;
             instance_bound(*instance)
         }
-        Record::Chosen { through, .. } => instance_bound(*through),
+        Record::Chosen { through, .. } | Record::Installed { through, .. } => {
+            instance_bound(*through)
+        }
         Record::Learn {
             instance, entry, ..
         } => {
@@ -211,7 +213,7 @@ impl ContentCheck {
                     Ok(())
                 }
             }
-            Record::Chosen { .. } => Ok(()),
+            Record::Chosen { .. } | Record::Installed { .. } => Ok(()),
             Record::Learn {
                 instance, entry, ..
             } => match seen.learned.get(instance) {

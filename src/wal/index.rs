@@ -314,12 +314,14 @@ impl LogIndex {
             record.group(),
             match record {
                 Record::Accept { instance, .. } | Record::Learn { instance, .. } => *instance,
-                Record::Chosen { through, .. } => *through,
+                Record::Chosen { through, .. } | Record::Installed { through, .. } => *through,
                 Record::Promise { .. } => Instance(0),
             },
             match record {
                 Record::Promise { ballot, .. } | Record::Accept { ballot, .. } => *ballot,
-                Record::Chosen { .. } | Record::Learn { .. } => Ballot::ZERO,
+                Record::Chosen { .. } | Record::Learn { .. } | Record::Installed { .. } => {
+                    Ballot::ZERO
+                }
             },
             placed,
         );
@@ -338,7 +340,9 @@ impl LogIndex {
             offset: placed.offset,
         };
         match kind {
-            Kind::Pad => {}
+            // An install's marker is read only by recovery (`replay`); not indexed (WAL
+            // compaction must keep it while records at or below it remain).
+            Kind::Pad | Kind::Installed => {}
             Kind::Promise => self
                 .groups
                 .entry(group)

@@ -72,6 +72,8 @@ pub enum Kind {
     Learn = 4,
     /// Fills the rest of a batch's last block; carries no fact.
     Pad = 5,
+    /// `Record::Installed`.
+    Installed = 7,
 }
 
 impl Kind {
@@ -84,6 +86,7 @@ impl Kind {
             3 => Some(Kind::Chosen),
             4 => Some(Kind::Learn),
             5 => Some(Kind::Pad),
+            7 => Some(Kind::Installed),
             _ => None,
         }
     }
@@ -96,6 +99,7 @@ impl Kind {
             Record::Accept { .. } => Kind::Accept,
             Record::Chosen { .. } => Kind::Chosen,
             Record::Learn { .. } => Kind::Learn,
+            Record::Installed { .. } => Kind::Installed,
         }
     }
 }
@@ -172,7 +176,7 @@ pub fn entry_size(entry: &Entry) -> usize {
 #[must_use]
 pub fn encoded_size(record: &Record) -> usize {
     match record {
-        Record::Promise { .. } | Record::Chosen { .. } => HEADER_SIZE,
+        Record::Promise { .. } | Record::Chosen { .. } | Record::Installed { .. } => HEADER_SIZE,
         Record::Accept { entry, .. } | Record::Learn { entry, .. } => {
             align_record(HEADER_SIZE + entry_size(entry))
         }
@@ -267,7 +271,9 @@ pub fn encode(record: &Record, stamp: Stamp, salt: u32, out: &mut Vec<u8>) -> us
             ballot,
             entry,
         } => (*group, *instance, *ballot, Some(entry)),
-        Record::Chosen { group, through } => (*group, *through, Ballot::ZERO, None),
+        Record::Chosen { group, through } | Record::Installed { group, through } => {
+            (*group, *through, Ballot::ZERO, None)
+        }
         Record::Learn {
             group,
             instance,
@@ -523,6 +529,16 @@ fn decode_with(
         Kind::Chosen => {
             zero("ballot", ballot == Ballot::ZERO)?;
             Content::Record(Record::Chosen {
+                group,
+                through: instance,
+            })
+        }
+        Kind::Installed => {
+            zero("ballot", ballot == Ballot::ZERO)?;
+            if instance.0 == 0 {
+                return Err(RecordError::InstanceZero { kind });
+            }
+            Content::Record(Record::Installed {
                 group,
                 through: instance,
             })

@@ -24,6 +24,10 @@ pub struct RecoveredGroup {
     /// Highest inclusive chosen watermark written (`Instance(0)` if none). Instances at or
     /// below it are chosen with the value in `learned`, else in `accepted`.
     pub chosen_through: Instance,
+    /// Highest instance at which a checkpoint received from a peer was installed
+    /// (`Record::Installed`; `Instance(0)` if none): the records at or below it are
+    /// not evidence of the chosen values.
+    pub installed_through: Instance,
 }
 
 /// Folds `records` (in log order, as `recovery::scan` returns them) into per-group state.
@@ -55,6 +59,9 @@ pub fn replay<'a>(
             }
             Record::Chosen { through, .. } => {
                 group.chosen_through = group.chosen_through.max(*through);
+            }
+            Record::Installed { through, .. } => {
+                group.installed_through = group.installed_through.max(*through);
             }
             Record::Learn {
                 instance, entry, ..

@@ -367,6 +367,9 @@ pub fn replay(records: &[Record]) -> Restore {
             } => {
                 restore.learned.insert(*instance, entry.clone());
             }
+            Record::Installed { through, .. } => {
+                restore.installed_through = restore.installed_through.max(*through)
+            }
         }
     }
     restore

@@ -36,7 +36,7 @@ fn instance_of(record: &Record) -> Option<Instance> {
     match record {
         Record::Promise { .. } => None,
         Record::Accept { instance, .. } | Record::Learn { instance, .. } => Some(*instance),
-        Record::Chosen { through, .. } => Some(*through),
+        Record::Chosen { through, .. } | Record::Installed { through, .. } => Some(*through),
     }
 }
 

@@ -30,7 +30,8 @@ pub fn groups(recovery: &LogRecovery) {
         let slot = match r.record {
             Record::Promise { .. } => 0,
             Record::Accept { .. } => 1,
-            Record::Chosen { .. } => 2,
+            // An install marker counts with the chosen watermarks it stands beside.
+            Record::Chosen { .. } | Record::Installed { .. } => 2,
             Record::Learn { .. } => 3,
         };
         kinds.entry(r.record.group()).or_default()[slot] += 1;
@@ -86,6 +87,9 @@ pub fn describe(record: &Record) -> String {
         ),
         Record::Chosen { group, through } => {
             format!("chosen   group {} through {}", group.0, through.0)
+        }
+        Record::Installed { group, through } => {
+            format!("installed group {} through {}", group.0, through.0)
         }
         Record::Learn {
             group,

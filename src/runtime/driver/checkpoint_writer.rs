@@ -2,7 +2,9 @@
 //! restores each group's state machine from its newest usable checkpoint file
 //! (`Restorer`); while running it saves the checkpoints the shard asks for, each on
 //! glommio's blocking thread (off the shard's thread), and reports each outcome back to
-//! the shard as a `ShardInput::CheckpointDone` (`CheckpointWriter`). It decides
+//! the shard as a `ShardInput::CheckpointDone` (`CheckpointWriter`); it also saves the
+//! checkpoints installed from peers the same way, and reads pieces of checkpoint files
+//! for peers (`ShardInput::CheckpointReadDone`), on the blocking thread too. It decides
 //! nothing: when to take one is the pure `Shard`'s call (`runtime::checkpoints`), the
 //! format and which file to install or remove are `wal::checkpoint`'s, the file
 //! operations `wal::file::checkpoint`'s.
@@ -22,13 +24,16 @@ use std::rc::Rc;
 use crate::paxos::{GroupId, Instance, Nanos, Restore};
 use crate::runtime::checkpoints::{CheckpointOutcome, TakeCheckpoint};
 use crate::runtime::notify::Notify;
-use crate::runtime::shard::{Shard, ShardInput};
+use crate::runtime::shard::{CheckpointRead, CheckpointReadOutcome, Shard, ShardInput};
 use crate::runtime::state_machine::{CheckpointImage, StateMachine, StateMachineFactory};
 use crate::wal::checkpoint::{decode, install_newest, Unusable};
 use crate::wal::file::checkpoint::{self as files, Listing};
 
 /// Checkpoints ended, left by their tasks for the loop: group, instance, outcome.
 type CheckpointsDone = Rc<RefCell<Vec<(GroupId, Instance, CheckpointOutcome)>>>;
+
+/// Chunk reads ended, left by their tasks for the loop.
+type ReadsDone = Rc<RefCell<Vec<(CheckpointRead, CheckpointReadOutcome)>>>;
 
 /// The checkpoint files of a shard's data directory as found at start.
 #[derive(Debug)]
@@ -65,6 +70,7 @@ impl Restorer {
             dir: self.dir,
             wake,
             done: Rc::new(RefCell::new(Vec::new())),
+            reads_done: Rc::new(RefCell::new(Vec::new())),
         }
     }
 
@@ -82,7 +88,7 @@ impl Restorer {
             return;
         };
         let (dir, shard) = (&self.dir, self.shard);
-        let proven = restore.chosen_proven();
+        let proven = restore.checkpoint_provable();
         let load = |through: Instance| {
             let bytes = files::read(dir, group, through)
                 .map_err(|e| Unusable::Unreadable(e.to_string()))?;
@@ -136,6 +142,8 @@ pub(super) struct CheckpointWriter {
     wake: Rc<Notify>,
     /// Outcomes left by the tasks, not yet reported to the shard.
     done: CheckpointsDone,
+    /// Chunk reads for peers that ended, not yet reported to the shard.
+    reads_done: ReadsDone,
 }
 
 impl CheckpointWriter {
@@ -161,9 +169,39 @@ impl CheckpointWriter {
         .detach();
     }
 
+    /// Reads a piece of a checkpoint file for a peer (`Effects::checkpoint_reads`) on
+    /// glommio's blocking thread, off the shard's thread and off the WAL's write
+    /// path; the outcome comes back through `poll`.
+    pub fn read(&self, read: CheckpointRead) {
+        let (done, wake) = (Rc::clone(&self.reads_done), Rc::clone(&self.wake));
+        let dir = self.dir.clone();
+        glommio::spawn_local(async move {
+            let request = read.clone();
+            let outcome = glommio::executor()
+                .spawn_blocking(move || read_piece(&dir, &request))
+                .await;
+            done.borrow_mut().push((read, outcome));
+            wake.notify();
+        })
+        .detach();
+    }
+
     /// Reports every checkpoint that ended to `shard` (a failure is logged, not fatal:
-    /// the shard asks again by its policy).
+    /// the shard asks again by its policy), and every chunk read.
     pub fn poll(&self, now: Nanos, shard: &mut Shard) {
+        let reads = std::mem::take(&mut *self.reads_done.borrow_mut());
+        for (read, outcome) in reads {
+            if let CheckpointReadOutcome::Failed { error } = &outcome {
+                log::warn!(
+                    "shard {} group {}: reading the checkpoint at {} for node {} failed: {error}",
+                    self.shard,
+                    read.group.0,
+                    read.through.0,
+                    read.peer.0
+                );
+            }
+            shard.step(now, ShardInput::CheckpointReadDone { read, outcome });
+        }
         let done = std::mem::take(&mut *self.done.borrow_mut());
         for (group, through, outcome) in done {
             if let CheckpointOutcome::Failed { error } = &outcome {
@@ -182,6 +220,33 @@ impl CheckpointWriter {
             shard.step(now, input);
         }
     }
+}
+
+/// Reads bytes `[offset, offset + size_max)` of a checkpoint file (fewer at its end).
+/// Blocking: run it off the shard's thread.
+fn read_piece(dir: &Path, read: &CheckpointRead) -> CheckpointReadOutcome {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = dir.join(crate::wal::checkpoint::file_name(
+        read.group,
+        read.through,
+        false,
+    ));
+    let result = (|| -> std::io::Result<CheckpointReadOutcome> {
+        let mut file = std::fs::File::open(&path)?;
+        let total_size = file.metadata()?.len();
+        let start = read.offset.min(total_size);
+        file.seek(SeekFrom::Start(start))?;
+        let want = (total_size - start).min(read.size_max as u64);
+        let mut data = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+        file.take(want).read_to_end(&mut data)?;
+        Ok(CheckpointReadOutcome::Data {
+            total_size,
+            data: bytes::Bytes::from(data),
+        })
+    })();
+    result.unwrap_or_else(|error| CheckpointReadOutcome::Failed {
+        error: format!("{}: {error}", path.display()),
+    })
 }
 
 /// Saves one checkpoint: exports the image (a deferred export runs here) and writes

@@ -47,6 +47,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::checkpoints::TakeCheckpoint;
 use super::clock::MonotonicClock;
 use super::fatal::{FatalLatch, ShardStopped};
 use super::log_reads::{LogRead, LogReadAsk, LogReadId, Position};
@@ -55,7 +56,7 @@ use super::net::{Net, NetConfig};
 use super::notify::Notify;
 use super::request::{Error, Proposed, Request};
 use super::shard::{Effects, ProposalOutcome, ReadId, ReadRefused, Shard, ShardConfig, ShardInput};
-use super::state_machine::StateMachine;
+use super::state_machine::{CheckpointImage, StateMachine, StateMachineFactory};
 use super::wal_reads::WalReads;
 use crate::paxos::{Body, GroupConfig, GroupId, Instance, Nanos, ProposalId};
 use crate::wal::store::StoreConfig;
@@ -106,8 +107,11 @@ struct Driver {
     wal: WalWriter,
     /// Catch-up reads below the groups' in-memory logs (`Effects::wal_reads`).
     wal_reads: WalReads,
-    /// Saves the checkpoints the shard asks for (`Effects::checkpoints`).
+    /// Saves the checkpoints the shard asks for (`Effects::checkpoints`), reads
+    /// pieces of them for peers (`Effects::checkpoint_reads`).
     checkpoints: CheckpointWriter,
+    /// Builds a fresh state machine for a checkpoint received from a peer.
+    factory: StateMachineFactory,
     /// Local wake-ups of the loop (inbound messages, the WAL writer).
     wake: Rc<Notify>,
     /// Loop iterations.
@@ -353,7 +357,22 @@ impl Driver {
                 }
             }
         }
-        for apply in self.effects.apply.drain(..) {
+        for read in self.effects.checkpoint_reads.drain(..) {
+            self.checkpoints.read(read);
+        }
+        // Each install BEFORE the applies from its position on (`InstallCheckpoint`).
+        let mut installs = std::mem::take(&mut self.effects.installs)
+            .into_iter()
+            .peekable();
+        for (index, apply) in self.effects.apply.drain(..).enumerate() {
+            while let Some(install) = installs.next_if(|i| i.apply_index <= index) {
+                install_checkpoint(
+                    &mut self.machines,
+                    &self.factory,
+                    &self.checkpoints,
+                    install,
+                );
+            }
             let Some(machine) = self.machines.get_mut(&apply.group) else {
                 continue;
             };
@@ -376,6 +395,14 @@ impl Driver {
                     reply.send(Ok(Proposed { position, output }));
                 }
             }
+        }
+        for install in installs {
+            install_checkpoint(
+                &mut self.machines,
+                &self.factory,
+                &self.checkpoints,
+                install,
+            );
         }
         // AFTER the applies: each image is the state right after its instance.
         for take in self.effects.checkpoints.drain(..) {
@@ -513,6 +540,42 @@ impl Driver {
 }
 
 /// Answers a request that arrives after the shard stopped taking them.
+/// Installs a verified checkpoint received from a peer: a fresh state machine restored
+/// from its image replaces the group's, on the shard's thread (a `StateMachine` is not
+/// `Send`: it never leaves its shard; a large image's `restore` delays the shard's
+/// loop as a large apply would), then the file is saved as the group's own checkpoint.
+/// A machine that refuses a verified image its own kind produced on another replica is
+/// a bug of the machine, and applying on would diverge: the shard stops (the panic is
+/// reported as its fatal reason).
+fn install_checkpoint(
+    machines: &mut BTreeMap<GroupId, Box<dyn StateMachine>>,
+    factory: &StateMachineFactory,
+    writer: &CheckpointWriter,
+    install: crate::runtime::InstallCheckpoint,
+) {
+    let (group, through) = (install.group, install.base.through);
+    let mut machine = factory(group);
+    if let Err(why) = machine.restore(through, &install.image) {
+        panic!(
+            "group {}: the state machine refused a verified checkpoint at {} received from \
+             a peer: {why}",
+            group.0, through.0
+        );
+    }
+    log::info!(
+        "group {}: installed a checkpoint at {} received from a peer ({} bytes of image)",
+        group.0,
+        through.0,
+        install.image.len()
+    );
+    machines.insert(group, machine);
+    let take = TakeCheckpoint {
+        group,
+        base: install.base,
+    };
+    writer.start(take, Some(CheckpointImage::ready(install.image)));
+}
+
 fn refuse(request: Request) {
     match request {
         Request::Propose { reply, .. } => reply.send(Err(Error::Stopped)),

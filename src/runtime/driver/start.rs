@@ -100,6 +100,7 @@ async fn start(
             chosen_through: state.chosen_through,
             lost_state: lost,
             checkpoint: None,
+            installed_through: state.installed_through,
         };
         let mut machine = factory(config.group);
         restorer.restore(config.group, &mut restore, &mut machine, &factory);
@@ -128,6 +129,7 @@ async fn start(
         wal: writer,
         wal_reads: WalReads::default(),
         checkpoints: restorer.into_writer(Rc::clone(&wake)),
+        factory,
         wake,
         iterations: 0,
         value_instances_applied: 0,

@@ -62,8 +62,15 @@
 //!   encoder and the heartbeat scratch are reused, readers reuse their frame buffer.
 //!
 //! Frame bodies: `MessageBatch`, `HeartbeatBatch` and `HeartbeatAckBatch` are handled.
-//! `CatchUpStream` and `CheckpointChunk` are not handled yet: a peer sending one is
-//! closed with reason "unsupported frame" (streaming catch-up comes with its consumer).
+//! Checkpoint transfers travel as messages (`MessageBody::CheckpointRequest` and
+//! `CheckpointChunk`, the schema's `CheckpointChunk` table as a `MessageBody` member)
+//! inside `MessageBatch` frames, decoded, verified and bounded like every message
+//! (`DecodeLimits`, `check_bounds`). Bulk does not starve heartbeats by size, not by
+//! priority: a chunk holds at most `TransferPolicy::chunk_size_max` bytes (256 KiB by
+//! default; a few hundred microseconds on a gigabit link), and heartbeats leave in
+//! frames of their own between batches. `CatchUpStream` and a top-level
+//! `CheckpointChunk` frame are not handled: a peer sending one is closed with reason
+//! "unsupported frame" (streaming catch-up comes with its consumer).
 //!
 //! Rooms: `config` (the configuration and its validation), [`handshake`] (the
 //! handshake as a pure check), `admission` (pending-handshake slots, pure), `link`

@@ -17,6 +17,7 @@
 //! | `bounds`       | rounds and instances in bounds; forged messages change nothing  |
 //! | `size`         | messages fit `message_size_max`; the estimate bounds the codec  |
 //! | `retention`    | in-memory logs stay within retention and window (bounded memory) |
+//! | `install`      | a peer's checkpoint installs forward; no vote on what it covers |
 //! | `liveness`     | after faults heal, the cluster converges within a bound         |
 //!
 //! Invariant: a checker never panics on what a node reports (that is the system under
@@ -29,6 +30,7 @@ pub mod checkpoint;
 pub mod checksum;
 pub mod durability;
 pub mod ghost;
+pub mod install;
 pub mod lease;
 pub mod liveness;
 pub mod log_read;
@@ -44,6 +46,7 @@ pub use checkpoint::CheckpointChecker;
 pub use checksum::ChecksumChecker;
 pub use durability::DurabilityChecker;
 pub use ghost::GhostChecker;
+pub use install::InstallChecker;
 pub use lease::LeaseChecker;
 pub use liveness::LivenessChecker;
 pub use log_read::{LogReadAnswered, LogReadChecker};
@@ -161,6 +164,8 @@ pub struct Checkers {
     pub message_size: MessageSizeChecker,
     /// In-memory logs stay within retention and window.
     pub retention: RetentionChecker,
+    /// Checkpoints installed from peers move forward and are never voted under.
+    pub install: InstallChecker,
 }
 
 impl Checkers {
@@ -276,6 +281,7 @@ impl Checkers {
         self.monotonic.reset(node, disk_lost);
         self.liveness.reset(node);
         self.read.reset(node);
+        self.install.reset(node);
         self.log_read.reset(node);
     }
 

@@ -11,7 +11,7 @@
 use bytes::Bytes;
 
 use super::{Cluster, Event};
-use crate::paxos::{GroupConfig, GroupId, Instance, Restore};
+use crate::paxos::{CheckpointBase, GroupConfig, GroupId, Instance, Restore};
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::{CheckpointOutcome, ShardInput, TakeCheckpoint};
 use crate::sim::checkers::checkpoint::Restored;
@@ -36,7 +36,7 @@ impl Cluster {
     /// Starts the save of `take` on `node`: the image now (after this step's applies),
     /// the file's steps later.
     pub(super) fn take_checkpoint(&mut self, node: usize, shard: usize, take: TakeCheckpoint) {
-        let (group, through) = (take.group, take.base.through);
+        let group = take.group;
         let image = self.nodes[node]
             .machines
             .get(&group)
@@ -45,8 +45,22 @@ impl Cluster {
         let Some(image) = image else {
             panic!("simulated machines always checkpoint (group {})", group.0);
         };
-        let mut bytes = encode_header(group, &take.base, &image);
-        bytes.extend_from_slice(&image);
+        self.save_checkpoint(node, shard, group, &take.base, &image);
+    }
+
+    /// Starts saving the checkpoint of `group` at `base` over `image` (a local one, or
+    /// one installed from a peer): the temporary file now, the next steps later.
+    pub(super) fn save_checkpoint(
+        &mut self,
+        node: usize,
+        shard: usize,
+        group: GroupId,
+        base: &CheckpointBase,
+        image: &[u8],
+    ) {
+        let through = base.through;
+        let mut bytes = encode_header(group, base, image);
+        bytes.extend_from_slice(image);
         self.nodes[node]
             .fs
             .write_file(&file_name(group, through, true), &bytes);
@@ -192,7 +206,7 @@ impl Cluster {
                     self.report.checkpoints_damaged += 1;
                 }
             }
-            let proven = restore.chosen_proven();
+            let proven = restore.checkpoint_provable();
             let fs = &self.nodes[node].fs;
             let load = |through: Instance| {
                 let bytes = fs

@@ -27,6 +27,7 @@ impl Cluster {
         for (peer, messages) in effects.send.drain(..) {
             for message in messages {
                 self.checkers.bounds.observe_sent(id, &message)?;
+                self.checkers.install.observe_sent(id, &message)?;
                 self.checkers.message_size.observe_sent(id, &message)?;
                 if let Some(ballot) = durable_ballot(&message) {
                     self.checkers
@@ -46,7 +47,12 @@ impl Cluster {
                 }
             }
         }
-        for apply in effects.apply.drain(..) {
+        // Each install BEFORE the applies from its position on (`InstallCheckpoint`).
+        let mut installs = std::mem::take(&mut effects.installs).into_iter().peekable();
+        for (index, apply) in effects.apply.drain(..).enumerate() {
+            while let Some(install) = installs.next_if(|i| i.apply_index <= index) {
+                self.install(node, shard, install)?;
+            }
             self.checkers.observe_apply(id, &apply)?;
             // The state machine, as the driver feeds it: values of non-skipped entries.
             if let (Body::Values(values), false) = (&apply.entry.body, apply.skip) {
@@ -58,6 +64,12 @@ impl Cluster {
                     machine.apply(apply.instance, value);
                 }
             }
+        }
+        for install in installs {
+            self.install(node, shard, install)?;
+        }
+        for read in std::mem::take(&mut effects.checkpoint_reads) {
+            self.checkpoint_read(node, shard, read);
         }
         // AFTER the applies: each image is the state right after its instance.
         for take in std::mem::take(&mut effects.checkpoints) {
@@ -188,7 +200,9 @@ impl Cluster {
             )
         })?;
         self.report.wal_reads += 1;
-        let outcome = catch_up::outcome(&plan, entries);
+        let outcome = self
+            .truncated_below_checkpoint(node, shard, &read)
+            .unwrap_or_else(|| catch_up::outcome(&plan, entries));
         let latency = self.wal_read_prng.range(
             self.options.disk_write_latency_ns_min,
             self.options.disk_write_latency_ns_max,
@@ -293,6 +307,8 @@ fn durable_ballot(message: &Message) -> Option<Ballot> {
         | B::Heartbeat { .. }
         | B::HeartbeatAck { .. }
         | B::CatchUpRequest { .. }
-        | B::CatchUpChunk { .. } => None,
+        | B::CatchUpChunk { .. }
+        | B::CheckpointRequest { .. }
+        | B::CheckpointChunk { .. } => None,
     }
 }

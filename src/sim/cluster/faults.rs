@@ -195,6 +195,7 @@ impl Cluster {
                     chosen_through: state.chosen_through,
                     lost_state: lost,
                     checkpoint: None,
+                    installed_through: state.installed_through,
                 };
                 groups.push((config.clone(), restore));
             }

@@ -99,7 +99,9 @@ pub(super) fn forge_message(real: &Message, node_count: usize, prng: &mut Prng) 
         MessageBody::Reject { promised } | MessageBody::CatchUpChunk { promised, .. } => {
             promised.round
         }
-        MessageBody::CatchUpRequest { .. } => 1,
+        MessageBody::CatchUpRequest { .. }
+        | MessageBody::CheckpointRequest { .. }
+        | MessageBody::CheckpointChunk { .. } => 1,
     };
     let ballot = |round| Ballot { round, node: from };
     let plausible = ballot(near.clamp(1, Ballot::ROUND_MAX));

@@ -49,6 +49,12 @@
 //! `SimMachine`; its images go through the real format and choice of
 //! `wal::checkpoint`, some saves fail and some files are damaged before a restart, and
 //! `checkers::checkpoint` compares every restored state with the chosen log's.
+//!
+//! Checkpoint transfer (`transfer`): chunks are read from the sending node's `SimFs`
+//! after a disk latency; a verified checkpoint is installed into the group's
+//! `SimMachine` in order with the applies and saved like a local one; when the seed
+//! says so (`SimOptions::transfer_truncated_reads`), WAL reads below the reading
+//! group's durable checkpoint answer `Truncated`, so transfers happen.
 
 mod checkpoint;
 mod execute;
@@ -56,6 +62,7 @@ mod faults;
 mod forge;
 mod log_reads;
 mod report;
+mod transfer;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -117,6 +124,14 @@ enum Event {
     BitFlip,
     Client,
     Heal,
+    /// A piece of a checkpoint file was read for a peer.
+    CheckpointReadDone {
+        node: usize,
+        shard: usize,
+        incarnation: u32,
+        read: crate::runtime::CheckpointRead,
+        outcome: crate::runtime::CheckpointReadOutcome,
+    },
     /// The next step of a checkpoint save.
     Checkpoint {
         node: usize,
@@ -258,6 +273,7 @@ impl Cluster {
             // Small, so that some log reads are refused `Overloaded`.
             log_reads_wal_count_max: 2,
             checkpoint: options.checkpoint,
+            transfer: crate::runtime::TransferPolicy::default(),
         };
         let mut nodes = Vec::new();
         for (index, &id) in voters.iter().enumerate() {
@@ -528,6 +544,18 @@ impl Cluster {
             } => {
                 if self.nodes[node].up && self.nodes[node].incarnation == incarnation {
                     self.step_shard(node, shard, ShardInput::WalReadDone { read, outcome })?;
+                }
+            }
+            Event::CheckpointReadDone {
+                node,
+                shard,
+                incarnation,
+                read,
+                outcome,
+            } => {
+                if self.nodes[node].up && self.nodes[node].incarnation == incarnation {
+                    let input = ShardInput::CheckpointReadDone { read, outcome };
+                    self.step_shard(node, shard, input)?;
                 }
             }
             Event::Crash => {

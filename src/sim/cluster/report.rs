@@ -49,6 +49,8 @@ pub struct RunReport {
     pub retention_bounded: bool,
     /// Catch-up reads served from the simulated WAL (not part of `Debug` either).
     pub wal_reads: u64,
+    /// Checkpoints installed from peers (not part of `Debug`).
+    pub checkpoints_installed: u64,
     /// The most slots any replica's in-memory log of a group held (not part of
     /// `Debug`).
     pub log_len_max: usize,

@@ -31,7 +31,7 @@ const _: () = assert!(
     "new FrameBody member: decode it"
 );
 const _: () = assert!(
-    fb::MessageBody::ENUM_MAX == 9,
+    fb::MessageBody::ENUM_MAX == 11,
     "new MessageBody member: decode it"
 );
 const _: () = assert!(fb::BodyKind::ENUM_MAX == 3, "new BodyKind value: decode it");
@@ -349,6 +349,21 @@ impl<'a, 'l> Decoder<'a, 'l> {
                 accepted_max: Instance(c.accepted_max()),
                 first: run_first("CatchUpChunk.first", c.first(), count)?,
                 entries: self.entries("CatchUpChunk.entries", c.entries())?,
+            });
+        }
+        if let Some(r) = m.body_as_checkpoint_request() {
+            return Ok(MessageBody::CheckpointRequest {
+                through: position("CheckpointRequest.through", r.through())?,
+                offset: r.offset(),
+            });
+        }
+        if let Some(c) = m.body_as_checkpoint_chunk() {
+            let chunk = self.checkpoint(c)?;
+            return Ok(MessageBody::CheckpointChunk {
+                through: chunk.instance,
+                offset: chunk.offset,
+                total_size: chunk.total_size,
+                data: chunk.data,
             });
         }
         Err(DecodeError::UnknownUnion {

@@ -279,6 +279,38 @@ fn body(
             );
             (fb::MessageBody::CatchUpChunk, t.as_union_value())
         }
+        MessageBody::CheckpointRequest { through, offset } => {
+            let t = fb::CheckpointRequest::create(
+                fbb,
+                &fb::CheckpointRequestArgs {
+                    through: through.0,
+                    offset: *offset,
+                },
+            );
+            (fb::MessageBody::CheckpointRequest, t.as_union_value())
+        }
+        MessageBody::CheckpointChunk {
+            through,
+            offset,
+            total_size,
+            data,
+        } => {
+            let bytes = fbb.create_vector(data.as_ref());
+            let end = offset.saturating_add(data.len() as u64);
+            let t = fb::CheckpointChunk::create(
+                fbb,
+                &fb::CheckpointChunkArgs {
+                    // The message names the group; the table's own field stays 0.
+                    group: 0,
+                    instance: through.0,
+                    offset: *offset,
+                    total_size: *total_size,
+                    data: Some(bytes),
+                    last: end == *total_size,
+                },
+            );
+            (fb::MessageBody::CheckpointChunk, t.as_union_value())
+        }
     }
 }
 

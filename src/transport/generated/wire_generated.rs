@@ -106,10 +106,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for BodyKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_MESSAGE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_MESSAGE_BODY: u8 = 9;
+pub const ENUM_MAX_MESSAGE_BODY: u8 = 11;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_MESSAGE_BODY: [MessageBody; 10] = [
+pub const ENUM_VALUES_MESSAGE_BODY: [MessageBody; 12] = [
   MessageBody::NONE,
   MessageBody::Prepare,
   MessageBody::Promise,
@@ -120,6 +120,8 @@ pub const ENUM_VALUES_MESSAGE_BODY: [MessageBody; 10] = [
   MessageBody::HeartbeatAck,
   MessageBody::CatchUpRequest,
   MessageBody::CatchUpChunk,
+  MessageBody::CheckpointRequest,
+  MessageBody::CheckpointChunk,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -137,9 +139,11 @@ impl MessageBody {
   pub const HeartbeatAck: Self = Self(7);
   pub const CatchUpRequest: Self = Self(8);
   pub const CatchUpChunk: Self = Self(9);
+  pub const CheckpointRequest: Self = Self(10);
+  pub const CheckpointChunk: Self = Self(11);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 9;
+  pub const ENUM_MAX: u8 = 11;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Prepare,
@@ -151,6 +155,8 @@ impl MessageBody {
     Self::HeartbeatAck,
     Self::CatchUpRequest,
     Self::CatchUpChunk,
+    Self::CheckpointRequest,
+    Self::CheckpointChunk,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -165,6 +171,8 @@ impl MessageBody {
       Self::HeartbeatAck => Some("HeartbeatAck"),
       Self::CatchUpRequest => Some("CatchUpRequest"),
       Self::CatchUpChunk => Some("CatchUpChunk"),
+      Self::CheckpointRequest => Some("CheckpointRequest"),
+      Self::CheckpointChunk => Some("CheckpointChunk"),
       _ => None,
     }
   }
@@ -2723,6 +2731,121 @@ impl ::core::fmt::Debug for CatchUpChunk<'_> {
       ds.finish()
   }
 }
+pub enum CheckpointRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// `paxos::message::MessageBody::CheckpointRequest`: the receiver of a checkpoint
+/// transfer asks for the bytes from `offset` of the file at `through`.
+pub struct CheckpointRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for CheckpointRequest<'a> {
+  type Inner = CheckpointRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> CheckpointRequest<'a> {
+  pub const VT_THROUGH: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    CheckpointRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args CheckpointRequestArgs
+  ) -> ::flatbuffers::WIPOffset<CheckpointRequest<'bldr>> {
+    let mut builder = CheckpointRequestBuilder::new(_fbb);
+    builder.add_offset(args.offset);
+    builder.add_through(args.through);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn through(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CheckpointRequest::VT_THROUGH, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CheckpointRequest::VT_OFFSET, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for CheckpointRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("through", Self::VT_THROUGH, false)?
+     .visit_field::<u64>("offset", Self::VT_OFFSET, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CheckpointRequestArgs {
+    pub through: u64,
+    pub offset: u64,
+}
+impl<'a> Default for CheckpointRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    CheckpointRequestArgs {
+      through: 0,
+      offset: 0,
+    }
+  }
+}
+
+pub struct CheckpointRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CheckpointRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_through(&mut self, through: u64) {
+    self.fbb_.push_slot::<u64>(CheckpointRequest::VT_THROUGH, through, 0);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: u64) {
+    self.fbb_.push_slot::<u64>(CheckpointRequest::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CheckpointRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    CheckpointRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<CheckpointRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for CheckpointRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("CheckpointRequest");
+      ds.field("through", &self.through());
+      ds.field("offset", &self.offset());
+      ds.finish()
+  }
+}
 pub enum MessageOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -2926,6 +3049,34 @@ impl<'a> Message<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_checkpoint_request(&self) -> Option<CheckpointRequest<'a>> {
+    if self.body_type() == MessageBody::CheckpointRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { CheckpointRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_checkpoint_chunk(&self) -> Option<CheckpointChunk<'a>> {
+    if self.body_type() == MessageBody::CheckpointChunk {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { CheckpointChunk::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Message<'_> {
@@ -2948,6 +3099,8 @@ impl ::flatbuffers::Verifiable for Message<'_> {
           MessageBody::HeartbeatAck => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<HeartbeatAck>>("MessageBody::HeartbeatAck", pos),
           MessageBody::CatchUpRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CatchUpRequest>>("MessageBody::CatchUpRequest", pos),
           MessageBody::CatchUpChunk => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CatchUpChunk>>("MessageBody::CatchUpChunk", pos),
+          MessageBody::CheckpointRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CheckpointRequest>>("MessageBody::CheckpointRequest", pos),
+          MessageBody::CheckpointChunk => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CheckpointChunk>>("MessageBody::CheckpointChunk", pos),
           _ => Ok(()),
         }
      })?
@@ -3082,6 +3235,20 @@ impl ::core::fmt::Debug for Message<'_> {
         },
         MessageBody::CatchUpChunk => {
           if let Some(x) = self.body_as_catch_up_chunk() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        MessageBody::CheckpointRequest => {
+          if let Some(x) = self.body_as_checkpoint_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        MessageBody::CheckpointChunk => {
+          if let Some(x) = self.body_as_checkpoint_chunk() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -3942,7 +4109,10 @@ pub enum CheckpointChunkOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 /// A piece of one group's checkpoint, streamed when the peer has truncated its log
-/// below what the receiver asked for.
+/// below what the receiver asked for. Travels as a `MessageBody` member inside a
+/// `MessageBatch` (`paxos::message::MessageBody::CheckpointChunk`: `instance` is its
+/// `through`; `group` repeats the message's; `last` says `offset + len(data) =
+/// total_size`); as a frame of its own it is refused by the links.
 pub struct CheckpointChunk<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
