@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::cluster::{propose_anywhere, Cluster, Outcome, Shape};
 use common::serve::Serve;
+use synod::api::NodeHandle;
 use synod::paxos::{GroupId, Instance, NodeId};
 
 /// Every node applied, per group, the same sequence (one is a prefix of the other
@@ -825,19 +826,20 @@ fn stopped_node_installs_a_checkpoint_in_process() {
             config.transfer.chunk_size_max = 4;
         },
     );
-    let handles = cluster.handles();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let propose = |from: u32, to: u32| {
+    // The handles of the nodes running at the call: a stopped node's handle answers
+    // `Stopped`, which `propose_anywhere` reports as an unknown outcome.
+    let propose = |handles: &BTreeMap<NodeId, NodeHandle>, from: u32, to: u32| {
         for i in from..to {
             let value = Bytes::from(format!("value-{i}"));
-            let outcome = propose_anywhere(&handles, GroupId(i % 2), value, deadline);
+            let outcome = propose_anywhere(handles, GroupId(i % 2), value, deadline);
             assert!(
                 matches!(outcome, Outcome::Chosen(_)),
                 "value {i} not chosen"
             );
         }
     };
-    propose(0, 200);
+    propose(&cluster.handles(), 0, 200);
     assert!(
         cluster.wait_converged(Duration::from_secs(20)),
         "no convergence"
@@ -851,7 +853,7 @@ fn stopped_node_installs_a_checkpoint_in_process() {
         .filter(|((node, _), _)| *node == stopped)
         .map(|((_, group), life)| (*group, life.state.1))
         .collect();
-    propose(200, 600);
+    propose(&cluster.handles(), 200, 600);
     for id in [NodeId(1), NodeId(2)] {
         wait_checkpoints(&cluster, id, Instance(240));
     }
