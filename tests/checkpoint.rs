@@ -43,6 +43,7 @@ fn shard(restore: Restore, resume: Resume, now: Nanos) -> Shard {
         held_count_max: 10_000,
         reads_pending_count_max: 64,
         checkpoint: policy(),
+        truncation: synod::runtime::TruncationPolicy::OFF,
     };
     Shard::new(shard_config, vec![(config, restore)], commit, false, now)
 }

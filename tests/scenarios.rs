@@ -792,6 +792,7 @@ fn shard_refuses_and_reports_forged_messages() {
         held_count_max: 10_000,
         reads_pending_count_max: 64,
         checkpoint: synod::runtime::CheckpointPolicy::OFF,
+        truncation: synod::runtime::TruncationPolicy::OFF,
     };
     let mut shard = Shard::new(
         shard_config,

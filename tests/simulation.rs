@@ -76,6 +76,7 @@ fn simulation() {
     println!("simulation: {}", summary.read_totals());
     println!("simulation: {}", summary.checkpoint_totals());
     println!("simulation: {}", summary.retention_totals());
+    println!("simulation: {}", summary.truncation_totals());
     let failures = summary.failures;
     if !failures.is_empty() {
         let list: Vec<String> = failures.iter().map(|f| f.seed.to_string()).collect();

@@ -12,7 +12,7 @@ use crate::paxos::{GroupConfig, GroupId, Membership, NodeId};
 use crate::runtime::driver::ShardPlan;
 use crate::runtime::net::{NetConfig, PENDING_MAX_DEFAULT, PENDING_PER_SOURCE_MAX_DEFAULT};
 use crate::runtime::shard_of;
-use crate::runtime::{CheckpointPolicy, ShardConfig};
+use crate::runtime::{CheckpointPolicy, ShardConfig, TruncationPolicy};
 use crate::transport::auth::AuthKey;
 use crate::transport::DecodeLimits;
 use crate::wal::segment::{SegmentGeometry, SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN};
@@ -121,6 +121,9 @@ pub struct Config {
     /// `<data_dir>/checkpoints/`), so that a restart re-applies only the log after it
     /// (`tuning.md`, "Checkpoints"). `CheckpointPolicy::OFF` takes none.
     pub checkpoint: CheckpointPolicy,
+    /// When each shard truncates its WAL below its groups' durable checkpoints
+    /// (`tuning.md`, "WAL truncation"). `TruncationPolicy::OFF` keeps every record.
+    pub truncation: TruncationPolicy,
     /// UNSAFE, for benchmarks only: write the WAL without fdatasync, so an
     /// acknowledged value can be lost by a power failure (or, with several replicas on
     /// one machine, by any crash of it). Shows the CPU and network limit.
@@ -164,6 +167,7 @@ impl Config {
             peer_key: None,
             initial_state: InitialState::New,
             checkpoint: CheckpointPolicy::default(),
+            truncation: TruncationPolicy::default(),
             unsafe_skip_fsync: false,
         }
     }
@@ -446,6 +450,7 @@ impl Config {
                 held_count_max: self.held_count_max,
                 reads_pending_count_max: crate::runtime::shard::READS_PENDING_COUNT_MAX,
                 checkpoint: self.checkpoint,
+                truncation: self.truncation,
             },
             net: NetConfig {
                 node: self.node,

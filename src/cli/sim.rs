@@ -47,6 +47,11 @@ pub fn main(args: SimArgs) -> ExitCode {
                     "seed {seed}: {} WAL reads, largest in-memory log {} slots",
                     report.wal_reads, report.log_len_max
                 );
+                println!(
+                    "seed {seed}: {} WAL truncations, {} records carried forward, {} reads \
+                     answered Truncated",
+                    report.wal_truncations, report.wal_rewrites, report.wal_reads_truncated
+                );
                 ExitCode::SUCCESS
             }
             Err(failure) => {
@@ -83,6 +88,7 @@ pub fn main(args: SimArgs) -> ExitCode {
     println!("{}", summary.totals());
     println!("{}", summary.checkpoint_totals());
     println!("{}", summary.retention_totals());
+    println!("{}", summary.truncation_totals());
     if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

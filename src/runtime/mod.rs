@@ -18,8 +18,10 @@ pub mod refusals;
 pub mod request;
 pub mod shard;
 pub mod state_machine;
+pub mod truncation;
 pub mod wal_reads;
 
 pub use checkpoints::{CheckpointOutcome, CheckpointPolicy, TakeCheckpoint};
 pub use placement::shard_of;
 pub use shard::{Effects, Shard, ShardConfig, ShardCounters, ShardInput};
+pub use truncation::{TruncationPolicy, WalTruncate};

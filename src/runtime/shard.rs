@@ -32,6 +32,9 @@
 //!   the instances it reads (applied, hence produced earlier) are written and indexed
 //!   when the executor plans it. Their answers come back as `ShardInput::WalReadDone`;
 //!   an executor may also never answer (a crash).
+//! - at most one WAL truncation is in flight (`truncation`): its watermarks are the
+//!   groups' durable checkpoints, never decreasing; the records it carries forward
+//!   (`ShardInput::WalTruncateDone`) are appended like any other record.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -40,6 +43,7 @@ use bytes::Bytes;
 use super::checkpoints::{CheckpointOutcome, CheckpointPolicy, Checkpoints, TakeCheckpoint};
 use super::fatal::Fatal;
 use super::refusals::RefusalLog;
+use super::truncation::{Truncation, TruncationPolicy, WalTruncate};
 use crate::paxos::Record;
 use crate::paxos::{
     Apply, Completion, Group, GroupConfig, GroupId, Input, Instance, InstanceRange, Lsn,
@@ -108,6 +112,13 @@ pub enum ShardInput {
         through: Instance,
         /// How it ended.
         outcome: CheckpointOutcome,
+    },
+    /// The truncation asked in `Effects::wal_truncate` is done: `rewrites` are the
+    /// records to carry forward (appended in order, like any other record). A failed
+    /// truncation is `WriteFailed` instead (fatal).
+    WalTruncateDone {
+        /// Records compaction carries forward (`wal::store::Truncation::rewrites`).
+        rewrites: Vec<Record>,
     },
 }
 
@@ -196,6 +207,9 @@ pub struct Effects {
     /// simulated disk) for peers behind a group's in-memory log; each answered with
     /// `ShardInput::WalReadDone`. Independent of the other effects.
     pub wal_reads: Vec<WalRead>,
+    /// The WAL to release below per-group watermarks (at most one in flight), answered
+    /// with `ShardInput::WalTruncateDone`. Independent of the other effects.
+    pub wal_truncate: Option<WalTruncate>,
 }
 
 impl Effects {
@@ -210,6 +224,7 @@ impl Effects {
         self.clear_rejoin_marker = false;
         self.warnings.clear();
         self.wal_reads.clear();
+        self.wal_truncate = None;
     }
 }
 
@@ -232,6 +247,8 @@ pub struct ShardConfig {
     pub reads_pending_count_max: usize,
     /// When groups take local checkpoints.
     pub checkpoint: CheckpointPolicy,
+    /// When the shard truncates its WAL below the groups' durable checkpoints.
+    pub truncation: TruncationPolicy,
 }
 
 /// Counters of one shard.
@@ -294,6 +311,7 @@ pub struct Shard {
     pending_reads: Vec<ReadDone>,
     marker: Marker,
     checkpoints: Checkpoints,
+    truncation: Truncation,
     refusals: RefusalLog,
     pending_warnings: Vec<String>,
     write_in_flight: Option<Lsn>,
@@ -328,6 +346,7 @@ impl Shard {
             (config.group, through)
         });
         let checkpoints = Checkpoints::new(config.checkpoint, restored, now);
+        let truncation = Truncation::new(config.truncation);
         let mut shard = Shard {
             config,
             groups: BTreeMap::new(),
@@ -350,6 +369,7 @@ impl Shard {
                 Marker::Absent
             },
             checkpoints,
+            truncation,
             refusals: RefusalLog::default(),
             pending_warnings: Vec::new(),
             write_in_flight: None,
@@ -463,6 +483,11 @@ impl Shard {
                     };
                     self.step_group(now, read.group, input);
                 }
+            }
+            ShardInput::WalTruncateDone { rewrites } => {
+                self.truncation.on_done(rewrites.len());
+                self.out.persist.extend(rewrites);
+                self.absorb();
             }
         }
     }
@@ -702,6 +727,14 @@ impl Shard {
         }
         effects.apply.append(&mut self.pending_apply);
         self.take_checkpoints(now, effects);
+        let checkpoints = &self.checkpoints;
+        let durable = self
+            .groups
+            .keys()
+            .map(|id| (*id, checkpoints.durable_through(*id)));
+        if let Some(truncate) = self.truncation.decide(now, durable) {
+            effects.wal_truncate = Some(truncate);
+        }
         self.serve_reads(now);
         effects.reads.append(&mut self.pending_reads);
         self.decide_marker(effects);
@@ -803,6 +836,12 @@ impl Shard {
         &self.checkpoints
     }
 
+    /// The WAL truncation decisions (watermarks handed out, counters).
+    #[must_use]
+    pub fn truncation(&self) -> &Truncation {
+        &self.truncation
+    }
+
     /// Messages held until durable.
     #[must_use]
     pub fn held_count(&self) -> usize {
@@ -819,6 +858,8 @@ impl Shard {
     pub fn invariants(&self) {
         self.commit.invariants();
         self.checkpoints.invariants();
+        self.truncation
+            .invariants(|id| self.checkpoints.durable_through(id));
         for (id, group) in &self.groups {
             group.invariants();
             assert!(

@@ -16,6 +16,7 @@
 //! | `bounds`       | rounds and instances in bounds; forged messages change nothing  |
 //! | `size`         | messages fit `message_size_max`; the estimate bounds the codec  |
 //! | `retention`    | in-memory logs stay within retention and window (bounded memory) |
+//! | `truncation`   | the WAL is released only below a durable checkpoint; a restart restores at or above it |
 //! | `liveness`     | after faults heal, the cluster converges within a bound         |
 //!
 //! Invariant: a checker never panics on what a node reports (that is the system under
@@ -35,6 +36,7 @@ pub mod prefix;
 pub mod read;
 pub mod retention;
 pub mod size;
+pub mod truncation;
 
 pub use agreement::AgreementChecker;
 pub use bounds::BoundsChecker;
@@ -49,6 +51,7 @@ pub use prefix::PrefixChecker;
 pub use read::ReadChecker;
 pub use retention::{LogShape, RetentionChecker};
 pub use size::MessageSizeChecker;
+pub use truncation::TruncationChecker;
 
 use crate::paxos::{Apply, Ballot, Body, Entry, GroupId, Instance, NodeId, ProposalId};
 use bytes::Bytes;
@@ -156,6 +159,8 @@ pub struct Checkers {
     pub message_size: MessageSizeChecker,
     /// In-memory logs stay within retention and window.
     pub retention: RetentionChecker,
+    /// The WAL is released only below durable checkpoints.
+    pub truncation: TruncationChecker,
 }
 
 impl Checkers {
@@ -270,6 +275,7 @@ impl Checkers {
         self.monotonic.reset(node, disk_lost);
         self.liveness.reset(node);
         self.read.reset(node);
+        self.truncation.reset(node, disk_lost);
     }
 }
 

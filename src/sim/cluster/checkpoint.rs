@@ -230,6 +230,9 @@ impl Cluster {
     ) -> Result<(), Violation> {
         let id = self.nodes[node].id;
         for (group, restored) in restored {
+            self.checkers
+                .truncation
+                .observe_restore(id, group, restored.map(|r| r.through))?;
             let reference =
                 restored.and_then(|r| self.checkers.checksum.checksum(group, r.through));
             self.checkers

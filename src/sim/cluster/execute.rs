@@ -1,5 +1,6 @@
 //! Carrying out one shard's effects (the simulated disk write and its completion,
-//! the network, applies, replies, reads, WAL reads, the rejoin marker), then feeding every
+//! the network, applies, replies, reads, WAL reads, WAL truncation (`truncate`), the
+//! rejoin marker), then feeding every
 //! checker the state the step left.
 
 use super::forge::forge_message;
@@ -114,6 +115,9 @@ impl Cluster {
         for read in effects.wal_reads.drain(..) {
             self.wal_read(node, shard, read)?;
         }
+        if let Some(truncate) = effects.wal_truncate.take() {
+            self.wal_truncate(node, shard, &truncate)?;
+        }
         if effects.clear_rejoin_marker {
             // The marker file goes: a later restart no longer rejoins as a learner.
             self.nodes[node].shards[shard].lost_marker = false;
@@ -182,6 +186,9 @@ impl Cluster {
             )
         })?;
         self.report.wal_reads += 1;
+        if matches!(plan, ReadPlan::Truncated { .. }) {
+            self.report.wal_reads_truncated += 1;
+        }
         let outcome = catch_up::outcome(&plan, entries);
         let latency = self.wal_read_prng.range(
             self.options.disk_write_latency_ns_min,

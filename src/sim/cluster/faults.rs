@@ -176,6 +176,7 @@ impl Cluster {
                 slot.disk.sync();
             }
             slot.index = LogIndex::from_recovered(&scan.records);
+            slot.log_start = 0;
             let mut recovered = wal::replay(&scan.records);
             let mut groups = Vec::new();
             for config in &self.group_configs {

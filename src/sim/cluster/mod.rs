@@ -49,12 +49,15 @@
 //! `SimMachine`; its images go through the real format and choice of
 //! `wal::checkpoint`, some saves fail and some files are damaged before a restart, and
 //! `checkers::checkpoint` compares every restored state with the chosen log's.
+//! `truncate` carries out WAL truncation below the durable checkpoints on the index
+//! and the image (see its module doc for what it does not model).
 
 mod checkpoint;
 mod execute;
 mod faults;
 mod forge;
 mod report;
+mod truncate;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -107,6 +110,13 @@ enum Event {
         read: WalRead,
         outcome: WalReadOutcome,
     },
+    /// The answer of a WAL truncation.
+    WalTruncateDone {
+        node: usize,
+        shard: usize,
+        incarnation: u32,
+        rewrites: Vec<crate::paxos::Record>,
+    },
     Crash,
     Restart {
         node: usize,
@@ -143,6 +153,9 @@ struct ShardSlot {
     /// like a marker file beside the log, so a restart after the scrub still knows;
     /// cleared once every group votes again and what it re-learned is durable.
     lost_marker: bool,
+    /// The first notional segment the log still needs (`truncate`); volatile, as the
+    /// store's is rebuilt from the segment headers.
+    log_start: u64,
 }
 
 struct Node {
@@ -253,6 +266,7 @@ impl Cluster {
             held_count_max: 100_000,
             reads_pending_count_max: 1_024,
             checkpoint: options.checkpoint,
+            truncation: options.truncation,
         };
         let mut nodes = Vec::new();
         for (index, &id) in voters.iter().enumerate() {
@@ -266,6 +280,7 @@ impl Cluster {
                     last_write_offset: 0,
                     salt: prng.next_u64() as u32,
                     lost_marker: false,
+                    log_start: 0,
                 })
                 .collect();
             nodes.push(Node {
@@ -514,6 +529,12 @@ impl Cluster {
                     self.step_shard(node, shard, ShardInput::WalReadDone { read, outcome })?;
                 }
             }
+            Event::WalTruncateDone {
+                node,
+                shard,
+                incarnation,
+                rewrites,
+            } => self.on_wal_truncate_done(node, shard, incarnation, rewrites)?,
             Event::Crash => {
                 if !self.liveness {
                     self.inject_crash();
