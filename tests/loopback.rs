@@ -812,9 +812,6 @@ fn segment_files(cluster: &Cluster, node: NodeId) -> usize {
 // tail; ~40 MiB of 64 KiB values per node (10 segments' worth); count segment files
 // (not timing); restart node 2 and compare its state machines with the others'.
 #[test]
-#[ignore = "fails today: node 2 restarts with applied 0 and no checkpoint installed \
-            (Restore::chosen_proven wants the log's slots from instance 1, which \
-            truncation removed); run with --ignored once the restore path is fixed"]
 fn truncation_frees_segments_and_a_restart_recovers() {
     let lives: Lives = Lives::default();
     let mut cluster = Cluster::with_machines_and(

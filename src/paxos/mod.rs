@@ -18,9 +18,9 @@ pub mod size;
 pub mod types;
 
 pub use bounds::{Bound, OutOfBounds};
-pub use checkpoint::CheckpointBase;
+pub use checkpoint::{CheckpointBase, Restore};
 pub use config::GroupConfig;
-pub use group::{entry_checksum, Counters, Group, Input, Restore, Role};
+pub use group::{entry_checksum, Counters, Group, Input, Role};
 pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};
 pub use output::{
     Apply, Completion, Output, ProposeError, Record, Refused, WalRead, WalReadOutcome,

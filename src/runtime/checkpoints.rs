@@ -9,8 +9,8 @@
 //! file is saved (`CheckpointOutcome::Saved`) AND the WAL is durable through the LSN
 //! planned when the checkpoint was taken: the group's `Chosen` record covering the
 //! instance then is too, so a restart's log proves the instance chosen and installs
-//! the checkpoint (`paxos::Restore::chosen_proven`). Truncating the WAL below this
-//! instance (a later layer) is then safe for this replica.
+//! the checkpoint (`paxos::Restore::installable_through`). Truncating the WAL below
+//! this instance (`runtime::truncation`) is then safe for this replica.
 //!
 //! A group takes its next checkpoint only once the previous one is durable, so the
 //! save that follows never removes the newest durable file (`wal::checkpoint::surplus`

@@ -30,8 +30,7 @@ use std::collections::BTreeMap;
 use crate::paxos::{GroupId, Instance, Nanos};
 
 /// When a shard truncates its WAL. Default (`TruncationPolicy::default`, reasoning in
-/// `tuning.md`): OFF for now (a restart on a truncated log does not yet install its
-/// checkpoint: `Restore::chosen_proven` wants the log's slots from instance 1); when
+/// `tuning.md`): OFF for now; when
 /// on, at most once per second, keeping 5,000 instances below each durable checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TruncationPolicy {
