@@ -229,13 +229,13 @@ pub struct SimOptions {
     pub checkpoint_damage_ppm: u32,
     /// When the shards truncate their WAL below the durable checkpoints: on, every
     /// `TRUNCATION_INTERVAL_NS` keeping `TRUNCATION_CATCH_UP_INSTANCES` below each
-    /// checkpoint, in every seed with checkpoints, without disk loss and without
-    /// checkpoint damage (no draw: the PRNG streams are unchanged).
+    /// checkpoint, in every seed with checkpoints and without disk loss (no draw: the
+    /// PRNG streams are unchanged). A damaged newest checkpoint over a truncated WAL
+    /// falls back below the watermark and re-learns from peers (`paxos::checkpoint`).
     /// TEMPORARY, until checkpoints are sent to lagging peers: a replica behind every
     /// peer's watermark (a wiped one rejoining; one that lagged past the tail) cannot
     /// catch up (with a tail of 0, 7 of the 20 truncating seeds in 1..=200 failed
-    /// liveness so); a damaged newest checkpoint over a truncated WAL is lost state
-    /// (the restart falls back below the watermark: `checkers::truncation`).
+    /// liveness so).
     pub truncation: TruncationPolicy,
 
     // ---- Memory ----
@@ -475,11 +475,8 @@ impl SimOptions {
             retention_instances_max: retention.instances_max,
             retention_size_max: retention.size_max,
         };
-        // TEMPORARY (see `SimOptions::truncation`): no disk loss, no checkpoint damage.
-        if options.checkpoint.is_on()
-            && options.disk_loss_ppm == 0
-            && options.checkpoint_damage_ppm == 0
-        {
+        // TEMPORARY (see `SimOptions::truncation`): no disk loss.
+        if options.checkpoint.is_on() && options.disk_loss_ppm == 0 {
             options.truncation = TruncationPolicy {
                 enabled: true,
                 interval_ns: TRUNCATION_INTERVAL_NS,

@@ -11,8 +11,10 @@
 //! - a truncation's watermark is at or below the group's durable checkpoint on that
 //!   replica when the executor carries it out;
 //! - after a restart (disk kept), the group is restored from a checkpoint at or above
-//!   the highest watermark its WAL was ever truncated to (the released records are
-//!   gone: nothing else could replace them).
+//!   the highest watermark its WAL was ever truncated to, or else (its newest
+//!   checkpoint damaged) it does not promise from the released range: its vote floor
+//!   lies above the watermark (`paxos::checkpoint`: the votes there are gone, and
+//!   reporting them as holes could overwrite a chosen value).
 //!
 //! Method: the executor reports each truncation with the group's durable checkpoint
 //! ([`TruncationChecker::observe_truncate`]) and each restart's restored checkpoint
@@ -67,16 +69,18 @@ impl TruncationChecker {
         Ok(())
     }
 
-    /// `node` restarted `group` from the checkpoint at `restored` (`None`: none).
+    /// `node` restarted `group` from the checkpoint at `restored` (`None`: none), its
+    /// vote floor then at `vote_floor`.
     ///
     /// # Errors
     ///
-    /// Its WAL was truncated above what it restored.
+    /// Its WAL was truncated above what it restored and it would promise there.
     pub fn observe_restore(
         &self,
         node: NodeId,
         group: GroupId,
         restored: Option<Instance>,
+        vote_floor: Instance,
     ) -> Result<(), Violation> {
         let released = self
             .released
@@ -84,18 +88,20 @@ impl TruncationChecker {
             .copied()
             .unwrap_or(Instance(0));
         let restored = restored.unwrap_or(Instance(0));
-        if restored < released {
+        if restored < released && vote_floor <= released {
             return Err(Violation::new(
                 NAME,
                 format!(
                     "node {} group {}: restarted from checkpoint {} but its WAL was \
-                     truncated through {} (instances {}..={} are lost)",
+                     truncated through {} (instances {}..={} are lost) and it would \
+                     promise from there (vote floor {})",
                     node.0,
                     group.0,
                     restored.0,
                     released.0,
                     restored.0 + 1,
-                    released.0
+                    released.0,
+                    vote_floor.0
                 ),
             ));
         }
@@ -125,15 +131,20 @@ mod tests {
         let mut c = TruncationChecker::new();
         c.observe_truncate(N, G, Instance(10), Instance(12))
             .expect("below");
-        c.observe_restore(N, G, Some(Instance(12))).expect("above");
-        c.observe_restore(N, G, Some(Instance(10))).expect("at");
+        let one = Instance(1);
+        c.observe_restore(N, G, Some(Instance(12)), one)
+            .expect("above");
+        c.observe_restore(N, G, Some(Instance(10)), one)
+            .expect("at");
+        c.observe_restore(N, G, Some(Instance(5)), Instance(11))
+            .expect("below, not promising there");
         c.reset(N, false);
         assert!(
-            c.observe_restore(N, G, None).is_err(),
+            c.observe_restore(N, G, None, one).is_err(),
             "kept across a crash"
         );
         c.reset(N, true);
-        c.observe_restore(N, G, None).expect("disk lost");
+        c.observe_restore(N, G, None, one).expect("disk lost");
     }
 
     // Goal: a watermark above the durable checkpoint, and a restart below a released
@@ -149,8 +160,8 @@ mod tests {
         c.observe_truncate(N, G, Instance(12), Instance(12))
             .expect("at");
         let err = c
-            .observe_restore(N, G, Some(Instance(11)))
-            .expect_err("below");
+            .observe_restore(N, G, Some(Instance(11)), Instance(12))
+            .expect_err("below, promising there");
         assert!(err.message.contains("12..=12"), "{}", err.message);
     }
 }

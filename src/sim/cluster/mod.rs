@@ -156,6 +156,11 @@ struct ShardSlot {
     /// The first notional segment the log still needs (`truncate`); volatile, as the
     /// store's is rebuilt from the segment headers.
     log_start: u64,
+    /// Per group, the highest watermark this log was truncated to: a restart's
+    /// recovery sees none of its Accepts and Learns at or below it (the worst a
+    /// store that freed segments can leave), as if on a truncated log. Durable (gone
+    /// only with the disk).
+    released: BTreeMap<GroupId, Instance>,
 }
 
 struct Node {
@@ -281,6 +286,7 @@ impl Cluster {
                     salt: prng.next_u64() as u32,
                     lost_marker: false,
                     log_start: 0,
+                    released: BTreeMap::new(),
                 })
                 .collect();
             nodes.push(Node {

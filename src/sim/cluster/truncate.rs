@@ -9,11 +9,11 @@
 //! as a node's shard does. `checkers::truncation` sees every watermark with the group's
 //! durable checkpoint.
 //!
-//! What is not modelled (future work): the image is never shortened and no segment is
-//! freed, so a restart's recovery scans every record again (the index is rebuilt whole;
-//! the restarted shard truncates again from its restored checkpoints). A simulated
-//! segmented disk that frees segments below `log_start` would make lost records
-//! observable to recovery too; the checker states that property meanwhile.
+//! The image is never shortened and no segment is freed; instead a restart's recovery
+//! drops every Accept and Learn at or below the group's released watermark
+//! (`ShardSlot::released`) before the replay, the worst a store that freed segments
+//! can leave, so restores on a truncated log (and a damaged newest checkpoint's
+//! fallback below the watermark) run here as on a node.
 //!
 //! Invariant: the answer comes after a fixed disk latency (the shortest write latency:
 //! no draw, so the PRNG streams are unchanged) and is dropped if the node restarts.
@@ -48,6 +48,8 @@ impl Cluster {
         }
         for (group, watermark) in &truncate.watermarks {
             slot.index.release_through(*group, *watermark);
+            let released = slot.released.entry(*group).or_insert(Instance(0));
+            *released = (*released).max(*watermark);
         }
         let current = core.commit().offset_next() / SEGMENT_PAYLOAD_SIZE;
         let plan = compaction::plan(
