@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use crate::paxos::{GroupId, Instance, Nanos};
 
 /// When a shard truncates its WAL. Default (`TruncationPolicy::default`, reasoning in
-/// `tuning.md`): OFF for now; when
+/// `tuning.md`): OFF until checkpoints are sent to peers behind every watermark; when
 /// on, at most once per second, keeping 5,000 instances below each durable checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TruncationPolicy {
