@@ -38,6 +38,16 @@
 //!   to `X` (fact 1: they hold the chosen values), then over learned slots right
 //!   above. On an untruncated log that is the number counted from instance 1, since
 //!   `C` lies within that run: the restart is unchanged;
+//! - when the log lost state (`Restore::lost_state`: corruption before the tail, an
+//!   emptied disk, or a rejoin not finished), the WAL proves nothing about the end of
+//!   the chosen prefix, and the recorded `X` is only what survived before the damage:
+//!   any checkpoint file (fact 3) may be installed, the newest first. Its instance is
+//!   chosen and its image the result, whatever the WAL kept; the replica does not vote
+//!   until it has re-learned (`Group::rejoin`), so the lost votes matter no more than
+//!   without a checkpoint. Without this a replica whose WAL was damaged above an
+//!   old `Chosen` record would restart from instance 1 (or from a checkpoint far
+//!   below its own newest), which its peers, their WALs truncated, can no longer
+//!   serve;
 //! - when the newest checkpoint is unusable (damaged) and the restore falls back to
 //!   `C' < W`, the slots `(C', W]` are gone and the proven watermark stops below `X`.
 //!   Those instances are chosen, but this replica may have voted in them and no longer
@@ -144,9 +154,13 @@ pub struct Restore {
 impl Restore {
     /// The highest instance at which a checkpoint may be installed: the recorded
     /// chosen watermark, or the run of slots held from instance 1 with learned values
-    /// right above it when that is higher (see the module docs).
+    /// right above it when that is higher; any instance when the log lost state
+    /// (see the module docs).
     #[must_use]
     pub fn installable_through(&self) -> Instance {
+        if self.lost_state {
+            return Instance::MAX;
+        }
         self.proven_from(Instance(0)).max(self.chosen_through)
     }
 
@@ -423,6 +437,36 @@ mod tests {
         assert!(group.below_vote_floor(Instance(91)));
         assert!(group.below_vote_floor(Instance(140)));
         assert!(!group.below_vote_floor(Instance(141)));
+    }
+
+    // Goal: a log that lost state installs its newest checkpoint file even far above
+    // what survived of it (the WAL no longer proves the end of the chosen prefix; the
+    // file does), resumes there without voting, and claims nothing chosen past what
+    // it holds above the checkpoint; without lost state the same checkpoint is above
+    // the installable.
+    // Method: slots 1..=31 accepted (a corrupt recovery kept only the log's start),
+    // chosen 30 recorded, a checkpoint at 80 and learned 81..=82, a hole at 83.
+    #[test]
+    fn lost_state_installs_a_checkpoint_above_the_recorded_watermark() {
+        let config = GroupConfig::new(
+            NodeId(1),
+            GroupId(1),
+            Membership::new(vec![NodeId(1), NodeId(2), NodeId(3)]),
+        );
+        let mut r = restore(1..=31, 81..=82, 30);
+        r.learned.insert(Instance(84), entry(84));
+        assert_eq!(r.installable_through(), Instance(30));
+        r.lost_state = true;
+        assert_eq!(r.installable_through(), Instance::MAX);
+        r.checkpoint = Some(base(80));
+        assert_eq!(r.chosen_proven(), Instance(82));
+        let group = Group::new(config, r, Nanos(0));
+        group.invariants();
+        assert_eq!(group.applied_through(), Instance(82));
+        assert_eq!(group.chosen_through(), Instance(82));
+        assert_eq!(group.log_floor(), Instance(81), "slot 80 is not held");
+        assert_eq!(group.vote_floor(), Instance(1));
+        assert!(!group.is_voting(), "lost state: re-learns before voting");
     }
 
     // Goal: a checkpoint above what the log can install is a programmer error.
