@@ -235,7 +235,10 @@ pub struct SimOptions {
     /// TEMPORARY, until checkpoints are sent to lagging peers: a replica behind every
     /// peer's watermark (a wiped one rejoining; one that lagged past the tail) cannot
     /// catch up (with a tail of 0, 7 of the 20 truncating seeds in 1..=200 failed
-    /// liveness so).
+    /// liveness so; with this tail of 200, seed 97 of 1..=200 and 6 of the 192
+    /// truncating seeds in 9400000..9401000 still do: a replica lagging more than the
+    /// tail, its catch-up slower than the cluster's commit rate or its own newest
+    /// checkpoint older than every peer's watermark).
     pub truncation: TruncationPolicy,
 
     // ---- Memory ----
