@@ -45,6 +45,7 @@ fn shard(restore: Restore, resume: Resume, now: Nanos) -> Shard {
         log_reads_wal_count_max: synod::runtime::log_reads::LOG_READS_WAL_COUNT_MAX,
         checkpoint: policy(),
         transfer: synod::runtime::TransferPolicy::default(),
+        truncation: synod::runtime::TruncationPolicy::OFF,
     };
     Shard::new(shard_config, vec![(config, restore)], commit, false, now)
 }

@@ -794,6 +794,7 @@ fn shard_refuses_and_reports_forged_messages() {
         log_reads_wal_count_max: synod::runtime::log_reads::LOG_READS_WAL_COUNT_MAX,
         checkpoint: synod::runtime::CheckpointPolicy::OFF,
         transfer: synod::runtime::TransferPolicy::default(),
+        truncation: synod::runtime::TruncationPolicy::OFF,
     };
     let mut shard = Shard::new(
         shard_config,
@@ -1411,5 +1412,102 @@ fn restart_from_a_checkpoint_serves_below_it_from_the_wal() {
         c.checksum(),
         b.checksum(),
         "C's history is B's, checkpoint included"
+    );
+}
+
+// Goal: a replica restored from an older checkpoint below the range its truncated WAL
+// released (its newest checkpoint damaged) forgets no vote: it does not promise a
+// prepare from at or below its recorded chosen watermark, so a value chosen on it and
+// one peer cannot be overwritten by the other peer; once healed, it re-learns by
+// catch-up and every replica applies the same values.
+// Method: A and C choose "q" and 10 more (B never sees them); C's durable Accepts and
+// Learns at or below its chosen watermark less 2 are removed (a truncated WAL) and it
+// restarts from a checkpoint base taken before "q"; A crashes; B campaigns with C.
+#[test]
+fn fallback_below_truncated_wal_does_not_forget_votes() {
+    let mut h = Harness::new(3, 8);
+    h.elect(1, &[1, 2, 3]);
+    choose_small(&mut h, 1, &[1, 2, 3], 6);
+    let old = h.replica(3).group.checkpoint_base();
+    assert!(old.through.0 >= 6, "C applied through {}", old.through.0);
+    h.drop_where(&|m| m.to == NodeId(2));
+    h.propose(1, "q");
+    choose_small(&mut h, 1, &[1, 3], 10);
+    let recorded = h.replica(3).group.chosen_through();
+    assert!(
+        recorded.0 > old.through.0 + 10,
+        "C chose through {}",
+        recorded.0
+    );
+    h.crash(3);
+    let watermark = Instance(recorded.0 - 2);
+    h.replicas
+        .get_mut(&NodeId(3))
+        .expect("node 3")
+        .durable
+        .retain(|r| match r {
+            Record::Accept { instance, .. } | Record::Learn { instance, .. } => {
+                *instance > watermark
+            }
+            Record::Promise { .. } | Record::Chosen { .. } | Record::Installed { .. } => true,
+        });
+    h.restart_from_checkpoint(3, old.clone());
+    let c = &h.replica(3).group;
+    assert_eq!(c.applied_through(), old.through);
+    assert_eq!(c.chosen_through(), old.through);
+    // B, which never saw "q", campaigns with C alone: C must not promise.
+    h.crash(1);
+    let b_chosen = h.replica(2).group.chosen_through();
+    for _ in 0..10 {
+        h.tick(3_000, &[2, 3]);
+        h.deliver_among(&[2, 3]);
+    }
+    assert_eq!(
+        h.replica(2).group.chosen_through(),
+        b_chosen,
+        "B chose over C's lost votes: {:?}",
+        h.visible_values(2)
+    );
+    assert_ne!(
+        h.replica(2).group.role(),
+        Role::Leader,
+        "B led over C's lost votes"
+    );
+    let ignored = &h.replica(3).group.counters().ignored;
+    assert!(
+        ignored
+            .get("prepare_below_vote_floor")
+            .is_some_and(|n| *n >= 1),
+        "{ignored:?}"
+    );
+    assert_eq!(h.replica(3).group.vote_floor(), recorded.next());
+    // A returns: C re-learns through its recorded watermark and votes from anywhere.
+    h.restart(1, false);
+    for _ in 0..100 {
+        h.tick(100, &[1, 2, 3]);
+        h.deliver_among(&[1, 2, 3]);
+    }
+    assert!(
+        h.replica(3).group.chosen_through() >= recorded,
+        "C never re-learned"
+    );
+    let reference = h.visible_values(1);
+    assert!(reference.contains(&"q".to_string()), "{reference:?}");
+    for node in 2..=3 {
+        let visible = h.visible_values(node);
+        let applied = h.replica(node).group.applied_through().0 as usize;
+        assert!(
+            visible.contains(&"q".to_string()),
+            "node {node}: {visible:?}"
+        );
+        assert!(
+            applied >= recorded.0 as usize,
+            "node {node} applied {applied}"
+        );
+    }
+    assert_eq!(
+        h.replica(3).group.checksum(),
+        h.replica(1).group.checksum(),
+        "C's history is A's"
     );
 }

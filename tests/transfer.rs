@@ -99,6 +99,7 @@ fn new_shard(id: NodeId) -> Shard {
         },
         log_reads_wal_count_max: synod::runtime::log_reads::LOG_READS_WAL_COUNT_MAX,
         transfer: transfer_policy(),
+        truncation: synod::runtime::TruncationPolicy::OFF,
     };
     Shard::new(
         shard_config,

@@ -12,7 +12,7 @@ use crate::paxos::{GroupConfig, GroupId, Membership, NodeId};
 use crate::runtime::driver::ShardPlan;
 use crate::runtime::net::{NetConfig, PENDING_MAX_DEFAULT, PENDING_PER_SOURCE_MAX_DEFAULT};
 use crate::runtime::shard_of;
-use crate::runtime::{CheckpointPolicy, ShardConfig, TransferPolicy};
+use crate::runtime::{CheckpointPolicy, ShardConfig, TransferPolicy, TruncationPolicy};
 use crate::transport::auth::AuthKey;
 use crate::transport::DecodeLimits;
 use crate::wal::segment::{SegmentGeometry, SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN};
@@ -125,6 +125,9 @@ pub struct Config {
     /// peer up streams its durable checkpoint instead, and a group behind installs a
     /// peer's in process (`tuning.md`, "Checkpoint transfer").
     pub transfer: TransferPolicy,
+    /// When each shard truncates its WAL below its groups' durable checkpoints
+    /// (`tuning.md`, "WAL truncation"). `TruncationPolicy::OFF` keeps every record.
+    pub truncation: TruncationPolicy,
     /// UNSAFE, for benchmarks only: write the WAL without fdatasync, so an
     /// acknowledged value can be lost by a power failure (or, with several replicas on
     /// one machine, by any crash of it). Shows the CPU and network limit.
@@ -169,6 +172,7 @@ impl Config {
             initial_state: InitialState::New,
             checkpoint: CheckpointPolicy::default(),
             transfer: TransferPolicy::default(),
+            truncation: TruncationPolicy::default(),
             unsafe_skip_fsync: false,
         }
     }
@@ -470,6 +474,7 @@ impl Config {
                 log_reads_wal_count_max: crate::runtime::log_reads::LOG_READS_WAL_COUNT_MAX,
                 checkpoint: self.checkpoint,
                 transfer: self.transfer,
+                truncation: self.truncation,
             },
             net: NetConfig {
                 node: self.node,

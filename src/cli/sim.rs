@@ -50,6 +50,11 @@ pub fn main(args: SimArgs) -> ExitCode {
                     report.wal_reads, report.log_len_max
                 );
                 println!("seed {seed}: log reads: {:?}", report.log_reads);
+                println!(
+                    "seed {seed}: {} WAL truncations, {} records carried forward, {} reads \
+                     answered Truncated",
+                    report.wal_truncations, report.wal_rewrites, report.wal_reads_truncated
+                );
                 ExitCode::SUCCESS
             }
             Err(failure) => {
@@ -87,6 +92,7 @@ pub fn main(args: SimArgs) -> ExitCode {
     println!("{}", summary.checkpoint_totals());
     println!("{}", summary.retention_totals());
     println!("{}", summary.log_read_totals());
+    println!("{}", summary.truncation_totals());
     if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -7,8 +7,10 @@
 //! stay within `message_size_max` bytes (`MessageBody::encoded_size`) and their count
 //! limits, carrying at least one entry when there is one to carry; a prepare from
 //! below the in-memory log (`log_floor`) is never promised (the report would lack the
-//! dropped values: see the retention section of `group`), and a catch-up request from
-//! there is answered from the WAL (`Output::wal_reads`, then `on_wal_read_done`).
+//! dropped values: see the retention section of `group`), nor one from below the vote
+//! floor before the group re-learned up to it (votes a truncated WAL lost: see
+//! `checkpoint`), and a catch-up request from below `log_floor` is answered from the
+//! WAL (`Output::wal_reads`, then `on_wal_read_done`).
 
 use super::group::{Group, Role, Slot};
 use super::message::{InstanceRange, MessageBody, PromisedEntry};
@@ -43,6 +45,14 @@ impl Group {
             // candidate would take for holes. It lacks chosen values: send them, as to
             // any replica catching up, and let it campaign again from further on.
             self.ignore("prepare_below_floor");
+            self.on_catch_up_request(from, first, out);
+            return;
+        }
+        if self.below_vote_floor(first) {
+            // Restored below a truncated WAL's chosen watermark (`checkpoint`): the
+            // votes cast there are gone and would be reported as holes. Serve what
+            // this replica has chosen, as above; it re-learns the rest by catch-up.
+            self.ignore("prepare_below_vote_floor");
             self.on_catch_up_request(from, first, out);
             return;
         }

@@ -4,24 +4,90 @@
 //! machine image resumes applying right after that instance without re-applying, or
 //! even holding, the prefix.
 //!
+//! # Restarting on a truncated WAL
+//!
+//! A replica's WAL may have been truncated (`runtime::truncation`), so a restart cannot
+//! count on the slots from instance 1. Three facts make a restart safe anyway:
+//!
+//! 1. A `Record::Chosen { through: X }` is written only once this replica holds the
+//!    chosen value of every instance `<= X`: `chosen_through` advances only over slots
+//!    it holds with the chosen value (`learn_chosen` persists a `Learn` when it held
+//!    another value or none; `advance_chosen_from_leader` passes only slots accepted at
+//!    the leader's ballot or known chosen; `Group::new` starts from the proven number
+//!    below), and those `Accept`/`Learn` records precede the `Chosen` record in the
+//!    output, hence in the WAL. A recovery that keeps the `Chosen` record keeps them
+//!    too, unless a record before the tail was lost, which is lost state (the replica
+//!    does not vote until it has re-learned).
+//! 2. Truncation releases a group's records only at or below a watermark `W` at or
+//!    below its durable checkpoint `D`, which the WAL's `Chosen` records cover
+//!    (`X >= D >= W`); compaction carries the group's newest `Chosen` and promise
+//!    forward (`wal::compaction::Rewrite::State`), and every `Accept` or `Learn`
+//!    above `W` stays. So a replay still yields `X`, the promise, and every slot
+//!    above `W`.
+//! 3. A checkpoint file at `C` exists only because this replica applied `1..=C`: the
+//!    instances are chosen and the image is their result (a damaged file is refused
+//!    by its CRC).
+//!
+//! Hence:
+//! - a checkpoint at `C` may be installed when `C <= max(X, the run of slots held from
+//!   instance 1)` (`Restore::installable_through`): `C` is chosen and this replica
+//!   knew so. An untruncated log picks the same checkpoint as before truncation
+//!   existed (its run from 1 reaches `X`);
+//! - with a checkpoint at `C` installed, the log proves the chosen watermark
+//!   (`Restore::chosen_proven`) from `C` over the contiguous slots held above it, up
+//!   to `X` (fact 1: they hold the chosen values), then over learned slots right
+//!   above. On an untruncated log that is the number counted from instance 1, since
+//!   `C` lies within that run: the restart is unchanged;
+//! - when the log lost state (`Restore::lost_state`: corruption before the tail, an
+//!   emptied disk, or a rejoin not finished), the WAL proves nothing about the end of
+//!   the chosen prefix, and the recorded `X` is only what survived before the damage:
+//!   any checkpoint file (fact 3) may be installed, the newest first. Its instance is
+//!   chosen and its image the result, whatever the WAL kept; the replica does not vote
+//!   until it has re-learned (`Group::rejoin`), so the lost votes matter no more than
+//!   without a checkpoint. Without this a replica whose WAL was damaged above an
+//!   old `Chosen` record would restart from instance 1 (or from a checkpoint far
+//!   below its own newest), which its peers, their WALs truncated, can no longer
+//!   serve;
+//! - when the newest checkpoint is unusable (damaged) and the restore falls back to
+//!   `C' < W`, the slots `(C', W]` are gone and the proven watermark stops below `X`.
+//!   Those instances are chosen, but this replica may have voted in them and no longer
+//!   holds the votes: a promise reporting nothing accepted there could let a
+//!   candidate whose Phase 1 quorum meets an accept quorum only here take a chosen
+//!   instance for a hole and fill it with a no-op. So the group's `vote_floor` is
+//!   raised to `X + 1`: a prepare from below it is not promised
+//!   (`prepare_below_vote_floor`) until the group has re-learned through `X` by
+//!   catch-up (its slots there then hold the chosen values, reported as chosen). This
+//!   rather than lost state (not voting at all until re-learned): the promise and
+//!   every vote above `W` are intact (fact 2), so accepting (safe at any instance
+//!   under the promise) and promising from above `X` stay as they were. The values
+//!   `(C', X]` come from peers like any catch-up; beyond every peer's watermark only
+//!   a checkpoint transfer can serve them.
+//!
 //! Invariants:
 //! - a `CheckpointBase` describes exactly the state after applying `through`: the
 //!   checksum the replica had at `through`, the StartWorking filter it would apply
 //!   next, and every membership in effect from `through + 1` on;
-//! - a group installs a base only at or below the chosen watermark its own log records
-//!   (`Restore::checkpoint_provable`), and then proves chosen only the contiguous run
-//!   of slots above the base (`Restore::chosen_proven`): every slot in memory below
-//!   the watermark holds the chosen value, so the base never lets a slot of unknown
-//!   value pass for chosen (and the executor chooses its checkpoint by the same
-//!   number before it restores the state machine);
+//! - a group installs a base only at or below `Restore::installable_through` (the
+//!   recorded chosen watermark, a peer's checkpoint installed, or the run of slots
+//!   from instance 1), and then proves chosen only from the base over the contiguous
+//!   run of slots above it (`Restore::chosen_proven`, itself at or above the base):
+//!   every slot in memory below the proven watermark holds the chosen value, so the
+//!   base never lets a slot of unknown value pass for chosen (and the executor
+//!   chooses its checkpoint by `Restore::installable_through` before it restores the
+//!   state machine);
 //! - a group restored from a checkpoint at `through` holds no slot below it: its
-//!   `log_floor` is `through` (the slot there is its newest applied one), so its
+//!   `log_floor` is `through` (the slot there is its newest applied one), or
+//!   `through + 1` when its truncated WAL no longer holds that slot, so its
 //!   retention counts only what it applies itself, and catch-up from below is served
-//!   from the WAL as for any instance below the floor.
+//!   from the WAL as for any instance below the floor (or answered `Truncated`);
+//! - a group restored with a proven watermark below the recorded `X` promises no
+//!   prepare from `X` or below until its chosen watermark reaches `X`.
+
+use std::collections::BTreeMap;
 
 use super::filters::Filters;
-use super::group::{Group, Restore};
-use super::types::{Ballot, Instance, Membership};
+use super::group::Group;
+use super::types::{Ballot, Entry, Instance, Membership};
 
 /// The protocol state of one group right after applying `through`: what a checkpoint
 /// records beside the state machine's image.
@@ -69,59 +135,77 @@ impl CheckpointBase {
     }
 }
 
+/// What a replica rebuilt from its log on restart.
+#[derive(Clone, Debug, Default)]
+pub struct Restore {
+    /// Highest ballot promised.
+    pub promised: Ballot,
+    /// Accepted values by instance.
+    pub accepted: BTreeMap<Instance, (Ballot, Entry)>,
+    /// Chosen values learned without accepting them.
+    pub learned: BTreeMap<Instance, Entry>,
+    /// Inclusive chosen watermark recorded.
+    pub chosen_through: Instance,
+    /// The log lost state it once had (an emptied disk, or corruption before the
+    /// tail): the replica must not vote until it has re-learned.
+    pub lost_state: bool,
+    /// The checkpoint the state machine was restored from, if any: the group resumes
+    /// applying right after its instance, which must be at most
+    /// `installable_through()`.
+    pub checkpoint: Option<CheckpointBase>,
+    /// Highest instance at which a checkpoint received from a peer was installed
+    /// (`Record::Installed`; 0: never): the log at and below it is not evidence of
+    /// the chosen values.
+    pub installed_through: Instance,
+}
+
 impl Restore {
-    /// The chosen watermark this restored log proves by itself: the recorded watermark
-    /// over the contiguous run of slots from instance 1 (or from the instance of the
-    /// checkpoint installed, `checkpoint`: the image stands for every slot at and below
-    /// it), extended by learned (chosen) values right above it. `Group::new` starts
-    /// from exactly this. The slots at or below `installed_through` are not walked
-    /// (they may hold values accepted but never chosen: see `Record::Installed`): from
-    /// a checkpoint below it, only learned values extend the proof.
+    /// The highest instance at which a checkpoint may be installed: the recorded
+    /// chosen watermark (a `Chosen` record says every instance through it is chosen),
+    /// the highest checkpoint installed from a peer (`Installed`: that instance is
+    /// chosen), or the run of slots held from instance 1 with learned values right
+    /// above it when that is higher; any instance when the log lost state (see the
+    /// module docs).
+    #[must_use]
+    pub fn installable_through(&self) -> Instance {
+        if self.lost_state {
+            return Instance::MAX;
+        }
+        self.proven_from(Instance(0))
+            .max(self.chosen_through.min(Instance::MAX))
+            .max(self.installed_through.min(Instance::MAX))
+    }
+
+    /// The chosen watermark this restored log proves with its checkpoint (none:
+    /// instance 0): from the checkpoint's instance over the contiguous held slots above
+    /// it up to the recorded watermark, then over learned (chosen) values right above.
+    /// `Group::new` starts from exactly this. The slots at or below `installed_through`
+    /// are not walked (they may hold values accepted but never chosen: see
+    /// `Record::Installed`): from a checkpoint below it, only learned values extend
+    /// the proof. Panics (programmer error) when the checkpoint lies above
+    /// `installable_through()`.
     #[must_use]
     pub fn chosen_proven(&self) -> Instance {
+        let base = self.checkpoint.as_ref().map_or(Instance(0), |c| c.through);
+        assert!(
+            base <= self.installable_through(),
+            "checkpoint at {} above the installable {}",
+            base.0,
+            self.installable_through().0
+        );
+        self.proven_from(base)
+    }
+
+    /// `from` extended over the held slots up to the recorded watermark, then over
+    /// learned slots.
+    fn proven_from(&self, from: Instance) -> Instance {
         let holds = |instance: Instance| {
             instance <= Instance::MAX
                 && (self.accepted.contains_key(&instance) || self.learned.contains_key(&instance))
         };
-        let mut through = self
-            .checkpoint
-            .as_ref()
-            .map(|base| base.through)
-            .filter(|at| *at <= self.checkpoint_provable())
-            .unwrap_or(Instance(0));
-        if through >= self.installed_through {
+        let mut through = from;
+        if from >= self.installed_through {
             while through < self.chosen_through && holds(through.next()) {
-                through = through.next();
-            }
-        }
-        while through.next() <= Instance::MAX && self.learned.contains_key(&through.next()) {
-            through = through.next();
-        }
-        through
-    }
-
-    /// The highest instance at which a checkpoint may be installed at start: the
-    /// recorded chosen watermark (a `Chosen` record says every instance through it is
-    /// chosen, and a checkpoint file at or below it, verified, is the chosen prefix's
-    /// state there), the highest checkpoint installed from a peer (`Installed`), or
-    /// what the log proves from instance 1 if higher.
-    #[must_use]
-    pub fn checkpoint_provable(&self) -> Instance {
-        let proven_from_one = self.chosen_proven_from_one();
-        self.chosen_through
-            .max(self.installed_through)
-            .min(Instance::MAX)
-            .max(proven_from_one)
-    }
-
-    /// The proof from instance 1 alone (no checkpoint).
-    fn chosen_proven_from_one(&self) -> Instance {
-        let holds = |instance: Instance| {
-            self.accepted.contains_key(&instance) || self.learned.contains_key(&instance)
-        };
-        let mut through = Instance(0);
-        if self.installed_through == Instance(0) {
-            while through < self.chosen_through.min(Instance::MAX) && holds(through.next()) {
                 through = through.next();
             }
         }
@@ -154,11 +238,49 @@ impl Group {
         }
     }
 
+    /// At construction: marks the log chosen through `proven`
+    /// (`Restore::chosen_proven`), installs `checkpoint`, and raises the vote floor
+    /// above `recorded` (the WAL's chosen watermark) when the log proves less (module
+    /// docs: votes the truncated WAL no longer holds).
+    pub(super) fn restore_chosen(
+        &mut self,
+        proven: Instance,
+        recorded: Instance,
+        checkpoint: Option<CheckpointBase>,
+    ) {
+        for (_, slot) in self.log.range_mut(..=proven) {
+            slot.chosen = true;
+        }
+        self.chosen_through = proven;
+        self.chosen_recorded = proven;
+        if let Some(base) = checkpoint {
+            self.install_base(base);
+        }
+        if proven < recorded {
+            // `recorded` also counts a peer's checkpoint installed (`Record::Installed`):
+            // the votes this replica cast at or below it were dropped at the install.
+            self.vote_floor = recorded.next();
+        }
+    }
+
+    /// The first instance from which this replica reports every vote it cast in a
+    /// promise, until its chosen watermark reaches the instance below it (1: all).
+    #[must_use]
+    pub fn vote_floor(&self) -> Instance {
+        self.vote_floor
+    }
+
+    /// Whether a prepare from `first` asks for votes this replica may have cast and
+    /// no longer holds (see the module docs).
+    pub(super) fn below_vote_floor(&self, first: Instance) -> bool {
+        first < self.vote_floor && self.chosen_through.next() < self.vote_floor
+    }
+
     /// Installs `base` at construction, before the restored prefix is applied: the
     /// group resumes applying at `base.through + 1`, its log floor at `base.through`.
-    /// Panics (programmer error) when the
-    /// base lies above the proven chosen watermark or is malformed.
-    pub(super) fn install_base(&mut self, base: CheckpointBase) {
+    /// Panics (programmer error) when the base lies above the proven chosen watermark
+    /// or is malformed.
+    fn install_base(&mut self, base: CheckpointBase) {
         if let Err(why) = base.validate() {
             panic!("invalid checkpoint base: {why}");
         }
@@ -187,8 +309,12 @@ impl Group {
             // checkpoint were applied into the image, not by this life, and are not
             // counted in `retained_size`; they leave memory and the floor rises to the
             // checkpoint's instance, whose slot (the newest applied) stays. A peer
-            // catching up from below it is served from the WAL, which still holds
-            // them (nothing truncates it below a checkpoint yet).
+            // catching up from below it is served from the WAL, or answered
+            // `Truncated` where the WAL was truncated. A WAL truncated through the
+            // checkpoint no longer holds its slot: the floor is then the one above.
+            // A checkpoint installed from a peer (`transfer`) left no slot either: the
+            // log never held the slot at its instance, nor any below; it votes on none
+            // of them (`installed_through`).
             self.log = self.log.split_off(&base.through);
             self.log_floor = base.through;
             self.retained_size = self
@@ -196,11 +322,183 @@ impl Group {
                 .get(&base.through)
                 .map_or(0, |slot| slot.entry.encoded_size());
             if !self.log.contains_key(&base.through) {
-                // A checkpoint installed from a peer (`transfer`): the log never held
-                // the slot at its instance, nor any below; it votes on none of them.
                 self.log_floor = base.through.next();
                 self.installed_through = base.through;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paxos::types::{Body, NodeId};
+    use crate::paxos::{GroupConfig, GroupId, Nanos};
+
+    /// No learned slots.
+    #[expect(clippy::reversed_empty_ranges, reason = "an empty inclusive range")]
+    const NONE: std::ops::RangeInclusive<u64> = 1..=0;
+
+    fn entry(instance: u64) -> Entry {
+        Entry {
+            origin: Ballot {
+                round: 1,
+                node: NodeId(1),
+            },
+            body: Body::Values(vec![bytes::Bytes::from(instance.to_le_bytes().to_vec())]),
+        }
+    }
+
+    fn base(through: u64) -> CheckpointBase {
+        CheckpointBase {
+            through: Instance(through),
+            checksum: 7,
+            start_working_applied: Ballot::ZERO,
+            configs: vec![(Instance(1), Membership::new(vec![NodeId(1)]))],
+        }
+    }
+
+    /// A restore holding accepted slots `accepted`, learned slots `learned`, chosen
+    /// watermark `chosen`.
+    fn restore(
+        accepted: std::ops::RangeInclusive<u64>,
+        learned: std::ops::RangeInclusive<u64>,
+        chosen: u64,
+    ) -> Restore {
+        let ballot = Ballot {
+            round: 1,
+            node: NodeId(1),
+        };
+        Restore {
+            accepted: accepted
+                .map(|i| (Instance(i), (ballot, entry(i))))
+                .collect(),
+            learned: learned.map(|i| (Instance(i), entry(i))).collect(),
+            chosen_through: Instance(chosen),
+            ..Restore::default()
+        }
+    }
+
+    // Goal: on an untruncated log the new rule picks what counting from instance 1
+    // did: installable and proven are the run from 1 (learned values above it
+    // included), with or without a checkpoint inside that run.
+    // Method: slots 1..=40 accepted, 41..=52 learned, chosen 40; a gap at 53.
+    #[test]
+    fn untruncated_log_proves_from_instance_one() {
+        let mut r = restore(1..=40, 41..=52, 40);
+        r.learned.insert(Instance(55), entry(55));
+        assert_eq!(r.installable_through(), Instance(52));
+        assert_eq!(r.chosen_proven(), Instance(52));
+        r.checkpoint = Some(base(30));
+        assert_eq!(r.chosen_proven(), Instance(52), "same from inside the run");
+        r.checkpoint = Some(base(52));
+        assert_eq!(r.chosen_proven(), Instance(52));
+        // A hole at 21 below the recorded watermark: counting from 1 stops at 20;
+        // the recorded 40 is installable, and a checkpoint at 30 proves 52.
+        r.accepted.remove(&Instance(21));
+        r.checkpoint = None;
+        assert_eq!(r.chosen_proven(), Instance(20));
+        assert_eq!(r.installable_through(), Instance(40));
+        r.checkpoint = Some(base(30));
+        assert_eq!(r.chosen_proven(), Instance(52));
+    }
+
+    // Goal: a truncated log (slots 1..=100 released, chosen 140 recorded) installs a
+    // checkpoint at or below 140 and proves from it; a fallback checkpoint below the
+    // released range proves only itself.
+    // Method: slots 101..=150 accepted; try checkpoints at 120, 100, 140, 90 and none.
+    #[test]
+    fn truncated_log_proves_from_its_checkpoint() {
+        let mut r = restore(101..=150, NONE, 140);
+        assert_eq!(r.installable_through(), Instance(140));
+        assert_eq!(
+            r.chosen_proven(),
+            Instance(0),
+            "no checkpoint: nothing proven"
+        );
+        for (at, proven) in [(120, 140), (100, 140), (140, 140), (90, 90)] {
+            r.checkpoint = Some(base(at));
+            assert_eq!(r.chosen_proven(), Instance(proven), "checkpoint at {at}");
+        }
+        // Learned values right above the recorded watermark extend it.
+        r.learned.insert(Instance(141), entry(141));
+        r.accepted.remove(&Instance(141));
+        r.checkpoint = Some(base(120));
+        assert_eq!(r.chosen_proven(), Instance(141));
+    }
+
+    // Goal: a group restored at its checkpoint on a truncated log resumes there with
+    // every vote it can report (vote floor 1); restored at an older checkpoint below
+    // the released range it claims nothing chosen past that checkpoint, its floor is
+    // above the checkpoint's missing slot, and its vote floor is past the recorded
+    // watermark.
+    // Method: `Group::new` on the restores of the test above, invariants checked.
+    #[test]
+    fn fallback_below_the_truncation_raises_the_vote_floor() {
+        let config = GroupConfig::new(
+            NodeId(1),
+            GroupId(1),
+            Membership::new(vec![NodeId(1), NodeId(2), NodeId(3)]),
+        );
+        let mut r = restore(101..=150, NONE, 140);
+        r.checkpoint = Some(base(120));
+        let group = Group::new(config.clone(), r.clone(), Nanos(0));
+        group.invariants();
+        assert_eq!(group.applied_through(), Instance(140));
+        assert_eq!(group.chosen_through(), Instance(140));
+        assert_eq!(group.log_floor(), Instance(120));
+        assert_eq!(group.vote_floor(), Instance(1));
+        assert!(!group.below_vote_floor(Instance(141)));
+
+        r.checkpoint = Some(base(90));
+        let group = Group::new(config, r, Nanos(0));
+        group.invariants();
+        assert_eq!(group.applied_through(), Instance(90));
+        assert_eq!(group.chosen_through(), Instance(90));
+        assert_eq!(group.log_floor(), Instance(91), "slot 90 is truncated");
+        assert_eq!(group.vote_floor(), Instance(141));
+        assert!(group.below_vote_floor(Instance(91)));
+        assert!(group.below_vote_floor(Instance(140)));
+        assert!(!group.below_vote_floor(Instance(141)));
+    }
+
+    // Goal: a log that lost state installs its newest checkpoint file even far above
+    // what survived of it (the WAL no longer proves the end of the chosen prefix; the
+    // file does), resumes there without voting, and claims nothing chosen past what
+    // it holds above the checkpoint; without lost state the same checkpoint is above
+    // the installable.
+    // Method: slots 1..=31 accepted (a corrupt recovery kept only the log's start),
+    // chosen 30 recorded, a checkpoint at 80 and learned 81..=82, a hole at 83.
+    #[test]
+    fn lost_state_installs_a_checkpoint_above_the_recorded_watermark() {
+        let config = GroupConfig::new(
+            NodeId(1),
+            GroupId(1),
+            Membership::new(vec![NodeId(1), NodeId(2), NodeId(3)]),
+        );
+        let mut r = restore(1..=31, 81..=82, 30);
+        r.learned.insert(Instance(84), entry(84));
+        assert_eq!(r.installable_through(), Instance(30));
+        r.lost_state = true;
+        assert_eq!(r.installable_through(), Instance::MAX);
+        r.checkpoint = Some(base(80));
+        assert_eq!(r.chosen_proven(), Instance(82));
+        let group = Group::new(config, r, Nanos(0));
+        group.invariants();
+        assert_eq!(group.applied_through(), Instance(82));
+        assert_eq!(group.chosen_through(), Instance(82));
+        assert_eq!(group.log_floor(), Instance(81), "slot 80 is not held");
+        assert_eq!(group.vote_floor(), Instance(1));
+        assert!(!group.is_voting(), "lost state: re-learns before voting");
+    }
+
+    // Goal: a checkpoint above what the log can install is a programmer error.
+    // Method: a truncated restore recording 140 with a checkpoint at 141.
+    #[test]
+    #[should_panic(expected = "above the installable")]
+    fn checkpoint_above_the_recorded_watermark_panics() {
+        let mut r = restore(101..=150, NONE, 140);
+        r.checkpoint = Some(base(141));
+        let _ = r.chosen_proven();
     }
 }

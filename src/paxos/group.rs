@@ -13,8 +13,8 @@
 //! - a peer message out of bounds (`bounds`) changes nothing: it is refused before
 //!   any handler runs;
 //! - retention (below): every slot of the log lies at or above `log_floor`; nothing
-//!   unapplied is dropped (`log_floor <= max(applied_through, 1)`, the newest applied
-//!   slot stays); the applied slots kept number at most `retention_instances_max`.
+//!   unapplied is dropped (`log_floor <= applied_through + 1`; the newest applied
+//!   slot stays, unless a restore's truncated WAL no longer held it); the applied slots kept number at most `retention_instances_max`.
 //!
 //! # In-memory retention
 //!
@@ -43,7 +43,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
-use super::checkpoint::CheckpointBase;
+use super::checkpoint::{CheckpointBase, Restore};
 use super::config::GroupConfig;
 use super::filters::Filters;
 use super::message::Message;
@@ -95,29 +95,6 @@ pub enum Input {
         /// Its protocol state.
         base: CheckpointBase,
     },
-}
-
-/// What a replica rebuilt from its log on restart.
-#[derive(Clone, Debug, Default)]
-pub struct Restore {
-    /// Highest ballot promised.
-    pub promised: Ballot,
-    /// Accepted values by instance.
-    pub accepted: BTreeMap<Instance, (Ballot, Entry)>,
-    /// Chosen values learned without accepting them.
-    pub learned: BTreeMap<Instance, Entry>,
-    /// Inclusive chosen watermark recorded.
-    pub chosen_through: Instance,
-    /// The log lost state it once had (an emptied disk, or corruption before the
-    /// tail): the replica must not vote until it has re-learned.
-    pub lost_state: bool,
-    /// The checkpoint the state machine was restored from, if any: the group resumes
-    /// applying right after its instance, which must be at most `chosen_proven()`.
-    pub checkpoint: Option<CheckpointBase>,
-    /// Highest instance at which a checkpoint received from a peer was installed
-    /// (`Record::Installed`; 0: never): the log at and below it is not evidence of
-    /// the chosen values.
-    pub installed_through: Instance,
 }
 
 /// The role of a replica in its group.
@@ -246,6 +223,9 @@ pub struct Group {
     /// The first instance the log may hold: everything below was applied and dropped
     /// from memory (see "In-memory retention").
     pub(super) log_floor: Instance,
+    /// Prepares from below it are not promised while `chosen_through + 1` is below it
+    /// (votes the truncated WAL no longer holds; see `checkpoint`).
+    pub(super) vote_floor: Instance,
     /// Bytes (`Entry::encoded_size`) of the applied slots in `[log_floor,
     /// applied_through]`.
     pub(super) retained_size: usize,
@@ -329,6 +309,7 @@ impl Group {
             promised: restore.promised,
             log,
             log_floor: Instance(1),
+            vote_floor: Instance(1),
             retained_size: 0,
             chosen_through: Instance(0),
             chosen_recorded: Instance(0),
@@ -360,16 +341,11 @@ impl Group {
             installed_through: Instance(0),
             config,
         };
-        // The recorded watermark is trusted only over a contiguous run of slots, which
-        // learned values right above it extend (`Restore::chosen_proven`).
-        for (_, slot) in group.log.range_mut(..=proven) {
-            slot.chosen = true;
-        }
-        group.chosen_through = proven;
-        group.chosen_recorded = proven;
-        if let Some(base) = restore.checkpoint {
-            group.install_base(base);
-        }
+        group.restore_chosen(
+            proven,
+            restore.chosen_through.max(restore.installed_through),
+            restore.checkpoint,
+        );
         group.reset_election_deadline(now);
         let mut scratch = Output::default();
         group.apply_chosen(&mut scratch);
@@ -818,7 +794,9 @@ impl Group {
         }
         // Retention: nothing below the floor, nothing unapplied dropped, the bound kept.
         assert!(self.log_floor.0 >= 1);
-        // A checkpoint installed from a peer at C leaves no slot at C: floor C + 1.
+        // A checkpoint installed from a peer at C, or restored over a WAL truncated
+        // through C, leaves no slot at C: floor C + 1 (`install_base`);
+        // `release_retained` stops below it.
         assert!(
             self.log_floor.0 <= self.applied_through.0.max(1)
                 || (self.log_floor == self.applied_through.next()

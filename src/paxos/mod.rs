@@ -21,10 +21,10 @@ mod transfer;
 pub mod types;
 
 pub use bounds::{Bound, OutOfBounds};
-pub use checkpoint::CheckpointBase;
+pub use checkpoint::{CheckpointBase, Restore};
 pub use config::GroupConfig;
 pub use filters::FILTERS_COUNT_MAX;
-pub use group::{entry_checksum, Counters, Group, Input, Restore, Role};
+pub use group::{entry_checksum, Counters, Group, Input, Role};
 pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};
 pub use output::{
     Apply, CheckpointSend, Completion, Output, ProposeError, Record, Refused, WalRead,

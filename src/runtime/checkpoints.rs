@@ -9,10 +9,10 @@
 //! file is saved (`CheckpointOutcome::Saved`) AND the WAL is durable through the LSN
 //! planned when the checkpoint was taken: the group's `Chosen` record covering the
 //! instance then is too, so a restart's log proves the instance chosen and installs
-//! the checkpoint (`paxos::Restore::chosen_proven`). Truncating the WAL below this
-//! instance (a later layer) is then safe for this replica. A checkpoint installed from
-//! a peer (`on_install`) becomes durable the same way: its file saved as the group's
-//! own, and the WAL durable past its `Installed` record.
+//! the checkpoint (`paxos::Restore::installable_through`). Truncating the WAL below
+//! this instance (`runtime::truncation`) is then safe for this replica. A checkpoint
+//! installed from a peer (`on_install`) becomes durable the same way: its file saved as
+//! the group's own, and the WAL durable past its `Installed` record.
 //!
 //! A group takes its next checkpoint only once the previous one is durable, so the
 //! save that follows never removes the newest durable file (`wal::checkpoint::surplus`

@@ -108,6 +108,9 @@ pub enum DiskOperation {
     },
     /// Zero-filling or recycling a spare segment ahead of the one being written.
     PrepareSpares,
+    /// Truncating the WAL below the groups' durable checkpoints (`Store::truncate`:
+    /// reading the records to carry forward, recycling or deleting segments).
+    Truncate,
     /// Reading back `group`'s chosen entries from instance `from` to catch a peer up.
     CatchUpRead {
         /// The group.
@@ -125,6 +128,7 @@ impl fmt::Display for DiskOperation {
             }
             DiskOperation::Sync { lsn_through } => write!(f, "fdatasync through LSN {lsn_through}"),
             DiskOperation::PrepareSpares => write!(f, "spare segment preparation"),
+            DiskOperation::Truncate => write!(f, "WAL truncation"),
             DiskOperation::CatchUpRead { group, from } => {
                 write!(f, "catch-up read of group {group} from instance {from}")
             }

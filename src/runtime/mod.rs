@@ -19,6 +19,7 @@ pub mod refusals;
 pub mod request;
 pub mod shard;
 pub mod state_machine;
+pub mod truncation;
 pub mod wal_reads;
 
 pub use checkpoints::{CheckpointOutcome, CheckpointPolicy, TakeCheckpoint};
@@ -27,3 +28,4 @@ pub use shard::{
     CheckpointRead, CheckpointReadOutcome, Effects, InstallCheckpoint, Shard, ShardConfig,
     ShardCounters, ShardInput, TransferPolicy,
 };
+pub use truncation::{TruncationPolicy, WalTruncate};

@@ -34,10 +34,14 @@
 //!   an executor may also never answer (a crash).
 //! - checkpoint transfers (`transfer`): a group whose log cannot serve a peer streams
 //!   its durable checkpoint in bounded chunks; a received one is installed only once
-//!   verified, in order with the applies (`Effects::installs`).
+//!   verified, in order with the applies (`Effects::installs`);
+//! - at most one WAL truncation is in flight (`truncation`): its watermarks are the
+//!   groups' durable checkpoints, never decreasing; the records it carries forward
+//!   (`ShardInput::WalTruncateDone`) are appended like any other record.
 
 mod reads;
 mod transfer;
+mod truncate;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -51,6 +55,7 @@ use super::checkpoints::{CheckpointOutcome, CheckpointPolicy, Checkpoints, TakeC
 use super::fatal::Fatal;
 use super::log_reads::{LogReadAsk, LogReadDone, LogReadId, LogReads};
 use super::refusals::RefusalLog;
+use super::truncation::{Truncation, TruncationPolicy, WalTruncate};
 use crate::paxos::Record;
 use crate::paxos::{
     Apply, Completion, Group, GroupConfig, GroupId, Input, Instance, InstanceRange, Lsn,
@@ -129,6 +134,13 @@ pub enum ShardInput {
         through: Instance,
         /// How it ended.
         outcome: CheckpointOutcome,
+    },
+    /// The truncation asked in `Effects::wal_truncate` is done: `rewrites` are the
+    /// records to carry forward (appended in order, like any other record). A failed
+    /// truncation is `WriteFailed` instead (fatal).
+    WalTruncateDone {
+        /// Records compaction carries forward (`wal::store::Truncation::rewrites`).
+        rewrites: Vec<Record>,
     },
 }
 
@@ -226,6 +238,9 @@ pub struct Effects {
     /// `apply` (see `InstallCheckpoint`), then saved and answered with
     /// `ShardInput::CheckpointDone`.
     pub installs: Vec<InstallCheckpoint>,
+    /// The WAL to release below per-group watermarks (at most one in flight), answered
+    /// with `ShardInput::WalTruncateDone`. Independent of the other effects.
+    pub wal_truncate: Option<WalTruncate>,
 }
 
 impl Effects {
@@ -243,6 +258,7 @@ impl Effects {
         self.log_reads.clear();
         self.checkpoint_reads.clear();
         self.installs.clear();
+        self.wal_truncate = None;
     }
 }
 
@@ -270,6 +286,8 @@ pub struct ShardConfig {
     pub log_reads_wal_count_max: usize,
     /// The limits of checkpoint transfers to and from peers.
     pub transfer: TransferPolicy,
+    /// When the shard truncates its WAL below the groups' durable checkpoints.
+    pub truncation: TruncationPolicy,
 }
 
 /// Counters of one shard.
@@ -332,6 +350,7 @@ pub struct Shard {
     pending_reads: Vec<ReadDone>,
     marker: Marker,
     checkpoints: Checkpoints,
+    truncation: Truncation,
     refusals: RefusalLog,
     pending_warnings: Vec<String>,
     write_in_flight: Option<Lsn>,
@@ -372,6 +391,7 @@ impl Shard {
         });
         let checkpoints = Checkpoints::new(config.checkpoint, restored, now);
         let transfers = transfer::Transfers::new(config.transfer);
+        let truncation = Truncation::new(config.truncation);
         let mut shard = Shard {
             config,
             groups: BTreeMap::new(),
@@ -394,6 +414,7 @@ impl Shard {
                 Marker::Absent
             },
             checkpoints,
+            truncation,
             refusals: RefusalLog::default(),
             pending_warnings: Vec::new(),
             write_in_flight: None,
@@ -547,6 +568,7 @@ impl Shard {
                 }
             }
             ShardInput::LogRead(ask) => self.on_log_read(ask),
+            ShardInput::WalTruncateDone { rewrites } => self.on_wal_truncate_done(rewrites),
         }
     }
 
@@ -740,6 +762,7 @@ impl Shard {
         }
         effects.apply.append(&mut self.pending_apply);
         self.take_checkpoints(now, effects);
+        self.decide_truncation(now, effects);
         self.serve_reads(now);
         effects.reads.append(&mut self.pending_reads);
         self.decide_marker(effects);
@@ -896,6 +919,8 @@ impl Shard {
         self.commit.invariants();
         self.checkpoints.invariants();
         self.transfers.invariants();
+        self.truncation
+            .invariants(|id| self.checkpoints.durable_through(id));
         for (id, group) in &self.groups {
             group.invariants();
             assert!(

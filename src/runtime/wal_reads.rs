@@ -117,6 +117,12 @@ impl WalReads {
             .collect()
     }
 
+    /// Reads running (planned against the index, reading files they opened).
+    #[must_use]
+    pub fn running_count(&self) -> usize {
+        self.in_flight.get()
+    }
+
     /// Reads waiting for a slot.
     #[must_use]
     pub fn waiting_count(&self) -> usize {

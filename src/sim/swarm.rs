@@ -113,6 +113,23 @@ impl Summary {
         )
     }
 
+    /// The one-line totals of the passing seeds' WAL truncations (a line of its own).
+    #[must_use]
+    pub fn truncation_totals(&self) -> String {
+        let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
+        format!(
+            "{} seeds truncated their WAL: {} truncations, {} records carried forward, \
+             {} catch-up reads answered Truncated",
+            self.reports
+                .iter()
+                .filter(|r| r.wal_truncations > 0)
+                .count(),
+            sum(|r| r.wal_truncations),
+            sum(|r| r.wal_rewrites),
+            sum(|r| r.wal_reads_truncated),
+        )
+    }
+
     /// The one-line totals of the passing seeds' in-memory logs: how many seeds
     /// bounded them, the catch-up reads served from the WAL, and the largest log a
     /// replica held among bounded and among unbounded seeds.

@@ -413,7 +413,7 @@ impl fmt::Display for Unusable {
 }
 
 /// The start-time choice of one group: tries its `saved` checkpoints (any order)
-/// newest first, skipping those above `proven` (`paxos::Restore::chosen_proven`),
+/// newest first, skipping those above `proven` (`paxos::Restore::installable_through`),
 /// reading each with `load` and handing it to `install` (which restores the state
 /// machine, or refuses and leaves a fresh one); returns the base of the first one
 /// installed, if any, and why each newer one was passed over. Never a wrong base: a

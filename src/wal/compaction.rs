@@ -1,8 +1,9 @@
 //! Truncation and compaction planning, pure: from the per-group index (`wal::index`) and
 //! per-group watermarks, which prefix of segments the log no longer needs, and which
 //! few records to rewrite forward so that the oldest needed segment stops being needed.
-//! The store executes the plan (`file::store::Store::truncate`; nothing running calls it
-//! yet); the rules and the recovery side are in `schema/wal.md` (Truncation).
+//! The store executes the plan (`file::store::Store::truncate`, called by the driver
+//! with the shard's watermarks; the simulator runs `plan` over its own index); the
+//! rules and the recovery side are in `schema/wal.md` (Truncation).
 //!
 //! A group's *watermark* is the instance through which a checkpoint covers it: its
 //! records of instances at or below it are not needed. Segment `s` is *needed* while it

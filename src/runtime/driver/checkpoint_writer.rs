@@ -88,7 +88,7 @@ impl Restorer {
             return;
         };
         let (dir, shard) = (&self.dir, self.shard);
-        let proven = restore.checkpoint_provable();
+        let proven = restore.installable_through();
         let load = |through: Instance| {
             let bytes = files::read(dir, group, through)
                 .map_err(|e| Unusable::Unreadable(e.to_string()))?;

@@ -163,7 +163,7 @@ impl Driver {
                 break Exit::Graceful;
             }
             if self.stopping.is_none() {
-                self.wal.maintain();
+                self.wal.maintain(self.wal_reads.running_count());
             }
             self.wait().await;
         };
@@ -330,6 +330,9 @@ impl Driver {
         self.start_wal_reads();
         if let Some(plan) = self.effects.write.take() {
             self.wal.submit(plan);
+        }
+        if let Some(truncate) = self.effects.wal_truncate.take() {
+            self.wal.truncate(truncate);
         }
         for (peer, messages) in self.effects.send.drain(..) {
             self.net.send(peer, &messages);

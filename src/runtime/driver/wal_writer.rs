@@ -7,8 +7,12 @@
 //! The store is lent to one task at a time (a write, then perhaps one slice of spare
 //! maintenance; or a slice alone while idle) and comes back when the task ends, so no
 //! two operations touch the files at once. Catch-up reads (`Store::read_catch_up`) are
-//! to come through this owner too, as one more kind of task lent the store between
-//! writes, with its chunks reported to the shard as an input; none is issued yet.
+//! planned against the idle store's index (`with_idle_store`, `runtime::wal_reads`)
+//! and run on files of their own. Truncation (`Effects::wal_truncate`) is one more
+//! kind of task lent the store while idle: `Store::truncate` releases the index below
+//! the watermarks, recycles or deletes the segments no longer needed, and reads the
+//! records compaction carries forward, which go back to the shard as
+//! `ShardInput::WalTruncateDone`.
 //!
 //! Invariants:
 //! - at most one write is in flight: one write + one fdatasync, in one task; the next
@@ -16,7 +20,11 @@
 //! - a write waits for the store only while one slice of spare maintenance
 //!   (`SPARE_SLICE_SIZE`) finishes; zero-filling whole segments never sits on the
 //!   write path;
-//! - a failed write, fdatasync or spare preparation is reported as `WriteFailed` and
+//! - a truncation starts only while no write is pending or in flight and no WAL read
+//!   runs (a read opens its segment files by name after it was planned: a truncation
+//!   could recycle one under it); a write that arrives meanwhile waits for it;
+//! - a failed write, fdatasync, spare preparation or truncation is reported as
+//!   `WriteFailed` and
 //!   never retried (fsyncgate: the page cache may have dropped what it could not
 //!   write); the store is not closed after a failure;
 //! - a replica whose log lost state writes a durable rejoin marker BEFORE `Store::prepare`
@@ -31,11 +39,14 @@ use std::time::Duration;
 
 use super::thread::ShardStartError;
 use crate::paxos::Nanos;
+use crate::paxos::Record;
 use crate::runtime::clock::MonotonicClock;
 use crate::runtime::fatal::{DiskError, DiskOperation, Fatal};
 use crate::runtime::notify::Notify;
 use crate::runtime::shard::{Shard, ShardInput};
+use crate::runtime::truncation::WalTruncate;
 use crate::support::sync_dir;
+use crate::wal::compaction::CompactionConfig;
 use crate::wal::dma_disk::DmaDisk;
 use crate::wal::log_recovery::LogRecovery;
 use crate::wal::store::{recover_dir, Store, StoreConfig};
@@ -51,6 +62,9 @@ const CLOSE_WAIT_MAX: Duration = Duration::from_secs(10);
 
 /// The outcome of the write in flight, left by its task for the loop.
 type WriteResult = Result<WritePlan, Fatal>;
+
+/// The outcome of the running truncation: the records to carry forward.
+type TruncateResult = Result<Vec<Record>, Fatal>;
 
 /// Time the disk took, summed by the write tasks.
 #[derive(Debug, Default)]
@@ -105,6 +119,10 @@ pub(super) struct WalWriter {
     maintenance_error: Rc<RefCell<Option<Fatal>>>,
     /// Spare maintenance has slices left (`Store::prepare_spares_slice`).
     maintenance_more: Rc<Cell<bool>>,
+    /// The truncation the shard asked for, not started yet.
+    truncate: Option<WalTruncate>,
+    /// The outcome of the running truncation: the records to carry forward.
+    truncate_done: Rc<RefCell<Option<TruncateResult>>>,
     /// When the running write was started (for `write_busy_ns`).
     write_started: Nanos,
     write_busy_ns: u64,
@@ -167,6 +185,8 @@ impl WalWriter {
             done: Rc::new(RefCell::new(None)),
             maintenance_error: Rc::new(RefCell::new(None)),
             maintenance_more: Rc::new(Cell::new(false)),
+            truncate: None,
+            truncate_done: Rc::new(RefCell::new(None)),
             write_started: Nanos(0),
             write_busy_ns: 0,
             times: Rc::new(DiskTimes::default()),
@@ -201,6 +221,12 @@ impl WalWriter {
         let maintenance = self.maintenance_error.borrow_mut().take();
         if let Some(fatal) = maintenance {
             self.report_fatal(now, shard, fatal);
+        }
+        let truncated = self.truncate_done.borrow_mut().take();
+        match truncated {
+            Some(Ok(rewrites)) => shard.step(now, ShardInput::WalTruncateDone { rewrites }),
+            Some(Err(fatal)) => self.report_fatal(now, shard, fatal),
+            None => {}
         }
         let done = self.done.borrow_mut().take();
         if let Some(result) = done {
@@ -284,11 +310,29 @@ impl WalWriter {
         .detach();
     }
 
-    /// Runs one slice of spare maintenance when slices are left and the store is idle
-    /// (no write pending or in flight); each write also runs one after it completes.
-    /// The loop does not call it once the shard stops.
-    pub fn maintain(&mut self) {
-        if !self.maintenance_more.get() || self.write_in_flight || self.pending.is_some() {
+    /// Takes the truncation the shard asked for (`Effects::wal_truncate`); it starts
+    /// in `maintain` once the store is idle. The shard asks for one at a time.
+    pub fn truncate(&mut self, truncate: WalTruncate) {
+        assert!(
+            self.truncate.is_none(),
+            "one WAL truncation in flight at most"
+        );
+        self.truncate = Some(truncate);
+    }
+
+    /// While the store is idle (no write pending or in flight): starts the truncation
+    /// the shard asked for when no WAL read runs (`reads_running`), else runs one
+    /// slice of spare maintenance when slices are left; each write also runs one after
+    /// it completes. The loop does not call it once the shard stops.
+    pub fn maintain(&mut self, reads_running: usize) {
+        if self.write_in_flight || self.pending.is_some() {
+            return;
+        }
+        if self.truncate.is_some() && reads_running == 0 {
+            self.start_truncate();
+            return;
+        }
+        if !self.maintenance_more.get() {
             return;
         }
         let Some(mut disk) = self.lend() else {
@@ -301,6 +345,32 @@ impl WalWriter {
         more.set(false);
         glommio::spawn_local(async move {
             spare_slice(&mut disk, &more, &maintenance).await;
+            *store.borrow_mut() = Some(disk);
+            wake.notify();
+        })
+        .detach();
+    }
+
+    /// Starts the truncation asked for, when the store is free: `Store::truncate`
+    /// with the default compaction, its outcome left for `poll`.
+    fn start_truncate(&mut self) {
+        let Some(mut disk) = self.lend() else {
+            return;
+        };
+        let truncate = self.truncate.take().expect("maintain checked a truncation");
+        let store = Rc::clone(&self.store);
+        let done = Rc::clone(&self.truncate_done);
+        let wake = Rc::clone(&self.wake);
+        glommio::spawn_local(async move {
+            let result = disk
+                .truncate(&truncate.watermarks, &CompactionConfig::default())
+                .await
+                .map(|truncation| truncation.rewrites)
+                .map_err(|e| Fatal::Disk {
+                    operation: DiskOperation::Truncate,
+                    error: DiskError::from(&e),
+                });
+            *done.borrow_mut() = Some(result);
             *store.borrow_mut() = Some(disk);
             wake.notify();
         })

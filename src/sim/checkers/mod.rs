@@ -18,6 +18,7 @@
 //! | `size`         | messages fit `message_size_max`; the estimate bounds the codec  |
 //! | `retention`    | in-memory logs stay within retention and window (bounded memory) |
 //! | `install`      | a peer's checkpoint installs forward; no vote on what it covers |
+//! | `truncation`   | the WAL is released only below a durable checkpoint; a restart restores at or above it |
 //! | `liveness`     | after faults heal, the cluster converges within a bound         |
 //!
 //! Invariant: a checker never panics on what a node reports (that is the system under
@@ -39,6 +40,7 @@ pub mod prefix;
 pub mod read;
 pub mod retention;
 pub mod size;
+pub mod truncation;
 
 pub use agreement::AgreementChecker;
 pub use bounds::BoundsChecker;
@@ -55,6 +57,7 @@ pub use prefix::PrefixChecker;
 pub use read::ReadChecker;
 pub use retention::{LogShape, RetentionChecker};
 pub use size::MessageSizeChecker;
+pub use truncation::TruncationChecker;
 
 use crate::paxos::{Apply, Ballot, Body, Entry, GroupId, Instance, NodeId, ProposalId};
 use bytes::Bytes;
@@ -166,6 +169,8 @@ pub struct Checkers {
     pub retention: RetentionChecker,
     /// Checkpoints installed from peers move forward and are never voted under.
     pub install: InstallChecker,
+    /// The WAL is released only below durable checkpoints.
+    pub truncation: TruncationChecker,
 }
 
 impl Checkers {
@@ -283,6 +288,7 @@ impl Checkers {
         self.read.reset(node);
         self.install.reset(node);
         self.log_read.reset(node);
+        self.truncation.reset(node, disk_lost);
     }
 
     /// A log read was answered: checked against the canonical log of its group.

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::{Cluster, Event};
 use crate::paxos::{CheckpointBase, GroupConfig, GroupId, Instance, Restore};
 use crate::runtime::state_machine::StateMachine;
-use crate::runtime::{CheckpointOutcome, ShardInput, TakeCheckpoint};
+use crate::runtime::{shard_of, CheckpointOutcome, ShardInput, TakeCheckpoint};
 use crate::sim::checkers::checkpoint::Restored;
 use crate::sim::checkers::Violation;
 use crate::sim::machine::SimMachine;
@@ -206,7 +206,7 @@ impl Cluster {
                     self.report.checkpoints_damaged += 1;
                 }
             }
-            let proven = restore.checkpoint_provable();
+            let proven = restore.installable_through();
             let fs = &self.nodes[node].fs;
             let load = |through: Instance| {
                 let bytes = fs
@@ -243,7 +243,20 @@ impl Cluster {
         restored: Vec<(GroupId, Option<Restored>)>,
     ) -> Result<(), Violation> {
         let id = self.nodes[node].id;
+        let shard_count = self.shard_count();
         for (group, restored) in restored {
+            let shard = usize::from(shard_of(group, shard_count));
+            let vote_floor = self.nodes[node].shards[shard]
+                .shard
+                .as_ref()
+                .and_then(|s| s.group(group))
+                .map_or(Instance(1), |g| g.vote_floor());
+            self.checkers.truncation.observe_restore(
+                id,
+                group,
+                restored.map(|r| r.through),
+                vote_floor,
+            )?;
             let reference =
                 restored.and_then(|r| self.checkers.checksum.checksum(group, r.through));
             self.checkers

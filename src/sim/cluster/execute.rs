@@ -1,5 +1,6 @@
 //! Carrying out one shard's effects (the simulated disk write and its completion,
-//! the network, applies, replies, reads, WAL reads, the rejoin marker), then feeding every
+//! the network, applies, replies, reads, WAL reads, WAL truncation (`truncate`), the
+//! rejoin marker), then feeding every
 //! checker the state the step left.
 
 use super::forge::forge_message;
@@ -132,6 +133,9 @@ impl Cluster {
         for done in effects.log_reads.drain(..) {
             self.check_log_read(node, shard, done)?;
         }
+        if let Some(truncate) = effects.wal_truncate.take() {
+            self.wal_truncate(node, shard, &truncate)?;
+        }
         if effects.clear_rejoin_marker {
             // The marker file goes: a later restart no longer rejoins as a learner.
             self.nodes[node].shards[shard].lost_marker = false;
@@ -200,6 +204,9 @@ impl Cluster {
             )
         })?;
         self.report.wal_reads += 1;
+        if matches!(plan, ReadPlan::Truncated { .. }) {
+            self.report.wal_reads_truncated += 1;
+        }
         let outcome = self
             .truncated_below_checkpoint(node, shard, &read)
             .unwrap_or_else(|| catch_up::outcome(&plan, entries));

@@ -2,7 +2,7 @@
 //! heal that starts the liveness phase, and a node's start from its disks.
 
 use super::{Cluster, Event, LIVENESS_BOUND_NS, MS};
-use crate::paxos::{Instance, Lsn, NodeId, Restore};
+use crate::paxos::{Instance, Lsn, NodeId, Record, Restore};
 use crate::runtime::{shard_of, Shard, ShardConfig, ShardInput};
 use crate::sim::checkers::Violation;
 use crate::sim::network::NetworkOptions;
@@ -176,8 +176,28 @@ impl Cluster {
                 slot.disk.write(scan.scrub.start, &zeros);
                 slot.disk.sync();
             }
-            slot.index = LogIndex::from_recovered(&scan.records);
-            let mut recovered = wal::replay(&scan.records);
+            if wipe {
+                slot.released.clear();
+            }
+            // A truncated log: what the released segments held is gone.
+            let records: Vec<_> = scan
+                .records
+                .into_iter()
+                .filter(|r| match &r.record {
+                    Record::Accept {
+                        group, instance, ..
+                    }
+                    | Record::Learn {
+                        group, instance, ..
+                    } => slot.released.get(group).is_none_or(|w| instance > w),
+                    Record::Promise { .. } | Record::Chosen { .. } | Record::Installed { .. } => {
+                        true
+                    }
+                })
+                .collect();
+            slot.index = LogIndex::from_recovered(&records);
+            slot.log_start = 0;
+            let mut recovered = wal::replay(&records);
             let mut groups = Vec::new();
             for config in &self.group_configs {
                 if config.node != id || usize::from(shard_of(config.group, shard_count)) != shard {

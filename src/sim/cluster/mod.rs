@@ -55,6 +55,8 @@
 //! `SimMachine` in order with the applies and saved like a local one; when the seed
 //! says so (`SimOptions::transfer_truncated_reads`), WAL reads below the reading
 //! group's durable checkpoint answer `Truncated`, so transfers happen.
+//! `truncate` carries out WAL truncation below the durable checkpoints on the index
+//! and the image (see its module doc for what it does not model).
 
 mod checkpoint;
 mod execute;
@@ -63,6 +65,7 @@ mod forge;
 mod log_reads;
 mod report;
 mod transfer;
+mod truncate;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -115,6 +118,13 @@ enum Event {
         read: WalRead,
         outcome: WalReadOutcome,
     },
+    /// The answer of a WAL truncation.
+    WalTruncateDone {
+        node: usize,
+        shard: usize,
+        incarnation: u32,
+        rewrites: Vec<crate::paxos::Record>,
+    },
     Crash,
     Restart {
         node: usize,
@@ -159,6 +169,14 @@ struct ShardSlot {
     /// like a marker file beside the log, so a restart after the scrub still knows;
     /// cleared once every group votes again and what it re-learned is durable.
     lost_marker: bool,
+    /// The first notional segment the log still needs (`truncate`); volatile, as the
+    /// store's is rebuilt from the segment headers.
+    log_start: u64,
+    /// Per group, the highest watermark this log was truncated to: a restart's
+    /// recovery sees none of its Accepts and Learns at or below it (the worst a
+    /// store that freed segments can leave), as if on a truncated log. Durable (gone
+    /// only with the disk).
+    released: BTreeMap<GroupId, Instance>,
 }
 
 struct Node {
@@ -274,6 +292,7 @@ impl Cluster {
             log_reads_wal_count_max: 2,
             checkpoint: options.checkpoint,
             transfer: crate::runtime::TransferPolicy::default(),
+            truncation: options.truncation,
         };
         let mut nodes = Vec::new();
         for (index, &id) in voters.iter().enumerate() {
@@ -287,6 +306,8 @@ impl Cluster {
                     last_write_offset: 0,
                     salt: prng.next_u64() as u32,
                     lost_marker: false,
+                    log_start: 0,
+                    released: BTreeMap::new(),
                 })
                 .collect();
             nodes.push(Node {
@@ -558,6 +579,12 @@ impl Cluster {
                     self.step_shard(node, shard, input)?;
                 }
             }
+            Event::WalTruncateDone {
+                node,
+                shard,
+                incarnation,
+                rewrites,
+            } => self.on_wal_truncate_done(node, shard, incarnation, rewrites)?,
             Event::Crash => {
                 if !self.liveness {
                     self.inject_crash();

@@ -56,6 +56,13 @@ pub struct RunReport {
     pub log_len_max: usize,
     /// What the log readers did (not part of `Debug`).
     pub log_reads: LogReadReport,
+    /// WAL truncations carried out (not part of `Debug`).
+    pub wal_truncations: u64,
+    /// Records compaction carried forward (not part of `Debug`).
+    pub wal_rewrites: u64,
+    /// Catch-up reads answered `Truncated` (below a truncation watermark; not part of
+    /// `Debug`).
+    pub wal_reads_truncated: u64,
 }
 
 impl std::fmt::Debug for RunReport {

@@ -13,8 +13,9 @@
 //! - a segment is deleted or recycled only when it lies below the `log_start` of a
 //!   durable segment header (`schema/wal.md`, Truncation): `truncate` plans the new
 //!   start, the next roll writes it, a later `truncate` or `prepare_spares` removes the
-//!   files below it. Nothing running calls `truncate` yet (the driver does not): only
-//!   the tests (`tests/wal_truncate.rs`) exercise it, so a running node's log only grows;
+//!   files below it. The driver's WAL writer calls `truncate` while the store is idle,
+//!   with the watermarks the shard decides (`runtime::truncation`: the groups' durable
+//!   checkpoints), so a running node's log stays bounded;
 //! - any I/O error is returned and the store must not be used again (never retried).
 
 pub use super::config::{StoreConfig, StoreError};
@@ -279,8 +280,8 @@ impl Store {
     /// needed segment is pinned by few bytes (`config`), reads the records to rewrite
     /// forward. The caller appends `rewrites` through `GroupCommit`; the planned start
     /// becomes durable with the next segment header, and the files below it go at a later
-    /// call. Meant for idle time, off the write path; no running code calls it yet (the
-    /// driver does not truncate), only tests do.
+    /// call. Meant for idle time, off the write path: the driver's WAL writer calls it
+    /// while no write is pending or in flight and no catch-up read runs.
     pub async fn truncate(
         &mut self,
         watermarks: &BTreeMap<GroupId, Instance>,
