@@ -9,8 +9,10 @@
 //! records of instances at or below it are not needed. Segment `s` is *needed* while it
 //! holds, for some group, (a) the latest record (per the index) of an instance above the
 //! watermark, (b) the record carrying the group's highest promised ballot (a Promise or
-//! an Accept: `replay` takes the maximum of both), or (c) the record carrying its highest
-//! Chosen watermark. The log may start at the first needed segment (never beyond the
+//! an Accept: `replay` takes the maximum of both), (c) the record carrying its highest
+//! Chosen watermark, or (d) the record carrying its highest Installed (a checkpoint
+//! installed from a peer: `replay` must still see it, or a restart would take the
+//! voided records at or below it for evidence). The log may start at the first needed segment (never beyond the
 //! segment being written).
 //!
 //! Invariants (asserted in `plan`): `log_start` never decreases; a compaction names only
@@ -45,8 +47,8 @@ impl Default for CompactionConfig {
 /// needed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rewrite {
-    /// The group's state: a Promise of its highest ballot, or a Chosen of its highest
-    /// watermark. Always safe to append (replay takes maxima).
+    /// The group's state: a Promise of its highest ballot, a Chosen of its highest
+    /// watermark, or an Installed of its highest install. Always safe to append (replay takes maxima).
     State(Record),
     /// A copy of the indexed Accept or Learn of `instance` (at `entry`), to read from the
     /// log and append unchanged. Safe even when a newer record of the instance is
@@ -114,6 +116,9 @@ pub fn plan(
         if let (_, Some(at)) = group_index.chosen() {
             pin(at.offset, HEADER_SIZE as u64);
         }
+        if let (_, Some(at)) = group_index.installed() {
+            pin(at.offset, HEADER_SIZE as u64);
+        }
     }
     let first_needed = pinned
         .range(log_start..)
@@ -135,6 +140,10 @@ pub fn plan(
             let (through, chosen_at) = group_index.chosen();
             if chosen_at.is_some_and(|at| segment_of(at.offset) == first_needed) {
                 rewrites.push(Rewrite::State(Record::Chosen { group, through }));
+            }
+            let (through, installed_at) = group_index.installed();
+            if installed_at.is_some_and(|at| segment_of(at.offset) == first_needed) {
+                rewrites.push(Rewrite::State(Record::Installed { group, through }));
             }
             for (instance, entry) in group_index.range_from(Instance(watermark.0.saturating_add(1)))
             {
@@ -169,9 +178,11 @@ mod tests {
     const PAYLOAD: u64 = 4 * BLOCK_SIZE as u64;
 
     /// What a group's replayed state says about instances above `watermark`: promised,
-    /// chosen, and per instance the learned value or else the accepted (ballot, value).
+    /// chosen, installed, and per instance the learned value or else the accepted
+    /// (ballot, value).
     pub(crate) type Normal = (
         Ballot,
+        Instance,
         Instance,
         BTreeMap<Instance, (Option<Ballot>, Entry)>,
     );
@@ -195,7 +206,15 @@ mod tests {
                         facts.insert(*instance, (None, entry.clone()));
                     }
                 }
-                (*group, (state.promised, state.chosen_through, facts))
+                (
+                    *group,
+                    (
+                        state.promised,
+                        state.chosen_through,
+                        state.installed_through,
+                        facts,
+                    ),
+                )
             })
             .collect()
     }
@@ -290,6 +309,10 @@ mod tests {
                 ballot: ballot(prng.below(20)),
             },
             1 => Record::Chosen {
+                group,
+                through: instance,
+            },
+            2 if prng.below(4) == 0 => Record::Installed {
                 group,
                 through: instance,
             },
@@ -446,5 +469,58 @@ mod tests {
                 "seed {seed} (old {old})"
             );
         }
+    }
+
+    // Goal: a truncation never drops a group's only `Installed` record: compaction
+    // carries the highest forward like the highest Chosen, so a restart still sees the
+    // install (else it would take the voided records at or below it for evidence).
+    // Method: an install's marker in segment 0 beside a busy group's Accepts, all of
+    // them below the watermarks; plan with compaction on, append the rewrites, plan
+    // again; the log from the new start replays the same `installed_through`.
+    #[test]
+    fn compaction_carries_the_installed_record_forward() {
+        let mut log = Log::new();
+        let (installed, busy) = (GroupId(1), GroupId(2));
+        log.append(Record::Installed {
+            group: installed,
+            through: Instance(40),
+        });
+        for instance in 1..=200u64 {
+            log.append(Record::Accept {
+                group: busy,
+                instance: Instance(instance),
+                ballot: ballot(1),
+                entry: Entry {
+                    origin: ballot(1),
+                    body: Body::Values(vec![Bytes::from(vec![1; 200])]),
+                },
+            });
+        }
+        let watermarks = BTreeMap::from([(busy, Instance(150)), (installed, Instance(40))]);
+        let config = CompactionConfig {
+            pinned_ppm_max: 1_000_000,
+        };
+        let first = plan(&log.index, &watermarks, PAYLOAD, 0, log.current(), &config);
+        assert_eq!(first.log_start, 0, "the Installed record pins segment 0");
+        assert_eq!(
+            first.rewrites,
+            vec![Rewrite::State(Record::Installed {
+                group: installed,
+                through: Instance(40),
+            })]
+        );
+        log.apply(&first.rewrites);
+        let second = plan(&log.index, &watermarks, PAYLOAD, 0, log.current(), &config);
+        assert!(second.log_start > 0, "segment 0 still needed: {second:?}");
+        let rest = replay(
+            log.records
+                .iter()
+                .filter(|r| r.offset / PAYLOAD >= second.log_start),
+        );
+        assert_eq!(rest[&installed].installed_through, Instance(40));
+        assert_eq!(
+            normalise(&rest, &watermarks),
+            normalise(&replay(&log.records), &watermarks)
+        );
     }
 }

@@ -23,7 +23,9 @@
 //!   covered by a checkpoint and are neither indexed nor needed);
 //! - `promised` is the highest ballot of any Promise or Accept of the group (what
 //!   `replay` derives) and `promised_at` the latest record carrying it; likewise
-//!   `chosen_through` / `chosen_at` for Chosen records.
+//!   `chosen_through` / `chosen_at` for Chosen records, and `installed_through` /
+//!   `installed_at` for Installed records (an install's marker: compaction carries the
+//!   highest forward, as replay keeps the highest).
 
 use super::group_commit::{Placed, WritePlan};
 use super::layout::{record_start, HEADER_SIZE};
@@ -99,7 +101,7 @@ impl IndexEntry {
     }
 }
 
-/// Where a Promise, Accept or Chosen that carries a group's current state lies.
+/// Where a Promise, Accept, Chosen or Installed that carries a group's current state lies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pin {
     /// Its LSN.
@@ -131,6 +133,8 @@ pub struct GroupIndex {
     promised_at: Option<Pin>,
     chosen_through: Instance,
     chosen_at: Option<Pin>,
+    installed_through: Instance,
+    installed_at: Option<Pin>,
 }
 
 /// Bytes of a `GroupIndex` itself, before its slots.
@@ -179,6 +183,12 @@ impl GroupIndex {
     #[must_use]
     pub fn chosen(&self) -> (Instance, Option<Pin>) {
         (self.chosen_through, self.chosen_at)
+    }
+
+    /// Highest checkpoint installed from a peer (`Record::Installed`), and where.
+    #[must_use]
+    pub fn installed(&self) -> (Instance, Option<Pin>) {
+        (self.installed_through, self.installed_at)
     }
 
     /// Instances indexed.
@@ -271,6 +281,7 @@ impl GroupIndex {
         }
         assert_eq!(self.promised == Ballot::ZERO, self.promised_at.is_none());
         assert!(self.chosen_through.0 == 0 || self.chosen_at.is_some());
+        assert!(self.installed_through.0 == 0 || self.installed_at.is_some());
     }
 }
 
@@ -340,9 +351,7 @@ impl LogIndex {
             offset: placed.offset,
         };
         match kind {
-            // An install's marker is read only by recovery (`replay`); not indexed (WAL
-            // compaction must keep it while records at or below it remain).
-            Kind::Pad | Kind::Installed => {}
+            Kind::Pad => {}
             Kind::Promise => self
                 .groups
                 .entry(group)
@@ -363,6 +372,15 @@ impl LogIndex {
                 if instance >= index.chosen_through {
                     index.chosen_through = instance;
                     index.chosen_at = Some(pin);
+                }
+            }
+            // An install's marker, read by recovery (`replay`): compaction keeps the
+            // highest while the WAL may hold records at or below it.
+            Kind::Installed => {
+                let index = self.groups.entry(group).or_default();
+                if instance >= index.installed_through {
+                    index.installed_through = instance;
+                    index.installed_at = Some(pin);
                 }
             }
         }
