@@ -14,7 +14,9 @@
 //! position (`log_floor` and above), the WAL otherwise, through the catch-up path (a
 //! `WalRead` for `WalReader::Log`, held until the records before it are durable,
 //! answered by `ShardInput::WalReadDone`). Below `Group::log_readable_from` (before the
-//! checkpoint the group was restored from) the answer is `Truncated`.
+//! checkpoint the group was restored from or installed) or at or below the WAL's
+//! truncation watermark handed out for the group (`LogReads::on_wal_released`) the
+//! answer is `Truncated`, without a WAL read.
 //!
 //! Invariants:
 //! - an answer holds values of consecutive positions from the one asked, at most
@@ -170,6 +172,9 @@ pub struct LogReads {
     waiting_count: usize,
     /// Waiting reads by deadline.
     deadlines: BTreeSet<(Nanos, LogReadId)>,
+    /// Per group, the WAL truncation watermark handed out (`runtime::truncation`): the
+    /// WAL holds nothing at or below it, or will not once the truncation is done.
+    released: BTreeMap<GroupId, Instance>,
     /// Reads answered (values or not), refused, and sent to the WAL.
     pub counters: LogReadCounters,
 }
@@ -188,6 +193,20 @@ pub struct LogReadCounters {
 }
 
 impl LogReads {
+    /// The WAL of `group` is (being) released at and below `through`: reads from there
+    /// are answered `Truncated` from now on. Never decreases.
+    pub fn on_wal_released(&mut self, group: GroupId, through: Instance) {
+        let released = self.released.entry(group).or_default();
+        *released = (*released).max(through);
+    }
+
+    /// The first instance a read of `group` may start at: above the group's
+    /// `log_readable_from` and above the WAL truncation watermark.
+    fn readable_from(&self, group: &Group, id: GroupId) -> Instance {
+        let released = self.released.get(&id).copied().unwrap_or(Instance(0));
+        group.log_readable_from().max(released.next())
+    }
+
     /// Decides `ask` against `group` (`None`: no such group). `wal_count_max` bounds
     /// the reads out at the WAL.
     pub fn on_ask(
@@ -201,7 +220,7 @@ impl LogReads {
         let Some(group) = group else {
             return self.done(&ask, Err(LogReadRefused::NoSuchGroup));
         };
-        let readable_from = group.log_readable_from();
+        let readable_from = self.readable_from(group, ask.group);
         if from.instance < readable_from {
             let first_available = readable_from;
             return self.done(&ask, Err(LogReadRefused::Truncated { first_available }));
@@ -258,7 +277,7 @@ impl LogReads {
         let Some(group) = group else {
             return Some(self.answer(&ask, Err(LogReadRefused::NoSuchGroup)));
         };
-        let readable_from = group.log_readable_from();
+        let readable_from = self.readable_from(group, ask.group);
         let outcome = match outcome {
             WalReadOutcome::Truncated { first_available } => Err(LogReadRefused::Truncated {
                 first_available: first_available.max(readable_from),

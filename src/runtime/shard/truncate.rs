@@ -8,7 +8,8 @@ use crate::runtime::truncation::Truncation;
 
 impl Shard {
     /// At the end of a flush: asks for a truncation when a durable checkpoint rose
-    /// (at most one in flight, at most one per interval).
+    /// (at most one in flight, at most one per interval); log reads from at or below a
+    /// watermark handed out are answered `Truncated` from then on.
     pub(super) fn decide_truncation(&mut self, now: Nanos, effects: &mut Effects) {
         let checkpoints = &self.checkpoints;
         let durable = self
@@ -16,6 +17,9 @@ impl Shard {
             .keys()
             .map(|id| (*id, checkpoints.durable_through(*id)));
         if let Some(truncate) = self.truncation.decide(now, durable) {
+            for (group, through) in &truncate.watermarks {
+                self.log_reads.on_wal_released(*group, *through);
+            }
             effects.wal_truncate = Some(truncate);
         }
     }

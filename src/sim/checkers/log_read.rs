@@ -15,8 +15,9 @@
 //! non-skipped `Values` entries) must be `entries`, exactly; `next` is at most the
 //! node's applied watermark plus one; a read from an applied instance makes progress;
 //! the sizes keep their bounds. `Truncated { first_available }` must name the
-//! instance after the checkpoint the node's incarnation restored the group from, and
-//! lie above `from`.
+//! instance after the checkpoint the node's incarnation restored the group from (or
+//! installed from a peer since), or after the WAL truncation watermark its shard
+//! handed out, whichever is higher, and lie above `from`.
 //!
 //! Invariant of the checker: `restored` holds the checkpoints of current incarnations.
 
@@ -43,6 +44,9 @@ pub struct LogReadAnswered<'a> {
     pub size_max: usize,
     /// The replica's applied watermark of the group when it answered.
     pub applied_through: Instance,
+    /// The WAL truncation watermark the replica's shard had handed out for the group
+    /// when it answered (`Instance(0)`: none).
+    pub released_through: Instance,
     /// The answer.
     pub outcome: &'a Result<LogRead, LogReadRefused>,
 }
@@ -102,11 +106,16 @@ impl LogReadChecker {
             Err(LogReadRefused::Truncated { first_available }) => {
                 self.truncated += 1;
                 let restored = self.restored.get(&(answered.node, answered.group));
-                let expected = restored.map(|through| through.next());
+                let released = answered.released_through;
+                let expected = match restored {
+                    Some(through) => Some(through.next().max(released.next())),
+                    None => (released >= Instance(1)).then(|| released.next()),
+                };
                 if Some(*first_available) != expected || from.instance >= *first_available {
                     return fail(format!(
-                        "Truncated {{ first_available: {} }}, restored from {restored:?}",
-                        first_available.0
+                        "Truncated {{ first_available: {} }}, restored from {restored:?}, WAL \
+                         released through {}",
+                        first_available.0, released.0
                     ));
                 }
                 return Ok(());
@@ -234,12 +243,22 @@ mod tests {
         from: Position,
         outcome: Result<LogRead, LogReadRefused>,
     ) -> Result<(), crate::sim::checkers::Violation> {
+        check_released(checker, from, outcome, Instance(0))
+    }
+
+    fn check_released(
+        checker: &mut LogReadChecker,
+        from: Position,
+        outcome: Result<LogRead, LogReadRefused>,
+        released_through: Instance,
+    ) -> Result<(), crate::sim::checkers::Violation> {
         let answered = LogReadAnswered {
             node: NodeId(1),
             group: GroupId(1),
             from,
             size_max: 1 << 20,
             applied_through: Instance(4),
+            released_through,
             outcome: &outcome,
         };
         checker.observe(&answered, &log())
@@ -292,6 +311,14 @@ mod tests {
         checker.observe_restored(NodeId(1), GroupId(1), Instance(2));
         check(&mut checker, Position::START, Err(truncated.clone())).unwrap();
         checker.reset(NodeId(1));
-        assert!(check(&mut checker, Position::START, Err(truncated)).is_err());
+        assert!(check(&mut checker, Position::START, Err(truncated.clone())).is_err());
+        // A truncated WAL: `first_available` is the one after its watermark, not below.
+        check_released(&mut checker, at(1, 0), Err(truncated.clone()), Instance(2)).unwrap();
+        assert!(check_released(&mut checker, at(1, 0), Err(truncated), Instance(3)).is_err());
+        checker.observe_restored(NodeId(1), GroupId(1), Instance(3));
+        let below = LogReadRefused::Truncated {
+            first_available: Instance(3),
+        };
+        assert!(check_released(&mut checker, at(1, 0), Err(below), Instance(2)).is_err());
     }
 }

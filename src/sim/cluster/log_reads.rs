@@ -217,17 +217,19 @@ impl Cluster {
             (node, done.group),
             "log read answered by another node or group"
         );
-        let applied_through = self.nodes[node].shards[shard]
-            .shard
-            .as_ref()
+        let core = self.nodes[node].shards[shard].shard.as_ref();
+        let applied_through = core
             .and_then(|core| core.group(done.group))
             .map_or(Instance(0), |g| g.applied_through());
+        let released_through =
+            core.map_or(Instance(0), |core| core.truncation().watermark(done.group));
         let answered = LogReadAnswered {
             node: self.nodes[node].id,
             group: done.group,
             from: issued.from,
             size_max: issued.size_max,
             applied_through,
+            released_through,
             outcome: &done.outcome,
         };
         self.checkers.observe_log_read(&answered)?;
