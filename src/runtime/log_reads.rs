@@ -764,4 +764,38 @@ mod tests {
             ]
         );
     }
+
+    // Goal: once the WAL of a group is released through W, a read from W or below is
+    // answered `Truncated` at W + 1 without a WAL read, also when its group holds more
+    // (the watermark only rises), and a read above W is served as before.
+    // Method: the restored group of the test above (readable from 4); released through
+    // 4, then through 2.
+    #[test]
+    fn below_the_wal_truncation_is_truncated() {
+        let base = CheckpointBase {
+            through: Instance(3),
+            checksum: 0,
+            start_working_applied: ballot(2),
+            configs: vec![(
+                Instance(1),
+                Membership::new(vec![NodeId(1), NodeId(2), NodeId(3)]),
+            )],
+        };
+        let group = group(4_096, Some(base));
+        let mut reads = LogReads::default();
+        reads.on_wal_released(GroupId(7), Instance(4));
+        reads.on_wal_released(GroupId(7), Instance(2));
+        for from in [Position::START, at(3, 0), at(4, 1)] {
+            let refused = done(reads.on_ask(ask(1, from, 10), Some(&group), 2));
+            assert_eq!(
+                refused,
+                Err(LogReadRefused::Truncated {
+                    first_available: Instance(5)
+                })
+            );
+        }
+        assert_eq!(reads.counters.wal, 0);
+        let read = done(reads.on_ask(ask(2, at(5, 0), 1 << 20), Some(&group), 2)).unwrap();
+        assert_eq!(texts(&read), vec![(at(6, 0), "f")]);
+    }
 }
