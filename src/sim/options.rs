@@ -238,13 +238,11 @@ pub struct SimOptions {
     pub transfer_truncated_reads: bool,
     /// When the shards truncate their WAL below the durable checkpoints: on, every
     /// `TRUNCATION_INTERVAL_NS` keeping `TRUNCATION_CATCH_UP_INSTANCES` below each
-    /// checkpoint, in every seed with checkpoints and without disk loss (no draw: the
-    /// PRNG streams are unchanged). A damaged newest checkpoint over a truncated WAL
-    /// falls back below the watermark and re-learns from peers (`paxos::checkpoint`).
-    /// TEMPORARY: disk-loss seeds are excluded (with a tail of 0, 7 of the 20
-    /// truncating seeds in 1..=200 failed liveness before checkpoint transfer; with
-    /// this tail of 200, seed 97 of 1..=200 and 6 of the 192 truncating seeds in
-    /// 9400000..9401000 still did: a replica lagging more than the tail).
+    /// checkpoint, in every seed with checkpoints (no draw: the PRNG streams are
+    /// unchanged). A damaged newest checkpoint over a truncated WAL falls back below
+    /// the watermark and re-learns from peers (`paxos::checkpoint`); a replica behind
+    /// every peer's watermark (a wiped one rejoining, one that lagged past the tail) is
+    /// sent a peer's checkpoint (`paxos::transfer`).
     pub truncation: TruncationPolicy,
 
     // ---- Memory ----
@@ -488,8 +486,7 @@ impl SimOptions {
             retention_instances_max: retention.instances_max,
             retention_size_max: retention.size_max,
         };
-        // TEMPORARY (see `SimOptions::truncation`): no disk loss.
-        if options.checkpoint.is_on() && options.disk_loss_ppm == 0 {
+        if options.checkpoint.is_on() {
             options.truncation = TruncationPolicy {
                 enabled: true,
                 interval_ns: TRUNCATION_INTERVAL_NS,
