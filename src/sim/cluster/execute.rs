@@ -5,7 +5,9 @@
 
 use super::forge::forge_message;
 use super::{Cluster, Event};
-use crate::paxos::{Ballot, Body, Instance, Message, Nanos, Role, WalRead, WalReader};
+use crate::paxos::{
+    Ballot, Body, Instance, Message, Nanos, Role, WalRead, WalReadOutcome, WalReader,
+};
 use crate::runtime::shard::ProposalOutcome;
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::Effects;
@@ -177,39 +179,16 @@ impl Cluster {
     }
 
     /// Reads `read` from the shard's disk as it is now (see the module doc of
-    /// `cluster`) and schedules its answer after a disk latency. A record that is not
-    /// what the index says is a simulator or WAL bug: reported as a violation.
+    /// `cluster`) and schedules its answer after a disk latency.
     fn wal_read(&mut self, node: usize, shard: usize, read: WalRead) -> Result<(), Violation> {
-        let slot = &self.nodes[node].shards[shard];
-        let plan = catch_up::plan(&slot.index, &read);
-        let bytes: Vec<(Instance, Vec<u8>)> = match &plan {
-            ReadPlan::Records(records) => records
-                .iter()
-                .map(|(instance, entry)| {
-                    (*instance, slot.disk.read(entry.offset, entry.size as usize))
-                })
-                .collect(),
-            ReadPlan::Truncated { .. } => Vec::new(),
-        };
-        let entries = catch_up::entries(
-            &read,
-            bytes
-                .iter()
-                .map(|(instance, b)| (*instance, b.as_slice(), slot.salt)),
-        )
-        .map_err(|mismatch| {
-            Violation::new(
-                "wal_read",
-                format!("node {} shard {shard}: {mismatch}", node + 1),
-            )
-        })?;
+        let (truncated, outcome) = self.read_wal_now(node, shard, &read)?;
         self.report.wal_reads += 1;
-        if matches!(plan, ReadPlan::Truncated { .. }) {
+        if truncated {
             self.report.wal_reads_truncated += 1;
         }
         let outcome = self
             .truncated_below_checkpoint(node, shard, &read)
-            .unwrap_or_else(|| catch_up::outcome(&plan, entries));
+            .unwrap_or(outcome);
         let latency = self.wal_read_prng.range(
             self.options.disk_write_latency_ns_min,
             self.options.disk_write_latency_ns_max,
@@ -226,6 +205,42 @@ impl Cluster {
             },
         );
         Ok(())
+    }
+
+    /// What `read` finds on the shard's disk as it is now, for a peer's catch-up or a
+    /// log read alike, and whether its plan was `Truncated`. A record that is not
+    /// what the index says is a simulator or WAL bug: reported as a violation.
+    pub(super) fn read_wal_now(
+        &self,
+        node: usize,
+        shard: usize,
+        read: &WalRead,
+    ) -> Result<(bool, WalReadOutcome), Violation> {
+        let slot = &self.nodes[node].shards[shard];
+        let plan = catch_up::plan(&slot.index, read);
+        let bytes: Vec<(Instance, Vec<u8>)> = match &plan {
+            ReadPlan::Records(records) => records
+                .iter()
+                .map(|(instance, entry)| {
+                    (*instance, slot.disk.read(entry.offset, entry.size as usize))
+                })
+                .collect(),
+            ReadPlan::Truncated { .. } => Vec::new(),
+        };
+        let entries = catch_up::entries(
+            read,
+            bytes
+                .iter()
+                .map(|(instance, b)| (*instance, b.as_slice(), slot.salt)),
+        )
+        .map_err(|mismatch| {
+            Violation::new(
+                "wal_read",
+                format!("node {} shard {shard}: {mismatch}", node + 1),
+            )
+        })?;
+        let truncated = matches!(plan, ReadPlan::Truncated { .. });
+        Ok((truncated, catch_up::outcome(&plan, entries)))
     }
 
     /// Feeds every checker the state of the groups of `node`'s `shard` after a step.

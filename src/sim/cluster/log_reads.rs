@@ -24,7 +24,6 @@ use crate::runtime::log_reads::{LogReadAsk, LogReadDone, LogReadId, Position};
 use crate::runtime::{shard_of, ShardInput};
 use crate::sim::checkers::{LogReadAnswered, Violation};
 use crate::sim::options::SimOptions;
-use crate::wal::catch_up::{self, ReadPlan};
 
 const MS: u64 = 1_000_000;
 
@@ -255,31 +254,8 @@ impl Cluster {
         read: WalRead,
     ) -> Result<(), Violation> {
         assert!(matches!(read.reader, WalReader::Log(_)));
-        let slot = &self.nodes[node].shards[shard];
-        let plan = catch_up::plan(&slot.index, &read);
-        let bytes: Vec<(Instance, Vec<u8>)> = match &plan {
-            ReadPlan::Records(records) => records
-                .iter()
-                .map(|(instance, entry)| {
-                    (*instance, slot.disk.read(entry.offset, entry.size as usize))
-                })
-                .collect(),
-            ReadPlan::Truncated { .. } => Vec::new(),
-        };
-        let entries = catch_up::entries(
-            &read,
-            bytes
-                .iter()
-                .map(|(instance, b)| (*instance, b.as_slice(), slot.salt)),
-        )
-        .map_err(|mismatch| {
-            Violation::new(
-                "wal_read",
-                format!("node {} shard {shard}: {mismatch}", node + 1),
-            )
-        })?;
+        let (_, outcome) = self.read_wal_now(node, shard, &read)?;
         self.report.log_reads.wal += 1;
-        let outcome = catch_up::outcome(&plan, entries);
         let latency = self.log_readers.prng.range(
             self.options.disk_write_latency_ns_min,
             self.options.disk_write_latency_ns_max,
