@@ -24,8 +24,11 @@
 //!   when there is one), and `next` is the position right after the last value it
 //!   holds (or after the control entries it passed);
 //! - at most `ShardConfig::log_reads_wal_count_max` reads are out at the WAL per
-//!   shard, and at most `LOG_READS_WAITING_COUNT_MAX` wait for new values: more are
-//!   refused `Overloaded`;
+//!   shard (a read sent again after an empty WAL answer stays among them), and at
+//!   most `LOG_READS_WAITING_COUNT_MAX` wait for new values: more are refused
+//!   `Overloaded`;
+//! - a read whose WAL read comes back empty is sent again at most
+//!   `LOG_READ_WAL_RETRIES_MAX` times, then refused `Overloaded`;
 //! - every read handed in is answered exactly once (unless the shard stops: the
 //!   executor then answers `Stopped`).
 
@@ -45,6 +48,9 @@ pub const LOG_READ_SIZE_MAX: usize = 16 << 20;
 pub const LOG_READS_WAITING_COUNT_MAX: usize = 1_024;
 /// Log reads per shard out at the WAL at once, by default.
 pub const LOG_READS_WAL_COUNT_MAX: usize = 16;
+/// Times a log read whose WAL read came back empty is sent to the WAL again before it
+/// is answered `Overloaded`.
+pub const LOG_READ_WAL_RETRIES_MAX: u32 = 2;
 
 /// Where a value lies in a group's log: the instance that holds it and its index among
 /// the values batched into that instance. Positions are ordered as the log is.
@@ -165,8 +171,9 @@ pub enum Decision {
 /// The log reads of one shard: those out at the WAL and those waiting for values.
 #[derive(Debug, Default)]
 pub struct LogReads {
-    /// Reads out at the WAL, by id.
-    at_wal: BTreeMap<LogReadId, LogReadAsk>,
+    /// Reads out at the WAL, by id, with the times each was sent again after an
+    /// empty answer.
+    at_wal: BTreeMap<LogReadId, (LogReadAsk, u32)>,
     /// Reads waiting for their group to choose a value at their position.
     waiting: BTreeMap<GroupId, Vec<LogReadAsk>>,
     waiting_count: usize,
@@ -190,6 +197,8 @@ pub struct LogReadCounters {
     pub wal: u64,
     /// Reads that waited for new values.
     pub waited: u64,
+    /// WAL reads that came back empty and were sent again.
+    pub wal_retried: u64,
 }
 
 impl LogReads {
@@ -252,30 +261,29 @@ impl LogReads {
         if self.at_wal.len() >= wal_count_max {
             return self.done(&ask, Err(LogReadRefused::Overloaded));
         }
-        self.at_wal.insert(ask.id, ask);
+        self.at_wal.insert(ask.id, (ask, 0));
         self.counters.wal += 1;
-        Decision::Wal(WalRead {
-            group: ask.group,
-            reader: crate::paxos::WalReader::Log(ask.id.0),
-            from: from.instance,
-            through: Instance(group.log_floor().0 - 1),
-            size_max: ask.size_max.min(LOG_READ_SIZE_MAX),
-            count_max: LOG_READ_ENTRIES_MAX,
-        })
+        Decision::Wal(wal_read(&ask, group))
     }
 
     /// The WAL read of log read `id` returned: the values it found (from the read's
     /// first instance, consecutive), answered as a read from memory would be. `None`
     /// when no such read is out (answered before a restart of the executor's view).
+    ///
+    /// An empty answer has two causes the executor does not tell apart: it had no room
+    /// for the read (its queue was full), or the WAL lacks the records (released
+    /// meanwhile, which the watermark check below answers `Truncated`). The read is
+    /// sent to the WAL again, still counted among those out, up to
+    /// `LOG_READ_WAL_RETRIES_MAX` times; only then is it answered `Overloaded`.
     pub fn on_wal_read_done(
         &mut self,
         id: LogReadId,
         outcome: WalReadOutcome,
         group: Option<&Group>,
-    ) -> Option<LogReadDone> {
-        let ask = self.at_wal.remove(&id)?;
+    ) -> Option<Decision> {
+        let (ask, retries) = self.at_wal.remove(&id)?;
         let Some(group) = group else {
-            return Some(self.answer(&ask, Err(LogReadRefused::NoSuchGroup)));
+            return Some(self.done(&ask, Err(LogReadRefused::NoSuchGroup)));
         };
         let readable_from = self.readable_from(group, ask.group);
         let outcome = match outcome {
@@ -288,8 +296,15 @@ impl LogReads {
                     first_available: readable_from,
                 })
             }
-            // The executor had no room for the read (or the WAL lacks the records):
-            // nothing to return, the caller retries.
+            // The executor had no room for the read: send it again, a bounded number
+            // of times (the floor only rises, so memory cannot hold it now).
+            WalReadOutcome::Entries(found)
+                if found.is_empty() && retries < LOG_READ_WAL_RETRIES_MAX =>
+            {
+                self.at_wal.insert(ask.id, (ask, retries + 1));
+                self.counters.wal_retried += 1;
+                return Some(Decision::Wal(wal_read(&ask, group)));
+            }
             WalReadOutcome::Entries(found) if found.is_empty() => Err(LogReadRefused::Overloaded),
             WalReadOutcome::Entries(found) => {
                 let slots = found
@@ -300,7 +315,7 @@ impl LogReads {
                 collect(group, ask.from, ask.size_max, slots, last)
             }
         };
-        Some(self.answer(&ask, outcome))
+        Some(self.done(&ask, outcome))
     }
 
     /// Reads of `group` that wait and may be decided now (a value was chosen at their
@@ -420,6 +435,19 @@ impl LogReads {
     }
 }
 
+/// The WAL read of `ask`: from its instance up to the instance below `group`'s
+/// in-memory log.
+fn wal_read(ask: &LogReadAsk, group: &Group) -> WalRead {
+    WalRead {
+        group: ask.group,
+        reader: crate::paxos::WalReader::Log(ask.id.0),
+        from: ask.from.instance,
+        through: Instance(group.log_floor().0 - 1),
+        size_max: ask.size_max.min(LOG_READ_SIZE_MAX),
+        count_max: LOG_READ_ENTRIES_MAX,
+    }
+}
+
 /// Instance 0 is no position: read it as the log's start.
 fn normalized(from: Position) -> Position {
     if from.instance.0 == 0 {
@@ -495,7 +523,7 @@ fn collect<'a>(
 mod tests {
     use super::{
         Decision, LogEntry, LogRead, LogReadAsk, LogReadId, LogReadRefused, LogReads, Position,
-        LOG_READS_WAITING_COUNT_MAX,
+        LOG_READS_WAITING_COUNT_MAX, LOG_READ_WAL_RETRIES_MAX,
     };
     use crate::paxos::{
         Ballot, Body, CheckpointBase, Entry, Group, GroupConfig, GroupId, Instance, Membership,
@@ -686,7 +714,7 @@ mod tests {
         let answer = reads
             .on_wal_read_done(LogReadId(1), WalReadOutcome::Entries(found), Some(&group))
             .expect("out at the WAL");
-        let answer = answer.outcome.unwrap();
+        let answer = done(answer).unwrap();
         assert_eq!(
             texts(&answer),
             vec![
@@ -698,12 +726,14 @@ mod tests {
             ]
         );
         assert_eq!(answer.next, at(5, 0));
-        let empty = reads.on_wal_read_done(
-            LogReadId(2),
-            WalReadOutcome::Entries(Vec::new()),
-            Some(&group),
-        );
-        assert_eq!(empty.unwrap().outcome, Err(LogReadRefused::Overloaded));
+        let truncated = WalReadOutcome::Truncated {
+            first_available: Instance(3),
+        };
+        let answer = reads.on_wal_read_done(LogReadId(2), truncated, Some(&group));
+        assert!(matches!(
+            done(answer.unwrap()),
+            Err(LogReadRefused::Truncated { .. })
+        ));
         assert!(reads
             .on_wal_read_done(
                 LogReadId(2),
@@ -719,11 +749,54 @@ mod tests {
         };
         let answer = reads.on_wal_read_done(LogReadId(4), truncated, Some(&group));
         assert_eq!(
-            answer.unwrap().outcome,
+            done(answer.unwrap()),
             Err(LogReadRefused::Truncated {
                 first_available: Instance(3)
             })
         );
+        reads.invariants(2);
+    }
+
+    // Goal: an empty WAL answer (the executor had no room) sends the same read to the
+    // WAL again, still counted among those out, `LOG_READ_WAL_RETRIES_MAX` times, then
+    // answers `Overloaded`; one that finds the values after a retry serves them.
+    // Method: two reads below memory; the first answered empty until refused, the
+    // second empty once and then with the values.
+    #[test]
+    fn an_empty_wal_answer_is_sent_again_then_refused() {
+        let group = group(2, None);
+        let mut reads = LogReads::default();
+        let Decision::Wal(first) = reads.on_ask(ask(1, at(4, 1), 9), Some(&group), 2) else {
+            panic!("expected a WAL read");
+        };
+        let empty = || WalReadOutcome::Entries(Vec::new());
+        for retry in 1..=LOG_READ_WAL_RETRIES_MAX {
+            let again = reads.on_wal_read_done(LogReadId(1), empty(), Some(&group));
+            let Some(Decision::Wal(again)) = again else {
+                panic!("retry {retry}: expected the WAL read again");
+            };
+            assert_eq!(again, first);
+            assert_eq!(reads.at_wal_count(), 1);
+            reads.invariants(1);
+        }
+        let refused = reads.on_wal_read_done(LogReadId(1), empty(), Some(&group));
+        assert_eq!(done(refused.unwrap()), Err(LogReadRefused::Overloaded));
+        assert_eq!(reads.at_wal_count(), 0);
+        let Decision::Wal(_) = reads.on_ask(ask(2, at(4, 1), 9), Some(&group), 2) else {
+            panic!("expected a WAL read");
+        };
+        let again = reads.on_wal_read_done(LogReadId(2), empty(), Some(&group));
+        assert!(matches!(again, Some(Decision::Wal(_))));
+        let found = vec![log()[&Instance(4)].clone()];
+        let answer =
+            reads.on_wal_read_done(LogReadId(2), WalReadOutcome::Entries(found), Some(&group));
+        let answer = done(answer.unwrap()).unwrap();
+        assert_eq!(texts(&answer), vec![(at(4, 1), "dd"), (at(4, 2), "eee")]);
+        assert_eq!(
+            reads.counters.wal_retried,
+            u64::from(LOG_READ_WAL_RETRIES_MAX) + 1
+        );
+        assert_eq!((reads.counters.served, reads.counters.refused), (1, 1));
         reads.invariants(2);
     }
 

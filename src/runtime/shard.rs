@@ -560,10 +560,12 @@ impl Shard {
                     WalReader::Peer(_) => {}
                     WalReader::Log(id) => {
                         let group = self.groups.get(&read.group);
-                        let done = self
-                            .log_reads
-                            .on_wal_read_done(LogReadId(id), outcome, group);
-                        self.pending_log_reads.extend(done);
+                        let decision =
+                            self.log_reads
+                                .on_wal_read_done(LogReadId(id), outcome, group);
+                        if let Some(decision) = decision {
+                            self.on_log_read_decision(decision);
+                        }
                     }
                 }
             }

@@ -13,7 +13,14 @@ impl Shard {
     pub(super) fn on_log_read(&mut self, ask: LogReadAsk) {
         let group = self.groups.get(&ask.group);
         let count_max = self.config.log_reads_wal_count_max;
-        match self.log_reads.on_ask(ask, group, count_max) {
+        let decision = self.log_reads.on_ask(ask, group, count_max);
+        self.on_log_read_decision(decision);
+    }
+
+    /// Executes a log read's decision: its answer, or its WAL read held until the
+    /// records before it are durable.
+    pub(super) fn on_log_read_decision(&mut self, decision: Decision) {
+        match decision {
             Decision::Done(done) => self.pending_log_reads.push(done),
             Decision::Wal(read) => {
                 let inserted = self.wal_reads_in_flight.insert((read.group, read.reader));
