@@ -14,6 +14,7 @@ use common::cluster::{Cluster, Shape};
 use futures_lite::future::block_on;
 use synod::api::{Error, LogEntry, NodeHandle, Position};
 use synod::paxos::{GroupId, Instance, NodeId};
+use synod::runtime::log_reads::LogReadCounters;
 
 /// Proposes `value` through whichever node leads `group`, following hints; returns
 /// the position the value was applied at, or `None` when the outcome is unknown.
@@ -128,6 +129,7 @@ fn acknowledged_values_read_back_at_their_positions() {
         acked.len()
     );
     for (id, handle) in &handles {
+        let before = log_read_counters(handle);
         for group in [GroupId(0), GroupId(1)] {
             let status = block_on(handle.group_status(group)).expect("status");
             let floor = status.memory.expect("memory").log_floor;
@@ -185,7 +187,41 @@ fn acknowledged_values_read_back_at_their_positions() {
             assert!(read.entries.is_empty());
             assert_eq!(read.next, beyond);
         }
+        // The reads from the start went to the WAL (below the floor), the others were
+        // served from memory; none was refused.
+        let after = log_read_counters(handle);
+        let from_wal = after.served_from_wal - before.served_from_wal;
+        let from_memory =
+            (after.served - after.served_from_wal) - (before.served - before.served_from_wal);
+        assert!(
+            from_wal >= 2,
+            "node {}: {from_wal} reads from the WAL",
+            id.0
+        );
+        assert!(
+            from_memory >= 2,
+            "node {}: {from_memory} reads from memory",
+            id.0
+        );
+        assert_eq!(
+            after.wal - before.wal,
+            from_wal + (after.refused - before.refused)
+        );
+        println!("node {}: log reads {after:?}", id.0);
     }
+}
+
+/// The log read counters of `handle`'s shards, summed.
+fn log_read_counters(handle: &NodeHandle) -> LogReadCounters {
+    let mut sum = LogReadCounters::default();
+    for shard in block_on(handle.status()).expect("status") {
+        let c = shard.log_reads;
+        sum.served += c.served;
+        sum.served_from_wal += c.served_from_wal;
+        sum.refused += c.refused;
+        sum.wal += c.wal;
+    }
+    sum
 }
 
 // Goal: a subscriber on a follower sees every chosen value exactly once, in log order,

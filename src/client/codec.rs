@@ -849,6 +849,7 @@ impl Decoder {
             refused_connections: s.refused_connections(),
             refused_messages: s.refused_messages(),
             ignored: std::collections::BTreeMap::new(),
+            log_reads: Default::default(),
             fatal,
         })
     }
@@ -918,6 +919,7 @@ mod tests {
                     refused_connections: 11,
                     refused_messages: 12,
                     ignored: std::collections::BTreeMap::new(),
+                    log_reads: Default::default(),
                     fatal: None,
                 },
                 ShardStatus {

@@ -191,8 +191,16 @@ pub struct LogReads {
 pub struct LogReadCounters {
     /// Reads answered with values (possibly none).
     pub served: u64,
+    /// Of `served`, those whose values came from the WAL (the rest: from memory).
+    pub served_from_wal: u64,
     /// Reads refused (`Truncated`, `Overloaded`, `NoSuchGroup`).
     pub refused: u64,
+    /// Of `refused`, those refused `Truncated`.
+    pub refused_truncated: u64,
+    /// Of `refused`, those refused `Overloaded`.
+    pub refused_overloaded: u64,
+    /// Of `refused`, those refused `NoSuchGroup`.
+    pub refused_no_such_group: u64,
     /// Reads that went to the WAL.
     pub wal: u64,
     /// Reads that waited for new values.
@@ -315,6 +323,9 @@ impl LogReads {
                 collect(group, ask.from, ask.size_max, slots, last)
             }
         };
+        if outcome.is_ok() {
+            self.counters.served_from_wal += 1;
+        }
         Some(self.done(&ask, outcome))
     }
 
@@ -423,9 +434,17 @@ impl LogReads {
         ask: &LogReadAsk,
         outcome: Result<LogRead, LogReadRefused>,
     ) -> LogReadDone {
+        let counters = &mut self.counters;
         match outcome {
-            Ok(_) => self.counters.served += 1,
-            Err(_) => self.counters.refused += 1,
+            Ok(_) => counters.served += 1,
+            Err(ref refused) => {
+                counters.refused += 1;
+                *match refused {
+                    LogReadRefused::Truncated { .. } => &mut counters.refused_truncated,
+                    LogReadRefused::Overloaded => &mut counters.refused_overloaded,
+                    LogReadRefused::NoSuchGroup => &mut counters.refused_no_such_group,
+                } += 1;
+            }
         }
         LogReadDone {
             id: ask.id,
@@ -796,7 +815,9 @@ mod tests {
             reads.counters.wal_retried,
             u64::from(LOG_READ_WAL_RETRIES_MAX) + 1
         );
-        assert_eq!((reads.counters.served, reads.counters.refused), (1, 1));
+        let counters = &reads.counters;
+        assert_eq!((counters.served, counters.served_from_wal), (1, 1));
+        assert_eq!((counters.refused, counters.refused_overloaded), (1, 1));
         reads.invariants(2);
     }
 

@@ -5,7 +5,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use super::log_reads::{LogRead, LogReadRefused, Position};
+use super::log_reads::{LogRead, LogReadCounters, LogReadRefused, Position};
 use super::mailbox::Sender;
 use crate::paxos::{Ballot, GroupId, Instance, NodeId, ProposeError, Role};
 
@@ -229,6 +229,9 @@ pub struct ShardStatus {
     pub refused_messages: u64,
     /// Messages and requests the groups ignored, by reason, summed over groups.
     pub ignored: std::collections::BTreeMap<&'static str, u64>,
+    /// Log reads (`NodeHandle::read_log` and friends): served from memory or the WAL,
+    /// refused by reason, sent to the WAL, waited.
+    pub log_reads: LogReadCounters,
     /// Why the shard stopped, when it did (a failed write).
     pub fatal: Option<String>,
 }

@@ -50,7 +50,8 @@ pub(super) async fn run(
         }
     };
     let _ = ready.send(Ok(()));
-    driver.run().await
+    // The driver's loop future is large (the pure shard lives in it): on the heap.
+    Box::pin(driver.run()).await
 }
 
 /// Opens the WAL, restores every group from what it held, makes the state machines

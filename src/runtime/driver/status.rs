@@ -66,6 +66,7 @@ impl Driver {
                 }
                 ignored
             },
+            log_reads: self.shard.log_reads().counters.clone(),
             fatal: self.shard.poisoned().map(Fatal::to_string),
         }
     }
