@@ -30,7 +30,7 @@
 
 use super::index::{IndexEntry, LogIndex};
 use super::record::{self, Content, DecodeLimits};
-use crate::paxos::{Entry, GroupId, Instance, Record, WalRead, WalReadOutcome};
+use crate::paxos::{Entry, GroupId, Instance, RawRun, Record, WalRead, WalReadOutcome};
 use bytes::Bytes;
 
 /// What to read for one `WalRead`.
@@ -151,24 +151,6 @@ pub fn outcome(plan: &ReadPlan, entries: Vec<Entry>) -> WalReadOutcome {
         },
         ReadPlan::Records(_) => WalReadOutcome::Entries(entries),
     }
-}
-
-/// A run of raw records streamed for catch-up: whole records of one group, byte for
-/// byte as they lie in one segment of the sender's log, for consecutive instances from
-/// `first_instance` through `last_instance`. Each record's checksum is seeded with
-/// `salt` (its segment's), so a run never crosses a segment boundary.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawRun {
-    /// The group every record belongs to.
-    pub group: GroupId,
-    /// Instance of the first record.
-    pub first_instance: Instance,
-    /// Instance of the last record.
-    pub last_instance: Instance,
-    /// Salt of the sender's segment the records lie in.
-    pub salt: u32,
-    /// The records, concatenated.
-    pub records: Bytes,
 }
 
 /// The raw runs of `group` made of `records` (a plan's records as read, in plan order:
