@@ -27,7 +27,7 @@ pub use filters::FILTERS_COUNT_MAX;
 pub use group::{entry_checksum, Counters, Group, Input, Role};
 pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};
 pub use output::{
-    Apply, CheckpointSend, Completion, Output, ProposeError, Record, Refused, WalRead,
+    Apply, CheckpointSend, Completion, Output, ProposeError, RawRun, Record, Refused, WalRead,
     WalReadOutcome, WalReader,
 };
 pub use types::{

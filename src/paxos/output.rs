@@ -29,6 +29,7 @@
 use super::bounds::OutOfBounds;
 use super::message::Message;
 use super::types::{Ballot, Entry, GroupId, Instance, NodeId, ProposalId};
+use bytes::Bytes;
 
 /// A fact a group needs durable before it may say anything that depends on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -300,4 +301,23 @@ impl Output {
         self.wal_reads.clear();
         self.checkpoint_sends.clear();
     }
+}
+
+/// A run of raw records streamed for catch-up: whole WAL records of one group, byte
+/// for byte as they lie in one segment of the sender's log, for consecutive instances
+/// from `first_instance` through `last_instance`. Each record's checksum is seeded with
+/// `salt` (its segment's), so a run never crosses a segment boundary. Built by `wal::catch_up::raw_runs`, verified by `wal::catch_up::verify_raw` (the
+/// paxos layer carries it and never reads its bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRun {
+    /// The group every record belongs to.
+    pub group: GroupId,
+    /// Instance of the first record.
+    pub first_instance: Instance,
+    /// Instance of the last record.
+    pub last_instance: Instance,
+    /// Salt of the sender's segment the records lie in.
+    pub salt: u32,
+    /// The records, concatenated.
+    pub records: Bytes,
 }

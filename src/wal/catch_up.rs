@@ -2,6 +2,9 @@
 //! executed by whoever holds the bytes: `plan` picks the indexed records to read,
 //! `entries` turns the bytes read back into the chosen entries the group sends. The
 //! node's store (`file::store::CatchUpRead`) and the simulator's disk do the reading.
+//! `raw_runs` and `verify_raw` are the two ends of catch-up by raw records: the
+//! records read are grouped as they lie (one run per segment, one salt) without being
+//! decoded, and the receiver verifies every record of a run before using any.
 //!
 //! Invariants:
 //! - a plan names consecutive instances from the read's `from`, none above its
@@ -13,6 +16,10 @@
 //! - `entries` returns the plan's entries in order, or says which record is not the
 //!   Accept or Learn of the planned (group, instance): nothing is served from bytes
 //!   that are not the indexed record.
+//! - `verify_raw` yields entries only for a run whose every record verifies (size,
+//!   checksum with the run's salt, decoding within the limits, the Accept or Learn of
+//!   the run's group at each consecutive instance from its first through its last);
+//!   any fault refuses the whole run.
 //!
 //! Why the indexed record holds the chosen value: the index keeps per instance the
 //! latest Learn, else the latest Accept of the highest ballot (`index`), the record
@@ -23,7 +30,8 @@
 
 use super::index::{IndexEntry, LogIndex};
 use super::record::{self, Content, DecodeLimits};
-use crate::paxos::{Entry, GroupId, Instance, Record, WalRead, WalReadOutcome};
+use crate::paxos::{Entry, GroupId, Instance, RawRun, Record, WalRead, WalReadOutcome};
+use bytes::Bytes;
 
 /// What to read for one `WalRead`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,13 +153,135 @@ pub fn outcome(plan: &ReadPlan, entries: Vec<Entry>) -> WalReadOutcome {
     }
 }
 
+/// The raw runs of `group` made of `records` (a plan's records as read, in plan order:
+/// the instance, the record's bytes as they lie in the log, the salt its checksum is
+/// seeded with, and the segment it lies in): consecutive records of one segment form
+/// one run, so one salt covers it. The records are not decoded here: the reader checked
+/// each one's header and checksum against the index, and the receiver verifies them
+/// all (`verify_raw`). The bytes of a run are copied once into one buffer (the records
+/// of one group are rarely adjacent in the log, others' lie between them).
+#[must_use]
+pub fn raw_runs<'a>(
+    group: GroupId,
+    records: impl IntoIterator<Item = (Instance, &'a [u8], u32, u64)>,
+) -> Vec<RawRun> {
+    let mut runs: Vec<(u64, RawRun, Vec<u8>)> = Vec::new();
+    for (instance, bytes, salt, segment) in records {
+        match runs.last_mut() {
+            Some((at, run, buffer))
+                if *at == segment && run.salt == salt && run.last_instance.next() == instance =>
+            {
+                buffer.extend_from_slice(bytes);
+                run.last_instance = instance;
+            }
+            _ => {
+                let run = RawRun {
+                    group,
+                    first_instance: instance,
+                    last_instance: instance,
+                    salt,
+                    records: Bytes::new(),
+                };
+                runs.push((segment, run, bytes.to_vec()));
+            }
+        }
+    }
+    runs.into_iter()
+        .map(|(_, mut run, buffer)| {
+            run.records = Bytes::from(buffer);
+            run
+        })
+        .collect()
+}
+
+/// The chosen entries of `run`, in instance order, once every record verifies: the run
+/// holds at most `size_max` bytes and at most `count_max` instances, each record's
+/// length is within `limits` and the bytes left, its CRC32C seeded with `run.salt`
+/// holds, it decodes within `limits`, and it is the Accept or Learn of `run.group` at
+/// the next instance from `run.first_instance`; the records end exactly at the end of
+/// the bytes, with `run.last_instance`. Anything else refuses the whole run: nothing
+/// of it may be persisted. Values are zero-copy slices of `run.records`.
+///
+/// Pure: the receiver's core and the simulator call it alike.
+///
+/// # Errors
+///
+/// The first instance whose record (or whose absence) breaks a rule, and why.
+pub fn verify_raw(
+    run: &RawRun,
+    size_max: usize,
+    count_max: usize,
+    limits: &DecodeLimits,
+) -> Result<Vec<Entry>, Mismatch> {
+    let refuse = |instance: Instance, reason: String| Mismatch {
+        group: run.group,
+        instance,
+        reason,
+    };
+    let first = run.first_instance;
+    let last = run.last_instance;
+    if first.0 == 0 || last < first {
+        return Err(refuse(
+            first,
+            format!("no instances ({}..={})", first.0, last.0),
+        ));
+    }
+    let count = last.0 - first.0 + 1;
+    if count > count_max as u64 {
+        return Err(refuse(
+            first,
+            format!("{count} instances, above {count_max}"),
+        ));
+    }
+    if run.records.len() > size_max {
+        let size = run.records.len();
+        return Err(refuse(first, format!("{size} bytes, above {size_max}")));
+    }
+    // `count <= count_max`: bounded by what the receiver admits.
+    let mut entries = Vec::with_capacity(count as usize);
+    let mut at = 0usize;
+    while at < run.records.len() {
+        if entries.len() as u64 == count {
+            return Err(refuse(last, "bytes beyond the last instance".to_string()));
+        }
+        // `first + entries.len() <= last`: no overflow.
+        let expected = Instance(first.0 + entries.len() as u64);
+        let rest = run.records.slice(at..);
+        let (decoded, size) = record::decode_shared(&rest, run.salt, limits)
+            .map_err(|e| refuse(expected, e.to_string()))?;
+        let entry = match decoded.content {
+            Content::Record(
+                Record::Accept {
+                    group,
+                    instance,
+                    entry,
+                    ..
+                }
+                | Record::Learn {
+                    group,
+                    instance,
+                    entry,
+                },
+            ) if group == run.group && instance == expected => entry,
+            Content::Record(other) => return Err(refuse(expected, format!("found {other:?}"))),
+            Content::Pad => return Err(refuse(expected, "found a pad".to_string())),
+        };
+        entries.push(entry);
+        at += size;
+    }
+    if (entries.len() as u64) < count {
+        let missing = Instance(first.0 + entries.len() as u64);
+        return Err(refuse(missing, format!("the run ends before {}", last.0)));
+    }
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::paxos::{Ballot, Body, Lsn, NodeId};
     use crate::wal::group_commit::Placed;
     use crate::wal::record::{encode, Stamp};
-    use bytes::Bytes;
 
     const SALT: u32 = 0x5A17;
 
@@ -311,5 +441,129 @@ mod tests {
         bytes[at + 40] ^= 1;
         let size = planned[0].1.size as usize;
         assert!(entries(&wanted, [(Instance(2), &bytes[at..at + size], SALT)]).is_err());
+    }
+
+    /// Records of `group` at `instances`, concatenated, as one raw run of group 1.
+    fn raw(group: u32, instances: &[u64], first: u64, last: u64) -> RawRun {
+        let mut bytes = Vec::new();
+        for (at, i) in instances.iter().enumerate() {
+            let lsn = Lsn(at as u64 + 10);
+            let record = if i % 2 == 0 {
+                accept(group, *i)
+            } else {
+                Record::Learn {
+                    group: GroupId(group),
+                    instance: Instance(*i),
+                    entry: entry(*i),
+                }
+            };
+            encode(
+                &record,
+                Stamp {
+                    lsn,
+                    batch_first: lsn,
+                },
+                SALT,
+                &mut bytes,
+            );
+        }
+        RawRun {
+            group: GroupId(1),
+            first_instance: Instance(first),
+            last_instance: Instance(last),
+            salt: SALT,
+            records: Bytes::from(bytes),
+        }
+    }
+
+    fn verify(run: &RawRun) -> Result<Vec<Entry>, Mismatch> {
+        verify_raw(run, 1 << 20, 64, &DecodeLimits::default())
+    }
+
+    // Goal: a raw run of consecutive Accepts and Learns of the group verifies into its
+    // entries, in order.
+    // Method: encode instances 4..=8 (Accepts and Learns) and verify them.
+    #[test]
+    fn raw_run_verifies() {
+        let run = raw(1, &[4, 5, 6, 7, 8], 4, 8);
+        let found = verify(&run).expect("verifies");
+        assert_eq!(found, (4..=8).map(entry).collect::<Vec<_>>());
+    }
+
+    // Goal: every way a raw run can lie is refused as a whole, at the right instance.
+    // Method: a wrong salt, a flipped byte in each record, another group, a gap,
+    // a run shorter or longer than its named instances, a cut record, bytes or counts
+    // above the bounds, an empty range.
+    #[test]
+    fn raw_run_lies_are_refused() {
+        let good = raw(1, &[4, 5, 6], 4, 6);
+        let at = |run: &RawRun| verify(run).expect_err("refused").instance.0;
+        let mut wrong_salt = good.clone();
+        wrong_salt.salt ^= 1;
+        assert_eq!(at(&wrong_salt), 4);
+        let size = good.records.len() / 3;
+        for record in 0..3 {
+            for offset in [0, 5, 17, 40, size - 1] {
+                let mut bytes = good.records.to_vec();
+                bytes[record * size + offset] ^= 0x10;
+                let mut flipped = good.clone();
+                flipped.records = Bytes::from(bytes);
+                assert!(verify(&flipped).is_err(), "flip {record}/{offset}");
+            }
+        }
+        assert_eq!(at(&raw(2, &[4, 5, 6], 4, 6)), 4, "another group");
+        assert_eq!(at(&raw(1, &[4, 6, 7], 4, 6)), 5, "a gap");
+        assert_eq!(at(&raw(1, &[4, 5], 4, 6)), 6, "ends early");
+        assert_eq!(at(&raw(1, &[4, 5, 6, 7], 4, 6)), 6, "bytes beyond");
+        let mut cut = good.clone();
+        cut.records = good.records.slice(..good.records.len() - 8);
+        assert_eq!(at(&cut), 6, "a cut record");
+        assert!(verify_raw(&good, good.records.len() - 1, 64, &DecodeLimits::default()).is_err());
+        assert!(verify_raw(&good, 1 << 20, 2, &DecodeLimits::default()).is_err());
+        let small = DecodeLimits {
+            record_size_max: 8,
+            ..DecodeLimits::default()
+        };
+        assert!(verify_raw(&good, 1 << 20, 64, &small).is_err());
+        assert!(verify(&raw(1, &[], 4, 3)).is_err(), "no instances");
+        assert!(verify(&raw(1, &[], 0, 0)).is_err(), "instance 0");
+        let far = raw(1, &[], u64::MAX, u64::MAX);
+        assert_eq!(at(&far), u64::MAX, "no overflow at the top");
+    }
+
+    // Goal: a plan's records as read become runs cut at segment boundaries (one salt
+    // each), and each run verifies on the receiver into the planned entries.
+    // Method: instances 1..=5 of group 1 among group 2's, read back as if 1..=3 lay in
+    // segment 7 and 4..=5 in segment 8; build the runs and verify each.
+    #[test]
+    fn raw_runs_cut_at_segments_and_verify() {
+        let mut records = Vec::new();
+        for i in 1..=5 {
+            records.push(accept(1, i));
+            records.push(accept(2, i));
+        }
+        let (bytes, index) = log(&records);
+        let wanted = read(1, 5, 100, usize::MAX);
+        let ReadPlan::Records(planned) = plan(&index, &wanted) else {
+            panic!("records");
+        };
+        let runs = raw_runs(
+            GroupId(1),
+            planned.iter().map(|(instance, e)| {
+                let at = e.offset as usize;
+                let segment = if instance.0 <= 3 { 7 } else { 8 };
+                (*instance, &bytes[at..at + e.size as usize], SALT, segment)
+            }),
+        );
+        let spans: Vec<(u64, u64)> = runs
+            .iter()
+            .map(|r| (r.first_instance.0, r.last_instance.0))
+            .collect();
+        assert_eq!(spans, vec![(1, 3), (4, 5)]);
+        let found: Vec<Entry> = runs
+            .iter()
+            .flat_map(|run| verify(run).expect("verifies"))
+            .collect();
+        assert_eq!(found, (1..=5).map(entry).collect::<Vec<_>>());
     }
 }
