@@ -40,6 +40,7 @@ use clap::{ArgGroup, Args};
 use synod::api::{Config, InitialState, Node, NodeHandle, ShardStopped};
 use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
+use synod::runtime::truncation::TruncationPolicy;
 use synod::server::{Server, ServerConfig};
 
 use super::{parse_nodes, positive, read_key, retention_instances, retention_size};
@@ -91,6 +92,10 @@ pub struct ServeArgs {
     /// time) [default: 600]. All three at 0: no checkpoints.
     #[arg(long, value_name = "S")]
     pub checkpoint_interval_s: Option<u64>,
+    /// Keep every WAL record: never truncate the log below the groups' checkpoints
+    /// (`TruncationPolicy::OFF`; the WAL then grows without bound).
+    #[arg(long)]
+    pub no_truncation: bool,
     /// Applied instances each group keeps in memory (`GroupConfig::
     /// retention_instances_max`); older ones are served to lagging peers from the WAL.
     /// `unbounded` keeps them all [default: 4096].
@@ -237,6 +242,9 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
     }
     if let Some(s) = args.checkpoint_interval_s {
         config.checkpoint.interval_ns = s.saturating_mul(1_000_000_000);
+    }
+    if args.no_truncation {
+        config.truncation = TruncationPolicy::OFF;
     }
     if let Some(instances) = args.retention_instances_max {
         config.group.retention_instances_max = instances;

@@ -10,8 +10,8 @@
 //! none of its records at or below it. The tail keeps the newest instances below the
 //! checkpoint for peers that lag a little (etcd keeps `SnapshotCatchUpEntries` after a
 //! snapshot for the same reason). Peers further behind than a watermark are answered
-//! `WalReadOutcome::Truncated` and need the checkpoint itself (a transfer, a later
-//! layer: until it exists such a peer does not catch up).
+//! `WalReadOutcome::Truncated` and need the checkpoint itself (sent by
+//! `shard::transfer`, `TransferPolicy`).
 //!
 //! The executor answers every `WalTruncate` with `ShardInput::WalTruncateDone`, whose
 //! rewrites (the records compaction carries forward, `wal::compaction::Rewrite`) the
@@ -30,8 +30,8 @@ use std::collections::BTreeMap;
 use crate::paxos::{GroupId, Instance, Nanos};
 
 /// When a shard truncates its WAL. Default (`TruncationPolicy::default`, reasoning in
-/// `tuning.md`): OFF until checkpoints are sent to peers behind every watermark; when
-/// on, at most once per second, keeping 5,000 instances below each durable checkpoint.
+/// `tuning.md`): on (a peer behind every watermark is sent a checkpoint), at most once
+/// per second, keeping 5,000 instances below each durable checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TruncationPolicy {
     /// Whether the shard truncates its WAL at all (off: the WAL keeps every record).
@@ -48,7 +48,7 @@ pub struct TruncationPolicy {
 impl Default for TruncationPolicy {
     fn default() -> TruncationPolicy {
         TruncationPolicy {
-            enabled: false,
+            enabled: true,
             interval_ns: 1_000_000_000,
             catch_up_instances: 5_000,
         }

@@ -10,6 +10,7 @@ use synod::paxos::{GroupId, NodeId, Role};
 use synod::runtime::clock::MonotonicClock;
 use synod::runtime::driver::null_factory;
 use synod::runtime::fatal::ShardStopped;
+use synod::runtime::truncation::TruncationPolicy;
 use synod::wal::dma_disk::run_local;
 use synod::wal::segment::parse_segment_file_name;
 use synod::wal::store::recycle_all;
@@ -222,6 +223,9 @@ pub fn config(
         .peer_queue_size_max
         .max(4 * config.wire_limits.frame_size_max);
     config.unsafe_skip_fsync = !o.fsync;
+    if !o.truncation {
+        config.truncation = TruncationPolicy::OFF;
+    }
     config
 }
 

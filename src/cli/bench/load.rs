@@ -30,6 +30,7 @@ use synod::wal::dma_disk::run_local;
 
 use super::cluster::{current_thread_id, remote_snapshot, snapshot, Cluster, Snapshot};
 use super::options::{Options, ValueSizes};
+use super::resources::{ResourceSample, SAMPLE_EVERY_S};
 
 /// Width of one throughput bucket.
 pub const BUCKET_MS: u64 = 100;
@@ -62,6 +63,9 @@ pub struct Load {
     pub before: Snapshot,
     /// Counters when measuring stopped.
     pub after: Snapshot,
+    /// Memory and WAL bytes every `SAMPLE_EVERY_S` and at the end (local cluster
+    /// only: a remote cluster's memory and disks are not visible from here).
+    pub resources: Vec<ResourceSample>,
 }
 
 /// Shared between the client tasks of the one client thread.
@@ -168,6 +172,17 @@ impl Target {
                 }
                 Err(error) => Err((error_name(&format!("{error:?}")), None)),
             },
+        }
+    }
+
+    /// Each local node's WAL directory (none for a remote cluster).
+    fn wal_dirs(&self, o: &Options) -> BTreeMap<NodeId, std::path::PathBuf> {
+        match self {
+            Target::Local(handles) => handles
+                .keys()
+                .map(|id| (*id, o.dir.join(format!("node-{}", id.0))))
+                .collect(),
+            Target::Remote(_) => BTreeMap::new(),
         }
     }
 
@@ -331,6 +346,8 @@ async fn drive(
     let mut display = Display::new(&o, progress);
     let mut before = None;
     let mut last_line_s = 0.0;
+    let wal_dirs = target.wal_dirs(&o);
+    let mut resources = Vec::new();
     loop {
         glommio::timer::sleep(Duration::from_millis(REFRESH_MS)).await;
         let elapsed = clock.elapsed_s();
@@ -339,6 +356,13 @@ async fn drive(
         }
         if elapsed >= total_s {
             break;
+        }
+        if !wal_dirs.is_empty() && elapsed >= SAMPLE_EVERY_S * (resources.len() + 1) as f64 {
+            let sample = ResourceSample::take(elapsed, &wal_dirs);
+            if progress {
+                display.println(&sample.line());
+            }
+            resources.push(sample);
         }
         let ops_s = {
             let t = tally.borrow();
@@ -359,6 +383,9 @@ async fn drive(
         }
     }
     let after = target.snapshot(client_thread).await?;
+    if !wal_dirs.is_empty() {
+        resources.push(ResourceSample::take(clock.elapsed_s(), &wal_dirs));
+    }
     let window_s = o.seconds;
     shared.stop.set(true);
     drop(shared);
@@ -389,6 +416,7 @@ async fn drive(
         buckets: tally.buckets,
         before: before.unwrap_or_default(),
         after,
+        resources,
     })
 }
 
@@ -438,6 +466,15 @@ impl Display {
             eprintln!("{line}");
         } else {
             println!("{line}");
+        }
+    }
+
+    /// A line above the bar (or among the progress lines).
+    fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None if self.json => eprintln!("{line}"),
+            None => println!("{line}"),
         }
     }
 

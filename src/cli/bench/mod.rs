@@ -15,6 +15,7 @@ mod matrix;
 mod options;
 mod remote;
 mod report;
+mod resources;
 mod summary;
 
 use std::process::ExitCode;

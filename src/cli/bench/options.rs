@@ -181,6 +181,10 @@ pub struct BenchArgs {
     /// and the disk probe file (256 MiB, zero-filled once, reused) go.
     #[arg(long, value_name = "DIR", default_value = "synod-bench")]
     pub dir: PathBuf,
+    /// Keep every WAL record: never truncate the log below the groups' checkpoints (the
+    /// WALs then grow for the whole run).
+    #[arg(long)]
+    pub no_truncation: bool,
     /// UNSAFE: WAL writes without fdatasync (acknowledged values are not durable),
     /// printed as UNSAFE wherever it matters. Shows the CPU and network limit.
     #[arg(long)]
@@ -216,7 +220,7 @@ pub struct BenchArgs {
 
 /// Flags (clap ids) that configure the local cluster: with `--target`, the running
 /// cluster's own configuration decides them, so they are refused.
-const LOCAL_ONLY: [&str; 10] = [
+const LOCAL_ONLY: [&str; 11] = [
     "window",
     "retention_instances_max",
     "retention_size_max",
@@ -224,6 +228,7 @@ const LOCAL_ONLY: [&str; 10] = [
     "batch_bytes",
     "shards",
     "no_fsync",
+    "no_truncation",
     "pin",
     "dir",
     "matrix",
@@ -261,6 +266,7 @@ impl BenchArgs {
             pin: self.pin,
             dir: self.dir,
             fsync: !self.no_fsync,
+            truncation: !self.no_truncation,
             json: self.json,
             report: self.report,
             matrix: self.matrix,
@@ -306,6 +312,8 @@ pub struct Options {
     pub dir: PathBuf,
     /// fdatasync on (false is UNSAFE: labelled in the output).
     pub fsync: bool,
+    /// WAL truncation on (`--no-truncation`: off).
+    pub truncation: bool,
     /// JSON on stdout (the human lines go to stderr).
     pub json: bool,
     /// Write a report (SVG pictures + JSON) into this directory.

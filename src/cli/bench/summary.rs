@@ -10,6 +10,7 @@ use super::cluster::{NodeSample, REPLICAS};
 use super::limits::Limits;
 use super::load::{Load, BUCKET_MS, DRAIN_S};
 use super::options::Options;
+use super::resources::ResourceSample;
 
 /// Latency percentiles in µs.
 #[derive(Clone, Debug, Default)]
@@ -102,6 +103,8 @@ pub struct Summary {
     pub throughput: Vec<f64>,
     /// Latency CDF: (quantile, µs).
     pub cdf: Vec<(f64, f64)>,
+    /// Memory and WAL bytes on disk over the run (empty for a remote cluster).
+    pub resources: Vec<ResourceSample>,
 }
 
 impl Summary {
@@ -194,6 +197,7 @@ impl Summary {
                     .collect()
             },
             latency,
+            resources: load.resources.clone(),
         }
     }
 
@@ -297,6 +301,7 @@ impl Summary {
                 self.ops_over_fsync_rate
             ));
         }
+        lines.extend(self.resources.iter().map(ResourceSample::line));
         for fatal in &self.fatal {
             lines.push(format!("FATAL: {fatal}"));
         }
@@ -367,6 +372,7 @@ impl Summary {
                 "ops_per_s": self.throughput,
             },
             "latency_cdf": self.cdf.iter().map(|(q, v)| json!([q, v])).collect::<Vec<_>>(),
+            "resources": self.resources.iter().map(ResourceSample::json).collect::<Vec<_>>(),
         })
     }
 }
@@ -399,6 +405,7 @@ pub fn config_json(o: &Options) -> Value {
             "shards": o.shards,
             "pin": o.pin,
             "fsync": o.fsync,
+            "truncation": o.truncation,
         })
     };
     if let (Some(config), Value::Object(own)) = (config.as_object_mut(), own) {
