@@ -11,8 +11,10 @@
 //!   `through`, at most `count_max` of them, within `size_max` record bytes beyond the
 //!   first (the first whatever its size, so a reader always progresses); it stops at
 //!   the first instance the index lacks (a hole: the entries must be consecutive);
-//! - a plan is `Truncated` only when the index released `from` (a checkpoint covers
-//!   it: only a checkpoint transfer can serve it);
+//! - a plan is `Truncated` only when the index released `from`, or `from` lies at or
+//!   below the highest checkpoint the group installed from a peer (`Record::Installed`:
+//!   its records there are votes of its own, not applied values). A checkpoint covers
+//!   it: only a checkpoint transfer can serve it;
 //! - `entries` returns the plan's entries in order, or says which record is not the
 //!   Accept or Learn of the planned (group, instance): nothing is served from bytes
 //!   that are not the indexed record.
@@ -26,7 +28,9 @@
 //! `replay` rebuilds the group's slot from; a Learn is the chosen value, and any
 //! Accept at or above the ballot that chose the instance carries the chosen value
 //! (Paxos). A group reads only instances it applied, whose records are durable before
-//! the read is asked (`runtime::shard` holds reads until then).
+//! the read is asked (`runtime::shard` holds reads until then); instances it did not
+//! apply itself, covered by a peer's checkpoint it installed, are answered
+//! `Truncated`.
 
 use super::index::{IndexEntry, LogIndex};
 use super::record::{self, Content, DecodeLimits};
@@ -52,9 +56,13 @@ pub fn plan(index: &LogIndex, read: &WalRead) -> ReadPlan {
     let Some(group) = index.group(read.group) else {
         return ReadPlan::Records(Vec::new());
     };
-    if read.from <= group.floor() {
+    // At or below a checkpoint installed from a peer the WAL holds at most this
+    // replica's own votes from before the install, which need not be the chosen
+    // values (it never applied those instances): only a checkpoint serves them.
+    let released = group.floor().max(group.installed().0);
+    if read.from <= released {
         return ReadPlan::Truncated {
-            first_available: group.floor().next(),
+            first_available: released.next(),
         };
     }
     let mut records = Vec::new();
@@ -414,6 +422,28 @@ mod tests {
         );
         assert!(
             matches!(plan(&index, &read(4, 6, 9, usize::MAX)), ReadPlan::Records(r) if r.len() == 3)
+        );
+    }
+
+    // Goal: instances at or below a peer's checkpoint the group installed are never
+    // served from its own records there (votes, not applied values): `Truncated`.
+    // Method: accepts at 1..=6, then `Installed { 4 }`; reads from 2 and from 5.
+    #[test]
+    fn instances_below_an_install_are_truncated() {
+        let mut records: Vec<Record> = (1..=6).map(|i| accept(1, i)).collect();
+        records.push(Record::Installed {
+            group: GroupId(1),
+            through: Instance(4),
+        });
+        let (_, index) = log(&records);
+        assert_eq!(
+            plan(&index, &read(2, 6, 9, usize::MAX)),
+            ReadPlan::Truncated {
+                first_available: Instance(5)
+            }
+        );
+        assert!(
+            matches!(plan(&index, &read(5, 6, 9, usize::MAX)), ReadPlan::Records(r) if r.len() == 2)
         );
     }
 
