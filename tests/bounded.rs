@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::{propose_anywhere, Cluster, Outcome, Shape};
+use common::cluster::{propose_anywhere, segment_files, Cluster, Outcome, Shape};
 use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
 
@@ -30,16 +30,6 @@ const GROUPS: u32 = 2;
 const THREADS: usize = 4;
 const PER_ROUND: usize = 50;
 const ROUNDS: usize = 30;
-
-/// Every segment file in `dir`: (count, bytes).
-fn segments(dir: &std::path::Path) -> (usize, u64) {
-    std::fs::read_dir(dir)
-        .expect("list")
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
-        .map(|e| e.metadata().expect("metadata").len())
-        .fold((0, 0), |(n, b), len| (n + 1, b + len))
-}
 
 /// One round: `THREADS` threads propose `PER_ROUND` values each, spread over the
 /// groups; returns how many were chosen.
@@ -131,7 +121,7 @@ fn memory_and_wal_stay_bounded_over_a_long_run() {
     for r in 0..ROUNDS {
         chosen += round(&cluster, r);
         for (id, node) in &cluster.nodes {
-            let (count, bytes) = segments(cluster.dirs[id].path());
+            let (count, bytes) = segment_files(cluster.dirs[id].path());
             assert!(
                 count <= segment_bound,
                 "round {r}: node {} has {count} segment files ({bytes} B) over {segment_bound}",

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::{propose_anywhere, Cluster, Outcome, Shape};
+use common::cluster::{propose_anywhere, segment_files, Cluster, Outcome, Shape};
 use common::serve::Serve;
 use synod::api::NodeHandle;
 use synod::paxos::{GroupId, Instance, NodeId};
@@ -900,17 +900,6 @@ fn stopped_node_installs_a_checkpoint_in_process() {
     }
 }
 
-/// Segment files (`*.seg`) in `node`'s data directory.
-fn segment_files(cluster: &Cluster, node: NodeId) -> usize {
-    std::fs::read_dir(cluster.dirs[&node].path())
-        .expect("list")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg"))
-        })
-        .count()
-}
-
 // Goal: with checkpoints, the running nodes truncate their WALs: segments below the
 // durable checkpoints are freed, so the segment files stay bounded however much is
 // written; a node restarted on its truncated log recovers the others' state.
@@ -955,7 +944,7 @@ fn truncation_frees_segments_and_a_restart_recovers() {
         );
         if i % 32 == 0 {
             for node in [NodeId(1), NodeId(2), NodeId(3)] {
-                segments_max = segments_max.max(segment_files(&cluster, node));
+                segments_max = segments_max.max(segment_files(cluster.dirs[&node].path()).0);
             }
         }
     }
@@ -966,7 +955,7 @@ fn truncation_frees_segments_and_a_restart_recovers() {
     wait_checkpoints(&cluster, NodeId(2), Instance(300));
     let segments: Vec<usize> = [NodeId(1), NodeId(2), NodeId(3)]
         .iter()
-        .map(|node| segment_files(&cluster, *node))
+        .map(|node| segment_files(cluster.dirs[node].path()).0)
         .collect();
     println!("segment files per node at the end {segments:?}, most seen {segments_max}");
     // 40 MiB written per node is 10 segments; without truncation every one stays.

@@ -127,26 +127,31 @@ pub fn entries<'a>(
         };
         let (decoded, _) =
             record::decode(bytes, salt, &limits).map_err(|e| mismatch(e.to_string()))?;
-        let entry = match decoded.content {
-            Content::Record(Record::Accept {
-                group,
+        entries.push(chosen_entry(decoded.content, read.group, instance).map_err(mismatch)?);
+    }
+    Ok(entries)
+}
+
+/// The entry of `content` when it is the Accept or Learn of `group` at `instance` (the
+/// record a catch-up read serves), else what it is instead.
+fn chosen_entry(content: Content, group: GroupId, instance: Instance) -> Result<Entry, String> {
+    match content {
+        Content::Record(
+            Record::Accept {
+                group: of,
                 instance: at,
                 entry,
                 ..
-            })
-            | Content::Record(Record::Learn {
-                group,
+            }
+            | Record::Learn {
+                group: of,
                 instance: at,
                 entry,
-            }) if group == read.group && at == instance => entry,
-            Content::Record(other) => {
-                return Err(mismatch(format!("found {other:?}")));
-            }
-            Content::Pad => return Err(mismatch("found a pad".to_string())),
-        };
-        entries.push(entry);
+            },
+        ) if of == group && at == instance => Ok(entry),
+        Content::Record(other) => Err(format!("found {other:?}")),
+        Content::Pad => Err("found a pad".to_string()),
     }
-    Ok(entries)
 }
 
 /// The outcome of `read` once its plan was read: `Truncated` as planned, else the
@@ -257,23 +262,8 @@ pub fn verify_raw(
         let rest = run.records.slice(at..);
         let (decoded, size) = record::decode_shared(&rest, run.salt, limits)
             .map_err(|e| refuse(expected, e.to_string()))?;
-        let entry = match decoded.content {
-            Content::Record(
-                Record::Accept {
-                    group,
-                    instance,
-                    entry,
-                    ..
-                }
-                | Record::Learn {
-                    group,
-                    instance,
-                    entry,
-                },
-            ) if group == run.group && instance == expected => entry,
-            Content::Record(other) => return Err(refuse(expected, format!("found {other:?}"))),
-            Content::Pad => return Err(refuse(expected, "found a pad".to_string())),
-        };
+        let entry = chosen_entry(decoded.content, run.group, expected)
+            .map_err(|reason| refuse(expected, reason))?;
         entries.push(entry);
         at += size;
     }
@@ -414,15 +404,7 @@ mod tests {
         let records: Vec<Record> = (1..=6).map(|i| accept(1, i)).collect();
         let (_, mut index) = log(&records);
         index.release_through(GroupId(1), Instance(3));
-        assert_eq!(
-            plan(&index, &read(2, 6, 9, usize::MAX)),
-            ReadPlan::Truncated {
-                first_available: Instance(4)
-            }
-        );
-        assert!(
-            matches!(plan(&index, &read(4, 6, 9, usize::MAX)), ReadPlan::Records(r) if r.len() == 3)
-        );
+        assert_released_below(&index, 2, 4, 3);
     }
 
     // Goal: instances at or below a peer's checkpoint the group installed are never
@@ -436,15 +418,23 @@ mod tests {
             through: Instance(4),
         });
         let (_, index) = log(&records);
+        assert_released_below(&index, 2, 5, 2);
+    }
+
+    /// Group 1's reads through 6: from `below` the plan is `Truncated` at
+    /// `first_available`; from `first_available` it names `kept` records.
+    fn assert_released_below(index: &LogIndex, below: u64, first_available: u64, kept: usize) {
         assert_eq!(
-            plan(&index, &read(2, 6, 9, usize::MAX)),
+            plan(index, &read(below, 6, 9, usize::MAX)),
             ReadPlan::Truncated {
-                first_available: Instance(5)
+                first_available: Instance(first_available)
             }
         );
-        assert!(
-            matches!(plan(&index, &read(5, 6, 9, usize::MAX)), ReadPlan::Records(r) if r.len() == 2)
-        );
+        let ReadPlan::Records(records) = plan(index, &read(first_available, 6, 9, usize::MAX))
+        else {
+            panic!("records from {first_available}");
+        };
+        assert_eq!(records.len(), kept);
     }
 
     // Goal: bytes that are not the planned record are refused, never served.

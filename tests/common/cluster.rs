@@ -98,6 +98,16 @@ pub fn free_ports(count: u16) -> u16 {
     panic!("no {count} consecutive free ports");
 }
 
+/// The WAL segment files (`*.seg`) directly in `dir`: (count, bytes).
+pub fn segment_files(dir: &Path) -> (usize, u64) {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .map(|e| e.metadata().expect("metadata").len())
+        .fold((0, 0), |(n, b), len| (n + 1, b + len))
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -118,7 +118,7 @@ impl Cluster {
         let key = synod::transport::auth::AuthKey::generate().map_err(|e| e.to_string())?;
         let mut nodes = BTreeMap::new();
         for id in addresses.keys() {
-            let dir = o.dir.join(format!("node-{}", id.0));
+            let dir = node_dir(o, *id);
             // A fresh log each run (the bench measures steady state, not recovery),
             // made of the last run's segment files, recycled into blank spares: deleting
             // gigabytes right before measuring makes this disk (mounted with `discard`)
@@ -150,6 +150,11 @@ impl Cluster {
         log::set_max_level(level);
         errors
     }
+}
+
+/// Node `id`'s data directory under `--dir` (its WAL and checkpoints).
+pub fn node_dir(o: &Options, id: NodeId) -> std::path::PathBuf {
+    o.dir.join(format!("node-{}", id.0))
 }
 
 /// The configuration of node `id`: the bench's flags on top of `Config::new`, with

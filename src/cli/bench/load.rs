@@ -28,7 +28,7 @@ use synod::prng::Prng;
 use synod::runtime::clock::{entropy_seed, MonotonicClock};
 use synod::wal::dma_disk::run_local;
 
-use super::cluster::{current_thread_id, remote_snapshot, snapshot, Cluster, Snapshot};
+use super::cluster::{current_thread_id, node_dir, remote_snapshot, snapshot, Cluster, Snapshot};
 use super::options::{Options, ValueSizes};
 use super::resources::{ResourceSample, SAMPLE_EVERY_S};
 
@@ -178,10 +178,7 @@ impl Target {
     /// Each local node's WAL directory (none for a remote cluster).
     fn wal_dirs(&self, o: &Options) -> BTreeMap<NodeId, std::path::PathBuf> {
         match self {
-            Target::Local(handles) => handles
-                .keys()
-                .map(|id| (*id, o.dir.join(format!("node-{}", id.0))))
-                .collect(),
+            Target::Local(handles) => handles.keys().map(|id| (*id, node_dir(o, *id))).collect(),
             Target::Remote(_) => BTreeMap::new(),
         }
     }
