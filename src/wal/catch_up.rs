@@ -56,10 +56,7 @@ pub fn plan(index: &LogIndex, read: &WalRead) -> ReadPlan {
     let Some(group) = index.group(read.group) else {
         return ReadPlan::Records(Vec::new());
     };
-    // At or below a checkpoint installed from a peer the WAL holds at most this
-    // replica's own votes from before the install, which need not be the chosen
-    // values (it never applied those instances): only a checkpoint serves them.
-    let released = group.floor().max(group.installed().0);
+    let released = released_through(index, read.group);
     if read.from <= released {
         return ReadPlan::Truncated {
             first_available: released.next(),
@@ -80,6 +77,18 @@ pub fn plan(index: &LogIndex, read: &WalRead) -> ReadPlan {
         expected = expected.next();
     }
     ReadPlan::Records(records)
+}
+
+/// The highest instance of `group` that reads of `index` answer `Truncated` at or
+/// below: the index's release floor, or the highest checkpoint the group installed
+/// from a peer, whichever is higher. At or below an install the WAL holds at most this
+/// replica's own votes from before it, which need not be the chosen values (it never
+/// applied those instances): only a checkpoint serves them. `Instance(0)`: none.
+#[must_use]
+pub fn released_through(index: &LogIndex, group: GroupId) -> Instance {
+    index
+        .group(group)
+        .map_or(Instance(0), |g| g.floor().max(g.installed().0))
 }
 
 /// A record read back that is not the one the plan named.

@@ -14,10 +14,12 @@
 //! with values `entries` and `next`: the values of the oracle in `[from, next)` (of
 //! non-skipped `Values` entries) must be `entries`, exactly; `next` is at most the
 //! node's applied watermark plus one; a read from an applied instance makes progress;
-//! the sizes keep their bounds. `Truncated { first_available }` must name the
-//! instance after the checkpoint the node's incarnation restored the group from (or
-//! installed from a peer since), or after the WAL truncation watermark its shard
-//! handed out, whichever is higher, and lie above `from`.
+//! the sizes keep their bounds. `Truncated { first_available }` must lie above
+//! `from` and name the instance just after the checkpoint the node's incarnation
+//! restored the group from (or installed from a peer since: the in-memory log's
+//! floor), or just after the higher of that checkpoint and the WAL's release point
+//! (the truncation watermark its shard handed out, the index's floor, or a peer's
+//! checkpoint an earlier incarnation installed: `wal::catch_up::released_through`).
 //!
 //! Invariant of the checker: `restored` holds the checkpoints of current incarnations.
 
@@ -44,8 +46,9 @@ pub struct LogReadAnswered<'a> {
     pub size_max: usize,
     /// The replica's applied watermark of the group when it answered.
     pub applied_through: Instance,
-    /// The WAL truncation watermark the replica's shard had handed out for the group
-    /// when it answered (`Instance(0)`: none).
+    /// Where the replica's WAL released the group when it answered: the truncation
+    /// watermark its shard had handed out, or what its index releases (its floor, or
+    /// an install recorded there), whichever is higher (`Instance(0)`: none).
     pub released_through: Instance,
     /// The answer.
     pub outcome: &'a Result<LogRead, LogReadRefused>,
@@ -107,11 +110,17 @@ impl LogReadChecker {
                 self.truncated += 1;
                 let restored = self.restored.get(&(answered.node, answered.group));
                 let released = answered.released_through;
-                let expected = match restored {
-                    Some(through) => Some(through.next().max(released.next())),
-                    None => (released >= Instance(1)).then(|| released.next()),
-                };
-                if Some(*first_available) != expected || from.instance >= *first_available {
+                // The in-memory log answers just above the checkpoint it was
+                // restored from; the WAL just above the higher of that and its
+                // release point (it may have released more than the restore covers:
+                // the next read learns it). Nothing restored or released: no answer
+                // may be `Truncated`.
+                let from_memory = restored.map(|through| through.next());
+                let highest = restored.copied().unwrap_or(Instance(0)).max(released);
+                let from_wal = (highest >= Instance(1)).then(|| highest.next());
+                let named =
+                    Some(*first_available) == from_memory || Some(*first_available) == from_wal;
+                if !named || from.instance >= *first_available {
                     return fail(format!(
                         "Truncated {{ first_available: {} }}, restored from {restored:?}, WAL \
                          released through {}",
@@ -320,5 +329,18 @@ mod tests {
             first_available: Instance(3),
         };
         assert!(check_released(&mut checker, at(1, 0), Err(below), Instance(2)).is_err());
+        // Restored from 3 with the WAL released through 6 (an earlier install): the
+        // in-memory floor (4) and the WAL's (7) are both true, nothing between.
+        for (first_available, true_answer) in [(4, true), (7, true), (5, false), (8, false)] {
+            let answer = LogReadRefused::Truncated {
+                first_available: Instance(first_available),
+            };
+            let checked = check_released(&mut checker, at(1, 0), Err(answer), Instance(6));
+            assert_eq!(
+                checked.is_ok(),
+                true_answer,
+                "first_available {first_available}"
+            );
+        }
     }
 }

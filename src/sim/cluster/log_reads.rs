@@ -24,6 +24,7 @@ use crate::runtime::log_reads::{LogReadAsk, LogReadDone, LogReadId, Position};
 use crate::runtime::{shard_of, ShardInput};
 use crate::sim::checkers::{LogReadAnswered, Violation};
 use crate::sim::options::SimOptions;
+use crate::wal::catch_up;
 
 const MS: u64 = 1_000_000;
 
@@ -220,8 +221,12 @@ impl Cluster {
         let applied_through = core
             .and_then(|core| core.group(done.group))
             .map_or(Instance(0), |g| g.applied_through());
-        let released_through =
-            core.map_or(Instance(0), |core| core.truncation().watermark(done.group));
+        // What the shard handed out for truncation, or what the WAL's index releases
+        // (its floor, or a peer's checkpoint installed by an earlier incarnation whose
+        // saved copy this one could not restore).
+        let handed_out = core.map_or(Instance(0), |core| core.truncation().watermark(done.group));
+        let indexed = catch_up::released_through(&self.nodes[node].shards[shard].index, done.group);
+        let released_through = handed_out.max(indexed);
         let answered = LogReadAnswered {
             node: self.nodes[node].id,
             group: done.group,
