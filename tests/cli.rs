@@ -217,7 +217,12 @@ fn bench_catch_up_and_restart_modes_report_their_fields() {
         assert!(number(restart, "/instances") >= wanted, "{restart}");
         assert!(number(restart, "/recovery_seconds") > 0.0, "{restart}");
         assert!(number(restart, "/wal_bytes") > 0.0, "{restart}");
-        for field in ["stop_seconds", "catch_up_seconds", "load_seconds"] {
+        for field in [
+            "stop_seconds",
+            "catch_up_seconds",
+            "load_seconds",
+            "suffix_instances",
+        ] {
             number(restart, &format!("/{field}"));
         }
     }
@@ -226,4 +231,5 @@ fn bench_catch_up_and_restart_modes_report_their_fields() {
         "{json}"
     );
     assert!(stderr.contains("recovery:"), "{stderr}");
+    assert!(stderr.contains("stopping node"), "{stderr}");
 }

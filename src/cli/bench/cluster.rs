@@ -282,6 +282,9 @@ pub fn config(
     config.peer_queue_size_max = config
         .peer_queue_size_max
         .max(4 * config.wire_limits.frame_size_max);
+    if let Some(instances) = o.checkpoint_instances {
+        config.checkpoint.instance_count = instances;
+    }
     config.unsafe_skip_fsync = !o.fsync;
     if !o.truncation {
         config.truncation = TruncationPolicy::OFF;

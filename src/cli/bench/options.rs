@@ -169,6 +169,10 @@ pub struct BenchArgs {
     /// 1 MiB, raised to the largest value].
     #[arg(long, value_name = "B")]
     pub batch_bytes: Option<usize>,
+    /// `checkpoint.instance_count`: take a group's checkpoint every N instances
+    /// applied (0: not by instances); bounds what a restart replays [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub checkpoint_instances: Option<u64>,
     /// Shards (cores) per node; groups spread over them.
     #[arg(long, value_name = "S", default_value_t = 1,
           value_parser = positive::<u16>)]
@@ -232,7 +236,7 @@ pub struct BenchArgs {
 
 /// Flags (clap ids) that configure the local cluster: with `--target`, the running
 /// cluster's own configuration decides them, so they are refused.
-const LOCAL_ONLY: [&str; 13] = [
+const LOCAL_ONLY: [&str; 14] = [
     "window",
     "retention_instances_max",
     "retention_size_max",
@@ -246,6 +250,7 @@ const LOCAL_ONLY: [&str; 13] = [
     "matrix",
     "catch_up",
     "restart",
+    "checkpoint_instances",
 ];
 
 /// An instance count (a clap value parser for `--restart`): a whole number above
@@ -317,6 +322,7 @@ impl BenchArgs {
             batch: self.batch,
             batch_bytes: self.batch_bytes,
             shards: self.shards,
+            checkpoint_instances: self.checkpoint_instances,
             pin: self.pin,
             dir: self.dir,
             fsync: !self.no_fsync,
@@ -362,6 +368,8 @@ pub struct Options {
     pub batch_bytes: Option<usize>,
     /// Shards (cores) per node.
     pub shards: u16,
+    /// `checkpoint.instance_count` of every node (`None`: the default).
+    pub checkpoint_instances: Option<u64>,
     /// Pin shard `s` of every node to core `s % online cores`.
     pub pin: bool,
     /// Where the WALs, the probe file and the report go.
@@ -441,9 +449,14 @@ mod tests {
         let o = bench("--catch-up 1024").expect("catch-up").options();
         assert_eq!(o.catch_up_mib, Some(1024));
         assert_eq!(o.value_sizes, ValueSizes::Fixed(65536));
-        let o = bench("--catch-up 8 --value-size 1000").expect("sized").options();
+        let o = bench("--catch-up 8 --value-size 1000")
+            .expect("sized")
+            .options();
         assert_eq!(o.value_sizes, ValueSizes::Fixed(1000));
-        assert!(bench("--restart 1M,1M").expect("parses").validate().is_err());
+        assert!(bench("--restart 1M,1M")
+            .expect("parses")
+            .validate()
+            .is_err());
         assert!(bench("--restart 99999999999999M").is_err());
     }
 

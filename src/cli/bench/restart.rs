@@ -31,11 +31,12 @@ const CATCH_UP_TIMEOUT_S: f64 = 300.0;
 pub struct Restart {
     /// Instances the node's groups had chosen when it stopped, summed (its history).
     pub instances: u64,
-    /// Bytes of WAL segment files in its directory when it stopped.
+    /// Bytes of WAL segment files in its directory when it stopped (live segments and
+    /// blank spares).
     pub wal_size: u64,
-    /// The lowest checkpoint watermark over its groups when it stopped (instances
-    /// below it need no WAL to recover).
-    pub checkpoint_through_min: u64,
+    /// Instances above its groups' durable checkpoints when it stopped, summed: what
+    /// its recovery replays from the WAL (the rest is restored from checkpoints).
+    pub suffix_instances: u64,
     /// Seconds of `Node::shutdown`.
     pub stop_s: f64,
     /// Seconds of `Node::start` on its log: the recovery.
@@ -107,11 +108,15 @@ fn restart_at(
     let handle = cluster.handles.get(&node).ok_or("no handle")?;
     let statuses = group_statuses(handle)?;
     let instances = statuses.iter().map(|g| g.chosen_through.0).sum();
-    let checkpoint_through_min = statuses
+    let suffix_instances = statuses
         .iter()
-        .map(|g| g.checkpoint_through.0)
-        .min()
-        .unwrap_or(0);
+        .map(|g| g.chosen_through.0.saturating_sub(g.checkpoint_through.0))
+        .sum();
+    say!(
+        o.json,
+        "  stopping node {} at {instances} instances ({suffix_instances} above its checkpoints)",
+        node.0
+    );
     let stop_s = cluster.stop(node)?;
     let wal_size = wal_bytes(&node_dir(o, node));
     let start_s = cluster.restart(node)?;
@@ -119,7 +124,7 @@ fn restart_at(
     Ok(Restart {
         instances,
         wal_size,
-        checkpoint_through_min,
+        suffix_instances,
         stop_s,
         start_s,
         catch_up_s,
@@ -162,11 +167,11 @@ fn wait_caught_up(cluster: &Cluster, node: NodeId) -> Result<f64, String> {
 
 fn line(r: &Restart) -> String {
     format!(
-        "restart at {} instances (WAL {:.0} MiB, checkpoints through >= {} per group): \
+        "restart at {} instances ({} above the checkpoints; segment files {:.0} MiB): \
          stop {:.3} s, recovery {:.3} s, caught up {:.3} s later",
         r.instances,
+        r.suffix_instances,
         r.wal_size as f64 / f64::from(1u32 << 20),
-        r.checkpoint_through_min,
         r.stop_s,
         r.start_s,
         r.catch_up_s
@@ -177,12 +182,14 @@ fn line(r: &Restart) -> String {
 fn text(restarts: &[Restart]) -> Vec<String> {
     let mut lines = vec![
         String::new(),
-        "instances    WAL MiB   load s   stop s   recovery s   caught up s".to_string(),
+        "instances    suffix  segments MiB   load s   stop s   recovery s   caught up s"
+            .to_string(),
     ];
     for r in restarts {
         lines.push(format!(
-            "{:>9} {:>10.0} {:>8.1} {:>8.3} {:>12.3} {:>13.3}",
+            "{:>9} {:>9} {:>13.0} {:>8.1} {:>8.3} {:>12.3} {:>13.3}",
             r.instances,
+            r.suffix_instances,
             r.wal_size as f64 / f64::from(1u32 << 20),
             r.load_s,
             r.stop_s,
@@ -222,7 +229,7 @@ fn json(o: &Options, node: NodeId, restarts: &[Restart]) -> Value {
         "restarts": restarts.iter().map(|r| json!({
             "instances": r.instances,
             "wal_bytes": r.wal_size,
-            "checkpoint_through_min": r.checkpoint_through_min,
+            "suffix_instances": r.suffix_instances,
             "load_seconds": r.load_s,
             "stop_seconds": r.stop_s,
             "recovery_seconds": r.start_s,
