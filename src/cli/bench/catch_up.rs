@@ -152,7 +152,7 @@ fn run(o: &Options, cluster: &mut Cluster, mib: u64) -> Result<CatchUp, String> 
         written,
         start_s,
         total_s,
-        wal_chunks: wal_after - wal_before,
+        wal_chunks: wal_after.saturating_sub(wal_before),
         checkpoint_installs: statuses
             .iter()
             .filter_map(|g| g.memory)
