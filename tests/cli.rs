@@ -129,7 +129,107 @@ fn bad_command_lines_exit_2_with_one_line() {
         ],
         "must hold the largest value",
     );
+    refused(
+        &["bench", "--catch-up", "4", "--restart", "1k"],
+        "cannot be used with",
+    );
+    refused(&["bench", "--restart", "2k,1k"], "the counts must ascend");
+    refused(&["bench", "--restart", "0"], "must be above zero");
+    refused(&["bench", "--restart", "1x"], "is not an instance count");
+    refused(&["bench", "--catch-up", "0"], "must be above zero");
     let bare = synod(&[]);
     assert_eq!(bare.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bare.stderr).contains("Usage: synod"));
+}
+
+/// `synod bench ARGS --json --dir DIR`: the JSON object it printed (the run must
+/// succeed) and its human lines (stderr).
+fn bench_json(args: &[&str], dir: &std::path::Path) -> (serde_json::Value, String) {
+    let dir = dir.display().to_string();
+    let mut all = vec![
+        "bench",
+        "--json",
+        "--dir",
+        &dir,
+        "--groups",
+        "2",
+        "--clients",
+        "8",
+    ];
+    all.extend(args);
+    let output = synod(&all);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {stdout}\n{stderr}"
+    );
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    (json, stderr)
+}
+
+/// `json[path]` as a number (the field must exist).
+fn number(json: &serde_json::Value, path: &str) -> f64 {
+    json.pointer(path)
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or_else(|| panic!("no number at {path}: {json}"))
+}
+
+// Goal: the two modes of `synod bench` that measure what follows a load run end to end
+// and report every field they promise (so they cannot rot).
+// Method: `--catch-up 4` with 256 KiB values (16 values while node 3 is down) and
+// `--restart 200,400` on a two-group cluster; read the JSON and the human lines.
+#[test]
+fn bench_catch_up_and_restart_modes_report_their_fields() {
+    let dir = common::cluster::TempDir::new("bench-modes");
+    let (json, stderr) = bench_json(&["--catch-up", "4", "--value-size", "262144"], dir.path());
+    assert_eq!(json["mode"], "catch_up");
+    assert_eq!(json["complete"], true, "{json}");
+    assert!(
+        number(&json, "/catch_up/bytes") >= f64::from(4u32 << 20),
+        "{json}"
+    );
+    assert!(number(&json, "/catch_up/instances") >= 16.0, "{json}");
+    for field in ["seconds", "start_seconds", "mb_per_s", "streaming_mb_per_s"] {
+        assert!(
+            number(&json, &format!("/catch_up/{field}")) > 0.0,
+            "{field}: {json}"
+        );
+    }
+    number(&json, "/catch_up/wal_chunks");
+    number(&json, "/catch_up/checkpoint_installs");
+    number(&json, "/catch_up/share_of_slower_disk_limit");
+    for limit in ["disk_sequential_mb_per_s", "disk_sequential_read_mb_per_s"] {
+        assert!(
+            number(&json, &format!("/limits/{limit}")) > 0.0,
+            "{limit}: {json}"
+        );
+    }
+    for words in ["catch-up: node", "served:", "of the slower"] {
+        assert!(stderr.contains(words), "{words}: {stderr}");
+    }
+
+    let (json, stderr) = bench_json(&["--restart", "200,400"], dir.path());
+    assert_eq!(json["mode"], "restart");
+    let restarts = json["restarts"].as_array().expect("restarts");
+    assert_eq!(restarts.len(), 2, "{json}");
+    for (restart, wanted) in restarts.iter().zip([200.0, 400.0]) {
+        assert!(number(restart, "/instances") >= wanted, "{restart}");
+        assert!(number(restart, "/recovery_seconds") > 0.0, "{restart}");
+        assert!(number(restart, "/wal_bytes") > 0.0, "{restart}");
+        for field in [
+            "stop_seconds",
+            "catch_up_seconds",
+            "load_seconds",
+            "suffix_instances",
+        ] {
+            number(restart, &format!("/{field}"));
+        }
+    }
+    assert!(
+        number(&json, "/recovery_ratio_last_to_first") > 0.0,
+        "{json}"
+    );
+    assert!(stderr.contains("recovery:"), "{stderr}");
+    assert!(stderr.contains("stopping node"), "{stderr}");
 }

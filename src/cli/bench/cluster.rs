@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use synod::api::{Config, Node, NodeHandle, ShardStatus};
+use synod::api::{Config, GroupStatus, Node, NodeHandle, ShardStatus};
 use synod::paxos::{GroupId, NodeId, Role};
 use synod::runtime::clock::MonotonicClock;
 use synod::runtime::driver::null_factory;
@@ -28,6 +28,8 @@ const USER_HZ: f64 = 100.0;
 /// A running cluster: its nodes, their handles and the leader of each group.
 pub struct Cluster {
     nodes: BTreeMap<NodeId, Node>,
+    /// Each node's configuration, to start it again after `stop`.
+    configs: BTreeMap<NodeId, Config>,
     /// A handle per node.
     pub handles: BTreeMap<NodeId, NodeHandle>,
     /// The leader of each group when the load starts.
@@ -75,25 +77,26 @@ fn reuse_segments(config: &Config) -> Result<(), String> {
 
 /// How long a node with a fresh log may take to start before the bench gives up.
 const NODE_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node restarted on its log may take to recover before the bench gives up
+/// (recovery reads the WAL's suffix above the checkpoints: seconds, not minutes).
+const NODE_RESTART_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// `Node::start`, with a watchdog: a fresh, empty log starts in well under a second,
-/// so a start that has not returned after `NODE_START_TIMEOUT` is stuck, and the bench
+/// so a start that has not returned after `timeout` is stuck, and the bench
 /// says so and exits rather than hang. (Seen twice in about 20 loaded runs on the
 /// development machine: a shard thread parked in io_uring during its start; not
 /// reproduced since. The process exits because the stuck thread cannot be joined.)
-fn start_watched(config: Config, id: NodeId) -> Result<Node, String> {
+fn start_watched(config: Config, id: NodeId, timeout: Duration) -> Result<Node, String> {
     let (done, watch) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::Builder::new()
         .name("synod-bench-watch".to_string())
         .spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                watch.recv_timeout(NODE_START_TIMEOUT)
-            {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = watch.recv_timeout(timeout) {
                 eprintln!(
                     "synod bench: node {} did not start within {} s (its shard threads are \
                      stuck); giving up",
                     id.0,
-                    NODE_START_TIMEOUT.as_secs()
+                    timeout.as_secs()
                 );
                 std::process::exit(3);
             }
@@ -117,6 +120,7 @@ impl Cluster {
         // A fresh peer key per run: the local cluster authenticates like a deployed one.
         let key = synod::transport::auth::AuthKey::generate().map_err(|e| e.to_string())?;
         let mut nodes = BTreeMap::new();
+        let mut configs = BTreeMap::new();
         for id in addresses.keys() {
             let dir = node_dir(o, *id);
             // A fresh log each run (the bench measures steady state, not recovery),
@@ -126,17 +130,68 @@ impl Cluster {
             let mut config = config(o, *id, addresses.clone(), dir);
             config.peer_key = Some(key.clone());
             reuse_segments(&config)?;
-            let node = start_watched(config, *id)?;
+            let node = start_watched(config.clone(), *id, NODE_START_TIMEOUT)?;
             nodes.insert(*id, node);
+            configs.insert(*id, config);
         }
         let handles: BTreeMap<NodeId, NodeHandle> =
             nodes.iter().map(|(id, n)| (*id, n.handle())).collect();
         let leaders = wait_for_leaders(&handles, o.groups, Duration::from_secs(30))?;
         Ok(Cluster {
             nodes,
+            configs,
             handles,
             leaders,
         })
+    }
+
+    /// A follower of every group when one exists (the node that leads fewest groups;
+    /// the highest id among equals): stopping it leaves every leader in place.
+    pub fn quietest_follower(&self) -> NodeId {
+        let leading = |id: &NodeId| self.leaders.values().filter(|l| *l == id).count();
+        self.nodes
+            .keys()
+            .copied()
+            .min_by_key(|id| (leading(id), std::cmp::Reverse(*id)))
+            .unwrap_or(NodeId(REPLICAS))
+    }
+
+    /// Stops node `id` cleanly (`Node::shutdown`: it drains, closes its links and its
+    /// WAL) and forgets its handle; returns the seconds the shutdown took. A shard
+    /// that stopped abnormally is an error.
+    pub fn stop(&mut self, id: NodeId) -> Result<f64, String> {
+        let node = self
+            .nodes
+            .remove(&id)
+            .ok_or_else(|| format!("node {} is not running", id.0))?;
+        self.handles.remove(&id);
+        let clock = MonotonicClock::start();
+        let errors = node.shutdown();
+        let seconds = clock.elapsed_s();
+        match errors.first() {
+            Some(error) => Err(format!("node {} stopped abnormally: {error}", id.0)),
+            None => Ok(seconds),
+        }
+    }
+
+    /// Starts node `id` again on its data directory (it recovers its log: checkpoints
+    /// restored, the WAL's suffix replayed) and returns the seconds `Node::start` took
+    /// (it returns once every shard recovered and listens).
+    pub fn restart(&mut self, id: NodeId) -> Result<f64, String> {
+        let config = self
+            .configs
+            .get(&id)
+            .ok_or_else(|| format!("no node {}", id.0))?
+            .clone();
+        if self.nodes.contains_key(&id) {
+            return Err(format!("node {} is running", id.0));
+        }
+        let clock = MonotonicClock::start();
+        let node = start_watched(config, id, NODE_RESTART_TIMEOUT)?;
+        let seconds = clock.elapsed_s();
+        self.handles.insert(id, node.handle());
+        self.nodes.insert(id, node);
+        Ok(seconds)
     }
 
     /// Shuts every node down; returns the shards that stopped abnormally, and why.
@@ -227,6 +282,9 @@ pub fn config(
     config.peer_queue_size_max = config
         .peer_queue_size_max
         .max(4 * config.wire_limits.frame_size_max);
+    if let Some(instances) = o.checkpoint_instances {
+        config.checkpoint.instance_count = instances;
+    }
     config.unsafe_skip_fsync = !o.fsync;
     if !o.truncation {
         config.truncation = TruncationPolicy::OFF;
@@ -286,6 +344,13 @@ fn wait_for_leaders(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Every group of node `handle` as its shards see it now (a status request, from
+/// this thread).
+pub fn group_statuses(handle: &NodeHandle) -> Result<Vec<GroupStatus>, String> {
+    let shards = futures_lite::future::block_on(handle.status()).map_err(|e| e.to_string())?;
+    Ok(shards.into_iter().flat_map(|s| s.groups).collect())
 }
 
 /// One node's counters, summed over its shards, and its shard threads' CPU time.

@@ -1,6 +1,7 @@
 //! The machine's limits, measured in the same run as the load: the disk's sequential
-//! bandwidth (large aligned O_DIRECT writes + fdatasync), its 4 KiB write + fdatasync
-//! latency, and loopback TCP bandwidth (one stream).
+//! bandwidth (large aligned O_DIRECT writes + fdatasync, then large O_DIRECT reads of
+//! what was written), its 4 KiB write + fdatasync latency, and loopback TCP bandwidth
+//! (one stream).
 //!
 //! The disk probes write into one pre-zeroed file in the bench directory, created once
 //! and reused (never deleted: creating and deleting large files leaves this kind of
@@ -35,6 +36,9 @@ const _: () = assert!(SEQUENTIAL_BLOCK_SIZE % BLOCK_SIZE == 0);
 pub struct Limits {
     /// Sequential O_DIRECT writes of 4 MiB, each followed by fdatasync: MB/s.
     pub disk_mb_s: f64,
+    /// Sequential O_DIRECT reads of 4 MiB of the probe file the writes filled (the
+    /// page cache bypassed): MB/s.
+    pub disk_read_mb_s: f64,
     /// 4 KiB write + fdatasync, one at a time: per second.
     pub fsync_rate: f64,
     /// Their latency percentiles: p50, p99 (µs).
@@ -50,6 +54,7 @@ impl Limits {
     pub fn json(&self) -> Value {
         json!({
             "disk_sequential_mb_per_s": self.disk_mb_s,
+            "disk_sequential_read_mb_per_s": self.disk_read_mb_s,
             "fdatasync_4k_per_s": self.fsync_rate,
             "fdatasync_4k_p50_us": self.fsync_p50_us,
             "fdatasync_4k_p99_us": self.fsync_p99_us,
@@ -61,20 +66,31 @@ impl Limits {
 /// Measures every limit: `seconds` each for the sequential disk and TCP probes, 1.5 ×
 /// `seconds` for the fdatasync probe (its tail needs samples).
 pub fn measure(dir: &Path, seconds: f64) -> Result<Limits, String> {
-    let (disk_mb_s, fsync_rate, mut latencies) = disk(dir, seconds)?;
+    let (disk, mut latencies) = disk(dir, seconds)?;
     latencies.sort_unstable();
     let tcp_mb_s = tcp(seconds)?;
     Ok(Limits {
-        disk_mb_s,
-        fsync_rate,
+        disk_mb_s: disk.write_mb_s,
+        disk_read_mb_s: disk.read_mb_s,
+        fsync_rate: disk.fsync_rate,
         fsync_p50_us: percentile(&latencies, 0.50) / 1e3,
         fsync_p99_us: percentile(&latencies, 0.99) / 1e3,
         tcp_mb_s,
     })
 }
 
-/// (sequential MB/s, 4 KiB fdatasyncs/s, their latencies in ns).
-fn disk(dir: &Path, seconds: f64) -> Result<(f64, f64, Vec<u64>), String> {
+/// What the disk probes measured (besides the fdatasync latencies).
+struct DiskRates {
+    /// Sequential writes + fdatasync, MB/s.
+    write_mb_s: f64,
+    /// Sequential reads, MB/s.
+    read_mb_s: f64,
+    /// 4 KiB writes + fdatasync per second.
+    fsync_rate: f64,
+}
+
+/// The disk's rates and the 4 KiB fdatasync latencies in ns.
+fn disk(dir: &Path, seconds: f64) -> Result<(DiskRates, Vec<u64>), String> {
     let path = dir.join("disk-probe.dat");
     run_local(async move {
         let e = |e: std::io::Error| format!("{}: {e}", path.display());
@@ -96,7 +112,8 @@ fn disk(dir: &Path, seconds: f64) -> Result<(f64, f64, Vec<u64>), String> {
             bytes += SEQUENTIAL_BLOCK_SIZE as u64;
             offset = (offset + SEQUENTIAL_BLOCK_SIZE as u64) % PROBE_FILE_SIZE;
         }
-        let disk_mb_s = bytes as f64 / clock.elapsed_s() / 1e6;
+        let write_mb_s = bytes as f64 / clock.elapsed_s() / 1e6;
+        let read_mb_s = read_sequential(&disk, seconds).await.map_err(e)?;
 
         let small = &block[..BLOCK_SIZE];
         let clock = MonotonicClock::start();
@@ -111,9 +128,28 @@ fn disk(dir: &Path, seconds: f64) -> Result<(f64, f64, Vec<u64>), String> {
         }
         let fsync_rate = latencies.len() as f64 / clock.elapsed_s();
         disk.close().await.map_err(e)?;
-        Ok((disk_mb_s, fsync_rate, latencies))
+        let rates = DiskRates {
+            write_mb_s,
+            read_mb_s,
+            fsync_rate,
+        };
+        Ok((rates, latencies))
     })
     .map_err(|e| e.to_string())?
+}
+
+/// Sequential O_DIRECT reads of `SEQUENTIAL_BLOCK_SIZE` through the probe file (its
+/// contents written just before) for about `seconds`, one at a time as the WAL reads
+/// of a catch-up are issued: MB/s.
+async fn read_sequential(disk: &DmaDisk, seconds: f64) -> std::io::Result<f64> {
+    let clock = MonotonicClock::start();
+    let (mut offset, mut bytes) = (0u64, 0u64);
+    while clock.elapsed_s() < seconds {
+        let read = disk.read_at(offset, SEQUENTIAL_BLOCK_SIZE).await?;
+        bytes += read.len() as u64;
+        offset = (offset + SEQUENTIAL_BLOCK_SIZE as u64) % PROBE_FILE_SIZE;
+    }
+    Ok(bytes as f64 / clock.elapsed_s() / 1e6)
 }
 
 /// One TCP stream on 127.0.0.1 for about `seconds`: MB/s as the reader sees it.

@@ -6,27 +6,10 @@
 //! (`load`: closed or open loop), the figures (`summary`) and, with `--report`, the
 //! pictures (`report`). `--matrix phxpaxos` (`matrix`) runs PhxPaxos's published
 //! cells one after another, each on a fresh cluster. `--target` (`remote`) drives a
-//! running cluster instead, through `synod::client`.
-
-mod cluster;
-mod limits;
-mod load;
-mod matrix;
-mod options;
-mod remote;
-mod report;
-mod resources;
-mod summary;
-
-use std::process::ExitCode;
-
-use limits::Limits;
-pub use options::BenchArgs;
-use options::Options;
-use summary::Summary;
-
-/// Seconds of each limit probe (the fdatasync probe takes 1.5 times this).
-const LIMIT_PROBE_S: f64 = 1.0;
+//! running cluster instead, through `synod::client`. Two modes measure what follows a
+//! load rather than the load: `--catch-up` (`catch_up`: a follower down while MiBs are
+//! written, then its catch-up rate) and `--restart` (`restart`: a follower's recovery
+//! time at growing history sizes); both write through `fill`.
 
 /// Prints a human line: on stdout, or on stderr when stdout carries JSON.
 macro_rules! say {
@@ -38,6 +21,29 @@ macro_rules! say {
         }
     };
 }
+
+mod catch_up;
+mod cluster;
+mod fill;
+mod limits;
+mod load;
+mod matrix;
+mod options;
+mod remote;
+mod report;
+mod resources;
+mod restart;
+mod summary;
+
+use std::process::ExitCode;
+
+use limits::Limits;
+pub use options::BenchArgs;
+use options::Options;
+use summary::Summary;
+
+/// Seconds of each limit probe (the fdatasync probe takes 1.5 times this).
+const LIMIT_PROBE_S: f64 = 1.0;
 
 /// Runs `synod bench`.
 pub fn main(args: BenchArgs) -> Result<ExitCode, String> {
@@ -53,6 +59,14 @@ pub fn main(args: BenchArgs) -> Result<ExitCode, String> {
         if o.pin { " pinned" } else { "" },
         if o.matrix.is_some() {
             "the PhxPaxos matrix".to_string()
+        } else if let Some(mib) = o.catch_up_mib {
+            format!("catch-up of {mib} MiB, {}", matrix::title(&o))
+        } else if !o.restart_instances.is_empty() {
+            format!(
+                "restart at {:?} instances, {}",
+                o.restart_instances,
+                matrix::title(&o)
+            )
         } else {
             matrix::title(&o)
         },
@@ -69,8 +83,9 @@ pub fn main(args: BenchArgs) -> Result<ExitCode, String> {
     let limits = limits::measure(&o.dir, LIMIT_PROBE_S)?;
     say!(
         o.json,
-        "limits: disk {:.0} MB/s (4 MiB O_DIRECT writes + fdatasync); 4 KiB write + fdatasync {:.0}/s, p50 {:.0} us, p99 {:.0} us; loopback TCP {:.0} MB/s (one stream)",
+        "limits: disk {:.0} MB/s (4 MiB O_DIRECT writes + fdatasync), read {:.0} MB/s (4 MiB O_DIRECT reads); 4 KiB write + fdatasync {:.0}/s, p50 {:.0} us, p99 {:.0} us; loopback TCP {:.0} MB/s (one stream)",
         limits.disk_mb_s,
+        limits.disk_read_mb_s,
         limits.fsync_rate,
         limits.fsync_p50_us,
         limits.fsync_p99_us,
@@ -79,6 +94,12 @@ pub fn main(args: BenchArgs) -> Result<ExitCode, String> {
     if o.matrix.is_some() {
         matrix::run(&o, &limits)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(mib) = o.catch_up_mib {
+        return catch_up::main(&o, &limits, mib);
+    }
+    if !o.restart_instances.is_empty() {
+        return restart::main(&o);
     }
     let summary = run_one(&o, &limits, true)?;
     report_one(&o, &summary)

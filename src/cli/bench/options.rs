@@ -130,10 +130,10 @@ pub struct BenchArgs {
           value_parser = positive::<usize>)]
     pub clients: usize,
     /// Bytes of each proposed value: `100` fixed; `64..4096` uniform (inclusive);
-    /// `100:90,4096:10` a weighted mix (SIZE:WEIGHT). Contents are random bytes.
-    #[arg(long, value_name = "B|LO..HI|B:W,...", default_value = "100",
-          value_parser = ValueSizes::parse)]
-    pub value_size: ValueSizes,
+    /// `100:90,4096:10` a weighted mix (SIZE:WEIGHT). Contents are random bytes
+    /// [default: 100; 65536 with --catch-up; 16 with --restart].
+    #[arg(long, value_name = "B|LO..HI|B:W,...", value_parser = ValueSizes::parse)]
+    pub value_size: Option<ValueSizes>,
     /// Open loop at OPS proposals per second: request k is scheduled at k / OPS s from
     /// the start, whatever has completed, and its latency counts from the scheduled
     /// time (a stall is charged to every request it delayed). Default: closed loop.
@@ -169,6 +169,10 @@ pub struct BenchArgs {
     /// 1 MiB, raised to the largest value].
     #[arg(long, value_name = "B")]
     pub batch_bytes: Option<usize>,
+    /// `checkpoint.instance_count`: take a group's checkpoint every N instances
+    /// applied (0: not by instances); bounds what a restart replays [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub checkpoint_instances: Option<u64>,
     /// Shards (cores) per node; groups spread over them.
     #[arg(long, value_name = "S", default_value_t = 1,
           value_parser = positive::<u16>)]
@@ -209,6 +213,18 @@ pub struct BenchArgs {
           value_parser = clap::builder::NonEmptyStringValueParser::new(),
           conflicts_with_all = LOCAL_ONLY)]
     pub target: Option<Vec<String>>,
+    /// Catch-up mode: stop one follower, write MIB mebibytes of values to the other
+    /// two, restart it and time until it has applied what the leaders chose in every
+    /// group; MB/s printed beside the disk's read and write limits.
+    #[arg(long, value_name = "MIB", value_parser = positive::<u64>,
+          conflicts_with_all = ["matrix", "restart", "rate"])]
+    pub catch_up: Option<u64>,
+    /// Restart mode: load until one follower's history holds each of these instance
+    /// counts (ascending; `100k`, `1M` accepted), and at each stop and reopen that
+    /// node, timing its recovery (checkpoint restore + WAL suffix replay).
+    #[arg(long, value_name = "N,...", value_delimiter = ',',
+          value_parser = instance_count, conflicts_with_all = ["matrix", "rate"])]
+    pub restart: Option<Vec<u64>>,
     /// The running cluster's id (its `synod serve --cluster`); with --target.
     #[arg(long, value_name = "C", default_value_t = 1, requires = "target")]
     pub cluster: u64,
@@ -220,7 +236,7 @@ pub struct BenchArgs {
 
 /// Flags (clap ids) that configure the local cluster: with `--target`, the running
 /// cluster's own configuration decides them, so they are refused.
-const LOCAL_ONLY: [&str; 11] = [
+const LOCAL_ONLY: [&str; 14] = [
     "window",
     "retention_instances_max",
     "retention_size_max",
@@ -232,18 +248,61 @@ const LOCAL_ONLY: [&str; 11] = [
     "pin",
     "dir",
     "matrix",
+    "catch_up",
+    "restart",
+    "checkpoint_instances",
 ];
 
+/// An instance count (a clap value parser for `--restart`): a whole number above
+/// zero, with an optional `k` (thousand) or `M` (million) suffix.
+fn instance_count(text: &str) -> Result<u64, String> {
+    let (digits, scale) = match text.strip_suffix(['k', 'K']) {
+        Some(digits) => (digits, 1_000),
+        None => match text.strip_suffix('M') {
+            Some(digits) => (digits, 1_000_000),
+            None => (text, 1),
+        },
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not an instance count (like 100k or 1M)"))?;
+    match n.checked_mul(scale) {
+        Some(count) if count > 0 => Ok(count),
+        Some(_) => Err("must be above zero".to_string()),
+        None => Err("too large".to_string()),
+    }
+}
+
 impl BenchArgs {
-    /// The check that spans two flags: `--batch-bytes` must hold the largest value.
+    /// The checks that span flags: `--batch-bytes` must hold the largest value, and
+    /// the counts of `--restart` ascend.
     pub fn validate(&self) -> Result<(), String> {
-        match self.batch_bytes {
-            Some(bytes) if bytes < self.value_size.max() => Err(format!(
-                "--batch-bytes {bytes}: must hold the largest value ({} B)",
-                self.value_size.max()
-            )),
-            _ => Ok(()),
+        let value_max = self.value_sizes().max();
+        if let Some(bytes) = self.batch_bytes.filter(|bytes| *bytes < value_max) {
+            return Err(format!(
+                "--batch-bytes {bytes}: must hold the largest value ({value_max} B)"
+            ));
         }
+        if let Some(counts) = &self.restart {
+            if counts.windows(2).any(|pair| pair[0] >= pair[1]) {
+                return Err(format!("--restart {counts:?}: the counts must ascend"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `--value-size`, or the default of the mode: large values for catch-up (bytes
+    /// dominate), tiny ones for restart (instances dominate), 100 B otherwise.
+    fn value_sizes(&self) -> ValueSizes {
+        self.value_size
+            .clone()
+            .unwrap_or(if self.catch_up.is_some() {
+                ValueSizes::Fixed(64 << 10)
+            } else if self.restart.is_some() {
+                ValueSizes::Fixed(16)
+            } else {
+                ValueSizes::Fixed(100)
+            })
     }
 
     /// The settings of the run; `--matrix` changes the defaults of `--seconds` and
@@ -251,9 +310,9 @@ impl BenchArgs {
     pub fn options(self) -> Options {
         let matrix = self.matrix.is_some();
         Options {
+            value_sizes: self.value_sizes(),
             groups: self.groups,
             clients: self.clients,
-            value_sizes: self.value_size,
             rate: self.rate,
             seconds: self.seconds.unwrap_or(if matrix { 5.0 } else { 8.0 }),
             warmup: self.warmup.unwrap_or(if matrix { 1.0 } else { 2.0 }),
@@ -263,6 +322,7 @@ impl BenchArgs {
             batch: self.batch,
             batch_bytes: self.batch_bytes,
             shards: self.shards,
+            checkpoint_instances: self.checkpoint_instances,
             pin: self.pin,
             dir: self.dir,
             fsync: !self.no_fsync,
@@ -273,6 +333,8 @@ impl BenchArgs {
             target: self.target,
             cluster: self.cluster,
             client_key_file: self.client_key_file,
+            catch_up_mib: self.catch_up,
+            restart_instances: self.restart.unwrap_or_default(),
         }
     }
 }
@@ -306,6 +368,8 @@ pub struct Options {
     pub batch_bytes: Option<usize>,
     /// Shards (cores) per node.
     pub shards: u16,
+    /// `checkpoint.instance_count` of every node (`None`: the default).
+    pub checkpoint_instances: Option<u64>,
     /// Pin shard `s` of every node to core `s % online cores`.
     pub pin: bool,
     /// Where the WALs, the probe file and the report go.
@@ -327,6 +391,11 @@ pub struct Options {
     pub cluster: u64,
     /// The client key of the running cluster (`--client-key-file`, with `--target`).
     pub client_key_file: Option<PathBuf>,
+    /// Catch-up mode: MiB written while one follower is stopped (`--catch-up`).
+    pub catch_up_mib: Option<u64>,
+    /// Restart mode: the history sizes (instances, ascending) at which one follower
+    /// is stopped and reopened (`--restart`); empty: not this mode.
+    pub restart_instances: Vec<u64>,
 }
 
 #[cfg(test)]
@@ -365,6 +434,30 @@ mod tests {
         assert!(ValueSizes::parse("10..5").is_err());
         assert!(ValueSizes::parse("100:0").is_err());
         assert!(ValueSizes::parse("abc").is_err());
+    }
+
+    // Goal: --restart takes ascending instance counts with k and M suffixes, and the
+    // modes pick their own default value size unless --value-size is given.
+    // Method: parse flag lists through the binary's parser.
+    #[test]
+    fn modes_parse_counts_and_default_value_sizes() {
+        let args = bench("--restart 100k,1M,3000000").expect("restart");
+        args.validate().expect("ascending");
+        let o = args.options();
+        assert_eq!(o.restart_instances, vec![100_000, 1_000_000, 3_000_000]);
+        assert_eq!(o.value_sizes, ValueSizes::Fixed(16));
+        let o = bench("--catch-up 1024").expect("catch-up").options();
+        assert_eq!(o.catch_up_mib, Some(1024));
+        assert_eq!(o.value_sizes, ValueSizes::Fixed(65536));
+        let o = bench("--catch-up 8 --value-size 1000")
+            .expect("sized")
+            .options();
+        assert_eq!(o.value_sizes, ValueSizes::Fixed(1000));
+        assert!(bench("--restart 1M,1M")
+            .expect("parses")
+            .validate()
+            .is_err());
+        assert!(bench("--restart 99999999999999M").is_err());
     }
 
     // Goal: with --target, the flags of the local cluster are refused as conflicts,
