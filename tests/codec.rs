@@ -282,6 +282,7 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
                 accepted_max: watermark_any(rng),
                 first: position(rng, entries.len()),
                 entries,
+                from_voter: rng.next_u64() % 2 == 0,
             }
         }
     }
@@ -996,6 +997,7 @@ fn count_limits_are_enforced() {
             accepted_max: Instance(9),
             first: Instance(1),
             entries: vec![noop(); n],
+            from_voter: true,
         },
         ..accept(1, vec![])
     };
@@ -1608,6 +1610,7 @@ fn edge_bodies() -> Vec<MessageBody> {
             accepted_max: Instance(INSTANCE_MAX),
             first: Instance(INSTANCE_MAX - 1),
             entries: vec![noop_at(ROUND_MAX), noop_at(0)],
+            from_voter: false,
         },
         MessageBody::CheckpointRequest {
             through: Instance(INSTANCE_MAX),

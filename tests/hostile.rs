@@ -564,6 +564,7 @@ fn extreme_messages(from: u32, to: u32) -> Vec<Message> {
             accepted_max: Instance(max),
             first: Instance(max),
             entries: vec![entry],
+            from_voter: true,
         },
     ];
     (0..GROUPS)

@@ -122,6 +122,8 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
             accepted_max: Instance(rng.next_u64()),
             first: Instance(at),
             entries: (0..n).map(|_| entry(rng, value_max)).collect(),
+            // Not the default: the field is written, the larger frame.
+            from_voter: false,
         },
     }
 }

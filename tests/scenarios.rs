@@ -500,6 +500,7 @@ fn forged_bodies(from: u32) -> Vec<MessageBody> {
             accepted_max: Instance(u64::MAX),
             first: Instance(1),
             entries: vec![noop(round(1, from))],
+            from_voter: true,
         },
         MessageBody::CatchUpChunk {
             chosen_through: Instance(10),
@@ -507,6 +508,7 @@ fn forged_bodies(from: u32) -> Vec<MessageBody> {
             accepted_max: Instance(10),
             first: Instance(INSTANCE_MAX),
             entries: vec![noop(round(1, from)); 3],
+            from_voter: true,
         },
     ]
 }

@@ -506,12 +506,14 @@ fn fmt_body(body: &MessageBody) -> String {
             accepted_max,
             first,
             entries,
+            from_voter,
         } => format!(
-            "{kind} chosen={} promised={promised} accepted_max={} first={} {}",
+            "{kind} chosen={} promised={promised} accepted_max={} first={} {}{}",
             chosen_through.0,
             accepted_max.0,
             first.0,
-            fmt_entries(entries)
+            fmt_entries(entries),
+            if *from_voter { "" } else { " not_voting" }
         ),
         MessageBody::CheckpointRequest { through, offset } => {
             format!("{kind} through={} offset={offset}", through.0)

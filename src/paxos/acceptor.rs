@@ -10,7 +10,9 @@
 //! dropped values: see the retention section of `group`), nor one from below the vote
 //! floor before the group re-learned up to it (votes a truncated WAL lost: see
 //! `checkpoint`), and a catch-up request from below `log_floor` is answered from the
-//! WAL (`Output::wal_reads`, then `on_wal_read_done`).
+//! WAL (`Output::wal_reads`, then `on_wal_read_done`); a replica re-learning lost
+//! state serves catch-up (chosen values are facts; serving them is no vote) in chunks
+//! marked `from_voter: false`, which no rejoining replica counts as heard from a voter.
 
 use super::group::{Group, Role, Slot};
 use super::message::{InstanceRange, MessageBody, PromisedEntry};
@@ -276,11 +278,8 @@ impl Group {
             self.ignore("catch_up_malformed");
             return;
         }
-        if !self.voting {
-            // A replica re-learning lost state would report a promise and an accepted
-            // range that may be below what it had: another rejoining replica must not
-            // count it among the peers it heard from.
-            self.ignore("catch_up_not_voting");
+        if !self.may_serve_catch_up() {
+            self.ignore("catch_up_fenced");
             return;
         }
         if first < self.log_floor {
@@ -331,8 +330,23 @@ impl Group {
             accepted_max,
             first,
             entries,
+            from_voter: self.voting,
         };
         self.send(out, to, body);
+    }
+
+    /// Whether this replica answers catch-up requests. A replica re-learning lost
+    /// state does too: the values it holds for chosen are facts (each was chosen
+    /// before it took it for chosen, by catch-up, a verified checkpoint or its own
+    /// restored log, as any voter's), and serving them is no vote. Its chunks say
+    /// `from_voter: false`, since its promise and accepted range may be below what it
+    /// had before the loss: a rejoining replica does not count them among the peers it
+    /// heard from (`learner`). Refusing instead left a cluster waiting forever when
+    /// only such a replica held the values its voters, restarted below their vote
+    /// floors (`checkpoint`), needed before they could promise (seed 20003367). A
+    /// fenced replica that does not vote serves nothing: its log diverged.
+    fn may_serve_catch_up(&self) -> bool {
+        self.voting || !self.fenced
     }
 
     /// The WAL read for `peer` from `first` returned: sends what it found, bounded as
@@ -346,8 +360,8 @@ impl Group {
         outcome: WalReadOutcome,
         out: &mut Output,
     ) {
-        if !self.voting || first.0 == 0 {
-            self.ignore("wal_read_not_voting");
+        if !self.may_serve_catch_up() || first.0 == 0 {
+            self.ignore("wal_read_refused");
             return;
         }
         let found = match outcome {

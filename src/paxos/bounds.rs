@@ -216,6 +216,7 @@ impl MessageBody {
                 accepted_max,
                 first,
                 entries,
+                from_voter: _,
             } => {
                 check_watermark("CatchUpChunk.chosen_through", *chosen_through)?;
                 check_round("CatchUpChunk.promised.round", *promised)?;

@@ -273,7 +273,13 @@ impl Group {
     /// Whether a prepare from `first` asks for votes this replica may have cast and
     /// no longer holds (see the module docs).
     pub(super) fn below_vote_floor(&self, first: Instance) -> bool {
-        first < self.vote_floor && self.chosen_through.next() < self.vote_floor
+        first < self.vote_floor && self.relearning_vote_floor()
+    }
+
+    /// Whether the group has yet to re-learn up to its vote floor: it asks every peer
+    /// for catch-up until it has (`learner::request_catch_up`).
+    pub(super) fn relearning_vote_floor(&self) -> bool {
+        self.chosen_through.next() < self.vote_floor
     }
 
     /// Installs `base` at construction, before the restored prefix is applied: the
@@ -332,8 +338,10 @@ impl Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::paxos::message::{Message, MessageBody};
+    use crate::paxos::output::Output;
     use crate::paxos::types::{Body, NodeId};
-    use crate::paxos::{GroupConfig, GroupId, Nanos};
+    use crate::paxos::{GroupConfig, GroupId, Input, Nanos};
 
     /// No learned slots.
     #[expect(clippy::reversed_empty_ranges, reason = "an empty inclusive range")]
@@ -490,6 +498,118 @@ mod tests {
         assert_eq!(group.log_floor(), Instance(81), "slot 80 is not held");
         assert_eq!(group.vote_floor(), Instance(1));
         assert!(!group.is_voting(), "lost state: re-learns before voting");
+    }
+
+    /// The membership {1, 2, 3}.
+    fn three() -> Membership {
+        Membership::new(vec![NodeId(1), NodeId(2), NodeId(3)])
+    }
+
+    /// Steps `group` with one message and returns what it sends at once.
+    fn deliver(group: &mut Group, message: Message) -> Vec<Message> {
+        let mut out = Output::default();
+        group.step(Nanos(1), Input::Message(message), &mut out);
+        out.send
+    }
+
+    /// A catch-up chunk from `from` to node 2 with the given report.
+    fn chunk(from: u32, chosen: u64, first: u64, from_voter: bool) -> Message {
+        Message {
+            group: GroupId(1),
+            from: NodeId(from),
+            to: NodeId(2),
+            body: MessageBody::CatchUpChunk {
+                chosen_through: Instance(chosen),
+                promised: Ballot {
+                    round: 5,
+                    node: NodeId(from),
+                },
+                accepted_max: Instance(chosen),
+                first: Instance(first),
+                entries: Vec::new(),
+                from_voter,
+            },
+        }
+    }
+
+    // Goal: the deadlock of simulator seed 20003367. A replica restored below its
+    // vote floor withholds its promise; the only peer holding the values it needs is
+    // re-learning lost state. The first asks every peer, the second serves it (marked
+    // not from a voter), and the first reaches its floor. The rejoiner counts an empty
+    // chunk from a voter behind it as heard, and never a chunk from a non-voter.
+    // Method: node 1 restored at checkpoint 90 below a truncated log recording 140
+    // (vote floor 141); node 2 lost state holding 1..=150 chosen; messages handed
+    // between them by hand.
+    #[test]
+    fn a_replica_below_its_vote_floor_relearns_from_a_rejoining_peer() {
+        let mut r1 = restore(101..=150, NONE, 140);
+        r1.checkpoint = Some(CheckpointBase {
+            configs: vec![(Instance(1), three())],
+            ..base(90)
+        });
+        let mut node1 = Group::new(
+            GroupConfig::new(NodeId(1), GroupId(1), three()),
+            r1,
+            Nanos(0),
+        );
+        let mut r2 = restore(1..=150, NONE, 150);
+        r2.lost_state = true;
+        let mut node2 = Group::new(
+            GroupConfig::new(NodeId(2), GroupId(1), three()),
+            r2,
+            Nanos(0),
+        );
+        assert!(node1.below_vote_floor(Instance(91)) && !node2.is_voting());
+
+        // Node 1 asks both peers, with no leader known.
+        let mut out = Output::default();
+        node1.step(Nanos(1), Input::Tick, &mut out);
+        let asked: Vec<NodeId> = out
+            .send
+            .iter()
+            .filter(
+                |m| matches!(m.body, MessageBody::CatchUpRequest { from } if from == Instance(91)),
+            )
+            .map(|m| m.to)
+            .collect();
+        assert_eq!(asked, vec![NodeId(2), NodeId(3)]);
+
+        // Node 2 serves it, marked not from a voter, until node 1 has 150.
+        let mut request = out.send.into_iter().find(|m| m.to == NodeId(2));
+        let mut rounds = 0;
+        while let Some(message) = request.take() {
+            rounds += 1;
+            assert!(rounds < 10, "catch-up does not end");
+            let answer = deliver(&mut node2, message);
+            assert_eq!(answer.len(), 1, "one chunk: {answer:?}");
+            assert!(matches!(
+                answer[0].body,
+                MessageBody::CatchUpChunk { from_voter: false, ref entries, .. } if !entries.is_empty()
+            ));
+            request = deliver(&mut node1, answer[0].clone())
+                .into_iter()
+                .find(|m| m.to == NodeId(2));
+        }
+        node1.invariants();
+        assert_eq!(node1.chosen_through(), Instance(150));
+        assert!(!node1.below_vote_floor(Instance(141)));
+        assert!(!node2.is_voting(), "serving is no vote");
+
+        // The rejoiner: an empty chunk from a voter behind it counts; a non-voter's
+        // does not; two voters heard (n - quorum + 1) and it votes again.
+        deliver(&mut node2, chunk(1, 90, 151, true));
+        let heard = |g: &Group| {
+            g.rejoin
+                .as_ref()
+                .map(|r| r.heard.keys().copied().collect::<Vec<_>>())
+        };
+        assert_eq!(heard(&node2), Some(vec![NodeId(1)]));
+        deliver(&mut node2, chunk(3, 150, 151, false));
+        assert_eq!(heard(&node2), Some(vec![NodeId(1)]));
+        assert!(!node2.is_voting());
+        deliver(&mut node2, chunk(3, 150, 151, true));
+        assert!(node2.is_voting(), "heard from two voters");
+        node2.invariants();
     }
 
     // Goal: a checkpoint above what the log can install is a programmer error.

@@ -445,12 +445,12 @@ impl Group {
                 accepted_max,
                 first,
                 entries,
+                from_voter,
             } => self.on_catch_up_chunk(
                 now,
                 from,
                 chosen_through,
-                promised,
-                accepted_max,
+                (promised, accepted_max, from_voter),
                 first,
                 entries,
                 out,
@@ -479,7 +479,7 @@ impl Group {
                 }
             }
         }
-        if (self.catch_up_wanted || self.rejoin.is_some()) && now >= self.catch_up_due {
+        if self.wants_catch_up() && now >= self.catch_up_due {
             self.request_catch_up(now, out);
         }
     }
@@ -715,6 +715,12 @@ impl Group {
         *self.counters.ignored.entry(reason).or_insert(0) += 1;
     }
 
+    /// Whether the tick asks peers for chosen values: lagging behind a known
+    /// watermark, rebuilding lost state, or below the vote floor (`checkpoint`).
+    fn wants_catch_up(&self) -> bool {
+        self.catch_up_wanted || self.rejoin.is_some() || self.relearning_vote_floor()
+    }
+
     pub(super) fn reset_election_deadline(&mut self, now: Nanos) {
         let base = self.config.election_timeout_ns;
         let jitter = self.prng.below(base);
@@ -879,7 +885,7 @@ impl Group {
             (Some(leading), _) => self.election_deadline.min(leading.retransmit_due),
             (None, _) => self.election_deadline,
         };
-        if self.catch_up_wanted || self.rejoin.is_some() {
+        if self.wants_catch_up() {
             deadline = deadline.min(self.catch_up_due);
         }
         deadline

@@ -11,6 +11,14 @@
 //! was part of overlaps them (n − quorum + 1 other voters), (2) raised its promise above
 //! every ballot they report, and (3) learned chosen values through the highest instance
 //! any of them had accepted. Anything it may have acknowledged is then known chosen.
+//! Only chunks from voters count toward (1) and (2): a peer itself re-learning lost
+//! state serves its chosen values (facts) but reports a promise and an accepted range
+//! that may be below what it had (`from_voter: false`), so counting it could let the
+//! rejoiner miss a quorum it once belonged to. An empty chunk from a voter behind the
+//! request counts: its promise and accepted range are as current as in any chunk.
+//!
+//! A replica below its vote floor (`checkpoint`) wants catch-up until it reaches it,
+//! from every peer: it withholds its promise meanwhile, so there may be no leader.
 
 use super::group::{Group, Role};
 use super::message::MessageBody;
@@ -68,10 +76,12 @@ impl Group {
     }
 
     /// Sends a catch-up request: to the leader when lagging, to every voter when
-    /// rebuilding lost state (it needs to hear from several).
+    /// rebuilding lost state (it needs to hear from several) or below its vote floor
+    /// (the values it must re-learn may be held by any peer, a leader or not, a voter
+    /// or not: with its vote withheld there may be no leader to ask).
     pub(super) fn request_catch_up(&mut self, now: Nanos, out: &mut Output) {
         let from = self.chosen_through.next();
-        if self.rejoin.is_some() {
+        if self.rejoin.is_some() || self.relearning_vote_floor() {
             let voters = self.latest_membership().voters().to_vec();
             for node in voters {
                 if node != self.config.node {
@@ -108,15 +118,18 @@ impl Group {
         now: Nanos,
         from: NodeId,
         peer_chosen: Instance,
-        peer_promised: Ballot,
-        peer_accepted_max: Instance,
+        (peer_promised, peer_accepted_max, from_voter): (Ballot, Instance, bool),
         first: Instance,
         entries: Vec<Entry>,
         out: &mut Output,
     ) {
         // In bounds (`MessageBody::check_bounds`): `first + len` and `peer_chosen + 1`
-        // are at most `Instance::MAX + 1`.
-        if first.0 == 0 || first.0 + entries.len() as u64 > peer_chosen.0 + 1 {
+        // are at most `Instance::MAX + 1`. An empty chunk claims nothing: a peer
+        // behind the request says so with one (it has nothing from `first` on), and its
+        // promise and accepted range count toward a rejoin like any other chunk's.
+        if first.0 == 0
+            || (!entries.is_empty() && first.0 + entries.len() as u64 > peer_chosen.0 + 1)
+        {
             // Claims chosen values beyond its own chosen watermark.
             self.ignore("catch_up_chunk_malformed");
             return;
@@ -138,7 +151,10 @@ impl Group {
             self.on_chosen_advanced(out);
         }
         if let Some(rejoin) = self.rejoin.as_mut() {
-            if from != self.config.node {
+            // A peer re-learning lost state itself reports a promise and an accepted
+            // range that may be below what it had: its chosen values teach, its report
+            // does not count (`acceptor`, `may_serve_catch_up`).
+            if from != self.config.node && from_voter {
                 // The first answer since restart is what safety needs; later ones would
                 // move the target forever under load.
                 rejoin

@@ -132,6 +132,11 @@ pub enum MessageBody {
         first: Instance,
         /// Chosen values for `first`, `first + 1`, ...
         entries: Vec<Entry>,
+        /// Whether the sender votes. A replica re-learning lost state serves the
+        /// chosen values it holds (facts), but its `promised` and `accepted_max` may
+        /// be below what it had before the loss: a rejoining replica does not count
+        /// such a chunk among the peers it heard from (`learner`).
+        from_voter: bool,
     },
     /// A replica receiving a checkpoint transfer asks for the next piece: the bytes
     /// from `offset` of the sender's checkpoint file at `through` (see

@@ -189,6 +189,7 @@ pub(super) fn forge_message(real: &Message, node_count: usize, prng: &mut Prng) 
             accepted_max: small,
             first: small,
             entries: vec![noop(plausible)],
+            from_voter: round % 2 == 0,
         },
     };
     let forged = Message {

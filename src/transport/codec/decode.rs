@@ -349,6 +349,7 @@ impl<'a, 'l> Decoder<'a, 'l> {
                 accepted_max: Instance(c.accepted_max()),
                 first: run_first("CatchUpChunk.first", c.first(), count)?,
                 entries: self.entries("CatchUpChunk.entries", c.entries())?,
+                from_voter: c.from_voter(),
             });
         }
         if let Some(r) = m.body_as_checkpoint_request() {

@@ -264,6 +264,7 @@ fn body(
             accepted_max,
             first,
             entries: es,
+            from_voter,
         } => {
             let es = entries(fbb, scratch, es);
             let p = ballot(*promised);
@@ -275,6 +276,7 @@ fn body(
                     accepted_max: accepted_max.0,
                     first: first.0,
                     entries: Some(es),
+                    from_voter: *from_voter,
                 },
             );
             (fb::MessageBody::CatchUpChunk, t.as_union_value())

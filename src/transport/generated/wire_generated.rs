@@ -2587,6 +2587,7 @@ impl<'a> CatchUpChunk<'a> {
   pub const VT_ACCEPTED_MAX: ::flatbuffers::VOffsetT = 8;
   pub const VT_FIRST: ::flatbuffers::VOffsetT = 10;
   pub const VT_ENTRIES: ::flatbuffers::VOffsetT = 12;
+  pub const VT_FROM_VOTER: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2603,6 +2604,7 @@ impl<'a> CatchUpChunk<'a> {
     builder.add_chosen_through(args.chosen_through);
     if let Some(x) = args.entries { builder.add_entries(x); }
     if let Some(x) = args.promised { builder.add_promised(x); }
+    builder.add_from_voter(args.from_voter);
     builder.finish()
   }
 
@@ -2642,6 +2644,15 @@ impl<'a> CatchUpChunk<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Entry>>>>(CatchUpChunk::VT_ENTRIES, None)}
   }
+  /// Whether the sender votes (false: it is re-learning lost state; its chosen
+  /// values are facts, its `promised` and `accepted_max` are not evidence).
+  #[inline]
+  pub fn from_voter(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(CatchUpChunk::VT_FROM_VOTER, Some(true)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for CatchUpChunk<'_> {
@@ -2655,6 +2666,7 @@ impl ::flatbuffers::Verifiable for CatchUpChunk<'_> {
      .visit_field::<u64>("accepted_max", Self::VT_ACCEPTED_MAX, false)?
      .visit_field::<u64>("first", Self::VT_FIRST, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Entry>>>>("entries", Self::VT_ENTRIES, false)?
+     .visit_field::<bool>("from_voter", Self::VT_FROM_VOTER, false)?
      .finish();
     Ok(())
   }
@@ -2665,6 +2677,7 @@ pub struct CatchUpChunkArgs<'a> {
     pub accepted_max: u64,
     pub first: u64,
     pub entries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Entry<'a>>>>>,
+    pub from_voter: bool,
 }
 impl<'a> Default for CatchUpChunkArgs<'a> {
   #[inline]
@@ -2675,6 +2688,7 @@ impl<'a> Default for CatchUpChunkArgs<'a> {
       accepted_max: 0,
       first: 0,
       entries: None,
+      from_voter: true,
     }
   }
 }
@@ -2705,6 +2719,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CatchUpChunkBuilder<'a, 'b, A
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CatchUpChunk::VT_ENTRIES, entries);
   }
   #[inline]
+  pub fn add_from_voter(&mut self, from_voter: bool) {
+    self.fbb_.push_slot::<bool>(CatchUpChunk::VT_FROM_VOTER, from_voter, true);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CatchUpChunkBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     CatchUpChunkBuilder {
@@ -2728,6 +2746,7 @@ impl ::core::fmt::Debug for CatchUpChunk<'_> {
       ds.field("accepted_max", &self.accepted_max());
       ds.field("first", &self.first());
       ds.field("entries", &self.entries());
+      ds.field("from_voter", &self.from_voter());
       ds.finish()
   }
 }
