@@ -686,7 +686,7 @@ mod tests {
             let g = index.group(group).expect("indexed");
             assert_eq!(g.slot_count(), 100);
             let capacity = g.slots.capacity();
-            assert!(capacity >= 4_100 && capacity <= 2 * 4_100, "{capacity}");
+            assert!((4_100..=2 * 4_100).contains(&capacity), "{capacity}");
             assert_eq!(*capacity_first.get_or_insert(capacity), capacity);
             assert!(index.memory_size() <= GROUP_INDEX_SIZE + 2 * 4_100 * INDEX_SLOT_SIZE);
         }

@@ -244,6 +244,7 @@ impl WalWriter {
                     let lsn_through = plan.lsn_through;
                     shard.step(now, ShardInput::WriteDone { lsn_through });
                     shard.recycle(plan.bytes);
+                    self.note_index_sizes();
                 }
                 Err(fatal) => self.report_fatal(now, shard, fatal),
             }
@@ -264,12 +265,7 @@ impl WalWriter {
     /// The timing counters, and the index's size (measured now when the store is
     /// idle, else as last measured).
     pub fn counters(&self) -> WalCounters {
-        if let Some(sizes) = self.with_idle_store(|store| {
-            let index = store.index();
-            (index.slot_count() as u64, index.memory_size() as u64)
-        }) {
-            self.index_sizes.set(sizes);
-        }
+        self.note_index_sizes();
         let (index_slots, index_size) = self.index_sizes.get();
         WalCounters {
             write_busy_ns: self.write_busy_ns,
@@ -277,6 +273,17 @@ impl WalWriter {
             sync_ns: self.times.sync_ns.get(),
             index_slots,
             index_size,
+        }
+    }
+
+    /// Measures the index's instances and bytes when the store is idle (after each
+    /// write's completion and at each status: O(groups)).
+    fn note_index_sizes(&self) {
+        if let Some(sizes) = self.with_idle_store(|store| {
+            let index = store.index();
+            (index.slot_count() as u64, index.memory_size() as u64)
+        }) {
+            self.index_sizes.set(sizes);
         }
     }
 
