@@ -1,8 +1,8 @@
 //! A long run in bounded memory and disk, shown by counting: a loopback cluster with
 //! the default truncation (on) and small checkpoint, retention and truncation
 //! policies is driven through many times more instances than those policies keep,
-//! and every group's in-memory log and every node's WAL stay under bounds computed
-//! from the policies while the bytes written grow far past them.
+//! and every group's in-memory log, every node's WAL and every shard's WAL index stay
+//! under bounds computed from the policies while the bytes written grow far past them.
 
 mod common;
 
@@ -13,6 +13,7 @@ use bytes::Bytes;
 use common::cluster::{propose_anywhere, segment_files, Cluster, Outcome, Shape};
 use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
+use synod::wal::index::{GROUP_INDEX_SIZE, INDEX_SLOT_SIZE};
 
 /// Applied instances each group keeps in memory.
 const RETENTION: u64 = 64;
@@ -69,9 +70,10 @@ fn round(cluster: &Cluster, round: usize) -> usize {
 // instances, a truncation tail of 64, windows of 32 (leader) and 64 (acceptor), 8 KiB
 // values one per instance, 2 MiB segments; 30 rounds of 200 values (6,000
 // instances, ~47 MiB per node: over 20 times the instances the policies keep). After every round, check on every node that each
-// group's in-memory log holds at most retention + accept window slots and that the
-// WAL's segment files stay under the bound computed below; at the end, that the
-// bytes written are many times that bound and the nodes agree.
+// group's in-memory log holds at most retention + accept window slots, that the
+// WAL's segment files and each shard's WAL index (`ShardStatus::wal_index_slots`,
+// `wal_index_size`) stay under the bounds computed below; at the end, that the bytes
+// written and the instances chosen are many times those bounds and the nodes agree.
 #[test]
 fn memory_and_wal_stay_bounded_over_a_long_run() {
     let mut cluster = Cluster::with_machines_and(
@@ -111,11 +113,18 @@ fn memory_and_wal_stay_bounded_over_a_long_run() {
     // Live records rounded up to segments, plus the segment being written, the one
     // compaction writes into, and the spares kept ready.
     let segment_bound = live_bytes.div_ceil(SEGMENT_SIZE) as usize + 2 + config.spare_segments;
+    // The WAL's index holds the instances above each group's truncation watermark (the
+    // same live instances), its slots' capacity at most twice the most it held.
+    let index_slots_bound = u64::from(GROUPS) * live_instances;
+    let index_size_bound =
+        u64::from(GROUPS) * (GROUP_INDEX_SIZE as u64 + 2 * live_instances * INDEX_SLOT_SIZE as u64);
     println!(
         "bounds: {memory_bound} slots per group in memory; {segment_bound} segment files \
-         ({} MiB) per node",
+         ({} MiB) per node; {index_slots_bound} instances ({index_size_bound} B) in a \
+         shard's WAL index",
         (segment_bound as u64 * SEGMENT_SIZE) >> 20
     );
+    let mut index_slots_most = 0;
     let mut chosen = 0;
     let mut most = BTreeMap::new();
     for r in 0..ROUNDS {
@@ -128,6 +137,18 @@ fn memory_and_wal_stay_bounded_over_a_long_run() {
                 id.0
             );
             let status = futures_lite::future::block_on(node.handle().status()).expect("status");
+            for shard in &status {
+                assert!(
+                    shard.wal_index_slots <= index_slots_bound
+                        && shard.wal_index_size <= index_size_bound,
+                    "round {r}: node {}: WAL index of {} instances ({} B) over \
+                     {index_slots_bound} ({index_size_bound} B)",
+                    id.0,
+                    shard.wal_index_slots,
+                    shard.wal_index_size
+                );
+                index_slots_most = index_slots_most.max(shard.wal_index_slots);
+            }
             for g in status.into_iter().flat_map(|s| s.groups) {
                 let memory = g.memory.expect("an in-process status carries memory");
                 assert!(
@@ -148,8 +169,15 @@ fn memory_and_wal_stay_bounded_over_a_long_run() {
     let written = chosen as u64 * VALUE_SIZE as u64;
     let bound_bytes = segment_bound as u64 * SEGMENT_SIZE;
     println!(
-        "{chosen} values chosen ({} MiB per node); most segment files seen per node {most:?}",
+        "{chosen} values chosen ({} MiB per node); most segment files seen per node {most:?}; \
+         most instances in a WAL index {index_slots_most}",
         written >> 20
+    );
+    // The index counter counts: it saw instances, and far fewer than were chosen.
+    assert!(index_slots_most > 0, "the WAL index was never counted");
+    assert!(
+        chosen as u64 >= 3 * index_slots_bound,
+        "{chosen} chosen is not far past the index bound {index_slots_bound}"
     );
     assert!(
         chosen >= THREADS * PER_ROUND * ROUNDS * 9 / 10,

@@ -81,7 +81,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "T")]
     pub tick_ms: Option<u64>,
     /// Take a group's checkpoint every N instances applied (0: not by instances)
-    /// [default: 100000].
+    /// [default: 20000].
     #[arg(long, value_name = "N")]
     pub checkpoint_instances: Option<u64>,
     /// Take a group's checkpoint every B bytes of values applied (0: not by bytes)
@@ -89,7 +89,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "B")]
     pub checkpoint_bytes: Option<u64>,
     /// Take a group's checkpoint every S seconds if it applied anything (0: not by
-    /// time) [default: 600]. All three at 0: no checkpoints.
+    /// time) [default: 60]. All three at 0: no checkpoints.
     #[arg(long, value_name = "S")]
     pub checkpoint_interval_s: Option<u64>,
     /// Keep every WAL record: never truncate the log below the groups' checkpoints

@@ -850,6 +850,8 @@ impl Decoder {
             refused_messages: s.refused_messages(),
             ignored: std::collections::BTreeMap::new(),
             log_reads: Default::default(),
+            wal_index_slots: 0,
+            wal_index_size: 0,
             fatal,
         })
     }
@@ -920,6 +922,8 @@ mod tests {
                     refused_messages: 12,
                     ignored: std::collections::BTreeMap::new(),
                     log_reads: Default::default(),
+                    wal_index_slots: 0,
+                    wal_index_size: 0,
                     fatal: None,
                 },
                 ShardStatus {

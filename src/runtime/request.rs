@@ -232,6 +232,13 @@ pub struct ShardStatus {
     /// Log reads (`NodeHandle::read_log` and friends): served from memory or the WAL,
     /// refused by reason, sent to the WAL, waited.
     pub log_reads: LogReadCounters,
+    /// Instances the WAL's index holds (`wal::index`), summed over the groups: the
+    /// records above each group's truncation watermark. As of the last status taken
+    /// while the store was idle. Not carried by the client protocol (0 there).
+    pub wal_index_slots: u64,
+    /// Bytes the WAL's index holds (`LogIndex::memory_size`: its slots' capacity and
+    /// per-group structs), as of the same moment. Not carried by the client protocol.
+    pub wal_index_size: u64,
     /// Why the shard stopped, when it did (a failed write).
     pub fatal: Option<String>,
 }

@@ -30,7 +30,7 @@ use synod::wal::dma_disk::run_local;
 
 use super::cluster::{current_thread_id, node_dir, remote_snapshot, snapshot, Cluster, Snapshot};
 use super::options::{Options, ValueSizes};
-use super::resources::{ResourceSample, SAMPLE_EVERY_S};
+use super::resources::{Held, ResourceSample, SAMPLE_EVERY_S};
 
 /// Width of one throughput bucket.
 pub const BUCKET_MS: u64 = 100;
@@ -181,6 +181,20 @@ impl Target {
             Target::Local(handles) => handles.keys().map(|id| (*id, node_dir(o, *id))).collect(),
             Target::Remote(_) => BTreeMap::new(),
         }
+    }
+
+    /// What each local node's shards hold in memory (none for a remote cluster, or a
+    /// node whose status cannot be read).
+    async fn held(&self) -> BTreeMap<u32, Held> {
+        let mut held = BTreeMap::new();
+        if let Target::Local(handles) = self {
+            for (id, handle) in handles {
+                if let Ok(shards) = handle.status().await {
+                    held.insert(id.0, Held::of(&shards));
+                }
+            }
+        }
+        held
     }
 
     async fn snapshot(&self, client_thread: Option<u32>) -> Result<Snapshot, String> {
@@ -355,7 +369,7 @@ async fn drive(
             break;
         }
         if !wal_dirs.is_empty() && elapsed >= SAMPLE_EVERY_S * (resources.len() + 1) as f64 {
-            let sample = ResourceSample::take(elapsed, &wal_dirs);
+            let sample = ResourceSample::take(elapsed, &wal_dirs, target.held().await);
             if progress {
                 display.println(&sample.line());
             }
@@ -381,7 +395,8 @@ async fn drive(
     }
     let after = target.snapshot(client_thread).await?;
     if !wal_dirs.is_empty() {
-        resources.push(ResourceSample::take(clock.elapsed_s(), &wal_dirs));
+        let held = target.held().await;
+        resources.push(ResourceSample::take(clock.elapsed_s(), &wal_dirs, held));
     }
     let window_s = o.seconds;
     shared.stop.set(true);

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use synod::paxos::NodeId;
+use synod::runtime::request::ShardStatus;
 use synod::wal::segment::parse_segment_file_name;
 
 /// Seconds between samples (from the start of the warm-up); one more at the end.
@@ -22,12 +23,49 @@ pub struct ResourceSample {
     pub rss_bytes: u64,
     /// WAL bytes on disk, per node.
     pub wal_bytes: BTreeMap<u32, u64>,
+    /// What each node's shards hold in memory, by their own count.
+    pub held: BTreeMap<u32, Held>,
+}
+
+/// What one node's shards hold in memory, summed over its shards and groups (from
+/// `ShardStatus`): the structures that grow with the log until a policy bounds them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Instances in the WAL's index (`ShardStatus::wal_index_slots`).
+    pub index_slots: u64,
+    /// Bytes of the WAL's index, spare capacity included (`ShardStatus::wal_index_size`).
+    pub index_size: u64,
+    /// Slots of the groups' in-memory logs (`LogMemory::log_len`).
+    pub log_slots: u64,
+    /// Bytes of applied entries the groups' logs retain (`LogMemory::retained_size`).
+    pub retained_size: u64,
+}
+
+impl Held {
+    /// Sums `shards` (one node's statuses).
+    #[must_use]
+    pub fn of(shards: &[ShardStatus]) -> Held {
+        let mut held = Held::default();
+        for shard in shards {
+            held.index_slots += shard.wal_index_slots;
+            held.index_size += shard.wal_index_size;
+            for memory in shard.groups.iter().filter_map(|g| g.memory) {
+                held.log_slots += memory.log_len as u64;
+                held.retained_size += memory.retained_size as u64;
+            }
+        }
+        held
+    }
 }
 
 impl ResourceSample {
-    /// Samples now: the process's resident set and every node's segment files in
-    /// `dirs`.
-    pub fn take(at_s: f64, dirs: &BTreeMap<NodeId, PathBuf>) -> ResourceSample {
+    /// Samples now: the process's resident set, every node's segment files in
+    /// `dirs`, and `held`, what each node's shards said they hold.
+    pub fn take(
+        at_s: f64,
+        dirs: &BTreeMap<NodeId, PathBuf>,
+        held: BTreeMap<u32, Held>,
+    ) -> ResourceSample {
         ResourceSample {
             at_ms: (at_s * 1e3) as u64,
             rss_bytes: rss_bytes().unwrap_or(0),
@@ -35,7 +73,20 @@ impl ResourceSample {
                 .iter()
                 .map(|(id, dir)| (id.0, wal_bytes(dir)))
                 .collect(),
+            held,
         }
+    }
+
+    /// The held counters summed over the nodes.
+    pub fn held_total(&self) -> Held {
+        let mut total = Held::default();
+        for held in self.held.values() {
+            total.index_slots += held.index_slots;
+            total.index_size += held.index_size;
+            total.log_slots += held.log_slots;
+            total.retained_size += held.retained_size;
+        }
+        total
     }
 
     /// The WAL bytes summed over the nodes.
@@ -55,14 +106,20 @@ impl ResourceSample {
             .iter()
             .map(|(id, bytes)| format!("node {id} {:.1}", mib(*bytes)))
             .collect();
+        let held = self.held_total();
         format!(
             "resources at {:.0} s: RSS {:.1} MiB (whole process); WAL on disk {:.1} MiB total, \
-             max {:.1} MiB ({} MiB)",
+             max {:.1} MiB ({} MiB); held by the nodes: WAL index {} instances {:.1} MiB, \
+             logs {} slots {:.1} MiB",
             self.at_ms as f64 / 1e3,
             mib(self.rss_bytes),
             mib(self.wal_total()),
             mib(self.wal_max()),
-            per_node.join(", ")
+            per_node.join(", "),
+            held.index_slots,
+            mib(held.index_size),
+            held.log_slots,
+            mib(held.retained_size),
         )
     }
 
@@ -75,6 +132,13 @@ impl ResourceSample {
             "wal_bytes_max": self.wal_max(),
             "wal_bytes": self.wal_bytes.iter().map(|(id, b)| json!({"node": id, "bytes": b}))
                 .collect::<Vec<_>>(),
+            "held": self.held.iter().map(|(id, h)| json!({
+                "node": id,
+                "wal_index_slots": h.index_slots,
+                "wal_index_bytes": h.index_size,
+                "log_slots": h.log_slots,
+                "log_retained_bytes": h.retained_size,
+            })).collect::<Vec<_>>(),
         })
     }
 }

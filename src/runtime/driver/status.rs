@@ -67,6 +67,8 @@ impl Driver {
                 ignored
             },
             log_reads: self.shard.log_reads().counters.clone(),
+            wal_index_slots: wal.index_slots,
+            wal_index_size: wal.index_size,
             fatal: self.shard.poisoned().map(Fatal::to_string),
         }
     }

@@ -84,6 +84,10 @@ pub(super) struct WalCounters {
     pub disk_ns: u64,
     /// Nanoseconds of `disk_ns` inside fdatasync.
     pub sync_ns: u64,
+    /// Instances the store's index holds, as of the last time the store was idle.
+    pub index_slots: u64,
+    /// Bytes the store's index holds, as of the same moment.
+    pub index_size: u64,
 }
 
 /// What `WalWriter::open` hands the shard loop besides the writer.
@@ -127,6 +131,8 @@ pub(super) struct WalWriter {
     write_started: Nanos,
     write_busy_ns: u64,
     times: Rc<DiskTimes>,
+    /// The index's instances and bytes when the store was last seen idle.
+    index_sizes: Cell<(u64, u64)>,
     /// The rejoin marker's path while it exists (the shard decides when it goes).
     marker: Option<PathBuf>,
 }
@@ -190,6 +196,7 @@ impl WalWriter {
             write_started: Nanos(0),
             write_busy_ns: 0,
             times: Rc::new(DiskTimes::default()),
+            index_sizes: Cell::new((0, 0)),
             marker: lost.then_some(marker_path),
         };
         Ok(Opened {
@@ -237,6 +244,7 @@ impl WalWriter {
                     let lsn_through = plan.lsn_through;
                     shard.step(now, ShardInput::WriteDone { lsn_through });
                     shard.recycle(plan.bytes);
+                    self.note_index_sizes();
                 }
                 Err(fatal) => self.report_fatal(now, shard, fatal),
             }
@@ -254,12 +262,28 @@ impl WalWriter {
         self.write_in_flight
     }
 
-    /// The timing counters.
+    /// The timing counters, and the index's size (measured now when the store is
+    /// idle, else as last measured).
     pub fn counters(&self) -> WalCounters {
+        self.note_index_sizes();
+        let (index_slots, index_size) = self.index_sizes.get();
         WalCounters {
             write_busy_ns: self.write_busy_ns,
             disk_ns: self.times.disk_ns.get(),
             sync_ns: self.times.sync_ns.get(),
+            index_slots,
+            index_size,
+        }
+    }
+
+    /// Measures the index's instances and bytes when the store is idle (after each
+    /// write's completion and at each status: O(groups)).
+    fn note_index_sizes(&self) {
+        if let Some(sizes) = self.with_idle_store(|store| {
+            let index = store.index();
+            (index.slot_count() as u64, index.memory_size() as u64)
+        }) {
+            self.index_sizes.set(sizes);
         }
     }
 
