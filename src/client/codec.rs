@@ -850,6 +850,7 @@ impl Decoder {
             refused_messages: s.refused_messages(),
             ignored: std::collections::BTreeMap::new(),
             log_reads: Default::default(),
+            catch_up: Default::default(),
             fatal,
         })
     }
@@ -920,6 +921,7 @@ mod tests {
                     refused_messages: 12,
                     ignored: std::collections::BTreeMap::new(),
                     log_reads: Default::default(),
+                    catch_up: Default::default(),
                     fatal: None,
                 },
                 ShardStatus {

@@ -39,6 +39,7 @@
 //!   groups' durable checkpoints, never decreasing; the records it carries forward
 //!   (`ShardInput::WalTruncateDone`) are appended like any other record.
 
+mod raw;
 mod reads;
 mod transfer;
 mod truncate;
@@ -46,6 +47,8 @@ mod truncate;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
+
+pub use raw::CatchUpCounters;
 
 pub use transfer::{
     CheckpointRead, CheckpointReadOutcome, InstallCheckpoint, TransferCounters, TransferPolicy,
@@ -353,6 +356,8 @@ pub struct Shard {
     truncation: Truncation,
     refusals: RefusalLog,
     pending_warnings: Vec<String>,
+    /// Catch-up by raw runs: sent, received, refused.
+    catch_up: CatchUpCounters,
     write_in_flight: Option<Lsn>,
     /// WAL reads asked and not answered yet, by (group, reader).
     wal_reads_in_flight: BTreeSet<(GroupId, WalReader)>,
@@ -417,6 +422,7 @@ impl Shard {
             truncation,
             refusals: RefusalLog::default(),
             pending_warnings: Vec::new(),
+            catch_up: CatchUpCounters::default(),
             write_in_flight: None,
             wal_reads_in_flight: BTreeSet::new(),
             wal_reads_held: VecDeque::new(),
@@ -491,6 +497,12 @@ impl Shard {
                     } if message.to == self.config.node && message.body.check_bounds().is_ok() => {
                         let at = (through, offset, total_size);
                         self.on_checkpoint_chunk(now, id, message.from, at, data);
+                    }
+                    MessageBody::CatchUpRaw { .. }
+                        if message.to == self.config.node
+                            && message.body.check_bounds().is_ok() =>
+                    {
+                        self.on_catch_up_raw(now, message);
                     }
                     // Out of bounds or misaddressed ones included: the group refuses
                     // and reports them like any other.
@@ -665,6 +677,9 @@ impl Shard {
         let lsn = Lsn(self.commit.assigned_through().0 + self.overflow.len() as u64);
         for message in self.out.send_after_persist.drain(..) {
             self.held.push_back((lsn, message));
+        }
+        for message in &self.out.send {
+            raw::count_sent(&mut self.catch_up, message);
         }
         for message in self.out.send.drain(..) {
             if message.to == self.config.node {
