@@ -391,7 +391,13 @@ impl Group {
     /// at the first that is not consecutive or reaches above the chosen watermark (the
     /// read was asked below the floor, so neither happens; a run is never cut here,
     /// this layer does not read records).
-    fn send_raw_runs(&mut self, peer: NodeId, first: Instance, runs: Vec<RawRun>, out: &mut Output) {
+    fn send_raw_runs(
+        &mut self,
+        peer: NodeId,
+        first: Instance,
+        runs: Vec<RawRun>,
+        out: &mut Output,
+    ) {
         let accepted_max = self
             .log
             .last_key_value()

@@ -254,11 +254,7 @@ impl MessageBody {
                 check_watermark("CatchUpRaw.accepted_max", *accepted_max)?;
                 check_position("CatchUpRaw.first", run.first_instance)?;
                 check_watermark("CatchUpRaw.last", run.last_instance)?;
-                at_least(
-                    "CatchUpRaw.last",
-                    run.last_instance.0,
-                    run.first_instance.0,
-                )
+                at_least("CatchUpRaw.last", run.last_instance.0, run.first_instance.0)
             }
         }
     }

@@ -157,7 +157,11 @@ impl WalReads {
 
 /// Reads `plan`'s records and answers `read` with them (`wal::catch_up::answer`: raw
 /// runs for a peer, decoded entries for a log read); also how many records it decoded.
-async fn run(read: &WalRead, plan: &ReadPlan, io: CatchUpRead) -> Result<(WalReadOutcome, usize), DiskError> {
+async fn run(
+    read: &WalRead,
+    plan: &ReadPlan,
+    io: CatchUpRead,
+) -> Result<(WalReadOutcome, usize), DiskError> {
     let records = io.run().await.map_err(|e| DiskError::from(&e))?;
     catch_up::answer(read, plan, &records).map_err(|e| DiskError {
         call: "read catch-up records",

@@ -1,10 +1,11 @@
 //! Catch-up reads below a group's in-memory log (`paxos::WalRead`), decided here and
 //! executed by whoever holds the bytes: `plan` picks the indexed records to read,
-//! `entries` turns the bytes read back into the chosen entries the group sends. The
-//! node's store (`file::store::CatchUpRead`) and the simulator's disk do the reading.
-//! `raw_runs` and `verify_raw` are the two ends of catch-up by raw records: the
-//! records read are grouped as they lie (one run per segment, one salt) without being
-//! decoded, and the receiver verifies every record of a run before using any.
+//! `answer` turns the records read back into the read's answer. The node's store
+//! (`file::store::CatchUpRead`) and the simulator's disk do the reading. A peer's read
+//! is answered by raw records (`raw_runs`: grouped as they lie, one run per segment and
+//! salt, slices of the read buffers, never decoded), which its receiver verifies
+//! whole before using any (`verify_raw`); a log read is answered by entries
+//! (`entries`: decoded, since it returns values).
 //!
 //! Invariants:
 //! - a plan names consecutive instances from the read's `from`, none above its
@@ -18,6 +19,9 @@
 //! - `entries` returns the plan's entries in order, or says which record is not the
 //!   Accept or Learn of the planned (group, instance): nothing is served from bytes
 //!   that are not the indexed record.
+//! - `raw_runs` never decodes: its runs hold the planned records in plan order, byte for
+//!   byte, consecutive instances of one segment each, within the read's `size_max` as
+//!   `CatchUpRaw` messages (the first record whatever its size);
 //! - `verify_raw` yields entries only for a run whose every record verifies (size,
 //!   checksum with the run's salt, decoding within the limits, the Accept or Learn of
 //!   the run's group at each consecutive instance from its first through its last);
@@ -35,9 +39,7 @@
 use super::index::{IndexEntry, LogIndex};
 use super::record::{self, Content, DecodeLimits};
 use crate::paxos::size::{MESSAGE_OVERHEAD_SIZE, PIECE_OVERHEAD_SIZE};
-use crate::paxos::{
-    Entry, GroupId, Instance, RawRun, Record, WalRead, WalReadOutcome, WalReader,
-};
+use crate::paxos::{Entry, GroupId, Instance, RawRun, Record, WalRead, WalReadOutcome, WalReader};
 use bytes::Bytes;
 
 /// What to read for one `WalRead`.
@@ -208,7 +210,11 @@ pub fn answer(
         }
         ReadPlan::Records(planned) => planned,
     };
-    assert_eq!(planned.len(), records.len(), "one record read per record planned");
+    assert_eq!(
+        planned.len(),
+        records.len(),
+        "one record read per record planned"
+    );
     let instances = planned.iter().map(|(instance, _)| *instance);
     match read.reader {
         WalReader::Peer(_) => {
@@ -253,7 +259,10 @@ pub fn raw_runs<'a>(
                 && run.salt == record.salt
                 && run.last_instance.next() == instance
         });
-        let adjacent = continues && runs.last().is_some_and(|(_, _, last, _)| last.adjacent(record));
+        let adjacent = continues
+            && runs
+                .last()
+                .is_some_and(|(_, _, last, _)| last.adjacent(record));
         let overhead = match (continues, adjacent) {
             (false, _) => MESSAGE_OVERHEAD_SIZE + PIECE_OVERHEAD_SIZE,
             (true, false) => PIECE_OVERHEAD_SIZE,
@@ -691,15 +700,18 @@ mod tests {
                 (*instance, record)
             })
             .collect();
-        let runs_of = |size_max: usize| {
-            raw_runs(GroupId(1), read.iter().map(|(i, r)| (*i, r)), size_max)
-        };
+        let runs_of =
+            |size_max: usize| raw_runs(GroupId(1), read.iter().map(|(i, r)| (*i, r)), size_max);
         let runs = runs_of(usize::MAX);
         let spans: Vec<(u64, u64, usize)> = runs
             .iter()
             .map(|r| (r.first_instance.0, r.last_instance.0, r.records.len()))
             .collect();
-        assert_eq!(spans, vec![(1, 3, 3), (4, 5, 2)], "group 2's records between");
+        assert_eq!(
+            spans,
+            vec![(1, 3, 3), (4, 5, 2)],
+            "group 2's records between"
+        );
         let found: Vec<Entry> = runs
             .iter()
             .flat_map(|run| verify(run).expect("verifies"))

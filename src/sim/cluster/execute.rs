@@ -5,16 +5,14 @@
 
 use super::forge::forge_message;
 use super::{Cluster, Event};
-use crate::paxos::{
-    Ballot, Body, Message, Nanos, Role, WalRead, WalReadOutcome, WalReader,
-};
+use crate::paxos::{Ballot, Body, Message, Nanos, Role, WalRead, WalReadOutcome, WalReader};
 use crate::runtime::shard::ProposalOutcome;
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::Effects;
 use crate::sim::checkers::{LogShape, Violation, Watermarks};
 use crate::wal::catch_up::{self, ReadPlan, RecordRead};
-use bytes::Bytes;
 use crate::wal::WritePlan;
+use bytes::Bytes;
 
 impl Cluster {
     pub(super) fn execute(
@@ -29,7 +27,7 @@ impl Cluster {
             self.execute_write(node, shard, plan);
         }
         for (peer, messages) in effects.send.drain(..) {
-            for message in messages {
+            for mut message in messages {
                 self.checkers.bounds.observe_sent(id, &message)?;
                 self.checkers.install.observe_sent(id, &message)?;
                 self.checkers.message_size.observe_sent(id, &message)?;
@@ -42,6 +40,7 @@ impl Cluster {
                     && self.forge_prng.chance_ppm(self.options.network_forge_ppm);
                 let forged =
                     forge.then(|| forge_message(&message, self.nodes.len(), &mut self.forge_prng));
+                self.maybe_flip_raw(&mut message);
                 self.network
                     .send(Nanos(self.now), id, peer, message, &mut self.prng);
                 if let Some(forged) = forged {

@@ -318,7 +318,12 @@ fn body(
             promised,
             accepted_max,
             run,
-        } => catch_up_raw(fbb, scratch, (*chosen_through, *promised, *accepted_max), run),
+        } => catch_up_raw(
+            fbb,
+            scratch,
+            (*chosen_through, *promised, *accepted_max),
+            run,
+        ),
     }
 }
 

@@ -23,9 +23,8 @@ pub use super::recover_dir::recover_dir;
 
 use super::config::{io_error, sync_dir};
 use super::dma_disk::{DmaDisk, ZeroFill};
-use crate::wal::catch_up::RecordRead;
-use bytes::Bytes;
 use crate::paxos::{GroupId, Instance, Lsn, Record};
+use crate::wal::catch_up::RecordRead;
 use crate::wal::compaction::{self, CompactionConfig, Rewrite};
 use crate::wal::group_commit::{header_for, WritePlan};
 use crate::wal::index::{IndexEntry, LogIndex};
@@ -35,6 +34,7 @@ use crate::wal::record;
 use crate::wal::segment_format::{
     parse_segment_file_name, segment_file_name, HeaderError, SegmentGeometry, SEGMENT_HEADER_SIZE,
 };
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
