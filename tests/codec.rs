@@ -2224,7 +2224,10 @@ fn over_bounds(edge: &MessageBody) -> Vec<(String, MessageBody, DecodeError)> {
 }
 
 /// `over_bounds` for the edge `CatchUpRaw`.
-fn raw_over_bounds(case: &mut dyn FnMut(&str, &dyn Fn(&mut MessageBody), DecodeError)) {
+/// One over-bounds case: what, how the edge body is changed, the error expected.
+type Case<'a> = &'a mut dyn FnMut(&str, &dyn Fn(&mut MessageBody), DecodeError);
+
+fn raw_over_bounds(case: Case<'_>) {
     let run_of = |b: &mut MessageBody, f: &dyn Fn(&mut RawRun)| {
         if let MessageBody::CatchUpRaw { run, .. } = b {
             f(run);

@@ -470,45 +470,7 @@ impl Shard {
                 }
                 self.transfer_tick(now);
             }
-            ShardInput::Message(message) => {
-                if self.over_limits() {
-                    // Refusing a message is indistinguishable from losing it on the
-                    // network: always safe, and the sender retransmits.
-                    self.counters.refused_messages += 1;
-                    return;
-                }
-                let id = message.group;
-                if !self.groups.contains_key(&id) {
-                    self.counters.unknown_group += 1;
-                    return;
-                }
-                match message.body {
-                    MessageBody::CheckpointRequest { through, offset }
-                        if message.to == self.config.node
-                            && message.body.check_bounds().is_ok() =>
-                    {
-                        self.on_checkpoint_request(id, message.from, through, offset);
-                    }
-                    MessageBody::CheckpointChunk {
-                        through,
-                        offset,
-                        total_size,
-                        ref data,
-                    } if message.to == self.config.node && message.body.check_bounds().is_ok() => {
-                        let at = (through, offset, total_size);
-                        self.on_checkpoint_chunk(now, id, message.from, at, data);
-                    }
-                    MessageBody::CatchUpRaw { .. }
-                        if message.to == self.config.node
-                            && message.body.check_bounds().is_ok() =>
-                    {
-                        self.on_catch_up_raw(now, message);
-                    }
-                    // Out of bounds or misaddressed ones included: the group refuses
-                    // and reports them like any other.
-                    _ => self.step_group(now, id, Input::Message(message)),
-                }
-            }
+            ShardInput::Message(message) => self.on_message(now, message),
             ShardInput::Propose { group, id, value } => {
                 if self.over_limits() {
                     self.pending_complete.push(Completion {
@@ -583,6 +545,47 @@ impl Shard {
             }
             ShardInput::LogRead(ask) => self.on_log_read(ask),
             ShardInput::WalTruncateDone { rewrites } => self.on_wal_truncate_done(rewrites),
+        }
+    }
+
+    /// A peer's message: refused under backpressure or for an unknown group; the
+    /// shard's own kinds (checkpoint transfer, raw catch-up runs) handled here; the
+    /// rest stepped into its group.
+    fn on_message(&mut self, now: Nanos, message: Message) {
+        if self.over_limits() {
+            // Refusing a message is indistinguishable from losing it on the
+            // network: always safe, and the sender retransmits.
+            self.counters.refused_messages += 1;
+            return;
+        }
+        let id = message.group;
+        if !self.groups.contains_key(&id) {
+            self.counters.unknown_group += 1;
+            return;
+        }
+        match message.body {
+            MessageBody::CheckpointRequest { through, offset }
+                if message.to == self.config.node && message.body.check_bounds().is_ok() =>
+            {
+                self.on_checkpoint_request(id, message.from, through, offset);
+            }
+            MessageBody::CheckpointChunk {
+                through,
+                offset,
+                total_size,
+                ref data,
+            } if message.to == self.config.node && message.body.check_bounds().is_ok() => {
+                let at = (through, offset, total_size);
+                self.on_checkpoint_chunk(now, id, message.from, at, data);
+            }
+            MessageBody::CatchUpRaw { .. }
+                if message.to == self.config.node && message.body.check_bounds().is_ok() =>
+            {
+                self.on_catch_up_raw(now, message);
+            }
+            // Out of bounds or misaddressed ones included: the group refuses
+            // and reports them like any other.
+            _ => self.step_group(now, id, Input::Message(message)),
         }
     }
 
