@@ -11,7 +11,7 @@ use std::cell::Cell;
 use synod::paxos::bounds::CHECKPOINT_SIZE_MAX;
 use synod::paxos::{
     Ballot, Body, Bound, Entry, GroupId, Instance, InstanceRange, Lsn, Membership, Message,
-    MessageBody, Nanos, NodeId, OutOfBounds, PromisedEntry,
+    MessageBody, Nanos, NodeId, OutOfBounds, PromisedEntry, RawRun,
 };
 use synod::prng::Prng;
 use synod::transport::limits::APPARENT_SIZE_FACTOR;
@@ -195,7 +195,7 @@ fn ranges(rng: &mut Prng) -> Vec<InstanceRange> {
 }
 
 /// Number of `MessageBody` variants; `body` draws each with equal probability.
-const BODY_KINDS: u64 = 11;
+const BODY_KINDS: u64 = 12;
 
 /// The lowest ballot a proposer holds (round 0 is never campaigned at).
 const ROUND_ONE: Ballot = Ballot {
@@ -264,6 +264,27 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
             through: position(rng, 1),
             offset: rng.below(CHECKPOINT_SIZE_MAX + 1),
         },
+        11 => {
+            let count = rng.range(1, 8);
+            let pieces = (0..rng.below(4))
+                .map(|_| Bytes::from(vec![rng.below(256) as u8; rng.below(64) as usize]))
+                .collect();
+            let first = position(rng, count as usize);
+            MessageBody::CatchUpRaw {
+                chosen_through: watermark_any(rng),
+                promised: ballot(rng),
+                accepted_max: watermark_any(rng),
+                run: RawRun {
+                    // The decoder takes the group from the message (`message`).
+                    group: GroupId(0),
+                    first_instance: first,
+                    last_instance: Instance(first.0 + count - 1),
+                    salt: u32_any(rng),
+                    records: pieces,
+                },
+                from_voter: rng.below(2) == 0,
+            }
+        }
         10 => {
             let data = Bytes::from(vec![rng.below(256) as u8; rng.below(64) as usize]);
             let total_size = rng.range(data.len() as u64, CHECKPOINT_SIZE_MAX);
@@ -290,11 +311,16 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
 
 fn message(rng: &mut Prng) -> Message {
     let kind = rng.below(BODY_KINDS);
+    let group = GroupId(u32_any(rng));
+    let mut body = body(rng, kind);
+    if let MessageBody::CatchUpRaw { run, .. } = &mut body {
+        run.group = group;
+    }
     Message {
-        group: GroupId(u32_any(rng)),
+        group,
         from: NodeId(u32_any(rng)),
         to: NodeId(u32_any(rng)),
-        body: body(rng, kind),
+        body,
     }
 }
 
@@ -448,6 +474,7 @@ fn round_trip_random_messages() {
                 MessageBody::CatchUpChunk { .. } => 8,
                 MessageBody::CheckpointRequest { .. } => 9,
                 MessageBody::CheckpointChunk { .. } => 10,
+                MessageBody::CatchUpRaw { .. } => 11,
             };
             kinds[index] += 1;
         }
@@ -964,6 +991,7 @@ fn oversized_frame_is_refused() {
 
 // Goal: every count limit refuses one element over and accepts exactly the limit.
 // Method: frames at limit and limit + 1 for entries (Accept, CatchUpChunk, Promise),
+// CatchUpRaw's instances and pieces,
 // messages, values, value size, ranges, voters, heartbeats and acks.
 #[expect(
     clippy::too_many_lines,
@@ -1005,6 +1033,31 @@ fn count_limits_are_enforced() {
     assert_eq!(
         decode_frame(&frame_of(&[chunk(5)]), &limits),
         too_many("CatchUpChunk.entries", 5, 4)
+    );
+    let raw = |instances: u64, pieces: usize| Message {
+        body: MessageBody::CatchUpRaw {
+            chosen_through: Instance(9),
+            promised: Ballot::ZERO,
+            accepted_max: Instance(9),
+            run: RawRun {
+                group: GroupId(1),
+                first_instance: Instance(1),
+                last_instance: Instance(instances),
+                salt: 7,
+                records: vec![Bytes::from_static(b"r"); pieces],
+            },
+            from_voter: true,
+        },
+        ..accept(1, vec![])
+    };
+    assert!(decode_frame(&frame_of(&[raw(4, 4)]), &limits).is_ok());
+    assert_eq!(
+        decode_frame(&frame_of(&[raw(5, 1)]), &limits),
+        too_many("CatchUpRaw.instances", 5, 4)
+    );
+    assert_eq!(
+        decode_frame(&frame_of(&[raw(4, 5)]), &limits),
+        too_many("CatchUpRaw.pieces", 5, 4)
     );
     let promise = |n: u64| Message {
         body: MessageBody::Promise {
@@ -1622,6 +1675,19 @@ fn edge_bodies() -> Vec<MessageBody> {
             total_size: CHECKPOINT_SIZE_MAX,
             data: Bytes::from_static(b"ab"),
         },
+        MessageBody::CatchUpRaw {
+            chosen_through: Instance(INSTANCE_MAX),
+            promised: at_round(ROUND_MAX),
+            accepted_max: Instance(INSTANCE_MAX),
+            run: RawRun {
+                group: GroupId(1),
+                first_instance: Instance(INSTANCE_MAX - 1),
+                last_instance: Instance(INSTANCE_MAX),
+                salt: u32::MAX,
+                records: vec![Bytes::from_static(b"records"), Bytes::from_static(b"more")],
+            },
+            from_voter: false,
+        },
     ]
 }
 
@@ -1715,6 +1781,7 @@ fn over_bounds(edge: &MessageBody) -> Vec<(String, MessageBody, DecodeError)> {
                 },
             );
         }
+        MessageBody::CatchUpRaw { .. } => raw_over_bounds(&mut case),
         MessageBody::Prepare { .. } => {
             for round in [u64::MAX, ROUND_MAX + 1] {
                 case(
@@ -2160,6 +2227,65 @@ fn over_bounds(edge: &MessageBody) -> Vec<(String, MessageBody, DecodeError)> {
         }
     }
     cases
+}
+
+/// `over_bounds` for the edge `CatchUpRaw`.
+/// One over-bounds case: what, how the edge body is changed, the error expected.
+type Case<'a> = &'a mut dyn FnMut(&str, &dyn Fn(&mut MessageBody), DecodeError);
+
+fn raw_over_bounds(case: Case<'_>) {
+    let run_of = |b: &mut MessageBody, f: &dyn Fn(&mut RawRun)| {
+        if let MessageBody::CatchUpRaw { run, .. } = b {
+            f(run);
+        }
+    };
+    case(
+        "first 0",
+        &|b| run_of(b, &|r| r.first_instance = Instance(0)),
+        DecodeError::Zero {
+            field: "CatchUpRaw.first",
+        },
+    );
+    case(
+        "last below first",
+        &|b| run_of(b, &|r| r.last_instance = Instance(INSTANCE_MAX - 2)),
+        DecodeError::RangeInverted {
+            first: INSTANCE_MAX - 1,
+            last: INSTANCE_MAX - 2,
+        },
+    );
+    case(
+        "last Instance::MAX + 1",
+        &|b| run_of(b, &|r| r.last_instance = Instance(INSTANCE_MAX + 1)),
+        over("CatchUpRaw.last", INSTANCE_MAX + 1, INSTANCE_MAX),
+    );
+    case(
+        "chosen_through u64::MAX",
+        &|b| {
+            if let MessageBody::CatchUpRaw { chosen_through, .. } = b {
+                *chosen_through = Instance(u64::MAX);
+            }
+        },
+        over("CatchUpRaw.chosen_through", u64::MAX, INSTANCE_MAX),
+    );
+    case(
+        "promised.round u64::MAX",
+        &|b| {
+            if let MessageBody::CatchUpRaw { promised, .. } = b {
+                promised.round = u64::MAX;
+            }
+        },
+        over("CatchUpRaw.promised.round", u64::MAX, ROUND_MAX),
+    );
+    case(
+        "accepted_max u64::MAX",
+        &|b| {
+            if let MessageBody::CatchUpRaw { accepted_max, .. } = b {
+                *accepted_max = Instance(u64::MAX);
+            }
+        },
+        over("CatchUpRaw.accepted_max", u64::MAX, INSTANCE_MAX),
+    );
 }
 
 fn in_batch(body: MessageBody) -> Message {

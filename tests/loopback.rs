@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::cluster::{propose_anywhere, segment_files, Cluster, Outcome, Shape};
 use common::serve::Serve;
-use synod::api::NodeHandle;
+use synod::api::{CatchUpStatus, NodeHandle};
 use synod::paxos::{GroupId, Instance, NodeId};
 
 /// Every node applied, per group, the same sequence (one is a prefix of the other
@@ -444,6 +444,24 @@ fn wal_rolls_segments_and_recovers_across_them() {
     assert_acked_applied(&cluster, &acked);
 }
 
+/// `node`'s catch-up counters, summed over its shards.
+fn catch_up_of(cluster: &Cluster, node: NodeId) -> CatchUpStatus {
+    let statuses =
+        futures_lite::future::block_on(cluster.nodes[&node].handle().status()).expect("status");
+    statuses
+        .iter()
+        .map(|s| s.catch_up)
+        .fold(CatchUpStatus::default(), |sum, c| CatchUpStatus {
+            raw_runs_sent: sum.raw_runs_sent + c.raw_runs_sent,
+            raw_bytes_sent: sum.raw_bytes_sent + c.raw_bytes_sent,
+            raw_runs_received: sum.raw_runs_received + c.raw_runs_received,
+            raw_refused: sum.raw_refused + c.raw_refused,
+            records_decoded_for_peers: sum.records_decoded_for_peers + c.records_decoded_for_peers,
+            records_decoded_for_log_reads: sum.records_decoded_for_log_reads
+                + c.records_decoded_for_log_reads,
+        })
+}
+
 /// Every group's in-memory log on `node` (its status), by group.
 fn memory_of(cluster: &Cluster, node: NodeId) -> BTreeMap<GroupId, synod::api::LogMemory> {
     let statuses =
@@ -467,8 +485,9 @@ fn memory_of(cluster: &Cluster, node: NodeId) -> BTreeMap<GroupId, synod::api::L
 // instance; stop a node gracefully, choose ~300 more instances per group, check the
 // others' floors passed it and their logs stay bounded (status), restart it on its
 // directory, wait for equal watermarks and checksums, then check the order, the
-// acknowledged values, that the others sent catch-up chunks read from their WALs,
-// and the bound on every node again.
+// acknowledged values, that the others sent catch-up chunks read from their WALs as
+// raw runs without decoding a record (status counters), that node 3 verified and
+// used them, and the bound on every node again.
 #[test]
 fn stopped_node_catches_up_from_the_wal_past_the_retention() {
     const RETENTION: u64 = 16;
@@ -525,6 +544,27 @@ fn stopped_node_catches_up_from_the_wal_past_the_retention() {
         .map(|m| m.catch_up_wal_served)
         .sum();
     assert!(served > 0, "no catch-up chunk was read from a WAL");
+    // Raw streaming: the senders sent runs of records as they lie in their WALs and
+    // decoded none of them; the restarted node verified and used them.
+    let senders: Vec<CatchUpStatus> = [NodeId(1), NodeId(2)]
+        .iter()
+        .map(|id| catch_up_of(&cluster, *id))
+        .collect();
+    let runs_sent: u64 = senders.iter().map(|c| c.raw_runs_sent).sum();
+    let bytes_sent: u64 = senders.iter().map(|c| c.raw_bytes_sent).sum();
+    let decoded: u64 = senders.iter().map(|c| c.records_decoded_for_peers).sum();
+    assert!(
+        runs_sent > 0 && bytes_sent > 0,
+        "no raw run sent: {senders:?}"
+    );
+    assert_eq!(
+        decoded, 0,
+        "a sender decoded records for a peer: {senders:?}"
+    );
+    let receiver = catch_up_of(&cluster, stopped);
+    assert!(receiver.raw_runs_received > 0, "{receiver:?}");
+    assert_eq!(receiver.raw_refused, 0, "{receiver:?}");
+    println!("raw runs sent {runs_sent} ({bytes_sent} bytes), received {receiver:?}");
     for id in [NodeId(1), NodeId(2), NodeId(3)] {
         for (group, memory) in memory_of(&cluster, id) {
             assert!(

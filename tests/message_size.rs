@@ -4,11 +4,12 @@
 
 use bytes::Bytes;
 use synod::paxos::size::{
-    ENTRY_OVERHEAD_SIZE, MESSAGE_OVERHEAD_SIZE, PROMISED_ENTRY_OVERHEAD_SIZE, VALUE_OVERHEAD_SIZE,
+    ENTRY_OVERHEAD_SIZE, MESSAGE_OVERHEAD_SIZE, PIECE_OVERHEAD_SIZE, PROMISED_ENTRY_OVERHEAD_SIZE,
+    VALUE_OVERHEAD_SIZE,
 };
 use synod::paxos::{
     Ballot, Body, Entry, GroupConfig, GroupId, Instance, InstanceRange, Membership, Message,
-    MessageBody, Nanos, NodeId, PromisedEntry,
+    MessageBody, Nanos, NodeId, PromisedEntry, RawRun,
 };
 use synod::prng::Prng;
 use synod::transport::{encode_frame, DecodeLimits};
@@ -116,6 +117,20 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
             sent_at: Nanos(rng.next_u64()),
         },
         7 => MessageBody::CatchUpRequest { from: Instance(at) },
+        8 => MessageBody::CatchUpRaw {
+            chosen_through: Instance(rng.next_u64()),
+            promised: ballot(rng),
+            accepted_max: Instance(rng.next_u64()),
+            run: RawRun {
+                group: GroupId(0),
+                first_instance: Instance(at),
+                last_instance: Instance(at + n as u64),
+                salt: rng.next_u64() as u32,
+                records: (0..n)
+                    .map(|_| Bytes::from(vec![7u8; size(rng, value_max)]))
+                    .collect(),
+            },
+        },
         _ => MessageBody::CatchUpChunk {
             chosen_through: Instance(rng.next_u64()),
             promised: ballot(rng),
@@ -201,6 +216,7 @@ fn structure(body: &MessageBody) -> usize {
         MessageBody::Promise { entries, .. } => {
             entries.iter().map(|e| e.entry.payload_size()).sum()
         }
+        MessageBody::CatchUpRaw { run, .. } => run.size(),
         _ => 0,
     };
     body.encoded_size() - payload
@@ -214,10 +230,10 @@ fn structure(body: &MessageBody) -> usize {
 #[test]
 fn estimate_bounds_the_encoding() {
     let mut rng = Prng::new(0x5123_e57a);
-    let mut worst = [0f64; 9];
+    let mut worst = [0f64; 10];
     let mut batch: Vec<Message> = Vec::new();
     for i in 0..3_000u64 {
-        let kind = i % 9;
+        let kind = i % 10;
         let m = message(&mut rng, kind);
         let estimate = m.body.encoded_size();
         let actual = encoded(std::slice::from_ref(&m));
@@ -249,9 +265,10 @@ fn estimate_bounds_the_encoding() {
 #[test]
 fn each_constant_covers_its_part() {
     let mut rng = Prng::new(7);
-    for kind in 0..9 {
+    for kind in 0..10 {
         let mut m = message(&mut rng, kind);
         match &mut m.body {
+            MessageBody::CatchUpRaw { run, .. } => run.records.clear(),
             MessageBody::Promise { entries, .. } => entries.clear(),
             MessageBody::Accept { entries, .. } | MessageBody::CatchUpChunk { entries, .. } => {
                 entries.clear();
@@ -320,4 +337,38 @@ fn default_budget_fits_the_frame_limit() {
     assert!(accept.body.encoded_size() <= config.message_size_max);
     assert!(actual <= accept.body.encoded_size() && actual <= frame_size_max);
     println!("{fit} values of 100 KB per message: {actual} bytes encoded");
+}
+
+// Goal: the per-piece constant of a `CatchUpRaw` covers what the codec spends on one
+// more piece of records.
+// Method: encode runs of 1 and 2 pieces of each length 0..64 and compare.
+#[test]
+fn piece_constant_covers_a_piece() {
+    let raw = |pieces: usize, len: usize| Message {
+        group: GroupId(1),
+        from: NodeId(1),
+        to: NodeId(2),
+        body: MessageBody::CatchUpRaw {
+            chosen_through: Instance(9),
+            promised: Ballot::ZERO,
+            accepted_max: Instance(9),
+            run: RawRun {
+                group: GroupId(1),
+                first_instance: Instance(1),
+                last_instance: Instance(2),
+                salt: 1,
+                records: vec![Bytes::from(vec![1u8; len]); pieces],
+            },
+        },
+    };
+    for len in 0..64 {
+        let one = encoded(&[raw(1, len)]);
+        let two = encoded(&[raw(2, len)]);
+        assert!(
+            two - one <= PIECE_OVERHEAD_SIZE + len,
+            "{len}: {}",
+            two - one
+        );
+        assert!(two <= raw(2, len).body.encoded_size());
+    }
 }

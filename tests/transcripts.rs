@@ -528,6 +528,19 @@ fn fmt_body(body: &MessageBody) -> String {
             through.0,
             data.len()
         ),
+        MessageBody::CatchUpRaw {
+            chosen_through,
+            promised,
+            accepted_max,
+            run,
+        } => format!(
+            "{kind} chosen={} promised={promised} accepted_max={} instances={}..={} bytes={}",
+            chosen_through.0,
+            accepted_max.0,
+            run.first_instance.0,
+            run.last_instance.0,
+            run.size()
+        ),
     }
 }
 

@@ -55,6 +55,10 @@ pub fn main(args: SimArgs) -> ExitCode {
                      answered Truncated",
                     report.wal_truncations, report.wal_rewrites, report.wal_reads_truncated
                 );
+                println!(
+                    "seed {seed}: {} catch-up runs flipped in flight, {} delivered and refused",
+                    report.raw_runs_flipped, report.raw_runs_refused
+                );
                 ExitCode::SUCCESS
             }
             Err(failure) => {
@@ -93,6 +97,7 @@ pub fn main(args: SimArgs) -> ExitCode {
     println!("{}", summary.retention_totals());
     println!("{}", summary.log_read_totals());
     println!("{}", summary.truncation_totals());
+    println!("{}", summary.raw_flip_totals());
     if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

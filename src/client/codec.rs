@@ -852,6 +852,7 @@ impl Decoder {
             log_reads: Default::default(),
             wal_index_slots: 0,
             wal_index_size: 0,
+            catch_up: Default::default(),
             fatal,
         })
     }
@@ -924,6 +925,7 @@ mod tests {
                     log_reads: Default::default(),
                     wal_index_slots: 0,
                     wal_index_size: 0,
+                    catch_up: Default::default(),
                     fatal: None,
                 },
                 ShardStatus {

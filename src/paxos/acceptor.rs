@@ -16,7 +16,7 @@
 
 use super::group::{Group, Role, Slot};
 use super::message::{InstanceRange, MessageBody, PromisedEntry};
-use super::output::{Output, Record, WalRead, WalReadOutcome, WalReader};
+use super::output::{Output, RawRun, Record, WalRead, WalReadOutcome, WalReader};
 use super::size::Packer;
 use super::types::{Ballot, Entry, Instance, Nanos, NodeId};
 
@@ -366,6 +366,10 @@ impl Group {
         }
         let found = match outcome {
             WalReadOutcome::Entries(found) => found,
+            WalReadOutcome::Raw(runs) => {
+                self.send_raw_runs(peer, first, runs, out);
+                return;
+            }
             WalReadOutcome::Truncated { .. } => {
                 self.on_wal_truncated(peer, first, out);
                 return;
@@ -393,5 +397,50 @@ impl Group {
         }
         self.counters.catch_up_wal_served += 1;
         self.send_chunk(peer, first, entries, out);
+    }
+
+    /// Sends `peer` the raw runs a WAL read found from `first`, one `CatchUpRaw` each,
+    /// as read: the reader bounded them by `message_size_max` (`WalRead::size_max`) and
+    /// made them consecutive from `first`. Only chosen instances leave: the runs stop
+    /// at the first that is not consecutive or reaches above the chosen watermark (the
+    /// read was asked below the floor, so neither happens; a run is never cut here,
+    /// this layer does not read records).
+    fn send_raw_runs(
+        &mut self,
+        peer: NodeId,
+        first: Instance,
+        runs: Vec<RawRun>,
+        out: &mut Output,
+    ) {
+        let accepted_max = self
+            .log
+            .last_key_value()
+            .map_or(Instance(self.log_floor.0 - 1), |(instance, _)| *instance);
+        let mut next = first;
+        let mut sent = 0usize;
+        for run in runs {
+            if run.first_instance != next
+                || run.last_instance < run.first_instance
+                || run.last_instance > self.chosen_through
+            {
+                self.ignore("catch_up_raw_not_chosen");
+                break;
+            }
+            next = run.last_instance.next();
+            let body = MessageBody::CatchUpRaw {
+                chosen_through: self.chosen_through,
+                promised: self.promised,
+                accepted_max,
+                run,
+                from_voter: self.voting,
+            };
+            self.send(out, peer, body);
+            sent += 1;
+        }
+        if sent == 0 {
+            self.ignore("catch_up_wal_empty");
+            return;
+        }
+        self.counters.catch_up_wal_served += 1;
     }
 }

@@ -244,6 +244,20 @@ impl MessageBody {
                 let end = offset.saturating_add(data.len() as u64);
                 at_most("CheckpointChunk.offset", end, *total_size)
             }
+            MessageBody::CatchUpRaw {
+                chosen_through,
+                promised,
+                accepted_max,
+                run,
+                from_voter: _,
+            } => {
+                check_watermark("CatchUpRaw.chosen_through", *chosen_through)?;
+                check_round("CatchUpRaw.promised.round", *promised)?;
+                check_watermark("CatchUpRaw.accepted_max", *accepted_max)?;
+                check_position("CatchUpRaw.first", run.first_instance)?;
+                check_watermark("CatchUpRaw.last", run.last_instance)?;
+                at_least("CatchUpRaw.last", run.last_instance.0, run.first_instance.0)
+            }
         }
     }
 
@@ -263,6 +277,7 @@ impl MessageBody {
             MessageBody::CatchUpChunk { .. } => "catch_up_chunk_out_of_bounds",
             MessageBody::CheckpointRequest { .. } => "checkpoint_request_out_of_bounds",
             MessageBody::CheckpointChunk { .. } => "checkpoint_chunk_out_of_bounds",
+            MessageBody::CatchUpRaw { .. } => "catch_up_raw_out_of_bounds",
         }
     }
 }

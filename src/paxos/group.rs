@@ -460,6 +460,9 @@ impl Group {
             B::CheckpointRequest { .. } | B::CheckpointChunk { .. } => {
                 self.ignore("checkpoint_message_for_shard");
             }
+            // The shard verifies raw runs (`runtime::shard`, `wal::catch_up::verify_raw`)
+            // and hands the group a `CatchUpChunk` of the verified entries.
+            B::CatchUpRaw { .. } => self.ignore("catch_up_raw_for_shard"),
         }
     }
 

@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 
+use super::output::RawRun;
 use super::types::{Ballot, Entry, GroupId, Instance, Nanos, NodeId};
 
 /// A message between two replicas of one group.
@@ -162,6 +163,22 @@ pub enum MessageBody {
         /// The bytes.
         data: Bytes,
     },
+    /// Chosen values answering a catch-up request as raw WAL records of the sender
+    /// (`RawRun`), with the metadata of a `CatchUpChunk`. The group never sees one:
+    /// the receiving shard verifies the run whole (`wal::catch_up::verify_raw`) and
+    /// hands the group the `CatchUpChunk` of its entries, or refuses it.
+    CatchUpRaw {
+        /// Sender's chosen watermark.
+        chosen_through: Instance,
+        /// Sender's promised ballot.
+        promised: Ballot,
+        /// Highest instance at which the sender has accepted anything.
+        accepted_max: Instance,
+        /// The records, for `run.first_instance` through `run.last_instance`.
+        run: RawRun,
+        /// Whether the sender votes (as `CatchUpChunk::from_voter`).
+        from_voter: bool,
+    },
 }
 
 impl MessageBody {
@@ -180,6 +197,7 @@ impl MessageBody {
             MessageBody::CatchUpChunk { .. } => "catch_up_chunk",
             MessageBody::CheckpointRequest { .. } => "checkpoint_request",
             MessageBody::CheckpointChunk { .. } => "checkpoint_chunk",
+            MessageBody::CatchUpRaw { .. } => "catch_up_raw",
         }
     }
 }

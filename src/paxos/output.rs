@@ -236,6 +236,10 @@ pub enum WalReadOutcome {
     /// The chosen entries from the read's `from` on, consecutive (possibly fewer than
     /// asked, or none: records not yet written are not found).
     Entries(Vec<Entry>),
+    /// For a peer's catch-up (`WalReader::Peer`): the records of the chosen entries
+    /// from the read's `from` on, consecutive across runs, as they lie in the WAL,
+    /// not decoded (possibly none).
+    Raw(Vec<RawRun>),
     /// The WAL no longer holds `from`: its first instance is `first_available` (a
     /// checkpoint covers what is below; only a checkpoint transfer can serve it).
     Truncated {
@@ -306,8 +310,14 @@ impl Output {
 /// A run of raw records streamed for catch-up: whole WAL records of one group, byte
 /// for byte as they lie in one segment of the sender's log, for consecutive instances
 /// from `first_instance` through `last_instance`. Each record's checksum is seeded with
-/// `salt` (its segment's), so a run never crosses a segment boundary. Built by `wal::catch_up::raw_runs`, verified by `wal::catch_up::verify_raw` (the
-/// paxos layer carries it and never reads its bytes).
+/// `salt` (its segment's), so a run never crosses a segment boundary. Built by
+/// `wal::catch_up::raw_runs`, verified by `wal::catch_up::verify_raw` (the paxos layer
+/// carries it and never reads its bytes).
+///
+/// The records lie in `records`, a list of pieces, each holding whole records (no
+/// record spans two pieces): on the sender, slices of the buffers the WAL was read
+/// into (records adjacent on disk share a piece); on the receiver, one piece per
+/// piece sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawRun {
     /// The group every record belongs to.
@@ -318,6 +328,16 @@ pub struct RawRun {
     pub last_instance: Instance,
     /// Salt of the sender's segment the records lie in.
     pub salt: u32,
-    /// The records, concatenated.
-    pub records: Bytes,
+    /// The records, in instance order, as pieces of whole records.
+    pub records: Vec<Bytes>,
+}
+
+impl RawRun {
+    /// Bytes of records in the run.
+    #[must_use]
+    pub fn size(&self) -> usize {
+        self.records
+            .iter()
+            .fold(0usize, |sum, piece| sum.saturating_add(piece.len()))
+    }
 }

@@ -35,6 +35,11 @@ pub const ENTRY_OVERHEAD_SIZE: usize = 96;
 /// (Measured: up to 23.)
 pub const VALUE_OVERHEAD_SIZE: usize = 32;
 
+/// Bytes one piece of a `CatchUpRaw` run may take beyond its records: its offset in
+/// the pieces vector, the `RawPiece` table and vtable, the records vector's length and
+/// its pad to 4 bytes (as a value's).
+pub const PIECE_OVERHEAD_SIZE: usize = 32;
+
 /// Bytes one voter of a `Config` entry takes.
 pub const VOTER_SIZE: usize = 4;
 
@@ -98,6 +103,10 @@ impl MessageBody {
             }
             MessageBody::Accepted { ranges, .. } => ranges.len().saturating_mul(RANGE_SIZE),
             MessageBody::CheckpointChunk { data, .. } => data.len(),
+            // Each piece is a vector in a table of its own.
+            MessageBody::CatchUpRaw { run, .. } => run
+                .size()
+                .saturating_add(run.records.len().saturating_mul(PIECE_OVERHEAD_SIZE)),
             MessageBody::CheckpointRequest { .. }
             | MessageBody::Prepare { .. }
             | MessageBody::Reject { .. }

@@ -295,6 +295,9 @@ impl LogReads {
         };
         let readable_from = self.readable_from(group, ask.group);
         let outcome = match outcome {
+            WalReadOutcome::Raw(_) => {
+                unreachable!("a log read is answered with entries (wal::catch_up::answer)")
+            }
             WalReadOutcome::Truncated { first_available } => Err(LogReadRefused::Truncated {
                 first_available: first_available.max(readable_from),
             }),

@@ -239,8 +239,30 @@ pub struct ShardStatus {
     /// Bytes the WAL's index holds (`LogIndex::memory_size`: its slots' capacity and
     /// per-group structs), as of the same moment. Not carried by the client protocol.
     pub wal_index_size: u64,
+    /// Catch-up by raw WAL records: runs sent, received, refused, and records decoded
+    /// to answer peers (not in the client protocol yet).
+    pub catch_up: CatchUpStatus,
     /// Why the shard stopped, when it did (a failed write).
     pub fatal: Option<String>,
+}
+
+/// Catch-up by raw WAL records, as one shard saw it (`runtime::shard::CatchUpCounters`
+/// and the driver's WAL reads).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CatchUpStatus {
+    /// `CatchUpRaw` messages its groups sent (one run of records each).
+    pub raw_runs_sent: u64,
+    /// Bytes of records in those runs.
+    pub raw_bytes_sent: u64,
+    /// Runs received that verified and went to their group.
+    pub raw_runs_received: u64,
+    /// Runs received and refused whole (`catch_up_raw_refused`).
+    pub raw_refused: u64,
+    /// Records decoded to answer peers' catch-up reads: 0 while the sender streams
+    /// records as they lie (the proof that it neither decodes nor re-encodes them).
+    pub records_decoded_for_peers: u64,
+    /// Records decoded to answer log reads (which return values).
+    pub records_decoded_for_log_reads: u64,
 }
 
 /// A request from a handle to a shard.

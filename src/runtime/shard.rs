@@ -39,6 +39,7 @@
 //!   groups' durable checkpoints, never decreasing; the records it carries forward
 //!   (`ShardInput::WalTruncateDone`) are appended like any other record.
 
+mod raw;
 mod reads;
 mod transfer;
 mod truncate;
@@ -46,6 +47,8 @@ mod truncate;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
+
+pub use raw::CatchUpCounters;
 
 pub use transfer::{
     CheckpointRead, CheckpointReadOutcome, InstallCheckpoint, TransferCounters, TransferPolicy,
@@ -353,6 +356,8 @@ pub struct Shard {
     truncation: Truncation,
     refusals: RefusalLog,
     pending_warnings: Vec<String>,
+    /// Catch-up by raw runs: sent, received, refused.
+    catch_up: CatchUpCounters,
     write_in_flight: Option<Lsn>,
     /// WAL reads asked and not answered yet, by (group, reader).
     wal_reads_in_flight: BTreeSet<(GroupId, WalReader)>,
@@ -417,6 +422,7 @@ impl Shard {
             truncation,
             refusals: RefusalLog::default(),
             pending_warnings: Vec::new(),
+            catch_up: CatchUpCounters::default(),
             write_in_flight: None,
             wal_reads_in_flight: BTreeSet::new(),
             wal_reads_held: VecDeque::new(),
@@ -464,39 +470,7 @@ impl Shard {
                 }
                 self.transfer_tick(now);
             }
-            ShardInput::Message(message) => {
-                if self.over_limits() {
-                    // Refusing a message is indistinguishable from losing it on the
-                    // network: always safe, and the sender retransmits.
-                    self.counters.refused_messages += 1;
-                    return;
-                }
-                let id = message.group;
-                if !self.groups.contains_key(&id) {
-                    self.counters.unknown_group += 1;
-                    return;
-                }
-                match message.body {
-                    MessageBody::CheckpointRequest { through, offset }
-                        if message.to == self.config.node
-                            && message.body.check_bounds().is_ok() =>
-                    {
-                        self.on_checkpoint_request(id, message.from, through, offset);
-                    }
-                    MessageBody::CheckpointChunk {
-                        through,
-                        offset,
-                        total_size,
-                        ref data,
-                    } if message.to == self.config.node && message.body.check_bounds().is_ok() => {
-                        let at = (through, offset, total_size);
-                        self.on_checkpoint_chunk(now, id, message.from, at, data);
-                    }
-                    // Out of bounds or misaddressed ones included: the group refuses
-                    // and reports them like any other.
-                    _ => self.step_group(now, id, Input::Message(message)),
-                }
-            }
+            ShardInput::Message(message) => self.on_message(now, message),
             ShardInput::Propose { group, id, value } => {
                 if self.over_limits() {
                     self.pending_complete.push(Completion {
@@ -571,6 +545,47 @@ impl Shard {
             }
             ShardInput::LogRead(ask) => self.on_log_read(ask),
             ShardInput::WalTruncateDone { rewrites } => self.on_wal_truncate_done(rewrites),
+        }
+    }
+
+    /// A peer's message: refused under backpressure or for an unknown group; the
+    /// shard's own kinds (checkpoint transfer, raw catch-up runs) handled here; the
+    /// rest stepped into its group.
+    fn on_message(&mut self, now: Nanos, message: Message) {
+        if self.over_limits() {
+            // Refusing a message is indistinguishable from losing it on the
+            // network: always safe, and the sender retransmits.
+            self.counters.refused_messages += 1;
+            return;
+        }
+        let id = message.group;
+        if !self.groups.contains_key(&id) {
+            self.counters.unknown_group += 1;
+            return;
+        }
+        match message.body {
+            MessageBody::CheckpointRequest { through, offset }
+                if message.to == self.config.node && message.body.check_bounds().is_ok() =>
+            {
+                self.on_checkpoint_request(id, message.from, through, offset);
+            }
+            MessageBody::CheckpointChunk {
+                through,
+                offset,
+                total_size,
+                ref data,
+            } if message.to == self.config.node && message.body.check_bounds().is_ok() => {
+                let at = (through, offset, total_size);
+                self.on_checkpoint_chunk(now, id, message.from, at, data);
+            }
+            MessageBody::CatchUpRaw { .. }
+                if message.to == self.config.node && message.body.check_bounds().is_ok() =>
+            {
+                self.on_catch_up_raw(now, message);
+            }
+            // Out of bounds or misaddressed ones included: the group refuses
+            // and reports them like any other.
+            _ => self.step_group(now, id, Input::Message(message)),
         }
     }
 
@@ -665,6 +680,9 @@ impl Shard {
         let lsn = Lsn(self.commit.assigned_through().0 + self.overflow.len() as u64);
         for message in self.out.send_after_persist.drain(..) {
             self.held.push_back((lsn, message));
+        }
+        for message in &self.out.send {
+            raw::count_sent(&mut self.catch_up, message);
         }
         for message in self.out.send.drain(..) {
             if message.to == self.config.node {

@@ -1,6 +1,7 @@
 //! The driver's WAL reads: carries out the shard's `Effects::wal_reads` (catch-up of a
 //! peer below a group's in-memory log) on the real WAL, off the write path, and hands
-//! back what they found for `ShardInput::WalReadDone`.
+//! back what they found for `ShardInput::WalReadDone`: a peer's read as raw runs of
+//! records as they lie in the WAL (never decoded here), a log read as entries.
 //!
 //! A read is planned (`wal::catch_up::plan`, then `Store::plan_read`) against the
 //! store's index while the store is idle in the loop, then runs as a task of its own
@@ -23,7 +24,7 @@ use std::rc::Rc;
 use super::fatal::{DiskError, DiskOperation, Fatal};
 use super::notify::Notify;
 use super::shard::ShardInput;
-use crate::paxos::{Instance, WalRead, WalReadOutcome};
+use crate::paxos::{WalRead, WalReadOutcome, WalReader};
 use crate::wal::catch_up::{self, ReadPlan};
 use crate::wal::store::{CatchUpRead, Store};
 
@@ -49,6 +50,10 @@ pub struct WalReads {
     pub refused_count: u64,
     /// Reads run against the WAL.
     pub run_count: u64,
+    /// Records decoded to answer peers' reads (catch-up streams raw records: stays 0).
+    peer_records_decoded: Rc<Cell<u64>>,
+    /// Records decoded to answer log reads.
+    log_records_decoded: Rc<Cell<u64>>,
 }
 
 impl WalReads {
@@ -89,8 +94,15 @@ impl WalReads {
             let in_flight = Rc::clone(&self.in_flight);
             let done = Rc::clone(&self.done);
             let wake = Rc::clone(wake);
+            let decoded = Rc::clone(match read.reader {
+                WalReader::Peer(_) => &self.peer_records_decoded,
+                WalReader::Log(_) => &self.log_records_decoded,
+            });
             tasks.push(async move {
-                let result = run(&read, &plan, io).await;
+                let result = run(&read, &plan, io).await.map(|(outcome, count)| {
+                    decoded.set(decoded.get() + count as u64);
+                    outcome
+                });
                 in_flight.set(in_flight.get() - 1);
                 done.borrow_mut().push((read, result));
                 wake.notify();
@@ -128,25 +140,34 @@ impl WalReads {
     pub fn waiting_count(&self) -> usize {
         self.waiting.len()
     }
+
+    /// Records decoded to answer peers' catch-up reads: 0 while catch-up streams raw
+    /// records (the sender neither decodes nor re-encodes them).
+    #[must_use]
+    pub fn peer_records_decoded(&self) -> u64 {
+        self.peer_records_decoded.get()
+    }
+
+    /// Records decoded to answer log reads (which return values).
+    #[must_use]
+    pub fn log_records_decoded(&self) -> u64 {
+        self.log_records_decoded.get()
+    }
 }
 
-/// Reads `plan`'s records and turns them into the entries `read` asked for.
-async fn run(read: &WalRead, plan: &ReadPlan, io: CatchUpRead) -> WalReadResult {
-    let bytes = io.run().await.map_err(|e| DiskError::from(&e))?;
-    let instances: Vec<Instance> = match plan {
-        ReadPlan::Records(records) => records.iter().map(|(instance, _)| *instance).collect(),
-        ReadPlan::Truncated { .. } => Vec::new(),
-    };
-    let records = instances
-        .iter()
-        .zip(&bytes)
-        .map(|(instance, (bytes, salt))| (*instance, bytes.as_slice(), *salt));
-    let entries = catch_up::entries(read, records).map_err(|e| DiskError {
+/// Reads `plan`'s records and answers `read` with them (`wal::catch_up::answer`: raw
+/// runs for a peer, decoded entries for a log read); also how many records it decoded.
+async fn run(
+    read: &WalRead,
+    plan: &ReadPlan,
+    io: CatchUpRead,
+) -> Result<(WalReadOutcome, usize), DiskError> {
+    let records = io.run().await.map_err(|e| DiskError::from(&e))?;
+    catch_up::answer(read, plan, &records).map_err(|e| DiskError {
         call: "read catch-up records",
         path: None,
         kind: std::io::ErrorKind::InvalidData,
         errno: None,
         detail: e.to_string(),
-    })?;
-    Ok(catch_up::outcome(plan, entries))
+    })
 }

@@ -181,6 +181,11 @@ pub struct SimOptions {
     /// random kind with a ballot or an instance out of bounds, claiming a peer as its
     /// sender (an attacker on the network without the peers' credentials).
     pub network_forge_ppm: u32,
+    /// Chance, per `CatchUpRaw` message sent, that the network flips one byte of its
+    /// records in flight (a corrupted catch-up run, which the receiver must refuse
+    /// whole and ask again for). Drawn from a stream of its own, so adding it left
+    /// every other draw of a seed as it was.
+    pub network_raw_flip_ppm: u32,
 
     // ---- Processes ----
     /// Mean true time between crashes during the safety phase (`None` = never).
@@ -453,6 +458,7 @@ impl SimOptions {
             partition_duration_ns_min,
             partition_duration_ns_max,
             network_forge_ppm: if on(FaultClass::Forgery) { forge } else { 0 },
+            network_raw_flip_ppm: raw_flip_ppm(seed, calm),
             crash_interval_ns_mean: on(FaultClass::Crash).then_some(crash_interval),
             restart_delay_ns_min,
             restart_delay_ns_max,
@@ -807,6 +813,16 @@ impl Retention {
 
 /// A rate in `[1, max_ppm]`, skewed towards small values: the upper end is divided by
 /// 2^k for k drawn uniformly in 0..=9, so most seeds are mild and a few are harsh.
+/// `network_raw_flip_ppm` of `seed`: off in calm runs and one run in three, else up
+/// to 30 % of catch-up runs, skewed low.
+fn raw_flip_ppm(seed: u64, calm: bool) -> u32 {
+    let mut p = Prng::new(seed ^ 0x5241_5746_4c49_5021);
+    if calm || p.below(3) == 0 {
+        return 0;
+    }
+    skewed_ppm(&mut p, 300_000)
+}
+
 fn skewed_ppm(prng: &mut Prng, max_ppm: u32) -> u32 {
     let top = (u64::from(max_ppm) >> prng.range(0, 9)).max(1);
     prng.range(1, top) as u32
@@ -880,6 +896,9 @@ impl fmt::Display for SimOptions {
         )?;
         if self.network_forge_ppm > 0 {
             write!(f, " forge={}", percent(self.network_forge_ppm))?;
+        }
+        if self.network_raw_flip_ppm > 0 {
+            write!(f, " raw_flip={}", percent(self.network_raw_flip_ppm))?;
         }
         match self.partition_interval_ns_mean {
             Some(mean) => write!(

@@ -130,6 +130,22 @@ impl Summary {
         )
     }
 
+    /// The one-line totals of the passing seeds' corrupted catch-up runs: flipped in
+    /// flight, and refused by their receiver (a line of its own).
+    #[must_use]
+    pub fn raw_flip_totals(&self) -> String {
+        let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
+        format!(
+            "{} seeds flipped catch-up runs in flight: {} flipped, {} delivered and refused",
+            self.reports
+                .iter()
+                .filter(|r| r.raw_runs_flipped > 0)
+                .count(),
+            sum(|r| r.raw_runs_flipped),
+            sum(|r| r.raw_runs_refused),
+        )
+    }
+
     /// The one-line totals of the passing seeds' in-memory logs: how many seeds
     /// bounded them, the catch-up reads served from the WAL, and the largest log a
     /// replica held among bounded and among unbounded seeds.

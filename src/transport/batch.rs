@@ -170,6 +170,7 @@ pub fn is_batched(m: &Message) -> bool {
         | MessageBody::Accepted { .. }
         | MessageBody::CatchUpRequest { .. }
         | MessageBody::CatchUpChunk { .. }
+        | MessageBody::CatchUpRaw { .. }
         | MessageBody::CheckpointRequest { .. }
         | MessageBody::CheckpointChunk { .. } => true,
     }

@@ -1,10 +1,11 @@
 //! Catch-up reads below a group's in-memory log (`paxos::WalRead`), decided here and
 //! executed by whoever holds the bytes: `plan` picks the indexed records to read,
-//! `entries` turns the bytes read back into the chosen entries the group sends. The
-//! node's store (`file::store::CatchUpRead`) and the simulator's disk do the reading.
-//! `raw_runs` and `verify_raw` are the two ends of catch-up by raw records: the
-//! records read are grouped as they lie (one run per segment, one salt) without being
-//! decoded, and the receiver verifies every record of a run before using any.
+//! `answer` turns the records read back into the read's answer. The node's store
+//! (`file::store::CatchUpRead`) and the simulator's disk do the reading. A peer's read
+//! is answered by raw records (`raw_runs`: grouped as they lie, one run per segment and
+//! salt, slices of the read buffers, never decoded), which its receiver verifies
+//! whole before using any (`verify_raw`); a log read is answered by entries
+//! (`entries`: decoded, since it returns values).
 //!
 //! Invariants:
 //! - a plan names consecutive instances from the read's `from`, none above its
@@ -18,6 +19,9 @@
 //! - `entries` returns the plan's entries in order, or says which record is not the
 //!   Accept or Learn of the planned (group, instance): nothing is served from bytes
 //!   that are not the indexed record.
+//! - `raw_runs` never decodes: its runs hold the planned records in plan order, byte for
+//!   byte, consecutive instances of one segment each, within the read's `size_max` as
+//!   `CatchUpRaw` messages (the first record whatever its size);
 //! - `verify_raw` yields entries only for a run whose every record verifies (size,
 //!   checksum with the run's salt, decoding within the limits, the Accept or Learn of
 //!   the run's group at each consecutive instance from its first through its last);
@@ -34,7 +38,8 @@
 
 use super::index::{IndexEntry, LogIndex};
 use super::record::{self, Content, DecodeLimits};
-use crate::paxos::{Entry, GroupId, Instance, RawRun, Record, WalRead, WalReadOutcome};
+use crate::paxos::size::{MESSAGE_OVERHEAD_SIZE, PIECE_OVERHEAD_SIZE};
+use crate::paxos::{Entry, GroupId, Instance, RawRun, Record, WalRead, WalReadOutcome, WalReader};
 use bytes::Bytes;
 
 /// What to read for one `WalRead`.
@@ -163,57 +168,150 @@ fn chosen_entry(content: Content, group: GroupId, instance: Instance) -> Result<
     }
 }
 
-/// The outcome of `read` once its plan was read: `Truncated` as planned, else the
-/// entries found.
-#[must_use]
-pub fn outcome(plan: &ReadPlan, entries: Vec<Entry>) -> WalReadOutcome {
-    match plan {
-        ReadPlan::Truncated { first_available } => WalReadOutcome::Truncated {
-            first_available: *first_available,
-        },
-        ReadPlan::Records(_) => WalReadOutcome::Entries(entries),
+/// One record as a reader read it back: `range` of `span`, the buffer its read went
+/// into (a DMA span copied once out of the kernel's buffer, or the simulated disk's
+/// bytes), with the salt its checksum is seeded with and the segment it lies in.
+/// Records of one span share it: slicing copies nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordRead {
+    /// The buffer the record was read into.
+    pub span: Bytes,
+    /// Where the record lies in `span`.
+    pub range: std::ops::Range<usize>,
+    /// Salt of the record's segment.
+    pub salt: u32,
+    /// The segment the record lies in.
+    pub segment: u64,
+}
+
+impl RecordRead {
+    /// The record's bytes, as they lie in the log.
+    #[must_use]
+    pub fn bytes(&self) -> &[u8] {
+        &self.span[self.range.clone()]
+    }
+
+    /// Whether `next` lies right after this record in the same buffer.
+    fn adjacent(&self, next: &RecordRead) -> bool {
+        self.span.as_ptr() == next.span.as_ptr()
+            && self.span.len() == next.span.len()
+            && self.range.end == next.range.start
     }
 }
 
-/// The raw runs of `group` made of `records` (a plan's records as read, in plan order:
-/// the instance, the record's bytes as they lie in the log, the salt its checksum is
-/// seeded with, and the segment it lies in): consecutive records of one segment form
-/// one run, so one salt covers it. The records are not decoded here: the reader checked
-/// each one's header and checksum against the index, and the receiver verifies them
-/// all (`verify_raw`). The bytes of a run are copied once into one buffer (the records
-/// of one group are rarely adjacent in the log, others' lie between them).
+/// The answer to `read` once its plan was read (`records`: the planned records as read,
+/// in plan order): `Truncated` as planned; for a peer (`WalReader::Peer`) the records as
+/// raw runs, not decoded (`raw_runs`); for a log read the entries, decoded and checked
+/// (`entries`: a log read returns values). Also returns how many records were decoded.
+///
+/// # Errors
+///
+/// For a log read, the first record that does not decode or is not the planned one.
+pub fn answer(
+    read: &WalRead,
+    plan: &ReadPlan,
+    records: &[RecordRead],
+) -> Result<(WalReadOutcome, usize), Mismatch> {
+    let planned: &[(Instance, IndexEntry)] = match plan {
+        ReadPlan::Truncated { first_available } => {
+            let first_available = *first_available;
+            return Ok((WalReadOutcome::Truncated { first_available }, 0));
+        }
+        ReadPlan::Records(planned) => planned,
+    };
+    assert_eq!(
+        planned.len(),
+        records.len(),
+        "one record read per record planned"
+    );
+    let instances = planned.iter().map(|(instance, _)| *instance);
+    match read.reader {
+        WalReader::Peer(_) => {
+            let runs = raw_runs(read.group, instances.zip(records), read.size_max);
+            Ok((WalReadOutcome::Raw(runs), 0))
+        }
+        WalReader::Log(_) => {
+            let found = entries(
+                read,
+                instances
+                    .zip(records)
+                    .map(|(instance, record)| (instance, record.bytes(), record.salt)),
+            )?;
+            let decoded = found.len();
+            Ok((WalReadOutcome::Entries(found), decoded))
+        }
+    }
+}
+
+/// The raw runs of `group` made of `records` (a plan's records as read, in plan order),
+/// within `size_max` bytes as `CatchUpRaw` messages (one per run: its message overhead,
+/// its records, and a piece overhead per piece), the first record whatever its size
+/// (a reader always progresses; a record of the largest entry fits a message by
+/// `GroupConfig::message_size_min`). Consecutive records of one segment form one run,
+/// so one salt covers it; within a run, records adjacent in one read buffer share one
+/// piece (a `Bytes::slice` of it: no copy). The records are not decoded here: the
+/// reader checked each one's header and checksum against the index, and the receiver
+/// verifies them all (`verify_raw`).
 #[must_use]
 pub fn raw_runs<'a>(
     group: GroupId,
-    records: impl IntoIterator<Item = (Instance, &'a [u8], u32, u64)>,
+    records: impl IntoIterator<Item = (Instance, &'a RecordRead)>,
+    size_max: usize,
 ) -> Vec<RawRun> {
-    let mut runs: Vec<(u64, RawRun, Vec<u8>)> = Vec::new();
-    for (instance, bytes, salt, segment) in records {
+    // Per run: its segment, the run, and its open piece (the last record read of it
+    // and where the piece starts in that record's buffer).
+    let mut runs: Vec<(u64, RawRun, &RecordRead, usize)> = Vec::new();
+    let mut size = 0usize;
+    for (instance, record) in records {
+        let continues = runs.last().is_some_and(|(segment, run, _, _)| {
+            *segment == record.segment
+                && run.salt == record.salt
+                && run.last_instance.next() == instance
+        });
+        let adjacent = continues
+            && runs
+                .last()
+                .is_some_and(|(_, _, last, _)| last.adjacent(record));
+        let overhead = match (continues, adjacent) {
+            (false, _) => MESSAGE_OVERHEAD_SIZE + PIECE_OVERHEAD_SIZE,
+            (true, false) => PIECE_OVERHEAD_SIZE,
+            (true, true) => 0,
+        };
+        let cost = record.range.len().saturating_add(overhead);
+        if !runs.is_empty() && size.saturating_add(cost) > size_max {
+            break;
+        }
+        size = size.saturating_add(cost);
         match runs.last_mut() {
-            Some((at, run, buffer))
-                if *at == segment && run.salt == salt && run.last_instance.next() == instance =>
-            {
-                buffer.extend_from_slice(bytes);
+            Some((_, run, last, _)) if adjacent => {
                 run.last_instance = instance;
+                *last = record;
+            }
+            Some((_, run, last, start)) if continues => {
+                run.records.push(last.span.slice(*start..last.range.end));
+                run.last_instance = instance;
+                *last = record;
+                *start = record.range.start;
             }
             _ => {
+                if let Some((_, run, last, start)) = runs.last_mut() {
+                    run.records.push(last.span.slice(*start..last.range.end));
+                }
                 let run = RawRun {
                     group,
                     first_instance: instance,
                     last_instance: instance,
-                    salt,
-                    records: Bytes::new(),
+                    salt: record.salt,
+                    records: Vec::new(),
                 };
-                runs.push((segment, run, bytes.to_vec()));
+                runs.push((record.segment, run, record, record.range.start));
             }
         }
     }
-    runs.into_iter()
-        .map(|(_, mut run, buffer)| {
-            run.records = Bytes::from(buffer);
-            run
-        })
-        .collect()
+    if let Some((_, run, last, start)) = runs.last_mut() {
+        run.records.push(last.span.slice(*start..last.range.end));
+    }
+    runs.into_iter().map(|(_, run, _, _)| run).collect()
 }
 
 /// The chosen entries of `run`, in instance order, once every record verifies: the run
@@ -221,8 +319,9 @@ pub fn raw_runs<'a>(
 /// length is within `limits` and the bytes left, its CRC32C seeded with `run.salt`
 /// holds, it decodes within `limits`, and it is the Accept or Learn of `run.group` at
 /// the next instance from `run.first_instance`; the records end exactly at the end of
-/// the bytes, with `run.last_instance`. Anything else refuses the whole run: nothing
-/// of it may be persisted. Values are zero-copy slices of `run.records`.
+/// the bytes, with `run.last_instance` (no record spans two pieces). Anything else
+/// refuses the whole run: nothing of it may be persisted. Values are zero-copy slices
+/// of `run.records`.
 ///
 /// Pure: the receiver's core and the simulator call it alike.
 ///
@@ -255,26 +354,28 @@ pub fn verify_raw(
             format!("{count} instances, above {count_max}"),
         ));
     }
-    if run.records.len() > size_max {
-        let size = run.records.len();
+    let size = run.size();
+    if size > size_max {
         return Err(refuse(first, format!("{size} bytes, above {size_max}")));
     }
     // `count <= count_max`: bounded by what the receiver admits.
     let mut entries = Vec::with_capacity(count as usize);
-    let mut at = 0usize;
-    while at < run.records.len() {
-        if entries.len() as u64 == count {
-            return Err(refuse(last, "bytes beyond the last instance".to_string()));
+    for piece in &run.records {
+        let mut at = 0usize;
+        while at < piece.len() {
+            if entries.len() as u64 == count {
+                return Err(refuse(last, "bytes beyond the last instance".to_string()));
+            }
+            // `first + entries.len() <= last`: no overflow.
+            let expected = Instance(first.0 + entries.len() as u64);
+            let rest = piece.slice(at..);
+            let (decoded, size) = record::decode_shared(&rest, run.salt, limits)
+                .map_err(|e| refuse(expected, e.to_string()))?;
+            let entry = chosen_entry(decoded.content, run.group, expected)
+                .map_err(|reason| refuse(expected, reason))?;
+            entries.push(entry);
+            at += size;
         }
-        // `first + entries.len() <= last`: no overflow.
-        let expected = Instance(first.0 + entries.len() as u64);
-        let rest = run.records.slice(at..);
-        let (decoded, size) = record::decode_shared(&rest, run.salt, limits)
-            .map_err(|e| refuse(expected, e.to_string()))?;
-        let entry = chosen_entry(decoded.content, run.group, expected)
-            .map_err(|reason| refuse(expected, reason))?;
-        entries.push(entry);
-        at += size;
     }
     if (entries.len() as u64) < count {
         let missing = Instance(first.0 + entries.len() as u64);
@@ -501,7 +602,15 @@ mod tests {
             first_instance: Instance(first),
             last_instance: Instance(last),
             salt: SALT,
-            records: Bytes::from(bytes),
+            records: vec![Bytes::from(bytes)],
+        }
+    }
+
+    /// `run` with its records as one piece of `bytes`.
+    fn with_bytes(run: &RawRun, bytes: Vec<u8>) -> RawRun {
+        RawRun {
+            records: vec![Bytes::from(bytes)],
+            ..run.clone()
         }
     }
 
@@ -530,24 +639,31 @@ mod tests {
         let mut wrong_salt = good.clone();
         wrong_salt.salt ^= 1;
         assert_eq!(at(&wrong_salt), 4);
-        let size = good.records.len() / 3;
+        let whole = good.records[0].to_vec();
+        let size = whole.len() / 3;
         for record in 0..3 {
             for offset in [0, 5, 17, 40, size - 1] {
-                let mut bytes = good.records.to_vec();
+                let mut bytes = whole.clone();
                 bytes[record * size + offset] ^= 0x10;
-                let mut flipped = good.clone();
-                flipped.records = Bytes::from(bytes);
+                let flipped = with_bytes(&good, bytes);
                 assert!(verify(&flipped).is_err(), "flip {record}/{offset}");
             }
         }
+        let split = RawRun {
+            records: vec![
+                Bytes::from(whole[..size + 8].to_vec()),
+                Bytes::from(whole[size + 8..].to_vec()),
+            ],
+            ..good.clone()
+        };
+        assert_eq!(at(&split), 5, "a record across two pieces");
         assert_eq!(at(&raw(2, &[4, 5, 6], 4, 6)), 4, "another group");
         assert_eq!(at(&raw(1, &[4, 6, 7], 4, 6)), 5, "a gap");
         assert_eq!(at(&raw(1, &[4, 5], 4, 6)), 6, "ends early");
         assert_eq!(at(&raw(1, &[4, 5, 6, 7], 4, 6)), 6, "bytes beyond");
-        let mut cut = good.clone();
-        cut.records = good.records.slice(..good.records.len() - 8);
+        let cut = with_bytes(&good, whole[..whole.len() - 8].to_vec());
         assert_eq!(at(&cut), 6, "a cut record");
-        assert!(verify_raw(&good, good.records.len() - 1, 64, &DecodeLimits::default()).is_err());
+        assert!(verify_raw(&good, whole.len() - 1, 64, &DecodeLimits::default()).is_err());
         assert!(verify_raw(&good, 1 << 20, 2, &DecodeLimits::default()).is_err());
         let small = DecodeLimits {
             record_size_max: 8,
@@ -561,9 +677,12 @@ mod tests {
     }
 
     // Goal: a plan's records as read become runs cut at segment boundaries (one salt
-    // each), and each run verifies on the receiver into the planned entries.
+    // each), records adjacent in a buffer share a piece, a byte budget cuts the runs
+    // (the first record always), and each run verifies on the receiver into the
+    // planned entries.
     // Method: instances 1..=5 of group 1 among group 2's, read back as if 1..=3 lay in
-    // segment 7 and 4..=5 in segment 8; build the runs and verify each.
+    // segment 7 and 4..=5 in segment 8, all from one buffer; then group 1 alone (one
+    // piece); then budgets of one byte and of two records.
     #[test]
     fn raw_runs_cut_at_segments_and_verify() {
         let mut records = Vec::new();
@@ -576,23 +695,65 @@ mod tests {
         let ReadPlan::Records(planned) = plan(&index, &wanted) else {
             panic!("records");
         };
-        let runs = raw_runs(
-            GroupId(1),
-            planned.iter().map(|(instance, e)| {
-                let at = e.offset as usize;
-                let segment = if instance.0 <= 3 { 7 } else { 8 };
-                (*instance, &bytes[at..at + e.size as usize], SALT, segment)
-            }),
-        );
-        let spans: Vec<(u64, u64)> = runs
+        let span = Bytes::from(bytes);
+        let read: Vec<(Instance, RecordRead)> = planned
             .iter()
-            .map(|r| (r.first_instance.0, r.last_instance.0))
+            .map(|(instance, e)| {
+                let at = e.offset as usize;
+                let record = RecordRead {
+                    span: span.clone(),
+                    range: at..at + e.size as usize,
+                    salt: SALT,
+                    segment: if instance.0 <= 3 { 7 } else { 8 },
+                };
+                (*instance, record)
+            })
             .collect();
-        assert_eq!(spans, vec![(1, 3), (4, 5)]);
+        let runs_of =
+            |size_max: usize| raw_runs(GroupId(1), read.iter().map(|(i, r)| (*i, r)), size_max);
+        let runs = runs_of(usize::MAX);
+        let spans: Vec<(u64, u64, usize)> = runs
+            .iter()
+            .map(|r| (r.first_instance.0, r.last_instance.0, r.records.len()))
+            .collect();
+        assert_eq!(
+            spans,
+            vec![(1, 3, 3), (4, 5, 2)],
+            "group 2's records between"
+        );
         let found: Vec<Entry> = runs
             .iter()
             .flat_map(|run| verify(run).expect("verifies"))
             .collect();
         assert_eq!(found, (1..=5).map(entry).collect::<Vec<_>>());
+        let one = runs_of(1);
+        assert_eq!(one.len(), 1, "the first record whatever the budget");
+        assert_eq!(one[0].last_instance, Instance(1));
+        let record_size = read[0].1.range.len();
+        let two = MESSAGE_OVERHEAD_SIZE + 2 * (PIECE_OVERHEAD_SIZE + record_size);
+        assert_eq!(runs_of(two)[0].last_instance, Instance(2));
+        let (bytes, index) = log(&(1..=4).map(|i| accept(1, i)).collect::<Vec<_>>());
+        let ReadPlan::Records(planned) = plan(&index, &wanted) else {
+            panic!("records");
+        };
+        let span = Bytes::from(bytes);
+        let read: Vec<(Instance, RecordRead)> = planned
+            .iter()
+            .map(|(instance, e)| {
+                let at = e.offset as usize;
+                let range = at..at + e.size as usize;
+                let record = RecordRead {
+                    span: span.clone(),
+                    range,
+                    salt: SALT,
+                    segment: 7,
+                };
+                (*instance, record)
+            })
+            .collect();
+        let runs = raw_runs(GroupId(1), read.iter().map(|(i, r)| (*i, r)), usize::MAX);
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].records, vec![span.clone()], "adjacent: one slice");
+        assert_eq!(verify(&runs[0]).expect("verifies").len(), 4);
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::Driver;
 use crate::runtime::fatal::Fatal;
-use crate::runtime::request::{GroupStatus, LogMemory, ShardStatus};
+use crate::runtime::request::{CatchUpStatus, GroupStatus, LogMemory, ShardStatus};
 
 impl Driver {
     /// The status of this shard now.
@@ -69,6 +69,17 @@ impl Driver {
             log_reads: self.shard.log_reads().counters.clone(),
             wal_index_slots: wal.index_slots,
             wal_index_size: wal.index_size,
+            catch_up: {
+                let raw = self.shard.catch_up_counters();
+                CatchUpStatus {
+                    raw_runs_sent: raw.raw_runs_sent,
+                    raw_bytes_sent: raw.raw_bytes_sent,
+                    raw_runs_received: raw.raw_runs_received,
+                    raw_refused: raw.raw_refused,
+                    records_decoded_for_peers: self.wal_reads.peer_records_decoded(),
+                    records_decoded_for_log_reads: self.wal_reads.log_records_decoded(),
+                }
+            },
             fatal: self.shard.poisoned().map(Fatal::to_string),
         }
     }

@@ -5,15 +5,14 @@
 
 use super::forge::forge_message;
 use super::{Cluster, Event};
-use crate::paxos::{
-    Ballot, Body, Instance, Message, Nanos, Role, WalRead, WalReadOutcome, WalReader,
-};
+use crate::paxos::{Ballot, Body, Message, Nanos, Role, WalRead, WalReadOutcome, WalReader};
 use crate::runtime::shard::ProposalOutcome;
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::Effects;
 use crate::sim::checkers::{LogShape, Violation, Watermarks};
-use crate::wal::catch_up::{self, ReadPlan};
+use crate::wal::catch_up::{self, ReadPlan, RecordRead};
 use crate::wal::WritePlan;
+use bytes::Bytes;
 
 impl Cluster {
     pub(super) fn execute(
@@ -28,7 +27,7 @@ impl Cluster {
             self.execute_write(node, shard, plan);
         }
         for (peer, messages) in effects.send.drain(..) {
-            for message in messages {
+            for mut message in messages {
                 self.checkers.bounds.observe_sent(id, &message)?;
                 self.checkers.install.observe_sent(id, &message)?;
                 self.checkers.message_size.observe_sent(id, &message)?;
@@ -41,6 +40,7 @@ impl Cluster {
                     && self.forge_prng.chance_ppm(self.options.network_forge_ppm);
                 let forged =
                     forge.then(|| forge_message(&message, self.nodes.len(), &mut self.forge_prng));
+                self.maybe_flip_raw(&mut message);
                 self.network
                     .send(Nanos(self.now), id, peer, message, &mut self.prng);
                 if let Some(forged) = forged {
@@ -218,29 +218,31 @@ impl Cluster {
     ) -> Result<(bool, WalReadOutcome), Violation> {
         let slot = &self.nodes[node].shards[shard];
         let plan = catch_up::plan(&slot.index, read);
-        let bytes: Vec<(Instance, Vec<u8>)> = match &plan {
+        // The simulated disk is one image with one salt: every record is a buffer of
+        // its own (segment 0), read as a peer's reader or a log read's.
+        let records: Vec<RecordRead> = match &plan {
             ReadPlan::Records(records) => records
                 .iter()
-                .map(|(instance, entry)| {
-                    (*instance, slot.disk.read(entry.offset, entry.size as usize))
+                .map(|(_, entry)| {
+                    let span = Bytes::from(slot.disk.read(entry.offset, entry.size as usize));
+                    RecordRead {
+                        range: 0..span.len(),
+                        span,
+                        salt: slot.salt,
+                        segment: 0,
+                    }
                 })
                 .collect(),
             ReadPlan::Truncated { .. } => Vec::new(),
         };
-        let entries = catch_up::entries(
-            read,
-            bytes
-                .iter()
-                .map(|(instance, b)| (*instance, b.as_slice(), slot.salt)),
-        )
-        .map_err(|mismatch| {
+        let (outcome, _) = catch_up::answer(read, &plan, &records).map_err(|mismatch| {
             Violation::new(
                 "wal_read",
                 format!("node {} shard {shard}: {mismatch}", node + 1),
             )
         })?;
         let truncated = matches!(plan, ReadPlan::Truncated { .. });
-        Ok((truncated, catch_up::outcome(&plan, entries)))
+        Ok((truncated, outcome))
     }
 
     /// Feeds every checker the state of the groups of `node`'s `shard` after a step.
@@ -330,6 +332,7 @@ fn durable_ballot(message: &Message) -> Option<Ballot> {
         | B::HeartbeatAck { .. }
         | B::CatchUpRequest { .. }
         | B::CatchUpChunk { .. }
+        | B::CatchUpRaw { .. }
         | B::CheckpointRequest { .. }
         | B::CheckpointChunk { .. } => None,
     }

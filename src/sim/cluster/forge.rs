@@ -96,9 +96,9 @@ pub(super) fn forge_message(real: &Message, node_count: usize, prng: &mut Prng) 
         | MessageBody::Accepted { ballot, .. }
         | MessageBody::Heartbeat { ballot, .. }
         | MessageBody::HeartbeatAck { ballot, .. } => ballot.round,
-        MessageBody::Reject { promised } | MessageBody::CatchUpChunk { promised, .. } => {
-            promised.round
-        }
+        MessageBody::Reject { promised }
+        | MessageBody::CatchUpChunk { promised, .. }
+        | MessageBody::CatchUpRaw { promised, .. } => promised.round,
         MessageBody::CatchUpRequest { .. }
         | MessageBody::CheckpointRequest { .. }
         | MessageBody::CheckpointChunk { .. } => 1,

@@ -63,6 +63,7 @@ mod execute;
 mod faults;
 mod forge;
 mod log_reads;
+mod raw_flip;
 mod report;
 mod transfer;
 mod truncate;
@@ -200,6 +201,10 @@ pub struct Cluster {
     /// The forger's own stream, so that turning forgery on leaves the draws of the
     /// main stream where they were.
     forge_prng: Prng,
+    /// The stream that flips bytes of catch-up runs in flight, for the same reason.
+    raw_flip_prng: Prng,
+    /// Flipped catch-up runs in flight (`raw_flip`).
+    raw_flipped: raw_flip::Flipped,
     /// The reads' own stream (which node, which group, when), for the same reason.
     read_prng: Prng,
     /// The checkpoints' own stream (latencies, failures, damage, crashes of the
@@ -325,6 +330,8 @@ impl Cluster {
         Cluster {
             prng,
             forge_prng: Prng::new(options.seed ^ 0x464f_5247_4552_5321),
+            raw_flip_prng: Prng::new(options.seed ^ 0x464c_4950_5354_524d),
+            raw_flipped: raw_flip::Flipped::new(),
             read_prng: Prng::new(options.seed ^ 0x5245_4144_5354_524d),
             checkpoint_prng: Prng::new(options.seed ^ 0x434b_5054_5354_524d),
             wal_read_prng: Prng::new(options.seed ^ 0x5741_4c52_4541_4453),
@@ -453,7 +460,7 @@ impl Cluster {
                     if message.body.check_bounds().is_err() {
                         self.deliver_forged(node, shard, message)?;
                     } else {
-                        self.step_shard(node, shard, ShardInput::Message(message))?;
+                        self.deliver_maybe_flipped(node, shard, message)?;
                     }
                 }
             } else {

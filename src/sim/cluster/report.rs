@@ -63,6 +63,12 @@ pub struct RunReport {
     /// Catch-up reads answered `Truncated` (below a truncation watermark; not part of
     /// `Debug`).
     pub wal_reads_truncated: u64,
+    /// Catch-up runs whose records the network flipped a byte of (not part of
+    /// `Debug`).
+    pub raw_runs_flipped: u64,
+    /// Flipped runs delivered to a running shard and refused there (not part of
+    /// `Debug`).
+    pub raw_runs_refused: u64,
 }
 
 impl std::fmt::Debug for RunReport {

@@ -9,7 +9,7 @@
 use crate::paxos::bounds::check_position;
 use crate::paxos::{
     Ballot, Body, Entry, GroupId, Instance, InstanceRange, Lsn, Membership, Message, MessageBody,
-    Nanos, NodeId, PromisedEntry,
+    Nanos, NodeId, PromisedEntry, RawRun,
 };
 use crate::transport::auth::{NONCE_SIZE, PROOF_SIZE};
 use crate::transport::error::DecodeError;
@@ -31,7 +31,7 @@ const _: () = assert!(
     "new FrameBody member: decode it"
 );
 const _: () = assert!(
-    fb::MessageBody::ENUM_MAX == 11,
+    fb::MessageBody::ENUM_MAX == 12,
     "new MessageBody member: decode it"
 );
 const _: () = assert!(fb::BodyKind::ENUM_MAX == 3, "new BodyKind value: decode it");
@@ -367,9 +367,51 @@ impl<'a, 'l> Decoder<'a, 'l> {
                 data: chunk.data,
             });
         }
+        if let Some(c) = m.body_as_catch_up_raw() {
+            return Ok(MessageBody::CatchUpRaw {
+                chosen_through: Instance(c.chosen_through()),
+                promised: ballot(c.promised()),
+                accepted_max: Instance(c.accepted_max()),
+                run: self.raw_run(GroupId(m.group()), c)?,
+                from_voter: c.from_voter(),
+            });
+        }
         Err(DecodeError::UnknownUnion {
             field: "Message.body",
             tag: m.body_type().0,
+        })
+    }
+
+    /// The run of a `CatchUpRaw` of `group`: `first <= last`, at most `entries_max`
+    /// instances and pieces, each piece copied out as opaque bytes (the receiving shard
+    /// verifies every record: `wal::catch_up::verify_raw`).
+    fn raw_run(&mut self, group: GroupId, c: fb::CatchUpRaw<'a>) -> Result<RawRun, DecodeError> {
+        let first = position("CatchUpRaw.first", c.first())?;
+        let last = Instance(c.last());
+        if first > last {
+            return Err(DecodeError::RangeInverted {
+                first: first.0,
+                last: last.0,
+            });
+        }
+        let count = usize::try_from(last.0 - first.0).unwrap_or(usize::MAX);
+        check_count(
+            "CatchUpRaw.instances",
+            count.saturating_add(1),
+            self.limits.entries_max,
+        )?;
+        let pieces = c.pieces().map_or(0, |v| v.len());
+        check_count("CatchUpRaw.pieces", pieces, self.limits.entries_max)?;
+        let mut records = Vec::with_capacity(pieces);
+        for piece in c.pieces().iter().flatten() {
+            records.push(self.bytes(piece.records())?);
+        }
+        Ok(RawRun {
+            group,
+            first_instance: first,
+            last_instance: last,
+            salt: c.salt(),
+            records,
         })
     }
 

@@ -6,7 +6,8 @@
 //! exactly what was encoded.
 
 use crate::paxos::{
-    Ballot, Body, Entry, InstanceRange, Message, MessageBody, NodeId, PromisedEntry,
+    Ballot, Body, Entry, Instance, InstanceRange, Message, MessageBody, NodeId, PromisedEntry,
+    RawRun,
 };
 use crate::transport::wire::{
     CatchUpStream, CheckpointChunk, Handshake, HandshakeProof, HeartbeatAckBatch, HeartbeatBatch,
@@ -27,6 +28,7 @@ pub(super) struct Scratch {
     promised: Vec<WIPOffset<fb::PromisedEntry<'static>>>,
     values: Vec<WIPOffset<fb::Value<'static>>>,
     voters: Vec<u32>,
+    pieces: Vec<WIPOffset<fb::RawPiece<'static>>>,
 }
 
 impl fmt::Debug for Scratch {
@@ -313,7 +315,58 @@ fn body(
             );
             (fb::MessageBody::CheckpointChunk, t.as_union_value())
         }
+        MessageBody::CatchUpRaw {
+            chosen_through,
+            promised,
+            accepted_max,
+            run,
+            from_voter,
+        } => catch_up_raw(
+            fbb,
+            scratch,
+            (*chosen_through, *promised, *accepted_max, *from_voter),
+            run,
+        ),
     }
+}
+
+/// A `CatchUpRaw` of `run` with its chunk metadata (chosen through, promised, accepted
+/// max, whether the sender votes). Each piece is copied once, straight from the sender's read buffer into the
+/// builder (no intermediate buffer, nothing decoded).
+fn catch_up_raw(
+    fbb: &mut Fbb,
+    scratch: &mut Scratch,
+    (chosen_through, promised, accepted_max, from_voter): (Instance, Ballot, Instance, bool),
+    run: &RawRun,
+) -> (fb::MessageBody, WIPOffset<UnionWIPOffset>) {
+    let mut pieces = std::mem::take(&mut scratch.pieces);
+    pieces.clear();
+    for piece in &run.records {
+        let records = fbb.create_vector(piece.as_ref());
+        pieces.push(fb::RawPiece::create(
+            fbb,
+            &fb::RawPieceArgs {
+                records: Some(records),
+            },
+        ));
+    }
+    let vector = fbb.create_vector(&pieces);
+    scratch.pieces = pieces;
+    let p = ballot(promised);
+    let t = fb::CatchUpRaw::create(
+        fbb,
+        &fb::CatchUpRawArgs {
+            chosen_through: chosen_through.0,
+            promised: Some(&p),
+            accepted_max: accepted_max.0,
+            first: run.first_instance.0,
+            last: run.last_instance.0,
+            salt: run.salt,
+            pieces: Some(vector),
+            from_voter,
+        },
+    );
+    (fb::MessageBody::CatchUpRaw, t.as_union_value())
 }
 
 /// Writes a whole `Frame` holding a `MessageBatch` of `messages`, in order.

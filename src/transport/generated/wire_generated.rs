@@ -106,10 +106,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for BodyKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_MESSAGE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_MESSAGE_BODY: u8 = 11;
+pub const ENUM_MAX_MESSAGE_BODY: u8 = 12;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_MESSAGE_BODY: [MessageBody; 12] = [
+pub const ENUM_VALUES_MESSAGE_BODY: [MessageBody; 13] = [
   MessageBody::NONE,
   MessageBody::Prepare,
   MessageBody::Promise,
@@ -122,6 +122,7 @@ pub const ENUM_VALUES_MESSAGE_BODY: [MessageBody; 12] = [
   MessageBody::CatchUpChunk,
   MessageBody::CheckpointRequest,
   MessageBody::CheckpointChunk,
+  MessageBody::CatchUpRaw,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -141,9 +142,10 @@ impl MessageBody {
   pub const CatchUpChunk: Self = Self(9);
   pub const CheckpointRequest: Self = Self(10);
   pub const CheckpointChunk: Self = Self(11);
+  pub const CatchUpRaw: Self = Self(12);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 11;
+  pub const ENUM_MAX: u8 = 12;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Prepare,
@@ -157,6 +159,7 @@ impl MessageBody {
     Self::CatchUpChunk,
     Self::CheckpointRequest,
     Self::CheckpointChunk,
+    Self::CatchUpRaw,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -173,6 +176,7 @@ impl MessageBody {
       Self::CatchUpChunk => Some("CatchUpChunk"),
       Self::CheckpointRequest => Some("CheckpointRequest"),
       Self::CheckpointChunk => Some("CheckpointChunk"),
+      Self::CatchUpRaw => Some("CatchUpRaw"),
       _ => None,
     }
   }
@@ -2865,6 +2869,326 @@ impl ::core::fmt::Debug for CheckpointRequest<'_> {
       ds.finish()
   }
 }
+pub enum RawPieceOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Whole WAL records of the sender, byte for byte as they lie in its log (layout:
+/// `schema/wal.md`); no record spans two pieces.
+pub struct RawPiece<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for RawPiece<'a> {
+  type Inner = RawPiece<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> RawPiece<'a> {
+  pub const VT_RECORDS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    RawPiece { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args RawPieceArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<RawPiece<'bldr>> {
+    let mut builder = RawPieceBuilder::new(_fbb);
+    if let Some(x) = args.records { builder.add_records(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn records(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(RawPiece::VT_RECORDS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for RawPiece<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("records", Self::VT_RECORDS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct RawPieceArgs<'a> {
+    pub records: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for RawPieceArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    RawPieceArgs {
+      records: None,
+    }
+  }
+}
+
+pub struct RawPieceBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RawPieceBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_records(&mut self, records: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(RawPiece::VT_RECORDS, records);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RawPieceBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    RawPieceBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<RawPiece<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for RawPiece<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("RawPiece");
+      ds.field("records", &self.records());
+      ds.finish()
+  }
+}
+pub enum CatchUpRawOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// `paxos::message::MessageBody::CatchUpRaw`: chosen values answering a catch-up
+/// request as the sender's WAL records of `first` through `last` (one group, one
+/// segment: every record's CRC32C is seeded with `salt`), with a `CatchUpChunk`'s
+/// metadata. Records adjacent in the sender's read buffers share a piece; the
+/// receiver verifies every record of the run before using any
+/// (`wal::catch_up::verify_raw`) and refuses the run whole otherwise.
+pub struct CatchUpRaw<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for CatchUpRaw<'a> {
+  type Inner = CatchUpRaw<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> CatchUpRaw<'a> {
+  pub const VT_CHOSEN_THROUGH: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PROMISED: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ACCEPTED_MAX: ::flatbuffers::VOffsetT = 8;
+  pub const VT_FIRST: ::flatbuffers::VOffsetT = 10;
+  pub const VT_LAST: ::flatbuffers::VOffsetT = 12;
+  pub const VT_SALT: ::flatbuffers::VOffsetT = 14;
+  pub const VT_PIECES: ::flatbuffers::VOffsetT = 16;
+  pub const VT_FROM_VOTER: ::flatbuffers::VOffsetT = 18;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    CatchUpRaw { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args CatchUpRawArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<CatchUpRaw<'bldr>> {
+    let mut builder = CatchUpRawBuilder::new(_fbb);
+    builder.add_last(args.last);
+    builder.add_first(args.first);
+    builder.add_accepted_max(args.accepted_max);
+    builder.add_chosen_through(args.chosen_through);
+    if let Some(x) = args.pieces { builder.add_pieces(x); }
+    builder.add_salt(args.salt);
+    if let Some(x) = args.promised { builder.add_promised(x); }
+    builder.add_from_voter(args.from_voter);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn chosen_through(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CatchUpRaw::VT_CHOSEN_THROUGH, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn promised(&self) -> &'a Ballot {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Ballot>(CatchUpRaw::VT_PROMISED, None).unwrap()}
+  }
+  #[inline]
+  pub fn accepted_max(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CatchUpRaw::VT_ACCEPTED_MAX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn first(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CatchUpRaw::VT_FIRST, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn last(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CatchUpRaw::VT_LAST, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn salt(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(CatchUpRaw::VT_SALT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn pieces(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<RawPiece<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<RawPiece>>>>(CatchUpRaw::VT_PIECES, None)}
+  }
+  #[inline]
+  pub fn from_voter(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(CatchUpRaw::VT_FROM_VOTER, Some(true)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for CatchUpRaw<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("chosen_through", Self::VT_CHOSEN_THROUGH, false)?
+     .visit_field::<Ballot>("promised", Self::VT_PROMISED, true)?
+     .visit_field::<u64>("accepted_max", Self::VT_ACCEPTED_MAX, false)?
+     .visit_field::<u64>("first", Self::VT_FIRST, false)?
+     .visit_field::<u64>("last", Self::VT_LAST, false)?
+     .visit_field::<u32>("salt", Self::VT_SALT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<RawPiece>>>>("pieces", Self::VT_PIECES, false)?
+     .visit_field::<bool>("from_voter", Self::VT_FROM_VOTER, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CatchUpRawArgs<'a> {
+    pub chosen_through: u64,
+    pub promised: Option<&'a Ballot>,
+    pub accepted_max: u64,
+    pub first: u64,
+    pub last: u64,
+    pub salt: u32,
+    pub pieces: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<RawPiece<'a>>>>>,
+    pub from_voter: bool,
+}
+impl<'a> Default for CatchUpRawArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CatchUpRawArgs {
+      chosen_through: 0,
+      promised: None, // required field
+      accepted_max: 0,
+      first: 0,
+      last: 0,
+      salt: 0,
+      pieces: None,
+      from_voter: true,
+    }
+  }
+}
+
+pub struct CatchUpRawBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CatchUpRawBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_chosen_through(&mut self, chosen_through: u64) {
+    self.fbb_.push_slot::<u64>(CatchUpRaw::VT_CHOSEN_THROUGH, chosen_through, 0);
+  }
+  #[inline]
+  pub fn add_promised(&mut self, promised: &Ballot) {
+    self.fbb_.push_slot_always::<&Ballot>(CatchUpRaw::VT_PROMISED, promised);
+  }
+  #[inline]
+  pub fn add_accepted_max(&mut self, accepted_max: u64) {
+    self.fbb_.push_slot::<u64>(CatchUpRaw::VT_ACCEPTED_MAX, accepted_max, 0);
+  }
+  #[inline]
+  pub fn add_first(&mut self, first: u64) {
+    self.fbb_.push_slot::<u64>(CatchUpRaw::VT_FIRST, first, 0);
+  }
+  #[inline]
+  pub fn add_last(&mut self, last: u64) {
+    self.fbb_.push_slot::<u64>(CatchUpRaw::VT_LAST, last, 0);
+  }
+  #[inline]
+  pub fn add_salt(&mut self, salt: u32) {
+    self.fbb_.push_slot::<u32>(CatchUpRaw::VT_SALT, salt, 0);
+  }
+  #[inline]
+  pub fn add_pieces(&mut self, pieces: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<RawPiece<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CatchUpRaw::VT_PIECES, pieces);
+  }
+  #[inline]
+  pub fn add_from_voter(&mut self, from_voter: bool) {
+    self.fbb_.push_slot::<bool>(CatchUpRaw::VT_FROM_VOTER, from_voter, true);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CatchUpRawBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    CatchUpRawBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<CatchUpRaw<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, CatchUpRaw::VT_PROMISED,"promised");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for CatchUpRaw<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("CatchUpRaw");
+      ds.field("chosen_through", &self.chosen_through());
+      ds.field("promised", &self.promised());
+      ds.field("accepted_max", &self.accepted_max());
+      ds.field("first", &self.first());
+      ds.field("last", &self.last());
+      ds.field("salt", &self.salt());
+      ds.field("pieces", &self.pieces());
+      ds.field("from_voter", &self.from_voter());
+      ds.finish()
+  }
+}
 pub enum MessageOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3096,6 +3420,20 @@ impl<'a> Message<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_catch_up_raw(&self) -> Option<CatchUpRaw<'a>> {
+    if self.body_type() == MessageBody::CatchUpRaw {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { CatchUpRaw::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Message<'_> {
@@ -3120,6 +3458,7 @@ impl ::flatbuffers::Verifiable for Message<'_> {
           MessageBody::CatchUpChunk => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CatchUpChunk>>("MessageBody::CatchUpChunk", pos),
           MessageBody::CheckpointRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CheckpointRequest>>("MessageBody::CheckpointRequest", pos),
           MessageBody::CheckpointChunk => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CheckpointChunk>>("MessageBody::CheckpointChunk", pos),
+          MessageBody::CatchUpRaw => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CatchUpRaw>>("MessageBody::CatchUpRaw", pos),
           _ => Ok(()),
         }
      })?
@@ -3268,6 +3607,13 @@ impl ::core::fmt::Debug for Message<'_> {
         },
         MessageBody::CheckpointChunk => {
           if let Some(x) = self.body_as_checkpoint_chunk() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        MessageBody::CatchUpRaw => {
+          if let Some(x) = self.body_as_catch_up_raw() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -24,6 +24,7 @@ pub use super::recover_dir::recover_dir;
 use super::config::{io_error, sync_dir};
 use super::dma_disk::{DmaDisk, ZeroFill};
 use crate::paxos::{GroupId, Instance, Lsn, Record};
+use crate::wal::catch_up::RecordRead;
 use crate::wal::compaction::{self, CompactionConfig, Rewrite};
 use crate::wal::group_commit::{header_for, WritePlan};
 use crate::wal::index::{IndexEntry, LogIndex};
@@ -33,6 +34,7 @@ use crate::wal::record;
 use crate::wal::segment_format::{
     parse_segment_file_name, segment_file_name, HeaderError, SegmentGeometry, SEGMENT_HEADER_SIZE,
 };
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -314,9 +316,9 @@ impl Store {
             }
             let limits = self.config.limits;
             let read = self.plan_read(&copies).run().await?;
-            for ((_, _, entry), (bytes, salt)) in copies.iter().zip(read) {
+            for ((_, _, entry), read) in copies.iter().zip(read) {
                 let (segment, file_offset) = self.config.geometry.locate(entry.offset);
-                match record::decode(&bytes, salt, &limits) {
+                match record::decode(read.bytes(), read.salt, &limits) {
                     Ok((decoded, _)) => match decoded.content {
                         record::Content::Record(record) => rewrites.push(record),
                         record::Content::Pad => unreachable!("a Pad is never indexed"),
@@ -536,7 +538,8 @@ impl Store {
         // Chunks: consecutive records (instance order) of the same segment.
         let geometry = self.config.geometry;
         let mut chunks: Vec<(u64, CatchUpChunk)> = Vec::new();
-        for ((_, instance, entry), (bytes, salt)) in wanted.iter().zip(bytes_of) {
+        for ((_, instance, entry), read) in wanted.iter().zip(bytes_of) {
+            let (bytes, salt) = (read.bytes().to_vec(), read.salt);
             let segment = geometry.locate(entry.offset).0;
             match chunks.last_mut() {
                 Some((s, chunk)) if *s == segment => {
@@ -631,16 +634,23 @@ impl CatchUpRead {
         self.wanted.len()
     }
 
-    /// The bytes of each planned record (same order) and the salt its checksum is
-    /// seeded with, read per segment in block-aligned spans of up to
-    /// `CATCH_UP_READ_SIZE_MAX` bytes through a file opened for the read; each record's
-    /// header (size, kind, group, instance, ballot) and checksum are checked against
-    /// the index.
+    /// Each planned record (same order) as read: a slice of the span it was read in,
+    /// with the salt its checksum is seeded with and its segment. Read per segment in
+    /// block-aligned spans of up to `CATCH_UP_READ_SIZE_MAX` bytes through a file
+    /// opened for the read; each record's header (size, kind, group, instance, ballot)
+    /// and checksum are checked against the index.
+    ///
+    /// Copies: each DMA span is copied ONCE out of the read's buffer into a `Bytes`
+    /// (glommio's `ReadResult` is not `Send`, and a catch-up run leaves the read's
+    /// task); every record of the span is a `Bytes::slice` of it, so a record is never
+    /// copied again here. A span holds the records of other groups that lie between
+    /// the wanted ones, so the memory a read holds is its spans' (each at most
+    /// `CATCH_UP_READ_SIZE_MAX`), until the last slice is dropped.
     ///
     /// # Errors
     ///
     /// An I/O error, or bytes that are not the indexed record (`CatchUpMismatch`).
-    pub async fn run(self) -> Result<Vec<(Vec<u8>, u32)>, StoreError> {
+    pub async fn run(self) -> Result<Vec<RecordRead>, StoreError> {
         let geometry = self.geometry;
         let wanted = &self.wanted;
         let mut by_segment: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
@@ -650,7 +660,7 @@ impl CatchUpRead {
                 .or_default()
                 .push(at);
         }
-        let mut bytes_of: Vec<(Vec<u8>, u32)> = vec![(Vec::new(), 0); wanted.len()];
+        let mut bytes_of: Vec<Option<RecordRead>> = vec![None; wanted.len()];
         for (segment, mut ats) in by_segment {
             ats.sort_by_key(|at| wanted[*at].2.offset);
             let Some((path, salt)) = self.segments.get(&segment) else {
@@ -683,6 +693,8 @@ impl CatchUpRead {
                         return Err(io_error("read", path)(error));
                     }
                 };
+                // The one copy out of the DMA buffer (see the docs above).
+                let span_bytes = Bytes::copy_from_slice(&read);
                 for at in &ats[next..end] {
                     let (group, instance, entry) = wanted[*at];
                     let (_, file_offset) = geometry.locate(entry.offset);
@@ -697,7 +709,7 @@ impl CatchUpRead {
                                 && p.ballot == entry.ballot()
                         }) && bytes[4..8] == crc32c::crc32c_append(salt, &bytes[8..]).to_le_bytes()
                     });
-                    let Some(bytes) = bytes.filter(|_| intact) else {
+                    if !intact {
                         let _ = disk.close().await;
                         return Err(StoreError::CatchUpMismatch {
                             segment,
@@ -705,13 +717,21 @@ impl CatchUpRead {
                             instance,
                         });
                     };
-                    bytes_of[*at] = (bytes.to_vec(), salt);
+                    bytes_of[*at] = Some(RecordRead {
+                        span: span_bytes.clone(),
+                        range: from..from + entry.size as usize,
+                        salt,
+                        segment,
+                    });
                 }
                 next = end;
             }
             disk.close().await.map_err(io_error("close", path))?;
         }
-        Ok(bytes_of)
+        Ok(bytes_of
+            .into_iter()
+            .map(|read| read.expect("every planned record lies in a span read"))
+            .collect())
     }
 }
 
