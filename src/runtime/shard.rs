@@ -37,7 +37,10 @@
 //!   verified, in order with the applies (`Effects::installs`);
 //! - at most one WAL truncation is in flight (`truncation`): its watermarks are the
 //!   groups' durable checkpoints, never decreasing; the records it carries forward
-//!   (`ShardInput::WalTruncateDone`) are appended like any other record.
+//!   (`ShardInput::WalTruncateDone`) are appended like any other record;
+//! - the record queues do not keep the capacity of a burst (a truncation's rewrites):
+//!   between steps the group output's `persist` holds at most `RECORD_QUEUE_KEEP`
+//!   records of capacity, and so does `overflow` whenever it is empty.
 
 mod raw;
 mod reads;
@@ -67,6 +70,10 @@ use crate::paxos::{
 };
 use crate::wal::group_commit::{AppendError, GroupCommit, WritePlan};
 use crate::wal::record::encoded_size;
+
+/// Records of capacity the shard's record queues keep once drained (module docs): a
+/// burst beyond it is given back instead of staying allocated.
+pub const RECORD_QUEUE_KEEP: usize = 1024;
 
 /// One input to a shard step.
 #[derive(Clone, Debug)]
@@ -674,6 +681,9 @@ impl Shard {
             self.overflow_size += encoded_size(&record);
             self.overflow.push_back(record);
         }
+        if self.out.persist.capacity() > RECORD_QUEUE_KEEP {
+            self.out.persist.shrink_to(RECORD_QUEUE_KEEP);
+        }
         self.drain_overflow();
         // LSNs are assigned densely in production order, so the last record produced
         // so far will get exactly this LSN, whether or not it is in the batch yet.
@@ -730,6 +740,9 @@ impl Shard {
                     break;
                 }
             }
+        }
+        if self.overflow.is_empty() && self.overflow.capacity() > RECORD_QUEUE_KEEP {
+            self.overflow.shrink_to(RECORD_QUEUE_KEEP);
         }
     }
 
@@ -951,6 +964,16 @@ impl Shard {
             );
         }
         assert_eq!(self.deadlines.len(), self.groups.len(), "stale deadlines");
+        assert!(
+            self.out.persist.capacity() <= RECORD_QUEUE_KEEP,
+            "persist queue keeps {} records of capacity, max {RECORD_QUEUE_KEEP}",
+            self.out.persist.capacity()
+        );
+        assert!(
+            !self.overflow.is_empty() || self.overflow.capacity() <= RECORD_QUEUE_KEEP,
+            "empty overflow keeps {} records of capacity, max {RECORD_QUEUE_KEEP}",
+            self.overflow.capacity()
+        );
         assert!(
             self.reads.len() <= self.config.reads_pending_count_max,
             "{} reads wait, max {}",

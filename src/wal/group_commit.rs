@@ -19,7 +19,13 @@
 //!   an empty batch that cannot hold it moves to the next segment's start (the skipped
 //!   rest of the segment stays zero; recovery reads it as a clean end of that segment);
 //! - the buffer holds exactly the records `written_through + 1 ..= assigned_through`,
-//!   starting at `offset_next()`, and never more than `buffer_size_max` bytes once padded.
+//!   starting at `offset_next()`, and never more than `buffer_size_max` bytes once padded;
+//! - the reusable buffers do not keep the capacity of a past burst: a buffer given back
+//!   by `recycle` is kept only up to `SPARE_SLACK` x the largest batch of the last two
+//!   windows of `BATCH_WINDOW` writes (at least `SPARE_SIZE_MIN`), else shrunk to it, so
+//!   once a burst (a truncation's rewrites fill a whole `buffer_size_max` batch) has
+//!   passed, the shard holds about twice its ordinary batch instead of 2 x
+//!   `buffer_size_max` (`retained_capacity` reports what is held).
 
 use super::layout::{block_align_up, record_start, BLOCK_SIZE, HEADER_SIZE};
 use super::record::{self, Stamp};
@@ -30,6 +36,16 @@ use std::fmt;
 /// The largest batch `GroupCommit` accepts as configuration: keeps a batch's record
 /// count well inside the u32 `batch_delta` field.
 pub const BUFFER_SIZE_MAX_LIMIT: usize = 1 << 30;
+
+/// Writes per window of the batch-size high-water mark: the mark is the largest batch
+/// of the current and the previous window, so a burst is forgotten after two windows.
+pub const BATCH_WINDOW: u32 = 256;
+
+/// A recycled buffer is kept with up to this many times the high-water mark.
+pub const SPARE_SLACK: usize = 2;
+
+/// Capacity a recycled buffer may always keep (small batches do not reallocate).
+pub const SPARE_SIZE_MIN: usize = 64 << 10;
 
 const _: () = assert!(BUFFER_SIZE_MAX_LIMIT % BLOCK_SIZE == 0);
 const _: () = assert!((BUFFER_SIZE_MAX_LIMIT / HEADER_SIZE) < u32::MAX as usize);
@@ -179,6 +195,11 @@ pub struct GroupCommit {
     spare: Vec<u8>,
     /// Segment placement, if the log is segmented.
     segments: Option<SegmentPlacement>,
+    /// Batch-size high-water mark: the largest batch of the previous window, of the
+    /// current one, and the writes taken in the current one (module docs).
+    batch_size_previous_max: usize,
+    batch_size_window_max: usize,
+    batch_window_count: u32,
 }
 
 impl GroupCommit {
@@ -211,6 +232,9 @@ impl GroupCommit {
             in_flight: None,
             spare: Vec::new(),
             segments: None,
+            batch_size_previous_max: 0,
+            batch_size_window_max: 0,
+            batch_window_count: 0,
         };
         commit.invariants();
         commit
@@ -352,6 +376,7 @@ impl GroupCommit {
             lsn_through: plan.lsn_through,
         });
         self.buffer_offset += plan.bytes.len() as u64;
+        self.note_batch(plan.bytes.len());
         assert!(plan.offset % BLOCK_SIZE as u64 == 0 && plan.bytes.len() % BLOCK_SIZE == 0);
         Some(plan)
     }
@@ -374,10 +399,41 @@ impl GroupCommit {
     }
 
     /// Gives back a `WritePlan`'s bytes once written, so the next batch reuses the
-    /// allocation. Optional.
-    pub fn recycle(&mut self, bytes: Vec<u8>) {
+    /// allocation. Optional. A buffer above `spare_keep_max` is shrunk to it (module
+    /// docs), so a past burst does not stay allocated.
+    pub fn recycle(&mut self, mut bytes: Vec<u8>) {
+        let keep = self.spare_keep_max();
+        if bytes.capacity() > keep {
+            bytes.clear();
+            bytes.shrink_to(keep);
+        }
         if bytes.capacity() > self.spare.capacity() {
             self.spare = bytes;
+        }
+    }
+
+    /// The most capacity a recycled buffer keeps: `SPARE_SLACK` x the batch-size
+    /// high-water mark, at least `SPARE_SIZE_MIN` (module docs).
+    #[must_use]
+    pub fn spare_keep_max(&self) -> usize {
+        let high_water = self.batch_size_previous_max.max(self.batch_size_window_max);
+        high_water.saturating_mul(SPARE_SLACK).max(SPARE_SIZE_MIN)
+    }
+
+    /// Bytes of capacity held by the batch being built and the spare buffer.
+    #[must_use]
+    pub fn retained_capacity(&self) -> usize {
+        self.buffer.capacity() + self.spare.capacity()
+    }
+
+    /// Notes a batch of `size` bytes in the high-water mark's window.
+    fn note_batch(&mut self, size: usize) {
+        self.batch_size_window_max = self.batch_size_window_max.max(size);
+        self.batch_window_count += 1;
+        if self.batch_window_count >= BATCH_WINDOW {
+            self.batch_size_previous_max = self.batch_size_window_max;
+            self.batch_size_window_max = 0;
+            self.batch_window_count = 0;
         }
     }
 
@@ -564,6 +620,47 @@ mod tests {
             out.push((decoded.stamp.lsn.0, decoded.content == Content::Pad));
             at += size as u64;
         }
+    }
+
+    /// Appends `count` records of `value_size` bytes from instance `first`, writes them
+    /// as one batch, completes it and recycles its bytes.
+    fn write_batch(commit: &mut GroupCommit, first: u64, count: u64, value_size: usize) {
+        for i in first..first + count {
+            commit.append(&accept(i, value_size)).expect("fits");
+        }
+        let plan = commit.take_write().expect("a batch");
+        commit.on_durable(plan.lsn_through);
+        commit.recycle(plan.bytes);
+        commit.invariants();
+    }
+
+    // Goal: a burst that filled the buffer to `buffer_size_max` does not stay allocated:
+    // two windows of small batches later, both buffers are back to SPARE_SIZE_MIN.
+    // Method: one ~1 MiB batch, then small ones; count the capacity held.
+    #[test]
+    fn burst_capacity_is_given_back() {
+        let mut commit = GroupCommit::new(config(1 << 21), Resume::EMPTY);
+        let mut instance = 1;
+        for _ in 0..2 {
+            write_batch(&mut commit, instance, 250, 4000);
+            instance += 250;
+        }
+        assert!(
+            commit.retained_capacity() >= 1 << 20,
+            "the burst's buffers are reused while it is recent: {}",
+            commit.retained_capacity()
+        );
+        for _ in 0..2 * BATCH_WINDOW {
+            write_batch(&mut commit, instance, 2, 100);
+            instance += 2;
+        }
+        assert!(
+            commit.retained_capacity() <= 2 * SPARE_SIZE_MIN,
+            "held {} bytes of capacity after the burst, max {}",
+            commit.retained_capacity(),
+            2 * SPARE_SIZE_MIN
+        );
+        assert_eq!(commit.spare_keep_max(), SPARE_SIZE_MIN);
     }
 
     // Goal: one write per batch, aligned, padded, with LSNs continuing across batches;
