@@ -130,6 +130,7 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
                     .map(|_| Bytes::from(vec![7u8; size(rng, value_max)]))
                     .collect(),
             },
+            from_voter: false,
         },
         _ => MessageBody::CatchUpChunk {
             chosen_through: Instance(rng.next_u64()),
@@ -359,6 +360,7 @@ fn piece_constant_covers_a_piece() {
                 salt: 1,
                 records: vec![Bytes::from(vec![1u8; len]); pieces],
             },
+            from_voter: false,
         },
     };
     for len in 0..64 {

@@ -533,13 +533,15 @@ fn fmt_body(body: &MessageBody) -> String {
             promised,
             accepted_max,
             run,
+            from_voter,
         } => format!(
-            "{kind} chosen={} promised={promised} accepted_max={} instances={}..={} bytes={}",
+            "{kind} chosen={} promised={promised} accepted_max={} instances={}..={} bytes={}{}",
             chosen_through.0,
             accepted_max.0,
             run.first_instance.0,
             run.last_instance.0,
-            run.size()
+            run.size(),
+            if *from_voter { "" } else { " not_voting" }
         ),
     }
 }
