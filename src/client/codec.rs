@@ -851,6 +851,8 @@ impl Decoder {
             ignored: std::collections::BTreeMap::new(),
             log_reads: Default::default(),
             fatal,
+            // Not in the client protocol.
+            recovery: Default::default(),
         })
     }
 }
@@ -921,6 +923,7 @@ mod tests {
                     ignored: std::collections::BTreeMap::new(),
                     log_reads: Default::default(),
                     fatal: None,
+                    recovery: Default::default(),
                 },
                 ShardStatus {
                     shard: 1,

@@ -68,6 +68,7 @@ impl Driver {
             },
             log_reads: self.shard.log_reads().counters.clone(),
             fatal: self.shard.poisoned().map(Fatal::to_string),
+            recovery: self.recovery,
         }
     }
 }
