@@ -52,7 +52,7 @@ pub use crate::runtime::driver::ShardStartError;
 pub use crate::runtime::fatal::{DiskError, DiskOperation, Fatal, ShardStopped};
 pub use crate::runtime::log_reads::{LogEntry, LogRead, Position};
 pub use crate::runtime::request::{
-    CatchUpStatus, Error, GroupStatus, LogMemory, Proposed, ShardStatus,
+    CatchUpStatus, Error, GroupStatus, LogMemory, Proposed, RecoveryReport, ShardStatus,
 };
 pub use crate::runtime::state_machine::{CheckpointImage, StateMachine, StateMachineFactory};
 pub use config::{Config, ConfigError, InitialState};

@@ -854,6 +854,8 @@ impl Decoder {
             wal_index_size: 0,
             catch_up: Default::default(),
             fatal,
+            // Not in the client protocol.
+            recovery: Default::default(),
         })
     }
 }
@@ -927,6 +929,7 @@ mod tests {
                     wal_index_size: 0,
                     catch_up: Default::default(),
                     fatal: None,
+                    recovery: Default::default(),
                 },
                 ShardStatus {
                     shard: 1,

@@ -283,15 +283,32 @@ impl Group {
         // proposed it: kept, it would put an out-of-bounds instance in every promise
         // and catch-up answer (which peers refuse). Dropped and counted.
         let mut beyond = 0;
-        for (instance, (ballot, entry)) in restore.accepted {
-            assert!(instance.0 >= 1, "restored accept at instance 0");
+        assert!(
+            restore
+                .accepted
+                .keys()
+                .next()
+                .is_none_or(|first| first.0 >= 1),
+            "restored accept at instance 0"
+        );
+        // The slots below a checkpoint leave memory as it is installed (`install_base`):
+        // never built, so a restart costs the suffix above it, not the whole log.
+        let floor = restore
+            .checkpoint
+            .as_ref()
+            .map_or(Instance(0), |c| c.through);
+        let (accepted, learned) = {
+            let (mut accepted, mut learned) = (restore.accepted, restore.learned);
+            (accepted.split_off(&floor), learned.split_off(&floor))
+        };
+        for (instance, (ballot, entry)) in accepted {
             if instance > Instance::MAX {
                 beyond += 1;
                 continue;
             }
             log.insert(instance, Slot::accepted(ballot, entry));
         }
-        for (instance, entry) in restore.learned {
+        for (instance, entry) in learned {
             if instance > Instance::MAX {
                 beyond += 1;
                 continue;

@@ -244,6 +244,36 @@ pub struct ShardStatus {
     pub catch_up: CatchUpStatus,
     /// Why the shard stopped, when it did (a failed write).
     pub fatal: Option<String>,
+    /// What its start spent recovering (zero where not carried, e.g. over the client
+    /// protocol).
+    pub recovery: RecoveryReport,
+}
+
+/// What a shard's start spent recovering its log and groups: the work done, and the
+/// time of each phase in order (nanoseconds of the shard thread's wall clock).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segment files read whole by the scan.
+    pub segments: u64,
+    /// Bytes of those files.
+    pub bytes: u64,
+    /// Records decoded from them.
+    pub records: u64,
+    /// The directory probe (an O_DIRECT write and fdatasync).
+    pub probe_ns: u64,
+    /// The scan: list the directory, read the live segments, decode their records.
+    pub scan_ns: u64,
+    /// The store's preparation: the WAL index of the records, the scrub of a torn tail,
+    /// the spares found.
+    pub index_ns: u64,
+    /// Replay: the records folded into each group's state.
+    pub replay_ns: u64,
+    /// Checkpoints listed, read, verified and installed into the state machines.
+    pub restore_ns: u64,
+    /// The groups built from their restored state (the pure shard).
+    pub groups_ns: u64,
+    /// The whole start, from the probe to listening.
+    pub total_ns: u64,
 }
 
 /// Catch-up by raw WAL records, as one shard saw it (`runtime::shard::CatchUpCounters`

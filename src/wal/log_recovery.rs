@@ -108,6 +108,21 @@ pub struct LogRecovery {
     pub truncated: Vec<String>,
     /// Every segment file of this shard, in index order.
     pub segments: Vec<SegmentReport>,
+    /// What the scan read and decoded.
+    pub scanned: ScanCounters,
+}
+
+/// What a recovery read and decoded: the work it did, which should follow the live log
+/// (from `log_start`), never the history below it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScanCounters {
+    /// Segment files read whole (used segments walked; truncated ones and spares are
+    /// only listed, their heads read).
+    pub segments: u64,
+    /// Bytes of those files read.
+    pub bytes: u64,
+    /// Records decoded and recovered from them.
+    pub records: u64,
 }
 
 /// Per-segment scan outcome, kept to resume after the last good segment.
@@ -209,6 +224,7 @@ pub fn recover_from<E>(
     let mut gaps = Vec::new();
     let mut previous: Option<Scanned> = None;
     let mut decision = LogDecision::Clean;
+    let mut counters = ScanCounters::default();
 
     let start_missing = used
         .first()
@@ -240,6 +256,8 @@ pub fn recover_from<E>(
                 }
             };
             let bytes = read(file.name)?;
+            counters.segments += 1;
+            counters.bytes += bytes.len() as u64;
             let end = bytes.len().min(geometry.segment_size as usize);
             let image = bytes.get(SEGMENT_HEADER_SIZE..end).unwrap_or(&[]);
             let scanned = scan(
@@ -252,6 +270,7 @@ pub fn recover_from<E>(
             );
             let base = index * geometry.payload_size();
             reports[at].records = scanned.records.len();
+            counters.records += scanned.records.len() as u64;
             records.extend(scanned.records.into_iter().map(|mut r| {
                 r.offset += base;
                 r
@@ -300,6 +319,7 @@ pub fn recover_from<E>(
         log_start,
         truncated,
         segments: reports,
+        scanned: counters,
     };
     recovered.check(&geometry);
     Ok(recovered)

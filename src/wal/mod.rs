@@ -59,4 +59,4 @@ pub use record::{
     DecodedRecord, Kind, Peeked, RecordError, Stamp,
 };
 pub use recovery::{scan, RecoveredRecord, Recovery, Scan, ScanConfig};
-pub use replay::{replay, RecoveredGroup};
+pub use replay::{replay, replay_owned, RecoveredGroup};

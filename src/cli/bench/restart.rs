@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use synod::api::RecoveryReport;
 use synod::paxos::NodeId;
 use synod::runtime::clock::MonotonicClock;
 
@@ -46,6 +47,9 @@ pub struct Restart {
     pub catch_up_s: f64,
     /// Seconds of load before this restart.
     pub load_s: f64,
+    /// What the recovery read, summed over the node's shards, and the phases of its
+    /// slowest shard (the one `Node::start` waited for).
+    pub report: RecoveryReport,
 }
 
 /// Runs the restart mode on a fresh cluster and prints the result.
@@ -120,6 +124,7 @@ fn restart_at(
     let stop_s = cluster.stop(node)?;
     let wal_size = wal_bytes(&node_dir(o, node));
     let start_s = cluster.restart(node)?;
+    let report = recovery_report(cluster, node)?;
     let catch_up_s = wait_caught_up(cluster, node)?;
     Ok(Restart {
         instances,
@@ -129,7 +134,49 @@ fn restart_at(
         start_s,
         catch_up_s,
         load_s: written.seconds,
+        report,
     })
+}
+
+/// The recovery of `node`'s last start: its shards' counters summed, the phases of the
+/// shard that took longest.
+fn recovery_report(cluster: &Cluster, node: NodeId) -> Result<RecoveryReport, String> {
+    let handle = cluster.handles.get(&node).ok_or("no handle")?;
+    let shards = futures_lite::future::block_on(handle.status()).map_err(|e| e.to_string())?;
+    let slowest = shards
+        .iter()
+        .map(|s| s.recovery)
+        .max_by_key(|r| r.total_ns)
+        .unwrap_or_default();
+    Ok(RecoveryReport {
+        segments: shards.iter().map(|s| s.recovery.segments).sum(),
+        bytes: shards.iter().map(|s| s.recovery.bytes).sum(),
+        records: shards.iter().map(|s| s.recovery.records).sum(),
+        ..slowest
+    })
+}
+
+/// Nanoseconds as seconds.
+fn s(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// The recovery's counters and phases, for the progress line.
+fn phases(r: &RecoveryReport) -> String {
+    format!(
+        "read {} segments ({:.0} MiB), {} records; probe {:.3} s, scan {:.3} s, index {:.3} s, \
+         replay {:.3} s, restore {:.3} s, groups {:.3} s (shard total {:.3} s)",
+        r.segments,
+        r.bytes as f64 / f64::from(1u32 << 20),
+        r.records,
+        s(r.probe_ns),
+        s(r.scan_ns),
+        s(r.index_ns),
+        s(r.replay_ns),
+        s(r.restore_ns),
+        s(r.groups_ns),
+        s(r.total_ns)
+    )
 }
 
 /// Seconds until `node` has applied, in every group, what the others have chosen.
@@ -168,13 +215,14 @@ fn wait_caught_up(cluster: &Cluster, node: NodeId) -> Result<f64, String> {
 fn line(r: &Restart) -> String {
     format!(
         "restart at {} instances ({} above the checkpoints; segment files {:.0} MiB): \
-         stop {:.3} s, recovery {:.3} s, caught up {:.3} s later",
+         stop {:.3} s, recovery {:.3} s, caught up {:.3} s later\n    recovery: {}",
         r.instances,
         r.suffix_instances,
         r.wal_size as f64 / f64::from(1u32 << 20),
         r.stop_s,
         r.start_s,
-        r.catch_up_s
+        r.catch_up_s,
+        phases(&r.report)
     )
 }
 
@@ -234,6 +282,18 @@ fn json(o: &Options, node: NodeId, restarts: &[Restart]) -> Value {
             "stop_seconds": r.stop_s,
             "recovery_seconds": r.start_s,
             "catch_up_seconds": r.catch_up_s,
+            "recovery": {
+                "segments_read": r.report.segments,
+                "bytes_read": r.report.bytes,
+                "records_decoded": r.report.records,
+                "probe_seconds": s(r.report.probe_ns),
+                "scan_seconds": s(r.report.scan_ns),
+                "index_seconds": s(r.report.index_ns),
+                "replay_seconds": s(r.report.replay_ns),
+                "restore_seconds": s(r.report.restore_ns),
+                "groups_seconds": s(r.report.groups_ns),
+                "shard_seconds": s(r.report.total_ns),
+            },
         })).collect::<Vec<_>>(),
         "recovery_ratio_last_to_first": ratio,
     })

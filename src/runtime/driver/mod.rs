@@ -134,6 +134,8 @@ struct Driver {
     stopping: Option<(Nanos, Vec<Sender<()>>)>,
     /// Where a fatal stop is reported, BEFORE waiting callers are answered.
     latch: Arc<FatalLatch>,
+    /// What the start spent recovering (reported in the status).
+    recovery: crate::runtime::request::RecoveryReport,
 }
 
 enum Exit {

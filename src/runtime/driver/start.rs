@@ -65,10 +65,12 @@ async fn start(
     let shard_id = plan.shard;
     let clock = MonotonicClock::start();
     let wake = Rc::new(Notify::default());
+    let began = clock.now();
     let Opened {
         writer,
-        recovery,
+        mut recovery,
         lost_state: lost,
+        mut report,
     } = WalWriter::open(
         &plan.store,
         shard_id,
@@ -83,8 +85,11 @@ async fn start(
         plan.wal_buffer_size_max,
         entropy_seed() ^ u64::from(shard_id),
     );
-    let mut recovered = crate::wal::replay(&recovery.records);
+    let replaying = clock.now();
+    let mut recovered = crate::wal::replay_owned(std::mem::take(&mut recovery.records));
     drop(recovery);
+    let restoring = clock.now();
+    report.replay_ns = restoring.0.saturating_sub(replaying.0);
     let mut groups = Vec::with_capacity(plan.groups.len());
     let mut machines: BTreeMap<GroupId, Box<dyn StateMachine>> = BTreeMap::new();
     let restorer = Restorer::new(&plan.store.dir, shard_id);
@@ -115,12 +120,31 @@ async fn start(
             recovered.len()
         );
     }
+    let building = clock.now();
+    report.restore_ns = building.0.saturating_sub(restoring.0);
     let shard = Shard::new(plan.shard_config.clone(), groups, commit, lost, clock.now());
+    report.groups_ns = clock.now().0.saturating_sub(building.0);
     let net_wake = Rc::clone(&wake);
     let net = Net::start(plan.net.clone(), Rc::new(move || net_wake.notify()))
         .await
         .map_err(ShardStartError::Net)?;
+    report.total_ns = clock.now().0.saturating_sub(began.0);
+    log::info!(
+        "shard {shard_id}: recovered {} records from {} segments ({} bytes) in {:.3} s \
+         (probe {:.3}, scan {:.3}, index {:.3}, replay {:.3}, restore {:.3}, groups {:.3})",
+        report.records,
+        report.segments,
+        report.bytes,
+        seconds(report.total_ns),
+        seconds(report.probe_ns),
+        seconds(report.scan_ns),
+        seconds(report.index_ns),
+        seconds(report.replay_ns),
+        seconds(report.restore_ns),
+        seconds(report.groups_ns),
+    );
     Ok(Driver {
+        recovery: report,
         plan,
         clock,
         shard,
@@ -147,4 +171,9 @@ async fn start(
         stopping: None,
         latch,
     })
+}
+
+/// Nanoseconds as seconds, for the log.
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
 }

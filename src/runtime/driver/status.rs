@@ -81,6 +81,7 @@ impl Driver {
                 }
             },
             fatal: self.shard.poisoned().map(Fatal::to_string),
+            recovery: self.recovery,
         }
     }
 }

@@ -43,6 +43,7 @@ use crate::paxos::Record;
 use crate::runtime::clock::MonotonicClock;
 use crate::runtime::fatal::{DiskError, DiskOperation, Fatal};
 use crate::runtime::notify::Notify;
+use crate::runtime::request::RecoveryReport;
 use crate::runtime::shard::{Shard, ShardInput};
 use crate::runtime::truncation::WalTruncate;
 use crate::support::sync_dir;
@@ -98,6 +99,9 @@ pub(super) struct Opened {
     pub recovery: LogRecovery,
     /// The log lost state: the shard rejoins as a non-voting learner.
     pub lost_state: bool,
+    /// What opening cost: the scan's counters, the probe, scan and index times (the
+    /// later phases are the start's to fill).
+    pub report: RecoveryReport,
 }
 
 /// The owner of a shard's `Store`: executes write plans, one in flight.
@@ -157,13 +161,16 @@ impl WalWriter {
         let wal = |error: DiskError| ShardStartError::Wal { error };
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| wal(DiskError::from_io("create", Some(&config.dir), &e)))?;
+        let began = clock.now();
         probe_dir(&config.dir, config.shard)
             .await
             .map_err(|error| ShardStartError::NotWritable {
                 dir: config.dir.clone(),
                 error,
             })?;
+        let probed = clock.now();
         let recovery = recover_dir(config).map_err(|e| wal(DiskError::from(&e)))?;
+        let scanned = clock.now();
         let marker_path = rejoin_marker(&config.dir, config.shard);
         if let Some(corruption) = recovery.corruption() {
             log::warn!(
@@ -179,6 +186,15 @@ impl WalWriter {
         let store = Store::prepare(config.clone(), &recovery)
             .await
             .map_err(|e| wal(DiskError::from(&e)))?;
+        let report = RecoveryReport {
+            segments: recovery.scanned.segments,
+            bytes: recovery.scanned.bytes,
+            records: recovery.scanned.records,
+            probe_ns: probed.0.saturating_sub(began.0),
+            scan_ns: scanned.0.saturating_sub(probed.0),
+            index_ns: clock.now().0.saturating_sub(scanned.0),
+            ..RecoveryReport::default()
+        };
         let writer = WalWriter {
             shard,
             clock,
@@ -203,6 +219,7 @@ impl WalWriter {
             writer,
             recovery,
             lost_state: lost,
+            report,
         })
     }
 
