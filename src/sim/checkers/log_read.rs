@@ -19,7 +19,8 @@
 //! restored the group from (or installed from a peer since: the in-memory log's
 //! floor), or just after the higher of that checkpoint and the WAL's release point
 //! (the truncation watermark its shard handed out, the index's floor, or a peer's
-//! checkpoint an earlier incarnation installed: `wal::catch_up::released_through`).
+//! checkpoint an earlier incarnation installed: `wal::catch_up::released_through`)
+//! at some moment between the read's issue and its answer.
 //!
 //! Invariant of the checker: `restored` holds the checkpoints of current incarnations.
 
@@ -46,6 +47,9 @@ pub struct LogReadAnswered<'a> {
     pub size_max: usize,
     /// The replica's applied watermark of the group when it answered.
     pub applied_through: Instance,
+    /// Where the replica's WAL released the group when the read was issued (as
+    /// `released_through`): its WAL read was planned between the two.
+    pub released_at_issue: Instance,
     /// Where the replica's WAL released the group when it answered: the truncation
     /// watermark its shard had handed out, or what its index releases (its floor, or
     /// an install recorded there), whichever is higher (`Instance(0)`: none).
@@ -110,16 +114,20 @@ impl LogReadChecker {
                 self.truncated += 1;
                 let restored = self.restored.get(&(answered.node, answered.group));
                 let released = answered.released_through;
+                let released_before = answered.released_at_issue;
                 // The in-memory log answers just above the checkpoint it was
                 // restored from; the WAL just above the higher of that and its
-                // release point (it may have released more than the restore covers:
+                // release point when its read was planned, between the read's issue
+                // and its answer (it may have released more than the restore covers:
                 // the next read learns it). Nothing restored or released: no answer
                 // may be `Truncated`.
                 let from_memory = restored.map(|through| through.next());
-                let highest = restored.copied().unwrap_or(Instance(0)).max(released);
-                let from_wal = (highest >= Instance(1)).then(|| highest.next());
-                let named =
-                    Some(*first_available) == from_memory || Some(*first_available) == from_wal;
+                let base = restored.copied().unwrap_or(Instance(0));
+                let lowest = base.max(released_before).next();
+                let highest = base.max(released);
+                let from_wal =
+                    highest >= Instance(1) && (lowest..=highest.next()).contains(first_available);
+                let named = Some(*first_available) == from_memory || from_wal;
                 if !named || from.instance >= *first_available {
                     return fail(format!(
                         "Truncated {{ first_available: {} }}, restored from {restored:?}, WAL \
@@ -261,12 +269,24 @@ mod tests {
         outcome: Result<LogRead, LogReadRefused>,
         released_through: Instance,
     ) -> Result<(), crate::sim::checkers::Violation> {
+        check_moved(checker, from, outcome, (released_through, released_through))
+    }
+
+    /// As `check_released`, the WAL's release point having moved from `.0` at the
+    /// read's issue to `.1` at its answer.
+    fn check_moved(
+        checker: &mut LogReadChecker,
+        from: Position,
+        outcome: Result<LogRead, LogReadRefused>,
+        (released_at_issue, released_through): (Instance, Instance),
+    ) -> Result<(), crate::sim::checkers::Violation> {
         let answered = LogReadAnswered {
             node: NodeId(1),
             group: GroupId(1),
             from,
             size_max: 1 << 20,
             applied_through: Instance(4),
+            released_at_issue,
             released_through,
             outcome: &outcome,
         };
@@ -336,6 +356,20 @@ mod tests {
                 first_available: Instance(first_available),
             };
             let checked = check_released(&mut checker, at(1, 0), Err(answer), Instance(6));
+            assert_eq!(
+                checked.is_ok(),
+                true_answer,
+                "first_available {first_available}"
+            );
+        }
+        // The WAL released 6 when the read was issued and 9 when it was answered: its
+        // read was planned in between, so 7..=10 are true, 5 and 11 are not.
+        for (first_available, true_answer) in [(7, true), (10, true), (5, false), (11, false)] {
+            let answer = LogReadRefused::Truncated {
+                first_available: Instance(first_available),
+            };
+            let moved = (Instance(6), Instance(9));
+            let checked = check_moved(&mut checker, at(1, 0), Err(answer), moved);
             assert_eq!(
                 checked.is_ok(),
                 true_answer,

@@ -35,6 +35,8 @@ struct LogReadIssued {
     group: GroupId,
     from: Position,
     size_max: usize,
+    /// Where the replica's WAL released the group when the read was issued.
+    released_at_issue: Instance,
 }
 
 /// A log read's WAL read, answered at its time (outside the steps).
@@ -161,6 +163,8 @@ impl Cluster {
         let id = LogReadId(self.log_readers.id_next);
         self.log_readers.id_next += 1;
         self.report.log_reads.issued += 1;
+        let shard = usize::from(shard_of(group, self.shard_count()));
+        let released_at_issue = self.released_through(node, shard, group);
         self.log_readers.in_flight.insert(
             id,
             LogReadIssued {
@@ -168,9 +172,9 @@ impl Cluster {
                 group,
                 from,
                 size_max,
+                released_at_issue,
             },
         );
-        let shard = usize::from(shard_of(group, self.shard_count()));
         let ask = LogReadAsk {
             id,
             group,
@@ -202,6 +206,19 @@ impl Cluster {
         Ok(())
     }
 
+    /// Where `node`'s WAL released `group` now: what its shard handed out for
+    /// truncation, or what the WAL's index releases (its floor, or a peer's checkpoint
+    /// installed by an earlier incarnation whose saved copy this one could not
+    /// restore), whichever is higher.
+    fn released_through(&self, node: usize, shard: usize, group: GroupId) -> Instance {
+        let slot = &self.nodes[node].shards[shard];
+        let handed_out = slot
+            .shard
+            .as_ref()
+            .map_or(Instance(0), |core| core.truncation().watermark(group));
+        handed_out.max(catch_up::released_through(&slot.index, group))
+    }
+
     /// Checks one answered log read against the canonical log (`checkers::log_read`).
     pub(super) fn check_log_read(
         &mut self,
@@ -221,19 +238,14 @@ impl Cluster {
         let applied_through = core
             .and_then(|core| core.group(done.group))
             .map_or(Instance(0), |g| g.applied_through());
-        // What the shard handed out for truncation, or what the WAL's index releases
-        // (its floor, or a peer's checkpoint installed by an earlier incarnation whose
-        // saved copy this one could not restore).
-        let handed_out = core.map_or(Instance(0), |core| core.truncation().watermark(done.group));
-        let indexed = catch_up::released_through(&self.nodes[node].shards[shard].index, done.group);
-        let released_through = handed_out.max(indexed);
         let answered = LogReadAnswered {
             node: self.nodes[node].id,
             group: done.group,
             from: issued.from,
             size_max: issued.size_max,
             applied_through,
-            released_through,
+            released_at_issue: issued.released_at_issue,
+            released_through: self.released_through(node, shard, done.group),
             outcome: &done.outcome,
         };
         self.checkers.observe_log_read(&answered)?;
