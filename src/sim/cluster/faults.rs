@@ -1,6 +1,7 @@
 //! Faults and recovery: crashes (some losing the disk), partitions, bit flips, the
 //! heal that starts the liveness phase, and a node's start from its disks.
 
+use super::execute::recovered_fact;
 use super::{Cluster, Event, LIVENESS_BOUND_NS, MS};
 use crate::paxos::{Instance, Lsn, NodeId, Record, Restore};
 use crate::runtime::{shard_of, Shard, ShardConfig, ShardInput};
@@ -150,6 +151,8 @@ impl Cluster {
             self.nodes[node].fs = crate::sim::fs::SimFs::new();
         }
         let (mut restored, mut restored_highs) = (Vec::new(), Vec::new());
+        // What the node may vote on is what recovery reads off its disks now.
+        self.checkers.send_durable.reset(id);
         for shard in 0..self.nodes[node].shards.len() {
             let salt = self.nodes[node].shards[shard].salt;
             let slot = &mut self.nodes[node].shards[shard];
@@ -196,6 +199,10 @@ impl Cluster {
                 })
                 .collect();
             slot.index = LogIndex::from_recovered(&records);
+            for fact in records.iter().filter_map(|r| recovered_fact(&r.record)) {
+                self.checkers.send_durable.observe_recovered(id, fact);
+            }
+            let slot = &mut self.nodes[node].shards[shard];
             slot.log_start = 0;
             let mut recovered = wal::replay(&records);
             let mut groups = Vec::new();
