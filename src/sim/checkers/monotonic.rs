@@ -233,7 +233,8 @@ impl MonotonicChecker {
                     .get(&(node, group))
                     .map_or(Ballot::ZERO, |p| p.promised_floor);
                 let floor = self.rejoin_floor.entry((node, group)).or_default();
-                *floor = ((*floor).0.max(led), (*floor).1.max(own));
+                floor.0 = floor.0.max(led);
+                floor.1 = floor.1.max(own);
             }
             for (key, persisted) in self.persisted.iter_mut() {
                 if key.0 == node {

@@ -31,44 +31,7 @@ impl Cluster {
         if let Some(plan) = effects.write.take() {
             self.execute_write(node, shard, plan);
         }
-        for (peer, messages) in effects.send.drain(..) {
-            for message in messages {
-                self.checkers.bounds.observe_sent(id, &message)?;
-                self.checkers.install.observe_sent(id, &message)?;
-                self.checkers.message_size.observe_sent(id, &message)?;
-                let chosen_through = self.nodes[node].shards[shard]
-                    .shard
-                    .as_ref()
-                    .and_then(|core| core.group(message.group))
-                    .map_or(Instance(0), |group| group.chosen_through());
-                self.checkers
-                    .send_durable
-                    .observe_sent(id, &message, chosen_through)?;
-                if let Some(ballot) = durable_ballot(&message) {
-                    self.checkers
-                        .monotonic
-                        .observe_durable(id, message.group, ballot);
-                }
-                if let MessageBody::Promise { ballot, .. } | MessageBody::Accepted { ballot, .. } =
-                    &message.body
-                {
-                    self.checkers
-                        .monotonic
-                        .observe_vote(id, message.group, *ballot)?;
-                }
-                let forge = self.options.network_forge_ppm > 0
-                    && self.forge_prng.chance_ppm(self.options.network_forge_ppm);
-                let forged =
-                    forge.then(|| forge_message(&message, self.nodes.len(), &mut self.forge_prng));
-                self.network
-                    .send(Nanos(self.now), id, peer, message, &mut self.prng);
-                if let Some(forged) = forged {
-                    let (from, to) = (forged.from, forged.to);
-                    self.network
-                        .send(Nanos(self.now), from, to, forged, &mut self.forge_prng);
-                }
-            }
-        }
+        self.send_all(node, shard, effects)?;
         // Each install BEFORE the applies from its position on (`InstallCheckpoint`).
         let mut installs = std::mem::take(&mut effects.installs).into_iter().peekable();
         for (index, apply) in effects.apply.drain(..).enumerate() {
@@ -160,6 +123,55 @@ impl Cluster {
         if effects.clear_rejoin_marker {
             // The marker file goes: a later restart no longer rejoins as a learner.
             self.nodes[node].shards[shard].lost_marker = false;
+        }
+        Ok(())
+    }
+
+    /// Sends what `effects` sends, each message checked as it leaves the node.
+    fn send_all(
+        &mut self,
+        node: usize,
+        shard: usize,
+        effects: &mut Effects,
+    ) -> Result<(), Violation> {
+        let id = self.nodes[node].id;
+        for (peer, messages) in effects.send.drain(..) {
+            for message in messages {
+                self.checkers.bounds.observe_sent(id, &message)?;
+                self.checkers.install.observe_sent(id, &message)?;
+                self.checkers.message_size.observe_sent(id, &message)?;
+                let chosen_through = self.nodes[node].shards[shard]
+                    .shard
+                    .as_ref()
+                    .and_then(|core| core.group(message.group))
+                    .map_or(Instance(0), |group| group.chosen_through());
+                self.checkers
+                    .send_durable
+                    .observe_sent(id, &message, chosen_through)?;
+                if let Some(ballot) = durable_ballot(&message) {
+                    self.checkers
+                        .monotonic
+                        .observe_durable(id, message.group, ballot);
+                }
+                if let MessageBody::Promise { ballot, .. } | MessageBody::Accepted { ballot, .. } =
+                    &message.body
+                {
+                    self.checkers
+                        .monotonic
+                        .observe_vote(id, message.group, *ballot)?;
+                }
+                let forge = self.options.network_forge_ppm > 0
+                    && self.forge_prng.chance_ppm(self.options.network_forge_ppm);
+                let forged =
+                    forge.then(|| forge_message(&message, self.nodes.len(), &mut self.forge_prng));
+                self.network
+                    .send(Nanos(self.now), id, peer, message, &mut self.prng);
+                if let Some(forged) = forged {
+                    let (from, to) = (forged.from, forged.to);
+                    self.network
+                        .send(Nanos(self.now), from, to, forged, &mut self.forge_prng);
+                }
+            }
         }
         Ok(())
     }

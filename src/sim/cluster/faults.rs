@@ -183,26 +183,11 @@ impl Cluster {
                 slot.released.clear();
             }
             // A truncated log: what the released segments held is gone.
-            let records: Vec<_> = scan
-                .records
-                .into_iter()
-                .filter(|r| match &r.record {
-                    Record::Accept {
-                        group, instance, ..
-                    }
-                    | Record::Learn {
-                        group, instance, ..
-                    } => slot.released.get(group).is_none_or(|w| instance > w),
-                    Record::Promise { .. } | Record::Chosen { .. } | Record::Installed { .. } => {
-                        true
-                    }
-                })
-                .collect();
+            let records = unreleased(scan.records, &slot.released);
             slot.index = LogIndex::from_recovered(&records);
             for fact in records.iter().filter_map(|r| recovered_fact(&r.record)) {
                 self.checkers.send_durable.observe_recovered(id, fact);
             }
-            let slot = &mut self.nodes[node].shards[shard];
             slot.log_start = 0;
             let mut recovered = wal::replay(&records);
             let mut groups = Vec::new();
@@ -262,4 +247,24 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// The recovered records a truncated log still holds: what the released segments held
+/// (Accepts and Learns at or below each group's released watermark) is gone.
+fn unreleased(
+    records: Vec<wal::RecoveredRecord>,
+    released: &std::collections::BTreeMap<crate::paxos::GroupId, Instance>,
+) -> Vec<wal::RecoveredRecord> {
+    records
+        .into_iter()
+        .filter(|r| match &r.record {
+            Record::Accept {
+                group, instance, ..
+            }
+            | Record::Learn {
+                group, instance, ..
+            } => released.get(group).is_none_or(|w| instance > w),
+            Record::Promise { .. } | Record::Chosen { .. } | Record::Installed { .. } => true,
+        })
+        .collect()
 }
