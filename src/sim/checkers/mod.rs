@@ -18,6 +18,7 @@
 //! | `size`         | messages fit `message_size_max`; the estimate bounds the codec  |
 //! | `retention`    | in-memory logs stay within retention and window (bounded memory) |
 //! | `install`      | a peer's checkpoint installs forward; no vote on what it covers |
+//! | `send_durable` | a Promise/Accepted leaves only once its record is durable on disk |
 //! | `truncation`   | the WAL is released only below a durable checkpoint; a restart restores at or above it |
 //! | `liveness`     | after faults heal, the cluster converges within a bound         |
 //!
@@ -39,6 +40,7 @@ pub mod monotonic;
 pub mod prefix;
 pub mod read;
 pub mod retention;
+pub mod send_durable;
 pub mod size;
 pub mod truncation;
 
@@ -56,6 +58,7 @@ pub use monotonic::{MonotonicChecker, Watermarks};
 pub use prefix::PrefixChecker;
 pub use read::ReadChecker;
 pub use retention::{LogShape, RetentionChecker};
+pub use send_durable::SendDurableChecker;
 pub use size::MessageSizeChecker;
 pub use truncation::TruncationChecker;
 
@@ -171,6 +174,8 @@ pub struct Checkers {
     pub install: InstallChecker,
     /// The WAL is released only below durable checkpoints.
     pub truncation: TruncationChecker,
+    /// Votes leave only once their records are durable on the simulated disk.
+    pub send_durable: SendDurableChecker,
 }
 
 impl Checkers {
@@ -289,6 +294,7 @@ impl Checkers {
         self.install.reset(node);
         self.log_read.reset(node);
         self.truncation.reset(node, disk_lost);
+        // `send_durable` is reset by the executor, which re-feeds it what recovery read.
     }
 
     /// A log read was answered: checked against the canonical log of its group.

@@ -17,8 +17,26 @@
 //! so its promise restarts from zero. Volatile values (watermarks) are forgotten at
 //! every restart: a new process recovers them from its WAL and re-applies from 1.
 //!
+//! Across a disk loss (the rejoin floor). A replica that lost its disk does not vote
+//! until it has heard from n − quorum + 1 other voters and raised its promise above
+//! every promise they reported (`learner`, Paxos Made Live §5.1). That does NOT keep it
+//! at or above its own old promise: a promise it made to a candidate that never gathered
+//! a quorum, or that no heard voter shares, is forgotten, and the rejoiner may vote below
+//! it. That is safe (such a ballot never chose anything through this replica's vote),
+//! so "never below its old promise" is not the property. What the rule does guarantee:
+//! every ballot LED before the loss had a Phase 1 quorum of durable promises, which meets
+//! any n − quorum + 1 other voters, so the rejoiner's promise, hence every vote it sends
+//! afterwards (a Promise at b needs b >= its promise, an Accepted at b too), is at or
+//! above the highest ballot led in the group, by any node, before it restarted. The
+//! checker keeps that ballot per group (ground truth: leader ballots observed after every
+//! step) and, at a disk loss, makes it the node's rejoin floor for every group;
+//! [`MonotonicChecker::observe_vote`] checks each Promise and Accepted the node sends
+//! against it. Assumes one replica with lost state at a time and an unchanged quorum
+//! size across the loss (the simulator's fault atlas and workload).
+//!
 //! Invariant of the checker: the remembered values are the maxima observed since the
-//! last reset that forgot them.
+//! last reset that forgot them; `led` is the maximum leader ballot ever observed per
+//! group; a rejoin floor is never lowered.
 
 use super::Violation;
 use crate::paxos::{Ballot, GroupId, Instance, NodeId};
@@ -63,6 +81,11 @@ struct Volatile {
 pub struct MonotonicChecker {
     persisted: BTreeMap<(NodeId, GroupId), Persisted>,
     volatile: BTreeMap<(NodeId, GroupId), Volatile>,
+    /// Highest ballot led in each group by any node.
+    led: BTreeMap<GroupId, Ballot>,
+    /// Per (node, group) that lost its disk: the highest ballot led in the group before
+    /// the loss, and the highest the node itself had made durable then (for messages).
+    rejoin_floor: BTreeMap<(NodeId, GroupId), (Ballot, Ballot)>,
 }
 
 impl MonotonicChecker {
@@ -78,6 +101,30 @@ impl MonotonicChecker {
     pub fn observe_durable(&mut self, node: NodeId, group: GroupId, ballot: Ballot) {
         let persisted = self.persisted.entry((node, group)).or_default();
         persisted.promised_floor = persisted.promised_floor.max(ballot);
+    }
+
+    /// `node` sends a vote (a Promise or an Accepted) at `ballot` for `group`.
+    ///
+    /// Err if `node` lost its disk and the vote is below the highest ballot led in
+    /// `group` before the loss (its rejoin floor; see the module docs).
+    pub fn observe_vote(
+        &mut self,
+        node: NodeId,
+        group: GroupId,
+        ballot: Ballot,
+    ) -> Result<(), Violation> {
+        match self.rejoin_floor.get(&(node, group)) {
+            Some(&(floor, own)) if ballot < floor => Err(Violation::new(
+                NAME,
+                format!(
+                    "group {} node {}: voted at {ballot} after losing its disk, below \
+                     {floor}, led in the group before the loss (its own durable promise \
+                     then: {own})",
+                    group.0, node.0
+                ),
+            )),
+            Some(_) | None => Ok(()),
+        }
     }
 
     /// `node`'s state for `group` after a step (call after each step that touched it).
@@ -136,6 +183,8 @@ impl MonotonicChecker {
                 );
             }
             volatile.leader_ballot = ballot;
+            let led = self.led.entry(group).or_default();
+            *led = (*led).max(ballot);
         }
         if now.chosen_through < volatile.chosen_through {
             return back(
@@ -175,8 +224,18 @@ impl MonotonicChecker {
             persisted.leader_ballot_before = persisted.leader_ballot_before.max(led);
         }
         if disk_lost {
-            // A replica that lost state keeps no floor; it must still never lead at a
-            // ballot it led before (its rejoin raises its promise above its peers').
+            // A replica that lost state keeps no durable floor; it must still never lead
+            // at a ballot it led before (its rejoin raises its promise above its
+            // peers'), nor vote below a ballot led before the loss (module docs).
+            for (&group, &led) in &self.led {
+                let own = self
+                    .persisted
+                    .get(&(node, group))
+                    .map_or(Ballot::ZERO, |p| p.promised_floor);
+                let floor = self.rejoin_floor.entry((node, group)).or_default();
+                floor.0 = floor.0.max(led);
+                floor.1 = floor.1.max(own);
+            }
             for (key, persisted) in self.persisted.iter_mut() {
                 if key.0 == node {
                     persisted.promised_floor = Ballot::ZERO;
@@ -230,6 +289,41 @@ mod tests {
         checker
             .observe_watermarks(NodeId(2), G, &marks(0, 0, 0, None))
             .unwrap();
+    }
+
+    // Goal: after a disk loss a vote below a ballot led before the loss is caught, while
+    // one below the node's own unled old promise passes (the protocol may forget it).
+    // Method: node 2 leads at 4, node 1 promised 6 (never led); node 1 loses its disk.
+    #[test]
+    fn rejoin_floor_is_the_highest_ballot_led_before_the_loss() {
+        let mut checker = MonotonicChecker::new();
+        let at = |round| Ballot {
+            round,
+            node: NodeId(2),
+        };
+        let led = Watermarks {
+            promised: at(4),
+            leader_ballot: Some(at(4)),
+            ..Watermarks::default()
+        };
+        checker.observe_watermarks(NodeId(2), G, &led).unwrap();
+        checker.observe_vote(N, G, at(6)).unwrap();
+        checker.observe_durable(N, G, at(6));
+        checker.reset(N, true);
+        checker.observe_vote(N, G, at(5)).unwrap();
+        checker.observe_vote(N, G, at(4)).unwrap();
+        checker.observe_vote(N, GroupId(2), at(1)).unwrap();
+        let violation = checker.observe_vote(N, G, at(3)).unwrap_err();
+        assert!(
+            violation.message.contains("after losing its disk"),
+            "{violation}"
+        );
+        assert!(
+            violation.message.contains("own durable promise"),
+            "{violation}"
+        );
+        // A node that did not lose its disk has no rejoin floor.
+        checker.observe_vote(NodeId(3), G, at(1)).unwrap();
     }
 
     // Goal: each regression is caught and named: a promise below the durable floor

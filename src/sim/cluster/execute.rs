@@ -5,12 +5,18 @@
 
 use super::forge::forge_message;
 use super::{Cluster, Event};
-use crate::paxos::{Ballot, Body, Message, Nanos, Role, WalRead, WalReadOutcome, WalReader};
+use crate::paxos::{
+    Ballot, Body, Instance, Lsn, Message, MessageBody, Nanos, Role, WalRead, WalReadOutcome,
+    WalReader,
+};
 use crate::runtime::shard::ProposalOutcome;
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::Effects;
+use crate::sim::checkers::send_durable::Fact;
 use crate::sim::checkers::{LogShape, Violation, Watermarks};
 use crate::wal::catch_up::{self, ReadPlan, RecordRead};
+use crate::wal::layout::record_start;
+use crate::wal::record::{self, Kind};
 use crate::wal::WritePlan;
 use bytes::Bytes;
 
@@ -26,30 +32,7 @@ impl Cluster {
         if let Some(plan) = effects.write.take() {
             self.execute_write(node, shard, plan);
         }
-        for (peer, messages) in effects.send.drain(..) {
-            for mut message in messages {
-                self.checkers.bounds.observe_sent(id, &message)?;
-                self.checkers.install.observe_sent(id, &message)?;
-                self.checkers.message_size.observe_sent(id, &message)?;
-                if let Some(ballot) = durable_ballot(&message) {
-                    self.checkers
-                        .monotonic
-                        .observe_durable(id, message.group, ballot);
-                }
-                let forge = self.options.network_forge_ppm > 0
-                    && self.forge_prng.chance_ppm(self.options.network_forge_ppm);
-                let forged =
-                    forge.then(|| forge_message(&message, self.nodes.len(), &mut self.forge_prng));
-                self.maybe_flip_raw(&mut message);
-                self.network
-                    .send(Nanos(self.now), id, peer, message, &mut self.prng);
-                if let Some(forged) = forged {
-                    let (from, to) = (forged.from, forged.to);
-                    self.network
-                        .send(Nanos(self.now), from, to, forged, &mut self.forge_prng);
-                }
-            }
-        }
+        self.send_all(node, shard, effects)?;
         // Each install BEFORE the applies from its position on (`InstallCheckpoint`).
         let mut installs = std::mem::take(&mut effects.installs).into_iter().peekable();
         for (index, apply) in effects.apply.drain(..).enumerate() {
@@ -145,6 +128,56 @@ impl Cluster {
         Ok(())
     }
 
+    /// Sends what `effects` sends, each message checked as it leaves the node.
+    fn send_all(
+        &mut self,
+        node: usize,
+        shard: usize,
+        effects: &mut Effects,
+    ) -> Result<(), Violation> {
+        let id = self.nodes[node].id;
+        for (peer, messages) in effects.send.drain(..) {
+            for mut message in messages {
+                self.checkers.bounds.observe_sent(id, &message)?;
+                self.checkers.install.observe_sent(id, &message)?;
+                self.checkers.message_size.observe_sent(id, &message)?;
+                let chosen_through = self.nodes[node].shards[shard]
+                    .shard
+                    .as_ref()
+                    .and_then(|core| core.group(message.group))
+                    .map_or(Instance(0), |group| group.chosen_through());
+                self.checkers
+                    .send_durable
+                    .observe_sent(id, &message, chosen_through)?;
+                if let Some(ballot) = durable_ballot(&message) {
+                    self.checkers
+                        .monotonic
+                        .observe_durable(id, message.group, ballot);
+                }
+                if let MessageBody::Promise { ballot, .. } | MessageBody::Accepted { ballot, .. } =
+                    &message.body
+                {
+                    self.checkers
+                        .monotonic
+                        .observe_vote(id, message.group, *ballot)?;
+                }
+                let forge = self.options.network_forge_ppm > 0
+                    && self.forge_prng.chance_ppm(self.options.network_forge_ppm);
+                let forged =
+                    forge.then(|| forge_message(&message, self.nodes.len(), &mut self.forge_prng));
+                self.maybe_flip_raw(&mut message);
+                self.network
+                    .send(Nanos(self.now), id, peer, message, &mut self.prng);
+                if let Some(forged) = forged {
+                    let (from, to) = (forged.from, forged.to);
+                    self.network
+                        .send(Nanos(self.now), from, to, forged, &mut self.forge_prng);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `plan` on the shard's disk now and schedules its completion.
     fn execute_write(&mut self, node: usize, shard: usize, plan: WritePlan) {
         let slot = &mut self.nodes[node].shards[shard];
@@ -155,6 +188,12 @@ impl Cluster {
         );
         slot.disk.write(plan.offset, &plan.bytes);
         slot.index.insert_plan(&plan);
+        let id = self.nodes[node].id;
+        for (lsn, fact) in written_facts(&plan.bytes) {
+            self.checkers
+                .send_durable
+                .observe_written(id, shard, lsn, fact);
+        }
         let latency = self.prng.range(
             self.options.disk_write_latency_ns_min,
             self.options.disk_write_latency_ns_max,
@@ -316,6 +355,60 @@ impl Cluster {
                         .as_ref()
                         .is_some_and(|core| core.groups().all(|g| g.is_voting()))
             })
+    }
+}
+
+/// The Promise and Accept facts of the records in a write plan's bytes, with their
+/// LSNs, in log order (the bytes this process encoded: read in place, as the index does).
+fn written_facts(bytes: &[u8]) -> Vec<(Lsn, Fact)> {
+    let mut facts = Vec::new();
+    let mut at = 0u64;
+    loop {
+        at = record_start(at);
+        let Some(peeked) = bytes.get(at as usize..).and_then(record::peek) else {
+            return facts;
+        };
+        match peeked.kind {
+            Kind::Promise => facts.push((
+                peeked.lsn,
+                Fact::Promise {
+                    group: peeked.group,
+                    ballot: peeked.ballot,
+                },
+            )),
+            Kind::Accept => facts.push((
+                peeked.lsn,
+                Fact::Accept {
+                    group: peeked.group,
+                    instance: peeked.instance,
+                    ballot: peeked.ballot,
+                },
+            )),
+            Kind::Chosen | Kind::Learn | Kind::Pad | Kind::Installed => {}
+        }
+        at += u64::from(peeked.size);
+    }
+}
+
+/// The fact a recovered record holds for `send_durable`, if any.
+pub(super) fn recovered_fact(record: &crate::paxos::Record) -> Option<Fact> {
+    use crate::paxos::Record as R;
+    match record {
+        R::Promise { group, ballot } => Some(Fact::Promise {
+            group: *group,
+            ballot: *ballot,
+        }),
+        R::Accept {
+            group,
+            instance,
+            ballot,
+            ..
+        } => Some(Fact::Accept {
+            group: *group,
+            instance: *instance,
+            ballot: *ballot,
+        }),
+        R::Chosen { .. } | R::Learn { .. } | R::Installed { .. } => None,
     }
 }
 

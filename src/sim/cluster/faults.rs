@@ -1,6 +1,7 @@
 //! Faults and recovery: crashes (some losing the disk), partitions, bit flips, the
 //! heal that starts the liveness phase, and a node's start from its disks.
 
+use super::execute::recovered_fact;
 use super::{Cluster, Event, LIVENESS_BOUND_NS, MS};
 use crate::paxos::{Instance, Lsn, NodeId, Record, Restore};
 use crate::runtime::{shard_of, Shard, ShardConfig, ShardInput};
@@ -150,6 +151,8 @@ impl Cluster {
             self.nodes[node].fs = crate::sim::fs::SimFs::new();
         }
         let (mut restored, mut restored_highs) = (Vec::new(), Vec::new());
+        // What the node may vote on is what recovery reads off its disks now.
+        self.checkers.send_durable.reset(id);
         for shard in 0..self.nodes[node].shards.len() {
             let salt = self.nodes[node].shards[shard].salt;
             let slot = &mut self.nodes[node].shards[shard];
@@ -180,22 +183,11 @@ impl Cluster {
                 slot.released.clear();
             }
             // A truncated log: what the released segments held is gone.
-            let records: Vec<_> = scan
-                .records
-                .into_iter()
-                .filter(|r| match &r.record {
-                    Record::Accept {
-                        group, instance, ..
-                    }
-                    | Record::Learn {
-                        group, instance, ..
-                    } => slot.released.get(group).is_none_or(|w| instance > w),
-                    Record::Promise { .. } | Record::Chosen { .. } | Record::Installed { .. } => {
-                        true
-                    }
-                })
-                .collect();
+            let records = unreleased(scan.records, &slot.released);
             slot.index = LogIndex::from_recovered(&records);
+            for fact in records.iter().filter_map(|r| recovered_fact(&r.record)) {
+                self.checkers.send_durable.observe_recovered(id, fact);
+            }
             slot.log_start = 0;
             let mut recovered = wal::replay(&records);
             let mut groups = Vec::new();
@@ -255,4 +247,24 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// The recovered records a truncated log still holds: what the released segments held
+/// (Accepts and Learns at or below each group's released watermark) is gone.
+fn unreleased(
+    records: Vec<wal::RecoveredRecord>,
+    released: &std::collections::BTreeMap<crate::paxos::GroupId, Instance>,
+) -> Vec<wal::RecoveredRecord> {
+    records
+        .into_iter()
+        .filter(|r| match &r.record {
+            Record::Accept {
+                group, instance, ..
+            }
+            | Record::Learn {
+                group, instance, ..
+            } => released.get(group).is_none_or(|w| instance > w),
+            Record::Promise { .. } | Record::Chosen { .. } | Record::Installed { .. } => true,
+        })
+        .collect()
 }

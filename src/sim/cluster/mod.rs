@@ -559,6 +559,8 @@ impl Cluster {
             } => {
                 if self.nodes[node].up && self.nodes[node].incarnation == incarnation {
                     self.nodes[node].shards[shard].disk.sync();
+                    let id = self.nodes[node].id;
+                    self.checkers.send_durable.observe_synced(id, shard, lsn);
                     self.nodes[node].shards[shard].last_write_offset = offset;
                     self.step_shard(node, shard, ShardInput::WriteDone { lsn_through: lsn })?;
                 }
