@@ -187,7 +187,8 @@ impl SendDurableChecker {
             | MessageBody::CatchUpRequest { .. }
             | MessageBody::CatchUpChunk { .. }
             | MessageBody::CheckpointRequest { .. }
-            | MessageBody::CheckpointChunk { .. } => {}
+            | MessageBody::CheckpointChunk { .. }
+            | MessageBody::CatchUpRaw { .. } => {}
         }
         Ok(())
     }
