@@ -20,7 +20,11 @@
 //! floor), or just after the higher of that checkpoint and the WAL's release point
 //! (the truncation watermark its shard handed out, the index's floor, or a peer's
 //! checkpoint an earlier incarnation installed: `wal::catch_up::released_through`)
-//! at some moment between the read's issue and its answer.
+//! at some moment between the read's issue and its answer; or, answered by the shard
+//! without a WAL read, the higher of the group's own first readable instance
+//! (`Group::log_readable_from`, above its restore once the StartWorking filters moved
+//! up: that bound is the group's own word, not derived by the checker) and the
+//! truncation watermark the shard handed out.
 //!
 //! Invariant of the checker: `restored` holds the checkpoints of current incarnations.
 
@@ -47,8 +51,16 @@ pub struct LogReadAnswered<'a> {
     pub size_max: usize,
     /// The replica's applied watermark of the group when it answered.
     pub applied_through: Instance,
-    /// Where the replica's WAL released the group when the read was issued (as
-    /// `released_through`): its WAL read was planned between the two.
+    /// The truncation watermark the replica's shard had handed out for the group when
+    /// it answered (`Instance(0)`: none).
+    pub handed_out: Instance,
+    /// The group's own first readable instance when it answered
+    /// (`Group::log_readable_from`: its restore, or above once its StartWorking filters
+    /// moved up).
+    pub log_readable_from: Instance,
+    /// Where the replica's WAL index released the group when the read was issued
+    /// (`wal::catch_up::released_through`: at most `released_through`): its WAL read
+    /// was planned between the two.
     pub released_at_issue: Instance,
     /// Where the replica's WAL released the group when it answered: the truncation
     /// watermark its shard had handed out, or what its index releases (its floor, or
@@ -127,12 +139,21 @@ impl LogReadChecker {
                 let highest = base.max(released);
                 let from_wal =
                     highest >= Instance(1) && (lowest..=highest.next()).contains(first_available);
-                let named = Some(*first_available) == from_memory || from_wal;
+                // Without a WAL read the shard answers the higher of the group's own
+                // floor (`Group::log_readable_from`: its restore, or above once its
+                // StartWorking filters moved up) and the watermark it handed out for
+                // truncation (below the WAL index's floor after a restart: the index
+                // was recovered from segments an earlier incarnation truncated).
+                let readable = answered.log_readable_from;
+                let shard_floor = readable.max(answered.handed_out.next());
+                let from_shard = shard_floor > Instance(1) && *first_available == shard_floor;
+                let named = Some(*first_available) == from_memory || from_wal || from_shard;
                 if !named || from.instance >= *first_available {
                     return fail(format!(
                         "Truncated {{ first_available: {} }}, restored from {restored:?}, WAL \
-                         released through {}",
-                        first_available.0, released.0
+                         released through {} ({} at the read's issue), the group readable \
+                         from {}",
+                        first_available.0, released.0, released_before.0, readable.0
                     ));
                 }
                 return Ok(());
@@ -286,6 +307,8 @@ mod tests {
             from,
             size_max: 1 << 20,
             applied_through: Instance(4),
+            log_readable_from: Instance(1),
+            handed_out: released_through,
             released_at_issue,
             released_through,
             outcome: &outcome,

@@ -35,7 +35,7 @@ struct LogReadIssued {
     group: GroupId,
     from: Position,
     size_max: usize,
-    /// Where the replica's WAL released the group when the read was issued.
+    /// Where the replica's WAL index released the group when the read was issued.
     released_at_issue: Instance,
 }
 
@@ -164,7 +164,11 @@ impl Cluster {
         self.log_readers.id_next += 1;
         self.report.log_reads.issued += 1;
         let shard = usize::from(shard_of(group, self.shard_count()));
-        let released_at_issue = self.released_through(node, shard, group);
+        // What the WAL's index released at the issue: its read, planned later, answers
+        // at or above it (the shard's handed-out watermark may be ahead of the index,
+        // which moves once the truncation ran).
+        let released_at_issue =
+            catch_up::released_through(&self.nodes[node].shards[shard].index, group);
         self.log_readers.in_flight.insert(
             id,
             LogReadIssued {
@@ -235,15 +239,17 @@ impl Cluster {
             "log read answered by another node or group"
         );
         let core = self.nodes[node].shards[shard].shard.as_ref();
-        let applied_through = core
-            .and_then(|core| core.group(done.group))
-            .map_or(Instance(0), |g| g.applied_through());
+        let group = core.and_then(|core| core.group(done.group));
+        let applied_through = group.map_or(Instance(0), |g| g.applied_through());
+        let log_readable_from = group.map_or(Instance(1), |g| g.log_readable_from());
         let answered = LogReadAnswered {
             node: self.nodes[node].id,
             group: done.group,
             from: issued.from,
             size_max: issued.size_max,
             applied_through,
+            log_readable_from,
+            handed_out: core.map_or(Instance(0), |core| core.truncation().watermark(done.group)),
             released_at_issue: issued.released_at_issue,
             released_through: self.released_through(node, shard, done.group),
             outcome: &done.outcome,
