@@ -307,7 +307,11 @@ mod tests {
             from,
             size_max: 1 << 20,
             applied_through: Instance(4),
-            log_readable_from: Instance(1),
+            // The group's floor as a restore leaves it.
+            log_readable_from: checker
+                .restored
+                .get(&(NodeId(1), GroupId(1)))
+                .map_or(Instance(1), |through| through.next()),
             handed_out: released_through,
             released_at_issue,
             released_through,
