@@ -281,14 +281,21 @@ impl Checkers {
         Ok(())
     }
 
-    /// `node` crashed and restarts as a new process (`disk_lost`: with an empty data
-    /// directory). Its volatile state is forgotten by every checker that tracks it.
-    pub fn restart(&mut self, node: NodeId, disk_lost: bool) {
+    /// `node` crashed and restarts as a new process (`disk_lost`: some of its logs lost
+    /// state, those of `lost_groups`). Its volatile state is forgotten by every checker
+    /// that tracks it.
+    pub fn restart(
+        &mut self,
+        node: NodeId,
+        disk_lost: bool,
+        lost_groups: &std::collections::BTreeSet<GroupId>,
+    ) {
         self.checkpoint.reset(node, disk_lost);
         self.prefix.reset(node);
         self.durability.reset(node);
         self.ghost.reset(node);
-        self.monotonic.reset(node, disk_lost);
+        self.monotonic
+            .reset(node, |group| lost_groups.contains(&group));
         self.liveness.reset(node);
         self.read.reset(node);
         self.install.reset(node);

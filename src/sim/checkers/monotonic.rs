@@ -207,8 +207,9 @@ impl MonotonicChecker {
     }
 
     /// `node` restarted as a new process. Its watermarks start over; the durable floor
-    /// and the ballots it led persist unless `disk_lost` (its log lost state).
-    pub fn reset(&mut self, node: NodeId, disk_lost: bool) {
+    /// and the ballots it led persist in the groups whose log did not lose state
+    /// (`lost`: per group, since a node's shards recover each their own log).
+    pub fn reset(&mut self, node: NodeId, lost: impl Fn(GroupId) -> bool) {
         let keys: Vec<(NodeId, GroupId)> = self
             .volatile
             .keys()
@@ -223,11 +224,11 @@ impl MonotonicChecker {
             let persisted = self.persisted.entry(key).or_default();
             persisted.leader_ballot_before = persisted.leader_ballot_before.max(led);
         }
-        if disk_lost {
+        {
             // A replica that lost state keeps no durable floor; it must still never lead
             // at a ballot it led before (its rejoin raises its promise above its
             // peers'), nor vote below a ballot led before the loss (module docs).
-            for (&group, &led) in &self.led {
+            for (&group, &led) in self.led.iter().filter(|(group, _)| lost(**group)) {
                 let own = self
                     .persisted
                     .get(&(node, group))
@@ -237,7 +238,7 @@ impl MonotonicChecker {
                 floor.1 = floor.1.max(own);
             }
             for (key, persisted) in self.persisted.iter_mut() {
-                if key.0 == node {
+                if key.0 == node && lost(key.1) {
                     persisted.promised_floor = Ballot::ZERO;
                 }
             }
@@ -278,11 +279,11 @@ mod tests {
         checker
             .observe_watermarks(N, G, &marks(2, 5, 5, None))
             .unwrap();
-        checker.reset(N, false);
+        checker.reset(N, |_| false);
         checker
             .observe_watermarks(N, G, &marks(2, 2, 0, None))
             .unwrap();
-        checker.reset(N, true);
+        checker.reset(N, |_| true);
         checker
             .observe_watermarks(N, G, &marks(0, 0, 0, Some(3)))
             .unwrap();
@@ -309,7 +310,7 @@ mod tests {
         checker.observe_watermarks(NodeId(2), G, &led).unwrap();
         checker.observe_vote(N, G, at(6)).unwrap();
         checker.observe_durable(N, G, at(6));
-        checker.reset(N, true);
+        checker.reset(N, |_| true);
         checker.observe_vote(N, G, at(5)).unwrap();
         checker.observe_vote(N, G, at(4)).unwrap();
         checker.observe_vote(N, GroupId(2), at(1)).unwrap();
@@ -375,7 +376,7 @@ mod tests {
             // A message depending on the promise left: it is durable.
             checker.observe_durable(N, G, before.promised);
             if restart {
-                checker.reset(N, false);
+                checker.reset(N, |_| false);
             }
             let violation = checker.observe_watermarks(N, G, &after).unwrap_err();
             assert_eq!(violation.checker, "monotonic");

@@ -147,6 +147,7 @@ impl Cluster {
         let local = self.nodes[node].clock.local(now);
         let shard_count = self.shard_count();
         let mut lost_any = wipe;
+        let mut lost_groups = std::collections::BTreeSet::new();
         if wipe {
             self.nodes[node].fs = crate::sim::fs::SimFs::new();
         }
@@ -195,6 +196,9 @@ impl Cluster {
                 if config.node != id || usize::from(shard_of(config.group, shard_count)) != shard {
                     continue;
                 }
+                if lost {
+                    lost_groups.insert(config.group);
+                }
                 let state = recovered.remove(&config.group).unwrap_or_default();
                 let restored_high = (state.accepted.keys().next_back().copied())
                     .max(state.learned.keys().next_back().copied())
@@ -228,7 +232,7 @@ impl Cluster {
             slot.last_write_offset = 0;
         }
         if restarted {
-            self.checkers.restart(id, lost_any);
+            self.checkers.restart(id, lost_any, &lost_groups);
         }
         for (group, restored_high) in restored_highs {
             self.checkers
