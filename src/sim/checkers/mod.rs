@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(checkers.durability.pending_count(), 0);
         assert_eq!(checkers.durability.acknowledged().len(), 1);
         checkers.observe_apply(n1, &apply(1, b"a", vec![])).unwrap();
-        checkers.restart(n1, false);
+        checkers.restart(n1, false, &Default::default());
         checkers.observe_apply(n1, &apply(1, b"a", vec![])).unwrap();
         let marks = Watermarks {
             promised: Ballot {
