@@ -259,6 +259,7 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
         },
         7 => MessageBody::CatchUpRequest {
             from: position(rng, 1),
+            credit: u32::try_from(rng.next_u64() >> 32).expect("32 bits fit a u32"),
         },
         9 => MessageBody::CheckpointRequest {
             through: position(rng, 1),
@@ -850,7 +851,10 @@ fn verifier_bounds_accept_honest_frames() {
     };
     let frames = [
         FrameBody::MessageBatch(vec![
-            tiny(MessageBody::CatchUpRequest { from: Instance(1) });
+            tiny(MessageBody::CatchUpRequest {
+                from: Instance(1),
+                credit: u32::MAX,
+            });
             500
         ]),
         FrameBody::MessageBatch(vec![tiny(MessageBody::Reject { promised: zero }); 500]),
@@ -1656,6 +1660,7 @@ fn edge_bodies() -> Vec<MessageBody> {
         },
         MessageBody::CatchUpRequest {
             from: Instance(INSTANCE_MAX),
+            credit: u32::MAX,
         },
         MessageBody::CatchUpChunk {
             chosen_through: Instance(INSTANCE_MAX),
@@ -2131,7 +2136,7 @@ fn over_bounds(edge: &MessageBody) -> Vec<(String, MessageBody, DecodeError)> {
                 case(
                     &format!("from {from}"),
                     &|b| {
-                        if let MessageBody::CatchUpRequest { from: f } = b {
+                        if let MessageBody::CatchUpRequest { from: f, .. } = b {
                             *f = Instance(from);
                         }
                     },
@@ -2141,7 +2146,7 @@ fn over_bounds(edge: &MessageBody) -> Vec<(String, MessageBody, DecodeError)> {
             case(
                 "from 0",
                 &|b| {
-                    if let MessageBody::CatchUpRequest { from } = b {
+                    if let MessageBody::CatchUpRequest { from, .. } = b {
                         *from = Instance(0);
                     }
                 },

@@ -557,6 +557,7 @@ fn extreme_messages(from: u32, to: u32) -> Vec<Message> {
         },
         MessageBody::CatchUpRequest {
             from: Instance(max),
+            credit: u32::MAX,
         },
         MessageBody::CatchUpChunk {
             chosen_through: Instance(max),

@@ -116,7 +116,10 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
             ballot: ballot(rng),
             sent_at: Nanos(rng.next_u64()),
         },
-        7 => MessageBody::CatchUpRequest { from: Instance(at) },
+        7 => MessageBody::CatchUpRequest {
+            from: Instance(at),
+            credit: u32::MAX,
+        },
         8 => MessageBody::CatchUpRaw {
             chosen_through: Instance(rng.next_u64()),
             promised: ballot(rng),

@@ -492,8 +492,12 @@ fn forged_bodies(from: u32) -> Vec<MessageBody> {
         },
         MessageBody::CatchUpRequest {
             from: Instance(u64::MAX),
+            credit: u32::MAX,
         },
-        MessageBody::CatchUpRequest { from: Instance(0) },
+        MessageBody::CatchUpRequest {
+            from: Instance(0),
+            credit: 1,
+        },
         MessageBody::CatchUpChunk {
             chosen_through: Instance(u64::MAX),
             promised: round(u64::MAX, from),

@@ -499,7 +499,9 @@ fn fmt_body(body: &MessageBody) -> String {
         MessageBody::HeartbeatAck { ballot, sent_at } => {
             format!("{kind} {ballot} sent_at={}", ms(*sent_at))
         }
-        MessageBody::CatchUpRequest { from } => format!("{kind} instances>={}", from.0),
+        MessageBody::CatchUpRequest { from, credit } => {
+            format!("{kind} instances>={} credit={credit}", from.0)
+        }
         MessageBody::CatchUpChunk {
             chosen_through,
             promised,

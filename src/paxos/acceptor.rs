@@ -1,22 +1,17 @@
-//! The acceptor side of a group: promises, accepts, heartbeats from the leader, and
-//! serving catch-up requests.
+//! The acceptor side of a group: promises, accepts and heartbeats from the leader.
 //!
 //! Invariants: `promised` never decreases; a `Promise` or `Accept` record is emitted
 //! before (in `persist`) any reply that depends on it (in `send_after_persist`); a
-//! replica that is not voting never promises or accepts; a promise and a catch-up chunk
-//! stay within `message_size_max` bytes (`MessageBody::encoded_size`) and their count
+//! replica that is not voting never promises or accepts; a promise stays within `message_size_max` bytes (`MessageBody::encoded_size`) and its count
 //! limits, carrying at least one entry when there is one to carry; a prepare from
 //! below the in-memory log (`log_floor`) is never promised (the report would lack the
 //! dropped values: see the retention section of `group`), nor one from below the vote
 //! floor before the group re-learned up to it (votes a truncated WAL lost: see
-//! `checkpoint`), and a catch-up request from below `log_floor` is answered from the
-//! WAL (`Output::wal_reads`, then `on_wal_read_done`); a replica re-learning lost
-//! state serves catch-up (chosen values are facts; serving them is no vote) in chunks
-//! marked `from_voter: false`, which no rejoining replica counts as heard from a voter.
+//! `checkpoint`). Catch-up requests are served by `stream`.
 
 use super::group::{Group, Role, Slot};
 use super::message::{InstanceRange, MessageBody, PromisedEntry};
-use super::output::{Output, RawRun, Record, WalRead, WalReadOutcome, WalReader};
+use super::output::{Output, Record};
 use super::size::Packer;
 use super::types::{Ballot, Entry, Instance, Nanos, NodeId};
 
@@ -47,7 +42,7 @@ impl Group {
             // candidate would take for holes. It lacks chosen values: send them, as to
             // any replica catching up, and let it campaign again from further on.
             self.ignore("prepare_below_floor");
-            self.on_catch_up_request(from, first, out);
+            self.on_catch_up_request(from, first, 1, out);
             return;
         }
         if self.below_vote_floor(first) {
@@ -55,7 +50,7 @@ impl Group {
             // votes cast there are gone and would be reported as holes. Serve what
             // this replica has chosen, as above; it re-learns the rest by catch-up.
             self.ignore("prepare_below_vote_floor");
-            self.on_catch_up_request(from, first, out);
+            self.on_catch_up_request(from, first, 1, out);
             return;
         }
         // Leader lease: while a lease granted to a live leader runs (or the lease a
@@ -271,176 +266,5 @@ impl Group {
             self.fenced = true;
             self.ignore("checksum_mismatch");
         }
-    }
-
-    pub(super) fn on_catch_up_request(&mut self, from: NodeId, first: Instance, out: &mut Output) {
-        if first.0 == 0 {
-            self.ignore("catch_up_malformed");
-            return;
-        }
-        if !self.may_serve_catch_up() {
-            self.ignore("catch_up_fenced");
-            return;
-        }
-        if first < self.log_floor {
-            // Dropped from memory: read back from the WAL, answered once it returns.
-            out.wal_reads.push(WalRead {
-                group: self.config.group,
-                reader: WalReader::Peer(from),
-                from: first,
-                through: Instance(self.log_floor.0 - 1).min(self.chosen_through),
-                size_max: self.config.message_size_max,
-                count_max: self.config.catch_up_entries_max,
-            });
-            return;
-        }
-        // Bounded by count and bytes; the requester asks again from where this ends.
-        let mut entries = Vec::new();
-        let mut packer = Packer::new(
-            self.config.message_size_max,
-            self.config.catch_up_entries_max,
-        );
-        let mut instance = first;
-        while instance <= self.chosen_through {
-            match self.log.get(&instance) {
-                Some(slot) if packer.add(slot.entry.encoded_size()) => {
-                    entries.push(slot.entry.clone());
-                }
-                Some(_) => break,
-                // Every chosen instance at or above the floor is in memory; should
-                // one be missing, stream what precedes it and let the peer ask again.
-                None => break,
-            }
-            instance = instance.next();
-        }
-        self.send_chunk(from, first, entries, out);
-    }
-
-    /// Sends `to` a catch-up chunk of `entries` (chosen, consecutive from `first`).
-    fn send_chunk(&self, to: NodeId, first: Instance, entries: Vec<Entry>, out: &mut Output) {
-        // The floor minus one is applied, hence accepted or learned, when the log is
-        // empty above it.
-        let accepted_max = self
-            .log
-            .last_key_value()
-            .map_or(Instance(self.log_floor.0 - 1), |(instance, _)| *instance);
-        let body = MessageBody::CatchUpChunk {
-            chosen_through: self.chosen_through,
-            promised: self.promised,
-            accepted_max,
-            first,
-            entries,
-            from_voter: self.voting,
-        };
-        self.send(out, to, body);
-    }
-
-    /// Whether this replica answers catch-up requests. A replica re-learning lost
-    /// state does too: the values it holds for chosen are facts (each was chosen
-    /// before it took it for chosen, by catch-up, a verified checkpoint or its own
-    /// restored log, as any voter's), and serving them is no vote. Its chunks say
-    /// `from_voter: false`, since its promise and accepted range may be below what it
-    /// had before the loss: a rejoining replica does not count them among the peers it
-    /// heard from (`learner`). Refusing instead left a cluster waiting forever when
-    /// only such a replica held the values its voters, restarted below their vote
-    /// floors (`checkpoint`), needed before they could promise (seed 20003367). A
-    /// fenced replica that does not vote serves nothing: its log diverged.
-    fn may_serve_catch_up(&self) -> bool {
-        self.voting || !self.fenced
-    }
-
-    /// The WAL read for `peer` from `first` returned: sends what it found, bounded as
-    /// any catch-up chunk. Nothing is sent when the WAL had nothing (the peer asks
-    /// again) or no longer holds `first` (the group's checkpoint is streamed instead:
-    /// `transfer`).
-    pub(super) fn on_wal_read_done(
-        &mut self,
-        peer: NodeId,
-        first: Instance,
-        outcome: WalReadOutcome,
-        out: &mut Output,
-    ) {
-        if !self.may_serve_catch_up() || first.0 == 0 {
-            self.ignore("wal_read_refused");
-            return;
-        }
-        let found = match outcome {
-            WalReadOutcome::Entries(found) => found,
-            WalReadOutcome::Raw(runs) => {
-                self.send_raw_runs(peer, first, runs, out);
-                return;
-            }
-            WalReadOutcome::Truncated { .. } => {
-                self.on_wal_truncated(peer, first, out);
-                return;
-            }
-        };
-        let mut entries = Vec::new();
-        let mut packer = Packer::new(
-            self.config.message_size_max,
-            self.config.catch_up_entries_max,
-        );
-        for (offset, entry) in found.into_iter().enumerate() {
-            // Only chosen instances: the read was asked below the floor, and the chosen
-            // watermark never moves back.
-            if first.0 + offset as u64 > self.chosen_through.0 {
-                break;
-            }
-            if !packer.add(entry.encoded_size()) {
-                break;
-            }
-            entries.push(entry);
-        }
-        if entries.is_empty() {
-            self.ignore("catch_up_wal_empty");
-            return;
-        }
-        self.counters.catch_up_wal_served += 1;
-        self.send_chunk(peer, first, entries, out);
-    }
-
-    /// Sends `peer` the raw runs a WAL read found from `first`, one `CatchUpRaw` each,
-    /// as read: the reader bounded them by `message_size_max` (`WalRead::size_max`) and
-    /// made them consecutive from `first`. Only chosen instances leave: the runs stop
-    /// at the first that is not consecutive or reaches above the chosen watermark (the
-    /// read was asked below the floor, so neither happens; a run is never cut here,
-    /// this layer does not read records).
-    fn send_raw_runs(
-        &mut self,
-        peer: NodeId,
-        first: Instance,
-        runs: Vec<RawRun>,
-        out: &mut Output,
-    ) {
-        let accepted_max = self
-            .log
-            .last_key_value()
-            .map_or(Instance(self.log_floor.0 - 1), |(instance, _)| *instance);
-        let mut next = first;
-        let mut sent = 0usize;
-        for run in runs {
-            if run.first_instance != next
-                || run.last_instance < run.first_instance
-                || run.last_instance > self.chosen_through
-            {
-                self.ignore("catch_up_raw_not_chosen");
-                break;
-            }
-            next = run.last_instance.next();
-            let body = MessageBody::CatchUpRaw {
-                chosen_through: self.chosen_through,
-                promised: self.promised,
-                accepted_max,
-                run,
-                from_voter: self.voting,
-            };
-            self.send(out, peer, body);
-            sent += 1;
-        }
-        if sent == 0 {
-            self.ignore("catch_up_wal_empty");
-            return;
-        }
-        self.counters.catch_up_wal_served += 1;
     }
 }

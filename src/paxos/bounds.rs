@@ -209,7 +209,9 @@ impl MessageBody {
             MessageBody::HeartbeatAck { ballot, sent_at: _ } => {
                 check_proposer_round("HeartbeatAck.ballot.round", *ballot)
             }
-            MessageBody::CatchUpRequest { from } => check_position("CatchUpRequest.from", *from),
+            MessageBody::CatchUpRequest { from, credit: _ } => {
+                check_position("CatchUpRequest.from", *from)
+            }
             MessageBody::CatchUpChunk {
                 chosen_through,
                 promised,

@@ -568,7 +568,7 @@ mod tests {
             .send
             .iter()
             .filter(
-                |m| matches!(m.body, MessageBody::CatchUpRequest { from } if from == Instance(91)),
+                |m| matches!(m.body, MessageBody::CatchUpRequest { from, .. } if from == Instance(91)),
             )
             .map(|m| m.to)
             .collect();

@@ -7,6 +7,10 @@ use super::types::{GroupId, Membership, NodeId};
 /// of thousands of voters) beside the message's own overhead.
 pub const MESSAGE_SIZE_MIN: usize = 16 << 10;
 
+/// The largest `catch_up_credit_max` accepted: chunks one catch-up stream may have in
+/// flight (each up to `message_size_max` bytes in the sender's link queue).
+pub const CATCH_UP_CREDIT_LIMIT: usize = 64;
+
 /// Everything one group's protocol needs to know. All durations are nanoseconds of
 /// the local monotonic clock.
 #[derive(Clone, Debug)]
@@ -49,6 +53,14 @@ pub struct GroupConfig {
     pub promise_entries_max: usize,
     /// Most entries in one catch-up chunk.
     pub catch_up_entries_max: usize,
+    /// Catch-up chunks in flight per stream (credit-based streaming, `stream`): the
+    /// credit this replica grants in its catch-up requests, and the most it serves a
+    /// peer's request. 1 is stop-and-wait (one chunk per request round trip); more
+    /// overlaps the sender's WAL read of the next chunk with the transfer and the
+    /// receiver's verification of the previous ones. Memory and link queue per stream:
+    /// at most this many `message_size_max` chunks. Default 4; at most
+    /// `CATCH_UP_CREDIT_LIMIT`.
+    pub catch_up_credit_max: usize,
     /// Most bytes one peer message may take on the wire, as bounded by
     /// `MessageBody::encoded_size` (never below the real encoding). Accept runs,
     /// promises and catch-up chunks are split to stay within it, beside their count
@@ -100,6 +112,7 @@ impl GroupConfig {
             retransmit_ns: 200_000_000,
             promise_entries_max: 4_096,
             catch_up_entries_max: 256,
+            catch_up_credit_max: 4,
             message_size_max: 4 << 20,
             // 16 accept windows and 4 catch-up messages: a follower that missed a
             // few windows is served from memory, one that restarted or was cut off
@@ -181,6 +194,13 @@ impl GroupConfig {
         check(
             self.catch_up_entries_max >= 1,
             "catch_up_entries_max = 0: must be at least 1".to_string(),
+        )?;
+        check(
+            (1..=CATCH_UP_CREDIT_LIMIT).contains(&self.catch_up_credit_max),
+            format!(
+                "catch_up_credit_max = {}: must be in 1..={CATCH_UP_CREDIT_LIMIT}",
+                self.catch_up_credit_max
+            ),
         )?;
         check(
             self.message_size_max >= self.message_size_min(),

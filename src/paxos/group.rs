@@ -49,6 +49,7 @@ use super::filters::Filters;
 use super::message::Message;
 pub use super::observe::entry_checksum;
 use super::output::{Apply, Completion, Output, ProposeError, Record, Refused, WalReadOutcome};
+use super::stream::CatchUpStream;
 use super::types::{Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, ProposalId};
 use crate::prng::Prng;
 
@@ -208,6 +209,9 @@ pub struct Counters {
     pub checksum_mismatches: u64,
     /// Catch-up chunks sent from entries read back from the WAL.
     pub catch_up_wal_served: u64,
+    /// Catch-up streams started over with chunks in flight (a repeated request: a
+    /// chunk was lost, or the requester's timer ran out first; `stream`).
+    pub catch_up_streams_restarted: u64,
     /// Checkpoints received from peers and installed.
     pub checkpoints_installed: u64,
 }
@@ -251,6 +255,8 @@ pub struct Group {
     pub(super) lease_holder: Option<NodeId>,
     pub(super) catch_up_due: Nanos,
     pub(super) catch_up_wanted: bool,
+    /// The catch-up streams this replica serves, by requesting peer (`stream`).
+    pub(super) catch_up_streams: BTreeMap<NodeId, CatchUpStream>,
     // Recovery from lost state.
     pub(super) voting: bool,
     pub(super) rejoin: Option<Rejoin>,
@@ -347,6 +353,7 @@ impl Group {
             lease_holder: None,
             catch_up_due: now,
             catch_up_wanted: false,
+            catch_up_streams: BTreeMap::new(),
             voting: !restore.lost_state,
             rejoin: restore.lost_state.then(Rejoin::default),
             fenced: false,
@@ -455,7 +462,10 @@ impl Group {
             B::HeartbeatAck { ballot, sent_at } => {
                 self.on_heartbeat_ack(now, from, ballot, sent_at)
             }
-            B::CatchUpRequest { from: first } => self.on_catch_up_request(from, first, out),
+            B::CatchUpRequest {
+                from: first,
+                credit,
+            } => self.on_catch_up_request(from, first, credit, out),
             B::CatchUpChunk {
                 chosen_through,
                 promised,
@@ -796,6 +806,7 @@ impl Group {
 
     /// Checks the invariants of the module docs; panics with the values if broken.
     pub fn invariants(&self) {
+        self.streams_invariants();
         assert!(
             self.applied_through <= self.chosen_through,
             "applied_through {} > chosen_through {}",

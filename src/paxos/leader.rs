@@ -151,13 +151,7 @@ impl Group {
             self.ignore("promise_candidate_behind");
             self.step_down(now, out);
             self.catch_up_wanted = true;
-            self.send(
-                out,
-                from,
-                MessageBody::CatchUpRequest {
-                    from: chosen.next(),
-                },
-            );
+            self.send(out, from, self.catch_up_request(chosen.next()));
             self.catch_up_due = now.plus(self.config.retransmit_ns);
             return;
         }

@@ -85,7 +85,7 @@ impl Group {
             let voters = self.latest_membership().voters().to_vec();
             for node in voters {
                 if node != self.config.node {
-                    self.send(out, node, MessageBody::CatchUpRequest { from });
+                    self.send(out, node, self.catch_up_request(from));
                 }
             }
         } else {
@@ -103,10 +103,20 @@ impl Group {
                 }
             };
             if let Some(node) = target {
-                self.send(out, node, MessageBody::CatchUpRequest { from });
+                self.send(out, node, self.catch_up_request(from));
             }
         }
         self.catch_up_due = now.plus(self.config.retransmit_ns);
+    }
+
+    /// A catch-up request from `from` on, granting this replica's credit
+    /// (`GroupConfig::catch_up_credit_max` chunks in flight).
+    pub(super) fn catch_up_request(&self, from: Instance) -> MessageBody {
+        MessageBody::CatchUpRequest {
+            from,
+            credit: u32::try_from(self.config.catch_up_credit_max)
+                .expect("validate bounds catch_up_credit_max by CATCH_UP_CREDIT_LIMIT"),
+        }
     }
 
     #[expect(
@@ -164,19 +174,26 @@ impl Group {
             }
         }
         if peer_chosen > self.chosen_through {
-            // More to fetch: ask again at once.
+            // More to fetch. Progress acknowledges the chunk and renews the peer's
+            // credit (its stream goes on from where it is: `stream`) once what it
+            // taught is durable: the bytes received and not yet written are then
+            // bounded by the credit too, and the shard does not refuse the next
+            // chunks for want of WAL room (`wal_pending_size_max`). A chunk
+            // that taught nothing (a duplicate, one after a lost one, an empty one while
+            // others are in flight) asks nothing: renewing with the same `from` would
+            // make the peer start over with every chunk in flight, for each such chunk.
+            // The retransmit timer asks again if the stream stalls (go-back-N): after
+            // progress it waits one retransmit interval per chunk of credit, since up
+            // to that many chunks may be queued ahead of the next one on a slow link,
+            // and asking again makes the peer send them all again.
             self.catch_up_wanted = true;
-            self.catch_up_due = now;
-            if self.rejoin.is_none() {
-                let from_instance = self.chosen_through.next();
-                self.send(
-                    out,
-                    from,
-                    MessageBody::CatchUpRequest {
-                        from: from_instance,
-                    },
-                );
-                self.catch_up_due = now.plus(self.config.retransmit_ns);
+            if self.rejoin.is_none() && self.chosen_through > before {
+                let request = self.catch_up_request(self.chosen_through.next());
+                self.send_after_persist(out, from, request);
+                let credit = self.config.catch_up_credit_max as u64;
+                self.catch_up_due = now.plus(self.config.retransmit_ns.saturating_mul(credit));
+            } else if self.rejoin.is_some() {
+                self.catch_up_due = now;
             }
         } else {
             self.catch_up_wanted = false;

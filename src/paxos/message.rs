@@ -115,10 +115,18 @@ pub enum MessageBody {
         /// Echo of the heartbeat's `sent_at`.
         sent_at: Nanos,
     },
-    /// A lagging replica asks for chosen values from `from` upward.
+    /// A lagging replica asks for chosen values from `from` upward, and grants the
+    /// peer `credit` chunks in flight: the peer streams up to that many consecutive
+    /// chunks from `from` without waiting for another request (`acceptor`'s catch-up
+    /// streams). A later request from higher up both acknowledges what it received
+    /// (everything below its `from`) and renews the credit.
     CatchUpRequest {
-        /// First instance wanted.
+        /// First instance wanted (everything below it is chosen at the requester).
         from: Instance,
+        /// Chunks the requester accepts in flight from `from` on. 0, as an older peer
+        /// that does not send the field, means 1 (one chunk per request); the peer
+        /// serves at most its own `GroupConfig::catch_up_credit_max`.
+        credit: u32,
     },
     /// Chosen values answering a catch-up request, plus what a recovering replica
     /// needs to know before it may vote again.

@@ -54,7 +54,6 @@
 
 use super::checkpoint::CheckpointBase;
 use super::group::{Group, Role};
-use super::message::MessageBody;
 use super::output::{CheckpointSend, Completion, Output, ProposeError, Record};
 use super::types::{Instance, Nanos, NodeId};
 
@@ -132,13 +131,7 @@ impl Group {
         self.chosen_recorded = self.chosen_recorded.max(through);
         // The log from C + 1 on, from the peer that has it.
         self.catch_up_wanted = true;
-        self.send(
-            out,
-            from,
-            MessageBody::CatchUpRequest {
-                from: through.next(),
-            },
-        );
+        self.send(out, from, self.catch_up_request(through.next()));
         self.catch_up_due = now.plus(self.config.retransmit_ns);
     }
 

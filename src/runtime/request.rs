@@ -163,6 +163,8 @@ pub struct LogMemory {
     pub retained_size: usize,
     /// Catch-up chunks this replica sent from entries read back from its WAL.
     pub catch_up_wal_served: u64,
+    /// Catch-up streams this replica started over with chunks in flight.
+    pub catch_up_streams_restarted: u64,
     /// Checkpoints this replica received from peers and installed in process.
     pub checkpoints_installed: u64,
 }
@@ -176,6 +178,7 @@ impl LogMemory {
             log_floor: group.log_floor(),
             retained_size: group.retained_size(),
             catch_up_wal_served: group.counters().catch_up_wal_served,
+            catch_up_streams_restarted: group.counters().catch_up_streams_restarted,
             checkpoints_installed: group.counters().checkpoints_installed,
         }
     }

@@ -48,6 +48,9 @@ pub struct CatchUp {
     pub instances: u64,
     /// Catch-up chunks the other nodes read back from their WALs meanwhile.
     pub wal_chunks: u64,
+    /// Catch-up streams the other nodes started over with chunks in flight meanwhile
+    /// (each resends up to the credit's chunks).
+    pub stream_restarts: u64,
     /// Checkpoints the follower installed from peers.
     pub checkpoint_installs: u64,
     /// Whether every group caught up before the timeout.
@@ -121,7 +124,7 @@ fn run(o: &Options, cluster: &mut Cluster, mib: u64) -> Result<CatchUp, String> 
         errors_text(&written.errors)
     );
     let targets = chosen_watermarks(cluster)?;
-    let wal_before = wal_chunks_served(cluster)?;
+    let (wal_before, restarts_before) = wal_chunks_served(cluster)?;
     let timeout_s = (written.bytes as f64 / TIMEOUT_BYTES_PER_S).max(TIMEOUT_MIN_S);
     let clock = MonotonicClock::start();
     let start_s = cluster.restart(node)?;
@@ -141,7 +144,7 @@ fn run(o: &Options, cluster: &mut Cluster, mib: u64) -> Result<CatchUp, String> 
         std::thread::sleep(Duration::from_millis(POLL_MS));
     };
     let total_s = clock.elapsed_s();
-    let wal_after = wal_chunks_served(cluster)?;
+    let (wal_after, restarts_after) = wal_chunks_served(cluster)?;
     Ok(CatchUp {
         node,
         instances: targets
@@ -153,6 +156,7 @@ fn run(o: &Options, cluster: &mut Cluster, mib: u64) -> Result<CatchUp, String> 
         start_s,
         total_s,
         wal_chunks: wal_after.saturating_sub(wal_before),
+        stream_restarts: restarts_after.saturating_sub(restarts_before),
         checkpoint_installs: statuses
             .iter()
             .filter_map(|g| g.memory)
@@ -174,17 +178,17 @@ fn chosen_watermarks(cluster: &Cluster) -> Result<BTreeMap<GroupId, Instance>, S
     Ok(targets)
 }
 
-/// Catch-up chunks the running nodes have read back from their WALs, summed.
-fn wal_chunks_served(cluster: &Cluster) -> Result<u64, String> {
-    let mut chunks = 0;
+/// Catch-up chunks the running nodes have read back from their WALs, and catch-up
+/// streams they started over with chunks in flight, summed.
+fn wal_chunks_served(cluster: &Cluster) -> Result<(u64, u64), String> {
+    let (mut chunks, mut restarts) = (0, 0);
     for handle in cluster.handles.values() {
-        chunks += group_statuses(handle)?
-            .iter()
-            .filter_map(|g| g.memory)
-            .map(|m| m.catch_up_wal_served)
-            .sum::<u64>();
+        for memory in group_statuses(handle)?.iter().filter_map(|g| g.memory) {
+            chunks += memory.catch_up_wal_served;
+            restarts += memory.catch_up_streams_restarted;
+        }
     }
-    Ok(chunks)
+    Ok((chunks, restarts))
 }
 
 fn errors_text(errors: &BTreeMap<String, u64>) -> String {
@@ -220,8 +224,9 @@ fn text(r: &CatchUp, limits: &Limits) -> Vec<String> {
             r.streaming_mb_s()
         ),
         format!(
-            "served: {} catch-up chunks read from the peers' WALs, {} checkpoints installed",
-            r.wal_chunks, r.checkpoint_installs
+            "served: {} catch-up chunks read from the peers' WALs ({} stream restarts), {} \
+             checkpoints installed",
+            r.wal_chunks, r.stream_restarts, r.checkpoint_installs
         ),
         format!(
             "limits: disk write {:.0} MB/s, read {:.0} MB/s: catch-up at {:.0} % of the \
@@ -264,6 +269,7 @@ fn json(o: &Options, r: &CatchUp, limits: &Limits) -> Value {
             "mb_per_s": r.mb_s(),
             "streaming_mb_per_s": r.streaming_mb_s(),
             "wal_chunks": r.wal_chunks,
+            "stream_restarts": r.stream_restarts,
             "checkpoint_installs": r.checkpoint_installs,
             "share_of_slower_disk_limit": r.mb_s() / slower.max(1e-9),
         },

@@ -182,6 +182,7 @@ pub(super) fn forge_message(real: &Message, node_count: usize, prng: &mut Prng) 
         },
         7 => MessageBody::CatchUpRequest {
             from: Instance(instance_over(prng)),
+            credit: u32::try_from(prng.next_u64() >> 32).expect("32 bits fit a u32"),
         },
         _ => MessageBody::CatchUpChunk {
             chosen_through: watermark,

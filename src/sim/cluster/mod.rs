@@ -277,6 +277,11 @@ impl Cluster {
                     config.message_size_max = config.message_size_min() + slack;
                 }
                 config.seed = prng.next_u64();
+                // Catch-up credit per replica from its own seed (no further draw, so
+                // the seeds of `tests/seeds.txt` keep their runs): 1 (stop-and-wait,
+                // as a peer that sends no credit), 2, 4 or 8 chunks in flight, mixed
+                // within a group.
+                config.catch_up_credit_max = 1 << (config.seed >> 62);
                 if let Err(why) = config.validate() {
                     panic!("simulator built an invalid GroupConfig: {why}");
                 }

@@ -75,6 +75,7 @@ fn message(rng: &mut Prng, value_size_max: u64) -> Message {
         }
         4 => MessageBody::CatchUpRequest {
             from: Instance(rng.range(1, 1 << 20)),
+            credit: u32::try_from(rng.range(0, 8)).expect("small"),
         },
         5 => MessageBody::Heartbeat {
             ballot: ballot(rng),
@@ -316,7 +317,10 @@ fn full_buffer_and_too_large_message_are_counted() {
         group: GroupId(2),
         from: FROM,
         to: TO,
-        body: MessageBody::CatchUpRequest { from: Instance(3) },
+        body: MessageBody::CatchUpRequest {
+            from: Instance(3),
+            credit: 4,
+        },
     };
     let mut buffer = Vec::new();
     let packed = Packer::new().pack(

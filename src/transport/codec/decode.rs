@@ -339,6 +339,9 @@ impl<'a, 'l> Decoder<'a, 'l> {
         if let Some(r) = m.body_as_catch_up_request() {
             return Ok(MessageBody::CatchUpRequest {
                 from: position("CatchUpRequest.from", r.from())?,
+                // Any value is safe: the serving group bounds it by its own
+                // `catch_up_credit_max` (0, from an older peer, means 1).
+                credit: r.credit(),
             });
         }
         if let Some(c) = m.body_as_catch_up_chunk() {

@@ -256,8 +256,14 @@ fn body(
             );
             (fb::MessageBody::HeartbeatAck, t.as_union_value())
         }
-        MessageBody::CatchUpRequest { from } => {
-            let t = fb::CatchUpRequest::create(fbb, &fb::CatchUpRequestArgs { from: from.0 });
+        MessageBody::CatchUpRequest { from, credit } => {
+            let t = fb::CatchUpRequest::create(
+                fbb,
+                &fb::CatchUpRequestArgs {
+                    from: from.0,
+                    credit: *credit,
+                },
+            );
             (fb::MessageBody::CatchUpRequest, t.as_union_value())
         }
         MessageBody::CatchUpChunk {

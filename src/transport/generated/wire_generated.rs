@@ -2491,6 +2491,7 @@ impl<'a> ::flatbuffers::Follow<'a> for CatchUpRequest<'a> {
 
 impl<'a> CatchUpRequest<'a> {
   pub const VT_FROM: ::flatbuffers::VOffsetT = 4;
+  pub const VT_CREDIT: ::flatbuffers::VOffsetT = 6;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2503,6 +2504,7 @@ impl<'a> CatchUpRequest<'a> {
   ) -> ::flatbuffers::WIPOffset<CatchUpRequest<'bldr>> {
     let mut builder = CatchUpRequestBuilder::new(_fbb);
     builder.add_from(args.from);
+    builder.add_credit(args.credit);
     builder.finish()
   }
 
@@ -2514,6 +2516,13 @@ impl<'a> CatchUpRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(CatchUpRequest::VT_FROM, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn credit(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(CatchUpRequest::VT_CREDIT, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for CatchUpRequest<'_> {
@@ -2523,18 +2532,21 @@ impl ::flatbuffers::Verifiable for CatchUpRequest<'_> {
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
      .visit_field::<u64>("from", Self::VT_FROM, false)?
+     .visit_field::<u32>("credit", Self::VT_CREDIT, false)?
      .finish();
     Ok(())
   }
 }
 pub struct CatchUpRequestArgs {
     pub from: u64,
+    pub credit: u32,
 }
 impl<'a> Default for CatchUpRequestArgs {
   #[inline]
   fn default() -> Self {
     CatchUpRequestArgs {
       from: 0,
+      credit: 0,
     }
   }
 }
@@ -2547,6 +2559,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CatchUpRequestBuilder<'a, 'b,
   #[inline]
   pub fn add_from(&mut self, from: u64) {
     self.fbb_.push_slot::<u64>(CatchUpRequest::VT_FROM, from, 0);
+  }
+  #[inline]
+  pub fn add_credit(&mut self, credit: u32) {
+    self.fbb_.push_slot::<u32>(CatchUpRequest::VT_CREDIT, credit, 0);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CatchUpRequestBuilder<'a, 'b, A> {
@@ -2567,6 +2583,7 @@ impl ::core::fmt::Debug for CatchUpRequest<'_> {
   fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
     let mut ds = f.debug_struct("CatchUpRequest");
       ds.field("from", &self.from());
+      ds.field("credit", &self.credit());
       ds.finish()
   }
 }

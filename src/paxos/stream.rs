@@ -1,0 +1,381 @@
+//! The serving side of catch-up: credit-based streaming of chosen values to a lagging
+//! peer, from memory or from the WAL.
+//!
+//! A `CatchUpRequest { from, credit }` says: I hold every chosen value below `from`,
+//! send me up to `credit` chunks from `from` on. The group keeps one stream per
+//! requesting peer: the chunks sent and not yet acknowledged, and where the next one
+//! starts. A request from higher up than the previous one (and not beyond what was
+//! sent) acknowledges the chunks that end below its `from` and renews the credit: the
+//! stream goes on from where it was, so nothing in flight is sent twice. Any other
+//! request (the first, a repeat of the previous `from` after a timeout, one from
+//! below) starts the stream over at its `from` (go-back-N: a chunk lost or dropped by
+//! the requester is resent). While fewer chunks than the credit are in flight the
+//! stream sends the next one: from memory at once, or by a WAL read
+//! (`Output::wal_reads`) whose answer (`on_wal_read_done`) sends it and asks for the
+//! next read at once, so the read of one chunk overlaps the transfer of the previous.
+//!
+//! An older peer sends no credit (0): it gets one chunk per request, as before
+//! streaming. A request that finds nothing to send while nothing is in flight is
+//! answered with an empty chunk: its promise and accepted range count toward a rejoin
+//! (`learner`).
+//!
+//! Invariants (`streams_invariants`):
+//! - at most `CATCH_UP_STREAMS_MAX` streams per group; per stream, the chunks in flight
+//!   are consecutive and ascending and end below `next`, and the credit is in
+//!   `1..=catch_up_credit_max`;
+//! - a stream never has more chunks in flight than its credit when it sends one more,
+//!   and a chunk holds at most `message_size_max / credit` bytes (`chunk_size_max`;
+//!   or one entry): memory and link queue per stream are bounded by about one
+//!   `message_size_max`, as with one chunk per request;
+//! - only chosen instances are sent; a replica re-learning lost state serves catch-up
+//!   (chosen values are facts; serving them is no vote) in chunks marked
+//!   `from_voter: false`, which no rejoining replica counts as heard from a voter; a
+//!   fenced replica that does not vote serves nothing.
+
+use std::collections::VecDeque;
+
+use super::config::MESSAGE_SIZE_MIN;
+use super::group::Group;
+use super::message::MessageBody;
+use super::output::{Output, RawRun, WalRead, WalReadOutcome, WalReader};
+use super::size::Packer;
+use super::types::{Entry, Instance, NodeId};
+
+/// Streams one group serves at once; a request from another peer beyond it ends the
+/// stream of the lowest node id (that peer's next request starts it over).
+pub(super) const CATCH_UP_STREAMS_MAX: usize = 16;
+
+/// One peer's catch-up stream (module docs).
+#[derive(Clone, Debug)]
+pub(crate) struct CatchUpStream {
+    /// The `from` of the peer's last request: it holds everything below.
+    acknowledged: Instance,
+    /// Chunks sent and not acknowledged, as (first, last) instances, ascending.
+    in_flight: VecDeque<(Instance, Instance)>,
+    /// The first instance of the next chunk.
+    next: Instance,
+    /// Chunks the peer accepts in flight (its last request's credit, bounded).
+    credit: usize,
+}
+
+impl Group {
+    /// A peer's catch-up request: acknowledges and renews, or starts over, its stream,
+    /// then sends what the credit allows (module docs).
+    pub(super) fn on_catch_up_request(
+        &mut self,
+        from: NodeId,
+        first: Instance,
+        credit: u32,
+        out: &mut Output,
+    ) {
+        if first.0 == 0 {
+            self.ignore("catch_up_malformed");
+            return;
+        }
+        if !self.may_serve_catch_up() {
+            self.ignore("catch_up_fenced");
+            return;
+        }
+        let credit = usize::try_from(credit)
+            .unwrap_or(usize::MAX)
+            .clamp(1, self.config.catch_up_credit_max);
+        if !self.catch_up_streams.contains_key(&from)
+            && self.catch_up_streams.len() >= CATCH_UP_STREAMS_MAX
+        {
+            self.ignore("catch_up_stream_evicted");
+            self.catch_up_streams.pop_first();
+        }
+        let stream = self
+            .catch_up_streams
+            .entry(from)
+            .or_insert_with(|| CatchUpStream {
+                acknowledged: Instance(0),
+                in_flight: VecDeque::new(),
+                next: first,
+                credit,
+            });
+        let mut restarted = false;
+        if first > stream.acknowledged && first <= stream.next {
+            // A renewal: the chunks that end below `first` arrived.
+            while stream
+                .in_flight
+                .front()
+                .is_some_and(|(_, last)| *last < first)
+            {
+                stream.in_flight.pop_front();
+            }
+        } else {
+            // First request, a repeat (something was lost), or from below: over again.
+            restarted = !stream.in_flight.is_empty();
+            stream.in_flight.clear();
+            stream.next = first;
+        }
+        stream.acknowledged = first;
+        stream.credit = credit;
+        let idle = stream.in_flight.is_empty();
+        if restarted {
+            self.counters.catch_up_streams_restarted += 1;
+        }
+        let sent = self.pump_catch_up(from, out);
+        if !sent && idle {
+            // Nothing from `first` on (behind the request, or a hole in memory): say
+            // so, with the promise and accepted range a rejoining peer counts.
+            self.send_chunk(from, first, Vec::new(), out);
+        }
+    }
+
+    /// Sends `peer`'s stream its next chunks while the credit allows: from memory at
+    /// once, or by one WAL read (answered by `on_wal_read_done`). Whether it sent a
+    /// chunk or asked for a read.
+    fn pump_catch_up(&mut self, peer: NodeId, out: &mut Output) -> bool {
+        let mut progressed = false;
+        loop {
+            let Some(stream) = self.catch_up_streams.get(&peer) else {
+                return progressed;
+            };
+            let next = stream.next;
+            if stream.in_flight.len() >= stream.credit || next > self.chosen_through {
+                return progressed;
+            }
+            if next < self.log_floor {
+                // Dropped from memory: read back from the WAL (the shard runs one read
+                // per group and peer at a time; a repeat while it runs is dropped).
+                out.wal_reads.push(WalRead {
+                    group: self.config.group,
+                    reader: WalReader::Peer(peer),
+                    from: next,
+                    through: Instance(self.log_floor.0 - 1).min(self.chosen_through),
+                    size_max: self.chunk_size_max(peer),
+                    count_max: self.config.catch_up_entries_max,
+                });
+                return true;
+            }
+            // Bounded by count and bytes.
+            let mut entries = Vec::new();
+            let mut packer =
+                Packer::new(self.chunk_size_max(peer), self.config.catch_up_entries_max);
+            let mut instance = next;
+            while instance <= self.chosen_through {
+                match self.log.get(&instance) {
+                    Some(slot) if packer.add(slot.entry.encoded_size()) => {
+                        entries.push(slot.entry.clone());
+                    }
+                    Some(_) => break,
+                    // Every chosen instance at or above the floor is in memory; should
+                    // one be missing, stop before it and let the peer ask again.
+                    None => break,
+                }
+                instance = instance.next();
+            }
+            if entries.is_empty() {
+                return progressed;
+            }
+            let last = Instance(next.0 + entries.len() as u64 - 1);
+            self.send_chunk(peer, next, entries, out);
+            self.note_chunk_sent(peer, next, last);
+            progressed = true;
+        }
+    }
+
+    /// Bytes of one chunk of `peer`'s stream: `message_size_max` split by its credit
+    /// (at least `MESSAGE_SIZE_MIN`; a chunk carries at least one entry whatever its
+    /// size). The bytes in flight per stream stay those of one stop-and-wait chunk:
+    /// the receiving shard refuses messages while its WAL has `wal_pending_size_max`
+    /// bytes pending (16 MiB by default, four chunks of 4 MiB), so more bytes in flight
+    /// per stream would be lost there and sent again; the credit buys overlap instead.
+    fn chunk_size_max(&self, peer: NodeId) -> usize {
+        let credit = self.catch_up_streams.get(&peer).map_or(1, |s| s.credit);
+        (self.config.message_size_max / credit).max(MESSAGE_SIZE_MIN)
+    }
+
+    /// Records a chunk `[first, last]` sent on `peer`'s stream.
+    fn note_chunk_sent(&mut self, peer: NodeId, first: Instance, last: Instance) {
+        let stream = self
+            .catch_up_streams
+            .get_mut(&peer)
+            .expect("a chunk is sent only on a stream");
+        assert_eq!(stream.next, first, "a chunk starts where the stream is");
+        assert!(last >= first, "chunk [{}, {}] inverted", first.0, last.0);
+        stream.in_flight.push_back((first, last));
+        stream.next = last.next();
+    }
+
+    /// Sends `to` a catch-up chunk of `entries` (chosen, consecutive from `first`).
+    fn send_chunk(&self, to: NodeId, first: Instance, entries: Vec<Entry>, out: &mut Output) {
+        let body = MessageBody::CatchUpChunk {
+            chosen_through: self.chosen_through,
+            promised: self.promised,
+            accepted_max: self.accepted_max(),
+            first,
+            entries,
+            from_voter: self.voting,
+        };
+        self.send(out, to, body);
+    }
+
+    /// The highest instance at which this replica has accepted anything. The floor
+    /// minus one is applied, hence accepted or learned, when the log is empty above it.
+    fn accepted_max(&self) -> Instance {
+        self.log
+            .last_key_value()
+            .map_or(Instance(self.log_floor.0 - 1), |(instance, _)| *instance)
+    }
+
+    /// Whether this replica answers catch-up requests. A replica re-learning lost
+    /// state does too: the values it holds for chosen are facts (each was chosen
+    /// before it took it for chosen, by catch-up, a verified checkpoint or its own
+    /// restored log, as any voter's), and serving them is no vote. Its chunks say
+    /// `from_voter: false`, since its promise and accepted range may be below what it
+    /// had before the loss: a rejoining replica does not count them among the peers it
+    /// heard from (`learner`). Refusing instead left a cluster waiting forever when
+    /// only such a replica held the values its voters, restarted below their vote
+    /// floors (`checkpoint`), needed before they could promise (seed 20003367). A
+    /// fenced replica that does not vote serves nothing: its log diverged.
+    fn may_serve_catch_up(&self) -> bool {
+        self.voting || !self.fenced
+    }
+
+    /// The WAL read for `peer` from `first` returned: sends what it found as the
+    /// stream's next chunk, bounded as any catch-up chunk, and goes on with the stream.
+    /// A read the stream no longer waits for (it started over meanwhile) is dropped.
+    /// Nothing is sent when the WAL had nothing (the peer asks again) or no longer
+    /// holds `first` (the group's checkpoint is streamed instead: `transfer`).
+    pub(super) fn on_wal_read_done(
+        &mut self,
+        peer: NodeId,
+        first: Instance,
+        outcome: WalReadOutcome,
+        out: &mut Output,
+    ) {
+        if !self.may_serve_catch_up() || first.0 == 0 {
+            self.ignore("wal_read_refused");
+            return;
+        }
+        if self.catch_up_streams.get(&peer).map(|s| s.next) != Some(first) {
+            self.ignore("catch_up_read_stale");
+            self.pump_catch_up(peer, out);
+            return;
+        }
+        let found = match outcome {
+            WalReadOutcome::Entries(found) => found,
+            WalReadOutcome::Raw(runs) => {
+                if let Some(last) = self.send_raw_runs(peer, first, runs, out) {
+                    self.note_chunk_sent(peer, first, last);
+                    self.pump_catch_up(peer, out);
+                }
+                return;
+            }
+            WalReadOutcome::Truncated { .. } => {
+                self.catch_up_streams.remove(&peer);
+                self.on_wal_truncated(peer, first, out);
+                return;
+            }
+        };
+        let mut entries = Vec::new();
+        let mut packer = Packer::new(self.chunk_size_max(peer), self.config.catch_up_entries_max);
+        for (offset, entry) in found.into_iter().enumerate() {
+            // Only chosen instances: the read was asked below the floor, and the chosen
+            // watermark never moves back.
+            if first.0 + offset as u64 > self.chosen_through.0 {
+                break;
+            }
+            if !packer.add(entry.encoded_size()) {
+                break;
+            }
+            entries.push(entry);
+        }
+        if entries.is_empty() {
+            self.ignore("catch_up_wal_empty");
+            return;
+        }
+        self.counters.catch_up_wal_served += 1;
+        let last = Instance(first.0 + entries.len() as u64 - 1);
+        self.send_chunk(peer, first, entries, out);
+        self.note_chunk_sent(peer, first, last);
+        self.pump_catch_up(peer, out);
+    }
+
+    /// Sends `peer` the raw runs a WAL read found from `first`, one `CatchUpRaw` each,
+    /// as read: the reader bounded them together by `message_size_max`
+    /// (`WalRead::size_max`) and made them consecutive from `first`. Only chosen
+    /// instances leave: the runs stop at the first that is not consecutive or reaches
+    /// above the chosen watermark (the read was asked below the floor, so neither
+    /// happens; a run is never cut here, this layer does not read records). The last
+    /// instance sent, if any.
+    fn send_raw_runs(
+        &mut self,
+        peer: NodeId,
+        first: Instance,
+        runs: Vec<RawRun>,
+        out: &mut Output,
+    ) -> Option<Instance> {
+        let accepted_max = self.accepted_max();
+        let mut next = first;
+        let mut last_sent = None;
+        for run in runs {
+            if run.first_instance != next
+                || run.last_instance < run.first_instance
+                || run.last_instance > self.chosen_through
+            {
+                self.ignore("catch_up_raw_not_chosen");
+                break;
+            }
+            next = run.last_instance.next();
+            last_sent = Some(run.last_instance);
+            let body = MessageBody::CatchUpRaw {
+                chosen_through: self.chosen_through,
+                promised: self.promised,
+                accepted_max,
+                run,
+                from_voter: self.voting,
+            };
+            self.send(out, peer, body);
+        }
+        if last_sent.is_none() {
+            self.ignore("catch_up_wal_empty");
+            return None;
+        }
+        self.counters.catch_up_wal_served += 1;
+        last_sent
+    }
+
+    /// Checks the invariants of the module docs; panics with the values if broken.
+    pub(super) fn streams_invariants(&self) {
+        assert!(
+            self.catch_up_streams.len() <= CATCH_UP_STREAMS_MAX,
+            "{} catch-up streams > {CATCH_UP_STREAMS_MAX}",
+            self.catch_up_streams.len()
+        );
+        for (peer, stream) in &self.catch_up_streams {
+            assert!(
+                stream.in_flight.len() <= self.config.catch_up_credit_max,
+                "stream to {peer:?}: {} chunks in flight > catch_up_credit_max {}",
+                stream.in_flight.len(),
+                self.config.catch_up_credit_max
+            );
+            assert!(
+                (1..=self.config.catch_up_credit_max).contains(&stream.credit),
+                "stream to {peer:?}: credit {} outside 1..={}",
+                stream.credit,
+                self.config.catch_up_credit_max
+            );
+            let mut expected: Option<Instance> = None;
+            for (first, last) in &stream.in_flight {
+                assert!(first <= last, "stream to {peer:?}: chunk inverted");
+                if let Some(expected) = expected {
+                    assert_eq!(
+                        *first, expected,
+                        "stream to {peer:?}: chunks not consecutive"
+                    );
+                }
+                expected = Some(last.next());
+            }
+            if let Some(end) = expected {
+                assert_eq!(
+                    end, stream.next,
+                    "stream to {peer:?}: next not after chunks"
+                );
+            }
+        }
+    }
+}
