@@ -427,7 +427,11 @@ mod tests {
         let mut out = Output::default();
         group.step(Nanos(1), Input::Message(message), &mut out);
         group.invariants();
-        assert!(out.wal_reads.is_empty(), "all in memory: {:?}", out.wal_reads);
+        assert!(
+            out.wal_reads.is_empty(),
+            "all in memory: {:?}",
+            out.wal_reads
+        );
         out.send
             .into_iter()
             .map(|m| match m.body {
@@ -448,7 +452,11 @@ mod tests {
     #[test]
     fn credit_bounds_the_chunks_in_flight() {
         let mut group = server();
-        assert_eq!(request(&mut group, 1, 0), vec![(1, 10)], "no credit: one chunk");
+        assert_eq!(
+            request(&mut group, 1, 0),
+            vec![(1, 10)],
+            "no credit: one chunk"
+        );
         assert_eq!(
             request(&mut group, 11, 4),
             vec![(11, 20), (21, 30), (31, 40), (41, 50)]
