@@ -257,6 +257,10 @@ pub struct Group {
     pub(super) catch_up_wanted: bool,
     /// The catch-up streams this replica serves, by requesting peer (`stream`).
     pub(super) catch_up_streams: BTreeMap<NodeId, CatchUpStream>,
+    /// Catch-up chunks received ahead of the next instance (overtaken on the way), by
+    /// first instance, until the gap before them fills: at most
+    /// `catch_up_credit_max` (`learner`).
+    pub(super) catch_up_ahead: BTreeMap<Instance, Vec<Entry>>,
     // Recovery from lost state.
     pub(super) voting: bool,
     pub(super) rejoin: Option<Rejoin>,
@@ -354,6 +358,7 @@ impl Group {
             catch_up_due: now,
             catch_up_wanted: false,
             catch_up_streams: BTreeMap::new(),
+            catch_up_ahead: BTreeMap::new(),
             voting: !restore.lost_state,
             rejoin: restore.lost_state.then(Rejoin::default),
             fenced: false,

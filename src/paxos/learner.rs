@@ -146,16 +146,26 @@ impl Group {
         }
         self.highest_round_seen = self.highest_round_seen.max(peer_promised.round);
         let before = self.chosen_through;
-        for (offset, entry) in entries.into_iter().enumerate() {
-            let instance = Instance(first.0 + offset as u64);
-            if instance <= self.chosen_through {
-                continue;
+        if first > self.chosen_through.next() && !entries.is_empty() {
+            // Overtaken by a later chunk of the stream (the network reorders): kept
+            // until the gap fills, so that the renewal then covers it and the peer
+            // need not send it again. Ignoring it left the peer counting it in
+            // flight until the retransmit timer made the stream start over, once per
+            // reordering: catch-up slower than the chosen values it chased.
+            self.ignore("catch_up_chunk_ahead");
+            self.catch_up_ahead.insert(first, entries);
+            while self.catch_up_ahead.len() > self.config.catch_up_credit_max {
+                self.catch_up_ahead.pop_last();
             }
-            if instance != self.chosen_through.next() {
-                self.ignore("catch_up_chunk_gap");
+        } else {
+            self.learn_chunk(first, entries, out);
+        }
+        while let Some(kept) = self.catch_up_ahead.first_entry() {
+            if *kept.key() > self.chosen_through.next() {
                 break;
             }
-            self.learn_chosen(instance, entry, out);
+            let (first, entries) = kept.remove_entry();
+            self.learn_chunk(first, entries, out);
         }
         if self.chosen_through > before {
             self.on_chosen_advanced(out);
@@ -197,8 +207,25 @@ impl Group {
             }
         } else {
             self.catch_up_wanted = false;
+            self.catch_up_ahead.clear();
         }
         self.try_rejoin(out);
+    }
+
+    /// Learns the chosen `entries` of a catch-up chunk from `first` on, from the next
+    /// instance on (none of them when `first` is beyond it).
+    fn learn_chunk(&mut self, first: Instance, entries: Vec<Entry>, out: &mut Output) {
+        for (offset, entry) in entries.into_iter().enumerate() {
+            let instance = Instance(first.0 + offset as u64);
+            if instance <= self.chosen_through {
+                continue;
+            }
+            if instance != self.chosen_through.next() {
+                self.ignore("catch_up_chunk_gap");
+                break;
+            }
+            self.learn_chosen(instance, entry, out);
+        }
     }
 
     /// Ends the lost-state period once the three conditions of the module docs hold.
