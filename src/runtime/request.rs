@@ -239,6 +239,10 @@ pub struct ShardStatus {
     /// Bytes the WAL's index holds (`LogIndex::memory_size`: its slots' capacity and
     /// per-group structs), as of the same moment. Not carried by the client protocol.
     pub wal_index_size: u64,
+    /// Bytes of capacity the shard's peer links keep in their reusable buffers
+    /// (`Net::buffer_capacity`: outgoing buffers and spares, inbound frame buffers). Not
+    /// carried by the client protocol (0 there).
+    pub net_buffer_size: u64,
     /// Catch-up by raw WAL records: runs sent, received, refused, and records decoded
     /// to answer peers (not in the client protocol yet).
     pub catch_up: CatchUpStatus,
