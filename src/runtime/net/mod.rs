@@ -59,7 +59,11 @@
 //!   [`Net::drain_inbound`] (TCP backpressure); the inbound queue thus holds at most
 //!   `inbound_count_max` plus one frame's messages per connection;
 //! - in steady state nothing allocates per message: the writer swaps two buffers, the
-//!   encoder and the heartbeat scratch are reused, readers reuse their frame buffer.
+//!   encoder and the heartbeat scratch are reused, readers reuse their frame buffer;
+//! - those reused buffers do not keep a past burst's capacity: each written round and
+//!   each read frame is recycled through a high-water mark (`keep`), keeping at most
+//!   `KEEP_SLACK` x the largest use of the last two windows of `KEEP_WINDOW` uses (at
+//!   least `KEEP_SIZE_MIN`); [`Net::buffer_capacity`] counts what they hold.
 //!
 //! Frame bodies: `MessageBatch`, `HeartbeatBatch` and `HeartbeatAckBatch` are handled.
 //! Checkpoint transfers travel as messages (`MessageBody::CheckpointRequest` and
