@@ -28,10 +28,6 @@ const TAIL: u64 = 64;
 const VALUE_SIZE: usize = 8 << 10;
 /// WAL segment size.
 const SEGMENT_SIZE: u64 = 2 << 20;
-/// `wire_limits.frame_size_max` and `group.message_size_max`.
-const FRAME_SIZE_MAX: usize = 1 << 20;
-/// `peer_queue_size_max`.
-const PEER_QUEUE_SIZE_MAX: usize = 2 << 20;
 /// Groups (all on the one shard).
 const GROUPS: u32 = 2;
 /// Client threads, each proposing `PER_ROUND` values per round.
@@ -71,7 +67,7 @@ fn round(cluster: &Cluster, round: usize) -> usize {
         .sum()
 }
 
-/// The policies and limits of the run: small enough that 6,000 instances are many
+/// The policies of the run: small enough that 6,000 instances are many
 /// times what they keep.
 fn configure(config: &mut Config) {
     assert!(config.truncation.enabled, "truncation is on by default");
@@ -81,10 +77,6 @@ fn configure(config: &mut Config) {
     config.group.batch_values_max = 1;
     config.group.batch_size_max = 64 << 10;
     config.group.value_size_max = 64 << 10;
-    config.group.message_size_max = FRAME_SIZE_MAX;
-    config.wire_limits.frame_size_max = FRAME_SIZE_MAX;
-    config.peer_queue_size_max = PEER_QUEUE_SIZE_MAX;
-    config.transfer.chunk_size_max = FRAME_SIZE_MAX / 2;
     config.group.window_instances_max = 32;
     config.group.accept_window_instances_max = 64;
     config.group.retention_instances_max = RETENTION;
@@ -99,8 +91,7 @@ fn configure(config: &mut Config) {
 // truncation is on; checkpoints by instance count), by counting, never timing.
 // Method: 3 nodes x 1 shard x 2 groups, retention 64, a checkpoint every 64
 // instances, a truncation tail of 64, windows of 32 (leader) and 64 (acceptor), 8 KiB
-// values one per instance, 2 MiB segments, 1 MiB frames, 2 MiB peer queues; 30
-// rounds of 200 values (6,000 instances, ~47 MiB per node: over 20 times the
+// values one per instance, 2 MiB segments; 30 rounds of 200 values (6,000 instances, ~47 MiB per node: over 20 times the
 // instances the policies keep). After every round, check on every node that each
 // group's in-memory log holds at most retention + accept window slots, that the
 // WAL's segment files, each shard's WAL index (`ShardStatus::wal_index_slots`,
@@ -139,7 +130,10 @@ fn memory_and_wal_stay_bounded_over_a_long_run() {
     // at most a full queue plus one frame and the slack of a recycled buffer; a frame
     // buffer per inbound connection (3: one may be replaced while its successor reads).
     let link_buffers = 2 * 2 + 3;
-    let net_bound = (link_buffers * KEEP_SLACK * (PEER_QUEUE_SIZE_MAX + FRAME_SIZE_MAX)) as u64;
+    let net_bound = (link_buffers
+        * KEEP_SLACK
+        * (config.peer_queue_size_max + config.wire_limits.frame_size_max))
+        as u64;
     println!(
         "bounds: {memory_bound} slots per group in memory; {segment_bound} segment files \
          ({} MiB) per node; {index_slots_bound} instances ({index_size_bound} B) in a \
