@@ -77,6 +77,10 @@ pub struct TruncationPlan {
     /// it is below the segment being written and `pinned_size` is within
     /// `CompactionConfig::pinned_ppm_max`.
     pub rewrites: Vec<Rewrite>,
+    /// Log offset of the needed record with the lowest offset, in any segment (`None`
+    /// when no record is needed): no record recovery needs lies below it
+    /// (`wal::log_head`).
+    pub head: Option<u64>,
 }
 
 /// Plans truncation. `log_start` is the log's current first segment, `current` the
@@ -99,7 +103,11 @@ pub fn plan(
     let segment_of = |offset: u64| offset / payload_size;
     // Needed bytes per segment below `current` (segments at or above it are kept anyway).
     let mut pinned: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut head: Option<u64> = None;
     let mut pin = |offset: u64, size: u64| {
+        if head.is_none_or(|h| offset < h) {
+            head = Some(offset);
+        }
         let segment = segment_of(offset);
         if segment < current {
             *pinned.entry(segment).or_default() += size;
@@ -162,11 +170,12 @@ pub fn plan(
         log_start: first_needed,
         pinned_size,
         rewrites,
+        head,
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::paxos::{Ballot, Body, Entry, NodeId};
     use crate::prng::Prng;
@@ -293,7 +302,7 @@ mod tests {
         }
     }
 
-    fn random_record(prng: &mut Prng, groups: u32, instances: u64) -> Record {
+    pub(crate) fn random_record(prng: &mut Prng, groups: u32, instances: u64) -> Record {
         let group = GroupId(1 + prng.below(u64::from(groups)) as u32);
         let instance = Instance(1 + prng.below(instances));
         let entry = Entry {
@@ -334,7 +343,8 @@ mod tests {
     // state above its watermark) and tight (segment `log_start`, when below the one being
     // written, is needed: deleting it too would change some state).
     // Method: 400 seeded random logs of 1..5 groups, random watermarks; replay the log
-    // with and without the segments, compare the normalised states.
+    // with and without the segments (and without the records below the plan's head),
+    // compare the normalised states.
     #[test]
     fn plan_is_safe_and_tight() {
         for seed in 0..400 {
@@ -369,6 +379,19 @@ mod tests {
                 )
             };
             assert_eq!(from(plan.log_start), full, "seed {seed}: unsafe");
+            // The head: a record's offset in segment `log_start`, and the log from it
+            // on replays to the same state.
+            if let Some(head) = plan.head {
+                assert!(log.records.iter().any(|r| r.offset == head), "seed {seed}");
+                assert_eq!(head / PAYLOAD, plan.log_start, "seed {seed}");
+                let from_head = normalise(
+                    &replay(log.records.iter().filter(|r| r.offset >= head)),
+                    &watermarks,
+                );
+                assert_eq!(from_head, full, "seed {seed}: head unsafe");
+            } else {
+                assert_eq!(plan.log_start, current, "seed {seed}");
+            }
             if plan.log_start < current {
                 assert_ne!(from(plan.log_start + 1), full, "seed {seed}: not tight");
                 assert!(plan.pinned_size > 0);

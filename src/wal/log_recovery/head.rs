@@ -1,0 +1,118 @@
+//! Row S11 of the segment table: whether the log head hint (`wal::log_head`) may start
+//! the scan past the log's first bytes. Pure: the hint's bytes and the segment reports
+//! in, the decision out. Every doubt falls back to the full scan, which is always safe;
+//! a hint that is used only ever skips records nothing needs (`wal::log_head`, safety).
+
+use super::{bad_header, LogConfig, SegmentReport};
+use crate::wal::layout::BLOCK_SIZE;
+use crate::wal::log_head::LogHead;
+use crate::wal::record::{decode, Content};
+use crate::wal::segment_format::SEGMENT_HEADER_SIZE;
+
+/// How a recovery used the log head hint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeadUse {
+    /// No hint file: the full scan.
+    Absent,
+    /// The scan started at the hint: segments below `segment` and the bytes of
+    /// `segment` below `file_offset` were not read.
+    Used {
+        /// The segment the scan started in.
+        segment: u64,
+        /// File offset of the first record scanned (`lsn`).
+        file_offset: u64,
+    },
+    /// A hint file that does not hold: the full scan.
+    Refused {
+        /// Why (for the log and the recovery report).
+        why: String,
+    },
+}
+
+/// A hint that passed the checks before any segment is read: the hint and the position
+/// of its segment among the reports.
+pub(super) struct Candidate {
+    pub(super) head: LogHead,
+    pub(super) position: usize,
+}
+
+/// Row S11, before reading: the hint decodes, names this shard, and a used segment
+/// (`used`: positions of the used segments) at or above `log_start`, whose header
+/// holds (row S4) and carries the hint's salt, at an offset inside the segment.
+/// `Ok(None)` when there is no hint file.
+pub(super) fn candidate(
+    bytes: Option<&[u8]>,
+    reports: &[SegmentReport],
+    used: &[usize],
+    log_start: u64,
+    config: &LogConfig,
+) -> Result<Option<Candidate>, String> {
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    let head = LogHead::decode(bytes).map_err(|e| format!("hint does not decode: {e}"))?;
+    if head.shard != config.shard {
+        return Err(format!("hint names shard {}", head.shard));
+    }
+    if head.segment < log_start {
+        return Err(format!(
+            "hint names segment {}, below log_start {log_start}",
+            head.segment
+        ));
+    }
+    if head.file_offset >= config.geometry.segment_size {
+        return Err(format!(
+            "hint offset {} beyond the segment size {}",
+            head.file_offset, config.geometry.segment_size
+        ));
+    }
+    let position = used
+        .iter()
+        .copied()
+        .find(|p| reports[*p].index == head.segment)
+        .ok_or_else(|| format!("hint names segment {}, not a used segment", head.segment))?;
+    let report = &reports[position];
+    if let Some(bad) = bad_header(report, config) {
+        return Err(format!("hint segment: {bad:?}"));
+    }
+    let salt = report.header.map(|h| h.salt);
+    if salt != Some(head.salt) {
+        return Err(format!(
+            "hint salt {:#x}, segment {} has {salt:x?} (recycled)",
+            head.salt, head.segment
+        ));
+    }
+    Ok(Some(Candidate { head, position }))
+}
+
+/// The block-aligned file offset from which the hint's segment is read.
+pub(super) fn read_from(head: &LogHead) -> u64 {
+    let from = head.file_offset / BLOCK_SIZE as u64 * BLOCK_SIZE as u64;
+    assert!(
+        from >= SEGMENT_HEADER_SIZE as u64,
+        "a hint lies after the header"
+    );
+    from
+}
+
+/// Row S11, after reading the hint's segment (`image`: the whole file, bytes below
+/// `read_from` possibly zero): the record at the hint's offset verifies under the
+/// segment's salt, is a protocol record (not a Pad), and carries the hint's LSN.
+pub(super) fn record_holds(image: &[u8], head: &LogHead, config: &LogConfig) -> Result<(), String> {
+    let at = usize::try_from(head.file_offset).map_err(|_| "offset overflows".to_string())?;
+    let end = image.len().min(config.geometry.segment_size as usize);
+    let bytes = image
+        .get(at..end)
+        .ok_or_else(|| format!("hint offset {at} beyond the file ({} bytes)", image.len()))?;
+    match decode(bytes, head.salt, &config.limits) {
+        Ok((decoded, _)) => match decoded.content {
+            Content::Record(_) if decoded.stamp.lsn == head.lsn => Ok(()),
+            Content::Record(_) => Err(format!(
+                "record at the hint has LSN {}, the hint names {}",
+                decoded.stamp.lsn.0, head.lsn.0
+            )),
+            Content::Pad => Err("a Pad at the hint".to_string()),
+        },
+        Err(why) => Err(format!("no record at the hint: {why}")),
+    }
+}
