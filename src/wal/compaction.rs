@@ -174,6 +174,47 @@ pub fn plan(
     }
 }
 
+/// The group state records to append so that the log head (`TruncationPlan::head`)
+/// can move up to the lowest needed Accept or Learn: a Promise of the group's highest
+/// ballot, a Chosen of its highest watermark or an Installed of its highest install,
+/// for each of those whose record lies below every needed entry record. A stable
+/// leader never writes a new Promise, so without this its election's Promise would
+/// hold the head at the log's first bytes forever. Always safe to append (replay takes
+/// maxima); once they are durable, the next plan's head is past the old ones. Empty
+/// when no entry record is needed (nothing to move the head to). Each group's state
+/// records then lie above its entries, so they are rewritten again only after the
+/// suffix of needed entries has moved past them.
+#[must_use]
+pub fn head_rewrites(index: &LogIndex, watermarks: &BTreeMap<GroupId, Instance>) -> Vec<Record> {
+    let mut lowest_entry: Option<u64> = None;
+    for (group, group_index) in index.groups() {
+        let watermark = watermarks.get(&group).copied().unwrap_or(Instance(0));
+        for (_, entry) in group_index.range_from(Instance(watermark.0.saturating_add(1))) {
+            lowest_entry = Some(lowest_entry.map_or(entry.offset, |l| l.min(entry.offset)));
+        }
+    }
+    let Some(lowest_entry) = lowest_entry else {
+        return Vec::new();
+    };
+    let below = |at: Option<super::index::Pin>| at.is_some_and(|at| at.offset < lowest_entry);
+    let mut rewrites = Vec::new();
+    for (group, group_index) in index.groups() {
+        let (ballot, promised_at) = group_index.promised();
+        if below(promised_at) {
+            rewrites.push(Record::Promise { group, ballot });
+        }
+        let (through, chosen_at) = group_index.chosen();
+        if below(chosen_at) {
+            rewrites.push(Record::Chosen { group, through });
+        }
+        let (through, installed_at) = group_index.installed();
+        if below(installed_at) {
+            rewrites.push(Record::Installed { group, through });
+        }
+    }
+    rewrites
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -397,6 +438,77 @@ pub(crate) mod tests {
                 assert!(plan.pinned_size > 0);
             }
         }
+    }
+
+    // Goal: a stable leader's old Promise and Chosen no longer hold the log head: after
+    // `head_rewrites` are appended the head is the lowest needed entry, and the log from
+    // it replays to the full state.
+    // Method: a Promise and a Chosen, then 300 Accepts of one group; watermark 250; plan,
+    // append the head rewrites, plan again.
+    #[test]
+    fn head_rewrites_let_the_head_pass_old_state() {
+        let mut log = Log::new();
+        let group = GroupId(1);
+        // The Promise's ballot above the Accepts': no Accept carries it.
+        log.append(Record::Promise {
+            group,
+            ballot: ballot(6),
+        });
+        log.append(Record::Chosen {
+            group,
+            through: Instance(3),
+        });
+        for i in 1..=300 {
+            log.append(Record::Accept {
+                group,
+                instance: Instance(i),
+                ballot: ballot(5),
+                entry: Entry {
+                    origin: ballot(5),
+                    body: Body::Noop,
+                },
+            });
+        }
+        let watermarks: BTreeMap<GroupId, Instance> = [(group, Instance(250))].into();
+        let before = plan(
+            &log.index,
+            &watermarks,
+            PAYLOAD,
+            0,
+            log.current(),
+            &CompactionConfig::default(),
+        );
+        assert_eq!(before.head, Some(0), "the Promise holds the head");
+        let moved = head_rewrites(&log.index, &watermarks);
+        assert_eq!(moved.len(), 2, "{moved:?}");
+        for record in moved {
+            log.append(record);
+        }
+        let after = plan(
+            &log.index,
+            &watermarks,
+            PAYLOAD,
+            0,
+            log.current(),
+            &CompactionConfig::default(),
+        );
+        let lowest = log
+            .records
+            .iter()
+            .find(|r| matches!(r.record, Record::Accept { instance, .. } if instance.0 == 251))
+            .expect("instance 251")
+            .offset;
+        assert_eq!(after.head, Some(lowest));
+        assert!(
+            head_rewrites(&log.index, &watermarks).is_empty(),
+            "moved once"
+        );
+        let full = normalise(&replay(&log.records), &watermarks);
+        let from_head = normalise(
+            &replay(log.records.iter().filter(|r| r.offset >= lowest)),
+            &watermarks,
+        );
+        assert_eq!(from_head, full);
     }
 
     // Goal: appending a compaction's rewrites frees the compacted segment, and the log

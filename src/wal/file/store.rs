@@ -329,6 +329,14 @@ impl Store {
             if let Some(offset) = plan.head {
                 self.write_head(offset).await?;
             }
+            // Old group state records move up, so that the next hint can pass them.
+            let moved = compaction::head_rewrites(&self.index, watermarks);
+            let compacted = plan.rewrites.iter().filter_map(|rewrite| match rewrite {
+                Rewrite::State(record) => Some(record),
+                Rewrite::Copy { .. } => None,
+            });
+            let compacted: Vec<&Record> = compacted.collect();
+            rewrites.extend(moved.into_iter().filter(|r| !compacted.contains(&r)));
             let mut copies = Vec::new();
             for rewrite in plan.rewrites {
                 match rewrite {

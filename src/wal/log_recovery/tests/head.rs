@@ -200,8 +200,8 @@ fn state(
 // hint replays to the state of the full scan (per group: promised, chosen, installed,
 // entries above the watermark), with the same end of log.
 // Method: 40 seeds x 6 restarts of random records in 4 groups; after each durable write
-// maybe raise watermarks, plan (`compaction::plan`), append its rewrites, and write the
-// hint of its head; a quarter of the writes crash torn. Recover with and without the
+// maybe raise watermarks, plan (`compaction::plan`), append its rewrites and the head
+// rewrites (`compaction::head_rewrites`), and write the hint of its head; a quarter of the writes crash torn. Recover with and without the
 // hint; compare; resume as the store does (a refused hint is removed).
 #[test]
 fn crash_loop_with_hints_replays_as_the_full_scan() {
@@ -321,6 +321,7 @@ fn crash_loop_with_hints_replays_as_the_full_scan() {
                     let lsn = by_offset[&offset].0;
                     head_file = Some(hint(&dir, segment, file_offset, lsn.0).encode());
                 }
+                pending.extend(crate::wal::compaction::head_rewrites(&index, &watermarks));
                 for rewrite in planned.rewrites {
                     pending.push(match rewrite {
                         Rewrite::State(record) => record,
