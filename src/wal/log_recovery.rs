@@ -232,6 +232,10 @@ pub struct SegmentFile<'a> {
 /// It returns the whole file, except that bytes below `from` (block-aligned; 0 but for
 /// the hint's segment) need not be read and may be zero. An error from `read` is
 /// returned as is.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the walk of the decision table in one place; each row is a helper"
+)]
 pub fn recover_from<E>(
     files: &[SegmentFile<'_>],
     head_bytes: Option<&[u8]>,
@@ -257,42 +261,20 @@ pub fn recover_from<E>(
         .first()
         .is_some_and(|first| reports[*first].index != log_start);
     // Row S11: the hint, checked before the walk; its segment read once, kept for it.
-    let mut head_use = HeadUse::Absent;
-    let mut start: Option<(usize, head::Candidate, Vec<u8>)> = None;
-    match head::candidate(head_bytes, &reports, &used, log_start, config) {
-        Ok(None) => {}
-        Err(why) => head_use = HeadUse::Refused { why },
-        Ok(Some(_)) if start_missing => {
-            head_use = HeadUse::Refused {
-                why: format!("segment {log_start} (log_start) is missing"),
-            };
-        }
-        Ok(Some(candidate)) => {
-            let from = head::read_from(&candidate.head);
-            let image = read(segments[candidate.position].1.name, from)?;
-            counters.bytes += (image.len() as u64).saturating_sub(from);
-            match head::record_holds(&image, &candidate.head, config) {
-                Ok(()) => {
-                    head_use = HeadUse::Used {
-                        segment: candidate.head.segment,
-                        file_offset: candidate.head.file_offset,
-                    };
-                    counters.skipped_bytes = used
-                        .iter()
-                        .filter(|p| reports[**p].index < candidate.head.segment)
-                        .map(|p| segments[*p].1.size)
-                        .sum::<u64>()
-                        + from;
-                    start = Some((candidate.position, candidate, image));
-                }
-                Err(why) => head_use = HeadUse::Refused { why },
-            }
-        }
-    }
+    let (head_use, mut start) = head::start(
+        head_bytes,
+        &reports,
+        &segments,
+        &used,
+        (log_start, start_missing),
+        config,
+        &mut read,
+        &mut counters,
+    )?;
     if start_missing {
         decision = missing_segment(log_start);
     } else if let (Some(first), Some(last)) = (used.first().copied(), used.last().copied()) {
-        let first = start.as_ref().map_or(first, |(position, _, _)| *position);
+        let first = start.as_ref().map_or(first, |start| start.position);
         let last_index = reports[last].index;
         // Reports are sorted with unique indices and the walk stops at the first gap, so
         // segment `index` is at `position` or absent.
@@ -318,11 +300,7 @@ pub fn recover_from<E>(
             };
             // The hint's segment (the first of the walk) starts at its record.
             let (bytes, scan_start, lsn_prev) = match start.take() {
-                Some((_, candidate, image)) => (
-                    image,
-                    to_payload(candidate.head.file_offset),
-                    Lsn(candidate.head.lsn.0 - 1),
-                ),
+                Some(start) => start.into_scan(),
                 None => {
                     let bytes = read(file.name, 0)?;
                     counters.bytes += bytes.len() as u64;
@@ -410,11 +388,6 @@ struct Walk<'a> {
 /// The file offset of a payload offset.
 fn to_file(payload_offset: u64) -> u64 {
     payload_offset + SEGMENT_HEADER_SIZE as u64
-}
-
-/// The payload offset of a file offset at or after the header.
-fn to_payload(file_offset: u64) -> usize {
-    usize::try_from(file_offset - SEGMENT_HEADER_SIZE as u64).unwrap_or(usize::MAX)
 }
 
 /// The report of one segment file before its scan.

@@ -3,7 +3,7 @@
 //! in, the decision out. Every doubt falls back to the full scan, which is always safe;
 //! a hint that is used only ever skips records nothing needs (`wal::log_head`, safety).
 
-use super::{bad_header, LogConfig, SegmentReport};
+use super::{bad_header, LogConfig, ScanCounters, SegmentFile, SegmentReport};
 use crate::wal::layout::BLOCK_SIZE;
 use crate::wal::log_head::LogHead;
 use crate::wal::record::{decode, Content};
@@ -27,6 +27,26 @@ pub enum HeadUse {
         /// Why (for the log and the recovery report).
         why: String,
     },
+}
+
+/// Where the walk starts when the hint holds.
+pub(super) struct Start {
+    /// Position of the hint's segment among the reports.
+    pub(super) position: usize,
+    /// The hint.
+    head: LogHead,
+    /// The segment's image, read from the hint's block on.
+    image: Vec<u8>,
+}
+
+impl Start {
+    /// The image, the payload offset where the scan starts, and the `lsn_prev` it
+    /// starts with.
+    pub(super) fn into_scan(self) -> (Vec<u8>, usize, crate::paxos::Lsn) {
+        let payload = self.head.file_offset - SEGMENT_HEADER_SIZE as u64;
+        let at = usize::try_from(payload).unwrap_or(usize::MAX);
+        (self.image, at, crate::paxos::Lsn(self.head.lsn.0 - 1))
+    }
 }
 
 /// A hint that passed the checks before any segment is read: the hint and the position
@@ -115,4 +135,56 @@ pub(super) fn record_holds(image: &[u8], head: &LogHead, config: &LogConfig) -> 
         },
         Err(why) => Err(format!("no record at the hint: {why}")),
     }
+}
+
+/// Where the walk starts by row S11, and how the hint was used: the position of the
+/// hint's segment, the hint and the segment's image (read from the hint's block on),
+/// when the hint holds. `log_start` is the log's first segment and whether it is
+/// missing (then the hint is refused: the full walk reports the loss). The bytes read
+/// and skipped are added to `counters`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the walk's state at its start, passed in, so the row stays one pure function"
+)]
+pub(super) fn start<E>(
+    head_bytes: Option<&[u8]>,
+    reports: &[SegmentReport],
+    segments: &[(u64, SegmentFile<'_>)],
+    used: &[usize],
+    (log_start, start_missing): (u64, bool),
+    config: &LogConfig,
+    read: &mut impl FnMut(&str, u64) -> Result<Vec<u8>, E>,
+    counters: &mut ScanCounters,
+) -> Result<(HeadUse, Option<Start>), E> {
+    let candidate = match candidate(head_bytes, reports, used, log_start, config) {
+        Ok(None) => return Ok((HeadUse::Absent, None)),
+        Err(why) => return Ok((HeadUse::Refused { why }, None)),
+        Ok(Some(_)) if start_missing => {
+            let why = format!("segment {log_start} (log_start) is missing");
+            return Ok((HeadUse::Refused { why }, None));
+        }
+        Ok(Some(candidate)) => candidate,
+    };
+    let from = read_from(&candidate.head);
+    let image = read(segments[candidate.position].1.name, from)?;
+    counters.bytes += (image.len() as u64).saturating_sub(from);
+    if let Err(why) = record_holds(&image, &candidate.head, config) {
+        return Ok((HeadUse::Refused { why }, None));
+    }
+    counters.skipped_bytes = used
+        .iter()
+        .filter(|p| reports[**p].index < candidate.head.segment)
+        .map(|p| segments[*p].1.size)
+        .sum::<u64>()
+        + from;
+    let used_at = HeadUse::Used {
+        segment: candidate.head.segment,
+        file_offset: candidate.head.file_offset,
+    };
+    let start = Start {
+        position: candidate.position,
+        head: candidate.head,
+        image,
+    };
+    Ok((used_at, Some(start)))
 }
