@@ -263,6 +263,13 @@ pub struct RecoveryReport {
     pub bytes: u64,
     /// Records decoded from them.
     pub records: u64,
+    /// 1 when the scan started at the log head hint (`wal::log_head`); summed over
+    /// shards, how many did.
+    pub head_used: u64,
+    /// 1 when a hint file was there but refused (the full scan ran); summed likewise.
+    pub head_refused: u64,
+    /// Bytes of live segments the hint let the scan skip.
+    pub skipped_bytes: u64,
     /// The directory probe (an O_DIRECT write and fdatasync).
     pub probe_ns: u64,
     /// The scan: list the directory, read the live segments, decode their records.

@@ -548,3 +548,5 @@ fn crash_recover_loop() {
         }
     }
 }
+
+mod head;
