@@ -34,6 +34,8 @@ const GROUPS: u32 = 2;
 const THREADS: usize = 4;
 const PER_ROUND: usize = 50;
 const ROUNDS: usize = 30;
+/// How long a replica may take to come back under the WAL index bound after a round.
+const SETTLE: Duration = Duration::from_secs(20);
 
 /// One round: `THREADS` threads propose `PER_ROUND` values each, spread over the
 /// groups; returns how many were chosen.
@@ -95,8 +97,9 @@ fn configure(config: &mut Config) {
 // instances the policies keep). After every round, check on every node that each
 // group's in-memory log holds at most retention + accept window slots, that the
 // WAL's segment files, each shard's WAL index (`ShardStatus::wal_index_slots`,
-// `wal_index_size`) and each shard's link buffers (`net_buffer_size`) stay under the
-// bounds computed below; at the end, that the bytes written and the instances chosen
+// `wal_index_size`; once the replica settles, within `SETTLE`: a follower under load
+// may apply behind for a moment) and each shard's link buffers (`net_buffer_size`) stay
+// under the bounds computed below; at the end, that the bytes written and the instances chosen
 // are many times those bounds and the nodes agree.
 #[test]
 fn memory_and_wal_stay_bounded_over_a_long_run() {
@@ -141,6 +144,7 @@ fn memory_and_wal_stay_bounded_over_a_long_run() {
         (segment_bound as u64 * SEGMENT_SIZE) >> 20
     );
     let mut index_slots_most = 0;
+    let mut index_unsettled_most = 0;
     let mut net_most = 0;
     let mut chosen = 0;
     let mut most = BTreeMap::new();
@@ -153,7 +157,24 @@ fn memory_and_wal_stay_bounded_over_a_long_run() {
                 "round {r}: node {} has {count} segment files ({bytes} B) over {segment_bound}",
                 id.0
             );
-            let status = futures_lite::future::block_on(node.handle().status()).expect("status");
+            // A replica may hold more for a moment under load (a follower applying
+            // behind the leaders, a checkpoint being written, a truncation waiting for
+            // an idle store): the bound must hold again once it settles.
+            let settle_by = Instant::now() + SETTLE;
+            let status = loop {
+                let status =
+                    futures_lite::future::block_on(node.handle().status()).expect("status");
+                let over = status.iter().find(|s| {
+                    s.wal_index_slots > index_slots_bound || s.wal_index_size > index_size_bound
+                });
+                match over {
+                    Some(shard) if Instant::now() < settle_by => {
+                        index_unsettled_most = index_unsettled_most.max(shard.wal_index_slots);
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    _ => break status,
+                }
+            };
             for shard in &status {
                 assert!(
                     shard.wal_index_slots <= index_slots_bound
@@ -194,8 +215,8 @@ fn memory_and_wal_stay_bounded_over_a_long_run() {
     let bound_bytes = segment_bound as u64 * SEGMENT_SIZE;
     println!(
         "{chosen} values chosen ({} MiB per node); most segment files seen per node {most:?}; \
-         most instances in a WAL index {index_slots_most}; most link buffer bytes of a \
-         shard {net_most}",
+         most instances in a WAL index {index_slots_most} (before settling: \
+         {index_unsettled_most}); most link buffer bytes of a shard {net_most}",
         written >> 20
     );
     // The link counter counts: the links held buffers.
