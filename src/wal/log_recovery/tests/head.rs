@@ -284,19 +284,7 @@ fn crash_loop_with_hints_replays_as_the_full_scan() {
                 let before = dir.clone();
                 execute(&mut dir, &write, commit.durable_through());
                 if prng.below(4) == 0 {
-                    let (segment, _) = geometry().locate(write.offset);
-                    let key = name(segment);
-                    let old = before
-                        .get(&key)
-                        .cloned()
-                        .unwrap_or_else(|| vec![0; SEGMENT_SIZE as usize]);
-                    let file = dir.get_mut(&key).expect("written");
-                    for (sector, chunk) in file.chunks_mut(SECTOR_SIZE).enumerate() {
-                        if prng.coin() {
-                            let at = sector * SECTOR_SIZE;
-                            chunk.copy_from_slice(&old[at..at + SECTOR_SIZE]);
-                        }
-                    }
+                    tear(&mut dir, &before, write.offset, &mut prng);
                     break;
                 }
                 commit.on_durable(write.lsn_through);
