@@ -201,12 +201,9 @@ fn state(
 // entries above the watermark), with the same end of log.
 // Method: 40 seeds x 6 restarts of random records in 4 groups; after each durable write
 // maybe raise watermarks, plan (`compaction::plan`), append its rewrites and the head
-// rewrites (`compaction::head_rewrites`), and write the hint of its head; a quarter of the writes crash torn. Recover with and without the
-// hint; compare; resume as the store does (a refused hint is removed).
-#[expect(
-    clippy::too_many_lines,
-    reason = "one loop: recover both ways, resume as the store does, write, truncate, crash"
-)]
+// rewrites (`compaction::head_rewrites`), and write the hint of its head; a quarter of
+// the writes crash torn. Recover with and without the hint; compare; resume as the
+// store does (a refused hint is removed).
 #[test]
 fn crash_loop_with_hints_replays_as_the_full_scan() {
     let mut used = 0;
