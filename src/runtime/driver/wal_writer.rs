@@ -6,7 +6,7 @@
 //!
 //! The store is lent to one task at a time (a write, then perhaps one slice of spare
 //! maintenance; or a slice alone while idle) and comes back when the task ends, so no
-//! two operations touch the files at once. Catch-up reads (`Store::read_catch_up`) are
+//! two operations touch the files at once. Catch-up reads (`Store::plan_read`, `wal::catch_up`) are
 //! planned against the idle store's index (`with_idle_store`, `runtime::wal_reads`)
 //! and run on files of their own. Truncation (`Effects::wal_truncate`) is one more
 //! kind of task lent the store while idle: `Store::truncate` releases the index below

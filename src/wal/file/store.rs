@@ -106,23 +106,6 @@ pub struct Truncation {
 /// together, and a run is cut here.
 pub const CATCH_UP_READ_SIZE_MAX: usize = 1 << 20;
 
-/// Records of one group as they lie in one segment, for one `CatchUpStream` frame.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CatchUpChunk {
-    /// Salt of the segment they come from: every record's checksum is seeded with it.
-    pub salt: u32,
-    /// LSN of the first record (the sender's; log-local).
-    pub first_lsn: Lsn,
-    /// Instance of the first record.
-    pub first_instance: Instance,
-    /// Instance of the last record.
-    pub last_instance: Instance,
-    /// Whole records, byte for byte as on disk, in instance order.
-    pub records: Vec<u8>,
-    /// How many records.
-    pub record_count: usize,
-}
-
 impl Store {
     /// Makes a recovered directory ready for appends: deletes `recovery.discard`, zeroes
     /// `recovery.scrub` durably, re-extends a short resume segment, opens the segment of
@@ -587,65 +570,6 @@ impl Store {
     #[must_use]
     pub fn index(&self) -> &LogIndex {
         &self.index
-    }
-
-    /// Reads `group`'s indexed records from instance `from` upward, in instance order,
-    /// until adding the next would exceed `budget_size` bytes (the first is returned
-    /// whatever its size, so a reader always progresses). Returns them byte for byte as
-    /// they lie on disk, one chunk per run of records in the same segment (one salt per
-    /// chunk). Reads with block-aligned DMA reads of up to `CATCH_UP_READ_SIZE_MAX`
-    /// bytes, each covering every wanted record in its span. Each record's header and
-    /// checksum are checked against the index before it is returned. Instances released
-    /// by `truncate` (at or below the group's watermark) are not returned: when the first
-    /// chunk starts above `from`, or none comes back, the peer needs the checkpoint.
-    pub async fn read_catch_up(
-        &self,
-        group: GroupId,
-        from: Instance,
-        budget_size: usize,
-    ) -> Result<Vec<CatchUpChunk>, StoreError> {
-        let Some(index) = self.index.group(group) else {
-            return Ok(Vec::new());
-        };
-        let mut wanted: Vec<(GroupId, Instance, IndexEntry)> = Vec::new();
-        let mut total = 0usize;
-        for (instance, entry) in index.range_from(from) {
-            if !wanted.is_empty() && total + entry.size as usize > budget_size {
-                break;
-            }
-            total += entry.size as usize;
-            wanted.push((group, instance, entry));
-        }
-        let bytes_of = self.plan_read(&wanted).run().await?;
-        // Chunks: consecutive records (instance order) of the same segment.
-        let geometry = self.config.geometry;
-        let mut chunks: Vec<(u64, CatchUpChunk)> = Vec::new();
-        for ((_, instance, entry), read) in wanted.iter().zip(bytes_of) {
-            let (bytes, salt) = (read.bytes().to_vec(), read.salt);
-            let segment = geometry.locate(entry.offset).0;
-            match chunks.last_mut() {
-                Some((s, chunk)) if *s == segment => {
-                    chunk.records.extend_from_slice(&bytes);
-                    chunk.last_instance = *instance;
-                    chunk.record_count += 1;
-                }
-                _ => {
-                    let first_lsn = record::peek(&bytes).map_or(Lsn(0), |p| p.lsn);
-                    chunks.push((
-                        segment,
-                        CatchUpChunk {
-                            salt,
-                            first_lsn,
-                            first_instance: *instance,
-                            last_instance: *instance,
-                            records: bytes,
-                            record_count: 1,
-                        },
-                    ));
-                }
-            }
-        }
-        Ok(chunks.into_iter().map(|(_, chunk)| chunk).collect())
     }
 
     /// A read of the indexed records `wanted` (from this store's index: a
