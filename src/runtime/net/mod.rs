@@ -78,8 +78,9 @@
 //!
 //! Rooms: `config` (the configuration and its validation), [`handshake`] (the
 //! handshake as a pure check), `admission` (pending-handshake slots, pure), `link`
-//! (the tasks that do the I/O), `close` (close reasons and their rate-limited log);
-//! the packing of messages into frames is `transport::batch`, pure too.
+//! (the tasks that do the I/O), `listen` (the listening socket), `close` (close
+//! reasons and their rate-limited log); the packing of messages into frames is
+//! `transport::batch`, pure too.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -89,7 +90,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use glommio::net::TcpListener;
 use glommio::task::JoinHandle;
 use glommio::timer::sleep;
 use glommio::Task;
@@ -107,6 +107,7 @@ mod config;
 pub mod handshake;
 mod keep;
 mod link;
+mod listen;
 #[cfg(test)]
 mod tests;
 
@@ -272,21 +273,12 @@ impl Net {
     pub async fn start(config: NetConfig, wake: Rc<dyn Fn()>) -> Result<Net, NetError> {
         config.validate().map_err(NetError::Config)?;
         let addr = config.listen;
-        // glommio binds with SO_REUSEPORT, so binding an address in use "succeeds" and
-        // the kernel splits connections between the two listeners. A plain bind first
-        // (std sets only SO_REUSEADDR) fails if any socket listens there.
-        if addr.port() != 0 {
-            match std::net::TcpListener::bind(addr) {
-                Ok(probe) => drop(probe),
-                Err(error) if error.kind() == io::ErrorKind::AddrInUse => {
-                    return Err(NetError::AddressInUse { addr });
-                }
-                Err(source) => return Err(NetError::Bind { addr, source }),
+        let listener = listen::listen(addr).map_err(|source| {
+            if source.kind() == io::ErrorKind::AddrInUse {
+                NetError::AddressInUse { addr }
+            } else {
+                NetError::Bind { addr, source }
             }
-        }
-        let listener = TcpListener::bind(addr).map_err(|error| NetError::Bind {
-            addr,
-            source: io::Error::from(error),
         })?;
         let local_addr = listener.local_addr().map_err(|error| NetError::Bind {
             addr,
