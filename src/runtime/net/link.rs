@@ -21,10 +21,10 @@ use glommio::timer::sleep;
 
 use super::close::{Closed, CLOSE_LOG_INTERVAL};
 use super::handshake::{self, HANDSHAKE_SIZE_MAX};
-use super::keep::HighWater;
 use super::{Inner, Link};
 use crate::paxos::NodeId;
 use crate::runtime::notify::Notify;
+use crate::support::high_water::HighWater;
 use crate::transport::auth::{self, Nonce};
 use crate::transport::batch::unpack;
 use crate::transport::{self, append_frame_with, FrameBody, FRAME_HEADER_SIZE};

@@ -61,7 +61,7 @@
 //! - in steady state nothing allocates per message: the writer swaps two buffers, the
 //!   encoder and the heartbeat scratch are reused, readers reuse their frame buffer;
 //! - those reused buffers do not keep a past burst's capacity: each written round and
-//!   each read frame is recycled through a high-water mark (`keep`), keeping at most
+//!   each read frame is recycled through a high-water mark (`support::high_water`), keeping at most
 //!   `KEEP_SLACK` x the largest use of the last two windows of `KEEP_WINDOW` uses (at
 //!   least `KEEP_SIZE_MIN`); [`Net::buffer_capacity`] counts what they hold.
 //!
@@ -105,19 +105,18 @@ mod admission;
 mod close;
 mod config;
 pub mod handshake;
-mod keep;
 mod link;
 mod listen;
 #[cfg(test)]
 mod tests;
 
+pub use crate::support::high_water::{KEEP_SIZE_MIN, KEEP_SLACK, KEEP_WINDOW};
 use admission::PendingHandshakes;
 pub use close::{CLOSE_LOG_BURST, CLOSE_LOG_INTERVAL};
 pub use config::{NetConfig, PENDING_MAX_DEFAULT, PENDING_PER_SOURCE_MAX_DEFAULT};
 pub use handshake::{
     proof_context, HANDSHAKE_SIZE_MAX, LAYOUT_NODES_MAX, PROOF_ROLE_ACCEPTOR, PROOF_ROLE_DIALER,
 };
-pub use keep::{KEEP_SIZE_MIN, KEEP_SLACK, KEEP_WINDOW};
 
 /// Rounds of 1 ms that [`Net::close`] waits for its listening address to be free.
 const CLOSE_WAIT_ROUNDS_MAX: usize = 1000;
