@@ -146,6 +146,26 @@ impl Summary {
         )
     }
 
+    /// The one-line totals of the passing seeds' leases checked against the replicas'
+    /// grants: how many checks, and the smallest margin a quorum's grants kept beyond
+    /// a lease end (a line of its own).
+    #[must_use]
+    pub fn lease_totals(&self) -> String {
+        let margin = self
+            .reports
+            .iter()
+            .filter_map(|r| r.lease_margin_min_ns)
+            .min();
+        format!(
+            "{} leases checked against the replicas' grants, smallest margin {}",
+            self.reports
+                .iter()
+                .map(|r| r.lease_grant_checks)
+                .sum::<u64>(),
+            margin.map_or("none".to_string(), |m| format!("{:.6}s", m as f64 / 1e9)),
+        )
+    }
+
     /// The one-line totals of the passing seeds' in-memory logs: how many seeds
     /// bounded them, the catch-up reads served from the WAL, and the largest log a
     /// replica held among bounded and among unbounded seeds.
