@@ -189,6 +189,9 @@ impl Cluster {
         slot.disk.write(plan.offset, &plan.bytes);
         slot.index.insert_plan(&plan);
         let id = self.nodes[node].id;
+        self.checkers
+            .recovery
+            .observe_write(id, shard, plan.offset, &plan.bytes);
         for (lsn, fact) in written_facts(&plan.bytes) {
             self.checkers
                 .send_durable

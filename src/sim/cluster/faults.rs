@@ -18,7 +18,22 @@ impl Cluster {
         if up.len() <= 1 {
             return;
         }
-        let node = up[self.prng.index(up.len())];
+        let mut node = up[self.prng.index(up.len())];
+        // A torn write matters only when a crash finds a write in flight: with the
+        // seed's torn-write chance, the crash takes the node with the most unsynced
+        // sectors instead (the crash rate stays the seed's).
+        let torn_ppm = self.options.disk_torn_write_ppm;
+        if torn_ppm > 0 && self.crash_prng.chance_ppm(torn_ppm) {
+            let unsynced = |n: &usize| -> usize {
+                let shards = &self.nodes[*n].shards;
+                shards.iter().map(|s| s.disk.unsynced_sector_count()).sum()
+            };
+            if let Some(busy) = up.iter().max_by_key(|n| unsynced(n)) {
+                if unsynced(busy) > 0 {
+                    node = *busy;
+                }
+            }
+        }
         // One crash in five (at least) loses its disk when the seed enables it.
         let lose_disk = self.damaged.is_none()
             && self.options.disk_loss_ppm > 0
@@ -40,7 +55,11 @@ impl Cluster {
         self.network.drop_node(n.id);
         for slot in &mut n.shards {
             slot.shard = None;
-            slot.disk.crash(&mut self.prng);
+            slot.disk.crash(
+                &mut self.crash_prng,
+                self.options.disk_unsynced_keep_ppm,
+                self.options.disk_torn_write_ppm,
+            );
         }
         n.fs.crash(&mut self.checkpoint_prng);
         n.machines.clear();
@@ -104,6 +123,8 @@ impl Cluster {
         let offset = self.prng.below(limit);
         let bit = self.prng.below(8) as u8;
         self.nodes[node].shards[shard].disk.flip_bit(offset, bit);
+        let id = self.nodes[node].id;
+        self.checkers.recovery.observe_damage(id, shard, offset);
         self.damaged = Some(node);
         self.report.bit_flips += 1;
         // Damage matters when the log is read back: crash the node soon.
@@ -159,6 +180,7 @@ impl Cluster {
             let slot = &mut self.nodes[node].shards[shard];
             if wipe {
                 slot.disk.wipe();
+                self.checkers.recovery.observe_wiped(id, shard);
             }
             let scan = wal::scan(
                 slot.disk.image(),
@@ -168,6 +190,10 @@ impl Cluster {
                     limits: DecodeLimits::default(),
                 },
             );
+            // The oracle: the scan against what this disk was written, kept and damaged.
+            self.checkers
+                .recovery
+                .observe_scan(id, shard, &scan, slot.disk.image())?;
             let corrupt = scan.recovery.is_corrupt();
             if corrupt {
                 self.report.corrupt_recoveries += 1;

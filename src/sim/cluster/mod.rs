@@ -212,6 +212,9 @@ pub struct Cluster {
     checkpoint_prng: Prng,
     /// The WAL reads' own stream (their disk latency), for the same reason.
     wal_read_prng: Prng,
+    /// The crashes' own stream: which unsynced sectors a crash keeps, and whether it
+    /// picks the node with a write in flight (`faults`), for the same reason.
+    crash_prng: Prng,
     /// When the next read is issued (`None`: reads are off).
     read_next_ns: Option<u64>,
     read_id_next: u64,
@@ -335,6 +338,7 @@ impl Cluster {
             read_prng: Prng::new(options.seed ^ 0x5245_4144_5354_524d),
             checkpoint_prng: Prng::new(options.seed ^ 0x434b_5054_5354_524d),
             wal_read_prng: Prng::new(options.seed ^ 0x5741_4c52_4541_4453),
+            crash_prng: Prng::new(options.seed ^ 0x4352_4153_4853_544d),
             read_next_ns: options.read_interval_ns_mean,
             read_id_next: 1,
             reads_in_flight: BTreeMap::new(),
@@ -561,6 +565,7 @@ impl Cluster {
                     self.nodes[node].shards[shard].disk.sync();
                     let id = self.nodes[node].id;
                     self.checkers.send_durable.observe_synced(id, shard, lsn);
+                    self.checkers.recovery.observe_synced(id, shard);
                     self.nodes[node].shards[shard].last_write_offset = offset;
                     self.step_shard(node, shard, ShardInput::WriteDone { lsn_through: lsn })?;
                 }

@@ -69,6 +69,9 @@ pub struct RunReport {
     /// Flipped runs delivered to a running shard and refused there (not part of
     /// `Debug`).
     pub raw_runs_refused: u64,
+    /// What the recovery scans of every start decided, each checked against the
+    /// simulator's ground truth (`checkers::recovery`; not part of `Debug`).
+    pub recovery: crate::sim::checkers::RecoveryCounts,
 }
 
 impl std::fmt::Debug for RunReport {
@@ -192,6 +195,7 @@ impl Cluster {
         report.forged_refused = self.checkers.bounds.forged_refused();
         report.log_len_max = self.checkers.retention.log_len_max();
         report.retention_bounded = self.options.retention_bounded();
+        report.recovery = self.checkers.recovery.counts();
         report.chosen = self
             .groups
             .iter()
