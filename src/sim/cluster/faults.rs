@@ -19,11 +19,11 @@ impl Cluster {
             return;
         }
         let mut node = up[self.prng.index(up.len())];
-        // A torn write matters only when a crash finds a write in flight: with the
-        // seed's torn-write chance, the crash takes the node with the most unsynced
+        // A torn write matters only when a crash finds a write in flight: with half
+        // the seed's torn-write chance, the crash takes the node with the most unsynced
         // sectors instead (the crash rate stays the seed's).
         let torn_ppm = self.options.disk_torn_write_ppm;
-        if torn_ppm > 0 && self.crash_prng.chance_ppm(torn_ppm) {
+        if torn_ppm > 0 && self.crash_prng.chance_ppm(torn_ppm / 2) {
             let unsynced = |n: &usize| -> usize {
                 let shards = &self.nodes[*n].shards;
                 shards.iter().map(|s| s.disk.unsynced_sector_count()).sum()
