@@ -208,7 +208,8 @@ pub struct SimOptions {
     /// each of its sectors when it tears (`SimDisk::crash`).
     pub disk_unsynced_keep_ppm: u32,
     /// At a crash, the chance a write in flight is torn (part of its sectors land);
-    /// half of it is the chance a crash takes the node with the most unsynced sectors.
+    /// half of it is the chance a crash waits for the next write and strikes while it
+    /// is in flight.
     pub disk_torn_write_ppm: u32,
     /// Chance a written sector has one bit flipped on the durable image.
     pub disk_bit_flip_ppm: u32,

@@ -218,6 +218,7 @@ impl Cluster {
         if let Some(core) = self.nodes[node].shards[shard].shard.as_mut() {
             core.recycle(plan.bytes);
         }
+        self.crash_if_waiting(node);
     }
 
     /// Reads `read` from the shard's disk as it is now (see the module doc of

@@ -18,21 +18,14 @@ impl Cluster {
         if up.len() <= 1 {
             return;
         }
-        let mut node = up[self.prng.index(up.len())];
+        let node = up[self.prng.index(up.len())];
         // A torn write matters only when a crash finds a write in flight: with half
-        // the seed's torn-write chance, the crash takes the node with the most unsynced
-        // sectors instead (the crash rate stays the seed's).
+        // the seed's torn-write chance, this crash waits for the next write any node
+        // issues and strikes while it is in flight (the crash rate stays the seed's).
         let torn_ppm = self.options.disk_torn_write_ppm;
         if torn_ppm > 0 && self.crash_prng.chance_ppm(torn_ppm / 2) {
-            let unsynced = |n: &usize| -> usize {
-                let shards = &self.nodes[*n].shards;
-                shards.iter().map(|s| s.disk.unsynced_sector_count()).sum()
-            };
-            if let Some(busy) = up.iter().max_by_key(|n| unsynced(n)) {
-                if unsynced(busy) > 0 {
-                    node = *busy;
-                }
-            }
+            self.crash_at_next_write = true;
+            return;
         }
         // One crash in five (at least) loses its disk when the seed enables it.
         let lose_disk = self.damaged.is_none()
@@ -40,12 +33,26 @@ impl Cluster {
             && self
                 .prng
                 .chance_ppm(self.options.disk_loss_ppm.max(200_000));
+        self.crash_and_restart(node, lose_disk);
+    }
+
+    /// Crashes `node` now and schedules its restart.
+    pub(super) fn crash_and_restart(&mut self, node: usize, lose_disk: bool) {
         self.crash(node, lose_disk);
         let delay = self.prng.range(
             self.options.restart_delay_ns_min,
             self.options.restart_delay_ns_max,
         );
         self.schedule(self.now + delay, Event::Restart { node });
+    }
+
+    /// `node` just issued a write: when a crash waits for one, it strikes before the
+    /// write completes (1 ns later: write latencies are at least 10 µs).
+    pub(super) fn crash_if_waiting(&mut self, node: usize) {
+        if std::mem::take(&mut self.crash_at_next_write) && !self.liveness {
+            let incarnation = self.nodes[node].incarnation;
+            self.schedule(self.now + 1, Event::CrashInFlight { node, incarnation });
+        }
     }
 
     pub(super) fn crash(&mut self, node: usize, lose_disk: bool) {

@@ -127,6 +127,11 @@ enum Event {
         rewrites: Vec<crate::paxos::Record>,
     },
     Crash,
+    /// A crash of `node` while the write it just issued is in flight (`faults`).
+    CrashInFlight {
+        node: usize,
+        incarnation: u32,
+    },
     Restart {
         node: usize,
     },
@@ -213,8 +218,10 @@ pub struct Cluster {
     /// The WAL reads' own stream (their disk latency), for the same reason.
     wal_read_prng: Prng,
     /// The crashes' own stream: which unsynced sectors a crash keeps, and whether it
-    /// picks the node with a write in flight (`faults`), for the same reason.
+    /// waits for a write in flight (`faults`), for the same reason.
     crash_prng: Prng,
+    /// A crash is due as soon as a node issues a write (`faults`).
+    crash_at_next_write: bool,
     /// When the next read is issued (`None`: reads are off).
     read_next_ns: Option<u64>,
     read_id_next: u64,
@@ -339,6 +346,7 @@ impl Cluster {
             checkpoint_prng: Prng::new(options.seed ^ 0x434b_5054_5354_524d),
             wal_read_prng: Prng::new(options.seed ^ 0x5741_4c52_4541_4453),
             crash_prng: Prng::new(options.seed ^ 0x4352_4153_4853_544d),
+            crash_at_next_write: false,
             read_next_ns: options.read_interval_ns_mean,
             read_id_next: 1,
             reads_in_flight: BTreeMap::new(),
@@ -606,6 +614,16 @@ impl Cluster {
                         let at = self.now + self.exponential(mean);
                         self.schedule(at, Event::Crash);
                     }
+                }
+            }
+            Event::CrashInFlight { node, incarnation } => {
+                let up = self.nodes.iter().filter(|n| n.up).count();
+                if !self.liveness
+                    && up > 1
+                    && self.nodes[node].up
+                    && self.nodes[node].incarnation == incarnation
+                {
+                    self.crash_and_restart(node, false);
                 }
             }
             Event::Restart { node } => {
