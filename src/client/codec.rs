@@ -852,6 +852,7 @@ impl Decoder {
             log_reads: Default::default(),
             wal_index_slots: 0,
             wal_index_size: 0,
+            net_buffer_size: 0,
             catch_up: Default::default(),
             fatal,
             // Not in the client protocol.
@@ -927,6 +928,7 @@ mod tests {
                     log_reads: Default::default(),
                     wal_index_slots: 0,
                     wal_index_size: 0,
+                    net_buffer_size: 0,
                     catch_up: Default::default(),
                     fatal: None,
                     recovery: Default::default(),

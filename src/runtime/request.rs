@@ -239,6 +239,10 @@ pub struct ShardStatus {
     /// Bytes the WAL's index holds (`LogIndex::memory_size`: its slots' capacity and
     /// per-group structs), as of the same moment. Not carried by the client protocol.
     pub wal_index_size: u64,
+    /// Bytes of capacity the shard's peer links keep in their reusable buffers
+    /// (`Net::buffer_capacity`: outgoing buffers and spares, inbound frame buffers). Not
+    /// carried by the client protocol (0 there).
+    pub net_buffer_size: u64,
     /// Catch-up by raw WAL records: runs sent, received, refused, and records decoded
     /// to answer peers (not in the client protocol yet).
     pub catch_up: CatchUpStatus,
@@ -259,6 +263,13 @@ pub struct RecoveryReport {
     pub bytes: u64,
     /// Records decoded from them.
     pub records: u64,
+    /// 1 when the scan started at the log head hint (`wal::log_head`); summed over
+    /// shards, how many did.
+    pub head_used: u64,
+    /// 1 when a hint file was there but refused (the full scan ran); summed likewise.
+    pub head_refused: u64,
+    /// Bytes of live segments the hint let the scan skip.
+    pub skipped_bytes: u64,
     /// The directory probe (an O_DIRECT write and fdatasync).
     pub probe_ns: u64,
     /// The scan: list the directory, read the live segments, decode their records.

@@ -236,7 +236,7 @@ pub struct Effects {
     /// Lines for the executor to log at WARN level, already rate-limited (reports of
     /// peer messages refused as out of bounds).
     pub warnings: Vec<String>,
-    /// Chosen entries to read back from the WAL (`Store::read_catch_up` or the
+    /// Chosen entries to read back from the WAL (`Store::plan_read` and `CatchUpRead::run`, or the
     /// simulated disk) for peers behind a group's in-memory log; each answered with
     /// `ShardInput::WalReadDone`. Independent of the other effects.
     pub wal_reads: Vec<WalRead>,

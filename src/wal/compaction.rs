@@ -77,6 +77,10 @@ pub struct TruncationPlan {
     /// it is below the segment being written and `pinned_size` is within
     /// `CompactionConfig::pinned_ppm_max`.
     pub rewrites: Vec<Rewrite>,
+    /// Log offset of the needed record with the lowest offset, in any segment (`None`
+    /// when no record is needed): no record recovery needs lies below it
+    /// (`wal::log_head`).
+    pub head: Option<u64>,
 }
 
 /// Plans truncation. `log_start` is the log's current first segment, `current` the
@@ -99,7 +103,11 @@ pub fn plan(
     let segment_of = |offset: u64| offset / payload_size;
     // Needed bytes per segment below `current` (segments at or above it are kept anyway).
     let mut pinned: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut head: Option<u64> = None;
     let mut pin = |offset: u64, size: u64| {
+        if head.is_none_or(|h| offset < h) {
+            head = Some(offset);
+        }
         let segment = segment_of(offset);
         if segment < current {
             *pinned.entry(segment).or_default() += size;
@@ -162,11 +170,53 @@ pub fn plan(
         log_start: first_needed,
         pinned_size,
         rewrites,
+        head,
     }
 }
 
+/// The group state records to append so that the log head (`TruncationPlan::head`)
+/// can move up to the lowest needed Accept or Learn: a Promise of the group's highest
+/// ballot, a Chosen of its highest watermark or an Installed of its highest install,
+/// for each of those whose record lies below every needed entry record. A stable
+/// leader never writes a new Promise, so without this its election's Promise would
+/// hold the head at the log's first bytes forever. Always safe to append (replay takes
+/// maxima); once they are durable, the next plan's head is past the old ones. Empty
+/// when no entry record is needed (nothing to move the head to). Each group's state
+/// records then lie above its entries, so they are rewritten again only after the
+/// suffix of needed entries has moved past them.
+#[must_use]
+pub fn head_rewrites(index: &LogIndex, watermarks: &BTreeMap<GroupId, Instance>) -> Vec<Record> {
+    let mut lowest_entry: Option<u64> = None;
+    for (group, group_index) in index.groups() {
+        let watermark = watermarks.get(&group).copied().unwrap_or(Instance(0));
+        for (_, entry) in group_index.range_from(Instance(watermark.0.saturating_add(1))) {
+            lowest_entry = Some(lowest_entry.map_or(entry.offset, |l| l.min(entry.offset)));
+        }
+    }
+    let Some(lowest_entry) = lowest_entry else {
+        return Vec::new();
+    };
+    let below = |at: Option<super::index::Pin>| at.is_some_and(|at| at.offset < lowest_entry);
+    let mut rewrites = Vec::new();
+    for (group, group_index) in index.groups() {
+        let (ballot, promised_at) = group_index.promised();
+        if below(promised_at) {
+            rewrites.push(Record::Promise { group, ballot });
+        }
+        let (through, chosen_at) = group_index.chosen();
+        if below(chosen_at) {
+            rewrites.push(Record::Chosen { group, through });
+        }
+        let (through, installed_at) = group_index.installed();
+        if below(installed_at) {
+            rewrites.push(Record::Installed { group, through });
+        }
+    }
+    rewrites
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::paxos::{Ballot, Body, Entry, NodeId};
     use crate::prng::Prng;
@@ -293,7 +343,7 @@ mod tests {
         }
     }
 
-    fn random_record(prng: &mut Prng, groups: u32, instances: u64) -> Record {
+    pub(crate) fn random_record(prng: &mut Prng, groups: u32, instances: u64) -> Record {
         let group = GroupId(1 + prng.below(u64::from(groups)) as u32);
         let instance = Instance(1 + prng.below(instances));
         let entry = Entry {
@@ -334,7 +384,8 @@ mod tests {
     // state above its watermark) and tight (segment `log_start`, when below the one being
     // written, is needed: deleting it too would change some state).
     // Method: 400 seeded random logs of 1..5 groups, random watermarks; replay the log
-    // with and without the segments, compare the normalised states.
+    // with and without the segments (and without the records below the plan's head),
+    // compare the normalised states.
     #[test]
     fn plan_is_safe_and_tight() {
         for seed in 0..400 {
@@ -369,11 +420,95 @@ mod tests {
                 )
             };
             assert_eq!(from(plan.log_start), full, "seed {seed}: unsafe");
+            // The head: a record's offset in segment `log_start`, and the log from it
+            // on replays to the same state.
+            if let Some(head) = plan.head {
+                assert!(log.records.iter().any(|r| r.offset == head), "seed {seed}");
+                assert_eq!(head / PAYLOAD, plan.log_start, "seed {seed}");
+                let from_head = normalise(
+                    &replay(log.records.iter().filter(|r| r.offset >= head)),
+                    &watermarks,
+                );
+                assert_eq!(from_head, full, "seed {seed}: head unsafe");
+            } else {
+                assert_eq!(plan.log_start, current, "seed {seed}");
+            }
             if plan.log_start < current {
                 assert_ne!(from(plan.log_start + 1), full, "seed {seed}: not tight");
                 assert!(plan.pinned_size > 0);
             }
         }
+    }
+
+    // Goal: a stable leader's old Promise and Chosen no longer hold the log head: after
+    // `head_rewrites` are appended the head is the lowest needed entry, and the log from
+    // it replays to the full state.
+    // Method: a Promise and a Chosen, then 300 Accepts of one group; watermark 250; plan,
+    // append the head rewrites, plan again.
+    #[test]
+    fn head_rewrites_let_the_head_pass_old_state() {
+        let mut log = Log::new();
+        let group = GroupId(1);
+        // The Promise's ballot above the Accepts': no Accept carries it.
+        log.append(Record::Promise {
+            group,
+            ballot: ballot(6),
+        });
+        log.append(Record::Chosen {
+            group,
+            through: Instance(3),
+        });
+        for i in 1..=300 {
+            log.append(Record::Accept {
+                group,
+                instance: Instance(i),
+                ballot: ballot(5),
+                entry: Entry {
+                    origin: ballot(5),
+                    body: Body::Noop,
+                },
+            });
+        }
+        let watermarks: BTreeMap<GroupId, Instance> = [(group, Instance(250))].into();
+        let before = plan(
+            &log.index,
+            &watermarks,
+            PAYLOAD,
+            0,
+            log.current(),
+            &CompactionConfig::default(),
+        );
+        assert_eq!(before.head, Some(0), "the Promise holds the head");
+        let moved = head_rewrites(&log.index, &watermarks);
+        assert_eq!(moved.len(), 2, "{moved:?}");
+        for record in moved {
+            log.append(record);
+        }
+        let after = plan(
+            &log.index,
+            &watermarks,
+            PAYLOAD,
+            0,
+            log.current(),
+            &CompactionConfig::default(),
+        );
+        let lowest = log
+            .records
+            .iter()
+            .find(|r| matches!(r.record, Record::Accept { instance, .. } if instance.0 == 251))
+            .expect("instance 251")
+            .offset;
+        assert_eq!(after.head, Some(lowest));
+        assert!(
+            head_rewrites(&log.index, &watermarks).is_empty(),
+            "moved once"
+        );
+        let full = normalise(&replay(&log.records), &watermarks);
+        let from_head = normalise(
+            &replay(log.records.iter().filter(|r| r.offset >= lowest)),
+            &watermarks,
+        );
+        assert_eq!(from_head, full);
     }
 
     // Goal: appending a compaction's rewrites frees the compacted segment, and the log

@@ -1,6 +1,6 @@
 //! The per-group index of the log: for each group, instance → where its record lies
 //! (log offset, size) and its ballot, plus where the group's promise and chosen
-//! watermark were last written. Catch-up reads (`file::store::Store::read_catch_up`)
+//! watermark were last written. Catch-up reads (`wal::catch_up`, `file::store::Store::plan_read`)
 //! find records with it, and truncation (`compaction`) decides from it which segments
 //! are still needed.
 //!

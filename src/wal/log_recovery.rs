@@ -12,7 +12,7 @@ use super::content::Violation;
 use super::group_commit::{GroupCommit, GroupCommitConfig, Resume, SegmentPlacement};
 use super::layout::BLOCK_SIZE;
 use super::record::DecodeLimits;
-use super::recovery::{scan, RecoveredRecord, Recovery, ScanConfig};
+use super::recovery::{scan_from, RecoveredRecord, Recovery, ScanConfig};
 use super::segment_format::{
     parse_segment_file_name, HeaderError, SegmentGeometry, SegmentHeader, SEGMENT_HEADER_SIZE,
 };
@@ -20,7 +20,9 @@ use crate::paxos::Lsn;
 use std::ops::Range;
 
 mod corruption;
+mod head;
 pub use corruption::Corruption;
+pub use head::HeadUse;
 
 /// One file of the log directory, as read: its name and its bytes (the whole file).
 #[derive(Clone, Copy, Debug)]
@@ -110,6 +112,8 @@ pub struct LogRecovery {
     pub segments: Vec<SegmentReport>,
     /// What the scan read and decoded.
     pub scanned: ScanCounters,
+    /// Whether the scan started at the log head hint (row S11).
+    pub head: HeadUse,
 }
 
 /// What a recovery read and decoded: the work it did, which should follow the live log
@@ -123,6 +127,10 @@ pub struct ScanCounters {
     pub bytes: u64,
     /// Records decoded and recovered from them.
     pub records: u64,
+    /// Bytes of used segments not read because the log head hint proved nothing
+    /// needed lies there (row S11): whole segments below the hint's, and the part of
+    /// its segment below the hint.
+    pub skipped_bytes: u64,
 }
 
 /// Per-segment scan outcome, kept to resume after the last good segment.
@@ -159,6 +167,7 @@ struct Scanned {
 /// | S8 | a used segment file shorter than `segment_size` | `Corrupt(Truncated)`, its remaining records kept | its scan's resume | `short_file` |
 /// | S9 | the last used segment | its record-table decision | its resume, scrub | `torn_tail` |
 /// | S10 | a segment file below `log_start` (any header, or blank) | truncated: not read, listed in `truncated` (to recycle or delete) | — | `truncation` |
+/// | S11 | a log head hint that decodes, names this shard and a used segment at or above `log_start` with a valid header of the same salt, whose record at the hint's offset verifies with the hint's LSN (and `log_start`'s segment is present) | the walk starts at that record with `lsn_prev` = its LSN - 1: used segments below it and its bytes below the offset are not read (nor listed in `truncated`: their files stay until a header moves `log_start`); any other hint: the full scan, `HeadUse::Refused` | — | `head::candidate`, `head::record_holds` |
 ///
 /// The segment `log_start` anchors the chain with its own `lsn_prev` (segments before it
 /// were truncated; a header is written with `log_start = L` BEFORE any segment below `L`
@@ -168,6 +177,18 @@ struct Scanned {
 /// `resume_after`'s (rows S3 to S9). Never panics on any input.
 #[must_use]
 pub fn recover(files: &[SegmentImage<'_>], config: &LogConfig) -> LogRecovery {
+    recover_with_head(files, None, config)
+}
+
+/// `recover` with the bytes of the log head hint file, if there is one (row S11). The
+/// image of a segment read from an offset has its bytes below that offset zeroed, as
+/// the file reader leaves them.
+#[must_use]
+pub fn recover_with_head(
+    files: &[SegmentImage<'_>],
+    head: Option<&[u8]>,
+    config: &LogConfig,
+) -> LogRecovery {
     let heads: Vec<SegmentFile<'_>> = files
         .iter()
         .map(|f| SegmentFile {
@@ -176,13 +197,16 @@ pub fn recover(files: &[SegmentImage<'_>], config: &LogConfig) -> LogRecovery {
             head: &f.bytes[..f.bytes.len().min(SEGMENT_HEAD_SIZE)],
         })
         .collect();
-    let read = |name: &str| -> Result<Vec<u8>, std::convert::Infallible> {
-        Ok(files
+    let read = |name: &str, from: u64| -> Result<Vec<u8>, std::convert::Infallible> {
+        let mut bytes = files
             .iter()
             .find(|f| f.name == name)
-            .map_or_else(Vec::new, |f| f.bytes.to_vec()))
+            .map_or_else(Vec::new, |f| f.bytes.to_vec());
+        let below = usize::try_from(from).map_or(bytes.len(), |from| from.min(bytes.len()));
+        bytes[..below].fill(0);
+        Ok(bytes)
     };
-    match recover_from(&heads, config, read) {
+    match recover_from(&heads, head, config, read) {
         Ok(recovered) => recovered,
         Err(never) => match never {},
     }
@@ -203,13 +227,20 @@ pub struct SegmentFile<'a> {
     pub head: &'a [u8],
 }
 
-/// `recover` with bounded memory: `read(name)` is called for the used segments only,
-/// one at a time in log order, and each image is dropped after its scan. An error from
-/// `read` is returned as is.
+/// `recover_with_head` with bounded memory: `read(name, from)` is called for the used
+/// segments only, one at a time in log order, and each image is dropped after its scan.
+/// It returns the whole file, except that bytes below `from` (block-aligned; 0 but for
+/// the hint's segment) need not be read and may be zero. An error from `read` is
+/// returned as is.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the walk of the decision table in one place; each row is a helper"
+)]
 pub fn recover_from<E>(
     files: &[SegmentFile<'_>],
+    head_bytes: Option<&[u8]>,
     config: &LogConfig,
-    mut read: impl FnMut(&str) -> Result<Vec<u8>, E>,
+    mut read: impl FnMut(&str, u64) -> Result<Vec<u8>, E>,
 ) -> Result<LogRecovery, E> {
     let geometry = config.geometry;
     let (segments, ignored) = segments_of_shard(files, config.shard);
@@ -229,9 +260,21 @@ pub fn recover_from<E>(
     let start_missing = used
         .first()
         .is_some_and(|first| reports[*first].index != log_start);
+    // Row S11: the hint, checked before the walk; its segment read once, kept for it.
+    let (head_use, mut start) = head::start(
+        head_bytes,
+        &reports,
+        &segments,
+        &used,
+        (log_start, start_missing),
+        config,
+        &mut read,
+        &mut counters,
+    )?;
     if start_missing {
         decision = missing_segment(log_start);
     } else if let (Some(first), Some(last)) = (used.first().copied(), used.last().copied()) {
+        let first = start.as_ref().map_or(first, |start| start.position);
         let last_index = reports[last].index;
         // Reports are sorted with unique indices and the walk stops at the first gap, so
         // segment `index` is at `position` or absent.
@@ -255,16 +298,24 @@ pub fn recover_from<E>(
                     break;
                 }
             };
-            let bytes = read(file.name)?;
+            // The hint's segment (the first of the walk) starts at its record.
+            let (bytes, scan_start, lsn_prev) = match start.take() {
+                Some(start) => start.into_scan(),
+                None => {
+                    let bytes = read(file.name, 0)?;
+                    counters.bytes += bytes.len() as u64;
+                    (bytes, 0, header.lsn_prev)
+                }
+            };
             counters.segments += 1;
-            counters.bytes += bytes.len() as u64;
             let end = bytes.len().min(geometry.segment_size as usize);
             let image = bytes.get(SEGMENT_HEADER_SIZE..end).unwrap_or(&[]);
-            let scanned = scan(
+            let scanned = scan_from(
                 image,
+                scan_start,
                 &ScanConfig {
                     salt: header.salt,
-                    lsn_prev: header.lsn_prev,
+                    lsn_prev,
                     limits: config.limits,
                 },
             );
@@ -320,6 +371,7 @@ pub fn recover_from<E>(
         truncated,
         segments: reports,
         scanned: counters,
+        head: head_use,
     };
     recovered.check(&geometry);
     Ok(recovered)

@@ -37,6 +37,7 @@ pub mod file;
 pub mod group_commit;
 pub mod index;
 pub mod layout;
+pub mod log_head;
 pub mod log_recovery;
 pub mod record;
 pub mod recovery;

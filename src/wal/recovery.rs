@@ -359,10 +359,20 @@ fn survey(image: &[u8], from: usize, last: Lsn, config: &ScanConfig) -> Option<S
 /// Never panics; see the module docs for its bounds.
 #[must_use]
 pub fn scan(image: &[u8], config: &ScanConfig) -> Scan {
+    scan_from(image, 0, config)
+}
+
+/// `scan` from byte `start` of `image` on: the bytes below `start` are not looked at
+/// (they may be zero, never read), and the first record must lie at `start` with LSN
+/// `config.lsn_prev + 1`. Offsets stay relative to `image`, so block boundaries are
+/// those of the whole slice. Used where a log head hint (`wal::log_head`) proves that
+/// nothing recovery needs lies below `start`.
+#[must_use]
+pub fn scan_from(image: &[u8], start: usize, config: &ScanConfig) -> Scan {
     let mut records = Vec::new();
     let mut gaps = Vec::new();
     let mut last = config.lsn_prev;
-    let mut pos = 0usize;
+    let mut pos = start.min(image.len());
     loop {
         pos = record_start(pos as u64) as usize;
         if let Some((decoded, size, found)) = valid_at(image, pos, config) {

@@ -5,8 +5,8 @@
 
 pub use super::group_commit::header_for;
 pub use super::log_recovery::{
-    recover, recover_from, Corruption, LogConfig, LogDecision, LogRecovery, SegmentFile,
-    SegmentImage, SegmentReport, SEGMENT_HEAD_SIZE,
+    recover, recover_from, recover_with_head, Corruption, HeadUse, LogConfig, LogDecision,
+    LogRecovery, SegmentFile, SegmentImage, SegmentReport, SEGMENT_HEAD_SIZE,
 };
 pub use super::segment_format::{
     parse_segment_file_name, segment_file_name, segment_salt, HeaderError, SegmentGeometry,

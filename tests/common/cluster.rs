@@ -75,23 +75,37 @@ pub fn line_reader(
     lines
 }
 
-/// `count` consecutive free ports on 127.0.0.1 (checked by binding them).
+/// `count` consecutive free ports on 127.0.0.1 (checked by binding them), below the
+/// kernel's ephemeral range (from 32,768 by default: a port probed free there may be
+/// taken by an outgoing connection before the node binds it), and never handed out
+/// twice in one test process.
 pub fn free_ports(count: u16) -> u16 {
+    const LOW: u16 = 20_000;
+    const HIGH: u16 = 32_768;
+    static GIVEN: std::sync::Mutex<Vec<(u16, u16)>> = std::sync::Mutex::new(Vec::new());
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    assert!(count > 0 && count < HIGH - LOW, "{count} ports");
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let clock = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let mut seed = u64::from(std::process::id()) ^ clock ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for _ in 0..1000 {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let base = 20_000 + (seed >> 33) as u16 % 30_000;
+        let base = LOW + (seed >> 33) as u16 % (HIGH - LOW - count);
+        if given.iter().any(|(b, n)| base < b + n && *b < base + count) {
+            continue;
+        }
         let held: Vec<TcpListener> = (0..count)
             .filter_map(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
             .collect();
         if held.len() == usize::from(count) {
+            given.push((base, count));
             return base;
         }
     }

@@ -152,6 +152,9 @@ fn recovery_report(cluster: &Cluster, node: NodeId) -> Result<RecoveryReport, St
         segments: shards.iter().map(|s| s.recovery.segments).sum(),
         bytes: shards.iter().map(|s| s.recovery.bytes).sum(),
         records: shards.iter().map(|s| s.recovery.records).sum(),
+        head_used: shards.iter().map(|s| s.recovery.head_used).sum(),
+        head_refused: shards.iter().map(|s| s.recovery.head_refused).sum(),
+        skipped_bytes: shards.iter().map(|s| s.recovery.skipped_bytes).sum(),
         ..slowest
     })
 }
@@ -164,11 +167,15 @@ fn s(ns: u64) -> f64 {
 /// The recovery's counters and phases, for the progress line.
 fn phases(r: &RecoveryReport) -> String {
     format!(
-        "read {} segments ({:.0} MiB), {} records; probe {:.3} s, scan {:.3} s, index {:.3} s, \
+        "read {} segments ({:.0} MiB), {} records; log head hint used by {} shards, refused \
+         by {}, {:.0} MiB skipped; probe {:.3} s, scan {:.3} s, index {:.3} s, \
          replay {:.3} s, restore {:.3} s, groups {:.3} s (shard total {:.3} s)",
         r.segments,
         r.bytes as f64 / f64::from(1u32 << 20),
         r.records,
+        r.head_used,
+        r.head_refused,
+        r.skipped_bytes as f64 / f64::from(1u32 << 20),
         s(r.probe_ns),
         s(r.scan_ns),
         s(r.index_ns),
@@ -286,6 +293,9 @@ fn json(o: &Options, node: NodeId, restarts: &[Restart]) -> Value {
                 "segments_read": r.report.segments,
                 "bytes_read": r.report.bytes,
                 "records_decoded": r.report.records,
+                "head_used_shards": r.report.head_used,
+                "head_refused_shards": r.report.head_refused,
+                "bytes_skipped": r.report.skipped_bytes,
                 "probe_seconds": s(r.report.probe_ns),
                 "scan_seconds": s(r.report.scan_ns),
                 "index_seconds": s(r.report.index_ns),

@@ -10,7 +10,7 @@ use super::cluster::{NodeSample, REPLICAS};
 use super::limits::Limits;
 use super::load::{Load, BUCKET_MS, DRAIN_S};
 use super::options::Options;
-use super::resources::ResourceSample;
+use super::resources::{Growth, ResourceSample};
 
 /// Latency percentiles in µs.
 #[derive(Clone, Debug, Default)]
@@ -302,6 +302,7 @@ impl Summary {
             ));
         }
         lines.extend(self.resources.iter().map(ResourceSample::line));
+        lines.extend(Growth::of(&self.resources).map(|growth| growth.line()));
         for fatal in &self.fatal {
             lines.push(format!("FATAL: {fatal}"));
         }
@@ -373,6 +374,7 @@ impl Summary {
             },
             "latency_cdf": self.cdf.iter().map(|(q, v)| json!([q, v])).collect::<Vec<_>>(),
             "resources": self.resources.iter().map(ResourceSample::json).collect::<Vec<_>>(),
+            "resource_growth": Growth::of(&self.resources).map(|growth| growth.json()),
         })
     }
 }

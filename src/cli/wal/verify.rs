@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use synod::wal::segment::{
     segment_file_name, Corruption, LogDecision, LogRecovery, SegmentGeometry,
 };
-use synod::wal::store::recover_dir;
+use synod::wal::store::recover_dir_with;
 
 use super::{contents, shards_in, store_config, InspectArgs};
 
@@ -28,7 +28,8 @@ pub fn main(args: InspectArgs, dump: bool) -> Result<ExitCode, String> {
             continue;
         }
         let config = store_config(&dir, shard, segment_size);
-        let recovery = recover_dir(&config).map_err(|e| e.to_string())?;
+        // The whole live log, not only the part past the log head hint.
+        let recovery = recover_dir_with(&config, false).map_err(|e| e.to_string())?;
         let geometry = config.geometry;
         if dump {
             super::dump::records(geometry, &recovery);

@@ -69,6 +69,7 @@ impl Driver {
             log_reads: self.shard.log_reads().counters.clone(),
             wal_index_slots: wal.index_slots,
             wal_index_size: wal.index_size,
+            net_buffer_size: self.net.buffer_capacity() as u64,
             catch_up: {
                 let raw = self.shard.catch_up_counters();
                 CatchUpStatus {

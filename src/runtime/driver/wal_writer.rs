@@ -6,7 +6,7 @@
 //!
 //! The store is lent to one task at a time (a write, then perhaps one slice of spare
 //! maintenance; or a slice alone while idle) and comes back when the task ends, so no
-//! two operations touch the files at once. Catch-up reads (`Store::read_catch_up`) are
+//! two operations touch the files at once. Catch-up reads (`Store::plan_read`, `wal::catch_up`) are
 //! planned against the idle store's index (`with_idle_store`, `runtime::wal_reads`)
 //! and run on files of their own. Truncation (`Effects::wal_truncate`) is one more
 //! kind of task lent the store while idle: `Store::truncate` releases the index below
@@ -49,6 +49,7 @@ use crate::runtime::truncation::WalTruncate;
 use crate::support::sync_dir;
 use crate::wal::compaction::CompactionConfig;
 use crate::wal::dma_disk::DmaDisk;
+use crate::wal::log_recovery::HeadUse;
 use crate::wal::log_recovery::LogRecovery;
 use crate::wal::store::{recover_dir, Store, StoreConfig};
 use crate::wal::{WritePlan, BLOCK_SIZE};
@@ -171,6 +172,20 @@ impl WalWriter {
         let probed = clock.now();
         let recovery = recover_dir(config).map_err(|e| wal(DiskError::from(&e)))?;
         let scanned = clock.now();
+        match &recovery.head {
+            HeadUse::Used {
+                segment,
+                file_offset,
+            } => log::info!(
+                "shard {shard}: WAL scan started at the log head hint (segment {segment}, \
+                 offset {file_offset}); {} bytes skipped",
+                recovery.scanned.skipped_bytes
+            ),
+            HeadUse::Refused { why } => {
+                log::info!("shard {shard}: log head hint refused ({why}); full WAL scan");
+            }
+            HeadUse::Absent => {}
+        }
         let marker_path = rejoin_marker(&config.dir, config.shard);
         if let Some(corruption) = recovery.corruption() {
             log::warn!(
@@ -190,6 +205,9 @@ impl WalWriter {
             segments: recovery.scanned.segments,
             bytes: recovery.scanned.bytes,
             records: recovery.scanned.records,
+            head_used: u64::from(matches!(recovery.head, HeadUse::Used { .. })),
+            head_refused: u64::from(matches!(recovery.head, HeadUse::Refused { .. })),
+            skipped_bytes: recovery.scanned.skipped_bytes,
             probe_ns: probed.0.saturating_sub(began.0),
             scan_ns: scanned.0.saturating_sub(probed.0),
             index_ns: clock.now().0.saturating_sub(scanned.0),

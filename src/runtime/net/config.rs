@@ -179,9 +179,19 @@ pub(super) mod fixture {
         probe.local_addr().expect("local addr")
     }
 
-    /// `nodes`, each at a free loopback port.
+    /// `nodes`, each at a free loopback port, all distinct: the probes stay bound until
+    /// every port is chosen (released one at a time, the kernel may hand out the same
+    /// port twice, and a node would then dial itself).
     pub fn free_addrs(nodes: &[u32]) -> BTreeMap<NodeId, SocketAddr> {
-        nodes.iter().map(|n| (NodeId(*n), free_addr())).collect()
+        let probes: Vec<std::net::TcpListener> = nodes
+            .iter()
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
+            .collect();
+        nodes
+            .iter()
+            .zip(&probes)
+            .map(|(n, probe)| (NodeId(*n), probe.local_addr().expect("local addr")))
+            .collect()
     }
 
     /// Node `node` of the cluster 77 on shard 3 of 4, listening at its address in

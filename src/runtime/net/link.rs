@@ -21,6 +21,7 @@ use glommio::timer::sleep;
 
 use super::close::{Closed, CLOSE_LOG_INTERVAL};
 use super::handshake::{self, HANDSHAKE_SIZE_MAX};
+use super::keep::HighWater;
 use super::{Inner, Link};
 use crate::paxos::NodeId;
 use crate::runtime::notify::Notify;
@@ -173,6 +174,7 @@ impl Drop for ConnectionGuard {
             .readers
             .borrow_mut()
             .retain(|_, id| *id != self.id);
+        self.inner.frame_capacity.borrow_mut().remove(&self.id);
     }
 }
 
@@ -276,7 +278,16 @@ async fn read_inbound(inner: &Rc<Inner>, id: u64, mut stream: TcpStream) -> Clos
     let mut stream = stream.buffered_with(Preallocated::new(READ_BUFFER_SIZE));
     let limits = inner.config.limits;
     let resume = Rc::new(Notify::default());
+    let mut frame_sizes = HighWater::default();
+    let mut counted = None;
     loop {
+        if counted != Some(frame.capacity()) {
+            counted = Some(frame.capacity());
+            inner
+                .frame_capacity
+                .borrow_mut()
+                .insert(id, frame.capacity());
+        }
         while inner.inbound.borrow().len() >= inner.config.inbound_count_max {
             inner.paused.borrow_mut().push(Rc::clone(&resume));
             resume.wait().await;
@@ -291,6 +302,7 @@ async fn read_inbound(inner: &Rc<Inner>, id: u64, mut stream: TcpStream) -> Clos
         if let Err(closed) = inner.deliver(node, body, frame.len()) {
             return closed;
         }
+        frame_sizes.recycle(&mut frame);
     }
 }
 
@@ -342,6 +354,7 @@ pub(super) async fn dial_loop(inner: Rc<Inner>, peer: NodeId) {
     let config = &inner.config;
     let mut backoff = config.connect_backoff_min;
     let mut spare = Vec::new();
+    let mut rounds = HighWater::default();
     let mut failed_before = false;
     // Until the first connection, a refused connect is the peer not being up yet (nodes
     // of a cluster start one after the other): not worth a warning.
@@ -363,9 +376,9 @@ pub(super) async fn dial_loop(inner: Rc<Inner>, peer: NodeId) {
                     link.addr
                 );
                 link.connected.set(true);
-                let closed = write_loop(&inner, link, stream, &mut spare).await;
+                let closed = write_loop(&inner, link, stream, &mut spare, &mut rounds).await;
                 link.connected.set(false);
-                link.buffer.borrow_mut().clear();
+                rounds.recycle(&mut link.buffer.borrow_mut());
                 link.buffer_frames.set(0);
                 let lost = link.buffer_messages.replace(0);
                 inner.counters.borrow_mut().messages_dropped_disconnected += lost;
@@ -389,12 +402,15 @@ pub(super) async fn dial_loop(inner: Rc<Inner>, peer: NodeId) {
 }
 
 /// Writes the link's buffer whenever it is non-empty, one `write_all` per round, by
-/// swapping it with `spare` (so neither is reallocated). Returns why it stopped.
+/// swapping it with `spare` (so neither is reallocated while rounds keep their size;
+/// a written round is recycled through `rounds`, which drops a past burst's capacity).
+/// Returns why it stopped.
 async fn write_loop(
     inner: &Inner,
     link: &Link,
     mut stream: TcpStream,
     spare: &mut Vec<u8>,
+    rounds: &mut HighWater,
 ) -> Closed {
     loop {
         while link.buffer.borrow().is_empty() {
@@ -416,5 +432,7 @@ async fn write_loop(
         counters.frames_sent += frames;
         counters.bytes_sent += spare.len() as u64;
         counters.messages_sent += messages;
+        rounds.recycle(spare);
+        link.spare_capacity.set(spare.capacity());
     }
 }

@@ -59,7 +59,11 @@
 //!   [`Net::drain_inbound`] (TCP backpressure); the inbound queue thus holds at most
 //!   `inbound_count_max` plus one frame's messages per connection;
 //! - in steady state nothing allocates per message: the writer swaps two buffers, the
-//!   encoder and the heartbeat scratch are reused, readers reuse their frame buffer.
+//!   encoder and the heartbeat scratch are reused, readers reuse their frame buffer;
+//! - those reused buffers do not keep a past burst's capacity: each written round and
+//!   each read frame is recycled through a high-water mark (`keep`), keeping at most
+//!   `KEEP_SLACK` x the largest use of the last two windows of `KEEP_WINDOW` uses (at
+//!   least `KEEP_SIZE_MIN`); [`Net::buffer_capacity`] counts what they hold.
 //!
 //! Frame bodies: `MessageBatch`, `HeartbeatBatch` and `HeartbeatAckBatch` are handled.
 //! Checkpoint transfers travel as messages (`MessageBody::CheckpointRequest` and
@@ -101,6 +105,7 @@ mod admission;
 mod close;
 mod config;
 pub mod handshake;
+mod keep;
 mod link;
 #[cfg(test)]
 mod tests;
@@ -111,6 +116,7 @@ pub use config::{NetConfig, PENDING_MAX_DEFAULT, PENDING_PER_SOURCE_MAX_DEFAULT}
 pub use handshake::{
     proof_context, HANDSHAKE_SIZE_MAX, LAYOUT_NODES_MAX, PROOF_ROLE_ACCEPTOR, PROOF_ROLE_DIALER,
 };
+pub use keep::{KEEP_SIZE_MIN, KEEP_SLACK, KEEP_WINDOW};
 
 /// Rounds of 1 ms that [`Net::close`] waits for its listening address to be free.
 const CLOSE_WAIT_ROUNDS_MAX: usize = 1000;
@@ -200,6 +206,9 @@ struct Link {
     /// Frames and messages in `buffer`.
     buffer_frames: Cell<u64>,
     buffer_messages: Cell<u64>,
+    /// Capacity of the writer's spare buffer (the one being written or last written),
+    /// as of the writer's last round.
+    spare_capacity: Cell<usize>,
     /// Notified when `buffer` becomes non-empty.
     ready: Notify,
 }
@@ -222,6 +231,8 @@ struct Inner {
     connection_id_next: Cell<u64>,
     /// The connection currently reading from each peer.
     readers: RefCell<BTreeMap<NodeId, u64>>,
+    /// Capacity of each live connection's frame buffer, by connection id.
+    frame_capacity: RefCell<BTreeMap<u64, usize>>,
     /// Accepted connections still in their handshake, with their source address.
     pending: RefCell<PendingHandshakes>,
     counters: RefCell<NetCounters>,
@@ -291,6 +302,7 @@ impl Net {
                     buffer: RefCell::new(Vec::new()),
                     buffer_frames: Cell::new(0),
                     buffer_messages: Cell::new(0),
+                    spare_capacity: Cell::new(0),
                     ready: Notify::default(),
                 };
                 (*node, link)
@@ -309,6 +321,7 @@ impl Net {
             connections: RefCell::new(BTreeMap::new()),
             connection_id_next: Cell::new(0),
             readers: RefCell::new(BTreeMap::new()),
+            frame_capacity: RefCell::new(BTreeMap::new()),
             pending: RefCell::new(pending),
             counters: RefCell::new(NetCounters::default()),
             close_log: RefCell::new(LogBudget::new(
@@ -445,6 +458,20 @@ impl Net {
             .links
             .get(&peer)
             .map_or(0, |link| link.buffer.borrow().len())
+    }
+
+    /// Bytes of capacity the links' reusable buffers hold: each peer's outgoing buffer
+    /// and the writer's spare, and each connection's frame buffer. Each keeps at most
+    /// `KEEP_SLACK` x its recent largest use (at least `KEEP_SIZE_MIN`) once used.
+    #[must_use]
+    pub fn buffer_capacity(&self) -> usize {
+        let links: usize = self
+            .inner
+            .links
+            .values()
+            .map(|link| link.buffer.borrow().capacity() + link.spare_capacity.get())
+            .sum();
+        links + self.inner.frame_capacity.borrow().values().sum::<usize>()
     }
 
     /// The address the listener is bound to (the configured one, with the port the OS

@@ -37,7 +37,13 @@ impl Cluster {
     /// With the seed's chance, flips one byte of `message`'s records when it is a
     /// `CatchUpRaw` with any, and remembers it for delivery.
     pub(super) fn maybe_flip_raw(&mut self, message: &mut Message) {
-        let ppm = self.options.network_raw_flip_ppm;
+        // The liveness phase's network loses nothing (`heal`): a flipped run is refused
+        // like a lost message, so flips stop there too.
+        let ppm = if self.liveness {
+            0
+        } else {
+            self.options.network_raw_flip_ppm
+        };
         let MessageBody::CatchUpRaw { run, .. } = &mut message.body else {
             return;
         };

@@ -2,7 +2,7 @@
 //! the segment files of a shard's log directory through O_DIRECT (`dma_disk`), and does
 //! exactly what the pure modules above decide: `recover_dir` reads a directory for
 //! `log_recovery`, `store` executes `group_commit`'s write plans, prepares spares and
-//! carries out `compaction`'s plans, `checkpoint` saves and reads the checkpoint files
+//! carries out `compaction`'s plans (writing the log head hint through `log_head`), `checkpoint` saves and reads the checkpoint files
 //! of `wal::checkpoint`. The simulator replaces this room with `sim::disk` and
 //! `sim::fs`.
 //!
@@ -13,5 +13,6 @@
 pub mod checkpoint;
 mod config;
 pub mod dma_disk;
+pub mod log_head;
 pub mod recover_dir;
 pub mod store;

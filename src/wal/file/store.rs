@@ -16,10 +16,14 @@
 //!   files below it. The driver's WAL writer calls `truncate` while the store is idle,
 //!   with the watermarks the shard decides (`runtime::truncation`: the groups' durable
 //!   checkpoints), so a running node's log stays bounded;
+//! - the log head hint (`wal::log_head`) is written by `truncate` only when the last
+//!   write was synced (`lsn_synced == lsn_written`), so every indexed record is durable
+//!   when it is planned; `prepare` removes a hint the recovery refused, or any hint
+//!   when the recovery kept a corrupt prefix, BEFORE the first append;
 //! - any I/O error is returned and the store must not be used again (never retried).
 
 pub use super::config::{StoreConfig, StoreError};
-pub use super::recover_dir::recover_dir;
+pub use super::recover_dir::{recover_dir, recover_dir_with};
 
 use super::config::{io_error, sync_dir};
 use super::dma_disk::{DmaDisk, ZeroFill};
@@ -29,7 +33,8 @@ use crate::wal::compaction::{self, CompactionConfig, Rewrite};
 use crate::wal::group_commit::{header_for, WritePlan};
 use crate::wal::index::{IndexEntry, LogIndex};
 use crate::wal::layout::{block_align_up, BLOCK_SIZE};
-use crate::wal::log_recovery::LogRecovery;
+use crate::wal::log_head::LogHead;
+use crate::wal::log_recovery::{HeadUse, LogDecision, LogRecovery};
 use crate::wal::record;
 use crate::wal::segment_format::{
     parse_segment_file_name, segment_file_name, HeaderError, SegmentGeometry, SEGMENT_HEADER_SIZE,
@@ -46,6 +51,14 @@ pub struct Store {
     current: Option<(u64, DmaDisk)>,
     /// LSN of the last record written (the next segment's `lsn_prev`).
     lsn_written: Lsn,
+    /// LSN through which the writes are known durable: the last `sync` (0 after a
+    /// recovery until the first sync: a crashed run may have left its last write
+    /// unsynced). The log head hint is written only when it equals `lsn_written`.
+    lsn_synced: Lsn,
+    /// The log head hint last written (not rewritten while it stays the same).
+    head_written: Option<LogHead>,
+    /// Log head hints written.
+    pub head_write_count: u64,
     /// Highest index with a zero-filled file ready (spares are `current + 1 ..= this`).
     spare_through: Option<u64>,
     /// fdatasync calls made (header syncs included).
@@ -93,23 +106,6 @@ pub struct Truncation {
 /// together, and a run is cut here.
 pub const CATCH_UP_READ_SIZE_MAX: usize = 1 << 20;
 
-/// Records of one group as they lie in one segment, for one `CatchUpStream` frame.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CatchUpChunk {
-    /// Salt of the segment they come from: every record's checksum is seeded with it.
-    pub salt: u32,
-    /// LSN of the first record (the sender's; log-local).
-    pub first_lsn: Lsn,
-    /// Instance of the first record.
-    pub first_instance: Instance,
-    /// Instance of the last record.
-    pub last_instance: Instance,
-    /// Whole records, byte for byte as on disk, in instance order.
-    pub records: Vec<u8>,
-    /// How many records.
-    pub record_count: usize,
-}
-
 impl Store {
     /// Makes a recovered directory ready for appends: deletes `recovery.discard`, zeroes
     /// `recovery.scrub` durably, re-extends a short resume segment, opens the segment of
@@ -123,6 +119,13 @@ impl Store {
         }
         if !recovery.discard.is_empty() {
             sync_dir(&config.dir)?;
+        }
+        // A refused hint, or any after a corrupt prefix (appends may overwrite what it
+        // names), must not outlive the first append.
+        let distrusted = matches!(recovery.head, HeadUse::Refused { .. })
+            || matches!(recovery.decision, LogDecision::Corrupt(_));
+        if distrusted {
+            super::log_head::remove(&config.dir, config.shard)?;
         }
         let geometry = config.geometry;
         let (resume_index, resume_file_offset) = geometry.locate(recovery.resume.offset);
@@ -141,6 +144,9 @@ impl Store {
         let mut store = Store {
             current: None,
             lsn_written: recovery.resume.lsn_through,
+            lsn_synced: Lsn(0),
+            head_written: None,
+            head_write_count: 0,
             spare_through: None,
             sync_count: 0,
             index: LogIndex::from_recovered(&recovery.records),
@@ -303,6 +309,17 @@ impl Store {
                 config,
             );
             self.log_start_planned = self.log_start_planned.max(plan.log_start);
+            if let Some(offset) = plan.head {
+                self.write_head(offset).await?;
+            }
+            // Old group state records move up, so that the next hint can pass them.
+            let moved = compaction::head_rewrites(&self.index, watermarks);
+            let compacted = plan.rewrites.iter().filter_map(|rewrite| match rewrite {
+                Rewrite::State(record) => Some(record),
+                Rewrite::Copy { .. } => None,
+            });
+            let compacted: Vec<&Record> = compacted.collect();
+            rewrites.extend(moved.into_iter().filter(|r| !compacted.contains(&r)));
             let mut copies = Vec::new();
             for rewrite in plan.rewrites {
                 match rewrite {
@@ -341,6 +358,54 @@ impl Store {
             deleted_count,
             rewrites,
         })
+    }
+
+    /// Writes the log head hint naming the record at log `offset` (the lowest needed
+    /// one), when every written record is durable and the hint changed: reads the
+    /// record to learn its LSN (a record that does not verify writes no hint: the next
+    /// recovery then scans in full). Safety: `wal::log_head`.
+    async fn write_head(&mut self, offset: u64) -> Result<(), StoreError> {
+        if self.lsn_synced != self.lsn_written {
+            return Ok(());
+        }
+        let (segment, file_offset) = self.config.geometry.locate(offset);
+        let Some(salt) = self.salts.get(&segment).copied() else {
+            return Ok(());
+        };
+        let unchanged = self
+            .head_written
+            .is_some_and(|h| (h.segment, h.file_offset, h.salt) == (segment, file_offset, salt));
+        if unchanged {
+            // A block of a segment's use is written once: the same record lies there.
+            return Ok(());
+        }
+        let block = BLOCK_SIZE as u64;
+        let aligned = file_offset / block * block;
+        let within = (file_offset - aligned) as usize;
+        let path = self.config.path(segment);
+        let disk = DmaDisk::open(&path)
+            .await
+            .map_err(io_error("open", &path))?;
+        let read = read_lsn(&disk, aligned, within, salt, &self.config.limits).await;
+        disk.close().await.map_err(io_error("close", &path))?;
+        let Some(lsn) = read.map_err(io_error("read", &path))? else {
+            log::warn!(
+                "{}: no verified record at the log head (offset {file_offset}); no hint",
+                path.display()
+            );
+            return Ok(());
+        };
+        let head = LogHead {
+            shard: self.config.shard,
+            salt,
+            segment,
+            file_offset,
+            lsn,
+        };
+        super::log_head::write(&self.config.dir, &head).await?;
+        self.head_written = Some(head);
+        self.head_write_count += 1;
+        Ok(())
     }
 
     /// Creates zero-filled spares so that `from ..= want` exist; returns how many.
@@ -507,65 +572,6 @@ impl Store {
         &self.index
     }
 
-    /// Reads `group`'s indexed records from instance `from` upward, in instance order,
-    /// until adding the next would exceed `budget_size` bytes (the first is returned
-    /// whatever its size, so a reader always progresses). Returns them byte for byte as
-    /// they lie on disk, one chunk per run of records in the same segment (one salt per
-    /// chunk). Reads with block-aligned DMA reads of up to `CATCH_UP_READ_SIZE_MAX`
-    /// bytes, each covering every wanted record in its span. Each record's header and
-    /// checksum are checked against the index before it is returned. Instances released
-    /// by `truncate` (at or below the group's watermark) are not returned: when the first
-    /// chunk starts above `from`, or none comes back, the peer needs the checkpoint.
-    pub async fn read_catch_up(
-        &self,
-        group: GroupId,
-        from: Instance,
-        budget_size: usize,
-    ) -> Result<Vec<CatchUpChunk>, StoreError> {
-        let Some(index) = self.index.group(group) else {
-            return Ok(Vec::new());
-        };
-        let mut wanted: Vec<(GroupId, Instance, IndexEntry)> = Vec::new();
-        let mut total = 0usize;
-        for (instance, entry) in index.range_from(from) {
-            if !wanted.is_empty() && total + entry.size as usize > budget_size {
-                break;
-            }
-            total += entry.size as usize;
-            wanted.push((group, instance, entry));
-        }
-        let bytes_of = self.plan_read(&wanted).run().await?;
-        // Chunks: consecutive records (instance order) of the same segment.
-        let geometry = self.config.geometry;
-        let mut chunks: Vec<(u64, CatchUpChunk)> = Vec::new();
-        for ((_, instance, entry), read) in wanted.iter().zip(bytes_of) {
-            let (bytes, salt) = (read.bytes().to_vec(), read.salt);
-            let segment = geometry.locate(entry.offset).0;
-            match chunks.last_mut() {
-                Some((s, chunk)) if *s == segment => {
-                    chunk.records.extend_from_slice(&bytes);
-                    chunk.last_instance = *instance;
-                    chunk.record_count += 1;
-                }
-                _ => {
-                    let first_lsn = record::peek(&bytes).map_or(Lsn(0), |p| p.lsn);
-                    chunks.push((
-                        segment,
-                        CatchUpChunk {
-                            salt,
-                            first_lsn,
-                            first_instance: *instance,
-                            last_instance: *instance,
-                            records: bytes,
-                            record_count: 1,
-                        },
-                    ));
-                }
-            }
-        }
-        Ok(chunks.into_iter().map(|(_, chunk)| chunk).collect())
-    }
-
     /// A read of the indexed records `wanted` (from this store's index: a
     /// `wal::catch_up` plan, compaction's copies), to run later without the store
     /// ([`CatchUpRead::run`]): the shard's write path keeps the store meanwhile. The
@@ -600,6 +606,8 @@ impl Store {
             .await
             .map_err(io_error("sync", &self.config.path(*index)))?;
         self.sync_count += 1;
+        // Earlier segments were synced before the roll that left them (`write`).
+        self.lsn_synced = self.lsn_written;
         Ok(())
     }
 
@@ -747,6 +755,30 @@ async fn blank(path: &Path) -> Result<(), StoreError> {
     disk.close().await.map_err(io_error("close", path))
 }
 
+/// The LSN of the record at file offset `aligned + within` of `disk` if it verifies
+/// under `salt` (one block read, two when the record crosses it).
+async fn read_lsn(
+    disk: &DmaDisk,
+    aligned: u64,
+    within: usize,
+    salt: u32,
+    limits: &record::DecodeLimits,
+) -> std::io::Result<Option<Lsn>> {
+    let mut bytes = disk.read_at(aligned, BLOCK_SIZE).await?;
+    let size = bytes.get(within..).and_then(record::peek).map(|p| p.size);
+    if let Some(size) = size.filter(|size| within + *size as usize > BLOCK_SIZE) {
+        let len = block_align_up((within + size as usize) as u64) as usize;
+        bytes = disk.read_at(aligned, len).await?;
+    }
+    Ok(bytes
+        .get(within..)
+        .and_then(|at| record::decode(at, salt, limits).ok())
+        .and_then(|(decoded, _)| match decoded.content {
+            record::Content::Record(_) => Some(decoded.stamp.lsn),
+            record::Content::Pad => None,
+        }))
+}
+
 /// Makes every segment file in `config.dir` a blank spare, renamed to indices `0..n`, so
 /// a benchmark or test starts an empty log on files whose extents are already written
 /// (recycling instead of deleting and re-creating gigabytes). Zeroes each file's header
@@ -762,6 +794,7 @@ pub async fn recycle_all(config: &StoreConfig) -> Result<usize, StoreError> {
         }
     }
     names.sort();
+    super::log_head::remove(&config.dir, config.shard)?;
     for (new_index, name) in names.iter().enumerate() {
         let path = config.dir.join(name);
         blank(&path).await?;

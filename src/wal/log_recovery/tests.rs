@@ -76,6 +76,24 @@ fn log(batches: usize, per_batch: usize) -> Dir {
 }
 
 /// Rewrites the header of segment `index` in `dir` with `log_start`.
+/// A crash in the middle of the write at log `offset`: each sector of the file it
+/// touched keeps its new contents or reverts to `before`'s (header and batch alike).
+fn tear(dir: &mut Dir, before: &Dir, offset: u64, prng: &mut Prng) {
+    let (index, _) = geometry().locate(offset);
+    let key = name(index);
+    let old = before
+        .get(&key)
+        .cloned()
+        .unwrap_or_else(|| vec![0; SEGMENT_SIZE as usize]);
+    let file = dir.get_mut(&key).expect("written");
+    for (sector, chunk) in file.chunks_mut(SECTOR_SIZE).enumerate() {
+        if prng.coin() {
+            let at = sector * SECTOR_SIZE;
+            chunk.copy_from_slice(&old[at..at + SECTOR_SIZE]);
+        }
+    }
+}
+
 fn set_log_start(dir: &mut Dir, index: u64, log_start: u64) {
     let file = dir.get_mut(&name(index)).expect("exists");
     let mut header = SegmentHeader::decode(file).expect("valid");
@@ -524,21 +542,7 @@ fn crash_recover_loop() {
                 let before = dir.clone();
                 execute(&mut dir, &plan, commit.durable_through());
                 if prng.below(4) == 0 {
-                    // Crash mid-write: each sector of the touched file keeps or
-                    // reverts (header and batch alike).
-                    let (index, _) = geometry().locate(plan.offset);
-                    let key = name(index);
-                    let old = before
-                        .get(&key)
-                        .cloned()
-                        .unwrap_or_else(|| vec![0; SEGMENT_SIZE as usize]);
-                    let file = dir.get_mut(&key).expect("written");
-                    for (sector, chunk) in file.chunks_mut(SECTOR_SIZE).enumerate() {
-                        if prng.coin() {
-                            let at = sector * SECTOR_SIZE;
-                            chunk.copy_from_slice(&old[at..at + SECTOR_SIZE]);
-                        }
-                    }
+                    tear(&mut dir, &before, plan.offset, &mut prng);
                     break;
                 }
                 commit.on_durable(plan.lsn_through);
@@ -548,3 +552,5 @@ fn crash_recover_loop() {
         }
     }
 }
+
+mod head;

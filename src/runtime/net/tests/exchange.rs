@@ -316,3 +316,67 @@ fn double_bind_fails() {
     })
     .expect("executor");
 }
+
+// Goal: the links' reusable buffers keep a burst's capacity only while it is recent:
+// after a burst the writer's buffers and the reader's frame buffer shrink back near
+// the ordinary round, as `Net::buffer_capacity` counts.
+// Method: two Nets; node 1 sends one 4 MiB round (64 values of 64 KiB) and the
+// buffers on both sides are counted; then 2 x KEEP_WINDOW + 8 rounds of one small
+// message, each delivered before the next, and the buffers counted again.
+#[test]
+fn link_buffers_forget_a_burst() {
+    run_local(async {
+        let addrs = free_addrs(&[1, 2]);
+        let mut nets = BTreeMap::new();
+        for node in [1_u32, 2] {
+            let mut config = config(node, &addrs);
+            config.peer_queue_size_max = 16 << 20;
+            nets.insert(node, start(config).await);
+        }
+        wait_for("both links up", || {
+            nets.values().all(|net| {
+                let c = net.counters();
+                c.connects_outbound == 1 && c.connects_inbound == 1
+            })
+        })
+        .await;
+        let burst = 4 << 20;
+        let value = Bytes::from(vec![5_u8; 64 << 10]);
+        let messages: Vec<Message> = (0..64).map(|i| accept(1, 2, i, &value)).collect();
+        nets[&1].send(NodeId(2), &messages);
+        let mut inbound = Vec::new();
+        wait_for("the burst delivered", || {
+            nets[&2].drain_inbound(&mut inbound);
+            inbound.len() == messages.len()
+        })
+        .await;
+        let after_burst = (nets[&1].buffer_capacity(), nets[&2].buffer_capacity());
+        assert!(
+            after_burst.0 >= burst && after_burst.1 >= burst,
+            "a recent burst is kept for reuse on both sides: {after_burst:?}"
+        );
+        for seq in 0..2 * u64::from(KEEP_WINDOW) + 8 {
+            nets[&1].send(NodeId(2), &[prepare(1, 2, seq)]);
+            let mut got = Vec::new();
+            for _ in 0..5_000 {
+                nets[&2].drain_inbound(&mut got);
+                if !got.is_empty() {
+                    break;
+                }
+                sleep(Duration::from_micros(200)).await;
+            }
+            assert_eq!(got, vec![prepare(1, 2, seq)], "round {seq}");
+        }
+        let after_rounds = (nets[&1].buffer_capacity(), nets[&2].buffer_capacity());
+        // Node 1: its outgoing buffer and spare, and the frame buffer of node 2's
+        // (idle) connection; node 2: the frame buffer reading node 1.
+        assert!(
+            after_rounds.0 <= 3 * KEEP_SIZE_MIN && after_rounds.1 <= 3 * KEEP_SIZE_MIN,
+            "two windows of small rounds forget the burst: {after_burst:?} -> {after_rounds:?}"
+        );
+        for (_, net) in nets {
+            net.close().await;
+        }
+    })
+    .expect("executor");
+}

@@ -146,3 +146,121 @@ fn write_roll_recover_continue() {
     );
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// An Accept of group 1 at `instance`, in ballot `instance` (so that the highest ballot
+/// is the newest record and pins nothing old), with a 40-byte value.
+fn accept(instance: u64) -> Record {
+    Record::Accept {
+        group: GroupId(1),
+        instance: crate::paxos::Instance(instance),
+        ballot: Ballot {
+            round: instance,
+            node: NodeId(1),
+        },
+        entry: crate::paxos::Entry {
+            origin: Ballot::ZERO,
+            body: crate::paxos::Body::Values(vec![bytes::Bytes::from(vec![7u8; 40])]),
+        },
+    }
+}
+
+// Goal: after a truncation wrote the log head hint, a restart decodes only the records
+// from the lowest needed one on, and replays to the state of the full scan; the hint is
+// written only when every write is durable; a damaged hint is refused (full scan) and
+// removed by `prepare` before any append.
+// Method: 3000 Accepts in 16-block segments, a checkpoint watermark at 2950, truncate;
+// recover with and without the hint; then an unsynced write and a truncation (no new
+// hint); then flip a byte of the hint file.
+#[test]
+fn restart_after_truncation_reads_from_the_hint() {
+    let dir = std::env::temp_dir().join(format!("synod-store-head-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = config(&dir);
+    let watermarks: BTreeMap<GroupId, crate::paxos::Instance> =
+        [(GroupId(1), crate::paxos::Instance(2950))].into();
+    run_local({
+        let config = config.clone();
+        let watermarks = watermarks.clone();
+        async move {
+            let recovery = recover_dir(&config).expect("read");
+            let mut store = Store::prepare(config.clone(), &recovery)
+                .await
+                .expect("prepare");
+            let mut commit = recovery.group_commit(config.geometry, 4 * BLOCK_SIZE, 5);
+            for instance in 1..=3000 {
+                if commit.append(&accept(instance)).is_err() {
+                    let plan = commit.take_write().expect("a batch");
+                    store.write(&plan).await.expect("write");
+                    commit.on_durable(plan.lsn_through);
+                    commit.append(&accept(instance)).expect("fits");
+                }
+            }
+            let plan = commit.take_write().expect("a batch");
+            store.write(&plan).await.expect("write");
+            commit.on_durable(plan.lsn_through);
+            store
+                .truncate(&watermarks, &CompactionConfig::default())
+                .await
+                .expect("truncate");
+            assert_eq!(
+                store.head_write_count, 1,
+                "all durable: the hint is written"
+            );
+            // A write not yet synced: a truncation now writes no hint.
+            commit.append(&accept(3001)).expect("fits");
+            let plan = commit.take_write().expect("a batch");
+            store.write_unsynced(&plan).await.expect("write");
+            let more = [(GroupId(1), crate::paxos::Instance(2990))].into();
+            store
+                .truncate(&more, &CompactionConfig::default())
+                .await
+                .expect("truncate");
+            assert_eq!(store.head_write_count, 1, "a write in flight: no hint");
+            store.sync().await.expect("sync");
+            store.close().await.expect("close");
+        }
+    })
+    .expect("executor");
+    let full = recover_dir_with(&config, false).expect("read");
+    let hinted = recover_dir(&config).expect("read");
+    assert_eq!(full.records.len(), 3001);
+    assert!(
+        matches!(hinted.head, crate::wal::log_recovery::HeadUse::Used { .. }),
+        "{:?}",
+        hinted.head
+    );
+    assert_eq!(
+        (&hinted.decision, hinted.resume),
+        (&full.decision, full.resume)
+    );
+    // From instance 2951 on (the hint of the first truncation) and the unsynced one.
+    assert_eq!(hinted.records.len(), 51, "{}", hinted.records.len());
+    assert!(hinted.scanned.records * 50 < full.scanned.records);
+    assert!(hinted.scanned.bytes < full.scanned.bytes);
+    assert!(hinted.scanned.skipped_bytes > 0);
+    let normal = |r: &LogRecovery| {
+        crate::wal::compaction::tests::normalise(&crate::wal::replay(&r.records), &watermarks)
+    };
+    assert_eq!(normal(&hinted), normal(&full));
+    // A damaged hint: refused, the full scan runs, `prepare` removes it.
+    let head_path = super::super::log_head::path(&dir, config.shard);
+    let mut bytes = std::fs::read(&head_path).expect("hint file");
+    bytes[30] ^= 1;
+    std::fs::write(&head_path, &bytes).expect("damage");
+    let refused = recover_dir(&config).expect("read");
+    assert!(matches!(
+        refused.head,
+        crate::wal::log_recovery::HeadUse::Refused { .. }
+    ));
+    assert_eq!(refused.records, full.records);
+    run_local({
+        let config = config.clone();
+        async move {
+            let store = Store::prepare(config, &refused).await.expect("prepare");
+            store.close().await.expect("close");
+        }
+    })
+    .expect("executor");
+    assert!(!head_path.exists(), "a refused hint is removed");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
