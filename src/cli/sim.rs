@@ -64,6 +64,7 @@ pub fn main(args: SimArgs) -> ExitCode {
                      margin {:?} ns",
                     report.lease_grant_checks, report.lease_margin_min_ns
                 );
+                println!("seed {seed}: recovery scans: {:?}", report.recovery);
                 ExitCode::SUCCESS
             }
             Err(failure) => {
@@ -104,6 +105,7 @@ pub fn main(args: SimArgs) -> ExitCode {
     println!("{}", summary.truncation_totals());
     println!("{}", summary.raw_flip_totals());
     println!("{}", summary.lease_totals());
+    println!("{}", summary.recovery_totals());
     if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -204,9 +204,12 @@ pub struct SimOptions {
     pub disk_sync_latency_ns_min: u64,
     /// Longest fdatasync latency.
     pub disk_sync_latency_ns_max: u64,
-    /// At a crash, the chance each written-but-unsynced sector survives.
+    /// At a crash, the chance a write in flight lands whole when it does not tear, and
+    /// each of its sectors when it tears (`SimDisk::crash`).
     pub disk_unsynced_keep_ppm: u32,
-    /// At a crash, the chance a write in flight is torn (part of its sectors land).
+    /// At a crash, the chance a write in flight is torn (part of its sectors land);
+    /// half of it is the chance a crash waits for the next write and strikes while it
+    /// is in flight.
     pub disk_torn_write_ppm: u32,
     /// Chance a written sector has one bit flipped on the durable image.
     pub disk_bit_flip_ppm: u32,
@@ -392,7 +395,9 @@ impl SimOptions {
         let disk_sync_latency_ns_min = p.range(10 * US, 2 * MS);
         let disk_sync_latency_ns_max = p.range(disk_sync_latency_ns_min, 20 * MS);
         let disk_unsynced_keep_ppm = p.range(0, u64::from(PPM)) as u32;
-        let torn = skewed_ppm(p, 500_000);
+        // When on, most crashes that find a write in flight tear it (the same draws as
+        // before, read from the top: 50 % to 100 %).
+        let torn = PPM - skewed_ppm(p, 500_000);
         let bit_flip = skewed_ppm(p, 2_000);
         let disk_loss = skewed_ppm(p, 100_000);
 

@@ -191,6 +191,9 @@ impl Cluster {
         slot.disk.write(plan.offset, &plan.bytes);
         slot.index.insert_plan(&plan);
         let id = self.nodes[node].id;
+        self.checkers
+            .recovery
+            .observe_write(id, shard, plan.offset, &plan.bytes);
         for (lsn, fact) in written_facts(&plan.bytes) {
             self.checkers
                 .send_durable
@@ -217,6 +220,7 @@ impl Cluster {
         if let Some(core) = self.nodes[node].shards[shard].shard.as_mut() {
             core.recycle(plan.bytes);
         }
+        self.crash_if_waiting(node);
     }
 
     /// Reads `read` from the shard's disk as it is now (see the module doc of

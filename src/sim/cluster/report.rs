@@ -74,6 +74,9 @@ pub struct RunReport {
     /// The smallest true-time margin by which a quorum's grants outlasted a reported
     /// lease end (not part of `Debug`).
     pub lease_margin_min_ns: Option<u64>,
+    /// What the recovery scans of every start decided, each checked against the
+    /// simulator's ground truth (`checkers::recovery`; not part of `Debug`).
+    pub recovery: crate::sim::checkers::RecoveryCounts,
 }
 
 impl std::fmt::Debug for RunReport {
@@ -199,6 +202,7 @@ impl Cluster {
         report.lease_grant_checks = self.checkers.lease.grant_checks();
         report.lease_margin_min_ns = self.checkers.lease.grant_margin_min_ns();
         report.retention_bounded = self.options.retention_bounded();
+        report.recovery = self.checkers.recovery.counts();
         report.chosen = self
             .groups
             .iter()
