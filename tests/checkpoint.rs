@@ -29,7 +29,20 @@ fn policy() -> CheckpointPolicy {
 }
 
 fn shard(restore: Restore, resume: Resume, now: Nanos) -> Shard {
-    let config = GroupConfig::new(NODE, G, Membership::new(vec![NODE]));
+    let members = Membership::new(vec![NODE]);
+    shard_with(members, policy(), (restore, false), resume, now)
+}
+
+/// A shard of group `G` with `members`, `checkpoint` as its policy, restored from
+/// `restore` with the rejoin marker when `marker`.
+fn shard_with(
+    members: Membership,
+    checkpoint: CheckpointPolicy,
+    (restore, marker): (Restore, bool),
+    resume: Resume,
+    now: Nanos,
+) -> Shard {
+    let config = GroupConfig::new(NODE, G, members);
     let commit = GroupCommit::new(
         GroupCommitConfig {
             buffer_size_max: 1 << 20,
@@ -43,11 +56,11 @@ fn shard(restore: Restore, resume: Resume, now: Nanos) -> Shard {
         held_count_max: 10_000,
         reads_pending_count_max: 64,
         log_reads_wal_count_max: synod::runtime::log_reads::LOG_READS_WAL_COUNT_MAX,
-        checkpoint: policy(),
+        checkpoint,
         transfer: synod::runtime::TransferPolicy::default(),
         truncation: synod::runtime::TruncationPolicy::OFF,
     };
-    Shard::new(shard_config, vec![(config, restore)], commit, false, now)
+    Shard::new(shard_config, vec![(config, restore)], commit, marker, now)
 }
 
 /// An executor whose writes complete at once onto `disk`: steps `input`, flushes until
@@ -241,4 +254,131 @@ fn restart_resumes_after_the_checkpoint() {
         refused.is_err(),
         "a base above the proven watermark is refused"
     );
+}
+
+/// The records a scan of `disk` recovers, replayed into the restore of group `G`.
+fn recovered(disk: &SimDisk, lost_state: bool) -> (Restore, Resume) {
+    let scan = wal::scan(
+        disk.image(),
+        &ScanConfig {
+            salt: SALT,
+            lsn_prev: Lsn(0),
+            limits: DecodeLimits::default(),
+        },
+    );
+    let state = wal::replay(&scan.records).remove(&G).unwrap_or_default();
+    let restore = Restore {
+        promised: state.promised,
+        accepted: state.accepted,
+        learned: state.learned,
+        chosen_through: state.chosen_through,
+        lost_state,
+        checkpoint: None,
+        installed_through: state.installed_through,
+    };
+    (restore, scan.resume)
+}
+
+// Goal: a shard whose log lost state installs its newest checkpoint file above what
+// the log proves, and reports it durable; it persists `Installed` at it before its
+// rejoin marker may go, so that the restart after the marker went (the log trusted
+// again) installs that checkpoint again instead of falling back below it (simulator
+// seed 111638204532504: the checkpoint at 30 reported durable, then a restart from 0).
+// Method: a 3-node group restored lost (nothing of its log kept, the rejoin marker
+// present) with a checkpoint at 10; two peers' empty catch-up chunks end its rejoin;
+// writes complete at once; at `clear_rejoin_marker` the disk is scanned and replayed
+// as a restart without lost state would, and the shard restarted from the checkpoint.
+#[test]
+fn lost_state_restore_makes_its_checkpoint_provable_before_the_marker_goes() {
+    let three = Membership::new(vec![NODE, NodeId(2), NodeId(3)]);
+    let base = synod::paxos::CheckpointBase {
+        through: Instance(10),
+        checksum: 0x1234,
+        start_working_applied: synod::paxos::Ballot::ZERO,
+        configs: vec![(Instance(1), three.clone())],
+    };
+    let restore = Restore {
+        lost_state: true,
+        checkpoint: Some(base.clone()),
+        ..Restore::default()
+    };
+    let now = Nanos::from_ms(3_000);
+    let shard_of = |restore: Restore, resume: Resume, marker: bool| {
+        let members = three.clone();
+        shard_with(
+            members,
+            CheckpointPolicy::OFF,
+            (restore, marker),
+            resume,
+            now,
+        )
+    };
+    let mut disk = SimDisk::new(64 << 20);
+    let mut s = shard_of(restore, Resume::EMPTY, true);
+    assert_eq!(s.checkpoints().durable_through(G), Instance(10));
+    assert!(!s.group(G).expect("group").is_voting());
+    let chunk = |from: u32| synod::paxos::Message {
+        group: G,
+        from: NodeId(from),
+        to: NODE,
+        body: synod::paxos::MessageBody::CatchUpChunk {
+            chosen_through: Instance(10),
+            promised: synod::paxos::Ballot {
+                round: 3,
+                node: NodeId(from),
+            },
+            accepted_max: Instance(10),
+            first: Instance(11),
+            entries: Vec::new(),
+            from_voter: true,
+        },
+    };
+    let mut effects = Effects::default();
+    let mut cleared = false;
+    for input in [
+        ShardInput::Tick,
+        ShardInput::Message(chunk(2)),
+        ShardInput::Message(chunk(3)),
+        ShardInput::Tick,
+        ShardInput::Tick,
+    ] {
+        s.step(now, input);
+        loop {
+            effects.clear();
+            s.flush(now, &mut effects);
+            s.invariants();
+            cleared |= effects.clear_rejoin_marker;
+            let Some(plan) = effects.write.take() else {
+                break;
+            };
+            disk.write(plan.offset, &plan.bytes);
+            disk.sync();
+            s.step(
+                now,
+                ShardInput::WriteDone {
+                    lsn_through: plan.lsn_through,
+                },
+            );
+        }
+        if cleared {
+            break;
+        }
+    }
+    assert!(cleared, "the rejoin marker never went");
+    assert!(s.group(G).expect("group").is_voting());
+
+    let (restore, resume) = recovered(&disk, false);
+    assert_eq!(restore.installed_through, Instance(10), "Installed at 10");
+    assert!(
+        restore.installable_through() >= Instance(10),
+        "the log proves {} only",
+        restore.installable_through().0
+    );
+    let mut again = restore;
+    again.checkpoint = Some(base);
+    let restarted = shard_of(again, resume, false);
+    assert_eq!(restarted.checkpoints().durable_through(G), Instance(10));
+    let group = restarted.group(G).expect("group");
+    assert_eq!(group.applied_through(), Instance(10));
+    assert_eq!(group.vote_floor(), Instance(1));
 }

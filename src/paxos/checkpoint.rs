@@ -47,7 +47,17 @@
 //!   without a checkpoint. Without this a replica whose WAL was damaged above an
 //!   old `Chosen` record would restart from instance 1 (or from a checkpoint far
 //!   below its own newest), which its peers, their WALs truncated, can no longer
-//!   serve;
+//!   serve. When the log's own records do not prove that checkpoint
+//!   (`Restore::unproven_checkpoint`), the group persists `Record::Installed` at it
+//!   as it starts, as for a peer's checkpoint (`transfer`): the shard reports the
+//!   checkpoint durable from its start, and once the rejoin marker goes (at an LSN
+//!   planned after every group votes, so after that record) a restart installs a
+//!   checkpoint only up to what the log proves. Without the record it would fall
+//!   back below a checkpoint reported durable, to the old `Chosen` record (seed
+//!   111638204532504). Not a `Chosen` record: the log's slots at or below the
+//!   checkpoint may hold values accepted and never chosen (the old accepts that
+//!   survived before the damage), which a `Chosen` watermark would vouch for at a
+//!   restart from an older checkpoint;
 //! - when the newest checkpoint is unusable (damaged) and the restore falls back to
 //!   `C' < W`, the slots `(C', W]` are gone and the proven watermark stops below `X`.
 //!   Those instances are chosen, but this replica may have voted in them and no longer
@@ -176,9 +186,27 @@ impl Restore {
         if self.lost_state {
             return Instance::MAX;
         }
+        self.log_installable_through()
+    }
+
+    /// What the log's own records let a restart install, lost state or not: the
+    /// recorded chosen watermark, the highest checkpoint installed from a peer, or
+    /// the run of slots held from instance 1 with learned values right above it.
+    fn log_installable_through(&self) -> Instance {
         self.proven_from(Instance(0))
             .max(self.chosen_through.min(Instance::MAX))
             .max(self.installed_through.min(Instance::MAX))
+    }
+
+    /// The checkpoint's instance when it was installed only because the log lost
+    /// state (`installable_through` is then any instance) and lies above what the
+    /// log's own records prove (`None` otherwise). Once the rejoin marker goes, a
+    /// restart no longer trusts any checkpoint file: `Group::new` persists
+    /// `Record::Installed` at it so that the log proves it again (module docs).
+    #[must_use]
+    pub fn unproven_checkpoint(&self) -> Option<Instance> {
+        let through = self.checkpoint.as_ref()?.through;
+        (self.lost_state && through > self.log_installable_through()).then_some(through)
     }
 
     /// The chosen watermark this restored log proves with its checkpoint (none:
@@ -497,9 +525,13 @@ mod tests {
     // what survived of it (the WAL no longer proves the end of the chosen prefix; the
     // file does), resumes there without voting, and claims nothing chosen past what
     // it holds above the checkpoint; without lost state the same checkpoint is above
-    // the installable.
+    // the installable. The group persists `Installed` at it as it starts: with that
+    // record the log, once trusted again, installs the checkpoint and proves from it,
+    // without walking the stale slots below it. A checkpoint the log proves anyway
+    // persists nothing.
     // Method: slots 1..=31 accepted (a corrupt recovery kept only the log's start),
-    // chosen 30 recorded, a checkpoint at 80 and learned 81..=82, a hole at 83.
+    // chosen 30 recorded, a checkpoint at 80 and learned 81..=82, a hole at 83; then
+    // the same log with the record, not lost; then a lost log with a checkpoint at 20.
     #[test]
     fn lost_state_installs_a_checkpoint_above_the_recorded_watermark() {
         let config = GroupConfig::new(
@@ -514,13 +546,37 @@ mod tests {
         assert_eq!(r.installable_through(), Instance::MAX);
         r.checkpoint = Some(base(80));
         assert_eq!(r.chosen_proven(), Instance(82));
-        let group = Group::new(config, r, Nanos(0));
+        assert_eq!(r.unproven_checkpoint(), Some(Instance(80)));
+        let mut group = Group::new(config.clone(), r.clone(), Nanos(0));
         group.invariants();
         assert_eq!(group.applied_through(), Instance(82));
         assert_eq!(group.chosen_through(), Instance(82));
         assert_eq!(group.log_floor(), Instance(81), "slot 80 is not held");
         assert_eq!(group.vote_floor(), Instance(1));
         assert!(!group.is_voting(), "lost state: re-learns before voting");
+        let installed = Record::Installed {
+            group: GroupId(1),
+            through: Instance(80),
+        };
+        assert_eq!(group.take_restored_records(), vec![installed]);
+        assert!(group.take_restored_records().is_empty(), "drained");
+
+        // The next restart, the rejoin over: the record makes 80 installable, and a
+        // fallback to an older checkpoint does not walk slots 1..=31.
+        let mut next = r.clone();
+        next.lost_state = false;
+        next.installed_through = Instance(80);
+        assert_eq!(next.unproven_checkpoint(), None);
+        assert_eq!(next.installable_through(), Instance(80));
+        assert_eq!(next.chosen_proven(), Instance(82));
+        next.checkpoint = Some(base(20));
+        assert_eq!(next.chosen_proven(), Instance(20));
+
+        let mut proven = r;
+        proven.checkpoint = Some(base(20));
+        assert_eq!(proven.unproven_checkpoint(), None);
+        let mut group = Group::new(config, proven, Nanos(0));
+        assert!(group.take_restored_records().is_empty());
     }
 
     /// The membership {1, 2, 3}.

@@ -262,6 +262,9 @@ pub struct Group {
     pub(super) awaiting_apply: BTreeMap<Instance, (Ballot, Vec<ProposalId>)>,
     pub(super) counters: Counters,
     pub(super) restored_apply: Vec<Apply>,
+    /// Records the start produced (`Record::Installed` at a checkpoint only a lost
+    /// log let it install), written by the shard first.
+    pub(super) restored_persist: Vec<Record>,
     /// The highest instance installed from a peer's checkpoint in this life (see
     /// `transfer`): accepts at or below it are not acknowledged.
     pub(super) installed_through: Instance,
@@ -276,6 +279,7 @@ impl Group {
             panic!("invalid GroupConfig: {why}");
         }
         let proven = restore.chosen_proven();
+        let unproven_checkpoint = restore.unproven_checkpoint();
         let mut log = BTreeMap::new();
         let mut counters = Counters::default();
         // A slot above `Instance::MAX` (a log written before the bound, after a forged
@@ -355,6 +359,7 @@ impl Group {
             awaiting_apply: BTreeMap::new(),
             counters,
             restored_apply: Vec::new(),
+            restored_persist: Vec::new(),
             installed_through: Instance(0),
             config,
         };
@@ -372,10 +377,20 @@ impl Group {
         );
         group.reset_election_deadline(now);
         let mut scratch = Output::default();
+        if let Some(through) = unproven_checkpoint {
+            // A checkpoint trusted only because the log lost state: the log must
+            // prove it once the rejoin marker goes (`paxos::checkpoint` module docs).
+            scratch.persist.push(Record::Installed {
+                group: group.config.group,
+                through,
+            });
+        }
         group.apply_chosen(&mut scratch);
         // Restart re-applies the chosen prefix (above the checkpoint, if one was
-        // installed); the executor reads it with `take_restored`.
+        // installed); the executor reads it with `take_restored`, and the shard
+        // writes the records of the start with `take_restored_records`.
         group.restored_apply = scratch.apply;
+        group.restored_persist = scratch.persist;
         group
     }
 

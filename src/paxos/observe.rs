@@ -6,7 +6,7 @@
 
 use super::config::GroupConfig;
 use super::group::{Counters, Group, Role};
-use super::output::Apply;
+use super::output::{Apply, Record};
 use super::types::{Ballot, Body, Entry, Instance, NodeId};
 
 impl Group {
@@ -91,6 +91,11 @@ impl Group {
     /// Entries re-applied at construction from the restored chosen prefix (drained).
     pub fn take_restored(&mut self) -> Vec<Apply> {
         std::mem::take(&mut self.restored_apply)
+    }
+    /// Records the start produced, to be persisted before anything the group
+    /// produces later (drained).
+    pub fn take_restored_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.restored_persist)
     }
     /// The first instance still in memory: every instance below it is applied and
     /// served from the WAL (see "In-memory retention").

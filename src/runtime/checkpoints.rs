@@ -161,7 +161,10 @@ pub struct Checkpoints {
 
 impl Checkpoints {
     /// The checkpoints of `groups` (each with the instance of the checkpoint it was
-    /// restored from, `Instance(0)` for none), starting at `now`.
+    /// restored from, `Instance(0)` for none), starting at `now`. A restored
+    /// checkpoint is durable from the start: its file is, and the log proves it, or
+    /// the log lost state and the group persists `Record::Installed` at it before the
+    /// rejoin marker may go (`paxos::checkpoint` module docs).
     #[must_use]
     pub fn new(
         policy: CheckpointPolicy,

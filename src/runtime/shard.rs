@@ -451,6 +451,8 @@ impl Shard {
             let id = group_config.group;
             let mut group = Group::new(group_config, restore, now);
             shard.pending_apply.extend(group.take_restored());
+            shard.out.persist.extend(group.take_restored_records());
+            shard.absorb();
             shard.deadlines.insert((group.next_deadline(), id));
             let previous = shard.groups.insert(id, group);
             assert!(previous.is_none(), "group {} configured twice", id.0);

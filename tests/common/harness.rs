@@ -324,6 +324,11 @@ impl Harness {
         replica.group = Group::new(replica.config.clone(), restore, now);
         replica.group.invariants();
         replica.applied = replica.group.take_restored();
+        // The records of the start, written first (as the shard does).
+        for record in replica.group.take_restored_records() {
+            replica.wal.append(&record);
+            replica.durable.push(record);
+        }
         replica.up = true;
     }
 
