@@ -1,8 +1,11 @@
 //! Small helpers shared by several layers, kept in one copy: a poison-tolerant mutex
-//! lock, a percentile over sorted samples, a directory fsync, little-endian reads.
+//! lock, a percentile over sorted samples, a directory fsync, little-endian reads, and
+//! the high-water mark that bounds a reused buffer's capacity ([`high_water`]).
 //!
 //! Nothing here knows of Paxos, the WAL or the wire; each helper is a few lines with
 //! one meaning.
+
+pub mod high_water;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -80,6 +80,8 @@ fn simulation() {
     println!("simulation: {}", summary.log_read_totals());
     println!("simulation: {}", summary.truncation_totals());
     println!("simulation: {}", summary.raw_flip_totals());
+    println!("simulation: {}", summary.lease_totals());
+    println!("simulation: {}", summary.recovery_totals());
     let failures = summary.failures;
     if !failures.is_empty() {
         let list: Vec<String> = failures.iter().map(|f| f.seed.to_string()).collect();

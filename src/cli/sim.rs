@@ -59,6 +59,12 @@ pub fn main(args: SimArgs) -> ExitCode {
                     "seed {seed}: {} catch-up runs flipped in flight, {} delivered and refused",
                     report.raw_runs_flipped, report.raw_runs_refused
                 );
+                println!(
+                    "seed {seed}: {} leases checked against the replicas' grants, smallest \
+                     margin {:?} ns",
+                    report.lease_grant_checks, report.lease_margin_min_ns
+                );
+                println!("seed {seed}: recovery scans: {:?}", report.recovery);
                 ExitCode::SUCCESS
             }
             Err(failure) => {
@@ -98,6 +104,8 @@ pub fn main(args: SimArgs) -> ExitCode {
     println!("{}", summary.log_read_totals());
     println!("{}", summary.truncation_totals());
     println!("{}", summary.raw_flip_totals());
+    println!("{}", summary.lease_totals());
+    println!("{}", summary.recovery_totals());
     if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -70,8 +70,13 @@
 //!   rather than lost state (not voting at all until re-learned): the promise and
 //!   every vote above `W` are intact (fact 2), so accepting (safe at any instance
 //!   under the promise) and promising from above `X` stay as they were. The values
-//!   `(C', X]` come from peers like any catch-up; beyond every peer's watermark only
-//!   a checkpoint transfer can serve them.
+//!   of the gap come from peers like any catch-up (beyond every peer's watermark only
+//!   a checkpoint transfer can serve them); the slots held above it through `X` hold
+//!   the chosen values (fact 1), are marked chosen at restore, and the watermark runs
+//!   over them once catch-up fills the gap (`Group::on_chosen_advanced`). They must:
+//!   `X` may lie above every peer's watermark (this replica's vote chose its last
+//!   instances and it crashed before telling anyone), and a peer re-learning lost
+//!   state or a candidate needing this replica's promise then waits for it forever.
 //!
 //! Invariants:
 //! - a `CheckpointBase` describes exactly the state after applying `through`: the
@@ -267,13 +272,17 @@ impl Group {
     }
 
     /// At construction: marks the log chosen through `proven`
-    /// (`Restore::chosen_proven`), installs `checkpoint`, and raises the vote floor
-    /// above `recorded` (the WAL's chosen watermark) when the log proves less (module
-    /// docs: votes the truncated WAL no longer holds).
+    /// (`Restore::chosen_proven`), installs `checkpoint`, marks chosen the held slots
+    /// above `proven` that `vouched` covers (`(installed, chosen)`: above the highest
+    /// peer checkpoint installed, through the WAL's `Chosen` record; none when the log
+    /// lost state), and raises the vote floor above `recorded` (the WAL's chosen
+    /// watermark) when the log proves less (module docs: votes the truncated WAL no
+    /// longer holds).
     pub(super) fn restore_chosen(
         &mut self,
         proven: Instance,
         recorded: Instance,
+        vouched: Option<(Instance, Instance)>,
         checkpoint: Option<CheckpointBase>,
     ) {
         for (_, slot) in self.log.range_mut(..=proven) {
@@ -283,6 +292,20 @@ impl Group {
         self.chosen_recorded = proven;
         if let Some(base) = checkpoint {
             self.install_base(base);
+        }
+        if let Some((installed, chosen)) = vouched {
+            // Fact 1 holds for every held slot through `chosen`, not only for the run
+            // `proven` walks from the base: past a gap the slots are chosen too, and
+            // the watermark runs over them once catch-up fills the gap
+            // (`on_chosen_advanced`). The vote floor below may sit above every peer's
+            // watermark (this replica alone may know its last instances chosen): only
+            // these slots let it reach the floor and vote again.
+            let from = proven.max(installed).next();
+            if from <= chosen {
+                for (_, slot) in self.log.range_mut(from..=chosen) {
+                    slot.chosen = true;
+                }
+            }
         }
         if proven < recorded {
             // `recorded` also counts a peer's checkpoint installed (`Record::Installed`):
@@ -666,6 +689,66 @@ mod tests {
         deliver(&mut node2, chunk(3, 150, 151, true));
         assert!(node2.is_voting(), "heard from two voters");
         node2.invariants();
+    }
+
+    // Goal: the deadlock of simulator seed 20003367 under the crash model that keeps
+    // unsynced writes. A replica restored below its vote floor, whose own log holds
+    // the chosen values above the gap through its recorded watermark, reaches the
+    // floor once a peer that knows less fills the gap; a log that lost state does not
+    // take its held slots for chosen.
+    // Method: node 1 restored at checkpoint 90 below a truncated log recording 140
+    // (slots 101..=150 accepted, vote floor 141); a chunk of 91..=100 from a peer
+    // whose watermark is 100; the same restore with lost state.
+    #[test]
+    fn a_replica_past_a_gap_reaches_its_vote_floor_from_its_own_log() {
+        let gap_chunk = Message {
+            group: GroupId(1),
+            from: NodeId(2),
+            to: NodeId(1),
+            body: MessageBody::CatchUpChunk {
+                chosen_through: Instance(100),
+                promised: Ballot {
+                    round: 5,
+                    node: NodeId(2),
+                },
+                accepted_max: Instance(100),
+                first: Instance(91),
+                entries: (91..=100).map(entry).collect(),
+                from_voter: true,
+            },
+        };
+        for lost_state in [false, true] {
+            let mut r = restore(101..=150, NONE, 140);
+            r.checkpoint = Some(CheckpointBase {
+                configs: vec![(Instance(1), three())],
+                ..base(90)
+            });
+            r.lost_state = lost_state;
+            let mut node1 = Group::new(
+                GroupConfig::new(NodeId(1), GroupId(1), three()),
+                r,
+                Nanos(0),
+            );
+            assert_eq!(node1.chosen_through(), Instance(90));
+            let mut out = Output::default();
+            node1.step(Nanos(1), Input::Message(gap_chunk.clone()), &mut out);
+            node1.invariants();
+            if lost_state {
+                assert_eq!(node1.chosen_through(), Instance(100), "lost state");
+                continue;
+            }
+            assert_eq!(
+                node1.chosen_through(),
+                Instance(140),
+                "the held slots through the recorded watermark, not the accepted above"
+            );
+            assert_eq!(node1.applied_through(), Instance(140));
+            assert!(!node1.below_vote_floor(Instance(101)));
+            assert!(out
+                .persist
+                .iter()
+                .any(|r| matches!(r, Record::Chosen { through, .. } if *through == Instance(140))));
+        }
     }
 
     // Goal: a checkpoint above what the log can install is a programmer error.

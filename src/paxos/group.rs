@@ -375,9 +375,16 @@ impl Group {
             installed_through: Instance(0),
             config,
         };
+        // The held slots the WAL's `Chosen` record vouches for (`checkpoint`, fact 1),
+        // unless the log lost state.
+        let vouched = (!restore.lost_state).then_some((
+            restore.installed_through,
+            restore.chosen_through.min(Instance::MAX),
+        ));
         group.restore_chosen(
             proven,
             restore.chosen_through.max(restore.installed_through),
+            vouched,
             restore.checkpoint,
         );
         group.reset_election_deadline(now);
@@ -696,6 +703,15 @@ impl Group {
     /// After `chosen_through` advanced: persist the watermark lazily, retire the
     /// leader's in-flight instances, apply.
     pub(super) fn on_chosen_advanced(&mut self, out: &mut Output) {
+        // Slots right above already known chosen (learned, or vouched for by the
+        // restored WAL's `Chosen` record past a gap: `checkpoint`) extend the run.
+        while self
+            .log
+            .get(&self.chosen_through.next())
+            .is_some_and(|slot| slot.chosen)
+        {
+            self.chosen_through = self.chosen_through.next();
+        }
         if self.chosen_through > self.chosen_recorded {
             out.persist.push(Record::Chosen {
                 group: self.config.group,

@@ -51,6 +51,13 @@ impl Group {
     pub fn leader_hint(&self) -> Option<NodeId> {
         self.leader_hint.map(|(node, _)| node)
     }
+    /// The lease this replica's acceptor grants: to whom (`None`: to no one, the lease a
+    /// restarted replica honours in case it granted one before) and until when (local
+    /// clock, exclusive). While it runs the replica promises no other proposer.
+    #[must_use]
+    pub fn lease_grant(&self) -> (Option<NodeId>, super::types::Nanos) {
+        (self.lease_holder, self.lease_granted_until)
+    }
     /// Whether the replica votes (false while re-learning lost state).
     #[must_use]
     pub fn is_voting(&self) -> bool {

@@ -115,12 +115,22 @@ impl SimDisk {
         self.unsynced_list.len()
     }
 
-    /// Power loss: each unsynced sector independently keeps its new contents or reverts
-    /// to its durable ones (a coin flip from `prng`); then live and durable agree.
-    pub fn crash(&mut self, prng: &mut Prng) {
+    /// Power loss. The sectors written since the last sync (the write in flight: at
+    /// most one per log) either tear, with chance `torn_ppm`, each sector then
+    /// independently keeping its new contents with chance `keep_ppm`, or land as one,
+    /// all of them keeping their new contents with chance `keep_ppm` or none. A sector
+    /// not kept reverts to its durable contents; then live and durable agree.
+    pub fn crash(&mut self, prng: &mut Prng, keep_ppm: u32, torn_ppm: u32) {
+        let torn = prng.chance_ppm(torn_ppm);
+        let whole = prng.chance_ppm(keep_ppm);
         for sector in self.unsynced_list.drain(..) {
             let range = sector * SECTOR_SIZE..(sector + 1) * SECTOR_SIZE;
-            if prng.coin() {
+            let keep = if torn {
+                prng.chance_ppm(keep_ppm)
+            } else {
+                whole
+            };
+            if keep {
                 self.durable[range.clone()].copy_from_slice(&self.live[range]);
             } else {
                 self.live[range.clone()].copy_from_slice(&self.durable[range]);
@@ -174,19 +184,22 @@ mod tests {
     };
     use bytes::Bytes;
 
-    // Goal: synced data survives a crash; unsynced data survives or reverts per sector.
-    // Method: sync one block, write two more, crash under many seeds, inspect sectors.
+    // Goal: synced data survives a crash; a torn write keeps some sectors and reverts
+    // others, a write that does not tear lands whole or not at all.
+    // Method: sync one block, write two more, crash under many seeds with every write
+    // torn, then with none, inspect sectors.
     #[test]
     fn crash_keeps_durable_and_tears_sectors() {
         let mut torn_seen = false;
-        for seed in 0..64 {
+        for seed in 0..128 {
+            let torn_ppm = if seed < 64 { 1_000_000 } else { 0 };
             let mut disk = SimDisk::new(4 * BLOCK_SIZE);
             disk.write(0, &[1; BLOCK_SIZE]);
             disk.sync();
             disk.write(BLOCK_SIZE as u64, &[2; 2 * BLOCK_SIZE]);
             assert_eq!(disk.read(BLOCK_SIZE as u64, 1), [2]);
             assert_eq!(disk.unsynced_sector_count(), 2 * BLOCK_SIZE / SECTOR_SIZE);
-            disk.crash(&mut Prng::new(seed));
+            disk.crash(&mut Prng::new(seed), 500_000, torn_ppm);
             assert!(disk.read(0, BLOCK_SIZE).iter().all(|b| *b == 1));
             let mut kinds = std::collections::BTreeSet::new();
             for sector in disk
@@ -200,9 +213,20 @@ mod tests {
                 kinds.insert(sector[0]);
             }
             torn_seen |= kinds.len() == 2;
+            assert!(
+                torn_ppm > 0 || kinds.len() == 1,
+                "seed {seed}: a write that does not tear lands whole or not at all"
+            );
             assert_eq!(disk.unsynced_sector_count(), 0);
         }
         assert!(torn_seen, "some crash kept part of a write");
+        // The keep probability is honoured at its ends.
+        for (keep_ppm, byte) in [(0, 0), (1_000_000, 3)] {
+            let mut disk = SimDisk::new(2 * BLOCK_SIZE);
+            disk.write(0, &[3; 2 * BLOCK_SIZE]);
+            disk.crash(&mut Prng::new(9), keep_ppm, 1_000_000);
+            assert!(disk.image().iter().all(|b| *b == byte), "keep {keep_ppm}");
+        }
     }
 
     // Goal: the same seed tears the same way.
@@ -212,7 +236,7 @@ mod tests {
         let run = |seed| {
             let mut disk = SimDisk::new(8 * BLOCK_SIZE);
             disk.write(0, &[9; 8 * BLOCK_SIZE]);
-            disk.crash(&mut Prng::new(seed));
+            disk.crash(&mut Prng::new(seed), 500_000, 500_000);
             disk.image().to_vec()
         };
         assert_eq!(run(5), run(5));
@@ -227,7 +251,7 @@ mod tests {
         disk.sync();
         disk.flip_bit(3, 0);
         disk.zero_sector(600);
-        disk.crash(&mut Prng::new(1));
+        disk.crash(&mut Prng::new(1), 500_000, 500_000);
         assert_eq!(disk.read(3, 1), [0xfe]);
         assert!(disk.read(512, 512).iter().all(|b| *b == 0));
         assert_eq!(disk.read(1024, 1), [0xff]);
@@ -327,7 +351,7 @@ mod tests {
                         }
                     }
                 }
-                disk.crash(&mut prng);
+                disk.crash(&mut prng, 500_000, 1_000_000);
                 let result = scan(disk.image(), &scan_config);
                 assert!(
                     !result.recovery.is_corrupt(),

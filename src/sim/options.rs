@@ -204,9 +204,12 @@ pub struct SimOptions {
     pub disk_sync_latency_ns_min: u64,
     /// Longest fdatasync latency.
     pub disk_sync_latency_ns_max: u64,
-    /// At a crash, the chance each written-but-unsynced sector survives.
+    /// At a crash, the chance a write in flight lands whole when it does not tear, and
+    /// each of its sectors when it tears (`SimDisk::crash`).
     pub disk_unsynced_keep_ppm: u32,
-    /// At a crash, the chance a write in flight is torn (part of its sectors land).
+    /// At a crash, the chance a write in flight is torn (part of its sectors land);
+    /// half of it is the chance a crash waits for the next write and strikes while it
+    /// is in flight.
     pub disk_torn_write_ppm: u32,
     /// Chance a written sector has one bit flipped on the durable image.
     pub disk_bit_flip_ppm: u32,
@@ -280,8 +283,30 @@ const PPM: u32 = 1_000_000;
 
 /// Largest ordinary value size a seed may pick.
 pub const VALUE_SIZE_MAX: usize = 8 * KIB;
-/// Largest drift bound a seed may pick (ppm).
+/// Largest drift bound an ordinary seed picks (ppm).
 pub const CLOCK_DRIFT_BOUND_PPM_MAX: u32 = 500;
+/// Largest drift bound a large-drift seed picks (ppm): the largest a group's
+/// configuration accepts (`GroupConfig::clock_drift_ppm` is below 10 %).
+pub const CLOCK_DRIFT_BOUND_PPM_LARGE_MAX: u32 = 99_999;
+
+/// One drift per node within `±bound`: a quarter of the clocks sit exactly on the bound
+/// (the edge is where lease arithmetic breaks first), the others anywhere inside it.
+fn draw_drifts(p: &mut Prng, bound_ppm: u32, node_count: usize) -> Vec<i32> {
+    let bound = i64::from(bound_ppm);
+    (0..node_count)
+        .map(|_| {
+            let drift = match p.below(8) {
+                0 => bound,
+                1 => -bound,
+                _ => {
+                    let offset = p.range(0, 2 * u64::from(bound_ppm));
+                    i64::try_from(offset).expect("at most 2 × 100,000 ppm") - bound
+                }
+            };
+            i32::try_from(drift).expect("drift is within ±100,000 ppm")
+        })
+        .collect()
+}
 
 impl SimOptions {
     /// The options of seed `seed`. Deterministic: the same seed gives the same options
@@ -370,27 +395,33 @@ impl SimOptions {
         let disk_sync_latency_ns_min = p.range(10 * US, 2 * MS);
         let disk_sync_latency_ns_max = p.range(disk_sync_latency_ns_min, 20 * MS);
         let disk_unsynced_keep_ppm = p.range(0, u64::from(PPM)) as u32;
-        let torn = skewed_ppm(p, 500_000);
+        // When on, most crashes that find a write in flight tear it (the same draws as
+        // before, read from the top: 50 % to 100 %).
+        let torn = PPM - skewed_ppm(p, 500_000);
         let bit_flip = skewed_ppm(p, 2_000);
         let disk_loss = skewed_ppm(p, 100_000);
 
         let clock_drift_bound_ppm = p.range(1, u64::from(CLOCK_DRIFT_BOUND_PPM_MAX)) as u32;
-        let bound = i64::from(clock_drift_bound_ppm);
-        let clock_drift_ppm: Vec<i32> = (0..node_count)
-            .map(|_| {
-                // A quarter of the clocks sit exactly on the bound: the edge is where
-                // lease arithmetic breaks first.
-                let drift = match p.below(8) {
-                    0 => bound,
-                    1 => -bound,
-                    _ => {
-                        let offset = p.range(0, 2 * u64::from(clock_drift_bound_ppm));
-                        i64::try_from(offset).expect("at most 2 × 500 ppm") - bound
-                    }
-                };
-                i32::try_from(drift).expect("drift is within ±500 ppm")
-            })
-            .collect();
+        let clock_drift_ppm = draw_drifts(p, clock_drift_bound_ppm, node_count);
+        // A quarter of the seeds tell the protocol a bound far above the ordinary ones,
+        // up to the largest a configuration accepts, and draw the clocks within it: a
+        // lease computed without its drift margin is then wrong by tens of milliseconds,
+        // beyond any network delay that could hide it. Own stream: every other draw
+        // stays where it was.
+        let mut drift_prng = Prng::new(seed ^ 0x4452_4946_5442_4947);
+        let (clock_drift_bound_ppm, clock_drift_ppm) = if drift_prng.below(4) == 0 {
+            let bound = if drift_prng.below(2) == 0 {
+                CLOCK_DRIFT_BOUND_PPM_LARGE_MAX
+            } else {
+                drift_prng.range(
+                    u64::from(CLOCK_DRIFT_BOUND_PPM_MAX),
+                    u64::from(CLOCK_DRIFT_BOUND_PPM_LARGE_MAX),
+                ) as u32
+            };
+            (bound, draw_drifts(&mut drift_prng, bound, node_count))
+        } else {
+            (clock_drift_bound_ppm, clock_drift_ppm)
+        };
 
         let safety_phase_ns = p.range(S, 20 * S);
         let liveness_phase_ns = p.range(10 * S, 30 * S);
@@ -990,7 +1021,10 @@ impl SimOptions {
 
 #[cfg(test)]
 mod tests {
-    use super::{FaultClass, SimOptions, CLOCK_DRIFT_BOUND_PPM_MAX, VALUE_SIZE_MAX};
+    use super::{
+        FaultClass, SimOptions, CLOCK_DRIFT_BOUND_PPM_LARGE_MAX, CLOCK_DRIFT_BOUND_PPM_MAX,
+        VALUE_SIZE_MAX,
+    };
 
     // Goal: one seed reproduces the same options; different seeds differ.
     // Method: build twice from the same seeds and compare; compare neighbours.
@@ -1013,8 +1047,16 @@ mod tests {
     // Method: draw 5,000 seeds (from_seed asserts invariants) and check each range.
     #[test]
     fn ranges_hold_across_seeds() {
+        let mut large_drift = 0;
+        let mut drift_at_max = 0;
         for seed in 0..5_000 {
             let o = SimOptions::from_seed(seed);
+            large_drift += usize::from(o.clock_drift_bound_ppm > CLOCK_DRIFT_BOUND_PPM_MAX);
+            drift_at_max += usize::from(
+                o.clock_drift_ppm
+                    .iter()
+                    .any(|d| d.unsigned_abs() == CLOCK_DRIFT_BOUND_PPM_LARGE_MAX),
+            );
             assert!(o.node_count == 3 || o.node_count == 5);
             assert!((1..=3).contains(&o.shards_per_node));
             assert!((1..=8).contains(&o.group_count));
@@ -1022,13 +1064,19 @@ mod tests {
             assert!(o.value_size_min >= 1 && o.value_size_max <= VALUE_SIZE_MAX);
             assert!(o.network_delay_ns_min >= 100_000 && o.network_delay_ns_max <= 20_000_000);
             assert!(o.network_loss_ppm <= 200_000 && o.network_duplicate_ppm <= 200_000);
-            assert!(o.clock_drift_bound_ppm <= CLOCK_DRIFT_BOUND_PPM_MAX);
+            assert!(o.clock_drift_bound_ppm <= CLOCK_DRIFT_BOUND_PPM_LARGE_MAX);
             assert!(o
                 .clock_drift_ppm
                 .iter()
                 .all(|d| d.unsigned_abs() <= o.clock_drift_bound_ppm));
             assert!(o.liveness_phase_ns >= 10_000_000_000);
         }
+        // A quarter of the seeds tell a large bound; some clocks drift at the largest.
+        assert!((1_000..1_500).contains(&large_drift), "{large_drift} large");
+        assert!(
+            drift_at_max > 100,
+            "{drift_at_max} clocks at the largest drift"
+        );
     }
 
     // Goal: swarm variety: every fault class is off for some seeds and on for others,

@@ -146,6 +146,51 @@ impl Summary {
         )
     }
 
+    /// The one-line totals of the passing seeds' leases checked against the replicas'
+    /// grants: how many checks, and the smallest margin a quorum's grants kept beyond
+    /// a lease end (a line of its own).
+    #[must_use]
+    pub fn lease_totals(&self) -> String {
+        let margin = self
+            .reports
+            .iter()
+            .filter_map(|r| r.lease_margin_min_ns)
+            .min();
+        format!(
+            "{} leases checked against the replicas' grants, smallest margin {}",
+            self.reports
+                .iter()
+                .map(|r| r.lease_grant_checks)
+                .sum::<u64>(),
+            margin.map_or("none".to_string(), |m| format!("{:.6}s", m as f64 / 1e9)),
+        )
+    }
+
+    /// The one-line totals of the passing seeds' recovery scans, one per shard start,
+    /// each checked against ground truth (`checkers::recovery`): how many ended in each
+    /// row of the decision table (a line of its own).
+    #[must_use]
+    pub fn recovery_totals(&self) -> String {
+        let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
+        format!(
+            "{} recovery scans checked against ground truth: {} clean, {} torn (nothing \
+             after), {} torn after a survey, {} corrupt, {} damaged, {} invalid, {} gaps \
+             skipped; {} where the torn-versus-corrupt decision mattered, {} after damage \
+             to durable records, {} kept an unsynced record",
+            sum(|r| r.recovery.scans),
+            sum(|r| r.recovery.clean),
+            sum(|r| r.recovery.torn),
+            sum(|r| r.recovery.torn_surveyed),
+            sum(|r| r.recovery.corrupt),
+            sum(|r| r.recovery.damaged),
+            sum(|r| r.recovery.invalid),
+            sum(|r| r.recovery.gaps),
+            sum(|r| r.recovery.decided()),
+            sum(|r| r.recovery.with_damage),
+            sum(|r| r.recovery.kept_unsynced),
+        )
+    }
+
     /// The one-line totals of the passing seeds' in-memory logs: how many seeds
     /// bounded them, the catch-up reads served from the WAL, and the largest log a
     /// replica held among bounded and among unbounded seeds.

@@ -21,8 +21,9 @@
 //! - the buffer holds exactly the records `written_through + 1 ..= assigned_through`,
 //!   starting at `offset_next()`, and never more than `buffer_size_max` bytes once padded;
 //! - the reusable buffers do not keep the capacity of a past burst: a buffer given back
-//!   by `recycle` is kept only up to `SPARE_SLACK` x the largest batch of the last two
-//!   windows of `BATCH_WINDOW` writes (at least `SPARE_SIZE_MIN`), else shrunk to it, so
+//!   by `recycle` is kept only up to `KEEP_SLACK` x the largest batch of the last two
+//!   windows of `KEEP_WINDOW` writes (at least `KEEP_SIZE_MIN`; `support::high_water`),
+//!   else shrunk to it, so
 //!   once a burst (a truncation's rewrites fill a whole `buffer_size_max` batch) has
 //!   passed, the shard holds about twice its ordinary batch instead of 2 x
 //!   `buffer_size_max` (`retained_capacity` reports what is held).
@@ -31,21 +32,12 @@ use super::layout::{block_align_up, record_start, BLOCK_SIZE, HEADER_SIZE};
 use super::record::{self, Stamp};
 use super::segment_format::{segment_salt, SegmentGeometry, SegmentHeader, SEGMENT_HEADER_SIZE};
 use crate::paxos::{Lsn, Record};
+use crate::support::high_water::HighWater;
 use std::fmt;
 
 /// The largest batch `GroupCommit` accepts as configuration: keeps a batch's record
 /// count well inside the u32 `batch_delta` field.
 pub const BUFFER_SIZE_MAX_LIMIT: usize = 1 << 30;
-
-/// Writes per window of the batch-size high-water mark: the mark is the largest batch
-/// of the current and the previous window, so a burst is forgotten after two windows.
-pub const BATCH_WINDOW: u32 = 256;
-
-/// A recycled buffer is kept with up to this many times the high-water mark.
-pub const SPARE_SLACK: usize = 2;
-
-/// Capacity a recycled buffer may always keep (small batches do not reallocate).
-pub const SPARE_SIZE_MIN: usize = 64 << 10;
 
 const _: () = assert!(BUFFER_SIZE_MAX_LIMIT % BLOCK_SIZE == 0);
 const _: () = assert!((BUFFER_SIZE_MAX_LIMIT / HEADER_SIZE) < u32::MAX as usize);
@@ -195,11 +187,8 @@ pub struct GroupCommit {
     spare: Vec<u8>,
     /// Segment placement, if the log is segmented.
     segments: Option<SegmentPlacement>,
-    /// Batch-size high-water mark: the largest batch of the previous window, of the
-    /// current one, and the writes taken in the current one (module docs).
-    batch_size_previous_max: usize,
-    batch_size_window_max: usize,
-    batch_window_count: u32,
+    /// Batch-size high-water mark (module docs).
+    batch_sizes: HighWater,
 }
 
 impl GroupCommit {
@@ -232,9 +221,7 @@ impl GroupCommit {
             in_flight: None,
             spare: Vec::new(),
             segments: None,
-            batch_size_previous_max: 0,
-            batch_size_window_max: 0,
-            batch_window_count: 0,
+            batch_sizes: HighWater::default(),
         };
         commit.invariants();
         commit
@@ -376,7 +363,7 @@ impl GroupCommit {
             lsn_through: plan.lsn_through,
         });
         self.buffer_offset += plan.bytes.len() as u64;
-        self.note_batch(plan.bytes.len());
+        self.batch_sizes.note(plan.bytes.len());
         assert!(plan.offset % BLOCK_SIZE as u64 == 0 && plan.bytes.len() % BLOCK_SIZE == 0);
         Some(plan)
     }
@@ -402,39 +389,23 @@ impl GroupCommit {
     /// allocation. Optional. A buffer above `spare_keep_max` is shrunk to it (module
     /// docs), so a past burst does not stay allocated.
     pub fn recycle(&mut self, mut bytes: Vec<u8>) {
-        let keep = self.spare_keep_max();
-        if bytes.capacity() > keep {
-            bytes.clear();
-            bytes.shrink_to(keep);
-        }
+        self.batch_sizes.trim(&mut bytes);
         if bytes.capacity() > self.spare.capacity() {
             self.spare = bytes;
         }
     }
 
-    /// The most capacity a recycled buffer keeps: `SPARE_SLACK` x the batch-size
-    /// high-water mark, at least `SPARE_SIZE_MIN` (module docs).
+    /// The most capacity a recycled buffer keeps: `KEEP_SLACK` x the batch-size
+    /// high-water mark, at least `KEEP_SIZE_MIN` (module docs).
     #[must_use]
     pub fn spare_keep_max(&self) -> usize {
-        let high_water = self.batch_size_previous_max.max(self.batch_size_window_max);
-        high_water.saturating_mul(SPARE_SLACK).max(SPARE_SIZE_MIN)
+        self.batch_sizes.keep_max()
     }
 
     /// Bytes of capacity held by the batch being built and the spare buffer.
     #[must_use]
     pub fn retained_capacity(&self) -> usize {
         self.buffer.capacity() + self.spare.capacity()
-    }
-
-    /// Notes a batch of `size` bytes in the high-water mark's window.
-    fn note_batch(&mut self, size: usize) {
-        self.batch_size_window_max = self.batch_size_window_max.max(size);
-        self.batch_window_count += 1;
-        if self.batch_window_count >= BATCH_WINDOW {
-            self.batch_size_previous_max = self.batch_size_window_max;
-            self.batch_size_window_max = 0;
-            self.batch_window_count = 0;
-        }
     }
 
     /// LSN of the last durable record (inclusive; 0 if none).
@@ -578,6 +549,7 @@ pub fn header_for(
 mod tests {
     use super::*;
     use crate::paxos::{Ballot, Body, Entry, GroupId, Instance, NodeId};
+    use crate::support::high_water::{KEEP_SIZE_MIN, KEEP_WINDOW};
     use crate::wal::record::{decode, Content, DecodeLimits};
     use bytes::Bytes;
 
@@ -635,7 +607,7 @@ mod tests {
     }
 
     // Goal: a burst that filled the buffer to `buffer_size_max` does not stay allocated:
-    // two windows of small batches later, both buffers are back to SPARE_SIZE_MIN.
+    // two windows of small batches later, both buffers are back to KEEP_SIZE_MIN.
     // Method: one ~1 MiB batch, then small ones; count the capacity held.
     #[test]
     fn burst_capacity_is_given_back() {
@@ -650,17 +622,17 @@ mod tests {
             "the burst's buffers are reused while it is recent: {}",
             commit.retained_capacity()
         );
-        for _ in 0..2 * BATCH_WINDOW {
+        for _ in 0..2 * KEEP_WINDOW {
             write_batch(&mut commit, instance, 2, 100);
             instance += 2;
         }
         assert!(
-            commit.retained_capacity() <= 2 * SPARE_SIZE_MIN,
+            commit.retained_capacity() <= 2 * KEEP_SIZE_MIN,
             "held {} bytes of capacity after the burst, max {}",
             commit.retained_capacity(),
-            2 * SPARE_SIZE_MIN
+            2 * KEEP_SIZE_MIN
         );
-        assert_eq!(commit.spare_keep_max(), SPARE_SIZE_MIN);
+        assert_eq!(commit.spare_keep_max(), KEEP_SIZE_MIN);
     }
 
     // Goal: one write per batch, aligned, padded, with LSNs continuing across batches;

@@ -21,10 +21,10 @@ use glommio::timer::sleep;
 
 use super::close::{Closed, CLOSE_LOG_INTERVAL};
 use super::handshake::{self, HANDSHAKE_SIZE_MAX};
-use super::keep::HighWater;
 use super::{Inner, Link};
 use crate::paxos::NodeId;
 use crate::runtime::notify::Notify;
+use crate::support::high_water::HighWater;
 use crate::transport::auth::{self, Nonce};
 use crate::transport::batch::unpack;
 use crate::transport::{self, append_frame_with, FrameBody, FRAME_HEADER_SIZE};
@@ -118,12 +118,6 @@ pub(super) async fn accept_loop(inner: Rc<Inner>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                // An accepted socket inherits the listener's options: SO_REUSEPORT but
-                // not SO_REUSEADDR. Its TIME_WAIT after a close would then fail the
-                // plain probe bind of a restart on this address for a minute.
-                if let Err(error) = socket2::SockRef::from(&stream).set_reuse_address(true) {
-                    log::warn!("net: SO_REUSEADDR on an accepted socket: {error}");
-                }
                 let source = stream
                     .peer_addr()
                     .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());

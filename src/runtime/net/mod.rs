@@ -61,7 +61,7 @@
 //! - in steady state nothing allocates per message: the writer swaps two buffers, the
 //!   encoder and the heartbeat scratch are reused, readers reuse their frame buffer;
 //! - those reused buffers do not keep a past burst's capacity: each written round and
-//!   each read frame is recycled through a high-water mark (`keep`), keeping at most
+//!   each read frame is recycled through a high-water mark (`support::high_water`), keeping at most
 //!   `KEEP_SLACK` x the largest use of the last two windows of `KEEP_WINDOW` uses (at
 //!   least `KEEP_SIZE_MIN`); [`Net::buffer_capacity`] counts what they hold.
 //!
@@ -78,8 +78,9 @@
 //!
 //! Rooms: `config` (the configuration and its validation), [`handshake`] (the
 //! handshake as a pure check), `admission` (pending-handshake slots, pure), `link`
-//! (the tasks that do the I/O), `close` (close reasons and their rate-limited log);
-//! the packing of messages into frames is `transport::batch`, pure too.
+//! (the tasks that do the I/O), `listen` (the listening socket), `close` (close
+//! reasons and their rate-limited log); the packing of messages into frames is
+//! `transport::batch`, pure too.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -89,7 +90,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use glommio::net::TcpListener;
 use glommio::task::JoinHandle;
 use glommio::timer::sleep;
 use glommio::Task;
@@ -105,18 +105,18 @@ mod admission;
 mod close;
 mod config;
 pub mod handshake;
-mod keep;
 mod link;
+mod listen;
 #[cfg(test)]
 mod tests;
 
+pub use crate::support::high_water::{KEEP_SIZE_MIN, KEEP_SLACK, KEEP_WINDOW};
 use admission::PendingHandshakes;
 pub use close::{CLOSE_LOG_BURST, CLOSE_LOG_INTERVAL};
 pub use config::{NetConfig, PENDING_MAX_DEFAULT, PENDING_PER_SOURCE_MAX_DEFAULT};
 pub use handshake::{
     proof_context, HANDSHAKE_SIZE_MAX, LAYOUT_NODES_MAX, PROOF_ROLE_ACCEPTOR, PROOF_ROLE_DIALER,
 };
-pub use keep::{KEEP_SIZE_MIN, KEEP_SLACK, KEEP_WINDOW};
 
 /// Rounds of 1 ms that [`Net::close`] waits for its listening address to be free.
 const CLOSE_WAIT_ROUNDS_MAX: usize = 1000;
@@ -272,21 +272,12 @@ impl Net {
     pub async fn start(config: NetConfig, wake: Rc<dyn Fn()>) -> Result<Net, NetError> {
         config.validate().map_err(NetError::Config)?;
         let addr = config.listen;
-        // glommio binds with SO_REUSEPORT, so binding an address in use "succeeds" and
-        // the kernel splits connections between the two listeners. A plain bind first
-        // (std sets only SO_REUSEADDR) fails if any socket listens there.
-        if addr.port() != 0 {
-            match std::net::TcpListener::bind(addr) {
-                Ok(probe) => drop(probe),
-                Err(error) if error.kind() == io::ErrorKind::AddrInUse => {
-                    return Err(NetError::AddressInUse { addr });
-                }
-                Err(source) => return Err(NetError::Bind { addr, source }),
+        let listener = listen::listen(addr).map_err(|source| {
+            if source.kind() == io::ErrorKind::AddrInUse {
+                NetError::AddressInUse { addr }
+            } else {
+                NetError::Bind { addr, source }
             }
-        }
-        let listener = TcpListener::bind(addr).map_err(|error| NetError::Bind {
-            addr,
-            source: io::Error::from(error),
         })?;
         let local_addr = listener.local_addr().map_err(|error| NetError::Bind {
             addr,

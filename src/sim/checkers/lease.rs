@@ -28,9 +28,23 @@
 //! caught at the first report that creates it. The check is exact for the drifts the
 //! seed drew (all within the bound the protocol is told): the protocol must absorb the
 //! worst-case drift in its own lease arithmetic.
+//!
+//! Grants (`check_grants`): exclusivity between leaders shows a wrong lease only when a
+//! second leader acts inside it, which needs an election closer than the error (a lease
+//! computed without its drift margin is wrong by about `lease × 2ρ`). So every report is
+//! also checked against what the replicas grant at that instant, in true time: in every
+//! membership in effect a quorum of voters must be bound until at least the reported
+//! end. A replica is bound when it is down (it promises nothing, and at its restart
+//! honours a fresh lease for everyone) or its acceptor grants its lease to the leader,
+//! or to no one, until a true instant at or after the end (`Group::lease_grant`, true
+//! time by `SimClock::true_of`, rounded up as the leader's end is). A bound replica
+//! promises no other proposer before the end, and every election quorum meets every
+//! such quorum, so no other leader can be elected inside the lease. The check is exact:
+//! a follower's grant only grows while it names the leader (it is replaced only after
+//! it ran out, or by a newer leader whose election came after the end).
 
 use super::{seconds, Violation};
-use crate::paxos::{Ballot, GroupId, NodeId};
+use crate::paxos::{Ballot, GroupId, Membership, NodeId};
 use std::collections::BTreeMap;
 
 const NAME: &str = "lease";
@@ -46,10 +60,27 @@ struct GroupLease {
     last_report_ns: u64,
 }
 
-/// Checks lease exclusivity per group.
+/// What one replica grants at the instant of a leader's lease report (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// Down: it promises nothing, and honours a fresh lease for everyone at its restart.
+    Down,
+    /// Up: its acceptor grants the lease to `holder` (`None`: to no one) until true time
+    /// `until_ns` (exclusive).
+    Up {
+        /// Whom the lease is granted to.
+        holder: Option<NodeId>,
+        /// First true instant at which the replica no longer honours the grant.
+        until_ns: u64,
+    },
+}
+
+/// Checks lease exclusivity per group, and each lease against the replicas' grants.
 #[derive(Debug, Default)]
 pub struct LeaseChecker {
     groups: BTreeMap<GroupId, GroupLease>,
+    grant_checks: u64,
+    grant_margin_min_ns: Option<u64>,
 }
 
 impl LeaseChecker {
@@ -128,6 +159,105 @@ impl LeaseChecker {
         Ok(())
     }
 
+    /// Checks the lease `node` reports (leading `group` at `ballot`, believing at true
+    /// time `now_ns` that it holds the lease until `lease_end_ns`) against `grants`, what
+    /// each replica grants at `now_ns` (replicas missing from it count as granting
+    /// nothing): every membership of `memberships` (those in effect at the leader)
+    /// needs a quorum of voters bound until at least `lease_end_ns` (module docs).
+    ///
+    /// Err naming the membership, the bound voters and each voter's grant otherwise.
+    pub fn check_grants(
+        &mut self,
+        group: GroupId,
+        node: NodeId,
+        ballot: Ballot,
+        (now_ns, lease_end_ns): (u64, u64),
+        memberships: &[&Membership],
+        grants: &BTreeMap<NodeId, Grant>,
+    ) -> Result<(), Violation> {
+        self.grant_checks += 1;
+        for membership in memberships {
+            // Each voter's margin: how long after the lease end it stays bound.
+            let mut margins: Vec<u64> = membership
+                .voters()
+                .iter()
+                .filter_map(|voter| match grants.get(voter) {
+                    Some(Grant::Down) => Some(u64::MAX),
+                    Some(Grant::Up { holder, until_ns })
+                        if holder.is_none() || *holder == Some(node) =>
+                    {
+                        until_ns.checked_sub(lease_end_ns)
+                    }
+                    _ => None,
+                })
+                .collect();
+            let quorum = membership.quorum();
+            if margins.len() < quorum {
+                let described: Vec<String> = membership
+                    .voters()
+                    .iter()
+                    .map(|voter| match grants.get(voter) {
+                        Some(Grant::Down) => format!("node {} down", voter.0),
+                        Some(Grant::Up {
+                            holder: Some(holder),
+                            until_ns,
+                        }) => format!(
+                            "node {} grants node {} until {}",
+                            voter.0,
+                            holder.0,
+                            seconds(*until_ns)
+                        ),
+                        Some(Grant::Up {
+                            holder: None,
+                            until_ns,
+                        }) => format!(
+                            "node {} grants no one until {}",
+                            voter.0,
+                            seconds(*until_ns)
+                        ),
+                        None => format!("node {} grants nothing", voter.0),
+                    })
+                    .collect();
+                return Err(Violation::new(
+                    NAME,
+                    format!(
+                        "group {}: node {} ballot {ballot} believes at {} it holds the lease \
+                         until {}, but only {} of voters {:?} are bound that long (quorum \
+                         {quorum}): {}",
+                        group.0,
+                        node.0,
+                        seconds(now_ns),
+                        seconds(lease_end_ns),
+                        margins.len(),
+                        membership.voters().iter().map(|v| v.0).collect::<Vec<_>>(),
+                        described.join("; ")
+                    ),
+                ));
+            }
+            // The quorum-th largest margin: by how much the best quorum outlasts the end.
+            margins.sort_unstable_by(|a, b| b.cmp(a));
+            let margin = margins[quorum - 1];
+            if margin != u64::MAX {
+                self.grant_margin_min_ns =
+                    Some(self.grant_margin_min_ns.map_or(margin, |m| m.min(margin)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Lease reports checked against the replicas' grants.
+    #[must_use]
+    pub fn grant_checks(&self) -> u64 {
+        self.grant_checks
+    }
+
+    /// The smallest margin (true ns) by which a quorum's grants outlasted a reported
+    /// lease end, over every check whose quorum needed a running replica.
+    #[must_use]
+    pub fn grant_margin_min_ns(&self) -> Option<u64> {
+        self.grant_margin_min_ns
+    }
+
     /// The current holder of `group`'s lease as reported, with its latest end, if any
     /// lease was ever reported (it may have ended).
     #[must_use]
@@ -140,8 +270,9 @@ impl LeaseChecker {
 
 #[cfg(test)]
 mod tests {
-    use super::LeaseChecker;
-    use crate::paxos::{Ballot, GroupId, NodeId};
+    use super::{Grant, LeaseChecker};
+    use crate::paxos::{Ballot, GroupId, Membership, NodeId};
+    use std::collections::BTreeMap;
 
     const G: GroupId = GroupId(4);
 
@@ -252,5 +383,78 @@ mod tests {
             .observe_lease(G, NodeId(1), ballot(1, 1), 100, 100)
             .unwrap_err();
         assert!(violation.message.contains("ended"), "{violation}");
+    }
+
+    fn up(holder: Option<u32>, until_ns: u64) -> Grant {
+        Grant::Up {
+            holder: holder.map(NodeId),
+            until_ns,
+        }
+    }
+
+    fn grants(list: &[(u32, Grant)]) -> BTreeMap<NodeId, Grant> {
+        list.iter().map(|(n, g)| (NodeId(*n), *g)).collect()
+    }
+
+    // Goal: a lease is accepted exactly when a quorum of each membership in effect is
+    // bound through its end: granting to the leader or to no one until at or after the
+    // end, or down; a grant to another node, a short grant, a missing voter do not count.
+    // Method: node 1 claims [0, 100) among voters 1..3; vary the others' grants around
+    // the end; then a second membership {1, 4, 5} in effect without a quorum.
+    #[test]
+    fn lease_needs_a_bound_quorum() {
+        let three = Membership::new(vec![NodeId(1), NodeId(2), NodeId(3)]);
+        let mut checker = LeaseChecker::new();
+        let b = ballot(1, 1);
+        let ok = |checker: &mut LeaseChecker, list: &[(u32, Grant)]| {
+            checker.check_grants(G, NodeId(1), b, (0, 100), &[&three], &grants(list))
+        };
+        ok(
+            &mut checker,
+            &[
+                (1, up(Some(1), 150)),
+                (2, up(Some(1), 120)),
+                (3, up(Some(2), 900)),
+            ],
+        )
+        .unwrap();
+        assert_eq!(checker.grant_margin_min_ns(), Some(20));
+        ok(&mut checker, &[(1, up(Some(1), 150)), (2, up(None, 100))]).unwrap();
+        assert_eq!(checker.grant_margin_min_ns(), Some(0));
+        ok(&mut checker, &[(2, Grant::Down), (3, up(Some(1), 100))]).unwrap();
+        assert_eq!(checker.grant_checks(), 3);
+
+        let violation = ok(
+            &mut checker,
+            &[
+                (1, up(Some(1), 150)),
+                (2, up(Some(1), 99)),
+                (3, up(Some(2), 900)),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(violation.checker, "lease");
+        assert!(
+            violation.message.contains("only 1 of voters [1, 2, 3]"),
+            "{violation}"
+        );
+        assert!(
+            violation.message.contains("node 3 grants node 2"),
+            "{violation}"
+        );
+        assert!(ok(&mut checker, &[(1, up(Some(1), 150))]).is_err());
+
+        let other = Membership::new(vec![NodeId(1), NodeId(4), NodeId(5)]);
+        let list = grants(&[
+            (1, up(Some(1), 150)),
+            (2, up(Some(1), 150)),
+            (4, up(Some(3), 150)),
+        ]);
+        assert!(checker
+            .check_grants(G, NodeId(1), b, (0, 100), &[&three], &list)
+            .is_ok());
+        assert!(checker
+            .check_grants(G, NodeId(1), b, (0, 100), &[&three, &other], &list)
+            .is_err());
     }
 }

@@ -19,6 +19,7 @@
 //! | `retention`    | in-memory logs stay within retention and window (bounded memory) |
 //! | `install`      | a peer's checkpoint installs forward; no vote on what it covers |
 //! | `send_durable` | a Promise/Accepted leaves only once its record is durable on disk |
+//! | `recovery`     | each start's recovery returns what the disk durably holds, or says corrupt only after damage |
 //! | `truncation`   | the WAL is released only below a durable checkpoint; a restart restores at or above it |
 //! | `liveness`     | after faults heal, the cluster converges within a bound         |
 //!
@@ -39,6 +40,7 @@ pub mod log_read;
 pub mod monotonic;
 pub mod prefix;
 pub mod read;
+pub mod recovery;
 pub mod retention;
 pub mod send_durable;
 pub mod size;
@@ -57,6 +59,7 @@ pub use log_read::{LogReadAnswered, LogReadChecker};
 pub use monotonic::{MonotonicChecker, Watermarks};
 pub use prefix::PrefixChecker;
 pub use read::ReadChecker;
+pub use recovery::{RecoveryChecker, RecoveryCounts};
 pub use retention::{LogShape, RetentionChecker};
 pub use send_durable::SendDurableChecker;
 pub use size::MessageSizeChecker;
@@ -176,6 +179,8 @@ pub struct Checkers {
     pub truncation: TruncationChecker,
     /// Votes leave only once their records are durable on the simulated disk.
     pub send_durable: SendDurableChecker,
+    /// Each start's recovery against what the simulated disk durably holds.
+    pub recovery: RecoveryChecker,
 }
 
 impl Checkers {

@@ -6,12 +6,13 @@
 use super::forge::forge_message;
 use super::{Cluster, Event};
 use crate::paxos::{
-    Ballot, Body, Instance, Lsn, Message, MessageBody, Nanos, Role, WalRead, WalReadOutcome,
-    WalReader,
+    Ballot, Body, GroupId, Instance, Lsn, Message, MessageBody, Nanos, NodeId, Role, WalRead,
+    WalReadOutcome, WalReader,
 };
 use crate::runtime::shard::ProposalOutcome;
 use crate::runtime::state_machine::StateMachine;
 use crate::runtime::Effects;
+use crate::sim::checkers::lease::Grant;
 use crate::sim::checkers::send_durable::Fact;
 use crate::sim::checkers::{LogShape, Violation, Watermarks};
 use crate::wal::catch_up::{self, ReadPlan, RecordRead};
@@ -19,6 +20,7 @@ use crate::wal::layout::record_start;
 use crate::wal::record::{self, Kind};
 use crate::wal::WritePlan;
 use bytes::Bytes;
+use std::collections::BTreeMap;
 
 impl Cluster {
     pub(super) fn execute(
@@ -189,6 +191,9 @@ impl Cluster {
         slot.disk.write(plan.offset, &plan.bytes);
         slot.index.insert_plan(&plan);
         let id = self.nodes[node].id;
+        self.checkers
+            .recovery
+            .observe_write(id, shard, plan.offset, &plan.bytes);
         for (lsn, fact) in written_facts(&plan.bytes) {
             self.checkers
                 .send_durable
@@ -215,6 +220,7 @@ impl Cluster {
         if let Some(core) = self.nodes[node].shards[shard].shard.as_mut() {
             core.recycle(plan.bytes);
         }
+        self.crash_if_waiting(node);
     }
 
     /// Reads `read` from the shard's disk as it is now (see the module doc of
@@ -284,6 +290,26 @@ impl Cluster {
         Ok((truncated, outcome))
     }
 
+    /// What every replica grants of `group`'s lease now, in true time (the lease
+    /// checker's `Grant`): a node down, or up without the group yet, promises nothing.
+    fn lease_grants(&self, group: GroupId) -> BTreeMap<NodeId, Grant> {
+        (0..self.nodes.len())
+            .map(|node| {
+                let grant = match self.group_on(node, group).filter(|_| self.nodes[node].up) {
+                    None => Grant::Down,
+                    Some(replica) => {
+                        let (holder, until) = replica.lease_grant();
+                        Grant::Up {
+                            holder,
+                            until_ns: self.nodes[node].clock.true_of(until),
+                        }
+                    }
+                };
+                (self.nodes[node].id, grant)
+            })
+            .collect()
+    }
+
     /// Feeds every checker the state of the groups of `node`'s `shard` after a step.
     pub(super) fn observe(&mut self, node: usize, shard: usize) -> Result<(), Violation> {
         let id = self.nodes[node].id;
@@ -326,6 +352,19 @@ impl Cluster {
                     self.checkers
                         .lease
                         .observe_lease(group_id, id, ballot, self.now, end)?;
+                    let grants = self.lease_grants(group_id);
+                    let memberships = [
+                        group.membership_at(group.chosen_through().next()),
+                        group.latest_membership(),
+                    ];
+                    self.checkers.lease.check_grants(
+                        group_id,
+                        id,
+                        ballot,
+                        (self.now, end),
+                        &memberships,
+                        &grants,
+                    )?;
                 }
             }
             if group.is_fenced() {

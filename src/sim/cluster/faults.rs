@@ -19,18 +19,40 @@ impl Cluster {
             return;
         }
         let node = up[self.prng.index(up.len())];
+        // A torn write matters only when a crash finds a write in flight: with half
+        // the seed's torn-write chance, this crash waits for the next write any node
+        // issues and strikes while it is in flight (the crash rate stays the seed's).
+        let torn_ppm = self.options.disk_torn_write_ppm;
+        if torn_ppm > 0 && self.crash_prng.chance_ppm(torn_ppm / 2) {
+            self.crash_at_next_write = true;
+            return;
+        }
         // One crash in five (at least) loses its disk when the seed enables it.
         let lose_disk = self.damaged.is_none()
             && self.options.disk_loss_ppm > 0
             && self
                 .prng
                 .chance_ppm(self.options.disk_loss_ppm.max(200_000));
+        self.crash_and_restart(node, lose_disk);
+    }
+
+    /// Crashes `node` now and schedules its restart.
+    pub(super) fn crash_and_restart(&mut self, node: usize, lose_disk: bool) {
         self.crash(node, lose_disk);
         let delay = self.prng.range(
             self.options.restart_delay_ns_min,
             self.options.restart_delay_ns_max,
         );
         self.schedule(self.now + delay, Event::Restart { node });
+    }
+
+    /// `node` just issued a write: when a crash waits for one, it strikes before the
+    /// write completes (1 ns later: write latencies are at least 10 µs).
+    pub(super) fn crash_if_waiting(&mut self, node: usize) {
+        if std::mem::take(&mut self.crash_at_next_write) && !self.liveness {
+            let incarnation = self.nodes[node].incarnation;
+            self.schedule(self.now + 1, Event::CrashInFlight { node, incarnation });
+        }
     }
 
     pub(super) fn crash(&mut self, node: usize, lose_disk: bool) {
@@ -40,7 +62,11 @@ impl Cluster {
         self.network.drop_node(n.id);
         for slot in &mut n.shards {
             slot.shard = None;
-            slot.disk.crash(&mut self.prng);
+            slot.disk.crash(
+                &mut self.crash_prng,
+                self.options.disk_unsynced_keep_ppm,
+                self.options.disk_torn_write_ppm,
+            );
         }
         n.fs.crash(&mut self.checkpoint_prng);
         n.machines.clear();
@@ -104,6 +130,8 @@ impl Cluster {
         let offset = self.prng.below(limit);
         let bit = self.prng.below(8) as u8;
         self.nodes[node].shards[shard].disk.flip_bit(offset, bit);
+        let id = self.nodes[node].id;
+        self.checkers.recovery.observe_damage(id, shard, offset);
         self.damaged = Some(node);
         self.report.bit_flips += 1;
         // Damage matters when the log is read back: crash the node soon.
@@ -159,6 +187,7 @@ impl Cluster {
             let slot = &mut self.nodes[node].shards[shard];
             if wipe {
                 slot.disk.wipe();
+                self.checkers.recovery.observe_wiped(id, shard);
             }
             let scan = wal::scan(
                 slot.disk.image(),
@@ -168,6 +197,10 @@ impl Cluster {
                     limits: DecodeLimits::default(),
                 },
             );
+            // The oracle: the scan against what this disk was written, kept and damaged.
+            self.checkers
+                .recovery
+                .observe_scan(id, shard, &scan, slot.disk.image())?;
             let corrupt = scan.recovery.is_corrupt();
             if corrupt {
                 self.report.corrupt_recoveries += 1;

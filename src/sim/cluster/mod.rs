@@ -127,6 +127,11 @@ enum Event {
         rewrites: Vec<crate::paxos::Record>,
     },
     Crash,
+    /// A crash of `node` while the write it just issued is in flight (`faults`).
+    CrashInFlight {
+        node: usize,
+        incarnation: u32,
+    },
     Restart {
         node: usize,
     },
@@ -212,6 +217,11 @@ pub struct Cluster {
     checkpoint_prng: Prng,
     /// The WAL reads' own stream (their disk latency), for the same reason.
     wal_read_prng: Prng,
+    /// The crashes' own stream: which unsynced sectors a crash keeps, and whether it
+    /// waits for a write in flight (`faults`), for the same reason.
+    crash_prng: Prng,
+    /// A crash is due as soon as a node issues a write (`faults`).
+    crash_at_next_write: bool,
     /// When the next read is issued (`None`: reads are off).
     read_next_ns: Option<u64>,
     read_id_next: u64,
@@ -340,6 +350,8 @@ impl Cluster {
             read_prng: Prng::new(options.seed ^ 0x5245_4144_5354_524d),
             checkpoint_prng: Prng::new(options.seed ^ 0x434b_5054_5354_524d),
             wal_read_prng: Prng::new(options.seed ^ 0x5741_4c52_4541_4453),
+            crash_prng: Prng::new(options.seed ^ 0x4352_4153_4853_544d),
+            crash_at_next_write: false,
             read_next_ns: options.read_interval_ns_mean,
             read_id_next: 1,
             reads_in_flight: BTreeMap::new(),
@@ -566,6 +578,7 @@ impl Cluster {
                     self.nodes[node].shards[shard].disk.sync();
                     let id = self.nodes[node].id;
                     self.checkers.send_durable.observe_synced(id, shard, lsn);
+                    self.checkers.recovery.observe_synced(id, shard);
                     self.nodes[node].shards[shard].last_write_offset = offset;
                     self.step_shard(node, shard, ShardInput::WriteDone { lsn_through: lsn })?;
                 }
@@ -606,6 +619,16 @@ impl Cluster {
                         let at = self.now + self.exponential(mean);
                         self.schedule(at, Event::Crash);
                     }
+                }
+            }
+            Event::CrashInFlight { node, incarnation } => {
+                let up = self.nodes.iter().filter(|n| n.up).count();
+                if !self.liveness
+                    && up > 1
+                    && self.nodes[node].up
+                    && self.nodes[node].incarnation == incarnation
+                {
+                    self.crash_and_restart(node, false);
                 }
             }
             Event::Restart { node } => {

@@ -69,6 +69,14 @@ pub struct RunReport {
     /// Flipped runs delivered to a running shard and refused there (not part of
     /// `Debug`).
     pub raw_runs_refused: u64,
+    /// Lease reports checked against the replicas' grants (not part of `Debug`).
+    pub lease_grant_checks: u64,
+    /// The smallest true-time margin by which a quorum's grants outlasted a reported
+    /// lease end (not part of `Debug`).
+    pub lease_margin_min_ns: Option<u64>,
+    /// What the recovery scans of every start decided, each checked against the
+    /// simulator's ground truth (`checkers::recovery`; not part of `Debug`).
+    pub recovery: crate::sim::checkers::RecoveryCounts,
 }
 
 impl std::fmt::Debug for RunReport {
@@ -191,7 +199,10 @@ impl Cluster {
         report.acknowledged = self.checkers.durability.acknowledged().len();
         report.forged_refused = self.checkers.bounds.forged_refused();
         report.log_len_max = self.checkers.retention.log_len_max();
+        report.lease_grant_checks = self.checkers.lease.grant_checks();
+        report.lease_margin_min_ns = self.checkers.lease.grant_margin_min_ns();
         report.retention_bounded = self.options.retention_bounded();
+        report.recovery = self.checkers.recovery.counts();
         report.chosen = self
             .groups
             .iter()

@@ -317,6 +317,32 @@ fn double_bind_fails() {
     .expect("executor");
 }
 
+// Goal: an address can be bound again while a connection its earlier listener accepted
+// lives on (open, or in TIME_WAIT after the close of a stopped node), so a restart on
+// it starts; and still not while another socket listens there.
+// Method: listen, accept one connection, drop the listener but keep the connection;
+// listen again on the address, then once more beside that listener.
+#[test]
+fn rebind_beside_an_accepted_connection() {
+    run_local(async {
+        let addrs = free_addrs(&[1]);
+        let addr = addrs[&NodeId(1)];
+        let first = super::listen::listen(addr).expect("listen");
+        let client = std::net::TcpStream::connect(addr).expect("connect");
+        let accepted = first.accept().await.expect("accept");
+        drop(first);
+        let again = super::listen::listen(addr).expect("bind beside the accepted connection");
+        let third = super::listen::listen(addr);
+        assert!(
+            matches!(&third, Err(error) if error.kind() == io::ErrorKind::AddrInUse),
+            "a second listener on {addr}: {:?}",
+            third.map(|_| ())
+        );
+        drop((client, accepted, again));
+    })
+    .expect("executor");
+}
+
 // Goal: the links' reusable buffers keep a burst's capacity only while it is recent:
 // after a burst the writer's buffers and the reader's frame buffer shrink back near
 // the ordinary round, as `Net::buffer_capacity` counts.

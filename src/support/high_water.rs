@@ -1,12 +1,14 @@
-//! How much capacity a reused byte buffer of the links keeps (the writer's buffer and
-//! spare toward each peer, each reader's frame buffer).
+//! How much capacity a reused byte buffer keeps: the links' buffers (the writer's
+//! buffer and spare toward each peer, each reader's frame buffer) and the WAL's batch
+//! buffers (`wal::group_commit`).
 //!
-//! Invariant: a buffer given back through [`HighWater::recycle`] keeps at most
+//! Invariant: a buffer given back through [`HighWater::recycle`] or
+//! [`HighWater::trim`] keeps at most
 //! `KEEP_SLACK` x the largest use of the last two windows of `KEEP_WINDOW` uses, and
 //! never less than `KEEP_SIZE_MIN`; so once a burst (a catch-up run, a backlog after a
-//! slow peer) has passed, a link holds about twice its ordinary round instead of the
-//! largest round it ever sent or received, while the ordinary rounds still reuse their
-//! allocation.
+//! slow peer, a truncation's rewrites filling a whole batch) has passed, a buffer holds
+//! about twice its ordinary use instead of the largest it ever had, while the ordinary
+//! uses still reuse their allocation.
 
 /// Uses per window of the high-water mark: the mark is the largest use of the current
 /// and the previous window, so a burst is forgotten after two windows.
@@ -20,7 +22,7 @@ pub const KEEP_SIZE_MIN: usize = 64 << 10;
 
 /// The largest use of a buffer over the last two windows of `KEEP_WINDOW` uses.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct HighWater {
+pub struct HighWater {
     previous_max: usize,
     window_max: usize,
     uses: u32,
@@ -28,7 +30,7 @@ pub(super) struct HighWater {
 
 impl HighWater {
     /// Notes one use of `size` bytes.
-    pub(super) fn note(&mut self, size: usize) {
+    pub fn note(&mut self, size: usize) {
         self.window_max = self.window_max.max(size);
         self.uses += 1;
         if self.uses >= KEEP_WINDOW {
@@ -39,17 +41,22 @@ impl HighWater {
     }
 
     /// The most capacity a recycled buffer keeps now.
-    pub(super) fn keep_max(&self) -> usize {
+    pub fn keep_max(&self) -> usize {
         self.previous_max
             .max(self.window_max)
             .saturating_mul(KEEP_SLACK)
             .max(KEEP_SIZE_MIN)
     }
 
-    /// Notes the use `buffer.len()`, empties `buffer` and shrinks it to `keep_max()`
-    /// when it holds more capacity.
-    pub(super) fn recycle(&mut self, buffer: &mut Vec<u8>) {
+    /// Notes the use `buffer.len()`, then [`HighWater::trim`]s `buffer`.
+    pub fn recycle(&mut self, buffer: &mut Vec<u8>) {
         self.note(buffer.len());
+        self.trim(buffer);
+    }
+
+    /// Empties `buffer` and shrinks it to `keep_max()` when it holds more capacity
+    /// (for a buffer whose use was noted already).
+    pub fn trim(&self, buffer: &mut Vec<u8>) {
         buffer.clear();
         let keep = self.keep_max();
         if buffer.capacity() > keep {
