@@ -46,6 +46,7 @@ use bytes::Bytes;
 use super::checkpoint::{CheckpointBase, Restore};
 use super::config::GroupConfig;
 use super::filters::Filters;
+use super::learner::CatchUpRenewal;
 use super::message::Message;
 pub use super::observe::entry_checksum;
 use super::output::{Apply, Completion, Output, ProposeError, Record, Refused, WalReadOutcome};
@@ -261,6 +262,9 @@ pub struct Group {
     /// first instance, until the gap before them fills: at most
     /// `catch_up_credit_max` (`learner`).
     pub(super) catch_up_ahead: BTreeMap<Instance, Vec<Entry>>,
+    /// The requesting side's credit accounting: chunks learned and not yet durable
+    /// (`learner`).
+    pub(super) catch_up_renewal: CatchUpRenewal,
     // Recovery from lost state.
     pub(super) voting: bool,
     pub(super) rejoin: Option<Rejoin>,
@@ -363,6 +367,7 @@ impl Group {
             catch_up_wanted: false,
             catch_up_streams: BTreeMap::new(),
             catch_up_ahead: BTreeMap::new(),
+            catch_up_renewal: CatchUpRenewal::default(),
             voting: !restore.lost_state,
             rejoin: restore.lost_state.then(Rejoin::default),
             fenced: false,
@@ -488,6 +493,9 @@ impl Group {
             ),
             B::HeartbeatAck { ballot, sent_at } => {
                 self.on_heartbeat_ack(now, from, ballot, sent_at)
+            }
+            B::CatchUpRequest { from: first, .. } if from == self.config.node => {
+                self.on_catch_up_durable(first, out)
             }
             B::CatchUpRequest {
                 from: first,

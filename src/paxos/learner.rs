@@ -19,11 +19,37 @@
 //!
 //! A replica below its vote floor (`checkpoint`) wants catch-up until it reaches it,
 //! from every peer: it withholds its promise meanwhile, so there may be no leader.
+//!
+//! Credit renewals (`CatchUpRenewal`): a chunk that teaches something is acknowledged
+//! at once, by a request granting `catch_up_credit_max` less the chunks learned whose
+//! records are not yet durable; the same step sends this replica, once those records
+//! are durable (`send_after_persist`), a notice (a `CatchUpRequest` addressed to
+//! itself) that retires them and tops the credit up. Chunks in flight plus chunks
+//! waiting for the disk thus stay within the credit (the bytes received and not
+//! written stay bounded, and the shard does not refuse chunks for want of WAL room,
+//! `wal_pending_size_max`), and a slow WAL sync costs the stream credit, not a round
+//! trip per chunk: renewing only once each chunk was durable left a stream of large
+//! values at one value per sync, slower than the cluster chose (seed 62246031965675).
+
+use std::collections::VecDeque;
 
 use super::group::{Group, Role};
 use super::message::MessageBody;
 use super::output::Output;
 use super::types::{Ballot, Entry, Instance, Nanos, NodeId};
+
+/// The requesting side of catch-up streaming: what its renewals grant (module docs).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CatchUpRenewal {
+    /// The peer streaming to this replica: the sender of the last chunk that taught.
+    source: Option<NodeId>,
+    /// The `from` of the last request sent. A renewal never repeats it: the peer takes
+    /// a repeated `from` for a lost chunk and starts its stream over.
+    asked: Instance,
+    /// The last instance of each chunk learned whose records are not known durable,
+    /// ascending; at most `catch_up_credit_max` (an older one is taken as durable).
+    unsynced: VecDeque<Instance>,
+}
 
 impl Group {
     /// Learns chosen instances from the watermark of the leader at `ballot`.
@@ -106,17 +132,81 @@ impl Group {
                 self.send(out, node, self.catch_up_request(from));
             }
         }
+        self.catch_up_renewal.asked = from;
         self.catch_up_due = now.plus(self.config.retransmit_ns);
     }
 
-    /// A catch-up request from `from` on, granting this replica's credit
-    /// (`GroupConfig::catch_up_credit_max` chunks in flight).
+    /// A catch-up request from `from` on, granting this replica's credit: at least one
+    /// chunk (a request asks for something), else `catch_up_credit` chunks.
     pub(super) fn catch_up_request(&self, from: Instance) -> MessageBody {
         MessageBody::CatchUpRequest {
             from,
-            credit: u32::try_from(self.config.catch_up_credit_max)
+            credit: u32::try_from(self.catch_up_credit().max(1))
                 .expect("validate bounds catch_up_credit_max by CATCH_UP_CREDIT_LIMIT"),
         }
+    }
+
+    /// Chunks a request may grant: `GroupConfig::catch_up_credit_max` less the chunks
+    /// learned by catch-up whose records are not yet durable (module docs).
+    pub(super) fn catch_up_credit(&self) -> usize {
+        self.config
+            .catch_up_credit_max
+            .saturating_sub(self.catch_up_renewal.unsynced.len())
+    }
+
+    /// Notes `chunks` chunks learned through the chosen watermark: they count against
+    /// the credit until the notice sent here after their records are durable arrives
+    /// (`on_catch_up_durable`).
+    fn note_chunks_learned(&mut self, chunks: usize, out: &mut Output) {
+        let unsynced = &mut self.catch_up_renewal.unsynced;
+        for _ in 0..chunks {
+            unsynced.push_back(self.chosen_through);
+        }
+        while unsynced.len() > self.config.catch_up_credit_max {
+            unsynced.pop_front();
+        }
+        let notice = MessageBody::CatchUpRequest {
+            from: self.chosen_through.next(),
+            credit: 0,
+        };
+        self.send_after_persist(out, self.config.node, notice);
+    }
+
+    /// The notice `note_chunks_learned` sent: everything learned below `first` is
+    /// durable. Retires those chunks and, while catching up, tops up the credit of the
+    /// stream (a renewal, when there is something new to acknowledge).
+    pub(super) fn on_catch_up_durable(&mut self, first: Instance, out: &mut Output) {
+        let unsynced = &mut self.catch_up_renewal.unsynced;
+        while unsynced.front().is_some_and(|last| *last < first) {
+            unsynced.pop_front();
+        }
+        if self.catch_up_wanted && self.rejoin.is_none() {
+            self.renew_catch_up(out);
+        }
+    }
+
+    /// Acknowledges what was learned to the streaming peer and grants the credit left,
+    /// at once; nothing when no credit is left (the durability notice renews) or
+    /// nothing new was learned since the last request (a repeated `from` would make
+    /// the peer start over).
+    fn renew_catch_up(&mut self, out: &mut Output) {
+        let from = self.chosen_through.next();
+        let credit = self.catch_up_credit();
+        let Some(to) = self.catch_up_renewal.source else {
+            return;
+        };
+        if credit == 0 || from <= self.catch_up_renewal.asked {
+            return;
+        }
+        self.catch_up_renewal.asked = from;
+        let credit = u32::try_from(credit)
+            .expect("validate bounds catch_up_credit_max by CATCH_UP_CREDIT_LIMIT");
+        self.send(out, to, MessageBody::CatchUpRequest { from, credit });
+    }
+
+    /// Chunks learned by catch-up whose records are not known durable.
+    pub(super) fn catch_up_unsynced(&self) -> usize {
+        self.catch_up_renewal.unsynced.len()
     }
 
     #[expect(
@@ -160,15 +250,18 @@ impl Group {
         } else {
             self.learn_chunk(first, entries, out);
         }
+        let mut chunks = 1;
         while let Some(kept) = self.catch_up_ahead.first_entry() {
             if *kept.key() > self.chosen_through.next() {
                 break;
             }
             let (first, entries) = kept.remove_entry();
             self.learn_chunk(first, entries, out);
+            chunks += 1;
         }
         if self.chosen_through > before {
             self.on_chosen_advanced(out);
+            self.note_chunks_learned(chunks, out);
         }
         if let Some(rejoin) = self.rejoin.as_mut() {
             // A peer re-learning lost state itself reports a promise and an accepted
@@ -185,21 +278,19 @@ impl Group {
         }
         if peer_chosen > self.chosen_through {
             // More to fetch. Progress acknowledges the chunk and renews the peer's
-            // credit (its stream goes on from where it is: `stream`) once what it
-            // taught is durable: the bytes received and not yet written are then
-            // bounded by the credit too, and the shard does not refuse the next
-            // chunks for want of WAL room (`wal_pending_size_max`). A chunk
-            // that taught nothing (a duplicate, one after a lost one, an empty one while
-            // others are in flight) asks nothing: renewing with the same `from` would
-            // make the peer start over with every chunk in flight, for each such chunk.
+            // credit at once (its stream goes on from where it is: `stream`), less
+            // the chunks not yet durable (module docs). A chunk that taught nothing
+            // (a duplicate, one after a lost one, an empty one while others are in
+            // flight) asks nothing: renewing with the same `from` would make the peer
+            // start over with every chunk in flight, for each such chunk.
             // The retransmit timer asks again if the stream stalls (go-back-N): after
             // progress it waits one retransmit interval per chunk of credit, since up
             // to that many chunks may be queued ahead of the next one on a slow link,
             // and asking again makes the peer send them all again.
             self.catch_up_wanted = true;
             if self.rejoin.is_none() && self.chosen_through > before {
-                let request = self.catch_up_request(self.chosen_through.next());
-                self.send_after_persist(out, from, request);
+                self.catch_up_renewal.source = Some(from);
+                self.renew_catch_up(out);
                 let credit = self.config.catch_up_credit_max as u64;
                 self.catch_up_due = now.plus(self.config.retransmit_ns.saturating_mul(credit));
             } else if self.rejoin.is_some() {

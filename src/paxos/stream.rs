@@ -347,6 +347,12 @@ impl Group {
             self.catch_up_streams.len()
         );
         assert!(
+            self.catch_up_unsynced() <= self.config.catch_up_credit_max,
+            "{} catch-up chunks learned and not durable > catch_up_credit_max {}",
+            self.catch_up_unsynced(),
+            self.config.catch_up_credit_max
+        );
+        assert!(
             self.catch_up_ahead.len() <= self.config.catch_up_credit_max,
             "{} catch-up chunks kept ahead > catch_up_credit_max {}",
             self.catch_up_ahead.len(),
@@ -416,6 +422,36 @@ mod tests {
         config.catch_up_entries_max = 10;
         config.catch_up_credit_max = 4;
         Group::new(config, restore, Nanos(0))
+    }
+
+    /// Node 3, empty, asking node 2 with a credit of 4.
+    fn requester() -> Group {
+        let voters = Membership::new(vec![NodeId(1), NodeId(2), NodeId(3)]);
+        let mut config = GroupConfig::new(NodeId(3), GroupId(1), voters);
+        config.catch_up_entries_max = 10;
+        config.catch_up_credit_max = 4;
+        Group::new(config, Restore::default(), Nanos(0))
+    }
+
+    /// One step of `group` on `message`, its invariants checked.
+    fn deliver(group: &mut Group, message: Message) -> Output {
+        let mut out = Output::default();
+        group.step(Nanos(2), Input::Message(message), &mut out);
+        group.invariants();
+        out
+    }
+
+    /// The (from, credit) of the catch-up requests in `messages`, all to node 2.
+    fn requests(messages: &[Message]) -> Vec<(u64, u32)> {
+        messages
+            .iter()
+            .map(|m| match m.body {
+                MessageBody::CatchUpRequest { from, credit } if m.to == NodeId(2) => {
+                    (from.0, credit)
+                }
+                ref other => panic!("not a request to node 2: {other:?}"),
+            })
+            .collect()
     }
 
     /// Node 3's request to node 2; returns the (first, last) instances of the chunks
@@ -498,11 +534,7 @@ mod tests {
     #[test]
     fn chunks_overtaken_are_learned_and_acknowledged() {
         let mut server = server();
-        let voters = Membership::new(vec![NodeId(1), NodeId(2), NodeId(3)]);
-        let mut config = GroupConfig::new(NodeId(3), GroupId(1), voters);
-        config.catch_up_entries_max = 10;
-        config.catch_up_credit_max = 4;
-        let mut requester = Group::new(config, Restore::default(), Nanos(0));
+        let mut requester = requester();
         let ask = Message {
             group: GroupId(1),
             from: NodeId(3),
@@ -513,15 +545,23 @@ mod tests {
         server.step(Nanos(1), Input::Message(ask), &mut out);
         let mut chunks = std::mem::take(&mut out.send);
         assert_eq!(chunks.len(), 4, "four chunks of credit: {chunks:?}");
-        let mut renewals = Vec::new();
+        let mut notices = Vec::new();
         while let Some(chunk) = chunks.pop() {
             let mut out = Output::default();
             requester.step(Nanos(2), Input::Message(chunk), &mut out);
             requester.invariants();
-            renewals.append(&mut out.send_after_persist);
+            assert!(
+                out.send.is_empty(),
+                "four chunks not durable: no credit left"
+            );
+            notices.append(&mut out.send_after_persist);
         }
         assert_eq!(requester.chosen_through, Instance(40), "all four learned");
-        let renewal = renewals.pop().expect("progress renews the credit");
+        // Once they are durable, the notice renews the credit.
+        let notice = notices.pop().expect("learning sends a durability notice");
+        let mut out = Output::default();
+        requester.step(Nanos(2), Input::Message(notice), &mut out);
+        let renewal = out.send.pop().expect("durability renews the credit");
         assert!(
             matches!(renewal.body, MessageBody::CatchUpRequest { from, .. } if from == Instance(41)),
             "renewal from 41: {renewal:?}"
@@ -539,5 +579,101 @@ mod tests {
             })
             .collect();
         assert_eq!(sent, vec![(41, 50), (51, 60), (61, 70), (71, 80)]);
+    }
+
+    // Goal: the requester renews at once when a chunk teaches something, granting the
+    // credit less the chunks learned and not yet durable (3, 2, 1, then nothing), and
+    // the durability notice sent after each chunk's records renews when nothing else
+    // did; a notice with nothing new to acknowledge asks nothing (a repeated `from`
+    // would make the server start over).
+    // Method: node 2 streams four chunks to node 3 (credit 4), delivered in order
+    // while node 3's disk holds every notice; then the notices arrive.
+    #[test]
+    fn renewals_grant_the_credit_not_durable() {
+        let mut server = server();
+        let mut requester = requester();
+        let ask = Message {
+            group: GroupId(1),
+            from: NodeId(3),
+            to: NodeId(2),
+            body: requester.catch_up_request(Instance(1)),
+        };
+        let chunks = deliver(&mut server, ask).send;
+        assert_eq!(chunks.len(), 4, "four chunks of credit: {chunks:?}");
+        let mut renewals = Vec::new();
+        let mut notices = Vec::new();
+        for chunk in chunks {
+            let mut out = deliver(&mut requester, chunk);
+            renewals.push(requests(&out.send));
+            notices.append(&mut out.send_after_persist);
+        }
+        assert_eq!(
+            renewals,
+            vec![vec![(11, 3)], vec![(21, 2)], vec![(31, 1)], vec![]],
+            "at once, less what is not durable"
+        );
+        assert_eq!(requester.catch_up_unsynced(), 4);
+        assert!(
+            notices.iter().all(|m| m.to == NodeId(3)),
+            "notices go to the requester itself: {notices:?}"
+        );
+        // The first chunk is durable: one chunk of credit, from 41 (the fourth chunk
+        // was not acknowledged yet); then nothing new to acknowledge, so the other
+        // notices ask nothing.
+        let answers: Vec<Vec<(u64, u32)>> = notices
+            .into_iter()
+            .map(|m| requests(&deliver(&mut requester, m).send))
+            .collect();
+        assert_eq!(answers, vec![vec![(41, 1)], vec![], vec![], vec![]]);
+        assert_eq!(requester.catch_up_unsynced(), 0);
+        assert_eq!(requester.catch_up_credit(), 4);
+    }
+
+    // Goal: with a disk slower than the network, the chunks on the way plus those
+    // learned and not durable never exceed the credit, the bound is reached (the
+    // disk is the limit), and the stream reaches the end without a timeout or a
+    // restart: a renewal waits on no sync, and the notices keep it going.
+    // Method: node 2 streams 150 values in chunks of 10 to node 3, one chunk
+    // delivered per round; node 3's disk syncs (its notices arrive) every third round.
+    #[test]
+    fn chunks_in_flight_and_not_durable_stay_within_the_credit() {
+        let mut server = server();
+        let mut requester = requester();
+        let mut to_server = std::collections::VecDeque::from([Message {
+            group: GroupId(1),
+            from: NodeId(3),
+            to: NodeId(2),
+            body: requester.catch_up_request(Instance(1)),
+        }]);
+        let mut to_requester = std::collections::VecDeque::new();
+        let mut disk = Vec::new();
+        let mut outstanding_max = 0;
+        for round in 1..=200 {
+            while let Some(request) = to_server.pop_front() {
+                to_requester.extend(deliver(&mut server, request).send);
+            }
+            if let Some(chunk) = to_requester.pop_front() {
+                let mut out = deliver(&mut requester, chunk);
+                to_server.extend(out.send);
+                disk.append(&mut out.send_after_persist);
+            }
+            if round % 3 == 0 {
+                for notice in std::mem::take(&mut disk) {
+                    to_server.extend(deliver(&mut requester, notice).send);
+                }
+            }
+            let outstanding = to_requester.len() + requester.catch_up_unsynced();
+            assert!(
+                outstanding <= 4,
+                "round {round}: {outstanding} chunks > credit 4"
+            );
+            outstanding_max = outstanding_max.max(outstanding);
+            if requester.chosen_through == Instance(150) {
+                assert_eq!(outstanding_max, 4, "the bound was reached");
+                assert_eq!(server.counters.catch_up_streams_restarted, 0);
+                return;
+            }
+        }
+        panic!("stalled at {}", requester.chosen_through.0);
     }
 }
