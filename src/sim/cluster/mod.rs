@@ -259,14 +259,13 @@ impl Cluster {
     pub fn new(options: SimOptions) -> Cluster {
         let mut prng = Prng::new(options.seed);
         let voters: Vec<NodeId> = (1..=options.node_count as u32).map(NodeId).collect();
-        let membership = Membership::new(voters.clone());
         let groups: Vec<GroupId> = (1..=options.group_count as u32).map(GroupId).collect();
         let value_size_max = options.value_size_max.max(options.large_value_size_max);
         let batch_size_max = options.batch_size_max.max(value_size_max);
         let mut group_configs = Vec::new();
         for &node in &voters {
             for &group in &groups {
-                let mut config = GroupConfig::new(node, group, membership.clone());
+                let mut config = GroupConfig::new(node, group, Membership::new(voters.clone()));
                 config.window_instances_max = options.window_instances_max;
                 config.accept_window_instances_max = options.window_instances_max * 4;
                 config.batch_values_max = options.batch_values_max;
