@@ -63,6 +63,18 @@ fn shard_with(
     Shard::new(shard_config, vec![(config, restore)], commit, marker, now)
 }
 
+/// Writes `plan` onto `disk`, syncs, and tells `shard` the write is durable.
+fn complete(shard: &mut Shard, disk: &mut SimDisk, now: Nanos, plan: &wal::WritePlan) {
+    disk.write(plan.offset, &plan.bytes);
+    disk.sync();
+    shard.step(
+        now,
+        ShardInput::WriteDone {
+            lsn_through: plan.lsn_through,
+        },
+    );
+}
+
 /// An executor whose writes complete at once onto `disk`: steps `input`, flushes until
 /// no write is planned, and returns the checkpoints asked for, each checked to be at
 /// the group's applied watermark right after the flush that asked, and the applies.
@@ -89,14 +101,7 @@ fn run(
         let Some(plan) = effects.write.take() else {
             break;
         };
-        disk.write(plan.offset, &plan.bytes);
-        disk.sync();
-        shard.step(
-            now,
-            ShardInput::WriteDone {
-                lsn_through: plan.lsn_through,
-            },
-        );
+        complete(shard, disk, now, &plan);
         effects.clear();
     }
     (takes, applied)
@@ -351,14 +356,7 @@ fn lost_state_restore_makes_its_checkpoint_provable_before_the_marker_goes() {
             let Some(plan) = effects.write.take() else {
                 break;
             };
-            disk.write(plan.offset, &plan.bytes);
-            disk.sync();
-            s.step(
-                now,
-                ShardInput::WriteDone {
-                    lsn_through: plan.lsn_through,
-                },
-            );
+            complete(&mut s, &mut disk, now, &plan);
         }
         if cleared {
             break;
