@@ -209,29 +209,11 @@ fn restart_resumes_after_the_checkpoint() {
     let (applied, checksum) = (before.applied_through(), before.checksum());
     assert_eq!(applied, Instance(13));
 
-    let scan = wal::scan(
-        disk.image(),
-        &ScanConfig {
-            salt: SALT,
-            lsn_prev: Lsn(0),
-            limits: DecodeLimits::default(),
-        },
-    );
-    let state = wal::replay(&scan.records)
-        .remove(&G)
-        .expect("the group's records");
-    let restore = Restore {
-        promised: state.promised,
-        accepted: state.accepted,
-        learned: state.learned,
-        chosen_through: state.chosen_through,
-        lost_state: false,
-        checkpoint: None,
-        installed_through: Instance(0),
-    };
+    let (restore, resume) = recovered(&disk, false);
+    assert_eq!(restore.installed_through, Instance(0));
     assert_eq!(restore.chosen_proven(), Instance(13));
 
-    let mut from_log = shard(restore.clone(), scan.resume, now);
+    let mut from_log = shard(restore.clone(), resume, now);
     let (_, replayed) = run(&mut from_log, &mut disk, now, ShardInput::Tick);
     assert_eq!(
         replayed.first(),
@@ -241,7 +223,7 @@ fn restart_resumes_after_the_checkpoint() {
 
     let mut with_base = restore.clone();
     with_base.checkpoint = Some(base.clone());
-    let mut restarted = shard(with_base, scan.resume, now);
+    let mut restarted = shard(with_base, resume, now);
     assert_eq!(restarted.checkpoints().durable_through(G), Instance(5));
     let (_, replayed) = run(&mut restarted, &mut disk, now, ShardInput::Tick);
     let expected: Vec<Instance> = (6..=13).map(Instance).collect();
@@ -254,7 +236,7 @@ fn restart_resumes_after_the_checkpoint() {
     let mut too_new = base;
     too_new.through = Instance(14);
     above.checkpoint = Some(too_new);
-    let refused = std::panic::catch_unwind(|| shard(above, scan.resume, now));
+    let refused = std::panic::catch_unwind(|| shard(above, resume, now));
     assert!(
         refused.is_err(),
         "a base above the proven watermark is refused"
