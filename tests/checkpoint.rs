@@ -63,6 +63,18 @@ fn shard_with(
     Shard::new(shard_config, vec![(config, restore)], commit, marker, now)
 }
 
+/// Writes `plan` onto `disk`, syncs, and tells `shard` the write is durable.
+fn complete(shard: &mut Shard, disk: &mut SimDisk, now: Nanos, plan: &wal::WritePlan) {
+    disk.write(plan.offset, &plan.bytes);
+    disk.sync();
+    shard.step(
+        now,
+        ShardInput::WriteDone {
+            lsn_through: plan.lsn_through,
+        },
+    );
+}
+
 /// An executor whose writes complete at once onto `disk`: steps `input`, flushes until
 /// no write is planned, and returns the checkpoints asked for, each checked to be at
 /// the group's applied watermark right after the flush that asked, and the applies.
@@ -89,14 +101,7 @@ fn run(
         let Some(plan) = effects.write.take() else {
             break;
         };
-        disk.write(plan.offset, &plan.bytes);
-        disk.sync();
-        shard.step(
-            now,
-            ShardInput::WriteDone {
-                lsn_through: plan.lsn_through,
-            },
-        );
+        complete(shard, disk, now, &plan);
         effects.clear();
     }
     (takes, applied)
@@ -204,29 +209,11 @@ fn restart_resumes_after_the_checkpoint() {
     let (applied, checksum) = (before.applied_through(), before.checksum());
     assert_eq!(applied, Instance(13));
 
-    let scan = wal::scan(
-        disk.image(),
-        &ScanConfig {
-            salt: SALT,
-            lsn_prev: Lsn(0),
-            limits: DecodeLimits::default(),
-        },
-    );
-    let state = wal::replay(&scan.records)
-        .remove(&G)
-        .expect("the group's records");
-    let restore = Restore {
-        promised: state.promised,
-        accepted: state.accepted,
-        learned: state.learned,
-        chosen_through: state.chosen_through,
-        lost_state: false,
-        checkpoint: None,
-        installed_through: Instance(0),
-    };
+    let (restore, resume) = recovered(&disk, false);
+    assert_eq!(restore.installed_through, Instance(0));
     assert_eq!(restore.chosen_proven(), Instance(13));
 
-    let mut from_log = shard(restore.clone(), scan.resume, now);
+    let mut from_log = shard(restore.clone(), resume, now);
     let (_, replayed) = run(&mut from_log, &mut disk, now, ShardInput::Tick);
     assert_eq!(
         replayed.first(),
@@ -236,7 +223,7 @@ fn restart_resumes_after_the_checkpoint() {
 
     let mut with_base = restore.clone();
     with_base.checkpoint = Some(base.clone());
-    let mut restarted = shard(with_base, scan.resume, now);
+    let mut restarted = shard(with_base, resume, now);
     assert_eq!(restarted.checkpoints().durable_through(G), Instance(5));
     let (_, replayed) = run(&mut restarted, &mut disk, now, ShardInput::Tick);
     let expected: Vec<Instance> = (6..=13).map(Instance).collect();
@@ -249,7 +236,7 @@ fn restart_resumes_after_the_checkpoint() {
     let mut too_new = base;
     too_new.through = Instance(14);
     above.checkpoint = Some(too_new);
-    let refused = std::panic::catch_unwind(|| shard(above, scan.resume, now));
+    let refused = std::panic::catch_unwind(|| shard(above, resume, now));
     assert!(
         refused.is_err(),
         "a base above the proven watermark is refused"
@@ -351,14 +338,7 @@ fn lost_state_restore_makes_its_checkpoint_provable_before_the_marker_goes() {
             let Some(plan) = effects.write.take() else {
                 break;
             };
-            disk.write(plan.offset, &plan.bytes);
-            disk.sync();
-            s.step(
-                now,
-                ShardInput::WriteDone {
-                    lsn_through: plan.lsn_through,
-                },
-            );
+            complete(&mut s, &mut disk, now, &plan);
         }
         if cleared {
             break;

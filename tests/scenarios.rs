@@ -381,6 +381,46 @@ fn restarted_replica_honours_its_lease_even_at_a_raised_promise() {
     assert!(!promised_to_b, "C promised inside its restart lease");
 }
 
+// Goal: a replica never hands a running lease grant to another leader: a stale
+// leader's heartbeat (at a ballot at or above the replica's promise, below the
+// holder's) neither takes the grant nor gets the ack a lease is counted from (seeds
+// 8826947352975 and 8826947353025 of the lease checker against the grants).
+// Method: 5 nodes; A leads, then B is elected by B, C, D while A and E hear nothing;
+// E follows B's heartbeat (grant to B); A, still believing it leads, heartbeats; E
+// gets it inside its grant to B.
+#[test]
+fn stale_leader_does_not_take_a_running_grant() {
+    let mut h = Harness::new(5, 8);
+    h.elect(1, &[1, 2, 3, 4, 5]);
+    h.tick(150, &[1]);
+    h.deliver_among(&[1, 2, 3, 4, 5]);
+    h.elect(2, &[2, 3, 4]);
+    h.drop_where(&|m| m.to == NodeId(1) || m.to == NodeId(5));
+    assert!(h.ballot_of(2) > h.ballot_of(1), "B leads above A");
+    h.tick(150, &[2]);
+    h.deliver_while(&|m| {
+        m.from == NodeId(2) && m.to == NodeId(5) && matches!(m.body, MessageBody::Heartbeat { .. })
+    });
+    assert_eq!(h.replica(5).group.lease_grant().0, Some(NodeId(2)));
+    let granted_until = h.replica(5).group.lease_grant().1;
+    h.tick(100, &[1]);
+    let delivered = h.deliver_while(&|m| {
+        m.from == NodeId(1) && m.to == NodeId(5) && matches!(m.body, MessageBody::Heartbeat { .. })
+    });
+    assert!(delivered > 0, "A, still leading, heartbeats");
+    assert_eq!(
+        h.replica(5).group.lease_grant(),
+        (Some(NodeId(2)), granted_until),
+        "E's grant to B stays as it was"
+    );
+    let acked_a = h.pool.iter().any(|m| {
+        m.from == NodeId(5)
+            && m.to == NodeId(1)
+            && matches!(m.body, MessageBody::HeartbeatAck { .. })
+    });
+    assert!(!acked_a, "E acked A's heartbeat inside its grant to B");
+}
+
 // ---------------------------------------------------------------------------------
 // Forged and corrupt messages: ballots and instances out of bounds
 // ---------------------------------------------------------------------------------

@@ -108,6 +108,7 @@ const CLOCK_READS: &[&str] = &["Instant::now", "SystemTime::now", "clock_gettime
 const GLOMMIO_FILES: &[&str] = &[
     "src/runtime/net/mod.rs",
     "src/runtime/net/link.rs",
+    "src/runtime/net/listen.rs",
     "src/wal/file/dma_disk.rs",
     "src/main.rs",
 ];
@@ -462,7 +463,7 @@ fn rule_glommio(path: &str, text: &str) -> Vec<String> {
         path,
         text,
         &["glommio"],
-        "only runtime/driver/, runtime/net/{mod,link}.rs, wal/file/dma_disk.rs and the binary may use glommio",
+        "only runtime/driver/, runtime/net/{mod,link,listen}.rs, wal/file/dma_disk.rs and the binary may use glommio",
     )
 }
 

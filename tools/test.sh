@@ -38,7 +38,13 @@ run() {
 run "cargo fmt --check" cargo fmt --check
 run "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
 run "tools/flatc.sh --check" tools/flatc.sh --check
-run "cargo test --release" cargo test --release --no-fail-fast -- --show-output
+# The test output is kept, so that the summary can repeat what each failing test said
+# (a long log is often shown cut in the middle, where the failure is).
+test_log="$(mktemp)"
+trap 'rm -f "$test_log"' EXIT
+run "cargo test --release" bash -c \
+  'set -o pipefail; cargo test --release --no-fail-fast -- --show-output 2>&1 | tee "$1"' \
+  _ "$test_log"
 
 echo
 echo "==> summary"
@@ -48,6 +54,19 @@ for i in "${!names[@]}"; do
   [[ "${results[$i]}" == ok* ]] || failed=1
 done
 if ((failed)); then
+  # Each failing test's name and the first lines of its panic (at most 40 lines).
+  failing="$(grep -E '^test .* \.\.\. FAILED$' "$test_log" | awk '{print $2}' | sort -u || true)"
+  if [[ -n "$failing" ]]; then
+    echo
+    echo "==> failing tests, as they said"
+    awk -v names="$failing" '
+      BEGIN { n = split(names, list, "\n"); for (i = 1; i <= n; i++) want[list[i]] = 1 }
+      /^---- .* stdout ----$/ { name = ($2 in want) ? $2 : ""; shown = 0; more = 0; next }
+      name != "" && shown == 0 && /panicked at/ { print "  " name ": " $0; shown = 1; more = 3; next }
+      more > 0 { if ($0 ~ /^stack backtrace:/) { more = 0; next } print "    " $0; more-- }
+    ' "$test_log" | head -n 40
+    grep -E '^seed [0-9]+ failed at step' "$test_log" | head -n 10 | sed 's/^/  /' || true
+  fi
   echo "tools/test.sh: FAILED" >&2
   exit 1
 fi

@@ -226,7 +226,8 @@ impl Group {
             return;
         }
         self.follow(now, from, ballot, out);
-        if self.voting && !self.fenced {
+        // The ack is the grant the leader counts toward its lease: only for a grant given.
+        if self.voting && !self.fenced && self.lease_holder == Some(from) {
             self.send(out, from, MessageBody::HeartbeatAck { ballot, sent_at });
         }
         self.compare_checksum(checksum_through, checksum);
@@ -237,7 +238,8 @@ impl Group {
         }
     }
 
-    /// Accepts `from` at `ballot` as the leader: lease, hint, election timer.
+    /// Accepts `from` at `ballot` as the leader: hint, election timer, and the lease
+    /// unless another holder's grant runs.
     fn follow(&mut self, now: Nanos, from: NodeId, ballot: Ballot, out: &mut Output) {
         if self.role != Role::Follower && self.ballot() != Some(ballot) {
             self.step_down(now, out);
@@ -246,7 +248,13 @@ impl Group {
             self.leader_hint = Some((from, ballot));
             self.reset_election_deadline(now);
         }
-        if self.voting {
+        // A running grant to another holder (or the restart grant, to no one) is never
+        // handed over: that holder counts it toward its lease until it runs out. A
+        // stale leader (its ballot at or above this replica's promise, below the
+        // holder's) would otherwise take it, and with it a quorum the holder relies on
+        // could promise a third candidate inside the holder's lease (seeds
+        // 8826947352975, 8826947353025: checkers::lease against the grants).
+        if self.voting && (now >= self.lease_granted_until || self.lease_holder == Some(from)) {
             self.lease_holder = Some(from);
             self.lease_granted_until = now.plus(self.config.lease_ns);
         }

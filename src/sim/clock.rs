@@ -19,6 +19,8 @@
 //!
 //! True time is plain `u64` nanoseconds here; local time is [`Nanos`], the type the
 //! runtime and the protocol read.
+//!
+//! The drifts a seed draws are drawn here too (`draw_drifts`, `draw_large_drift`).
 
 use crate::paxos::Nanos;
 use crate::prng::Prng;
@@ -152,6 +154,52 @@ impl SimClock {
         let rate = PPM + i64::from(self.drift_ppm);
         u128::try_from(rate).expect("drift bound keeps the rate positive")
     }
+}
+
+/// Largest drift bound an ordinary seed picks (ppm).
+pub const CLOCK_DRIFT_BOUND_PPM_MAX: u32 = 500;
+/// Largest drift bound a large-drift seed picks (ppm): the largest a group's
+/// configuration accepts (`GroupConfig::clock_drift_ppm` is below 10 %).
+pub const CLOCK_DRIFT_BOUND_PPM_LARGE_MAX: u32 = 99_999;
+
+/// One drift per node within `±bound`: a quarter of the clocks sit exactly on the bound
+/// (the edge is where lease arithmetic breaks first), the others anywhere inside it.
+pub(super) fn draw_drifts(p: &mut Prng, bound_ppm: u32, node_count: usize) -> Vec<i32> {
+    let bound = i64::from(bound_ppm);
+    (0..node_count)
+        .map(|_| {
+            let drift = match p.below(8) {
+                0 => bound,
+                1 => -bound,
+                _ => {
+                    let offset = p.range(0, 2 * u64::from(bound_ppm));
+                    i64::try_from(offset).expect("at most 2 × 100,000 ppm") - bound
+                }
+            };
+            i32::try_from(drift).expect("drift is within ±100,000 ppm")
+        })
+        .collect()
+}
+
+/// A quarter of the seeds tell the protocol a drift bound far above the ordinary
+/// ones, up to the largest a configuration accepts, and draw the clocks within it (the
+/// bound and one drift per node; `None` for the other seeds): a lease computed without
+/// its drift margin is then wrong by tens of milliseconds, beyond any network delay
+/// that could hide it. Own stream: the seed's other draws stay where they were.
+pub(super) fn draw_large_drift(seed: u64, node_count: usize) -> Option<(u32, Vec<i32>)> {
+    let mut p = Prng::new(seed ^ 0x4452_4946_5442_4947);
+    if p.below(4) != 0 {
+        return None;
+    }
+    let bound = if p.below(2) == 0 {
+        CLOCK_DRIFT_BOUND_PPM_LARGE_MAX
+    } else {
+        p.range(
+            u64::from(CLOCK_DRIFT_BOUND_PPM_MAX),
+            u64::from(CLOCK_DRIFT_BOUND_PPM_LARGE_MAX),
+        ) as u32
+    };
+    Some((bound, draw_drifts(&mut p, bound, node_count)))
 }
 
 #[cfg(test)]

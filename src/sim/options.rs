@@ -40,6 +40,7 @@
 //! Units: every duration is nanoseconds of true (simulated) time, suffix `_ns`; `_size`
 //! is bytes; `_ppm` is parts per million.
 
+use super::clock::{draw_drifts, draw_large_drift};
 use crate::prng::Prng;
 use crate::runtime::{CheckpointPolicy, TruncationPolicy};
 use std::fmt;
@@ -283,30 +284,7 @@ const PPM: u32 = 1_000_000;
 
 /// Largest ordinary value size a seed may pick.
 pub const VALUE_SIZE_MAX: usize = 8 * KIB;
-/// Largest drift bound an ordinary seed picks (ppm).
-pub const CLOCK_DRIFT_BOUND_PPM_MAX: u32 = 500;
-/// Largest drift bound a large-drift seed picks (ppm): the largest a group's
-/// configuration accepts (`GroupConfig::clock_drift_ppm` is below 10 %).
-pub const CLOCK_DRIFT_BOUND_PPM_LARGE_MAX: u32 = 99_999;
-
-/// One drift per node within `±bound`: a quarter of the clocks sit exactly on the bound
-/// (the edge is where lease arithmetic breaks first), the others anywhere inside it.
-fn draw_drifts(p: &mut Prng, bound_ppm: u32, node_count: usize) -> Vec<i32> {
-    let bound = i64::from(bound_ppm);
-    (0..node_count)
-        .map(|_| {
-            let drift = match p.below(8) {
-                0 => bound,
-                1 => -bound,
-                _ => {
-                    let offset = p.range(0, 2 * u64::from(bound_ppm));
-                    i64::try_from(offset).expect("at most 2 × 100,000 ppm") - bound
-                }
-            };
-            i32::try_from(drift).expect("drift is within ±100,000 ppm")
-        })
-        .collect()
-}
+pub use super::clock::{CLOCK_DRIFT_BOUND_PPM_LARGE_MAX, CLOCK_DRIFT_BOUND_PPM_MAX};
 
 impl SimOptions {
     /// The options of seed `seed`. Deterministic: the same seed gives the same options
@@ -403,25 +381,8 @@ impl SimOptions {
 
         let clock_drift_bound_ppm = p.range(1, u64::from(CLOCK_DRIFT_BOUND_PPM_MAX)) as u32;
         let clock_drift_ppm = draw_drifts(p, clock_drift_bound_ppm, node_count);
-        // A quarter of the seeds tell the protocol a bound far above the ordinary ones,
-        // up to the largest a configuration accepts, and draw the clocks within it: a
-        // lease computed without its drift margin is then wrong by tens of milliseconds,
-        // beyond any network delay that could hide it. Own stream: every other draw
-        // stays where it was.
-        let mut drift_prng = Prng::new(seed ^ 0x4452_4946_5442_4947);
-        let (clock_drift_bound_ppm, clock_drift_ppm) = if drift_prng.below(4) == 0 {
-            let bound = if drift_prng.below(2) == 0 {
-                CLOCK_DRIFT_BOUND_PPM_LARGE_MAX
-            } else {
-                drift_prng.range(
-                    u64::from(CLOCK_DRIFT_BOUND_PPM_MAX),
-                    u64::from(CLOCK_DRIFT_BOUND_PPM_LARGE_MAX),
-                ) as u32
-            };
-            (bound, draw_drifts(&mut drift_prng, bound, node_count))
-        } else {
-            (clock_drift_bound_ppm, clock_drift_ppm)
-        };
+        let (clock_drift_bound_ppm, clock_drift_ppm) =
+            draw_large_drift(seed, node_count).unwrap_or((clock_drift_bound_ppm, clock_drift_ppm));
 
         let safety_phase_ns = p.range(S, 20 * S);
         let liveness_phase_ns = p.range(10 * S, 30 * S);

@@ -333,6 +333,24 @@ mod tests {
         commit.on_durable(plan.lsn_through);
     }
 
+    /// A log of two synced batches (promises 1..=3, then 1..=2: LSNs 1..=5) written
+    /// through the real group commit, and the checker that watched it.
+    fn synced_log() -> (RecoveryChecker, GroupCommit, Vec<u8>) {
+        let mut checker = RecoveryChecker::new();
+        let mut commit = GroupCommit::new(
+            GroupCommitConfig {
+                buffer_size_max: 16 * BLOCK_SIZE,
+                salt: SALT,
+            },
+            Resume::EMPTY,
+        );
+        let mut image = Vec::new();
+        write(&mut commit, &mut image, &mut checker, 3);
+        write(&mut commit, &mut image, &mut checker, 2);
+        checker.observe_synced(NodeId(1), 0);
+        (checker, commit, image)
+    }
+
     fn config() -> ScanConfig {
         ScanConfig {
             salt: SALT,
@@ -347,18 +365,7 @@ mod tests {
     // scans (a record dropped, a record moved, the decision replaced).
     #[test]
     fn catches_lost_invented_and_false_corrupt() {
-        let mut checker = RecoveryChecker::new();
-        let mut commit = GroupCommit::new(
-            GroupCommitConfig {
-                buffer_size_max: 16 * BLOCK_SIZE,
-                salt: SALT,
-            },
-            Resume::EMPTY,
-        );
-        let mut image = Vec::new();
-        write(&mut commit, &mut image, &mut checker, 3);
-        write(&mut commit, &mut image, &mut checker, 2);
-        checker.observe_synced(NodeId(1), 0);
+        let (mut checker, mut commit, mut image) = synced_log();
         write(&mut commit, &mut image, &mut checker, 2);
         let good = scan(&image, &config());
         assert_eq!(good.lsn_through, Lsn(7));
@@ -403,18 +410,7 @@ mod tests {
     // the flip is reported but the scan claims a clean end before it is caught.
     #[test]
     fn damage_requires_corrupt_or_nothing_lost() {
-        let mut checker = RecoveryChecker::new();
-        let mut commit = GroupCommit::new(
-            GroupCommitConfig {
-                buffer_size_max: 16 * BLOCK_SIZE,
-                salt: SALT,
-            },
-            Resume::EMPTY,
-        );
-        let mut image = Vec::new();
-        write(&mut commit, &mut image, &mut checker, 3);
-        write(&mut commit, &mut image, &mut checker, 2);
-        checker.observe_synced(NodeId(1), 0);
+        let (mut checker, _, mut image) = synced_log();
         image[60] ^= 1;
         checker.observe_damage(NodeId(1), 0, 60);
         let result = scan(&image, &config());
