@@ -89,6 +89,17 @@ pub enum Input {
         /// What the WAL held.
         outcome: WalReadOutcome,
     },
+    /// A catch-up chunk from `from` starting at `first`, addressed to this replica,
+    /// that the shard refused for want of WAL room (`runtime::Shard`): lost like a
+    /// message on the network, but known lost. The group asks its stream to start
+    /// over there once what the WAL holds now is durable (`learner`), rather than
+    /// when its retransmit timer runs out.
+    CatchUpRefused {
+        /// The peer that sent the chunk.
+        from: NodeId,
+        /// The chunk's first instance.
+        first: Instance,
+    },
     /// Install the checkpoint `base` received from `from` and verified by the shard
     /// (its state machine image is installed by the executor): see `transfer`.
     InstallCheckpoint {
@@ -434,6 +445,7 @@ impl Group {
             Input::InstallCheckpoint { from, base } => {
                 self.install_checkpoint(now, from, base, out)
             }
+            Input::CatchUpRefused { from, first } => self.on_catch_up_refused(from, first, out),
         }
     }
 
@@ -495,7 +507,7 @@ impl Group {
                 self.on_heartbeat_ack(now, from, ballot, sent_at)
             }
             B::CatchUpRequest { from: first, .. } if from == self.config.node => {
-                self.on_catch_up_durable(first, out)
+                self.on_catch_up_durable(now, first, out)
             }
             B::CatchUpRequest {
                 from: first,

@@ -49,6 +49,9 @@ pub(crate) struct CatchUpRenewal {
     /// The last instance of each chunk learned whose records are not known durable,
     /// ascending; at most `catch_up_credit_max` (an older one is taken as durable).
     unsynced: VecDeque<Instance>,
+    /// The peer whose chunk the shard refused for want of WAL room, while the
+    /// durability notice that restarts its stream is on its way.
+    refused: Option<NodeId>,
 }
 
 impl Group {
@@ -172,17 +175,66 @@ impl Group {
         self.send_after_persist(out, self.config.node, notice);
     }
 
-    /// The notice `note_chunks_learned` sent: everything learned below `first` is
-    /// durable. Retires those chunks and, while catching up, tops up the credit of the
+    /// The notice `note_chunks_learned` or `on_catch_up_refused` sent: everything
+    /// learned below `first` is durable. Retires those chunks and, while catching up,
+    /// restarts the stream whose chunk was refused, or tops up the credit of the
     /// stream (a renewal, when there is something new to acknowledge).
-    pub(super) fn on_catch_up_durable(&mut self, first: Instance, out: &mut Output) {
+    pub(super) fn on_catch_up_durable(&mut self, now: Nanos, first: Instance, out: &mut Output) {
         let unsynced = &mut self.catch_up_renewal.unsynced;
         while unsynced.front().is_some_and(|last| *last < first) {
             unsynced.pop_front();
         }
-        if self.catch_up_wanted && self.rejoin.is_none() {
-            self.renew_catch_up(out);
+        let refused = self.catch_up_renewal.refused.take();
+        if !self.catch_up_wanted || self.rejoin.is_some() {
+            return;
         }
+        match refused {
+            Some(peer) => self.restart_catch_up(now, peer, out),
+            None => self.renew_catch_up(out),
+        }
+    }
+
+    /// The shard refused a chunk of `from`'s stream starting at `first` for want of
+    /// WAL room (`Input::CatchUpRefused`). The peer counts it in flight: waiting for
+    /// the retransmit timer (several intervals after progress) would idle the stream
+    /// for that long. Once the records the WAL holds now are durable (there is room
+    /// again), a notice sent to this replica restarts the stream at the next
+    /// instance (`restart_catch_up`). One notice at a time: the refusals of the
+    /// chunks that followed are covered by the same restart.
+    pub(super) fn on_catch_up_refused(&mut self, from: NodeId, first: Instance, out: &mut Output) {
+        self.ignore("catch_up_chunk_refused");
+        let known = from != self.config.node && self.latest_membership().voters().contains(&from);
+        if !known
+            || !self.catch_up_wanted
+            || self.rejoin.is_some()
+            || first < self.chosen_through.next()
+            || self.catch_up_renewal.refused.is_some()
+        {
+            return;
+        }
+        self.catch_up_renewal.refused = Some(from);
+        let notice = MessageBody::CatchUpRequest {
+            from: self.chosen_through.next(),
+            credit: 0,
+        };
+        self.send_after_persist(out, self.config.node, notice);
+    }
+
+    /// Asks `peer` to start its stream over at the next instance: a request repeating
+    /// the previous `from` does (`stream`); when something was learned since that
+    /// request (a renewal was held back for want of credit), a renewal first
+    /// acknowledges it, so that the repeat is of that renewal's `from`.
+    fn restart_catch_up(&mut self, now: Nanos, peer: NodeId, out: &mut Output) {
+        let from = self.chosen_through.next();
+        let request = self.catch_up_request(from);
+        if from > self.catch_up_renewal.asked {
+            self.send(out, peer, request.clone());
+        }
+        self.send(out, peer, request);
+        self.catch_up_renewal.source = Some(peer);
+        self.catch_up_renewal.asked = from;
+        let credit = self.config.catch_up_credit_max as u64;
+        self.catch_up_due = now.plus(self.config.retransmit_ns.saturating_mul(credit));
     }
 
     /// Acknowledges what was learned to the streaming peer and grants the credit left,

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use synod::paxos::{GroupId, Instance, NodeId};
 use synod::runtime::clock::MonotonicClock;
 
-use super::cluster::{group_statuses, Cluster};
+use super::cluster::{group_statuses, snapshot, Cluster, NodeSample};
 use super::fill::{self, Until, Written};
 use super::limits::Limits;
 use super::options::Options;
@@ -55,6 +55,13 @@ pub struct CatchUp {
     pub checkpoint_installs: u64,
     /// Whether every group caught up before the timeout.
     pub complete: bool,
+    /// The restarted follower's counters from its restart to the end (its WAL
+    /// writes and disk time, messages refused for want of WAL room, messages its
+    /// groups ignored, by reason).
+    pub follower: NodeSample,
+    /// The other nodes' counters over the same time, summed (messages their groups
+    /// ignored, by reason; messages they refused).
+    pub senders: NodeSample,
 }
 
 impl CatchUp {
@@ -125,6 +132,7 @@ fn run(o: &Options, cluster: &mut Cluster, mib: u64) -> Result<CatchUp, String> 
     );
     let targets = chosen_watermarks(cluster)?;
     let (wal_before, restarts_before) = wal_chunks_served(cluster)?;
+    let before = futures_lite::future::block_on(snapshot(&cluster.handles, None))?;
     let timeout_s = (written.bytes as f64 / TIMEOUT_BYTES_PER_S).max(TIMEOUT_MIN_S);
     let clock = MonotonicClock::start();
     let start_s = cluster.restart(node)?;
@@ -135,6 +143,24 @@ fn run(o: &Options, cluster: &mut Cluster, mib: u64) -> Result<CatchUp, String> 
         .clone();
     let (complete, statuses) = loop {
         let statuses = group_statuses(&handle)?;
+        if std::env::var_os("SYNOD_CU_DEBUG").is_some() {
+            let t = clock.elapsed_s();
+            let line: Vec<String> = statuses
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{}:{}:{}:{:?}:{}/{}",
+                        g.group.0,
+                        g.chosen_through.0,
+                        g.voting,
+                        g.leader_hint.map(|n| n.0),
+                        g.applied_through.0,
+                        targets.get(&g.group).map_or(0, |t| t.0)
+                    )
+                })
+                .collect();
+            eprintln!("DBG {t:.3} {}", line.join(" "));
+        }
         let behind = statuses
             .iter()
             .any(|g| g.applied_through < targets.get(&g.group).copied().unwrap_or_default());
@@ -145,6 +171,16 @@ fn run(o: &Options, cluster: &mut Cluster, mib: u64) -> Result<CatchUp, String> 
     };
     let total_s = clock.elapsed_s();
     let (wal_after, restarts_after) = wal_chunks_served(cluster)?;
+    let mut after = futures_lite::future::block_on(snapshot(&cluster.handles, None))?;
+    let follower = after.nodes.remove(&node).unwrap_or_default();
+    let mut senders = NodeSample::default();
+    for (id, sample) in &after.nodes {
+        let since = sample.since(before.nodes.get(id).unwrap_or(&NodeSample::default()));
+        for (reason, count) in since.ignored {
+            *senders.ignored.entry(reason).or_default() += count;
+        }
+        senders.refused_messages += since.refused_messages;
+    }
     Ok(CatchUp {
         node,
         instances: targets
@@ -163,6 +199,8 @@ fn run(o: &Options, cluster: &mut Cluster, mib: u64) -> Result<CatchUp, String> 
             .map(|m| m.checkpoints_installed)
             .sum(),
         complete,
+        follower,
+        senders,
     })
 }
 
@@ -189,6 +227,14 @@ fn wal_chunks_served(cluster: &Cluster) -> Result<(u64, u64), String> {
         }
     }
     Ok((chunks, restarts))
+}
+
+fn ignored_text(ignored: &BTreeMap<&'static str, u64>) -> String {
+    if ignored.is_empty() {
+        return "none".to_string();
+    }
+    let parts: Vec<String> = ignored.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    parts.join(", ")
 }
 
 fn errors_text(errors: &BTreeMap<String, u64>) -> String {
@@ -229,8 +275,24 @@ fn text(r: &CatchUp, limits: &Limits) -> Vec<String> {
             r.wal_chunks, r.stream_restarts, r.checkpoint_installs
         ),
         format!(
+            "follower: {} WAL writes ({:.2} MiB each), disk busy {:.2} s of which fdatasync \
+             {:.2} s, {} messages refused (WAL full), ignored: {}",
+            r.follower.writes,
+            r.written.bytes as f64 / r.follower.writes.max(1) as f64 / f64::from(1u32 << 20),
+            r.follower.disk_ns as f64 / 1e9,
+            r.follower.sync_ns as f64 / 1e9,
+            r.follower.refused_messages,
+            ignored_text(&r.follower.ignored)
+        ),
+        format!(
+            "senders: {} messages refused, ignored: {}",
+            r.senders.refused_messages,
+            ignored_text(&r.senders.ignored)
+        ),
+        format!(
             "limits: disk write {:.0} MB/s, read {:.0} MB/s: catch-up at {:.0} % of the \
-             slower ({}: goal {:.0} %)",
+             slower ({}: goal {:.0} %); same-disk copy {:.0} MB/s: catch-up at {:.0} % of it \
+             (the nodes share one disk: the senders read what the follower writes)",
             limits.disk_mb_s,
             limits.disk_read_mb_s,
             share * 100.0,
@@ -239,7 +301,9 @@ fn text(r: &CatchUp, limits: &Limits) -> Vec<String> {
             } else {
                 "NOT met"
             },
-            GOAL_SHARE * 100.0
+            GOAL_SHARE * 100.0,
+            limits.disk_copy_mb_s,
+            r.mb_s() / limits.disk_copy_mb_s.max(1e-9) * 100.0
         ),
     ]
 }
@@ -271,7 +335,15 @@ fn json(o: &Options, r: &CatchUp, limits: &Limits) -> Value {
             "wal_chunks": r.wal_chunks,
             "stream_restarts": r.stream_restarts,
             "checkpoint_installs": r.checkpoint_installs,
+            "follower_wal_writes": r.follower.writes,
+            "follower_disk_seconds": r.follower.disk_ns as f64 / 1e9,
+            "follower_sync_seconds": r.follower.sync_ns as f64 / 1e9,
+            "follower_refused_messages": r.follower.refused_messages,
+            "follower_ignored": r.follower.ignored,
+            "senders_refused_messages": r.senders.refused_messages,
+            "senders_ignored": r.senders.ignored,
             "share_of_slower_disk_limit": r.mb_s() / slower.max(1e-9),
+            "share_of_disk_copy_limit": r.mb_s() / limits.disk_copy_mb_s.max(1e-9),
         },
         "limits": limits.json(),
     })

@@ -83,9 +83,10 @@ pub fn main(args: BenchArgs) -> Result<ExitCode, String> {
     let limits = limits::measure(&o.dir, LIMIT_PROBE_S)?;
     say!(
         o.json,
-        "limits: disk {:.0} MB/s (4 MiB O_DIRECT writes + fdatasync), read {:.0} MB/s (4 MiB O_DIRECT reads); 4 KiB write + fdatasync {:.0}/s, p50 {:.0} us, p99 {:.0} us; loopback TCP {:.0} MB/s (one stream)",
+        "limits: disk {:.0} MB/s (4 MiB O_DIRECT writes + fdatasync), read {:.0} MB/s (4 MiB O_DIRECT reads), copy {:.0} MB/s (reads overlapped with writes + fdatasync); 4 KiB write + fdatasync {:.0}/s, p50 {:.0} us, p99 {:.0} us; loopback TCP {:.0} MB/s (one stream)",
         limits.disk_mb_s,
         limits.disk_read_mb_s,
+        limits.disk_copy_mb_s,
         limits.fsync_rate,
         limits.fsync_p50_us,
         limits.fsync_p99_us,

@@ -263,6 +263,11 @@ async fn read_inbound(inner: &Rc<Inner>, id: u64, mut stream: TcpStream) -> Clos
         inner.closed(&format_args!("node {}", node.0), &closed, log::Level::Info);
     }
     inner.counters.borrow_mut().connects_inbound += 1;
+    if let Some(link) = inner.links.get(&node) {
+        if !link.connected.get() {
+            link.peer_up.notify();
+        }
+    }
     log::info!(
         "net: node {} shard {}: accepted node {}",
         inner.config.node.0,
@@ -390,7 +395,8 @@ pub(super) async fn dial_loop(inner: Rc<Inner>, peer: NodeId) {
                 inner.closed(&link.addr, &closed, level);
             }
         }
-        sleep(backoff).await;
+        // Until the backoff runs out or the peer is seen up (an inbound handshake).
+        futures_lite::future::or(sleep(backoff), link.peer_up.wait()).await;
         backoff = (backoff * 2).min(config.connect_backoff_max);
     }
 }

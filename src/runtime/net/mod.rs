@@ -36,6 +36,10 @@
 //!   passed, proof included.
 //! - A writer reconnects after any failure, with exponential backoff between
 //!   `connect_backoff_min` and `connect_backoff_max`, reset by a successful handshake.
+//!   An inbound handshake from the peer ends the backoff at once: a peer that
+//!   restarts dials out as it starts, so its peers' writers reach it then rather than
+//!   up to `connect_backoff_max` later (a restarted follower waited that long for the
+//!   catch-up its leaders send).
 //!
 //! Invariants:
 //! - with a key, nothing a connection sent is delivered, and no link is registered or
@@ -211,6 +215,9 @@ struct Link {
     spare_capacity: Cell<usize>,
     /// Notified when `buffer` becomes non-empty.
     ready: Notify,
+    /// Notified when the peer handshakes an inbound connection: it is up, so the
+    /// writer ends its backoff and dials at once (`link::dial_loop`).
+    peer_up: Notify,
 }
 
 /// The state the [`Net`] facade shares with its tasks (one executor: `Rc` and cells).
@@ -295,6 +302,7 @@ impl Net {
                     buffer_messages: Cell::new(0),
                     spare_capacity: Cell::new(0),
                     ready: Notify::default(),
+                    peer_up: Notify::default(),
                 };
                 (*node, link)
             })
