@@ -143,24 +143,6 @@ fn run(o: &Options, cluster: &mut Cluster, mib: u64) -> Result<CatchUp, String> 
         .clone();
     let (complete, statuses) = loop {
         let statuses = group_statuses(&handle)?;
-        if std::env::var_os("SYNOD_CU_DEBUG").is_some() {
-            let t = clock.elapsed_s();
-            let line: Vec<String> = statuses
-                .iter()
-                .map(|g| {
-                    format!(
-                        "{}:{}:{}:{:?}:{}/{}",
-                        g.group.0,
-                        g.chosen_through.0,
-                        g.voting,
-                        g.leader_hint.map(|n| n.0),
-                        g.applied_through.0,
-                        targets.get(&g.group).map_or(0, |t| t.0)
-                    )
-                })
-                .collect();
-            eprintln!("DBG {t:.3} {}", line.join(" "));
-        }
         let behind = statuses
             .iter()
             .any(|g| g.applied_through < targets.get(&g.group).copied().unwrap_or_default());
