@@ -676,4 +676,78 @@ mod tests {
         }
         panic!("stalled at {}", requester.chosen_through.0);
     }
+
+    // Goal: a chunk the requester's shard refused for want of WAL room restarts the
+    // stream at the next instance once what the WAL held is durable, not when the
+    // retransmit timer runs out; the refusals of the chunks after it ask nothing more;
+    // the server then sends from the refused chunk on.
+    // Method: node 2 streams four chunks to node 3 (credit 4); node 3 learns the
+    // first, its shard refuses the second and the fourth, the third arrives (kept
+    // ahead of the gap); then the notice of the refusal arrives and node 3's request
+    // goes to node 2.
+    #[test]
+    fn a_refused_chunk_restarts_the_stream_once_there_is_room() {
+        let mut server = server();
+        let mut requester = requester();
+        let ask = Message {
+            group: GroupId(1),
+            from: NodeId(3),
+            to: NodeId(2),
+            body: requester.catch_up_request(Instance(1)),
+        };
+        let mut chunks = deliver(&mut server, ask).send.into_iter();
+        let first = deliver(&mut requester, chunks.next().expect("four chunks"));
+        assert_eq!(requests(&first.send), vec![(11, 3)], "learned: renewed");
+        to_server_all(&mut server, first.send);
+        let refuse = |requester: &mut Group, first: u64| {
+            let mut out = Output::default();
+            let input = Input::CatchUpRefused {
+                from: NodeId(2),
+                first: Instance(first),
+            };
+            requester.step(Nanos(3), input, &mut out);
+            requester.invariants();
+            out
+        };
+        let refused = refuse(&mut requester, 11);
+        assert!(refused.send.is_empty(), "nothing until there is room");
+        let mut notice = refused.send_after_persist;
+        assert_eq!(notice.len(), 1, "one notice, after what the WAL holds");
+        let _second = chunks.next();
+        let third = deliver(&mut requester, chunks.next().expect("four chunks"));
+        assert!(third.send.is_empty(), "ahead of the gap: nothing learned");
+        let again = refuse(&mut requester, 31);
+        assert!(
+            again.send.is_empty() && again.send_after_persist.is_empty(),
+            "a refusal while the notice is on its way asks nothing more"
+        );
+        let restart = deliver(&mut requester, notice.pop().expect("one notice"));
+        assert_eq!(
+            requests(&restart.send),
+            vec![(11, 4)],
+            "the previous `from` again: the server starts over there"
+        );
+        let restarted = server.counters.catch_up_streams_restarted;
+        let mut out = Output::default();
+        for message in restart.send {
+            server.step(Nanos(4), Input::Message(message), &mut out);
+        }
+        assert_eq!(server.counters.catch_up_streams_restarted, restarted + 1);
+        let sent: Vec<u64> = out
+            .send
+            .iter()
+            .map(|m| match m.body {
+                MessageBody::CatchUpChunk { first, .. } => first.0,
+                ref other => panic!("not a chunk: {other:?}"),
+            })
+            .collect();
+        assert_eq!(sent, vec![11, 21, 31, 41], "from the refused chunk on");
+    }
+
+    /// Delivers `messages` to the server, dropping what it sends.
+    fn to_server_all(server: &mut Group, messages: Vec<Message>) {
+        for message in messages {
+            deliver(server, message);
+        }
+    }
 }

@@ -318,6 +318,9 @@ pub struct ShardCounters {
     pub records: u64,
     /// Peer messages refused for backpressure.
     pub refused_messages: u64,
+    /// Of `refused_messages`, catch-up chunks told to their groups
+    /// (`Input::CatchUpRefused`).
+    pub catch_up_refused: u64,
     /// Messages for groups this shard does not own.
     pub unknown_group: u64,
     /// Peer messages its groups refused as out of bounds (forged or corrupt; by
@@ -585,6 +588,7 @@ impl Shard {
             };
             if let Some(first) = first {
                 if message.to == self.config.node && self.groups.contains_key(&message.group) {
+                    self.counters.catch_up_refused += 1;
                     let input = Input::CatchUpRefused {
                         from: message.from,
                         first,

@@ -223,6 +223,16 @@ pub struct SimOptions {
     /// Each node's clock drift, one entry per node, within `±clock_drift_bound_ppm`.
     pub clock_drift_ppm: Vec<i32>,
 
+    // ---- Backpressure ----
+    /// A quarter of the seeds (their own stream: the seed's other draws stay where
+    /// they were) give each shard the WAL room of one buffer
+    /// (`ShardConfig::wal_pending_size_max`, 4 otherwise) and room for 64 messages
+    /// held for durability (`held_count_max`, 100,000 otherwise), and stall 2 % of its
+    /// writes by 50-400 ms: acknowledgements and records pile up, and peer messages
+    /// and catch-up chunks are refused for want of room (`Input::CatchUpRefused`),
+    /// which the other seeds never see (0 refusals in 40 seeds without it).
+    pub backpressure: bool,
+
     // ---- Phases ----
     /// Length of the safety phase (faults on, every checker after every step).
     pub safety_phase_ns: u64,
@@ -472,6 +482,7 @@ impl SimOptions {
             } else {
                 vec![0; node_count]
             },
+            backpressure: Prng::new(seed ^ 0x5741_4c52_4f4f_4d21).below(4) == 0,
             safety_phase_ns,
             liveness_phase_ns,
             faults_off,
@@ -932,9 +943,10 @@ impl fmt::Display for SimOptions {
         }
         write!(
             f,
-            " drift<={}ppm{:?} safety={} liveness={}",
+            " drift<={}ppm{:?} backpressure={} safety={} liveness={}",
             self.clock_drift_bound_ppm,
             self.clock_drift_ppm,
+            if self.backpressure { "on" } else { "off" },
             duration(self.safety_phase_ns),
             duration(self.liveness_phase_ns),
         )?;
@@ -1010,9 +1022,11 @@ mod tests {
     fn ranges_hold_across_seeds() {
         let mut large_drift = 0;
         let mut drift_at_max = 0;
+        let mut backpressure = 0;
         for seed in 0..5_000 {
             let o = SimOptions::from_seed(seed);
             large_drift += usize::from(o.clock_drift_bound_ppm > CLOCK_DRIFT_BOUND_PPM_MAX);
+            backpressure += usize::from(o.backpressure);
             drift_at_max += usize::from(
                 o.clock_drift_ppm
                     .iter()
@@ -1034,6 +1048,10 @@ mod tests {
         }
         // A quarter of the seeds tell a large bound; some clocks drift at the largest.
         assert!((1_000..1_500).contains(&large_drift), "{large_drift} large");
+        assert!(
+            (1_000..1_500).contains(&backpressure),
+            "{backpressure} with backpressure"
+        );
         assert!(
             drift_at_max > 100,
             "{drift_at_max} clocks at the largest drift"

@@ -136,13 +136,19 @@ impl Summary {
     pub fn raw_flip_totals(&self) -> String {
         let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
         format!(
-            "{} seeds flipped catch-up runs in flight: {} flipped, {} delivered and refused",
+            "{} seeds flipped catch-up runs in flight: {} flipped, {} delivered and refused; \
+             {} seeds with backpressure: {} peer messages refused for want of room, {} of \
+             them catch-up chunks that restarted their streams once the WAL had room (on \
+             the shards running at the end)",
             self.reports
                 .iter()
                 .filter(|r| r.raw_runs_flipped > 0)
                 .count(),
             sum(|r| r.raw_runs_flipped),
             sum(|r| r.raw_runs_refused),
+            self.reports.iter().filter(|r| r.backpressure).count(),
+            sum(|r| r.refused_messages),
+            sum(|r| r.catch_up_refused),
         )
     }
 

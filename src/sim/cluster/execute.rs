@@ -22,6 +22,11 @@ use crate::wal::WritePlan;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 
+/// In backpressure seeds (`Options::backpressure`), one WAL write in this many stalls...
+const DISK_STALL_ONE_IN: u64 = 50;
+/// ... for this long (ns, a range): records pile up behind it.
+const DISK_STALL_NS: (u64, u64) = (50_000_000, 400_000_000);
+
 impl Cluster {
     pub(super) fn execute(
         &mut self,
@@ -199,13 +204,17 @@ impl Cluster {
                 .send_durable
                 .observe_written(id, shard, lsn, fact);
         }
-        let latency = self.prng.range(
+        let mut latency = self.prng.range(
             self.options.disk_write_latency_ns_min,
             self.options.disk_write_latency_ns_max,
         ) + self.prng.range(
             self.options.disk_sync_latency_ns_min,
             self.options.disk_sync_latency_ns_max,
         );
+        // Backpressure seeds only (the others draw nothing more): a stalled write.
+        if self.options.backpressure && self.prng.below(DISK_STALL_ONE_IN) == 0 {
+            latency += self.prng.range(DISK_STALL_NS.0, DISK_STALL_NS.1);
+        }
         let incarnation = self.nodes[node].incarnation;
         self.schedule(
             self.now + latency,

@@ -89,6 +89,10 @@ use crate::wal::index::LogIndex;
 use crate::wal::{self, GroupCommitConfig};
 
 const MS: u64 = 1_000_000;
+/// Messages a shard holds for durability beyond which it refuses peer messages, in
+/// backpressure seeds (`SimOptions::backpressure`): a stalled write holds more than
+/// this many acknowledgements, so the refusals happen.
+const BACKPRESSURE_HELD_COUNT_MAX: usize = 64;
 const S: u64 = 1_000_000_000;
 
 /// Size of each simulated shard disk.
@@ -304,8 +308,12 @@ impl Cluster {
         };
         let shard_config_template = ShardConfig {
             node: NodeId(0),
-            wal_pending_size_max: buffer * 4,
-            held_count_max: 100_000,
+            wal_pending_size_max: buffer * if options.backpressure { 1 } else { 4 },
+            held_count_max: if options.backpressure {
+                BACKPRESSURE_HELD_COUNT_MAX
+            } else {
+                100_000
+            },
             reads_pending_count_max: 1_024,
             // Small, so that some log reads are refused `Overloaded`.
             log_reads_wal_count_max: 2,

@@ -69,6 +69,16 @@ pub struct RunReport {
     /// Flipped runs delivered to a running shard and refused there (not part of
     /// `Debug`).
     pub raw_runs_refused: u64,
+    /// Whether the seed drew backpressure (`Options::backpressure`; not part of
+    /// `Debug`).
+    pub backpressure: bool,
+    /// Peer messages refused for want of room, on the shards running at the end (not
+    /// part of `Debug`).
+    pub refused_messages: u64,
+    /// Catch-up chunks refused for want of WAL room and told to their groups, on the
+    /// shards running at the end (a crash forgets its shard's count; not part of
+    /// `Debug`).
+    pub catch_up_refused: u64,
     /// Lease reports checked against the replicas' grants (not part of `Debug`).
     pub lease_grant_checks: u64,
     /// The smallest true-time margin by which a quorum's grants outlasted a reported
@@ -202,7 +212,22 @@ impl Cluster {
         report.lease_grant_checks = self.checkers.lease.grant_checks();
         report.lease_margin_min_ns = self.checkers.lease.grant_margin_min_ns();
         report.retention_bounded = self.options.retention_bounded();
+        report.backpressure = self.options.backpressure;
         report.recovery = self.checkers.recovery.counts();
+        report.refused_messages = self
+            .nodes
+            .iter()
+            .flat_map(|node| node.shards.iter())
+            .filter_map(|shard| shard.shard.as_ref())
+            .map(|core| core.counters().refused_messages)
+            .sum();
+        report.catch_up_refused = self
+            .nodes
+            .iter()
+            .flat_map(|node| node.shards.iter())
+            .filter_map(|shard| shard.shard.as_ref())
+            .map(|core| core.counters().catch_up_refused)
+            .sum();
         report.chosen = self
             .groups
             .iter()

@@ -195,6 +195,29 @@ fn reconnects_after_peer_restart() {
     .expect("executor");
 }
 
+// Goal: a writer backing off from a peer that was down dials again as soon as the peer,
+// back up, handshakes with it, not when its backoff runs out (a restarted follower
+// waited up to `connect_backoff_max` for the catch-up its leaders sent).
+// Method: node 1 with a 30 s backoff starts alone and fails to reach node 2 at least
+// once; node 2 starts (and dials node 1); node 1's messages must reach node 2 within
+// `wait_for`'s 5 s.
+#[test]
+fn an_inbound_handshake_ends_the_backoff() {
+    run_local(async {
+        let addrs = free_addrs(&[1, 2]);
+        let mut patient = config(1, &addrs);
+        patient.connect_backoff_min = Duration::from_secs(30);
+        patient.connect_backoff_max = Duration::from_secs(30);
+        let a = start(patient).await;
+        wait_for("a failed connect", || closes(&a, "connect failed") > 0).await;
+        let b = start(config(2, &addrs)).await;
+        link_delivers(&a, &b, 1).await;
+        a.close().await;
+        b.close().await;
+    })
+    .expect("executor");
+}
+
 // Goal: a restarted shard binds its address even while connections it accepted
 // before sit in TIME_WAIT (accepted sockets get SO_REUSEADDR).
 // Method: a raw client handshakes as node 1 with node 2; node 2 closes first, the
