@@ -306,21 +306,7 @@ impl Cluster {
             buffer_size_max: buffer,
             salt: 0,
         };
-        let shard_config_template = ShardConfig {
-            node: NodeId(0),
-            wal_pending_size_max: buffer * if options.backpressure { 1 } else { 4 },
-            held_count_max: if options.backpressure {
-                BACKPRESSURE_HELD_COUNT_MAX
-            } else {
-                100_000
-            },
-            reads_pending_count_max: 1_024,
-            // Small, so that some log reads are refused `Overloaded`.
-            log_reads_wal_count_max: 2,
-            checkpoint: options.checkpoint,
-            transfer: crate::runtime::TransferPolicy::default(),
-            truncation: options.truncation,
-        };
+        let shard_config_template = shard_config_template(&options, buffer);
         let mut nodes = Vec::new();
         for (index, &id) in voters.iter().enumerate() {
             let drift = options.clock_drift_ppm[index];
@@ -688,5 +674,27 @@ impl Cluster {
         let u = (self.prng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let x = -(1.0 - u).ln() * mean as f64;
         (x as u64).clamp(1, mean.saturating_mul(20))
+    }
+}
+
+/// The shards' limits: in backpressure seeds (`SimOptions::backpressure`) one WAL
+/// buffer of room and `BACKPRESSURE_HELD_COUNT_MAX` held messages, else four buffers
+/// and 100,000.
+fn shard_config_template(options: &SimOptions, buffer: usize) -> ShardConfig {
+    let (wal_buffers, held_count_max) = if options.backpressure {
+        (1, BACKPRESSURE_HELD_COUNT_MAX)
+    } else {
+        (4, 100_000)
+    };
+    ShardConfig {
+        node: NodeId(0),
+        wal_pending_size_max: buffer * wal_buffers,
+        held_count_max,
+        reads_pending_count_max: 1_024,
+        // Small, so that some log reads are refused `Overloaded`.
+        log_reads_wal_count_max: 2,
+        checkpoint: options.checkpoint,
+        transfer: crate::runtime::TransferPolicy::default(),
+        truncation: options.truncation,
     }
 }
