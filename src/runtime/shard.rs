@@ -12,10 +12,9 @@
 //! - `deadlines` holds exactly one `(group.next_deadline(), id)` per group: a `Tick` and
 //!   `next_deadline` cost O(log groups + due groups), not a scan of every group (with
 //!   thousands of idle groups per shard, the scans dominated the idle CPU);
-//! - records pending for the WAL stay below `wal_pending_size_max` plus one message,
-//!   or twice that for catch-up chunks (`refuses`); a peer message beyond is refused
-//!   (as if lost), a refused catch-up chunk told to its group
-//!   (`Input::CatchUpRefused`);
+//! - records pending for the WAL stay within the bounds of `backpressure` (a peer
+//!   message beyond is refused, as if lost; a refused catch-up chunk is told to its
+//!   group);
 //! - a peer message its group refused as out of bounds (forged or corrupt) adds no
 //!   record and no message; it is counted and reported rate-limited (`refusals`);
 //! - a read is answered ready only at an index its group reported under the lease
@@ -46,6 +45,7 @@
 //!   between steps the group output's `persist` holds at most `RECORD_QUEUE_KEEP`
 //!   records of capacity, and so does `overflow` whenever it is empty.
 
+mod backpressure;
 mod invariants;
 mod raw;
 mod reads;
@@ -57,10 +57,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 
 pub use raw::CatchUpCounters;
-
-/// Catch-up chunks are refused only beyond this many times `wal_pending_size_max`
-/// bytes pending for the WAL (`Shard::refuses`).
-const CATCH_UP_PENDING_FACTOR: usize = 2;
 
 pub use transfer::{
     CheckpointRead, CheckpointReadOutcome, InstallCheckpoint, TransferCounters, TransferPolicy,
@@ -574,28 +570,7 @@ impl Shard {
     /// rest stepped into its group.
     fn on_message(&mut self, now: Nanos, message: Message) {
         if self.refuses(&message) {
-            // Refusing a message is indistinguishable from losing it on the
-            // network: always safe, and the sender retransmits. A refused catch-up
-            // chunk is told to its group, which asks again once there is room rather
-            // than when its retransmit timer runs out (`Input::CatchUpRefused`).
-            self.counters.refused_messages += 1;
-            let first = match &message.body {
-                MessageBody::CatchUpChunk { first, entries, .. } if !entries.is_empty() => {
-                    Some(*first)
-                }
-                MessageBody::CatchUpRaw { run, .. } => Some(run.first_instance),
-                _ => None,
-            };
-            if let Some(first) = first {
-                if message.to == self.config.node && self.groups.contains_key(&message.group) {
-                    self.counters.catch_up_refused += 1;
-                    let input = Input::CatchUpRefused {
-                        from: message.from,
-                        first,
-                    };
-                    self.step_group(now, message.group, input);
-                }
-            }
+            self.refuse(now, &message);
             return;
         }
         let id = message.group;
@@ -776,30 +751,6 @@ impl Shard {
         }
         if self.overflow.is_empty() && self.overflow.capacity() > RECORD_QUEUE_KEEP {
             self.overflow.shrink_to(RECORD_QUEUE_KEEP);
-        }
-    }
-
-    fn over_limits(&self) -> bool {
-        self.over_limits_by(1)
-    }
-
-    /// `over_limits` with `wal_pending_size_max` multiplied by `factor`.
-    fn over_limits_by(&self, factor: usize) -> bool {
-        let pending_max = self.config.wal_pending_size_max.saturating_mul(factor);
-        self.commit.buffered_size() + self.overflow_size > pending_max
-            || self.held.len() > self.config.held_count_max
-    }
-
-    /// Whether a peer message is refused for want of room. Catch-up chunks get
-    /// `CATCH_UP_PENDING_FACTOR` times the WAL room of other messages: their streams'
-    /// credits bound them (`paxos::stream`), and refusing one costs its stream a
-    /// restart, every chunk in flight sent again.
-    fn refuses(&self, message: &Message) -> bool {
-        match message.body {
-            MessageBody::CatchUpChunk { .. } | MessageBody::CatchUpRaw { .. } => {
-                self.over_limits_by(CATCH_UP_PENDING_FACTOR)
-            }
-            _ => self.over_limits(),
         }
     }
 
