@@ -486,7 +486,12 @@ impl Group {
 
     /// Sends this ballot's prepare over `[from, ∞)` to every voter of the membership
     /// in effect at `from` that has not promised yet; a voter whose report arrived in
-    /// part is asked from where it stopped.
+    /// part is asked from where it stopped. After what this replica persisted so far,
+    /// its own promise of the ballot included, is durable: a prepare says the
+    /// candidate holds its ballot, and a retransmission while the first write still
+    /// waits for the disk (a stall longer than `retransmit_ns`) once left before it,
+    /// so that a crash then let the replica promise below a ballot it had asked for,
+    /// and lead that ballot again (seeds 920000277, 920000335: the monotonic checker).
     fn prepare_missing(&self, from: Instance, out: &mut Output) {
         let Some(leading) = self.leading.as_ref() else {
             return;
@@ -498,7 +503,7 @@ impl Group {
                     .partial
                     .get(node)
                     .map_or(from, |resume| (*resume).max(from));
-                self.send(
+                self.send_after_persist(
                     out,
                     *node,
                     MessageBody::Prepare {

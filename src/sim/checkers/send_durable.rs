@@ -16,7 +16,9 @@
 //! written record becomes durable when a sync covers its LSN. A restart forgets what the
 //! node had and re-learns it from what recovery read off its disk (an emptied disk: none).
 //! Each Promise and Accepted the node sends is checked against that, at the moment it
-//! leaves (loopback votes to itself do not leave and are not checked).
+//! leaves (loopback votes to itself do not leave and are not checked); so is each
+//! Prepare and Accept, against the sender's own durable promise of its ballot (a
+//! candidate or leader holds its ballot only once it could not forget it).
 //!
 //! Invariant of the checker: `durable_*` hold, per node, exactly the Promise and Accept
 //! facts of records a completed sync or a recovery put on its disk since its last restart;
@@ -179,9 +181,31 @@ impl SendDurableChecker {
                     }
                 }
             }
-            MessageBody::Prepare { .. }
-            | MessageBody::Accept { .. }
-            | MessageBody::Reject { .. }
+            MessageBody::Prepare { ballot, .. } | MessageBody::Accept { ballot, .. } => {
+                // The sender holds this ballot: its own promise of it is durable first
+                // (a retransmitted prepare once left while that write stalled: seed
+                // 920000277).
+                self.checked += 1;
+                let durable = self
+                    .durable_promise
+                    .get(&(node, group))
+                    .copied()
+                    .unwrap_or(Ballot::ZERO);
+                if *ballot > durable {
+                    return Err(Violation::new(
+                        NAME,
+                        format!(
+                            "group {} node {}: {} at {ballot} to node {} left with its \
+                             durable promise at {durable}",
+                            group.0,
+                            node.0,
+                            message.body.kind(),
+                            message.to.0
+                        ),
+                    ));
+                }
+            }
+            MessageBody::Reject { .. }
             | MessageBody::Heartbeat { .. }
             | MessageBody::HeartbeatAck { .. }
             | MessageBody::CatchUpRequest { .. }
