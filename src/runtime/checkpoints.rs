@@ -94,6 +94,10 @@ pub struct TakeCheckpoint {
     /// The group's protocol state at the checkpoint's instance (`base.through`: the
     /// group's applied watermark when the effect was emitted).
     pub base: CheckpointBase,
+    /// The group's durable checkpoint when this one was asked for (`Instance(0)`:
+    /// none): its file must outlive this save, which is not durable until the WAL is
+    /// too (`wal::checkpoint::surplus`).
+    pub keep: Instance,
 }
 
 /// How a checkpoint the shard asked for ended.

@@ -826,7 +826,10 @@ impl Shard {
         });
         for group in due {
             let base = self.groups[&group].checkpoint_base();
-            effects.checkpoints.push(TakeCheckpoint { group, base });
+            let keep = self.checkpoints.durable_through(group);
+            effects
+                .checkpoints
+                .push(TakeCheckpoint { group, base, keep });
         }
     }
 

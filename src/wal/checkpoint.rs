@@ -360,16 +360,19 @@ pub fn parse_file_name(name: &str) -> Option<FileName> {
     (file_name(parsed.group, parsed.through, temporary) == name).then_some(parsed)
 }
 
-/// The checkpoint files of one group to remove once its checkpoint at `durable` is
-/// durable: every one but `durable` and the newest below it (files above `durable`
-/// were not usable when this life began, and `durable` supersedes them).
+/// The checkpoint files of one group to remove once its checkpoint at `saved` is
+/// saved: every one but `saved` and `keep`, the group's durable checkpoint when it
+/// asked for `saved` (which is not durable until the WAL is too: a crash meanwhile
+/// restarts from `keep`). Keeping "the newest below `saved`" instead once removed the
+/// durable file and kept a newer one that the restart had found damaged or unproven,
+/// so that the next restart had no checkpoint to start from (seeds 149285921108207,
+/// 149285921108262: the checkpoint checker).
 #[must_use]
-pub fn surplus(existing: &[Instance], durable: Instance) -> Vec<Instance> {
-    let previous = existing.iter().copied().filter(|i| *i < durable).max();
+pub fn surplus(existing: &[Instance], saved: Instance, keep: Instance) -> Vec<Instance> {
     let mut remove: Vec<Instance> = existing
         .iter()
         .copied()
-        .filter(|i| *i != durable && Some(*i) != previous)
+        .filter(|i| *i != saved && *i != keep)
         .collect();
     remove.sort_unstable();
     remove.dedup();
@@ -612,19 +615,25 @@ mod tests {
         }
     }
 
-    // Goal: a group keeps the durable checkpoint and the newest below it; everything
-    // else goes, files above the durable one included.
-    // Method: a table of listings.
+    // Goal: a save keeps the new file and the group's durable checkpoint, whatever
+    // lies between them (a file a restart found damaged or unproven) or above; with no
+    // durable checkpoint, only the new file stays.
+    // Method: a table of listings; the third is seed 149285921108262's (62 durable,
+    // 152 damaged, 186 saved).
     #[test]
-    fn surplus_keeps_two() {
+    fn surplus_keeps_the_saved_and_the_durable() {
         let i = |v: &[u64]| v.iter().map(|x| Instance(*x)).collect::<Vec<_>>();
-        assert_eq!(surplus(&i(&[10]), Instance(10)), i(&[]));
-        assert_eq!(surplus(&i(&[5, 10]), Instance(10)), i(&[]));
-        assert_eq!(surplus(&i(&[1, 5, 10]), Instance(10)), i(&[1]));
+        assert_eq!(surplus(&i(&[10]), Instance(10), Instance(0)), i(&[]));
+        assert_eq!(surplus(&i(&[5, 10]), Instance(10), Instance(5)), i(&[]));
         assert_eq!(
-            surplus(&i(&[12, 5, 1, 10, 3]), Instance(10)),
-            i(&[1, 3, 12])
+            surplus(&i(&[62, 152, 186]), Instance(186), Instance(62)),
+            i(&[152])
         );
+        assert_eq!(
+            surplus(&i(&[12, 5, 1, 10, 3]), Instance(10), Instance(3)),
+            i(&[1, 5, 12])
+        );
+        assert_eq!(surplus(&i(&[5, 10]), Instance(10), Instance(0)), i(&[5]));
     }
 
     // Goal: the newest usable checkpoint is installed; unproven, damaged and refused

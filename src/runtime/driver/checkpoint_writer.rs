@@ -254,7 +254,7 @@ fn read_piece(dir: &Path, read: &CheckpointRead) -> CheckpointReadOutcome {
 #[must_use]
 fn save(dir: &Path, take: &TakeCheckpoint, image: CheckpointImage) -> CheckpointOutcome {
     let bytes = image.into_bytes();
-    match files::save(dir, take.group, &take.base, &bytes) {
+    match files::save(dir, take.group, &take.base, take.keep, &bytes) {
         Ok(_) => CheckpointOutcome::Saved,
         Err(error) => CheckpointOutcome::Failed {
             error: error.to_string(),

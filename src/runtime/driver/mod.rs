@@ -577,6 +577,7 @@ fn install_checkpoint(
     let take = TakeCheckpoint {
         group,
         base: install.base,
+        keep: install.keep,
     };
     writer.start(take, Some(CheckpointImage::ready(install.image)));
 }

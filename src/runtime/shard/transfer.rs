@@ -142,6 +142,9 @@ pub struct InstallCheckpoint {
     pub image: Bytes,
     /// Where in `Effects::apply` the install goes.
     pub apply_index: usize,
+    /// The group's durable checkpoint before this install: its file must outlive the
+    /// save of this one (`TakeCheckpoint::keep`).
+    pub keep: Instance,
 }
 
 /// Counters of checkpoint transfers on one shard.
@@ -500,6 +503,7 @@ impl Shard {
             }
             self.transfers.counters.installed += 1;
             self.drop_votes_at_or_below(group, through);
+            let keep = self.checkpoints.durable_through(group);
             self.checkpoints
                 .on_install(group, through, self.lsn_planned());
             self.pending_installs.push(InstallCheckpoint {
@@ -507,6 +511,7 @@ impl Shard {
                 base,
                 image,
                 apply_index,
+                keep,
             });
         }
     }

@@ -126,6 +126,14 @@ impl Cluster {
                 return Ok(());
             }
             Stage::Renamed => {
+                // The group's durable checkpoint, as when the save was asked for
+                // (`TakeCheckpoint::keep`): the new one is not durable yet.
+                let keep = self.nodes[node].shards[shard]
+                    .shard
+                    .as_ref()
+                    .map_or(Instance(0), |core| {
+                        core.checkpoints().durable_through(group)
+                    });
                 let fs = &mut self.nodes[node].fs;
                 fs.sync_dir();
                 let mut saved = Vec::new();
@@ -141,7 +149,7 @@ impl Cluster {
                     }
                 }
                 stale.extend(
-                    surplus(&saved, through)
+                    surplus(&saved, through, keep)
                         .into_iter()
                         .map(|i| file_name(group, i, false)),
                 );

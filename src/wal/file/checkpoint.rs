@@ -124,8 +124,9 @@ pub fn read(dir: &Path, group: GroupId, through: Instance) -> Result<Bytes, Chec
 }
 
 /// Saves the checkpoint of `group` at `base` over `image` in `dir` durably (see the
-/// module invariants), then removes the group's files that `surplus` names and any
-/// temporary file of the group. Returns how many files it removed.
+/// module invariants), then removes the group's files that `surplus` names (all but
+/// this one and `keep`, the group's durable checkpoint) and any temporary file of the
+/// group. Returns how many files it removed.
 ///
 /// # Errors
 ///
@@ -135,6 +136,7 @@ pub fn save(
     dir: &Path,
     group: GroupId,
     base: &CheckpointBase,
+    keep: Instance,
     image: &[u8],
 ) -> Result<usize, CheckpointIoError> {
     if !dir.is_dir() {
@@ -160,7 +162,7 @@ pub fn save(
     // The new checkpoint is durable: the older ones may go.
     let listing = list(dir)?.remove(&group).unwrap_or_default();
     let mut removed = 0;
-    let stale = surplus(&listing.saved, through)
+    let stale = surplus(&listing.saved, through, keep)
         .into_iter()
         .map(|i| file_name(group, i, false))
         .chain(listing.temporary.iter().map(|i| file_name(group, *i, true)));
@@ -190,8 +192,9 @@ mod tests {
         }
     }
 
-    // Goal: saves are readable, a group keeps two files, temporary files and other
-    // groups' files are left to their owners or cleared by the next save.
+    // Goal: saves are readable, a group keeps two files (the new one and the durable
+    // one it names), temporary files and other groups' files are left to their
+    // owners or cleared by the next save.
     // Method: save four checkpoints of one group and one of another into a temporary
     // directory, with a stale temporary file and a foreign name beside them.
     #[test]
@@ -201,12 +204,18 @@ mod tests {
         let dir = dir(&root);
         let g = GroupId(3);
         assert!(list(&dir).expect("absent dir").is_empty());
-        save(&dir, g, &base(10), b"ten").expect("save");
+        save(&dir, g, &base(10), Instance(0), b"ten").expect("save");
         std::fs::write(dir.join(file_name(g, Instance(15), true)), b"torn").expect("temp");
         std::fs::write(dir.join("notes.txt"), b"x").expect("foreign");
-        assert_eq!(save(&dir, g, &base(20), b"twenty").expect("save"), 1);
-        save(&dir, GroupId(4), &base(5), b"five").expect("save");
-        assert_eq!(save(&dir, g, &base(30), b"thirty").expect("save"), 1);
+        assert_eq!(
+            save(&dir, g, &base(20), Instance(10), b"twenty").expect("save"),
+            1
+        );
+        save(&dir, GroupId(4), &base(5), Instance(0), b"five").expect("save");
+        assert_eq!(
+            save(&dir, g, &base(30), Instance(20), b"thirty").expect("save"),
+            1
+        );
         let listing = list(&dir).expect("list");
         assert_eq!(listing[&g].saved, vec![Instance(20), Instance(30)]);
         assert!(listing[&g].temporary.is_empty());
