@@ -17,6 +17,31 @@
 //! rejoiner miss a quorum it once belonged to. An empty chunk from a voter behind the
 //! request counts: its promise and accepted range are as current as in any chunk.
 //!
+//! Known hole (open; `tests/rejoin5.rs` reproduces it and is ignored until it is
+//! closed): the three conditions do not fence the ballots the rejoiner may have voted
+//! at. Let P be the highest promise reported. Every ballot b at which the replica voted
+//! before the loss is at most P (b's phase-1 quorum holds a reporter, which promised b
+//! before answering). But a reporter whose promise is still at most b when it answers
+//! may accept at b afterwards, when an Accept sent before the loss reaches it: with the
+//! lost vote, that completes a quorum at b that no answer showed, and a later leader
+//! whose phase-1 quorum holds the rejoiner and none of that quorum's other members
+//! chooses a second value. Five voters: leader D at b, rejoiner R, answers from A, B
+//! and C; v chosen by {D, R, A} at b once A accepts after its answer; C then leads with
+//! {B, C, R} and fills the instance with its own entry. Learning chosen values through
+//! the reported ranges cannot see it (A had not accepted yet). A sound rule must make
+//! every ballot at or below P unable to gather an acceptance the rejoiner does not learn
+//! about before it votes, for instance: (a) n − quorum + 1 voters answer with a promise
+//! above P (they accept nothing at or below P afterwards, and what they accepted before
+//! lies in their ranges), which needs a ballot change after the restart (Paxos Made
+//! Live's "an instance proposed after the restart is chosen" supplies one only when the
+//! leader changes); or (b) an answer from a leader that has completed phase 1 at a
+//! ballot of at least P, and chosen values through its accepted range (any quorum at a
+//! ballot b below it that holds the lost vote meets its phase-1 quorum in a member that
+//! accepted at b before promising, and at its own ballot it proposed the instance
+//! before the loss), which needs a chunk to say that its sender leads. Separately, a
+//! promise above P made before the loss to a candidate whose phase 1 had not completed
+//! is forgotten too (the promise floor across a disk loss).
+//!
 //! A replica below its vote floor (`checkpoint`) wants catch-up until it reaches it,
 //! from every peer: it withholds its promise meanwhile, so there may be no leader.
 
