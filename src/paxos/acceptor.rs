@@ -251,7 +251,11 @@ impl Group {
         }
         if self.role == Role::Follower {
             self.leader_hint = Some((from, ballot));
-            self.reset_election_deadline(now);
+            // A replica rebuilding lost state ends it only by its own Phase 1
+            // (`learner`): a live leader does not hold its campaign off.
+            if self.rejoin.is_none() {
+                self.reset_election_deadline(now);
+            }
         }
         // A running grant to another holder (or the restart grant, to no one) is never
         // handed over: that holder counts it toward its lease until it runs out. A

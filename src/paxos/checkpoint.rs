@@ -687,7 +687,39 @@ mod tests {
         assert_eq!(heard(&node2), Some(vec![NodeId(1)]));
         assert!(!node2.is_voting());
         deliver(&mut node2, chunk(3, 150, 151, true));
-        assert!(node2.is_voting(), "heard from two voters");
+        assert!(
+            !node2.is_voting(),
+            "heard from two voters: it may campaign, not vote"
+        );
+
+        // Its own Phase 1, above every promise heard, with both other voters (its own
+        // acceptor does not vote): only the second promise makes it vote again.
+        let mut out = Output::default();
+        node2.step(Nanos(10_000_000_000), Input::Tick, &mut out);
+        let ballot = out
+            .send_after_persist
+            .iter()
+            .find_map(|m| match m.body {
+                MessageBody::Prepare { ballot, .. } if m.to == NodeId(3) => Some(ballot),
+                _ => None,
+            })
+            .expect("the rejoiner campaigns");
+        assert!(ballot.round > 5, "above every promise heard: {ballot}");
+        let promise = |from: u32| Message {
+            group: GroupId(1),
+            from: NodeId(from),
+            to: NodeId(2),
+            body: MessageBody::Promise {
+                ballot,
+                chosen_through: Instance(150),
+                entries: Vec::new(),
+                truncated: false,
+            },
+        };
+        deliver(&mut node2, promise(1));
+        assert!(!node2.is_voting(), "one other voter of two");
+        deliver(&mut node2, promise(3));
+        assert!(node2.is_voting(), "Phase 1 with both other voters");
         node2.invariants();
     }
 

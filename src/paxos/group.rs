@@ -781,7 +781,7 @@ impl Group {
     fn may_campaign(&self, now: Nanos) -> bool {
         let leased_to_other =
             now < self.lease_granted_until && self.lease_holder != Some(self.config.node);
-        self.voting
+        (self.voting || self.rejoin_may_campaign())
             && !self.fenced
             && !leased_to_other
             && self.latest_membership().contains(self.config.node)

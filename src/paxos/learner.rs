@@ -45,7 +45,7 @@
 //! A replica below its vote floor (`checkpoint`) wants catch-up until it reaches it,
 //! from every peer: it withholds its promise meanwhile, so there may be no leader.
 
-use super::group::{Group, Role};
+use super::group::Group;
 use super::message::MessageBody;
 use super::output::Output;
 use super::types::{Ballot, Entry, Instance, Nanos, NodeId};
@@ -206,40 +206,37 @@ impl Group {
         } else {
             self.catch_up_wanted = false;
         }
-        self.try_rejoin(out);
     }
 
-    /// Ends the lost-state period once the three conditions of the module docs hold.
-    fn try_rejoin(&mut self, out: &mut Output) {
+    /// Whether this replica, rebuilding lost state, may campaign to end it: it has
+    /// heard since restart from n − quorum + 1 other voters, so its campaign's round
+    /// lies above every round it led at before the loss (module docs, "Rejoin").
+    pub(super) fn rejoin_may_campaign(&self) -> bool {
         let Some(rejoin) = self.rejoin.as_ref() else {
-            return;
+            return false;
         };
         let membership = self.latest_membership();
-        let others: Vec<NodeId> = membership
+        let others = membership
             .voters()
             .iter()
-            .copied()
-            .filter(|n| *n != self.config.node)
-            .collect();
+            .filter(|n| **n != self.config.node)
+            .count();
         let needed = membership.voters().len() - membership.quorum() + 1;
-        let heard: Vec<&(Ballot, Instance)> = others
+        let heard = membership
+            .voters()
             .iter()
-            .filter_map(|node| rejoin.heard.get(node))
-            .collect();
-        if heard.len() < needed.min(others.len()) {
-            return;
+            .filter(|n| **n != self.config.node && rejoin.heard.contains_key(n))
+            .count();
+        heard >= needed.min(others)
+    }
+
+    /// Ends the lost-state period: this replica's own Phase 1 completed with a quorum
+    /// of the other voters (its own acceptor, not voting, promised nothing), so every
+    /// ballot at which it may have voted is fenced and reported (module docs).
+    pub(super) fn end_rejoin(&mut self) {
+        if self.rejoin.take().is_some() {
+            self.voting = true;
+            self.catch_up_wanted = false;
         }
-        let promised_max = heard.iter().map(|(b, _)| *b).max().unwrap_or(Ballot::ZERO);
-        let accepted_max = heard.iter().map(|(_, i)| *i).max().unwrap_or(Instance(0));
-        if self.chosen_through < accepted_max {
-            return;
-        }
-        if promised_max > self.promised {
-            self.promise(promised_max, out);
-        }
-        self.rejoin = None;
-        self.voting = true;
-        self.catch_up_wanted = false;
-        debug_assert!(self.role == Role::Follower);
     }
 }
