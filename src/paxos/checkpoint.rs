@@ -43,7 +43,7 @@
 //!   the chosen prefix, and the recorded `X` is only what survived before the damage:
 //!   any checkpoint file (fact 3) may be installed, the newest first. Its instance is
 //!   chosen and its image the result, whatever the WAL kept; the replica does not vote
-//!   until it has re-learned (`Group::rejoin`), so the lost votes matter no more than
+//!   until its rejoin completes (`learner`), so the lost votes matter no more than
 //!   without a checkpoint. Without this a replica whose WAL was damaged above an
 //!   old `Chosen` record would restart from instance 1 (or from a checkpoint far
 //!   below its own newest), which its peers, their WALs truncated, can no longer
@@ -699,9 +699,13 @@ mod tests {
         let ballot = out
             .send_after_persist
             .iter()
-            .find_map(|m| match m.body {
-                MessageBody::Prepare { ballot, .. } if m.to == NodeId(3) => Some(ballot),
-                _ => None,
+            .filter(|m| m.to == NodeId(3))
+            .find_map(|m| {
+                if let MessageBody::Prepare { ballot, .. } = m.body {
+                    Some(ballot)
+                } else {
+                    None
+                }
             })
             .expect("the rejoiner campaigns");
         assert!(ballot.round > 5, "above every promise heard: {ballot}");

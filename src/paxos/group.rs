@@ -186,8 +186,9 @@ pub(super) struct Leading {
     pub partial: BTreeMap<NodeId, Instance>,
 }
 
-/// A replica that lost state: the peers it heard from since restart (their promised
-/// ballot and highest accepted instance).
+/// A replica that lost state: the voters it heard from since restart (their promised
+/// ballot and highest accepted instance, as first reported; who was heard decides when
+/// it may campaign to end the rejoin, see `learner`).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Rejoin {
     pub heard: BTreeMap<NodeId, (Ballot, Instance)>,
