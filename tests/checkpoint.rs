@@ -272,9 +272,10 @@ fn recovered(disk: &SimDisk, lost_state: bool) -> (Restore, Resume) {
 // again) installs that checkpoint again instead of falling back below it (simulator
 // seed 111638204532504: the checkpoint at 30 reported durable, then a restart from 0).
 // Method: a 3-node group restored lost (nothing of its log kept, the rejoin marker
-// present) with a checkpoint at 10; two peers' empty catch-up chunks end its rejoin;
-// writes complete at once; at `clear_rejoin_marker` the disk is scanned and replayed
-// as a restart without lost state would, and the shard restarted from the checkpoint.
+// present) with a checkpoint at 10; two peers' empty catch-up chunks, then both
+// peers' promises to its campaign, end its rejoin; writes complete at once; at
+// `clear_rejoin_marker` the disk is scanned and replayed as a restart without lost
+// state would, and the shard restarted from the checkpoint.
 #[test]
 fn lost_state_restore_makes_its_checkpoint_provable_before_the_marker_goes() {
     let three = Membership::new(vec![NODE, NodeId(2), NodeId(3)]);
@@ -322,25 +323,50 @@ fn lost_state_restore_makes_its_checkpoint_provable_before_the_marker_goes() {
     };
     let mut effects = Effects::default();
     let mut cleared = false;
-    for input in [
-        ShardInput::Tick,
-        ShardInput::Message(chunk(2)),
-        ShardInput::Message(chunk(3)),
-        ShardInput::Tick,
-        ShardInput::Tick,
-    ] {
-        s.step(now, input);
+    let mut drive = |s: &mut Shard, at: Nanos, input: ShardInput| {
+        s.step(at, input);
         loop {
             effects.clear();
-            s.flush(now, &mut effects);
+            s.flush(at, &mut effects);
             s.invariants();
             cleared |= effects.clear_rejoin_marker;
             let Some(plan) = effects.write.take() else {
                 break;
             };
-            complete(&mut s, &mut disk, now, &plan);
+            complete(s, &mut disk, at, &plan);
         }
-        if cleared {
+        cleared
+    };
+    for input in [
+        ShardInput::Tick,
+        ShardInput::Message(chunk(2)),
+        ShardInput::Message(chunk(3)),
+    ] {
+        drive(&mut s, now, input);
+    }
+    // Heard from both peers, it campaigns once its election timer runs out, and votes
+    // again when both other voters promised (its own acceptor does not vote).
+    let later = Nanos::from_ms(10_000);
+    drive(&mut s, later, ShardInput::Tick);
+    let ballot = s.group(G).expect("group").ballot().expect("a candidate");
+    let promise = |from: u32| synod::paxos::Message {
+        group: G,
+        from: NodeId(from),
+        to: NODE,
+        body: synod::paxos::MessageBody::Promise {
+            ballot,
+            chosen_through: Instance(10),
+            entries: Vec::new(),
+            truncated: false,
+        },
+    };
+    for input in [
+        ShardInput::Message(promise(2)),
+        ShardInput::Message(promise(3)),
+        ShardInput::Tick,
+        ShardInput::Tick,
+    ] {
+        if drive(&mut s, later, input) {
             break;
         }
     }

@@ -1,19 +1,33 @@
 //! The deterministic simulator over many seeds: every regression seed of
-//! `tests/seeds.txt`, then `SYNOD_SEEDS` (default 300) random seeds from a base printed
-//! in the summary. `SYNOD_SEED=<seed>` replays exactly one seed. `SYNOD_LARGE_VALUES=1`
+//! `tests/seeds.txt` (each with its profile), then `SYNOD_SEEDS` (default 300) random
+//! seeds of the default profile from a base printed in the summary; a second set,
+//! `SYNOD_RARE_SEEDS` (default 60) random seeds of the `rare-faults` profile (five
+//! voters; crashes, partitions and disk loss always on; `sim::profile`), from its own
+//! base. `SYNOD_SEED=<seed>` replays exactly one seed (`SYNOD_PROFILE=rare-faults` for
+//! a biased one). `SYNOD_LARGE_VALUES=1`
 //! forces the large-value mode (small message budget, mostly-large values) on for
 //! every seed, replays included. A second test forces
 //! forgery (messages out of bounds injected by the network) on for a few seeds.
 
 use synod::sim::cluster::run_options;
-use synod::sim::swarm::{large_values_forced, run_many, seed_options};
-use synod::sim::{FaultClass, SimOptions};
+use synod::sim::swarm::{large_values_forced, run_many, seed_options, Summary};
+use synod::sim::{FaultClass, Profile, SimOptions};
 
-fn regression_seeds() -> Vec<u64> {
+/// The seeds of `seeds.txt`: `<seed>` or `<seed> <profile>`, then an optional note
+/// after `#`. A line that names an unknown profile fails the test.
+fn regression_seeds() -> Vec<(u64, Profile)> {
     let text = include_str!("seeds.txt");
     text.lines()
         .filter_map(|line| line.split('#').next())
-        .filter_map(|s| s.trim().parse::<u64>().ok())
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let seed = words.next()?.parse::<u64>().ok()?;
+            let profile = words.next().map_or(Profile::Default, |name| {
+                Profile::parse(name)
+                    .unwrap_or_else(|| panic!("seeds.txt: seed {seed}: no profile {name}"))
+            });
+            Some((seed, profile))
+        })
         .collect()
 }
 
@@ -27,7 +41,8 @@ fn env_u64(name: &str) -> Option<u64> {
 #[test]
 fn simulation() {
     if let Some(seed) = env_u64("SYNOD_SEED") {
-        match run_options(seed_options(seed, large_values_forced())) {
+        let profile = Profile::from_env().unwrap_or_else(|e| panic!("{e}"));
+        match run_options(seed_options(seed, profile, large_values_forced())) {
             Ok(report) => {
                 println!("seed {seed}: ok: {report:?}");
                 println!("seed {seed}: reads: {:?}", report.reads);
@@ -52,13 +67,8 @@ fn simulation() {
     let count = env_u64("SYNOD_SEEDS").unwrap_or(300);
     let base = env_u64("SYNOD_SEED_BASE").unwrap_or_else(synod::runtime::clock::entropy_seed);
     let mut seeds = regressions.clone();
-    seeds.extend(base..base + count);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let summary = run_many(&seeds, threads, &|_, _, failure| {
-        if let Some(failure) = failure {
-            eprintln!("{failure}");
-        }
-    });
+    seeds.extend((base..base + count).map(|seed| (seed, Profile::Default)));
+    let summary = run_seeds(&seeds);
     println!(
         "simulation: {} seeds, {} failures (regression seeds: {}; random seeds {}..{}, SYNOD_SEED_BASE={base}{}) in {:.1}s",
         summary.seeds,
@@ -73,20 +83,70 @@ fn simulation() {
         },
         summary.elapsed_s
     );
-    println!("simulation: {}", summary.totals());
-    println!("simulation: {}", summary.read_totals());
-    println!("simulation: {}", summary.checkpoint_totals());
-    println!("simulation: {}", summary.retention_totals());
-    println!("simulation: {}", summary.log_read_totals());
-    println!("simulation: {}", summary.truncation_totals());
-    println!("simulation: {}", summary.raw_flip_totals());
-    println!("simulation: {}", summary.lease_totals());
-    println!("simulation: {}", summary.recovery_totals());
+    print_totals_and_fail("simulation", summary);
+}
+
+/// Runs `seeds` on every core, printing each failure as it comes.
+fn run_seeds(seeds: &[(u64, Profile)]) -> Summary {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    run_many(seeds, threads, &|_, _, failure| {
+        if let Some(failure) = failure {
+            eprintln!("{failure}");
+        }
+    })
+}
+
+/// Prints the totals of `summary` under `name`; panics naming the failing seeds.
+fn print_totals_and_fail(name: &str, summary: Summary) {
+    println!("{name}: {}", summary.totals());
+    println!("{name}: {}", summary.read_totals());
+    println!("{name}: {}", summary.checkpoint_totals());
+    println!("{name}: {}", summary.retention_totals());
+    println!("{name}: {}", summary.log_read_totals());
+    println!("{name}: {}", summary.truncation_totals());
+    println!("{name}: {}", summary.raw_flip_totals());
+    println!("{name}: {}", summary.lease_totals());
+    println!("{name}: {}", summary.recovery_totals());
     let failures = summary.failures;
     if !failures.is_empty() {
-        let list: Vec<String> = failures.iter().map(|f| f.seed.to_string()).collect();
-        panic!("failing seeds: {}", list.join(" "));
+        let list: Vec<String> = failures
+            .iter()
+            .map(|f| match f.profile {
+                Profile::Default => f.seed.to_string(),
+                profile => format!("{} {profile}", f.seed),
+            })
+            .collect();
+        panic!("failing seeds: {}", list.join(", "));
     }
+}
+
+// Goal: safety and liveness hold where the default swarm rarely goes: five voters
+// with crashes, partitions and disk loss always on (the second CI set).
+// Method: `SYNOD_RARE_SEEDS` (default 60) random seeds of the `rare-faults` profile
+// from a base printed in the summary (`SYNOD_RARE_SEED_BASE` to choose it); skipped
+// when `SYNOD_SEED` replays one seed. Any violation fails with the seed and the
+// command that replays it.
+#[test]
+fn simulation_rare_faults() {
+    if env_u64("SYNOD_SEED").is_some() {
+        return;
+    }
+    let count = env_u64("SYNOD_RARE_SEEDS").unwrap_or(60);
+    let base = env_u64("SYNOD_RARE_SEED_BASE").unwrap_or_else(synod::runtime::clock::entropy_seed);
+    let seeds: Vec<(u64, Profile)> = (base..base + count)
+        .map(|seed| (seed, Profile::RareFaults))
+        .collect();
+    let summary = run_seeds(&seeds);
+    println!(
+        "simulation rare-faults: {} seeds, {} failures (random seeds {}..{}, \
+         SYNOD_RARE_SEED_BASE={base}) in {:.1}s",
+        summary.seeds,
+        summary.failures.len(),
+        base,
+        base + count,
+        summary.elapsed_s
+    );
+    print_totals_and_fail("simulation rare-faults", summary);
 }
 
 // Goal: forged messages out of bounds, sent often, are refused everywhere without

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use synod::sim::swarm::run_many;
+use synod::sim::Profile;
 
 use crate::cli::positive;
 
@@ -24,18 +25,28 @@ pub struct SimArgs {
     /// Replay this one seed (a failure prints the seed's options and what failed).
     #[arg(long, value_name = "SEED", conflicts_with_all = ["seeds", "base", "threads"])]
     pub seed: Option<u64>,
+    /// The family of seeds: `default` (swarm over every fault class) or `rare-faults`
+    /// (five voters; crashes, partitions and disk loss always on).
+    #[arg(long, value_name = "NAME", default_value = "default",
+          value_parser = parse_profile)]
+    pub profile: Profile,
+}
+
+fn parse_profile(name: &str) -> Result<Profile, String> {
+    Profile::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+        format!("no such profile (known: {})", known.join(", "))
+    })
 }
 
 /// Runs `synod sim`: exit status 1 when any seed fails.
 pub fn main(args: SimArgs) -> ExitCode {
     if let Some(seed) = args.seed {
-        return match synod::sim::cluster::run_seed(seed) {
+        let options = args.profile.options(seed, false);
+        return match synod::sim::cluster::run_options(options.clone()) {
             Ok(report) => {
                 println!("seed {seed}: ok ({report:?})");
-                println!(
-                    "seed {seed}: options: {}",
-                    synod::sim::SimOptions::from_seed(seed)
-                );
+                println!("seed {seed}: options: {options}");
                 println!(
                     "seed {seed}: checkpoints: {} saved, {} failed, {} damaged, {} restores, \
                      {} installed from peers",
@@ -80,8 +91,9 @@ pub fn main(args: SimArgs) -> ExitCode {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let seeds: Vec<u64> = (base..base + count).collect();
-    println!("synod sim: {count} seeds from {base} on {threads} threads");
+    let profile = args.profile;
+    let seeds: Vec<(u64, Profile)> = (base..base + count).map(|s| (s, profile)).collect();
+    println!("synod sim: {count} seeds from {base} on {threads} threads, profile {profile}");
     let step = (count as usize / 20).max(1);
     let summary = run_many(&seeds, threads, &|done, failures, failure| {
         if let Some(failure) = failure {
@@ -92,7 +104,7 @@ pub fn main(args: SimArgs) -> ExitCode {
         }
     });
     println!(
-        "{} seeds, {} failures (seeds {base}..{}) in {:.1}s",
+        "{} seeds, {} failures (seeds {base}..{}, profile {profile}) in {:.1}s",
         summary.seeds,
         summary.failures.len(),
         base + count,

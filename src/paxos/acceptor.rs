@@ -56,8 +56,8 @@ impl Group {
         // Leader lease: while a lease granted to a live leader runs (or the lease a
         // restarted replica may have granted before it crashed), answer no one else,
         // not even at a ballot already promised: the promise may have been raised
-        // without a prepare (by a rejoin), and a repeated promise counts as much as a
-        // first one toward the candidate's quorum.
+        // without a prepare (seed 1000000754, by a former rejoin rule), and a repeated
+        // promise counts as much as a first one toward the candidate's quorum.
         if now < self.lease_granted_until && self.lease_holder != Some(from) {
             self.ignore("prepare_during_lease");
             return;
@@ -246,7 +246,11 @@ impl Group {
         }
         if self.role == Role::Follower {
             self.leader_hint = Some((from, ballot));
-            self.reset_election_deadline(now);
+            // A replica rebuilding lost state ends it only by its own Phase 1
+            // (`learner`): a live leader does not hold its campaign off.
+            if self.rejoin.is_none() {
+                self.reset_election_deadline(now);
+            }
         }
         // A running grant to another holder (or the restart grant, to no one) is never
         // handed over: that holder counts it toward its lease until it runs out. A

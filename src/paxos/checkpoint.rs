@@ -43,7 +43,7 @@
 //!   the chosen prefix, and the recorded `X` is only what survived before the damage:
 //!   any checkpoint file (fact 3) may be installed, the newest first. Its instance is
 //!   chosen and its image the result, whatever the WAL kept; the replica does not vote
-//!   until it has re-learned (`Group::rejoin`), so the lost votes matter no more than
+//!   until its rejoin completes (`learner`), so the lost votes matter no more than
 //!   without a checkpoint. Without this a replica whose WAL was damaged above an
 //!   old `Chosen` record would restart from instance 1 (or from a checkpoint far
 //!   below its own newest), which its peers, their WALs truncated, can no longer
@@ -687,7 +687,43 @@ mod tests {
         assert_eq!(heard(&node2), Some(vec![NodeId(1)]));
         assert!(!node2.is_voting());
         deliver(&mut node2, chunk(3, 150, 151, true));
-        assert!(node2.is_voting(), "heard from two voters");
+        assert!(
+            !node2.is_voting(),
+            "heard from two voters: it may campaign, not vote"
+        );
+
+        // Its own Phase 1, above every promise heard, with both other voters (its own
+        // acceptor does not vote): only the second promise makes it vote again.
+        let mut out = Output::default();
+        node2.step(Nanos(10_000_000_000), Input::Tick, &mut out);
+        let ballot = out
+            .send_after_persist
+            .iter()
+            .filter(|m| m.to == NodeId(3))
+            .find_map(|m| {
+                if let MessageBody::Prepare { ballot, .. } = m.body {
+                    Some(ballot)
+                } else {
+                    None
+                }
+            })
+            .expect("the rejoiner campaigns");
+        assert!(ballot.round > 5, "above every promise heard: {ballot}");
+        let promise = |from: u32| Message {
+            group: GroupId(1),
+            from: NodeId(from),
+            to: NodeId(2),
+            body: MessageBody::Promise {
+                ballot,
+                chosen_through: Instance(150),
+                entries: Vec::new(),
+                truncated: false,
+            },
+        };
+        deliver(&mut node2, promise(1));
+        assert!(!node2.is_voting(), "one other voter of two");
+        deliver(&mut node2, promise(3));
+        assert!(node2.is_voting(), "Phase 1 with both other voters");
         node2.invariants();
     }
 

@@ -199,8 +199,9 @@ pub(super) struct Leading {
     pub partial: BTreeMap<NodeId, Instance>,
 }
 
-/// A replica that lost state: the peers it heard from since restart (their promised
-/// ballot and highest accepted instance).
+/// A replica that lost state: the voters it heard from since restart (their promised
+/// ballot and highest accepted instance, as first reported; who was heard decides when
+/// it may campaign to end the rejoin, see `learner`).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Rejoin {
     pub heard: BTreeMap<NodeId, (Ballot, Instance)>,
@@ -816,7 +817,7 @@ impl Group {
     fn may_campaign(&self, now: Nanos) -> bool {
         let leased_to_other =
             now < self.lease_granted_until && self.lease_holder != Some(self.config.node);
-        self.voting
+        (self.voting || self.rejoin_may_campaign())
             && !self.fenced
             && !leased_to_other
             && self.latest_membership().contains(self.config.node)

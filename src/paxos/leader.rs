@@ -222,6 +222,8 @@ impl Group {
             .expect("a candidate has leading state");
         leading.elected = true;
         let ballot = leading.ballot;
+        // A replica rebuilding lost state votes again from here (`learner`, "Rejoin").
+        self.end_rejoin();
         self.role = Role::Leader;
         self.leader_hint = Some((self.config.node, ballot));
         self.counters.elections_won += 1;

@@ -5,17 +5,64 @@
 //! `chosen_through >= i` and this replica accepted i at exactly b (a leader proposes
 //! one value per instance per ballot), or when a peer sends it by catch-up.
 //!
+//! # Rejoin
+//!
 //! Lost state (Paxos Made Live §5.1): a replica whose log was emptied or corrupted may
-//! have broken promises and forgotten acceptances that a quorum counted on. It votes
-//! again only once it has (1) heard since restart from enough peers that any quorum it
-//! was part of overlaps them (n − quorum + 1 other voters), (2) raised its promise above
-//! every ballot they report, and (3) learned chosen values through the highest instance
-//! any of them had accepted. Anything it may have acknowledged is then known chosen.
-//! Only chunks from voters count toward (1) and (2): a peer itself re-learning lost
-//! state serves its chosen values (facts) but reports a promise and an accepted range
-//! that may be below what it had (`from_voter: false`), so counting it could let the
-//! rejoiner miss a quorum it once belonged to. An empty chunk from a voter behind the
-//! request counts: its promise and accepted range are as current as in any chunk.
+//! have broken promises and forgotten acceptances that a quorum counted on. It does not
+//! vote (promise or accept) until it has run Phase 1 itself, counting only the other
+//! voters:
+//! 1. it hears since restart, by catch-up, from n − quorum + 1 other voters
+//!    (`rejoin_may_campaign`). Only chunks from voters count: a peer itself re-learning
+//!    lost state serves its chosen values (facts) but reports a promise that may be
+//!    below what it had (`from_voter: false`). An empty chunk from a voter behind the
+//!    request counts: its promise is as current as in any chunk;
+//! 2. it campaigns (`Group::campaign`) at a round above every round it has seen. Its
+//!    own acceptor does not answer (it does not vote), so the Phase 1 completes only
+//!    with promises from a quorum of the membership drawn from the other voters (three
+//!    voters: both others; five: three of the four);
+//! 3. once it does (`end_rejoin`, from `become_leader`), it votes again (its acceptor
+//!    promised the ballot B at the campaign) and leads at B as any new leader does,
+//!    re-proposing the highest-ballot value reported for each instance.
+//!
+//! A live leader does not hold the campaign off (a rejoiner's election timer is not
+//! reset by heartbeats; its promise B then refuses the leader's heartbeats, the leader
+//! steps down, and the peers promise once their lease grants run out), and a preempted
+//! campaign is retried at the next timeout, as any candidate's. The cost: one election
+//! per disk loss, which may depose a healthy leader.
+//!
+//! Why it is sound. Let Q be the quorum of other voters that promised B.
+//! - B lies above every ballot b at which the replica voted before the loss. b's leader
+//!   completed Phase 1 at b before that vote, with a quorum holding at least quorum − 1
+//!   other voters; it meets Q ((quorum − 1) + quorum > n − 1) in a member that promised
+//!   b before the loss, hence before answering B, which it would have refused below b.
+//!   B = b is ruled out too: it would be a ballot of this replica's, whose Phase-1
+//!   quorum (at least quorum − 1 others) meets the n − quorum + 1 voters of step 1 in a
+//!   member that reported a promise of at least b, so B's round is above b's.
+//! - After answering, no member of Q accepts below B; neither does the replica, whose
+//!   promise is B from the campaign on.
+//! - A quorum at a ballot b below B that holds the lost vote has quorum − 1 other
+//!   members, which meet Q in a member m; if m accepted at b, it did so before promising
+//!   B (above) and reported it in its promise (a quorum without the lost vote meets Q
+//!   as well). So every value chosen, or still choosable, at a ballot below B is in the
+//!   reports, and the leader at B proposes it. This closes the hole of an Accept sent
+//!   before the loss that completes, with the lost vote, a quorum after the rejoiner
+//!   heard from its peers (`tests/rejoin5.rs`); the former rule (vote once the peers
+//!   are heard, promise raised to the highest they report, chosen values learned
+//!   through their accepted ranges) let a later leader with the rejoiner in its quorum
+//!   fill that instance with a second value.
+//! - The rejoin floor of `sim::checkers::monotonic` follows: every ballot led in the
+//!   group before the loss is below B, and the replica sends no vote below B.
+//!
+//! Not closed: a promise made before the loss to a candidate X at a ballot P above B
+//! whose Phase 1 was still running. X may complete it after the rejoin with that
+//! forgotten promise and quorum − 1 others that promised B first and P afterwards; the
+//! replica, leading at B, counted its own acceptance at B into a quorum those others
+//! need not meet, and X proposes another value at P. The rule narrows it (X's prepare
+//! at P must have reached none of Q before they answered B, or they refuse B and the
+//! rejoiner campaigns above P) but a fix needs X to discard the forgotten promise: the
+//! promises of the rejoiner's peers telling candidates that it restarted, as crash
+//! vectors do (Michael, Ports, Sharma, Szekeres, "Recovering Shared Objects Without
+//! Stable Storage", DISC 2017). No test reproduces it yet.
 //!
 //! A replica below its vote floor (`checkpoint`) wants catch-up until it reaches it,
 //! from every peer: it withholds its promise meanwhile, so there may be no leader.
@@ -33,7 +80,7 @@
 
 use std::collections::VecDeque;
 
-use super::group::{Group, Role};
+use super::group::Group;
 use super::message::MessageBody;
 use super::output::Output;
 use super::types::{Ballot, Entry, Instance, Nanos, NodeId};
@@ -352,7 +399,6 @@ impl Group {
             self.catch_up_wanted = false;
             self.catch_up_ahead.clear();
         }
-        self.try_rejoin(out);
     }
 
     /// Learns the chosen `entries` of a catch-up chunk from `first` on, from the next
@@ -371,37 +417,35 @@ impl Group {
         }
     }
 
-    /// Ends the lost-state period once the three conditions of the module docs hold.
-    fn try_rejoin(&mut self, out: &mut Output) {
+    /// Whether this replica, rebuilding lost state, may campaign to end it: it has
+    /// heard since restart from n − quorum + 1 other voters, so its campaign's round
+    /// lies above every round it led at before the loss (module docs, "Rejoin").
+    pub(super) fn rejoin_may_campaign(&self) -> bool {
         let Some(rejoin) = self.rejoin.as_ref() else {
-            return;
+            return false;
         };
         let membership = self.latest_membership();
-        let others: Vec<NodeId> = membership
+        let others = membership
             .voters()
             .iter()
-            .copied()
-            .filter(|n| *n != self.config.node)
-            .collect();
+            .filter(|n| **n != self.config.node)
+            .count();
         let needed = membership.voters().len() - membership.quorum() + 1;
-        let heard: Vec<&(Ballot, Instance)> = others
+        let heard = membership
+            .voters()
             .iter()
-            .filter_map(|node| rejoin.heard.get(node))
-            .collect();
-        if heard.len() < needed.min(others.len()) {
-            return;
+            .filter(|n| **n != self.config.node && rejoin.heard.contains_key(n))
+            .count();
+        heard >= needed.min(others)
+    }
+
+    /// Ends the lost-state period: this replica's own Phase 1 completed with a quorum
+    /// of the other voters (its own acceptor, not voting, promised nothing), so every
+    /// ballot at which it may have voted is fenced and reported (module docs).
+    pub(super) fn end_rejoin(&mut self) {
+        if self.rejoin.take().is_some() {
+            self.voting = true;
+            self.catch_up_wanted = false;
         }
-        let promised_max = heard.iter().map(|(b, _)| *b).max().unwrap_or(Ballot::ZERO);
-        let accepted_max = heard.iter().map(|(_, i)| *i).max().unwrap_or(Instance(0));
-        if self.chosen_through < accepted_max {
-            return;
-        }
-        if promised_max > self.promised {
-            self.promise(promised_max, out);
-        }
-        self.rejoin = None;
-        self.voting = true;
-        self.catch_up_wanted = false;
-        debug_assert!(self.role == Role::Follower);
     }
 }

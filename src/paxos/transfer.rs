@@ -39,7 +39,7 @@
 //! - A replica that lost state (the rejoin marker) installs like any other but still
 //!   votes only once its rejoin completes (`learner`): installing moves its chosen
 //!   watermark, never its `voting` flag, and the rejoin's conditions (peers heard,
-//!   promise raised, learned through their highest accepted instance) are unchanged.
+//!   then its own Phase 1 with a quorum of the other voters) are unchanged.
 //! - A leader or candidate that is sent a checkpoint is behind a value chosen without
 //!   it: it steps down first (its in-flight proposals complete `Indeterminate`).
 //! - The WAL keeps this replica's old records at or below C, some of them values it

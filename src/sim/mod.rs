@@ -3,6 +3,8 @@
 //!
 //! Building blocks, each usable alone:
 //! - [`options`]: [`SimOptions::from_seed`] draws everything a run needs (swarm testing);
+//!   [`profile`]: a seed's family ([`Profile`]), the default one or one biased toward
+//!   rare faults;
 //! - [`network`]: [`SimNetwork`], one deterministic delivery queue with loss,
 //!   duplication, delay/reorder, partitions, crashed nodes and per-link bounds;
 //! - [`clock`]: [`SimClock`], a node's drifting local clock and its exact inverse;
@@ -25,9 +27,11 @@ pub mod fs;
 pub mod machine;
 pub mod network;
 pub mod options;
+pub mod profile;
 pub mod swarm;
 
 pub use checkers::{Checkers, Violation};
 pub use clock::SimClock;
 pub use network::{NetworkOptions, NetworkStats, SimNetwork};
 pub use options::{FaultClass, SimOptions};
+pub use profile::Profile;

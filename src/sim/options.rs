@@ -41,6 +41,7 @@
 //! is bytes; `_ppm` is parts per million.
 
 use super::clock::{draw_drifts, draw_large_drift};
+use super::profile::Profile;
 use crate::prng::Prng;
 use crate::runtime::{CheckpointPolicy, TruncationPolicy};
 use std::fmt;
@@ -276,6 +277,11 @@ pub struct SimOptions {
     /// the reads draw from their own PRNG stream, so that turning them on leaves every
     /// other draw of the run where it was.
     pub read_interval_ns_mean: Option<u64>,
+
+    // ---- Profile ----
+    /// The family of seeds these options were drawn for (`profile`): the default
+    /// draws leave it at `Profile::Default`; a biased profile marks what it changed.
+    pub profile: Profile,
 }
 
 /// The default mean time between two reads of the simulated clients.
@@ -494,6 +500,7 @@ impl SimOptions {
             read_interval_ns_mean: Some(READ_INTERVAL_NS_MEAN),
             retention_instances_max: retention.instances_max,
             retention_size_max: retention.size_max,
+            profile: Profile::Default,
         };
         if options.checkpoint.is_on() {
             options.truncation = TruncationPolicy {
@@ -852,8 +859,13 @@ impl fmt::Display for SimOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed={:#x} nodes={} shards={} groups={} W={} batch={}v/{}B",
+            "seed={:#x}{} nodes={} shards={} groups={} W={} batch={}v/{}B",
             self.seed,
+            if self.profile == Profile::Default {
+                String::new()
+            } else {
+                format!(" profile={}", self.profile)
+            },
             self.node_count,
             self.shards_per_node,
             self.group_count,

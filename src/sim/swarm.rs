@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use super::cluster::{run_options, Failure, RunReport};
 use super::options::SimOptions;
+use super::profile::Profile;
 use crate::runtime::clock::MonotonicClock;
 
 /// The environment variable that forces the large-value mode on for every seed when
@@ -21,15 +22,11 @@ pub fn large_values_forced() -> bool {
     std::env::var_os(LARGE_VALUES_VAR).is_some_and(|v| v == "1")
 }
 
-/// The options a swarm runs `seed` with: the seed's own, or with the large-value mode
-/// forced on.
+/// The options a swarm runs `seed` with under `profile`: the seed's own, or with the
+/// large-value mode forced on.
 #[must_use]
-pub fn seed_options(seed: u64, force_large_values: bool) -> SimOptions {
-    if force_large_values {
-        SimOptions::from_seed_with_large_values(seed)
-    } else {
-        SimOptions::from_seed(seed)
-    }
+pub fn seed_options(seed: u64, profile: Profile, force_large_values: bool) -> SimOptions {
+    profile.options(seed, force_large_values)
 }
 
 /// What a batch of seeds did.
@@ -216,12 +213,12 @@ impl Summary {
     }
 }
 
-/// Runs `seeds` on `threads` threads; `progress(done, failures, failure)` is called
+/// Runs `seeds` (each with its profile) on `threads` threads; `progress(done, failures, failure)` is called
 /// after each seed (from the worker threads, serialized), with the seed's failure if it
 /// failed, so a long run names failing seeds as soon as they fail. Honours
 /// `SYNOD_LARGE_VALUES` (read once).
 pub fn run_many(
-    seeds: &[u64],
+    seeds: &[(u64, Profile)],
     threads: usize,
     progress: &(dyn Fn(usize, usize, Option<&Failure>) + Sync),
 ) -> Summary {
@@ -233,8 +230,10 @@ pub fn run_many(
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
                 let index = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let Some(&seed) = seeds.get(index) else { break };
-                let result = run_options(seed_options(seed, force_large_values));
+                let Some(&(seed, profile)) = seeds.get(index) else {
+                    break;
+                };
+                let result = run_options(seed_options(seed, profile, force_large_values));
                 let mut summary = state.lock().unwrap_or_else(|e| e.into_inner());
                 summary.seeds += 1;
                 match result {

@@ -18,16 +18,16 @@
 //! every restart: a new process recovers them from its WAL and re-applies from 1.
 //!
 //! Across a disk loss (the rejoin floor). A replica that lost its disk does not vote
-//! until it has heard from n − quorum + 1 other voters and raised its promise above
-//! every promise they reported (`learner`, Paxos Made Live §5.1). That does NOT keep it
-//! at or above its own old promise: a promise it made to a candidate that never gathered
-//! a quorum, or that no heard voter shares, is forgotten, and the rejoiner may vote below
-//! it. That is safe (such a ballot never chose anything through this replica's vote),
-//! so "never below its old promise" is not the property. What the rule does guarantee:
-//! every ballot LED before the loss had a Phase 1 quorum of durable promises, which meets
-//! any n − quorum + 1 other voters, so the rejoiner's promise, hence every vote it sends
-//! afterwards (a Promise at b needs b >= its promise, an Accepted at b too), is at or
-//! above the highest ballot led in the group, by any node, before it restarted. The
+//! until its own Phase 1, at a round above every round it heard of from n − quorum + 1
+//! other voters, completed with a quorum of the other voters (`learner`, "Rejoin").
+//! That does NOT keep it at or above its own old promise: a promise it made to a
+//! candidate whose Phase 1 had not completed is forgotten, and the rejoiner may vote
+//! below it (`learner` names the hole that leaves), so "never below its old promise" is
+//! not the property checked. What the rule does guarantee: every ballot LED before the
+//! loss had a Phase 1 quorum of durable promises, which meets any n − quorum + 1 other
+//! voters, so the rejoiner's ballot, hence every vote it sends afterwards (a Promise at
+//! b needs b >= its promise, an Accepted at b too), is above the highest ballot led in
+//! the group, by any node, before it restarted. The
 //! checker keeps that ballot per group (ground truth: leader ballots observed after every
 //! step) and, at a disk loss, makes it the node's rejoin floor for every group;
 //! [`MonotonicChecker::observe_vote`] checks each Promise and Accepted the node sends

@@ -4,6 +4,7 @@ use super::Cluster;
 use crate::paxos::NodeId;
 use crate::sim::checkers::Violation;
 use crate::sim::options::SimOptions;
+use crate::sim::profile::Profile;
 
 /// What a passing run did.
 #[derive(Clone, Default)]
@@ -150,19 +151,26 @@ pub struct Failure {
     pub violation: Violation,
     /// The seed's options, one line.
     pub options: String,
+    /// The seed's profile (part of what replays it).
+    pub profile: Profile,
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "seed {} failed at step {} (t = {:.6}s): {}\n  options: {}\n  replay: SYNOD_SEED={} cargo test --release --test simulation",
+            "seed {} failed at step {} (t = {:.6}s): {}\n  options: {}\n  replay: SYNOD_SEED={}{} cargo test --release --test simulation",
             self.seed,
             self.step,
             self.virtual_ns as f64 / 1e9,
             self.violation,
             self.options,
-            self.seed
+            self.seed,
+            if self.profile == Profile::Default {
+                String::new()
+            } else {
+                format!(" SYNOD_PROFILE={}", self.profile)
+            }
         )
     }
 }
@@ -177,6 +185,7 @@ pub fn run_seed(seed: u64) -> Result<RunReport, Failure> {
 /// completion; failures are reported as by [`run_seed`].
 pub fn run_options(options: SimOptions) -> Result<RunReport, Failure> {
     let seed = options.seed;
+    let profile = options.profile;
     let summary = options.to_string();
     let mut cluster = Cluster::new(options);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cluster.run()));
@@ -198,6 +207,7 @@ pub fn run_options(options: SimOptions) -> Result<RunReport, Failure> {
         virtual_ns: cluster.now,
         violation,
         options: summary,
+        profile,
     })
 }
 
