@@ -26,13 +26,7 @@ fn is_accepted(m: &Message) -> bool {
 // {R, B, C} and does the same (docs/testing.md, planted bugs).
 #[test]
 fn vote_before_disk_loss_completed_after_rejoin_reports() {
-    let mut h = Harness::new(5, 8);
-    let all = [1, 2, 3, 4, 5];
-    h.elect(1, &all);
-    h.propose(1, "x");
-    h.deliver_among(&all);
-    h.tick(150, &[1]);
-    h.deliver_among(&all);
+    let mut h = five_voters_with_x_chosen();
     assert_eq!(h.visible_values(5), vec!["x"]);
 
     // v at 3: D and R accept, R's vote reaches D; the Accept to A is held, B and C
@@ -115,6 +109,18 @@ fn vote_before_disk_loss_completed_after_rejoin_reports() {
 
 /// Asserts that every instance through `through` applied on several of `nodes` holds
 /// the same entry on each.
+/// Five voters, node 1 elected, "x" chosen and known chosen by all.
+fn five_voters_with_x_chosen() -> Harness {
+    let mut h = Harness::new(5, 8);
+    let all = [1, 2, 3, 4, 5];
+    h.elect(1, &all);
+    h.propose(1, "x");
+    h.deliver_among(&all);
+    h.tick(150, &[1]);
+    h.deliver_among(&all);
+    h
+}
+
 fn assert_agreement(h: &Harness, nodes: &[u32], through: u64) {
     for instance in 1..=through {
         let mut seen = None;
@@ -216,13 +222,8 @@ fn three_voters_rejoin_needs_both_others() {
 // Fails if a preempted rejoiner waited for a leader change (E would never vote).
 #[test]
 fn preempted_rejoin_campaign_retries() {
-    let mut h = Harness::new(5, 8);
     let all = [1, 2, 3, 4, 5];
-    h.elect(1, &all);
-    h.propose(1, "x");
-    h.deliver_among(&all);
-    h.tick(150, &[1]);
-    h.deliver_among(&all);
+    let mut h = five_voters_with_x_chosen();
 
     h.crash(5);
     h.restart(5, true);

@@ -535,12 +535,7 @@ mod tests {
     fn chunks_overtaken_are_learned_and_acknowledged() {
         let mut server = server();
         let mut requester = requester();
-        let ask = Message {
-            group: GroupId(1),
-            from: NodeId(3),
-            to: NodeId(2),
-            body: requester.catch_up_request(Instance(1)),
-        };
+        let ask = first_ask(&requester);
         let mut out = Output::default();
         server.step(Nanos(1), Input::Message(ask), &mut out);
         let mut chunks = std::mem::take(&mut out.send);
@@ -592,12 +587,7 @@ mod tests {
     fn renewals_grant_the_credit_not_durable() {
         let mut server = server();
         let mut requester = requester();
-        let ask = Message {
-            group: GroupId(1),
-            from: NodeId(3),
-            to: NodeId(2),
-            body: requester.catch_up_request(Instance(1)),
-        };
+        let ask = first_ask(&requester);
         let chunks = deliver(&mut server, ask).send;
         assert_eq!(chunks.len(), 4, "four chunks of credit: {chunks:?}");
         let mut renewals = Vec::new();
@@ -639,12 +629,7 @@ mod tests {
     fn chunks_in_flight_and_not_durable_stay_within_the_credit() {
         let mut server = server();
         let mut requester = requester();
-        let mut to_server = std::collections::VecDeque::from([Message {
-            group: GroupId(1),
-            from: NodeId(3),
-            to: NodeId(2),
-            body: requester.catch_up_request(Instance(1)),
-        }]);
+        let mut to_server = std::collections::VecDeque::from([first_ask(&requester)]);
         let mut to_requester = std::collections::VecDeque::new();
         let mut disk = Vec::new();
         let mut outstanding_max = 0;
@@ -689,12 +674,7 @@ mod tests {
     fn a_refused_chunk_restarts_the_stream_once_there_is_room() {
         let mut server = server();
         let mut requester = requester();
-        let ask = Message {
-            group: GroupId(1),
-            from: NodeId(3),
-            to: NodeId(2),
-            body: requester.catch_up_request(Instance(1)),
-        };
+        let ask = first_ask(&requester);
         let mut chunks = deliver(&mut server, ask).send.into_iter();
         let first = deliver(&mut requester, chunks.next().expect("four chunks"));
         assert_eq!(requests(&first.send), vec![(11, 3)], "learned: renewed");
@@ -742,6 +722,16 @@ mod tests {
             })
             .collect();
         assert_eq!(sent, vec![11, 21, 31, 41], "from the refused chunk on");
+    }
+
+    /// Node 3's first request to node 2, from instance 1 with its full credit.
+    fn first_ask(requester: &Group) -> Message {
+        Message {
+            group: GroupId(1),
+            from: NodeId(3),
+            to: NodeId(2),
+            body: requester.catch_up_request(Instance(1)),
+        }
     }
 
     /// Delivers `messages` to the server, dropping what it sends.

@@ -145,21 +145,7 @@ impl SendDurableChecker {
         match &message.body {
             MessageBody::Promise { ballot, .. } => {
                 self.checked += 1;
-                let durable = self
-                    .durable_promise
-                    .get(&(node, group))
-                    .copied()
-                    .unwrap_or(Ballot::ZERO);
-                if *ballot > durable {
-                    return Err(Violation::new(
-                        NAME,
-                        format!(
-                            "group {} node {}: Promise at {ballot} to node {} left with its \
-                             durable promise at {durable}",
-                            group.0, node.0, message.to.0
-                        ),
-                    ));
-                }
+                self.promise_durable(node, message, "Promise", *ballot)?;
             }
             MessageBody::Accepted { ballot, ranges } => {
                 self.checked += 1;
@@ -186,24 +172,12 @@ impl SendDurableChecker {
                 // (a retransmitted prepare once left while that write stalled: seed
                 // 920000277).
                 self.checked += 1;
-                let durable = self
-                    .durable_promise
-                    .get(&(node, group))
-                    .copied()
-                    .unwrap_or(Ballot::ZERO);
-                if *ballot > durable {
-                    return Err(Violation::new(
-                        NAME,
-                        format!(
-                            "group {} node {}: {} at {ballot} to node {} left with its \
-                             durable promise at {durable}",
-                            group.0,
-                            node.0,
-                            message.body.kind(),
-                            message.to.0
-                        ),
-                    ));
-                }
+                let what = if matches!(message.body, MessageBody::Prepare { .. }) {
+                    "Prepare"
+                } else {
+                    "Accept"
+                };
+                self.promise_durable(node, message, what, *ballot)?;
             }
             MessageBody::Reject { .. }
             | MessageBody::Heartbeat { .. }
@@ -213,6 +187,33 @@ impl SendDurableChecker {
             | MessageBody::CheckpointRequest { .. }
             | MessageBody::CheckpointChunk { .. }
             | MessageBody::CatchUpRaw { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Err unless `node`'s durable promise for the message's group is at or above
+    /// `ballot` (`what` names the message in the violation).
+    fn promise_durable(
+        &self,
+        node: NodeId,
+        message: &Message,
+        what: &str,
+        ballot: Ballot,
+    ) -> Result<(), Violation> {
+        let durable = self
+            .durable_promise
+            .get(&(node, message.group))
+            .copied()
+            .unwrap_or(Ballot::ZERO);
+        if ballot > durable {
+            return Err(Violation::new(
+                NAME,
+                format!(
+                    "group {} node {}: {what} at {ballot} to node {} left with its durable \
+                     promise at {durable}",
+                    message.group.0, node.0, message.to.0
+                ),
+            ));
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 
 use super::Cluster;
 use crate::paxos::NodeId;
+use crate::runtime::ShardCounters;
 use crate::sim::checkers::Violation;
 use crate::sim::options::SimOptions;
 use crate::sim::profile::Profile;
@@ -224,20 +225,16 @@ impl Cluster {
         report.retention_bounded = self.options.retention_bounded();
         report.backpressure = self.options.backpressure;
         report.recovery = self.checkers.recovery.counts();
-        report.refused_messages = self
-            .nodes
-            .iter()
-            .flat_map(|node| node.shards.iter())
-            .filter_map(|shard| shard.shard.as_ref())
-            .map(|core| core.counters().refused_messages)
-            .sum();
-        report.catch_up_refused = self
-            .nodes
-            .iter()
-            .flat_map(|node| node.shards.iter())
-            .filter_map(|shard| shard.shard.as_ref())
-            .map(|core| core.counters().catch_up_refused)
-            .sum();
+        let shards_sum = |counter: fn(&ShardCounters) -> u64| -> u64 {
+            self.nodes
+                .iter()
+                .flat_map(|node| node.shards.iter())
+                .filter_map(|shard| shard.shard.as_ref())
+                .map(|core| counter(core.counters()))
+                .sum()
+        };
+        report.refused_messages = shards_sum(|c| c.refused_messages);
+        report.catch_up_refused = shards_sum(|c| c.catch_up_refused);
         report.chosen = self
             .groups
             .iter()
