@@ -121,6 +121,18 @@ fn five_voters_with_x_chosen() -> Harness {
     h
 }
 
+/// Ticks and delivers among `nodes`, 100 ms at a time for at most 10 s, until `node`
+/// votes again.
+fn tick_until_voting(h: &mut Harness, node: u32, nodes: &[u32]) {
+    for _ in 0..100 {
+        h.tick(100, nodes);
+        h.deliver_among(nodes);
+        if h.replica(node).group.is_voting() {
+            return;
+        }
+    }
+}
+
 fn assert_agreement(h: &Harness, nodes: &[u32], through: u64) {
     for instance in 1..=through {
         let mut seen = None;
@@ -187,13 +199,7 @@ fn three_voters_rejoin_needs_both_others() {
     assert!(h.replica(3).group.counters().campaigns > 0, "C campaigned");
 
     // Healed: someone leads; C campaigns through it and votes again.
-    for _ in 0..100 {
-        h.tick(100, &all);
-        h.deliver_among(&all);
-        if h.replica(3).group.is_voting() {
-            break;
-        }
-    }
+    tick_until_voting(&mut h, 3, &all);
     assert!(h.replica(3).group.is_voting(), "C never rejoined");
     assert!(
         h.replica(3).group.counters().elections_won > 0,
@@ -257,13 +263,7 @@ fn preempted_rejoin_campaign_retries() {
     );
 
     // E campaigns again while B leads, and ends its rejoin by its own election.
-    for _ in 0..100 {
-        h.tick(100, &all);
-        h.deliver_among(&all);
-        if h.replica(5).group.is_voting() {
-            break;
-        }
-    }
+    tick_until_voting(&mut h, 5, &all);
     assert!(h.replica(5).group.is_voting(), "E never rejoined");
     assert!(h.replica(5).group.counters().campaigns >= 2);
     assert!(h.ballot_of(5) > b_ballot, "E leads above B");
