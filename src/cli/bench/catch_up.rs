@@ -211,20 +211,24 @@ fn wal_chunks_served(cluster: &Cluster) -> Result<(u64, u64), String> {
     Ok((chunks, restarts))
 }
 
+/// `reason count` pairs, comma-separated (empty for none).
+fn counts_text<K: std::fmt::Display>(counts: &BTreeMap<K, u64>) -> String {
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    parts.join(", ")
+}
+
 fn ignored_text(ignored: &BTreeMap<&'static str, u64>) -> String {
     if ignored.is_empty() {
         return "none".to_string();
     }
-    let parts: Vec<String> = ignored.iter().map(|(r, n)| format!("{r} {n}")).collect();
-    parts.join(", ")
+    counts_text(ignored)
 }
 
 fn errors_text(errors: &BTreeMap<String, u64>) -> String {
     if errors.is_empty() {
         return String::new();
     }
-    let parts: Vec<String> = errors.iter().map(|(e, n)| format!("{e} {n}")).collect();
-    format!("; retried: {}", parts.join(", "))
+    format!("; retried: {}", counts_text(errors))
 }
 
 /// The result as lines of text.
