@@ -21,7 +21,7 @@ fn accept_frame(value_size: usize) -> Vec<Message> {
     let entries = (0..64_u8)
         .map(|i| Entry {
             origin: LEADER,
-            body: Body::Values(vec![Bytes::from(vec![i; value_size])]),
+            body: Body::Values(smallvec::smallvec![Bytes::from(vec![i; value_size])]),
         })
         .collect();
     vec![Message {

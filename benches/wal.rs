@@ -31,7 +31,7 @@ fn accept(instance: u64, value_size: usize) -> Record {
         ballot,
         entry: Entry {
             origin: ballot,
-            body: Body::Values(vec![Bytes::from(vec![0x42; value_size])]),
+            body: Body::Values(smallvec::smallvec![Bytes::from(vec![0x42; value_size])]),
         },
     }
 }

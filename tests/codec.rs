@@ -847,7 +847,7 @@ fn verifier_bounds_accept_honest_frames() {
     };
     let empty_values = Entry {
         origin: zero,
-        body: Body::Values(vec![Bytes::new(); 64]),
+        body: Body::Values(smallvec::smallvec![Bytes::new(); 64]),
     };
     let frames = [
         FrameBody::MessageBatch(vec![
@@ -1094,7 +1094,7 @@ fn count_limits_are_enforced() {
 
     let values = |n: usize, size: usize| Entry {
         origin: Ballot::ZERO,
-        body: Body::Values(vec![Bytes::from(vec![1_u8; size]); n]),
+        body: Body::Values(smallvec::smallvec![Bytes::from(vec![1_u8; size]); n]),
     };
     assert!(decode_frame(&frame_of(&[accept(1, vec![values(2, 10)])]), &limits).is_ok());
     assert_eq!(

@@ -504,7 +504,7 @@ fn extreme_messages(from: u32, to: u32) -> Vec<Message> {
     };
     let entry = Entry {
         origin: ballot,
-        body: Body::Values(vec![Bytes::from_static(b"forged")]),
+        body: Body::Values(smallvec::smallvec![Bytes::from_static(b"forged")]),
     };
     let bodies = vec![
         MessageBody::Prepare {

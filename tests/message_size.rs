@@ -160,7 +160,7 @@ fn message(rng: &mut Prng, kind: u64) -> Message {
 fn values(n: usize, len: usize) -> Entry {
     Entry {
         origin: Ballot::ZERO,
-        body: Body::Values(vec![Bytes::from(vec![1u8; len]); n]),
+        body: Body::Values(smallvec::smallvec![Bytes::from(vec![1u8; len]); n]),
     }
 }
 

@@ -37,7 +37,7 @@ fn value(group: u32, instance: u64, round: u64) -> Entry {
     let byte = (group as u64 + instance + round) as u8;
     Entry {
         origin: ballot(round),
-        body: Body::Values(vec![Bytes::from(vec![byte; size])]),
+        body: Body::Values(smallvec::smallvec![Bytes::from(vec![byte; size])]),
     }
 }
 

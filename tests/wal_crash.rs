@@ -468,7 +468,7 @@ fn accept(group: u32, instance: u64, round: u64) -> Record {
         ballot: ballot(round),
         entry: Entry {
             origin: ballot(round),
-            body: Body::Values(vec![Bytes::from(vec![0x5a; 104])]),
+            body: Body::Values(smallvec::smallvec![Bytes::from(vec![0x5a; 104])]),
         },
     }
 }

@@ -249,7 +249,7 @@ fn accept_at(instance: u64, value_size: usize, round: u64) -> Record {
         ballot,
         entry: Entry {
             origin: ballot,
-            body: Body::Values(vec![Bytes::from(vec![0x5a; value_size])]),
+            body: Body::Values(smallvec::smallvec![Bytes::from(vec![0x5a; value_size])]),
         },
     }
 }

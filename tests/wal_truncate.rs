@@ -47,7 +47,7 @@ fn value(group: GroupId, instance: u64, round: u64) -> Entry {
     bytes[12..20].copy_from_slice(&round.to_le_bytes());
     Entry {
         origin: ballot(round),
-        body: Body::Values(vec![Bytes::from(bytes)]),
+        body: Body::Values(smallvec::smallvec![Bytes::from(bytes)]),
     }
 }
 

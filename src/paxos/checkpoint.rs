@@ -404,7 +404,9 @@ mod tests {
                 round: 1,
                 node: NodeId(1),
             },
-            body: Body::Values(vec![bytes::Bytes::from(instance.to_le_bytes().to_vec())]),
+            body: Body::Values(smallvec::smallvec![bytes::Bytes::from(
+                instance.to_le_bytes().to_vec()
+            )]),
         }
     }
 

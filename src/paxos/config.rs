@@ -274,7 +274,8 @@ mod tests {
         assert!(c.message_size_max <= 4 << 20);
         // batch_values_max values sharing batch_size_max bytes.
         let each = c.batch_size_max / c.batch_values_max;
-        let values = vec![Bytes::from(vec![7u8; each]); c.batch_values_max];
+        let values: crate::paxos::Values =
+            smallvec::smallvec![Bytes::from(vec![7u8; each]); c.batch_values_max];
         let promise = MessageBody::Promise {
             ballot: Ballot::ZERO,
             chosen_through: Instance(0),

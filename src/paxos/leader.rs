@@ -48,7 +48,7 @@ use super::group::{Group, Inflight, Leading, Pending, Role};
 use super::message::{InstanceRange, MessageBody, PromisedEntry};
 use super::output::{Completion, Output, ProposeError};
 use super::size::Packer;
-use super::types::{Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, ProposalId};
+use super::types::{Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, ProposalId, Values};
 
 /// The membership in effect at `instance` among `configs` (see `Group::configs`).
 fn membership_for(configs: &[(Instance, Membership)], instance: Instance) -> &Membership {
@@ -347,7 +347,7 @@ impl Group {
                 body: Body::Config(membership),
             };
         }
-        let mut values = Vec::new();
+        let mut values = Values::new();
         let mut size = 0;
         while values.len() < self.config.batch_values_max {
             match self.queue.front() {

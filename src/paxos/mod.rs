@@ -32,5 +32,5 @@ pub use output::{
     WalReadOutcome, WalReader,
 };
 pub use types::{
-    Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, Nanos, NodeId, ProposalId,
+    Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, Nanos, NodeId, ProposalId, Values,
 };

@@ -408,7 +408,9 @@ mod tests {
         };
         let entry = |i: u64| Entry {
             origin: ballot,
-            body: Body::Values(vec![bytes::Bytes::from(i.to_le_bytes().to_vec())]),
+            body: Body::Values(smallvec::smallvec![bytes::Bytes::from(
+                i.to_le_bytes().to_vec()
+            )]),
         };
         let restore = Restore {
             accepted: (1..=150u64)

@@ -464,7 +464,7 @@ mod tests {
             instance: Instance(instance),
             entry: Entry {
                 origin: Ballot::ZERO,
-                body: Body::Values(vec![Bytes::from(vec![0; size])]),
+                body: Body::Values(smallvec::smallvec![Bytes::from(vec![0; size])]),
             },
             skip: false,
             proposals: Vec::new(),

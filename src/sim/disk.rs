@@ -322,7 +322,7 @@ mod tests {
                                     round: 1,
                                     node: NodeId(1),
                                 },
-                                body: Body::Values(vec![Bytes::from(value)]),
+                                body: Body::Values(smallvec::smallvec![Bytes::from(value)]),
                             },
                         };
                         match commit.append(&record) {

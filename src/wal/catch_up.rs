@@ -399,7 +399,9 @@ mod tests {
                 round: 1,
                 node: NodeId(1),
             },
-            body: Body::Values(vec![Bytes::from(value.to_le_bytes().to_vec())]),
+            body: Body::Values(smallvec::smallvec![Bytes::from(
+                value.to_le_bytes().to_vec()
+            )]),
         }
     }
 

@@ -348,9 +348,10 @@ pub(crate) mod tests {
         let instance = Instance(1 + prng.below(instances));
         let entry = Entry {
             origin: ballot(1),
-            body: Body::Values(vec![Bytes::from(vec![
+            body: Body::Values(smallvec::smallvec![Bytes::from(vec![
                 prng.below(256) as u8;
-                prng.below(400) as usize
+                prng.below(400)
+                    as usize
             ])]),
         };
         match prng.below(10) {
@@ -546,7 +547,7 @@ pub(crate) mod tests {
                     ballot: ballot(1),
                     entry: Entry {
                         origin: ballot(1),
-                        body: Body::Values(vec![Bytes::from(vec![1; 200])]),
+                        body: Body::Values(smallvec::smallvec![Bytes::from(vec![1; 200])]),
                     },
                 });
             }
@@ -627,7 +628,7 @@ pub(crate) mod tests {
                 ballot: ballot(1),
                 entry: Entry {
                     origin: ballot(1),
-                    body: Body::Values(vec![Bytes::from(vec![1; 200])]),
+                    body: Body::Values(smallvec::smallvec![Bytes::from(vec![1; 200])]),
                 },
             });
         }

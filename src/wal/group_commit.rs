@@ -566,7 +566,7 @@ mod tests {
                     round: 1,
                     node: NodeId(1),
                 },
-                body: Body::Values(vec![Bytes::from(vec![7; value_size])]),
+                body: Body::Values(smallvec::smallvec![Bytes::from(vec![7; value_size])]),
             },
         }
     }

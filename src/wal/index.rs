@@ -478,7 +478,7 @@ mod tests {
     fn entry(size: usize) -> Entry {
         Entry {
             origin: ballot(1),
-            body: Body::Values(vec![Bytes::from(vec![9; size])]),
+            body: Body::Values(smallvec::smallvec![Bytes::from(vec![9; size])]),
         }
     }
 

@@ -25,7 +25,9 @@
 //! allocated beyond the input's length (or the configured limits), and nothing panics.
 
 use super::layout::{HEADER_SIZE, RECORD_ALIGN};
-use crate::paxos::{Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, NodeId, Record};
+use crate::paxos::{
+    Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, NodeId, Record, Values,
+};
 use crate::support::{le_u32, le_u64};
 use bytes::Bytes;
 
@@ -624,7 +626,7 @@ fn decode_entry(
             // Each value takes at least its 4-byte length: never reserve more than the
             // bytes present could describe.
             let plausible = (cursor.remaining() / 4).min(count as usize);
-            let mut values = Vec::with_capacity(plausible);
+            let mut values = Values::with_capacity(plausible);
             for _ in 0..count {
                 let len = cursor.u32()? as usize;
                 let start = cursor.take(len)?;

@@ -286,7 +286,7 @@ impl Bench {
                 ballot: Ballot::ZERO,
                 entry: Entry {
                     origin: Ballot::ZERO,
-                    body: Body::Values(vec![large.clone()]),
+                    body: Body::Values(smallvec::smallvec![large.clone()]),
                 },
             };
             if commit.append(&record).is_err() {
@@ -376,7 +376,7 @@ impl Bench {
                     ballot: Ballot::ZERO,
                     entry: Entry {
                         origin: Ballot::ZERO,
-                        body: Body::Values(vec![self.value.clone()]),
+                        body: Body::Values(smallvec::smallvec![self.value.clone()]),
                     },
                 };
                 let lsn = match self.commit.append(&record) {

@@ -60,10 +60,9 @@ fn crash_record(lsn: u64, incarnation: u64) -> Record {
         ballot,
         entry: Entry {
             origin: ballot,
-            body: Body::Values(vec![Bytes::from(synod::wal::store::crash_value(
-                lsn,
-                incarnation,
-            ))]),
+            body: Body::Values(smallvec::smallvec![Bytes::from(
+                synod::wal::store::crash_value(lsn, incarnation,)
+            )]),
         },
     }
 }

@@ -104,7 +104,7 @@ mod tests {
                     round,
                     node: NodeId(1),
                 },
-                body: Body::Values(vec![Bytes::from_static(value)]),
+                body: Body::Values(smallvec::smallvec![Bytes::from_static(value)]),
             },
             skip: false,
             proposals: Vec::new(),

@@ -174,7 +174,7 @@ mod tests {
             instance: Instance(instance),
             entry: Entry {
                 origin: Ballot::ZERO,
-                body: Body::Values(vec![Bytes::from_static(value)]),
+                body: Body::Values(smallvec::smallvec![Bytes::from_static(value)]),
             },
             skip: false,
             proposals: Vec::new(),

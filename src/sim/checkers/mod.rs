@@ -331,7 +331,7 @@ mod tests {
                     round: 2,
                     node: NodeId(0),
                 },
-                body: Body::Values(vec![Bytes::from_static(value)]),
+                body: Body::Values(smallvec::smallvec![Bytes::from_static(value)]),
             },
             skip: false,
             proposals,

@@ -224,7 +224,7 @@ mod tests {
                     round: 1,
                     node: NodeId(1),
                 },
-                body: Body::Values(vec![Bytes::from_static(b"v")]),
+                body: Body::Values(smallvec::smallvec![Bytes::from_static(b"v")]),
             },
             skip: false,
             proposals: Vec::new(),

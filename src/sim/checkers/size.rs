@@ -162,7 +162,7 @@ mod tests {
     fn entry(size: usize) -> Entry {
         Entry {
             origin: ballot(),
-            body: Body::Values(vec![Bytes::from(vec![7u8; size])]),
+            body: Body::Values(smallvec::smallvec![Bytes::from(vec![7u8; size])]),
         }
     }
 

@@ -309,7 +309,7 @@ fn full_buffer_and_too_large_message_are_counted() {
             first: Instance(1),
             entries: vec![Entry {
                 origin: ballot(&mut rng),
-                body: Body::Values(vec![Bytes::from(vec![1_u8; 10_000])]),
+                body: Body::Values(smallvec::smallvec![Bytes::from(vec![1_u8; 10_000])]),
             }],
         },
     };

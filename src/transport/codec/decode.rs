@@ -9,7 +9,7 @@
 use crate::paxos::bounds::check_position;
 use crate::paxos::{
     Ballot, Body, Entry, GroupId, Instance, InstanceRange, Lsn, Membership, Message, MessageBody,
-    Nanos, NodeId, PromisedEntry, RawRun,
+    Nanos, NodeId, PromisedEntry, RawRun, Values,
 };
 use crate::transport::auth::{NONCE_SIZE, PROOF_SIZE};
 use crate::transport::error::DecodeError;
@@ -504,12 +504,12 @@ impl<'a, 'l> Decoder<'a, 'l> {
     fn values(
         &mut self,
         values: Option<Vector<'a, ForwardsUOffset<fb::Value<'a>>>>,
-    ) -> Result<Vec<Bytes>, DecodeError> {
+    ) -> Result<Values, DecodeError> {
         let Some(values) = values else {
-            return Ok(Vec::new());
+            return Ok(Values::new());
         };
         check_count("Entry.values", values.len(), self.limits.values_max)?;
-        let mut out = Vec::with_capacity(values.len());
+        let mut out = Values::with_capacity(values.len());
         for v in values.iter() {
             let data = v.data();
             let size = data.map_or(0, |d| d.len());

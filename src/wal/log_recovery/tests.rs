@@ -153,7 +153,9 @@ fn batches_never_straddle() {
                 ballot: Ballot::ZERO,
                 entry: crate::paxos::Entry {
                     origin: Ballot::ZERO,
-                    body: crate::paxos::Body::Values(vec![bytes::Bytes::from(vec![1; 5000])]),
+                    body: crate::paxos::Body::Values(smallvec::smallvec![bytes::Bytes::from(
+                        vec![1; 5000]
+                    )]),
                 },
             };
             commit.append(&big).expect("fits a segment");

@@ -51,7 +51,7 @@ fn samples() -> Vec<Record> {
             ballot: ballot(1, 1),
             entry: Entry {
                 origin: ballot(1, 1),
-                body: Body::Values(Vec::new()),
+                body: Body::Values(crate::paxos::Values::new()),
             },
         },
         Record::Learn {
@@ -203,7 +203,7 @@ fn typed_errors() {
         instance: Instance(1),
         entry: Entry {
             origin: ballot(1, 1),
-            body: Body::Values(vec![Bytes::from_static(b"x")]),
+            body: Body::Values(smallvec::smallvec![Bytes::from_static(b"x")]),
         },
     };
     assert_eq!(encode(&one, stamp(1), SALT, &mut short), 80);

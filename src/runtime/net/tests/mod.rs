@@ -77,7 +77,7 @@ fn accept(from: u32, to: u32, seq: u64, value: &Bytes) -> Message {
             first: Instance(seq + 1),
             entries: vec![Entry {
                 origin: ballot(from),
-                body: Body::Values(vec![value.clone()]),
+                body: Body::Values(smallvec::smallvec![value.clone()]),
             }],
         },
     }

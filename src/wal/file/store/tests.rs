@@ -159,7 +159,10 @@ fn accept(instance: u64) -> Record {
         },
         entry: crate::paxos::Entry {
             origin: Ballot::ZERO,
-            body: crate::paxos::Body::Values(vec![bytes::Bytes::from(vec![7u8; 40])]),
+            body: crate::paxos::Body::Values(smallvec::smallvec![bytes::Bytes::from(vec![
+                7u8;
+                40
+            ])]),
         },
     }
 }
