@@ -34,6 +34,9 @@ pub struct Latency {
 pub struct NodeFigures {
     /// CPU of its shard threads, in % of one core.
     pub cpu_percent: f64,
+    /// CPU of its shard threads per successful proposal in the window, µs (its whole
+    /// share of each acknowledged value: leader or follower work, codec, links, WAL).
+    pub cpu_us_per_op: f64,
     /// fdatasyncs (WAL writes) per second.
     pub fdatasyncs_per_s: f64,
     /// WAL busy: % of the window with a write in flight, averaged over its shards.
@@ -134,6 +137,11 @@ impl Summary {
                 id.0,
                 NodeFigures {
                     cpu_percent: d.cpu_s / w * 100.0,
+                    cpu_us_per_op: if load.ok == 0 {
+                        0.0
+                    } else {
+                        d.cpu_s * 1e6 / load.ok as f64
+                    },
                     fdatasyncs_per_s: d.writes as f64 / w,
                     wal_busy_percent: d.write_busy_ns as f64 / 1e9 / w * 100.0 / f64::from(shards),
                     iterations_per_s: d.iterations as f64 / w,
@@ -270,7 +278,7 @@ impl Summary {
                 let cpu = if remote {
                     "n/a (remote)".to_string()
                 } else {
-                    format!("{:.0} %", n.cpu_percent)
+                    format!("{:.0} %, {:.2} us/op", n.cpu_percent, n.cpu_us_per_op)
                 };
                 format!(
                     "node {id} {cpu} (WAL busy {:.0} % per shard, {:.0} loops/s, leads {:.0} inst/s)",
@@ -279,7 +287,7 @@ impl Summary {
             })
             .collect();
         lines.push(format!(
-            "CPU (% of one core): {}; client thread {:.0} %; {} {:.0} %",
+            "CPU (% of one core, and us of CPU per acknowledged value): {}; client thread {:.0} %; {} {:.0} %",
             nodes.join(", "),
             self.client_cpu_percent,
             if remote { "this process" } else { "process" },
@@ -352,6 +360,7 @@ impl Summary {
             "nodes": self.nodes.iter().map(|(id, n)| json!({
                 "node": id,
                 "cpu_percent": n.cpu_percent,
+                "cpu_us_per_op": n.cpu_us_per_op,
                 "fdatasyncs_per_s": n.fdatasyncs_per_s,
                 "wal_busy_percent": n.wal_busy_percent,
                 "loop_iterations_per_s": n.iterations_per_s,
