@@ -78,7 +78,7 @@ impl Group {
         );
         for (instance, slot) in self.log.range(first..) {
             let reported = PromisedEntry {
-                instance: *instance,
+                instance,
                 ballot: slot.ballot,
                 chosen: slot.chosen,
                 entry: slot.entry.clone(),

@@ -11,6 +11,12 @@ pub const MESSAGE_SIZE_MIN: usize = 16 << 10;
 /// flight (each up to `message_size_max` bytes in the sender's link queue).
 pub const CATCH_UP_CREDIT_LIMIT: usize = 64;
 
+/// The largest `accept_window_instances_max` accepted: a follower holds a slot for every
+/// instance from its log's floor to the highest it accepted (`slot_log`), so a leader's
+/// accept at the far end of the window costs that many slots of memory (about 100 B
+/// each) even when the instances between are empty: at most about 6.5 MB per group.
+pub const ACCEPT_WINDOW_LIMIT: u64 = 1 << 16;
+
 /// Everything one group's protocol needs to know. All durations are nanoseconds of
 /// the local monotonic clock.
 #[derive(Clone, Debug)]
@@ -142,6 +148,15 @@ impl GroupConfig {
                  less room it refuses accepts the leader may send, and every refusal costs \
                  a retransmission timeout)",
                 self.accept_window_instances_max, self.window_instances_max
+            ),
+        )?;
+        check(
+            self.accept_window_instances_max <= ACCEPT_WINDOW_LIMIT,
+            format!(
+                "accept_window_instances_max = {}: must be at most {ACCEPT_WINDOW_LIMIT} \
+                 (a follower holds a slot for every instance of the window a leader's \
+                 accept reaches)",
+                self.accept_window_instances_max
             ),
         )?;
         check(

@@ -50,6 +50,7 @@ use super::learner::CatchUpRenewal;
 use super::message::Message;
 pub use super::observe::entry_checksum;
 use super::output::{Apply, Completion, Output, ProposeError, Record, Refused, WalReadOutcome};
+use super::slot_log::SlotLog;
 use super::stream::CatchUpStream;
 use super::types::{Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, ProposalId};
 use crate::prng::Prng;
@@ -236,7 +237,7 @@ pub struct Group {
     pub(super) prng: Prng,
     // Acceptor state (persisted).
     pub(super) promised: Ballot,
-    pub(super) log: BTreeMap<Instance, Slot>,
+    pub(super) log: SlotLog<Slot>,
     /// The first instance the log may hold: everything below was applied and dropped
     /// from memory (see "In-memory retention").
     pub(super) log_floor: Instance,
@@ -306,7 +307,7 @@ impl Group {
         }
         let proven = restore.chosen_proven();
         let unproven_checkpoint = restore.unproven_checkpoint();
-        let mut log = BTreeMap::new();
+        let mut log = SlotLog::new();
         let mut counters = Counters::default();
         // A slot above `Instance::MAX` (a log written before the bound, after a forged
         // accept) lies beyond any chosen prefix a log can reach, and no honest leader
@@ -901,7 +902,7 @@ impl Group {
         );
         if let Some((first, _)) = self.log.first_key_value() {
             assert!(
-                *first >= self.log_floor,
+                first >= self.log_floor,
                 "slot {} below log_floor {}",
                 first.0,
                 self.log_floor.0

@@ -17,6 +17,7 @@ pub mod message;
 mod observe;
 pub mod output;
 pub mod size;
+mod slot_log;
 mod stream;
 mod transfer;
 pub mod types;

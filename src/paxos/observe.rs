@@ -143,27 +143,109 @@ impl Group {
 }
 
 /// Folds one chosen entry into a running CRC32C (the replicas' reconciliation sum).
+///
+/// The sum is the CRC32C of the concatenation of the instance, the origin ballot, a
+/// tag and the body (each value preceded by its length), all little-endian. The fixed
+/// fields go through one call (CRC32C of a concatenation equals appending the parts
+/// one by one, so this is the same sum as appending each field: it is 6 calls per
+/// value fewer on the hot path).
 #[must_use]
 pub fn entry_checksum(crc: u32, instance: Instance, entry: &Entry) -> u32 {
-    let mut crc = crc32c::crc32c_append(crc, &instance.0.to_le_bytes());
-    crc = crc32c::crc32c_append(crc, &entry.origin.round.to_le_bytes());
-    crc = crc32c::crc32c_append(crc, &entry.origin.node.0.to_le_bytes());
+    // instance (8), origin round (8), origin node (4), tag (1), first value length (8).
+    let mut head = [0u8; 29];
+    head[..8].copy_from_slice(&instance.0.to_le_bytes());
+    head[8..16].copy_from_slice(&entry.origin.round.to_le_bytes());
+    head[16..20].copy_from_slice(&entry.origin.node.0.to_le_bytes());
+    let (tag, first) = match &entry.body {
+        Body::Values(values) => (1, values.first()),
+        Body::Noop => (2, None),
+        Body::StartWorking => (3, None),
+        Body::Config(_) => (4, None),
+    };
+    head[20] = tag;
+    let mut crc = match first {
+        Some(value) => {
+            head[21..29].copy_from_slice(&(value.len() as u64).to_le_bytes());
+            let crc = crc32c::crc32c_append(crc, &head);
+            crc32c::crc32c_append(crc, value)
+        }
+        None => crc32c::crc32c_append(crc, &head[..21]),
+    };
     match &entry.body {
         Body::Values(values) => {
-            crc = crc32c::crc32c_append(crc, &[1]);
-            for value in values {
+            for value in values.iter().skip(1) {
                 crc = crc32c::crc32c_append(crc, &(value.len() as u64).to_le_bytes());
                 crc = crc32c::crc32c_append(crc, value);
             }
         }
-        Body::Noop => crc = crc32c::crc32c_append(crc, &[2]),
-        Body::StartWorking => crc = crc32c::crc32c_append(crc, &[3]),
+        Body::Noop | Body::StartWorking => {}
         Body::Config(membership) => {
-            crc = crc32c::crc32c_append(crc, &[4]);
             for node in membership.voters() {
                 crc = crc32c::crc32c_append(crc, &node.0.to_le_bytes());
             }
         }
     }
     crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entry_checksum;
+    use crate::paxos::types::{Ballot, Body, Entry, Instance, Membership, NodeId, Values};
+    use bytes::Bytes;
+
+    /// The sum as defined: every field appended on its own.
+    fn field_by_field(crc: u32, instance: Instance, entry: &Entry) -> u32 {
+        let mut crc = crc32c::crc32c_append(crc, &instance.0.to_le_bytes());
+        crc = crc32c::crc32c_append(crc, &entry.origin.round.to_le_bytes());
+        crc = crc32c::crc32c_append(crc, &entry.origin.node.0.to_le_bytes());
+        match &entry.body {
+            Body::Values(values) => {
+                crc = crc32c::crc32c_append(crc, &[1]);
+                for value in values {
+                    crc = crc32c::crc32c_append(crc, &(value.len() as u64).to_le_bytes());
+                    crc = crc32c::crc32c_append(crc, value);
+                }
+            }
+            Body::Noop => crc = crc32c::crc32c_append(crc, &[2]),
+            Body::StartWorking => crc = crc32c::crc32c_append(crc, &[3]),
+            Body::Config(membership) => {
+                crc = crc32c::crc32c_append(crc, &[4]);
+                for node in membership.voters() {
+                    crc = crc32c::crc32c_append(crc, &node.0.to_le_bytes());
+                }
+            }
+        }
+        crc
+    }
+
+    #[test]
+    fn equals_the_field_by_field_sum() {
+        let value = |n: usize| Bytes::from((0..n).map(|i| i as u8 ^ 0x5a).collect::<Vec<u8>>());
+        let bodies = vec![
+            Body::Values(Values::new()),
+            Body::Values(smallvec::smallvec![value(0)]),
+            Body::Values(smallvec::smallvec![value(100)]),
+            Body::Values(smallvec::smallvec![value(3), value(0), value(4096)]),
+            Body::Noop,
+            Body::StartWorking,
+            Body::Config(Membership::new(vec![NodeId(1), NodeId(2), NodeId(7)])),
+        ];
+        for body in bodies {
+            let entry = Entry {
+                origin: Ballot {
+                    round: 0x0102_0304_0506_0708,
+                    node: NodeId(9),
+                },
+                body,
+            };
+            for (crc, instance) in [(0, 1), (0xdead_beef, u64::MAX >> 2)] {
+                assert_eq!(
+                    entry_checksum(crc, Instance(instance), &entry),
+                    field_by_field(crc, Instance(instance), &entry),
+                    "{entry:?}"
+                );
+            }
+        }
+    }
 }

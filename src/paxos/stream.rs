@@ -218,7 +218,7 @@ impl Group {
     fn accepted_max(&self) -> Instance {
         self.log
             .last_key_value()
-            .map_or(Instance(self.log_floor.0 - 1), |(instance, _)| *instance)
+            .map_or(Instance(self.log_floor.0 - 1), |(instance, _)| instance)
     }
 
     /// Whether this replica answers catch-up requests. A replica re-learning lost
