@@ -542,6 +542,16 @@ impl Client {
         let deadline = self.deadline();
         let timeout = self.inner.config.request_timeout;
         let connection = self.connection(Some(node), deadline)?;
+        if connection.node != node {
+            // `connection` falls back to another node when this one cannot be reached:
+            // its status would be passed off as this node's.
+            return Err(Error::NoReachableNode {
+                tried: vec![format!(
+                    "node {}: not reachable (node {} answered instead)",
+                    node.0, connection.node.0
+                )],
+            });
+        }
         let request = self.next_request();
         let address = connection.address.clone();
         let answer = connection
