@@ -26,7 +26,14 @@ const KILL_AT: u64 = 40;
 
 /// The flags of node `id` (a checkpoint every 16 instances, so that the restart
 /// installs a key-value image).
-fn node_args(id: u32, peers: &str, clients: &str, client: &str, dir: &TempDir, key: &ClientKey) -> Vec<String> {
+fn node_args(
+    id: u32,
+    peers: &str,
+    clients: &str,
+    client: &str,
+    dir: &TempDir,
+    key: &ClientKey,
+) -> Vec<String> {
     let mut args: Vec<String> = [
         "--node",
         &id.to_string(),
@@ -199,13 +206,29 @@ fn kv_store_through_cli_and_client_survives_leader_kill() {
     let addresses: Vec<String> = (0..3)
         .map(|i| format!("127.0.0.1:{}", client_base + i))
         .collect();
-    let dirs: Vec<TempDir> = (1..=3).map(|i| TempDir::new(&format!("kv-cli-{i}"))).collect();
+    let dirs: Vec<TempDir> = (1..=3)
+        .map(|i| TempDir::new(&format!("kv-cli-{i}")))
+        .collect();
     let key = ClientKey::new("kv-cli");
     let args: Vec<Vec<String>> = (0..3)
-        .map(|i| node_args(i as u32 + 1, &peers, &clients, &addresses[i], &dirs[i], &key))
+        .map(|i| {
+            node_args(
+                i as u32 + 1,
+                &peers,
+                &clients,
+                &addresses[i],
+                &dirs[i],
+                &key,
+            )
+        })
         .collect();
     let mut nodes: BTreeMap<NodeId, Serve> = (0..3)
-        .map(|i| (NodeId(i as u32 + 1), Serve::spawn(&(i + 1).to_string(), &args[i])))
+        .map(|i| {
+            (
+                NodeId(i as u32 + 1),
+                Serve::spawn(&(i + 1).to_string(), &args[i]),
+            )
+        })
         .collect();
     let cli = Cli {
         target: addresses.join(","),
@@ -241,14 +264,22 @@ fn kv_store_through_cli_and_client_survives_leader_kill() {
         panic!("open session answered {opened:?}")
     };
     let first = increment(session, 0);
-    assert_eq!(propose_until_applied(&client, group, &first).0, Answer::Swapped);
+    assert_eq!(
+        propose_until_applied(&client, group, &first).0,
+        Answer::Swapped
+    );
     // The same command again (a retry whose first answer was lost): the stored answer,
     // and no second effect.
-    assert_eq!(propose_until_applied(&client, group, &first).0, Answer::Swapped);
+    assert_eq!(
+        propose_until_applied(&client, group, &first).0,
+        Answer::Swapped
+    );
     assert_eq!(get(&client, "counter"), Some(Bytes::from("1")));
 
     let leader = leader_of(&client, group).expect("the counter's group has a leader");
-    let victim = nodes.remove(&leader).expect("the leader is one of the nodes");
+    let victim = nodes
+        .remove(&leader)
+        .expect("the leader is one of the nodes");
     let progress = Arc::new(AtomicU64::new(1));
     let killer = {
         let progress = Arc::clone(&progress);
@@ -292,8 +323,16 @@ fn kv_store_through_cli_and_client_survives_leader_kill() {
 
     // Every acknowledged write is readable, through the CLI and the client.
     for k in 0..20 {
-        let expected = if k == 1 { "v1b".to_string() } else { format!("v{k}") };
-        assert_eq!(cli.ok("get", &[&format!("k{k}")]), format!("{expected}\n"), "k{k}");
+        let expected = if k == 1 {
+            "v1b".to_string()
+        } else {
+            format!("v{k}")
+        };
+        assert_eq!(
+            cli.ok("get", &[&format!("k{k}")]),
+            format!("{expected}\n"),
+            "k{k}"
+        );
         assert_eq!(
             get(&client, &format!("k{k}")),
             Some(Bytes::from(expected)),

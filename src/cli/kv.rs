@@ -417,7 +417,10 @@ pub fn cas(args: CasArgs) -> Result<ExitCode, String> {
         match Target::connect(&args.target)?.write(op)? {
             Answer::Swapped => Ok(ExitCode::SUCCESS),
             Answer::Mismatch => {
-                eprintln!("synod: cas mismatch: {} does not hold the expected value", args.key);
+                eprintln!(
+                    "synod: cas mismatch: {} does not hold the expected value",
+                    args.key
+                );
                 Ok(ExitCode::from(EXIT_MISMATCH))
             }
             other => Err(unexpected(&other)),

@@ -457,9 +457,19 @@ impl Query {
                     }
                 };
                 let keys_max = r.u32("scan keys_max")?;
-                bound("scan keys_max", u64::from(keys_max), 1, u64::from(SCAN_KEYS_MAX))?;
+                bound(
+                    "scan keys_max",
+                    u64::from(keys_max),
+                    1,
+                    u64::from(SCAN_KEYS_MAX),
+                )?;
                 let size_max = r.u32("scan size_max")?;
-                bound("scan size_max", u64::from(size_max), 1, u64::from(SCAN_SIZE_MAX))?;
+                bound(
+                    "scan size_max",
+                    u64::from(size_max),
+                    1,
+                    u64::from(SCAN_SIZE_MAX),
+                )?;
                 Query::Scan {
                     start,
                     end,

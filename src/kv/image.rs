@@ -55,7 +55,11 @@ pub(super) struct Image {
 
 /// The image's bytes.
 pub(super) fn encode(image: &Image) -> Bytes {
-    let size: usize = image.entries.iter().map(|(k, v)| 6 + k.len() + v.len()).sum();
+    let size: usize = image
+        .entries
+        .iter()
+        .map(|(k, v)| 6 + k.len() + v.len())
+        .sum();
     let mut w = Writer(Vec::with_capacity(64 + size + image.sessions.len() * 40));
     w.0.extend_from_slice(&IMAGE_MAGIC);
     w.u8(IMAGE_VERSION);
@@ -90,7 +94,10 @@ fn damaged(reason: impl std::fmt::Display) -> String {
 /// What is wrong: length, checksum, magic, version, a bound or an order.
 pub(super) fn decode(bytes: &[u8]) -> Result<Image, String> {
     if bytes.len() < IMAGE_MAGIC.len() + 1 + 8 + 8 + 4 + 8 + CRC_SIZE {
-        return Err(damaged(format!("{} bytes, shorter than a header", bytes.len())));
+        return Err(damaged(format!(
+            "{} bytes, shorter than a header",
+            bytes.len()
+        )));
     }
     let (body, crc) = bytes.split_at(bytes.len() - CRC_SIZE);
     let stored = u32::from_le_bytes(crc.try_into().expect("CRC_SIZE bytes"));
@@ -117,7 +124,9 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Image, String> {
     let session_count = r.u32("session_count").map_err(field)? as usize;
     let entry_count = r.u64("entry_count").map_err(field)?;
     if session_count > SESSIONS_MAX {
-        return Err(damaged(format!("{session_count} sessions, above {SESSIONS_MAX}")));
+        return Err(damaged(format!(
+            "{session_count} sessions, above {SESSIONS_MAX}"
+        )));
     }
     let sessions = sessions(&mut r, session_count, tick, next_session)?;
     // Each entry takes at least 7 bytes (a 1-byte key, its u16 length, a u32 value
@@ -174,7 +183,10 @@ fn sessions(
             return Err(damaged(format!("a stored answer of {size} bytes")));
         }
         let answer = Bytes::copy_from_slice(r.take("session answer", size).map_err(field)?);
-        if sessions.last_key_value().is_some_and(|(last, _)| *last >= id) {
+        if sessions
+            .last_key_value()
+            .is_some_and(|(last, _)| *last >= id)
+        {
             return Err(damaged("session ids not strictly ascending"));
         }
         if id == 0 || id >= next_session || last_used > tick || !ticks.insert(last_used) {
@@ -183,7 +195,9 @@ fn sessions(
             )));
         }
         if (sequence == 0) != answer.is_empty() {
-            return Err(damaged(format!("session {id}: sequence {sequence} with a {size}-byte answer")));
+            return Err(damaged(format!(
+                "session {id}: sequence {sequence} with a {size}-byte answer"
+            )));
         }
         if sequence > 0 {
             Answer::decode(&answer).map_err(|e| damaged(format!("session {id}'s answer: {e}")))?;
@@ -241,7 +255,9 @@ mod tests {
     }
 
     fn export(m: &KvMachine) -> Bytes {
-        m.checkpoint().expect("the machine checkpoints").into_bytes()
+        m.checkpoint()
+            .expect("the machine checkpoints")
+            .into_bytes()
     }
 
     // Goal: a restored machine equals the one that took the image: same map, same
@@ -296,10 +312,15 @@ mod tests {
         for i in 0..bytes.len() * 8 {
             let mut bad = bytes.clone();
             bad[i / 8] ^= 1 << (i % 8);
-            assert!(KvMachine::new().restore(Instance(1), &bad).is_err(), "bit {i}");
+            assert!(
+                KvMachine::new().restore(Instance(1), &bad).is_err(),
+                "bit {i}"
+            );
         }
         for cut in 0..bytes.len() {
-            assert!(KvMachine::new().restore(Instance(1), &bytes[..cut]).is_err());
+            assert!(KvMachine::new()
+                .restore(Instance(1), &bytes[..cut])
+                .is_err());
         }
         let reseal = |mut body: Vec<u8>| {
             let crc = crc32c::crc32c(&body);
@@ -316,13 +337,19 @@ mod tests {
         // next_session (bytes 17..25) below the sessions' ids.
         let mut next = body.clone();
         next[17..25].copy_from_slice(&1u64.to_le_bytes());
-        assert!(KvMachine::new().restore(Instance(1), &reseal(next)).is_err());
+        assert!(KvMachine::new()
+            .restore(Instance(1), &reseal(next))
+            .is_err());
         // A huge entry count is refused without allocating for it.
         let mut count = body.clone();
         count[29..37].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(KvMachine::new().restore(Instance(1), &reseal(count)).is_err());
+        assert!(KvMachine::new()
+            .restore(Instance(1), &reseal(count))
+            .is_err());
         let mut longer = body;
         longer.push(0);
-        assert!(KvMachine::new().restore(Instance(1), &reseal(longer)).is_err());
+        assert!(KvMachine::new()
+            .restore(Instance(1), &reseal(longer))
+            .is_err());
     }
 }

@@ -362,10 +362,22 @@ mod tests {
         assert_eq!(m.apply_command(&put(none, "a", "1")), Answer::Done);
         assert_eq!(get(&m, "a"), Some(b("1")));
         assert_eq!(get(&m, "b"), None);
-        assert_eq!(m.apply_command(&cas(none, "a", Some("2"), Some("3"))), Answer::Mismatch);
-        assert_eq!(m.apply_command(&cas(none, "a", Some("1"), Some("3"))), Answer::Swapped);
-        assert_eq!(m.apply_command(&cas(none, "b", None, Some("x"))), Answer::Swapped);
-        assert_eq!(m.apply_command(&cas(none, "b", Some("x"), None)), Answer::Swapped);
+        assert_eq!(
+            m.apply_command(&cas(none, "a", Some("2"), Some("3"))),
+            Answer::Mismatch
+        );
+        assert_eq!(
+            m.apply_command(&cas(none, "a", Some("1"), Some("3"))),
+            Answer::Swapped
+        );
+        assert_eq!(
+            m.apply_command(&cas(none, "b", None, Some("x"))),
+            Answer::Swapped
+        );
+        assert_eq!(
+            m.apply_command(&cas(none, "b", Some("x"), None)),
+            Answer::Swapped
+        );
         assert_eq!(get(&m, "a"), Some(b("3")));
         assert_eq!(get(&m, "b"), None);
         let delete = |key: &str| {
@@ -375,8 +387,14 @@ mod tests {
             }
             .encode()
         };
-        assert_eq!(m.apply_command(&delete("a")), Answer::Deleted { existed: true });
-        assert_eq!(m.apply_command(&delete("a")), Answer::Deleted { existed: false });
+        assert_eq!(
+            m.apply_command(&delete("a")),
+            Answer::Deleted { existed: true }
+        );
+        assert_eq!(
+            m.apply_command(&delete("a")),
+            Answer::Deleted { existed: false }
+        );
         assert!(m.is_empty());
         let Answer::Error { code, reason } = m.apply_command(b"\x01\x02garbage") else {
             panic!("garbage applied")
@@ -411,7 +429,11 @@ mod tests {
         let s2 = Session { id, sequence: 2 };
         assert_eq!(m.apply_command(&put(s2, "x", "a")), Answer::Done);
         assert_eq!(m.apply_command(&put(s2, "x", "b")), Answer::Done);
-        assert_eq!(get(&m, "x"), Some(b("a")), "the retry's value was not applied");
+        assert_eq!(
+            get(&m, "x"),
+            Some(b("a")),
+            "the retry's value was not applied"
+        );
         assert!(matches!(
             m.apply_command(&put(s1, "x", "c")),
             Answer::Error {

@@ -73,8 +73,8 @@ pub mod image;
 mod machine;
 
 pub use format::{
-    Answer, Command, ErrorCode, FormatError, Query, Session, WriteOp, FORMAT_VERSION,
-    KEY_SIZE_MAX, REASON_SIZE_MAX, SCAN_KEYS_MAX, SCAN_SIZE_MAX, VALUE_SIZE_MAX,
+    Answer, Command, ErrorCode, FormatError, Query, Session, WriteOp, FORMAT_VERSION, KEY_SIZE_MAX,
+    REASON_SIZE_MAX, SCAN_KEYS_MAX, SCAN_SIZE_MAX, VALUE_SIZE_MAX,
 };
 pub use machine::KvMachine;
 
@@ -152,7 +152,10 @@ mod tests {
             }
             let fair = 20_000 / groups;
             for count in &counts {
-                assert!(count.abs_diff(fair) < fair / 5, "{groups} groups: {counts:?}");
+                assert!(
+                    count.abs_diff(fair) < fair / 5,
+                    "{groups} groups: {counts:?}"
+                );
             }
             if groups > 1 {
                 assert!(moved.abs_diff(fair) < fair / 5, "moved {moved} of 20000");
