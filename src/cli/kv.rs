@@ -468,14 +468,14 @@ pub fn scan(args: ScanArgs) -> Result<ExitCode, String> {
     })())
 }
 
+/// One group's scan answer: entries in key order, and the first key left out.
+type Page = (Vec<(Bytes, Bytes)>, Option<Bytes>);
+
 /// Merges one page per group (each in key order, with the first key it left out)
 /// into the first `limit` keys of the union and where to continue. A group that
 /// stopped early bounds the union: no key at or past its `next` is known to be
 /// complete.
-fn merge(
-    pages: Vec<(Vec<(Bytes, Bytes)>, Option<Bytes>)>,
-    limit: usize,
-) -> (Vec<(Bytes, Bytes)>, Option<Bytes>) {
+fn merge(pages: Vec<Page>, limit: usize) -> Page {
     let bound = pages.iter().filter_map(|(_, next)| next.clone()).min();
     let mut all: Vec<(Bytes, Bytes)> = pages
         .into_iter()

@@ -838,7 +838,7 @@ mod tests {
         let mut big_key = vec![1, OP_DELETE];
         big_key.extend_from_slice(&[0; 16]);
         big_key.extend_from_slice(&((KEY_SIZE_MAX + 1) as u16).to_le_bytes());
-        big_key.extend(std::iter::repeat(b'k').take(KEY_SIZE_MAX + 1));
+        big_key.extend(std::iter::repeat_n(b'k', KEY_SIZE_MAX + 1));
         assert!(matches!(
             Command::decode(&big_key),
             Err(FormatError::Bound { field: "key", .. })
