@@ -1,15 +1,16 @@
 //! The `synod` binary: `synod bench` (a local three-node cluster under load, against
 //! the machine's limits), `synod serve` (one node), `synod keygen` (a key for
-//! `--key-file`), `synod sim` (the deterministic simulator over many seeds) and the WAL
+//! `--key-file`), `synod sim` (the deterministic simulator over many seeds), the WAL
 //! tools `synod wal verify|dump|bench`, and the key-value client commands `synod
-//! put|get|del|cas|scan|status` (`cli/kv.rs`). The command line and every subcommand live in
-//! `cli/`; this file only dispatches and turns failures into exit statuses.
+//! put|get|del|cas|scan|status` (`cli/kv.rs`). The command line and every subcommand
+//! live in `cli/`; this file only dispatches and turns failures into exit statuses.
 //!
 //! Exit statuses: 0 on success and after `--help`; 2 for a bad command line (one line
 //! on stderr); otherwise the subcommand's own (`bench`, `keygen`: 1 on failure;
 //! `serve`: 1 for a refused start, 3 when a shard stops for good; `sim`: 1 when a seed
-//! fails; `put|get|del|cas|scan|status`: `cli/kv.rs`; `wal verify|dump`: 1 on corruption or a content violation, 2 when the tool
-//! cannot run; `wal crash-child`: 3 on recovery corruption).
+//! fails; `put|get|del|cas|scan|status`: as `cli/kv.rs` lists them; `wal verify|dump`:
+//! 1 on corruption or a content violation, 2 when the tool cannot run; `wal
+//! crash-child`: 3 on recovery corruption).
 
 mod cli;
 

@@ -12,7 +12,9 @@
 //! `synod keygen`); running without one needs an explicit `--no-auth`.
 //!
 //! Every group runs the built-in key-value store (`synod::kv`) unless
-//! `--state-machine null` asks for the machine that applies nothing.
+//! `--state-machine null` asks for the machine that applies nothing. A `--control`
+//! `propose <group> <word>` is chosen and applied like any value; the store answers
+//! it `Malformed` and changes nothing (the log, not the store, is what it tests).
 //!
 //! With `--client ADDR`, the node also listens for clients (`synod::server`, the client
 //! protocol of `schema/client.fbs`): `synod::client::Client` and `synod bench
