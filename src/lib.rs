@@ -3,7 +3,8 @@
 //! Layers, each a module, depending only downward: `paxos` (the pure protocol),
 //! `wal` (the shard write-ahead log), `transport` (wire codec), `runtime` (the shard:
 //! many groups of one core, on pinned glommio executors), `api` (the embedding surface:
-//! `Node`, `NodeHandle`, `StateMachine`), `client` (a client of running nodes, and the
+//! `Node`, `NodeHandle`, `StateMachine`), `kv` (the built-in replicated key-value
+//! state machine and its format), `client` (a client of running nodes, and the
 //! client protocol) and `server` (a node's client listener), and `sim` (the
 //! deterministic simulator that drives everything below `api`).
 //!
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod client;
+pub mod kv;
 pub mod paxos;
 pub mod prng;
 pub mod runtime;

@@ -1,14 +1,16 @@
 //! The `synod` binary: `synod bench` (a local three-node cluster under load, against
 //! the machine's limits), `synod serve` (one node), `synod keygen` (a key for
-//! `--key-file`), `synod sim` (the deterministic simulator over many seeds) and the WAL
-//! tools `synod wal verify|dump|bench`. The command line and every subcommand live in
-//! `cli/`; this file only dispatches and turns failures into exit statuses.
+//! `--key-file`), `synod sim` (the deterministic simulator over many seeds), the WAL
+//! tools `synod wal verify|dump|bench`, and the key-value client commands `synod
+//! put|get|del|cas|scan|status` (`cli/kv.rs`). The command line and every subcommand
+//! live in `cli/`; this file only dispatches and turns failures into exit statuses.
 //!
 //! Exit statuses: 0 on success and after `--help`; 2 for a bad command line (one line
 //! on stderr); otherwise the subcommand's own (`bench`, `keygen`: 1 on failure;
 //! `serve`: 1 for a refused start, 3 when a shard stops for good; `sim`: 1 when a seed
-//! fails; `wal verify|dump`: 1 on corruption or a content violation, 2 when the tool
-//! cannot run; `wal crash-child`: 3 on recovery corruption).
+//! fails; `put|get|del|cas|scan|status`: as `cli/kv.rs` lists them; `wal verify|dump`:
+//! 1 on corruption or a content violation, 2 when the tool cannot run; `wal
+//! crash-child`: 3 on recovery corruption).
 
 mod cli;
 
@@ -29,6 +31,12 @@ fn main() -> ExitCode {
         Command::Bench(args) => status("synod", cli::bench::main(args), ExitCode::FAILURE),
         Command::Serve(args) => status("synod", cli::serve::main(args), ExitCode::FAILURE),
         Command::Keygen => status("synod", cli::keygen::main(), ExitCode::FAILURE),
+        Command::Put(args) => status("synod", cli::kv::put(args), ExitCode::FAILURE),
+        Command::Get(args) => status("synod", cli::kv::get(args), ExitCode::FAILURE),
+        Command::Del(args) => status("synod", cli::kv::del(args), ExitCode::FAILURE),
+        Command::Cas(args) => status("synod", cli::kv::cas(args), ExitCode::FAILURE),
+        Command::Scan(args) => status("synod", cli::kv::scan(args), ExitCode::FAILURE),
+        Command::Status(args) => status("synod", cli::kv::status(args), ExitCode::FAILURE),
         Command::Sim(args) => cli::sim::main(args),
         Command::Wal(wal) => {
             let result = match wal.command {

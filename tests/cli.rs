@@ -51,6 +51,12 @@ fn every_help_lists_every_flag() {
         "wal verify",
         "wal dump",
         "wal bench",
+        "put",
+        "get",
+        "del",
+        "cas",
+        "scan",
+        "status",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -116,6 +122,30 @@ fn bad_command_lines_exit_2_with_one_line() {
         "cannot be used with",
     );
     refused(&["keygen", "extra"], "unexpected argument 'extra'");
+    refused(&["get", "k", "--no-auth"], "--target");
+    refused(
+        &["put", "k", "--target", "127.0.0.1:1", "--no-auth"],
+        "<VALUE>",
+    );
+    refused(
+        &["get", "k", "--target", "127.0.0.1:1"],
+        "--client-key-file",
+    );
+    refused(
+        &["cas", "k", "--target", "127.0.0.1:1", "--no-auth"],
+        "--expected",
+    );
+    refused(
+        &[
+            "scan",
+            "--target",
+            "127.0.0.1:1",
+            "--no-auth",
+            "--limit",
+            "0",
+        ],
+        "must be above zero",
+    );
     let mut both = one_node_serve("x");
     both.extend(["--existing", "--no-auth"]);
     refused(&both, "'--new' cannot be used with '--existing'");
@@ -232,4 +262,28 @@ fn bench_catch_up_and_restart_modes_report_their_fields() {
     );
     assert!(stderr.contains("recovery:"), "{stderr}");
     assert!(stderr.contains("stopping node"), "{stderr}");
+}
+
+// Goal: the key-value commands against a cluster that cannot be reached exit 4
+// (unavailable: nothing written) with one line saying why, and a key out of bounds
+// exits 6 (refused) before anything is sent.
+// Method: run them against a port nothing listens on, with a 1 s timeout.
+#[test]
+fn kv_commands_without_a_cluster_exit_unavailable() {
+    let target = ["--target", "127.0.0.1:1", "--no-auth", "--timeout-s", "1"];
+    for command in [&["get", "k"][..], &["put", "k", "v"], &["status"]] {
+        let mut args = command.to_vec();
+        args.extend(target);
+        let output = synod(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(4), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("synod: unavailable: "), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    let long_key = "k".repeat(1025);
+    let mut args = vec!["get", long_key.as_str()];
+    args.extend(target);
+    let output = synod(&args);
+    assert_eq!(output.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("1 to 1024 bytes"));
 }

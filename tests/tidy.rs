@@ -88,6 +88,26 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["crate::sim", "crate::server", "crate::bench", "glommio"],
     ),
     ("src/server/", &["crate::sim", "crate::bench", "glommio"]),
+    // The key-value state machine is applied by every replica: deterministic, above
+    // `api` (its `StateMachine`), below the client and the listener, no clock, no I/O.
+    (
+        "src/kv/",
+        &[
+            "crate::sim",
+            "crate::server",
+            "crate::bench",
+            "crate::client",
+            "crate::runtime",
+            "crate::wal",
+            "crate::transport",
+            "glommio",
+            "std::time",
+            "std::fs",
+            "std::net",
+            "Instant",
+            "SystemTime",
+        ],
+    ),
     (
         "src/sim/",
         &[

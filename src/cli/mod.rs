@@ -1,5 +1,6 @@
 //! The command line of the `synod` binary: one clap parser ([`Synod`]) whose
-//! subcommands live in their own modules (`bench`, `serve`, `keygen`, `sim`, `wal`),
+//! subcommands live in their own modules (`bench`, `serve`, `keygen`, `sim`, `wal`,
+//! and `kv` for the key-value client commands),
 //! each with the flags it takes and the code it runs. Shared here: parsing with
 //! one-line errors ([`parse`]), the `ID=IP:PORT,...` node lists and the stderr logger.
 //!
@@ -9,6 +10,7 @@
 
 pub mod bench;
 pub mod keygen;
+pub mod kv;
 pub mod serve;
 pub mod sim;
 pub mod wal;
@@ -71,6 +73,35 @@ pub enum Command {
     /// The WAL tools: verify, dump and bench.
     #[command(arg_required_else_help = true)]
     Wal(wal::WalArgs),
+    /// Set a key of a running cluster's key-value store (exactly once).
+    ///
+    /// Exit statuses: 0 done, 4 unavailable (nothing written), 5 outcome unknown
+    /// (applied at most once), 6 refused.
+    Put(kv::PutArgs),
+    /// Print a key's value (a linearizable read at its group's leader).
+    ///
+    /// Exit statuses: 0 found, 1 not found, 4 unavailable, 6 refused.
+    Get(kv::KeyArgs),
+    /// Remove a key (exactly once).
+    ///
+    /// Exit statuses: 0 removed, 1 not found, 4 unavailable (nothing written), 5
+    /// outcome unknown, 6 refused.
+    Del(kv::KeyArgs),
+    /// Compare-and-set a key (exactly once): --expected OLD (absent: the key must be
+    /// absent), --new NEW (absent: remove it).
+    ///
+    /// Exit statuses: 0 swapped, 3 mismatch (nothing changed), 4 unavailable
+    /// (nothing written), 5 outcome unknown, 6 refused.
+    Cas(kv::CasArgs),
+    /// Print the keys and values of a range, in key order, over every group.
+    ///
+    /// Exit statuses: 0 done, 4 unavailable, 6 refused.
+    Scan(kv::ScanArgs),
+    /// Print every node's groups (role, leader, chosen and applied watermarks,
+    /// checkpoint) and peer-link counters, or why it did not answer.
+    ///
+    /// Exit statuses: 0 when a node answered, 4 when none did.
+    Status(kv::StatusArgs),
 }
 
 /// Parses the process's command line. `--help` and `--version` print and exit 0; a
@@ -118,7 +149,16 @@ impl Synod {
             Command::Bench(args) => args
                 .validate()
                 .map_err(|message| usage_error(&["bench"], message)),
-            Command::Serve(_) | Command::Keygen | Command::Sim(_) | Command::Wal(_) => Ok(()),
+            Command::Serve(_)
+            | Command::Keygen
+            | Command::Sim(_)
+            | Command::Wal(_)
+            | Command::Put(_)
+            | Command::Get(_)
+            | Command::Del(_)
+            | Command::Cas(_)
+            | Command::Scan(_)
+            | Command::Status(_) => Ok(()),
         }
     }
 }

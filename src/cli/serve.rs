@@ -11,6 +11,11 @@
 //! Peers authenticate with the cluster's shared key (`--key-file FILE`, written by
 //! `synod keygen`); running without one needs an explicit `--no-auth`.
 //!
+//! Every group runs the built-in key-value store (`synod::kv`) unless
+//! `--state-machine null` asks for the machine that applies nothing. A `--control`
+//! `propose <group> <word>` is chosen and applied like any value; the store answers
+//! it `Malformed` and changes nothing (the log, not the store, is what it tests).
+//!
 //! With `--client ADDR`, the node also listens for clients (`synod::server`, the client
 //! protocol of `schema/client.fbs`): `synod::client::Client` and `synod bench
 //! --target` talk to it. `--client-nodes ID=IP:PORT,...` lists the other nodes'
@@ -38,6 +43,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args};
 use synod::api::{Config, InitialState, Node, NodeHandle, ShardStopped};
+use synod::kv::kv_factory;
 use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
 use synod::runtime::truncation::TruncationPolicy;
@@ -113,6 +119,13 @@ pub struct ServeArgs {
     /// promises).
     #[arg(long)]
     pub existing: bool,
+    /// The state machine of every group: `kv`, the built-in replicated key-value store
+    /// (`synod::kv`: `synod put|get|del|cas|scan` talk to it), or `null`, which
+    /// applies nothing and answers every read with empty bytes (the log itself is the
+    /// product: for benchmarks of the log alone, as `synod bench` runs). Every node of a
+    /// cluster must run the same one.
+    #[arg(long, value_name = "MACHINE", default_value = "kv", value_parser = ["kv", "null"])]
+    pub state_machine: String,
     /// Commands on stdin, one per line: `status` (one line per group, then `end`),
     /// `propose <group> <word>`; end of input shuts the node down gracefully.
     #[arg(long)]
@@ -253,7 +266,11 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
         config.group.retention_size_max = size;
     }
     let client = client_config(&args, &config)?;
-    let node = Node::start(config, null_factory()).map_err(|e| e.to_string())?;
+    let factory = match args.state_machine.as_str() {
+        "null" => null_factory(),
+        _ => kv_factory(),
+    };
+    let node = Node::start(config, factory).map_err(|e| e.to_string())?;
     // Dropped (closing the listener) when the node shuts down, at the end of main.
     let _server = match client {
         Some(client) => {

@@ -532,6 +532,49 @@ impl Client {
         Ok(statuses)
     }
 
+    /// The status of one node (`node`), whatever the others' state: a dead node
+    /// answers `Io`, `Disconnected` or `Timeout` without hiding the live ones.
+    ///
+    /// # Errors
+    ///
+    /// The node could not be reached or did not answer.
+    pub async fn node_status(&self, node: NodeId) -> Result<NodeStatus, Error> {
+        let deadline = self.deadline();
+        let timeout = self.inner.config.request_timeout;
+        let connection = self.connection(Some(node), deadline)?;
+        if connection.node != node {
+            // `connection` falls back to another node when this one cannot be reached:
+            // its status would be passed off as this node's.
+            return Err(Error::NoReachableNode {
+                tried: vec![format!(
+                    "node {}: not reachable (node {} answered instead)",
+                    node.0, connection.node.0
+                )],
+            });
+        }
+        let request = self.next_request();
+        let address = connection.address.clone();
+        let answer = connection
+            .send(request, &wire::Body::Status { request }, deadline, timeout)?
+            .await
+            .unwrap_or(Err(Error::Disconnected { address }))?;
+        match answer {
+            Answer::Status(status) => Ok(status),
+            Answer::Proposed(_) | Answer::Read(_) | Answer::LogRead(_) => {
+                Err(self.mismatch("StatusDone"))
+            }
+        }
+    }
+
+    /// [`Client::node_status`], blocking the calling thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::node_status`].
+    pub fn node_status_blocking(&self, node: NodeId) -> Result<NodeStatus, Error> {
+        futures_lite::future::block_on(self.node_status(node))
+    }
+
     /// [`Client::propose`], blocking the calling thread.
     ///
     /// # Errors
