@@ -311,7 +311,7 @@ mod tests {
                         }
                     }
                     8 => floor += rng.range(0, 8),
-                    _ => {
+                    9..=u64::MAX => {
                         assert_eq!(log.get(&key), model.get(&key), "{context}");
                         assert_eq!(log.contains_key(&key), model.contains_key(&key));
                     }
