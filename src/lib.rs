@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod check;
 pub mod client;
 pub mod paxos;
 pub mod prng;
