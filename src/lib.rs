@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod check;
 pub mod client;
 pub mod kv;
 pub mod paxos;

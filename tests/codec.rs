@@ -2505,3 +2505,39 @@ fn batch_bounds_are_enforced() {
         assert_eq!(decode(&chunk(instance), &limits), Err(expected));
     }
 }
+
+// Goal: (re)write the peer frame seeds of the fuzz corpus (fuzz/corpus/peer_frame/). Not
+// a check: run on demand (`cargo test -- --ignored write_fuzz_seeds`).
+// Method: random frame bodies of every kind (a third message batches), as one payload or
+// a stream of two frames.
+#[test]
+#[ignore = "writes fuzz/corpus/: cargo test -- --ignored write_fuzz_seeds"]
+fn write_fuzz_seeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/peer_frame");
+    std::fs::create_dir_all(&dir).expect("create the corpus directory");
+    let mut rng = Prng::new(0xF022_5EED);
+    let mut written = 0;
+    while written < 40 {
+        let body = if written % 3 == 0 {
+            FrameBody::MessageBatch(messages(&mut rng))
+        } else {
+            frame_body(&mut rng)
+        };
+        let payload = encoded(&body);
+        if payload.len() > 16 << 10 {
+            continue;
+        }
+        let data = if written % 2 == 0 {
+            payload
+        } else {
+            let mut stream = Vec::new();
+            append_frame(&payload, usize::MAX, &mut stream).expect("fits");
+            let second = encoded(&frame_body(&mut rng));
+            append_frame(&second, usize::MAX, &mut stream).expect("fits");
+            stream
+        };
+        let name = format!("seed-{written:02}-{}", body.kind());
+        std::fs::write(dir.join(name), data).expect("write a seed");
+        written += 1;
+    }
+}

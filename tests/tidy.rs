@@ -108,6 +108,27 @@ const LAYERS: &[(&str, &[&str])] = &[
             "SystemTime",
         ],
     ),
+    // Checkers of recorded histories: pure functions over data, below every layer.
+    (
+        "src/check/",
+        &[
+            "crate::paxos",
+            "crate::wal",
+            "crate::transport",
+            "crate::runtime",
+            "crate::api",
+            "crate::sim",
+            "crate::server",
+            "crate::bench",
+            "crate::client",
+            "std::time",
+            "std::fs",
+            "std::net",
+            "std::thread",
+            "glommio",
+            "tokio",
+        ],
+    ),
     (
         "src/sim/",
         &[

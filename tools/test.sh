@@ -9,6 +9,7 @@
 #   cargo clippy --all-targets -- -D warnings  lints
 #   tools/flatc.sh --check                     generated wire code matches schema/wire.fbs
 #   cargo test --release                       unit, scenario, tidy and simulation tests
+#   tools/fuzz.sh all 20                       every fuzz target for 20 s (fails on a crash)
 # `--show-output` makes passing tests print what they printed: the simulation's own
 # summary (seeds, steps, faults) appears that way; silent tests add nothing.
 set -euo pipefail
@@ -45,6 +46,8 @@ trap 'rm -f "$test_log"' EXIT
 run "cargo test --release" bash -c \
   'set -o pipefail; cargo test --release --no-fail-fast -- --show-output 2>&1 | tee "$1"' \
   _ "$test_log"
+# A short run of every fuzz target (docs/testing.md, "Fuzzing"): a crash fails the run.
+run "tools/fuzz.sh all 20" tools/fuzz.sh all 20
 
 echo
 echo "==> summary"

@@ -1246,4 +1246,27 @@ mod tests {
             let _ = decode_next(&flatbuffer, MAX);
         }
     }
+
+    // Goal: (re)write the client frame seeds of the fuzz corpus (fuzz/corpus/client_frame/).
+    // Not a check: run on demand (`cargo test -- --ignored write_fuzz_seeds`).
+    // Method: every body, as a whole frame (header, CRC, flatbuffer) and, for the fuzz
+    // target's sealed path, as its flatbuffer alone.
+    #[test]
+    #[ignore = "writes fuzz/corpus/: cargo test -- --ignored write_fuzz_seeds"]
+    fn write_fuzz_seeds() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/client_frame");
+        std::fs::create_dir_all(&dir).expect("create the corpus directory");
+        for (i, body) in every_body().iter().enumerate() {
+            let mut frame = Vec::new();
+            encode(body, MAX, &mut frame).expect("fits");
+            let name = body.name();
+            std::fs::write(dir.join(format!("seed-{i:02}-{name}-frame")), &frame).expect("write");
+            let flatbuffer = &frame[FRAME_OVERHEAD_SIZE..];
+            std::fs::write(
+                dir.join(format!("seed-{i:02}-{name}-flatbuffer")),
+                flatbuffer,
+            )
+            .expect("write");
+        }
+    }
 }
