@@ -464,7 +464,7 @@ pub fn wal_seeds() -> Vec<(String, Vec<u8>)> {
         ballot: ballot(2),
         entry: Entry {
             origin: ballot(2),
-            body: EntryBody::Values(vec![bytes::Bytes::from(vec![0xa5; size])]),
+            body: EntryBody::Values(vec![bytes::Bytes::from(vec![0xa5; size])].into()),
         },
     };
     let mut mixed = vec![Record::Promise {
@@ -485,7 +485,7 @@ pub fn wal_seeds() -> Vec<(String, Vec<u8>)> {
         instance: Instance(30),
         entry: Entry {
             origin: ballot(1),
-            body: EntryBody::Values(vec![bytes::Bytes::from(vec![7; 5000])]),
+            body: EntryBody::Values(vec![bytes::Bytes::from(vec![7; 5000])].into()),
         },
     });
     mixed.push(Record::Installed {
