@@ -142,8 +142,9 @@ fn wait_for_leaders(client: &Client) -> BTreeMap<GroupId, (NodeId, NodeId)> {
 
 // Goal: a client reaches a running cluster over the client protocol: proposals are
 // chosen in order, reads and status answer, NotLeader hints are followed, many
-// requests are pipelined, `synod bench --target` drives it, and hostile connections
-// are closed one by one with a logged reason while the node keeps serving.
+// requests are pipelined, `synod bench --target` drives it, hostile connections
+// are closed one by one with a logged reason while the node keeps serving, and with a
+// node stopped, requests about it fail naming it (never answered by another node).
 // Method: three `synod serve --client` children on free loopback ports; one test so
 // that the cluster starts once (each step is short; the whole test stops by itself).
 #[expect(
@@ -416,6 +417,59 @@ fn client_protocol_end_to_end() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+
+    // Node 3 stopped: a request about node 3 fails naming it and is never answered by
+    // another node in its place (status, log reads aimed at it); the others still answer.
+    let mut nodes = nodes;
+    let third = nodes.pop().expect("three nodes");
+    third.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Until the client has seen its connection to node 3 close.
+    while client.node_status_blocking(NodeId(3)).is_ok() {
+        assert!(Instant::now() < deadline, "node 3 still answers");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let unreachable = |error: &Error| {
+        matches!(
+            error,
+            Error::NodeUnreachable {
+                node: NodeId(3),
+                ..
+            }
+        )
+    };
+    for _ in 0..3 {
+        match client.status_blocking() {
+            Err(error) => assert!(unreachable(&error), "{error}"),
+            Ok(statuses) => panic!(
+                "status with node 3 stopped answered for nodes {:?}",
+                statuses.iter().map(|s| s.node.0).collect::<Vec<_>>()
+            ),
+        }
+        match client.node_status_blocking(NodeId(3)) {
+            Err(error) => assert!(unreachable(&error), "{error}"),
+            Ok(status) => panic!("node 3's status answered by node {}", status.node.0),
+        }
+        match client.read_log_blocking(Some(NodeId(3)), GroupId(0), Position::START, 64) {
+            Err(error) => {
+                assert!(unreachable(&error), "{error}");
+                assert!(
+                    error.to_string().starts_with("node 3 unreachable: "),
+                    "{error}"
+                );
+            }
+            Ok(read) => panic!("a log read aimed at node 3 answered: {read:?}"),
+        }
+    }
+    for node in [NodeId(1), NodeId(2)] {
+        let status = client
+            .node_status_blocking(node)
+            .expect("a live node's status");
+        assert_eq!(status.node, node);
+        client
+            .read_log_blocking(Some(node), GroupId(0), Position::START, 64)
+            .expect("a live node's log");
+    }
 
     drop((client, lone, strict));
     for node in nodes {
