@@ -1,4 +1,5 @@
-//! The client protocol end to end: three `synod serve --client` processes on loopback,
+//! The client protocol end to end: three `synod serve` processes on loopback, each
+//! started from a configuration file with a flag over it,
 //! driven through `synod::client` (proposals, reads, status, a NotLeader hint followed
 //! from a follower, pipelined requests from many threads), `synod bench --target`
 //! against them, and hostile connections (garbage, an oversized length, a bad CRC, a
@@ -24,7 +25,10 @@ use synod::transport::FRAME_HEADER_SIZE;
 const CLUSTER: u64 = 0x5EED;
 const GROUPS: u32 = 2;
 
-/// One node of the test cluster: `synod serve --client` with the client key.
+/// One node of the test cluster: `synod serve --config FILE` with the client listener
+/// and both keys in the file (written into `configs`), and flags over it: the file says
+/// one group, `--groups` says `GROUPS` (a node that ignored the flag would have no
+/// group 1, and `wait_for_leaders` would fail).
 fn spawn(
     id: u32,
     peers: &str,
@@ -32,32 +36,41 @@ fn spawn(
     client: &str,
     dir: &TempDir,
     key: &ClientKey,
+    configs: &TempDir,
 ) -> Serve {
-    let mut args: Vec<String> = [
-        "--node",
-        &id.to_string(),
-        "--cluster",
-        &CLUSTER.to_string(),
-        "--nodes",
-        peers,
-        "--dir",
-        &dir.path().display().to_string(),
+    let table = |list: &str| {
+        list.split(',')
+            .map(|item| {
+                let (node, address) = item.split_once('=').expect("ID=ADDRESS");
+                format!("{node} = \"{address}\"")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = format!(
+        "[node]\nid = {id}\ndir = \"{dir}\"\ninitial_state = \"new\"\n\
+         [cluster]\nid = {CLUSTER}\nnodes = {{ {peers} }}\ngroups = 1\n\
+         [auth]\npeer_key_file = \"{peer_key}\"\nclient_key_file = \"{client_key}\"\n\
+         [client]\naddress = \"{client}\"\nnodes = {{ {clients} }}\nin_flight_max = 64\n",
+        dir = dir.path().display(),
+        peers = table(peers),
+        peer_key = key.peer_path.display(),
+        client_key = key.path.display(),
+        clients = table(clients),
+    );
+    let path = configs.path().join(format!("synod-{id}.toml"));
+    std::fs::write(&path, text).expect("write the configuration file");
+    let args: Vec<String> = [
+        "--config",
+        &path.display().to_string(),
         "--groups",
         &GROUPS.to_string(),
-        "--new",
         "--test-timeouts",
         "--control",
-        "--client",
-        client,
-        "--client-nodes",
-        clients,
-        "--client-in-flight-max",
-        "64",
     ]
     .iter()
     .map(|a| a.to_string())
     .collect();
-    args.extend(key.args());
     Serve::spawn(&id.to_string(), &args)
 }
 
@@ -142,10 +155,12 @@ fn wait_for_leaders(client: &Client) -> BTreeMap<GroupId, (NodeId, NodeId)> {
 
 // Goal: a client reaches a running cluster over the client protocol: proposals are
 // chosen in order, reads and status answer, NotLeader hints are followed, many
-// requests are pipelined, `synod bench --target` drives it, and hostile connections
-// are closed one by one with a logged reason while the node keeps serving.
-// Method: three `synod serve --client` children on free loopback ports; one test so
-// that the cluster starts once (each step is short; the whole test stops by itself).
+// requests are pipelined, `synod bench --target` drives it, hostile connections
+// are closed one by one with a logged reason while the node keeps serving, and with a
+// node stopped, requests about it fail naming it (never answered by another node).
+// Method: three `synod serve --config` children (client listener in the file) on free
+// loopback ports; one test so that the cluster starts once (each step is short; the
+// whole test stops by itself).
 #[expect(
     clippy::too_many_lines,
     reason = "one test so that the cluster starts once (see Method); each step is short"
@@ -168,6 +183,7 @@ fn client_protocol_end_to_end() {
         .map(|i| TempDir::new(&format!("client-{i}")))
         .collect();
     let key = ClientKey::new("client");
+    let configs = TempDir::new("client-configs");
     let nodes: Vec<Serve> = (0..3)
         .map(|i| {
             spawn(
@@ -177,6 +193,7 @@ fn client_protocol_end_to_end() {
                 &addresses[i],
                 &dirs[i],
                 &key,
+                &configs,
             )
         })
         .collect();
@@ -416,6 +433,59 @@ fn client_protocol_end_to_end() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+
+    // Node 3 stopped: a request about node 3 fails naming it and is never answered by
+    // another node in its place (status, log reads aimed at it); the others still answer.
+    let mut nodes = nodes;
+    let third = nodes.pop().expect("three nodes");
+    third.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Until the client has seen its connection to node 3 close.
+    while client.node_status_blocking(NodeId(3)).is_ok() {
+        assert!(Instant::now() < deadline, "node 3 still answers");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let unreachable = |error: &Error| {
+        matches!(
+            error,
+            Error::NodeUnreachable {
+                node: NodeId(3),
+                ..
+            }
+        )
+    };
+    for _ in 0..3 {
+        match client.status_blocking() {
+            Err(error) => assert!(unreachable(&error), "{error}"),
+            Ok(statuses) => panic!(
+                "status with node 3 stopped answered for nodes {:?}",
+                statuses.iter().map(|s| s.node.0).collect::<Vec<_>>()
+            ),
+        }
+        match client.node_status_blocking(NodeId(3)) {
+            Err(error) => assert!(unreachable(&error), "{error}"),
+            Ok(status) => panic!("node 3's status answered by node {}", status.node.0),
+        }
+        match client.read_log_blocking(Some(NodeId(3)), GroupId(0), Position::START, 64) {
+            Err(error) => {
+                assert!(unreachable(&error), "{error}");
+                assert!(
+                    error.to_string().starts_with("node 3 unreachable: "),
+                    "{error}"
+                );
+            }
+            Ok(read) => panic!("a log read aimed at node 3 answered: {read:?}"),
+        }
+    }
+    for node in [NodeId(1), NodeId(2)] {
+        let status = client
+            .node_status_blocking(node)
+            .expect("a live node's status");
+        assert_eq!(status.node, node);
+        client
+            .read_log_blocking(Some(node), GroupId(0), Position::START, 64)
+            .expect("a live node's log");
+    }
 
     drop((client, lone, strict));
     for node in nodes {

@@ -1,7 +1,8 @@
 //! A node's life and death: a shard that stops for good (a panic, a full disk) takes
 //! its node out cleanly instead of leaving a half-dead process, and `synod serve`
 //! refuses at start what would break the cluster (a read-only or unannounced empty
-//! data directory, overlapping shard ports, a client port inside a shard port range).
+//! data directory, overlapping shard ports, a client port inside a shard port range, a
+//! faulty configuration file).
 
 mod common;
 
@@ -538,6 +539,61 @@ fn read_only_data_dir_is_refused_typed() {
     }
 }
 
+// Goal: `synod serve --config FILE` refuses a faulty file at start (exit status 1, one
+// line naming the file, the line where the parser locates the fault, and the key): an
+// unknown key, a value of the wrong type, a missing required key; a valid one starts.
+// Method: small files around a valid base (one node of three, no peer running).
+#[test]
+fn config_file_faults_are_refused_naming_the_key() {
+    let root = TempDir::new("config-file");
+    let dir = root.path().join("n1").display().to_string();
+    let ports = [free_ports(1), free_ports(1), free_ports(1)];
+    let nodes = (0..3)
+        .map(|i| format!("{} = \"127.0.0.1:{}\"", i + 1, ports[i]))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let base = format!(
+        "[node]\nid = 1\ndir = \"{dir}\"\ninitial_state = \"new\"\n[cluster]\nnodes = {{ {nodes} }}\n"
+    );
+    let write = |name: &str, text: &str| {
+        let path = root.path().join(name);
+        std::fs::write(&path, text).expect("write the file");
+        path.display().to_string()
+    };
+    let cases = [
+        (
+            "unknown.toml",
+            format!("{base}[group]\nwindw_instances_max = 8\n"),
+            vec![
+                ":8: [group] windw_instances_max = 8",
+                "unknown field `windw_instances_max`",
+            ],
+        ),
+        (
+            "type.toml",
+            format!("{base}[group]\nelection_timeout_ms = \"1s\"\n"),
+            vec![":8: [group] election_timeout_ms", "invalid type"],
+        ),
+        (
+            "missing.toml",
+            base.replace("id = 1\n", ""),
+            vec!["node.id is missing", "--node"],
+        ),
+    ];
+    for (name, text, expected) in &cases {
+        let path = write(name, text);
+        let error = refused(&args(&["--config", &path]));
+        assert!(error.contains(&path), "{error}");
+        for part in expected {
+            assert!(error.contains(part), "{name}: expected {part:?} in {error}");
+        }
+    }
+    let path = write("valid.toml", &base);
+    serve("1", &args(&["--config", &path, "--control"]))
+        .ready(READY_WITHIN)
+        .stop();
+}
+
 // Goal: an empty data directory is refused unless `--new` or `--existing` says what
 // it means; the error names the directory and both flags; both flags together are
 // refused too.
@@ -619,7 +675,8 @@ fn client_port_inside_shard_ports_is_refused() {
     ]));
     assert!(
         error.contains(&format!(
-            "--client {client} is inside node 3's shard ports 127.0.0.1:{}..{}",
+            "client address {client} (--client, client.address) is inside node 3's shard \
+             ports 127.0.0.1:{}..{}",
             ports[2],
             ports[2] + 2
         )),

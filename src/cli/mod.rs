@@ -12,6 +12,7 @@ pub mod bench;
 pub mod keygen;
 pub mod kv;
 pub mod serve;
+pub mod serve_config;
 pub mod sim;
 pub mod wal;
 

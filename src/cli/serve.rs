@@ -1,5 +1,6 @@
-//! `synod serve`: one node of a cluster, configured by flags, until stdin closes (with
-//! `--control`) or the process is killed.
+//! `synod serve`: one node of a cluster, configured by flags and a configuration file
+//! (`--config FILE`, `serve_config`: a flag given overrides the file), until stdin
+//! closes (with `--control`) or the process is killed.
 //!
 //! With `--control`, stdin takes commands, one per line: `status` prints one line per
 //! group (`group <g> role <role> applied <instance> checksum <crc> checkpoint
@@ -21,10 +22,14 @@
 //! --target` talk to it. `--client-nodes ID=IP:PORT,...` lists the other nodes'
 //! client addresses, sent to every client so that it can follow leader hints.
 //!
-//! The command line refuses (clap, exit status 2): `--new` with `--existing`, neither
-//! `--key-file` nor `--no-auth`, a key file with `--no-auth`, a `--client-*` flag
-//! without `--client`, `--client` without `--client-key-file` or `--no-auth`, a client
-//! bound that is zero. Start-up refuses, in one line naming both values: an empty
+//! The command line refuses (clap, exit status 2): `--new` with `--existing`, a key
+//! file with `--no-auth`, a client bound that is zero; without `--config`, neither
+//! `--key-file` nor `--no-auth`, a `--client-*` flag without `--client`, `--client`
+//! without `--client-key-file` or `--no-auth` (with `--config`, the same rules are
+//! checked on the merged settings at start-up, with the file's key names). Start-up
+//! refuses (exit status 1), in one line naming the key or flag: a configuration file
+//! that does not parse or holds an unknown key, a required setting given by neither
+//! the file nor a flag, an empty
 //! `--dir` without `--new` or `--existing`, a `--client` address inside a node's shard
 //! ports, an invalid configuration (`Config::validate`: overlapping shard ports among
 //! them), a data directory that fails the shards' write probe, an unreadable key file.
@@ -39,93 +44,104 @@ use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{ArgGroup, Args};
-use synod::api::{Config, InitialState, Node, NodeHandle, ShardStopped};
+use synod::api::{InitialState, Node, NodeHandle, ShardStopped};
 use synod::kv::kv_factory;
 use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
-use synod::runtime::truncation::TruncationPolicy;
-use synod::server::{Server, ServerConfig};
+use synod::server::Server;
 
+use super::serve_config::{ServeFile, StateMachine, CLIENT_FRAME_SIZE_MIN};
 use super::{parse_nodes, positive, read_key, retention_instances, retention_size};
 
-/// The flags of `synod serve`.
+/// The flags of `synod serve`. Each overrides the configuration file's key of the same
+/// concern (named in its help); a default in brackets applies when neither gives one.
 #[derive(Clone, Debug, Args)]
-#[command(group(ArgGroup::new("client_auth").args(["client_key_file", "no_auth"])))]
+#[command(group(ArgGroup::new("client_auth")
+    .args(["client_key_file", "no_auth", "config"]).multiple(true)))]
+#[command(group(ArgGroup::new("client_source").args(["client", "config"]).multiple(true)))]
 pub struct ServeArgs {
-    /// This node's id (one of --nodes).
-    #[arg(long, value_name = "ID")]
-    pub node: u32,
+    /// A TOML configuration file (`tools/synod.example.toml` lists every key); the
+    /// flags given override its keys.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's id, one of --nodes (node.id).
+    #[arg(long, value_name = "ID", required_unless_present = "config")]
+    pub node: Option<u32>,
     /// Every node of the cluster and its base peer address (this node's too): shard s
     /// of a node listens on PORT + s. Two nodes on one IP must not have overlapping
-    /// port ranges.
-    #[arg(long, value_name = "ID=IP:PORT,...", value_parser = parse_nodes)]
-    pub nodes: BTreeMap<NodeId, SocketAddr>,
+    /// port ranges (cluster.nodes).
+    #[arg(long, value_name = "ID=IP:PORT,...", value_parser = parse_nodes,
+          required_unless_present = "config")]
+    pub nodes: Option<BTreeMap<NodeId, SocketAddr>>,
     /// The data directory (WAL segments and the node's identity, synod.id). An empty
-    /// one needs --new or --existing.
-    #[arg(long, value_name = "DIR")]
-    pub dir: PathBuf,
-    /// The cluster's id: nodes and clients of another cluster are refused.
-    #[arg(long, value_name = "C", default_value_t = 1)]
-    pub cluster: u64,
+    /// one needs --new or --existing (node.dir).
+    #[arg(long, value_name = "DIR", required_unless_present = "config")]
+    pub dir: Option<PathBuf>,
+    /// The cluster's id: nodes and clients of another cluster are refused (cluster.id)
+    /// [default: 1].
+    #[arg(long, value_name = "C")]
+    pub cluster: Option<u64>,
     /// Shards (threads, cores) per node; every node of a cluster must use the same
-    /// count (a group lives on the same shard everywhere).
-    #[arg(long, value_name = "S", default_value_t = 1)]
-    pub shards: u16,
-    /// Groups 0..G, each replicated by every node.
-    #[arg(long, value_name = "G", default_value_t = 1)]
-    pub groups: u32,
+    /// count (a group lives on the same shard everywhere) (cluster.shards) [default: 1].
+    #[arg(long, value_name = "S")]
+    pub shards: Option<u16>,
+    /// Groups 0..G, each replicated by every node (cluster.groups) [default: 1].
+    #[arg(long, value_name = "G")]
+    pub groups: Option<u32>,
     /// Core of each shard's thread (cores[s] for shard s, at least one per shard).
-    /// Default: threads are not pinned.
+    /// Default: threads are not pinned (runtime.cores).
     #[arg(long, value_name = "C,C,...", value_delimiter = ',')]
     pub cores: Vec<usize>,
     /// Timer granularity in milliseconds: a shard sleeps at least this long unless woken
     /// by I/O, so the heartbeats of many groups leave in one frame. At most a quarter of
-    /// the heartbeat interval [default: the configuration's tick].
+    /// the heartbeat interval (runtime.tick_ms) [default: the configuration's tick].
     #[arg(long, value_name = "T")]
     pub tick_ms: Option<u64>,
     /// Take a group's checkpoint every N instances applied (0: not by instances)
-    /// [default: 20000].
+    /// (checkpoint.instances) [default: 20000].
     #[arg(long, value_name = "N")]
     pub checkpoint_instances: Option<u64>,
     /// Take a group's checkpoint every B bytes of values applied (0: not by bytes)
-    /// [default: 268435456].
+    /// (checkpoint.bytes) [default: 268435456].
     #[arg(long, value_name = "B")]
     pub checkpoint_bytes: Option<u64>,
     /// Take a group's checkpoint every S seconds if it applied anything (0: not by
-    /// time) [default: 60]. All three at 0: no checkpoints.
+    /// time) (checkpoint.interval_s) [default: 60]. All three at 0: no checkpoints.
     #[arg(long, value_name = "S")]
     pub checkpoint_interval_s: Option<u64>,
     /// Keep every WAL record: never truncate the log below the groups' checkpoints
-    /// (`TruncationPolicy::OFF`; the WAL then grows without bound).
+    /// (`TruncationPolicy::OFF`; the WAL then grows without bound) (wal.truncation =
+    /// false).
     #[arg(long)]
     pub no_truncation: bool,
     /// Applied instances each group keeps in memory (`GroupConfig::
     /// retention_instances_max`); older ones are served to lagging peers from the WAL.
-    /// `unbounded` keeps them all [default: 4096].
+    /// `unbounded` keeps them all (group.retention_instances_max) [default: 4096].
     #[arg(long, value_name = "N", value_parser = retention_instances)]
     pub retention_instances_max: Option<u64>,
     /// Bytes of applied entries each group keeps in memory (`GroupConfig::
-    /// retention_size_max`); `unbounded` keeps them all [default: 16 MiB].
+    /// retention_size_max`); `unbounded` keeps them all (group.retention_size_max)
+    /// [default: 16 MiB].
     #[arg(long, value_name = "B", value_parser = retention_size)]
     pub retention_size_max: Option<usize>,
-    /// The empty --dir is a new member of a new cluster: it votes at once.
+    /// The empty --dir is a new member of a new cluster: it votes at once
+    /// (node.initial_state = "new").
     #[arg(long, conflicts_with = "existing")]
     pub new: bool,
     /// The empty --dir is a member that lost its data: it rejoins as a non-voting
     /// learner until it has re-learned from a quorum (it never votes with forgotten
-    /// promises).
+    /// promises) (node.initial_state = "existing").
     #[arg(long)]
     pub existing: bool,
     /// The state machine of every group: `kv`, the built-in replicated key-value store
     /// (`synod::kv`: `synod put|get|del|cas|scan` talk to it), or `null`, which
     /// applies nothing and answers every read with empty bytes (the log itself is the
     /// product: for benchmarks of the log alone, as `synod bench` runs). Every node of a
-    /// cluster must run the same one.
-    #[arg(long, value_name = "MACHINE", default_value = "kv", value_parser = ["kv", "null"])]
-    pub state_machine: String,
+    /// cluster must run the same one (node.state_machine) [default: kv].
+    #[arg(long, value_name = "MACHINE", value_parser = ["kv", "null"])]
+    pub state_machine: Option<String>,
     /// Commands on stdin, one per line: `status` (one line per group, then `end`),
     /// `propose <group> <word>`; end of input shuts the node down gracefully.
     #[arg(long)]
@@ -135,81 +151,71 @@ pub struct ServeArgs {
     #[arg(long)]
     pub test_timeouts: bool,
     /// The cluster's shared peer key (hex; create one with `synod keygen > FILE`, copy
-    /// it to every node). Required unless --no-auth.
+    /// it to every node). Required unless --no-auth (auth.peer_key_file).
     #[arg(
         long,
         value_name = "FILE",
-        required_unless_present = "no_auth",
+        required_unless_present_any = ["no_auth", "config"],
         conflicts_with = "no_auth"
     )]
     pub key_file: Option<PathBuf>,
     /// Run without authentication: peers without --key-file, clients without
-    /// --client-key-file.
+    /// --client-key-file (auth.no_auth).
     #[arg(long)]
     pub no_auth: bool,
     /// Also serve clients (synod::client, `synod bench --target`) at this address,
-    /// outside every node's shard ports. Needs --client-key-file or --no-auth.
+    /// outside every node's shard ports. Needs --client-key-file or --no-auth
+    /// (client.address).
     #[arg(long, value_name = "IP:PORT", requires = "client_auth")]
     pub client: Option<SocketAddr>,
     /// The other nodes' client addresses, sent to every client so that it can follow
-    /// leader hints [default: this node's only].
+    /// leader hints (client.nodes) [default: this node's only].
     #[arg(long, value_name = "ID=IP:PORT,...", value_parser = parse_nodes,
-          requires = "client")]
+          requires = "client_source")]
     pub client_nodes: Option<BTreeMap<NodeId, SocketAddr>>,
     /// Requests of one client connection waiting for the node; at the bound the
     /// listener stops reading it (TCP backpressure).
-    #[arg(long, value_name = "N", requires = "client",
-          default_value_t = client_defaults().in_flight_max,
+    /// (client.in_flight_max) [default: 1024]
+    #[arg(long, value_name = "N", requires = "client_source",
           value_parser = positive::<usize>)]
-    pub client_in_flight_max: usize,
+    pub client_in_flight_max: Option<usize>,
     /// Client connections at once; one more is refused.
-    #[arg(long, value_name = "N", requires = "client",
-          default_value_t = client_defaults().connections_max,
+    /// (client.connections_max) [default: 256]
+    #[arg(long, value_name = "N", requires = "client_source",
           value_parser = positive::<usize>)]
-    pub client_connections_max: usize,
+    pub client_connections_max: Option<usize>,
     /// Largest frame a client may send, in bytes, at least 64; must hold the largest
     /// value plus about 100 bytes.
-    #[arg(long, value_name = "B", requires = "client",
-          default_value_t = client_defaults().frame_size_max,
-          value_parser = frame_size)]
-    pub client_frame_size_max: usize,
+    /// (client.frame_size_max) [default: 4194304]
+    #[arg(long, value_name = "B", requires = "client_source", value_parser = frame_size)]
+    pub client_frame_size_max: Option<usize>,
     /// Client connections at once from one IP address.
-    #[arg(long, value_name = "N", requires = "client",
-          default_value_t = client_defaults().connections_per_source_max,
+    /// (client.connections_per_source_max) [default: 64]
+    #[arg(long, value_name = "N", requires = "client_source",
           value_parser = positive::<usize>)]
-    pub client_connections_per_source_max: usize,
+    pub client_connections_per_source_max: Option<usize>,
     /// Client connections at once that have not completed the handshake; one more
     /// evicts the oldest of them.
-    #[arg(long, value_name = "N", requires = "client",
-          default_value_t = client_defaults().unauthenticated_max,
+    /// (client.unauthenticated_max) [default: 64]
+    #[arg(long, value_name = "N", requires = "client_source",
           value_parser = positive::<usize>)]
-    pub client_unauthenticated_max: usize,
+    pub client_unauthenticated_max: Option<usize>,
     /// Seconds after which an authenticated client connection with nothing in flight
     /// that sends nothing is closed.
-    #[arg(long, value_name = "S", requires = "client",
-          default_value_t = client_defaults().idle_timeout.as_secs(),
-          value_parser = positive::<u64>)]
-    pub client_idle_timeout_s: u64,
+    /// (client.idle_timeout_s) [default: 120]
+    #[arg(long, value_name = "S", requires = "client_source", value_parser = positive::<u64>)]
+    pub client_idle_timeout_s: Option<u64>,
     /// The client key (hex, 16 to 64 bytes, as `synod keygen` writes) every client
-    /// must prove it holds; separate from the peer key. With --client.
+    /// must prove it holds; separate from the peer key. With --client
+    /// (auth.client_key_file).
     #[arg(
         long,
         value_name = "FILE",
-        requires = "client",
+        requires = "client_source",
         conflicts_with = "no_auth"
     )]
     pub client_key_file: Option<PathBuf>,
 }
-
-/// The client listener's defaults (`ServerConfig::new`), shown by `--help` and taken
-/// when a flag is not given.
-fn client_defaults() -> ServerConfig {
-    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-    ServerConfig::new(unspecified, 1, NodeId(1), Vec::new())
-}
-
-/// Smallest `--client-frame-size-max`: a handshake frame must fit.
-const CLIENT_FRAME_SIZE_MIN: usize = 64;
 
 /// A client frame size of at least `CLIENT_FRAME_SIZE_MIN` (a clap value parser).
 fn frame_size(text: &str) -> Result<usize, String> {
@@ -221,54 +227,46 @@ fn frame_size(text: &str) -> Result<usize, String> {
     }
 }
 
-/// Runs `synod serve`.
+/// Runs `synod serve`: the configuration file (if any) with the flags over it.
 pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
-    let mut config = Config::new(
-        NodeId(args.node),
-        args.cluster,
-        args.nodes.clone(),
-        args.dir.clone(),
-    );
-    config.peer_key = read_key("--key-file", args.key_file.as_deref())?;
-    config.shards = args.shards;
-    config.group_count = args.groups;
-    config.cores = args.cores.clone();
-    config.initial_state = initial_state(&args, &config.data_dir)?;
-    if args.test_timeouts {
-        config.group.election_timeout_ns = 300_000_000;
-        config.group.heartbeat_interval_ns = 20_000_000;
-        config.group.lease_ns = 150_000_000;
-        config.group.retransmit_ns = 50_000_000;
-        config.tick = Duration::from_millis(2);
-        config.segment_size = 8 << 20;
-        config.wal_buffer_size_max = 2 << 20;
-        config.drain_timeout = Duration::from_millis(500);
-    }
-    if let Some(ms) = args.tick_ms {
-        config.tick = Duration::from_millis(ms);
-    }
-    if let Some(n) = args.checkpoint_instances {
-        config.checkpoint.instance_count = n;
-    }
-    if let Some(b) = args.checkpoint_bytes {
-        config.checkpoint.applied_size = b;
-    }
-    if let Some(s) = args.checkpoint_interval_s {
-        config.checkpoint.interval_ns = s.saturating_mul(1_000_000_000);
-    }
-    if args.no_truncation {
-        config.truncation = TruncationPolicy::OFF;
-    }
-    if let Some(instances) = args.retention_instances_max {
-        config.group.retention_instances_max = instances;
-    }
-    if let Some(size) = args.retention_size_max {
-        config.group.retention_size_max = size;
-    }
-    let client = client_config(&args, &config)?;
-    let factory = match args.state_machine.as_str() {
-        "null" => null_factory(),
-        _ => kv_factory(),
+    let mut settings = match &args.config {
+        Some(path) => ServeFile::load(path)?,
+        None => ServeFile::default(),
+    };
+    settings.overlay(&args);
+    let plan = settings
+        .plan(args.test_timeouts)
+        .map_err(|e| match &args.config {
+            Some(path) => format!("--config {}: {e}", path.display()),
+            None => e,
+        })?;
+    let mut config = plan.config;
+    // The key file's origin names it in an error: the flag, or the file's key.
+    let origin = |flag: &Option<PathBuf>, name: &'static str, key: &'static str| {
+        if flag.is_some() {
+            name
+        } else {
+            key
+        }
+    };
+    let peer_key = origin(&args.key_file, "--key-file", "auth.peer_key_file");
+    config.peer_key = read_key(peer_key, plan.peer_key_file.as_deref())?;
+    config.initial_state = initial_state(plan.initial_state, &config.data_dir)?;
+    let client = match plan.client {
+        Some(mut client) => {
+            let name = origin(
+                &args.client_key_file,
+                "--client-key-file",
+                "auth.client_key_file",
+            );
+            client.key = read_key(name, plan.client_key_file.as_deref())?;
+            Some(client)
+        }
+        None => None,
+    };
+    let factory = match plan.state_machine {
+        StateMachine::Null => null_factory(),
+        StateMachine::Kv => kv_factory(),
     };
     let node = Node::start(config, factory).map_err(|e| e.to_string())?;
     // Dropped (closing the listener) when the node shuts down, at the end of main.
@@ -380,15 +378,12 @@ fn exit_shard_stopped(stopped: &ShardStopped) -> ! {
 }
 
 /// What an empty data directory means, from `--new` or `--existing` (which exclude
-/// each other on the command line): one of them is required when `dir` holds no node's
-/// identity, since guessing wrong either lets a wiped member vote with forgotten
-/// promises or leaves a new cluster without voters.
-fn initial_state(args: &ServeArgs, dir: &Path) -> Result<InitialState, String> {
-    if args.new {
-        return Ok(InitialState::New);
-    }
-    if args.existing {
-        return Ok(InitialState::Existing);
+/// each other on the command line) or `node.initial_state`: one of them is required
+/// when `dir` holds no node's identity, since guessing wrong either lets a wiped member
+/// vote with forgotten promises or leaves a new cluster without voters.
+fn initial_state(said: Option<InitialState>, dir: &Path) -> Result<InitialState, String> {
+    if let Some(state) = said {
+        return Ok(state);
     }
     let claimed =
         synod::api::data_dir_claimed(dir).map_err(|e| format!("--dir {}: {e}", dir.display()))?;
@@ -398,54 +393,10 @@ fn initial_state(args: &ServeArgs, dir: &Path) -> Result<InitialState, String> {
         Err(format!(
             "--dir {} holds no node's data: pass --new (a new member of a new \
              cluster) or --existing (a member that lost its data: it rejoins as \
-             a learner)",
+             a learner), or set node.initial_state",
             dir.display()
         ))
     }
-}
-
-/// The client listener's settings from `--client` and its companions, if `--client`
-/// is given (the command line has checked the flags that need it and their ranges).
-fn client_config(args: &ServeArgs, config: &Config) -> Result<Option<ServerConfig>, String> {
-    let Some(address) = args.client else {
-        return Ok(None);
-    };
-    // Conservative where an IP is unspecified (0.0.0.0 takes the port on every IP).
-    for (node, base) in &config.nodes {
-        let ports = u32::from(base.port())..u32::from(base.port()) + u32::from(config.shards);
-        let same_ip = address.ip() == base.ip()
-            || address.ip().is_unspecified()
-            || base.ip().is_unspecified();
-        if same_ip && ports.contains(&u32::from(address.port())) {
-            return Err(format!(
-                "--client {address} is inside node {}'s shard ports {}:{}..{} (shard s \
-                 listens on {base} + s, {} shards)",
-                node.0,
-                base.ip(),
-                ports.start,
-                ports.end,
-                config.shards
-            ));
-        }
-    }
-    let nodes = config.nodes.keys().copied().collect();
-    let mut server = ServerConfig::new(address, config.cluster, config.node, nodes);
-    for (node, address) in args.client_nodes.iter().flatten() {
-        if !config.nodes.contains_key(node) {
-            return Err(format!("--client-nodes: node {} is not in --nodes", node.0));
-        }
-        server.addresses.insert(*node, address.to_string());
-    }
-    server.in_flight_max = args.client_in_flight_max;
-    server.connections_max = args.client_connections_max;
-    server.frame_size_max = args.client_frame_size_max;
-    server.connections_per_source_max = args.client_connections_per_source_max;
-    server.unauthenticated_max = args.client_unauthenticated_max;
-    server.idle_timeout = Duration::from_secs(args.client_idle_timeout_s);
-    // --client requires one of --client-key-file and --no-auth, which exclude each
-    // other: no key means --no-auth said so.
-    server.key = read_key("--client-key-file", args.client_key_file.as_deref())?;
-    Ok(Some(server))
 }
 
 #[cfg(test)]
@@ -453,7 +404,8 @@ mod tests {
     use super::*;
     use crate::cli::{Command, Synod};
     use clap::error::ErrorKind;
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
+    use synod::server::ServerConfig;
 
     /// `synod serve --node 1 --nodes 1=127.0.0.1:7000 --dir d ARGS` parsed.
     fn serve(args: &str) -> Result<ServeArgs, clap::Error> {
@@ -466,8 +418,10 @@ mod tests {
     }
 
     // Goal: the flag combinations serve refused by hand are clap constraints with the
-    // same meaning, and the client defaults are the listener's own.
-    // Method: parse flag lists; compare the defaults with `ServerConfig::new`.
+    // same meaning (without --config), the client defaults taken are the listener's
+    // own, and the defaults the help shows are those.
+    // Method: parse flag lists; compare the plan's and the help's defaults with
+    // `ServerConfig::new`.
     #[test]
     fn constraints_and_defaults() {
         let kind = |args: &str| serve(args).expect_err(args).kind();
@@ -506,13 +460,44 @@ mod tests {
         }
         let args = serve("--key-file k --client 127.0.0.1:9 --client-key-file c --new")
             .expect("a keyed client listener");
-        let defaults = client_defaults();
-        assert_eq!(args.client_in_flight_max, defaults.in_flight_max);
-        assert_eq!(args.client_frame_size_max, defaults.frame_size_max);
-        assert_eq!(
-            Duration::from_secs(args.client_idle_timeout_s),
-            defaults.idle_timeout
-        );
+        let mut settings = ServeFile::default();
+        settings.overlay(&args);
+        let plan = settings.plan(false).expect("valid");
+        let client = plan.client.expect("a listener");
+        let defaults = ServerConfig::new(client.address, 1, NodeId(1), vec![NodeId(1)]);
+        assert_eq!(client.in_flight_max, defaults.in_flight_max);
+        assert_eq!(client.frame_size_max, defaults.frame_size_max);
+        assert_eq!(client.idle_timeout, defaults.idle_timeout);
+        let command = Synod::command();
+        let serve_command = command.find_subcommand("serve").expect("serve");
+        let help = |id: &str| {
+            serve_command
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_help())
+                .map(ToString::to_string)
+                .unwrap_or_else(|| panic!("no help for {id}"))
+        };
+        for (id, default) in [
+            ("client_in_flight_max", defaults.in_flight_max as u64),
+            ("client_connections_max", defaults.connections_max as u64),
+            ("client_frame_size_max", defaults.frame_size_max as u64),
+            (
+                "client_connections_per_source_max",
+                defaults.connections_per_source_max as u64,
+            ),
+            (
+                "client_unauthenticated_max",
+                defaults.unauthenticated_max as u64,
+            ),
+            ("client_idle_timeout_s", defaults.idle_timeout.as_secs()),
+        ] {
+            let text = help(id);
+            assert!(
+                text.contains(&format!("[default: {default}]")),
+                "{id}: {text}"
+            );
+        }
         let args = serve("--no-auth --cores 0,1 --shards 2").expect("no auth");
         assert_eq!(args.cores, vec![0, 1]);
         assert!(args.key_file.is_none() && args.client.is_none());

@@ -158,6 +158,15 @@ pub enum Error {
         /// Each address tried and why it failed.
         tried: Vec<String>,
     },
+    /// A request about one node (its status, its copy of a log) could not reach that
+    /// node. It is never answered by another node in its place.
+    NodeUnreachable {
+        /// The node asked for.
+        node: NodeId,
+        /// Its client address and why it could not be reached (or that none is
+        /// known).
+        reason: String,
+    },
 }
 
 impl Error {
@@ -167,7 +176,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Server(error) => error.is_retryable(),
-            Error::NoReachableNode { .. } | Error::Refused { .. } | Error::Handshake { .. } => true,
+            Error::NoReachableNode { .. }
+            | Error::NodeUnreachable { .. }
+            | Error::Refused { .. }
+            | Error::Handshake { .. } => true,
             Error::Io { .. }
             | Error::Disconnected { .. }
             | Error::Codec { .. }
@@ -194,6 +206,9 @@ impl fmt::Display for Error {
             ),
             Error::NoReachableNode { tried } => {
                 write!(f, "no node reachable (tried: {})", tried.join("; "))
+            }
+            Error::NodeUnreachable { node, reason } => {
+                write!(f, "node {} unreachable: {reason}", node.0)
             }
         }
     }
@@ -247,7 +262,8 @@ impl Directory {
             | Error::Refused { .. }
             | Error::Handshake { .. }
             | Error::Codec { .. }
-            | Error::NoReachableNode { .. } => {}
+            | Error::NoReachableNode { .. }
+            | Error::NodeUnreachable { .. } => {}
         }
     }
 
@@ -443,11 +459,14 @@ impl Client {
     /// (at least one value when there is one), in log order with their positions, and
     /// the position to ask for next (`NodeHandle::read_log`). A follower may be
     /// behind the leader: what it returns is chosen, but it may end earlier.
+    /// `Some(node)` reads that node's copy or fails: it never falls back to another
+    /// node, whose log may be ahead of or behind the one asked for.
     ///
     /// # Errors
     ///
     /// The node's error ([`Error::Server`]: `Truncated { first_available }` below
-    /// what the node can read back, `Overloaded`, `NoSuchGroup`, `Stopped`), or a
+    /// what the node can read back, `Overloaded`, `NoSuchGroup`, `Stopped`),
+    /// [`Error::NodeUnreachable`] when `Some(node)` cannot be reached, or a
     /// connection error.
     pub async fn read_log(
         &self,
@@ -458,7 +477,10 @@ impl Client {
     ) -> Result<LogRead, Error> {
         let deadline = self.deadline();
         let timeout = self.inner.config.request_timeout;
-        let connection = self.connection(node, deadline)?;
+        let connection = match node {
+            Some(node) => self.connection_to(node, deadline)?,
+            None => self.connection(None, deadline)?,
+        };
         let request = self.next_request();
         let address = connection.address.clone();
         let body = wire::Body::ReadLog {
@@ -495,11 +517,17 @@ impl Client {
     }
 
     /// The status of every node whose address is known (groups, roles, leader hints,
-    /// watermarks, shard counters), in node order. Requests go out together.
+    /// watermarks, shard counters), in node order, each answered by that node itself.
+    /// Requests go out together. All or nothing: one node down fails the call, so
+    /// that a caller never mistakes a partial view for the cluster; for each node's
+    /// status whatever the others' state, call [`Client::node_status`] per node of
+    /// [`Client::nodes`] (as `synod status` does).
     ///
     /// # Errors
     ///
-    /// The first node that could not answer.
+    /// The first node that could not answer: [`Error::NodeUnreachable`] naming it
+    /// when it cannot be reached, or the error of its request (`Timeout`,
+    /// `Disconnected`, ... with its address).
     pub async fn status(&self) -> Result<Vec<NodeStatus>, Error> {
         let nodes: Vec<NodeId> = lock(&self.inner.directory)
             .addresses
@@ -510,7 +538,7 @@ impl Client {
         let timeout = self.inner.config.request_timeout;
         let mut waiting = Vec::with_capacity(nodes.len());
         for node in nodes {
-            let connection = self.connection(Some(node), deadline)?;
+            let connection = self.connection_to(node, deadline)?;
             let request = self.next_request();
             waiting.push((
                 connection.address.clone(),
@@ -532,26 +560,17 @@ impl Client {
         Ok(statuses)
     }
 
-    /// The status of one node (`node`), whatever the others' state: a dead node
-    /// answers `Io`, `Disconnected` or `Timeout` without hiding the live ones.
+    /// The status of one node (`node`), answered by that node itself, whatever the
+    /// others' state.
     ///
     /// # Errors
     ///
-    /// The node could not be reached or did not answer.
+    /// [`Error::NodeUnreachable`] when the node cannot be reached; `Io`,
+    /// `Disconnected` or `Timeout` when it does not answer.
     pub async fn node_status(&self, node: NodeId) -> Result<NodeStatus, Error> {
         let deadline = self.deadline();
         let timeout = self.inner.config.request_timeout;
-        let connection = self.connection(Some(node), deadline)?;
-        if connection.node != node {
-            // `connection` falls back to another node when this one cannot be reached:
-            // its status would be passed off as this node's.
-            return Err(Error::NoReachableNode {
-                tried: vec![format!(
-                    "node {}: not reachable (node {} answered instead)",
-                    node.0, connection.node.0
-                )],
-            });
-        }
+        let connection = self.connection_to(node, deadline)?;
         let request = self.next_request();
         let address = connection.address.clone();
         let answer = connection
@@ -739,6 +758,56 @@ impl Client {
             }
         }
         Err(Error::NoReachableNode { tried })
+    }
+
+    /// An open connection to `node` itself (opened now if needed, waiting at most
+    /// until `deadline`), never to another node: for the requests whose answer is
+    /// about the node asked for (its status, its copy of a log), where
+    /// [`Client::connection`]'s fallback would pass another node's answer off as
+    /// this one's.
+    fn connection_to(&self, node: NodeId, deadline: Nanos) -> Result<Arc<Connection>, Error> {
+        let address = {
+            let directory = lock(&self.inner.directory);
+            if let Some(connection) = directory.connections.get(&node) {
+                if !connection.is_closed() {
+                    return Ok(Arc::clone(connection));
+                }
+            }
+            directory.addresses.get(&node).cloned()
+        };
+        let Some(address) = address else {
+            return Err(Error::NodeUnreachable {
+                node,
+                reason: "no client address known for it".to_string(),
+            });
+        };
+        let config = &self.inner.config;
+        let left = |cap| {
+            connection::left(
+                self.inner.clock,
+                deadline,
+                cap,
+                &address,
+                config.request_timeout,
+            )
+        };
+        let (connect, handshake) = (
+            left(config.connect_timeout)?,
+            left(config.handshake_timeout)?,
+        );
+        let connection =
+            self.open(&address, connect, handshake)
+                .map_err(|error| Error::NodeUnreachable {
+                    node,
+                    reason: error.to_string(),
+                })?;
+        if connection.node != node {
+            return Err(Error::NodeUnreachable {
+                node,
+                reason: format!("{address} is node {}'s address now", connection.node.0),
+            });
+        }
+        Ok(connection)
     }
 
     /// Opens a connection to `address` and records what its welcome says.
