@@ -14,7 +14,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::cluster::{free_ports, TempDir};
-use common::serve::{synod, ClientKey, Serve};
+use common::serve::{synod, ClientKey, Serve, ThreeNodes};
 use synod::api::Position;
 use synod::client::codec::{decode_next, encode, CRC_SIZE};
 use synod::client::wire::{Body, PROTOCOL_VERSION};
@@ -167,21 +167,12 @@ fn wait_for_leaders(client: &Client) -> BTreeMap<GroupId, (NodeId, NodeId)> {
 )]
 #[test]
 fn client_protocol_end_to_end() {
-    let peer_base = free_ports(3);
-    let client_base = free_ports(3);
-    let list = |base: u16| {
-        (0..3)
-            .map(|i| format!("{}=127.0.0.1:{}", i + 1, base + i))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let (peers, clients) = (list(peer_base), list(client_base));
-    let addresses: Vec<String> = (0..3)
-        .map(|i| format!("127.0.0.1:{}", client_base + i))
-        .collect();
-    let dirs: Vec<TempDir> = (1..=3)
-        .map(|i| TempDir::new(&format!("client-{i}")))
-        .collect();
+    let ThreeNodes {
+        peers,
+        clients,
+        addresses,
+        dirs,
+    } = ThreeNodes::new("client");
     let key = ClientKey::new("client");
     let configs = TempDir::new("client-configs");
     let nodes: Vec<Serve> = (0..3)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::cluster::{free_ports, TempDir};
-use common::serve::{ClientKey, Serve};
+use common::serve::{client_node_args, ClientKey, Serve, ThreeNodes};
 use synod::client::codec::{decode_next, encode};
 use synod::client::wire::{proof_context, Body, CLIENT_ROLE, PROTOCOL_VERSION};
 use synod::client::{Client, ClientConfig, Error, ServerError};
@@ -23,24 +23,7 @@ const CLUSTER: u64 = 0xBAD;
 /// The flags of node `id` of a cluster of `peers` ("ID=IP:PORT,...") listening for
 /// clients at `client`.
 fn node_args(id: u32, peers: &str, client: &str, dir: &TempDir) -> Vec<String> {
-    [
-        "--node",
-        &id.to_string(),
-        "--cluster",
-        &CLUSTER.to_string(),
-        "--nodes",
-        peers,
-        "--dir",
-        &dir.path().display().to_string(),
-        "--new",
-        "--test-timeouts",
-        "--control",
-        "--client",
-        client,
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect()
+    client_node_args(id, CLUSTER, peers, dir, client)
 }
 
 /// One node, alone in its cluster (it leads every group), with the client key and
@@ -164,7 +147,7 @@ fn client_key_is_required() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("not provided: <--client-key-file <FILE>|--no-auth>"),
+        stderr.contains("not provided: <--client-key-file <FILE>|--no-auth"),
         "{stderr}"
     );
 
@@ -386,24 +369,15 @@ fn leader_of(client: &Client, group: GroupId) -> Option<NodeId> {
 #[test]
 fn stopped_leader_times_out() {
     let key = ClientKey::new("stop");
-    let (peer_base, client_base) = (free_ports(3), free_ports(3));
-    let peers = (0..3)
-        .map(|i| format!("{}=127.0.0.1:{}", i + 1, peer_base + i))
-        .collect::<Vec<_>>()
-        .join(",");
-    let addresses: Vec<String> = (0..3)
-        .map(|i| format!("127.0.0.1:{}", client_base + i))
-        .collect();
-    let clients = (0..3)
-        .map(|i| format!("{}={}", i + 1, addresses[i]))
-        .collect::<Vec<_>>()
-        .join(",");
-    let dirs: Vec<TempDir> = (1..=3)
-        .map(|i| TempDir::new(&format!("stop-{i}")))
-        .collect();
+    let ThreeNodes {
+        peers,
+        clients,
+        addresses,
+        dirs,
+    } = ThreeNodes::new("stop");
     let nodes: Vec<Serve> = (0..3)
         .map(|i| {
-            let mut args = node_args(i as u32 + 1, &peers, &addresses[i], &dirs[i]);
+            let mut args = node_args(i + 1, &peers, &addresses[i as usize], &dirs[i as usize]);
             args.extend(["--client-nodes".to_string(), clients.clone()]);
             args.extend(key.args());
             Serve::spawn(&format!("stop-{}", i + 1), &args)

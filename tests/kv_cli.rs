@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::{free_ports, TempDir};
-use common::serve::{synod, ClientKey, Serve};
+use common::cluster::TempDir;
+use common::serve::{client_node_args, synod, ClientKey, Serve, ThreeNodes};
 use synod::client::{Client, ClientConfig, Error, ServerError};
 use synod::kv::{group_of, Answer, Command, Query, Session, WriteOp};
 use synod::paxos::{GroupId, NodeId, Role};
@@ -34,30 +34,19 @@ fn node_args(
     dir: &TempDir,
     key: &ClientKey,
 ) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--node",
-        &id.to_string(),
-        "--cluster",
-        &CLUSTER.to_string(),
-        "--nodes",
-        peers,
-        "--dir",
-        &dir.path().display().to_string(),
-        "--groups",
-        &GROUPS.to_string(),
-        "--new",
-        "--test-timeouts",
-        "--control",
-        "--checkpoint-instances",
-        "16",
-        "--client",
-        client,
-        "--client-nodes",
-        clients,
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+    let mut args = client_node_args(id, CLUSTER, peers, dir, client);
+    args.extend(
+        [
+            "--groups",
+            &GROUPS.to_string(),
+            "--checkpoint-instances",
+            "16",
+            "--client-nodes",
+            clients,
+        ]
+        .iter()
+        .map(|a| a.to_string()),
+    );
     args.extend(key.args());
     args
 }
@@ -194,21 +183,12 @@ fn increment(session: u64, from: u64) -> Bytes {
 )]
 #[test]
 fn kv_store_through_cli_and_client_survives_leader_kill() {
-    let peer_base = free_ports(3);
-    let client_base = free_ports(3);
-    let list = |base: u16| {
-        (0..3)
-            .map(|i| format!("{}=127.0.0.1:{}", i + 1, base + i))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let (peers, clients) = (list(peer_base), list(client_base));
-    let addresses: Vec<String> = (0..3)
-        .map(|i| format!("127.0.0.1:{}", client_base + i))
-        .collect();
-    let dirs: Vec<TempDir> = (1..=3)
-        .map(|i| TempDir::new(&format!("kv-cli-{i}")))
-        .collect();
+    let ThreeNodes {
+        peers,
+        clients,
+        addresses,
+        dirs,
+    } = ThreeNodes::new("kv-cli");
     let key = ClientKey::new("kv-cli");
     let args: Vec<Vec<String>> = (0..3)
         .map(|i| {

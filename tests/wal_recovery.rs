@@ -8,8 +8,6 @@
 //! trailing zeros or garbage), and compares `scan` with an oracle that applies the table
 //! to an abstract list of items (no bytes), so the two are written independently.
 
-use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
-use std::cell::Cell;
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -27,60 +25,12 @@ const RECORDS: usize = 4;
 // ---------------------------------------------------------------------------------------
 // Allocation accounting: the peak bytes this thread holds while scanning.
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<usize> = const { Cell::new(0) };
-    static PEAK: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note_alloc(size: usize) {
-    let _ = LIVE.try_with(|live| {
-        live.set(live.get() + size);
-        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
-    });
-}
-
-fn note_free(size: usize) {
-    let _ = LIVE.try_with(|live| live.set(live.get().saturating_sub(size)));
-}
-
-// SAFETY: forwards every call to `System` unchanged; only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
-        // SAFETY: same contract as the caller's.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            note_alloc(layout.size());
-        }
-        ptr
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: AllocLayout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) };
-        note_free(layout.size());
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: AllocLayout, new_size: usize) -> *mut u8 {
-        // SAFETY: same contract as the caller's.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            note_free(layout.size());
-            note_alloc(new_size);
-        }
-        new
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
 /// Scans `image` and returns the result with the peak extra bytes allocated meanwhile.
 fn scan_measured(image: &[u8], config: &ScanConfig) -> (Scan, usize) {
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|peak| peak.set(base));
-    let result = scan(image, config);
-    let peak = PEAK.with(Cell::get) - base;
-    (result, peak)
+    counting_alloc::measured(|| scan(image, config))
 }
 
 fn scan_config() -> ScanConfig {

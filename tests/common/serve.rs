@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use synod::transport::auth::AuthKey;
 
-use super::cluster::{line_reader, write_key, TempDir};
+use super::cluster::{free_ports, line_reader, write_key, TempDir};
 
 /// Runs the `synod` binary with `args` to its end.
 pub fn synod(args: &[&str]) -> Output {
@@ -320,4 +320,71 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Three `synod serve` nodes on loopback, before they start: free peer and client
+/// ports, their lists, and a data directory each.
+pub struct ThreeNodes {
+    /// The peers, `1=127.0.0.1:P,2=...,3=...` (`--nodes`).
+    pub peers: String,
+    /// The client listeners, `1=127.0.0.1:C,...` (`--client-nodes`).
+    pub clients: String,
+    /// Each node's client address, node 1 first.
+    pub addresses: Vec<String>,
+    /// Each node's data directory, node 1 first (`<label>-<id>`).
+    pub dirs: Vec<TempDir>,
+}
+
+impl ThreeNodes {
+    /// Picks the ports and makes the directories.
+    pub fn new(label: &str) -> ThreeNodes {
+        let (peer_base, client_base) = (free_ports(3), free_ports(3));
+        let list = |base: u16| {
+            (0..3)
+                .map(|i| format!("{}=127.0.0.1:{}", i + 1, base + i))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        ThreeNodes {
+            peers: list(peer_base),
+            clients: list(client_base),
+            addresses: (0..3)
+                .map(|i| format!("127.0.0.1:{}", client_base + i))
+                .collect(),
+            dirs: (1..=3)
+                .map(|i| TempDir::new(&format!("{label}-{i}")))
+                .collect(),
+        }
+    }
+}
+
+/// The flags of a test node with a client listener: node `id` of cluster `cluster`
+/// among `peers` (`ID=IP:PORT,...`), a new data directory `dir`, test timeouts,
+/// commands on stdin, clients at `client`. Credentials are added by
+/// [`ClientKey::args`].
+pub fn client_node_args(
+    id: u32,
+    cluster: u64,
+    peers: &str,
+    dir: &TempDir,
+    client: &str,
+) -> Vec<String> {
+    [
+        "--node",
+        &id.to_string(),
+        "--cluster",
+        &cluster.to_string(),
+        "--nodes",
+        peers,
+        "--dir",
+        &dir.path().display().to_string(),
+        "--new",
+        "--test-timeouts",
+        "--control",
+        "--client",
+        client,
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
 }
