@@ -683,3 +683,92 @@ fn client_port_inside_shard_ports_is_refused() {
         "{error}"
     );
 }
+
+// Goal: SIGTERM (a supervisor's stop) and SIGINT end `synod serve` gracefully: the
+// node shuts down, the process prints `stopped` and exits 0 (not killed by the
+// signal), and what was acknowledged is there after a restart.
+// Method: one node without `--control`, clients on; 20 values acknowledged; SIGTERM;
+// the exit status; restarted with `--existing`, the log read back through the client;
+// SIGINT; the exit status again.
+#[test]
+fn sigterm_and_sigint_stop_the_node_gracefully() {
+    let _one = one_cluster_at_a_time();
+    let dir = TempDir::new("sigterm");
+    let (peer, client) = (free_ports(1), free_ports(1));
+    let address = format!("127.0.0.1:{client}");
+    let start = |state: &str| {
+        serve(
+            "sigterm",
+            &args(&[
+                "--node",
+                "1",
+                "--nodes",
+                &format!("1=127.0.0.1:{peer}"),
+                "--dir",
+                &dir.path().display().to_string(),
+                state,
+                "--test-timeouts",
+                "--state-machine",
+                "null",
+                "--client",
+                &address,
+            ]),
+        )
+        .ready(READY_WITHIN)
+    };
+    let mut node = start("--new");
+    let client = Client::connect(&[address.as_str()], 1).expect("connect");
+    // Until the node has elected itself, a proposal is refused (`NotLeader`: nothing
+    // was proposed, so asking again cannot write twice).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.propose_blocking(GroupId(0), &b"first"[..]).is_err() {
+        assert!(Instant::now() < deadline, "the node never led group 0");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let values: Vec<String> = (0..20).map(|i| format!("before-sigterm-{i}")).collect();
+    for value in &values {
+        within(Duration::from_secs(20), "a proposal", {
+            let (client, value) = (client.clone(), value.clone());
+            move || client.propose_blocking(GroupId(0), value.into_bytes())
+        })
+        .expect("acknowledged");
+    }
+    node.signal("TERM");
+    let status = node.exit(Duration::from_secs(20));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM: {status}: {:?}",
+        node.final_log()
+    );
+    assert!(
+        node.lines.try_iter().any(|l| l == "stopped"),
+        "prints stopped"
+    );
+
+    let mut node = start("--existing");
+    let client = Client::connect(&[address.as_str()], 1).expect("connect");
+    let read = within(Duration::from_secs(20), "the log read", move || {
+        client.read_log_blocking(None, GroupId(0), synod::api::Position::START, 1 << 20)
+    })
+    .expect("read the log");
+    let got: Vec<String> = read
+        .entries
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.value).into_owned())
+        .collect();
+    assert_eq!(got.first().map(String::as_str), Some("first"));
+    assert_eq!(
+        got[1..],
+        values[..],
+        "every acknowledged value after the restart, in order"
+    );
+    node.signal("INT");
+    let status = node.exit(Duration::from_secs(20));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGINT: {status}: {:?}",
+        node.final_log()
+    );
+}

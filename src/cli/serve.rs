@@ -1,6 +1,8 @@
 //! `synod serve`: one node of a cluster, configured by flags and a configuration file
 //! (`--config FILE`, `serve_config`: a flag given overrides the file), until stdin
-//! closes (with `--control`) or the process is killed.
+//! closes (with `--control`), or SIGTERM or SIGINT arrives (without it), or the process
+//! is killed. Both ends are graceful: the node shuts down (`Node::shutdown`: the shards
+//! stop, what their WALs hold is durable) and the process exits 0.
 //!
 //! With `--control`, stdin takes commands, one per line: `status` prints one line per
 //! group (`group <g> role <role> applied <instance> checksum <crc> checkpoint
@@ -46,6 +48,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use synod::api::{InitialState, Node, NodeHandle, ShardStopped};
 use synod::kv::kv_factory;
 use synod::paxos::{GroupId, NodeId};
@@ -281,12 +285,24 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
         None => None,
     };
     exit_on_fatal(node.handle());
+    // Installed before `ready`, so that a stop sent as soon as the node is up is seen.
+    let mut signals = Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("installing the SIGTERM and SIGINT handlers: {e}"))?;
     println!("ready");
     std::io::stdout().flush().map_err(|e| e.to_string())?;
     if !args.control {
-        loop {
-            std::thread::park();
+        let signal = signals.forever().next().unwrap_or(SIGTERM);
+        let name = if signal == SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        log::info!("{name}: shutting down");
+        if let Some(stopped) = node.shutdown().first() {
+            exit_shard_stopped(stopped);
         }
+        println!("stopped");
+        return Ok(ExitCode::SUCCESS);
     }
     let controlled = control(&node.handle());
     // A shard that stopped meanwhile decides the exit status, whatever the loop saw.
