@@ -1,6 +1,7 @@
 //! Small helpers shared by several layers, kept in one copy: a poison-tolerant mutex
 //! lock, a percentile over sorted samples, a directory fsync, little-endian reads, and
-//! the high-water mark that bounds a reused buffer's capacity ([`high_water`]).
+//! the high-water mark that bounds a reused buffer's capacity ([`high_water`]), and the
+//! jump consistent hash ([`jump_hash`]).
 //!
 //! Nothing here knows of Paxos, the WAL or the wire; each helper is a few lines with
 //! one meaning.
@@ -9,6 +10,27 @@ pub mod high_water;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// The bucket of `key` among `buckets` buckets, by jump consistent hash (Lamping &
+/// Veach 2014): growing to more buckets moves only the keys that must move. Places
+/// groups on shards (`runtime::shard_of`) and keys on groups (`kv::group_of`).
+///
+/// # Panics
+///
+/// When `buckets` is 0.
+#[must_use]
+pub fn jump_hash(mut key: u64, buckets: u32) -> u32 {
+    assert!(buckets > 0, "jump_hash needs at least one bucket");
+    // A linear congruential walk whose jumps land in the last bucket before `buckets`.
+    let mut bucket: i64 = -1;
+    let mut next: i64 = 0;
+    while next < i64::from(buckets) {
+        bucket = next;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        next = ((bucket + 1) as f64 * ((1_u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    u32::try_from(bucket).expect("a bucket below buckets")
+}
 
 /// Locks `mutex`, taking the state as it is if a holder panicked.
 ///

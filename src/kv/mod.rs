@@ -108,16 +108,7 @@ pub fn group_of(key: &[u8], group_count: u32) -> GroupId {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    // Jump consistent hash: a linear congruential walk whose jumps land in the last
-    // bucket before `group_count`.
-    let mut bucket: i64 = -1;
-    let mut next: i64 = 0;
-    while next < i64::from(group_count) {
-        bucket = next;
-        hash = hash.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
-        next = ((bucket + 1) as f64 * ((1_u64 << 31) as f64 / ((hash >> 33) + 1) as f64)) as i64;
-    }
-    GroupId(u32::try_from(bucket).expect("a bucket below group_count"))
+    GroupId(crate::support::jump_hash(hash, group_count))
 }
 
 #[cfg(test)]

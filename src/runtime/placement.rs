@@ -9,15 +9,9 @@ use crate::paxos::GroupId;
 #[must_use]
 pub fn shard_of(group: GroupId, shard_count: u16) -> u16 {
     assert!(shard_count > 0, "shard_count must be positive");
-    let mut key = u64::from(group.0).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5851_F42D;
-    let mut b: i64 = -1;
-    let mut j: i64 = 0;
-    while j < i64::from(shard_count) {
-        b = j;
-        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
-        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
-    }
-    b as u16
+    let key = u64::from(group.0).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5851_F42D;
+    let shard = crate::support::jump_hash(key, u32::from(shard_count));
+    u16::try_from(shard).expect("a shard below shard_count")
 }
 
 #[cfg(test)]
