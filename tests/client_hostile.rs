@@ -208,11 +208,15 @@ fn connect_from(from: Ipv4Addr, to: &str) -> TcpStream {
 
 // Goal: connections that never prove the key cannot keep a real client out, and
 // each stage is timed out: 300 held open from ten source addresses (idle, after a
-// valid hello, in the middle of the hello, in the middle of the proof) while a real client connects and is
-// answered within a second; the node's log stays bounded (rate-limited refusals);
-// every held connection is closed by the node within the handshake timeout; the
-// per-source limit refuses one connection too many from one address at once; an
-// authenticated connection that stays idle is closed after --client-idle-timeout-s.
+// valid hello, in the middle of the hello, in the middle of the proof) while a real
+// client connects and is answered well before the held connections' handshake
+// timeout (5 s) would have freed a place (bound 3 s, functional); the node's log
+// stays bounded (rate-limited refusals); every held connection is closed by the node
+// within the handshake timeout; the per-source limit refuses one connection too many
+// from one address at once; an authenticated connection that stays idle is closed
+// after --client-idle-timeout-s. Regression: evicted connections held their places
+// until their readers ended, so under load the real client was refused "too many
+// connections" (CI, stop 27).
 // Method: one `synod serve` child (per-source limit 40, idle timeout 1 s); raw
 // sockets bound to 127.0.0.2..=127.0.0.11; a `Client` on 127.0.0.1.
 #[test]
@@ -256,14 +260,15 @@ fn held_connections_do_not_keep_a_client_out() {
         }
         held.push(stream);
     }
-    // A real client gets in and is answered, within a second (functional bound).
+    // A real client gets in and is answered before the held connections' handshake
+    // timeout (5 s) could have let it in: a functional bound, not a speed figure.
     let start = Instant::now();
     let client = Client::connect_with(&[&address], CLUSTER, key.config()).expect("real client");
     let proposed = client.propose_blocking(GroupId(0), b"real".to_vec());
     let took = start.elapsed();
     assert!(proposed.is_ok(), "{proposed:?}");
     assert!(
-        took < Duration::from_secs(1),
+        took < Duration::from_secs(3),
         "the real client took {took:?}"
     );
 

@@ -111,10 +111,40 @@ pub struct Bounds {
 struct Counts {
     open: usize,
     sources: HashMap<IpAddr, usize>,
-    /// Unauthenticated connections by admission order (oldest first): a clone of each
-    /// socket, to shut it down on eviction, and its slot's eviction flag.
-    pending: BTreeMap<u64, (TcpStream, Arc<AtomicBool>)>,
+    /// Unauthenticated connections by admission order (oldest first).
+    pending: BTreeMap<u64, Pending>,
     next_id: u64,
+}
+
+/// An unauthenticated connection, as eviction needs it.
+struct Pending {
+    /// A clone of its socket, to shut it down.
+    stream: TcpStream,
+    source: IpAddr,
+    /// Its slot's eviction flag.
+    evicted: Arc<AtomicBool>,
+}
+
+impl Counts {
+    /// Evicts the oldest unauthenticated connection: releases its place at once (in
+    /// all and for its source; its slot's drop then releases nothing) and returns its
+    /// socket, to be shut down.
+    fn evict_oldest(&mut self) -> Option<TcpStream> {
+        let (_, pending) = self.pending.pop_first()?;
+        pending.evicted.store(true, Ordering::SeqCst);
+        self.release(pending.source);
+        Some(pending.stream)
+    }
+
+    fn release(&mut self, source: IpAddr) {
+        self.open -= 1;
+        if let Some(count) = self.sources.get_mut(&source) {
+            *count -= 1;
+            if *count == 0 {
+                self.sources.remove(&source);
+            }
+        }
+    }
 }
 
 /// The shared admission state of one listener.
@@ -137,13 +167,10 @@ pub struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = lock(&self.admission.counts);
-        counts.open -= 1;
-        counts.pending.remove(&self.id);
-        if let Some(count) = counts.sources.get_mut(&self.source) {
-            *count -= 1;
-            if *count == 0 {
-                counts.sources.remove(&self.source);
-            }
+        // An evicted slot's place was released at its eviction (under this lock).
+        if !self.evicted.load(Ordering::SeqCst) {
+            counts.pending.remove(&self.id);
+            counts.release(self.source);
         }
     }
 }
@@ -200,15 +227,6 @@ impl Admission {
             .map_err(|e| (Kind::Internal, format!("cannot clone the socket: {e}")))?;
         let evicted = {
             let mut counts = lock(&self.counts);
-            if counts.open >= self.bounds.connections_max {
-                return Err((
-                    Kind::Busy,
-                    format!(
-                        "too many connections: {} open, connections_max = {}",
-                        counts.open, self.bounds.connections_max
-                    ),
-                ));
-            }
             let from_source = counts.sources.get(&source).copied().unwrap_or(0);
             if from_source >= self.bounds.connections_per_source_max {
                 return Err((
@@ -220,18 +238,39 @@ impl Admission {
                     ),
                 ));
             }
+            // Full, but some connections have not proved the key: the oldest of them
+            // makes room, so that unauthenticated connections never keep one out.
+            let mut evicted = None;
+            if counts.open >= self.bounds.connections_max {
+                evicted = counts.evict_oldest().map(|s| (s, "connections_max"));
+            }
+            if counts.open >= self.bounds.connections_max {
+                return Err((
+                    Kind::Busy,
+                    format!(
+                        "too many connections: {} open, connections_max = {}",
+                        counts.open, self.bounds.connections_max
+                    ),
+                ));
+            }
             counts.open += 1;
             *counts.sources.entry(source).or_insert(0) += 1;
             let id = counts.next_id;
             counts.next_id += 1;
             let flag = Arc::new(AtomicBool::new(false));
-            counts.pending.insert(id, (clone, Arc::clone(&flag)));
-            let evicted = if counts.pending.len() > self.bounds.unauthenticated_max {
-                counts.pending.pop_first()
-            } else {
-                None
-            };
+            counts.pending.insert(
+                id,
+                Pending {
+                    stream: clone,
+                    source,
+                    evicted: Arc::clone(&flag),
+                },
+            );
+            if evicted.is_none() && counts.pending.len() > self.bounds.unauthenticated_max {
+                evicted = counts.evict_oldest().map(|s| (s, "unauthenticated_max"));
+            }
             assert!(counts.pending.len() <= self.bounds.unauthenticated_max);
+            assert!(counts.open <= self.bounds.connections_max);
             (
                 Slot {
                     admission: Arc::clone(self),
@@ -243,9 +282,9 @@ impl Admission {
             )
         };
         let (slot, evicted) = evicted;
-        if let Some((_, (oldest, flag))) = evicted {
-            flag.store(true, Ordering::SeqCst);
-            // Its reader sees the end of its input and ends, releasing its slot.
+        if let Some((oldest, bound)) = evicted {
+            // Its reader sees the end of its input and ends (its slot was released
+            // at the eviction already).
             let peer = oldest
                 .peer_addr()
                 .map_or_else(|_| "?".to_string(), |a| a.to_string());
@@ -254,8 +293,9 @@ impl Admission {
                 Kind::Evicted,
                 &peer,
                 &format!(
-                    "evicted: the oldest of unauthenticated_max = {} unauthenticated connections",
-                    self.bounds.unauthenticated_max
+                    "evicted: the oldest unauthenticated connection, to admit one more \
+                     within {bound} (connections_max = {}, unauthenticated_max = {})",
+                    self.bounds.connections_max, self.bounds.unauthenticated_max
                 ),
             );
         }
@@ -407,8 +447,10 @@ mod tests {
     }
 
     // Goal: the bounds hold: in all, per source, and the oldest unauthenticated
-    // connection is evicted (its socket shut down) when a new one comes; an
-    // authenticated one is never evicted, and a dropped slot frees its place.
+    // connection is evicted (its socket shut down, its place released at once, before
+    // its reader ends) when one more unauthenticated connection comes, or when one
+    // comes while connections_max are open; an authenticated one is never evicted,
+    // and a dropped slot frees its place.
     // Method: admit loopback sockets into an admission of small bounds.
     #[test]
     fn bounds_and_eviction() {
@@ -428,12 +470,13 @@ mod tests {
         let second_slot = admission.admit(&second, a).expect("second");
         second_slot.authenticated();
         let (_d3, third) = pair(&listener);
-        held.push(admission.admit(&third, a).expect("third"));
+        let third_slot = admission.admit(&third, a).expect("third");
         assert_eq!(admission.counts(), (3, 2));
-        // A fourth unauthenticated one evicts the first (oldest unauthenticated).
+        // A fourth unauthenticated one evicts the first (oldest unauthenticated),
+        // whose place is free before its slot is dropped.
         let (_d4, fourth) = pair(&listener);
-        held.push(admission.admit(&fourth, a).expect("fourth"));
-        assert_eq!(admission.counts(), (4, 2));
+        let fourth_slot = admission.admit(&fourth, a).expect("fourth");
+        assert_eq!(admission.counts(), (3, 2));
         assert!(first_slot.evicted() && !second_slot.evicted());
         first_dialer
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -444,21 +487,37 @@ mod tests {
             "evicted"
         );
         drop(first_slot);
-        assert_eq!(admission.counts(), (3, 2));
+        assert_eq!(admission.counts(), (3, 2), "released once, at the eviction");
+        third_slot.authenticated();
+        fourth_slot.authenticated();
+        held.extend([third_slot, fourth_slot]);
+        assert_eq!(admission.counts(), (3, 0));
         // Per source: a holds 3 (second, third, fourth); one more fits, then refused.
         let (_d5, fifth) = pair(&listener);
-        held.push(admission.admit(&fifth, a).expect("fifth"));
+        let fifth_slot = admission.admit(&fifth, a).expect("fifth");
+        fifth_slot.authenticated();
+        held.push(fifth_slot);
         let (_d6, sixth) = pair(&listener);
         assert!(matches!(
             admission.admit(&sixth, a),
             Err((Kind::SourceBusy, _))
         ));
-        // In all: 4 open, one more from b fits, then connections_max refuses.
-        held.push(admission.admit(&sixth, b).expect("from b"));
+        // In all: 4 open, one more from b fits; at connections_max the next one
+        // evicts it (unauthenticated), and once all are authenticated, Busy.
+        let sixth_slot = admission.admit(&sixth, b).expect("from b");
+        assert_eq!(admission.counts(), (5, 1));
         let (_d7, seventh) = pair(&listener);
-        assert!(matches!(admission.admit(&seventh, b), Err((Kind::Busy, _))));
+        let seventh_slot = admission.admit(&seventh, b).expect("evicts the sixth");
+        assert!(sixth_slot.evicted());
+        assert_eq!(admission.counts(), (5, 1));
+        drop(sixth_slot);
+        seventh_slot.authenticated();
+        held.push(seventh_slot);
+        let (_d8, eighth) = pair(&listener);
+        assert!(matches!(admission.admit(&eighth, b), Err((Kind::Busy, _))));
         drop(second_slot);
-        held.push(admission.admit(&seventh, b).expect("a freed slot"));
+        held.push(admission.admit(&eighth, b).expect("a freed slot"));
+        assert_eq!(admission.counts(), (5, 1));
         drop(held);
         assert_eq!(admission.counts(), (0, 0));
         admission.stop();
