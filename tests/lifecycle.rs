@@ -289,8 +289,10 @@ fn node_list(ports: &[u16]) -> String {
 
 // Goal: a node whose disk fills up under load exits within moments, non-zero, with the
 // shard and the reason on stderr (no zombie), and a client proposing to the groups it
-// led gets acknowledgements from the other nodes within 2 election timeouts of its
-// exit.
+// led gets acknowledgements from the other nodes within 3 election timeouts of its
+// exit: a follower's wait is drawn from [t, 2t) after the last message it had, then
+// one prepare round, one accept round and the client's redirects (once 2t alone was
+// the bound, and a loaded machine took 702 ms against 600 ms).
 // Method: three `synod serve --client` processes, 2 shards x 8 groups each; node 1's
 // data directory is a tmpfs with room for its initial segments plus half a segment,
 // so its first segment roll fails with ENOSPC (the others' are roomy tmpfs, so that
@@ -446,7 +448,7 @@ fn full_disk_stops_the_node_and_the_others_take_over() {
     println!("acknowledged again after node 1's exit: {taken_over:?}");
     for (group, after) in &taken_over {
         assert!(
-            *after <= 2 * ELECTION_TIMEOUT,
+            *after <= 3 * ELECTION_TIMEOUT,
             "group {}: first acknowledgement {after:?} after node 1 exited",
             group.0
         );
