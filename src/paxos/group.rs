@@ -46,13 +46,16 @@ use bytes::Bytes;
 use super::checkpoint::{CheckpointBase, Restore};
 use super::config::GroupConfig;
 use super::filters::Filters;
+use super::leader::Acks;
 use super::learner::CatchUpRenewal;
 use super::message::Message;
 pub use super::observe::entry_checksum;
 use super::output::{Apply, Completion, Output, ProposeError, Record, Refused, WalReadOutcome};
 use super::slot_log::SlotLog;
 use super::stream::CatchUpStream;
-use super::types::{Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, ProposalId};
+use super::types::{
+    Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, ProposalId, Proposals,
+};
 use crate::prng::Prng;
 
 /// One input to a group step.
@@ -168,8 +171,8 @@ pub(super) enum Pending {
 #[derive(Clone, Debug)]
 pub(super) struct Inflight {
     pub entry: Entry,
-    pub acks: BTreeSet<NodeId>,
-    pub proposals: Vec<ProposalId>,
+    pub acks: Acks,
+    pub proposals: Proposals,
     pub sent_at: Nanos,
 }
 
@@ -188,7 +191,7 @@ pub(super) struct Leading {
     pub next: Instance,
     /// Where this leader's StartWorking entry went.
     pub start_working: Option<Instance>,
-    pub inflight: BTreeMap<Instance, Inflight>,
+    pub inflight: SlotLog<Inflight>,
     /// Per follower, the latest heartbeat `sent_at` it acknowledged at this ballot.
     pub lease_acks: BTreeMap<NodeId, Nanos>,
     pub heartbeat_due: Nanos,
@@ -286,7 +289,7 @@ pub struct Group {
     pub(super) queue: VecDeque<Pending>,
     pub(super) queue_size: usize,
     /// Proposals of chosen instances, waiting to complete at apply.
-    pub(super) awaiting_apply: BTreeMap<Instance, (Ballot, Vec<ProposalId>)>,
+    pub(super) awaiting_apply: SlotLog<(Ballot, Proposals)>,
     pub(super) counters: Counters,
     pub(super) restored_apply: Vec<Apply>,
     /// Records the start produced (`Record::Installed` at a checkpoint only a lost
@@ -386,7 +389,7 @@ impl Group {
             fenced: false,
             queue: VecDeque::new(),
             queue_size: 0,
-            awaiting_apply: BTreeMap::new(),
+            awaiting_apply: SlotLog::new(),
             counters,
             restored_apply: Vec::new(),
             restored_persist: Vec::new(),
@@ -663,9 +666,9 @@ impl Group {
                             error: ProposeError::Indeterminate,
                         });
                     }
-                    Vec::new()
+                    Proposals::new()
                 }
-                None => Vec::new(),
+                None => Proposals::new(),
             };
             self.applied_through = instance;
             self.retained_size = self.retained_size.saturating_add(entry.encoded_size());
@@ -743,7 +746,7 @@ impl Group {
         }
         if let Some(leading) = self.leading.as_mut() {
             let chosen = self.chosen_through;
-            while let Some((&instance, _)) = leading.inflight.first_key_value() {
+            while let Some((instance, _)) = leading.inflight.first_key_value() {
                 if instance > chosen {
                     break;
                 }
@@ -955,8 +958,8 @@ impl Group {
                     self.chosen_through.0
                 );
             }
-            for instance in leading.inflight.keys() {
-                assert!(*instance > self.chosen_through && *instance < leading.next);
+            for (instance, _) in leading.inflight.range(..) {
+                assert!(instance > self.chosen_through && instance < leading.next);
             }
             assert!(leading.inflight.len() as u64 <= self.config.window_instances_max);
         }

@@ -48,7 +48,8 @@ use super::group::{Group, Inflight, Leading, Pending, Role};
 use super::message::{InstanceRange, MessageBody, PromisedEntry};
 use super::output::{Completion, Output, ProposeError};
 use super::size::Packer;
-use super::types::{Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, ProposalId, Values};
+use super::slot_log::SlotLog;
+use super::types::{Ballot, Body, Entry, Instance, Membership, Nanos, NodeId, Proposals, Values};
 
 /// The membership in effect at `instance` among `configs` (see `Group::configs`).
 fn membership_for(configs: &[(Instance, Membership)], instance: Instance) -> &Membership {
@@ -61,6 +62,34 @@ fn membership_for(configs: &[(Instance, Membership)], instance: Instance) -> &Me
         }
     }
     current
+}
+
+/// The voters that accepted an in-flight instance: a set kept sorted in place, with no
+/// heap allocation up to 8 voters (a `BTreeSet` allocated a node per instance).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Acks(smallvec::SmallVec<[NodeId; 8]>);
+
+impl Acks {
+    /// Adds `node` (once).
+    pub fn insert(&mut self, node: NodeId) {
+        if let Err(at) = self.0.binary_search(&node) {
+            self.0.insert(at, node);
+        }
+    }
+
+    /// Whether `node` accepted.
+    pub fn contains(&self, node: &NodeId) -> bool {
+        self.0.binary_search(node).is_ok()
+    }
+}
+
+impl<'a> IntoIterator for &'a Acks {
+    type Item = &'a NodeId;
+    type IntoIter = std::slice::Iter<'a, NodeId>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
 }
 
 impl Group {
@@ -90,7 +119,7 @@ impl Group {
             elected: false,
             next: from,
             start_working: None,
-            inflight: std::collections::BTreeMap::new(),
+            inflight: SlotLog::new(),
             lease_acks: std::collections::BTreeMap::new(),
             heartbeat_due: now.plus(self.config.heartbeat_interval_ns),
             retransmit_due: now.plus(self.config.retransmit_ns),
@@ -290,7 +319,7 @@ impl Group {
             }
             let ballot = leading.ballot;
             let learned_max = leading.learned.last_key_value().map(|(i, _)| *i);
-            let mut proposals: Vec<ProposalId> = Vec::new();
+            let mut proposals = Proposals::new();
             let entry = if learned_max.is_some_and(|max| instance <= max) {
                 match leading.learned.remove(&instance) {
                     Some((_, entry, _)) => entry,
@@ -319,7 +348,7 @@ impl Group {
                 instance,
                 Inflight {
                     entry: entry.clone(),
-                    acks: BTreeSet::new(),
+                    acks: Acks::default(),
                     proposals,
                     sent_at: now,
                 },
@@ -336,7 +365,7 @@ impl Group {
 
     /// Builds one instance value from the queue head: a membership change alone, or up
     /// to `batch_values_max` values and `batch_size_max` bytes.
-    fn take_batch(&mut self, ballot: Ballot, proposals: &mut Vec<ProposalId>) -> Entry {
+    fn take_batch(&mut self, ballot: Ballot, proposals: &mut Proposals) -> Entry {
         if let Some(Pending::Config(..)) = self.queue.front() {
             let Some(Pending::Config(id, membership)) = self.queue.pop_front() else {
                 unreachable!("front was a membership change");
@@ -454,7 +483,7 @@ impl Group {
         }
         for range in ranges {
             for (instance, inflight) in leading.inflight.range_mut(range.first..=range.last) {
-                if membership_for(&self.configs, *instance).contains(from) {
+                if membership_for(&self.configs, instance).contains(from) {
                     inflight.acks.insert(from);
                 }
             }
@@ -540,12 +569,12 @@ impl Group {
             leading.prepared_for = Instance(0);
             let retransmit_ns = self.config.retransmit_ns;
             let mut stale: Vec<(Instance, Entry)> = Vec::new();
-            let mut acked: Vec<(Instance, BTreeSet<NodeId>)> = Vec::new();
-            for (instance, inflight) in leading.inflight.iter_mut() {
+            let mut acked: Vec<(Instance, Acks)> = Vec::new();
+            for (instance, inflight) in leading.inflight.range_mut(..) {
                 if now >= inflight.sent_at.plus(retransmit_ns) {
                     inflight.sent_at = now;
-                    stale.push((*instance, inflight.entry.clone()));
-                    acked.push((*instance, inflight.acks.clone()));
+                    stale.push((instance, inflight.entry.clone()));
+                    acked.push((instance, inflight.acks.clone()));
                 }
             }
             let not_acked = |instance: Instance, node: NodeId| {

@@ -33,5 +33,6 @@ pub use output::{
     WalReadOutcome, WalReader,
 };
 pub use types::{
-    Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, Nanos, NodeId, ProposalId, Values,
+    Ballot, Body, Entry, GroupId, Instance, Lsn, Membership, Nanos, NodeId, ProposalId, Proposals,
+    Values,
 };

@@ -28,7 +28,7 @@
 
 use super::bounds::OutOfBounds;
 use super::message::Message;
-use super::types::{Ballot, Entry, GroupId, Instance, NodeId, ProposalId};
+use super::types::{Ballot, Entry, GroupId, Instance, NodeId, ProposalId, Proposals};
 use bytes::Bytes;
 
 /// A fact a group needs durable before it may say anything that depends on it.
@@ -110,7 +110,7 @@ pub struct Apply {
     pub skip: bool,
     /// Proposals of this node carried by the entry, one per value in order; complete
     /// each with `(instance, index)` after applying. Empty when not proposed here.
-    pub proposals: Vec<ProposalId>,
+    pub proposals: Proposals,
     /// Running CRC32C over chosen entries through `instance`.
     pub checksum: u32,
 }

@@ -199,6 +199,11 @@ impl<T> SlotLog<T> {
         start..end.max(start)
     }
 
+    /// The slots, ascending, by value.
+    pub(super) fn into_values(self) -> impl Iterator<Item = T> {
+        self.slots.into_iter().flatten()
+    }
+
     /// The slots in `range`, ascending.
     pub(super) fn range(
         &self,

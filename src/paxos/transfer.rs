@@ -96,7 +96,7 @@ impl Group {
         let covered: Vec<Instance> = self
             .awaiting_apply
             .range(..=through)
-            .map(|(instance, _)| *instance)
+            .map(|(instance, _)| instance)
             .collect();
         for instance in covered {
             if let Some((_, ids)) = self.awaiting_apply.remove(&instance) {

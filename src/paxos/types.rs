@@ -148,6 +148,10 @@ impl Membership {
 /// allocation; more spill to the heap as a `Vec` would.
 pub type Values = smallvec::SmallVec<[Bytes; 1]>;
 
+/// The proposals of this node one entry carries, one per value in order: inline for
+/// one (every entry at `batch_values_max = 1`), on the heap beyond, as `Values`.
+pub type Proposals = smallvec::SmallVec<[ProposalId; 1]>;
+
 /// What a log entry holds.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Body {

@@ -467,7 +467,7 @@ mod tests {
                 body: Body::Values(smallvec::smallvec![Bytes::from(vec![0; size])]),
             },
             skip: false,
-            proposals: Vec::new(),
+            proposals: crate::paxos::Proposals::new(),
             checksum: 0,
         }
     }

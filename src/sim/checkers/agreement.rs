@@ -107,7 +107,7 @@ mod tests {
                 body: Body::Values(smallvec::smallvec![Bytes::from_static(value)]),
             },
             skip: false,
-            proposals: Vec::new(),
+            proposals: crate::paxos::Proposals::new(),
             checksum: 0,
         }
     }

@@ -91,7 +91,7 @@ mod tests {
                 body: Body::Noop,
             },
             skip: false,
-            proposals: Vec::new(),
+            proposals: crate::paxos::Proposals::new(),
             checksum,
         }
     }

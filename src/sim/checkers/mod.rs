@@ -334,7 +334,7 @@ mod tests {
                 body: Body::Values(smallvec::smallvec![Bytes::from_static(value)]),
             },
             skip: false,
-            proposals,
+            proposals: proposals.into(),
             checksum: u32::from(value[0]),
         }
     }

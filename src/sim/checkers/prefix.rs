@@ -185,7 +185,7 @@ mod tests {
                 body,
             },
             skip,
-            proposals: Vec::new(),
+            proposals: crate::paxos::Proposals::new(),
             checksum: 0,
         }
     }

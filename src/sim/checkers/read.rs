@@ -227,7 +227,7 @@ mod tests {
                 body: Body::Values(smallvec::smallvec![Bytes::from_static(b"v")]),
             },
             skip: false,
-            proposals: Vec::new(),
+            proposals: crate::paxos::Proposals::new(),
             checksum,
         }
     }
