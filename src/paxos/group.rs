@@ -46,7 +46,7 @@ use bytes::Bytes;
 use super::checkpoint::{CheckpointBase, Restore};
 use super::config::GroupConfig;
 use super::filters::Filters;
-use super::leader::Acks;
+use super::leader::NodeSet;
 use super::learner::CatchUpRenewal;
 use super::message::Message;
 pub use super::observe::entry_checksum;
@@ -171,7 +171,7 @@ pub(super) enum Pending {
 #[derive(Clone, Debug)]
 pub(super) struct Inflight {
     pub entry: Entry,
-    pub acks: Acks,
+    pub acks: NodeSet,
     pub proposals: Proposals,
     pub sent_at: Nanos,
 }

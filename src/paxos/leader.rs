@@ -64,12 +64,13 @@ fn membership_for(configs: &[(Instance, Membership)], instance: Instance) -> &Me
     current
 }
 
-/// The voters that accepted an in-flight instance: a set kept sorted in place, with no
-/// heap allocation up to 8 voters (a `BTreeSet` allocated a node per instance).
+/// A set of nodes kept sorted in place, with no heap allocation up to 8: the voters
+/// that accepted an in-flight instance (a `BTreeSet` allocated a node per instance),
+/// the receivers of a round of accepts.
 #[derive(Clone, Debug, Default)]
-pub(super) struct Acks(smallvec::SmallVec<[NodeId; 8]>);
+pub(super) struct NodeSet(smallvec::SmallVec<[NodeId; 8]>);
 
-impl Acks {
+impl NodeSet {
     /// Adds `node` (once).
     pub fn insert(&mut self, node: NodeId) {
         if let Err(at) = self.0.binary_search(&node) {
@@ -77,13 +78,13 @@ impl Acks {
         }
     }
 
-    /// Whether `node` accepted.
+    /// Whether `node` is in the set.
     pub fn contains(&self, node: &NodeId) -> bool {
         self.0.binary_search(node).is_ok()
     }
 }
 
-impl<'a> IntoIterator for &'a Acks {
+impl<'a> IntoIterator for &'a NodeSet {
     type Item = &'a NodeId;
     type IntoIter = std::slice::Iter<'a, NodeId>;
 
@@ -348,7 +349,7 @@ impl Group {
                 instance,
                 Inflight {
                     entry: entry.clone(),
-                    acks: Acks::default(),
+                    acks: NodeSet::default(),
                     proposals,
                     sent_at: now,
                 },
@@ -417,14 +418,16 @@ impl Group {
             return;
         };
         let ballot = leading.ballot;
-        let mut receivers: BTreeSet<NodeId> = BTreeSet::new();
+        let mut receivers = NodeSet::default();
         for (instance, _) in assigned {
-            receivers.extend(membership_for(&self.configs, *instance).voters());
+            for node in membership_for(&self.configs, *instance).voters() {
+                receivers.insert(*node);
+            }
         }
         let sizes: Vec<usize> = assigned.iter().map(|(_, e)| e.encoded_size()).collect();
         let size_max = self.config.message_size_max;
-        for node in receivers {
-            let mut run: Vec<Entry> = Vec::new();
+        for &node in &receivers {
+            let mut run: Vec<Entry> = Vec::with_capacity(assigned.len());
             let mut first = Instance(0);
             let mut packer = Packer::new(size_max, usize::MAX);
             for ((instance, entry), size) in assigned.iter().zip(&sizes) {
@@ -569,7 +572,7 @@ impl Group {
             leading.prepared_for = Instance(0);
             let retransmit_ns = self.config.retransmit_ns;
             let mut stale: Vec<(Instance, Entry)> = Vec::new();
-            let mut acked: Vec<(Instance, Acks)> = Vec::new();
+            let mut acked: Vec<(Instance, NodeSet)> = Vec::new();
             for (instance, inflight) in leading.inflight.range_mut(..) {
                 if now >= inflight.sent_at.plus(retransmit_ns) {
                     inflight.sent_at = now;
