@@ -24,11 +24,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use synod::runtime::clock::MonotonicClock;
 use synod::transport::auth::AuthKey;
 
 use super::notify::NOTIFY_SOCKET;
@@ -108,9 +109,9 @@ pub fn main(args: DevArgs) -> Result<ExitCode, String> {
             Err(error) => return Err(stop_all(nodes, error)),
         }
     }
-    let deadline = Instant::now() + READY_TIMEOUT;
+    let started = MonotonicClock::start();
     for index in 0..nodes.len() {
-        if let Err(error) = nodes[index].wait_ready(deadline) {
+        if let Err(error) = nodes[index].wait_ready(&started) {
             return Err(stop_all(nodes, error));
         }
     }
@@ -364,11 +365,11 @@ impl DevNode {
         })
     }
 
-    /// Waits until the node prints `ready`, at most until `deadline`.
-    fn wait_ready(&mut self, deadline: Instant) -> Result<(), String> {
+    /// Waits until the node prints `ready`, at most until `READY_TIMEOUT` after
+    /// `started` started.
+    fn wait_ready(&mut self, started: &MonotonicClock) -> Result<(), String> {
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
+            match self.lines.recv_timeout(left(started, READY_TIMEOUT)) {
                 Ok(line) if line == "ready" => return Ok(()),
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) => {
@@ -398,12 +399,12 @@ impl DevNode {
     /// `STOP_TIMEOUT`; kills it after that. Returns its exit status.
     fn stop(&mut self) -> Result<ExitStatus, String> {
         drop(self.stdin.take());
-        let deadline = Instant::now() + STOP_TIMEOUT;
+        let started = MonotonicClock::start();
         loop {
             if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
                 return Ok(status);
             }
-            if Instant::now() >= deadline {
+            if left(&started, STOP_TIMEOUT).is_zero() {
                 self.child.kill().map_err(|e| e.to_string())?;
                 self.child.wait().map_err(|e| e.to_string())?;
                 return Err(format!(
@@ -414,6 +415,11 @@ impl DevNode {
             std::thread::sleep(POLL_INTERVAL);
         }
     }
+}
+
+/// What is left of `limit` since `started` started (zero once it passed).
+fn left(started: &MonotonicClock, limit: Duration) -> Duration {
+    limit.saturating_sub(Duration::from_nanos(started.now().0))
 }
 
 /// Closes every node's input at once, so that they stop together (one stopping alone
