@@ -61,9 +61,10 @@ pub enum Command {
     /// An empty --dir needs --new (a new member of a new cluster) or --existing (a
     /// member that lost its data: it rejoins as a learner). Peers authenticate with
     /// --key-file (written by `synod keygen`), unless --no-auth. With --client the node
-    /// also serves clients. Prints `ready` once it serves. Exit statuses: 0 after a
-    /// graceful stop (end of stdin with --control), 1 for a refused start, 3 the moment
-    /// a shard stops for good (`synod: node N shard S stopped: <reason>; exiting`).
+    /// also serves clients. Prints `ready` once it serves (and tells systemd READY=1
+    /// when $NOTIFY_SOCKET is set). Exit statuses: 0 after a graceful stop (SIGTERM,
+    /// SIGINT, or end of stdin with --control), 1 for a refused start, 3 the moment a
+    /// shard stops for good (`synod: node N shard S stopped: <reason>; exiting`).
     Serve(serve::ServeArgs),
     /// A local three-node cluster for a first try: three `synod serve` processes on
     /// 127.0.0.1 with generated keys and configuration files under --dir.
