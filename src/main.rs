@@ -1,16 +1,17 @@
 //! The `synod` binary: `synod bench` (a local three-node cluster under load, against
-//! the machine's limits), `synod serve` (one node), `synod keygen` (a key for
-//! `--key-file`), `synod sim` (the deterministic simulator over many seeds), the WAL
-//! tools `synod wal verify|dump|bench`, and the key-value client commands `synod
+//! the machine's limits), `synod serve` (one node), `synod dev` (a local three-node
+//! cluster of `serve` processes), `synod keygen` (a key for `--key-file`), `synod sim`
+//! (the deterministic simulator over many seeds), the WAL tools `synod wal
+//! verify|dump|bench`, and the key-value client commands `synod
 //! put|get|del|cas|scan|status` (`cli/kv.rs`). The command line and every subcommand
 //! live in `cli/`; this file only dispatches and turns failures into exit statuses.
 //!
 //! Exit statuses: 0 on success and after `--help`; 2 for a bad command line (one line
 //! on stderr); otherwise the subcommand's own (`bench`, `keygen`: 1 on failure;
-//! `serve`: 1 for a refused start, 3 when a shard stops for good; `sim`: 1 when a seed
-//! fails; `put|get|del|cas|scan|status`: as `cli/kv.rs` lists them; `wal verify|dump`:
-//! 1 on corruption or a content violation, 2 when the tool cannot run; `wal
-//! crash-child`: 3 on recovery corruption).
+//! `serve`: 1 for a refused start, 3 when a shard stops for good; `dev`: 1 when a node
+//! fails; `sim`: 1 when a seed fails; `put|get|del|cas|scan|status`: as `cli/kv.rs`
+//! lists them; `wal verify|dump`: 1 on corruption or a content violation, 2 when the
+//! tool cannot run; `wal crash-child`: 3 on recovery corruption).
 
 mod cli;
 
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
     match cli::parse().command {
         Command::Bench(args) => status("synod", cli::bench::main(args), ExitCode::FAILURE),
         Command::Serve(args) => status("synod", cli::serve::main(args), ExitCode::FAILURE),
+        Command::Dev(args) => status("synod dev", cli::dev::main(args), ExitCode::FAILURE),
         Command::Keygen => status("synod", cli::keygen::main(), ExitCode::FAILURE),
         Command::Put(args) => status("synod", cli::kv::put(args), ExitCode::FAILURE),
         Command::Get(args) => status("synod", cli::kv::get(args), ExitCode::FAILURE),

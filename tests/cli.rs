@@ -45,6 +45,7 @@ fn every_help_lists_every_flag() {
     for expected in [
         "bench",
         "serve",
+        "dev",
         "keygen",
         "sim",
         "wal",

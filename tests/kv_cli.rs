@@ -1,8 +1,10 @@
-//! The built-in key-value store end to end: three `synod serve` processes (the store
-//! is their default state machine) on loopback, written and read through the
-//! `synod put|get|del|cas|scan|status` command line and through `synod::client` with
-//! exactly-once sessions, across a SIGKILL of a leader and the restart of that node
-//! from its checkpoint.
+//! The built-in key-value store end to end, and the failover an operator expects:
+//! three `synod serve` processes (the store is their default state machine) on
+//! loopback, each started from a configuration file as a deployed node is, written
+//! and read through the `synod put|get|del|cas|scan|status` command line and through
+//! `synod::client` with exactly-once sessions, across a SIGKILL of a leader (the
+//! cluster keeps taking writes; every acknowledged one is read back) and the restart
+//! of that node from its checkpoint.
 
 mod common;
 
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::cluster::TempDir;
-use common::serve::{client_node_args, synod, ClientKey, Serve, ThreeNodes};
+use common::serve::{synod, ClientKey, Serve, ThreeNodes};
 use synod::client::{Client, ClientConfig, Error, ServerError};
 use synod::kv::{group_of, Answer, Command, Query, Session, WriteOp};
 use synod::paxos::{GroupId, NodeId, Role};
@@ -24,31 +26,47 @@ const GROUPS: u32 = 3;
 const INCREMENTS: u64 = 80;
 const KILL_AT: u64 = 40;
 
-/// The flags of node `id` (a checkpoint every 16 instances, so that the restart
-/// installs a key-value image).
-fn node_args(
-    id: u32,
-    peers: &str,
-    clients: &str,
-    client: &str,
-    dir: &TempDir,
-    key: &ClientKey,
-) -> Vec<String> {
-    let mut args = client_node_args(id, CLUSTER, peers, dir, client);
-    args.extend(
-        [
-            "--groups",
-            &GROUPS.to_string(),
-            "--checkpoint-instances",
-            "16",
-            "--client-nodes",
-            clients,
-        ]
-        .iter()
-        .map(|a| a.to_string()),
+/// Node `id`'s arguments: `--config FILE` (written into `configs`: everything a
+/// deployed node's file holds: identity, peers, groups, a checkpoint every 16
+/// instances so that the restart installs a key-value image, both keys, the client
+/// listener and every node's client address), with `--test-timeouts --control` over
+/// it.
+fn node_args(id: u32, nodes: &ThreeNodes, key: &ClientKey, configs: &TempDir) -> Vec<String> {
+    let table = |list: &str| {
+        let items: Vec<String> = list
+            .split(',')
+            .map(|item| {
+                let (node, address) = item.split_once('=').expect("ID=ADDRESS");
+                format!("{node} = \"{address}\"")
+            })
+            .collect();
+        format!("{{ {} }}", items.join(", "))
+    };
+    let index = id as usize - 1;
+    let text = format!(
+        "[node]\nid = {id}\ndir = \"{dir}\"\ninitial_state = \"new\"\n\
+         [cluster]\nid = {CLUSTER}\nnodes = {peers}\ngroups = {GROUPS}\n\
+         [checkpoint]\ninstances = 16\n\
+         [auth]\npeer_key_file = \"{peer_key}\"\nclient_key_file = \"{client_key}\"\n\
+         [client]\naddress = \"{address}\"\nnodes = {clients}\n",
+        dir = nodes.dirs[index].path().display(),
+        peers = table(&nodes.peers),
+        peer_key = key.peer_path.display(),
+        client_key = key.path.display(),
+        address = nodes.addresses[index],
+        clients = table(&nodes.clients),
     );
-    args.extend(key.args());
-    args
+    let path = configs.path().join(format!("node-{id}.toml"));
+    std::fs::write(&path, text).expect("write the configuration file");
+    [
+        "--config",
+        &path.display().to_string(),
+        "--test-timeouts",
+        "--control",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect()
 }
 
 /// The command line's flags that reach the cluster.
@@ -171,7 +189,9 @@ fn increment(session: u64, from: u64) -> Bytes {
 // every acknowledged write is readable after the kill; the CLI's exit statuses say
 // not found, mismatch and success; status shows the dead node; the killed node
 // restarts from a key-value checkpoint image.
-// Method: three serve processes (3 groups, checkpoints every 16 instances); CLI puts
+// Method: three serve processes, each from its configuration file (3 groups,
+// checkpoints every 16 instances, keys, client listener; `--test-timeouts
+// --control` over it); CLI puts
 // k0..k9; a client opens a session in the counter's group and increments it by
 // compare-and-set INCREMENTS times (each CAS expects the previous value, so a second
 // application would answer Mismatch), sending its first increment twice; a thread
@@ -183,25 +203,13 @@ fn increment(session: u64, from: u64) -> Bytes {
 )]
 #[test]
 fn kv_store_through_cli_and_client_survives_leader_kill() {
-    let ThreeNodes {
-        peers,
-        clients,
-        addresses,
-        dirs,
-    } = ThreeNodes::new("kv-cli");
+    let three = ThreeNodes::new("kv-cli");
     let key = ClientKey::new("kv-cli");
-    let args: Vec<Vec<String>> = (0..3)
-        .map(|i| {
-            node_args(
-                i as u32 + 1,
-                &peers,
-                &clients,
-                &addresses[i],
-                &dirs[i],
-                &key,
-            )
-        })
+    let configs = TempDir::new("kv-cli-configs");
+    let args: Vec<Vec<String>> = (1..=3)
+        .map(|id| node_args(id, &three, &key, &configs))
         .collect();
+    let addresses = three.addresses.clone();
     let mut nodes: BTreeMap<NodeId, Serve> = (0..3)
         .map(|i| {
             (

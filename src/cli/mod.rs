@@ -1,7 +1,7 @@
 //! The command line of the `synod` binary: one clap parser ([`Synod`]) whose
-//! subcommands live in their own modules (`bench`, `serve`, `keygen`, `sim`, `wal`,
-//! and `kv` for the key-value client commands),
-//! each with the flags it takes and the code it runs. Shared here: parsing with
+//! subcommands live in their own modules (`bench`, `serve`, `dev`, `keygen`, `sim`,
+//! `wal`, and `kv` for the key-value client commands; `notify` speaks to a service
+//! manager), each with the flags it takes and the code it runs. Shared here: parsing with
 //! one-line errors ([`parse`]), the `ID=IP:PORT,...` node lists and the stderr logger.
 //!
 //! Exit statuses: 0 after `--help`; 2 for a bad command line (an unknown flag, a
@@ -9,8 +9,10 @@
 //! the subcommands' own statuses otherwise (`main.rs`).
 
 pub mod bench;
+pub mod dev;
 pub mod keygen;
 pub mod kv;
+pub mod notify;
 pub mod serve;
 pub mod serve_config;
 pub mod sim;
@@ -59,10 +61,18 @@ pub enum Command {
     /// An empty --dir needs --new (a new member of a new cluster) or --existing (a
     /// member that lost its data: it rejoins as a learner). Peers authenticate with
     /// --key-file (written by `synod keygen`), unless --no-auth. With --client the node
-    /// also serves clients. Prints `ready` once it serves. Exit statuses: 0 after a
-    /// graceful stop (end of stdin with --control), 1 for a refused start, 3 the moment
-    /// a shard stops for good (`synod: node N shard S stopped: <reason>; exiting`).
+    /// also serves clients. Prints `ready` once it serves (and tells systemd READY=1
+    /// when $NOTIFY_SOCKET is set). Exit statuses: 0 after a graceful stop (SIGTERM,
+    /// SIGINT, or end of stdin with --control), 1 for a refused start, 3 the moment a
+    /// shard stops for good (`synod: node N shard S stopped: <reason>; exiting`).
     Serve(serve::ServeArgs),
+    /// A local three-node cluster for a first try: three `synod serve` processes on
+    /// 127.0.0.1 with generated keys and configuration files under --dir.
+    ///
+    /// Prints the command lines that reach it (`synod put|get|scan|status`), then
+    /// `ready`; SIGINT (Ctrl-C) or SIGTERM stops every node gracefully (exit 0). A
+    /// node that fails stops the others (exit 1, with its last log lines).
+    Dev(dev::DevArgs),
     /// Print a new random key (hex) for --key-file or --client-key-file.
     Keygen,
     /// The deterministic simulator: whole clusters with faults, over many seeds (or one).
@@ -151,6 +161,7 @@ impl Synod {
                 .validate()
                 .map_err(|message| usage_error(&["bench"], message)),
             Command::Serve(_)
+            | Command::Dev(_)
             | Command::Keygen
             | Command::Sim(_)
             | Command::Wal(_)

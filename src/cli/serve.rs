@@ -40,6 +40,9 @@
 //! exiting` on stderr): the node never stays up serving part of its groups.
 //! `--client-key-file FILE` (hex, as `synod keygen` writes) is the client key every
 //! client must prove it holds; without it, `--no-auth` must say so explicitly.
+//!
+//! Under a service manager (`$NOTIFY_SOCKET`, `cli::notify`): `READY=1` right after
+//! the `ready` line, `STOPPING=1` when a graceful stop begins.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -56,6 +59,7 @@ use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
 use synod::server::Server;
 
+use super::notify::Notifier;
 use super::serve_config::{ServeFile, StateMachine, CLIENT_FRAME_SIZE_MIN};
 use super::{parse_nodes, positive, read_key, retention_instances, retention_size};
 
@@ -233,6 +237,8 @@ fn frame_size(text: &str) -> Result<usize, String> {
 
 /// Runs `synod serve`: the configuration file (if any) with the flags over it.
 pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
+    // Read first: an address it cannot use is refused before anything starts.
+    let notifier = Notifier::from_env()?;
     let mut settings = match &args.config {
         Some(path) => ServeFile::load(path)?,
         None => ServeFile::default(),
@@ -272,6 +278,7 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
         StateMachine::Null => null_factory(),
         StateMachine::Kv => kv_factory(),
     };
+    let node_id = config.node.0;
     let node = Node::start(config, factory).map_err(|e| e.to_string())?;
     // Dropped (closing the listener) when the node shuts down, at the end of main.
     let _server = match client {
@@ -290,6 +297,7 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("installing the SIGTERM and SIGINT handlers: {e}"))?;
     println!("ready");
     std::io::stdout().flush().map_err(|e| e.to_string())?;
+    notifier.notify(&format!("READY=1\nSTATUS=node {node_id} serving"));
     if !args.control {
         let signal = signals.forever().next().unwrap_or(SIGTERM);
         let name = if signal == SIGINT {
@@ -298,6 +306,9 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
             "SIGTERM"
         };
         log::info!("{name}: shutting down");
+        notifier.notify(&format!(
+            "STOPPING=1\nSTATUS=node {node_id} stopping ({name})"
+        ));
         if let Some(stopped) = node.shutdown().first() {
             exit_shard_stopped(stopped);
         }
@@ -305,6 +316,9 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let controlled = control(&node.handle());
+    notifier.notify(&format!(
+        "STOPPING=1\nSTATUS=node {node_id} stopping (end of input)"
+    ));
     // A shard that stopped meanwhile decides the exit status, whatever the loop saw.
     if let Some(stopped) = node.fatal() {
         exit_shard_stopped(&stopped);

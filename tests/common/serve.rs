@@ -109,10 +109,21 @@ impl Serve {
     /// `log_level` (None: inherited); returns at once (see [`Serve::ready`]). `label`
     /// names the child in failure messages.
     pub fn start(label: &str, args: &[String], log_level: Option<&str>) -> Serve {
+        Serve::start_with_env(label, args, log_level, &[])
+    }
+
+    /// [`Serve::start`] with the variables `env` set in the child's environment.
+    pub fn start_with_env(
+        label: &str,
+        args: &[String],
+        log_level: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Serve {
         let mut command = Command::new(env!("CARGO_BIN_EXE_synod"));
         command
             .arg("serve")
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
