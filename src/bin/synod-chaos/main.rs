@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use synod::check::linearizability::Operation;
 use synod::client::Client;
 use synod::runtime::clock::{entropy_seed, MonotonicClock};
 
@@ -84,6 +85,9 @@ struct Args {
     #[arg(long)]
     keep_dir: bool,
 }
+
+/// The cluster id of the run's nodes.
+const CLUSTER: u64 = 7;
 
 /// The run's directory, removed on drop unless kept.
 struct RunDir {
@@ -153,7 +157,7 @@ fn start(args: &Args, seed: u64, clock: MonotonicClock) -> Result<(RunDir, Nemes
         disk_mib: args.disk_mib,
         shards: 1,
         groups: args.groups,
-        cluster: 7,
+        cluster: CLUSTER,
     };
     let tag = std::process::id();
     let dir = RunDir {
@@ -204,48 +208,21 @@ fn run(args: &Args, interrupted: &Arc<AtomicBool>) -> Result<bool, Stop> {
         }
         return Err(stop);
     }
-    let plan = Plan {
-        addresses: addresses.clone(),
-        cluster: setup.cluster,
-        groups: args.groups,
-        keys: args.keys as usize,
-        pause: Duration::from_millis(args.pause_ms),
-        op_timeout: Duration::from_secs(5),
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..args.clients)
-        .map(|id| {
-            let (plan, stop) = (plan.clone(), Arc::clone(&stop));
-            std::thread::spawn(move || workload::run(id, plan, clock, seed, &stop))
-        })
-        .collect();
-    let interval = Duration::from_millis(args.interval_ms);
-    let end_s = args.seconds as f64;
-    let mut next_s = nemesis.next_pause(interval).as_secs_f64();
-    while clock.elapsed_s() < end_s && !interrupted.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-        if clock.elapsed_s() >= next_s {
-            nemesis.step();
-            next_s = clock.elapsed_s() + nemesis.next_pause(interval).as_secs_f64();
-        } else {
-            nemesis.watch();
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    let mut history = Vec::new();
-    for worker in workers {
-        history.extend(worker.join().unwrap_or_default());
-    }
-    if interrupted.load(Ordering::Relaxed) {
-        drop((nemesis, dir));
-        return Err(Stop::Interrupted);
-    }
+    let mut history = under_faults(args, seed, clock, &addresses, &mut nemesis, interrupted)?;
     let workload_end_ns = clock.now().0;
+    let check_interrupt = || {
+        if interrupted.load(Ordering::Relaxed) {
+            Err(Stop::Interrupted)
+        } else {
+            Ok(())
+        }
+    };
+    check_interrupt()?;
     nemesis.heal_all();
-    let client = Client::connect_with(&addresses, setup.cluster, workload::client_config())
-        .map_err(|e| Stop::Setup(format!("connect after healing: {e}")))?;
+    let client = connect(&addresses, setup.cluster, interrupted)?;
     let (views, converged) =
         verify::converge(&client, args.groups, Duration::from_secs(args.converge_s));
+    check_interrupt()?;
     let mut finals = verify::final_reads(
         &client,
         args.keys as usize,
@@ -257,7 +234,9 @@ fn run(args: &Args, interrupted: &Arc<AtomicBool>) -> Result<bool, Stop> {
     if args.plant_lost_write {
         report::plant_lost_write(&history, &mut finals);
     }
+    check_interrupt()?;
     let (log_faults, log_values) = verify::compare_logs(&client, args.groups, &views);
+    check_interrupt()?;
     let lost = verify::lost_writes(&history, &finals);
     history.extend(finals);
     let verdicts = verify::linearizable(&history, args.keys as usize);
@@ -293,6 +272,67 @@ fn run(args: &Args, interrupted: &Arc<AtomicBool>) -> Result<bool, Stop> {
     drop(nemesis);
     drop(dir);
     Ok(passed)
+}
+
+/// Runs the clients and the nemesis for `args.seconds`: the clients' history.
+fn under_faults(
+    args: &Args,
+    seed: u64,
+    clock: MonotonicClock,
+    addresses: &[String],
+    nemesis: &mut Nemesis,
+    interrupted: &AtomicBool,
+) -> Result<Vec<Operation>, Stop> {
+    let plan = Plan {
+        addresses: addresses.to_vec(),
+        cluster: CLUSTER,
+        groups: args.groups,
+        keys: args.keys as usize,
+        pause: Duration::from_millis(args.pause_ms),
+        op_timeout: Duration::from_secs(5),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..args.clients)
+        .map(|id| {
+            let (plan, stop) = (plan.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || workload::run(id, plan, clock, seed, &stop))
+        })
+        .collect();
+    let interval = Duration::from_millis(args.interval_ms);
+    let end_s = clock.elapsed_s() + args.seconds as f64;
+    let mut next_s = nemesis.next_pause(interval).as_secs_f64();
+    while clock.elapsed_s() < end_s && !interrupted.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if clock.elapsed_s() >= next_s {
+            nemesis.step();
+            next_s = clock.elapsed_s() + nemesis.next_pause(interval).as_secs_f64();
+        } else {
+            nemesis.watch();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut history = Vec::new();
+    for worker in workers {
+        match worker.join() {
+            Ok(ops) => history.extend(ops),
+            Err(_) => return Err(Stop::Setup("a client thread panicked".to_string())),
+        }
+    }
+    Ok(history)
+}
+
+/// A client of the run's nodes, retried for at most 30 s.
+fn connect(addresses: &[String], cluster: u64, interrupted: &AtomicBool) -> Result<Client, Stop> {
+    let clock = MonotonicClock::start();
+    loop {
+        match Client::connect_with(addresses, cluster, workload::client_config()) {
+            Ok(client) => return Ok(client),
+            Err(_) if clock.elapsed_s() < 30.0 && !interrupted.load(Ordering::Relaxed) => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(Stop::Setup(format!("connect after healing: {e}"))),
+        }
+    }
 }
 
 /// Waits (at most 60 s) until every node answers a status request.

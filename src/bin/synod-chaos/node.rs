@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -36,7 +37,6 @@ pub struct Setup {
 pub struct Node {
     /// Index (node id - 1).
     pub index: usize,
-    dir: PathBuf,
     data: PathBuf,
     config: PathBuf,
     log: PathBuf,
@@ -89,7 +89,6 @@ impl Node {
         Ok(Node {
             index,
             log: dir.join("node.log"),
-            dir,
             data,
             config,
             prefix: net.exec_prefix(index),
@@ -140,7 +139,10 @@ impl Node {
             .env("SYNOD_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
-            .stderr(Stdio::from(err));
+            .stderr(Stdio::from(err))
+            // A process group of its own: a Ctrl-C at the terminal reaches the run,
+            // which then ends its nodes itself, not the nodes behind its back.
+            .process_group(0);
         if !self.started_once {
             command.arg("--new");
         }
@@ -277,6 +279,5 @@ impl Drop for Node {
                 let _lazy = Command::new("umount").arg("-l").arg(&self.data).status();
             }
         }
-        let _ = &self.dir;
     }
 }

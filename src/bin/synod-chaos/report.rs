@@ -165,7 +165,6 @@ impl Report<'_> {
     }
 
     /// Prints the summary; whether every check passed.
-    #[expect(clippy::too_many_lines, reason = "one printout, section by section")]
     pub fn print(&self, json: bool) -> bool {
         println!();
         println!(
