@@ -66,7 +66,7 @@ struct Args {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pause_ms: u64,
     /// Size of each node's tmpfs data directory, MiB.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(64..=4096))]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(64..=4096))]
     disk_mib: u64,
     /// Run on loopback even where namespaces can be made (no partitions).
     #[arg(long)]

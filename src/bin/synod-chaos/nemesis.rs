@@ -132,6 +132,9 @@ impl Nemesis {
                     );
                 } else {
                     self.unexpected_exits.push((i, status.to_string()));
+                    // A node that cannot start (its disk full of log) must not be
+                    // restarted in a tight loop: it stays down for a pause first.
+                    std::thread::sleep(Duration::from_millis(500));
                     self.record(
                         "exit",
                         format!("node {} exited by itself ({status}); restarting", i + 1),

@@ -73,6 +73,7 @@ impl Node {
         let text = format!(
             "[node]\nid = {}\ndir = \"{}\"\nstate_machine = \"kv\"\n\
              [cluster]\nid = {}\nnodes = {{ {} }}\nshards = {}\ngroups = {}\n\
+             [checkpoint]\ninstances = 2000\ninterval_s = 5\n\
              [auth]\nno_auth = true\n\
              [client]\naddress = \"{}\"\nnodes = {{ {} }}\n",
             index + 1,
