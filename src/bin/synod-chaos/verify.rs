@@ -84,8 +84,8 @@ fn views(client: &Client, groups: u32) -> BTreeMap<GroupId, GroupView> {
     views
 }
 
-/// Reads every key once (linearizable, at its group's leader), retrying up to
-/// `limit` each, as operations of client `id`.
+/// Reads every key once (linearizable, at its group's leader), retrying within
+/// `limit` for all of them, as operations of client `id`.
 pub fn final_reads(
     client: &Client,
     keys: usize,
@@ -95,6 +95,7 @@ pub fn final_reads(
     limit: Duration,
 ) -> Vec<Operation> {
     let mut ops = Vec::new();
+    let end_ns = clock.now().0 + limit.as_nanos() as u64;
     for k in 0..keys {
         let key = key_name(k);
         let query = Query::Get {
@@ -110,7 +111,7 @@ pub fn final_reads(
                     reply: Reply::Value(value.as_ref().map(|v| v.to_vec())),
                 };
             }
-            if clock.now().0 - invoke_ns >= limit.as_nanos() as u64 {
+            if clock.now().0 >= end_ns {
                 break Outcome::Failed {
                     at_ns: clock.now().0,
                 };
