@@ -10,6 +10,7 @@
 #   tools/flatc.sh --check                     generated wire code matches schema/wire.fbs
 #   cargo test --release                       unit, scenario, tidy and simulation tests
 #   tools/fuzz.sh all 20                       every fuzz target for 20 s (fails on a crash)
+#   synod-chaos --seconds 120                  a real cluster under faults, its history checked
 # `--show-output` makes passing tests print what they printed: the simulation's own
 # summary (seeds, steps, faults) appears that way; silent tests add nothing.
 set -euo pipefail
@@ -48,6 +49,10 @@ run "cargo test --release" bash -c \
   _ "$test_log"
 # A short run of every fuzz target (docs/testing.md, "Fuzzing"): a crash fails the run.
 run "tools/fuzz.sh all 20" tools/fuzz.sh all 20
+# A real three-node cluster under a random nemesis, its history checked (docs/testing.md,
+# "Chaos runs"); built by `cargo test --release` above. Needs root for namespaces and
+# tmpfs (it says so and runs on loopback otherwise).
+run "synod-chaos --seconds 120" "${CARGO_TARGET_DIR:-target}/release/synod-chaos" --seconds 120
 
 echo
 echo "==> summary"
