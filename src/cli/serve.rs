@@ -279,6 +279,11 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
         StateMachine::Kv => kv_factory(),
     };
     let node_id = config.node.0;
+    // Installed before the node starts, so that a stop sent while it recovers or opens
+    // its listeners is held and acted on once it is up (a graceful stop, not death by
+    // the signal's default action).
+    let mut signals = Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("installing the SIGTERM and SIGINT handlers: {e}"))?;
     let node = Node::start(config, factory).map_err(|e| e.to_string())?;
     // Dropped (closing the listener) when the node shuts down, at the end of main.
     let _server = match client {
@@ -292,9 +297,6 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
         None => None,
     };
     exit_on_fatal(node.handle());
-    // Installed before `ready`, so that a stop sent as soon as the node is up is seen.
-    let mut signals = Signals::new([SIGTERM, SIGINT])
-        .map_err(|e| format!("installing the SIGTERM and SIGINT handlers: {e}"))?;
     println!("ready");
     std::io::stdout().flush().map_err(|e| e.to_string())?;
     notifier.notify(&format!("READY=1\nSTATUS=node {node_id} serving"));
