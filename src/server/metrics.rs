@@ -12,7 +12,9 @@
 //! - one connection at a time, one request per connection (`Connection: close`);
 //! - a request head is read up to `REQUEST_SIZE_MAX` bytes (larger: 431), each read
 //!   waits at most `READ_TIMEOUT` and the whole head at most `REQUEST_TIMEOUT`
-//!   (slower: the connection is closed), a response write at most `WRITE_TIMEOUT`;
+//!   (slower: the connection is closed), a response write at most `WRITE_TIMEOUT`,
+//!   and what the client sends after its answer is dropped for at most
+//!   `LINGER_TIMEOUT` and `LINGER_SIZE_MAX` bytes;
 //! - a request that is not `GET` or `HEAD` gets 405, a path other than `/metrics` 404,
 //!   a malformed request line 400, a stopped node 503; the listener keeps serving;
 //! - nothing it does blocks a shard: a slow or hostile scraper holds only this thread.
@@ -38,6 +40,13 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long one write of a response may block.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long, at most, a connection is kept after its answer to drop what the client
+/// still sends.
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bytes dropped, at most, after an answer.
+pub const LINGER_SIZE_MAX: usize = 1 << 20;
 
 /// The only path served.
 pub const METRICS_PATH: &str = "/metrics";
@@ -210,7 +219,27 @@ fn respond(mut stream: TcpStream, handle: &NodeHandle) -> io::Result<()> {
     };
     // Tells the client the answer is complete, even if it has not read it all.
     let _ = stream.shutdown(Shutdown::Write);
+    linger(&mut stream);
     result
+}
+
+/// Reads and drops what the client still sends (the rest of an oversized request),
+/// for at most `LINGER_SIZE_MAX` bytes and `LINGER_TIMEOUT`, or until it closes:
+/// closing a socket with unread input resets the connection, and the reset can
+/// destroy the answer before the client reads it.
+fn linger(stream: &mut TcpStream) {
+    let started = Instant::now();
+    let mut dropped = 0;
+    let mut chunk = [0u8; 4096];
+    if stream.set_read_timeout(Some(LINGER_TIMEOUT)).is_err() {
+        return;
+    }
+    while dropped < LINGER_SIZE_MAX && started.elapsed() < LINGER_TIMEOUT {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => dropped += n,
+        }
+    }
 }
 
 /// The request head: bytes up to the first blank line (`\r\n\r\n` or `\n\n`), or
