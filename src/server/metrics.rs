@@ -24,10 +24,11 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::api::metrics::CONTENT_TYPE;
 use crate::api::NodeHandle;
+use crate::runtime::clock::MonotonicClock;
 
 /// Largest request head read (request line and headers): a scraper's is below 1 KiB.
 pub const REQUEST_SIZE_MAX: usize = 8 << 10;
@@ -228,13 +229,13 @@ fn respond(mut stream: TcpStream, handle: &NodeHandle) -> io::Result<()> {
 /// closing a socket with unread input resets the connection, and the reset can
 /// destroy the answer before the client reads it.
 fn linger(stream: &mut TcpStream) {
-    let started = Instant::now();
+    let clock = MonotonicClock::start();
     let mut dropped = 0;
     let mut chunk = [0u8; 4096];
     if stream.set_read_timeout(Some(LINGER_TIMEOUT)).is_err() {
         return;
     }
-    while dropped < LINGER_SIZE_MAX && started.elapsed() < LINGER_TIMEOUT {
+    while dropped < LINGER_SIZE_MAX && clock.now().0 < LINGER_TIMEOUT.as_nanos() as u64 {
         match stream.read(&mut chunk) {
             Ok(0) | Err(_) => return,
             Ok(n) => dropped += n,
@@ -250,7 +251,7 @@ fn linger(stream: &mut TcpStream) {
 /// The connection failed, ended before the blank line, or took longer than
 /// `READ_TIMEOUT` for a read or `REQUEST_TIMEOUT` in all.
 fn read_head(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
-    let started = Instant::now();
+    let clock = MonotonicClock::start();
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -261,7 +262,7 @@ fn read_head(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
         if head.len() > REQUEST_SIZE_MAX {
             return Ok(None);
         }
-        if started.elapsed() > REQUEST_TIMEOUT {
+        if clock.now().0 > REQUEST_TIMEOUT.as_nanos() as u64 {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "request head too slow",

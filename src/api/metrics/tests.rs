@@ -1,3 +1,5 @@
+//! Tests of the exposition: names, types, labels, histograms, a stopped shard.
+
 use super::*;
 use crate::paxos::{Ballot, GroupId, Instance};
 use crate::runtime::histogram::SYNC_NS_BOUNDS;
