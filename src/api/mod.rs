@@ -46,6 +46,7 @@
 //!   than its waiting callers are answered `Stopped` (a panic: just after).
 
 mod config;
+pub mod metrics;
 
 pub use crate::runtime::checkpoints::CheckpointPolicy;
 pub use crate::runtime::driver::ShardStartError;
@@ -132,6 +133,8 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 struct Shared {
+    /// The node's id (labels the metrics).
+    node: crate::paxos::NodeId,
     mailboxes: Vec<Mailbox<Request>>,
     latch: Arc<FatalLatch>,
 }
@@ -339,7 +342,11 @@ impl Node {
         }
         Ok(Node {
             handle: NodeHandle {
-                shared: Arc::new(Shared { mailboxes, latch }),
+                shared: Arc::new(Shared {
+                    node: config.node,
+                    mailboxes,
+                    latch,
+                }),
             },
             threads: Mutex::new(threads),
         })
@@ -583,6 +590,21 @@ impl NodeHandle {
             statuses.push(answer.await.map_err(|_| Error::Stopped)?);
         }
         Ok(statuses)
+    }
+
+    /// A snapshot of every shard's counters for the node's metrics (the same
+    /// `synod serve --metrics-listen` serves): [`metrics::Metrics::encode`] gives the
+    /// Prometheus text, or register it as a `prometheus_client` collector. Each shard
+    /// answers between two steps of its loop; nothing is counted across cores.
+    ///
+    /// # Errors
+    ///
+    /// `Stopped` once the node (or one of its shards) stopped.
+    pub async fn metrics(&self) -> Result<metrics::Metrics, Error> {
+        Ok(metrics::Metrics {
+            node: self.shared.node,
+            shards: self.status().await?,
+        })
     }
 
     /// The status of `group` on this node.

@@ -24,6 +24,11 @@
 //! --target` talk to it. `--client-nodes ID=IP:PORT,...` lists the other nodes'
 //! client addresses, sent to every client so that it can follow leader hints.
 //!
+//! With `--metrics-listen [IP:]PORT` (`metrics.listen`), the node serves `GET /metrics`
+//! in the Prometheus text format (`synod::server::metrics`, `synod::api::metrics`),
+//! unauthenticated and read-only, on 127.0.0.1 given a port alone; it prints
+//! `metrics IP:PORT` before `ready`.
+//!
 //! The command line refuses (clap, exit status 2): `--new` with `--existing`, a key
 //! file with `--no-auth`, a client bound that is zero; without `--config`, neither
 //! `--key-file` nor `--no-auth`, a `--client-*` flag without `--client`, `--client`
@@ -57,10 +62,11 @@ use synod::api::{InitialState, Node, NodeHandle, ShardStopped};
 use synod::kv::kv_factory;
 use synod::paxos::{GroupId, NodeId};
 use synod::runtime::driver::null_factory;
+use synod::server::metrics::MetricsServer;
 use synod::server::Server;
 
 use super::notify::Notifier;
-use super::serve_config::{ServeFile, StateMachine, CLIENT_FRAME_SIZE_MIN};
+use super::serve_config::{metrics_address, ServeFile, StateMachine, CLIENT_FRAME_SIZE_MIN};
 use super::{parse_nodes, positive, read_key, retention_instances, retention_size};
 
 /// The flags of `synod serve`. Each overrides the configuration file's key of the same
@@ -171,6 +177,11 @@ pub struct ServeArgs {
     /// --client-key-file (auth.no_auth).
     #[arg(long)]
     pub no_auth: bool,
+    /// Serve `GET /metrics` (Prometheus text format, unauthenticated, read-only) at
+    /// IP:PORT, or at 127.0.0.1:PORT given a port alone (metrics.listen) [default:
+    /// none].
+    #[arg(long, value_name = "[IP:]PORT", value_parser = metrics_address)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Also serve clients (synod::client, `synod bench --target`) at this address,
     /// outside every node's shard ports. Needs --client-key-file or --no-auth
     /// (client.address).
@@ -292,6 +303,16 @@ pub fn main(args: ServeArgs) -> Result<ExitCode, String> {
             let server = Server::start(client, node.handle())
                 .map_err(|e| format!("--client {address}: {e}"))?;
             println!("clients {}", server.local_addr());
+            Some(server)
+        }
+        None => None,
+    };
+    // Dropped (stopping its thread) when the node shuts down, at the end of main.
+    let _metrics = match plan.metrics {
+        Some(address) => {
+            let server = MetricsServer::start(address, node.handle())
+                .map_err(|e| format!("--metrics-listen {address}: {e}"))?;
+            println!("metrics {}", server.local_addr());
             Some(server)
         }
         None => None,

@@ -1,6 +1,7 @@
 //! `synod serve --config FILE`: a node's settings in a TOML file, one section per
-//! concern (`[node]`, `[cluster]`, `[runtime]`, `[auth]`, `[client]`, `[checkpoint]`,
-//! `[wal]`, `[group]`); `tools/synod.example.toml` lists every key with its default.
+//! concern (`[node]`, `[cluster]`, `[runtime]`, `[auth]`, `[client]`, `[metrics]`,
+//! `[checkpoint]`, `[wal]`, `[group]`); `tools/synod.example.toml` lists every key with
+//! its default.
 //!
 //! Precedence, highest first: a flag given on the command line, the file,
 //! `--test-timeouts`, the library's defaults (`Config::new`, `GroupConfig::new`,
@@ -55,6 +56,8 @@ pub struct ServeFile {
     pub auth: AuthSection,
     /// `[client]`: the client listener.
     pub client: ClientSection,
+    /// `[metrics]`: the metrics endpoint.
+    pub metrics: MetricsSection,
     /// `[checkpoint]`: when groups checkpoint their state machines.
     pub checkpoint: CheckpointSection,
     /// `[wal]`: the write-ahead log.
@@ -154,6 +157,29 @@ pub struct ClientSection {
     pub unauthenticated_max: Option<usize>,
     /// `--client-idle-timeout-s`.
     pub idle_timeout_s: Option<u64>,
+}
+
+/// `[metrics]`: the Prometheus endpoint (`server::metrics`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve `GET /metrics` at this address: `IP:PORT`, or a port alone for
+    /// 127.0.0.1 (`--metrics-listen`). No default: no endpoint.
+    pub listen: Option<String>,
+}
+
+/// The address of `--metrics-listen` / `metrics.listen`: `IP:PORT`, or a bare port on
+/// 127.0.0.1 (the endpoint is unauthenticated: loopback unless an address is given).
+///
+/// # Errors
+///
+/// Neither a port nor an `IP:PORT`.
+pub fn metrics_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse::<SocketAddr>()
+        .map_err(|_| format!("{text:?} is neither a port nor IP:PORT"))
 }
 
 /// `[checkpoint]`: the policy of `CheckpointPolicy`.
@@ -267,6 +293,8 @@ pub struct Plan {
     pub peer_key_file: Option<PathBuf>,
     /// The client key's file (`None` with `no_auth` or without a listener).
     pub client_key_file: Option<PathBuf>,
+    /// Where to serve the metrics (`None`: nowhere).
+    pub metrics: Option<SocketAddr>,
     /// What an empty data directory means, if said.
     pub initial_state: Option<InitialState>,
     /// The state machine of every group.
@@ -362,6 +390,9 @@ impl ServeFile {
             &mut self.auth.client_key_file,
             args.client_key_file.as_ref(),
         );
+        if let Some(address) = args.metrics_listen {
+            self.metrics.listen = Some(address.to_string());
+        }
         let client = &mut self.client;
         set(&mut client.address, args.client.as_ref());
         set(
@@ -454,7 +485,12 @@ impl ServeFile {
             .map_err(|e| format!("invalid configuration: {e}"))?;
         let (peer_key_file, client_key_file) = self.keys()?;
         let client = self.client.plan(&config)?;
+        let metrics = match &self.metrics.listen {
+            Some(text) => Some(metrics_address(text).map_err(|e| format!("metrics.listen: {e}"))?),
+            None => None,
+        };
         Ok(Plan {
+            metrics,
             client_key_file: client.as_ref().and(client_key_file),
             client,
             config,

@@ -857,6 +857,7 @@ impl Decoder {
             fatal,
             // Not in the client protocol.
             recovery: Default::default(),
+            metrics: Default::default(),
         })
     }
 }
@@ -932,6 +933,7 @@ mod tests {
                     catch_up: Default::default(),
                     fatal: None,
                     recovery: Default::default(),
+                    metrics: Default::default(),
                 },
                 ShardStatus {
                     shard: 1,

@@ -9,6 +9,7 @@ pub mod checkpoints;
 pub mod clock;
 pub mod driver;
 pub mod fatal;
+pub mod histogram;
 pub mod log_budget;
 pub mod log_reads;
 pub mod mailbox;

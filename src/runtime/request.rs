@@ -1,12 +1,15 @@
 //! What handles ask of a shard, and what they get back: the vocabulary shared by the
 //! driver and the embedding API.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
 
+use super::histogram::Histogram;
 use super::log_reads::{LogRead, LogReadCounters, LogReadRefused, Position};
 use super::mailbox::Sender;
+use super::net::{NetCounters, PeerLink};
 use crate::paxos::{Ballot, GroupId, Instance, NodeId, ProposeError, Role};
 
 /// A value chosen and applied.
@@ -111,6 +114,24 @@ impl From<ProposeError> for Error {
 }
 
 impl Error {
+    /// The variant's name in snake case, one word per kind (the `kind` label of the
+    /// `synod_proposals_failed_total` metric).
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotLeader { .. } => "not_leader",
+            Error::Overloaded => "overloaded",
+            Error::TooLarge { .. } => "too_large",
+            Error::Stopped => "stopped",
+            Error::Indeterminate => "indeterminate",
+            Error::Aborted => "aborted",
+            Error::NoSuchGroup { .. } => "no_such_group",
+            Error::LeaseNotHeld => "lease_not_held",
+            Error::Rejected { .. } => "rejected",
+            Error::Truncated { .. } => "truncated",
+        }
+    }
+
     /// The error of a refused log read.
     #[must_use]
     pub fn of_log_read(refused: LogReadRefused, group: GroupId) -> Error {
@@ -254,6 +275,76 @@ pub struct ShardStatus {
     /// What its start spent recovering (zero where not carried, e.g. over the client
     /// protocol).
     pub recovery: RecoveryReport,
+    /// The rest of what `synod serve --metrics-listen` exports: latency and size
+    /// histograms, proposals, queue depths, links (not carried by the client
+    /// protocol: empty there).
+    pub metrics: ShardMetrics,
+}
+
+/// What a shard counts for its metrics beyond the status's own fields
+/// (`api::metrics` exports both).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardMetrics {
+    /// Each fdatasync's nanoseconds, from its submission to its completion
+    /// (`histogram::SYNC_NS_BOUNDS`; empty with fsync off).
+    pub sync_latency: Histogram,
+    /// Each WAL write's bytes (padded to blocks; `histogram::WRITE_SIZE_BOUNDS`).
+    pub write_size: Histogram,
+    /// The WAL's durable watermark: every record through this LSN is on disk.
+    pub durable_lsn: u64,
+    /// The last LSN assigned to a record (durable or not): minus `durable_lsn`, the
+    /// records waiting for the disk.
+    pub planned_lsn: u64,
+    /// Proposals handed to the shard, and their outcomes.
+    pub proposals: ProposalCounters,
+    /// What waits where, now.
+    pub queues: QueueDepths,
+    /// Elections this node won (it became leader), summed over groups.
+    pub elections_won: u64,
+    /// Heartbeat checksum mismatches seen (each fences the replica), summed over groups.
+    pub checksum_mismatches: u64,
+    /// The peer links' counters: traffic, drops by reason, connections, closes by
+    /// reason.
+    pub net: NetCounters,
+    /// Each peer's link now, ascending by node.
+    pub peers: Vec<PeerLink>,
+}
+
+/// Proposals a shard took from handles, and how they ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProposalCounters {
+    /// Proposals received (each `Request::Propose`).
+    pub received: u64,
+    /// Proposals chosen and applied, answered with their output.
+    pub applied: u64,
+    /// Proposals answered with an error, by `Error::kind`.
+    pub failed: BTreeMap<&'static str, u64>,
+}
+
+impl ProposalCounters {
+    /// Counts one proposal that failed with `error`.
+    pub fn fail(&mut self, error: &Error) {
+        *self.failed.entry(error.kind()).or_default() += 1;
+    }
+}
+
+/// What waits in a shard, at the moment of the snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Proposals handed to the shard and not answered yet.
+    pub proposals_waiting: u64,
+    /// Proposals queued in their groups and not in an instance yet, summed over groups.
+    pub values_queued: u64,
+    /// Instances in flight (proposed by a leader, not chosen yet), summed over groups.
+    pub instances_in_flight: u64,
+    /// Linearizable reads not answered yet.
+    pub reads_waiting: u64,
+    /// Log reads not answered yet.
+    pub log_reads_waiting: u64,
+    /// Messages held until the WAL is durable past them (acks, own votes).
+    pub held_messages: u64,
+    /// 1 while a WAL write (and its fdatasync) is in flight, else 0.
+    pub wal_write_in_flight: u64,
 }
 
 /// What a shard's start spent recovering its log and groups: the work done, and the

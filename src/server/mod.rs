@@ -39,6 +39,7 @@
 //! - a client that does not read its answers is closed after `write_timeout`.
 
 mod admission;
+pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;

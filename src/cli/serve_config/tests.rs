@@ -66,7 +66,9 @@ fn example_file_parses_validates_and_shows_the_defaults() {
         shipped.peer_key_file.as_deref(),
         Some(Path::new("/etc/synod/peer.key"))
     );
-    assert!(shipped.client.is_none() && shipped.initial_state.is_none());
+    assert!(
+        shipped.client.is_none() && shipped.initial_state.is_none() && shipped.metrics.is_none()
+    );
 
     let (defaults, count) = uncomment(EXAMPLE, "");
     assert_eq!(count, 30, "keys with a default shown in the example");
@@ -81,7 +83,7 @@ fn example_file_parses_validates_and_shows_the_defaults() {
     assert_eq!(spelled.state_machine, StateMachine::Kv);
 
     let (examples, count) = uncomment(&defaults, "e.g. ");
-    assert_eq!(count, 5, "keys without a default shown in the example");
+    assert_eq!(count, 6, "keys without a default shown in the example");
     let plan = ServeFile::parse(&examples, "examples")
         .and_then(|file| file.plan(false))
         .unwrap_or_else(|e| panic!("the examples shown: {e}"));
@@ -90,6 +92,10 @@ fn example_file_parses_validates_and_shows_the_defaults() {
     assert_eq!(plan.initial_state, Some(InitialState::Existing));
     assert_eq!(plan.config.cores, vec![0, 1]);
     assert!(plan.client_key_file.is_some());
+    assert_eq!(
+        plan.metrics,
+        Some("127.0.0.1:9100".parse().expect("address"))
+    );
 }
 
 // Goal: a faulty file is refused with the key named, and the line where the parser

@@ -54,7 +54,7 @@ use super::log_reads::{LogRead, LogReadAsk, LogReadId, Position};
 use super::mailbox::{Mailbox, Sender};
 use super::net::{Net, NetConfig};
 use super::notify::Notify;
-use super::request::{Error, Proposed, Request};
+use super::request::{Error, ProposalCounters, Proposed, Request};
 use super::shard::{Effects, ProposalOutcome, ReadId, ReadRefused, Shard, ShardConfig, ShardInput};
 use super::state_machine::{CheckpointImage, StateMachine, StateMachineFactory};
 use super::wal_reads::WalReads;
@@ -119,6 +119,8 @@ struct Driver {
     /// Instances carrying values applied, and the values they carried.
     value_instances_applied: u64,
     values_applied: u64,
+    /// Proposals received and how they ended (the metrics).
+    proposal_counters: ProposalCounters,
     /// This thread's Linux id (for CPU accounting by whoever reads the status).
     thread_id: Option<u32>,
     next_proposal: u64,
@@ -211,12 +213,17 @@ impl Driver {
                 value,
                 reply,
             } => {
-                if self.stopping.is_some() {
-                    reply.send(Err(Error::Stopped));
-                    return None;
-                }
-                if self.shard.group(group).is_none() {
-                    reply.send(Err(Error::NoSuchGroup { group }));
+                self.proposal_counters.received += 1;
+                let refused = if self.stopping.is_some() {
+                    Some(Error::Stopped)
+                } else if self.shard.group(group).is_none() {
+                    Some(Error::NoSuchGroup { group })
+                } else {
+                    None
+                };
+                if let Some(error) = refused {
+                    self.proposal_counters.fail(&error);
+                    reply.send(Err(error));
                     return None;
                 }
                 self.next_proposal += 1;
@@ -352,12 +359,15 @@ impl Driver {
                 }
                 ProposalOutcome::Aborted => {
                     if let Some(reply) = self.proposals.remove(&id) {
+                        self.proposal_counters.fail(&Error::Aborted);
                         reply.send(Err(Error::Aborted));
                     }
                 }
                 ProposalOutcome::Failed(error) => {
                     if let Some(reply) = self.proposals.remove(&id) {
-                        reply.send(Err(error.into()));
+                        let error = Error::from(error);
+                        self.proposal_counters.fail(&error);
+                        reply.send(Err(error));
                     }
                 }
             }
@@ -393,6 +403,7 @@ impl Driver {
                 let output = machine.apply(apply.instance, value);
                 let waiting = outputs.remove(&(apply.group, apply.instance, index));
                 if let Some(reply) = waiting.and_then(|id| self.proposals.remove(&id)) {
+                    self.proposal_counters.applied += 1;
                     let position = Position {
                         instance: apply.instance,
                         index: index as u32,

@@ -27,7 +27,7 @@ use crate::runtime::fatal::{FatalLatch, ShardStopped};
 use crate::runtime::mailbox::Mailbox;
 use crate::runtime::net::Net;
 use crate::runtime::notify::Notify;
-use crate::runtime::request::Request;
+use crate::runtime::request::{ProposalCounters, Request};
 use crate::runtime::shard::{Effects, Shard};
 use crate::runtime::state_machine::{StateMachine, StateMachineFactory};
 use crate::runtime::wal_reads::WalReads;
@@ -159,6 +159,7 @@ async fn start(
         iterations: 0,
         value_instances_applied: 0,
         values_applied: 0,
+        proposal_counters: ProposalCounters::default(),
         thread_id: current_thread_id(),
         next_proposal: 0,
         proposals: HashMap::new(),

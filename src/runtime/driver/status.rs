@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 
 use super::Driver;
 use crate::runtime::fatal::Fatal;
-use crate::runtime::request::{CatchUpStatus, GroupStatus, LogMemory, ShardStatus};
+use crate::runtime::histogram::Histogram;
+use crate::runtime::net::NetCounters;
+use crate::runtime::request::{
+    CatchUpStatus, GroupStatus, LogMemory, QueueDepths, ShardMetrics, ShardStatus,
+};
 
 impl Driver {
     /// The status of this shard now.
@@ -83,6 +87,38 @@ impl Driver {
             },
             fatal: self.shard.poisoned().map(Fatal::to_string),
             recovery: self.recovery,
+            metrics: self.metrics(wal.sync_latency, wal.write_size, net),
+        }
+    }
+
+    /// The status's `metrics`: the WAL writer's histograms and the links' counters
+    /// (already taken by `status`), the rest read now.
+    fn metrics(
+        &self,
+        sync_latency: Histogram,
+        write_size: Histogram,
+        net: NetCounters,
+    ) -> ShardMetrics {
+        let sum = |f: fn(&crate::paxos::Group) -> u64| self.shard.groups().map(f).sum();
+        ShardMetrics {
+            sync_latency,
+            write_size,
+            durable_lsn: self.shard.commit().durable_through().0,
+            planned_lsn: self.shard.lsn_planned().0,
+            proposals: self.proposal_counters.clone(),
+            queues: QueueDepths {
+                proposals_waiting: self.proposals.len() as u64,
+                values_queued: sum(|g| g.queued_count() as u64),
+                instances_in_flight: sum(|g| g.inflight_count() as u64),
+                reads_waiting: self.reads.len() as u64,
+                log_reads_waiting: self.log_reads.len() as u64,
+                held_messages: self.shard.held_count() as u64,
+                wal_write_in_flight: u64::from(self.wal.write_in_flight()),
+            },
+            elections_won: sum(|g| g.counters().elections_won),
+            checksum_mismatches: sum(|g| g.counters().checksum_mismatches),
+            net,
+            peers: self.net.peer_links(),
         }
     }
 }

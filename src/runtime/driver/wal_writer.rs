@@ -42,6 +42,7 @@ use crate::paxos::Nanos;
 use crate::paxos::Record;
 use crate::runtime::clock::MonotonicClock;
 use crate::runtime::fatal::{DiskError, DiskOperation, Fatal};
+use crate::runtime::histogram::{Histogram, SYNC_NS_BOUNDS, WRITE_SIZE_BOUNDS};
 use crate::runtime::notify::Notify;
 use crate::runtime::request::RecoveryReport;
 use crate::runtime::shard::{Shard, ShardInput};
@@ -69,16 +70,31 @@ type WriteResult = Result<WritePlan, Fatal>;
 type TruncateResult = Result<Vec<Record>, Fatal>;
 
 /// Time the disk took, summed by the write tasks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct DiskTimes {
     /// Nanoseconds inside the write task (write + fdatasync as the disk took them).
     disk_ns: Cell<u64>,
     /// Nanoseconds of `disk_ns` inside fdatasync.
     sync_ns: Cell<u64>,
+    /// Each fdatasync's nanoseconds (`histogram::SYNC_NS_BOUNDS`).
+    sync_latency: RefCell<Histogram>,
+    /// Each write's bytes (`histogram::WRITE_SIZE_BOUNDS`).
+    write_size: RefCell<Histogram>,
+}
+
+impl Default for DiskTimes {
+    fn default() -> DiskTimes {
+        DiskTimes {
+            disk_ns: Cell::new(0),
+            sync_ns: Cell::new(0),
+            sync_latency: RefCell::new(Histogram::new(SYNC_NS_BOUNDS)),
+            write_size: RefCell::new(Histogram::new(WRITE_SIZE_BOUNDS)),
+        }
+    }
 }
 
 /// The writer's timing counters, for the shard's status.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct WalCounters {
     /// Nanoseconds with a write in flight as the loop sees it (handed in to reported).
     pub write_busy_ns: u64,
@@ -90,6 +106,10 @@ pub(super) struct WalCounters {
     pub index_slots: u64,
     /// Bytes the store's index holds, as of the same moment.
     pub index_size: u64,
+    /// Each fdatasync's nanoseconds.
+    pub sync_latency: Histogram,
+    /// Each write's bytes.
+    pub write_size: Histogram,
 }
 
 /// What `WalWriter::open` hands the shard loop besides the writer.
@@ -308,6 +328,8 @@ impl WalWriter {
             sync_ns: self.times.sync_ns.get(),
             index_slots,
             index_size,
+            sync_latency: self.times.sync_latency.borrow().clone(),
+            write_size: self.times.write_size.borrow().clone(),
         }
     }
 
@@ -502,6 +524,14 @@ async fn write(
     times.disk_ns.set(disk_ns);
     let sync_ns = times.sync_ns.get() + finished.0.saturating_sub(written.0);
     times.sync_ns.set(sync_ns);
+    times
+        .write_size
+        .borrow_mut()
+        .record(plan.bytes.len() as u64);
+    if fsync {
+        let latency = finished.0.saturating_sub(written.0);
+        times.sync_latency.borrow_mut().record(latency);
+    }
     result
 }
 

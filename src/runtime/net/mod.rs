@@ -200,6 +200,19 @@ pub struct NetCounters {
     pub close_lines_suppressed: u64,
 }
 
+/// One peer's link, as [`Net::peer_links`] sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerLink {
+    /// The peer.
+    pub node: NodeId,
+    /// This shard's writer holds a handshaken connection to the peer.
+    pub outbound_connected: bool,
+    /// A handshaken connection from the peer is being read.
+    pub inbound_connected: bool,
+    /// Bytes queued toward the peer, not yet handed to its socket.
+    pub queue_size: u64,
+}
+
 /// The outgoing side toward one peer.
 struct Link {
     addr: SocketAddr,
@@ -457,6 +470,24 @@ impl Net {
             .links
             .get(&peer)
             .map_or(0, |link| link.buffer.borrow().len())
+    }
+
+    /// Each peer's link as it stands now, ascending by node: whether this shard's
+    /// writer holds a handshaken connection to it, whether a connection from it is
+    /// being read, and the bytes queued toward it.
+    #[must_use]
+    pub fn peer_links(&self) -> Vec<PeerLink> {
+        let readers = self.inner.readers.borrow();
+        self.inner
+            .links
+            .iter()
+            .map(|(node, link)| PeerLink {
+                node: *node,
+                outbound_connected: link.connected.get(),
+                inbound_connected: readers.contains_key(node),
+                queue_size: link.buffer.borrow().len() as u64,
+            })
+            .collect()
     }
 
     /// Bytes of capacity the links' reusable buffers hold: each peer's outgoing buffer
