@@ -498,10 +498,12 @@ fn check_full_disk_exit(node: &Serve, status: std::process::ExitStatus, dir: &Pa
         .find(|l| l.starts_with("synod: node 1 shard "))
         .unwrap_or_else(|| panic!("no reason on stderr: {log:?}"));
     assert!(
-        // A full filesystem shows as ENOSPC, or as a short O_DIRECT write just before.
+        // A full filesystem shows as ENOSPC, or as a short O_DIRECT write just before
+        // (which says the filesystem is probably full).
         reason.contains("stopped: WAL")
             && reason.contains(&format!(" {}/", dir.display()))
-            && (reason.contains("No space left on device") || reason.contains("short write"))
+            && (reason.contains("No space left on device")
+                || reason.contains("(the filesystem is probably full)"))
             && reason.ends_with("; exiting"),
         "{reason}"
     );
