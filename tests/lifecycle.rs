@@ -788,13 +788,17 @@ fn resume(
     third: Serve,
 ) -> (Serve, Serve) {
     let before = acked_count(ledger);
+    // One load per phase: a load's budget (400 values a thread) spent while node 1
+    // restarts would leave nothing to acknowledge after it.
     let load = Load::start(client, 2, 400, ledger);
     wait_acked(ledger, before + 64, "load while node 1 is down");
     full.resize("256m");
     let restarted = Instant::now();
     let mut first = nodes.spawn(0, false);
     println!("node 1 ready {:?} after its restart", restarted.elapsed());
+    load.join();
     let at_ready = acked_count(ledger);
+    let load = Load::start(client, 3, 400, ledger);
     wait_acked(ledger, at_ready + 64, "load while node 1 catches up");
     load.join();
     println!(

@@ -177,9 +177,13 @@ impl Drop for Slot {
 
 impl Slot {
     /// The connection completed the handshake: it no longer counts as
-    /// unauthenticated and can no longer be evicted.
-    pub fn authenticated(&self) {
-        lock(&self.admission.counts).pending.remove(&self.id);
+    /// unauthenticated and can no longer be evicted. False when it was evicted first
+    /// (its place is gone: the connection must end).
+    #[must_use]
+    pub fn authenticated(&self) -> bool {
+        let mut counts = lock(&self.admission.counts);
+        counts.pending.remove(&self.id);
+        !self.evicted.load(Ordering::SeqCst)
     }
 
     /// Whether the connection was evicted (its eviction is logged already: its end
@@ -468,7 +472,7 @@ mod tests {
         let first_slot = admission.admit(&first, a).expect("first");
         let (_d2, second) = pair(&listener);
         let second_slot = admission.admit(&second, a).expect("second");
-        second_slot.authenticated();
+        assert!(second_slot.authenticated());
         let (_d3, third) = pair(&listener);
         let third_slot = admission.admit(&third, a).expect("third");
         assert_eq!(admission.counts(), (3, 2));
@@ -486,16 +490,17 @@ mod tests {
             0,
             "evicted"
         );
+        assert!(!first_slot.authenticated(), "evicted first: it must end");
         drop(first_slot);
         assert_eq!(admission.counts(), (3, 2), "released once, at the eviction");
-        third_slot.authenticated();
-        fourth_slot.authenticated();
+        assert!(third_slot.authenticated());
+        assert!(fourth_slot.authenticated());
         held.extend([third_slot, fourth_slot]);
         assert_eq!(admission.counts(), (3, 0));
         // Per source: a holds 3 (second, third, fourth); one more fits, then refused.
         let (_d5, fifth) = pair(&listener);
         let fifth_slot = admission.admit(&fifth, a).expect("fifth");
-        fifth_slot.authenticated();
+        assert!(fifth_slot.authenticated());
         held.push(fifth_slot);
         let (_d6, sixth) = pair(&listener);
         assert!(matches!(
@@ -511,7 +516,7 @@ mod tests {
         assert!(sixth_slot.evicted());
         assert_eq!(admission.counts(), (5, 1));
         drop(sixth_slot);
-        seventh_slot.authenticated();
+        assert!(seventh_slot.authenticated());
         held.push(seventh_slot);
         let (_d8, eighth) = pair(&listener);
         assert!(matches!(admission.admit(&eighth, b), Err((Kind::Busy, _))));

@@ -404,14 +404,13 @@ fn serve_connection(
         frame_size_max: HANDSHAKE_FRAME_SIZE_MAX.min(config.frame_size_max),
         clock,
     };
-    if let Err((kind, reason)) = handshake(&mut stream, &mut reader, config) {
+    if let Err((kind, reason)) = handshake(&mut stream, &mut reader, config, &slot) {
         if !slot.evicted() {
             // With a key, the peer is not authenticated: it learns nothing specific.
             admission.refuse(stream, peer, kind, &reason, config.key.is_none());
         }
         return;
     }
-    slot.authenticated();
     reader.frame_size_max = config.frame_size_max;
     log::info!("client listener: {peer} connected");
     let shared = Arc::new(Shared {
@@ -509,6 +508,7 @@ fn handshake(
     stream: &mut TcpStream,
     reader: &mut FrameReader,
     config: &ServerConfig,
+    slot: &Slot,
 ) -> Result<(), (Kind, String)> {
     let io = |e: std::io::Error| (Kind::Internal, format!("socket: {e}"));
     stream.set_nodelay(true).map_err(io)?;
@@ -575,6 +575,14 @@ fn handshake(
     Encoder::new()
         .encode(&welcome, config.answer_frame_size_max, &mut out)
         .map_err(|e| (Kind::Internal, format!("welcome: {e}")))?;
+    // Authenticated BEFORE the welcome leaves: once the client has it, it may open
+    // another connection at once, which must not find this one still evictable.
+    if !slot.authenticated() {
+        return Err((
+            Kind::Evicted,
+            "evicted before the handshake completed".to_string(),
+        ));
+    }
     stream.write_all(&out).map_err(io)?;
     stream
         .set_write_timeout(Some(config.write_timeout))
