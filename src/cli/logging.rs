@@ -88,8 +88,13 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         write!(writer, "synod {}: ", event.metadata().level())?;
+        let mut spans = 0;
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
+                if spans > 0 {
+                    writer.write_str(":")?;
+                }
+                spans += 1;
                 writer.write_str(span.name())?;
                 let extensions = span.extensions();
                 if let Some(fields) = extensions.get::<FormattedFields<N>>() {
@@ -97,8 +102,10 @@ where
                         write!(writer, "{{{fields}}}")?;
                     }
                 }
-                writer.write_str(": ")?;
             }
+        }
+        if spans > 0 {
+            writer.write_str(": ")?;
         }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
