@@ -308,6 +308,18 @@ fn kv_store_through_cli_and_client_survives_leader_kill() {
         "{status}"
     );
     assert!(status.contains("role Leader"), "{status}");
+    // The cluster line, the live nodes' WAL watermarks, their links (the dead leader's
+    // down), and each group's lag behind the highest chosen watermark reported.
+    assert!(
+        status.contains(&format!("cluster {CLUSTER}: 2 of 3 nodes answered")),
+        "{status}"
+    );
+    assert!(status.contains("wal durable_lsn "), "{status}");
+    assert!(
+        status.contains(&format!("peer {}: out down", leader.0)),
+        "{status}"
+    );
+    assert!(status.contains(" lag 0 "), "{status}");
 
     // Every acknowledged write is readable, through the CLI and the client.
     for k in 0..20 {

@@ -52,8 +52,10 @@ pub use crate::runtime::checkpoints::CheckpointPolicy;
 pub use crate::runtime::driver::ShardStartError;
 pub use crate::runtime::fatal::{DiskError, DiskOperation, Fatal, ShardStopped};
 pub use crate::runtime::log_reads::{LogEntry, LogRead, Position};
+pub use crate::runtime::net::PeerLink;
 pub use crate::runtime::request::{
-    CatchUpStatus, Error, GroupStatus, LogMemory, Proposed, RecoveryReport, ShardStatus,
+    CatchUpStatus, Error, GroupStatus, LogMemory, Proposed, RecoveryReport, ShardMetrics,
+    ShardStatus,
 };
 pub use crate::runtime::state_machine::{CheckpointImage, StateMachine, StateMachineFactory};
 pub use config::{Config, ConfigError, InitialState};

@@ -18,6 +18,7 @@
 //! at most once); 6 ([`EXIT_REFUSED`]) the store or the node refused the request
 //! (too large, a full group, a wrong key or cluster). One line on stderr says why.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,7 +31,7 @@ use synod::kv::{
     group_of, Answer, Command, ErrorCode, Query, Session, WriteOp, KEY_SIZE_MAX, SCAN_KEYS_MAX,
     SCAN_SIZE_MAX, VALUE_SIZE_MAX,
 };
-use synod::paxos::GroupId;
+use synod::paxos::{GroupId, Instance, NodeId};
 use synod::runtime::clock::MonotonicClock;
 
 use super::{positive, read_key};
@@ -491,43 +492,42 @@ fn merge(pages: Vec<Page>, limit: usize) -> Page {
     (all, bound)
 }
 
-/// Runs `synod status`: one block per node (or why it did not answer).
+/// Runs `synod status`: the cluster, then one block per node (or why it did not
+/// answer): per shard its WAL watermarks and peer links, per group its role, leader,
+/// watermarks, lag behind the highest chosen watermark any node reported, checkpoint,
+/// checksum, and whether it votes or is fenced.
 pub fn status(args: StatusArgs) -> Result<ExitCode, String> {
     finish((|| {
         let target = Target::connect(&args.target)?;
-        let mut answered = 0;
-        for (node, address) in target.client.addresses() {
-            match target.client.node_status_blocking(node) {
+        let answers: Vec<(NodeId, String, Result<NodeStatus, String>)> = target
+            .client
+            .addresses()
+            .into_iter()
+            .map(|(node, address)| {
+                let status = target
+                    .client
+                    .node_status_blocking(node)
+                    .map_err(|e| e.to_string());
+                (node, address, status)
+            })
+            .collect();
+        let mut chosen: BTreeMap<GroupId, Instance> = BTreeMap::new();
+        for status in answers.iter().filter_map(|(_, _, s)| s.as_ref().ok()) {
+            for g in status.shards.iter().flat_map(|s| &s.groups) {
+                let highest = chosen.entry(g.group).or_default();
+                *highest = (*highest).max(g.chosen_through);
+            }
+        }
+        let answered = answers.iter().filter(|(_, _, s)| s.is_ok()).count();
+        println!(
+            "cluster {}: {answered} of {} nodes answered",
+            args.target.cluster,
+            answers.len()
+        );
+        for (node, address, status) in &answers {
+            match status {
                 Err(error) => println!("node {} {address}: unreachable: {error}", node.0),
-                Ok(status) => {
-                    answered += 1;
-                    println!("node {} {address}:", node.0);
-                    for shard in &status.shards {
-                        println!(
-                            "  shard {} links: refused_connections {} refused_messages {} dropped_messages {} send_buffer {} B",
-                            shard.shard,
-                            shard.refused_connections,
-                            shard.refused_messages,
-                            shard.dropped_messages,
-                            shard.net_buffer_size
-                        );
-                        for g in &shard.groups {
-                            let leader = g
-                                .leader_hint
-                                .map_or("none".to_string(), |n| n.0.to_string());
-                            println!(
-                                "  group {} role {:?} leader {leader} chosen {} applied {} checkpoint {} checksum {:#010x}{}",
-                                g.group.0,
-                                g.role,
-                                g.chosen_through.0,
-                                g.applied_through.0,
-                                g.checkpoint_through.0,
-                                g.checksum,
-                                if g.voting { "" } else { " (not voting)" }
-                            );
-                        }
-                    }
-                }
+                Ok(status) => print_node(node.0, address, status, &chosen),
             }
         }
         if answered == 0 {
@@ -535,6 +535,58 @@ pub fn status(args: StatusArgs) -> Result<ExitCode, String> {
         }
         Ok(ExitCode::SUCCESS)
     })())
+}
+
+/// One node's block of `synod status`.
+fn print_node(node: u32, address: &str, status: &NodeStatus, chosen: &BTreeMap<GroupId, Instance>) {
+    println!("node {node} {address}:");
+    for shard in &status.shards {
+        let metrics = &shard.metrics;
+        println!(
+            "  shard {}: wal durable_lsn {} pending {} records; links: refused_connections {} \
+             refused_messages {} dropped_messages {}{}",
+            shard.shard,
+            metrics.durable_lsn,
+            metrics.planned_lsn.saturating_sub(metrics.durable_lsn),
+            shard.refused_connections,
+            shard.refused_messages,
+            shard.dropped_messages,
+            shard
+                .fatal
+                .as_ref()
+                .map_or(String::new(), |f| format!("; STOPPED: {f}"))
+        );
+        for peer in &metrics.peers {
+            let state = |up: bool| if up { "up" } else { "down" };
+            println!(
+                "  shard {} peer {}: out {} in {} queued {} B",
+                shard.shard,
+                peer.node.0,
+                state(peer.outbound_connected),
+                state(peer.inbound_connected),
+                peer.queue_size
+            );
+        }
+        for g in &shard.groups {
+            let leader = g
+                .leader_hint
+                .map_or("none".to_string(), |n| n.0.to_string());
+            let highest = chosen.get(&g.group).copied().unwrap_or(g.chosen_through);
+            println!(
+                "  group {} role {:?} leader {leader} chosen {} applied {} lag {} checkpoint {} \
+                 checksum {:#010x}{}{}",
+                g.group.0,
+                g.role,
+                g.chosen_through.0,
+                g.applied_through.0,
+                highest.0.saturating_sub(g.applied_through.0),
+                g.checkpoint_through.0,
+                g.checksum,
+                if g.voting { "" } else { " (not voting)" },
+                if g.fenced { " FENCED" } else { "" }
+            );
+        }
+    }
 }
 
 #[cfg(test)]

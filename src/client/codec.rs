@@ -22,7 +22,7 @@ use flatbuffers::{FlatBufferBuilder, InvalidFlatbuffer, VerifierOptions, WIPOffs
 use synod_wire::client as fb;
 
 use super::wire::{Body, NodeStatus, ServerError};
-use crate::api::{GroupStatus, LogEntry, LogRead, Position, ShardStatus};
+use crate::api::{GroupStatus, LogEntry, LogRead, PeerLink, Position, ShardMetrics, ShardStatus};
 use crate::paxos::{Ballot, GroupId, Instance, NodeId, Role};
 use crate::transport::frame::{append_frame, split_frame, FrameError, FRAME_HEADER_SIZE};
 
@@ -263,6 +263,7 @@ fn group_state(g: &GroupStatus) -> fb::GroupState {
         g.promised.round,
         g.chosen_through.0,
         g.applied_through.0,
+        g.checkpoint_through.0,
         g.group.0,
         g.promised.node.0,
         g.leader_hint.map_or(0, |n| n.0),
@@ -270,6 +271,7 @@ fn group_state(g: &GroupStatus) -> fb::GroupState {
         role_of(g.role),
         g.leader_hint.is_some(),
         g.voting,
+        g.fenced,
     )
 }
 
@@ -277,6 +279,20 @@ fn shard_state(fbb: &mut Fbb, s: &ShardStatus) -> WIPOffset<fb::ShardState<'stat
     let states: Vec<fb::GroupState> = s.groups.iter().map(group_state).collect();
     let groups = fbb.create_vector(&states);
     let fatal = s.fatal.as_deref().map(|f| fbb.create_string(f));
+    let peers: Vec<fb::PeerState> = s
+        .metrics
+        .peers
+        .iter()
+        .map(|p| {
+            fb::PeerState::new(
+                p.queue_size,
+                p.node.0,
+                p.outbound_connected,
+                p.inbound_connected,
+            )
+        })
+        .collect();
+    let peers = fbb.create_vector(&peers);
     fb::ShardState::create(
         fbb,
         &fb::ShardStateArgs {
@@ -296,6 +312,9 @@ fn shard_state(fbb: &mut Fbb, s: &ShardStatus) -> WIPOffset<fb::ShardState<'stat
             refused_messages: s.refused_messages,
             groups: Some(groups),
             fatal,
+            durable_lsn: s.metrics.durable_lsn,
+            planned_lsn: s.metrics.planned_lsn,
+            peers: Some(peers),
         },
     )
 }
@@ -822,8 +841,8 @@ impl Decoder {
                 applied_through: Instance(g.applied_through()),
                 checksum: g.checksum(),
                 voting: g.voting(),
-                // Not carried by the client protocol.
-                checkpoint_through: Instance(0),
+                fenced: g.fenced(),
+                checkpoint_through: Instance(g.checkpoint_through()),
                 memory: None,
             });
         }
@@ -857,7 +876,26 @@ impl Decoder {
             fatal,
             // Not in the client protocol.
             recovery: Default::default(),
-            metrics: Default::default(),
+            // Of the metrics, the WAL's watermarks and the peer links only.
+            metrics: ShardMetrics {
+                durable_lsn: s.durable_lsn(),
+                planned_lsn: s.planned_lsn(),
+                peers: s
+                    .peers()
+                    .map(|peers| {
+                        peers
+                            .iter()
+                            .map(|p| PeerLink {
+                                node: NodeId(p.node()),
+                                outbound_connected: p.outbound_connected(),
+                                inbound_connected: p.inbound_connected(),
+                                queue_size: p.queue_size(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                ..ShardMetrics::default()
+            },
         })
     }
 }
@@ -897,7 +935,8 @@ mod tests {
             applied_through: Instance(99 + u64::from(g)),
             checksum: 0xDEAD_BEEF ^ g,
             voting: g % 2 == 0,
-            checkpoint_through: Instance(0),
+            fenced: g == 2,
+            checkpoint_through: Instance(50 + u64::from(g)),
             memory: None,
         };
         NodeStatus {
@@ -933,7 +972,26 @@ mod tests {
                     catch_up: Default::default(),
                     fatal: None,
                     recovery: Default::default(),
-                    metrics: Default::default(),
+                    // What the protocol carries of the metrics.
+                    metrics: ShardMetrics {
+                        durable_lsn: 13,
+                        planned_lsn: 14,
+                        peers: vec![
+                            PeerLink {
+                                node: NodeId(1),
+                                outbound_connected: true,
+                                inbound_connected: false,
+                                queue_size: 15,
+                            },
+                            PeerLink {
+                                node: NodeId(2),
+                                outbound_connected: false,
+                                inbound_connected: true,
+                                queue_size: 0,
+                            },
+                        ],
+                        ..ShardMetrics::default()
+                    },
                 },
                 ShardStatus {
                     shard: 1,

@@ -13,8 +13,9 @@ use crate::paxos::{GroupId, Instance, NodeId};
 
 /// The client protocol's version, sent in `Hello` and `Welcome`; a node refuses
 /// another version. Version 2 added the authenticated handshake (`Hello.nonce`,
-/// `Challenge`, `Proof`).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// `Challenge`, `Proof`); version 3 a group's checkpoint and fence and a shard's WAL
+/// watermarks and peer links in `StatusDone` (`GroupState` grew).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The role label of the client's proof (`transport::auth::AuthKey::prove`).
 pub const CLIENT_ROLE: &str = "synod client";

@@ -162,9 +162,11 @@ pub struct GroupStatus {
     pub checksum: u32,
     /// Whether the replica votes (false while re-learning lost state).
     pub voting: bool,
+    /// Whether the replica is fenced: a leader's heartbeat checksum disagreed with its
+    /// log, so it no longer votes or applies until an operator acts.
+    pub fenced: bool,
     /// The group's last durable checkpoint (file saved and the WAL durable past it;
     /// `Instance(0)`: none): below it this replica no longer needs its WAL to recover.
-    /// Not carried by the client protocol yet (0 in a status from `Client`).
     pub checkpoint_through: Instance,
     /// The group's in-memory log (`None` in a status read over the client protocol,
     /// which does not carry it).

@@ -41,6 +41,7 @@ fn snapshot() -> Metrics {
         applied_through: Instance(11),
         checksum: 0,
         voting: true,
+        fenced: false,
         checkpoint_through: Instance(0),
         memory: None,
     };

@@ -34,6 +34,7 @@ impl Driver {
                     applied_through: g.applied_through(),
                     checksum: g.checksum(),
                     voting: g.is_voting(),
+                    fenced: g.is_fenced(),
                     checkpoint_through: self.shard.checkpoints().durable_through(g.config().group),
                     memory: Some(LogMemory::of(g)),
                 })

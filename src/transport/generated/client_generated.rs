@@ -354,14 +354,14 @@ impl<'a> ::flatbuffers::Verifiable for ClientBody {
 impl ::flatbuffers::SimpleToVerifyInSlice for ClientBody {}
 pub struct ClientBodyUnionTableOffset {}
 
-/// `api::GroupStatus`. 48 bytes (5 padding at the end).
+/// `api::GroupStatus`. 56 bytes (4 padding at the end).
 // struct GroupState, aligned to 8
 #[repr(transparent)]
 #[derive(Clone, Copy, PartialEq)]
-pub struct GroupState(pub [u8; 48]);
+pub struct GroupState(pub [u8; 56]);
 impl Default for GroupState { 
   fn default() -> Self { 
-    Self([0; 48])
+    Self([0; 56])
   }
 }
 impl ::core::fmt::Debug for GroupState {
@@ -370,6 +370,7 @@ impl ::core::fmt::Debug for GroupState {
       .field("promised_round", &self.promised_round())
       .field("chosen_through", &self.chosen_through())
       .field("applied_through", &self.applied_through())
+      .field("checkpoint_through", &self.checkpoint_through())
       .field("group", &self.group())
       .field("promised_node", &self.promised_node())
       .field("leader_hint", &self.leader_hint())
@@ -377,6 +378,7 @@ impl ::core::fmt::Debug for GroupState {
       .field("role", &self.role())
       .field("has_leader_hint", &self.has_leader_hint())
       .field("voting", &self.voting())
+      .field("fenced", &self.fenced())
       .finish()
   }
 }
@@ -424,6 +426,7 @@ impl<'a> GroupState {
     promised_round: u64,
     chosen_through: u64,
     applied_through: u64,
+    checkpoint_through: u64,
     group: u32,
     promised_node: u32,
     leader_hint: u32,
@@ -431,11 +434,13 @@ impl<'a> GroupState {
     role: Role,
     has_leader_hint: bool,
     voting: bool,
+    fenced: bool,
   ) -> Self {
-    let mut s = Self([0; 48]);
+    let mut s = Self([0; 56]);
     s.set_promised_round(promised_round);
     s.set_chosen_through(chosen_through);
     s.set_applied_through(applied_through);
+    s.set_checkpoint_through(checkpoint_through);
     s.set_group(group);
     s.set_promised_node(promised_node);
     s.set_leader_hint(leader_hint);
@@ -443,6 +448,7 @@ impl<'a> GroupState {
     s.set_role(role);
     s.set_has_leader_hint(has_leader_hint);
     s.set_voting(voting);
+    s.set_fenced(fenced);
     s
   }
 
@@ -533,6 +539,35 @@ impl<'a> GroupState {
     }
   }
 
+  pub fn checkpoint_through(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[24..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_checkpoint_through(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[24..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
   pub fn group(&self) -> u32 {
     let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
     // Safety:
@@ -540,7 +575,7 @@ impl<'a> GroupState {
     // Which contains a valid value in this slot
     ::flatbuffers::EndianScalar::from_little_endian(unsafe {
       ::core::ptr::copy_nonoverlapping(
-        self.0[24..].as_ptr(),
+        self.0[32..].as_ptr(),
         mem.as_mut_ptr() as *mut u8,
         ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
@@ -556,7 +591,7 @@ impl<'a> GroupState {
     unsafe {
       ::core::ptr::copy_nonoverlapping(
         &x_le as *const _ as *const u8,
-        self.0[24..].as_mut_ptr(),
+        self.0[32..].as_mut_ptr(),
         ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }
@@ -569,7 +604,7 @@ impl<'a> GroupState {
     // Which contains a valid value in this slot
     ::flatbuffers::EndianScalar::from_little_endian(unsafe {
       ::core::ptr::copy_nonoverlapping(
-        self.0[28..].as_ptr(),
+        self.0[36..].as_ptr(),
         mem.as_mut_ptr() as *mut u8,
         ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
@@ -585,7 +620,7 @@ impl<'a> GroupState {
     unsafe {
       ::core::ptr::copy_nonoverlapping(
         &x_le as *const _ as *const u8,
-        self.0[28..].as_mut_ptr(),
+        self.0[36..].as_mut_ptr(),
         ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }
@@ -598,7 +633,7 @@ impl<'a> GroupState {
     // Which contains a valid value in this slot
     ::flatbuffers::EndianScalar::from_little_endian(unsafe {
       ::core::ptr::copy_nonoverlapping(
-        self.0[32..].as_ptr(),
+        self.0[40..].as_ptr(),
         mem.as_mut_ptr() as *mut u8,
         ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
@@ -614,7 +649,7 @@ impl<'a> GroupState {
     unsafe {
       ::core::ptr::copy_nonoverlapping(
         &x_le as *const _ as *const u8,
-        self.0[32..].as_mut_ptr(),
+        self.0[40..].as_mut_ptr(),
         ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }
@@ -627,7 +662,7 @@ impl<'a> GroupState {
     // Which contains a valid value in this slot
     ::flatbuffers::EndianScalar::from_little_endian(unsafe {
       ::core::ptr::copy_nonoverlapping(
-        self.0[36..].as_ptr(),
+        self.0[44..].as_ptr(),
         mem.as_mut_ptr() as *mut u8,
         ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
@@ -643,7 +678,7 @@ impl<'a> GroupState {
     unsafe {
       ::core::ptr::copy_nonoverlapping(
         &x_le as *const _ as *const u8,
-        self.0[36..].as_mut_ptr(),
+        self.0[44..].as_mut_ptr(),
         ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }
@@ -656,7 +691,7 @@ impl<'a> GroupState {
     // Which contains a valid value in this slot
     ::flatbuffers::EndianScalar::from_little_endian(unsafe {
       ::core::ptr::copy_nonoverlapping(
-        self.0[40..].as_ptr(),
+        self.0[48..].as_ptr(),
         mem.as_mut_ptr() as *mut u8,
         ::core::mem::size_of::<<Role as ::flatbuffers::EndianScalar>::Scalar>(),
       );
@@ -672,7 +707,7 @@ impl<'a> GroupState {
     unsafe {
       ::core::ptr::copy_nonoverlapping(
         &x_le as *const _ as *const u8,
-        self.0[40..].as_mut_ptr(),
+        self.0[48..].as_mut_ptr(),
         ::core::mem::size_of::<<Role as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }
@@ -685,7 +720,7 @@ impl<'a> GroupState {
     // Which contains a valid value in this slot
     ::flatbuffers::EndianScalar::from_little_endian(unsafe {
       ::core::ptr::copy_nonoverlapping(
-        self.0[41..].as_ptr(),
+        self.0[49..].as_ptr(),
         mem.as_mut_ptr() as *mut u8,
         ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
       );
@@ -701,7 +736,7 @@ impl<'a> GroupState {
     unsafe {
       ::core::ptr::copy_nonoverlapping(
         &x_le as *const _ as *const u8,
-        self.0[41..].as_mut_ptr(),
+        self.0[49..].as_mut_ptr(),
         ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }
@@ -714,7 +749,7 @@ impl<'a> GroupState {
     // Which contains a valid value in this slot
     ::flatbuffers::EndianScalar::from_little_endian(unsafe {
       ::core::ptr::copy_nonoverlapping(
-        self.0[42..].as_ptr(),
+        self.0[50..].as_ptr(),
         mem.as_mut_ptr() as *mut u8,
         ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
       );
@@ -730,7 +765,228 @@ impl<'a> GroupState {
     unsafe {
       ::core::ptr::copy_nonoverlapping(
         &x_le as *const _ as *const u8,
-        self.0[42..].as_mut_ptr(),
+        self.0[50..].as_mut_ptr(),
+        ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn fenced(&self) -> bool {
+    let mut mem = ::core::mem::MaybeUninit::<<bool as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[51..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_fenced(&mut self, x: bool) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[51..].as_mut_ptr(),
+        ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+}
+
+/// One peer link of a shard (`runtime::net::PeerLink`).
+// struct PeerState, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct PeerState(pub [u8; 16]);
+impl Default for PeerState { 
+  fn default() -> Self { 
+    Self([0; 16])
+  }
+}
+impl ::core::fmt::Debug for PeerState {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("PeerState")
+      .field("queue_size", &self.queue_size())
+      .field("node", &self.node())
+      .field("outbound_connected", &self.outbound_connected())
+      .field("inbound_connected", &self.inbound_connected())
+      .finish()
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for PeerState {}
+impl<'a> ::flatbuffers::Follow<'a> for PeerState {
+  type Inner = &'a PeerState;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a PeerState>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a PeerState {
+  type Inner = &'a PeerState;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<PeerState>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for PeerState {
+    type Output = PeerState;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const PeerState as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
+
+impl<'a> ::flatbuffers::Verifiable for PeerState {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
+
+impl<'a> PeerState {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    queue_size: u64,
+    node: u32,
+    outbound_connected: bool,
+    inbound_connected: bool,
+  ) -> Self {
+    let mut s = Self([0; 16]);
+    s.set_queue_size(queue_size);
+    s.set_node(node);
+    s.set_outbound_connected(outbound_connected);
+    s.set_inbound_connected(inbound_connected);
+    s
+  }
+
+  pub fn queue_size(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[0..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_queue_size(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[0..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn node(&self) -> u32 {
+    let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[8..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_node(&mut self, x: u32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[8..].as_mut_ptr(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn outbound_connected(&self) -> bool {
+    let mut mem = ::core::mem::MaybeUninit::<<bool as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[12..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_outbound_connected(&mut self, x: bool) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[12..].as_mut_ptr(),
+        ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn inbound_connected(&self) -> bool {
+    let mut mem = ::core::mem::MaybeUninit::<<bool as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[13..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_inbound_connected(&mut self, x: bool) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[13..].as_mut_ptr(),
         ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }
@@ -2532,6 +2788,9 @@ impl<'a> ShardState<'a> {
   pub const VT_GROUPS: ::flatbuffers::VOffsetT = 30;
   pub const VT_FATAL: ::flatbuffers::VOffsetT = 32;
   pub const VT_SYNC_NS: ::flatbuffers::VOffsetT = 34;
+  pub const VT_DURABLE_LSN: ::flatbuffers::VOffsetT = 36;
+  pub const VT_PLANNED_LSN: ::flatbuffers::VOffsetT = 38;
+  pub const VT_PEERS: ::flatbuffers::VOffsetT = 40;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2543,6 +2802,8 @@ impl<'a> ShardState<'a> {
     args: &'args ShardStateArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ShardState<'bldr>> {
     let mut builder = ShardStateBuilder::new(_fbb);
+    builder.add_planned_lsn(args.planned_lsn);
+    builder.add_durable_lsn(args.durable_lsn);
     builder.add_sync_ns(args.sync_ns);
     builder.add_refused_messages(args.refused_messages);
     builder.add_refused_connections(args.refused_connections);
@@ -2556,6 +2817,7 @@ impl<'a> ShardState<'a> {
     builder.add_iterations(args.iterations);
     builder.add_write_busy_ns(args.write_busy_ns);
     builder.add_writes(args.writes);
+    if let Some(x) = args.peers { builder.add_peers(x); }
     if let Some(x) = args.fatal { builder.add_fatal(x); }
     if let Some(x) = args.groups { builder.add_groups(x); }
     builder.add_shard(args.shard);
@@ -2675,6 +2937,28 @@ impl<'a> ShardState<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(ShardState::VT_SYNC_NS, Some(0)).unwrap()}
   }
+  /// The WAL's durable and last assigned LSNs (`ShardMetrics`).
+  #[inline]
+  pub fn durable_lsn(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ShardState::VT_DURABLE_LSN, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn planned_lsn(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ShardState::VT_PLANNED_LSN, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn peers(&self) -> Option<::flatbuffers::Vector<'a, PeerState>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, PeerState>>>(ShardState::VT_PEERS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ShardState<'_> {
@@ -2699,6 +2983,9 @@ impl ::flatbuffers::Verifiable for ShardState<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, GroupState>>>("groups", Self::VT_GROUPS, true)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("fatal", Self::VT_FATAL, false)?
      .visit_field::<u64>("sync_ns", Self::VT_SYNC_NS, false)?
+     .visit_field::<u64>("durable_lsn", Self::VT_DURABLE_LSN, false)?
+     .visit_field::<u64>("planned_lsn", Self::VT_PLANNED_LSN, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, PeerState>>>("peers", Self::VT_PEERS, false)?
      .finish();
     Ok(())
   }
@@ -2720,6 +3007,9 @@ pub struct ShardStateArgs<'a> {
     pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, GroupState>>>,
     pub fatal: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub sync_ns: u64,
+    pub durable_lsn: u64,
+    pub planned_lsn: u64,
+    pub peers: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, PeerState>>>,
 }
 impl<'a> Default for ShardStateArgs<'a> {
   #[inline]
@@ -2741,6 +3031,9 @@ impl<'a> Default for ShardStateArgs<'a> {
       groups: None, // required field
       fatal: None,
       sync_ns: 0,
+      durable_lsn: 0,
+      planned_lsn: 0,
+      peers: None,
     }
   }
 }
@@ -2815,6 +3108,18 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ShardStateBuilder<'a, 'b, A> 
     self.fbb_.push_slot::<u64>(ShardState::VT_SYNC_NS, sync_ns, 0);
   }
   #[inline]
+  pub fn add_durable_lsn(&mut self, durable_lsn: u64) {
+    self.fbb_.push_slot::<u64>(ShardState::VT_DURABLE_LSN, durable_lsn, 0);
+  }
+  #[inline]
+  pub fn add_planned_lsn(&mut self, planned_lsn: u64) {
+    self.fbb_.push_slot::<u64>(ShardState::VT_PLANNED_LSN, planned_lsn, 0);
+  }
+  #[inline]
+  pub fn add_peers(&mut self, peers: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , PeerState>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ShardState::VT_PEERS, peers);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ShardStateBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ShardStateBuilder {
@@ -2849,6 +3154,9 @@ impl ::core::fmt::Debug for ShardState<'_> {
       ds.field("groups", &self.groups());
       ds.field("fatal", &self.fatal());
       ds.field("sync_ns", &self.sync_ns());
+      ds.field("durable_lsn", &self.durable_lsn());
+      ds.field("planned_lsn", &self.planned_lsn());
+      ds.field("peers", &self.peers());
       ds.finish()
   }
 }

@@ -122,7 +122,7 @@ impl DmaDisk {
             *self.spare.borrow_mut() = Some(buffer);
         }
         if written != bytes.len() {
-            return Err(io::Error::other(format!(
+            return Err(short_write(&format!(
                 "short write: {written} of {} bytes at {offset}",
                 bytes.len()
             )));
@@ -200,7 +200,7 @@ impl ZeroFill {
                 .await
                 .map_err(os_error)?;
             if written != len {
-                return Err(io::Error::other(format!(
+                return Err(short_write(&format!(
                     "short write zero-filling: {written} of {len} bytes at {}",
                     self.written
                 )));
@@ -221,6 +221,16 @@ impl ZeroFill {
     pub async fn abandon(self) -> io::Result<()> {
         self.file.close().await.map_err(os_error)
     }
+}
+
+/// A write the kernel took only in part: on a local filesystem, how a full disk shows
+/// at its edge (the next write would fail with ENOSPC), so the error says so and has
+/// the kind of ENOSPC, for the operator reading the shard's stop reason.
+fn short_write(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::StorageFull,
+        format!("{what} (the filesystem is probably full)"),
+    )
 }
 
 #[cfg(test)]
