@@ -198,7 +198,7 @@ fn one_proposal_reads_as_one_span_chain() {
         let open = snapshot
             .0
             .values()
-            .any(|s| s.name == "propose" && !s.closed && s.fields.get("instance").is_some());
+            .any(|s| s.name == "propose" && !s.closed && s.fields.contains_key("instance"));
         if !open || Instant::now() > deadline {
             break snapshot;
         }
@@ -212,7 +212,7 @@ fn one_proposal_reads_as_one_span_chain() {
         .find(|e| {
             e.message == "answered"
                 && e.fields.get("outcome").map(String::as_str) == Some("ok")
-                && e.fields.get("request").is_some()
+                && e.fields.contains_key("request")
                 && e.span.is_some_and(|s| spans[&s].name == "request")
         })
         .expect("the listener's answer");

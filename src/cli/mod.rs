@@ -13,14 +13,12 @@ pub mod bench;
 pub mod dev;
 pub mod keygen;
 pub mod kv;
-mod logging;
+pub mod logging;
 pub mod notify;
 pub mod serve;
 pub mod serve_config;
 pub mod sim;
 pub mod wal;
-
-pub use logging::init_logging;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

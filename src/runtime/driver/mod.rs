@@ -353,22 +353,9 @@ impl Driver {
         }
     }
 
-    /// Executes what the shard asked for after a flush: applies, then answers (in
-    /// the order of `Effects`).
-    fn execute(&mut self) {
-        // BEFORE the write takes the store: reads are planned against its index.
-        self.wal_reads.queue(&mut self.effects.wal_reads);
-        self.start_wal_reads();
-        if let Some(plan) = self.effects.write.take() {
-            self.wal.submit(plan);
-        }
-        if let Some(truncate) = self.effects.wal_truncate.take() {
-            self.wal.truncate(truncate);
-        }
-        for (peer, messages) in self.effects.send.drain(..) {
-            self.net.send(peer, &messages);
-        }
-        // The proposals that wait for an output, by the value that answers them.
+    /// Answers the proposals the shard failed or aborted, and returns those that wait
+    /// for their value's output, by (group, instance, index).
+    fn answer_replies(&mut self) -> HashMap<(GroupId, Instance, usize), ProposalId> {
         let mut outputs: HashMap<(GroupId, Instance, usize), ProposalId> = HashMap::new();
         for (id, outcome) in self.effects.replies.drain(..) {
             match outcome {
@@ -394,6 +381,26 @@ impl Driver {
                 }
             }
         }
+        outputs
+    }
+
+    /// Executes what the shard asked for after a flush: applies, then answers (in
+    /// the order of `Effects`).
+    fn execute(&mut self) {
+        // BEFORE the write takes the store: reads are planned against its index.
+        self.wal_reads.queue(&mut self.effects.wal_reads);
+        self.start_wal_reads();
+        if let Some(plan) = self.effects.write.take() {
+            self.wal.submit(plan);
+        }
+        if let Some(truncate) = self.effects.wal_truncate.take() {
+            self.wal.truncate(truncate);
+        }
+        for (peer, messages) in self.effects.send.drain(..) {
+            self.net.send(peer, &messages);
+        }
+        // The proposals that wait for an output, by the value that answers them.
+        let mut outputs = self.answer_replies();
         for read in self.effects.checkpoint_reads.drain(..) {
             self.checkpoints.read(read);
         }
