@@ -27,7 +27,7 @@ use cli::wal::WalCommand;
 use cli::Command;
 
 fn main() -> ExitCode {
-    cli::init_logging();
+    cli::logging::init_logging();
     match cli::parse().command {
         Command::Bench(args) => status("synod", cli::bench::main(args), ExitCode::FAILURE),
         Command::Serve(args) => status("synod", cli::serve::main(args), ExitCode::FAILURE),

@@ -33,6 +33,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "std::sync",
             "glommio",
             "tokio",
+            // Sans-IO and deterministic: the driver and the listener trace around it.
+            "tracing",
             "async ",
             ".await",
             "Instant",

@@ -70,7 +70,7 @@ use crate::paxos::GroupId;
 use crate::runtime::driver::{self, ShardThread};
 use crate::runtime::fatal::FatalLatch;
 use crate::runtime::mailbox::{oneshot, Mailbox, PushError, Sender};
-use crate::runtime::request::Request;
+use crate::runtime::request::{caller_span, Request};
 use crate::runtime::shard_of;
 
 /// Why a node could not start.
@@ -444,10 +444,11 @@ impl NodeHandle {
         value: impl Into<Bytes>,
     ) -> Result<Proposed, Error> {
         let value = value.into();
-        self.ask(group, |reply| Request::Propose {
+        self.ask(group, |reply, span| Request::Propose {
             group,
             value,
             reply,
+            span,
         })
         .await
     }
@@ -462,10 +463,11 @@ impl NodeHandle {
     /// leads but cannot prove it yet, `NoSuchGroup`, `Overloaded`, `Stopped`.
     pub async fn read(&self, group: GroupId, query: impl Into<Bytes>) -> Result<Bytes, Error> {
         let query = query.into();
-        self.ask(group, |reply| Request::Read {
+        self.ask(group, |reply, span| Request::Read {
             group,
             query,
             reply,
+            span,
         })
         .await
     }
@@ -521,12 +523,13 @@ impl NodeHandle {
         size_max: usize,
         wait: Option<Duration>,
     ) -> Result<LogRead, Error> {
-        self.ask(group, |reply| Request::ReadLog {
+        self.ask(group, |reply, span| Request::ReadLog {
             group,
             from,
             size_max,
             wait,
             reply,
+            span,
         })
         .await
     }
@@ -547,16 +550,16 @@ impl NodeHandle {
         }
     }
 
-    /// Hands the request built by `request` to `group`'s shard (refused with
-    /// `Overloaded` when its mailbox is full) and waits for the answer (`Stopped` if
-    /// the shard stops first).
+    /// Hands the request built by `request` (with the caller's span, `caller_span`)
+    /// to `group`'s shard (refused with `Overloaded` when its mailbox is full) and
+    /// waits for the answer (`Stopped` if the shard stops first).
     async fn ask<T>(
         &self,
         group: GroupId,
-        request: impl FnOnce(Sender<Result<T, Error>>) -> Request,
+        request: impl FnOnce(Sender<Result<T, Error>>, tracing::Span) -> Request,
     ) -> Result<T, Error> {
         let (reply, answer) = oneshot();
-        match self.mailbox(group).push(request(reply)) {
+        match self.mailbox(group).push(request(reply, caller_span())) {
             Ok(()) => answer.await.unwrap_or(Err(Error::Stopped)),
             Err(PushError::Full(_)) => Err(Error::Overloaded),
             Err(PushError::Closed(_)) => Err(Error::Stopped),
@@ -586,7 +589,11 @@ impl NodeHandle {
         let mut statuses = Vec::with_capacity(self.shared.mailboxes.len());
         for mailbox in &self.shared.mailboxes {
             let (reply, answer) = oneshot();
-            if mailbox.push_control(Request::Status { reply }).is_err() {
+            let span = caller_span();
+            if mailbox
+                .push_control(Request::Status { reply, span })
+                .is_err()
+            {
                 return Err(Error::Stopped);
             }
             statuses.push(answer.await.map_err(|_| Error::Stopped)?);
@@ -618,7 +625,10 @@ impl NodeHandle {
         let (reply, answer) = oneshot();
         if self
             .mailbox(group)
-            .push_control(Request::Status { reply })
+            .push_control(Request::Status {
+                reply,
+                span: caller_span(),
+            })
             .is_err()
         {
             return Err(Error::Stopped);

@@ -2,7 +2,8 @@
 //! subcommands live in their own modules (`bench`, `serve`, `dev`, `keygen`, `sim`,
 //! `wal`, and `kv` for the key-value client commands; `notify` speaks to a service
 //! manager), each with the flags it takes and the code it runs. Shared here: parsing with
-//! one-line errors ([`parse`]), the `ID=IP:PORT,...` node lists and the stderr logger.
+//! one-line errors ([`parse`]) and the `ID=IP:PORT,...` node lists; the stderr log and
+//! its `SYNOD_LOG` filter are `logging`.
 //!
 //! Exit statuses: 0 after `--help`; 2 for a bad command line (an unknown flag, a
 //! missing or invalid value, flags that exclude each other), printed as one line;
@@ -12,6 +13,7 @@ pub mod bench;
 pub mod dev;
 pub mod keygen;
 pub mod kv;
+pub mod logging;
 pub mod notify;
 pub mod serve;
 pub mod serve_config;
@@ -32,8 +34,9 @@ pub const EXIT_USAGE: u8 = 2;
 
 /// A Multi-Paxos replicated log for Linux: thread-per-core, group commit, pipelining.
 ///
-/// Log lines go to stderr at the level of SYNOD_LOG (error, warn, info, debug, off;
-/// default warn).
+/// Log lines go to stderr at the level of SYNOD_LOG (error, warn, info, debug, trace,
+/// off; default warn), or as its directives say: SYNOD_LOG=warn,synod=debug also shows
+/// each client request's spans, from its connection through the shard to its answer.
 #[derive(Debug, Parser)]
 #[command(name = "synod", version, arg_required_else_help = true)]
 pub struct Synod {
@@ -323,42 +326,6 @@ pub fn non_negative_f64(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(x) if x >= 0.0 && x.is_finite() => Ok(x),
         _ => Err("must be a number, zero or above".to_string()),
-    }
-}
-
-struct StderrLogger;
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        // glommio reports at error level that it could not probe polled I/O on a
-        // write-only file (harmless: polled I/O stays off), so its lines show only
-        // when debugging.
-        let glommio = metadata.target().starts_with("glommio");
-        metadata.level() <= log::max_level()
-            && (!glommio || log::max_level() >= log::LevelFilter::Debug)
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            eprintln!("synod {}: {}", record.level(), record.args());
-        }
-    }
-    fn flush(&self) {}
-}
-
-static LOGGER: StderrLogger = StderrLogger;
-
-/// Sends log lines to stderr at the level of `SYNOD_LOG` (error, warn, info, debug;
-/// default warn).
-pub fn init_logging() {
-    let level = match std::env::var("SYNOD_LOG").as_deref() {
-        Ok("error") => log::LevelFilter::Error,
-        Ok("info") => log::LevelFilter::Info,
-        Ok("debug") => log::LevelFilter::Debug,
-        Ok("off") => log::LevelFilter::Off,
-        _ => log::LevelFilter::Warn,
-    };
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(level);
     }
 }
 

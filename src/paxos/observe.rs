@@ -7,7 +7,7 @@
 use super::config::GroupConfig;
 use super::group::{Counters, Group, Role};
 use super::output::{Apply, Record};
-use super::types::{Ballot, Body, Entry, Instance, NodeId};
+use super::types::{Ballot, Body, Entry, Instance, NodeId, ProposalId};
 
 impl Group {
     /// This replica's role.
@@ -82,6 +82,18 @@ impl Group {
     #[must_use]
     pub fn inflight_count(&self) -> usize {
         self.leading.as_ref().map_or(0, |l| l.inflight.len())
+    }
+    /// The instance this leader proposed proposal `id` at, while it is in flight there
+    /// (sent, not yet chosen); `None` while it is queued, once chosen or failed, or
+    /// when not leading. Scans the window: for tracing a request, not for every one.
+    #[must_use]
+    pub fn inflight_instance_of(&self, id: ProposalId) -> Option<Instance> {
+        let leading = self.leading.as_ref()?;
+        leading
+            .inflight
+            .range(..)
+            .find(|(_, inflight)| inflight.proposals.contains(&id))
+            .map(|(instance, _)| instance)
     }
     /// The group's configuration.
     #[must_use]

@@ -402,7 +402,22 @@ pub struct CatchUpStatus {
     pub records_decoded_for_log_reads: u64,
 }
 
-/// A request from a handle to a shard.
+/// The span a request is asked from, for the shard's span of it to hang below: the
+/// caller's current span when DEBUG is enabled anywhere, else `Span::none()` without
+/// asking the subscriber (`driver::trace`). Taken on the caller's thread.
+#[must_use]
+pub fn caller_span() -> tracing::Span {
+    if tracing::level_enabled!(tracing::Level::DEBUG) {
+        tracing::Span::current()
+    } else {
+        tracing::Span::none()
+    }
+}
+
+/// A request from a handle to a shard. Each traced kind carries `span`, the caller's
+/// span ([`caller_span`]): the shard's span for the request is its child, so one
+/// request reads as one chain from whoever asked (the client listener's `request`
+/// span) to its answer.
 #[derive(Debug)]
 pub enum Request {
     /// Replicate `value` in `group`; reply once applied (or failed).
@@ -413,6 +428,8 @@ pub enum Request {
         value: Bytes,
         /// Where the outcome goes.
         reply: Sender<Result<Proposed, Error>>,
+        /// The caller's span.
+        span: tracing::Span,
     },
     /// A linearizable read of `group`'s state machine.
     Read {
@@ -422,6 +439,8 @@ pub enum Request {
         query: Bytes,
         /// Where the answer goes.
         reply: Sender<Result<Bytes, Error>>,
+        /// The caller's span.
+        span: tracing::Span,
     },
     /// A read of `group`'s chosen log from `from` (`log_reads`).
     ReadLog {
@@ -435,11 +454,15 @@ pub enum Request {
         wait: Option<std::time::Duration>,
         /// Where the answer goes.
         reply: Sender<Result<LogRead, Error>>,
+        /// The caller's span.
+        span: tracing::Span,
     },
     /// A snapshot of the shard's groups and counters.
     Status {
         /// Where the status goes.
         reply: Sender<ShardStatus>,
+        /// The caller's span.
+        span: tracing::Span,
     },
     /// Stop: refuse new requests, let proposals in flight finish (bounded by the
     /// drain timeout), close links and the WAL. The reply comes once stopped.

@@ -40,12 +40,11 @@
 
 mod admission;
 pub mod metrics;
+mod request;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
@@ -53,17 +52,17 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tracing::Span;
 
 use crate::api::NodeHandle;
 use crate::client::codec::{decode_next, CodecError, Encoder};
-use crate::client::wire::{
-    proof_context, Body, NodeStatus, CLIENT_ROLE, NODE_ROLE, PROTOCOL_VERSION,
-};
+use crate::client::wire::{proof_context, Body, CLIENT_ROLE, NODE_ROLE, PROTOCOL_VERSION};
 use crate::paxos::{Nanos, NodeId};
 use crate::runtime::clock::MonotonicClock;
 use crate::support::lock;
 use crate::transport::auth::{self, AuthKey, NONCE_SIZE};
 use admission::{Admission, Bounds, Kind, Slot};
+use request::{connection_span, task_of, Task};
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK_SIZE: usize = 64 << 10;
@@ -226,6 +225,8 @@ fn accept_loop(
     stop: &AtomicBool,
 ) {
     let clock = MonotonicClock::start();
+    // Names connections in the spans (`request`): 1, 2, ... in the order accepted.
+    let mut connections = 0_u64;
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -250,19 +251,22 @@ fn accept_loop(
                 continue;
             }
         };
+        connections += 1;
+        let span = connection_span(connections, &peer);
         let (config, handle, connection_admission) =
             (config.clone(), handle.clone(), Arc::clone(admission));
         let spawned = std::thread::Builder::new()
             .name("synod-client-rd".to_string())
             .spawn(move || {
+                let _entered = span.enter();
                 serve_connection(
                     stream,
                     &peer,
-                    &config,
-                    &handle,
+                    (&config, &handle),
                     &connection_admission,
                     clock,
                     slot,
+                    &span,
                 );
             });
         if let Err(error) = spawned {
@@ -388,15 +392,16 @@ fn bad_frame(error: &CodecError) -> String {
     format!("bad frame: {error}")
 }
 
-/// One connection's reader: the handshake, then requests to the driver.
+/// One connection's reader: the handshake, then requests to the driver, each in a
+/// span below the connection's `span`.
 fn serve_connection(
     mut stream: TcpStream,
     peer: &str,
-    config: &ServerConfig,
-    handle: &NodeHandle,
+    (config, handle): (&ServerConfig, &NodeHandle),
     admission: &Arc<Admission>,
     clock: MonotonicClock,
     slot: Slot,
+    span: &Span,
 ) {
     let mut reader = FrameReader {
         buf: Vec::new(),
@@ -427,10 +432,13 @@ fn serve_connection(
     };
     let driver = {
         let (shared, config, peer) = (Arc::clone(&shared), config.clone(), peer.to_string());
-        let admission = Arc::clone(admission);
+        let (admission, span) = (Arc::clone(admission), span.clone());
         std::thread::Builder::new()
             .name("synod-client-wr".to_string())
-            .spawn(move || drive(writer, &peer, &config, &shared, &admission, slot))
+            .spawn(move || {
+                let _entered = span.enter();
+                drive(writer, &peer, &config, &shared, &admission, slot);
+            })
     };
     if let Err(error) = driver {
         let reason = format!("cannot start a thread: {error}");
@@ -465,7 +473,7 @@ fn serve_connection(
                 return;
             }
         };
-        let task = match task_of(body, handle, config.node) {
+        let task = match task_of(body, handle, config.node, span) {
             Ok(task) => task,
             Err(reason) => {
                 shared.close(Some((Kind::BadFrame, reason)));
@@ -645,89 +653,6 @@ fn authenticate(
         )),
         Next::Bad(kind, reason) => Err((kind, reason)),
     }
-}
-
-type Task = Pin<Box<dyn Future<Output = Body> + Send>>;
-
-/// The future that answers one request, or why the message is not a request.
-fn task_of(body: Body, handle: &NodeHandle, node: NodeId) -> Result<Task, String> {
-    let handle = handle.clone();
-    Ok(match body {
-        Body::Propose {
-            request,
-            group,
-            value,
-        } => Box::pin(async move {
-            match handle.propose(group, value).await {
-                Ok(proposed) => Body::ProposeDone {
-                    request,
-                    position: proposed.position,
-                    output: proposed.output,
-                },
-                Err(error) => Body::Failed {
-                    request,
-                    error: (&error).into(),
-                },
-            }
-        }),
-        Body::Read {
-            request,
-            group,
-            query,
-        } => Box::pin(async move {
-            match handle.read(group, query).await {
-                Ok(output) => Body::ReadDone { request, output },
-                Err(error) => Body::Failed {
-                    request,
-                    error: (&error).into(),
-                },
-            }
-        }),
-        Body::ReadLog {
-            request,
-            group,
-            from,
-            size_max,
-        } => Box::pin(async move {
-            // The shard caps the size at `LOG_READ_SIZE_MAX`, well within
-            // `answer_frame_size_max`.
-            let size_max = usize::try_from(size_max).unwrap_or(usize::MAX);
-            match handle.read_log(group, from, size_max).await {
-                Ok(read) => Body::ReadLogDone { request, read },
-                Err(error) => Body::Failed {
-                    request,
-                    error: (&error).into(),
-                },
-            }
-        }),
-        Body::Status { request } => Box::pin(async move {
-            match handle.status().await {
-                Ok(shards) => Body::StatusDone {
-                    request,
-                    status: NodeStatus { node, shards },
-                },
-                Err(error) => Body::Failed {
-                    request,
-                    error: (&error).into(),
-                },
-            }
-        }),
-        other @ (Body::Hello { .. }
-        | Body::Challenge { .. }
-        | Body::Proof { .. }
-        | Body::Welcome { .. }
-        | Body::Refused { .. }
-        | Body::ProposeDone { .. }
-        | Body::ReadDone { .. }
-        | Body::ReadLogDone { .. }
-        | Body::Failed { .. }
-        | Body::StatusDone { .. }) => {
-            return Err(format!(
-                "a client may not send a {} after the handshake",
-                other.name()
-            ))
-        }
-    })
 }
 
 /// What the reader and the driver of one connection share.

@@ -31,6 +31,7 @@ mod checkpoint_writer;
 mod start;
 mod status;
 mod thread;
+mod trace;
 mod wal_writer;
 
 pub use thread::{spawn, ShardStartError, ShardThread};
@@ -61,6 +62,7 @@ use super::wal_reads::WalReads;
 use crate::paxos::{Body, GroupConfig, GroupId, Instance, Nanos, ProposalId};
 use crate::wal::store::StoreConfig;
 use checkpoint_writer::CheckpointWriter;
+use trace::{Placements, Waiting};
 use wal_writer::WalWriter;
 
 /// Everything one shard needs to start.
@@ -92,8 +94,8 @@ pub struct ShardPlan {
     pub fsync: bool,
 }
 
-/// A read the shard has not answered yet: its query and its reply.
-type PendingRead = (Bytes, Sender<Result<Bytes, Error>>);
+/// A read the shard has not answered yet: its query and its caller.
+type PendingRead = (Bytes, Waiting<Bytes>);
 
 /// The running shard: the loop's state.
 struct Driver {
@@ -124,11 +126,13 @@ struct Driver {
     /// This thread's Linux id (for CPU accounting by whoever reads the status).
     thread_id: Option<u32>,
     next_proposal: u64,
-    proposals: HashMap<ProposalId, Sender<Result<Proposed, Error>>>,
+    proposals: HashMap<ProposalId, Waiting<Proposed>>,
+    /// Traced proposals whose instance the span does not show yet.
+    placements: Placements,
     next_read: u64,
     reads: HashMap<ReadId, PendingRead>,
     /// Log reads the shard has not answered yet.
-    log_reads: HashMap<LogReadId, Sender<Result<LogRead, Error>>>,
+    log_reads: HashMap<LogReadId, Waiting<LogRead>>,
     requests: Vec<Request>,
     inbound: Vec<crate::paxos::Message>,
     effects: Effects,
@@ -155,6 +159,7 @@ impl Driver {
             }
             self.shard.flush(now, &mut self.effects);
             self.execute();
+            self.placements.scan(&self.shard, &mut self.proposals);
             if let Some(fatal) = self.shard.poisoned() {
                 self.latch.report(ShardStopped {
                     node: self.plan.net.node,
@@ -212,8 +217,13 @@ impl Driver {
                 group,
                 value,
                 reply,
+                span,
             } => {
                 self.proposal_counters.received += 1;
+                self.next_proposal += 1;
+                let id = ProposalId(self.next_proposal);
+                let span = trace::propose(&span, self.plan.shard, group, id);
+                let waiting = Waiting::new(reply, span);
                 let refused = if self.stopping.is_some() {
                     Some(Error::Stopped)
                 } else if self.shard.group(group).is_none() {
@@ -223,12 +233,12 @@ impl Driver {
                 };
                 if let Some(error) = refused {
                     self.proposal_counters.fail(&error);
-                    reply.send(Err(error));
+                    waiting.fail(error);
                     return None;
                 }
-                self.next_proposal += 1;
-                let id = ProposalId(self.next_proposal);
-                self.proposals.insert(id, reply);
+                trace::queued(waiting.span());
+                self.placements.watch(group, id, waiting.span());
+                self.proposals.insert(id, waiting);
                 self.shard
                     .step(now, ShardInput::Propose { group, id, value });
             }
@@ -236,15 +246,21 @@ impl Driver {
                 group,
                 query,
                 reply,
-            } => self.on_read(now, group, query, reply),
+                span,
+            } => self.on_read(now, group, query, (reply, span)),
             Request::ReadLog {
                 group,
                 from,
                 size_max,
                 wait,
                 reply,
-            } => self.on_read_log(now, group, (from, size_max, wait), reply),
-            Request::Status { reply } => reply.send(self.status()),
+                span,
+            } => self.on_read_log(now, group, (from, size_max, wait), (reply, span)),
+            Request::Status { reply, span } => {
+                let status = self.status();
+                trace::status_answered(&span, self.plan.shard, status.groups.len());
+                reply.send(status);
+            }
             Request::Shutdown { reply } => match &mut self.stopping {
                 Some((_, waiting)) => waiting.push(reply),
                 None => {
@@ -266,15 +282,18 @@ impl Driver {
         now: Nanos,
         group: GroupId,
         query: Bytes,
-        reply: Sender<Result<Bytes, Error>>,
+        (reply, span): (Sender<Result<Bytes, Error>>, tracing::Span),
     ) {
-        if self.stopping.is_some() {
-            reply.send(Err(Error::Stopped));
-            return;
-        }
         self.next_read += 1;
         let id = ReadId(self.next_read);
-        self.reads.insert(id, (query, reply));
+        let span = trace::read(&span, self.plan.shard, group, id);
+        let waiting = Waiting::new(reply, span);
+        if self.stopping.is_some() {
+            waiting.fail(Error::Stopped);
+            return;
+        }
+        trace::queued(waiting.span());
+        self.reads.insert(id, (query, waiting));
         self.shard.step(now, ShardInput::Read { group, id });
     }
 
@@ -284,16 +303,19 @@ impl Driver {
         now: Nanos,
         group: GroupId,
         (from, size_max, wait): (Position, usize, Option<Duration>),
-        reply: Sender<Result<LogRead, Error>>,
+        (reply, span): (Sender<Result<LogRead, Error>>, tracing::Span),
     ) {
-        if self.stopping.is_some() {
-            reply.send(Err(Error::Stopped));
-            return;
-        }
         // Log read ids share the reads' counter: unique among both.
         self.next_read += 1;
         let id = LogReadId(self.next_read);
-        self.log_reads.insert(id, reply);
+        let span = trace::read_log(&span, self.plan.shard, group, id, from);
+        let waiting = Waiting::new(reply, span);
+        if self.stopping.is_some() {
+            waiting.fail(Error::Stopped);
+            return;
+        }
+        trace::queued(waiting.span());
+        self.log_reads.insert(id, waiting);
         let wait_until =
             wait.map(|wait| now.plus(wait.as_nanos().min(u128::from(u64::MAX / 2)) as u64));
         let ask = LogReadAsk {
@@ -331,6 +353,37 @@ impl Driver {
         }
     }
 
+    /// Answers the proposals the shard failed or aborted, and returns those that wait
+    /// for their value's output, by (group, instance, index).
+    fn answer_replies(&mut self) -> HashMap<(GroupId, Instance, usize), ProposalId> {
+        let mut outputs: HashMap<(GroupId, Instance, usize), ProposalId> = HashMap::new();
+        for (id, outcome) in self.effects.replies.drain(..) {
+            match outcome {
+                ProposalOutcome::Applied {
+                    group,
+                    instance,
+                    index,
+                } => {
+                    outputs.insert((group, instance, index), id);
+                }
+                ProposalOutcome::Aborted => {
+                    if let Some(waiting) = self.proposals.remove(&id) {
+                        self.proposal_counters.fail(&Error::Aborted);
+                        waiting.fail(Error::Aborted);
+                    }
+                }
+                ProposalOutcome::Failed(error) => {
+                    if let Some(waiting) = self.proposals.remove(&id) {
+                        let error = Error::from(error);
+                        self.proposal_counters.fail(&error);
+                        waiting.fail(error);
+                    }
+                }
+            }
+        }
+        outputs
+    }
+
     /// Executes what the shard asked for after a flush: applies, then answers (in
     /// the order of `Effects`).
     fn execute(&mut self) {
@@ -347,31 +400,7 @@ impl Driver {
             self.net.send(peer, &messages);
         }
         // The proposals that wait for an output, by the value that answers them.
-        let mut outputs: HashMap<(GroupId, Instance, usize), ProposalId> = HashMap::new();
-        for (id, outcome) in self.effects.replies.drain(..) {
-            match outcome {
-                ProposalOutcome::Applied {
-                    group,
-                    instance,
-                    index,
-                } => {
-                    outputs.insert((group, instance, index), id);
-                }
-                ProposalOutcome::Aborted => {
-                    if let Some(reply) = self.proposals.remove(&id) {
-                        self.proposal_counters.fail(&Error::Aborted);
-                        reply.send(Err(Error::Aborted));
-                    }
-                }
-                ProposalOutcome::Failed(error) => {
-                    if let Some(reply) = self.proposals.remove(&id) {
-                        let error = Error::from(error);
-                        self.proposal_counters.fail(&error);
-                        reply.send(Err(error));
-                    }
-                }
-            }
-        }
+        let mut outputs = self.answer_replies();
         for read in self.effects.checkpoint_reads.drain(..) {
             self.checkpoints.read(read);
         }
@@ -401,14 +430,16 @@ impl Driver {
             self.values_applied += values.len() as u64;
             for (index, value) in values.iter().enumerate() {
                 let output = machine.apply(apply.instance, value);
-                let waiting = outputs.remove(&(apply.group, apply.instance, index));
-                if let Some(reply) = waiting.and_then(|id| self.proposals.remove(&id)) {
+                let Some(id) = outputs.remove(&(apply.group, apply.instance, index)) else {
+                    continue;
+                };
+                if let Some(waiting) = self.proposals.remove(&id) {
                     self.proposal_counters.applied += 1;
                     let position = Position {
                         instance: apply.instance,
                         index: index as u32,
                     };
-                    reply.send(Ok(Proposed { position, output }));
+                    waiting.applied(id, apply.group, Proposed { position, output });
                 }
             }
         }
@@ -426,26 +457,30 @@ impl Driver {
             self.checkpoints.start(take, image);
         }
         for read in self.effects.reads.drain(..) {
-            let Some((query, reply)) = self.reads.remove(&read.id) else {
+            let Some((query, waiting)) = self.reads.remove(&read.id) else {
                 continue;
             };
-            reply.send(match read.outcome {
+            match read.outcome {
                 // The state machine has applied at least the read index.
-                Ok(_) => Ok(self
-                    .machines
-                    .get(&read.group)
-                    .map(|machine| machine.query(&query))
-                    .unwrap_or_default()),
-                Err(ReadRefused::NoSuchGroup) => Err(Error::NoSuchGroup { group: read.group }),
-                Err(ReadRefused::NotLeader { hint }) => Err(Error::NotLeader { hint }),
-                Err(ReadRefused::LeaseNotHeld) => Err(Error::LeaseNotHeld),
-                Err(ReadRefused::Overloaded { .. }) => Err(Error::Overloaded),
-            });
+                Ok(read_index) => waiting.read(
+                    read_index,
+                    self.machines
+                        .get(&read.group)
+                        .map(|machine| machine.query(&query))
+                        .unwrap_or_default(),
+                ),
+                Err(ReadRefused::NoSuchGroup) => {
+                    waiting.fail(Error::NoSuchGroup { group: read.group });
+                }
+                Err(ReadRefused::NotLeader { hint }) => waiting.fail(Error::NotLeader { hint }),
+                Err(ReadRefused::LeaseNotHeld) => waiting.fail(Error::LeaseNotHeld),
+                Err(ReadRefused::Overloaded { .. }) => waiting.fail(Error::Overloaded),
+            }
         }
         for done in self.effects.log_reads.drain(..) {
-            if let Some(reply) = self.log_reads.remove(&done.id) {
+            if let Some(waiting) = self.log_reads.remove(&done.id) {
                 let group = done.group;
-                reply.send(
+                waiting.answer(
                     done.outcome
                         .map_err(|refused| Error::of_log_read(refused, group)),
                 );
@@ -519,22 +554,22 @@ impl Driver {
             clippy::iter_over_hash_type,
             reason = "every waiter gets the same error: the order is not observable"
         )]
-        for (_, reply) in self.proposals.drain() {
-            reply.send(Err(Error::Stopped));
+        for (_, waiting) in self.proposals.drain() {
+            waiting.fail(Error::Stopped);
         }
         #[expect(
             clippy::iter_over_hash_type,
             reason = "every waiter gets the same error: the order is not observable"
         )]
-        for (_, (_, reply)) in self.reads.drain() {
-            reply.send(Err(Error::Stopped));
+        for (_, (_, waiting)) in self.reads.drain() {
+            waiting.fail(Error::Stopped);
         }
         #[expect(
             clippy::iter_over_hash_type,
             reason = "every waiter gets the same error: the order is not observable"
         )]
-        for (_, reply) in self.log_reads.drain() {
-            reply.send(Err(Error::Stopped));
+        for (_, waiting) in self.log_reads.drain() {
+            waiting.fail(Error::Stopped);
         }
         self.net.close().await;
         let fatal = self.shard.poisoned().cloned();
@@ -598,7 +633,7 @@ fn refuse(request: Request) {
         Request::Propose { reply, .. } => reply.send(Err(Error::Stopped)),
         Request::Read { reply, .. } => reply.send(Err(Error::Stopped)),
         Request::ReadLog { reply, .. } => reply.send(Err(Error::Stopped)),
-        Request::Status { reply } => drop(reply),
+        Request::Status { reply, .. } => drop(reply),
         Request::Shutdown { reply } => reply.send(()),
         Request::Abort => {}
     }

@@ -163,6 +163,7 @@ async fn start(
         thread_id: current_thread_id(),
         next_proposal: 0,
         proposals: HashMap::new(),
+        placements: super::trace::Placements::default(),
         next_read: 0,
         reads: HashMap::new(),
         log_reads: HashMap::new(),
