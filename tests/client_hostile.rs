@@ -216,7 +216,7 @@ fn connect_from(from: Ipv4Addr, to: &str) -> TcpStream {
 // from one address at once; an authenticated connection that stays idle is closed
 // after --client-idle-timeout-s. Regression: evicted connections held their places
 // until their readers ended, so under load the real client was refused "too many
-// connections" (CI, stop 27).
+// connections" (a CI run).
 // Method: one `synod serve` child (per-source limit 40, idle timeout 1 s); raw
 // sockets bound to 127.0.0.2..=127.0.0.11; a `Client` on 127.0.0.1.
 #[test]
