@@ -104,28 +104,20 @@ impl Nemesis {
     /// Notes processes that ended with no fault to explain it (restarted by the next
     /// heal) and disk faults whose node stopped (expected).
     pub fn watch(&mut self) {
-        let killed: BTreeSet<usize> = self
-            .faults
-            .iter()
-            .filter_map(|f| match f {
-                Fault::Killed(i) => Some(*i),
-                _ => None,
-            })
-            .collect();
-        let full: BTreeSet<usize> = self
-            .faults
-            .iter()
-            .filter_map(|f| match f {
-                Fault::DiskFull(i) => Some(*i),
-                _ => None,
-            })
-            .collect();
         for i in 0..self.nodes.len() {
-            if killed.contains(&i) {
+            let killed = self
+                .faults
+                .iter()
+                .any(|f| matches!(f, Fault::Killed(k) if *k == i));
+            if killed {
                 continue;
             }
+            let full = self
+                .faults
+                .iter()
+                .any(|f| matches!(f, Fault::DiskFull(k) if *k == i));
             if let Some(status) = self.nodes[i].exited() {
-                if full.contains(&i) {
+                if full {
                     self.record(
                         "disk-stop",
                         format!("node {} exited on its full disk ({status})", i + 1),
