@@ -17,7 +17,12 @@
 //!   same bytes (CRC32C of its bytes on the image equals that of the bytes written);
 //! - with nothing durable damaged: the decision is not corrupt, and recovery returns
 //!   exactly the intact run (so every durable record, and an unsynced record the crash
-//!   kept whole when every record before it survived too);
+//!   kept whole when every record before it survived too). One exception: a start
+//!   whose scan found damage leaves the damaged record in place (appends resume at the
+//!   next block, and only what lies after is scrubbed), so while nothing appended after
+//!   it is durable, the next scan finds the same record at the same offset and reports
+//!   it again as `Damaged` (row 7). That is the same damage, not a new false one, and
+//!   the replica rebuilds as a learner again, as after the first report;
 //! - with durable records damaged: recovery keeps every record before the first one
 //!   damaged, and either returns every durable record or says corrupt.
 //!
@@ -56,6 +61,10 @@ struct ShardLog {
     durable_through: Lsn,
     /// Lowest durable LSN an injected fault damaged since the last start.
     damaged_from: Option<Lsn>,
+    /// Where the last start's scan found damage (rows 5 to 7) while no record appended
+    /// since is durable: the damaged record still lies there, before the block where
+    /// appends resumed, and a scan that finds nothing after it reports it again.
+    remnant_at: Option<u64>,
 }
 
 /// How many starts' scans ended in each row of the decision table.
@@ -140,6 +149,10 @@ impl RecoveryChecker {
     pub fn observe_synced(&mut self, node: NodeId, shard: usize) {
         let log = self.logs.entry((node, shard)).or_default();
         if let Some((&lsn, _)) = log.written.last_key_value() {
+            if lsn > log.durable_through {
+                // Appends after the remnant are durable: a scan continues past it now.
+                log.remnant_at = None;
+            }
             log.durable_through = log.durable_through.max(lsn);
         }
     }
@@ -210,9 +223,14 @@ impl RecoveryChecker {
         let through = scan.lsn_through;
         let corrupt = scan.recovery.is_corrupt();
         let intact = intact_through(&log, image);
+        // The damage an earlier start found, reported again (see `remnant_at`).
+        let again = match scan.recovery {
+            Recovery::Damaged { at, .. } => log.remnant_at == Some(at),
+            _ => false,
+        };
         match log.damaged_from {
             None => {
-                if corrupt || through != intact {
+                if (corrupt && !again) || through != intact {
                     return Err(Violation::new(
                         NAME,
                         format!(
@@ -250,6 +268,12 @@ impl RecoveryChecker {
         if through > log.durable_through {
             self.counts.kept_unsynced += 1;
         }
+        let remnant_at = match scan.recovery {
+            Recovery::Corrupt { at, .. }
+            | Recovery::Invalid { at, .. }
+            | Recovery::Damaged { at, .. } => Some(at),
+            Recovery::Clean { .. } | Recovery::TornTail { .. } => None,
+        };
         let mut kept = log.written;
         kept.retain(|lsn, _| *lsn <= through);
         self.logs.insert(
@@ -258,6 +282,7 @@ impl RecoveryChecker {
                 written: kept,
                 durable_through: through,
                 damaged_from: None,
+                remnant_at,
             },
         );
         Ok(())
