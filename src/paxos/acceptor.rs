@@ -68,6 +68,13 @@ impl Group {
                 self.step_down(now, out);
             }
         }
+        if self.ballot() != Some(ballot) {
+            // A live candidate: give its Phase 1 an election timeout from each request
+            // answered. A report in parts takes a round trip per part, and a replica
+            // whose timer ran out meanwhile would campaign above it and void the
+            // promises it collected (duelling candidates, seed 960006056).
+            self.reset_election_deadline(now);
+        }
         // Bounded by count and bytes: what does not fit is left for the candidate to
         // ask again from after the last entry sent (`truncated`; see `leader`).
         let mut entries = Vec::new();

@@ -211,6 +211,8 @@ impl Group {
                 leading.partial.insert(from, resume);
                 let ballot = leading.ballot;
                 let first = resume.max(leading.next);
+                // Phase 1 is progressing: it is not stuck, so no new campaign yet.
+                self.reset_election_deadline(now);
                 self.send(
                     out,
                     from,
