@@ -107,6 +107,7 @@ fn print_totals_and_fail(name: &str, summary: Summary) {
     println!("{name}: {}", summary.raw_flip_totals());
     println!("{name}: {}", summary.lease_totals());
     println!("{name}: {}", summary.recovery_totals());
+    println!("{name}: {}", summary.wire_totals());
     let failures = summary.failures;
     if !failures.is_empty() {
         let list: Vec<String> = failures

@@ -76,6 +76,10 @@ pub fn main(args: SimArgs) -> ExitCode {
                     report.lease_grant_checks, report.lease_margin_min_ns
                 );
                 println!("seed {seed}: recovery scans: {:?}", report.recovery);
+                println!(
+                    "seed {seed}: {} messages crossed the real peer codec in {} frames",
+                    report.wire.0, report.wire.1
+                );
                 ExitCode::SUCCESS
             }
             Err(failure) => {
@@ -118,6 +122,7 @@ pub fn main(args: SimArgs) -> ExitCode {
     println!("{}", summary.raw_flip_totals());
     println!("{}", summary.lease_totals());
     println!("{}", summary.recovery_totals());
+    println!("{}", summary.wire_totals());
     if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -169,6 +169,20 @@ impl Summary {
         )
     }
 
+    /// The one-line totals of what crossed the real peer codec in the passing seeds
+    /// (`checkers::wire`): messages, frames, bytes.
+    #[must_use]
+    pub fn wire_totals(&self) -> String {
+        let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
+        format!(
+            "{} messages crossed the real peer codec in {} frames ({:.1} MB), each \
+             delivered as decoded",
+            sum(|r| r.wire.0),
+            sum(|r| r.wire.1),
+            sum(|r| r.wire.2) as f64 / 1e6,
+        )
+    }
+
     /// The one-line totals of the passing seeds' recovery scans, one per shard start,
     /// each checked against ground truth (`checkers::recovery`): how many ended in each
     /// row of the decision table (a line of its own).

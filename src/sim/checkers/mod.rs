@@ -21,6 +21,7 @@
 //! | `send_durable` | a Promise/Accepted leaves only once its record is durable on disk |
 //! | `recovery`     | each start's recovery returns what the disk durably holds, or says corrupt only after damage |
 //! | `truncation`   | the WAL is released only below a durable checkpoint; a restart restores at or above it |
+//! | `wire`         | every message crosses the real peer codec (pack, frame, decode, unpack) unchanged |
 //! | `liveness`     | after faults heal, the cluster converges within a bound         |
 //!
 //! Invariant: a checker never panics on what a node reports (that is the system under
@@ -45,6 +46,7 @@ pub mod retention;
 pub mod send_durable;
 pub mod size;
 pub mod truncation;
+pub mod wire;
 
 pub use agreement::AgreementChecker;
 pub use bounds::BoundsChecker;
@@ -64,6 +66,7 @@ pub use retention::{LogShape, RetentionChecker};
 pub use send_durable::SendDurableChecker;
 pub use size::MessageSizeChecker;
 pub use truncation::TruncationChecker;
+pub use wire::WireChecker;
 
 use crate::paxos::{Apply, Ballot, Body, Entry, GroupId, Instance, NodeId, ProposalId};
 use bytes::Bytes;
@@ -181,6 +184,8 @@ pub struct Checkers {
     pub send_durable: SendDurableChecker,
     /// Each start's recovery against what the simulated disk durably holds.
     pub recovery: RecoveryChecker,
+    /// Every message crosses the real peer codec; what it delivers is what was sent.
+    pub wire: WireChecker,
 }
 
 impl Checkers {

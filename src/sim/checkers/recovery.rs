@@ -449,6 +449,7 @@ mod tests {
                 written: checker.logs[&(NodeId(1), 0)].written.clone(),
                 durable_through: Lsn(5),
                 damaged_from: Some(Lsn(2)),
+                remnant_at: None,
             },
         );
         let error = copy.observe_scan(NodeId(1), 0, &lying, &image).unwrap_err();
@@ -459,5 +460,60 @@ mod tests {
         checker.observe_wiped(NodeId(1), 0);
         let empty = scan(&[], &config());
         checker.observe_scan(NodeId(1), 0, &empty, &[]).unwrap();
+    }
+
+    // Goal: damage a start reported, found again by the next start at the same offset
+    // while nothing appended since is durable, passes as the same damage (seed
+    // 960010029); a damaged decision anywhere else still fails, and so does the same
+    // one once an append after it became durable.
+    #[test]
+    fn the_same_damage_reported_again_passes() {
+        let (mut checker, _, mut image) = synced_log();
+        image[60] ^= 1;
+        checker.observe_damage(NodeId(1), 0, 60);
+        let first = scan(&image, &config());
+        let Recovery::Corrupt { at, .. } = first.recovery else {
+            panic!("a durable record damaged: {:?}", first.recovery);
+        };
+        checker.observe_scan(NodeId(1), 0, &first, &image).unwrap();
+        let again = |at| {
+            let mut scan = first.clone();
+            scan.recovery = Recovery::Damaged {
+                at,
+                lsn: Lsn(first.lsn_through.0 + 1),
+                next_at: at + 80,
+            };
+            scan
+        };
+        let mut copy = RecoveryChecker::new();
+        copy.logs = checker.logs.clone();
+        copy.observe_scan(NodeId(1), 0, &again(at), &image).unwrap();
+        let mut elsewhere = RecoveryChecker::new();
+        elsewhere.logs = checker.logs.clone();
+        let error = elsewhere
+            .observe_scan(NodeId(1), 0, &again(at + 8), &image)
+            .unwrap_err();
+        assert!(
+            error.message.contains("nothing durable was damaged"),
+            "{error}"
+        );
+        // An append after the remnant became durable: the next scan continues past it.
+        checker
+            .logs
+            .get_mut(&(NodeId(1), 0))
+            .unwrap()
+            .written
+            .insert(
+                Lsn(first.lsn_through.0 + 1),
+                Written {
+                    offset: 1 << 20,
+                    size: 64,
+                    crc: 0,
+                },
+            );
+        checker.observe_synced(NodeId(1), 0);
+        assert!(checker
+            .observe_scan(NodeId(1), 0, &again(at), &image)
+            .is_err());
     }
 }

@@ -144,6 +144,8 @@ impl Cluster {
     ) -> Result<(), Violation> {
         let id = self.nodes[node].id;
         for (peer, messages) in effects.send.drain(..) {
+            // What the peer receives is what the codec made of the messages.
+            let messages = self.checkers.wire.carry(id, peer, &messages)?;
             for mut message in messages {
                 self.checkers.bounds.observe_sent(id, &message)?;
                 self.checkers.install.observe_sent(id, &message)?;

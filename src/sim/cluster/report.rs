@@ -89,6 +89,9 @@ pub struct RunReport {
     /// What the recovery scans of every start decided, each checked against the
     /// simulator's ground truth (`checkers::recovery`; not part of `Debug`).
     pub recovery: crate::sim::checkers::RecoveryCounts,
+    /// Messages, frames and bytes that crossed the real peer codec
+    /// (`checkers::wire`; not part of `Debug`).
+    pub wire: (u64, u64, u64),
 }
 
 impl std::fmt::Debug for RunReport {
@@ -225,6 +228,8 @@ impl Cluster {
         report.retention_bounded = self.options.retention_bounded();
         report.backpressure = self.options.backpressure;
         report.recovery = self.checkers.recovery.counts();
+        let wire = &self.checkers.wire;
+        report.wire = (wire.messages(), wire.frames(), wire.bytes());
         let shards_sum = |counter: fn(&ShardCounters) -> u64| -> u64 {
             self.nodes
                 .iter()
