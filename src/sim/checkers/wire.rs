@@ -149,14 +149,26 @@ impl WireChecker {
         for original in sent {
             match lanes[lane(original)].pop_front() {
                 Some(decoded) if decoded == *original => delivered.push(decoded),
-                other => {
+                Some(decoded) => {
                     return Err(Violation::new(
                         NAME,
                         format!(
-                            "{}: a {} came out of the codec as {:?}; sent {original:?}",
+                            "{}: a {} of group {} came out of the codec changed: {}",
                             link(),
                             original.body.kind(),
-                            other.map(|m| m.body.kind())
+                            original.group.0,
+                            first_difference(original, &decoded)
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(Violation::new(
+                        NAME,
+                        format!(
+                            "{}: a {} of group {} did not come out of the codec",
+                            link(),
+                            original.body.kind(),
+                            original.group.0
                         ),
                     ));
                 }
@@ -175,6 +187,28 @@ impl WireChecker {
         self.messages += sent.len() as u64;
         Ok(delivered)
     }
+}
+
+/// Where the debug forms of two messages first differ, with some context of each
+/// (values can be large: never the whole message).
+fn first_difference(sent: &Message, received: &Message) -> String {
+    const CONTEXT: usize = 60;
+    let (a, b) = (format!("{sent:?}"), format!("{received:?}"));
+    let at = a
+        .char_indices()
+        .zip(b.chars())
+        .find(|((_, x), y)| x != y)
+        .map_or(a.len().min(b.len()), |((i, _), _)| i);
+    let around = |text: &str| -> String {
+        let start = text.floor_char_boundary(at.saturating_sub(CONTEXT));
+        let end = text.ceil_char_boundary((at + CONTEXT).min(text.len()));
+        text[start..end].to_string()
+    };
+    format!(
+        "at character {at}, sent \"…{}…\", received \"…{}…\"",
+        around(&a),
+        around(&b)
+    )
 }
 
 #[cfg(test)]
