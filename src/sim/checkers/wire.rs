@@ -195,14 +195,16 @@ fn first_difference(sent: &Message, received: &Message) -> String {
     const CONTEXT: usize = 60;
     let (a, b) = (format!("{sent:?}"), format!("{received:?}"));
     let at = a
-        .char_indices()
+        .chars()
         .zip(b.chars())
-        .find(|((_, x), y)| x != y)
-        .map_or(a.len().min(b.len()), |((i, _), _)| i);
+        .position(|(x, y)| x != y)
+        .unwrap_or_else(|| a.chars().count().min(b.chars().count()));
     let around = |text: &str| -> String {
-        let start = text.floor_char_boundary(at.saturating_sub(CONTEXT));
-        let end = text.ceil_char_boundary((at + CONTEXT).min(text.len()));
-        text[start..end].to_string()
+        let start = at.saturating_sub(CONTEXT);
+        text.chars()
+            .skip(start)
+            .take(at - start + CONTEXT)
+            .collect()
     };
     format!(
         "at character {at}, sent \"…{}…\", received \"…{}…\"",
