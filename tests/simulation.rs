@@ -107,6 +107,9 @@ fn print_totals_and_fail(name: &str, summary: Summary) {
     println!("{name}: {}", summary.raw_flip_totals());
     println!("{name}: {}", summary.lease_totals());
     println!("{name}: {}", summary.recovery_totals());
+    if summary.changed_membership() {
+        println!("{name}: {}", summary.membership_totals());
+    }
     let failures = summary.failures;
     if !failures.is_empty() {
         let list: Vec<String> = failures

@@ -25,8 +25,9 @@ pub struct SimArgs {
     /// Replay this one seed (a failure prints the seed's options and what failed).
     #[arg(long, value_name = "SEED", conflicts_with_all = ["seeds", "base", "threads"])]
     pub seed: Option<u64>,
-    /// The family of seeds: `default` (swarm over every fault class) or `rare-faults`
-    /// (five voters; crashes, partitions and disk loss always on).
+    /// The family of seeds: `default` (swarm over every fault class), `rare-faults`
+    /// (five voters; crashes, partitions and disk loss always on) or `members` (2 to 7
+    /// voters and spare nodes; membership changes in the workload).
     #[arg(long, value_name = "NAME", default_value = "default",
           value_parser = parse_profile)]
     pub profile: Profile,
@@ -76,6 +77,9 @@ pub fn main(args: SimArgs) -> ExitCode {
                     report.lease_grant_checks, report.lease_margin_min_ns
                 );
                 println!("seed {seed}: recovery scans: {:?}", report.recovery);
+                if report.membership.proposed > 0 {
+                    println!("seed {seed}: membership: {:?}", report.membership);
+                }
                 ExitCode::SUCCESS
             }
             Err(failure) => {
@@ -118,6 +122,9 @@ pub fn main(args: SimArgs) -> ExitCode {
     println!("{}", summary.raw_flip_totals());
     println!("{}", summary.lease_totals());
     println!("{}", summary.recovery_totals());
+    if summary.changed_membership() {
+        println!("{}", summary.membership_totals());
+    }
     if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -608,8 +608,9 @@ impl Group {
         leading.lease_acks.insert(self.config.node, now);
         let ballot = leading.ballot;
         let mut receivers: BTreeSet<NodeId> = BTreeSet::new();
-        receivers.extend(self.membership_at(self.chosen_through.next()).voters());
-        receivers.extend(self.latest_membership().voters());
+        for membership in self.memberships_ahead() {
+            receivers.extend(membership.voters());
+        }
         receivers.remove(&self.config.node);
         self.lease_holder = Some(self.config.node);
         self.lease_granted_until = now.plus(self.config.lease_ns);
@@ -645,17 +646,33 @@ impl Group {
         *slot = (*slot).max(sent_at);
     }
 
+    /// Every membership in effect at some instance above the chosen watermark: the one
+    /// at `chosen_through + 1`, then each chosen one that takes effect later, in order.
+    /// A change may be chosen before the previous one takes effect (one is pending only
+    /// until applied), so there may be more than two: a candidate's Phase 1 uses the
+    /// one at its own first unchosen instance, which may be any of them, and meets a
+    /// quorum of it only when the lease holds one of every membership of this list.
+    #[must_use]
+    pub fn memberships_ahead(&self) -> Vec<&Membership> {
+        let next = self.chosen_through.next();
+        let mut memberships = vec![self.membership_at(next)];
+        for (effective, membership) in &self.configs {
+            if *effective > next {
+                memberships.push(membership);
+            }
+        }
+        memberships
+    }
+
     /// Until when (local clock) this leader may rely on its lease: the quorum-th most
-    /// recent acknowledged heartbeat of every membership in effect, plus
-    /// `leader_lease_ns`. `None` when not an elected leader or no quorum acknowledged.
+    /// recent acknowledged heartbeat of every membership in effect above the chosen
+    /// watermark (`memberships_ahead`), plus `leader_lease_ns`. `None` when not an
+    /// elected leader or no quorum acknowledged.
     #[must_use]
     pub fn lease_until(&self) -> Option<Nanos> {
         let leading = self.leading.as_ref().filter(|l| l.elected)?;
         let mut until: Option<Nanos> = None;
-        for membership in [
-            self.membership_at(self.chosen_through.next()),
-            self.latest_membership(),
-        ] {
+        for membership in self.memberships_ahead() {
             let mut sent: Vec<Nanos> = membership
                 .voters()
                 .iter()
