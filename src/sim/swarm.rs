@@ -213,7 +213,10 @@ impl Summary {
             }
         }
         format!(
-            "membership changes: {} asked ({} of two voters, {} right behind another), {}              applied, {} refused, {} not the leader, {} failed otherwise; {} memberships              chosen ({} removing the leader asked); {} leaders checked against the              membership in effect; seeds spanning each voter count 2..=7: {:?}",
+            "membership changes: {} asked ({} of two voters, {} right behind another), {} \
+             applied, {} refused, {} not the leader, {} failed otherwise; {} memberships \
+             chosen ({} removing the leader asked); {} leaders checked against the \
+             membership in effect; seeds spanning each voter count 2..=7: {:?}",
             sum(|r| r.membership.proposed),
             sum(|r| r.membership.proposed_invalid),
             sum(|r| r.membership.proposed_second),

@@ -98,6 +98,12 @@ impl MembershipChecker {
         }
     }
 
+    /// The initial membership of every group (`None` when not configured).
+    #[must_use]
+    pub fn initial(&self) -> Option<&Membership> {
+        self.setup.as_ref().map(|(_, initial)| initial)
+    }
+
     /// The newest membership of `group`'s chosen log (`None` when not configured).
     #[must_use]
     pub fn latest(&self, group: GroupId) -> Option<Membership> {

@@ -9,14 +9,18 @@
 //!
 //! Lost state and changes do not overlap (the fault atlas, `faults`): a change is not
 //! asked for while a replica has lost state, and a disk is lost (or bits flipped) only
-//! while every group's chosen log holds its initial membership, no change is in flight,
-//! the node votes in every group, and the groups have at least 3 voters. Why: a replica
-//! that lost its disk restarts with the initial membership and knows no other until it
-//! re-learns the log, but its rejoin rule (`paxos::learner`, "Rejoin") counts the
-//! voters of the membership it knows; with a changed membership those need not meet
-//! the quorums that led before the loss. With 2 voters a lost disk can never rejoin
-//! (it needs a quorum of the one other voter). The monotonic checker's rejoin floor
-//! assumes the quorum size unchanged across the loss, which this keeps true.
+//! while every group's newest chosen membership is the initial one and in effect, no
+//! change is in flight, and the node is one of the initial voters, at least 3 of them
+//! (so that this happens often, the workload changes only one or two groups in three
+//! seeds of four, and alternates periods of `RETURN_PERIOD_NS`: changes anywhere, then
+//! changes back toward the initial voters; half the changes of the first kind lead
+//! back too).
+//! Why: a replica that lost its disk restarts with the initial membership and knows no
+//! other until it re-learns the log, but its rejoin rule (`paxos::learner`, "Rejoin")
+//! counts the voters of the membership it knows; with another membership in effect
+//! those need not meet the quorums that led before the loss. With 2 voters a lost disk
+//! can never rejoin (it needs a quorum of the one other voter). The monotonic checker's
+//! rejoin floor assumes the quorum size unchanged across the loss, which this keeps.
 //!
 //! Every draw comes from the changes' own PRNG stream: a seed without changes (every
 //! profile but `members`) runs as before.
@@ -35,6 +39,9 @@ use crate::sim::options::SimOptions;
 /// Voters a workload change keeps at least, and at most.
 const VOTERS_MIN: usize = 2;
 const VOTERS_MAX: usize = 7;
+/// The workload alternates periods of this length: changes anywhere, then changes
+/// that lead back toward the initial voters (module docs).
+const RETURN_PERIOD_NS: u64 = 2_000_000_000;
 /// Proposal ids of membership changes start here, far above the clients' values.
 const PROPOSAL_ID_BASE: u64 = 1 << 62;
 
@@ -52,6 +59,9 @@ pub(super) struct Members {
     prng: Prng,
     next_id: u64,
     in_flight: BTreeMap<ProposalId, InFlight>,
+    /// The groups that change: the first `changing` (1 or 2, or every group in one
+    /// seed of four), so that lost disks find every group at its initial voters.
+    changing: usize,
     /// Groups whose last change removed a voter as the first half of a replacement:
     /// their next change adds one.
     replacing: BTreeSet<GroupId>,
@@ -59,8 +69,15 @@ pub(super) struct Members {
 
 impl Members {
     pub(super) fn new(options: &SimOptions) -> Members {
+        let mut prng = Prng::new(options.seed ^ 0x4d45_4d42_4552_5343);
+        let changing = if prng.below(4) == 0 {
+            options.group_count
+        } else {
+            1 + prng.index(2)
+        };
         Members {
-            prng: Prng::new(options.seed ^ 0x4d45_4d42_4552_5343),
+            prng,
+            changing,
             next_id: PROPOSAL_ID_BASE,
             in_flight: BTreeMap::new(),
             replacing: BTreeSet::new(),
@@ -127,7 +144,26 @@ impl Cluster {
         if self.damaged.is_some() {
             return Ok(());
         }
-        let group = self.groups[self.members.prng.index(self.groups.len())];
+        // In a returning period every change leads a changed group back toward the
+        // initial voters (module docs); otherwise any of the changing groups.
+        let returning = (self.now / RETURN_PERIOD_NS) % 2 == 1;
+        let changing = &self.groups[..self.members.changing.min(self.groups.len())];
+        let group = if returning {
+            let changed: Vec<GroupId> = changing
+                .iter()
+                .copied()
+                .filter(|g| {
+                    self.checkers.membership.latest(*g).as_ref()
+                        != self.checkers.membership.initial()
+                })
+                .collect();
+            if changed.is_empty() {
+                return Ok(());
+            }
+            changed[self.members.prng.index(changed.len())]
+        } else {
+            changing[self.members.prng.index(changing.len())]
+        };
         let leader = (0..self.nodes.len()).find(|n| {
             self.nodes[*n].up
                 && self
@@ -157,7 +193,7 @@ impl Cluster {
                 return self.ask(node, group, invalid, false);
             }
         }
-        let Some(change) = self.draw_change(group, &current) else {
+        let Some(change) = self.draw_change(group, &current, returning) else {
             return Ok(());
         };
         let leads = leader == Some(node);
@@ -166,7 +202,7 @@ impl Cluster {
         // Sometimes a second change right behind: the core must refuse it (one change
         // at a time), whatever it asks.
         if self.members.prng.below(8) == 0 {
-            if let Some(second) = self.draw_change(group, &membership) {
+            if let Some(second) = self.draw_change(group, &membership, false) {
                 let (second, _) = apply_change(&membership, &second, asked, leads);
                 self.report.membership.proposed_second += 1;
                 self.ask(node, group, second, false)?;
@@ -177,7 +213,12 @@ impl Cluster {
 
     /// The next single change for `group` from `current`: an add after the removal of
     /// a replacement, else an add or a removal at random within the voter bounds.
-    fn draw_change(&mut self, group: GroupId, current: &Membership) -> Option<Change> {
+    fn draw_change(
+        &mut self,
+        group: GroupId,
+        current: &Membership,
+        returning: bool,
+    ) -> Option<Change> {
         let outsiders: Vec<NodeId> = self
             .nodes
             .iter()
@@ -188,6 +229,19 @@ impl Cluster {
         let can_add = count < VOTERS_MAX && !outsiders.is_empty();
         let can_remove = count > VOTERS_MIN;
         let replacing = self.members.replacing.remove(&group);
+        // Half the changes lead back toward the initial voters, so that the membership
+        // often is the initial one again and disks may be lost (module docs).
+        if let Some(initial) = self.checkers.membership.initial().cloned() {
+            if !replacing && current != &initial && (returning || self.members.prng.coin()) {
+                let missing = initial.voters().iter().find(|v| !current.contains(**v));
+                let extra = current.voters().iter().find(|v| !initial.contains(**v));
+                match (missing, extra) {
+                    (Some(node), _) if count < VOTERS_MAX => return Some(Change::Add(*node)),
+                    (_, Some(node)) if can_remove => return Some(Change::Remove(*node)),
+                    _ => {}
+                }
+            }
+        }
         let add = match (can_add, can_remove) {
             (false, false) => return None,
             (true, false) => true,
@@ -263,12 +317,18 @@ impl Cluster {
             return true;
         }
         let id = self.nodes[node].id;
+        let Some(initial) = self.checkers.membership.initial() else {
+            return true;
+        };
         !self.members.busy()
+            && initial.contains(id)
+            && initial.voters().len() >= 3
             && self.groups.iter().all(|group| {
                 let chosen = self.checkers.membership.chosen(*group);
-                chosen.len() == 1
-                    && chosen[0].membership.contains(id)
-                    && chosen[0].membership.voters().len() >= 3
+                let (chosen_max, _) = self.checkers.liveness.target(*group);
+                chosen.last().is_some_and(|latest| {
+                    &latest.membership == initial && latest.effective <= chosen_max.next()
+                })
             })
     }
 
