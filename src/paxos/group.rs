@@ -70,9 +70,9 @@ pub enum Input {
         /// The value.
         value: Bytes,
     },
-    /// Replace the voters by `membership` (one voter added or removed). Only
-    /// `tests/scenarios.rs` produces it today: `runtime::Shard` forwards a
-    /// `ShardInput::ChangeMembership` that nothing sends (no request, API or command).
+    /// Replace the voters by `membership` (one voter added or removed). Only the
+    /// tests and the simulator produce it today: `runtime::Shard` forwards a
+    /// `ShardInput::ChangeMembership` that no request, API or command sends.
     ChangeMembership {
         /// Identifies the proposal in completions.
         id: ProposalId,
