@@ -184,7 +184,10 @@ fn simulation_members() {
     if count >= 20 && summary.failures.is_empty() {
         let chosen: u64 = summary.reports.iter().map(|r| r.membership.chosen).sum();
         let refused: u64 = summary.reports.iter().map(|r| r.membership.refused).sum();
-        assert!(chosen > 0 && refused > 0, "{chosen} changes chosen, {refused} refused");
+        assert!(
+            chosen > 0 && refused > 0,
+            "{chosen} changes chosen, {refused} refused"
+        );
     }
     print_totals_and_fail("simulation members", summary);
 }

@@ -581,7 +581,8 @@ impl SimOptions {
             );
         }
         assert!(
-            self.membership_change_interval_ns_mean.is_none_or(|mean| mean > 0),
+            self.membership_change_interval_ns_mean
+                .is_none_or(|mean| mean > 0),
             "membership_change_interval_ns_mean is 0"
         );
         assert!(self.shards_per_node >= 1, "shards_per_node is 0");

@@ -215,7 +215,10 @@ mod tests {
         for seed in 0..2_000 {
             let members = Profile::Members.options(seed, false);
             voters[members.voter_count] += 1;
-            assert!(members.node_count > members.voter_count, "seed {seed}: no spare");
+            assert!(
+                members.node_count > members.voter_count,
+                "seed {seed}: no spare"
+            );
             assert!(members.node_count - members.voter_count <= 2, "seed {seed}");
             assert_eq!(members.clock_drift_ppm.len(), members.node_count);
             assert!(members.membership_change_interval_ns_mean.is_some());

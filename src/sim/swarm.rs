@@ -208,8 +208,10 @@ impl Summary {
         let mut voters = [0usize; 10];
         for report in &self.reports {
             let m = &report.membership;
-            for count in m.voters_min..=m.voters_max.min(9) {
-                voters[count] += usize::from(m.voters_min > 0);
+            if m.voters_min > 0 {
+                for seeds in &mut voters[m.voters_min..=m.voters_max.min(9)] {
+                    *seeds += 1;
+                }
             }
         }
         format!(

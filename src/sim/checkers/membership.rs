@@ -136,7 +136,9 @@ impl MembershipChecker {
             return Ok(());
         }
         let mut list = self.chosen(apply.group);
-        let previous = list.last().expect("the list starts with the initial membership");
+        let previous = list
+            .last()
+            .expect("the list starts with the initial membership");
         if apply.instance <= previous.chosen_at {
             return Ok(());
         }
@@ -204,7 +206,11 @@ impl MembershipChecker {
         let promised: Vec<u32> = membership
             .voters()
             .iter()
-            .filter(|v| self.promised.get(&(group, **v)).is_some_and(|p| *p >= ballot))
+            .filter(|v| {
+                self.promised
+                    .get(&(group, **v))
+                    .is_some_and(|p| *p >= ballot)
+            })
             .map(|v| v.0)
             .collect();
         let majority = membership.voters().len() / 2 + 1;
@@ -262,7 +268,7 @@ mod tests {
             (0u32..64)
                 .filter(|q| {
                     q & !voters.iter().fold(0, |acc, v| acc | 1 << v) == 0
-                        && q.count_ones() as usize >= voters.len() / 2 + 1
+                        && q.count_ones() as usize > voters.len() / 2
                 })
                 .collect()
         };

@@ -70,7 +70,10 @@ impl Cluster {
         }
         // The shard's answers, one per proposal, after the applies they refer to.
         for (proposal, outcome) in effects.replies.drain(..) {
-            if self.members.answered(proposal, &outcome, &mut self.report.membership) {
+            if self
+                .members
+                .answered(proposal, &outcome, &mut self.report.membership)
+            {
                 continue;
             }
             let Some((_, group)) = self.proposals_in_flight.remove(&proposal) else {

@@ -182,7 +182,9 @@ impl Cluster {
                 up[self.members.prng.index(up.len())]
             }
         };
-        let Some(current) = self.group_on(node, group).map(|g| g.latest_membership().clone())
+        let Some(current) = self
+            .group_on(node, group)
+            .map(|g| g.latest_membership().clone())
         else {
             return Ok(());
         };
@@ -257,7 +259,9 @@ impl Cluster {
             self.members.replacing.insert(group);
         }
         let voters = current.voters();
-        Some(Change::Remove(voters[self.members.prng.index(voters.len())]))
+        Some(Change::Remove(
+            voters[self.members.prng.index(voters.len())],
+        ))
     }
 
     /// A membership two voters away from `current` within the voter bounds (one voter
