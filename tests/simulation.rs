@@ -3,8 +3,10 @@
 //! seeds of the default profile from a base printed in the summary; a second set,
 //! `SYNOD_RARE_SEEDS` (default 60) random seeds of the `rare-faults` profile (five
 //! voters; crashes, partitions and disk loss always on; `sim::profile`), from its own
-//! base. `SYNOD_SEED=<seed>` replays exactly one seed (`SYNOD_PROFILE=rare-faults` for
-//! a biased one). `SYNOD_LARGE_VALUES=1`
+//! base; a third, `SYNOD_MEMBERS_SEEDS` (default 40) of the `members` profile (2 to 7
+//! voters and spare nodes, membership changes in the workload). `SYNOD_SEED=<seed>`
+//! replays exactly one seed (`SYNOD_PROFILE=rare-faults` or `members` for a biased
+//! one). `SYNOD_LARGE_VALUES=1`
 //! forces the large-value mode (small message budget, mostly-large values) on for
 //! every seed, replays included. A second test forces
 //! forgery (messages out of bounds injected by the network) on for a few seeds.
@@ -108,6 +110,9 @@ fn print_totals_and_fail(name: &str, summary: Summary) {
     println!("{name}: {}", summary.lease_totals());
     println!("{name}: {}", summary.recovery_totals());
     println!("{name}: {}", summary.wire_totals());
+    if summary.changed_membership() {
+        println!("{name}: {}", summary.membership_totals());
+    }
     let failures = summary.failures;
     if !failures.is_empty() {
         let list: Vec<String> = failures
@@ -148,6 +153,44 @@ fn simulation_rare_faults() {
         summary.elapsed_s
     );
     print_totals_and_fail("simulation rare-faults", summary);
+}
+
+// Goal: safety and liveness hold while voters are added, removed and replaced (2 to 7
+// voters, even counts included) during the seeds' faults (the third CI set).
+// Method: `SYNOD_MEMBERS_SEEDS` (default 40) random seeds of the `members` profile
+// from a base printed in the summary (`SYNOD_MEMBERS_SEED_BASE` to choose it); skipped
+// when `SYNOD_SEED` replays one seed. The set must have chosen membership changes and
+// refused some (two voters at once, one behind another), or it tested nothing.
+#[test]
+fn simulation_members() {
+    if env_u64("SYNOD_SEED").is_some() {
+        return;
+    }
+    let count = env_u64("SYNOD_MEMBERS_SEEDS").unwrap_or(40);
+    let base =
+        env_u64("SYNOD_MEMBERS_SEED_BASE").unwrap_or_else(synod::runtime::clock::entropy_seed);
+    let seeds: Vec<(u64, Profile)> = (base..base + count)
+        .map(|seed| (seed, Profile::Members))
+        .collect();
+    let summary = run_seeds(&seeds);
+    println!(
+        "simulation members: {} seeds, {} failures (random seeds {}..{}, \
+         SYNOD_MEMBERS_SEED_BASE={base}) in {:.1}s",
+        summary.seeds,
+        summary.failures.len(),
+        base,
+        base + count,
+        summary.elapsed_s
+    );
+    if count >= 20 && summary.failures.is_empty() {
+        let chosen: u64 = summary.reports.iter().map(|r| r.membership.chosen).sum();
+        let refused: u64 = summary.reports.iter().map(|r| r.membership.refused).sum();
+        assert!(
+            chosen > 0 && refused > 0,
+            "{chosen} changes chosen, {refused} refused"
+        );
+    }
+    print_totals_and_fail("simulation members", summary);
 }
 
 // Goal: forged messages out of bounds, sent often, are refused everywhere without

@@ -25,8 +25,9 @@ pub struct SimArgs {
     /// Replay this one seed (a failure prints the seed's options and what failed).
     #[arg(long, value_name = "SEED", conflicts_with_all = ["seeds", "base", "threads"])]
     pub seed: Option<u64>,
-    /// The family of seeds: `default` (swarm over every fault class) or `rare-faults`
-    /// (five voters; crashes, partitions and disk loss always on).
+    /// The family of seeds: `default` (swarm over every fault class), `rare-faults`
+    /// (five voters; crashes, partitions and disk loss always on) or `members` (2 to 7
+    /// voters and spare nodes; membership changes in the workload).
     #[arg(long, value_name = "NAME", default_value = "default",
           value_parser = parse_profile)]
     pub profile: Profile,
@@ -80,6 +81,9 @@ pub fn main(args: SimArgs) -> ExitCode {
                     "seed {seed}: {} messages crossed the real peer codec in {} frames",
                     report.wire.0, report.wire.1
                 );
+                if report.membership.proposed > 0 {
+                    println!("seed {seed}: membership: {:?}", report.membership);
+                }
                 ExitCode::SUCCESS
             }
             Err(failure) => {
@@ -123,6 +127,9 @@ pub fn main(args: SimArgs) -> ExitCode {
     println!("{}", summary.lease_totals());
     println!("{}", summary.recovery_totals());
     println!("{}", summary.wire_totals());
+    if summary.changed_membership() {
+        println!("{}", summary.membership_totals());
+    }
     if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -70,9 +70,9 @@ pub enum Input {
         /// The value.
         value: Bytes,
     },
-    /// Replace the voters by `membership` (one voter added or removed). Only
-    /// `tests/scenarios.rs` produces it today: `runtime::Shard` forwards a
-    /// `ShardInput::ChangeMembership` that nothing sends (no request, API or command).
+    /// Replace the voters by `membership` (one voter added or removed). Only the
+    /// tests and the simulator produce it today: `runtime::Shard` forwards a
+    /// `ShardInput::ChangeMembership` that no request, API or command sends.
     ChangeMembership {
         /// Identifies the proposal in completions.
         id: ProposalId,
@@ -626,6 +626,7 @@ impl Group {
 
     /// Applies every chosen, unapplied instance in order (ordering rule 4 of `Output`).
     pub(super) fn apply_chosen(&mut self, out: &mut Output) {
+        let mut config_applied = false;
         while self.applied_through < self.chosen_through {
             let instance = self.applied_through.next();
             let slot = self
@@ -652,9 +653,7 @@ impl Group {
                     Body::Values(_) | Body::Noop => {}
                 }
             }
-            if matches!(entry.body, Body::Config(_)) {
-                self.config_change_pending = false;
-            }
+            config_applied |= matches!(entry.body, Body::Config(_));
             self.checksum = entry_checksum(self.checksum, instance, &entry);
             slot.checksum = Some(self.checksum);
             let proposals = match self.awaiting_apply.remove(&instance) {
@@ -680,6 +679,9 @@ impl Group {
                 proposals,
                 checksum: self.checksum,
             });
+        }
+        if config_applied {
+            self.config_change_pending = self.config_in_flight();
         }
         self.release_retained();
     }

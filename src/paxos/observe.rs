@@ -20,6 +20,11 @@ impl Group {
     pub fn ballot(&self) -> Option<Ballot> {
         self.leading.as_ref().map(|l| l.ballot)
     }
+    /// Where the Phase 1 of this replica's ballot began, when leading or campaigning.
+    #[must_use]
+    pub fn phase1_from(&self) -> Option<Instance> {
+        self.leading.as_ref().map(|l| l.from)
+    }
     /// The highest ballot promised.
     #[must_use]
     pub fn promised(&self) -> Ballot {

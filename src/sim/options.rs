@@ -9,7 +9,9 @@
 //!
 //! Invariants (asserted by [`SimOptions::invariants`], which `from_seed` calls):
 //! - every `*_min <= *_max`; every `*_ppm <= 1_000_000`; every count and size is positive;
-//! - `node_count` is 3 or 5; `clock_drift_ppm` has one entry per node, each within
+//! - `node_count` is 2 to 9 and `voter_count` 2 to 7, at most `node_count` (both equal,
+//!   3 or 5, unless a profile adds spare nodes); `clock_drift_ppm` has one entry per
+//!   node, each within
 //!   `±clock_drift_bound_ppm`, and the bound is below 1_000_000;
 //! - a class listed in `faults_off` has its rate at 0 (or its interval `None`), and a
 //!   class that is on has a nonzero rate (clock drift excepted: a drawn drift may be 0).
@@ -123,8 +125,14 @@ pub struct SimOptions {
     pub seed: u64,
 
     // ---- Cluster shape and protocol limits ----
-    /// Nodes in the cluster: 3 or 5.
+    /// Nodes in the cluster: 3 or 5 (2 to 9 in the `members` profile, spares included).
     pub node_count: usize,
+    /// The initial voters of every group: nodes `1..=voter_count` (`node_count` unless
+    /// a profile adds spare nodes, which start as non-voters and may be added).
+    pub voter_count: usize,
+    /// Mean true time between two membership changes issued by the clients during the
+    /// safety phase (`None`: membership never changes; `profile`, `members`).
+    pub membership_change_interval_ns_mean: Option<u64>,
     /// Shards (cores) per node: 1 to 3.
     pub shards_per_node: usize,
     /// Paxos groups: 1 to 8.
@@ -437,6 +445,8 @@ impl SimOptions {
             message_size_slack,
             large_values_forced: large_on && !large.drawn_on,
             node_count,
+            voter_count: node_count,
+            membership_change_interval_ns_mean: None,
             shards_per_node,
             group_count,
             window_instances_max,
@@ -552,9 +562,28 @@ impl SimOptions {
             "retention_instances_max is 0"
         );
         assert!(
-            self.node_count == 3 || self.node_count == 5,
-            "node_count {} is not 3 or 5",
+            (2..=9).contains(&self.node_count),
+            "node_count {} is not within 2..=9",
             self.node_count
+        );
+        assert!(
+            (2..=7).contains(&self.voter_count) && self.voter_count <= self.node_count,
+            "voter_count {} is not within 2..=7 and at most node_count {}",
+            self.voter_count,
+            self.node_count
+        );
+        if self.voter_count == self.node_count && self.membership_change_interval_ns_mean.is_none()
+        {
+            assert!(
+                self.node_count == 3 || self.node_count == 5 || self.profile == Profile::Members,
+                "node_count {} without spare nodes is not 3 or 5",
+                self.node_count
+            );
+        }
+        assert!(
+            self.membership_change_interval_ns_mean
+                .is_none_or(|mean| mean > 0),
+            "membership_change_interval_ns_mean is 0"
         );
         assert!(self.shards_per_node >= 1, "shards_per_node is 0");
         assert!(self.group_count >= 1, "group_count is 0");

@@ -11,6 +11,16 @@
 //!   its disk (`disk_loss_ppm` ≥ 333,333; one in five at the least otherwise);
 //! - everything else as the seed draws it by default.
 //!
+//! Membership changes get a profile of their own, `members` (a third CI set):
+//!
+//! - 2 to 7 initial voters (even counts included) and 1 or 2 spare nodes, which run
+//!   every group as non-voters until a change adds them;
+//! - clients change each group's membership every 150 ms to 1 s on average during the
+//!   safety phase (`sim::cluster::members`): add a voter, remove one (the leader
+//!   included), replace one, keeping 2 to 7 voters; sometimes two at once or a change
+//!   of two voters, which the core must refuse;
+//! - everything else as the seed draws it by default (faults included).
+//!
 //! A biased seed starts from the default draw of the same seed and then changes the
 //! fields above, drawing what it needs from a PRNG stream of its own: what the default
 //! profile gives a seed is unchanged, so earlier runs of a seed stay meaningful, and a
@@ -38,11 +48,13 @@ pub enum Profile {
     Default,
     /// Five voters; crashes, partitions and disk loss always on and frequent.
     RareFaults,
+    /// 2 to 7 voters and spare nodes; membership changes in the workload.
+    Members,
 }
 
 impl Profile {
     /// Every profile.
-    pub const ALL: [Profile; 2] = [Profile::Default, Profile::RareFaults];
+    pub const ALL: [Profile; 3] = [Profile::Default, Profile::RareFaults, Profile::Members];
 
     /// The profile's name, as `tests/seeds.txt` and `SYNOD_PROFILE` write it.
     #[must_use]
@@ -50,6 +62,7 @@ impl Profile {
         match self {
             Profile::Default => "default",
             Profile::RareFaults => "rare-faults",
+            Profile::Members => "members",
         }
     }
 
@@ -88,6 +101,7 @@ impl Profile {
         match self {
             Profile::Default => {}
             Profile::RareFaults => bias_rare_faults(&mut options),
+            Profile::Members => bias_members(&mut options),
         }
         options.invariants();
         options
@@ -141,6 +155,26 @@ fn bias_rare_faults(options: &mut SimOptions) {
     });
 }
 
+/// Turns a default draw into a `members` one (module docs), from a stream of its own.
+fn bias_members(options: &mut SimOptions) {
+    let seed = options.seed;
+    let mut p = Prng::new(seed ^ 0x4d45_4d42_4552_5321);
+    options.profile = Profile::Members;
+    let voters = p.range(2, 7) as usize;
+    let spares = p.range(1, 2) as usize;
+    let nodes = voters + spares;
+    options.voter_count = voters;
+    options.node_count = nodes;
+    let bound = options.clock_drift_bound_ppm;
+    let drawn = draw_drifts(&mut p, bound, nodes);
+    options.clock_drift_ppm = if options.fault_on(FaultClass::ClockDrift) {
+        drawn
+    } else {
+        vec![0; nodes]
+    };
+    options.membership_change_interval_ns_mean = Some(p.range(150 * MS, S));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +211,22 @@ mod tests {
         for profile in Profile::ALL {
             assert_eq!(Profile::parse(profile.name()), Some(profile));
         }
+        let mut voters = [0usize; 8];
+        for seed in 0..2_000 {
+            let members = Profile::Members.options(seed, false);
+            voters[members.voter_count] += 1;
+            assert!(
+                members.node_count > members.voter_count,
+                "seed {seed}: no spare"
+            );
+            assert!(members.node_count - members.voter_count <= 2, "seed {seed}");
+            assert_eq!(members.clock_drift_ppm.len(), members.node_count);
+            assert!(members.membership_change_interval_ns_mean.is_some());
+            assert!(members.to_string().contains("profile=members"));
+            assert_eq!(members, Profile::Members.options(seed, false), "replays");
+        }
+        // Every voter count from 2 to 7 is drawn, even ones included.
+        assert!(voters[2..=7].iter().all(|n| *n > 200), "{voters:?}");
         assert_eq!(Profile::parse("rare"), None);
     }
 }

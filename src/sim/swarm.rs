@@ -208,6 +208,45 @@ impl Summary {
         )
     }
 
+    /// Whether any passing seed asked for a membership change.
+    #[must_use]
+    pub fn changed_membership(&self) -> bool {
+        self.reports.iter().any(|r| r.membership.proposed > 0)
+    }
+
+    /// The one-line totals of the passing seeds' membership changes (a line of its
+    /// own): asked, applied, refused and why, memberships chosen, voter counts.
+    #[must_use]
+    pub fn membership_totals(&self) -> String {
+        let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
+        let mut voters = [0usize; 10];
+        for report in &self.reports {
+            let m = &report.membership;
+            if m.voters_min > 0 {
+                for seeds in &mut voters[m.voters_min..=m.voters_max.min(9)] {
+                    *seeds += 1;
+                }
+            }
+        }
+        format!(
+            "membership changes: {} asked ({} of two voters, {} right behind another), {} \
+             applied, {} refused, {} not the leader, {} failed otherwise; {} memberships \
+             chosen ({} removing the leader asked); {} leaders checked against the \
+             membership in effect; seeds spanning each voter count 2..=7: {:?}",
+            sum(|r| r.membership.proposed),
+            sum(|r| r.membership.proposed_invalid),
+            sum(|r| r.membership.proposed_second),
+            sum(|r| r.membership.applied),
+            sum(|r| r.membership.refused),
+            sum(|r| r.membership.not_leader),
+            sum(|r| r.membership.failed),
+            sum(|r| r.membership.chosen),
+            sum(|r| r.membership.leader_removed),
+            sum(|r| r.membership.leaders_checked),
+            &voters[2..=7],
+        )
+    }
+
     /// The one-line totals of the passing seeds' in-memory logs: how many seeds
     /// bounded them, the catch-up reads served from the WAL, and the largest log a
     /// replica held among bounded and among unbounded seeds.

@@ -22,6 +22,7 @@
 //! | `recovery`     | each start's recovery returns what the disk durably holds, or says corrupt only after damage |
 //! | `truncation`   | the WAL is released only below a durable checkpoint; a restart restores at or above it |
 //! | `wire`         | every message crosses the real peer codec (pack, frame, decode, unpack) unchanged |
+//! | `membership`   | consecutive memberships differ by one voter and their quorums meet; each ballot's leader had a quorum of the membership in effect |
 //! | `liveness`     | after faults heal, the cluster converges within a bound         |
 //!
 //! Invariant: a checker never panics on what a node reports (that is the system under
@@ -38,6 +39,7 @@ pub mod install;
 pub mod lease;
 pub mod liveness;
 pub mod log_read;
+pub mod membership;
 pub mod monotonic;
 pub mod prefix;
 pub mod read;
@@ -58,6 +60,7 @@ pub use install::InstallChecker;
 pub use lease::LeaseChecker;
 pub use liveness::LivenessChecker;
 pub use log_read::{LogReadAnswered, LogReadChecker};
+pub use membership::MembershipChecker;
 pub use monotonic::{MonotonicChecker, Watermarks};
 pub use prefix::PrefixChecker;
 pub use read::ReadChecker;
@@ -172,6 +175,8 @@ pub struct Checkers {
     pub bounds: BoundsChecker,
     /// Convergence after faults heal.
     pub liveness: LivenessChecker,
+    /// Membership changes and the quorums that elect leaders across them.
+    pub membership: MembershipChecker,
     /// Messages fit their byte budget, and the estimate bounds the real encoding.
     pub message_size: MessageSizeChecker,
     /// In-memory logs stay within retention and window.
@@ -234,6 +239,7 @@ impl Checkers {
         self.checksum.observe_apply(node, apply)?;
         self.durability.observe_apply(node, apply)?;
         self.ghost.observe_apply(node, apply)?;
+        self.membership.observe_apply(node, apply)?;
         self.checkpoint.observe_apply(apply);
         self.read.observe_apply(apply);
         if !apply.skip {

@@ -70,6 +70,12 @@ impl Cluster {
         }
         // The shard's answers, one per proposal, after the applies they refer to.
         for (proposal, outcome) in effects.replies.drain(..) {
+            if self
+                .members
+                .answered(proposal, &outcome, &mut self.report.membership)
+            {
+                continue;
+            }
             let Some((_, group)) = self.proposals_in_flight.remove(&proposal) else {
                 continue;
             };
@@ -340,6 +346,14 @@ impl Cluster {
             let group_id = group.config().group;
             self.checkers
                 .observe_watermarks(id, group_id, &watermarks)?;
+            self.checkers
+                .membership
+                .observe_promised(id, group_id, group.promised());
+            if let (Some(ballot), Some(from)) = (watermarks.leader_ballot, group.phase1_from()) {
+                self.checkers
+                    .membership
+                    .observe_leader(id, group_id, ballot, from)?;
+            }
             self.checkers.checkpoint.observe_durable(
                 id,
                 group_id,
@@ -364,10 +378,7 @@ impl Cluster {
                         .lease
                         .observe_lease(group_id, id, ballot, self.now, end)?;
                     let grants = self.lease_grants(group_id);
-                    let memberships = [
-                        group.membership_at(group.chosen_through().next()),
-                        group.latest_membership(),
-                    ];
+                    let memberships = group.memberships_ahead();
                     self.checkers.lease.check_grants(
                         group_id,
                         id,

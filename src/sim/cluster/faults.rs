@@ -32,7 +32,8 @@ impl Cluster {
             && self.options.disk_loss_ppm > 0
             && self
                 .prng
-                .chance_ppm(self.options.disk_loss_ppm.max(200_000));
+                .chance_ppm(self.options.disk_loss_ppm.max(200_000))
+            && self.state_loss_allowed(node);
         self.crash_and_restart(node, lose_disk);
     }
 
@@ -78,6 +79,7 @@ impl Cluster {
         self.proposals_in_flight
             .retain(|_, (owner, _)| *owner != node);
         self.reads_in_flight.retain(|_, owner| *owner != node);
+        self.members.forget(node);
         self.forget_log_reads(node);
         self.report.crashes += 1;
     }
@@ -123,6 +125,9 @@ impl Cluster {
         }
         let node = up[self.prng.index(up.len())];
         let shard = self.prng.index(self.nodes[node].shards.len());
+        if !self.state_loss_allowed(node) {
+            return;
+        }
         let limit = self.nodes[node].shards[shard].last_write_offset;
         if limit == 0 {
             return;

@@ -63,6 +63,7 @@ mod execute;
 mod faults;
 mod forge;
 mod log_reads;
+mod members;
 mod raw_flip;
 mod report;
 mod transfer;
@@ -105,7 +106,9 @@ const LIVENESS_BOUND_NS: u64 = 60 * S;
 /// Steps after which a run is declared stuck (a driver or protocol livelock).
 const STEPS_MAX: u64 = 20_000_000;
 
-pub use report::{run_options, run_seed, Failure, LogReadReport, ReadReport, RunReport};
+pub use report::{
+    run_options, run_seed, Failure, LogReadReport, MembershipReport, ReadReport, RunReport,
+};
 
 #[derive(Clone, Debug)]
 enum Event {
@@ -143,6 +146,8 @@ enum Event {
     PartitionEnd,
     BitFlip,
     Client,
+    /// A client asks for a membership change (`members`).
+    Membership,
     Heal,
     /// A piece of a checkpoint file was read for a peer.
     CheckpointReadDone {
@@ -233,6 +238,9 @@ pub struct Cluster {
     reads_in_flight: BTreeMap<ReadId, usize>,
     /// The log readers (`log_reads`): their stream, reads in flight, WAL answers.
     log_readers: log_reads::LogReaders,
+    /// The membership changes of the workload (`members`): their stream, changes in
+    /// flight.
+    members: members::Members,
     now: u64,
     steps: u64,
     nodes: Vec<Node>,
@@ -262,12 +270,15 @@ impl Cluster {
     #[must_use]
     pub fn new(options: SimOptions) -> Cluster {
         let mut prng = Prng::new(options.seed);
-        let voters: Vec<NodeId> = (1..=options.node_count as u32).map(NodeId).collect();
+        // Nodes `1..=voter_count` vote from the start; the others are spare nodes that
+        // run every group as non-voters until a membership change adds them.
+        let voters: Vec<NodeId> = (1..=options.voter_count as u32).map(NodeId).collect();
+        let node_ids: Vec<NodeId> = (1..=options.node_count as u32).map(NodeId).collect();
         let groups: Vec<GroupId> = (1..=options.group_count as u32).map(GroupId).collect();
         let value_size_max = options.value_size_max.max(options.large_value_size_max);
         let batch_size_max = options.batch_size_max.max(value_size_max);
         let mut group_configs = Vec::new();
-        for &node in &voters {
+        for &node in &node_ids {
             for &group in &groups {
                 let mut config = GroupConfig::new(node, group, Membership::new(voters.clone()));
                 config.window_instances_max = options.window_instances_max;
@@ -308,7 +319,7 @@ impl Cluster {
         };
         let shard_config_template = shard_config_template(&options, buffer);
         let mut nodes = Vec::new();
-        for (index, &id) in voters.iter().enumerate() {
+        for (index, &id) in node_ids.iter().enumerate() {
             let drift = options.clock_drift_ppm[index];
             let clock = SimClock::new(drift, options.clock_drift_bound_ppm, 0, &mut prng);
             let shards = (0..options.shards_per_node)
@@ -349,13 +360,20 @@ impl Cluster {
             read_id_next: 1,
             reads_in_flight: BTreeMap::new(),
             log_readers: log_reads::LogReaders::new(&options),
+            members: members::Members::new(&options),
             now: 0,
             steps: 0,
             nodes,
             network,
-            checkers: Checkers::with_message_size_max(
-                group_configs.iter().map(|c| c.message_size_max).max(),
-            ),
+            checkers: {
+                let mut checkers = Checkers::with_message_size_max(
+                    group_configs.iter().map(|c| c.message_size_max).max(),
+                );
+                checkers
+                    .membership
+                    .configure(options.window_instances_max, Membership::new(voters));
+                checkers
+            },
             events: BTreeMap::new(),
             event_seq: 0,
             groups,
@@ -401,6 +419,10 @@ impl Cluster {
             let at = self.bit_flip_interval();
             self.schedule(at, Event::BitFlip);
         }
+        if let Some(mean) = self.options.membership_change_interval_ns_mean {
+            let at = self.members.interval(mean);
+            self.schedule(at, Event::Membership);
+        }
         self.schedule(self.options.safety_phase_ns, Event::Heal);
         let deadline = self.options.safety_phase_ns + LIVENESS_BOUND_NS;
         loop {
@@ -411,11 +433,8 @@ impl Cluster {
                     format!("no end after {STEPS_MAX} steps at t = {} ns", self.now),
                 ));
             }
-            if self.liveness && !self.proposing {
-                let live: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
-                if self.checkers.liveness.is_converged(&live, &self.groups) {
-                    return self.final_checks();
-                }
+            if self.liveness && !self.proposing && self.converged() {
+                return self.final_checks();
             }
             let next_event = self.events.first_key_value().map(|((at, _), _)| *at);
             let next_message = self.network.next_delivery().map(|n| n.0);
@@ -426,8 +445,7 @@ impl Cluster {
                 .min()
                 .expect("client events never stop before the end");
             if next > deadline {
-                let live: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
-                self.checkers.liveness.check(next, &live, &self.groups)?;
+                self.check_converged(next)?;
                 return self.final_checks();
             }
             // A read due first is issued outside the step count, and the clock of the
@@ -651,6 +669,7 @@ impl Cluster {
                 }
             }
             Event::Client => self.client()?,
+            Event::Membership => self.change_membership()?,
             Event::Heal => self.heal()?,
             Event::Checkpoint {
                 node,

@@ -92,6 +92,38 @@ pub struct RunReport {
     /// Messages, frames and bytes that crossed the real peer codec
     /// (`checkers::wire`; not part of `Debug`).
     pub wire: (u64, u64, u64),
+    /// What the membership changes of the workload did (not part of `Debug`).
+    pub membership: MembershipReport,
+}
+
+/// What the membership changes of one run did (`members`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MembershipReport {
+    /// Changes asked for (each to one node).
+    pub proposed: u64,
+    /// Changes asked for that differ from the node's newest membership by two voters.
+    pub proposed_invalid: u64,
+    /// Changes asked for while another was in flight at the same node.
+    pub proposed_second: u64,
+    /// Changes applied (acknowledged).
+    pub applied: u64,
+    /// Changes refused by a leader (`ProposeError::Rejected`: another pending, or not
+    /// one voter).
+    pub refused: u64,
+    /// Changes answered `NotLeader`.
+    pub not_leader: u64,
+    /// Changes that failed otherwise (indeterminate, overloaded) or were aborted.
+    pub failed: u64,
+    /// Memberships chosen, over all groups (the chosen logs' `Config` entries).
+    pub chosen: u64,
+    /// Memberships chosen that removed the voter leading the group then.
+    pub leader_removed: u64,
+    /// The fewest and the most voters any chosen membership had.
+    pub voters_min: usize,
+    /// See `voters_min`.
+    pub voters_max: usize,
+    /// Leaders checked against the quorum of the membership in effect.
+    pub leaders_checked: u64,
 }
 
 impl std::fmt::Debug for RunReport {
@@ -263,6 +295,7 @@ impl Cluster {
         let live: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
         let logs = self.checkers.prefix.final_logs(&live);
         self.checkers.durability.check_final(&logs)?;
+        self.membership_totals();
         for node in &self.nodes {
             for slot in &node.shards {
                 if let Some(core) = slot.shard.as_ref() {

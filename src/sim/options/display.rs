@@ -40,6 +40,12 @@ impl fmt::Display for SimOptions {
             self.batch_values_max,
             self.batch_size_max,
         )?;
+        if self.voter_count != self.node_count {
+            write!(f, " voters={}", self.voter_count)?;
+        }
+        if let Some(mean) = self.membership_change_interval_ns_mean {
+            write!(f, " change_membership_every~{}", duration(mean))?;
+        }
         write!(
             f,
             " values={}..{}B",

@@ -1,0 +1,405 @@
+//! Membership changes in the workload (the `members` profile): clients ask a node,
+//! mostly the leader, to add a voter, remove one (the leader itself included) or
+//! replace one (a removal, then an add on the same group at its next turn), keeping 2
+//! to 7 voters, through `ShardInput::ChangeMembership`, during the seed's leader
+//! changes, partitions and crashes. Some requests must be refused, and are counted as
+//! such: a change of two voters at once (`Rejected`: not one voter), a second change
+//! sent right behind the first (`Rejected`: another pending), and changes sent to a
+//! node that does not lead (`NotLeader`).
+//!
+//! Lost state and changes do not overlap (the fault atlas, `faults`): a change is not
+//! asked for while a replica has lost state, and a disk is lost (or bits flipped) only
+//! while every group's newest chosen membership is the initial one and in effect, no
+//! change is in flight, and the node is one of the initial voters, at least 3 of them
+//! (so that this happens often, the workload changes only one or two groups in three
+//! seeds of four, and alternates periods of `RETURN_PERIOD_NS`: changes anywhere, then
+//! changes back toward the initial voters; half the changes of the first kind lead
+//! back too).
+//! Why: a replica that lost its disk restarts with the initial membership and knows no
+//! other until it re-learns the log, but its rejoin rule (`paxos::learner`, "Rejoin")
+//! counts the voters of the membership it knows; with another membership in effect
+//! those need not meet the quorums that led before the loss. With 2 voters a lost disk
+//! can never rejoin (it needs a quorum of the one other voter). The monotonic checker's
+//! rejoin floor assumes the quorum size unchanged across the loss, which this keeps.
+//!
+//! Every draw comes from the changes' own PRNG stream: a seed without changes (every
+//! profile but `members`) runs as before.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::report::MembershipReport;
+use super::{Cluster, Event};
+use crate::paxos::{GroupId, Membership, NodeId, ProposalId, ProposeError, Role};
+use crate::prng::Prng;
+use crate::runtime::shard::ProposalOutcome;
+use crate::runtime::{shard_of, ShardInput};
+use crate::sim::checkers::Violation;
+use crate::sim::options::SimOptions;
+
+/// Voters a workload change keeps at least, and at most.
+const VOTERS_MIN: usize = 2;
+const VOTERS_MAX: usize = 7;
+/// The workload alternates periods of this length: changes anywhere, then changes
+/// that lead back toward the initial voters (module docs).
+const RETURN_PERIOD_NS: u64 = 2_000_000_000;
+/// Proposal ids of membership changes start here, far above the clients' values.
+const PROPOSAL_ID_BASE: u64 = 1 << 62;
+
+/// A change in flight.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    /// The node asked.
+    node: usize,
+    /// Whether it removes the node asked, which leads the group.
+    removes_leader: bool,
+}
+
+/// The workload's membership changes (module docs).
+pub(super) struct Members {
+    prng: Prng,
+    next_id: u64,
+    in_flight: BTreeMap<ProposalId, InFlight>,
+    /// The groups that change: the first `changing` (1 or 2, or every group in one
+    /// seed of four), so that lost disks find every group at its initial voters.
+    changing: usize,
+    /// Groups whose last change removed a voter as the first half of a replacement:
+    /// their next change adds one.
+    replacing: BTreeSet<GroupId>,
+}
+
+impl Members {
+    pub(super) fn new(options: &SimOptions) -> Members {
+        let mut prng = Prng::new(options.seed ^ 0x4d45_4d42_4552_5343);
+        let changing = if prng.below(4) == 0 {
+            options.group_count
+        } else {
+            1 + prng.index(2)
+        };
+        Members {
+            prng,
+            changing,
+            next_id: PROPOSAL_ID_BASE,
+            in_flight: BTreeMap::new(),
+            replacing: BTreeSet::new(),
+        }
+    }
+
+    /// A gap until the next change, around `mean`.
+    pub(super) fn interval(&mut self, mean: u64) -> u64 {
+        self.prng.range(mean / 2, mean + mean / 2).max(1)
+    }
+
+    /// Whether changes are in flight.
+    pub(super) fn busy(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// Takes `proposal`'s answer if it is a membership change (true), counting it.
+    pub(super) fn answered(
+        &mut self,
+        proposal: ProposalId,
+        outcome: &ProposalOutcome,
+        report: &mut MembershipReport,
+    ) -> bool {
+        let Some(change) = self.in_flight.remove(&proposal) else {
+            return false;
+        };
+        match outcome {
+            ProposalOutcome::Applied { .. } => {
+                report.applied += 1;
+                report.leader_removed += u64::from(change.removes_leader);
+            }
+            ProposalOutcome::Failed(ProposeError::Rejected { .. }) => report.refused += 1,
+            ProposalOutcome::Failed(ProposeError::NotLeader { .. }) => report.not_leader += 1,
+            ProposalOutcome::Failed(_) | ProposalOutcome::Aborted => report.failed += 1,
+        }
+        true
+    }
+
+    /// `node` crashed: its changes' answers died with it.
+    pub(super) fn forget(&mut self, node: usize) {
+        self.in_flight.retain(|_, change| change.node != node);
+    }
+}
+
+/// What one request asks.
+enum Change {
+    Add(NodeId),
+    Remove(NodeId),
+}
+
+impl Cluster {
+    /// The `Membership` event: asks one node for one change (sometimes two, or an
+    /// invalid one), then schedules the next.
+    pub(super) fn change_membership(&mut self) -> Result<(), Violation> {
+        if self.liveness {
+            return Ok(());
+        }
+        let mean = self
+            .options
+            .membership_change_interval_ns_mean
+            .expect("changes are scheduled only when on");
+        let at = self.now + self.members.interval(mean);
+        self.schedule(at, Event::Membership);
+        if self.damaged.is_some() {
+            return Ok(());
+        }
+        // In a returning period every change leads a changed group back toward the
+        // initial voters (module docs); otherwise any of the changing groups.
+        let returning = (self.now / RETURN_PERIOD_NS) % 2 == 1;
+        let changing = &self.groups[..self.members.changing.min(self.groups.len())];
+        let group = if returning {
+            let changed: Vec<GroupId> = changing
+                .iter()
+                .copied()
+                .filter(|g| {
+                    self.checkers.membership.latest(*g).as_ref()
+                        != self.checkers.membership.initial()
+                })
+                .collect();
+            if changed.is_empty() {
+                return Ok(());
+            }
+            changed[self.members.prng.index(changed.len())]
+        } else {
+            changing[self.members.prng.index(changing.len())]
+        };
+        let leader = (0..self.nodes.len()).find(|n| {
+            self.nodes[*n].up
+                && self
+                    .group_on(*n, group)
+                    .is_some_and(|g| g.role() == Role::Leader)
+        });
+        let node = match leader {
+            Some(node) if self.members.prng.below(4) != 0 => node,
+            _ => {
+                let up: Vec<usize> = (0..self.nodes.len())
+                    .filter(|n| self.nodes[*n].up)
+                    .collect();
+                if up.is_empty() {
+                    return Ok(());
+                }
+                up[self.members.prng.index(up.len())]
+            }
+        };
+        let Some(current) = self
+            .group_on(node, group)
+            .map(|g| g.latest_membership().clone())
+        else {
+            return Ok(());
+        };
+        let asked = self.nodes[node].id;
+        if self.members.prng.below(16) == 0 {
+            if let Some(invalid) = self.two_voter_change(&current) {
+                self.report.membership.proposed_invalid += 1;
+                return self.ask(node, group, invalid, false);
+            }
+        }
+        let Some(change) = self.draw_change(group, &current, returning) else {
+            return Ok(());
+        };
+        let leads = leader == Some(node);
+        let (membership, removes_leader) = apply_change(&current, &change, asked, leads);
+        self.ask(node, group, membership.clone(), removes_leader)?;
+        // Sometimes a second change right behind: the core must refuse it (one change
+        // at a time), whatever it asks.
+        if self.members.prng.below(8) == 0 {
+            if let Some(second) = self.draw_change(group, &membership, false) {
+                let (second, _) = apply_change(&membership, &second, asked, leads);
+                self.report.membership.proposed_second += 1;
+                self.ask(node, group, second, false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next single change for `group` from `current`: an add after the removal of
+    /// a replacement, else an add or a removal at random within the voter bounds.
+    fn draw_change(
+        &mut self,
+        group: GroupId,
+        current: &Membership,
+        returning: bool,
+    ) -> Option<Change> {
+        let outsiders: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|id| !current.contains(*id))
+            .collect();
+        let count = current.voters().len();
+        let can_add = count < VOTERS_MAX && !outsiders.is_empty();
+        let can_remove = count > VOTERS_MIN;
+        let replacing = self.members.replacing.remove(&group);
+        // Half the changes lead back toward the initial voters, so that the membership
+        // often is the initial one again and disks may be lost (module docs).
+        if let Some(initial) = self.checkers.membership.initial().cloned() {
+            if !replacing && current != &initial && (returning || self.members.prng.coin()) {
+                let missing = initial.voters().iter().find(|v| !current.contains(**v));
+                let extra = current.voters().iter().find(|v| !initial.contains(**v));
+                match (missing, extra) {
+                    (Some(node), _) if count < VOTERS_MAX => return Some(Change::Add(*node)),
+                    (_, Some(node)) if can_remove => return Some(Change::Remove(*node)),
+                    _ => {}
+                }
+            }
+        }
+        let add = match (can_add, can_remove) {
+            (false, false) => return None,
+            (true, false) => true,
+            (false, true) => false,
+            (true, true) => replacing || self.members.prng.coin(),
+        };
+        if add {
+            let node = outsiders[self.members.prng.index(outsiders.len())];
+            return Some(Change::Add(node));
+        }
+        // One removal in three is the first half of a replacement.
+        if self.members.prng.below(3) == 0 {
+            self.members.replacing.insert(group);
+        }
+        let voters = current.voters();
+        Some(Change::Remove(
+            voters[self.members.prng.index(voters.len())],
+        ))
+    }
+
+    /// A membership two voters away from `current` within the voter bounds (one voter
+    /// swapped for a non-voter, else two removed, else two added), if any.
+    fn two_voter_change(&mut self, current: &Membership) -> Option<Membership> {
+        let outsiders: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|id| !current.contains(*id))
+            .collect();
+        let mut voters = current.voters().to_vec();
+        if let Some(outsider) = outsiders.first() {
+            voters.remove(self.members.prng.index(voters.len()));
+            voters.push(*outsider);
+        } else if voters.len() >= VOTERS_MIN + 2 {
+            voters.truncate(voters.len() - 2);
+        } else {
+            return None;
+        }
+        Some(Membership::new(voters))
+    }
+
+    /// Sends one change to `node`.
+    fn ask(
+        &mut self,
+        node: usize,
+        group: GroupId,
+        membership: Membership,
+        removes_leader: bool,
+    ) -> Result<(), Violation> {
+        let id = ProposalId(self.members.next_id);
+        self.members.next_id += 1;
+        self.members.in_flight.insert(
+            id,
+            InFlight {
+                node,
+                removes_leader,
+            },
+        );
+        self.report.membership.proposed += 1;
+        let shard = usize::from(shard_of(group, self.shard_count()));
+        let input = ShardInput::ChangeMembership {
+            group,
+            id,
+            membership,
+        };
+        self.step_shard(node, shard, input)
+    }
+
+    /// Whether `node` may lose state now (a lost disk or flipped bits): always without
+    /// membership changes; with them, only while no group's membership changed or is
+    /// changing, `node` votes in every group, and the groups have 3 voters or more
+    /// (module docs).
+    pub(super) fn state_loss_allowed(&self, node: usize) -> bool {
+        if self.options.membership_change_interval_ns_mean.is_none() {
+            return true;
+        }
+        let id = self.nodes[node].id;
+        let Some(initial) = self.checkers.membership.initial() else {
+            return true;
+        };
+        !self.members.busy()
+            && initial.contains(id)
+            && initial.voters().len() >= 3
+            && self.groups.iter().all(|group| {
+                let chosen = self.checkers.membership.chosen(*group);
+                let (chosen_max, _) = self.checkers.liveness.target(*group);
+                chosen.last().is_some_and(|latest| {
+                    &latest.membership == initial && latest.effective <= chosen_max.next()
+                })
+            })
+    }
+
+    /// The voters `group`'s chosen log names last: the replicas liveness waits for.
+    pub(super) fn voters_of(&self, group: GroupId) -> Vec<NodeId> {
+        match self.checkers.membership.latest(group) {
+            Some(latest) => latest.voters().to_vec(),
+            None => self.nodes.iter().map(|n| n.id).collect(),
+        }
+    }
+
+    /// Whether every group's voters applied through its target and no proposal is
+    /// pending (`checkers::liveness`): non-voters (spare nodes never added, voters
+    /// removed) need not follow.
+    pub(super) fn converged(&self) -> bool {
+        self.groups.iter().all(|group| {
+            let voters = self.voters_of(*group);
+            self.checkers.liveness.is_converged(&voters, &[*group])
+        })
+    }
+
+    /// At true time `now`: Ok unless the liveness bound passed with some group's voters
+    /// not converged (`checkers::liveness::check`, group by group).
+    pub(super) fn check_converged(&self, now: u64) -> Result<(), Violation> {
+        for group in &self.groups {
+            let voters = self.voters_of(*group);
+            self.checkers.liveness.check(now, &voters, &[*group])?;
+        }
+        Ok(())
+    }
+
+    /// The run's membership figures from the chosen logs (at the end).
+    pub(super) fn membership_totals(&mut self) {
+        let mut report = std::mem::take(&mut self.report.membership);
+        report.voters_min = usize::MAX;
+        for group in &self.groups {
+            let chosen = self.checkers.membership.chosen(*group);
+            report.chosen += chosen.len().saturating_sub(1) as u64;
+            for c in &chosen {
+                report.voters_min = report.voters_min.min(c.membership.voters().len());
+                report.voters_max = report.voters_max.max(c.membership.voters().len());
+            }
+        }
+        if report.voters_min == usize::MAX {
+            report.voters_min = 0;
+        }
+        report.leaders_checked = self.checkers.membership.leaders_checked;
+        self.report.membership = report;
+    }
+}
+
+/// `current` after `change`, and whether it removes `asked`, which `leads`.
+fn apply_change(
+    current: &Membership,
+    change: &Change,
+    asked: NodeId,
+    leads: bool,
+) -> (Membership, bool) {
+    let mut voters = current.voters().to_vec();
+    match change {
+        Change::Add(node) => {
+            voters.push(*node);
+            (Membership::new(voters), false)
+        }
+        Change::Remove(node) => {
+            voters.retain(|v| v != node);
+            (Membership::new(voters), leads && *node == asked)
+        }
+    }
+}
