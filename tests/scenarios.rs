@@ -349,7 +349,7 @@ fn restarted_replica_honours_its_lease_even_at_a_raised_promise() {
     h.tick(150, &[1]);
     h.deliver_among(&[1, 2, 3]);
     // B campaigns: its prepares are held (dropped) except the one to itself.
-    h.tick(3_000, &[2]);
+    h.pre_vote(2, &[1, 2, 3]);
     h.deliver_while(&|m| m.to == NodeId(2) && m.from == NodeId(2));
     let b_ballot = h.replica(2).group.promised();
     assert_eq!(b_ballot.node, NodeId(2));
@@ -394,6 +394,12 @@ fn restarted_replica_honours_its_lease_even_at_a_raised_promise() {
 #[test]
 fn stale_leader_does_not_take_a_running_grant() {
     let mut h = Harness::new(5, 8);
+    // A stays a (stale) leader through B's election: its check-quorum waits longer.
+    h.configure(&|c| {
+        if c.node == NodeId(1) {
+            c.election_timeout_ns = 4_000_000_000;
+        }
+    });
     h.elect(1, &[1, 2, 3, 4, 5]);
     h.tick(150, &[1]);
     h.deliver_among(&[1, 2, 3, 4, 5]);
@@ -1160,7 +1166,7 @@ fn election_with_promises_larger_than_one_message() {
     let before = h.visible_values(2).len();
 
     // B campaigns. Deliver one message at a time, watching for B's first Accept.
-    h.tick(3_000, &[2]);
+    h.pre_vote(2, &[2, 3]);
     let ballot = h.replica(2).group.ballot().expect("B campaigns");
     let mut complete_promises = 0;
     let mut parts = 0;
