@@ -1722,13 +1722,13 @@ fn returning_replica_does_not_unseat_a_healthy_leader() {
     }
     let c = &h.replica(3).group;
     assert!(
-        c.counters().pre_votes >= 4,
-        "C's timer ran out while cut off"
-    );
-    assert!(
         c.promised() <= ballot,
         "C raised its promise to {}",
         c.promised()
+    );
+    assert!(
+        c.counters().pre_votes >= 4,
+        "C's timer ran out while cut off"
     );
     // Healed as C's timer runs out again: its pre-vote reaches A and B.
     let before = h.replica(3).group.counters().pre_votes;
