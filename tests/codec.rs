@@ -195,7 +195,7 @@ fn ranges(rng: &mut Prng) -> Vec<InstanceRange> {
 }
 
 /// Number of `MessageBody` variants; `body` draws each with equal probability.
-const BODY_KINDS: u64 = 12;
+const BODY_KINDS: u64 = 15;
 
 /// The lowest ballot a proposer holds (round 0 is never campaigned at).
 const ROUND_ONE: Ballot = Ballot {
@@ -296,6 +296,17 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
                 data,
             }
         }
+        12 => MessageBody::Handover {
+            ballot: ballot(rng),
+            target: NodeId(u32_any(rng)),
+        },
+        13 => MessageBody::PreVote {
+            ballot: ballot(rng),
+        },
+        14 => MessageBody::PreVoteReply {
+            ballot: ballot(rng),
+            granted: rng.below(2) == 0,
+        },
         _ => {
             let entries = entries(rng);
             MessageBody::CatchUpChunk {
@@ -476,6 +487,9 @@ fn round_trip_random_messages() {
                 MessageBody::CheckpointRequest { .. } => 9,
                 MessageBody::CheckpointChunk { .. } => 10,
                 MessageBody::CatchUpRaw { .. } => 11,
+                MessageBody::Handover { .. } => 12,
+                MessageBody::PreVote { .. } => 13,
+                MessageBody::PreVoteReply { .. } => 14,
             };
             kinds[index] += 1;
         }
@@ -1693,6 +1707,17 @@ fn edge_bodies() -> Vec<MessageBody> {
             },
             from_voter: false,
         },
+        MessageBody::Handover {
+            ballot: at_round(ROUND_MAX),
+            target: NodeId(u32::MAX),
+        },
+        MessageBody::PreVote {
+            ballot: at_round(ROUND_MAX),
+        },
+        MessageBody::PreVoteReply {
+            ballot: at_round(ROUND_MAX),
+            granted: true,
+        },
     ]
 }
 
@@ -1711,6 +1736,27 @@ fn over_bounds(edge: &MessageBody) -> Vec<(String, MessageBody, DecodeError)> {
         cases.push((format!("{} {what}", edge.kind()), body, error));
     };
     match edge {
+        MessageBody::Handover { .. }
+        | MessageBody::PreVote { .. }
+        | MessageBody::PreVoteReply { .. } => {
+            let field = match edge.kind() {
+                "handover" => "Handover.ballot.round",
+                "pre_vote" => "PreVote.ballot.round",
+                _ => "PreVoteReply.ballot.round",
+            };
+            let set_round = |b: &mut MessageBody, round: u64| match b {
+                MessageBody::Handover { ballot, .. }
+                | MessageBody::PreVote { ballot }
+                | MessageBody::PreVoteReply { ballot, .. } => ballot.round = round,
+                _ => {}
+            };
+            case(
+                "ballot.round ROUND_MAX + 1",
+                &|b| set_round(b, ROUND_MAX + 1),
+                over(field, ROUND_MAX + 1, ROUND_MAX),
+            );
+            case("ballot.round 0", &|b| set_round(b, 0), under(field, 0, 1));
+        }
         MessageBody::CheckpointRequest { .. } => {
             case(
                 "through 0",

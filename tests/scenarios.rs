@@ -419,7 +419,7 @@ fn restarted_replica_honours_its_lease_even_at_a_raised_promise() {
     h.tick(150, &[1]);
     h.deliver_among(&[1, 2, 3]);
     // B campaigns: its prepares are held (dropped) except the one to itself.
-    h.tick(3_000, &[2]);
+    h.pre_vote(2, &[1, 2, 3]);
     h.deliver_while(&|m| m.to == NodeId(2) && m.from == NodeId(2));
     let b_ballot = h.replica(2).group.promised();
     assert_eq!(b_ballot.node, NodeId(2));
@@ -464,6 +464,12 @@ fn restarted_replica_honours_its_lease_even_at_a_raised_promise() {
 #[test]
 fn stale_leader_does_not_take_a_running_grant() {
     let mut h = Harness::new(5, 8);
+    // A stays a (stale) leader through B's election: its check-quorum waits longer.
+    h.configure(&|c| {
+        if c.node == NodeId(1) {
+            c.election_timeout_ns = 4_000_000_000;
+        }
+    });
     h.elect(1, &[1, 2, 3, 4, 5]);
     h.tick(150, &[1]);
     h.deliver_among(&[1, 2, 3, 4, 5]);
@@ -1230,7 +1236,7 @@ fn election_with_promises_larger_than_one_message() {
     let before = h.visible_values(2).len();
 
     // B campaigns. Deliver one message at a time, watching for B's first Accept.
-    h.tick(3_000, &[2]);
+    h.pre_vote(2, &[2, 3]);
     let ballot = h.replica(2).group.ballot().expect("B campaigns");
     let mut complete_promises = 0;
     let mut parts = 0;
@@ -1628,5 +1634,200 @@ fn fallback_below_truncated_wal_does_not_forget_votes() {
         h.replica(3).group.checksum(),
         h.replica(1).group.checksum(),
         "C's history is A's"
+    );
+}
+
+// ----- leadership: transfer, check-quorum, pre-vote (`paxos::leadership`) -----
+
+/// Everything in the pool from or to `node` is lost (a partition around it).
+fn cut_off(h: &mut Harness, node: u32) {
+    h.drop_where(&|m| m.from == NodeId(node) || m.to == NodeId(node));
+}
+
+// Goal: a transfer refuses new proposals naming the target, lets what is in flight be
+// chosen, hands over, and the target leads at once (no election timer), at a ballot
+// above the old leader's; the old leader serves no read after the handover.
+// Method: five replicas (a quorum of three needs a follower that ended its lease grant
+// to the old leader); A leads with a value in flight; A is asked to transfer to C; a
+// new proposal is refused; messages are delivered without advancing time.
+#[test]
+fn transfer_hands_over_after_in_flight_is_chosen() {
+    let all = [1, 2, 3, 4, 5];
+    let mut h = Harness::new(5, 8);
+    h.elect(1, &all);
+    h.tick(150, &[1]);
+    h.deliver_among(&all);
+    let old = h.ballot_of(1);
+    assert!(
+        h.replica(1).group.read_index(h.now).is_some(),
+        "A serves reads"
+    );
+    h.propose(1, "a");
+    h.step(1, Input::Flush);
+    h.step(1, Input::TransferLeadership { to: NodeId(3) });
+    assert_eq!(h.replica(1).group.transferring_to(), Some(NodeId(3)));
+    let refused = h.propose(1, "b");
+    let error = h.replica(1).failed.iter().find(|c| c.id == refused);
+    assert_eq!(
+        error.map(|c| &c.error),
+        Some(&ProposeError::NotLeader {
+            hint: Some(NodeId(3))
+        }),
+        "a proposal during the transfer is refused naming the target"
+    );
+    assert!(
+        !h.pool
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::Handover { .. })),
+        "no handover while 'a' is in flight"
+    );
+    // Only the accepts and their acks: 'a' is chosen, then A hands over.
+    h.deliver_while(&|m| {
+        matches!(
+            m.body,
+            MessageBody::Accept { .. } | MessageBody::Accepted { .. }
+        )
+    });
+    assert_eq!(h.replica(1).group.role(), Role::Follower, "A stepped down");
+    assert!(
+        h.replica(1).group.read_index(h.now).is_none(),
+        "A serves no read"
+    );
+    assert_eq!(h.replica(1).group.handed_over().map(|(b, _)| b), Some(old));
+    h.deliver_among(&all);
+    assert_eq!(
+        h.replica(3).group.role(),
+        Role::Leader,
+        "C leads, no timer ran"
+    );
+    assert!(h.ballot_of(3) > old, "C leads above A's ballot");
+    h.propose(3, "c");
+    h.deliver_among(&all);
+    h.tick(150, &[3]);
+    h.deliver_among(&all);
+    for node in all {
+        let visible = h.visible_values(node);
+        assert_eq!(visible, vec!["a", "c"], "node {node}");
+    }
+    assert_eq!(h.replica(1).group.counters().handovers, 1);
+}
+
+// Goal: a transfer to a replica that does not take over leaves no permanent gap: after
+// an election timeout another replica leads.
+// Method: three replicas; A leads; C is down; A transfers to C (its handover is lost),
+// then time passes for A and B only.
+#[test]
+fn transfer_to_a_dead_target_is_followed_by_an_election() {
+    let mut h = Harness::new(3, 8);
+    h.elect(1, &[1, 2, 3]);
+    h.tick(150, &[1]);
+    h.deliver_among(&[1, 2, 3]);
+    h.crash(3);
+    let old = h.ballot_of(1);
+    h.step(1, Input::TransferLeadership { to: NodeId(3) });
+    assert_eq!(
+        h.replica(1).group.role(),
+        Role::Follower,
+        "nothing in flight: handed over"
+    );
+    h.deliver_among(&[1, 2]);
+    let mut led = None;
+    for _ in 0..10 {
+        h.tick(500, &[1, 2]);
+        h.deliver_among(&[1, 2]);
+        led = [1, 2]
+            .into_iter()
+            .find(|n| h.replica(*n).group.role() == Role::Leader);
+        if led.is_some() {
+            break;
+        }
+    }
+    let led = led.expect("a replica leads again within 5 s");
+    assert!(h.ballot_of(led) > old);
+}
+
+// Goal: check-quorum: a leader that hears from no quorum within an election timeout
+// stops leading (and serving reads); one that hears from a quorum does not.
+// Method: three replicas; A leads; B keeps answering while C is cut off: A stays; then
+// B is cut off too and time passes: A steps down.
+#[test]
+fn isolated_leader_steps_down() {
+    let mut h = Harness::new(3, 8);
+    h.elect(1, &[1, 2, 3]);
+    for _ in 0..20 {
+        h.tick(100, &[1, 2]);
+        cut_off(&mut h, 3);
+        h.deliver_among(&[1, 2]);
+    }
+    assert_eq!(
+        h.replica(1).group.role(),
+        Role::Leader,
+        "A hears from B: it leads"
+    );
+    for _ in 0..12 {
+        h.tick(100, &[1]);
+        cut_off(&mut h, 1);
+    }
+    let a = &h.replica(1).group;
+    assert_eq!(a.role(), Role::Follower, "A heard from no quorum for 1.2 s");
+    assert_eq!(a.counters().check_quorum_step_downs, 1);
+    assert!(a.read_index(h.now).is_none());
+}
+
+// Goal: a replica cut off from a live leader does not disrupt it when it returns: its
+// timers ran out again and again, but without a quorum of pre-vote grants it never
+// raised its promise, so the leader's heartbeats are not rejected; its pre-vote on
+// return is denied (the others grant their lease to the leader).
+// Method: three replicas; A leads; C is cut off for 10 s while A and B go on; then C's
+// timer runs out with the network healed, and everything is delivered.
+#[test]
+fn returning_replica_does_not_unseat_a_healthy_leader() {
+    let mut h = Harness::new(3, 8);
+    h.elect(1, &[1, 2, 3]);
+    let ballot = h.ballot_of(1);
+    for _ in 0..100 {
+        h.tick(100, &[1, 2, 3]);
+        cut_off(&mut h, 3);
+        h.deliver_among(&[1, 2]);
+    }
+    let c = &h.replica(3).group;
+    assert!(
+        c.promised() <= ballot,
+        "C raised its promise to {}",
+        c.promised()
+    );
+    assert!(
+        c.counters().pre_votes >= 4,
+        "C's timer ran out while cut off"
+    );
+    // Healed as C's timer runs out again: its pre-vote reaches A and B.
+    let before = h.replica(3).group.counters().pre_votes;
+    for _ in 0..30 {
+        h.tick(100, &[1, 2, 3]);
+        if h.replica(3).group.counters().pre_votes > before {
+            break;
+        }
+        cut_off(&mut h, 3);
+        h.deliver_among(&[1, 2]);
+    }
+    h.deliver_while(&|m| {
+        matches!(
+            m.body,
+            MessageBody::PreVote { .. } | MessageBody::PreVoteReply { .. }
+        )
+    });
+    let ignored = &h.replica(3).group.counters().ignored;
+    assert_eq!(ignored.get("pre_vote_denied"), Some(&2), "A and B deny C");
+    h.deliver_among(&[1, 2, 3]);
+    for _ in 0..5 {
+        h.tick(100, &[1, 2, 3]);
+        h.deliver_among(&[1, 2, 3]);
+    }
+    assert_eq!(h.replica(1).group.role(), Role::Leader, "A still leads");
+    assert_eq!(h.ballot_of(1), ballot, "at the same ballot");
+    assert_eq!(
+        h.replica(3).group.leader_hint(),
+        Some(NodeId(1)),
+        "C follows A"
     );
 }

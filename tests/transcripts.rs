@@ -499,6 +499,13 @@ fn fmt_body(body: &MessageBody) -> String {
         MessageBody::HeartbeatAck { ballot, sent_at } => {
             format!("{kind} {ballot} sent_at={}", ms(*sent_at))
         }
+        MessageBody::Handover { ballot, target } => {
+            format!("{kind} {ballot} target={}", target.0)
+        }
+        MessageBody::PreVote { ballot } => format!("{kind} {ballot}"),
+        MessageBody::PreVoteReply { ballot, granted } => {
+            format!("{kind} {ballot} granted={granted}")
+        }
         MessageBody::CatchUpRequest { from, credit } => {
             format!("{kind} instances>={} credit={credit}", from.0)
         }

@@ -125,6 +125,7 @@ pub fn main(args: SimArgs) -> ExitCode {
     println!("{}", summary.truncation_totals());
     println!("{}", summary.raw_flip_totals());
     println!("{}", summary.lease_totals());
+    println!("{}", summary.leadership_totals());
     println!("{}", summary.recovery_totals());
     println!("{}", summary.wire_totals());
     if summary.changed_membership() {

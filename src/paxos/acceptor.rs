@@ -253,6 +253,7 @@ impl Group {
         }
         if self.role == Role::Follower {
             self.leader_hint = Some((from, ballot));
+            self.leadership.pre_vote = None;
             // A replica rebuilding lost state ends it only by its own Phase 1
             // (`learner`): a live leader does not hold its campaign off.
             if self.rejoin.is_none() {

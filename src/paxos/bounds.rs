@@ -260,6 +260,15 @@ impl MessageBody {
                 check_watermark("CatchUpRaw.last", run.last_instance)?;
                 at_least("CatchUpRaw.last", run.last_instance.0, run.first_instance.0)
             }
+            MessageBody::Handover { ballot, target: _ } => {
+                check_proposer_round("Handover.ballot.round", *ballot)
+            }
+            MessageBody::PreVote { ballot } => {
+                check_proposer_round("PreVote.ballot.round", *ballot)
+            }
+            MessageBody::PreVoteReply { ballot, granted: _ } => {
+                check_proposer_round("PreVoteReply.ballot.round", *ballot)
+            }
         }
     }
 
@@ -280,6 +289,9 @@ impl MessageBody {
             MessageBody::CheckpointRequest { .. } => "checkpoint_request_out_of_bounds",
             MessageBody::CheckpointChunk { .. } => "checkpoint_chunk_out_of_bounds",
             MessageBody::CatchUpRaw { .. } => "catch_up_raw_out_of_bounds",
+            MessageBody::Handover { .. } => "handover_out_of_bounds",
+            MessageBody::PreVote { .. } => "pre_vote_out_of_bounds",
+            MessageBody::PreVoteReply { .. } => "pre_vote_reply_out_of_bounds",
         }
     }
 }

@@ -47,9 +47,10 @@ use super::checkpoint::{CheckpointBase, Restore};
 use super::config::GroupConfig;
 use super::filters::Filters;
 use super::leader::NodeSet;
+use super::leadership::{Leadership, Transfer};
 use super::learner::CatchUpRenewal;
 use super::message::Message;
-pub use super::observe::entry_checksum;
+pub use super::observe::{entry_checksum, Counters};
 use super::output::{Apply, Completion, Output, ProposeError, Record, Refused, WalReadOutcome};
 use super::slot_log::SlotLog;
 use super::stream::CatchUpStream;
@@ -103,6 +104,13 @@ pub enum Input {
         from: NodeId,
         /// The chunk's first instance.
         first: Instance,
+    },
+    /// Hand this replica's leadership over to `to` (`leadership`): refused proposals
+    /// name `to`, what is in flight is chosen first. Counted and dropped unless this
+    /// replica leads and `to` is another voter.
+    TransferLeadership {
+        /// The replica that is to lead next.
+        to: NodeId,
     },
     /// Install the checkpoint `base` received from `from` and verified by the shard
     /// (its state machine image is installed by the executor): see `transfer`.
@@ -201,6 +209,12 @@ pub(super) struct Leading {
     /// Voters whose promise arrived in parts, not yet all: this ballot holds their
     /// reports for every instance in `[next, resume)` and asks again from `resume`.
     pub partial: BTreeMap<NodeId, Instance>,
+    /// When this ballot won its election (check-quorum waits an election timeout).
+    pub elected_at: Nanos,
+    /// Per voter, when a message at this ballot last came from it (`leadership`).
+    pub heard: BTreeMap<NodeId, Nanos>,
+    /// A leadership transfer under way (`leadership`).
+    pub transfer: Option<Transfer>,
 }
 
 /// A replica that lost state: the voters it heard from since restart (their promised
@@ -209,28 +223,6 @@ pub(super) struct Leading {
 #[derive(Clone, Debug, Default)]
 pub(super) struct Rejoin {
     pub heard: BTreeMap<NodeId, (Ballot, Instance)>,
-}
-
-/// Counters of messages and requests dropped, by named reason.
-#[derive(Clone, Debug, Default)]
-pub struct Counters {
-    /// Drops by reason.
-    pub ignored: BTreeMap<&'static str, u64>,
-    /// Elections started.
-    pub campaigns: u64,
-    /// Times this replica became leader.
-    pub elections_won: u64,
-    /// Instances this replica chose as leader.
-    pub chosen_as_leader: u64,
-    /// Heartbeat checksum mismatches seen (this replica is then fenced).
-    pub checksum_mismatches: u64,
-    /// Catch-up chunks sent from entries read back from the WAL.
-    pub catch_up_wal_served: u64,
-    /// Catch-up streams started over with chunks in flight (a repeated request: a
-    /// chunk was lost, or the requester's timer ran out first; `stream`).
-    pub catch_up_streams_restarted: u64,
-    /// Checkpoints received from peers and installed.
-    pub checkpoints_installed: u64,
 }
 
 /// One Paxos group on one replica. See the module docs and `output::Output`.
@@ -298,6 +290,8 @@ pub struct Group {
     /// The highest instance installed from a peer's checkpoint in this life (see
     /// `transfer`): accepts at or below it are not acknowledged.
     pub(super) installed_through: Instance,
+    /// Pre-vote and handover state (`leadership`).
+    pub(super) leadership: Leadership,
 }
 
 impl Group {
@@ -394,6 +388,7 @@ impl Group {
             restored_apply: Vec::new(),
             restored_persist: Vec::new(),
             installed_through: Instance(0),
+            leadership: Leadership::default(),
             config,
         };
         // The held slots the WAL's `Chosen` record vouches for (`checkpoint`, fact 1),
@@ -447,6 +442,7 @@ impl Group {
                 from,
                 outcome,
             } => self.on_wal_read_done(peer, from, outcome, out),
+            Input::TransferLeadership { to } => self.on_transfer_leadership(now, to, out),
             Input::InstallCheckpoint { from, base } => {
                 self.install_checkpoint(now, from, base, out)
             }
@@ -492,7 +488,7 @@ impl Group {
                 first,
                 entries,
             } => self.on_accept(now, from, ballot, chosen_through, first, entries, out),
-            B::Accepted { ballot, ranges } => self.on_accepted(from, ballot, &ranges, out),
+            B::Accepted { ballot, ranges } => self.on_accepted(now, from, ballot, &ranges, out),
             B::Heartbeat {
                 ballot,
                 chosen_through,
@@ -542,6 +538,11 @@ impl Group {
             // The shard verifies raw runs (`runtime::shard`, `wal::catch_up::verify_raw`)
             // and hands the group a `CatchUpChunk` of the verified entries.
             B::CatchUpRaw { .. } => self.ignore("catch_up_raw_for_shard"),
+            B::Handover { ballot, target } => self.on_handover(now, from, ballot, target, out),
+            B::PreVote { ballot } => self.on_pre_vote(now, from, ballot, out),
+            B::PreVoteReply { ballot, granted } => {
+                self.on_pre_vote_reply(now, from, ballot, granted, out)
+            }
         }
     }
 
@@ -551,7 +552,13 @@ impl Group {
             Role::Candidate | Role::Follower => {
                 if now >= self.election_deadline {
                     if self.may_campaign(now) {
-                        self.campaign(now, out);
+                        // A rejoining replica must run its own Phase 1 even beside a
+                        // live leader (`learner`, "Rejoin"): no pre-vote for it.
+                        if self.rejoin.is_some() {
+                            self.campaign(now, out);
+                        } else {
+                            self.start_pre_vote(now, out);
+                        }
                     } else {
                         self.reset_election_deadline(now);
                     }
@@ -571,8 +578,10 @@ impl Group {
             Pending::Value(_, value) => value.len(),
             Pending::Config(..) => 0,
         };
-        if self.role != Role::Leader {
-            let hint = self.leader_hint.map(|(node, _)| node);
+        if self.role != Role::Leader || self.transferring_to().is_some() {
+            let hint = self
+                .transferring_to()
+                .or(self.leader_hint.map(|(node, _)| node));
             let error = ProposeError::NotLeader { hint };
             out.complete.push(Completion { id, error });
             return;
@@ -820,7 +829,7 @@ impl Group {
         self.election_deadline = now.plus(base + jitter);
     }
 
-    fn may_campaign(&self, now: Nanos) -> bool {
+    pub(super) fn may_campaign(&self, now: Nanos) -> bool {
         let leased_to_other =
             now < self.lease_granted_until && self.lease_holder != Some(self.config.node);
         (self.voting || self.rejoin_may_campaign())
@@ -854,7 +863,9 @@ impl Group {
 
     /// Fails every queued proposal with `NotLeader`.
     pub(super) fn fail_queue(&mut self, out: &mut Output) {
-        let hint = self.leader_hint.map(|(node, _)| node);
+        let hint = self
+            .transferring_to()
+            .or(self.leader_hint.map(|(node, _)| node));
         for pending in self.queue.drain(..) {
             let id = match pending {
                 Pending::Value(id, _) | Pending::Config(id, _) => id,

@@ -126,7 +126,11 @@ impl Group {
             retransmit_due: now.plus(self.config.retransmit_ns),
             prepared_for: from,
             partial: std::collections::BTreeMap::new(),
+            elected_at: now,
+            heard: std::collections::BTreeMap::new(),
+            transfer: None,
         });
+        self.leadership.pre_vote = None;
         // The ballot is made durable BEFORE any prepare leaves: a candidate that crashed
         // and lost an unsynced promise of its own could otherwise campaign again at the
         // same ballot and propose a second value for an instance at one ballot.
@@ -161,6 +165,7 @@ impl Group {
             self.ignore("promise_stale");
             return;
         }
+        leading.heard.insert(from, now);
         if truncated && leading.promisers.contains(&from) {
             // Its report is complete already: a stale part adds nothing.
             self.ignore("promise_part_stale");
@@ -253,6 +258,7 @@ impl Group {
             .as_mut()
             .expect("a candidate has leading state");
         leading.elected = true;
+        leading.elected_at = now;
         let ballot = leading.ballot;
         // A replica rebuilding lost state votes again from here (`learner`, "Rejoin").
         self.end_rejoin();
@@ -279,6 +285,9 @@ impl Group {
         let Some(leading) = self.leading.take() else {
             return;
         };
+        if leading.transfer.is_some() {
+            self.counters.transfers_abandoned += 1;
+        }
         self.role = Role::Follower;
         self.leader_hint = None;
         for inflight in leading.inflight.into_values() {
@@ -512,6 +521,7 @@ impl Group {
 
     pub(super) fn on_accepted(
         &mut self,
+        now: Nanos,
         from: NodeId,
         ballot: Ballot,
         ranges: &[InstanceRange],
@@ -525,6 +535,7 @@ impl Group {
             self.ignore("accepted_stale");
             return;
         }
+        leading.heard.insert(from, now);
         for range in ranges {
             if range.first > range.last || range.first.0 == 0 {
                 self.ignore("accepted_malformed");
@@ -539,6 +550,7 @@ impl Group {
             }
         }
         self.advance_chosen_as_leader(out);
+        self.advance_transfer(now, out);
     }
 
     /// Marks chosen every in-flight instance at the window's bottom that a quorum of
@@ -610,6 +622,15 @@ impl Group {
             }
             return;
         }
+        if !self.quorum_heard(now) {
+            self.counters.check_quorum_step_downs += 1;
+            self.step_down(now, out);
+            return;
+        }
+        self.advance_transfer(now, out);
+        let Some(leading) = self.leading.as_ref().filter(|_| self.role == Role::Leader) else {
+            return;
+        };
         if now >= leading.heartbeat_due {
             self.send_heartbeats(now, out);
         }
@@ -689,6 +710,7 @@ impl Group {
             self.ignore("heartbeat_ack_stale");
             return;
         }
+        leading.heard.insert(from, now);
         let slot = leading.lease_acks.entry(from).or_insert(sent_at);
         *slot = (*slot).max(sent_at);
     }

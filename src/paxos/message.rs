@@ -187,6 +187,32 @@ pub enum MessageBody {
         /// Whether the sender votes (as `CatchUpChunk::from_voter`).
         from_voter: bool,
     },
+    /// Leadership transfer: the leader at `ballot`, which has stopped proposing and
+    /// serving reads and whose in-flight instances are all chosen, hands over to
+    /// `target` (`leadership`). Sent to every voter: the target runs Phase 1 at once,
+    /// without a pre-vote; every other replica that follows exactly this ballot ends
+    /// the lease it granted the sender, so that it promises the target.
+    Handover {
+        /// The ballot of the leader handing over (its sender's).
+        ballot: Ballot,
+        /// The replica that is to lead next.
+        target: NodeId,
+    },
+    /// Pre-vote: would the receiver promise `ballot` now? Sent by a replica whose
+    /// election timer ran out, BEFORE it raises its own promise: only with a quorum of
+    /// grants does it campaign (`leadership`), so a replica cut off from a live leader
+    /// cannot disrupt it by campaigning at ever higher ballots.
+    PreVote {
+        /// The ballot the sender would campaign at.
+        ballot: Ballot,
+    },
+    /// The answer to a `PreVote` for `ballot`; changes no state at the sender.
+    PreVoteReply {
+        /// The ballot asked about.
+        ballot: Ballot,
+        /// Whether the sender would promise it now.
+        granted: bool,
+    },
 }
 
 impl MessageBody {
@@ -206,6 +232,9 @@ impl MessageBody {
             MessageBody::CheckpointRequest { .. } => "checkpoint_request",
             MessageBody::CheckpointChunk { .. } => "checkpoint_chunk",
             MessageBody::CatchUpRaw { .. } => "catch_up_raw",
+            MessageBody::Handover { .. } => "handover",
+            MessageBody::PreVote { .. } => "pre_vote",
+            MessageBody::PreVoteReply { .. } => "pre_vote_reply",
         }
     }
 }

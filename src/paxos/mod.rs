@@ -12,6 +12,7 @@ pub mod config;
 mod filters;
 pub mod group;
 mod leader;
+mod leadership;
 mod learner;
 pub mod message;
 mod observe;

@@ -5,9 +5,43 @@
 //! Invariant: nothing here changes a group.
 
 use super::config::GroupConfig;
-use super::group::{Counters, Group, Role};
+use std::collections::BTreeMap;
+
+use super::group::{Group, Role};
 use super::output::{Apply, Record};
 use super::types::{Ballot, Body, Entry, Instance, NodeId, ProposalId};
+
+/// Counters of messages and requests dropped, by named reason.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// Drops by reason.
+    pub ignored: BTreeMap<&'static str, u64>,
+    /// Elections started.
+    pub campaigns: u64,
+    /// Times this replica became leader.
+    pub elections_won: u64,
+    /// Instances this replica chose as leader.
+    pub chosen_as_leader: u64,
+    /// Heartbeat checksum mismatches seen (this replica is then fenced).
+    pub checksum_mismatches: u64,
+    /// Catch-up chunks sent from entries read back from the WAL.
+    pub catch_up_wal_served: u64,
+    /// Catch-up streams started over with chunks in flight (a repeated request: a
+    /// chunk was lost, or the requester's timer ran out first; `stream`).
+    pub catch_up_streams_restarted: u64,
+    /// Checkpoints received from peers and installed.
+    pub checkpoints_installed: u64,
+    /// Leaderships handed over to a transfer target (`leadership`).
+    pub handovers: u64,
+    /// Transfers abandoned: what was in flight was not chosen within an election
+    /// timeout, or the leader stepped down first.
+    pub transfers_abandoned: u64,
+    /// Times this replica stopped leading for want of a quorum heard from within an
+    /// election timeout (check-quorum).
+    pub check_quorum_step_downs: u64,
+    /// Pre-votes started (each precedes a campaign that is not a transfer's).
+    pub pre_votes: u64,
+}
 
 impl Group {
     /// This replica's role.

@@ -112,7 +112,10 @@ impl MessageBody {
             | MessageBody::Reject { .. }
             | MessageBody::Heartbeat { .. }
             | MessageBody::HeartbeatAck { .. }
-            | MessageBody::CatchUpRequest { .. } => 0,
+            | MessageBody::CatchUpRequest { .. }
+            | MessageBody::Handover { .. }
+            | MessageBody::PreVote { .. }
+            | MessageBody::PreVoteReply { .. } => 0,
         };
         MESSAGE_OVERHEAD_SIZE.saturating_add(variable)
     }

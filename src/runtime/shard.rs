@@ -46,6 +46,7 @@
 //!   records of capacity, and so does `overflow` whenever it is empty.
 
 mod backpressure;
+mod input;
 mod invariants;
 mod raw;
 mod reads;
@@ -54,24 +55,22 @@ mod truncate;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use bytes::Bytes;
-
+pub use input::ShardInput;
 pub use raw::CatchUpCounters;
 
 pub use transfer::{
     CheckpointRead, CheckpointReadOutcome, InstallCheckpoint, TransferCounters, TransferPolicy,
 };
 
-use super::checkpoints::{CheckpointOutcome, CheckpointPolicy, Checkpoints, TakeCheckpoint};
+use super::checkpoints::{CheckpointPolicy, Checkpoints, TakeCheckpoint};
 use super::fatal::Fatal;
-use super::log_reads::{LogReadAsk, LogReadDone, LogReadId, LogReads};
+use super::log_reads::{LogReadDone, LogReadId, LogReads};
 use super::refusals::RefusalLog;
 use super::truncation::{Truncation, TruncationPolicy, WalTruncate};
 use crate::paxos::Record;
 use crate::paxos::{
-    Apply, Completion, Group, GroupConfig, GroupId, Input, Instance, InstanceRange, Lsn,
-    Membership, Message, MessageBody, Nanos, NodeId, Output, ProposalId, ProposeError, Restore,
-    WalRead, WalReadOutcome, WalReader,
+    Apply, Completion, Group, GroupConfig, GroupId, Input, Instance, InstanceRange, Lsn, Message,
+    MessageBody, Nanos, NodeId, Output, ProposalId, ProposeError, Restore, WalRead, WalReader,
 };
 use crate::wal::group_commit::{AppendError, GroupCommit, WritePlan};
 use crate::wal::record::encoded_size;
@@ -79,85 +78,6 @@ use crate::wal::record::encoded_size;
 /// Records of capacity the shard's record queues keep once drained (module docs): a
 /// burst beyond it is given back instead of staying allocated.
 pub const RECORD_QUEUE_KEEP: usize = 1024;
-
-/// One input to a shard step.
-#[derive(Clone, Debug)]
-pub enum ShardInput {
-    /// Time has passed: fire due timers.
-    Tick,
-    /// A message from a peer.
-    Message(Message),
-    /// A client value for `group`.
-    Propose {
-        /// The group.
-        group: GroupId,
-        /// Identifies the proposal in completions.
-        id: ProposalId,
-        /// The value.
-        value: Bytes,
-    },
-    /// A membership change for `group`.
-    ChangeMembership {
-        /// The group.
-        group: GroupId,
-        /// Identifies the proposal in completions.
-        id: ProposalId,
-        /// The new voters.
-        membership: Membership,
-    },
-    /// The write planned with `lsn_through` is durable (written and fdatasynced).
-    WriteDone {
-        /// The write's last LSN.
-        lsn_through: Lsn,
-    },
-    /// A WAL operation failed: the shard stops (a failed fdatasync is never retried).
-    WriteFailed {
-        /// What failed and what the disk said.
-        fatal: Fatal,
-    },
-    /// A WAL read asked in `Effects::wal_reads` returned.
-    WalReadDone {
-        /// The read, as asked.
-        read: WalRead,
-        /// What the WAL held.
-        outcome: WalReadOutcome,
-    },
-    /// A linearizable read of `group`: answered in `Effects::reads` once it may be
-    /// served (at an applied index under the lease) or refused.
-    Read {
-        /// The group.
-        group: GroupId,
-        /// Identifies the read in `Effects::reads`.
-        id: ReadId,
-    },
-    /// A read of a group's chosen log (`log_reads`): answered in `Effects::log_reads`,
-    /// at once, after a WAL read, or once a value is chosen at its position.
-    LogRead(LogReadAsk),
-    /// A checkpoint file read asked in `Effects::checkpoint_reads` returned.
-    CheckpointReadDone {
-        /// The read, as asked.
-        read: CheckpointRead,
-        /// What it found.
-        outcome: CheckpointReadOutcome,
-    },
-    /// The checkpoint of `group` at `through` asked for in `Effects::checkpoints`
-    /// ended (or the save of one installed from a peer, `Effects::installs`). A failure is not fatal (the group retries by its policy).
-    CheckpointDone {
-        /// The group.
-        group: GroupId,
-        /// The checkpoint's instance (`TakeCheckpoint::base.through`).
-        through: Instance,
-        /// How it ended.
-        outcome: CheckpointOutcome,
-    },
-    /// The truncation asked in `Effects::wal_truncate` is done: `rewrites` are the
-    /// records to carry forward (appended in order, like any other record). A failed
-    /// truncation is `WriteFailed` instead (fatal).
-    WalTruncateDone {
-        /// Records compaction carries forward (`wal::store::Truncation::rewrites`).
-        rewrites: Vec<Record>,
-    },
-}
 
 /// Identifies a read, chosen by the executor (unique among the reads it waits on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -507,6 +427,11 @@ impl Shard {
                 membership,
             } => {
                 self.step_group_or_fail(now, group, id, Input::ChangeMembership { id, membership })
+            }
+            ShardInput::TransferLeadership { group, to } => {
+                if self.groups.contains_key(&group) {
+                    self.step_group(now, group, Input::TransferLeadership { to });
+                }
             }
             ShardInput::WriteDone { lsn_through } => {
                 assert_eq!(

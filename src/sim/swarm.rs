@@ -183,6 +183,21 @@ impl Summary {
         )
     }
 
+    /// The one-line totals of the passing seeds' leadership changes (`paxos::leadership`):
+    /// transfers asked, handovers, check-quorum step downs and pre-votes.
+    #[must_use]
+    pub fn leadership_totals(&self) -> String {
+        let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
+        format!(
+            "{} leadership transfers asked, {} handovers, {} check-quorum step downs, {} \
+             pre-votes",
+            sum(|r| r.transfers_asked),
+            sum(|r| r.leadership[0]),
+            sum(|r| r.leadership[1]),
+            sum(|r| r.leadership[2]),
+        )
+    }
+
     /// The one-line totals of the passing seeds' recovery scans, one per shard start,
     /// each checked against ground truth (`checkers::recovery`): how many ended in each
     /// row of the decision table (a line of its own).

@@ -172,7 +172,10 @@ pub fn is_batched(m: &Message) -> bool {
         | MessageBody::CatchUpChunk { .. }
         | MessageBody::CatchUpRaw { .. }
         | MessageBody::CheckpointRequest { .. }
-        | MessageBody::CheckpointChunk { .. } => true,
+        | MessageBody::CheckpointChunk { .. }
+        | MessageBody::Handover { .. }
+        | MessageBody::PreVote { .. }
+        | MessageBody::PreVoteReply { .. } => true,
     }
 }
 

@@ -11,8 +11,9 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 
 /// The wire protocol version this build speaks, sent in every [`Handshake`]. Version 2
-/// added the handshake's shard count, layout, nonce and proof, and [`HandshakeProof`].
-pub const PROTOCOL_VERSION: u16 = 2;
+/// added the handshake's shard count, layout, nonce and proof, and [`HandshakeProof`];
+/// version 3 the leadership messages `Handover`, `PreVote` and `PreVoteReply`.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The contents of one frame: exactly one of these per length-prefixed TCP frame.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -229,6 +229,23 @@ impl Harness {
         panic!("node {node} not elected among {among:?}");
     }
 
+    /// Makes `node`'s election timer run out (ticking only it) and delivers its
+    /// pre-vote and the replies among `among`, nothing else: with a quorum of grants
+    /// it has campaigned, its prepares in the pool (`paxos::leadership`).
+    pub fn pre_vote(&mut self, node: u32, among: &[u32]) {
+        self.tick(3_000, &[node]);
+        let among: Vec<NodeId> = among.iter().map(|n| NodeId(*n)).collect();
+        let pre_vote = |m: &Message| {
+            matches!(
+                m.body,
+                MessageBody::PreVote { .. } | MessageBody::PreVoteReply { .. }
+            ) && among.contains(&m.from)
+                && among.contains(&m.to)
+        };
+        self.deliver_while(&pre_vote);
+        self.pool.retain(|m| !pre_vote(m));
+    }
+
     pub fn propose(&mut self, node: u32, value: &str) -> ProposalId {
         let id = ProposalId(self.next_id);
         self.next_id += 1;

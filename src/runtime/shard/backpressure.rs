@@ -8,7 +8,8 @@
 //!   credits bound them (`paxos::stream`), and refusing one costs its stream a restart,
 //!   every chunk in flight sent again;
 //! - the messages that keep leadership and catch-up alive and append at most a small
-//!   record each (heartbeats and their acks, rejections, catch-up requests) are refused
+//!   record each (heartbeats and their acks, rejections, pre-votes and their replies,
+//!   handovers, catch-up requests) are refused
 //!   only beyond `CONTROL_PENDING_FACTOR` times that: bulk data (accepts, catch-up
 //!   chunks) never holds them up, so a follower whose WAL is full of a catch-up does
 //!   not miss its leader's heartbeats and campaign (a leader's lease and a follower's
@@ -24,7 +25,8 @@ use crate::paxos::{Input, Message, MessageBody, Nanos};
 /// bytes pending for the WAL (`Shard::refuses`).
 const CATCH_UP_PENDING_FACTOR: usize = 2;
 
-/// Heartbeats, their acks, rejections and catch-up requests are refused only beyond
+/// Heartbeats, their acks, rejections, pre-votes, handovers and catch-up requests are
+/// refused only beyond
 /// this many times `wal_pending_size_max` bytes pending for the WAL (module docs).
 const CONTROL_PENDING_FACTOR: usize = 4;
 
@@ -51,6 +53,9 @@ impl Shard {
             MessageBody::Heartbeat { .. }
             | MessageBody::HeartbeatAck { .. }
             | MessageBody::Reject { .. }
+            | MessageBody::PreVote { .. }
+            | MessageBody::PreVoteReply { .. }
+            | MessageBody::Handover { .. }
             | MessageBody::CatchUpRequest { .. } => self.over_limits_by(CONTROL_PENDING_FACTOR),
             MessageBody::Prepare { .. }
             | MessageBody::Promise { .. }

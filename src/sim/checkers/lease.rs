@@ -58,6 +58,8 @@ struct GroupLease {
     end_ns: u64,
     /// Latest report time, for the non-decreasing check.
     last_report_ns: u64,
+    /// Whether the holder handed its leadership over (`release`): it may not act again.
+    released: bool,
 }
 
 /// What one replica grants at the instant of a leader's lease report (module docs).
@@ -123,6 +125,7 @@ impl LeaseChecker {
                     ballot,
                     end_ns: lease_end_ns,
                     last_report_ns: now_ns,
+                    released: false,
                 },
             );
             return Ok(());
@@ -134,6 +137,18 @@ impl LeaseChecker {
         );
         lease.last_report_ns = now_ns;
         if (lease.holder, lease.ballot) == (node, ballot) {
+            if lease.released {
+                return Err(Violation::new(
+                    NAME,
+                    format!(
+                        "group {} node {} ballot {ballot}: acts on its lease at {} after \
+                         handing its leadership over",
+                        group.0,
+                        node.0,
+                        seconds(now_ns)
+                    ),
+                ));
+            }
             lease.end_ns = lease.end_ns.max(lease_end_ns);
             return Ok(());
         }
@@ -156,7 +171,22 @@ impl LeaseChecker {
         lease.holder = node;
         lease.ballot = ballot;
         lease.end_ns = lease_end_ns;
+        lease.released = false;
         Ok(())
+    }
+
+    /// `node`, which led `group` at `ballot`, handed its leadership over at true time
+    /// `at_ns` (`paxos::Group::handed_over`): it acts on that lease no more, and the
+    /// replicas that followed it end their grants (`paxos::leadership`). When it is the
+    /// current holder, its lease ends at `at_ns`, and a later report of it is a
+    /// violation. Idempotent.
+    pub fn release(&mut self, group: GroupId, node: NodeId, ballot: Ballot, at_ns: u64) {
+        if let Some(lease) = self.groups.get_mut(&group) {
+            if (lease.holder, lease.ballot) == (node, ballot) {
+                lease.end_ns = lease.end_ns.min(at_ns);
+                lease.released = true;
+            }
+        }
     }
 
     /// Checks the lease `node` reports (leading `group` at `ballot`, believing at true

@@ -186,7 +186,10 @@ impl SendDurableChecker {
             | MessageBody::CatchUpChunk { .. }
             | MessageBody::CheckpointRequest { .. }
             | MessageBody::CheckpointChunk { .. }
-            | MessageBody::CatchUpRaw { .. } => {}
+            | MessageBody::CatchUpRaw { .. }
+            | MessageBody::Handover { .. }
+            | MessageBody::PreVote { .. }
+            | MessageBody::PreVoteReply { .. } => {}
         }
         Ok(())
     }

@@ -54,7 +54,10 @@ fn lane(message: &Message) -> usize {
         | MessageBody::CatchUpChunk { .. }
         | MessageBody::CatchUpRaw { .. }
         | MessageBody::CheckpointRequest { .. }
-        | MessageBody::CheckpointChunk { .. } => 0,
+        | MessageBody::CheckpointChunk { .. }
+        | MessageBody::Handover { .. }
+        | MessageBody::PreVote { .. }
+        | MessageBody::PreVoteReply { .. } => 0,
     }
 }
 

@@ -371,6 +371,10 @@ impl Cluster {
                 accept_window_instances_max: config.accept_window_instances_max,
             };
             self.checkers.retention.observe(id, group_id, &shape)?;
+            if let Some((ballot, at)) = group.handed_over() {
+                let at_ns = self.nodes[node].clock.true_of(at);
+                self.checkers.lease.release(group_id, id, ballot, at_ns);
+            }
             if let (Some(until), Some(ballot)) = (group.lease_until(), group.ballot()) {
                 if local < until {
                     let end = self.nodes[node].clock.true_of(until);
@@ -488,6 +492,9 @@ fn durable_ballot(message: &Message) -> Option<Ballot> {
         | B::CatchUpChunk { .. }
         | B::CatchUpRaw { .. }
         | B::CheckpointRequest { .. }
-        | B::CheckpointChunk { .. } => None,
+        | B::CheckpointChunk { .. }
+        | B::Handover { .. }
+        | B::PreVote { .. }
+        | B::PreVoteReply { .. } => None,
     }
 }

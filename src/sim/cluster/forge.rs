@@ -95,7 +95,10 @@ pub(super) fn forge_message(real: &Message, node_count: usize, prng: &mut Prng) 
         | MessageBody::Accept { ballot, .. }
         | MessageBody::Accepted { ballot, .. }
         | MessageBody::Heartbeat { ballot, .. }
-        | MessageBody::HeartbeatAck { ballot, .. } => ballot.round,
+        | MessageBody::HeartbeatAck { ballot, .. }
+        | MessageBody::Handover { ballot, .. }
+        | MessageBody::PreVote { ballot }
+        | MessageBody::PreVoteReply { ballot, .. } => ballot.round,
         MessageBody::Reject { promised }
         | MessageBody::CatchUpChunk { promised, .. }
         | MessageBody::CatchUpRaw { promised, .. } => promised.round,

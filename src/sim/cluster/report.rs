@@ -83,6 +83,11 @@ pub struct RunReport {
     pub catch_up_refused: u64,
     /// Lease reports checked against the replicas' grants (not part of `Debug`).
     pub lease_grant_checks: u64,
+    /// Leadership transfers the workload asked of a leader (not part of `Debug`).
+    pub transfers_asked: u64,
+    /// Handovers, check-quorum step downs and pre-votes, summed over the groups of the
+    /// shards running at the end (not part of `Debug`).
+    pub leadership: [u64; 3],
     /// The smallest true-time margin by which a quorum's grants outlasted a reported
     /// lease end (not part of `Debug`).
     pub lease_margin_min_ns: Option<u64>,
@@ -301,6 +306,14 @@ impl Cluster {
                 if let Some(core) = slot.shard.as_ref() {
                     for group in core.groups() {
                         self.report.elections += group.counters().elections_won;
+                        let counters = group.counters();
+                        for (sum, count) in self.report.leadership.iter_mut().zip([
+                            counters.handovers,
+                            counters.check_quorum_step_downs,
+                            counters.pre_votes,
+                        ]) {
+                            *sum += count;
+                        }
                     }
                 }
             }

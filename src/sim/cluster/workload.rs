@@ -1,5 +1,6 @@
-//! The clients: proposals, mostly to the believed leader, and linearizable reads on
-//! their own PRNG stream.
+//! The clients: proposals, mostly to the believed leader, linearizable reads on their
+//! own PRNG stream, and, in the safety phase, leadership transfers to random nodes
+//! (alive or not, cut off or not, the leader itself now and then).
 
 use bytes::Bytes;
 
@@ -8,6 +9,9 @@ use crate::paxos::{ProposalId, Role};
 use crate::runtime::shard::ReadId;
 use crate::runtime::{shard_of, ShardInput};
 use crate::sim::checkers::Violation;
+
+/// One client event in this many asks for a leadership transfer instead of proposing.
+const TRANSFER_ONE_IN: u64 = 32;
 
 impl Cluster {
     pub(super) fn client(&mut self) -> Result<(), Violation> {
@@ -19,6 +23,9 @@ impl Cluster {
         let interval_max = self.options.proposal_interval_ns_max.max(interval_min);
         let next = self.now + self.prng.range(interval_min, interval_max);
         self.schedule(next, Event::Client);
+        if !self.liveness && self.prng.below(TRANSFER_ONE_IN) == 0 {
+            return self.transfer();
+        }
         if self.proposals_in_flight.len() >= self.options.proposals_in_flight_max {
             return Ok(());
         }
@@ -58,6 +65,25 @@ impl Cluster {
         }
         let shard = usize::from(shard_of(group, self.shard_count()));
         self.step_shard(node, shard, ShardInput::Propose { group, id, value })
+    }
+
+    /// Asks the leader of a random group, if one is up, to hand its leadership over to a
+    /// random node (`paxos::leadership`).
+    fn transfer(&mut self) -> Result<(), Violation> {
+        let group = self.groups[self.prng.index(self.groups.len())];
+        let to = self.nodes[self.prng.index(self.nodes.len())].id;
+        let leader = (0..self.nodes.len()).find(|n| {
+            self.nodes[*n].up
+                && self
+                    .group_on(*n, group)
+                    .is_some_and(|g| g.role() == Role::Leader)
+        });
+        let Some(node) = leader else {
+            return Ok(());
+        };
+        self.report.transfers_asked += 1;
+        let shard = usize::from(shard_of(group, self.shard_count()));
+        self.step_shard(node, shard, ShardInput::TransferLeadership { group, to })
     }
 
     /// Issues one read and schedules the next, every draw from the reads' own stream.

@@ -31,7 +31,7 @@ const _: () = assert!(
     "new FrameBody member: decode it"
 );
 const _: () = assert!(
-    fb::MessageBody::ENUM_MAX == 12,
+    fb::MessageBody::ENUM_MAX == 15,
     "new MessageBody member: decode it"
 );
 const _: () = assert!(fb::BodyKind::ENUM_MAX == 3, "new BodyKind value: decode it");
@@ -377,6 +377,23 @@ impl<'a, 'l> Decoder<'a, 'l> {
                 accepted_max: Instance(c.accepted_max()),
                 run: self.raw_run(GroupId(m.group()), c)?,
                 from_voter: c.from_voter(),
+            });
+        }
+        if let Some(h) = m.body_as_handover() {
+            return Ok(MessageBody::Handover {
+                ballot: ballot(h.ballot()),
+                target: NodeId(h.target()),
+            });
+        }
+        if let Some(p) = m.body_as_pre_vote() {
+            return Ok(MessageBody::PreVote {
+                ballot: ballot(p.ballot()),
+            });
+        }
+        if let Some(r) = m.body_as_pre_vote_reply() {
+            return Ok(MessageBody::PreVoteReply {
+                ballot: ballot(r.ballot()),
+                granted: r.granted(),
             });
         }
         Err(DecodeError::UnknownUnion {

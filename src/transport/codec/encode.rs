@@ -333,6 +333,33 @@ fn body(
             (*chosen_through, *promised, *accepted_max, *from_voter),
             run,
         ),
+        MessageBody::Handover { ballot: b, target } => {
+            let b = ballot(*b);
+            let t = fb::Handover::create(
+                fbb,
+                &fb::HandoverArgs {
+                    ballot: Some(&b),
+                    target: target.0,
+                },
+            );
+            (fb::MessageBody::Handover, t.as_union_value())
+        }
+        MessageBody::PreVote { ballot: b } => {
+            let b = ballot(*b);
+            let t = fb::PreVote::create(fbb, &fb::PreVoteArgs { ballot: Some(&b) });
+            (fb::MessageBody::PreVote, t.as_union_value())
+        }
+        MessageBody::PreVoteReply { ballot: b, granted } => {
+            let b = ballot(*b);
+            let t = fb::PreVoteReply::create(
+                fbb,
+                &fb::PreVoteReplyArgs {
+                    ballot: Some(&b),
+                    granted: *granted,
+                },
+            );
+            (fb::MessageBody::PreVoteReply, t.as_union_value())
+        }
     }
 }
 

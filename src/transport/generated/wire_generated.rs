@@ -106,10 +106,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for BodyKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_MESSAGE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_MESSAGE_BODY: u8 = 12;
+pub const ENUM_MAX_MESSAGE_BODY: u8 = 15;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_MESSAGE_BODY: [MessageBody; 13] = [
+pub const ENUM_VALUES_MESSAGE_BODY: [MessageBody; 16] = [
   MessageBody::NONE,
   MessageBody::Prepare,
   MessageBody::Promise,
@@ -123,6 +123,9 @@ pub const ENUM_VALUES_MESSAGE_BODY: [MessageBody; 13] = [
   MessageBody::CheckpointRequest,
   MessageBody::CheckpointChunk,
   MessageBody::CatchUpRaw,
+  MessageBody::Handover,
+  MessageBody::PreVote,
+  MessageBody::PreVoteReply,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -143,9 +146,12 @@ impl MessageBody {
   pub const CheckpointRequest: Self = Self(10);
   pub const CheckpointChunk: Self = Self(11);
   pub const CatchUpRaw: Self = Self(12);
+  pub const Handover: Self = Self(13);
+  pub const PreVote: Self = Self(14);
+  pub const PreVoteReply: Self = Self(15);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 12;
+  pub const ENUM_MAX: u8 = 15;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Prepare,
@@ -160,6 +166,9 @@ impl MessageBody {
     Self::CheckpointRequest,
     Self::CheckpointChunk,
     Self::CatchUpRaw,
+    Self::Handover,
+    Self::PreVote,
+    Self::PreVoteReply,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -177,6 +186,9 @@ impl MessageBody {
       Self::CheckpointRequest => Some("CheckpointRequest"),
       Self::CheckpointChunk => Some("CheckpointChunk"),
       Self::CatchUpRaw => Some("CatchUpRaw"),
+      Self::Handover => Some("Handover"),
+      Self::PreVote => Some("PreVote"),
+      Self::PreVoteReply => Some("PreVoteReply"),
       _ => None,
     }
   }
@@ -2886,6 +2898,335 @@ impl ::core::fmt::Debug for CheckpointRequest<'_> {
       ds.finish()
   }
 }
+pub enum HandoverOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// `paxos::message::MessageBody::Handover`: the leader at `ballot` hands its
+/// leadership of the group over to `target` (leadership transfer).
+pub struct Handover<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Handover<'a> {
+  type Inner = Handover<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Handover<'a> {
+  pub const VT_BALLOT: ::flatbuffers::VOffsetT = 4;
+  pub const VT_TARGET: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Handover { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args HandoverArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Handover<'bldr>> {
+    let mut builder = HandoverBuilder::new(_fbb);
+    builder.add_target(args.target);
+    if let Some(x) = args.ballot { builder.add_ballot(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn ballot(&self) -> &'a Ballot {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Ballot>(Handover::VT_BALLOT, None).unwrap()}
+  }
+  #[inline]
+  pub fn target(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Handover::VT_TARGET, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Handover<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<Ballot>("ballot", Self::VT_BALLOT, true)?
+     .visit_field::<u32>("target", Self::VT_TARGET, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct HandoverArgs<'a> {
+    pub ballot: Option<&'a Ballot>,
+    pub target: u32,
+}
+impl<'a> Default for HandoverArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    HandoverArgs {
+      ballot: None, // required field
+      target: 0,
+    }
+  }
+}
+
+pub struct HandoverBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HandoverBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_ballot(&mut self, ballot: &Ballot) {
+    self.fbb_.push_slot_always::<&Ballot>(Handover::VT_BALLOT, ballot);
+  }
+  #[inline]
+  pub fn add_target(&mut self, target: u32) {
+    self.fbb_.push_slot::<u32>(Handover::VT_TARGET, target, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HandoverBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    HandoverBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Handover<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Handover::VT_BALLOT,"ballot");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Handover<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Handover");
+      ds.field("ballot", &self.ballot());
+      ds.field("target", &self.target());
+      ds.finish()
+  }
+}
+pub enum PreVoteOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// `paxos::message::MessageBody::PreVote`: would the receiver promise `ballot` now?
+pub struct PreVote<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for PreVote<'a> {
+  type Inner = PreVote<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> PreVote<'a> {
+  pub const VT_BALLOT: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    PreVote { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args PreVoteArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<PreVote<'bldr>> {
+    let mut builder = PreVoteBuilder::new(_fbb);
+    if let Some(x) = args.ballot { builder.add_ballot(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn ballot(&self) -> &'a Ballot {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Ballot>(PreVote::VT_BALLOT, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for PreVote<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<Ballot>("ballot", Self::VT_BALLOT, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PreVoteArgs<'a> {
+    pub ballot: Option<&'a Ballot>,
+}
+impl<'a> Default for PreVoteArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PreVoteArgs {
+      ballot: None, // required field
+    }
+  }
+}
+
+pub struct PreVoteBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PreVoteBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_ballot(&mut self, ballot: &Ballot) {
+    self.fbb_.push_slot_always::<&Ballot>(PreVote::VT_BALLOT, ballot);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PreVoteBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    PreVoteBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<PreVote<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, PreVote::VT_BALLOT,"ballot");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for PreVote<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("PreVote");
+      ds.field("ballot", &self.ballot());
+      ds.finish()
+  }
+}
+pub enum PreVoteReplyOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// `paxos::message::MessageBody::PreVoteReply`: the answer to a `PreVote`.
+pub struct PreVoteReply<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for PreVoteReply<'a> {
+  type Inner = PreVoteReply<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> PreVoteReply<'a> {
+  pub const VT_BALLOT: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GRANTED: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    PreVoteReply { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args PreVoteReplyArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<PreVoteReply<'bldr>> {
+    let mut builder = PreVoteReplyBuilder::new(_fbb);
+    if let Some(x) = args.ballot { builder.add_ballot(x); }
+    builder.add_granted(args.granted);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn ballot(&self) -> &'a Ballot {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Ballot>(PreVoteReply::VT_BALLOT, None).unwrap()}
+  }
+  #[inline]
+  pub fn granted(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(PreVoteReply::VT_GRANTED, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for PreVoteReply<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<Ballot>("ballot", Self::VT_BALLOT, true)?
+     .visit_field::<bool>("granted", Self::VT_GRANTED, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PreVoteReplyArgs<'a> {
+    pub ballot: Option<&'a Ballot>,
+    pub granted: bool,
+}
+impl<'a> Default for PreVoteReplyArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PreVoteReplyArgs {
+      ballot: None, // required field
+      granted: false,
+    }
+  }
+}
+
+pub struct PreVoteReplyBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PreVoteReplyBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_ballot(&mut self, ballot: &Ballot) {
+    self.fbb_.push_slot_always::<&Ballot>(PreVoteReply::VT_BALLOT, ballot);
+  }
+  #[inline]
+  pub fn add_granted(&mut self, granted: bool) {
+    self.fbb_.push_slot::<bool>(PreVoteReply::VT_GRANTED, granted, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PreVoteReplyBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    PreVoteReplyBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<PreVoteReply<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, PreVoteReply::VT_BALLOT,"ballot");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for PreVoteReply<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("PreVoteReply");
+      ds.field("ballot", &self.ballot());
+      ds.field("granted", &self.granted());
+      ds.finish()
+  }
+}
 pub enum RawPieceOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3451,6 +3792,48 @@ impl<'a> Message<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_handover(&self) -> Option<Handover<'a>> {
+    if self.body_type() == MessageBody::Handover {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { Handover::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_pre_vote(&self) -> Option<PreVote<'a>> {
+    if self.body_type() == MessageBody::PreVote {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { PreVote::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_pre_vote_reply(&self) -> Option<PreVoteReply<'a>> {
+    if self.body_type() == MessageBody::PreVoteReply {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { PreVoteReply::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Message<'_> {
@@ -3476,6 +3859,9 @@ impl ::flatbuffers::Verifiable for Message<'_> {
           MessageBody::CheckpointRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CheckpointRequest>>("MessageBody::CheckpointRequest", pos),
           MessageBody::CheckpointChunk => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CheckpointChunk>>("MessageBody::CheckpointChunk", pos),
           MessageBody::CatchUpRaw => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CatchUpRaw>>("MessageBody::CatchUpRaw", pos),
+          MessageBody::Handover => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Handover>>("MessageBody::Handover", pos),
+          MessageBody::PreVote => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<PreVote>>("MessageBody::PreVote", pos),
+          MessageBody::PreVoteReply => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<PreVoteReply>>("MessageBody::PreVoteReply", pos),
           _ => Ok(()),
         }
      })?
@@ -3631,6 +4017,27 @@ impl ::core::fmt::Debug for Message<'_> {
         },
         MessageBody::CatchUpRaw => {
           if let Some(x) = self.body_as_catch_up_raw() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        MessageBody::Handover => {
+          if let Some(x) = self.body_as_handover() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        MessageBody::PreVote => {
+          if let Some(x) = self.body_as_pre_vote() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        MessageBody::PreVoteReply => {
+          if let Some(x) = self.body_as_pre_vote_reply() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
