@@ -68,11 +68,18 @@ impl Group {
                 self.step_down(now, out);
             }
         }
-        if self.ballot() != Some(ballot) {
-            // A live candidate: give its Phase 1 an election timeout from each request
-            // answered. A report in parts takes a round trip per part, and a replica
-            // whose timer ran out meanwhile would campaign above it and void the
-            // promises it collected (duelling candidates, seed 960006056).
+        // A candidate that asks for the next part of this replica's report heard the
+        // last one: its Phase 1 is making progress, so give it an election timeout
+        // from here. A report in parts takes a round trip per part, and a replica
+        // whose timer ran out meanwhile would campaign above it and void the promises
+        // it collected (duelling candidates, seed 960006056). Only a request from
+        // further on counts: a candidate that never hears the answers (a one-way cut)
+        // repeats its first prepare, and must not hold off replicas that could elect
+        // a leader among themselves.
+        if self
+            .promised_in_parts
+            .is_some_and(|(b, part_first)| b == ballot && first > part_first)
+        {
             self.reset_election_deadline(now);
         }
         // Bounded by count and bytes: what does not fit is left for the candidate to
@@ -96,6 +103,7 @@ impl Group {
             }
             entries.push(reported);
         }
+        self.promised_in_parts = truncated.then_some((ballot, first));
         let body = MessageBody::Promise {
             ballot,
             chosen_through: self.chosen_through,
@@ -286,5 +294,83 @@ impl Group {
             self.fenced = true;
             self.ignore("checksum_mismatch");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{
+        Ballot, Body, Entry, Group, GroupConfig, GroupId, Input, Instance, Membership, Message,
+        MessageBody, Nanos, NodeId, Output, Restore, Values,
+    };
+    use bytes::Bytes;
+
+    // Goal: a candidate's request for the next part of this replica's promise (it
+    // heard the last part) restarts the election timer; its first prepare and a
+    // retransmission of it (a candidate that may never hear the answers) do not.
+    #[test]
+    fn only_a_request_for_the_next_part_restarts_the_election_timer() {
+        let (node, leader, candidate, group_id) = (NodeId(1), NodeId(2), NodeId(3), GroupId(0));
+        let mut config = GroupConfig::new(
+            node,
+            group_id,
+            Membership::new(vec![node, leader, candidate]),
+        );
+        // One entry per promise part: a budget that holds one maximal batch.
+        config.batch_size_max = 64 << 10;
+        config.value_size_max = 64 << 10;
+        config.message_size_max = config.message_size_min();
+        let timeout = config.election_timeout_ns;
+        let mut group = Group::new(config, Restore::default(), Nanos(0));
+        let mut out = Output::default();
+        let old = Ballot {
+            round: 1,
+            node: leader,
+        };
+        let entry = Entry {
+            origin: old,
+            body: Body::Values(Values::from_buf([Bytes::from(vec![7u8; 60 << 10])])),
+        };
+        let message = |from, body| {
+            Input::Message(Message {
+                from,
+                to: node,
+                group: group_id,
+                body,
+            })
+        };
+        let accept = MessageBody::Accept {
+            ballot: old,
+            chosen_through: Instance(0),
+            first: Instance(1),
+            entries: vec![entry.clone(), entry.clone(), entry],
+        };
+        group.step(Nanos(0), message(leader, accept), &mut out);
+        let followed = group.next_deadline();
+        assert!(followed < Nanos(2 * timeout));
+        let prepare = |first| {
+            let ballot = Ballot {
+                round: 2,
+                node: candidate,
+            };
+            message(
+                candidate,
+                MessageBody::Prepare {
+                    ballot,
+                    from: Instance(first),
+                },
+            )
+        };
+        // Long after the deadline (no tick fires it here), when no lease holds.
+        let at = |s: u64| Nanos(s * timeout);
+        group.step(at(3), prepare(1), &mut out);
+        assert_eq!(group.next_deadline(), followed, "a first prepare");
+        group.step(at(4), prepare(1), &mut out);
+        assert_eq!(group.next_deadline(), followed, "its retransmission");
+        group.step(at(5), prepare(2), &mut out);
+        assert!(
+            group.next_deadline() >= at(6),
+            "a request for the next part"
+        );
     }
 }

@@ -260,6 +260,10 @@ pub struct Group {
     pub(super) leader_hint: Option<(NodeId, Ballot)>,
     pub(super) highest_round_seen: u64,
     pub(super) election_deadline: Nanos,
+    /// The ballot and first instance of the last promise this acceptor sent in parts
+    /// (`acceptor::on_prepare`): a prepare at that ballot from further on proves the
+    /// candidate heard it.
+    pub(super) promised_in_parts: Option<(Ballot, Instance)>,
     pub(super) lease_granted_until: Nanos,
     pub(super) lease_holder: Option<NodeId>,
     pub(super) catch_up_due: Nanos,
@@ -369,6 +373,7 @@ impl Group {
             leader_hint: None,
             highest_round_seen: restore.promised.round,
             election_deadline: now,
+            promised_in_parts: None,
             // A replica may have granted a lease just before it restarted: it honours
             // one full lease from its start before promising anyone.
             lease_granted_until: now.plus(config.lease_ns),
