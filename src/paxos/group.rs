@@ -824,14 +824,8 @@ impl Group {
 
     /// Whether the tick asks peers for chosen values: lagging behind a known
     /// watermark, rebuilding lost state, or below the vote floor (`checkpoint`).
-    fn wants_catch_up(&self) -> bool {
+    pub(super) fn wants_catch_up(&self) -> bool {
         self.catch_up_wanted || self.rejoin.is_some() || self.relearning_vote_floor()
-    }
-
-    pub(super) fn reset_election_deadline(&mut self, now: Nanos) {
-        let base = self.config.election_timeout_ns;
-        let jitter = self.prng.below(base);
-        self.election_deadline = now.plus(base + jitter);
     }
 
     pub(super) fn may_campaign(&self, now: Nanos) -> bool {
@@ -985,19 +979,5 @@ impl Group {
         self.filters.invariants();
         assert_eq!(self.filters.latest(), self.start_working_applied);
         assert!(self.filters.readable_from() <= self.applied_through.next());
-    }
-
-    /// The earliest time a `Tick` has something to do.
-    #[must_use]
-    pub fn next_deadline(&self) -> Nanos {
-        let mut deadline = match (&self.leading, self.role) {
-            (Some(leading), Role::Leader) => leading.heartbeat_due.min(leading.retransmit_due),
-            (Some(leading), _) => self.election_deadline.min(leading.retransmit_due),
-            (None, _) => self.election_deadline,
-        };
-        if self.wants_catch_up() {
-            deadline = deadline.min(self.catch_up_due);
-        }
-        deadline
     }
 }

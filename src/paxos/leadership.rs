@@ -85,6 +85,27 @@ pub(super) struct Leadership {
 }
 
 impl Group {
+    /// The earliest time a `Tick` has something to do.
+    #[must_use]
+    pub fn next_deadline(&self) -> Nanos {
+        let mut deadline = match (&self.leading, self.role) {
+            (Some(leading), Role::Leader) => leading.heartbeat_due.min(leading.retransmit_due),
+            (Some(leading), _) => self.election_deadline.min(leading.retransmit_due),
+            (None, _) => self.election_deadline,
+        };
+        if self.wants_catch_up() {
+            deadline = deadline.min(self.catch_up_due);
+        }
+        deadline
+    }
+
+    /// Draws the next election deadline from `[t, 2t)` after `now`.
+    pub(super) fn reset_election_deadline(&mut self, now: Nanos) {
+        let base = self.config.election_timeout_ns;
+        let jitter = self.prng.below(base);
+        self.election_deadline = now.plus(base + jitter);
+    }
+
     /// The transfer target while this replica leads and hands over.
     #[must_use]
     pub fn transferring_to(&self) -> Option<NodeId> {
