@@ -66,7 +66,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::paxos::GroupId;
+use crate::paxos::{GroupId, NodeId};
 use crate::runtime::driver::{self, ShardThread};
 use crate::runtime::fatal::FatalLatch;
 use crate::runtime::mailbox::{oneshot, Mailbox, PushError, Sender};
@@ -449,6 +449,29 @@ impl NodeHandle {
             value,
             reply,
             span,
+        })
+        .await
+    }
+
+    /// Hands `group`'s leadership over to node `to`, asked of the node that leads it
+    /// (this one). The leader stops taking proposals (they fail with `NotLeader`
+    /// naming `to`), lets the values in flight be chosen, steps down and tells `to`
+    /// to run its Phase 1 at once (`paxos::leadership`). Resolves once this node
+    /// follows `to` as the leader. Asking for this node itself, while it leads, is
+    /// done at once.
+    ///
+    /// # Errors
+    ///
+    /// `NotLeader { hint }` when this node does not lead the group (ask the hint),
+    /// `NoSuchGroup`, `Rejected` (the target is not a voter; a transfer of the group
+    /// is already under way; the values in flight were not chosen within an election
+    /// timeout, so this node leads on; another replica took over; the target did not
+    /// lead within three election timeouts), `Overloaded`, `Stopped`.
+    pub async fn transfer_leadership(&self, group: GroupId, to: NodeId) -> Result<(), Error> {
+        self.ask(group, |reply, _span| Request::TransferLeadership {
+            group,
+            to,
+            reply,
         })
         .await
     }

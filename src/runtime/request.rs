@@ -457,6 +457,16 @@ pub enum Request {
         /// The caller's span.
         span: tracing::Span,
     },
+    /// Hand `group`'s leadership over to `to` (`paxos::leadership`); answered once
+    /// `to` leads, or why it does not.
+    TransferLeadership {
+        /// The group.
+        group: GroupId,
+        /// The replica that is to lead next.
+        to: NodeId,
+        /// Where the outcome goes.
+        reply: Sender<Result<(), Error>>,
+    },
     /// A snapshot of the shard's groups and counters.
     Status {
         /// Where the status goes.

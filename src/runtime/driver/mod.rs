@@ -32,6 +32,7 @@ mod start;
 mod status;
 mod thread;
 mod trace;
+mod transfers;
 mod wal_writer;
 
 pub use thread::{spawn, ShardStartError, ShardThread};
@@ -133,6 +134,8 @@ struct Driver {
     reads: HashMap<ReadId, PendingRead>,
     /// Log reads the shard has not answered yet.
     log_reads: HashMap<LogReadId, Waiting<LogRead>>,
+    /// Leadership transfers waiting for the target to lead.
+    transfers: transfers::Transfers,
     requests: Vec<Request>,
     inbound: Vec<crate::paxos::Message>,
     effects: Effects,
@@ -201,6 +204,7 @@ impl Driver {
         for message in self.inbound.drain(..) {
             self.shard.step(now, ShardInput::Message(message));
         }
+        self.transfers.poll(now, &self.shard);
         self.wal_reads_done(now);
         self.start_wal_reads();
         self.wal.poll(now, &mut self.shard);
@@ -256,6 +260,13 @@ impl Driver {
                 reply,
                 span,
             } => self.on_read_log(now, group, (from, size_max, wait), (reply, span)),
+            Request::TransferLeadership { group, to, reply } => {
+                if self.stopping.is_some() {
+                    reply.send(Err(Error::Stopped));
+                } else {
+                    self.transfers.ask(now, &mut self.shard, (group, to), reply);
+                }
+            }
             Request::Status { reply, span } => {
                 let status = self.status();
                 trace::status_answered(&span, self.plan.shard, status.groups.len());
@@ -564,6 +575,7 @@ impl Driver {
         for (_, (_, waiting)) in self.reads.drain() {
             waiting.fail(Error::Stopped);
         }
+        self.transfers.fail_all(&Error::Stopped);
         #[expect(
             clippy::iter_over_hash_type,
             reason = "every waiter gets the same error: the order is not observable"
@@ -633,6 +645,7 @@ fn refuse(request: Request) {
         Request::Propose { reply, .. } => reply.send(Err(Error::Stopped)),
         Request::Read { reply, .. } => reply.send(Err(Error::Stopped)),
         Request::ReadLog { reply, .. } => reply.send(Err(Error::Stopped)),
+        Request::TransferLeadership { reply, .. } => reply.send(Err(Error::Stopped)),
         Request::Status { reply, .. } => drop(reply),
         Request::Shutdown { reply } => reply.send(()),
         Request::Abort => {}

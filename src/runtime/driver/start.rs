@@ -167,6 +167,7 @@ async fn start(
         next_read: 0,
         reads: HashMap::new(),
         log_reads: HashMap::new(),
+        transfers: super::transfers::Transfers::default(),
         requests: Vec::new(),
         inbound: Vec::new(),
         effects: Effects::default(),
