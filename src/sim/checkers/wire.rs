@@ -22,7 +22,7 @@
 
 use super::Violation;
 use crate::paxos::{Message, MessageBody, NodeId};
-use crate::transport::batch::{unpack, Packer};
+use crate::transport::batch::{is_batched, unpack, Packer};
 use crate::transport::{decode, split_frame, DecodeLimits};
 use std::collections::VecDeque;
 
@@ -40,24 +40,15 @@ pub struct WireChecker {
     bytes: u64,
 }
 
-/// Which of the packer's frame kinds a message travels in.
+/// Which of the packer's frame kinds a message travels in: message batches
+/// (`batch::is_batched`), heartbeat batches, heartbeat ack batches.
 fn lane(message: &Message) -> usize {
-    match message.body {
-        MessageBody::Heartbeat { .. } => 1,
-        MessageBody::HeartbeatAck { .. } => 2,
-        MessageBody::Prepare { .. }
-        | MessageBody::Promise { .. }
-        | MessageBody::Reject { .. }
-        | MessageBody::Accept { .. }
-        | MessageBody::Accepted { .. }
-        | MessageBody::CatchUpRequest { .. }
-        | MessageBody::CatchUpChunk { .. }
-        | MessageBody::CatchUpRaw { .. }
-        | MessageBody::CheckpointRequest { .. }
-        | MessageBody::CheckpointChunk { .. }
-        | MessageBody::Handover { .. }
-        | MessageBody::PreVote { .. }
-        | MessageBody::PreVoteReply { .. } => 0,
+    if is_batched(message) {
+        0
+    } else if matches!(message.body, MessageBody::Heartbeat { .. }) {
+        1
+    } else {
+        2
     }
 }
 
