@@ -99,15 +99,8 @@ impl Group {
     /// bounds, or a promise restored from a log written before the bound) the replica
     /// counts `campaign_round_max` and stays a follower.
     pub(super) fn campaign(&mut self, now: Nanos, out: &mut Output) {
-        let seen = self.promised.round.max(self.highest_round_seen);
-        let Some(round) = seen.checked_add(1).filter(|r| *r <= Ballot::ROUND_MAX) else {
-            self.ignore("campaign_round_max");
-            self.reset_election_deadline(now);
+        let Some(ballot) = self.next_ballot(now) else {
             return;
-        };
-        let ballot = Ballot {
-            round,
-            node: self.config.node,
         };
         let from = self.chosen_through.next();
         self.counters.campaigns += 1;

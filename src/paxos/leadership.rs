@@ -248,18 +248,27 @@ impl Group {
         .all(|membership| membership.voters().iter().filter(recent).count() >= membership.quorum())
     }
 
-    /// Starts a pre-vote for the ballot this replica would campaign at (module docs,
-    /// "Pre-vote"); campaigns at once when this replica alone is a quorum.
-    pub(super) fn start_pre_vote(&mut self, now: Nanos, out: &mut Output) {
+    /// The ballot this replica would campaign at: one round above every round it
+    /// promised or heard of. None at `Ballot::ROUND_MAX` (counted as
+    /// `campaign_round_max`; the election timer starts over).
+    pub(super) fn next_ballot(&mut self, now: Nanos) -> Option<Ballot> {
         let seen = self.promised.round.max(self.highest_round_seen);
         let Some(round) = seen.checked_add(1).filter(|r| *r <= Ballot::ROUND_MAX) else {
             self.ignore("campaign_round_max");
             self.reset_election_deadline(now);
-            return;
+            return None;
         };
-        let ballot = Ballot {
+        Some(Ballot {
             round,
             node: self.config.node,
+        })
+    }
+
+    /// Starts a pre-vote for the ballot this replica would campaign at (module docs,
+    /// "Pre-vote"); campaigns at once when this replica alone is a quorum.
+    pub(super) fn start_pre_vote(&mut self, now: Nanos, out: &mut Output) {
+        let Some(ballot) = self.next_ballot(now) else {
+            return;
         };
         self.counters.pre_votes += 1;
         self.reset_election_deadline(now);
