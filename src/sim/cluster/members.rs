@@ -28,8 +28,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::report::MembershipReport;
+use super::workload::client_target;
 use super::{Cluster, Event};
-use crate::paxos::{GroupId, Membership, NodeId, ProposalId, ProposeError, Role};
+use crate::paxos::{GroupId, Membership, NodeId, ProposalId, ProposeError};
 use crate::prng::Prng;
 use crate::runtime::shard::ProposalOutcome;
 use crate::runtime::{shard_of, ShardInput};
@@ -164,23 +165,9 @@ impl Cluster {
         } else {
             changing[self.members.prng.index(changing.len())]
         };
-        let leader = (0..self.nodes.len()).find(|n| {
-            self.nodes[*n].up
-                && self
-                    .group_on(*n, group)
-                    .is_some_and(|g| g.role() == Role::Leader)
-        });
-        let node = match leader {
-            Some(node) if self.members.prng.below(4) != 0 => node,
-            _ => {
-                let up: Vec<usize> = (0..self.nodes.len())
-                    .filter(|n| self.nodes[*n].up)
-                    .collect();
-                if up.is_empty() {
-                    return Ok(());
-                }
-                up[self.members.prng.index(up.len())]
-            }
+        let leader = self.leader_node(group);
+        let Some(node) = client_target(leader, &self.nodes, &mut self.members.prng) else {
+            return Ok(());
         };
         let Some(current) = self
             .group_on(node, group)

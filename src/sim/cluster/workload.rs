@@ -4,8 +4,9 @@
 
 use bytes::Bytes;
 
-use super::{Cluster, Event, LIVENESS_LOAD_NS};
-use crate::paxos::{ProposalId, Role};
+use super::{Cluster, Event, Node, LIVENESS_LOAD_NS};
+use crate::paxos::{GroupId, ProposalId, Role};
+use crate::prng::Prng;
 use crate::runtime::shard::ReadId;
 use crate::runtime::{shard_of, ShardInput};
 use crate::sim::checkers::Violation;
@@ -31,23 +32,9 @@ impl Cluster {
         }
         let group = self.groups[self.prng.index(self.groups.len())];
         // Mostly the believed leader; sometimes anyone (NotLeader is a valid answer).
-        let leader = (0..self.nodes.len()).find(|n| {
-            self.nodes[*n].up
-                && self
-                    .group_on(*n, group)
-                    .is_some_and(|g| g.role() == Role::Leader)
-        });
-        let node = match leader {
-            Some(node) if self.prng.below(4) != 0 => node,
-            _ => {
-                let up: Vec<usize> = (0..self.nodes.len())
-                    .filter(|n| self.nodes[*n].up)
-                    .collect();
-                if up.is_empty() {
-                    return Ok(());
-                }
-                up[self.prng.index(up.len())]
-            }
+        let leader = self.leader_node(group);
+        let Some(node) = client_target(leader, &self.nodes, &mut self.prng) else {
+            return Ok(());
         };
         let id = ProposalId(self.proposal_next);
         self.proposal_next += 1;
@@ -146,5 +133,34 @@ impl Cluster {
             bytes[..8].copy_from_slice(&id.0.to_le_bytes());
         }
         Bytes::from(bytes)
+    }
+}
+
+impl Cluster {
+    /// The node that is up and leads `group`, if any (the first found).
+    pub(super) fn leader_node(&self, group: GroupId) -> Option<usize> {
+        (0..self.nodes.len()).find(|n| {
+            self.nodes[*n].up
+                && self
+                    .group_on(*n, group)
+                    .is_some_and(|g| g.role() == Role::Leader)
+        })
+    }
+}
+
+/// Where a client event goes: `leader` three times in four, else any node that is up
+/// (`NotLeader` is a valid answer); `None` when every node is down. Draws from
+/// `prng` in that order (the draws are part of a seed's run).
+pub(super) fn client_target(
+    leader: Option<usize>,
+    nodes: &[Node],
+    prng: &mut Prng,
+) -> Option<usize> {
+    match leader {
+        Some(node) if prng.below(4) != 0 => Some(node),
+        _ => {
+            let up: Vec<usize> = (0..nodes.len()).filter(|n| nodes[*n].up).collect();
+            (!up.is_empty()).then(|| up[prng.index(up.len())])
+        }
     }
 }
