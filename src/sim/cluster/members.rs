@@ -208,12 +208,7 @@ impl Cluster {
         current: &Membership,
         returning: bool,
     ) -> Option<Change> {
-        let outsiders: Vec<NodeId> = self
-            .nodes
-            .iter()
-            .map(|n| n.id)
-            .filter(|id| !current.contains(*id))
-            .collect();
+        let outsiders = self.outsiders(current);
         let count = current.voters().len();
         let can_add = count < VOTERS_MAX && !outsiders.is_empty();
         let can_remove = count > VOTERS_MIN;
@@ -251,15 +246,19 @@ impl Cluster {
         ))
     }
 
-    /// A membership two voters away from `current` within the voter bounds (one voter
-    /// swapped for a non-voter, else two removed, else two added), if any.
-    fn two_voter_change(&mut self, current: &Membership) -> Option<Membership> {
-        let outsiders: Vec<NodeId> = self
-            .nodes
+    /// The simulated nodes that are not voters of `current`, in node order.
+    fn outsiders(&self, current: &Membership) -> Vec<NodeId> {
+        self.nodes
             .iter()
             .map(|n| n.id)
             .filter(|id| !current.contains(*id))
-            .collect();
+            .collect()
+    }
+
+    /// A membership two voters away from `current` within the voter bounds (one voter
+    /// swapped for a non-voter, else two removed, else two added), if any.
+    fn two_voter_change(&mut self, current: &Membership) -> Option<Membership> {
+        let outsiders = self.outsiders(current);
         let mut voters = current.voters().to_vec();
         if let Some(outsider) = outsiders.first() {
             voters.remove(self.members.prng.index(voters.len()));
