@@ -157,23 +157,18 @@ fn simulation_rare_faults() {
 
 // Goal: safety and liveness hold while voters are added, removed and replaced (2 to 7
 // voters, even counts included) during the seeds' faults (the third CI set).
-// Method: `SYNOD_MEMBERS_SEEDS` (default 40) seeds of the `members` profile from a
-// fixed base for now (`SYNOD_MEMBERS_SEED_BASE` to choose another); skipped
+// Method: `SYNOD_MEMBERS_SEEDS` (default 40) random seeds of the `members` profile
+// from a base printed in the summary (`SYNOD_MEMBERS_SEED_BASE` to choose it); skipped
 // when `SYNOD_SEED` replays one seed. The set must have chosen membership changes and
 // refused some (two voters at once, one behind another), or it tested nothing.
-/// The members set's base while seed 962000160 fails (see `simulation_members`).
-const MEMBERS_SEED_BASE: u64 = 962_000_000;
-
 #[test]
 fn simulation_members() {
     if env_u64("SYNOD_SEED").is_some() {
         return;
     }
     let count = env_u64("SYNOD_MEMBERS_SEEDS").unwrap_or(40);
-    // A fixed base until the lease failure of members seed 962000160 (1 of 400 seeds,
-    // under membership changes with the leadership rules) is fixed: random bases would
-    // fail about one CI run in ten on that known bug. `SYNOD_MEMBERS_SEED_BASE` explores.
-    let base = env_u64("SYNOD_MEMBERS_SEED_BASE").unwrap_or(MEMBERS_SEED_BASE);
+    let base =
+        env_u64("SYNOD_MEMBERS_SEED_BASE").unwrap_or_else(synod::runtime::clock::entropy_seed);
     let seeds: Vec<(u64, Profile)> = (base..base + count)
         .map(|seed| (seed, Profile::Members))
         .collect();

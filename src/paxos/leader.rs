@@ -729,10 +729,23 @@ impl Group {
     /// Until when (local clock) this leader may rely on its lease: the quorum-th most
     /// recent acknowledged heartbeat of every membership in effect above the chosen
     /// watermark (`memberships_ahead`), plus `leader_lease_ns`. `None` when not an
-    /// elected leader or no quorum acknowledged.
+    /// elected leader, before its StartWorking entry is applied, or when no quorum
+    /// acknowledged.
+    ///
+    /// Not before StartWorking is applied: a leader elected by a quorum of the
+    /// membership at its first unchosen instance may lag the group by several
+    /// membership changes (it learns them only as it re-proposes what its Phase 1
+    /// reported), and its `memberships_ahead` would then name memberships that are no
+    /// longer in effect, whose heartbeat acks say nothing of the current voters' grants
+    /// (members seed 962000160: a lagging replica elected by {1, 4} counted a lease
+    /// while the leader of {1, 2, 3} held one). Once StartWorking is applied, every
+    /// instance before it is chosen here and the memberships it names are the group's.
     #[must_use]
     pub fn lease_until(&self) -> Option<Nanos> {
         let leading = self.leading.as_ref().filter(|l| l.elected)?;
+        if self.applied_through < leading.start_working? {
+            return None;
+        }
         let mut until: Option<Nanos> = None;
         for membership in self.memberships_ahead() {
             let mut sent: Vec<Nanos> = membership
@@ -755,11 +768,6 @@ impl Group {
     /// holds at `now`.
     #[must_use]
     pub fn read_index(&self, now: Nanos) -> Option<Instance> {
-        let leading = self.leading.as_ref().filter(|l| l.elected)?;
-        let start_working = leading.start_working?;
-        if self.applied_through < start_working {
-            return None;
-        }
         (now < self.lease_until()?).then_some(self.chosen_through)
     }
 }
@@ -775,5 +783,97 @@ fn accept(
         chosen_through,
         first,
         entries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{
+        Ballot, Body, Entry, Group, GroupConfig, GroupId, Input, Instance, InstanceRange,
+        Membership, Message, MessageBody, Nanos, NodeId, Output, PromisedEntry, Restore, Role,
+        Values,
+    };
+    use bytes::Bytes;
+
+    // Goal: a leader counts no lease before its StartWorking entry is applied. Until
+    // then its chosen watermark may lag the group by membership changes it has not
+    // learned, and heartbeat acks from the memberships it knows say nothing of the
+    // current voters' grants (members seed 962000160).
+    // Method: node 1 is elected with a value reported in Phase 1 still to re-propose;
+    // a quorum acknowledges its heartbeat (no lease), then the re-proposed value and
+    // StartWorking are chosen and applied (a lease).
+    #[test]
+    fn no_lease_before_start_working_is_applied() {
+        let (node, peer, group_id) = (NodeId(1), NodeId(2), GroupId(0));
+        let config = GroupConfig::new(node, group_id, Membership::new(vec![node, peer, NodeId(3)]));
+        let at = Nanos(10 * config.election_timeout_ns);
+        let mut group = Group::new(config, Restore::default(), Nanos(0));
+        let message = |from, body| {
+            Input::Message(Message {
+                from,
+                to: node,
+                group: group_id,
+                body,
+            })
+        };
+        let mut out = Output::default();
+        group.step(at, Input::Tick, &mut out);
+        let Some(MessageBody::PreVote { ballot }) = out.send.first().map(|m| m.body.clone()) else {
+            panic!("a pre-vote after the election timeout: {out:?}");
+        };
+        let granted = MessageBody::PreVoteReply {
+            ballot,
+            granted: true,
+        };
+        group.step(at, message(peer, granted), &mut out);
+        assert_eq!(group.role(), Role::Candidate);
+        let old = Ballot {
+            round: 1,
+            node: peer,
+        };
+        let reported = PromisedEntry {
+            instance: Instance(1),
+            ballot: old,
+            chosen: false,
+            entry: Entry {
+                origin: old,
+                body: Body::Values(Values::from_buf([Bytes::from_static(b"v")])),
+            },
+        };
+        let promise = MessageBody::Promise {
+            ballot,
+            chosen_through: Instance(0),
+            entries: vec![reported],
+            truncated: false,
+        };
+        let own = MessageBody::Promise {
+            ballot,
+            chosen_through: Instance(0),
+            entries: Vec::new(),
+            truncated: false,
+        };
+        group.step(at, message(node, own), &mut out);
+        group.step(at, message(peer, promise), &mut out);
+        assert_eq!(group.role(), Role::Leader);
+        let ack = MessageBody::HeartbeatAck {
+            ballot,
+            sent_at: at,
+        };
+        group.step(at, message(peer, ack.clone()), &mut out);
+        assert_eq!(group.lease_until(), None, "StartWorking is not applied");
+        assert_eq!(group.read_index(at), None);
+        let accepted = MessageBody::Accepted {
+            ballot,
+            ranges: vec![InstanceRange {
+                first: Instance(1),
+                last: Instance(2),
+            }],
+        };
+        for from in [node, peer] {
+            group.step(at, message(from, accepted.clone()), &mut out);
+        }
+        assert!(group.applied_through() >= Instance(2), "{out:?}");
+        assert!(group.lease_until().is_some_and(|until| until > at));
+        assert_eq!(group.read_index(at), Some(group.chosen_through()));
     }
 }
