@@ -137,22 +137,28 @@ fn simulation_rare_faults() {
     if env_u64("SYNOD_SEED").is_some() {
         return;
     }
-    let count = env_u64("SYNOD_RARE_SEEDS").unwrap_or(60);
-    let base = env_u64("SYNOD_RARE_SEED_BASE").unwrap_or_else(synod::runtime::clock::entropy_seed);
-    let seeds: Vec<(u64, Profile)> = (base..base + count)
-        .map(|seed| (seed, Profile::RareFaults))
-        .collect();
+    let summary = run_profile_set(Profile::RareFaults, "SYNOD_RARE", 60);
+    print_totals_and_fail("simulation rare-faults", summary);
+}
+
+/// Runs `<prefix>_SEEDS` (default `count`) random seeds of `profile` from
+/// `<prefix>_SEED_BASE` (default a random base), and prints the set's line.
+fn run_profile_set(profile: Profile, prefix: &str, count: u64) -> Summary {
+    let count = env_u64(&format!("{prefix}_SEEDS")).unwrap_or(count);
+    let base_var = format!("{prefix}_SEED_BASE");
+    let base = env_u64(&base_var).unwrap_or_else(synod::runtime::clock::entropy_seed);
+    let seeds: Vec<(u64, Profile)> = (base..base + count).map(|seed| (seed, profile)).collect();
     let summary = run_seeds(&seeds);
     println!(
-        "simulation rare-faults: {} seeds, {} failures (random seeds {}..{}, \
-         SYNOD_RARE_SEED_BASE={base}) in {:.1}s",
+        "simulation {profile}: {} seeds, {} failures (random seeds {}..{}, \
+         {base_var}={base}) in {:.1}s",
         summary.seeds,
         summary.failures.len(),
         base,
         base + count,
         summary.elapsed_s
     );
-    print_totals_and_fail("simulation rare-faults", summary);
+    summary
 }
 
 // Goal: safety and liveness hold while voters are added, removed and replaced (2 to 7
@@ -166,23 +172,8 @@ fn simulation_members() {
     if env_u64("SYNOD_SEED").is_some() {
         return;
     }
-    let count = env_u64("SYNOD_MEMBERS_SEEDS").unwrap_or(40);
-    let base =
-        env_u64("SYNOD_MEMBERS_SEED_BASE").unwrap_or_else(synod::runtime::clock::entropy_seed);
-    let seeds: Vec<(u64, Profile)> = (base..base + count)
-        .map(|seed| (seed, Profile::Members))
-        .collect();
-    let summary = run_seeds(&seeds);
-    println!(
-        "simulation members: {} seeds, {} failures (random seeds {}..{}, \
-         SYNOD_MEMBERS_SEED_BASE={base}) in {:.1}s",
-        summary.seeds,
-        summary.failures.len(),
-        base,
-        base + count,
-        summary.elapsed_s
-    );
-    if count >= 20 && summary.failures.is_empty() {
+    let summary = run_profile_set(Profile::Members, "SYNOD_MEMBERS", 40);
+    if summary.seeds >= 20 && summary.failures.is_empty() {
         let chosen: u64 = summary.reports.iter().map(|r| r.membership.chosen).sum();
         let refused: u64 = summary.reports.iter().map(|r| r.membership.refused).sum();
         assert!(
