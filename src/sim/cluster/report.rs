@@ -85,9 +85,10 @@ pub struct RunReport {
     pub lease_grant_checks: u64,
     /// Leadership transfers the workload asked of a leader (not part of `Debug`).
     pub transfers_asked: u64,
-    /// Handovers, check-quorum step downs and pre-votes, summed over the groups of the
-    /// shards running at the end (not part of `Debug`).
-    pub leadership: [u64; 3],
+    /// Handovers, check-quorum step downs, pre-votes, placement transfers and placement
+    /// probes, summed over the groups of the shards running at the end (not part of
+    /// `Debug`).
+    pub leadership: [u64; 5],
     /// The smallest true-time margin by which a quorum's grants outlasted a reported
     /// lease end (not part of `Debug`).
     pub lease_margin_min_ns: Option<u64>,
@@ -311,6 +312,8 @@ impl Cluster {
                             counters.handovers,
                             counters.check_quorum_step_downs,
                             counters.pre_votes,
+                            counters.placement_transfers,
+                            counters.placement_probes,
                         ]) {
                             *sum += count;
                         }

@@ -128,10 +128,14 @@ impl fmt::Display for SimOptions {
         }
         write!(
             f,
-            " drift<={}ppm{:?} backpressure={} safety={} liveness={}",
+            " drift<={}ppm{:?} backpressure={} placement={} safety={} liveness={}",
             self.clock_drift_bound_ppm,
             self.clock_drift_ppm,
             if self.backpressure { "on" } else { "off" },
+            match self.leader_placement {
+                crate::paxos::LeaderPlacement::Balanced => "balanced",
+                crate::paxos::LeaderPlacement::Off => "off",
+            },
             duration(self.safety_phase_ns),
             duration(self.liveness_phase_ns),
         )?;
