@@ -19,50 +19,74 @@ use synod::paxos::{GroupId, Membership, NodeId, Role};
 
 const GROUPS: u32 = 1_000;
 
-/// How many groups each running node leads (status says Leader), and how many groups
-/// have no leader.
-fn leader_counts(cluster: &Cluster) -> (BTreeMap<NodeId, u32>, u32) {
+/// What the nodes' status says of leadership: how many groups each running node
+/// leads, how many have no leader, and how many are led by their preferred node.
+struct Leaders {
+    counts: BTreeMap<NodeId, u32>,
+    leaderless: u32,
+    at_preferred: u32,
+}
+
+fn leaders(cluster: &Cluster) -> Leaders {
+    let membership = Membership::new(vec![NodeId(1), NodeId(2), NodeId(3)]);
     let mut counts = BTreeMap::new();
-    let mut led = 0;
+    let (mut led, mut at_preferred) = (0, 0);
     for (id, node) in &cluster.nodes {
         let statuses = futures_lite::future::block_on(node.handle().status()).expect("status");
-        let leading = statuses
-            .iter()
-            .flat_map(|s| &s.groups)
-            .filter(|g| g.role == Role::Leader)
-            .count() as u32;
+        let mut leading = 0;
+        for group in statuses.iter().flat_map(|s| &s.groups) {
+            if group.role == Role::Leader {
+                leading += 1;
+                at_preferred += u32::from(preferred_leader(group.group, &membership) == *id);
+            }
+        }
         counts.insert(*id, leading);
         led += leading;
     }
-    (counts, GROUPS.saturating_sub(led))
+    Leaders {
+        counts,
+        leaderless: GROUPS.saturating_sub(led),
+        at_preferred,
+    }
 }
 
-/// Polls until `done(counts, leaderless)` holds; returns how long it took, or panics
-/// after `timeout` naming `what` and the last counts.
-fn wait_counts(
+/// Polls until `done` holds; returns how long it took and what held, or panics after
+/// `timeout` naming `what` and the last counts.
+fn wait_leaders(
     cluster: &Cluster,
     timeout: Duration,
     what: &str,
-    done: &dyn Fn(&BTreeMap<NodeId, u32>, u32) -> bool,
+    done: &dyn Fn(&Leaders) -> bool,
 ) -> (Duration, BTreeMap<NodeId, u32>) {
     let start = Instant::now();
     loop {
-        let (counts, leaderless) = leader_counts(cluster);
-        if done(&counts, leaderless) {
-            return (start.elapsed(), counts);
+        let now = leaders(cluster);
+        if done(&now) {
+            return (start.elapsed(), now.counts);
         }
         assert!(
             start.elapsed() < timeout,
-            "{what}: not within {timeout:?}; leaders {counts:?}, {leaderless} groups without"
+            "{what}: not within {timeout:?}; leaders {:?}, {} groups without, {} at their \
+             preferred node",
+            now.counts,
+            now.leaderless,
+            now.at_preferred
         );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// Every group led, by one node each, and every node within 10 % of an even share.
-fn balanced(counts: &BTreeMap<NodeId, u32>, leaderless: u32) -> bool {
+fn balanced(now: &Leaders) -> bool {
     let even = GROUPS / 3;
-    leaderless == 0 && counts.len() == 3 && counts.values().all(|c| c.abs_diff(even) * 10 <= even)
+    now.leaderless == 0
+        && now.counts.len() == 3
+        && now.counts.values().all(|c| c.abs_diff(even) * 10 <= even)
+}
+
+/// Every group led by its preferred node.
+fn all_preferred(now: &Leaders) -> bool {
+    now.at_preferred == GROUPS
 }
 
 // Goal: leaders spread evenly over three nodes from a cold start, move off a stopped
@@ -84,13 +108,20 @@ fn thousand_groups_spread_move_away_and_come_back() {
             groups: GROUPS,
         },
     );
-    let (took, counts) = wait_counts(
+    let (took, counts) = wait_leaders(
         &cluster,
         Duration::from_secs(30),
         "balanced after a cold start",
         &balanced,
     );
     println!("cold start: balanced within {took:?}: leaders per node {counts:?}");
+    let (took, counts) = wait_leaders(
+        &cluster,
+        Duration::from_secs(30),
+        "every group at its preferred node after a cold start",
+        &all_preferred,
+    );
+    println!("cold start: every group at its preferred node {took:?} later: {counts:?}");
     let membership = Membership::new(vec![NodeId(1), NodeId(2), NodeId(3)]);
     let preferred_of_3 = (0..GROUPS)
         .filter(|g| preferred_leader(GroupId(*g), &membership) == NodeId(3))
@@ -98,24 +129,32 @@ fn thousand_groups_spread_move_away_and_come_back() {
 
     let stopped = cluster.nodes.remove(&NodeId(3)).expect("node 3 runs");
     assert_eq!(stopped.shutdown(), Vec::new());
-    let (took, counts) = wait_counts(
+    let (took, counts) = wait_leaders(
         &cluster,
         Duration::from_secs(30),
         "nodes 1 and 2 take node 3's groups",
-        &|_, leaderless| leaderless == 0,
+        &|now| now.leaderless == 0,
     );
     println!("node 3 stopped: every group led again within {took:?}: {counts:?}");
 
     cluster.start(NodeId(3));
-    let (took, counts) = wait_counts(
+    let restarted = Instant::now();
+    let (took, counts) = wait_leaders(
         &cluster,
         Duration::from_secs(40),
         "node 3's groups move back",
         &balanced,
     );
+    println!("node 3 restarted: balanced again within {took:?}: {counts:?}");
+    wait_leaders(
+        &cluster,
+        Duration::from_secs(40),
+        "all of node 3's groups move back",
+        &all_preferred,
+    );
     println!(
-        "node 3 restarted: balanced again within {took:?}: {counts:?} (node 3 is preferred \
-         for {preferred_of_3})"
+        "node 3 restarted: all {preferred_of_3} groups it is preferred for back within {:?}",
+        restarted.elapsed()
     );
 
     // An explicit transfer under a writer, in a group its preferred node leads.
