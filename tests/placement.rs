@@ -114,9 +114,11 @@ fn no_move_back_to_an_unproven_replica() {
 }
 
 // Goal: hysteresis: a move back that fails (the preferred replica never takes over) is
-// not retried before the backoff, whoever leads meanwhile.
+// not retried by the same replica before the backoff, whoever leads meanwhile.
 // Method: as the first scenario, but every Handover, PreVote and Prepare from p is
-// lost, so p never leads; 30 s pass; count the attempts of every replica.
+// lost, so p never leads; 30 s pass in 50 ms steps; the time of every attempt of
+// every replica is noted, and one replica's attempts must lie at least
+// BACKOFF_TIMEOUTS election timeouts apart.
 #[test]
 fn failed_move_backs_back_off() {
     let (mut h, p, l, o) = placed();
@@ -129,22 +131,38 @@ fn failed_move_backs_back_off() {
                     MessageBody::PreVote { .. } | MessageBody::Prepare { .. }
                 ))
     };
+    let mut attempts: Vec<(u32, u64)> = Vec::new();
+    let mut counted = [0u64; 4];
     for _ in 0..600 {
         h.tick(50, &[1, 2, 3]);
         h.drop_where(&lost);
         h.deliver_among(&[1, 2, 3]);
         h.drop_where(&lost);
+        for n in [l, o] {
+            let now = h.replica(n).group.counters().placement_transfers;
+            if now > counted[n as usize] {
+                counted[n as usize] = now;
+                attempts.push((n, h.now.0 / 1_000_000));
+            }
+        }
     }
-    let attempts: u64 = [l, o]
-        .iter()
-        .map(|n| h.replica(*n).group.counters().placement_transfers)
-        .sum();
-    // 30 s over a backoff of BACKOFF_TIMEOUTS (4) one-second election timeouts, per
-    // replica that may lead.
-    let bound = 2 * (30 / BACKOFF_TIMEOUTS + 1);
-    assert!(
-        (1..=bound).contains(&attempts),
-        "{attempts} move-back attempts in 30 s (at most {bound})"
-    );
+    assert!(attempts.len() >= 2, "attempts {attempts:?}");
+    let backoff_ms = BACKOFF_TIMEOUTS * 1_000; // election timeout: 1 s (`GroupConfig::new`)
+    for n in [l, o] {
+        let mine: Vec<u64> = attempts
+            .iter()
+            .filter(|(m, _)| *m == n)
+            .map(|(_, at)| *at)
+            .collect();
+        for pair in mine.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= backoff_ms,
+                "node {n} retried {} ms after its attempt at {} ms: {attempts:?}",
+                pair[1] - pair[0],
+                pair[0]
+            );
+        }
+    }
+    println!("move-back attempts (node, ms): {attempts:?}");
     assert_eq!(h.replica(p).group.counters().placement_transfers, 0);
 }
