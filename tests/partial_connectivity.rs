@@ -31,6 +31,9 @@ fn chosen_count(h: &Harness) -> usize {
         .unwrap_or(0)
 }
 
+/// Whether a message is lost: (ms since the fault began, (leader, follower), message).
+type Cut = dyn Fn(u64, (u32, u32), &Message) -> bool;
+
 /// What a run measured after the fault began.
 struct Measured {
     /// From the fault's start to the first value chosen after it.
@@ -53,7 +56,7 @@ fn run(
     placement: LeaderPlacement,
     (warm_ms, fault_ms): (u64, u64),
     away: bool,
-    cut: &dyn Fn(u64, (u32, u32), &Message) -> bool,
+    cut: &Cut,
 ) -> Measured {
     let mut h = Harness::new(3, 8);
     h.configure(&|c| c.leader_placement = placement);
