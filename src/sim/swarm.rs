@@ -191,13 +191,16 @@ impl Summary {
         let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
         format!(
             "{} leadership transfers asked, {} handovers, {} check-quorum step downs, {} \
-             pre-votes, {} placement transfers, {} placement probes",
+             pre-votes, {} placement transfers, {} placement probes; {} of {} groups led at \
+             the end by their preferred replica (seeds with placement on)",
             sum(|r| r.transfers_asked),
             sum(|r| r.leadership[0]),
             sum(|r| r.leadership[1]),
             sum(|r| r.leadership[2]),
             sum(|r| r.leadership[3]),
             sum(|r| r.leadership[4]),
+            sum(|r| r.placement_at_end[0]),
+            sum(|r| r.placement_at_end[1]),
         )
     }
 

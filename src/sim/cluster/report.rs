@@ -1,7 +1,7 @@
 //! What a run returns: its report when every property held, its failure otherwise.
 
 use super::Cluster;
-use crate::paxos::NodeId;
+use crate::paxos::{NodeId, Role};
 use crate::runtime::ShardCounters;
 use crate::sim::checkers::Violation;
 use crate::sim::options::SimOptions;
@@ -89,6 +89,10 @@ pub struct RunReport {
     /// probes, summed over the groups of the shards running at the end (not part of
     /// `Debug`).
     pub leadership: [u64; 5],
+    /// With placement on: the groups whose elected leader at the end is their
+    /// preferred replica, and the groups with an elected leader at the end, on the
+    /// shards running then (not part of `Debug`).
+    pub placement_at_end: [u64; 2],
     /// The smallest true-time margin by which a quorum's grants outlasted a reported
     /// lease end (not part of `Debug`).
     pub lease_margin_min_ns: Option<u64>,
@@ -306,6 +310,11 @@ impl Cluster {
             for slot in &node.shards {
                 if let Some(core) = slot.shard.as_ref() {
                     for group in core.groups() {
+                        if group.role() == Role::Leader && group.preferred_leader().is_some() {
+                            self.report.placement_at_end[1] += 1;
+                            let at_preferred = group.preferred_leader() == Some(node.id);
+                            self.report.placement_at_end[0] += u64::from(at_preferred);
+                        }
                         self.report.elections += group.counters().elections_won;
                         let counters = group.counters();
                         for (sum, count) in self.report.leadership.iter_mut().zip([
