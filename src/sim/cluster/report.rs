@@ -90,8 +90,9 @@ pub struct RunReport {
     /// `Debug`).
     pub leadership: [u64; 5],
     /// With placement on: the groups whose elected leader at the end is their
-    /// preferred replica, and the groups with an elected leader at the end, on the
-    /// shards running then (not part of `Debug`).
+    /// preferred replica (`paxos::placement::preferred_leader` of its newest
+    /// membership), and the groups with an elected leader at the end, on the shards
+    /// running then (not part of `Debug`).
     pub placement_at_end: [u64; 2],
     /// The smallest true-time margin by which a quorum's grants outlasted a reported
     /// lease end (not part of `Debug`).
@@ -311,8 +312,14 @@ impl Cluster {
                 if let Some(core) = slot.shard.as_ref() {
                     for group in core.groups() {
                         if group.role() == Role::Leader && group.preferred_leader().is_some() {
+                            // The pure function, not the group's own answer: a replica
+                            // with a wrong notion of its preferred leader shows here.
+                            let preferred = crate::paxos::placement::preferred_leader(
+                                group.config().group,
+                                group.latest_membership(),
+                            );
                             self.report.placement_at_end[1] += 1;
-                            let at_preferred = group.preferred_leader() == Some(node.id);
+                            let at_preferred = preferred == node.id;
                             self.report.placement_at_end[0] += u64::from(at_preferred);
                         }
                         self.report.elections += group.counters().elections_won;
