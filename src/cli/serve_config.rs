@@ -237,6 +237,18 @@ pub struct GroupSection {
     /// Bytes of applied entries kept in memory (`--retention-size-max`), or
     /// `"unbounded"`.
     pub retention_size_max: Option<Retention<usize>>,
+    /// Where each group's leader should sit: `"balanced"` (the default) or `"off"`.
+    pub leader_placement: Option<Placement>,
+}
+
+/// `group.leader_placement`: `"balanced"` or `"off"` (`LeaderPlacement`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// `LeaderPlacement::Balanced`.
+    Balanced,
+    /// `LeaderPlacement::Off`.
+    Off,
 }
 
 /// A retention bound: a whole number, or the string `"unbounded"` (the type's
@@ -600,6 +612,12 @@ impl GroupSection {
         }
         if let Some(Retention(n)) = self.retention_size_max {
             group.retention_size_max = n;
+        }
+        if let Some(placement) = self.leader_placement {
+            group.leader_placement = match placement {
+                Placement::Balanced => synod::paxos::LeaderPlacement::Balanced,
+                Placement::Off => synod::paxos::LeaderPlacement::Off,
+            };
         }
     }
 }

@@ -92,8 +92,26 @@ pub struct GroupConfig {
     /// entries are large (4,096 entries of 4 KiB). Per node the worst case is groups
     /// times this: lower it for thousands of busy groups.
     pub retention_size_max: usize,
+    /// Where the group's leader should sit (`placement`): `Balanced` (the default)
+    /// gives each group a preferred replica, spread evenly over the voters, that a
+    /// cold start mostly elects and that a stable leader hands back to once it is live
+    /// and caught up; `Off` leaves leadership where elections put it. May differ
+    /// between replicas (a replica with `Off` only never moves leadership itself).
+    pub leader_placement: LeaderPlacement,
     /// Seed of the group's private PRNG (election jitter).
     pub seed: u64,
+}
+
+/// Where a group's leader should sit (`GroupConfig::leader_placement`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LeaderPlacement {
+    /// A preferred replica per group (`placement::preferred_leader`): its first
+    /// election deadline comes earlier, and a leader that is not it hands leadership
+    /// to it once it is live and caught up.
+    #[default]
+    Balanced,
+    /// Leadership stays wherever elections put it.
+    Off,
 }
 
 impl GroupConfig {
@@ -125,6 +143,7 @@ impl GroupConfig {
             // from the WAL (`tuning.md`, "In-memory retention").
             retention_instances_max: 4_096,
             retention_size_max: 16 << 20,
+            leader_placement: LeaderPlacement::Balanced,
             seed: u64::from(node.0) << 32 | u64::from(group.0),
         }
     }

@@ -215,6 +215,10 @@ pub(super) struct Leading {
     pub heard: BTreeMap<NodeId, Nanos>,
     /// A leadership transfer under way (`leadership`).
     pub transfer: Option<Transfer>,
+    /// Per voter, the highest instance it accepted at this ballot (`placement`).
+    pub acked_max: BTreeMap<NodeId, Instance>,
+    /// `fill_window` proposes one no-op next (a `placement` probe).
+    pub probe_wanted: bool,
 }
 
 /// A replica that lost state: the voters it heard from since restart (their promised
@@ -409,6 +413,7 @@ impl Group {
             restore.checkpoint,
         );
         group.reset_election_deadline(now);
+        group.place_first_deadline(now);
         let mut scratch = Output::default();
         if let Some(through) = unproven_checkpoint {
             // A checkpoint trusted only because the log lost state: the log must

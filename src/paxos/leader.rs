@@ -122,6 +122,8 @@ impl Group {
             elected_at: now,
             heard: std::collections::BTreeMap::new(),
             transfer: None,
+            acked_max: std::collections::BTreeMap::new(),
+            probe_wanted: false,
         });
         self.leadership.pre_vote = None;
         // The ballot is made durable BEFORE any prepare leaves: a candidate that crashed
@@ -342,6 +344,11 @@ impl Group {
                     origin: ballot,
                     body: Body::StartWorking,
                 }
+            } else if std::mem::take(&mut leading.probe_wanted) {
+                Entry {
+                    origin: ballot,
+                    body: Body::Noop,
+                }
             } else if include_client && !self.queue.is_empty() && !self.config_blocked() {
                 self.take_batch(ballot, &mut proposals)
             } else {
@@ -535,6 +542,16 @@ impl Group {
                 return;
             }
         }
+        // Only instances this ballot assigned: evidence for `placement`'s move-back.
+        if let Some(last) = ranges
+            .iter()
+            .map(|r| r.last)
+            .filter(|l| *l < leading.next)
+            .max()
+        {
+            let acked = leading.acked_max.entry(from).or_insert(last);
+            *acked = (*acked).max(last);
+        }
         for range in ranges {
             for (instance, inflight) in leading.inflight.range_mut(range.first..=range.last) {
                 if membership_for(&self.configs, instance).contains(from) {
@@ -621,6 +638,7 @@ impl Group {
             return;
         }
         self.advance_transfer(now, out);
+        self.move_back(now, out);
         let Some(leading) = self.leading.as_ref().filter(|_| self.role == Role::Leader) else {
             return;
         };

@@ -55,6 +55,7 @@ use std::collections::BTreeSet;
 use super::group::{Group, Role};
 use super::message::MessageBody;
 use super::output::Output;
+use super::placement::Placement;
 use super::types::{Ballot, Nanos, NodeId};
 
 /// A transfer under way at the leader.
@@ -82,6 +83,8 @@ pub(super) struct Leadership {
     pub pre_vote: Option<PreVoting>,
     /// The latest handover of this replica: its ballot, and when it stopped leading.
     pub handed_over: Option<(Ballot, Nanos)>,
+    /// Move-back backoff and probe timers (`placement`).
+    pub placement: Placement,
 }
 
 impl Group {

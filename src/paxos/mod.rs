@@ -17,6 +17,7 @@ mod learner;
 pub mod message;
 mod observe;
 pub mod output;
+pub mod placement;
 pub mod size;
 mod slot_log;
 mod stream;
@@ -25,7 +26,7 @@ pub mod types;
 
 pub use bounds::{Bound, OutOfBounds};
 pub use checkpoint::{CheckpointBase, Restore};
-pub use config::GroupConfig;
+pub use config::{GroupConfig, LeaderPlacement};
 pub use filters::FILTERS_COUNT_MAX;
 pub use group::{entry_checksum, Counters, Group, Input, Role};
 pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};

@@ -41,6 +41,12 @@ pub struct Counters {
     pub check_quorum_step_downs: u64,
     /// Pre-votes started (each precedes a campaign that is not a transfer's).
     pub pre_votes: u64,
+    /// Transfers this replica started to move leadership to the group's preferred
+    /// replica (`placement`).
+    pub placement_transfers: u64,
+    /// No-ops this leader proposed to learn whether the preferred replica is caught up
+    /// (`placement`).
+    pub placement_probes: u64,
 }
 
 impl Group {

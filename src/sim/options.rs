@@ -44,6 +44,7 @@
 
 use super::clock::{draw_drifts, draw_large_drift};
 use super::profile::Profile;
+use crate::paxos::LeaderPlacement;
 use crate::prng::Prng;
 use crate::runtime::{CheckpointPolicy, TruncationPolicy};
 use std::fmt;
@@ -243,6 +244,10 @@ pub struct SimOptions {
     /// and catch-up chunks are refused for want of room (`Input::CatchUpRefused`),
     /// which the other seeds never see (0 refusals in 40 seeds without it).
     pub backpressure: bool,
+    /// `GroupConfig::leader_placement` of every replica: `Balanced` on seven seeds in
+    /// eight (their own stream), so placement transfers and probes run beside the
+    /// workload's transfers and every fault; `Off` on the rest.
+    pub leader_placement: LeaderPlacement,
 
     // ---- Phases ----
     /// Length of the safety phase (faults on, every checker after every step).
@@ -501,6 +506,11 @@ impl SimOptions {
                 vec![0; node_count]
             },
             backpressure: Prng::new(seed ^ 0x5741_4c52_4f4f_4d21).below(4) == 0,
+            leader_placement: if Prng::new(seed ^ 0x504c_4143_454d_454e).below(8) == 0 {
+                LeaderPlacement::Off
+            } else {
+                LeaderPlacement::Balanced
+            },
             safety_phase_ns,
             liveness_phase_ns,
             faults_off,

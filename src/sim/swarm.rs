@@ -184,17 +184,23 @@ impl Summary {
     }
 
     /// The one-line totals of the passing seeds' leadership changes (`paxos::leadership`):
-    /// transfers asked, handovers, check-quorum step downs and pre-votes.
+    /// transfers asked, handovers, check-quorum step downs, pre-votes, and the
+    /// transfers and probes of leader placement (`paxos::placement`).
     #[must_use]
     pub fn leadership_totals(&self) -> String {
         let sum = |f: fn(&RunReport) -> u64| -> u64 { self.reports.iter().map(f).sum() };
         format!(
             "{} leadership transfers asked, {} handovers, {} check-quorum step downs, {} \
-             pre-votes",
+             pre-votes, {} placement transfers, {} placement probes; {} of {} groups led at \
+             the end by their preferred replica (seeds with placement on)",
             sum(|r| r.transfers_asked),
             sum(|r| r.leadership[0]),
             sum(|r| r.leadership[1]),
             sum(|r| r.leadership[2]),
+            sum(|r| r.leadership[3]),
+            sum(|r| r.leadership[4]),
+            sum(|r| r.placement_at_end[0]),
+            sum(|r| r.placement_at_end[1]),
         )
     }
 

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use synod::paxos::{
     Apply, Ballot, Body, CheckpointBase, Completion, Entry, Group, GroupConfig, GroupId, Input,
-    Instance, Lsn, Membership, Message, MessageBody, Nanos, NodeId, Output, ProposalId, Record,
-    Restore, Role, WalRead, WalReadOutcome, WalReader,
+    Instance, LeaderPlacement, Lsn, Membership, Message, MessageBody, Nanos, NodeId, Output,
+    ProposalId, Record, Restore, Role, WalRead, WalReadOutcome, WalReader,
 };
 use synod::wal::catch_up::{self, ReadPlan};
 use synod::wal::index::LogIndex;
@@ -110,6 +110,9 @@ pub fn config(node: u32, nodes: u32, window: u64) -> GroupConfig {
     config.accept_window_instances_max = window * 4;
     config.promise_entries_max = (window * 4) as usize;
     config.batch_values_max = 1;
+    // Scenarios stage exact interleavings: leadership moves only where a script asks
+    // (the placement scenarios turn it on with `Harness::configure`).
+    config.leader_placement = LeaderPlacement::Off;
     config
 }
 

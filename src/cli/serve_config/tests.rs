@@ -4,6 +4,7 @@
 use super::*;
 use crate::cli::{Command, Synod};
 use clap::Parser;
+use synod::paxos::LeaderPlacement;
 
 const EXAMPLE: &str = include_str!("../../../tools/synod.example.toml");
 
@@ -71,7 +72,7 @@ fn example_file_parses_validates_and_shows_the_defaults() {
     );
 
     let (defaults, count) = uncomment(EXAMPLE, "");
-    assert_eq!(count, 30, "keys with a default shown in the example");
+    assert_eq!(count, 31, "keys with a default shown in the example");
     let spelled = ServeFile::parse(&defaults, "defaults")
         .and_then(|file| file.plan(false))
         .unwrap_or_else(|e| panic!("the defaults shown: {e}"));
@@ -125,6 +126,10 @@ fn faults_are_refused_naming_the_key() {
         (
             with("[group]\nlease_ms = \"soon\"\n"),
             &["t.toml:10:", "lease_ms", "invalid type"],
+        ),
+        (
+            with("[group]\nleader_placement = \"elsewhere\"\n"),
+            &["t.toml:10:", "leader_placement", "`balanced`"],
         ),
         (
             with("[group]\nretention_size_max = \"unbound\"\n"),
@@ -183,6 +188,7 @@ fn flags_override_the_file() {
     let text = MINIMAL.replace(
         "[auth]",
         "groups = 4\nshards = 2\n[group]\nwindow_instances_max = 32\nlease_ms = 250\n\
+         leader_placement = \"off\"\n\
          [wal]\ntruncation = true\n[auth]",
     );
     let mut file = ServeFile::parse(&text, "t.toml").expect("valid");
@@ -214,6 +220,7 @@ fn flags_override_the_file() {
         "--no-truncation"
     );
     assert_eq!(plan.config.group.retention_instances_max, u64::MAX);
+    assert_eq!(plan.config.group.leader_placement, LeaderPlacement::Off);
     assert_eq!(
         plan.peer_key_file.as_deref(),
         Some(Path::new("k")),

@@ -297,6 +297,7 @@ impl Cluster {
                 config.catch_up_entries_max = 64;
                 config.retention_instances_max = options.retention_instances_max;
                 config.retention_size_max = options.retention_size_max;
+                config.leader_placement = options.leader_placement;
                 if let Some(slack) = options.message_size_slack {
                     config.message_size_max = config.message_size_min() + slack;
                 }

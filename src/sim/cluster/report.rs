@@ -1,7 +1,7 @@
 //! What a run returns: its report when every property held, its failure otherwise.
 
 use super::Cluster;
-use crate::paxos::NodeId;
+use crate::paxos::{NodeId, Role};
 use crate::runtime::ShardCounters;
 use crate::sim::checkers::Violation;
 use crate::sim::options::SimOptions;
@@ -85,9 +85,15 @@ pub struct RunReport {
     pub lease_grant_checks: u64,
     /// Leadership transfers the workload asked of a leader (not part of `Debug`).
     pub transfers_asked: u64,
-    /// Handovers, check-quorum step downs and pre-votes, summed over the groups of the
-    /// shards running at the end (not part of `Debug`).
-    pub leadership: [u64; 3],
+    /// Handovers, check-quorum step downs, pre-votes, placement transfers and placement
+    /// probes, summed over the groups of the shards running at the end (not part of
+    /// `Debug`).
+    pub leadership: [u64; 5],
+    /// With placement on: the groups whose elected leader at the end is their
+    /// preferred replica (`paxos::placement::preferred_leader` of its newest
+    /// membership), and the groups with an elected leader at the end, on the shards
+    /// running then (not part of `Debug`).
+    pub placement_at_end: [u64; 2],
     /// The smallest true-time margin by which a quorum's grants outlasted a reported
     /// lease end (not part of `Debug`).
     pub lease_margin_min_ns: Option<u64>,
@@ -305,12 +311,25 @@ impl Cluster {
             for slot in &node.shards {
                 if let Some(core) = slot.shard.as_ref() {
                     for group in core.groups() {
+                        if group.role() == Role::Leader && group.preferred_leader().is_some() {
+                            // The pure function, not the group's own answer: a replica
+                            // with a wrong notion of its preferred leader shows here.
+                            let preferred = crate::paxos::placement::preferred_leader(
+                                group.config().group,
+                                group.latest_membership(),
+                            );
+                            self.report.placement_at_end[1] += 1;
+                            let at_preferred = preferred == node.id;
+                            self.report.placement_at_end[0] += u64::from(at_preferred);
+                        }
                         self.report.elections += group.counters().elections_won;
                         let counters = group.counters();
                         for (sum, count) in self.report.leadership.iter_mut().zip([
                             counters.handovers,
                             counters.check_quorum_step_downs,
                             counters.pre_votes,
+                            counters.placement_transfers,
+                            counters.placement_probes,
                         ]) {
                             *sum += count;
                         }

@@ -128,10 +128,11 @@ impl fmt::Display for SimOptions {
         }
         write!(
             f,
-            " drift<={}ppm{:?} backpressure={} safety={} liveness={}",
+            " drift<={}ppm{:?} backpressure={} placement={} safety={} liveness={}",
             self.clock_drift_bound_ppm,
             self.clock_drift_ppm,
             if self.backpressure { "on" } else { "off" },
+            self.placement_name(),
             duration(self.safety_phase_ns),
             duration(self.liveness_phase_ns),
         )?;
@@ -146,6 +147,14 @@ impl fmt::Display for SimOptions {
 }
 
 impl SimOptions {
+    /// `leader_placement` as the one-line description spells it.
+    fn placement_name(&self) -> &'static str {
+        match self.leader_placement {
+            crate::paxos::LeaderPlacement::Balanced => "balanced",
+            crate::paxos::LeaderPlacement::Off => "off",
+        }
+    }
+
     /// The checkpoint and truncation part of the one-line description.
     fn fmt_checkpoint(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.checkpoint;
