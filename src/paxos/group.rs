@@ -46,6 +46,7 @@ use bytes::Bytes;
 use super::checkpoint::{CheckpointBase, Restore};
 use super::config::GroupConfig;
 use super::filters::Filters;
+use super::joining::Joining;
 use super::leader::NodeSet;
 use super::leadership::{Leadership, Transfer};
 use super::learner::CatchUpRenewal;
@@ -215,6 +216,8 @@ pub(super) struct Leading {
     pub heard: BTreeMap<NodeId, Nanos>,
     /// A leadership transfer under way (`leadership`).
     pub transfer: Option<Transfer>,
+    /// An add waiting for its newcomer to catch up (`joining`).
+    pub joining: Option<Joining>,
 }
 
 /// A replica that lost state: the voters it heard from since restart (their promised
@@ -434,7 +437,7 @@ impl Group {
             Input::Tick => self.on_tick(now, out),
             Input::Propose { id, value } => self.on_propose(id, Pending::Value(id, value), out),
             Input::ChangeMembership { id, membership } => {
-                self.on_change_membership(id, membership, out)
+                self.on_change_membership(now, id, membership, out)
             }
             Input::Message(message) => self.on_message(now, message, out),
             Input::Flush => {
@@ -578,7 +581,7 @@ impl Group {
         }
     }
 
-    fn on_propose(&mut self, id: ProposalId, pending: Pending, out: &mut Output) {
+    pub(super) fn on_propose(&mut self, id: ProposalId, pending: Pending, out: &mut Output) {
         let size = match &pending {
             Pending::Value(_, value) => value.len(),
             Pending::Config(..) => 0,
@@ -613,9 +616,16 @@ impl Group {
         self.queue.push_back(pending);
     }
 
-    fn on_change_membership(&mut self, id: ProposalId, membership: Membership, out: &mut Output) {
+    fn on_change_membership(
+        &mut self,
+        now: Nanos,
+        id: ProposalId,
+        membership: Membership,
+        out: &mut Output,
+    ) {
         let latest = self.latest_membership().clone();
         let reason = if self.config_change_pending
+            || self.join_waiting()
             || self.queue.iter().any(|p| matches!(p, Pending::Config(..)))
         {
             Some("another membership change is not yet in effect")
@@ -632,6 +642,14 @@ impl Group {
                 });
                 return;
             }
+        }
+        // An add waits for the newcomer to catch up (`joining`); a refused change, or
+        // one asked of a follower, is answered by `on_propose`.
+        let adds = membership.voters().len() > latest.voters().len();
+        if reason.is_none() && adds && self.role == Role::Leader && self.transferring_to().is_none()
+        {
+            self.hold_join(now, id, membership, out);
+            return;
         }
         self.on_propose(id, Pending::Config(id, membership), out);
     }
