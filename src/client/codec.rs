@@ -844,6 +844,7 @@ impl Decoder {
                 fenced: g.fenced(),
                 checkpoint_through: Instance(g.checkpoint_through()),
                 memory: None,
+                voters: None,
             });
         }
         let fatal = s.fatal().map(|f| self.string(f)).transpose()?;
@@ -938,6 +939,7 @@ mod tests {
             fenced: g == 2,
             checkpoint_through: Instance(50 + u64::from(g)),
             memory: None,
+            voters: None,
         };
         NodeStatus {
             node: NodeId(3),
