@@ -15,7 +15,7 @@
 //! the node refused, with its reason. One line on stderr says why.
 
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use synod::api::MembershipChange;
@@ -24,6 +24,9 @@ use synod::paxos::{GroupId, NodeId};
 
 use super::kv::{TargetArgs, EXIT_INDETERMINATE, EXIT_REFUSED, EXIT_UNAVAILABLE};
 use super::read_key;
+
+/// The pause before a request is asked again after an answer that did nothing.
+const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// `synod admin ...`.
 #[derive(Debug, Args)]
@@ -91,8 +94,30 @@ pub fn main(args: AdminArgs) -> ExitCode {
         Ok(client) => client,
         Err((code, line)) => return fail(code, &line),
     };
-    let outcome = futures_lite::future::block_on(async {
-        match &args.command {
+    // Retried while nothing was done (no leader known yet, a node down), until
+    // --timeout-s.
+    let deadline = Instant::now() + Duration::from_secs(target.timeout_s);
+    let mut outcome = ask(&client, &args.command);
+    while outcome.as_ref().is_err_and(Error::is_retryable) && Instant::now() < deadline {
+        std::thread::sleep(RETRY_INTERVAL);
+        outcome = ask(&client, &args.command);
+    }
+    match outcome {
+        Ok(()) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let (code, line) = classify(&error);
+            fail(code, &line)
+        }
+    }
+}
+
+/// Sends `command` to the group's leader and waits for the answer.
+fn ask(client: &Client, command: &AdminCommand) -> Result<(), Error> {
+    futures_lite::future::block_on(async {
+        match command {
             AdminCommand::Transfer(a) => {
                 client
                     .transfer_leadership(GroupId(a.group), NodeId(a.to))
@@ -107,17 +132,7 @@ pub fn main(args: AdminArgs) -> ExitCode {
                 client.change_membership(GroupId(a.group), change).await
             }
         }
-    });
-    match outcome {
-        Ok(()) => {
-            println!("{done}");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            let (code, line) = classify(&error);
-            fail(code, &line)
-        }
-    }
+    })
 }
 
 /// A client of `--target` whose requests may take the whole `--timeout-s` (a new
