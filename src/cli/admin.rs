@@ -15,12 +15,13 @@
 //! the node refused, with its reason. One line on stderr says why.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use synod::api::MembershipChange;
 use synod::client::{Client, ClientConfig, Error, ServerError};
 use synod::paxos::{GroupId, NodeId};
+use synod::runtime::clock::MonotonicClock;
 
 use super::kv::{TargetArgs, EXIT_INDETERMINATE, EXIT_REFUSED, EXIT_UNAVAILABLE};
 use super::read_key;
@@ -96,9 +97,12 @@ pub fn main(args: AdminArgs) -> ExitCode {
     };
     // Retried while nothing was done (no leader known yet, a node down), until
     // --timeout-s.
-    let deadline = Instant::now() + Duration::from_secs(target.timeout_s);
+    let clock = MonotonicClock::start();
+    let deadline = clock
+        .now()
+        .plus(target.timeout_s.saturating_mul(1_000_000_000));
     let mut outcome = ask(&client, &args.command);
-    while outcome.as_ref().is_err_and(Error::is_retryable) && Instant::now() < deadline {
+    while outcome.as_ref().is_err_and(Error::is_retryable) && clock.now() < deadline {
         std::thread::sleep(RETRY_INTERVAL);
         outcome = ask(&client, &args.command);
     }

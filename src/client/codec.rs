@@ -755,35 +755,8 @@ impl Decoder {
         if let Some(t) = frame.body_as_read_log_done() {
             return self.read_log_done(&t);
         }
-        if let Some(t) = frame.body_as_transfer_leadership() {
-            return Ok(Body::TransferLeadership {
-                request: t.request(),
-                group: GroupId(t.group()),
-                to: NodeId(t.to()),
-            });
-        }
-        if let Some(t) = frame.body_as_change_membership() {
-            let node = NodeId(t.node());
-            let change = match t.action() {
-                fb::MembershipAction::AddVoter => MembershipChange::AddVoter(node),
-                fb::MembershipAction::RemoveVoter => MembershipChange::RemoveVoter(node),
-                unknown => {
-                    return Err(CodecError::UnknownEnum {
-                        field: "ChangeMembership.action",
-                        value: unknown.0,
-                    })
-                }
-            };
-            return Ok(Body::ChangeMembership {
-                request: t.request(),
-                group: GroupId(t.group()),
-                change,
-            });
-        }
-        if let Some(t) = frame.body_as_done() {
-            return Ok(Body::Done {
-                request: t.request(),
-            });
+        if let Some(body) = admin_body(&frame) {
+            return body;
         }
         if let Some(t) = frame.body_as_read_done() {
             return Ok(Body::ReadDone {
@@ -966,6 +939,41 @@ impl Decoder {
 
 /// Bytes of the length header and the CRC in front of every flatbuffer.
 pub const FRAME_OVERHEAD_SIZE: usize = FRAME_HEADER_SIZE + CRC_SIZE;
+
+/// The leadership and membership bodies of `frame`, if it holds one (`Reader::body`).
+fn admin_body(frame: &fb::ClientFrame<'_>) -> Option<Result<Body, CodecError>> {
+    if let Some(t) = frame.body_as_transfer_leadership() {
+        return Some(Ok(Body::TransferLeadership {
+            request: t.request(),
+            group: GroupId(t.group()),
+            to: NodeId(t.to()),
+        }));
+    }
+    if let Some(t) = frame.body_as_change_membership() {
+        let node = NodeId(t.node());
+        let change = match t.action() {
+            fb::MembershipAction::AddVoter => MembershipChange::AddVoter(node),
+            fb::MembershipAction::RemoveVoter => MembershipChange::RemoveVoter(node),
+            unknown => {
+                return Some(Err(CodecError::UnknownEnum {
+                    field: "ChangeMembership.action",
+                    value: unknown.0,
+                }))
+            }
+        };
+        return Some(Ok(Body::ChangeMembership {
+            request: t.request(),
+            group: GroupId(t.group()),
+            change,
+        }));
+    }
+    if let Some(t) = frame.body_as_done() {
+        return Some(Ok(Body::Done {
+            request: t.request(),
+        }));
+    }
+    None
+}
 
 #[cfg(test)]
 mod tests {

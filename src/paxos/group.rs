@@ -72,9 +72,10 @@ pub enum Input {
         /// The value.
         value: Bytes,
     },
-    /// Replace the voters by `membership` (one voter added or removed). Only the
-    /// tests and the simulator produce it today: `runtime::Shard` forwards a
-    /// `ShardInput::ChangeMembership` that no request, API or command sends.
+    /// Replace the voters by `membership` (one voter added or removed): from
+    /// `runtime::Shard` (`ShardInput::ChangeMembership`, which the driver sends for
+    /// `NodeHandle::change_membership` and the simulator's workload sends). An add
+    /// waits at the leader until the newcomer caught up (`joining`).
     ChangeMembership {
         /// Identifies the proposal in completions.
         id: ProposalId,
@@ -614,44 +615,6 @@ impl Group {
         }
         self.queue_size += size;
         self.queue.push_back(pending);
-    }
-
-    fn on_change_membership(
-        &mut self,
-        now: Nanos,
-        id: ProposalId,
-        membership: Membership,
-        out: &mut Output,
-    ) {
-        let latest = self.latest_membership().clone();
-        let reason = if self.config_change_pending
-            || self.join_waiting()
-            || self.queue.iter().any(|p| matches!(p, Pending::Config(..)))
-        {
-            Some("another membership change is not yet in effect")
-        } else if !latest.is_single_change(&membership) {
-            Some("a membership change must add or remove exactly one voter")
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            if self.role == Role::Leader {
-                out.complete.push(Completion {
-                    id,
-                    error: ProposeError::Rejected { reason },
-                });
-                return;
-            }
-        }
-        // An add waits for the newcomer to catch up (`joining`); a refused change, or
-        // one asked of a follower, is answered by `on_propose`.
-        let adds = membership.voters().len() > latest.voters().len();
-        if reason.is_none() && adds && self.role == Role::Leader && self.transferring_to().is_none()
-        {
-            self.hold_join(now, id, membership, out);
-            return;
-        }
-        self.on_propose(id, Pending::Config(id, membership), out);
     }
 
     // ----- the apply path -----

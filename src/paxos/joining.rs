@@ -35,7 +35,7 @@
 //! answered exactly once: refused at the deadline, failed with `NotLeader` at a step
 //! down, or queued as an ordinary change.
 
-use super::group::{Group, Pending};
+use super::group::{Group, Pending, Role};
 use super::output::{Completion, Output, ProposeError};
 use super::types::{Instance, Membership, Nanos, NodeId, ProposalId};
 
@@ -59,6 +59,46 @@ pub(super) struct Joining {
 }
 
 impl Group {
+    /// A membership change asked of this replica: refused (another pending, not one
+    /// voter), held until the newcomer caught up (an add), or queued.
+    pub(super) fn on_change_membership(
+        &mut self,
+        now: Nanos,
+        id: ProposalId,
+        membership: Membership,
+        out: &mut Output,
+    ) {
+        let latest = self.latest_membership().clone();
+        let reason = if self.config_change_pending
+            || self.join_waiting()
+            || self.queue.iter().any(|p| matches!(p, Pending::Config(..)))
+        {
+            Some("another membership change is not yet in effect")
+        } else if !latest.is_single_change(&membership) {
+            Some("a membership change must add or remove exactly one voter")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            if self.role == Role::Leader {
+                out.complete.push(Completion {
+                    id,
+                    error: ProposeError::Rejected { reason },
+                });
+                return;
+            }
+        }
+        // An add waits for the newcomer to catch up (`joining`); a refused change, or
+        // one asked of a follower, is answered by `on_propose`.
+        let adds = membership.voters().len() > latest.voters().len();
+        if reason.is_none() && adds && self.role == Role::Leader && self.transferring_to().is_none()
+        {
+            self.hold_join(now, id, membership, out);
+            return;
+        }
+        self.on_propose(id, Pending::Config(id, membership), out);
+    }
+
     /// Holds `membership` (a single change that adds a voter, checked by the caller) at
     /// this leader until the newcomer has caught up (module docs).
     pub(super) fn hold_join(
@@ -134,7 +174,7 @@ impl Group {
         let Some(leading) = self.leading.as_mut() else {
             return;
         };
-        if !leading.joining.as_ref().is_some_and(|j| now >= j.deadline) {
+        if leading.joining.as_ref().is_none_or(|j| now < j.deadline) {
             return;
         }
         let joining = leading.joining.take().expect("checked above");

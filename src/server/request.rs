@@ -69,6 +69,31 @@ fn done(request: u64, outcome: Result<(), Error>) -> Body {
     }
 }
 
+/// The future that answers a leadership or membership request (`task_of`).
+fn admin_task(body: Body, handle: NodeHandle, connection: &Span) -> Task {
+    match body {
+        Body::TransferLeadership { request, group, to } => {
+            let span = request_span(connection, request, "transfer_leadership", Some(group));
+            Box::pin(
+                async move { done(request, handle.transfer_leadership(group, to).await) }
+                    .instrument(span),
+            )
+        }
+        Body::ChangeMembership {
+            request,
+            group,
+            change,
+        } => {
+            let span = request_span(connection, request, "change_membership", Some(group));
+            Box::pin(
+                async move { done(request, handle.change_membership(group, change).await) }
+                    .instrument(span),
+            )
+        }
+        other => unreachable!("task_of passes only admin requests, not {}", other.name()),
+    }
+}
+
 /// The future that answers one request (in its span below `connection`), or why the
 /// message is not a request.
 pub(super) fn task_of(
@@ -155,23 +180,8 @@ pub(super) fn task_of(
                 .instrument(span),
             )
         }
-        Body::TransferLeadership { request, group, to } => {
-            let span = request_span(connection, request, "transfer_leadership", Some(group));
-            Box::pin(
-                async move { done(request, handle.transfer_leadership(group, to).await) }
-                    .instrument(span),
-            )
-        }
-        Body::ChangeMembership {
-            request,
-            group,
-            change,
-        } => {
-            let span = request_span(connection, request, "change_membership", Some(group));
-            Box::pin(
-                async move { done(request, handle.change_membership(group, change).await) }
-                    .instrument(span),
-            )
+        body @ (Body::TransferLeadership { .. } | Body::ChangeMembership { .. }) => {
+            admin_task(body, handle, connection)
         }
         Body::Status { request } => {
             let span = request_span(connection, request, "status", None);
