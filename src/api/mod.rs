@@ -483,8 +483,8 @@ impl NodeHandle {
     /// proposes it; resolves once the change is chosen AND in effect (it governs every
     /// instance from the next one on: W instances after the one that chose it, which
     /// an idle leader fills with no-ops). A change already made (the node is already a
-    /// voter, or already not one) resolves at once. Removing the leader itself makes
-    /// it hand over once the change is in effect.
+    /// voter, or already not one) resolves at once. The leader itself may be removed;
+    /// to choose who leads next, transfer its leadership first.
     ///
     /// # Errors
     ///
@@ -510,8 +510,8 @@ impl NodeHandle {
 
     /// Replaces voter `old` of `group` by node `new`: adds `new`, waits until that is
     /// in effect, then removes `old` (two changes of one voter each; the group never
-    /// has fewer voters than before). Asked of the leader; when `old` leads, it hands
-    /// over after the removal takes effect.
+    /// has fewer voters than before). Asked of the leader (when `old` leads, transfer
+    /// its leadership first to choose who leads next).
     ///
     /// # Errors
     ///

@@ -46,8 +46,8 @@ pub enum AdminCommand {
     /// Add a node as a voter of a group; done once it caught up and the change is in
     /// effect.
     AddVoter(VoterArgs),
-    /// Remove a voter of a group (the leader too: it hands over); done once the
-    /// change is in effect.
+    /// Remove a voter of a group; done once the change is in effect (to remove the
+    /// leader, transfer its leadership first to choose who leads next).
     RemoveVoter(VoterArgs),
 }
 

@@ -28,7 +28,8 @@ pub struct Proposed {
 pub enum MembershipChange {
     /// Add this node (in every node's address book) as a voter.
     AddVoter(NodeId),
-    /// Remove this voter (the leader itself included: it then hands over).
+    /// Remove this voter (the leader itself may be: transfer its leadership first to
+    /// choose who leads next).
     RemoveVoter(NodeId),
 }
 
