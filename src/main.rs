@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => status("synod", cli::kv::scan(args), ExitCode::FAILURE),
         Command::Status(args) => status("synod", cli::kv::status(args), ExitCode::FAILURE),
         Command::Sim(args) => cli::sim::main(args),
+        Command::Admin(args) => cli::admin::main(args),
         Command::Wal(wal) => {
             let result = match wal.command {
                 WalCommand::Verify(args) => cli::wal::verify::main(args, false),

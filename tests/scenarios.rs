@@ -1837,3 +1837,124 @@ fn returning_replica_does_not_unseat_a_healthy_leader() {
         "C follows A"
     );
 }
+
+/// Nodes 1-3 voters led by node 1 with `values` values chosen, node 4 in the harness
+/// (initial voters 1-3) hearing nothing yet.
+fn three_and_a_newcomer(window: u64, values: usize) -> Harness {
+    let mut h = Harness::new(3, window);
+    h.add_node(4, &[1, 2, 3], window);
+    h.elect(1, &[1, 2, 3]);
+    choose_small(&mut h, 1, &[1, 2, 3], values);
+    h
+}
+
+fn change(h: &mut Harness, id: u64, voters: &[u32]) {
+    let membership = Membership::new(voters.iter().map(|n| NodeId(*n)).collect());
+    h.step(
+        1,
+        Input::ChangeMembership {
+            id: ProposalId(id),
+            membership,
+        },
+    );
+}
+
+fn config_entries(h: &Harness, node: u32) -> Vec<Instance> {
+    h.replica(node)
+        .applied
+        .iter()
+        .filter(|a| matches!(a.entry.body, Body::Config(_)))
+        .map(|a| a.instance)
+        .collect()
+}
+
+// Goal: the leader does not propose the add of a voter that is far behind (an empty
+// voter would make every quorum wait for its catch-up), and does once it has caught up.
+// Method: 40 values chosen among {1,2,3}; ask to add 4 while 4 hears nothing: no
+// config entry, nothing refused, a second change refused; then let 4 talk: it catches
+// up, the add is chosen, and 4 held the log below it when it was.
+#[test]
+fn add_voter_waits_for_the_newcomer_to_catch_up() {
+    let window = 4;
+    let mut h = three_and_a_newcomer(window, 40);
+    change(&mut h, 900, &[1, 2, 3, 4]);
+    h.deliver_among(&[1, 2, 3]);
+    h.tick(150, &[1, 2, 3]);
+    h.deliver_among(&[1, 2, 3]);
+    assert!(
+        config_entries(&h, 1).is_empty(),
+        "proposed before 4 caught up"
+    );
+    assert!(h.replica(1).failed.iter().all(|c| c.id != ProposalId(900)));
+    change(&mut h, 901, &[1, 2]);
+    assert!(matches!(
+        h.replica(1).failed.last(),
+        Some(c) if c.id == ProposalId(901) && matches!(c.error, ProposeError::Rejected { .. })
+    ));
+    // Node 4 now hears the leader's heartbeats and catches up.
+    for _ in 0..4 {
+        h.tick(150, &[1, 2, 3, 4]);
+        h.deliver_among(&[1, 2, 3, 4]);
+    }
+    let at = *config_entries(&h, 1).first().expect("the add was chosen");
+    assert!(at.0 > 40, "chosen after the values: {}", at.0);
+    assert_eq!(h.replica(1).group.latest_membership().voters().len(), 4);
+    assert_eq!(
+        h.visible_values(4),
+        h.visible_values(1),
+        "4 learned the log"
+    );
+    assert!(h.replica(1).failed.iter().all(|c| c.id != ProposalId(900)));
+}
+
+// Goal: an add whose newcomer never answers is refused after JOIN_ELECTION_TIMEOUTS
+// election timeouts with a reason that says so, and nothing was proposed.
+// Method: node 4 down; ask to add it; tick the voters (delivering among them) past
+// the deadline.
+#[test]
+fn add_voter_of_a_silent_node_is_refused_after_the_deadline() {
+    let mut h = three_and_a_newcomer(4, 10);
+    h.crash(4);
+    change(&mut h, 900, &[1, 2, 3, 4]);
+    let timeout_ms = h.replica(1).config.election_timeout_ns / 1_000_000;
+    let steps = synod::paxos::JOIN_ELECTION_TIMEOUTS * timeout_ms / 100 + 2;
+    for _ in 0..steps {
+        h.tick(100, &[1, 2, 3]);
+        h.deliver_among(&[1, 2, 3]);
+    }
+    assert_eq!(h.replica(1).group.role(), Role::Leader);
+    let refused = h
+        .replica(1)
+        .failed
+        .iter()
+        .find(|c| c.id == ProposalId(900))
+        .expect("the add was answered");
+    assert!(
+        matches!(refused.error, ProposeError::Rejected { reason } if reason.contains("catch up")),
+        "{:?}",
+        refused.error
+    );
+    assert!(config_entries(&h, 1).is_empty());
+}
+
+// Goal: a change asked of an idle group takes effect without client values (the
+// leader fills the instances below its effect with no-ops).
+// Method: remove voter 3 with no load; deliver; the new membership governs the next
+// instance on the leader and on node 2.
+#[test]
+fn change_of_an_idle_group_takes_effect() {
+    let mut h = three_and_a_newcomer(8, 5);
+    change(&mut h, 900, &[1, 2]);
+    h.deliver_among(&[1, 2, 3]);
+    h.tick(150, &[1]);
+    h.deliver_among(&[1, 2, 3]);
+    let two = Membership::new(vec![NodeId(1), NodeId(2)]);
+    for node in [1, 2] {
+        let group = &h.replica(node).group;
+        assert_eq!(
+            group.membership_at(group.chosen_through().next()),
+            &two,
+            "node {node}"
+        );
+    }
+}

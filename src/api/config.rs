@@ -2,7 +2,7 @@
 //! and the limits of every queue. Validated once, with messages that name the field,
 //! its value and why it is wrong.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,7 +64,15 @@ pub struct Config {
     /// Every node of the cluster (this one included) and its base address. Shard `s`
     /// of a node listens on the base port + `s` (one listening address per shard, so
     /// a peer's connection lands directly on the core that owns its groups).
+    /// The address book: this node links to every node in it from the start, and a
+    /// handshake with a peer whose address book differs is refused, so a node to be
+    /// added by a membership change must be listed here on every node first.
     pub nodes: BTreeMap<NodeId, SocketAddr>,
+    /// The initial voters of every group (a subset of `nodes`; all of them by
+    /// default), the same on every node. A node outside them hosts every group as a
+    /// non-voter until a membership change adds it (`NodeHandle::change_membership`);
+    /// the memberships chosen since are in the log, not here.
+    pub voters: BTreeSet<NodeId>,
     /// Where the WAL segments and the node's identity live.
     pub data_dir: PathBuf,
     /// Shards (cores) of this node; every node of the cluster must have the same
@@ -146,9 +154,11 @@ impl Config {
     ) -> Config {
         let membership = Membership::new(nodes.keys().copied().collect());
         let group = GroupConfig::new(node, GroupId(0), membership);
+        let voters = nodes.keys().copied().collect();
         Config {
             node,
             cluster,
+            voters,
             nodes,
             data_dir,
             shards: 1,
@@ -184,6 +194,12 @@ impl Config {
     /// The first invalid field, its value and why.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_nodes()?;
+        check(
+            !self.voters.is_empty() && self.voters.iter().all(|v| self.nodes.contains_key(v)),
+            "voters",
+            format!("{:?}", self.voters.iter().map(|v| v.0).collect::<Vec<_>>()),
+            "must be a non-empty subset of `nodes`".into(),
+        )?;
         check(
             self.group_count >= 1,
             "group_count",
@@ -438,7 +454,7 @@ impl Config {
 
     /// The plan of shard `shard` (after `validate`).
     pub(crate) fn shard_plan(&self, shard: u16, lost_state: bool) -> ShardPlan {
-        let membership = Membership::new(self.nodes.keys().copied().collect());
+        let membership = Membership::new(self.voters.iter().copied().collect());
         let groups = self
             .groups_of(shard)
             .into_iter()

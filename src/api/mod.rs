@@ -54,8 +54,8 @@ pub use crate::runtime::fatal::{DiskError, DiskOperation, Fatal, ShardStopped};
 pub use crate::runtime::log_reads::{LogEntry, LogRead, Position};
 pub use crate::runtime::net::PeerLink;
 pub use crate::runtime::request::{
-    CatchUpStatus, Error, GroupStatus, LogMemory, Proposed, RecoveryReport, ShardMetrics,
-    ShardStatus,
+    CatchUpStatus, Error, GroupStatus, LogMemory, MembershipChange, Proposed, RecoveryReport,
+    ShardMetrics, ShardStatus,
 };
 pub use crate::runtime::state_machine::{CheckpointImage, StateMachine, StateMachineFactory};
 pub use config::{Config, ConfigError, InitialState};
@@ -474,6 +474,59 @@ impl NodeHandle {
             reply,
         })
         .await
+    }
+
+    /// Changes `group`'s voters by one, asked of the node that leads it (this one).
+    /// An added node must be in every node's address book (`Config::nodes`): links
+    /// to every node of the address book are open from the start. The leader holds an
+    /// add until the new node has caught up with the log (`paxos::joining`), then
+    /// proposes it; resolves once the change is chosen AND in effect (it governs every
+    /// instance from the next one on: W instances after the one that chose it, which
+    /// an idle leader fills with no-ops). A change already made (the node is already a
+    /// voter, or already not one) resolves at once. The leader itself may be removed;
+    /// to choose who leads next, transfer its leadership first.
+    ///
+    /// # Errors
+    ///
+    /// `NotLeader { hint }` (ask the hint), `NoSuchGroup`, `Rejected` (another change
+    /// of the group is under way or queued; not a change of one voter (the group's
+    /// membership moved meanwhile); the node is not in the address book; the last
+    /// voter; the new voter did not catch up within `paxos::JOIN_ELECTION_TIMEOUTS`
+    /// election timeouts; not chosen or not in effect in time), `Indeterminate`
+    /// (leadership changed with the change in flight: it may still be chosen),
+    /// `Overloaded`, `Stopped`.
+    pub async fn change_membership(
+        &self,
+        group: GroupId,
+        change: MembershipChange,
+    ) -> Result<(), Error> {
+        self.ask(group, |reply, _span| Request::ChangeMembership {
+            group,
+            change,
+            reply,
+        })
+        .await
+    }
+
+    /// Replaces voter `old` of `group` by node `new`: adds `new`, waits until that is
+    /// in effect, then removes `old` (two changes of one voter each; the group never
+    /// has fewer voters than before). Asked of the leader (when `old` leads, transfer
+    /// its leadership first to choose who leads next).
+    ///
+    /// # Errors
+    ///
+    /// As [`NodeHandle::change_membership`], from the step that failed: after a failed
+    /// removal `new` is a voter and `old` still one (retry the removal).
+    pub async fn replace_voter(
+        &self,
+        group: GroupId,
+        old: NodeId,
+        new: NodeId,
+    ) -> Result<(), Error> {
+        self.change_membership(group, MembershipChange::AddVoter(new))
+            .await?;
+        self.change_membership(group, MembershipChange::RemoveVoter(old))
+            .await
     }
 
     /// A linearizable read: `StateMachine::query(query)` on this node once it is the

@@ -1,6 +1,7 @@
 //! The command line of the `synod` binary: one clap parser ([`Synod`]) whose
 //! subcommands live in their own modules (`bench`, `serve`, `dev`, `keygen`, `sim`,
-//! `wal`, and `kv` for the key-value client commands; `notify` speaks to a service
+//! `wal`, `kv` for the key-value client commands and `admin` for leadership and
+//! membership; `notify` speaks to a service
 //! manager), each with the flags it takes and the code it runs. Shared here: parsing with
 //! one-line errors ([`parse`]) and the `ID=IP:PORT,...` node lists; the stderr log and
 //! its `SYNOD_LOG` filter are `logging`.
@@ -9,6 +10,7 @@
 //! missing or invalid value, flags that exclude each other), printed as one line;
 //! the subcommands' own statuses otherwise (`main.rs`).
 
+pub mod admin;
 pub mod bench;
 pub mod dev;
 pub mod keygen;
@@ -116,6 +118,13 @@ pub enum Command {
     ///
     /// Exit statuses: 0 when a node answered, 4 when none did.
     Status(kv::StatusArgs),
+    /// A running cluster's leadership and membership: hand a group over to a node,
+    /// add or remove a voter (asked of the group's leader).
+    ///
+    /// A node to add must be in every node's --nodes and running. Exit statuses: 0
+    /// done, 4 unavailable (nothing asked), 5 outcome unknown, 6 refused.
+    #[command(arg_required_else_help = true)]
+    Admin(admin::AdminArgs),
 }
 
 /// Parses the process's command line. `--help` and `--version` print and exit 0; a
@@ -173,7 +182,8 @@ impl Synod {
             | Command::Del(_)
             | Command::Cas(_)
             | Command::Scan(_)
-            | Command::Status(_) => Ok(()),
+            | Command::Status(_)
+            | Command::Admin(_) => Ok(()),
         }
     }
 }

@@ -89,6 +89,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ID=IP:PORT,...", value_parser = parse_nodes,
           required_unless_present = "config")]
     pub nodes: Option<BTreeMap<NodeId, SocketAddr>>,
+    /// The initial voters of every group, ids of --nodes, the same on every node
+    /// (cluster.voters) [default: every node of --nodes]. The others host every group
+    /// as non-voters until `synod admin add-voter` adds them.
+    #[arg(long, value_name = "ID,...", value_delimiter = ',')]
+    pub voters: Option<Vec<u32>>,
     /// The data directory (WAL segments and the node's identity, synod.id). An empty
     /// one needs --new or --existing (node.dir).
     #[arg(long, value_name = "DIR", required_unless_present = "config")]

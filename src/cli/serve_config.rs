@@ -109,6 +109,9 @@ pub struct ClusterSection {
     pub id: Option<u64>,
     /// Every node's base peer address, keyed by node id (`--nodes`). Required.
     pub nodes: Option<BTreeMap<String, SocketAddr>>,
+    /// The initial voters of every group (`--voters`, default every node of
+    /// `nodes`): the memberships chosen since are in the log.
+    pub voters: Option<Vec<u32>>,
     /// Shards per node (`--shards`, default 1).
     pub shards: Option<u16>,
     /// Groups `0..groups` (`--groups`, default 1).
@@ -382,6 +385,7 @@ impl ServeFile {
             &mut self.cluster.nodes,
             args.nodes.as_ref().map(ids).as_ref(),
         );
+        set(&mut self.cluster.voters, args.voters.as_ref());
         set(&mut self.cluster.shards, args.shards.as_ref());
         set(&mut self.cluster.groups, args.groups.as_ref());
         if !args.cores.is_empty() {
@@ -481,6 +485,9 @@ impl ServeFile {
                 .ok_or_else(|| missing("cluster.nodes", "--nodes"))?,
         )?;
         let mut config = Config::new(NodeId(node), self.cluster.id.unwrap_or(1), nodes, dir);
+        if let Some(voters) = &self.cluster.voters {
+            config.voters = voters.iter().copied().map(NodeId).collect();
+        }
         config.shards = self.cluster.shards.unwrap_or(1);
         config.group_count = self.cluster.groups.unwrap_or(1);
         config.cores = self.runtime.cores.clone().unwrap_or_default();

@@ -22,7 +22,9 @@ use flatbuffers::{FlatBufferBuilder, InvalidFlatbuffer, VerifierOptions, WIPOffs
 use synod_wire::client as fb;
 
 use super::wire::{Body, NodeStatus, ServerError};
-use crate::api::{GroupStatus, LogEntry, LogRead, PeerLink, Position, ShardMetrics, ShardStatus};
+use crate::api::{
+    GroupStatus, LogEntry, LogRead, MembershipChange, PeerLink, Position, ShardMetrics, ShardStatus,
+};
 use crate::paxos::{Ballot, GroupId, Instance, NodeId, Role};
 use crate::transport::frame::{append_frame, split_frame, FrameError, FRAME_HEADER_SIZE};
 
@@ -47,7 +49,7 @@ const APPARENT_SIZE_FACTOR: usize = 4;
 
 // A new union member or enum value must be decoded here before it may be sent.
 const _: () = assert!(
-    fb::ClientBody::ENUM_MAX == 14,
+    fb::ClientBody::ENUM_MAX == 17,
     "new ClientBody member: decode it"
 );
 const _: () = assert!(
@@ -508,6 +510,37 @@ fn build(fbb: &mut Fbb, body: &Body) {
             );
             finish(fbb, fb::ClientBody::ReadLog, t.as_union_value());
         }
+        Body::TransferLeadership { request, group, to } => {
+            let args = fb::TransferLeadershipArgs {
+                request: *request,
+                group: group.0,
+                to: to.0,
+            };
+            let t = fb::TransferLeadership::create(fbb, &args);
+            finish(fbb, fb::ClientBody::TransferLeadership, t.as_union_value());
+        }
+        Body::ChangeMembership {
+            request,
+            group,
+            change,
+        } => {
+            let (action, node) = match change {
+                MembershipChange::AddVoter(node) => (fb::MembershipAction::AddVoter, node),
+                MembershipChange::RemoveVoter(node) => (fb::MembershipAction::RemoveVoter, node),
+            };
+            let args = fb::ChangeMembershipArgs {
+                request: *request,
+                group: group.0,
+                action,
+                node: node.0,
+            };
+            let t = fb::ChangeMembership::create(fbb, &args);
+            finish(fbb, fb::ClientBody::ChangeMembership, t.as_union_value());
+        }
+        Body::Done { request } => {
+            let t = fb::Done::create(fbb, &fb::DoneArgs { request: *request });
+            finish(fbb, fb::ClientBody::Done, t.as_union_value());
+        }
         Body::ReadLogDone { request, read } => {
             let mut values = Vec::with_capacity(read.entries.len());
             for entry in &read.entries {
@@ -722,6 +755,9 @@ impl Decoder {
         if let Some(t) = frame.body_as_read_log_done() {
             return self.read_log_done(&t);
         }
+        if let Some(body) = admin_body(&frame) {
+            return body;
+        }
         if let Some(t) = frame.body_as_read_done() {
             return Ok(Body::ReadDone {
                 request: t.request(),
@@ -844,6 +880,7 @@ impl Decoder {
                 fenced: g.fenced(),
                 checkpoint_through: Instance(g.checkpoint_through()),
                 memory: None,
+                voters: None,
             });
         }
         let fatal = s.fatal().map(|f| self.string(f)).transpose()?;
@@ -903,6 +940,41 @@ impl Decoder {
 /// Bytes of the length header and the CRC in front of every flatbuffer.
 pub const FRAME_OVERHEAD_SIZE: usize = FRAME_HEADER_SIZE + CRC_SIZE;
 
+/// The leadership and membership bodies of `frame`, if it holds one (`Reader::body`).
+fn admin_body(frame: &fb::ClientFrame<'_>) -> Option<Result<Body, CodecError>> {
+    if let Some(t) = frame.body_as_transfer_leadership() {
+        return Some(Ok(Body::TransferLeadership {
+            request: t.request(),
+            group: GroupId(t.group()),
+            to: NodeId(t.to()),
+        }));
+    }
+    if let Some(t) = frame.body_as_change_membership() {
+        let node = NodeId(t.node());
+        let change = match t.action() {
+            fb::MembershipAction::AddVoter => MembershipChange::AddVoter(node),
+            fb::MembershipAction::RemoveVoter => MembershipChange::RemoveVoter(node),
+            unknown => {
+                return Some(Err(CodecError::UnknownEnum {
+                    field: "ChangeMembership.action",
+                    value: unknown.0,
+                }))
+            }
+        };
+        return Some(Ok(Body::ChangeMembership {
+            request: t.request(),
+            group: GroupId(t.group()),
+            change,
+        }));
+    }
+    if let Some(t) = frame.body_as_done() {
+        return Some(Ok(Body::Done {
+            request: t.request(),
+        }));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -938,6 +1010,7 @@ mod tests {
             fenced: g == 2,
             checkpoint_through: Instance(50 + u64::from(g)),
             memory: None,
+            voters: None,
         };
         NodeStatus {
             node: NodeId(3),
@@ -1136,6 +1209,24 @@ mod tests {
             });
         }
         bodies.extend(log_read_bodies());
+        bodies.extend([
+            Body::TransferLeadership {
+                request: 10,
+                group: GroupId(3),
+                to: NodeId(2),
+            },
+            Body::ChangeMembership {
+                request: 11,
+                group: GroupId(3),
+                change: MembershipChange::AddVoter(NodeId(4)),
+            },
+            Body::ChangeMembership {
+                request: 12,
+                group: GroupId(0),
+                change: MembershipChange::RemoveVoter(NodeId(1)),
+            },
+            Body::Done { request: 13 },
+        ]);
         bodies
     }
 
@@ -1251,6 +1342,27 @@ mod tests {
             Err(CodecError::UnknownEnum {
                 field: "Failed.kind",
                 value: 99
+            })
+        );
+        // An unknown membership action (a newer client's).
+        let mut fbb = FlatBufferBuilder::new();
+        let change = fb::ChangeMembership::create(
+            &mut fbb,
+            &fb::ChangeMembershipArgs {
+                action: fb::MembershipAction(9),
+                ..fb::ChangeMembershipArgs::default()
+            },
+        );
+        finish_test(
+            &mut fbb,
+            fb::ClientBody::ChangeMembership,
+            change.as_union_value(),
+        );
+        assert_eq!(
+            decode_next(&with_crc(fbb.finished_data()), MAX),
+            Err(CodecError::UnknownEnum {
+                field: "ChangeMembership.action",
+                value: 9
             })
         );
     }

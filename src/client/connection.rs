@@ -52,6 +52,8 @@ pub(super) enum Answer {
     Read(Bytes),
     Status(NodeStatus),
     LogRead(LogRead),
+    /// A request without a result succeeded.
+    Done,
 }
 
 type Reply = Sender<Result<Answer, Error>>;
@@ -505,6 +507,7 @@ fn read_answers(
                 Body::ReadLogDone { request, read } => (request, Ok(Answer::LogRead(read))),
                 Body::ReadDone { request, output } => (request, Ok(Answer::Read(output))),
                 Body::StatusDone { request, status } => (request, Ok(Answer::Status(status))),
+                Body::Done { request } => (request, Ok(Answer::Done)),
                 Body::Failed { request, error } => (request, Err(Error::Server(error))),
                 Body::Refused { reason } => {
                     log::warn!("client: {address} closed the connection: {reason}");
@@ -517,6 +520,8 @@ fn read_answers(
                 | Body::Propose { .. }
                 | Body::Read { .. }
                 | Body::ReadLog { .. }
+                | Body::TransferLeadership { .. }
+                | Body::ChangeMembership { .. }
                 | Body::Status { .. }) => {
                     log::warn!(
                         "client: connection to {address} closed: unexpected {} from the node",

@@ -59,7 +59,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::api::{LogRead, Position, Proposed};
+use crate::api::{LogRead, MembershipChange, Position, Proposed};
 use crate::paxos::{GroupId, Nanos, NodeId};
 use crate::runtime::clock::MonotonicClock;
 use crate::support::lock;
@@ -425,7 +425,7 @@ impl Client {
             .await?;
         match answer {
             Answer::Proposed(proposed) => Ok(proposed),
-            Answer::Read(_) | Answer::Status(_) | Answer::LogRead(_) => {
+            Answer::Read(_) | Answer::Status(_) | Answer::LogRead(_) | Answer::Done => {
                 Err(self.mismatch("ProposeDone"))
             }
         }
@@ -448,8 +448,60 @@ impl Client {
             .await?;
         match answer {
             Answer::Read(output) => Ok(output),
-            Answer::Proposed(_) | Answer::Status(_) | Answer::LogRead(_) => {
+            Answer::Proposed(_) | Answer::Status(_) | Answer::LogRead(_) | Answer::Done => {
                 Err(self.mismatch("ReadDone"))
+            }
+        }
+    }
+
+    /// Hands `group`'s leadership over to node `to`, asked of the group's leader
+    /// (`NodeHandle::transfer_leadership`). Resolves once `to` leads.
+    ///
+    /// # Errors
+    ///
+    /// The node's error ([`Error::Server`]: `Rejected` with the reason, `NotLeader`
+    /// once redirects ran out, `NoSuchGroup`, `Stopped`), or a connection error.
+    pub async fn transfer_leadership(&self, group: GroupId, to: NodeId) -> Result<(), Error> {
+        let answer = self
+            .at_leader(group, |request| wire::Body::TransferLeadership {
+                request,
+                group,
+                to,
+            })
+            .await?;
+        self.done(answer)
+    }
+
+    /// Changes `group`'s voters by one, asked of the group's leader
+    /// (`NodeHandle::change_membership`: an added node must be in every node's address
+    /// book, and the leader waits for it to catch up). Resolves once the change is
+    /// chosen and in effect; a change can take longer than the default
+    /// `request_timeout` when the new node has much to catch up with.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::transfer_leadership`]; `Indeterminate` when leadership changed
+    /// with the change in flight.
+    pub async fn change_membership(
+        &self,
+        group: GroupId,
+        change: MembershipChange,
+    ) -> Result<(), Error> {
+        let answer = self
+            .at_leader(group, |request| wire::Body::ChangeMembership {
+                request,
+                group,
+                change,
+            })
+            .await?;
+        self.done(answer)
+    }
+
+    fn done(&self, answer: Answer) -> Result<(), Error> {
+        match answer {
+            Answer::Done => Ok(()),
+            Answer::Proposed(_) | Answer::Read(_) | Answer::Status(_) | Answer::LogRead(_) => {
+                Err(self.mismatch("Done"))
             }
         }
     }
@@ -495,7 +547,7 @@ impl Client {
             .unwrap_or(Err(Error::Disconnected { address }))?;
         match answer {
             Answer::LogRead(read) => Ok(read),
-            Answer::Proposed(_) | Answer::Status(_) | Answer::Read(_) => {
+            Answer::Proposed(_) | Answer::Status(_) | Answer::Read(_) | Answer::Done => {
                 Err(self.mismatch("ReadLogDone"))
             }
         }
@@ -552,7 +604,7 @@ impl Client {
                 .unwrap_or(Err(Error::Disconnected { address }))?
             {
                 Answer::Status(status) => statuses.push(status),
-                Answer::Proposed(_) | Answer::Read(_) | Answer::LogRead(_) => {
+                Answer::Proposed(_) | Answer::Read(_) | Answer::LogRead(_) | Answer::Done => {
                     return Err(self.mismatch("StatusDone"))
                 }
             }
@@ -579,7 +631,7 @@ impl Client {
             .unwrap_or(Err(Error::Disconnected { address }))?;
         match answer {
             Answer::Status(status) => Ok(status),
-            Answer::Proposed(_) | Answer::Read(_) | Answer::LogRead(_) => {
+            Answer::Proposed(_) | Answer::Read(_) | Answer::LogRead(_) | Answer::Done => {
                 Err(self.mismatch("StatusDone"))
             }
         }

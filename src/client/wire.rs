@@ -8,7 +8,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::api::{Error, LogRead, Position, ShardStatus};
+use crate::api::{Error, LogRead, MembershipChange, Position, ShardStatus};
 use crate::paxos::{GroupId, Instance, NodeId};
 
 /// The client protocol's version, sent in `Hello` and `Welcome`; a node refuses
@@ -247,6 +247,30 @@ pub enum Body {
         /// The values, the next position, the node's chosen watermark.
         read: LogRead,
     },
+    /// Hand `group`'s leadership over to `to` (asked of its leader).
+    TransferLeadership {
+        /// The client's id of the request.
+        request: u64,
+        /// The group.
+        group: GroupId,
+        /// The node that is to lead.
+        to: NodeId,
+    },
+    /// Change `group`'s voters by one (asked of its leader).
+    ChangeMembership {
+        /// The client's id of the request.
+        request: u64,
+        /// The group.
+        group: GroupId,
+        /// The change.
+        change: MembershipChange,
+    },
+    /// A request without a result succeeded (`TransferLeadership`,
+    /// `ChangeMembership`).
+    Done {
+        /// The request answered.
+        request: u64,
+    },
     /// A proposal was chosen and applied.
     ProposeDone {
         /// The request answered.
@@ -298,6 +322,9 @@ impl Body {
             Body::StatusDone { .. } => "StatusDone",
             Body::ReadLog { .. } => "ReadLog",
             Body::ReadLogDone { .. } => "ReadLogDone",
+            Body::TransferLeadership { .. } => "TransferLeadership",
+            Body::ChangeMembership { .. } => "ChangeMembership",
+            Body::Done { .. } => "Done",
         }
     }
 }

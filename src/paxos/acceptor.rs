@@ -251,6 +251,16 @@ impl Group {
         } else {
             self.note_leader_watermark(now, from, leader_chosen, out);
         }
+        // A replica outside its newest membership that hears a leader is being
+        // considered as a voter (`joining`): it reports its position even when it has
+        // nothing to learn (behind, it asks for catch-up anyway, which reports it).
+        if !self.catch_up_wanted
+            && self.role == Role::Follower
+            && !self.latest_membership().contains(self.config.node)
+        {
+            let request = self.catch_up_request(self.chosen_through.next());
+            self.send(out, from, request);
+        }
     }
 
     /// Accepts `from` at `ballot` as the leader: hint, election timer, and the lease

@@ -46,6 +46,7 @@ use bytes::Bytes;
 use super::checkpoint::{CheckpointBase, Restore};
 use super::config::GroupConfig;
 use super::filters::Filters;
+use super::joining::Joining;
 use super::leader::NodeSet;
 use super::leadership::{Leadership, Transfer};
 use super::learner::CatchUpRenewal;
@@ -71,9 +72,10 @@ pub enum Input {
         /// The value.
         value: Bytes,
     },
-    /// Replace the voters by `membership` (one voter added or removed). Only the
-    /// tests and the simulator produce it today: `runtime::Shard` forwards a
-    /// `ShardInput::ChangeMembership` that no request, API or command sends.
+    /// Replace the voters by `membership` (one voter added or removed): from
+    /// `runtime::Shard` (`ShardInput::ChangeMembership`, which the driver sends for
+    /// `NodeHandle::change_membership` and the simulator's workload sends). An add
+    /// waits at the leader until the newcomer caught up (`joining`).
     ChangeMembership {
         /// Identifies the proposal in completions.
         id: ProposalId,
@@ -219,6 +221,8 @@ pub(super) struct Leading {
     pub acked_max: BTreeMap<NodeId, Instance>,
     /// `fill_window` proposes one no-op next (a `placement` probe).
     pub probe_wanted: bool,
+    /// An add waiting for its newcomer to catch up (`joining`).
+    pub joining: Option<Joining>,
 }
 
 /// A replica that lost state: the voters it heard from since restart (their promised
@@ -439,7 +443,7 @@ impl Group {
             Input::Tick => self.on_tick(now, out),
             Input::Propose { id, value } => self.on_propose(id, Pending::Value(id, value), out),
             Input::ChangeMembership { id, membership } => {
-                self.on_change_membership(id, membership, out)
+                self.on_change_membership(now, id, membership, out)
             }
             Input::Message(message) => self.on_message(now, message, out),
             Input::Flush => {
@@ -583,7 +587,7 @@ impl Group {
         }
     }
 
-    fn on_propose(&mut self, id: ProposalId, pending: Pending, out: &mut Output) {
+    pub(super) fn on_propose(&mut self, id: ProposalId, pending: Pending, out: &mut Output) {
         let size = match &pending {
             Pending::Value(_, value) => value.len(),
             Pending::Config(..) => 0,
@@ -616,29 +620,6 @@ impl Group {
         }
         self.queue_size += size;
         self.queue.push_back(pending);
-    }
-
-    fn on_change_membership(&mut self, id: ProposalId, membership: Membership, out: &mut Output) {
-        let latest = self.latest_membership().clone();
-        let reason = if self.config_change_pending
-            || self.queue.iter().any(|p| matches!(p, Pending::Config(..)))
-        {
-            Some("another membership change is not yet in effect")
-        } else if !latest.is_single_change(&membership) {
-            Some("a membership change must add or remove exactly one voter")
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            if self.role == Role::Leader {
-                out.complete.push(Completion {
-                    id,
-                    error: ProposeError::Rejected { reason },
-                });
-                return;
-            }
-        }
-        self.on_propose(id, Pending::Config(id, membership), out);
     }
 
     // ----- the apply path -----

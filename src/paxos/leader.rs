@@ -124,6 +124,7 @@ impl Group {
             transfer: None,
             acked_max: std::collections::BTreeMap::new(),
             probe_wanted: false,
+            joining: None,
         });
         self.leadership.pre_vote = None;
         // The ballot is made durable BEFORE any prepare leaves: a candidate that crashed
@@ -293,6 +294,7 @@ impl Group {
                 });
             }
         }
+        Group::fail_join(leading.joining, out);
         self.fail_queue(out);
         self.config_change_pending = false;
         self.reset_election_deadline(now);
@@ -351,6 +353,11 @@ impl Group {
                 }
             } else if include_client && !self.queue.is_empty() && !self.config_blocked() {
                 self.take_batch(ballot, &mut proposals)
+            } else if self.fills_for_effect(instance) {
+                Entry {
+                    origin: ballot,
+                    body: Body::Noop,
+                }
             } else {
                 break;
             };
@@ -639,6 +646,7 @@ impl Group {
         }
         self.advance_transfer(now, out);
         self.move_back(now, out);
+        self.join_tick(now, out);
         let Some(leading) = self.leading.as_ref().filter(|_| self.role == Role::Leader) else {
             return;
         };
@@ -679,7 +687,7 @@ impl Group {
     }
 
     /// Sends a heartbeat to every other voter and renews this replica's own grant.
-    fn send_heartbeats(&mut self, now: Nanos, out: &mut Output) {
+    pub(super) fn send_heartbeats(&mut self, now: Nanos, out: &mut Output) {
         let Some(leading) = self.leading.as_mut() else {
             return;
         };
@@ -690,6 +698,8 @@ impl Group {
         for membership in self.memberships_ahead() {
             receivers.extend(membership.voters());
         }
+        // The newcomer of a waiting add learns how far behind it is (`joining`).
+        receivers.extend(self.joining_node());
         receivers.remove(&self.config.node);
         self.lease_holder = Some(self.config.node);
         self.lease_granted_until = now.plus(self.config.lease_ns);

@@ -76,6 +76,8 @@ impl Group {
             self.ignore("catch_up_fenced");
             return;
         }
+        // A request reports the requester's position: a waiting add counts on it.
+        self.note_join_progress(from, first, out);
         let credit = usize::try_from(credit)
             .unwrap_or(usize::MAX)
             .clamp(1, self.config.catch_up_credit_max);

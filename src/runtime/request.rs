@@ -22,6 +22,26 @@ pub struct Proposed {
     pub output: Bytes,
 }
 
+/// One membership change of a group: one voter added or removed
+/// (`NodeHandle::change_membership`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add this node (in every node's address book) as a voter.
+    AddVoter(NodeId),
+    /// Remove this voter (the leader itself may be: transfer its leadership first to
+    /// choose who leads next).
+    RemoveVoter(NodeId),
+}
+
+impl fmt::Display for MembershipChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MembershipChange::AddVoter(node) => write!(f, "add voter {}", node.0),
+            MembershipChange::RemoveVoter(node) => write!(f, "remove voter {}", node.0),
+        }
+    }
+}
+
 /// Why a request failed. Every variant says whether the value may still be chosen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -171,6 +191,10 @@ pub struct GroupStatus {
     /// The group's in-memory log (`None` in a status read over the client protocol,
     /// which does not carry it).
     pub memory: Option<LogMemory>,
+    /// The voters of the newest membership this replica knows chosen (perhaps not yet
+    /// in effect; `None` in a status read over the client protocol, which does not
+    /// carry them).
+    pub voters: Option<Vec<NodeId>>,
 }
 
 /// A group's in-memory log, as its retention bounds it (`GroupConfig::
@@ -464,6 +488,16 @@ pub enum Request {
         group: GroupId,
         /// The replica that is to lead next.
         to: NodeId,
+        /// Where the outcome goes.
+        reply: Sender<Result<(), Error>>,
+    },
+    /// Change `group`'s voters by one (`runtime::driver::memberships`); answered once
+    /// the change is chosen and in effect, or why not.
+    ChangeMembership {
+        /// The group.
+        group: GroupId,
+        /// The change.
+        change: MembershipChange,
         /// Where the outcome goes.
         reply: Sender<Result<(), Error>>,
     },

@@ -2,7 +2,7 @@
 //! run inside the request's span. A connection has a `connection` span (`connection`:
 //! its id, counted by the listener from 1; `peer`: the client's address); each request
 //! a `request` span below it (`request`: the client's request id; `kind`: `propose`,
-//! `read`, `read_log` or `status`; `group`), with an event when it is `received` and
+//! `read`, `read_log`, `transfer_leadership`, `change_membership` or `status`; `group`), with an event when it is `received` and
 //! one when it is `answered` (`outcome` = `ok`, with the position for a proposal, or
 //! the error's `Error::kind`). The shard's span for the request (`runtime::driver`'s
 //! `propose`, `read`, `read_log`, `status`) hangs below the `request` span: the handle
@@ -55,6 +55,42 @@ fn failed(request: u64, error: &Error) -> Body {
     Body::Failed {
         request,
         error: error.into(),
+    }
+}
+
+/// The answer to a request without a result (event `answered`).
+fn done(request: u64, outcome: Result<(), Error>) -> Body {
+    match outcome {
+        Ok(()) => {
+            tracing::debug!(request, outcome = "ok", "answered");
+            Body::Done { request }
+        }
+        Err(error) => failed(request, &error),
+    }
+}
+
+/// The future that answers a leadership or membership request (`task_of`).
+fn admin_task(body: Body, handle: NodeHandle, connection: &Span) -> Task {
+    match body {
+        Body::TransferLeadership { request, group, to } => {
+            let span = request_span(connection, request, "transfer_leadership", Some(group));
+            Box::pin(
+                async move { done(request, handle.transfer_leadership(group, to).await) }
+                    .instrument(span),
+            )
+        }
+        Body::ChangeMembership {
+            request,
+            group,
+            change,
+        } => {
+            let span = request_span(connection, request, "change_membership", Some(group));
+            Box::pin(
+                async move { done(request, handle.change_membership(group, change).await) }
+                    .instrument(span),
+            )
+        }
+        other => unreachable!("task_of passes only admin requests, not {}", other.name()),
     }
 }
 
@@ -144,6 +180,9 @@ pub(super) fn task_of(
                 .instrument(span),
             )
         }
+        body @ (Body::TransferLeadership { .. } | Body::ChangeMembership { .. }) => {
+            admin_task(body, handle, connection)
+        }
         Body::Status { request } => {
             let span = request_span(connection, request, "status", None);
             Box::pin(
@@ -171,7 +210,8 @@ pub(super) fn task_of(
         | Body::ReadDone { .. }
         | Body::ReadLogDone { .. }
         | Body::Failed { .. }
-        | Body::StatusDone { .. }) => {
+        | Body::StatusDone { .. }
+        | Body::Done { .. }) => {
             return Err(format!(
                 "a client may not send a {} after the handshake",
                 other.name()

@@ -44,6 +44,7 @@ fn snapshot() -> Metrics {
         fenced: false,
         checkpoint_through: Instance(0),
         memory: None,
+        voters: None,
     };
     Metrics {
         node: NodeId(1),

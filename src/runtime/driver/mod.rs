@@ -28,6 +28,7 @@
 //!   answered or the drain timeout passed.
 
 mod checkpoint_writer;
+mod memberships;
 mod start;
 mod status;
 mod thread;
@@ -136,6 +137,8 @@ struct Driver {
     log_reads: HashMap<LogReadId, Waiting<LogRead>>,
     /// Leadership transfers waiting for the target to lead.
     transfers: transfers::Transfers,
+    /// Membership changes waiting to be chosen and in effect.
+    memberships: memberships::Memberships,
     requests: Vec<Request>,
     inbound: Vec<crate::paxos::Message>,
     effects: Effects,
@@ -205,6 +208,7 @@ impl Driver {
             self.shard.step(now, ShardInput::Message(message));
         }
         self.transfers.poll(now, &self.shard);
+        self.memberships.poll(now, &self.shard);
         self.wal_reads_done(now);
         self.start_wal_reads();
         self.wal.poll(now, &mut self.shard);
@@ -265,6 +269,22 @@ impl Driver {
                     reply.send(Err(Error::Stopped));
                 } else {
                     self.transfers.ask(now, &mut self.shard, (group, to), reply);
+                }
+            }
+            Request::ChangeMembership {
+                group,
+                change,
+                reply,
+            } => {
+                if self.stopping.is_some() {
+                    reply.send(Err(Error::Stopped));
+                } else {
+                    self.next_proposal += 1;
+                    let id = ProposalId(self.next_proposal);
+                    let address_book = self.plan.net.layout.keys().copied().collect();
+                    let ask = (group, change, id);
+                    self.memberships
+                        .ask(now, &mut self.shard, ask, &address_book, reply);
                 }
             }
             Request::Status { reply, span } => {
@@ -368,6 +388,8 @@ impl Driver {
     /// for their value's output, by (group, instance, index).
     fn answer_replies(&mut self) -> HashMap<(GroupId, Instance, usize), ProposalId> {
         let mut outputs: HashMap<(GroupId, Instance, usize), ProposalId> = HashMap::new();
+        self.memberships
+            .take_replies(&self.shard, &mut self.effects.replies);
         for (id, outcome) in self.effects.replies.drain(..) {
             match outcome {
                 ProposalOutcome::Applied {
@@ -576,6 +598,7 @@ impl Driver {
             waiting.fail(Error::Stopped);
         }
         self.transfers.fail_all(&Error::Stopped);
+        self.memberships.fail_all(&Error::Stopped);
         #[expect(
             clippy::iter_over_hash_type,
             reason = "every waiter gets the same error: the order is not observable"
@@ -646,6 +669,7 @@ fn refuse(request: Request) {
         Request::Read { reply, .. } => reply.send(Err(Error::Stopped)),
         Request::ReadLog { reply, .. } => reply.send(Err(Error::Stopped)),
         Request::TransferLeadership { reply, .. } => reply.send(Err(Error::Stopped)),
+        Request::ChangeMembership { reply, .. } => reply.send(Err(Error::Stopped)),
         Request::Status { reply, .. } => drop(reply),
         Request::Shutdown { reply } => reply.send(()),
         Request::Abort => {}

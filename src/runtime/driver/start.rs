@@ -168,6 +168,7 @@ async fn start(
         reads: HashMap::new(),
         log_reads: HashMap::new(),
         transfers: super::transfers::Transfers::default(),
+        memberships: super::memberships::Memberships::default(),
         requests: Vec::new(),
         inbound: Vec::new(),
         effects: Effects::default(),

@@ -37,6 +37,7 @@ impl Driver {
                     fenced: g.is_fenced(),
                     checkpoint_through: self.shard.checkpoints().durable_through(g.config().group),
                     memory: Some(LogMemory::of(g)),
+                    voters: Some(g.latest_membership().voters().to_vec()),
                 })
                 .collect(),
             writes: counters.writes,

@@ -11,6 +11,91 @@ pub mod client {
 
 
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_MEMBERSHIP_ACTION: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_MEMBERSHIP_ACTION: u8 = 1;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_MEMBERSHIP_ACTION: [MembershipAction; 2] = [
+  MembershipAction::AddVoter,
+  MembershipAction::RemoveVoter,
+];
+
+/// `api::MembershipChange`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct MembershipAction(pub u8);
+#[allow(non_upper_case_globals)]
+impl MembershipAction {
+  pub const AddVoter: Self = Self(0);
+  pub const RemoveVoter: Self = Self(1);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 1;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::AddVoter,
+    Self::RemoveVoter,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::AddVoter => Some("AddVoter"),
+      Self::RemoveVoter => Some("RemoveVoter"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for MembershipAction {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for MembershipAction {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for MembershipAction {
+    type Output = MembershipAction;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for MembershipAction {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for MembershipAction {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for MembershipAction {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_KIND: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MAX_ERROR_KIND: u8 = 9;
@@ -219,10 +304,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for Role {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_CLIENT_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_CLIENT_BODY: u8 = 14;
+pub const ENUM_MAX_CLIENT_BODY: u8 = 17;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 15] = [
+pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 18] = [
   ClientBody::NONE,
   ClientBody::Hello,
   ClientBody::Welcome,
@@ -238,6 +323,9 @@ pub const ENUM_VALUES_CLIENT_BODY: [ClientBody; 15] = [
   ClientBody::Proof,
   ClientBody::ReadLog,
   ClientBody::ReadLogDone,
+  ClientBody::TransferLeadership,
+  ClientBody::ChangeMembership,
+  ClientBody::Done,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -260,9 +348,12 @@ impl ClientBody {
   pub const Proof: Self = Self(12);
   pub const ReadLog: Self = Self(13);
   pub const ReadLogDone: Self = Self(14);
+  pub const TransferLeadership: Self = Self(15);
+  pub const ChangeMembership: Self = Self(16);
+  pub const Done: Self = Self(17);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 14;
+  pub const ENUM_MAX: u8 = 17;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -279,6 +370,9 @@ impl ClientBody {
     Self::Proof,
     Self::ReadLog,
     Self::ReadLogDone,
+    Self::TransferLeadership,
+    Self::ChangeMembership,
+    Self::Done,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -298,6 +392,9 @@ impl ClientBody {
       Self::Proof => Some("Proof"),
       Self::ReadLog => Some("ReadLog"),
       Self::ReadLogDone => Some("ReadLogDone"),
+      Self::TransferLeadership => Some("TransferLeadership"),
+      Self::ChangeMembership => Some("ChangeMembership"),
+      Self::Done => Some("Done"),
       _ => None,
     }
   }
@@ -2256,6 +2353,288 @@ impl ::core::fmt::Debug for ReadLog<'_> {
       ds.finish()
   }
 }
+pub enum TransferLeadershipOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// `NodeHandle::transfer_leadership(group, to)`, asked of the node that leads the
+/// group: answered `Done` once `to` leads, else `Failed`.
+pub struct TransferLeadership<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TransferLeadership<'a> {
+  type Inner = TransferLeadership<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TransferLeadership<'a> {
+  pub const VT_REQUEST: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 6;
+  pub const VT_TO: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TransferLeadership { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TransferLeadershipArgs
+  ) -> ::flatbuffers::WIPOffset<TransferLeadership<'bldr>> {
+    let mut builder = TransferLeadershipBuilder::new(_fbb);
+    builder.add_request(args.request);
+    builder.add_to(args.to);
+    builder.add_group(args.group);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn request(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(TransferLeadership::VT_REQUEST, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn group(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(TransferLeadership::VT_GROUP, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn to(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(TransferLeadership::VT_TO, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TransferLeadership<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("request", Self::VT_REQUEST, false)?
+     .visit_field::<u32>("group", Self::VT_GROUP, false)?
+     .visit_field::<u32>("to", Self::VT_TO, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TransferLeadershipArgs {
+    pub request: u64,
+    pub group: u32,
+    pub to: u32,
+}
+impl<'a> Default for TransferLeadershipArgs {
+  #[inline]
+  fn default() -> Self {
+    TransferLeadershipArgs {
+      request: 0,
+      group: 0,
+      to: 0,
+    }
+  }
+}
+
+pub struct TransferLeadershipBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TransferLeadershipBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_request(&mut self, request: u64) {
+    self.fbb_.push_slot::<u64>(TransferLeadership::VT_REQUEST, request, 0);
+  }
+  #[inline]
+  pub fn add_group(&mut self, group: u32) {
+    self.fbb_.push_slot::<u32>(TransferLeadership::VT_GROUP, group, 0);
+  }
+  #[inline]
+  pub fn add_to(&mut self, to: u32) {
+    self.fbb_.push_slot::<u32>(TransferLeadership::VT_TO, to, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TransferLeadershipBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TransferLeadershipBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TransferLeadership<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TransferLeadership<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TransferLeadership");
+      ds.field("request", &self.request());
+      ds.field("group", &self.group());
+      ds.field("to", &self.to());
+      ds.finish()
+  }
+}
+pub enum ChangeMembershipOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// `NodeHandle::change_membership(group, change)`, asked of the node that leads the
+/// group: `action` on voter `node`; answered `Done` once the change is chosen and in
+/// effect, else `Failed`.
+pub struct ChangeMembership<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ChangeMembership<'a> {
+  type Inner = ChangeMembership<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ChangeMembership<'a> {
+  pub const VT_REQUEST: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ACTION: ::flatbuffers::VOffsetT = 8;
+  pub const VT_NODE: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ChangeMembership { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ChangeMembershipArgs
+  ) -> ::flatbuffers::WIPOffset<ChangeMembership<'bldr>> {
+    let mut builder = ChangeMembershipBuilder::new(_fbb);
+    builder.add_request(args.request);
+    builder.add_node(args.node);
+    builder.add_group(args.group);
+    builder.add_action(args.action);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn request(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ChangeMembership::VT_REQUEST, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn group(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ChangeMembership::VT_GROUP, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn action(&self) -> MembershipAction {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<MembershipAction>(ChangeMembership::VT_ACTION, Some(MembershipAction::AddVoter)).unwrap()}
+  }
+  #[inline]
+  pub fn node(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ChangeMembership::VT_NODE, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ChangeMembership<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("request", Self::VT_REQUEST, false)?
+     .visit_field::<u32>("group", Self::VT_GROUP, false)?
+     .visit_field::<MembershipAction>("action", Self::VT_ACTION, false)?
+     .visit_field::<u32>("node", Self::VT_NODE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ChangeMembershipArgs {
+    pub request: u64,
+    pub group: u32,
+    pub action: MembershipAction,
+    pub node: u32,
+}
+impl<'a> Default for ChangeMembershipArgs {
+  #[inline]
+  fn default() -> Self {
+    ChangeMembershipArgs {
+      request: 0,
+      group: 0,
+      action: MembershipAction::AddVoter,
+      node: 0,
+    }
+  }
+}
+
+pub struct ChangeMembershipBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ChangeMembershipBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_request(&mut self, request: u64) {
+    self.fbb_.push_slot::<u64>(ChangeMembership::VT_REQUEST, request, 0);
+  }
+  #[inline]
+  pub fn add_group(&mut self, group: u32) {
+    self.fbb_.push_slot::<u32>(ChangeMembership::VT_GROUP, group, 0);
+  }
+  #[inline]
+  pub fn add_action(&mut self, action: MembershipAction) {
+    self.fbb_.push_slot::<MembershipAction>(ChangeMembership::VT_ACTION, action, MembershipAction::AddVoter);
+  }
+  #[inline]
+  pub fn add_node(&mut self, node: u32) {
+    self.fbb_.push_slot::<u32>(ChangeMembership::VT_NODE, node, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ChangeMembershipBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ChangeMembershipBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ChangeMembership<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ChangeMembership<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ChangeMembership");
+      ds.field("request", &self.request());
+      ds.field("group", &self.group());
+      ds.field("action", &self.action());
+      ds.field("node", &self.node());
+      ds.finish()
+  }
+}
 pub enum ProposeDoneOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -2517,6 +2896,104 @@ impl ::core::fmt::Debug for ReadDone<'_> {
     let mut ds = f.debug_struct("ReadDone");
       ds.field("request", &self.request());
       ds.field("output", &self.output());
+      ds.finish()
+  }
+}
+pub enum DoneOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The answer to a request that succeeds without a result (`TransferLeadership`,
+/// `ChangeMembership`).
+pub struct Done<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Done<'a> {
+  type Inner = Done<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Done<'a> {
+  pub const VT_REQUEST: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Done { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DoneArgs
+  ) -> ::flatbuffers::WIPOffset<Done<'bldr>> {
+    let mut builder = DoneBuilder::new(_fbb);
+    builder.add_request(args.request);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn request(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Done::VT_REQUEST, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Done<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("request", Self::VT_REQUEST, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DoneArgs {
+    pub request: u64,
+}
+impl<'a> Default for DoneArgs {
+  #[inline]
+  fn default() -> Self {
+    DoneArgs {
+      request: 0,
+    }
+  }
+}
+
+pub struct DoneBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DoneBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_request(&mut self, request: u64) {
+    self.fbb_.push_slot::<u64>(Done::VT_REQUEST, request, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DoneBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DoneBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Done<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Done<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Done");
+      ds.field("request", &self.request());
       ds.finish()
   }
 }
@@ -3837,6 +4314,48 @@ impl<'a> ClientFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_transfer_leadership(&self) -> Option<TransferLeadership<'a>> {
+    if self.body_type() == ClientBody::TransferLeadership {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { TransferLeadership::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_change_membership(&self) -> Option<ChangeMembership<'a>> {
+    if self.body_type() == ClientBody::ChangeMembership {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { ChangeMembership::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_done(&self) -> Option<Done<'a>> {
+    if self.body_type() == ClientBody::Done {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { Done::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ClientFrame<'_> {
@@ -3861,6 +4380,9 @@ impl ::flatbuffers::Verifiable for ClientFrame<'_> {
           ClientBody::Proof => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Proof>>("ClientBody::Proof", pos),
           ClientBody::ReadLog => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReadLog>>("ClientBody::ReadLog", pos),
           ClientBody::ReadLogDone => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReadLogDone>>("ClientBody::ReadLogDone", pos),
+          ClientBody::TransferLeadership => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TransferLeadership>>("ClientBody::TransferLeadership", pos),
+          ClientBody::ChangeMembership => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ChangeMembership>>("ClientBody::ChangeMembership", pos),
+          ClientBody::Done => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Done>>("ClientBody::Done", pos),
           _ => Ok(()),
         }
      })?
@@ -4009,6 +4531,27 @@ impl ::core::fmt::Debug for ClientFrame<'_> {
         },
         ClientBody::ReadLogDone => {
           if let Some(x) = self.body_as_read_log_done() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ClientBody::TransferLeadership => {
+          if let Some(x) = self.body_as_transfer_leadership() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ClientBody::ChangeMembership => {
+          if let Some(x) = self.body_as_change_membership() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ClientBody::Done => {
+          if let Some(x) = self.body_as_done() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
