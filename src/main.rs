@@ -30,7 +30,7 @@ fn main() -> ExitCode {
     cli::logging::init_logging();
     match cli::parse().command {
         Command::Bench(args) => status("synod", cli::bench::main(args), ExitCode::FAILURE),
-        Command::Serve(args) => status("synod", cli::serve::main(args), ExitCode::FAILURE),
+        Command::Serve(args) => status("synod", cli::serve::main(*args), ExitCode::FAILURE),
         Command::Dev(args) => status("synod dev", cli::dev::main(args), ExitCode::FAILURE),
         Command::Keygen => status("synod", cli::keygen::main(), ExitCode::FAILURE),
         Command::Put(args) => status("synod", cli::kv::put(args), ExitCode::FAILURE),

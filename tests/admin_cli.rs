@@ -59,6 +59,9 @@ fn admin_commands_change_voters_and_leader() {
         let mut args = client_node_args(id, CLUSTER, &three.peers, dir, &three.addresses[i]);
         args.extend(["--client-nodes".to_string(), three.clients.clone()]);
         args.extend(["--voters".to_string(), "1,2".to_string()]);
+        // Leadership moves only where the commands say: balanced placement would move
+        // it back to each group's preferred node meanwhile.
+        args.extend(["--leader-placement".to_string(), "off".to_string()]);
         args.extend(key.args());
         nodes.push(Serve::start(&id.to_string(), &args, Some("warn")));
     }

@@ -22,6 +22,7 @@ use synod::api::MembershipChange;
 use synod::client::{Client, ClientConfig, Error, ServerError};
 use synod::paxos::{GroupId, NodeId};
 use synod::runtime::clock::MonotonicClock;
+use synod::runtime::driver::TRANSFER_TARGET_NOT_A_VOTER;
 
 use super::kv::{TargetArgs, EXIT_INDETERMINATE, EXIT_REFUSED, EXIT_UNAVAILABLE};
 use super::read_key;
@@ -96,13 +97,23 @@ pub fn main(args: AdminArgs) -> ExitCode {
         Err((code, line)) => return fail(code, &line),
     };
     // Retried while nothing was done (no leader known yet, a node down), until
-    // --timeout-s.
+    // --timeout-s. A transfer is retried after a refusal too (but one to a non-voter):
+    // the leader either leads on (what was in flight was not chosen in time) or another
+    // replica took over (the target could not win, e.g. still catching up); either way
+    // the target does not lead yet, and asking again asks whoever leads now.
+    let transfer = matches!(args.command, AdminCommand::Transfer(_));
+    let retry = |error: &Error| {
+        error.is_retryable()
+            || (transfer
+                && matches!(error, Error::Server(ServerError::Rejected { reason })
+                    if reason != TRANSFER_TARGET_NOT_A_VOTER))
+    };
     let clock = MonotonicClock::start();
     let deadline = clock
         .now()
         .plus(target.timeout_s.saturating_mul(1_000_000_000));
     let mut outcome = ask(&client, &args.command);
-    while outcome.as_ref().is_err_and(Error::is_retryable) && clock.now() < deadline {
+    while outcome.as_ref().is_err_and(retry) && clock.now() < deadline {
         std::thread::sleep(RETRY_INTERVAL);
         outcome = ask(&client, &args.command);
     }

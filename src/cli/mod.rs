@@ -70,7 +70,7 @@ pub enum Command {
     /// when $NOTIFY_SOCKET is set). Exit statuses: 0 after a graceful stop (SIGTERM,
     /// SIGINT, or end of stdin with --control), 1 for a refused start, 3 the moment a
     /// shard stops for good (`synod: node N shard S stopped: <reason>; exiting`).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// A local three-node cluster for a first try: three `synod serve` processes on
     /// 127.0.0.1 with generated keys and configuration files under --dir.
     ///

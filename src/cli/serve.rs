@@ -145,6 +145,11 @@ pub struct ServeArgs {
     /// [default: 16 MiB].
     #[arg(long, value_name = "B", value_parser = retention_size)]
     pub retention_size_max: Option<usize>,
+    /// Where each group's leader sits: `balanced` (a preferred leader per group, spread
+    /// evenly over the voters, to which leadership moves back) or `off` (wherever
+    /// elections and transfers put it) (group.leader_placement) [default: balanced].
+    #[arg(long, value_name = "POLICY", value_parser = ["balanced", "off"])]
+    pub leader_placement: Option<String>,
     /// The empty --dir is a new member of a new cluster: it votes at once
     /// (node.initial_state = "new").
     #[arg(long, conflicts_with = "existing")]
@@ -470,7 +475,7 @@ mod tests {
         let line = "synod serve --node 1 --nodes 1=127.0.0.1:7000 --dir d";
         let line = line.split_whitespace().chain(args.split_whitespace());
         match Synod::try_parse_from(line)?.command {
-            Command::Serve(args) => Ok(args),
+            Command::Serve(args) => Ok(*args),
             other => panic!("not serve: {other:?}"),
         }
     }

@@ -451,12 +451,17 @@ impl ServeFile {
         if args.no_truncation {
             self.wal.truncation = Some(false);
         }
-        let retention = &mut self.group;
+        let group = &mut self.group;
         if let Some(n) = args.retention_instances_max {
-            retention.retention_instances_max = Some(Retention(n));
+            group.retention_instances_max = Some(Retention(n));
         }
         if let Some(n) = args.retention_size_max {
-            retention.retention_size_max = Some(Retention(n));
+            group.retention_size_max = Some(Retention(n));
+        }
+        match args.leader_placement.as_deref() {
+            Some("off") => group.leader_placement = Some(Placement::Off),
+            Some(_) => group.leader_placement = Some(Placement::Balanced),
+            None => {}
         }
     }
 

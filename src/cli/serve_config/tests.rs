@@ -72,7 +72,7 @@ fn example_file_parses_validates_and_shows_the_defaults() {
     );
 
     let (defaults, count) = uncomment(EXAMPLE, "");
-    assert_eq!(count, 31, "keys with a default shown in the example");
+    assert_eq!(count, 32, "keys with a default shown in the example");
     let spelled = ServeFile::parse(&defaults, "defaults")
         .and_then(|file| file.plan(false))
         .unwrap_or_else(|e| panic!("the defaults shown: {e}"));
@@ -193,7 +193,7 @@ fn flags_override_the_file() {
     );
     let mut file = ServeFile::parse(&text, "t.toml").expect("valid");
     let line = "synod serve --config t.toml --groups 8 --key-file k --no-truncation \
-                --test-timeouts --retention-instances-max unbounded";
+                --test-timeouts --retention-instances-max unbounded --leader-placement balanced";
     let Command::Serve(args) = Synod::try_parse_from(line.split_whitespace())
         .expect("flags")
         .command
@@ -206,6 +206,11 @@ fn flags_override_the_file() {
     assert_eq!(plan.config.shards, 2, "cluster.shards kept");
     assert_eq!(plan.config.node, NodeId(2), "node.id kept");
     assert_eq!(plan.config.group.window_instances_max, 32);
+    assert_eq!(
+        plan.config.group.leader_placement,
+        LeaderPlacement::Balanced,
+        "--leader-placement over group.leader_placement"
+    );
     assert_eq!(
         plan.config.group.lease_ns, 250_000_000,
         "the file over --test-timeouts"
@@ -220,7 +225,6 @@ fn flags_override_the_file() {
         "--no-truncation"
     );
     assert_eq!(plan.config.group.retention_instances_max, u64::MAX);
-    assert_eq!(plan.config.group.leader_placement, LeaderPlacement::Off);
     assert_eq!(
         plan.peer_key_file.as_deref(),
         Some(Path::new("k")),

@@ -37,6 +37,7 @@ mod transfers;
 mod wal_writer;
 
 pub use thread::{spawn, ShardStartError, ShardThread};
+pub use transfers::TRANSFER_TARGET_NOT_A_VOTER;
 // Where tools and benchmarks have always found it.
 pub use super::state_machine::null_factory;
 

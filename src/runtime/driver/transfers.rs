@@ -8,6 +8,11 @@
 //! the shard stops).
 
 use crate::paxos::{GroupId, Nanos, NodeId, Role};
+
+/// The `Rejected` reason of a transfer to a replica that is not a voter of the group:
+/// the one refusal that asking again cannot change (the others leave the target not
+/// leading yet, and a new ask goes to whoever leads then).
+pub const TRANSFER_TARGET_NOT_A_VOTER: &str = "the target is not a voter of the group";
 use crate::runtime::mailbox::Sender;
 use crate::runtime::request::Error;
 use crate::runtime::{Shard, ShardInput};
@@ -65,7 +70,7 @@ impl Transfers {
         let replica = shard.group(group).expect("the group was there a step ago");
         if replica.role() == Role::Leader && replica.transferring_to() != Some(to) {
             reply.send(Err(Error::Rejected {
-                reason: "the target is not a voter of the group",
+                reason: TRANSFER_TARGET_NOT_A_VOTER,
             }));
             return;
         }
