@@ -9,7 +9,11 @@
 //!    then on it takes no proposal: queued and new ones fail with
 //!    `ProposeError::NotLeader { hint: Some(to) }`.
 //! 2. What is in flight goes on until chosen (re-proposed values, StartWorking,
-//!    client batches). When nothing is in flight, the leader steps down (it stops
+//!    client batches). When nothing is in flight and the target has accepted, at this
+//!    ballot, an instance at or above the chosen watermark (it holds everything chosen
+//!    but at most an accept window, so its Phase 1 does not lose to catch-up; without
+//!    that evidence the leader proposes one no-op per retransmit interval, whose
+//!    accept gives it), the leader steps down (it stops
 //!    serving reads: `read_index` needs a leader), ends its own lease grant, and sends
 //!    `Handover { ballot, target }` to every voter.
 //! 3. A replica that follows exactly that ballot of that sender ends the lease it
@@ -65,6 +69,8 @@ pub(super) struct Transfer {
     pub to: NodeId,
     /// When the transfer is abandoned if what is in flight is not yet chosen.
     pub until: Nanos,
+    /// No probe for the target's catch-up before this time.
+    pub probe_due: Nanos,
 }
 
 /// A pre-vote under way.
@@ -143,7 +149,11 @@ impl Group {
         }
         let until = now.plus(self.config.election_timeout_ns);
         let leading = self.leading.as_mut().expect("a leader has leading state");
-        leading.transfer = Some(Transfer { to, until });
+        leading.transfer = Some(Transfer {
+            to,
+            until,
+            probe_due: now,
+        });
         // Queued proposals have not left: refused now, naming the target.
         self.fail_queue(out);
         self.advance_transfer(now, out);
@@ -169,8 +179,27 @@ impl Group {
         let drained = leading.inflight.len() == 0
             && leading.learned.is_empty()
             && leading.start_working.is_some_and(|at| at <= chosen);
-        if drained {
+        if !drained {
+            return;
+        }
+        let caught_up = leading
+            .acked_max
+            .get(&transfer.to)
+            .is_some_and(|acked| *acked >= chosen);
+        if caught_up {
             self.hand_over(now, transfer.to, out);
+        } else if now >= transfer.probe_due {
+            // The target has not shown that it holds everything chosen (a voter just
+            // added to an idle group, or one that lags): a candidate behind the chosen
+            // log loses its Phase 1 to catch-up, and another replica takes over. One
+            // no-op at this ballot, whose accept by the target is the evidence, as the
+            // move-back's probe (`placement`); at most one per retransmit interval.
+            leading.transfer = Some(Transfer {
+                probe_due: now.plus(self.config.retransmit_ns),
+                ..transfer
+            });
+            leading.probe_wanted = true;
+            self.fill_window(now, false, out);
         }
     }
 
@@ -344,5 +373,93 @@ impl Group {
             self.leadership.pre_vote = None;
             self.campaign(now, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{
+        Body, Group, GroupConfig, GroupId, Input, Instance, InstanceRange, Membership, Message,
+        MessageBody, Nanos, NodeId, Output, Restore, Role,
+    };
+
+    // Goal: a leader hands over only to a target that holds everything chosen (it
+    // accepted, at the leader's ballot, an instance at or above the chosen watermark);
+    // without that evidence it proposes a no-op probe, and hands over once the target
+    // accepted it. A target that lags loses its Phase 1 to catch-up, and another
+    // replica takes over (a transfer right after an add failed so in 3 of 4 runs).
+    // Method: node 1 of {1, 2, 3} is elected with node 2; StartWorking is chosen by
+    // 1 and 2; a transfer to 3 sends no Handover but an Accept of a no-op; its choice
+    // by 1 and 2 sends none either; node 3's accept of it does.
+    #[test]
+    fn a_transfer_waits_for_the_target_to_hold_everything_chosen() {
+        let (node, peer, target, group_id) = (NodeId(1), NodeId(2), NodeId(3), GroupId(0));
+        let mut config =
+            GroupConfig::new(node, group_id, Membership::new(vec![node, peer, target]));
+        config.leader_placement = super::super::LeaderPlacement::Off;
+        let at = Nanos(10 * config.election_timeout_ns);
+        let mut group = Group::new(config, Restore::default(), Nanos(0));
+        let message = |from, body| {
+            Input::Message(Message {
+                from,
+                to: node,
+                group: group_id,
+                body,
+            })
+        };
+        let mut out = Output::default();
+        group.step(at, Input::Tick, &mut out);
+        let Some(MessageBody::PreVote { ballot }) = out.send.first().map(|m| m.body.clone()) else {
+            panic!("a pre-vote after the election timeout: {out:?}");
+        };
+        let granted = MessageBody::PreVoteReply {
+            ballot,
+            granted: true,
+        };
+        group.step(at, message(peer, granted), &mut out);
+        for from in [node, peer] {
+            let promise = MessageBody::Promise {
+                ballot,
+                chosen_through: Instance(0),
+                entries: Vec::new(),
+                truncated: false,
+            };
+            group.step(at, message(from, promise), &mut out);
+        }
+        assert_eq!(group.role(), Role::Leader);
+        let accepted = |last| MessageBody::Accepted {
+            ballot,
+            ranges: vec![InstanceRange {
+                first: Instance(1),
+                last: Instance(last),
+            }],
+        };
+        for from in [node, peer] {
+            group.step(at, message(from, accepted(1)), &mut out);
+        }
+        assert_eq!(group.chosen_through(), Instance(1), "StartWorking chosen");
+        let handovers = |out: &Output| {
+            out.send
+                .iter()
+                .filter(|m| matches!(m.body, MessageBody::Handover { .. }))
+                .count()
+        };
+        let mut out = Output::default();
+        group.step(at, Input::TransferLeadership { to: target }, &mut out);
+        assert_eq!(handovers(&out), 0, "node 3 accepted nothing at this ballot");
+        let probe = out.send.iter().chain(&out.send_after_persist).any(|m| {
+            matches!(&m.body, MessageBody::Accept { first, entries, .. }
+                if *first == Instance(2) && matches!(entries[..], [ref e] if e.body == Body::Noop))
+        });
+        assert!(probe, "a no-op probe at instance 2: {out:?}");
+        let mut out = Output::default();
+        for from in [node, peer] {
+            group.step(at, message(from, accepted(2)), &mut out);
+        }
+        assert_eq!(group.chosen_through(), Instance(2), "the probe chosen");
+        assert_eq!(handovers(&out), 0, "node 3 has not accepted the probe yet");
+        group.step(at, message(target, accepted(2)), &mut out);
+        assert_eq!(handovers(&out), 2, "a Handover to each other voter");
+        assert_eq!(group.role(), Role::Follower);
     }
 }
