@@ -816,10 +816,10 @@ fn accept(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{elected, message};
     use super::super::{
-        Ballot, Body, Entry, Group, GroupConfig, GroupId, Input, Instance, InstanceRange,
-        Membership, Message, MessageBody, Nanos, NodeId, Output, PromisedEntry, Restore, Role,
-        Values,
+        Ballot, Body, Entry, GroupConfig, GroupId, Instance, InstanceRange, Membership,
+        MessageBody, Nanos, NodeId, Output, PromisedEntry, Values,
     };
     use bytes::Bytes;
 
@@ -832,29 +832,13 @@ mod tests {
     // StartWorking are chosen and applied (a lease).
     #[test]
     fn no_lease_before_start_working_is_applied() {
-        let (node, peer, group_id) = (NodeId(1), NodeId(2), GroupId(0));
-        let config = GroupConfig::new(node, group_id, Membership::new(vec![node, peer, NodeId(3)]));
+        let (node, peer) = (NodeId(1), NodeId(2));
+        let config = GroupConfig::new(
+            node,
+            GroupId(0),
+            Membership::new(vec![node, peer, NodeId(3)]),
+        );
         let at = Nanos(10 * config.election_timeout_ns);
-        let mut group = Group::new(config, Restore::default(), Nanos(0));
-        let message = |from, body| {
-            Input::Message(Message {
-                from,
-                to: node,
-                group: group_id,
-                body,
-            })
-        };
-        let mut out = Output::default();
-        group.step(at, Input::Tick, &mut out);
-        let Some(MessageBody::PreVote { ballot }) = out.send.first().map(|m| m.body.clone()) else {
-            panic!("a pre-vote after the election timeout: {out:?}");
-        };
-        let granted = MessageBody::PreVoteReply {
-            ballot,
-            granted: true,
-        };
-        group.step(at, message(peer, granted), &mut out);
-        assert_eq!(group.role(), Role::Candidate);
         let old = Ballot {
             round: 1,
             node: peer,
@@ -868,26 +852,13 @@ mod tests {
                 body: Body::Values(Values::from_buf([Bytes::from_static(b"v")])),
             },
         };
-        let promise = MessageBody::Promise {
-            ballot,
-            chosen_through: Instance(0),
-            entries: vec![reported],
-            truncated: false,
-        };
-        let own = MessageBody::Promise {
-            ballot,
-            chosen_through: Instance(0),
-            entries: Vec::new(),
-            truncated: false,
-        };
-        group.step(at, message(node, own), &mut out);
-        group.step(at, message(peer, promise), &mut out);
-        assert_eq!(group.role(), Role::Leader);
+        let (mut group, ballot) = elected(config, peer, at, vec![reported]);
+        let mut out = Output::default();
         let ack = MessageBody::HeartbeatAck {
             ballot,
             sent_at: at,
         };
-        group.step(at, message(peer, ack.clone()), &mut out);
+        group.step(at, message(&group, peer, ack), &mut out);
         assert_eq!(group.lease_until(), None, "StartWorking is not applied");
         assert_eq!(group.read_index(at), None);
         let accepted = MessageBody::Accepted {
@@ -898,7 +869,7 @@ mod tests {
             }],
         };
         for from in [node, peer] {
-            group.step(at, message(from, accepted.clone()), &mut out);
+            group.step(at, message(&group, from, accepted.clone()), &mut out);
         }
         assert!(group.applied_through() >= Instance(2), "{out:?}");
         assert!(group.lease_until().is_some_and(|until| until > at));

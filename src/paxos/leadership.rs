@@ -378,9 +378,10 @@ impl Group {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{elected, message};
     use super::super::{
-        Body, Group, GroupConfig, GroupId, Input, Instance, InstanceRange, Membership, Message,
-        MessageBody, Nanos, NodeId, Output, Restore, Role,
+        Body, GroupConfig, GroupId, Input, Instance, InstanceRange, LeaderPlacement, Membership,
+        MessageBody, Nanos, NodeId, Output, Role,
     };
 
     // Goal: a leader hands over only to a target that holds everything chosen (it
@@ -393,40 +394,13 @@ mod tests {
     // by 1 and 2 sends none either; node 3's accept of it does.
     #[test]
     fn a_transfer_waits_for_the_target_to_hold_everything_chosen() {
-        let (node, peer, target, group_id) = (NodeId(1), NodeId(2), NodeId(3), GroupId(0));
+        let (node, peer, target) = (NodeId(1), NodeId(2), NodeId(3));
         let mut config =
-            GroupConfig::new(node, group_id, Membership::new(vec![node, peer, target]));
-        config.leader_placement = super::super::LeaderPlacement::Off;
+            GroupConfig::new(node, GroupId(0), Membership::new(vec![node, peer, target]));
+        config.leader_placement = LeaderPlacement::Off;
         let at = Nanos(10 * config.election_timeout_ns);
-        let mut group = Group::new(config, Restore::default(), Nanos(0));
-        let message = |from, body| {
-            Input::Message(Message {
-                from,
-                to: node,
-                group: group_id,
-                body,
-            })
-        };
+        let (mut group, ballot) = elected(config, peer, at, Vec::new());
         let mut out = Output::default();
-        group.step(at, Input::Tick, &mut out);
-        let Some(MessageBody::PreVote { ballot }) = out.send.first().map(|m| m.body.clone()) else {
-            panic!("a pre-vote after the election timeout: {out:?}");
-        };
-        let granted = MessageBody::PreVoteReply {
-            ballot,
-            granted: true,
-        };
-        group.step(at, message(peer, granted), &mut out);
-        for from in [node, peer] {
-            let promise = MessageBody::Promise {
-                ballot,
-                chosen_through: Instance(0),
-                entries: Vec::new(),
-                truncated: false,
-            };
-            group.step(at, message(from, promise), &mut out);
-        }
-        assert_eq!(group.role(), Role::Leader);
         let accepted = |last| MessageBody::Accepted {
             ballot,
             ranges: vec![InstanceRange {
@@ -435,7 +409,7 @@ mod tests {
             }],
         };
         for from in [node, peer] {
-            group.step(at, message(from, accepted(1)), &mut out);
+            group.step(at, message(&group, from, accepted(1)), &mut out);
         }
         assert_eq!(group.chosen_through(), Instance(1), "StartWorking chosen");
         let handovers = |out: &Output| {
@@ -454,11 +428,11 @@ mod tests {
         assert!(probe, "a no-op probe at instance 2: {out:?}");
         let mut out = Output::default();
         for from in [node, peer] {
-            group.step(at, message(from, accepted(2)), &mut out);
+            group.step(at, message(&group, from, accepted(2)), &mut out);
         }
         assert_eq!(group.chosen_through(), Instance(2), "the probe chosen");
         assert_eq!(handovers(&out), 0, "node 3 has not accepted the probe yet");
-        group.step(at, message(target, accepted(2)), &mut out);
+        group.step(at, message(&group, target, accepted(2)), &mut out);
         assert_eq!(handovers(&out), 2, "a Handover to each other voter");
         assert_eq!(group.role(), Role::Follower);
     }

@@ -22,6 +22,8 @@ pub mod placement;
 pub mod size;
 mod slot_log;
 mod stream;
+#[cfg(test)]
+mod test_support;
 mod transfer;
 pub mod types;
 
