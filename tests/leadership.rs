@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::{propose_anywhere, Cluster, Outcome, Shape};
+use common::cluster::{Cluster, Shape, Writer};
 use synod::api::Error;
 use synod::paxos::{GroupId, NodeId};
 
@@ -63,31 +61,7 @@ fn transfer_under_load_moves_the_leader_with_a_short_pause() {
         other => panic!("a target that is no voter: {other:?}"),
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged: Arc<Mutex<Vec<(Instant, Bytes)>>> = Arc::default();
-    let writer = {
-        let (stop, acknowledged, handles) = (
-            Arc::clone(&stop),
-            Arc::clone(&acknowledged),
-            handles.clone(),
-        );
-        std::thread::spawn(move || {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let value = Bytes::from(format!("w{n}"));
-                let deadline = Instant::now() + Duration::from_secs(10);
-                if let Outcome::Chosen(_) =
-                    propose_anywhere(&handles, GROUP, value.clone(), deadline)
-                {
-                    acknowledged
-                        .lock()
-                        .expect("lock")
-                        .push((Instant::now(), value));
-                }
-            }
-        })
-    };
+    let writer = Writer::start(handles.clone(), GROUP);
     std::thread::sleep(Duration::from_millis(500));
     let target = *handles
         .keys()
@@ -98,10 +72,8 @@ fn transfer_under_load_moves_the_leader_with_a_short_pause() {
     let done = asked.elapsed();
     assert_eq!(wait_leader(&cluster, Duration::from_secs(5)), target);
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    writer.join().expect("writer");
+    let acknowledged = writer.stop();
 
-    let acknowledged = acknowledged.lock().expect("lock").clone();
     let before = acknowledged.iter().filter(|(at, _)| *at < asked).count();
     let after = acknowledged
         .iter()

@@ -7,12 +7,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::{propose_anywhere, Cluster, Outcome, Shape};
+use common::cluster::{Cluster, Shape, Writer};
 use futures_lite::future::block_on;
 use synod::api::{Error, MembershipChange, NodeHandle, Position};
 use synod::paxos::{GroupId, Instance, NodeId};
@@ -117,31 +115,7 @@ fn replace_a_voter_under_load() {
         .filter(|(id, _)| **id != NodeId(3))
         .map(|(id, h)| (*id, h.clone()))
         .collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged: Arc<Mutex<Vec<(Instant, Bytes)>>> = Arc::default();
-    let writer = {
-        let (stop, acknowledged, writers) = (
-            Arc::clone(&stop),
-            Arc::clone(&acknowledged),
-            writers.clone(),
-        );
-        std::thread::spawn(move || {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let value = Bytes::from(format!("w{n}"));
-                let deadline = Instant::now() + Duration::from_secs(10);
-                if let Outcome::Chosen(_) =
-                    propose_anywhere(&writers, GROUP, value.clone(), deadline)
-                {
-                    acknowledged
-                        .lock()
-                        .expect("lock")
-                        .push((Instant::now(), value));
-                }
-            }
-        })
-    };
+    let writer = Writer::start(writers.clone(), GROUP);
     // A log of some length for node 4 to catch up with.
     std::thread::sleep(Duration::from_millis(1_000));
 
@@ -153,10 +127,8 @@ fn replace_a_voter_under_load() {
     let node3 = cluster.nodes.remove(&NodeId(3)).expect("node 3 runs");
     assert!(node3.shutdown().is_empty(), "node 3 stopped cleanly");
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    writer.join().expect("writer");
+    let acknowledged = writer.stop();
 
-    let acknowledged = acknowledged.lock().expect("lock").clone();
     assert!(acknowledged.len() > 20, "{} writes", acknowledged.len());
     let gap = acknowledged
         .windows(2)

@@ -8,12 +8,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::cluster::{propose_anywhere, Cluster, Outcome, Shape};
+use common::cluster::{Cluster, Shape, Writer};
 use synod::paxos::placement::preferred_leader;
 use synod::paxos::{GroupId, Membership, NodeId, Role};
 
@@ -165,22 +162,7 @@ fn thousand_groups_spread_move_away_and_come_back() {
         })
         .expect("node 1 leads some group it is preferred for");
     let handles = cluster.handles();
-    let acked: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (handles, acked, stop) = (handles.clone(), acked.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let value = Bytes::from(format!("w{i}"));
-                let deadline = Instant::now() + Duration::from_secs(10);
-                if let Outcome::Chosen(_) = propose_anywhere(&handles, group, value, deadline) {
-                    acked.lock().expect("writer lock").push(Instant::now());
-                }
-                i += 1;
-            }
-        })
-    };
+    let writer = Writer::start(handles.clone(), group);
     std::thread::sleep(Duration::from_millis(300));
     let asked = Instant::now();
     futures_lite::future::block_on(handles[&NodeId(1)].transfer_leadership(group, NodeId(2)))
@@ -192,9 +174,7 @@ fn thousand_groups_spread_move_away_and_come_back() {
     }
     let led_after = asked.elapsed();
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    writer.join().expect("writer thread");
-    let acked = acked.lock().expect("writer lock").clone();
+    let acked: Vec<Instant> = writer.stop().into_iter().map(|(at, _)| at).collect();
     let around: Vec<Instant> = acked
         .iter()
         .copied()

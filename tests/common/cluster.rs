@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -388,4 +390,52 @@ pub fn propose_anywhere(
         }
     }
     Outcome::Unknown
+}
+
+/// A client thread that proposes `w1`, `w2`, ... to one group through
+/// `propose_anywhere` until stopped, recording when each value was acknowledged.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<Mutex<Vec<(Instant, Bytes)>>>,
+    thread: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts writing to `group` through `handles`.
+    pub fn start(handles: BTreeMap<NodeId, NodeHandle>, group: GroupId) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged: Arc<Mutex<Vec<(Instant, Bytes)>>> = Arc::default();
+        let thread = {
+            let (stop, acknowledged) = (Arc::clone(&stop), Arc::clone(&acknowledged));
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let value = Bytes::from(format!("w{n}"));
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    if let Outcome::Chosen(_) =
+                        propose_anywhere(&handles, group, value.clone(), deadline)
+                    {
+                        acknowledged
+                            .lock()
+                            .expect("lock")
+                            .push((Instant::now(), value));
+                    }
+                }
+            })
+        };
+        Writer {
+            stop,
+            acknowledged,
+            thread,
+        }
+    }
+
+    /// Stops the writer; what it wrote and when each value was acknowledged, in order.
+    pub fn stop(self) -> Vec<(Instant, Bytes)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("writer");
+        let acknowledged = self.acknowledged.lock().expect("lock").clone();
+        acknowledged
+    }
 }
