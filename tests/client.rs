@@ -584,11 +584,7 @@ fn listener_bounds_connections_and_requests_in_flight() {
         })
         .collect();
     let addresses: Vec<String> = advertised.values().cloned().collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cluster.leader(GroupId(0)).is_none() {
-        assert!(Instant::now() < deadline, "no leader");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cluster.wait_leader(GroupId(0), Duration::from_secs(30));
     let client = Client::connect(&addresses, cluster.cluster_id).expect("connect");
 
     // 64 tasks, 16 requests in flight per task at most 4 of which a node takes at once.

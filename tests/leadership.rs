@@ -15,17 +15,6 @@ use synod::paxos::{GroupId, NodeId};
 
 const GROUP: GroupId = GroupId(0);
 
-fn wait_leader(cluster: &Cluster, timeout: Duration) -> NodeId {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(leader) = cluster.leader(GROUP) {
-            return leader;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("no leader within {timeout:?}");
-}
-
 // Goal: a transfer hands leadership to the named node while a client writes, with a
 // pause well below what an election after a failure costs, and nothing acknowledged
 // lost. Method: one writer thread proposes in a loop (following `NotLeader` hints)
@@ -43,7 +32,7 @@ fn transfer_under_load_moves_the_leader_with_a_short_pause() {
         },
     );
     let election_timeout = Duration::from_millis(300); // `test_config`
-    let leader = wait_leader(&cluster, Duration::from_secs(10));
+    let leader = cluster.wait_leader(GROUP, Duration::from_secs(10));
     let handles = cluster.handles();
     let block_on = futures_lite::future::block_on;
 
@@ -70,7 +59,7 @@ fn transfer_under_load_moves_the_leader_with_a_short_pause() {
     let asked = Instant::now();
     block_on(handles[&leader].transfer_leadership(GROUP, target)).expect("the transfer");
     let done = asked.elapsed();
-    assert_eq!(wait_leader(&cluster, Duration::from_secs(5)), target);
+    assert_eq!(cluster.wait_leader(GROUP, Duration::from_secs(5)), target);
     std::thread::sleep(Duration::from_millis(500));
     let acknowledged = writer.stop();
 

@@ -18,17 +18,6 @@ use synod::paxos::{GroupId, Instance, NodeId};
 const GROUP: GroupId = GroupId(0);
 const ELECTION_TIMEOUT: Duration = Duration::from_millis(300); // `test_config`
 
-fn wait_leader(cluster: &Cluster, timeout: Duration) -> NodeId {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(leader) = cluster.leader(GROUP) {
-            return leader;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("no leader within {timeout:?}");
-}
-
 /// Asks `change` of whichever node leads, following `NotLeader` hints, for 10 s.
 fn change_at_leader(
     handles: &BTreeMap<NodeId, NodeHandle>,
@@ -88,11 +77,11 @@ fn replace_a_voter_under_load() {
             config.voters = [NodeId(1), NodeId(2), NodeId(3)].into();
         },
     );
-    let mut leader = wait_leader(&cluster, Duration::from_secs(10));
+    let mut leader = cluster.wait_leader(GROUP, Duration::from_secs(10));
     let handles = cluster.handles();
     if leader == NodeId(3) {
         block_on(handles[&leader].transfer_leadership(GROUP, NodeId(1))).expect("hand over");
-        leader = wait_leader(&cluster, Duration::from_secs(5));
+        leader = cluster.wait_leader(GROUP, Duration::from_secs(5));
     }
     assert_ne!(leader, NodeId(4), "a non-voter does not lead");
 

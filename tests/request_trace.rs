@@ -167,11 +167,7 @@ fn one_proposal_reads_as_one_span_chain() {
         },
     );
     let group = GroupId(1);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while cluster.leader(group).is_none() {
-        assert!(Instant::now() < deadline, "no leader for {group:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cluster.wait_leader(group, Duration::from_secs(20));
     let handle = cluster.nodes[&NodeId(1)].handle();
     let config = ServerConfig::new(
         "127.0.0.1:0".parse().expect("address"),

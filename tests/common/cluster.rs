@@ -316,6 +316,18 @@ impl Cluster {
         })
     }
 
+    /// The node that leads `group`, once one does; panics after `timeout`.
+    pub fn wait_leader(&self, group: GroupId, timeout: Duration) -> NodeId {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(leader) = self.leader(group) {
+                return leader;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no leader of group {} within {timeout:?}", group.0);
+    }
+
     /// Waits until every running node has applied the same prefix of every group
     /// (equal applied watermark and checksum).
     pub fn wait_converged(&self, timeout: Duration) -> bool {
