@@ -117,11 +117,15 @@ fn a_chunk_reports_whether_the_membership_ever_changed() {
         retired: false,
     };
     let report = |out: &Output| {
-        sent(out).iter().find_map(|b| match b {
-            MessageBody::CatchUpChunk {
+        sent(out).iter().find_map(|b| {
+            if let MessageBody::CatchUpChunk {
                 membership_changed, ..
-            } => Some(*membership_changed),
-            _ => None,
+            } = b
+            {
+                Some(*membership_changed)
+            } else {
+                None
+            }
         })
     };
     let out = step(&mut node1, 1, 2, request.clone());
@@ -218,9 +222,12 @@ fn an_unchanged_group_still_rejoins() {
     node2.step(Nanos(10_000_000_000), Input::Tick, &mut out);
     let ballot = sent(&out)
         .iter()
-        .find_map(|b| match b {
-            MessageBody::Prepare { ballot, .. } => Some(*ballot),
-            _ => None,
+        .find_map(|b| {
+            if let MessageBody::Prepare { ballot, .. } = b {
+                Some(*ballot)
+            } else {
+                None
+            }
         })
         .expect("the rejoiner campaigns");
     for from in [1, 3] {
