@@ -255,7 +255,7 @@ impl Summary {
              chosen ({} removing the leader asked); {} leaders checked against the \
              membership in effect; seeds spanning each voter count 2..=7: {:?}; {} state \
              losses after a change, {} retirements, {} adds of a retired node asked ({} \
-             refused as retired)",
+             refused as retired, {} applied)",
             sum(|r| r.membership.proposed),
             sum(|r| r.membership.proposed_invalid),
             sum(|r| r.membership.proposed_second),
@@ -271,6 +271,7 @@ impl Summary {
             sum(|r| r.membership.retirements),
             sum(|r| r.membership.retired_adds_asked),
             sum(|r| r.membership.refused_retired),
+            sum(|r| r.membership.retired_added),
         )
     }
 

@@ -59,6 +59,8 @@ struct InFlight {
     /// The group and the membership asked for (it may still be chosen).
     group: GroupId,
     membership: Membership,
+    /// It adds a node that had retired in the group when it was asked.
+    adds_retired: bool,
 }
 
 /// The workload's membership changes (module docs).
@@ -113,6 +115,7 @@ impl Members {
             ProposalOutcome::Applied { .. } => {
                 report.applied += 1;
                 report.leader_removed += u64::from(change.removes_leader);
+                report.retired_added += u64::from(change.adds_retired);
             }
             ProposalOutcome::Failed(ProposeError::Rejected { reason }) => {
                 report.refused += 1;
@@ -194,7 +197,12 @@ impl Cluster {
         };
         let leads = leader == Some(node);
         let (membership, removes_leader) = apply_change(&current, &change, asked, leads);
+        let adds_retired = matches!(change, Change::Add(added)
+            if self.members.retired.contains(&(added, group)));
         self.ask(node, group, membership.clone(), removes_leader)?;
+        if let Some(asked) = self.members.in_flight.values_mut().next_back() {
+            asked.adds_retired = adds_retired;
+        }
         // Sometimes a second change right behind: the core must refuse it (one change
         // at a time), whatever it asks.
         if self.members.prng.below(8) == 0 {
@@ -333,6 +341,7 @@ impl Cluster {
                 removes_leader,
                 group,
                 membership: membership.clone(),
+                adds_retired: false,
             },
         );
         self.report.membership.proposed += 1;

@@ -146,6 +146,10 @@ pub struct MembershipReport {
     pub retired_adds_asked: u64,
     /// See `retired_adds_asked`.
     pub refused_retired: u64,
+    /// Adds of a node retired when asked that were applied: its catch-up request
+    /// from before its retirement reached the leader first (a voter that never votes;
+    /// the workload removes it).
+    pub retired_added: u64,
 }
 
 impl std::fmt::Debug for RunReport {
