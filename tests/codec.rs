@@ -257,17 +257,7 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
             ballot: ballot(rng),
             sent_at: Nanos(u64_any(rng)),
         },
-        7 => {
-            let from = position(rng, 1);
-            let credit = u32::try_from(rng.next_u64() >> 32).expect("32 bits fit a u32");
-            // From the draws above: the generator's stream stays as it was.
-            let retired = credit % 2 == 0;
-            MessageBody::CatchUpRequest {
-                from,
-                credit,
-                retired,
-            }
-        }
+        7 => catch_up_request(rng),
         9 => MessageBody::CheckpointRequest {
             through: position(rng, 1),
             offset: rng.below(CHECKPOINT_SIZE_MAX + 1),
@@ -328,6 +318,18 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
                 membership_changed: chosen_through.0 % 2 == 1,
             }
         }
+    }
+}
+
+/// A random `CatchUpRequest`; `retired` comes from the draws before it, so the
+/// generator's stream stays as it was before the field.
+fn catch_up_request(rng: &mut Prng) -> MessageBody {
+    let from = position(rng, 1);
+    let credit = u32::try_from(rng.next_u64() >> 32).expect("32 bits fit a u32");
+    MessageBody::CatchUpRequest {
+        from,
+        credit,
+        retired: credit % 2 == 0,
     }
 }
 
