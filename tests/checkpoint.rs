@@ -260,6 +260,7 @@ fn recovered(disk: &SimDisk, lost_state: bool) -> (Restore, Resume) {
         learned: state.learned,
         chosen_through: state.chosen_through,
         lost_state,
+        retired: false,
         checkpoint: None,
         installed_through: state.installed_through,
     };
@@ -319,6 +320,7 @@ fn lost_state_restore_makes_its_checkpoint_provable_before_the_marker_goes() {
             first: Instance(11),
             entries: Vec::new(),
             from_voter: true,
+            membership_changed: false,
         },
     };
     let mut effects = Effects::default();

@@ -257,10 +257,7 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
             ballot: ballot(rng),
             sent_at: Nanos(u64_any(rng)),
         },
-        7 => MessageBody::CatchUpRequest {
-            from: position(rng, 1),
-            credit: u32::try_from(rng.next_u64() >> 32).expect("32 bits fit a u32"),
-        },
+        7 => catch_up_request(rng),
         9 => MessageBody::CheckpointRequest {
             through: position(rng, 1),
             offset: rng.below(CHECKPOINT_SIZE_MAX + 1),
@@ -284,6 +281,7 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
                     records: pieces,
                 },
                 from_voter: rng.below(2) == 0,
+                membership_changed: first.0 % 2 == 0,
             }
         }
         10 => {
@@ -309,15 +307,29 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
         },
         _ => {
             let entries = entries(rng);
+            let chosen_through = watermark_any(rng);
             MessageBody::CatchUpChunk {
-                chosen_through: watermark_any(rng),
+                chosen_through,
                 promised: ballot(rng),
                 accepted_max: watermark_any(rng),
                 first: position(rng, entries.len()),
                 entries,
                 from_voter: rng.next_u64() % 2 == 0,
+                membership_changed: chosen_through.0 % 2 == 1,
             }
         }
+    }
+}
+
+/// A random `CatchUpRequest`; `retired` comes from the draws before it, so the
+/// generator's stream stays as it was before the field.
+fn catch_up_request(rng: &mut Prng) -> MessageBody {
+    let from = position(rng, 1);
+    let credit = u32::try_from(rng.next_u64() >> 32).expect("32 bits fit a u32");
+    MessageBody::CatchUpRequest {
+        from,
+        credit,
+        retired: credit % 2 == 0,
     }
 }
 
@@ -868,6 +880,7 @@ fn verifier_bounds_accept_honest_frames() {
             tiny(MessageBody::CatchUpRequest {
                 from: Instance(1),
                 credit: u32::MAX,
+                retired: false,
             });
             500
         ]),
@@ -1044,6 +1057,7 @@ fn count_limits_are_enforced() {
             first: Instance(1),
             entries: vec![noop(); n],
             from_voter: true,
+            membership_changed: false,
         },
         ..accept(1, vec![])
     };
@@ -1065,6 +1079,7 @@ fn count_limits_are_enforced() {
                 records: vec![Bytes::from_static(b"r"); pieces],
             },
             from_voter: true,
+            membership_changed: false,
         },
         ..accept(1, vec![])
     };
@@ -1675,6 +1690,7 @@ fn edge_bodies() -> Vec<MessageBody> {
         MessageBody::CatchUpRequest {
             from: Instance(INSTANCE_MAX),
             credit: u32::MAX,
+            retired: false,
         },
         MessageBody::CatchUpChunk {
             chosen_through: Instance(INSTANCE_MAX),
@@ -1683,6 +1699,7 @@ fn edge_bodies() -> Vec<MessageBody> {
             first: Instance(INSTANCE_MAX - 1),
             entries: vec![noop_at(ROUND_MAX), noop_at(0)],
             from_voter: false,
+            membership_changed: false,
         },
         MessageBody::CheckpointRequest {
             through: Instance(INSTANCE_MAX),
@@ -1706,6 +1723,7 @@ fn edge_bodies() -> Vec<MessageBody> {
                 records: vec![Bytes::from_static(b"records"), Bytes::from_static(b"more")],
             },
             from_voter: false,
+            membership_changed: false,
         },
         MessageBody::Handover {
             ballot: at_round(ROUND_MAX),

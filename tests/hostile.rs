@@ -558,6 +558,7 @@ fn extreme_messages(from: u32, to: u32) -> Vec<Message> {
         MessageBody::CatchUpRequest {
             from: Instance(max),
             credit: u32::MAX,
+            retired: false,
         },
         MessageBody::CatchUpChunk {
             chosen_through: Instance(max),
@@ -566,6 +567,7 @@ fn extreme_messages(from: u32, to: u32) -> Vec<Message> {
             first: Instance(max),
             entries: vec![entry],
             from_voter: true,
+            membership_changed: false,
         },
     ];
     (0..GROUPS)

@@ -119,6 +119,8 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
         7 => MessageBody::CatchUpRequest {
             from: Instance(at),
             credit: u32::MAX,
+            // Not the default: the field is written.
+            retired: true,
         },
         8 => MessageBody::CatchUpRaw {
             chosen_through: Instance(rng.next_u64()),
@@ -134,6 +136,7 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
                     .collect(),
             },
             from_voter: false,
+            membership_changed: false,
         },
         _ => MessageBody::CatchUpChunk {
             chosen_through: Instance(rng.next_u64()),
@@ -141,8 +144,9 @@ fn body(rng: &mut Prng, kind: u64) -> MessageBody {
             accepted_max: Instance(rng.next_u64()),
             first: Instance(at),
             entries: (0..n).map(|_| entry(rng, value_max)).collect(),
-            // Not the default: the field is written, the larger frame.
+            // Not the defaults: the fields are written, the larger frame.
             from_voter: false,
+            membership_changed: false,
         },
     }
 }
@@ -364,6 +368,7 @@ fn piece_constant_covers_a_piece() {
                 records: vec![Bytes::from(vec![1u8; len]); pieces],
             },
             from_voter: false,
+            membership_changed: false,
         },
     };
     for len in 0..64 {

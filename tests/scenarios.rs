@@ -618,10 +618,12 @@ fn forged_bodies(from: u32) -> Vec<MessageBody> {
         MessageBody::CatchUpRequest {
             from: Instance(u64::MAX),
             credit: u32::MAX,
+            retired: false,
         },
         MessageBody::CatchUpRequest {
             from: Instance(0),
             credit: 1,
+            retired: false,
         },
         MessageBody::CatchUpChunk {
             chosen_through: Instance(u64::MAX),
@@ -630,6 +632,7 @@ fn forged_bodies(from: u32) -> Vec<MessageBody> {
             first: Instance(1),
             entries: vec![noop(round(1, from))],
             from_voter: true,
+            membership_changed: false,
         },
         MessageBody::CatchUpChunk {
             chosen_through: Instance(10),
@@ -638,6 +641,7 @@ fn forged_bodies(from: u32) -> Vec<MessageBody> {
             first: Instance(INSTANCE_MAX),
             entries: vec![noop(round(1, from)); 3],
             from_voter: true,
+            membership_changed: false,
         },
     ]
 }

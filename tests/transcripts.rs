@@ -506,7 +506,7 @@ fn fmt_body(body: &MessageBody) -> String {
         MessageBody::PreVoteReply { ballot, granted } => {
             format!("{kind} {ballot} granted={granted}")
         }
-        MessageBody::CatchUpRequest { from, credit } => {
+        MessageBody::CatchUpRequest { from, credit, .. } => {
             format!("{kind} instances>={} credit={credit}", from.0)
         }
         MessageBody::CatchUpChunk {
@@ -516,13 +516,14 @@ fn fmt_body(body: &MessageBody) -> String {
             first,
             entries,
             from_voter,
+            membership_changed,
         } => format!(
             "{kind} chosen={} promised={promised} accepted_max={} first={} {}{}",
             chosen_through.0,
             accepted_max.0,
             first.0,
             fmt_entries(entries),
-            if *from_voter { "" } else { " not_voting" }
+            chunk_flags(*from_voter, *membership_changed)
         ),
         MessageBody::CheckpointRequest { through, offset } => {
             format!("{kind} through={} offset={offset}", through.0)
@@ -543,6 +544,7 @@ fn fmt_body(body: &MessageBody) -> String {
             accepted_max,
             run,
             from_voter,
+            membership_changed,
         } => format!(
             "{kind} chosen={} promised={promised} accepted_max={} instances={}..={} bytes={}{}",
             chosen_through.0,
@@ -550,9 +552,21 @@ fn fmt_body(body: &MessageBody) -> String {
             run.first_instance.0,
             run.last_instance.0,
             run.size(),
-            if *from_voter { "" } else { " not_voting" }
+            chunk_flags(*from_voter, *membership_changed)
         ),
     }
+}
+
+/// The flags of a catch-up chunk that differ from the usual (a voter's, unchanged).
+fn chunk_flags(from_voter: bool, membership_changed: bool) -> String {
+    let mut flags = String::new();
+    if !from_voter {
+        flags.push_str(" not_voting");
+    }
+    if membership_changed {
+        flags.push_str(" membership_changed");
+    }
+    flags
 }
 
 fn fmt_message(message: &Message) -> String {

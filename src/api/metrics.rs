@@ -390,6 +390,12 @@ const GROUP_GAUGES: &[(&str, &str, GroupValue)] = &[
         |g| u64::from(g.voting),
     ),
     (
+        "group_retired",
+        "1 when this replica lost its state after a membership change and never votes \
+         again under this node id (remove it, restart the node under a new id).",
+        |g| u64::from(g.retired),
+    ),
+    (
         "group_promised_round",
         "The round of the highest ballot promised: each leader change raises it.",
         |g| g.promised.round,

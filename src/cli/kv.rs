@@ -574,7 +574,7 @@ fn print_node(node: u32, address: &str, status: &NodeStatus, chosen: &BTreeMap<G
             let highest = chosen.get(&g.group).copied().unwrap_or(g.chosen_through);
             println!(
                 "  group {} role {:?} leader {leader} chosen {} applied {} lag {} checkpoint {} \
-                 checksum {:#010x}{}{}",
+                 checksum {:#010x}{}{}{}",
                 g.group.0,
                 g.role,
                 g.chosen_through.0,
@@ -582,8 +582,18 @@ fn print_node(node: u32, address: &str, status: &NodeStatus, chosen: &BTreeMap<G
                 highest.0.saturating_sub(g.applied_through.0),
                 g.checkpoint_through.0,
                 g.checksum,
-                if g.voting { "" } else { " (not voting)" },
-                if g.fenced { " FENCED" } else { "" }
+                if g.voting || g.retired {
+                    ""
+                } else {
+                    " (not voting)"
+                },
+                if g.fenced { " FENCED" } else { "" },
+                if g.retired {
+                    " RETIRED (lost its state after a membership change: remove it from \
+                     the membership, start the node under a new node id)"
+                } else {
+                    ""
+                }
             );
         }
     }

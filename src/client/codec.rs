@@ -274,6 +274,7 @@ fn group_state(g: &GroupStatus) -> fb::GroupState {
         g.leader_hint.is_some(),
         g.voting,
         g.fenced,
+        g.retired,
     )
 }
 
@@ -878,6 +879,7 @@ impl Decoder {
                 checksum: g.checksum(),
                 voting: g.voting(),
                 fenced: g.fenced(),
+                retired: g.retired(),
                 checkpoint_through: Instance(g.checkpoint_through()),
                 memory: None,
                 voters: None,
@@ -1008,6 +1010,7 @@ mod tests {
             checksum: 0xDEAD_BEEF ^ g,
             voting: g % 2 == 0,
             fenced: g == 2,
+            retired: g == 3,
             checkpoint_through: Instance(50 + u64::from(g)),
             memory: None,
             voters: None,

@@ -13,7 +13,7 @@ use super::group::{Group, Role, Slot};
 use super::message::{InstanceRange, MessageBody, PromisedEntry};
 use super::output::{Output, Record};
 use super::size::Packer;
-use super::types::{Ballot, Entry, Instance, Nanos, NodeId};
+use super::types::{Ballot, Body, Entry, Instance, Nanos, NodeId};
 
 impl Group {
     pub(super) fn on_prepare(
@@ -42,7 +42,7 @@ impl Group {
             // candidate would take for holes. It lacks chosen values: send them, as to
             // any replica catching up, and let it campaign again from further on.
             self.ignore("prepare_below_floor");
-            self.on_catch_up_request(from, first, 1, out);
+            self.on_catch_up_request(from, first, 1, false, out);
             return;
         }
         if self.below_vote_floor(first) {
@@ -50,7 +50,7 @@ impl Group {
             // votes cast there are gone and would be reported as holes. Serve what
             // this replica has chosen, as above; it re-learns the rest by catch-up.
             self.ignore("prepare_below_vote_floor");
-            self.on_catch_up_request(from, first, 1, out);
+            self.on_catch_up_request(from, first, 1, false, out);
             return;
         }
         // Leader lease: while a lease granted to a live leader runs (or the lease a
@@ -194,6 +194,7 @@ impl Group {
                         ballot,
                         entry: entry.clone(),
                     });
+                    self.config_entry_seen |= matches!(entry.body, Body::Config(_));
                     self.log.insert(instance, Slot::accepted(ballot, entry));
                 }
             }

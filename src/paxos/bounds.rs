@@ -209,9 +209,11 @@ impl MessageBody {
             MessageBody::HeartbeatAck { ballot, sent_at: _ } => {
                 check_proposer_round("HeartbeatAck.ballot.round", *ballot)
             }
-            MessageBody::CatchUpRequest { from, credit: _ } => {
-                check_position("CatchUpRequest.from", *from)
-            }
+            MessageBody::CatchUpRequest {
+                from,
+                credit: _,
+                retired: _,
+            } => check_position("CatchUpRequest.from", *from),
             MessageBody::CatchUpChunk {
                 chosen_through,
                 promised,
@@ -219,6 +221,7 @@ impl MessageBody {
                 first,
                 entries,
                 from_voter: _,
+                membership_changed: _,
             } => {
                 check_watermark("CatchUpChunk.chosen_through", *chosen_through)?;
                 check_round("CatchUpChunk.promised.round", *promised)?;
@@ -252,6 +255,7 @@ impl MessageBody {
                 accepted_max,
                 run,
                 from_voter: _,
+                membership_changed: _,
             } => {
                 check_watermark("CatchUpRaw.chosen_through", *chosen_through)?;
                 check_round("CatchUpRaw.promised.round", *promised)?;

@@ -164,6 +164,10 @@ pub struct Restore {
     /// The log lost state it once had (an emptied disk, or corruption before the
     /// tail): the replica must not vote until it has re-learned.
     pub lost_state: bool,
+    /// The replica lost its state in this group once its membership had changed, and
+    /// retired (`learner`, "Retirement"; durable beside the log, as the rejoin
+    /// marker): it never votes again under its node id.
+    pub retired: bool,
     /// The checkpoint the state machine was restored from, if any: the group resumes
     /// applying right after its instance, which must be at most
     /// `installable_through()`.
@@ -252,7 +256,11 @@ impl Restore {
 impl Group {
     /// The base of a checkpoint taken now: the state right after `applied_through`.
     /// Memberships in effect only below `applied_through + 1` are folded into the one
-    /// in effect there, which becomes effective from instance 1.
+    /// in effect there, which becomes effective from instance 1, except that a group
+    /// whose membership ever changed keeps the membership before the one in effect
+    /// (from instance 1) with the one in effect at its own instance: a checkpoint, and
+    /// the truncated log behind it, must still say that the membership changed
+    /// (`learner`, "Retirement"), even after a change back to the initial voters.
     #[must_use]
     pub fn checkpoint_base(&self) -> CheckpointBase {
         let next = self.applied_through.next();
@@ -261,7 +269,14 @@ impl Group {
             .iter()
             .rposition(|(effective, _)| *effective <= next)
             .expect("the first membership is in effect from instance 1");
-        let mut configs = vec![(Instance(1), self.configs[current].1.clone())];
+        let mut configs = if current > 0 {
+            vec![
+                (Instance(1), self.configs[current - 1].1.clone()),
+                self.configs[current].clone(),
+            ]
+        } else {
+            vec![(Instance(1), self.configs[current].1.clone())]
+        };
         configs.extend(self.configs[current + 1..].iter().cloned());
         CheckpointBase {
             through: self.applied_through,
@@ -609,6 +624,7 @@ mod tests {
                 first: Instance(first),
                 entries: Vec::new(),
                 from_voter,
+                membership_changed: false,
             },
         }
     }
@@ -753,6 +769,7 @@ mod tests {
                 first: Instance(91),
                 entries: (91..=100).map(entry).collect(),
                 from_voter: true,
+                membership_changed: false,
             },
         };
         for lost_state in [false, true] {

@@ -288,6 +288,12 @@ pub struct Group {
     // Recovery from lost state.
     pub(super) voting: bool,
     pub(super) rejoin: Option<Rejoin>,
+    /// This replica lost its state in a group whose membership changed: it never
+    /// votes nor campaigns again under its node id (`learner`, "Retirement").
+    pub(super) retired: bool,
+    /// A Config entry was accepted, learned or restored here (`learner`,
+    /// `membership_ever_changed`: the memberships in `configs` tell the rest).
+    pub(super) config_entry_seen: bool,
     pub(super) fenced: bool,
     // Client proposals.
     pub(super) queue: VecDeque<Pending>,
@@ -323,6 +329,14 @@ impl Group {
         // proposed it: kept, it would put an out-of-bounds instance in every promise
         // and catch-up answer (which peers refuse). Dropped and counted.
         let mut beyond = 0;
+        let config_entry_seen = restore
+            .accepted
+            .values()
+            .any(|(_, entry)| matches!(entry.body, Body::Config(_)))
+            || restore
+                .learned
+                .values()
+                .any(|entry| matches!(entry.body, Body::Config(_)));
         assert!(
             restore
                 .accepted
@@ -391,8 +405,10 @@ impl Group {
             catch_up_streams: BTreeMap::new(),
             catch_up_ahead: BTreeMap::new(),
             catch_up_renewal: CatchUpRenewal::default(),
-            voting: !restore.lost_state,
-            rejoin: restore.lost_state.then(Rejoin::default),
+            voting: !restore.lost_state && !restore.retired,
+            rejoin: (restore.lost_state && !restore.retired).then(Rejoin::default),
+            retired: restore.retired,
+            config_entry_seen,
             fenced: false,
             queue: VecDeque::new(),
             queue_size: 0,
@@ -416,6 +432,9 @@ impl Group {
             vouched,
             restore.checkpoint,
         );
+        // A replica that lost its state and holds evidence of a membership change
+        // (a restored checkpoint's memberships) retires at once (`learner`).
+        group.retire_if_changed(false);
         group.reset_election_deadline(now);
         group.place_first_deadline(now);
         let mut scratch = Output::default();
@@ -527,7 +546,8 @@ impl Group {
             B::CatchUpRequest {
                 from: first,
                 credit,
-            } => self.on_catch_up_request(from, first, credit, out),
+                retired,
+            } => self.on_catch_up_request(from, first, credit, retired, out),
             B::CatchUpChunk {
                 chosen_through,
                 promised,
@@ -535,11 +555,12 @@ impl Group {
                 first,
                 entries,
                 from_voter,
+                membership_changed,
             } => self.on_catch_up_chunk(
                 now,
                 from,
                 chosen_through,
-                (promised, accepted_max, from_voter),
+                (promised, accepted_max, from_voter, membership_changed),
                 first,
                 entries,
                 out,
@@ -561,6 +582,9 @@ impl Group {
     }
 
     fn on_tick(&mut self, now: Nanos, out: &mut Output) {
+        // What this replica learned since (an installed checkpoint included) may show a
+        // membership change while it rejoins (`learner`, "Retirement").
+        self.retire_if_changed(false);
         match self.role {
             Role::Leader => self.leader_tick(now, out),
             Role::Candidate | Role::Follower => {
@@ -722,6 +746,7 @@ impl Group {
                 instance,
                 entry: entry.clone(),
             });
+            self.config_entry_seen |= matches!(entry.body, Body::Config(_));
             self.log.insert(instance, Slot::learned(entry));
         }
         self.chosen_through = instance;

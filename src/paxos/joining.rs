@@ -30,6 +30,14 @@
 //! within its window: the change is chosen, so `chosen_through + W >= i + W`), so a
 //! change asked of an idle group takes effect within a round trip rather than never.
 //!
+//! # A retired newcomer
+//!
+//! A replica that lost its state in a group whose membership changed never votes
+//! again under its node id (`learner`, "Retirement"), and says so in its catch-up
+//! requests (`retired`). The newcomer of a waiting add reports its position in the same
+//! requests, so the add is refused (`RETIRED_REASON`) before it is proposed: added, it
+//! would be a voter that never votes. The operator starts the node under a new id.
+//!
 //! Invariants: at most one add waits per group (another change is refused meanwhile,
 //! as one is while a change is queued or in flight); the waiting add's caller is
 //! answered exactly once: refused at the deadline, failed with `NotLeader` at a step
@@ -42,6 +50,10 @@ use super::types::{Instance, Membership, Nanos, NodeId, ProposalId};
 /// Election timeouts a leader holds an add for the newcomer to catch up before it
 /// refuses it.
 pub const JOIN_ELECTION_TIMEOUTS: u64 = 10;
+
+/// Why an add of a retired replica is refused (`learner`, "Retirement").
+pub const RETIRED_REASON: &str = "the node lost its state in a group whose membership \
+     changed and never votes again under its node id; start it under a new node id";
 
 /// An add that waits for its newcomer to catch up.
 #[derive(Clone, Debug)]
@@ -143,14 +155,36 @@ impl Group {
     }
 
     /// `from` asked for catch-up from `next`: if it is the newcomer of a waiting add,
-    /// notes its position and queues the add once it is close enough.
-    pub(super) fn note_join_progress(&mut self, from: NodeId, next: Instance, out: &mut Output) {
+    /// notes its position and queues the add once it is close enough, or refuses the
+    /// add when the newcomer says it is `retired` (module docs).
+    pub(super) fn note_join_progress(
+        &mut self,
+        from: NodeId,
+        next: Instance,
+        retired: bool,
+        out: &mut Output,
+    ) {
         let chosen_next = self.chosen_through.next();
         let window = self.config.window_instances_max;
         let Some(joining) = self.leading.as_mut().and_then(|l| l.joining.as_mut()) else {
             return;
         };
         if joining.node != from {
+            return;
+        }
+        if retired {
+            let joining = self
+                .leading
+                .as_mut()
+                .and_then(|l| l.joining.take())
+                .expect("checked above");
+            self.counters.adds_refused_retired += 1;
+            out.complete.push(Completion {
+                id: joining.id,
+                error: ProposeError::Rejected {
+                    reason: RETIRED_REASON,
+                },
+            });
             return;
         }
         joining.next_reported = joining.next_reported.max(next);

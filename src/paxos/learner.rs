@@ -64,6 +64,53 @@
 //! vectors do (Michael, Ports, Sharma, Szekeres, "Recovering Shared Objects Without
 //! Stable Storage", DISC 2017). No test reproduces it yet.
 //!
+//! # Retirement
+//!
+//! The argument above counts the voters of the membership the rejoiner knows, and a
+//! replica that lost its log knows only its initial one (`GroupConfig::membership`):
+//! after a change it need not meet the quorums that counted its lost votes (an add
+//! and a remove back, with an even count in between), and a node id removed and added
+//! back would bring a promise made before the loss into the new membership. The rule:
+//! - every catch-up answer (`CatchUpChunk`, `CatchUpRaw`, empty ones included) says
+//!   whether the sender's group ever changed (`membership_ever_changed`: a Config
+//!   entry accepted, learned or restored, chosen or not; a membership other than the
+//!   initial one; more than one membership). It survives checkpoints and truncation:
+//!   `checkpoint_base` keeps the membership before the one in effect, so a
+//!   checkpoint's memberships list says so, and the WAL replays what lies above it;
+//! - a rejoiner that hears `membership_changed` from any peer, or holds such evidence
+//!   itself (a Config entry learned by catch-up, a restored checkpoint), retires
+//!   (`retire_if_changed`): it never promises, accepts, grants a lease nor campaigns
+//!   again under this node id, and keeps learning the log by catch-up as a non-voting
+//!   learner. The shard writes the retirement durably beside the log
+//!   (`Effects::retired_groups`) before the rejoin marker may go; a crash before that
+//!   leaves it rejoining, which is safe (it has not voted), and it retires again;
+//! - its catch-up requests say `retired`, and a leader refuses to add it as a voter
+//!   (`joining`, `RETIRED_REASON`); still a voter, it simply never votes, and the
+//!   operator removes it and starts the node under a new id.
+//!
+//! Why it suffices, checked against how a leader counts quorums (one of every
+//! membership of `memberships_ahead`). Let c be the first change chosen before the
+//! loss, at instance i. Every instance up to i − W was chosen before i was proposed (a
+//! leader proposes only within W of its chosen watermark), and none holds a change (c
+//! is the first), so the membership in effect at i is the initial one: n voters,
+//! quorum q, and c was accepted by q of them, at least q − 1 other than the rejoiner.
+//! The rejoiner must hear n − q + 1 other voters of that membership, and the sum
+//! (q − 1) + (n − q + 1) = n exceeds the n − 1 others, so one of them accepted c
+//! before the loss, hence before it answered, and still holds it (a slot leaves
+//! memory only applied, into `configs`; a checkpoint keeps two memberships): it
+//! reports a change, and the rejoiner retires. So a
+//! rejoiner that completes its rejoin lost votes only in a group that never changed
+//! before the loss, where the argument above holds as written. A change chosen after
+//! the reports is in the reports of the rejoiner's Phase 1 (every value chosen or
+//! choosable below B is) and is re-proposed at B; its effect lies W instances beyond
+//! it, where the rejoiner cast no vote before the loss (proposing there needs the
+//! change chosen, which happened after the loss). A node id removed and added back
+//! after the loss: the removal is a change chosen before the re-add; chosen before
+//! the loss, it is reported as above; after it, the rejoin either retires or
+//! completes before the removal takes effect, and completes only with every vote it
+//! lost fenced. Retiring on a mere accepted change, or on a peer's word, is never
+//! unsafe: it only costs the node id.
+//!
 //! A replica below its vote floor (`checkpoint`) wants catch-up until it reaches it,
 //! from every peer: it withholds its promise meanwhile, so there may be no leader.
 //!
@@ -80,7 +127,7 @@
 
 use std::collections::VecDeque;
 
-use super::group::Group;
+use super::group::{Group, Role};
 use super::message::MessageBody;
 use super::output::Output;
 use super::types::{Ballot, Entry, Instance, Nanos, NodeId};
@@ -193,6 +240,7 @@ impl Group {
             from,
             credit: u32::try_from(self.catch_up_credit().max(1))
                 .expect("validate bounds catch_up_credit_max by CATCH_UP_CREDIT_LIMIT"),
+            retired: self.retired,
         }
     }
 
@@ -218,6 +266,7 @@ impl Group {
         let notice = MessageBody::CatchUpRequest {
             from: self.chosen_through.next(),
             credit: 0,
+            retired: self.retired,
         };
         self.send_after_persist(out, self.config.node, notice);
     }
@@ -263,6 +312,7 @@ impl Group {
         let notice = MessageBody::CatchUpRequest {
             from: self.chosen_through.next(),
             credit: 0,
+            retired: self.retired,
         };
         self.send_after_persist(out, self.config.node, notice);
     }
@@ -300,7 +350,16 @@ impl Group {
         self.catch_up_renewal.asked = from;
         let credit = u32::try_from(credit)
             .expect("validate bounds catch_up_credit_max by CATCH_UP_CREDIT_LIMIT");
-        self.send(out, to, MessageBody::CatchUpRequest { from, credit });
+        let retired = self.retired;
+        self.send(
+            out,
+            to,
+            MessageBody::CatchUpRequest {
+                from,
+                credit,
+                retired,
+            },
+        );
     }
 
     /// Chunks learned by catch-up whose records are not known durable.
@@ -317,7 +376,12 @@ impl Group {
         now: Nanos,
         from: NodeId,
         peer_chosen: Instance,
-        (peer_promised, peer_accepted_max, from_voter): (Ballot, Instance, bool),
+        (peer_promised, peer_accepted_max, from_voter, peer_changed): (
+            Ballot,
+            Instance,
+            bool,
+            bool,
+        ),
         first: Instance,
         entries: Vec<Entry>,
         out: &mut Output,
@@ -362,6 +426,9 @@ impl Group {
             self.on_chosen_advanced(out);
             self.note_chunks_learned(chunks, out);
         }
+        // Any peer's word that the membership changed retires a rejoiner, and so does
+        // a Config entry it learned from this chunk (module docs, "Retirement").
+        self.retire_if_changed(from != self.config.node && peer_changed);
         if let Some(rejoin) = self.rejoin.as_mut() {
             // A peer re-learning lost state itself reports a promise and an accepted
             // range that may be below what it had: its chosen values teach, its report
@@ -439,6 +506,34 @@ impl Group {
         heard >= needed.min(others)
     }
 
+    /// Whether this group's membership ever changed, as far as this replica holds: a
+    /// Config entry accepted, learned or restored (`config_entry_seen`: chosen or not,
+    /// applied or not), a membership other than the initial one, or more than one
+    /// membership (a checkpoint keeps the one before the membership in effect,
+    /// `checkpoint_base`, so this survives checkpoints, truncation and restarts).
+    pub(super) fn membership_ever_changed(&self) -> bool {
+        self.config_entry_seen
+            || self.configs.len() > 1
+            || self.configs[0].1 != self.config.membership
+    }
+
+    /// Retires this replica if it is rejoining and the membership changed: `reported`
+    /// by a peer, or as far as it holds itself (module docs, "Retirement"). A campaign
+    /// under way is abandoned (a retired replica never leads: it would not vote).
+    pub(super) fn retire_if_changed(&mut self, reported: bool) {
+        if self.rejoin.is_none() || !(reported || self.membership_ever_changed()) {
+            return;
+        }
+        self.rejoin = None;
+        self.retired = true;
+        self.voting = false;
+        if self.role == Role::Candidate {
+            self.role = Role::Follower;
+            self.leading = None;
+            self.leader_hint = None;
+        }
+    }
+
     /// Ends the lost-state period: this replica's own Phase 1 completed with a quorum
     /// of the other voters (its own acceptor, not voting, promised nothing), so every
     /// ballot at which it may have voted is fenced and reported (module docs).
@@ -449,3 +544,6 @@ impl Group {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

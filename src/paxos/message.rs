@@ -127,6 +127,10 @@ pub enum MessageBody {
         /// that does not send the field, means 1 (one chunk per request); the peer
         /// serves at most its own `GroupConfig::catch_up_credit_max`.
         credit: u32,
+        /// The requester lost its state in a group whose membership changed and
+        /// never votes again under its node id (`learner`, "Retirement"): a leader
+        /// refuses to add it as a voter (`joining`).
+        retired: bool,
     },
     /// Chosen values answering a catch-up request, plus what a recovering replica
     /// needs to know before it may vote again.
@@ -146,6 +150,10 @@ pub enum MessageBody {
         /// be below what it had before the loss: a rejoining replica does not count
         /// such a chunk among the peers it heard from (`learner`).
         from_voter: bool,
+        /// Whether the group's membership ever changed as far as the sender holds
+        /// (`Group::membership_ever_changed`): a replica re-learning lost state that
+        /// hears it retires (`learner`, "Retirement").
+        membership_changed: bool,
     },
     /// A replica receiving a checkpoint transfer asks for the next piece: the bytes
     /// from `offset` of the sender's checkpoint file at `through` (see
@@ -186,6 +194,8 @@ pub enum MessageBody {
         run: RawRun,
         /// Whether the sender votes (as `CatchUpChunk::from_voter`).
         from_voter: bool,
+        /// As `CatchUpChunk::membership_changed`.
+        membership_changed: bool,
     },
     /// Leadership transfer: the leader at `ballot`, which has stopped proposing and
     /// serving reads and whose in-flight instances are all chosen, hands over to

@@ -32,7 +32,7 @@ pub use checkpoint::{CheckpointBase, Restore};
 pub use config::{GroupConfig, LeaderPlacement};
 pub use filters::FILTERS_COUNT_MAX;
 pub use group::{entry_checksum, Counters, Group, Input, Role};
-pub use joining::JOIN_ELECTION_TIMEOUTS;
+pub use joining::{JOIN_ELECTION_TIMEOUTS, RETIRED_REASON};
 pub use message::{InstanceRange, Message, MessageBody, PromisedEntry};
 pub use output::{
     Apply, CheckpointSend, Completion, Output, ProposeError, RawRun, Record, Refused, WalRead,

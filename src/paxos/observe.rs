@@ -47,6 +47,8 @@ pub struct Counters {
     /// No-ops this leader proposed to learn whether the preferred replica is caught up
     /// (`placement`).
     pub placement_probes: u64,
+    /// Adds this leader refused because the newcomer is retired (`joining`).
+    pub adds_refused_retired: u64,
 }
 
 impl Group {
@@ -107,6 +109,24 @@ impl Group {
     #[must_use]
     pub fn is_voting(&self) -> bool {
         self.voting
+    }
+    /// Whether this replica is retired: it lost its state in a group whose membership
+    /// changed and never votes again under its node id (`learner`, "Retirement").
+    #[must_use]
+    pub fn is_retired(&self) -> bool {
+        self.retired
+    }
+    /// Whether this replica is re-learning lost state (not voting until its rejoin
+    /// completes, `learner`).
+    #[must_use]
+    pub fn is_rejoining(&self) -> bool {
+        self.rejoin.is_some()
+    }
+    /// Whether the membership of this group ever changed, as far as this replica
+    /// holds (`learner`, "Retirement").
+    #[must_use]
+    pub fn membership_changed(&self) -> bool {
+        self.membership_ever_changed()
     }
     /// Whether a checksum mismatch fenced this replica.
     #[must_use]

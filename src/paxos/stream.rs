@@ -66,6 +66,7 @@ impl Group {
         from: NodeId,
         first: Instance,
         credit: u32,
+        retired: bool,
         out: &mut Output,
     ) {
         if first.0 == 0 {
@@ -77,7 +78,7 @@ impl Group {
             return;
         }
         // A request reports the requester's position: a waiting add counts on it.
-        self.note_join_progress(from, first, out);
+        self.note_join_progress(from, first, retired, out);
         let credit = usize::try_from(credit)
             .unwrap_or(usize::MAX)
             .clamp(1, self.config.catch_up_credit_max);
@@ -211,6 +212,7 @@ impl Group {
             first,
             entries,
             from_voter: self.voting,
+            membership_changed: self.membership_ever_changed(),
         };
         self.send(out, to, body);
     }
@@ -330,6 +332,7 @@ impl Group {
                 accepted_max,
                 run,
                 from_voter: self.voting,
+                membership_changed: self.membership_ever_changed(),
             };
             self.send(out, peer, body);
         }
@@ -450,7 +453,7 @@ mod tests {
         messages
             .iter()
             .map(|m| match m.body {
-                MessageBody::CatchUpRequest { from, credit } if m.to == NodeId(2) => {
+                MessageBody::CatchUpRequest { from, credit, .. } if m.to == NodeId(2) => {
                     (from.0, credit)
                 }
                 ref other => panic!("not a request to node 2: {other:?}"),
@@ -468,6 +471,7 @@ mod tests {
             body: MessageBody::CatchUpRequest {
                 from: Instance(from),
                 credit,
+                retired: false,
             },
         };
         let mut out = Output::default();

@@ -185,6 +185,11 @@ pub struct GroupStatus {
     /// Whether the replica is fenced: a leader's heartbeat checksum disagreed with its
     /// log, so it no longer votes or applies until an operator acts.
     pub fenced: bool,
+    /// Whether the replica is retired: it lost its state after the group's membership
+    /// changed and never votes again under this node id (`paxos::learner`,
+    /// "Retirement"); the operator removes it from the membership and starts the node
+    /// under a new node id.
+    pub retired: bool,
     /// The group's last durable checkpoint (file saved and the WAL durable past it;
     /// `Instance(0)`: none): below it this replica no longer needs its WAL to recover.
     pub checkpoint_through: Instance,

@@ -21,8 +21,10 @@
 //!   (`Group::read_index`) and only once that index is applied here; a read waits at
 //!   most while its group leads and holds the lease; at most `reads_pending_count_max`
 //!   wait;
-//! - the rejoin marker is cleared only once every group votes again and everything
-//!   produced up to the moment they all did is durable;
+//! - the rejoin marker is cleared only once every group votes again or is retired
+//!   (`paxos::learner`, "Retirement") and everything produced up to the moment they
+//!   all did is durable; a group's retirement is handed to the executor
+//!   (`Effects::retired_groups`) in the flush where it happens, before that;
 //! - every proposal handed in is answered exactly once (applied, aborted or failed),
 //!   unless the shard stops first (the executor then answers `Stopped`);
 //! - a checkpoint is asked for (`Effects::checkpoints`) at its group's applied
@@ -157,6 +159,11 @@ pub struct Effects {
     /// The rejoin marker may be removed now (every group votes again and what it
     /// re-learned is durable). Set once per shard life.
     pub clear_rejoin_marker: bool,
+    /// The shard's retired groups changed (a group retired: `paxos::learner`,
+    /// "Retirement"): write this whole list durably beside the log, BEFORE
+    /// `clear_rejoin_marker` (a later flush's); while it is not durable, the marker
+    /// must stay (a restart then rejoins and retires again, which is safe).
+    pub retired_groups: Option<Vec<GroupId>>,
     /// Lines for the executor to log at WARN level, already rate-limited (reports of
     /// peer messages refused as out of bounds).
     pub warnings: Vec<String>,
@@ -188,6 +195,7 @@ impl Effects {
         self.reads.clear();
         self.checkpoints.clear();
         self.clear_rejoin_marker = false;
+        self.retired_groups = None;
         self.warnings.clear();
         self.wal_reads.clear();
         self.log_reads.clear();
@@ -287,6 +295,9 @@ pub struct Shard {
     reads: Vec<(ReadId, GroupId, Instance)>,
     pending_reads: Vec<ReadDone>,
     marker: Marker,
+    /// The groups retired here (restored so, or told to the executor in
+    /// `Effects::retired_groups`).
+    retired: BTreeSet<GroupId>,
     checkpoints: Checkpoints,
     truncation: Truncation,
     refusals: RefusalLog,
@@ -353,6 +364,11 @@ impl Shard {
             } else {
                 Marker::Absent
             },
+            retired: groups
+                .iter()
+                .filter(|(_, restore)| restore.retired)
+                .map(|(config, _)| config.group)
+                .collect(),
             checkpoints,
             truncation,
             refusals: RefusalLog::default(),
@@ -529,13 +545,32 @@ impl Shard {
         }
     }
 
-    /// The rejoin marker's decision: every group votes again, then everything
-    /// produced up to that moment is durable (what it re-learned included).
+    /// The rejoin marker's decision: every group votes again or is retired (each
+    /// retirement written first, `Effects::retired_groups`), then everything produced
+    /// up to that moment is durable (what it re-learned included).
     fn decide_marker(&mut self, effects: &mut Effects) {
         if self.marker == Marker::Absent {
             return;
         }
-        if !self.groups.values().all(Group::is_voting) {
+        let before = self.retired.len();
+        for (id, group) in &self.groups {
+            if group.is_retired() && self.retired.insert(*id) {
+                self.pending_warnings.push(format!(
+                    "group {}: this node lost its state after the group's membership \
+                     changed: retired, it never votes again under node id {}; remove it \
+                     from the membership and start it under a new node id",
+                    id.0, self.config.node.0
+                ));
+            }
+        }
+        if self.retired.len() > before {
+            effects.retired_groups = Some(self.retired.iter().copied().collect());
+        }
+        if !self
+            .groups
+            .values()
+            .all(|g| g.is_voting() || g.is_retired())
+        {
             self.marker = Marker::Relearning;
             return;
         }

@@ -298,7 +298,9 @@ impl Summary {
             "membership changes: {} asked ({} of two voters, {} right behind another), {} \
              applied, {} refused, {} not the leader, {} failed otherwise; {} memberships \
              chosen ({} removing the leader asked); {} leaders checked against the \
-             membership in effect; seeds spanning each voter count 2..=7: {:?}",
+             membership in effect; seeds spanning each voter count 2..=7: {:?}; {} state \
+             losses after a change, {} retirements, {} adds of a retired node asked ({} \
+             refused as retired, {} applied)",
             sum(|r| r.membership.proposed),
             sum(|r| r.membership.proposed_invalid),
             sum(|r| r.membership.proposed_second),
@@ -310,6 +312,11 @@ impl Summary {
             sum(|r| r.membership.leader_removed),
             sum(|r| r.membership.leaders_checked),
             &voters[2..=7],
+            sum(|r| r.membership.state_losses_changed),
+            sum(|r| r.membership.retirements),
+            sum(|r| r.membership.retired_adds_asked),
+            sum(|r| r.membership.refused_retired),
+            sum(|r| r.membership.retired_added),
         )
     }
 

@@ -42,6 +42,7 @@ fn snapshot() -> Metrics {
         checksum: 0,
         voting: true,
         fenced: false,
+        retired: false,
         checkpoint_through: Instance(0),
         memory: None,
         voters: None,

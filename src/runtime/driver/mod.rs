@@ -29,6 +29,7 @@
 
 mod checkpoint_writer;
 mod memberships;
+mod retired;
 mod start;
 mod status;
 mod thread;
@@ -523,6 +524,10 @@ impl Driver {
         // Refused out-of-bounds messages, already rate-limited by the shard.
         for line in self.effects.warnings.drain(..) {
             log::warn!("shard {}: {line}", self.plan.shard);
+        }
+        // The retired groups are durable before the rejoin marker may go (`retired`).
+        if let Some(groups) = self.effects.retired_groups.take() {
+            self.wal.write_retired_groups(&groups);
         }
         if std::mem::take(&mut self.effects.clear_rejoin_marker) {
             self.wal.clear_rejoin_marker();

@@ -70,6 +70,7 @@ async fn start(
         writer,
         mut recovery,
         lost_state: lost,
+        retired,
         mut report,
     } = WalWriter::open(
         &plan.store,
@@ -105,6 +106,7 @@ async fn start(
             learned: state.learned,
             chosen_through: state.chosen_through,
             lost_state: lost,
+            retired: retired.contains(&config.group),
             checkpoint: None,
             installed_through: state.installed_through,
         };

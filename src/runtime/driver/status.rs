@@ -35,6 +35,7 @@ impl Driver {
                     checksum: g.checksum(),
                     voting: g.is_voting(),
                     fenced: g.is_fenced(),
+                    retired: g.is_retired(),
                     checkpoint_through: self.shard.checkpoints().durable_through(g.config().group),
                     memory: Some(LogMemory::of(g)),
                     voters: Some(g.latest_membership().voters().to_vec()),

@@ -32,14 +32,16 @@
 //!   again and what it re-learned is durable, as the simulator's fault atlas models it).
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::retired::{read_retired, write_retired};
 use super::thread::ShardStartError;
-use crate::paxos::Nanos;
 use crate::paxos::Record;
+use crate::paxos::{GroupId, Nanos};
 use crate::runtime::clock::MonotonicClock;
 use crate::runtime::fatal::{DiskError, DiskOperation, Fatal};
 use crate::runtime::histogram::{Histogram, SYNC_NS_BOUNDS, WRITE_SIZE_BOUNDS};
@@ -120,6 +122,8 @@ pub(super) struct Opened {
     pub recovery: LogRecovery,
     /// The log lost state: the shard rejoins as a non-voting learner.
     pub lost_state: bool,
+    /// The groups retired in this shard (`retired`): they never vote again.
+    pub retired: BTreeSet<GroupId>,
     /// What opening cost: the scan's counters, the probe, scan and index times (the
     /// later phases are the start's to fill).
     pub report: RecoveryReport,
@@ -160,6 +164,10 @@ pub(super) struct WalWriter {
     index_sizes: Cell<(u64, u64)>,
     /// The rejoin marker's path while it exists (the shard decides when it goes).
     marker: Option<PathBuf>,
+    /// The log's directory and the shard index (the retired-groups file's place).
+    dir: PathBuf,
+    /// A write of the retired groups failed: the marker stays (`retired`).
+    retired_failed: bool,
 }
 
 impl WalWriter {
@@ -214,6 +222,16 @@ impl WalWriter {
             );
         }
         let lost = lost_state || recovery.corruption().is_some() || marker_path.exists();
+        // Read before anything is written: a damaged file stops the start.
+        let retired = read_retired(&config.dir, config.shard).map_err(wal)?;
+        for group in &retired {
+            log::warn!(
+                "shard {shard}: group {} is retired: this node lost its state after the \
+                 group's membership changed, and never votes in it again under this node \
+                 id; remove it from the membership and start it under a new node id",
+                group.0
+            );
+        }
         if lost && !marker_path.exists() {
             // Durable before `Store::prepare` erases the evidence of the loss.
             write_marker(&marker_path).map_err(wal)?;
@@ -252,11 +270,14 @@ impl WalWriter {
             times: Rc::new(DiskTimes::default()),
             index_sizes: Cell::new((0, 0)),
             marker: lost.then_some(marker_path),
+            dir: config.dir.clone(),
+            retired_failed: false,
         };
         Ok(Opened {
             writer,
             recovery,
             lost_state: lost,
+            retired,
             report,
         })
     }
@@ -461,6 +482,13 @@ impl WalWriter {
     /// Removes the rejoin marker (the shard decided it may go) and syncs the directory.
     /// A failure leaves it on disk: the next start rejoins as a learner again (safe).
     pub fn clear_rejoin_marker(&mut self) {
+        if self.retired_failed {
+            log::warn!(
+                "shard {}: the rejoin marker stays: the retired groups were not written",
+                self.shard
+            );
+            return;
+        }
         let Some(path) = self.marker.take() else {
             return;
         };
@@ -469,6 +497,15 @@ impl WalWriter {
         match result {
             Ok(()) => log::info!("shard {}: re-learned; voting again", self.shard),
             Err(error) => log::warn!("{}: {error}", path.display()),
+        }
+    }
+
+    /// Writes the shard's retired groups durably (`retired`). A failure is logged and
+    /// keeps the rejoin marker: the next start rejoins and retires again (safe).
+    pub fn write_retired_groups(&mut self, groups: &[GroupId]) {
+        if let Err(error) = write_retired(&self.dir, u32::from(self.shard), groups) {
+            self.retired_failed = true;
+            log::error!("shard {}: writing the retired groups: {error}", self.shard);
         }
     }
 

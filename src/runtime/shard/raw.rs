@@ -44,6 +44,7 @@ impl Shard {
             accepted_max,
             run,
             from_voter,
+            membership_changed,
         } = message.body
         else {
             unreachable!("the caller matched a CatchUpRaw")
@@ -81,6 +82,7 @@ impl Shard {
                 first: run.first_instance,
                 entries,
                 from_voter,
+                membership_changed,
             },
             ..message
         };

@@ -31,8 +31,16 @@
 //! checker keeps that ballot per group (ground truth: leader ballots observed after every
 //! step) and, at a disk loss, makes it the node's rejoin floor for every group;
 //! [`MonotonicChecker::observe_vote`] checks each Promise and Accepted the node sends
-//! against it. Assumes one replica with lost state at a time and an unchanged quorum
-//! size across the loss (the simulator's fault atlas and workload).
+//! against it. Assumes one replica with lost state at a time (the simulator's fault
+//! atlas). A replica that completes its rejoin heard n − quorum + 1 voters report an
+//! unchanged membership, so the group never changed before the loss and the quorum
+//! size of every ballot led before it is the initial one.
+//!
+//! Retirement. A replica that lost its state in a group whose membership changed
+//! retires (`learner`, "Retirement") and never votes again under its node id: from the
+//! moment the shard reports it ([`MonotonicChecker::observe_retired`]) it must send no
+//! Promise, Accepted, Prepare, Accept or HeartbeatAck in that group, across restarts
+//! and later disk losses too (a wiped retiree must retire again rather than rejoin).
 //!
 //! Invariant of the checker: the remembered values are the maxima observed since the
 //! last reset that forgot them; `led` is the maximum leader ballot ever observed per
@@ -40,7 +48,7 @@
 
 use super::Violation;
 use crate::paxos::{Ballot, GroupId, Instance, NodeId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 const NAME: &str = "monotonic";
 
@@ -86,6 +94,9 @@ pub struct MonotonicChecker {
     /// Per (node, group) that lost its disk: the highest ballot led in the group before
     /// the loss, and the highest the node itself had made durable then (for messages).
     rejoin_floor: BTreeMap<(NodeId, GroupId), (Ballot, Ballot)>,
+    /// The (node, group) pairs that retired (`learner`, "Retirement"): they never send
+    /// a vote, a prepare or an accept again, whatever happens to their disk.
+    retired: BTreeSet<(NodeId, GroupId)>,
 }
 
 impl MonotonicChecker {
@@ -101,6 +112,33 @@ impl MonotonicChecker {
     pub fn observe_durable(&mut self, node: NodeId, group: GroupId, ballot: Ballot) {
         let persisted = self.persisted.entry((node, group)).or_default();
         persisted.promised_floor = persisted.promised_floor.max(ballot);
+    }
+
+    /// `node` retired in `group`: it lost its state after the membership changed
+    /// (`learner`, "Retirement"). For good: a later disk loss must retire it again.
+    pub fn observe_retired(&mut self, node: NodeId, group: GroupId) {
+        self.retired.insert((node, group));
+    }
+
+    /// `node` sends a message of `kind` for `group` that depends on a durable ballot (a
+    /// promise, an ack, a prepare, an accept): Err if it retired in `group`.
+    pub fn observe_retired_send(
+        &self,
+        node: NodeId,
+        group: GroupId,
+        kind: &str,
+    ) -> Result<(), Violation> {
+        if self.retired.contains(&(node, group)) {
+            return Err(Violation::new(
+                NAME,
+                format!(
+                    "group {} node {}: sent a {kind} after it retired (lost its state in a \
+                     group whose membership changed)",
+                    group.0, node.0
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// `node` sends a vote (a Promise or an Accepted) at `ballot` for `group`.

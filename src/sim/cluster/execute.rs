@@ -134,6 +134,17 @@ impl Cluster {
         if let Some(truncate) = effects.wal_truncate.take() {
             self.wal_truncate(node, shard, &truncate)?;
         }
+        if let Some(groups) = effects.retired_groups.take() {
+            // Written before the marker may go (`Effects::retired_groups`).
+            let id = self.nodes[node].id;
+            for group in groups {
+                if self.nodes[node].shards[shard].retired.insert(group) {
+                    self.report.membership.retirements += 1;
+                    self.members.retired.insert((id, group));
+                    self.checkers.monotonic.observe_retired(id, group);
+                }
+            }
+        }
         if effects.clear_rejoin_marker {
             // The marker file goes: a later restart no longer rejoins as a learner.
             self.nodes[node].shards[shard].lost_marker = false;
@@ -168,6 +179,14 @@ impl Cluster {
                     self.checkers
                         .monotonic
                         .observe_durable(id, message.group, ballot);
+                }
+                if durable_ballot(&message).is_some() {
+                    // A retired replica never votes nor campaigns again (`learner`).
+                    self.checkers.monotonic.observe_retired_send(
+                        id,
+                        message.group,
+                        message.body.kind(),
+                    )?;
                 }
                 if let MessageBody::Promise { ballot, .. } | MessageBody::Accepted { ballot, .. } =
                     &message.body
@@ -412,7 +431,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// Whether `node` is up, every group votes and no shard carries a lost marker.
+    /// Whether `node` is up, every group votes (or is retired: it never will) and no
+    /// shard carries a lost marker.
     pub(super) fn node_recovered(&self, node: usize) -> bool {
         let node = &self.nodes[node];
         node.up
@@ -421,7 +441,7 @@ impl Cluster {
                     && slot
                         .shard
                         .as_ref()
-                        .is_some_and(|core| core.groups().all(|g| g.is_voting()))
+                        .is_some_and(|core| core.groups().all(|g| g.is_voting() || g.is_retired()))
             })
     }
 }

@@ -76,6 +76,7 @@ impl Cluster {
             n.wipe_on_restart = true;
             self.damaged = Some(node);
             self.report.disks_lost += 1;
+            self.note_state_loss();
         }
         self.proposals_in_flight
             .retain(|_, (owner, _)| *owner != node);
@@ -237,6 +238,7 @@ impl Cluster {
         self.checkers.recovery.observe_damage(id, shard, offset);
         self.damaged = Some(node);
         self.report.bit_flips += 1;
+        self.note_state_loss();
         // Damage matters when the log is read back: crash the node soon.
         self.crash(node, false);
         let delay = self.prng.range(
@@ -319,6 +321,7 @@ impl Cluster {
             }
             if wipe {
                 slot.released.clear();
+                slot.retired.clear();
             }
             // A truncated log: what the released segments held is gone.
             let records = unreleased(scan.records, &slot.released);
@@ -347,6 +350,7 @@ impl Cluster {
                     learned: state.learned,
                     chosen_through: state.chosen_through,
                     lost_state: lost,
+                    retired: slot.retired.contains(&config.group),
                     checkpoint: None,
                     installed_through: state.installed_through,
                 };

@@ -186,6 +186,7 @@ pub(super) fn forge_message(real: &Message, node_count: usize, prng: &mut Prng) 
         7 => MessageBody::CatchUpRequest {
             from: Instance(instance_over(prng)),
             credit: u32::try_from(prng.next_u64() >> 32).expect("32 bits fit a u32"),
+            retired: round % 2 == 1,
         },
         _ => MessageBody::CatchUpChunk {
             chosen_through: watermark,
@@ -194,6 +195,7 @@ pub(super) fn forge_message(real: &Message, node_count: usize, prng: &mut Prng) 
             first: small,
             entries: vec![noop(plausible)],
             from_voter: round % 2 == 0,
+            membership_changed: round % 3 == 0,
         },
     };
     let forged = Message {

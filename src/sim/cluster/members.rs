@@ -7,20 +7,23 @@
 //! sent right behind the first (`Rejected`: another pending), and changes sent to a
 //! node that does not lead (`NotLeader`).
 //!
-//! Lost state and changes do not overlap (the fault atlas, `faults`): a change is not
-//! asked for while a replica has lost state, and a disk is lost (or bits flipped) only
-//! while every group's newest chosen membership is the initial one and in effect, no
-//! change is in flight, and the node is one of the initial voters, at least 3 of them
-//! (so that this happens often, the workload changes only one or two groups in three
-//! seeds of four, and alternates periods of `RETURN_PERIOD_NS`: changes anywhere, then
-//! changes back toward the initial voters; half the changes of the first kind lead
-//! back too).
-//! Why: a replica that lost its disk restarts with the initial membership and knows no
-//! other until it re-learns the log, but its rejoin rule (`paxos::learner`, "Rejoin")
-//! counts the voters of the membership it knows; with another membership in effect
-//! those need not meet the quorums that led before the loss. With 2 voters a lost disk
-//! can never rejoin (it needs a quorum of the one other voter). The monotonic checker's
-//! rejoin floor assumes the quorum size unchanged across the loss, which this keeps.
+//! Lost state and changes overlap (the fault atlas, `faults`): a disk is lost (or bits
+//! flipped) during and after changes, in groups whose membership is no longer the
+//! initial one, on nodes outside it too, whenever every membership of every group that
+//! may be in effect (chosen and not yet in effect, or asked for) keeps a quorum of
+//! voters that can vote without the node (`state_loss_allowed`); no change is asked for
+//! while a replica has lost state. A replica that lost its state in a group that
+//! changed retires (`paxos::learner`, "Retirement"): it never votes there again, so
+//! the workload counts on it no more (`voters_of`, the voters liveness waits for),
+//! removes it (one change in two while a group has one, as an operator would), may
+//! ask to add it back (refused: `RETIRED_REASON`, counted), and asks no change that
+//! leaves fewer voters able to vote than a quorum (the group would stop for good).
+//! With 2 voters a lost disk can never rejoin (it needs a quorum of the one other
+//! voter), which the quorum condition keeps out. The workload changes only one or two
+//! groups in three seeds of four, and alternates periods of `RETURN_PERIOD_NS`:
+//! changes anywhere, then changes back toward the initial voters (half the changes of
+//! the first kind lead back too), so that the even-count case (an add, then a remove
+//! back) comes up.
 //!
 //! Every draw comes from the changes' own PRNG stream: a seed without changes (every
 //! profile but `members`) runs as before.
@@ -30,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::report::MembershipReport;
 use super::workload::client_target;
 use super::{Cluster, Event};
-use crate::paxos::{GroupId, Membership, NodeId, ProposalId, ProposeError};
+use crate::paxos::{GroupId, Membership, NodeId, ProposalId, ProposeError, RETIRED_REASON};
 use crate::prng::Prng;
 use crate::runtime::shard::ProposalOutcome;
 use crate::runtime::{shard_of, ShardInput};
@@ -47,12 +50,17 @@ const RETURN_PERIOD_NS: u64 = 2_000_000_000;
 const PROPOSAL_ID_BASE: u64 = 1 << 62;
 
 /// A change in flight.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct InFlight {
     /// The node asked.
     node: usize,
     /// Whether it removes the node asked, which leads the group.
     removes_leader: bool,
+    /// The group and the membership asked for (it may still be chosen).
+    group: GroupId,
+    membership: Membership,
+    /// It adds a node that had retired in the group when it was asked.
+    adds_retired: bool,
 }
 
 /// The workload's membership changes (module docs).
@@ -66,6 +74,8 @@ pub(super) struct Members {
     /// Groups whose last change removed a voter as the first half of a replacement:
     /// their next change adds one.
     replacing: BTreeSet<GroupId>,
+    /// The (node, group) pairs that retired: they never vote again (module docs).
+    pub(super) retired: BTreeSet<(NodeId, GroupId)>,
 }
 
 impl Members {
@@ -82,17 +92,13 @@ impl Members {
             next_id: PROPOSAL_ID_BASE,
             in_flight: BTreeMap::new(),
             replacing: BTreeSet::new(),
+            retired: BTreeSet::new(),
         }
     }
 
     /// A gap until the next change, around `mean`.
     pub(super) fn interval(&mut self, mean: u64) -> u64 {
         self.prng.range(mean / 2, mean + mean / 2).max(1)
-    }
-
-    /// Whether changes are in flight.
-    pub(super) fn busy(&self) -> bool {
-        !self.in_flight.is_empty()
     }
 
     /// Takes `proposal`'s answer if it is a membership change (true), counting it.
@@ -109,8 +115,12 @@ impl Members {
             ProposalOutcome::Applied { .. } => {
                 report.applied += 1;
                 report.leader_removed += u64::from(change.removes_leader);
+                report.retired_added += u64::from(change.adds_retired);
             }
-            ProposalOutcome::Failed(ProposeError::Rejected { .. }) => report.refused += 1,
+            ProposalOutcome::Failed(ProposeError::Rejected { reason }) => {
+                report.refused += 1;
+                report.refused_retired += u64::from(*reason == RETIRED_REASON);
+            }
             ProposalOutcome::Failed(ProposeError::NotLeader { .. }) => report.not_leader += 1,
             ProposalOutcome::Failed(_) | ProposalOutcome::Aborted => report.failed += 1,
         }
@@ -187,7 +197,12 @@ impl Cluster {
         };
         let leads = leader == Some(node);
         let (membership, removes_leader) = apply_change(&current, &change, asked, leads);
+        let adds_retired = matches!(change, Change::Add(added)
+            if self.members.retired.contains(&(added, group)));
         self.ask(node, group, membership.clone(), removes_leader)?;
+        if let Some(asked) = self.members.in_flight.values_mut().next_back() {
+            asked.adds_retired = adds_retired;
+        }
         // Sometimes a second change right behind: the core must refuse it (one change
         // at a time), whatever it asks.
         if self.members.prng.below(8) == 0 {
@@ -208,10 +223,48 @@ impl Cluster {
         current: &Membership,
         returning: bool,
     ) -> Option<Change> {
+        let change = self.draw_any_change(group, current, returning)?;
+        let (next, _) = apply_change(current, &change, NodeId(0), false);
+        if let Change::Add(node) = &change {
+            if self.members.retired.contains(&(*node, group)) {
+                self.report.membership.retired_adds_asked += 1;
+            }
+        }
+        // A change that leaves fewer voters able to vote than a quorum would stop the
+        // group for good (an operator would not ask it).
+        (self.able_voters(group, &next) >= next.quorum()).then_some(change)
+    }
+
+    /// The voters of `membership` that can vote in `group`: not retired there.
+    fn able_voters(&self, group: GroupId, membership: &Membership) -> usize {
+        membership
+            .voters()
+            .iter()
+            .filter(|v| !self.members.retired.contains(&(**v, group)))
+            .count()
+    }
+
+    /// `draw_change` before its check: first the removal of a retired voter (what an
+    /// operator does), then as the module docs say.
+    fn draw_any_change(
+        &mut self,
+        group: GroupId,
+        current: &Membership,
+        returning: bool,
+    ) -> Option<Change> {
         let outsiders = self.outsiders(current);
         let count = current.voters().len();
         let can_add = count < VOTERS_MAX && !outsiders.is_empty();
         let can_remove = count > VOTERS_MIN;
+        let retired = current
+            .voters()
+            .iter()
+            .find(|v| self.members.retired.contains(&(**v, group)));
+        if let Some(node) = retired {
+            if can_remove && self.members.prng.coin() {
+                return Some(Change::Remove(*node));
+            }
+        }
         let replacing = self.members.replacing.remove(&group);
         // Half the changes lead back toward the initial voters, so that the membership
         // often is the initial one again and disks may be lost (module docs).
@@ -286,6 +339,9 @@ impl Cluster {
             InFlight {
                 node,
                 removes_leader,
+                group,
+                membership: membership.clone(),
+                adds_retired: false,
             },
         );
         self.report.membership.proposed += 1;
@@ -299,35 +355,75 @@ impl Cluster {
     }
 
     /// Whether `node` may lose state now (a lost disk or flipped bits): always without
-    /// membership changes; with them, only while no group's membership changed or is
-    /// changing, `node` votes in every group, and the groups have 3 voters or more
-    /// (module docs).
+    /// membership changes; with them, while every membership of every group that may
+    /// be in effect (chosen and not yet in effect, or asked for) keeps a quorum of
+    /// voters that can vote without `node` (module docs).
     pub(super) fn state_loss_allowed(&self, node: usize) -> bool {
         if self.options.membership_change_interval_ns_mean.is_none() {
             return true;
         }
         let id = self.nodes[node].id;
-        let Some(initial) = self.checkers.membership.initial() else {
-            return true;
-        };
-        !self.members.busy()
-            && initial.contains(id)
-            && initial.voters().len() >= 3
-            && self.groups.iter().all(|group| {
-                let chosen = self.checkers.membership.chosen(*group);
-                let (chosen_max, _) = self.checkers.liveness.target(*group);
-                chosen.last().is_some_and(|latest| {
-                    &latest.membership == initial && latest.effective <= chosen_max.next()
-                })
+        self.groups.iter().all(|group| {
+            self.memberships_ahead(*group).iter().all(|membership| {
+                !membership.contains(id) || {
+                    let able = membership
+                        .voters()
+                        .iter()
+                        .filter(|v| **v != id && !self.members.retired.contains(&(**v, *group)))
+                        .count();
+                    able >= membership.quorum()
+                }
             })
+        })
     }
 
-    /// The voters `group`'s chosen log names last: the replicas liveness waits for.
+    /// The memberships of `group` that may be in effect from now on: the chosen log's
+    /// from the one in effect above the highest chosen instance, and those asked for.
+    fn memberships_ahead(&self, group: GroupId) -> Vec<Membership> {
+        let chosen = self.checkers.membership.chosen(group);
+        let (chosen_max, _) = self.checkers.liveness.target(group);
+        let current = chosen
+            .iter()
+            .rposition(|c| c.effective <= chosen_max.next())
+            .unwrap_or(0);
+        let mut memberships: Vec<Membership> = chosen[current..]
+            .iter()
+            .map(|c| c.membership.clone())
+            .collect();
+        memberships.extend(
+            self.members
+                .in_flight
+                .values()
+                .filter(|f| f.group == group)
+                .map(|f| f.membership.clone()),
+        );
+        memberships
+    }
+
+    /// Counts a state loss while some group's membership had changed (the path of
+    /// `paxos::learner`, "Retirement").
+    pub(super) fn note_state_loss(&mut self) {
+        if self.options.membership_change_interval_ns_mean.is_some()
+            && self
+                .groups
+                .iter()
+                .any(|group| self.checkers.membership.chosen(*group).len() > 1)
+        {
+            self.report.membership.state_losses_changed += 1;
+        }
+    }
+
+    /// The voters `group`'s chosen log names last that can vote (not retired): the
+    /// replicas liveness waits for.
     pub(super) fn voters_of(&self, group: GroupId) -> Vec<NodeId> {
-        match self.checkers.membership.latest(group) {
+        let voters = match self.checkers.membership.latest(group) {
             Some(latest) => latest.voters().to_vec(),
             None => self.nodes.iter().map(|n| n.id).collect(),
-        }
+        };
+        voters
+            .into_iter()
+            .filter(|v| !self.members.retired.contains(&(*v, group)))
+            .collect()
     }
 
     /// Whether every group's voters applied through its target and no proposal is

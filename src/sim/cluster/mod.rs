@@ -70,7 +70,7 @@ mod transfer;
 mod truncate;
 mod workload;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::checkers::{Checkers, Violation};
 use super::clock::SimClock;
@@ -195,6 +195,9 @@ struct ShardSlot {
     /// like a marker file beside the log, so a restart after the scrub still knows;
     /// cleared once every group votes again and what it re-learned is durable.
     lost_marker: bool,
+    /// The groups retired in this shard (the retired-groups file beside the log,
+    /// `runtime::driver::retired`): durable, gone only with the disk.
+    retired: BTreeSet<GroupId>,
     /// The first notional segment the log still needs (`truncate`); volatile, as the
     /// store's is rebuilt from the segment headers.
     log_start: u64,
@@ -203,6 +206,23 @@ struct ShardSlot {
     /// store that freed segments can leave), as if on a truncated log. Durable (gone
     /// only with the disk).
     released: BTreeMap<GroupId, Instance>,
+}
+
+impl ShardSlot {
+    /// A shard slot on a fresh disk whose segments are seeded with `salt`.
+    fn new(salt: u32) -> ShardSlot {
+        ShardSlot {
+            shard: None,
+            disk: SimDisk::new(DISK_SIZE),
+            index: LogIndex::new(),
+            last_write_offset: 0,
+            salt,
+            lost_marker: false,
+            retired: BTreeSet::new(),
+            log_start: 0,
+            released: BTreeMap::new(),
+        }
+    }
 }
 
 struct Node {
@@ -312,16 +332,7 @@ impl Cluster {
             let drift = options.clock_drift_ppm[index];
             let clock = SimClock::new(drift, options.clock_drift_bound_ppm, 0, &mut prng);
             let shards = (0..options.shards_per_node)
-                .map(|_| ShardSlot {
-                    shard: None,
-                    disk: SimDisk::new(DISK_SIZE),
-                    index: LogIndex::new(),
-                    last_write_offset: 0,
-                    salt: prng.next_u64() as u32,
-                    lost_marker: false,
-                    log_start: 0,
-                    released: BTreeMap::new(),
-                })
+                .map(|_| ShardSlot::new(prng.next_u64() as u32))
                 .collect();
             nodes.push(Node {
                 id,

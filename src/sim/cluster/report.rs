@@ -137,6 +137,21 @@ pub struct MembershipReport {
     pub voters_max: usize,
     /// Leaders checked against the quorum of the membership in effect.
     pub leaders_checked: u64,
+    /// Disks lost or bits flipped while some group's membership had changed
+    /// (`members`: the retirement path).
+    pub state_losses_changed: u64,
+    /// Replicas that retired (`paxos::learner`, "Retirement"), per (node, group) and
+    /// time: a replica that lost its disk again and retired again counts twice.
+    pub retirements: u64,
+    /// Adds of a retired node asked for, and how many were refused for it
+    /// (`joining::RETIRED_REASON`).
+    pub retired_adds_asked: u64,
+    /// See `retired_adds_asked`.
+    pub refused_retired: u64,
+    /// Adds of a node retired when asked that were applied: its catch-up request
+    /// from before its retirement reached the leader first (a voter that never votes;
+    /// the workload removes it).
+    pub retired_added: u64,
 }
 
 impl std::fmt::Debug for RunReport {

@@ -76,6 +76,7 @@ fn message(rng: &mut Prng, value_size_max: u64) -> Message {
         4 => MessageBody::CatchUpRequest {
             from: Instance(rng.range(1, 1 << 20)),
             credit: u32::try_from(rng.range(0, 8)).expect("small"),
+            retired: false,
         },
         5 => MessageBody::Heartbeat {
             ballot: ballot(rng),
@@ -320,6 +321,7 @@ fn full_buffer_and_too_large_message_are_counted() {
         body: MessageBody::CatchUpRequest {
             from: Instance(3),
             credit: 4,
+            retired: false,
         },
     };
     let mut buffer = Vec::new();

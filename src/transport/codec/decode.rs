@@ -342,6 +342,7 @@ impl<'a, 'l> Decoder<'a, 'l> {
                 // Any value is safe: the serving group bounds it by its own
                 // `catch_up_credit_max` (0, from an older peer, means 1).
                 credit: r.credit(),
+                retired: r.retired(),
             });
         }
         if let Some(c) = m.body_as_catch_up_chunk() {
@@ -353,6 +354,7 @@ impl<'a, 'l> Decoder<'a, 'l> {
                 first: run_first("CatchUpChunk.first", c.first(), count)?,
                 entries: self.entries("CatchUpChunk.entries", c.entries())?,
                 from_voter: c.from_voter(),
+                membership_changed: c.membership_changed(),
             });
         }
         if let Some(r) = m.body_as_checkpoint_request() {
@@ -377,6 +379,7 @@ impl<'a, 'l> Decoder<'a, 'l> {
                 accepted_max: Instance(c.accepted_max()),
                 run: self.raw_run(GroupId(m.group()), c)?,
                 from_voter: c.from_voter(),
+                membership_changed: c.membership_changed(),
             });
         }
         if let Some(h) = m.body_as_handover() {

@@ -256,12 +256,17 @@ fn body(
             );
             (fb::MessageBody::HeartbeatAck, t.as_union_value())
         }
-        MessageBody::CatchUpRequest { from, credit } => {
+        MessageBody::CatchUpRequest {
+            from,
+            credit,
+            retired,
+        } => {
             let t = fb::CatchUpRequest::create(
                 fbb,
                 &fb::CatchUpRequestArgs {
                     from: from.0,
                     credit: *credit,
+                    retired: *retired,
                 },
             );
             (fb::MessageBody::CatchUpRequest, t.as_union_value())
@@ -273,6 +278,7 @@ fn body(
             first,
             entries: es,
             from_voter,
+            membership_changed,
         } => {
             let es = entries(fbb, scratch, es);
             let p = ballot(*promised);
@@ -285,6 +291,7 @@ fn body(
                     first: first.0,
                     entries: Some(es),
                     from_voter: *from_voter,
+                    membership_changed: *membership_changed,
                 },
             );
             (fb::MessageBody::CatchUpChunk, t.as_union_value())
@@ -327,10 +334,12 @@ fn body(
             accepted_max,
             run,
             from_voter,
+            membership_changed,
         } => catch_up_raw(
             fbb,
             scratch,
-            (*chosen_through, *promised, *accepted_max, *from_voter),
+            (*chosen_through, *promised, *accepted_max),
+            (*from_voter, *membership_changed),
             run,
         ),
         MessageBody::Handover { ballot: b, target } => {
@@ -364,12 +373,14 @@ fn body(
 }
 
 /// A `CatchUpRaw` of `run` with its chunk metadata (chosen through, promised, accepted
-/// max, whether the sender votes). Each piece is copied once, straight from the sender's read buffer into the
+/// max; whether the sender votes, whether its group's membership ever changed). Each
+/// piece is copied once, straight from the sender's read buffer into the
 /// builder (no intermediate buffer, nothing decoded).
 fn catch_up_raw(
     fbb: &mut Fbb,
     scratch: &mut Scratch,
-    (chosen_through, promised, accepted_max, from_voter): (Instance, Ballot, Instance, bool),
+    (chosen_through, promised, accepted_max): (Instance, Ballot, Instance),
+    (from_voter, membership_changed): (bool, bool),
     run: &RawRun,
 ) -> (fb::MessageBody, WIPOffset<UnionWIPOffset>) {
     let mut pieces = std::mem::take(&mut scratch.pieces);
@@ -397,6 +408,7 @@ fn catch_up_raw(
             salt: run.salt,
             pieces: Some(vector),
             from_voter,
+            membership_changed,
         },
     );
     (fb::MessageBody::CatchUpRaw, t.as_union_value())

@@ -451,7 +451,8 @@ impl<'a> ::flatbuffers::Verifiable for ClientBody {
 impl ::flatbuffers::SimpleToVerifyInSlice for ClientBody {}
 pub struct ClientBodyUnionTableOffset {}
 
-/// `api::GroupStatus`. 56 bytes (4 padding at the end).
+/// `api::GroupStatus`. 56 bytes (3 padding at the end: `retired` took one of the
+/// four, so a peer that does not know it writes 0 there, not retired).
 // struct GroupState, aligned to 8
 #[repr(transparent)]
 #[derive(Clone, Copy, PartialEq)]
@@ -476,6 +477,7 @@ impl ::core::fmt::Debug for GroupState {
       .field("has_leader_hint", &self.has_leader_hint())
       .field("voting", &self.voting())
       .field("fenced", &self.fenced())
+      .field("retired", &self.retired())
       .finish()
   }
 }
@@ -532,6 +534,7 @@ impl<'a> GroupState {
     has_leader_hint: bool,
     voting: bool,
     fenced: bool,
+    retired: bool,
   ) -> Self {
     let mut s = Self([0; 56]);
     s.set_promised_round(promised_round);
@@ -546,6 +549,7 @@ impl<'a> GroupState {
     s.set_has_leader_hint(has_leader_hint);
     s.set_voting(voting);
     s.set_fenced(fenced);
+    s.set_retired(retired);
     s
   }
 
@@ -892,6 +896,35 @@ impl<'a> GroupState {
       ::core::ptr::copy_nonoverlapping(
         &x_le as *const _ as *const u8,
         self.0[51..].as_mut_ptr(),
+        ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn retired(&self) -> bool {
+    let mut mem = ::core::mem::MaybeUninit::<<bool as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[52..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_retired(&mut self, x: bool) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[52..].as_mut_ptr(),
         ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }

@@ -2504,6 +2504,7 @@ impl<'a> ::flatbuffers::Follow<'a> for CatchUpRequest<'a> {
 impl<'a> CatchUpRequest<'a> {
   pub const VT_FROM: ::flatbuffers::VOffsetT = 4;
   pub const VT_CREDIT: ::flatbuffers::VOffsetT = 6;
+  pub const VT_RETIRED: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2517,6 +2518,7 @@ impl<'a> CatchUpRequest<'a> {
     let mut builder = CatchUpRequestBuilder::new(_fbb);
     builder.add_from(args.from);
     builder.add_credit(args.credit);
+    builder.add_retired(args.retired);
     builder.finish()
   }
 
@@ -2535,6 +2537,15 @@ impl<'a> CatchUpRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(CatchUpRequest::VT_CREDIT, Some(0)).unwrap()}
   }
+  /// The requester lost its state in a group whose membership changed: it never
+  /// votes again under its node id, and a leader refuses to add it as a voter.
+  #[inline]
+  pub fn retired(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(CatchUpRequest::VT_RETIRED, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for CatchUpRequest<'_> {
@@ -2545,6 +2556,7 @@ impl ::flatbuffers::Verifiable for CatchUpRequest<'_> {
     v.visit_table(pos)?
      .visit_field::<u64>("from", Self::VT_FROM, false)?
      .visit_field::<u32>("credit", Self::VT_CREDIT, false)?
+     .visit_field::<bool>("retired", Self::VT_RETIRED, false)?
      .finish();
     Ok(())
   }
@@ -2552,6 +2564,7 @@ impl ::flatbuffers::Verifiable for CatchUpRequest<'_> {
 pub struct CatchUpRequestArgs {
     pub from: u64,
     pub credit: u32,
+    pub retired: bool,
 }
 impl<'a> Default for CatchUpRequestArgs {
   #[inline]
@@ -2559,6 +2572,7 @@ impl<'a> Default for CatchUpRequestArgs {
     CatchUpRequestArgs {
       from: 0,
       credit: 0,
+      retired: false,
     }
   }
 }
@@ -2575,6 +2589,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CatchUpRequestBuilder<'a, 'b,
   #[inline]
   pub fn add_credit(&mut self, credit: u32) {
     self.fbb_.push_slot::<u32>(CatchUpRequest::VT_CREDIT, credit, 0);
+  }
+  #[inline]
+  pub fn add_retired(&mut self, retired: bool) {
+    self.fbb_.push_slot::<bool>(CatchUpRequest::VT_RETIRED, retired, false);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CatchUpRequestBuilder<'a, 'b, A> {
@@ -2596,6 +2614,7 @@ impl ::core::fmt::Debug for CatchUpRequest<'_> {
     let mut ds = f.debug_struct("CatchUpRequest");
       ds.field("from", &self.from());
       ds.field("credit", &self.credit());
+      ds.field("retired", &self.retired());
       ds.finish()
   }
 }
@@ -2621,6 +2640,7 @@ impl<'a> CatchUpChunk<'a> {
   pub const VT_FIRST: ::flatbuffers::VOffsetT = 10;
   pub const VT_ENTRIES: ::flatbuffers::VOffsetT = 12;
   pub const VT_FROM_VOTER: ::flatbuffers::VOffsetT = 14;
+  pub const VT_MEMBERSHIP_CHANGED: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2637,6 +2657,7 @@ impl<'a> CatchUpChunk<'a> {
     builder.add_chosen_through(args.chosen_through);
     if let Some(x) = args.entries { builder.add_entries(x); }
     if let Some(x) = args.promised { builder.add_promised(x); }
+    builder.add_membership_changed(args.membership_changed);
     builder.add_from_voter(args.from_voter);
     builder.finish()
   }
@@ -2686,6 +2707,17 @@ impl<'a> CatchUpChunk<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(CatchUpChunk::VT_FROM_VOTER, Some(true)).unwrap()}
   }
+  /// Whether the group's membership ever changed as far as the sender holds (a
+  /// Config entry in its log, a membership other than the initial one): a replica
+  /// re-learning lost state that hears it never votes again under its node id.
+  /// Absent (an older peer) means changed: the safe answer.
+  #[inline]
+  pub fn membership_changed(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(CatchUpChunk::VT_MEMBERSHIP_CHANGED, Some(true)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for CatchUpChunk<'_> {
@@ -2700,6 +2732,7 @@ impl ::flatbuffers::Verifiable for CatchUpChunk<'_> {
      .visit_field::<u64>("first", Self::VT_FIRST, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Entry>>>>("entries", Self::VT_ENTRIES, false)?
      .visit_field::<bool>("from_voter", Self::VT_FROM_VOTER, false)?
+     .visit_field::<bool>("membership_changed", Self::VT_MEMBERSHIP_CHANGED, false)?
      .finish();
     Ok(())
   }
@@ -2711,6 +2744,7 @@ pub struct CatchUpChunkArgs<'a> {
     pub first: u64,
     pub entries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Entry<'a>>>>>,
     pub from_voter: bool,
+    pub membership_changed: bool,
 }
 impl<'a> Default for CatchUpChunkArgs<'a> {
   #[inline]
@@ -2722,6 +2756,7 @@ impl<'a> Default for CatchUpChunkArgs<'a> {
       first: 0,
       entries: None,
       from_voter: true,
+      membership_changed: true,
     }
   }
 }
@@ -2756,6 +2791,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CatchUpChunkBuilder<'a, 'b, A
     self.fbb_.push_slot::<bool>(CatchUpChunk::VT_FROM_VOTER, from_voter, true);
   }
   #[inline]
+  pub fn add_membership_changed(&mut self, membership_changed: bool) {
+    self.fbb_.push_slot::<bool>(CatchUpChunk::VT_MEMBERSHIP_CHANGED, membership_changed, true);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CatchUpChunkBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     CatchUpChunkBuilder {
@@ -2780,6 +2819,7 @@ impl ::core::fmt::Debug for CatchUpChunk<'_> {
       ds.field("first", &self.first());
       ds.field("entries", &self.entries());
       ds.field("from_voter", &self.from_voter());
+      ds.field("membership_changed", &self.membership_changed());
       ds.finish()
   }
 }
@@ -3355,6 +3395,7 @@ impl<'a> CatchUpRaw<'a> {
   pub const VT_SALT: ::flatbuffers::VOffsetT = 14;
   pub const VT_PIECES: ::flatbuffers::VOffsetT = 16;
   pub const VT_FROM_VOTER: ::flatbuffers::VOffsetT = 18;
+  pub const VT_MEMBERSHIP_CHANGED: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3373,6 +3414,7 @@ impl<'a> CatchUpRaw<'a> {
     if let Some(x) = args.pieces { builder.add_pieces(x); }
     builder.add_salt(args.salt);
     if let Some(x) = args.promised { builder.add_promised(x); }
+    builder.add_membership_changed(args.membership_changed);
     builder.add_from_voter(args.from_voter);
     builder.finish()
   }
@@ -3434,6 +3476,14 @@ impl<'a> CatchUpRaw<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(CatchUpRaw::VT_FROM_VOTER, Some(true)).unwrap()}
   }
+  /// As `CatchUpChunk.membership_changed`.
+  #[inline]
+  pub fn membership_changed(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(CatchUpRaw::VT_MEMBERSHIP_CHANGED, Some(true)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for CatchUpRaw<'_> {
@@ -3450,6 +3500,7 @@ impl ::flatbuffers::Verifiable for CatchUpRaw<'_> {
      .visit_field::<u32>("salt", Self::VT_SALT, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<RawPiece>>>>("pieces", Self::VT_PIECES, false)?
      .visit_field::<bool>("from_voter", Self::VT_FROM_VOTER, false)?
+     .visit_field::<bool>("membership_changed", Self::VT_MEMBERSHIP_CHANGED, false)?
      .finish();
     Ok(())
   }
@@ -3463,6 +3514,7 @@ pub struct CatchUpRawArgs<'a> {
     pub salt: u32,
     pub pieces: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<RawPiece<'a>>>>>,
     pub from_voter: bool,
+    pub membership_changed: bool,
 }
 impl<'a> Default for CatchUpRawArgs<'a> {
   #[inline]
@@ -3476,6 +3528,7 @@ impl<'a> Default for CatchUpRawArgs<'a> {
       salt: 0,
       pieces: None,
       from_voter: true,
+      membership_changed: true,
     }
   }
 }
@@ -3518,6 +3571,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CatchUpRawBuilder<'a, 'b, A> 
     self.fbb_.push_slot::<bool>(CatchUpRaw::VT_FROM_VOTER, from_voter, true);
   }
   #[inline]
+  pub fn add_membership_changed(&mut self, membership_changed: bool) {
+    self.fbb_.push_slot::<bool>(CatchUpRaw::VT_MEMBERSHIP_CHANGED, membership_changed, true);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CatchUpRawBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     CatchUpRawBuilder {
@@ -3544,6 +3601,7 @@ impl ::core::fmt::Debug for CatchUpRaw<'_> {
       ds.field("salt", &self.salt());
       ds.field("pieces", &self.pieces());
       ds.field("from_voter", &self.from_voter());
+      ds.field("membership_changed", &self.membership_changed());
       ds.finish()
   }
 }
