@@ -266,7 +266,6 @@ impl Cluster {
 
     /// Starts (or restarts) `node` from its disks: recovery, replay, new shards.
     pub(super) fn start_node(&mut self, node: usize) -> Result<(), Violation> {
-        self.checkers.partial.spoil();
         let now = self.now;
         let first_start = self.nodes[node].incarnation == 0 && !self.nodes[node].up;
         let restarted = !first_start || self.steps > 1;

@@ -646,6 +646,7 @@ impl Cluster {
             }
             Event::Restart { node } => {
                 if !self.nodes[node].up {
+                    self.checkers.partial.spoil();
                     self.start_node(node)?;
                 }
             }
