@@ -288,6 +288,7 @@ mod tests {
             let config = GroupCommitConfig {
                 buffer_size_max: 16 * BLOCK_SIZE,
                 salt: SALT,
+                writes_in_flight_max: 1,
             };
             let scan_config = ScanConfig {
                 salt: SALT,

@@ -690,6 +690,7 @@ impl LogRecovery {
             GroupCommitConfig {
                 buffer_size_max,
                 salt: self.resume_salt,
+                writes_in_flight_max: 1,
             },
             self.resume,
             SegmentPlacement {

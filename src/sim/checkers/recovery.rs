@@ -366,6 +366,7 @@ mod tests {
             GroupCommitConfig {
                 buffer_size_max: 16 * BLOCK_SIZE,
                 salt: SALT,
+                writes_in_flight_max: 1,
             },
             Resume::EMPTY,
         );

@@ -317,6 +317,7 @@ impl Cluster {
         let commit_config = GroupCommitConfig {
             buffer_size_max: buffer,
             salt: 0,
+            writes_in_flight_max: 1,
         };
         let shard_config_template = shard_config_template(&options, buffer);
         let mut nodes = Vec::new();
