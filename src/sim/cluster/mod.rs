@@ -69,6 +69,7 @@ mod report;
 mod transfer;
 mod truncate;
 mod workload;
+mod writes;
 
 use std::collections::BTreeMap;
 
@@ -88,6 +89,7 @@ use crate::runtime::shard::ReadId;
 use crate::runtime::{shard_of, Effects, Shard, ShardConfig, ShardInput};
 use crate::wal::index::LogIndex;
 use crate::wal::{self, GroupCommitConfig};
+use writes::SimWrites;
 
 const MS: u64 = 1_000_000;
 /// Messages a shard holds for durability beyond which it refuses peer messages, in
@@ -118,6 +120,7 @@ enum Event {
         incarnation: u32,
         lsn: Lsn,
         offset: u64,
+        size: usize,
     },
     WalReadDone {
         node: usize,
@@ -174,11 +177,12 @@ struct ShardSlot {
     /// Where each group's records lie on `disk` (the store's index): rebuilt from the
     /// recovery scan at each start, then every write as it is issued.
     index: LogIndex,
-    /// Offset of the newest durable batch (the last write whose sync completed): bit
-    /// flips land only below it, so a later durable batch always follows the damage.
-    /// Damage to the newest durable batch itself, once the write in flight is lost in a
-    /// crash, is indistinguishable from a torn write (see `wal::recovery`).
-    last_write_offset: u64,
+    /// The writes in flight, in issue order, and where bit flips may land: only below
+    /// the batch a durable record's `unsynced_from` names, so a later durable record
+    /// always proves the damage (`SimWrites`). Damage above it, once the writes in
+    /// flight are lost in a crash, is indistinguishable from a torn write (see
+    /// `wal::recovery`).
+    writes: SimWrites,
     salt: u32,
     /// The shard's log lost state (wiped, or corrupt before its tail). Survives crashes
     /// like a marker file beside the log, so a restart after the scrub still knows;
@@ -192,6 +196,22 @@ struct ShardSlot {
     /// store that freed segments can leave), as if on a truncated log. Durable (gone
     /// only with the disk).
     released: BTreeMap<GroupId, Instance>,
+}
+
+impl ShardSlot {
+    /// A shard that never ran, on a new disk, whose log has salt `salt`.
+    fn new(salt: u32) -> ShardSlot {
+        ShardSlot {
+            shard: None,
+            disk: SimDisk::new(DISK_SIZE),
+            index: LogIndex::new(),
+            writes: SimWrites::default(),
+            salt,
+            lost_marker: false,
+            log_start: 0,
+            released: BTreeMap::new(),
+        }
+    }
 }
 
 struct Node {
@@ -317,7 +337,7 @@ impl Cluster {
         let commit_config = GroupCommitConfig {
             buffer_size_max: buffer,
             salt: 0,
-            writes_in_flight_max: 1,
+            writes_in_flight_max: options.writes_in_flight_max,
         };
         let shard_config_template = shard_config_template(&options, buffer);
         let mut nodes = Vec::new();
@@ -325,16 +345,7 @@ impl Cluster {
             let drift = options.clock_drift_ppm[index];
             let clock = SimClock::new(drift, options.clock_drift_bound_ppm, 0, &mut prng);
             let shards = (0..options.shards_per_node)
-                .map(|_| ShardSlot {
-                    shard: None,
-                    disk: SimDisk::new(DISK_SIZE),
-                    index: LogIndex::new(),
-                    last_write_offset: 0,
-                    salt: prng.next_u64() as u32,
-                    lost_marker: false,
-                    log_start: 0,
-                    released: BTreeMap::new(),
-                })
+                .map(|_| ShardSlot::new(prng.next_u64() as u32))
                 .collect();
             nodes.push(Node {
                 id,
@@ -586,13 +597,22 @@ impl Cluster {
                 incarnation,
                 lsn,
                 offset,
+                size,
             } => {
                 if self.nodes[node].up && self.nodes[node].incarnation == incarnation {
-                    self.nodes[node].shards[shard].disk.sync();
+                    let slot = &mut self.nodes[node].shards[shard];
+                    slot.disk.sync_range(offset, size);
+                    // Ground truth of the contiguity rule, kept apart from the shard's.
+                    let durable = slot.writes.complete(lsn);
                     let id = self.nodes[node].id;
-                    self.checkers.send_durable.observe_synced(id, shard, lsn);
-                    self.checkers.recovery.observe_synced(id, shard);
-                    self.nodes[node].shards[shard].last_write_offset = offset;
+                    if let Some(durable) = durable {
+                        self.checkers
+                            .send_durable
+                            .observe_synced(id, shard, durable);
+                        self.checkers.recovery.observe_synced(id, shard, durable);
+                    } else {
+                        self.report.completions_held += 1;
+                    }
                     self.step_shard(node, shard, ShardInput::WriteDone { lsn_through: lsn })?;
                 }
             }
