@@ -40,6 +40,12 @@
 //!   start of the next segment), on a block boundary, and is a whole number of blocks: a
 //!   block that was handed out is never written again, so a torn write can only damage
 //!   the batch being written, never an acknowledged one;
+//! - on a segmented log a batch that starts a segment's payload leaves only once
+//!   every earlier write is durable (none in flight): its segment header, made durable
+//!   before it, names the LSN before it (`lsn_prev`), and recovery reads a header whose
+//!   `lsn_prev` the segment before does not reach as a broken chain
+//!   (`wal::log_recovery`, row S6), so that LSN must be durable first; such a batch's
+//!   `unsynced_from` is its own first LSN;
 //! - on a segmented log (`GroupCommit::segmented`) a batch never straddles a segment
 //!   boundary: a record that does not fit the rest of the segment closes the batch, and
 //!   an empty batch that cannot hold it moves to the next segment's start (the skipped
@@ -352,7 +358,12 @@ impl GroupCommit {
         let lsn = Lsn(self.assigned_through.0 + 1);
         if self.buffer.is_empty() {
             self.batch_first = lsn;
-            self.unsynced_from = self.unsynced_bound();
+            // A batch that starts a segment leaves with nothing in flight (module docs).
+            self.unsynced_from = if self.starts_segment(offset) {
+                lsn
+            } else {
+                self.unsynced_bound()
+            };
             self.buffer_offset = offset;
             if let Some(placement) = self.segments {
                 if offset % placement.payload_size == 0 {
@@ -375,6 +386,11 @@ impl GroupCommit {
         })
     }
 
+    /// Whether a batch at log offset `offset` starts a segment's payload.
+    fn starts_segment(&self, offset: u64) -> bool {
+        self.segments.is_some_and(|s| offset % s.payload_size == 0)
+    }
+
     /// The `unsynced_from` of a batch begun now (module docs): with `n` writes in
     /// flight, the batch leaves only once at most `writes_in_flight_max - 1` remain, so
     /// the end of write `n - writes_in_flight_max` (oldest first) is durable by then.
@@ -392,8 +408,9 @@ impl GroupCommit {
     /// batch is padded to the block boundary with a Pad record (or, when fewer than
     /// `HEADER_SIZE` bytes remain, with zeros that readers skip). The caller reports its
     /// completion with `on_durable`, in any order relative to the other writes in flight.
+    /// A batch that starts a segment waits until no write is in flight (module docs).
     pub fn take_write(&mut self) -> Option<WritePlan> {
-        if self.in_flight.len() >= self.writes_in_flight_max || self.buffer.is_empty() {
+        if !self.can_write() {
             return None;
         }
         // The batch's records claim everything below `unsynced_from` durable now.
@@ -531,11 +548,14 @@ impl GroupCommit {
         self.writes_in_flight_max
     }
 
-    /// `take_write` would hand out a plan now: a batch is buffered and fewer than
-    /// `writes_in_flight_max` writes are in flight.
+    /// `take_write` would hand out a plan now: a batch is buffered, fewer than
+    /// `writes_in_flight_max` writes are in flight, and none is when the batch starts a
+    /// segment.
     #[must_use]
     pub fn can_write(&self) -> bool {
-        !self.buffer.is_empty() && self.in_flight.len() < self.writes_in_flight_max
+        !self.buffer.is_empty()
+            && self.in_flight.len() < self.writes_in_flight_max
+            && (self.in_flight.is_empty() || !self.starts_segment(self.buffer_offset))
     }
 
     /// Log offset the batch being built will be written at.
@@ -633,6 +653,10 @@ impl GroupCommit {
                 lsn_prev.0
             );
             if let Some(end) = end_prev {
+                assert!(
+                    !self.starts_segment(w.offset),
+                    "write in flight {w:?} starts a segment while an earlier one is in flight"
+                );
                 assert!(
                     w.offset == end || Some(w.offset) == next_segment(end),
                     "write in flight {w:?} follows neither the previous one ending at {end} \
@@ -867,6 +891,11 @@ mod tests {
 
     /// The `unsynced_from` of every record (pads included) of a write.
     fn unsynced_of(bytes: &[u8]) -> Vec<u64> {
+        unsynced_salted(bytes, 99)
+    }
+
+    /// As `unsynced_of`, for a write sealed with `salt`.
+    fn unsynced_salted(bytes: &[u8], salt: u32) -> Vec<u64> {
         let mut out = Vec::new();
         let mut at = 0u64;
         loop {
@@ -875,7 +904,7 @@ mod tests {
                 return out;
             }
             let (decoded, size) =
-                decode(&bytes[at as usize..], 99, &DecodeLimits::default()).expect("valid");
+                decode(&bytes[at as usize..], salt, &DecodeLimits::default()).expect("valid");
             out.push(decoded.stamp.unsynced_from.0);
             at += size as u64;
         }
@@ -961,6 +990,46 @@ mod tests {
         commit.on_durable(Lsn(3));
         assert_eq!(commit.durable_through(), Lsn(4));
         assert_eq!(commit.writes_in_flight(), 0);
+        commit.invariants();
+    }
+
+    // Goal: on a segmented log a batch that starts a segment leaves only once nothing is
+    // in flight (its header names the LSN before it), stamped with its own first LSN.
+    // Method: two-block segments, one-block batches with two writes allowed in flight.
+    #[test]
+    fn segment_start_waits_for_the_writes_in_flight() {
+        let block = BLOCK_SIZE as u64;
+        let mut commit = GroupCommit::segmented(
+            GroupCommitConfig {
+                writes_in_flight_max: 2,
+                ..config(4096)
+            },
+            Resume::EMPTY,
+            SegmentPlacement {
+                payload_size: 2 * block,
+                salt_seed: 5,
+            },
+        );
+        // The log's first batch starts segment 0 and nothing is in flight.
+        commit.append(&accept(1, 100)).expect("fits");
+        let first = commit.take_write().expect("segment 0 starts");
+        commit.append(&accept(2, 100)).expect("fits");
+        let second = commit
+            .take_write()
+            .expect("inside segment 0, beside the first");
+        assert_eq!((first.offset, second.offset), (0, block));
+        commit.append(&accept(3, 100)).expect("fits");
+        commit.on_durable(Lsn(1));
+        commit.invariants();
+        assert!(
+            !commit.can_write(),
+            "segment 1 starts: waits for the write in flight"
+        );
+        assert_eq!(commit.take_write(), None);
+        commit.on_durable(Lsn(2));
+        let third = commit.take_write().expect("nothing in flight");
+        assert_eq!(third.offset, 2 * block);
+        assert_eq!(unsynced_salted(&third.bytes, third.salt)[0], 3);
         commit.invariants();
     }
 
