@@ -5,7 +5,9 @@
 //! and the longest stretch without a new value chosen is measured and printed
 //! (`cargo test --test partial_connectivity -- --nocapture`), with leader placement
 //! off and on (`paxos::placement`: its transfers must not turn a flapping link into
-//! a stall).
+//! a stall). The last test runs the same faults, and a link cut one way only, in the
+//! whole simulator (shards, WAL, network delay, jitter and loss), where every seed's
+//! partitions may be partial too (`sim::checkers::partial`).
 
 mod common;
 
@@ -177,5 +179,84 @@ fn flapping_link_between_leader_and_one_follower() {
             let name = format!("flapping link leader-follower (preferred away first: {away})");
             check(&name, placement, &measured);
         }
+    }
+}
+
+/// The same two faults, and a link cut one way only, in the whole simulator
+/// (`synod::sim`: shards, WAL, checkpoints, network delay and jitter, clock drift):
+/// seeds `SIM_BASE..SIM_BASE + SIM_SEEDS` with every partition partial
+/// (`SimOptions::partition_partial_ppm`), and crashes, lost disks and bit flips off,
+/// so that a window is clean (no other fault overlaps it) unless a membership change
+/// does. Each clean window's stall (the longest a group with a proposal outstanding
+/// waited for its chosen watermark to move, `sim::checkers::partial`) must stay within
+/// 4 election timeouts; the distribution is printed (`-- --nocapture`).
+#[test]
+fn simulated_partial_partitions_recover_within_four_election_timeouts() {
+    use synod::sim::checkers::{PartialKind, PartialWindow};
+    use synod::sim::cluster::{run_options, ELECTION_TIMEOUT_NS};
+    use synod::sim::{FaultClass, SimOptions};
+
+    const SIM_BASE: u64 = 7_300_000;
+    const SIM_SEEDS: u64 = 48;
+    const S: u64 = 1_000_000_000;
+    let mut windows: Vec<PartialWindow> = Vec::new();
+    for seed in SIM_BASE..SIM_BASE + SIM_SEEDS {
+        let mut options = SimOptions::from_seed(seed);
+        let interval = options.partition_interval_ns_mean.unwrap_or(S).min(2 * S);
+        options.partition_interval_ns_mean = Some(interval);
+        options.partition_partial_ppm = 1_000_000;
+        options.crash_interval_ns_mean = None;
+        options.disk_loss_ppm = 0;
+        options.disk_bit_flip_ppm = 0;
+        options.faults_off.retain(|c| *c != FaultClass::Partition);
+        for class in [FaultClass::Crash, FaultClass::DiskLoss, FaultClass::BitFlip] {
+            if !options.faults_off.contains(&class) {
+                options.faults_off.push(class);
+            }
+        }
+        let report = run_options(options).unwrap_or_else(|f| panic!("{f}"));
+        windows.extend(report.partial);
+    }
+    let timeout_ms = ELECTION_TIMEOUT_NS / 1_000_000;
+    for kind in [
+        PartialKind::Link,
+        PartialKind::OneWay,
+        PartialKind::Flapping,
+    ] {
+        let mut stalls: Vec<u64> = windows
+            .iter()
+            .filter(|w| w.kind == kind && w.clean)
+            .map(|w| w.stall_ns / 1_000_000)
+            .collect();
+        stalls.sort_unstable();
+        let at_leader = windows
+            .iter()
+            .filter(|w| w.kind == kind && w.clean && w.leader_end)
+            .count();
+        println!(
+            "{}: {} clean windows ({} with a leader at one end), stall p50 {} ms, max {} ms \
+             (election timeout {} ms)",
+            kind.name(),
+            stalls.len(),
+            at_leader,
+            stalls.get(stalls.len() / 2).copied().unwrap_or(0),
+            stalls.last().copied().unwrap_or(0),
+            timeout_ms
+        );
+        assert!(
+            at_leader >= 10,
+            "{}: too few clean windows at a leader",
+            kind.name()
+        );
+    }
+    for w in windows.iter().filter(|w| w.clean) {
+        assert!(
+            w.stall_ns <= 4 * ELECTION_TIMEOUT_NS,
+            "a {} fault at {} ns stalled a group for {} ms (> 4 x {} ms)",
+            w.kind.name(),
+            w.start_ns,
+            w.stall_ns / 1_000_000,
+            timeout_ms
+        );
     }
 }

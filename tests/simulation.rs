@@ -109,6 +109,7 @@ fn print_totals_and_fail(name: &str, summary: Summary) {
     println!("{name}: {}", summary.raw_flip_totals());
     println!("{name}: {}", summary.lease_totals());
     println!("{name}: {}", summary.recovery_totals());
+    println!("{name}: {}", summary.partial_totals());
     println!("{name}: {}", summary.wire_totals());
     if summary.changed_membership() {
         println!("{name}: {}", summary.membership_totals());

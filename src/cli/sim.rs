@@ -127,6 +127,7 @@ pub fn main(args: SimArgs) -> ExitCode {
     println!("{}", summary.lease_totals());
     println!("{}", summary.leadership_totals());
     println!("{}", summary.recovery_totals());
+    println!("{}", summary.partial_totals());
     println!("{}", summary.wire_totals());
     if summary.changed_membership() {
         println!("{}", summary.membership_totals());

@@ -6,7 +6,10 @@
 //! - delivery order is total and deterministic: by delivery time, then by the order
 //!   the copies were queued (`seq`), so one seed replays the same run;
 //! - a message is never delivered across a cut: it is dropped at send if its link is
-//!   cut then, and again at delivery if the link is cut by the time it arrives;
+//!   cut then, and again at delivery if the link is cut by the time it arrives. A link
+//!   is cut by a partition (nodes on different sides) or on its own, in one direction
+//!   or both ([`SimNetwork::cut_link`]: partial connectivity, where every node may
+//!   still reach every other through a third);
 //! - nothing is queued to or from a crashed node: [`SimNetwork::drop_node`] purges the
 //!   queue and later sends involving it are dropped until [`SimNetwork::restore_node`];
 //! - each directed link holds at most `link_in_flight_max` queued copies; a copy
@@ -147,6 +150,8 @@ pub struct SimNetwork<T> {
     in_flight: BTreeMap<(NodeId, NodeId), usize>,
     /// `Some(side of each listed node)` while partitioned.
     sides: Option<BTreeMap<NodeId, usize>>,
+    /// Directed links cut on their own (`from`, `to`), beside any partition.
+    cut_links: BTreeSet<(NodeId, NodeId)>,
     /// Crashed nodes.
     down: BTreeSet<NodeId>,
     stats: NetworkStats,
@@ -163,6 +168,7 @@ impl<T: Clone> SimNetwork<T> {
             seq_next: 0,
             in_flight: BTreeMap::new(),
             sides: None,
+            cut_links: BTreeSet::new(),
             down: BTreeSet::new(),
             stats: NetworkStats::default(),
         }
@@ -241,17 +247,40 @@ impl<T: Clone> SimNetwork<T> {
         self.sides = Some(sides);
     }
 
-    /// Removes every partition (queued copies are kept).
+    /// Removes every partition and every cut link (queued copies are kept).
     pub fn heal(&mut self) {
         self.sides = None;
+        self.cut_links.clear();
     }
 
-    /// Whether the link between `a` and `b` is cut (symmetric; a node is never cut from
-    /// itself).
+    /// Cuts the directed link `from -> to` (and `to -> from` too when `both`), beside
+    /// any partition: partial connectivity. A node is never cut from itself.
+    pub fn cut_link(&mut self, from: NodeId, to: NodeId, both: bool) {
+        if from == to {
+            return;
+        }
+        self.cut_links.insert((from, to));
+        if both {
+            self.cut_links.insert((to, from));
+        }
+    }
+
+    /// Mends the link between `a` and `b`, both directions (a partition in force
+    /// still cuts it).
+    pub fn mend_link(&mut self, a: NodeId, b: NodeId) {
+        self.cut_links.remove(&(a, b));
+        self.cut_links.remove(&(b, a));
+    }
+
+    /// Whether messages from `a` to `b` are cut: by a partition (symmetric) or by a
+    /// cut of that directed link. A node is never cut from itself.
     #[must_use]
     pub fn is_cut(&self, a: NodeId, b: NodeId) -> bool {
         if a == b {
             return false;
+        }
+        if self.cut_links.contains(&(a, b)) {
+            return true;
         }
         match &self.sides {
             None => false,
@@ -262,10 +291,10 @@ impl<T: Clone> SimNetwork<T> {
         }
     }
 
-    /// Whether any partition is in force.
+    /// Whether any partition or cut link is in force.
     #[must_use]
     pub fn is_partitioned(&self) -> bool {
-        self.sides.is_some()
+        self.sides.is_some() || !self.cut_links.is_empty()
     }
 
     /// `node` crashed: every queued copy to or from it is dropped (counted), and sends
@@ -496,6 +525,37 @@ mod tests {
         net.send(Nanos(50), A, C, 4, &mut prng);
         let got: Vec<u32> = drain(&mut net).iter().map(|m| m.3).collect();
         assert_eq!(got, vec![4]);
+        net.invariants();
+    }
+
+    // Goal: a link cut on its own drops only its direction(s), at send and at
+    // delivery; the other links stay up; mend and heal restore it.
+    // Method: cut A->B one way, then both ways, send every direction, mend, cut, heal.
+    #[test]
+    fn a_cut_link_drops_its_directions_only() {
+        let mut prng = Prng::new(4);
+        let mut net = SimNetwork::new(NetworkOptions::reliable(10, 100));
+        net.send(Nanos(0), A, B, 1, &mut prng); // queued before the cut: dropped later
+        net.cut_link(A, B, false);
+        assert!(net.is_partitioned());
+        assert!(net.is_cut(A, B) && !net.is_cut(B, A) && !net.is_cut(A, C));
+        net.send(Nanos(1), A, B, 2, &mut prng); // dropped at send
+        net.send(Nanos(1), B, A, 3, &mut prng); // the other direction: delivered
+        net.send(Nanos(1), A, C, 4, &mut prng); // another link: delivered
+        let got: Vec<u32> = drain(&mut net).iter().map(|m| m.3).collect();
+        assert_eq!(got, vec![3, 4]);
+        assert_eq!(net.stats().dropped_partition, 2);
+        net.cut_link(B, A, true);
+        assert!(net.is_cut(A, B) && net.is_cut(B, A) && !net.is_cut(B, C));
+        net.mend_link(A, B);
+        assert!(!net.is_cut(A, B) && !net.is_cut(B, A) && !net.is_partitioned());
+        net.cut_link(C, C, true);
+        assert!(!net.is_cut(C, C), "a node is never cut from itself");
+        net.cut_link(C, A, true);
+        net.partition(&[vec![A, B, C]]);
+        assert!(net.is_cut(A, C), "a cut link stays cut beside a partition");
+        net.heal();
+        assert!(!net.is_partitioned() && !net.is_cut(A, C) && !net.is_cut(C, A));
         net.invariants();
     }
 

@@ -190,6 +190,12 @@ pub struct SimOptions {
     pub partition_duration_ns_min: u64,
     /// Longest partition.
     pub partition_duration_ns_max: u64,
+    /// Chance, per partition, that it is partial instead: one link cut both ways, one
+    /// way only, or flapping (cut and mended in turns), so that every node still
+    /// reaches every other through a third (`cluster::faults`). 0 when partitions are
+    /// off. Drawn from a stream of its own (`partition_partial_ppm`), so adding it left
+    /// every other draw of a seed as it was.
+    pub partition_partial_ppm: u32,
     /// Chance, per message sent, that the network also delivers a forged message: a
     /// random kind with a ballot or an instance out of bounds, claiming a peer as its
     /// sender (an attacker on the network without the peers' credentials).
@@ -489,6 +495,11 @@ impl SimOptions {
             partition_duration_ns_max,
             network_forge_ppm: if on(FaultClass::Forgery) { forge } else { 0 },
             network_raw_flip_ppm: raw_flip_ppm(seed, calm),
+            partition_partial_ppm: if on(FaultClass::Partition) {
+                partition_partial_ppm(seed)
+            } else {
+                0
+            },
             crash_interval_ns_mean: on(FaultClass::Crash).then_some(crash_interval),
             restart_delay_ns_min,
             restart_delay_ns_max,
@@ -695,6 +706,16 @@ impl SimOptions {
             assert!(!self.large_values_forced, "large-value mode forced but off");
         }
         assert!(
+            self.partition_partial_ppm <= PPM,
+            "partition_partial_ppm > 1_000_000"
+        );
+        if !self.fault_on(FaultClass::Partition) {
+            assert_eq!(
+                self.partition_partial_ppm, 0,
+                "partitions are off but some are partial"
+            );
+        }
+        assert!(
             self.disk_unsynced_keep_ppm <= PPM,
             "disk_unsynced_keep_ppm > 1e6"
         );
@@ -878,6 +899,17 @@ fn raw_flip_ppm(seed: u64, calm: bool) -> u32 {
         return 0;
     }
     skewed_ppm(&mut p, 300_000)
+}
+
+/// `partition_partial_ppm` of `seed` (partitions on): none in one run in four, every
+/// partition partial in one in four, else between 20 % and 80 % of them.
+fn partition_partial_ppm(seed: u64) -> u32 {
+    let mut p = Prng::new(seed ^ 0x5041_5254_4941_4c21);
+    match p.below(4) {
+        0 => 0,
+        1 => PPM,
+        _ => p.range(200_000, 800_000) as u32,
+    }
 }
 
 fn skewed_ppm(prng: &mut Prng, max_ppm: u32) -> u32 {

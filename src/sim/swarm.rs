@@ -7,7 +7,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::cluster::{run_options, Failure, RunReport};
+use super::checkers::{PartialKind, PartialWindow};
+use super::cluster::{run_options, Failure, RunReport, ELECTION_TIMEOUT_NS};
 use super::options::SimOptions;
 use super::profile::Profile;
 use crate::runtime::clock::MonotonicClock;
@@ -229,6 +230,50 @@ impl Summary {
             sum(|r| r.recovery.kept_unsynced),
             sum(|r| r.writes_overlapped),
             sum(|r| r.completions_held),
+        )
+    }
+
+    /// The one-line totals of the passing seeds' partial partitions (a line of its
+    /// own; `checkers::partial`): how many of each shape, how many clean (no other fault
+    /// overlapped), and the stalls of the clean ones against the election timeout.
+    #[must_use]
+    pub fn partial_totals(&self) -> String {
+        let windows: Vec<&PartialWindow> =
+            self.reports.iter().flat_map(|r| r.partial.iter()).collect();
+        let of_kind = |kind: PartialKind| windows.iter().filter(|w| w.kind == kind).count();
+        let mut clean: Vec<u64> = windows
+            .iter()
+            .filter(|w| w.clean)
+            .map(|w| w.stall_ns)
+            .collect();
+        clean.sort_unstable();
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let at = |q: f64| -> u64 {
+            if clean.is_empty() {
+                return 0;
+            }
+            let index = ((clean.len() - 1) as f64 * q).round() as usize;
+            clean[index.min(clean.len() - 1)]
+        };
+        let longest = clean.last().copied().unwrap_or(0);
+        format!(
+            "{} partial partitions ({} link, {} one-way, {} flapping), {} clean: stall \
+             p50 {:.0} ms, p99 {:.0} ms, longest {:.0} ms ({:.2} election timeouts of {} \
+             ms), {} over 4 election timeouts",
+            windows.len(),
+            of_kind(PartialKind::Link),
+            of_kind(PartialKind::OneWay),
+            of_kind(PartialKind::Flapping),
+            clean.len(),
+            ms(at(0.5)),
+            ms(at(0.99)),
+            ms(longest),
+            longest as f64 / ELECTION_TIMEOUT_NS as f64,
+            ELECTION_TIMEOUT_NS / 1_000_000,
+            clean
+                .iter()
+                .filter(|s| **s > 4 * ELECTION_TIMEOUT_NS)
+                .count(),
         )
     }
 

@@ -41,6 +41,7 @@ pub mod liveness;
 pub mod log_read;
 pub mod membership;
 pub mod monotonic;
+pub mod partial;
 pub mod prefix;
 pub mod read;
 pub mod recovery;
@@ -62,6 +63,7 @@ pub use liveness::LivenessChecker;
 pub use log_read::{LogReadAnswered, LogReadChecker};
 pub use membership::MembershipChecker;
 pub use monotonic::{MonotonicChecker, Watermarks};
+pub use partial::{PartialKind, PartialRecovery, PartialWindow};
 pub use prefix::PrefixChecker;
 pub use read::ReadChecker;
 pub use recovery::{RecoveryChecker, RecoveryCounts};
@@ -177,6 +179,8 @@ pub struct Checkers {
     pub liveness: LivenessChecker,
     /// Membership changes and the quorums that elect leaders across them.
     pub membership: MembershipChecker,
+    /// What each partial connectivity fault cost (measured; checked by tests).
+    pub partial: PartialRecovery,
     /// Messages fit their byte budget, and the estimate bounds the real encoding.
     pub message_size: MessageSizeChecker,
     /// In-memory logs stay within retention and window.

@@ -351,6 +351,9 @@ impl Cluster {
             self.checkers
                 .observe_watermarks(id, group_id, &watermarks)?;
             self.checkers
+                .partial
+                .observe_chosen(group_id, watermarks.chosen_through, self.now);
+            self.checkers
                 .membership
                 .observe_promised(id, group_id, group.promised());
             if let (Some(ballot), Some(from)) = (watermarks.leader_ballot, group.phase1_from()) {

@@ -5,7 +5,7 @@ use super::execute::recovered_fact;
 use super::{Cluster, Event, SimWrites, LIVENESS_BOUND_NS, MS};
 use crate::paxos::{Instance, Lsn, NodeId, Record, Restore};
 use crate::runtime::{shard_of, Shard, ShardConfig, ShardInput};
-use crate::sim::checkers::Violation;
+use crate::sim::checkers::{PartialKind, Violation};
 use crate::sim::network::NetworkOptions;
 use crate::wal::index::LogIndex;
 use crate::wal::{self, DecodeLimits, GroupCommit, GroupCommitConfig, ScanConfig};
@@ -57,6 +57,7 @@ impl Cluster {
     }
 
     pub(super) fn crash(&mut self, node: usize, lose_disk: bool) {
+        self.checkers.partial.spoil();
         let n = &mut self.nodes[node];
         n.up = false;
         n.incarnation += 1;
@@ -85,6 +86,14 @@ impl Cluster {
     }
 
     pub(super) fn inject_partition(&mut self) {
+        if self.options.partition_partial_ppm > 0
+            && self
+                .partial_prng
+                .chance_ppm(self.options.partition_partial_ppm)
+        {
+            self.inject_partial_partition();
+            return;
+        }
         let count = self.nodes.len();
         let mut sides: Vec<Vec<NodeId>> = vec![Vec::new(), Vec::new()];
         for node in &self.nodes {
@@ -103,6 +112,95 @@ impl Cluster {
             self.options.partition_duration_ns_max,
         );
         self.schedule(self.now + duration, Event::PartitionEnd);
+    }
+
+    /// A partial partition: one link cut both ways, one way only, or flapping, with
+    /// every other link up. One end is a group's leader half the time (a leader that
+    /// loses one follower is the case that matters most), and the partial fault's cost
+    /// is measured (`checkers::partial`). Draws from `partial_prng` only.
+    fn inject_partial_partition(&mut self) {
+        let count = self.nodes.len();
+        if count < 2 {
+            let at = self.now + 10 * MS;
+            self.schedule(at, Event::PartitionEnd);
+            return;
+        }
+        let leader = if self.partial_prng.below(2) == 0 {
+            let group = self.groups[self.partial_prng.index(self.groups.len())];
+            self.leader_node(group)
+        } else {
+            None
+        };
+        let a = leader.unwrap_or_else(|| self.partial_prng.index(count));
+        let b = (a + 1 + self.partial_prng.index(count - 1)) % count;
+        let leader_end = self
+            .groups
+            .iter()
+            .any(|g| matches!(self.leader_node(*g), Some(n) if n == a || n == b));
+        let (a, b) = (self.nodes[a].id, self.nodes[b].id);
+        let kind = match self.partial_prng.below(3) {
+            0 => PartialKind::Link,
+            1 => PartialKind::OneWay,
+            _ => PartialKind::Flapping,
+        };
+        // One way: half the time the leader cannot send, half the time it cannot hear.
+        let (from, to) = if self.partial_prng.below(2) == 0 {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        self.network.cut_link(from, to, kind != PartialKind::OneWay);
+        if kind == PartialKind::Flapping {
+            let period_ns = self.partial_prng.range(5 * MS, 300 * MS);
+            let generation = self.flap_generation;
+            self.schedule(
+                self.now + period_ns,
+                Event::LinkFlap {
+                    a,
+                    b,
+                    period_ns,
+                    generation,
+                },
+            );
+        }
+        let all_up = self.nodes.iter().all(|n| n.up);
+        self.checkers
+            .partial
+            .begin(kind, self.now, all_up, leader_end);
+        let duration = self.partial_prng.range(
+            self.options.partition_duration_ns_min,
+            self.options.partition_duration_ns_max,
+        );
+        self.schedule(self.now + duration, Event::PartitionEnd);
+    }
+
+    /// The partition in force ends: every link mended, a flapping one stopped, the
+    /// partial fault's measurement closed.
+    pub(super) fn end_partition(&mut self) {
+        self.network.heal();
+        self.flap_generation += 1;
+        self.checkers.partial.end(self.now);
+    }
+
+    /// A flapping link turns, unless its partition ended (a stale `generation`).
+    pub(super) fn flap_link(&mut self, a: NodeId, b: NodeId, period_ns: u64, generation: u64) {
+        if generation != self.flap_generation || self.liveness {
+            return;
+        }
+        if self.network.is_cut(a, b) {
+            self.network.mend_link(a, b);
+        } else {
+            self.network.cut_link(a, b, true);
+        }
+        self.schedule(
+            self.now + period_ns,
+            Event::LinkFlap {
+                a,
+                b,
+                period_ns,
+                generation,
+            },
+        );
     }
 
     /// When the seed enables bit flips, a few land in each safety phase (more with a
@@ -150,7 +248,7 @@ impl Cluster {
 
     pub(super) fn heal(&mut self) -> Result<(), Violation> {
         self.liveness = true;
-        self.network.heal();
+        self.end_partition();
         let mut calm = NetworkOptions::from_options(&self.options);
         calm.loss_ppm = 0;
         calm.duplicate_ppm = 0;
@@ -166,6 +264,7 @@ impl Cluster {
 
     /// Starts (or restarts) `node` from its disks: recovery, replay, new shards.
     pub(super) fn start_node(&mut self, node: usize) -> Result<(), Violation> {
+        self.checkers.partial.spoil();
         let now = self.now;
         let first_start = self.nodes[node].incarnation == 0 && !self.nodes[node].up;
         let restarted = !first_start || self.steps > 1;

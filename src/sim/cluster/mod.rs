@@ -101,6 +101,9 @@ const S: u64 = 1_000_000_000;
 /// Size of each simulated shard disk.
 /// (Images grow with what is written: a seed pays only for the log it writes.)
 pub const DISK_SIZE: usize = 2 << 30;
+/// Every group's base election timeout (`GroupConfig::election_timeout_ns`): the unit
+/// in which recovery from partial connectivity is reported (`checkers::partial`).
+pub const ELECTION_TIMEOUT_NS: u64 = 500 * MS;
 /// How long the liveness phase keeps proposing before it waits for convergence.
 const LIVENESS_LOAD_NS: u64 = 2 * S;
 /// How long after healing the cluster must have converged.
@@ -147,6 +150,14 @@ enum Event {
     },
     PartitionStart,
     PartitionEnd,
+    /// The flapping link `a`–`b` turns (cut or mended), every `period_ns` while its
+    /// partial partition lasts (`generation` is `Cluster::flap_generation` then).
+    LinkFlap {
+        a: NodeId,
+        b: NodeId,
+        period_ns: u64,
+        generation: u64,
+    },
     BitFlip,
     Client,
     /// A client asks for a membership change (`members`).
@@ -249,6 +260,12 @@ pub struct Cluster {
     /// The crashes' own stream: which unsynced sectors a crash keeps, and whether it
     /// waits for a write in flight (`faults`), for the same reason.
     crash_prng: Prng,
+    /// The partial partitions' own stream (`faults`: which link, which shape, how
+    /// long, the flapping period), for the same reason.
+    partial_prng: Prng,
+    /// Bumped when a partition ends or the faults heal: a `LinkFlap` of an earlier
+    /// generation is stale.
+    flap_generation: u64,
     /// A crash is due as soon as a node issues a write (`faults`).
     crash_at_next_write: bool,
     /// When the next read is issued (`None`: reads are off).
@@ -300,36 +317,7 @@ impl Cluster {
         let mut group_configs = Vec::new();
         for &node in &node_ids {
             for &group in &groups {
-                let mut config = GroupConfig::new(node, group, Membership::new(voters.clone()));
-                config.window_instances_max = options.window_instances_max;
-                config.accept_window_instances_max = options.window_instances_max * 4;
-                config.batch_values_max = options.batch_values_max;
-                config.batch_size_max = batch_size_max;
-                config.value_size_max = value_size_max;
-                config.proposal_queue_count_max = 1_024;
-                config.proposal_queue_size_max = 64 << 20;
-                config.election_timeout_ns = 500 * MS;
-                config.heartbeat_interval_ns = 50 * MS;
-                config.lease_ns = 250 * MS;
-                config.retransmit_ns = 100 * MS;
-                config.clock_drift_ppm = u64::from(options.clock_drift_bound_ppm);
-                config.promise_entries_max = 4_096;
-                config.catch_up_entries_max = 64;
-                config.retention_instances_max = options.retention_instances_max;
-                config.retention_size_max = options.retention_size_max;
-                config.leader_placement = options.leader_placement;
-                if let Some(slack) = options.message_size_slack {
-                    config.message_size_max = config.message_size_min() + slack;
-                }
-                config.seed = prng.next_u64();
-                // Catch-up credit per replica from its own seed (no further draw, so
-                // the seeds of `tests/seeds.txt` keep their runs): 1 (stop-and-wait,
-                // as a peer that sends no credit), 2, 4 or 8 chunks in flight, mixed
-                // within a group.
-                config.catch_up_credit_max = 1 << (config.seed >> 62);
-                if let Err(why) = config.validate() {
-                    panic!("simulator built an invalid GroupConfig: {why}");
-                }
+                let config = group_config(&options, node, group, &voters, prng.next_u64());
                 group_configs.push(config);
             }
         }
@@ -368,6 +356,8 @@ impl Cluster {
             checkpoint_prng: Prng::new(options.seed ^ 0x434b_5054_5354_524d),
             wal_read_prng: Prng::new(options.seed ^ 0x5741_4c52_4541_4453),
             crash_prng: Prng::new(options.seed ^ 0x4352_4153_4853_544d),
+            partial_prng: Prng::new(options.seed ^ 0x5041_5254_5354_524d),
+            flap_generation: 0,
             crash_at_next_write: false,
             read_next_ns: options.read_interval_ns_mean,
             read_id_next: 1,
@@ -675,7 +665,7 @@ impl Cluster {
                 }
             }
             Event::PartitionEnd => {
-                self.network.heal();
+                self.end_partition();
                 if let (false, Some(mean)) =
                     (self.liveness, self.options.partition_interval_ns_mean)
                 {
@@ -683,6 +673,12 @@ impl Cluster {
                     self.schedule(at, Event::PartitionStart);
                 }
             }
+            Event::LinkFlap {
+                a,
+                b,
+                period_ns,
+                generation,
+            } => self.flap_link(a, b, period_ns, generation),
             Event::BitFlip => {
                 if !self.liveness {
                     self.inject_bit_flip();
@@ -691,7 +687,10 @@ impl Cluster {
                 }
             }
             Event::Client => self.client()?,
-            Event::Membership => self.change_membership()?,
+            Event::Membership => {
+                self.checkers.partial.spoil();
+                self.change_membership()?;
+            }
             Event::Heal => self.heal()?,
             Event::Checkpoint {
                 node,
@@ -716,6 +715,50 @@ impl Cluster {
         let x = -(1.0 - u).ln() * mean as f64;
         (x as u64).clamp(1, mean.saturating_mul(20))
     }
+}
+
+/// The configuration of `group` on `node` in a run of `options`, with its own PRNG
+/// `seed` (drawn from the run's stream, in node then group order).
+fn group_config(
+    options: &SimOptions,
+    node: NodeId,
+    group: GroupId,
+    voters: &[NodeId],
+    seed: u64,
+) -> GroupConfig {
+    let value_size_max = options.value_size_max.max(options.large_value_size_max);
+    let batch_size_max = options.batch_size_max.max(value_size_max);
+    let mut config = GroupConfig::new(node, group, Membership::new(voters.to_vec()));
+    config.window_instances_max = options.window_instances_max;
+    config.accept_window_instances_max = options.window_instances_max * 4;
+    config.batch_values_max = options.batch_values_max;
+    config.batch_size_max = batch_size_max;
+    config.value_size_max = value_size_max;
+    config.proposal_queue_count_max = 1_024;
+    config.proposal_queue_size_max = 64 << 20;
+    config.election_timeout_ns = ELECTION_TIMEOUT_NS;
+    config.heartbeat_interval_ns = 50 * MS;
+    config.lease_ns = 250 * MS;
+    config.retransmit_ns = 100 * MS;
+    config.clock_drift_ppm = u64::from(options.clock_drift_bound_ppm);
+    config.promise_entries_max = 4_096;
+    config.catch_up_entries_max = 64;
+    config.retention_instances_max = options.retention_instances_max;
+    config.retention_size_max = options.retention_size_max;
+    config.leader_placement = options.leader_placement;
+    if let Some(slack) = options.message_size_slack {
+        config.message_size_max = config.message_size_min() + slack;
+    }
+    config.seed = seed;
+    // Catch-up credit per replica from its own seed (no further draw, so
+    // the seeds of `tests/seeds.txt` keep their runs): 1 (stop-and-wait,
+    // as a peer that sends no credit), 2, 4 or 8 chunks in flight, mixed
+    // within a group.
+    config.catch_up_credit_max = 1 << (config.seed >> 62);
+    if let Err(why) = config.validate() {
+        panic!("simulator built an invalid GroupConfig: {why}");
+    }
+    config
 }
 
 /// The shards' limits: in backpressure seeds (`SimOptions::backpressure`) one WAL

@@ -111,6 +111,8 @@ pub struct RunReport {
     pub wire: (u64, u64, u64),
     /// What the membership changes of the workload did (not part of `Debug`).
     pub membership: MembershipReport,
+    /// What each partial partition cost (`checkers::partial`; not part of `Debug`).
+    pub partial: Vec<crate::sim::checkers::PartialWindow>,
 }
 
 /// What the membership changes of one run did (`members`).
@@ -277,6 +279,7 @@ impl Cluster {
         report.retention_bounded = self.options.retention_bounded();
         report.backpressure = self.options.backpressure;
         report.recovery = self.checkers.recovery.counts();
+        report.partial = self.checkers.partial.windows().to_vec();
         let wire = &self.checkers.wire;
         report.wire = (wire.messages(), wire.frames(), wire.bytes());
         let shards_sum = |counter: fn(&ShardCounters) -> u64| -> u64 {

@@ -46,6 +46,7 @@ impl Cluster {
         self.checkers
             .liveness
             .observe_propose(node_id, group, id, self.now);
+        self.checkers.partial.observe_propose(group, self.now);
         self.proposals_in_flight.insert(id, (node, group));
         if self.liveness {
             self.proposed_after_heal += 1;

@@ -88,16 +88,7 @@ impl fmt::Display for SimOptions {
         if self.network_raw_flip_ppm > 0 {
             write!(f, " raw_flip={}", percent(self.network_raw_flip_ppm))?;
         }
-        match self.partition_interval_ns_mean {
-            Some(mean) => write!(
-                f,
-                " partition=~{}x{}..{}",
-                duration(mean),
-                duration(self.partition_duration_ns_min),
-                duration(self.partition_duration_ns_max)
-            )?,
-            None => write!(f, " partition=off")?,
-        }
+        self.fmt_partitions(f)?;
         match self.crash_interval_ns_mean {
             Some(mean) => write!(
                 f,
@@ -163,6 +154,24 @@ impl SimOptions {
             crate::paxos::LeaderPlacement::Balanced => "balanced",
             crate::paxos::LeaderPlacement::Off => "off",
         }
+    }
+
+    /// The partitions: how often, how long, how many partial.
+    fn fmt_partitions(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.partition_interval_ns_mean {
+            Some(mean) => write!(
+                f,
+                " partition=~{}x{}..{}",
+                duration(mean),
+                duration(self.partition_duration_ns_min),
+                duration(self.partition_duration_ns_max)
+            )?,
+            None => write!(f, " partition=off")?,
+        }
+        if self.partition_partial_ppm > 0 {
+            write!(f, " partial={}", percent(self.partition_partial_ppm))?;
+        }
+        Ok(())
     }
 
     /// The checkpoint and truncation part of the one-line description.
