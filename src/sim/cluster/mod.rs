@@ -588,24 +588,7 @@ impl Cluster {
                 lsn,
                 offset,
                 size,
-            } => {
-                if self.nodes[node].up && self.nodes[node].incarnation == incarnation {
-                    let slot = &mut self.nodes[node].shards[shard];
-                    slot.disk.sync_range(offset, size);
-                    // Ground truth of the contiguity rule, kept apart from the shard's.
-                    let durable = slot.writes.complete(lsn);
-                    let id = self.nodes[node].id;
-                    if let Some(durable) = durable {
-                        self.checkers
-                            .send_durable
-                            .observe_synced(id, shard, durable);
-                        self.checkers.recovery.observe_synced(id, shard, durable);
-                    } else {
-                        self.report.completions_held += 1;
-                    }
-                    self.step_shard(node, shard, ShardInput::WriteDone { lsn_through: lsn })?;
-                }
-            }
+            } => self.on_write_done(node, shard, incarnation, lsn, (offset, size))?,
             Event::WalReadDone {
                 node,
                 shard,
@@ -702,6 +685,36 @@ impl Cluster {
             } => self.on_checkpoint(node, shard, incarnation, group, through, stage)?,
         }
         Ok(())
+    }
+
+    /// A write's fdatasync completed: the range `(offset, size)` is synced on the disk,
+    /// and the shard learns it (the checkers learn what is durable by the contiguity
+    /// rule, from the simulator's own ground truth).
+    fn on_write_done(
+        &mut self,
+        node: usize,
+        shard: usize,
+        incarnation: u32,
+        lsn: Lsn,
+        (offset, size): (u64, usize),
+    ) -> Result<(), Violation> {
+        if !self.nodes[node].up || self.nodes[node].incarnation != incarnation {
+            return Ok(());
+        }
+        let slot = &mut self.nodes[node].shards[shard];
+        slot.disk.sync_range(offset, size);
+        // Ground truth of the contiguity rule, kept apart from the shard's.
+        let durable = slot.writes.complete(lsn);
+        let id = self.nodes[node].id;
+        if let Some(durable) = durable {
+            self.checkers
+                .send_durable
+                .observe_synced(id, shard, durable);
+            self.checkers.recovery.observe_synced(id, shard, durable);
+        } else {
+            self.report.completions_held += 1;
+        }
+        self.step_shard(node, shard, ShardInput::WriteDone { lsn_through: lsn })
     }
 
     fn group_on(&self, node: usize, group: GroupId) -> Option<&crate::paxos::Group> {
