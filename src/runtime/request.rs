@@ -369,7 +369,8 @@ pub struct QueueDepths {
     pub log_reads_waiting: u64,
     /// Messages held until the WAL is durable past them (acks, own votes).
     pub held_messages: u64,
-    /// 1 while a WAL write (and its fdatasync) is in flight, else 0.
+    /// WAL writes (each with its fdatasync) handed to the writer and not yet
+    /// reported: 0 ..= `Config::wal_writes_in_flight_max`.
     pub wal_write_in_flight: u64,
 }
 
