@@ -182,6 +182,8 @@ impl Driver {
             }
             if self.stopping.is_none() {
                 self.wal.maintain(self.wal_reads.running_count());
+            } else {
+                self.wal.stop_maintenance();
             }
             self.wait().await;
         };

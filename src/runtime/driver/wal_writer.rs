@@ -177,8 +177,9 @@ pub(super) struct WalWriter {
     pending: VecDeque<WritePlan>,
     /// What the running writes left.
     done: Rc<RefCell<Completions>>,
-    /// WAL reads running at the last `maintain` (a truncation waits for none).
-    reads_running: usize,
+    /// A truncation waits for the writes running to drain (the last `maintain` saw it
+    /// asked for and no WAL read running): new writes queue behind it.
+    truncate_armed: bool,
     /// A failed slice of spare maintenance (fatal, never retried).
     maintenance_error: Rc<RefCell<Option<Fatal>>>,
     /// Spare maintenance has slices left (`Store::prepare_spares_slice`).
@@ -280,7 +281,7 @@ impl WalWriter {
             writes_in_flight_max,
             pending: VecDeque::with_capacity(writes_in_flight_max),
             done: Rc::new(RefCell::new(Completions::default())),
-            reads_running: 0,
+            truncate_armed: false,
             maintenance_error: Rc::new(RefCell::new(None)),
             maintenance_more: Rc::new(Cell::new(false)),
             truncate: None,
@@ -416,7 +417,7 @@ impl WalWriter {
     /// is free (`maintain` runs the rest while idle), so zero-filling new segments stays
     /// off the write path.
     fn start_pending(&mut self) {
-        if self.truncate.is_some() && self.reads_running == 0 {
+        if self.truncate_armed {
             return;
         }
         while !self.pending.is_empty() && self.store.borrow().is_some() {
@@ -448,17 +449,23 @@ impl WalWriter {
         self.truncate = Some(truncate);
     }
 
-    /// While no write is pending or in flight: starts the truncation the shard asked
-    /// for when no WAL read runs (`reads_running`; while one waits and none runs, new
-    /// writes queue behind it), else runs one
-    /// slice of spare maintenance when slices are left; each write also runs one after
-    /// it completes. The loop does not call it once the shard stops.
+    /// Starts the truncation the shard asked for once no WAL read runs
+    /// (`reads_running`) and no write runs: while it waits for the running writes to
+    /// drain, new writes queue behind it; a read starting meanwhile lets them go again.
+    /// Else, while no write is pending or in flight, runs one slice of spare
+    /// maintenance when slices are left (each write also runs one after its
+    /// fdatasync). The loop calls `stop_maintenance` instead once the shard stops.
     pub fn maintain(&mut self, reads_running: usize) {
-        self.reads_running = reads_running;
-        if self.truncate.is_some() && reads_running == 0 && self.writes_running() == 0 {
+        self.truncate_armed = self.truncate.is_some() && reads_running == 0;
+        if self.truncate_armed && self.writes_running() == 0 {
             self.start_truncate();
+            if self.truncate.is_none() {
+                self.truncate_armed = false;
+            }
             return;
         }
+        // Not armed (a read runs): writes queued behind the truncation go on.
+        self.start_pending();
         if self.writes_in_flight > 0 {
             return;
         }
@@ -479,6 +486,13 @@ impl WalWriter {
             wake.notify();
         })
         .detach();
+    }
+
+    /// The shard is stopping: no truncation or spare maintenance starts any more, and
+    /// writes queued behind a waiting truncation go on.
+    pub fn stop_maintenance(&mut self) {
+        self.truncate_armed = false;
+        self.start_pending();
     }
 
     /// Starts the truncation asked for, when the store is free: `Store::truncate`
