@@ -190,7 +190,7 @@ impl Driver {
         match exit {
             Exit::Abort => {
                 self.mailbox.close();
-                // As a crash: nothing is flushed or answered, the write in flight is
+                // As a crash: nothing is flushed or answered, the writes in flight are
                 // abandoned. The sockets close (as a dead process's would), so the
                 // node can restart on the same addresses.
                 self.net.close().await;
