@@ -39,7 +39,7 @@ fn accept(instance: u64, value_size: usize) -> Record {
 fn stamp() -> Stamp {
     Stamp {
         lsn: Lsn(1000),
-        batch_first: Lsn(990),
+        unsynced_from: Lsn(990),
     }
 }
 
@@ -98,6 +98,7 @@ fn group_commit_batch(c: &mut Criterion) {
         let config = GroupCommitConfig {
             buffer_size_max: 1 << 20,
             salt: SALT,
+            writes_in_flight_max: 1,
         };
         group.bench_function(name, |b| {
             b.iter_batched_ref(

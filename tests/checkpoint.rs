@@ -47,6 +47,7 @@ fn shard_with(
         GroupCommitConfig {
             buffer_size_max: 1 << 20,
             salt: SALT,
+            writes_in_flight_max: 1,
         },
         resume,
     );

@@ -915,6 +915,7 @@ fn shard_refuses_and_reports_forged_messages() {
         GroupCommitConfig {
             buffer_size_max: 1 << 20,
             salt: 7,
+            writes_in_flight_max: 1,
         },
         Resume {
             offset: 0,

@@ -79,6 +79,7 @@ fn new_shard(id: NodeId) -> Shard {
         GroupCommitConfig {
             buffer_size_max: 1 << 20,
             salt: 3,
+            writes_in_flight_max: 1,
         },
         Resume {
             offset: 0,

@@ -173,7 +173,7 @@ struct Item {
     offset: usize,
     size: usize,
     lsn: u64,
-    batch_first: u64,
+    unsynced_from: u64,
     /// Index of the record (None for a Pad).
     record: Option<usize>,
 }
@@ -210,6 +210,7 @@ fn build(layout: Layout, partition: &[usize]) -> (Vec<u8>, Vec<Item>) {
         GroupCommitConfig {
             buffer_size_max: 1 << 16,
             salt: SALT,
+            writes_in_flight_max: 1,
         },
         Resume::EMPTY,
     );
@@ -238,7 +239,7 @@ fn build(layout: Layout, partition: &[usize]) -> (Vec<u8>, Vec<Item>) {
             offset: at,
             size,
             lsn: decoded.stamp.lsn.0,
-            batch_first: decoded.stamp.batch_first.0,
+            unsynced_from: decoded.stamp.unsynced_from.0,
             record: (!is_pad).then_some(records),
         });
         records += usize::from(!is_pad);
@@ -290,7 +291,7 @@ impl Case<'_> {
                         let record = accept_at(index as u64 + 1, self.layout.value_size(), POISON);
                         let stamp = Stamp {
                             lsn: Lsn(item.lsn),
-                            batch_first: Lsn(item.batch_first),
+                            unsynced_from: Lsn(item.unsynced_from),
                         };
                         let mut bytes = Vec::new();
                         encode(&record, stamp, SALT, &mut bytes);
@@ -505,7 +506,7 @@ fn oracle(case: &Case<'_>, image_len: usize, log_len: usize) -> Expected {
             .max_by_key(|i| (items[*i].lsn, *i))
             .expect("survey is not empty");
         let data_end = survey.iter().map(|i| items[*i].end()).max().unwrap_or(0);
-        if items[newest].batch_first <= last + 1 {
+        if items[newest].unsynced_from <= last + 1 {
             if let Some((recovery, scrub)) = damaged(data_end, &mut rows) {
                 return Expected {
                     lsns,
@@ -517,7 +518,7 @@ fn oracle(case: &Case<'_>, image_len: usize, log_len: usize) -> Expected {
                 };
             }
         }
-        let (recovery, row) = if items[newest].batch_first <= last + 1 {
+        let (recovery, row) = if items[newest].unsynced_from <= last + 1 {
             (
                 Recovery::TornTail {
                     truncate_at: p as u64,
@@ -655,6 +656,7 @@ fn resume_after_torn_tail() {
         GroupCommitConfig {
             buffer_size_max: 1 << 16,
             salt: SALT,
+            writes_in_flight_max: 1,
         },
         Resume::EMPTY,
     );
@@ -683,6 +685,7 @@ fn resume_after_torn_tail() {
         GroupCommitConfig {
             buffer_size_max: 1 << 16,
             salt: SALT,
+            writes_in_flight_max: 1,
         },
         first.resume,
     );
@@ -713,6 +716,7 @@ fn damage_witnessed_by_the_same_sector() {
         GroupCommitConfig {
             buffer_size_max: 1 << 16,
             salt: SALT,
+            writes_in_flight_max: 1,
         },
         Resume::EMPTY,
     );
@@ -767,7 +771,7 @@ fn remnant_is_no_witness() {
     let mut remnant = Vec::new();
     let stamp = Stamp {
         lsn: Lsn(4),
-        batch_first: Lsn(3),
+        unsynced_from: Lsn(3),
     };
     encode(&accept(4, 10), stamp, SALT, &mut remnant);
     image[end + 104..end + 104 + remnant.len()].copy_from_slice(&remnant);
@@ -779,7 +783,7 @@ fn remnant_is_no_witness() {
     let mut header = Vec::new();
     let stamp = Stamp {
         lsn: Lsn(3),
-        batch_first: Lsn(3),
+        unsynced_from: Lsn(3),
     };
     encode(&accept(3, 32), stamp, SALT, &mut header);
     assert_eq!(header.len(), 104);
@@ -854,6 +858,7 @@ fn random_log(prng: &mut Prng, blocks: usize) -> (Vec<u8>, Vec<Record>) {
         GroupCommitConfig {
             buffer_size_max: 4 * BLOCK_SIZE,
             salt: SALT,
+            writes_in_flight_max: 1,
         },
         Resume::EMPTY,
     );
@@ -919,7 +924,7 @@ fn mutate(prng: &mut Prng, image: &mut Vec<u8>) -> bool {
                 let lsn = prng.range(1, 200);
                 let stamp = Stamp {
                     lsn: Lsn(lsn),
-                    batch_first: Lsn(prng.range(1, lsn)),
+                    unsynced_from: Lsn(prng.range(1, lsn)),
                 };
                 let mut bytes = Vec::new();
                 let record = match random_record(prng, lsn) {
@@ -977,7 +982,7 @@ fn fuzz_arbitrary_bytes() {
                 &random_record(&mut prng, lsn),
                 Stamp {
                     lsn: Lsn(lsn),
-                    batch_first: Lsn(1),
+                    unsynced_from: Lsn(1),
                 },
                 SALT,
                 &mut bytes,

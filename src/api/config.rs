@@ -93,6 +93,10 @@ pub struct Config {
     pub wal_buffer_size_max: usize,
     /// Zero-filled segments kept ready ahead of the one being written.
     pub spare_segments: usize,
+    /// WAL writes (each with its fdatasync) a shard runs at once, in
+    /// `1..=WRITES_IN_FLIGHT_MAX_LIMIT` (8): the next batch is written while the
+    /// previous one syncs. A batch is durable once it and every earlier one are.
+    pub wal_writes_in_flight_max: usize,
     /// Bytes of records waiting for the WAL beyond which a shard refuses new
     /// proposals (`Overloaded`) and peer messages (dropped, retransmitted later).
     pub wal_pending_size_max: usize,
@@ -168,6 +172,7 @@ impl Config {
             segment_size: 64 << 20,
             wal_buffer_size_max: 4 << 20,
             spare_segments: 2,
+            wal_writes_in_flight_max: 2,
             wal_pending_size_max: 16 << 20,
             held_count_max: 65_536,
             peer_queue_size_max: 64 << 20,
@@ -329,6 +334,13 @@ impl Config {
                 self.wal_buffer_size_max
             ),
         )?;
+        let limit = crate::wal::group_commit::WRITES_IN_FLIGHT_MAX_LIMIT;
+        check(
+            (1..=limit).contains(&self.wal_writes_in_flight_max),
+            "wal_writes_in_flight_max",
+            self.wal_writes_in_flight_max.to_string(),
+            format!("must be in 1..={limit}"),
+        )?;
         check(
             self.wal_pending_size_max >= self.wal_buffer_size_max,
             "wal_pending_size_max",
@@ -482,6 +494,7 @@ impl Config {
             groups,
             store: self.store_config(shard),
             wal_buffer_size_max: self.wal_buffer_size_max,
+            wal_writes_in_flight_max: self.wal_writes_in_flight_max,
             shard_config: ShardConfig {
                 node: self.node,
                 wal_pending_size_max: self.wal_pending_size_max,
@@ -562,6 +575,12 @@ mod tests {
         let error = bad.validate().expect_err("unaligned buffer");
         assert_eq!(error.field, "wal_buffer_size_max");
         assert!(error.to_string().contains("5000"), "{error}");
+        for writes in [0, 9] {
+            let mut bad = config();
+            bad.wal_writes_in_flight_max = writes;
+            let error = bad.validate().expect_err("writes in flight out of range");
+            assert_eq!(error.field, "wal_writes_in_flight_max");
+        }
         let mut bad = config();
         bad.group.lease_ns = bad.group.election_timeout_ns;
         assert_eq!(bad.validate().map_err(|e| e.field), Err("group"));

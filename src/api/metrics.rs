@@ -309,7 +309,7 @@ const SHARD_GAUGES: &[(&str, &str, ShardValue)] = &[
     ),
     (
         "wal_write_in_flight",
-        "1 while a WAL write is in flight.",
+        "WAL writes (with their fdatasync) in flight.",
         |s| s.metrics.queues.wal_write_in_flight,
     ),
     ("wal_index_slots", "Instances the WAL's index holds.", |s| {

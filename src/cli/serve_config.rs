@@ -204,6 +204,9 @@ pub struct CheckpointSection {
 pub struct WalSection {
     /// Truncate the WAL below the groups' checkpoints (`--no-truncation` sets false).
     pub truncation: Option<bool>,
+    /// WAL writes (each with its fdatasync) a shard runs at once, 1..=8
+    /// (`Config::wal_writes_in_flight_max`).
+    pub writes_in_flight_max: Option<usize>,
 }
 
 /// `[group]`: `GroupConfig`'s fields of the same names (durations in milliseconds).
@@ -540,6 +543,9 @@ impl ServeFile {
         }
         if self.wal.truncation == Some(false) {
             config.truncation = TruncationPolicy::OFF;
+        }
+        if let Some(n) = self.wal.writes_in_flight_max {
+            config.wal_writes_in_flight_max = n;
         }
     }
 

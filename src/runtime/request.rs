@@ -245,13 +245,15 @@ pub struct ShardStatus {
     pub groups: Vec<GroupStatus>,
     /// WAL writes (one write + one fdatasync each).
     pub writes: u64,
-    /// Nanoseconds with a WAL write in flight (write + fdatasync, as the loop sees
-    /// them: from submission to the loop noticing completion), summed.
+    /// Nanoseconds with at least one WAL write in flight (write + fdatasync, as the
+    /// loop sees them: from a submission while none was in flight to the loop noticing
+    /// the last completion), summed.
     pub write_busy_ns: u64,
     /// Iterations of the shard loop.
     pub iterations: u64,
     /// Nanoseconds the WAL writes took inside their task (write + fdatasync as the
-    /// disk took them), summed: `write_busy_ns` minus this is scheduling delay.
+    /// disk took them), summed per write: with one write in flight, `write_busy_ns`
+    /// minus this is scheduling delay; with several, overlapping writes each count.
     pub disk_ns: u64,
     /// Nanoseconds of `disk_ns` spent in fdatasync (from its submission to the task
     /// seeing it done); the rest is the write itself.
@@ -374,7 +376,8 @@ pub struct QueueDepths {
     pub log_reads_waiting: u64,
     /// Messages held until the WAL is durable past them (acks, own votes).
     pub held_messages: u64,
-    /// 1 while a WAL write (and its fdatasync) is in flight, else 0.
+    /// WAL writes (each with its fdatasync) handed to the writer and not yet
+    /// reported: 0 ..= `Config::wal_writes_in_flight_max`.
     pub wal_write_in_flight: u64,
 }
 

@@ -1,13 +1,15 @@
 //! `Shard`: the pure core of one core's event loop. It owns many groups, assigns LSNs
-//! to their records, plans one WAL write per batch (group commit, at most one in
-//! flight), holds every `send_after_persist` message until its LSN is durable, loops
+//! to their records, plans one WAL write per batch (group commit, at most
+//! `writes_in_flight_max` in flight), holds every `send_after_persist` message until its LSN is durable, loops
 //! messages addressed to this node back into its groups, and merges what leaves per
 //! peer. The glommio driver and the simulator are two thin executors of `Effects`.
 //!
 //! Invariants:
 //! - a held message leaves only once `durable_through >= its LSN`, where its LSN is the
 //!   last LSN assigned when it was produced (the WAL is durable as a prefix);
-//! - at most one write is in flight;
+//! - at most `writes_in_flight_max` writes are in flight (`GroupCommit`); their
+//!   completions may come in any order, and `durable_through` advances only over
+//!   contiguous ones;
 //! - a failed write poisons the shard: it stops and produces nothing more;
 //! - `deadlines` holds exactly one `(group.next_deadline(), id)` per group: a `Tick` and
 //!   `next_deadline` cost O(log groups + due groups), not a scan of every group (with
@@ -304,7 +306,6 @@ pub struct Shard {
     pending_warnings: Vec<String>,
     /// Catch-up by raw runs: sent, received, refused.
     catch_up: CatchUpCounters,
-    write_in_flight: Option<Lsn>,
     /// WAL reads asked and not answered yet, by (group, reader).
     wal_reads_in_flight: BTreeSet<(GroupId, WalReader)>,
     /// WAL reads waiting for the records produced before them to be durable, with
@@ -374,7 +375,6 @@ impl Shard {
             refusals: RefusalLog::default(),
             pending_warnings: Vec::new(),
             catch_up: CatchUpCounters::default(),
-            write_in_flight: None,
             wal_reads_in_flight: BTreeSet::new(),
             wal_reads_held: VecDeque::new(),
             pending_wal_reads: Vec::new(),
@@ -450,14 +450,10 @@ impl Shard {
                 }
             }
             ShardInput::WriteDone { lsn_through } => {
-                assert_eq!(
-                    self.write_in_flight,
-                    Some(lsn_through),
-                    "completion for a write that is not in flight"
-                );
-                self.write_in_flight = None;
+                // Panics on a completion for a write that is not in flight.
                 self.commit.on_durable(lsn_through);
-                self.checkpoints.on_wal_durable(lsn_through);
+                self.checkpoints
+                    .on_wal_durable(self.commit.durable_through());
                 self.drain_overflow();
             }
             ShardInput::WriteFailed { fatal } => {
@@ -740,10 +736,9 @@ impl Shard {
         if self.poisoned.is_some() {
             return;
         }
-        if self.write_in_flight.is_none() {
+        if self.commit.writes_in_flight() < self.commit.writes_in_flight_max() {
             self.drain_overflow();
             if let Some(plan) = self.commit.take_write() {
-                self.write_in_flight = Some(plan.lsn_through);
                 self.counters.writes += 1;
                 effects.write = Some(plan);
             }

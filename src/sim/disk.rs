@@ -8,6 +8,9 @@
 //! - a sector not marked unsynced has identical live and durable contents;
 //! - after `crash`, every sector is either all old (durable) or all new (live): sectors
 //!   tear independently, lengths and order of writes are not preserved across a crash;
+//!   several writes in flight land (or not) independently of each other;
+//! - `sync_range` makes durable only the sectors of one write (an fdatasync may persist
+//!   more, so a crash keeping less is one of the device's allowed behaviours);
 //! - fault helpers damage the stored medium: both images, so they survive crashes.
 
 use crate::prng::Prng;
@@ -25,8 +28,11 @@ pub struct SimDisk {
     durable: Vec<u8>,
     /// Per sector: written since the last sync.
     unsynced: Vec<bool>,
-    /// Indices of unsynced sectors, in first-write order (deduplicated by `unsynced`).
-    unsynced_list: Vec<usize>,
+    /// Indices of unsynced sectors with the number of the write that wrote them, in
+    /// first-write order (deduplicated by `unsynced`).
+    unsynced_list: Vec<(usize, u64)>,
+    /// Writes issued so far (numbers them for `crash`).
+    writes: u64,
 }
 
 impl SimDisk {
@@ -43,6 +49,7 @@ impl SimDisk {
             durable: Vec::new(),
             unsynced: Vec::new(),
             unsynced_list: Vec::new(),
+            writes: 0,
         }
     }
 
@@ -73,21 +80,39 @@ impl SimDisk {
         );
         self.extend_to(start + bytes.len());
         self.live[start..start + bytes.len()].copy_from_slice(bytes);
+        self.writes += 1;
         for sector in start / SECTOR_SIZE..(start + bytes.len()) / SECTOR_SIZE {
             if !self.unsynced[sector] {
                 self.unsynced[sector] = true;
-                self.unsynced_list.push(sector);
+                self.unsynced_list.push((sector, self.writes));
             }
         }
     }
 
     /// fdatasync: everything written so far becomes durable.
     pub fn sync(&mut self) {
-        for sector in self.unsynced_list.drain(..) {
+        for (sector, _) in self.unsynced_list.drain(..) {
             let range = sector * SECTOR_SIZE..(sector + 1) * SECTOR_SIZE;
             self.durable[range.clone()].copy_from_slice(&self.live[range]);
             self.unsynced[sector] = false;
         }
+    }
+
+    /// The fdatasync of one write: the sectors of `[offset, offset + len)` become
+    /// durable; other unsynced sectors (other writes in flight) stay unsynced.
+    pub fn sync_range(&mut self, offset: u64, len: usize) {
+        let start = self.range_start(offset, len);
+        let sectors = start / SECTOR_SIZE..(start + len).div_ceil(SECTOR_SIZE);
+        let (live, durable, unsynced) = (&self.live, &mut self.durable, &mut self.unsynced);
+        self.unsynced_list.retain(|(sector, _)| {
+            if !sectors.contains(sector) {
+                return true;
+            }
+            let range = sector * SECTOR_SIZE..(sector + 1) * SECTOR_SIZE;
+            durable[range.clone()].copy_from_slice(&live[range]);
+            unsynced[*sector] = false;
+            false
+        });
     }
 
     /// The live bytes `[offset, offset + len)` (what a read returns now).
@@ -115,19 +140,30 @@ impl SimDisk {
         self.unsynced_list.len()
     }
 
-    /// Power loss. The sectors written since the last sync (the write in flight: at
-    /// most one per log) either tear, with chance `torn_ppm`, each sector then
-    /// independently keeping its new contents with chance `keep_ppm`, or land as one,
-    /// all of them keeping their new contents with chance `keep_ppm` or none. A sector
-    /// not kept reverts to its durable contents; then live and durable agree.
+    /// Power loss. The sectors written since their sync (the writes in flight) either
+    /// tear, with chance `torn_ppm`, each sector then independently keeping its new
+    /// contents with chance `keep_ppm`, or each write lands as one, all its sectors
+    /// keeping their new contents with chance `keep_ppm` or none, independently of the
+    /// other writes. A sector not kept reverts to its durable contents; then live and
+    /// durable agree. (With one write unsynced the draws are those of a disk that knew
+    /// one write in flight only, so the runs of older seeds are kept.)
     pub fn crash(&mut self, prng: &mut Prng, keep_ppm: u32, torn_ppm: u32) {
         let torn = prng.chance_ppm(torn_ppm);
-        let whole = prng.chance_ppm(keep_ppm);
-        for sector in self.unsynced_list.drain(..) {
+        let mut whole = prng.chance_ppm(keep_ppm);
+        let mut whole_write = self.unsynced_list.first().map(|(_, write)| *write);
+        let mut landed = std::collections::BTreeMap::new();
+        for (sector, write) in std::mem::take(&mut self.unsynced_list) {
             let range = sector * SECTOR_SIZE..(sector + 1) * SECTOR_SIZE;
             let keep = if torn {
                 prng.chance_ppm(keep_ppm)
             } else {
+                if whole_write != Some(write) {
+                    whole = *landed
+                        .entry(write)
+                        .or_insert_with(|| prng.chance_ppm(keep_ppm));
+                    whole_write = Some(write);
+                }
+                landed.entry(write).or_insert(whole);
                 whole
             };
             if keep {
@@ -288,6 +324,7 @@ mod tests {
             let config = GroupCommitConfig {
                 buffer_size_max: 16 * BLOCK_SIZE,
                 salt: SALT,
+                writes_in_flight_max: 1,
             };
             let scan_config = ScanConfig {
                 salt: SALT,

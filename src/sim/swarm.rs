@@ -215,7 +215,8 @@ impl Summary {
             "{} recovery scans checked against ground truth: {} clean, {} torn (nothing \
              after), {} torn after a survey, {} corrupt, {} damaged, {} invalid, {} gaps \
              skipped; {} where the torn-versus-corrupt decision mattered, {} after damage \
-             to durable records, {} kept an unsynced record",
+             to durable records, {} kept an unsynced record; {} WAL writes issued beside \
+             another in flight, {} completions held for an earlier write",
             sum(|r| r.recovery.scans),
             sum(|r| r.recovery.clean),
             sum(|r| r.recovery.torn),
@@ -227,6 +228,8 @@ impl Summary {
             sum(|r| r.recovery.decided()),
             sum(|r| r.recovery.with_damage),
             sum(|r| r.recovery.kept_unsynced),
+            sum(|r| r.writes_overlapped),
+            sum(|r| r.completions_held),
         )
     }
 

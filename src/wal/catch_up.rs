@@ -428,7 +428,7 @@ mod tests {
                 record,
                 Stamp {
                     lsn,
-                    batch_first: lsn,
+                    unsynced_from: lsn,
                 },
                 SALT,
                 &mut bytes,
@@ -593,7 +593,7 @@ mod tests {
                 &record,
                 Stamp {
                     lsn,
-                    batch_first: lsn,
+                    unsynced_from: lsn,
                 },
                 SALT,
                 &mut bytes,

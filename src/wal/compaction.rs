@@ -283,6 +283,7 @@ pub(crate) mod tests {
                     GroupCommitConfig {
                         buffer_size_max: 2 * BLOCK_SIZE,
                         salt: 0,
+                        writes_in_flight_max: 1,
                     },
                     Resume::EMPTY,
                     SegmentPlacement {

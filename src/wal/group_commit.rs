@@ -2,18 +2,50 @@
 //! all groups of a shard.
 //!
 //! Records are encoded (LSN assigned, checksum sealed) into an in-memory buffer as they
-//! are appended. When no write is in flight, `take_write` closes the batch: it pads it
-//! to the next block boundary and hands out the whole buffer as one `WritePlan`; the next
-//! batch accumulates while that write and its fdatasync run, so the batch size follows
-//! the load with no timer. `on_durable` reports completion.
+//! are appended. While fewer than `writes_in_flight_max` writes are in flight,
+//! `take_write` closes the batch: it pads it to the next block boundary and hands out
+//! the whole buffer as one `WritePlan` (one write plus its own fdatasync); the next
+//! batch accumulates while the writes run, so the batch size follows the load with no
+//! timer. `on_durable` reports a completion; completions may arrive in any order.
+//!
+//! The durable watermark advances only over contiguous completions (the contiguity
+//! rule): a write that completes while an earlier one is still in flight is held, and
+//! `durable_through` passes it only once every earlier write completed. So the log is
+//! durable as a prefix, and nothing after a write that a crash could tear was ever
+//! reported durable.
+//!
+//! Every record carries `Stamp::unsynced_from`: an LSN below which every record was
+//! durable when its batch was submitted. It is fixed when the batch's first record is
+//! appended, as the lower bound the contiguity rule guarantees for the moment the batch
+//! can be submitted: with `n` writes in flight then, the batch leaves only once at most
+//! `writes_in_flight_max - 1` remain, so the oldest `n - writes_in_flight_max + 1` of
+//! them are durable by then (`durable_through + 1` when `n < writes_in_flight_max`).
+//! With one write in flight at most this is the batch's own first LSN (the meaning the
+//! field always had, so logs written before read the same). Recovery (`wal::recovery`,
+//! rows 4 and 5) trusts it: a record whose `unsynced_from` lies past a missing LSN
+//! proves that LSN was durable.
+//!
+//! What the pipelining costs: damage on the medium to a batch that was still in flight
+//! when the newest surviving batch was appended (typically the last durable batch, while
+//! the next was in flight) reads as a torn write and is truncated, as damage to the
+//! last batch does when nothing follows it. With one write in flight the window is the
+//! last batch alone, as before.
 //!
 //! Invariants (`GroupCommit::invariants`, called by the simulator after every step):
-//! - at most one write is in flight; `durable_through <= written_through <= assigned_through`
-//!   where `written_through` is the in-flight write's `lsn_through` (or `durable_through`);
+//! - at most `writes_in_flight_max` writes are in flight (completed ones held by the
+//!   contiguity rule count), in submission order, the oldest not completed;
+//!   `durable_through <= written_through <= assigned_through` where `written_through`
+//!   is the newest in-flight write's `lsn_through` (or `durable_through`);
 //! - every write starts where the previous one ended (or, on a segmented log, at the
 //!   start of the next segment), on a block boundary, and is a whole number of blocks: a
 //!   block that was handed out is never written again, so a torn write can only damage
 //!   the batch being written, never an acknowledged one;
+//! - on a segmented log a batch that starts a segment's payload leaves only once
+//!   every earlier write is durable (none in flight): its segment header, made durable
+//!   before it, names the LSN before it (`lsn_prev`), and recovery reads a header whose
+//!   `lsn_prev` the segment before does not reach as a broken chain
+//!   (`wal::log_recovery`, row S6), so that LSN must be durable first; such a batch's
+//!   `unsynced_from` is its own first LSN;
 //! - on a segmented log (`GroupCommit::segmented`) a batch never straddles a segment
 //!   boundary: a record that does not fit the rest of the segment closes the batch, and
 //!   an empty batch that cannot hold it moves to the next segment's start (the skipped
@@ -33,14 +65,21 @@ use super::record::{self, Stamp};
 use super::segment_format::{segment_salt, SegmentGeometry, SegmentHeader, SEGMENT_HEADER_SIZE};
 use crate::paxos::{Lsn, Record};
 use crate::support::high_water::HighWater;
+use std::collections::VecDeque;
 use std::fmt;
 
-/// The largest batch `GroupCommit` accepts as configuration: keeps a batch's record
-/// count well inside the u32 `batch_delta` field.
+/// The largest batch `GroupCommit` accepts as configuration: keeps the record count of
+/// all writes in flight well inside the u32 `batch_delta` field.
 pub const BUFFER_SIZE_MAX_LIMIT: usize = 1 << 30;
 
+/// The most writes `GroupCommit` accepts in flight as configuration.
+pub const WRITES_IN_FLIGHT_MAX_LIMIT: usize = 8;
+
 const _: () = assert!(BUFFER_SIZE_MAX_LIMIT % BLOCK_SIZE == 0);
-const _: () = assert!((BUFFER_SIZE_MAX_LIMIT / HEADER_SIZE) < u32::MAX as usize);
+// `lsn - unsynced_from` spans at most the batches in flight plus the one being built.
+const _: () = assert!(
+    (WRITES_IN_FLIGHT_MAX_LIMIT + 1) * (BUFFER_SIZE_MAX_LIMIT / HEADER_SIZE) < u32::MAX as usize
+);
 
 /// Configuration of a shard's group commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +90,10 @@ pub struct GroupCommitConfig {
     pub buffer_size_max: usize,
     /// Salt of the log: seeds every record's checksum (see `record`).
     pub salt: u32,
+    /// Writes (each with its own fdatasync) that may be in flight at once, 1 to
+    /// `WRITES_IN_FLIGHT_MAX_LIMIT`; 1 submits a batch only once the previous one is
+    /// durable.
+    pub writes_in_flight_max: usize,
 }
 
 /// Where a log resumes: from recovery (`Scan::resume`), or `Resume::EMPTY` for a new log.
@@ -70,8 +113,9 @@ impl Resume {
     };
 }
 
-/// One write to submit: write `bytes` at `offset`, then fdatasync, then call
-/// `GroupCommit::on_durable(lsn_through)`.
+/// One write to submit: write `bytes` at `offset`, then fdatasync the file it wrote, then
+/// call `GroupCommit::on_durable(lsn_through)`. Other plans may be in flight meanwhile;
+/// each needs its own fdatasync issued after its own write completed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WritePlan {
     /// Log offset; a multiple of `BLOCK_SIZE`.
@@ -110,7 +154,7 @@ pub struct Placed {
     pub size: u32,
 }
 
-/// The write in flight.
+/// A write in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InFlight {
     /// Its offset.
@@ -119,14 +163,17 @@ pub struct InFlight {
     pub size: usize,
     /// LSN of its last record.
     pub lsn_through: Lsn,
+    /// Its write and fdatasync completed, but an earlier write has not: held by the
+    /// contiguity rule (module docs).
+    pub completed: bool,
 }
 
 /// Why `append` did not take a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AppendError {
-    /// The batch being built is full: call `take_write` (once no write is in flight) and
-    /// retry. Nothing was appended.
+    /// The batch being built is full: call `take_write` (once fewer than
+    /// `writes_in_flight_max` writes are in flight) and retry. Nothing was appended.
     Backpressure {
         /// Bytes already in the batch.
         buffered_size: usize,
@@ -180,9 +227,14 @@ pub struct GroupCommit {
     buffer_offset: u64,
     /// LSN of the first record in `buffer` (meaningful when it is not empty).
     batch_first: Lsn,
+    /// `Stamp::unsynced_from` of the batch being built (meaningful when it is not
+    /// empty; module docs).
+    unsynced_from: Lsn,
     assigned_through: Lsn,
     durable_through: Lsn,
-    in_flight: Option<InFlight>,
+    writes_in_flight_max: usize,
+    /// The writes in flight, oldest first (module docs).
+    in_flight: VecDeque<InFlight>,
     /// A returned write buffer, reused for the next batch.
     spare: Vec<u8>,
     /// Segment placement, if the log is segmented.
@@ -206,6 +258,11 @@ impl GroupCommit {
             config.buffer_size_max
         );
         assert!(
+            (1..=WRITES_IN_FLIGHT_MAX_LIMIT).contains(&config.writes_in_flight_max),
+            "writes_in_flight_max {} must be in 1..={WRITES_IN_FLIGHT_MAX_LIMIT}",
+            config.writes_in_flight_max
+        );
+        assert!(
             resume.offset % BLOCK_SIZE as u64 == 0,
             "resume offset {} is not block-aligned",
             resume.offset
@@ -216,9 +273,11 @@ impl GroupCommit {
             buffer: Vec::new(),
             buffer_offset: resume.offset,
             batch_first: Lsn(0),
+            unsynced_from: Lsn(0),
             assigned_through: resume.lsn_through,
             durable_through: resume.lsn_through,
-            in_flight: None,
+            writes_in_flight_max: config.writes_in_flight_max,
+            in_flight: VecDeque::new(),
             spare: Vec::new(),
             segments: None,
             batch_sizes: HighWater::default(),
@@ -299,6 +358,12 @@ impl GroupCommit {
         let lsn = Lsn(self.assigned_through.0 + 1);
         if self.buffer.is_empty() {
             self.batch_first = lsn;
+            // A batch that starts a segment leaves with nothing in flight (module docs).
+            self.unsynced_from = if self.starts_segment(offset) {
+                lsn
+            } else {
+                self.unsynced_bound()
+            };
             self.buffer_offset = offset;
             if let Some(placement) = self.segments {
                 if offset % placement.payload_size == 0 {
@@ -309,7 +374,7 @@ impl GroupCommit {
         self.buffer.resize(start, 0);
         let stamp = Stamp {
             lsn,
-            batch_first: self.batch_first,
+            unsynced_from: self.unsynced_from,
         };
         record::encode(record, stamp, self.salt, &mut self.buffer);
         self.assigned_through = lsn;
@@ -321,22 +386,47 @@ impl GroupCommit {
         })
     }
 
-    /// Closes the batch being built and returns it as one write, or `None` when a write
-    /// is already in flight or nothing was appended. The batch is padded to the block
-    /// boundary with a Pad record (or, when fewer than `HEADER_SIZE` bytes remain, with
-    /// zeros that readers skip). BEFORE submitting another write the caller must report
-    /// this one with `on_durable`.
+    /// Whether a batch at log offset `offset` starts a segment's payload.
+    fn starts_segment(&self, offset: u64) -> bool {
+        self.segments.is_some_and(|s| offset % s.payload_size == 0)
+    }
+
+    /// The `unsynced_from` of a batch begun now (module docs): with `n` writes in
+    /// flight, the batch leaves only once at most `writes_in_flight_max - 1` remain, so
+    /// the end of write `n - writes_in_flight_max` (oldest first) is durable by then.
+    fn unsynced_bound(&self) -> Lsn {
+        let n = self.in_flight.len();
+        let bound = match n.checked_sub(self.writes_in_flight_max) {
+            Some(must_be_durable) => self.in_flight[must_be_durable].lsn_through,
+            None => self.durable_through,
+        };
+        Lsn(bound.0 + 1)
+    }
+
+    /// Closes the batch being built and returns it as one write, or `None` when
+    /// `writes_in_flight_max` writes are already in flight or nothing was appended. The
+    /// batch is padded to the block boundary with a Pad record (or, when fewer than
+    /// `HEADER_SIZE` bytes remain, with zeros that readers skip). The caller reports its
+    /// completion with `on_durable`, in any order relative to the other writes in flight.
+    /// A batch that starts a segment waits until no write is in flight (module docs).
     pub fn take_write(&mut self) -> Option<WritePlan> {
-        if self.in_flight.is_some() || self.buffer.is_empty() {
+        if !self.can_write() {
             return None;
         }
+        // The batch's records claim everything below `unsynced_from` durable now.
+        assert!(
+            self.unsynced_from.0 <= self.durable_through.0 + 1,
+            "batch stamped unsynced_from {} submitted with durable_through {}",
+            self.unsynced_from.0,
+            self.durable_through.0
+        );
         let end = self.buffer.len();
         let padded = block_align_up(end as u64) as usize;
         let remaining = padded - end;
         if remaining >= HEADER_SIZE {
             let stamp = Stamp {
                 lsn: self.assigned_through,
-                batch_first: self.batch_first,
+                unsynced_from: self.unsynced_from,
             };
             record::encode_pad(remaining, stamp, self.salt, &mut self.buffer);
         } else {
@@ -357,10 +447,11 @@ impl GroupCommit {
             lsn_through: self.assigned_through,
             salt: self.salt,
         };
-        self.in_flight = Some(InFlight {
+        self.in_flight.push_back(InFlight {
             offset: plan.offset,
             size: plan.bytes.len(),
             lsn_through: plan.lsn_through,
+            completed: false,
         });
         self.buffer_offset += plan.bytes.len() as u64;
         self.batch_sizes.note(plan.bytes.len());
@@ -368,21 +459,33 @@ impl GroupCommit {
         Some(plan)
     }
 
-    /// Reports that the write in flight, whose plan said `lsn_through`, and its
-    /// fdatasync completed. Anything else is a programmer error (a failed write or sync
-    /// is fatal to the shard and is never reported here).
+    /// Reports that the write in flight whose plan said `lsn_through`, and its
+    /// fdatasync, completed. `durable_through` then advances over every completed write
+    /// up to the first one still running (the contiguity rule). Anything else (no such
+    /// write, or one reported twice) is a programmer error; a failed write or sync is
+    /// fatal to the shard and is never reported here.
     pub fn on_durable(&mut self, lsn_through: Lsn) {
-        let in_flight = self
+        let write = self
             .in_flight
-            .take()
-            .expect("on_durable without a write in flight");
-        assert_eq!(
-            in_flight.lsn_through, lsn_through,
-            "on_durable({}) but the write in flight ends at LSN {}",
-            lsn_through.0, in_flight.lsn_through.0
+            .iter_mut()
+            .find(|w| w.lsn_through == lsn_through)
+            .unwrap_or_else(|| {
+                panic!(
+                    "on_durable({}) but no write in flight ends there",
+                    lsn_through.0
+                )
+            });
+        assert!(
+            !write.completed,
+            "on_durable({}) reported twice",
+            lsn_through.0
         );
-        assert!(lsn_through > self.durable_through);
-        self.durable_through = lsn_through;
+        write.completed = true;
+        while let Some(oldest) = self.in_flight.front().filter(|w| w.completed) {
+            assert!(oldest.lsn_through > self.durable_through);
+            self.durable_through = oldest.lsn_through;
+            self.in_flight.pop_front();
+        }
     }
 
     /// Gives back a `WritePlan`'s bytes once written, so the next batch reuses the
@@ -426,10 +529,33 @@ impl GroupCommit {
         self.buffer.len()
     }
 
-    /// The write in flight, if any.
+    /// The writes in flight, oldest first (completed ones held by the contiguity rule
+    /// included).
+    pub fn in_flight(&self) -> impl Iterator<Item = &InFlight> {
+        self.in_flight.iter()
+    }
+
+    /// How many writes are in flight (completed ones held by the contiguity rule
+    /// included).
     #[must_use]
-    pub fn in_flight(&self) -> Option<InFlight> {
-        self.in_flight
+    pub fn writes_in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The configured bound on writes in flight.
+    #[must_use]
+    pub fn writes_in_flight_max(&self) -> usize {
+        self.writes_in_flight_max
+    }
+
+    /// `take_write` would hand out a plan now: a batch is buffered, fewer than
+    /// `writes_in_flight_max` writes are in flight, and none is when the batch starts a
+    /// segment.
+    #[must_use]
+    pub fn can_write(&self) -> bool {
+        !self.buffer.is_empty()
+            && self.in_flight.len() < self.writes_in_flight_max
+            && (self.in_flight.is_empty() || !self.starts_segment(self.buffer_offset))
     }
 
     /// Log offset the batch being built will be written at.
@@ -462,35 +588,7 @@ impl GroupCommit {
             self.buffer_offset,
             self.buffer.len()
         );
-        let written_through = match self.in_flight {
-            Some(w) => {
-                assert!(
-                    w.offset % block == 0 && w.size > 0 && w.size % BLOCK_SIZE == 0,
-                    "write in flight misaligned: {w:?}"
-                );
-                let end = w.offset + w.size as u64;
-                let next_segment = self
-                    .segments
-                    .map(|s| end.div_ceil(s.payload_size) * s.payload_size);
-                assert!(
-                    self.buffer_offset == end || Some(self.buffer_offset) == next_segment,
-                    "next batch at {} follows neither the write in flight ending at {end} \
-                     nor the next segment",
-                    self.buffer_offset
-                );
-                assert!(
-                    w.size as u64 <= self.segment_room(w.offset),
-                    "write in flight {w:?} straddles a segment"
-                );
-                assert!(
-                    w.lsn_through > self.durable_through,
-                    "write in flight {w:?} adds nothing past durable {}",
-                    self.durable_through.0
-                );
-                w.lsn_through
-            }
-            None => self.durable_through,
-        };
+        let written_through = self.invariants_in_flight();
         assert!(
             self.durable_through <= written_through && written_through <= self.assigned_through,
             "durable {} <= written {} <= assigned {} violated",
@@ -510,8 +608,73 @@ impl GroupCommit {
                 "batch does not start right after the written records"
             );
             assert!(self.batch_first <= self.assigned_through);
-            assert!(self.assigned_through.0 - self.batch_first.0 < u64::from(u32::MAX));
+            assert!(self.unsynced_from.0 >= 1, "unsynced_from 0");
+            assert!(
+                self.unsynced_from <= self.batch_first,
+                "unsynced_from {} after the batch's first LSN {}",
+                self.unsynced_from.0,
+                self.batch_first.0
+            );
+            assert!(self.assigned_through.0 - self.unsynced_from.0 < u64::from(u32::MAX));
         }
+    }
+
+    /// The invariants of the writes in flight; returns `written_through`.
+    fn invariants_in_flight(&self) -> Lsn {
+        let block = BLOCK_SIZE as u64;
+        assert!(
+            self.in_flight.len() <= self.writes_in_flight_max,
+            "{} writes in flight, max {}",
+            self.in_flight.len(),
+            self.writes_in_flight_max
+        );
+        assert!(
+            self.in_flight.front().is_none_or(|w| !w.completed),
+            "the oldest write in flight completed but durable_through did not pass it"
+        );
+        let next_segment = |end: u64| {
+            self.segments
+                .map(|s| end.div_ceil(s.payload_size) * s.payload_size)
+        };
+        let mut lsn_prev = self.durable_through;
+        let mut end_prev: Option<u64> = None;
+        for w in &self.in_flight {
+            assert!(
+                w.offset % block == 0 && w.size > 0 && w.size % BLOCK_SIZE == 0,
+                "write in flight misaligned: {w:?}"
+            );
+            assert!(
+                w.size as u64 <= self.segment_room(w.offset),
+                "write in flight {w:?} straddles a segment"
+            );
+            assert!(
+                w.lsn_through > lsn_prev,
+                "write in flight {w:?} adds nothing past LSN {}",
+                lsn_prev.0
+            );
+            if let Some(end) = end_prev {
+                assert!(
+                    !self.starts_segment(w.offset),
+                    "write in flight {w:?} starts a segment while an earlier one is in flight"
+                );
+                assert!(
+                    w.offset == end || Some(w.offset) == next_segment(end),
+                    "write in flight {w:?} follows neither the previous one ending at {end} \
+                     nor the next segment"
+                );
+            }
+            lsn_prev = w.lsn_through;
+            end_prev = Some(w.offset + w.size as u64);
+        }
+        if let Some(end) = end_prev {
+            assert!(
+                self.buffer_offset == end || Some(self.buffer_offset) == next_segment(end),
+                "next batch at {} follows neither the write in flight ending at {end} \
+                 nor the next segment",
+                self.buffer_offset
+            );
+        }
+        lsn_prev
     }
 }
 
@@ -575,6 +738,7 @@ mod tests {
         GroupCommitConfig {
             buffer_size_max,
             salt: 99,
+            writes_in_flight_max: 1,
         }
     }
 
@@ -723,6 +887,171 @@ mod tests {
             assert_eq!(plan.bytes.len(), 2 * BLOCK_SIZE, "leave {leave}");
             assert_eq!(records_of(&plan.bytes), [(1, false), (2, false)]);
         }
+    }
+
+    /// The `unsynced_from` of every record (pads included) of a write.
+    fn unsynced_of(bytes: &[u8]) -> Vec<u64> {
+        unsynced_salted(bytes, 99)
+    }
+
+    /// As `unsynced_of`, for a write sealed with `salt`.
+    fn unsynced_salted(bytes: &[u8], salt: u32) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut at = 0u64;
+        loop {
+            at = record_start(at);
+            if at as usize >= bytes.len() {
+                return out;
+            }
+            let (decoded, size) =
+                decode(&bytes[at as usize..], salt, &DecodeLimits::default()).expect("valid");
+            out.push(decoded.stamp.unsynced_from.0);
+            at += size as u64;
+        }
+    }
+
+    // Goal: with two writes in flight a second batch leaves before the first is
+    // durable; completions in either order advance `durable_through` only over
+    // contiguous ones; `unsynced_from` is the bound the contiguity rule guarantees.
+    // Method: two and three batches in flight, completed out of order; decode stamps.
+    #[test]
+    fn pipelined_writes_complete_in_any_order() {
+        let mut commit = GroupCommit::new(
+            GroupCommitConfig {
+                writes_in_flight_max: 2,
+                ..config(1 << 20)
+            },
+            Resume::EMPTY,
+        );
+        commit.append(&accept(1, 100)).expect("fits");
+        commit.append(&accept(2, 100)).expect("fits");
+        let first = commit.take_write().expect("a batch");
+        assert_eq!(unsynced_of(&first.bytes), [1, 1, 1]);
+        // Begun with one write in flight: it leaves while that one runs, so nothing
+        // after LSN 0 is promised durable.
+        commit.append(&accept(3, 100)).expect("fits");
+        let second = commit.take_write().expect("a second write in flight");
+        commit.invariants();
+        assert_eq!(second.offset, 4096);
+        assert_eq!(unsynced_of(&second.bytes), [1, 1]);
+        // Begun with two in flight: it leaves only once the first is durable.
+        commit.append(&accept(4, 100)).expect("fits");
+        assert_eq!(commit.take_write(), None, "two writes in flight at most");
+        commit.on_durable(Lsn(3));
+        commit.invariants();
+        assert_eq!(
+            commit.durable_through(),
+            Lsn(0),
+            "held behind the first write"
+        );
+        assert_eq!(
+            commit.take_write(),
+            None,
+            "a completed write held still counts"
+        );
+        commit.on_durable(Lsn(2));
+        commit.invariants();
+        assert_eq!(commit.durable_through(), Lsn(3));
+        let third = commit.take_write().expect("both slots free");
+        assert_eq!(unsynced_of(&third.bytes), [3, 3]);
+        commit.on_durable(Lsn(4));
+        assert_eq!(commit.durable_through(), Lsn(4));
+        commit.invariants();
+
+        let mut commit = GroupCommit::new(
+            GroupCommitConfig {
+                writes_in_flight_max: 3,
+                ..config(1 << 20)
+            },
+            Resume::EMPTY,
+        );
+        let mut plans = Vec::new();
+        for lsn in 1..=3 {
+            commit.append(&accept(lsn, 100)).expect("fits");
+            plans.push(commit.take_write().expect("three in flight"));
+            commit.invariants();
+        }
+        assert_eq!(
+            plans
+                .iter()
+                .map(|p| unsynced_of(&p.bytes)[0])
+                .collect::<Vec<_>>(),
+            [1, 1, 1]
+        );
+        commit.append(&accept(4, 100)).expect("fits");
+        commit.on_durable(Lsn(2));
+        commit.on_durable(Lsn(1));
+        assert_eq!(commit.durable_through(), Lsn(2));
+        let fourth = commit.take_write().expect("a slot is free");
+        // Begun with three in flight: the oldest had to be durable before it left.
+        assert_eq!(unsynced_of(&fourth.bytes), [2, 2]);
+        commit.on_durable(Lsn(4));
+        assert_eq!(commit.durable_through(), Lsn(2));
+        commit.on_durable(Lsn(3));
+        assert_eq!(commit.durable_through(), Lsn(4));
+        assert_eq!(commit.writes_in_flight(), 0);
+        commit.invariants();
+    }
+
+    // Goal: on a segmented log a batch that starts a segment leaves only once nothing is
+    // in flight (its header names the LSN before it), stamped with its own first LSN.
+    // Method: two-block segments, one-block batches with two writes allowed in flight.
+    #[test]
+    fn segment_start_waits_for_the_writes_in_flight() {
+        let block = BLOCK_SIZE as u64;
+        let mut commit = GroupCommit::segmented(
+            GroupCommitConfig {
+                writes_in_flight_max: 2,
+                ..config(4096)
+            },
+            Resume::EMPTY,
+            SegmentPlacement {
+                payload_size: 2 * block,
+                salt_seed: 5,
+            },
+        );
+        // The log's first batch starts segment 0 and nothing is in flight.
+        commit.append(&accept(1, 100)).expect("fits");
+        let first = commit.take_write().expect("segment 0 starts");
+        commit.append(&accept(2, 100)).expect("fits");
+        let second = commit
+            .take_write()
+            .expect("inside segment 0, beside the first");
+        assert_eq!((first.offset, second.offset), (0, block));
+        commit.append(&accept(3, 100)).expect("fits");
+        commit.on_durable(Lsn(1));
+        commit.invariants();
+        assert!(
+            !commit.can_write(),
+            "segment 1 starts: waits for the write in flight"
+        );
+        assert_eq!(commit.take_write(), None);
+        commit.on_durable(Lsn(2));
+        let third = commit.take_write().expect("nothing in flight");
+        assert_eq!(third.offset, 2 * block);
+        assert_eq!(unsynced_salted(&third.bytes, third.salt)[0], 3);
+        commit.invariants();
+    }
+
+    // Goal: a completion for no write in flight, or a second one for the same write, is
+    // a programmer error.
+    // Method: report a completion twice.
+    #[test]
+    #[should_panic(expected = "reported twice")]
+    fn double_completion_panics() {
+        let mut commit = GroupCommit::new(
+            GroupCommitConfig {
+                writes_in_flight_max: 2,
+                ..config(1 << 20)
+            },
+            Resume::EMPTY,
+        );
+        commit.append(&accept(1, 100)).expect("fits");
+        let _first = commit.take_write().expect("a batch");
+        commit.append(&accept(2, 100)).expect("fits");
+        let _second = commit.take_write().expect("a batch");
+        commit.on_durable(Lsn(2));
+        commit.on_durable(Lsn(2));
     }
 
     // Goal: a resumed log continues LSNs and offsets after the recovered ones.

@@ -521,6 +521,7 @@ mod tests {
                 GroupCommitConfig {
                     buffer_size_max: 1 << 14,
                     salt: 5,
+                    writes_in_flight_max: 1,
                 },
                 Resume::EMPTY,
             );

@@ -686,10 +686,24 @@ impl LogRecovery {
         buffer_size_max: usize,
         salt_seed: u64,
     ) -> GroupCommit {
+        self.group_commit_pipelined(geometry, buffer_size_max, salt_seed, 1)
+    }
+
+    /// `group_commit` with up to `writes_in_flight_max` writes in flight at once (in
+    /// `1..=WRITES_IN_FLIGHT_MAX_LIMIT`; `GroupCommit` panics otherwise).
+    #[must_use]
+    pub fn group_commit_pipelined(
+        &self,
+        geometry: SegmentGeometry,
+        buffer_size_max: usize,
+        salt_seed: u64,
+        writes_in_flight_max: usize,
+    ) -> GroupCommit {
         GroupCommit::segmented(
             GroupCommitConfig {
                 buffer_size_max,
                 salt: self.resume_salt,
+                writes_in_flight_max,
             },
             self.resume,
             SegmentPlacement {

@@ -112,10 +112,14 @@ pub struct Stamp {
     /// The record's LSN (never 0). A Pad carries the LSN of the last real record of its
     /// batch.
     pub lsn: Lsn,
-    /// LSN of the first real record of the batch (one write) this record belongs to;
-    /// `1 <= batch_first <= lsn` and `lsn - batch_first` fits a u32. Recovery uses it to
-    /// tell a torn last write from damage to an earlier, durable one.
-    pub batch_first: Lsn,
+    /// An LSN below which every record was durable when the batch (one write) holding
+    /// this record was submitted: the first LSN not durable then, or an earlier one (a
+    /// lower bound, fixed when the batch's first record is appended; see
+    /// `group_commit`). With one write in flight it is the batch's first real record.
+    /// `1 <= unsynced_from <= lsn` and `lsn - unsynced_from` fits a u32 (the
+    /// `batch_delta` field). Recovery uses it to tell a torn write from damage to an
+    /// earlier, durable one.
+    pub unsynced_from: Lsn,
 }
 
 /// Limits the decoder enforces on untrusted bytes. A reader's limits must admit
@@ -199,13 +203,13 @@ fn put_header(header: &Header, out: &mut Vec<u8>) {
     let stamp = header.stamp;
     assert!(stamp.lsn.0 >= 1, "LSN 0 is never assigned");
     assert!(
-        stamp.batch_first.0 >= 1 && stamp.batch_first <= stamp.lsn,
-        "batch_first {} outside [1, lsn {}]",
-        stamp.batch_first.0,
+        stamp.unsynced_from.0 >= 1 && stamp.unsynced_from <= stamp.lsn,
+        "unsynced_from {} outside [1, lsn {}]",
+        stamp.unsynced_from.0,
         stamp.lsn.0
     );
-    let batch_delta = u32::try_from(stamp.lsn.0 - stamp.batch_first.0)
-        .expect("GroupCommit bounds a batch's record count below u32::MAX");
+    let batch_delta = u32::try_from(stamp.lsn.0 - stamp.unsynced_from.0)
+        .expect("GroupCommit bounds the records of its writes in flight below u32::MAX");
     let size = u32::try_from(header.size).expect("record size is bounded by the buffer size");
     out.extend_from_slice(&size.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes()); // checksum, filled in last
@@ -260,7 +264,7 @@ fn seal(out: &mut [u8], start: usize, salt: u32) {
 /// Appends `record`, stamped and sealed with `salt`, to `out`; returns its size
 /// (`encoded_size(record)`). The caller places it (see `wal::record_start`).
 ///
-/// Panics (programmer errors): LSN 0, `batch_first` outside `[1, lsn]`, an Accept or
+/// Panics (programmer errors): LSN 0, `unsynced_from` outside `[1, lsn]`, an Accept or
 /// Learn at instance 0, or a record too large for the u32 size field.
 pub fn encode(record: &Record, stamp: Stamp, salt: u32, out: &mut Vec<u8>) -> usize {
     let start = out.len();
@@ -348,6 +352,9 @@ pub struct Peeked {
     pub ballot: Ballot,
     /// Its LSN.
     pub lsn: Lsn,
+    /// `lsn - batch_delta` (`Stamp::unsynced_from`; saturates at 0 on bytes that were
+    /// not encoded here).
+    pub unsynced_from: Lsn,
 }
 
 /// The header of the record at the start of `buf`, WITHOUT verifying its checksum or
@@ -373,6 +380,9 @@ pub fn peek(buf: &[u8]) -> Option<Peeked> {
             node: NodeId(le_u32(buf, OFFSET_BALLOT_NODE)),
         },
         lsn: Lsn(le_u64(buf, OFFSET_LSN)),
+        unsynced_from: Lsn(
+            le_u64(buf, OFFSET_LSN).saturating_sub(u64::from(le_u32(buf, OFFSET_BATCH_DELTA)))
+        ),
     })
 }
 
@@ -510,7 +520,7 @@ fn decode_with(
     };
     let stamp = Stamp {
         lsn: Lsn(lsn),
-        batch_first: Lsn(lsn - u64::from(batch_delta)),
+        unsynced_from: Lsn(lsn - u64::from(batch_delta)),
     };
     let zero = |field: &'static str, is_zero: bool| {
         if is_zero {
@@ -684,11 +694,11 @@ pub fn restamp(
         return Err(RecordError::SizeInvalid { size: size_field });
     }
     assert!(
-        stamp.lsn.0 >= 1 && stamp.batch_first.0 >= 1 && stamp.batch_first <= stamp.lsn,
+        stamp.lsn.0 >= 1 && stamp.unsynced_from.0 >= 1 && stamp.unsynced_from <= stamp.lsn,
         "restamp: invalid stamp {stamp:?}"
     );
-    let batch_delta = u32::try_from(stamp.lsn.0 - stamp.batch_first.0)
-        .expect("a batch holds fewer than u32::MAX records");
+    let batch_delta = u32::try_from(stamp.lsn.0 - stamp.unsynced_from.0)
+        .expect("the writes in flight hold fewer than u32::MAX records");
     let payload_len = size - HEADER_SIZE;
     let payload_crc = crc32c::crc32c(&bytes[HEADER_SIZE..]);
     let stored = le_u32(bytes, OFFSET_CHECKSUM);

@@ -24,8 +24,8 @@
 //! | 1 | on a block boundary | nothing | `Clean { end: p }` | resume at `p`; no scrub |
 //! | 2 | inside a block | nothing | `TornTail { truncate_at: p }` | resume at `⌈p⌉`; no scrub |
 //! | 3 | any | *first* loses no LSN | skip `[p, first)`, record it in `gaps`, continue scanning at *first* | — |
-//! | 4 | any | *first* loses LSNs; *newest*'s batch began at or before `last + 1` | `TornTail { truncate_at: p }` | resume at `⌈p⌉`; scrub `[⌈p⌉, ⌈end of survey⌉)` |
-//! | 5 | any | *first* loses LSNs; *newest*'s batch began after `last + 1` | `Corrupt { at: p, .. }` | as 4, AFTER the caller made learner status durable |
+//! | 4 | any | *first* loses LSNs; *newest*'s `unsynced_from <= last + 1` | `TornTail { truncate_at: p }` | resume at `⌈p⌉`; scrub `[⌈p⌉, ⌈end of survey⌉)` |
+//! | 5 | any | *first* loses LSNs; *newest*'s `unsynced_from > last + 1` | `Corrupt { at: p, .. }` | as 4, AFTER the caller made learner status durable |
 //! | 6 | holds an *invalid* record | not row 3 | `Invalid { at: p, lsn, violation }` | as 5; the scrub also covers the invalid record's own blocks after `⌈p⌉` |
 //! | 7 | holds a *damaged* record | rows 1, 2 or 4 would apply | `Damaged { at: p, lsn, next_at }` | as 5 |
 //!
@@ -56,13 +56,20 @@
 //!   record takes the next LSN): it is a damaged Pad, or the remnant of a write cut by an
 //!   earlier recovery (rows 2, 4, 5, 6; appends resume at the next block, leaving
 //!   `[p, ⌈p⌉)` as it was), whose loss that recovery already judged.
-//! - Rows 4/5: at most one write is in flight, and a batch is submitted only after the
-//!   previous one is durable. If the missing LSN `last + 1` belongs to *newest*'s batch,
-//!   everything missing is in the newest write found, which may be the one the crash tore:
-//!   none of it was acknowledged, so truncating is safe (row 4). If it belongs to an
-//!   earlier batch, that batch was durable, perhaps acknowledged: its loss is corruption
-//!   (row 5; Paxos Made Live §5.1: rebuild as a non-voting learner, never vote on a log
-//!   that forgot a promise or an accept).
+//! - Rows 4/5: a record's `unsynced_from` (`Stamp`, the `batch_delta` field) is an LSN
+//!   below which everything was durable when its batch was submitted (`group_commit`:
+//!   the contiguity rule). With one write in flight it is the batch's first LSN; with
+//!   several, an earlier batch's. If *newest*'s `unsynced_from` lies past the missing
+//!   LSN `last + 1`, that LSN was durable, perhaps acknowledged, before *newest* was
+//!   even submitted: its loss is corruption (row 5; Paxos Made Live §5.1: rebuild as a
+//!   non-voting learner, never vote on a log that forgot a promise or an accept).
+//!   Otherwise `last + 1` may belong to a write that was in flight when the crash came
+//!   (the newest one found, or one submitted before it and still running): a torn
+//!   write, nothing of which was acknowledged, since the durable watermark never passes
+//!   a write that has not completed, nor any write after it (row 4). A torn batch `k`
+//!   followed by a whole batch `k + 1` submitted while `k` was in flight is row 4:
+//!   `k + 1` was never durable, so truncating at `p` and scrubbing `k + 1` drops nothing
+//!   acknowledged.
 //! - Row 6: a record whose checksum verifies was written whole; it is not a torn write
 //!   (rows 2, 4) but corruption or the work of a writer that persisted what it should
 //!   have refused (a forged Prepare at round `u64::MAX`, before rounds were bounded).
@@ -84,8 +91,11 @@
 //! Residual risk (shared by every torn-tail rule): damage to the newest batch found, after
 //! it became durable, while no later write survives and no later record of the damaged
 //! record's sector verifies (row 7), looks exactly like a torn write and is truncated
-//! (rows 1, 2, 4). The simulator's fault atlas must not flip bits in the last
-//! durable batch of a replica that is then restarted, or must count that replica as faulty.
+//! (rows 1, 2, 4). With several writes in flight the same holds for damage to any batch
+//! at or after *newest*'s `unsynced_from` (typically the last durable batch, damaged
+//! while the next one was in flight): the price of pipelining, bounded by
+//! `writes_in_flight_max` batches. The simulator's fault atlas flips bits only below
+//! the `unsynced_from` of the newest durable batch of a replica that is then restarted.
 //!
 //! Bounds: the scan never panics on any input; it allocates at most the decoded records
 //! (bounded by the slice length) and visits each position a bounded number of times.
@@ -413,7 +423,7 @@ pub fn scan_from(image: &[u8], start: usize, config: &ScanConfig) -> Scan {
                 Some(s.map_or(end, |s| s.data_end.max(end))),
             ),
             // Row 5.
-            (Some(s), None) if s.newest.stamp.batch_first.0 > last.0 + 1 => (
+            (Some(s), None) if s.newest.stamp.unsynced_from.0 > last.0 + 1 => (
                 Recovery::Corrupt {
                     at: pos as u64,
                     lsn_expected: Lsn(last.0 + 1),
@@ -530,6 +540,9 @@ pub(crate) mod fixture {
 }
 
 #[cfg(test)]
+mod pipeline_tests;
+
+#[cfg(test)]
 mod tests {
     use super::fixture::write_promises;
     use super::*;
@@ -551,6 +564,7 @@ mod tests {
             GroupCommitConfig {
                 buffer_size_max: 1 << 16,
                 salt: SALT,
+                writes_in_flight_max: 1,
             },
             Resume::EMPTY,
         );

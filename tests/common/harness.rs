@@ -52,7 +52,7 @@ impl Wal {
         let offset = self.image.len() as u64;
         let stamp = Stamp {
             lsn,
-            batch_first: lsn,
+            unsynced_from: lsn,
         };
         let size = encode(record, stamp, SALT, &mut self.image);
         let size = u32::try_from(size).expect("a record fits u32");

@@ -356,6 +356,7 @@ pub fn write_log(records: &[Record], per_batch: usize) -> Dir {
         GroupCommitConfig {
             buffer_size_max: usize::try_from(geometry.payload_size()).expect("small"),
             salt: 0,
+            writes_in_flight_max: 1,
         },
         Resume::EMPTY,
         SegmentPlacement {

@@ -285,6 +285,9 @@ pub fn config(
     if let Some(instances) = o.checkpoint_instances {
         config.checkpoint.instance_count = instances;
     }
+    if let Some(writes) = o.wal_writes_in_flight {
+        config.wal_writes_in_flight_max = usize::from(writes);
+    }
     config.unsafe_skip_fsync = !o.fsync;
     if !o.truncation {
         config.truncation = TruncationPolicy::OFF;

@@ -173,6 +173,10 @@ pub struct BenchArgs {
     /// applied (0: not by instances); bounds what a restart replays [default: 100000].
     #[arg(long, value_name = "N")]
     pub checkpoint_instances: Option<u64>,
+    /// `wal_writes_in_flight_max`: WAL writes (each with its fdatasync) a shard runs
+    /// at once, 1..=8 [default: 2].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub wal_writes_in_flight: Option<u8>,
     /// Shards (cores) per node; groups spread over them.
     #[arg(long, value_name = "S", default_value_t = 1,
           value_parser = positive::<u16>)]
@@ -236,7 +240,7 @@ pub struct BenchArgs {
 
 /// Flags (clap ids) that configure the local cluster: with `--target`, the running
 /// cluster's own configuration decides them, so they are refused.
-const LOCAL_ONLY: [&str; 14] = [
+const LOCAL_ONLY: [&str; 15] = [
     "window",
     "retention_instances_max",
     "retention_size_max",
@@ -251,6 +255,7 @@ const LOCAL_ONLY: [&str; 14] = [
     "catch_up",
     "restart",
     "checkpoint_instances",
+    "wal_writes_in_flight",
 ];
 
 /// An instance count (a clap value parser for `--restart`): a whole number above
@@ -323,6 +328,7 @@ impl BenchArgs {
             batch_bytes: self.batch_bytes,
             shards: self.shards,
             checkpoint_instances: self.checkpoint_instances,
+            wal_writes_in_flight: self.wal_writes_in_flight,
             pin: self.pin,
             dir: self.dir,
             fsync: !self.no_fsync,
@@ -370,6 +376,8 @@ pub struct Options {
     pub shards: u16,
     /// `checkpoint.instance_count` of every node (`None`: the default).
     pub checkpoint_instances: Option<u64>,
+    /// `wal_writes_in_flight_max` of every node (`None`: the default).
+    pub wal_writes_in_flight: Option<u8>,
     /// Pin shard `s` of every node to core `s % online cores`.
     pub pin: bool,
     /// Where the WALs, the probe file and the report go.

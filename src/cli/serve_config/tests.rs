@@ -72,7 +72,7 @@ fn example_file_parses_validates_and_shows_the_defaults() {
     );
 
     let (defaults, count) = uncomment(EXAMPLE, "");
-    assert_eq!(count, 32, "keys with a default shown in the example");
+    assert_eq!(count, 33, "keys with a default shown in the example");
     let spelled = ServeFile::parse(&defaults, "defaults")
         .and_then(|file| file.plan(false))
         .unwrap_or_else(|e| panic!("the defaults shown: {e}"));

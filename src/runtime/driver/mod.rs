@@ -82,6 +82,8 @@ pub struct ShardPlan {
     pub store: StoreConfig,
     /// Bytes one WAL write may hold (a multiple of 4 KiB).
     pub wal_buffer_size_max: usize,
+    /// WAL writes (with their fdatasync) in flight at once (`GroupCommit`).
+    pub wal_writes_in_flight_max: usize,
     /// Limits of the pure shard.
     pub shard_config: ShardConfig,
     /// The shard's peer links.
@@ -181,13 +183,15 @@ impl Driver {
             }
             if self.stopping.is_none() {
                 self.wal.maintain(self.wal_reads.running_count());
+            } else {
+                self.wal.stop_maintenance();
             }
             self.wait().await;
         };
         match exit {
             Exit::Abort => {
                 self.mailbox.close();
-                // As a crash: nothing is flushed or answered, the write in flight is
+                // As a crash: nothing is flushed or answered, the writes in flight are
                 // abandoned. The sockets close (as a dead process's would), so the
                 // node can restart on the same addresses.
                 self.net.close().await;
@@ -426,7 +430,7 @@ impl Driver {
         self.wal_reads.queue(&mut self.effects.wal_reads);
         self.start_wal_reads();
         if let Some(plan) = self.effects.write.take() {
-            self.wal.submit(plan);
+            self.wal.submit(self.clock.now(), plan);
         }
         if let Some(truncate) = self.effects.wal_truncate.take() {
             self.wal.truncate(truncate);
@@ -541,7 +545,7 @@ impl Driver {
             Some((deadline, _)) => {
                 let idle =
                     self.proposals.is_empty() && self.shard.checkpoints().in_flight_count() == 0;
-                !self.wal.write_in_flight() && (idle || now >= *deadline)
+                self.wal.writes_in_flight() == 0 && (idle || now >= *deadline)
             }
             None => false,
         }

@@ -77,14 +77,16 @@ async fn start(
         shard_id,
         plan.lost_state,
         plan.fsync,
+        plan.wal_writes_in_flight_max,
         clock,
         Rc::clone(&wake),
     )
     .await?;
-    let commit = recovery.group_commit(
+    let commit = recovery.group_commit_pipelined(
         plan.store.geometry,
         plan.wal_buffer_size_max,
         entropy_seed() ^ u64::from(shard_id),
+        plan.wal_writes_in_flight_max,
     );
     let replaying = clock.now();
     let mut recovered = crate::wal::replay_owned(std::mem::take(&mut recovery.records));

@@ -116,7 +116,7 @@ impl Driver {
                 reads_waiting: self.reads.len() as u64,
                 log_reads_waiting: self.log_reads.len() as u64,
                 held_messages: self.shard.held_count() as u64,
-                wal_write_in_flight: u64::from(self.wal.write_in_flight()),
+                wal_write_in_flight: self.wal.writes_in_flight() as u64,
             },
             elections_won: sum(|g| g.counters().elections_won),
             checksum_mismatches: sum(|g| g.counters().checksum_mismatches),

@@ -4,9 +4,13 @@
 //! back to the shard as a `ShardInput` (`WriteDone`, `WriteFailed`). It decides
 //! nothing: when to write, what, and when the rejoin marker goes are the shard's calls.
 //!
-//! The store is lent to one task at a time (a write, then perhaps one slice of spare
-//! maintenance; or a slice alone while idle) and comes back when the task ends, so no
-//! two operations touch the files at once. Catch-up reads (`Store::plan_read`, `wal::catch_up`) are
+//! Up to `writes_in_flight_max` writes run at once (`GroupCommit` plans no more), each
+//! in its own task: the task holds the store for its `write_at` (and the segment
+//! header's write and fdatasync when it starts a segment, and the index update), gives
+//! it back, then fdatasyncs the segment through a shared handle (`Store::segment_sync`)
+//! while the next task writes. The store is lent to one task at a time (a write's
+//! `write_at`, one slice of spare maintenance, a truncation) and comes back when that
+//! part ends, so no two operations change the store at once. Catch-up reads (`Store::plan_read`, `wal::catch_up`) are
 //! planned against the idle store's index (`with_idle_store`, `runtime::wal_reads`)
 //! and run on files of their own. Truncation (`Effects::wal_truncate`) is one more
 //! kind of task lent the store while idle: `Store::truncate` releases the index below
@@ -15,14 +19,25 @@
 //! `ShardInput::WalTruncateDone`.
 //!
 //! Invariants:
-//! - at most one write is in flight: one write + one fdatasync, in one task; the next
-//!   batch builds in the shard meanwhile (`submit` asserts it);
-//! - a write waits for the store only while one slice of spare maintenance
-//!   (`SPARE_SLICE_SIZE`) finishes; zero-filling whole segments never sits on the
-//!   write path;
+//! - at most `writes_in_flight_max` writes are handed in and not reported (`submit`
+//!   asserts it); they take the store in the order handed in, so their `write_at`s
+//!   are issued in LSN order, and each one's fdatasync is issued after its own
+//!   `write_at` completed: when it completes, that write and every earlier one of the
+//!   segment are durable (a segment-starting write is planned only when none is in
+//!   flight, so earlier segments were synced before it). `WriteDone { lsn_through }` is
+//!   reported per write as its fdatasync completes, in any order; the shard's
+//!   `GroupCommit` applies the contiguity rule;
+//! - a write waits for the store only while another write's `write_at` or one slice
+//!   of spare maintenance (`SPARE_SLICE_SIZE`) finishes; zero-filling whole segments
+//!   never sits on the write path. A slice runs after a write's fdatasync even while
+//!   other writes are in flight: it touches only spare files and segments below the
+//!   log's durable start, never the open segment;
 //! - a truncation starts only while no write is pending or in flight and no WAL read
 //!   runs (a read opens its segment files by name after it was planned: a truncation
-//!   could recycle one under it); a write that arrives meanwhile waits for it;
+//!   could recycle one under it); while one waits with no read running, new writes
+//!   queue until the writes in flight drained and it ran (so a steady load cannot
+//!   starve it); the store learns what is durable (`Store::note_synced`) just before,
+//!   when no write is in flight;
 //! - a failed write, fdatasync, spare preparation or truncation is reported as
 //!   `WriteFailed` and
 //!   never retried (fsyncgate: the page cache may have dropped what it could not
@@ -32,7 +47,7 @@
 //!   again and what it re-learned is durable, as the simulator's fault atlas models it).
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -40,8 +55,7 @@ use std::time::Duration;
 
 use super::retired::{read_retired, write_retired};
 use super::thread::ShardStartError;
-use crate::paxos::Record;
-use crate::paxos::{GroupId, Nanos};
+use crate::paxos::{GroupId, Lsn, Nanos, Record};
 use crate::runtime::clock::MonotonicClock;
 use crate::runtime::fatal::{DiskError, DiskOperation, Fatal};
 use crate::runtime::histogram::{Histogram, SYNC_NS_BOUNDS, WRITE_SIZE_BOUNDS};
@@ -65,8 +79,19 @@ const SPARE_SLICE_SIZE: u64 = 2 << 20;
 /// How long `close` waits for a slice of spare maintenance to give the store back.
 const CLOSE_WAIT_MAX: Duration = Duration::from_secs(10);
 
-/// The outcome of the write in flight, left by its task for the loop.
+/// The outcome of a write in flight, left by its task for the loop.
 type WriteResult = Result<WritePlan, Fatal>;
+
+/// What the write tasks leave for the loop: completions, and what is durable.
+#[derive(Debug, Default)]
+struct Completions {
+    /// Outcomes in the order the fdatasyncs completed.
+    results: Vec<WriteResult>,
+    /// Highest `lsn_through` whose fdatasync completed (exact once none is in flight).
+    synced_through: Lsn,
+    /// fdatasyncs completed since the store last learned of them.
+    sync_count: u64,
+}
 
 /// The outcome of the running truncation: the records to carry forward.
 type TruncateResult = Result<Vec<Record>, Fatal>;
@@ -74,7 +99,8 @@ type TruncateResult = Result<Vec<Record>, Fatal>;
 /// Time the disk took, summed by the write tasks.
 #[derive(Debug)]
 struct DiskTimes {
-    /// Nanoseconds inside the write task (write + fdatasync as the disk took them).
+    /// Nanoseconds inside the write tasks (write + fdatasync as the disk took them;
+    /// overlapping writes each count theirs).
     disk_ns: Cell<u64>,
     /// Nanoseconds of `disk_ns` inside fdatasync.
     sync_ns: Cell<u64>,
@@ -98,7 +124,8 @@ impl Default for DiskTimes {
 /// The writer's timing counters, for the shard's status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct WalCounters {
-    /// Nanoseconds with a write in flight as the loop sees it (handed in to reported).
+    /// Nanoseconds with at least one write in flight as the loop sees it (first handed
+    /// in to last reported).
     pub write_busy_ns: u64,
     /// Nanoseconds inside the write tasks (write + fdatasync as the disk took them).
     pub disk_ns: u64,
@@ -129,7 +156,8 @@ pub(super) struct Opened {
     pub report: RecoveryReport,
 }
 
-/// The owner of a shard's `Store`: executes write plans, one in flight.
+/// The owner of a shard's `Store`: executes write plans, up to `writes_in_flight_max`
+/// in flight.
 pub(super) struct WalWriter {
     /// The shard index (for the log).
     shard: u16,
@@ -142,12 +170,18 @@ pub(super) struct WalWriter {
     spare_count_min: usize,
     /// The store while no task holds it.
     store: Rc<RefCell<Option<Store>>>,
-    /// A write was handed in and its outcome not yet reported (pending or running).
-    write_in_flight: bool,
-    /// The write handed in while the store was lent to spare maintenance.
-    pending: Option<WritePlan>,
-    /// The outcome of the running write, left by its task.
-    done: Rc<RefCell<Option<WriteResult>>>,
+    /// Writes handed in and not yet reported (pending or running).
+    writes_in_flight: usize,
+    /// The most writes in flight the shard's `GroupCommit` plans.
+    writes_in_flight_max: usize,
+    /// Writes handed in while the store was lent, oldest first (at most
+    /// `writes_in_flight_max`).
+    pending: VecDeque<WritePlan>,
+    /// What the running writes left.
+    done: Rc<RefCell<Completions>>,
+    /// A truncation waits for the writes running to drain (the last `maintain` saw it
+    /// asked for and no WAL read running): new writes queue behind it.
+    truncate_armed: bool,
     /// A failed slice of spare maintenance (fatal, never retried).
     maintenance_error: Rc<RefCell<Option<Fatal>>>,
     /// Spare maintenance has slices left (`Store::prepare_spares_slice`).
@@ -156,7 +190,7 @@ pub(super) struct WalWriter {
     truncate: Option<WalTruncate>,
     /// The outcome of the running truncation: the records to carry forward.
     truncate_done: Rc<RefCell<Option<TruncateResult>>>,
-    /// When the running write was started (for `write_busy_ns`).
+    /// When the first of the writes in flight was handed in (for `write_busy_ns`).
     write_started: Nanos,
     write_busy_ns: u64,
     times: Rc<DiskTimes>,
@@ -184,6 +218,7 @@ impl WalWriter {
         shard: u16,
         lost_state: bool,
         fsync: bool,
+        writes_in_flight_max: usize,
         clock: MonotonicClock,
         wake: Rc<Notify>,
     ) -> Result<Opened, ShardStartError> {
@@ -258,9 +293,11 @@ impl WalWriter {
             fsync,
             spare_count_min: config.spare_count_min,
             store: Rc::new(RefCell::new(Some(store))),
-            write_in_flight: false,
-            pending: None,
-            done: Rc::new(RefCell::new(None)),
+            writes_in_flight: 0,
+            writes_in_flight_max,
+            pending: VecDeque::with_capacity(writes_in_flight_max),
+            done: Rc::new(RefCell::new(Completions::default())),
+            truncate_armed: false,
             maintenance_error: Rc::new(RefCell::new(None)),
             maintenance_more: Rc::new(Cell::new(false)),
             truncate: None,
@@ -283,22 +320,28 @@ impl WalWriter {
     }
 
     /// Takes the plan of a flush: it starts at once, or as soon as the store is back
-    /// from spare maintenance. The shard plans at most one write in flight.
-    pub fn submit(&mut self, plan: WritePlan) {
+    /// (from another write's `write_at`, spare maintenance or a truncation). The shard
+    /// plans at most `writes_in_flight_max` writes in flight.
+    pub fn submit(&mut self, now: Nanos, plan: WritePlan) {
         assert!(
-            !self.write_in_flight && self.pending.is_none(),
-            "one WAL write in flight at most (a plan through LSN {} arrived)",
+            self.writes_in_flight < self.writes_in_flight_max,
+            "{} WAL writes in flight at most (a plan through LSN {} arrived)",
+            self.writes_in_flight_max,
             plan.lsn_through.0
         );
-        self.write_in_flight = true;
-        self.pending = Some(plan);
+        if self.writes_in_flight == 0 {
+            self.write_started = now;
+        }
+        self.writes_in_flight += 1;
+        self.pending.push_back(plan);
         self.start_pending();
     }
 
-    /// Hands `shard` what finished since the last poll, in this order: starts a write
-    /// that waited for the store; reports a failed spare preparation (`WriteFailed`);
-    /// reports the write's outcome (`WriteDone`, its buffer back to the shard for the
-    /// next batch; or `WriteFailed`).
+    /// Hands `shard` what finished since the last poll, in this order: starts the
+    /// writes that waited for the store; reports a failed spare preparation
+    /// (`WriteFailed`); reports a truncation's outcome; reports each write's outcome in
+    /// the order its fdatasync completed (`WriteDone`, its buffer back to the shard for
+    /// a next batch; or `WriteFailed`).
     pub fn poll(&mut self, now: Nanos, shard: &mut Shard) {
         self.start_pending();
         let maintenance = self.maintenance_error.borrow_mut().take();
@@ -311,19 +354,22 @@ impl WalWriter {
             Some(Err(fatal)) => self.report_fatal(now, shard, fatal),
             None => {}
         }
-        let done = self.done.borrow_mut().take();
-        if let Some(result) = done {
-            self.write_in_flight = false;
-            self.write_busy_ns += now.0.saturating_sub(self.write_started.0);
+        let results = std::mem::take(&mut self.done.borrow_mut().results);
+        let reported = results.len();
+        for result in results {
+            self.writes_in_flight -= 1;
             match result {
                 Ok(plan) => {
                     let lsn_through = plan.lsn_through;
                     shard.step(now, ShardInput::WriteDone { lsn_through });
                     shard.recycle(plan.bytes);
-                    self.note_index_sizes();
                 }
                 Err(fatal) => self.report_fatal(now, shard, fatal),
             }
+        }
+        if reported > 0 && self.writes_in_flight == 0 {
+            self.write_busy_ns += now.0.saturating_sub(self.write_started.0);
+            self.note_index_sizes();
         }
     }
 
@@ -333,9 +379,14 @@ impl WalWriter {
         shard.step(now, ShardInput::WriteFailed { fatal });
     }
 
-    /// Whether a write was handed in and its outcome is not reported yet.
-    pub fn write_in_flight(&self) -> bool {
-        self.write_in_flight
+    /// Writes whose task runs (started and not completed: writing or syncing).
+    fn writes_running(&self) -> usize {
+        self.writes_in_flight - self.pending.len() - self.done.borrow().results.len()
+    }
+
+    /// Writes handed in whose outcome is not reported yet (pending or running).
+    pub fn writes_in_flight(&self) -> usize {
+        self.writes_in_flight
     }
 
     /// The timing counters, and the index's size (measured now when the store is
@@ -377,39 +428,34 @@ impl WalWriter {
         self.store.borrow_mut().take()
     }
 
-    /// Starts the pending write when the store is free. The task writes (and syncs),
-    /// reports completion at once, then keeps the store for one slice of spare
-    /// maintenance when spares are missing (`maintain` runs the rest while idle), so
-    /// zero-filling new segments stays off the write path.
+    /// Starts the pending writes, oldest first, while the store is free (each task
+    /// gives it back after its `write_at`; `poll` starts the next then) and no
+    /// truncation waits to start (it runs first, once the writes in flight drained).
+    /// Each task writes, gives the store back, fdatasyncs, reports, then takes the
+    /// store for one slice of spare maintenance when spares are missing and the store
+    /// is free (`maintain` runs the rest while idle), so zero-filling new segments stays
+    /// off the write path.
     fn start_pending(&mut self) {
-        if self.pending.is_none() || self.store.borrow().is_none() {
+        if self.truncate_armed {
             return;
         }
-        let (Some(plan), Some(mut disk)) = (self.pending.take(), self.lend()) else {
-            unreachable!("a pending plan and a free store were both checked just above")
-        };
-        self.write_started = self.clock.now();
-        let store = Rc::clone(&self.store);
-        let done = Rc::clone(&self.done);
-        let maintenance = Rc::clone(&self.maintenance_error);
-        let wake = Rc::clone(&self.wake);
-        let fsync = self.fsync;
-        let spares_wanted = self.spare_count_min;
-        let more = Rc::clone(&self.maintenance_more);
-        let clock = self.clock;
-        let times = Rc::clone(&self.times);
-        glommio::spawn_local(async move {
-            let result = write(&mut disk, &plan, fsync, &times, clock).await;
-            let ok = result.is_ok();
-            *done.borrow_mut() = Some(result.map(|()| plan));
-            wake.notify();
-            if ok && (disk.spare_count() < spares_wanted || more.get()) {
-                spare_slice(&mut disk, &more, &maintenance).await;
-            }
-            *store.borrow_mut() = Some(disk);
-            wake.notify();
-        })
-        .detach();
+        while !self.pending.is_empty() && self.store.borrow().is_some() {
+            let (Some(plan), Some(disk)) = (self.pending.pop_front(), self.lend()) else {
+                unreachable!("a pending plan and a free store were both checked just above")
+            };
+            let task = WriteTask {
+                store: Rc::clone(&self.store),
+                done: Rc::clone(&self.done),
+                maintenance: Rc::clone(&self.maintenance_error),
+                wake: Rc::clone(&self.wake),
+                fsync: self.fsync,
+                spares_wanted: self.spare_count_min,
+                more: Rc::clone(&self.maintenance_more),
+                clock: self.clock,
+                times: Rc::clone(&self.times),
+            };
+            glommio::spawn_local(task.run(disk, plan)).detach();
+        }
     }
 
     /// Takes the truncation the shard asked for (`Effects::wal_truncate`); it starts
@@ -422,16 +468,24 @@ impl WalWriter {
         self.truncate = Some(truncate);
     }
 
-    /// While the store is idle (no write pending or in flight): starts the truncation
-    /// the shard asked for when no WAL read runs (`reads_running`), else runs one
-    /// slice of spare maintenance when slices are left; each write also runs one after
-    /// it completes. The loop does not call it once the shard stops.
+    /// Starts the truncation the shard asked for once no WAL read runs
+    /// (`reads_running`) and no write runs: while it waits for the running writes to
+    /// drain, new writes queue behind it; a read starting meanwhile lets them go again.
+    /// Else, while no write is pending or in flight, runs one slice of spare
+    /// maintenance when slices are left (each write also runs one after its
+    /// fdatasync). The loop calls `stop_maintenance` instead once the shard stops.
     pub fn maintain(&mut self, reads_running: usize) {
-        if self.write_in_flight || self.pending.is_some() {
+        self.truncate_armed = self.truncate.is_some() && reads_running == 0;
+        if self.truncate_armed && self.writes_running() == 0 {
+            self.start_truncate();
+            if self.truncate.is_none() {
+                self.truncate_armed = false;
+            }
             return;
         }
-        if self.truncate.is_some() && reads_running == 0 {
-            self.start_truncate();
+        // Not armed (a read runs): writes queued behind the truncation go on.
+        self.start_pending();
+        if self.writes_in_flight > 0 {
             return;
         }
         if !self.maintenance_more.get() {
@@ -453,13 +507,30 @@ impl WalWriter {
         .detach();
     }
 
+    /// The shard is stopping: no truncation or spare maintenance starts any more, and
+    /// writes queued behind a waiting truncation go on.
+    pub fn stop_maintenance(&mut self) {
+        self.truncate_armed = false;
+        self.start_pending();
+    }
+
     /// Starts the truncation asked for, when the store is free: `Store::truncate`
     /// with the default compaction, its outcome left for `poll`.
     fn start_truncate(&mut self) {
         let Some(mut disk) = self.lend() else {
             return;
         };
-        let truncate = self.truncate.take().expect("maintain checked a truncation");
+        let Some(truncate) = self.truncate.take() else {
+            unreachable!("maintain checked a truncation")
+        };
+        // No write runs: the completed fdatasyncs cover all that was written.
+        let (synced_through, sync_count) = {
+            let mut done = self.done.borrow_mut();
+            (done.synced_through, std::mem::take(&mut done.sync_count))
+        };
+        if sync_count > 0 {
+            disk.note_synced(synced_through, sync_count);
+        }
         let store = Rc::clone(&self.store);
         let done = Rc::clone(&self.truncate_done);
         let wake = Rc::clone(&self.wake);
@@ -509,13 +580,13 @@ impl WalWriter {
         }
     }
 
-    /// Waits (bounded) for a slice of spare maintenance to give the store back, then
-    /// closes it, unless the shard stopped on a failure (`failed`: a store that failed
-    /// is not used again).
+    /// Waits (bounded) for the writes in flight to complete and for a slice of spare
+    /// maintenance to give the store back, then closes it, unless the shard stopped on a
+    /// failure (`failed`: a store that failed is not used again).
     pub async fn close(self, failed: bool) {
         let step = Duration::from_millis(1);
         for _ in 0..CLOSE_WAIT_MAX.as_millis() / step.as_millis() {
-            if self.store.borrow().is_some() {
+            if self.store.borrow().is_some() && self.writes_running() == 0 {
                 break;
             }
             glommio::timer::sleep(step).await;
@@ -531,45 +602,85 @@ impl WalWriter {
     }
 }
 
-/// `Store::write` in two steps, timed apart into `times`: the write, then (with
-/// `fsync`) the fdatasync.
-async fn write(
-    disk: &mut Store,
-    plan: &WritePlan,
+/// One write handed to its task, with what the task shares with the writer.
+struct WriteTask {
+    store: Rc<RefCell<Option<Store>>>,
+    done: Rc<RefCell<Completions>>,
+    maintenance: Rc<RefCell<Option<Fatal>>>,
+    wake: Rc<Notify>,
     fsync: bool,
-    times: &DiskTimes,
+    spares_wanted: usize,
+    more: Rc<Cell<bool>>,
     clock: MonotonicClock,
-) -> Result<(), Fatal> {
-    let started = clock.now();
-    let lsn_through = plan.lsn_through.0;
-    let mut result = disk.write_unsynced(plan).await.map_err(|e| Fatal::Disk {
-        operation: DiskOperation::Write {
-            size: plan.bytes.len(),
-            lsn_through,
-        },
-        error: DiskError::from(&e),
-    });
-    let written = clock.now();
-    if fsync && result.is_ok() {
-        result = disk.sync().await.map_err(|e| Fatal::Disk {
-            operation: DiskOperation::Sync { lsn_through },
+    times: Rc<DiskTimes>,
+}
+
+impl WriteTask {
+    /// Writes `plan` with the store lent (`disk`), gives it back, fdatasyncs the
+    /// segment on its shared handle (with `fsync`), leaves the outcome, then runs one
+    /// slice of spare maintenance when spares are missing and the store is free.
+    async fn run(self, mut disk: Store, plan: WritePlan) {
+        let started = self.clock.now();
+        let lsn_through = plan.lsn_through.0;
+        let written = disk.write_unsynced(&plan).await.map_err(|e| Fatal::Disk {
+            operation: DiskOperation::Write {
+                size: plan.bytes.len(),
+                lsn_through,
+            },
             error: DiskError::from(&e),
         });
+        let handle = written.as_ref().ok().and_then(|()| disk.segment_sync());
+        *self.store.borrow_mut() = Some(disk);
+        self.wake.notify();
+        let written_at = self.clock.now();
+        let mut result = written;
+        if let (true, true, Some(handle)) = (self.fsync, result.is_ok(), &handle) {
+            result = handle.sync().await.map_err(|e| Fatal::Disk {
+                operation: DiskOperation::Sync { lsn_through },
+                error: DiskError::from(&e),
+            });
+        }
+        // The last holder of a segment left by a roll closes it.
+        drop(handle);
+        self.time(started, written_at, plan.bytes.len());
+        let ok = result.is_ok();
+        {
+            let mut done = self.done.borrow_mut();
+            if ok && self.fsync {
+                done.synced_through = done.synced_through.max(plan.lsn_through);
+                done.sync_count += 1;
+            }
+            done.results.push(result.map(|()| plan));
+        }
+        self.wake.notify();
+        if !ok {
+            return;
+        }
+        let lent = self.store.borrow_mut().take();
+        if let Some(mut disk) = lent {
+            if disk.spare_count() < self.spares_wanted || self.more.get() {
+                spare_slice(&mut disk, &self.more, &self.maintenance).await;
+            }
+            *self.store.borrow_mut() = Some(disk);
+            self.wake.notify();
+        }
     }
-    let finished = clock.now();
-    let disk_ns = times.disk_ns.get() + finished.0.saturating_sub(started.0);
-    times.disk_ns.set(disk_ns);
-    let sync_ns = times.sync_ns.get() + finished.0.saturating_sub(written.0);
-    times.sync_ns.set(sync_ns);
-    times
-        .write_size
-        .borrow_mut()
-        .record(plan.bytes.len() as u64);
-    if fsync {
-        let latency = finished.0.saturating_sub(written.0);
-        times.sync_latency.borrow_mut().record(latency);
+
+    /// Adds one write's times to the counters: the write from `started` to `written`,
+    /// the fdatasync from `written` to now.
+    fn time(&self, started: Nanos, written: Nanos, size: usize) {
+        let finished = self.clock.now();
+        let times = &self.times;
+        let disk_ns = times.disk_ns.get() + finished.0.saturating_sub(started.0);
+        times.disk_ns.set(disk_ns);
+        let sync_ns = times.sync_ns.get() + finished.0.saturating_sub(written.0);
+        times.sync_ns.set(sync_ns);
+        times.write_size.borrow_mut().record(size as u64);
+        if self.fsync {
+            let latency = finished.0.saturating_sub(written.0);
+            times.sync_latency.borrow_mut().record(latency);
+        }
     }
-    result
 }
 
 /// One slice of spare maintenance (`SPARE_SLICE_SIZE`): leaves in `more` whether

@@ -124,6 +124,7 @@ mod tests {
                 GroupCommitConfig {
                     buffer_size_max: 1 << 20,
                     salt: 7,
+                    writes_in_flight_max: 1,
                 },
                 Resume {
                     offset: 0,

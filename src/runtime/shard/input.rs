@@ -47,7 +47,9 @@ pub enum ShardInput {
         /// The new voters.
         membership: Membership,
     },
-    /// The write planned with `lsn_through` is durable (written and fdatasynced).
+    /// The write planned with `lsn_through` completed (written and fdatasynced). With
+    /// several writes in flight completions may come in any order: the WAL is durable
+    /// through it only once every earlier write completed too (`GroupCommit`).
     WriteDone {
         /// The write's last LSN.
         lsn_through: Lsn,

@@ -145,15 +145,16 @@ impl RecoveryChecker {
         }
     }
 
-    /// `node`'s `shard` completed a sync: every record written so far is durable.
-    pub fn observe_synced(&mut self, node: NodeId, shard: usize) {
+    /// `node`'s `shard` is durable through `lsn_through`: its writes up to that LSN,
+    /// and every write before them, completed with their syncs (the contiguity rule of
+    /// `wal::group_commit`; a write completed after a write still in flight is not
+    /// durable yet, and a crash may still tear the earlier one).
+    pub fn observe_synced(&mut self, node: NodeId, shard: usize, lsn_through: Lsn) {
         let log = self.logs.entry((node, shard)).or_default();
-        if let Some((&lsn, _)) = log.written.last_key_value() {
-            if lsn > log.durable_through {
-                // Appends after the remnant are durable: a scan continues past it now.
-                log.remnant_at = None;
-            }
-            log.durable_through = log.durable_through.max(lsn);
+        if lsn_through > log.durable_through {
+            // Appends after the remnant are durable: a scan continues past it now.
+            log.remnant_at = None;
+            log.durable_through = lsn_through;
         }
     }
 
@@ -366,13 +367,14 @@ mod tests {
             GroupCommitConfig {
                 buffer_size_max: 16 * BLOCK_SIZE,
                 salt: SALT,
+                writes_in_flight_max: 1,
             },
             Resume::EMPTY,
         );
         let mut image = Vec::new();
         write(&mut commit, &mut image, &mut checker, 3);
         write(&mut commit, &mut image, &mut checker, 2);
-        checker.observe_synced(NodeId(1), 0);
+        checker.observe_synced(NodeId(1), 0, Lsn(5));
         (checker, commit, image)
     }
 
@@ -511,7 +513,7 @@ mod tests {
                     crc: 0,
                 },
             );
-        checker.observe_synced(NodeId(1), 0);
+        checker.observe_synced(NodeId(1), 0, Lsn(first.lsn_through.0 + 1));
         assert!(checker
             .observe_scan(NodeId(1), 0, &again(at), &image)
             .is_err());

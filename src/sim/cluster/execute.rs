@@ -221,6 +221,9 @@ impl Cluster {
             "simulated disk full at {end} bytes"
         );
         slot.disk.write(plan.offset, &plan.bytes);
+        if slot.writes.issue(&plan) {
+            self.report.writes_overlapped += 1;
+        }
         slot.index.insert_plan(&plan);
         let id = self.nodes[node].id;
         self.checkers
@@ -251,6 +254,7 @@ impl Cluster {
                 incarnation,
                 lsn: plan.lsn_through,
                 offset: plan.offset,
+                size: plan.bytes.len(),
             },
         );
         if let Some(core) = self.nodes[node].shards[shard].shard.as_mut() {

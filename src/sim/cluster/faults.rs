@@ -2,7 +2,7 @@
 //! heal that starts the liveness phase, and a node's start from its disks.
 
 use super::execute::recovered_fact;
-use super::{Cluster, Event, LIVENESS_BOUND_NS, MS};
+use super::{Cluster, Event, SimWrites, LIVENESS_BOUND_NS, MS};
 use crate::paxos::{Instance, Lsn, NodeId, Record, Restore};
 use crate::runtime::{shard_of, Shard, ShardConfig, ShardInput};
 use crate::sim::checkers::{PartialKind, Violation};
@@ -227,7 +227,7 @@ impl Cluster {
         if !self.state_loss_allowed(node) {
             return;
         }
-        let limit = self.nodes[node].shards[shard].last_write_offset;
+        let limit = self.nodes[node].shards[shard].writes.flip_limit();
         if limit == 0 {
             return;
         }
@@ -369,7 +369,7 @@ impl Cluster {
                 ..self.shard_config_template.clone()
             };
             slot.shard = Some(Shard::new(config, groups, commit, lost, local));
-            slot.last_write_offset = 0;
+            slot.writes = SimWrites::default();
         }
         if restarted {
             self.checkers.restart(id, lost_any, &lost_groups);

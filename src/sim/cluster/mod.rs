@@ -69,6 +69,7 @@ mod report;
 mod transfer;
 mod truncate;
 mod workload;
+mod writes;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -88,6 +89,7 @@ use crate::runtime::shard::ReadId;
 use crate::runtime::{shard_of, Effects, Shard, ShardConfig, ShardInput};
 use crate::wal::index::LogIndex;
 use crate::wal::{self, GroupCommitConfig};
+use writes::SimWrites;
 
 const MS: u64 = 1_000_000;
 /// Messages a shard holds for durability beyond which it refuses peer messages, in
@@ -121,6 +123,7 @@ enum Event {
         incarnation: u32,
         lsn: Lsn,
         offset: u64,
+        size: usize,
     },
     WalReadDone {
         node: usize,
@@ -185,11 +188,12 @@ struct ShardSlot {
     /// Where each group's records lie on `disk` (the store's index): rebuilt from the
     /// recovery scan at each start, then every write as it is issued.
     index: LogIndex,
-    /// Offset of the newest durable batch (the last write whose sync completed): bit
-    /// flips land only below it, so a later durable batch always follows the damage.
-    /// Damage to the newest durable batch itself, once the write in flight is lost in a
-    /// crash, is indistinguishable from a torn write (see `wal::recovery`).
-    last_write_offset: u64,
+    /// The writes in flight, in issue order, and where bit flips may land: only below
+    /// the batch a durable record's `unsynced_from` names, so a later durable record
+    /// always proves the damage (`SimWrites`). Damage above it, once the writes in
+    /// flight are lost in a crash, is indistinguishable from a torn write (see
+    /// `wal::recovery`).
+    writes: SimWrites,
     salt: u32,
     /// The shard's log lost state (wiped, or corrupt before its tail). Survives crashes
     /// like a marker file beside the log, so a restart after the scrub still knows;
@@ -209,13 +213,13 @@ struct ShardSlot {
 }
 
 impl ShardSlot {
-    /// A shard slot on a fresh disk whose segments are seeded with `salt`.
+    /// A shard that never ran, on a new disk, whose log has salt `salt`.
     fn new(salt: u32) -> ShardSlot {
         ShardSlot {
             shard: None,
             disk: SimDisk::new(DISK_SIZE),
             index: LogIndex::new(),
-            last_write_offset: 0,
+            writes: SimWrites::default(),
             salt,
             lost_marker: false,
             retired: BTreeSet::new(),
@@ -325,6 +329,7 @@ impl Cluster {
         let commit_config = GroupCommitConfig {
             buffer_size_max: buffer,
             salt: 0,
+            writes_in_flight_max: options.writes_in_flight_max,
         };
         let shard_config_template = shard_config_template(&options, buffer);
         let mut nodes = Vec::new();
@@ -586,16 +591,8 @@ impl Cluster {
                 incarnation,
                 lsn,
                 offset,
-            } => {
-                if self.nodes[node].up && self.nodes[node].incarnation == incarnation {
-                    self.nodes[node].shards[shard].disk.sync();
-                    let id = self.nodes[node].id;
-                    self.checkers.send_durable.observe_synced(id, shard, lsn);
-                    self.checkers.recovery.observe_synced(id, shard);
-                    self.nodes[node].shards[shard].last_write_offset = offset;
-                    self.step_shard(node, shard, ShardInput::WriteDone { lsn_through: lsn })?;
-                }
-            }
+                size,
+            } => self.on_write_done(node, shard, incarnation, lsn, (offset, size))?,
             Event::WalReadDone {
                 node,
                 shard,
@@ -693,6 +690,36 @@ impl Cluster {
             } => self.on_checkpoint(node, shard, incarnation, group, through, stage)?,
         }
         Ok(())
+    }
+
+    /// A write's fdatasync completed: the range `(offset, size)` is synced on the disk,
+    /// and the shard learns it (the checkers learn what is durable by the contiguity
+    /// rule, from the simulator's own ground truth).
+    fn on_write_done(
+        &mut self,
+        node: usize,
+        shard: usize,
+        incarnation: u32,
+        lsn: Lsn,
+        (offset, size): (u64, usize),
+    ) -> Result<(), Violation> {
+        if !self.nodes[node].up || self.nodes[node].incarnation != incarnation {
+            return Ok(());
+        }
+        let slot = &mut self.nodes[node].shards[shard];
+        slot.disk.sync_range(offset, size);
+        // Ground truth of the contiguity rule, kept apart from the shard's.
+        let durable = slot.writes.complete(lsn);
+        let id = self.nodes[node].id;
+        if let Some(durable) = durable {
+            self.checkers
+                .send_durable
+                .observe_synced(id, shard, durable);
+            self.checkers.recovery.observe_synced(id, shard, durable);
+        } else {
+            self.report.completions_held += 1;
+        }
+        self.step_shard(node, shard, ShardInput::WriteDone { lsn_through: lsn })
     }
 
     fn group_on(&self, node: usize, group: GroupId) -> Option<&crate::paxos::Group> {

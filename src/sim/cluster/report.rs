@@ -71,6 +71,12 @@ pub struct RunReport {
     /// Flipped runs delivered to a running shard and refused there (not part of
     /// `Debug`).
     pub raw_runs_refused: u64,
+    /// WAL writes issued while another write of the shard was in flight
+    /// (`Options::writes_in_flight_max` above 1; not part of `Debug`).
+    pub writes_overlapped: u64,
+    /// WAL writes that completed while an earlier one was still in flight, held by the
+    /// contiguity rule (not part of `Debug`).
+    pub completions_held: u64,
     /// Whether the seed drew backpressure (`Options::backpressure`; not part of
     /// `Debug`).
     pub backpressure: bool,

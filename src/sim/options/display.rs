@@ -101,7 +101,7 @@ impl fmt::Display for SimOptions {
         }
         write!(
             f,
-            " disk={}..{}+sync{}..{} keep={} torn={} bitflip={} diskloss={}",
+            " disk={}..{}+sync{}..{} keep={} torn={} bitflip={} diskloss={}{}",
             duration(self.disk_write_latency_ns_min),
             duration(self.disk_write_latency_ns_max),
             duration(self.disk_sync_latency_ns_min),
@@ -110,6 +110,7 @@ impl fmt::Display for SimOptions {
             percent(self.disk_torn_write_ppm),
             percent(self.disk_bit_flip_ppm),
             percent(self.disk_loss_ppm),
+            self.writes_in_flight_label(),
         )?;
         match (self.retention_instances_max, self.retention_size_max) {
             (u64::MAX, usize::MAX) => write!(f, " retention=off")?,
@@ -138,6 +139,15 @@ impl fmt::Display for SimOptions {
 }
 
 impl SimOptions {
+    /// ` writes_in_flight=N` when more than one WAL write may be in flight.
+    fn writes_in_flight_label(&self) -> String {
+        if self.writes_in_flight_max > 1 {
+            format!(" writes_in_flight={}", self.writes_in_flight_max)
+        } else {
+            String::new()
+        }
+    }
+
     /// `leader_placement` as the one-line description spells it.
     fn placement_name(&self) -> &'static str {
         match self.leader_placement {

@@ -5,7 +5,11 @@
 //!
 //! Invariants:
 //! - per plan, exactly one `write_at` of the whole plan and one fdatasync (plus, when the
-//!   plan starts a segment, one header write and fdatasync BEFORE it);
+//!   plan starts a segment, one header write and fdatasync BEFORE it); the fdatasync
+//!   may run without the store, on the open segment's shared handle (`segment_sync`),
+//!   so that the driver writes the next plan meanwhile: an fdatasync issued after a
+//!   `write_at` completed covers it and every earlier one of that file, and a plan that
+//!   starts a segment is written only once nothing is in flight (`GroupCommit`);
 //! - segment files are created zero-filled at their full size and never extended by a
 //!   plan; `prepare_spares_slice` (called by the driver's WAL writer, off the write path)
 //!   keeps `spare_count_min` spares ahead, recycling truncated segments before creating
@@ -42,13 +46,15 @@ use crate::wal::segment_format::{
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// Executes write plans on the segment files of one shard.
 #[derive(Debug)]
 pub struct Store {
     config: StoreConfig,
-    /// The segment being written: index and file.
-    current: Option<(u64, DmaDisk)>,
+    /// The segment being written: index and file (shared with the fdatasyncs that run
+    /// without the store, `segment_sync`).
+    current: Option<(u64, Rc<DmaDisk>)>,
     /// LSN of the last record written (the next segment's `lsn_prev`).
     lsn_written: Lsn,
     /// LSN through which the writes are known durable: the last `sync` (0 after a
@@ -186,7 +192,7 @@ impl Store {
                 disk.sync().await.map_err(io_error("sync", &path))?;
                 store.sync_count += 1;
             }
-            store.current = Some((resume_index, disk));
+            store.current = Some((resume_index, Rc::new(disk)));
         }
         // Spares: every blank file after the resume segment counts.
         let spare_from = if mid_segment {
@@ -522,7 +528,7 @@ impl Store {
         ) {
             if let Some((_, old)) = self.current.take() {
                 let path = self.config.path(index.saturating_sub(1));
-                old.close().await.map_err(io_error("close", &path))?;
+                close_shared(old, &path).await?;
             }
             // Normally a spare exists (`prepare_spares`); otherwise this creates it: a
             // stall on the roll, counted.
@@ -538,7 +544,7 @@ impl Store {
                 .map_err(io_error("write header", &path))?;
             disk.sync().await.map_err(io_error("sync header", &path))?;
             self.sync_count += 1;
-            self.current = Some((index, disk));
+            self.current = Some((index, Rc::new(disk)));
             self.salts.insert(index, plan.salt);
             self.next_segment = index + 1;
             // The header is durable: segments below its `log_start` may go (later, off
@@ -617,10 +623,68 @@ impl Store {
             fill.abandon().await.map_err(io_error("close", &tmp))?;
         }
         if let Some((index, disk)) = self.current.take() {
-            let path = self.config.path(index);
-            disk.close().await.map_err(io_error("close", &path))?;
+            close_shared(disk, &self.config.path(index)).await?;
         }
         Ok(())
+    }
+
+    /// The open segment's file, for an fdatasync that runs without the store
+    /// (`SegmentSync::sync`): it makes durable every `write_unsynced` of this segment
+    /// that completed before it was issued. `None` before the first segment opens.
+    #[must_use]
+    pub fn segment_sync(&self) -> Option<SegmentSync> {
+        self.current.as_ref().map(|(index, disk)| SegmentSync {
+            disk: Rc::clone(disk),
+            path: self.config.path(*index),
+        })
+    }
+
+    /// Records that the writes through `lsn_through` are durable (fdatasyncs run through
+    /// `segment_sync`; `count` of them): the log head hint is written again once this
+    /// reaches the last written LSN. The caller passes an LSN only when every write
+    /// through it is durable (the driver: when no write is in flight).
+    pub fn note_synced(&mut self, lsn_through: Lsn, count: u64) {
+        assert!(
+            lsn_through <= self.lsn_written,
+            "synced through {} beyond the last written LSN {}",
+            lsn_through.0,
+            self.lsn_written.0
+        );
+        self.lsn_synced = self.lsn_synced.max(lsn_through);
+        self.sync_count += count;
+    }
+}
+
+/// The open segment's file shared with one fdatasync run without the store
+/// (`Store::segment_sync`).
+#[derive(Debug)]
+pub struct SegmentSync {
+    disk: Rc<DmaDisk>,
+    path: PathBuf,
+}
+
+impl SegmentSync {
+    /// fdatasync of the segment: durable after it are the writes of it that completed
+    /// before this call.
+    ///
+    /// # Errors
+    ///
+    /// The fdatasync failed (fatal: never retried).
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.disk.sync().await.map_err(io_error("sync", &self.path))
+    }
+}
+
+/// Closes a segment file the store leaves, once no fdatasync shares it (a segment is
+/// left only while nothing is in flight: then the store holds the last handle); a
+/// handle still shared closes with its last holder.
+async fn close_shared(disk: Rc<DmaDisk>, path: &Path) -> Result<(), StoreError> {
+    match Rc::try_unwrap(disk) {
+        Ok(disk) => disk.close().await.map_err(io_error("close", path)),
+        Err(shared) => {
+            drop(shared);
+            Ok(())
+        }
     }
 }
 

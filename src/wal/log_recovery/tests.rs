@@ -62,6 +62,7 @@ fn log(batches: usize, per_batch: usize) -> Dir {
         GroupCommitConfig {
             buffer_size_max: BLOCK_SIZE * 2,
             salt: 0,
+            writes_in_flight_max: 1,
         },
         Resume::EMPTY,
         SegmentPlacement {
@@ -132,6 +133,7 @@ fn batches_never_straddle() {
         GroupCommitConfig {
             buffer_size_max: 2 * BLOCK_SIZE,
             salt: 0,
+            writes_in_flight_max: 1,
         },
         Resume::EMPTY,
         SegmentPlacement {

@@ -9,7 +9,7 @@ const SALT: u32 = 0x5a17_0001;
 fn stamp(lsn: u64) -> Stamp {
     Stamp {
         lsn: Lsn(lsn),
-        batch_first: Lsn(lsn.saturating_sub(2).max(1)),
+        unsynced_from: Lsn(lsn.saturating_sub(2).max(1)),
     }
 }
 
@@ -270,7 +270,7 @@ fn voters_must_be_canonical() {
 fn restamp_matches_encode() {
     let to = Stamp {
         lsn: Lsn(1000),
-        batch_first: Lsn(990),
+        unsynced_from: Lsn(990),
     };
     for record in samples() {
         let mut bytes = Vec::new();
