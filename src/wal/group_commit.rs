@@ -734,6 +734,17 @@ mod tests {
         }
     }
 
+    /// A new log of 1 MiB batches with up to `writes_in_flight_max` writes in flight.
+    fn pipelined(writes_in_flight_max: usize) -> GroupCommit {
+        GroupCommit::new(
+            GroupCommitConfig {
+                writes_in_flight_max,
+                ..config(1 << 20)
+            },
+            Resume::EMPTY,
+        )
+    }
+
     fn config(buffer_size_max: usize) -> GroupCommitConfig {
         GroupCommitConfig {
             buffer_size_max,
@@ -916,13 +927,7 @@ mod tests {
     // Method: two and three batches in flight, completed out of order; decode stamps.
     #[test]
     fn pipelined_writes_complete_in_any_order() {
-        let mut commit = GroupCommit::new(
-            GroupCommitConfig {
-                writes_in_flight_max: 2,
-                ..config(1 << 20)
-            },
-            Resume::EMPTY,
-        );
+        let mut commit = pipelined(2);
         commit.append(&accept(1, 100)).expect("fits");
         commit.append(&accept(2, 100)).expect("fits");
         let first = commit.take_write().expect("a batch");
@@ -958,13 +963,7 @@ mod tests {
         assert_eq!(commit.durable_through(), Lsn(4));
         commit.invariants();
 
-        let mut commit = GroupCommit::new(
-            GroupCommitConfig {
-                writes_in_flight_max: 3,
-                ..config(1 << 20)
-            },
-            Resume::EMPTY,
-        );
+        let mut commit = pipelined(3);
         let mut plans = Vec::new();
         for lsn in 1..=3 {
             commit.append(&accept(lsn, 100)).expect("fits");
@@ -1039,13 +1038,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "reported twice")]
     fn double_completion_panics() {
-        let mut commit = GroupCommit::new(
-            GroupCommitConfig {
-                writes_in_flight_max: 2,
-                ..config(1 << 20)
-            },
-            Resume::EMPTY,
-        );
+        let mut commit = pipelined(2);
         commit.append(&accept(1, 100)).expect("fits");
         let _first = commit.take_write().expect("a batch");
         commit.append(&accept(2, 100)).expect("fits");
