@@ -713,7 +713,7 @@ mod tests {
     use super::*;
     use crate::paxos::{Ballot, Body, Entry, GroupId, Instance, NodeId};
     use crate::support::high_water::{KEEP_SIZE_MIN, KEEP_WINDOW};
-    use crate::wal::record::{decode, Content, DecodeLimits};
+    use crate::wal::record::{decode, Content, DecodeLimits, DecodedRecord};
     use bytes::Bytes;
 
     fn accept(instance: u64, value_size: usize) -> Record {
@@ -753,8 +753,9 @@ mod tests {
         }
     }
 
-    /// Decodes a write's records (skipping pads and short block tails): (lsn, is_pad).
-    fn records_of(bytes: &[u8]) -> Vec<(u64, bool)> {
+    /// Decodes every record of a write sealed with `salt` (pads included, short block
+    /// tails skipped), in order.
+    fn decoded_of(bytes: &[u8], salt: u32) -> Vec<DecodedRecord> {
         let mut out = Vec::new();
         let mut at = 0u64;
         loop {
@@ -763,10 +764,18 @@ mod tests {
                 return out;
             }
             let (decoded, size) =
-                decode(&bytes[at as usize..], 99, &DecodeLimits::default()).expect("valid");
-            out.push((decoded.stamp.lsn.0, decoded.content == Content::Pad));
+                decode(&bytes[at as usize..], salt, &DecodeLimits::default()).expect("valid");
+            out.push(decoded);
             at += size as u64;
         }
+    }
+
+    /// A write's records: (lsn, is_pad).
+    fn records_of(bytes: &[u8]) -> Vec<(u64, bool)> {
+        decoded_of(bytes, 99)
+            .into_iter()
+            .map(|d| (d.stamp.lsn.0, d.content == Content::Pad))
+            .collect()
     }
 
     /// Appends `count` records of `value_size` bytes from instance `first`, writes them
@@ -907,18 +916,10 @@ mod tests {
 
     /// As `unsynced_of`, for a write sealed with `salt`.
     fn unsynced_salted(bytes: &[u8], salt: u32) -> Vec<u64> {
-        let mut out = Vec::new();
-        let mut at = 0u64;
-        loop {
-            at = record_start(at);
-            if at as usize >= bytes.len() {
-                return out;
-            }
-            let (decoded, size) =
-                decode(&bytes[at as usize..], salt, &DecodeLimits::default()).expect("valid");
-            out.push(decoded.stamp.unsynced_from.0);
-            at += size as u64;
-        }
+        decoded_of(bytes, salt)
+            .into_iter()
+            .map(|d| d.stamp.unsynced_from.0)
+            .collect()
     }
 
     // Goal: with two writes in flight a second batch leaves before the first is
